@@ -1,0 +1,1 @@
+//! register torture (being written)

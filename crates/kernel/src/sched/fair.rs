@@ -1,0 +1,1 @@
+//! Fair class (being written)

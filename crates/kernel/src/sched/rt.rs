@@ -1,0 +1,1 @@
+//! RT class (being written)
