@@ -1,2 +1,67 @@
-//! arch
+//! # atomkernel's arch layer: hosted x86-64 Linux
+//!
+//! This crate is the only place in atomkernel with `unsafe`, assembly and host system calls. It
+//! turns a Linux thread into a CPU: host signals become interrupts, an `mmap`'d stack with a guard
+//! page becomes a kernel stack, a few lines of assembly switch between them, and a signal
+//! handler that rewrites the saved context becomes "return from interrupt with preemption".
+//! Everything above it (the kernel core) is safe Rust and talks to it through the narrow
+//! boundary below, which is what a second arch (bare metal under QEMU/KVM) would implement.
+//!
+//! | module | real hardware | here |
+//! | --- | --- | --- |
+//! | [`percpu`] | per-CPU variables, `__preempt_count` | `#[thread_local]` words of the CPU thread |
+//! | [`irq`] | `cli`/`sti`, the APIC's IRR, IPIs | a soft mask with pending-IRQ replay, an atomic IRR, `tgkill` |
+//! | [`entry`] | IDT entry, `iret`, preemption on IRQ exit | `sigaction` handlers, context injection, the preemption trampoline |
+//! | [`switch`] | `__switch_to_asm` | callee-saved registers + stack pointer swap |
+//! | [`stack`] | kernel stacks with guard pages | `mmap` + `PROT_NONE` guard |
+//! | [`timer`] | the local APIC timer | `timer_create(SIGEV_THREAD_ID)` |
+//! | [`clock`] | TSC / clocksource | `CLOCK_MONOTONIC` |
+//! | [`text`] | the kernel's `_stext`..`_etext` | the program's own executable segments |
+//! | [`alloc`] | the slab allocator's `preempt_disable` | a global allocator that disables preemption |
+//! | [`sync`] | `spin_lock_irqsave` | [`sync::IrqSpinLock`] |
+//! | [`cpu`] | CPU bring-up, `hlt` | thread registration, pinning, `sigsuspend` |
+//!
+//! ## The boundary (what the core gives and gets)
+//!
+//! The core registers a [`Hooks`] table when it brings a CPU thread up ([`cpu::CpuRegistration`]).
+//! The arch layer calls `Hooks::irq` for every interrupt taken while the soft mask is clear (from
+//! the signal handler, or when a masked section ends and pending interrupts are replayed), always
+//! with the mask set, exactly as hardware enters an interrupt gate with `IF` clear. If the core
+//! answers [`IrqExit::Preempt`], the arch layer makes the interrupted code call
+//! `Hooks::preempt_schedule_irq` through the trampoline, which saves every register, the flags
+//! and the whole vector state first.
+//!
+//! ## Invariants
+//!
+//! - No core code runs from a signal handler while the interrupted code has the soft mask set:
+//!   such interrupts are only recorded in [`percpu`] and replayed when the mask is cleared.
+//! - Nothing on the interrupt path allocates (the allocator aborts with a `BUG:` if it does).
+//! - `errno` is preserved across every handler.
+
+pub mod alloc;
+pub mod clock;
+pub mod cpu;
+pub mod entry;
+pub mod irq;
+pub mod percpu;
+pub mod stack;
+pub mod switch;
+pub mod sync;
+pub mod text;
+pub mod timer;
 pub mod torture;
+
+pub use entry::{IrqExit, IrqFrame};
+
+/// The core's side of the boundary: plain functions, because the core finds its own per-CPU
+/// state from the CPU thread it runs on.
+#[derive(Debug)]
+pub struct Hooks {
+    /// An interrupt arrived on `lines` (bit `n` = line `n`). Runs with IRQs soft-masked, from a
+    /// signal handler or a replay; must not allocate or block.
+    pub irq: fn(lines: u64, frame: &IrqFrame) -> IrqExit,
+    /// Reached through the preemption trampoline (or directly after a replay) when `irq`
+    /// answered [`IrqExit::Preempt`]. Runs in task context with IRQs soft-masked and must
+    /// return with them still masked.
+    pub preempt_schedule_irq: fn(),
+}

@@ -1,2 +1,40 @@
+//! # atomkernel's kernel core
+//!
+//! Arch-independent and free of `unsafe`: per-CPU state, `preempt_count`, `need_resched`,
+//! the scheduler classes, interrupts, timers, wait queues, system-call entry and exit, and the
+//! preemption model's decisions. It runs on the [`arch`] crate's hosted x86-64 machine.
+//!
+//! Start with [`run`]: it boots an instance from a [`Config`] and runs a body as `init`.
+//! Inside, [`spawn`] creates tasks, [`syscall`] enters kernel mode, [`time::sleep_until`] and
+//! [`WaitQueue`] sleep, [`device::Device`] brings interrupts from outside.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod device;
+pub mod irq;
+pub mod kernel;
+pub mod preempt;
+pub mod printk;
 pub mod sched;
+pub mod syscall;
+pub mod task;
+pub mod time;
+pub mod wait;
+
+pub use config::{Config, ConfigError, PreemptModel};
+pub use kernel::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
+pub use syscall::syscall;
+pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};
+pub use wait::WaitQueue;
+
+/// Gives the CPU away if a reschedule is due (`cond_resched`), from kernel code at a point
+/// where it holds nothing. Returns whether it rescheduled.
+#[track_caller]
+pub fn cond_resched() -> bool {
+    if preempt::need_resched() && preempt::preempt_count() == 0 {
+        sched::schedule();
+        true
+    } else {
+        false
+    }
+}

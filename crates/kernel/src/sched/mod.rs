@@ -1,6 +1,233 @@
-//! Scheduler (placeholder; being written).
+//! The scheduler: per-CPU run queue state, the RT, fair and idle classes, wakeups and the tick.
+//!
+//! **Mechanism.** [`Sched`] is the run queue of the (single) CPU plus every task's scheduling
+//! state, under one [`arch::sync::IrqSpinLock`] (the `rq->lock` of Linux). Classes are strictly
+//! ordered: any runnable RT task (SCHED_FIFO/SCHED_RR, highest rt priority first, FIFO within a
+//! priority) runs before any fair task; fair tasks (SCHED_NORMAL) share the CPU in proportion to
+//! their nice weights through vruntime, as CFS; the idle task runs when nothing else can.
+//! The running task is not in any class queue (`curr`, as in CFS); `on_rq` is true for queued
+//! and running tasks alike, as in Linux.
+//!
+//! **Invariant.** Everything here may run from interrupt context: no operation but
+//! [`Sched::add_task`] allocates (queues reserve room for every task at spawn time).
+
+pub mod core;
 pub mod fair;
 pub mod rt;
 
-/// Index of a task in the kernel's task table.
+pub use self::core::{preempt_schedule, schedule, schedule_tail};
+pub(crate) use self::core::{do_exit, preempt_schedule_irq, wake_up_process, __schedule};
+
+use crate::task::Policy;
+use fair::{FairEntity, FairRunQueue, FairTunables};
+use rt::RtRunQueue;
+
+/// Index of a task in the kernel's task table (its pid).
 pub type TaskId = usize;
+
+/// A task's run state (`TASK_RUNNING`, `TASK_INTERRUPTIBLE`, `TASK_DEAD`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Interruptible,
+    Dead,
+}
+
+/// Where a task's CPU is executing: its own code, or kernel code on its behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    User = 0,
+    Kernel = 1,
+}
+
+/// A task's scheduling state (the scheduler's part of `task_struct`).
+#[derive(Clone, Debug)]
+pub struct TaskSched {
+    pub policy: Policy,
+    pub state: TaskState,
+    pub on_rq: bool,
+    pub se: FairEntity,
+    pub rr_left: u32,
+    pub rr_expired: bool,
+    pub mode: Mode,
+}
+
+/// The run queue and all tasks' scheduling state.
+pub struct Sched {
+    pub(crate) tasks: Vec<TaskSched>,
+    pub(crate) rt: RtRunQueue,
+    pub(crate) fair: FairRunQueue,
+    pub(crate) curr: TaskId,
+    pub(crate) idle: TaskId,
+    pub(crate) nr_live: usize,
+    pub(crate) nr_switches: u64,
+    pub(crate) rr_timeslice: u32,
+}
+
+impl Sched {
+    pub(crate) fn new(rr_timeslice: u32) -> Sched {
+        Sched {
+            tasks: Vec::new(),
+            rt: RtRunQueue::new(),
+            fair: FairRunQueue::new(FairTunables::default()),
+            curr: 0,
+            idle: 0,
+            nr_live: 0,
+            nr_switches: 0,
+            rr_timeslice,
+        }
+    }
+
+    /// Registers task `id` (which must be the next id) and reserves queue room for it.
+    pub(crate) fn add_task(&mut self, id: TaskId, policy: Policy, mode: Mode) {
+        assert_eq!(id, self.tasks.len(), "task ids are dense");
+        let nice = if let Policy::Normal(n) = policy { n } else { 0 };
+        let mut se = FairEntity::new(nice);
+        self.fair.place_entity(&mut se, true);
+        self.tasks.push(TaskSched {
+            policy,
+            state: TaskState::Running,
+            on_rq: false,
+            se,
+            rr_left: self.rr_timeslice,
+            rr_expired: false,
+            mode,
+        });
+        self.rt.reserve(id + 1);
+        self.fair.reserve(id + 1);
+        if policy != Policy::Idle {
+            self.nr_live += 1;
+        }
+    }
+
+    pub(crate) fn task(&self, id: TaskId) -> &TaskSched {
+        &self.tasks[id]
+    }
+
+    pub(crate) fn task_mut(&mut self, id: TaskId) -> &mut TaskSched {
+        &mut self.tasks[id]
+    }
+
+    fn enqueue(&mut self, id: TaskId, head: bool) {
+        let t = &mut self.tasks[id];
+        t.on_rq = true;
+        match t.policy {
+            Policy::Fifo(p) | Policy::Rr(p) if head => self.rt.enqueue_head(id, p),
+            Policy::Fifo(p) | Policy::Rr(p) => self.rt.enqueue(id, p),
+            Policy::Normal(_) => self.fair.enqueue(id, t.se.vruntime, t.se.weight),
+            Policy::Idle => {}
+        }
+    }
+
+    /// `put_prev_task`: charge `prev` for its run and, if it stays runnable, queue it again.
+    /// A task that was preempted (rather than giving up the CPU) stays runnable whatever its
+    /// state, as Linux's `__schedule(SM_PREEMPT)` does.
+    pub(crate) fn put_prev(&mut self, prev: TaskId, now: u64, preempt: bool) -> u64 {
+        let ran = fair::update_curr(&mut self.tasks[prev].se, now);
+        let t = &mut self.tasks[prev];
+        if t.policy == Policy::Idle {
+            return ran;
+        }
+        if t.state != TaskState::Running && !preempt {
+            t.on_rq = false; // deactivate_task: it sleeps
+            return ran;
+        }
+        if t.state == TaskState::Dead {
+            t.on_rq = false;
+            return ran;
+        }
+        // A preempted RT task keeps its place at the head of its priority; an RR task whose
+        // slice ran out goes to the tail with a fresh slice.
+        let expired = std::mem::take(&mut t.rr_expired);
+        let head = matches!(t.policy, Policy::Fifo(_) | Policy::Rr(_)) && !expired && preempt;
+        if expired {
+            t.rr_left = self.rr_timeslice;
+        }
+        self.enqueue(prev, head);
+        ran
+    }
+
+    /// `pick_next_task`: RT first, then fair, then idle.
+    pub(crate) fn pick_next(&mut self, now: u64) -> TaskId {
+        let next = match self.rt.pick_next() {
+            Some(id) => id,
+            None => match self.fair.pick_next() {
+                Some((id, _)) => id,
+                None => self.idle,
+            },
+        };
+        let se = &mut self.tasks[next].se;
+        fair::set_next_entity(se, now);
+        let curr_v = (self.tasks[next].policy != Policy::Idle).then_some(self.tasks[next].se.vruntime);
+        self.fair.update_min_vruntime(curr_v);
+        next
+    }
+
+    /// `try_to_wake_up`: makes a sleeping task runnable. Returns whether the current task
+    /// should be preempted for it (the caller sets need_resched).
+    pub(crate) fn wake(&mut self, id: TaskId) -> bool {
+        let t = &mut self.tasks[id];
+        if t.state != TaskState::Interruptible {
+            return false;
+        }
+        t.state = TaskState::Running;
+        if t.on_rq {
+            return false; // ttwu_runnable: it never left the queue
+        }
+        if t.policy.rt_prio().is_none() {
+            let mut se = t.se;
+            self.fair.place_entity(&mut se, false);
+            self.tasks[id].se = se;
+        }
+        self.enqueue(id, false);
+        self.check_preempt_curr(id)
+    }
+
+    /// `wake_up_new_task`.
+    pub(crate) fn wake_new(&mut self, id: TaskId) -> bool {
+        self.enqueue(id, false);
+        self.check_preempt_curr(id)
+    }
+
+    /// `check_preempt_curr`: does `woken` deserve the CPU more than `curr`?
+    fn check_preempt_curr(&self, woken: TaskId) -> bool {
+        let (c, w) = (&self.tasks[self.curr], &self.tasks[woken]);
+        match (c.policy, w.policy) {
+            (Policy::Idle, _) => true,
+            (_, Policy::Fifo(wp) | Policy::Rr(wp)) => c.policy.rt_prio().is_none_or(|cp| wp > cp),
+            (Policy::Normal(_), Policy::Normal(_)) => self.fair.check_preempt_wakeup(&c.se, &w.se),
+            _ => false,
+        }
+    }
+
+    /// `scheduler_tick`: charge the running task and decide whether its time is up.
+    pub(crate) fn tick(&mut self, now: u64) -> bool {
+        let curr = self.curr;
+        fair::update_curr(&mut self.tasks[curr].se, now);
+        let t = &mut self.tasks[curr];
+        match t.policy {
+            Policy::Rr(p) => {
+                t.rr_left = t.rr_left.saturating_sub(1);
+                if t.rr_left > 0 {
+                    return false;
+                }
+                t.rr_left = self.rr_timeslice;
+                // Only yield the CPU if another task shares the priority (task_tick_rt).
+                let others = self.rt.iter_level(p).next().is_some();
+                t.rr_expired = others;
+                others
+            }
+            Policy::Normal(_) => {
+                let nr = self.fair.nr_running() + 1;
+                let load = self.fair.load_weight() + t.se.weight;
+                self.fair.check_preempt_tick(&t.se, nr, load)
+            }
+            Policy::Fifo(_) | Policy::Idle => false,
+        }
+    }
+
+    /// Is any task other than idle runnable?
+    pub(crate) fn has_runnable(&self) -> bool {
+        self.rt.nr_running() + self.fair.nr_running() > 0
+    }
+}

@@ -1,0 +1,67 @@
+//! The global allocator: the host's `malloc` with preemption disabled around every call.
+//!
+//! **Why.** All tasks of a CPU share one host thread, so if a task were preempted inside
+//! `malloc` and the next task called `malloc` too, the host allocator would be re-entered on
+//! one thread (its locks are not recursive). Raising `preempt_count` makes the scheduler treat
+//! the call as atomic, exactly like the kernel's slab allocator.
+//!
+//! **Invariant.** The interrupt path never allocates: a call while the core's IRQ hook runs is
+//! a `BUG:` that aborts the process, because the interrupted code may be inside `malloc`.
+
+use crate::percpu::{self, PREEMPT_OFFSET};
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// The allocator wrapper.
+pub struct KernelAlloc;
+
+#[inline(always)]
+fn enter() {
+    let in_irq = percpu::with(|l| {
+        l.preempt_count
+            .set(l.preempt_count.get().wrapping_add(PREEMPT_OFFSET));
+        l.in_irq.get()
+    });
+    if in_irq {
+        crate::cpu::die("BUG: memory allocation in interrupt context (the interrupted code may be inside malloc)");
+    }
+}
+
+#[inline(always)]
+fn exit() {
+    percpu::preempt_count_sub(PREEMPT_OFFSET);
+}
+
+// SAFETY: every method forwards to `System` with the same arguments and returns its result;
+// the added preempt_count bookkeeping touches no memory the caller owns.
+unsafe impl GlobalAlloc for KernelAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        enter();
+        // SAFETY: caller's contract forwarded.
+        let p = unsafe { System.alloc(layout) };
+        exit();
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        enter();
+        // SAFETY: caller's contract forwarded.
+        unsafe { System.dealloc(ptr, layout) };
+        exit();
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        enter();
+        // SAFETY: caller's contract forwarded.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        exit();
+        p
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        enter();
+        // SAFETY: caller's contract forwarded.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        exit();
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: KernelAlloc = KernelAlloc;

@@ -1,0 +1,206 @@
+//! CPU bring-up: a host thread becomes a CPU, and the few host services a CPU needs.
+//!
+//! **Mechanism.** [`CpuRegistration::new`] gives the calling thread an interrupt stack
+//! (`sigaltstack`), an interrupt request register, the core's hooks, and makes sure the signal
+//! handlers are installed. [`safe_halt`] is `sti; hlt`: it waits for the next interrupt with no
+//! window in which one could arrive unnoticed between "nothing to do" and "wait".
+//!
+//! **Invariant.** A thread's per-CPU words are live exactly while its registration is; dropping
+//! the registration detaches the thread, after which interrupts aimed at it are ignored.
+
+use crate::irq::{self, IrqRaiser};
+use crate::{entry, percpu, Hooks};
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Size of each CPU's interrupt stack.
+const IRQ_STACK_BYTES: usize = 256 * 1024;
+
+/// The host thread id of the caller.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Pins the calling thread to host CPU `cpu`. Fails if the host does not allow it.
+pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it; the call only reads
+    // the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The host CPUs this process may run on.
+pub fn allowed_host_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the set we own; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Writes `bytes` to file descriptor `fd` with `write(2)`: async-signal-safe, no locks.
+pub fn console_write(fd: i32, bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: the pointer and length describe the live slice `rest`.
+        let n = unsafe { libc::write(fd, rest.as_ptr() as *const libc::c_void, rest.len()) };
+        if n <= 0 {
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// Prints `msg` on stderr without locks or allocation and aborts the process.
+pub fn die(msg: &str) -> ! {
+    console_write(2, msg.as_bytes());
+    console_write(2, b"\n");
+    std::process::abort()
+}
+
+/// A fixed-size text buffer for formatting where allocation is not allowed.
+pub struct FixedBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> FixedBuf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        FixedBuf {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<const N: usize> Default for FixedBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> fmt::Write for FixedBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(N - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A thread's life as a CPU. Created on the CPU thread, dropped on it.
+pub struct CpuRegistration {
+    irr: Arc<AtomicU64>,
+    raiser: IrqRaiser,
+    irq_stack: crate::stack::Stack,
+    old_altstack: libc::stack_t,
+}
+
+impl CpuRegistration {
+    /// Makes the calling thread a CPU whose interrupts are served by `hooks`.
+    pub fn new(hooks: &'static Hooks) -> std::io::Result<CpuRegistration> {
+        assert!(!percpu::is_cpu_thread(), "this thread is already a CPU");
+        entry::install();
+        let irq_stack = crate::stack::Stack::new(IRQ_STACK_BYTES)?;
+        // SAFETY: a zeroed stack_t is a valid out-parameter.
+        let mut old_altstack: libc::stack_t = unsafe { std::mem::zeroed() };
+        let ss = libc::stack_t {
+            ss_sp: irq_stack.lo() as *mut libc::c_void,
+            ss_flags: 0,
+            ss_size: irq_stack.hi() - irq_stack.lo(),
+        };
+        // SAFETY: `ss` describes memory owned by the registration, which outlives its use as
+        // the altstack (Drop restores the previous one first).
+        if unsafe { libc::sigaltstack(&ss, &mut old_altstack) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let irr = Arc::new(AtomicU64::new(0));
+        // SAFETY: getpid has no preconditions.
+        let raiser = IrqRaiser {
+            pid: unsafe { libc::getpid() },
+            tid: gettid(),
+            irr: irr.clone(),
+        };
+        percpu::with(|l| {
+            l.irr.set(Arc::as_ptr(&irr));
+            l.preempt_count.set(0);
+            l.pending.set(0);
+            l.irqs_masked.set(true);
+            l.hooks.set(Some(hooks));
+        });
+        Ok(CpuRegistration {
+            irr,
+            raiser,
+            irq_stack,
+            old_altstack,
+        })
+    }
+
+    /// A handle other threads use to raise this CPU's interrupt lines.
+    pub fn raiser(&self) -> IrqRaiser {
+        self.raiser.clone()
+    }
+}
+
+impl Drop for CpuRegistration {
+    fn drop(&mut self) {
+        irq::local_irq_disable();
+        percpu::with(|l| {
+            l.hooks.set(None);
+            l.irr.set(std::ptr::null());
+            l.pending.set(0);
+        });
+        let _ = (&self.irr, &self.irq_stack);
+        // SAFETY: restores the altstack that was in place before `new`; ours is no longer used
+        // because no handler can be running while this code runs on the thread's own stack.
+        unsafe { libc::sigaltstack(&self.old_altstack, std::ptr::null_mut()) };
+        percpu::with(|l| l.irqs_masked.set(false));
+    }
+}
+
+/// `sti; hlt`: clears the soft mask (replaying what is pending) and, if no interrupt was
+/// pending, sleeps in `sigsuspend` until one arrives. The host signal is blocked from before
+/// the pending check until `sigsuspend` atomically unblocks it, so an interrupt cannot slip in
+/// between. Returns with IRQs enabled, after at least one interrupt (or replay) was handled.
+pub fn safe_halt() {
+    // SAFETY: sigset_t values we own; pthread_sigmask/sigsuspend only change this thread's
+    // signal mask and always restore it before returning.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, irq::sig_irq());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
+        let had_pending = irq::pending_lines() != 0;
+        irq::local_irq_enable();
+        if !had_pending {
+            let mut wait = old;
+            libc::sigdelset(&mut wait, irq::sig_irq());
+            libc::sigsuspend(&wait);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+}

@@ -1,0 +1,100 @@
+//! Per-CPU words: the state a CPU thread keeps in thread-local storage.
+//!
+//! A CPU is a host thread, so per-CPU variables are `thread_local!`s with `const` initialisers
+//! and no destructors: reading one is a single `%fs`-relative load, safe from a signal handler,
+//! and never allocates. The signal handler and the code it interrupts share these words; both
+//! run on one thread, so plain `Cell`s suffice (a handler runs to completion before the
+//! interrupted code resumes).
+//!
+//! The raw `preempt_count` lives here, as Linux keeps `__preempt_count` in
+//! `arch/x86/include/asm/preempt.h`; its bit layout is the core's (`kernel::preempt`), except
+//! [`PREEMPT_OFFSET`], which the global allocator needs and which the core checks it agrees with.
+
+use crate::switch::TaskContext;
+use crate::Hooks;
+use std::cell::Cell;
+use std::sync::atomic::AtomicU64;
+
+/// One `preempt_disable()` worth of `preempt_count`: the low byte counts disable nesting.
+pub const PREEMPT_OFFSET: u32 = 1;
+
+pub(crate) struct CpuLocal {
+    /// The raw `preempt_count` word (layout: `kernel::preempt`).
+    pub preempt_count: Cell<u32>,
+    /// The soft IRQ mask: `true` = IRQs "disabled" (`cli`).
+    pub irqs_masked: Cell<bool>,
+    /// Lines that fired while masked, replayed when the mask clears.
+    pub pending: Cell<u64>,
+    /// Set while the core's IRQ hook runs (the allocator refuses to run then).
+    pub in_irq: Cell<bool>,
+    /// The core's hooks; `None` on threads that are not CPUs.
+    pub hooks: Cell<Option<&'static Hooks>>,
+    /// This CPU's interrupt request register, written by other threads.
+    pub irr: Cell<*const AtomicU64>,
+    /// The context running on this CPU (for stack checks and overflow reports).
+    pub current: Cell<*const TaskContext>,
+    /// The context that ran before the last switch, finished by the next one.
+    pub last: Cell<*const TaskContext>,
+    /// `Arc`s handed over by a final switch (`Arc::into_raw`), released after it.
+    pub release: Cell<[*const TaskContext; 2]>,
+}
+
+thread_local! {
+    pub(crate) static LOCAL: CpuLocal = const {
+        CpuLocal {
+            preempt_count: Cell::new(0),
+            irqs_masked: Cell::new(false),
+            pending: Cell::new(0),
+            in_irq: Cell::new(false),
+            hooks: Cell::new(None),
+            irr: Cell::new(std::ptr::null()),
+            current: Cell::new(std::ptr::null()),
+            last: Cell::new(std::ptr::null()),
+            release: Cell::new([std::ptr::null(); 2]),
+        }
+    };
+}
+
+/// Runs `f` with this thread's per-CPU words.
+#[inline(always)]
+pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
+    LOCAL.with(f)
+}
+
+/// The raw `preempt_count` word of this CPU.
+#[inline(always)]
+pub fn preempt_count_raw() -> u32 {
+    with(|l| l.preempt_count.get())
+}
+
+/// Sets the raw `preempt_count` word of this CPU.
+#[inline(always)]
+pub fn preempt_count_set_raw(v: u32) {
+    with(|l| l.preempt_count.set(v))
+}
+
+/// Adds `v` to the raw word and returns the new value (wrapping, as the hardware would).
+#[inline(always)]
+pub fn preempt_count_add(v: u32) -> u32 {
+    with(|l| {
+        let n = l.preempt_count.get().wrapping_add(v);
+        l.preempt_count.set(n);
+        n
+    })
+}
+
+/// Subtracts `v` from the raw word and returns the new value: with need_resched folded in
+/// inverted (as the core does), a result of zero means "count is zero and a reschedule is due".
+#[inline(always)]
+pub fn preempt_count_sub(v: u32) -> u32 {
+    with(|l| {
+        let n = l.preempt_count.get().wrapping_sub(v);
+        l.preempt_count.set(n);
+        n
+    })
+}
+
+/// True on a thread registered as a CPU.
+pub fn is_cpu_thread() -> bool {
+    with(|l| l.hooks.get().is_some())
+}

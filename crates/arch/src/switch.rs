@@ -1,0 +1,292 @@
+//! Task contexts and the context switch.
+//!
+//! **Mechanism.** A suspended context is just a stack pointer: [`switch_to`] pushes the
+//! callee-saved registers (`rbp`, `rbx`, `r12`–`r15`) and the callee-saved control words (MXCSR
+//! and the x87 control word) on the old stack, stores `rsp` in the old context, loads the new
+//! context's `rsp` and pops the same frame. Everything caller-saved is already saved by the
+//! compiler around the call. A new context gets a hand-made frame whose return address is
+//! `atomkernel_task_bootstrap`:
+//!
+//! ```text
+//!   hi (16-byte aligned) ->  +----------------------------+
+//!                            | atomkernel_task_bootstrap  |  "return address" of the first switch
+//!                            | rbp = 0                    |  (ends frame-pointer walks)
+//!                            | rbx = 0                    |
+//!                            | r12 = arg                  |  -> rsi of task_start
+//!                            | r13 = entry fn             |  -> rdi of task_start
+//!                            | r14 = 0, r15 = 0           |
+//!   saved sp ->              | MXCSR 0x1f80, FCW 0x037f   |
+//!                            +----------------------------+
+//! ```
+//!
+//! **Invariants.** A context is `Running` on exactly one thread or not at all; only a `New` or
+//! `Suspended` context can be switched to; a `Running` context's stack is never freed. The
+//! context that was left is marked `Suspended` (or `Dead`) by the one that was entered, after
+//! the switch, so another CPU can never enter a context whose registers are still being saved.
+
+use crate::percpu;
+use crate::stack::Stack;
+use std::arch::global_asm;
+use std::io;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const NEW: u8 = 0;
+const RUNNING: u8 = 1;
+const SUSPENDING: u8 = 2;
+const SUSPENDED: u8 = 3;
+const DYING: u8 = 4;
+const DEAD: u8 = 5;
+
+/// The first function of a new context. It must never return: a task ends by
+/// [`switch_to_final`].
+pub type Entry = fn(usize) -> !;
+
+/// A kernel stack and the stack pointer saved in it while the context is not running.
+#[derive(Debug)]
+pub struct TaskContext {
+    saved_sp: AtomicUsize,
+    state: AtomicU8,
+    stack: Option<Stack>,
+    name: [u8; 32],
+    name_len: u8,
+}
+
+global_asm!(
+    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
+    ".globl atomkernel_switch",
+    ".type atomkernel_switch,@function",
+    ".p2align 4",
+    "atomkernel_switch:",              // rdi = &prev.saved_sp, rsi = next's saved sp
+    "    push rbp",                    // callee-saved registers of the old context
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    sub rsp, 8",                  // one slot for the two control words
+    "    stmxcsr dword ptr [rsp]",     // SSE rounding/exception control (callee-saved)
+    "    fnstcw word ptr [rsp + 4]",   // x87 control word (callee-saved)
+    "    mov qword ptr [rdi], rsp",    // prev.saved_sp = rsp
+    "    mov rsp, rsi",                // enter the new stack
+    "    ldmxcsr dword ptr [rsp]",     // its control words ...
+    "    fldcw word ptr [rsp + 4]",
+    "    add rsp, 8",
+    "    pop r15",                     // ... and callee-saved registers
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    "    ret",                         // into the new context
+    ".size atomkernel_switch, . - atomkernel_switch",
+    "",
+    ".globl atomkernel_task_bootstrap",
+    ".type atomkernel_task_bootstrap,@function",
+    ".p2align 4",
+    "atomkernel_task_bootstrap:",      // rsp = stack top (16-aligned), r13 = entry, r12 = arg
+    "    mov rdi, r13",                // task_start(entry, arg)
+    "    mov rsi, r12",
+    "    call {start}",                // rsp is 16-aligned at the call, as the ABI wants
+    "    ud2",                         // task_start never returns
+    ".size atomkernel_task_bootstrap, . - atomkernel_task_bootstrap",
+    ".popsection",
+    start = sym task_start,
+);
+
+extern "C" {
+    fn atomkernel_switch(prev_sp: *mut usize, next_sp: usize);
+    fn atomkernel_task_bootstrap();
+}
+
+extern "C" fn task_start(entry: usize, arg: usize) -> ! {
+    finish_switch();
+    // SAFETY: `entry` was stored from an `Entry` by `TaskContext::new`.
+    let entry: Entry = unsafe { std::mem::transmute::<usize, Entry>(entry) };
+    entry(arg)
+}
+
+impl TaskContext {
+    /// A new context on a fresh stack of `stack_size` bytes that will start in `entry(arg)`.
+    pub fn new(
+        name: &str,
+        stack_size: usize,
+        entry: Entry,
+        arg: usize,
+    ) -> io::Result<Arc<TaskContext>> {
+        let stack = Stack::new(stack_size)?;
+        let hi = stack.hi();
+        let frame: [u64; 8] = [
+            0x037f_0000_1f80,                   // MXCSR (low half), FCW (bits 32..48)
+            0,                                  // r15
+            0,                                  // r14
+            entry as *const () as usize as u64, // r13
+            arg as u64,                         // r12
+            0,                                  // rbx
+            0,                                  // rbp
+            atomkernel_task_bootstrap as *const () as usize as u64,
+        ];
+        let sp = hi - frame.len() * 8;
+        // SAFETY: `[sp, hi)` lies inside the stack just mapped, which nothing else uses yet.
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), sp as *mut u64, frame.len()) };
+        let mut ctx = TaskContext::bare(name, NEW);
+        ctx.saved_sp = AtomicUsize::new(sp);
+        ctx.stack = Some(stack);
+        Ok(Arc::new(ctx))
+    }
+
+    /// The context of the calling thread itself (a CPU's idle task runs on the thread's own
+    /// stack), already running.
+    pub fn for_current_thread(name: &str) -> Arc<TaskContext> {
+        let ctx = Arc::new(TaskContext::bare(name, RUNNING));
+        percpu::with(|l| l.current.set(Arc::as_ptr(&ctx)));
+        ctx
+    }
+
+    fn bare(name: &str, state: u8) -> TaskContext {
+        let mut buf = [0u8; 32];
+        let mut len = name.len().min(buf.len());
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        buf[..len].copy_from_slice(&name.as_bytes()[..len]);
+        TaskContext {
+            saved_sp: AtomicUsize::new(0),
+            state: AtomicU8::new(state),
+            stack: None,
+            name: buf,
+            name_len: len as u8,
+        }
+    }
+
+    /// The task name given at creation (truncated to 32 bytes).
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(&self.name[..self.name_len as usize]).unwrap_or("?")
+    }
+
+    /// `[lo, hi)` of the owned stack, if any.
+    pub fn stack_bounds(&self) -> Option<(usize, usize)> {
+        self.stack.as_ref().map(|s| (s.lo(), s.hi()))
+    }
+
+    pub(crate) fn stack_contains(&self, sp: usize) -> bool {
+        self.stack
+            .as_ref()
+            .is_some_and(|s| sp > s.lo() && sp <= s.hi())
+    }
+
+    pub(crate) fn guard_contains(&self, addr: usize) -> bool {
+        self.stack.as_ref().is_some_and(|s| {
+            let (lo, hi) = s.guard();
+            addr >= lo && addr < hi
+        })
+    }
+
+    /// True while the context runs on some CPU.
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// True once the context has ended with [`switch_to_final`].
+    pub fn is_dead(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DEAD
+    }
+
+    fn enter(&self) {
+        let s = self.state.load(Ordering::Acquire);
+        assert!(
+            s == NEW || s == SUSPENDED,
+            "switch to task '{}' which is not runnable (state {s})",
+            self.name()
+        );
+        self.state.store(RUNNING, Ordering::Release);
+    }
+}
+
+impl Drop for TaskContext {
+    fn drop(&mut self) {
+        let s = *self.state.get_mut();
+        if self.stack.is_some() && (s == RUNNING || s == SUSPENDING || s == DYING) {
+            crate::cpu::die(&format!(
+                "BUG: freeing the stack of task '{}' while it runs",
+                self.name()
+            ));
+        }
+        percpu::with(|l| {
+            if l.current.get() == self as *const _ {
+                l.current.set(std::ptr::null());
+            }
+        });
+    }
+}
+
+/// Marks the context left by the last switch as suspended (or dead).
+fn finish_switch() {
+    let last = percpu::with(|l| l.last.replace(std::ptr::null()));
+    if !last.is_null() {
+        // SAFETY: `last` was set by `switch_inner` from a reference whose owner keeps the
+        // context alive at least until it is marked Dead (Drop refuses DYING/SUSPENDING).
+        let last = unsafe { &*last };
+        let next = if last.state.load(Ordering::Acquire) == DYING {
+            DEAD
+        } else {
+            SUSPENDED
+        };
+        last.state.store(next, Ordering::Release);
+    }
+    for p in percpu::with(|l| l.release.replace([std::ptr::null(); 2])) {
+        if !p.is_null() {
+            // SAFETY: `p` came from `Arc::into_raw` in `switch_to_final` and is released once.
+            drop(unsafe { Arc::from_raw(p) });
+        }
+    }
+}
+
+fn switch_inner(prev: &TaskContext, next: &TaskContext, leaving: u8) {
+    assert!(
+        prev.is_running(),
+        "switch from task '{}' which is not running",
+        prev.name()
+    );
+    assert!(
+        percpu::with(|l| l.current.get()) == prev as *const _,
+        "switch from task '{}' which is not this CPU's current context",
+        prev.name()
+    );
+    next.enter();
+    prev.state.store(leaving, Ordering::Release);
+    percpu::with(|l| {
+        l.last.set(prev as *const _);
+        l.current.set(next as *const _);
+    });
+    // SAFETY: `prev` is the running context of this thread (checked), so its saved_sp slot may
+    // receive this stack's pointer; `next` was New (frame built by `new`) or Suspended (frame
+    // pushed by this function), so its saved sp points at a valid switch frame on a live stack.
+    unsafe {
+        atomkernel_switch(
+            prev.saved_sp.as_ptr(),
+            next.saved_sp.load(Ordering::Acquire),
+        )
+    };
+    finish_switch();
+}
+
+/// Switches this CPU from `prev` (running here) to `next` (new or suspended). Returns when
+/// something switches back to `prev`. Call with IRQs soft-masked.
+pub fn switch_to(prev: &TaskContext, next: &TaskContext) {
+    switch_inner(prev, next, SUSPENDING);
+}
+
+/// Switches away from `prev` for the last time: `prev` becomes dead. Both references are
+/// handed to the CPU and released after the switch, on the next context's stack, so that the
+/// dying stack (which is never unwound) holds none: when they were the last, `prev`'s stack is
+/// unmapped right there.
+pub fn switch_to_final(prev: Arc<TaskContext>, next: Arc<TaskContext>) -> ! {
+    let (p, n) = (Arc::into_raw(prev), Arc::into_raw(next));
+    percpu::with(|l| l.release.set([p, n]));
+    // SAFETY: both pointers come from live Arcs whose counts were just handed to `release`,
+    // which is not drained before the switch completes.
+    let (prev, next) = unsafe { (&*p, &*n) };
+    switch_inner(prev, next, DYING);
+    crate::cpu::die("BUG: a dead task was switched back to")
+}

@@ -1,0 +1,231 @@
+//! Boot configuration: the kernel command line.
+//!
+//! **Invariant.** A [`Config`] that exists has been validated: every field is in range and
+//! names something this build can run. Bad input is an [`ConfigError`] that says what was
+//! wrong and what to do.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The preemption model (`preempt=` on Linux's command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PreemptModel {
+    /// Kernel code is preempted only at `ret_from_syscall`.
+    None,
+    /// `cond_resched()` at every preemption point.
+    Voluntary,
+    /// Preemption on return from interrupt whenever `preempt_count` is zero.
+    Full,
+    /// As `full` for RT wakeups; fair wakeups wait for the tick (PREEMPT_LAZY).
+    Lazy,
+    /// The 1996 proposal's CPU locking: each atom requests the CPU.
+    Cpulock,
+    /// The 1996 "crazy idea", with a breakpoint patched at the next point.
+    PatchInt3,
+    /// The 1996 "crazy idea", with a `call rt_reschedule` patched at the next point.
+    PatchCall,
+}
+
+impl PreemptModel {
+    /// Every model, in the order reports list them.
+    pub const ALL: [PreemptModel; 7] = [
+        PreemptModel::None,
+        PreemptModel::Voluntary,
+        PreemptModel::Full,
+        PreemptModel::Lazy,
+        PreemptModel::Cpulock,
+        PreemptModel::PatchInt3,
+        PreemptModel::PatchCall,
+    ];
+
+    /// The models this build implements.
+    pub const BUILT: [PreemptModel; 1] = [PreemptModel::None];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PreemptModel::None => "none",
+            PreemptModel::Voluntary => "voluntary",
+            PreemptModel::Full => "full",
+            PreemptModel::Lazy => "lazy",
+            PreemptModel::Cpulock => "cpulock",
+            PreemptModel::PatchInt3 => "patch-int3",
+            PreemptModel::PatchCall => "patch-call",
+        }
+    }
+
+    /// True if kernel code may be preempted at `preempt_enable` (the `full` family).
+    pub fn preempts_kernel_code(self) -> bool {
+        matches!(self, PreemptModel::Full | PreemptModel::Lazy)
+    }
+
+    /// True if this build can run the model.
+    pub fn is_built(self) -> bool {
+        Self::BUILT.contains(&self)
+    }
+}
+
+impl fmt::Display for PreemptModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PreemptModel {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+            ConfigError(format!("unknown preemption model '{s}': choose one of {}", names.join(", ")))
+        })
+    }
+}
+
+/// What was wrong with a configuration, in words a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A kernel instance's boot configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Number of CPUs (host threads). This build runs exactly 1.
+    pub cpus: usize,
+    /// Tick rate in Hz (Linux's `HZ`), 1..=10000.
+    pub hz: u32,
+    /// The preemption model.
+    pub preempt: PreemptModel,
+    /// Usable bytes of each task's stack.
+    pub stack_size: usize,
+    /// SCHED_RR time slice in ticks.
+    pub rr_timeslice_ticks: u32,
+    /// Host CPU to pin CPU 0's thread to, if any.
+    pub pin_cpu: Option<usize>,
+    /// Copy printk output to stderr as it is written.
+    pub console: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cpus: 1,
+            hz: 1000,
+            preempt: PreemptModel::None,
+            stack_size: 256 * 1024,
+            rr_timeslice_ticks: 100,
+            pin_cpu: None,
+            console: false,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field; the error names the field, the bad value and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.cpus != 1 {
+            return err(format!("cpus={} is not supported: this build runs exactly 1 CPU; use cpus=1", self.cpus));
+        }
+        if self.hz == 0 || self.hz > 10_000 {
+            return err(format!("hz={} is out of range: the tick rate must be 1..=10000 (Linux uses 100..1000)", self.hz));
+        }
+        if !self.preempt.is_built() {
+            let built: Vec<&str> = PreemptModel::BUILT.iter().map(|m| m.name()).collect();
+            return err(format!(
+                "preempt={} is not built yet; this build runs: {}",
+                self.preempt,
+                built.join(", ")
+            ));
+        }
+        if self.stack_size < 32 * 1024 || self.stack_size > 64 << 20 {
+            return err(format!("stack_size={} is out of range: use 32 KiB..64 MiB", self.stack_size));
+        }
+        if self.rr_timeslice_ticks == 0 {
+            return err("rr_timeslice=0 is invalid: an RR slice must be at least one tick".into());
+        }
+        if let Some(c) = self.pin_cpu {
+            if !arch::cpu::allowed_host_cpus().contains(&c) {
+                return err(format!("pin={c}: host CPU {c} is not available to this process"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses a kernel command line such as `"preempt=none hz=250"` over the defaults.
+    pub fn from_cmdline(cmdline: &str) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        for word in cmdline.split_whitespace() {
+            let (key, value) = word
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("'{word}' is not key=value (e.g. preempt=none)")))?;
+            c.set(key, value)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        fn num<T: FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+            v.parse().map_err(|_| ConfigError(format!("{key}={v}: expected a whole number")))
+        }
+        match key {
+            "preempt" => self.preempt = value.parse()?,
+            "hz" => self.hz = num(key, value)?,
+            "cpus" => self.cpus = num(key, value)?,
+            "stack_size" => self.stack_size = num(key, value)?,
+            "rr_timeslice" => self.rr_timeslice_ticks = num(key, value)?,
+            "pin" => self.pin_cpu = Some(num(key, value)?),
+            "console" => self.console = value == "1" || value == "on",
+            _ => {
+                return Err(ConfigError(format!(
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Nanoseconds per tick.
+    pub fn tick_ns(&self) -> u64 {
+        1_000_000_000 / self.hz as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::from_cmdline("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_configurations_are_rejected_with_clear_messages() {
+        let e = |s: &str| Config::from_cmdline(s).unwrap_err().0;
+        assert!(e("preempt=fastest").contains("unknown preemption model 'fastest'"));
+        assert!(e("preempt=fastest").contains("none, voluntary, full"));
+        assert!(e("hz=0").contains("hz=0 is out of range"));
+        assert!(e("hz=abc").contains("expected a whole number"));
+        assert!(e("cpus=0").contains("cpus=0 is not supported"));
+        assert!(e("rr_timeslice=0").contains("at least one tick"));
+        assert!(e("bogus=1").contains("unknown boot option 'bogus'"));
+        assert!(e("preempt").contains("is not key=value"));
+        assert!(e("stack_size=100").contains("out of range"));
+    }
+
+    #[test]
+    fn cmdline_sets_fields() {
+        let c = Config::from_cmdline("preempt=none hz=250 rr_timeslice=5").unwrap();
+        assert_eq!((c.hz, c.rr_timeslice_ticks, c.preempt), (250, 5, PreemptModel::None));
+        assert_eq!(c.tick_ns(), 4_000_000);
+    }
+}

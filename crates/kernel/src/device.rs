@@ -1,0 +1,123 @@
+//! Devices: interrupt sources outside the CPU, raised by host threads.
+//!
+//! **Mechanism.** [`Device::register`] gives a handler a free interrupt line of the current
+//! CPU. The device can then be raised from any thread ([`DeviceRaiser::raise`]: set the line in
+//! the CPU's IRR, ring the doorbell signal), or at a chosen moment by the device's own host
+//! thread ([`Device::raise_at`]), which is how the "ISR" of the 1996 scenario arrives in the
+//! middle of an atom without the atom having to cooperate.
+//!
+//! **Invariant.** The handler runs in hard interrupt context on the device's CPU, once per
+//! raise that finds the line clear (raises of a line already pending coalesce, as an edge
+//! interrupt's do); devices count their own events, so coalescing loses none.
+
+use crate::irq::{free_irq, request_irq, IrqHandler};
+use crate::kernel::this_kernel;
+use arch::irq::IrqRaiser;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A handle for raising a device's interrupt from any thread.
+#[derive(Clone, Debug)]
+pub struct DeviceRaiser {
+    raiser: IrqRaiser,
+    line: u32,
+}
+
+impl DeviceRaiser {
+    /// Asserts the device's interrupt line.
+    pub fn raise(&self) {
+        self.raiser.raise(self.line);
+    }
+}
+
+struct Timed {
+    deadline: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// A registered device with an interrupt line and a host thread for timed interrupts.
+pub struct Device {
+    name: String,
+    line: u32,
+    raiser: DeviceRaiser,
+    timed: Arc<Timed>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Device {
+    /// Registers `handler` (run in hard interrupt context) for a new device on this CPU.
+    /// Call from a task. Panics if all 62 device lines are taken.
+    pub fn register(name: &str, handler: impl Fn() + Send + Sync + 'static) -> Device {
+        let k = this_kernel();
+        let handler: IrqHandler = Arc::new(handler);
+        let line = request_irq(&k, handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
+        let raiser = DeviceRaiser { raiser: k.cpu.raiser.get().expect("CPU is up").clone(), line };
+        let timed = Arc::new(Timed { deadline: AtomicU64::new(0), stop: AtomicBool::new(false) });
+        let (r, t) = (raiser.clone(), timed.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("dev-{name}"))
+            .spawn(move || device_thread(r, t))
+            .expect("cannot start a device thread");
+        crate::printk!("device {name}: registered on IRQ line {line}");
+        Device { name: name.into(), line, raiser, timed, thread: Some(thread) }
+    }
+
+    /// The interrupt line.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// A raiser for other threads.
+    pub fn raiser(&self) -> DeviceRaiser {
+        self.raiser.clone()
+    }
+
+    /// Raises the interrupt now.
+    pub fn raise(&self) {
+        self.raiser.raise();
+    }
+
+    /// Has the device's host thread raise the interrupt at `deadline_ns` (monotonic clock),
+    /// while the CPU goes on with whatever it is doing. A later call replaces an earlier one
+    /// that has not fired yet.
+    pub fn raise_at(&self, deadline_ns: u64) {
+        self.timed.deadline.store(deadline_ns.max(1), Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
+fn device_thread(raiser: DeviceRaiser, timed: Arc<Timed>) {
+    while !timed.stop.load(Ordering::Acquire) {
+        let deadline = timed.deadline.swap(0, Ordering::AcqRel);
+        if deadline == 0 {
+            std::thread::park();
+            continue;
+        }
+        // Sleep most of the way, then spin: thread wake-up is coarse.
+        let now = arch::clock::now_ns();
+        if deadline > now + 100_000 {
+            std::thread::sleep(std::time::Duration::from_nanos(deadline - now - 100_000));
+        }
+        while arch::clock::now_ns() < deadline {
+            std::hint::spin_loop();
+        }
+        raiser.raise();
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.timed.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        if let Some(k) = crate::kernel::try_this_kernel() {
+            free_irq(&k, self.line);
+            crate::printk!("device {}: released IRQ line {}", self.name, self.line);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Interrupt handling: `irq_enter`/`irq_exit`, the line table, and the decision taken on
+//! return from an interrupt.
+//!
+//! **Mechanism.** The arch layer calls [`HOOKS`]`.irq` with the lines that fired and where the
+//! CPU was. [`irq_enter`] raises the hardirq field of `preempt_count`; the tick, the hrtimer and
+//! device handlers run; [`irq_exit`] lowers it. Then [`irq_exit_decision`] (Linux's
+//! `irqentry_exit`) says whether to preempt: only if a reschedule is due, the count is zero,
+//! the current task is not idle, and the interrupted code may be preempted: user mode in
+//! kernel text always; kernel mode only as the preemption model allows (never under `none`).
+//! Interrupted foreign code (libc, vDSO) is never preempted; the next interrupt tries again.
+//!
+//! **Invariant.** Handlers run with IRQs masked and the hardirq count raised, never allocate,
+//! never sleep (a handler that tries gets a `BUG:`).
+
+use crate::kernel::{try_this_kernel, Kernel};
+use crate::preempt::{self, HARDIRQ_OFFSET};
+use crate::sched::Mode;
+use arch::{Hooks, IrqExit, IrqFrame};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The periodic tick.
+pub const LINE_TICK: u32 = 0;
+/// One-shot high-resolution timers.
+pub const LINE_HRTIMER: u32 = 1;
+/// The first line available to devices.
+pub const FIRST_DEVICE_LINE: u32 = 2;
+
+/// A device's interrupt handler.
+pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
+
+/// The core's side of the arch boundary.
+pub static HOOKS: Hooks = Hooks { irq: irq_hook, preempt_schedule_irq: crate::sched::preempt_schedule_irq };
+
+fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
+    let Some(k) = try_this_kernel() else { return IrqExit::Resume };
+    irq_enter(&k);
+    if lines & (1 << LINE_TICK) != 0 {
+        crate::time::timer_interrupt(&k);
+    }
+    if lines & (1 << LINE_TICK | 1 << LINE_HRTIMER) != 0 {
+        crate::time::hrtimer_interrupt(&k);
+    }
+    let mut devices = lines >> FIRST_DEVICE_LINE << FIRST_DEVICE_LINE;
+    while devices != 0 {
+        let line = devices.trailing_zeros();
+        devices &= devices - 1;
+        let handler = k.irq_handlers.lock()[line as usize].clone();
+        if let Some(h) = handler {
+            h();
+        }
+    }
+    irq_exit(&k);
+    irq_exit_decision(&k, frame)
+}
+
+/// `irq_enter()`: the CPU is now in hard interrupt context.
+pub fn irq_enter(k: &Kernel) {
+    preempt::preempt_count_add(HARDIRQ_OFFSET);
+    k.cpu.irqs.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `irq_exit()`: leave hard interrupt context.
+pub fn irq_exit(_k: &Kernel) {
+    preempt::preempt_count_sub(HARDIRQ_OFFSET);
+}
+
+/// `irqentry_exit()`: may the interrupted code be preempted now?
+pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
+    if !preempt::need_resched() || preempt::preempt_count() != 0 {
+        return IrqExit::Resume;
+    }
+    let s = k.sched.lock();
+    if s.curr == s.idle {
+        return IrqExit::Resume; // the idle loop reschedules by itself
+    }
+    drop(s);
+    let preempt = match k.cpu.mode() {
+        Mode::User => frame.in_kernel_text(),
+        Mode::Kernel => false, // preempt=none: kernel code runs on to ret_from_syscall
+    };
+    if preempt {
+        IrqExit::Preempt
+    } else {
+        IrqExit::Resume
+    }
+}
+
+/// Installs `handler` for a free device line and returns the line.
+pub(crate) fn request_irq(k: &Kernel, handler: IrqHandler) -> Option<u32> {
+    let mut table = k.irq_handlers.lock();
+    let line = (FIRST_DEVICE_LINE as usize..table.len()).find(|&l| table[l].is_none())?;
+    table[line] = Some(handler);
+    Some(line as u32)
+}
+
+/// Removes the handler of `line`.
+pub(crate) fn free_irq(k: &Kernel, line: u32) {
+    k.irq_handlers.lock()[line as usize] = None;
+}

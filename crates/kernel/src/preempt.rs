@@ -1,0 +1,189 @@
+//! `preempt_count` and `need_resched`, with Linux's layout.
+//!
+//! **Mechanism.** One 32-bit word per CPU (stored by the arch layer, as x86 keeps
+//! `__preempt_count` per CPU) counts why the running task may not be preempted right now:
+//!
+//! ```text
+//!  bit  31         24 23      20 19      16 15              8 7               0
+//!      +-+----------+----------+----------+-----------------+-----------------+
+//!      |R|  unused  |   NMI    | HARDIRQ  |     SOFTIRQ     |     PREEMPT     |
+//!      +-+----------+----------+----------+-----------------+-----------------+
+//!       R = PREEMPT_NEED_RESCHED, stored inverted: 0 means "reschedule needed"
+//! ```
+//!
+//! - `PREEMPT`: `preempt_disable()` nesting (also raised by the allocator and the scheduler).
+//! - `SOFTIRQ`: bit 8 is set while softirqs are being served; `local_bh_disable()` adds
+//!   `2 * SOFTIRQ_OFFSET`, so the two uses can be told apart.
+//! - `HARDIRQ`: raised by `irq_enter`, lowered by `irq_exit`.
+//! - `NMI`: reserved (a hosted kernel has no NMIs).
+//!
+//! Because `need_resched` is folded in inverted, "count is zero and a reschedule is due" is the
+//! whole word being zero: `preempt_enable()` is one decrement and one test.
+//!
+//! **Invariant.** The task may be preempted only when [`preempt_count`] is zero and IRQs are
+//! on; every `preempt_disable` is matched by exactly one `preempt_enable` (enforced by
+//! [`PreemptGuard`] being the only way to disable).
+
+use arch::percpu;
+
+pub const PREEMPT_BITS: u32 = 8;
+pub const SOFTIRQ_BITS: u32 = 8;
+pub const HARDIRQ_BITS: u32 = 4;
+pub const NMI_BITS: u32 = 4;
+
+pub const PREEMPT_SHIFT: u32 = 0;
+pub const SOFTIRQ_SHIFT: u32 = PREEMPT_SHIFT + PREEMPT_BITS;
+pub const HARDIRQ_SHIFT: u32 = SOFTIRQ_SHIFT + SOFTIRQ_BITS;
+pub const NMI_SHIFT: u32 = HARDIRQ_SHIFT + HARDIRQ_BITS;
+
+const fn mask(bits: u32, shift: u32) -> u32 {
+    ((1 << bits) - 1) << shift
+}
+
+pub const PREEMPT_MASK: u32 = mask(PREEMPT_BITS, PREEMPT_SHIFT);
+pub const SOFTIRQ_MASK: u32 = mask(SOFTIRQ_BITS, SOFTIRQ_SHIFT);
+pub const HARDIRQ_MASK: u32 = mask(HARDIRQ_BITS, HARDIRQ_SHIFT);
+pub const NMI_MASK: u32 = mask(NMI_BITS, NMI_SHIFT);
+
+pub const PREEMPT_OFFSET: u32 = 1 << PREEMPT_SHIFT;
+pub const SOFTIRQ_OFFSET: u32 = 1 << SOFTIRQ_SHIFT;
+pub const SOFTIRQ_DISABLE_OFFSET: u32 = 2 * SOFTIRQ_OFFSET;
+pub const HARDIRQ_OFFSET: u32 = 1 << HARDIRQ_SHIFT;
+pub const NMI_OFFSET: u32 = 1 << NMI_SHIFT;
+
+/// The folded, inverted need-resched bit.
+pub const PREEMPT_NEED_RESCHED: u32 = 0x8000_0000;
+/// The raw word of a CPU with nothing disabled and no reschedule due.
+pub const PREEMPT_ENABLED: u32 = PREEMPT_NEED_RESCHED;
+
+// The allocator in the arch layer raises the count by its own constant; it must be ours.
+const _: () = assert!(percpu::PREEMPT_OFFSET == PREEMPT_OFFSET);
+
+/// The count without the need-resched bit.
+#[inline(always)]
+pub fn preempt_count() -> u32 {
+    percpu::preempt_count_raw() & !PREEMPT_NEED_RESCHED
+}
+
+/// Sets the count, keeping the need-resched bit (used by `BUG:` fix-ups).
+pub fn preempt_count_set(count: u32) {
+    let raw = percpu::preempt_count_raw();
+    percpu::preempt_count_set_raw((raw & PREEMPT_NEED_RESCHED) | (count & !PREEMPT_NEED_RESCHED));
+}
+
+#[inline(always)]
+pub fn preempt_count_add(v: u32) {
+    percpu::preempt_count_add(v);
+}
+
+#[inline(always)]
+pub fn preempt_count_sub(v: u32) -> u32 {
+    percpu::preempt_count_sub(v)
+}
+
+/// `TIF_NEED_RESCHED` as folded into the count: is a reschedule due on this CPU?
+#[inline(always)]
+pub fn need_resched() -> bool {
+    percpu::preempt_count_raw() & PREEMPT_NEED_RESCHED == 0
+}
+
+/// `set_tsk_need_resched` + `set_preempt_need_resched` for the current CPU.
+#[inline(always)]
+pub fn set_need_resched() {
+    percpu::preempt_count_set_raw(percpu::preempt_count_raw() & !PREEMPT_NEED_RESCHED);
+}
+
+/// Cleared by the scheduler when it picks the next task.
+#[inline(always)]
+pub fn clear_need_resched() {
+    percpu::preempt_count_set_raw(percpu::preempt_count_raw() | PREEMPT_NEED_RESCHED);
+}
+
+/// `in_hardirq()`.
+pub fn in_hardirq() -> bool {
+    preempt_count() & HARDIRQ_MASK != 0
+}
+
+/// `in_serving_softirq()`.
+pub fn in_serving_softirq() -> bool {
+    preempt_count() & SOFTIRQ_OFFSET != 0
+}
+
+/// `in_interrupt()`: hard or soft interrupt context, or BH disabled.
+pub fn in_interrupt() -> bool {
+    preempt_count() & (HARDIRQ_MASK | SOFTIRQ_MASK | NMI_MASK) != 0
+}
+
+/// `preemptible()`: count zero and IRQs on.
+pub fn preemptible() -> bool {
+    preempt_count() == 0 && !arch::irq::irqs_disabled()
+}
+
+/// `preempt_disable()` as a guard: the count is raised while it lives. Dropping it is
+/// `preempt_enable()`, which under a preemptible model reschedules if the count reaches zero
+/// with a reschedule due.
+#[must_use = "preemption is enabled again when the guard is dropped"]
+pub struct PreemptGuard {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+/// `preempt_disable()`.
+pub fn preempt_disable() -> PreemptGuard {
+    preempt_count_add(PREEMPT_OFFSET);
+    PreemptGuard { _not_send: std::marker::PhantomData }
+}
+
+impl Drop for PreemptGuard {
+    fn drop(&mut self) {
+        if preempt_count_sub(PREEMPT_OFFSET) == 0 {
+            crate::sched::preempt_schedule();
+        }
+    }
+}
+
+/// `local_irq_save()` as a guard: IRQs are soft-masked while it lives and restored after.
+#[must_use = "IRQs are restored when the guard is dropped"]
+pub struct IrqGuard {
+    was_masked: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+/// `local_irq_save()`.
+pub fn local_irq_save() -> IrqGuard {
+    IrqGuard { was_masked: arch::irq::local_irq_save(), _not_send: std::marker::PhantomData }
+}
+
+impl Drop for IrqGuard {
+    fn drop(&mut self) {
+        arch::irq::local_irq_restore(self.was_masked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_linux() {
+        assert_eq!(PREEMPT_MASK, 0x0000_00ff);
+        assert_eq!(SOFTIRQ_MASK, 0x0000_ff00);
+        assert_eq!(HARDIRQ_MASK, 0x000f_0000);
+        assert_eq!(NMI_MASK, 0x00f0_0000);
+        assert_eq!(SOFTIRQ_DISABLE_OFFSET, 0x200);
+        assert_eq!(HARDIRQ_OFFSET, 0x1_0000);
+    }
+
+    #[test]
+    fn folded_need_resched_makes_enable_one_test() {
+        // A thread that is not a CPU still has the per-CPU word; use it as scratch.
+        percpu::preempt_count_set_raw(PREEMPT_ENABLED);
+        assert!(!need_resched());
+        preempt_count_add(PREEMPT_OFFSET);
+        set_need_resched();
+        assert!(need_resched());
+        assert_eq!(preempt_count(), 1);
+        assert_eq!(preempt_count_sub(PREEMPT_OFFSET), 0, "count 0 + resched due = raw 0");
+        clear_need_resched();
+        assert_eq!(percpu::preempt_count_raw(), PREEMPT_ENABLED);
+    }
+}

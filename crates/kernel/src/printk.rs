@@ -1,0 +1,98 @@
+//! `printk`: the kernel's log, a byte ring that the host side drains.
+//!
+//! **Mechanism.** A message is formatted into a fixed stack buffer (no allocation, so it works
+//! in interrupt context), stamped with the time since boot as `dmesg` does, and copied into a
+//! ring of atomic bytes. Writers on a CPU serialise through an IRQ-masking spinlock; the host
+//! side reads behind them with [`Printk::drain`], never taking a lock a task could hold. With
+//! `console=1` each line is also written to stderr at once with `write(2)`.
+//!
+//! **Invariant.** Kernel code never touches `std`'s stdout/stderr locks (a task preempted
+//! while holding one would deadlock the next task on the same CPU thread); a full ring drops
+//! new lines and counts them rather than blocking.
+
+use crate::kernel::Kernel;
+use arch::cpu::FixedBuf;
+use arch::sync::IrqSpinLock;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// The log ring of one kernel instance.
+pub struct Printk {
+    buf: Box<[AtomicU8]>,
+    head: AtomicUsize,
+    tail: AtomicUsize,
+    dropped: AtomicUsize,
+    writer: IrqSpinLock<()>,
+    console: bool,
+}
+
+impl Printk {
+    pub(crate) fn new(size: usize, console: bool) -> Printk {
+        Printk {
+            buf: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+            writer: IrqSpinLock::new(()),
+            console,
+        }
+    }
+
+    fn write(&self, line: &[u8]) {
+        if self.console {
+            arch::cpu::console_write(2, line);
+        }
+        let _w = self.writer.lock();
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Acquire);
+        if head + line.len() - tail > self.buf.len() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        for (i, &b) in line.iter().enumerate() {
+            self.buf[(head + i) % self.buf.len()].store(b, Ordering::Relaxed);
+        }
+        self.head.store(head + line.len(), Ordering::Release);
+    }
+
+    /// Takes everything written so far (the host side's `dmesg -c`).
+    pub fn drain(&self) -> String {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Relaxed);
+        let bytes: Vec<u8> = (tail..head).map(|i| self.buf[i % self.buf.len()].load(Ordering::Relaxed)).collect();
+        self.tail.store(head, Ordering::Release);
+        let mut s = String::from_utf8_lossy(&bytes).into_owned();
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(s, "printk: {dropped} messages dropped (log ring full)");
+        }
+        s
+    }
+}
+
+/// Logs one line (no allocation).
+pub(crate) fn printk_fmt(k: &Kernel, args: std::fmt::Arguments<'_>) {
+    let mut line = FixedBuf::<512>::new();
+    let t = arch::clock::now_ns().saturating_sub(k.boot_ns);
+    let _ = write!(line, "[{:5}.{:06}] ", t / 1_000_000_000, t % 1_000_000_000 / 1000);
+    let _ = line.write_fmt(args);
+    let _ = line.write_str("\n");
+    k.printk.write(line.as_bytes());
+}
+
+pub(crate) fn printk_str(k: &Kernel, msg: &str) {
+    printk_fmt(k, format_args!("{msg}"));
+}
+
+/// Logs a formatted line from kernel code running on a CPU (task or interrupt context).
+pub fn printk(args: std::fmt::Arguments<'_>) {
+    if let Some(k) = crate::kernel::try_this_kernel() {
+        printk_fmt(&k, args);
+    }
+}
+
+/// `printk!("format", args...)`: log a line from kernel code. Never allocates.
+#[macro_export]
+macro_rules! printk {
+    ($($arg:tt)*) => { $crate::printk::printk(format_args!($($arg)*)) };
+}

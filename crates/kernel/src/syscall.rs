@@ -1,0 +1,56 @@
+//! System calls: the border between user mode and kernel mode.
+//!
+//! **Mechanism.** [`syscall`] is the `syscall` instruction and `entry_SYSCALL_64`: the task's
+//! mode becomes kernel, the service runs, then [`ret_from_syscall`] (Linux's
+//! `syscall_exit_to_user_mode`) checks the count, reschedules while `need_resched` is set, and
+//! only then returns to user mode, with IRQs masked over the last check so that a wakeup
+//! cannot slip in between the check and the return.
+//!
+//! **Invariant.** A task returns to user mode with `preempt_count == 0`, IRQs on, and no
+//! reschedule pending; a service that breaks the first two gets a `BUG:` report naming it.
+
+use crate::kernel::{this_kernel, Kernel};
+use crate::preempt;
+use crate::sched::Mode;
+use crate::task::TaskStats;
+use std::panic::Location;
+
+/// Enters the kernel, runs the service `f` in kernel mode, and returns through
+/// `ret_from_syscall`.
+#[track_caller]
+pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
+    let place = Location::caller();
+    let k = this_kernel();
+    TaskStats::bump(&k.task(k.current_id()).stats.syscalls);
+    k.cpu.set_mode(Mode::Kernel);
+    let r = f();
+    ret_from_syscall(&k, place);
+    r
+}
+
+/// `ret_from_syscall`: debug checks, reschedule while needed, back to user mode.
+pub fn ret_from_syscall(k: &Kernel, place: &Location<'_>) {
+    if preempt::preempt_count() != 0 {
+        k.bug("preempt_count not zero at ret_from_syscall", place);
+        preempt::preempt_count_set(0);
+    }
+    if arch::irq::irqs_disabled() {
+        k.bug("IRQs disabled at ret_from_syscall", place);
+    }
+    loop {
+        arch::irq::local_irq_disable();
+        if preempt::need_resched() {
+            arch::irq::local_irq_enable();
+            crate::sched::schedule();
+            continue;
+        }
+        k.cpu.set_mode(Mode::User);
+        arch::irq::local_irq_enable();
+        return;
+    }
+}
+
+/// True while the current task runs kernel code (inside a [`syscall`], or a kernel thread).
+pub fn in_kernel_mode() -> bool {
+    this_kernel().cpu.mode() == Mode::Kernel
+}

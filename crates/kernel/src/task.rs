@@ -1,0 +1,205 @@
+//! Tasks: a stackful kernel context, a scheduling policy and a result.
+//!
+//! **Mechanism.** A task owns an arch [`TaskContext`] (its own `mmap`'d stack with a guard
+//! page). Its body is a closure run by [`task_entry`] on that stack; the value it returns (or
+//! the panic that ended it) becomes its [`TaskResult`], which [`TaskHandle::join`] waits for.
+//!
+//! **Invariant.** A task's stack is freed only after the task has switched away for the last
+//! time (the context is handed to the arch layer's final switch, which releases it on the next
+//! task's stack), and a task's entry closure runs exactly once.
+
+use crate::sched::TaskId;
+use crate::wait::WaitQueue;
+use arch::switch::TaskContext;
+use arch::sync::IrqSpinLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The scheduling policy of a task (`sched_setscheduler`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// SCHED_FIFO at an rt priority 1..=99 (higher runs first).
+    Fifo(u8),
+    /// SCHED_RR at an rt priority 1..=99, with a time slice.
+    Rr(u8),
+    /// SCHED_NORMAL with a nice value -20..=19.
+    Normal(i8),
+    /// The per-CPU idle task.
+    Idle,
+}
+
+impl Policy {
+    /// The rt priority of an RT policy.
+    pub fn rt_prio(self) -> Option<u8> {
+        match self {
+            Policy::Fifo(p) | Policy::Rr(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn validate(self) -> Result<(), String> {
+        match self {
+            Policy::Fifo(p) | Policy::Rr(p) if !(1..=99).contains(&p) => {
+                Err(format!("rt priority {p} is out of range 1..=99"))
+            }
+            Policy::Normal(n) if !(-20..=19).contains(&n) => Err(format!("nice {n} is out of range -20..=19")),
+            Policy::Idle => Err("the idle policy is reserved for the idle task".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How a task ended: the value its body returned, or the panic message that ended it.
+pub type TaskResult = Result<i64, String>;
+
+/// Counters kept per task (read them with [`TaskHandle::stats`]).
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    pub(crate) voluntary_switches: AtomicU64,
+    pub(crate) involuntary_switches: AtomicU64,
+    pub(crate) irq_preemptions: AtomicU64,
+    pub(crate) syscalls: AtomicU64,
+    pub(crate) runtime_ns: AtomicU64,
+}
+
+/// A snapshot of [`TaskStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskStatsSnapshot {
+    /// Times the task gave up the CPU by sleeping or waiting.
+    pub voluntary_switches: u64,
+    /// Times the task was switched out while still runnable.
+    pub involuntary_switches: u64,
+    /// Times an interrupt preempted it through the trampoline (`preempt_schedule_irq`).
+    pub irq_preemptions: u64,
+    /// System calls it made.
+    pub syscalls: u64,
+    /// CPU time it was charged, in ns (updated when it is switched out).
+    pub runtime_ns: u64,
+}
+
+impl TaskStats {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> TaskStatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TaskStatsSnapshot {
+            voluntary_switches: r(&self.voluntary_switches),
+            involuntary_switches: r(&self.involuntary_switches),
+            irq_preemptions: r(&self.irq_preemptions),
+            syscalls: r(&self.syscalls),
+            runtime_ns: r(&self.runtime_ns),
+        }
+    }
+}
+
+pub(crate) type TaskBody = Box<dyn FnOnce() -> i64 + Send>;
+
+/// A task's shared, mostly immutable part. Scheduling state lives in the run queue's
+/// [`crate::sched::TaskSched`] under the scheduler lock.
+pub struct Task {
+    pub(crate) id: TaskId,
+    pub(crate) name: String,
+    pub(crate) policy: Policy,
+    pub(crate) ctx: IrqSpinLock<Option<Arc<TaskContext>>>,
+    pub(crate) body: IrqSpinLock<Option<TaskBody>>,
+    pub(crate) result: IrqSpinLock<Option<TaskResult>>,
+    pub(crate) exited: WaitQueue,
+    pub(crate) stats: TaskStats,
+}
+
+impl Task {
+    pub(crate) fn context(&self) -> Arc<TaskContext> {
+        self.ctx.lock().clone().unwrap_or_else(|| arch::cpu::die("BUG: switch to a task without a context"))
+    }
+}
+
+/// What [`crate::spawn`] returns: a way to wait for a task and read its counters.
+#[derive(Clone)]
+pub struct TaskHandle {
+    pub(crate) task: Arc<Task>,
+}
+
+impl TaskHandle {
+    /// The task's id (its pid).
+    pub fn id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.task.name
+    }
+
+    /// Sleeps until the task has exited and returns its result.
+    pub fn join(&self) -> TaskResult {
+        let task = &self.task;
+        task.exited.wait_event(|| task.result.lock().is_some());
+        task.result.lock().clone().unwrap_or_else(|| Err("no result".into()))
+    }
+
+    /// The task's counters so far.
+    pub fn stats(&self) -> TaskStatsSnapshot {
+        self.task.stats.snapshot()
+    }
+}
+
+/// Options for a new task.
+#[derive(Clone, Debug)]
+pub struct TaskBuilder {
+    pub(crate) name: String,
+    pub(crate) policy: Policy,
+    pub(crate) kthread: bool,
+    pub(crate) stack_size: Option<usize>,
+}
+
+impl TaskBuilder {
+    /// A SCHED_NORMAL, nice 0 user task called `name`.
+    pub fn new(name: &str) -> Self {
+        TaskBuilder { name: name.into(), policy: Policy::Normal(0), kthread: false, stack_size: None }
+    }
+    /// SCHED_FIFO at `prio`.
+    pub fn fifo(mut self, prio: u8) -> Self {
+        self.policy = Policy::Fifo(prio);
+        self
+    }
+    /// SCHED_RR at `prio`.
+    pub fn rr(mut self, prio: u8) -> Self {
+        self.policy = Policy::Rr(prio);
+        self
+    }
+    /// SCHED_NORMAL at `nice`.
+    pub fn nice(mut self, nice: i8) -> Self {
+        self.policy = Policy::Normal(nice);
+        self
+    }
+    /// A kernel thread: runs in kernel mode from the start (no user mode to preempt).
+    pub fn kthread(mut self) -> Self {
+        self.kthread = true;
+        self
+    }
+    /// A stack of `bytes` instead of the boot default.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+}
+
+/// The first function on every new task's stack (`ret_from_fork`).
+pub(crate) fn task_entry(id: usize) -> ! {
+    crate::sched::schedule_tail();
+    let result = run_body(id);
+    crate::sched::do_exit(id, result)
+}
+
+fn run_body(id: TaskId) -> TaskResult {
+    let body = crate::kernel::this_kernel().task(id).body.lock().take();
+    let Some(body) = body else { return Err("task started without a body".into()) };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    })
+}

@@ -1,0 +1,104 @@
+//! Time: the tick (jiffies, scheduler tick) and one-shot high-resolution timers.
+//!
+//! **Mechanism.** The periodic host timer raises [`crate::irq::LINE_TICK`] `HZ` times a second:
+//! jiffies advance (by the overruns too, so no tick is lost when the CPU thread was held up)
+//! and [`crate::sched::Sched::tick`] charges the running task. Sleepers are kept in a min-heap
+//! of deadlines; one one-shot host timer, raising [`crate::irq::LINE_HRTIMER`], is always armed
+//! for the earliest deadline, so a sleeper wakes on time rather than at the next tick.
+//!
+//! **Invariant.** No wakeup is lost: a sleeper is in the heap and marked sleeping before IRQs
+//! are enabled again, and every expiry is handled with IRQs masked; a deadline already past
+//! when armed fires at once.
+
+use crate::kernel::{this_kernel, Kernel};
+use crate::sched::{TaskId, TaskState};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::Ordering;
+
+/// Pending one-shot timers: (deadline, sequence, task to wake).
+#[derive(Default)]
+pub(crate) struct TimerQueue {
+    heap: BinaryHeap<Reverse<(u64, u64, TaskId)>>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    fn arm(&mut self, deadline: u64, id: TaskId) -> bool {
+        self.seq += 1;
+        let was_first = self.heap.peek().is_none_or(|Reverse((d, _, _))| deadline < *d);
+        self.heap.push(Reverse((deadline, self.seq, id)));
+        was_first
+    }
+
+    fn pop_expired(&mut self, now: u64) -> Option<TaskId> {
+        match self.heap.peek() {
+            Some(Reverse((d, _, _))) if *d <= now => self.heap.pop().map(|Reverse((_, _, id))| id),
+            _ => None,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((d, _, _))| *d)
+    }
+}
+
+/// The tick: advance jiffies, run the scheduler tick.
+pub(crate) fn timer_interrupt(k: &Kernel) {
+    let missed = k.cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
+    k.cpu.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
+    if k.sched.lock().tick(arch::clock::now_ns()) {
+        crate::preempt::set_need_resched();
+    }
+}
+
+/// Wakes every sleeper whose deadline has passed and re-arms the host timer.
+pub(crate) fn hrtimer_interrupt(k: &Kernel) {
+    let now = arch::clock::now_ns();
+    loop {
+        let expired = k.timers.lock().pop_expired(now);
+        let Some(id) = expired else { break };
+        crate::sched::wake_up_process(k, id);
+    }
+    rearm(k);
+}
+
+fn rearm(k: &Kernel) {
+    if let (Some(d), Some(t)) = (k.timers.lock().next_deadline(), k.cpu.hrtimer.get()) {
+        t.set_oneshot_at(d);
+    }
+}
+
+/// Sleeps until `deadline_ns` on [`arch::clock::now_ns`]'s clock (an absolute time, as
+/// `clock_nanosleep(TIMER_ABSTIME)`).
+#[track_caller]
+pub fn sleep_until(deadline_ns: u64) {
+    let k = this_kernel();
+    while arch::clock::now_ns() < deadline_ns {
+        {
+            let _irq = crate::preempt::local_irq_save();
+            let me = k.current_id();
+            if k.timers.lock().arm(deadline_ns, me) {
+                rearm(&k);
+            }
+            k.sched.lock().task_mut(me).state = TaskState::Interruptible;
+        }
+        crate::sched::schedule();
+    }
+}
+
+/// Sleeps for `ns` nanoseconds.
+#[track_caller]
+pub fn sleep_ns(ns: u64) {
+    sleep_until(arch::clock::now_ns() + ns);
+}
+
+/// The clock kernel code reads: nanoseconds on the host's monotonic clock.
+pub fn now_ns() -> u64 {
+    arch::clock::now_ns()
+}
+
+/// Jiffies of the running kernel.
+pub fn jiffies() -> u64 {
+    this_kernel().jiffies()
+}

@@ -1,0 +1,75 @@
+//! Wait queues: sleep until a condition holds; wake from task or interrupt context.
+//!
+//! **Mechanism.** [`WaitQueue::wait_event`] is Linux's `prepare_to_wait` loop: join the queue
+//! and mark the task sleeping with IRQs masked, then test the condition, and only then
+//! schedule. [`WaitQueue::wake_up`] wakes every queued task (they test again).
+//!
+//! **Invariant.** No lost wakeups: a waker that makes the condition true after the waiter's
+//! test finds the waiter already queued and sleeping, and makes it runnable, so its
+//! `schedule()` returns at once.
+
+use crate::kernel::this_kernel;
+use crate::sched::{TaskId, TaskState};
+use arch::sync::IrqSpinLock;
+
+/// A queue of sleeping tasks.
+#[derive(Default)]
+pub struct WaitQueue {
+    waiters: IrqSpinLock<Vec<TaskId>>,
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub const fn new() -> WaitQueue {
+        WaitQueue { waiters: IrqSpinLock::new(Vec::new()) }
+    }
+
+    /// Sleeps until `cond()` is true (`wait_event`). Call from a task.
+    #[track_caller]
+    pub fn wait_event(&self, mut cond: impl FnMut() -> bool) {
+        if cond() {
+            return;
+        }
+        let k = this_kernel();
+        loop {
+            let me = {
+                let _irq = crate::preempt::local_irq_save();
+                let me = k.current_id();
+                let mut w = self.waiters.lock();
+                if !w.contains(&me) {
+                    w.push(me);
+                }
+                k.sched.lock().task_mut(me).state = TaskState::Interruptible;
+                me
+            };
+            if cond() {
+                k.sched.lock().task_mut(me).state = TaskState::Running;
+                self.waiters.lock().retain(|&t| t != me);
+                return;
+            }
+            crate::sched::schedule();
+        }
+    }
+
+    /// Wakes every waiting task (`wake_up_all`); returns how many were asleep. Safe from
+    /// interrupt context: it never allocates.
+    pub fn wake_up(&self) -> usize {
+        let Some(k) = crate::kernel::try_this_kernel() else { return 0 };
+        let mut w = self.waiters.lock();
+        let mut woken = 0;
+        while let Some(id) = w.pop() {
+            woken += usize::from(crate::sched::wake_up_process(&k, id));
+        }
+        woken
+    }
+
+    /// Number of queued waiters.
+    pub fn len(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
+    /// True when nobody waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,60 @@
+//! Boot, spawn, join, sleep, shutdown; several instances side by side.
+
+use kernel::{run, spawn, Config, TaskBuilder};
+
+#[test]
+fn init_result_is_returned() {
+    let r = run(Config::default(), || 42).unwrap();
+    assert_eq!(r.init, Ok(42));
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    assert!(r.log.contains("booting 1 CPU"), "{}", r.log);
+}
+
+#[test]
+fn spawn_and_join() {
+    let r = run(Config::default(), || {
+        let a = spawn(TaskBuilder::new("a"), || 1);
+        let b = spawn(TaskBuilder::new("b").fifo(10), || 2);
+        a.join().unwrap() + b.join().unwrap()
+    })
+    .unwrap();
+    assert_eq!(r.init, Ok(3));
+    assert_eq!(r.tasks.len(), 3);
+}
+
+#[test]
+fn sleep_wakes_after_deadline() {
+    let r = run(Config::default(), || {
+        let t0 = kernel::time::now_ns();
+        kernel::time::sleep_ns(3_000_000);
+        (kernel::time::now_ns() - t0 >= 3_000_000) as i64
+    })
+    .unwrap();
+    assert_eq!(r.init, Ok(1));
+}
+
+#[test]
+fn panicking_task_reports_its_message() {
+    let r = run(Config::default(), || {
+        let t = spawn(TaskBuilder::new("oops"), || panic!("deliberate"));
+        match t.join() {
+            Err(m) if m.contains("deliberate") => 7,
+            _ => 0,
+        }
+    })
+    .unwrap();
+    assert_eq!(r.init, Ok(7));
+}
+
+#[test]
+fn instances_side_by_side() {
+    let hs: Vec<_> = (0..4)
+        .map(|i| std::thread::spawn(move || run(Config::default(), move || {
+            kernel::time::sleep_ns(2_000_000);
+            i
+        })))
+        .collect();
+    for (i, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap().unwrap().init, Ok(i as i64));
+    }
+}
