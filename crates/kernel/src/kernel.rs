@@ -320,9 +320,12 @@ pub(crate) fn spawn_on(k: &Kernel, b: crate::task::TaskBuilder, body: crate::tas
 }
 
 /// Creates a task running `body` on the calling CPU. Call from a task.
+/// From user mode this is a system call (`clone`): if the new task outranks the caller, it
+/// runs at the caller's `ret_from_syscall`.
+#[track_caller]
 pub fn spawn(b: crate::task::TaskBuilder, body: impl FnOnce() -> i64 + Send + 'static) -> TaskHandle {
     let k = this_kernel();
-    spawn_on(&k, b, Box::new(body))
+    crate::syscall::kernel_call(|| spawn_on(&k, b, Box::new(body)))
 }
 
 /// The running task's id.

@@ -28,6 +28,18 @@ pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Runs `f` in kernel mode: through [`syscall`] when called from user mode (the kernel's own
+/// API functions such as `spawn` or `sleep` are system calls there), directly when already in
+/// kernel mode.
+#[track_caller]
+pub(crate) fn kernel_call<R>(f: impl FnOnce() -> R) -> R {
+    if this_kernel().cpu.mode() == Mode::User {
+        syscall(f)
+    } else {
+        f()
+    }
+}
+
 /// `ret_from_syscall`: debug checks, reschedule while needed, back to user mode.
 pub fn ret_from_syscall(k: &Kernel, place: &Location<'_>) {
     if preempt::preempt_count() != 0 {

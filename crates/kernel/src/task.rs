@@ -73,7 +73,7 @@ pub struct TaskStatsSnapshot {
     pub irq_preemptions: u64,
     /// System calls it made.
     pub syscalls: u64,
-    /// CPU time it was charged, in ns (updated when it is switched out).
+    /// CPU time it was charged, in ns (as of its last switch-out).
     pub runtime_ns: u64,
 }
 

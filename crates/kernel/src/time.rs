@@ -73,6 +73,11 @@ fn rearm(k: &Kernel) {
 /// `clock_nanosleep(TIMER_ABSTIME)`).
 #[track_caller]
 pub fn sleep_until(deadline_ns: u64) {
+    let place = std::panic::Location::caller();
+    crate::syscall::kernel_call(|| sleep_until_at(deadline_ns, place));
+}
+
+fn sleep_until_at(deadline_ns: u64, place: &std::panic::Location<'_>) {
     let k = this_kernel();
     while arch::clock::now_ns() < deadline_ns {
         {
@@ -83,7 +88,7 @@ pub fn sleep_until(deadline_ns: u64) {
             }
             k.sched.lock().task_mut(me).state = TaskState::Interruptible;
         }
-        crate::sched::schedule();
+        crate::sched::schedule_at(place);
     }
 }
 

@@ -30,6 +30,11 @@ impl WaitQueue {
         if cond() {
             return;
         }
+        let place = std::panic::Location::caller();
+        crate::syscall::kernel_call(|| self.wait_event_at(&mut cond, place));
+    }
+
+    fn wait_event_at(&self, cond: &mut dyn FnMut() -> bool, place: &std::panic::Location<'_>) {
         let k = this_kernel();
         loop {
             let me = {
@@ -47,7 +52,7 @@ impl WaitQueue {
                 self.waiters.lock().retain(|&t| t != me);
                 return;
             }
-            crate::sched::schedule();
+            crate::sched::schedule_at(place);
         }
     }
 

@@ -41,7 +41,7 @@ pub(crate) fn __schedule(k: &Kernel, preempt: bool) {
     let Some((prev, next, ran, still_runnable)) = switch else { return };
     let (prev_task, next_task) = (k.task(prev), k.task(next));
     let stats = &prev_task.stats;
-    stats.runtime_ns.fetch_add(ran, Ordering::Relaxed);
+    stats.runtime_ns.store(ran, Ordering::Relaxed);
     TaskStats::bump(if still_runnable { &stats.involuntary_switches } else { &stats.voluntary_switches });
     let (pctx, nctx) = (prev_task.context(), next_task.context());
     drop((prev_task, next_task));
@@ -53,8 +53,12 @@ pub(crate) fn __schedule(k: &Kernel, preempt: bool) {
 /// when the task runs again.
 #[track_caller]
 pub fn schedule() {
+    schedule_at(Location::caller());
+}
+
+/// [`schedule`] with the place to name in `BUG:` reports.
+pub(crate) fn schedule_at(place: &Location<'_>) {
     let k = this_kernel();
-    let place = Location::caller();
     let count = preempt::preempt_count();
     if arch::irq::irqs_disabled() {
         k.bug("sleeping function called with IRQs disabled", place);
@@ -139,7 +143,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
             s.task_mut(id).state = TaskState::Dead;
             s.nr_live -= 1;
             let ran = s.put_prev(id, now, false);
-            task.stats.runtime_ns.fetch_add(ran, Ordering::Relaxed);
+            task.stats.runtime_ns.store(ran, Ordering::Relaxed);
             let next = s.pick_next(now);
             preempt::clear_need_resched();
             s.curr = next;

@@ -16,7 +16,7 @@ pub mod fair;
 pub mod rt;
 
 pub use self::core::{preempt_schedule, schedule, schedule_tail};
-pub(crate) use self::core::{do_exit, preempt_schedule_irq, wake_up_process, __schedule};
+pub(crate) use self::core::{do_exit, preempt_schedule_irq, schedule_at, wake_up_process, __schedule};
 
 use crate::task::Policy;
 use fair::{FairEntity, FairRunQueue, FairTunables};
@@ -119,32 +119,30 @@ impl Sched {
         }
     }
 
-    /// `put_prev_task`: charge `prev` for its run and, if it stays runnable, queue it again.
-    /// A task that was preempted (rather than giving up the CPU) stays runnable whatever its
-    /// state, as Linux's `__schedule(SM_PREEMPT)` does.
+    /// `put_prev_task`: charge `prev` for its run and, if it stays runnable, queue it again;
+    /// returns its total runtime. A task that was preempted (rather than giving up the CPU)
+    /// stays runnable whatever its state, as Linux's `__schedule(SM_PREEMPT)` does. An RT task
+    /// that stays runnable keeps its place at the head of its priority (Linux never takes the
+    /// running RT task off its list), unless its RR slice ran out: then it goes to the tail.
     pub(crate) fn put_prev(&mut self, prev: TaskId, now: u64, preempt: bool) -> u64 {
-        let ran = fair::update_curr(&mut self.tasks[prev].se, now);
+        fair::update_curr(&mut self.tasks[prev].se, now);
         let t = &mut self.tasks[prev];
+        let total = t.se.sum_exec_runtime;
+        let sleeps = t.state != TaskState::Running && !preempt;
         if t.policy == Policy::Idle {
-            return ran;
+            return total;
         }
-        if t.state != TaskState::Running && !preempt {
-            t.on_rq = false; // deactivate_task: it sleeps
-            return ran;
+        if sleeps || t.state == TaskState::Dead {
+            t.on_rq = false; // deactivate_task
+            return total;
         }
-        if t.state == TaskState::Dead {
-            t.on_rq = false;
-            return ran;
-        }
-        // A preempted RT task keeps its place at the head of its priority; an RR task whose
-        // slice ran out goes to the tail with a fresh slice.
         let expired = std::mem::take(&mut t.rr_expired);
-        let head = matches!(t.policy, Policy::Fifo(_) | Policy::Rr(_)) && !expired && preempt;
         if expired {
             t.rr_left = self.rr_timeslice;
         }
+        let head = t.policy.rt_prio().is_some() && !expired;
         self.enqueue(prev, head);
-        ran
+        total
     }
 
     /// `pick_next_task`: RT first, then fair, then idle.

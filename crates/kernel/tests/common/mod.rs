@@ -1,0 +1,53 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use kernel::{run, Config, RunReport};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs a kernel on its own thread and fails the test if it has not finished in `secs`
+/// (a lost wakeup shows up as a hang; this turns it into a failure).
+pub fn run_with_timeout(config: Config, secs: u64, init: impl FnOnce() -> i64 + Send + 'static) -> RunReport {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(config, init));
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(r) => r.expect("kernel failed to boot"),
+        Err(_) => panic!("kernel instance did not finish within {secs}s (lost wakeup or missed preemption?)"),
+    }
+}
+
+/// A fixed-capacity, allocation-free event log that tasks on one CPU may share (no locks,
+/// so a task preempted while appending never blocks another).
+pub struct EventLog {
+    slots: Vec<AtomicUsize>,
+    len: AtomicUsize,
+}
+
+impl EventLog {
+    pub fn new(cap: usize) -> Self {
+        EventLog { slots: (0..cap).map(|_| AtomicUsize::new(0)).collect(), len: AtomicUsize::new(0) }
+    }
+
+    pub fn push(&self, v: usize) {
+        let i = self.len.fetch_add(1, Ordering::AcqRel);
+        if i < self.slots.len() {
+            self.slots[i].store(v, Ordering::Release);
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<usize> {
+        let n = self.len.load(Ordering::Acquire).min(self.slots.len());
+        self.slots[..n].iter().map(|s| s.load(Ordering::Acquire)).collect()
+    }
+}
+
+/// Spins in user mode for `ns` of wall time.
+pub fn spin_ns(ns: u64) {
+    let end = kernel::time::now_ns() + ns;
+    while kernel::time::now_ns() < end {
+        std::hint::spin_loop();
+    }
+}
