@@ -1,1 +1,105 @@
-fn main(){}
+//! `atomkernel`: the command line of the atomkernel lab.
+//!
+//! With no command it runs its main job on the embedded defaults: the 1996 scenario under
+//! every preemption model this build has (`atomkernel demo --preempt all`).
+
+use clap::{Parser, Subcommand};
+use kernel::PreemptModel;
+use services::scenario::{self, ScenarioConfig};
+use std::process::ExitCode;
+
+mod torture_cmd;
+
+#[derive(Parser)]
+#[command(name = "atomkernel", version, about = "A user-mode kernel for measuring kernel preemption")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The seed's scenario: a 5-atom system call, a device IRQ in atom 1 wakes an RT task.
+    Demo(DemoArgs),
+    /// Register-integrity torture: every register, flag and vector register checked across
+    /// preemptions.
+    Torture(torture_cmd::TortureArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct DemoArgs {
+    /// Preemption model (none, voluntary, full, lazy, cpulock, patch-int3, patch-call) or
+    /// `all` for every model this build has.
+    #[arg(long, default_value = "all")]
+    preempt: String,
+    /// Print one JSON object per model (one per line) instead of the timeline.
+    #[arg(long)]
+    json: bool,
+    /// Atoms in the system call.
+    #[arg(long, default_value_t = 5)]
+    atoms: usize,
+    /// Length of each atom in microseconds.
+    #[arg(long, default_value_t = 1000)]
+    atom_us: u64,
+    /// When the device interrupt arrives, in microseconds after atom 1 begins.
+    #[arg(long, default_value_t = 200)]
+    irq_at_us: u64,
+}
+
+/// Parses `--preempt`: one model, or `all` for the built ones.
+fn models(arg: &str) -> Result<Vec<PreemptModel>, String> {
+    if arg == "all" {
+        return Ok(PreemptModel::BUILT.to_vec());
+    }
+    arg.split(',').map(|m| m.trim().parse::<PreemptModel>().map_err(|e| e.to_string())).collect()
+}
+
+fn demo(args: &DemoArgs) -> Result<(), String> {
+    let sc = ScenarioConfig { atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us };
+    sc.validate()?;
+    let models = models(&args.preempt)?;
+    let mut results = Vec::new();
+    for m in models {
+        let r = scenario::run(m, &sc).map_err(|e| e.to_string())?;
+        if args.json {
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        } else {
+            print!("{}", scenario::render(&r));
+            println!();
+        }
+        results.push(r);
+    }
+    if !args.json && results.len() > 1 {
+        println!("{:<12} {:>16} {:>18} {:>14}", "model", "irq_during_atom", "rt_ran_after_atom", "rt_wait_ms");
+        for r in &results {
+            println!(
+                "{:<12} {:>16} {:>18} {:>14.3}",
+                r.model,
+                r.irq_during_atom,
+                r.rt_ran_after_atom,
+                r.rt_wait_ns as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command.unwrap_or(Command::Demo(DemoArgs { preempt: "all".into(), ..default_demo() })) {
+        Command::Demo(a) => demo(&a),
+        Command::Torture(a) => torture_cmd::run(&a),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atomkernel: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_demo() -> DemoArgs {
+    let sc = ScenarioConfig::default();
+    DemoArgs { preempt: "all".into(), json: false, atoms: sc.atoms, atom_us: sc.atom_us, irq_at_us: sc.irq_at_us }
+}

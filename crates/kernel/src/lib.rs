@@ -38,3 +38,14 @@ pub fn cond_resched() -> bool {
         false
     }
 }
+
+/// A preemption point between two atoms of kernel work. What it does is the preemption
+/// model's: under `none` nothing at all (the task keeps the CPU until `ret_from_syscall`).
+#[track_caller]
+pub fn preempt_point() {
+    let k = kernel::this_kernel();
+    match k.config.preempt {
+        PreemptModel::None => {}
+        other => unreachable!("preempt={other} is refused at boot by this build"),
+    }
+}

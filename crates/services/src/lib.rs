@@ -1,1 +1,9 @@
+//! # atomkernel services and workloads
+//!
+//! Kernel services written as atoms separated by preemption points, and the scenarios and
+//! workloads the command line runs on them: the 1996 scenario ([`scenario`]) and the register
+//! torture ([`torture`]).
 
+pub mod atoms;
+pub mod scenario;
+pub mod torture;

@@ -1,0 +1,47 @@
+//! `atomkernel torture`: the register-integrity torture (see `services::torture`).
+
+use services::torture::{self, TortureConfig};
+
+#[derive(clap::Args)]
+pub struct TortureArgs {
+    /// Stop after the torture tasks have been preempted this many times in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    preemptions: u64,
+    /// Number of torture tasks.
+    #[arg(long, default_value_t = 3)]
+    tasks: usize,
+    /// Stop after this many seconds at the latest.
+    #[arg(long, default_value_t = 600)]
+    max_seconds: u64,
+    /// Spin iterations per round (how long the registers stay live).
+    #[arg(long, default_value_t = 2000)]
+    spins: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &TortureArgs) -> Result<(), String> {
+    let cfg = TortureConfig { tasks: a.tasks, preemptions: a.preemptions, max_secs: a.max_seconds, spins: a.spins };
+    let r = torture::run(&cfg).map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "torture: {} preemptions, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
+            r.preemptions,
+            r.rounds,
+            r.mismatches.len(),
+            r.isa,
+            r.elapsed_ms as f64 / 1000.0
+        );
+        for m in r.mismatches.iter().take(20) {
+            println!("  {m}");
+        }
+    }
+    if r.mismatches.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} register mismatches across preemption", r.mismatches.len()))
+    }
+}

@@ -1,0 +1,242 @@
+//! The 1996 scenario: a normal task's system call of several atoms; a device interrupt during
+//! atom 1 makes an RT task runnable; where does the RT task get the CPU?
+//!
+//! ```text
+//! [atom 1] <---- here a RT process gets runnable due to an ISR
+//! [atom 2]
+//! [atom 3]
+//! [atom 4]
+//! [atom 5]
+//! ret_from_syscall, reschedule <---- the RT process gets scheduled   (preempt=none)
+//! ```
+//!
+//! **Mechanism.** An RT task (SCHED_FIFO 50) sleeps on a wait queue. A normal task enters a
+//! system call of `atoms` atoms; at the start of atom 1 it arms the device, whose host thread
+//! raises the interrupt `irq_at_us` later, in the middle of atom 1 (atom 1 goes on at least
+//! until the interrupt has been taken, so it always lands there). The handler records the
+//! time and the atom, and wakes the RT task, which records which atoms had completed when it
+//! ran and how long after the interrupt.
+//!
+//! **Invariant.** Everything reported is observed, not assumed: the atom the interrupt hit is
+//! read in the handler, the atoms completed are read by the RT task when it runs.
+
+use crate::atoms::{preemption_point, run_atom, PAGE};
+use kernel::device::Device;
+use kernel::{spawn, syscall, BootError, Config, PreemptModel, TaskBuilder, WaitQueue};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The scenario's shape.
+#[derive(Clone, Debug)]
+pub struct ScenarioConfig {
+    /// Atoms in the system call.
+    pub atoms: usize,
+    /// Length of each atom in microseconds.
+    pub atom_us: u64,
+    /// When the device interrupt comes, in microseconds after atom 1 begins.
+    pub irq_at_us: u64,
+}
+
+impl Default for ScenarioConfig {
+    fn default() -> Self {
+        ScenarioConfig { atoms: 5, atom_us: 1000, irq_at_us: 200 }
+    }
+}
+
+impl ScenarioConfig {
+    /// Rejects shapes the scenario cannot run, saying what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.atoms) {
+            return Err(format!("--atoms {}: use 1..=64 atoms", self.atoms));
+        }
+        if !(10..=1_000_000).contains(&self.atom_us) {
+            return Err(format!("--atom-us {}: use 10..=1000000 microseconds", self.atom_us));
+        }
+        if self.irq_at_us >= self.atom_us {
+            return Err(format!(
+                "--irq-at-us {} must fall inside atom 1, which lasts {} us",
+                self.irq_at_us, self.atom_us
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One line of the timeline.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Event {
+    /// Nanoseconds since the system call began.
+    pub t_ns: u64,
+    /// Who: `worker`, `irq` or `rt`.
+    pub who: &'static str,
+    /// What happened.
+    pub what: String,
+}
+
+/// What one run of the scenario observed.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioResult {
+    /// The preemption model.
+    pub model: String,
+    /// Atoms in the system call.
+    pub atoms: usize,
+    /// Length of each atom in microseconds.
+    pub atom_us: u64,
+    /// The atom the device interrupt landed in (1-based).
+    pub irq_during_atom: usize,
+    /// Atoms completed when the RT task ran (0: it ran before atom 1 ended).
+    pub rt_ran_after_atom: usize,
+    /// Nanoseconds from the interrupt (the wakeup) to the RT task running.
+    pub rt_wait_ns: u64,
+    /// Pages checksummed by all atoms together.
+    pub pages: u64,
+    /// The timeline, in order.
+    pub timeline: Vec<Event>,
+}
+
+/// Times recorded by the three actors, all as absolute monotonic ns (0 = not yet).
+struct Marks {
+    current_atom: AtomicUsize,
+    atoms_done: AtomicUsize,
+    irq_atom: AtomicUsize,
+    irq_ns: AtomicU64,
+    rt_ns: AtomicU64,
+    rt_after: AtomicUsize,
+    begin: Vec<AtomicU64>,
+    end: Vec<AtomicU64>,
+    syscall: [AtomicU64; 2],
+}
+
+impl Marks {
+    fn new(atoms: usize) -> Marks {
+        let z = || AtomicU64::new(0);
+        Marks {
+            current_atom: AtomicUsize::new(0),
+            atoms_done: AtomicUsize::new(0),
+            irq_atom: AtomicUsize::new(0),
+            irq_ns: z(),
+            rt_ns: z(),
+            rt_after: AtomicUsize::new(0),
+            begin: (0..=atoms).map(|_| z()).collect(),
+            end: (0..=atoms).map(|_| z()).collect(),
+            syscall: [z(), z()],
+        }
+    }
+}
+
+/// Runs the scenario once under `model` on a fresh kernel instance.
+pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
+    sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
+    let config = Config { preempt: model, ..Config::default() };
+    let marks = Arc::new(Marks::new(sc.atoms));
+    let (m, shape) = (marks.clone(), sc.clone());
+    let report = kernel::run(config, move || scenario_init(m, shape))?;
+    if let Err(e) = &report.init {
+        return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
+    }
+    Ok(result(model, sc, &marks, report.init.unwrap_or(0) as u64))
+}
+
+fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
+    let wq = Arc::new(WaitQueue::new());
+    let (m1, w1) = (m.clone(), wq.clone());
+    let dev = Arc::new(Device::register("isr", move || {
+        m1.irq_ns.store(kernel::time::now_ns(), Ordering::Release);
+        m1.irq_atom.store(m1.current_atom.load(Ordering::Acquire), Ordering::Release);
+        w1.wake_up();
+    }));
+    let (m2, w2) = (m.clone(), wq.clone());
+    let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
+        w2.wait_event(|| m2.irq_ns.load(Ordering::Acquire) != 0);
+        m2.rt_ns.store(kernel::time::now_ns(), Ordering::Release);
+        m2.rt_after.store(m2.atoms_done.load(Ordering::Acquire), Ordering::Release);
+        0
+    });
+    let (m3, d3) = (m.clone(), dev.clone());
+    let worker = spawn(TaskBuilder::new("worker"), move || worker(&m3, &d3, &sc) as i64);
+    rt.join().ok();
+    let pages = worker.join().unwrap_or(0);
+    drop(dev);
+    pages
+}
+
+/// The normal task: one system call of `atoms` atoms.
+fn worker(m: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
+    let page = [0x5au8; PAGE];
+    syscall(|| {
+        m.syscall[0].store(kernel::time::now_ns(), Ordering::Release);
+        let mut pages = 0;
+        for atom in 1..=sc.atoms {
+            let start = kernel::time::now_ns();
+            m.current_atom.store(atom, Ordering::Release);
+            m.begin[atom].store(start, Ordering::Release);
+            if atom == 1 {
+                dev.raise_at(start + sc.irq_at_us * 1000);
+            }
+            let end = start + sc.atom_us * 1000;
+            let give_up = start + 1_000_000_000; // never spin forever if the device is lost
+            pages += run_atom(&page, || {
+                let now = kernel::time::now_ns();
+                let irq_taken = atom != 1 || m.irq_ns.load(Ordering::Acquire) != 0;
+                (now >= end && irq_taken) || now >= give_up
+            });
+            m.end[atom].store(kernel::time::now_ns(), Ordering::Release);
+            m.atoms_done.store(atom, Ordering::Release);
+            preemption_point();
+        }
+        m.syscall[1].store(kernel::time::now_ns(), Ordering::Release);
+        pages
+    })
+}
+
+fn result(model: PreemptModel, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioResult {
+    let t0 = m.syscall[0].load(Ordering::Acquire);
+    let at = |a: &AtomicU64| a.load(Ordering::Acquire).saturating_sub(t0);
+    let (irq_atom, rt_after) = (m.irq_atom.load(Ordering::Acquire), m.rt_after.load(Ordering::Acquire));
+    let mut tl = vec![Event { t_ns: 0, who: "worker", what: "syscall entry: kernel mode".into() }];
+    for atom in 1..=sc.atoms {
+        tl.push(Event { t_ns: at(&m.begin[atom]), who: "worker", what: format!("atom {atom} begins") });
+        tl.push(Event { t_ns: at(&m.end[atom]), who: "worker", what: format!("atom {atom} ends: preemption point") });
+    }
+    tl.push(Event { t_ns: at(&m.syscall[1]), who: "worker", what: "ret_from_syscall".into() });
+    tl.push(Event {
+        t_ns: at(&m.irq_ns),
+        who: "irq",
+        what: format!("device interrupt during atom {irq_atom}: wakes rt (SCHED_FIFO 50)"),
+    });
+    let rt_wait_ns = m.rt_ns.load(Ordering::Acquire).saturating_sub(m.irq_ns.load(Ordering::Acquire));
+    tl.push(Event {
+        t_ns: at(&m.rt_ns),
+        who: "rt",
+        what: format!("runs after atom {rt_after}, {:.3} ms after its wakeup", rt_wait_ns as f64 / 1e6),
+    });
+    tl.sort_by_key(|e| e.t_ns);
+    ScenarioResult {
+        model: model.name().into(),
+        atoms: sc.atoms,
+        atom_us: sc.atom_us,
+        irq_during_atom: irq_atom,
+        rt_ran_after_atom: rt_after,
+        rt_wait_ns,
+        pages,
+        timeline: tl,
+    }
+}
+
+/// The timeline as text for a terminal.
+pub fn render(r: &ScenarioResult) -> String {
+    let mut s = format!(
+        "preempt={}: {} atoms of {} us; device IRQ during atom {}; RT task ran after atom {}, waited {:.3} ms\n",
+        r.model,
+        r.atoms,
+        r.atom_us,
+        r.irq_during_atom,
+        r.rt_ran_after_atom,
+        r.rt_wait_ns as f64 / 1e6
+    );
+    for e in &r.timeline {
+        s += &format!("  {:>9.3} ms  {:<6}  {}\n", e.t_ns as f64 / 1e6, e.who, e.what);
+    }
+    s
+}

@@ -1,0 +1,34 @@
+//! The seed scenario under preempt=none: the RT task runs at ret_from_syscall, after the
+//! last atom, whichever atom the interrupt hit.
+
+use kernel::PreemptModel;
+use services::scenario::{run, ScenarioConfig};
+
+#[test]
+fn none_runs_rt_after_the_last_atom() {
+    let r = run(PreemptModel::None, &ScenarioConfig::default()).unwrap();
+    assert_eq!(r.irq_during_atom, 1, "{r:?}");
+    assert_eq!(r.rt_ran_after_atom, 5, "{r:?}");
+    assert!(r.pages > 0);
+    // Order of the timeline: the interrupt comes inside atom 1, the RT task after
+    // ret_from_syscall.
+    let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
+    assert!(pos("atom 1 begins") < pos("device interrupt") && pos("device interrupt") < pos("atom 1 ends"));
+    assert!(pos("ret_from_syscall") < pos("runs after atom"));
+}
+
+#[test]
+fn none_with_three_atoms() {
+    let sc = ScenarioConfig { atoms: 3, atom_us: 500, irq_at_us: 100 };
+    let r = run(PreemptModel::None, &sc).unwrap();
+    assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 3), "{r:?}");
+}
+
+#[test]
+fn impossible_shapes_are_refused() {
+    let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100 };
+    let e = run(PreemptModel::None, &bad).unwrap_err().to_string();
+    assert!(e.contains("must fall inside atom 1"), "{e}");
+    let e = run(PreemptModel::Full, &ScenarioConfig::default()).unwrap_err().to_string();
+    assert!(e.contains("preempt=full is not built yet"), "{e}");
+}

@@ -1,0 +1,18 @@
+//! The register torture in the test suite: a shorter run than `atomkernel torture`.
+
+use services::torture::{run, TortureConfig};
+
+#[test]
+fn registers_survive_user_mode_preemption() {
+    let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000 };
+    let r = run(&cfg).unwrap();
+    assert!(r.mismatches.is_empty(), "registers corrupted across preemption: {:#?}", &r.mismatches[..r.mismatches.len().min(16)]);
+    assert!(r.preemptions >= 20_000, "only {} preemptions in {} ms", r.preemptions, r.elapsed_ms);
+    assert!(r.rounds > 1000, "{r:?}");
+}
+
+#[test]
+fn bad_torture_settings_are_refused() {
+    let e = run(&TortureConfig { tasks: 0, ..TortureConfig::default() }).unwrap_err().to_string();
+    assert!(e.contains("tasks must be 1..=64"), "{e}");
+}
