@@ -37,7 +37,23 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The host CPUs this process may run on.
+/// Lets the calling thread run on any of `cpus` (ignored if empty or refused).
+pub fn set_affinity(cpus: &[usize]) {
+    if cpus.is_empty() {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it; the call only reads
+    // the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// The host CPUs the calling thread may run on.
 pub fn allowed_host_cpus() -> Vec<usize> {
     // SAFETY: sched_getaffinity fills the set we own; CPU_ISSET reads it.
     unsafe {
@@ -45,9 +61,7 @@ pub fn allowed_host_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return vec![0];
         }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
     }
 }
 
@@ -80,10 +94,7 @@ pub struct FixedBuf<const N: usize> {
 impl<const N: usize> FixedBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        FixedBuf {
-            buf: [0; N],
-            len: 0,
-        }
+        FixedBuf { buf: [0; N], len: 0 }
     }
 
     /// The bytes written so far.
@@ -139,11 +150,7 @@ impl CpuRegistration {
         }
         let irr = Arc::new(AtomicU64::new(0));
         // SAFETY: getpid has no preconditions.
-        let raiser = IrqRaiser {
-            pid: unsafe { libc::getpid() },
-            tid: gettid(),
-            irr: irr.clone(),
-        };
+        let raiser = IrqRaiser { pid: unsafe { libc::getpid() }, tid: gettid(), irr: irr.clone() };
         percpu::with(|l| {
             l.irr.set(Arc::as_ptr(&irr));
             l.preempt_count.set(0);
@@ -151,12 +158,7 @@ impl CpuRegistration {
             l.irqs_masked.set(true);
             l.hooks.set(Some(hooks));
         });
-        Ok(CpuRegistration {
-            irr,
-            raiser,
-            irq_stack,
-            old_altstack,
-        })
+        Ok(CpuRegistration { irr, raiser, irq_stack, old_altstack })
     }
 
     /// A handle other threads use to raise this CPU's interrupt lines.

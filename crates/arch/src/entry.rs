@@ -66,11 +66,7 @@ pub struct IrqFrame {
 
 impl IrqFrame {
     pub(crate) fn replayed() -> Self {
-        IrqFrame {
-            ip: 0,
-            sp: 0,
-            replayed: true,
-        }
+        IrqFrame { ip: 0, sp: 0, replayed: true }
     }
 
     /// True if the interrupted code is the program's own code (kernel text), false for foreign
@@ -204,12 +200,7 @@ fn set_handler(sig: libc::c_int, handler: SigAction) {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaddset(&mut sa.sa_mask, irq::sig_irq());
         let rc = libc::sigaction(sig, &sa, std::ptr::null_mut());
-        assert_eq!(
-            rc,
-            0,
-            "sigaction({sig}) failed: {}",
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(rc, 0, "sigaction({sig}) failed: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -219,10 +210,7 @@ fn init_xsave() {
     unsafe {
         use std::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
         let osxsave = __cpuid(1).ecx & (1 << 27) != 0;
-        assert!(
-            osxsave,
-            "atomkernel needs a CPU and OS with XSAVE (CPUID.1:ECX.OSXSAVE)"
-        );
+        assert!(osxsave, "atomkernel needs a CPU and OS with XSAVE (CPUID.1:ECX.OSXSAVE)");
         let xcr0 = _xgetbv(0) & !((1 << 17) | (1 << 18)); // leave AMX tiles to the host
         let size = __cpuid_count(0xd, 0).ebx as u64;
         ATOMKERNEL_XSAVE_SIZE = size.max(576);
@@ -237,11 +225,7 @@ pub fn trampoline_stack_bytes() -> usize {
     8 + 128 + 16 * 8 + 64 + xsave
 }
 
-extern "C" fn irq_signal_handler(
-    _sig: libc::c_int,
-    info: *mut libc::siginfo_t,
-    uc: *mut libc::c_void,
-) {
+extern "C" fn irq_signal_handler(_sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // SAFETY: errno is thread-local; the handler may call into libc (timers, write), so the
     // interrupted code's errno is saved and put back.
     let saved_errno = unsafe { *libc::__errno_location() };
@@ -314,40 +298,28 @@ fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
     true
 }
 
-extern "C" fn fault_signal_handler(
-    sig: libc::c_int,
-    info: *mut libc::siginfo_t,
-    uc: *mut libc::c_void,
-) {
+extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // SAFETY: valid pointers from the kernel for an SA_SIGINFO handler (see above).
     let (addr, ip) = unsafe {
         let uc = &*(uc as *const libc::ucontext_t);
-        (
-            (*info).si_addr() as usize,
-            uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize,
-        )
+        ((*info).si_addr() as usize, uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize)
     };
     let mut msg = FixedBuf::<512>::new();
     let cur = percpu::with(|l| l.current.get());
     // SAFETY: see `inject_trampoline`: the running context outlives its run.
-    let overflow = (!cur.is_null())
-        .then(|| unsafe { &*cur })
-        .filter(|c| c.guard_contains(addr));
+    let overflow = (!cur.is_null()).then(|| unsafe { &*cur }).filter(|c| c.guard_contains(addr));
     match overflow {
         Some(ctx) => {
             let (lo, hi) = ctx.stack_bounds().unwrap_or((0, 0));
-            let _ = write!(
+            let _ = writeln!(
                 msg,
                 "BUG: kernel stack overflow in task '{}': access at {addr:#x} hit the guard page \
-                 below its stack {lo:#x}..{hi:#x} (ip {ip:#x}); raise the task's stack size\n",
+                 below its stack {lo:#x}..{hi:#x} (ip {ip:#x}); raise the task's stack size",
                 ctx.name()
             );
         }
         None => {
-            let _ = write!(
-                msg,
-                "BUG: unable to handle fault (signal {sig}) at address {addr:#x}, ip {ip:#x}\n"
-            );
+            let _ = writeln!(msg, "BUG: unable to handle fault (signal {sig}) at address {addr:#x}, ip {ip:#x}");
         }
     }
     crate::cpu::console_write(2, msg.as_bytes());

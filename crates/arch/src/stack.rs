@@ -37,10 +37,7 @@ impl Stack {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let stack = Stack {
-            base: base as usize,
-            total,
-        };
+        let stack = Stack { base: base as usize, total };
         // SAFETY: the guard lies inside the mapping just created and owned by `stack`.
         let rc = unsafe { libc::mprotect(base, GUARD_BYTES, libc::PROT_NONE) };
         if rc != 0 {

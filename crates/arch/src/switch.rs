@@ -108,12 +108,7 @@ extern "C" fn task_start(entry: usize, arg: usize) -> ! {
 
 impl TaskContext {
     /// A new context on a fresh stack of `stack_size` bytes that will start in `entry(arg)`.
-    pub fn new(
-        name: &str,
-        stack_size: usize,
-        entry: Entry,
-        arg: usize,
-    ) -> io::Result<Arc<TaskContext>> {
+    pub fn new(name: &str, stack_size: usize, entry: Entry, arg: usize) -> io::Result<Arc<TaskContext>> {
         let stack = Stack::new(stack_size)?;
         let hi = stack.hi();
         let frame: [u64; 8] = [
@@ -170,9 +165,7 @@ impl TaskContext {
     }
 
     pub(crate) fn stack_contains(&self, sp: usize) -> bool {
-        self.stack
-            .as_ref()
-            .is_some_and(|s| sp > s.lo() && sp <= s.hi())
+        self.stack.as_ref().is_some_and(|s| sp > s.lo() && sp <= s.hi())
     }
 
     pub(crate) fn guard_contains(&self, addr: usize) -> bool {
@@ -194,11 +187,7 @@ impl TaskContext {
 
     fn enter(&self) {
         let s = self.state.load(Ordering::Acquire);
-        assert!(
-            s == NEW || s == SUSPENDED,
-            "switch to task '{}' which is not runnable (state {s})",
-            self.name()
-        );
+        assert!(s == NEW || s == SUSPENDED, "switch to task '{}' which is not runnable (state {s})", self.name());
         self.state.store(RUNNING, Ordering::Release);
     }
 }
@@ -207,13 +196,10 @@ impl Drop for TaskContext {
     fn drop(&mut self) {
         let s = *self.state.get_mut();
         if self.stack.is_some() && (s == RUNNING || s == SUSPENDING || s == DYING) {
-            crate::cpu::die(&format!(
-                "BUG: freeing the stack of task '{}' while it runs",
-                self.name()
-            ));
+            crate::cpu::die(&format!("BUG: freeing the stack of task '{}' while it runs", self.name()));
         }
         percpu::with(|l| {
-            if l.current.get() == self as *const _ {
+            if std::ptr::eq(l.current.get(), self) {
                 l.current.set(std::ptr::null());
             }
         });
@@ -227,11 +213,7 @@ fn finish_switch() {
         // SAFETY: `last` was set by `switch_inner` from a reference whose owner keeps the
         // context alive at least until it is marked Dead (Drop refuses DYING/SUSPENDING).
         let last = unsafe { &*last };
-        let next = if last.state.load(Ordering::Acquire) == DYING {
-            DEAD
-        } else {
-            SUSPENDED
-        };
+        let next = if last.state.load(Ordering::Acquire) == DYING { DEAD } else { SUSPENDED };
         last.state.store(next, Ordering::Release);
     }
     for p in percpu::with(|l| l.release.replace([std::ptr::null(); 2])) {
@@ -243,13 +225,9 @@ fn finish_switch() {
 }
 
 fn switch_inner(prev: &TaskContext, next: &TaskContext, leaving: u8) {
+    assert!(prev.is_running(), "switch from task '{}' which is not running", prev.name());
     assert!(
-        prev.is_running(),
-        "switch from task '{}' which is not running",
-        prev.name()
-    );
-    assert!(
-        percpu::with(|l| l.current.get()) == prev as *const _,
+        std::ptr::eq(percpu::with(|l| l.current.get()), prev),
         "switch from task '{}' which is not this CPU's current context",
         prev.name()
     );
@@ -262,12 +240,7 @@ fn switch_inner(prev: &TaskContext, next: &TaskContext, leaving: u8) {
     // SAFETY: `prev` is the running context of this thread (checked), so its saved_sp slot may
     // receive this stack's pointer; `next` was New (frame built by `new`) or Suspended (frame
     // pushed by this function), so its saved sp points at a valid switch frame on a live stack.
-    unsafe {
-        atomkernel_switch(
-            prev.saved_sp.as_ptr(),
-            next.saved_sp.load(Ordering::Acquire),
-        )
-    };
+    unsafe { atomkernel_switch(prev.saved_sp.as_ptr(), next.saved_sp.load(Ordering::Acquire)) };
     finish_switch();
 }
 

@@ -23,31 +23,20 @@ unsafe impl<T: Send> Send for IrqSpinLock<T> {}
 impl<T> IrqSpinLock<T> {
     /// A free lock.
     pub const fn new(value: T) -> Self {
-        IrqSpinLock {
-            owner: AtomicI32::new(0),
-            value: UnsafeCell::new(value),
-        }
+        IrqSpinLock { owner: AtomicI32::new(0), value: UnsafeCell::new(value) }
     }
 
     /// Masks IRQs and takes the lock.
     pub fn lock(&self) -> IrqSpinGuard<'_, T> {
         let was_masked = irq::local_irq_save();
         let me = tid();
-        while let Err(holder) =
-            self.owner
-                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-        {
+        while let Err(holder) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
             if holder == me {
-                crate::cpu::die(
-                    "BUG: spinlock recursion: this CPU already holds the lock it is taking",
-                );
+                crate::cpu::die("BUG: spinlock recursion: this CPU already holds the lock it is taking");
             }
             std::hint::spin_loop();
         }
-        IrqSpinGuard {
-            lock: self,
-            was_masked,
-        }
+        IrqSpinGuard { lock: self, was_masked }
     }
 
     /// The value, through exclusive access (no locking needed).

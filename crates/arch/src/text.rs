@@ -12,21 +12,14 @@ use std::sync::OnceLock;
 
 static RANGES: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
 
-extern "C" fn collect(
-    info: *mut libc::dl_phdr_info,
-    _size: libc::size_t,
-    data: *mut libc::c_void,
-) -> libc::c_int {
+extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
     // SAFETY: the loader passes a valid dl_phdr_info whose dlpi_phdr array has dlpi_phnum
     // entries; `data` is the &mut Vec passed to dl_iterate_phdr below.
     unsafe {
         let info = &*info;
         let out = &mut *(data as *mut Vec<(usize, usize)>);
         let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
-        for ph in phdrs
-            .iter()
-            .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0)
-        {
+        for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0) {
             let lo = info.dlpi_addr as usize + ph.p_vaddr as usize;
             out.push((lo, lo + ph.p_memsz as usize));
         }
@@ -47,9 +40,7 @@ pub fn init() {
 /// True if `ip` is in the program's own code.
 #[inline]
 pub fn contains(ip: usize) -> bool {
-    RANGES
-        .get()
-        .is_some_and(|r| r.iter().any(|&(lo, hi)| ip >= lo && ip < hi))
+    RANGES.get().is_some_and(|r| r.iter().any(|&(lo, hi)| ip >= lo && ip < hi))
 }
 
 /// The program's executable ranges.

@@ -14,10 +14,7 @@ pub struct HostTimer {
 }
 
 fn timespec(ns: u64) -> libc::timespec {
-    libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    }
+    libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long }
 }
 
 impl HostTimer {
@@ -31,9 +28,7 @@ impl HostTimer {
             sev.sigev_notify = libc::SIGEV_THREAD_ID;
             sev.sigev_signo = irq::sig_irq();
             sev.sigev_notify_thread_id = libc::gettid();
-            sev.sigev_value = libc::sigval {
-                sival_ptr: line as usize as *mut libc::c_void,
-            };
+            sev.sigev_value = libc::sigval { sival_ptr: line as usize as *mut libc::c_void };
             let mut id: libc::timer_t = std::ptr::null_mut();
             if libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut id) != 0 {
                 return Err(io::Error::last_os_error());
@@ -43,10 +38,7 @@ impl HostTimer {
     }
 
     fn settime(&self, flags: i32, value_ns: u64, interval_ns: u64) {
-        let spec = libc::itimerspec {
-            it_interval: timespec(interval_ns),
-            it_value: timespec(value_ns),
-        };
+        let spec = libc::itimerspec { it_interval: timespec(interval_ns), it_value: timespec(value_ns) };
         // SAFETY: `id` is a live timer owned by self; `spec` is a valid input.
         unsafe { libc::timer_settime(self.id, flags, &spec, std::ptr::null_mut()) };
     }

@@ -61,9 +61,7 @@ impl VectorIsa {
         match self {
             VectorIsa::Sse => true,
             VectorIsa::Avx => is_x86_feature_detected!("avx"),
-            VectorIsa::Avx512 => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
-            }
+            VectorIsa::Avx512 => is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"),
         }
     }
 
@@ -86,10 +84,7 @@ pub fn vector_isa() -> VectorIsa {
     if let Some(&isa) = VectorIsa::ALL.get(cached.wrapping_sub(1)) {
         return isa;
     }
-    let mut widest = VectorIsa::ALL
-        .into_iter()
-        .rev()
-        .filter(|isa| isa.is_supported());
+    let mut widest = VectorIsa::ALL.into_iter().rev().filter(|isa| isa.is_supported());
     let isa = widest.next().unwrap_or(VectorIsa::Sse);
     DETECTED_ISA.store(isa as u8 + 1, Ordering::Relaxed);
     isa
@@ -115,10 +110,8 @@ pub const MAX_MISMATCHES: usize = 8;
 /// Index of rcx in [`RegState::gpr`]: the spin counter, 0 after the spin.
 const RCX: usize = 2;
 /// Names of the [`RegState::gpr`] entries, in order.
-pub const GPR_NAMES: [&str; 15] = [
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-    "r15",
-];
+pub const GPR_NAMES: [&str; 15] =
+    ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
 
 /// A snapshot of every register the torture loads (`#[repr(C)]`: the asm uses its offsets).
 #[repr(C)]
@@ -168,18 +161,12 @@ impl RegState {
         let mut state = seed;
         let mut state = splitmix64(&mut state);
         let mut next = || splitmix64(&mut state);
-        let mut p = RegState {
-            rflags: PATTERN_RFLAGS,
-            ..RegState::default()
-        };
+        let mut p = RegState { rflags: PATTERN_RFLAGS, ..RegState::default() };
         for (i, g) in p.gpr.iter_mut().enumerate() {
             *g = if i == RCX { 0 } else { next() };
         }
         p.mxcsr = PATTERN_MXCSR | (next() as u32 & 0x3F);
-        p.vec[..regs]
-            .iter_mut()
-            .flat_map(|r| &mut r[..lanes])
-            .for_each(|v| *v = next());
+        p.vec[..regs].iter_mut().flat_map(|r| &mut r[..lanes]).for_each(|v| *v = next());
         p.k[..kregs].iter_mut().for_each(|k| *k = next());
         p
     }
@@ -198,11 +185,7 @@ pub struct Mismatch {
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Mismatch {
-            what,
-            expected,
-            found,
-        } = self;
+        let Mismatch { what, expected, found } = self;
         write!(f, "{what}: expected {expected:#018x}, found {found:#018x}")
     }
 }
@@ -214,11 +197,7 @@ pub fn compare(expected: &RegState, found: &RegState, isa: VectorIsa) -> Vec<Mis
     let mut out = Vec::new();
     let mut note = |e: u64, f: u64, what: &dyn Fn() -> String| {
         if e != f && out.len() < MAX_MISMATCHES {
-            out.push(Mismatch {
-                what: what(),
-                expected: e,
-                found: f,
-            });
+            out.push(Mismatch { what: what(), expected: e, found: f });
         }
     };
     for (i, name) in GPR_NAMES.iter().enumerate() {
@@ -226,14 +205,10 @@ pub fn compare(expected: &RegState, found: &RegState, isa: VectorIsa) -> Vec<Mis
     }
     let flags = (expected.rflags & FLAGS_MASK, found.rflags & FLAGS_MASK);
     note(flags.0, flags.1, &|| "rflags".into());
-    note(expected.mxcsr.into(), found.mxcsr.into(), &|| {
-        "mxcsr".into()
-    });
+    note(expected.mxcsr.into(), found.mxcsr.into(), &|| "mxcsr".into());
     for r in 0..regs {
         for l in 0..lanes {
-            note(expected.vec[r][l], found.vec[r][l], &|| {
-                format!("{prefix}{r} lane {l}")
-            });
+            note(expected.vec[r][l], found.vec[r][l], &|| format!("{prefix}{r} lane {l}"));
         }
     }
     for i in 0..kregs {
@@ -472,10 +447,7 @@ mod tests {
                 all.extend(p.vec[..regs].iter().flat_map(|r| &r[..lanes]));
                 all.extend(&p.k[..kregs]);
                 assert_eq!(all.len(), 14 + regs * lanes + kregs);
-                assert!(
-                    all.iter().all(|&x| x != 0 && seen.insert(x)),
-                    "{isa:?} {seed}"
-                );
+                assert!(all.iter().all(|&x| x != 0 && seen.insert(x)), "{isa:?} {seed}");
                 // Only the valid lanes are nonzero: the ones the ISA lacks stay zero.
                 let nonzero = p.vec.iter().flatten().chain(&p.k).filter(|&&x| x != 0);
                 assert_eq!(nonzero.count(), regs * lanes + kregs);
@@ -517,10 +489,7 @@ mod tests {
         let wrong = compare(&eight, &dump, vector_isa());
         assert_eq!(wrong.len(), MAX_MISMATCHES);
         assert!(!names(&wrong).contains(&"rcx"), "rcx is 0 in every pattern");
-        assert_eq!(
-            (wrong[0].expected, wrong[0].found),
-            (eight.gpr[0], dump.gpr[0])
-        );
+        assert_eq!((wrong[0].expected, wrong[0].found), (eight.gpr[0], dump.gpr[0]));
         for isa in supported() {
             let pattern = RegState::pattern_for(7, isa);
             let dump = fill_spin_dump_with(isa, &pattern, 100);
@@ -687,10 +656,7 @@ mod tests {
         drop(storm);
         let (seed, m) = caught.expect("a flipped r13 was never detected");
         let r13 = RegState::pattern(seed).gpr[12];
-        assert_eq!(
-            (names(&m), m[0].expected, m[0].found),
-            (vec!["r13"], r13, r13 ^ 1)
-        );
+        assert_eq!((names(&m), m[0].expected, m[0].found), (vec!["r13"], r13, r13 ^ 1));
         println!("caught: {}", m[0]);
     }
 }

@@ -26,7 +26,7 @@ enum Command {
     Torture(torture_cmd::TortureArgs),
 }
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
 struct DemoArgs {
     /// Preemption model (none, voluntary, full, lazy, cpulock, patch-int3, patch-call) or
     /// `all` for every model this build has.
@@ -44,6 +44,10 @@ struct DemoArgs {
     /// When the device interrupt arrives, in microseconds after atom 1 begins.
     #[arg(long, default_value_t = 200)]
     irq_at_us: u64,
+    /// Run the scenario this many times per model and print the RT wait's distribution
+    /// (min, median, max) instead of one timeline.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 /// Parses `--preempt`: one model, or `all` for the built ones.
@@ -58,6 +62,12 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     let sc = ScenarioConfig { atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us };
     sc.validate()?;
     let models = models(&args.preempt)?;
+    if args.repeat == 0 || args.repeat > 10_000 {
+        return Err(format!("--repeat {}: use 1..=10000", args.repeat));
+    }
+    if args.repeat > 1 {
+        return demo_repeat(&models, &sc, args.repeat, args.json);
+    }
     let mut results = Vec::new();
     for m in models {
         let r = scenario::run(m, &sc).map_err(|e| e.to_string())?;
@@ -84,9 +94,49 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `demo --repeat N`: the RT wait's distribution per model.
+fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: bool) -> Result<(), String> {
+    if !json {
+        println!(
+            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12}",
+            "model", "runs", "rt_ran_after_atom", "min_ms", "median_ms", "max_ms"
+        );
+    }
+    for &m in models {
+        let mut runs = Vec::with_capacity(n);
+        for _ in 0..n {
+            runs.push(scenario::run(m, sc).map_err(|e| e.to_string())?);
+        }
+        let mut waits: Vec<u64> = runs.iter().map(|r| r.rt_wait_ns).collect();
+        waits.sort_unstable();
+        let mut after: Vec<usize> = runs.iter().map(|r| r.rt_ran_after_atom).collect();
+        after.sort_unstable();
+        after.dedup();
+        let (min, med, max) = (waits[0], waits[n / 2], waits[n - 1]);
+        if json {
+            let v = serde_json::json!({"model": m.name(), "runs": n, "rt_ran_after_atom": after,
+                "rt_wait_ns": {"min": min, "median": med, "max": max}});
+            println!("{v}");
+        } else {
+            let after: Vec<String> = after.iter().map(|a| a.to_string()).collect();
+            let ms = |ns: u64| ns as f64 / 1e6;
+            println!(
+                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3}",
+                m.name(),
+                n,
+                after.join(","),
+                ms(min),
+                ms(med),
+                ms(max)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.command.unwrap_or(Command::Demo(DemoArgs { preempt: "all".into(), ..default_demo() })) {
+    let outcome = match cli.command.unwrap_or(Command::Demo(default_demo())) {
         Command::Demo(a) => demo(&a),
         Command::Torture(a) => torture_cmd::run(&a),
     };
@@ -101,5 +151,12 @@ fn main() -> ExitCode {
 
 fn default_demo() -> DemoArgs {
     let sc = ScenarioConfig::default();
-    DemoArgs { preempt: "all".into(), json: false, atoms: sc.atoms, atom_us: sc.atom_us, irq_at_us: sc.irq_at_us }
+    DemoArgs {
+        preempt: "all".into(),
+        json: false,
+        atoms: sc.atoms,
+        atom_us: sc.atom_us,
+        irq_at_us: sc.irq_at_us,
+        repeat: 1,
+    }
 }

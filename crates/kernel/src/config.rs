@@ -134,15 +134,14 @@ impl Config {
             return err(format!("cpus={} is not supported: this build runs exactly 1 CPU; use cpus=1", self.cpus));
         }
         if self.hz == 0 || self.hz > 10_000 {
-            return err(format!("hz={} is out of range: the tick rate must be 1..=10000 (Linux uses 100..1000)", self.hz));
+            return err(format!(
+                "hz={} is out of range: the tick rate must be 1..=10000 (Linux uses 100..1000)",
+                self.hz
+            ));
         }
         if !self.preempt.is_built() {
             let built: Vec<&str> = PreemptModel::BUILT.iter().map(|m| m.name()).collect();
-            return err(format!(
-                "preempt={} is not built yet; this build runs: {}",
-                self.preempt,
-                built.join(", ")
-            ));
+            return err(format!("preempt={} is not built yet; this build runs: {}", self.preempt, built.join(", ")));
         }
         if self.stack_size < 32 * 1024 || self.stack_size > 64 << 20 {
             return err(format!("stack_size={} is out of range: use 32 KiB..64 MiB", self.stack_size));

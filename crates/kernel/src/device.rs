@@ -54,10 +54,13 @@ impl Device {
         let line = request_irq(&k, handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
         let raiser = DeviceRaiser { raiser: k.cpu.raiser.get().expect("CPU is up").clone(), line };
         let timed = Arc::new(Timed { deadline: AtomicU64::new(0), stop: AtomicBool::new(false) });
-        let (r, t) = (raiser.clone(), timed.clone());
+        let (r, t, cpus) = (raiser.clone(), timed.clone(), k.helper_cpus.clone());
         let thread = std::thread::Builder::new()
             .name(format!("dev-{name}"))
-            .spawn(move || device_thread(r, t))
+            .spawn(move || {
+                arch::cpu::set_affinity(&cpus);
+                device_thread(r, t)
+            })
             .expect("cannot start a device thread");
         crate::printk!("device {name}: registered on IRQ line {line}");
         Device { name: name.into(), line, raiser, timed, thread: Some(thread) }

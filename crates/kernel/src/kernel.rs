@@ -63,6 +63,9 @@ pub struct Kernel {
     bugs: IrqSpinLock<Vec<String>>,
     bug_count: AtomicU64,
     pub(crate) boot_ns: u64,
+    /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
+    /// CPU thread's own when it is pinned, so they never compete with it for one core.
+    pub(crate) helper_cpus: Vec<usize>,
 }
 
 thread_local! {
@@ -189,6 +192,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
         bug_count: AtomicU64::new(0),
         boot_ns: arch::clock::now_ns(),
+        helper_cpus: helper_cpus(config.pin_cpu),
         config,
     });
     let kc = k.clone();
@@ -198,6 +202,16 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
     cpu0.join().map_err(|_| BootError::Host("the CPU thread panicked".into()))??;
     Ok(report(&k))
+}
+
+fn helper_cpus(pinned: Option<usize>) -> Vec<usize> {
+    let all = arch::cpu::allowed_host_cpus();
+    let others: Vec<usize> = all.iter().copied().filter(|&c| Some(c) != pinned).collect();
+    if others.is_empty() {
+        all
+    } else {
+        others
+    }
 }
 
 fn report(k: &Kernel) -> RunReport {
@@ -240,7 +254,10 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     let _ = k.cpu.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
     let idle_ctx = TaskContext::for_current_thread("swapper/0");
     add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
-    crate::printk::printk_str(&k, &format!("atomkernel: booting 1 CPU, HZ={}, preempt={}", k.config.hz, k.config.preempt));
+    crate::printk::printk_str(
+        &k,
+        &format!("atomkernel: booting 1 CPU, HZ={}, preempt={}", k.config.hz, k.config.preempt),
+    );
     spawn_on(&k, crate::task::TaskBuilder::new("init"), init);
     if let Some(t) = k.cpu.tick_timer.get() {
         t.set_periodic(k.config.tick_ns());

@@ -23,6 +23,7 @@ pub mod wait;
 
 pub use config::{Config, ConfigError, PreemptModel};
 pub use kernel::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
+pub use sched::sched_yield;
 pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};
 pub use wait::WaitQueue;

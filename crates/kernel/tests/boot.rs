@@ -49,10 +49,14 @@ fn panicking_task_reports_its_message() {
 #[test]
 fn instances_side_by_side() {
     let hs: Vec<_> = (0..4)
-        .map(|i| std::thread::spawn(move || run(Config::default(), move || {
-            kernel::time::sleep_ns(2_000_000);
-            i
-        })))
+        .map(|i| {
+            std::thread::spawn(move || {
+                run(Config::default(), move || {
+                    kernel::time::sleep_ns(2_000_000);
+                    i
+                })
+            })
+        })
         .collect();
     for (i, h) in hs.into_iter().enumerate() {
         assert_eq!(h.join().unwrap().unwrap().init, Ok(i as i64));

@@ -105,3 +105,34 @@ fn interrupt_storm_loses_no_wakeup() {
     assert!(r.irqs > 100, "the storm raised few interrupts: {}", r.irqs);
     assert!(r.bugs.is_empty(), "{:?}", r.bugs);
 }
+
+/// With the CPU thread pinned, a device's host thread must be allowed to run elsewhere, or its
+/// interrupts would wait for the host to preempt the spinning CPU thread.
+#[test]
+fn device_threads_avoid_the_pinned_cpu() {
+    let cpus = arch::cpu::allowed_host_cpus();
+    if cpus.len() < 2 {
+        eprintln!("skipped: this process may use only one host CPU");
+        return;
+    }
+    let config = Config { pin_cpu: Some(cpus[0]), ..Config::default() };
+    let allowed = Arc::new(std::sync::Mutex::new(String::new()));
+    let a = allowed.clone();
+    run_with_timeout(config, 30, move || {
+        let _dev = Device::register("pinprobe", || {});
+        std::thread::sleep(std::time::Duration::from_millis(50)); // let it start, name itself, set its mask
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "dev-pinprobe" {
+                let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+                let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+                *a.lock().unwrap() = line.split_whitespace().nth(1).unwrap().to_string();
+            }
+        }
+        0
+    });
+    let list = allowed.lock().unwrap().clone();
+    assert!(!list.is_empty(), "device thread not found");
+    let pinned = cpus[0].to_string();
+    assert!(list.split([',', '-']).all(|c| c != pinned), "device thread may run on the pinned CPU {pinned}: {list}");
+}

@@ -177,3 +177,29 @@ fn none_model_never_preempts_kernel_mode() {
     assert_eq!(worker.stats.irq_preemptions, 0, "kernel-mode code was preempted by an interrupt");
     assert!(worker.stats.involuntary_switches >= 1, "the worker was switched out at ret_from_syscall");
 }
+
+#[test]
+fn sched_yield_alternates_fifo_tasks_of_one_priority() {
+    let log = Arc::new(EventLog::new(64));
+    let l = log.clone();
+    run_with_timeout(Config::default(), 30, move || {
+        spawn(TaskBuilder::new("starter").fifo(90), move || {
+            let hs: Vec<_> = (1..=2usize)
+                .map(|who| {
+                    let l = l.clone();
+                    spawn(TaskBuilder::new(&format!("y{who}")).fifo(10), move || {
+                        for _ in 0..4 {
+                            l.push(who);
+                            kernel::sched_yield();
+                        }
+                        0
+                    })
+                })
+                .collect();
+            hs.len() as i64
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(log.to_vec(), vec![1, 2, 1, 2, 1, 2, 1, 2]);
+}

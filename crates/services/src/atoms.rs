@@ -60,6 +60,12 @@ mod tests {
     fn run_atom_counts_pages() {
         let page = [7u8; PAGE];
         let mut n = 0;
-        assert_eq!(run_atom(&page, || { n += 1; n > 3 }), 3);
+        assert_eq!(
+            run_atom(&page, || {
+                n += 1;
+                n > 3
+            }),
+            3
+        );
     }
 }

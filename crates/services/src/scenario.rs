@@ -127,8 +127,13 @@ impl Marks {
 
 /// Runs the scenario once under `model` on a fresh kernel instance.
 pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
+    run_with(Config { preempt: model, ..Config::default() }, sc)
+}
+
+/// Runs the scenario once on a fresh kernel instance booted with `config`.
+pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
-    let config = Config { preempt: model, ..Config::default() };
+    let model = config.preempt;
     let marks = Arc::new(Marks::new(sc.atoms));
     let (m, shape) = (marks.clone(), sc.clone());
     let report = kernel::run(config, move || scenario_init(m, shape))?;

@@ -79,12 +79,8 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
     let report = kernel::run(config, move || {
         spawn(TaskBuilder::new("controller").fifo(90), move || torture_init(&sh, &c) as i64).join().unwrap_or(0)
     })?;
-    let preemptions = report
-        .tasks
-        .iter()
-        .filter(|t| t.name.starts_with("torture"))
-        .map(|t| t.stats.irq_preemptions)
-        .sum();
+    let preemptions =
+        report.tasks.iter().filter(|t| t.name.starts_with("torture")).map(|t| t.stats.irq_preemptions).sum();
     let mismatches = std::mem::take(&mut *shared.mismatches.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(TortureReport {
         preemptions,

@@ -6,7 +6,11 @@ use services::torture::{run, TortureConfig};
 fn registers_survive_user_mode_preemption() {
     let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000 };
     let r = run(&cfg).unwrap();
-    assert!(r.mismatches.is_empty(), "registers corrupted across preemption: {:#?}", &r.mismatches[..r.mismatches.len().min(16)]);
+    assert!(
+        r.mismatches.is_empty(),
+        "registers corrupted across preemption: {:#?}",
+        &r.mismatches[..r.mismatches.len().min(16)]
+    );
     assert!(r.preemptions >= 20_000, "only {} preemptions in {} ms", r.preemptions, r.elapsed_ms);
     assert!(r.rounds > 1000, "{r:?}");
 }

@@ -157,3 +157,20 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
     };
     arch::switch::switch_to_final(prev_ctx, next_ctx)
 }
+
+/// `sched_yield()`: give the CPU to the next task of the same priority. An RT task goes to the
+/// tail of its priority; a fair task just reschedules (and runs on if it is still the most
+/// deserving).
+#[track_caller]
+pub fn sched_yield() {
+    let place = Location::caller();
+    crate::syscall::kernel_call(|| {
+        let k = this_kernel();
+        {
+            let mut s = k.sched.lock();
+            let curr = s.curr;
+            s.task_mut(curr).to_tail = true;
+        }
+        schedule_at(place);
+    });
+}

@@ -50,10 +50,7 @@ pub const MAX_NICE: i8 = 19;
 /// # Panics
 /// If `nice` is outside `-20..=19`.
 pub fn nice_to_weight(nice: i8) -> u64 {
-    assert!(
-        (MIN_NICE..=MAX_NICE).contains(&nice),
-        "nice {nice} out of range {MIN_NICE}..={MAX_NICE}"
-    );
+    assert!((MIN_NICE..=MAX_NICE).contains(&nice), "nice {nice} out of range {MIN_NICE}..={MAX_NICE}");
     SCHED_PRIO_TO_WEIGHT[(i16::from(nice) - i16::from(MIN_NICE)) as usize]
 }
 
@@ -70,11 +67,7 @@ pub struct FairTunables {
 
 impl Default for FairTunables {
     fn default() -> Self {
-        Self {
-            sched_latency_ns: 6_000_000,
-            min_granularity_ns: 750_000,
-            wakeup_granularity_ns: 1_000_000,
-        }
+        Self { sched_latency_ns: 6_000_000, min_granularity_ns: 750_000, wakeup_granularity_ns: 1_000_000 }
     }
 }
 
@@ -127,9 +120,7 @@ pub fn update_curr(se: &mut FairEntity, now_ns: u64) -> u64 {
     }
     se.exec_start_ns = now_ns;
     se.sum_exec_runtime += delta_exec;
-    se.vruntime = se
-        .vruntime
-        .saturating_add(calc_delta_fair(delta_exec, se.weight));
+    se.vruntime = se.vruntime.saturating_add(calc_delta_fair(delta_exec, se.weight));
     delta_exec
 }
 
@@ -169,14 +160,7 @@ pub struct FairRunQueue {
 impl FairRunQueue {
     /// Empty run queue with no storage; call [`Self::reserve`] before use.
     pub fn new(tunables: FairTunables) -> Self {
-        Self {
-            tunables,
-            heap: Vec::new(),
-            heap_pos: Vec::new(),
-            next_seq: 0,
-            min_vruntime: 0,
-            load_weight: 0,
-        }
+        Self { tunables, heap: Vec::new(), heap_pos: Vec::new(), next_seq: 0, min_vruntime: 0, load_weight: 0 }
     }
 
     /// Make ids `0..max_tasks` usable and the heap able to hold all of them.
@@ -203,19 +187,11 @@ impl FairRunQueue {
             panic!("FairRunQueue: task {id} not reserved (capacity {len}); call reserve() at spawn")
         });
         assert!(slot.is_none(), "FairRunQueue: task {id} already queued");
-        debug_assert!(
-            self.heap.len() < self.heap.capacity(),
-            "FairRunQueue: push would reallocate in enqueue"
-        );
+        debug_assert!(self.heap.len() < self.heap.capacity(), "FairRunQueue: push would reallocate in enqueue");
         let seq = self.next_seq;
         self.next_seq += 1;
         let i = self.heap.len();
-        self.heap.push(FairNode {
-            vruntime,
-            seq,
-            id,
-            weight,
-        });
+        self.heap.push(FairNode { vruntime, seq, id, weight });
         self.heap_pos[id] = Some(i);
         self.load_weight += weight;
         self.sift_up(i);
@@ -307,12 +283,7 @@ impl FairRunQueue {
 
     /// Linux `sched_slice`: the entity's weighted share of the period.
     /// Both counts must include the running task.
-    pub fn sched_slice(
-        &self,
-        se_weight: u64,
-        nr_running_incl_curr: usize,
-        total_weight_incl_curr: u64,
-    ) -> u64 {
+    pub fn sched_slice(&self, se_weight: u64, nr_running_incl_curr: usize, total_weight_incl_curr: u64) -> u64 {
         let period = self.sched_period(nr_running_incl_curr);
         if total_weight_incl_curr == 0 {
             return period;
@@ -322,16 +293,9 @@ impl FairRunQueue {
 
     /// Tick preemption: true once `curr` has run longer than its slice since
     /// it was picked (`set_next_entity`).
-    pub fn check_preempt_tick(
-        &self,
-        curr: &FairEntity,
-        nr_running_incl_curr: usize,
-        total_weight: u64,
-    ) -> bool {
+    pub fn check_preempt_tick(&self, curr: &FairEntity, nr_running_incl_curr: usize, total_weight: u64) -> bool {
         let ideal_runtime = self.sched_slice(curr.weight, nr_running_incl_curr, total_weight);
-        let delta_exec = curr
-            .sum_exec_runtime
-            .saturating_sub(curr.prev_sum_exec_runtime);
+        let delta_exec = curr.sum_exec_runtime.saturating_sub(curr.prev_sum_exec_runtime);
         delta_exec > ideal_runtime
     }
 

@@ -15,8 +15,8 @@ pub mod core;
 pub mod fair;
 pub mod rt;
 
-pub use self::core::{preempt_schedule, schedule, schedule_tail};
-pub(crate) use self::core::{do_exit, preempt_schedule_irq, schedule_at, wake_up_process, __schedule};
+pub(crate) use self::core::{__schedule, do_exit, preempt_schedule_irq, schedule_at, wake_up_process};
+pub use self::core::{preempt_schedule, sched_yield, schedule, schedule_tail};
 
 use crate::task::Policy;
 use fair::{FairEntity, FairRunQueue, FairTunables};
@@ -48,7 +48,8 @@ pub struct TaskSched {
     pub on_rq: bool,
     pub se: FairEntity,
     pub rr_left: u32,
-    pub rr_expired: bool,
+    /// Requeue at the tail of its priority when switched out (RR slice used up, or yield).
+    pub to_tail: bool,
     pub mode: Mode,
 }
 
@@ -90,7 +91,7 @@ impl Sched {
             on_rq: false,
             se,
             rr_left: self.rr_timeslice,
-            rr_expired: false,
+            to_tail: false,
             mode,
         });
         self.rt.reserve(id + 1);
@@ -136,7 +137,7 @@ impl Sched {
             t.on_rq = false; // deactivate_task
             return total;
         }
-        let expired = std::mem::take(&mut t.rr_expired);
+        let expired = std::mem::take(&mut t.to_tail);
         if expired {
             t.rr_left = self.rr_timeslice;
         }
@@ -212,7 +213,7 @@ impl Sched {
                 t.rr_left = self.rr_timeslice;
                 // Only yield the CPU if another task shares the priority (task_tick_rt).
                 let others = self.rt.iter_level(p).next().is_some();
-                t.rr_expired = others;
+                t.to_tail = others;
                 others
             }
             Policy::Normal(_) => {

@@ -66,20 +66,14 @@ impl Default for RtRunQueue {
 impl RtRunQueue {
     /// Empty run queue with no link storage; call [`Self::reserve`] before use.
     pub fn new() -> Self {
-        Self {
-            bitmap: [0; 2],
-            queue: [RtList::default(); NR_RT_LEVELS],
-            links: Vec::new(),
-            rt_nr_running: 0,
-        }
+        Self { bitmap: [0; 2], queue: [RtList::default(); NR_RT_LEVELS], links: Vec::new(), rt_nr_running: 0 }
     }
 
     /// Grow link storage so ids `0..max_task_id_exclusive` are usable.
     /// The only allocating call; never shrinks. Call at task spawn time.
     pub fn reserve(&mut self, max_task_id_exclusive: usize) {
         if max_task_id_exclusive > self.links.len() {
-            self.links
-                .resize(max_task_id_exclusive, SchedRtEntity::default());
+            self.links.resize(max_task_id_exclusive, SchedRtEntity::default());
         }
     }
 
@@ -125,8 +119,7 @@ impl RtRunQueue {
 
     /// Head of the highest non-empty level, without removing it.
     pub fn peek_next(&self) -> Option<TaskId> {
-        self.highest_prio()
-            .and_then(|p| self.queue[usize::from(p)].head)
+        self.highest_prio().and_then(|p| self.queue[usize::from(p)].head)
     }
 
     /// Remove and return the head of the highest non-empty level.
@@ -161,17 +154,16 @@ impl RtRunQueue {
     /// If `prio` is out of range.
     pub fn iter_level(&self, prio: u8) -> impl Iterator<Item = TaskId> + '_ {
         check_prio(prio);
-        std::iter::successors(self.queue[usize::from(prio)].head, move |&id| {
-            self.links[id].next
-        })
+        std::iter::successors(self.queue[usize::from(prio)].head, move |&id| self.links[id].next)
     }
 
     fn check_enqueue(&self, id: TaskId, prio: u8) {
         check_prio(prio);
         let len = self.links.len();
-        let link = self.links.get(id).unwrap_or_else(|| {
-            panic!("RtRunQueue: task {id} not reserved (capacity {len}); call reserve() at spawn")
-        });
+        let link = self
+            .links
+            .get(id)
+            .unwrap_or_else(|| panic!("RtRunQueue: task {id} not reserved (capacity {len}); call reserve() at spawn"));
         if let Some(p) = link.queued_prio {
             panic!("RtRunQueue: task {id} already queued at rt priority {p}");
         }
@@ -186,11 +178,7 @@ impl RtRunQueue {
         if let Some(t) = old_tail {
             self.links[t].next = Some(id);
         }
-        self.links[id] = SchedRtEntity {
-            next: None,
-            prev: old_tail,
-            queued_prio: Some(prio),
-        };
+        self.links[id] = SchedRtEntity { next: None, prev: old_tail, queued_prio: Some(prio) };
         self.mark_added(prio);
     }
 
@@ -203,11 +191,7 @@ impl RtRunQueue {
         if let Some(h) = old_head {
             self.links[h].prev = Some(id);
         }
-        self.links[id] = SchedRtEntity {
-            next: old_head,
-            prev: None,
-            queued_prio: Some(prio),
-        };
+        self.links[id] = SchedRtEntity { next: old_head, prev: None, queued_prio: Some(prio) };
         self.mark_added(prio);
     }
 

@@ -1,0 +1,61 @@
+//! The command line as a user meets it: output, JSON, exit codes, errors.
+
+use std::process::Command;
+
+fn atomkernel(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_atomkernel")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn default_job_runs_the_demo_for_every_built_model() {
+    let (code, out, err) = atomkernel(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("preempt=none: 5 atoms"), "{out}");
+    assert!(out.contains("RT task ran after atom 5"), "{out}");
+    assert!(out.contains("ret_from_syscall"), "{out}");
+}
+
+#[test]
+fn demo_json_has_the_documented_fields() {
+    let (code, out, err) = atomkernel(&["demo", "--preempt", "none", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one object per model: {out}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["model"], "none");
+    assert_eq!(v["atoms"], 5);
+    assert_eq!(v["irq_during_atom"], 1);
+    assert_eq!(v["rt_ran_after_atom"], 5);
+    assert!(v["rt_wait_ns"].as_u64().unwrap() > 0);
+    assert!(v["timeline"].as_array().unwrap().len() >= 13);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_code_2() {
+    let (code, _, err) = atomkernel(&["demo", "--preempt", "quick"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown preemption model 'quick'") && err.contains("none, voluntary"), "{err}");
+    let (code, _, err) = atomkernel(&["demo", "--atoms", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--atoms 0: use 1..=64 atoms"), "{err}");
+    let (code, _, err) = atomkernel(&["torture", "--tasks", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tasks must be 1..=64"), "{err}");
+    let (code, _, err) = atomkernel(&["demo", "--no-such-flag"]);
+    assert_eq!(code, 2, "clap's own usage errors exit 2 too");
+    assert!(err.contains("--no-such-flag"), "{err}");
+}
+
+#[test]
+fn torture_command_reports_preemptions_and_no_mismatch() {
+    let (code, out, err) = atomkernel(&["torture", "--preemptions", "2000", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["preemptions"].as_u64().unwrap() >= 2000, "{out}");
+    assert_eq!(v["mismatches"].as_array().unwrap().len(), 0);
+}

@@ -1,0 +1,202 @@
+//! Micro-benchmarks of the kernel core's mechanisms, each measured inside a kernel instance,
+//! with the host's own thread switch for comparison.
+//!
+//! `cargo bench -p atomkernel-services --bench core`
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use kernel::device::Device;
+use kernel::{spawn, Config, TaskBuilder};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs `body` as a SCHED_FIFO 90 task of a fresh kernel and returns the duration it measured.
+fn in_kernel(body: impl FnOnce() -> u64 + Send + 'static) -> Duration {
+    let r = kernel::run(Config::default(), move || {
+        spawn(TaskBuilder::new("bench").fifo(90), move || body() as i64).join().unwrap_or(0)
+    })
+    .expect("kernel boots");
+    Duration::from_nanos(r.init.expect("bench task ran") as u64)
+}
+
+/// One iteration = one switch: two SCHED_FIFO tasks of one priority `sched_yield` in turn.
+fn task_switch(c: &mut Criterion) {
+    c.bench_function("kernel task switch (sched_yield, FIFO ping-pong)", |b| {
+        b.iter_custom(|iters| {
+            in_kernel(move || {
+                let half = iters.div_ceil(2);
+                let t0 = kernel::time::now_ns();
+                let hs: Vec<_> = (0..2)
+                    .map(|i| {
+                        spawn(TaskBuilder::new(&format!("yield{i}")).fifo(10), move || {
+                            for _ in 0..half {
+                                kernel::sched_yield();
+                            }
+                            0
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    let _ = h.join();
+                }
+                kernel::time::now_ns() - t0
+            })
+        })
+    });
+}
+
+/// One iteration = one switch between two host threads pinned to one host CPU, woken in turn
+/// through futexes (`thread::park`/`unpark`). Both threads are the bench's own, so no pinning
+/// leaks into the benchmarks that follow.
+fn host_thread_switch(c: &mut Criterion) {
+    c.bench_function("host thread switch (futex ping-pong, one CPU)", |b| {
+        b.iter_custom(|iters| {
+            let cpu = arch::cpu::allowed_host_cpus()[0];
+            let rounds = iters.div_ceil(2);
+            let turn = Arc::new(AtomicU64::new(0));
+            let (tx, rx) = std::sync::mpsc::channel::<std::thread::Thread>();
+            let t = turn.clone();
+            let pong = std::thread::spawn(move || {
+                let _ = arch::cpu::pin_current_thread(cpu);
+                let ping = rx.recv().unwrap();
+                for i in 0..rounds {
+                    while t.load(Ordering::Acquire) != 2 * i + 1 {
+                        std::thread::park();
+                    }
+                    t.store(2 * i + 2, Ordering::Release);
+                    ping.unpark();
+                }
+            });
+            let pong_thread = pong.thread().clone();
+            let ping = std::thread::spawn(move || {
+                let _ = arch::cpu::pin_current_thread(cpu);
+                tx.send(std::thread::current()).unwrap();
+                let t0 = std::time::Instant::now();
+                for i in 0..rounds {
+                    turn.store(2 * i + 1, Ordering::Release);
+                    pong_thread.unpark();
+                    while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                        std::thread::park();
+                    }
+                }
+                t0.elapsed()
+            });
+            let d = ping.join().unwrap();
+            pong.join().unwrap();
+            d
+        })
+    });
+}
+
+/// One iteration = a task raises its own CPU's device line; the signal is taken on the way
+/// out of `tgkill`, the handler runs, `sigreturn` resumes the task.
+fn irq_round_trip(c: &mut Criterion) {
+    c.bench_function("interrupt round trip (raise, entry, handler, return)", |b| {
+        b.iter_custom(|iters| {
+            in_kernel(move || {
+                let handled = Arc::new(AtomicU64::new(0));
+                let h = handled.clone();
+                let dev = Device::register("bench", move || {
+                    h.fetch_add(1, Ordering::Relaxed);
+                });
+                let t0 = kernel::time::now_ns();
+                for i in 0..iters {
+                    dev.raise();
+                    while handled.load(Ordering::Relaxed) <= i {}
+                }
+                kernel::time::now_ns() - t0
+            })
+        })
+    });
+}
+
+/// One iteration's time = from just before the raise to the first line of the handler.
+fn irq_entry_to_handler(c: &mut Criterion) {
+    c.bench_function("interrupt entry to handler (raise -> handler)", |b| {
+        b.iter_custom(|iters| {
+            in_kernel(move || {
+                let at = Arc::new(AtomicU64::new(0));
+                let a = at.clone();
+                let dev = Device::register("bench", move || {
+                    a.store(kernel::time::now_ns(), Ordering::Relaxed);
+                });
+                let mut total = 0;
+                for _ in 0..iters {
+                    at.store(0, Ordering::Relaxed);
+                    let t0 = kernel::time::now_ns();
+                    dev.raise();
+                    while at.load(Ordering::Relaxed) == 0 {}
+                    total += at.load(Ordering::Relaxed) - t0;
+                }
+                total
+            })
+        })
+    });
+}
+
+/// One iteration = `preempt_disable()` + `preempt_enable()` on a CPU.
+fn preempt_pair(c: &mut Criterion) {
+    c.bench_function("preempt_disable + preempt_enable", |b| {
+        b.iter_custom(|iters| {
+            in_kernel(move || {
+                let t0 = kernel::time::now_ns();
+                for _ in 0..iters {
+                    drop(std::hint::black_box(kernel::preempt::preempt_disable()));
+                }
+                kernel::time::now_ns() - t0
+            })
+        })
+    });
+}
+
+/// One iteration's time = from the device handler (which wakes an RT task) to that RT task
+/// running, when the interrupt lands in a user-mode task spinning in its own code: context
+/// injection, trampoline (XSAVE), `preempt_schedule_irq`, switch. The device's host thread
+/// raises the interrupt, so it lands in the spin loop (a task raising its own interrupt would
+/// take it inside libc's `syscall`, foreign code, where preemption waits for the next tick).
+fn irq_preemption(c: &mut Criterion) {
+    c.bench_function("user-mode preemption: IRQ handler -> RT task running", |b| {
+        b.iter_custom(|iters| {
+            in_kernel(move || {
+                let wq = Arc::new(kernel::WaitQueue::new());
+                let irq_at = Arc::new(AtomicU64::new(0));
+                let (w, a) = (wq.clone(), irq_at.clone());
+                let dev = Arc::new(Device::register("bench", move || {
+                    a.store(kernel::time::now_ns(), Ordering::Release);
+                    w.wake_up();
+                }));
+                let (total, served, stop) =
+                    (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+                let (w, a, t, s, st) = (wq.clone(), irq_at.clone(), total.clone(), served.clone(), stop.clone());
+                let rt = spawn(TaskBuilder::new("rt").fifo(50), move || loop {
+                    w.wait_event(|| a.load(Ordering::Acquire) != 0 || st.load(Ordering::Acquire));
+                    if st.load(Ordering::Acquire) {
+                        return 0;
+                    }
+                    t.fetch_add(kernel::time::now_ns() - a.swap(0, Ordering::AcqRel), Ordering::Relaxed);
+                    s.fetch_add(1, Ordering::AcqRel);
+                });
+                let (s, d) = (served.clone(), dev.clone());
+                let user = spawn(TaskBuilder::new("user").fifo(10), move || {
+                    for i in 0..iters {
+                        d.raise_at(kernel::time::now_ns() + 20_000);
+                        while s.load(Ordering::Acquire) <= i {}
+                    }
+                    0
+                });
+                let _ = user.join();
+                stop.store(true, Ordering::Release);
+                wq.wake_up();
+                let _ = rt.join();
+                total.load(Ordering::Relaxed)
+            })
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, irq_preemption
+}
+criterion_main!(benches);
