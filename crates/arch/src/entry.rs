@@ -185,6 +185,7 @@ pub fn install() {
         set_handler(irq::sig_irq(), irq_signal_handler);
         set_handler(libc::SIGSEGV, fault_signal_handler);
         set_handler(libc::SIGBUS, fault_signal_handler);
+        set_handler(libc::SIGTRAP, trap_signal_handler);
     });
 }
 
@@ -296,6 +297,15 @@ fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
     gregs[libc::REG_RSP as usize] = new_sp as i64;
     gregs[libc::REG_RIP as usize] = atomkernel_preempt_trampoline as *const () as usize as i64;
     true
+}
+
+extern "C" fn trap_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: a valid ucontext from the kernel for an SA_SIGINFO handler, used only until it
+    // returns.
+    let handled = unsafe { crate::patch::handle_trap(&mut (*(uc as *mut libc::ucontext_t)).uc_mcontext.gregs) };
+    if !handled {
+        fault_signal_handler(sig, info, uc);
+    }
 }
 
 extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {

@@ -20,6 +20,8 @@
 //! | [`alloc`] | the slab allocator's `preempt_disable` | a global allocator that disables preemption |
 //! | [`sync`] | `spin_lock_irqsave` | [`sync::IrqSpinLock`] |
 //! | [`cpu`] | CPU bring-up, `hlt` | thread registration, pinning, `sigsuspend` |
+//! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte NOPs listed at link time |
+//! | [`patch`] | `text_poke_bp` | W^X patching through a memfd alias, int3 first |
 //!
 //! ## The boundary (what the core gives and gets)
 //!
@@ -43,7 +45,9 @@ pub mod clock;
 pub mod cpu;
 pub mod entry;
 pub mod irq;
+pub mod patch;
 pub mod percpu;
+pub mod ppoint;
 pub mod stack;
 pub mod switch;
 pub mod sync;
@@ -64,4 +68,6 @@ pub struct Hooks {
     /// answered [`IrqExit::Preempt`]. Runs in task context with IRQs soft-masked and must
     /// return with them still masked.
     pub preempt_schedule_irq: fn(),
+    /// A patched preemption-point site (its address) was reached, in task context.
+    pub preempt_point: fn(site: usize),
 }

@@ -39,7 +39,7 @@ impl PreemptModel {
     ];
 
     /// The models this build implements.
-    pub const BUILT: [PreemptModel; 1] = [PreemptModel::None];
+    pub const BUILT: [PreemptModel; 3] = [PreemptModel::None, PreemptModel::Voluntary, PreemptModel::Full];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -52,6 +52,19 @@ impl PreemptModel {
             PreemptModel::PatchInt3 => "patch-int3",
             PreemptModel::PatchCall => "patch-call",
         }
+    }
+
+    /// True if the model acts at preemption points, so the sites must call the hook.
+    pub fn uses_points(self) -> bool {
+        matches!(self, PreemptModel::Voluntary | PreemptModel::Cpulock)
+    }
+
+    pub(crate) fn index(self) -> u8 {
+        Self::ALL.iter().position(|&m| m == self).unwrap_or(0) as u8
+    }
+
+    pub(crate) fn from_index(i: u8) -> PreemptModel {
+        Self::ALL.get(i as usize).copied().unwrap_or(PreemptModel::None)
     }
 
     /// True if kernel code may be preempted at `preempt_enable` (the `full` family).

@@ -34,7 +34,12 @@ impl DeviceRaiser {
 struct Timed {
     deadline: AtomicU64,
     stop: AtomicBool,
+    ready: AtomicBool,
 }
+
+/// How long the device thread polls for a new deadline before it parks: waking a parked host
+/// thread on an idle host core costs milliseconds, which would make the interrupt late.
+const POLL_BEFORE_PARK_NS: u64 = 50_000_000;
 
 /// A registered device with an interrupt line and a host thread for timed interrupts.
 pub struct Device {
@@ -53,7 +58,11 @@ impl Device {
         let handler: IrqHandler = Arc::new(handler);
         let line = request_irq(&k, handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
         let raiser = DeviceRaiser { raiser: k.cpu.raiser.get().expect("CPU is up").clone(), line };
-        let timed = Arc::new(Timed { deadline: AtomicU64::new(0), stop: AtomicBool::new(false) });
+        let timed = Arc::new(Timed {
+            deadline: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+        });
         let (r, t, cpus) = (raiser.clone(), timed.clone(), k.helper_cpus.clone());
         let thread = std::thread::Builder::new()
             .name(format!("dev-{name}"))
@@ -62,6 +71,9 @@ impl Device {
                 device_thread(r, t)
             })
             .expect("cannot start a device thread");
+        while !timed.ready.load(Ordering::Acquire) {
+            std::hint::spin_loop(); // the thread's first run takes the host a while
+        }
         crate::printk!("device {name}: registered on IRQ line {line}");
         Device { name: name.into(), line, raiser, timed, thread: Some(thread) }
     }
@@ -93,10 +105,16 @@ impl Device {
 }
 
 fn device_thread(raiser: DeviceRaiser, timed: Arc<Timed>) {
+    timed.ready.store(true, Ordering::Release);
+    let mut idle_since = arch::clock::now_ns();
     while !timed.stop.load(Ordering::Acquire) {
         let deadline = timed.deadline.swap(0, Ordering::AcqRel);
         if deadline == 0 {
-            std::thread::park();
+            if arch::clock::now_ns() - idle_since > POLL_BEFORE_PARK_NS {
+                std::thread::park();
+                idle_since = arch::clock::now_ns();
+            }
+            std::hint::spin_loop();
             continue;
         }
         // Sleep most of the way, then spin: thread wake-up is coarse.
@@ -108,6 +126,7 @@ fn device_thread(raiser: DeviceRaiser, timed: Arc<Timed>) {
             std::hint::spin_loop();
         }
         raiser.raise();
+        idle_since = arch::clock::now_ns();
     }
 }
 

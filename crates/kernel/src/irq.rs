@@ -30,7 +30,11 @@ pub const FIRST_DEVICE_LINE: u32 = 2;
 pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
 
 /// The core's side of the arch boundary.
-pub static HOOKS: Hooks = Hooks { irq: irq_hook, preempt_schedule_irq: crate::sched::preempt_schedule_irq };
+pub static HOOKS: Hooks = Hooks {
+    irq: irq_hook,
+    preempt_schedule_irq: crate::sched::preempt_schedule_irq,
+    preempt_point: crate::model::preempt_point_hook,
+};
 
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     let Some(k) = try_this_kernel() else { return IrqExit::Resume };
@@ -77,7 +81,7 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
     drop(s);
     let preempt = match k.cpu.mode() {
         Mode::User => frame.in_kernel_text(),
-        Mode::Kernel => false, // preempt=none: kernel code runs on to ret_from_syscall
+        Mode::Kernel => k.model().preempts_kernel_code() && frame.in_kernel_text(),
     };
     if preempt {
         IrqExit::Preempt

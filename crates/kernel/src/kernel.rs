@@ -66,6 +66,8 @@ pub struct Kernel {
     /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
     /// CPU thread's own when it is pinned, so they never compete with it for one core.
     pub(crate) helper_cpus: Vec<usize>,
+    /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
+    pub(crate) model: AtomicU8,
 }
 
 thread_local! {
@@ -193,6 +195,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         bug_count: AtomicU64::new(0),
         boot_ns: arch::clock::now_ns(),
         helper_cpus: helper_cpus(config.pin_cpu),
+        model: AtomicU8::new(config.preempt.index()),
         config,
     });
     let kc = k.clone();
@@ -262,7 +265,9 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     if let Some(t) = k.cpu.tick_timer.get() {
         t.set_periodic(k.config.tick_ns());
     }
+    crate::model::switch_sites(None, Some(k.config.preempt)).map_err(BootError::Config)?;
     idle_loop(&k);
+    crate::model::switch_sites(Some(k.model()), None).map_err(BootError::Config)?;
     for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get()].into_iter().flatten() {
         t.disarm();
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod device;
 pub mod irq;
 pub mod kernel;
+pub mod model;
 pub mod preempt;
 pub mod printk;
 pub mod sched;
@@ -23,6 +24,7 @@ pub mod wait;
 
 pub use config::{Config, ConfigError, PreemptModel};
 pub use kernel::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
+pub use model::{preempt_model, set_preempt_model};
 pub use sched::sched_yield;
 pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};
@@ -40,13 +42,15 @@ pub fn cond_resched() -> bool {
     }
 }
 
-/// A preemption point between two atoms of kernel work. What it does is the preemption
-/// model's: under `none` nothing at all (the task keeps the CPU until `ret_from_syscall`).
-#[track_caller]
-pub fn preempt_point() {
-    let k = kernel::this_kernel();
-    match k.config.preempt {
-        PreemptModel::None => {}
-        other => unreachable!("preempt={other} is refused at boot by this build"),
-    }
+/// A preemption point between two atoms of kernel work: a 5-byte NOP site in the machine code,
+/// listed in the site table. Models that act at points (`voluntary`) patch every site into a
+/// call of the point hook; under the others it stays a NOP and costs nothing but its bytes.
+#[macro_export]
+macro_rules! preempt_point {
+    () => {
+        $crate::__arch::preempt_point_site!()
+    };
 }
+
+#[doc(hidden)]
+pub use arch as __arch;

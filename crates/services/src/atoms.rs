@@ -37,11 +37,14 @@ pub fn run_atom(page: &[u8], mut until: impl FnMut() -> bool) -> u64 {
     pages
 }
 
-/// The place between two atoms. Under `preempt=none` the task keeps the CPU here: the
-/// reschedule waits for `ret_from_syscall`.
-#[track_caller]
-pub fn preemption_point() {
-    kernel::preempt_point();
+/// The place between two atoms: a preemption-point site (see `kernel::preempt_point!`).
+/// Under `none` the task keeps the CPU here; under `voluntary` it reschedules here if an RT
+/// wakeup is pending.
+#[macro_export]
+macro_rules! preemption_point {
+    () => {
+        kernel::preempt_point!()
+    };
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 //! **Invariant.** Everything reported is observed, not assumed: the atom the interrupt hit is
 //! read in the handler, the atoms completed are read by the RT task when it runs.
 
-use crate::atoms::{preemption_point, run_atom, PAGE};
+use crate::atoms::{run_atom, PAGE};
 use kernel::device::Device;
 use kernel::{spawn, syscall, BootError, Config, PreemptModel, TaskBuilder, WaitQueue};
 use serde::Serialize;
@@ -188,7 +188,7 @@ fn worker(m: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
             });
             m.end[atom].store(kernel::time::now_ns(), Ordering::Release);
             m.atoms_done.store(atom, Ordering::Release);
-            preemption_point();
+            crate::preemption_point!();
         }
         m.syscall[1].store(kernel::time::now_ns(), Ordering::Release);
         pages

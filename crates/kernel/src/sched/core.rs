@@ -82,7 +82,7 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
 /// `CONFIG_PREEMPT_NONE`) the reschedule waits for `ret_from_syscall` or the next sleep.
 pub fn preempt_schedule() {
     let Some(k) = this_kernel_opt() else { return };
-    if !k.config.preempt.preempts_kernel_code() || arch::irq::irqs_disabled() {
+    if !k.model().preempts_kernel_code() || arch::irq::irqs_disabled() {
         return;
     }
     preempt::preempt_count_add(PREEMPT_OFFSET);

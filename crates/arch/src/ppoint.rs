@@ -1,0 +1,145 @@
+//! Preemption-point sites: 5-byte NOPs in the machine code, listed in a table at link time.
+//!
+//! **Mechanism.** [`preempt_point_site!`] emits `nopl 0(%rax,%rax,1)` (`0f 1f 44 00 00`) into
+//! the code and, into the `atomkernel_ppoints` section, an entry of two PC-relative 32-bit
+//! offsets: to the site and to a static [`PointInfo`] (file, line, module). The linker gathers
+//! the entries of every crate between `__start_atomkernel_ppoints` and
+//! `__stop_atomkernel_ppoints`, as Linux gathers `__jump_table`; the section is marked
+//! retained (`R`) so section GC keeps it. The asm block declares the C ABI's caller-saved
+//! registers clobbered, so the NOP may be patched into `call rel32` of an `extern "C"`
+//! function (through [`crate::patch`]) without saving anything at the site; the asm block is
+//! not `nostack`, so `rsp` is 16-byte aligned there and the red zone is free.
+//!
+//! **Invariant.** Every site in the table is five bytes that are either the NOP or a `call` to
+//! [`point_call_target`]; nothing else is ever written there.
+
+/// Where a preemption point is in the source.
+#[derive(Debug)]
+#[repr(C)]
+pub struct PointInfo {
+    pub file: &'static str,
+    pub line: u32,
+    pub column: u32,
+    pub module: &'static str,
+}
+
+/// The 5-byte NOP every site holds while unpatched.
+pub const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+/// Emits a preemption-point site here: a 5-byte NOP registered in the site table.
+#[macro_export]
+macro_rules! preempt_point_site {
+    () => {{
+        static INFO: $crate::ppoint::PointInfo = $crate::ppoint::PointInfo {
+            file: file!(),
+            line: line!(),
+            column: column!(),
+            module: module_path!(),
+        };
+        // SAFETY: the block is a 5-byte NOP plus a table entry in another section; it reads and
+        // writes nothing. It declares the C ABI's caller-saved registers clobbered because the
+        // patcher may turn the NOP into a call of an `extern "C"` function.
+        unsafe {
+            ::core::arch::asm!(
+                "2:",
+                ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
+                ".pushsection atomkernel_ppoints,\"aR\",@progbits",
+                ".balign 4",
+                ".long 2b - .",
+                ".long {info} - .",
+                ".popsection",
+                info = sym INFO,
+                clobber_abi("C"),
+            )
+        }
+    }};
+}
+
+// A site of the arch crate's own, in a function the table reader references, so the section
+// (and its start/stop symbols) exists in every program that links this crate.
+#[inline(never)]
+fn canary_body() {
+    preempt_point_site!();
+}
+
+/// Runs the canary site once (tests patch it and call this).
+#[inline(never)]
+pub fn canary() {
+    canary_body();
+}
+
+extern "C" {
+    static __start_atomkernel_ppoints: [i32; 0];
+    static __stop_atomkernel_ppoints: [i32; 0];
+}
+
+/// One registered site.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    /// Address of the five site bytes.
+    pub addr: usize,
+    /// Its source location.
+    pub info: &'static PointInfo,
+}
+
+/// Every preemption-point site in the program, in table order.
+pub fn sites() -> Vec<Site> {
+    std::hint::black_box(canary as fn());
+    // SAFETY: the linker defines both symbols around the section, which holds pairs of i32
+    // PC-relative offsets written by `preempt_point_site!`; each resolves to a site in the
+    // program's text and to a `static PointInfo`.
+    unsafe {
+        let start = __start_atomkernel_ppoints.as_ptr();
+        let stop = __stop_atomkernel_ppoints.as_ptr();
+        let n = (stop as usize - start as usize) / 8;
+        (0..n)
+            .map(|i| {
+                let field = |k: usize| {
+                    let p = start.add(2 * i + k);
+                    (p as isize + *p as isize) as usize
+                };
+                Site { addr: field(0), info: &*(field(1) as *const PointInfo) }
+            })
+            .collect()
+    }
+}
+
+/// The function a patched site calls: `atomkernel_point_call` (asm) passes the site address
+/// to the core's `Hooks::preempt_point`.
+pub fn point_call_target() -> usize {
+    atomkernel_point_call as *const () as usize
+}
+
+std::arch::global_asm!(
+    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
+    ".globl atomkernel_point_call",
+    ".type atomkernel_point_call,@function",
+    ".p2align 4",
+    "atomkernel_point_call:",    // reached by a patched site's `call rel32`
+    "    mov rdi, [rsp]",        // the return address: site + 5
+    "    sub rdi, 5",            // the site
+    "    jmp {hook}",            // tail call: the hook returns straight to the site's caller
+    ".size atomkernel_point_call, . - atomkernel_point_call",
+    ".popsection",
+    hook = sym point_hook,
+);
+
+extern "C" {
+    fn atomkernel_point_call();
+}
+
+extern "C" fn point_hook(site: usize) {
+    if let Some(hooks) = crate::percpu::with(|l| l.hooks.get()) {
+        (hooks.preempt_point)(site);
+    }
+    POINT_CALLS.with(|c| c.set(c.get() + 1));
+}
+
+thread_local! {
+    static POINT_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Calls the calling thread made through patched sites.
+pub fn point_calls() -> u64 {
+    POINT_CALLS.with(|c| c.get())
+}

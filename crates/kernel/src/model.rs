@@ -1,0 +1,70 @@
+//! The preemption model of a running kernel: what preemption points and interrupt exits do,
+//! and switching it while tasks run (Linux's PREEMPT_DYNAMIC).
+//!
+//! **Mechanism.** The model is a per-instance word read by the interrupt-exit decision and by
+//! the point hook. Preemption points are code sites ([`crate::preempt_point!`]): NOPs unless
+//! some instance in the process runs a model that acts at points, in which case every site is
+//! patched (through `arch::patch`, W^X, int3 first) into a call of [`preempt_point_hook`].
+//! Switching the model takes or drops this instance's claim on the armed sites, so a switch
+//! between `none` and `voluntary` is a patch of the sites, not a branch at them.
+//!
+//! **Invariant.** While an instance's model uses points, the sites are armed; the hook of an
+//! instance whose model does not use them returns at once (another instance in the same
+//! process may have armed them). A switch is complete before `set_preempt_model` returns, and
+//! every site holds either its NOP or the whole call: the patcher never leaves one half
+//! written.
+
+use crate::config::{ConfigError, PreemptModel};
+use crate::kernel::{this_kernel, try_this_kernel, Kernel};
+use crate::preempt;
+use std::sync::atomic::Ordering;
+
+impl Kernel {
+    /// The current preemption model.
+    pub fn model(&self) -> PreemptModel {
+        PreemptModel::from_index(self.model.load(Ordering::Acquire))
+    }
+}
+
+/// Claims or releases the armed sites for a model change from `old` to `new`.
+pub(crate) fn switch_sites(old: Option<PreemptModel>, new: Option<PreemptModel>) -> Result<(), ConfigError> {
+    let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
+    let (was, will) = (old.is_some_and(|m| m.uses_points()), new.is_some_and(|m| m.uses_points()));
+    if will && !was {
+        arch::patch::sites_get().map_err(host)?;
+    }
+    if was && !will {
+        arch::patch::sites_put().map_err(host)?;
+    }
+    Ok(())
+}
+
+/// The running kernel's preemption model.
+pub fn preempt_model() -> PreemptModel {
+    this_kernel().model()
+}
+
+/// Switches the running kernel to `model` while its tasks run. Refuses models this build does
+/// not have. Call from a task.
+pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
+    if !model.is_built() {
+        return Err(ConfigError(format!("preempt={model} is not built yet")));
+    }
+    let k = this_kernel();
+    let old = k.model();
+    if old == model {
+        return Ok(());
+    }
+    switch_sites(Some(old), Some(model))?;
+    k.model.store(model.index(), Ordering::Release);
+    crate::printk!("preempt: switched from {old} to {model}");
+    Ok(())
+}
+
+/// Reached from every patched preemption-point site, in task context.
+pub(crate) fn preempt_point_hook(_site: usize) {
+    let Some(k) = try_this_kernel() else { return };
+    if k.model() == PreemptModel::Voluntary && preempt::need_resched() && preempt::preemptible() {
+        crate::sched::schedule();
+    }
+}

@@ -1,0 +1,193 @@
+//! Preemption models in kernel mode: `full` at interrupt exit, deferred by `preempt_disable`
+//! and by foreign code; `voluntary` at points; switching the model while tasks run.
+
+mod common;
+use common::{run_with_timeout, spin_ns};
+use kernel::device::Device;
+use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder, WaitQueue};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+fn cfg(m: PreemptModel) -> Config {
+    Config { preempt: m, ..Config::default() }
+}
+
+/// A worker in a syscall runs `body`; a device interrupt `irq_after_ns` into it wakes an RT
+/// task, which returns the value of `probe()` when it runs. Bodies keep their first phase
+/// going until the interrupt has fired, so a late host thread cannot move it to a later phase.
+fn until_fired(f: &AtomicBool, ns: u64) {
+    let end = kernel::time::now_ns() + ns;
+    while kernel::time::now_ns() < end || !f.load(Ordering::Acquire) {
+        std::hint::spin_loop();
+    }
+}
+
+fn rt_probe(
+    model: PreemptModel,
+    irq_after_ns: u64,
+    body: fn(&AtomicUsize, &AtomicBool),
+    probe: fn(&AtomicUsize) -> usize,
+) -> usize {
+    let r = run_with_timeout(cfg(model), 60, move || {
+        let state = Arc::new(AtomicUsize::new(0));
+        let wq = Arc::new(WaitQueue::new());
+        let fired = Arc::new(AtomicBool::new(false));
+        let (w, f) = (wq.clone(), fired.clone());
+        let dev = Arc::new(Device::register("probe", move || {
+            f.store(true, Ordering::Release);
+            w.wake_up();
+        }));
+        let (s, w, f) = (state.clone(), wq.clone(), fired.clone());
+        let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
+            w.wait_event(|| f.load(Ordering::Acquire));
+            probe(&s) as i64
+        });
+        let (s, d, f) = (state.clone(), dev.clone(), fired.clone());
+        let worker = spawn(TaskBuilder::new("worker"), move || {
+            syscall(|| {
+                d.raise_at(kernel::time::now_ns() + irq_after_ns);
+                body(&s, &f)
+            });
+            0
+        });
+        worker.join().unwrap();
+        rt.join().unwrap()
+    });
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    r.init.unwrap() as usize
+}
+
+#[test]
+fn full_preempts_kernel_code_at_interrupt_exit() {
+    // state: 1 while spinning in kernel code, 2 after.
+    let seen = rt_probe(
+        PreemptModel::Full,
+        1_000_000,
+        |s, f| {
+            s.store(1, Ordering::Release);
+            until_fired(f, 30_000_000);
+            s.store(2, Ordering::Release);
+        },
+        |s| s.load(Ordering::Acquire),
+    );
+    assert_eq!(seen, 1, "under full the RT task runs in the middle of the kernel code");
+}
+
+#[test]
+fn full_waits_for_the_end_of_a_preempt_disable_section() {
+    // state: 1 inside the section, 2 between its end and the syscall's end, 3 after.
+    let seen = rt_probe(
+        PreemptModel::Full,
+        1_000_000,
+        |s, f| {
+            {
+                let _g = kernel::preempt::preempt_disable();
+                s.store(1, Ordering::Release);
+                until_fired(f, 20_000_000);
+                s.store(2, Ordering::Release);
+            } // preempt_enable: the count reaches zero with a reschedule due
+            spin_ns(10_000_000);
+            s.store(3, Ordering::Release);
+        },
+        |s| s.load(Ordering::Acquire),
+    );
+    assert_eq!(seen, 2, "the RT task runs at the section's preempt_enable");
+}
+
+#[test]
+fn full_never_preempts_foreign_code() {
+    // state: 1 while inside a host libc call (a 20 ms host sleep), 2 after it returned.
+    let seen = rt_probe(
+        PreemptModel::Full,
+        2_000_000,
+        |s, _| {
+            s.store(1, Ordering::Release);
+            std::thread::sleep(std::time::Duration::from_millis(20)); // libc: nanosleep
+            s.store(2, Ordering::Release);
+            spin_ns(20_000_000);
+            s.store(3, Ordering::Release);
+        },
+        |s| s.load(Ordering::Acquire),
+    );
+    assert_eq!(seen, 2, "preempted inside libc (1) or only at ret_from_syscall (3)");
+}
+
+#[test]
+fn none_does_not_preempt_at_points_and_voluntary_does() {
+    fn atoms(s: &AtomicUsize, f: &AtomicBool) {
+        for i in 1..=5 {
+            until_fired(f, 3_000_000);
+            s.store(i, Ordering::Release);
+            kernel::preempt_point!();
+        }
+    }
+    let probe = |s: &AtomicUsize| s.load(Ordering::Acquire);
+    assert_eq!(rt_probe(PreemptModel::None, 1_000_000, atoms, probe), 5);
+    assert_eq!(rt_probe(PreemptModel::Voluntary, 1_000_000, atoms, probe), 1);
+}
+
+#[test]
+fn switching_models_mid_run_loses_and_duplicates_no_work() {
+    const UNITS: u64 = 400;
+    let r = run_with_timeout(cfg(PreemptModel::None), 120, || {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let worker = spawn(TaskBuilder::new("worker"), move || {
+            let mut mine = 0;
+            for _ in 0..UNITS / 10 {
+                mine += syscall(|| {
+                    let mut n = 0;
+                    for _ in 0..10 {
+                        spin_ns(100_000);
+                        n += 1;
+                        d.fetch_add(1, Ordering::AcqRel);
+                        kernel::preempt_point!();
+                    }
+                    n
+                });
+            }
+            mine as i64
+        });
+        let st = stop.clone();
+        let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
+            let mut runs = 0;
+            while !st.load(Ordering::Acquire) {
+                kernel::time::sleep_ns(300_000);
+                runs += 1;
+            }
+            runs
+        });
+        let models = [PreemptModel::Voluntary, PreemptModel::Full, PreemptModel::None];
+        let switcher = spawn(TaskBuilder::new("switcher").fifo(60), move || {
+            let mut switches = 0;
+            for i in 0..40 {
+                kernel::time::sleep_ns(1_000_000);
+                kernel::set_preempt_model(models[i % models.len()]).unwrap();
+                switches += 1;
+            }
+            switches
+        });
+        let switches = switcher.join().unwrap();
+        let mine = worker.join().unwrap();
+        stop.store(true, Ordering::Release);
+        let rt_runs = rt.join().unwrap();
+        assert!(rt_runs > 10);
+        assert_eq!(mine as u64, UNITS);
+        assert_eq!(done.load(Ordering::Acquire), UNITS);
+        switches
+    });
+    assert_eq!(r.init, Ok(40));
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    assert_eq!(r.log.matches("preempt: switched from").count(), 40, "{}", r.log);
+}
+
+#[test]
+fn unbuilt_models_are_refused_at_run_time() {
+    let r = run_with_timeout(Config::default(), 30, || {
+        let e = kernel::set_preempt_model(PreemptModel::Cpulock).unwrap_err();
+        assert!(e.0.contains("preempt=cpulock is not built yet"), "{e}");
+        (kernel::preempt_model() == PreemptModel::None) as i64
+    });
+    assert_eq!(r.init, Ok(1));
+}
