@@ -8,6 +8,7 @@ use kernel::PreemptModel;
 use services::scenario::{self, ScenarioConfig};
 use std::process::ExitCode;
 
+mod lab_cmd;
 mod torture_cmd;
 
 #[derive(Parser)]
@@ -24,6 +25,8 @@ enum Command {
     /// Register-integrity torture: every register, flag and vector register checked across
     /// preemptions.
     Torture(torture_cmd::TortureArgs),
+    /// Every built model side by side: normal-path throughput and RT wakeup latency under load.
+    Models(lab_cmd::ModelsArgs),
 }
 
 #[derive(clap::Args)]
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Demo(default_demo())) {
         Command::Demo(a) => demo(&a),
         Command::Torture(a) => torture_cmd::run(&a),
+        Command::Models(a) => lab_cmd::run(&a),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

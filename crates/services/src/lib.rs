@@ -5,5 +5,6 @@
 //! torture ([`torture`]).
 
 pub mod atoms;
+pub mod lab;
 pub mod scenario;
 pub mod torture;

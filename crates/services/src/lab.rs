@@ -1,0 +1,1 @@
+//! Model measurement harness (being written).
