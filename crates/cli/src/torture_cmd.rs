@@ -16,19 +16,29 @@ pub struct TortureArgs {
     /// Spin iterations per round (how long the registers stay live).
     #[arg(long, default_value_t = 2000)]
     spins: u64,
+    /// Preempt kernel code: run the rounds inside system calls under preempt=full.
+    #[arg(long)]
+    kernel: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(a: &TortureArgs) -> Result<(), String> {
-    let cfg = TortureConfig { tasks: a.tasks, preemptions: a.preemptions, max_secs: a.max_seconds, spins: a.spins };
+    let cfg = TortureConfig {
+        tasks: a.tasks,
+        preemptions: a.preemptions,
+        max_secs: a.max_seconds,
+        spins: a.spins,
+        kernel_mode: a.kernel,
+    };
     let r = torture::run(&cfg).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "torture: {} preemptions, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
+            "torture ({} mode): {} preemptions, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
+            r.mode,
             r.preemptions,
             r.rounds,
             r.mismatches.len(),

@@ -39,7 +39,8 @@ impl PreemptModel {
     ];
 
     /// The models this build implements.
-    pub const BUILT: [PreemptModel; 3] = [PreemptModel::None, PreemptModel::Voluntary, PreemptModel::Full];
+    pub const BUILT: [PreemptModel; 5] =
+        [PreemptModel::None, PreemptModel::Voluntary, PreemptModel::Full, PreemptModel::Lazy, PreemptModel::Cpulock];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {

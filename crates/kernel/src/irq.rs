@@ -7,7 +7,8 @@
 //! `irqentry_exit`) says whether to preempt: only if a reschedule is due, the count is zero,
 //! the current task is not idle, and the interrupted code may be preempted: user mode in
 //! kernel text always; kernel mode only as the preemption model allows (never under `none`).
-//! Interrupted foreign code (libc, vDSO) is never preempted; the next interrupt tries again.
+//! Interrupted foreign code (libc, vDSO) is never preempted; a retry interrupt
+//! ([`LINE_RETRY`]) looks again 20 µs later.
 //!
 //! **Invariant.** Handlers run with IRQs masked and the hardirq count raised, never allocate,
 //! never sleep (a handler that tries gets a `BUG:`).
@@ -23,8 +24,14 @@ use std::sync::Arc;
 pub const LINE_TICK: u32 = 0;
 /// One-shot high-resolution timers.
 pub const LINE_HRTIMER: u32 = 1;
+/// The preemption retry: armed when a preemption was due but the interrupt landed in foreign
+/// code, so the next look comes soon rather than at the next tick.
+pub const LINE_RETRY: u32 = 2;
 /// The first line available to devices.
-pub const FIRST_DEVICE_LINE: u32 = 2;
+pub const FIRST_DEVICE_LINE: u32 = 3;
+/// How soon the first retry interrupt comes; each further retry that still finds foreign code
+/// waits twice as long, up to one tick, so a long host call is not flooded with signals.
+pub const RETRY_NS: u64 = 20_000;
 
 /// A device's interrupt handler.
 pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
@@ -71,7 +78,9 @@ pub fn irq_exit(_k: &Kernel) {
 
 /// `irqentry_exit()`: may the interrupted code be preempted now?
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
-    if !preempt::need_resched() || preempt::preempt_count() != 0 {
+    let user = k.cpu.mode() == Mode::User;
+    let due = if user { crate::model::resched_due_for_user(k) } else { preempt::need_resched() };
+    if !due || preempt::preempt_count() != 0 {
         return IrqExit::Resume;
     }
     let s = k.sched.lock();
@@ -79,15 +88,22 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
         return IrqExit::Resume; // the idle loop reschedules by itself
     }
     drop(s);
-    let preempt = match k.cpu.mode() {
-        Mode::User => frame.in_kernel_text(),
-        Mode::Kernel => k.model().preempts_kernel_code() && frame.in_kernel_text(),
-    };
-    if preempt {
-        IrqExit::Preempt
-    } else {
-        IrqExit::Resume
+    if !(user || k.model().preempts_kernel_code()) {
+        return IrqExit::Resume;
     }
+    if frame.in_kernel_text() {
+        k.cpu.retry_backoff.store(0, Ordering::Relaxed);
+        return IrqExit::Preempt;
+    }
+    // Foreign code (libc, the vDSO) may hold host locks: look again soon, by which time it has
+    // most likely returned into kernel text. The wait stays bounded by the time spent in
+    // foreign code plus one retry interval, not by the tick.
+    let n = k.cpu.retry_backoff.fetch_add(1, Ordering::Relaxed).min(16);
+    let delay = (RETRY_NS << n).min(k.config.tick_ns());
+    if let Some(t) = k.cpu.retry_timer.get() {
+        t.set_oneshot_at(arch::clock::now_ns() + delay);
+    }
+    IrqExit::Resume
 }
 
 /// Installs `handler` for a free device line and returns the line.

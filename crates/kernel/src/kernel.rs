@@ -30,11 +30,19 @@ const MAX_BUGS: usize = 64;
 /// The per-CPU part of a kernel instance that other threads and interrupts read.
 pub(crate) struct CpuState {
     mode: AtomicU8,
+    /// `TIF_NEED_RESCHED_LAZY` (preempt=lazy): a fair reschedule that waits for the tick or the
+    /// return to user mode.
+    pub(crate) need_resched_lazy: std::sync::atomic::AtomicBool,
+    /// preempt=cpulock: the task (id + 1) that locked the CPU's next quantum; 0 when none.
+    pub(crate) quantum_lock: std::sync::atomic::AtomicUsize,
     pub(crate) jiffies: AtomicU64,
     pub(crate) irqs: AtomicU64,
     pub(crate) raiser: OnceLock<IrqRaiser>,
     pub(crate) tick_timer: OnceLock<HostTimer>,
     pub(crate) hrtimer: OnceLock<HostTimer>,
+    pub(crate) retry_timer: OnceLock<HostTimer>,
+    /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
+    pub(crate) retry_backoff: AtomicU8,
 }
 
 impl CpuState {
@@ -184,11 +192,15 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         irq_handlers: IrqSpinLock::new(vec![None; 64]),
         cpu: CpuState {
             mode: AtomicU8::new(Mode::Kernel as u8),
+            need_resched_lazy: std::sync::atomic::AtomicBool::new(false),
+            quantum_lock: std::sync::atomic::AtomicUsize::new(0),
             jiffies: AtomicU64::new(0),
             irqs: AtomicU64::new(0),
             raiser: OnceLock::new(),
             tick_timer: OnceLock::new(),
             hrtimer: OnceLock::new(),
+            retry_timer: OnceLock::new(),
+            retry_backoff: AtomicU8::new(0),
         },
         printk: Printk::new(1 << 20, config.console),
         bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
@@ -255,6 +267,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     let _ = k.cpu.raiser.set(registration.raiser());
     let _ = k.cpu.tick_timer.set(HostTimer::new(crate::irq::LINE_TICK).map_err(host)?);
     let _ = k.cpu.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
+    let _ = k.cpu.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);
     let idle_ctx = TaskContext::for_current_thread("swapper/0");
     add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
     crate::printk::printk_str(
@@ -268,7 +281,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     crate::model::switch_sites(None, Some(k.config.preempt)).map_err(BootError::Config)?;
     idle_loop(&k);
     crate::model::switch_sites(Some(k.model()), None).map_err(BootError::Config)?;
-    for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get()].into_iter().flatten() {
+    for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get(), k.cpu.retry_timer.get()].into_iter().flatten() {
         t.disarm();
     }
     crate::printk::printk_str(&k, "atomkernel: all tasks exited, CPU 0 halted");
@@ -335,9 +348,11 @@ pub(crate) fn spawn_on(k: &Kernel, b: crate::task::TaskBuilder, body: crate::tas
     let ctx = TaskContext::new(&b.name, stack, crate::task::task_entry, task.id)
         .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));
     *task.ctx.lock() = Some(ctx);
-    if k.sched.lock().wake_new(task.id) {
-        crate::preempt::set_need_resched();
+    let mut sched = k.sched.lock();
+    if sched.wake_new(task.id) {
+        crate::model::resched_curr(k, &sched, task.id);
     }
+    drop(sched);
     TaskHandle { task }
 }
 

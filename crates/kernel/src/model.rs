@@ -17,6 +17,8 @@
 use crate::config::{ConfigError, PreemptModel};
 use crate::kernel::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt;
+use crate::sched::{Sched, TaskId};
+use crate::task::Policy;
 use std::sync::atomic::Ordering;
 
 impl Kernel {
@@ -61,10 +63,58 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `resched_curr`: `woken` (or the running task, for the tick) should run instead of the
+/// current task. Under `lazy`, a fair task displacing a fair task sets only the lazy flag;
+/// under `cpulock`, an RT task also locks the CPU's next quantum. Call with the scheduler
+/// lock held (IRQs masked).
+pub(crate) fn resched_curr(k: &Kernel, s: &Sched, woken: TaskId) {
+    let rt = s.task(woken).policy.rt_prio().is_some();
+    let curr_fair = matches!(s.task(s.curr).policy, Policy::Normal(_));
+    match k.model() {
+        PreemptModel::Lazy if !rt && curr_fair => k.cpu.need_resched_lazy.store(true, Ordering::Relaxed),
+        PreemptModel::Cpulock if rt && woken != s.curr => {
+            k.cpu.quantum_lock.store(woken + 1, Ordering::Release);
+            preempt::set_need_resched();
+        }
+        _ => preempt::set_need_resched(),
+    }
+}
+
+/// At the tick under `lazy`: a lazy reschedule still pending becomes a real one (Linux's
+/// `sched_tick` promoting `TIF_NEED_RESCHED_LAZY`).
+pub(crate) fn tick_lazy_upgrade(k: &Kernel) {
+    if k.cpu.need_resched_lazy.swap(false, Ordering::Relaxed) {
+        preempt::set_need_resched();
+    }
+}
+
+/// Called by `__schedule` when it has picked `next`: every reschedule request is served, and a
+/// locked quantum is granted once its owner runs.
+pub(crate) fn clear_resched(k: &Kernel, next: TaskId) {
+    preempt::clear_need_resched();
+    k.cpu.need_resched_lazy.store(false, Ordering::Relaxed);
+    let _ = k.cpu.quantum_lock.compare_exchange(next + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// Is a reschedule due on the way back to user mode (a lazy one counts there)?
+pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
+    preempt::need_resched() || k.cpu.need_resched_lazy.load(Ordering::Relaxed)
+}
+
 /// Reached from every patched preemption-point site, in task context.
+///
+/// - `voluntary`: `cond_resched()`: reschedule if any reschedule is due.
+/// - `cpulock`: the atom requests the CPU; if an RT task has locked the next quantum, the
+///   request blocks, i.e. the task gives the CPU to it. Nothing else (a fair wakeup, a used-up
+///   fair slice) takes the CPU from kernel code here.
 pub(crate) fn preempt_point_hook(_site: usize) {
     let Some(k) = try_this_kernel() else { return };
-    if k.model() == PreemptModel::Voluntary && preempt::need_resched() && preempt::preemptible() {
+    let yield_now = match k.model() {
+        PreemptModel::Voluntary => preempt::need_resched(),
+        PreemptModel::Cpulock => k.cpu.quantum_lock.load(Ordering::Acquire) != 0,
+        _ => false,
+    };
+    if yield_now && preempt::preemptible() {
         crate::sched::schedule();
     }
 }

@@ -51,7 +51,7 @@ pub fn ret_from_syscall(k: &Kernel, place: &Location<'_>) {
     }
     loop {
         arch::irq::local_irq_disable();
-        if preempt::need_resched() {
+        if crate::model::resched_due_for_user(k) {
             arch::irq::local_irq_enable();
             crate::sched::schedule();
             continue;

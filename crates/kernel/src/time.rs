@@ -47,8 +47,11 @@ impl TimerQueue {
 pub(crate) fn timer_interrupt(k: &Kernel) {
     let missed = k.cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
     k.cpu.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
-    if k.sched.lock().tick(arch::clock::now_ns()) {
-        crate::preempt::set_need_resched();
+    crate::model::tick_lazy_upgrade(k);
+    let mut sched = k.sched.lock();
+    if sched.tick(arch::clock::now_ns()) {
+        let curr = sched.curr;
+        crate::model::resched_curr(k, &sched, curr);
     }
 }
 

@@ -185,9 +185,83 @@ fn switching_models_mid_run_loses_and_duplicates_no_work() {
 #[test]
 fn unbuilt_models_are_refused_at_run_time() {
     let r = run_with_timeout(Config::default(), 30, || {
-        let e = kernel::set_preempt_model(PreemptModel::Cpulock).unwrap_err();
-        assert!(e.0.contains("preempt=cpulock is not built yet"), "{e}");
+        let e = kernel::set_preempt_model(PreemptModel::PatchCall).unwrap_err();
+        assert!(e.0.contains("preempt=patch-call is not built yet"), "{e}");
         (kernel::preempt_model() == PreemptModel::None) as i64
     });
     assert_eq!(r.init, Ok(1));
+}
+
+/// A fair task sleeping 5 ms wakes (from the hrtimer interrupt) while a fair worker is 30 ms
+/// into kernel code made of 15 atoms; it returns the worker's progress when it runs: atoms done
+/// (0..=15; 15 = at `ret_from_syscall`), or 100 once the worker is back in user mode. HZ=10, so
+/// no tick falls in the window.
+fn fair_wakeup_probe(model: PreemptModel) -> usize {
+    let config = Config { preempt: model, hz: 10, ..Config::default() };
+    let r = run_with_timeout(config, 60, || {
+        let progress = Arc::new(AtomicUsize::new(0));
+        let p = progress.clone();
+        let sleeper = spawn(TaskBuilder::new("sleeper"), move || {
+            kernel::time::sleep_ns(5_000_000);
+            p.load(Ordering::Acquire) as i64
+        });
+        let p = progress.clone();
+        let worker = spawn(TaskBuilder::new("worker"), move || {
+            syscall(|| {
+                for i in 1..=15 {
+                    spin_ns(2_000_000);
+                    p.store(i, Ordering::Release);
+                    kernel::preempt_point!();
+                }
+            });
+            p.store(100, Ordering::Release);
+            0
+        });
+        worker.join().unwrap();
+        sleeper.join().unwrap()
+    });
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    r.init.unwrap() as usize
+}
+
+#[test]
+fn a_fair_wakeup_preempts_kernel_code_under_full_but_waits_under_lazy() {
+    let full = fair_wakeup_probe(PreemptModel::Full);
+    assert!(full < 15, "full: the woken fair task runs inside the syscall, got {full}");
+    let lazy = fair_wakeup_probe(PreemptModel::Lazy);
+    assert_eq!(lazy, 15, "lazy: no tick came, so the fair wakeup waits for the return to user mode");
+}
+
+#[test]
+fn a_fair_wakeup_takes_a_point_under_voluntary_but_not_under_cpulock() {
+    let voluntary = fair_wakeup_probe(PreemptModel::Voluntary);
+    assert!((2..15).contains(&voluntary), "voluntary: at the next point after the wakeup, got {voluntary}");
+    let cpulock = fair_wakeup_probe(PreemptModel::Cpulock);
+    assert_eq!(cpulock, 15, "cpulock: only an RT task locks the next quantum; the fair one waits for ret_from_syscall");
+}
+
+#[test]
+fn lazy_fair_wakeup_is_served_at_the_next_tick() {
+    // HZ=1000: the lazy flag set by the wakeup is promoted at the next tick, so the sleeper
+    // runs inside the 30 ms syscall even under lazy.
+    let config = Config { preempt: PreemptModel::Lazy, hz: 1000, ..Config::default() };
+    let r = run_with_timeout(config, 60, || {
+        let progress = Arc::new(AtomicUsize::new(0));
+        let p = progress.clone();
+        let sleeper = spawn(TaskBuilder::new("sleeper"), move || {
+            kernel::time::sleep_ns(5_000_000);
+            p.load(Ordering::Acquire) as i64
+        });
+        let p = progress.clone();
+        let worker = spawn(TaskBuilder::new("worker"), move || {
+            syscall(|| {
+                spin_ns(30_000_000);
+                p.store(1, Ordering::Release);
+            });
+            0
+        });
+        worker.join().unwrap();
+        sleeper.join().unwrap()
+    });
+    assert_eq!(r.init, Ok(0), "the sleeper ran inside the syscall, at a tick");
 }

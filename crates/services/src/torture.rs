@@ -28,11 +28,14 @@ pub struct TortureConfig {
     pub max_secs: u64,
     /// Spin iterations per round (how long the registers stay live).
     pub spins: u64,
+    /// Run the rounds in kernel mode (inside system calls) under `preempt=full`, so the
+    /// preemptions land in kernel code; otherwise in user mode under `preempt=none`.
+    pub kernel_mode: bool,
 }
 
 impl Default for TortureConfig {
     fn default() -> Self {
-        TortureConfig { tasks: 3, preemptions: 1_000_000, max_secs: 600, spins: 2000 }
+        TortureConfig { tasks: 3, preemptions: 1_000_000, max_secs: 600, spins: 2000, kernel_mode: false }
     }
 }
 
@@ -47,6 +50,8 @@ pub struct TortureReport {
     pub mismatches: Vec<String>,
     /// The vector register file checked: sse, avx or avx512.
     pub isa: String,
+    /// Where the preempted code ran: `user` (preempt=none) or `kernel` (preempt=full).
+    pub mode: String,
     /// Wall time of the run in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -65,7 +70,8 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
             "torture: tasks must be 1..=64, and preemptions, seconds and spins above zero".into(),
         )));
     }
-    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, ..Config::default() };
+    let preempt = if cfg.kernel_mode { kernel::PreemptModel::Full } else { kernel::PreemptModel::None };
+    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, ..Config::default() };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         rounds: AtomicU64::new(0),
@@ -87,6 +93,7 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
         rounds: shared.rounds.load(Ordering::Relaxed),
         mismatches,
         isa: format!("{:?}", arch::torture::vector_isa()).to_lowercase(),
+        mode: if cfg.kernel_mode { "kernel" } else { "user" }.into(),
         elapsed_ms: t0.elapsed().as_millis() as u64,
     })
 }
@@ -106,7 +113,7 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
         }
         0
     });
-    let tasks: Vec<_> = (0..cfg.tasks).map(|i| spawn_torturer(sh, i, cfg.spins)).collect();
+    let tasks: Vec<_> = (0..cfg.tasks).map(|i| spawn_torturer(sh, i, cfg.spins, cfg.kernel_mode)).collect();
     let storm = start_storm(sh.clone(), dev.raiser());
     let deadline = kernel::time::now_ns() + cfg.max_secs * 1_000_000_000;
     while kernel::time::now_ns() < deadline {
@@ -127,20 +134,34 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
     sh.rounds.load(Ordering::Relaxed)
 }
 
-fn spawn_torturer(sh: &Arc<Shared>, i: usize, spins: u64) -> kernel::TaskHandle {
+fn spawn_torturer(sh: &Arc<Shared>, i: usize, spins: u64, kernel_mode: bool) -> kernel::TaskHandle {
     let s = sh.clone();
     spawn(TaskBuilder::new(&format!("torture{i}")).rr(10), move || {
         let mut seed = 0x5eed_0000_0000 + ((i as u64) << 40);
         while !s.stop.load(Ordering::Acquire) {
-            seed += 1;
-            if let Err(bad) = arch::torture::check_round(seed, spins) {
-                let mut m = s.mismatches.lock().unwrap_or_else(|e| e.into_inner());
-                m.extend(bad.iter().map(|b| format!("torture{i} round {seed:#x}: {b}")));
+            if kernel_mode {
+                // A system call of 64 rounds: the preemptions land in kernel code.
+                seed = kernel::syscall(|| rounds(&s, i, seed, spins, 64));
+            } else {
+                seed = rounds(&s, i, seed, spins, 1);
             }
-            s.rounds.fetch_add(1, Ordering::Relaxed);
         }
         0
     })
+}
+
+/// Checks `n` rounds; returns the next seed. Mismatches are kept for the report (the lock is
+/// taken only on a mismatch, and only by this task).
+fn rounds(s: &Shared, i: usize, mut seed: u64, spins: u64, n: u32) -> u64 {
+    for _ in 0..n {
+        seed += 1;
+        if let Err(bad) = arch::torture::check_round(seed, spins) {
+            let mut m = s.mismatches.lock().unwrap_or_else(|e| e.into_inner());
+            m.extend(bad.iter().map(|b| format!("torture{i} round {seed:#x}: {b}")));
+        }
+        s.rounds.fetch_add(1, Ordering::Relaxed);
+    }
+    seed
 }
 
 /// A host thread that raises the storm device every few microseconds until told to stop.

@@ -29,8 +29,8 @@ fn impossible_shapes_are_refused() {
     let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100 };
     let e = run(PreemptModel::None, &bad).unwrap_err().to_string();
     assert!(e.contains("must fall inside atom 1"), "{e}");
-    let e = run(PreemptModel::Lazy, &ScenarioConfig::default()).unwrap_err().to_string();
-    assert!(e.contains("preempt=lazy is not built yet"), "{e}");
+    let e = run(PreemptModel::PatchInt3, &ScenarioConfig::default()).unwrap_err().to_string();
+    assert!(e.contains("preempt=patch-int3 is not built yet"), "{e}");
 }
 
 #[test]
@@ -47,4 +47,16 @@ fn full_runs_rt_before_atom_1_ends() {
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 0), "{r:?}");
     let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
     assert!(pos("device interrupt") < pos("runs after atom") && pos("runs after atom") < pos("atom 1 ends"));
+}
+
+#[test]
+fn lazy_runs_an_rt_wakeup_like_full() {
+    let r = run(PreemptModel::Lazy, &ScenarioConfig::default()).unwrap();
+    assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 0), "{r:?}");
+}
+
+#[test]
+fn cpulock_runs_rt_after_atom_1() {
+    let r = run(PreemptModel::Cpulock, &ScenarioConfig::default()).unwrap();
+    assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 1), "{r:?}");
 }

@@ -4,7 +4,7 @@ use services::torture::{run, TortureConfig};
 
 #[test]
 fn registers_survive_user_mode_preemption() {
-    let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000 };
+    let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000, kernel_mode: false };
     let r = run(&cfg).unwrap();
     assert!(
         r.mismatches.is_empty(),
@@ -19,4 +19,17 @@ fn registers_survive_user_mode_preemption() {
 fn bad_torture_settings_are_refused() {
     let e = run(&TortureConfig { tasks: 0, ..TortureConfig::default() }).unwrap_err().to_string();
     assert!(e.contains("tasks must be 1..=64"), "{e}");
+}
+
+#[test]
+fn registers_survive_kernel_mode_preemption_under_full() {
+    let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000, kernel_mode: true };
+    let r = run(&cfg).unwrap();
+    assert_eq!(r.mode, "kernel");
+    assert!(
+        r.mismatches.is_empty(),
+        "registers corrupted across kernel-mode preemption: {:#?}",
+        &r.mismatches[..r.mismatches.len().min(16)]
+    );
+    assert!(r.preemptions >= 20_000, "only {} preemptions in {} ms", r.preemptions, r.elapsed_ms);
 }

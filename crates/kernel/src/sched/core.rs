@@ -28,7 +28,7 @@ pub(crate) fn __schedule(k: &Kernel, preempt: bool) {
         s.task_mut(prev).mode = k.cpu.mode();
         let ran = s.put_prev(prev, now, preempt);
         let next = s.pick_next(now);
-        preempt::clear_need_resched();
+        crate::model::clear_resched(k, next);
         if next == prev {
             None
         } else {
@@ -123,7 +123,7 @@ pub(crate) fn wake_up_process(k: &Kernel, id: TaskId) -> bool {
     let mut s = k.sched.lock();
     let was_sleeping = s.task(id).state == TaskState::Interruptible;
     if s.wake(id) {
-        preempt::set_need_resched();
+        crate::model::resched_curr(k, &s, id);
     }
     was_sleeping
 }
@@ -145,7 +145,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
             let ran = s.put_prev(id, now, false);
             task.stats.runtime_ns.store(ran, Ordering::Relaxed);
             let next = s.pick_next(now);
-            preempt::clear_need_resched();
+            crate::model::clear_resched(&k, next);
             s.curr = next;
             s.nr_switches += 1;
             k.cpu.set_mode(s.task(next).mode);

@@ -179,6 +179,10 @@ impl Sched {
             self.tasks[id].se = se;
         }
         self.enqueue(id, false);
+        // Charge the running task up to now before comparing (as Linux's update_curr in
+        // check_preempt_wakeup_fair), or a slow tick would leave its vruntime stale.
+        let curr = self.curr;
+        fair::update_curr(&mut self.tasks[curr].se, arch::clock::now_ns());
         self.check_preempt_curr(id)
     }
 
