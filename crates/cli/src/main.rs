@@ -47,6 +47,10 @@ struct DemoArgs {
     /// When the device interrupt arrives, in microseconds after atom 1 begins.
     #[arg(long, default_value_t = 200)]
     irq_at_us: u64,
+    /// Switch the running kernel to this model in the middle of the system call (at the start
+    /// of atom 1, before the interrupt).
+    #[arg(long)]
+    switch_to: Option<String>,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -62,7 +66,9 @@ fn models(arg: &str) -> Result<Vec<PreemptModel>, String> {
 }
 
 fn demo(args: &DemoArgs) -> Result<(), String> {
-    let sc = ScenarioConfig { atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us };
+    let switch_to =
+        args.switch_to.as_deref().map(|m| m.parse::<PreemptModel>().map_err(|e| e.to_string())).transpose()?;
+    let sc = ScenarioConfig { atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
     let models = models(&args.preempt)?;
     if args.repeat == 0 || args.repeat > 10_000 {
@@ -161,6 +167,7 @@ fn default_demo() -> DemoArgs {
         atoms: sc.atoms,
         atom_us: sc.atom_us,
         irq_at_us: sc.irq_at_us,
+        switch_to: None,
         repeat: 1,
     }
 }

@@ -36,11 +36,14 @@ pub struct ScenarioConfig {
     pub atom_us: u64,
     /// When the device interrupt comes, in microseconds after atom 1 begins.
     pub irq_at_us: u64,
+    /// Switch the kernel to this model while the system call runs (at the start of atom 1,
+    /// before the interrupt), with `kernel::set_preempt_model`.
+    pub switch_to: Option<PreemptModel>,
 }
 
 impl Default for ScenarioConfig {
     fn default() -> Self {
-        ScenarioConfig { atoms: 5, atom_us: 1000, irq_at_us: 200 }
+        ScenarioConfig { atoms: 5, atom_us: 1000, irq_at_us: 200, switch_to: None }
     }
 }
 
@@ -52,6 +55,11 @@ impl ScenarioConfig {
         }
         if !(10..=1_000_000).contains(&self.atom_us) {
             return Err(format!("--atom-us {}: use 10..=1000000 microseconds", self.atom_us));
+        }
+        if let Some(m) = self.switch_to {
+            if !m.is_built() {
+                return Err(format!("--switch-to {m}: preempt={m} is not built yet"));
+            }
         }
         if self.irq_at_us >= self.atom_us {
             return Err(format!(
@@ -106,6 +114,7 @@ struct Marks {
     begin: Vec<AtomicU64>,
     end: Vec<AtomicU64>,
     syscall: [AtomicU64; 2],
+    switched_ns: AtomicU64,
 }
 
 impl Marks {
@@ -121,6 +130,7 @@ impl Marks {
             begin: (0..=atoms).map(|_| z()).collect(),
             end: (0..=atoms).map(|_| z()).collect(),
             syscall: [z(), z()],
+            switched_ns: z(),
         }
     }
 }
@@ -134,13 +144,17 @@ pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
     let model = config.preempt;
+    let shown = match sc.switch_to {
+        Some(to) => format!("{model}->{to}"),
+        None => model.name().to_string(),
+    };
     let marks = Arc::new(Marks::new(sc.atoms));
     let (m, shape) = (marks.clone(), sc.clone());
     let report = kernel::run(config, move || scenario_init(m, shape))?;
     if let Err(e) = &report.init {
         return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
     }
-    Ok(result(model, sc, &marks, report.init.unwrap_or(0) as u64))
+    Ok(result(&shown, sc, &marks, report.init.unwrap_or(0) as u64))
 }
 
 fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
@@ -167,7 +181,8 @@ fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
 }
 
 /// The normal task: one system call of `atoms` atoms.
-fn worker(m: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
+fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
+    let m = marks;
     let page = [0x5au8; PAGE];
     syscall(|| {
         m.syscall[0].store(kernel::time::now_ns(), Ordering::Release);
@@ -177,6 +192,10 @@ fn worker(m: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
             m.current_atom.store(atom, Ordering::Release);
             m.begin[atom].store(start, Ordering::Release);
             if atom == 1 {
+                if let Some(m) = sc.switch_to {
+                    kernel::set_preempt_model(m).expect("switch_to is validated before boot");
+                    marks.switched_ns.store(kernel::time::now_ns(), Ordering::Release);
+                }
                 dev.raise_at(start + sc.irq_at_us * 1000);
             }
             let end = start + sc.atom_us * 1000;
@@ -195,7 +214,7 @@ fn worker(m: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
     })
 }
 
-fn result(model: PreemptModel, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioResult {
+fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioResult {
     let t0 = m.syscall[0].load(Ordering::Acquire);
     let at = |a: &AtomicU64| a.load(Ordering::Acquire).saturating_sub(t0);
     let (irq_atom, rt_after) = (m.irq_atom.load(Ordering::Acquire), m.rt_after.load(Ordering::Acquire));
@@ -205,6 +224,9 @@ fn result(model: PreemptModel, sc: &ScenarioConfig, m: &Marks, pages: u64) -> Sc
         tl.push(Event { t_ns: at(&m.end[atom]), who: "worker", what: format!("atom {atom} ends: preemption point") });
     }
     tl.push(Event { t_ns: at(&m.syscall[1]), who: "worker", what: "ret_from_syscall".into() });
+    if let Some(to) = sc.switch_to {
+        tl.push(Event { t_ns: at(&m.switched_ns), who: "worker", what: format!("preemption model switched to {to}") });
+    }
     tl.push(Event {
         t_ns: at(&m.irq_ns),
         who: "irq",
@@ -218,7 +240,7 @@ fn result(model: PreemptModel, sc: &ScenarioConfig, m: &Marks, pages: u64) -> Sc
     });
     tl.sort_by_key(|e| e.t_ns);
     ScenarioResult {
-        model: model.name().into(),
+        model: model.into(),
         atoms: sc.atoms,
         atom_us: sc.atom_us,
         irq_during_atom: irq_atom,

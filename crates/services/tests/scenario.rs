@@ -19,14 +19,14 @@ fn none_runs_rt_after_the_last_atom() {
 
 #[test]
 fn none_with_three_atoms() {
-    let sc = ScenarioConfig { atoms: 3, atom_us: 500, irq_at_us: 100 };
+    let sc = ScenarioConfig { atoms: 3, atom_us: 500, irq_at_us: 100, switch_to: None };
     let r = run(PreemptModel::None, &sc).unwrap();
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 3), "{r:?}");
 }
 
 #[test]
 fn impossible_shapes_are_refused() {
-    let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100 };
+    let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100, switch_to: None };
     let e = run(PreemptModel::None, &bad).unwrap_err().to_string();
     assert!(e.contains("must fall inside atom 1"), "{e}");
     let e = run(PreemptModel::PatchInt3, &ScenarioConfig::default()).unwrap_err().to_string();
@@ -59,4 +59,21 @@ fn lazy_runs_an_rt_wakeup_like_full() {
 fn cpulock_runs_rt_after_atom_1() {
     let r = run(PreemptModel::Cpulock, &ScenarioConfig::default()).unwrap();
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 1), "{r:?}");
+}
+
+#[test]
+fn switching_none_to_voluntary_mid_syscall_moves_the_rt_task_to_atom_1() {
+    let sc = ScenarioConfig { switch_to: Some(PreemptModel::Voluntary), ..ScenarioConfig::default() };
+    let r = run(PreemptModel::None, &sc).unwrap();
+    assert_eq!(r.model, "none->voluntary");
+    assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 1), "{r:?}");
+    let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
+    assert!(pos("preemption model switched to voluntary") < pos("device interrupt"));
+}
+
+#[test]
+fn switching_voluntary_to_none_mid_syscall_keeps_the_rt_task_waiting() {
+    let sc = ScenarioConfig { switch_to: Some(PreemptModel::None), ..ScenarioConfig::default() };
+    let r = run(PreemptModel::Voluntary, &sc).unwrap();
+    assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 5), "{r:?}");
 }
