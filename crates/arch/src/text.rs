@@ -11,6 +11,7 @@
 use std::sync::OnceLock;
 
 static RANGES: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
+static LOAD_BIAS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
     // SAFETY: the loader passes a valid dl_phdr_info whose dlpi_phdr array has dlpi_phnum
@@ -19,6 +20,7 @@ extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: 
         let info = &*info;
         let out = &mut *(data as *mut Vec<(usize, usize)>);
         let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+        LOAD_BIAS.store(info.dlpi_addr as usize, std::sync::atomic::Ordering::Relaxed);
         for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0) {
             let lo = info.dlpi_addr as usize + ph.p_vaddr as usize;
             out.push((lo, lo + ph.p_memsz as usize));
@@ -47,4 +49,10 @@ pub fn contains(ip: usize) -> bool {
 pub fn ranges() -> &'static [(usize, usize)] {
     init();
     RANGES.get().map(|v| v.as_slice()).unwrap_or(&[])
+}
+
+/// The main program's load bias: runtime address = ELF address + bias (PIE).
+pub fn load_bias() -> usize {
+    init();
+    LOAD_BIAS.load(std::sync::atomic::Ordering::Relaxed)
 }

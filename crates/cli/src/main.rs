@@ -27,6 +27,12 @@ enum Command {
     Torture(torture_cmd::TortureArgs),
     /// Every built model side by side: normal-path throughput and RT wakeup latency under load.
     Models(lab_cmd::ModelsArgs),
+    /// The preemption-point table: every site's address, function and source location.
+    Points {
+        /// Print one JSON object per site.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -143,12 +149,26 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
     Ok(())
 }
 
+/// `atomkernel points`: the site table with functions and source lines.
+fn points(json: bool) -> Result<(), String> {
+    for r in services::symbols::point_table()? {
+        if json {
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        } else {
+            let f = r.function.as_deref().unwrap_or("?");
+            println!("{:#014x}  {}:{}:{}  {}", r.addr, r.file, r.line, r.column, f);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Demo(default_demo())) {
         Command::Demo(a) => demo(&a),
         Command::Torture(a) => torture_cmd::run(&a),
         Command::Models(a) => lab_cmd::run(&a),
+        Command::Points { json } => points(json),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

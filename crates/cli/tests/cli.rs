@@ -59,3 +59,14 @@ fn torture_command_reports_preemptions_and_no_mismatch() {
     assert!(v["preemptions"].as_u64().unwrap() >= 2000, "{out}");
     assert_eq!(v["mismatches"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn points_lists_the_scenario_point_with_its_function() {
+    let (code, out, err) = atomkernel(&["points", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let scenario =
+        rows.iter().find(|r| r["file"].as_str().unwrap().ends_with("scenario.rs")).expect("the scenario's point");
+    assert!(scenario["function"].as_str().unwrap().contains("scenario::worker"), "{scenario}");
+    assert!(scenario["line"].as_u64().unwrap() > 0);
+}

@@ -74,24 +74,26 @@ fn full_preempts_kernel_code_at_interrupt_exit() {
 }
 
 #[test]
-fn full_waits_for_the_end_of_a_preempt_disable_section() {
-    // state: 1 inside the section, 2 between its end and the syscall's end, 3 after.
-    let seen = rt_probe(
-        PreemptModel::Full,
-        1_000_000,
-        |s, f| {
-            {
-                let _g = kernel::preempt::preempt_disable();
-                s.store(1, Ordering::Release);
-                until_fired(f, 20_000_000);
-                s.store(2, Ordering::Release);
-            } // preempt_enable: the count reaches zero with a reschedule due
-            spin_ns(10_000_000);
-            s.store(3, Ordering::Release);
-        },
-        |s| s.load(Ordering::Acquire),
-    );
-    assert_eq!(seen, 2, "the RT task runs at the section's preempt_enable");
+fn full_and_lazy_wait_for_the_end_of_a_preempt_disable_section() {
+    for model in [PreemptModel::Full, PreemptModel::Lazy] {
+        // state: 1 inside the section, 2 between its end and the syscall's end, 3 after.
+        let seen = rt_probe(
+            model,
+            1_000_000,
+            |s, f| {
+                {
+                    let _g = kernel::preempt::preempt_disable();
+                    s.store(1, Ordering::Release);
+                    until_fired(f, 20_000_000);
+                    s.store(2, Ordering::Release);
+                } // preempt_enable: the count reaches zero with a reschedule due
+                spin_ns(10_000_000);
+                s.store(3, Ordering::Release);
+            },
+            |s| s.load(Ordering::Acquire),
+        );
+        assert_eq!(seen, 2, "{model}: the RT task runs at the section's preempt_enable");
+    }
 }
 
 #[test]

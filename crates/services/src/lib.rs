@@ -7,4 +7,5 @@
 pub mod atoms;
 pub mod lab;
 pub mod scenario;
+pub mod symbols;
 pub mod torture;
