@@ -25,9 +25,16 @@ fn enter() {
     }
 }
 
+/// `preempt_enable()` after the host allocator returned: with need_resched folded in inverted,
+/// a raw count of zero means a reschedule came due while the allocator held the CPU; the core
+/// decides (by its model) whether to take it now.
 #[inline(always)]
 fn exit() {
-    percpu::preempt_count_sub(PREEMPT_OFFSET);
+    if percpu::preempt_count_sub(PREEMPT_OFFSET) == 0 {
+        if let Some(h) = percpu::with(|l| l.hooks.get()) {
+            (h.preempt_schedule)();
+        }
+    }
 }
 
 // SAFETY: every method forwards to `System` with the same arguments and returns its result;

@@ -70,4 +70,7 @@ pub struct Hooks {
     pub preempt_schedule_irq: fn(),
     /// A patched preemption-point site (its address) was reached, in task context.
     pub preempt_point: fn(site: usize),
+    /// The allocator's `preempt_enable` found the count zero with a reschedule due
+    /// (`preempt_schedule`); the core decides whether its model preempts there.
+    pub preempt_schedule: fn(),
 }

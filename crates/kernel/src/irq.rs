@@ -41,6 +41,7 @@ pub static HOOKS: Hooks = Hooks {
     irq: irq_hook,
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
     preempt_point: crate::model::preempt_point_hook,
+    preempt_schedule: crate::sched::preempt_schedule,
 };
 
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {

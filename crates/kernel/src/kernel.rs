@@ -87,9 +87,10 @@ pub(crate) fn this_kernel() -> Arc<Kernel> {
     try_this_kernel().expect("this must run on an atomkernel CPU (inside kernel::run)")
 }
 
-/// The kernel instance of the calling CPU thread, if it is one.
+/// The kernel instance of the calling CPU thread, if it is one. Never panics: the allocator
+/// may ask while the CPU is being torn down (the pointer then being replaced).
 pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
-    THIS.with(|t| t.borrow().clone())
+    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone()))
 }
 
 impl Kernel {
