@@ -1,15 +1,7 @@
 //! The command line as a user meets it: output, JSON, exit codes, errors.
 
-use std::process::Command;
-
-fn atomkernel(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_atomkernel")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::atomkernel;
 
 #[test]
 fn default_job_runs_the_demo_for_every_built_model() {

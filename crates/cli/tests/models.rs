@@ -2,16 +2,8 @@
 //! every built model.
 
 use kernel::PreemptModel;
-use std::process::Command;
-
-fn atomkernel(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_atomkernel")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::atomkernel;
 
 #[test]
 fn bad_options_are_refused_with_the_option_and_the_range() {

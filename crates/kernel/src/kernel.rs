@@ -37,6 +37,9 @@ pub(crate) struct CpuState {
     pub(crate) quantum_lock: std::sync::atomic::AtomicUsize,
     pub(crate) jiffies: AtomicU64,
     pub(crate) irqs: AtomicU64,
+    /// System calls made by the running task since it was switched in (credited to it when
+    /// it is switched out, so `syscall()` touches no lock).
+    pub(crate) syscalls: AtomicU64,
     pub(crate) raiser: OnceLock<IrqRaiser>,
     pub(crate) tick_timer: OnceLock<HostTimer>,
     pub(crate) hrtimer: OnceLock<HostTimer>,
@@ -197,6 +200,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
             quantum_lock: std::sync::atomic::AtomicUsize::new(0),
             jiffies: AtomicU64::new(0),
             irqs: AtomicU64::new(0),
+            syscalls: AtomicU64::new(0),
             raiser: OnceLock::new(),
             tick_timer: OnceLock::new(),
             hrtimer: OnceLock::new(),

@@ -62,3 +62,20 @@ fn instances_side_by_side() {
         assert_eq!(h.join().unwrap().unwrap().init, Ok(i as i64));
     }
 }
+
+#[test]
+fn syscalls_are_counted_per_task() {
+    let r = run(Config::default(), || {
+        spawn(TaskBuilder::new("three"), || {
+            for _ in 0..3 {
+                kernel::syscall(|| kernel::time::sleep_ns(100_000)); // sleeps inside: switches
+            }
+            0
+        })
+        .join()
+        .unwrap()
+    })
+    .unwrap();
+    let t = r.tasks.iter().find(|t| t.name == "three").unwrap();
+    assert_eq!(t.stats.syscalls, 3, "{:?}", t.stats);
+}

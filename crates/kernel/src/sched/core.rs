@@ -42,6 +42,7 @@ pub(crate) fn __schedule(k: &Kernel, preempt: bool) {
     let (prev_task, next_task) = (k.task(prev), k.task(next));
     let stats = &prev_task.stats;
     stats.runtime_ns.store(ran, Ordering::Relaxed);
+    stats.syscalls.fetch_add(k.cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     TaskStats::bump(if still_runnable { &stats.involuntary_switches } else { &stats.voluntary_switches });
     let (pctx, nctx) = (prev_task.context(), next_task.context());
     drop((prev_task, next_task));
@@ -144,6 +145,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
             s.nr_live -= 1;
             let ran = s.put_prev(id, now, false);
             task.stats.runtime_ns.store(ran, Ordering::Relaxed);
+            task.stats.syscalls.fetch_add(k.cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
             let next = s.pick_next(now);
             crate::model::clear_resched(&k, next);
             s.curr = next;
