@@ -1,6 +1,6 @@
 //! # atomkernel's kernel core
 //!
-//! Arch-independent and free of `unsafe`: per-CPU state, `preempt_count`, `need_resched`,
+//! Arch-independent, under `#![forbid(unsafe_code)]`: per-CPU state, `preempt_count`, `need_resched`,
 //! the scheduler classes, interrupts, timers, wait queues, system-call entry and exit, and the
 //! preemption model's decisions. It runs on the [`arch`] crate's hosted x86-64 machine.
 //!
