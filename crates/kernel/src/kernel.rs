@@ -273,6 +273,8 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     let _ = k.cpu.tick_timer.set(HostTimer::new(crate::irq::LINE_TICK).map_err(host)?);
     let _ = k.cpu.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
     let _ = k.cpu.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);
+    // Arm the preemption points before anything runs, so a refusal leaves nothing behind.
+    crate::model::switch_sites(None, Some(k.config.preempt)).map_err(BootError::Config)?;
     let idle_ctx = TaskContext::for_current_thread("swapper/0");
     add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
     crate::printk::printk_str(
@@ -283,7 +285,6 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     if let Some(t) = k.cpu.tick_timer.get() {
         t.set_periodic(k.config.tick_ns());
     }
-    crate::model::switch_sites(None, Some(k.config.preempt)).map_err(BootError::Config)?;
     idle_loop(&k);
     crate::model::switch_sites(Some(k.model()), None).map_err(BootError::Config)?;
     for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get(), k.cpu.retry_timer.get()].into_iter().flatten() {
