@@ -108,6 +108,11 @@ pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
 ///   request blocks, i.e. the task gives the CPU to it. Nothing else (a fair wakeup, a used-up
 ///   fair slice) takes the CPU from kernel code here.
 pub(crate) fn preempt_point_hook(_site: usize) {
+    // Fast path: both models that act here set need_resched when they want the CPU (cpulock
+    // together with its quantum lock), so nothing pending is one per-CPU load and test.
+    if !preempt::need_resched() {
+        return;
+    }
     let Some(k) = try_this_kernel() else { return };
     let yield_now = match k.model() {
         PreemptModel::Voluntary => preempt::need_resched(),

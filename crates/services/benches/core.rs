@@ -194,9 +194,52 @@ fn irq_preemption(c: &mut Criterion) {
     });
 }
 
+/// One iteration = a preemption point in kernel code with nothing pending, under `model`: a
+/// 5-byte NOP (`none`), or the patched call of the point hook (`voluntary`).
+fn point_cost(c: &mut Criterion, model: kernel::PreemptModel) {
+    c.bench_function(&format!("preemption point, nothing pending (preempt={model})"), |b| {
+        b.iter_custom(|iters| {
+            let cfg = Config { preempt: model, ..Config::default() };
+            let r = kernel::run(cfg, move || {
+                spawn(TaskBuilder::new("bench").fifo(90), move || {
+                    kernel::syscall(|| {
+                        let t0 = kernel::time::now_ns();
+                        for _ in 0..iters {
+                            kernel::preempt_point!();
+                        }
+                        (kernel::time::now_ns() - t0) as i64
+                    })
+                })
+                .join()
+                .unwrap_or(0)
+            })
+            .expect("kernel boots");
+            Duration::from_nanos(r.init.expect("bench task ran") as u64)
+        })
+    });
+}
+
+fn points(c: &mut Criterion) {
+    point_cost(c, kernel::PreemptModel::None);
+    point_cost(c, kernel::PreemptModel::Voluntary);
+}
+
+/// One iteration = patch one site into a call and back to its NOP (W^X alias, int3 first,
+/// three `membarrier` syncs each way).
+fn patch_site(c: &mut Criterion) {
+    let site = arch::ppoint::sites().iter().find(|s| s.info.file.ends_with("ppoint.rs")).expect("canary site").addr;
+    arch::patch::prepare().expect("text alias");
+    c.bench_function("patch one site and restore it", |b| {
+        b.iter(|| {
+            arch::patch::arm_site(site).unwrap();
+            arch::patch::disarm_site(site).unwrap();
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, irq_preemption
+    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, irq_preemption, points, patch_site
 }
 criterion_main!(benches);
