@@ -219,13 +219,6 @@ fn init_xsave() {
     }
 }
 
-/// Bytes the trampoline needs on the preempted stack, without the scheduler's own frames.
-pub fn trampoline_stack_bytes() -> usize {
-    // SAFETY: written once under `Once` in `install`, before any CPU thread can read it.
-    let xsave = unsafe { ATOMKERNEL_XSAVE_SIZE } as usize;
-    8 + 128 + 16 * 8 + 64 + xsave
-}
-
 extern "C" fn irq_signal_handler(_sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // SAFETY: errno is thread-local; the handler may call into libc (timers, write), so the
     // interrupted code's errno is saved and put back.
@@ -254,16 +247,19 @@ fn signal_lines(info: &libc::siginfo_t) -> u64 {
 
 fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
     let lines = signal_lines(info);
-    let masked = percpu::with(|l| {
-        if l.irqs_masked.get() {
+    if lines == 0 {
+        return; // a doorbell whose lines an earlier signal already took
+    }
+    // Enter with the mask set, as an interrupt gate clears IF; if it was set already, the
+    // interrupted code runs masked: only record the lines for its local_irq_enable.
+    let was_masked = percpu::with(|l| {
+        let was = l.irqs_masked.replace(true);
+        if was {
             l.pending.set(l.pending.get() | lines);
-            return true;
         }
-        l.irqs_masked.set(true);
-        false
+        was
     });
-    if masked || lines == 0 {
-        percpu::with(|l| l.irqs_masked.set(masked));
+    if was_masked {
         return;
     }
     let gregs = &mut uc.uc_mcontext.gregs;
@@ -336,9 +332,4 @@ extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t,
     // SAFETY: resetting to the default action and returning re-executes the faulting
     // instruction, which now kills the process with the original signal (and a core dump).
     unsafe { libc::signal(sig, libc::SIG_DFL) };
-}
-
-/// The address range of the preemption trampoline (for tests and frame walkers).
-pub fn trampoline_address() -> usize {
-    atomkernel_preempt_trampoline as *const () as usize
 }

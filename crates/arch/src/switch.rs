@@ -180,11 +180,6 @@ impl TaskContext {
         self.state.load(Ordering::Acquire) == RUNNING
     }
 
-    /// True once the context has ended with [`switch_to_final`].
-    pub fn is_dead(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DEAD
-    }
-
     fn enter(&self) {
         let s = self.state.load(Ordering::Acquire);
         assert!(s == NEW || s == SUSPENDED, "switch to task '{}' which is not runnable (state {s})", self.name());

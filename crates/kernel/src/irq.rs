@@ -84,14 +84,14 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
     if !due || preempt::preempt_count() != 0 {
         return IrqExit::Resume;
     }
+    if !(user || k.model().preempts_kernel_code()) {
+        return IrqExit::Resume;
+    }
     let s = k.sched.lock();
     if s.curr == s.idle {
         return IrqExit::Resume; // the idle loop reschedules by itself
     }
     drop(s);
-    if !(user || k.model().preempts_kernel_code()) {
-        return IrqExit::Resume;
-    }
     if frame.in_kernel_text() {
         k.cpu.retry_backoff.store(0, Ordering::Relaxed);
         return IrqExit::Preempt;

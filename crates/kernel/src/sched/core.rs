@@ -39,7 +39,10 @@ pub(crate) fn __schedule(k: &Kernel, preempt: bool) {
         }
     };
     let Some((prev, next, ran, still_runnable)) = switch else { return };
-    let (prev_task, next_task) = (k.task(prev), k.task(next));
+    let (prev_task, next_task) = {
+        let tasks = k.tasks.lock();
+        (tasks[prev].clone(), tasks[next].clone())
+    };
     let stats = &prev_task.stats;
     stats.runtime_ns.store(ran, Ordering::Relaxed);
     stats.syscalls.fetch_add(k.cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
@@ -82,7 +85,7 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
 /// Only models that preempt kernel code act on it; under `preempt=none` (Linux's
 /// `CONFIG_PREEMPT_NONE`) the reschedule waits for `ret_from_syscall` or the next sleep.
 pub fn preempt_schedule() {
-    let Some(k) = this_kernel_opt() else { return };
+    let Some(k) = crate::kernel::try_this_kernel() else { return };
     if !k.model().preempts_kernel_code() || arch::irq::irqs_disabled() {
         return;
     }
@@ -93,14 +96,10 @@ pub fn preempt_schedule() {
     preempt::preempt_count_sub(PREEMPT_OFFSET);
 }
 
-fn this_kernel_opt() -> Option<std::sync::Arc<Kernel>> {
-    crate::kernel::try_this_kernel()
-}
-
 /// `preempt_schedule_irq()`: reached from the preemption trampoline (or a replay) with IRQs
 /// masked and the count zero; returns with IRQs still masked.
 pub(crate) fn preempt_schedule_irq() {
-    let Some(k) = this_kernel_opt() else { return };
+    let Some(k) = crate::kernel::try_this_kernel() else { return };
     TaskStats::bump(&k.task(k.current_id()).stats.irq_preemptions);
     loop {
         preempt::preempt_count_add(PREEMPT_OFFSET);
