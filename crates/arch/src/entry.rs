@@ -59,6 +59,8 @@ pub struct IrqFrame {
     pub ip: usize,
     /// The interrupted stack pointer (0 for a replayed interrupt).
     pub sp: usize,
+    /// The interrupted frame pointer register `rbp` (0 for a replayed interrupt).
+    pub bp: usize,
     /// True when the interrupt is replayed by `local_irq_enable` in task context rather than
     /// taken from a signal: the "interrupted" code is then the enable call itself.
     pub replayed: bool,
@@ -66,7 +68,7 @@ pub struct IrqFrame {
 
 impl IrqFrame {
     pub(crate) fn replayed() -> Self {
-        IrqFrame { ip: 0, sp: 0, replayed: true }
+        IrqFrame { ip: 0, sp: 0, bp: 0, replayed: true }
     }
 
     /// True if the interrupted code is the program's own code (kernel text), false for foreign
@@ -121,6 +123,7 @@ global_asm!(
     "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]",
     "    xsave64 [rsp]",                 // save x87, MXCSR, SSE, AVX, AVX-512 state
     "    cld",                           // the ABI wants DF clear in Rust code
+    "    mov rdi, rbx",                  // the body's argument: the saved registers
     "    call {body}",                   // schedule; returns when this task runs again
     "    mov eax, dword ptr [rip + ATOMKERNEL_XSAVE_MASK]",
     "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]",
@@ -152,8 +155,19 @@ extern "C" {
     fn atomkernel_preempt_trampoline();
 }
 
-/// The Rust half of the trampoline: runs on the preempted task's stack with IRQs soft-masked.
-extern "C" fn trampoline_body() {
+/// The Rust half of the trampoline, on the task's stack. `regs` points at the 16 saved words
+/// (r15 first) with the return-address slot after them. An injected call (slot = the
+/// interrupted rip) arrives with IRQs soft-masked and calls `preempt_schedule_irq`; a
+/// redirected return (slot = 0, see [`crate::redirect`]) is served there.
+extern "C" fn trampoline_body(regs: *mut u64) {
+    // SAFETY: the trampoline passes the address of the 17 words it pushed or found on this
+    // task's stack; they stay there until it pops them.
+    let slot = unsafe { &mut *regs.add(crate::redirect::SLOT) };
+    if *slot == 0 {
+        // SAFETY: as above.
+        unsafe { crate::redirect::serve(regs) };
+        return;
+    }
     if let Some(hooks) = percpu::with(|l| l.hooks.get()) {
         (hooks.preempt_schedule_irq)();
     }
@@ -266,6 +280,7 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
     let frame = IrqFrame {
         ip: gregs[libc::REG_RIP as usize] as usize,
         sp: gregs[libc::REG_RSP as usize] as usize,
+        bp: gregs[libc::REG_RBP as usize] as usize,
         replayed: false,
     };
     if run_irq(lines, &frame) == IrqExit::Preempt && inject_trampoline(gregs, &frame) {
@@ -275,7 +290,7 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
 }
 
 /// Rewrites the saved context so the interrupted code calls the trampoline on return.
-fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
+pub(crate) fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
     let on_task_stack = percpu::with(|l| {
         let cur = l.current.get();
         // SAFETY: `current` points to the running TaskContext, which its owner keeps alive
@@ -296,12 +311,49 @@ fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
 }
 
 extern "C" fn trap_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: errno is thread-local (see `irq_signal_handler`).
+    let saved_errno = unsafe { *libc::__errno_location() };
     // SAFETY: a valid ucontext from the kernel for an SA_SIGINFO handler, used only until it
     // returns.
-    let handled = unsafe { crate::patch::handle_trap(&mut (*(uc as *mut libc::ucontext_t)).uc_mcontext.gregs) };
-    if !handled {
+    let gregs = unsafe { &mut (*(uc as *mut libc::ucontext_t)).uc_mcontext.gregs };
+    if !take_trap(gregs) {
         fault_signal_handler(sig, info, uc);
     }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
+}
+
+/// SIGTRAP: a site's `int3`. A stale one re-executes the site; an armed one is the point
+/// firing (preempt=patch-int3): the site is stepped over (its idle form does nothing the
+/// interrupted code needs) and the core's `point_trap` hook decides, as an interrupt exit does,
+/// whether the task calls `preempt_schedule_irq` now. Returns false if the trap is not ours.
+fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
+    let rip = gregs[libc::REG_RIP as usize] as usize;
+    let site = match crate::patch::classify_trap(rip) {
+        crate::patch::Trap::Foreign => return false,
+        crate::patch::Trap::Stale => {
+            gregs[libc::REG_RIP as usize] = (rip - 1) as i64;
+            return true;
+        }
+        crate::patch::Trap::Fired(site) => site,
+    };
+    gregs[libc::REG_RIP as usize] = (site + 5) as i64;
+    let hooks = percpu::with(|l| l.hooks.get());
+    let Some(hooks) = hooks.filter(|_| percpu::is_cpu_thread()) else { return true };
+    if percpu::with(|l| l.irqs_masked.replace(true)) {
+        return true; // IRQs off: the point cannot act; the site stays armed for the next one
+    }
+    let frame = IrqFrame {
+        ip: site + 5,
+        sp: gregs[libc::REG_RSP as usize] as usize,
+        bp: gregs[libc::REG_RBP as usize] as usize,
+        replayed: false,
+    };
+    if (hooks.point_trap)(site, &frame) == IrqExit::Preempt && inject_trampoline(gregs, &frame) {
+        return true; // the mask stays set: the trampoline clears it after scheduling
+    }
+    percpu::with(|l| l.irqs_masked.set(false));
+    true
 }
 
 extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {

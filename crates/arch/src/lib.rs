@@ -20,8 +20,9 @@
 //! | [`alloc`] | the slab allocator's `preempt_disable` | a global allocator that disables preemption |
 //! | [`sync`] | `spin_lock_irqsave` | [`sync::IrqSpinLock`] |
 //! | [`cpu`] | CPU bring-up, `hlt` | thread registration, pinning, `sigsuspend` |
-//! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte NOPs listed at link time |
-//! | [`patch`] | `text_poke_bp` | W^X patching through a memfd alias, int3 first |
+//! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte do-nothing instructions listed at link time |
+//! | [`patch`] | `text_poke_bp` | W^X one-byte patching through a memfd alias, counted per site |
+//! | [`redirect`] | (kretprobe-style return hijack) | a return address pointed at the preemption trampoline |
 //!
 //! ## The boundary (what the core gives and gets)
 //!
@@ -48,6 +49,7 @@ pub mod irq;
 pub mod patch;
 pub mod percpu;
 pub mod ppoint;
+pub mod redirect;
 pub mod stack;
 pub mod switch;
 pub mod sync;
@@ -73,4 +75,12 @@ pub struct Hooks {
     /// The allocator's `preempt_enable` found the count zero with a reschedule due
     /// (`preempt_schedule`); the core decides whether its model preempts there.
     pub preempt_schedule: fn(),
+    /// A site armed as `int3` fired (its address; `frame` is the task just after the site).
+    /// Runs from the SIGTRAP handler with IRQs soft-masked, like `irq`; [`IrqExit::Preempt`]
+    /// makes the task call `preempt_schedule_irq` through the trampoline.
+    pub point_trap: fn(site: usize, frame: &IrqFrame) -> IrqExit,
+    /// A redirected return ([`redirect`]) arrived; the caller's stack pointer and `rbp` are
+    /// given. Runs in task context with IRQs soft-masked and must return the original return
+    /// address.
+    pub rt_return: fn(sp: usize, bp: usize) -> usize,
 }

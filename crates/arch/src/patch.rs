@@ -4,31 +4,42 @@
 //! executable segments are copied into a `memfd` and mapped back over themselves, `r-x` and
 //! shared, with a second, `rw-` mapping of the same file elsewhere (the alias). Code is written
 //! through the alias and executed through the original addresses; `/proc/self/maps` never
-//! shows a `wx` mapping. The patch path makes no `mprotect` call.
+//! shows a `wx` mapping. The patch path makes no system call at all.
 //!
-//! **Cross-modification** follows Linux's `text_poke_bp` (`arch/x86/kernel/alternative.c`),
-//! because other threads (other CPUs, other kernel instances) may be executing the site:
-//! verify the old bytes; write `int3` over the first byte; serialise every core
-//! (`membarrier(PRIVATE_EXPEDITED_SYNC_CORE)`, plus `cpuid` here); write bytes 1..5; serialise;
-//! write byte 0; serialise. A thread that meets the `int3` meanwhile traps into
-//! [`trap_signal_handler`], which emulates the new instruction (a NOP: skip it; a `call`:
-//! push the return address and jump), or, if the poke has finished by then, re-executes the
-//! completed instruction.
+//! **One byte per patch.** A site ([`crate::ppoint`]) is `op rel32` where only `op` ever
+//! changes: [`OP_IDLE`] (`cmp eax, imm32`, the NOP), [`OP_CALL`] or [`OP_INT3`]. A single-byte
+//! store is seen whole or not at all, and every form is safe to execute, so the int3-first
+//! protocol of Linux's `text_poke_bp` (`arch/x86/kernel/alternative.c`) has nothing left to
+//! protect: its core synchronisations exist to stop a CPU from decoding a mix of old and new
+//! bytes 1..n, and bytes 1..5 never change here. A CPU that runs a stale copy of a site either
+//! passes it (idle), calls the hook (which finds nothing pending and returns), or traps; the
+//! trap handler then sees the current byte and re-executes it. So patching needs no `membarrier`
+//! and may run in an interrupt handler.
 //!
-//! **Invariants.** Only registered sites are written, and only after their current bytes have
-//! been checked against what the caller expects; anything else is refused with a `BUG:`
-//! message and nothing is written. One poke at a time in the whole process.
+//! **Arming is counted.** Sites are shared by every kernel instance in the process. Each site
+//! counts the users that want it to call and the users that want it to trap; its byte is
+//! `call` if any wants a call, else `int3` if any wants a trap, else idle. The counts and the
+//! byte change together under one lock.
+//!
+//! **Invariants.** Only registered sites are written, and only after their five bytes have
+//! been checked: bytes 1..5 must be the site's `rel32` and byte 0 one of the three forms;
+//! anything else is refused with a `BUG:` message and nothing is written.
 
-use crate::ppoint::{self, NOP5};
+use crate::ppoint::{self, OP_CALL, OP_IDLE, OP_INT3};
 use crate::sync::IrqSpinLock;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 const PAGE: usize = 4096;
-const INT3: u8 = 0xcc;
-const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 5;
-const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 6;
+
+/// How a user wants a site armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arm {
+    /// `call` the point hook (voluntary, cpulock, patch-call).
+    Call,
+    /// `int3`, served by the SIGTRAP handler (patch-int3).
+    Int3,
+}
 
 /// The writable alias of the text and the sorted site addresses.
 struct Alias {
@@ -37,20 +48,26 @@ struct Alias {
     sites: Vec<usize>,
 }
 
-static ALIAS: OnceLock<Result<Alias, String>> = OnceLock::new();
-static POKE: IrqSpinLock<()> = IrqSpinLock::new(());
-/// The site being poked (0: none) and the bytes it is becoming, packed little-endian.
-static INFLIGHT_ADDR: AtomicUsize = AtomicUsize::new(0);
-static INFLIGHT_NEW: AtomicU64 = AtomicU64::new(0);
+/// Per site: how many users want it to call and to trap.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    call: u32,
+    int3: u32,
+}
 
-/// Why a poke was refused.
+static ALIAS: OnceLock<Result<Alias, String>> = OnceLock::new();
+static COUNTS: IrqSpinLock<Vec<Counts>> = IrqSpinLock::new(Vec::new());
+
+/// Why a patch was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PokeError {
     /// The address is not a registered preemption-point site.
     NotASite(usize),
-    /// The site's bytes were not the expected ones.
-    Unexpected { addr: usize, expected: [u8; 5], found: [u8; 5] },
-    /// The host refused to set up the alias or to synchronise cores.
+    /// The site's bytes were not one of its three forms.
+    Unexpected { addr: usize, found: [u8; 5] },
+    /// Disarming a site nobody armed that way.
+    NotArmed(usize),
+    /// The host refused to set up the alias.
     Host(String),
 }
 
@@ -58,9 +75,13 @@ impl std::fmt::Display for PokeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PokeError::NotASite(a) => write!(f, "BUG: refusing to patch {a:#x}: not a registered preemption point"),
-            PokeError::Unexpected { addr, expected, found } => {
-                write!(f, "BUG: refusing to patch site {addr:#x}: expected bytes {expected:02x?}, found {found:02x?}")
-            }
+            PokeError::Unexpected { addr, found } => write!(
+                f,
+                "BUG: refusing to patch site {addr:#x}: expected {:02x?} with first byte {OP_IDLE:02x}, {OP_CALL:02x} \
+                 or {OP_INT3:02x}, found {found:02x?}",
+                ppoint::idle_bytes(*addr)
+            ),
+            PokeError::NotArmed(a) => write!(f, "BUG: disarming site {a:#x}, which is not armed that way"),
             PokeError::Host(e) => write!(f, "text patching unavailable: {e}"),
         }
     }
@@ -116,11 +137,6 @@ fn alias_range(lo: usize, hi: usize) -> Result<usize, String> {
 
 fn init() -> Result<Alias, String> {
     crate::entry::install();
-    // SAFETY: membarrier registration has no memory effects.
-    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) };
-    if rc != 0 {
-        return Err(host_err("membarrier(REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)"));
-    }
     let mut ranges = Vec::new();
     for &(lo, hi) in crate::text::ranges() {
         let (lo, hi) = (lo & !(PAGE - 1), hi.div_ceil(PAGE) * PAGE);
@@ -128,6 +144,7 @@ fn init() -> Result<Alias, String> {
     }
     let mut sites: Vec<usize> = ppoint::sites().iter().map(|s| s.addr).collect();
     sites.sort_unstable();
+    *COUNTS.lock() = vec![Counts::default(); sites.len()];
     Ok(Alias { ranges, sites })
 }
 
@@ -135,27 +152,31 @@ fn alias() -> Result<&'static Alias, PokeError> {
     ALIAS.get_or_init(init).as_ref().map_err(|e| PokeError::Host(e.clone()))
 }
 
-/// Sets up the alias now (it is otherwise set up by the first poke).
+/// Sets up the alias and the site counts now (they are otherwise set up by the first patch).
+/// Call before patching from an interrupt handler: it allocates.
 pub fn prepare() -> Result<(), PokeError> {
     alias().map(|_| ())
 }
 
-/// True if `addr` is a registered site (binary search; no allocation, signal-safe once
-/// prepared).
-pub fn is_site(addr: usize) -> bool {
-    matches!(ALIAS.get(), Some(Ok(a)) if a.sites.binary_search(&addr).is_ok())
+/// The index of the site at `addr` (binary search; no allocation, signal-safe once prepared).
+pub fn site_index(addr: usize) -> Option<usize> {
+    match ALIAS.get() {
+        Some(Ok(a)) => a.sites.binary_search(&addr).ok(),
+        _ => None,
+    }
 }
 
-/// Makes every core of this process execute a serialising instruction.
-fn sync_core() -> Result<(), PokeError> {
-    // SAFETY: membarrier only sends IPIs; cpuid only serialises this core.
-    unsafe {
-        if libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0) != 0 {
-            return Err(PokeError::Host(host_err("membarrier(PRIVATE_EXPEDITED_SYNC_CORE)")));
-        }
-        std::arch::x86_64::__cpuid(0);
+/// True if `addr` is a registered site.
+pub fn is_site(addr: usize) -> bool {
+    site_index(addr).is_some()
+}
+
+/// Every site's address, sorted (the index space of [`arm`]). Empty before [`prepare`].
+pub fn site_addrs() -> &'static [usize] {
+    match ALIAS.get() {
+        Some(Ok(a)) => &a.sites,
+        _ => &[],
     }
-    Ok(())
 }
 
 /// The five bytes at `addr`, read through the executable mapping.
@@ -168,116 +189,121 @@ pub fn read_site(addr: usize) -> [u8; 5] {
     b
 }
 
-/// `call rel32` from the site at `addr` to `target`.
-pub fn call_bytes(addr: usize, target: usize) -> [u8; 5] {
-    let rel = (target as i64 - (addr as i64 + 5)) as i32;
-    let r = rel.to_le_bytes();
-    [0xe8, r[0], r[1], r[2], r[3]]
-}
-
 fn write_byte(a: &Alias, addr: usize, v: u8) {
     let (lo, _, al) = *a.ranges.iter().find(|(lo, hi, _)| addr >= *lo && addr < *hi).expect("site in text");
     // SAFETY: `al + (addr - lo)` is inside the rw alias of the range holding `addr`.
     unsafe { std::ptr::write_volatile((al + (addr - lo)) as *mut u8, v) };
 }
 
-/// Rewrites the site at `addr` from `expect` to `new` with the int3-first protocol. Writing the
-/// bytes it already holds is a no-op. Refuses (and writes nothing) if `addr` is not a site or
-/// holds anything else.
-pub fn poke_site(addr: usize, expect: [u8; 5], new: [u8; 5]) -> Result<(), PokeError> {
-    let a = alias()?;
-    if a.sites.binary_search(&addr).is_err() {
-        return Err(PokeError::NotASite(addr));
-    }
-    let _g = POKE.lock();
+/// Verifies the site's bytes and writes the first byte its counts call for.
+fn apply(a: &Alias, addr: usize, c: Counts) -> Result<(), PokeError> {
     let found = read_site(addr);
-    if found == new {
-        return Ok(());
+    let want = if c.call > 0 {
+        OP_CALL
+    } else if c.int3 > 0 {
+        OP_INT3
+    } else {
+        OP_IDLE
+    };
+    if found[1..] != ppoint::idle_bytes(addr)[1..] || ![OP_IDLE, OP_CALL, OP_INT3].contains(&found[0]) {
+        return Err(PokeError::Unexpected { addr, found });
     }
-    if found != expect {
-        return Err(PokeError::Unexpected { addr, expected: expect, found });
+    if found[0] != want {
+        write_byte(a, addr, want);
     }
-    let mut packed = [0u8; 8];
-    packed[..5].copy_from_slice(&new);
-    INFLIGHT_NEW.store(u64::from_le_bytes(packed), Ordering::Release);
-    INFLIGHT_ADDR.store(addr, Ordering::Release);
-    write_byte(a, addr, INT3);
-    sync_core()?;
-    for (i, &b) in new.iter().enumerate().skip(1) {
-        write_byte(a, addr + i, b);
-    }
-    sync_core()?;
-    write_byte(a, addr, new[0]);
-    sync_core()?;
-    INFLIGHT_ADDR.store(0, Ordering::Release);
     Ok(())
 }
 
-/// Patches the site to call the preemption-point hook (from the NOP).
-pub fn arm_site(addr: usize) -> Result<(), PokeError> {
-    poke_site(addr, NOP5, call_bytes(addr, ppoint::point_call_target()))
+/// Changes site `idx`'s counts by `delta` for `how` and rewrites its byte. Nothing is counted
+/// or written if the site's bytes are wrong. Signal-safe once [`prepare`]d: no allocation, no
+/// system call.
+fn change(idx: usize, how: Arm, delta: i32) -> Result<(), PokeError> {
+    let a = alias()?;
+    let addr = *a.sites.get(idx).ok_or(PokeError::NotASite(idx))?;
+    let mut counts = COUNTS.lock();
+    let old = counts[idx];
+    let mut c = old;
+    let n = match how {
+        Arm::Call => &mut c.call,
+        Arm::Int3 => &mut c.int3,
+    };
+    *n = n.checked_add_signed(delta).ok_or(PokeError::NotArmed(addr))?;
+    apply(a, addr, c)?;
+    counts[idx] = c;
+    Ok(())
 }
 
-/// Restores the site's NOP (from the hook call).
-pub fn disarm_site(addr: usize) -> Result<(), PokeError> {
-    poke_site(addr, call_bytes(addr, ppoint::point_call_target()), NOP5)
+/// One more user wants site `idx` armed `how`.
+pub fn arm(idx: usize, how: Arm) -> Result<(), PokeError> {
+    change(idx, how, 1)
 }
 
-/// SIGTRAP: an `int3` of an in-flight poke. Returns false if the trap is not ours.
-pub(crate) fn handle_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
-    let rip = gregs[libc::REG_RIP as usize] as usize;
+/// A user no longer wants site `idx` armed `how`; the last one restores the idle form.
+pub fn disarm(idx: usize, how: Arm) -> Result<(), PokeError> {
+    change(idx, how, -1)
+}
+
+fn index_of(addr: usize) -> Result<usize, PokeError> {
+    alias()?;
+    site_index(addr).ok_or(PokeError::NotASite(addr))
+}
+
+/// Arms the site at `addr` (by address; see [`arm`]).
+pub fn arm_site(addr: usize, how: Arm) -> Result<(), PokeError> {
+    arm(index_of(addr)?, how)
+}
+
+/// Disarms the site at `addr` (by address; see [`disarm`]).
+pub fn disarm_site(addr: usize, how: Arm) -> Result<(), PokeError> {
+    disarm(index_of(addr)?, how)
+}
+
+/// Overwrites one byte of the text behind the patcher's back, so tests can show that a site
+/// whose bytes are not what they should be is refused. Not for anything else.
+#[doc(hidden)]
+pub fn scribble_for_test(addr: usize, v: u8) -> Result<(), PokeError> {
+    let a = alias()?;
+    let _g = COUNTS.lock();
+    write_byte(a, addr, v);
+    Ok(())
+}
+
+/// What a SIGTRAP at a site means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trap {
+    /// Not a site's `int3`: not ours.
+    Foreign,
+    /// A stale `int3` (the site has changed since): re-execute the site's current bytes.
+    Stale,
+    /// An armed `int3` at this site: the point fired.
+    Fired(usize),
+}
+
+/// Classifies a SIGTRAP whose `rip` is just after an `int3`.
+pub(crate) fn classify_trap(rip: usize) -> Trap {
     let site = rip.wrapping_sub(1);
     if !is_site(site) {
-        return false;
+        return Trap::Foreign;
     }
-    // SAFETY: `site` is a registered site in readable text.
-    let now = unsafe { std::ptr::read_volatile(site as *const u8) };
-    if now != INT3 {
-        gregs[libc::REG_RIP as usize] = site as i64; // the poke finished: run the new bytes
-        return true;
-    }
-    if INFLIGHT_ADDR.load(Ordering::Acquire) != site {
-        return false;
-    }
-    let new = INFLIGHT_NEW.load(Ordering::Acquire).to_le_bytes();
-    if new[..5] == NOP5 {
-        gregs[libc::REG_RIP as usize] = (site + 5) as i64;
+    if read_site(site)[0] == OP_INT3 {
+        Trap::Fired(site)
     } else {
-        let rel = i32::from_le_bytes([new[1], new[2], new[3], new[4]]) as i64;
-        let sp = gregs[libc::REG_RSP as usize] as usize - 8;
-        // SAFETY: sites are in asm blocks that are not `nostack`, so the interrupted code may
-        // have its stack used below rsp (as the real `call` would).
-        unsafe { (sp as *mut u64).write((site + 5) as u64) };
-        gregs[libc::REG_RSP as usize] = sp as i64;
-        gregs[libc::REG_RIP as usize] = site as i64 + 5 + rel;
+        Trap::Stale
     }
-    true
 }
 
-/// How many users want every site armed (kernel instances whose model acts at points).
-static ARMERS: IrqSpinLock<usize> = IrqSpinLock::new(0);
-
-/// One more user wants every site to call the hook; the first one arms them all.
+/// One more user wants every site to call the hook (voluntary, cpulock).
 pub fn sites_get() -> Result<(), PokeError> {
-    let mut n = ARMERS.lock();
-    if *n == 0 {
-        for s in ppoint::sites() {
-            arm_site(s.addr)?;
-        }
+    for idx in 0..alias()?.sites.len() {
+        arm(idx, Arm::Call)?;
     }
-    *n += 1;
     Ok(())
 }
 
-/// A user no longer needs the sites; the last one restores every NOP.
+/// A user no longer needs every site to call the hook.
 pub fn sites_put() -> Result<(), PokeError> {
-    let mut n = ARMERS.lock();
-    assert!(*n > 0, "sites_put without sites_get");
-    *n -= 1;
-    if *n == 0 {
-        for s in ppoint::sites() {
-            disarm_site(s.addr)?;
-        }
+    for idx in 0..alias()?.sites.len() {
+        disarm(idx, Arm::Call)?;
     }
     Ok(())
 }

@@ -1,17 +1,23 @@
-//! Preemption-point sites: 5-byte NOPs in the machine code, listed in a table at link time.
+//! Preemption-point sites: 5-byte do-nothing instructions in the machine code, listed in a table
+//! at link time, that one byte turns into a call or a breakpoint.
 //!
-//! **Mechanism.** [`preempt_point_site!`] emits `nopl 0(%rax,%rax,1)` (`0f 1f 44 00 00`) into
-//! the code and, into the `atomkernel_ppoints` section, an entry of two PC-relative 32-bit
-//! offsets: to the site and to a static [`PointInfo`] (file, line, module). The linker gathers
-//! the entries of every crate between `__start_atomkernel_ppoints` and
-//! `__stop_atomkernel_ppoints`, as Linux gathers `__jump_table`; the section is marked
+//! **Mechanism.** [`preempt_point_site!`] emits `cmp eax, imm32` (`3d` + 4 bytes) whose
+//! immediate is the `rel32` from the end of the site to [`point_call_target`]. That instruction
+//! only writes the flags, which the asm block declares clobbered: it is the site's NOP (its
+//! "idle" form). Changing the first byte alone makes it `call point_call_target` (`e8`, the same
+//! four bytes now read as the call's displacement) or a breakpoint (`cc`), so every patch is
+//! one byte and the other four never change. Into the `atomkernel_ppoints` section goes an entry
+//! of two PC-relative 32-bit offsets: to the site and to a static [`PointInfo`] (file, line,
+//! module). The linker gathers the entries of every crate between `__start_atomkernel_ppoints`
+//! and `__stop_atomkernel_ppoints`, as Linux gathers `__jump_table`; the section is marked
 //! retained (`R`) so section GC keeps it. The asm block declares the C ABI's caller-saved
-//! registers clobbered, so the NOP may be patched into `call rel32` of an `extern "C"`
-//! function (through [`crate::patch`]) without saving anything at the site; the asm block is
-//! not `nostack`, so `rsp` is 16-byte aligned there and the red zone is free.
+//! registers clobbered, so the call needs to save nothing at the site; it is not `nostack`, so
+//! `rsp` is 16-byte aligned there and the red zone is free.
 //!
-//! **Invariant.** Every site in the table is five bytes that are either the NOP or a `call` to
-//! [`point_call_target`]; nothing else is ever written there.
+//! **Invariant.** Every site in the table is five bytes: bytes 1..5 are always the `rel32` to
+//! [`point_call_target`], byte 0 is one of [`OP_IDLE`], [`OP_CALL`], [`OP_INT3`]. Each of the
+//! three forms is safe to execute at any moment, which is what lets [`crate::patch`] change a
+//! site while other threads run it without the `text_poke_bp` synchronisation.
 
 /// Where a preemption point is in the source.
 #[derive(Debug)]
@@ -23,10 +29,26 @@ pub struct PointInfo {
     pub module: &'static str,
 }
 
-/// The 5-byte NOP every site holds while unpatched.
-pub const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+/// First byte of an idle site: `cmp eax, imm32`, a 5-byte instruction that changes only flags.
+pub const OP_IDLE: u8 = 0x3d;
+/// First byte of an armed site that calls the point hook: `call rel32`.
+pub const OP_CALL: u8 = 0xe8;
+/// First byte of an armed site that traps: `int3`.
+pub const OP_INT3: u8 = 0xcc;
 
-/// Emits a preemption-point site here: a 5-byte NOP registered in the site table.
+/// The five bytes of the site at `addr` in the given form (`op` is one of the `OP_*` bytes).
+pub fn site_bytes(addr: usize, op: u8) -> [u8; 5] {
+    let rel = (point_call_target() as i64 - (addr as i64 + 5)) as i32;
+    let r = rel.to_le_bytes();
+    [op, r[0], r[1], r[2], r[3]]
+}
+
+/// The bytes of the site at `addr` while unpatched (its NOP).
+pub fn idle_bytes(addr: usize) -> [u8; 5] {
+    site_bytes(addr, OP_IDLE)
+}
+
+/// Emits a preemption-point site here: a 5-byte idle instruction registered in the site table.
 #[macro_export]
 macro_rules! preempt_point_site {
     () => {{
@@ -36,13 +58,15 @@ macro_rules! preempt_point_site {
             column: column!(),
             module: module_path!(),
         };
-        // SAFETY: the block is a 5-byte NOP plus a table entry in another section; it reads and
-        // writes nothing. It declares the C ABI's caller-saved registers clobbered because the
-        // patcher may turn the NOP into a call of an `extern "C"` function.
+        // SAFETY: the block is `cmp eax, imm32` (it writes only the flags, which asm! without
+        // `preserves_flags` declares clobbered) plus a table entry in another section. It
+        // declares the C ABI's caller-saved registers clobbered because the patcher may turn it
+        // into a call of the `extern "C"` point entry.
         unsafe {
             ::core::arch::asm!(
                 "2:",
-                ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00",
+                ".byte 0x3d",
+                ".long atomkernel_point_call - (2b + 5)",
                 ".pushsection atomkernel_ppoints,\"aR\",@progbits",
                 ".balign 4",
                 ".long 2b - .",

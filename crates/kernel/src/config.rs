@@ -39,8 +39,7 @@ impl PreemptModel {
     ];
 
     /// The models this build implements.
-    pub const BUILT: [PreemptModel; 5] =
-        [PreemptModel::None, PreemptModel::Voluntary, PreemptModel::Full, PreemptModel::Lazy, PreemptModel::Cpulock];
+    pub const BUILT: [PreemptModel; 7] = Self::ALL;
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {

@@ -42,6 +42,8 @@ pub static HOOKS: Hooks = Hooks {
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
     preempt_point: crate::model::preempt_point_hook,
     preempt_schedule: crate::sched::preempt_schedule,
+    point_trap: crate::patchmodel::point_trap,
+    rt_return: crate::patchmodel::rt_return,
 };
 
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
@@ -81,10 +83,11 @@ pub fn irq_exit(_k: &Kernel) {
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
     let user = k.cpu.mode() == Mode::User;
     let due = if user { crate::model::resched_due_for_user(k) } else { preempt::need_resched() };
-    if !due || preempt::preempt_count() != 0 {
+    let patch = !user && k.model().is_patch();
+    if !due || (preempt::preempt_count() != 0 && !patch) {
         return IrqExit::Resume;
     }
-    if !(user || k.model().preempts_kernel_code()) {
+    if !(user || patch || k.model().preempts_kernel_code()) {
         return IrqExit::Resume;
     }
     let s = k.sched.lock();
@@ -92,7 +95,13 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
         return IrqExit::Resume; // the idle loop reschedules by itself
     }
     drop(s);
-    if frame.in_kernel_text() {
+    if patch {
+        // The 1996 idea: arm the next points instead of preempting here. If nothing could be
+        // armed (no point within reach of the stack), look again soon, as for foreign code.
+        if crate::patchmodel::on_irq_exit(k, frame) {
+            return IrqExit::Resume;
+        }
+    } else if frame.in_kernel_text() {
         k.cpu.retry_backoff.store(0, Ordering::Relaxed);
         return IrqExit::Preempt;
     }

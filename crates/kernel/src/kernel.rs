@@ -46,6 +46,8 @@ pub(crate) struct CpuState {
     pub(crate) retry_timer: OnceLock<HostTimer>,
     /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
     pub(crate) retry_backoff: AtomicU8,
+    /// The patch models' armed points and counters.
+    pub(crate) patch: crate::patchmodel::PatchState,
 }
 
 impl CpuState {
@@ -147,6 +149,8 @@ pub struct RunReport {
     pub irqs: u64,
     /// Context switches.
     pub switches: u64,
+    /// What the patch models did (all zero under the other models).
+    pub patch: crate::patchmodel::PatchStatsSnapshot,
 }
 
 /// One task's end.
@@ -206,6 +210,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
             hrtimer: OnceLock::new(),
             retry_timer: OnceLock::new(),
             retry_backoff: AtomicU8::new(0),
+            patch: Default::default(),
         },
         printk: Printk::new(1 << 20, config.console),
         bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
@@ -257,6 +262,7 @@ fn report(k: &Kernel) -> RunReport {
         jiffies: k.jiffies(),
         irqs: k.cpu.irqs.load(Ordering::Relaxed),
         switches,
+        patch: k.cpu.patch.stats.snapshot(),
     }
 }
 

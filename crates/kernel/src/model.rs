@@ -31,6 +31,9 @@ impl Kernel {
 /// Claims or releases the armed sites for a model change from `old` to `new`.
 pub(crate) fn switch_sites(old: Option<PreemptModel>, new: Option<PreemptModel>) -> Result<(), ConfigError> {
     let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
+    if new.is_some_and(|m| m.is_patch()) {
+        crate::ptable::build().map_err(ConfigError)?;
+    }
     let (was, will) = (old.is_some_and(|m| m.uses_points()), new.is_some_and(|m| m.uses_points()));
     if will && !was {
         arch::patch::sites_get().map_err(host)?;
@@ -58,7 +61,11 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         return Ok(());
     }
     switch_sites(Some(old), Some(model))?;
-    k.model.store(model.index(), Ordering::Release);
+    {
+        let _irqs = preempt::local_irq_save();
+        k.model.store(model.index(), Ordering::Release);
+        crate::patchmodel::event_served(&k); // nothing armed survives a switch
+    }
     crate::printk!("preempt: switched from {old} to {model}");
     Ok(())
 }
@@ -74,6 +81,10 @@ pub(crate) fn resched_curr(k: &Kernel, s: &Sched, woken: TaskId) {
         PreemptModel::Lazy if !rt && curr_fair => k.cpu.need_resched_lazy.store(true, Ordering::Relaxed),
         PreemptModel::Cpulock if rt && woken != s.curr => {
             k.cpu.quantum_lock.store(woken + 1, Ordering::Release);
+            preempt::set_need_resched();
+        }
+        m if m.is_patch() && rt && woken != s.curr => {
+            k.cpu.patch.rt_resched.store(true, Ordering::Relaxed);
             preempt::set_need_resched();
         }
         _ => preempt::set_need_resched(),
@@ -92,6 +103,7 @@ pub(crate) fn tick_lazy_upgrade(k: &Kernel) {
 /// locked quantum is granted once its owner runs.
 pub(crate) fn clear_resched(k: &Kernel, next: TaskId) {
     preempt::clear_need_resched();
+    crate::patchmodel::event_served(k);
     k.cpu.need_resched_lazy.store(false, Ordering::Relaxed);
     let _ = k.cpu.quantum_lock.compare_exchange(next + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
 }
@@ -117,6 +129,7 @@ pub(crate) fn preempt_point_hook(_site: usize) {
     let yield_now = match k.model() {
         PreemptModel::Voluntary => preempt::need_resched(),
         PreemptModel::Cpulock => k.cpu.quantum_lock.load(Ordering::Acquire) != 0,
+        m if m.is_patch() => return crate::patchmodel::point_called(&k),
         _ => false,
     };
     if yield_now && preempt::preemptible() {

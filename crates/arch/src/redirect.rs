@@ -1,0 +1,131 @@
+//! Return-address redirection: making a function's `ret` reach the kernel.
+//!
+//! **Mechanism.** When an interrupt lands after the last preemption point a function will pass
+//! (or in a callee with no points), the next place the task can be caught is that function's
+//! return. The core finds the slot that holds its return address (from the unwinder) and
+//! [`redirect_return`] swaps in [`atomkernel_rt_return`]. When the function returns there, the
+//! stub makes the stack look like an injected call ([`crate::entry`]): it reserves the
+//! return-address slot and the 128-byte gap and marks the slot 0, then jumps into the
+//! preemption trampoline, which saves every register, flag and vector register. The
+//! trampoline's body sees the 0 and calls [`serve`], which asks the core (`Hooks::rt_return`)
+//! for the original return address, writes it into the slot, and lets the core act (schedule,
+//! or redirect the next frame up). The trampoline then restores everything and its `ret 128`
+//! lands on the original return address with the caller's `rsp`:
+//!
+//! ```text
+//!   +-----------------------------+ <- caller's rsp S after the redirected `ret`
+//!   | gap (128 bytes)             |
+//!   +-----------------------------+
+//!   | slot: 0, then the original  | <- S - 136 (what the trampoline "returns" through)
+//!   | return address              |
+//!   +-----------------------------+
+//!   | 16 words saved by the       | <- regs: r15 first, rbp at regs[10], flags at regs[15]
+//!   | trampoline, XSAVE area      |
+//!   +-----------------------------+
+//! ```
+//!
+//! The flags the caller sees after the return are the stub's (`sub` changes them); the ABI
+//! does not preserve flags across a call, so no compiled caller depends on them.
+//!
+//! **Invariant.** A slot is redirected only inside the running task's stack and only if it
+//! does not hold the stub already; it is restored only if it still holds the stub. Unwinding a
+//! panic through a redirected frame is not supported (the stub has no unwind entry): the
+//! core restores every redirect before a task can leave kernel code.
+
+use crate::{irq, percpu};
+use std::arch::global_asm;
+
+/// Index of the return-address slot among the words the trampoline passes to its body.
+pub(crate) const SLOT: usize = 16;
+/// Index of the saved `rbp`.
+const RBP: usize = 10;
+
+global_asm!(
+    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
+    ".globl atomkernel_rt_return",
+    ".type atomkernel_rt_return,@function",
+    ".p2align 4",
+    "atomkernel_rt_return:",             // a redirected `ret` lands here, rsp = caller's rsp
+    "    sub rsp, 136",                  // the gap and the slot an injected call would have
+    "    mov qword ptr [rsp], 0",        // slot 0: "a redirected return", not an injection
+    "    jmp atomkernel_preempt_trampoline", // save everything, call the body, restore, ret 128
+    ".size atomkernel_rt_return, . - atomkernel_rt_return",
+    ".popsection",
+);
+
+extern "C" {
+    fn atomkernel_rt_return();
+}
+
+/// The address a redirected return address points at.
+pub fn rt_return_target() -> usize {
+    atomkernel_rt_return as *const () as usize
+}
+
+/// The running task's stack bounds, if this is a CPU thread running a task.
+pub fn current_stack() -> Option<(usize, usize)> {
+    let cur = percpu::with(|l| l.current.get());
+    // SAFETY: `current` points to the running TaskContext, which its owner keeps alive while
+    // it runs (TaskContext's Drop refuses to free a running context).
+    (!cur.is_null()).then(|| unsafe { (*cur).stack_bounds() }).flatten()
+}
+
+fn slot_ok(slot: usize) -> bool {
+    current_stack().is_some_and(|(lo, hi)| slot % 8 == 0 && slot >= lo && slot + 8 <= hi)
+}
+
+/// Points the return address stored at `slot` at [`atomkernel_rt_return`] and returns the
+/// original. `None` (nothing written) if the slot is not in the running task's stack or is
+/// redirected already. Signal-safe.
+pub fn redirect_return(slot: usize) -> Option<usize> {
+    if !slot_ok(slot) {
+        return None;
+    }
+    let p = slot as *mut usize;
+    // SAFETY: `slot` is an aligned word inside the running task's mapped stack (checked).
+    unsafe {
+        let orig = p.read_volatile();
+        if orig == rt_return_target() {
+            return None;
+        }
+        p.write_volatile(rt_return_target());
+        Some(orig)
+    }
+}
+
+/// Puts `orig` back at `slot` if it still holds the redirect. Returns whether it did.
+pub fn restore_return(slot: usize, orig: usize) -> bool {
+    if !slot_ok(slot) {
+        return false;
+    }
+    let p = slot as *mut usize;
+    // SAFETY: as in `redirect_return`.
+    unsafe {
+        if p.read_volatile() != rt_return_target() {
+            return false;
+        }
+        p.write_volatile(orig);
+    }
+    true
+}
+
+/// The body's half of a redirected return: runs on the task's stack with IRQs soft-masked
+/// around the core's hook, which returns the original return address.
+///
+/// # Safety
+///
+/// `regs` must be the trampoline's saved-register block, with the slot at `regs[SLOT]` and
+/// the caller's stack pointer 128 bytes above the slot's end.
+pub(crate) unsafe fn serve(regs: *mut u64) {
+    irq::local_irq_disable();
+    let sp = regs as usize + (SLOT + 1) * 8 + 128;
+    // SAFETY: `regs` holds the 17 words described above (caller's contract).
+    let bp = unsafe { *regs.add(RBP) } as usize;
+    let Some(hooks) = percpu::with(|l| l.hooks.get()) else {
+        crate::cpu::die("BUG: a redirected return on a thread with no kernel: its return address is lost");
+    };
+    let orig = (hooks.rt_return)(sp, bp);
+    // SAFETY: as above; the slot is ours until the trampoline's `ret 128` pops it.
+    unsafe { *regs.add(SLOT) = orig as u64 };
+    irq::local_irq_enable();
+}

@@ -1,0 +1,276 @@
+//! `preempt=patch-int3` and `preempt=patch-call`: the 1996 "crazy idea".
+//!
+//! **Mechanism.** Kernel code runs over idle preemption points and pays nothing for them. When
+//! an interrupt wakes an RT task while the current task is in kernel mode, the interrupt exit
+//! reads the interrupted instruction pointer and looks it up in the [`crate::ptable`]. If its
+//! function has points, those are armed: turned into `int3` (served by the SIGTRAP handler,
+//! which injects a call of `preempt_schedule_irq`) or into `call` of the point hook (which
+//! calls `schedule`). Every other path out of the function goes through its return, so the
+//! return address is redirected too (`arch::redirect`). If the function has no points (a leaf
+//! helper, libc, the vDSO) the handler unwinds the stack (`arch::unwind`, from `.eh_frame`)
+//! to the first caller that has points and does the same there. When a redirected return
+//! fires and the task may be preempted there, it is; if not (a count is held, or the return
+//! lands in foreign code), the caller's points are armed and its return redirected in turn.
+//!
+//! **Invariants.**
+//! - Only an RT wakeup arms anything; fair wakeups wait for `ret_from_syscall` as under `none`.
+//! - The event is served by the next `__schedule` on this CPU, whatever caused it, and that
+//!   `__schedule` disarms every site this CPU armed and restores the return address before
+//!   any task runs on: no site stays patched after the event.
+//! - A task that meets an armed site while no event of its CPU is pending passes on.
+//! - Nothing here allocates or makes a system call on the interrupt path.
+
+use crate::config::PreemptModel;
+use crate::kernel::{try_this_kernel, Kernel};
+use crate::preempt;
+use crate::ptable;
+use arch::patch::Arm;
+use arch::sync::IrqSpinLock;
+use arch::unwind::Frame;
+use arch::{IrqExit, IrqFrame};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The most points one event may arm (one function's points).
+pub const MAX_ARMED: usize = 64;
+/// The most frames the handler unwinds looking for a function with points.
+pub const MAX_DEPTH: usize = 32;
+
+/// What this CPU has armed for the pending RT event.
+#[derive(Debug)]
+pub(crate) struct Armed {
+    how: Arm,
+    sites: [u32; MAX_ARMED],
+    n: usize,
+    /// A redirected return: (slot, original return address).
+    ret: Option<(usize, usize)>,
+}
+
+impl Default for Armed {
+    fn default() -> Self {
+        Armed { how: Arm::Int3, sites: [0; MAX_ARMED], n: 0, ret: None }
+    }
+}
+
+/// Per-CPU state of the patch models.
+#[derive(Debug, Default)]
+pub(crate) struct PatchState {
+    /// An RT wakeup is pending (set by `resched_curr`, cleared by `__schedule`).
+    pub(crate) rt_resched: AtomicBool,
+    /// Something is armed (a cheap test for `__schedule`).
+    active: AtomicBool,
+    armed: IrqSpinLock<Armed>,
+    pub(crate) stats: PatchStats,
+}
+
+/// Counters of the patch models, per CPU.
+#[derive(Debug, Default)]
+pub struct PatchStats {
+    /// RT events for which points were armed.
+    pub events: AtomicU64,
+    /// Sites armed, over all events.
+    pub sites_armed: AtomicU64,
+    /// Return addresses redirected.
+    pub redirects: AtomicU64,
+    /// Frames unwound to find a function with points.
+    pub frames_walked: AtomicU64,
+    /// Events the handler could not arm (no table entry within reach): the retry timer looks
+    /// again instead.
+    pub fallbacks: AtomicU64,
+    /// Armed points reached (by `int3` or `call`).
+    pub fired: AtomicU64,
+    /// Redirected returns reached.
+    pub returns: AtomicU64,
+    /// Events that moved one frame up (a redirected return that could not preempt).
+    pub chases: AtomicU64,
+    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
+    pub arm_ns: AtomicU64,
+}
+
+impl PreemptModel {
+    /// True for the models that patch the next points on an RT event.
+    pub fn is_patch(self) -> bool {
+        matches!(self, PreemptModel::PatchInt3 | PreemptModel::PatchCall)
+    }
+
+    fn arm_kind(self) -> Arm {
+        if self == PreemptModel::PatchCall {
+            Arm::Call
+        } else {
+            Arm::Int3
+        }
+    }
+}
+
+/// At interrupt exit, kernel mode, a reschedule due, model `patch-*`: arm the next points if
+/// the reschedule is an RT one and nothing is armed yet. False if nothing could be armed.
+pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame) -> bool {
+    let p = &k.cpu.patch;
+    if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
+        return true;
+    }
+    let t0 = arch::clock::now_ns();
+    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp));
+    p.stats.arm_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
+    if ok {
+        p.stats.events.fetch_add(1, Ordering::Relaxed);
+    } else {
+        p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Walks up from `f` to the first function with points, arms them and redirects its return.
+fn arm_from(k: &Kernel, mut f: Frame) -> bool {
+    let (Some(table), Some(stack)) = (ptable::get(), arch::redirect::current_stack()) else { return false };
+    let p = &k.cpu.patch;
+    for depth in 0..MAX_DEPTH {
+        let points = if arch::text::contains(f.ip) { table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) } else { None };
+        let step = arch::unwind::step(&f, stack);
+        if let Some(points) = points {
+            p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
+            return arm_points(k, points, step.map(|s| s.ra_slot));
+        }
+        match step {
+            Some(s) => f = s.caller,
+            None => return false,
+        }
+    }
+    false
+}
+
+fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
+    if points.len() > MAX_ARMED {
+        return false;
+    }
+    let p = &k.cpu.patch;
+    let how = k.model().arm_kind();
+    let mut a = p.armed.lock();
+    disarm_locked(&mut a);
+    a.how = how;
+    for &idx in points {
+        if arch::patch::arm(idx as usize, how).is_err() {
+            disarm_locked(&mut a);
+            return false;
+        }
+        a.sites[a.n] = idx;
+        a.n += 1;
+    }
+    a.ret = ra_slot.and_then(|slot| Some((slot, arch::redirect::redirect_return(slot)?)));
+    p.stats.sites_armed.fetch_add(a.n as u64, Ordering::Relaxed);
+    p.stats.redirects.fetch_add(a.ret.is_some() as u64, Ordering::Relaxed);
+    p.active.store(true, Ordering::Release);
+    true
+}
+
+fn disarm_locked(a: &mut Armed) {
+    for &idx in &a.sites[..a.n] {
+        // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
+        // here means someone else wrote the text, which `arch::patch` reports.
+        let _ = arch::patch::disarm(idx as usize, a.how);
+    }
+    a.n = 0;
+    if let Some((slot, orig)) = a.ret.take() {
+        arch::redirect::restore_return(slot, orig);
+    }
+}
+
+/// The event is served (`__schedule` picked a task) or abandoned (model switch): disarm
+/// everything this CPU armed.
+pub(crate) fn event_served(k: &Kernel) {
+    let p = &k.cpu.patch;
+    p.rt_resched.store(false, Ordering::Relaxed);
+    if p.active.swap(false, Ordering::AcqRel) {
+        disarm_locked(&mut p.armed.lock());
+    }
+}
+
+/// May an armed point preempt now (this CPU's event pending, count zero, IRQs on)?
+fn fire_decision(k: &Kernel) -> bool {
+    let p = &k.cpu.patch;
+    if !p.active.load(Ordering::Acquire) {
+        return false; // not our event: another instance armed this site
+    }
+    p.stats.fired.fetch_add(1, Ordering::Relaxed);
+    preempt::need_resched() && preempt::preempt_count() == 0
+}
+
+/// `preempt=patch-call`: an armed site called the point hook, in task context.
+pub(crate) fn point_called(k: &Kernel) {
+    if fire_decision(k) && !arch::irq::irqs_disabled() {
+        crate::sched::schedule();
+    }
+}
+
+/// `preempt=patch-int3`: an armed site's breakpoint fired (SIGTRAP handler, IRQs masked).
+pub(crate) fn point_trap(_site: usize, _frame: &IrqFrame) -> IrqExit {
+    let Some(k) = try_this_kernel() else { return IrqExit::Resume };
+    if k.model() == PreemptModel::PatchInt3 && fire_decision(&k) {
+        IrqExit::Preempt
+    } else {
+        IrqExit::Resume
+    }
+}
+
+/// A redirected return arrived (task context, IRQs masked): give back the original return
+/// address; preempt here if the task may be preempted, else move the event one frame up.
+pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
+    let k = try_this_kernel();
+    let ret = k.as_ref().and_then(|k| k.cpu.patch.armed.lock().ret.take());
+    let (Some(k), Some((_, orig))) = (k, ret) else {
+        arch::cpu::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
+    };
+    let p = &k.cpu.patch;
+    p.stats.returns.fetch_add(1, Ordering::Relaxed);
+    if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
+        return orig;
+    }
+    let user = k.cpu.mode() == crate::sched::Mode::User;
+    if preempt::preempt_count() == 0 && (user || arch::text::contains(orig)) {
+        crate::sched::preempt_schedule_irq();
+    } else {
+        p.stats.chases.fetch_add(1, Ordering::Relaxed);
+        if p.active.swap(false, Ordering::AcqRel) {
+            disarm_locked(&mut p.armed.lock());
+        }
+        if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }) {
+            p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    orig
+}
+
+/// The patch counters, as plain numbers (see [`PatchStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PatchStatsSnapshot {
+    pub events: u64,
+    pub sites_armed: u64,
+    pub redirects: u64,
+    pub frames_walked: u64,
+    pub fallbacks: u64,
+    pub fired: u64,
+    pub returns: u64,
+    pub chases: u64,
+    pub arm_ns: u64,
+}
+
+impl PatchStats {
+    pub(crate) fn snapshot(&self) -> PatchStatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PatchStatsSnapshot {
+            events: r(&self.events),
+            sites_armed: r(&self.sites_armed),
+            redirects: r(&self.redirects),
+            frames_walked: r(&self.frames_walked),
+            fallbacks: r(&self.fallbacks),
+            fired: r(&self.fired),
+            returns: r(&self.returns),
+            chases: r(&self.chases),
+            arm_ns: r(&self.arm_ns),
+        }
+    }
+}
+
+/// The running kernel's patch counters.
+pub fn patch_stats() -> PatchStatsSnapshot {
+    crate::kernel::this_kernel().cpu.patch.stats.snapshot()
+}
