@@ -22,6 +22,7 @@
 //! | [`cpu`] | CPU bring-up, `hlt` | thread registration, pinning, `sigsuspend` |
 //! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte NOPs listed at link time |
 //! | [`patch`] | `text_poke_bp` | W^X patching through a memfd alias, int3 first |
+//! | [`unwind`] | the ORC unwinder | signal-safe frame steps over every loaded object's `.eh_frame` |
 //!
 //! ## The boundary (what the core gives and gets)
 //!
@@ -54,6 +55,7 @@ pub mod sync;
 pub mod text;
 pub mod timer;
 pub mod torture;
+pub mod unwind;
 
 pub use entry::{IrqExit, IrqFrame};
 
