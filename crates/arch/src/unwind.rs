@@ -204,7 +204,8 @@ fn build() -> Result<Tables, String> {
 
 /// Parses the CFI of every object loaded now (main program, libc, ld.so, the vDSO, ...) into a
 /// flat, sorted row table. Idempotent. Call outside signal context (it allocates); objects
-/// loaded later (`dlopen`) are not covered.
+/// loaded later (`dlopen`) are not covered. Fails if the main program's CFI cannot be read; a
+/// foreign object whose CFI cannot be read is left out whole (its ips then have no row).
 pub fn prepare() -> Result<(), String> {
     TABLES.get_or_init(build).as_ref().map(|_| ()).map_err(Clone::clone)
 }
@@ -256,7 +257,8 @@ pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
 }
 
 /// The start and end of the function (FDE) containing `ip`, if any. Signal-safe after
-/// [`prepare`].
+/// [`prepare`]. For a return address, ask about `ip - 1`: the call may be a function's last
+/// instruction.
 pub fn function_of(ip: usize) -> Option<(usize, usize)> {
     covering(&tables()?.fdes, ip, |&r| r)
 }

@@ -1,5 +1,6 @@
-//! The CFI unwinder: tables, real unwinds through our frames, through libc's frames and from a
-//! signal handler, and the refusals (unknown ip, bounds excluding the CFA).
+//! The CFI unwinder: tables, real unwinds through our frames, libc's frames, an rbp-based frame and
+//! a call that ends its function, from a signal handler too, and the refusals (unknown ip, bounds
+//! excluding the CFA).
 
 use arch::unwind::{function_of, functions_in_text, prepare, step, Frame};
 use std::hint::black_box;
@@ -208,4 +209,106 @@ fn steps_from_a_signal_handler() {
     t.join().unwrap();
     let ip = SIG_IPS[0].load(Ordering::Relaxed);
     assert!(contains(function_of(spin_caller as fn() as usize), ip), "interrupted spin returns into spin_caller");
+}
+
+// A frame whose CFA rule is `rbp + 16` (as with frame pointers), that moves rsp away from the CFA
+// and calls the function in rdi.
+std::arch::global_asm!(
+    ".p2align 4",
+    ".globl unwind_test_rbp_frame",
+    "unwind_test_rbp_frame:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "sub rsp, 64",
+    "call rdi",
+    "mov rsp, rbp",
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "ret",
+    ".cfi_endproc",
+);
+
+extern "C" {
+    fn unwind_test_rbp_frame(callback: extern "C" fn());
+}
+
+static RBP_IPS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+
+extern "C" fn from_rbp_frame() {
+    let mut ips = [0; 2];
+    walk(here!(), stack_bounds(), &mut ips);
+    for (slot, ip) in RBP_IPS.iter().zip(ips) {
+        slot.store(ip, Ordering::Relaxed);
+    }
+}
+
+#[inline(never)]
+fn call_rbp_frame() {
+    // SAFETY: the assembly function keeps the ABI (callee-saved registers, stack alignment).
+    unsafe { unwind_test_rbp_frame(from_rbp_frame) };
+    black_box(());
+}
+
+#[test]
+fn steps_through_an_rbp_based_frame() {
+    prepare().unwrap();
+    call_rbp_frame();
+    let ips = RBP_IPS.each_ref().map(|a| a.load(Ordering::Relaxed));
+    assert!(contains(function_of(unwind_test_rbp_frame as *const () as usize), ips[0]), "{ips:x?}");
+    assert!(contains(function_of(call_rbp_frame as fn() as usize), ips[1]), "{ips:x?}");
+}
+
+// A call that is its function's last instruction (as before a `noreturn` call's end): its return
+// address is the first byte of the next function, whose own row (CFA = rsp + 8) is wrong for this
+// frame. Only the look-up of `ip - 1` finds the right row (CFA = rsp + 32).
+std::arch::global_asm!(
+    ".p2align 4",
+    ".globl unwind_test_call_at_end",
+    "unwind_test_call_at_end:",
+    ".cfi_startproc",
+    "sub rsp, 24",
+    ".cfi_def_cfa_offset 32",
+    "call rdi",
+    ".cfi_endproc",
+    ".globl unwind_test_next_function",
+    "unwind_test_next_function:",
+    ".cfi_startproc",
+    "add rsp, 24",
+    "ret",
+    ".cfi_endproc",
+);
+
+extern "C" {
+    fn unwind_test_call_at_end(callback: extern "C" fn());
+    fn unwind_test_next_function();
+}
+
+static END_IPS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+
+extern "C" fn from_call_at_end() {
+    let mut ips = [0; 2];
+    walk(here!(), stack_bounds(), &mut ips);
+    for (slot, ip) in END_IPS.iter().zip(ips) {
+        slot.store(ip, Ordering::Relaxed);
+    }
+}
+
+#[inline(never)]
+fn call_at_end() {
+    // SAFETY: the assembly pair keeps the ABI: it returns through the next function's epilogue.
+    unsafe { unwind_test_call_at_end(from_call_at_end) };
+    black_box(());
+}
+
+#[test]
+fn return_addresses_are_looked_up_at_the_call() {
+    prepare().unwrap();
+    call_at_end();
+    let ips = END_IPS.each_ref().map(|a| a.load(Ordering::Relaxed));
+    assert_eq!(ips[0], unwind_test_next_function as *const () as usize, "the return address ends the caller");
+    assert!(contains(function_of(call_at_end as fn() as usize), ips[1]), "{ips:x?}");
 }
