@@ -23,6 +23,7 @@
 //! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte do-nothing instructions listed at link time |
 //! | [`patch`] | `text_poke_bp` | W^X one-byte patching through a memfd alias, counted per site |
 //! | [`redirect`] | (kretprobe-style return hijack) | a return address pointed at the preemption trampoline |
+//! | [`unwind`] | the ORC unwinder | signal-safe frame steps over every loaded object's `.eh_frame` |
 //!
 //! ## The boundary (what the core gives and gets)
 //!
@@ -56,6 +57,7 @@ pub mod sync;
 pub mod text;
 pub mod timer;
 pub mod torture;
+pub mod unwind;
 
 pub use entry::{IrqExit, IrqFrame};
 

@@ -1,0 +1,271 @@
+//! Frame unwinding from a signal handler, driven by the loaded objects' DWARF CFI.
+//!
+//! **Mechanism.** [`prepare`] walks every loaded object with `dl_iterate_phdr` (the program,
+//! libc, the dynamic loader, the vDSO, ...), finds its `.eh_frame` through `PT_GNU_EH_FRAME`
+//! (the `.eh_frame_hdr`, whose first pointer locates `.eh_frame`), and evaluates every FDE's
+//! call-frame program once with `gimli`. Each resulting row is reduced to the two rules an
+//! x86-64 unwind step needs: the CFA (`rsp + off` or `rbp + off`) and where the caller's `rbp`
+//! was saved (`CFA + off`, or not saved). The return address is always at `CFA - 8`. The rows
+//! of all objects go into one flat table sorted by address; [`step`] binary-searches it, reads
+//! two stack words and returns the caller's frame: the "find where the interrupted code will
+//! return to" that the patch models need (patch the callers' preemption points, or redirect a
+//! return address through [`Step::ra_slot`]).
+//!
+//! **Invariants.** The tables are built once, outside signal context, and only read afterwards:
+//! [`step`] and [`function_of`] take no lock, make no system call and never allocate. [`step`]
+//! reads memory only inside the stack bounds its caller passes, 8-byte aligned, so a corrupt
+//! frame yields `None`, never a wild read; and every step moves strictly up the stack, so a
+//! loop of steps always ends. Rows the reduction cannot express (a CFA or register rule that
+//! is a DWARF expression: PLT entries, signal trampolines; a return address not at `CFA - 8`)
+//! are left out, and an ip they cover has no row: [`step`] answers `None` there.
+
+use gimli::{BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindSection};
+use std::sync::OnceLock;
+
+/// The registers an unwind step needs.
+///
+/// `is_return_address` says what `ip` is: `false` for the interrupted instruction itself (from a
+/// signal context; build it with [`Frame::interrupted`]), `true` for a return address, i.e. the
+/// instruction *after* a `call`. [`step`] looks up `ip - 1` for the latter, since the return
+/// address may already belong to the next function or to a different row (a `noreturn` call at a
+/// function's end). Every frame [`step`] returns is marked `true`, so a loop of steps is right
+/// by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub ip: usize,
+    pub sp: usize,
+    pub bp: usize,
+    pub is_return_address: bool,
+}
+
+impl Frame {
+    /// The frame of interrupted code: `ip` is the next instruction to execute (e.g. a signal
+    /// context's `rip`), not a return address.
+    pub fn interrupted(ip: usize, sp: usize, bp: usize) -> Frame {
+        Frame { ip, sp, bp, is_return_address: false }
+    }
+}
+
+/// What one step found: the caller's frame and where the return address into it is stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Step {
+    /// The caller's frame, marked `is_return_address`.
+    pub caller: Frame,
+    /// The stack slot holding `caller.ip` (`CFA - 8`): overwrite it to redirect the return.
+    pub ra_slot: usize,
+}
+
+/// `Row::rbp_off` when the row leaves `rbp` as the caller had it.
+const RBP_SAME: i32 = i32::MIN;
+
+/// One CFI row, reduced: for ip in `[start, end)`, CFA = `cfa_reg` + `cfa_off` and the caller's
+/// `rbp` is at CFA + `rbp_off` (or unchanged).
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    start: usize,
+    end: usize,
+    cfa_off: i32,
+    rbp_off: i32,
+    cfa_rbp: bool,
+}
+
+struct Tables {
+    /// Supported rows, sorted by `start`, non-overlapping.
+    rows: Vec<Row>,
+    /// FDE ranges, sorted by start.
+    fdes: Vec<(usize, usize)>,
+}
+
+static TABLES: OnceLock<Result<Tables, String>> = OnceLock::new();
+
+/// What the `dl_iterate_phdr` callback collects.
+#[derive(Default)]
+struct Collect {
+    rows: Vec<Row>,
+    fdes: Vec<(usize, usize)>,
+    /// Objects seen; the first is the main program.
+    objects: usize,
+    /// The main program's parse error, if any (other objects' errors only drop their rows).
+    main_err: Option<String>,
+}
+
+/// Reduces one gimli row; `None` if a rule needs more than `rsp`/`rbp` plus an offset.
+fn reduce<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>, ra: gimli::Register) -> Option<Row> {
+    let (cfa_rbp, cfa_off) = match *row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } if register == gimli::X86_64::RSP => (false, offset),
+        CfaRule::RegisterAndOffset { register, offset } if register == gimli::X86_64::RBP => (true, offset),
+        _ => return None,
+    };
+    if !matches!(row.register(ra), Some(RegisterRule::Offset(-8))) {
+        return None;
+    }
+    let rbp_off = match row.register(gimli::X86_64::RBP) {
+        None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => RBP_SAME,
+        Some(RegisterRule::Offset(n)) => i32::try_from(n).ok().filter(|&n| n != RBP_SAME)?,
+        Some(_) => return None,
+    };
+    let (start, end) = (row.start_address() as usize, row.end_address() as usize);
+    Some(Row { start, end, cfa_off: i32::try_from(cfa_off).ok()?, rbp_off, cfa_rbp })
+}
+
+/// Parses one object's `.eh_frame`, appending its rows and FDE ranges.
+///
+/// # Safety
+///
+/// `info` must be a `dl_phdr_info` the loader passed to a `dl_iterate_phdr` callback, for the
+/// duration of that callback.
+unsafe fn parse_object(info: &libc::dl_phdr_info, out: &mut Collect) -> Result<(), String> {
+    // SAFETY: the loader's dlpi_phdr array has dlpi_phnum entries (the caller's contract).
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let bias = info.dlpi_addr as usize;
+    let Some(hdr) = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_EH_FRAME) else { return Ok(()) };
+    let hdr_addr = bias + hdr.p_vaddr as usize;
+    // SAFETY: PT_GNU_EH_FRAME describes p_memsz bytes the loader mapped readable; mappings of
+    // loaded objects stay for the process's lifetime (nothing here is ever dlclose'd).
+    let hdr_bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(hdr_addr as *const u8, hdr.p_memsz as usize) };
+    let text = phdrs.iter().find(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0);
+    let mut bases = BaseAddresses::default().set_eh_frame_hdr(hdr_addr as u64);
+    if let Some(t) = text {
+        bases = bases.set_text((bias + t.p_vaddr as usize) as u64);
+    }
+    let parsed = EhFrameHdr::new(hdr_bytes, NativeEndian).parse(&bases, 8).map_err(|e| format!("eh_frame_hdr: {e}"))?;
+    let eh_addr = parsed.eh_frame_ptr().direct().map_err(|e| format!("eh_frame_ptr: {e}"))? as usize;
+    // `.eh_frame` has no length of its own here: it runs to its zero terminator, which lies
+    // inside the PT_LOAD segment holding it, so that segment's end bounds the slice.
+    let seg_end = phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_LOAD)
+        .map(|p| (bias + p.p_vaddr as usize, bias + (p.p_vaddr + p.p_memsz) as usize))
+        .find(|&(lo, hi)| eh_addr >= lo && eh_addr < hi)
+        .map(|(_, hi)| hi)
+        .ok_or_else(|| format!("eh_frame at {eh_addr:#x} is in no PT_LOAD segment"))?;
+    // SAFETY: [eh_addr, seg_end) lies inside a loaded PT_LOAD segment, mapped readable for the
+    // process's lifetime (as above).
+    let eh_bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(eh_addr as *const u8, seg_end - eh_addr) };
+    let mut eh = EhFrame::new(eh_bytes, NativeEndian);
+    eh.set_address_size(8);
+    let bases = bases.set_eh_frame(eh_addr as u64);
+    let mut ctx = Box::new(gimli::UnwindContext::new());
+    let mut entries = eh.entries(&bases);
+    while let Some(entry) = entries.next().map_err(|e| format!("eh_frame entry: {e}"))? {
+        let CieOrFde::Fde(partial) = entry else { continue };
+        let fde = partial.parse(|s, b, o| s.cie_from_offset(b, o)).map_err(|e| format!("FDE: {e}"))?;
+        let ra = fde.cie().return_address_register();
+        let (lo, hi) = (fde.initial_address() as usize, fde.end_address() as usize);
+        if lo < hi {
+            out.fdes.push((lo, hi));
+        }
+        let mut table = fde.rows(&eh, &bases, &mut ctx).map_err(|e| format!("CFI program: {e}"))?;
+        while let Some(row) = table.next_row().map_err(|e| format!("CFI row: {e}"))? {
+            out.rows.extend(reduce(row, ra).filter(|r| r.start < r.end));
+        }
+    }
+    Ok(())
+}
+
+extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `data` is the &mut Collect passed to dl_iterate_phdr in `build`; the loader passes
+    // a valid dl_phdr_info for the duration of this call, which is parse_object's contract.
+    unsafe {
+        let out = &mut *(data as *mut Collect);
+        let (rows, fdes) = (out.rows.len(), out.fdes.len());
+        if let Err(e) = parse_object(&*info, out) {
+            if out.objects == 0 {
+                out.main_err = Some(e);
+            } else {
+                // A foreign object with CFI we cannot read: drop all of it rather than keep part.
+                out.rows.truncate(rows);
+                out.fdes.truncate(fdes);
+            }
+        }
+        out.objects += 1;
+    }
+    0 // continue with the next object
+}
+
+fn build() -> Result<Tables, String> {
+    let mut c = Collect::default();
+    // SAFETY: `collect` matches the callback signature and only uses `data` as &mut Collect.
+    unsafe { libc::dl_iterate_phdr(Some(collect), &mut c as *mut Collect as *mut libc::c_void) };
+    if let Some(e) = c.main_err {
+        return Err(format!("main program CFI: {e}"));
+    }
+    if c.rows.is_empty() {
+        return Err("no usable CFI rows in any loaded object".into());
+    }
+    c.rows.sort_unstable_by_key(|r| r.start);
+    // Overlapping rows (only from overlapping FDEs, a toolchain bug) would make the binary
+    // search ambiguous: keep the first of any overlapping pair.
+    c.rows.dedup_by(|next, prev| next.start < prev.end);
+    c.fdes.sort_unstable();
+    c.fdes.dedup_by(|next, prev| next.0 < prev.1);
+    Ok(Tables { rows: c.rows, fdes: c.fdes })
+}
+
+/// Parses the CFI of every object loaded now (main program, libc, ld.so, the vDSO, ...) into a
+/// flat, sorted row table. Idempotent. Call outside signal context (it allocates); objects
+/// loaded later (`dlopen`) are not covered. Fails if the main program's CFI cannot be read; a
+/// foreign object whose CFI cannot be read is left out whole (its ips then have no row).
+pub fn prepare() -> Result<(), String> {
+    TABLES.get_or_init(build).as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+fn tables() -> Option<&'static Tables> {
+    TABLES.get().and_then(|t| t.as_ref().ok())
+}
+
+/// The entry of sorted, non-overlapping `v` covering `x`, by binary search.
+fn covering<T: Copy>(v: &[T], x: usize, range: impl Fn(&T) -> (usize, usize)) -> Option<T> {
+    let i = v.partition_point(|e| range(e).0 <= x).checked_sub(1)?;
+    let (lo, hi) = range(&v[i]);
+    (x >= lo && x < hi).then_some(v[i])
+}
+
+/// Reads the stack word at `addr` if it lies, aligned, inside `[lo, hi)`.
+fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
+    if addr & 7 != 0 || addr < lo || addr.checked_add(8)? > hi {
+        return None;
+    }
+    // SAFETY: [addr, addr + 8) is aligned and inside the stack bounds the caller of `step`
+    // vouches for (the task's mapped stack).
+    Some(unsafe { (addr as *const usize).read_volatile() })
+}
+
+/// One frame up from `f`, with `stack` = the task's stack bounds `[lo, hi)`.
+///
+/// Looks up the row covering `f.ip` (`f.ip - 1` if `f.is_return_address`), computes the CFA
+/// (`rsp + off` or `rbp + off`), reads the return address at `CFA - 8` and the caller's `rbp`
+/// at `CFA + off` if the row saved it; `caller.sp = CFA`. `None` if [`prepare`] has not
+/// succeeded, no supported row covers the ip, the CFA does not lie above `f.sp`, a read would
+/// leave `stack`, or the return address is 0 (the outermost frame). No allocation, no locks, no
+/// system calls: callable from a signal handler.
+pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
+    let pc = if f.is_return_address { f.ip.checked_sub(1)? } else { f.ip };
+    let row = covering(&tables()?.rows, pc, |r| (r.start, r.end))?;
+    let base = if row.cfa_rbp { f.bp } else { f.sp };
+    let cfa = base.checked_add_signed(row.cfa_off as isize)?;
+    if cfa <= f.sp {
+        return None;
+    }
+    let ra_slot = cfa - 8;
+    let ip = read_word(ra_slot, stack)?;
+    let bp = match row.rbp_off {
+        RBP_SAME => f.bp,
+        off => read_word(cfa.checked_add_signed(off as isize)?, stack)?,
+    };
+    (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: true }, ra_slot })
+}
+
+/// The start and end of the function (FDE) containing `ip`, if any. Signal-safe after
+/// [`prepare`]. For a return address, ask about `ip - 1`: the call may be a function's last
+/// instruction.
+pub fn function_of(ip: usize) -> Option<(usize, usize)> {
+    covering(&tables()?.fdes, ip, |&r| r)
+}
+
+/// Every FDE's `(start, end)` inside the main program's text, sorted and non-overlapping (for
+/// building tables at boot). Empty if [`prepare`] has not succeeded.
+pub fn functions_in_text() -> Vec<(usize, usize)> {
+    crate::text::init();
+    tables().map_or_else(Vec::new, |t| t.fdes.iter().copied().filter(|&(lo, _)| crate::text::contains(lo)).collect())
+}
