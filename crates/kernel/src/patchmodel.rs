@@ -52,7 +52,7 @@ impl Default for Armed {
 }
 
 /// Per-CPU state of the patch models.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct PatchState {
     /// An RT wakeup is pending (set by `resched_curr`, cleared by `__schedule`).
     pub(crate) rt_resched: AtomicBool,
@@ -152,8 +152,9 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
             disarm_locked(&mut a);
             return false;
         }
-        a.sites[a.n] = idx;
-        a.n += 1;
+        let n = a.n;
+        a.sites[n] = idx;
+        a.n = n + 1;
     }
     a.ret = ra_slot.and_then(|slot| Some((slot, arch::redirect::redirect_return(slot)?)));
     p.stats.sites_armed.fetch_add(a.n as u64, Ordering::Relaxed);
