@@ -85,12 +85,23 @@ pub fn redirect_return(slot: usize) -> Option<usize> {
     // SAFETY: `slot` is an aligned word inside the running task's mapped stack (checked).
     unsafe {
         let orig = p.read_volatile();
-        if orig == rt_return_target() {
+        if orig == rt_return_target() || !after_call(orig) {
             return None;
         }
         p.write_volatile(rt_return_target());
         Some(orig)
     }
+}
+
+/// True if the code just before `ra` is a `call` (direct `e8 rel32`, or `ff /2` with a 2-,
+/// 3-, 6- or 7-byte encoding): a last check that the unwinder found a real return address.
+fn after_call(ra: usize) -> bool {
+    let Some((lo, _)) = crate::unwind::function_of(ra.wrapping_sub(1)) else { return false };
+    // SAFETY: [lo, ra) lies in one function of a loaded object (its FDE says so), mapped text;
+    // only bytes at or above `lo` are read.
+    let byte = |back: usize| ra.checked_sub(back).filter(|&a| a >= lo).map(|a| unsafe { (a as *const u8).read_volatile() });
+    let call_modrm = |back: usize| byte(back - 1).is_some_and(|m| (m >> 3) & 7 == 2);
+    byte(5) == Some(0xe8) || [2, 3, 6, 7].iter().any(|&b| byte(b) == Some(0xff) && call_modrm(b))
 }
 
 /// Puts `orig` back at `slot` if it still holds the redirect. Returns whether it did.

@@ -371,6 +371,12 @@ macro_rules! torture_fn {
     };
 }
 
+/// The torture's asm functions, which push to the stack inside their inline asm (the unwinder
+/// must not start a walk inside them).
+pub(crate) fn asm_functions() -> [usize; 3] {
+    [torture_sse as *const () as usize, torture_avx as *const () as usize, torture_avx512 as *const () as usize]
+}
+
 torture_fn! {
     /// SSE variant: `xmm0..15` via `movdqu` (x86-64 baseline).
     fn torture_sse,
