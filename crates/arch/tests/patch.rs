@@ -1,8 +1,8 @@
-//! Preemption-point sites and text patching: table, verification, W^X, int3-first.
+//! Preemption-point sites and text patching: table, verification, W^X, counted one-byte arming.
 //! Every test patches the same canary site, so they take turns through one lock.
 
-use arch::patch::{arm_site, call_bytes, disarm_site, poke_site, read_site, PokeError};
-use arch::ppoint::{self, canary, point_calls, NOP5};
+use arch::patch::{arm_site, disarm_site, read_site, Arm, PokeError};
+use arch::ppoint::{self, canary, idle_bytes, point_calls, site_bytes, OP_CALL, OP_INT3};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,8 @@ fn table_lists_sites_with_their_source_and_nops() {
     assert!(!sites.is_empty());
     let c = sites.iter().find(|s| s.info.file.ends_with("ppoint.rs")).unwrap();
     assert!(c.info.line > 0 && c.info.module.starts_with("arch"), "{:?}", c.info);
-    assert_eq!(read_site(c.addr), NOP5);
+    assert_eq!(read_site(c.addr), idle_bytes(c.addr));
+    assert_eq!(read_site(c.addr)[0], 0x3d, "cmp eax, imm32");
     assert!(arch::text::contains(c.addr));
 }
 
@@ -31,27 +32,57 @@ fn armed_site_calls_the_hook_and_disarmed_site_does_not() {
     let before = point_calls();
     canary();
     assert_eq!(point_calls(), before, "an unpatched site is a NOP");
-    arm_site(site).unwrap();
-    assert_eq!(read_site(site), call_bytes(site, ppoint::point_call_target()));
+    arm_site(site, Arm::Call).unwrap();
+    assert_eq!(read_site(site), site_bytes(site, OP_CALL));
     canary();
     canary();
     assert_eq!(point_calls(), before + 2);
-    disarm_site(site).unwrap();
-    assert_eq!(read_site(site), NOP5, "the site is back to its NOP");
+    disarm_site(site, Arm::Call).unwrap();
+    assert_eq!(read_site(site), idle_bytes(site), "the site is back to its NOP");
     canary();
     assert_eq!(point_calls(), before + 2);
+}
+
+#[test]
+fn arming_is_counted_and_a_call_outranks_a_trap() {
+    let _t = TURN.lock().unwrap();
+    let site = canary_site();
+    arm_site(site, Arm::Int3).unwrap();
+    assert_eq!(read_site(site), site_bytes(site, OP_INT3));
+    let before = point_calls();
+    canary(); // a trap on a thread that is no CPU: stepped over
+    assert_eq!(point_calls(), before);
+    arm_site(site, Arm::Call).unwrap();
+    arm_site(site, Arm::Call).unwrap();
+    assert_eq!(read_site(site)[0], OP_CALL);
+    disarm_site(site, Arm::Call).unwrap();
+    assert_eq!(read_site(site)[0], OP_CALL, "one call user is left");
+    disarm_site(site, Arm::Call).unwrap();
+    assert_eq!(read_site(site)[0], OP_INT3, "the trap user is left");
+    disarm_site(site, Arm::Int3).unwrap();
+    assert_eq!(read_site(site), idle_bytes(site));
+    assert_eq!(disarm_site(site, Arm::Int3), Err(PokeError::NotArmed(site)));
+    assert_eq!(read_site(site), idle_bytes(site));
 }
 
 #[test]
 fn wrong_bytes_or_non_sites_are_refused_and_nothing_is_written() {
     let _t = TURN.lock().unwrap();
     let site = canary_site();
-    let e = poke_site(site, [0x90; 5], [0xcc; 5]).unwrap_err();
-    assert!(matches!(e, PokeError::Unexpected { found, .. } if found == NOP5), "{e:?}");
+    let good = read_site(site);
+    arch::patch::scribble_for_test(site + 2, good[2] ^ 0x40).unwrap();
+    let bad = read_site(site);
+    let e = arm_site(site, Arm::Call).unwrap_err();
+    assert!(matches!(e, PokeError::Unexpected { found, .. } if found == bad), "{e:?}");
     assert!(e.to_string().starts_with("BUG: refusing to patch site"), "{e}");
-    assert_eq!(read_site(site), NOP5);
-    let e = poke_site(site + 1, NOP5, NOP5).unwrap_err();
-    assert_eq!(e, PokeError::NotASite(site + 1));
+    assert_eq!(read_site(site), bad, "nothing was written");
+    arch::patch::scribble_for_test(site, 0x90).unwrap();
+    assert!(matches!(arm_site(site, Arm::Int3), Err(PokeError::Unexpected { .. })));
+    arch::patch::scribble_for_test(site, good[0]).unwrap();
+    arch::patch::scribble_for_test(site + 2, good[2]).unwrap();
+    assert_eq!(read_site(site), idle_bytes(site));
+    assert_eq!(disarm_site(site, Arm::Call), Err(PokeError::NotArmed(site)), "the refused arm was not counted");
+    assert_eq!(arm_site(site + 1, Arm::Call), Err(PokeError::NotASite(site + 1)));
 }
 
 fn wx_mappings() -> Vec<String> {
@@ -68,23 +99,25 @@ fn no_mapping_is_ever_writable_and_executable_while_patching() {
     let _t = TURN.lock().unwrap();
     let site = canary_site();
     let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
+    let looked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (s, l) = (stop.clone(), looked.clone());
     let watcher = std::thread::spawn(move || {
         let mut seen = Vec::new();
-        let mut looks = 0;
         while !s.load(Ordering::Acquire) {
             seen.extend(wx_mappings());
-            looks += 1;
+            l.fetch_add(1, Ordering::Relaxed);
         }
-        (seen, looks)
+        seen
     });
-    for _ in 0..500 {
-        arm_site(site).unwrap();
-        disarm_site(site).unwrap();
+    let mut i = 0;
+    while i < 500 || looked.load(Ordering::Relaxed) < 20 {
+        let how = if i % 2 == 0 { Arm::Call } else { Arm::Int3 };
+        arm_site(site, how).unwrap();
+        disarm_site(site, how).unwrap();
+        i += 1;
     }
     stop.store(true, Ordering::Release);
-    let (seen, looks) = watcher.join().unwrap();
-    assert!(looks > 0);
+    let seen = watcher.join().unwrap();
     assert!(seen.is_empty(), "W+X mappings seen: {seen:?}");
 }
 
@@ -93,22 +126,33 @@ fn a_site_executed_while_it_is_patched_never_faults() {
     let _t = TURN.lock().unwrap();
     let site = canary_site();
     let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (s, d) = (stop.clone(), done.clone());
     let runner = std::thread::spawn(move || {
         let (mut runs, start) = (0u64, point_calls());
         while !s.load(Ordering::Acquire) {
             canary();
             runs += 1;
+            d.store(runs, Ordering::Relaxed);
         }
         (runs, point_calls() - start)
     });
-    for _ in 0..3000 {
-        arm_site(site).unwrap();
-        disarm_site(site).unwrap();
+    let mut i = 0u64;
+    while i < 3000 || done.load(Ordering::Relaxed) < 20_000 {
+        let how = if i % 3 == 2 { Arm::Int3 } else { Arm::Call };
+        arm_site(site, how).unwrap();
+        for _ in 0..200 {
+            std::hint::spin_loop(); // keep it armed long enough for the runner to pass it
+        }
+        disarm_site(site, how).unwrap();
+        for _ in 0..200 {
+            std::hint::spin_loop(); // and idle as long
+        }
+        i += 1;
     }
     stop.store(true, Ordering::Release);
     let (runs, calls) = runner.join().unwrap();
-    assert_eq!(read_site(site), NOP5);
+    assert_eq!(read_site(site), idle_bytes(site));
     assert!(runs > 1000, "the runner hardly ran: {runs}");
     assert!(calls > 0 && calls < runs, "the runner saw both states: {calls} calls in {runs} runs");
 }

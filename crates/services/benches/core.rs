@@ -231,8 +231,8 @@ fn patch_site(c: &mut Criterion) {
     arch::patch::prepare().expect("text alias");
     c.bench_function("patch one site and restore it", |b| {
         b.iter(|| {
-            arch::patch::arm_site(site).unwrap();
-            arch::patch::disarm_site(site).unwrap();
+            arch::patch::arm_site(site, arch::patch::Arm::Call).unwrap();
+            arch::patch::disarm_site(site, arch::patch::Arm::Call).unwrap();
         })
     });
 }
