@@ -53,6 +53,11 @@ struct DemoArgs {
     /// When the device interrupt arrives, in microseconds after atom 1 begins.
     #[arg(long, default_value_t = 200)]
     irq_at_us: u64,
+    /// What the atoms do, and so where the interrupt lands: checksum (in the function with the
+    /// points), callee (in a callee without points), libc (in libc's memset), preempt-off
+    /// (inside a preempt_disable section), two-points (between two points of a loop).
+    #[arg(long, default_value = "checksum")]
+    kind: String,
     /// Switch the running kernel to this model in the middle of the system call (at the start
     /// of atom 1, before the interrupt).
     #[arg(long)]
@@ -74,7 +79,8 @@ fn models(arg: &str) -> Result<Vec<PreemptModel>, String> {
 fn demo(args: &DemoArgs) -> Result<(), String> {
     let switch_to =
         args.switch_to.as_deref().map(|m| m.parse::<PreemptModel>().map_err(|e| e.to_string())).transpose()?;
-    let sc = ScenarioConfig { atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
+    let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;
+    let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
     let models = models(&args.preempt)?;
     if args.repeat == 0 || args.repeat > 10_000 {
@@ -187,6 +193,7 @@ fn default_demo() -> DemoArgs {
         atoms: sc.atoms,
         atom_us: sc.atom_us,
         irq_at_us: sc.irq_at_us,
+        kind: sc.kind.name().into(),
         switch_to: None,
         repeat: 1,
     }

@@ -73,6 +73,8 @@ pub struct PatchStats {
     pub redirects: AtomicU64,
     /// Frames unwound to find a function with points.
     pub frames_walked: AtomicU64,
+    /// Events whose interrupt landed in foreign code (libc, the vDSO).
+    pub foreign: AtomicU64,
     /// Events the handler could not arm (no table entry within reach): the retry timer looks
     /// again instead.
     pub fallbacks: AtomicU64,
@@ -107,6 +109,9 @@ pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame) -> bool {
     let p = &k.cpu.patch;
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
+    }
+    if !arch::text::contains(frame.ip) {
+        p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = arch::clock::now_ns();
     let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp));
@@ -247,6 +252,7 @@ pub struct PatchStatsSnapshot {
     pub sites_armed: u64,
     pub redirects: u64,
     pub frames_walked: u64,
+    pub foreign: u64,
     pub fallbacks: u64,
     pub fired: u64,
     pub returns: u64,
@@ -262,6 +268,7 @@ impl PatchStats {
             sites_armed: r(&self.sites_armed),
             redirects: r(&self.redirects),
             frames_walked: r(&self.frames_walked),
+            foreign: r(&self.foreign),
             fallbacks: r(&self.fallbacks),
             fired: r(&self.fired),
             returns: r(&self.returns),
@@ -274,4 +281,10 @@ impl PatchStats {
 /// The running kernel's patch counters.
 pub fn patch_stats() -> PatchStatsSnapshot {
     crate::kernel::this_kernel().cpu.patch.stats.snapshot()
+}
+
+/// How many preemption-point sites are not in their idle form right now, read from the code
+/// bytes (in the whole process: other kernel instances may have armed some).
+pub fn sites_not_idle() -> usize {
+    arch::ppoint::sites().iter().filter(|s| arch::patch::read_site(s.addr)[0] != arch::ppoint::OP_IDLE).count()
 }

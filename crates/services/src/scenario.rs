@@ -27,9 +27,51 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// What an atom's work is, and so where in the code the interrupt lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AtomKind {
+    /// Checksums, in the function that holds the points (the seed's case).
+    Checksum,
+    /// Checksums in a callee that has no points of its own.
+    Callee,
+    /// `memset` of a buffer, in libc (foreign code).
+    Libc,
+    /// Checksums inside a `preempt_disable` section that ends before the point.
+    PreemptOff,
+    /// Two halves with a point after each: the interrupt lands between two points of a loop.
+    TwoPoints,
+}
+
+impl AtomKind {
+    /// Every kind, in report order.
+    pub const ALL: [AtomKind; 5] =
+        [AtomKind::Checksum, AtomKind::Callee, AtomKind::Libc, AtomKind::PreemptOff, AtomKind::TwoPoints];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AtomKind::Checksum => "checksum",
+            AtomKind::Callee => "callee",
+            AtomKind::Libc => "libc",
+            AtomKind::PreemptOff => "preempt-off",
+            AtomKind::TwoPoints => "two-points",
+        }
+    }
+
+    /// Parses a name, or says which names exist.
+    pub fn parse(s: &str) -> Result<AtomKind, String> {
+        Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown atom kind '{s}': choose one of {}", names.join(", "))
+        })
+    }
+}
+
 /// The scenario's shape.
 #[derive(Clone, Debug)]
 pub struct ScenarioConfig {
+    /// What each atom does.
+    pub kind: AtomKind,
     /// Atoms in the system call.
     pub atoms: usize,
     /// Length of each atom in microseconds.
@@ -43,7 +85,7 @@ pub struct ScenarioConfig {
 
 impl Default for ScenarioConfig {
     fn default() -> Self {
-        ScenarioConfig { atoms: 5, atom_us: 1000, irq_at_us: 200, switch_to: None }
+        ScenarioConfig { kind: AtomKind::Checksum, atoms: 5, atom_us: 1000, irq_at_us: 200, switch_to: None }
     }
 }
 
@@ -97,14 +139,48 @@ pub struct ScenarioResult {
     pub rt_ran_after_atom: usize,
     /// Nanoseconds from the interrupt (the wakeup) to the RT task running.
     pub rt_wait_ns: u64,
-    /// Pages checksummed by all atoms together.
+    /// What the atoms did.
+    pub kind: AtomKind,
+    /// Preemption points the worker had reached when the interrupt came.
+    pub irq_points: usize,
+    /// Preemption points the worker had reached when the RT task ran: `irq_points + 1` means
+    /// it ran at the first point after the interrupt.
+    pub rt_points: usize,
+    /// Sites not in their idle form when the RT task ran (read from the code bytes).
+    pub sites_armed_at_rt: usize,
+    /// What the patch models did in this run (zero under the other models).
+    pub patch: PatchSummary,
+    /// Pages checksummed (or buffers set) by all atoms together.
     pub pages: u64,
     /// The timeline, in order.
     pub timeline: Vec<Event>,
 }
 
+/// What the patch models did in a run (see `kernel::patchmodel::PatchStats`).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PatchSummary {
+    /// RT events for which points were armed.
+    pub events: u64,
+    /// Sites armed over all events.
+    pub sites_armed: u64,
+    /// Return addresses redirected.
+    pub redirects: u64,
+    /// Frames unwound to reach a function with points.
+    pub frames_walked: u64,
+    /// Events whose interrupt landed in foreign code.
+    pub foreign: u64,
+    /// Events that could not be armed (the retry timer looked again).
+    pub fallbacks: u64,
+    /// Nanoseconds spent arming, over all events.
+    pub arm_ns: u64,
+}
+
 /// Times recorded by the three actors, all as absolute monotonic ns (0 = not yet).
 struct Marks {
+    points: AtomicUsize,
+    irq_points: AtomicUsize,
+    rt_points: AtomicUsize,
+    armed_at_rt: AtomicUsize,
     current_atom: AtomicUsize,
     atoms_done: AtomicUsize,
     irq_atom: AtomicUsize,
@@ -121,6 +197,10 @@ impl Marks {
     fn new(atoms: usize) -> Marks {
         let z = || AtomicU64::new(0);
         Marks {
+            points: AtomicUsize::new(0),
+            irq_points: AtomicUsize::new(0),
+            rt_points: AtomicUsize::new(0),
+            armed_at_rt: AtomicUsize::new(0),
             current_atom: AtomicUsize::new(0),
             atoms_done: AtomicUsize::new(0),
             irq_atom: AtomicUsize::new(0),
@@ -154,7 +234,18 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
     if let Err(e) = &report.init {
         return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
     }
-    Ok(result(&shown, sc, &marks, report.init.unwrap_or(0) as u64))
+    let mut r = result(&shown, sc, &marks, report.init.unwrap_or(0) as u64);
+    let p = report.patch;
+    r.patch = PatchSummary {
+        events: p.events,
+        sites_armed: p.sites_armed,
+        redirects: p.redirects,
+        frames_walked: p.frames_walked,
+        foreign: p.foreign,
+        fallbacks: p.fallbacks,
+        arm_ns: p.arm_ns,
+    };
+    Ok(r)
 }
 
 fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
@@ -163,6 +254,7 @@ fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
     let dev = Arc::new(Device::register("isr", move || {
         m1.irq_ns.store(kernel::time::now_ns(), Ordering::Release);
         m1.irq_atom.store(m1.current_atom.load(Ordering::Acquire), Ordering::Release);
+        m1.irq_points.store(m1.points.load(Ordering::Acquire), Ordering::Release);
         w1.wake_up();
     }));
     let (m2, w2) = (m.clone(), wq.clone());
@@ -170,6 +262,8 @@ fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
         w2.wait_event(|| m2.irq_ns.load(Ordering::Acquire) != 0);
         m2.rt_ns.store(kernel::time::now_ns(), Ordering::Release);
         m2.rt_after.store(m2.atoms_done.load(Ordering::Acquire), Ordering::Release);
+        m2.rt_points.store(m2.points.load(Ordering::Acquire), Ordering::Release);
+        m2.armed_at_rt.store(kernel::patchmodel::sites_not_idle(), Ordering::Release);
         0
     });
     let (m3, d3) = (m.clone(), dev.clone());
@@ -200,18 +294,61 @@ fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
             }
             let end = start + sc.atom_us * 1000;
             let give_up = start + 1_000_000_000; // never spin forever if the device is lost
-            pages += run_atom(&page, || {
+            let until = |end: u64| {
                 let now = kernel::time::now_ns();
                 let irq_taken = atom != 1 || m.irq_ns.load(Ordering::Acquire) != 0;
                 (now >= end && irq_taken) || now >= give_up
-            });
+            };
+            pages += match sc.kind {
+                AtomKind::TwoPoints => {
+                    let mid = start + sc.atom_us * 500;
+                    let first = run_atom(&page, || kernel::time::now_ns() >= mid);
+                    m.points.fetch_add(1, Ordering::AcqRel);
+                    crate::preemption_point!();
+                    first + run_atom(&page, || until(end))
+                }
+                kind => atom_body(kind, &page, &|| until(end)),
+            };
             m.end[atom].store(kernel::time::now_ns(), Ordering::Release);
             m.atoms_done.store(atom, Ordering::Release);
+            m.points.fetch_add(1, Ordering::AcqRel);
             crate::preemption_point!();
         }
         m.syscall[1].store(kernel::time::now_ns(), Ordering::Release);
         pages
     })
+}
+
+/// One atom's work of `kind` (not `TwoPoints`, whose points are the worker's own).
+fn atom_body(kind: AtomKind, page: &[u8], until: &dyn Fn() -> bool) -> u64 {
+    match kind {
+        AtomKind::Callee => callee_atom(page, until),
+        AtomKind::Libc => libc_atom(until),
+        AtomKind::PreemptOff => {
+            let _off = kernel::preempt::preempt_disable();
+            run_atom(page, until)
+        }
+        _ => run_atom(page, until),
+    }
+}
+
+/// Checksums in a function of its own with no preemption point.
+#[inline(never)]
+fn callee_atom(page: &[u8], until: &dyn Fn() -> bool) -> u64 {
+    run_atom(std::hint::black_box(page), until)
+}
+
+/// Sets a 1 MiB buffer over and over: the time goes to libc's `memset`. The buffer is
+/// allocated before the atom starts (the allocator runs with preemption disabled).
+fn libc_atom(until: &dyn Fn() -> bool) -> u64 {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    while !until() {
+        buf.fill(std::hint::black_box(n as u8));
+        std::hint::black_box(&mut buf);
+        n += 1;
+    }
+    n
 }
 
 fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioResult {
@@ -246,6 +383,11 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
         irq_during_atom: irq_atom,
         rt_ran_after_atom: rt_after,
         rt_wait_ns,
+        kind: sc.kind,
+        irq_points: m.irq_points.load(Ordering::Acquire),
+        rt_points: m.rt_points.load(Ordering::Acquire),
+        sites_armed_at_rt: m.armed_at_rt.load(Ordering::Acquire),
+        patch: PatchSummary::default(),
         pages,
         timeline: tl,
     }
