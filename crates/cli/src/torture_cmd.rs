@@ -16,9 +16,12 @@ pub struct TortureArgs {
     /// Spin iterations per round (how long the registers stay live).
     #[arg(long, default_value_t = 2000)]
     spins: u64,
-    /// Preempt kernel code: run the rounds inside system calls under preempt=full.
+    /// Preempt kernel code: run the rounds inside system calls (under --preempt).
     #[arg(long)]
     kernel: bool,
+    /// The model for --kernel: full, lazy, patch-int3 or patch-call.
+    #[arg(long, default_value = "full", requires = "kernel")]
+    preempt: String,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -31,20 +34,25 @@ pub fn run(a: &TortureArgs) -> Result<(), String> {
         max_secs: a.max_seconds,
         spins: a.spins,
         kernel_mode: a.kernel,
+        model: a.preempt.parse().map_err(|e: kernel::ConfigError| format!("--preempt: {e}"))?,
     };
     let r = torture::run(&cfg).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "torture ({} mode): {} preemptions, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
+            "torture ({} mode, preempt={}): {} preemptions, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
             r.mode,
+            r.model,
             r.preemptions,
             r.rounds,
             r.mismatches.len(),
             r.isa,
             r.elapsed_ms as f64 / 1000.0
         );
+        if let Some([events, fired, redirects, fallbacks]) = r.patch {
+            println!("  patch: {events} RT events armed, {fired} armed points reached, {redirects} returns redirected, {fallbacks} retried");
+        }
         for m in r.mismatches.iter().take(20) {
             println!("  {m}");
         }

@@ -82,6 +82,8 @@ pub struct PatchStats {
     pub fired: AtomicU64,
     /// Redirected returns reached.
     pub returns: AtomicU64,
+    /// Armed points and redirected returns that preempted the task (the events served there).
+    pub preemptions: AtomicU64,
     /// Events that moved one frame up (a redirected return that could not preempt).
     pub chases: AtomicU64,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
@@ -197,7 +199,9 @@ fn fire_decision(k: &Kernel) -> bool {
         return false; // not our event: another instance armed this site
     }
     p.stats.fired.fetch_add(1, Ordering::Relaxed);
-    preempt::need_resched() && preempt::preempt_count() == 0
+    let now = preempt::need_resched() && preempt::preempt_count() == 0;
+    p.stats.preemptions.fetch_add(now as u64, Ordering::Relaxed);
+    now
 }
 
 /// `preempt=patch-call`: an armed site called the point hook, in task context.
@@ -232,6 +236,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     }
     let user = k.cpu.mode() == crate::sched::Mode::User;
     if preempt::preempt_count() == 0 && (user || arch::text::contains(orig)) {
+        p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::preempt_schedule_irq();
     } else {
         p.stats.chases.fetch_add(1, Ordering::Relaxed);
@@ -256,6 +261,7 @@ pub struct PatchStatsSnapshot {
     pub fallbacks: u64,
     pub fired: u64,
     pub returns: u64,
+    pub preemptions: u64,
     pub chases: u64,
     pub arm_ns: u64,
 }
@@ -272,6 +278,7 @@ impl PatchStats {
             fallbacks: r(&self.fallbacks),
             fired: r(&self.fired),
             returns: r(&self.returns),
+            preemptions: r(&self.preemptions),
             chases: r(&self.chases),
             arm_ns: r(&self.arm_ns),
         }

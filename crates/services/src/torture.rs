@@ -28,21 +28,33 @@ pub struct TortureConfig {
     pub max_secs: u64,
     /// Spin iterations per round (how long the registers stay live).
     pub spins: u64,
-    /// Run the rounds in kernel mode (inside system calls) under `preempt=full`, so the
-    /// preemptions land in kernel code; otherwise in user mode under `preempt=none`.
+    /// Run the rounds in kernel mode (inside system calls), so the preemptions land in kernel
+    /// code; otherwise in user mode under `preempt=none`.
     pub kernel_mode: bool,
+    /// The model for kernel mode: `full` (preempted anywhere the count allows) or a patch
+    /// model (preempted at the points between rounds, reached through an armed `int3` or
+    /// `call`, or at a redirected return).
+    pub model: kernel::PreemptModel,
 }
 
 impl Default for TortureConfig {
     fn default() -> Self {
-        TortureConfig { tasks: 3, preemptions: 1_000_000, max_secs: 600, spins: 2000, kernel_mode: false }
+        TortureConfig {
+            tasks: 3,
+            preemptions: 1_000_000,
+            max_secs: 600,
+            spins: 2000,
+            kernel_mode: false,
+            model: kernel::PreemptModel::Full,
+        }
     }
 }
 
 /// What a torture run saw.
 #[derive(Clone, Debug, Serialize)]
 pub struct TortureReport {
-    /// Preemptions the torture tasks took through the trampoline.
+    /// Preemptions the torture tasks took: through the trampoline (`irq_preemptions`), or,
+    /// under the patch models, at armed points and redirected returns.
     pub preemptions: u64,
     /// Rounds checked (each: fill, spin, dump, compare).
     pub rounds: u64,
@@ -50,8 +62,13 @@ pub struct TortureReport {
     pub mismatches: Vec<String>,
     /// The vector register file checked: sse, avx or avx512.
     pub isa: String,
-    /// Where the preempted code ran: `user` (preempt=none) or `kernel` (preempt=full).
+    /// Where the preempted code ran: `user` (preempt=none) or `kernel`.
     pub mode: String,
+    /// The preemption model.
+    pub model: String,
+    /// Under the patch models: RT events armed, points fired, returns redirected, events
+    /// that fell back to the retry timer.
+    pub patch: Option<[u64; 4]>,
     /// Wall time of the run in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -70,7 +87,13 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
             "torture: tasks must be 1..=64, and preemptions, seconds and spins above zero".into(),
         )));
     }
-    let preempt = if cfg.kernel_mode { kernel::PreemptModel::Full } else { kernel::PreemptModel::None };
+    let preempt = if cfg.kernel_mode { cfg.model } else { kernel::PreemptModel::None };
+    if cfg.kernel_mode && !(preempt.preempts_kernel_code() || preempt.is_patch()) {
+        return Err(BootError::Config(kernel::ConfigError(format!(
+            "torture --kernel under preempt={preempt}: kernel code is never preempted by an interrupt there; \
+             use full, lazy, patch-int3 or patch-call"
+        ))));
+    }
     let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, ..Config::default() };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -85,8 +108,9 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
     let report = kernel::run(config, move || {
         spawn(TaskBuilder::new("controller").fifo(90), move || torture_init(&sh, &c) as i64).join().unwrap_or(0)
     })?;
-    let preemptions =
-        report.tasks.iter().filter(|t| t.name.starts_with("torture")).map(|t| t.stats.irq_preemptions).sum();
+    let p = report.patch;
+    let torturers = report.tasks.iter().filter(|t| t.name.starts_with("torture"));
+    let preemptions = if preempt.is_patch() { p.preemptions } else { torturers.map(|t| t.stats.irq_preemptions).sum() };
     let mismatches = std::mem::take(&mut *shared.mismatches.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(TortureReport {
         preemptions,
@@ -94,6 +118,8 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
         mismatches,
         isa: format!("{:?}", arch::torture::vector_isa()).to_lowercase(),
         mode: if cfg.kernel_mode { "kernel" } else { "user" }.into(),
+        model: preempt.name().into(),
+        patch: preempt.is_patch().then_some([p.events, p.fired, p.redirects, p.fallbacks]),
         elapsed_ms: t0.elapsed().as_millis() as u64,
     })
 }
@@ -118,7 +144,11 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
     let deadline = kernel::time::now_ns() + cfg.max_secs * 1_000_000_000;
     while kernel::time::now_ns() < deadline {
         kernel::time::sleep_ns(10_000_000);
-        let taken: u64 = tasks.iter().map(|t| t.stats().irq_preemptions).sum();
+        let taken: u64 = if kernel::preempt_model().is_patch() {
+            kernel::patchmodel::patch_stats().preemptions
+        } else {
+            tasks.iter().map(|t| t.stats().irq_preemptions).sum()
+        };
         if taken >= cfg.preemptions {
             break;
         }
@@ -160,6 +190,7 @@ fn rounds(s: &Shared, i: usize, mut seed: u64, spins: u64, n: u32) -> u64 {
             m.extend(bad.iter().map(|b| format!("torture{i} round {seed:#x}: {b}")));
         }
         s.rounds.fetch_add(1, Ordering::Relaxed);
+        crate::preemption_point!(); // where the patch models preempt between rounds
     }
     seed
 }
