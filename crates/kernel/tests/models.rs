@@ -185,13 +185,18 @@ fn switching_models_mid_run_loses_and_duplicates_no_work() {
 }
 
 #[test]
-fn unbuilt_models_are_refused_at_run_time() {
+fn every_model_is_built_and_a_running_kernel_switches_to_each() {
+    assert_eq!(PreemptModel::BUILT, PreemptModel::ALL);
     let r = run_with_timeout(Config::default(), 30, || {
-        let e = kernel::set_preempt_model(PreemptModel::PatchCall).unwrap_err();
-        assert!(e.0.contains("preempt=patch-call is not built yet"), "{e}");
-        (kernel::preempt_model() == PreemptModel::None) as i64
+        for m in PreemptModel::ALL {
+            kernel::set_preempt_model(m).unwrap();
+            assert_eq!(kernel::preempt_model(), m);
+        }
+        kernel::set_preempt_model(PreemptModel::None).unwrap();
+        1
     });
     assert_eq!(r.init, Ok(1));
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
 }
 
 /// A fair task sleeping 5 ms wakes (from the hrtimer interrupt) while a fair worker is 30 ms

@@ -19,18 +19,18 @@ fn none_runs_rt_after_the_last_atom() {
 
 #[test]
 fn none_with_three_atoms() {
-    let sc = ScenarioConfig { atoms: 3, atom_us: 500, irq_at_us: 100, switch_to: None };
+    let sc = ScenarioConfig { atoms: 3, atom_us: 500, irq_at_us: 100, ..ScenarioConfig::default() };
     let r = run(PreemptModel::None, &sc).unwrap();
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 3), "{r:?}");
 }
 
 #[test]
 fn impossible_shapes_are_refused() {
-    let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100, switch_to: None };
+    let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100, ..ScenarioConfig::default() };
     let e = run(PreemptModel::None, &bad).unwrap_err().to_string();
     assert!(e.contains("must fall inside atom 1"), "{e}");
-    let e = run(PreemptModel::PatchInt3, &ScenarioConfig::default()).unwrap_err().to_string();
-    assert!(e.contains("preempt=patch-int3 is not built yet"), "{e}");
+    let e = services::scenario::AtomKind::parse("fast").unwrap_err();
+    assert!(e.contains("unknown atom kind 'fast'") && e.contains("two-points"), "{e}");
 }
 
 #[test]

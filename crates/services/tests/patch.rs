@@ -1,0 +1,101 @@
+//! The 1996 "crazy idea" (preempt=patch-int3, preempt=patch-call) end to end: where the RT
+//! task runs when the interrupt lands in the function with the points, in a callee without
+//! points, in libc, inside a `preempt_disable` section and between two points of a loop; that
+//! every site is back in its idle form when the RT task runs; and the register torture.
+//!
+//! Only patch models run in this test binary, one test at a time (they read every site's code
+//! bytes, which an instance of another model would arm), and nothing here asserts a time.
+
+use kernel::PreemptModel;
+use services::scenario::{run, AtomKind, ScenarioConfig, ScenarioResult};
+use services::torture::{self, TortureConfig};
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+const PATCH: [PreemptModel; 2] = [PreemptModel::PatchInt3, PreemptModel::PatchCall];
+
+/// Runs the scenario until `landed` says the interrupt landed where the test wants (the host
+/// decides exactly when a signal arrives), checking the placement every time.
+fn scenario(model: PreemptModel, sc: &ScenarioConfig, landed: impl Fn(&ScenarioResult) -> bool) -> ScenarioResult {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10 {
+        let r = run(model, sc).unwrap();
+        assert_eq!(r.irq_during_atom, 1, "{r:?}");
+        assert_eq!(r.rt_points, r.irq_points + 1, "the RT task ran at the first point after the interrupt: {r:?}");
+        assert_eq!(r.sites_armed_at_rt, 0, "every site is idle again when the RT task runs: {r:?}");
+        assert_eq!(kernel::patchmodel::sites_not_idle(), 0, "and after the run");
+        assert!(r.patch.events >= 1 && r.patch.sites_armed >= 1, "{r:?}");
+        if landed(&r) {
+            return r;
+        }
+    }
+    panic!("in 10 runs the interrupt never landed where {:?} needs it", sc.kind);
+}
+
+#[test]
+fn seed_scenario_runs_the_rt_task_right_after_atom_1() {
+    for model in PATCH {
+        let r = scenario(model, &ScenarioConfig::default(), |_| true);
+        assert_eq!(r.rt_ran_after_atom, 1, "{r:?}");
+        let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
+        assert!(pos("device interrupt") < pos("atom 1 ends") && pos("atom 1 ends") < pos("runs after atom"));
+        assert!(pos("runs after atom") < pos("atom 2 begins"), "{}", services::scenario::render(&r));
+    }
+}
+
+#[test]
+fn an_interrupt_in_a_callee_without_points_arms_the_callers_points() {
+    let sc = ScenarioConfig { kind: AtomKind::Callee, ..ScenarioConfig::default() };
+    for model in PATCH {
+        let r = scenario(model, &sc, |r| r.patch.frames_walked >= 1);
+        assert_eq!(r.rt_ran_after_atom, 1, "{r:?}");
+    }
+}
+
+#[test]
+fn an_interrupt_in_libc_unwinds_to_the_kernel_caller() {
+    let sc = ScenarioConfig { kind: AtomKind::Libc, ..ScenarioConfig::default() };
+    for model in PATCH {
+        let r = scenario(model, &sc, |r| r.patch.foreign >= 1 && r.patch.frames_walked >= 1);
+        assert_eq!(r.rt_ran_after_atom, 1, "{r:?}");
+    }
+}
+
+#[test]
+fn an_interrupt_inside_preempt_disable_waits_for_the_point_after_the_section() {
+    let sc = ScenarioConfig { kind: AtomKind::PreemptOff, ..ScenarioConfig::default() };
+    for model in PATCH {
+        let r = scenario(model, &sc, |_| true);
+        assert_eq!(r.rt_ran_after_atom, 1, "{r:?}");
+    }
+}
+
+#[test]
+fn an_interrupt_between_two_points_of_a_loop_is_served_at_the_next_one() {
+    for model in PATCH {
+        // Before the middle point of atom 1 (point 1), then after it (point 2 ends atom 1).
+        let early = ScenarioConfig { kind: AtomKind::TwoPoints, irq_at_us: 200, ..ScenarioConfig::default() };
+        // (A device interrupt can come late on a busy host: then it is the other case, and the
+        // run is repeated.)
+        let r = scenario(model, &early, |r| r.irq_points == 0);
+        assert_eq!((r.irq_points, r.rt_points, r.rt_ran_after_atom), (0, 1, 0), "{r:?}");
+        let late = ScenarioConfig { kind: AtomKind::TwoPoints, irq_at_us: 700, ..ScenarioConfig::default() };
+        let r = scenario(model, &late, |r| r.irq_points == 1);
+        assert_eq!((r.irq_points, r.rt_points, r.rt_ran_after_atom), (1, 2, 1), "{r:?}");
+    }
+}
+
+#[test]
+fn torture_in_kernel_mode_loses_nothing_under_both_patch_models() {
+    for model in PATCH {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let cfg = TortureConfig { kernel_mode: true, model, preemptions: 2000, max_secs: 120, ..TortureConfig::default() };
+        let r = torture::run(&cfg).unwrap();
+        assert!(r.mismatches.is_empty(), "{model}: {:?}", &r.mismatches[..r.mismatches.len().min(10)]);
+        assert!(r.preemptions >= 1 && r.rounds > 0, "{model}: {r:?}");
+        assert_eq!(r.model, model.name());
+        let [events, fired, redirects, _] = r.patch.unwrap();
+        assert!(events >= 1 && fired + redirects >= 1, "{model}: {r:?}");
+        assert_eq!(kernel::patchmodel::sites_not_idle(), 0, "{model}: a site stayed armed after the run");
+    }
+}
