@@ -1,0 +1,107 @@
+//! The patch models inside the kernel: what an RT wakeup arms, that switching the model away
+//! while sites are armed restores them, and that fair wakeups arm nothing.
+//! One test at a time: they read every site's code bytes.
+
+mod common;
+
+use common::{run_with_timeout, spin_ns, EventLog};
+use kernel::device::Device;
+use kernel::patchmodel::{patch_stats, sites_not_idle};
+use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder, WaitQueue};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const SYSCALL_RETURNED: usize = 1;
+const RT_RAN: usize = 2;
+const ARMED_SEEN: usize = 3;
+const SWITCHED: usize = 4;
+const POINTS_PASSED: usize = 5;
+
+/// A worker in a system call waits, without passing a point, until the RT wakeup has armed its
+/// points, then switches the model to `none`: the sites must be idle at once, and the RT task
+/// then waits for `ret_from_syscall`.
+fn switch_away_while_armed(model: PreemptModel) -> (Vec<usize>, kernel::RunReport) {
+    let log = Arc::new(EventLog::new(16));
+    let l = log.clone();
+    let r = run_with_timeout(Config { preempt: model, ..Config::default() }, 60, move || {
+        let fired = Arc::new(AtomicBool::new(false));
+        let wq = Arc::new(WaitQueue::new());
+        let (f, w) = (fired.clone(), wq.clone());
+        let dev = Device::register("wake-rt", move || {
+            f.store(true, Ordering::Release);
+            w.wake_up();
+        });
+        let (f, w, l2) = (fired.clone(), wq.clone(), l.clone());
+        let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
+            w.wait_event(|| f.load(Ordering::Acquire));
+            l2.push(RT_RAN);
+            0
+        });
+        let l3 = l.clone();
+        let worker = spawn(TaskBuilder::new("worker"), move || {
+            let armed_sites = syscall(|| {
+                dev.raise();
+                while patch_stats().events == 0 {
+                    spin_ns(10_000); // no point passed here: the event stays armed
+                }
+                l3.push(ARMED_SEEN);
+                let armed = sites_not_idle();
+                kernel::set_preempt_model(PreemptModel::None).unwrap();
+                l3.push(SWITCHED);
+                assert_eq!(sites_not_idle(), 0, "the switch left a site armed");
+                for _ in 0..3 {
+                    kernel::preempt_point!(); // idle now: the RT task waits for ret_from_syscall
+                }
+                l3.push(POINTS_PASSED);
+                armed
+            });
+            l3.push(SYSCALL_RETURNED);
+            armed_sites as i64
+        });
+        let armed = worker.join().unwrap();
+        rt.join().unwrap();
+        armed
+    });
+    (log.to_vec(), r)
+}
+
+#[test]
+fn switching_the_model_away_while_sites_are_armed_restores_them() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for model in [PreemptModel::PatchInt3, PreemptModel::PatchCall] {
+        let (log, r) = switch_away_while_armed(model);
+        assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+        assert!(r.init.as_ref().is_ok_and(|&n| n >= 1), "sites were armed before the switch: {:?}", r.init);
+        // ret_from_syscall (inside `syscall`, before it returns) is where the RT task runs.
+        assert_eq!(log, vec![ARMED_SEEN, SWITCHED, POINTS_PASSED, RT_RAN, SYSCALL_RETURNED], "{model}");
+        assert_eq!((r.patch.events, r.patch.preemptions), (1, 0), "{model}: {:?}", r.patch);
+        assert_eq!(sites_not_idle(), 0);
+    }
+}
+
+#[test]
+fn a_fair_wakeup_arms_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = run_with_timeout(Config { preempt: PreemptModel::PatchCall, ..Config::default() }, 60, || {
+        let woke = Arc::new(AtomicBool::new(false));
+        let w = woke.clone();
+        let sleeper = spawn(TaskBuilder::new("fair-sleeper"), move || {
+            kernel::time::sleep_ns(2_000_000);
+            w.store(true, Ordering::Release);
+            0
+        });
+        syscall(|| {
+            let end = kernel::time::now_ns() + 20_000_000;
+            while kernel::time::now_ns() < end {
+                spin_ns(50_000);
+                kernel::preempt_point!();
+            }
+        });
+        sleeper.join().unwrap();
+        woke.load(Ordering::Acquire) as i64
+    });
+    assert_eq!(r.init, Ok(1));
+    assert_eq!((r.patch.events, r.patch.sites_armed), (0, 0), "{:?}", r.patch);
+}
