@@ -119,8 +119,8 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
 fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: bool) -> Result<(), String> {
     if !json {
         println!(
-            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12}",
-            "model", "runs", "rt_ran_after_atom", "min_ms", "median_ms", "max_ms"
+            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11}",
+            "model", "runs", "rt_ran_after_atom", "min_ms", "median_ms", "max_ms", "handler_us"
         );
     }
     for &m in models {
@@ -134,21 +134,26 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
         after.sort_unstable();
         after.dedup();
         let (min, med, max) = (waits[0], waits[n / 2], waits[n - 1]);
+        // The patch models' interrupt-exit work per RT event: look-up, unwinding, arming.
+        let events: u64 = runs.iter().map(|r| r.patch.events).sum();
+        let handler_ns = (events > 0).then(|| runs.iter().map(|r| r.patch.arm_ns).sum::<u64>() / events);
         if json {
             let v = serde_json::json!({"model": m.name(), "runs": n, "rt_ran_after_atom": after,
-                "rt_wait_ns": {"min": min, "median": med, "max": max}});
+                "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns});
             println!("{v}");
         } else {
             let after: Vec<String> = after.iter().map(|a| a.to_string()).collect();
             let ms = |ns: u64| ns as f64 / 1e6;
+            let handler = handler_ns.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             println!(
-                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3}",
+                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11}",
                 m.name(),
                 n,
                 after.join(","),
                 ms(min),
                 ms(med),
-                ms(max)
+                ms(max),
+                handler
             );
         }
     }

@@ -224,8 +224,8 @@ fn points(c: &mut Criterion) {
     point_cost(c, kernel::PreemptModel::Voluntary);
 }
 
-/// One iteration = patch one site into a call and back to its NOP (W^X alias, int3 first,
-/// three `membarrier` syncs each way).
+/// One iteration = patch one site into a call and back to its NOP (W^X alias, one verified
+/// byte each way, no system call).
 fn patch_site(c: &mut Criterion) {
     let site = arch::ppoint::sites().iter().find(|s| s.info.file.ends_with("ppoint.rs")).expect("canary site").addr;
     arch::patch::prepare().expect("text alias");
