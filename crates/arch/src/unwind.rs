@@ -6,8 +6,9 @@
 //! call-frame program once with `gimli`. Each resulting row is reduced to the two rules an
 //! x86-64 unwind step needs: the CFA (`rsp + off` or `rbp + off`) and where the caller's `rbp`
 //! was saved (`CFA + off`, or not saved). The return address is always at `CFA - 8`. The rows
-//! of all objects go into one flat table sorted by address; [`step`] binary-searches it, reads
-//! two stack words and returns the caller's frame: the "find where the interrupted code will
+//! of all objects go into one flat table sorted by address, with a bucket index (an `Index`)
+//! so that a look-up touches a few cache lines however large the table; [`step`] looks up the
+//! row, reads two stack words and returns the caller's frame: the "find where the interrupted code will
 //! return to" that the patch models need (patch the callers' preemption points, or redirect a
 //! return address through [`Step::ra_slot`]).
 //!
@@ -72,10 +73,65 @@ struct Row {
 struct Tables {
     /// Supported rows, sorted by `start`, non-overlapping.
     rows: Vec<Row>,
+    rows_index: Index,
     /// FDE ranges, sorted by start.
     fdes: Vec<(usize, usize)>,
+    fdes_index: Index,
     /// Functions whose inline asm moves `rsp` without telling the CFI (see [`NO_UNWIND`]).
     opaque: Vec<(usize, usize)>,
+}
+
+/// Bytes of code per bucket of an [`Index`].
+const BUCKET: usize = 256;
+/// A gap this large between two ranges starts a new cluster (another object's text).
+const GAP: usize = 1 << 20;
+
+/// Constant-time look-up over sorted, non-overlapping ranges, so that the interrupt path does
+/// not binary-search tables of tens of thousands of rows with cold caches. The ranges fall
+/// into clusters (one per object's text); per cluster, one bucket per [`BUCKET`] bytes holds
+/// the first range that ends after the bucket starts, and a look-up scans from there.
+#[derive(Default)]
+struct Index {
+    /// (lo, hi, first bucket in `buckets`) per cluster.
+    clusters: Vec<(usize, usize, usize)>,
+    buckets: Vec<u32>,
+}
+
+impl Index {
+    fn build(ranges: &[(usize, usize)]) -> Index {
+        let mut ix = Index::default();
+        let mut i = 0;
+        while i < ranges.len() {
+            let (lo, mut hi, mut j) = (ranges[i].0 / BUCKET * BUCKET, ranges[i].1, i + 1);
+            while j < ranges.len() && ranges[j].0 < hi + GAP {
+                hi = hi.max(ranges[j].1);
+                j += 1;
+            }
+            ix.clusters.push((lo, hi, ix.buckets.len()));
+            let mut r = i;
+            for b in 0..(hi - lo).div_ceil(BUCKET) {
+                while r < j && ranges[r].1 <= lo + b * BUCKET {
+                    r += 1;
+                }
+                ix.buckets.push(r as u32);
+            }
+            i = j;
+        }
+        ix
+    }
+
+    /// The entry of `v` (the ranges this index was built from) covering `x`.
+    fn find<T: Copy>(&self, x: usize, v: &[T], range: impl Fn(&T) -> (usize, usize)) -> Option<T> {
+        let &(lo, _, first) = self.clusters.iter().find(|&&(lo, hi, _)| x >= lo && x < hi)?;
+        let mut r = *self.buckets.get(first + (x - lo) / BUCKET)? as usize;
+        while let Some(e) = v.get(r).filter(|e| range(e).0 <= x) {
+            if x < range(e).1 {
+                return Some(*e);
+            }
+            r += 1;
+        }
+        None
+    }
 }
 
 /// Functions of this crate whose inline assembly pushes to the stack: while they run, their
@@ -209,7 +265,9 @@ fn build() -> Result<Tables, String> {
     c.fdes.sort_unstable();
     c.fdes.dedup_by(|next, prev| next.0 < prev.1);
     let opaque = no_unwind().into_iter().filter_map(|f| covering(&c.fdes, f, |&r| r)).collect();
-    Ok(Tables { rows: c.rows, fdes: c.fdes, opaque })
+    let spans: Vec<(usize, usize)> = c.rows.iter().map(|r| (r.start, r.end)).collect();
+    let (rows_index, fdes_index) = (Index::build(&spans), Index::build(&c.fdes));
+    Ok(Tables { rows: c.rows, rows_index, fdes: c.fdes, fdes_index, opaque })
 }
 
 /// Parses the CFI of every object loaded now (main program, libc, ld.so, the vDSO, ...) into a
@@ -256,7 +314,7 @@ pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     if !f.is_return_address && t.opaque.iter().any(|&(lo, hi)| pc >= lo && pc < hi) {
         return None;
     }
-    let row = covering(&t.rows, pc, |r| (r.start, r.end))?;
+    let row = t.rows_index.find(pc, &t.rows, |r| (r.start, r.end))?;
     let base = if row.cfa_rbp { f.bp } else { f.sp };
     let cfa = base.checked_add_signed(row.cfa_off as isize)?;
     if cfa <= f.sp {
@@ -275,7 +333,8 @@ pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
 /// [`prepare`]. For a return address, ask about `ip - 1`: the call may be a function's last
 /// instruction.
 pub fn function_of(ip: usize) -> Option<(usize, usize)> {
-    covering(&tables()?.fdes, ip, |&r| r)
+    let t = tables()?;
+    t.fdes_index.find(ip, &t.fdes, |&r| r)
 }
 
 /// Every FDE's `(start, end)` inside the main program's text, sorted and non-overlapping (for
@@ -283,4 +342,25 @@ pub fn function_of(ip: usize) -> Option<(usize, usize)> {
 pub fn functions_in_text() -> Vec<(usize, usize)> {
     crate::text::init();
     tables().map_or_else(Vec::new, |t| t.fdes.iter().copied().filter(|&(lo, _)| crate::text::contains(lo)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_answers_like_a_binary_search() {
+        let mut ranges = Vec::new();
+        let mut x = 0x1000usize;
+        for i in 0..3000usize {
+            let len = 1 + (i * 7919) % 700;
+            ranges.push((x, x + len));
+            x += len + (i % 3) * 16 + if i % 1000 == 999 { 1 << 24 } else { 0 };
+        }
+        let ix = Index::build(&ranges);
+        assert_eq!(ix.clusters.len(), 3, "three far-apart groups");
+        for probe in (0..x + 64).step_by(5).chain([0, usize::MAX, 0xfff]) {
+            assert_eq!(ix.find(probe, &ranges, |&r| r), covering(&ranges, probe, |&r| r), "{probe:#x}");
+        }
+    }
 }
