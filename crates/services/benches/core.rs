@@ -222,6 +222,8 @@ fn point_cost(c: &mut Criterion, model: kernel::PreemptModel) {
 fn points(c: &mut Criterion) {
     point_cost(c, kernel::PreemptModel::None);
     point_cost(c, kernel::PreemptModel::Voluntary);
+    point_cost(c, kernel::PreemptModel::PatchInt3);
+    point_cost(c, kernel::PreemptModel::PatchCall);
 }
 
 /// One iteration = patch one site into a call and back to its NOP (W^X alias, one verified
