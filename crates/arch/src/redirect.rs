@@ -45,9 +45,9 @@ global_asm!(
     ".globl atomkernel_rt_return",
     ".type atomkernel_rt_return,@function",
     ".p2align 4",
-    "atomkernel_rt_return:",             // a redirected `ret` lands here, rsp = caller's rsp
-    "    sub rsp, 136",                  // the gap and the slot an injected call would have
-    "    mov qword ptr [rsp], 0",        // slot 0: "a redirected return", not an injection
+    "atomkernel_rt_return:",                 // a redirected `ret` lands here, rsp = caller's rsp
+    "    sub rsp, 136",                      // the gap and the slot an injected call would have
+    "    mov qword ptr [rsp], 0",            // slot 0: "a redirected return", not an injection
     "    jmp atomkernel_preempt_trampoline", // save everything, call the body, restore, ret 128
     ".size atomkernel_rt_return, . - atomkernel_rt_return",
     ".popsection",
@@ -71,7 +71,7 @@ pub fn current_stack() -> Option<(usize, usize)> {
 }
 
 fn slot_ok(slot: usize) -> bool {
-    current_stack().is_some_and(|(lo, hi)| slot % 8 == 0 && slot >= lo && slot + 8 <= hi)
+    current_stack().is_some_and(|(lo, hi)| slot.is_multiple_of(8) && slot >= lo && slot + 8 <= hi)
 }
 
 /// Points the return address stored at `slot` at [`atomkernel_rt_return`] and returns the
@@ -99,7 +99,8 @@ fn after_call(ra: usize) -> bool {
     let Some((lo, _)) = crate::unwind::function_of(ra.wrapping_sub(1)) else { return false };
     // SAFETY: [lo, ra) lies in one function of a loaded object (its FDE says so), mapped text;
     // only bytes at or above `lo` are read.
-    let byte = |back: usize| ra.checked_sub(back).filter(|&a| a >= lo).map(|a| unsafe { (a as *const u8).read_volatile() });
+    let byte =
+        |back: usize| ra.checked_sub(back).filter(|&a| a >= lo).map(|a| unsafe { (a as *const u8).read_volatile() });
     let call_modrm = |back: usize| byte(back - 1).is_some_and(|m| (m >> 3) & 7 == 2);
     byte(5) == Some(0xe8) || [2, 3, 6, 7].iter().any(|&b| byte(b) == Some(0xff) && call_modrm(b))
 }

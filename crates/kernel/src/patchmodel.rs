@@ -131,7 +131,11 @@ fn arm_from(k: &Kernel, mut f: Frame) -> bool {
     let (Some(table), Some(stack)) = (ptable::get(), arch::redirect::current_stack()) else { return false };
     let p = &k.cpu.patch;
     for depth in 0..MAX_DEPTH {
-        let points = if arch::text::contains(f.ip) { table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) } else { None };
+        let points = if arch::text::contains(f.ip) {
+            table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip })
+        } else {
+            None
+        };
         let step = arch::unwind::step(&f, stack);
         if let Some(points) = points {
             p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);

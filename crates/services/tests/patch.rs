@@ -89,7 +89,8 @@ fn an_interrupt_between_two_points_of_a_loop_is_served_at_the_next_one() {
 fn torture_in_kernel_mode_loses_nothing_under_both_patch_models() {
     for model in PATCH {
         let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let cfg = TortureConfig { kernel_mode: true, model, preemptions: 2000, max_secs: 120, ..TortureConfig::default() };
+        let cfg =
+            TortureConfig { kernel_mode: true, model, preemptions: 2000, max_secs: 120, ..TortureConfig::default() };
         let r = torture::run(&cfg).unwrap();
         assert!(r.mismatches.is_empty(), "{model}: {:?}", &r.mismatches[..r.mismatches.len().min(10)]);
         assert!(r.preemptions >= 1 && r.rounds > 0, "{model}: {r:?}");

@@ -4,7 +4,14 @@ use services::torture::{run, TortureConfig};
 
 #[test]
 fn registers_survive_user_mode_preemption() {
-    let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000, kernel_mode: false };
+    let cfg = TortureConfig {
+        tasks: 3,
+        preemptions: 20_000,
+        max_secs: 120,
+        spins: 2000,
+        kernel_mode: false,
+        ..TortureConfig::default()
+    };
     let r = run(&cfg).unwrap();
     assert!(
         r.mismatches.is_empty(),
@@ -23,7 +30,14 @@ fn bad_torture_settings_are_refused() {
 
 #[test]
 fn registers_survive_kernel_mode_preemption_under_full() {
-    let cfg = TortureConfig { tasks: 3, preemptions: 20_000, max_secs: 120, spins: 2000, kernel_mode: true };
+    let cfg = TortureConfig {
+        tasks: 3,
+        preemptions: 20_000,
+        max_secs: 120,
+        spins: 2000,
+        kernel_mode: true,
+        ..TortureConfig::default()
+    };
     let r = run(&cfg).unwrap();
     assert_eq!(r.mode, "kernel");
     assert!(
