@@ -257,7 +257,7 @@ fn report(k: &Kernel) -> RunReport {
                 stats: TaskHandle { task: t.clone() }.stats(),
             })
             .collect(),
-        bugs: k.bugs.lock().clone(),
+        bugs: k.bugs.lock().iter().cloned().chain(k.cpu.patch.refused_report()).collect(),
         log: k.printk.drain(),
         jiffies: k.jiffies(),
         irqs: k.cpu.irqs.load(Ordering::Relaxed),

@@ -28,7 +28,7 @@ use arch::patch::Arm;
 use arch::sync::IrqSpinLock;
 use arch::unwind::Frame;
 use arch::{IrqExit, IrqFrame};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// The most points one event may arm (one function's points).
 pub const MAX_ARMED: usize = 64;
@@ -60,6 +60,25 @@ pub(crate) struct PatchState {
     active: AtomicBool,
     armed: IrqSpinLock<Armed>,
     pub(crate) stats: PatchStats,
+    /// The last site the patcher refused to arm (0: none) and its bytes, packed: kept here by
+    /// the interrupt path (which cannot format) and reported as a `BUG:` with the run.
+    refused: AtomicUsize,
+    refused_bytes: AtomicU64,
+}
+
+impl PatchState {
+    /// The `BUG:` line for a refused patch, if there was one.
+    pub(crate) fn refused_report(&self) -> Option<String> {
+        let addr = self.refused.load(Ordering::Acquire);
+        let b = self.refused_bytes.load(Ordering::Acquire).to_le_bytes();
+        (addr != 0).then(|| {
+            format!(
+                "BUG: refusing to patch site {addr:#x}: its bytes {:02x?} are not a preemption point's; \
+                 the RT event fell back to the retry timer",
+                &b[..5]
+            )
+        })
+    }
 }
 
 /// Counters of the patch models, per CPU.
@@ -159,7 +178,13 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
     disarm_locked(&mut a);
     a.how = how;
     for &idx in points {
-        if arch::patch::arm(idx as usize, how).is_err() {
+        if let Err(e) = arch::patch::arm(idx as usize, how) {
+            if let arch::patch::PokeError::Unexpected { addr, found } = e {
+                let mut packed = [0u8; 8];
+                packed[..5].copy_from_slice(&found);
+                p.refused_bytes.store(u64::from_le_bytes(packed), Ordering::Release);
+                p.refused.store(addr, Ordering::Release);
+            }
             disarm_locked(&mut a);
             return false;
         }

@@ -105,3 +105,55 @@ fn a_fair_wakeup_arms_nothing() {
     assert_eq!(r.init, Ok(1));
     assert_eq!((r.patch.events, r.patch.sites_armed), (0, 0), "{:?}", r.patch);
 }
+
+/// The points of `scribbled_body`, found by their line in this file.
+fn sites_of_this_file_at(lines: std::ops::RangeInclusive<u32>) -> Vec<usize> {
+    kernel::__arch::ppoint::sites()
+        .iter()
+        .filter(|s| s.info.file.ends_with("tests/patch.rs") && lines.contains(&s.info.line))
+        .map(|s| s.addr)
+        .collect()
+}
+
+#[inline(never)]
+fn scribbled_body(until: &dyn Fn() -> bool) {
+    while !until() {
+        spin_ns(20_000);
+        kernel::preempt_point!(); // SCRIBBLED (line checked below)
+    }
+}
+
+#[test]
+fn a_site_whose_bytes_are_wrong_is_refused_with_a_bug_report_and_left_alone() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let here = line!();
+    let sites = sites_of_this_file_at(here - 8..=here - 5);
+    assert_eq!(sites.len(), 1, "the point of scribbled_body");
+    let good = kernel::__arch::patch::read_site(sites[0]);
+    kernel::__arch::patch::scribble_for_test(sites[0] + 3, good[3] ^ 0x10).unwrap();
+    let bad = kernel::__arch::patch::read_site(sites[0]);
+    let r = run_with_timeout(Config { preempt: PreemptModel::PatchCall, ..Config::default() }, 60, || {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r2 = ran.clone();
+        let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
+            kernel::time::sleep_ns(1_000_000);
+            r2.store(true, Ordering::Release);
+            0
+        });
+        let worker = spawn(TaskBuilder::new("worker"), move || {
+            let end = kernel::time::now_ns() + 30_000_000;
+            syscall(|| scribbled_body(&|| kernel::time::now_ns() > end));
+            0
+        });
+        worker.join().unwrap();
+        rt.join().unwrap();
+        ran.load(Ordering::Acquire) as i64
+    });
+    let now = kernel::__arch::patch::read_site(sites[0]);
+    kernel::__arch::patch::scribble_for_test(sites[0] + 3, good[3]).unwrap();
+    assert_eq!(now, bad, "nothing was written to the refused site");
+    assert_eq!(r.init, Ok(1));
+    assert!(r.bugs.iter().any(|b| b.starts_with("BUG: refusing to patch site")), "{:?}", r.bugs);
+    assert!(r.patch.fallbacks >= 1, "{:?}", r.patch);
+    assert_eq!(kernel::__arch::patch::read_site(sites[0]), good);
+}
