@@ -281,6 +281,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
 
 /// The patch counters, as plain numbers (see [`PatchStats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PatchStatsSnapshot {
     pub events: u64,
     pub sites_armed: u64,

@@ -22,6 +22,7 @@
 
 use crate::atoms::{run_atom, PAGE};
 use kernel::device::Device;
+use kernel::patchmodel::PatchStatsSnapshot;
 use kernel::{spawn, syscall, BootError, Config, PreemptModel, TaskBuilder, WaitQueue};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -149,30 +150,11 @@ pub struct ScenarioResult {
     /// Sites not in their idle form when the RT task ran (read from the code bytes).
     pub sites_armed_at_rt: usize,
     /// What the patch models did in this run (zero under the other models).
-    pub patch: PatchSummary,
+    pub patch: PatchStatsSnapshot,
     /// Pages checksummed (or buffers set) by all atoms together.
     pub pages: u64,
     /// The timeline, in order.
     pub timeline: Vec<Event>,
-}
-
-/// What the patch models did in a run (see `kernel::patchmodel::PatchStats`).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct PatchSummary {
-    /// RT events for which points were armed.
-    pub events: u64,
-    /// Sites armed over all events.
-    pub sites_armed: u64,
-    /// Return addresses redirected.
-    pub redirects: u64,
-    /// Frames unwound to reach a function with points.
-    pub frames_walked: u64,
-    /// Events whose interrupt landed in foreign code.
-    pub foreign: u64,
-    /// Events that could not be armed (the retry timer looked again).
-    pub fallbacks: u64,
-    /// Nanoseconds spent arming, over all events.
-    pub arm_ns: u64,
 }
 
 /// Times recorded by the three actors, all as absolute monotonic ns (0 = not yet).
@@ -235,16 +217,7 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
         return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
     }
     let mut r = result(&shown, sc, &marks, report.init.unwrap_or(0) as u64);
-    let p = report.patch;
-    r.patch = PatchSummary {
-        events: p.events,
-        sites_armed: p.sites_armed,
-        redirects: p.redirects,
-        frames_walked: p.frames_walked,
-        foreign: p.foreign,
-        fallbacks: p.fallbacks,
-        arm_ns: p.arm_ns,
-    };
+    r.patch = report.patch;
     Ok(r)
 }
 
@@ -387,7 +360,7 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
         irq_points: m.irq_points.load(Ordering::Acquire),
         rt_points: m.rt_points.load(Ordering::Acquire),
         sites_armed_at_rt: m.armed_at_rt.load(Ordering::Acquire),
-        patch: PatchSummary::default(),
+        patch: PatchStatsSnapshot::default(),
         pages,
         timeline: tl,
     }
