@@ -83,7 +83,9 @@ pub fn irq_exit(_k: &Kernel) {
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
     let user = k.cpu.mode() == Mode::User;
     let due = if user { crate::model::resched_due_for_user(k) } else { preempt::need_resched() };
-    let patch = !user && k.model().is_patch();
+    // (Not from inside a bottom half or another interrupt: that code is not on the task's
+    // stack, and the task's own points will be armed by the interrupt that returns to it.)
+    let patch = !user && k.model().is_patch() && !preempt::in_interrupt();
     if !due || (preempt::preempt_count() != 0 && !patch) {
         return IrqExit::Resume;
     }
