@@ -72,9 +72,7 @@ impl Default for CompareConfig {
 impl CompareConfig {
     /// Rejects settings the comparison cannot run, naming the option and the valid values.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.seconds > 0.0 && self.seconds <= 600.0) {
-            return Err(format!("--duration {}: use a duration above 0 and at most 600 seconds", self.seconds));
-        }
+        probe::validate_seconds(self.seconds)?;
         if !(1..=100).contains(&self.rounds) {
             return Err(format!("--rounds {}: use 1..=100 rounds", self.rounds));
         }

@@ -91,6 +91,15 @@ impl ProbeSet {
     }
 }
 
+/// Checks a `--duration` in seconds: above 0, at most 600.
+pub fn validate_seconds(s: f64) -> Result<(), String> {
+    if s > 0.0 && s <= 600.0 {
+        Ok(())
+    } else {
+        Err(format!("--duration {s}: use a duration above 0 and at most 600 seconds"))
+    }
+}
+
 /// When a run ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
