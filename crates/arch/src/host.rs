@@ -1,4 +1,6 @@
-//! Host scheduling for the lab's peers: a host thread's policy and an absolute-deadline sleep.
+//! Host scheduling for the lab: a host thread's policy (SCHED_FIFO for the host peer's probes,
+//! a nice value for the threads that run workloads, a kernel instance's CPU thread included)
+//! and an absolute-deadline sleep.
 //!
 //! **Mechanism.** [`set_best_rt_policy`] asks the host for SCHED_FIFO at a priority through
 //! `pthread_setschedparam`; when the host refuses (EPERM without `CAP_SYS_NICE`), it falls back
@@ -6,14 +8,13 @@
 //! says which one it got. [`sleep_until_ns`] is `clock_nanosleep(CLOCK_MONOTONIC,
 //! TIMER_ABSTIME)` on the same clock as [`crate::clock::now_ns`], which is cyclictest's sleep.
 //!
-//! **Invariant.** These calls change only the calling thread, and only a thread that is not an
-//! atomkernel CPU (a CPU thread's scheduling belongs to the kernel running on it).
+//! **Invariant.** These calls change only the calling thread. They are system calls of the
+//! host (foreign code), so a CPU thread may make them from a task: preemption waits for them.
 
 /// Sets the calling host thread's policy to SCHED_FIFO `prio` or the best the host allows, and
 /// returns a description of what it got (e.g. `"SCHED_FIFO 80"`, or `"nice -20 (SCHED_FIFO
 /// refused: Operation not permitted)"`).
 pub fn set_best_rt_policy(prio: u8) -> String {
-    assert!(!crate::percpu::is_cpu_thread(), "a CPU thread's policy belongs to its kernel");
     let fifo = set_policy(libc::SCHED_FIFO, prio);
     if fifo.is_ok() {
         return format!("SCHED_FIFO {prio}");
@@ -28,6 +29,22 @@ pub fn set_best_rt_policy(prio: u8) -> String {
         return format!("SCHED_OTHER nice -20 (SCHED_FIFO refused: {why})");
     }
     format!("SCHED_OTHER nice 0 (SCHED_FIFO refused: {why}; nice -20 refused too)")
+}
+
+/// Sets the calling thread's nice value (SCHED_OTHER weight) and returns what it got, e.g.
+/// `"SCHED_OTHER nice -20"` or `"SCHED_OTHER nice 0 (nice -20 refused: ...)"`.
+pub fn set_nice(nice: i8) -> String {
+    // SAFETY: setpriority on the calling thread (its tid) with a nice value in -20..=19.
+    let rc = unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, crate::cpu::gettid() as libc::id_t, nice.clamp(-20, 19) as i32)
+    };
+    if rc == 0 {
+        return format!("SCHED_OTHER nice {nice}");
+    }
+    let why = std::io::Error::last_os_error();
+    // SAFETY: getpriority on the calling thread; errno is not consulted (a nice of -1 is fine).
+    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, crate::cpu::gettid() as libc::id_t) };
+    format!("SCHED_OTHER nice {now} (nice {nice} refused: {why})")
 }
 
 /// Puts the calling thread back to SCHED_OTHER (nice unchanged).
@@ -56,9 +73,8 @@ pub fn sleep_until_ns(deadline_ns: u64) {
     loop {
         // SAFETY: `ts` is a valid timespec; the remaining-time pointer may be null for
         // TIMER_ABSTIME.
-        let rc = unsafe {
-            libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut())
-        };
+        let rc =
+            unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
         if rc != libc::EINTR {
             return;
         }
@@ -87,5 +103,7 @@ mod tests {
         .join()
         .unwrap();
         assert!(got.starts_with("SCHED_"), "{got}");
+        let got = std::thread::spawn(|| set_nice(5)).join().unwrap();
+        assert_eq!(got, "SCHED_OTHER nice 5", "raising nice is always allowed");
     }
 }

@@ -5,6 +5,7 @@
 use crate::report;
 use indicatif::{ProgressBar, ProgressStyle};
 use services::lab::compare::{self, CompareConfig, Row};
+use services::lab::probe::CpuPolicy;
 use services::lab::{workloads, Peer, ProbeSet};
 use std::io::IsTerminal;
 
@@ -44,6 +45,10 @@ pub struct CompareArgs {
     /// Added to the period of each further probe, in microseconds (cyclictest's -d).
     #[arg(long, default_value_t = ProbeSet::default().distance_us)]
     distance_us: u64,
+    /// Host nice value (-20..=19) for the threads that run workloads: each kernel instance's
+    /// CPU thread, the host peer's hog, the tokio runtime's thread. `keep` leaves them alone.
+    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    cpu_nice: String,
     /// Print one JSON object per model (or peer) and workload, one per line.
     #[arg(long)]
     json: bool,
@@ -68,6 +73,7 @@ impl CompareArgs {
             prio: p.prio,
             interval_us: p.interval_us,
             distance_us: p.distance_us,
+            cpu_nice: "-20".into(),
             json: false,
             report: None,
         }
@@ -88,9 +94,21 @@ impl CompareArgs {
                 interval_us: self.interval_us,
                 distance_us: self.distance_us,
             },
+            cpu: cpu_policy(&self.cpu_nice)?,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+/// `--cpu-nice N|keep`.
+pub fn cpu_policy(arg: &str) -> Result<CpuPolicy, String> {
+    if arg.trim() == "keep" {
+        return Ok(CpuPolicy::Shared);
+    }
+    match arg.trim().parse::<i8>() {
+        Ok(n) if (-20..=19).contains(&n) => Ok(CpuPolicy::Nice(n)),
+        _ => Err(format!("--cpu-nice {arg}: use a nice value -20..=19, or keep")),
     }
 }
 
@@ -183,8 +201,8 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
             r.samples
         );
     }
-    for (m, p) in report::peer_policies(rows) {
-        s += &format!("{m}: {p}\n");
+    for line in report::policies(rows) {
+        s += &format!("{line}\n");
     }
     for v in report::verdict(rows) {
         s += &format!("{v}\n");

@@ -35,6 +35,9 @@ pub struct LatencyArgs {
     /// Stop when every probe has taken this many samples (cyclictest's -l).
     #[arg(long)]
     loops: Option<u64>,
+    /// Host nice value (-20..=19) for the kernel's CPU thread, or `keep`.
+    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    cpu_nice: String,
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
@@ -59,13 +62,17 @@ pub fn run(a: &LatencyArgs) -> Result<(), String> {
             let s = d.unwrap_or(5.0);
             probe::validate_seconds(s)?;
             if s * 1e6 < a.interval_us as f64 {
-                return Err(format!("--duration {s} is shorter than one probe period (--interval-us {})", a.interval_us));
+                return Err(format!(
+                    "--duration {s} is shorter than one probe period (--interval-us {})",
+                    a.interval_us
+                ));
             }
             Stop::After((s * 1e9) as u64)
         }
     };
     let specs = set.specs();
-    let out = probe::run_kernel(model, workload, &specs, stop)?;
+    let cpu = crate::compare_cmd::cpu_policy(&a.cpu_nice)?;
+    let out = probe::run_kernel(model, workload, &specs, stop, cpu)?;
     let wname = workload.map_or("none", |w| w.name());
     if a.json {
         let probes: Vec<_> = specs
@@ -77,11 +84,14 @@ pub fn run(a: &LatencyArgs) -> Result<(), String> {
             })
             .collect();
         let v = serde_json::json!({"model": model.name(), "workload": wname,
-            "throughput_ops_s": out.units_per_s(), "unit": workload.map(|w| w.info().unit), "probes": probes});
+            "throughput_ops_s": out.units_per_s(), "unit": workload.map(|w| w.info().unit), "policy": out.policy,
+            "probes": probes});
         println!("{v}");
         return Ok(());
     }
-    println!("preempt={model}, workload {wname}: {:.0} units/s beside the probes", out.units_per_s());
+    let unit = workload.map_or("units", |w| w.info().unit);
+    let policy = out.policy.as_deref().unwrap_or("");
+    println!("preempt={model}, workload {wname}: {:.0} {unit}/s beside the probes; {policy}", out.units_per_s());
     for (i, (s, h)) in specs.iter().zip(&out.hists).enumerate() {
         print!("{}", render(i, s.prio, s.interval_ns / 1000, h));
     }

@@ -23,8 +23,7 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
     for w in workloads {
         let models: Vec<&Row> = rows.iter().filter(|r| r.workload == w && !r.model.starts_with("peer:")).collect();
         let Some(fast) = models.iter().min_by_key(|r| r.latency_ns.p99) else { continue };
-        let mut line =
-            format!("{w}: lowest p99 latency: {} ({:.1} us)", fast.model, fast.latency_ns.p99 as f64 / 1e3);
+        let mut line = format!("{w}: lowest p99 latency: {} ({:.1} us)", fast.model, fast.latency_ns.p99 as f64 / 1e3);
         let cheap = models
             .iter()
             .filter(|r| r.model != "none")
@@ -88,7 +87,8 @@ pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioRe
     for w in workloads {
         let wr: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
         let _ = write!(s, "<h2>Workload: {}</h2><div class=\"grid\">", esc(w));
-        let over: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.overhead_pct.unwrap_or(f64::NAN))).collect();
+        let over: Vec<(String, f64)> =
+            wr.iter().map(|r| (r.model.clone(), r.overhead_pct.unwrap_or(f64::NAN))).collect();
         s += &svg::bars(&format!("{w}: throughput overhead against none"), &over, "%");
         let p99: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p99 as f64 / 1e3)).collect();
         s += &svg::bars(&format!("{w}: p99 latency"), &p99, " µs");
@@ -128,20 +128,27 @@ fn table(rows: &[Row]) -> String {
         );
     }
     s += "</table>";
-    for (m, p) in peer_policies(rows) {
-        let _ = write!(s, "<p>{}: {}</p>", esc(&m), esc(&p));
+    for line in policies(rows) {
+        let _ = write!(s, "<p>{}</p>", esc(&line));
     }
     s
 }
 
-/// Each peer once, with the scheduling its probes got.
-pub fn peer_policies(rows: &[Row]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// How the host scheduled each subject, once per distinct line: the models' kernel CPU
+/// threads together when they all got the same, then each peer.
+pub fn policies(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let models: Vec<&Row> = rows.iter().filter(|r| !r.model.starts_with("peer:")).collect();
+    if models.windows(2).all(|w| w[0].policy == w[1].policy) {
+        if let Some(r) = models.first() {
+            out.push(format!("every model: {}", r.policy));
+        }
+    }
     for r in rows {
-        if let Some(p) = &r.policy {
-            if !out.iter().any(|(m, _)| *m == r.model) {
-                out.push((r.model.clone(), p.clone()));
-            }
+        let line = format!("{}: {}", r.model, r.policy);
+        let shown = !r.model.starts_with("peer:") && out.first().is_some_and(|l| l.starts_with("every model"));
+        if !shown && !out.contains(&line) {
+            out.push(line);
         }
     }
     out
@@ -151,7 +158,10 @@ pub fn peer_policies(rows: &[Row]) -> Vec<(String, String)> {
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map_or("?", |l| l.trim_start_matches([' ', '\t', ':']));
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("?", |l| l.trim_start_matches([' ', '\t', ':']));
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpus} CPUs, {model}, Linux {}", release.trim())
 }

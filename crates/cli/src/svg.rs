@@ -25,7 +25,8 @@ fn open(w: u32, h: u32, class: &str, title: &str) -> String {
 }
 
 fn text(s: &mut String, x: f64, y: f64, anchor: &str, size: u32, t: &str) {
-    let _ = write!(s, "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" font-size=\"{size}\">{}</text>", esc(t));
+    let _ =
+        write!(s, "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" font-size=\"{size}\">{}</text>", esc(t));
 }
 
 fn fmt_ns(ns: u64) -> String {
@@ -68,7 +69,8 @@ pub fn histogram(title: &str, bins: &[Bin], nbins: usize) -> String {
         let k = 1.0 + 2.0 * (tick as f64 / 1000.0).log2();
         if k < nbins as f64 {
             let x = left + k * bw;
-            let _ = write!(s, "<line x1=\"{x:.1}\" y1=\"{base}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#444\"/>", base + 4.0);
+            let _ =
+                write!(s, "<line x1=\"{x:.1}\" y1=\"{base}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#444\"/>", base + 4.0);
             text(&mut s, x, base + 15.0, "middle", 10, &fmt_ns(tick));
         }
     }
@@ -125,7 +127,8 @@ pub fn timeline(r: &ScenarioResult) -> String {
     text(&mut s, left, 14.0, "start", 12, &title);
     let at = |what: &str| r.timeline.iter().find(|e| e.what == what).map(|e| e.t_ns);
     for atom in 1..=r.atoms {
-        let (Some(b), Some(e)) = (at(&format!("atom {atom} begins")), at(&format!("atom {atom} ends: preemption point")))
+        let (Some(b), Some(e)) =
+            (at(&format!("atom {atom} begins")), at(&format!("atom {atom} ends: preemption point")))
         else {
             continue;
         };
@@ -146,7 +149,10 @@ pub fn timeline(r: &ScenarioResult) -> String {
             _ => continue,
         };
         let xe = x(e.t_ns);
-        let _ = write!(s, "<line x1=\"{xe:.1}\" y1=\"22\" x2=\"{xe:.1}\" y2=\"60\" stroke=\"{color}\" stroke-width=\"2\"/>");
+        let _ = write!(
+            s,
+            "<line x1=\"{xe:.1}\" y1=\"22\" x2=\"{xe:.1}\" y2=\"60\" stroke=\"{color}\" stroke-width=\"2\"/>"
+        );
         let y = if e.who == "rt" { 84.0 } else { 72.0 };
         text(&mut s, xe, y, "middle", 10, label);
     }

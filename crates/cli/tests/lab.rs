@@ -53,6 +53,7 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["compare", "--peers", "go"], "unknown peer 'go'");
     refused(&["compare", "--prio", "99"], "--prio 99");
     refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
+    refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
     refused(&["compare", "--duration", "0.0001"], "shorter than two probe periods");
 }
 
@@ -84,7 +85,8 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
     let mut expected: Vec<String> = PreemptModel::BUILT.iter().map(|m| m.name().to_string()).collect();
     expected.extend(["peer:host-fifo".to_string(), "peer:tokio".to_string()]);
     for w in ["checksum", "hog"] {
-        let names: Vec<&str> = rows.iter().filter(|r| r["workload"] == w).map(|r| r["model"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            rows.iter().filter(|r| r["workload"] == w).map(|r| r["model"].as_str().unwrap()).collect();
         assert_eq!(names, expected, "{w}");
     }
     let documented: BTreeSet<&str> = ROW_KEYS.into_iter().collect();
@@ -98,7 +100,7 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         assert!(r["overhead_pct"].as_f64().is_some(), "{r}");
         let sum: u64 = r["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
         assert_eq!(sum, r["samples"].as_u64().unwrap(), "{r}");
-        assert_eq!(r["policy"].is_string(), r["model"].as_str().unwrap().starts_with("peer:"), "{r}");
+        assert!(r["policy"].is_string(), "{r}");
     }
     let none = rows.iter().find(|r| r["model"] == "none").unwrap();
     assert_eq!(none["overhead_pct"].as_f64(), Some(0.0));
@@ -114,7 +116,8 @@ fn the_json_schema_is_documented() {
 
 #[test]
 fn compare_table_has_a_row_per_model_and_the_answer() {
-    let (code, out, err) = atomkernel(&["compare", "--quick", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
+    let (code, out, err) =
+        atomkernel(&["compare", "--quick", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
     assert_eq!(code, 0, "{err}");
     for m in PreemptModel::BUILT {
         assert!(out.lines().any(|l| l.starts_with(&format!("copy      {:<15} ", m.name()))), "{m}: {out}");
@@ -143,9 +146,9 @@ fn no_arguments_starts_the_comparison() {
 
 /// A browser to render the report with, if this machine has one.
 fn browser() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| {
-        std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success())
-    })
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
 #[test]
@@ -160,7 +163,8 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     assert_eq!(charts, 2 + (models + 2) + models, "bars x2, a histogram per model and peer, a timeline per model");
     assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
     assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
-    let json: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(json.len(), models + 2);
     let Some(b) = browser() else {
         eprintln!("skipped: no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");

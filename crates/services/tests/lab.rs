@@ -3,7 +3,7 @@
 
 use kernel::PreemptModel;
 use services::lab::compare::{self, CompareConfig, Subject};
-use services::lab::probe::{self, ProbeSet, Stop};
+use services::lab::probe::{self, CpuPolicy, ProbeSet, Stop};
 use services::lab::{Peer, Workload};
 
 #[test]
@@ -48,7 +48,8 @@ fn a_probe_takes_exactly_its_count_and_the_histogram_holds_every_sample() {
     let specs = ProbeSet { threads: 2, ..ProbeSet::default() }.specs();
     assert_eq!((specs[0].prio, specs[1].prio), (80, 79));
     let w = Workload::all()[0];
-    let out = probe::run_kernel(PreemptModel::Voluntary, Some(w), &specs, Stop::Loops(200)).unwrap();
+    let out = probe::run_kernel(PreemptModel::Voluntary, Some(w), &specs, Stop::Loops(200), CpuPolicy::Shared).unwrap();
+    assert_eq!(out.policy.as_deref(), Some("CPU thread: host default"));
     assert_eq!(out.hists.len(), 2);
     for h in &out.hists {
         assert_eq!(h.count(), 200);
@@ -79,7 +80,10 @@ fn a_short_comparison_has_a_row_for_every_model_and_peer() {
         assert!(r.samples > 0 && r.samples == r.latency_ns.count, "{r:?}");
         assert_eq!(r.histogram.iter().map(|b| b.count).sum::<u64>(), r.samples, "{r:?}");
         assert!(r.throughput_ops_s > 0.0 && r.overhead_pct.is_some_and(f64::is_finite), "{r:?}");
-        assert_eq!(r.policy.is_some(), r.model.starts_with("peer:"), "{r:?}");
+        assert!(!r.policy.is_empty(), "{r:?}");
+        if !r.model.starts_with("peer:") {
+            assert!(r.policy.starts_with("CPU thread: SCHED_OTHER nice"), "the lab's default: {r:?}");
+        }
     }
     assert_eq!(rows[0].overhead_pct, Some(0.0));
     assert_eq!(Subject::Peer(Peer::Tokio).name(), "peer:tokio");

@@ -13,7 +13,7 @@
 //! without a `BUG:`, or `run` fails.
 
 use super::peers::Peer;
-use super::probe::{self, ProbeSet, RunOut, Stop};
+use super::probe::{self, CpuPolicy, ProbeSet, RunOut, Stop};
 use super::stats::{Bin, Latency, LatencyHist};
 use super::workloads::Workload;
 use kernel::{Config, PreemptModel};
@@ -35,10 +35,20 @@ impl Subject {
         }
     }
 
-    fn run(self, w: Workload, probes: &[probe::ProbeSpec], ns: u64) -> Result<(RunOut, Option<String>), String> {
+    fn run(
+        self,
+        w: Workload,
+        probes: &[probe::ProbeSpec],
+        ns: u64,
+        cpu: CpuPolicy,
+    ) -> Result<(RunOut, String), String> {
         match self {
-            Subject::Model(m) => Ok((probe::run_kernel(m, Some(w), probes, Stop::After(ns))?, None)),
-            Subject::Peer(p) => p.run(Some(w), probes, ns).map(|(o, pol)| (o, Some(pol))),
+            Subject::Model(m) => {
+                let out = probe::run_kernel(m, Some(w), probes, Stop::After(ns), cpu)?;
+                let policy = out.policy.clone().unwrap_or_default();
+                Ok((out, policy))
+            }
+            Subject::Peer(p) => p.run(Some(w), probes, ns, cpu),
         }
     }
 }
@@ -54,6 +64,8 @@ pub struct CompareConfig {
     /// Rounds over all cells, 1..=100.
     pub rounds: usize,
     pub probes: ProbeSet,
+    /// How each kernel instance's CPU thread is scheduled on the host.
+    pub cpu: CpuPolicy,
 }
 
 impl Default for CompareConfig {
@@ -62,9 +74,10 @@ impl Default for CompareConfig {
             models: PreemptModel::BUILT.to_vec(),
             peers: Peer::ALL.to_vec(),
             workloads: Workload::all(),
-            seconds: 0.5,
-            rounds: 2,
+            seconds: 0.2,
+            rounds: 5,
             probes: ProbeSet::default(),
+            cpu: CpuPolicy::Nice(-20),
         }
     }
 }
@@ -165,8 +178,8 @@ pub struct Row {
     pub rounds_throughput_ops_s: Vec<f64>,
     /// Per probe (cyclictest's threads).
     pub probes: Vec<ProbeRow>,
-    /// How the probes were scheduled (peers only: the host policy they got).
-    pub policy: Option<String>,
+    /// How the host scheduled the subject: a model's kernel CPU thread, a peer's probes.
+    pub policy: String,
     /// Half-octave bins of the pooled lateness; their counts add up to `samples`.
     pub histogram: Vec<Bin>,
     pub seconds: f64,
@@ -187,22 +200,23 @@ struct Cell {
 pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, String> {
     cfg.validate()?;
     let (subjects, specs, ns) = (cfg.subjects(), cfg.probes.specs(), (cfg.seconds * 1e9) as u64);
-    let mut cells: Vec<Vec<Cell>> = cfg.workloads.iter().map(|_| subjects.iter().map(|_| Cell::default()).collect()).collect();
+    let mut cells: Vec<Vec<Cell>> =
+        cfg.workloads.iter().map(|_| subjects.iter().map(|_| Cell::default()).collect()).collect();
     for _ in 0..cfg.rounds {
         for (wi, &w) in cfg.workloads.iter().enumerate() {
             for (si, &s) in subjects.iter().enumerate() {
                 let cell = &mut cells[wi][si];
-                let (quiet, _) = s.run(w, &[], ns)?;
+                let (quiet, _) = s.run(w, &[], ns, cfg.cpu)?;
                 cell.quiet.push(quiet.units_per_s());
                 progress(&format!("{}/{} throughput", s.name(), w.name()));
-                let (loaded, policy) = s.run(w, &specs, ns)?;
+                let (loaded, policy) = s.run(w, &specs, ns, cfg.cpu)?;
                 cell.loaded.push(loaded.units_per_s());
                 if cell.hists.is_empty() {
                     cell.hists = loaded.hists;
                 } else {
                     cell.hists.iter_mut().zip(&loaded.hists).for_each(|(a, b)| a.merge(b));
                 }
-                cell.policy = policy;
+                cell.policy = Some(policy);
                 progress(&format!("{}/{} latency", s.name(), w.name()));
             }
         }
@@ -236,9 +250,13 @@ fn rows(cfg: &CompareConfig, subjects: &[Subject], cells: &[Vec<Cell>]) -> Vec<R
                 probes: specs
                     .iter()
                     .zip(&c.hists)
-                    .map(|(sp, h)| ProbeRow { prio: sp.prio, interval_us: sp.interval_ns / 1000, latency_ns: h.summary() })
+                    .map(|(sp, h)| ProbeRow {
+                        prio: sp.prio,
+                        interval_us: sp.interval_ns / 1000,
+                        latency_ns: h.summary(),
+                    })
                     .collect(),
-                policy: c.policy.clone(),
+                policy: c.policy.clone().unwrap_or_default(),
                 histogram: pooled.bins(),
                 seconds: cfg.seconds,
                 rounds: cfg.rounds,

@@ -97,7 +97,8 @@ pub fn build_image(kib: usize) -> MemFile {
         };
         rel.extend_from_slice(&(seg_addr as u32).to_le_bytes());
         rel.extend_from_slice(&word.to_le_bytes());
-        seg[addr..addr + 4].copy_from_slice(&((addr as u32) & 0xfff).to_le_bytes()); // the addend
+        seg[addr..addr + 4].copy_from_slice(&((addr as u32) & 0xfff).to_le_bytes());
+        // the addend
     }
     let (mut syms, mut strs) = (Vec::new(), vec![0u8; 4]);
     for name in KSYMS {
@@ -108,8 +109,16 @@ pub fn build_image(kib: usize) -> MemFile {
     }
     let strsize = strs.len() as u32;
     strs[..4].copy_from_slice(&strsize.to_le_bytes());
-    let header =
-        [OMAGIC | 100 << 16, text as u32, data as u32, 4096, syms.len() as u32, 0, trel.len() as u32, drel.len() as u32];
+    let header = [
+        OMAGIC | 100 << 16,
+        text as u32,
+        data as u32,
+        4096,
+        syms.len() as u32,
+        0,
+        trel.len() as u32,
+        drel.len() as u32,
+    ];
     let mut file: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
     for part in [&seg, &trel, &drel, &syms, &strs] {
         file.extend_from_slice(part);
@@ -214,7 +223,11 @@ impl Loader {
             drsize: w(7) as usize,
         };
         let need = HEADER + exec.text + exec.data + exec.trsize + exec.drsize + exec.syms;
-        if need > self.file.len() || exec.trsize % RELOC != 0 || exec.drsize % RELOC != 0 || exec.syms % NLIST != 0 {
+        if need > self.file.len()
+            || !exec.trsize.is_multiple_of(RELOC)
+            || !exec.drsize.is_multiple_of(RELOC)
+            || !exec.syms.is_multiple_of(NLIST)
+        {
             return Err(format!("header describes {need} bytes of tables; the image has {}", self.file.len()));
         }
         self.image.clear();

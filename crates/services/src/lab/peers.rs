@@ -11,10 +11,14 @@
 //!   probe runs when the worker's atom ends and the runtime's timer has fired (tokio's timer
 //!   wheel has 1 ms granularity).
 //!
+//! The threads that run the workload (the hog, the runtime's thread) get the host scheduling
+//! the kernel's CPU threads get ([`CpuPolicy`]), so every subject's worker competes alike with
+//! whatever else the host runs.
+//!
 //! **Invariant.** A peer runs exactly the atoms the kernel's worker runs ([`Atoms`]), timed on
 //! the same monotonic clock, and its threads leave with their host policy restored.
 
-use super::probe::{ProbeSpec, RunOut};
+use super::probe::{CpuPolicy, ProbeSpec, RunOut};
 use super::stats::LatencyHist;
 use super::workloads::{self, Atoms, Workload};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,12 +64,19 @@ impl Peer {
         Ok(peers)
     }
 
-    /// Runs `workload` (if any) and `probes` for `ns` nanoseconds; returns the figures and the
-    /// scheduling the probes got.
-    pub fn run(self, workload: Option<Workload>, probes: &[ProbeSpec], ns: u64) -> Result<(RunOut, String), String> {
+    /// Runs `workload` (if any) and `probes` for `ns` nanoseconds; returns the figures and how
+    /// the host scheduled them. `cpu` is the kernel's CPU-thread policy, which the tokio
+    /// runtime's thread gets too (the host peer's threads are the peer's definition).
+    pub fn run(
+        self,
+        workload: Option<Workload>,
+        probes: &[ProbeSpec],
+        ns: u64,
+        cpu: CpuPolicy,
+    ) -> Result<(RunOut, String), String> {
         match self {
-            Peer::HostFifo => Ok(host_fifo(workload, probes, ns)),
-            Peer::Tokio => tokio_run(workload, probes, ns),
+            Peer::HostFifo => Ok(host_fifo(workload, probes, ns, cpu)),
+            Peer::Tokio => tokio_run(workload, probes, ns, cpu),
         }
     }
 }
@@ -75,7 +86,7 @@ fn peer_cpu() -> usize {
     *arch::cpu::allowed_host_cpus().last().unwrap_or(&0)
 }
 
-fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64) -> (RunOut, String) {
+fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64, cpu_policy: CpuPolicy) -> (RunOut, String) {
     let cpu = peer_cpu();
     let start = arch::clock::now_ns();
     let deadline = start + ns;
@@ -84,7 +95,8 @@ fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64) -> (RunO
         let (stop, mut atoms) = (stop.clone(), w.make());
         std::thread::spawn(move || {
             let _ = arch::cpu::pin_current_thread(cpu);
-            host_worker(&stop, &mut *atoms)
+            let policy = cpu_policy.apply();
+            (host_worker(&stop, &mut *atoms), policy)
         })
     });
     let threads: Vec<_> = probes
@@ -102,9 +114,10 @@ fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64) -> (RunO
     arch::host::sleep_until_ns(deadline);
     let results: Vec<(LatencyHist, String)> = threads.into_iter().map(|t| t.join().expect("probe thread")).collect();
     stop.store(true, Ordering::Release);
-    let (units, wall) = hog.map_or((0, 0), |h| h.join().expect("hog thread"));
-    let policy = results.first().map_or_else(|| format!("hog on host CPU {cpu}"), |r| r.1.clone());
-    (RunOut { units, ns: wall, hists: results.into_iter().map(|r| r.0).collect() }, policy)
+    let ((units, wall), hog_policy) = hog.map_or(((0, 0), String::new()), |h| h.join().expect("hog thread"));
+    let probe_policy = results.first().map_or_else(|| "no probe".into(), |r| r.1.clone());
+    let policy = format!("probe: {probe_policy}; hog: {hog_policy}");
+    (RunOut { units, ns: wall, hists: results.into_iter().map(|r| r.0).collect(), policy: None }, policy)
 }
 
 fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms) -> (u64, u64) {
@@ -129,7 +142,12 @@ fn host_probe(spec: ProbeSpec, start: u64, deadline: u64) -> LatencyHist {
     }
 }
 
-fn tokio_run(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64) -> Result<(RunOut, String), String> {
+fn tokio_run(
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    ns: u64,
+    cpu: CpuPolicy,
+) -> Result<(RunOut, String), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -137,10 +155,13 @@ fn tokio_run(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64) -> Resul
     let probes = probes.to_vec();
     let work = workload.map(|w| w.make());
     // The runtime runs on a thread of its own, as the kernel's CPU does.
-    let out = std::thread::spawn(move || rt.block_on(tokio_body(work, probes, ns)))
-        .join()
-        .map_err(|_| "peer:tokio: the runtime's thread panicked".to_string())?;
-    Ok((out, "tokio current-thread runtime, tasks yield between atoms; timer granularity 1 ms".into()))
+    let (out, policy) = std::thread::spawn(move || {
+        let policy = cpu.apply();
+        (rt.block_on(tokio_body(work, probes, ns)), policy)
+    })
+    .join()
+    .map_err(|_| "peer:tokio: the runtime's thread panicked".to_string())?;
+    Ok((out, format!("runtime thread: {policy}; tasks yield between atoms; timer granularity 1 ms")))
 }
 
 async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u64) -> RunOut {
@@ -189,5 +210,5 @@ async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u6
         Some(w) => w.await.unwrap_or((0, 0)),
         None => (0, 0),
     };
-    RunOut { units, ns, hists }
+    RunOut { units, ns, hists, policy: None }
 }

@@ -4,7 +4,8 @@
 //! interval; sleep_until(next); record(now - next)`: how late it ran after the deadline it
 //! asked for, which is the interrupt's delivery plus whatever kept the CPU from it. As with
 //! cyclictest's `-t N -p P -i I -d D`, probe `i` runs at priority `P - i` with interval
-//! `I + i * D`. [`run_kernel`] boots a fresh instance under one model with a controller task
+//! `I + i * D`. [`run_kernel`] boots a fresh instance under one model (its CPU thread at the host
+//! scheduling asked for, see [`CpuPolicy`]) with a controller task
 //! (SCHED_FIFO 99), a SCHED_NORMAL worker making system calls of a workload's atoms, and the
 //! probes; it stops after a duration (or after every probe took its count of samples).
 //!
@@ -118,6 +119,8 @@ pub struct RunOut {
     pub ns: u64,
     /// One histogram per probe, in probe order.
     pub hists: Vec<LatencyHist>,
+    /// The host policy the run's CPU thread (or the peer's probes) got, when one was asked for.
+    pub policy: Option<String>,
 }
 
 impl RunOut {
@@ -139,19 +142,48 @@ struct Shared {
     units: AtomicU64,
     ns: AtomicU64,
     hists: Mutex<Vec<Option<LatencyHist>>>,
+    policy: std::sync::OnceLock<String>,
 }
 
-/// Runs `workload` (if any) and `probes` on a fresh instance under `model` until `stop`.
+/// How the host schedules a thread that runs a workload: a kernel instance's CPU thread, the
+/// host peer's hog, the tokio runtime's thread.
+///
+/// Not SCHED_FIFO: a FIFO thread that computes without pause hits the host's RT throttling
+/// (`sched_rt_runtime_us`: 950 ms of every second) and is stopped for 50 ms, which the probe
+/// then records (seen on the project's VM: p99 of 20-90 ms under every model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuPolicy {
+    /// Left as the host made it.
+    Shared,
+    /// SCHED_OTHER at this nice value (-20 = the largest share the host gives a normal
+    /// thread, about 87 times a nice-0 thread's), or what the host allows.
+    Nice(i8),
+}
+
+impl CpuPolicy {
+    /// Applies the policy to the calling thread; says what it got.
+    pub fn apply(self) -> String {
+        match self {
+            CpuPolicy::Shared => "host default".into(),
+            CpuPolicy::Nice(n) => arch::host::set_nice(n),
+        }
+    }
+}
+
+/// Runs `workload` (if any) and `probes` on a fresh instance under `model` until `stop`, its
+/// CPU thread scheduled on the host as `cpu`.
 pub fn run_kernel(
     model: PreemptModel,
     workload: Option<Workload>,
     probes: &[ProbeSpec],
     stop: Stop,
+    cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
     let shared = Arc::new(Shared { hists: Mutex::new(vec![None; probes.len()]), ..Shared::default() });
     let (sh, specs) = (shared.clone(), probes.to_vec());
     let work = workload.map(|w| w.make());
     let report = kernel::run(Config { preempt: model, ..Config::default() }, move || {
+        let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
         spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))
             .join()
             .unwrap_or(-1)
@@ -165,7 +197,9 @@ pub fn run_kernel(
     }
     let hists: Vec<LatencyHist> =
         shared.hists.lock().unwrap_or_else(|e| e.into_inner()).drain(..).map(Option::unwrap_or_default).collect();
-    let out = RunOut { units: shared.units.load(Ordering::Acquire), ns: shared.ns.load(Ordering::Acquire), hists };
+    let (units, ns, policy) =
+        (shared.units.load(Ordering::Acquire), shared.ns.load(Ordering::Acquire), shared.policy.get().cloned());
+    let out = RunOut { units, ns, hists, policy };
     if workload.is_some() && out.units == 0 {
         return Err(format!("preempt={model}: the worker did no work"));
     }
