@@ -278,10 +278,11 @@ impl Loader {
         let e = self.exec();
         let (nt, nd) = (e.trsize / RELOC, e.drsize / RELOC);
         let last = (first + RELOCS_PER_ATOM).min(nt + nd);
-        let mut table = vec![0u8; (last - first) * RELOC];
+        let mut table = [0u8; RELOCS_PER_ATOM * RELOC];
+        let table = &mut table[..(last - first) * RELOC];
         let troff = HEADER + e.text + e.data;
         // the two tables are contiguous in the file
-        self.file.read_at(troff + first * RELOC, &mut table)?;
+        self.file.read_at(troff + first * RELOC, table)?;
         for (k, r) in table.chunks(RELOC).enumerate() {
             let in_data = first + k >= nt;
             self.apply(u32_at(r, 0) as usize, u32_at(r, 4), in_data)?;
