@@ -15,15 +15,27 @@ use services::scenario::{self, ScenarioConfig};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// The answer per workload, in words: lowest latency, lowest cost, and where the peers stand.
+/// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
+/// the throughput figures, and where `none` and the peers stand.
 pub fn verdict(rows: &[Row]) -> Vec<String> {
     let mut out = Vec::new();
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
+    let us = |ns: u64| ns as f64 / 1e3;
     for w in workloads {
         let models: Vec<&Row> = rows.iter().filter(|r| r.workload == w && !r.model.starts_with("peer:")).collect();
-        let Some(fast) = models.iter().min_by_key(|r| r.latency_ns.p99) else { continue };
-        let mut line = format!("{w}: lowest p99 latency: {} ({:.1} us)", fast.model, fast.latency_ns.p99 as f64 / 1e3);
+        let (Some(p50), Some(p99)) =
+            (models.iter().min_by_key(|r| r.latency_ns.p50), models.iter().min_by_key(|r| r.latency_ns.p99))
+        else {
+            continue;
+        };
+        let mut line = format!(
+            "{w}: lowest latency: p50 {} ({:.1} us), p99 {} ({:.1} us)",
+            p50.model,
+            us(p50.latency_ns.p50),
+            p99.model,
+            us(p99.latency_ns.p99)
+        );
         let cheap = models
             .iter()
             .filter(|r| r.model != "none")
@@ -33,14 +45,27 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
             let _ = write!(line, "; lowest overhead against none: {} ({o:+.2}%)", r.model);
         }
         if let Some(none) = models.iter().find(|r| r.model == "none") {
-            let _ = write!(line, "; none: p99 {:.1} us", none.latency_ns.p99 as f64 / 1e3);
+            let _ = write!(line, " (none's own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
+            let _ = write!(line, "; none: p50 {:.1} / p99 {:.1} us", us(none.latency_ns.p50), us(none.latency_ns.p99));
         }
         for p in rows.iter().filter(|r| r.workload == w && r.model.starts_with("peer:")) {
-            let _ = write!(line, "; {}: p99 {:.1} us", p.model, p.latency_ns.p99 as f64 / 1e3);
+            let _ = write!(line, "; {}: p50 {:.1} / p99 {:.1} us", p.model, us(p.latency_ns.p50), us(p.latency_ns.p99));
         }
         out.push(line);
     }
     out
+}
+
+/// `(max - min) / median` of the rounds, in percent: how far apart one subject's own rounds
+/// are, the noise floor of the overhead figures.
+fn spread_pct(rounds: &[f64]) -> f64 {
+    let med = services::lab::compare::median(rounds);
+    let (lo, hi) = rounds.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if med > 0.0 && rounds.len() > 1 {
+        (hi - lo) / med * 100.0
+    } else {
+        0.0
+    }
 }
 
 /// Writes `DIR/index.html` and `DIR/results.json`; returns the page's path.
