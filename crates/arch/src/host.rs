@@ -63,6 +63,17 @@ fn set_policy(policy: libc::c_int, prio: u8) -> std::io::Result<()> {
     }
 }
 
+/// Times the host took the CPU from the calling thread against its will so far
+/// (`getrusage(RUSAGE_THREAD).ru_nivcsw`): a change between two reads means the host ran
+/// something else on this thread's CPU in between.
+pub fn involuntary_switches() -> u64 {
+    // SAFETY: a zeroed rusage is a valid out-parameter; RUSAGE_THREAD reads the caller's own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    ru.ru_nivcsw as u64
+}
+
 /// Sleeps the calling host thread until `deadline_ns` on [`crate::clock::now_ns`]'s clock
 /// (`clock_nanosleep` with `TIMER_ABSTIME`, restarted after a signal).
 pub fn sleep_until_ns(deadline_ns: u64) {

@@ -166,7 +166,11 @@ fn progress_bar(steps: u64) -> ProgressBar {
 /// The plain table: one line per model or peer and workload.
 pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
     let p = &cfg.probes;
-    let mut s = format!(
+    let mut s = String::from(
+        "u_p50/u_p99: the samples during whose period the host did not preempt the subject's thread; \
+         disturb: the samples it did\n",
+    );
+    s += &format!(
         "probe: {} x SCHED_FIFO {} every {} us (cyclictest -t{} -p{} -i{} -d{}); {} s per run, {} rounds, HZ={}\n",
         p.threads,
         p.prio,
@@ -180,15 +184,27 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         rows.first().map_or(0, |r| r.hz)
     );
     s += &format!(
-        "{:<9} {:<15} {:>14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}\n",
-        "workload", "model", "throughput/s", "overhead%", "min_us", "p50_us", "p99_us", "p99.9_us", "max_us", "samples"
+        "{:<9} {:<15} {:>14} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
+        "workload",
+        "model",
+        "throughput/s",
+        "overhead%",
+        "min_us",
+        "p50_us",
+        "p99_us",
+        "p99.9_us",
+        "max_us",
+        "samples",
+        "u_p50_us",
+        "u_p99_us",
+        "disturb"
     );
     let us = |ns: u64| ns as f64 / 1e3;
     for r in rows {
         let overhead = r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}"));
-        let l = r.latency_ns;
+        let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
         s += &format!(
-            "{:<9} {:<15} {:>14} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>8}\n",
+            "{:<9} {:<15} {:>14} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
             r.workload,
             r.model,
             format!("{:.0} {}", r.throughput_ops_s, r.unit),
@@ -198,7 +214,10 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
             us(l.p99),
             us(l.p999),
             us(l.max),
-            r.samples
+            r.samples,
+            us(u.p50),
+            us(u.p99),
+            r.host_disturbed
         );
     }
     for line in report::policies(rows) {

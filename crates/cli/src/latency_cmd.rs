@@ -80,7 +80,8 @@ pub fn run(a: &LatencyArgs) -> Result<(), String> {
             .zip(&out.hists)
             .map(|(s, h)| {
                 serde_json::json!({"prio": s.prio, "interval_us": s.interval_ns / 1000,
-                    "latency_ns": h.summary(), "histogram": h.bins()})
+                    "latency_ns": h.summary(), "latency_undisturbed_ns": h.undisturbed(),
+                    "host_disturbed": h.disturbed(), "histogram": h.bins()})
             })
             .collect();
         let v = serde_json::json!({"model": model.name(), "workload": wname,
@@ -114,6 +115,15 @@ fn render(i: usize, prio: u8, interval_us: u64, h: &LatencyHist) -> String {
         us(l.p99),
         us(l.p999),
         us(l.max)
+    );
+    let u = h.undisturbed();
+    s += &format!(
+        "     undisturbed by the host: C:{} P50:{:.1} P99:{:.1} Max:{:.1} (us); disturbed: {}\n",
+        u.count,
+        us(u.p50),
+        us(u.p99),
+        us(u.max),
+        h.disturbed()
     );
     let max_log = h.bins().iter().map(|b| ((b.count + 1) as f64).log2()).fold(1.0, f64::max);
     for b in h.bins().iter().filter(|b| b.count > 0) {

@@ -36,6 +36,9 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
             p99.model,
             us(p99.latency_ns.p99)
         );
+        if let Some(u) = models.iter().min_by_key(|r| r.latency_undisturbed_ns.p99) {
+            let _ = write!(line, ", undisturbed p99 {} ({:.1} us)", u.model, us(u.latency_undisturbed_ns.p99));
+        }
         let cheap = models
             .iter()
             .filter(|r| r.model != "none")
@@ -46,10 +49,20 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
         }
         if let Some(none) = models.iter().find(|r| r.model == "none") {
             let _ = write!(line, " (none's own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
-            let _ = write!(line, "; none: p50 {:.1} / p99 {:.1} us", us(none.latency_ns.p50), us(none.latency_ns.p99));
+            let (l, u) = (none.latency_ns, none.latency_undisturbed_ns);
+            let _ =
+                write!(line, "; none: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us", us(l.p50), us(l.p99), us(u.p99));
         }
         for p in rows.iter().filter(|r| r.workload == w && r.model.starts_with("peer:")) {
-            let _ = write!(line, "; {}: p50 {:.1} / p99 {:.1} us", p.model, us(p.latency_ns.p50), us(p.latency_ns.p99));
+            let (l, u) = (p.latency_ns, p.latency_undisturbed_ns);
+            let _ = write!(
+                line,
+                "; {}: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us",
+                p.model,
+                us(l.p50),
+                us(l.p99),
+                us(u.p99)
+            );
         }
         out.push(line);
     }
@@ -132,14 +145,14 @@ pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioRe
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut s = String::from("<h2>Table</h2><table><tr><th>workload</th><th>model</th><th>throughput/s</th><th>overhead %</th><th>min µs</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>max µs</th><th>samples</th></tr>");
+    let mut s = String::from("<h2>Table</h2><table><tr><th>workload</th><th>model</th><th>throughput/s</th><th>overhead %</th><th>min µs</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>max µs</th><th>samples</th><th>undisturbed p50 µs</th><th>undisturbed p99 µs</th><th>disturbed</th></tr>");
     let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
     for r in rows {
-        let l = r.latency_ns;
+        let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
         let o = r.overhead_pct.map_or("-".into(), |o| format!("{o:.2}"));
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{:.0} {}</td><td>{o}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.0} {}</td><td>{o}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.workload),
             esc(&r.model),
             r.throughput_ops_s,
@@ -149,10 +162,13 @@ fn table(rows: &[Row]) -> String {
             us(l.p99),
             us(l.p999),
             us(l.max),
-            r.samples
+            r.samples,
+            us(u.p50),
+            us(u.p99),
+            r.host_disturbed
         );
     }
-    s += "</table>";
+    s += "</table><p>Undisturbed: the samples during whose period the host did not preempt the thread the subject runs on (its involuntary context switches did not go up); disturbed: the others.</p>";
     for line in policies(rows) {
         let _ = write!(s, "<p>{}</p>", esc(&line));
     }

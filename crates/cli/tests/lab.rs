@@ -8,13 +8,15 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 16] = [
+const ROW_KEYS: [&str; 18] = [
     "model",
     "workload",
     "unit",
     "size",
     "latency_ns",
     "samples",
+    "latency_undisturbed_ns",
+    "host_disturbed",
     "throughput_ops_s",
     "overhead_pct",
     "loaded_throughput_ops_s",
@@ -70,6 +72,8 @@ fn latency_takes_its_count_and_the_histogram_adds_up() {
         assert_eq!(p["latency_ns"]["count"], 60, "{p}");
         let sum: u64 = p["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
         assert_eq!(sum, 60, "the histogram holds every sample: {p}");
+        let undisturbed = p["latency_undisturbed_ns"]["count"].as_u64().unwrap();
+        assert_eq!(undisturbed + p["host_disturbed"].as_u64().unwrap(), 60, "{p}");
     }
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
@@ -100,6 +104,8 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         assert!(r["overhead_pct"].as_f64().is_some(), "{r}");
         let sum: u64 = r["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
         assert_eq!(sum, r["samples"].as_u64().unwrap(), "{r}");
+        let undisturbed = r["latency_undisturbed_ns"]["count"].as_u64().unwrap();
+        assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
         assert!(r["policy"].is_string(), "{r}");
     }
     let none = rows.iter().find(|r| r["model"] == "none").unwrap();

@@ -168,6 +168,11 @@ pub struct Row {
     /// Every probe's samples pooled.
     pub latency_ns: Latency,
     pub samples: u64,
+    /// As `latency_ns`, over the samples during whose period the host did not preempt the
+    /// thread the subject runs on (the kernel's CPU thread, the runtime's thread, the probe).
+    pub latency_undisturbed_ns: Latency,
+    /// Samples whose period the host disturbed (`samples - latency_undisturbed_ns.count`).
+    pub host_disturbed: u64,
     /// Median over rounds of units per second with no probe running.
     pub throughput_ops_s: f64,
     /// `(throughput of none / throughput - 1) * 100` for the same workload; null without `none`.
@@ -243,6 +248,8 @@ fn rows(cfg: &CompareConfig, subjects: &[Subject], cells: &[Vec<Cell>]) -> Vec<R
                 size: w.size,
                 latency_ns: latency,
                 samples: latency.count,
+                latency_undisturbed_ns: pooled.undisturbed(),
+                host_disturbed: pooled.disturbed(),
                 throughput_ops_s: tp,
                 overhead_pct: base.map(|b| if Some(si) == none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
                 loaded_throughput_ops_s: median(&c.loaded),

@@ -137,8 +137,10 @@ fn host_probe(spec: ProbeSpec, start: u64, deadline: u64) -> LatencyHist {
         if next > deadline {
             return h;
         }
+        let host = arch::host::involuntary_switches();
         arch::host::sleep_until_ns(next);
-        h.record(arch::clock::now_ns().saturating_sub(next));
+        let late = arch::clock::now_ns().saturating_sub(next);
+        h.record_sample(late, arch::host::involuntary_switches() != host);
     }
 }
 
@@ -194,8 +196,10 @@ async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u6
                     if next > deadline {
                         return h;
                     }
+                    let host = arch::host::involuntary_switches();
                     tokio::time::sleep_until(next).await;
-                    h.record(tokio::time::Instant::now().saturating_duration_since(next).as_nanos() as u64);
+                    let late = tokio::time::Instant::now().saturating_duration_since(next).as_nanos() as u64;
+                    h.record_sample(late, arch::host::involuntary_switches() != host);
                 }
             })
         })

@@ -256,7 +256,8 @@ fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
     0
 }
 
-/// The cyclictest loop on absolute deadlines.
+/// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the
+/// CPU thread away during its period (the worker and the probe share that thread).
 fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
     let mut h = LatencyHist::new();
     let mut next = start;
@@ -265,8 +266,10 @@ fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop
         if next > deadline || matches!(stop, Stop::Loops(n) if h.count() >= n) {
             break;
         }
+        let host = arch::host::involuntary_switches();
         kernel::time::sleep_until(next);
-        h.record(kernel::time::now_ns().saturating_sub(next));
+        let late = kernel::time::now_ns().saturating_sub(next);
+        h.record_sample(late, arch::host::involuntary_switches() != host);
     }
     sh.hists.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(h);
     0

@@ -2,8 +2,9 @@
 //! binning for charts.
 //!
 //! **Mechanism.** Every sample goes into an [`hdrhistogram::Histogram`] with three significant
-//! digits (a recorded value is exact to 0.1%) and into an exact min/max. Percentiles come from
-//! the histogram; min and max are the exact samples. [`LatencyHist::bins`] regroups the
+//! digits (a recorded value is exact to 0.1%) and into an exact min/max; a sample during whose
+//! period the host did not preempt the subject's thread also goes into a second, *undisturbed*
+//! pair. Percentiles come from the histograms; min and max are the exact samples. [`LatencyHist::bins`] regroups the
 //! histogram into half-octave bins (bounds `2^(k/2)` µs) for log-scale charts.
 //!
 //! **Invariant.** Nothing is dropped: the histogram's total count, the sum of its bins and the
@@ -36,12 +37,48 @@ pub struct Bin {
     pub count: u64,
 }
 
-/// Lateness samples of one probe (or several pooled).
+/// One distribution: the histogram and the exact extremes.
 #[derive(Clone, Debug)]
-pub struct LatencyHist {
+struct Dist {
     hist: Histogram<u64>,
     min: u64,
     max: u64,
+}
+
+impl Dist {
+    fn new() -> Dist {
+        let hist = Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("valid histogram bounds");
+        Dist { hist, min: u64::MAX, max: 0 }
+    }
+
+    fn record(&mut self, ns: u64) {
+        self.hist.saturating_record(ns.min(HIGHEST_NS));
+        self.min = self.min.min(ns);
+        self.max = self.max.max(ns);
+    }
+
+    fn merge(&mut self, other: &Dist) {
+        self.hist.add(&other.hist).expect("histograms of one shape");
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    fn summary(&self) -> Latency {
+        if self.hist.is_empty() {
+            return Latency::default();
+        }
+        let q = |q: f64| self.hist.value_at_quantile(q).clamp(self.min, self.max);
+        Latency { min: self.min, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: self.max, count: self.hist.len() }
+    }
+}
+
+/// Lateness samples of one probe (or several pooled): every sample, and apart from them the
+/// *undisturbed* ones, during whose period the host did not take the CPU away from the
+/// thread the subject runs on (see [`LatencyHist::record_sample`]).
+#[derive(Clone, Debug)]
+pub struct LatencyHist {
+    all: Dist,
+    undisturbed: Dist,
 }
 
 impl Default for LatencyHist {
@@ -53,36 +90,48 @@ impl Default for LatencyHist {
 impl LatencyHist {
     /// An empty histogram (it allocates its counts here, never when recording).
     pub fn new() -> LatencyHist {
-        let hist = Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("valid histogram bounds");
-        LatencyHist { hist, min: u64::MAX, max: 0 }
+        LatencyHist { all: Dist::new(), undisturbed: Dist::new() }
     }
 
-    /// Records one sample.
+    /// Records one undisturbed sample.
     pub fn record(&mut self, ns: u64) {
-        self.hist.saturating_record(ns.min(HIGHEST_NS));
-        self.min = self.min.min(ns);
-        self.max = self.max.max(ns);
+        self.record_sample(ns, false);
+    }
+
+    /// Records one sample; `host_disturbed` says the host preempted the subject's thread
+    /// during the sample's period (its involuntary context switches went up), so the sample
+    /// counts in [`summary`](Self::summary) but not in [`undisturbed`](Self::undisturbed).
+    pub fn record_sample(&mut self, ns: u64, host_disturbed: bool) {
+        self.all.record(ns);
+        if !host_disturbed {
+            self.undisturbed.record(ns);
+        }
     }
 
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: &LatencyHist) {
-        self.hist.add(&other.hist).expect("histograms of one shape");
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
+        self.all.merge(&other.all);
+        self.undisturbed.merge(&other.undisturbed);
     }
 
     /// Samples recorded.
     pub fn count(&self) -> u64 {
-        self.hist.len()
+        self.all.hist.len()
     }
 
-    /// min, p50, p99, p99.9, max.
+    /// Samples whose period the host disturbed.
+    pub fn disturbed(&self) -> u64 {
+        self.count() - self.undisturbed.hist.len()
+    }
+
+    /// min, p50, p99, p99.9, max of every sample.
     pub fn summary(&self) -> Latency {
-        if self.count() == 0 {
-            return Latency::default();
-        }
-        let q = |q: f64| self.hist.value_at_quantile(q).clamp(self.min, self.max);
-        Latency { min: self.min, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: self.max, count: self.count() }
+        self.all.summary()
+    }
+
+    /// The same over the undisturbed samples only.
+    pub fn undisturbed(&self) -> Latency {
+        self.undisturbed.summary()
     }
 
     /// Half-octave bins from below 1 µs up to the bin holding the largest sample: the first
@@ -90,14 +139,14 @@ impl LatencyHist {
     /// [`count`](Self::count).
     pub fn bins(&self) -> Vec<Bin> {
         let mut edges = vec![0u64, 1000];
-        let top = self.hist.max().max(1000);
+        let top = self.all.hist.max().max(1000);
         while *edges.last().unwrap() <= top {
             let k = edges.len() - 1; // edges[k] = 2^((k-1)/2) µs
             edges.push((1000.0 * 2f64.powf(k as f64 / 2.0)).round() as u64);
         }
         let mut bins: Vec<Bin> = edges.windows(2).map(|w| Bin { lo_ns: w[0], hi_ns: w[1], count: 0 }).collect();
-        for v in self.hist.iter_recorded() {
-            let value = self.hist.lowest_equivalent(v.value_iterated_to());
+        for v in self.all.hist.iter_recorded() {
+            let value = self.all.hist.lowest_equivalent(v.value_iterated_to());
             let i = bins.partition_point(|b| b.hi_ns <= value).min(bins.len() - 1);
             bins[i].count += v.count_at_value();
         }
@@ -141,8 +190,11 @@ mod tests {
         a.record(10);
         b.record(30);
         b.record(20);
+        b.record_sample(5000, true);
         a.merge(&b);
         let l = a.summary();
-        assert_eq!((l.min, l.max, l.count), (10, 30, 3));
+        assert_eq!((l.min, l.max, l.count), (10, 5000, 4));
+        let u = a.undisturbed();
+        assert_eq!((u.min, u.max, u.count, a.disturbed()), (10, 30, 3, 1));
     }
 }
