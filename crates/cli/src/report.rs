@@ -1,6 +1,6 @@
 //! The HTML report of `atomkernel compare --report DIR`: one self-contained page with the
 //! answer in words, the table, and SVG charts (latency histograms per model on log scales,
-//! overhead bars, the seed scenario's timeline per model), plus the rows as JSON.
+//! overhead bars, p50 and p99 bars, the seed scenario's timeline per model), plus the rows as JSON.
 //!
 //! **Mechanism.** The page is written from the comparison's rows and from one run of the seed
 //! scenario per model; charts are inline SVG ([`crate::svg`]). A small inline script counts the
@@ -128,6 +128,8 @@ pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioRe
         let over: Vec<(String, f64)> =
             wr.iter().map(|r| (r.model.clone(), r.overhead_pct.unwrap_or(f64::NAN))).collect();
         s += &svg::bars(&format!("{w}: throughput overhead against none"), &over, "%");
+        let p50: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p50 as f64 / 1e3)).collect();
+        s += &svg::bars(&format!("{w}: p50 latency"), &p50, " µs");
         let p99: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p99 as f64 / 1e3)).collect();
         s += &svg::bars(&format!("{w}: p99 latency"), &p99, " µs");
         s += "</div><div class=\"grid\">";

@@ -166,7 +166,7 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let charts = html.matches("<svg xmlns").count();
     let models = PreemptModel::BUILT.len();
-    assert_eq!(charts, 2 + (models + 2) + models, "bars x2, a histogram per model and peer, a timeline per model");
+    assert_eq!(charts, 3 + (models + 2) + models, "bars x3, a histogram per model and peer, a timeline per model");
     assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
     assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
     let json: Vec<serde_json::Value> =
