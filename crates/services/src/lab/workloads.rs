@@ -140,7 +140,9 @@ pub fn parse(list: &str, sizes: &str) -> Result<Vec<Workload>, String> {
                 info.name, info.size_min, info.size_max, info.size_meaning
             ));
         }
-        chosen.iter_mut().filter(|w| w.index == index).for_each(|w| w.size = n);
+        let w = chosen.iter_mut().find(|w| w.index == index);
+        w.ok_or_else(|| format!("--size {pair}: {} is not among the chosen workloads (--workload)", info.name))?.size =
+            n;
     }
     Ok(chosen)
 }
@@ -312,5 +314,6 @@ mod tests {
         assert!(parse("copy", "copy=0").unwrap_err().contains("copy takes 1..=4096"));
         assert!(parse("copy", "copy").unwrap_err().contains("write NAME=N"));
         assert!(parse("copy", "disk=3").unwrap_err().contains("unknown workload 'disk'"));
+        assert!(parse("copy", "hog=3").unwrap_err().contains("hog is not among the chosen workloads"));
     }
 }
