@@ -20,5 +20,5 @@ pub mod workloads;
 pub use compare::{CompareConfig, Row, Subject};
 pub use peers::Peer;
 pub use probe::{ProbeSet, ProbeSpec, RunOut, Stop};
-pub use stats::{Bin, Latency, LatencyHist};
+pub use stats::{percentiles, Bin, Latency, LatencyHist};
 pub use workloads::{Workload, WORKLOADS};

@@ -154,6 +154,13 @@ impl LatencyHist {
     }
 }
 
+/// The distribution of `samples` (in ns), through the same histogram as every probe's.
+pub fn percentiles(samples: &[u64]) -> Latency {
+    let mut h = LatencyHist::new();
+    samples.iter().for_each(|&s| h.record(s));
+    h.summary()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +174,8 @@ mod tests {
         let l = h.summary();
         assert_eq!((l.min, l.p50, l.p99, l.p999, l.max, l.count), (1, 500, 990, 999, 1000, 1000));
         assert_eq!(LatencyHist::new().summary(), Latency::default());
+        assert_eq!(percentiles(&[30, 10, 20]), Latency { min: 10, p50: 20, p99: 30, p999: 30, max: 30, count: 3 });
+        assert_eq!(percentiles(&[]), Latency::default());
     }
 
     #[test]
