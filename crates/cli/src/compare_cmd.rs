@@ -24,8 +24,8 @@ pub struct CompareArgs {
     /// call; hog: atoms per system call).
     #[arg(long, default_value = "")]
     size: String,
-    /// Length of each run in seconds (above 0, at most 600).
-    #[arg(long)]
+    /// Length of each run in seconds (above 0, at most 600; `--seconds` as in `models`).
+    #[arg(long, alias = "seconds")]
     duration: Option<f64>,
     /// Rounds over all cells (throughput medians, latency samples pooled), 1..=100.
     #[arg(long)]

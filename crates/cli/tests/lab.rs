@@ -132,6 +132,15 @@ fn compare_table_has_a_row_per_model_and_the_answer() {
 }
 
 #[test]
+fn models_is_the_same_command() {
+    let args = ["models", "--seconds", "0.05", "--rounds", "1", "--peers", "none", "--workload", "hog", "--json"];
+    let (code, out, err) = atomkernel(&args);
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<String> = rows(&out).iter().map(|r| r["model"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, PreemptModel::BUILT.map(|m| m.name().to_string()));
+}
+
+#[test]
 fn no_arguments_starts_the_comparison() {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atomkernel"))
