@@ -130,9 +130,11 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
         works.join(", ")
     );
     let bar = progress_bar(cfg.steps());
+    let mut started = 0;
     let rows = compare::run(&cfg, &mut |what| {
+        bar.set_position(started);
         bar.set_message(what.to_string());
-        bar.inc(1);
+        started += 1;
     });
     bar.finish_and_clear();
     let rows = rows?;

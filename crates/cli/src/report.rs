@@ -48,7 +48,9 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
             let _ = write!(line, "; lowest overhead against none: {} ({o:+.2}%)", r.model);
         }
         if let Some(none) = models.iter().find(|r| r.model == "none") {
-            let _ = write!(line, " (none's own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
+            if none.rounds_throughput_ops_s.len() > 1 {
+                let _ = write!(line, " (none's own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
+            }
             let (l, u) = (none.latency_ns, none.latency_undisturbed_ns);
             let _ =
                 write!(line, "; none: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us", us(l.p50), us(l.p99), us(u.p99));

@@ -201,7 +201,7 @@ struct Cell {
     policy: Option<String>,
 }
 
-/// Runs the comparison; `progress` hears about each run as it ends (`"none/loader latency"`).
+/// Runs the comparison; `progress` hears about each run as it starts (`"none/loader latency"`).
 pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, String> {
     cfg.validate()?;
     let (subjects, specs, ns) = (cfg.subjects(), cfg.probes.specs(), (cfg.seconds * 1e9) as u64);
@@ -211,9 +211,10 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
         for (wi, &w) in cfg.workloads.iter().enumerate() {
             for (si, &s) in subjects.iter().enumerate() {
                 let cell = &mut cells[wi][si];
+                progress(&format!("{}/{} throughput", s.name(), w.name()));
                 let (quiet, _) = s.run(w, &[], ns, cfg.cpu)?;
                 cell.quiet.push(quiet.units_per_s());
-                progress(&format!("{}/{} throughput", s.name(), w.name()));
+                progress(&format!("{}/{} latency", s.name(), w.name()));
                 let (loaded, policy) = s.run(w, &specs, ns, cfg.cpu)?;
                 cell.loaded.push(loaded.units_per_s());
                 if cell.hists.is_empty() {
@@ -222,7 +223,6 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
                     cell.hists.iter_mut().zip(&loaded.hists).for_each(|(a, b)| a.merge(b));
                 }
                 cell.policy = Some(policy);
-                progress(&format!("{}/{} latency", s.name(), w.name()));
             }
         }
     }
