@@ -1,14 +1,19 @@
 //! `atomkernel`: the command line of the atomkernel lab.
 //!
-//! With no command it runs its main job on the embedded defaults: the 1996 scenario under
-//! every preemption model this build has (`atomkernel demo --preempt all`).
+//! With no command it runs its main job on the embedded defaults: the latency lab's comparison
+//! of every preemption model this build has and the peers, on every workload
+//! (`atomkernel compare`).
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use kernel::PreemptModel;
 use services::scenario::{self, ScenarioConfig};
 use std::process::ExitCode;
 
-mod lab_cmd;
+mod compare_cmd;
+mod latency_cmd;
+mod report;
+mod svg;
 mod torture_cmd;
 
 #[derive(Parser)]
@@ -25,8 +30,12 @@ enum Command {
     /// Register-integrity torture: every register, flag and vector register checked across
     /// preemptions.
     Torture(torture_cmd::TortureArgs),
-    /// Every built model side by side: normal-path throughput and RT wakeup latency under load.
-    Models(lab_cmd::ModelsArgs),
+    /// Every built model and the peers side by side on every workload: RT latency and
+    /// normal-path throughput with the overhead against `none` (the default job).
+    #[command(alias = "models")]
+    Compare(compare_cmd::CompareArgs),
+    /// cyclictest inside atomkernel: RT probes beside a workload under one model.
+    Latency(latency_cmd::LatencyArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points {
         /// Print one JSON object per site.
@@ -175,10 +184,11 @@ fn points(json: bool) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let outcome = match cli.command.unwrap_or(Command::Demo(default_demo())) {
+    let outcome = match cli.command.unwrap_or(Command::Compare(compare_cmd::CompareArgs::defaults())) {
         Command::Demo(a) => demo(&a),
         Command::Torture(a) => torture_cmd::run(&a),
-        Command::Models(a) => lab_cmd::run(&a),
+        Command::Compare(a) => compare_cmd::run(&a),
+        Command::Latency(a) => latency_cmd::run(&a),
         Command::Points { json } => points(json),
     };
     match outcome {
@@ -187,19 +197,5 @@ fn main() -> ExitCode {
             eprintln!("atomkernel: {e}");
             ExitCode::from(2)
         }
-    }
-}
-
-fn default_demo() -> DemoArgs {
-    let sc = ScenarioConfig::default();
-    DemoArgs {
-        preempt: "all".into(),
-        json: false,
-        atoms: sc.atoms,
-        atom_us: sc.atom_us,
-        irq_at_us: sc.irq_at_us,
-        kind: sc.kind.name().into(),
-        switch_to: None,
-        repeat: 1,
     }
 }

@@ -4,8 +4,8 @@ mod common;
 use common::atomkernel;
 
 #[test]
-fn default_job_runs_the_demo_for_every_built_model() {
-    let (code, out, err) = atomkernel(&[]);
+fn demo_runs_the_seed_scenario_for_every_built_model() {
+    let (code, out, err) = atomkernel(&["demo"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("preempt=none: 5 atoms"), "{out}");
     assert!(out.contains("RT task ran after atom 5"), "{out}");

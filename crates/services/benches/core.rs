@@ -1,5 +1,7 @@
 //! Micro-benchmarks of the kernel core's mechanisms, each measured inside a kernel instance,
-//! with the host's own thread switch for comparison.
+//! with the host's own thread switch for comparison: task switch, interrupt entry to handler,
+//! `preempt_disable`/`enable`, `cond_resched` with nothing pending, a preemption point, the patch
+//! and restore of one site, and the same switch between host threads.
 //!
 //! `cargo bench -p atomkernel-services --bench core`
 
@@ -149,6 +151,26 @@ fn preempt_pair(c: &mut Criterion) {
     });
 }
 
+/// One iteration = `cond_resched()` in kernel code when nothing is pending: a per-CPU load and
+/// test of `need_resched`, no reschedule.
+fn cond_resched_idle(c: &mut Criterion) {
+    c.bench_function("cond_resched, nothing pending", |b| {
+        b.iter_custom(|iters| {
+            in_kernel(move || {
+                kernel::syscall(|| {
+                    let t0 = kernel::time::now_ns();
+                    let mut taken = 0u64;
+                    for _ in 0..iters {
+                        taken += std::hint::black_box(kernel::cond_resched()) as u64;
+                    }
+                    std::hint::black_box(taken);
+                    kernel::time::now_ns() - t0
+                })
+            })
+        })
+    });
+}
+
 /// One iteration's time = from the device handler (which wakes an RT task) to that RT task
 /// running, when the interrupt lands in a user-mode task spinning in its own code: context
 /// injection, trampoline (XSAVE), `preempt_schedule_irq`, switch. The device's host thread
@@ -242,6 +264,6 @@ fn patch_site(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, irq_preemption, points, patch_site
+    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, cond_resched_idle, irq_preemption, points, patch_site
 }
 criterion_main!(benches);

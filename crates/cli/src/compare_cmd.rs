@@ -1,0 +1,232 @@
+//! `atomkernel compare` (also the default job, and `models`): every model and peer × the chosen
+//! workloads in one interleaved run (`services::lab::compare`); a progress bar while it runs, a
+//! plain table (or JSON lines) at the end, and an HTML report on request.
+
+use crate::report;
+use indicatif::{ProgressBar, ProgressStyle};
+use services::lab::compare::{self, CompareConfig, Row};
+use services::lab::probe::CpuPolicy;
+use services::lab::{workloads, Peer, ProbeSet};
+use std::io::IsTerminal;
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// Preemption models as a comma list (none,voluntary,...) or `all` for every built model.
+    #[arg(long, default_value = "all")]
+    preempt: String,
+    /// Peers as a comma list (host-fifo, tokio), `all` or `none`.
+    #[arg(long, default_value = "all")]
+    peers: String,
+    /// Workloads as a comma list (loader, copy, checksum, hog) or `all`.
+    #[arg(long, default_value = "all")]
+    workload: String,
+    /// Workload sizes as NAME=N,... (loader: KiB of module; copy, checksum: pages per system
+    /// call; hog: atoms per system call).
+    #[arg(long, default_value = "")]
+    size: String,
+    /// Length of each run in seconds (above 0, at most 600; `--seconds` as in `models`).
+    #[arg(long, alias = "seconds")]
+    duration: Option<f64>,
+    /// Rounds over all cells (throughput medians, latency samples pooled), 1..=100.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// A short run for smoke tests: --duration 0.1 --rounds 1 (explicit options win).
+    #[arg(long)]
+    quick: bool,
+    /// Probes (cyclictest's -t), 1..=16.
+    #[arg(long, default_value_t = ProbeSet::default().threads)]
+    threads: usize,
+    /// SCHED_FIFO priority of the first probe (cyclictest's -p); probe i runs at prio - i.
+    #[arg(long, default_value_t = ProbeSet::default().prio)]
+    prio: u8,
+    /// Period of the first probe in microseconds (cyclictest's -i), 100..=1000000.
+    #[arg(long, default_value_t = ProbeSet::default().interval_us)]
+    interval_us: u64,
+    /// Added to the period of each further probe, in microseconds (cyclictest's -d).
+    #[arg(long, default_value_t = ProbeSet::default().distance_us)]
+    distance_us: u64,
+    /// Host nice value (-20..=19) for the threads that run workloads: each kernel instance's
+    /// CPU thread, the host peer's hog, the tokio runtime's thread. `keep` leaves them alone.
+    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    cpu_nice: String,
+    /// Print one JSON object per model (or peer) and workload, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html.
+    #[arg(long, value_name = "DIR")]
+    report: Option<std::path::PathBuf>,
+}
+
+impl CompareArgs {
+    /// The embedded defaults (`atomkernel` with no arguments).
+    pub fn defaults() -> CompareArgs {
+        let p = ProbeSet::default();
+        CompareArgs {
+            preempt: "all".into(),
+            peers: "all".into(),
+            workload: "all".into(),
+            size: String::new(),
+            duration: None,
+            rounds: None,
+            quick: false,
+            threads: p.threads,
+            prio: p.prio,
+            interval_us: p.interval_us,
+            distance_us: p.distance_us,
+            cpu_nice: "-20".into(),
+            json: false,
+            report: None,
+        }
+    }
+
+    fn config(&self) -> Result<CompareConfig, String> {
+        let d = CompareConfig::default();
+        let (seconds, rounds) = if self.quick { (0.1, 1) } else { (d.seconds, d.rounds) };
+        let cfg = CompareConfig {
+            models: compare::parse_models(&self.preempt)?,
+            peers: Peer::parse_list(&self.peers)?,
+            workloads: workloads::parse(&self.workload, &self.size)?,
+            seconds: self.duration.unwrap_or(seconds),
+            rounds: self.rounds.unwrap_or(rounds),
+            probes: ProbeSet {
+                threads: self.threads,
+                prio: self.prio,
+                interval_us: self.interval_us,
+                distance_us: self.distance_us,
+            },
+            cpu: cpu_policy(&self.cpu_nice)?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `--cpu-nice N|keep`.
+pub fn cpu_policy(arg: &str) -> Result<CpuPolicy, String> {
+    if arg.trim() == "keep" {
+        return Ok(CpuPolicy::Shared);
+    }
+    match arg.trim().parse::<i8>() {
+        Ok(n) if (-20..=19).contains(&n) => Ok(CpuPolicy::Nice(n)),
+        _ => Err(format!("--cpu-nice {arg}: use a nice value -20..=19, or keep")),
+    }
+}
+
+pub fn run(a: &CompareArgs) -> Result<(), String> {
+    let cfg = a.config()?;
+    if let Some(dir) = &a.report {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--report {}: cannot create it: {e}", dir.display()))?;
+    }
+    let names: Vec<String> = cfg.subjects().iter().map(|s| s.name()).collect();
+    let works: Vec<&str> = cfg.workloads.iter().map(|w| w.name()).collect();
+    eprintln!(
+        "atomkernel compare: {} x {} workloads x {} rounds x 2 runs of {} s (about {:.0} s): {}; {}",
+        names.len(),
+        works.len(),
+        cfg.rounds,
+        cfg.seconds,
+        cfg.estimated_seconds() * 1.15,
+        names.join(", "),
+        works.join(", ")
+    );
+    let bar = progress_bar(cfg.steps());
+    let mut started = 0;
+    let rows = compare::run(&cfg, &mut |what| {
+        bar.set_position(started);
+        bar.set_message(what.to_string());
+        started += 1;
+    });
+    bar.finish_and_clear();
+    let rows = rows?;
+    if a.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+        }
+    } else {
+        print!("{}", table(&cfg, &rows));
+    }
+    if let Some(dir) = &a.report {
+        let path = report::write(dir, &cfg, &rows)?;
+        eprintln!("atomkernel compare: report written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// A bar on stderr when it is a terminal; hidden otherwise (pipes, CI, tests).
+fn progress_bar(steps: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs, eta {eta}: {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+/// The plain table: one line per model or peer and workload.
+pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
+    let p = &cfg.probes;
+    let mut s = String::from(
+        "u_p50/u_p99: the samples during whose period the host did not preempt the subject's thread; \
+         disturb: the samples it did\n",
+    );
+    s += &format!(
+        "probe: {} x SCHED_FIFO {} every {} us (cyclictest -t{} -p{} -i{} -d{}); {} s per run, {} rounds, HZ={}\n",
+        p.threads,
+        p.prio,
+        p.interval_us,
+        p.threads,
+        p.prio,
+        p.interval_us,
+        p.distance_us,
+        cfg.seconds,
+        cfg.rounds,
+        rows.first().map_or(0, |r| r.hz)
+    );
+    s += &format!(
+        "{:<9} {:<15} {:>14} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
+        "workload",
+        "model",
+        "throughput/s",
+        "overhead%",
+        "min_us",
+        "p50_us",
+        "p99_us",
+        "p99.9_us",
+        "max_us",
+        "samples",
+        "u_p50_us",
+        "u_p99_us",
+        "disturb"
+    );
+    let us = |ns: u64| ns as f64 / 1e3;
+    for r in rows {
+        let overhead = r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}"));
+        let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
+        s += &format!(
+            "{:<9} {:<15} {:>14} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
+            r.workload,
+            r.model,
+            format!("{:.0} {}", r.throughput_ops_s, r.unit),
+            overhead,
+            us(l.min),
+            us(l.p50),
+            us(l.p99),
+            us(l.p999),
+            us(l.max),
+            r.samples,
+            us(u.p50),
+            us(u.p99),
+            r.host_disturbed
+        );
+    }
+    for line in report::policies(rows) {
+        s += &format!("{line}\n");
+    }
+    for v in report::verdict(rows) {
+        s += &format!("{v}\n");
+    }
+    s
+}

@@ -1,0 +1,134 @@
+//! `atomkernel latency`: cyclictest inside atomkernel. RT probes (priority, interval, count or
+//! duration as options) sleep to each period and record how late they ran, beside a workload,
+//! under one preemption model; min, p50, p99, p99.9, max and a log-scale histogram per probe.
+
+use kernel::PreemptModel;
+use services::lab::probe::{self, ProbeSet, Stop};
+use services::lab::{workloads, LatencyHist};
+
+#[derive(clap::Args)]
+pub struct LatencyArgs {
+    /// The preemption model to boot (none, voluntary, full, lazy, cpulock, ...).
+    #[arg(long, default_value = "full")]
+    preempt: String,
+    /// The load beside the probes: a workload (loader, copy, checksum, hog) or `none`.
+    #[arg(long, default_value = "checksum")]
+    workload: String,
+    /// The workload's size as NAME=N (see `compare --help`).
+    #[arg(long, default_value = "")]
+    size: String,
+    /// Probes (cyclictest's -t), 1..=16.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// SCHED_FIFO priority of the first probe (cyclictest's -p); probe i runs at prio - i.
+    #[arg(long, default_value_t = 80)]
+    prio: u8,
+    /// Period of the first probe in microseconds (cyclictest's -i), 100..=1000000.
+    #[arg(long, default_value_t = 1000)]
+    interval_us: u64,
+    /// Added to the period of each further probe, in microseconds (cyclictest's -d).
+    #[arg(long, default_value_t = 500)]
+    distance_us: u64,
+    /// Stop after this many seconds (cyclictest's -D); the default when --loops is not given: 5.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop when every probe has taken this many samples (cyclictest's -l).
+    #[arg(long)]
+    loops: Option<u64>,
+    /// Host nice value (-20..=19) for the kernel's CPU thread, or `keep`.
+    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    cpu_nice: String,
+    /// Print one JSON object instead of the text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &LatencyArgs) -> Result<(), String> {
+    let model: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    if !model.is_built() {
+        return Err(format!("--preempt {model}: not built yet; choose one of {}", built()));
+    }
+    let workload = match a.workload.trim() {
+        "none" => None,
+        w => Some(workloads::parse(w, &a.size)?.remove(0)),
+    };
+    let set = ProbeSet { threads: a.threads, prio: a.prio, interval_us: a.interval_us, distance_us: a.distance_us };
+    set.validate()?;
+    let stop = match (a.duration, a.loops) {
+        (Some(_), Some(_)) => return Err("--duration and --loops: give one of them, not both".into()),
+        (_, Some(0)) => return Err("--loops 0: take at least 1 sample per probe".into()),
+        (_, Some(n)) => Stop::Loops(n),
+        (d, None) => {
+            let s = d.unwrap_or(5.0);
+            probe::validate_seconds(s)?;
+            if s * 1e6 < a.interval_us as f64 {
+                return Err(format!(
+                    "--duration {s} is shorter than one probe period (--interval-us {})",
+                    a.interval_us
+                ));
+            }
+            Stop::After((s * 1e9) as u64)
+        }
+    };
+    let specs = set.specs();
+    let cpu = crate::compare_cmd::cpu_policy(&a.cpu_nice)?;
+    let out = probe::run_kernel(model, workload, &specs, stop, cpu)?;
+    let wname = workload.map_or("none", |w| w.name());
+    if a.json {
+        let probes: Vec<_> = specs
+            .iter()
+            .zip(&out.hists)
+            .map(|(s, h)| {
+                serde_json::json!({"prio": s.prio, "interval_us": s.interval_ns / 1000,
+                    "latency_ns": h.summary(), "latency_undisturbed_ns": h.undisturbed(),
+                    "host_disturbed": h.disturbed(), "histogram": h.bins()})
+            })
+            .collect();
+        let v = serde_json::json!({"model": model.name(), "workload": wname,
+            "throughput_ops_s": out.units_per_s(), "unit": workload.map(|w| w.info().unit), "policy": out.policy,
+            "probes": probes});
+        println!("{v}");
+        return Ok(());
+    }
+    let unit = workload.map_or("units", |w| w.info().unit);
+    let policy = out.policy.as_deref().unwrap_or("");
+    println!("preempt={model}, workload {wname}: {:.0} {unit}/s beside the probes; {policy}", out.units_per_s());
+    for (i, (s, h)) in specs.iter().zip(&out.hists).enumerate() {
+        print!("{}", render(i, s.prio, s.interval_ns / 1000, h));
+    }
+    Ok(())
+}
+
+fn built() -> String {
+    PreemptModel::BUILT.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// One probe as text: cyclictest's summary line and a histogram of `#` bars (log of counts).
+fn render(i: usize, prio: u8, interval_us: u64, h: &LatencyHist) -> String {
+    let l = h.summary();
+    let us = |ns: u64| ns as f64 / 1e3;
+    let mut s = format!(
+        "T:{i} P:{prio} I:{interval_us}us C:{} Min:{:.1} P50:{:.1} P99:{:.1} P99.9:{:.1} Max:{:.1} (us)\n",
+        l.count,
+        us(l.min),
+        us(l.p50),
+        us(l.p99),
+        us(l.p999),
+        us(l.max)
+    );
+    let u = h.undisturbed();
+    s += &format!(
+        "     undisturbed by the host: C:{} P50:{:.1} P99:{:.1} Max:{:.1} (us); disturbed: {}\n",
+        u.count,
+        us(u.p50),
+        us(u.p99),
+        us(u.max),
+        h.disturbed()
+    );
+    let max_log = h.bins().iter().map(|b| ((b.count + 1) as f64).log2()).fold(1.0, f64::max);
+    for b in h.bins().iter().filter(|b| b.count > 0) {
+        let bar = "#".repeat((((b.count + 1) as f64).log2() / max_log * 40.0).ceil() as usize);
+        s += &format!("  {:>9.1} .. {:>9.1} us {:>8} {bar}\n", us(b.lo_ns), us(b.hi_ns), b.count);
+    }
+    s
+}

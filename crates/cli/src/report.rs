@@ -1,0 +1,212 @@
+//! The HTML report of `atomkernel compare --report DIR`: one self-contained page with the
+//! answer in words, the table, and SVG charts (latency histograms per model on log scales,
+//! overhead bars, p50 and p99 bars, the seed scenario's timeline per model), plus the rows as JSON.
+//!
+//! **Mechanism.** The page is written from the comparison's rows and from one run of the seed
+//! scenario per model; charts are inline SVG ([`crate::svg`]). A small inline script counts the
+//! charts the browser actually laid out and writes the count into the page
+//! (`#svg-count`), which is what the headless-browser test reads.
+//!
+//! **Invariant.** The page references nothing outside itself: no network, no other file.
+
+use crate::svg::{self, esc};
+use services::lab::compare::{CompareConfig, Row};
+use services::scenario::{self, ScenarioConfig};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
+/// the throughput figures, and where `none` and the peers stand.
+pub fn verdict(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    workloads.dedup();
+    let us = |ns: u64| ns as f64 / 1e3;
+    for w in workloads {
+        let models: Vec<&Row> = rows.iter().filter(|r| r.workload == w && !r.model.starts_with("peer:")).collect();
+        let (Some(p50), Some(p99)) =
+            (models.iter().min_by_key(|r| r.latency_ns.p50), models.iter().min_by_key(|r| r.latency_ns.p99))
+        else {
+            continue;
+        };
+        let mut line = format!(
+            "{w}: lowest latency: p50 {} ({:.1} us), p99 {} ({:.1} us)",
+            p50.model,
+            us(p50.latency_ns.p50),
+            p99.model,
+            us(p99.latency_ns.p99)
+        );
+        if let Some(u) = models.iter().min_by_key(|r| r.latency_undisturbed_ns.p99) {
+            let _ = write!(line, ", undisturbed p99 {} ({:.1} us)", u.model, us(u.latency_undisturbed_ns.p99));
+        }
+        let cheap = models
+            .iter()
+            .filter(|r| r.model != "none")
+            .filter_map(|r| r.overhead_pct.map(|o| (r, o)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((r, o)) = cheap {
+            let _ = write!(line, "; lowest overhead against none: {} ({o:+.2}%)", r.model);
+        }
+        if let Some(none) = models.iter().find(|r| r.model == "none") {
+            if none.rounds_throughput_ops_s.len() > 1 {
+                let _ = write!(line, " (none's own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
+            }
+            let (l, u) = (none.latency_ns, none.latency_undisturbed_ns);
+            let _ =
+                write!(line, "; none: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us", us(l.p50), us(l.p99), us(u.p99));
+        }
+        for p in rows.iter().filter(|r| r.workload == w && r.model.starts_with("peer:")) {
+            let (l, u) = (p.latency_ns, p.latency_undisturbed_ns);
+            let _ = write!(
+                line,
+                "; {}: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us",
+                p.model,
+                us(l.p50),
+                us(l.p99),
+                us(u.p99)
+            );
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// `(max - min) / median` of the rounds, in percent: how far apart one subject's own rounds
+/// are, the noise floor of the overhead figures.
+fn spread_pct(rounds: &[f64]) -> f64 {
+    let med = services::lab::compare::median(rounds);
+    let (lo, hi) = rounds.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if med > 0.0 && rounds.len() > 1 {
+        (hi - lo) / med * 100.0
+    } else {
+        0.0
+    }
+}
+
+/// Writes `DIR/index.html` and `DIR/results.json`; returns the page's path.
+pub fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<PathBuf, String> {
+    let mut timelines = Vec::new();
+    for &m in &cfg.models {
+        timelines.push(scenario::run(m, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
+    }
+    let html = page(cfg, rows, &timelines);
+    let path = dir.join("index.html");
+    std::fs::write(&path, html).map_err(|e| format!("--report: cannot write {}: {e}", path.display()))?;
+    let json = serde_json::to_string_pretty(rows).map_err(|e| e.to_string())?;
+    let jpath = dir.join("results.json");
+    std::fs::write(&jpath, json).map_err(|e| format!("--report: cannot write {}: {e}", jpath.display()))?;
+    Ok(path)
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}\
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}\
+.grid{display:flex;flex-wrap:wrap;gap:8px}svg{background:#fafafa;border:1px solid #ddd}h2{margin-top:1.6em}";
+
+const SCRIPT: &str = "<script>(function(){var n=0;document.querySelectorAll('svg.chart').forEach(function(s){\
+var r=s.getBoundingClientRect();if(r.width>0&&r.height>0&&s.querySelector('rect,line'))n++;});\
+var e=document.getElementById('svg-count');e.textContent=String(n);e.setAttribute('data-rendered',String(n));})();</script>";
+
+/// The whole page.
+pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioResult]) -> String {
+    let mut s = format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>atomkernel latency lab</title><style>{STYLE}</style></head><body>");
+    s += "<h1>atomkernel latency lab</h1>";
+    let p = &cfg.probes;
+    let _ = write!(
+        s,
+        "<p>Probe: {} × SCHED_FIFO {} every {} µs (cyclictest -t{} -p{} -i{} -d{}); {} s per run, {} round(s), interleaved. Machine: {}.</p>",
+        p.threads, p.prio, p.interval_us, p.threads, p.prio, p.interval_us, p.distance_us, cfg.seconds, cfg.rounds, esc(&machine())
+    );
+    s += "<h2>The answer</h2><ul>";
+    for v in verdict(rows) {
+        let _ = write!(s, "<li>{}</li>", esc(&v));
+    }
+    s += "</ul><p>Charts rendered: <span id=\"svg-count\">(the inline script did not run)</span></p>";
+    s += &table(rows);
+    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    workloads.dedup();
+    for w in workloads {
+        let wr: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
+        let _ = write!(s, "<h2>Workload: {}</h2><div class=\"grid\">", esc(w));
+        let over: Vec<(String, f64)> =
+            wr.iter().map(|r| (r.model.clone(), r.overhead_pct.unwrap_or(f64::NAN))).collect();
+        s += &svg::bars(&format!("{w}: throughput overhead against none"), &over, "%");
+        let p50: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p50 as f64 / 1e3)).collect();
+        s += &svg::bars(&format!("{w}: p50 latency"), &p50, " µs");
+        let p99: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p99 as f64 / 1e3)).collect();
+        s += &svg::bars(&format!("{w}: p99 latency"), &p99, " µs");
+        s += "</div><div class=\"grid\">";
+        let nbins = wr.iter().map(|r| r.histogram.len()).max().unwrap_or(1);
+        for r in &wr {
+            s += &svg::histogram(&format!("{} / {}", r.model, w), &r.histogram, nbins);
+        }
+        s += "</div>";
+    }
+    s += "<h2>The seed scenario per model</h2><p>A 5-atom system call of 1 ms atoms; a device interrupt 0.2 ms into atom 1 wakes a SCHED_FIFO task.</p>";
+    for t in timelines {
+        s += &format!("<div>{}</div>", svg::timeline(t));
+    }
+    s + SCRIPT + "</body></html>\n"
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::from("<h2>Table</h2><table><tr><th>workload</th><th>model</th><th>throughput/s</th><th>overhead %</th><th>min µs</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>max µs</th><th>samples</th><th>undisturbed p50 µs</th><th>undisturbed p99 µs</th><th>disturbed</th></tr>");
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+    for r in rows {
+        let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
+        let o = r.overhead_pct.map_or("-".into(), |o| format!("{o:.2}"));
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{:.0} {}</td><td>{o}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.workload),
+            esc(&r.model),
+            r.throughput_ops_s,
+            esc(&r.unit),
+            us(l.min),
+            us(l.p50),
+            us(l.p99),
+            us(l.p999),
+            us(l.max),
+            r.samples,
+            us(u.p50),
+            us(u.p99),
+            r.host_disturbed
+        );
+    }
+    s += "</table><p>Undisturbed: the samples during whose period the host did not preempt the thread the subject runs on (its involuntary context switches did not go up); disturbed: the others.</p>";
+    for line in policies(rows) {
+        let _ = write!(s, "<p>{}</p>", esc(&line));
+    }
+    s
+}
+
+/// How the host scheduled each subject, once per distinct line: the models' kernel CPU
+/// threads together when they all got the same, then each peer.
+pub fn policies(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let models: Vec<&Row> = rows.iter().filter(|r| !r.model.starts_with("peer:")).collect();
+    if models.windows(2).all(|w| w[0].policy == w[1].policy) {
+        if let Some(r) = models.first() {
+            out.push(format!("every model: {}", r.policy));
+        }
+    }
+    for r in rows {
+        let line = format!("{}: {}", r.model, r.policy);
+        let shown = !r.model.starts_with("peer:") && out.first().is_some_and(|l| l.starts_with("every model"));
+        if !shown && !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// "N CPUs, MODEL NAME, Linux RELEASE" from /proc, as far as it can be read.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("?", |l| l.trim_start_matches([' ', '\t', ':']));
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, {model}, Linux {}", release.trim())
+}

@@ -1,0 +1,203 @@
+//! The latency lab as a user meets it: `atomkernel latency` and `atomkernel compare` (option
+//! errors with exit code 2, the documented JSON rows, every model present), and the HTML report
+//! rendered in headless Chromium. Behaviour only, never timing thresholds.
+
+use kernel::PreemptModel;
+use std::collections::BTreeSet;
+mod common;
+use common::atomkernel;
+
+/// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
+const ROW_KEYS: [&str; 18] = [
+    "model",
+    "workload",
+    "unit",
+    "size",
+    "latency_ns",
+    "samples",
+    "latency_undisturbed_ns",
+    "host_disturbed",
+    "throughput_ops_s",
+    "overhead_pct",
+    "loaded_throughput_ops_s",
+    "rounds_throughput_ops_s",
+    "probes",
+    "policy",
+    "histogram",
+    "seconds",
+    "rounds",
+    "hz",
+];
+
+fn rows(out: &str) -> Vec<serde_json::Value> {
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn impossible_settings_are_refused_naming_the_option() {
+    let refused = |args: &[&str], needle: &str| {
+        let (code, out, err) = atomkernel(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.starts_with("atomkernel: ") || err.contains("error:"), "{err}");
+        assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+    };
+    refused(&["latency", "--interval-us", "50"], "--interval-us 50: below the timer resolution");
+    refused(&["compare", "--interval-us", "99"], "--interval-us 99: below the timer resolution");
+    refused(&["latency", "--preempt", "fastest"], "unknown preemption model 'fastest'");
+    refused(&["compare", "--preempt", "none,quick"], "unknown preemption model 'quick'");
+    refused(&["compare", "--workload", "compile"], "unknown workload 'compile': choose one of loader, copy");
+    refused(&["latency", "--workload", "compile"], "unknown workload 'compile'");
+    refused(&["latency", "--duration", "0"], "--duration 0: use a duration above 0");
+    refused(&["compare", "--duration", "0"], "--duration 0: use a duration above 0");
+    refused(&["latency", "--loops", "0"], "--loops 0");
+    refused(&["latency", "--loops", "5", "--duration", "1"], "give one of them");
+    refused(&["compare", "--size", "copy=0"], "copy takes 1..=4096");
+    refused(&["compare", "--peers", "go"], "unknown peer 'go'");
+    refused(&["compare", "--prio", "99"], "--prio 99");
+    refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
+    refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
+    refused(&["compare", "--duration", "0.0001"], "shorter than two probe periods");
+}
+
+#[test]
+fn latency_takes_its_count_and_the_histogram_adds_up() {
+    let args = ["latency", "--preempt", "voluntary", "--workload", "loader", "--threads", "2", "--loops", "60"];
+    let (code, out, err) = atomkernel(&[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((v["model"].as_str(), v["workload"].as_str()), (Some("voluntary"), Some("loader")));
+    let probes = v["probes"].as_array().unwrap();
+    assert_eq!(probes.iter().map(|p| p["prio"].as_u64().unwrap()).collect::<Vec<_>>(), [80, 79]);
+    for p in probes {
+        assert_eq!(p["latency_ns"]["count"], 60, "{p}");
+        let sum: u64 = p["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert_eq!(sum, 60, "the histogram holds every sample: {p}");
+        let undisturbed = p["latency_undisturbed_ns"]["count"].as_u64().unwrap();
+        assert_eq!(undisturbed + p["host_disturbed"].as_u64().unwrap(), 60, "{p}");
+    }
+    let (code, out, err) = atomkernel(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("T:0 P:80 I:1000us C:60") && out.contains("T:1 P:79 I:1500us C:60"), "{out}");
+}
+
+#[test]
+fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
+    let args = ["compare", "--quick", "--json", "--workload", "checksum,hog", "--size", "checksum=8,hog=8"];
+    let (code, out, err) = atomkernel(&args);
+    assert_eq!(code, 0, "{err}");
+    let rows = rows(&out);
+    let mut expected: Vec<String> = PreemptModel::BUILT.iter().map(|m| m.name().to_string()).collect();
+    expected.extend(["peer:host-fifo".to_string(), "peer:tokio".to_string()]);
+    for w in ["checksum", "hog"] {
+        let names: Vec<&str> =
+            rows.iter().filter(|r| r["workload"] == w).map(|r| r["model"].as_str().unwrap()).collect();
+        assert_eq!(names, expected, "{w}");
+    }
+    let documented: BTreeSet<&str> = ROW_KEYS.into_iter().collect();
+    for r in &rows {
+        let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, documented, "the row schema is stable: {r}");
+        for k in ["min", "p50", "p99", "p999", "max"] {
+            assert!(r["latency_ns"][k].as_u64().is_some(), "{k}: {r}");
+        }
+        assert!(r["throughput_ops_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["overhead_pct"].as_f64().is_some(), "{r}");
+        let sum: u64 = r["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert_eq!(sum, r["samples"].as_u64().unwrap(), "{r}");
+        let undisturbed = r["latency_undisturbed_ns"]["count"].as_u64().unwrap();
+        assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
+        assert!(r["policy"].is_string(), "{r}");
+    }
+    let none = rows.iter().find(|r| r["model"] == "none").unwrap();
+    assert_eq!(none["overhead_pct"].as_f64(), Some(0.0));
+}
+
+#[test]
+fn the_json_schema_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/LAB.md")).unwrap();
+    for k in ROW_KEYS {
+        assert!(doc.contains(&format!("`{k}`")), "docs/LAB.md documents `{k}`");
+    }
+}
+
+#[test]
+fn compare_table_has_a_row_per_model_and_the_answer() {
+    let (code, out, err) =
+        atomkernel(&["compare", "--quick", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
+    assert_eq!(code, 0, "{err}");
+    for m in PreemptModel::BUILT {
+        assert!(out.lines().any(|l| l.starts_with(&format!("copy      {:<15} ", m.name()))), "{m}: {out}");
+    }
+    assert!(out.contains("copy: lowest latency: p50 "), "{out}");
+}
+
+#[test]
+fn models_is_the_same_command() {
+    let args = ["models", "--seconds", "0.05", "--rounds", "1", "--peers", "none", "--workload", "hog", "--json"];
+    let (code, out, err) = atomkernel(&args);
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<String> = rows(&out).iter().map(|r| r["model"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, PreemptModel::BUILT.map(|m| m.name().to_string()));
+}
+
+#[test]
+fn no_arguments_starts_the_comparison() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atomkernel"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.starts_with("atomkernel compare: "), "{first}");
+    for m in PreemptModel::BUILT {
+        assert!(first.contains(m.name()), "{m}: {first}");
+    }
+    assert!(first.contains("peer:host-fifo") && first.contains("loader"), "{first}");
+}
+
+/// A browser to render the report with, if this machine has one.
+fn browser() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+#[test]
+fn the_report_renders_in_headless_chromium_with_its_charts() {
+    let dir = std::env::temp_dir().join(format!("atomkernel-report-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let (code, _, err) = atomkernel(&["compare", "--quick", "--workload", "hog", "--size", "hog=8", "--report", d]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let charts = html.matches("<svg xmlns").count();
+    let models = PreemptModel::BUILT.len();
+    assert_eq!(charts, 3 + (models + 2) + models, "bars x3, a histogram per model and peer, a timeline per model");
+    assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
+    assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json.len(), models + 2);
+    let Some(b) = browser() else {
+        eprintln!("skipped: no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let profile = dir.join("profile");
+    let out = std::process::Command::new(b)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.join("index.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{b}: {}", String::from_utf8_lossy(&out.stderr));
+    let rendered = format!("data-rendered=\"{charts}\"");
+    assert!(dom.contains(&rendered), "the browser laid out all {charts} charts: {}", &dom[..dom.len().min(2000)]);
+}

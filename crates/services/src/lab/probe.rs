@@ -1,0 +1,276 @@
+//! The probe: cyclictest's method inside atomkernel, and the run that hosts it.
+//!
+//! **Mechanism.** A probe is an RT task (SCHED_FIFO at its priority) that loops `next +=
+//! interval; sleep_until(next); record(now - next)`: how late it ran after the deadline it
+//! asked for, which is the interrupt's delivery plus whatever kept the CPU from it. As with
+//! cyclictest's `-t N -p P -i I -d D`, probe `i` runs at priority `P - i` with interval
+//! `I + i * D`. [`run_kernel`] boots a fresh instance under one model (its CPU thread at the host
+//! scheduling asked for, see [`CpuPolicy`]) with a controller task
+//! (SCHED_FIFO 99), a SCHED_NORMAL worker making system calls of a workload's atoms, and the
+//! probes; it stops after a duration (or after every probe took its count of samples).
+//!
+//! **Invariant.** Every number is observed inside the kernel under test: units by the worker,
+//! lateness by the probe when it runs, all on the kernel's clock. A run whose kernel reported a
+//! `BUG:` is an error, never a figure.
+
+use super::stats::LatencyHist;
+use super::workloads::{self, Workload};
+use kernel::{spawn, Config, PreemptModel, TaskBuilder};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The smallest probe interval: one host timer signal and a thread wakeup cost several µs, so
+/// below this the probe would mostly measure itself.
+pub const MIN_INTERVAL_US: u64 = 100;
+/// Priority of the controller that ends a run (above every probe).
+pub const CONTROL_PRIO: u8 = 99;
+
+/// The probes of a run, as cyclictest's `-t -p -i -d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSet {
+    /// Number of probes, 1..=16.
+    pub threads: usize,
+    /// Priority of the first probe (SCHED_FIFO 1..=98); probe `i` runs at `prio - i`.
+    pub prio: u8,
+    /// Period of the first probe in µs.
+    pub interval_us: u64,
+    /// Added to the period of each further probe, in µs.
+    pub distance_us: u64,
+}
+
+impl Default for ProbeSet {
+    fn default() -> Self {
+        ProbeSet { threads: 1, prio: 80, interval_us: 250, distance_us: 50 }
+    }
+}
+
+/// One probe: its priority and period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub prio: u8,
+    pub interval_ns: u64,
+}
+
+impl ProbeSet {
+    /// Rejects impossible settings, naming the option and the valid values.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=16).contains(&self.threads) {
+            return Err(format!("--threads {}: use 1..=16 probes", self.threads));
+        }
+        if !(1..=98).contains(&self.prio) {
+            return Err(format!("--prio {}: use SCHED_FIFO priority 1..=98 (99 is the lab's controller)", self.prio));
+        }
+        if self.threads > self.prio as usize {
+            return Err(format!(
+                "--threads {} with --prio {}: probe i runs at prio - i, so use at most {} probes",
+                self.threads, self.prio, self.prio
+            ));
+        }
+        if self.interval_us < MIN_INTERVAL_US {
+            return Err(format!(
+                "--interval-us {}: below the timer resolution atomkernel delivers ({MIN_INTERVAL_US} us); use {MIN_INTERVAL_US}..=1000000",
+                self.interval_us
+            ));
+        }
+        if self.interval_us > 1_000_000 || self.distance_us > 1_000_000 {
+            return Err(format!(
+                "--interval-us {} / --distance-us {}: use at most 1000000 us",
+                self.interval_us, self.distance_us
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each probe's priority and period.
+    pub fn specs(&self) -> Vec<ProbeSpec> {
+        (0..self.threads)
+            .map(|i| ProbeSpec {
+                prio: self.prio - i as u8,
+                interval_ns: (self.interval_us + i as u64 * self.distance_us) * 1000,
+            })
+            .collect()
+    }
+}
+
+/// Checks a `--duration` in seconds: above 0, at most 600.
+pub fn validate_seconds(s: f64) -> Result<(), String> {
+    if s > 0.0 && s <= 600.0 {
+        Ok(())
+    } else {
+        Err(format!("--duration {s}: use a duration above 0 and at most 600 seconds"))
+    }
+}
+
+/// When a run ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// After this many nanoseconds.
+    After(u64),
+    /// When every probe has taken this many samples.
+    Loops(u64),
+}
+
+/// What one run measured.
+#[derive(Debug, Default)]
+pub struct RunOut {
+    /// Workload units completed.
+    pub units: u64,
+    /// The worker's wall time, first call to last.
+    pub ns: u64,
+    /// One histogram per probe, in probe order.
+    pub hists: Vec<LatencyHist>,
+    /// The host policy the run's CPU thread (or the peer's probes) got, when one was asked for.
+    pub policy: Option<String>,
+}
+
+impl RunOut {
+    /// Units per second of the worker's own wall time (0 without a workload).
+    pub fn units_per_s(&self) -> f64 {
+        if self.ns == 0 {
+            0.0
+        } else {
+            self.units as f64 * 1e9 / self.ns as f64
+        }
+    }
+}
+
+/// Shared by the host and the tasks of one instance. The lock is taken once per probe, as it
+/// exits, and read after the instance is gone.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    units: AtomicU64,
+    ns: AtomicU64,
+    hists: Mutex<Vec<Option<LatencyHist>>>,
+    policy: std::sync::OnceLock<String>,
+}
+
+/// How the host schedules a thread that runs a workload: a kernel instance's CPU thread, the
+/// host peer's hog, the tokio runtime's thread.
+///
+/// Not SCHED_FIFO: a FIFO thread that computes without pause hits the host's RT throttling
+/// (`sched_rt_runtime_us`: 950 ms of every second) and is stopped for 50 ms, which the probe
+/// then records (seen on the project's VM: p99 of 20-90 ms under every model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuPolicy {
+    /// Left as the host made it.
+    Shared,
+    /// SCHED_OTHER at this nice value (-20 = the largest share the host gives a normal
+    /// thread, about 87 times a nice-0 thread's), or what the host allows.
+    Nice(i8),
+}
+
+impl CpuPolicy {
+    /// Applies the policy to the calling thread; says what it got.
+    pub fn apply(self) -> String {
+        match self {
+            CpuPolicy::Shared => "host default".into(),
+            CpuPolicy::Nice(n) => arch::host::set_nice(n),
+        }
+    }
+}
+
+/// Runs `workload` (if any) and `probes` on a fresh instance under `model` until `stop`, its
+/// CPU thread scheduled on the host as `cpu`.
+pub fn run_kernel(
+    model: PreemptModel,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+) -> Result<RunOut, String> {
+    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; probes.len()]), ..Shared::default() });
+    let (sh, specs) = (shared.clone(), probes.to_vec());
+    let work = workload.map(|w| w.make());
+    let report = kernel::run(Config { preempt: model, ..Config::default() }, move || {
+        let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
+        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))
+            .join()
+            .unwrap_or(-1)
+    })
+    .map_err(|e| format!("preempt={model}: {e}"))?;
+    if !report.bugs.is_empty() {
+        return Err(format!("preempt={model}: the kernel reported {}", report.bugs.join("; ")));
+    }
+    if report.init != Ok(0) {
+        return Err(format!("preempt={model}: the run failed inside the kernel: {:?}", report.init));
+    }
+    let hists: Vec<LatencyHist> =
+        shared.hists.lock().unwrap_or_else(|e| e.into_inner()).drain(..).map(Option::unwrap_or_default).collect();
+    let (units, ns, policy) =
+        (shared.units.load(Ordering::Acquire), shared.ns.load(Ordering::Acquire), shared.policy.get().cloned());
+    let out = RunOut { units, ns, hists, policy };
+    if workload.is_some() && out.units == 0 {
+        return Err(format!("preempt={model}: the worker did no work"));
+    }
+    if out.hists.iter().any(|h| h.count() == 0) {
+        return Err(format!("preempt={model}: a probe took no sample (lengthen the run)"));
+    }
+    Ok(out)
+}
+
+/// The controller: starts the worker and the probes, waits for the end, stops the worker.
+fn control(sh: &Arc<Shared>, work: Option<Box<dyn workloads::Atoms>>, specs: &[ProbeSpec], stop: Stop) -> i64 {
+    let start = kernel::time::now_ns();
+    let deadline = match stop {
+        Stop::After(ns) => start + ns,
+        Stop::Loops(_) => u64::MAX,
+    };
+    let worker = work.map(|mut w| {
+        let s = sh.clone();
+        spawn(TaskBuilder::new("lab-worker"), move || worker(&s, &mut *w))
+    });
+    let probes: Vec<_> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, &spec)| {
+            let s = sh.clone();
+            let name = format!("lab-probe{i}");
+            spawn(TaskBuilder::new(&name).fifo(spec.prio), move || probe(&s, i, spec, start, deadline, stop))
+        })
+        .collect();
+    if let Stop::After(_) = stop {
+        kernel::time::sleep_until(deadline);
+    }
+    let mut ok = probes.iter().all(|p| p.join().is_ok());
+    sh.stop.store(true, Ordering::Release);
+    if let Some(w) = worker {
+        ok &= w.join().is_ok();
+    }
+    if ok {
+        0
+    } else {
+        -1
+    }
+}
+
+/// The worker: system calls of the workload until told to stop (read between calls).
+fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
+    let start = kernel::time::now_ns();
+    let mut units = 0;
+    while !sh.stop.load(Ordering::Acquire) {
+        units += workloads::kernel_call(w);
+    }
+    sh.ns.store(kernel::time::now_ns() - start, Ordering::Release);
+    sh.units.store(units, Ordering::Release);
+    0
+}
+
+/// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the
+/// CPU thread away during its period (the worker and the probe share that thread).
+fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
+    let mut h = LatencyHist::new();
+    let mut next = start;
+    loop {
+        next += spec.interval_ns;
+        if next > deadline || matches!(stop, Stop::Loops(n) if h.count() >= n) {
+            break;
+        }
+        let host = arch::host::involuntary_switches();
+        kernel::time::sleep_until(next);
+        let late = kernel::time::now_ns().saturating_sub(next);
+        h.record_sample(late, arch::host::involuntary_switches() != host);
+    }
+    sh.hists.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(h);
+    0
+}
