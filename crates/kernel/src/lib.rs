@@ -17,12 +17,14 @@ pub mod model;
 pub mod preempt;
 pub mod printk;
 pub mod sched;
+pub mod softirq;
 pub mod syscall;
 pub mod task;
+pub mod tasklet;
 pub mod time;
 pub mod wait;
 
-pub use config::{Config, ConfigError, PreemptModel};
+pub use config::{BhMode, Config, ConfigError, PreemptModel};
 pub use kernel::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
 pub use model::{preempt_model, set_preempt_model};
 pub use sched::sched_yield;
