@@ -147,9 +147,10 @@ pub(crate) fn tasklet_action(vector: usize) {
         let TaskletList { queued, batch } = &mut *l;
         std::mem::swap(queued, batch);
     }
-    let mut i = 0;
-    while let Some(index) = list(cpu, vector).lock().batch.get(i).copied() {
-        i += 1;
+    for i in 0.. {
+        // A statement of its own, so the list's lock is dropped before the tasklet runs.
+        let next = list(cpu, vector).lock().batch.get(i).copied();
+        let Some(index) = next else { break };
         run_one(&k, cpu, vector, index);
     }
     list(cpu, vector).lock().batch.clear();
