@@ -2,10 +2,13 @@
 //!
 //! Kernel services written as atoms separated by preemption points, and the scenarios and
 //! workloads the command line runs on them: the 1996 scenario ([`scenario`]) and the register
-//! torture ([`torture`]).
+//! torture ([`torture`]), the packet device with its bottom half ([`packet`]) and the
+//! bottom-half comparison under packet load ([`packet_load`]).
 
 pub mod atoms;
 pub mod lab;
+pub mod packet;
+pub mod packet_load;
 pub mod scenario;
 pub mod symbols;
 pub mod torture;
