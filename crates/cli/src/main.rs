@@ -8,6 +8,7 @@ use kernel::PreemptModel;
 use services::scenario::{self, ScenarioConfig};
 use std::process::ExitCode;
 
+mod bh_cmd;
 mod lab_cmd;
 mod torture_cmd;
 
@@ -27,6 +28,9 @@ enum Command {
     Torture(torture_cmd::TortureArgs),
     /// Every built model side by side: normal-path throughput and RT wakeup latency under load.
     Models(lab_cmd::ModelsArgs),
+    /// Bottom halves under packet load: RT wakeup latency and packet throughput with
+    /// softirqs at irq_exit (bh=classic) against all in ksoftirqd (bh=threaded).
+    Packets(bh_cmd::PacketsArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points {
         /// Print one JSON object per site.
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(&a),
         Command::Torture(a) => torture_cmd::run(&a),
         Command::Models(a) => lab_cmd::run(&a),
+        Command::Packets(a) => bh_cmd::run(&a),
         Command::Points { json } => points(json),
     };
     match outcome {
