@@ -10,9 +10,10 @@
 //! task takes packets with [`PacketDevice::recv`], which checks their order.
 //!
 //! **Invariant.** Every packet sent is delivered to the reader exactly once and in order:
-//! neither ring ever overwrites (the wire waits for room, as link-level flow control does; the
+//! neither ring ever overwrites (the wire waits for room, as link-level flow control does, sleeping so as not to take a
+//! host core from the CPU thread; the
 //! softirq stops when the socket queue is full and the reader raises `NET_RX_SOFTIRQ` again when
-//! it has made room). Nothing on the interrupt or softirq path allocates: the rings are
+//! it has emptied half of it). Nothing on the interrupt or softirq path allocates: the rings are
 //! allocated when the device is opened.
 
 use arch::sync::IrqSpinLock;
@@ -23,6 +24,9 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+/// How long the wire sleeps when it finds the receive ring full.
+const WIRE_BACKOFF_US: u64 = 50;
 
 /// Largest payload a slot holds, in bytes.
 pub const MAX_PAYLOAD: usize = 2048;
@@ -279,8 +283,11 @@ impl PacketDevice {
                 if sh.next_expected.swap(p.seq + 1, Ordering::AcqRel) != p.seq {
                     sh.c.out_of_order.fetch_add(1, Ordering::Relaxed);
                 }
-                if sh.throttled.swap(false, Ordering::AcqRel) {
-                    // Room again: raise the softirq, served at the enable (or by ksoftirqd).
+                // Half empty again after a throttle: raise the softirq, served at the enable
+                // (or by ksoftirqd). Waiting for half, not one slot, keeps the softirq and the
+                // reader from switching once per packet.
+                let half = sh.cfg.socket_slots as u64 / 2;
+                if sh.sock.len() <= half && sh.throttled.swap(false, Ordering::AcqRel) {
                     kernel::syscall(|| {
                         let _bh = softirq::local_bh_disable();
                         softirq::raise_softirq(NET_RX_SOFTIRQ);
@@ -343,7 +350,7 @@ fn read_packet(slot: &Slot) -> Received {
 }
 
 /// The wire (host thread): sends packets into the receive ring and raises the interrupt;
-/// waits while the ring is full.
+/// sleeps while the ring is full.
 fn wire(sh: &Shared, raiser: &DeviceRaiser) {
     let words = sh.cfg.payload_bytes / 8;
     let mut buf = [0u64; MAX_WORDS];
@@ -363,7 +370,10 @@ fn wire(sh: &Shared, raiser: &DeviceRaiser) {
             if sh.stop.load(Ordering::Acquire) {
                 break 'wire; // stopped while waiting: this packet was never sent
             }
-            std::hint::spin_loop();
+            // Give the host CPU back while the ring drains (a full ring holds hundreds of
+            // microseconds of work): a spinning wire would take a core from the kernel's CPU
+            // thread on a small host, and the measurement would be of the host's scheduler.
+            std::thread::sleep(std::time::Duration::from_micros(WIRE_BACKOFF_US));
         }
         sh.c.sent.fetch_add(1, Ordering::AcqRel);
         seq += 1;
