@@ -112,7 +112,7 @@ fn tasklet_storm_runs_exactly_once_per_accepted_schedule() {
         }
         let (acc, runs) = (accepted.load(Ordering::Acquire), t.runs());
         assert_eq!(runs, acc, "runs must equal accepted schedules");
-        assert!(acc >= 1 && acc <= RAISES, "accepted {acc}");
+        assert!((1..=RAISES).contains(&acc), "accepted {acc}");
         assert!(!nested.load(Ordering::Acquire), "the tasklet ran nested in itself");
         drop(dev);
         0

@@ -65,7 +65,7 @@ impl Default for PacketConfig {
 impl PacketConfig {
     /// Checks every field; the error names the field, the value and what to use.
     pub fn validate(&self) -> Result<(), String> {
-        if self.payload_bytes == 0 || self.payload_bytes % 8 != 0 || self.payload_bytes > MAX_PAYLOAD {
+        if self.payload_bytes == 0 || !self.payload_bytes.is_multiple_of(8) || self.payload_bytes > MAX_PAYLOAD {
             return Err(format!("payload_bytes={}: use a multiple of 8 from 8 to {MAX_PAYLOAD}", self.payload_bytes));
         }
         for (name, v) in [("ring_slots", self.ring_slots), ("socket_slots", self.socket_slots)] {
