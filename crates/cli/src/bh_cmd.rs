@@ -29,6 +29,10 @@ pub struct PacketsArgs {
     /// Period of the RT probe in microseconds, 100..=1000000.
     #[arg(long, default_value_t = 1000)]
     interval_us: u64,
+    /// 4 KiB page checksums the probe does after each wakeup (its response time is measured
+    /// to the end of them), 0..=4096.
+    #[arg(long, default_value_t = 64)]
+    probe_pages: usize,
     /// Payload bytes per packet (a multiple of 8, up to 2048).
     #[arg(long, default_value_t = 1024)]
     payload: usize,
@@ -38,6 +42,13 @@ pub struct PacketsArgs {
     /// Print one JSON object per mode (one per line) instead of the table.
     #[arg(long)]
     json: bool,
+    /// Only show the order: one interrupt wakes an RT task above --bh-prio (--probe-prio) and one
+    /// below it (--low-prio) and raises NET_RX; who runs first under each mode?
+    #[arg(long)]
+    order: bool,
+    /// The lower RT task's priority for --order, 1..=99.
+    #[arg(long, default_value_t = 40)]
+    low_prio: u8,
 }
 
 /// Parses `--bh`: a comma list of modes or `all`.
@@ -65,9 +76,20 @@ pub fn run(a: &PacketsArgs) -> Result<(), String> {
         seconds: a.seconds,
         probe_prio: (a.probe_prio != 0).then_some(a.probe_prio),
         interval_us: a.interval_us,
+        probe_pages: a.probe_pages,
     };
     cfg.validate().map_err(|e| e.replace("bh_prio=", "--bh-prio ").replace("payload_bytes=", "--payload "))?;
     let modes = modes(&a.bh)?;
+    if a.order {
+        if a.probe_prio == 0 {
+            return Err("--order needs an RT task: give --probe-prio 1..=99".into());
+        }
+        for &m in &modes {
+            let order = services::packet_load::bh_order(m, a.bh_prio, a.probe_prio, a.low_prio)?;
+            println!("bh={:<8} bh_prio={}: {}", m.name(), a.bh_prio, order.join(", then "));
+        }
+        return Ok(());
+    }
     eprintln!(
         "atomkernel packets: {} modes x {} rounds x {} s (about {:.0} s)",
         modes.len(),
@@ -89,53 +111,63 @@ pub fn run(a: &PacketsArgs) -> Result<(), String> {
 fn table(cfg: &PacketLoadConfig, rounds: usize, results: &[PacketLoadResult]) -> String {
     let probe = cfg.probe_prio.map_or("none".to_string(), |p| format!("SCHED_FIFO {p} every {} us", cfg.interval_us));
     let mut s = format!(
-        "packets of {} bytes, NAPI budget {}; reader SCHED_NORMAL; probe {probe}; preempt={}, bh_prio={}; \
-         {} s per run, {rounds} rounds\n",
-        cfg.packet.payload_bytes, cfg.packet.napi_budget, cfg.preempt, cfg.bh_prio, cfg.seconds
+        "packets of {} bytes, NAPI budget {}; reader SCHED_NORMAL; probe {probe}, then {} page checksums; \
+         preempt={}, bh_prio={}; {} s per run, {rounds} rounds\n",
+        cfg.packet.payload_bytes, cfg.packet.napi_budget, cfg.probe_pages, cfg.preempt, cfg.bh_prio, cfg.seconds
     );
     s += &format!(
-        "{:<9} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>11} {:>11} {:>9}\n",
+        "{:<9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9}\n",
         "bh",
         "packets/s",
-        "lat_min_us",
-        "lat_p50_us",
-        "lat_p99_us",
-        "p99.9_us",
-        "lat_max_us",
+        "wake_min",
+        "wake_p50",
+        "wake_p99",
+        "wake_max",
+        "resp_p50",
+        "resp_p99",
+        "resp_max",
         "samples",
-        "rx_irq_exit",
-        "rx_ksoftirqd",
-        "handoffs"
+        "rx_irqexit",
+        "rx_ksirqd",
+        "handoffs",
+        "pkts_on_rt"
     );
     let us = |ns: u64| ns as f64 / 1e3;
     for r in results {
-        let l = &r.latency_ns;
+        let (l, p) = (&r.latency_ns, &r.response_ns);
         s += &format!(
-            "{:<9} {:>11.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8} {:>11} {:>11} {:>9}\n",
+            "{:<9} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9} {:>9} {:>8} {:>9}\n",
             r.bh,
             r.packets_per_s,
             us(l.min),
             us(l.p50),
             us(l.p99),
-            us(l.p999),
             us(l.max),
+            us(p.p50),
+            us(p.p99),
+            us(p.max),
             l.count,
             r.rx_runs_irq_exit,
             r.rx_runs_ksoftirqd,
-            r.handoffs
+            r.handoffs,
+            r.stats.packets_on_watched
         );
     }
+    s += "wake_*: probe wakeup lateness, resp_*: end of its work past the deadline, in microseconds; \
+          rx_*: NET_RX runs at irq_exit / in ksoftirqd; pkts_on_rt: packets the softirq processed on the \
+          probe's time (at the irq_exit of interrupts that came while it ran)\n";
     if let [c, t] = results {
         if c.latency_ns.count > 0 && t.latency_ns.count > 0 {
             let ratio = |a: u64, b: u64| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
             s += &format!(
-                "{} / {}: throughput {:.2}x, latency p50 {:.2}x, p99 {:.2}x, max {:.2}x\n",
+                "{} / {}: throughput {:.2}x, wakeup p50 {:.2}x, p99 {:.2}x, response p50 {:.2}x, p99 {:.2}x\n",
                 t.bh,
                 c.bh,
                 t.packets_per_s / c.packets_per_s,
                 ratio(t.latency_ns.p50, c.latency_ns.p50),
                 ratio(t.latency_ns.p99, c.latency_ns.p99),
-                ratio(t.latency_ns.max, c.latency_ns.max)
+                ratio(t.response_ns.p50, c.response_ns.p50),
+                ratio(t.response_ns.p99, c.response_ns.p99)
             );
         }
     }

@@ -180,6 +180,11 @@ pub struct PacketStats {
     pub wire_stalls: u64,
     /// Times the softirq found the socket queue full and left packets in the ring.
     pub throttles: u64,
+    /// `NET_RX_SOFTIRQ` runs on the time of the watched task ([`PacketDevice::watch`]): at
+    /// the `irq_exit` of an interrupt that came while it ran.
+    pub runs_on_watched: u64,
+    /// Packets those runs processed.
+    pub packets_on_watched: u64,
 }
 
 /// A received packet's header.
@@ -201,6 +206,8 @@ struct Counters {
     softirq_runs: AtomicU64,
     wire_stalls: AtomicU64,
     throttles: AtomicU64,
+    runs_on_watched: AtomicU64,
+    packets_on_watched: AtomicU64,
 }
 
 struct Shared {
@@ -212,6 +219,8 @@ struct Shared {
     stop: AtomicBool,
     wire_done: AtomicBool,
     next_expected: AtomicU64,
+    /// The watched task's pid + 1 (0: none).
+    watched: AtomicU64,
     c: Counters,
 }
 
@@ -236,6 +245,7 @@ impl PacketDevice {
             stop: AtomicBool::new(false),
             wire_done: AtomicBool::new(false),
             next_expected: AtomicU64::new(0),
+            watched: AtomicU64::new(0),
             c: Counters::default(),
             cfg,
         });
@@ -316,7 +326,15 @@ impl PacketDevice {
             softirq_runs: r(&c.softirq_runs),
             wire_stalls: r(&c.wire_stalls),
             throttles: r(&c.throttles),
+            runs_on_watched: r(&c.runs_on_watched),
+            packets_on_watched: r(&c.packets_on_watched),
         }
+    }
+
+    /// Counts the receive work done on task `pid`'s time (an RT task's, to see bottom halves
+    /// run ahead of it): see [`PacketStats::runs_on_watched`].
+    pub fn watch(&self, pid: kernel::sched::TaskId) {
+        self.shared.watched.store(pid as u64 + 1, Ordering::Release);
     }
 
     /// The configuration it was opened with.
@@ -418,6 +436,11 @@ fn net_rx_action(sh: &Shared) {
         }
         sh.sock.push(|s| fill_slot(s, seq, &buf[..n], csum));
         sh.c.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    let watched = sh.watched.load(Ordering::Acquire);
+    if watched != 0 && kernel::current_pid() as u64 + 1 == watched {
+        sh.c.runs_on_watched.fetch_add(1, Ordering::Relaxed);
+        sh.c.packets_on_watched.fetch_add(done as u64, Ordering::Relaxed);
     }
     if done == sh.cfg.napi_budget && !sh.rx.is_empty() {
         softirq::raise_softirq(NET_RX_SOFTIRQ); // budget used up: poll again later

@@ -4,13 +4,16 @@
 //! opens a [`PacketDevice`] whose wire sends as fast as the receive path takes packets, and
 //! starts a SCHED_NORMAL reader that takes every packet. With a probe priority, a SCHED_FIFO
 //! probe wakes on absolute deadlines every `interval_us` (cyclictest's method) and records how
-//! late it ran. A controller (SCHED_FIFO 90, asleep until the end) stops the wire after
+//! late it ran; then it does `probe_pages` page checksums of work and records how late it
+//! finished (its response time past the deadline), which counts bottom-half work done on its
+//! time by interrupts that arrive while it works. A controller (SCHED_FIFO 90, asleep until the end) stops the wire after
 //! `seconds`; throughput is the packets the reader took in that time. [`compare_bh`] runs every
 //! mode for `rounds` rounds, interleaved so that machine noise spreads over all of them.
 //!
 //! **Invariant.** A run is reported only if the kernel reported no `BUG:`, every task ended
 //! well, and the reader got every packet sent exactly once and in order.
 
+use crate::atoms::{csum, PAGE};
 use crate::lab::{percentiles, Latency};
 use crate::packet::{PacketConfig, PacketDevice, PacketStats};
 use kernel::softirq::{softirq_stats, NET_RX_SOFTIRQ};
@@ -40,6 +43,8 @@ pub struct PacketLoadConfig {
     pub probe_prio: Option<u8>,
     /// The probe's period in microseconds.
     pub interval_us: u64,
+    /// 4 KiB page checksums the probe does after each wakeup (0: none, 0..=4096).
+    pub probe_pages: usize,
 }
 
 impl Default for PacketLoadConfig {
@@ -52,6 +57,7 @@ impl Default for PacketLoadConfig {
             seconds: 2.0,
             probe_prio: Some(80),
             interval_us: 1000,
+            probe_pages: 0,
         }
     }
 }
@@ -70,6 +76,9 @@ impl PacketLoadConfig {
                     CONTROL_PRIO - 1
                 ));
             }
+        }
+        if self.probe_pages > 4096 {
+            return Err(format!("probe_pages={}: use 0..=4096", self.probe_pages));
         }
         if !(100..=1_000_000).contains(&self.interval_us) {
             return Err(format!("interval_us={}: use 100..=1000000", self.interval_us));
@@ -99,6 +108,9 @@ pub struct PacketLoadResult {
     pub packets_per_s: f64,
     /// The probe's lateness (all zero without a probe).
     pub latency_ns: Latency,
+    /// The probe's response: end of its work past the deadline (equal to the lateness plus
+    /// nothing when `probe_pages` is 0).
+    pub response_ns: Latency,
     /// The device's counters (summed over rounds).
     pub stats: PacketStats,
     /// `NET_RX_SOFTIRQ` runs at `irq_exit` and in `ksoftirqd` (summed over rounds).
@@ -121,6 +133,7 @@ struct Shared {
     handoffs: AtomicU64,
     stats: Mutex<PacketStats>,
     lateness: Mutex<Vec<u64>>,
+    response: Mutex<Vec<u64>>,
     ok: AtomicBool,
 }
 
@@ -131,7 +144,7 @@ pub fn run_packet_load(cfg: &PacketLoadConfig) -> Result<PacketLoadResult, Strin
 }
 
 /// [`run_packet_load`], with the probe's raw samples (for pooling rounds).
-fn run_with_samples(cfg: &PacketLoadConfig) -> Result<(PacketLoadResult, Vec<u64>), String> {
+fn run_with_samples(cfg: &PacketLoadConfig) -> Result<(PacketLoadResult, Samples), String> {
     cfg.validate()?;
     let shared = Arc::new(Shared::default());
     let (sh, c) = (shared.clone(), cfg.clone());
@@ -149,7 +162,8 @@ fn run_with_samples(cfg: &PacketLoadConfig) -> Result<(PacketLoadResult, Vec<u64
     if stats.out_of_order != 0 || stats.csum_errors != 0 || stats.received != stats.sent {
         return Err(format!("{}: packets lost, duplicated or corrupted: {stats:?}", cfg.cmdline()));
     }
-    let lateness = std::mem::take(&mut *shared.lateness.lock().unwrap_or_else(|e| e.into_inner()));
+    let take = |m: &Mutex<Vec<u64>>| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()));
+    let (lateness, response) = (take(&shared.lateness), take(&shared.response));
     let ns = shared.ns.load(Ordering::Acquire).max(1);
     let result = PacketLoadResult {
         bh: cfg.bh.name().into(),
@@ -158,13 +172,14 @@ fn run_with_samples(cfg: &PacketLoadConfig) -> Result<(PacketLoadResult, Vec<u64
         probe_prio: cfg.probe_prio,
         packets_per_s: shared.packets.load(Ordering::Acquire) as f64 * 1e9 / ns as f64,
         latency_ns: percentiles(&lateness),
+        response_ns: percentiles(&response),
         stats,
         rx_runs_irq_exit: shared.rx_irq_exit.load(Ordering::Acquire),
         rx_runs_ksoftirqd: shared.rx_ksoftirqd.load(Ordering::Acquire),
         handoffs: shared.handoffs.load(Ordering::Acquire),
         rounds: 1,
     };
-    Ok((result, lateness))
+    Ok((result, Samples { lateness, response }))
 }
 
 /// The controller: opens the device, starts the reader, the wire and the probe, sleeps to the
@@ -186,8 +201,10 @@ fn control(sh: &Arc<Shared>, cfg: &PacketLoadConfig) -> i64 {
     let deadline = start + (cfg.seconds * 1e9) as u64;
     dev.start();
     let probe = cfg.probe_prio.map(|prio| {
-        let (s, interval) = (sh.clone(), cfg.interval_us * 1000);
-        spawn(TaskBuilder::new("bh-probe").fifo(prio), move || probe(&s, interval, deadline))
+        let (s, interval, pages) = (sh.clone(), cfg.interval_us * 1000, cfg.probe_pages);
+        let p = spawn(TaskBuilder::new("bh-probe").fifo(prio), move || probe(&s, interval, pages, deadline));
+        dev.watch(p.id());
+        p
     });
     kernel::time::sleep_until(deadline);
     let received = dev.stats().received;
@@ -212,10 +229,21 @@ fn control(sh: &Arc<Shared>, cfg: &PacketLoadConfig) -> i64 {
     }
 }
 
-/// The cyclictest probe: wakes every `interval` ns on absolute deadlines until `deadline` and
-/// records how late each wakeup ran.
-fn probe(sh: &Shared, interval: u64, deadline: u64) -> i64 {
-    let mut lateness = Vec::with_capacity((deadline.saturating_sub(kernel::time::now_ns()) / interval) as usize + 1);
+/// The raw samples of one run.
+#[derive(Default)]
+struct Samples {
+    lateness: Vec<u64>,
+    response: Vec<u64>,
+}
+
+/// The cyclictest probe: wakes every `interval` ns on absolute deadlines until `deadline`,
+/// records how late each wakeup ran, does `pages` page checksums in user mode and records how
+/// late that work ended.
+fn probe(sh: &Shared, interval: u64, pages: usize, deadline: u64) -> i64 {
+    let n = (deadline.saturating_sub(kernel::time::now_ns()) / interval) as usize + 1;
+    let (mut lateness, mut response) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let page = [0xa5u8; PAGE];
+    let mut acc = 0u16;
     let mut next = kernel::time::now_ns();
     loop {
         next += interval;
@@ -224,8 +252,14 @@ fn probe(sh: &Shared, interval: u64, deadline: u64) -> i64 {
         }
         kernel::time::sleep_until(next);
         lateness.push(kernel::time::now_ns().saturating_sub(next));
+        for _ in 0..pages {
+            acc ^= csum(std::hint::black_box(&page));
+        }
+        response.push(kernel::time::now_ns().saturating_sub(next));
     }
+    std::hint::black_box(acc);
     *sh.lateness.lock().unwrap_or_else(|e| e.into_inner()) = lateness;
+    *sh.response.lock().unwrap_or_else(|e| e.into_inner()) = response;
     0
 }
 
@@ -236,26 +270,28 @@ pub fn compare_bh(cfg: &PacketLoadConfig, modes: &[BhMode], rounds: usize) -> Re
         return Err(format!("rounds={rounds}: use 1..=100"));
     }
     let mut runs: Vec<Vec<PacketLoadResult>> = vec![Vec::new(); modes.len()];
-    let mut samples: Vec<Vec<u64>> = vec![Vec::new(); modes.len()];
+    let mut samples: Vec<Samples> = modes.iter().map(|_| Samples::default()).collect();
     for _ in 0..rounds {
         for (i, &bh) in modes.iter().enumerate() {
             let c = PacketLoadConfig { bh, ..cfg.clone() };
-            let (r, lateness) = run_with_samples(&c)?;
+            let (r, s) = run_with_samples(&c)?;
             runs[i].push(r);
-            samples[i].extend(lateness);
+            samples[i].lateness.extend(s.lateness);
+            samples[i].response.extend(s.response);
         }
     }
     Ok(runs.into_iter().zip(samples).map(|(rs, s)| pool(rs, &s)).collect())
 }
 
-fn pool(rs: Vec<PacketLoadResult>, samples: &[u64]) -> PacketLoadResult {
+fn pool(rs: Vec<PacketLoadResult>, samples: &Samples) -> PacketLoadResult {
     let mut tp: Vec<f64> = rs.iter().map(|r| r.packets_per_s).collect();
     tp.sort_by(f64::total_cmp);
     let n = tp.len();
     let median = if n % 2 == 1 { tp[n / 2] } else { (tp[n / 2 - 1] + tp[n / 2]) / 2.0 };
     let mut out = rs[0].clone();
     out.packets_per_s = median;
-    out.latency_ns = percentiles(samples);
+    out.latency_ns = percentiles(&samples.lateness);
+    out.response_ns = percentiles(&samples.response);
     out.rounds = n;
     let sum = |f: &dyn Fn(&PacketLoadResult) -> u64| rs.iter().map(f).sum::<u64>();
     out.rx_runs_irq_exit = sum(&|r| r.rx_runs_irq_exit);
@@ -272,6 +308,75 @@ fn pool(rs: Vec<PacketLoadResult>, samples: &[u64]) -> PacketLoadResult {
         softirq_runs: st(&|s| s.softirq_runs),
         wire_stalls: st(&|s| s.wire_stalls),
         throttles: st(&|s| s.throttles),
+        runs_on_watched: st(&|s| s.runs_on_watched),
+        packets_on_watched: st(&|s| s.packets_on_watched),
     };
     out
+}
+
+/// Who ran first after one device interrupt that woke two RT tasks and raised `NET_RX_SOFTIRQ`
+/// (the ordering `bh=` chooses, without timing): the names in the order they ran, e.g.
+/// `["NET_RX softirq (irq_exit)", "rt60", "rt40"]` under `classic`.
+pub fn bh_order(bh: BhMode, bh_prio: u8, high: u8, low: u8) -> Result<Vec<String>, String> {
+    let config = Config::from_cmdline(&format!("preempt=full bh={bh} bh_prio={bh_prio}")).map_err(|e| e.to_string())?;
+    for p in [high, low] {
+        if !(1..=99).contains(&p) {
+            return Err(format!("RT priority {p}: use 1..=99"));
+        }
+    }
+    let order = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let next = Arc::new(AtomicU64::new(0));
+    let (o, n) = (order.clone(), next.clone());
+    let report = kernel::run(config, move || order_body(o, n, [high, low])).map_err(|e| e.to_string())?;
+    if !report.bugs.is_empty() || report.init != Ok(0) {
+        return Err(format!("bh={bh}: the ordering run failed: {:?} {:?}", report.init, report.bugs));
+    }
+    let name = |code: u64| match code {
+        1 => format!("rt{high}"),
+        2 if bh == BhMode::Classic => "NET_RX softirq (at irq_exit)".to_string(),
+        2 => "NET_RX softirq (in ksoftirqd)".to_string(),
+        _ => format!("rt{low}"),
+    };
+    Ok(order.iter().map(|c| name(c.load(Ordering::Acquire))).collect())
+}
+
+/// The body of [`bh_order`]: two RT tasks wait; one interrupt wakes both and raises the softirq;
+/// each records its place (1 = high task, 2 = softirq, 3 = low task).
+fn order_body(order: Arc<[AtomicU64; 3]>, next: Arc<AtomicU64>, prios: [u8; 2]) -> i64 {
+    let record = move |code: u64| {
+        let i = next.fetch_add(1, Ordering::AcqRel) as usize;
+        if i < 3 {
+            order[i].store(code, Ordering::Release);
+        }
+    };
+    let r = record.clone();
+    if kernel::softirq::open_softirq(NET_RX_SOFTIRQ, move || r(2)).is_err() {
+        return -1;
+    }
+    let go = Arc::new(AtomicBool::new(false));
+    let wq = Arc::new(kernel::WaitQueue::new());
+    let tasks: Vec<_> = prios
+        .into_iter()
+        .zip([1, 3])
+        .map(|(prio, code)| {
+            let (g, w, r) = (go.clone(), wq.clone(), record.clone());
+            spawn(TaskBuilder::new(&format!("rt{prio}")).fifo(prio), move || {
+                w.wait_event(|| g.load(Ordering::Acquire));
+                r(code);
+                0
+            })
+        })
+        .collect();
+    let dev = kernel::device::Device::register("order", move || {
+        go.store(true, Ordering::Release);
+        wq.wake_up();
+        kernel::softirq::raise_softirq(NET_RX_SOFTIRQ);
+    });
+    dev.raise();
+    let ok = tasks.iter().all(|t| t.join().is_ok());
+    if ok {
+        0
+    } else {
+        -1
+    }
 }
