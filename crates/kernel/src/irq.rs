@@ -74,7 +74,7 @@ pub fn irq_enter(k: &Kernel) {
 
 /// `irq_exit()`: leave hard interrupt context.
 /// Pending softirqs are then served here, with IRQs on, or handed to `ksoftirqd`
-/// ([`crate::softirq::invoke_softirq`]).
+/// (`softirq::invoke_softirq`).
 pub fn irq_exit(k: &Kernel) {
     preempt::preempt_count_sub(HARDIRQ_OFFSET);
     crate::softirq::invoke_softirq(k);

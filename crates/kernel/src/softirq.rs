@@ -169,7 +169,8 @@ pub fn open_softirq(nr: usize, action: impl Fn() + Send + Sync + 'static) -> Res
 
 /// Marks vector `nr` pending on this CPU (`raise_softirq`). From hard interrupt context it runs
 /// at `irq_exit` (or in `ksoftirqd` under `bh=threaded`); from a task with BH enabled it wakes
-/// `ksoftirqd`. Never allocates.
+/// `ksoftirqd`. Never allocates. Call on the CPU (a task, an interrupt or a softirq): on any
+/// other thread it does nothing (devices raise their interrupt instead).
 pub fn raise_softirq(nr: usize) {
     assert!(nr < NR_SOFTIRQS, "raise_softirq({nr}): vectors are 0..{NR_SOFTIRQS}");
     let Some(k) = try_this_kernel() else { return };
