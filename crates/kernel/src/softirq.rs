@@ -3,7 +3,7 @@
 //!
 //! **Mechanism.** A fixed set of vectors (Linux's: `HI_SOFTIRQ` .. `RCU_SOFTIRQ`) each has at
 //! most one action ([`open_softirq`]). [`raise_softirq`] sets the vector's bit in the CPU's
-//! pending word; a raise that finds the bit set coalesces. [`__do_softirq`] takes the whole word,
+//! pending word; a raise that finds the bit set coalesces. `__do_softirq` takes the whole word,
 //! raises the softirq field of `preempt_count` by [`SOFTIRQ_OFFSET`] (serving), turns IRQs on,
 //! runs the action of every bit from the lowest, turns IRQs off and looks again: it restarts
 //! while work is pending, up to [`MAX_SOFTIRQ_RESTART`] passes and [`MAX_SOFTIRQ_TIME_NS`], and
