@@ -6,7 +6,7 @@
 //! pending word; a raise that finds the bit set coalesces. `__do_softirq` takes the whole word,
 //! raises the softirq field of `preempt_count` by [`SOFTIRQ_OFFSET`] (serving), turns IRQs on,
 //! runs the action of every bit from the lowest, turns IRQs off and looks again: it restarts
-//! while work is pending, up to [`MAX_SOFTIRQ_RESTART`] passes and [`MAX_SOFTIRQ_TIME_NS`], and
+//! while work is pending, up to [`MAX_SOFTIRQ_RESTART`] passes and [`MAX_SOFTIRQ_TIME`], and
 //! only while no reschedule is due; what is left goes to `ksoftirqd`. Where it is called from is
 //! the bottom-half mode, a boot option (`bh=`, [`BhMode`]):
 //!
@@ -69,9 +69,9 @@ pub const SOFTIRQ_NAMES: [&str; NR_SOFTIRQS] =
 
 /// Passes `__do_softirq` makes before it hands pending work to `ksoftirqd` (Linux's value).
 pub const MAX_SOFTIRQ_RESTART: u32 = 10;
-/// Time `__do_softirq` may run before it hands pending work to `ksoftirqd`
-/// (Linux's `MAX_SOFTIRQ_TIME`, 2 ms).
-pub const MAX_SOFTIRQ_TIME_NS: u64 = 2_000_000;
+/// Nanoseconds `__do_softirq` may run before it hands pending work to `ksoftirqd` (2 ms, as
+/// Linux's `MAX_SOFTIRQ_TIME`).
+pub const MAX_SOFTIRQ_TIME: u64 = 2_000_000;
 
 /// A vector's action. Runs in softirq context: no allocation, no sleeping.
 pub type SoftirqAction = Arc<dyn Fn() + Send + Sync>;
@@ -219,7 +219,7 @@ pub(crate) fn invoke_softirq(k: &Kernel) {
 /// `__do_softirq`: serve pending softirqs with the budget. Call with IRQs masked and not in
 /// interrupt context; returns with IRQs masked.
 pub(crate) fn __do_softirq(k: &Kernel, ctx: SoftirqContext) {
-    let end = arch::clock::now_ns() + MAX_SOFTIRQ_TIME_NS;
+    let end = arch::clock::now_ns() + MAX_SOFTIRQ_TIME;
     let mut restart = MAX_SOFTIRQ_RESTART;
     preempt::preempt_count_add(SOFTIRQ_OFFSET);
     loop {
