@@ -323,3 +323,56 @@ fn open_softirq_refuses_bad_vectors() {
     });
     assert_eq!(r.init, Ok(0));
 }
+
+/// Softirq work done at `irq_exit` (inside the signal handler, with the signal unblocked so
+/// hard IRQs nest) or in `ksoftirqd` (which preempts the task) leaves every register of the
+/// interrupted code as it was.
+fn registers_survive_softirqs(bh: BhMode) {
+    let r = run_with_timeout(cfg(bh), 120, || {
+        let runs = Arc::new(AtomicU64::new(0));
+        let r2 = runs.clone();
+        softirq::open_softirq(NET_TX_SOFTIRQ, move || {
+            spin_ns(2_000);
+            r2.fetch_add(1, Ordering::AcqRel);
+        })
+        .unwrap();
+        let dev = Device::register("regs", || softirq::raise_softirq(NET_TX_SOFTIRQ));
+        let (raiser, stop) = (dev.raiser(), Arc::new(AtomicBool::new(false)));
+        let st = stop.clone();
+        let storm = std::thread::spawn(move || {
+            while !st.load(Ordering::Acquire) {
+                raiser.raise();
+                let until = kernel::time::now_ns() + 10_000;
+                while kernel::time::now_ns() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut bad = Vec::new();
+        for seed in 0..200_000u64 {
+            if let Err(m) = arch::torture::check_round(seed, 2000) {
+                bad.push(format!("{m:?}"));
+            }
+            if runs.load(Ordering::Acquire) >= 20_000 {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Release);
+        storm.join().unwrap();
+        assert!(bad.is_empty(), "registers changed across softirq work: {:?}", &bad[..bad.len().min(3)]);
+        assert!(runs.load(Ordering::Acquire) >= 100, "few softirqs ran: {}", runs.load(Ordering::Acquire));
+        0
+    });
+    assert_eq!(r.init, Ok(0));
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+}
+
+#[test]
+fn registers_survive_softirqs_at_irq_exit() {
+    registers_survive_softirqs(BhMode::Classic);
+}
+
+#[test]
+fn registers_survive_softirqs_in_ksoftirqd() {
+    registers_survive_softirqs(BhMode::Threaded);
+}
