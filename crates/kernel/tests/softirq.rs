@@ -376,3 +376,32 @@ fn registers_survive_softirqs_at_irq_exit() {
 fn registers_survive_softirqs_in_ksoftirqd() {
     registers_survive_softirqs(BhMode::Threaded);
 }
+
+#[test]
+fn the_tick_raises_the_timer_softirq_once_an_action_is_open() {
+    let r = run_with_timeout(cfg(BhMode::Classic), 60, || {
+        kernel::time::sleep_ns(5_000_000);
+        let before = softirq_stats();
+        assert_eq!(before.raised[softirq::TIMER_SOFTIRQ], 0, "no action, no raise: {before:?}");
+        let (runs, in_hardirq) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (r2, h2) = (runs.clone(), in_hardirq.clone());
+        softirq::open_softirq(softirq::TIMER_SOFTIRQ, move || {
+            if preempt::in_hardirq() || !preempt::in_serving_softirq() {
+                h2.store(true, Ordering::Release);
+            }
+            r2.fetch_add(1, Ordering::AcqRel);
+        })
+        .unwrap();
+        while runs.load(Ordering::Acquire) < 5 {
+            kernel::time::sleep_ns(1_000_000); // ticks at HZ=1000 run it
+        }
+        kernel::time::sleep_ns(2_000_000);
+        let s = softirq_stats();
+        let t = softirq::TIMER_SOFTIRQ;
+        assert!(!in_hardirq.load(Ordering::Acquire));
+        assert!(s.runs(t) >= 5 && s.runs(t) <= s.raised[t] - s.coalesced[t], "{s:?}");
+        0
+    });
+    assert_eq!(r.init, Ok(0));
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+}

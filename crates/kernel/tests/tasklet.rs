@@ -120,3 +120,30 @@ fn tasklet_storm_runs_exactly_once_per_accepted_schedule() {
     assert_eq!(r.init, Ok(0));
     assert!(r.bugs.is_empty(), "{:?}", r.bugs);
 }
+
+#[test]
+fn hi_tasklets_run_before_normal_ones_scheduled_in_the_same_irq() {
+    let r = run_with_timeout(Config::default(), 30, || {
+        let order = Arc::new(AtomicU64::new(0));
+        let (o1, o2) = (order.clone(), order.clone());
+        let normal = Tasklet::new("normal", move || {
+            let _ = o1.compare_exchange(1, 12, Ordering::AcqRel, Ordering::Acquire);
+            let _ = o1.compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire);
+        });
+        let hi = Tasklet::new("hi", move || {
+            let _ = o2.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
+            let _ = o2.compare_exchange(2, 21, Ordering::AcqRel, Ordering::Acquire);
+        });
+        let (n, h) = (normal.clone(), hi.clone());
+        let dev = Device::register("both", move || {
+            tasklet_schedule(&n); // scheduled first ...
+            tasklet_hi_schedule(&h); // ... but HI_SOFTIRQ is served first
+        });
+        dev.raise();
+        while normal.runs() + hi.runs() < 2 {
+            kernel::time::sleep_ns(1_000_000);
+        }
+        order.load(Ordering::Acquire) as i64
+    });
+    assert_eq!(r.init, Ok(12), "1 = hi ran first, then normal (12); 21 would be the reverse");
+}
