@@ -299,10 +299,15 @@ impl PacketDevice {
                 // reader from switching once per packet.
                 let half = sh.cfg.socket_slots as u64 / 2;
                 if sh.sock.len() <= half && sh.throttled.swap(false, Ordering::AcqRel) {
-                    kernel::syscall(|| {
+                    let kick = || {
                         let _bh = softirq::local_bh_disable();
                         softirq::raise_softirq(NET_RX_SOFTIRQ);
-                    });
+                    };
+                    if kernel::syscall::in_kernel_mode() {
+                        kick();
+                    } else {
+                        kernel::syscall(kick);
+                    }
                 }
                 return Some(p);
             }
