@@ -294,21 +294,7 @@ impl PacketDevice {
                 if sh.next_expected.swap(p.seq + 1, Ordering::AcqRel) != p.seq {
                     sh.c.out_of_order.fetch_add(1, Ordering::Relaxed);
                 }
-                // Half empty again after a throttle: raise the softirq, served at the enable
-                // (or by ksoftirqd). Waiting for half, not one slot, keeps the softirq and the
-                // reader from switching once per packet.
-                let half = sh.cfg.socket_slots as u64 / 2;
-                if sh.sock.len() <= half && sh.throttled.swap(false, Ordering::AcqRel) {
-                    let kick = || {
-                        let _bh = softirq::local_bh_disable();
-                        softirq::raise_softirq(NET_RX_SOFTIRQ);
-                    };
-                    if kernel::syscall::in_kernel_mode() {
-                        kick();
-                    } else {
-                        kernel::syscall(kick);
-                    }
-                }
+                sh.unthrottle();
                 return Some(p);
             }
             if sh.finished() {
@@ -356,6 +342,25 @@ impl Drop for PacketDevice {
 }
 
 impl Shared {
+    /// Half empty again after a throttle: raise the softirq, served at the BH enable (or by
+    /// `ksoftirqd`). Waiting for half, not one slot, keeps the softirq and the reader from
+    /// switching once per packet.
+    fn unthrottle(&self) {
+        let half = self.cfg.socket_slots as u64 / 2;
+        if self.sock.len() > half || !self.throttled.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let kick = || {
+            let _bh = softirq::local_bh_disable();
+            softirq::raise_softirq(NET_RX_SOFTIRQ);
+        };
+        if kernel::syscall::in_kernel_mode() {
+            kick();
+        } else {
+            kernel::syscall(kick);
+        }
+    }
+
     /// The wire has finished and the reader has taken everything it sent.
     fn finished(&self) -> bool {
         self.wire_done.load(Ordering::Acquire)
