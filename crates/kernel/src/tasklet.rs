@@ -171,3 +171,29 @@ fn run_one(k: &Kernel, cpu: &TaskletCpu, vector: usize, index: usize) {
     list(cpu, vector).lock().push(index);
     raise_softirq_irqoff(k, vector);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tasklet() -> Tasklet {
+        Tasklet { name: "t".into(), index: 0, state: AtomicU8::new(0), runs: AtomicU64::new(0), func: Box::new(|| {}) }
+    }
+
+    /// What keeps a tasklet off two CPUs at once: a second `tasklet_trylock` fails while the
+    /// first runner holds `RUN` (its tasklet goes back on the list instead), and `SCHED` is
+    /// independent of it, so a schedule during the run queues one more run.
+    #[test]
+    fn run_bit_admits_one_runner_and_leaves_sched_alone() {
+        let t = tasklet();
+        t.state.fetch_or(TASKLET_STATE_SCHED, Ordering::AcqRel);
+        assert!(t.trylock());
+        assert!(!t.trylock(), "a second CPU must not run it now");
+        t.state.fetch_and(!TASKLET_STATE_SCHED, Ordering::AcqRel);
+        assert!(!t.is_scheduled());
+        t.state.fetch_or(TASKLET_STATE_SCHED, Ordering::AcqRel); // scheduled while running
+        t.unlock();
+        assert!(t.is_scheduled(), "the schedule made during the run is kept");
+        assert!(t.trylock());
+    }
+}
