@@ -180,13 +180,50 @@ pub(crate) fn run_irq(lines: u64, frame: &IrqFrame) -> IrqExit {
     let Some(hooks) = percpu::with(|l| l.hooks.get()) else {
         return IrqExit::Resume;
     };
-    percpu::with(|l| l.in_irq.set(true));
+    // Save and restore rather than clear: a hard interrupt may nest in the softirq window of
+    // `irq_exit_irqs_on`, and the outer handler is still interrupt context after it.
+    let was_in_irq = percpu::with(|l| l.in_irq.replace(true));
+    let was_in_signal = percpu::with(|l| l.in_signal.replace(!frame.replayed));
     let exit = (hooks.irq)(lines, frame);
-    percpu::with(|l| l.in_irq.set(false));
+    percpu::with(|l| {
+        l.in_irq.set(was_in_irq);
+        l.in_signal.set(was_in_signal);
+    });
     if exit == IrqExit::Preempt && frame.replayed {
         (hooks.preempt_schedule_irq)();
     }
     exit
+}
+
+/// Runs `f` with IRQs on at the end of an interrupt, as Linux's `irq_exit` runs softirqs with
+/// `IF` set: the soft mask is cleared (replaying what arrived while it was set) and, if the
+/// interrupt came from the host signal (not a replay), the signal is unblocked for this thread
+/// so that a hard interrupt can nest on the same alternate stack. Both are masked again before
+/// it returns, the signal first, so a line raised at the end goes to the IRR and is delivered
+/// after `sigreturn` rather than recorded as pending and left there. Costs two
+/// `pthread_sigmask` calls from a signal handler; nothing from a replay or task context.
+pub fn irq_exit_irqs_on(f: impl FnOnce()) {
+    let in_signal = percpu::with(|l| l.in_signal.get());
+    if in_signal {
+        sigmask_irq(libc::SIG_UNBLOCK);
+    }
+    irq::local_irq_enable();
+    f();
+    if in_signal {
+        sigmask_irq(libc::SIG_BLOCK);
+    }
+    irq::local_irq_disable();
+}
+
+fn sigmask_irq(how: libc::c_int) {
+    // SAFETY: pthread_sigmask is async-signal-safe and only changes this thread's mask; the
+    // set is a local value. The kernel restores the pre-signal mask at sigreturn anyway.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, irq::sig_irq());
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
 }
 
 /// Installs the process-wide signal handlers (once; every CPU thread of every kernel instance

@@ -27,6 +27,9 @@ pub(crate) struct CpuLocal {
     pub pending: Cell<u64>,
     /// Set while the core's IRQ hook runs (the allocator refuses to run then).
     pub in_irq: Cell<bool>,
+    /// Set while the interrupt signal handler runs the core's hook (not for a replay): the
+    /// host signal is then blocked, and [`crate::entry::irq_exit_irqs_on`] must unblock it.
+    pub in_signal: Cell<bool>,
     /// The core's hooks; `None` on threads that are not CPUs.
     pub hooks: Cell<Option<&'static Hooks>>,
     /// This CPU's interrupt request register, written by other threads.
@@ -46,6 +49,7 @@ thread_local! {
             irqs_masked: Cell::new(false),
             pending: Cell::new(0),
             in_irq: Cell::new(false),
+            in_signal: Cell::new(false),
             hooks: Cell::new(None),
             irr: Cell::new(std::ptr::null()),
             current: Cell::new(std::ptr::null()),

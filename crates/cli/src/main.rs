@@ -14,6 +14,7 @@ mod compare_cmd;
 mod latency_cmd;
 mod report;
 mod svg;
+mod bh_cmd;
 mod torture_cmd;
 
 #[derive(Parser)]
@@ -36,6 +37,9 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// cyclictest inside atomkernel: RT probes beside a workload under one model.
     Latency(latency_cmd::LatencyArgs),
+    /// Bottom halves under packet load: RT wakeup latency and packet throughput with
+    /// softirqs at irq_exit (bh=classic) against all in ksoftirqd (bh=threaded).
+    Packets(bh_cmd::PacketsArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points {
         /// Print one JSON object per site.
@@ -189,6 +193,7 @@ fn main() -> ExitCode {
         Command::Torture(a) => torture_cmd::run(&a),
         Command::Compare(a) => compare_cmd::run(&a),
         Command::Latency(a) => latency_cmd::run(&a),
+        Command::Packets(a) => bh_cmd::run(&a),
         Command::Points { json } => points(json),
     };
     match outcome {

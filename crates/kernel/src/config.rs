@@ -94,6 +94,47 @@ impl FromStr for PreemptModel {
     }
 }
 
+/// Where bottom halves (softirqs, tasklets) run against tasks (`bh=`): the 1996 mail's
+/// "extended bottom half priority notion".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BhMode {
+    /// At `irq_exit`, ahead of any task; work past the budget goes to a SCHED_NORMAL
+    /// `ksoftirqd` (Linux without `threadirqs`).
+    Classic,
+    /// All softirq work in `ksoftirqd`, SCHED_FIFO at `bh_prio` (PREEMPT_RT): an RT task above
+    /// that priority runs before bottom halves.
+    Threaded,
+}
+
+impl BhMode {
+    /// Every mode, in the order reports list them.
+    pub const ALL: [BhMode; 2] = [BhMode::Classic, BhMode::Threaded];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BhMode::Classic => "classic",
+            BhMode::Threaded => "threaded",
+        }
+    }
+}
+
+impl fmt::Display for BhMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BhMode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| ConfigError(format!("bh={s}: unknown bottom-half mode; choose one of classic, threaded")))
+    }
+}
+
 /// What was wrong with a configuration, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -123,7 +164,14 @@ pub struct Config {
     pub pin_cpu: Option<usize>,
     /// Copy printk output to stderr as it is written.
     pub console: bool,
+    /// Where bottom halves run (`bh=classic|threaded`).
+    pub bh: BhMode,
+    /// SCHED_FIFO priority of `ksoftirqd` under `bh=threaded` (`bh_prio=`, 1..=99).
+    pub bh_prio: u8,
 }
+
+/// `ksoftirqd`'s default priority under `bh=threaded`: PREEMPT_RT's threaded-IRQ priority.
+pub const DEFAULT_BH_PRIO: u8 = 50;
 
 impl Default for Config {
     fn default() -> Self {
@@ -135,6 +183,8 @@ impl Default for Config {
             rr_timeslice_ticks: 100,
             pin_cpu: None,
             console: false,
+            bh: BhMode::Classic,
+            bh_prio: DEFAULT_BH_PRIO,
         }
     }
 }
@@ -161,6 +211,12 @@ impl Config {
         }
         if self.rr_timeslice_ticks == 0 {
             return err("rr_timeslice=0 is invalid: an RR slice must be at least one tick".into());
+        }
+        if !(1..=99).contains(&self.bh_prio) {
+            return err(format!(
+                "bh_prio={} is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99 (default {DEFAULT_BH_PRIO})",
+                self.bh_prio
+            ));
         }
         if let Some(c) = self.pin_cpu {
             if !arch::cpu::allowed_host_cpus().contains(&c) {
@@ -195,9 +251,15 @@ impl Config {
             "rr_timeslice" => self.rr_timeslice_ticks = num(key, value)?,
             "pin" => self.pin_cpu = Some(num(key, value)?),
             "console" => self.console = value == "1" || value == "on",
+            "bh" => self.bh = value.parse()?,
+            "bh_prio" => {
+                self.bh_prio = value.parse().map_err(|_| {
+                    ConfigError(format!("bh_prio={value}: expected a SCHED_FIFO priority 1..=99"))
+                })?
+            }
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio"
                 )))
             }
         }
@@ -232,6 +294,20 @@ mod tests {
         assert!(e("bogus=1").contains("unknown boot option 'bogus'"));
         assert!(e("preempt").contains("is not key=value"));
         assert!(e("stack_size=100").contains("out of range"));
+        assert!(e("bh=fast").contains("bh=fast: unknown bottom-half mode; choose one of classic, threaded"));
+        assert!(e("bh_prio=0").contains("bh_prio=0 is out of range"));
+        assert!(e("bh_prio=100").contains("bh_prio=100 is out of range"));
+        assert!(e("bh_prio=x").contains("bh_prio=x: expected a SCHED_FIFO priority"));
+    }
+
+    #[test]
+    fn bh_options_parse() {
+        let c = Config::from_cmdline("bh=threaded bh_prio=30").unwrap();
+        assert_eq!((c.bh, c.bh_prio), (BhMode::Threaded, 30));
+        assert_eq!(Config::default().bh, BhMode::Classic);
+        for m in BhMode::ALL {
+            assert_eq!(m.name().parse::<BhMode>().unwrap(), m);
+        }
     }
 
     #[test]

@@ -75,8 +75,11 @@ pub fn irq_enter(k: &Kernel) {
 }
 
 /// `irq_exit()`: leave hard interrupt context.
-pub fn irq_exit(_k: &Kernel) {
+/// Pending softirqs are then served here, with IRQs on, or handed to `ksoftirqd`
+/// (`softirq::invoke_softirq`).
+pub fn irq_exit(k: &Kernel) {
     preempt::preempt_count_sub(HARDIRQ_OFFSET);
+    crate::softirq::invoke_softirq(k);
 }
 
 /// `irqentry_exit()`: may the interrupted code be preempted now?

@@ -81,6 +81,8 @@ pub struct Kernel {
     pub(crate) helper_cpus: Vec<usize>,
     /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
     pub(crate) model: AtomicU8,
+    /// Softirqs, tasklets and `ksoftirqd` of the CPU.
+    pub(crate) softirq: crate::softirq::SoftirqCpu,
 }
 
 thread_local! {
@@ -218,6 +220,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         boot_ns: arch::clock::now_ns(),
         helper_cpus: helper_cpus(config.pin_cpu),
         model: AtomicU8::new(config.preempt.index()),
+        softirq: crate::softirq::SoftirqCpu::new(),
         config,
     });
     let kc = k.clone();
@@ -285,9 +288,10 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
     crate::printk::printk_str(
         &k,
-        &format!("atomkernel: booting 1 CPU, HZ={}, preempt={}", k.config.hz, k.config.preempt),
+        &format!("atomkernel: booting 1 CPU, HZ={}, preempt={}, bh={}", k.config.hz, k.config.preempt, k.config.bh),
     );
     spawn_on(&k, crate::task::TaskBuilder::new("init"), init);
+    crate::softirq::spawn_ksoftirqd(&k); // after init, which stays pid 1
     if let Some(t) = k.cpu.tick_timer.get() {
         t.set_periodic(k.config.tick_ns());
     }
@@ -316,9 +320,14 @@ fn idle_loop(k: &Kernel) {
             arch::irq::local_irq_enable();
             continue;
         }
-        if k.sched.lock().nr_live == 0 {
+        let live = k.sched.lock().nr_live;
+        if live == 0 {
             arch::irq::local_irq_enable();
             return;
+        }
+        if crate::softirq::stop_if_alone(k, live) {
+            arch::irq::local_irq_enable(); // only ksoftirqd is left: it was told to stop
+            continue;
         }
         arch::cpu::safe_halt();
     }

@@ -6,7 +6,9 @@
 //!
 //! Start with [`run`]: it boots an instance from a [`Config`] and runs a body as `init`.
 //! Inside, [`spawn`] creates tasks, [`syscall`] enters kernel mode, [`time::sleep_until`] and
-//! [`WaitQueue`] sleep, [`device::Device`] brings interrupts from outside.
+//! [`WaitQueue`] sleep, [`device::Device`] brings interrupts from outside, [`softirq`] and
+//! [`tasklet`] defer interrupt work to bottom halves (run at `irq_exit` or in `ksoftirqd`, as the
+//! `bh=` boot option chooses).
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -19,12 +21,14 @@ pub mod preempt;
 pub mod printk;
 pub mod ptable;
 pub mod sched;
+pub mod softirq;
 pub mod syscall;
 pub mod task;
+pub mod tasklet;
 pub mod time;
 pub mod wait;
 
-pub use config::{Config, ConfigError, PreemptModel};
+pub use config::{BhMode, Config, ConfigError, PreemptModel};
 pub use kernel::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
 pub use model::{preempt_model, set_preempt_model};
 pub use sched::sched_yield;

@@ -109,6 +109,16 @@ pub fn in_serving_softirq() -> bool {
     preempt_count() & SOFTIRQ_OFFSET != 0
 }
 
+/// `softirq_count()`: the softirq field (serving and BH-disable nesting).
+pub fn softirq_count() -> u32 {
+    preempt_count() & SOFTIRQ_MASK
+}
+
+/// `in_softirq()`: serving softirqs or BH disabled.
+pub fn in_softirq() -> bool {
+    softirq_count() != 0
+}
+
 /// `in_interrupt()`: hard or soft interrupt context, or BH disabled.
 pub fn in_interrupt() -> bool {
     preempt_count() & (HARDIRQ_MASK | SOFTIRQ_MASK | NMI_MASK) != 0

@@ -48,6 +48,7 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
     let missed = k.cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
     k.cpu.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
     crate::model::tick_lazy_upgrade(k);
+    crate::softirq::run_local_timers(k);
     let mut sched = k.sched.lock();
     if sched.tick(arch::clock::now_ns()) {
         let curr = sched.curr;

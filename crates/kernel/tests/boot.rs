@@ -19,7 +19,8 @@ fn spawn_and_join() {
     })
     .unwrap();
     assert_eq!(r.init, Ok(3));
-    assert_eq!(r.tasks.len(), 3);
+    assert_eq!(r.tasks.len(), 4, "init, ksoftirqd/0, a, b");
+    assert_eq!(r.tasks[1].name, "ksoftirqd/0");
 }
 
 #[test]

@@ -1,0 +1,175 @@
+//! `atomkernel packets`: bottom halves under packet load (see `services::packet_load`): the RT
+//! probe's wakeup latency and the packet throughput under `bh=classic` and `bh=threaded`.
+
+use kernel::{BhMode, PreemptModel};
+use services::packet::PacketConfig;
+use services::packet_load::{compare_bh, PacketLoadConfig, PacketLoadResult};
+
+#[derive(clap::Args)]
+pub struct PacketsArgs {
+    /// Bottom-half modes as a comma list (classic,threaded) or `all`.
+    #[arg(long, default_value = "all")]
+    bh: String,
+    /// ksoftirqd's SCHED_FIFO priority under bh=threaded, 1..=99.
+    #[arg(long, default_value_t = kernel::config::DEFAULT_BH_PRIO)]
+    bh_prio: u8,
+    /// The probe's SCHED_FIFO priority, 1..=89 (above --bh-prio to see RT before bottom
+    /// halves, below it to see the opposite); 0 for no probe (throughput only).
+    #[arg(long, default_value_t = 80)]
+    probe_prio: u8,
+    /// Preemption model of every run (threaded bottom halves need a preemptible kernel).
+    #[arg(long, default_value = "full")]
+    preempt: String,
+    /// Length of each run in seconds (above 0, at most 600).
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Rounds over all modes (median throughput, latency samples pooled), 1..=100.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Period of the RT probe in microseconds, 100..=1000000.
+    #[arg(long, default_value_t = 1000)]
+    interval_us: u64,
+    /// 4 KiB page checksums the probe does after each wakeup (its response time is measured
+    /// to the end of them), 0..=4096.
+    #[arg(long, default_value_t = 64)]
+    probe_pages: usize,
+    /// Payload bytes per packet (a multiple of 8, up to 2048).
+    #[arg(long, default_value_t = 1024)]
+    payload: usize,
+    /// Packets per NET_RX softirq run (NAPI weight), 1..=4096.
+    #[arg(long, default_value_t = 64)]
+    budget: usize,
+    /// Print one JSON object per mode (one per line) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Only show the order: one interrupt wakes an RT task above --bh-prio (--probe-prio) and one
+    /// below it (--low-prio) and raises NET_RX; who runs first under each mode?
+    #[arg(long)]
+    order: bool,
+    /// The lower RT task's priority for --order, 1..=99.
+    #[arg(long, default_value_t = 40)]
+    low_prio: u8,
+}
+
+/// Parses `--bh`: a comma list of modes or `all`.
+fn modes(arg: &str) -> Result<Vec<BhMode>, String> {
+    if arg.trim() == "all" {
+        return Ok(BhMode::ALL.to_vec());
+    }
+    let mut v = Vec::new();
+    for name in arg.split(',').map(str::trim) {
+        let m: BhMode = name.parse().map_err(|e| format!("--{e}, or all"))?;
+        if !v.contains(&m) {
+            v.push(m);
+        }
+    }
+    Ok(v)
+}
+
+pub fn run(a: &PacketsArgs) -> Result<(), String> {
+    let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    let cfg = PacketLoadConfig {
+        bh: BhMode::Classic,
+        bh_prio: a.bh_prio,
+        preempt,
+        packet: PacketConfig { payload_bytes: a.payload, napi_budget: a.budget, ..PacketConfig::default() },
+        seconds: a.seconds,
+        probe_prio: (a.probe_prio != 0).then_some(a.probe_prio),
+        interval_us: a.interval_us,
+        probe_pages: a.probe_pages,
+    };
+    cfg.validate().map_err(|e| e.replace("bh_prio=", "--bh-prio ").replace("payload_bytes=", "--payload "))?;
+    let modes = modes(&a.bh)?;
+    if a.order {
+        if a.probe_prio == 0 {
+            return Err("--order needs an RT task: give --probe-prio 1..=99".into());
+        }
+        for &m in &modes {
+            let order = services::packet_load::bh_order(m, a.bh_prio, a.probe_prio, a.low_prio)?;
+            println!("bh={:<8} bh_prio={}: {}", m.name(), a.bh_prio, order.join(", then "));
+        }
+        return Ok(());
+    }
+    eprintln!(
+        "atomkernel packets: {} modes x {} rounds x {} s (about {:.0} s)",
+        modes.len(),
+        a.rounds,
+        a.seconds,
+        modes.len() as f64 * a.rounds as f64 * a.seconds
+    );
+    let results = compare_bh(&cfg, &modes, a.rounds)?;
+    if a.json {
+        for r in &results {
+            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+        }
+    } else {
+        print!("{}", table(&cfg, a.rounds, &results));
+    }
+    Ok(())
+}
+
+fn table(cfg: &PacketLoadConfig, rounds: usize, results: &[PacketLoadResult]) -> String {
+    let probe = cfg.probe_prio.map_or("none".to_string(), |p| format!("SCHED_FIFO {p} every {} us", cfg.interval_us));
+    let mut s = format!(
+        "packets of {} bytes, NAPI budget {}; reader SCHED_NORMAL; probe {probe}, then {} page checksums; \
+         preempt={}, bh_prio={}; {} s per run, {rounds} rounds\n",
+        cfg.packet.payload_bytes, cfg.packet.napi_budget, cfg.probe_pages, cfg.preempt, cfg.bh_prio, cfg.seconds
+    );
+    s += &format!(
+        "{:<9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>9}\n",
+        "bh",
+        "packets/s",
+        "wake_min",
+        "wake_p50",
+        "wake_p99",
+        "wake_max",
+        "resp_p50",
+        "resp_p99",
+        "resp_max",
+        "samples",
+        "rx_irqexit",
+        "rx_ksirqd",
+        "handoffs",
+        "pkts_on_rt"
+    );
+    let us = |ns: u64| ns as f64 / 1e3;
+    for r in results {
+        let (l, p) = (&r.latency_ns, &r.response_ns);
+        s += &format!(
+            "{:<9} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>9} {:>9} {:>8} {:>9}\n",
+            r.bh,
+            r.packets_per_s,
+            us(l.min),
+            us(l.p50),
+            us(l.p99),
+            us(l.max),
+            us(p.p50),
+            us(p.p99),
+            us(p.max),
+            l.count,
+            r.rx_runs_irq_exit,
+            r.rx_runs_ksoftirqd,
+            r.handoffs,
+            r.stats.packets_on_watched
+        );
+    }
+    s += "wake_*: probe wakeup lateness, resp_*: end of its work past the deadline, in microseconds; \
+          rx_*: NET_RX runs at irq_exit / in ksoftirqd; pkts_on_rt: packets the softirq processed on the \
+          probe's time (at the irq_exit of interrupts that came while it ran)\n";
+    if let [c, t] = results {
+        if c.latency_ns.count > 0 && t.latency_ns.count > 0 {
+            let ratio = |a: u64, b: u64| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
+            s += &format!(
+                "{} / {}: throughput {:.2}x, wakeup p50 {:.2}x, p99 {:.2}x, response p50 {:.2}x, p99 {:.2}x\n",
+                t.bh,
+                c.bh,
+                t.packets_per_s / c.packets_per_s,
+                ratio(t.latency_ns.p50, c.latency_ns.p50),
+                ratio(t.latency_ns.p99, c.latency_ns.p99),
+                ratio(t.response_ns.p50, c.response_ns.p50),
+                ratio(t.response_ns.p99, c.response_ns.p99)
+            );
+        }
+    }
+    s
+}
