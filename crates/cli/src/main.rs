@@ -10,11 +10,11 @@ use kernel::PreemptModel;
 use services::scenario::{self, ScenarioConfig};
 use std::process::ExitCode;
 
+mod bh_cmd;
 mod compare_cmd;
 mod latency_cmd;
 mod report;
 mod svg;
-mod bh_cmd;
 mod torture_cmd;
 
 #[derive(Parser)]
