@@ -124,6 +124,8 @@ pub struct Config {
     pub pin_cpu: Option<usize>,
     /// Copy printk output to stderr as it is written.
     pub console: bool,
+    /// Tracers to run (`trace=`, `trace_buf=`); all off by default.
+    pub trace: crate::trace::TraceOptions,
 }
 
 impl Default for Config {
@@ -136,6 +138,7 @@ impl Default for Config {
             rr_timeslice_ticks: 100,
             pin_cpu: None,
             console: false,
+            trace: crate::trace::TraceOptions::OFF,
         }
     }
 }
@@ -163,6 +166,7 @@ impl Config {
         if self.rr_timeslice_ticks == 0 {
             return err("rr_timeslice=0 is invalid: an RR slice must be at least one tick".into());
         }
+        self.trace.validate()?;
         if let Some(c) = self.pin_cpu {
             if !arch::cpu::allowed_host_cpus().contains(&c) {
                 return err(format!("pin={c}: host CPU {c} is not available to this process"));
@@ -196,9 +200,11 @@ impl Config {
             "rr_timeslice" => self.rr_timeslice_ticks = num(key, value)?,
             "pin" => self.pin_cpu = Some(num(key, value)?),
             "console" => self.console = value == "1" || value == "on",
+            "trace" => self.trace = crate::trace::TraceOptions::parse(value, self.trace.buf_entries)?,
+            "trace_buf" => self.trace.buf_entries = num(key, value)?,
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, trace, trace_buf"
                 )))
             }
         }

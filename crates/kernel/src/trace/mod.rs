@@ -1,0 +1,546 @@
+//! Tracing: an event ring per CPU, the `preemptoff`/`irqsoff` and `wakeup_rt` latency tracers,
+//! and a tick-driven sampling profiler (ftrace's tracers, scaled to atomkernel).
+//!
+//! **Mechanism.** A kernel instance boots with [`TraceOptions`] (`trace=` on the command line).
+//! When anything is on, [`boot`] preallocates one [`CpuTrace`] per CPU (the event ring, the
+//! tracers' state, the profile buffer) and, for the latency tracers, arms the preemption-point
+//! sites so that every point reports itself even under `preempt=none`. The scheduler, the
+//! interrupt entry and exit, the point hook and the system-call border call one-line hooks
+//! here ([`sched_switch`], [`sched_wakeup`], [`irq_handler_entry`], ...); each starts with
+//! [`Tracer::on`], one relaxed load of the instance's flag word and a branch, and records under
+//! the CPU's [`IrqSpinLock`] (IRQs masked, so an interrupt never meets a half-written entry).
+//! Hooks reached without the instance at hand (the point hook's fast path, `preempt_disable`)
+//! test a process-wide count of tracing instances first. Other subsystems add events with
+//! [`event`] (e.g. `trace::event(Event::SitePatched { site })`).
+//!
+//! **Invariants.** Tracing state belongs to one instance: instances booted side by side never
+//! see each other's events. With tracing off nothing is allocated and nothing is recorded: every
+//! hook returns after its flag test (with the `trace` feature off, the test is a constant and
+//! the hooks compile to nothing). Recording never allocates and never blocks on another CPU's
+//! state: it is safe in hard-IRQ context. A full ring overwrites its oldest events (as ftrace's
+//! default `overwrite` mode) and counts them.
+
+mod preemptoff;
+mod profile;
+mod ring;
+mod wakeup_rt;
+
+pub use preemptoff::{Stretch, StretchKind};
+pub use profile::Sample;
+pub use wakeup_rt::{Runner, WakeupRt};
+
+use crate::config::{ConfigError, PreemptModel};
+use crate::kernel::{try_this_kernel, Kernel};
+use crate::sched::{Mode, TaskId};
+use arch::sync::IrqSpinLock;
+use arch::IrqFrame;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// True when this build has tracing compiled in (the kernel crate's `trace` feature).
+pub const BUILT: bool = cfg!(feature = "trace");
+
+const EVENTS: u8 = 1;
+const PREEMPTOFF: u8 = 2;
+const WAKEUP_RT: u8 = 4;
+const PROFILE: u8 = 8;
+
+/// Which tracers a kernel instance runs (`trace=events,preemptoff,wakeup_rt,profile` or
+/// `trace=all`; `trace_buf=N` events per CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceOptions {
+    /// The event ring (switch, wakeup, irq, softirq, points, patching, model switches).
+    pub events: bool,
+    /// The `preemptoff`/`irqsoff` tracer: the longest stretch the CPU could not be taken.
+    pub preemptoff: bool,
+    /// The `wakeup_rt` tracer: the worst RT wake-up latencies and what ran meanwhile.
+    pub wakeup_rt: bool,
+    /// The sampling profiler: the interrupted IP at every tick.
+    pub profile: bool,
+    /// Events per CPU ring (also the profile's sample capacity).
+    pub buf_entries: usize,
+}
+
+impl TraceOptions {
+    /// Every tracer off (the default).
+    pub const OFF: TraceOptions =
+        TraceOptions { events: false, preemptoff: false, wakeup_rt: false, profile: false, buf_entries: 1 << 16 };
+    /// The tracer names `trace=` accepts.
+    pub const NAMES: [&'static str; 4] = ["events", "preemptoff", "wakeup_rt", "profile"];
+
+    /// Parses a `trace=` value: a comma list of [`Self::NAMES`], `all`, or `off`.
+    pub fn parse(value: &str, buf_entries: usize) -> Result<TraceOptions, ConfigError> {
+        let mut o = TraceOptions { buf_entries, ..TraceOptions::OFF };
+        for name in value.split(',').map(str::trim) {
+            match name {
+                "all" => o = TraceOptions { events: true, preemptoff: true, wakeup_rt: true, profile: true, ..o },
+                "off" | "none" => {}
+                "events" => o.events = true,
+                "preemptoff" | "irqsoff" | "preemptirqsoff" => o.preemptoff = true,
+                "wakeup_rt" => o.wakeup_rt = true,
+                "profile" => o.profile = true,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "trace={value}: unknown tracer '{name}': choose from {}, all, off",
+                        Self::NAMES.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// True if any tracer is on.
+    pub fn any(&self) -> bool {
+        self.flags() != 0
+    }
+
+    fn flags(&self) -> u8 {
+        (self.events as u8 * EVENTS)
+            | (self.preemptoff as u8 * PREEMPTOFF)
+            | (self.wakeup_rt as u8 * WAKEUP_RT)
+            | (self.profile as u8 * PROFILE)
+    }
+
+    /// Checks the options against this build.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.any() && !BUILT {
+            return Err(ConfigError(
+                "trace=: this build has no tracing (the kernel crate was built without its `trace` feature)".into(),
+            ));
+        }
+        if !(64..=1 << 24).contains(&self.buf_entries) {
+            return Err(ConfigError(format!("trace_buf={}: use 64..=16777216 events per CPU", self.buf_entries)));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for TraceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = [self.events, self.preemptoff, self.wakeup_rt, self.profile];
+        let names: Vec<&str> = Self::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+        f.write_str(if names.is_empty() { "off" } else { "" })?;
+        f.write_str(&names.join(","))
+    }
+}
+
+/// A code location: an address in the machine code (resolved to function and `file:line` by
+/// `services::symbols`), and, where known, the source location a `#[track_caller]` API saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Where {
+    /// A code address (0: unknown).
+    pub ip: usize,
+    /// The caller's source location, when the place is an API call (a system call, a sleep).
+    pub src: Option<&'static Location<'static>>,
+}
+
+impl Where {
+    /// A place known by its code address.
+    pub fn ip(ip: usize) -> Where {
+        Where { ip, src: None }
+    }
+
+    /// A place known by the caller's source location (and, inlined here, an address in it).
+    #[inline(always)]
+    pub fn src(loc: &'static Location<'static>) -> Where {
+        Where { ip: arch::cpu::current_ip(), src: Some(loc) }
+    }
+}
+
+/// How the previous task left the CPU at a switch (`prev_state` of `sched_switch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrevState {
+    /// Still runnable: preempted or yielded (`R`).
+    Running,
+    /// Went to sleep (`S`).
+    Sleeping,
+    /// Exited (`X`).
+    Dead,
+}
+
+impl PrevState {
+    /// `R` if the task stays runnable, else `S`.
+    pub fn of(still_runnable: bool) -> PrevState {
+        if still_runnable {
+            PrevState::Running
+        } else {
+            PrevState::Sleeping
+        }
+    }
+}
+
+/// A traced event (names as Linux's tracepoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `sched_switch`: `prev` gave the CPU to `next`.
+    SchedSwitch { prev: TaskId, next: TaskId, prev_state: PrevState },
+    /// `sched_wakeup`: `pid` became runnable (`rt_prio` 0 for a fair task).
+    SchedWakeup { pid: TaskId, rt_prio: u8 },
+    /// `irq_handler_entry`: an interrupt on `lines`, interrupting `ip` (0 when replayed by
+    /// `local_irq_enable`).
+    IrqHandlerEntry { lines: u64, ip: usize, replayed: bool },
+    /// `irq_handler_exit`: the handlers ran; `preempt` if the exit preempts the task.
+    IrqHandlerExit { lines: u64, preempt: bool },
+    /// `softirq_entry`: softirq vector `vec` starts.
+    SoftirqEntry { vec: u32 },
+    /// `softirq_exit`.
+    SoftirqExit { vec: u32 },
+    /// A preemption point took the CPU (the model rescheduled at `site`).
+    PointFired { site: usize },
+    /// A preemption-point site was patched (patch models).
+    SitePatched { site: usize },
+    /// A patched site was restored.
+    SiteRestored { site: usize },
+    /// The preemption model was switched at run time.
+    ModelSwitched { from: PreemptModel, to: PreemptModel },
+}
+
+impl Event {
+    /// The tracepoint name (`sched_switch`, `irq_handler_entry`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::SchedSwitch { .. } => "sched_switch",
+            Event::SchedWakeup { .. } => "sched_wakeup",
+            Event::IrqHandlerEntry { .. } => "irq_handler_entry",
+            Event::IrqHandlerExit { .. } => "irq_handler_exit",
+            Event::SoftirqEntry { .. } => "softirq_entry",
+            Event::SoftirqExit { .. } => "softirq_exit",
+            Event::PointFired { .. } => "preempt_point",
+            Event::SitePatched { .. } => "site_patched",
+            Event::SiteRestored { .. } => "site_restored",
+            Event::ModelSwitched { .. } => "model_switched",
+        }
+    }
+}
+
+/// One entry of the event ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Nanoseconds since the instance booted.
+    pub ts_ns: u64,
+    /// The CPU.
+    pub cpu: u32,
+    /// The task running when the event happened.
+    pub pid: TaskId,
+    pub event: Event,
+}
+
+/// Everything one CPU's tracers hold; preallocated at boot, touched with IRQs masked.
+pub(crate) struct CpuTrace {
+    ring: ring::Ring,
+    preemptoff: preemptoff::State,
+    wakeup: wakeup_rt::State,
+    profile: profile::Profile,
+    /// The running task's most recent known place (a point, a system-call border, the IP an
+    /// interrupt found): where it was when something happened to it.
+    last_where: Where,
+}
+
+/// The tracing state of one kernel instance.
+pub struct Tracer {
+    flags: AtomicU8,
+    options: TraceOptions,
+    cpus: OnceLock<Box<[IrqSpinLock<CpuTrace>]>>,
+    boot_ns: u64,
+}
+
+/// Instances in this process with a tracer that needs the point hook or `preempt_disable`.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+impl Tracer {
+    pub(crate) fn new(options: TraceOptions) -> Tracer {
+        Tracer { flags: AtomicU8::new(0), options, cpus: OnceLock::new(), boot_ns: arch::clock::now_ns() }
+    }
+
+    /// True if any tracer in `mask` is on: one relaxed load and a test (a constant `false`
+    /// without the `trace` feature).
+    #[inline(always)]
+    fn on(&self, mask: u8) -> bool {
+        BUILT && self.flags.load(Ordering::Relaxed) & mask != 0
+    }
+
+    fn with(&self, f: impl FnOnce(&mut CpuTrace, u64)) {
+        if let Some(cpus) = self.cpus.get() {
+            let now = arch::clock::now_ns().saturating_sub(self.boot_ns);
+            f(&mut cpus[0].lock(), now);
+        }
+    }
+
+    fn record(&self, t: &mut CpuTrace, now: u64, pid: TaskId, event: Event) {
+        if self.on(EVENTS) {
+            t.ring.push(Record { ts_ns: now, cpu: 0, pid, event });
+        }
+    }
+}
+
+/// Preallocates the tracers' state and arms the point sites if a latency tracer is on. Call on
+/// the CPU thread before any task runs.
+pub(crate) fn boot(k: &Kernel) -> Result<(), ConfigError> {
+    let o = k.trace.options;
+    if !BUILT || !o.any() {
+        return Ok(());
+    }
+    let cpu = CpuTrace {
+        ring: ring::Ring::new(if o.events { o.buf_entries } else { 0 }),
+        preemptoff: preemptoff::State::default(),
+        wakeup: wakeup_rt::State::default(),
+        profile: profile::Profile::new(if o.profile { o.buf_entries } else { 0 }),
+        last_where: Where::default(),
+    };
+    let _ = k.trace.cpus.set(vec![IrqSpinLock::new(cpu)].into_boxed_slice());
+    if o.preemptoff || o.wakeup_rt {
+        arch::patch::sites_get().map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+    }
+    k.trace.flags.store(o.flags(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// Stops tracing (the state stays for the report) and disarms what [`boot`] armed.
+pub(crate) fn shutdown(k: &Kernel) {
+    let o = k.trace.options;
+    if k.trace.flags.swap(0, Ordering::Relaxed) != 0 && (o.preemptoff || o.wakeup_rt) {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        let _ = arch::patch::sites_put();
+    }
+}
+
+/// Records `event` on the calling CPU's ring, if it is a CPU of an instance tracing events.
+/// For subsystems outside the scheduler: `trace::event(Event::SitePatched { site })`.
+pub fn event(event: Event) {
+    let Some(k) = try_this_kernel() else { return };
+    if k.trace.on(EVENTS) {
+        let pid = k.sched.lock().curr;
+        k.trace.with(|t, now| k.trace.record(t, now, pid, event));
+    }
+}
+
+/// `trace_sched_switch`, and what the latency tracers learn from it.
+#[inline(always)]
+pub(crate) fn sched_switch(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
+    if k.trace.on(EVENTS | PREEMPTOFF | WAKEUP_RT) {
+        switch_slow(k, prev, next, prev_state);
+    }
+}
+
+fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
+    let (prev_mode, next_mode) = {
+        let s = k.sched.lock();
+        (s.task(prev).mode, s.task(next).mode)
+    };
+    let model = k.model();
+    k.trace.with(|t, now| {
+        k.trace.record(t, now, prev, Event::SchedSwitch { prev, next, prev_state });
+        let w = t.last_where;
+        if k.trace.on(PREEMPTOFF) {
+            t.preemptoff.switch(now, model, w, prev_mode == Mode::Kernel, next, next_mode == Mode::Kernel);
+        }
+        if k.trace.on(WAKEUP_RT) {
+            t.wakeup.switch(now, prev, next, w);
+        }
+        t.last_where = Where::default();
+    });
+}
+
+/// `trace_sched_wakeup` for `pid` (of RT priority `rt_prio`, 0 for a fair task), woken while
+/// `curr` ran.
+#[inline(always)]
+pub(crate) fn sched_wakeup(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, curr: TaskId) {
+    if k.trace.on(EVENTS | WAKEUP_RT) {
+        k.trace.with(|t, now| {
+            let rt_prio = rt_prio.unwrap_or(0);
+            k.trace.record(t, now, curr, Event::SchedWakeup { pid, rt_prio });
+            if rt_prio > 0 && k.trace.on(WAKEUP_RT) {
+                let w = t.last_where;
+                t.wakeup.wakeup(now, pid, rt_prio, curr, w);
+            }
+        });
+    }
+}
+
+/// `irq_handler_entry`; the profiler samples the interrupted IP when the tick is among `lines`.
+#[inline(always)]
+pub(crate) fn irq_handler_entry(k: &Kernel, lines: u64, frame: &IrqFrame) {
+    if k.trace.on(EVENTS | PROFILE | WAKEUP_RT | PREEMPTOFF) {
+        irq_entry_slow(k, lines, frame);
+    }
+}
+
+fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
+    let pid = k.sched.lock().curr;
+    let kernel_mode = k.cpu.mode() == Mode::Kernel;
+    k.trace.with(|t, now| {
+        let ip = if frame.replayed { 0 } else { frame.ip };
+        k.trace.record(t, now, pid, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
+        if ip != 0 && frame.in_kernel_text() {
+            t.last_where = Where::ip(ip);
+        }
+        if k.trace.on(PROFILE) && lines & (1 << crate::irq::LINE_TICK) != 0 {
+            t.profile.sample(Sample { ip, pid, kernel_mode, foreign: !frame.in_kernel_text() });
+        }
+    });
+}
+
+/// `irq_handler_exit`.
+#[inline(always)]
+pub(crate) fn irq_handler_exit(k: &Kernel, lines: u64, exit: arch::IrqExit) {
+    if k.trace.on(EVENTS) {
+        let pid = k.sched.lock().curr;
+        let preempt = exit == arch::IrqExit::Preempt;
+        k.trace.with(|t, now| k.trace.record(t, now, pid, Event::IrqHandlerExit { lines, preempt }));
+    }
+}
+
+/// A preemption-point site was reached (from the point hook, before anything else).
+#[inline(always)]
+pub(crate) fn preempt_point(site: usize) {
+    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
+        opportunity_slow(Where::ip(site));
+    }
+}
+
+/// `cond_resched()` was called at `loc`: a preemption opportunity under every model.
+#[inline(always)]
+pub(crate) fn cond_resched(loc: &'static Location<'static>) {
+    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
+        opportunity_slow(Where::src(loc));
+    }
+}
+
+fn opportunity_slow(w: Where) {
+    let Some(k) = try_this_kernel() else { return };
+    if !k.trace.on(PREEMPTOFF | WAKEUP_RT) || k.cpu.mode() != Mode::Kernel {
+        return;
+    }
+    let pid = k.sched.lock().curr;
+    let model = k.model();
+    k.trace.with(|t, now| {
+        t.last_where = w;
+        if k.trace.on(PREEMPTOFF) {
+            t.preemptoff.opportunity(now, model, w, pid);
+        }
+    });
+}
+
+/// The preemption model took the CPU at point `site` (`PointFired`).
+#[inline(always)]
+pub(crate) fn point_fired(k: &Kernel, site: usize) {
+    if k.trace.on(EVENTS) {
+        let pid = k.sched.lock().curr;
+        k.trace.with(|t, now| k.trace.record(t, now, pid, Event::PointFired { site }));
+    }
+}
+
+/// System-call entry at `loc`: the task enters kernel mode; an atom stretch begins.
+#[inline(always)]
+pub(crate) fn syscall_entry(k: &Kernel, loc: &'static Location<'static>) {
+    if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
+        let w = Where::src(loc);
+        let (pid, model) = (k.sched.lock().curr, k.model());
+        k.trace.with(|t, now| {
+            t.last_where = w;
+            t.preemptoff.syscall_entry(now, model, w, pid);
+        });
+    }
+}
+
+/// `ret_from_syscall` of the system call made at `loc`: the end of the last atom.
+#[inline(always)]
+pub(crate) fn syscall_exit(k: &Kernel, loc: &'static Location<'static>) {
+    if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
+        let w = Where::src(loc);
+        let model = k.model();
+        k.trace.with(|t, now| {
+            t.last_where = w;
+            t.preemptoff.syscall_exit(now, model, w);
+        });
+    }
+}
+
+/// The model was switched from `from` to `to`.
+#[inline(always)]
+pub(crate) fn model_switched(k: &Kernel, from: PreemptModel, to: PreemptModel) {
+    if k.trace.on(EVENTS | PREEMPTOFF) {
+        let pid = k.sched.lock().curr;
+        k.trace.with(|t, now| {
+            k.trace.record(t, now, pid, Event::ModelSwitched { from, to });
+            t.preemptoff.reset();
+        });
+    }
+}
+
+/// `preempt_disable()` or `local_irq_save()` by kernel code at `loc` (under `full`/`lazy`
+/// these sections are what keeps the CPU from being taken).
+#[inline(always)]
+pub(crate) fn section_enter(loc: &'static Location<'static>, irqs: bool) {
+    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
+        section_slow(Some(Where::src(loc)), irqs, 0);
+    }
+}
+
+/// The matching `preempt_enable()` / `local_irq_restore()`, at the caller's code address.
+#[inline(always)]
+pub(crate) fn section_exit(irqs: bool) {
+    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
+        section_slow(None, irqs, arch::cpu::current_ip());
+    }
+}
+
+#[inline(never)]
+fn section_slow(enter: Option<Where>, irqs: bool, ip: usize) {
+    let Some(k) = try_this_kernel() else { return };
+    let model = k.model();
+    if !k.trace.on(PREEMPTOFF) || !model.preempts_kernel_code() {
+        return;
+    }
+    let pid = k.sched.lock().curr;
+    k.trace.with(|t, now| match enter {
+        Some(w) => t.preemptoff.section_enter(now, w, pid, irqs, model),
+        None => t.preemptoff.section_exit(now, Where::ip(ip)),
+    });
+}
+
+/// What an instance's tracers found, handed back in the `RunReport`.
+#[derive(Clone, Debug, Default)]
+pub struct TraceReport {
+    /// The tracers that ran.
+    pub options: Option<TraceOptions>,
+    /// The event ring, oldest first (CPU 0).
+    pub events: Vec<Record>,
+    /// Events overwritten because the ring was full.
+    pub events_lost: u64,
+    /// The longest non-preemptible stretches, longest first (`tracing_max_latency` is the
+    /// first).
+    pub preemptoff: Vec<Stretch>,
+    /// Non-preemptible stretches measured in all.
+    pub stretches: u64,
+    /// The worst RT wake-ups, worst first.
+    pub wakeup_rt: Vec<WakeupRt>,
+    /// Profile samples (the interrupted IP at each tick).
+    pub samples: Vec<Sample>,
+    /// Samples not kept because the buffer was full.
+    pub samples_dropped: u64,
+    /// Task names by pid (idle included), for exporters.
+    pub task_names: Vec<String>,
+}
+
+/// Collects the report (host side, after the instance stopped).
+pub(crate) fn report(k: &Kernel, task_names: Vec<String>) -> Option<TraceReport> {
+    let cpus = k.trace.cpus.get()?;
+    let t = cpus[0].lock();
+    let (events, events_lost) = t.ring.drain();
+    let (samples, samples_dropped) = t.profile.samples();
+    Some(TraceReport {
+        options: Some(k.trace.options),
+        events,
+        events_lost,
+        preemptoff: t.preemptoff.top(),
+        stretches: t.preemptoff.count(),
+        wakeup_rt: t.wakeup.worst(),
+        samples,
+        samples_dropped,
+        task_names,
+    })
+}
