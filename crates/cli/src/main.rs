@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod lab_cmd;
 mod torture_cmd;
+mod trace_cmd;
 
 #[derive(Parser)]
 #[command(name = "atomkernel", version, about = "A user-mode kernel for measuring kernel preemption")]
@@ -27,6 +28,9 @@ enum Command {
     Torture(torture_cmd::TortureArgs),
     /// Every built model side by side: normal-path throughput and RT wakeup latency under load.
     Models(lab_cmd::ModelsArgs),
+    /// Runs a workload with the tracers on (preemptoff/irqsoff, wakeup_rt, profiler, event
+    /// ring) and writes trace.json (Chrome trace / Perfetto), trace.txt and report.txt.
+    Trace(trace_cmd::TraceArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points {
         /// Print one JSON object per site.
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(&a),
         Command::Torture(a) => torture_cmd::run(&a),
         Command::Models(a) => lab_cmd::run(&a),
+        Command::Trace(a) => trace_cmd::run(&a),
         Command::Points { json } => points(json),
     };
     match outcome {

@@ -22,7 +22,7 @@
 
 use crate::atoms::{run_atom, PAGE};
 use kernel::device::Device;
-use kernel::{spawn, syscall, BootError, Config, PreemptModel, TaskBuilder, WaitQueue};
+use kernel::{spawn, syscall, BootError, Config, PreemptModel, RunReport, TaskBuilder, WaitQueue};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -142,6 +142,12 @@ pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 
 /// Runs the scenario once on a fresh kernel instance booted with `config`.
 pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
+    run_report(config, sc).map(|(r, _)| r)
+}
+
+/// [`run_with`], also handing back the kernel's [`RunReport`] (with its trace, if `config`
+/// asked for one).
+pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult, RunReport), BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
     let model = config.preempt;
     let shown = match sc.switch_to {
@@ -154,7 +160,8 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
     if let Err(e) = &report.init {
         return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
     }
-    Ok(result(&shown, sc, &marks, report.init.unwrap_or(0) as u64))
+    let pages = report.init.clone().unwrap_or(0) as u64;
+    Ok((result(&shown, sc, &marks, pages), report))
 }
 
 fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {

@@ -134,18 +134,20 @@ pub struct Where {
     pub ip: usize,
     /// The caller's source location, when the place is an API call (a system call, a sleep).
     pub src: Option<&'static Location<'static>>,
+    /// What happened there, when it is not a preemption point (`"syscall entry"`, ...).
+    pub what: &'static str,
 }
 
 impl Where {
     /// A place known by its code address.
     pub fn ip(ip: usize) -> Where {
-        Where { ip, src: None }
+        Where { ip, src: None, what: "" }
     }
 
     /// A place known by the caller's source location (and, inlined here, an address in it).
     #[inline(always)]
-    pub fn src(loc: &'static Location<'static>) -> Where {
-        Where { ip: arch::cpu::current_ip(), src: Some(loc) }
+    pub fn src(what: &'static str, loc: &'static Location<'static>) -> Where {
+        Where { ip: arch::cpu::current_ip(), src: Some(loc), what }
     }
 }
 
@@ -405,7 +407,7 @@ pub(crate) fn preempt_point(site: usize) {
 #[inline(always)]
 pub(crate) fn cond_resched(loc: &'static Location<'static>) {
     if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
-        opportunity_slow(Where::src(loc));
+        opportunity_slow(Where::src("cond_resched", loc));
     }
 }
 
@@ -437,7 +439,7 @@ pub(crate) fn point_fired(k: &Kernel, site: usize) {
 #[inline(always)]
 pub(crate) fn syscall_entry(k: &Kernel, loc: &'static Location<'static>) {
     if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
-        let w = Where::src(loc);
+        let w = Where::src("syscall entry", loc);
         let (pid, model) = (k.sched.lock().curr, k.model());
         k.trace.with(|t, now| {
             t.last_where = w;
@@ -450,7 +452,7 @@ pub(crate) fn syscall_entry(k: &Kernel, loc: &'static Location<'static>) {
 #[inline(always)]
 pub(crate) fn syscall_exit(k: &Kernel, loc: &'static Location<'static>) {
     if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
-        let w = Where::src(loc);
+        let w = Where::src("ret_from_syscall", loc);
         let model = k.model();
         k.trace.with(|t, now| {
             t.last_where = w;
@@ -476,7 +478,8 @@ pub(crate) fn model_switched(k: &Kernel, from: PreemptModel, to: PreemptModel) {
 #[inline(always)]
 pub(crate) fn section_enter(loc: &'static Location<'static>, irqs: bool) {
     if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
-        section_slow(Some(Where::src(loc)), irqs, 0);
+        let what = if irqs { "local_irq_save" } else { "preempt_disable" };
+        section_slow(Some(Where::src(what, loc)), irqs, 0);
     }
 }
 
@@ -498,7 +501,10 @@ fn section_slow(enter: Option<Where>, irqs: bool, ip: usize) {
     let pid = k.sched.lock().curr;
     k.trace.with(|t, now| match enter {
         Some(w) => t.preemptoff.section_enter(now, w, pid, irqs, model),
-        None => t.preemptoff.section_exit(now, Where::ip(ip)),
+        None => {
+            let what = if irqs { "local_irq_restore" } else { "preempt_enable" };
+            t.preemptoff.section_exit(now, Where { what, ..Where::ip(ip) })
+        }
     });
 }
 
