@@ -10,7 +10,7 @@
 //! [`Tracer::on`], one relaxed load of the instance's flag word and a branch, and records under
 //! the CPU's [`IrqSpinLock`] (IRQs masked, so an interrupt never meets a half-written entry).
 //! Hooks reached without the instance at hand (the point hook's fast path, `preempt_disable`)
-//! test a process-wide count of tracing instances first. Other subsystems add events with
+//! test a per-CPU (thread-local) word instead, set only on CPUs of tracing instances. Other subsystems add events with
 //! [`event`] (e.g. `trace::event(Event::SitePatched { site })`).
 //!
 //! **Invariants.** Tracing state belongs to one instance: instances booted side by side never
@@ -35,7 +35,8 @@ use crate::sched::{Mode, TaskId};
 use arch::sync::IrqSpinLock;
 use arch::IrqFrame;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 /// True when this build has tracing compiled in (the kernel crate's `trace` feature).
@@ -238,6 +239,9 @@ pub(crate) struct CpuTrace {
     /// The running task's most recent known place (a point, a system-call border, the IP an
     /// interrupt found): where it was when something happened to it.
     last_where: Where,
+    /// The running task, as of the last `sched_switch` (so that recording never needs the
+    /// scheduler's lock: callers may hold it).
+    curr: TaskId,
 }
 
 /// The tracing state of one kernel instance.
@@ -248,8 +252,18 @@ pub struct Tracer {
     boot_ns: u64,
 }
 
-/// Instances in this process with a tracer that needs the point hook or `preempt_disable`.
-static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Set on a CPU thread whose instance runs a tracer that needs the hooks reached without
+    /// the instance at hand (the point hook, `preempt_disable`): a per-CPU word, so the test
+    /// is one `%fs`-relative load, and instances side by side stay independent.
+    static CPU_HOOKS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on a CPU whose instance needs the point and section hooks.
+#[inline(always)]
+fn cpu_hooks() -> bool {
+    BUILT && CPU_HOOKS.with(Cell::get)
+}
 
 impl Tracer {
     pub(crate) fn new(options: TraceOptions) -> Tracer {
@@ -270,9 +284,9 @@ impl Tracer {
         }
     }
 
-    fn record(&self, t: &mut CpuTrace, now: u64, pid: TaskId, event: Event) {
+    fn record(&self, t: &mut CpuTrace, now: u64, event: Event) {
         if self.on(EVENTS) {
-            t.ring.push(Record { ts_ns: now, cpu: 0, pid, event });
+            t.ring.push(Record { ts_ns: now, cpu: 0, pid: t.curr, event });
         }
     }
 }
@@ -290,11 +304,12 @@ pub(crate) fn boot(k: &Kernel) -> Result<(), ConfigError> {
         wakeup: wakeup_rt::State::default(),
         profile: profile::Profile::new(if o.profile { o.buf_entries } else { 0 }),
         last_where: Where::default(),
+        curr: 0, // the idle task runs the boot
     };
     let _ = k.trace.cpus.set(vec![IrqSpinLock::new(cpu)].into_boxed_slice());
     if o.preemptoff || o.wakeup_rt {
         arch::patch::sites_get().map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
-        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        CPU_HOOKS.with(|c| c.set(true));
     }
     k.trace.flags.store(o.flags(), Ordering::Relaxed);
     Ok(())
@@ -304,7 +319,7 @@ pub(crate) fn boot(k: &Kernel) -> Result<(), ConfigError> {
 pub(crate) fn shutdown(k: &Kernel) {
     let o = k.trace.options;
     if k.trace.flags.swap(0, Ordering::Relaxed) != 0 && (o.preemptoff || o.wakeup_rt) {
-        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        CPU_HOOKS.with(|c| c.set(false));
         let _ = arch::patch::sites_put();
     }
 }
@@ -314,15 +329,14 @@ pub(crate) fn shutdown(k: &Kernel) {
 pub fn event(event: Event) {
     let Some(k) = try_this_kernel() else { return };
     if k.trace.on(EVENTS) {
-        let pid = k.sched.lock().curr;
-        k.trace.with(|t, now| k.trace.record(t, now, pid, event));
+        k.trace.with(|t, now| k.trace.record(t, now, event));
     }
 }
 
 /// `trace_sched_switch`, and what the latency tracers learn from it.
 #[inline(always)]
 pub(crate) fn sched_switch(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
-    if k.trace.on(EVENTS | PREEMPTOFF | WAKEUP_RT) {
+    if k.trace.on(EVENTS | PREEMPTOFF | WAKEUP_RT | PROFILE) {
         switch_slow(k, prev, next, prev_state);
     }
 }
@@ -334,7 +348,8 @@ fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
     };
     let model = k.model();
     k.trace.with(|t, now| {
-        k.trace.record(t, now, prev, Event::SchedSwitch { prev, next, prev_state });
+        k.trace.record(t, now, Event::SchedSwitch { prev, next, prev_state });
+        t.curr = next;
         let w = t.last_where;
         if k.trace.on(PREEMPTOFF) {
             t.preemptoff.switch(now, model, w, prev_mode == Mode::Kernel, next, next_mode == Mode::Kernel);
@@ -353,7 +368,7 @@ pub(crate) fn sched_wakeup(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, curr: T
     if k.trace.on(EVENTS | WAKEUP_RT) {
         k.trace.with(|t, now| {
             let rt_prio = rt_prio.unwrap_or(0);
-            k.trace.record(t, now, curr, Event::SchedWakeup { pid, rt_prio });
+            k.trace.record(t, now, Event::SchedWakeup { pid, rt_prio });
             if rt_prio > 0 && k.trace.on(WAKEUP_RT) {
                 let w = t.last_where;
                 t.wakeup.wakeup(now, pid, rt_prio, curr, w);
@@ -371,11 +386,10 @@ pub(crate) fn irq_handler_entry(k: &Kernel, lines: u64, frame: &IrqFrame) {
 }
 
 fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
-    let pid = k.sched.lock().curr;
     let kernel_mode = k.cpu.mode() == Mode::Kernel;
     k.trace.with(|t, now| {
-        let ip = if frame.replayed { 0 } else { frame.ip };
-        k.trace.record(t, now, pid, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
+        let (ip, pid) = (if frame.replayed { 0 } else { frame.ip }, t.curr);
+        k.trace.record(t, now, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
         if ip != 0 && frame.in_kernel_text() {
             t.last_where = Where::ip(ip);
         }
@@ -389,16 +403,15 @@ fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
 #[inline(always)]
 pub(crate) fn irq_handler_exit(k: &Kernel, lines: u64, exit: arch::IrqExit) {
     if k.trace.on(EVENTS) {
-        let pid = k.sched.lock().curr;
         let preempt = exit == arch::IrqExit::Preempt;
-        k.trace.with(|t, now| k.trace.record(t, now, pid, Event::IrqHandlerExit { lines, preempt }));
+        k.trace.with(|t, now| k.trace.record(t, now, Event::IrqHandlerExit { lines, preempt }));
     }
 }
 
 /// A preemption-point site was reached (from the point hook, before anything else).
 #[inline(always)]
 pub(crate) fn preempt_point(site: usize) {
-    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
+    if cpu_hooks() {
         opportunity_slow(Where::ip(site));
     }
 }
@@ -406,22 +419,23 @@ pub(crate) fn preempt_point(site: usize) {
 /// `cond_resched()` was called at `loc`: a preemption opportunity under every model.
 #[inline(always)]
 pub(crate) fn cond_resched(loc: &'static Location<'static>) {
-    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
-        opportunity_slow(Where::src("cond_resched", loc));
+    if cpu_hooks() {
+        opportunity_slow(Where { ip: 0, src: Some(loc), what: "cond_resched" });
     }
 }
 
+#[cold]
+#[inline(never)]
 fn opportunity_slow(w: Where) {
     let Some(k) = try_this_kernel() else { return };
     if !k.trace.on(PREEMPTOFF | WAKEUP_RT) || k.cpu.mode() != Mode::Kernel {
         return;
     }
-    let pid = k.sched.lock().curr;
     let model = k.model();
     k.trace.with(|t, now| {
         t.last_where = w;
         if k.trace.on(PREEMPTOFF) {
-            t.preemptoff.opportunity(now, model, w, pid);
+            t.preemptoff.opportunity(now, model, w, t.curr);
         }
     });
 }
@@ -430,8 +444,7 @@ fn opportunity_slow(w: Where) {
 #[inline(always)]
 pub(crate) fn point_fired(k: &Kernel, site: usize) {
     if k.trace.on(EVENTS) {
-        let pid = k.sched.lock().curr;
-        k.trace.with(|t, now| k.trace.record(t, now, pid, Event::PointFired { site }));
+        k.trace.with(|t, now| k.trace.record(t, now, Event::PointFired { site }));
     }
 }
 
@@ -440,10 +453,10 @@ pub(crate) fn point_fired(k: &Kernel, site: usize) {
 pub(crate) fn syscall_entry(k: &Kernel, loc: &'static Location<'static>) {
     if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
         let w = Where::src("syscall entry", loc);
-        let (pid, model) = (k.sched.lock().curr, k.model());
+        let model = k.model();
         k.trace.with(|t, now| {
             t.last_where = w;
-            t.preemptoff.syscall_entry(now, model, w, pid);
+            t.preemptoff.syscall_entry(now, model, w, t.curr);
         });
     }
 }
@@ -465,9 +478,8 @@ pub(crate) fn syscall_exit(k: &Kernel, loc: &'static Location<'static>) {
 #[inline(always)]
 pub(crate) fn model_switched(k: &Kernel, from: PreemptModel, to: PreemptModel) {
     if k.trace.on(EVENTS | PREEMPTOFF) {
-        let pid = k.sched.lock().curr;
         k.trace.with(|t, now| {
-            k.trace.record(t, now, pid, Event::ModelSwitched { from, to });
+            k.trace.record(t, now, Event::ModelSwitched { from, to });
             t.preemptoff.reset();
         });
     }
@@ -477,30 +489,32 @@ pub(crate) fn model_switched(k: &Kernel, from: PreemptModel, to: PreemptModel) {
 /// these sections are what keeps the CPU from being taken).
 #[inline(always)]
 pub(crate) fn section_enter(loc: &'static Location<'static>, irqs: bool) {
-    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
-        let what = if irqs { "local_irq_save" } else { "preempt_disable" };
-        section_slow(Some(Where::src(what, loc)), irqs, 0);
+    if cpu_hooks() {
+        section_slow(Some(loc), irqs, 0);
     }
 }
 
 /// The matching `preempt_enable()` / `local_irq_restore()`, at the caller's code address.
 #[inline(always)]
 pub(crate) fn section_exit(irqs: bool) {
-    if BUILT && ACTIVE.load(Ordering::Relaxed) != 0 {
+    if cpu_hooks() {
         section_slow(None, irqs, arch::cpu::current_ip());
     }
 }
 
+#[cold]
 #[inline(never)]
-fn section_slow(enter: Option<Where>, irqs: bool, ip: usize) {
+fn section_slow(enter: Option<&'static Location<'static>>, irqs: bool, ip: usize) {
     let Some(k) = try_this_kernel() else { return };
     let model = k.model();
     if !k.trace.on(PREEMPTOFF) || !model.preempts_kernel_code() {
         return;
     }
-    let pid = k.sched.lock().curr;
     k.trace.with(|t, now| match enter {
-        Some(w) => t.preemptoff.section_enter(now, w, pid, irqs, model),
+        Some(loc) => {
+            let what = if irqs { "local_irq_save" } else { "preempt_disable" };
+            t.preemptoff.section_enter(now, Where { ip: 0, src: Some(loc), what }, t.curr, irqs, model)
+        }
         None => {
             let what = if irqs { "local_irq_restore" } else { "preempt_enable" };
             t.preemptoff.section_exit(now, Where { what, ..Where::ip(ip) })
