@@ -50,7 +50,11 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
     let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
     let trace = TraceOptions::parse(&a.tracers, a.buf).map_err(|e| format!("--tracers: {e}"))?;
     if !trace.any() {
-        return Err(format!("--tracers {}: name at least one of {}, or all", a.tracers, TraceOptions::NAMES.join(", ")));
+        return Err(format!(
+            "--tracers {}: name at least one of {}, or all",
+            a.tracers,
+            TraceOptions::NAMES.join(", ")
+        ));
     }
     if !(64..=1 << 24).contains(&a.buf) {
         return Err(format!("--buf {}: use 64..=16777216 events per CPU", a.buf));

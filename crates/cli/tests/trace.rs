@@ -7,14 +7,16 @@ use common::atomkernel;
 fn trace_writes_a_chrome_trace_and_a_report_naming_the_long_atom() {
     let dir = std::env::temp_dir().join(format!("atomkernel-trace-test-{}", std::process::id()));
     let out = dir.to_str().unwrap();
-    let args = ["trace", "--workload", "long-atom", "--preempt", "voluntary", "--seconds", "0.2", "--long-atom-us", "20000"];
+    let args =
+        ["trace", "--workload", "long-atom", "--preempt", "voluntary", "--seconds", "0.2", "--long-atom-us", "20000"];
     let (code, stdout, err) = atomkernel(&[&args[..], &["--out", out]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("tracing_max_latency"), "{stdout}");
     let report = std::fs::read_to_string(dir.join("report.txt")).unwrap();
     assert!(report.contains("deliberately_long_atom"), "{report}");
     assert!(report.contains("## wakeup_rt") && report.contains("## profile"), "{report}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("trace.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("trace.json")).unwrap()).unwrap();
     let events = json["traceEvents"].as_array().unwrap();
     assert!(events.iter().any(|e| e["name"] == "sched_switch" && e["ph"] == "i"));
     assert!(std::fs::read_to_string(dir.join("trace.txt")).unwrap().contains("irq_handler_entry"));

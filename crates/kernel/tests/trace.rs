@@ -1,6 +1,8 @@
 //! Tracing inside one kernel instance: off records nothing, on records this instance's events
 //! only, in the order they happened.
 
+#![cfg(feature = "trace")]
+
 mod common;
 use common::run_with_timeout;
 use kernel::trace::{Event, PrevState, TraceOptions};
@@ -52,7 +54,8 @@ fn instances_side_by_side_see_only_their_own_events_in_order() {
     let wake = tr.events.iter().position(|r| r.event == Event::SchedWakeup { pid: 2, rt_prio: 10 }).unwrap();
     let irq = tr.events[..wake].iter().rposition(|r| matches!(r.event, Event::IrqHandlerEntry { .. })).unwrap();
     assert!(tr.events[irq..wake].iter().all(|r| !matches!(r.event, Event::IrqHandlerExit { .. })), "inside the IRQ");
-    let exit = tr.events.iter().position(|r| r.event == Event::SchedSwitch { prev: 2, next: 1, prev_state: PrevState::Dead });
+    let exit =
+        tr.events.iter().position(|r| r.event == Event::SchedSwitch { prev: 2, next: 1, prev_state: PrevState::Dead });
     assert!(exit.is_some_and(|e| e > wake), "{:#?}", tr.events);
     assert!(tr.events.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
 }

@@ -28,14 +28,17 @@ fn settings() -> Vec<(&'static str, &'static str)> {
 fn in_kernel(trace: &str, body: impl FnOnce() -> u64 + Send + 'static) -> Duration {
     let trace = TraceOptions::parse(trace, 1 << 16).expect("trace option");
     let cfg = Config { preempt: PreemptModel::Voluntary, trace, ..Config::default() };
-    let r = kernel::run(cfg, move || spawn(TaskBuilder::new("bench").fifo(90), move || body() as i64).join().unwrap_or(0))
-        .expect("kernel boots");
+    let r =
+        kernel::run(cfg, move || spawn(TaskBuilder::new("bench").fifo(90), move || body() as i64).join().unwrap_or(0))
+            .expect("kernel boots");
     Duration::from_nanos(r.init.expect("bench task ran") as u64)
 }
 
 fn bench(c: &mut Criterion, what: &str, body: fn(u64) -> u64) {
     for (label, trace) in settings() {
-        c.bench_function(&format!("{what} [{label}]"), |b| b.iter_custom(|iters| in_kernel(trace, move || body(iters))));
+        c.bench_function(&format!("{what} [{label}]"), |b| {
+            b.iter_custom(|iters| in_kernel(trace, move || body(iters)))
+        });
     }
 }
 

@@ -67,11 +67,9 @@ fn fields(tr: &TraceReport, p: &mut Places<'_>, e: &Event) -> Vec<(&'static str,
         Event::SchedWakeup { pid, rt_prio } => {
             vec![("comm", json!(task(tr, pid))), ("pid", json!(pid)), ("rt_prio", json!(rt_prio))]
         }
-        Event::IrqHandlerEntry { lines, ip, replayed } => vec![
-            ("lines", json!(format!("{lines:#x}"))),
-            ("ip", json!(p.at(ip))),
-            ("replayed", json!(replayed)),
-        ],
+        Event::IrqHandlerEntry { lines, ip, replayed } => {
+            vec![("lines", json!(format!("{lines:#x}"))), ("ip", json!(p.at(ip))), ("replayed", json!(replayed))]
+        }
         Event::IrqHandlerExit { lines, preempt } => {
             vec![("lines", json!(format!("{lines:#x}"))), ("ret", json!(if preempt { "preempt" } else { "resume" }))]
         }
@@ -120,9 +118,7 @@ fn category(e: &Event) -> &'static str {
 
 /// Complete (`X`) slices: who held the CPU, and interrupt handling.
 fn slices(tr: &TraceReport) -> Vec<Value> {
-    let x = |name: String, tid: u32, from: u64, to: u64| {
-        json!({"name": name, "ph": "X", "ts": us(from), "dur": us(to.saturating_sub(from)), "pid": 0, "tid": tid})
-    };
+    let x = |name: String, tid: u32, from: u64, to: u64| json!({"name": name, "ph": "X", "ts": us(from), "dur": us(to.saturating_sub(from)), "pid": 0, "tid": tid});
     let mut out = Vec::new();
     let mut running: Option<(usize, u64)> = None;
     let mut irq: Option<(u64, u64)> = None;

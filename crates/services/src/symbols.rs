@@ -131,7 +131,8 @@ impl std::fmt::Display for Place {
 /// Functions whose frames are the tracing and kernel-entry plumbing around a place rather than
 /// the place itself: a tracer reports the first frame outside them (and outside the Rust
 /// standard library, whose sources are under `/rustc/`).
-const PLUMBING: [&str; 5] = ["arch::", "kernel::trace::", "kernel::preempt::", "kernel::syscall::", "<kernel::preempt::"];
+const PLUMBING: [&str; 5] =
+    ["arch::", "kernel::trace::", "kernel::preempt::", "kernel::syscall::", "<kernel::preempt::"];
 
 type Frame = (Option<String>, Option<String>, Option<u32>);
 

@@ -162,7 +162,10 @@ fn us(ns: u64) -> String {
 /// The report as text (`report.txt`).
 pub fn render(a: &Analysis, top: usize) -> String {
     let mut s = format!("# tracers: {}\n", a.tracers);
-    s += &format!("\n## preemptoff / irqsoff: longest stretches the CPU could not be taken ({} measured)\n", a.stretches);
+    s += &format!(
+        "\n## preemptoff / irqsoff: longest stretches the CPU could not be taken ({} measured)\n",
+        a.stretches
+    );
     for (i, x) in a.preemptoff.iter().take(top).enumerate() {
         let head = if i == 0 { "tracing_max_latency" } else { "" };
         s += &format!("{:>20} {:>12}  {} [{}] task {} (pid {})\n", head, us(x.ns), x.tracer, x.model, x.task, x.pid);
@@ -173,7 +176,13 @@ pub fn render(a: &Analysis, top: usize) -> String {
         s += &format!("{:>12}  {} (pid {}, FIFO/RR {})\n", us(w.latency_ns), w.task, w.pid, w.rt_prio);
         s += &format!("              woken while {} ran, at {}\n", w.woken_during, w.woken_at);
         for x in &w.runners {
-            s += &format!("              ran meanwhile: {} (pid {}) for {}, gave up the CPU at {}\n", x.task, x.pid, us(x.ns), x.gave_up_at);
+            s += &format!(
+                "              ran meanwhile: {} (pid {}) for {}, gave up the CPU at {}\n",
+                x.task,
+                x.pid,
+                us(x.ns),
+                x.gave_up_at
+            );
         }
         if w.more_runners > 0 {
             s += &format!("              and {} more runners\n", w.more_runners);

@@ -2,6 +2,8 @@
 //! task, the profile finds the hot function, and the exported trace is valid Chrome trace JSON
 //! with the scenario's events in order. Assertions are about places and order, never times.
 
+#![cfg(feature = "trace")]
+
 use kernel::trace::{StretchKind, TraceOptions, TraceReport};
 use kernel::{Config, PreemptModel};
 use services::symbols::Resolver;
@@ -136,8 +138,7 @@ fn instants(v: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
 
 #[test]
 fn chrome_trace_is_valid_json_with_the_scenarios_events_in_order() {
-    let (res, report) =
-        scenario::run_report(traced(PreemptModel::Voluntary, "events"), &Default::default()).unwrap();
+    let (res, report) = scenario::run_report(traced(PreemptModel::Voluntary, "events"), &Default::default()).unwrap();
     assert_eq!(res.rt_ran_after_atom, 1);
     let tr = report.trace.unwrap();
     let r = Resolver::load();
@@ -145,7 +146,10 @@ fn chrome_trace_is_valid_json_with_the_scenarios_events_in_order() {
     let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     let ev = instants(&v);
     let find = |from: usize, pred: &dyn Fn(&str, &serde_json::Value) -> bool| {
-        from + ev[from..].iter().position(|(n, a)| pred(n, a)).unwrap_or_else(|| panic!("not found after {from}: {ev:#?}"))
+        from + ev[from..]
+            .iter()
+            .position(|(n, a)| pred(n, a))
+            .unwrap_or_else(|| panic!("not found after {from}: {ev:#?}"))
     };
     let device = |a: &serde_json::Value| u64::from_str_radix(&a["lines"].as_str().unwrap()[2..], 16).unwrap() >= 8;
     let entry = find(0, &|n, a| n == "irq_handler_entry" && device(a));

@@ -34,8 +34,8 @@ use crate::kernel::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
 use arch::sync::IrqSpinLock;
 use arch::IrqFrame;
-use std::panic::Location;
 use std::cell::Cell;
+use std::panic::Location;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
