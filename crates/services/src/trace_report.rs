@@ -75,7 +75,8 @@ pub struct Analysis {
 /// Resolves a tracer's [`Where`].
 pub fn place(r: &Resolver, w: &Where) -> Place {
     if w.ip == 0 && w.src.is_none() {
-        return Place { what: Some("switched in".into()), ..Place::default() };
+        let what = if w.what.is_empty() { "switched in" } else { w.what };
+        return Place { what: Some(what.into()), ..Place::default() };
     }
     let mut p = r.caller_place(w.ip, w.src.map(|l| (l.file(), l.line())));
     p.what = (!w.what.is_empty()).then(|| w.what.to_string());

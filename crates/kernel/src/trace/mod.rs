@@ -202,8 +202,9 @@ fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
     k.trace.with(|t, now| {
         let (ip, pid) = (if frame.replayed { 0 } else { frame.ip }, t.curr);
         k.trace.record(t, now, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
-        if ip != 0 && frame.in_kernel_text() {
-            t.last_where = Where::ip(ip);
+        if ip != 0 {
+            let foreign = Where { ip: 0, src: None, what: "foreign code (libc, vDSO)" };
+            t.last_where = if frame.in_kernel_text() { Where::ip(ip) } else { foreign };
         }
         if k.trace.on(PROFILE) && lines & (1 << crate::irq::LINE_TICK) != 0 {
             t.profile.sample(Sample { ip, pid, kernel_mode, foreign: !frame.in_kernel_text() });
