@@ -86,3 +86,28 @@ fn trace_options_are_checked() {
     assert_eq!(c.trace.to_string(), "events,preemptoff,wakeup_rt,profile");
     assert_eq!(c.preempt, PreemptModel::Voluntary);
 }
+
+#[test]
+fn other_subsystems_record_events_with_one_call() {
+    kernel::trace::event(Event::SitePatched { site: 1 }); // not a CPU thread: ignored
+    let events = [
+        Event::SitePatched { site: 0x1000 },
+        Event::SoftirqEntry { vec: 3 },
+        Event::SoftirqExit { vec: 3 },
+        Event::SiteRestored { site: 0x1000 },
+    ];
+    let report = run_with_timeout(events_on(), 30, move || {
+        let _irq = kernel::preempt::local_irq_save(); // callable with IRQs masked, locks held
+        events.iter().for_each(|&e| kernel::trace::event(e));
+        0
+    });
+    let tr = report.trace.unwrap();
+    let mine: Vec<Event> = tr.events.iter().filter(|r| events.contains(&r.event)).map(|r| r.event).collect();
+    assert_eq!(mine, events);
+    assert!(tr.events.iter().filter(|r| events.contains(&r.event)).all(|r| r.pid == 1), "recorded as init's");
+    let quiet = run_with_timeout(Config::default(), 30, move || {
+        kernel::trace::event(Event::SitePatched { site: 0x1000 });
+        0
+    });
+    assert!(quiet.trace.is_none());
+}
