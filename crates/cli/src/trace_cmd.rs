@@ -11,7 +11,8 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct TraceArgs {
     /// What to run: scenario (the 1996 scenario), load (worker + RT probe), long-atom (the load
-    /// with one deliberately long atom per system call).
+    /// with one deliberately long atom per system call), torture (the register torture: user
+    /// mode under none, kernel mode under full).
     #[arg(long, default_value = "scenario")]
     workload: String,
     /// Preemption model (none, voluntary, full, lazy, cpulock).
@@ -104,6 +105,7 @@ pub fn run(a: &TraceArgs) -> Result<(), String> {
 fn trace_run_note(t: &TraceRun) -> String {
     match t.workload.as_str() {
         "scenario" => "5 atoms of 1000 us, device IRQ in atom 1 wakes rt (FIFO 50)".into(),
+        "torture" => "register torture, 20000 preemptions at HZ=10000 (its own tick rate)".into(),
         w => format!(
             "{} s, worker: {} atoms per system call{}, rt (FIFO 80) every {} us",
             t.seconds,

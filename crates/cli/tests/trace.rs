@@ -30,7 +30,7 @@ fn trace_refuses_bad_input_naming_the_option() {
     assert!(err.contains("--tracers") && err.contains("unknown tracer 'ftrace'") && err.contains("wakeup_rt"), "{err}");
     let (code, _, err) = atomkernel(&["trace", "--workload", "nope"]);
     assert_eq!(code, 2);
-    assert!(err.contains("--workload nope: choose one of scenario, load, long-atom"), "{err}");
+    assert!(err.contains("--workload nope: choose one of scenario, load, long-atom, torture"), "{err}");
     let (code, _, err) = atomkernel(&["trace", "--preempt", "fast"]);
     assert_eq!(code, 2);
     assert!(err.contains("--preempt") && err.contains("unknown preemption model 'fast'"), "{err}");

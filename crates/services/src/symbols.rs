@@ -190,12 +190,16 @@ impl Resolver {
     /// is the source location a `#[track_caller]` API saw, and wins for file and line.
     pub fn caller_place(&self, addr: usize, src: Option<(&str, u32)>) -> Place {
         let frames = if addr == 0 { Vec::new() } else { self.frames(addr) };
-        let outside = frames.iter().find(|f| !is_plumbing(f));
+        // Without a caller's location, a place that is all plumbing (an IP inside the arch
+        // layer's own code, say) is named by its innermost frame, or its ELF symbol.
+        let fallback = || frames.iter().find(|f| !is_std(f)).or(frames.first());
+        let outside = frames.iter().find(|f| !is_plumbing(f)).or_else(|| src.is_none().then(fallback).flatten());
         let mut place = match outside {
             Some((function, file, line)) => {
                 Place { what: None, function: function.clone(), file: file.clone(), line: *line }
             }
-            None => Place { what: None, function: None, file: None, line: None },
+            None if src.is_none() => Place { what: None, function: self.symbol(addr), file: None, line: None },
+            None => Place::default(),
         };
         if let Some(&(file, line)) = self.sites.get(&addr) {
             place.file = Some(short_path(file));

@@ -65,13 +65,21 @@ struct Shared {
 
 /// Runs the torture on a fresh kernel instance.
 pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
+    run_traced(cfg, kernel::trace::TraceOptions::OFF).map(|(r, _)| r)
+}
+
+/// [`run`] with the tracers `trace` on, also handing back the kernel's report (and its trace).
+pub fn run_traced(
+    cfg: &TortureConfig,
+    trace: kernel::trace::TraceOptions,
+) -> Result<(TortureReport, kernel::RunReport), BootError> {
     if cfg.tasks == 0 || cfg.tasks > 64 || cfg.preemptions == 0 || cfg.max_secs == 0 || cfg.spins == 0 {
         return Err(BootError::Config(kernel::ConfigError(
             "torture: tasks must be 1..=64, and preemptions, seconds and spins above zero".into(),
         )));
     }
     let preempt = if cfg.kernel_mode { kernel::PreemptModel::Full } else { kernel::PreemptModel::None };
-    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, ..Config::default() };
+    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, ..Config::default() };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         rounds: AtomicU64::new(0),
@@ -88,14 +96,15 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
     let preemptions =
         report.tasks.iter().filter(|t| t.name.starts_with("torture")).map(|t| t.stats.irq_preemptions).sum();
     let mismatches = std::mem::take(&mut *shared.mismatches.lock().unwrap_or_else(|e| e.into_inner()));
-    Ok(TortureReport {
+    let torture = TortureReport {
         preemptions,
         rounds: shared.rounds.load(Ordering::Relaxed),
         mismatches,
         isa: format!("{:?}", arch::torture::vector_isa()).to_lowercase(),
         mode: if cfg.kernel_mode { "kernel" } else { "user" }.into(),
         elapsed_ms: t0.elapsed().as_millis() as u64,
-    })
+    };
+    Ok((torture, report))
 }
 
 fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {

@@ -6,18 +6,21 @@
 //!   atoms, and a SCHED_FIFO 80 cyclictest probe waking every `interval_us`.
 //! - `long-atom`: the same worker, whose system calls contain one deliberately long atom
 //!   ([`deliberately_long_atom`]); the tracers should name it.
+//! - `torture`: the register torture ([`crate::torture`]), 20,000 preemptions of SCHED_RR tasks
+//!   at HZ=10000 plus a device storm; in user mode under `none`, in kernel mode under `full`.
 //!
 //! **Invariant.** The workload ends by itself (a duration or a fixed amount of work), and a
 //! run whose kernel reported a `BUG:` is an error, never a trace.
 
 use crate::atoms::{csum, run_atom, PAGE};
 use crate::scenario::{self, ScenarioConfig};
-use kernel::{spawn, syscall, Config, RunReport, TaskBuilder};
+use crate::torture::TortureConfig;
+use kernel::{spawn, syscall, Config, PreemptModel, RunReport, TaskBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The workloads `atomkernel trace` runs.
-pub const WORKLOADS: [&str; 3] = ["scenario", "load", "long-atom"];
+pub const WORKLOADS: [&str; 4] = ["scenario", "load", "long-atom", "torture"];
 
 /// What to trace.
 #[derive(Clone, Debug)]
@@ -67,6 +70,12 @@ impl TraceRun {
         if !(1..=1_000_000).contains(&self.long_atom_us) {
             return Err(format!("--long-atom-us {}: use 1..=1000000 microseconds", self.long_atom_us));
         }
+        if self.workload == "torture" && !matches!(self.config.preempt, PreemptModel::None | PreemptModel::Full) {
+            return Err(format!(
+                "--preempt {}: the torture runs under none (user mode) or full (kernel mode)",
+                self.config.preempt
+            ));
+        }
         self.config.validate().map_err(|e| e.to_string())
     }
 }
@@ -76,6 +85,7 @@ pub fn run(t: &TraceRun) -> Result<RunReport, String> {
     t.validate()?;
     let report = match t.workload.as_str() {
         "scenario" => scenario::run_report(t.config.clone(), &ScenarioConfig::default()).map_err(|e| e.to_string())?.1,
+        "torture" => torture(t)?,
         w => {
             let (atoms, interval, long) = (t.atoms, t.interval_us * 1000, (w == "long-atom").then_some(t.long_atom_us));
             let duration = (t.seconds * 1e9) as u64;
@@ -87,6 +97,17 @@ pub fn run(t: &TraceRun) -> Result<RunReport, String> {
     }
     report.init.clone().map_err(|e| format!("the workload failed inside the kernel: {e}"))?;
     Ok(report)
+}
+
+/// The register torture with the tracers on; a register mismatch is an error.
+fn torture(t: &TraceRun) -> Result<RunReport, String> {
+    let kernel_mode = t.config.preempt == PreemptModel::Full;
+    let cfg = TortureConfig { preemptions: 20_000, max_secs: 120, kernel_mode, ..TortureConfig::default() };
+    let (r, report) = crate::torture::run_traced(&cfg, t.config.trace).map_err(|e| e.to_string())?;
+    match r.mismatches.first() {
+        Some(m) => Err(format!("the torture found {} register mismatches, the first: {m}", r.mismatches.len())),
+        None => Ok(report),
+    }
 }
 
 /// init: a worker and an RT probe until the duration is over.

@@ -175,3 +175,15 @@ fn model_switch_is_an_event() {
     let m = ev.iter().find(|(n, _)| n == "model_switched").expect("model_switched recorded");
     assert_eq!((m.1["from"].as_str(), m.1["to"].as_str()), (Some("none"), Some("voluntary")));
 }
+
+#[test]
+fn the_register_torture_runs_traced_and_its_preemptions_are_switches() {
+    let t = TraceRun { workload: "torture".into(), config: traced(PreemptModel::None, "events"), ..Default::default() };
+    let tr = trace_run::run(&t).expect("no register mismatch").trace.unwrap();
+    let preempted = tr.events.iter().filter(|r| {
+        matches!(r.event, kernel::trace::Event::SchedSwitch { prev_state: kernel::trace::PrevState::Running, .. })
+    });
+    assert!(preempted.count() > 0, "RR rotation and the storm preempt the torture tasks");
+    let bad = TraceRun { config: traced(PreemptModel::Voluntary, "events"), ..t };
+    assert!(trace_run::run(&bad).unwrap_err().contains("none (user mode) or full (kernel mode)"));
+}
