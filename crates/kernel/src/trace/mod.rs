@@ -2,16 +2,16 @@
 //! and a tick-driven sampling profiler (ftrace's tracers, scaled to atomkernel).
 //!
 //! **Mechanism.** A kernel instance boots with [`TraceOptions`] (`trace=` on the command line).
-//! When anything is on, [`boot`] preallocates one [`CpuTrace`] per CPU (the event ring, the
+//! When anything is on, `boot` preallocates one `CpuTrace` per CPU (the event ring, the
 //! tracers' state, the profile buffer) and, for the latency tracers, arms the preemption-point
 //! sites so that every point reports itself even under `preempt=none`. The scheduler, the
 //! interrupt entry and exit, the point hook and the system-call border call one-line hooks
-//! here ([`sched_switch`], [`sched_wakeup`], [`irq_handler_entry`], ...); each starts with
-//! [`Tracer::on`], one relaxed load of the instance's flag word and a branch, and records under
-//! the CPU's [`IrqSpinLock`] (IRQs masked, so an interrupt never meets a half-written entry).
+//! here (`sched_switch`, `sched_wakeup`, `irq_handler_entry`, ...); each starts with
+//! `Tracer::on`, one relaxed load of the instance's flag word and a branch, and records under
+//! the CPU's `IrqSpinLock` (IRQs masked, so an interrupt never meets a half-written entry).
 //! Hooks reached without the instance at hand (the point hook's fast path, `preempt_disable`)
-//! test a per-CPU (thread-local) word instead, set only on CPUs of tracing instances. Other subsystems add events with
-//! [`event`] (e.g. `trace::event(Event::SitePatched { site })`).
+//! test a per-CPU (thread-local) word instead, set only on CPUs of tracing instances. Other
+//! subsystems add events with [`event`] (e.g. `trace::event(Event::SitePatched { site })`).
 //!
 //! **Invariants.** Tracing state belongs to one instance: instances booted side by side never
 //! see each other's events. With tracing off nothing is allocated and nothing is recorded: every

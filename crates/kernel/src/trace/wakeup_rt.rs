@@ -44,7 +44,7 @@ pub struct WakeupRt {
     pub woken_during: TaskId,
     /// Where that task was.
     pub woken_at: Where,
-    /// The tasks that ran before it, in order (the first [`RUNNERS`]).
+    /// The tasks that ran before it, in order (the first `RUNNERS`, 4).
     pub runners: [Option<Runner>; RUNNERS],
     /// Further runners not named.
     pub more_runners: u32,
