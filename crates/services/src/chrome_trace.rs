@@ -6,8 +6,9 @@
 //! microseconds. Process 0 is CPU 0 with three tracks: `running` (one complete `X` slice per
 //! stretch a task held the CPU, named by the task, from `sched_switch` to `sched_switch`),
 //! `irq` (one `X` slice per `irq_handler_entry` .. `irq_handler_exit`), and `events` (every
-//! record as an instant `i` event named as Linux's tracepoint, with its fields in `args`).
-//! Task names go in `M` metadata events. [`text`] prints one line per record, as
+//! record as an instant `i` event named as Linux's tracepoint, with its fields in `args`);
+//! then one track per task with its own `running` slices. Track names go in `M` metadata
+//! events. [`text`] prints one line per record, as
 //! `/sys/kernel/tracing/trace` does.
 //!
 //! **Invariant.** Instant events appear in ring order (the order the CPU recorded them), and
@@ -21,6 +22,8 @@ use std::collections::HashMap;
 const TID_RUNNING: u32 = 0;
 const TID_IRQ: u32 = 1;
 const TID_EVENTS: u32 = 2;
+/// Task `pid` has its own track, `TID_TASKS + pid`.
+const TID_TASKS: u32 = 100;
 
 /// Code addresses resolved once each.
 struct Places<'a> {
@@ -94,6 +97,9 @@ pub fn chrome_json(tr: &TraceReport, r: &Resolver) -> Value {
         meta(TID_IRQ, "irq"),
         meta(TID_EVENTS, "events"),
     ];
+    for (pid, name) in tr.task_names.iter().enumerate() {
+        out.push(meta(TID_TASKS + pid as u32, &format!("{name} (pid {pid})")));
+    }
     out.extend(slices(tr));
     for rec in &tr.events {
         let args: serde_json::Map<String, Value> =
@@ -127,6 +133,7 @@ fn slices(tr: &TraceReport) -> Vec<Value> {
             Event::SchedSwitch { prev, next, .. } => {
                 let from = running.map_or(tr.events[0].ts_ns, |(_, t)| t);
                 out.push(x(task(tr, prev), TID_RUNNING, from, rec.ts_ns));
+                out.push(x("running".into(), TID_TASKS + prev as u32, from, rec.ts_ns));
                 running = Some((next, rec.ts_ns));
             }
             Event::IrqHandlerEntry { lines, .. } => irq = Some((lines, rec.ts_ns)),
@@ -140,6 +147,7 @@ fn slices(tr: &TraceReport) -> Vec<Value> {
     }
     if let (Some((pid, from)), Some(last)) = (running, tr.events.last()) {
         out.push(x(task(tr, pid), TID_RUNNING, from, last.ts_ns));
+        out.push(x("running".into(), TID_TASKS + pid as u32, from, last.ts_ns));
     }
     out
 }

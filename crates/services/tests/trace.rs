@@ -162,6 +162,9 @@ fn chrome_trace_is_valid_json_with_the_scenarios_events_in_order() {
     assert_eq!(ev[switch].0, "sched_switch");
     assert_eq!((ev[switch].1["prev_comm"].as_str(), ev[switch].1["next_comm"].as_str()), (Some("worker"), Some("rt")));
     assert_eq!(ev[switch].1["prev_state"], "R");
+    let evs = v["traceEvents"].as_array().unwrap();
+    let track = evs.iter().find(|e| e["ph"] == "M" && e["args"]["name"] == "worker (pid 3)").expect("worker's track");
+    assert!(evs.iter().any(|e| e["ph"] == "X" && e["tid"] == track["tid"] && e["name"] == "running"));
     let txt = chrome_trace::text(&tr, &r);
     assert!(txt.contains("sched_switch: prev_comm=worker prev_pid=3 prev_state=R next_comm=rt next_pid=2"), "{txt}");
 }
