@@ -153,6 +153,8 @@ pub(crate) fn sched_switch(k: &Kernel, prev: TaskId, next: TaskId, prev_state: P
     }
 }
 
+#[cold]
+#[inline(never)]
 fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
     let (prev_mode, next_mode) = {
         let s = k.sched.lock();
@@ -178,15 +180,27 @@ fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
 #[inline(always)]
 pub(crate) fn sched_wakeup(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, curr: TaskId) {
     if k.trace.on(EVENTS | WAKEUP_RT) {
-        k.trace.with(|t, now| {
-            let rt_prio = rt_prio.unwrap_or(0);
-            k.trace.record(t, now, Event::SchedWakeup { pid, rt_prio });
-            if rt_prio > 0 && k.trace.on(WAKEUP_RT) {
-                let w = t.last_where;
-                t.wakeup.wakeup(now, pid, rt_prio, curr, w);
-            }
-        });
+        wakeup_slow(k, pid, rt_prio.unwrap_or(0), curr);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn wakeup_slow(k: &Kernel, pid: TaskId, rt_prio: u8, curr: TaskId) {
+    k.trace.with(|t, now| {
+        k.trace.record(t, now, Event::SchedWakeup { pid, rt_prio });
+        if rt_prio > 0 && k.trace.on(WAKEUP_RT) {
+            let w = t.last_where;
+            t.wakeup.wakeup(now, pid, rt_prio, curr, w);
+        }
+    });
+}
+
+/// Records `event` on `k`'s ring (out of line: the hooks' slow path).
+#[cold]
+#[inline(never)]
+fn record_slow(k: &Kernel, event: Event) {
+    k.trace.with(|t, now| k.trace.record(t, now, event));
 }
 
 /// `irq_handler_entry`; the profiler samples the interrupted IP when the tick is among `lines`.
@@ -197,6 +211,8 @@ pub(crate) fn irq_handler_entry(k: &Kernel, lines: u64, frame: &IrqFrame) {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
     let kernel_mode = k.cpu.mode() == Mode::Kernel;
     k.trace.with(|t, now| {
@@ -216,8 +232,7 @@ fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
 #[inline(always)]
 pub(crate) fn irq_handler_exit(k: &Kernel, lines: u64, exit: arch::IrqExit) {
     if k.trace.on(EVENTS) {
-        let preempt = exit == arch::IrqExit::Preempt;
-        k.trace.with(|t, now| k.trace.record(t, now, Event::IrqHandlerExit { lines, preempt }));
+        record_slow(k, Event::IrqHandlerExit { lines, preempt: exit == arch::IrqExit::Preempt });
     }
 }
 
@@ -257,7 +272,7 @@ fn opportunity_slow(w: Where) {
 #[inline(always)]
 pub(crate) fn point_fired(k: &Kernel, site: usize) {
     if k.trace.on(EVENTS) {
-        k.trace.with(|t, now| k.trace.record(t, now, Event::PointFired { site }));
+        record_slow(k, Event::PointFired { site });
     }
 }
 
@@ -265,12 +280,7 @@ pub(crate) fn point_fired(k: &Kernel, site: usize) {
 #[inline(always)]
 pub(crate) fn syscall_entry(k: &Kernel, loc: &'static Location<'static>) {
     if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
-        let w = Where::src("syscall entry", loc);
-        let model = k.model();
-        k.trace.with(|t, now| {
-            t.last_where = w;
-            t.preemptoff.syscall_entry(now, model, w, t.curr);
-        });
+        syscall_border_slow(k, loc, true);
     }
 }
 
@@ -278,23 +288,30 @@ pub(crate) fn syscall_entry(k: &Kernel, loc: &'static Location<'static>) {
 #[inline(always)]
 pub(crate) fn syscall_exit(k: &Kernel, loc: &'static Location<'static>) {
     if k.trace.on(PREEMPTOFF | WAKEUP_RT) {
-        let w = Where::src("ret_from_syscall", loc);
-        let model = k.model();
-        k.trace.with(|t, now| {
-            t.last_where = w;
-            t.preemptoff.syscall_exit(now, model, w);
-        });
+        syscall_border_slow(k, loc, false);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn syscall_border_slow(k: &Kernel, loc: &'static Location<'static>, entry: bool) {
+    let w = Where { ip: 0, src: Some(loc), what: if entry { "syscall entry" } else { "ret_from_syscall" } };
+    let model = k.model();
+    k.trace.with(|t, now| {
+        t.last_where = w;
+        match entry {
+            true => t.preemptoff.syscall_entry(now, model, w, t.curr),
+            false => t.preemptoff.syscall_exit(now, model, w),
+        }
+    });
 }
 
 /// The model was switched from `from` to `to`.
 #[inline(always)]
 pub(crate) fn model_switched(k: &Kernel, from: PreemptModel, to: PreemptModel) {
     if k.trace.on(EVENTS | PREEMPTOFF) {
-        k.trace.with(|t, now| {
-            k.trace.record(t, now, Event::ModelSwitched { from, to });
-            t.preemptoff.reset();
-        });
+        record_slow(k, Event::ModelSwitched { from, to });
+        k.trace.with(|t, _| t.preemptoff.reset());
     }
 }
 
