@@ -16,6 +16,7 @@ mod latency_cmd;
 mod report;
 mod svg;
 mod torture_cmd;
+mod trace_cmd;
 
 #[derive(Parser)]
 #[command(name = "atomkernel", version, about = "A user-mode kernel for measuring kernel preemption")]
@@ -40,6 +41,9 @@ enum Command {
     /// Bottom halves under packet load: RT wakeup latency and packet throughput with
     /// softirqs at irq_exit (bh=classic) against all in ksoftirqd (bh=threaded).
     Packets(bh_cmd::PacketsArgs),
+    /// Runs a workload with the tracers on (preemptoff/irqsoff, wakeup_rt, profiler, event
+    /// ring) and writes trace.json (Chrome trace / Perfetto), trace.txt and report.txt.
+    Trace(trace_cmd::TraceArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points {
         /// Print one JSON object per site.
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => compare_cmd::run(&a),
         Command::Latency(a) => latency_cmd::run(&a),
         Command::Packets(a) => bh_cmd::run(&a),
+        Command::Trace(a) => trace_cmd::run(&a),
         Command::Points { json } => points(json),
     };
     match outcome {

@@ -168,6 +168,8 @@ pub struct Config {
     pub bh: BhMode,
     /// SCHED_FIFO priority of `ksoftirqd` under `bh=threaded` (`bh_prio=`, 1..=99).
     pub bh_prio: u8,
+    /// Tracers to run (`trace=`, `trace_buf=`); all off by default.
+    pub trace: crate::trace::TraceOptions,
 }
 
 /// `ksoftirqd`'s default priority under `bh=threaded`: PREEMPT_RT's threaded-IRQ priority.
@@ -185,6 +187,7 @@ impl Default for Config {
             console: false,
             bh: BhMode::Classic,
             bh_prio: DEFAULT_BH_PRIO,
+            trace: crate::trace::TraceOptions::OFF,
         }
     }
 }
@@ -218,6 +221,7 @@ impl Config {
                 self.bh_prio
             ));
         }
+        self.trace.validate()?;
         if let Some(c) = self.pin_cpu {
             if !arch::cpu::allowed_host_cpus().contains(&c) {
                 return err(format!("pin={c}: host CPU {c} is not available to this process"));
@@ -257,9 +261,11 @@ impl Config {
                     ConfigError(format!("bh_prio={value}: expected a SCHED_FIFO priority 1..=99"))
                 })?
             }
+                       "trace" => self.trace = crate::trace::TraceOptions::parse(value, self.trace.buf_entries)?,
+            "trace_buf" => self.trace.buf_entries = num(key, value)?,
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf"
                 )))
             }
         }

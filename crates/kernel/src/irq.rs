@@ -49,6 +49,7 @@ pub static HOOKS: Hooks = Hooks {
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     let Some(k) = try_this_kernel() else { return IrqExit::Resume };
     irq_enter(&k);
+    crate::trace::irq_handler_entry(&k, lines, frame);
     if lines & (1 << LINE_TICK) != 0 {
         crate::time::timer_interrupt(&k);
     }
@@ -65,7 +66,9 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
         }
     }
     irq_exit(&k);
-    irq_exit_decision(&k, frame)
+    let exit = irq_exit_decision(&k, frame);
+    crate::trace::irq_handler_exit(&k, lines, exit);
+    exit
 }
 
 /// `irq_enter()`: the CPU is now in hard interrupt context.

@@ -83,6 +83,8 @@ pub struct Kernel {
     pub(crate) model: AtomicU8,
     /// Softirqs, tasklets and `ksoftirqd` of the CPU.
     pub(crate) softirq: crate::softirq::SoftirqCpu,
+    /// The tracers (`trace=`): off unless asked for.
+    pub(crate) trace: crate::trace::Tracer,
 }
 
 thread_local! {
@@ -153,6 +155,8 @@ pub struct RunReport {
     pub switches: u64,
     /// What the patch models did (all zero under the other models).
     pub patch: crate::patchmodel::PatchStatsSnapshot,
+    /// What the tracers found (`None` when tracing was off).
+    pub trace: Option<crate::trace::TraceReport>,
 }
 
 /// One task's end.
@@ -221,6 +225,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         helper_cpus: helper_cpus(config.pin_cpu),
         model: AtomicU8::new(config.preempt.index()),
         softirq: crate::softirq::SoftirqCpu::new(),
+        trace: crate::trace::Tracer::new(config.trace),
         config,
     });
     let kc = k.clone();
@@ -266,6 +271,7 @@ fn report(k: &Kernel) -> RunReport {
         irqs: k.cpu.irqs.load(Ordering::Relaxed),
         switches,
         patch: k.cpu.patch.stats.snapshot(),
+        trace: crate::trace::report(k, tasks.iter().map(|t| t.name.clone()).collect()),
     }
 }
 
@@ -284,6 +290,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     let _ = k.cpu.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);
     // Arm the preemption points before anything runs, so a refusal leaves nothing behind.
     crate::model::switch_sites(None, Some(k.config.preempt)).map_err(BootError::Config)?;
+    crate::trace::boot(&k).map_err(BootError::Config)?;
     let idle_ctx = TaskContext::for_current_thread("swapper/0");
     add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
     crate::printk::printk_str(
@@ -296,6 +303,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
         t.set_periodic(k.config.tick_ns());
     }
     idle_loop(&k);
+    crate::trace::shutdown(&k);
     crate::model::switch_sites(Some(k.model()), None).map_err(BootError::Config)?;
     for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get(), k.cpu.retry_timer.get()].into_iter().flatten() {
         t.disarm();

@@ -26,6 +26,7 @@ pub mod syscall;
 pub mod task;
 pub mod tasklet;
 pub mod time;
+pub mod trace;
 pub mod wait;
 
 pub use config::{BhMode, Config, ConfigError, PreemptModel};
@@ -40,6 +41,7 @@ pub use wait::WaitQueue;
 /// where it holds nothing. Returns whether it rescheduled.
 #[track_caller]
 pub fn cond_resched() -> bool {
+    trace::cond_resched(std::panic::Location::caller());
     if preempt::need_resched() && preempt::preempt_count() == 0 {
         sched::schedule();
         true

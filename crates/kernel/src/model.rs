@@ -66,6 +66,7 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         k.model.store(model.index(), Ordering::Release);
         crate::patchmodel::event_served(&k); // nothing armed survives a switch
     }
+    crate::trace::model_switched(&k, old, model);
     crate::printk!("preempt: switched from {old} to {model}");
     Ok(())
 }
@@ -119,7 +120,8 @@ pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
 /// - `cpulock`: the atom requests the CPU; if an RT task has locked the next quantum, the
 ///   request blocks, i.e. the task gives the CPU to it. Nothing else (a fair wakeup, a used-up
 ///   fair slice) takes the CPU from kernel code here.
-pub(crate) fn preempt_point_hook(_site: usize) {
+pub(crate) fn preempt_point_hook(site: usize) {
+    crate::trace::preempt_point(site);
     // Fast path: both models that act here set need_resched when they want the CPU (cpulock
     // together with its quantum lock), so nothing pending is one per-CPU load and test.
     if !preempt::need_resched() {
@@ -133,6 +135,7 @@ pub(crate) fn preempt_point_hook(_site: usize) {
         _ => false,
     };
     if yield_now && preempt::preemptible() {
+        crate::trace::point_fired(&k, site);
         crate::sched::schedule();
     }
 }

@@ -138,13 +138,17 @@ pub struct PreemptGuard {
 }
 
 /// `preempt_disable()`.
+#[track_caller]
 pub fn preempt_disable() -> PreemptGuard {
     preempt_count_add(PREEMPT_OFFSET);
+    crate::trace::section_enter(std::panic::Location::caller(), false);
     PreemptGuard { _not_send: std::marker::PhantomData }
 }
 
 impl Drop for PreemptGuard {
+    #[inline(always)]
     fn drop(&mut self) {
+        crate::trace::section_exit(false);
         if preempt_count_sub(PREEMPT_OFFSET) == 0 {
             crate::sched::preempt_schedule();
         }
@@ -159,12 +163,17 @@ pub struct IrqGuard {
 }
 
 /// `local_irq_save()`.
+#[track_caller]
 pub fn local_irq_save() -> IrqGuard {
-    IrqGuard { was_masked: arch::irq::local_irq_save(), _not_send: std::marker::PhantomData }
+    let was_masked = arch::irq::local_irq_save();
+    crate::trace::section_enter(std::panic::Location::caller(), true);
+    IrqGuard { was_masked, _not_send: std::marker::PhantomData }
 }
 
 impl Drop for IrqGuard {
+    #[inline(always)]
     fn drop(&mut self) {
+        crate::trace::section_exit(true);
         arch::irq::local_irq_restore(self.was_masked);
     }
 }

@@ -22,6 +22,7 @@ pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
     let k = this_kernel();
     k.cpu.syscalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // credited at switch-out
     k.cpu.set_mode(Mode::Kernel);
+    crate::trace::syscall_entry(&k, place);
     let r = f();
     ret_from_syscall(&k, place);
     r
@@ -40,7 +41,8 @@ pub(crate) fn kernel_call<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// `ret_from_syscall`: debug checks, reschedule while needed, back to user mode.
-pub fn ret_from_syscall(k: &Kernel, place: &Location<'_>) {
+pub fn ret_from_syscall(k: &Kernel, place: &'static Location<'static>) {
+    crate::trace::syscall_exit(k, place);
     if preempt::preempt_count() != 0 {
         k.bug("preempt_count not zero at ret_from_syscall", place);
         preempt::preempt_count_set(0);

@@ -4,14 +4,19 @@
 //! workloads the command line runs on them: the 1996 scenario ([`scenario`]), the register
 //! torture ([`torture`]), the latency lab ([`lab`]): workloads, the probe, peers, the comparison;
 //! the packet device with its bottom half ([`packet`]) and the bottom-half comparison under
-//! packet load ([`packet_load`]).
+//! packet load ([`packet_load`]); the tracers' reports pointed at source lines
+//! ([`trace_report`]), the Chrome trace / text export of the event ring ([`chrome_trace`]) and
+//! the workloads of `atomkernel trace` ([`trace_run`]).
 
 #![forbid(unsafe_code)]
 
 pub mod atoms;
+pub mod chrome_trace;
 pub mod lab;
 pub mod packet;
 pub mod packet_load;
 pub mod scenario;
 pub mod symbols;
 pub mod torture;
+pub mod trace_report;
+pub mod trace_run;

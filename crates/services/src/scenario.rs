@@ -23,7 +23,7 @@
 use crate::atoms::{run_atom, PAGE};
 use kernel::device::Device;
 use kernel::patchmodel::PatchStatsSnapshot;
-use kernel::{spawn, syscall, BootError, Config, PreemptModel, TaskBuilder, WaitQueue};
+use kernel::{spawn, syscall, BootError, Config, PreemptModel, RunReport, TaskBuilder, WaitQueue};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -204,6 +204,12 @@ pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 
 /// Runs the scenario once on a fresh kernel instance booted with `config`.
 pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
+    run_report(config, sc).map(|(r, _)| r)
+}
+
+/// [`run_with`], also handing back the kernel's [`RunReport`] (with its trace, if `config`
+/// asked for one).
+pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult, RunReport), BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
     let model = config.preempt;
     let shown = match sc.switch_to {
@@ -216,9 +222,10 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
     if let Err(e) = &report.init {
         return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
     }
-    let mut r = result(&shown, sc, &marks, report.init.unwrap_or(0) as u64);
+    let pages = report.init.clone().unwrap_or(0) as u64;
+    let mut r = result(&shown, sc, &marks, pages);
     r.patch = report.patch;
-    Ok(r)
+    Ok((r, report))
 }
 
 fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {

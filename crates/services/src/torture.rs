@@ -82,6 +82,14 @@ struct Shared {
 
 /// Runs the torture on a fresh kernel instance.
 pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
+    run_traced(cfg, kernel::trace::TraceOptions::OFF).map(|(r, _)| r)
+}
+
+/// [`run`] with the tracers `trace` on, also handing back the kernel's report (and its trace).
+pub fn run_traced(
+    cfg: &TortureConfig,
+    trace: kernel::trace::TraceOptions,
+) -> Result<(TortureReport, kernel::RunReport), BootError> {
     if cfg.tasks == 0 || cfg.tasks > 64 || cfg.preemptions == 0 || cfg.max_secs == 0 || cfg.spins == 0 {
         return Err(BootError::Config(kernel::ConfigError(
             "torture: tasks must be 1..=64, and preemptions, seconds and spins above zero".into(),
@@ -94,7 +102,7 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
              use full, lazy, patch-int3 or patch-call"
         ))));
     }
-    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, ..Config::default() };
+    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, ..Config::default() };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         rounds: AtomicU64::new(0),
@@ -112,7 +120,7 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
     let torturers = report.tasks.iter().filter(|t| t.name.starts_with("torture"));
     let preemptions = if preempt.is_patch() { p.preemptions } else { torturers.map(|t| t.stats.irq_preemptions).sum() };
     let mismatches = std::mem::take(&mut *shared.mismatches.lock().unwrap_or_else(|e| e.into_inner()));
-    Ok(TortureReport {
+    let torture = TortureReport {
         preemptions,
         rounds: shared.rounds.load(Ordering::Relaxed),
         mismatches,
@@ -121,7 +129,8 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
         model: preempt.name().into(),
         patch: preempt.is_patch().then_some([p.events, p.fired, p.redirects, p.fallbacks]),
         elapsed_ms: t0.elapsed().as_millis() as u64,
-    })
+    };
+    Ok((torture, report))
 }
 
 fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {

@@ -39,6 +39,7 @@ pub(crate) fn __schedule(k: &Kernel, preempt: bool) {
         }
     };
     let Some((prev, next, ran, still_runnable)) = switch else { return };
+    crate::trace::sched_switch(k, prev, next, crate::trace::PrevState::of(still_runnable));
     let (prev_task, next_task) = {
         let tasks = k.tasks.lock();
         (tasks[prev].clone(), tasks[next].clone())
@@ -125,6 +126,9 @@ pub(crate) fn wake_up_process(k: &Kernel, id: TaskId) -> bool {
     if s.wake(id) {
         crate::model::resched_curr(k, &s, id);
     }
+    if was_sleeping {
+        crate::trace::sched_wakeup(k, id, s.task(id).policy.rt_prio(), s.curr);
+    }
     was_sleeping
 }
 
@@ -152,6 +156,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
             k.cpu.set_mode(s.task(next).mode);
             next
         };
+        crate::trace::sched_switch(&k, id, next, crate::trace::PrevState::Dead);
         let prev_ctx = task.ctx.lock().take();
         let next_ctx = k.task(next).context();
         (prev_ctx.unwrap_or_else(|| arch::cpu::die("BUG: exiting task has no context")), next_ctx)

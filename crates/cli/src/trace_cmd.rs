@@ -1,0 +1,117 @@
+//! `atomkernel trace`: runs a workload with the tracers on and writes what they found
+//! (see `services::trace_run`, `services::trace_report`, `services::chrome_trace`).
+
+use kernel::trace::TraceOptions;
+use kernel::{Config, PreemptModel};
+use services::symbols::Resolver;
+use services::trace_run::{self, TraceRun};
+use services::{chrome_trace, trace_report};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    /// What to run: scenario (the 1996 scenario), load (worker + RT probe), long-atom (the load
+    /// with one deliberately long atom per system call), torture (the register torture: user
+    /// mode under none, kernel mode under full).
+    #[arg(long, default_value = "scenario")]
+    workload: String,
+    /// Preemption model (none, voluntary, full, lazy, cpulock).
+    #[arg(long, default_value = "voluntary")]
+    preempt: String,
+    /// Tracers as a comma list (events, preemptoff, wakeup_rt, profile) or `all`.
+    #[arg(long, default_value = "all")]
+    tracers: String,
+    /// Directory to write trace.json (Chrome trace / Perfetto), trace.txt and report.txt to.
+    #[arg(long, default_value = "atomkernel-trace")]
+    out: PathBuf,
+    /// Length of the load and long-atom workloads in seconds (above 0, at most 600).
+    #[arg(long, default_value_t = 0.5)]
+    seconds: f64,
+    /// Tick rate (the profiler samples at every tick), 1..=10000.
+    #[arg(long, default_value_t = 1000)]
+    hz: u32,
+    /// Events kept per CPU (the newest are kept), 64..=16777216.
+    #[arg(long, default_value_t = 1 << 16)]
+    buf: usize,
+    /// Atoms per system call of the worker (load, long-atom), 1..=4096.
+    #[arg(long, default_value_t = 16)]
+    atoms: usize,
+    /// Period of the RT probe in microseconds (load, long-atom), 100..=1000000.
+    #[arg(long, default_value_t = 1000)]
+    interval_us: u64,
+    /// Length of the long atom in microseconds (long-atom), 1..=1000000.
+    #[arg(long, default_value_t = 2000)]
+    long_atom_us: u64,
+    /// Rows per report section.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+}
+
+fn config(a: &TraceArgs) -> Result<Config, String> {
+    let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    let trace = TraceOptions::parse(&a.tracers, a.buf).map_err(|e| format!("--tracers: {e}"))?;
+    if !trace.any() {
+        return Err(format!(
+            "--tracers {}: name at least one of {}, or all",
+            a.tracers,
+            TraceOptions::NAMES.join(", ")
+        ));
+    }
+    if !(64..=1 << 24).contains(&a.buf) {
+        return Err(format!("--buf {}: use 64..=16777216 events per CPU", a.buf));
+    }
+    if !(1..=10_000).contains(&a.hz) {
+        return Err(format!("--hz {}: use 1..=10000", a.hz));
+    }
+    let c = Config { preempt, hz: a.hz, trace, ..Config::default() };
+    c.validate().map_err(|e| format!("--preempt {preempt}: {e}"))?;
+    Ok(c)
+}
+
+pub fn run(a: &TraceArgs) -> Result<(), String> {
+    let t = TraceRun {
+        workload: a.workload.clone(),
+        config: config(a)?,
+        seconds: a.seconds,
+        atoms: a.atoms,
+        interval_us: a.interval_us,
+        long_atom_us: a.long_atom_us,
+    };
+    t.validate()?;
+    let report = trace_run::run(&t)?;
+    let tr = report.trace.ok_or("the kernel returned no trace (was it built without the `trace` feature?)")?;
+    let resolver = Resolver::load();
+    let analysis = trace_report::analyse(&tr, &resolver);
+    let text = trace_report::render(&analysis, a.top);
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("--out {}: {e}", a.out.display()))?;
+    let write = |name: &str, body: String| {
+        let p = a.out.join(name);
+        std::fs::write(&p, body).map_err(|e| format!("--out: cannot write {}: {e}", p.display()))
+    };
+    let json = chrome_trace::chrome_json(&tr, &resolver);
+    write("trace.json", serde_json::to_string(&json).map_err(|e| e.to_string())?)?;
+    write("trace.txt", chrome_trace::text(&tr, &resolver))?;
+    write("report.json", serde_json::to_string_pretty(&analysis).map_err(|e| e.to_string())?)?;
+    write("report.txt", text.clone())?;
+    println!("# atomkernel trace --workload {} --preempt {}: {}", t.workload, t.config.preempt, trace_run_note(&t));
+    print!("{text}");
+    println!(
+        "\nwrote {0}/trace.json (open in https://ui.perfetto.dev or chrome://tracing), {0}/trace.txt, {0}/report.txt, {0}/report.json",
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn trace_run_note(t: &TraceRun) -> String {
+    match t.workload.as_str() {
+        "scenario" => "5 atoms of 1000 us, device IRQ in atom 1 wakes rt (FIFO 50)".into(),
+        "torture" => "register torture, 20000 preemptions at HZ=10000 (its own tick rate)".into(),
+        w => format!(
+            "{} s, worker: {} atoms per system call{}, rt (FIFO 80) every {} us",
+            t.seconds,
+            t.atoms,
+            if w == "long-atom" { format!(" + one long atom of {} us", t.long_atom_us) } else { String::new() },
+            t.interval_us
+        ),
+    }
+}

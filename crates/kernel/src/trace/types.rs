@@ -1,0 +1,200 @@
+//! The tracing vocabulary: which tracers run ([`TraceOptions`]), what an event is ([`Event`],
+//! [`Record`]) and how a code place is named ([`Where`]).
+//!
+//! **Invariant.** Every type here is plain `Copy` data with no heap pointers, so the rings
+//! preallocated at boot can hold them and recording never allocates.
+
+use crate::config::{ConfigError, PreemptModel};
+use crate::sched::TaskId;
+use std::panic::Location;
+
+/// True when this build has tracing compiled in (the kernel crate's `trace` feature).
+pub const BUILT: bool = cfg!(feature = "trace");
+
+pub(super) const EVENTS: u8 = 1;
+pub(super) const PREEMPTOFF: u8 = 2;
+pub(super) const WAKEUP_RT: u8 = 4;
+pub(super) const PROFILE: u8 = 8;
+
+/// Which tracers a kernel instance runs (`trace=events,preemptoff,wakeup_rt,profile` or
+/// `trace=all`; `trace_buf=N` events per CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceOptions {
+    /// The event ring (switch, wakeup, irq, softirq, points, patching, model switches).
+    pub events: bool,
+    /// The `preemptoff`/`irqsoff` tracer: the longest stretch the CPU could not be taken.
+    pub preemptoff: bool,
+    /// The `wakeup_rt` tracer: the worst RT wake-up latencies and what ran meanwhile.
+    pub wakeup_rt: bool,
+    /// The sampling profiler: the interrupted IP at every tick.
+    pub profile: bool,
+    /// Events per CPU ring (also the profile's sample capacity).
+    pub buf_entries: usize,
+}
+
+impl TraceOptions {
+    /// Every tracer off (the default).
+    pub const OFF: TraceOptions =
+        TraceOptions { events: false, preemptoff: false, wakeup_rt: false, profile: false, buf_entries: 1 << 16 };
+    /// The tracer names `trace=` accepts.
+    pub const NAMES: [&'static str; 4] = ["events", "preemptoff", "wakeup_rt", "profile"];
+
+    /// Parses a `trace=` value: a comma list of [`Self::NAMES`], `all`, or `off`.
+    pub fn parse(value: &str, buf_entries: usize) -> Result<TraceOptions, ConfigError> {
+        let mut o = TraceOptions { buf_entries, ..TraceOptions::OFF };
+        for name in value.split(',').map(str::trim) {
+            match name {
+                "all" => o = TraceOptions { events: true, preemptoff: true, wakeup_rt: true, profile: true, ..o },
+                "off" | "none" => {}
+                "events" => o.events = true,
+                "preemptoff" | "irqsoff" | "preemptirqsoff" => o.preemptoff = true,
+                "wakeup_rt" => o.wakeup_rt = true,
+                "profile" => o.profile = true,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "trace={value}: unknown tracer '{name}': choose from {}, all, off",
+                        Self::NAMES.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// True if any tracer is on.
+    pub fn any(&self) -> bool {
+        self.flags() != 0
+    }
+
+    pub(super) fn flags(&self) -> u8 {
+        (self.events as u8 * EVENTS)
+            | (self.preemptoff as u8 * PREEMPTOFF)
+            | (self.wakeup_rt as u8 * WAKEUP_RT)
+            | (self.profile as u8 * PROFILE)
+    }
+
+    /// Checks the options against this build.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.any() && !BUILT {
+            return Err(ConfigError(
+                "trace=: this build has no tracing (the kernel crate was built without its `trace` feature)".into(),
+            ));
+        }
+        if !(64..=1 << 24).contains(&self.buf_entries) {
+            return Err(ConfigError(format!("trace_buf={}: use 64..=16777216 events per CPU", self.buf_entries)));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for TraceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = [self.events, self.preemptoff, self.wakeup_rt, self.profile];
+        let names: Vec<&str> = Self::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+        f.write_str(if names.is_empty() { "off" } else { "" })?;
+        f.write_str(&names.join(","))
+    }
+}
+
+/// A code location: an address in the machine code (resolved to function and `file:line` by
+/// `services::symbols`), and, where known, the source location a `#[track_caller]` API saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Where {
+    /// A code address (0: unknown).
+    pub ip: usize,
+    /// The caller's source location, when the place is an API call (a system call, a sleep).
+    pub src: Option<&'static Location<'static>>,
+    /// What happened there, when it is not a preemption point (`"syscall entry"`, ...).
+    pub what: &'static str,
+}
+
+impl Where {
+    /// A place known by its code address.
+    pub fn ip(ip: usize) -> Where {
+        Where { ip, src: None, what: "" }
+    }
+
+    /// A place known by the caller's source location (and, inlined here, an address in it).
+    #[inline(always)]
+    pub fn src(what: &'static str, loc: &'static Location<'static>) -> Where {
+        Where { ip: arch::cpu::current_ip(), src: Some(loc), what }
+    }
+}
+
+/// How the previous task left the CPU at a switch (`prev_state` of `sched_switch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrevState {
+    /// Still runnable: preempted or yielded (`R`).
+    Running,
+    /// Went to sleep (`S`).
+    Sleeping,
+    /// Exited (`X`).
+    Dead,
+}
+
+impl PrevState {
+    /// `R` if the task stays runnable, else `S`.
+    pub fn of(still_runnable: bool) -> PrevState {
+        if still_runnable {
+            PrevState::Running
+        } else {
+            PrevState::Sleeping
+        }
+    }
+}
+
+/// A traced event (names as Linux's tracepoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `sched_switch`: `prev` gave the CPU to `next`.
+    SchedSwitch { prev: TaskId, next: TaskId, prev_state: PrevState },
+    /// `sched_wakeup`: `pid` became runnable (`rt_prio` 0 for a fair task).
+    SchedWakeup { pid: TaskId, rt_prio: u8 },
+    /// `irq_handler_entry`: an interrupt on `lines`, interrupting `ip` (0 when replayed by
+    /// `local_irq_enable`).
+    IrqHandlerEntry { lines: u64, ip: usize, replayed: bool },
+    /// `irq_handler_exit`: the handlers ran; `preempt` if the exit preempts the task.
+    IrqHandlerExit { lines: u64, preempt: bool },
+    /// `softirq_entry`: softirq vector `vec` starts.
+    SoftirqEntry { vec: u32 },
+    /// `softirq_exit`.
+    SoftirqExit { vec: u32 },
+    /// A preemption point took the CPU (the model rescheduled at `site`).
+    PointFired { site: usize },
+    /// A preemption-point site was patched (patch models).
+    SitePatched { site: usize },
+    /// A patched site was restored.
+    SiteRestored { site: usize },
+    /// The preemption model was switched at run time.
+    ModelSwitched { from: PreemptModel, to: PreemptModel },
+}
+
+impl Event {
+    /// The tracepoint name (`sched_switch`, `irq_handler_entry`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::SchedSwitch { .. } => "sched_switch",
+            Event::SchedWakeup { .. } => "sched_wakeup",
+            Event::IrqHandlerEntry { .. } => "irq_handler_entry",
+            Event::IrqHandlerExit { .. } => "irq_handler_exit",
+            Event::SoftirqEntry { .. } => "softirq_entry",
+            Event::SoftirqExit { .. } => "softirq_exit",
+            Event::PointFired { .. } => "preempt_point",
+            Event::SitePatched { .. } => "site_patched",
+            Event::SiteRestored { .. } => "site_restored",
+            Event::ModelSwitched { .. } => "model_switched",
+        }
+    }
+}
+
+/// One entry of the event ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Nanoseconds since the instance booted.
+    pub ts_ns: u64,
+    /// The CPU.
+    pub cpu: u32,
+    /// The task running when the event happened.
+    pub pid: TaskId,
+    pub event: Event,
+}
