@@ -175,7 +175,7 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
     let p = &k.cpu.patch;
     let how = k.model().arm_kind();
     let mut a = p.armed.lock();
-    disarm_locked(&mut a);
+    disarm_locked(k, &mut a);
     a.how = how;
     for &idx in points {
         if let Err(e) = arch::patch::arm(idx as usize, how) {
@@ -185,12 +185,14 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
                 p.refused_bytes.store(u64::from_le_bytes(packed), Ordering::Release);
                 p.refused.store(addr, Ordering::Release);
             }
-            disarm_locked(&mut a);
+            disarm_locked(k, &mut a);
             return false;
         }
         let n = a.n;
         a.sites[n] = idx;
         a.n = n + 1;
+        let site = arch::patch::site_addrs()[idx as usize];
+        crate::trace::event_in(k, crate::trace::Event::SitePatched { site });
     }
     a.ret = ra_slot.and_then(|slot| Some((slot, arch::redirect::redirect_return(slot)?)));
     p.stats.sites_armed.fetch_add(a.n as u64, Ordering::Relaxed);
@@ -199,11 +201,13 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
     true
 }
 
-fn disarm_locked(a: &mut Armed) {
+fn disarm_locked(k: &Kernel, a: &mut Armed) {
     for &idx in &a.sites[..a.n] {
         // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
         // here means someone else wrote the text, which `arch::patch` reports.
         let _ = arch::patch::disarm(idx as usize, a.how);
+        let site = arch::patch::site_addrs()[idx as usize];
+        crate::trace::event_in(k, crate::trace::Event::SiteRestored { site });
     }
     a.n = 0;
     if let Some((slot, orig)) = a.ret.take() {
@@ -217,7 +221,7 @@ pub(crate) fn event_served(k: &Kernel) {
     let p = &k.cpu.patch;
     p.rt_resched.store(false, Ordering::Relaxed);
     if p.active.swap(false, Ordering::AcqRel) {
-        disarm_locked(&mut p.armed.lock());
+        disarm_locked(k, &mut p.armed.lock());
     }
 }
 
@@ -270,7 +274,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     } else {
         p.stats.chases.fetch_add(1, Ordering::Relaxed);
         if p.active.swap(false, Ordering::AcqRel) {
-            disarm_locked(&mut p.armed.lock());
+            disarm_locked(&k, &mut p.armed.lock());
         }
         if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }) {
             p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);

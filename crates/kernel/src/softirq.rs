@@ -248,7 +248,9 @@ fn run_actions(k: &Kernel, mut pending: u32, ctx: SoftirqContext) {
         let action = k.softirq.actions.lock()[nr].clone();
         if let Some(action) = action {
             k.softirq.stats[nr].runs[ctx as usize].fetch_add(1, Ordering::Relaxed);
+            crate::trace::event_in(k, crate::trace::Event::SoftirqEntry { vec: nr as u32 });
             action();
+            crate::trace::event_in(k, crate::trace::Event::SoftirqExit { vec: nr as u32 });
         }
     }
 }

@@ -100,3 +100,33 @@ fn torture_in_kernel_mode_loses_nothing_under_both_patch_models() {
         assert_eq!(kernel::patchmodel::sites_not_idle(), 0, "{model}: a site stayed armed after the run");
     }
 }
+
+#[cfg(feature = "trace")]
+#[test]
+fn the_event_trace_shows_sites_patched_after_the_interrupt_and_restored_before_the_rt_task_runs() {
+    use kernel::trace::{Event, TraceOptions};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for model in PATCH {
+        let trace = TraceOptions::parse("events", 1 << 14).unwrap();
+        let config = kernel::Config { preempt: model, trace, ..kernel::Config::default() };
+        let (r, report) = services::scenario::run_report(config, &ScenarioConfig::default()).unwrap();
+        assert_eq!(r.rt_ran_after_atom, 1, "{r:?}");
+        let ev = report.trace.expect("traced").events;
+        let pos = |f: &dyn Fn(&Event) -> bool| ev.iter().position(|e| f(&e.event));
+        let rt = report.tasks.iter().find(|t| t.name == "rt").unwrap().id;
+        // The RT wakeup's interrupt patches; the next switch is to the RT task, and every site
+        // is restored just before it.
+        let patched = pos(&|e| matches!(e, Event::SitePatched { .. })).expect("a site_patched event");
+        assert!(matches!(ev[patched - 1].event, Event::SchedWakeup { pid, .. } if pid == rt), "{model}: {ev:?}");
+        let switch = patched + ev[patched..].iter().position(|e| matches!(e.event, Event::SchedSwitch { .. })).unwrap();
+        assert!(matches!(ev[switch].event, Event::SchedSwitch { next, .. } if next == rt), "{model}: {ev:?}");
+        let restored = ev[patched..switch].iter().filter(|e| matches!(e.event, Event::SiteRestored { .. })).count();
+        assert!(restored >= 1 && matches!(ev[switch - 1].event, Event::SiteRestored { .. }), "{model}: {ev:?}");
+        let count = |f: &dyn Fn(&Event) -> bool| ev.iter().filter(|e| f(&e.event)).count();
+        assert_eq!(
+            count(&|e| matches!(e, Event::SitePatched { .. })),
+            count(&|e| matches!(e, Event::SiteRestored { .. })),
+            "{model}: every patched site restored"
+        );
+    }
+}

@@ -140,6 +140,12 @@ pub(crate) fn shutdown(k: &Kernel) {
 /// For subsystems outside the scheduler: `trace::event(Event::SitePatched { site })`.
 pub fn event(event: Event) {
     let Some(k) = try_this_kernel() else { return };
+    event_in(&k, event);
+}
+
+/// [`event`] for a caller that holds its instance already.
+#[inline(always)]
+pub(crate) fn event_in(k: &Kernel, event: Event) {
     if k.trace.on(EVENTS) {
         k.trace.with(|t, now| k.trace.record(t, now, event));
     }
