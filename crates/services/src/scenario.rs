@@ -277,10 +277,10 @@ fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
             }
             let end = start + sc.atom_us * 1000;
             let give_up = start + 1_000_000_000; // never spin forever if the device is lost
-            // Atom 1 lasts until the interrupt has been taken and, after it, long enough for a
-            // model that preempts at interrupt exit to have done so even if the interrupt found
-            // foreign code (the vDSO's clock) and had to retry: so a late interrupt on a busy
-            // host still lands well inside atom 1.
+                                                 // Atom 1 lasts until the interrupt has been taken and, after it, long enough for a
+                                                 // model that preempts at interrupt exit to have done so even if the interrupt found
+                                                 // foreign code (the vDSO's clock) and had to retry: so a late interrupt on a busy
+                                                 // host still lands well inside atom 1.
             let until = |end: u64| {
                 let now = kernel::time::now_ns();
                 let irq = m.irq_ns.load(Ordering::Acquire);
