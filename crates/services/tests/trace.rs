@@ -140,6 +140,8 @@ fn instants(v: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
 fn chrome_trace_is_valid_json_with_the_scenarios_events_in_order() {
     let (res, report) = scenario::run_report(traced(PreemptModel::Voluntary, "events"), &Default::default()).unwrap();
     assert_eq!(res.rt_ran_after_atom, 1);
+    let pid = |name: &str| report.tasks.iter().find(|t| t.name == name).unwrap().id;
+    let (worker, rt) = (pid("worker"), pid("rt"));
     let tr = report.trace.unwrap();
     let r = Resolver::load();
     let text = serde_json::to_string(&chrome_trace::chrome_json(&tr, &r)).unwrap();
@@ -163,10 +165,14 @@ fn chrome_trace_is_valid_json_with_the_scenarios_events_in_order() {
     assert_eq!((ev[switch].1["prev_comm"].as_str(), ev[switch].1["next_comm"].as_str()), (Some("worker"), Some("rt")));
     assert_eq!(ev[switch].1["prev_state"], "R");
     let evs = v["traceEvents"].as_array().unwrap();
-    let track = evs.iter().find(|e| e["ph"] == "M" && e["args"]["name"] == "worker (pid 3)").expect("worker's track");
+    let track = evs
+        .iter()
+        .find(|e| e["ph"] == "M" && e["args"]["name"] == format!("worker (pid {worker})").as_str())
+        .expect("worker's track");
     assert!(evs.iter().any(|e| e["ph"] == "X" && e["tid"] == track["tid"] && e["name"] == "running"));
     let txt = chrome_trace::text(&tr, &r);
-    assert!(txt.contains("sched_switch: prev_comm=worker prev_pid=3 prev_state=R next_comm=rt next_pid=2"), "{txt}");
+    let line = format!("sched_switch: prev_comm=worker prev_pid={worker} prev_state=R next_comm=rt next_pid={rt}");
+    assert!(txt.contains(&line), "{txt}");
 }
 
 #[test]
