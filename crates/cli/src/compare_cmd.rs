@@ -207,8 +207,10 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
     );
     let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();
     let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
+    let tps: Vec<String> = rows.iter().map(|r| format!("{:.0} {}", r.throughput_ops_s, r.unit)).collect();
+    let tw = tps.iter().map(String::len).max().unwrap_or(0).max(14);
     s += &format!(
-        "{:<9} {:<mw$} {:>17} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
+        "{:<9} {:<mw$} {:>tw$} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
         "workload",
         "model",
         "throughput/s",
@@ -224,14 +226,14 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         "disturb"
     );
     let us = |ns: u64| ns as f64 / 1e3;
-    for (r, label) in rows.iter().zip(&labels) {
+    for ((r, label), tp) in rows.iter().zip(&labels).zip(&tps) {
         let overhead = r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}"));
         let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
         s += &format!(
-            "{:<9} {:<mw$} {:>17} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
+            "{:<9} {:<mw$} {:>tw$} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
             r.workload,
             label,
-            format!("{:.0} {}", r.throughput_ops_s, r.unit),
+            tp,
             overhead,
             us(l.min),
             us(l.p50),

@@ -60,7 +60,7 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["compare", "--duration", "0.0001"], "shorter than two probe periods");
     refused(
         &["compare", "--bh", "softirq"],
-        "--bh softirq: unknown bottom-half option; choose classic, threaded or all",
+        "--bh=softirq: unknown bottom-half mode; choose one of classic, threaded, or all",
     );
     refused(&["compare", "--bh", ","], "--bh: name at least one option (classic, threaded), or all");
     refused(&["compare", "--bh-prio", "0"], "--bh-prio 0: use a SCHED_FIFO priority 1..=99");

@@ -38,7 +38,7 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     assert_eq!(compare::parse_bh("threaded, threaded").unwrap(), vec![BhMode::Threaded]);
     assert!(compare::parse_bh("hard")
         .unwrap_err()
-        .contains("--bh hard: unknown bottom-half option; choose classic, threaded or all"));
+        .contains("--bh=hard: unknown bottom-half mode; choose one of classic, threaded, or all"));
     let cfg = CompareConfig {
         models: vec![PreemptModel::Full],
         workloads: workloads::parse("packet,copy", "").unwrap(),

@@ -227,17 +227,15 @@ fn bh_names() -> String {
     BhMode::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
 }
 
-/// Parses `--bh`: a comma list of bottom-half options (`classic`, `threaded`) or `all`.
+/// Parses `--bh` (of `compare` and `packets`): a comma list of bottom-half options (`classic`,
+/// `threaded`) or `all`.
 pub fn parse_bh(arg: &str) -> Result<Vec<BhMode>, String> {
     if arg.trim() == "all" {
         return Ok(BhMode::ALL.to_vec());
     }
     let mut modes = Vec::new();
     for name in arg.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let m = BhMode::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| format!("--bh {name}: unknown bottom-half option; choose {} or all", bh_names()))?;
+        let m: BhMode = name.parse().map_err(|e| format!("--{e}, or all"))?;
         if !modes.contains(&m) {
             modes.push(m);
         }
