@@ -92,7 +92,15 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
     // (Not from inside a bottom half or another interrupt: that code is not on the task's
     // stack, and the task's own points will be armed by the interrupt that returns to it.)
     let patch = !user && k.model().is_patch() && !preempt::in_interrupt();
-    if !due || (preempt::preempt_count() != 0 && !patch) {
+    if !due {
+        // Nothing pending: whatever the last retries waited for has been served, so the next
+        // one starts from the shortest interval again.
+        if k.cpu.retry_backoff.load(Ordering::Relaxed) != 0 {
+            k.cpu.retry_backoff.store(0, Ordering::Relaxed);
+        }
+        return IrqExit::Resume;
+    }
+    if preempt::preempt_count() != 0 && !patch {
         return IrqExit::Resume;
     }
     if !(user || patch || k.model().preempts_kernel_code()) {

@@ -45,17 +45,21 @@ fn instances_side_by_side_see_only_their_own_events_in_order() {
         .collect();
     assert_eq!(switches.len() as u64, traced.switches, "one sched_switch per switch, none from the other instance");
     let names: Vec<&str> = tr.task_names.iter().map(String::as_str).collect();
-    assert_eq!(names, ["swapper/0", "init", "sleeper"]);
+    assert_eq!(names, ["swapper/0", "init", "ksoftirqd/0", "sleeper"]);
+    let sleeper = 3;
     // idle -> init; init spawns the sleeper, which preempts it at ret_from_syscall; it sleeps...
     assert_eq!(switches[0], (0, 1, PrevState::Running));
-    assert_eq!(switches[1], (1, 2, PrevState::Running));
-    assert_eq!((switches[2].0, switches[2].2), (2, PrevState::Sleeping));
+    let first = switches.iter().position(|s| s.1 == sleeper).expect("the sleeper ran");
+    assert_eq!(switches[first], (1, sleeper, PrevState::Running), "{switches:?}");
+    assert_eq!((switches[first + 1].0, switches[first + 1].2), (sleeper, PrevState::Sleeping));
     // ...its timer's wakeup comes from an hrtimer interrupt, before it runs again and exits.
-    let wake = tr.events.iter().position(|r| r.event == Event::SchedWakeup { pid: 2, rt_prio: 10 }).unwrap();
+    let wake = tr.events.iter().position(|r| r.event == Event::SchedWakeup { pid: sleeper, rt_prio: 10 }).unwrap();
     let irq = tr.events[..wake].iter().rposition(|r| matches!(r.event, Event::IrqHandlerEntry { .. })).unwrap();
     assert!(tr.events[irq..wake].iter().all(|r| !matches!(r.event, Event::IrqHandlerExit { .. })), "inside the IRQ");
-    let exit =
-        tr.events.iter().position(|r| r.event == Event::SchedSwitch { prev: 2, next: 1, prev_state: PrevState::Dead });
+    let exit = tr
+        .events
+        .iter()
+        .position(|r| r.event == Event::SchedSwitch { prev: sleeper, next: 1, prev_state: PrevState::Dead });
     assert!(exit.is_some_and(|e| e > wake), "{:#?}", tr.events);
     assert!(tr.events.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
 }
@@ -70,9 +74,16 @@ fn a_full_ring_keeps_the_newest_events_and_counts_the_rest() {
     let tr = report.trace.unwrap();
     assert_eq!(tr.events.len(), 64);
     assert!(tr.events_lost > 0, "200 ticks make more than 64 events");
-    let last = tr.events.iter().rev().find(|r| matches!(r.event, Event::SchedSwitch { .. })).unwrap();
-    let exit = Event::SchedSwitch { prev: 1, next: 0, prev_state: PrevState::Dead };
-    assert_eq!(last.event, exit, "init's exit is the newest switch");
+    // The newest events are the shutdown: init exits, then ksoftirqd (told to stop once it is
+    // the last task) exits, both into idle.
+    let switches: Vec<Event> =
+        tr.events.iter().filter(|r| matches!(r.event, Event::SchedSwitch { .. })).map(|r| r.event).collect();
+    let init_exit = Event::SchedSwitch { prev: 1, next: 0, prev_state: PrevState::Dead };
+    assert!(switches.contains(&init_exit), "init's exit is among the newest events: {switches:?}");
+    assert!(
+        matches!(switches.last(), Some(Event::SchedSwitch { next: 0, prev_state: PrevState::Dead, .. })),
+        "the newest switch is the last task's exit: {switches:?}"
+    );
 }
 
 #[test]

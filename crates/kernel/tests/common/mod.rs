@@ -45,9 +45,14 @@ impl EventLog {
 }
 
 /// Spins in user mode for `ns` of wall time.
+/// The clock is read every 256 pause instructions, so an interrupt almost always lands in this
+/// loop's own code (kernel text) rather than in the vDSO's clock (foreign code, where a model
+/// that preempts at interrupt exit must retry).
 pub fn spin_ns(ns: u64) {
     let end = kernel::time::now_ns() + ns;
     while kernel::time::now_ns() < end {
-        std::hint::spin_loop();
+        for _ in 0..256 {
+            std::hint::spin_loop();
+        }
     }
 }
