@@ -98,6 +98,21 @@ fn a_probe_takes_exactly_its_count_and_the_histogram_holds_every_sample() {
 }
 
 #[test]
+fn the_packet_workload_receives_packets_under_threaded_bottom_halves() {
+    let w = services::lab::workloads::parse("packet", "packet=16").unwrap()[0];
+    let boot = kernel::Config {
+        preempt: PreemptModel::Full,
+        bh: kernel::BhMode::Threaded,
+        bh_prio: 40,
+        ..kernel::Config::default()
+    };
+    let specs = ProbeSet::default().specs();
+    let out = probe::run_instance(boot, Some(w), &specs, Stop::Loops(50), CpuPolicy::Shared).unwrap();
+    assert!(out.units > 0, "the worker received packets in its system calls");
+    assert_eq!(out.hists[0].count(), 50);
+}
+
+#[test]
 fn a_short_comparison_has_a_row_for_every_model_and_peer() {
     let cfg = CompareConfig {
         workloads: services::lab::workloads::parse("checksum", "checksum=8").unwrap(),
