@@ -51,19 +51,9 @@ pub struct PacketsArgs {
     low_prio: u8,
 }
 
-/// Parses `--bh`: a comma list of modes or `all`.
+/// Parses `--bh`: a comma list of modes or `all` (the lab's parser).
 fn modes(arg: &str) -> Result<Vec<BhMode>, String> {
-    if arg.trim() == "all" {
-        return Ok(BhMode::ALL.to_vec());
-    }
-    let mut v = Vec::new();
-    for name in arg.split(',').map(str::trim) {
-        let m: BhMode = name.parse().map_err(|e| format!("--{e}, or all"))?;
-        if !v.contains(&m) {
-            v.push(m);
-        }
-    }
-    Ok(v)
+    services::lab::compare::parse_bh(arg)
 }
 
 pub fn run(a: &PacketsArgs) -> Result<(), String> {

@@ -1,6 +1,8 @@
-//! `atomkernel compare` (also the default job, and `models`): every model and peer × the chosen
-//! workloads in one interleaved run (`services::lab::compare`); a progress bar while it runs, a
-//! plain table (or JSON lines) at the end, and an HTML report on request.
+//! `atomkernel compare` (also the default job, and `models`): every model (under each chosen
+//! bottom-half option) and peer × the chosen workloads in one interleaved run
+//! (`services::lab::compare`); a progress bar while it runs, a plain table (or JSON lines) at
+//! the end, and an HTML report on request. Cells the comparison leaves out (the peers of the
+//! `packet` workload) are named on stderr, in the table and in the report.
 
 use crate::report;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,14 +16,21 @@ pub struct CompareArgs {
     /// Preemption models as a comma list (none,voluntary,...) or `all` for every built model.
     #[arg(long, default_value = "all")]
     preempt: String,
+    /// Bottom-half options as a comma list (classic, threaded) or `all`; every model runs under
+    /// each. Default: all for the packet workload, the kernel's default (classic) for the others.
+    #[arg(long)]
+    bh: Option<String>,
+    /// ksoftirqd's SCHED_FIFO priority under bh=threaded (the bh_prio= boot option), 1..=99.
+    #[arg(long, default_value_t = kernel::config::DEFAULT_BH_PRIO)]
+    bh_prio: u8,
     /// Peers as a comma list (host-fifo, tokio), `all` or `none`.
     #[arg(long, default_value = "all")]
     peers: String,
-    /// Workloads as a comma list (loader, copy, checksum, hog) or `all`.
+    /// Workloads as a comma list (loader, copy, checksum, hog, packet) or `all`.
     #[arg(long, default_value = "all")]
     workload: String,
     /// Workload sizes as NAME=N,... (loader: KiB of module; copy, checksum: pages per system
-    /// call; hog: atoms per system call).
+    /// call; hog: atoms per system call; packet: packets per system call at most).
     #[arg(long, default_value = "")]
     size: String,
     /// Length of each run in seconds (above 0, at most 600; `--seconds` as in `models`).
@@ -63,6 +72,8 @@ impl CompareArgs {
         let p = ProbeSet::default();
         CompareArgs {
             preempt: "all".into(),
+            bh: None,
+            bh_prio: kernel::config::DEFAULT_BH_PRIO,
             peers: "all".into(),
             workload: "all".into(),
             size: String::new(),
@@ -84,6 +95,8 @@ impl CompareArgs {
         let (seconds, rounds) = if self.quick { (0.1, 1) } else { (d.seconds, d.rounds) };
         let cfg = CompareConfig {
             models: compare::parse_models(&self.preempt)?,
+            bh: self.bh.as_deref().map(compare::parse_bh).transpose()?,
+            bh_prio: self.bh_prio,
             peers: Peer::parse_list(&self.peers)?,
             workloads: workloads::parse(&self.workload, &self.size)?,
             seconds: self.duration.unwrap_or(seconds),
@@ -117,10 +130,14 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
     if let Some(dir) = &a.report {
         std::fs::create_dir_all(dir).map_err(|e| format!("--report {}: cannot create it: {e}", dir.display()))?;
     }
-    let names: Vec<String> = cfg.subjects().iter().map(|s| s.name()).collect();
+    let subjects = cfg.subjects();
+    let with_bh =
+        subjects.iter().filter_map(|s| s.bh()).any(|b| subjects.iter().any(|s| s.bh().is_some_and(|x| x != b)));
+    let names: Vec<String> = subjects.iter().map(|s| s.label(with_bh)).collect();
     let works: Vec<&str> = cfg.workloads.iter().map(|w| w.name()).collect();
     eprintln!(
-        "atomkernel compare: {} x {} workloads x {} rounds x 2 runs of {} s (about {:.0} s): {}; {}",
+        "atomkernel compare: {} cells ({} subjects, {} workloads) x {} rounds x 2 runs of {} s (about {:.0} s): {}; {}",
+        cfg.steps() / (cfg.rounds as u64 * 2),
         names.len(),
         works.len(),
         cfg.rounds,
@@ -129,6 +146,9 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
         names.join(", "),
         works.join(", ")
     );
+    for note in cfg.skipped() {
+        eprintln!("atomkernel compare: note: {note}");
+    }
     let bar = progress_bar(cfg.steps());
     let mut started = 0;
     let rows = compare::run(&cfg, &mut |what| {
@@ -185,8 +205,12 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         cfg.rounds,
         rows.first().map_or(0, |r| r.hz)
     );
+    let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();
+    let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
+    let tps: Vec<String> = rows.iter().map(|r| format!("{:.0} {}", r.throughput_ops_s, r.unit)).collect();
+    let tw = tps.iter().map(String::len).max().unwrap_or(0).max(14);
     s += &format!(
-        "{:<9} {:<15} {:>14} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
+        "{:<9} {:<mw$} {:>tw$} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
         "workload",
         "model",
         "throughput/s",
@@ -202,14 +226,14 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         "disturb"
     );
     let us = |ns: u64| ns as f64 / 1e3;
-    for r in rows {
+    for ((r, label), tp) in rows.iter().zip(&labels).zip(&tps) {
         let overhead = r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}"));
         let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
         s += &format!(
-            "{:<9} {:<15} {:>14} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
+            "{:<9} {:<mw$} {:>tw$} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
             r.workload,
-            r.model,
-            format!("{:.0} {}", r.throughput_ops_s, r.unit),
+            label,
+            tp,
             overhead,
             us(l.min),
             us(l.p50),
@@ -227,6 +251,9 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
     }
     for v in report::verdict(rows) {
         s += &format!("{v}\n");
+    }
+    for note in cfg.skipped() {
+        s += &format!("note: {note}\n");
     }
     s
 }

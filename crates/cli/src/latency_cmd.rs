@@ -11,7 +11,7 @@ pub struct LatencyArgs {
     /// The preemption model to boot (none, voluntary, full, lazy, cpulock, ...).
     #[arg(long, default_value = "full")]
     preempt: String,
-    /// The load beside the probes: a workload (loader, copy, checksum, hog) or `none`.
+    /// The load beside the probes: a workload (loader, copy, checksum, hog, packet) or `none`.
     #[arg(long, default_value = "checksum")]
     workload: String,
     /// The workload's size as NAME=N (see `compare --help`).

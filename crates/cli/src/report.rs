@@ -15,6 +15,18 @@ use services::scenario::{self, ScenarioConfig};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+/// A row's subject as the table and the report show it: the model with its `bh=` option
+/// (`full/threaded`) when the workload's rows have more than one option, else the `model`.
+pub fn label(r: &Row, rows: &[Row]) -> String {
+    let Some(bh) = &r.bh else { return r.model.clone() };
+    let several = rows.iter().any(|o| o.workload == r.workload && o.bh.as_ref().is_some_and(|b| b != bh));
+    if several {
+        format!("{}/{bh}", r.model)
+    } else {
+        r.model.clone()
+    }
+}
+
 /// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
 /// the throughput figures, and where `none` and the peers stand.
 pub fn verdict(rows: &[Row]) -> Vec<String> {
@@ -22,6 +34,7 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
     let us = |ns: u64| ns as f64 / 1e3;
+    let name = |r: &Row| label(r, rows);
     for w in workloads {
         let models: Vec<&Row> = rows.iter().filter(|r| r.workload == w && !r.model.starts_with("peer:")).collect();
         let (Some(p50), Some(p99)) =
@@ -31,13 +44,13 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
         };
         let mut line = format!(
             "{w}: lowest latency: p50 {} ({:.1} us), p99 {} ({:.1} us)",
-            p50.model,
+            name(p50),
             us(p50.latency_ns.p50),
-            p99.model,
+            name(p99),
             us(p99.latency_ns.p99)
         );
         if let Some(u) = models.iter().min_by_key(|r| r.latency_undisturbed_ns.p99) {
-            let _ = write!(line, ", undisturbed p99 {} ({:.1} us)", u.model, us(u.latency_undisturbed_ns.p99));
+            let _ = write!(line, ", undisturbed p99 {} ({:.1} us)", name(u), us(u.latency_undisturbed_ns.p99));
         }
         let cheap = models
             .iter()
@@ -45,15 +58,16 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
             .filter_map(|r| r.overhead_pct.map(|o| (r, o)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((r, o)) = cheap {
-            let _ = write!(line, "; lowest overhead against none: {} ({o:+.2}%)", r.model);
+            let _ = write!(line, "; lowest overhead against none: {} ({o:+.2}%)", name(r));
         }
-        if let Some(none) = models.iter().find(|r| r.model == "none") {
+        for none in models.iter().filter(|r| r.model == "none") {
+            let n = name(none);
             if none.rounds_throughput_ops_s.len() > 1 {
-                let _ = write!(line, " (none's own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
+                let _ = write!(line, " ({n}'s own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
             }
             let (l, u) = (none.latency_ns, none.latency_undisturbed_ns);
             let _ =
-                write!(line, "; none: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us", us(l.p50), us(l.p99), us(u.p99));
+                write!(line, "; {n}: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us", us(l.p50), us(l.p99), us(u.p99));
         }
         for p in rows.iter().filter(|r| r.workload == w && r.model.starts_with("peer:")) {
             let (l, u) = (p.latency_ns, p.latency_undisturbed_ns);
@@ -122,22 +136,25 @@ pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioRe
     }
     s += "</ul><p>Charts rendered: <span id=\"svg-count\">(the inline script did not run)</span></p>";
     s += &table(rows);
+    for note in cfg.skipped() {
+        let _ = write!(s, "<p>Note: {}</p>", esc(&note));
+    }
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
     for w in workloads {
         let wr: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
         let _ = write!(s, "<h2>Workload: {}</h2><div class=\"grid\">", esc(w));
         let over: Vec<(String, f64)> =
-            wr.iter().map(|r| (r.model.clone(), r.overhead_pct.unwrap_or(f64::NAN))).collect();
+            wr.iter().map(|r| (label(r, rows), r.overhead_pct.unwrap_or(f64::NAN))).collect();
         s += &svg::bars(&format!("{w}: throughput overhead against none"), &over, "%");
-        let p50: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p50 as f64 / 1e3)).collect();
+        let p50: Vec<(String, f64)> = wr.iter().map(|r| (label(r, rows), r.latency_ns.p50 as f64 / 1e3)).collect();
         s += &svg::bars(&format!("{w}: p50 latency"), &p50, " µs");
-        let p99: Vec<(String, f64)> = wr.iter().map(|r| (r.model.clone(), r.latency_ns.p99 as f64 / 1e3)).collect();
+        let p99: Vec<(String, f64)> = wr.iter().map(|r| (label(r, rows), r.latency_ns.p99 as f64 / 1e3)).collect();
         s += &svg::bars(&format!("{w}: p99 latency"), &p99, " µs");
         s += "</div><div class=\"grid\">";
         let nbins = wr.iter().map(|r| r.histogram.len()).max().unwrap_or(1);
         for r in &wr {
-            s += &svg::histogram(&format!("{} / {}", r.model, w), &r.histogram, nbins);
+            s += &svg::histogram(&format!("{} / {}", label(r, rows), w), &r.histogram, nbins);
         }
         s += "</div>";
     }
@@ -158,7 +175,7 @@ fn table(rows: &[Row]) -> String {
             s,
             "<tr><td>{}</td><td>{}</td><td>{:.0} {}</td><td>{o}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.workload),
-            esc(&r.model),
+            esc(&label(r, rows)),
             r.throughput_ops_s,
             esc(&r.unit),
             us(l.min),

@@ -8,8 +8,9 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 18] = [
+const ROW_KEYS: [&str; 19] = [
     "model",
+    "bh",
     "workload",
     "unit",
     "size",
@@ -57,6 +58,16 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
     refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
     refused(&["compare", "--duration", "0.0001"], "shorter than two probe periods");
+    refused(
+        &["compare", "--bh", "softirq"],
+        "--bh=softirq: unknown bottom-half mode; choose one of classic, threaded, or all",
+    );
+    refused(&["compare", "--bh", ","], "--bh: name at least one option (classic, threaded), or all");
+    refused(&["compare", "--bh-prio", "0"], "--bh-prio 0: use a SCHED_FIFO priority 1..=99");
+    refused(
+        &["compare", "--preempt", "", "--workload", "packet"],
+        "--workload packet: only atomkernel's models run it",
+    );
 }
 
 #[test]
@@ -107,9 +118,52 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         let undisturbed = r["latency_undisturbed_ns"]["count"].as_u64().unwrap();
         assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
         assert!(r["policy"].is_string(), "{r}");
+        let peer = r["model"].as_str().unwrap().starts_with("peer:");
+        assert_eq!(r["bh"].as_str(), if peer { None } else { Some("classic") }, "one option by default: {r}");
     }
     let none = rows.iter().find(|r| r["model"] == "none").unwrap();
     assert_eq!(none["overhead_pct"].as_f64(), Some(0.0));
+}
+
+#[test]
+fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip_it() {
+    let args = ["compare", "--quick", "--json", "--workload", "packet", "--size", "packet=16", "--bh-prio", "40"];
+    let (code, out, err) = atomkernel(&args);
+    assert_eq!(code, 0, "{err}");
+    let rows = rows(&out);
+    let expected: Vec<(String, String)> = PreemptModel::BUILT
+        .iter()
+        .flat_map(|m| ["classic", "threaded"].map(|bh| (m.name().to_string(), bh.to_string())))
+        .collect();
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap().to_string(), r["bh"].as_str().unwrap_or("null").to_string()))
+        .collect();
+    assert_eq!(got, expected, "every built model x both options by default, no peer row");
+    for r in &rows {
+        assert_eq!(
+            (r["workload"].as_str(), r["unit"].as_str(), r["size"].as_u64()),
+            (Some("packet"), Some("packets"), Some(16))
+        );
+        assert!(r["throughput_ops_s"].as_f64().unwrap() > 0.0, "packets were received: {r}");
+        assert!(r["samples"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert!(
+        err.contains(
+            "note: packet: peer:host-fifo, peer:tokio skipped: the workload runs through atomkernel's softirqs"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_table_shows_the_bh_option_when_there_are_several() {
+    let args = ["compare", "--quick", "--peers", "none", "--preempt", "none,full", "--bh", "all", "--workload", "copy"];
+    let (code, out, err) = atomkernel(&[&args[..], &["--size", "copy=8"]].concat());
+    assert_eq!(code, 0, "{err}");
+    for label in ["none/classic", "none/threaded", "full/classic", "full/threaded"] {
+        assert!(out.lines().any(|l| l.starts_with(&format!("copy      {label:<15} "))), "{label}: {out}");
+    }
 }
 
 #[test]

@@ -287,21 +287,35 @@ impl PacketDevice {
     /// Takes the next packet, sleeping until one arrives; `None` once the wire has finished and
     /// every packet it sent has been received. One reader only. Checks the packet's order.
     pub fn recv(&self) -> Option<Received> {
-        let sh = &*self.shared;
         loop {
-            if let Some(p) = sh.sock.pop(read_packet) {
-                sh.c.received.fetch_add(1, Ordering::AcqRel);
-                if sh.next_expected.swap(p.seq + 1, Ordering::AcqRel) != p.seq {
-                    sh.c.out_of_order.fetch_add(1, Ordering::Relaxed);
-                }
-                sh.unthrottle();
+            if let Some(p) = self.try_recv() {
                 return Some(p);
             }
-            if sh.finished() {
+            if !self.wait_readable() {
                 return None;
             }
-            sh.sock_wq.wait_event(|| !sh.sock.is_empty() || sh.finished());
         }
+    }
+
+    /// Takes the next packet if the socket queue holds one; never sleeps (`MSG_DONTWAIT`). One
+    /// reader only. Checks the packet's order.
+    pub fn try_recv(&self) -> Option<Received> {
+        let sh = &*self.shared;
+        let p = sh.sock.pop(read_packet)?;
+        sh.c.received.fetch_add(1, Ordering::AcqRel);
+        if sh.next_expected.swap(p.seq + 1, Ordering::AcqRel) != p.seq {
+            sh.c.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        sh.unthrottle();
+        Some(p)
+    }
+
+    /// Sleeps until the socket queue holds a packet (true) or the wire has finished and every
+    /// packet it sent has been received (false).
+    pub fn wait_readable(&self) -> bool {
+        let sh = &*self.shared;
+        sh.sock_wq.wait_event(|| !sh.sock.is_empty() || sh.finished());
+        !sh.sock.is_empty()
     }
 
     /// The device's counters so far.

@@ -31,6 +31,43 @@ fn bad_settings_name_the_option_and_the_valid_values() {
 }
 
 #[test]
+fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
+    use kernel::BhMode;
+    use services::lab::workloads;
+    assert_eq!(compare::parse_bh("all").unwrap(), BhMode::ALL.to_vec());
+    assert_eq!(compare::parse_bh("threaded, threaded").unwrap(), vec![BhMode::Threaded]);
+    assert!(compare::parse_bh("hard")
+        .unwrap_err()
+        .contains("--bh=hard: unknown bottom-half mode; choose one of classic, threaded, or all"));
+    let cfg = CompareConfig {
+        models: vec![PreemptModel::Full],
+        workloads: workloads::parse("packet,copy", "").unwrap(),
+        ..CompareConfig::default()
+    };
+    let (packet, copy) = (cfg.workloads[0], cfg.workloads[1]);
+    assert!(packet.info().bottom_half && !copy.info().bottom_half);
+    let full = |bh| Subject::Model(PreemptModel::Full, bh);
+    assert_eq!(cfg.subjects_for(packet), vec![full(BhMode::Classic), full(BhMode::Threaded)]);
+    assert_eq!(
+        cfg.subjects_for(copy),
+        vec![full(BhMode::Classic), Subject::Peer(Peer::HostFifo), Subject::Peer(Peer::Tokio)],
+        "without --bh only packet runs under every option"
+    );
+    assert_eq!(cfg.steps(), (2 + 3) * 5 * 2);
+    assert_eq!(full(BhMode::Threaded).label(true), "full/threaded");
+    assert_eq!(full(BhMode::Threaded).name(), "full");
+    let skipped = cfg.skipped();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].starts_with("packet: peer:host-fifo, peer:tokio skipped"), "{skipped:?}");
+    let threaded = CompareConfig { bh: Some(vec![BhMode::Threaded]), ..cfg.clone() };
+    assert_eq!(threaded.subjects_for(copy)[0], full(BhMode::Threaded), "--bh applies to every workload");
+    let e = CompareConfig { bh_prio: 0, ..cfg.clone() }.validate().unwrap_err();
+    assert!(e.contains("--bh-prio 0"), "{e}");
+    let e = CompareConfig { models: vec![], workloads: vec![packet], ..cfg }.validate().unwrap_err();
+    assert!(e.contains("--workload packet: only atomkernel's models run it"), "{e}");
+}
+
+#[test]
 fn model_and_peer_lists_parse() {
     assert_eq!(compare::parse_models("all").unwrap(), PreemptModel::BUILT.to_vec());
     assert_eq!(compare::parse_models("none, none").unwrap(), vec![PreemptModel::None]);
@@ -58,6 +95,21 @@ fn a_probe_takes_exactly_its_count_and_the_histogram_holds_every_sample() {
         assert!(l.min <= l.p50 && l.p50 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max, "{l:?}");
     }
     assert!(out.units > 0, "the loader ran beside the probes");
+}
+
+#[test]
+fn the_packet_workload_receives_packets_under_threaded_bottom_halves() {
+    let w = services::lab::workloads::parse("packet", "packet=16").unwrap()[0];
+    let boot = kernel::Config {
+        preempt: PreemptModel::Full,
+        bh: kernel::BhMode::Threaded,
+        bh_prio: 40,
+        ..kernel::Config::default()
+    };
+    let specs = ProbeSet::default().specs();
+    let out = probe::run_instance(boot, Some(w), &specs, Stop::Loops(50), CpuPolicy::Shared).unwrap();
+    assert!(out.units > 0, "the worker received packets in its system calls");
+    assert_eq!(out.hists[0].count(), 50);
 }
 
 #[test]

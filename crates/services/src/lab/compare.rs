@@ -1,12 +1,16 @@
 //! The comparison: every model and peer × every chosen workload, in one interleaved run.
 //!
-//! **Mechanism.** A *cell* is one subject (a preemption model, or a peer) with one workload.
+//! **Mechanism.** A *cell* is one subject (a preemption model under one bottom-half option
+//! (`bh=`), or a peer) with one workload. A workload that runs through bottom halves (`packet`)
+//! has no peer cells (a host thread or a tokio runtime has no softirq; [`CompareConfig::skipped`]
+//! says so) and, unless `--bh` narrows it, runs under every `bh=` option; the others run under the
+//! options `--bh` names, by default the kernel's own (`classic`).
 //! Each cell gets two runs per round: a **throughput** run (the workload alone) and a
 //! **latency** run (the workload plus the probes). Rounds interleave everything: round 1 runs
 //! every workload's cells in subject order, then round 2 does the same, so slow drift of the
 //! machine hits every subject alike. Per cell, throughput is the median over rounds; latency
 //! pools every sample of every round; overhead is `throughput(none) / throughput - 1` in
-//! percent, for the same workload.
+//! percent, for the same workload and `bh=` option (peers: against `none` under the first option).
 //!
 //! **Invariant.** The models are those of `PreemptModel::BUILT` unless narrowed (so a newly
 //! built model appears without a change here); every row comes from runs that completed
@@ -16,22 +20,38 @@ use super::peers::Peer;
 use super::probe::{self, CpuPolicy, ProbeSet, RunOut, Stop};
 use super::stats::{Bin, Latency, LatencyHist};
 use super::workloads::Workload;
-use kernel::{Config, PreemptModel};
+use kernel::{BhMode, Config, PreemptModel};
 use serde::Serialize;
 
-/// Who is measured: a preemption model of atomkernel, or a peer.
+/// Who is measured: a preemption model of atomkernel under a bottom-half option, or a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
-    Model(PreemptModel),
+    Model(PreemptModel, BhMode),
     Peer(Peer),
 }
 
 impl Subject {
-    /// `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio`.
+    /// `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio` (the `model` of a row).
     pub fn name(self) -> String {
         match self {
-            Subject::Model(m) => m.name().into(),
+            Subject::Model(m, _) => m.name().into(),
             Subject::Peer(p) => format!("peer:{}", p.name()),
+        }
+    }
+
+    /// The bottom-half option of a model; `None` for a peer.
+    pub fn bh(self) -> Option<BhMode> {
+        match self {
+            Subject::Model(_, bh) => Some(bh),
+            Subject::Peer(_) => None,
+        }
+    }
+
+    /// The name, with the `bh=` option for a model when `with_bh` (`full/threaded`).
+    pub fn label(self, with_bh: bool) -> String {
+        match self {
+            Subject::Model(m, bh) if with_bh => format!("{m}/{bh}"),
+            _ => self.name(),
         }
     }
 
@@ -40,15 +60,19 @@ impl Subject {
         w: Workload,
         probes: &[probe::ProbeSpec],
         ns: u64,
-        cpu: CpuPolicy,
+        cfg: &CompareConfig,
     ) -> Result<(RunOut, String), String> {
         match self {
-            Subject::Model(m) => {
-                let out = probe::run_kernel(m, Some(w), probes, Stop::After(ns), cpu)?;
+            Subject::Model(m, bh) => {
+                let boot = Config { preempt: m, bh, bh_prio: cfg.bh_prio, ..Config::default() };
+                let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
                 let policy = out.policy.clone().unwrap_or_default();
                 Ok((out, policy))
             }
-            Subject::Peer(p) => p.run(Some(w), probes, ns, cpu),
+            Subject::Peer(_) if w.info().bottom_half => {
+                Err(format!("{}: cannot run the {} workload (it needs atomkernel's softirqs)", self.name(), w.name()))
+            }
+            Subject::Peer(p) => p.run(Some(w), probes, ns, cfg.cpu),
         }
     }
 }
@@ -57,6 +81,11 @@ impl Subject {
 #[derive(Clone, Debug)]
 pub struct CompareConfig {
     pub models: Vec<PreemptModel>,
+    /// Bottom-half options (`--bh`); `None`: every option for a workload that runs through
+    /// bottom halves (`packet`), the kernel's default (`classic`) for the others.
+    pub bh: Option<Vec<BhMode>>,
+    /// `ksoftirqd`'s SCHED_FIFO priority under `bh=threaded` (`--bh-prio`, 1..=99).
+    pub bh_prio: u8,
     pub peers: Vec<Peer>,
     pub workloads: Vec<Workload>,
     /// Length of each run in seconds (0 < s <= 600).
@@ -72,6 +101,8 @@ impl Default for CompareConfig {
     fn default() -> Self {
         CompareConfig {
             models: PreemptModel::BUILT.to_vec(),
+            bh: None,
+            bh_prio: kernel::config::DEFAULT_BH_PRIO,
             peers: Peer::ALL.to_vec(),
             workloads: Workload::all(),
             seconds: 0.2,
@@ -105,23 +136,114 @@ impl CompareConfig {
         if self.workloads.is_empty() {
             return Err("--workload: name at least one workload, or all".into());
         }
+        if self.bh.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
+        }
+        if !(1..=99).contains(&self.bh_prio) {
+            return Err(format!(
+                "--bh-prio {}: use a SCHED_FIFO priority 1..=99 for ksoftirqd under bh=threaded (default {})",
+                self.bh_prio,
+                kernel::config::DEFAULT_BH_PRIO
+            ));
+        }
+        if let Some(w) = self.workloads.iter().find(|w| self.subjects_for(**w).is_empty()) {
+            return Err(format!(
+                "--workload {}: only atomkernel's models run it (it needs bottom halves; the peers have none): add a model with --preempt",
+                w.name()
+            ));
+        }
         Ok(())
     }
 
-    /// Models first, then peers.
+    /// The bottom-half options `w` runs under.
+    pub fn bh_for(&self, w: Workload) -> Vec<BhMode> {
+        match &self.bh {
+            Some(list) => list.clone(),
+            None if w.info().bottom_half => BhMode::ALL.to_vec(),
+            None => vec![BhMode::Classic],
+        }
+    }
+
+    /// Who runs `w`: each model under each of its `bh=` options, then the peers (none for a
+    /// workload that needs bottom halves).
+    pub fn subjects_for(&self, w: Workload) -> Vec<Subject> {
+        let bh = self.bh_for(w);
+        let models = self.models.iter().flat_map(|&m| bh.iter().map(move |&b| Subject::Model(m, b)));
+        let peers = self.peers.iter().filter(|_| !w.info().bottom_half).map(|&p| Subject::Peer(p));
+        models.chain(peers).collect()
+    }
+
+    /// Every subject of the comparison, once: models (each under its options), then peers.
     pub fn subjects(&self) -> Vec<Subject> {
-        self.models.iter().map(|&m| Subject::Model(m)).chain(self.peers.iter().map(|&p| Subject::Peer(p))).collect()
+        let mut all: Vec<Subject> = Vec::new();
+        for s in self.workloads.iter().flat_map(|&w| self.subjects_for(w)) {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        let (models, peers): (Vec<Subject>, Vec<Subject>) = all.into_iter().partition(|s| s.bh().is_some());
+        let order = |s: &Subject| match s {
+            Subject::Model(m, b) => (self.models.iter().position(|x| x == m), BhMode::ALL.iter().position(|x| x == b)),
+            Subject::Peer(_) => (None, None),
+        };
+        let mut models = models;
+        models.sort_by_key(order);
+        models.into_iter().chain(peers).collect()
+    }
+
+    /// What the comparison leaves out and why (the peers of a workload that needs bottom
+    /// halves), one line each, for the table, the report and stderr.
+    pub fn skipped(&self) -> Vec<String> {
+        if self.peers.is_empty() {
+            return Vec::new();
+        }
+        let peers: Vec<String> = self.peers.iter().map(|&p| Subject::Peer(p).name()).collect();
+        self.workloads
+            .iter()
+            .filter(|w| w.info().bottom_half)
+            .map(|w| {
+                format!(
+                    "{}: {} skipped: the workload runs through atomkernel's softirqs (NET_RX_SOFTIRQ), which a host thread or a tokio runtime does not have",
+                    w.name(),
+                    peers.join(", ")
+                )
+            })
+            .collect()
     }
 
     /// Runs in the whole comparison (for a progress bar).
     pub fn steps(&self) -> u64 {
-        (self.subjects().len() * self.workloads.len() * self.rounds * 2) as u64
+        let cells: usize = self.workloads.iter().map(|&w| self.subjects_for(w).len()).sum();
+        (cells * self.rounds * 2) as u64
     }
 
     /// Seconds the runs take (without boot and teardown).
     pub fn estimated_seconds(&self) -> f64 {
         self.steps() as f64 * self.seconds
     }
+}
+
+fn bh_names() -> String {
+    BhMode::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// Parses `--bh` (of `compare` and `packets`): a comma list of bottom-half options (`classic`,
+/// `threaded`) or `all`.
+pub fn parse_bh(arg: &str) -> Result<Vec<BhMode>, String> {
+    if arg.trim() == "all" {
+        return Ok(BhMode::ALL.to_vec());
+    }
+    let mut modes = Vec::new();
+    for name in arg.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let m: BhMode = name.parse().map_err(|e| format!("--{e}, or all"))?;
+        if !modes.contains(&m) {
+            modes.push(m);
+        }
+    }
+    if modes.is_empty() {
+        return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
+    }
+    Ok(modes)
 }
 
 fn built_names() -> String {
@@ -160,6 +282,8 @@ pub struct ProbeRow {
 pub struct Row {
     /// The model, or `peer:NAME`.
     pub model: String,
+    /// The model's bottom-half option (`classic`, `threaded`); null for a peer.
+    pub bh: Option<String>,
     pub workload: String,
     /// What `throughput_ops_s` counts (pages, modules, atoms).
     pub unit: String,
@@ -204,18 +328,19 @@ struct Cell {
 /// Runs the comparison; `progress` hears about each run as it starts (`"none/loader latency"`).
 pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, String> {
     cfg.validate()?;
-    let (subjects, specs, ns) = (cfg.subjects(), cfg.probes.specs(), (cfg.seconds * 1e9) as u64);
-    let mut cells: Vec<Vec<Cell>> =
-        cfg.workloads.iter().map(|_| subjects.iter().map(|_| Cell::default()).collect()).collect();
+    let (specs, ns) = (cfg.probes.specs(), (cfg.seconds * 1e9) as u64);
+    let subjects: Vec<Vec<Subject>> = cfg.workloads.iter().map(|&w| cfg.subjects_for(w)).collect();
+    let mut cells: Vec<Vec<Cell>> = subjects.iter().map(|ss| ss.iter().map(|_| Cell::default()).collect()).collect();
     for _ in 0..cfg.rounds {
         for (wi, &w) in cfg.workloads.iter().enumerate() {
-            for (si, &s) in subjects.iter().enumerate() {
+            let with_bh = cfg.bh_for(w).len() > 1;
+            for (si, &s) in subjects[wi].iter().enumerate() {
                 let cell = &mut cells[wi][si];
-                progress(&format!("{}/{} throughput", s.name(), w.name()));
-                let (quiet, _) = s.run(w, &[], ns, cfg.cpu)?;
+                progress(&format!("{}/{} throughput", s.label(with_bh), w.name()));
+                let (quiet, _) = s.run(w, &[], ns, cfg)?;
                 cell.quiet.push(quiet.units_per_s());
-                progress(&format!("{}/{} latency", s.name(), w.name()));
-                let (loaded, policy) = s.run(w, &specs, ns, cfg.cpu)?;
+                progress(&format!("{}/{} latency", s.label(with_bh), w.name()));
+                let (loaded, policy) = s.run(w, &specs, ns, cfg)?;
                 cell.loaded.push(loaded.units_per_s());
                 if cell.hists.is_empty() {
                     cell.hists = loaded.hists;
@@ -229,20 +354,25 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
     Ok(rows(cfg, &subjects, &cells))
 }
 
-fn rows(cfg: &CompareConfig, subjects: &[Subject], cells: &[Vec<Cell>]) -> Vec<Row> {
-    let none = subjects.iter().position(|&s| s == Subject::Model(PreemptModel::None));
+fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> Vec<Row> {
     let specs = cfg.probes.specs();
     let mut rows = Vec::new();
     for (wi, w) in cfg.workloads.iter().enumerate() {
-        let base = none.map(|i| median(&cells[wi][i].quiet));
-        for (si, s) in subjects.iter().enumerate() {
+        let first_bh = cfg.bh_for(*w)[0];
+        let base = |s: Subject| {
+            let none = Subject::Model(PreemptModel::None, s.bh().unwrap_or(first_bh));
+            subjects[wi].iter().position(|&x| x == none).map(|i| median(&cells[wi][i].quiet))
+        };
+        for (si, &s) in subjects[wi].iter().enumerate() {
             let c = &cells[wi][si];
             let tp = median(&c.quiet);
             let mut pooled = LatencyHist::new();
             c.hists.iter().for_each(|h| pooled.merge(h));
             let latency = pooled.summary();
+            let is_none = matches!(s, Subject::Model(PreemptModel::None, _));
             rows.push(Row {
                 model: s.name(),
+                bh: s.bh().map(|b| b.name().to_string()),
                 workload: w.name().into(),
                 unit: w.info().unit.into(),
                 size: w.size,
@@ -251,7 +381,7 @@ fn rows(cfg: &CompareConfig, subjects: &[Subject], cells: &[Vec<Cell>]) -> Vec<R
                 latency_undisturbed_ns: pooled.undisturbed(),
                 host_disturbed: pooled.disturbed(),
                 throughput_ops_s: tp,
-                overhead_pct: base.map(|b| if Some(si) == none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
+                overhead_pct: base(s).map(|b| if is_none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
                 loaded_throughput_ops_s: median(&c.loaded),
                 rounds_throughput_ops_s: c.quiet.clone(),
                 probes: specs

@@ -2,10 +2,12 @@
 //! preemption model and for the peers a user would pick instead, side by side.
 //!
 //! **Mechanism.** [`workloads`] are kernel services built of atoms (the a.out [`loader`], page
-//! copy, checksum, a compute hog) in one registry; the [`probe`] is cyclictest's loop as RT
-//! tasks of a fresh kernel instance running one workload; [`peers`] run the same atoms on host
-//! threads (SCHED_FIFO probe beside a hog) and on a tokio runtime; [`compare`] runs every
-//! subject × workload, interleaved over rounds; [`stats`] keeps the samples in HDR histograms.
+//! copy, checksum, a compute hog, the packet device's receive path) in one registry; the
+//! [`probe`] is cyclictest's loop as RT tasks of a fresh kernel instance running one workload;
+//! [`peers`] run the same atoms on host threads (SCHED_FIFO probe beside a hog) and on a tokio
+//! runtime (all but `packet`, which needs softirqs); [`compare`] runs every subject (each model
+//! under each chosen bottom-half option, each peer) × workload, interleaved over rounds;
+//! [`stats`] keeps the samples in HDR histograms.
 //!
 //! **Invariant.** Every figure is observed, never assumed: units counted by the code that did
 //! them, lateness recorded by the probe when it runs; a run with a kernel `BUG:` is an error.

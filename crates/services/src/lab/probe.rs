@@ -4,10 +4,10 @@
 //! interval; sleep_until(next); record(now - next)`: how late it ran after the deadline it
 //! asked for, which is the interrupt's delivery plus whatever kept the CPU from it. As with
 //! cyclictest's `-t N -p P -i I -d D`, probe `i` runs at priority `P - i` with interval
-//! `I + i * D`. [`run_kernel`] boots a fresh instance under one model (its CPU thread at the host
-//! scheduling asked for, see [`CpuPolicy`]) with a controller task
-//! (SCHED_FIFO 99), a SCHED_NORMAL worker making system calls of a workload's atoms, and the
-//! probes; it stops after a duration (or after every probe took its count of samples).
+//! `I + i * D`. [`run_kernel`] boots a fresh instance under one model ([`run_instance`]: under
+//! a whole boot configuration, e.g. with a `bh=` option), its CPU thread at the host scheduling
+//! asked for (see [`CpuPolicy`]), with a controller task (SCHED_FIFO 99), a SCHED_NORMAL worker
+//! that opens the workload and makes system calls of its atoms, and the probes; it stops after a duration (or after every probe took its count of samples).
 //!
 //! **Invariant.** Every number is observed inside the kernel under test: units by the worker,
 //! lateness by the probe when it runs, all on the kernel's clock. A run whose kernel reported a
@@ -15,7 +15,7 @@
 
 use super::stats::LatencyHist;
 use super::workloads::{self, Workload};
-use kernel::{spawn, Config, PreemptModel, TaskBuilder};
+use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -143,6 +143,8 @@ struct Shared {
     ns: AtomicU64,
     hists: Mutex<Vec<Option<LatencyHist>>>,
     policy: std::sync::OnceLock<String>,
+    /// Why the workload's `open` or `close` failed.
+    error: std::sync::OnceLock<String>,
 }
 
 /// How the host schedules a thread that runs a workload: a kernel instance's CPU thread, the
@@ -179,10 +181,26 @@ pub fn run_kernel(
     stop: Stop,
     cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
+    run_instance(Config { preempt: model, ..Config::default() }, workload, probes, stop, cpu)
+}
+
+/// [`run_kernel`] on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`).
+pub fn run_instance(
+    config: Config,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+) -> Result<RunOut, String> {
+    let model = if config.bh == BhMode::Classic {
+        format!("{}", config.preempt)
+    } else {
+        format!("{} bh={} bh_prio={}", config.preempt, config.bh, config.bh_prio)
+    };
     let shared = Arc::new(Shared { hists: Mutex::new(vec![None; probes.len()]), ..Shared::default() });
     let (sh, specs) = (shared.clone(), probes.to_vec());
     let work = workload.map(|w| w.make());
-    let report = kernel::run(Config { preempt: model, ..Config::default() }, move || {
+    let report = kernel::run(config, move || {
         let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
         spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))
             .join()
@@ -191,6 +209,9 @@ pub fn run_kernel(
     .map_err(|e| format!("preempt={model}: {e}"))?;
     if !report.bugs.is_empty() {
         return Err(format!("preempt={model}: the kernel reported {}", report.bugs.join("; ")));
+    }
+    if let Some(e) = shared.error.get() {
+        return Err(format!("preempt={model}: {e}"));
     }
     if report.init != Ok(0) {
         return Err(format!("preempt={model}: the run failed inside the kernel: {:?}", report.init));
@@ -244,8 +265,13 @@ fn control(sh: &Arc<Shared>, work: Option<Box<dyn workloads::Atoms>>, specs: &[P
     }
 }
 
-/// The worker: system calls of the workload until told to stop (read between calls).
+/// The worker: opens the workload, makes system calls of it until told to stop (read between
+/// calls), closes it.
 fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
+    if let Err(e) = w.open() {
+        let _ = sh.error.set(e);
+        return -1;
+    }
     let start = kernel::time::now_ns();
     let mut units = 0;
     while !sh.stop.load(Ordering::Acquire) {
@@ -253,7 +279,13 @@ fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
     }
     sh.ns.store(kernel::time::now_ns() - start, Ordering::Release);
     sh.units.store(units, Ordering::Release);
-    0
+    match w.close() {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = sh.error.set(e);
+            -1
+        }
+    }
 }
 
 /// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the

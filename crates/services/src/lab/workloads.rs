@@ -6,18 +6,32 @@
 //! atom and says whether more follow, `finish` returns the units the call completed. The same
 //! atoms run in three places: inside atomkernel as a system call with a preemption point after
 //! every atom ([`kernel_call`]), on a host thread ([`host_call`]), and in a tokio task that
-//! yields between atoms. Adding a workload (the packet path, later) is one table entry and one
-//! `Atoms` type.
+//! yields between atoms. Adding a workload is one table entry and one `Atoms` type. The
+//! `packet` workload is the receive path of [`crate::packet`] (wire thread, ring, IRQ,
+//! `NET_RX_SOFTIRQ`, socket queue): its worker's system calls read packets from the socket
+//! queue, so it runs only inside atomkernel ([`WorkloadInfo::bottom_half`]); its device is
+//! opened in the worker task ([`Atoms::open`]) and checked when the run ends ([`Atoms::close`]).
 //!
 //! **Invariant.** An atom is bounded work that never sleeps and holds nothing across its end,
-//! so every point between two atoms is a safe place to give the CPU away.
+//! so every point between two atoms is a safe place to give the CPU away. Only `begin` may
+//! sleep (the packet workload's blocking receive), before the first atom, holding nothing.
 
 use super::loader::{self, Loader};
 use crate::atoms::{csum, PAGE};
+use crate::packet::{PacketConfig, PacketDevice};
 use std::sync::Arc;
 
 /// One call's worth of work, atom by atom.
 pub trait Atoms: Send {
+    /// Sets up what the calls need, in the task that will make them, before the first call
+    /// (the packet workload opens its device and starts the wire here).
+    fn open(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Tears down after the last call and checks what only the end can show.
+    fn close(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Starts a call (no work yet).
     fn begin(&mut self);
     /// Runs one atom; `false` when the call is complete.
@@ -39,11 +53,14 @@ pub struct WorkloadInfo {
     pub size_default: usize,
     pub size_min: usize,
     pub size_max: usize,
+    /// Runs through atomkernel's bottom halves: only the kernel's models run it (a host thread
+    /// or a tokio runtime has no softirq), and by default under every `bh=` option.
+    pub bottom_half: bool,
     make: fn(usize) -> Box<dyn Atoms>,
 }
 
 /// Every workload, in report order.
-pub static WORKLOADS: [WorkloadInfo; 4] = [
+pub static WORKLOADS: [WorkloadInfo; 5] = [
     WorkloadInfo {
         name: "loader",
         description: "loads an a.out module from an in-memory file: header, copy a page per atom, bss, symbols, 64 relocations per atom",
@@ -52,6 +69,7 @@ pub static WORKLOADS: [WorkloadInfo; 4] = [
         size_default: 64,
         size_min: 1,
         size_max: 16384,
+        bottom_half: false,
         make: |kib| Box::new(LoaderAtoms::new(kib)),
     },
     WorkloadInfo {
@@ -62,6 +80,7 @@ pub static WORKLOADS: [WorkloadInfo; 4] = [
         size_default: 64,
         size_min: 1,
         size_max: 4096,
+        bottom_half: false,
         make: |n| Box::new(CopyAtoms::new(n)),
     },
     WorkloadInfo {
@@ -72,6 +91,7 @@ pub static WORKLOADS: [WorkloadInfo; 4] = [
         size_default: 64,
         size_min: 1,
         size_max: 4096,
+        bottom_half: false,
         make: |n| Box::new(CsumAtoms { pages: n, done: 0, page: vec![0x5a; PAGE], acc: 0 }),
     },
     WorkloadInfo {
@@ -82,7 +102,19 @@ pub static WORKLOADS: [WorkloadInfo; 4] = [
         size_default: 64,
         size_min: 1,
         size_max: 4096,
+        bottom_half: false,
         make: |n| Box::new(HogAtoms { atoms: n, done: 0, x: 0x9e37_79b9_7f4a_7c15 }),
+    },
+    WorkloadInfo {
+        name: "packet",
+        description: "receives packets of the packet device (wire, ring, IRQ, NET_RX softirq checksums into a socket queue): sleeps until one is queued, then copies up to 8 packets out per atom",
+        unit: "packets",
+        size_meaning: "packets received per system call at most (recvmmsg's vlen, MSG_WAITFORONE)",
+        size_default: 64,
+        size_min: 1,
+        size_max: 4096,
+        bottom_half: true,
+        make: |n| Box::new(PacketAtoms { per_call: n, dev: None, got: 0, acc: 0 }),
     },
 ];
 
@@ -172,6 +204,63 @@ pub fn host_call(w: &mut dyn Atoms) -> u64 {
     w.begin();
     while w.atom() {}
     w.finish()
+}
+
+/// Packets one atom of the `packet` workload copies out of the socket queue at most.
+pub const PACKETS_PER_ATOM: usize = 8;
+
+/// The `packet` workload: a `recvmmsg(MSG_WAITFORONE)` on the packet device's socket queue.
+struct PacketAtoms {
+    per_call: usize,
+    dev: Option<PacketDevice>,
+    got: usize,
+    acc: u64,
+}
+
+impl Atoms for PacketAtoms {
+    fn open(&mut self) -> Result<(), String> {
+        let dev = PacketDevice::open(PacketConfig::default())?;
+        dev.start();
+        self.dev = Some(dev);
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), String> {
+        let Some(dev) = self.dev.take() else { return Ok(()) };
+        dev.stop_wire();
+        let s = dev.stats();
+        if s.out_of_order != 0 || s.csum_errors != 0 {
+            return Err(format!("packet: packets lost, duplicated or corrupted: {s:?}"));
+        }
+        Ok(())
+    }
+
+    /// Sleeps (in the call, as a blocking receive does) until the softirq has queued a packet.
+    fn begin(&mut self) {
+        self.got = 0;
+        if let Some(dev) = &self.dev {
+            dev.wait_readable();
+        }
+    }
+
+    /// Copies up to [`PACKETS_PER_ATOM`] packets out; never sleeps. The call ends when it has
+    /// `per_call` packets or the queue ran dry.
+    fn atom(&mut self) -> bool {
+        let Some(dev) = &self.dev else { return false };
+        let mut took = 0;
+        while took < PACKETS_PER_ATOM && self.got < self.per_call {
+            let Some(p) = dev.try_recv() else { break };
+            self.acc ^= p.seq ^ u64::from(p.csum);
+            took += 1;
+            self.got += 1;
+        }
+        took == PACKETS_PER_ATOM && self.got < self.per_call
+    }
+
+    fn finish(&mut self) -> u64 {
+        std::hint::black_box(self.acc);
+        self.got as u64
+    }
 }
 
 struct LoaderAtoms {
@@ -291,7 +380,7 @@ mod tests {
 
     #[test]
     fn every_workload_completes_a_call_of_its_size() {
-        for mut w in Workload::all() {
+        for mut w in Workload::all().into_iter().filter(|w| !w.info().bottom_half) {
             w.size = w.info().size_min.max(2);
             let mut a = w.make();
             a.begin();
@@ -310,7 +399,7 @@ mod tests {
         let w = parse("copy, loader,copy", "loader=8").unwrap();
         assert_eq!(w.iter().map(|w| (w.name(), w.size)).collect::<Vec<_>>(), [("copy", 64), ("loader", 8)]);
         let e = parse("compile", "").unwrap_err();
-        assert!(e.contains("unknown workload 'compile'") && e.contains("loader, copy, checksum, hog"), "{e}");
+        assert!(e.contains("unknown workload 'compile'") && e.contains("loader, copy, checksum, hog, packet"), "{e}");
         assert!(parse("copy", "copy=0").unwrap_err().contains("copy takes 1..=4096"));
         assert!(parse("copy", "copy").unwrap_err().contains("write NAME=N"));
         assert!(parse("copy", "disk=3").unwrap_err().contains("unknown workload 'disk'"));
