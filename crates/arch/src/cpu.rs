@@ -11,7 +11,7 @@
 use crate::irq::{self, IrqRaiser};
 use crate::{entry, percpu, Hooks};
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Size of each CPU's interrupt stack.
@@ -154,7 +154,7 @@ impl CpuRegistration {
         percpu::with(|l| {
             l.irr.set(Arc::as_ptr(&irr));
             l.preempt_count.set(0);
-            l.pending.set(0);
+            l.pending.store(0, Ordering::Relaxed);
             l.irqs_masked.set(true);
             l.hooks.set(Some(hooks));
         });
@@ -173,7 +173,7 @@ impl Drop for CpuRegistration {
         percpu::with(|l| {
             l.hooks.set(None);
             l.irr.set(std::ptr::null());
-            l.pending.set(0);
+            l.pending.store(0, Ordering::Relaxed);
         });
         let _ = (&self.irr, &self.irq_stack);
         // SAFETY: restores the altstack that was in place before `new`; ours is no longer used

@@ -41,6 +41,7 @@ use crate::cpu::FixedBuf;
 use crate::{irq, percpu, text};
 use std::arch::global_asm;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::Once;
 
 /// What the core wants done when an interrupt returns.
@@ -306,7 +307,7 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
     let was_masked = percpu::with(|l| {
         let was = l.irqs_masked.replace(true);
         if was {
-            l.pending.set(l.pending.get() | lines);
+            l.pending.fetch_or(lines, Ordering::Relaxed);
         }
         was
     });

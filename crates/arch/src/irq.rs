@@ -32,7 +32,10 @@ pub fn local_irq_disable() {
 /// while it was set (each with the mask set, as on real entry).
 pub fn local_irq_enable() {
     percpu::with(|l| loop {
-        let pending = l.pending.replace(0);
+        // One `xchg`: a signal lands before it (and is taken now) or after it (and is seen
+        // below); a `Cell::replace` is a load and a store, and lost the lines of a signal
+        // landing between them.
+        let pending = l.pending.swap(0, Ordering::Relaxed);
         if pending != 0 {
             entry::run_irq(pending, &IrqFrame::replayed());
             continue;
@@ -40,7 +43,7 @@ pub fn local_irq_enable() {
         l.irqs_masked.set(false);
         // A signal between the read of `pending` and the clear found the mask set and left its
         // lines pending: take the mask back and replay them rather than lose them.
-        if l.pending.get() == 0 {
+        if l.pending.load(Ordering::Relaxed) == 0 {
             return;
         }
         l.irqs_masked.set(true);
@@ -69,7 +72,7 @@ pub fn irqs_disabled() -> bool {
 
 /// Lines raised while masked and not yet replayed (for tests and tracing).
 pub fn pending_lines() -> u64 {
-    percpu::with(|l| l.pending.get())
+    percpu::with(|l| l.pending.load(Ordering::Relaxed))
 }
 
 /// A handle that raises interrupt lines on one CPU from any thread: a device's interrupt pin,

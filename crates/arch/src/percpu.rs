@@ -3,8 +3,12 @@
 //! A CPU is a host thread, so per-CPU variables are `thread_local!`s with `const` initialisers
 //! and no destructors: reading one is a single `%fs`-relative load, safe from a signal handler,
 //! and never allocates. The signal handler and the code it interrupts share these words; both
-//! run on one thread, so plain `Cell`s suffice (a handler runs to completion before the
-//! interrupted code resumes).
+//! run on one thread, so a handler runs to completion before the interrupted code resumes, and
+//! a plain `Cell` suffices for a word the handler only reads or puts back as it found it. A
+//! word the handler *changes* for the interrupted code (`pending`) is an atomic instead: a
+//! `Cell` read-modify-write is a load and a store, and a signal between the two would have its
+//! change overwritten. An atomic swap or or is one instruction (`xchg`, `lock or`), which a
+//! signal cannot split.
 //!
 //! The raw `preempt_count` lives here, as Linux keeps `__preempt_count` in
 //! `arch/x86/include/asm/preempt.h`; its bit layout is the core's (`kernel::preempt`), except
@@ -23,8 +27,9 @@ pub(crate) struct CpuLocal {
     pub preempt_count: Cell<u32>,
     /// The soft IRQ mask: `true` = IRQs "disabled" (`cli`).
     pub irqs_masked: Cell<bool>,
-    /// Lines that fired while masked, replayed when the mask clears.
-    pub pending: Cell<u64>,
+    /// Lines that fired while masked, replayed when the mask clears. Set by the handler, taken
+    /// by the interrupted code: single-instruction atomics only (see the module docs).
+    pub pending: AtomicU64,
     /// Set while the core's IRQ hook runs (the allocator refuses to run then).
     pub in_irq: Cell<bool>,
     /// Set while the interrupt signal handler runs the core's hook (not for a replay): the
@@ -47,7 +52,7 @@ thread_local! {
         CpuLocal {
             preempt_count: Cell::new(0),
             irqs_masked: Cell::new(false),
-            pending: Cell::new(0),
+            pending: AtomicU64::new(0),
             in_irq: Cell::new(false),
             in_signal: Cell::new(false),
             hooks: Cell::new(None),
