@@ -200,7 +200,8 @@ pub fn run_instance(
     let shared = Arc::new(Shared { hists: Mutex::new(vec![None; probes.len()]), ..Shared::default() });
     let (sh, specs) = (shared.clone(), probes.to_vec());
     let work = workload.map(|w| w.make());
-    let report = kernel::run(config, move || {
+    let limit = hang_limit(stop, probes);
+    let report = run_watched(config, limit, move || {
         let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
         spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))
             .join()
@@ -228,6 +229,48 @@ pub fn run_instance(
         return Err(format!("preempt={model}: a probe took no sample (lengthen the run)"));
     }
     Ok(out)
+}
+
+/// Time a run may take past twice its planned length before the lab calls the instance hung.
+pub const HANG_GRACE_NS: u64 = 60_000_000_000;
+
+/// How long a run with this stop condition may take: twice its planned length (a probe's
+/// interval times its loops, or the duration) plus [`HANG_GRACE_NS`].
+fn hang_limit(stop: Stop, probes: &[ProbeSpec]) -> std::time::Duration {
+    let planned = match stop {
+        Stop::After(ns) => ns,
+        Stop::Loops(n) => probes.iter().map(|p| p.interval_ns.saturating_mul(n)).max().unwrap_or(0),
+    };
+    std::time::Duration::from_nanos(planned.saturating_mul(2).saturating_add(HANG_GRACE_NS))
+}
+
+/// `kernel::run` on a host thread of its own, watched: a run that has not ended within `limit`
+/// is reported as a hang (an error naming the limit) instead of stopping the whole lab
+/// forever. The hung instance cannot be killed (its tasks are host-thread contexts); it is
+/// left behind, idle, and the caller's error ends the command.
+pub(crate) fn run_watched(
+    config: Config,
+    limit: std::time::Duration,
+    init: impl FnOnce() -> i64 + Send + 'static,
+) -> Result<kernel::RunReport, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("lab-instance".into())
+        .spawn(move || {
+            let _ = tx.send(kernel::run(config, init));
+        })
+        .map_err(|e| format!("cannot start a host thread for the kernel instance: {e}"))?;
+    match rx.recv_timeout(limit) {
+        Ok(report) => report.map_err(|e| e.to_string()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "the kernel instance did not finish within {:.0} s (twice the run's length plus {} s): it hung, a bug of atomkernel; please report it with the command line (the instance is left behind)",
+            limit.as_secs_f64(),
+            HANG_GRACE_NS / 1_000_000_000
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the kernel instance's host thread panicked (see the message above)".into())
+        }
+    }
 }
 
 /// The controller: starts the worker and the probes, waits for the end, stops the worker.
@@ -305,4 +348,30 @@ fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop
     }
     sh.hists.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(h);
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that never ends is reported as hung within its limit, not waited for forever.
+    #[test]
+    fn a_hung_instance_is_an_error_not_a_hang() {
+        let limit = std::time::Duration::from_millis(500);
+        let e = run_watched(Config::default(), limit, || {
+            let wq = kernel::WaitQueue::new();
+            wq.wait_event(|| false); // never woken: the instance hangs
+            0
+        })
+        .unwrap_err();
+        assert!(e.contains("did not finish within 0 s") && e.contains("hung"), "{e}");
+    }
+
+    #[test]
+    fn the_hang_limit_follows_the_runs_length() {
+        let p = [ProbeSpec { prio: 80, interval_ns: 1_000_000 }];
+        let grace = std::time::Duration::from_nanos(HANG_GRACE_NS);
+        assert_eq!(hang_limit(Stop::After(2_000_000_000), &p), grace + std::time::Duration::from_secs(4));
+        assert_eq!(hang_limit(Stop::Loops(1000), &p), grace + std::time::Duration::from_secs(2));
+    }
 }
