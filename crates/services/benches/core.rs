@@ -5,6 +5,8 @@
 //!
 //! `cargo bench -p atomkernel-services --bench core`
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use kernel::device::Device;
 use kernel::{spawn, Config, TaskBuilder};
@@ -24,26 +26,7 @@ fn in_kernel(body: impl FnOnce() -> u64 + Send + 'static) -> Duration {
 /// One iteration = one switch: two SCHED_FIFO tasks of one priority `sched_yield` in turn.
 fn task_switch(c: &mut Criterion) {
     c.bench_function("kernel task switch (sched_yield, FIFO ping-pong)", |b| {
-        b.iter_custom(|iters| {
-            in_kernel(move || {
-                let half = iters.div_ceil(2);
-                let t0 = kernel::time::now_ns();
-                let hs: Vec<_> = (0..2)
-                    .map(|i| {
-                        spawn(TaskBuilder::new(&format!("yield{i}")).fifo(10), move || {
-                            for _ in 0..half {
-                                kernel::sched_yield();
-                            }
-                            0
-                        })
-                    })
-                    .collect();
-                for h in hs {
-                    let _ = h.join();
-                }
-                kernel::time::now_ns() - t0
-            })
-        })
+        b.iter_custom(|iters| in_kernel(move || common::task_switches(iters)))
     });
 }
 

@@ -9,6 +9,8 @@
 //! patched calls of the hook, the path the tracers hook), in a SCHED_FIFO 90 task, and times
 //! itself with the kernel's clock. The label says which build and setting it measured.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use kernel::trace::TraceOptions;
 use kernel::{spawn, Config, PreemptModel, TaskBuilder};
@@ -71,26 +73,6 @@ fn preempt_pair(iters: u64) -> u64 {
     kernel::time::now_ns() - t0
 }
 
-/// One iteration = one switch: two SCHED_FIFO tasks `sched_yield` in turn.
-fn task_switch(iters: u64) -> u64 {
-    let half = iters.div_ceil(2);
-    let t0 = kernel::time::now_ns();
-    let hs: Vec<_> = (0..2)
-        .map(|i| {
-            spawn(TaskBuilder::new(&format!("yield{i}")).fifo(10), move || {
-                for _ in 0..half {
-                    kernel::sched_yield();
-                }
-                0
-            })
-        })
-        .collect();
-    for h in hs {
-        let _ = h.join();
-    }
-    kernel::time::now_ns() - t0
-}
-
 /// One iteration = one system call of 64 atoms (a 4 KiB page checksummed, then a point): the
 /// models lab's normal-path load.
 fn syscall_of_atoms(iters: u64) -> u64 {
@@ -114,7 +96,7 @@ fn all(c: &mut Criterion) {
     bench(c, "null system call", null_syscall);
     bench(c, "preemption point, nothing pending", point);
     bench(c, "preempt_disable + preempt_enable", preempt_pair);
-    bench(c, "kernel task switch (sched_yield)", task_switch);
+    bench(c, "kernel task switch (sched_yield)", common::task_switches);
     bench(c, "system call of 64 page-checksum atoms", syscall_of_atoms);
 }
 
