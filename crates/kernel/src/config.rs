@@ -170,6 +170,9 @@ pub struct Config {
     pub bh_prio: u8,
     /// Tracers to run (`trace=`, `trace_buf=`); all off by default.
     pub trace: crate::trace::TraceOptions,
+    /// Report a CPU that has sat idle this many milliseconds while tasks still live, every one
+    /// asleep (`hung_timeout_ms=`, Linux's `hung_task_timeout_secs` for the whole CPU); 0 = off.
+    pub hung_timeout_ms: u64,
 }
 
 /// `ksoftirqd`'s default priority under `bh=threaded`: PREEMPT_RT's threaded-IRQ priority.
@@ -188,6 +191,7 @@ impl Default for Config {
             bh: BhMode::Classic,
             bh_prio: DEFAULT_BH_PRIO,
             trace: crate::trace::TraceOptions::OFF,
+            hung_timeout_ms: 0,
         }
     }
 }
@@ -261,11 +265,12 @@ impl Config {
                     ConfigError(format!("bh_prio={value}: expected a SCHED_FIFO priority 1..=99"))
                 })?
             }
-                       "trace" => self.trace = crate::trace::TraceOptions::parse(value, self.trace.buf_entries)?,
+            "trace" => self.trace = crate::trace::TraceOptions::parse(value, self.trace.buf_entries)?,
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
+            "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms"
                 )))
             }
         }

@@ -319,6 +319,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
 /// The idle task: run whatever becomes runnable, halt when nothing is, stop when every other
 /// task has exited.
 fn idle_loop(k: &Kernel) {
+    let mut hung = crate::hung::HungCheck::new(k);
     loop {
         arch::irq::local_irq_disable();
         if crate::preempt::need_resched() || k.sched.lock().has_runnable() {
@@ -326,6 +327,7 @@ fn idle_loop(k: &Kernel) {
             crate::sched::__schedule(k, false);
             crate::preempt::preempt_count_sub(crate::preempt::PREEMPT_OFFSET);
             arch::irq::local_irq_enable();
+            hung.ran();
             continue;
         }
         let live = k.sched.lock().nr_live;
@@ -338,6 +340,7 @@ fn idle_loop(k: &Kernel) {
             continue;
         }
         arch::cpu::safe_halt();
+        hung.check(k);
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod device;
+mod hung;
 pub mod irq;
 pub mod kernel;
 pub mod model;

@@ -80,6 +80,18 @@ pub(crate) fn printk_fmt(k: &Kernel, args: std::fmt::Arguments<'_>) {
     k.printk.write(line.as_bytes());
 }
 
+/// Logs one line and writes it to stderr whatever `console=` says (Linux's `KERN_EMERG`
+/// reaching the console): for reports a user must see even if the instance never ends.
+pub(crate) fn printk_emerg(k: &Kernel, args: std::fmt::Arguments<'_>) {
+    let mut line = FixedBuf::<512>::new();
+    let _ = line.write_fmt(args);
+    if !k.printk.console {
+        let _ = line.write_str("\n");
+        arch::cpu::console_write(2, line.as_bytes());
+    }
+    printk_str(k, std::str::from_utf8(line.as_bytes()).unwrap_or("").trim_end());
+}
+
 pub(crate) fn printk_str(k: &Kernel, msg: &str) {
     printk_fmt(k, format_args!("{msg}"));
 }
