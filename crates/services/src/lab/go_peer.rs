@@ -123,7 +123,9 @@ pub fn run(
     })
     .join()
     .map_err(|_| "peer:go: the thread that runs the program panicked".to_string())?;
-    let (run, version, procs) = parse(&out?, probes, ns)?;
+    let (out, err) = out?;
+    let stderr = if err.is_empty() { "(empty)" } else { err.as_str() };
+    let (run, version, procs) = parse(&out, probes, ns).map_err(|e| format!("{e}; its stderr: {stderr}"))?;
     if workload.is_some() && run.units == 0 {
         return Err("peer:go: the worker did no work (lengthen the run)".into());
     }
@@ -140,11 +142,12 @@ pub fn selftest(size: usize, kib: usize) -> Result<String, String> {
     let (exe, image) = scratch.program(Some(kib))?;
     let mut cmd = Command::new(exe);
     cmd.arg("-selftest").arg(format!("-size={size}")).arg("-image").arg(image.unwrap_or_default());
-    output(cmd, Duration::from_secs(60))
+    output(cmd, Duration::from_secs(60)).map(|(out, _)| out)
 }
 
-/// Runs `cmd` to its end (killed after `limit`); its stdout, or an error with its stderr.
-fn output(mut cmd: Command, limit: Duration) -> Result<String, String> {
+/// Runs `cmd` to its end (killed after `limit`); its stdout and stderr, or an error with its
+/// stderr.
+fn output(mut cmd: Command, limit: Duration) -> Result<(String, String), String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = spawn(&mut cmd)?;
     let pipe = |r: Option<Box<dyn Read + Send>>| {
@@ -170,9 +173,9 @@ fn output(mut cmd: Command, limit: Duration) -> Result<String, String> {
         }
     };
     let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
-    let err = err.trim();
+    let err = err.trim().to_string();
     match status {
-        Ok(s) if s.success() => Ok(out),
+        Ok(s) if s.success() => Ok((out, err)),
         Ok(s) => Err(format!("peer:go: the Go program failed ({s}): {err}")),
         Err(e) => Err(format!("peer:go: the Go program {e}; its stderr: {err}")),
     }
@@ -244,5 +247,20 @@ mod tests {
         assert!(parse("G go1.19 1\nS 1 5 0\nW 1 1\n", &probes, 1000).unwrap_err().contains("cannot read"));
         assert!(parse("G go1.19 1\nS 0 5 0\n", &probes, 1000).unwrap_err().contains("cannot read"));
         assert!(parse("hello\n", &probes, 1000).unwrap_err().contains("\"hello\""));
+    }
+
+    #[test]
+    fn a_failing_program_is_an_error_with_its_stderr() {
+        if !BUILT {
+            eprintln!("skipped: {}", not_built());
+            return;
+        }
+        let scratch = Scratch::new().unwrap();
+        let (exe, _) = scratch.program(None).unwrap();
+        let mut cmd = Command::new(exe);
+        cmd.args(["-ns=1000000", "-workload=packet"]);
+        let e = output(cmd, Duration::from_secs(60)).unwrap_err();
+        assert!(e.starts_with("peer:go: the Go program failed (exit status: 2)"), "{e}");
+        assert!(e.contains("-workload \"packet\": unknown"), "its stderr: {e}");
     }
 }
