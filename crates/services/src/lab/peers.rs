@@ -15,12 +15,13 @@
 //!   runtime preempts it (sysmon, after 10 ms); each probe is a goroutine sleeping to periodic
 //!   deadlines.
 //!
-//! The threads that run the workload (the hog, the runtime's thread, the Go process) get the host scheduling
-//! the kernel's CPU threads get ([`CpuPolicy`]), so every subject's worker competes alike with
-//! whatever else the host runs.
+//! The threads that run the workload (the hog, the runtime's thread, the Go process) get the
+//! host scheduling the kernel's CPU threads get ([`CpuPolicy`]), so every subject's worker
+//! competes alike with whatever else the host runs.
 //!
-//! **Invariant.** A peer runs exactly the atoms the kernel's worker runs ([`Atoms`]), timed on
-//! the same monotonic clock, and its threads leave with their host policy restored.
+//! **Invariant.** A peer runs exactly the atoms the kernel's worker runs ([`Atoms`]; the Go
+//! peer a transcription of them that a test checks against these), timed on the same monotonic
+//! clock, and its threads leave with their host policy restored.
 
 use super::go_peer;
 use super::probe::{CpuPolicy, ProbeSpec, RunOut};
