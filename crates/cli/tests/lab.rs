@@ -54,7 +54,10 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["latency", "--loops", "0"], "--loops 0");
     refused(&["latency", "--loops", "5", "--duration", "1"], "give one of them");
     refused(&["compare", "--size", "copy=0"], "copy takes 1..=4096");
-    refused(&["compare", "--peers", "go"], "unknown peer 'go'");
+    refused(&["compare", "--peers", "erlang"], "unknown peer 'erlang': choose host-fifo, tokio, go, all or none");
+    if !services::lab::go_peer::BUILT {
+        refused(&["compare", "--peers", "go"], "--peers go: the Go runtime peer (peer:go) is not built");
+    }
     refused(&["compare", "--prio", "99"], "--prio 99");
     refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
     refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
