@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SOURCE: &str = "peers/go/peer.go";
-const FIX: &str = "install Go (Debian: apt-get install golang-go; .ci/run does it), then rebuild with GO=$(command -v go) in the environment (or touch crates/services/peers/go/peer.go)";
+const FIX: &str = "install Go 1.19 or newer (Debian: apt-get install golang-go; .ci/run does it), then rebuild with GO=$(command -v go) in the environment (or touch crates/services/peers/go/peer.go)";
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE}");
@@ -53,7 +53,8 @@ fn build(out: &Path, exe: &Path) -> Result<(), String> {
     if !o.status.success() {
         let err = String::from_utf8_lossy(&o.stderr);
         let err: Vec<&str> = err.lines().take(12).collect();
-        return Err(format!("{} build {SOURCE} failed ({}): {}", go.display(), o.status, err.join(" | ")));
+        let err = if err.is_empty() { "(no output)".to_string() } else { err.join(" | ") };
+        return Err(format!("{} build {SOURCE} failed ({}): {err}", go.display(), o.status));
     }
     match std::fs::metadata(exe) {
         Ok(m) if m.len() > 0 => Ok(()),

@@ -23,6 +23,8 @@
 // <disturbed 0|1>` per sample, then `W <units> <worker_ns>`. "Disturbed": the process's
 // involuntary context switches (getrusage RUSAGE_SELF ru_nivcsw, every thread of the
 // process) changed during the sample's period.
+//
+// Standard library only; Go 1.19 or newer (sync/atomic.Bool). crates/services/build.rs builds it.
 package main
 
 import (

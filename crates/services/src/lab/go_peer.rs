@@ -34,7 +34,7 @@ static PROGRAM: &[u8] = include_bytes!(env!("ATOMKERNEL_GO_PEER"));
 pub const BUILT: bool = option_env!("ATOMKERNEL_GO_PEER_MISSING").is_none();
 
 /// What to do about a missing peer.
-const FIX: &str = "install Go (Debian: apt-get install golang-go; .ci/run does it where it is missing) and rebuild atomkernel with GO=$(command -v go) in the environment";
+const FIX: &str = "install Go 1.19 or newer (Debian: apt-get install golang-go; .ci/run does it where it is missing) and rebuild atomkernel with GO=$(command -v go) in the environment";
 
 /// Why the peer is not built, and the fix (for `--peers go` and the note of `--peers all`).
 pub fn not_built() -> String {
