@@ -23,7 +23,8 @@ pub struct CompareArgs {
     /// ksoftirqd's SCHED_FIFO priority under bh=threaded (the bh_prio= boot option), 1..=99.
     #[arg(long, default_value_t = kernel::config::DEFAULT_BH_PRIO)]
     bh_prio: u8,
-    /// Peers as a comma list (host-fifo, tokio), `all` or `none`.
+    /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
+    /// when Go was installed at build time) or `none`.
     #[arg(long, default_value = "all")]
     peers: String,
     /// Workloads as a comma list (loader, copy, checksum, hog, packet) or `all`.
@@ -55,7 +56,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = ProbeSet::default().distance_us)]
     distance_us: u64,
     /// Host nice value (-20..=19) for the threads that run workloads: each kernel instance's
-    /// CPU thread, the host peer's hog, the tokio runtime's thread. `keep` leaves them alone.
+    /// CPU thread, the host peer's hog, the tokio runtime's thread, the Go peer's process. `keep`
+    /// leaves them alone.
     #[arg(long, default_value = "-20", allow_hyphen_values = true)]
     cpu_nice: String,
     /// Print one JSON object per model (or peer) and workload, one per line.

@@ -3,6 +3,7 @@
 //! rendered in headless Chromium. Behaviour only, never timing thresholds.
 
 use kernel::PreemptModel;
+use services::lab::Peer;
 use std::collections::BTreeSet;
 mod common;
 use common::atomkernel;
@@ -53,7 +54,10 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["latency", "--loops", "0"], "--loops 0");
     refused(&["latency", "--loops", "5", "--duration", "1"], "give one of them");
     refused(&["compare", "--size", "copy=0"], "copy takes 1..=4096");
-    refused(&["compare", "--peers", "go"], "unknown peer 'go'");
+    refused(&["compare", "--peers", "erlang"], "unknown peer 'erlang': choose host-fifo, tokio, go, all or none");
+    if !services::lab::go_peer::BUILT {
+        refused(&["compare", "--peers", "go"], "--peers go: the Go runtime peer (peer:go) is not built");
+    }
     refused(&["compare", "--prio", "99"], "--prio 99");
     refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
     refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
@@ -98,7 +102,7 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
     let mut expected: Vec<String> = PreemptModel::BUILT.iter().map(|m| m.name().to_string()).collect();
-    expected.extend(["peer:host-fifo".to_string(), "peer:tokio".to_string()]);
+    expected.extend(Peer::ALL.iter().map(|p| format!("peer:{}", p.name())));
     for w in ["checksum", "hog"] {
         let names: Vec<&str> =
             rows.iter().filter(|r| r["workload"] == w).map(|r| r["model"].as_str().unwrap()).collect();
@@ -148,12 +152,9 @@ fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip
         assert!(r["throughput_ops_s"].as_f64().unwrap() > 0.0, "packets were received: {r}");
         assert!(r["samples"].as_u64().unwrap() > 0, "{r}");
     }
-    assert!(
-        err.contains(
-            "note: packet: peer:host-fifo, peer:tokio skipped: the workload runs through atomkernel's softirqs"
-        ),
-        "{err}"
-    );
+    let peers: Vec<String> = Peer::ALL.iter().map(|p| format!("peer:{}", p.name())).collect();
+    let note = format!("note: packet: {} skipped: the workload runs through atomkernel's softirqs", peers.join(", "));
+    assert!(err.contains(&note), "{err}");
 }
 
 #[test]
@@ -229,12 +230,13 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let charts = html.matches("<svg xmlns").count();
     let models = PreemptModel::BUILT.len();
-    assert_eq!(charts, 3 + (models + 2) + models, "bars x3, a histogram per model and peer, a timeline per model");
+    let peers = Peer::ALL.len();
+    assert_eq!(charts, 3 + (models + peers) + models, "bars x3, a histogram per model and peer, a timeline per model");
     assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
     assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json.len(), models + 2);
+    assert_eq!(json.len(), models + peers);
     let Some(b) = browser() else {
         eprintln!("skipped: no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
         let _ = std::fs::remove_dir_all(&dir);

@@ -4,7 +4,7 @@
 use kernel::PreemptModel;
 use services::lab::compare::{self, CompareConfig, Subject};
 use services::lab::probe::{self, CpuPolicy, ProbeSet, Stop};
-use services::lab::{Peer, Workload};
+use services::lab::{go_peer, Peer, Workload};
 
 #[test]
 fn bad_settings_name_the_option_and_the_valid_values() {
@@ -48,17 +48,19 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     assert!(packet.info().bottom_half && !copy.info().bottom_half);
     let full = |bh| Subject::Model(PreemptModel::Full, bh);
     assert_eq!(cfg.subjects_for(packet), vec![full(BhMode::Classic), full(BhMode::Threaded)]);
+    let peers = Peer::ALL.iter().map(|&p| Subject::Peer(p));
     assert_eq!(
         cfg.subjects_for(copy),
-        vec![full(BhMode::Classic), Subject::Peer(Peer::HostFifo), Subject::Peer(Peer::Tokio)],
+        std::iter::once(full(BhMode::Classic)).chain(peers).collect::<Vec<_>>(),
         "without --bh only packet runs under every option"
     );
-    assert_eq!(cfg.steps(), (2 + 3) * 5 * 2);
+    assert_eq!(cfg.steps() as usize, (2 + 1 + Peer::ALL.len()) * 5 * 2);
     assert_eq!(full(BhMode::Threaded).label(true), "full/threaded");
     assert_eq!(full(BhMode::Threaded).name(), "full");
     let skipped = cfg.skipped();
-    assert_eq!(skipped.len(), 1);
-    assert!(skipped[0].starts_with("packet: peer:host-fifo, peer:tokio skipped"), "{skipped:?}");
+    assert_eq!(skipped.len(), if go_peer::BUILT { 1 } else { 2 }, "{skipped:?}");
+    let names: Vec<String> = Peer::ALL.iter().map(|&p| Subject::Peer(p).name()).collect();
+    assert!(skipped[0].starts_with(&format!("packet: {} skipped", names.join(", "))), "{skipped:?}");
     let threaded = CompareConfig { bh: Some(vec![BhMode::Threaded]), ..cfg.clone() };
     assert_eq!(threaded.subjects_for(copy)[0], full(BhMode::Threaded), "--bh applies to every workload");
     let e = CompareConfig { bh_prio: 0, ..cfg.clone() }.validate().unwrap_err();
@@ -77,7 +79,9 @@ fn model_and_peer_lists_parse() {
     }
     assert_eq!(Peer::parse_list("all").unwrap(), Peer::ALL.to_vec());
     assert_eq!(Peer::parse_list("none").unwrap(), vec![]);
-    assert!(Peer::parse_list("go").unwrap_err().contains("unknown peer 'go'"));
+    assert_eq!(Peer::parse_list("tokio, tokio").unwrap(), vec![Peer::Tokio]);
+    let e = Peer::parse_list("erlang").unwrap_err();
+    assert!(e.contains("unknown peer 'erlang': choose host-fifo, tokio, go, all or none"), "{e}");
 }
 
 #[test]
@@ -139,4 +143,104 @@ fn a_short_comparison_has_a_row_for_every_model_and_peer() {
     }
     assert_eq!(rows[0].overhead_pct, Some(0.0));
     assert_eq!(Subject::Peer(Peer::Tokio).name(), "peer:tokio");
+}
+
+/// Says plainly that a Go peer test was skipped, and why; true when it was.
+fn go_skipped(test: &str) -> bool {
+    if !go_peer::BUILT {
+        eprintln!("skipped: {test}: {}", go_peer::not_built());
+    }
+    !go_peer::BUILT
+}
+
+/// FNV-1a 64, as the Go program's digest (hash/fnv New64a).
+fn fnv64(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn the_go_peer_runs_the_same_atoms_as_the_rust_workloads() {
+    use services::lab::loader::{build_image, kernel_symbols, Loader};
+    use std::sync::Arc;
+    if go_skipped("the Go peer's atoms against the Rust atoms") {
+        return;
+    }
+    let (size, kib) = (5, 12);
+    let out = go_peer::selftest(size, kib).unwrap();
+    let line = |key: &str| out.lines().find(|l| l.split(' ').next() == Some(key)).unwrap_or_else(|| panic!("{out}"));
+    let page = [0x5au8; services::atoms::PAGE];
+    let one = services::atoms::csum(&page);
+    let acc = (0..size).fold(0u16, |a, _| a ^ services::atoms::csum(&page));
+    assert_eq!(line("checksum"), format!("checksum {one} {acc}"), "RFC 1071 of a page of 0x5a");
+    // HogAtoms::atom, `size` atoms from the seed
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..size * 2048 {
+        x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9).rotate_left(17);
+    }
+    assert_eq!(line("hog"), format!("hog {x}"));
+    let src: Vec<u8> = (0..size * services::atoms::PAGE).map(|i| i as u8).collect();
+    assert_eq!(line("copy"), format!("copy {}", fnv64(&src)), "dst holds src after one call");
+    // LoaderAtoms::begin: call k loads at 0x400000 + (k % 64) * 0x100000
+    let (file, ks) = (Arc::new(build_image(kib)), Arc::new(kernel_symbols()));
+    let mut relocations = 0;
+    let loads: Vec<&str> = out.lines().filter(|l| l.starts_with("loader ")).collect();
+    assert_eq!(loads.len(), 2, "{out}");
+    for (k, got) in (1u32..).zip(loads) {
+        let base = 0x0040_0000 + k * 0x0010_0000;
+        let m = Loader::new(file.clone(), ks.clone(), base).load().unwrap();
+        relocations += m.relocations;
+        assert_eq!(got, format!("loader {k} {base} {} {relocations}", fnv64(&m.image)), "call {k}");
+    }
+}
+
+#[test]
+fn a_short_comparison_of_the_go_peer_has_a_row_per_workload() {
+    if go_skipped("a comparison with peer:go") {
+        return;
+    }
+    let cfg = CompareConfig {
+        models: vec![],
+        peers: Peer::parse_list("go").unwrap(),
+        workloads: services::lab::workloads::parse("loader,copy,checksum,hog", "loader=8,copy=8,checksum=8,hog=8")
+            .unwrap(),
+        seconds: 0.05,
+        rounds: 1,
+        probes: ProbeSet { threads: 2, ..ProbeSet::default() },
+        ..CompareConfig::default()
+    };
+    assert!(cfg.skipped().is_empty(), "{:?}", cfg.skipped());
+    let rows = compare::run(&cfg, &mut |_| {}).unwrap();
+    let names: Vec<(&str, &str)> = rows.iter().map(|r| (r.workload.as_str(), r.model.as_str())).collect();
+    assert_eq!(names, [("loader", "peer:go"), ("copy", "peer:go"), ("checksum", "peer:go"), ("hog", "peer:go")]);
+    for r in &rows {
+        // every deadline of each probe: 50 ms / 250 us and 50 ms / 300 us
+        assert_eq!(r.samples, 200 + 166, "{r:?}");
+        assert_eq!(r.probes.iter().map(|p| p.latency_ns.count).collect::<Vec<_>>(), [200, 166], "{r:?}");
+        assert_eq!(r.histogram.iter().map(|b| b.count).sum::<u64>(), r.samples, "{r:?}");
+        assert_eq!(r.latency_undisturbed_ns.count + r.host_disturbed, r.samples, "{r:?}");
+        assert!(r.throughput_ops_s > 0.0 && r.loaded_throughput_ops_s > 0.0, "{r:?}");
+        assert!(r.overhead_pct.is_none(), "no none row to compare with: {r:?}");
+        assert!(r.policy.starts_with("GOMAXPROCS=1, go"), "{r:?}");
+        assert!(r.policy.ends_with("process: SCHED_OTHER nice -20") || r.policy.contains("refused"), "{r:?}");
+    }
+}
+
+#[test]
+fn asking_for_the_go_peer_in_a_build_without_it_names_the_fix() {
+    if go_peer::BUILT {
+        assert!(Peer::ALL.contains(&Peer::Go) && Peer::parse_list("go").is_ok());
+        assert_eq!(go_peer::skipped_note(Peer::ALL), None);
+        eprintln!("skipped: the error for --peers go without Go: this build has the Go peer (rebuild with GO=/nonexistent to test it)");
+        return;
+    }
+    assert!(!Peer::ALL.contains(&Peer::Go));
+    let e = Peer::parse_list("tokio,go").unwrap_err();
+    assert!(e.starts_with("--peers go: the Go runtime peer (peer:go) is not built"), "{e}");
+    assert!(e.contains("apt-get install golang-go"), "{e}");
+    let note = go_peer::skipped_note(Peer::ALL).expect("--peers all says the Go peer was skipped");
+    assert!(note.starts_with("peer:go skipped: ") && note.contains("apt-get install golang-go"), "{note}");
+    assert_eq!(go_peer::skipped_note(&[Peer::Tokio]), None, "no note when the peers were named");
+    assert!(CompareConfig::default().skipped().iter().any(|n| n.starts_with("peer:go skipped")));
+    let e = Peer::Go.run(None, &ProbeSet::default().specs(), 1_000_000, CpuPolicy::Shared).unwrap_err();
+    assert!(e.contains("apt-get install golang-go"), "{e}");
 }

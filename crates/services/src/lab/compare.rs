@@ -2,7 +2,7 @@
 //!
 //! **Mechanism.** A *cell* is one subject (a preemption model under one bottom-half option
 //! (`bh=`), or a peer) with one workload. A workload that runs through bottom halves (`packet`)
-//! has no peer cells (a host thread or a tokio runtime has no softirq; [`CompareConfig::skipped`]
+//! has no peer cells (a host thread, a tokio or Go runtime has no softirq; [`CompareConfig::skipped`]
 //! says so) and, unless `--bh` narrows it, runs under every `bh=` option; the others run under the
 //! options `--bh` names, by default the kernel's own (`classic`).
 //! Each cell gets two runs per round: a **throughput** run (the workload alone) and a
@@ -31,7 +31,7 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio` (the `model` of a row).
+    /// `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio`, `peer:go` (the `model` of a row).
     pub fn name(self) -> String {
         match self {
             Subject::Model(m, _) => m.name().into(),
@@ -192,23 +192,27 @@ impl CompareConfig {
     }
 
     /// What the comparison leaves out and why (the peers of a workload that needs bottom
-    /// halves), one line each, for the table, the report and stderr.
+    /// halves; the Go peer when every peer was asked for but it is not built), one line each,
+    /// for the table, the report and stderr.
     pub fn skipped(&self) -> Vec<String> {
         if self.peers.is_empty() {
             return Vec::new();
         }
         let peers: Vec<String> = self.peers.iter().map(|&p| Subject::Peer(p).name()).collect();
-        self.workloads
+        let mut notes: Vec<String> = self
+            .workloads
             .iter()
             .filter(|w| w.info().bottom_half)
             .map(|w| {
                 format!(
-                    "{}: {} skipped: the workload runs through atomkernel's softirqs (NET_RX_SOFTIRQ), which a host thread or a tokio runtime does not have",
+                    "{}: {} skipped: the workload runs through atomkernel's softirqs (NET_RX_SOFTIRQ), which a host thread, a tokio runtime or a Go runtime does not have",
                     w.name(),
                     peers.join(", ")
                 )
             })
-            .collect()
+            .collect();
+        notes.extend(super::go_peer::skipped_note(&self.peers));
+        notes
     }
 
     /// Runs in the whole comparison (for a progress bar).

@@ -5,7 +5,8 @@
 //! copy, checksum, a compute hog, the packet device's receive path) in one registry; the
 //! [`probe`] is cyclictest's loop as RT tasks of a fresh kernel instance running one workload;
 //! [`peers`] run the same atoms on host threads (SCHED_FIFO probe beside a hog) and on a tokio
-//! runtime (all but `packet`, which needs softirqs); [`compare`] runs every subject (each model
+//! runtime, and in a Go program ([`go_peer`], when built) (all but `packet`, which needs
+//! softirqs); [`compare`] runs every subject (each model
 //! under each chosen bottom-half option, each peer) × workload, interleaved over rounds;
 //! [`stats`] keeps the samples in HDR histograms.
 //!
@@ -13,6 +14,7 @@
 //! them, lateness recorded by the probe when it runs; a run with a kernel `BUG:` is an error.
 
 pub mod compare;
+pub mod go_peer;
 pub mod loader;
 pub mod peers;
 pub mod probe;

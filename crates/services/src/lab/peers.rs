@@ -10,14 +10,20 @@
 //!   is a task sleeping to periodic deadlines (`sleep_until`). Nothing preempts a task: the
 //!   probe runs when the worker's atom ends and the runtime's timer has fired (tokio's timer
 //!   wheel has 1 ms granularity).
+//! - `go`: a Go program with `GOMAXPROCS=1` (see [`super::go_peer`], built when Go is
+//!   installed): a worker goroutine runs the atoms back to back without yielding and the Go
+//!   runtime preempts it (sysmon, after 10 ms); each probe is a goroutine sleeping to periodic
+//!   deadlines.
 //!
-//! The threads that run the workload (the hog, the runtime's thread) get the host scheduling
-//! the kernel's CPU threads get ([`CpuPolicy`]), so every subject's worker competes alike with
-//! whatever else the host runs.
+//! The threads that run the workload (the hog, the runtime's thread, the Go process) get the
+//! host scheduling the kernel's CPU threads get ([`CpuPolicy`]), so every subject's worker
+//! competes alike with whatever else the host runs.
 //!
-//! **Invariant.** A peer runs exactly the atoms the kernel's worker runs ([`Atoms`]), timed on
-//! the same monotonic clock, and its threads leave with their host policy restored.
+//! **Invariant.** A peer runs exactly the atoms the kernel's worker runs ([`Atoms`]; the Go
+//! peer a transcription of them that a test checks against these), timed on the same monotonic
+//! clock, and its threads leave with their host policy restored.
 
+use super::go_peer;
 use super::probe::{CpuPolicy, ProbeSpec, RunOut};
 use super::stats::LatencyHist;
 use super::workloads::{self, Atoms, Workload};
@@ -32,20 +38,25 @@ pub enum Peer {
     HostFifo,
     /// A tokio current-thread runtime.
     Tokio,
+    /// A Go program at `GOMAXPROCS=1` (in [`Peer::ALL`] only when built: [`go_peer::BUILT`]).
+    Go,
 }
 
 impl Peer {
-    /// Every peer, in report order.
-    pub const ALL: [Peer; 2] = [Peer::HostFifo, Peer::Tokio];
+    /// Every peer this build has, in report order.
+    pub const ALL: &'static [Peer] =
+        if go_peer::BUILT { &[Peer::HostFifo, Peer::Tokio, Peer::Go] } else { &[Peer::HostFifo, Peer::Tokio] };
 
     pub fn name(self) -> &'static str {
         match self {
             Peer::HostFifo => "host-fifo",
             Peer::Tokio => "tokio",
+            Peer::Go => "go",
         }
     }
 
-    /// Parses a `--peers` list: names, `all` or `none`.
+    /// Parses a `--peers` list: names, `all` (every peer this build has) or `none`. Naming
+    /// `go` in a build without it is an error that says how to build it.
     pub fn parse_list(arg: &str) -> Result<Vec<Peer>, String> {
         match arg.trim() {
             "all" => return Ok(Peer::ALL.to_vec()),
@@ -54,9 +65,13 @@ impl Peer {
         }
         let mut peers = Vec::new();
         for name in arg.split(',').map(str::trim) {
-            let p = Peer::ALL.into_iter().find(|p| p.name() == name).ok_or_else(|| {
-                format!("--peers: unknown peer '{name}': choose host-fifo, tokio, all or none (the Go runtime peer is not built)")
-            })?;
+            if name == Peer::Go.name() && !go_peer::BUILT {
+                return Err(format!("--peers go: {}", go_peer::not_built()));
+            }
+            let p =
+                Peer::ALL.iter().copied().find(|p| p.name() == name).ok_or_else(|| {
+                    format!("--peers: unknown peer '{name}': choose host-fifo, tokio, go, all or none")
+                })?;
             if !peers.contains(&p) {
                 peers.push(p);
             }
@@ -66,7 +81,8 @@ impl Peer {
 
     /// Runs `workload` (if any) and `probes` for `ns` nanoseconds; returns the figures and how
     /// the host scheduled them. `cpu` is the kernel's CPU-thread policy, which the tokio
-    /// runtime's thread gets too (the host peer's threads are the peer's definition).
+    /// runtime's thread and the Go process get too (the host peer's threads are the peer's
+    /// definition).
     pub fn run(
         self,
         workload: Option<Workload>,
@@ -77,6 +93,7 @@ impl Peer {
         match self {
             Peer::HostFifo => Ok(host_fifo(workload, probes, ns, cpu)),
             Peer::Tokio => tokio_run(workload, probes, ns, cpu),
+            Peer::Go => go_peer::run(workload, probes, ns, cpu),
         }
     }
 }
