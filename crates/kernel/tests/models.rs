@@ -244,7 +244,10 @@ fn a_fair_wakeup_preempts_kernel_code_under_full_but_waits_under_lazy() {
 #[test]
 fn a_fair_wakeup_takes_a_point_under_voluntary_but_not_under_cpulock() {
     let voluntary = fair_wakeup_probe(PreemptModel::Voluntary);
-    assert!((2..15).contains(&voluntary), "voluntary: at the next point after the wakeup, got {voluntary}");
+    // The wakeup comes 5 ms in, during atom 3 on a quiet host; a host that holds the CPU
+    // thread back during the first 2 ms spin moves it into atom 1 or 2. Any point inside the
+    // system call is right; only the end of the call (15) would be wrong.
+    assert!((1..15).contains(&voluntary), "voluntary: at the next point after the wakeup, got {voluntary}");
     let cpulock = fair_wakeup_probe(PreemptModel::Cpulock);
     assert_eq!(cpulock, 15, "cpulock: only an RT task locks the next quantum; the fair one waits for ret_from_syscall");
 }
