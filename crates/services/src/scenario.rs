@@ -143,6 +143,10 @@ pub struct ScenarioResult {
     pub rt_ran_after_atom: usize,
     /// Nanoseconds from the interrupt (the wakeup) to the RT task running.
     pub rt_wait_ns: u64,
+    /// Nanoseconds from the end of the atom the RT task ran after (the worker reaching its
+    /// preemption point) to the RT task running: what serving the point costs under the model
+    /// (`None` if it ran before atom 1 ended).
+    pub point_to_rt_ns: Option<u64>,
     /// What the atoms did.
     pub kind: AtomKind,
     /// Preemption points the worker had reached when the interrupt came.
@@ -364,6 +368,8 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
         what: format!("runs after atom {rt_after}, {:.3} ms after its wakeup", rt_wait_ns as f64 / 1e6),
     });
     tl.sort_by_key(|e| e.t_ns);
+    let point_to_rt_ns = (rt_after >= 1 && rt_after <= sc.atoms)
+        .then(|| m.rt_ns.load(Ordering::Acquire).saturating_sub(m.end[rt_after].load(Ordering::Acquire)));
     ScenarioResult {
         model: model.into(),
         atoms: sc.atoms,
@@ -371,6 +377,7 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
         irq_during_atom: irq_atom,
         rt_ran_after_atom: rt_after,
         rt_wait_ns,
+        point_to_rt_ns,
         kind: sc.kind,
         irq_points: m.irq_points.load(Ordering::Acquire),
         rt_points: m.rt_points.load(Ordering::Acquire),

@@ -39,6 +39,9 @@ fn voluntary_runs_rt_after_atom_1() {
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 1), "{r:?}");
     let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
     assert!(pos("atom 1 ends") < pos("runs after atom") && pos("runs after atom") < pos("atom 2 begins"));
+    // Serving the point is the time from the end of atom 1 to the RT task: between the two.
+    let (end1, rt) = (r.timeline[pos("atom 1 ends")].t_ns, r.timeline[pos("runs after atom")].t_ns);
+    assert_eq!(r.point_to_rt_ns, Some(rt - end1), "{r:?}");
 }
 
 #[test]
@@ -47,6 +50,7 @@ fn full_runs_rt_before_atom_1_ends() {
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 0), "{r:?}");
     let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
     assert!(pos("device interrupt") < pos("runs after atom") && pos("runs after atom") < pos("atom 1 ends"));
+    assert_eq!(r.point_to_rt_ns, None, "it ran inside atom 1, not at a point: {r:?}");
 }
 
 #[test]
