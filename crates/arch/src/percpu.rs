@@ -10,6 +10,10 @@
 //! change overwritten. An atomic swap or or is one instruction (`xchg`, `lock or`), which a
 //! signal cannot split.
 //!
+//! `preempt_count` is such a word too (the handler folds `need_resched` into it); it stays a
+//! `Cell` for reads, and every read-modify-write of it is one instruction (`add`, `sub`, `and`,
+//! `or` on the word in memory, in inline asm, as Linux's `%gs`-relative ops).
+//!
 //! The raw `preempt_count` lives here, as Linux keeps `__preempt_count` in
 //! `arch/x86/include/asm/preempt.h`; its bit layout is the core's (`kernel::preempt`), except
 //! [`PREEMPT_OFFSET`], which the global allocator needs and which the core checks it agrees with.
@@ -83,23 +87,53 @@ pub fn preempt_count_set_raw(v: u32) {
 }
 
 /// Adds `v` to the raw word and returns the new value (wrapping, as the hardware would).
+///
+/// The add is one `add` instruction on the word in memory, as Linux's `incl %gs:__preempt_count`:
+/// the interrupt handler changes this word for the interrupted code (it folds `need_resched`
+/// in), and a load-add-store would lose a change made by a signal between its load and its
+/// store. The new value is read after the add, so it includes whatever a signal did since.
 #[inline(always)]
 pub fn preempt_count_add(v: u32) -> u32 {
     with(|l| {
-        let n = l.preempt_count.get().wrapping_add(v);
-        l.preempt_count.set(n);
-        n
+        let p = l.preempt_count.as_ptr();
+        // SAFETY: `p` is this thread's own per-CPU word, live as long as the thread; the
+        // instruction writes only those 4 bytes (and the flags), and nothing else aliases a
+        // `&mut` to them (the word is only ever accessed through this `Cell`).
+        unsafe { std::arch::asm!("add dword ptr [{p}], {v:e}", p = in(reg) p, v = in(reg) v, options(nostack)) };
+        l.preempt_count.get()
     })
 }
 
 /// Subtracts `v` from the raw word and returns the new value: with need_resched folded in
 /// inverted (as the core does), a result of zero means "count is zero and a reschedule is due".
+/// One `sub` instruction, for the reason [`preempt_count_add`] gives.
 #[inline(always)]
 pub fn preempt_count_sub(v: u32) -> u32 {
     with(|l| {
-        let n = l.preempt_count.get().wrapping_sub(v);
-        l.preempt_count.set(n);
-        n
+        let p = l.preempt_count.as_ptr();
+        // SAFETY: as in `preempt_count_add`.
+        unsafe { std::arch::asm!("sub dword ptr [{p}], {v:e}", p = in(reg) p, v = in(reg) v, options(nostack)) };
+        l.preempt_count.get()
+    })
+}
+
+/// Clears `bits` of the raw word in one `and` instruction (see [`preempt_count_add`]).
+#[inline(always)]
+pub fn preempt_count_clear_bits(bits: u32) {
+    with(|l| {
+        let p = l.preempt_count.as_ptr();
+        // SAFETY: as in `preempt_count_add`.
+        unsafe { std::arch::asm!("and dword ptr [{p}], {m:e}", p = in(reg) p, m = in(reg) !bits, options(nostack)) };
+    })
+}
+
+/// Sets `bits` of the raw word in one `or` instruction (see [`preempt_count_add`]).
+#[inline(always)]
+pub fn preempt_count_set_bits(bits: u32) {
+    with(|l| {
+        let p = l.preempt_count.as_ptr();
+        // SAFETY: as in `preempt_count_add`.
+        unsafe { std::arch::asm!("or dword ptr [{p}], {b:e}", p = in(reg) p, b = in(reg) bits, options(nostack)) };
     })
 }
 

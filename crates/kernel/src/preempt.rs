@@ -65,10 +65,14 @@ pub fn preempt_count() -> u32 {
     percpu::preempt_count_raw() & !PREEMPT_NEED_RESCHED
 }
 
-/// Sets the count, keeping the need-resched bit (used by `BUG:` fix-ups).
+/// Sets the count, keeping the need-resched bit (used by `BUG:` fix-ups and task exit). A
+/// read and a write: IRQs are masked around them so that an interrupt's `need_resched` cannot
+/// land in between and be lost.
 pub fn preempt_count_set(count: u32) {
+    let was_masked = arch::irq::local_irq_save();
     let raw = percpu::preempt_count_raw();
     percpu::preempt_count_set_raw((raw & PREEMPT_NEED_RESCHED) | (count & !PREEMPT_NEED_RESCHED));
+    arch::irq::local_irq_restore(was_masked);
 }
 
 #[inline(always)]
@@ -90,13 +94,13 @@ pub fn need_resched() -> bool {
 /// `set_tsk_need_resched` + `set_preempt_need_resched` for the current CPU.
 #[inline(always)]
 pub fn set_need_resched() {
-    percpu::preempt_count_set_raw(percpu::preempt_count_raw() & !PREEMPT_NEED_RESCHED);
+    percpu::preempt_count_clear_bits(PREEMPT_NEED_RESCHED);
 }
 
 /// Cleared by the scheduler when it picks the next task.
 #[inline(always)]
 pub fn clear_need_resched() {
-    percpu::preempt_count_set_raw(percpu::preempt_count_raw() | PREEMPT_NEED_RESCHED);
+    percpu::preempt_count_set_bits(PREEMPT_NEED_RESCHED);
 }
 
 /// `in_hardirq()`.
