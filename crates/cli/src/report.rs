@@ -148,9 +148,9 @@ pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioRe
             wr.iter().map(|r| (label(r, rows), r.overhead_pct.unwrap_or(f64::NAN))).collect();
         s += &svg::bars(&format!("{w}: throughput overhead against none"), &over, "%");
         let p50: Vec<(String, f64)> = wr.iter().map(|r| (label(r, rows), r.latency_ns.p50 as f64 / 1e3)).collect();
-        s += &svg::bars(&format!("{w}: p50 latency"), &p50, " µs");
+        s += &svg::log_bars(&format!("{w}: p50 latency (log scale)"), &p50, " µs");
         let p99: Vec<(String, f64)> = wr.iter().map(|r| (label(r, rows), r.latency_ns.p99 as f64 / 1e3)).collect();
-        s += &svg::bars(&format!("{w}: p99 latency"), &p99, " µs");
+        s += &svg::log_bars(&format!("{w}: p99 latency (log scale)"), &p99, " µs");
         s += "</div><div class=\"grid\">";
         let nbins = wr.iter().map(|r| r.histogram.len()).max().unwrap_or(1);
         for r in &wr {

@@ -110,6 +110,42 @@ pub fn bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
     s + "</svg>"
 }
 
+/// Horizontal bars of positive values on a log scale with a tick per decade, so that
+/// subjects whose latencies differ by orders of magnitude (a model's 20 µs, Go's 10 ms) are all
+/// readable in one chart. Values at or below zero sit at the left edge.
+pub fn log_bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
+    let (w, row, left, top) = (520u32, 20.0, 130.0, 24.0);
+    let h = (top + row * items.len() as f64 + 36.0) as u32;
+    let pos = || items.iter().map(|i| i.1).filter(|v| v.is_finite() && *v > 0.0);
+    let lo = pos().fold(f64::INFINITY, f64::min).log10().floor();
+    let hi = pos().fold(f64::NEG_INFINITY, f64::max).log10().ceil();
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() { (lo, hi.max(lo + 1.0)) } else { (0.0, 1.0) };
+    let plot_w = w as f64 - left - 70.0;
+    let x = |v: f64| left + ((v.max(10f64.powf(lo)).log10() - lo) / (hi - lo)).min(1.0) * plot_w;
+    let mut s = open(w, h, "chart bars", title);
+    text(&mut s, w as f64 / 2.0, 14.0, "middle", 12, title);
+    for (i, (label, v)) in items.iter().enumerate() {
+        let v = if v.is_finite() { *v } else { 0.0 };
+        let y = top + i as f64 * row;
+        text(&mut s, left - 6.0, y + 13.0, "end", 11, label);
+        let _ = write!(
+            s,
+            "<rect x=\"{left:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#c0504d\"/>",
+            y + 3.0,
+            (x(v) - left).max(0.5),
+            row - 6.0
+        );
+        text(&mut s, x(v) + 4.0, y + 13.0, "start", 10, &format!("{v:.1}{unit}"));
+    }
+    let base = top + row * items.len() as f64;
+    for d in lo as i32..=hi as i32 {
+        let (tx, v) = (x(10f64.powi(d)), 10f64.powi(d));
+        let _ = write!(s, "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{base:.1}\" stroke=\"#ccc\"/>");
+        text(&mut s, tx, base + 14.0, "middle", 9, &format!("{v}{unit}"));
+    }
+    s + "</svg>"
+}
+
 /// The seed scenario's timeline: the system call's atoms, the interrupt, the RT task running.
 pub fn timeline(r: &ScenarioResult) -> String {
     let (w, h, left) = (620u32, 92u32, 20.0);
@@ -170,5 +206,26 @@ mod tests {
         let b = bars("o", &[("none".into(), 0.0), ("full".into(), -1.5), ("x".into(), f64::NAN)], "%");
         assert!(!b.contains("NaN") && b.contains("-1.50%"), "{b}");
         assert!(!histogram("empty", &[], 0).contains("NaN"));
+    }
+
+    /// The widths of log bars: 20 µs and 200 µs one decade apart, 2 ms another decade further.
+    #[test]
+    fn log_bars_put_each_decade_the_same_distance_apart() {
+        let items: Vec<(String, f64)> =
+            [("a", 20.0), ("b", 200.0), ("c", 2000.0), ("z", 0.0), ("n", f64::NAN)].map(|(l, v)| (l.into(), v)).into();
+        let svg = log_bars("p50", &items, " µs");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        let widths: Vec<f64> = svg
+            .split("<rect ")
+            .skip(1)
+            .map(|r| r.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(widths.len(), 5);
+        let (d1, d2) = (widths[1] - widths[0], widths[2] - widths[1]);
+        assert!(d1 > 10.0 && (d1 - d2).abs() < 0.2, "{widths:?}");
+        assert!(widths[3] <= 0.5 && widths[4] <= 0.5, "zero and NaN at the left edge: {widths:?}");
+        for tick in ["10 µs", "100 µs", "1000 µs", "10000 µs"] {
+            assert!(svg.contains(tick), "decade tick {tick}: {svg}");
+        }
     }
 }
