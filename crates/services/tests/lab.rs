@@ -110,7 +110,10 @@ fn the_packet_workload_receives_packets_under_threaded_bottom_halves() {
         bh_prio: 40,
         ..kernel::Config::default()
     };
-    let specs = ProbeSet::default().specs();
+    // 50 samples 2 ms apart: 100 ms, for the wire's host thread to start and the SCHED_NORMAL
+    // reader to get the CPU between the probe and ksoftirqd even on a busy host (12.5 ms, at
+    // the default 250 µs, once ended before the reader had received a packet).
+    let specs = ProbeSet { interval_us: 2000, ..ProbeSet::default() }.specs();
     let out = probe::run_instance(boot, Some(w), &specs, Stop::Loops(50), CpuPolicy::Shared).unwrap();
     assert!(out.units > 0, "the worker received packets in its system calls");
     assert_eq!(out.hists[0].count(), 50);
