@@ -85,21 +85,16 @@ struct DemoArgs {
     repeat: usize,
 }
 
-/// Parses `--preempt`: one model, or `all` for the built ones.
-fn models(arg: &str) -> Result<Vec<PreemptModel>, String> {
-    if arg == "all" {
-        return Ok(PreemptModel::BUILT.to_vec());
-    }
-    arg.split(',').map(|m| m.trim().parse::<PreemptModel>().map_err(|e| e.to_string())).collect()
-}
-
 fn demo(args: &DemoArgs) -> Result<(), String> {
     let switch_to =
         args.switch_to.as_deref().map(|m| m.parse::<PreemptModel>().map_err(|e| e.to_string())).transpose()?;
     let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
-    let models = models(&args.preempt)?;
+    let models = services::lab::compare::parse_models(&args.preempt)?;
+    if models.is_empty() {
+        return Err("--preempt: name at least one model, or all".into());
+    }
     if args.repeat == 0 || args.repeat > 10_000 {
         return Err(format!("--repeat {}: use 1..=10000", args.repeat));
     }

@@ -234,16 +234,7 @@ fn bh_names() -> String {
 /// Parses `--bh` (of `compare` and `packets`): a comma list of bottom-half options (`classic`,
 /// `threaded`) or `all`.
 pub fn parse_bh(arg: &str) -> Result<Vec<BhMode>, String> {
-    if arg.trim() == "all" {
-        return Ok(BhMode::ALL.to_vec());
-    }
-    let mut modes = Vec::new();
-    for name in arg.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let m: BhMode = name.parse().map_err(|e| format!("--{e}, or all"))?;
-        if !modes.contains(&m) {
-            modes.push(m);
-        }
-    }
+    let modes = super::parse_list(arg, &BhMode::ALL, |name| name.parse().map_err(|e| format!("--{e}, or all")))?;
     if modes.is_empty() {
         return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
     }
@@ -257,20 +248,13 @@ fn built_names() -> String {
 /// Parses `--preempt`: a comma list of models, `all` for every built model, or `none` ...
 /// which is a model; use an empty list for no model.
 pub fn parse_models(arg: &str) -> Result<Vec<PreemptModel>, String> {
-    if arg.trim() == "all" {
-        return Ok(PreemptModel::BUILT.to_vec());
-    }
-    let mut models = Vec::new();
-    for name in arg.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+    super::parse_list(arg, &PreemptModel::BUILT, |name| {
         let m: PreemptModel = name.parse().map_err(|e| format!("--preempt: {e}, or all"))?;
         if !m.is_built() {
             return Err(format!("--preempt {m}: not built yet; this build runs: {}", built_names()));
         }
-        if !models.contains(&m) {
-            models.push(m);
-        }
-    }
-    Ok(models)
+        Ok(m)
+    })
 }
 
 /// One probe's figures in a row.

@@ -26,3 +26,25 @@ pub use peers::Peer;
 pub use probe::{ProbeSet, ProbeSpec, RunOut, Stop};
 pub use stats::{percentiles, Bin, Latency, LatencyHist};
 pub use workloads::{Workload, WORKLOADS};
+
+/// Parses a command-line list (`--preempt`, `--bh`, `--peers`, `--workload`): `all` gives
+/// `all`, else comma-separated names, each parsed by `one`, a repeated one kept once, in the
+/// order first named. Empty names are skipped; whether an empty list is allowed is the
+/// caller's to say.
+pub(crate) fn parse_list<T: Copy + PartialEq>(
+    arg: &str,
+    all: &[T],
+    one: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    if arg.trim() == "all" {
+        return Ok(all.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in arg.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let v = one(name)?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}

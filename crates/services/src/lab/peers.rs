@@ -58,25 +58,19 @@ impl Peer {
     /// Parses a `--peers` list: names, `all` (every peer this build has) or `none`. Naming
     /// `go` in a build without it is an error that says how to build it.
     pub fn parse_list(arg: &str) -> Result<Vec<Peer>, String> {
-        match arg.trim() {
-            "all" => return Ok(Peer::ALL.to_vec()),
-            "none" | "" => return Ok(Vec::new()),
-            _ => {}
+        if matches!(arg.trim(), "none" | "") {
+            return Ok(Vec::new());
         }
-        let mut peers = Vec::new();
-        for name in arg.split(',').map(str::trim) {
+        super::parse_list(arg, Peer::ALL, |name| {
             if name == Peer::Go.name() && !go_peer::BUILT {
                 return Err(format!("--peers go: {}", go_peer::not_built()));
             }
-            let p =
-                Peer::ALL.iter().copied().find(|p| p.name() == name).ok_or_else(|| {
-                    format!("--peers: unknown peer '{name}': choose host-fifo, tokio, go, all or none")
-                })?;
-            if !peers.contains(&p) {
-                peers.push(p);
-            }
-        }
-        Ok(peers)
+            Peer::ALL
+                .iter()
+                .copied()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| format!("--peers: unknown peer '{name}': choose host-fifo, tokio, go, all or none"))
+        })
     }
 
     /// Runs `workload` (if any) and `probes` for `ns` nanoseconds; returns the figures and how

@@ -153,14 +153,13 @@ pub fn names() -> String {
 /// Parses `--workload`: a comma list of names or `all`; sizes come from `sizes` (`--size
 /// NAME=N,...`, empty for the defaults).
 pub fn parse(list: &str, sizes: &str) -> Result<Vec<Workload>, String> {
-    let mut chosen = Vec::new();
-    let names_in = if list.trim() == "all" { names() } else { list.to_string() };
-    for name in names_in.split(',').map(str::trim) {
-        let index = find(name).map_err(|e| format!("--workload: {e}, or all"))?;
-        if !chosen.iter().any(|w: &Workload| w.index == index) {
-            chosen.push(Workload { index, size: WORKLOADS[index].size_default });
-        }
+    let all: Vec<usize> = (0..WORKLOADS.len()).collect();
+    let indices = super::parse_list(list, &all, |name| find(name).map_err(|e| format!("--workload: {e}, or all")))?;
+    if indices.is_empty() {
+        return Err(format!("--workload: name at least one workload ({}), or all", names()));
     }
+    let mut chosen: Vec<Workload> =
+        indices.into_iter().map(|index| Workload { index, size: WORKLOADS[index].size_default }).collect();
     for pair in sizes.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, n) = pair.split_once('=').ok_or_else(|| format!("--size {pair}: write NAME=N, e.g. loader=256"))?;
         let index = find(name.trim()).map_err(|e| format!("--size: {e}"))?;
