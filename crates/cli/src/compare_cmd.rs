@@ -208,45 +208,22 @@ pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         rows.first().map_or(0, |r| r.hz)
     );
     let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();
+    let cells: Vec<[String; 11]> = rows.iter().map(report::cells).collect();
     let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
-    let tps: Vec<String> = rows.iter().map(|r| format!("{:.0} {}", r.throughput_ops_s, r.unit)).collect();
-    let tw = tps.iter().map(String::len).max().unwrap_or(0).max(14);
-    s += &format!(
-        "{:<9} {:<mw$} {:>tw$} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7} | {:>8} {:>9} {:>6}\n",
-        "workload",
-        "model",
-        "throughput/s",
-        "overhead%",
-        "min_us",
-        "p50_us",
-        "p99_us",
-        "p99.9_us",
-        "max_us",
-        "samples",
-        "u_p50_us",
-        "u_p99_us",
-        "disturb"
-    );
-    let us = |ns: u64| ns as f64 / 1e3;
-    for ((r, label), tp) in rows.iter().zip(&labels).zip(&tps) {
-        let overhead = r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}"));
-        let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
-        s += &format!(
-            "{:<9} {:<mw$} {:>tw$} {:>10} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>7} | {:>8.1} {:>9.1} {:>6}\n",
-            r.workload,
-            label,
-            tp,
-            overhead,
-            us(l.min),
-            us(l.p50),
-            us(l.p99),
-            us(l.p999),
-            us(l.max),
-            r.samples,
-            us(u.p50),
-            us(u.p99),
-            r.host_disturbed
-        );
+    let tw = cells.iter().map(|c| c[0].len()).max().unwrap_or(0).max(14);
+    // Widths of the columns after workload and model; the undisturbed ones after a `|`.
+    let widths = [tw, 10, 8, 8, 9, 9, 9, 7, 8, 9, 6];
+    let line = |workload: &str, model: &str, cols: &mut dyn Iterator<Item = &str>| {
+        let mut l = format!("{workload:<9} {model:<mw$}");
+        for (i, (c, w)) in cols.zip(widths).enumerate() {
+            l += if i == 8 { " | " } else { " " };
+            l += &format!("{c:>w$}");
+        }
+        l + "\n"
+    };
+    s += &line("workload", "model", &mut report::COLUMNS.iter().map(|c| c.0));
+    for ((r, label), c) in rows.iter().zip(&labels).zip(&cells) {
+        s += &line(&r.workload, label, &mut c.iter().map(String::as_str));
     }
     for line in report::policies(rows) {
         s += &format!("{line}\n");

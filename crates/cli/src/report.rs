@@ -27,6 +27,41 @@ pub fn label(r: &Row, rows: &[Row]) -> String {
     }
 }
 
+/// The results table's columns after workload and model: (the terminal's header, the HTML
+/// page's header), in one place with [`cells`] for both tables.
+pub const COLUMNS: [(&str, &str); 11] = [
+    ("throughput/s", "throughput/s"),
+    ("overhead%", "overhead %"),
+    ("min_us", "min µs"),
+    ("p50_us", "p50 µs"),
+    ("p99_us", "p99 µs"),
+    ("p99.9_us", "p99.9 µs"),
+    ("max_us", "max µs"),
+    ("samples", "samples"),
+    ("u_p50_us", "undisturbed p50 µs"),
+    ("u_p99_us", "undisturbed p99 µs"),
+    ("disturb", "disturbed"),
+];
+
+/// A row's figures under [`COLUMNS`], formatted once for both tables.
+pub fn cells(r: &Row) -> [String; 11] {
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+    let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
+    [
+        format!("{:.0} {}", r.throughput_ops_s, r.unit),
+        r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}")),
+        us(l.min),
+        us(l.p50),
+        us(l.p99),
+        us(l.p999),
+        us(l.max),
+        r.samples.to_string(),
+        us(u.p50),
+        us(u.p99),
+        r.host_disturbed.to_string(),
+    ]
+}
+
 /// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
 /// the throughput figures, and where `none` and the peers stand.
 pub fn verdict(rows: &[Row]) -> Vec<String> {
@@ -166,28 +201,17 @@ pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioRe
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut s = String::from("<h2>Table</h2><table><tr><th>workload</th><th>model</th><th>throughput/s</th><th>overhead %</th><th>min µs</th><th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>max µs</th><th>samples</th><th>undisturbed p50 µs</th><th>undisturbed p99 µs</th><th>disturbed</th></tr>");
-    let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+    let mut s = String::from("<h2>Table</h2><table><tr><th>workload</th><th>model</th>");
+    for (_, html) in COLUMNS {
+        let _ = write!(s, "<th>{html}</th>");
+    }
+    s += "</tr>";
     for r in rows {
-        let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
-        let o = r.overhead_pct.map_or("-".into(), |o| format!("{o:.2}"));
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td>{:.0} {}</td><td>{o}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.workload),
-            esc(&label(r, rows)),
-            r.throughput_ops_s,
-            esc(&r.unit),
-            us(l.min),
-            us(l.p50),
-            us(l.p99),
-            us(l.p999),
-            us(l.max),
-            r.samples,
-            us(u.p50),
-            us(u.p99),
-            r.host_disturbed
-        );
+        let _ = write!(s, "<tr><td>{}</td><td>{}</td>", esc(&r.workload), esc(&label(r, rows)));
+        for c in cells(r) {
+            let _ = write!(s, "<td>{}</td>", esc(&c));
+        }
+        s += "</tr>";
     }
     s += "</table><p>Undisturbed: the samples during whose period the host did not preempt the thread the subject runs on (its involuntary context switches did not go up); disturbed: the others.</p>";
     for line in policies(rows) {
