@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
-    /// Preemption models as a comma list (none,voluntary,...) or `all` for every built model.
+    /// Preemption models as a comma list (none,voluntary,...) or `all` for every model.
     #[arg(long, default_value = "all")]
     preempt: String,
     /// Bottom-half options as a comma list (classic, threaded) or `all`; every model runs under

@@ -45,9 +45,6 @@ pub struct LatencyArgs {
 
 pub fn run(a: &LatencyArgs) -> Result<(), String> {
     let model: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
-    if !model.is_built() {
-        return Err(format!("--preempt {model}: not built yet; choose one of {}", built()));
-    }
     let workload = match a.workload.trim() {
         "none" => None,
         w => Some(workloads::parse(w, &a.size)?.remove(0)),
@@ -97,10 +94,6 @@ pub fn run(a: &LatencyArgs) -> Result<(), String> {
         print!("{}", render(i, s.prio, s.interval_ns / 1000, h));
     }
     Ok(())
-}
-
-fn built() -> String {
-    PreemptModel::BUILT.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
 }
 
 /// One probe as text: cyclictest's summary line and a histogram of `#` bars (log of counts).

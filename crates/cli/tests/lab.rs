@@ -101,7 +101,7 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
-    let mut expected: Vec<String> = PreemptModel::BUILT.iter().map(|m| m.name().to_string()).collect();
+    let mut expected: Vec<String> = PreemptModel::ALL.iter().map(|m| m.name().to_string()).collect();
     expected.extend(Peer::ALL.iter().map(|p| format!("peer:{}", p.name())));
     for w in ["checksum", "hog"] {
         let names: Vec<&str> =
@@ -135,7 +135,7 @@ fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
-    let expected: Vec<(String, String)> = PreemptModel::BUILT
+    let expected: Vec<(String, String)> = PreemptModel::ALL
         .iter()
         .flat_map(|m| ["classic", "threaded"].map(|bh| (m.name().to_string(), bh.to_string())))
         .collect();
@@ -180,7 +180,7 @@ fn compare_table_has_a_row_per_model_and_the_answer() {
     let (code, out, err) =
         atomkernel(&["compare", "--quick", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
     assert_eq!(code, 0, "{err}");
-    for m in PreemptModel::BUILT {
+    for m in PreemptModel::ALL {
         assert!(out.lines().any(|l| l.starts_with(&format!("copy      {:<15} ", m.name()))), "{m}: {out}");
     }
     assert!(out.contains("copy: lowest latency: p50 "), "{out}");
@@ -192,7 +192,7 @@ fn models_is_the_same_command() {
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let names: Vec<String> = rows(&out).iter().map(|r| r["model"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, PreemptModel::BUILT.map(|m| m.name().to_string()));
+    assert_eq!(names, PreemptModel::ALL.map(|m| m.name().to_string()));
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn no_arguments_starts_the_comparison() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(first.starts_with("atomkernel compare: "), "{first}");
-    for m in PreemptModel::BUILT {
+    for m in PreemptModel::ALL {
         assert!(first.contains(m.name()), "{m}: {first}");
     }
     assert!(first.contains("peer:host-fifo") && first.contains("loader"), "{first}");
@@ -229,7 +229,7 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     assert_eq!(code, 0, "{err}");
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let charts = html.matches("<svg xmlns").count();
-    let models = PreemptModel::BUILT.len();
+    let models = PreemptModel::ALL.len();
     let peers = Peer::ALL.len();
     assert_eq!(charts, 3 + (models + peers) + models, "bars x3, a histogram per model and peer, a timeline per model");
     assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");

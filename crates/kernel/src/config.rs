@@ -7,92 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The preemption model (`preempt=` on Linux's command line).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PreemptModel {
-    /// Kernel code is preempted only at `ret_from_syscall`.
-    None,
-    /// `cond_resched()` at every preemption point.
-    Voluntary,
-    /// Preemption on return from interrupt whenever `preempt_count` is zero.
-    Full,
-    /// As `full` for RT wakeups; fair wakeups wait for the tick (PREEMPT_LAZY).
-    Lazy,
-    /// The 1996 proposal's CPU locking: each atom requests the CPU.
-    Cpulock,
-    /// The 1996 "crazy idea", with a breakpoint patched at the next point.
-    PatchInt3,
-    /// The 1996 "crazy idea", with a `call rt_reschedule` patched at the next point.
-    PatchCall,
-}
-
-impl PreemptModel {
-    /// Every model, in the order reports list them.
-    pub const ALL: [PreemptModel; 7] = [
-        PreemptModel::None,
-        PreemptModel::Voluntary,
-        PreemptModel::Full,
-        PreemptModel::Lazy,
-        PreemptModel::Cpulock,
-        PreemptModel::PatchInt3,
-        PreemptModel::PatchCall,
-    ];
-
-    /// The models this build implements.
-    pub const BUILT: [PreemptModel; 7] = Self::ALL;
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PreemptModel::None => "none",
-            PreemptModel::Voluntary => "voluntary",
-            PreemptModel::Full => "full",
-            PreemptModel::Lazy => "lazy",
-            PreemptModel::Cpulock => "cpulock",
-            PreemptModel::PatchInt3 => "patch-int3",
-            PreemptModel::PatchCall => "patch-call",
-        }
-    }
-
-    /// True if the model acts at preemption points, so the sites must call the hook.
-    pub fn uses_points(self) -> bool {
-        matches!(self, PreemptModel::Voluntary | PreemptModel::Cpulock)
-    }
-
-    pub(crate) fn index(self) -> u8 {
-        Self::ALL.iter().position(|&m| m == self).unwrap_or(0) as u8
-    }
-
-    pub(crate) fn from_index(i: u8) -> PreemptModel {
-        Self::ALL.get(i as usize).copied().unwrap_or(PreemptModel::None)
-    }
-
-    /// True if kernel code may be preempted at `preempt_enable` (the `full` family).
-    pub fn preempts_kernel_code(self) -> bool {
-        matches!(self, PreemptModel::Full | PreemptModel::Lazy)
-    }
-
-    /// True if this build can run the model.
-    pub fn is_built(self) -> bool {
-        Self::BUILT.contains(&self)
-    }
-}
-
-impl fmt::Display for PreemptModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PreemptModel {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-            ConfigError(format!("unknown preemption model '{s}': choose one of {}", names.join(", ")))
-        })
-    }
-}
+pub use crate::model::PreemptModel;
 
 /// Where bottom halves (softirqs, tasklets) run against tasks (`bh=`): the 1996 mail's
 /// "extended bottom half priority notion".
@@ -208,10 +123,6 @@ impl Config {
                 "hz={} is out of range: the tick rate must be 1..=10000 (Linux uses 100..1000)",
                 self.hz
             ));
-        }
-        if !self.preempt.is_built() {
-            let built: Vec<&str> = PreemptModel::BUILT.iter().map(|m| m.name()).collect();
-            return err(format!("preempt={} is not built yet; this build runs: {}", self.preempt, built.join(", ")));
         }
         if self.stack_size < 32 * 1024 || self.stack_size > 64 << 20 {
             return err(format!("stack_size={} is out of range: use 32 KiB..64 MiB", self.stack_size));

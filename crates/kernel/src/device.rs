@@ -11,7 +11,7 @@
 //! interrupt's do); devices count their own events, so coalescing loses none.
 
 use crate::irq::{free_irq, request_irq, IrqHandler};
-use crate::kernel::this_kernel;
+use crate::instance::this_kernel;
 use arch::irq::IrqRaiser;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -137,7 +137,7 @@ impl Drop for Device {
             t.thread().unpark();
             let _ = t.join();
         }
-        if let Some(k) = crate::kernel::try_this_kernel() {
+        if let Some(k) = crate::instance::try_this_kernel() {
             free_irq(&k, self.line);
             crate::printk!("device {}: released IRQ line {}", self.name, self.line);
         }

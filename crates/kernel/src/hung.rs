@@ -12,7 +12,7 @@
 //! **Invariant.** One report per idle stretch; none when the option is 0 (the default); the
 //! check costs the idle loop one clock read per wakeup and nothing on any task's path.
 
-use crate::kernel::Kernel;
+use crate::instance::Kernel;
 use crate::sched::TaskState;
 
 /// The idle loop's record of its current idle stretch.

@@ -13,7 +13,8 @@
 //! **Invariant.** Handlers run with IRQs masked and the hardirq count raised, never allocate,
 //! never sleep (a handler that tries gets a `BUG:`).
 
-use crate::kernel::{try_this_kernel, Kernel};
+use crate::instance::{try_this_kernel, Kernel};
+use crate::model::IrqExitPolicy;
 use crate::preempt::{self, HARDIRQ_OFFSET};
 use crate::sched::Mode;
 use arch::{Hooks, IrqExit, IrqFrame};
@@ -40,10 +41,10 @@ pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
 pub static HOOKS: Hooks = Hooks {
     irq: irq_hook,
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
-    preempt_point: crate::model::preempt_point_hook,
+    preempt_point: crate::model::rt_reschedule,
     preempt_schedule: crate::sched::preempt_schedule,
-    point_trap: crate::patchmodel::point_trap,
-    rt_return: crate::patchmodel::rt_return,
+    point_trap: crate::model::point_trap,
+    rt_return: crate::model::patch::rt_return,
 };
 
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
@@ -85,51 +86,60 @@ pub fn irq_exit(k: &Kernel) {
     crate::softirq::invoke_softirq(k);
 }
 
-/// `irqentry_exit()`: may the interrupted code be preempted now?
+/// `irqentry_exit()`: may the interrupted code be preempted now? The model says what it wants
+/// ([`IrqExitPolicy`]); this function does the mechanics: the count, the idle task, foreign
+/// code and the retry timer.
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
-    let user = k.cpu.mode() == Mode::User;
-    let due = if user { crate::model::resched_due_for_user(k) } else { preempt::need_resched() };
-    // (Not from inside a bottom half or another interrupt: that code is not on the task's
-    // stack, and the task's own points will be armed by the interrupt that returns to it.)
-    let patch = !user && k.model().is_patch() && !preempt::in_interrupt();
-    if !due {
-        // Nothing pending: whatever the last retries waited for has been served, so the next
-        // one starts from the shortest interval again.
-        if k.cpu.retry_backoff.load(Ordering::Relaxed) != 0 {
-            k.cpu.retry_backoff.store(0, Ordering::Relaxed);
+    let policy = if k.cpu.mode() == Mode::User {
+        if crate::model::resched_due_for_user(k) {
+            IrqExitPolicy::Preempt // return to user mode may always preempt
+        } else {
+            IrqExitPolicy::Nothing
         }
-        return IrqExit::Resume;
-    }
-    if preempt::preempt_count() != 0 && !patch {
-        return IrqExit::Resume;
-    }
-    if !(user || patch || k.model().preempts_kernel_code()) {
-        return IrqExit::Resume;
-    }
-    let s = k.sched.lock();
-    if s.curr == s.idle {
-        return IrqExit::Resume; // the idle loop reschedules by itself
-    }
-    drop(s);
-    if patch {
-        // The 1996 idea: arm the next points instead of preempting here. If nothing could be
-        // armed (no point within reach of the stack), look again soon, as for foreign code.
-        if crate::patchmodel::on_irq_exit(k, frame) {
+    } else {
+        crate::model::irq_exit_kernel(k)
+    };
+    let retry = match policy {
+        IrqExitPolicy::Nothing => {
+            // Whatever the last retries waited for has been served, so the next one starts
+            // from the shortest interval again.
+            if k.cpu.retry_backoff.load(Ordering::Relaxed) != 0 {
+                k.cpu.retry_backoff.store(0, Ordering::Relaxed);
+            }
             return IrqExit::Resume;
         }
-    } else if frame.in_kernel_text() {
+        IrqExitPolicy::Wait => return IrqExit::Resume,
+        _ if running_idle(k) => return IrqExit::Resume, // the idle loop reschedules by itself
+        // If nothing could be armed (no point within reach of the stack), look again soon.
+        IrqExitPolicy::ArmPoints(how) => !crate::model::patch::on_irq_exit(k, frame, how),
+        IrqExitPolicy::Preempt if preempt::preempt_count() != 0 => return IrqExit::Resume,
+        IrqExitPolicy::Preempt => !frame.in_kernel_text(),
+    };
+    if retry {
+        arm_retry(k);
+        return IrqExit::Resume;
+    }
+    if policy == IrqExitPolicy::Preempt {
         k.cpu.retry_backoff.store(0, Ordering::Relaxed);
         return IrqExit::Preempt;
     }
-    // Foreign code (libc, the vDSO) may hold host locks: look again soon, by which time it has
-    // most likely returned into kernel text. The wait stays bounded by the time spent in
-    // foreign code plus one retry interval, not by the tick.
+    IrqExit::Resume
+}
+
+fn running_idle(k: &Kernel) -> bool {
+    let s = k.sched.lock();
+    s.curr == s.idle
+}
+
+/// Foreign code (libc, the vDSO) may hold host locks: look again soon, by which time it has
+/// most likely returned into kernel text. The wait stays bounded by the time spent in foreign
+/// code plus one retry interval, not by the tick.
+fn arm_retry(k: &Kernel) {
     let n = k.cpu.retry_backoff.fetch_add(1, Ordering::Relaxed).min(16);
     let delay = (RETRY_NS << n).min(k.config.tick_ns());
     if let Some(t) = k.cpu.retry_timer.get() {
         t.set_oneshot_at(arch::clock::now_ns() + delay);
     }
-    IrqExit::Resume
 }
 
 /// Installs `handler` for a free device line and returns the line.

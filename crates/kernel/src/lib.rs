@@ -14,13 +14,11 @@
 pub mod config;
 pub mod device;
 mod hung;
+pub mod instance;
 pub mod irq;
-pub mod kernel;
 pub mod model;
-pub mod patchmodel;
 pub mod preempt;
 pub mod printk;
-pub mod ptable;
 pub mod sched;
 pub mod softirq;
 pub mod syscall;
@@ -31,7 +29,7 @@ pub mod trace;
 pub mod wait;
 
 pub use config::{BhMode, Config, ConfigError, PreemptModel};
-pub use kernel::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
+pub use instance::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
 pub use model::{preempt_model, set_preempt_model};
 pub use sched::sched_yield;
 pub use syscall::syscall;

@@ -10,7 +10,7 @@
 //! while holding one would deadlock the next task on the same CPU thread); a full ring drops
 //! new lines and counts them rather than blocking.
 
-use crate::kernel::Kernel;
+use crate::instance::Kernel;
 use arch::cpu::FixedBuf;
 use arch::sync::IrqSpinLock;
 use std::fmt::Write as _;
@@ -98,7 +98,7 @@ pub(crate) fn printk_str(k: &Kernel, msg: &str) {
 
 /// Logs a formatted line from kernel code running on a CPU (task or interrupt context).
 pub fn printk(args: std::fmt::Arguments<'_>) {
-    if let Some(k) = crate::kernel::try_this_kernel() {
+    if let Some(k) = crate::instance::try_this_kernel() {
         printk_fmt(&k, args);
     }
 }

@@ -31,7 +31,7 @@
 //! allocator `BUG`s (the interrupted code may be inside `malloc`).
 
 use crate::config::BhMode;
-use crate::kernel::{this_kernel, try_this_kernel, Kernel};
+use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt::{self, PREEMPT_OFFSET, SOFTIRQ_DISABLE_OFFSET, SOFTIRQ_OFFSET};
 use crate::sched::TaskId;
 use crate::task::TaskBuilder;
@@ -340,7 +340,7 @@ pub(crate) fn spawn_ksoftirqd(k: &Kernel) {
         BhMode::Classic => b.nice(0),
         BhMode::Threaded => b.fifo(k.config.bh_prio),
     };
-    let h = crate::kernel::spawn_on(k, b, Box::new(ksoftirqd_main));
+    let h = crate::instance::spawn_on(k, b, Box::new(ksoftirqd_main));
     let _ = k.softirq.ksoftirqd.set(h.id());
 }
 

@@ -9,7 +9,7 @@
 //! **Invariant.** A task returns to user mode with `preempt_count == 0`, IRQs on, and no
 //! reschedule pending; a service that breaks the first two gets a `BUG:` report naming it.
 
-use crate::kernel::{this_kernel, Kernel};
+use crate::instance::{this_kernel, Kernel};
 use crate::preempt;
 use crate::sched::Mode;
 use std::panic::Location;

@@ -194,7 +194,7 @@ pub(crate) fn task_entry(id: usize) -> ! {
 }
 
 fn run_body(id: TaskId) -> TaskResult {
-    let body = crate::kernel::this_kernel().task(id).body.lock().take();
+    let body = crate::instance::this_kernel().task(id).body.lock().take();
     let Some(body) = body else { return Err("task started without a body".into()) };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).map_err(|p| {
         p.downcast_ref::<&str>()

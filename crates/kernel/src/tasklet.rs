@@ -13,7 +13,7 @@
 //! reserved slot in each list (a tasklet is on a list at most once, thanks to `SCHED`), and the
 //! kernel keeps every tasklet alive, so softirq context never frees one.
 
-use crate::kernel::{this_kernel, try_this_kernel, Kernel};
+use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::softirq::{raise_softirq_irqoff, HI_SOFTIRQ, TASKLET_SOFTIRQ};
 use arch::sync::IrqSpinLock;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

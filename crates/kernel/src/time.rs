@@ -10,7 +10,7 @@
 //! are enabled again, and every expiry is handled with IRQs masked; a deadline already past
 //! when armed fires at once.
 
-use crate::kernel::{this_kernel, Kernel};
+use crate::instance::{this_kernel, Kernel};
 use crate::sched::{TaskId, TaskState};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -47,7 +47,7 @@ impl TimerQueue {
 pub(crate) fn timer_interrupt(k: &Kernel) {
     let missed = k.cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
     k.cpu.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
-    crate::model::tick_lazy_upgrade(k);
+    crate::model::tick(k);
     crate::softirq::run_local_timers(k);
     let mut sched = k.sched.lock();
     if sched.tick(arch::clock::now_ns()) {

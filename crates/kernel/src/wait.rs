@@ -8,7 +8,7 @@
 //! test finds the waiter already queued and sleeping, and makes it runnable, so its
 //! `schedule()` returns at once.
 
-use crate::kernel::this_kernel;
+use crate::instance::this_kernel;
 use crate::sched::{TaskId, TaskState};
 use arch::sync::IrqSpinLock;
 
@@ -59,7 +59,7 @@ impl WaitQueue {
     /// Wakes every waiting task (`wake_up_all`); returns how many were asleep. Safe from
     /// interrupt context: it never allocates.
     pub fn wake_up(&self) -> usize {
-        let Some(k) = crate::kernel::try_this_kernel() else { return 0 };
+        let Some(k) = crate::instance::try_this_kernel() else { return 0 };
         let mut w = self.waiters.lock();
         let mut woken = 0;
         while let Some(id) = w.pop() {

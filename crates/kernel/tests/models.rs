@@ -187,8 +187,7 @@ fn switching_models_mid_run_loses_and_duplicates_no_work() {
 }
 
 #[test]
-fn every_model_is_built_and_a_running_kernel_switches_to_each() {
-    assert_eq!(PreemptModel::BUILT, PreemptModel::ALL);
+fn a_running_kernel_switches_to_each_model() {
     let r = run_with_timeout(Config::default(), 30, || {
         for m in PreemptModel::ALL {
             kernel::set_preempt_model(m).unwrap();

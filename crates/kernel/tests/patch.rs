@@ -6,7 +6,7 @@ mod common;
 
 use common::{run_with_timeout, spin_ns, EventLog};
 use kernel::device::Device;
-use kernel::patchmodel::{patch_stats, sites_not_idle};
+use kernel::model::patch::{patch_stats, sites_not_idle};
 use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder, WaitQueue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 //! `cargo bench -p atomkernel-services --bench patch`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use kernel::ptable::PointTable;
+use kernel::model::patch::ptable::PointTable;
 use kernel::{spawn, Config, TaskBuilder};
 use std::time::Duration;
 

@@ -22,7 +22,7 @@
 
 use crate::atoms::{run_atom, PAGE};
 use kernel::device::Device;
-use kernel::patchmodel::PatchStatsSnapshot;
+use kernel::model::patch::PatchStatsSnapshot;
 use kernel::{spawn, syscall, BootError, Config, PreemptModel, RunReport, TaskBuilder, WaitQueue};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -98,11 +98,6 @@ impl ScenarioConfig {
         }
         if !(10..=1_000_000).contains(&self.atom_us) {
             return Err(format!("--atom-us {}: use 10..=1000000 microseconds", self.atom_us));
-        }
-        if let Some(m) = self.switch_to {
-            if !m.is_built() {
-                return Err(format!("--switch-to {m}: preempt={m} is not built yet"));
-            }
         }
         if self.irq_at_us >= self.atom_us {
             return Err(format!(
@@ -250,7 +245,7 @@ fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
         m2.rt_ns.store(kernel::time::now_ns(), Ordering::Release);
         m2.rt_after.store(m2.atoms_done.load(Ordering::Acquire), Ordering::Release);
         m2.rt_points.store(m2.points.load(Ordering::Acquire), Ordering::Release);
-        m2.armed_at_rt.store(kernel::patchmodel::sites_not_idle(), Ordering::Release);
+        m2.armed_at_rt.store(kernel::model::patch::sites_not_idle(), Ordering::Release);
         0
     });
     let (m3, d3) = (m.clone(), dev.clone());

@@ -154,7 +154,7 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
     while kernel::time::now_ns() < deadline {
         kernel::time::sleep_ns(10_000_000);
         let taken: u64 = if kernel::preempt_model().is_patch() {
-            kernel::patchmodel::patch_stats().preemptions
+            kernel::model::patch::patch_stats().preemptions
         } else {
             tasks.iter().map(|t| t.stats().irq_preemptions).sum()
         };

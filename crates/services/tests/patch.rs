@@ -25,7 +25,7 @@ fn scenario(model: PreemptModel, sc: &ScenarioConfig, landed: impl Fn(&ScenarioR
         assert_eq!(r.irq_during_atom, 1, "{r:?}");
         assert_eq!(r.rt_points, r.irq_points + 1, "the RT task ran at the first point after the interrupt: {r:?}");
         assert_eq!(r.sites_armed_at_rt, 0, "every site is idle again when the RT task runs: {r:?}");
-        assert_eq!(kernel::patchmodel::sites_not_idle(), 0, "and after the run");
+        assert_eq!(kernel::model::patch::sites_not_idle(), 0, "and after the run");
         assert!(r.patch.events >= 1 && r.patch.sites_armed >= 1, "{r:?}");
         if landed(&r) {
             return r;
@@ -107,7 +107,7 @@ fn torture_in_kernel_mode_loses_nothing_under_both_patch_models() {
         assert_eq!(r.model, model.name());
         let [events, fired, redirects, _] = r.patch.unwrap();
         assert!(events >= 1 && fired + redirects >= 1, "{model}: {r:?}");
-        assert_eq!(kernel::patchmodel::sites_not_idle(), 0, "{model}: a site stayed armed after the run");
+        assert_eq!(kernel::model::patch::sites_not_idle(), 0, "{model}: a site stayed armed after the run");
     }
 }
 

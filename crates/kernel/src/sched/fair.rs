@@ -173,6 +173,7 @@ impl FairRunQueue {
     }
 
     /// The tunables this queue was built with.
+    #[cfg(test)] // used by the tests only
     pub fn tunables(&self) -> &FairTunables {
         &self.tunables
     }
@@ -198,6 +199,7 @@ impl FairRunQueue {
     }
 
     /// Remove a queued `id`; returns `false` if it was not queued.
+    #[cfg(test)] // used by the tests only
     pub fn dequeue(&mut self, id: TaskId) -> bool {
         match self.heap_pos.get(id).copied().flatten() {
             Some(i) => {
@@ -209,6 +211,7 @@ impl FairRunQueue {
     }
 
     /// Whether `id` is queued.
+    #[cfg(test)] // used by the tests only
     pub fn is_queued(&self, id: TaskId) -> bool {
         self.heap_pos.get(id).is_some_and(Option::is_some)
     }
@@ -221,6 +224,7 @@ impl FairRunQueue {
     }
 
     /// Leftmost task without removing it (Linux `__pick_first_entity`).
+    #[cfg(test)] // used by the tests only
     pub fn peek_next(&self) -> Option<TaskId> {
         self.heap.first().map(|n| n.id)
     }
@@ -241,6 +245,7 @@ impl FairRunQueue {
     }
 
     /// Monotonic floor of the queue's vruntimes.
+    #[cfg(test)] // used by the tests only
     pub fn min_vruntime(&self) -> u64 {
         self.min_vruntime
     }

@@ -11,12 +11,13 @@
 //! **Invariant.** Everything here may run from interrupt context: no operation but
 //! [`Sched::add_task`] allocates (queues reserve room for every task at spawn time).
 
-pub mod core;
-pub mod fair;
-pub mod rt;
+mod entry;
+mod fair;
+mod rt;
 
-pub(crate) use self::core::{__schedule, do_exit, preempt_schedule_irq, schedule_at, wake_up_process};
-pub use self::core::{preempt_schedule, sched_yield, schedule, schedule_tail};
+pub(crate) use entry::{do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, wake_up_process};
+pub(crate) use entry::{schedule_irqs_off, SchedMode};
+pub use entry::{sched_yield, schedule};
 
 use crate::task::Policy;
 use fair::{FairEntity, FairRunQueue, FairTunables};

@@ -27,8 +27,6 @@ use super::TaskId;
 pub const MAX_RT_PRIO: u8 = 99;
 /// Lowest user-facing RT priority.
 pub const MIN_RT_PRIO: u8 = 1;
-/// Default SCHED_RR time slice in ticks (Linux `RR_TIMESLICE` at HZ=1000).
-pub const RR_TIMESLICE_TICKS_DEFAULT: u32 = 100;
 
 /// Number of priority levels / bitmap bits (index 0 is never used).
 const NR_RT_LEVELS: usize = MAX_RT_PRIO as usize + 1;
@@ -97,6 +95,7 @@ impl RtRunQueue {
     }
 
     /// Remove `id` from its level; returns `false` if it was not queued.
+    #[cfg(test)] // used by the tests only
     pub fn dequeue(&mut self, id: TaskId) -> bool {
         match self.links.get(id).and_then(|l| l.queued_prio) {
             Some(prio) => {
@@ -108,6 +107,7 @@ impl RtRunQueue {
     }
 
     /// Whether `id` is on some level's list.
+    #[cfg(test)] // used by the tests only
     pub fn is_queued(&self, id: TaskId) -> bool {
         self.links.get(id).is_some_and(|l| l.queued_prio.is_some())
     }
@@ -118,6 +118,7 @@ impl RtRunQueue {
     }
 
     /// Head of the highest non-empty level, without removing it.
+    #[cfg(test)] // used by the tests only
     pub fn peek_next(&self) -> Option<TaskId> {
         self.highest_prio().and_then(|p| self.queue[usize::from(p)].head)
     }
@@ -132,6 +133,7 @@ impl RtRunQueue {
 
     /// SCHED_RR slice expiry (Linux `requeue_task_rt`): move a queued `id` to
     /// the tail of its own level. Returns `false` (no-op) if not queued.
+    #[cfg(test)] // used by the tests only
     pub fn requeue_tail(&mut self, id: TaskId) -> bool {
         let Some(prio) = self.links.get(id).and_then(|l| l.queued_prio) else {
             return false;

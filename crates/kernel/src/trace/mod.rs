@@ -32,7 +32,7 @@ pub use types::{Event, PrevState, Record, TraceOptions, Where, BUILT};
 pub use wakeup_rt::{Runner, WakeupRt};
 
 use crate::config::{ConfigError, PreemptModel};
-use crate::kernel::{try_this_kernel, Kernel};
+use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
 use arch::sync::IrqSpinLock;
 use arch::IrqFrame;

@@ -12,8 +12,8 @@
 //! pools every sample of every round; overhead is `throughput(none) / throughput - 1` in
 //! percent, for the same workload and `bh=` option (peers: against `none` under the first option).
 //!
-//! **Invariant.** The models are those of `PreemptModel::BUILT` unless narrowed (so a newly
-//! built model appears without a change here); every row comes from runs that completed
+//! **Invariant.** The models are those of `PreemptModel::ALL` unless narrowed (so a new model
+//! appears without a change here); every row comes from runs that completed
 //! without a `BUG:`, or `run` fails.
 
 use super::peers::Peer;
@@ -100,7 +100,7 @@ pub struct CompareConfig {
 impl Default for CompareConfig {
     fn default() -> Self {
         CompareConfig {
-            models: PreemptModel::BUILT.to_vec(),
+            models: PreemptModel::ALL.to_vec(),
             bh: None,
             bh_prio: kernel::config::DEFAULT_BH_PRIO,
             peers: Peer::ALL.to_vec(),
@@ -129,9 +129,6 @@ impl CompareConfig {
         }
         if self.models.is_empty() && self.peers.is_empty() {
             return Err("--preempt/--peers: name at least one model or peer".into());
-        }
-        if let Some(m) = self.models.iter().find(|m| !m.is_built()) {
-            return Err(format!("--preempt {m}: not built yet; this build runs: {}", built_names()));
         }
         if self.workloads.is_empty() {
             return Err("--workload: name at least one workload, or all".into());
@@ -241,20 +238,10 @@ pub fn parse_bh(arg: &str) -> Result<Vec<BhMode>, String> {
     Ok(modes)
 }
 
-fn built_names() -> String {
-    PreemptModel::BUILT.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
-}
-
-/// Parses `--preempt`: a comma list of models, `all` for every built model, or `none` ...
+/// Parses `--preempt`: a comma list of models, `all` for every model, or `none` ...
 /// which is a model; use an empty list for no model.
 pub fn parse_models(arg: &str) -> Result<Vec<PreemptModel>, String> {
-    super::parse_list(arg, &PreemptModel::BUILT, |name| {
-        let m: PreemptModel = name.parse().map_err(|e| format!("--preempt: {e}, or all"))?;
-        if !m.is_built() {
-            return Err(format!("--preempt {m}: not built yet; this build runs: {}", built_names()));
-        }
-        Ok(m)
-    })
+    super::parse_list(arg, &PreemptModel::ALL, |name| name.parse().map_err(|e| format!("--preempt: {e}, or all")))
 }
 
 /// One probe's figures in a row.

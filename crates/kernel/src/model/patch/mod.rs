@@ -2,7 +2,7 @@
 //!
 //! **Mechanism.** Kernel code runs over idle preemption points and pays nothing for them. When
 //! an interrupt wakes an RT task while the current task is in kernel mode, the interrupt exit
-//! reads the interrupted instruction pointer and looks it up in the [`crate::ptable`]. If its
+//! reads the interrupted instruction pointer and looks it up in the [`ptable`]. If its
 //! function has points, those are armed: turned into `int3` (served by the SIGTRAP handler,
 //! which injects a call of `preempt_schedule_irq`) or into `call` of the point hook (which
 //! calls `schedule`). Every other path out of the function goes through its return, so the
@@ -20,10 +20,11 @@
 //! - A task that meets an armed site while no event of its CPU is pending passes on.
 //! - Nothing here allocates or makes a system call on the interrupt path.
 
-use crate::config::PreemptModel;
-use crate::kernel::{try_this_kernel, Kernel};
+pub mod ptable;
+
+use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt;
-use crate::ptable;
 use arch::patch::Arm;
 use arch::sync::IrqSpinLock;
 use arch::unwind::Frame;
@@ -109,25 +110,67 @@ pub struct PatchStats {
     pub arm_ns: AtomicU64,
 }
 
-impl PreemptModel {
-    /// True for the models that patch the next points on an RT event.
-    pub fn is_patch(self) -> bool {
-        matches!(self, PreemptModel::PatchInt3 | PreemptModel::PatchCall)
+/// `patch-int3` or `patch-call`: the two differ only in how a point is armed.
+pub(crate) struct Patch {
+    how: Arm,
+}
+
+/// `preempt=patch-int3`.
+pub(super) static PATCH_INT3: Patch = Patch { how: Arm::Int3 };
+/// `preempt=patch-call`.
+pub(super) static PATCH_CALL: Patch = Patch { how: Arm::Call };
+
+impl Model for Patch {
+    /// Only an RT wakeup arms anything (at the interrupt exit); a fair one waits for
+    /// `ret_from_syscall`, as under `none`.
+    fn wakeup(&self, k: &Kernel, w: Wakeup) {
+        if w.rt && !w.is_curr {
+            k.cpu.model.patch.rt_resched.store(true, Ordering::Relaxed);
+        }
+        preempt::set_need_resched();
     }
 
-    fn arm_kind(self) -> Arm {
-        if self == PreemptModel::PatchCall {
-            Arm::Call
-        } else {
-            Arm::Int3
+    /// `patch-call`: an armed site called `rt_reschedule`.
+    fn point(&self, k: &Kernel, _site: usize) {
+        if fire_decision(k) && !arch::irq::irqs_disabled() {
+            crate::sched::schedule();
         }
+    }
+
+    /// The 1996 idea: arm the next points instead of preempting here. (Not from inside a
+    /// bottom half or another interrupt: that code is not on the task's stack, and the task's
+    /// own points will be armed by the interrupt that returns to it.)
+    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+        if preempt::in_interrupt() {
+            IrqExitPolicy::Wait
+        } else {
+            IrqExitPolicy::ArmPoints(self.how)
+        }
+    }
+
+    fn preempts_kernel_code(&self) -> bool {
+        false
+    }
+
+    /// `patch-int3`: an armed site's breakpoint fired; under `patch-call` an `int3` is another
+    /// instance's and passes on.
+    fn trap(&self, k: &Kernel) -> IrqExit {
+        if self.how == Arm::Int3 && fire_decision(k) {
+            IrqExit::Preempt
+        } else {
+            IrqExit::Resume
+        }
+    }
+
+    fn sites(&self) -> SiteClaim {
+        SiteClaim::PerEvent
     }
 }
 
 /// At interrupt exit, kernel mode, a reschedule due, model `patch-*`: arm the next points if
 /// the reschedule is an RT one and nothing is armed yet. False if nothing could be armed.
-pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame) -> bool {
-    let p = &k.cpu.patch;
+pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
+    let p = &k.cpu.model.patch;
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
     }
@@ -135,7 +178,7 @@ pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame) -> bool {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = arch::clock::now_ns();
-    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp));
+    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), how);
     p.stats.arm_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
     if ok {
         p.stats.events.fetch_add(1, Ordering::Relaxed);
@@ -146,9 +189,9 @@ pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame) -> bool {
 }
 
 /// Walks up from `f` to the first function with points, arms them and redirects its return.
-fn arm_from(k: &Kernel, mut f: Frame) -> bool {
+fn arm_from(k: &Kernel, mut f: Frame, how: Arm) -> bool {
     let (Some(table), Some(stack)) = (ptable::get(), arch::redirect::current_stack()) else { return false };
-    let p = &k.cpu.patch;
+    let p = &k.cpu.model.patch;
     for depth in 0..MAX_DEPTH {
         let points = if arch::text::contains(f.ip) {
             table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip })
@@ -158,7 +201,7 @@ fn arm_from(k: &Kernel, mut f: Frame) -> bool {
         let step = arch::unwind::step(&f, stack);
         if let Some(points) = points {
             p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
-            return arm_points(k, points, step.map(|s| s.ra_slot));
+            return arm_points(k, points, step.map(|s| s.ra_slot), how);
         }
         match step {
             Some(s) => f = s.caller,
@@ -168,12 +211,11 @@ fn arm_from(k: &Kernel, mut f: Frame) -> bool {
     false
 }
 
-fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>) -> bool {
+fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> bool {
     if points.len() > MAX_ARMED {
         return false;
     }
-    let p = &k.cpu.patch;
-    let how = k.model().arm_kind();
+    let p = &k.cpu.model.patch;
     let mut a = p.armed.lock();
     disarm_locked(k, &mut a);
     a.how = how;
@@ -218,7 +260,7 @@ fn disarm_locked(k: &Kernel, a: &mut Armed) {
 /// The event is served (`__schedule` picked a task) or abandoned (model switch): disarm
 /// everything this CPU armed.
 pub(crate) fn event_served(k: &Kernel) {
-    let p = &k.cpu.patch;
+    let p = &k.cpu.model.patch;
     p.rt_resched.store(false, Ordering::Relaxed);
     if p.active.swap(false, Ordering::AcqRel) {
         disarm_locked(k, &mut p.armed.lock());
@@ -227,7 +269,7 @@ pub(crate) fn event_served(k: &Kernel) {
 
 /// May an armed point preempt now (this CPU's event pending, count zero, IRQs on)?
 fn fire_decision(k: &Kernel) -> bool {
-    let p = &k.cpu.patch;
+    let p = &k.cpu.model.patch;
     if !p.active.load(Ordering::Acquire) {
         return false; // not our event: another instance armed this site
     }
@@ -237,32 +279,15 @@ fn fire_decision(k: &Kernel) -> bool {
     now
 }
 
-/// `preempt=patch-call`: an armed site called the point hook, in task context.
-pub(crate) fn point_called(k: &Kernel) {
-    if fire_decision(k) && !arch::irq::irqs_disabled() {
-        crate::sched::schedule();
-    }
-}
-
-/// `preempt=patch-int3`: an armed site's breakpoint fired (SIGTRAP handler, IRQs masked).
-pub(crate) fn point_trap(_site: usize, _frame: &IrqFrame) -> IrqExit {
-    let Some(k) = try_this_kernel() else { return IrqExit::Resume };
-    if k.model() == PreemptModel::PatchInt3 && fire_decision(&k) {
-        IrqExit::Preempt
-    } else {
-        IrqExit::Resume
-    }
-}
-
 /// A redirected return arrived (task context, IRQs masked): give back the original return
 /// address; preempt here if the task may be preempted, else move the event one frame up.
 pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     let k = try_this_kernel();
-    let ret = k.as_ref().and_then(|k| k.cpu.patch.armed.lock().ret.take());
+    let ret = k.as_ref().and_then(|k| k.cpu.model.patch.armed.lock().ret.take());
     let (Some(k), Some((_, orig))) = (k, ret) else {
         arch::cpu::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
     };
-    let p = &k.cpu.patch;
+    let p = &k.cpu.model.patch;
     p.stats.returns.fetch_add(1, Ordering::Relaxed);
     if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
         return orig;
@@ -273,10 +298,11 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
         crate::sched::preempt_schedule_irq();
     } else {
         p.stats.chases.fetch_add(1, Ordering::Relaxed);
+        let how = p.armed.lock().how;
         if p.active.swap(false, Ordering::AcqRel) {
             disarm_locked(&k, &mut p.armed.lock());
         }
-        if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }) {
+        if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, how) {
             p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -321,7 +347,7 @@ impl PatchStats {
 
 /// The running kernel's patch counters.
 pub fn patch_stats() -> PatchStatsSnapshot {
-    crate::kernel::this_kernel().cpu.patch.stats.snapshot()
+    crate::instance::this_kernel().cpu.model.patch.stats.snapshot()
 }
 
 /// How many preemption-point sites are not in their idle form right now, read from the code

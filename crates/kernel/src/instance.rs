@@ -30,11 +30,6 @@ const MAX_BUGS: usize = 64;
 /// The per-CPU part of a kernel instance that other threads and interrupts read.
 pub(crate) struct CpuState {
     mode: AtomicU8,
-    /// `TIF_NEED_RESCHED_LAZY` (preempt=lazy): a fair reschedule that waits for the tick or the
-    /// return to user mode.
-    pub(crate) need_resched_lazy: std::sync::atomic::AtomicBool,
-    /// preempt=cpulock: the task (id + 1) that locked the CPU's next quantum; 0 when none.
-    pub(crate) quantum_lock: std::sync::atomic::AtomicUsize,
     pub(crate) jiffies: AtomicU64,
     pub(crate) irqs: AtomicU64,
     /// System calls made by the running task since it was switched in (credited to it when
@@ -46,8 +41,8 @@ pub(crate) struct CpuState {
     pub(crate) retry_timer: OnceLock<HostTimer>,
     /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
     pub(crate) retry_backoff: AtomicU8,
-    /// The patch models' armed points and counters.
-    pub(crate) patch: crate::patchmodel::PatchState,
+    /// The preemption models' per-CPU state.
+    pub(crate) model: crate::model::ModelCpu,
 }
 
 impl CpuState {
@@ -154,7 +149,7 @@ pub struct RunReport {
     /// Context switches.
     pub switches: u64,
     /// What the patch models did (all zero under the other models).
-    pub patch: crate::patchmodel::PatchStatsSnapshot,
+    pub patch: crate::model::patch::PatchStatsSnapshot,
     /// What the tracers found (`None` when tracing was off).
     pub trace: Option<crate::trace::TraceReport>,
 }
@@ -206,8 +201,6 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         irq_handlers: IrqSpinLock::new(vec![None; 64]),
         cpu: CpuState {
             mode: AtomicU8::new(Mode::Kernel as u8),
-            need_resched_lazy: std::sync::atomic::AtomicBool::new(false),
-            quantum_lock: std::sync::atomic::AtomicUsize::new(0),
             jiffies: AtomicU64::new(0),
             irqs: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
@@ -216,7 +209,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
             hrtimer: OnceLock::new(),
             retry_timer: OnceLock::new(),
             retry_backoff: AtomicU8::new(0),
-            patch: Default::default(),
+            model: Default::default(),
         },
         printk: Printk::new(1 << 20, config.console),
         bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
@@ -265,12 +258,12 @@ fn report(k: &Kernel) -> RunReport {
                 stats: TaskHandle { task: t.clone() }.stats(),
             })
             .collect(),
-        bugs: k.bugs.lock().iter().cloned().chain(k.cpu.patch.refused_report()).collect(),
+        bugs: k.bugs.lock().iter().cloned().chain(k.cpu.model.patch.refused_report()).collect(),
         log: k.printk.drain(),
         jiffies: k.jiffies(),
         irqs: k.cpu.irqs.load(Ordering::Relaxed),
         switches,
-        patch: k.cpu.patch.stats.snapshot(),
+        patch: k.cpu.model.patch.stats.snapshot(),
         trace: crate::trace::report(k, tasks.iter().map(|t| t.name.clone()).collect()),
     }
 }
@@ -323,9 +316,7 @@ fn idle_loop(k: &Kernel) {
     loop {
         arch::irq::local_irq_disable();
         if crate::preempt::need_resched() || k.sched.lock().has_runnable() {
-            crate::preempt::preempt_count_add(crate::preempt::PREEMPT_OFFSET);
-            crate::sched::__schedule(k, false);
-            crate::preempt::preempt_count_sub(crate::preempt::PREEMPT_OFFSET);
+            crate::sched::schedule_irqs_off(k, crate::sched::SchedMode::Idle);
             arch::irq::local_irq_enable();
             hung.ran();
             continue;

@@ -1,0 +1,61 @@
+//! `preempt=cpulock`: the 1996 mail's CPU locking. Each atom requests the CPU at its
+//! preemption point; an RT task made runnable locks the CPU's next quantum, so the request
+//! blocks, i.e. the task in kernel code gives the CPU to it.
+//!
+//! **Invariant.** Only a locked quantum takes the CPU from kernel code here: a fair wakeup or
+//! a used-up fair slice sets `need_resched` but the points let it wait for `ret_from_syscall`
+//! (the seed: "Maybe non-RT processes could benefit from this CPU locking thing too? [dont
+//! think so]"). The lock is granted (cleared) when its owner runs.
+
+use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::instance::Kernel;
+use crate::preempt;
+use crate::sched::TaskId;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub(super) struct Cpulock;
+
+/// The locked quantum of a CPU.
+#[derive(Default)]
+pub(crate) struct CpulockCpu {
+    /// The task (id + 1) that locked the CPU's next quantum; 0 when none.
+    quantum_lock: AtomicUsize,
+}
+
+impl CpulockCpu {
+    /// `__schedule` picked `next`: its lock, if it held one, is granted.
+    pub(super) fn served(&self, next: TaskId) {
+        let _ = self.quantum_lock.compare_exchange(next + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
+impl Model for Cpulock {
+    fn wakeup(&self, k: &Kernel, w: Wakeup) {
+        if w.rt && !w.is_curr {
+            k.cpu.model.cpulock.quantum_lock.store(w.woken + 1, Ordering::Release);
+        }
+        preempt::set_need_resched();
+    }
+
+    fn point(&self, k: &Kernel, site: usize) {
+        if k.cpu.model.cpulock.quantum_lock.load(Ordering::Acquire) != 0 {
+            super::schedule_at_point(k, site);
+        }
+    }
+
+    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+        IrqExitPolicy::Wait
+    }
+
+    fn preempts_kernel_code(&self) -> bool {
+        false
+    }
+
+    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
+        arch::IrqExit::Resume
+    }
+
+    fn sites(&self) -> SiteClaim {
+        SiteClaim::All
+    }
+}

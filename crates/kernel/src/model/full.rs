@@ -1,0 +1,36 @@
+//! `preempt=full`: kernel code is preempted on return from an interrupt whenever
+//! `preempt_count` is zero, and at the `preempt_enable` that brings it to zero (Linux's
+//! `CONFIG_PREEMPT`).
+//!
+//! **Invariant.** Preemption happens only with the count zero and IRQs on, and never inside
+//! foreign code (the interrupt exit's mechanics retry there); the point sites stay idle.
+
+use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::instance::Kernel;
+use crate::preempt;
+
+pub(super) struct Full;
+
+impl Model for Full {
+    fn wakeup(&self, _k: &Kernel, _w: Wakeup) {
+        preempt::set_need_resched();
+    }
+
+    fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
+
+    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+        IrqExitPolicy::Preempt
+    }
+
+    fn preempts_kernel_code(&self) -> bool {
+        true
+    }
+
+    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
+        arch::IrqExit::Resume
+    }
+
+    fn sites(&self) -> SiteClaim {
+        SiteClaim::None
+    }
+}

@@ -1,0 +1,67 @@
+//! `preempt=lazy`: as `full` for RT wakeups; a fair task displacing a fair task sets only
+//! `TIF_NEED_RESCHED_LAZY`, which the tick promotes to a real reschedule and the return to
+//! user mode serves (Linux's `PREEMPT_LAZY`).
+//!
+//! **Invariant.** The lazy flag never preempts kernel code by itself: only the tick's
+//! promotion (or an RT wakeup) sets `need_resched`; `__schedule` clears it with every other
+//! request.
+
+use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::instance::Kernel;
+use crate::preempt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub(super) struct Lazy;
+
+/// `TIF_NEED_RESCHED_LAZY` of a CPU.
+#[derive(Default)]
+pub(crate) struct LazyCpu {
+    need_resched_lazy: AtomicBool,
+}
+
+impl LazyCpu {
+    /// A lazy reschedule is pending.
+    pub(super) fn pending(&self) -> bool {
+        self.need_resched_lazy.load(Ordering::Relaxed)
+    }
+
+    /// The tick: a pending lazy reschedule becomes a real one.
+    pub(super) fn tick(&self) {
+        if self.need_resched_lazy.swap(false, Ordering::Relaxed) {
+            preempt::set_need_resched();
+        }
+    }
+
+    /// `__schedule` served every request.
+    pub(super) fn served(&self) {
+        self.need_resched_lazy.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Model for Lazy {
+    fn wakeup(&self, k: &Kernel, w: Wakeup) {
+        if !w.rt && w.curr_fair {
+            k.cpu.model.lazy.need_resched_lazy.store(true, Ordering::Relaxed);
+        } else {
+            preempt::set_need_resched();
+        }
+    }
+
+    fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
+
+    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+        IrqExitPolicy::Preempt
+    }
+
+    fn preempts_kernel_code(&self) -> bool {
+        true
+    }
+
+    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
+        arch::IrqExit::Resume
+    }
+
+    fn sites(&self) -> SiteClaim {
+        SiteClaim::None
+    }
+}

@@ -1,0 +1,327 @@
+//! Preemption models: every decision a model makes, in one place, and switching the model of a
+//! running kernel (Linux's PREEMPT_DYNAMIC).
+//!
+//! **Mechanism.** A model is a [`PreemptModel`] variant and one file here that implements
+//! [`Model`]: what a wakeup sets (`resched_curr`), what a preemption point does when a
+//! reschedule is due (`rt_reschedule`, reached from a patched site), what the interrupt exit to
+//! kernel mode wants ([`IrqExitPolicy`]; the mechanics of acting on it, the foreign-code retry
+//! timer and its backoff, are `crate::irq`'s), whether `preempt_enable` preempts, what an armed
+//! `int3` does, and which point sites the model claims ([`SiteClaim`]). [`ops`] maps a variant
+//! to its file with one exhaustive `match`, so adding a model is one file plus one variant, and
+//! the compiler lists what is missing. The rest of the kernel calls the functions below and
+//! never names a model.
+//!
+//! | model | file | wakeup of an RT task | point | IRQ exit to kernel mode | sites |
+//! | --- | --- | --- | --- | --- | --- |
+//! | `none` | `none.rs` | `need_resched` | passes | waits for `ret_from_syscall` | idle |
+//! | `voluntary` | `voluntary.rs` | `need_resched` | `cond_resched` | waits | all call the hook |
+//! | `full` | `full.rs` | `need_resched` | passes | preempts if count 0 | idle |
+//! | `lazy` | `lazy.rs` | `need_resched` (fair: lazy flag) | passes | preempts if count 0 | idle |
+//! | `cpulock` | `cpulock.rs` | locks the next quantum | blocks on a locked quantum | waits | all call the hook |
+//! | `patch-int3`, `patch-call` | `patch/mod.rs` | arms on the IRQ exit | serves the event | arms the next points | armed per event |
+//!
+//! **Invariant.** While an instance's model claims the sites, every site calls the hook; the
+//! hook of an instance whose model does not act at points returns at once (another instance in
+//! the same process may have armed them). A switch is complete before [`set_preempt_model`]
+//! returns: the new model's claim is taken before the old one is dropped, and nothing the
+//! patch models armed survives it.
+
+mod cpulock;
+mod full;
+mod lazy;
+mod none;
+pub mod patch;
+mod voluntary;
+
+use crate::config::ConfigError;
+use crate::instance::{this_kernel, try_this_kernel, Kernel};
+use crate::preempt;
+use crate::sched::{Sched, TaskId};
+use crate::task::Policy;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+
+/// The preemption model (`preempt=` on Linux's command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PreemptModel {
+    /// Kernel code is preempted only at `ret_from_syscall`.
+    None,
+    /// `cond_resched()` at every preemption point.
+    Voluntary,
+    /// Preemption on return from interrupt whenever `preempt_count` is zero.
+    Full,
+    /// As `full` for RT wakeups; fair wakeups wait for the tick (PREEMPT_LAZY).
+    Lazy,
+    /// The 1996 proposal's CPU locking: each atom requests the CPU.
+    Cpulock,
+    /// The 1996 "crazy idea", with a breakpoint patched at the next point.
+    PatchInt3,
+    /// The 1996 "crazy idea", with a `call rt_reschedule` patched at the next point.
+    PatchCall,
+}
+
+impl PreemptModel {
+    /// Every model, in the order reports list them.
+    pub const ALL: [PreemptModel; 7] = [
+        PreemptModel::None,
+        PreemptModel::Voluntary,
+        PreemptModel::Full,
+        PreemptModel::Lazy,
+        PreemptModel::Cpulock,
+        PreemptModel::PatchInt3,
+        PreemptModel::PatchCall,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PreemptModel::None => "none",
+            PreemptModel::Voluntary => "voluntary",
+            PreemptModel::Full => "full",
+            PreemptModel::Lazy => "lazy",
+            PreemptModel::Cpulock => "cpulock",
+            PreemptModel::PatchInt3 => "patch-int3",
+            PreemptModel::PatchCall => "patch-call",
+        }
+    }
+
+    /// True if the model keeps every preemption point calling the hook while it runs.
+    pub fn uses_points(self) -> bool {
+        ops(self).sites() == SiteClaim::All
+    }
+
+    /// True for the models that patch the next points on an RT event (the 1996 idea).
+    pub fn is_patch(self) -> bool {
+        ops(self).sites() == SiteClaim::PerEvent
+    }
+
+    /// True if kernel code may be preempted on return from an interrupt and at
+    /// `preempt_enable` (the `full` family).
+    pub fn preempts_kernel_code(self) -> bool {
+        ops(self).preempts_kernel_code()
+    }
+
+    pub(crate) fn index(self) -> u8 {
+        Self::ALL.iter().position(|&m| m == self).unwrap_or(0) as u8
+    }
+
+    pub(crate) fn from_index(i: u8) -> PreemptModel {
+        Self::ALL.get(i as usize).copied().unwrap_or(PreemptModel::None)
+    }
+}
+
+impl fmt::Display for PreemptModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PreemptModel {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+            ConfigError(format!("unknown preemption model '{s}': choose one of {}", names.join(", ")))
+        })
+    }
+}
+
+/// What a model wants from an interrupt's exit to kernel mode with a reschedule due. The
+/// mechanics (the count, the idle task, foreign code and the retry timer) are `crate::irq`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IrqExitPolicy {
+    /// Nothing is due: the retry backoff starts over.
+    Nothing,
+    /// A reschedule is due but this model does not take it here.
+    Wait,
+    /// Preempt here if the task may be preempted (`preempt_schedule_irq`).
+    Preempt,
+    /// Arm the next preemption points (the patch models).
+    ArmPoints(arch::patch::Arm),
+}
+
+/// Which preemption-point sites a model claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SiteClaim {
+    /// None: the sites stay idle.
+    None,
+    /// Every site calls the hook while the model runs.
+    All,
+    /// The sites next after an interrupted IP, armed per RT event (needs the point table).
+    PerEvent,
+}
+
+/// A wakeup as `resched_curr` sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wakeup {
+    /// The task that should run instead of the current one.
+    pub(crate) woken: TaskId,
+    /// It is an RT task.
+    pub(crate) rt: bool,
+    /// It is the current task (the tick asking for a reschedule).
+    pub(crate) is_curr: bool,
+    /// The current task is a fair task.
+    pub(crate) curr_fair: bool,
+}
+
+/// The decisions of one preemption model. Every method is required: a new model answers each.
+trait Model: Sync {
+    /// `resched_curr`: a wakeup (or the tick) wants the CPU for `w.woken`.
+    fn wakeup(&self, k: &Kernel, w: Wakeup);
+    /// A patched preemption-point site was reached while a reschedule is due (task context).
+    fn point(&self, k: &Kernel, site: usize);
+    /// An interrupt returns to kernel mode with a reschedule due.
+    fn irq_exit_kernel(&self) -> IrqExitPolicy;
+    /// `preempt_enable` reaching zero with a reschedule due preempts, and so does the
+    /// interrupt exit: kernel code between points is preemptible.
+    fn preempts_kernel_code(&self) -> bool;
+    /// An `int3` armed at a site fired (SIGTRAP handler, IRQs masked).
+    fn trap(&self, k: &Kernel) -> arch::IrqExit;
+    /// The sites the model claims.
+    fn sites(&self) -> SiteClaim;
+}
+
+/// The file that implements `m`: the one exhaustive `match` on the model.
+fn ops(m: PreemptModel) -> &'static dyn Model {
+    match m {
+        PreemptModel::None => &none::None,
+        PreemptModel::Voluntary => &voluntary::Voluntary,
+        PreemptModel::Full => &full::Full,
+        PreemptModel::Lazy => &lazy::Lazy,
+        PreemptModel::Cpulock => &cpulock::Cpulock,
+        PreemptModel::PatchInt3 => &patch::PATCH_INT3,
+        PreemptModel::PatchCall => &patch::PATCH_CALL,
+    }
+}
+
+/// The models' per-CPU state.
+#[derive(Default)]
+pub(crate) struct ModelCpu {
+    /// `lazy`: the lazy reschedule flag.
+    pub(crate) lazy: lazy::LazyCpu,
+    /// `cpulock`: the locked quantum.
+    pub(crate) cpulock: cpulock::CpulockCpu,
+    /// The patch models' armed points and counters.
+    pub(crate) patch: patch::PatchState,
+}
+
+impl Kernel {
+    /// The current preemption model.
+    pub(crate) fn model(&self) -> PreemptModel {
+        PreemptModel::from_index(self.model.load(Ordering::Acquire))
+    }
+}
+
+/// Takes `new`'s claim on the point sites and then drops `old`'s (`None`: boot or shutdown).
+pub(crate) fn switch_sites(old: Option<PreemptModel>, new: Option<PreemptModel>) -> Result<(), ConfigError> {
+    let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
+    let claim = |m: Option<PreemptModel>| m.map_or(SiteClaim::None, |m| ops(m).sites());
+    if claim(new) == SiteClaim::PerEvent {
+        patch::ptable::build().map_err(ConfigError)?;
+    }
+    let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
+    if will && !was {
+        arch::patch::sites_get().map_err(host)?;
+    }
+    if was && !will {
+        arch::patch::sites_put().map_err(host)?;
+    }
+    Ok(())
+}
+
+/// The running kernel's preemption model.
+pub fn preempt_model() -> PreemptModel {
+    this_kernel().model()
+}
+
+/// Switches the running kernel to `model` while its tasks run. Call from a task.
+pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
+    let k = this_kernel();
+    let old = k.model();
+    if old == model {
+        return Ok(());
+    }
+    switch_sites(Some(old), Some(model))?;
+    {
+        let _irqs = preempt::local_irq_save();
+        k.model.store(model.index(), Ordering::Release);
+        patch::event_served(&k); // nothing armed survives a switch
+    }
+    crate::trace::model_switched(&k, old, model);
+    crate::printk!("preempt: switched from {old} to {model}");
+    Ok(())
+}
+
+/// `resched_curr`: `woken` (or the running task, for the tick) should run instead of the
+/// current task. Call with the scheduler lock held (IRQs masked).
+pub(crate) fn resched_curr(k: &Kernel, s: &Sched, woken: TaskId) {
+    let w = Wakeup {
+        woken,
+        rt: s.task(woken).policy.rt_prio().is_some(),
+        is_curr: woken == s.curr,
+        curr_fair: matches!(s.task(s.curr).policy, Policy::Normal(_)),
+    };
+    ops(k.model()).wakeup(k, w);
+}
+
+/// At the tick: a lazy reschedule still pending becomes a real one (Linux's `sched_tick`
+/// promoting `TIF_NEED_RESCHED_LAZY`).
+pub(crate) fn tick(k: &Kernel) {
+    k.cpu.model.lazy.tick();
+}
+
+/// Called by `__schedule` when it has picked `next`: every reschedule request of every model
+/// is served (a request may outlive a model switch), and a locked quantum is granted once its
+/// owner runs.
+pub(crate) fn clear_resched(k: &Kernel, next: TaskId) {
+    preempt::clear_need_resched();
+    patch::event_served(k);
+    k.cpu.model.lazy.served();
+    k.cpu.model.cpulock.served(next);
+}
+
+/// Is a reschedule due on the way back to user mode (a lazy one counts there)?
+pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
+    preempt::need_resched() || k.cpu.model.lazy.pending()
+}
+
+/// What the interrupt exit to kernel mode should do under the current model.
+pub(crate) fn irq_exit_kernel(k: &Kernel) -> IrqExitPolicy {
+    if !preempt::need_resched() {
+        return IrqExitPolicy::Nothing;
+    }
+    ops(k.model()).irq_exit_kernel()
+}
+
+/// Does `preempt_enable` reaching zero with a reschedule due preempt (`preempt_schedule`)?
+pub(crate) fn preempt_enable_preempts(k: &Kernel) -> bool {
+    ops(k.model()).preempts_kernel_code()
+}
+
+/// `rt_reschedule`: reached from every patched preemption-point site, in task context.
+pub(crate) fn rt_reschedule(site: usize) {
+    crate::trace::preempt_point(site);
+    // Fast path: every model that acts here sets need_resched when it wants the CPU, so
+    // nothing pending is one per-CPU load and test.
+    if !preempt::need_resched() {
+        return;
+    }
+    let Some(k) = try_this_kernel() else { return };
+    ops(k.model()).point(&k, site);
+}
+
+/// An armed `int3` fired at `site` (the SIGTRAP handler, IRQs masked).
+pub(crate) fn point_trap(_site: usize, _frame: &arch::IrqFrame) -> arch::IrqExit {
+    let Some(k) = try_this_kernel() else { return arch::IrqExit::Resume };
+    ops(k.model()).trap(&k)
+}
+
+/// Gives the CPU away at a point if the task may be preempted there: the common end of the
+/// models that act at points.
+fn schedule_at_point(k: &Kernel, site: usize) {
+    if preempt::preemptible() {
+        crate::trace::point_fired(k, site);
+        crate::sched::schedule();
+    }
+}

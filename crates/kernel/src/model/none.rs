@@ -1,0 +1,35 @@
+//! `preempt=none`: kernel code is preempted only at `ret_from_syscall` (Linux's
+//! `CONFIG_PREEMPT_NONE`).
+//!
+//! **Invariant.** Nothing in kernel mode takes the CPU: a wakeup only sets `need_resched`,
+//! which the return to user mode (or the next sleep) serves; the point sites stay idle.
+
+use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::instance::Kernel;
+use crate::preempt;
+
+pub(super) struct None;
+
+impl Model for None {
+    fn wakeup(&self, _k: &Kernel, _w: Wakeup) {
+        preempt::set_need_resched();
+    }
+
+    fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
+
+    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+        IrqExitPolicy::Wait
+    }
+
+    fn preempts_kernel_code(&self) -> bool {
+        false
+    }
+
+    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
+        arch::IrqExit::Resume
+    }
+
+    fn sites(&self) -> SiteClaim {
+        SiteClaim::None
+    }
+}

@@ -1,0 +1,40 @@
+//! `preempt=voluntary`: `cond_resched()` at every preemption point.
+//!
+//! **Mechanism.** Every point site is patched into a call of `rt_reschedule` while the model
+//! runs; a point reached with any reschedule due (an RT or a fair wakeup, a used-up slice)
+//! gives the CPU away there if the task holds nothing.
+//!
+//! **Invariant.** Kernel code is never preempted between points: the interrupt exit to kernel
+//! mode waits, and so does `preempt_enable`.
+
+use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::instance::Kernel;
+use crate::preempt;
+
+pub(super) struct Voluntary;
+
+impl Model for Voluntary {
+    fn wakeup(&self, _k: &Kernel, _w: Wakeup) {
+        preempt::set_need_resched();
+    }
+
+    fn point(&self, k: &Kernel, site: usize) {
+        super::schedule_at_point(k, site);
+    }
+
+    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+        IrqExitPolicy::Wait
+    }
+
+    fn preempts_kernel_code(&self) -> bool {
+        false
+    }
+
+    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
+        arch::IrqExit::Resume
+    }
+
+    fn sites(&self) -> SiteClaim {
+        SiteClaim::All
+    }
+}

@@ -1,0 +1,217 @@
+//! `schedule()` and its relatives: the places where a CPU changes task, through one entry.
+//!
+//! **Mechanism.** Every switch goes through [`__schedule`] with a [`SchedMode`] (Linux's
+//! `SM_NONE`/`SM_PREEMPT`/`SM_IDLE` and `do_task_dead`'s `TASK_DEAD`), entered with IRQs
+//! soft-masked and `preempt_count == PREEMPT_OFFSET`: put the previous task back (or let it
+//! sleep, or let it go for good), pick the next, serve every reschedule request, switch stacks.
+//! The callers differ only in why they come: [`schedule`] (the task sleeps, checked for atomic
+//! context first), [`preempt_schedule_irq`] (an interrupt preempted the task through the
+//! trampoline), [`preempt_schedule`] (a `preempt_enable` reached zero with a reschedule due),
+//! the idle loop, [`do_exit`] (the task ends); all but `do_exit` go through [`schedule_irqs_off`].
+//!
+//! **Invariant.** Each entry's contract is checked, as Linux's `BUG_ON`s are: `__schedule`
+//! with IRQs masked and the count at exactly `PREEMPT_OFFSET`, `preempt_schedule_irq` with the
+//! count zero and IRQs masked. A broken contract is a `BUG:` report naming the task and the
+//! entry. A task that switches away with `PREEMPT_OFFSET` raised drops it again when it
+//! resumes, and a new task drops the one it inherited in [`schedule_tail`].
+
+use super::{TaskId, TaskState};
+use crate::instance::{this_kernel, Kernel};
+use crate::preempt::{self, PREEMPT_OFFSET};
+use crate::task::{TaskResult, TaskStats};
+use arch::irq;
+use arch::switch::TaskContext;
+use std::panic::Location;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Why `__schedule` is called (Linux's `sched_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SchedMode {
+    /// `SM_NONE`: the task gives up the CPU; it sleeps if its state says so.
+    None,
+    /// `SM_PREEMPT`: the task is preempted and stays runnable whatever its state.
+    Preempt,
+    /// `SM_IDLE`: the idle task looks for work.
+    Idle,
+    /// `TASK_DEAD`: the task has exited; its context is released after the switch.
+    Dead,
+}
+
+/// The contexts of a switch `__schedule` decided: from `.0` to `.1`.
+pub(crate) type Switch = (Arc<TaskContext>, Arc<TaskContext>);
+
+/// Picks the next task and does the bookkeeping of the switch to it, which the caller then
+/// makes (`arch::switch`) once it holds nothing it would leak across it; `None` if the current
+/// task runs on. Call with IRQs masked and the count at `PREEMPT_OFFSET`. Under
+/// [`SchedMode::Dead`] the previous context is taken from its task, for the final switch.
+#[track_caller]
+pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
+    if !irq::irqs_disabled() || preempt::preempt_count() != PREEMPT_OFFSET {
+        k.bug("__schedule entered with IRQs on or preempt_count not PREEMPT_OFFSET", Location::caller());
+    }
+    let now = arch::clock::now_ns();
+    let switch = {
+        let mut s = k.sched.lock();
+        let prev = s.curr;
+        s.task_mut(prev).mode = k.cpu.mode();
+        let ran = s.put_prev(prev, now, mode == SchedMode::Preempt);
+        let next = s.pick_next(now);
+        crate::model::clear_resched(k, next);
+        (next != prev).then(|| {
+            s.curr = next;
+            s.nr_switches += 1;
+            k.cpu.set_mode(s.task(next).mode);
+            (prev, next, ran, s.task(prev).state)
+        })
+    };
+    let (prev, next, ran, state) = switch?;
+    let prev_state = match state {
+        TaskState::Dead => crate::trace::PrevState::Dead,
+        s => crate::trace::PrevState::of(s == TaskState::Running),
+    };
+    crate::trace::sched_switch(k, prev, next, prev_state);
+    let (prev_task, next_task) = {
+        let tasks = k.tasks.lock();
+        (tasks[prev].clone(), tasks[next].clone())
+    };
+    let stats = &prev_task.stats;
+    stats.runtime_ns.store(ran, Ordering::Relaxed);
+    stats.syscalls.fetch_add(k.cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    let pctx = if mode == SchedMode::Dead {
+        prev_task.ctx.lock().take().unwrap_or_else(|| arch::cpu::die("BUG: exiting task has no context"))
+    } else {
+        let voluntary = state != TaskState::Running;
+        TaskStats::bump(if voluntary { &stats.voluntary_switches } else { &stats.involuntary_switches });
+        prev_task.context()
+    };
+    Some((pctx, next_task.context()))
+}
+
+/// The one way into [`__schedule`] but `do_exit`'s: raise the count, switch, drop it. Call with
+/// IRQs masked.
+#[track_caller]
+pub(crate) fn schedule_irqs_off(k: &Kernel, mode: SchedMode) {
+    preempt::preempt_count_add(PREEMPT_OFFSET);
+    if let Some((prev, next)) = __schedule(k, mode) {
+        arch::switch::switch_to(&prev, &next);
+    }
+    preempt::preempt_count_sub(PREEMPT_OFFSET);
+}
+
+/// `schedule()`: give up the CPU (the task sleeps if its state says so). Reports a `BUG:` if
+/// called from atomic context or with IRQs masked, then sleeps anyway, restoring the count
+/// when the task runs again.
+#[track_caller]
+pub fn schedule() {
+    schedule_at(Location::caller());
+}
+
+/// [`schedule`] with the place to name in `BUG:` reports.
+pub(crate) fn schedule_at(place: &Location<'_>) {
+    let k = this_kernel();
+    let count = preempt::preempt_count();
+    if irq::irqs_disabled() {
+        k.bug("sleeping function called with IRQs disabled", place);
+    }
+    if count != 0 {
+        k.bug("scheduling while atomic", place);
+        preempt::preempt_count_set(0);
+    }
+    let was_masked = irq::local_irq_save();
+    schedule_irqs_off(&k, SchedMode::None);
+    irq::local_irq_restore(was_masked);
+    if count != 0 {
+        preempt::preempt_count_set(count);
+    }
+}
+
+/// `preempt_schedule()`: `preempt_enable()` found the count zero with a reschedule due.
+/// Only models that preempt kernel code act on it; under `preempt=none` (Linux's
+/// `CONFIG_PREEMPT_NONE`) the reschedule waits for `ret_from_syscall` or the next sleep.
+pub(crate) fn preempt_schedule() {
+    let Some(k) = crate::instance::try_this_kernel() else { return };
+    if !crate::model::preempt_enable_preempts(&k) || irq::irqs_disabled() {
+        return;
+    }
+    let was_masked = irq::local_irq_save();
+    schedule_irqs_off(&k, SchedMode::Preempt);
+    irq::local_irq_restore(was_masked);
+}
+
+/// `preempt_schedule_irq()`: reached from the preemption trampoline (or a replay) with IRQs
+/// masked and the count zero; returns with IRQs still masked. A call that breaks that contract
+/// is a `BUG:` and schedules nothing.
+#[track_caller]
+pub(crate) fn preempt_schedule_irq() {
+    let Some(k) = crate::instance::try_this_kernel() else { return };
+    if preempt::preempt_count() != 0 || !irq::irqs_disabled() {
+        k.bug("preempt_schedule_irq called with preempt_count not zero or IRQs on", Location::caller());
+        return;
+    }
+    TaskStats::bump(&k.task(k.current_id()).stats.irq_preemptions);
+    loop {
+        schedule_irqs_off(&k, SchedMode::Preempt);
+        if !preempt::need_resched() {
+            break;
+        }
+    }
+}
+
+/// `schedule_tail()`: the first thing a new task does, finishing the switch that started it.
+pub(crate) fn schedule_tail() {
+    preempt::preempt_count_sub(PREEMPT_OFFSET);
+    irq::local_irq_enable();
+}
+
+/// `try_to_wake_up()` for task `id`, from task or interrupt context. Returns whether the task
+/// was woken (false if it was not sleeping).
+pub(crate) fn wake_up_process(k: &Kernel, id: TaskId) -> bool {
+    let mut s = k.sched.lock();
+    let was_sleeping = s.task(id).state == TaskState::Interruptible;
+    if s.wake(id) {
+        crate::model::resched_curr(k, &s, id);
+    }
+    if was_sleeping {
+        crate::trace::sched_wakeup(k, id, s.task(id).policy.rt_prio(), s.curr);
+    }
+    was_sleeping
+}
+
+/// `do_exit()`: records the result, wakes joiners, and switches away for good.
+pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
+    let k = this_kernel();
+    {
+        let task = k.task(id);
+        *task.result.lock() = Some(result);
+        task.exited.wake_up();
+    }
+    irq::local_irq_disable();
+    preempt::preempt_count_set(PREEMPT_OFFSET);
+    {
+        let mut s = k.sched.lock();
+        s.task_mut(id).state = TaskState::Dead;
+        s.nr_live -= 1;
+    }
+    let switch = __schedule(&k, SchedMode::Dead);
+    drop(k); // nothing of this task's may stay referenced from its stack
+    let Some((prev, next)) = switch else { arch::cpu::die("BUG: an exiting task was picked to run again") };
+    arch::switch::switch_to_final(prev, next)
+}
+
+/// `sched_yield()`: give the CPU to the next task of the same priority. An RT task goes to the
+/// tail of its priority; a fair task just reschedules (and runs on if it is still the most
+/// deserving).
+#[track_caller]
+pub fn sched_yield() {
+    let place = Location::caller();
+    crate::syscall::kernel_call(|| {
+        let k = this_kernel();
+        {
+            let mut s = k.sched.lock();
+            let curr = s.curr;
+            s.task_mut(curr).to_tail = true;
+        }
+        schedule_at(place);
+    });
+}
