@@ -10,8 +10,8 @@
 //! raise that finds the line clear (raises of a line already pending coalesce, as an edge
 //! interrupt's do); devices count their own events, so coalescing loses none.
 
-use crate::irq::{free_irq, request_irq, IrqHandler};
 use crate::instance::this_kernel;
+use crate::irq::{free_irq, request_irq, IrqHandler};
 use arch::irq::IrqRaiser;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

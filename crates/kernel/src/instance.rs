@@ -157,10 +157,15 @@ pub struct RunReport {
 /// One task's end.
 #[derive(Clone, Debug)]
 pub struct TaskReport {
+    /// Its pid.
     pub id: TaskId,
+    /// Its name.
     pub name: String,
+    /// Its scheduling policy.
     pub policy: Policy,
+    /// What its body returned (`None` if it never finished).
     pub result: Option<TaskResult>,
+    /// Its counters.
     pub stats: TaskStatsSnapshot,
 }
 

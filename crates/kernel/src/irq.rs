@@ -22,23 +22,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The periodic tick.
-pub const LINE_TICK: u32 = 0;
+pub(crate) const LINE_TICK: u32 = 0;
 /// One-shot high-resolution timers.
-pub const LINE_HRTIMER: u32 = 1;
+pub(crate) const LINE_HRTIMER: u32 = 1;
 /// The preemption retry: armed when a preemption was due but the interrupt landed in foreign
 /// code, so the next look comes soon rather than at the next tick.
-pub const LINE_RETRY: u32 = 2;
+pub(crate) const LINE_RETRY: u32 = 2;
 /// The first line available to devices.
-pub const FIRST_DEVICE_LINE: u32 = 3;
+pub(crate) const FIRST_DEVICE_LINE: u32 = 3;
 /// How soon the first retry interrupt comes; each further retry that still finds foreign code
 /// waits twice as long, up to one tick, so a long host call is not flooded with signals.
-pub const RETRY_NS: u64 = 20_000;
+pub(crate) const RETRY_NS: u64 = 20_000;
 
 /// A device's interrupt handler.
-pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type IrqHandler = Arc<dyn Fn() + Send + Sync>;
 
 /// The core's side of the arch boundary.
-pub static HOOKS: Hooks = Hooks {
+pub(crate) static HOOKS: Hooks = Hooks {
     irq: irq_hook,
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
     preempt_point: crate::model::rt_reschedule,
@@ -73,7 +73,7 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
 }
 
 /// `irq_enter()`: the CPU is now in hard interrupt context.
-pub fn irq_enter(k: &Kernel) {
+pub(crate) fn irq_enter(k: &Kernel) {
     preempt::preempt_count_add(HARDIRQ_OFFSET);
     k.cpu.irqs.fetch_add(1, Ordering::Relaxed);
 }
@@ -81,7 +81,7 @@ pub fn irq_enter(k: &Kernel) {
 /// `irq_exit()`: leave hard interrupt context.
 /// Pending softirqs are then served here, with IRQs on, or handed to `ksoftirqd`
 /// (`softirq::invoke_softirq`).
-pub fn irq_exit(k: &Kernel) {
+pub(crate) fn irq_exit(k: &Kernel) {
     preempt::preempt_count_sub(HARDIRQ_OFFSET);
     crate::softirq::invoke_softirq(k);
 }

@@ -10,19 +10,20 @@
 //! [`tasklet`] defer interrupt work to bottom halves (run at `irq_exit` or in `ksoftirqd`, as the
 //! `bh=` boot option chooses).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod config;
 pub mod device;
 mod hung;
-pub mod instance;
-pub mod irq;
+mod instance;
+mod irq;
 pub mod model;
 pub mod preempt;
 pub mod printk;
-pub mod sched;
+mod sched;
 pub mod softirq;
 pub mod syscall;
-pub mod task;
+mod task;
 pub mod tasklet;
 pub mod time;
 pub mod trace;
@@ -31,7 +32,7 @@ pub mod wait;
 pub use config::{BhMode, Config, ConfigError, PreemptModel};
 pub use instance::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
 pub use model::{preempt_model, set_preempt_model};
-pub use sched::sched_yield;
+pub use sched::{sched_yield, schedule, TaskId};
 pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};
 pub use wait::WaitQueue;

@@ -26,29 +26,46 @@
 
 use arch::percpu;
 
+/// Width of the `preempt_disable` nesting field.
 pub const PREEMPT_BITS: u32 = 8;
+/// Width of the softirq field (serving bit and BH-disable nesting).
 pub const SOFTIRQ_BITS: u32 = 8;
+/// Width of the hardirq nesting field.
 pub const HARDIRQ_BITS: u32 = 4;
+/// Width of the NMI field (reserved).
 pub const NMI_BITS: u32 = 4;
 
+/// Lowest bit of the preempt field.
 pub const PREEMPT_SHIFT: u32 = 0;
+/// Lowest bit of the softirq field.
 pub const SOFTIRQ_SHIFT: u32 = PREEMPT_SHIFT + PREEMPT_BITS;
+/// Lowest bit of the hardirq field.
 pub const HARDIRQ_SHIFT: u32 = SOFTIRQ_SHIFT + SOFTIRQ_BITS;
+/// Lowest bit of the NMI field.
 pub const NMI_SHIFT: u32 = HARDIRQ_SHIFT + HARDIRQ_BITS;
 
 const fn mask(bits: u32, shift: u32) -> u32 {
     ((1 << bits) - 1) << shift
 }
 
+/// The preempt field.
 pub const PREEMPT_MASK: u32 = mask(PREEMPT_BITS, PREEMPT_SHIFT);
+/// The softirq field.
 pub const SOFTIRQ_MASK: u32 = mask(SOFTIRQ_BITS, SOFTIRQ_SHIFT);
+/// The hardirq field.
 pub const HARDIRQ_MASK: u32 = mask(HARDIRQ_BITS, HARDIRQ_SHIFT);
+/// The NMI field.
 pub const NMI_MASK: u32 = mask(NMI_BITS, NMI_SHIFT);
 
+/// One `preempt_disable()`.
 pub const PREEMPT_OFFSET: u32 = 1 << PREEMPT_SHIFT;
+/// Serving softirqs (`in_serving_softirq`).
 pub const SOFTIRQ_OFFSET: u32 = 1 << SOFTIRQ_SHIFT;
+/// One `local_bh_disable()`.
 pub const SOFTIRQ_DISABLE_OFFSET: u32 = 2 * SOFTIRQ_OFFSET;
+/// One `irq_enter()`.
 pub const HARDIRQ_OFFSET: u32 = 1 << HARDIRQ_SHIFT;
+/// One NMI (reserved).
 pub const NMI_OFFSET: u32 = 1 << NMI_SHIFT;
 
 /// The folded, inverted need-resched bit.
@@ -68,20 +85,23 @@ pub fn preempt_count() -> u32 {
 /// Sets the count, keeping the need-resched bit (used by `BUG:` fix-ups and task exit). A
 /// read and a write: IRQs are masked around them so that an interrupt's `need_resched` cannot
 /// land in between and be lost.
-pub fn preempt_count_set(count: u32) {
+pub(crate) fn preempt_count_set(count: u32) {
     let was_masked = arch::irq::local_irq_save();
     let raw = percpu::preempt_count_raw();
     percpu::preempt_count_set_raw((raw & PREEMPT_NEED_RESCHED) | (count & !PREEMPT_NEED_RESCHED));
     arch::irq::local_irq_restore(was_masked);
 }
 
+/// Raises the count by `v` (one instruction; the guards and entry code only).
 #[inline(always)]
-pub fn preempt_count_add(v: u32) {
+pub(crate) fn preempt_count_add(v: u32) {
     percpu::preempt_count_add(v);
 }
 
+/// Lowers the count by `v` and returns the raw word: zero means "count zero and a reschedule
+/// due" (the guards and entry code only).
 #[inline(always)]
-pub fn preempt_count_sub(v: u32) -> u32 {
+pub(crate) fn preempt_count_sub(v: u32) -> u32 {
     percpu::preempt_count_sub(v)
 }
 
@@ -93,13 +113,13 @@ pub fn need_resched() -> bool {
 
 /// `set_tsk_need_resched` + `set_preempt_need_resched` for the current CPU.
 #[inline(always)]
-pub fn set_need_resched() {
+pub(crate) fn set_need_resched() {
     percpu::preempt_count_clear_bits(PREEMPT_NEED_RESCHED);
 }
 
 /// Cleared by the scheduler when it picks the next task.
 #[inline(always)]
-pub fn clear_need_resched() {
+pub(crate) fn clear_need_resched() {
     percpu::preempt_count_set_bits(PREEMPT_NEED_RESCHED);
 }
 

@@ -54,7 +54,7 @@ pub type TaskResult = Result<i64, String>;
 
 /// Counters kept per task (read them with [`TaskHandle::stats`]).
 #[derive(Debug, Default)]
-pub struct TaskStats {
+pub(crate) struct TaskStats {
     pub(crate) voluntary_switches: AtomicU64,
     pub(crate) involuntary_switches: AtomicU64,
     pub(crate) irq_preemptions: AtomicU64,
@@ -98,7 +98,7 @@ pub(crate) type TaskBody = Box<dyn FnOnce() -> i64 + Send>;
 
 /// A task's shared, mostly immutable part. Scheduling state lives in the run queue's
 /// [`crate::sched::TaskSched`] under the scheduler lock.
-pub struct Task {
+pub(crate) struct Task {
     pub(crate) id: TaskId,
     pub(crate) name: String,
     pub(crate) policy: Policy,

@@ -339,7 +339,7 @@ impl PacketDevice {
 
     /// Counts the receive work done on task `pid`'s time (an RT task's, to see bottom halves
     /// run ahead of it): see [`PacketStats::runs_on_watched`].
-    pub fn watch(&self, pid: kernel::sched::TaskId) {
+    pub fn watch(&self, pid: kernel::TaskId) {
         self.shared.watched.store(pid as u64 + 1, Ordering::Release);
     }
 

@@ -24,12 +24,12 @@ use super::TaskId;
 
 /// Load weight of a nice-0 task (Linux `NICE_0_LOAD` without the fixed-point
 /// scale-up used on 64-bit).
-pub const NICE_0_LOAD: u64 = 1024;
+pub(super) const NICE_0_LOAD: u64 = 1024;
 
 /// Linux `sched_prio_to_weight` (kernel/sched/core.c): index = nice + 20.
 /// Each step is ~1.25x, so one nice level is ~10% CPU between two tasks.
 #[rustfmt::skip]
-pub const SCHED_PRIO_TO_WEIGHT: [u64; 40] = [
+pub(super) const SCHED_PRIO_TO_WEIGHT: [u64; 40] = [
     /* -20 */ 88761, 71755, 56483, 46273, 36291,
     /* -15 */ 29154, 23254, 18705, 14949, 11916,
     /* -10 */  9548,  7620,  6100,  4904,  3906,
@@ -41,22 +41,22 @@ pub const SCHED_PRIO_TO_WEIGHT: [u64; 40] = [
 ];
 
 /// Lowest (most favoured) nice value.
-pub const MIN_NICE: i8 = -20;
+pub(super) const MIN_NICE: i8 = -20;
 /// Highest (least favoured) nice value.
-pub const MAX_NICE: i8 = 19;
+pub(super) const MAX_NICE: i8 = 19;
 
 /// Load weight for `nice`.
 ///
 /// # Panics
 /// If `nice` is outside `-20..=19`.
-pub fn nice_to_weight(nice: i8) -> u64 {
+pub(super) fn nice_to_weight(nice: i8) -> u64 {
     assert!((MIN_NICE..=MAX_NICE).contains(&nice), "nice {nice} out of range {MIN_NICE}..={MAX_NICE}");
     SCHED_PRIO_TO_WEIGHT[(i16::from(nice) - i16::from(MIN_NICE)) as usize]
 }
 
 /// Scheduler tunables (Linux sysctl_sched_*, unscaled single-CPU values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FairTunables {
+pub(crate) struct FairTunables {
     /// Target period in which every runnable task runs once (6 ms).
     pub sched_latency_ns: u64,
     /// Minimum slice before tick preemption (0.75 ms).
@@ -73,7 +73,7 @@ impl Default for FairTunables {
 
 /// Per-task fair-class state (Linux `struct sched_entity`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FairEntity {
+pub(crate) struct FairEntity {
     pub vruntime: u64,
     pub weight: u64,
     pub sum_exec_runtime: u64,
@@ -83,7 +83,7 @@ pub struct FairEntity {
 
 impl FairEntity {
     /// Fresh entity with weight for `nice`; place it with `place_entity`.
-    pub fn new(nice: i8) -> Self {
+    pub(crate) fn new(nice: i8) -> Self {
         Self {
             vruntime: 0,
             weight: nice_to_weight(nice),
@@ -96,7 +96,7 @@ impl FairEntity {
 
 /// Scale wall-clock `delta_ns` to virtual time: `delta * NICE_0_LOAD / weight`
 /// (saturating at `u64::MAX`).
-pub fn calc_delta_fair(delta_ns: u64, weight: u64) -> u64 {
+pub(super) fn calc_delta_fair(delta_ns: u64, weight: u64) -> u64 {
     if weight == NICE_0_LOAD {
         return delta_ns;
     }
@@ -113,7 +113,7 @@ fn calc_delta(delta: u64, mul: u64, div: u64) -> u64 {
 /// Charge `se` for the time it ran since `exec_start_ns` (Linux `update_curr`):
 /// adds to `sum_exec_runtime` and, weighted, to `vruntime`. Returns the
 /// wall-clock delta (0 if the clock did not advance).
-pub fn update_curr(se: &mut FairEntity, now_ns: u64) -> u64 {
+pub(super) fn update_curr(se: &mut FairEntity, now_ns: u64) -> u64 {
     let delta_exec = now_ns.saturating_sub(se.exec_start_ns);
     if delta_exec == 0 {
         return 0;
@@ -126,7 +126,7 @@ pub fn update_curr(se: &mut FairEntity, now_ns: u64) -> u64 {
 
 /// Mark `se` as just picked to run (Linux `set_next_entity`): starts its
 /// execution clock and the slice measured by `check_preempt_tick`.
-pub fn set_next_entity(se: &mut FairEntity, now_ns: u64) {
+pub(super) fn set_next_entity(se: &mut FairEntity, now_ns: u64) {
     se.exec_start_ns = now_ns;
     se.prev_sum_exec_runtime = se.sum_exec_runtime;
 }
@@ -148,7 +148,7 @@ impl FairNode {
 
 /// The fair run queue (Linux `struct cfs_rq`, minus `curr`).
 #[derive(Debug)]
-pub struct FairRunQueue {
+pub(crate) struct FairRunQueue {
     tunables: FairTunables,
     heap: Vec<FairNode>,
     heap_pos: Vec<Option<usize>>,
@@ -159,13 +159,13 @@ pub struct FairRunQueue {
 
 impl FairRunQueue {
     /// Empty run queue with no storage; call [`Self::reserve`] before use.
-    pub fn new(tunables: FairTunables) -> Self {
+    pub(crate) fn new(tunables: FairTunables) -> Self {
         Self { tunables, heap: Vec::new(), heap_pos: Vec::new(), next_seq: 0, min_vruntime: 0, load_weight: 0 }
     }
 
     /// Make ids `0..max_tasks` usable and the heap able to hold all of them.
     /// The only allocating call; never shrinks. Call at task spawn time.
-    pub fn reserve(&mut self, max_tasks: usize) {
+    pub(crate) fn reserve(&mut self, max_tasks: usize) {
         if max_tasks > self.heap_pos.len() {
             self.heap_pos.resize(max_tasks, None);
         }
@@ -174,7 +174,7 @@ impl FairRunQueue {
 
     /// The tunables this queue was built with.
     #[cfg(test)] // used by the tests only
-    pub fn tunables(&self) -> &FairTunables {
+    pub(crate) fn tunables(&self) -> &FairTunables {
         &self.tunables
     }
 
@@ -182,7 +182,7 @@ impl FairRunQueue {
     ///
     /// # Panics
     /// If `id` is already queued or was never reserved.
-    pub fn enqueue(&mut self, id: TaskId, vruntime: u64, weight: u64) {
+    pub(crate) fn enqueue(&mut self, id: TaskId, vruntime: u64, weight: u64) {
         let len = self.heap_pos.len();
         let slot = self.heap_pos.get(id).unwrap_or_else(|| {
             panic!("FairRunQueue: task {id} not reserved (capacity {len}); call reserve() at spawn")
@@ -200,7 +200,7 @@ impl FairRunQueue {
 
     /// Remove a queued `id`; returns `false` if it was not queued.
     #[cfg(test)] // used by the tests only
-    pub fn dequeue(&mut self, id: TaskId) -> bool {
+    pub(crate) fn dequeue(&mut self, id: TaskId) -> bool {
         match self.heap_pos.get(id).copied().flatten() {
             Some(i) => {
                 self.remove_at(i);
@@ -212,12 +212,12 @@ impl FairRunQueue {
 
     /// Whether `id` is queued.
     #[cfg(test)] // used by the tests only
-    pub fn is_queued(&self, id: TaskId) -> bool {
+    pub(crate) fn is_queued(&self, id: TaskId) -> bool {
         self.heap_pos.get(id).is_some_and(Option::is_some)
     }
 
     /// Remove and return the leftmost (min vruntime, then oldest) task.
-    pub fn pick_next(&mut self) -> Option<(TaskId, u64)> {
+    pub(crate) fn pick_next(&mut self) -> Option<(TaskId, u64)> {
         let first = *self.heap.first()?;
         self.remove_at(0);
         Some((first.id, first.vruntime))
@@ -225,34 +225,34 @@ impl FairRunQueue {
 
     /// Leftmost task without removing it (Linux `__pick_first_entity`).
     #[cfg(test)] // used by the tests only
-    pub fn peek_next(&self) -> Option<TaskId> {
+    pub(crate) fn peek_next(&self) -> Option<TaskId> {
         self.heap.first().map(|n| n.id)
     }
 
     /// vruntime of the leftmost task.
-    pub fn peek_min_vruntime(&self) -> Option<u64> {
+    pub(crate) fn peek_min_vruntime(&self) -> Option<u64> {
         self.heap.first().map(|n| n.vruntime)
     }
 
     /// Number of queued tasks (excludes the running task).
-    pub fn nr_running(&self) -> usize {
+    pub(crate) fn nr_running(&self) -> usize {
         self.heap.len()
     }
 
     /// Sum of queued tasks' weights (excludes the running task).
-    pub fn load_weight(&self) -> u64 {
+    pub(crate) fn load_weight(&self) -> u64 {
         self.load_weight
     }
 
     /// Monotonic floor of the queue's vruntimes.
     #[cfg(test)] // used by the tests only
-    pub fn min_vruntime(&self) -> u64 {
+    pub(crate) fn min_vruntime(&self) -> u64 {
         self.min_vruntime
     }
 
     /// Linux `update_min_vruntime`: move `min_vruntime` towards
     /// min(curr, leftmost), never backwards. Pass `None` when nothing runs.
-    pub fn update_min_vruntime(&mut self, curr_vruntime: Option<u64>) {
+    pub(crate) fn update_min_vruntime(&mut self, curr_vruntime: Option<u64>) {
         let candidate = match (curr_vruntime, self.peek_min_vruntime()) {
             (Some(c), Some(l)) => c.min(l),
             (Some(v), None) | (None, Some(v)) => v,
@@ -265,7 +265,7 @@ impl FairRunQueue {
     /// no earlier than `min_vruntime`; waking sleepers get at most
     /// `sched_latency / 2` of credit (GENTLE_FAIR_SLEEPERS). Never moves an
     /// entity backwards.
-    pub fn place_entity(&self, se: &mut FairEntity, initial: bool) {
+    pub(crate) fn place_entity(&self, se: &mut FairEntity, initial: bool) {
         let mut vruntime = self.min_vruntime;
         if !initial {
             vruntime = vruntime.saturating_sub(self.tunables.sched_latency_ns / 2);
@@ -275,7 +275,7 @@ impl FairRunQueue {
 
     /// Linux `__sched_period`: `sched_latency`, stretched to
     /// `nr * min_granularity` once more than `latency / min_gran` tasks run.
-    pub fn sched_period(&self, nr_running: usize) -> u64 {
+    pub(crate) fn sched_period(&self, nr_running: usize) -> u64 {
         let t = &self.tunables;
         let sched_nr_latency = t.sched_latency_ns / t.min_granularity_ns.max(1);
         let nr = nr_running as u64;
@@ -288,7 +288,7 @@ impl FairRunQueue {
 
     /// Linux `sched_slice`: the entity's weighted share of the period.
     /// Both counts must include the running task.
-    pub fn sched_slice(&self, se_weight: u64, nr_running_incl_curr: usize, total_weight_incl_curr: u64) -> u64 {
+    pub(crate) fn sched_slice(&self, se_weight: u64, nr_running_incl_curr: usize, total_weight_incl_curr: u64) -> u64 {
         let period = self.sched_period(nr_running_incl_curr);
         if total_weight_incl_curr == 0 {
             return period;
@@ -298,7 +298,7 @@ impl FairRunQueue {
 
     /// Tick preemption: true once `curr` has run longer than its slice since
     /// it was picked (`set_next_entity`).
-    pub fn check_preempt_tick(&self, curr: &FairEntity, nr_running_incl_curr: usize, total_weight: u64) -> bool {
+    pub(crate) fn check_preempt_tick(&self, curr: &FairEntity, nr_running_incl_curr: usize, total_weight: u64) -> bool {
         let ideal_runtime = self.sched_slice(curr.weight, nr_running_incl_curr, total_weight);
         let delta_exec = curr.sum_exec_runtime.saturating_sub(curr.prev_sum_exec_runtime);
         delta_exec > ideal_runtime
@@ -306,7 +306,7 @@ impl FairRunQueue {
 
     /// Wakeup preemption (Linux `wakeup_preempt_entity` == 1): `woken` is
     /// more than the wakeup granularity (scaled by its weight) behind `curr`.
-    pub fn check_preempt_wakeup(&self, curr: &FairEntity, woken: &FairEntity) -> bool {
+    pub(crate) fn check_preempt_wakeup(&self, curr: &FairEntity, woken: &FairEntity) -> bool {
         let gran = calc_delta_fair(self.tunables.wakeup_granularity_ns, woken.weight);
         woken.vruntime.saturating_add(gran) < curr.vruntime
     }

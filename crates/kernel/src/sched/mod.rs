@@ -16,8 +16,8 @@ mod fair;
 mod rt;
 
 pub(crate) use entry::{do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, wake_up_process};
-pub(crate) use entry::{schedule_irqs_off, SchedMode};
 pub use entry::{sched_yield, schedule};
+pub(crate) use entry::{schedule_irqs_off, SchedMode};
 
 use crate::task::Policy;
 use fair::{FairEntity, FairRunQueue, FairTunables};
@@ -28,7 +28,7 @@ pub type TaskId = usize;
 
 /// A task's run state (`TASK_RUNNING`, `TASK_INTERRUPTIBLE`, `TASK_DEAD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskState {
+pub(crate) enum TaskState {
     Running,
     Interruptible,
     Dead,
@@ -36,14 +36,14 @@ pub enum TaskState {
 
 /// Where a task's CPU is executing: its own code, or kernel code on its behalf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     User = 0,
     Kernel = 1,
 }
 
 /// A task's scheduling state (the scheduler's part of `task_struct`).
 #[derive(Clone, Debug)]
-pub struct TaskSched {
+pub(crate) struct TaskSched {
     pub policy: Policy,
     pub state: TaskState,
     pub on_rq: bool,
@@ -55,7 +55,7 @@ pub struct TaskSched {
 }
 
 /// The run queue and all tasks' scheduling state.
-pub struct Sched {
+pub(crate) struct Sched {
     pub(crate) tasks: Vec<TaskSched>,
     pub(crate) rt: RtRunQueue,
     pub(crate) fair: FairRunQueue,

@@ -24,9 +24,9 @@
 use super::TaskId;
 
 /// Highest (most important) user-facing RT priority.
-pub const MAX_RT_PRIO: u8 = 99;
+pub(super) const MAX_RT_PRIO: u8 = 99;
 /// Lowest user-facing RT priority.
-pub const MIN_RT_PRIO: u8 = 1;
+pub(super) const MIN_RT_PRIO: u8 = 1;
 
 /// Number of priority levels / bitmap bits (index 0 is never used).
 const NR_RT_LEVELS: usize = MAX_RT_PRIO as usize + 1;
@@ -48,7 +48,7 @@ struct RtList {
 
 /// The RT run queue. See the module docs for the allocation invariant.
 #[derive(Debug)]
-pub struct RtRunQueue {
+pub(crate) struct RtRunQueue {
     bitmap: [u64; 2],
     queue: [RtList; NR_RT_LEVELS],
     links: Vec<SchedRtEntity>,
@@ -63,13 +63,13 @@ impl Default for RtRunQueue {
 
 impl RtRunQueue {
     /// Empty run queue with no link storage; call [`Self::reserve`] before use.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { bitmap: [0; 2], queue: [RtList::default(); NR_RT_LEVELS], links: Vec::new(), rt_nr_running: 0 }
     }
 
     /// Grow link storage so ids `0..max_task_id_exclusive` are usable.
     /// The only allocating call; never shrinks. Call at task spawn time.
-    pub fn reserve(&mut self, max_task_id_exclusive: usize) {
+    pub(crate) fn reserve(&mut self, max_task_id_exclusive: usize) {
         if max_task_id_exclusive > self.links.len() {
             self.links.resize(max_task_id_exclusive, SchedRtEntity::default());
         }
@@ -79,7 +79,7 @@ impl RtRunQueue {
     ///
     /// # Panics
     /// If `id` is already queued, was never reserved, or `prio` is out of range.
-    pub fn enqueue(&mut self, id: TaskId, prio: u8) {
+    pub(crate) fn enqueue(&mut self, id: TaskId, prio: u8) {
         self.check_enqueue(id, prio);
         self.list_add_tail(id, prio);
     }
@@ -89,14 +89,14 @@ impl RtRunQueue {
     ///
     /// # Panics
     /// As [`Self::enqueue`].
-    pub fn enqueue_head(&mut self, id: TaskId, prio: u8) {
+    pub(crate) fn enqueue_head(&mut self, id: TaskId, prio: u8) {
         self.check_enqueue(id, prio);
         self.list_add_head(id, prio);
     }
 
     /// Remove `id` from its level; returns `false` if it was not queued.
     #[cfg(test)] // used by the tests only
-    pub fn dequeue(&mut self, id: TaskId) -> bool {
+    pub(crate) fn dequeue(&mut self, id: TaskId) -> bool {
         match self.links.get(id).and_then(|l| l.queued_prio) {
             Some(prio) => {
                 self.list_del(id, prio);
@@ -108,23 +108,23 @@ impl RtRunQueue {
 
     /// Whether `id` is on some level's list.
     #[cfg(test)] // used by the tests only
-    pub fn is_queued(&self, id: TaskId) -> bool {
+    pub(crate) fn is_queued(&self, id: TaskId) -> bool {
         self.links.get(id).is_some_and(|l| l.queued_prio.is_some())
     }
 
     /// Highest non-empty priority level, via the bitmap in O(1).
-    pub fn highest_prio(&self) -> Option<u8> {
+    pub(crate) fn highest_prio(&self) -> Option<u8> {
         sched_find_first_bit(&self.bitmap)
     }
 
     /// Head of the highest non-empty level, without removing it.
     #[cfg(test)] // used by the tests only
-    pub fn peek_next(&self) -> Option<TaskId> {
+    pub(crate) fn peek_next(&self) -> Option<TaskId> {
         self.highest_prio().and_then(|p| self.queue[usize::from(p)].head)
     }
 
     /// Remove and return the head of the highest non-empty level.
-    pub fn pick_next(&mut self) -> Option<TaskId> {
+    pub(crate) fn pick_next(&mut self) -> Option<TaskId> {
         let prio = self.highest_prio()?;
         let id = self.queue[usize::from(prio)].head?;
         self.list_del(id, prio);
@@ -134,7 +134,7 @@ impl RtRunQueue {
     /// SCHED_RR slice expiry (Linux `requeue_task_rt`): move a queued `id` to
     /// the tail of its own level. Returns `false` (no-op) if not queued.
     #[cfg(test)] // used by the tests only
-    pub fn requeue_tail(&mut self, id: TaskId) -> bool {
+    pub(crate) fn requeue_tail(&mut self, id: TaskId) -> bool {
         let Some(prio) = self.links.get(id).and_then(|l| l.queued_prio) else {
             return false;
         };
@@ -146,7 +146,7 @@ impl RtRunQueue {
     }
 
     /// Number of queued tasks (Linux `rt_nr_running`).
-    pub fn nr_running(&self) -> usize {
+    pub(crate) fn nr_running(&self) -> usize {
         self.rt_nr_running
     }
 
@@ -154,7 +154,7 @@ impl RtRunQueue {
     ///
     /// # Panics
     /// If `prio` is out of range.
-    pub fn iter_level(&self, prio: u8) -> impl Iterator<Item = TaskId> + '_ {
+    pub(crate) fn iter_level(&self, prio: u8) -> impl Iterator<Item = TaskId> + '_ {
         check_prio(prio);
         std::iter::successors(self.queue[usize::from(prio)].head, move |&id| self.links[id].next)
     }

@@ -23,7 +23,7 @@ use crate::config::PreemptModel;
 use crate::sched::TaskId;
 
 /// How many of the longest stretches are kept.
-pub const TOP: usize = 8;
+pub(super) const TOP: usize = 8;
 
 /// What kept the CPU from being taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,7 @@ pub struct Stretch {
     pub end: Where,
     /// The task.
     pub pid: TaskId,
+    /// What kind of stretch it was.
     pub kind: StretchKind,
     /// The model it was measured under.
     pub model: PreemptModel,

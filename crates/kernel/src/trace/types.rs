@@ -147,25 +147,35 @@ impl PrevState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// `sched_switch`: `prev` gave the CPU to `next`.
+    #[allow(missing_docs)] // the fields are the tracepoint's
     SchedSwitch { prev: TaskId, next: TaskId, prev_state: PrevState },
     /// `sched_wakeup`: `pid` became runnable (`rt_prio` 0 for a fair task).
+    #[allow(missing_docs)]
     SchedWakeup { pid: TaskId, rt_prio: u8 },
     /// `irq_handler_entry`: an interrupt on `lines`, interrupting `ip` (0 when replayed by
     /// `local_irq_enable`).
+    #[allow(missing_docs)]
     IrqHandlerEntry { lines: u64, ip: usize, replayed: bool },
     /// `irq_handler_exit`: the handlers ran; `preempt` if the exit preempts the task.
+    #[allow(missing_docs)]
     IrqHandlerExit { lines: u64, preempt: bool },
     /// `softirq_entry`: softirq vector `vec` starts.
+    #[allow(missing_docs)]
     SoftirqEntry { vec: u32 },
     /// `softirq_exit`.
+    #[allow(missing_docs)]
     SoftirqExit { vec: u32 },
     /// A preemption point took the CPU (the model rescheduled at `site`).
+    #[allow(missing_docs)]
     PointFired { site: usize },
     /// A preemption-point site was patched (patch models).
+    #[allow(missing_docs)]
     SitePatched { site: usize },
     /// A patched site was restored.
+    #[allow(missing_docs)]
     SiteRestored { site: usize },
     /// The preemption model was switched at run time.
+    #[allow(missing_docs)]
     ModelSwitched { from: PreemptModel, to: PreemptModel },
 }
 
@@ -196,5 +206,6 @@ pub struct Record {
     pub cpu: u32,
     /// The task running when the event happened.
     pub pid: TaskId,
+    /// What happened.
     pub event: Event,
 }

@@ -15,13 +15,14 @@ use super::Where;
 use crate::sched::TaskId;
 
 /// How many of the worst wake-ups are kept.
-pub const TOP: usize = 8;
+pub(super) const TOP: usize = 8;
 /// Runners named per wake-up (the rest are counted).
-pub const RUNNERS: usize = 4;
+pub(super) const RUNNERS: usize = 4;
 
 /// A task that ran between an RT wake-up and the RT task running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Runner {
+    /// The task that ran.
     pub pid: TaskId,
     /// How long it ran after the wake-up, in nanoseconds.
     pub ns: u64,
@@ -35,6 +36,7 @@ pub struct Runner {
 pub struct WakeupRt {
     /// The RT task.
     pub pid: TaskId,
+    /// Its rt priority.
     pub rt_prio: u8,
     /// From `sched_wakeup` to the switch that ran it, in nanoseconds.
     pub latency_ns: u64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Runs a kernel on its own thread and fails the test if it has not finished in `secs`
 /// (a lost wakeup shows up as a hang; this turns it into a failure).
-pub fn run_with_timeout(config: Config, secs: u64, init: impl FnOnce() -> i64 + Send + 'static) -> RunReport {
+pub(crate) fn run_with_timeout(config: Config, secs: u64, init: impl FnOnce() -> i64 + Send + 'static) -> RunReport {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(run(config, init));
@@ -21,24 +21,24 @@ pub fn run_with_timeout(config: Config, secs: u64, init: impl FnOnce() -> i64 + 
 
 /// A fixed-capacity, allocation-free event log that tasks on one CPU may share (no locks,
 /// so a task preempted while appending never blocks another).
-pub struct EventLog {
+pub(crate) struct EventLog {
     slots: Vec<AtomicUsize>,
     len: AtomicUsize,
 }
 
 impl EventLog {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         EventLog { slots: (0..cap).map(|_| AtomicUsize::new(0)).collect(), len: AtomicUsize::new(0) }
     }
 
-    pub fn push(&self, v: usize) {
+    pub(crate) fn push(&self, v: usize) {
         let i = self.len.fetch_add(1, Ordering::AcqRel);
         if i < self.slots.len() {
             self.slots[i].store(v, Ordering::Release);
         }
     }
 
-    pub fn to_vec(&self) -> Vec<usize> {
+    pub(crate) fn to_vec(&self) -> Vec<usize> {
         let n = self.len.load(Ordering::Acquire).min(self.slots.len());
         self.slots[..n].iter().map(|s| s.load(Ordering::Acquire)).collect()
     }
@@ -48,7 +48,7 @@ impl EventLog {
 /// The clock is read every 256 pause instructions, so an interrupt almost always lands in this
 /// loop's own code (kernel text) rather than in the vDSO's clock (foreign code, where a model
 /// that preempts at interrupt exit must retry).
-pub fn spin_ns(ns: u64) {
+pub(crate) fn spin_ns(ns: u64) {
     let end = kernel::time::now_ns() + ns;
     while kernel::time::now_ns() < end {
         for _ in 0..256 {

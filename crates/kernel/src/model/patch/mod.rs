@@ -84,30 +84,30 @@ impl PatchState {
 
 /// Counters of the patch models, per CPU.
 #[derive(Debug, Default)]
-pub struct PatchStats {
+pub(crate) struct PatchStats {
     /// RT events for which points were armed.
-    pub events: AtomicU64,
+    pub(crate) events: AtomicU64,
     /// Sites armed, over all events.
-    pub sites_armed: AtomicU64,
+    pub(crate) sites_armed: AtomicU64,
     /// Return addresses redirected.
-    pub redirects: AtomicU64,
+    pub(crate) redirects: AtomicU64,
     /// Frames unwound to find a function with points.
-    pub frames_walked: AtomicU64,
+    pub(crate) frames_walked: AtomicU64,
     /// Events whose interrupt landed in foreign code (libc, the vDSO).
-    pub foreign: AtomicU64,
+    pub(crate) foreign: AtomicU64,
     /// Events the handler could not arm (no table entry within reach): the retry timer looks
     /// again instead.
-    pub fallbacks: AtomicU64,
+    pub(crate) fallbacks: AtomicU64,
     /// Armed points reached (by `int3` or `call`).
-    pub fired: AtomicU64,
+    pub(crate) fired: AtomicU64,
     /// Redirected returns reached.
-    pub returns: AtomicU64,
+    pub(crate) returns: AtomicU64,
     /// Armed points and redirected returns that preempted the task (the events served there).
-    pub preemptions: AtomicU64,
+    pub(crate) preemptions: AtomicU64,
     /// Events that moved one frame up (a redirected return that could not preempt).
-    pub chases: AtomicU64,
+    pub(crate) chases: AtomicU64,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
-    pub arm_ns: AtomicU64,
+    pub(crate) arm_ns: AtomicU64,
 }
 
 /// `patch-int3` or `patch-call`: the two differ only in how a point is armed.
@@ -313,16 +313,28 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PatchStatsSnapshot {
+    /// RT events for which points were armed.
     pub events: u64,
+    /// Sites armed, over all events.
     pub sites_armed: u64,
+    /// Return addresses redirected.
     pub redirects: u64,
+    /// Frames unwound to find a function with points.
     pub frames_walked: u64,
+    /// Events whose interrupt landed in foreign code (libc, the vDSO).
     pub foreign: u64,
+    /// Events the handler could not arm (no table entry within reach): the retry timer looks
+    /// again instead.
     pub fallbacks: u64,
+    /// Armed points reached (by `int3` or `call`).
     pub fired: u64,
+    /// Redirected returns reached.
     pub returns: u64,
+    /// Armed points and redirected returns that preempted the task (the events served there).
     pub preemptions: u64,
+    /// Events that moved one frame up (a redirected return that could not preempt).
     pub chases: u64,
+    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
     pub arm_ns: u64,
 }
 
