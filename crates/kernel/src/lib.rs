@@ -5,7 +5,7 @@
 //! preemption model's decisions. It runs on the [`arch`] crate's hosted x86-64 machine.
 //!
 //! Start with [`run`]: it boots an instance from a [`Config`] and runs a body as `init`.
-//! Inside, [`spawn`] creates tasks, [`syscall`] enters kernel mode, [`time::sleep_until`] and
+//! Inside, [`spawn`] creates tasks, [`syscall()`] enters kernel mode, [`time::sleep_until`] and
 //! [`WaitQueue`] sleep, [`device::Device`] brings interrupts from outside, [`softirq`] and
 //! [`tasklet`] defer interrupt work to bottom halves (run at `irq_exit` or in `ksoftirqd`, as the
 //! `bh=` boot option chooses).

@@ -62,7 +62,7 @@ pub(crate) struct TaskStats {
     pub(crate) runtime_ns: AtomicU64,
 }
 
-/// A snapshot of [`TaskStats`].
+/// A task's counters, as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskStatsSnapshot {
     /// Times the task gave up the CPU by sleeping or waiting.

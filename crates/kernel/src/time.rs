@@ -1,9 +1,9 @@
 //! Time: the tick (jiffies, scheduler tick) and one-shot high-resolution timers.
 //!
-//! **Mechanism.** The periodic host timer raises [`crate::irq::LINE_TICK`] `HZ` times a second:
+//! **Mechanism.** The periodic host timer raises the tick line (`irq::LINE_TICK`) `HZ` times a second:
 //! jiffies advance (by the overruns too, so no tick is lost when the CPU thread was held up)
-//! and [`crate::sched::Sched::tick`] charges the running task. Sleepers are kept in a min-heap
-//! of deadlines; one one-shot host timer, raising [`crate::irq::LINE_HRTIMER`], is always armed
+//! and `Sched::tick` charges the running task. Sleepers are kept in a min-heap
+//! of deadlines; one one-shot host timer, raising `irq::LINE_HRTIMER`, is always armed
 //! for the earliest deadline, so a sleeper wakes on time rather than at the next tick.
 //!
 //! **Invariant.** No wakeup is lost: a sleeper is in the heap and marked sleeping before IRQs

@@ -2,11 +2,11 @@
 //! running kernel (Linux's PREEMPT_DYNAMIC).
 //!
 //! **Mechanism.** A model is a [`PreemptModel`] variant and one file here that implements
-//! [`Model`]: what a wakeup sets (`resched_curr`), what a preemption point does when a
+//! `Model`: what a wakeup sets (`resched_curr`), what a preemption point does when a
 //! reschedule is due (`rt_reschedule`, reached from a patched site), what the interrupt exit to
-//! kernel mode wants ([`IrqExitPolicy`]; the mechanics of acting on it, the foreign-code retry
+//! kernel mode wants (`IrqExitPolicy`; the mechanics of acting on it, the foreign-code retry
 //! timer and its backoff, are `crate::irq`'s), whether `preempt_enable` preempts, what an armed
-//! `int3` does, and which point sites the model claims ([`SiteClaim`]). [`ops`] maps a variant
+//! `int3` does, and which point sites the model claims (`SiteClaim`). `ops` maps a variant
 //! to its file with one exhaustive `match`, so adding a model is one file plus one variant, and
 //! the compiler lists what is missing. The rest of the kernel calls the functions below and
 //! never names a model.

@@ -309,7 +309,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     orig
 }
 
-/// The patch counters, as plain numbers (see [`PatchStats`]).
+/// The patch counters, as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PatchStatsSnapshot {
