@@ -20,7 +20,6 @@
 //! | [`alloc`] | the slab allocator's `preempt_disable` | a global allocator that disables preemption |
 //! | [`sync`] | `spin_lock_irqsave` | [`sync::IrqSpinLock`] |
 //! | [`cpu`] | CPU bring-up, `hlt` | thread registration, pinning, `sigsuspend` |
-//! | [`host`] | (the lab's peers) | a host thread's SCHED_FIFO, `clock_nanosleep(TIMER_ABSTIME)` |
 //! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte do-nothing instructions listed at link time |
 //! | [`patch`] | `text_poke_bp` | W^X one-byte patching through a memfd alias, counted per site |
 //! | [`redirect`] | (kretprobe-style return hijack) | a return address pointed at the preemption trampoline |
@@ -47,7 +46,6 @@ pub mod alloc;
 pub mod clock;
 pub mod cpu;
 pub mod entry;
-pub mod host;
 pub mod irq;
 pub mod patch;
 pub mod percpu;
@@ -58,7 +56,6 @@ pub mod switch;
 pub mod sync;
 pub mod text;
 pub mod timer;
-pub mod torture;
 pub mod unwind;
 
 pub use entry::{IrqExit, IrqFrame};

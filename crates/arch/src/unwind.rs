@@ -77,8 +77,6 @@ struct Tables {
     /// FDE ranges, sorted by start.
     fdes: Vec<(usize, usize)>,
     fdes_index: Index,
-    /// Functions whose inline asm moves `rsp` without telling the CFI (see [`NO_UNWIND`]).
-    opaque: Vec<(usize, usize)>,
 }
 
 /// Bytes of code per bucket of an [`Index`].
@@ -132,13 +130,6 @@ impl Index {
         }
         None
     }
-}
-
-/// Functions of this crate whose inline assembly pushes to the stack: while they run, their
-/// CFI's CFA rule is wrong (as an un-annotated asm function is to Linux's ORC unwinder), so an
-/// unwind must not start from an instruction inside them.
-fn no_unwind() -> Vec<usize> {
-    crate::torture::asm_functions().to_vec()
 }
 
 static TABLES: OnceLock<Result<Tables, String>> = OnceLock::new();
@@ -264,10 +255,9 @@ fn build() -> Result<Tables, String> {
     c.rows.dedup_by(|next, prev| next.start < prev.end);
     c.fdes.sort_unstable();
     c.fdes.dedup_by(|next, prev| next.0 < prev.1);
-    let opaque = no_unwind().into_iter().filter_map(|f| covering(&c.fdes, f, |&r| r)).collect();
     let spans: Vec<(usize, usize)> = c.rows.iter().map(|r| (r.start, r.end)).collect();
     let (rows_index, fdes_index) = (Index::build(&spans), Index::build(&c.fdes));
-    Ok(Tables { rows: c.rows, rows_index, fdes: c.fdes, fdes_index, opaque })
+    Ok(Tables { rows: c.rows, rows_index, fdes: c.fdes, fdes_index })
 }
 
 /// Parses the CFI of every object loaded now (main program, libc, ld.so, the vDSO, ...) into a
@@ -282,7 +272,9 @@ fn tables() -> Option<&'static Tables> {
     TABLES.get().and_then(|t| t.as_ref().ok())
 }
 
-/// The entry of sorted, non-overlapping `v` covering `x`, by binary search.
+/// The entry of sorted, non-overlapping `v` covering `x`, by binary search (the reference the
+/// [`Index`] test compares with).
+#[cfg(test)]
 fn covering<T: Copy>(v: &[T], x: usize, range: impl Fn(&T) -> (usize, usize)) -> Option<T> {
     let i = v.partition_point(|e| range(e).0 <= x).checked_sub(1)?;
     let (lo, hi) = range(&v[i]);
@@ -305,15 +297,11 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 /// (`rsp + off` or `rbp + off`), reads the return address at `CFA - 8` and the caller's `rbp`
 /// at `CFA + off` if the row saved it; `caller.sp = CFA`. `None` if [`prepare`] has not
 /// succeeded, no supported row covers the ip, the CFA does not lie above `f.sp`, a read would
-/// leave `stack`, the return address is 0 (the outermost frame), or `f.ip` is an interrupted
-/// instruction inside a function whose inline asm moves `rsp` behind the CFI's back. No
-/// allocation, no locks, no system calls: callable from a signal handler.
+/// leave `stack`, or the return address is 0 (the outermost frame). No allocation, no locks, no
+/// system calls: callable from a signal handler.
 pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     let pc = if f.is_return_address { f.ip.checked_sub(1)? } else { f.ip };
     let t = tables()?;
-    if !f.is_return_address && t.opaque.iter().any(|&(lo, hi)| pc >= lo && pc < hi) {
-        return None;
-    }
     let row = t.rows_index.find(pc, &t.rows, |r| (r.start, r.end))?;
     let base = if row.cfa_rbp { f.bp } else { f.sp };
     let cfa = base.checked_add_signed(row.cfa_off as isize)?;

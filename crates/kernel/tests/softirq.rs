@@ -341,7 +341,7 @@ fn registers_survive_softirqs(bh: BhMode) {
         let end = kernel::time::now_ns() + 10_000_000_000;
         let mut seed = 0u64;
         while runs.load(Ordering::Acquire) < 5_000 && kernel::time::now_ns() < end {
-            if let Err(m) = arch::torture::check_round(seed, 2000) {
+            if let Err(m) = hostlab::torture::check_round(seed, 2000) {
                 bad.push(format!("{m:?}"));
             }
             seed += 1;

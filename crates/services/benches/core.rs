@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the kernel core's mechanisms, each measured inside a kernel instance,
 //! with the host's own thread switch for comparison: task switch, interrupt entry to handler,
-//! `preempt_disable`/`enable`, `cond_resched` with nothing pending, a preemption point, the patch
-//! and restore of one site, and the same switch between host threads.
+//! `preempt_disable`/`enable`, `cond_resched` with nothing pending, a preemption point, and the
+//! same switch between host threads. (The patch and restore of one site, a raw arch primitive,
+//! is `cargo bench -p atomkernel-arch --bench patch`.)
 //!
 //! `cargo bench -p atomkernel-services --bench core`
 
@@ -36,13 +37,13 @@ fn task_switch(c: &mut Criterion) {
 fn host_thread_switch(c: &mut Criterion) {
     c.bench_function("host thread switch (futex ping-pong, one CPU)", |b| {
         b.iter_custom(|iters| {
-            let cpu = arch::cpu::allowed_host_cpus()[0];
+            let cpu = hostlab::sched::allowed_cpus()[0];
             let rounds = iters.div_ceil(2);
             let turn = Arc::new(AtomicU64::new(0));
             let (tx, rx) = std::sync::mpsc::channel::<std::thread::Thread>();
             let t = turn.clone();
             let pong = std::thread::spawn(move || {
-                let _ = arch::cpu::pin_current_thread(cpu);
+                let _ = hostlab::sched::pin_current_thread(cpu);
                 let ping = rx.recv().unwrap();
                 for i in 0..rounds {
                     while t.load(Ordering::Acquire) != 2 * i + 1 {
@@ -54,7 +55,7 @@ fn host_thread_switch(c: &mut Criterion) {
             });
             let pong_thread = pong.thread().clone();
             let ping = std::thread::spawn(move || {
-                let _ = arch::cpu::pin_current_thread(cpu);
+                let _ = hostlab::sched::pin_current_thread(cpu);
                 tx.send(std::thread::current()).unwrap();
                 let t0 = std::time::Instant::now();
                 for i in 0..rounds {
@@ -231,22 +232,9 @@ fn points(c: &mut Criterion) {
     point_cost(c, kernel::PreemptModel::PatchCall);
 }
 
-/// One iteration = patch one site into a call and back to its NOP (W^X alias, one verified
-/// byte each way, no system call).
-fn patch_site(c: &mut Criterion) {
-    let site = arch::ppoint::sites().iter().find(|s| s.info.file.ends_with("ppoint.rs")).expect("canary site").addr;
-    arch::patch::prepare().expect("text alias");
-    c.bench_function("patch one site and restore it", |b| {
-        b.iter(|| {
-            arch::patch::arm_site(site, arch::patch::Arm::Call).unwrap();
-            arch::patch::disarm_site(site, arch::patch::Arm::Call).unwrap();
-        })
-    });
-}
-
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, cond_resched_idle, irq_preemption, points, patch_site
+    targets = task_switch, host_thread_switch, irq_round_trip, irq_entry_to_handler, preempt_pair, cond_resched_idle, irq_preemption, points
 }
 criterion_main!(benches);

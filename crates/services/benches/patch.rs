@@ -1,48 +1,13 @@
-//! Micro-benchmarks of the patch models (preempt=patch-int3, patch-call): what a fired point
-//! costs when it finds nothing to do, through a breakpoint and through a call, and the
-//! point-table look-up with 10, 1,000 and 100,000 points.
+//! Micro-benchmarks of the patch models (preempt=patch-int3, patch-call): the kernel's
+//! point-table look-up with 10, 1,000 and 100,000 points. (What an armed site costs when it is
+//! reached, and patching one, are raw arch primitives: `cargo bench -p atomkernel-arch --bench
+//! patch`.)
 //!
 //! `cargo bench -p atomkernel-services --bench patch`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use kernel::model::patch::ptable::PointTable;
-use kernel::{spawn, Config, TaskBuilder};
 use std::time::Duration;
-
-fn canary_site() -> usize {
-    arch::ppoint::sites().iter().find(|s| s.info.file.ends_with("ppoint.rs")).expect("canary site").addr
-}
-
-/// One iteration = the canary site, armed `how`, reached by a kernel task with nothing pending:
-/// for `int3` the SIGTRAP handler (signal delivery, the core's `point_trap`, `sigreturn`); for
-/// `call` the point hook. Neither reschedules, so this is the cost of a fired point itself.
-fn fired_point(c: &mut Criterion) {
-    arch::patch::prepare().expect("text alias");
-    let site = canary_site();
-    for (name, how) in [("int3", arch::patch::Arm::Int3), ("call", arch::patch::Arm::Call)] {
-        c.bench_function(&format!("armed point reached, nothing pending ({name})"), |b| {
-            b.iter_custom(|iters| {
-                let cfg = Config { preempt: kernel::PreemptModel::PatchInt3, ..Config::default() };
-                let r = kernel::run(cfg, move || {
-                    spawn(TaskBuilder::new("bench").fifo(90), move || {
-                        arch::patch::arm_site(site, how).unwrap();
-                        let t0 = kernel::time::now_ns();
-                        for _ in 0..iters {
-                            arch::ppoint::canary();
-                        }
-                        let ns = kernel::time::now_ns() - t0;
-                        arch::patch::disarm_site(site, how).unwrap();
-                        ns as i64
-                    })
-                    .join()
-                    .unwrap_or(0)
-                })
-                .expect("kernel boots");
-                Duration::from_nanos(r.init.expect("bench task ran") as u64)
-            })
-        });
-    }
-}
 
 /// A synthetic table of `n` functions of 96 bytes, each with one point, and addresses spread
 /// over all of them.
@@ -81,6 +46,6 @@ fn table_lookup(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = fired_point, table_lookup
+    targets = table_lookup
 }
 criterion_main!(benches);

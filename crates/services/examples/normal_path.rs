@@ -21,7 +21,7 @@ fn main() {
                     let mut a = 0u16;
                     for _ in 0..64 {
                         a ^= csum(std::hint::black_box(&page));
-                        services::preemption_point!();
+                        kernel::preempt_point!();
                     }
                     a
                 });

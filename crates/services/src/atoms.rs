@@ -1,9 +1,9 @@
 //! Atoms: kernel work of a set length, split by preemption points.
 //!
 //! **Mechanism.** An atom is a stretch of real kernel work (here: an Internet checksum over a
-//! page, repeated) that runs until its length has elapsed; [`preemption_point`] separates
-//! atoms. What happens at a point is the preemption model's business: under `none` nothing
-//! (the task keeps the CPU to `ret_from_syscall`).
+//! page, repeated) that runs until its length has elapsed; a preemption point
+//! ([`kernel::preempt_point!`]) separates atoms. What happens at a point is the preemption
+//! model's business: under `none` nothing (the task keeps the CPU to `ret_from_syscall`).
 //!
 //! **Invariant.** An atom never sleeps and holds nothing across a point, so every point is a
 //! place where the task could give the CPU away safely.
@@ -35,16 +35,6 @@ pub fn run_atom(page: &[u8], mut until: impl FnMut() -> bool) -> u64 {
     }
     std::hint::black_box(acc);
     pages
-}
-
-/// The place between two atoms: a preemption-point site (see `kernel::preempt_point!`).
-/// Under `none` the task keeps the CPU here; under `voluntary` it reschedules here if an RT
-/// wakeup is pending.
-#[macro_export]
-macro_rules! preemption_point {
-    () => {
-        kernel::preempt_point!()
-    };
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@
 //! allocated when the device is opened.
 
 pub use crate::packet_load::{compare_bh, run_packet_load, PacketLoadConfig, PacketLoadResult};
-use arch::sync::IrqSpinLock;
 use kernel::device::{Device, DeviceRaiser};
 use kernel::softirq::{self, NET_RX_SOFTIRQ};
+use kernel::sync::IrqSpinLock;
 use kernel::WaitQueue;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -422,8 +422,8 @@ fn wire(sh: &Shared, raiser: &DeviceRaiser) {
         seq += 1;
         raiser.raise();
         if sh.cfg.gap_ns > 0 {
-            let until = arch::clock::now_ns() + sh.cfg.gap_ns;
-            while arch::clock::now_ns() < until {
+            let until = kernel::time::now_ns() + sh.cfg.gap_ns;
+            while kernel::time::now_ns() < until {
                 std::hint::spin_loop();
             }
         }

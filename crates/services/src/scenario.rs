@@ -296,7 +296,7 @@ fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
                     let first =
                         run_atom(&page, || if irq_in_first_half { until(mid) } else { kernel::time::now_ns() >= mid });
                     m.points.fetch_add(1, Ordering::AcqRel);
-                    crate::preemption_point!();
+                    kernel::preempt_point!();
                     first + run_atom(&page, || until(end))
                 }
                 kind => atom_body(kind, &page, &|| until(end)),
@@ -304,7 +304,7 @@ fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
             m.end[atom].store(kernel::time::now_ns(), Ordering::Release);
             m.atoms_done.store(atom, Ordering::Release);
             m.points.fetch_add(1, Ordering::AcqRel);
-            crate::preemption_point!();
+            kernel::preempt_point!();
         }
         m.syscall[1].store(kernel::time::now_ns(), Ordering::Release);
         pages

@@ -2,7 +2,7 @@
 //!
 //! **Mechanism.** Reads the ELF symbol table of `/proc/self/exe` once with the `object` crate,
 //! keeps the function symbols sorted by address, and maps a runtime address back through the
-//! load bias (`arch::text::load_bias`) to the function containing it, demangled. Where the
+//! load bias (`kernel::text::load_bias`) to the function containing it, demangled. Where the
 //! program has debug information, [`source_function`] goes further with `addr2line`: the
 //! innermost *source* function at the address, through inlining (a point in a closure that was
 //! inlined into `syscall()` is named after the closure, not after `syscall`).
@@ -22,7 +22,7 @@ impl Symbols {
     pub fn load() -> Result<Symbols, String> {
         let data = std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read /proc/self/exe: {e}"))?;
         let file = object::File::parse(&*data).map_err(|e| format!("cannot parse the program's ELF: {e}"))?;
-        let bias = arch::text::load_bias();
+        let bias = kernel::text::load_bias();
         let mut funcs: Vec<(usize, usize, String)> = file
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
@@ -59,7 +59,7 @@ impl SourceFunctions {
     /// The innermost function at runtime address `addr`.
     pub fn source_function(&self, addr: usize) -> Option<String> {
         let loader = self.loader.as_ref()?;
-        let probe = addr.checked_sub(arch::text::load_bias())? as u64;
+        let probe = addr.checked_sub(kernel::text::load_bias())? as u64;
         let mut frames = loader.find_frames(probe).ok()?;
         let frame = frames.next().ok()??;
         Some(frame.function?.demangle().ok()?.into_owned())
@@ -86,7 +86,7 @@ pub struct PointRow {
 pub fn point_table() -> Result<Vec<PointRow>, String> {
     let syms = Symbols::load()?;
     let source = SourceFunctions::load();
-    let mut rows: Vec<PointRow> = arch::ppoint::sites()
+    let mut rows: Vec<PointRow> = kernel::text::sites()
         .into_iter()
         .map(|s| PointRow {
             addr: s.addr,
@@ -131,8 +131,8 @@ impl std::fmt::Display for Place {
 /// Functions whose frames are the tracing and kernel-entry plumbing around a place rather than
 /// the place itself: a tracer reports the first frame outside them (and outside the Rust
 /// standard library, whose sources are under `/rustc/`).
-const PLUMBING: [&str; 5] =
-    ["arch::", "kernel::trace::", "kernel::preempt::", "kernel::syscall::", "<kernel::preempt::"];
+const PLUMBING: [&str; 6] =
+    ["arch::", "hostlab::", "kernel::trace::", "kernel::preempt::", "kernel::syscall::", "<kernel::preempt::"];
 
 type Frame = (Option<String>, Option<String>, Option<u32>);
 
@@ -156,13 +156,13 @@ pub struct Resolver {
 impl Resolver {
     /// Loads the running program's symbols and debug information (either may be missing).
     pub fn load() -> Resolver {
-        let sites = arch::ppoint::sites().into_iter().map(|s| (s.addr, (s.info.file, s.info.line))).collect();
+        let sites = kernel::text::sites().into_iter().map(|s| (s.addr, (s.info.file, s.info.line))).collect();
         Resolver { syms: Symbols::load().ok(), loader: addr2line::Loader::new("/proc/self/exe").ok(), sites }
     }
 
     /// Every source frame at `addr`, innermost first: (function, file, line).
     fn frames(&self, addr: usize) -> Vec<Frame> {
-        let (Some(loader), Some(probe)) = (&self.loader, addr.checked_sub(arch::text::load_bias())) else {
+        let (Some(loader), Some(probe)) = (&self.loader, addr.checked_sub(kernel::text::load_bias())) else {
             return Vec::new();
         };
         let Ok(mut frames) = loader.find_frames(probe as u64) else { return Vec::new() };

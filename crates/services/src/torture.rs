@@ -1,7 +1,7 @@
 //! The register torture: nothing is lost across a preemption.
 //!
 //! **Mechanism.** `tasks` SCHED_RR tasks with a one-tick slice at `HZ=10000` each run
-//! [`arch::torture::check_round`] in a loop in user mode: load every general register, the
+//! [`hostlab::torture::check_round`] in a loop in user mode: load every general register, the
 //! flags (including DF), MXCSR and every vector register (xmm/ymm/zmm and the AVX-512 opmask
 //! registers, as the CPU has them) with a pattern, spin, dump and compare. The tick preempts
 //! them round robin, and a host thread storms a device whose handler wakes a higher-priority
@@ -124,7 +124,7 @@ pub fn run_traced(
         preemptions,
         rounds: shared.rounds.load(Ordering::Relaxed),
         mismatches,
-        isa: format!("{:?}", arch::torture::vector_isa()).to_lowercase(),
+        isa: format!("{:?}", hostlab::torture::vector_isa()).to_lowercase(),
         mode: if cfg.kernel_mode { "kernel" } else { "user" }.into(),
         model: preempt.name().into(),
         patch: preempt.is_patch().then_some([p.events, p.fired, p.redirects, p.fallbacks]),
@@ -194,12 +194,12 @@ fn spawn_torturer(sh: &Arc<Shared>, i: usize, spins: u64, kernel_mode: bool) -> 
 fn rounds(s: &Shared, i: usize, mut seed: u64, spins: u64, n: u32) -> u64 {
     for _ in 0..n {
         seed += 1;
-        if let Err(bad) = arch::torture::check_round(seed, spins) {
+        if let Err(bad) = hostlab::torture::check_round(seed, spins) {
             let mut m = s.mismatches.lock().unwrap_or_else(|e| e.into_inner());
             m.extend(bad.iter().map(|b| format!("torture{i} round {seed:#x}: {b}")));
         }
         s.rounds.fetch_add(1, Ordering::Relaxed);
-        crate::preemption_point!(); // where the patch models preempt between rounds
+        kernel::preempt_point!(); // where the patch models preempt between rounds
     }
     seed
 }

@@ -21,5 +21,5 @@ fn table_names_function_and_line_of_each_point() {
     assert!(mine[0].symbol.as_deref().unwrap_or("").ends_with("two_atoms"), "{:?}", mine[0]);
     let canary = rows.iter().find(|r| r.file.ends_with("ppoint.rs")).unwrap();
     assert!(canary.function.as_deref().unwrap_or("").contains("canary"), "{canary:?}");
-    assert!(rows.iter().all(|r| arch::text::contains(r.addr)));
+    assert!(rows.iter().all(|r| kernel::text::contains(r.addr)));
 }

@@ -30,8 +30,8 @@ fn long_atom(model: PreemptModel, tracers: &str) -> TraceReport {
 }
 
 /// The two preemption points of `deliberately_long_atom` (start, end), by address.
-fn long_atom_sites(r: &Resolver) -> (arch::ppoint::Site, arch::ppoint::Site) {
-    let mut sites: Vec<_> = arch::ppoint::sites()
+fn long_atom_sites(r: &Resolver) -> (kernel::text::Site, kernel::text::Site) {
+    let mut sites: Vec<_> = kernel::text::sites()
         .into_iter()
         .filter(|s| {
             r.caller_place(s.addr, None).function.as_deref().is_some_and(|f| f.contains("deliberately_long_atom"))

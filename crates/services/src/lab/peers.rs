@@ -94,18 +94,18 @@ impl Peer {
 
 /// The host CPU the host peer's threads share: the last one this process may use.
 fn peer_cpu() -> usize {
-    *arch::cpu::allowed_host_cpus().last().unwrap_or(&0)
+    *hostlab::sched::allowed_cpus().last().unwrap_or(&0)
 }
 
 fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64, cpu_policy: CpuPolicy) -> (RunOut, String) {
     let cpu = peer_cpu();
-    let start = arch::clock::now_ns();
+    let start = kernel::time::now_ns();
     let deadline = start + ns;
     let stop = Arc::new(AtomicBool::new(false));
     let hog = workload.map(|w| {
         let (stop, mut atoms) = (stop.clone(), w.make());
         std::thread::spawn(move || {
-            let _ = arch::cpu::pin_current_thread(cpu);
+            let _ = hostlab::sched::pin_current_thread(cpu);
             let policy = cpu_policy.apply();
             (host_worker(&stop, &mut *atoms), policy)
         })
@@ -114,15 +114,15 @@ fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64, cpu_poli
         .iter()
         .map(|&spec| {
             std::thread::spawn(move || {
-                let pinned = arch::cpu::pin_current_thread(cpu).is_ok();
-                let policy = arch::host::set_best_rt_policy(spec.prio);
+                let pinned = hostlab::sched::pin_current_thread(cpu).is_ok();
+                let policy = hostlab::sched::set_best_rt_policy(spec.prio);
                 let h = host_probe(spec, start, deadline);
-                arch::host::set_normal_policy();
+                hostlab::sched::set_normal_policy();
                 (h, if pinned { format!("{policy}, host CPU {cpu}") } else { format!("{policy}, unpinned") })
             })
         })
         .collect();
-    arch::host::sleep_until_ns(deadline);
+    hostlab::sched::sleep_until_ns(deadline);
     let results: Vec<(LatencyHist, String)> = threads.into_iter().map(|t| t.join().expect("probe thread")).collect();
     stop.store(true, Ordering::Release);
     let ((units, wall), hog_policy) = hog.map_or(((0, 0), String::new()), |h| h.join().expect("hog thread"));
@@ -132,12 +132,12 @@ fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64, cpu_poli
 }
 
 fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms) -> (u64, u64) {
-    let start = arch::clock::now_ns();
+    let start = kernel::time::now_ns();
     let mut units = 0;
     while !stop.load(Ordering::Acquire) {
         units += workloads::host_call(w);
     }
-    (units, arch::clock::now_ns() - start)
+    (units, kernel::time::now_ns() - start)
 }
 
 fn host_probe(spec: ProbeSpec, start: u64, deadline: u64) -> LatencyHist {
@@ -148,10 +148,10 @@ fn host_probe(spec: ProbeSpec, start: u64, deadline: u64) -> LatencyHist {
         if next > deadline {
             return h;
         }
-        let host = arch::host::involuntary_switches();
-        arch::host::sleep_until_ns(next);
-        let late = arch::clock::now_ns().saturating_sub(next);
-        h.record_sample(late, arch::host::involuntary_switches() != host);
+        let host = hostlab::sched::involuntary_switches();
+        hostlab::sched::sleep_until_ns(next);
+        let late = kernel::time::now_ns().saturating_sub(next);
+        h.record_sample(late, hostlab::sched::involuntary_switches() != host);
     }
 }
 
@@ -207,10 +207,10 @@ async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u6
                     if next > deadline {
                         return h;
                     }
-                    let host = arch::host::involuntary_switches();
+                    let host = hostlab::sched::involuntary_switches();
                     tokio::time::sleep_until(next).await;
                     let late = tokio::time::Instant::now().saturating_duration_since(next).as_nanos() as u64;
-                    h.record_sample(late, arch::host::involuntary_switches() != host);
+                    h.record_sample(late, hostlab::sched::involuntary_switches() != host);
                 }
             })
         })

@@ -167,7 +167,7 @@ impl CpuPolicy {
     pub fn apply(self) -> String {
         match self {
             CpuPolicy::Shared => "host default".into(),
-            CpuPolicy::Nice(n) => arch::host::set_nice(n),
+            CpuPolicy::Nice(n) => hostlab::sched::set_nice(n),
         }
     }
 }
@@ -345,10 +345,10 @@ fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop
         if next > deadline || matches!(stop, Stop::Loops(n) if h.count() >= n) {
             break;
         }
-        let host = arch::host::involuntary_switches();
+        let host = hostlab::sched::involuntary_switches();
         kernel::time::sleep_until(next);
         let late = kernel::time::now_ns().saturating_sub(next);
-        h.record_sample(late, arch::host::involuntary_switches() != host);
+        h.record_sample(late, hostlab::sched::involuntary_switches() != host);
     }
     sh.hists.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(h);
     0

@@ -191,7 +191,7 @@ pub fn kernel_call(w: &mut dyn Atoms) -> u64 {
     kernel::syscall(|| {
         w.begin();
         while w.atom() {
-            crate::preemption_point!();
+            kernel::preempt_point!();
         }
         w.finish()
     })

@@ -34,6 +34,14 @@
 //!
 //! The caller's `DF=0` (required by the ABI) and MXCSR are restored before the asm ends; the
 //! AVX and AVX-512 variants end with `vzeroupper`. Everything else is declared clobbered.
+//!
+//! ## CFI inside the asm
+//!
+//! Every instruction of the asm that moves `rsp` is followed by `.cfi_adjust_cfa_offset`, and
+//! the saves of `rbp` and `rbx` by `.cfi_rel_offset`, so the call-frame information is right at
+//! every instruction: an unwinder (the kernel's patch models walking up from an interrupted ip,
+//! gdb's `bt`) steps out of the spin to the torture's callers with their `rbp` and `rbx`. The
+//! asm ends with `.cfi_restore_state`, back to the function's own row from before it.
 
 use std::arch::asm;
 use std::fmt;
@@ -283,9 +291,14 @@ macro_rules! torture_fn {
      extra: [$($extra:tt)*]) => {
         $(#[$attr])*
         ///
+        /// Never inlined: the function has nothing of its own to keep across the asm, so it
+        /// leaves `rbx` and `rbp` to the asm, and the asm's CFI (where it saved them) is the
+        /// whole truth about them.
+        ///
         /// # Safety
         /// The CPU must support this variant's target features; `p` must point to a readable
         /// and `o` to a writable `RegState`.
+        #[inline(never)]
         unsafe fn $name(p: *const RegState, o: *mut RegState, spins: u64, rflags: u64, mxcsr: u64) {
             // SAFETY: the features are present and p/o valid per this fn's contract. The asm
             // restores rsp, rbx, rbp, MXCSR and DF=0; declares every other register it writes
@@ -293,18 +306,30 @@ macro_rules! torture_fn {
             // enable); sanitized rflags/MXCSR cannot trap; it only accesses *p, *o and the
             // stack slots it pushes (allowed: no `nostack`, so no red zone is live).
             unsafe { asm!(
+                ".cfi_remember_state",              // the function's CFI row, restored at the end
                 "push rbp",                         // save rbp (cannot be an operand)
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
+                ".cfi_rel_offset rbp, 0",           // CFI: the caller's rbp is at [rsp]
                 "push rbx",                         // save rbx (cannot be an operand)
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
+                ".cfi_rel_offset rbx, 0",           // CFI: the caller's rbx is at [rsp]
                 "sub rsp, 8",                       // reserve the caller-MXCSR slot
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "stmxcsr dword ptr [rsp]",          // save the caller's MXCSR there
                 "push rsi",                         // save the output pointer
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "push rdx",                         // save the spin count: layout complete
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "push r8",                          // stage the pattern MXCSR (ldmxcsr: memory)
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "ldmxcsr dword ptr [rsp]",          // load the pattern MXCSR
                 "pop r8",                           // unstage it; r8 gets its pattern below
+                ".cfi_adjust_cfa_offset -8",        // CFI: rsp moved 8 up
                 $load,                              // vector (and opmask) registers from *rdi
                 "push rcx",                         // stage the sanitized pattern rflags
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "popfq",                            // load it: DF=1; no flag changes until pushfq
+                ".cfi_adjust_cfa_offset -8",        // CFI: rsp moved 8 up
                 "mov rax, [rdi + {gpr} + 0]",       // rax = pattern
                 "mov rbx, [rdi + {gpr} + 8]",       // rbx = pattern
                 "mov rdx, [rdi + {gpr} + 24]",      // rdx = pattern
@@ -325,6 +350,7 @@ macro_rules! torture_fn {
                 "loop 2b",                          // rcx -= 1, again while nonzero; flags kept
                 "3:",                               // spin done
                 "push rax",                         // park rax; output pointer now at [rsp+16]
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "mov rax, [rsp + 16]",              // rax = output pointer
                 "mov [rax + {gpr} + 8], rbx",       // store rbx
                 "mov [rax + {gpr} + 16], rcx",      // store rcx (0 expected)
@@ -341,16 +367,22 @@ macro_rules! torture_fn {
                 "mov [rax + {gpr} + 104], r14",     // store r14
                 "mov [rax + {gpr} + 112], r15",     // store r15
                 "pop rbx",                          // rbx = parked rax (pop keeps flags)
+                ".cfi_adjust_cfa_offset -8",        // CFI: rsp moved 8 up
                 "mov [rax + {gpr} + 0], rbx",       // store rax
                 "pushfq",                           // rflags, untouched since popfq
+                ".cfi_adjust_cfa_offset 8",         // CFI: rsp moved 8 down
                 "pop rbx",                          // rbx = rflags
+                ".cfi_adjust_cfa_offset -8",        // CFI: rsp moved 8 up
                 "mov [rax + {rflags}], rbx",        // store rflags
                 "stmxcsr dword ptr [rax + {mxcsr}]", // store MXCSR
                 $store,                             // vector (and opmask) registers to *rax
                 "ldmxcsr dword ptr [rsp + 16]",     // restore the caller's MXCSR
                 "add rsp, 24",                      // drop spin count, output pointer, MXCSR
+                ".cfi_adjust_cfa_offset -24",       // CFI: rsp moved 24 up
                 "pop rbx",                          // restore rbx
+                ".cfi_adjust_cfa_offset -8",        // CFI: rsp moved 8 up
                 "pop rbp",                          // restore rbp
+                ".cfi_restore_state",               // CFI: the function's row again (rsp as at entry)
                 "cld",                              // DF=0, as the ABI requires
                 $end,                               // vzeroupper for AVX and AVX-512
                 $($extra)*
@@ -369,12 +401,6 @@ macro_rules! torture_fn {
             ) }
         }
     };
-}
-
-/// The torture's asm functions, which push to the stack inside their inline asm (the unwinder
-/// must not start a walk inside them).
-pub(crate) fn asm_functions() -> [usize; 3] {
-    [torture_sse as *const () as usize, torture_avx as *const () as usize, torture_avx512 as *const () as usize]
 }
 
 torture_fn! {
