@@ -12,7 +12,7 @@ use services::lab::{workloads, Peer, ProbeSet};
 use std::io::IsTerminal;
 
 #[derive(clap::Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// Preemption models as a comma list (none,voluntary,...) or `all` for every model.
     #[arg(long, default_value = "all")]
     preempt: String,
@@ -70,7 +70,7 @@ pub struct CompareArgs {
 
 impl CompareArgs {
     /// The embedded defaults (`atomkernel` with no arguments).
-    pub fn defaults() -> CompareArgs {
+    pub(crate) fn defaults() -> CompareArgs {
         let p = ProbeSet::default();
         CompareArgs {
             preempt: "all".into(),
@@ -117,7 +117,7 @@ impl CompareArgs {
 }
 
 /// `--cpu-nice N|keep`.
-pub fn cpu_policy(arg: &str) -> Result<CpuPolicy, String> {
+pub(crate) fn cpu_policy(arg: &str) -> Result<CpuPolicy, String> {
     if arg.trim() == "keep" {
         return Ok(CpuPolicy::Shared);
     }
@@ -127,7 +127,7 @@ pub fn cpu_policy(arg: &str) -> Result<CpuPolicy, String> {
     }
 }
 
-pub fn run(a: &CompareArgs) -> Result<(), String> {
+pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
     let cfg = a.config()?;
     if let Some(dir) = &a.report {
         std::fs::create_dir_all(dir).map_err(|e| format!("--report {}: cannot create it: {e}", dir.display()))?;
@@ -188,7 +188,7 @@ fn progress_bar(steps: u64) -> ProgressBar {
 }
 
 /// The plain table: one line per model or peer and workload.
-pub fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
+pub(crate) fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
     let p = &cfg.probes;
     let mut s = String::from(
         "u_p50/u_p99: the samples during whose period the host did not preempt the subject's thread; \

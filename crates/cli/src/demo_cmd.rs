@@ -5,7 +5,7 @@ use kernel::PreemptModel;
 use services::scenario::{self, ScenarioConfig};
 
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Preemption model (none, voluntary, full, lazy, cpulock, patch-int3, patch-call) or
     /// `all` for every model this build has.
     #[arg(long, default_value = "all")]
@@ -37,7 +37,7 @@ pub struct DemoArgs {
     repeat: usize,
 }
 
-pub fn run(args: &DemoArgs) -> Result<(), String> {
+pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let switch_to =
         args.switch_to.as_deref().map(|m| m.parse::<PreemptModel>().map_err(|e| e.to_string())).transpose()?;
     let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;

@@ -7,7 +7,7 @@ use services::lab::probe::{self, ProbeSet, Stop};
 use services::lab::{workloads, LatencyHist};
 
 #[derive(clap::Args)]
-pub struct LatencyArgs {
+pub(crate) struct LatencyArgs {
     /// The preemption model to boot (none, voluntary, full, lazy, cpulock, ...).
     #[arg(long, default_value = "full")]
     preempt: String,
@@ -43,7 +43,7 @@ pub struct LatencyArgs {
     json: bool,
 }
 
-pub fn run(a: &LatencyArgs) -> Result<(), String> {
+pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
     let model: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
     let workload = match a.workload.trim() {
         "none" => None,

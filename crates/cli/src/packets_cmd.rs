@@ -6,7 +6,7 @@ use services::packet::PacketConfig;
 use services::packet_load::{compare_bh, PacketLoadConfig, PacketLoadResult};
 
 #[derive(clap::Args)]
-pub struct PacketsArgs {
+pub(crate) struct PacketsArgs {
     /// Bottom-half modes as a comma list (classic,threaded) or `all`.
     #[arg(long, default_value = "all")]
     bh: String,
@@ -56,7 +56,7 @@ fn modes(arg: &str) -> Result<Vec<BhMode>, String> {
     services::lab::compare::parse_bh(arg)
 }
 
-pub fn run(a: &PacketsArgs) -> Result<(), String> {
+pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
     let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
     let cfg = PacketLoadConfig {
         bh: BhMode::Classic,

@@ -1,14 +1,14 @@
 //! `atomkernel points`: the preemption-point table (see `services::symbols::point_table`).
 
 #[derive(clap::Args)]
-pub struct PointsArgs {
+pub(crate) struct PointsArgs {
     /// Print one JSON object per site.
     #[arg(long)]
     json: bool,
 }
 
 /// `atomkernel points`: the site table with functions and source lines.
-pub fn run(a: &PointsArgs) -> Result<(), String> {
+pub(crate) fn run(a: &PointsArgs) -> Result<(), String> {
     let json = a.json;
     for r in services::symbols::point_table()? {
         if json {

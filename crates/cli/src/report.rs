@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// A row's subject as the table and the report show it: the model with its `bh=` option
 /// (`full/threaded`) when the workload's rows have more than one option, else the `model`.
-pub fn label(r: &Row, rows: &[Row]) -> String {
+pub(crate) fn label(r: &Row, rows: &[Row]) -> String {
     let Some(bh) = &r.bh else { return r.model.clone() };
     let several = rows.iter().any(|o| o.workload == r.workload && o.bh.as_ref().is_some_and(|b| b != bh));
     if several {
@@ -29,7 +29,7 @@ pub fn label(r: &Row, rows: &[Row]) -> String {
 
 /// The results table's columns after workload and model: (the terminal's header, the HTML
 /// page's header), in one place with [`cells`] for both tables.
-pub const COLUMNS: [(&str, &str); 11] = [
+pub(crate) const COLUMNS: [(&str, &str); 11] = [
     ("throughput/s", "throughput/s"),
     ("overhead%", "overhead %"),
     ("min_us", "min µs"),
@@ -44,7 +44,7 @@ pub const COLUMNS: [(&str, &str); 11] = [
 ];
 
 /// A row's figures under [`COLUMNS`], formatted once for both tables.
-pub fn cells(r: &Row) -> [String; 11] {
+pub(crate) fn cells(r: &Row) -> [String; 11] {
     let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
     let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
     [
@@ -64,7 +64,7 @@ pub fn cells(r: &Row) -> [String; 11] {
 
 /// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
 /// the throughput figures, and where `none` and the peers stand.
-pub fn verdict(rows: &[Row]) -> Vec<String> {
+pub(crate) fn verdict(rows: &[Row]) -> Vec<String> {
     let mut out = Vec::new();
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
@@ -133,7 +133,7 @@ fn spread_pct(rounds: &[f64]) -> f64 {
 }
 
 /// Writes `DIR/index.html` and `DIR/results.json`; returns the page's path.
-pub fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<PathBuf, String> {
+pub(crate) fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<PathBuf, String> {
     let mut timelines = Vec::new();
     for &m in &cfg.models {
         timelines.push(scenario::run(m, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
@@ -156,7 +156,7 @@ var r=s.getBoundingClientRect();if(r.width>0&&r.height>0&&s.querySelector('rect,
 var e=document.getElementById('svg-count');e.textContent=String(n);e.setAttribute('data-rendered',String(n));})();</script>";
 
 /// The whole page.
-pub fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioResult]) -> String {
+pub(crate) fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioResult]) -> String {
     let mut s = format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>atomkernel latency lab</title><style>{STYLE}</style></head><body>");
     s += "<h1>atomkernel latency lab</h1>";
     let p = &cfg.probes;
@@ -222,7 +222,7 @@ fn table(rows: &[Row]) -> String {
 
 /// How the host scheduled each subject, once per distinct line: the models' kernel CPU
 /// threads together when they all got the same, then each peer.
-pub fn policies(rows: &[Row]) -> Vec<String> {
+pub(crate) fn policies(rows: &[Row]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let models: Vec<&Row> = rows.iter().filter(|r| !r.model.starts_with("peer:")).collect();
     if models.windows(2).all(|w| w[0].policy == w[1].policy) {
@@ -241,7 +241,7 @@ pub fn policies(rows: &[Row]) -> Vec<String> {
 }
 
 /// "N CPUs, MODEL NAME, Linux RELEASE" from /proc, as far as it can be read.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

@@ -13,7 +13,7 @@ use services::scenario::ScenarioResult;
 use std::fmt::Write;
 
 /// Escapes `&`, `<`, `>` and `"` for XML text and attributes.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -40,7 +40,7 @@ fn fmt_ns(ns: u64) -> String {
 /// A latency histogram: half-octave bins on the x axis (so the axis is logarithmic in
 /// latency), counts on a logarithmic y axis. `nbins` fixes the x range so that charts of one
 /// row compare (bins beyond the data are empty).
-pub fn histogram(title: &str, bins: &[Bin], nbins: usize) -> String {
+pub(crate) fn histogram(title: &str, bins: &[Bin], nbins: usize) -> String {
     let (w, h, left, bottom, top) = (300u32, 170u32, 34.0, 30.0, 20.0);
     let nbins = nbins.max(bins.len()).max(1);
     let plot_w = w as f64 - left - 8.0;
@@ -80,7 +80,7 @@ pub fn histogram(title: &str, bins: &[Bin], nbins: usize) -> String {
 }
 
 /// Horizontal bars, one per `(label, value)`, with a zero line (values may be negative).
-pub fn bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
+pub(crate) fn bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
     let (w, row, left, top) = (520u32, 20.0, 130.0, 24.0);
     let h = (top + row * items.len() as f64 + 24.0) as u32;
     let lo = items.iter().map(|i| i.1).filter(|v| v.is_finite()).fold(0.0, f64::min);
@@ -113,7 +113,7 @@ pub fn bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
 /// Horizontal bars of positive values on a log scale with a tick per decade, so that
 /// subjects whose latencies differ by orders of magnitude (a model's 20 µs, Go's 10 ms) are all
 /// readable in one chart. Values at or below zero sit at the left edge.
-pub fn log_bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
+pub(crate) fn log_bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
     let (w, row, left, top) = (520u32, 20.0, 130.0, 24.0);
     let h = (top + row * items.len() as f64 + 36.0) as u32;
     let pos = || items.iter().map(|i| i.1).filter(|v| v.is_finite() && *v > 0.0);
@@ -147,7 +147,7 @@ pub fn log_bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
 }
 
 /// The seed scenario's timeline: the system call's atoms, the interrupt, the RT task running.
-pub fn timeline(r: &ScenarioResult) -> String {
+pub(crate) fn timeline(r: &ScenarioResult) -> String {
     let (w, h, left) = (620u32, 92u32, 20.0);
     let end = r.timeline.iter().map(|e| e.t_ns).max().unwrap_or(1).max(1) as f64;
     let plot_w = w as f64 - 2.0 * left;

@@ -3,7 +3,7 @@
 use services::torture::{self, TortureConfig};
 
 #[derive(clap::Args)]
-pub struct TortureArgs {
+pub(crate) struct TortureArgs {
     /// Stop after the torture tasks have been preempted this many times in all.
     #[arg(long, default_value_t = 1_000_000)]
     preemptions: u64,
@@ -27,7 +27,7 @@ pub struct TortureArgs {
     json: bool,
 }
 
-pub fn run(a: &TortureArgs) -> Result<(), String> {
+pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
     let cfg = TortureConfig {
         tasks: a.tasks,
         preemptions: a.preemptions,

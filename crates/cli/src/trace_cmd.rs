@@ -9,7 +9,7 @@ use services::{chrome_trace, trace_report};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct TraceArgs {
+pub(crate) struct TraceArgs {
     /// What to run: scenario (the 1996 scenario), load (worker + RT probe), long-atom (the load
     /// with one deliberately long atom per system call), torture (the register torture: user
     /// mode under none, kernel mode under full).
@@ -68,7 +68,7 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
     Ok(c)
 }
 
-pub fn run(a: &TraceArgs) -> Result<(), String> {
+pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
     let t = TraceRun {
         workload: a.workload.clone(),
         config: config(a)?,

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 /// Runs `atomkernel ARGS` and returns (exit code, stdout, stderr).
-pub fn atomkernel(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn atomkernel(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_atomkernel")).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),

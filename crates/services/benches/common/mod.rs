@@ -5,7 +5,7 @@ use kernel::{spawn, TaskBuilder};
 /// `iters` task switches, timed on the kernel's clock: two SCHED_FIFO 10 tasks call
 /// `sched_yield` in turn, each `iters / 2` times. Call from inside a kernel instance; returns
 /// the nanoseconds they took.
-pub fn task_switches(iters: u64) -> u64 {
+pub(crate) fn task_switches(iters: u64) -> u64 {
     let half = iters.div_ceil(2);
     let t0 = kernel::time::now_ns();
     let hs: Vec<_> = (0..2)
