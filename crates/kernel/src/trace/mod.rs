@@ -244,7 +244,7 @@ pub(crate) fn irq_handler_exit(k: &Kernel, lines: u64, exit: arch::IrqExit) {
 
 /// A preemption-point site was reached (from the point hook, before anything else).
 #[inline(always)]
-pub(crate) fn preempt_point(site: usize) {
+pub(crate) fn point_reached(site: usize) {
     if cpu_hooks() {
         opportunity_slow(Where::ip(site));
     }
