@@ -43,6 +43,8 @@
 //! - Nothing on the interrupt path allocates (the allocator aborts with a `BUG:` if it does).
 //! - `errno` is preserved across every handler.
 
+mod asm;
+
 pub mod alloc;
 pub mod clock;
 pub mod cpu;

@@ -134,17 +134,15 @@ pub fn point_call_target() -> usize {
     atomkernel_point_call as *const () as usize
 }
 
-std::arch::global_asm!(
-    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
-    ".globl atomkernel_point_call",
-    ".type atomkernel_point_call,@function",
-    ".p2align 4",
-    "atomkernel_point_call:",    // reached by a patched site's `call rel32`
-    "    mov rdi, [rsp]",        // the return address: site + 5
-    "    sub rdi, 5",            // the site
-    "    jmp {hook}",            // tail call: the hook returns straight to the site's caller
-    ".size atomkernel_point_call, . - atomkernel_point_call",
-    ".popsection",
+// Reached by a patched site's `call rel32`: an ordinary call, so the CIE's rules (CFA = rsp +
+// 8, return address at CFA - 8) hold at every instruction and the body needs no CFI of its own.
+crate::asm::asm_function!(
+    "atomkernel_point_call",
+    [
+        "    mov rdi, [rsp]",        // the return address: site + 5
+        "    sub rdi, 5",            // the site: the hook's argument
+        "    jmp {hook}",            // tail call: the hook returns straight to the site's caller
+    ],
     hook = sym point_hook,
 );
 
