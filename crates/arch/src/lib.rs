@@ -63,6 +63,9 @@ pub mod timer;
 pub mod torture;
 pub mod unwind;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use entry::{IrqExit, IrqFrame};
 
 /// The core's side of the boundary: plain functions, because the core finds its own per-CPU
@@ -76,8 +79,9 @@ pub struct Hooks {
     /// answered [`IrqExit::Preempt`]. Runs in task context with IRQs soft-masked and must
     /// return with them still masked.
     pub preempt_schedule_irq: fn(),
-    /// A patched preemption-point site (its address) was reached, in task context.
-    pub preempt_point: fn(site: usize),
+    /// `rt_reschedule`: a preemption-point site armed as a call (its address) was reached, in
+    /// task context.
+    pub rt_reschedule: fn(site: usize),
     /// The allocator's `preempt_enable` found the count zero with a reschedule due
     /// (`preempt_schedule`); the core decides whether its model preempts there.
     pub preempt_schedule: fn(),

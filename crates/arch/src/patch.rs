@@ -258,10 +258,9 @@ pub fn disarm_site(addr: usize, how: Arm) -> Result<(), PokeError> {
     disarm(index_of(addr)?, how)
 }
 
-/// Overwrites one byte of the text behind the patcher's back, so tests can show that a site
-/// whose bytes are not what they should be is refused. Not for anything else.
-#[doc(hidden)]
-pub fn scribble_for_test(addr: usize, v: u8) -> Result<(), PokeError> {
+/// Overwrites one byte of the text behind the patcher's back (see [`crate::testing::scribble`]).
+#[cfg(feature = "testing")]
+pub(crate) fn scribble(addr: usize, v: u8) -> Result<(), PokeError> {
     let a = alias()?;
     let _g = COUNTS.lock();
     write_byte(a, addr, v);

@@ -24,7 +24,7 @@ extern "C" {
 static HOOKS: Hooks = Hooks {
     irq: on_irq,
     preempt_schedule_irq: on_preempt,
-    preempt_point: |_| {},
+    rt_reschedule: |_| {},
     preempt_schedule: || {},
     point_trap: |_, _| IrqExit::Resume,
     rt_return: |_, _| arch::cpu::die("no return is redirected in this test"),

@@ -40,7 +40,7 @@ pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
 pub static HOOKS: Hooks = Hooks {
     irq: irq_hook,
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
-    preempt_point: crate::model::preempt_point_hook,
+    rt_reschedule: crate::model::preempt_point_hook,
     preempt_schedule: crate::sched::preempt_schedule,
     point_trap: crate::patchmodel::point_trap,
     rt_return: crate::patchmodel::rt_return,
