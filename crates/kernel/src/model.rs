@@ -29,17 +29,22 @@ impl Kernel {
 }
 
 /// Claims or releases the armed sites for a model change from `old` to `new`.
-pub(crate) fn switch_sites(old: Option<PreemptModel>, new: Option<PreemptModel>) -> Result<(), ConfigError> {
+pub(crate) fn switch_sites(
+    k: &Kernel,
+    old: Option<PreemptModel>,
+    new: Option<PreemptModel>,
+) -> Result<(), ConfigError> {
     let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
     if new.is_some_and(|m| m.is_patch()) {
         crate::ptable::build().map_err(ConfigError)?;
     }
     let (was, will) = (old.is_some_and(|m| m.uses_points()), new.is_some_and(|m| m.uses_points()));
     if will && !was {
-        arch::patch::sites_get().map_err(host)?;
+        *k.sites_claim.lock() = Some(arch::patch::claim_all_sites().map_err(host)?);
     }
     if was && !will {
-        arch::patch::sites_put().map_err(host)?;
+        let claim = k.sites_claim.lock().take();
+        claim.map_or(Ok(()), arch::patch::AllSitesClaim::release).map_err(host)?;
     }
     Ok(())
 }
@@ -60,7 +65,7 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
     if old == model {
         return Ok(());
     }
-    switch_sites(Some(old), Some(model))?;
+    switch_sites(&k, Some(old), Some(model))?;
     {
         let _irqs = preempt::local_irq_save();
         k.model.store(model.index(), Ordering::Release);
