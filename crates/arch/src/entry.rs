@@ -1,13 +1,13 @@
 //! Interrupt entry and exit: host signals in, preemption by context injection out.
 //!
-//! **Entry.** [`irq::sig_irq`] is taken on the CPU's alternate signal stack (its "IRQ stack").
+//! **Entry.** `irq::sig_irq` is taken on the CPU's alternate signal stack (its "IRQ stack").
 //! If the soft mask is set, the lines are recorded as pending and the handler returns. Otherwise
 //! it sets the mask (as an interrupt gate clears `IF`), calls the core's `Hooks::irq`, and looks
 //! at the answer.
 //!
 //! **Exit with preemption.** To preempt, the handler does not switch stacks itself: it rewrites
 //! the saved context so that, when the kernel's `sigreturn` restores the interrupted code, that
-//! code "calls" [`atomkernel_preempt_trampoline`], leaving the soft mask set. The interrupted
+//! code "calls" `atomkernel_preempt_trampoline`, leaving the soft mask set. The interrupted
 //! code's red zone (the 128 bytes below its `rsp`, which leaf functions use without moving
 //! `rsp`) is skipped: the handler writes the interrupted rip 136 bytes below the interrupted
 //! `rsp` and points `rsp` at it, as if the interrupted instruction had called the trampoline

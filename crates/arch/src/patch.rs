@@ -160,7 +160,7 @@ pub fn prepare() -> Result<(), PokeError> {
 }
 
 /// The index of the site at `addr` (binary search; no allocation, signal-safe once prepared).
-pub fn site_index(addr: usize) -> Option<usize> {
+pub(crate) fn site_index(addr: usize) -> Option<usize> {
     match ALIAS.get() {
         Some(Ok(a)) => a.sites.binary_search(&addr).ok(),
         _ => None,
@@ -168,7 +168,7 @@ pub fn site_index(addr: usize) -> Option<usize> {
 }
 
 /// True if `addr` is a registered site.
-pub fn is_site(addr: usize) -> bool {
+pub(crate) fn is_site(addr: usize) -> bool {
     site_index(addr).is_some()
 }
 

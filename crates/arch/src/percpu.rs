@@ -11,7 +11,7 @@
 //! signal cannot split.
 //!
 //! `preempt_count` is such a word too (the handler folds `need_resched` into it): a
-//! [`PerCpuWord`], a `Cell` for reads whose every read-modify-write is one instruction (`add`,
+//! `PerCpuWord`, a `Cell` for reads whose every read-modify-write is one instruction (`add`,
 //! `sub`, `and`, `or` on the word in memory, in inline asm, as Linux's `%gs`-relative ops).
 //!
 //! The raw `preempt_count` lives here, as Linux keeps `__preempt_count` in
@@ -147,7 +147,7 @@ pub fn preempt_count_set_raw(v: u32) {
 
 /// Adds `v` to the raw word and returns the new value (wrapping, as the hardware would).
 ///
-/// The add is one `add` instruction on the word in memory ([`PerCpuWord`]), as Linux's `incl
+/// The add is one `add` instruction on the word in memory (a `PerCpuWord`), as Linux's `incl
 /// %gs:__preempt_count`: the interrupt handler changes this word for the interrupted code (it
 /// folds `need_resched` in). The new value is read after the add, so it includes whatever a
 /// signal did since.
@@ -183,6 +183,6 @@ pub fn preempt_count_set_bits(bits: u32) {
 }
 
 /// True on a thread registered as a CPU.
-pub fn is_cpu_thread() -> bool {
+pub(crate) fn is_cpu_thread() -> bool {
     with(|l| l.hooks.get().is_some())
 }

@@ -7,7 +7,7 @@
 //! stub makes the stack look like an injected call ([`crate::entry`]): it steps over the
 //! 128-byte gap and pushes a 0 as the return-address slot, then jumps into the preemption
 //! trampoline, which saves every register, flag and vector register. The trampoline's body
-//! sees the 0 and calls [`serve`], which asks the core (`Hooks::rt_return`) for the original
+//! sees the 0 and calls `serve`, which asks the core (`Hooks::rt_return`) for the original
 //! return address (the core may schedule or redirect the next frame up before it answers) and
 //! writes it into the slot. The trampoline then restores everything and its `ret 128` lands on
 //! the original return address with the caller's `rsp`:
@@ -79,7 +79,7 @@ fn slot_ok(slot: usize) -> bool {
     current_stack().is_some_and(|(lo, hi)| slot.is_multiple_of(8) && slot >= lo && slot + 8 <= hi)
 }
 
-/// Points the return address stored at `slot` at [`atomkernel_rt_return`] and returns the
+/// Points the return address stored at `slot` at `atomkernel_rt_return` and returns the
 /// original. `None` (nothing written) if the slot is not in the running task's stack or is
 /// redirected already. Signal-safe.
 pub fn redirect_return(slot: usize) -> Option<usize> {

@@ -190,7 +190,7 @@ impl TaskContext {
     }
 
     /// `[lo, hi)` of the owned stack, if any.
-    pub fn stack_bounds(&self) -> Option<(usize, usize)> {
+    pub(crate) fn stack_bounds(&self) -> Option<(usize, usize)> {
         self.stack.as_ref().map(|s| (s.lo(), s.hi()))
     }
 
@@ -206,7 +206,7 @@ impl TaskContext {
     }
 
     /// True while the context runs on some CPU.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.state.load(Ordering::Acquire) == RUNNING
     }
 
