@@ -17,7 +17,7 @@ pub struct KernelAlloc;
 #[inline(always)]
 fn enter() {
     let in_irq = percpu::with(|l| {
-        l.preempt_count.set(l.preempt_count.get().wrapping_add(PREEMPT_OFFSET));
+        l.preempt_count.add(PREEMPT_OFFSET); // one `add`: a signal cannot split it
         l.in_irq.get()
     });
     if in_irq {

@@ -1,45 +1,36 @@
 //! Interrupt entry and exit: host signals in, preemption by context injection out.
 //!
-//! **Entry.** [`irq::sig_irq`] is taken on the CPU's alternate signal stack (its "IRQ stack").
+//! **Entry.** `irq::sig_irq` is taken on the CPU's alternate signal stack (its "IRQ stack").
 //! If the soft mask is set, the lines are recorded as pending and the handler returns. Otherwise
 //! it sets the mask (as an interrupt gate clears `IF`), calls the core's `Hooks::irq`, and looks
 //! at the answer.
 //!
 //! **Exit with preemption.** To preempt, the handler does not switch stacks itself: it rewrites
 //! the saved context so that, when the kernel's `sigreturn` restores the interrupted code, that
-//! code "calls" [`atomkernel_preempt_trampoline`], leaving the soft mask set. The interrupted
+//! code "calls" `atomkernel_preempt_trampoline`, leaving the soft mask set. The interrupted
 //! code's red zone (the 128 bytes below its `rsp`, which leaf functions use without moving
-//! `rsp`) is skipped. The interrupted task's stack then looks like this:
-//!
-//! ```text
-//!   higher addresses
-//!   +-----------------------------+ <- interrupted rsp
-//!   | red zone (128 bytes, kept)  |
-//!   +-----------------------------+
-//!   | interrupted rip             | <- rsp on entry to the trampoline ("return address")
-//!   +-----------------------------+
-//!   | rflags, rax, rcx, rdx, rbx, |    pushed by the trampoline (16 words)
-//!   | rbp, rsi, rdi, r8 .. r15    | <- rbx (kept across the call)
-//!   +-----------------------------+
-//!   | padding to 64 bytes         |
-//!   | XSAVE area (x87, SSE, AVX,  |    every enabled state component but AMX tiles
-//!   | AVX-512, ...)               | <- rsp at `call trampoline_body`, 64-byte aligned
-//!   +-----------------------------+
-//!   lower addresses
-//! ```
-//!
-//! `trampoline_body` calls `Hooks::preempt_schedule_irq` (which switches away and, much later,
-//! back), then clears the soft mask with replay. The trampoline restores everything and returns
-//! with `ret 128`, which pops the interrupted rip and releases the red-zone gap, so the
+//! `rsp`) is skipped: the handler writes the interrupted rip 136 bytes below the interrupted
+//! `rsp` and points `rsp` at it, as if the interrupted instruction had called the trampoline
+//! from 128 bytes further down. The trampoline pushes the flags and every general register on
+//! top (a `TrampolineFrame`, drawn there), saves the whole vector state below them, calls
+//! `trampoline_body`, which calls `Hooks::preempt_schedule_irq` (which switches away and, much
+//! later, back), then clears the soft mask with replay. The trampoline restores everything and
+//! returns with `ret 128`, which pops the interrupted rip and releases the red-zone gap, so the
 //! interrupted code resumes with every register, flag and vector register as it left them.
+//!
+//! **Unwinding.** The trampoline's CFI describes exactly that frame (its CFA is the interrupted
+//! `rsp`, its return address the interrupted rip at CFA - 136, every saved register where it
+//! was pushed) and marks it a signal frame, so a backtrace taken inside
+//! `preempt_schedule_irq` (gdb's `bt`, `std::backtrace`, [`crate::unwind::step`]) goes on into
+//! the interrupted function and up its callers.
 //!
 //! **Faults.** `SIGSEGV` and `SIGBUS` are taken on the same alternate stack; a fault in the
 //! guard page of the running task's stack is reported as a kernel stack overflow naming the
 //! task, any other fault as an unhandled page fault; then the default action kills the process.
 
+use crate::asm::asm_function;
 use crate::cpu::FixedBuf;
 use crate::{irq, percpu, text};
-use std::arch::global_asm;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Once;
@@ -79,6 +70,78 @@ impl IrqFrame {
     }
 }
 
+/// The 17 words at the bottom of the interrupted task's stack while the preemption trampoline
+/// runs, lowest address first: the 15 general registers and the flags the trampoline pushed
+/// (`r15` last pushed, so first here), then the return-address slot an injected call or a
+/// redirected return ([`crate::redirect`]) left above them. Above the slot lies the 128-byte
+/// red-zone gap, and above that the interrupted code's own stack:
+///
+/// ```text
+///   higher addresses
+///   +-----------------------------+ <- interrupted rsp = the trampoline's CFA
+///   | red zone (128 bytes, kept)  |
+///   +-----------------------------+ <- CFA - 128
+///   | ret: interrupted rip        |    (0 for a redirected return until it is served)
+///   +-----------------------------+ <- CFA - 136: rsp on entry to the trampoline
+///   | rflags                      |    pushed first
+///   | rax, rcx, rdx, rbx,         |
+///   | rbp, rsi, rdi, r8 .. r14    |
+///   | r15                         |    pushed last
+///   +-----------------------------+ <- CFA - 264: &TrampolineFrame, kept in rbp
+///   | padding to 64 bytes         |
+///   | XSAVE area                  | <- rsp at `call trampoline_body`
+///   +-----------------------------+
+///   lower addresses
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct TrampolineFrame {
+    pub(crate) r15: u64,
+    pub(crate) r14: u64,
+    pub(crate) r13: u64,
+    pub(crate) r12: u64,
+    pub(crate) r11: u64,
+    pub(crate) r10: u64,
+    pub(crate) r9: u64,
+    pub(crate) r8: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rbp: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rax: u64,
+    pub(crate) rflags: u64,
+    /// The return-address slot: the interrupted rip (an injected call) or 0 (a redirected
+    /// return, which [`crate::redirect::serve`] fills with the original return address).
+    pub(crate) ret: u64,
+}
+
+/// The red zone below the interrupted `rsp` that an injected call leaves alone.
+pub(crate) const RED_ZONE: usize = 128;
+
+// The asm below pushes exactly these words in this order and its CFI says so in numbers
+// (`.cfi_def_cfa rsp, 136`, `ret 128`, `.cfi_def_cfa_register rbp` at CFA - 264): keep them
+// in step with the struct.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<TrampolineFrame>() == 17 * 8);
+    assert!(offset_of!(TrampolineFrame, r15) == 0);
+    assert!(offset_of!(TrampolineFrame, rbp) == 10 * 8);
+    assert!(offset_of!(TrampolineFrame, rax) == 14 * 8);
+    assert!(offset_of!(TrampolineFrame, rflags) == 15 * 8);
+    assert!(offset_of!(TrampolineFrame, ret) == 16 * 8);
+    assert!(size_of::<TrampolineFrame>() + RED_ZONE == 264);
+};
+
+impl TrampolineFrame {
+    /// The interrupted code's stack pointer (the caller's, for a redirected return): just above
+    /// the slot and the red-zone gap.
+    pub(crate) fn interrupted_sp(&self) -> usize {
+        self as *const TrampolineFrame as usize + std::mem::size_of::<TrampolineFrame>() + RED_ZONE
+    }
+}
+
 /// Size in bytes of the XSAVE area the trampoline reserves (CPUID leaf 0xD, set at install).
 #[no_mangle]
 static mut ATOMKERNEL_XSAVE_SIZE: u64 = 0;
@@ -86,69 +149,140 @@ static mut ATOMKERNEL_XSAVE_SIZE: u64 = 0;
 #[no_mangle]
 static mut ATOMKERNEL_XSAVE_MASK: [u32; 2] = [0, 0];
 
-global_asm!(
-    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
-    ".globl atomkernel_preempt_trampoline",
-    ".type atomkernel_preempt_trampoline,@function",
-    ".p2align 4",
-    "atomkernel_preempt_trampoline:",
-    "    pushfq",                        // flags first, before anything can change them
-    "    push rax",                      // then every general register ...
-    "    push rcx",
-    "    push rdx",
-    "    push rbx",
-    "    push rbp",
-    "    push rsi",
-    "    push rdi",
-    "    push r8",
-    "    push r9",
-    "    push r10",
-    "    push r11",
-    "    push r12",
-    "    push r13",
-    "    push r14",
-    "    push r15",                      // ... 16 words pushed in all
-    "    mov rbx, rsp",                  // rbx (callee-saved) remembers where they are
-    "    sub rsp, qword ptr [rip + ATOMKERNEL_XSAVE_SIZE]", // room for the XSAVE area
-    "    and rsp, -64",                  // XSAVE needs 64-byte alignment
-    "    xor eax, eax",                  // the XSAVE header must be zero before the first
-    "    mov qword ptr [rsp + 512], rax", // save, or XRSTOR faults on its reserved bytes
-    "    mov qword ptr [rsp + 520], rax",
-    "    mov qword ptr [rsp + 528], rax",
-    "    mov qword ptr [rsp + 536], rax",
-    "    mov qword ptr [rsp + 544], rax",
-    "    mov qword ptr [rsp + 552], rax",
-    "    mov qword ptr [rsp + 560], rax",
-    "    mov qword ptr [rsp + 568], rax",
-    "    mov eax, dword ptr [rip + ATOMKERNEL_XSAVE_MASK]",     // edx:eax = components
-    "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]",
-    "    xsave64 [rsp]",                 // save x87, MXCSR, SSE, AVX, AVX-512 state
-    "    cld",                           // the ABI wants DF clear in Rust code
-    "    mov rdi, rbx",                  // the body's argument: the saved registers
-    "    call {body}",                   // schedule; returns when this task runs again
-    "    mov eax, dword ptr [rip + ATOMKERNEL_XSAVE_MASK]",
-    "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]",
-    "    xrstor64 [rsp]",                // restore the vector state exactly
-    "    mov rsp, rbx",                  // back to the saved general registers
-    "    pop r15",
-    "    pop r14",
-    "    pop r13",
-    "    pop r12",
-    "    pop r11",
-    "    pop r10",
-    "    pop r9",
-    "    pop r8",
-    "    pop rdi",
-    "    pop rsi",
-    "    pop rbp",
-    "    pop rbx",
-    "    pop rdx",
-    "    pop rcx",
-    "    pop rax",
-    "    popfq",                         // flags last
-    "    ret 128",                       // pop the interrupted rip, skip the red-zone gap
-    ".size atomkernel_preempt_trampoline, . - atomkernel_preempt_trampoline",
-    ".popsection",
+// The preemption trampoline. Reached not by a call but by a rewritten signal context (or the
+// redirect stub's jump): rsp points at the interrupted rip, 128 bytes below the interrupted
+// rsp. Its CFI therefore starts from that frame, not the CIE's: the CFA is the interrupted rsp,
+// the "return address" is the interrupted rip at CFA - 136, and the frame is a signal frame,
+// so an unwinder looks that rip up as it is (it is the next instruction to run, not the one
+// after a call) and goes on into the interrupted function with every register it needs.
+asm_function!(
+    "atomkernel_preempt_trampoline",
+    [
+        ".cfi_signal_frame",           // the "return address" below is an interrupted rip
+        ".cfi_def_cfa rsp, 136",       // CFA = interrupted rsp = rsp + 8 (slot) + 128 (gap)
+        ".cfi_offset rip, -136",       // the interrupted rip: the slot at CFA - 136
+        "    pushfq",                  // flags first, before anything can change them
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 144
+        ".cfi_rel_offset 49, 0",       //   rflags (DWARF register 49) saved at [rsp]
+        "    push rax",                // then every general register ...
+        ".cfi_adjust_cfa_offset 8",    //   each push: CFA one word further from rsp,
+        ".cfi_rel_offset rax, 0",      //   and the register's interrupted value at [rsp]
+        "    push rcx",                // interrupted rcx
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 160
+        ".cfi_rel_offset rcx, 0",      //   rcx saved at [rsp]
+        "    push rdx",                // interrupted rdx
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 168
+        ".cfi_rel_offset rdx, 0",      //   rdx saved at [rsp]
+        "    push rbx",                // interrupted rbx
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 176
+        ".cfi_rel_offset rbx, 0",      //   rbx saved at [rsp]
+        "    push rbp",                // interrupted rbp
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 184
+        ".cfi_rel_offset rbp, 0",      //   rbp saved at [rsp]
+        "    push rsi",                // interrupted rsi
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 192
+        ".cfi_rel_offset rsi, 0",      //   rsi saved at [rsp]
+        "    push rdi",                // interrupted rdi
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 200
+        ".cfi_rel_offset rdi, 0",      //   rdi saved at [rsp]
+        "    push r8",                 // interrupted r8
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 208
+        ".cfi_rel_offset r8, 0",       //   r8 saved at [rsp]
+        "    push r9",                 // interrupted r9
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 216
+        ".cfi_rel_offset r9, 0",       //   r9 saved at [rsp]
+        "    push r10",                // interrupted r10
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 224
+        ".cfi_rel_offset r10, 0",      //   r10 saved at [rsp]
+        "    push r11",                // interrupted r11
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 232
+        ".cfi_rel_offset r11, 0",      //   r11 saved at [rsp]
+        "    push r12",                // interrupted r12
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 240
+        ".cfi_rel_offset r12, 0",      //   r12 saved at [rsp]
+        "    push r13",                // interrupted r13
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 248
+        ".cfi_rel_offset r13, 0",      //   r13 saved at [rsp]
+        "    push r14",                // interrupted r14
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 256
+        ".cfi_rel_offset r14, 0",      //   r14 saved at [rsp]
+        "    push r15",                // ... 16 words pushed in all: a TrampolineFrame
+        ".cfi_adjust_cfa_offset 8",    //   CFA = rsp + 264
+        ".cfi_rel_offset r15, 0",      //   r15 saved at [rsp]
+        "    mov rbp, rsp",            // rbp (callee-saved) = &TrampolineFrame from now on
+        ".cfi_def_cfa_register rbp",   //   CFA = rbp + 264 while rsp moves below
+        "    sub rsp, qword ptr [rip + ATOMKERNEL_XSAVE_SIZE]", // room for the XSAVE area
+        "    and rsp, -64",            // XSAVE needs 64-byte alignment
+        "    xor eax, eax",            // the XSAVE header must be zero before the first
+        "    mov qword ptr [rsp + 512], rax", // save, or XRSTOR faults on its reserved bytes
+        "    mov qword ptr [rsp + 520], rax", //   (the header is the 64 bytes at 512)
+        "    mov qword ptr [rsp + 528], rax", //   zero
+        "    mov qword ptr [rsp + 536], rax", //   zero
+        "    mov qword ptr [rsp + 544], rax", //   zero
+        "    mov qword ptr [rsp + 552], rax", //   zero
+        "    mov qword ptr [rsp + 560], rax", //   zero
+        "    mov qword ptr [rsp + 568], rax", //   zero
+        "    mov eax, dword ptr [rip + ATOMKERNEL_XSAVE_MASK]",     // edx:eax = the components
+        "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]", //   to save
+        "    xsave64 [rsp]",           // save x87, MXCSR, SSE, AVX, AVX-512 state
+        "    cld",                     // the ABI wants DF clear in Rust code
+        "    mov rdi, rbp",            // the body's argument: &mut TrampolineFrame
+        "    call {body}",             // schedule; returns when this task runs again
+        "    mov eax, dword ptr [rip + ATOMKERNEL_XSAVE_MASK]",     // the same components
+        "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]", //   high half
+        "    xrstor64 [rsp]",          // restore the vector state exactly
+        "    mov rsp, rbp",            // back to the saved general registers
+        ".cfi_def_cfa_register rsp",   //   CFA = rsp + 264 again
+        "    pop r15",                 // each pop: the register holds its interrupted value
+        ".cfi_adjust_cfa_offset -8",   //   again, and the CFA is one word closer
+        ".cfi_restore r15",            //   r15 holds its own value again
+        "    pop r14",                 // interrupted r14 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 248
+        ".cfi_restore r14",            //   r14 holds its own value again
+        "    pop r13",                 // interrupted r13 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 240
+        ".cfi_restore r13",            //   r13 holds its own value again
+        "    pop r12",                 // interrupted r12 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 232
+        ".cfi_restore r12",            //   r12 holds its own value again
+        "    pop r11",                 // interrupted r11 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 224
+        ".cfi_restore r11",            //   r11 holds its own value again
+        "    pop r10",                 // interrupted r10 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 216
+        ".cfi_restore r10",            //   r10 holds its own value again
+        "    pop r9",                  // interrupted r9 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 208
+        ".cfi_restore r9",             //   r9 holds its own value again
+        "    pop r8",                  // interrupted r8 back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 200
+        ".cfi_restore r8",             //   r8 holds its own value again
+        "    pop rdi",                 // interrupted rdi back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 192
+        ".cfi_restore rdi",            //   rdi holds its own value again
+        "    pop rsi",                 // interrupted rsi back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 184
+        ".cfi_restore rsi",            //   rsi holds its own value again
+        "    pop rbp",                 // interrupted rbp back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 176
+        ".cfi_restore rbp",            //   rbp holds its own value again
+        "    pop rbx",                 // interrupted rbx back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 168
+        ".cfi_restore rbx",            //   rbx holds its own value again
+        "    pop rdx",                 // interrupted rdx back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 160
+        ".cfi_restore rdx",            //   rdx holds its own value again
+        "    pop rcx",                 // interrupted rcx back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 152
+        ".cfi_restore rcx",            //   rcx holds its own value again
+        "    pop rax",                 // interrupted rax back
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 144
+        ".cfi_restore rax",            //   rax holds its own value again
+        "    popfq",                   // flags last
+        ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 136: the frame we entered with
+        ".cfi_restore 49",             //   49 holds its own value again
+        "    ret 128",                 // pop the interrupted rip, skip the red-zone gap
+    ],
     body = sym trampoline_body,
 );
 
@@ -156,17 +290,15 @@ extern "C" {
     fn atomkernel_preempt_trampoline();
 }
 
-/// The Rust half of the trampoline, on the task's stack. `regs` points at the 16 saved words
-/// (r15 first) with the return-address slot after them. An injected call (slot = the
+/// The Rust half of the trampoline, on the task's stack. An injected call (`ret` = the
 /// interrupted rip) arrives with IRQs soft-masked and calls `preempt_schedule_irq`; a
-/// redirected return (slot = 0, see [`crate::redirect`]) is served there.
-extern "C" fn trampoline_body(regs: *mut u64) {
-    // SAFETY: the trampoline passes the address of the 17 words it pushed or found on this
-    // task's stack; they stay there until it pops them.
-    let slot = unsafe { &mut *regs.add(crate::redirect::SLOT) };
-    if *slot == 0 {
-        // SAFETY: as above.
-        unsafe { crate::redirect::serve(regs) };
+/// redirected return (`ret` = 0, see [`crate::redirect`]) is served there.
+extern "C" fn trampoline_body(frame: *mut TrampolineFrame) {
+    // SAFETY: the trampoline passes the address of the TrampolineFrame it pushed on this
+    // task's stack, 8-byte aligned; nothing else touches it until the trampoline pops it.
+    let frame = unsafe { &mut *frame };
+    if frame.ret == 0 {
+        crate::redirect::serve(frame);
         return;
     }
     if let Some(hooks) = percpu::with(|l| l.hooks.get()) {
@@ -338,7 +470,7 @@ pub(crate) fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame
     if !on_task_stack {
         return false;
     }
-    let new_sp = frame.sp - 128 - 8;
+    let new_sp = frame.sp - RED_ZONE - 8;
     // SAFETY: `new_sp` lies below the interrupted rsp on the interrupted task's own stack
     // (checked above), in memory that task is not using (beyond its red zone); if the stack is
     // exhausted the write hits the guard page and is reported as an overflow.

@@ -1,6 +1,6 @@
 //! Interrupt lines, the soft IRQ mask and pending-IRQ replay.
 //!
-//! **Mechanism.** Every interrupt of a CPU arrives as one host signal, [`sig_irq`], on that
+//! **Mechanism.** Every interrupt of a CPU arrives as one host signal, `sig_irq`, on that
 //! CPU's thread: timers send it with `si_value` naming their line, devices and other CPUs set a
 //! bit in the CPU's interrupt request register (IRR, an atomic word) and `tgkill` the thread.
 //! `local_irq_disable` never calls `sigprocmask`: it sets a per-CPU flag. A signal that finds the
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The host signal that carries every interrupt of every CPU.
-pub fn sig_irq() -> libc::c_int {
+pub(crate) fn sig_irq() -> libc::c_int {
     libc::SIGRTMIN() + 5
 }
 
@@ -71,7 +71,7 @@ pub fn irqs_disabled() -> bool {
 }
 
 /// Lines raised while masked and not yet replayed (for tests and tracing).
-pub fn pending_lines() -> u64 {
+pub(crate) fn pending_lines() -> u64 {
     percpu::with(|l| l.pending.load(Ordering::Relaxed))
 }
 

@@ -20,20 +20,52 @@
 //! | [`alloc`] | the slab allocator's `preempt_disable` | a global allocator that disables preemption |
 //! | [`sync`] | `spin_lock_irqsave` | [`sync::IrqSpinLock`] |
 //! | [`cpu`] | CPU bring-up, `hlt` | thread registration, pinning, `sigsuspend` |
-//! | [`ppoint`] | `__jump_table` entries | preemption-point sites: 5-byte do-nothing instructions listed at link time |
+//! | [`ppoint`] | `__jump_table` entries | preemption-point sites ([`preempt_point!`]): 5-byte do-nothing instructions listed at link time, one byte from `call rt_reschedule` |
 //! | [`patch`] | `text_poke_bp` | W^X one-byte patching through a memfd alias, counted per site |
 //! | [`redirect`] | (kretprobe-style return hijack) | a return address pointed at the preemption trampoline |
 //! | [`unwind`] | the ORC unwinder | signal-safe frame steps over every loaded object's `.eh_frame` |
 //!
 //! ## The boundary (what the core gives and gets)
 //!
-//! The core registers a [`Hooks`] table when it brings a CPU thread up ([`cpu::CpuRegistration`]).
-//! The arch layer calls `Hooks::irq` for every interrupt taken while the soft mask is clear (from
-//! the signal handler, or when a masked section ends and pending interrupts are replayed), always
-//! with the mask set, exactly as hardware enters an interrupt gate with `IF` clear. If the core
-//! answers [`IrqExit::Preempt`], the arch layer makes the interrupted code call
-//! `Hooks::preempt_schedule_irq` through the trampoline, which saves every register, the flags
-//! and the whole vector state first.
+//! This is the whole surface the kernel core uses, and so what a second arch (bare metal under
+//! QEMU/KVM) must provide. Everything else `pub` here serves the lab and tests ([`host`],
+//! [`torture`], the `testing` feature) or this crate's own integration tests.
+//!
+//! **The core gives** one [`Hooks`] table per CPU, registered when it brings the CPU thread up
+//! ([`cpu::CpuRegistration::new`]). The arch layer calls `Hooks::irq` for every interrupt
+//! taken while the soft mask is clear (from the signal handler, or when a masked section ends
+//! and pending interrupts are replayed), always with the mask set, exactly as hardware enters an
+//! interrupt gate with `IF` clear. If the core answers [`IrqExit::Preempt`], the arch layer
+//! makes the interrupted code call `Hooks::preempt_schedule_irq` through the trampoline, which
+//! saves every register, the flags and the whole vector state first. `Hooks::rt_reschedule` is
+//! the call an armed preemption point makes, `Hooks::point_trap` the same for a point armed as
+//! a breakpoint, `Hooks::rt_return` a redirected return, `Hooks::preempt_schedule` the
+//! allocator's `preempt_enable`.
+//!
+//! **The core gets:**
+//!
+//! - CPU: [`cpu::CpuRegistration`] (and its [`irq::IrqRaiser`]), [`cpu::safe_halt`],
+//!   [`cpu::pin_current_thread`], [`cpu::set_affinity`], [`cpu::allowed_host_cpus`],
+//!   [`cpu::current_ip`]; lock-free output: [`cpu::console_write`], [`cpu::die`],
+//!   [`cpu::FixedBuf`].
+//! - Interrupts: [`irq::local_irq_disable`], [`irq::local_irq_enable`],
+//!   [`irq::local_irq_save`], [`irq::local_irq_restore`], [`irq::irqs_disabled`],
+//!   [`entry::irq_exit_irqs_on`]; [`IrqExit`], [`IrqFrame`].
+//! - Per-CPU words: [`percpu::preempt_count_raw`], [`percpu::preempt_count_set_raw`],
+//!   [`percpu::preempt_count_add`], [`percpu::preempt_count_sub`],
+//!   [`percpu::preempt_count_clear_bits`], [`percpu::preempt_count_set_bits`],
+//!   [`percpu::PREEMPT_OFFSET`].
+//! - Tasks: [`switch::TaskContext`], [`switch::switch_to`], [`switch::switch_to_final`].
+//! - Time: [`clock::now_ns`], [`timer::HostTimer`].
+//! - Locking: [`sync::IrqSpinLock`].
+//! - Kernel text: [`text::contains`], [`text::load_bias`].
+//! - Preemption points: [`preempt_point!`], [`ppoint::sites`], [`ppoint::OP_IDLE`];
+//!   patching them: [`patch::prepare`], [`patch::site_addrs`], [`patch::read_site`],
+//!   [`patch::arm`], [`patch::disarm`], [`patch::Arm`], [`patch::claim_all_sites`] /
+//!   [`patch::AllSitesClaim`], [`patch::PokeError`].
+//! - Frames: [`unwind::prepare`], [`unwind::step`], [`unwind::Frame`],
+//!   [`unwind::functions_in_text`]; return redirection: [`redirect::redirect_return`],
+//!   [`redirect::restore_return`], [`redirect::current_stack`].
 //!
 //! ## Invariants
 //!
@@ -41,6 +73,8 @@
 //!   such interrupts are only recorded in [`percpu`] and replayed when the mask is cleared.
 //! - Nothing on the interrupt path allocates (the allocator aborts with a `BUG:` if it does).
 //! - `errno` is preserved across every handler.
+
+mod asm;
 
 pub mod alloc;
 pub mod clock;
@@ -58,6 +92,9 @@ pub mod text;
 pub mod timer;
 pub mod unwind;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use entry::{IrqExit, IrqFrame};
 
 /// The core's side of the boundary: plain functions, because the core finds its own per-CPU
@@ -71,8 +108,9 @@ pub struct Hooks {
     /// answered [`IrqExit::Preempt`]. Runs in task context with IRQs soft-masked and must
     /// return with them still masked.
     pub preempt_schedule_irq: fn(),
-    /// A patched preemption-point site (its address) was reached, in task context.
-    pub preempt_point: fn(site: usize),
+    /// `rt_reschedule`: a preemption-point site armed as a call (its address) was reached, in
+    /// task context.
+    pub rt_reschedule: fn(site: usize),
     /// The allocator's `preempt_enable` found the count zero with a reschedule due
     /// (`preempt_schedule`); the core decides whether its model preempts there.
     pub preempt_schedule: fn(),

@@ -27,6 +27,7 @@
 
 use crate::ppoint::{self, OP_CALL, OP_IDLE, OP_INT3};
 use crate::sync::IrqSpinLock;
+use std::fmt::Write as _;
 use std::io;
 use std::sync::OnceLock;
 
@@ -159,7 +160,7 @@ pub fn prepare() -> Result<(), PokeError> {
 }
 
 /// The index of the site at `addr` (binary search; no allocation, signal-safe once prepared).
-pub fn site_index(addr: usize) -> Option<usize> {
+pub(crate) fn site_index(addr: usize) -> Option<usize> {
     match ALIAS.get() {
         Some(Ok(a)) => a.sites.binary_search(&addr).ok(),
         _ => None,
@@ -167,7 +168,7 @@ pub fn site_index(addr: usize) -> Option<usize> {
 }
 
 /// True if `addr` is a registered site.
-pub fn is_site(addr: usize) -> bool {
+pub(crate) fn is_site(addr: usize) -> bool {
     site_index(addr).is_some()
 }
 
@@ -258,10 +259,9 @@ pub fn disarm_site(addr: usize, how: Arm) -> Result<(), PokeError> {
     disarm(index_of(addr)?, how)
 }
 
-/// Overwrites one byte of the text behind the patcher's back, so tests can show that a site
-/// whose bytes are not what they should be is refused. Not for anything else.
-#[doc(hidden)]
-pub fn scribble_for_test(addr: usize, v: u8) -> Result<(), PokeError> {
+/// Overwrites one byte of the text behind the patcher's back (see [`crate::testing::scribble`]).
+#[cfg(feature = "testing")]
+pub(crate) fn scribble(addr: usize, v: u8) -> Result<(), PokeError> {
     let a = alias()?;
     let _g = COUNTS.lock();
     write_byte(a, addr, v);
@@ -292,18 +292,56 @@ pub(crate) fn classify_trap(rip: usize) -> Trap {
     }
 }
 
-/// One more user wants every site to call the hook (voluntary, cpulock).
-pub fn sites_get() -> Result<(), PokeError> {
-    for idx in 0..alias()?.sites.len() {
-        arm(idx, Arm::Call)?;
-    }
-    Ok(())
+/// One user's claim that every site calls `rt_reschedule` (a model that acts at points, or a
+/// latency tracer): while any claim lives, every site is armed [`Arm::Call`] (counted like any
+/// other arming). Dropping the claim releases it; [`AllSitesClaim::release`] does the same and
+/// reports a refusal.
+#[derive(Debug)]
+#[must_use = "dropping the claim releases it at once"]
+pub struct AllSitesClaim {
+    _claimed: (),
 }
 
-/// A user no longer needs every site to call the hook.
-pub fn sites_put() -> Result<(), PokeError> {
-    for idx in 0..alias()?.sites.len() {
-        disarm(idx, Arm::Call)?;
+/// Claims every site (see [`AllSitesClaim`]). On a refusal nothing stays claimed: the sites
+/// armed before the refused one are disarmed again.
+pub fn claim_all_sites() -> Result<AllSitesClaim, PokeError> {
+    let n = alias()?.sites.len();
+    for idx in 0..n {
+        if let Err(e) = arm(idx, Arm::Call) {
+            for armed in 0..idx {
+                let _ = disarm(armed, Arm::Call);
+            }
+            return Err(e);
+        }
     }
-    Ok(())
+    Ok(AllSitesClaim { _claimed: () })
+}
+
+impl AllSitesClaim {
+    /// Releases the claim now; `Err` names the first site that refused its disarm (the others
+    /// are disarmed all the same).
+    pub fn release(self) -> Result<(), PokeError> {
+        std::mem::forget(self);
+        release_all()
+    }
+}
+
+impl Drop for AllSitesClaim {
+    fn drop(&mut self) {
+        if let Err(e) = release_all() {
+            let mut msg = crate::cpu::FixedBuf::<256>::new();
+            let _ = writeln!(msg, "{e}");
+            crate::cpu::console_write(2, msg.as_bytes());
+        }
+    }
+}
+
+fn release_all() -> Result<(), PokeError> {
+    let mut first = Ok(());
+    for idx in 0..alias()?.sites.len() {
+        if let Err(e) = disarm(idx, Arm::Call) {
+            first = first.and(Err(e));
+        }
+    }
+    first
 }

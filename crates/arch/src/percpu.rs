@@ -10,9 +10,9 @@
 //! change overwritten. An atomic swap or or is one instruction (`xchg`, `lock or`), which a
 //! signal cannot split.
 //!
-//! `preempt_count` is such a word too (the handler folds `need_resched` into it); it stays a
-//! `Cell` for reads, and every read-modify-write of it is one instruction (`add`, `sub`, `and`,
-//! `or` on the word in memory, in inline asm, as Linux's `%gs`-relative ops).
+//! `preempt_count` is such a word too (the handler folds `need_resched` into it): a
+//! `PerCpuWord`, a `Cell` for reads whose every read-modify-write is one instruction (`add`,
+//! `sub`, `and`, `or` on the word in memory, in inline asm, as Linux's `%gs`-relative ops).
 //!
 //! The raw `preempt_count` lives here, as Linux keeps `__preempt_count` in
 //! `arch/x86/include/asm/preempt.h`; its bit layout is the core's (`kernel::preempt`), except
@@ -28,7 +28,7 @@ pub const PREEMPT_OFFSET: u32 = 1;
 
 pub(crate) struct CpuLocal {
     /// The raw `preempt_count` word (layout: `kernel::preempt`).
-    pub preempt_count: Cell<u32>,
+    pub preempt_count: PerCpuWord,
     /// The soft IRQ mask: `true` = IRQs "disabled" (`cli`).
     pub irqs_masked: Cell<bool>,
     /// Lines that fired while masked, replayed when the mask clears. Set by the handler, taken
@@ -54,7 +54,7 @@ pub(crate) struct CpuLocal {
 thread_local! {
     pub(crate) static LOCAL: CpuLocal = const {
         CpuLocal {
-            preempt_count: Cell::new(0),
+            preempt_count: PerCpuWord::new(0),
             irqs_masked: Cell::new(false),
             pending: AtomicU64::new(0),
             in_irq: Cell::new(false),
@@ -66,6 +66,65 @@ thread_local! {
             release: Cell::new([std::ptr::null(); 2]),
         }
     };
+}
+
+/// A per-CPU word that the interrupt handler may change under the code it interrupts: each
+/// read-modify-write is one instruction on the word in memory, which a signal cannot split (a
+/// load-op-store could lose a change a signal made between the load and the store). Reads and
+/// plain writes are single loads and stores.
+pub(crate) struct PerCpuWord(Cell<u32>);
+
+/// One read-modify-write method of [`PerCpuWord`]: `$insn dword ptr [word], v`.
+macro_rules! rmw {
+    ($(#[$doc:meta])* $name:ident, $insn:literal) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub(crate) fn $name(&self, v: u32) {
+            let p = self.0.as_ptr();
+            // SAFETY: `p` points at this thread's own per-CPU word, live as long as the thread
+            // (the word is only ever reached through its thread's `LOCAL`); the instruction
+            // writes only those 4 bytes and the flags (asm! without `preserves_flags`), and no
+            // `&mut` to the word exists (it is only accessed through this `Cell`).
+            unsafe {
+                std::arch::asm!(concat!($insn, " dword ptr [{p}], {v:e}"), p = in(reg) p, v = in(reg) v, options(nostack))
+            };
+        }
+    };
+}
+
+impl PerCpuWord {
+    pub(crate) const fn new(v: u32) -> Self {
+        PerCpuWord(Cell::new(v))
+    }
+
+    /// The word now.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> u32 {
+        self.0.get()
+    }
+
+    /// Overwrites the word (not a read-modify-write: only for resets).
+    #[inline(always)]
+    pub(crate) fn set(&self, v: u32) {
+        self.0.set(v)
+    }
+
+    rmw!(
+        /// `word += v` (wrapping), one `add`.
+        add, "add"
+    );
+    rmw!(
+        /// `word -= v` (wrapping), one `sub`.
+        sub, "sub"
+    );
+    rmw!(
+        /// `word &= v`, one `and`.
+        and, "and"
+    );
+    rmw!(
+        /// `word |= v`, one `or`.
+        or, "or"
+    );
 }
 
 /// Runs `f` with this thread's per-CPU words.
@@ -88,18 +147,14 @@ pub fn preempt_count_set_raw(v: u32) {
 
 /// Adds `v` to the raw word and returns the new value (wrapping, as the hardware would).
 ///
-/// The add is one `add` instruction on the word in memory, as Linux's `incl %gs:__preempt_count`:
-/// the interrupt handler changes this word for the interrupted code (it folds `need_resched`
-/// in), and a load-add-store would lose a change made by a signal between its load and its
-/// store. The new value is read after the add, so it includes whatever a signal did since.
+/// The add is one `add` instruction on the word in memory (a `PerCpuWord`), as Linux's `incl
+/// %gs:__preempt_count`: the interrupt handler changes this word for the interrupted code (it
+/// folds `need_resched` in). The new value is read after the add, so it includes whatever a
+/// signal did since.
 #[inline(always)]
 pub fn preempt_count_add(v: u32) -> u32 {
     with(|l| {
-        let p = l.preempt_count.as_ptr();
-        // SAFETY: `p` is this thread's own per-CPU word, live as long as the thread; the
-        // instruction writes only those 4 bytes (and the flags), and nothing else aliases a
-        // `&mut` to them (the word is only ever accessed through this `Cell`).
-        unsafe { std::arch::asm!("add dword ptr [{p}], {v:e}", p = in(reg) p, v = in(reg) v, options(nostack)) };
+        l.preempt_count.add(v);
         l.preempt_count.get()
     })
 }
@@ -110,9 +165,7 @@ pub fn preempt_count_add(v: u32) -> u32 {
 #[inline(always)]
 pub fn preempt_count_sub(v: u32) -> u32 {
     with(|l| {
-        let p = l.preempt_count.as_ptr();
-        // SAFETY: as in `preempt_count_add`.
-        unsafe { std::arch::asm!("sub dword ptr [{p}], {v:e}", p = in(reg) p, v = in(reg) v, options(nostack)) };
+        l.preempt_count.sub(v);
         l.preempt_count.get()
     })
 }
@@ -120,24 +173,16 @@ pub fn preempt_count_sub(v: u32) -> u32 {
 /// Clears `bits` of the raw word in one `and` instruction (see [`preempt_count_add`]).
 #[inline(always)]
 pub fn preempt_count_clear_bits(bits: u32) {
-    with(|l| {
-        let p = l.preempt_count.as_ptr();
-        // SAFETY: as in `preempt_count_add`.
-        unsafe { std::arch::asm!("and dword ptr [{p}], {m:e}", p = in(reg) p, m = in(reg) !bits, options(nostack)) };
-    })
+    with(|l| l.preempt_count.and(!bits))
 }
 
 /// Sets `bits` of the raw word in one `or` instruction (see [`preempt_count_add`]).
 #[inline(always)]
 pub fn preempt_count_set_bits(bits: u32) {
-    with(|l| {
-        let p = l.preempt_count.as_ptr();
-        // SAFETY: as in `preempt_count_add`.
-        unsafe { std::arch::asm!("or dword ptr [{p}], {b:e}", p = in(reg) p, b = in(reg) bits, options(nostack)) };
-    })
+    with(|l| l.preempt_count.or(bits))
 }
 
 /// True on a thread registered as a CPU.
-pub fn is_cpu_thread() -> bool {
+pub(crate) fn is_cpu_thread() -> bool {
     with(|l| l.hooks.get().is_some())
 }

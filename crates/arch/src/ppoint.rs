@@ -1,11 +1,13 @@
 //! Preemption-point sites: 5-byte do-nothing instructions in the machine code, listed in a table
 //! at link time, that one byte turns into a call or a breakpoint.
 //!
-//! **Mechanism.** [`preempt_point_site!`] emits `cmp eax, imm32` (`3d` + 4 bytes) whose
-//! immediate is the `rel32` from the end of the site to [`point_call_target`]. That instruction
-//! only writes the flags, which the asm block declares clobbered: it is the site's NOP (its
-//! "idle" form). Changing the first byte alone makes it `call point_call_target` (`e8`, the same
-//! four bytes now read as the call's displacement) or a breakpoint (`cc`), so every patch is
+//! **Mechanism.** [`preempt_point!`](crate::preempt_point) emits `cmp eax, imm32` (`3d` + 4
+//! bytes) whose immediate is the `rel32` from the end of the site to `rt_reschedule`, the asm
+//! entry of the point hook (the seed's "patch a `jmp rt_reschedule` at the next preemption
+//! point"). That instruction only writes the flags, which the asm block declares clobbered: it
+//! is the site's NOP (its "idle" form). Changing the first byte alone makes it `call
+//! rt_reschedule` (`e8`, the same four bytes now read as the call's displacement), which passes
+//! the site to the core's `Hooks::rt_reschedule`, or a breakpoint (`cc`), so every patch is
 //! one byte and the other four never change. Into the `atomkernel_ppoints` section goes an entry
 //! of two PC-relative 32-bit offsets: to the site and to a static [`PointInfo`] (file, line,
 //! module). The linker gathers the entries of every crate between `__start_atomkernel_ppoints`
@@ -15,7 +17,7 @@
 //! `rsp` is 16-byte aligned there and the red zone is free.
 //!
 //! **Invariant.** Every site in the table is five bytes: bytes 1..5 are always the `rel32` to
-//! [`point_call_target`], byte 0 is one of [`OP_IDLE`], [`OP_CALL`], [`OP_INT3`]. Each of the
+//! `rt_reschedule`, byte 0 is one of [`OP_IDLE`], [`OP_CALL`], [`OP_INT3`]. Each of the
 //! three forms is safe to execute at any moment, which is what lets [`crate::patch`] change a
 //! site while other threads run it without the `text_poke_bp` synchronisation.
 
@@ -31,14 +33,14 @@ pub struct PointInfo {
 
 /// First byte of an idle site: `cmp eax, imm32`, a 5-byte instruction that changes only flags.
 pub const OP_IDLE: u8 = 0x3d;
-/// First byte of an armed site that calls the point hook: `call rel32`.
+/// First byte of an armed site that calls the point hook: `call rt_reschedule`.
 pub const OP_CALL: u8 = 0xe8;
 /// First byte of an armed site that traps: `int3`.
 pub const OP_INT3: u8 = 0xcc;
 
 /// The five bytes of the site at `addr` in the given form (`op` is one of the `OP_*` bytes).
 pub fn site_bytes(addr: usize, op: u8) -> [u8; 5] {
-    let rel = (point_call_target() as i64 - (addr as i64 + 5)) as i32;
+    let rel = (rt_reschedule_target() as i64 - (addr as i64 + 5)) as i32;
     let r = rel.to_le_bytes();
     [op, r[0], r[1], r[2], r[3]]
 }
@@ -48,9 +50,12 @@ pub fn idle_bytes(addr: usize) -> [u8; 5] {
     site_bytes(addr, OP_IDLE)
 }
 
-/// Emits a preemption-point site here: a 5-byte idle instruction registered in the site table.
+/// A preemption point between two atoms of kernel work: emits a site here, a 5-byte idle
+/// instruction registered in the site table. Models that act at points patch every site into
+/// `call rt_reschedule` (the core's `Hooks::rt_reschedule`); under the others it stays a NOP
+/// and costs nothing but its bytes. The kernel re-exports it as `kernel::preempt_point!`.
 #[macro_export]
-macro_rules! preempt_point_site {
+macro_rules! preempt_point {
     () => {{
         static INFO: $crate::ppoint::PointInfo = $crate::ppoint::PointInfo {
             file: file!(),
@@ -61,12 +66,12 @@ macro_rules! preempt_point_site {
         // SAFETY: the block is `cmp eax, imm32` (it writes only the flags, which asm! without
         // `preserves_flags` declares clobbered) plus a table entry in another section. It
         // declares the C ABI's caller-saved registers clobbered because the patcher may turn it
-        // into a call of the `extern "C"` point entry.
+        // into a call of `rt_reschedule`, which calls an `extern "C"` function.
         unsafe {
             ::core::arch::asm!(
                 "2:",
                 ".byte 0x3d",
-                ".long atomkernel_point_call - (2b + 5)",
+                ".long rt_reschedule - (2b + 5)",
                 ".pushsection atomkernel_ppoints,\"aR\",@progbits",
                 ".balign 4",
                 ".long 2b - .",
@@ -83,7 +88,7 @@ macro_rules! preempt_point_site {
 // (and its start/stop symbols) exists in every program that links this crate.
 #[inline(never)]
 fn canary_body() {
-    preempt_point_site!();
+    preempt_point!();
 }
 
 /// Runs the canary site once (tests patch it and call this).
@@ -110,7 +115,7 @@ pub struct Site {
 pub fn sites() -> Vec<Site> {
     std::hint::black_box(canary as fn());
     // SAFETY: the linker defines both symbols around the section, which holds pairs of i32
-    // PC-relative offsets written by `preempt_point_site!`; each resolves to a site in the
+    // PC-relative offsets written by `preempt_point!`; each resolves to a site in the
     // program's text and to a `static PointInfo`.
     unsafe {
         let start = __start_atomkernel_ppoints.as_ptr();
@@ -128,42 +133,33 @@ pub fn sites() -> Vec<Site> {
     }
 }
 
-/// The function a patched site calls: `atomkernel_point_call` (asm) passes the site address
-/// to the core's `Hooks::preempt_point`.
-pub fn point_call_target() -> usize {
-    atomkernel_point_call as *const () as usize
+/// The address an armed site calls: `rt_reschedule` (asm), which passes the site address to
+/// the core's `Hooks::rt_reschedule`.
+pub(crate) fn rt_reschedule_target() -> usize {
+    rt_reschedule as *const () as usize
 }
 
-std::arch::global_asm!(
-    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
-    ".globl atomkernel_point_call",
-    ".type atomkernel_point_call,@function",
-    ".p2align 4",
-    "atomkernel_point_call:",    // reached by a patched site's `call rel32`
-    "    mov rdi, [rsp]",        // the return address: site + 5
-    "    sub rdi, 5",            // the site
-    "    jmp {hook}",            // tail call: the hook returns straight to the site's caller
-    ".size atomkernel_point_call, . - atomkernel_point_call",
-    ".popsection",
-    hook = sym point_hook,
+// Reached by a patched site's `call rel32`: an ordinary call, so the CIE's rules (CFA = rsp +
+// 8, return address at CFA - 8) hold at every instruction and the body needs no CFI of its own.
+crate::asm::asm_function!(
+    "rt_reschedule",
+    [
+        "    mov rdi, [rsp]",        // the return address: site + 5
+        "    sub rdi, 5",            // the site: the body's argument
+        "    jmp {body}",            // tail call: the body returns straight to the site's caller
+    ],
+    body = sym rt_reschedule_body,
 );
 
 extern "C" {
-    fn atomkernel_point_call();
+    fn rt_reschedule();
 }
 
-extern "C" fn point_hook(site: usize) {
+/// The Rust half of `rt_reschedule`: the core's hook, if this thread is a CPU.
+extern "C" fn rt_reschedule_body(site: usize) {
     if let Some(hooks) = crate::percpu::with(|l| l.hooks.get()) {
-        (hooks.preempt_point)(site);
+        (hooks.rt_reschedule)(site);
     }
-    POINT_CALLS.with(|c| c.set(c.get() + 1));
-}
-
-thread_local! {
-    static POINT_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Calls the calling thread made through patched sites.
-pub fn point_calls() -> u64 {
-    POINT_CALLS.with(|c| c.get())
+    #[cfg(feature = "testing")]
+    crate::testing::count_rt_reschedule();
 }

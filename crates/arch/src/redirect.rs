@@ -3,14 +3,14 @@
 //! **Mechanism.** When an interrupt lands after the last preemption point a function will pass
 //! (or in a callee with no points), the next place the task can be caught is that function's
 //! return. The core finds the slot that holds its return address (from the unwinder) and
-//! [`redirect_return`] swaps in [`atomkernel_rt_return`]. When the function returns there, the
-//! stub makes the stack look like an injected call ([`crate::entry`]): it reserves the
-//! return-address slot and the 128-byte gap and marks the slot 0, then jumps into the
-//! preemption trampoline, which saves every register, flag and vector register. The
-//! trampoline's body sees the 0 and calls [`serve`], which asks the core (`Hooks::rt_return`)
-//! for the original return address, writes it into the slot, and lets the core act (schedule,
-//! or redirect the next frame up). The trampoline then restores everything and its `ret 128`
-//! lands on the original return address with the caller's `rsp`:
+//! [`redirect_return`] swaps in `atomkernel_rt_return`. When the function returns there, the
+//! stub makes the stack look like an injected call ([`crate::entry`]): it steps over the
+//! 128-byte gap and pushes a 0 as the return-address slot, then jumps into the preemption
+//! trampoline, which saves every register, flag and vector register. The trampoline's body
+//! sees the 0 and calls `serve`, which asks the core (`Hooks::rt_return`) for the original
+//! return address (the core may schedule or redirect the next frame up before it answers) and
+//! writes it into the slot. The trampoline then restores everything and its `ret 128` lands on
+//! the original return address with the caller's `rsp`:
 //!
 //! ```text
 //!   +-----------------------------+ <- caller's rsp S after the redirected `ret`
@@ -19,38 +19,43 @@
 //!   | slot: 0, then the original  | <- S - 136 (what the trampoline "returns" through)
 //!   | return address              |
 //!   +-----------------------------+
-//!   | 16 words saved by the       | <- regs: r15 first, rbp at regs[10], flags at regs[15]
-//!   | trampoline, XSAVE area      |
+//!   | TrampolineFrame (16 words), | <- see `crate::entry::TrampolineFrame`
+//!   | XSAVE area                  |
 //!   +-----------------------------+
 //! ```
 //!
-//! The flags the caller sees after the return are the stub's (`sub` changes them); the ABI
-//! does not preserve flags across a call, so no compiled caller depends on them.
+//! The stub moves `rsp` with `lea` and `push`, which leave the flags alone, so the caller sees
+//! the flags the returning function left (the ABI does not preserve flags across a call
+//! anyway).
+//!
+//! **Unwinding.** The stub's CFI tracks its two `rsp` moves and says the return address is
+//! unknown (`.cfi_undefined rip`: the original is in the core's bookkeeping, not on the
+//! stack), and the trampoline it jumps to finds 0 in the slot. So a backtrace taken while the
+//! core serves a redirected return (in `Hooks::rt_return`, including a schedule from there)
+//! walks through the trampoline and ends cleanly at the stub, as at a thread's outermost
+//! frame, instead of reading garbage; once the slot holds the original return address, the
+//! trampoline's frame unwinds into the caller like any injected call.
 //!
 //! **Invariant.** A slot is redirected only inside the running task's stack and only if it
-//! does not hold the stub already; it is restored only if it still holds the stub. Unwinding a
-//! panic through a redirected frame is not supported (the stub has no unwind entry): the
-//! core restores every redirect before a task can leave kernel code.
+//! does not hold the stub already; it is restored only if it still holds the stub. The core
+//! restores every redirect before a task can leave kernel code.
 
+use crate::asm::asm_function;
+use crate::entry::TrampolineFrame;
 use crate::{irq, percpu};
-use std::arch::global_asm;
 
-/// Index of the return-address slot among the words the trampoline passes to its body.
-pub(crate) const SLOT: usize = 16;
-/// Index of the saved `rbp`.
-const RBP: usize = 10;
-
-global_asm!(
-    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
-    ".globl atomkernel_rt_return",
-    ".type atomkernel_rt_return,@function",
-    ".p2align 4",
-    "atomkernel_rt_return:",                 // a redirected `ret` lands here, rsp = caller's rsp
-    "    sub rsp, 136",                      // the gap and the slot an injected call would have
-    "    mov qword ptr [rsp], 0",            // slot 0: "a redirected return", not an injection
-    "    jmp atomkernel_preempt_trampoline", // save everything, call the body, restore, ret 128
-    ".size atomkernel_rt_return, . - atomkernel_rt_return",
-    ".popsection",
+// A redirected `ret` lands here with rsp = the caller's rsp (the return address popped).
+asm_function!(
+    "atomkernel_rt_return",
+    [
+        ".cfi_def_cfa_offset 0",                 // CFA = the caller's rsp, where the `ret` left it
+        ".cfi_undefined rip",                    // the original return address is not on the stack
+        "    lea rsp, [rsp - 128]",              // the gap an injected call skips (lea: flags untouched)
+        ".cfi_adjust_cfa_offset 128",            //   CFA = rsp + 128
+        "    push 0",                            // the slot: 0 = "a redirected return", not an injection
+        ".cfi_adjust_cfa_offset 8",              //   CFA = rsp + 136, as the trampoline expects
+        "    jmp atomkernel_preempt_trampoline", // save everything, serve, restore, ret 128
+    ],
 );
 
 extern "C" {
@@ -58,7 +63,7 @@ extern "C" {
 }
 
 /// The address a redirected return address points at.
-pub fn rt_return_target() -> usize {
+fn rt_return_target() -> usize {
     atomkernel_rt_return as *const () as usize
 }
 
@@ -74,7 +79,7 @@ fn slot_ok(slot: usize) -> bool {
     current_stack().is_some_and(|(lo, hi)| slot.is_multiple_of(8) && slot >= lo && slot + 8 <= hi)
 }
 
-/// Points the return address stored at `slot` at [`atomkernel_rt_return`] and returns the
+/// Points the return address stored at `slot` at `atomkernel_rt_return` and returns the
 /// original. `None` (nothing written) if the slot is not in the running task's stack or is
 /// redirected already. Signal-safe.
 pub fn redirect_return(slot: usize) -> Option<usize> {
@@ -122,22 +127,14 @@ pub fn restore_return(slot: usize, orig: usize) -> bool {
 }
 
 /// The body's half of a redirected return: runs on the task's stack with IRQs soft-masked
-/// around the core's hook, which returns the original return address.
-///
-/// # Safety
-///
-/// `regs` must be the trampoline's saved-register block, with the slot at `regs[SLOT]` and
-/// the caller's stack pointer 128 bytes above the slot's end.
-pub(crate) unsafe fn serve(regs: *mut u64) {
+/// around the core's hook, which returns the original return address; it goes into the
+/// frame's return-address slot, which the trampoline's `ret 128` pops.
+pub(crate) fn serve(frame: &mut TrampolineFrame) {
     irq::local_irq_disable();
-    let sp = regs as usize + (SLOT + 1) * 8 + 128;
-    // SAFETY: `regs` holds the 17 words described above (caller's contract).
-    let bp = unsafe { *regs.add(RBP) } as usize;
+    let (sp, bp) = (frame.interrupted_sp(), frame.rbp as usize);
     let Some(hooks) = percpu::with(|l| l.hooks.get()) else {
         crate::cpu::die("BUG: a redirected return on a thread with no kernel: its return address is lost");
     };
-    let orig = (hooks.rt_return)(sp, bp);
-    // SAFETY: as above; the slot is ours until the trampoline's `ret 128` pops it.
-    unsafe { *regs.add(SLOT) = orig as u64 };
+    frame.ret = (hooks.rt_return)(sp, bp) as u64;
     irq::local_irq_enable();
 }

@@ -7,11 +7,11 @@
 use std::io;
 
 /// Size of the guard region below every stack.
-pub const GUARD_BYTES: usize = 4096 * 4;
+pub(crate) const GUARD_BYTES: usize = 4096 * 4;
 
 /// An `mmap`'d stack. The usable part is `[lo, hi)`; the guard is `[lo - GUARD_BYTES, lo)`.
 #[derive(Debug)]
-pub struct Stack {
+pub(crate) struct Stack {
     base: usize,
     total: usize,
 }

@@ -24,9 +24,9 @@
 //! context that was left is marked `Suspended` (or `Dead`) by the one that was entered, after
 //! the switch, so another CPU can never enter a context whose registers are still being saved.
 
+use crate::asm::asm_function;
 use crate::percpu;
 use crate::stack::Stack;
-use std::arch::global_asm;
 use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,45 +52,75 @@ pub struct TaskContext {
     name_len: u8,
 }
 
-global_asm!(
-    ".pushsection .text.atomkernel_entry,\"ax\",@progbits",
-    ".globl atomkernel_switch",
-    ".type atomkernel_switch,@function",
-    ".p2align 4",
-    "atomkernel_switch:",              // rdi = &prev.saved_sp, rsi = next's saved sp
-    "    push rbp",                    // callee-saved registers of the old context
-    "    push rbx",
-    "    push r12",
-    "    push r13",
-    "    push r14",
-    "    push r15",
-    "    sub rsp, 8",                  // one slot for the two control words
-    "    stmxcsr dword ptr [rsp]",     // SSE rounding/exception control (callee-saved)
-    "    fnstcw word ptr [rsp + 4]",   // x87 control word (callee-saved)
-    "    mov qword ptr [rdi], rsp",    // prev.saved_sp = rsp
-    "    mov rsp, rsi",                // enter the new stack
-    "    ldmxcsr dword ptr [rsp]",     // its control words ...
-    "    fldcw word ptr [rsp + 4]",
-    "    add rsp, 8",
-    "    pop r15",                     // ... and callee-saved registers
-    "    pop r14",
-    "    pop r13",
-    "    pop r12",
-    "    pop rbx",
-    "    pop rbp",
-    "    ret",                         // into the new context
-    ".size atomkernel_switch, . - atomkernel_switch",
-    "",
-    ".globl atomkernel_task_bootstrap",
-    ".type atomkernel_task_bootstrap,@function",
-    ".p2align 4",
-    "atomkernel_task_bootstrap:",      // rsp = stack top (16-aligned), r13 = entry, r12 = arg
-    "    mov rdi, r13",                // task_start(entry, arg)
-    "    mov rsi, r12",
-    "    call {start}",                // rsp is 16-aligned at the call, as the ABI wants
-    "    ud2",                         // task_start never returns
-    ".size atomkernel_task_bootstrap, . - atomkernel_task_bootstrap",
-    ".popsection",
+// rdi = &prev.saved_sp, rsi = next's saved sp. Pushes a switch frame (drawn in the module
+// docs) on the old stack and pops one off the new. Every switch frame has the same shape, so
+// the CFI stays true across the `mov rsp, rsi`: after it, the rows describe the next
+// context's frame, whose return address leads into that context's caller (or its bootstrap).
+asm_function!(
+    "atomkernel_switch",
+    [
+        "    push rbp",                  // callee-saved registers of the old context
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 16
+        ".cfi_rel_offset rbp, 0",        //   rbp saved at [rsp]
+        "    push rbx",                  // callee-saved rbx
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 24
+        ".cfi_rel_offset rbx, 0",        //   rbx saved at [rsp]
+        "    push r12",                  // callee-saved r12
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 32
+        ".cfi_rel_offset r12, 0",        //   r12 saved at [rsp]
+        "    push r13",                  // callee-saved r13
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 40
+        ".cfi_rel_offset r13, 0",        //   r13 saved at [rsp]
+        "    push r14",                  // callee-saved r14
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 48
+        ".cfi_rel_offset r14, 0",        //   r14 saved at [rsp]
+        "    push r15",                  // callee-saved r15
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 56
+        ".cfi_rel_offset r15, 0",        //   r15 saved at [rsp]
+        "    sub rsp, 8",                // one slot for the two control words
+        ".cfi_adjust_cfa_offset 8",      //   CFA = rsp + 64: the whole switch frame
+        "    stmxcsr dword ptr [rsp]",   // SSE rounding/exception control (callee-saved)
+        "    fnstcw word ptr [rsp + 4]", // x87 control word (callee-saved)
+        "    mov qword ptr [rdi], rsp",  // prev.saved_sp = rsp
+        "    mov rsp, rsi",              // enter the new stack: a frame of the same shape
+        "    ldmxcsr dword ptr [rsp]",   // its control words ...
+        "    fldcw word ptr [rsp + 4]",  //   and the x87 control word
+        "    add rsp, 8",                // drop the control-word slot
+        ".cfi_adjust_cfa_offset -8",     //   CFA = rsp + 56
+        "    pop r15",                   // ... and callee-saved registers
+        ".cfi_adjust_cfa_offset -8",     //   each pop: one word less, the register restored
+        ".cfi_restore r15",              //   r15 holds its own value again
+        "    pop r14",                   // next context's r14
+        ".cfi_adjust_cfa_offset -8",     //   CFA = rsp + 40
+        ".cfi_restore r14",              //   r14 holds its own value again
+        "    pop r13",                   // next context's r13
+        ".cfi_adjust_cfa_offset -8",     //   CFA = rsp + 32
+        ".cfi_restore r13",              //   r13 holds its own value again
+        "    pop r12",                   // next context's r12
+        ".cfi_adjust_cfa_offset -8",     //   CFA = rsp + 24
+        ".cfi_restore r12",              //   r12 holds its own value again
+        "    pop rbx",                   // next context's rbx
+        ".cfi_adjust_cfa_offset -8",     //   CFA = rsp + 16
+        ".cfi_restore rbx",              //   rbx holds its own value again
+        "    pop rbp",                   // next context's rbp
+        ".cfi_adjust_cfa_offset -8",     //   CFA = rsp + 8: just the return address left
+        ".cfi_restore rbp",              //   rbp holds its own value again
+        "    ret",                       // into the new context
+    ],
+);
+
+// A new context's first "return": rsp = the stack top (16-aligned), r13 = entry, r12 = arg.
+// Nothing called it, so its CFI ends every walk here, as `_start` ends a thread's.
+asm_function!(
+    "atomkernel_task_bootstrap",
+    [
+        ".cfi_def_cfa_offset 0",         // CFA = the stack top
+        ".cfi_undefined rip",            // no return address: the outermost frame
+        "    mov rdi, r13",              // task_start(entry, arg)
+        "    mov rsi, r12",            //   arg
+        "    call {start}",              // rsp is 16-aligned at the call, as the ABI wants
+        "    ud2",                       // task_start never returns
+    ],
     start = sym task_start,
 );
 
@@ -160,7 +190,7 @@ impl TaskContext {
     }
 
     /// `[lo, hi)` of the owned stack, if any.
-    pub fn stack_bounds(&self) -> Option<(usize, usize)> {
+    pub(crate) fn stack_bounds(&self) -> Option<(usize, usize)> {
         self.stack.as_ref().map(|s| (s.lo(), s.hi()))
     }
 
@@ -176,7 +206,7 @@ impl TaskContext {
     }
 
     /// True while the context runs on some CPU.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.state.load(Ordering::Acquire) == RUNNING
     }
 

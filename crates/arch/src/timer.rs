@@ -1,4 +1,4 @@
-//! The CPU's timers: POSIX timers whose expiry is delivered as [`crate::irq::sig_irq`] to one
+//! The CPU's timers: POSIX timers whose expiry is delivered as `irq::sig_irq` to one
 //! CPU thread (`SIGEV_THREAD_ID`), carrying their interrupt line in `si_value`.
 //!
 //! **Invariant.** A timer interrupts only the thread that created it, so kernel instances (and

@@ -4,8 +4,10 @@
 //! libc, the dynamic loader, the vDSO, ...), finds its `.eh_frame` through `PT_GNU_EH_FRAME`
 //! (the `.eh_frame_hdr`, whose first pointer locates `.eh_frame`), and evaluates every FDE's
 //! call-frame program once with `gimli`. Each resulting row is reduced to the two rules an
-//! x86-64 unwind step needs: the CFA (`rsp + off` or `rbp + off`) and where the caller's `rbp`
-//! was saved (`CFA + off`, or not saved). The return address is always at `CFA - 8`. The rows
+//! x86-64 unwind step needs: the CFA (`rsp + off` or `rbp + off`), where the return address
+//! is (`CFA + off`: `CFA - 8` after a call, `CFA - 136` in the preemption trampoline), where
+//! the caller's `rbp` was saved (`CFA + off`, or not saved), and whether the frame is a signal
+//! frame (augmentation `S`: its "return address" is an interrupted instruction). The rows
 //! of all objects go into one flat table sorted by address, with a bucket index (an `Index`)
 //! so that a look-up touches a few cache lines however large the table; [`step`] looks up the
 //! row, reads two stack words and returns the caller's frame: the "find where the interrupted code will
@@ -17,8 +19,8 @@
 //! reads memory only inside the stack bounds its caller passes, 8-byte aligned, so a corrupt
 //! frame yields `None`, never a wild read; and every step moves strictly up the stack, so a
 //! loop of steps always ends. Rows the reduction cannot express (a CFA or register rule that
-//! is a DWARF expression: PLT entries, signal trampolines; a return address not at `CFA - 8`)
-//! are left out, and an ip they cover has no row: [`step`] answers `None` there.
+//! is a DWARF expression: PLT entries, the host's signal trampoline; a return address that is
+//! not saved on the stack) are left out, and an ip they cover has no row: [`step`] answers `None` there.
 
 use gimli::{BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindSection};
 use std::sync::OnceLock;
@@ -29,8 +31,9 @@ use std::sync::OnceLock;
 /// signal context; build it with [`Frame::interrupted`]), `true` for a return address, i.e. the
 /// instruction *after* a `call`. [`step`] looks up `ip - 1` for the latter, since the return
 /// address may already belong to the next function or to a different row (a `noreturn` call at a
-/// function's end). Every frame [`step`] returns is marked `true`, so a loop of steps is right
-/// by construction.
+/// function's end). Every frame [`step`] returns is marked `true`, except the caller of a
+/// signal frame (the preemption trampoline), whose ip is the interrupted instruction; so a loop
+/// of steps is right by construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub ip: usize,
@@ -50,24 +53,28 @@ impl Frame {
 /// What one step found: the caller's frame and where the return address into it is stored.
 #[derive(Clone, Copy, Debug)]
 pub struct Step {
-    /// The caller's frame, marked `is_return_address`.
+    /// The caller's frame, marked `is_return_address` unless the step left a signal frame.
     pub caller: Frame,
-    /// The stack slot holding `caller.ip` (`CFA - 8`): overwrite it to redirect the return.
+    /// The stack slot holding `caller.ip` (`CFA - 8` after a call): overwrite it to redirect
+    /// the return.
     pub ra_slot: usize,
 }
 
 /// `Row::rbp_off` when the row leaves `rbp` as the caller had it.
 const RBP_SAME: i32 = i32::MIN;
 
-/// One CFI row, reduced: for ip in `[start, end)`, CFA = `cfa_reg` + `cfa_off` and the caller's
-/// `rbp` is at CFA + `rbp_off` (or unchanged).
+/// One CFI row, reduced: for ip in `[start, end)`, CFA = `cfa_reg` + `cfa_off`, the return
+/// address is at CFA + `ra_off` and the caller's `rbp` at CFA + `rbp_off` (or unchanged);
+/// `signal`: the FDE is a signal frame's.
 #[derive(Clone, Copy, Debug)]
 struct Row {
     start: usize,
     end: usize,
     cfa_off: i32,
     rbp_off: i32,
+    ra_off: i32,
     cfa_rbp: bool,
+    signal: bool,
 }
 
 struct Tables {
@@ -146,22 +153,21 @@ struct Collect {
 }
 
 /// Reduces one gimli row; `None` if a rule needs more than `rsp`/`rbp` plus an offset.
-fn reduce<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>, ra: gimli::Register) -> Option<Row> {
+fn reduce<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>, ra: gimli::Register, signal: bool) -> Option<Row> {
     let (cfa_rbp, cfa_off) = match *row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } if register == gimli::X86_64::RSP => (false, offset),
         CfaRule::RegisterAndOffset { register, offset } if register == gimli::X86_64::RBP => (true, offset),
         _ => return None,
     };
-    if !matches!(row.register(ra), Some(RegisterRule::Offset(-8))) {
-        return None;
-    }
+    let Some(RegisterRule::Offset(ra_off)) = row.register(ra) else { return None };
     let rbp_off = match row.register(gimli::X86_64::RBP) {
         None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => RBP_SAME,
         Some(RegisterRule::Offset(n)) => i32::try_from(n).ok().filter(|&n| n != RBP_SAME)?,
         Some(_) => return None,
     };
     let (start, end) = (row.start_address() as usize, row.end_address() as usize);
-    Some(Row { start, end, cfa_off: i32::try_from(cfa_off).ok()?, rbp_off, cfa_rbp })
+    let (cfa_off, ra_off) = (i32::try_from(cfa_off).ok()?, i32::try_from(ra_off).ok()?);
+    Some(Row { start, end, cfa_off, rbp_off, ra_off, cfa_rbp, signal })
 }
 
 /// Parses one object's `.eh_frame`, appending its rows and FDE ranges.
@@ -206,14 +212,14 @@ unsafe fn parse_object(info: &libc::dl_phdr_info, out: &mut Collect) -> Result<(
     while let Some(entry) = entries.next().map_err(|e| format!("eh_frame entry: {e}"))? {
         let CieOrFde::Fde(partial) = entry else { continue };
         let fde = partial.parse(|s, b, o| s.cie_from_offset(b, o)).map_err(|e| format!("FDE: {e}"))?;
-        let ra = fde.cie().return_address_register();
+        let (ra, signal) = (fde.cie().return_address_register(), fde.is_signal_trampoline());
         let (lo, hi) = (fde.initial_address() as usize, fde.end_address() as usize);
         if lo < hi {
             out.fdes.push((lo, hi));
         }
         let mut table = fde.rows(&eh, &bases, &mut ctx).map_err(|e| format!("CFI program: {e}"))?;
         while let Some(row) = table.next_row().map_err(|e| format!("CFI row: {e}"))? {
-            out.rows.extend(reduce(row, ra).filter(|r| r.start < r.end));
+            out.rows.extend(reduce(row, ra, signal).filter(|r| r.start < r.end));
         }
     }
     Ok(())
@@ -294,8 +300,8 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 /// One frame up from `f`, with `stack` = the task's stack bounds `[lo, hi)`.
 ///
 /// Looks up the row covering `f.ip` (`f.ip - 1` if `f.is_return_address`), computes the CFA
-/// (`rsp + off` or `rbp + off`), reads the return address at `CFA - 8` and the caller's `rbp`
-/// at `CFA + off` if the row saved it; `caller.sp = CFA`. `None` if [`prepare`] has not
+/// (`rsp + off` or `rbp + off`), reads the return address where the row says (`CFA - 8` after
+/// a call) and the caller's `rbp` at `CFA + off` if the row saved it; `caller.sp = CFA`. `None` if [`prepare`] has not
 /// succeeded, no supported row covers the ip, the CFA does not lie above `f.sp`, a read would
 /// leave `stack`, or the return address is 0 (the outermost frame). No allocation, no locks, no
 /// system calls: callable from a signal handler.
@@ -308,13 +314,13 @@ pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     if cfa <= f.sp {
         return None;
     }
-    let ra_slot = cfa - 8;
+    let ra_slot = cfa.checked_add_signed(row.ra_off as isize)?;
     let ip = read_word(ra_slot, stack)?;
     let bp = match row.rbp_off {
         RBP_SAME => f.bp,
         off => read_word(cfa.checked_add_signed(off as isize)?, stack)?,
     };
-    (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: true }, ra_slot })
+    (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: !row.signal }, ra_slot })
 }
 
 /// The start and end of the function (FDE) containing `ip`, if any. Signal-safe after

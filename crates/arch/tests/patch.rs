@@ -2,7 +2,8 @@
 //! Every test patches the same canary site, so they take turns through one lock.
 
 use arch::patch::{arm_site, disarm_site, read_site, Arm, PokeError};
-use arch::ppoint::{self, canary, idle_bytes, point_calls, site_bytes, OP_CALL, OP_INT3};
+use arch::ppoint::{self, canary, idle_bytes, site_bytes, OP_CALL, OP_INT3};
+use arch::testing::rt_reschedule_calls;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,18 +30,18 @@ fn table_lists_sites_with_their_source_and_nops() {
 fn armed_site_calls_the_hook_and_disarmed_site_does_not() {
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let site = canary_site();
-    let before = point_calls();
+    let before = rt_reschedule_calls();
     canary();
-    assert_eq!(point_calls(), before, "an unpatched site is a NOP");
+    assert_eq!(rt_reschedule_calls(), before, "an unpatched site is a NOP");
     arm_site(site, Arm::Call).unwrap();
     assert_eq!(read_site(site), site_bytes(site, OP_CALL));
     canary();
     canary();
-    assert_eq!(point_calls(), before + 2);
+    assert_eq!(rt_reschedule_calls(), before + 2);
     disarm_site(site, Arm::Call).unwrap();
     assert_eq!(read_site(site), idle_bytes(site), "the site is back to its NOP");
     canary();
-    assert_eq!(point_calls(), before + 2);
+    assert_eq!(rt_reschedule_calls(), before + 2);
 }
 
 #[test]
@@ -49,9 +50,9 @@ fn arming_is_counted_and_a_call_outranks_a_trap() {
     let site = canary_site();
     arm_site(site, Arm::Int3).unwrap();
     assert_eq!(read_site(site), site_bytes(site, OP_INT3));
-    let before = point_calls();
+    let before = rt_reschedule_calls();
     canary(); // a trap on a thread that is no CPU: stepped over
-    assert_eq!(point_calls(), before);
+    assert_eq!(rt_reschedule_calls(), before);
     arm_site(site, Arm::Call).unwrap();
     arm_site(site, Arm::Call).unwrap();
     assert_eq!(read_site(site)[0], OP_CALL);
@@ -70,16 +71,16 @@ fn wrong_bytes_or_non_sites_are_refused_and_nothing_is_written() {
     let _t = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let site = canary_site();
     let good = read_site(site);
-    arch::patch::scribble_for_test(site + 2, good[2] ^ 0x40).unwrap();
+    arch::testing::scribble(site + 2, good[2] ^ 0x40).unwrap();
     let bad = read_site(site);
     let e = arm_site(site, Arm::Call).unwrap_err();
     assert!(matches!(e, PokeError::Unexpected { found, .. } if found == bad), "{e:?}");
     assert!(e.to_string().starts_with("BUG: refusing to patch site"), "{e}");
     assert_eq!(read_site(site), bad, "nothing was written");
-    arch::patch::scribble_for_test(site, 0x90).unwrap();
+    arch::testing::scribble(site, 0x90).unwrap();
     assert!(matches!(arm_site(site, Arm::Int3), Err(PokeError::Unexpected { .. })));
-    arch::patch::scribble_for_test(site, good[0]).unwrap();
-    arch::patch::scribble_for_test(site + 2, good[2]).unwrap();
+    arch::testing::scribble(site, good[0]).unwrap();
+    arch::testing::scribble(site + 2, good[2]).unwrap();
     assert_eq!(read_site(site), idle_bytes(site));
     assert_eq!(disarm_site(site, Arm::Call), Err(PokeError::NotArmed(site)), "the refused arm was not counted");
     assert_eq!(arm_site(site + 1, Arm::Call), Err(PokeError::NotASite(site + 1)));
@@ -130,16 +131,16 @@ fn a_site_executed_while_it_is_patched_never_faults() {
     let called = Arc::new(AtomicBool::new(false));
     let (s, d, c) = (stop.clone(), done.clone(), called.clone());
     let runner = std::thread::spawn(move || {
-        let (mut runs, start) = (0u64, point_calls());
+        let (mut runs, start) = (0u64, rt_reschedule_calls());
         while !s.load(Ordering::Acquire) {
             canary();
             runs += 1;
             d.store(runs, Ordering::Relaxed);
-            if point_calls() > start {
-                c.store(true, Ordering::Relaxed); // `point_calls` is per thread
+            if rt_reschedule_calls() > start {
+                c.store(true, Ordering::Relaxed); // the count is per thread
             }
         }
-        (runs, point_calls() - start)
+        (runs, rt_reschedule_calls() - start)
     });
     let (mut i, t0) = (0u64, std::time::Instant::now());
     // Until the runner has passed the site both ways: on a host whose cores are busy the two

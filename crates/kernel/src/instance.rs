@@ -76,6 +76,8 @@ pub struct Kernel {
     pub(crate) helper_cpus: Vec<usize>,
     /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
     pub(crate) model: AtomicU8,
+    /// This instance's claim on every preemption-point site while its model uses points.
+    pub(crate) sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
     /// Softirqs, tasklets and `ksoftirqd` of the CPU.
     pub(crate) softirq: crate::softirq::SoftirqCpu,
     /// The tracers (`trace=`): off unless asked for.
@@ -222,6 +224,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         boot_ns: arch::clock::now_ns(),
         helper_cpus: helper_cpus(config.pin_cpu),
         model: AtomicU8::new(config.preempt.index()),
+        sites_claim: IrqSpinLock::new(None),
         softirq: crate::softirq::SoftirqCpu::new(),
         trace: crate::trace::Tracer::new(config.trace),
         config,
@@ -287,7 +290,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     let _ = k.cpu.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
     let _ = k.cpu.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);
     // Arm the preemption points before anything runs, so a refusal leaves nothing behind.
-    crate::model::switch_sites(None, Some(k.config.preempt)).map_err(BootError::Config)?;
+    crate::model::switch_sites(&k, None, Some(k.config.preempt)).map_err(BootError::Config)?;
     crate::trace::boot(&k).map_err(BootError::Config)?;
     let idle_ctx = TaskContext::for_current_thread("swapper/0");
     add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
@@ -302,7 +305,7 @@ fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError
     }
     idle_loop(&k);
     crate::trace::shutdown(&k);
-    crate::model::switch_sites(Some(k.model()), None).map_err(BootError::Config)?;
+    crate::model::switch_sites(&k, Some(k.model()), None).map_err(BootError::Config)?;
     for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get(), k.cpu.retry_timer.get()].into_iter().flatten() {
         t.disarm();
     }

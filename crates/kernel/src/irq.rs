@@ -41,7 +41,7 @@ pub(crate) type IrqHandler = Arc<dyn Fn() + Send + Sync>;
 pub(crate) static HOOKS: Hooks = Hooks {
     irq: irq_hook,
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
-    preempt_point: crate::model::rt_reschedule,
+    rt_reschedule: crate::model::rt_reschedule,
     preempt_schedule: crate::sched::preempt_schedule,
     point_trap: crate::model::point_trap,
     rt_return: crate::model::patch::rt_return,

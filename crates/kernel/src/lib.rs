@@ -52,15 +52,7 @@ pub fn cond_resched() -> bool {
     }
 }
 
-/// A preemption point between two atoms of kernel work: a 5-byte NOP site in the machine code,
-/// listed in the site table. Models that act at points (`voluntary`) patch every site into a
-/// call of the point hook; under the others it stays a NOP and costs nothing but its bytes.
-#[macro_export]
-macro_rules! preempt_point {
-    () => {
-        $crate::__arch::preempt_point_site!()
-    };
-}
+pub use arch::preempt_point;
 
 #[doc(hidden)]
 pub use arch as __arch;

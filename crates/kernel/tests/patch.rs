@@ -130,7 +130,7 @@ fn a_site_whose_bytes_are_wrong_is_refused_with_a_bug_report_and_left_alone() {
     let sites = sites_of_this_file_at(here - 8..=here - 5);
     assert_eq!(sites.len(), 1, "the point of scribbled_body");
     let good = kernel::__arch::patch::read_site(sites[0]);
-    kernel::__arch::patch::scribble_for_test(sites[0] + 3, good[3] ^ 0x10).unwrap();
+    kernel::__arch::testing::scribble(sites[0] + 3, good[3] ^ 0x10).unwrap();
     let bad = kernel::__arch::patch::read_site(sites[0]);
     let r = run_with_timeout(Config { preempt: PreemptModel::PatchCall, ..Config::default() }, 60, || {
         let ran = Arc::new(AtomicBool::new(false));
@@ -150,7 +150,7 @@ fn a_site_whose_bytes_are_wrong_is_refused_with_a_bug_report_and_left_alone() {
         ran.load(Ordering::Acquire) as i64
     });
     let now = kernel::__arch::patch::read_site(sites[0]);
-    kernel::__arch::patch::scribble_for_test(sites[0] + 3, good[3]).unwrap();
+    kernel::__arch::testing::scribble(sites[0] + 3, good[3]).unwrap();
     assert_eq!(now, bad, "nothing was written to the refused site");
     assert_eq!(r.init, Ok(1));
     assert!(r.bugs.iter().any(|b| b.starts_with("BUG: refusing to patch site")), "{:?}", r.bugs);

@@ -214,7 +214,11 @@ impl Kernel {
 }
 
 /// Takes `new`'s claim on the point sites and then drops `old`'s (`None`: boot or shutdown).
-pub(crate) fn switch_sites(old: Option<PreemptModel>, new: Option<PreemptModel>) -> Result<(), ConfigError> {
+pub(crate) fn switch_sites(
+    k: &Kernel,
+    old: Option<PreemptModel>,
+    new: Option<PreemptModel>,
+) -> Result<(), ConfigError> {
     let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
     let claim = |m: Option<PreemptModel>| m.map_or(SiteClaim::None, |m| ops(m).sites());
     if claim(new) == SiteClaim::PerEvent {
@@ -222,10 +226,11 @@ pub(crate) fn switch_sites(old: Option<PreemptModel>, new: Option<PreemptModel>)
     }
     let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
     if will && !was {
-        arch::patch::sites_get().map_err(host)?;
+        *k.sites_claim.lock() = Some(arch::patch::claim_all_sites().map_err(host)?);
     }
     if was && !will {
-        arch::patch::sites_put().map_err(host)?;
+        let claim = k.sites_claim.lock().take();
+        claim.map_or(Ok(()), arch::patch::AllSitesClaim::release).map_err(host)?;
     }
     Ok(())
 }
@@ -242,7 +247,7 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
     if old == model {
         return Ok(());
     }
-    switch_sites(Some(old), Some(model))?;
+    switch_sites(&k, Some(old), Some(model))?;
     {
         let _irqs = preempt::local_irq_save();
         k.model.store(model.index(), Ordering::Release);

@@ -61,6 +61,8 @@ pub struct Tracer {
     flags: AtomicU8,
     options: TraceOptions,
     cpus: OnceLock<Box<[IrqSpinLock<CpuTrace>]>>,
+    /// The latency tracers' claim on every preemption-point site, from boot to shutdown.
+    sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
     boot_ns: u64,
 }
 
@@ -79,7 +81,8 @@ fn cpu_hooks() -> bool {
 
 impl Tracer {
     pub(crate) fn new(options: TraceOptions) -> Tracer {
-        Tracer { flags: AtomicU8::new(0), options, cpus: OnceLock::new(), boot_ns: arch::clock::now_ns() }
+        let sites_claim = IrqSpinLock::new(None);
+        Tracer { flags: AtomicU8::new(0), options, cpus: OnceLock::new(), sites_claim, boot_ns: arch::clock::now_ns() }
     }
 
     /// True if any tracer in `mask` is on: one relaxed load and a test (a constant `false`
@@ -120,7 +123,9 @@ pub(crate) fn boot(k: &Kernel) -> Result<(), ConfigError> {
     };
     let _ = k.trace.cpus.set(vec![IrqSpinLock::new(cpu)].into_boxed_slice());
     if o.preemptoff || o.wakeup_rt {
-        arch::patch::sites_get().map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
+        let claim = arch::patch::claim_all_sites()
+            .map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
+        *k.trace.sites_claim.lock() = Some(claim);
         CPU_HOOKS.with(|c| c.set(true));
     }
     k.trace.flags.store(o.flags(), Ordering::Relaxed);
@@ -132,7 +137,8 @@ pub(crate) fn shutdown(k: &Kernel) {
     let o = k.trace.options;
     if k.trace.flags.swap(0, Ordering::Relaxed) != 0 && (o.preemptoff || o.wakeup_rt) {
         CPU_HOOKS.with(|c| c.set(false));
-        let _ = arch::patch::sites_put();
+        let claim = k.trace.sites_claim.lock().take();
+        let _ = claim.map(arch::patch::AllSitesClaim::release);
     }
 }
 
