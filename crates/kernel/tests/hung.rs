@@ -2,25 +2,17 @@
 //! every sleeping task; never when the option is off.
 
 mod common;
-use common::run_with_timeout;
-use kernel::device::Device;
-use kernel::{Config, WaitQueue};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use common::{run_with_timeout, RtWakeup};
+use kernel::Config;
 
 /// Sleeps in `init` until a device interrupt `wait_ms` from now wakes it: the CPU idles that
 /// long with two tasks asleep (it and `ksoftirqd`). Returns the log.
 fn idle_for(hung_timeout_ms: u64, wait_ms: u64) -> String {
     let config = Config { hung_timeout_ms, ..Config::default() };
     let r = run_with_timeout(config, 30, move || {
-        let (wq, woken) = (Arc::new(WaitQueue::new()), Arc::new(AtomicBool::new(false)));
-        let (w, f) = (wq.clone(), woken.clone());
-        let dev = Device::register("late", move || {
-            f.store(true, Ordering::Release);
-            w.wake_up();
-        });
-        dev.raise_at(kernel::time::now_ns() + wait_ms * 1_000_000);
-        wq.wait_event(|| woken.load(Ordering::Acquire));
+        let wake = RtWakeup::new("late");
+        wake.device().raise_at(kernel::time::now_ns() + wait_ms * 1_000_000);
+        wake.wait();
         0
     });
     assert_eq!(r.init, Ok(0));

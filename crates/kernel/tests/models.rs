@@ -2,9 +2,8 @@
 //! and by foreign code; `voluntary` at points; switching the model while tasks run.
 
 mod common;
-use common::{run_with_timeout, spin_ns};
-use kernel::device::Device;
-use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder, WaitQueue};
+use common::{run_with_timeout, spin_ns, RtWakeup};
+use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -32,23 +31,14 @@ fn rt_probe(
 ) -> usize {
     let r = run_with_timeout(cfg(model), 60, move || {
         let state = Arc::new(AtomicUsize::new(0));
-        let wq = Arc::new(WaitQueue::new());
-        let fired = Arc::new(AtomicBool::new(false));
-        let (w, f) = (wq.clone(), fired.clone());
-        let dev = Arc::new(Device::register("probe", move || {
-            f.store(true, Ordering::Release);
-            w.wake_up();
-        }));
-        let (s, w, f) = (state.clone(), wq.clone(), fired.clone());
-        let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
-            w.wait_event(|| f.load(Ordering::Acquire));
-            probe(&s) as i64
-        });
-        let (s, d, f) = (state.clone(), dev.clone(), fired.clone());
+        let wake = RtWakeup::new("probe");
+        let s = state.clone();
+        let rt = wake.spawn_rt("rt", 50, move || probe(&s) as i64);
+        let (s, wk) = (state.clone(), wake.clone());
         let worker = spawn(TaskBuilder::new("worker"), move || {
             syscall(|| {
-                d.raise_at(kernel::time::now_ns() + irq_after_ns);
-                body(&s, &f)
+                wk.device().raise_at(kernel::time::now_ns() + irq_after_ns);
+                body(&s, wk.fired_flag())
             });
             0
         });

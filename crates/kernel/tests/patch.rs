@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{run_with_timeout, spin_ns, EventLog};
-use kernel::device::Device;
+use common::{run_with_timeout, spin_ns, EventLog, RtWakeup};
 use kernel::model::patch::{patch_stats, sites_not_idle};
-use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder, WaitQueue};
+use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,20 +25,13 @@ fn switch_away_while_armed(model: PreemptModel) -> (Vec<usize>, kernel::RunRepor
     let log = Arc::new(EventLog::new(16));
     let l = log.clone();
     let r = run_with_timeout(Config { preempt: model, ..Config::default() }, 60, move || {
-        let fired = Arc::new(AtomicBool::new(false));
-        let wq = Arc::new(WaitQueue::new());
-        let (f, w) = (fired.clone(), wq.clone());
-        let dev = Device::register("wake-rt", move || {
-            f.store(true, Ordering::Release);
-            w.wake_up();
-        });
-        let (f, w, l2) = (fired.clone(), wq.clone(), l.clone());
-        let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
-            w.wait_event(|| f.load(Ordering::Acquire));
+        let wake = RtWakeup::new("wake-rt");
+        let l2 = l.clone();
+        let rt = wake.spawn_rt("rt", 50, move || {
             l2.push(RT_RAN);
             0
         });
-        let l3 = l.clone();
+        let (l3, dev) = (l.clone(), wake.device().clone());
         let worker = spawn(TaskBuilder::new("worker"), move || {
             let armed_sites = syscall(|| {
                 dev.raise();

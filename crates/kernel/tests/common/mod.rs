@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use kernel::{run, Config, RunReport};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use kernel::device::Device;
+use kernel::{run, spawn, Config, RunReport, TaskBuilder, TaskHandle, WaitQueue};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// Runs a kernel on its own thread and fails the test if it has not finished in `secs`
@@ -54,5 +55,59 @@ pub(crate) fn spin_ns(ns: u64) {
         for _ in 0..256 {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// A device interrupt that wakes waiting tasks: its handler sets a "fired" flag (`Release`)
+/// and wakes a wait queue; [`RtWakeup::wait`] and the tasks of [`RtWakeup::spawn_rt`] sleep
+/// on that queue until the flag is set (`Acquire`). Cloning shares the device, flag and queue.
+#[derive(Clone)]
+pub(crate) struct RtWakeup {
+    dev: Arc<Device>,
+    fired: Arc<AtomicBool>,
+    wq: Arc<WaitQueue>,
+}
+
+impl RtWakeup {
+    /// Registers the device `device_name` on this CPU. Call from a task.
+    pub(crate) fn new(device_name: &str) -> Self {
+        let fired = Arc::new(AtomicBool::new(false));
+        let wq = Arc::new(WaitQueue::new());
+        let (f, w) = (fired.clone(), wq.clone());
+        let dev = Arc::new(Device::register(device_name, move || {
+            f.store(true, Ordering::Release);
+            w.wake_up();
+        }));
+        RtWakeup { dev, fired, wq }
+    }
+
+    /// The device, to `raise` or `raise_at`; it is released when the last clone is dropped.
+    pub(crate) fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
+    /// Whether the interrupt has fired.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// The "fired" flag itself, for code that takes an `&AtomicBool`.
+    pub(crate) fn fired_flag(&self) -> &AtomicBool {
+        &self.fired
+    }
+
+    /// Sleeps the calling task until the interrupt has fired.
+    pub(crate) fn wait(&self) {
+        self.wq.wait_event(|| self.fired.load(Ordering::Acquire));
+    }
+
+    /// Spawns the SCHED_FIFO task `name` at `prio`, which waits for the interrupt and then
+    /// returns what `body` returns. The task holds the flag and the queue, not the device.
+    pub(crate) fn spawn_rt(&self, name: &str, prio: u8, body: impl FnOnce() -> i64 + Send + 'static) -> TaskHandle {
+        let (f, w) = (self.fired.clone(), self.wq.clone());
+        spawn(TaskBuilder::new(name).fifo(prio), move || {
+            w.wait_event(|| f.load(Ordering::Acquire));
+            body()
+        })
     }
 }
