@@ -51,9 +51,10 @@ pub fn idle_bytes(addr: usize) -> [u8; 5] {
 }
 
 /// A preemption point between two atoms of kernel work: emits a site here, a 5-byte idle
-/// instruction registered in the site table. Models that act at points patch every site into
-/// `call rt_reschedule` (the core's `Hooks::rt_reschedule`); under the others it stays a NOP
-/// and costs nothing but its bytes. The kernel re-exports it as `kernel::preempt_point!`.
+/// instruction registered in the site table. `voluntary` and `cpulock` keep every site patched
+/// into `call rt_reschedule` (the core's `Hooks::rt_reschedule`); the patch models arm only the
+/// sites an RT event needs, as `int3` or `call`; otherwise it stays a NOP and costs nothing but
+/// its bytes. The kernel re-exports it as `kernel::preempt_point!`.
 #[macro_export]
 macro_rules! preempt_point {
     () => {{

@@ -18,7 +18,7 @@ pub(crate) struct Stack {
 
 impl Stack {
     /// Maps a stack of at least `size` usable bytes (rounded up to pages).
-    pub fn new(size: usize) -> io::Result<Stack> {
+    pub(crate) fn new(size: usize) -> io::Result<Stack> {
         let page = 4096;
         let usable = size.max(page).div_ceil(page) * page;
         let total = usable + GUARD_BYTES;
@@ -47,17 +47,17 @@ impl Stack {
     }
 
     /// Lowest usable address.
-    pub fn lo(&self) -> usize {
+    pub(crate) fn lo(&self) -> usize {
         self.base + GUARD_BYTES
     }
 
     /// One past the highest usable address (16-byte aligned).
-    pub fn hi(&self) -> usize {
+    pub(crate) fn hi(&self) -> usize {
         self.base + self.total
     }
 
     /// The guard region `[start, end)`.
-    pub fn guard(&self) -> (usize, usize) {
+    pub(crate) fn guard(&self) -> (usize, usize) {
         (self.base, self.base + GUARD_BYTES)
     }
 }
