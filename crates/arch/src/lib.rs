@@ -1,6 +1,7 @@
 //! # atomkernel's arch layer: hosted x86-64 Linux
 //!
-//! This crate is the only place in atomkernel with `unsafe`, assembly and host system calls. It
+//! This crate and `crates/hostlab` (the lab's host support) are the only places in atomkernel
+//! with `unsafe`, assembly and host system calls. This one
 //! turns a Linux thread into a CPU: host signals become interrupts, an `mmap`'d stack with a guard
 //! page becomes a kernel stack, a few lines of assembly switch between them, and a signal
 //! handler that rewrites the saved context becomes "return from interrupt with preemption".
@@ -28,8 +29,9 @@
 //! ## The boundary (what the core gives and gets)
 //!
 //! This is the whole surface the kernel core uses, and so what a second arch (bare metal under
-//! QEMU/KVM) must provide. Everything else `pub` here serves the lab and tests ([`host`],
-//! [`torture`], the `testing` feature) or this crate's own integration tests.
+//! QEMU/KVM) must provide. Everything else `pub` here serves this crate's own integration tests
+//! and the `testing` feature; the lab's host support and the torture's asm are another crate
+//! (`crates/hostlab`).
 //!
 //! **The core gives** one [`Hooks`] table per CPU, registered when it brings the CPU thread up
 //! ([`cpu::CpuRegistration::new`]). The arch layer calls `Hooks::irq` for every interrupt
