@@ -86,11 +86,6 @@ impl PreemptModel {
         }
     }
 
-    /// True if the model keeps every preemption point calling the hook while it runs.
-    pub fn uses_points(self) -> bool {
-        ops(self).sites() == SiteClaim::All
-    }
-
     /// True for the models that patch the next points on an RT event (the 1996 idea).
     pub fn is_patch(self) -> bool {
         ops(self).sites() == SiteClaim::PerEvent

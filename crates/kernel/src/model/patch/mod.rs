@@ -298,10 +298,13 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
         crate::sched::preempt_schedule_irq();
     } else {
         p.stats.chases.fetch_add(1, Ordering::Relaxed);
-        let how = p.armed.lock().how;
-        if p.active.swap(false, Ordering::AcqRel) {
-            disarm_locked(&k, &mut p.armed.lock());
-        }
+        let how = {
+            let mut a = p.armed.lock();
+            if p.active.swap(false, Ordering::AcqRel) {
+                disarm_locked(&k, &mut a);
+            }
+            a.how
+        };
         if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, how) {
             p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
