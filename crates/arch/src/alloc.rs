@@ -14,6 +14,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 /// The allocator wrapper.
 pub struct KernelAlloc;
 
+/// True where allocating (or freeing) would abort: while the core's IRQ hook runs. Code that
+/// may run there (a `BUG:` report) formats into a fixed buffer instead.
+pub fn allocation_forbidden() -> bool {
+    percpu::with(|l| l.in_irq.get())
+}
+
 #[inline(always)]
 fn enter() {
     let in_irq = percpu::with(|l| {

@@ -65,6 +65,19 @@ pub fn allowed_host_cpus() -> Vec<usize> {
     }
 }
 
+/// One step of a spin-wait for another CPU (`cpu_relax`): a `pause`, and every 64th call a
+/// host `sched_yield`, because the CPU waited for is a host thread that an oversubscribed host
+/// may have descheduled, and spinning would only keep it off the core.
+pub fn cpu_relax(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if spins.is_multiple_of(64) {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 /// Writes `bytes` to file descriptor `fd` with `write(2)`: async-signal-safe, no locks.
 pub fn console_write(fd: i32, bytes: &[u8]) {
     let mut rest = bytes;

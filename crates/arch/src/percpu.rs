@@ -128,7 +128,13 @@ impl PerCpuWord {
 }
 
 /// Runs `f` with this thread's per-CPU words.
-#[inline(always)]
+///
+/// Never inlined, and that is what makes per-CPU words safe for tasks that migrate: a task may
+/// leave one CPU thread in `switch_to` and resume on another, and a compiler that had kept
+/// the thread-local address in a register across that call (it assumes the thread cannot
+/// change inside a function) would then reach the first thread's words. Here the address is
+/// computed afresh inside every call, and `f` never switches.
+#[inline(never)]
 pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
     LOCAL.with(f)
 }

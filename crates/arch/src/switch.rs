@@ -210,10 +210,17 @@ impl TaskContext {
         self.state.load(Ordering::Acquire) == RUNNING
     }
 
+    /// Takes the context for this CPU: one compare-and-swap from `New` or `Suspended`, so two
+    /// CPUs that both tried to enter it could never both succeed (the core waits for a context
+    /// another CPU is still leaving before it switches to it; see `kernel::sched`).
     fn enter(&self) {
         let s = self.state.load(Ordering::Acquire);
-        assert!(s == NEW || s == SUSPENDED, "switch to task '{}' which is not runnable (state {s})", self.name());
-        self.state.store(RUNNING, Ordering::Release);
+        let ok = (s == NEW || s == SUSPENDED)
+            && self.state.compare_exchange(s, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if !ok {
+            let now = self.state.load(Ordering::Acquire);
+            crate::cpu::die(&format!("BUG: switch to task '{}' which is not runnable (state {now})", self.name()));
+        }
     }
 }
 

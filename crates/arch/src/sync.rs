@@ -51,6 +51,8 @@ impl<T: Default> Default for IrqSpinLock<T> {
     }
 }
 
+/// The host thread id of the caller, cached per thread. Never inlined: see `percpu::with`.
+#[inline(never)]
 fn tid() -> i32 {
     thread_local! { static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) }; }
     TID.with(|t| {

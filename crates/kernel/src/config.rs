@@ -65,7 +65,7 @@ impl std::error::Error for ConfigError {}
 /// A kernel instance's boot configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Number of CPUs (host threads). This build runs exactly 1.
+    /// Number of CPUs (`cpus=`, 1..=64), each a host thread.
     pub cpus: usize,
     /// Tick rate in Hz (Linux's `HZ`), 1..=10000.
     pub hz: u32,
@@ -75,8 +75,9 @@ pub struct Config {
     pub stack_size: usize,
     /// SCHED_RR time slice in ticks.
     pub rr_timeslice_ticks: u32,
-    /// Host CPU to pin CPU 0's thread to, if any.
-    pub pin_cpu: Option<usize>,
+    /// Host CPUs to pin the CPU threads to (`pin=0,1`: CPU 0 on host CPU 0, CPU 1 on host
+    /// CPU 1); CPUs past the list's end are not pinned.
+    pub pin: Vec<usize>,
     /// Copy printk output to stderr as it is written.
     pub console: bool,
     /// Where bottom halves run (`bh=classic|threaded`).
@@ -90,6 +91,13 @@ pub struct Config {
     pub hung_timeout_ms: u64,
 }
 
+/// Most CPUs an instance may have (a CPU mask is one 64-bit word).
+pub const MAX_CPUS: usize = 64;
+
+fn pin_list(cpus: &[usize]) -> String {
+    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
 /// `ksoftirqd`'s default priority under `bh=threaded`: PREEMPT_RT's threaded-IRQ priority.
 pub const DEFAULT_BH_PRIO: u8 = 50;
 
@@ -101,7 +109,7 @@ impl Default for Config {
             preempt: PreemptModel::None,
             stack_size: 256 * 1024,
             rr_timeslice_ticks: 100,
-            pin_cpu: None,
+            pin: Vec::new(),
             console: false,
             bh: BhMode::Classic,
             bh_prio: DEFAULT_BH_PRIO,
@@ -115,8 +123,11 @@ impl Config {
     /// Checks every field; the error names the field, the bad value and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        if self.cpus != 1 {
-            return err(format!("cpus={} is not supported: this build runs exactly 1 CPU; use cpus=1", self.cpus));
+        if !(1..=MAX_CPUS).contains(&self.cpus) {
+            return err(format!(
+                "cpus={} is out of range: use 1..={MAX_CPUS} (more than the host's cores is allowed, only slower)",
+                self.cpus
+            ));
         }
         if self.hz == 0 || self.hz > 10_000 {
             return err(format!(
@@ -137,10 +148,21 @@ impl Config {
             ));
         }
         self.trace.validate()?;
-        if let Some(c) = self.pin_cpu {
-            if !arch::cpu::allowed_host_cpus().contains(&c) {
-                return err(format!("pin={c}: host CPU {c} is not available to this process"));
-            }
+        if self.pin.len() > self.cpus {
+            return err(format!(
+                "pin={}: names {} host CPUs for cpus={}; give at most one per CPU",
+                pin_list(&self.pin),
+                self.pin.len(),
+                self.cpus
+            ));
+        }
+        let host = arch::cpu::allowed_host_cpus();
+        if let Some(c) = self.pin.iter().find(|c| !host.contains(c)) {
+            return err(format!(
+                "pin={}: host CPU {c} is not available to this process (available: {})",
+                pin_list(&self.pin),
+                pin_list(&host)
+            ));
         }
         Ok(())
     }
@@ -168,7 +190,13 @@ impl Config {
             "cpus" => self.cpus = num(key, value)?,
             "stack_size" => self.stack_size = num(key, value)?,
             "rr_timeslice" => self.rr_timeslice_ticks = num(key, value)?,
-            "pin" => self.pin_cpu = Some(num(key, value)?),
+            "pin" => {
+                self.pin = value
+                    .split(',')
+                    .map(|v| v.parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| ConfigError(format!("pin={value}: expected host CPU numbers separated by commas (pin=0,1)")))?
+            }
             "console" => self.console = value == "1" || value == "on",
             "bh" => self.bh = value.parse()?,
             "bh_prio" => {
@@ -211,7 +239,11 @@ mod tests {
         assert!(e("preempt=fastest").contains("none, voluntary, full"));
         assert!(e("hz=0").contains("hz=0 is out of range"));
         assert!(e("hz=abc").contains("expected a whole number"));
-        assert!(e("cpus=0").contains("cpus=0 is not supported"));
+        assert!(e("cpus=0").contains("cpus=0 is out of range: use 1..=64"));
+        assert!(e("cpus=65").contains("cpus=65 is out of range: use 1..=64"));
+        assert!(e("cpus=2 pin=0,0,0").contains("pin=0,0,0: names 3 host CPUs for cpus=2"));
+        assert!(e("pin=100000").contains("host CPU 100000 is not available"));
+        assert!(e("pin=a,b").contains("pin=a,b: expected host CPU numbers"));
         assert!(e("rr_timeslice=0").contains("at least one tick"));
         assert!(e("bogus=1").contains("unknown boot option 'bogus'"));
         assert!(e("preempt").contains("is not key=value"));

@@ -57,7 +57,11 @@ impl Device {
         let k = this_kernel();
         let handler: IrqHandler = Arc::new(handler);
         let line = request_irq(&k, handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
-        let raiser = DeviceRaiser { raiser: k.cpu.raiser.get().expect("CPU is up").clone(), line };
+        let cpu = {
+            let _irq = crate::preempt::raw_local_irq_save();
+            k.this_cpu().id
+        };
+        let raiser = DeviceRaiser { raiser: k.cpus[cpu].raiser.get().expect("CPU is up").clone(), line };
         let timed = Arc::new(Timed {
             deadline: AtomicU64::new(0),
             stop: AtomicBool::new(false),

@@ -54,15 +54,16 @@ impl HungCheck {
 
 fn report(k: &Kernel, idle_ns: u64) {
     let names: Vec<String> = k.tasks.lock().iter().map(|t| t.name.clone()).collect();
-    let states: Vec<_> = {
-        let s = k.sched.lock();
-        (0..names.len()).filter(|&id| id != s.idle).map(|id| (id, s.task(id).clone())).collect()
-    };
+    let states: Vec<_> = (0..names.len())
+        .map(|id| (id, crate::sched::rq_lock::task_rq_lock(k, id).task(id).clone()))
+        .filter(|(_, t)| t.policy != crate::task::Policy::Idle)
+        .collect();
     let asleep = states.iter().filter(|(_, t)| t.state == TaskState::Interruptible).count();
     crate::printk::printk_emerg(
         k,
         format_args!(
-            "INFO: CPU 0 idle for {} ms with {asleep} tasks asleep and none runnable (hung_timeout_ms={}); softirqs pending {:#x}",
+            "INFO: CPU {} idle for {} ms with {asleep} tasks asleep and none runnable (hung_timeout_ms={}); softirqs pending {:#x}",
+            k.raw_cpu_id(),
             idle_ns / 1_000_000,
             k.config.hung_timeout_ms,
             crate::softirq::local_softirq_pending()

@@ -1,91 +1,72 @@
-//! A kernel instance: boot, the CPU thread, the idle loop, and shutdown.
+//! A kernel instance: what it holds, how code finds it, and what it hands back.
 //!
-//! **Mechanism.** [`run`] validates the configuration, starts one host thread as CPU 0, turns
-//! it into a CPU (interrupt stack, IRR, timers), makes its own stack the idle task
-//! (`swapper/0`), spawns `init` with the given body, starts the tick and enters the idle loop.
-//! When every task has exited, the CPU stops its timers, detaches, and the host side gets a
-//! [`RunReport`]: each task's result and counters, every `BUG:` report, the printk log.
+//! **Mechanism.** [`run`] validates the configuration, builds the instance with `cpus=N` CPUs
+//! and starts CPU 0's host thread, which boots the rest (`boot.rs`). When every task has
+//! exited, every CPU stops, and the host side gets a [`RunReport`]: each task's result and
+//! counters, each CPU's figures, every `BUG:` report, the printk log. A CPU thread finds its
+//! instance and CPU number through one thread-local pair.
 //!
-//! **Invariant.** Kernel instances share nothing: each has its own CPU thread, and all of its
-//! per-CPU state is reached through that thread's local pointer, so any number of instances
-//! (the tests run many at once) can boot side by side in one process.
+//! **Invariant.** Kernel instances share nothing: each has its own CPU threads, and all of its
+//! state is reached through those threads' local pointers, so any number of instances (the
+//! tests run many at once) can boot side by side in one process.
 
 use crate::config::{Config, ConfigError};
+use crate::cpu::Cpu;
 use crate::printk::Printk;
-use crate::sched::{Mode, Sched, TaskId};
+use crate::sched::{CpuMask, TaskId};
 use crate::task::{Policy, Task, TaskHandle, TaskResult, TaskStatsSnapshot};
-use crate::time::TimerQueue;
-use arch::irq::IrqRaiser;
-use arch::switch::TaskContext;
 use arch::sync::IrqSpinLock;
-use arch::timer::HostTimer;
 use std::cell::RefCell;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Most `BUG:` reports kept per instance (the count goes on).
 const MAX_BUGS: usize = 64;
-
-/// The per-CPU part of a kernel instance that other threads and interrupts read.
-pub(crate) struct CpuState {
-    mode: AtomicU8,
-    pub(crate) jiffies: AtomicU64,
-    pub(crate) irqs: AtomicU64,
-    /// System calls made by the running task since it was switched in (credited to it when
-    /// it is switched out, so `syscall()` touches no lock).
-    pub(crate) syscalls: AtomicU64,
-    pub(crate) raiser: OnceLock<IrqRaiser>,
-    pub(crate) tick_timer: OnceLock<HostTimer>,
-    pub(crate) hrtimer: OnceLock<HostTimer>,
-    pub(crate) retry_timer: OnceLock<HostTimer>,
-    /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
-    pub(crate) retry_backoff: AtomicU8,
-    /// The preemption models' per-CPU state.
-    pub(crate) model: crate::model::ModelCpu,
-}
-
-impl CpuState {
-    pub(crate) fn mode(&self) -> Mode {
-        if self.mode.load(Ordering::Relaxed) == Mode::Kernel as u8 {
-            Mode::Kernel
-        } else {
-            Mode::User
-        }
-    }
-
-    pub(crate) fn set_mode(&self, mode: Mode) {
-        self.mode.store(mode as u8, Ordering::Relaxed);
-    }
-}
+/// Most of them made in hard-IRQ context.
+const MAX_IRQ_BUGS: usize = 16;
 
 /// One kernel instance.
 pub struct Kernel {
     pub(crate) config: Config,
-    pub(crate) sched: IrqSpinLock<Sched>,
+    /// Every task, by pid (spawn and exit only; the scheduling paths never take it).
     pub(crate) tasks: IrqSpinLock<Vec<Arc<Task>>>,
-    pub(crate) timers: IrqSpinLock<TimerQueue>,
     pub(crate) irq_handlers: IrqSpinLock<Vec<Option<crate::irq::IrqHandler>>>,
-    pub(crate) cpu: CpuState,
+    /// The CPUs (`cpus=`).
+    pub(crate) cpus: Box<[Cpu]>,
+    /// CPUs that have come up (bit per CPU).
+    pub(crate) online: AtomicU64,
+    /// Tasks not yet exited, idle tasks excluded.
+    pub(crate) nr_live: AtomicUsize,
+    /// Jiffies since boot (advanced by CPU 0's tick, as Linux's `do_timer` on one CPU).
+    pub(crate) jiffies: AtomicU64,
+    /// Which CPUs run at which priority (RT placement).
+    pub(crate) cpupri: crate::sched::CpuPri,
+    /// CPUs with an RT task waiting behind another (`rto_mask`): where pulls look.
+    pub(crate) rt_overloaded: AtomicU64,
+    /// Function calls sent without waiting that some target has not run yet.
+    pub(crate) calls_in_flight: crate::smp::InFlight,
     pub(crate) printk: Printk,
     bugs: IrqSpinLock<Vec<String>>,
+    /// `BUG:` reports made where allocating is forbidden (hard-IRQ context), kept in room
+    /// reserved at boot until the report.
+    irq_bugs: IrqSpinLock<Vec<arch::cpu::FixedBuf<512>>>,
     bug_count: AtomicU64,
     pub(crate) boot_ns: u64,
     /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
-    /// CPU thread's own when it is pinned, so they never compete with it for one core.
+    /// CPU threads' own when they are pinned, so they never compete with them for a core.
     pub(crate) helper_cpus: Vec<usize>,
     /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
     pub(crate) model: AtomicU8,
     /// This instance's claim on every preemption-point site while its model uses points.
     pub(crate) sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
-    /// Softirqs, tasklets and `ksoftirqd` of the CPU.
-    pub(crate) softirq: crate::softirq::SoftirqCpu,
     /// The tracers (`trace=`): off unless asked for.
     pub(crate) trace: crate::trace::Tracer,
 }
 
 thread_local! {
-    static THIS: RefCell<Option<Arc<Kernel>>> = const { RefCell::new(None) };
+    /// The instance and CPU number of a CPU thread.
+    static THIS: RefCell<Option<(Arc<Kernel>, usize)>> = const { RefCell::new(None) };
 }
 
 /// The kernel instance of the calling CPU thread. Panics elsewhere.
@@ -94,9 +75,22 @@ pub(crate) fn this_kernel() -> Arc<Kernel> {
 }
 
 /// The kernel instance of the calling CPU thread, if it is one. Never panics: the allocator
-/// may ask while the CPU is being torn down (the pointer then being replaced).
+/// may ask while the CPU is being torn down (the pointer then being replaced). Never inlined,
+/// as every thread-local access here (see `arch::percpu::with`).
+#[inline(never)]
 pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
-    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone()))
+    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_ref().map(|(k, _)| k.clone())))
+}
+
+/// The CPU number of the calling CPU thread (0 elsewhere). Never inlined (see above).
+#[inline(never)]
+pub(crate) fn this_cpu_id() -> usize {
+    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_ref().map(|(_, c)| *c)).unwrap_or(0))
+}
+
+/// Makes the calling thread CPU `cpu` of `k` (`None`: no CPU any more).
+pub(crate) fn set_this_cpu(this: Option<(Arc<Kernel>, usize)>) {
+    THIS.with(|t| *t.borrow_mut() = this);
 }
 
 impl Kernel {
@@ -104,32 +98,80 @@ impl Kernel {
         self.tasks.lock()[id].clone()
     }
 
+    /// The running task of the calling CPU (read with IRQs masked, so that the task cannot
+    /// move between finding its CPU and reading it).
     pub(crate) fn current_id(&self) -> TaskId {
-        self.sched.lock().curr
+        let was_masked = arch::irq::local_irq_save();
+        let id = self.raw_this_cpu().curr();
+        arch::irq::local_irq_restore(was_masked);
+        id
     }
 
-    /// Records a `BUG:` report naming the current task, the count and the place.
+    /// Records a `BUG:` report naming the current task, the CPU, the count and the place.
+    /// Takes no run-queue lock, so that it may report from under one, and allocates nothing in
+    /// hard-IRQ context (the report is formatted into a fixed buffer there).
     pub(crate) fn bug(&self, what: &str, place: &Location<'_>) {
+        self.bug_args(format_args!("{what}"), place);
+    }
+
+    /// [`Kernel::bug`] with a formatted description (formatted without allocating).
+    pub(crate) fn bug_args(&self, what: std::fmt::Arguments<'_>, place: &Location<'_>) {
+        use std::fmt::Write;
         let id = self.current_id();
-        let name = self.task(id).name.clone();
-        let msg = format!(
-            "BUG: {what}: task '{name}' (pid {id}), preempt_count {:#x}, irqs {}, at {}:{}",
+        let mut msg = arch::cpu::FixedBuf::<512>::new();
+        let _ = write!(msg, "BUG: {what}: task '");
+        if let Some(t) = self.tasks.lock().get(id) {
+            let _ = msg.write_str(&t.name);
+        }
+        let _ = write!(
+            msg,
+            "' (pid {id}) on CPU {}, preempt_count {:#x}, irqs {}, at {}:{}",
+            self.raw_cpu_id(),
             crate::preempt::preempt_count(),
             if arch::irq::irqs_disabled() { "off" } else { "on" },
             place.file(),
             place.line()
         );
-        crate::printk::printk_str(self, &msg);
+        let text = std::str::from_utf8(msg.as_bytes()).unwrap_or("BUG: (unprintable)");
+        crate::printk::printk_str(self, text);
         self.bug_count.fetch_add(1, Ordering::Relaxed);
+        if arch::alloc::allocation_forbidden() {
+            let mut bugs = self.irq_bugs.lock();
+            if bugs.len() < bugs.capacity() {
+                bugs.push(msg);
+            }
+            return;
+        }
         let mut bugs = self.bugs.lock();
         if bugs.len() < MAX_BUGS {
-            bugs.push(msg);
+            bugs.push(text.to_string());
         }
+    }
+
+    /// Every `BUG:` report kept, those from hard-IRQ context last.
+    fn bug_reports(&self) -> Vec<String> {
+        let irq =
+            self.irq_bugs.lock().iter().map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned()).collect::<Vec<_>>();
+        self.bugs.lock().iter().cloned().chain(irq).collect()
     }
 
     /// Jiffies since boot.
     pub fn jiffies(&self) -> u64 {
-        self.cpu.jiffies.load(Ordering::Relaxed)
+        self.jiffies.load(Ordering::Relaxed)
+    }
+
+    /// The CPUs of this instance, as a mask.
+    pub(crate) fn all_cpus(&self) -> CpuMask {
+        mask_of(self.cpus.len())
+    }
+}
+
+/// The mask of CPUs `0..n`.
+pub(crate) fn mask_of(n: usize) -> CpuMask {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
     }
 }
 
@@ -154,6 +196,25 @@ pub struct RunReport {
     pub patch: crate::model::patch::PatchStatsSnapshot,
     /// What the tracers found (`None` when tracing was off).
     pub trace: Option<crate::trace::TraceReport>,
+    /// Each CPU's figures, by CPU number.
+    pub cpus: Vec<CpuReport>,
+}
+
+/// One CPU's figures over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuReport {
+    /// Context switches made on it.
+    pub switches: u64,
+    /// Tasks that arrived on it from another CPU.
+    pub migrations: u64,
+    /// IPIs it sent (reschedule and function call).
+    pub ipis_sent: u64,
+    /// IPIs it received.
+    pub ipis_received: u64,
+    /// Nanoseconds its idle task spent halted.
+    pub idle_ns: u64,
+    /// Interrupts it took (signals and replays).
+    pub irqs: u64,
 }
 
 /// One task's end.
@@ -201,46 +262,40 @@ impl From<ConfigError> for BootError {
 /// mode), and returns when every task has exited.
 pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Result<RunReport, BootError> {
     config.validate()?;
+    let n = config.cpus;
     let k = Arc::new(Kernel {
-        sched: IrqSpinLock::new(Sched::new(config.rr_timeslice_ticks)),
         tasks: IrqSpinLock::new(Vec::new()),
-        timers: IrqSpinLock::new(TimerQueue::default()),
         irq_handlers: IrqSpinLock::new(vec![None; 64]),
-        cpu: CpuState {
-            mode: AtomicU8::new(Mode::Kernel as u8),
-            jiffies: AtomicU64::new(0),
-            irqs: AtomicU64::new(0),
-            syscalls: AtomicU64::new(0),
-            raiser: OnceLock::new(),
-            tick_timer: OnceLock::new(),
-            hrtimer: OnceLock::new(),
-            retry_timer: OnceLock::new(),
-            retry_backoff: AtomicU8::new(0),
-            model: Default::default(),
-        },
+        cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks)).collect(),
+        online: AtomicU64::new(0),
+        nr_live: AtomicUsize::new(0),
+        jiffies: AtomicU64::new(0),
+        cpupri: crate::sched::CpuPri::new(n),
+        rt_overloaded: AtomicU64::new(0),
+        calls_in_flight: IrqSpinLock::new(Vec::new()),
         printk: Printk::new(1 << 20, config.console),
         bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
+        irq_bugs: IrqSpinLock::new(Vec::with_capacity(MAX_IRQ_BUGS)),
         bug_count: AtomicU64::new(0),
         boot_ns: arch::clock::now_ns(),
-        helper_cpus: helper_cpus(config.pin_cpu),
+        helper_cpus: helper_cpus(&config.pin),
         model: AtomicU8::new(config.preempt.index()),
         sites_claim: IrqSpinLock::new(None),
-        softirq: crate::softirq::SoftirqCpu::new(),
         trace: crate::trace::Tracer::new(config.trace),
         config,
     });
     let kc = k.clone();
     let cpu0 = std::thread::Builder::new()
         .name("atomkernel-cpu0".into())
-        .spawn(move || cpu_main(kc, Box::new(init)))
+        .spawn(move || crate::boot::boot_cpu_main(kc, Box::new(init)))
         .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
     cpu0.join().map_err(|_| BootError::Host("the CPU thread panicked".into()))??;
     Ok(report(&k))
 }
 
-fn helper_cpus(pinned: Option<usize>) -> Vec<usize> {
+fn helper_cpus(pinned: &[usize]) -> Vec<usize> {
     let all = arch::cpu::allowed_host_cpus();
-    let others: Vec<usize> = all.iter().copied().filter(|&c| Some(c) != pinned).collect();
+    let others: Vec<usize> = all.iter().copied().filter(|c| !pinned.contains(c)).collect();
     if others.is_empty() {
         all
     } else {
@@ -250,9 +305,11 @@ fn helper_cpus(pinned: Option<usize>) -> Vec<usize> {
 
 fn report(k: &Kernel) -> RunReport {
     let tasks = k.tasks.lock().clone();
-    let sched = k.sched.lock();
-    let switches = sched.nr_switches;
-    drop(sched);
+    let cpus: Vec<CpuReport> = k.cpus.iter().map(cpu_report).collect();
+    let mut patch = crate::model::patch::PatchStatsSnapshot::default();
+    for c in k.cpus.iter() {
+        patch.add(&c.model.patch.stats.snapshot());
+    }
     RunReport {
         init: tasks.get(1).and_then(|t| t.result.lock().clone()).unwrap_or_else(|| Err("init never ran".into())),
         tasks: tasks
@@ -266,139 +323,45 @@ fn report(k: &Kernel) -> RunReport {
                 stats: TaskHandle { task: t.clone() }.stats(),
             })
             .collect(),
-        bugs: k.bugs.lock().iter().cloned().chain(k.cpu.model.patch.refused_report()).collect(),
+        bugs: k.bug_reports().into_iter().chain(k.cpus.iter().filter_map(|c| c.model.patch.refused_report())).collect(),
         log: k.printk.drain(),
         jiffies: k.jiffies(),
-        irqs: k.cpu.irqs.load(Ordering::Relaxed),
-        switches,
-        patch: k.cpu.model.patch.stats.snapshot(),
+        irqs: cpus.iter().map(|c| c.irqs).sum(),
+        switches: cpus.iter().map(|c| c.switches).sum(),
+        patch,
         trace: crate::trace::report(k, tasks.iter().map(|t| t.name.clone()).collect()),
+        cpus,
     }
 }
 
-fn cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError> {
-    let host = |e: std::io::Error| BootError::Host(e.to_string());
-    if let Some(c) = k.config.pin_cpu {
-        arch::cpu::pin_current_thread(c).map_err(host)?;
+fn cpu_report(c: &Cpu) -> CpuReport {
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    CpuReport {
+        switches: c.rq.lock().nr_switches,
+        migrations: r(&c.stats.migrations_in),
+        ipis_sent: r(&c.stats.ipis_sent),
+        ipis_received: r(&c.stats.ipis_received),
+        idle_ns: r(&c.stats.idle_ns),
+        irqs: r(&c.irqs),
     }
-    let registration = arch::cpu::CpuRegistration::new(&crate::irq::HOOKS).map_err(host)?;
-    THIS.with(|t| *t.borrow_mut() = Some(k.clone()));
-    crate::preempt::preempt_count_set(0);
-    crate::preempt::clear_need_resched();
-    let _ = k.cpu.raiser.set(registration.raiser());
-    let _ = k.cpu.tick_timer.set(HostTimer::new(crate::irq::LINE_TICK).map_err(host)?);
-    let _ = k.cpu.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
-    let _ = k.cpu.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);
-    // Arm the preemption points before anything runs, so a refusal leaves nothing behind.
-    crate::model::switch_sites(&k, None, Some(k.config.preempt)).map_err(BootError::Config)?;
-    crate::trace::boot(&k).map_err(BootError::Config)?;
-    let idle_ctx = TaskContext::for_current_thread("swapper/0");
-    add_task(&k, "swapper/0", Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel);
-    crate::printk::printk_str(
-        &k,
-        &format!("atomkernel: booting 1 CPU, HZ={}, preempt={}, bh={}", k.config.hz, k.config.preempt, k.config.bh),
-    );
-    spawn_on(&k, crate::task::TaskBuilder::new("init"), init);
-    crate::softirq::spawn_ksoftirqd(&k); // after init, which stays pid 1
-    if let Some(t) = k.cpu.tick_timer.get() {
-        t.set_periodic(k.config.tick_ns());
-    }
-    idle_loop(&k);
-    crate::trace::shutdown(&k);
-    crate::model::switch_sites(&k, Some(k.model()), None).map_err(BootError::Config)?;
-    for t in [k.cpu.tick_timer.get(), k.cpu.hrtimer.get(), k.cpu.retry_timer.get()].into_iter().flatten() {
-        t.disarm();
-    }
-    crate::printk::printk_str(&k, "atomkernel: all tasks exited, CPU 0 halted");
-    arch::irq::local_irq_disable();
-    THIS.with(|t| *t.borrow_mut() = None);
-    drop(registration);
-    drop(idle_ctx);
-    Ok(())
-}
-
-/// The idle task: run whatever becomes runnable, halt when nothing is, stop when every other
-/// task has exited.
-fn idle_loop(k: &Kernel) {
-    let mut hung = crate::hung::HungCheck::new(k);
-    loop {
-        arch::irq::local_irq_disable();
-        if crate::preempt::need_resched() || k.sched.lock().has_runnable() {
-            crate::sched::schedule_irqs_off(k, crate::sched::SchedMode::Idle);
-            arch::irq::local_irq_enable();
-            hung.ran();
-            continue;
-        }
-        let live = k.sched.lock().nr_live;
-        if live == 0 {
-            arch::irq::local_irq_enable();
-            return;
-        }
-        if crate::softirq::stop_if_alone(k, live) {
-            arch::irq::local_irq_enable(); // only ksoftirqd is left: it was told to stop
-            continue;
-        }
-        arch::cpu::safe_halt();
-        hung.check(k);
-    }
-}
-
-fn add_task(
-    k: &Kernel,
-    name: &str,
-    policy: Policy,
-    ctx: Option<Arc<TaskContext>>,
-    body: Option<crate::task::TaskBody>,
-    mode: Mode,
-) -> Arc<Task> {
-    let _irq = crate::preempt::local_irq_save();
-    let mut tasks = k.tasks.lock();
-    let id = tasks.len();
-    let task = Arc::new(Task {
-        id,
-        name: name.into(),
-        policy,
-        ctx: IrqSpinLock::new(ctx),
-        body: IrqSpinLock::new(body),
-        result: IrqSpinLock::new(None),
-        exited: crate::wait::WaitQueue::new(),
-        stats: Default::default(),
-    });
-    tasks.push(task.clone());
-    k.sched.lock().add_task(id, policy, mode);
-    task
-}
-
-pub(crate) fn spawn_on(k: &Kernel, b: crate::task::TaskBuilder, body: crate::task::TaskBody) -> TaskHandle {
-    if let Err(e) = b.policy.validate() {
-        panic!("spawn of task '{}': {e}", b.name);
-    }
-    let mode = if b.kthread { Mode::Kernel } else { Mode::User };
-    let task = add_task(k, &b.name, b.policy, None, Some(body), mode);
-    let stack = b.stack_size.unwrap_or(k.config.stack_size);
-    let ctx = TaskContext::new(&b.name, stack, crate::task::task_entry, task.id)
-        .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));
-    *task.ctx.lock() = Some(ctx);
-    let mut sched = k.sched.lock();
-    if sched.wake_new(task.id) {
-        crate::model::resched_curr(k, &sched, task.id);
-    }
-    drop(sched);
-    TaskHandle { task }
-}
-
-/// Creates a task running `body` on the calling CPU. Call from a task.
-/// From user mode this is a system call (`clone`): if the new task outranks the caller, it
-/// runs at the caller's `ret_from_syscall`.
-#[track_caller]
-pub fn spawn(b: crate::task::TaskBuilder, body: impl FnOnce() -> i64 + Send + 'static) -> TaskHandle {
-    let k = this_kernel();
-    crate::syscall::kernel_call(|| spawn_on(&k, b, Box::new(body)))
 }
 
 /// The running task's id.
 pub fn current_pid() -> TaskId {
     this_kernel().current_id()
+}
+
+/// The CPU the calling task runs on (`raw_smp_processor_id`): it may move on right after.
+pub fn raw_smp_processor_id() -> usize {
+    this_cpu_id()
+}
+
+/// The CPU the calling code runs on (`smp_processor_id`), for code that cannot move: with
+/// preemption or IRQs disabled, or in a task bound to one CPU. Called from anywhere else, it is
+/// a `BUG:` report naming the task, the CPU and the caller (Linux's `debug_smp_processor_id`).
+#[track_caller]
+pub fn smp_processor_id() -> usize {
+    this_kernel().this_cpu().id
 }
 
 /// Nanoseconds since this kernel booted.

@@ -28,8 +28,12 @@ pub(crate) const LINE_HRTIMER: u32 = 1;
 /// The preemption retry: armed when a preemption was due but the interrupt landed in foreign
 /// code, so the next look comes soon rather than at the next tick.
 pub(crate) const LINE_RETRY: u32 = 2;
+/// The reschedule IPI (`smp::smp_send_reschedule`).
+pub(crate) const LINE_RESCHED: u32 = 3;
+/// The function-call IPI (`smp::smp_call_function_many`).
+pub(crate) const LINE_CALL_FUNCTION: u32 = 4;
 /// The first line available to devices.
-pub(crate) const FIRST_DEVICE_LINE: u32 = 3;
+pub(crate) const FIRST_DEVICE_LINE: u32 = 5;
 /// How soon the first retry interrupt comes; each further retry that still finds foreign code
 /// waits twice as long, up to one tick, so a long host call is not flooded with signals.
 pub(crate) const RETRY_NS: u64 = 20_000;
@@ -57,6 +61,12 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     if lines & (1 << LINE_TICK | 1 << LINE_HRTIMER) != 0 {
         crate::time::hrtimer_interrupt(&k);
     }
+    if lines & (1 << LINE_RESCHED) != 0 {
+        crate::smp::scheduler_ipi(&k);
+    }
+    if lines & (1 << LINE_CALL_FUNCTION) != 0 {
+        crate::smp::call_function_interrupt(&k);
+    }
     let mut devices = lines >> FIRST_DEVICE_LINE << FIRST_DEVICE_LINE;
     while devices != 0 {
         let line = devices.trailing_zeros();
@@ -75,7 +85,7 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
 /// `irq_enter()`: the CPU is now in hard interrupt context.
 pub(crate) fn irq_enter(k: &Kernel) {
     preempt::preempt_count_add(HARDIRQ_OFFSET);
-    k.cpu.irqs.fetch_add(1, Ordering::Relaxed);
+    k.this_cpu().irqs.fetch_add(1, Ordering::Relaxed);
 }
 
 /// `irq_exit()`: leave hard interrupt context.
@@ -90,7 +100,7 @@ pub(crate) fn irq_exit(k: &Kernel) {
 /// ([`IrqExitPolicy`]); this function does the mechanics: the count, the idle task, foreign
 /// code and the retry timer.
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
-    let policy = if k.cpu.mode() == Mode::User {
+    let policy = if k.this_cpu().mode() == Mode::User {
         if crate::model::resched_due_for_user(k) {
             IrqExitPolicy::Preempt // return to user mode may always preempt
         } else {
@@ -103,8 +113,8 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
         IrqExitPolicy::Nothing => {
             // Whatever the last retries waited for has been served, so the next one starts
             // from the shortest interval again.
-            if k.cpu.retry_backoff.load(Ordering::Relaxed) != 0 {
-                k.cpu.retry_backoff.store(0, Ordering::Relaxed);
+            if k.this_cpu().retry_backoff.load(Ordering::Relaxed) != 0 {
+                k.this_cpu().retry_backoff.store(0, Ordering::Relaxed);
             }
             return IrqExit::Resume;
         }
@@ -120,24 +130,24 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
         return IrqExit::Resume;
     }
     if policy == IrqExitPolicy::Preempt {
-        k.cpu.retry_backoff.store(0, Ordering::Relaxed);
+        k.this_cpu().retry_backoff.store(0, Ordering::Relaxed);
         return IrqExit::Preempt;
     }
     IrqExit::Resume
 }
 
 fn running_idle(k: &Kernel) -> bool {
-    let s = k.sched.lock();
-    s.curr == s.idle
+    let rq = crate::sched::rq_lock::this_rq_lock(k);
+    rq.curr == rq.idle
 }
 
 /// Foreign code (libc, the vDSO) may hold host locks: look again soon, by which time it has
 /// most likely returned into kernel text. The wait stays bounded by the time spent in foreign
 /// code plus one retry interval, not by the tick.
 fn arm_retry(k: &Kernel) {
-    let n = k.cpu.retry_backoff.fetch_add(1, Ordering::Relaxed).min(16);
+    let n = k.this_cpu().retry_backoff.fetch_add(1, Ordering::Relaxed).min(16);
     let delay = (RETRY_NS << n).min(k.config.tick_ns());
-    if let Some(t) = k.cpu.retry_timer.get() {
+    if let Some(t) = k.this_cpu().retry_timer.get() {
         t.set_oneshot_at(arch::clock::now_ns() + delay);
     }
 }

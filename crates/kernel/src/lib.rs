@@ -12,8 +12,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod boot;
 pub mod config;
+mod cpu;
 pub mod device;
+mod fork;
 mod hung;
 mod instance;
 mod irq;
@@ -21,6 +24,7 @@ pub mod model;
 pub mod preempt;
 pub mod printk;
 mod sched;
+pub mod smp;
 pub mod softirq;
 pub mod sync;
 pub mod syscall;
@@ -32,9 +36,13 @@ pub mod trace;
 pub mod wait;
 
 pub use config::{BhMode, Config, ConfigError, PreemptModel};
-pub use instance::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
+pub use fork::spawn;
+pub use instance::{
+    current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,
+};
 pub use model::{preempt_model, set_preempt_model};
-pub use sched::{sched_yield, schedule, TaskId};
+pub use sched::balance::set_cpus_allowed;
+pub use sched::{sched_yield, schedule, CpuMask, TaskId};
 pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};
 pub use wait::WaitQueue;

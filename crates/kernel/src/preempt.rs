@@ -179,6 +179,27 @@ impl Drop for PreemptGuard {
     }
 }
 
+/// The scheduler's own IRQ-off window (a `raw_local_irq_save` of Linux, which the `irqsoff`
+/// tracer does not report as a section: it is part of the operation it protects, as a run-queue
+/// lock's is). Restores the IRQ state when dropped.
+pub(crate) struct RawIrqGuard {
+    was_masked: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+/// Masks IRQs until the guard drops, untraced (see [`RawIrqGuard`]).
+#[inline(always)]
+pub(crate) fn raw_local_irq_save() -> RawIrqGuard {
+    RawIrqGuard { was_masked: arch::irq::local_irq_save(), _not_send: std::marker::PhantomData }
+}
+
+impl Drop for RawIrqGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        arch::irq::local_irq_restore(self.was_masked);
+    }
+}
+
 /// `local_irq_save()` as a guard: IRQs are soft-masked while it lives and restored after.
 #[must_use = "IRQs are restored when the guard is dropped"]
 pub struct IrqGuard {

@@ -158,12 +158,13 @@ pub fn open_softirq(nr: usize, action: impl Fn() + Send + Sync + 'static) -> Res
     }
     let k = this_kernel();
     let action: SoftirqAction = Arc::new(action);
-    let mut actions = k.softirq.actions.lock();
-    if actions[nr].is_some() {
+    if k.cpus[0].softirq.actions.lock()[nr].is_some() {
         return Err(format!("softirq vector {} ({nr}) already has an action", SOFTIRQ_NAMES[nr]));
     }
-    actions[nr] = Some(action);
-    k.softirq.opened.fetch_or(1 << nr, Ordering::AcqRel);
+    for cpu in k.cpus.iter() {
+        cpu.softirq.actions.lock()[nr] = Some(action.clone());
+        cpu.softirq.opened.fetch_or(1 << nr, Ordering::AcqRel);
+    }
     Ok(())
 }
 
@@ -181,9 +182,9 @@ pub fn raise_softirq(nr: usize) {
 /// `raise_softirq_irqoff`: call with IRQs masked.
 pub(crate) fn raise_softirq_irqoff(k: &Kernel, nr: usize) {
     let bit = 1 << nr;
-    let s = &k.softirq.stats[nr];
+    let s = &k.this_cpu().softirq.stats[nr];
     s.raised.fetch_add(1, Ordering::Relaxed);
-    if k.softirq.pending.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+    if k.this_cpu().softirq.pending.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
         s.coalesced.fetch_add(1, Ordering::Relaxed);
     }
     if !preempt::in_interrupt() {
@@ -193,12 +194,12 @@ pub(crate) fn raise_softirq_irqoff(k: &Kernel, nr: usize) {
 
 /// `local_softirq_pending()`: the pending vectors of this CPU, bit `n` = vector `n`.
 pub fn local_softirq_pending() -> u32 {
-    this_kernel().softirq.pending.load(Ordering::Acquire)
+    this_kernel().raw_this_cpu().softirq.pending.load(Ordering::Acquire)
 }
 
 /// The tick: raise `TIMER_SOFTIRQ` if an action is open for it (`run_local_timers`).
 pub(crate) fn run_local_timers(k: &Kernel) {
-    if k.softirq.opened.load(Ordering::Relaxed) & (1 << TIMER_SOFTIRQ) != 0 {
+    if k.this_cpu().softirq.opened.load(Ordering::Relaxed) & (1 << TIMER_SOFTIRQ) != 0 {
         raise_softirq_irqoff(k, TIMER_SOFTIRQ);
     }
 }
@@ -207,7 +208,7 @@ pub(crate) fn run_local_timers(k: &Kernel) {
 /// here (classic) or wake `ksoftirqd` (threaded). Nothing if still in interrupt context (a
 /// nested interrupt, or BH disabled in the interrupted code).
 pub(crate) fn invoke_softirq(k: &Kernel) {
-    if preempt::in_interrupt() || k.softirq.pending.load(Ordering::Acquire) == 0 {
+    if preempt::in_interrupt() || k.this_cpu().softirq.pending.load(Ordering::Acquire) == 0 {
         return;
     }
     match k.config.bh {
@@ -223,9 +224,9 @@ pub(crate) fn __do_softirq(k: &Kernel, ctx: SoftirqContext) {
     let mut restart = MAX_SOFTIRQ_RESTART;
     preempt::preempt_count_add(SOFTIRQ_OFFSET);
     loop {
-        let pending = k.softirq.pending.swap(0, Ordering::AcqRel);
+        let pending = k.this_cpu().softirq.pending.swap(0, Ordering::AcqRel);
         arch::entry::irq_exit_irqs_on(|| run_actions(k, pending, ctx));
-        if k.softirq.pending.load(Ordering::Acquire) == 0 {
+        if k.this_cpu().softirq.pending.load(Ordering::Acquire) == 0 {
             break;
         }
         restart -= 1;
@@ -233,7 +234,7 @@ pub(crate) fn __do_softirq(k: &Kernel, ctx: SoftirqContext) {
             continue;
         }
         if ctx != SoftirqContext::Ksoftirqd {
-            k.softirq.handoffs.fetch_add(1, Ordering::Relaxed);
+            k.this_cpu().softirq.handoffs.fetch_add(1, Ordering::Relaxed);
         }
         wakeup_softirqd(k);
         break;
@@ -245,9 +246,9 @@ fn run_actions(k: &Kernel, mut pending: u32, ctx: SoftirqContext) {
     while pending != 0 {
         let nr = pending.trailing_zeros() as usize;
         pending &= pending - 1;
-        let action = k.softirq.actions.lock()[nr].clone();
+        let action = k.this_cpu().softirq.actions.lock()[nr].clone();
         if let Some(action) = action {
-            k.softirq.stats[nr].runs[ctx as usize].fetch_add(1, Ordering::Relaxed);
+            k.this_cpu().softirq.stats[nr].runs[ctx as usize].fetch_add(1, Ordering::Relaxed);
             crate::trace::event_in(k, crate::trace::Event::SoftirqEntry { vec: nr as u32 });
             action();
             crate::trace::event_in(k, crate::trace::Event::SoftirqExit { vec: nr as u32 });
@@ -261,7 +262,7 @@ fn do_softirq(k: &Kernel) {
         return;
     }
     let was_masked = arch::irq::local_irq_save();
-    if k.softirq.pending.load(Ordering::Acquire) != 0 {
+    if k.this_cpu().softirq.pending.load(Ordering::Acquire) != 0 {
         __do_softirq(k, SoftirqContext::BhEnable);
     }
     arch::irq::local_irq_restore(was_masked);
@@ -287,7 +288,7 @@ impl Drop for BhGuard {
     fn drop(&mut self) {
         preempt::preempt_count_sub(SOFTIRQ_DISABLE_OFFSET - PREEMPT_OFFSET);
         if let Some(k) = try_this_kernel() {
-            if !preempt::in_interrupt() && k.softirq.pending.load(Ordering::Acquire) != 0 {
+            if !preempt::in_interrupt() && k.this_cpu().softirq.pending.load(Ordering::Acquire) != 0 {
                 match k.config.bh {
                     BhMode::Classic => do_softirq(&k),
                     BhMode::Threaded => {
@@ -305,22 +306,23 @@ impl Drop for BhGuard {
 
 /// `wakeup_softirqd()`: make this CPU's `ksoftirqd` runnable (nothing if it is running).
 pub(crate) fn wakeup_softirqd(k: &Kernel) {
-    if let Some(&id) = k.softirq.ksoftirqd.get() {
+    if let Some(&id) = k.this_cpu().softirq.ksoftirqd.get() {
         crate::sched::wake_up_process(k, id);
     }
 }
 
-/// The pid of the running kernel's `ksoftirqd/0`.
+/// The pid of `ksoftirqd/0` of the running kernel.
 pub fn ksoftirqd_pid() -> Option<TaskId> {
-    this_kernel().softirq.ksoftirqd.get().copied()
+    this_kernel().cpus[0].softirq.ksoftirqd.get().copied()
 }
 
-/// A snapshot of the running kernel's softirq counters.
+/// A snapshot of the running kernel's softirq counters, summed over its CPUs.
 pub fn softirq_stats() -> SoftirqStats {
     let k = this_kernel();
-    let s = &k.softirq;
+    let sum =
+        |f: &dyn Fn(&SoftirqCpu) -> &AtomicU64| k.cpus.iter().map(|c| f(&c.softirq).load(Ordering::Relaxed)).sum();
     let per = |f: &dyn Fn(&VectorStats) -> &AtomicU64| -> [u64; NR_SOFTIRQS] {
-        std::array::from_fn(|nr| f(&s.stats[nr]).load(Ordering::Relaxed))
+        std::array::from_fn(|nr| sum(&|s: &SoftirqCpu| f(&s.stats[nr])))
     };
     SoftirqStats {
         raised: per(&|v| &v.raised),
@@ -328,29 +330,36 @@ pub fn softirq_stats() -> SoftirqStats {
         runs_irq_exit: per(&|v| &v.runs[SoftirqContext::IrqExit as usize]),
         runs_ksoftirqd: per(&|v| &v.runs[SoftirqContext::Ksoftirqd as usize]),
         runs_bh_enable: per(&|v| &v.runs[SoftirqContext::BhEnable as usize]),
-        handoffs: s.handoffs.load(Ordering::Relaxed),
+        handoffs: sum(&|s: &SoftirqCpu| &s.handoffs),
     }
 }
 
-/// Starts `ksoftirqd/0` at CPU boot: SCHED_NORMAL under `bh=classic`, SCHED_FIFO `bh_prio`
-/// under `bh=threaded`. It runs once, finds nothing and sleeps until woken.
-pub(crate) fn spawn_ksoftirqd(k: &Kernel) {
-    let b = TaskBuilder::new("ksoftirqd/0").kthread();
+/// Starts `ksoftirqd/N` for CPU `cpu` at its boot, bound to it: SCHED_NORMAL under
+/// `bh=classic`, SCHED_FIFO `bh_prio` under `bh=threaded`. It runs once, finds nothing and
+/// sleeps until woken.
+pub(crate) fn spawn_ksoftirqd(k: &Kernel, cpu: usize) {
+    let b = TaskBuilder::new(&format!("ksoftirqd/{cpu}")).kthread().cpus(1 << cpu);
     let b = match k.config.bh {
         BhMode::Classic => b.nice(0),
         BhMode::Threaded => b.fifo(k.config.bh_prio),
     };
-    let h = crate::instance::spawn_on(k, b, Box::new(ksoftirqd_main));
-    let _ = k.softirq.ksoftirqd.set(h.id());
+    let h = crate::fork::spawn_on(k, b, Box::new(ksoftirqd_main));
+    let _ = k.cpus[cpu].softirq.ksoftirqd.set(h.id());
 }
 
-/// Called by the idle loop when only `live` tasks remain: if the only one is `ksoftirqd`, ask
-/// it to stop (`kthread_stop`). Returns true if it was asked now.
+/// Called by an idle loop when only `live` tasks remain: if they are the CPUs' `ksoftirqd`s,
+/// ask every one to stop (`kthread_stop`). Returns true if they were asked now.
 pub(crate) fn stop_if_alone(k: &Kernel, live: usize) -> bool {
-    if live != 1 || k.softirq.ksoftirqd.get().is_none() || k.softirq.stop.swap(true, Ordering::AcqRel) {
+    let started = k.cpus.iter().filter(|c| c.softirq.ksoftirqd.get().is_some()).count();
+    if live > started || started < k.cpus.len() || k.cpus[0].softirq.stop.swap(true, Ordering::AcqRel) {
         return false;
     }
-    wakeup_softirqd(k);
+    for c in k.cpus.iter() {
+        c.softirq.stop.store(true, Ordering::Release);
+        if let Some(&id) = c.softirq.ksoftirqd.get() {
+            crate::sched::wake_up_process(k, id);
+        }
+    }
     true
 }
 
@@ -361,14 +370,14 @@ fn ksoftirqd_main() -> i64 {
     let place = std::panic::Location::caller();
     loop {
         if !ksoftirqd_should_run(&k) {
-            if k.softirq.stop.load(Ordering::Acquire) {
+            if k.this_cpu().softirq.stop.load(Ordering::Acquire) {
                 return 0;
             }
             ksoftirqd_sleep(&k, place);
             continue;
         }
         arch::irq::local_irq_disable();
-        if k.softirq.pending.load(Ordering::Acquire) != 0 {
+        if k.this_cpu().softirq.pending.load(Ordering::Acquire) != 0 {
             __do_softirq(&k, SoftirqContext::Ksoftirqd);
         }
         arch::irq::local_irq_enable();
@@ -377,7 +386,7 @@ fn ksoftirqd_main() -> i64 {
 }
 
 fn ksoftirqd_should_run(k: &Kernel) -> bool {
-    k.softirq.pending.load(Ordering::Acquire) != 0
+    k.this_cpu().softirq.pending.load(Ordering::Acquire) != 0
 }
 
 /// Sleeps until woken; the pending test is made after the task is marked sleeping, so a raise
@@ -385,12 +394,12 @@ fn ksoftirqd_should_run(k: &Kernel) -> bool {
 fn ksoftirqd_sleep(k: &Kernel, place: &'static std::panic::Location<'static>) {
     {
         let _irq = preempt::local_irq_save();
-        let me = k.current_id();
-        let mut s = k.sched.lock();
-        if ksoftirqd_should_run(k) || k.softirq.stop.load(Ordering::Acquire) {
+        let mut rq = crate::sched::rq_lock::this_rq_lock(k);
+        if ksoftirqd_should_run(k) || k.this_cpu().softirq.stop.load(Ordering::Acquire) {
             return;
         }
-        s.task_mut(me).state = crate::sched::TaskState::Interruptible;
+        let me = rq.curr;
+        rq.task_mut(me).state = crate::sched::TaskState::Interruptible;
     }
     crate::sched::schedule_at(place);
 }

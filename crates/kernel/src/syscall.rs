@@ -20,8 +20,13 @@ use std::panic::Location;
 pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
     let place = Location::caller();
     let k = this_kernel();
-    k.cpu.syscalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // credited at switch-out
-    k.cpu.set_mode(Mode::Kernel);
+    {
+        // Masked, so that the task cannot move between finding its CPU and marking it.
+        let _irq = crate::preempt::raw_local_irq_save();
+        let cpu = k.this_cpu();
+        cpu.syscalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // credited at switch-out
+        cpu.set_mode(Mode::Kernel);
+    }
     crate::trace::syscall_entry(&k, place);
     let r = f();
     ret_from_syscall(&k, place);
@@ -33,7 +38,7 @@ pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
 /// kernel mode.
 #[track_caller]
 pub(crate) fn kernel_call<R>(f: impl FnOnce() -> R) -> R {
-    if this_kernel().cpu.mode() == Mode::User {
+    if current_mode() == Mode::User {
         syscall(f)
     } else {
         f()
@@ -57,7 +62,7 @@ pub fn ret_from_syscall(k: &Kernel, place: &'static Location<'static>) {
             crate::sched::schedule();
             continue;
         }
-        k.cpu.set_mode(Mode::User);
+        k.this_cpu().set_mode(Mode::User);
         arch::irq::local_irq_enable();
         return;
     }
@@ -65,5 +70,12 @@ pub fn ret_from_syscall(k: &Kernel, place: &'static Location<'static>) {
 
 /// True while the current task runs kernel code (inside a [`syscall`], or a kernel thread).
 pub fn in_kernel_mode() -> bool {
-    this_kernel().cpu.mode() == Mode::Kernel
+    current_mode() == Mode::Kernel
+}
+
+/// The running task's mode (read with IRQs masked: see [`crate::instance::Kernel::current_id`]).
+fn current_mode() -> Mode {
+    let k = this_kernel();
+    let _irq = crate::preempt::raw_local_irq_save();
+    k.this_cpu().mode()
 }

@@ -12,7 +12,7 @@ use crate::sched::TaskId;
 use crate::wait::WaitQueue;
 use arch::switch::TaskContext;
 use arch::sync::IrqSpinLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The scheduling policy of a task (`sched_setscheduler`).
@@ -107,6 +107,17 @@ pub(crate) struct Task {
     pub(crate) result: IrqSpinLock<Option<TaskResult>>,
     pub(crate) exited: WaitQueue,
     pub(crate) stats: TaskStats,
+    /// The CPU whose run queue holds its scheduling state (`task_cpu`); changed only with
+    /// that run queue and the new one locked.
+    pub(crate) cpu: AtomicUsize,
+    /// The CPU running it now, or `fork::NO_CPU` (`p->on_cpu`): set by the CPU switching to
+    /// it, cleared by the CPU that switched away from it once its stack is free.
+    pub(crate) on_cpu: AtomicUsize,
+    /// The CPUs it may run on (mirrors the run queue's copy, for lock-free readers).
+    pub(crate) cpus_allowed: AtomicU64,
+    /// The `preempt_count` it slept holding (a `BUG:` already reported), 0 normally: a
+    /// migration of such a task is reported too.
+    pub(crate) preempt_held: AtomicU32,
 }
 
 impl Task {
@@ -152,12 +163,13 @@ pub struct TaskBuilder {
     pub(crate) policy: Policy,
     pub(crate) kthread: bool,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) cpus: Option<u64>,
 }
 
 impl TaskBuilder {
     /// A SCHED_NORMAL, nice 0 user task called `name`.
     pub fn new(name: &str) -> Self {
-        TaskBuilder { name: name.into(), policy: Policy::Normal(0), kthread: false, stack_size: None }
+        TaskBuilder { name: name.into(), policy: Policy::Normal(0), kthread: false, stack_size: None, cpus: None }
     }
     /// SCHED_FIFO at `prio`.
     pub fn fifo(mut self, prio: u8) -> Self {
@@ -177,6 +189,12 @@ impl TaskBuilder {
     /// A kernel thread: runs in kernel mode from the start (no user mode to preempt).
     pub fn kthread(mut self) -> Self {
         self.kthread = true;
+        self
+    }
+    /// Runs only on the CPUs of `mask` (bit `n` = CPU `n`; `sched_setaffinity`). A mask with
+    /// no CPU of the instance makes the spawn panic with a message naming the mask.
+    pub fn cpus(mut self, mask: u64) -> Self {
+        self.cpus = Some(mask);
         self
     }
     /// A stack of `bytes` instead of the boot default.

@@ -36,8 +36,7 @@ impl Tasklet {
     /// task (it allocates its list slots here, so scheduling it never does).
     pub fn new(name: &str, func: impl Fn() + Send + Sync + 'static) -> Arc<Tasklet> {
         let k = this_kernel();
-        let cpu = &k.softirq.tasklets;
-        let mut registry = cpu.registry.lock();
+        let mut registry = registry(&k).lock();
         let t = Arc::new(Tasklet {
             name: name.into(),
             index: registry.len(),
@@ -48,8 +47,10 @@ impl Tasklet {
         registry.push(t.clone());
         let n = registry.len();
         drop(registry);
-        for list in [&cpu.normal, &cpu.hi] {
-            list.lock().reserve(n);
+        for cpu in k.cpus.iter().map(|c| &c.softirq.tasklets) {
+            for list in [&cpu.normal, &cpu.hi] {
+                list.lock().reserve(n);
+            }
         }
         t
     }
@@ -79,7 +80,8 @@ impl Tasklet {
     }
 }
 
-/// One CPU's tasklet lists: indices into the registry, with room for every tasklet.
+/// One CPU's tasklet lists: indices into the registry, with room for every tasklet. The
+/// registry of the instance is CPU 0's (a tasklet may be scheduled on any CPU).
 #[derive(Default)]
 pub(crate) struct TaskletCpu {
     registry: IrqSpinLock<Vec<Arc<Tasklet>>>,
@@ -105,6 +107,11 @@ impl TaskletList {
         debug_assert!(self.queued.len() < self.queued.capacity(), "tasklet list slot missing");
         self.queued.push(index);
     }
+}
+
+/// Every tasklet of the instance, by index.
+fn registry(k: &Kernel) -> &IrqSpinLock<Vec<Arc<Tasklet>>> {
+    &k.cpus[0].softirq.tasklets.registry
 }
 
 fn list(cpu: &TaskletCpu, vector: usize) -> &IrqSpinLock<TaskletList> {
@@ -133,7 +140,7 @@ fn schedule_on(t: &Tasklet, vector: usize) -> bool {
     }
     let Some(k) = try_this_kernel() else { return false };
     let _irq = crate::preempt::local_irq_save();
-    list(&k.softirq.tasklets, vector).lock().push(t.index);
+    list(&k.this_cpu().softirq.tasklets, vector).lock().push(t.index);
     raise_softirq_irqoff(&k, vector);
     true
 }
@@ -141,7 +148,7 @@ fn schedule_on(t: &Tasklet, vector: usize) -> bool {
 /// The action of `TASKLET_SOFTIRQ` and `HI_SOFTIRQ` (`tasklet_action_common`).
 pub(crate) fn tasklet_action(vector: usize) {
     let Some(k) = try_this_kernel() else { return };
-    let cpu = &k.softirq.tasklets;
+    let cpu = &k.this_cpu().softirq.tasklets;
     {
         let mut l = list(cpu, vector).lock();
         let TaskletList { queued, batch } = &mut *l;
@@ -157,7 +164,7 @@ pub(crate) fn tasklet_action(vector: usize) {
 }
 
 fn run_one(k: &Kernel, cpu: &TaskletCpu, vector: usize, index: usize) {
-    let t = cpu.registry.lock()[index].clone();
+    let t = registry(k).lock()[index].clone();
     if t.trylock() {
         let was = t.state.fetch_and(!TASKLET_STATE_SCHED, Ordering::AcqRel);
         debug_assert!(was & TASKLET_STATE_SCHED != 0, "tasklet '{}' on the list but not scheduled", t.name);

@@ -45,22 +45,29 @@ impl TimerQueue {
 
 /// The tick: advance jiffies, run the scheduler tick.
 pub(crate) fn timer_interrupt(k: &Kernel) {
-    let missed = k.cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
-    k.cpu.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
+    let cpu = k.this_cpu();
+    if cpu.id == 0 {
+        let missed = cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
+        k.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
+    }
     crate::model::tick(k);
     crate::softirq::run_local_timers(k);
-    let mut sched = k.sched.lock();
-    if sched.tick(arch::clock::now_ns()) {
-        let curr = sched.curr;
-        crate::model::resched_curr(k, &sched, curr);
+    {
+        let rq = crate::sched::rq_lock::rq_lock(k, cpu.id);
+        let mut rq = rq;
+        if rq.tick(arch::clock::now_ns()) {
+            let curr = rq.curr;
+            crate::model::resched_curr(k, &rq, curr);
+        }
     }
+    crate::sched::balance::load_balance(k, k.jiffies());
 }
 
 /// Wakes every sleeper whose deadline has passed and re-arms the host timer.
 pub(crate) fn hrtimer_interrupt(k: &Kernel) {
     let now = arch::clock::now_ns();
     loop {
-        let expired = k.timers.lock().pop_expired(now);
+        let expired = k.this_cpu().timers.lock().pop_expired(now);
         let Some(id) = expired else { break };
         crate::sched::wake_up_process(k, id);
     }
@@ -68,7 +75,8 @@ pub(crate) fn hrtimer_interrupt(k: &Kernel) {
 }
 
 fn rearm(k: &Kernel) {
-    if let (Some(d), Some(t)) = (k.timers.lock().next_deadline(), k.cpu.hrtimer.get()) {
+    let cpu = k.this_cpu();
+    if let (Some(d), Some(t)) = (cpu.timers.lock().next_deadline(), cpu.hrtimer.get()) {
         t.set_oneshot_at(d);
     }
 }
@@ -87,10 +95,10 @@ fn sleep_until_at(deadline_ns: u64, place: &std::panic::Location<'_>) {
         {
             let _irq = crate::preempt::local_irq_save();
             let me = k.current_id();
-            if k.timers.lock().arm(deadline_ns, me) {
+            if k.this_cpu().timers.lock().arm(deadline_ns, me) {
                 rearm(&k);
             }
-            k.sched.lock().task_mut(me).state = TaskState::Interruptible;
+            crate::sched::set_current_state(&k, TaskState::Interruptible);
         }
         crate::sched::schedule_at(place);
     }

@@ -44,11 +44,11 @@ impl WaitQueue {
                 if !w.contains(&me) {
                     w.push(me);
                 }
-                k.sched.lock().task_mut(me).state = TaskState::Interruptible;
+                crate::sched::set_current_state(&k, TaskState::Interruptible);
                 me
             };
             if cond() {
-                k.sched.lock().task_mut(me).state = TaskState::Running;
+                crate::sched::set_current_state(&k, TaskState::Running);
                 self.waiters.lock().retain(|&t| t != me);
                 return;
             }

@@ -159,7 +159,7 @@ fn device_threads_avoid_the_pinned_cpu() {
         eprintln!("skipped: this process may use only one host CPU");
         return;
     }
-    let config = Config { pin_cpu: Some(cpus[0]), ..Config::default() };
+    let config = Config { pin: vec![cpus[0]], ..Config::default() };
     let allowed = Arc::new(std::sync::Mutex::new(String::new()));
     let a = allowed.clone();
     run_with_timeout(config, 30, move || {

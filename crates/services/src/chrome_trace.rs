@@ -70,6 +70,12 @@ fn fields(tr: &TraceReport, p: &mut Places<'_>, e: &Event) -> Vec<(&'static str,
         Event::SchedWakeup { pid, rt_prio } => {
             vec![("comm", json!(task(tr, pid))), ("pid", json!(pid)), ("rt_prio", json!(rt_prio))]
         }
+        Event::SchedMigrate { pid, from, to } => vec![
+            ("comm", json!(task(tr, pid))),
+            ("pid", json!(pid)),
+            ("orig_cpu", json!(from)),
+            ("dest_cpu", json!(to)),
+        ],
         Event::IrqHandlerEntry { lines, ip, replayed } => {
             vec![("lines", json!(format!("{lines:#x}"))), ("ip", json!(p.at(ip))), ("replayed", json!(replayed))]
         }
@@ -115,7 +121,7 @@ pub fn chrome_json(tr: &TraceReport, r: &Resolver) -> Value {
 
 fn category(e: &Event) -> &'static str {
     match e {
-        Event::SchedSwitch { .. } | Event::SchedWakeup { .. } => "sched",
+        Event::SchedSwitch { .. } | Event::SchedWakeup { .. } | Event::SchedMigrate { .. } => "sched",
         Event::IrqHandlerEntry { .. } | Event::IrqHandlerExit { .. } => "irq",
         Event::SoftirqEntry { .. } | Event::SoftirqExit { .. } => "softirq",
         _ => "preempt",

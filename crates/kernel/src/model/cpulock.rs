@@ -32,13 +32,13 @@ impl CpulockCpu {
 impl Model for Cpulock {
     fn wakeup(&self, k: &Kernel, w: Wakeup) {
         if w.rt && !w.is_curr {
-            k.cpu.model.cpulock.quantum_lock.store(w.woken + 1, Ordering::Release);
+            k.this_cpu().model.cpulock.quantum_lock.store(w.woken + 1, Ordering::Release);
         }
         preempt::set_need_resched();
     }
 
     fn point(&self, k: &Kernel, site: usize) {
-        if k.cpu.model.cpulock.quantum_lock.load(Ordering::Acquire) != 0 {
+        if k.this_cpu().model.cpulock.quantum_lock.load(Ordering::Acquire) != 0 {
             super::schedule_at_point(k, site);
         }
     }

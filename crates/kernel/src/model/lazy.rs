@@ -41,7 +41,7 @@ impl LazyCpu {
 impl Model for Lazy {
     fn wakeup(&self, k: &Kernel, w: Wakeup) {
         if !w.rt && w.curr_fair {
-            k.cpu.model.lazy.need_resched_lazy.store(true, Ordering::Relaxed);
+            k.this_cpu().model.lazy.need_resched_lazy.store(true, Ordering::Relaxed);
         } else {
             preempt::set_need_resched();
         }

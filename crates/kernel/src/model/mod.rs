@@ -36,7 +36,7 @@ mod voluntary;
 use crate::config::ConfigError;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt;
-use crate::sched::{Sched, TaskId};
+use crate::sched::{Rq, TaskId};
 use crate::task::Policy;
 use std::fmt;
 use std::str::FromStr;
@@ -248,27 +248,45 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         k.model.store(model.index(), Ordering::Release);
         patch::event_served(&k); // nothing armed survives a switch
     }
+    // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there).
+    let me = k.raw_cpu_id();
+    let others = k.all_cpus() & !(1 << me);
+    if others != 0 {
+        crate::smp::smp_call_function_many(others, || patch::event_served(&this_kernel()), true)
+            .map_err(ConfigError)?;
+    }
     crate::trace::model_switched(&k, old, model);
     crate::printk!("preempt: switched from {old} to {model}");
     Ok(())
 }
 
 /// `resched_curr`: `woken` (or the running task, for the tick) should run instead of the
-/// current task. Call with the scheduler lock held (IRQs masked).
-pub(crate) fn resched_curr(k: &Kernel, s: &Sched, woken: TaskId) {
+/// current task of run queue `rq`'s CPU. Call with that run queue locked (IRQs masked). On
+/// the calling CPU the model decides at once; another CPU gets the reschedule IPI carrying the
+/// wakeup, and its model decides there.
+pub(crate) fn resched_curr(k: &Kernel, rq: &Rq, woken: TaskId) {
     let w = Wakeup {
         woken,
-        rt: s.task(woken).policy.rt_prio().is_some(),
-        is_curr: woken == s.curr,
-        curr_fair: matches!(s.task(s.curr).policy, Policy::Normal(_)),
+        rt: rq.task(woken).policy.rt_prio().is_some(),
+        is_curr: woken == rq.curr,
+        curr_fair: matches!(rq.task(rq.curr).policy, Policy::Normal(_)),
     };
+    if rq.cpu == k.raw_cpu_id() {
+        ops(k.model()).wakeup(k, w);
+    } else {
+        crate::smp::smp_send_reschedule(k, rq.cpu, w);
+    }
+}
+
+/// The reschedule IPI's wakeup, on its target CPU: the model decides as for a local wakeup.
+pub(crate) fn resched_local(k: &Kernel, w: Wakeup) {
     ops(k.model()).wakeup(k, w);
 }
 
 /// At the tick: a lazy reschedule still pending becomes a real one (Linux's `sched_tick`
 /// promoting `TIF_NEED_RESCHED_LAZY`).
 pub(crate) fn tick(k: &Kernel) {
-    k.cpu.model.lazy.tick();
+    k.this_cpu().model.lazy.tick();
 }
 
 /// Called by `__schedule` when it has picked `next`: every reschedule request of every model
@@ -277,13 +295,13 @@ pub(crate) fn tick(k: &Kernel) {
 pub(crate) fn clear_resched(k: &Kernel, next: TaskId) {
     preempt::clear_need_resched();
     patch::event_served(k);
-    k.cpu.model.lazy.served();
-    k.cpu.model.cpulock.served(next);
+    k.this_cpu().model.lazy.served();
+    k.this_cpu().model.cpulock.served(next);
 }
 
 /// Is a reschedule due on the way back to user mode (a lazy one counts there)?
 pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
-    preempt::need_resched() || k.cpu.model.lazy.pending()
+    preempt::need_resched() || k.this_cpu().model.lazy.pending()
 }
 
 /// What the interrupt exit to kernel mode should do under the current model.

@@ -15,7 +15,9 @@
 //! entry. A task that switches away with `PREEMPT_OFFSET` raised drops it again when it
 //! resumes, and a new task drops the one it inherited in [`schedule_tail`].
 
+use super::rq_lock::{rq_lock, task_rq_lock, this_rq_lock};
 use super::{TaskId, TaskState};
+use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
 use crate::preempt::{self, PREEMPT_OFFSET};
 use crate::task::{TaskResult, TaskStats};
@@ -51,33 +53,38 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         k.bug("__schedule entered with IRQs on or preempt_count not PREEMPT_OFFSET", Location::caller());
     }
     let now = arch::clock::now_ns();
+    let cpu = k.raw_this_cpu();
     let switch = {
-        let mut s = k.sched.lock();
-        let prev = s.curr;
-        s.task_mut(prev).mode = k.cpu.mode();
-        let ran = s.put_prev(prev, now, mode == SchedMode::Preempt);
-        let next = s.pick_next(now);
+        let mut rq = rq_lock(k, cpu.id);
+        let prev = rq.curr;
+        rq.task_mut(prev).mode = cpu.mode();
+        let ran = rq.put_prev(prev, now, mode == SchedMode::Preempt);
+        let next = rq.pick_next(now);
         crate::model::clear_resched(k, next);
-        (next != prev).then(|| {
-            s.curr = next;
-            s.nr_switches += 1;
-            k.cpu.set_mode(s.task(next).mode);
-            (prev, next, ran, s.task(prev).state)
-        })
+        let switch = (next != prev).then(|| {
+            rq.curr = next;
+            rq.nr_switches += 1;
+            rq.prev_after = Some(prev);
+            cpu.curr.store(next, Ordering::Relaxed);
+            cpu.set_mode(rq.task(next).mode);
+            (prev, next, ran, rq.task(prev).state, (rq.task(prev).mode, rq.task(next).mode))
+        });
+        super::balance::note_rt_queued(k, &rq);
+        switch
     };
-    let (prev, next, ran, state) = switch?;
+    let (prev, next, ran, state, modes) = switch?;
     let prev_state = match state {
         TaskState::Dead => crate::trace::PrevState::Dead,
         s => crate::trace::PrevState::of(s == TaskState::Running),
     };
-    crate::trace::sched_switch(k, prev, next, prev_state);
+    crate::trace::sched_switch(k, prev, next, prev_state, modes);
     let (prev_task, next_task) = {
         let tasks = k.tasks.lock();
         (tasks[prev].clone(), tasks[next].clone())
     };
     let stats = &prev_task.stats;
     stats.runtime_ns.store(ran, Ordering::Relaxed);
-    stats.syscalls.fetch_add(k.cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    stats.syscalls.fetch_add(cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     let pctx = if mode == SchedMode::Dead {
         prev_task.ctx.lock().take().unwrap_or_else(|| arch::cpu::die("BUG: exiting task has no context"))
     } else {
@@ -85,7 +92,32 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         TaskStats::bump(if voluntary { &stats.voluntary_switches } else { &stats.involuntary_switches });
         prev_task.context()
     };
+    wait_off_cpu(k, &next_task, cpu.id);
     Some((pctx, next_task.context()))
+}
+
+/// Most time a CPU waits for another to leave a task's stack before calling it a `BUG:`.
+const ON_CPU_PATIENCE_NS: u64 = 2_000_000_000;
+
+/// Waits until the CPU that last ran `next` has switched away from it, then claims it for
+/// CPU `me` (Linux's `smp_cond_load_acquire(&p->on_cpu, !VAL)` in `try_to_wake_up`): a task
+/// woken onto another CPU while its old one is still inside its switch must not run on both.
+fn wait_off_cpu(k: &Kernel, next: &crate::task::Task, me: usize) {
+    let (mut spins, t0) = (0, arch::clock::now_ns());
+    while let Err(other) = next.on_cpu.compare_exchange(NO_CPU, me, Ordering::AcqRel, Ordering::Acquire) {
+        if other == me || arch::clock::now_ns() - t0 > ON_CPU_PATIENCE_NS {
+            k.bug_args(
+                format_args!("task '{}' (pid {}) seen running on two CPUs ({other} and {me})", next.name, next.id),
+                Location::caller(),
+            );
+            if other != me {
+                arch::cpu::die("BUG: a task runs on two CPUs (reported above)");
+            }
+            next.on_cpu.store(me, Ordering::Release); // our own stale mark: take it
+            return;
+        }
+        arch::cpu::cpu_relax(&mut spins);
+    }
 }
 
 /// The one way into [`__schedule`] but `do_exit`'s: raise the count, switch, drop it. Call with
@@ -95,6 +127,8 @@ pub(crate) fn schedule_irqs_off(k: &Kernel, mode: SchedMode) {
     preempt::preempt_count_add(PREEMPT_OFFSET);
     if let Some((prev, next)) = __schedule(k, mode) {
         arch::switch::switch_to(&prev, &next);
+        drop((prev, next));
+        super::balance::finish_task_switch(k);
     }
     preempt::preempt_count_sub(PREEMPT_OFFSET);
 }
@@ -114,14 +148,17 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
     if irq::irqs_disabled() {
         k.bug("sleeping function called with IRQs disabled", place);
     }
+    let me = k.task(k.current_id());
     if count != 0 {
         k.bug("scheduling while atomic", place);
         preempt::preempt_count_set(0);
+        me.preempt_held.store(count, Ordering::Relaxed);
     }
     let was_masked = irq::local_irq_save();
     schedule_irqs_off(&k, SchedMode::None);
     irq::local_irq_restore(was_masked);
     if count != 0 {
+        me.preempt_held.store(0, Ordering::Relaxed);
         preempt::preempt_count_set(count);
     }
 }
@@ -160,22 +197,43 @@ pub(crate) fn preempt_schedule_irq() {
 
 /// `schedule_tail()`: the first thing a new task does, finishing the switch that started it.
 pub(crate) fn schedule_tail() {
+    if let Some(k) = crate::instance::try_this_kernel() {
+        super::balance::finish_task_switch(&k);
+    }
     preempt::preempt_count_sub(PREEMPT_OFFSET);
     irq::local_irq_enable();
 }
 
-/// `try_to_wake_up()` for task `id`, from task or interrupt context. Returns whether the task
-/// was woken (false if it was not sleeping).
+/// `try_to_wake_up()` for task `id`, from task or interrupt context, on any CPU. Returns
+/// whether the task was woken (false if it was not sleeping). The task's state is changed under
+/// its run queue's lock, where its sleep is decided too, so a wakeup racing the sleep on another
+/// CPU either finds it still queued (it then stays runnable) or off the queue (it is placed and
+/// queued again): never lost.
 pub(crate) fn wake_up_process(k: &Kernel, id: TaskId) -> bool {
-    let mut s = k.sched.lock();
-    let was_sleeping = s.task(id).state == TaskState::Interruptible;
-    if s.wake(id) {
-        crate::model::resched_curr(k, &s, id);
+    let _irq = preempt::raw_local_irq_save();
+    let mut rq = task_rq_lock(k, id);
+    if rq.task(id).state != TaskState::Interruptible {
+        return false;
     }
-    if was_sleeping {
-        crate::trace::sched_wakeup(k, id, s.task(id).policy.rt_prio(), s.curr);
+    rq.task_mut(id).state = TaskState::Running;
+    let (rq, preempt) = if rq.task(id).on_rq {
+        (rq, false) // ttwu_runnable: it has not left its queue (or its CPU) yet
+    } else {
+        super::balance::ttwu_place(k, rq, id)
+    };
+    if preempt {
+        crate::model::resched_curr(k, &rq, id);
     }
-    was_sleeping
+    crate::trace::sched_wakeup(k, id, rq.task(id).policy.rt_prio(), rq.curr, rq.cpu());
+    true
+}
+
+/// Sets the running task's state (`set_current_state`), under its run queue's lock.
+pub(crate) fn set_current_state(k: &Kernel, state: TaskState) {
+    let _irq = preempt::raw_local_irq_save();
+    let mut rq = this_rq_lock(k);
+    let me = rq.curr;
+    rq.task_mut(me).state = state;
 }
 
 /// `do_exit()`: records the result, wakes joiners, and switches away for good.
@@ -188,10 +246,12 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
     }
     irq::local_irq_disable();
     preempt::preempt_count_set(PREEMPT_OFFSET);
-    {
-        let mut s = k.sched.lock();
-        s.task_mut(id).state = TaskState::Dead;
-        s.nr_live -= 1;
+    this_rq_lock(&k).task_mut(id).state = TaskState::Dead;
+    let left = k.nr_live.fetch_sub(1, Ordering::AcqRel) - 1;
+    if left <= k.cpus.len() {
+        // Perhaps only the ksoftirqds (or nothing) are left: every idle CPU looks again.
+        let me = k.raw_cpu_id();
+        (0..k.cpus.len()).filter(|&c| c != me).for_each(|c| crate::smp::kick_cpu(&k, c));
     }
     let switch = __schedule(&k, SchedMode::Dead);
     drop(k); // nothing of this task's may stay referenced from its stack
@@ -208,9 +268,10 @@ pub fn sched_yield() {
     crate::syscall::kernel_call(|| {
         let k = this_kernel();
         {
-            let mut s = k.sched.lock();
-            let curr = s.curr;
-            s.task_mut(curr).to_tail = true;
+            let _irq = preempt::raw_local_irq_save();
+            let mut rq = this_rq_lock(&k);
+            let curr = rq.curr;
+            rq.task_mut(curr).to_tail = true;
         }
         schedule_at(place);
     });

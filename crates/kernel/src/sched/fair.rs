@@ -199,7 +199,6 @@ impl FairRunQueue {
     }
 
     /// Remove a queued `id`; returns `false` if it was not queued.
-    #[cfg(test)] // used by the tests only
     pub(crate) fn dequeue(&mut self, id: TaskId) -> bool {
         match self.heap_pos.get(id).copied().flatten() {
             Some(i) => {
@@ -229,6 +228,11 @@ impl FairRunQueue {
         self.heap.first().map(|n| n.id)
     }
 
+    /// The queued tasks, in heap order (for balancing, which picks one to move).
+    pub(crate) fn iter_ids(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.heap.iter().map(|n| n.id)
+    }
+
     /// vruntime of the leftmost task.
     pub(crate) fn peek_min_vruntime(&self) -> Option<u64> {
         self.heap.first().map(|n| n.vruntime)
@@ -245,7 +249,6 @@ impl FairRunQueue {
     }
 
     /// Monotonic floor of the queue's vruntimes.
-    #[cfg(test)] // used by the tests only
     pub(crate) fn min_vruntime(&self) -> u64 {
         self.min_vruntime
     }

@@ -1,21 +1,36 @@
-//! The scheduler: per-CPU run queue state, the RT, fair and idle classes, wakeups and the tick.
+//! The scheduler: per-CPU run queues, the RT, fair and idle classes, wakeups, placement and
+//! balancing across CPUs, and the tick.
 //!
-//! **Mechanism.** [`Sched`] is the run queue of the (single) CPU plus every task's scheduling
-//! state, under one [`arch::sync::IrqSpinLock`] (the `rq->lock` of Linux). Classes are strictly
-//! ordered: any runnable RT task (SCHED_FIFO/SCHED_RR, highest rt priority first, FIFO within a
-//! priority) runs before any fair task; fair tasks (SCHED_NORMAL) share the CPU in proportion to
-//! their nice weights through vruntime, as CFS; the idle task runs when nothing else can.
-//! The running task is not in any class queue (`curr`, as in CFS); `on_rq` is true for queued
-//! and running tasks alike, as in Linux.
+//! **Mechanism.** Each CPU has one [`Rq`] under its own [`arch::sync::IrqSpinLock`] (Linux's
+//! `rq->lock`). An `Rq` holds its class queues and the scheduling state ([`TaskSched`]) of
+//! every task; the copy that counts for a task is the one in the run queue of the task's CPU
+//! (`Task::cpu`, Linux's `task_cpu`), which changes only with both run queues locked
+//! (`rq_lock::double_rq_lock`), so locking the run queue a task names and finding it still
+//! named there pins the task's state (`task_rq_lock`). Classes are strictly ordered: any
+//! runnable RT task (SCHED_FIFO/SCHED_RR, highest rt priority first, FIFO within a priority)
+//! runs before any fair task on its CPU; fair tasks (SCHED_NORMAL) share a CPU in proportion to
+//! their nice weights through vruntime, as CFS; the idle task runs when nothing else can. The
+//! running task is in no class queue (`curr`, as in CFS); `on_rq` is true for queued and
+//! running tasks alike, as in Linux. Across CPUs, `balance.rs` places tasks (fork, wakeup),
+//! pushes and pulls RT tasks through `cpupri.rs`, and spreads fair tasks on the tick and when a
+//! CPU goes idle.
 //!
-//! **Invariant.** Everything here may run from interrupt context: no operation but
-//! [`Sched::add_task`] allocates (queues reserve room for every task at spawn time).
+//! **Invariant.** A task is on at most one run queue, and runs on at most one CPU: a CPU
+//! switches to a task only once the CPU that last ran it has switched away (`Task::on_cpu`).
+//! Everything here may run from interrupt context: no operation but [`Rq::add_task`]
+//! allocates (queues reserve room for every task at spawn time).
 
+pub(crate) mod balance;
+mod cpupri;
 mod entry;
 mod fair;
+pub(crate) mod rq_lock;
 mod rt;
 
-pub(crate) use entry::{do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, wake_up_process};
+pub(crate) use cpupri::CpuPri;
+pub(crate) use entry::{
+    do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, set_current_state, wake_up_process,
+};
 pub use entry::{sched_yield, schedule};
 pub(crate) use entry::{schedule_irqs_off, SchedMode};
 
@@ -25,6 +40,9 @@ use rt::RtRunQueue;
 
 /// Index of a task in the kernel's task table (its pid).
 pub type TaskId = usize;
+
+/// A set of CPUs, bit `n` for CPU `n` (`cpumask`; `cpus=` is at most 64).
+pub type CpuMask = u64;
 
 /// A task's run state (`TASK_RUNNING`, `TASK_INTERRUPTIBLE`, `TASK_DEAD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,36 +70,46 @@ pub(crate) struct TaskSched {
     /// Requeue at the tail of its priority when switched out (RR slice used up, or yield).
     pub to_tail: bool,
     pub mode: Mode,
+    /// The CPUs it may run on (`cpus_mask`).
+    pub allowed: CpuMask,
 }
 
-/// The run queue and all tasks' scheduling state.
-pub(crate) struct Sched {
+/// One CPU's run queue, and the scheduling state of every task (authoritative for the tasks
+/// whose CPU this is).
+pub(crate) struct Rq {
+    pub(crate) cpu: usize,
     pub(crate) tasks: Vec<TaskSched>,
     pub(crate) rt: RtRunQueue,
     pub(crate) fair: FairRunQueue,
     pub(crate) curr: TaskId,
     pub(crate) idle: TaskId,
-    pub(crate) nr_live: usize,
     pub(crate) nr_switches: u64,
     pub(crate) rr_timeslice: u32,
+    /// A task `__schedule` took off this CPU because it may no longer run here; moved to an
+    /// allowed CPU right after the switch (`finish_task_switch`).
+    pub(crate) migrate_after: Option<TaskId>,
+    /// The task this CPU just switched away from, whose `on_cpu` the next task clears.
+    pub(crate) prev_after: Option<TaskId>,
 }
 
-impl Sched {
-    pub(crate) fn new(rr_timeslice: u32) -> Sched {
-        Sched {
+impl Rq {
+    pub(crate) fn new(cpu: usize, rr_timeslice: u32) -> Rq {
+        Rq {
+            cpu,
             tasks: Vec::new(),
             rt: RtRunQueue::new(),
             fair: FairRunQueue::new(FairTunables::default()),
             curr: 0,
             idle: 0,
-            nr_live: 0,
             nr_switches: 0,
             rr_timeslice,
+            migrate_after: None,
+            prev_after: None,
         }
     }
 
     /// Registers task `id` (which must be the next id) and reserves queue room for it.
-    pub(crate) fn add_task(&mut self, id: TaskId, policy: Policy, mode: Mode) {
+    pub(crate) fn add_task(&mut self, id: TaskId, policy: Policy, mode: Mode, allowed: CpuMask) {
         assert_eq!(id, self.tasks.len(), "task ids are dense");
         let nice = if let Policy::Normal(n) = policy { n } else { 0 };
         let mut se = FairEntity::new(nice);
@@ -94,12 +122,10 @@ impl Sched {
             rr_left: self.rr_timeslice,
             to_tail: false,
             mode,
+            allowed,
         });
         self.rt.reserve(id + 1);
         self.fair.reserve(id + 1);
-        if policy != Policy::Idle {
-            self.nr_live += 1;
-        }
     }
 
     pub(crate) fn task(&self, id: TaskId) -> &TaskSched {
@@ -110,7 +136,11 @@ impl Sched {
         &mut self.tasks[id]
     }
 
-    fn enqueue(&mut self, id: TaskId, head: bool) {
+    fn may_run_here(&self, id: TaskId) -> bool {
+        self.tasks[id].allowed & (1 << self.cpu) != 0
+    }
+
+    pub(crate) fn enqueue(&mut self, id: TaskId, head: bool) {
         let t = &mut self.tasks[id];
         t.on_rq = true;
         match t.policy {
@@ -121,11 +151,28 @@ impl Sched {
         }
     }
 
+    /// Takes a queued (not running) task off the class queues (`deactivate_task`).
+    pub(crate) fn dequeue(&mut self, id: TaskId) {
+        let t = &mut self.tasks[id];
+        t.on_rq = false;
+        match t.policy {
+            Policy::Fifo(_) | Policy::Rr(_) => {
+                self.rt.dequeue(id);
+            }
+            Policy::Normal(_) => {
+                self.fair.dequeue(id);
+            }
+            Policy::Idle => {}
+        }
+    }
+
     /// `put_prev_task`: charge `prev` for its run and, if it stays runnable, queue it again;
     /// returns its total runtime. A task that was preempted (rather than giving up the CPU)
     /// stays runnable whatever its state, as Linux's `__schedule(SM_PREEMPT)` does. An RT task
     /// that stays runnable keeps its place at the head of its priority (Linux never takes the
     /// running RT task off its list), unless its RR slice ran out: then it goes to the tail.
+    /// A runnable task no longer allowed on this CPU is left off the queues and noted in
+    /// `migrate_after`.
     pub(crate) fn put_prev(&mut self, prev: TaskId, now: u64, preempt: bool) -> u64 {
         fair::update_curr(&mut self.tasks[prev].se, now);
         let t = &mut self.tasks[prev];
@@ -143,6 +190,11 @@ impl Sched {
             t.rr_left = self.rr_timeslice;
         }
         let head = t.policy.rt_prio().is_some() && !expired;
+        if !self.may_run_here(prev) {
+            self.tasks[prev].on_rq = false;
+            self.migrate_after = Some(prev);
+            return total;
+        }
         self.enqueue(prev, head);
         total
     }
@@ -163,19 +215,11 @@ impl Sched {
         next
     }
 
-    /// `try_to_wake_up`: makes a sleeping task runnable. Returns whether the current task
-    /// should be preempted for it (the caller sets need_resched).
-    pub(crate) fn wake(&mut self, id: TaskId) -> bool {
-        let t = &mut self.tasks[id];
-        if t.state != TaskState::Interruptible {
-            return false;
-        }
-        t.state = TaskState::Running;
-        if t.on_rq {
-            return false; // ttwu_runnable: it never left the queue
-        }
-        if t.policy.rt_prio().is_none() {
-            let mut se = t.se;
+    /// `ttwu_do_activate`: queues a woken task (state already running, not on a queue) and
+    /// says whether the current task should be preempted for it.
+    pub(crate) fn activate_woken(&mut self, id: TaskId) -> bool {
+        if self.tasks[id].policy.rt_prio().is_none() {
+            let mut se = self.tasks[id].se;
             self.fair.place_entity(&mut se, false);
             self.tasks[id].se = se;
         }
@@ -194,7 +238,7 @@ impl Sched {
     }
 
     /// `check_preempt_curr`: does `woken` deserve the CPU more than `curr`?
-    fn check_preempt_curr(&self, woken: TaskId) -> bool {
+    pub(crate) fn check_preempt_curr(&self, woken: TaskId) -> bool {
         let (c, w) = (&self.tasks[self.curr], &self.tasks[woken]);
         match (c.policy, w.policy) {
             (Policy::Idle, _) => true,
@@ -230,8 +274,33 @@ impl Sched {
         }
     }
 
-    /// Is any task other than idle runnable?
+    /// Is any task other than idle runnable here (queued, not running)?
     pub(crate) fn has_runnable(&self) -> bool {
         self.rt.nr_running() + self.fair.nr_running() > 0
+    }
+
+    /// Runnable tasks here, the running one included (idle excluded): the load balancing
+    /// compares.
+    pub(crate) fn nr_running(&self) -> usize {
+        self.rt.nr_running() + self.fair.nr_running() + usize::from(self.curr != self.idle)
+    }
+
+    /// The priority level the CPU runs at, for `cpupri`: 0 idle, 1 fair, `1 + p` for rt `p`.
+    pub(crate) fn prio_level(&self) -> usize {
+        match self.tasks[self.curr].policy {
+            Policy::Idle => 0,
+            Policy::Normal(_) => 1,
+            Policy::Fifo(p) | Policy::Rr(p) => 1 + p as usize,
+        }
+    }
+
+    /// Takes task `id`'s state out of this run queue's copy for a move to `dst` (called with
+    /// both locked; the task is on neither queue). Its vruntime is made relative to this
+    /// queue's floor and rebased on the other's, as Linux's `migrate_task_rq_fair`.
+    pub(crate) fn move_state_to(&mut self, dst: &mut Rq, id: TaskId) {
+        let mut t = self.tasks[id].clone();
+        let rel = t.se.vruntime.saturating_sub(self.fair.min_vruntime());
+        t.se.vruntime = dst.fair.min_vruntime() + rel;
+        dst.tasks[id] = t;
     }
 }

@@ -95,7 +95,6 @@ impl RtRunQueue {
     }
 
     /// Remove `id` from its level; returns `false` if it was not queued.
-    #[cfg(test)] // used by the tests only
     pub(crate) fn dequeue(&mut self, id: TaskId) -> bool {
         match self.links.get(id).and_then(|l| l.queued_prio) {
             Some(prio) => {
@@ -107,7 +106,6 @@ impl RtRunQueue {
     }
 
     /// Whether `id` is on some level's list.
-    #[cfg(test)] // used by the tests only
     pub(crate) fn is_queued(&self, id: TaskId) -> bool {
         self.links.get(id).is_some_and(|l| l.queued_prio.is_some())
     }

@@ -54,6 +54,8 @@ pub(crate) struct CpuTrace {
     /// The running task, as of the last `sched_switch` (so that recording never needs the
     /// scheduler's lock: callers may hold it).
     curr: TaskId,
+    /// The CPU this state belongs to.
+    cpu: u32,
 }
 
 /// The tracing state of one kernel instance.
@@ -73,8 +75,9 @@ thread_local! {
     static CPU_HOOKS: Cell<bool> = const { Cell::new(false) };
 }
 
-/// True on a CPU whose instance needs the point and section hooks.
-#[inline(always)]
+/// True on a CPU whose instance needs the point and section hooks. Never inlined (see
+/// `arch::percpu::with`); the constant `BUILT` still folds it away without the feature.
+#[inline(never)]
 fn cpu_hooks() -> bool {
     BUILT && CPU_HOOKS.with(Cell::get)
 }
@@ -92,16 +95,22 @@ impl Tracer {
         BUILT && self.flags.load(Ordering::Relaxed) & mask != 0
     }
 
+    /// Runs `f` on the calling CPU's tracing state.
     fn with(&self, f: impl FnOnce(&mut CpuTrace, u64)) {
-        if let Some(cpus) = self.cpus.get() {
+        self.with_cpu(crate::instance::this_cpu_id(), f);
+    }
+
+    /// Runs `f` on CPU `cpu`'s tracing state (a wakeup is recorded where the task will run).
+    fn with_cpu(&self, cpu: usize, f: impl FnOnce(&mut CpuTrace, u64)) {
+        if let Some(t) = self.cpus.get().and_then(|c| c.get(cpu)) {
             let now = arch::clock::now_ns().saturating_sub(self.boot_ns);
-            f(&mut cpus[0].lock(), now);
+            f(&mut t.lock(), now);
         }
     }
 
     fn record(&self, t: &mut CpuTrace, now: u64, event: Event) {
         if self.on(EVENTS) {
-            t.ring.push(Record { ts_ns: now, cpu: 0, pid: t.curr, event });
+            t.ring.push(Record { ts_ns: now, cpu: t.cpu, pid: t.curr, event });
         }
     }
 }
@@ -113,30 +122,50 @@ pub(crate) fn boot(k: &Kernel) -> Result<(), ConfigError> {
     if !BUILT || !o.any() {
         return Ok(());
     }
-    let cpu = CpuTrace {
+    let cpu = |c: usize| CpuTrace {
         ring: ring::Ring::new(if o.events { o.buf_entries } else { 0 }),
         preemptoff: preemptoff::State::default(),
         wakeup: wakeup_rt::State::default(),
         profile: profile::Profile::new(if o.profile { o.buf_entries } else { 0 }),
         last_where: Where::default(),
         curr: 0, // the idle task runs the boot
+        cpu: c as u32,
     };
-    let _ = k.trace.cpus.set(vec![IrqSpinLock::new(cpu)].into_boxed_slice());
+    let _ = k.trace.cpus.set((0..k.cpus.len()).map(|c| IrqSpinLock::new(cpu(c))).collect());
     if o.preemptoff || o.wakeup_rt {
         let claim = arch::patch::claim_all_sites()
             .map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
         *k.trace.sites_claim.lock() = Some(claim);
-        CPU_HOOKS.with(|c| c.set(true));
     }
+    cpu_up(k);
     k.trace.flags.store(o.flags(), Ordering::Relaxed);
     Ok(())
+}
+
+/// A CPU thread of `k` comes up: it reaches the point and section hooks if a latency tracer
+/// needs them.
+pub(crate) fn cpu_up(k: &Kernel) {
+    let o = k.trace.options;
+    if BUILT && (o.preemptoff || o.wakeup_rt) {
+        set_cpu_hooks(true);
+    }
+}
+
+/// A CPU thread goes down: it no longer reaches the hooks.
+pub(crate) fn cpu_down() {
+    set_cpu_hooks(false);
+}
+
+#[inline(never)] // a thread-local write (see `arch::percpu::with`)
+fn set_cpu_hooks(on: bool) {
+    CPU_HOOKS.with(|c| c.set(on));
 }
 
 /// Stops tracing (the state stays for the report) and disarms what [`boot`] armed.
 pub(crate) fn shutdown(k: &Kernel) {
     let o = k.trace.options;
     if k.trace.flags.swap(0, Ordering::Relaxed) != 0 && (o.preemptoff || o.wakeup_rt) {
-        CPU_HOOKS.with(|c| c.set(false));
+        cpu_down();
         let claim = k.trace.sites_claim.lock().take();
         let _ = claim.map(arch::patch::AllSitesClaim::release);
     }
@@ -159,19 +188,16 @@ pub(crate) fn event_in(k: &Kernel, event: Event) {
 
 /// `trace_sched_switch`, and what the latency tracers learn from it.
 #[inline(always)]
-pub(crate) fn sched_switch(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
+pub(crate) fn sched_switch(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState, modes: (Mode, Mode)) {
     if k.trace.on(EVENTS | PREEMPTOFF | WAKEUP_RT | PROFILE) {
-        switch_slow(k, prev, next, prev_state);
+        switch_slow(k, prev, next, prev_state, modes);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
-    let (prev_mode, next_mode) = {
-        let s = k.sched.lock();
-        (s.task(prev).mode, s.task(next).mode)
-    };
+fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState, modes: (Mode, Mode)) {
+    let (prev_mode, next_mode) = modes;
     let model = k.model();
     k.trace.with(|t, now| {
         k.trace.record(t, now, Event::SchedSwitch { prev, next, prev_state });
@@ -190,16 +216,25 @@ fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState) {
 /// `trace_sched_wakeup` for `pid` (of RT priority `rt_prio`, 0 for a fair task), woken while
 /// `curr` ran.
 #[inline(always)]
-pub(crate) fn sched_wakeup(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, curr: TaskId) {
+pub(crate) fn sched_wakeup(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, curr: TaskId, cpu: usize) {
     if k.trace.on(EVENTS | WAKEUP_RT) {
-        wakeup_slow(k, pid, rt_prio.unwrap_or(0), curr);
+        wakeup_slow(k, pid, rt_prio.unwrap_or(0), curr, cpu);
+    }
+}
+
+/// `sched_migrate_task`: `pid` moved from CPU `from` to CPU `to` (recorded on `to`).
+#[inline(always)]
+pub(crate) fn sched_migrate(k: &Kernel, pid: TaskId, from: usize, to: usize) {
+    if k.trace.on(EVENTS) {
+        let event = Event::SchedMigrate { pid, from: from as u32, to: to as u32 };
+        k.trace.with_cpu(to, |t, now| k.trace.record(t, now, event));
     }
 }
 
 #[cold]
 #[inline(never)]
-fn wakeup_slow(k: &Kernel, pid: TaskId, rt_prio: u8, curr: TaskId) {
-    k.trace.with(|t, now| {
+fn wakeup_slow(k: &Kernel, pid: TaskId, rt_prio: u8, curr: TaskId, cpu: usize) {
+    k.trace.with_cpu(cpu, |t, now| {
         k.trace.record(t, now, Event::SchedWakeup { pid, rt_prio });
         if rt_prio > 0 && k.trace.on(WAKEUP_RT) {
             let w = t.last_where;
@@ -226,7 +261,7 @@ pub(crate) fn irq_handler_entry(k: &Kernel, lines: u64, frame: &IrqFrame) {
 #[cold]
 #[inline(never)]
 fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
-    let kernel_mode = k.cpu.mode() == Mode::Kernel;
+    let kernel_mode = k.raw_this_cpu().mode() == Mode::Kernel;
     k.trace.with(|t, now| {
         let (ip, pid) = (if frame.replayed { 0 } else { frame.ip }, t.curr);
         k.trace.record(t, now, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
@@ -268,7 +303,7 @@ pub(crate) fn cond_resched(loc: &'static Location<'static>) {
 #[inline(never)]
 fn opportunity_slow(w: Where) {
     let Some(k) = try_this_kernel() else { return };
-    if !k.trace.on(PREEMPTOFF | WAKEUP_RT) || k.cpu.mode() != Mode::Kernel {
+    if !k.trace.on(PREEMPTOFF | WAKEUP_RT) || k.raw_this_cpu().mode() != Mode::Kernel {
         return;
     }
     let model = k.model();
@@ -369,7 +404,7 @@ fn section_slow(enter: Option<&'static Location<'static>>, irqs: bool, ip: usize
 pub struct TraceReport {
     /// The tracers that ran.
     pub options: Option<TraceOptions>,
-    /// The event ring, oldest first (CPU 0).
+    /// Every CPU's event ring, merged oldest first (each record names its CPU).
     pub events: Vec<Record>,
     /// Events overwritten because the ring was full.
     pub events_lost: u64,
@@ -388,21 +423,25 @@ pub struct TraceReport {
     pub task_names: Vec<String>,
 }
 
-/// Collects the report (host side, after the instance stopped).
+/// Collects the report (host side, after the instance stopped): every CPU's events merged in
+/// time order, the latency tracers' worst across CPUs.
 pub(crate) fn report(k: &Kernel, task_names: Vec<String>) -> Option<TraceReport> {
     let cpus = k.trace.cpus.get()?;
-    let t = cpus[0].lock();
-    let (events, events_lost) = t.ring.drain();
-    let (samples, samples_dropped) = t.profile.samples();
-    Some(TraceReport {
-        options: Some(k.trace.options),
-        events,
-        events_lost,
-        preemptoff: t.preemptoff.top(),
-        stretches: t.preemptoff.count(),
-        wakeup_rt: t.wakeup.worst(),
-        samples,
-        samples_dropped,
-        task_names,
-    })
+    let mut r = TraceReport { options: Some(k.trace.options), task_names, ..Default::default() };
+    for c in cpus.iter() {
+        let t = c.lock();
+        let (events, lost) = t.ring.drain();
+        let (samples, dropped) = t.profile.samples();
+        r.events.extend(events);
+        r.events_lost += lost;
+        r.preemptoff.extend(t.preemptoff.top());
+        r.stretches += t.preemptoff.count();
+        r.wakeup_rt.extend(t.wakeup.worst());
+        r.samples.extend(samples);
+        r.samples_dropped += dropped;
+    }
+    r.events.sort_by_key(|e| e.ts_ns);
+    r.preemptoff.sort_by_key(|s| std::cmp::Reverse(s.ns));
+    r.wakeup_rt.sort_by_key(|w| std::cmp::Reverse(w.latency_ns));
+    Some(r)
 }

@@ -152,6 +152,9 @@ pub enum Event {
     /// `sched_wakeup`: `pid` became runnable (`rt_prio` 0 for a fair task).
     #[allow(missing_docs)]
     SchedWakeup { pid: TaskId, rt_prio: u8 },
+    /// `sched_migrate_task`: `pid` moved from CPU `from` to CPU `to`.
+    #[allow(missing_docs)]
+    SchedMigrate { pid: TaskId, from: u32, to: u32 },
     /// `irq_handler_entry`: an interrupt on `lines`, interrupting `ip` (0 when replayed by
     /// `local_irq_enable`).
     #[allow(missing_docs)]
@@ -185,6 +188,7 @@ impl Event {
         match self {
             Event::SchedSwitch { .. } => "sched_switch",
             Event::SchedWakeup { .. } => "sched_wakeup",
+            Event::SchedMigrate { .. } => "sched_migrate_task",
             Event::IrqHandlerEntry { .. } => "irq_handler_entry",
             Event::IrqHandlerExit { .. } => "irq_handler_exit",
             Event::SoftirqEntry { .. } => "softirq_entry",

@@ -125,7 +125,7 @@ impl Model for Patch {
     /// `ret_from_syscall`, as under `none`.
     fn wakeup(&self, k: &Kernel, w: Wakeup) {
         if w.rt && !w.is_curr {
-            k.cpu.model.patch.rt_resched.store(true, Ordering::Relaxed);
+            k.this_cpu().model.patch.rt_resched.store(true, Ordering::Relaxed);
         }
         preempt::set_need_resched();
     }
@@ -170,7 +170,7 @@ impl Model for Patch {
 /// At interrupt exit, kernel mode, a reschedule due, model `patch-*`: arm the next points if
 /// the reschedule is an RT one and nothing is armed yet. False if nothing could be armed.
 pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
-    let p = &k.cpu.model.patch;
+    let p = &k.this_cpu().model.patch;
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
     }
@@ -191,7 +191,7 @@ pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
 /// Walks up from `f` to the first function with points, arms them and redirects its return.
 fn arm_from(k: &Kernel, mut f: Frame, how: Arm) -> bool {
     let (Some(table), Some(stack)) = (ptable::get(), arch::redirect::current_stack()) else { return false };
-    let p = &k.cpu.model.patch;
+    let p = &k.this_cpu().model.patch;
     for depth in 0..MAX_DEPTH {
         let points = if arch::text::contains(f.ip) {
             table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip })
@@ -215,7 +215,7 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
     if points.len() > MAX_ARMED {
         return false;
     }
-    let p = &k.cpu.model.patch;
+    let p = &k.this_cpu().model.patch;
     let mut a = p.armed.lock();
     disarm_locked(k, &mut a);
     a.how = how;
@@ -260,7 +260,7 @@ fn disarm_locked(k: &Kernel, a: &mut Armed) {
 /// The event is served (`__schedule` picked a task) or abandoned (model switch): disarm
 /// everything this CPU armed.
 pub(crate) fn event_served(k: &Kernel) {
-    let p = &k.cpu.model.patch;
+    let p = &k.this_cpu().model.patch;
     p.rt_resched.store(false, Ordering::Relaxed);
     if p.active.swap(false, Ordering::AcqRel) {
         disarm_locked(k, &mut p.armed.lock());
@@ -269,7 +269,7 @@ pub(crate) fn event_served(k: &Kernel) {
 
 /// May an armed point preempt now (this CPU's event pending, count zero, IRQs on)?
 fn fire_decision(k: &Kernel) -> bool {
-    let p = &k.cpu.model.patch;
+    let p = &k.this_cpu().model.patch;
     if !p.active.load(Ordering::Acquire) {
         return false; // not our event: another instance armed this site
     }
@@ -283,16 +283,16 @@ fn fire_decision(k: &Kernel) -> bool {
 /// address; preempt here if the task may be preempted, else move the event one frame up.
 pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     let k = try_this_kernel();
-    let ret = k.as_ref().and_then(|k| k.cpu.model.patch.armed.lock().ret.take());
+    let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.lock().ret.take());
     let (Some(k), Some((_, orig))) = (k, ret) else {
         arch::cpu::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
     };
-    let p = &k.cpu.model.patch;
+    let p = &k.this_cpu().model.patch;
     p.stats.returns.fetch_add(1, Ordering::Relaxed);
     if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
         return orig;
     }
-    let user = k.cpu.mode() == crate::sched::Mode::User;
+    let user = k.this_cpu().mode() == crate::sched::Mode::User;
     if preempt::preempt_count() == 0 && (user || arch::text::contains(orig)) {
         p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::preempt_schedule_irq();
@@ -362,7 +362,28 @@ impl PatchStats {
 
 /// The running kernel's patch counters.
 pub fn patch_stats() -> PatchStatsSnapshot {
-    crate::instance::this_kernel().cpu.model.patch.stats.snapshot()
+    let mut sum = PatchStatsSnapshot::default();
+    for c in crate::instance::this_kernel().cpus.iter() {
+        sum.add(&c.model.patch.stats.snapshot());
+    }
+    sum
+}
+
+impl PatchStatsSnapshot {
+    /// Adds another CPU's counters to these.
+    pub fn add(&mut self, o: &PatchStatsSnapshot) {
+        self.events += o.events;
+        self.sites_armed += o.sites_armed;
+        self.redirects += o.redirects;
+        self.frames_walked += o.frames_walked;
+        self.foreign += o.foreign;
+        self.fallbacks += o.fallbacks;
+        self.fired += o.fired;
+        self.returns += o.returns;
+        self.preemptions += o.preemptions;
+        self.chases += o.chases;
+        self.arm_ns += o.arm_ns;
+    }
 }
 
 /// How many preemption-point sites are not in their idle form right now, read from the code

@@ -1,0 +1,135 @@
+//! The per-CPU part of a kernel instance, and how code finds the CPU it runs on.
+//!
+//! **Mechanism.** An instance has `cpus=N` [`Cpu`]s, each driven by one host thread. The thread
+//! knows its CPU number ([`Kernel::raw_cpu_id`], a thread-local read that is never inlined, so a
+//! task that moves to another CPU thread never uses the old thread's value). Everything a CPU
+//! owns is here: its run queue, mode and counters, timers, IRQ raiser, softirqs, the models'
+//! per-CPU state, the reschedule and function-call IPI mailboxes, and its figures for the
+//! report. Other CPUs read and write only the atomics and the locked parts.
+//!
+//! **Invariant.** Code that uses its own CPU's state through [`Kernel::this_cpu`] is not
+//! preemptible (count raised or IRQs masked) or is a task bound to that one CPU: otherwise it
+//! could move between reading the CPU number and using it. Breaking that is a `BUG:` report
+//! naming the task, pid, CPU and place (Linux's `debug_smp_processor_id`).
+//! [`Kernel::raw_this_cpu`] skips the check where a stale CPU is harmless (counters).
+
+use crate::instance::Kernel;
+use crate::sched::{Mode, Rq, TaskId};
+use crate::time::TimerQueue;
+use arch::irq::IrqRaiser;
+use arch::sync::IrqSpinLock;
+use arch::timer::HostTimer;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// A CPU's figures for the report.
+#[derive(Debug, Default)]
+pub(crate) struct CpuStats {
+    pub(crate) migrations_in: AtomicU64,
+    pub(crate) ipis_sent: AtomicU64,
+    pub(crate) ipis_received: AtomicU64,
+    pub(crate) idle_ns: AtomicU64,
+}
+
+/// One CPU of an instance.
+pub(crate) struct Cpu {
+    pub(crate) id: usize,
+    mode: AtomicU8,
+    /// The running task, mirrored from the run queue at every switch for lock-free readers.
+    pub(crate) curr: AtomicUsize,
+    pub(crate) irqs: AtomicU64,
+    /// System calls made by the running task since it was switched in (credited to it when
+    /// it is switched out, so `syscall()` touches no lock).
+    pub(crate) syscalls: AtomicU64,
+    pub(crate) raiser: OnceLock<IrqRaiser>,
+    pub(crate) tick_timer: OnceLock<HostTimer>,
+    pub(crate) hrtimer: OnceLock<HostTimer>,
+    pub(crate) retry_timer: OnceLock<HostTimer>,
+    /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
+    pub(crate) retry_backoff: AtomicU8,
+    /// The preemption models' per-CPU state.
+    pub(crate) model: crate::model::ModelCpu,
+    /// The run queue.
+    pub(crate) rq: IrqSpinLock<Rq>,
+    /// Run-queue locks this CPU's thread holds (bit per CPU), for the lock-order check.
+    pub(crate) held_rqs: AtomicU64,
+    /// Sleepers' deadlines on this CPU's hrtimer.
+    pub(crate) timers: IrqSpinLock<TimerQueue>,
+    /// Softirqs, tasklets and `ksoftirqd/N` of this CPU.
+    pub(crate) softirq: crate::softirq::SoftirqCpu,
+    /// The IPI mailboxes (`smp.rs`).
+    pub(crate) ipi: crate::smp::IpiMailbox,
+    pub(crate) stats: CpuStats,
+}
+
+impl Cpu {
+    pub(crate) fn new(id: usize, rr_timeslice: u32) -> Cpu {
+        Cpu {
+            id,
+            mode: AtomicU8::new(Mode::Kernel as u8),
+            curr: AtomicUsize::new(0),
+            irqs: AtomicU64::new(0),
+            syscalls: AtomicU64::new(0),
+            raiser: OnceLock::new(),
+            tick_timer: OnceLock::new(),
+            hrtimer: OnceLock::new(),
+            retry_timer: OnceLock::new(),
+            retry_backoff: AtomicU8::new(0),
+            model: Default::default(),
+            rq: IrqSpinLock::new(Rq::new(id, rr_timeslice)),
+            held_rqs: AtomicU64::new(0),
+            timers: IrqSpinLock::new(TimerQueue::default()),
+            softirq: crate::softirq::SoftirqCpu::new(),
+            ipi: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        if self.mode.load(Ordering::Relaxed) == Mode::Kernel as u8 {
+            Mode::Kernel
+        } else {
+            Mode::User
+        }
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// The running task (lock-free; exact when read on this CPU with IRQs masked).
+    pub(crate) fn curr(&self) -> TaskId {
+        self.curr.load(Ordering::Relaxed)
+    }
+}
+
+impl Kernel {
+    /// The number of the CPU whose thread calls, without the preemptibility check.
+    pub(crate) fn raw_cpu_id(&self) -> usize {
+        crate::instance::this_cpu_id()
+    }
+
+    /// The calling CPU, without the check: for counters, where a task that moved on meanwhile
+    /// only credits the CPU it came from.
+    pub(crate) fn raw_this_cpu(&self) -> &Cpu {
+        &self.cpus[self.raw_cpu_id()]
+    }
+
+    /// The calling CPU (`this_cpu_ptr`), checked as `debug_smp_processor_id` does (see the
+    /// module docs).
+    #[track_caller]
+    pub(crate) fn this_cpu(&self) -> &Cpu {
+        let cpu = self.raw_this_cpu();
+        if crate::preempt::preemptible() && !self.bound_to(cpu) {
+            self.bug("using smp_processor_id() in preemptible code", Location::caller());
+        }
+        cpu
+    }
+
+    /// Is the running task allowed on `cpu` alone (a per-CPU kthread, which cannot move)?
+    fn bound_to(&self, cpu: &Cpu) -> bool {
+        let tasks = self.tasks.lock();
+        tasks.get(cpu.curr()).is_some_and(|t| t.cpus_allowed.load(Ordering::Relaxed) == 1 << cpu.id)
+    }
+}

@@ -1,0 +1,121 @@
+//! Creating tasks (`fork`/`clone`): the task table entry, the stack, and the first placement.
+//!
+//! **Mechanism.** [`copy_process`] gives the task the next pid, a [`Task`] in the table and a
+//! copy of its scheduling state in every CPU's run queue (so that it may later move to any of
+//! them without allocating), and maps its stack. [`wake_up_new_task`] places it
+//! (`balance::select_task_rq_fork`: the allowed CPU with the least to run), queues it there and
+//! asks that CPU to preempt if the new task outranks its current one (an IPI when that CPU is
+//! another).
+//!
+//! **Invariant.** A task's scheduling state exists in every run queue before the task is
+//! queued on any; only the copy of the CPU it names (`Task::cpu`) is ever acted on.
+
+use crate::instance::{this_kernel, Kernel};
+use crate::sched::{CpuMask, Mode, TaskId};
+use crate::task::{Policy, Task, TaskBuilder, TaskHandle};
+use arch::switch::TaskContext;
+use arch::sync::IrqSpinLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// "Not running on any CPU" in [`Task::on_cpu`].
+pub(crate) const NO_CPU: usize = usize::MAX;
+
+/// Adds a task to the table and its scheduling state to every run queue.
+pub(crate) fn add_task(
+    k: &Kernel,
+    name: &str,
+    policy: Policy,
+    ctx: Option<Arc<TaskContext>>,
+    body: Option<crate::task::TaskBody>,
+    mode: Mode,
+    allowed: CpuMask,
+) -> Arc<Task> {
+    let _irq = crate::preempt::local_irq_save();
+    let mut tasks = k.tasks.lock();
+    let id: TaskId = tasks.len();
+    let task = Arc::new(Task {
+        id,
+        name: name.into(),
+        policy,
+        ctx: IrqSpinLock::new(ctx),
+        body: IrqSpinLock::new(body),
+        result: IrqSpinLock::new(None),
+        exited: crate::wait::WaitQueue::new(),
+        stats: Default::default(),
+        cpu: AtomicUsize::new(allowed.trailing_zeros() as usize),
+        on_cpu: AtomicUsize::new(NO_CPU),
+        cpus_allowed: AtomicU64::new(allowed),
+        preempt_held: AtomicU32::new(0),
+    });
+    tasks.push(task.clone());
+    for c in 0..k.cpus.len() {
+        crate::sched::rq_lock::rq_lock(k, c).add_task(id, policy, mode, allowed);
+    }
+    if policy != Policy::Idle {
+        k.nr_live.fetch_add(1, Ordering::AcqRel);
+    }
+    task
+}
+
+/// Creates the task `b` describes, not yet runnable. Panics on a policy or affinity the
+/// builder should not have let through, or if the host refuses the stack.
+pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBody) -> Arc<Task> {
+    if let Err(e) = b.policy.validate() {
+        panic!("spawn of task '{}': {e}", b.name);
+    }
+    let allowed = b.cpus.unwrap_or(u64::MAX) & k.all_cpus();
+    if allowed == 0 {
+        panic!(
+            "spawn of task '{}': its CPU mask {:#x} names no CPU of this instance (cpus={}; use a mask within {:#x})",
+            b.name,
+            b.cpus.unwrap_or(0),
+            k.cpus.len(),
+            k.all_cpus()
+        );
+    }
+    let mode = if b.kthread { Mode::Kernel } else { Mode::User };
+    let task = add_task(k, &b.name, b.policy, None, Some(body), mode, allowed);
+    let stack = b.stack_size.unwrap_or(k.config.stack_size);
+    let ctx = TaskContext::new(&b.name, stack, crate::task::task_entry, task.id)
+        .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));
+    *task.ctx.lock() = Some(ctx);
+    task
+}
+
+/// `wake_up_new_task`: places a new task, queues it, and preempts for it if it outranks the
+/// CPU's current task.
+pub(crate) fn wake_up_new_task(k: &Kernel, task: &Task) {
+    let _irq = crate::preempt::raw_local_irq_save();
+    let target = crate::sched::balance::select_task_rq_fork(k, task.id);
+    let mut rq = crate::sched::rq_lock::task_rq_lock(k, task.id);
+    let from = rq.cpu();
+    if target != from {
+        let (a, b, _) = crate::sched::rq_lock::double_lock_balance(k, rq, target);
+        let (mut src, mut dst) = (a, b);
+        src.move_state_to(&mut dst, task.id);
+        task.cpu.store(target, Ordering::Release);
+        drop(src);
+        rq = dst;
+    }
+    if rq.wake_new(task.id) {
+        crate::model::resched_curr(k, &rq, task.id);
+    }
+    crate::sched::balance::note_rt_queued(k, &rq);
+}
+
+/// Creates and starts a task (the kernel's internal `kernel_clone`).
+pub(crate) fn spawn_on(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBody) -> TaskHandle {
+    let task = copy_process(k, b, body);
+    wake_up_new_task(k, &task);
+    TaskHandle { task }
+}
+
+/// Creates a task running `body`, placed on the least busy CPU it may use. Call from a task.
+/// From user mode this is a system call (`clone`): if the new task outranks the caller on the
+/// caller's CPU, it runs at the caller's `ret_from_syscall`.
+#[track_caller]
+pub fn spawn(b: TaskBuilder, body: impl FnOnce() -> i64 + Send + 'static) -> TaskHandle {
+    let k = this_kernel();
+    crate::syscall::kernel_call(|| spawn_on(&k, b, Box::new(body)))
+}

@@ -1,0 +1,119 @@
+//! Run-queue locking: one CPU's lock, a task's run queue, two run queues in order.
+//!
+//! **Mechanism.** [`rq_lock`] takes one CPU's run-queue lock and notes it in the locking CPU's
+//! `held_rqs` mask. [`task_rq_lock`] is Linux's loop: read the task's CPU, lock that run queue,
+//! and keep the lock only if the task still names that CPU (it can change only under the lock
+//! just taken, so from then on it cannot). [`double_rq_lock`] locks two run queues lower CPU
+//! first, as Linux's `double_rq_lock`, so two CPUs locking the same pair cannot deadlock.
+//!
+//! **Invariant.** Run-queue locks are taken in ascending CPU order: taking one while holding a
+//! higher (or the same) CPU's is a `BUG:` report naming the task, the CPU and the place, made
+//! before the lock is taken (so the report itself cannot deadlock on it).
+
+use super::{Rq, TaskId};
+use crate::instance::Kernel;
+use arch::sync::IrqSpinGuard;
+use std::ops::{Deref, DerefMut};
+use std::panic::Location;
+use std::sync::atomic::Ordering;
+
+/// A locked run queue; unlocking clears it from the holder's `held_rqs`.
+pub(crate) struct RqGuard<'a> {
+    guard: IrqSpinGuard<'a, Rq>,
+    k: &'a Kernel,
+    holder: usize,
+    cpu: usize,
+}
+
+impl Deref for RqGuard<'_> {
+    type Target = Rq;
+    fn deref(&self) -> &Rq {
+        &self.guard
+    }
+}
+
+impl DerefMut for RqGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Rq {
+        &mut self.guard
+    }
+}
+
+impl Drop for RqGuard<'_> {
+    fn drop(&mut self) {
+        self.k.cpus[self.holder].held_rqs.fetch_and(!(1 << self.cpu), Ordering::Relaxed);
+    }
+}
+
+impl RqGuard<'_> {
+    /// The CPU whose run queue this is.
+    pub(crate) fn cpu(&self) -> usize {
+        self.cpu
+    }
+}
+
+/// Locks CPU `cpu`'s run queue, checking the lock order first.
+#[track_caller]
+pub(crate) fn rq_lock(k: &Kernel, cpu: usize) -> RqGuard<'_> {
+    let holder = k.raw_cpu_id();
+    let held = k.cpus[holder].held_rqs.load(Ordering::Relaxed);
+    if held >> cpu != 0 {
+        k.bug_args(
+            format_args!("run-queue locks taken out of order: CPU {cpu}'s while holding mask {held:#x}"),
+            Location::caller(),
+        );
+        if held & (1 << cpu) != 0 {
+            arch::cpu::die("BUG: a run-queue lock taken twice (the report above names the place)");
+        }
+    }
+    let guard = k.cpus[cpu].rq.lock();
+    k.cpus[holder].held_rqs.fetch_or(1 << cpu, Ordering::Relaxed);
+    RqGuard { guard, k, holder, cpu }
+}
+
+/// The run queue of the calling CPU, locked.
+#[track_caller]
+pub(crate) fn this_rq_lock(k: &Kernel) -> RqGuard<'_> {
+    rq_lock(k, k.raw_cpu_id())
+}
+
+/// Locks the run queue of task `id`'s CPU and returns it with the task pinned there.
+#[track_caller]
+pub(crate) fn task_rq_lock(k: &Kernel, id: TaskId) -> RqGuard<'_> {
+    let task = k.task(id);
+    loop {
+        let cpu = task.cpu.load(Ordering::Acquire);
+        let rq = rq_lock(k, cpu);
+        if task.cpu.load(Ordering::Acquire) == cpu {
+            return rq;
+        }
+    }
+}
+
+/// Locks the run queues of CPUs `a` and `b` (different), lower CPU first; returns them as
+/// `(a, b)`.
+#[track_caller]
+pub(crate) fn double_rq_lock(k: &Kernel, a: usize, b: usize) -> (RqGuard<'_>, RqGuard<'_>) {
+    assert_ne!(a, b, "double_rq_lock of one run queue");
+    if a < b {
+        let ga = rq_lock(k, a);
+        (ga, rq_lock(k, b))
+    } else {
+        let gb = rq_lock(k, b);
+        (rq_lock(k, a), gb)
+    }
+}
+
+/// Holding `held` (CPU `a`'s run queue), also takes CPU `b`'s, in order: directly if `b` is
+/// higher, else by dropping `a` and taking both (Linux's `double_lock_balance`). Returns the
+/// two guards as `(a, b)` and whether `a` was dropped on the way (then everything read under it
+/// must be checked again).
+#[track_caller]
+pub(crate) fn double_lock_balance<'a>(k: &'a Kernel, held: RqGuard<'a>, b: usize) -> (RqGuard<'a>, RqGuard<'a>, bool) {
+    let a = held.cpu;
+    if a < b {
+        return (held, rq_lock(k, b), false);
+    }
+    drop(held);
+    let (ga, gb) = double_rq_lock(k, a, b);
+    (ga, gb, true)
+}

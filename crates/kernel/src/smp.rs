@@ -1,0 +1,176 @@
+//! Inter-processor interrupts: the reschedule IPI and the function-call IPI
+//! (Linux's `smp_send_reschedule`, `smp_call_function_single/many`, `kernel/smp.c`).
+//!
+//! **Mechanism.** An IPI is a real interrupt on the target CPU's thread: the sender writes the
+//! target's mailbox, then raises the IPI's line in the target's IRR and rings its doorbell
+//! (`arch::irq::IrqRaiser::raise`). The reschedule IPI carries the wakeup that asked for it
+//! (the woken task, whether it is RT, whether the target runs a fair task): the target's
+//! handler ([`scheduler_ipi`]) hands it to its own model's `resched_curr`, and the interrupt's
+//! exit (or the target's next point, or its `ret_from_syscall`) then decides by that model, as
+//! for a local wakeup. A function call is queued in the target's call queue; the handler runs
+//! every queued call in hard-IRQ context and counts each done; a waiting sender spins, with its
+//! own IRQs on so that calls aimed at it are served meanwhile. A call not waited for stays in
+//! the instance's in-flight list until it has run everywhere, and is freed by a later sender,
+//! never in a target's interrupt.
+//!
+//! **Invariant.** No IPI is lost: the mailbox is written before the line is raised, the
+//! handler empties the mailbox after the line is taken, and a raise that finds the line
+//! already pending coalesces into the run that will read the mailbox. Each IPI sent and
+//! received is counted on its CPU.
+
+use crate::instance::{this_kernel, Kernel};
+use crate::model::Wakeup;
+use crate::sched::CpuMask;
+use arch::sync::IrqSpinLock;
+use std::collections::VecDeque;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The reschedule mailbox's RT bit.
+const RESCHED_RT: u64 = 1 << 63;
+/// The reschedule mailbox's "the target runs a fair task" bit.
+const RESCHED_CURR_FAIR: u64 = 1 << 62;
+/// The woken pid + 1 in the low bits (0: no wakeup pending, just a kick).
+const RESCHED_PID: u64 = (1 << 62) - 1;
+
+/// One queued function call (`call_single_data`).
+pub(crate) struct CallData {
+    func: Box<dyn Fn() + Send + Sync>,
+    /// CPUs that have not yet run it.
+    left: AtomicUsize,
+}
+
+/// Calls sent without waiting, kept by the sender until every target has run them, so that no
+/// target frees one in its interrupt (the interrupt path must not free memory).
+pub(crate) type InFlight = IrqSpinLock<Vec<Arc<CallData>>>;
+
+/// A CPU's IPI mailboxes.
+#[derive(Default)]
+pub(crate) struct IpiMailbox {
+    /// A pending reschedule request: see the `RESCHED_*` bits.
+    resched: AtomicU64,
+    /// Pending function calls, oldest first.
+    calls: IrqSpinLock<VecDeque<Arc<CallData>>>,
+}
+
+/// Raises `line` on CPU `cpu` and counts the IPI.
+fn send_ipi(k: &Kernel, cpu: usize, line: u32) {
+    let Some(r) = k.cpus[cpu].raiser.get() else { return }; // not up yet: it looks at boot
+    k.raw_this_cpu().stats.ipis_sent.fetch_add(1, Ordering::Relaxed);
+    r.raise(line);
+}
+
+/// `smp_send_reschedule`: asks CPU `cpu` to reschedule for wakeup `w` (decided under its
+/// run-queue lock by the waker). An RT request is never replaced by a fair one.
+pub(crate) fn smp_send_reschedule(k: &Kernel, cpu: usize, w: Wakeup) {
+    let word = (w.woken as u64 + 1) & RESCHED_PID
+        | if w.rt { RESCHED_RT } else { 0 }
+        | if w.curr_fair { RESCHED_CURR_FAIR } else { 0 };
+    let mb = &k.cpus[cpu].ipi.resched;
+    let _ = mb.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| (old & RESCHED_RT == 0 || w.rt).then_some(word));
+    send_ipi(k, cpu, crate::irq::LINE_RESCHED);
+}
+
+/// Wakes CPU `cpu` out of its idle halt (or interrupts it) with nothing to hand over: it looks
+/// at its run queue and at the instance again.
+pub(crate) fn kick_cpu(k: &Kernel, cpu: usize) {
+    send_ipi(k, cpu, crate::irq::LINE_RESCHED);
+}
+
+/// The reschedule IPI's handler (`scheduler_ipi`), in hard-IRQ context.
+pub(crate) fn scheduler_ipi(k: &Kernel) {
+    let cpu = k.this_cpu();
+    cpu.stats.ipis_received.fetch_add(1, Ordering::Relaxed);
+    let word = cpu.ipi.resched.swap(0, Ordering::AcqRel);
+    if word & RESCHED_PID == 0 {
+        return;
+    }
+    let w = Wakeup {
+        woken: (word & RESCHED_PID) as usize - 1,
+        rt: word & RESCHED_RT != 0,
+        is_curr: false,
+        curr_fair: word & RESCHED_CURR_FAIR != 0,
+    };
+    crate::model::resched_local(k, w);
+}
+
+/// The function-call IPI's handler, in hard-IRQ context: runs every queued call.
+pub(crate) fn call_function_interrupt(k: &Kernel) {
+    let cpu = k.this_cpu();
+    cpu.stats.ipis_received.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let next = cpu.ipi.calls.lock().pop_front();
+        let Some(call) = next else { break };
+        (call.func)();
+        call.left.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `func` on every CPU of `mask` (the caller's own included if it is in the mask, with IRQs
+/// masked there too, as Linux's `on_each_cpu_mask`), through the function-call IPI; with `wait`,
+/// returns once every one has run it. Call from a task with IRQs on. Errors name a mask with no
+/// CPU of the instance, or a caller with IRQs off (waiting then could deadlock).
+#[track_caller]
+pub fn smp_call_function_many(
+    mask: CpuMask,
+    func: impl Fn() + Send + Sync + 'static,
+    wait: bool,
+) -> Result<(), String> {
+    let k = this_kernel();
+    let mask = check_mask(&k, mask)?;
+    if arch::irq::irqs_disabled() {
+        k.bug("smp_call_function with IRQs disabled", Location::caller());
+        return Err(
+            "smp_call_function: called with IRQs disabled (it could deadlock waiting); enable them first".into()
+        );
+    }
+    let call = Arc::new(CallData { func: Box::new(func), left: AtomicUsize::new(mask.count_ones() as usize) });
+    let _pin = crate::preempt::preempt_disable(); // `me` stays this CPU
+    let me = k.raw_cpu_id();
+    for cpu in (0..k.cpus.len()).filter(|&c| mask & (1 << c) != 0 && c != me) {
+        k.cpus[cpu].ipi.calls.lock().push_back(call.clone());
+        send_ipi(&k, cpu, crate::irq::LINE_CALL_FUNCTION);
+    }
+    if mask & (1 << me) != 0 {
+        let _irq = crate::preempt::local_irq_save();
+        (call.func)();
+        call.left.fetch_sub(1, Ordering::AcqRel);
+    }
+    let mut spins = 0;
+    while wait && call.left.load(Ordering::Acquire) != 0 {
+        arch::cpu::cpu_relax(&mut spins);
+    }
+    let mut inflight = k.calls_in_flight.lock();
+    inflight.retain(|c| c.left.load(Ordering::Acquire) != 0); // freed here, in task context
+    if call.left.load(Ordering::Acquire) != 0 {
+        inflight.push(call);
+    }
+    Ok(())
+}
+
+/// Runs `func` on CPU `cpu` ([`smp_call_function_many`] with one CPU).
+#[track_caller]
+pub fn smp_call_function_single(cpu: usize, func: impl Fn() + Send + Sync + 'static, wait: bool) -> Result<(), String> {
+    if cpu >= 64 {
+        return Err(format!("smp_call_function_single: CPU {cpu} does not exist (cpus= is at most 64)"));
+    }
+    smp_call_function_many(1 << cpu, func, wait)
+}
+
+fn check_mask(k: &Kernel, mask: CpuMask) -> Result<CpuMask, String> {
+    let m = mask & k.all_cpus();
+    if m == 0 {
+        return Err(format!(
+            "smp_call_function: mask {mask:#x} names no CPU of this instance (cpus={}; use bits within {:#x})",
+            k.cpus.len(),
+            k.all_cpus()
+        ));
+    }
+    Ok(m)
+}
+
+/// The number of CPUs of the running instance (`num_online_cpus`).
+pub fn num_cpus() -> usize {
+    this_kernel().cpus.len()
+}
