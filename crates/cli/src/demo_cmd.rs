@@ -1,7 +1,8 @@
 //! `atomkernel demo`: the seed's scenario (see `services::scenario`), one timeline per model,
 //! or with `--repeat` the RT wait's distribution per model.
 
-use kernel::PreemptModel;
+use crate::cpus_arg::CpusArg;
+use kernel::{Config, PreemptModel};
 use services::scenario::{self, ScenarioConfig};
 
 #[derive(clap::Args)]
@@ -35,6 +36,10 @@ pub(crate) struct DemoArgs {
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// With 2 or more, the interrupt arrives on CPU 0 and the worker and the RT task run on
+    /// CPU 1: the wakeup crosses CPUs.
+    #[command(flatten)]
+    cpus: CpusArg,
 }
 
 pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
@@ -50,12 +55,13 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     if args.repeat == 0 || args.repeat > 10_000 {
         return Err(format!("--repeat {}: use 1..=10000", args.repeat));
     }
+    let cpus = args.cpus.get();
     if args.repeat > 1 {
-        return demo_repeat(&models, &sc, args.repeat, args.json);
+        return demo_repeat(&models, &sc, args.repeat, args.json, cpus);
     }
     let mut results = Vec::new();
     for m in models {
-        let r = scenario::run(m, &sc).map_err(|e| e.to_string())?;
+        let r = scenario::run_with(config(m, cpus), &sc).map_err(|e| e.to_string())?;
         if args.json {
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         } else {
@@ -79,8 +85,12 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn config(preempt: PreemptModel, cpus: usize) -> Config {
+    Config { preempt, cpus, ..Config::default() }
+}
+
 /// `demo --repeat N`: the RT wait's distribution per model.
-fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: bool) -> Result<(), String> {
+fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: bool, cpus: usize) -> Result<(), String> {
     if !json {
         println!(
             "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>16}",
@@ -90,7 +100,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
     for &m in models {
         let mut runs = Vec::with_capacity(n);
         for _ in 0..n {
-            runs.push(scenario::run(m, sc).map_err(|e| e.to_string())?);
+            runs.push(scenario::run_with(config(m, cpus), sc).map_err(|e| e.to_string())?);
         }
         let mut waits: Vec<u64> = runs.iter().map(|r| r.rt_wait_ns).collect();
         waits.sort_unstable();
@@ -106,7 +116,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
         served.sort_unstable();
         let served_med = served.get(served.len() / 2).copied();
         if json {
-            let v = serde_json::json!({"model": m.name(), "runs": n, "rt_ran_after_atom": after,
+            let v = serde_json::json!({"model": m.name(), "cpus": cpus, "runs": n, "rt_ran_after_atom": after,
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
                 "point_to_rt_ns_median": served_med});
             println!("{v}");

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod compare_cmd;
+mod cpus_arg;
 mod demo_cmd;
 mod latency_cmd;
 mod packets_cmd;

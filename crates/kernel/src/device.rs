@@ -1,10 +1,11 @@
 //! Devices: interrupt sources outside the CPU, raised by host threads.
 //!
 //! **Mechanism.** [`Device::register`] gives a handler a free interrupt line of the current
-//! CPU. The device can then be raised from any thread ([`DeviceRaiser::raise`]: set the line in
-//! the CPU's IRR, ring the doorbell signal), or at a chosen moment by the device's own host
-//! thread ([`Device::raise_at`]), which is how the "ISR" of the 1996 scenario arrives in the
-//! middle of an atom without the atom having to cooperate.
+//! CPU ([`Device::register_on`]: of a chosen CPU). The device can then be raised from any
+//! thread ([`DeviceRaiser::raise`]: set the line in the CPU's IRR, ring the doorbell signal),
+//! or at a chosen moment by the device's own host thread ([`Device::raise_at`]), which is how
+//! the "ISR" of the 1996 scenario arrives in the middle of an atom without the atom having to
+//! cooperate.
 //!
 //! **Invariant.** The handler runs in hard interrupt context on the device's CPU, once per
 //! raise that finds the line clear (raises of a line already pending coalesce, as an edge
@@ -51,16 +52,22 @@ pub struct Device {
 }
 
 impl Device {
-    /// Registers `handler` (run in hard interrupt context) for a new device on this CPU.
-    /// Call from a task. Panics if all 62 device lines are taken.
+    /// Registers `handler` (run in hard interrupt context) for a new device on the calling
+    /// task's CPU. Call from a task. Panics if all device lines are taken.
     pub fn register(name: &str, handler: impl Fn() + Send + Sync + 'static) -> Device {
+        Device::register_on(crate::instance::this_cpu_id(), name, handler)
+    }
+
+    /// Registers `handler` for a new device whose interrupt arrives on CPU `cpu` (its IRQ
+    /// affinity). Call from a task. Panics if `cpu` is not a CPU of the instance or all device
+    /// lines are taken.
+    pub fn register_on(cpu: usize, name: &str, handler: impl Fn() + Send + Sync + 'static) -> Device {
         let k = this_kernel();
+        if cpu >= k.cpus.len() {
+            panic!("device '{name}': CPU {cpu} does not exist (cpus={}; use 0..{})", k.cpus.len(), k.cpus.len());
+        }
         let handler: IrqHandler = Arc::new(handler);
         let line = request_irq(&k, handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
-        let cpu = {
-            let _irq = crate::preempt::raw_local_irq_save();
-            k.this_cpu().id
-        };
         let raiser = DeviceRaiser { raiser: k.cpus[cpu].raiser.get().expect("CPU is up").clone(), line };
         let timed = Arc::new(Timed {
             deadline: AtomicU64::new(0),

@@ -119,6 +119,8 @@ pub struct Event {
     pub t_ns: u64,
     /// Who: `worker`, `irq` or `rt`.
     pub who: &'static str,
+    /// The CPU it happened on.
+    pub cpu: usize,
     /// What happened.
     pub what: String,
 }
@@ -128,6 +130,14 @@ pub struct Event {
 pub struct ScenarioResult {
     /// The preemption model.
     pub model: String,
+    /// CPUs of the instance.
+    pub cpus: usize,
+    /// The CPU the device interrupt arrived on.
+    pub irq_cpu: usize,
+    /// The CPU the RT task ran on.
+    pub rt_cpu: usize,
+    /// The CPU the worker's system call ran on.
+    pub worker_cpu: usize,
     /// Atoms in the system call.
     pub atoms: usize,
     /// Length of each atom in microseconds.
@@ -175,6 +185,9 @@ struct Marks {
     end: Vec<AtomicU64>,
     syscall: [AtomicU64; 2],
     switched_ns: AtomicU64,
+    irq_cpu: AtomicUsize,
+    rt_cpu: AtomicUsize,
+    worker_cpu: AtomicUsize,
 }
 
 impl Marks {
@@ -195,6 +208,9 @@ impl Marks {
             end: (0..=atoms).map(|_| z()).collect(),
             syscall: [z(), z()],
             switched_ns: z(),
+            irq_cpu: AtomicUsize::new(0),
+            rt_cpu: AtomicUsize::new(0),
+            worker_cpu: AtomicUsize::new(0),
         }
     }
 }
@@ -220,36 +236,43 @@ pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult
     };
     let marks = Arc::new(Marks::new(sc.atoms));
     let (m, shape) = (marks.clone(), sc.clone());
-    let report = kernel::run(config, move || scenario_init(m, shape))?;
+    let cpus = config.cpus;
+    let report = kernel::run(config, move || scenario_init(m, shape, cpus))?;
     if let Err(e) = &report.init {
         return Err(BootError::Host(format!("the scenario failed inside the kernel: {e}")));
     }
     let pages = report.init.clone().unwrap_or(0) as u64;
-    let mut r = result(&shown, sc, &marks, pages);
+    let mut r = result(&shown, sc, &marks, pages, cpus);
     r.patch = report.patch;
     Ok((r, report))
 }
 
-fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig) -> i64 {
+/// On one CPU everything happens on CPU 0. On several, the interrupt arrives on CPU 0 and the
+/// worker and the RT task are bound to CPU 1: the wakeup crosses CPUs, and CPU 1's model decides
+/// where the RT task gets it.
+fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig, cpus: usize) -> i64 {
+    let (irq_cpu, task_cpus) = if cpus > 1 { (0, 1u64 << 1) } else { (0, 1) };
     let wq = Arc::new(WaitQueue::new());
     let (m1, w1) = (m.clone(), wq.clone());
-    let dev = Arc::new(Device::register("isr", move || {
+    let dev = Arc::new(Device::register_on(irq_cpu, "isr", move || {
+        m1.irq_cpu.store(kernel::raw_smp_processor_id(), Ordering::Release);
         m1.irq_ns.store(kernel::time::now_ns(), Ordering::Release);
         m1.irq_atom.store(m1.current_atom.load(Ordering::Acquire), Ordering::Release);
         m1.irq_points.store(m1.points.load(Ordering::Acquire), Ordering::Release);
         w1.wake_up();
     }));
     let (m2, w2) = (m.clone(), wq.clone());
-    let rt = spawn(TaskBuilder::new("rt").fifo(50), move || {
+    let rt = spawn(TaskBuilder::new("rt").fifo(50).cpus(task_cpus), move || {
         w2.wait_event(|| m2.irq_ns.load(Ordering::Acquire) != 0);
         m2.rt_ns.store(kernel::time::now_ns(), Ordering::Release);
+        m2.rt_cpu.store(kernel::raw_smp_processor_id(), Ordering::Release);
         m2.rt_after.store(m2.atoms_done.load(Ordering::Acquire), Ordering::Release);
         m2.rt_points.store(m2.points.load(Ordering::Acquire), Ordering::Release);
         m2.armed_at_rt.store(kernel::model::patch::sites_not_idle(), Ordering::Release);
         0
     });
     let (m3, d3) = (m.clone(), dev.clone());
-    let worker = spawn(TaskBuilder::new("worker"), move || worker(&m3, &d3, &sc) as i64);
+    let worker = spawn(TaskBuilder::new("worker").cpus(task_cpus), move || worker(&m3, &d3, &sc) as i64);
     rt.join().ok();
     let pages = worker.join().unwrap_or(0);
     drop(dev);
@@ -262,6 +285,7 @@ fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
     let page = [0x5au8; PAGE];
     syscall(|| {
         m.syscall[0].store(kernel::time::now_ns(), Ordering::Release);
+        m.worker_cpu.store(kernel::raw_smp_processor_id(), Ordering::Release);
         let mut pages = 0;
         for atom in 1..=sc.atoms {
             let start = kernel::time::now_ns();
@@ -343,28 +367,34 @@ fn libc_atom(until: &dyn Fn() -> bool) -> u64 {
     n
 }
 
-fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioResult {
+fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) -> ScenarioResult {
     let t0 = m.syscall[0].load(Ordering::Acquire);
     let at = |a: &AtomicU64| a.load(Ordering::Acquire).saturating_sub(t0);
     let (irq_atom, rt_after) = (m.irq_atom.load(Ordering::Acquire), m.rt_after.load(Ordering::Acquire));
-    let mut tl = vec![Event { t_ns: 0, who: "worker", what: "syscall entry: kernel mode".into() }];
+    let cpu = |c: &AtomicUsize| c.load(Ordering::Acquire);
+    let (irq_cpu, rt_cpu, worker_cpu) = (cpu(&m.irq_cpu), cpu(&m.rt_cpu), cpu(&m.worker_cpu));
+    let w = |t_ns, what: String| Event { t_ns, who: "worker", cpu: worker_cpu, what };
+    let mut tl = vec![w(0, "syscall entry: kernel mode".into())];
     for atom in 1..=sc.atoms {
-        tl.push(Event { t_ns: at(&m.begin[atom]), who: "worker", what: format!("atom {atom} begins") });
-        tl.push(Event { t_ns: at(&m.end[atom]), who: "worker", what: format!("atom {atom} ends: preemption point") });
+        tl.push(w(at(&m.begin[atom]), format!("atom {atom} begins")));
+        tl.push(w(at(&m.end[atom]), format!("atom {atom} ends: preemption point")));
     }
-    tl.push(Event { t_ns: at(&m.syscall[1]), who: "worker", what: "ret_from_syscall".into() });
+    tl.push(w(at(&m.syscall[1]), "ret_from_syscall".into()));
     if let Some(to) = sc.switch_to {
-        tl.push(Event { t_ns: at(&m.switched_ns), who: "worker", what: format!("preemption model switched to {to}") });
+        tl.push(w(at(&m.switched_ns), format!("preemption model switched to {to}")));
     }
+    let on = if irq_cpu == rt_cpu { String::new() } else { format!(" on CPU {rt_cpu}") };
     tl.push(Event {
         t_ns: at(&m.irq_ns),
         who: "irq",
-        what: format!("device interrupt during atom {irq_atom}: wakes rt (SCHED_FIFO 50)"),
+        cpu: irq_cpu,
+        what: format!("device interrupt during atom {irq_atom}: wakes rt (SCHED_FIFO 50){on}"),
     });
     let rt_wait_ns = m.rt_ns.load(Ordering::Acquire).saturating_sub(m.irq_ns.load(Ordering::Acquire));
     tl.push(Event {
         t_ns: at(&m.rt_ns),
         who: "rt",
+        cpu: rt_cpu,
         what: format!("runs after atom {rt_after}, {:.3} ms after its wakeup", rt_wait_ns as f64 / 1e6),
     });
     tl.sort_by_key(|e| e.t_ns);
@@ -372,6 +402,10 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
         .then(|| m.rt_ns.load(Ordering::Acquire).saturating_sub(m.end[rt_after].load(Ordering::Acquire)));
     ScenarioResult {
         model: model.into(),
+        cpus,
+        irq_cpu,
+        rt_cpu,
+        worker_cpu,
         atoms: sc.atoms,
         atom_us: sc.atom_us,
         irq_during_atom: irq_atom,
@@ -391,8 +425,9 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
 /// The timeline as text for a terminal.
 pub fn render(r: &ScenarioResult) -> String {
     let mut s = format!(
-        "preempt={}: {} atoms of {} us; device IRQ during atom {}; RT task ran after atom {}, waited {:.3} ms\n",
+        "preempt={}{}: {} atoms of {} us; device IRQ during atom {}; RT task ran after atom {}, waited {:.3} ms\n",
         r.model,
+        if r.cpus > 1 { format!(", {} CPUs", r.cpus) } else { String::new() },
         r.atoms,
         r.atom_us,
         r.irq_during_atom,
@@ -400,7 +435,8 @@ pub fn render(r: &ScenarioResult) -> String {
         r.rt_wait_ns as f64 / 1e6
     );
     for e in &r.timeline {
-        s += &format!("  {:>9.3} ms  {:<6}  {}\n", e.t_ns as f64 / 1e6, e.who, e.what);
+        let cpu = if r.cpus > 1 { format!("CPU {}  ", e.cpu) } else { String::new() };
+        s += &format!("  {:>9.3} ms  {cpu}{:<6}  {}\n", e.t_ns as f64 / 1e6, e.who, e.what);
     }
     s
 }

@@ -2,7 +2,7 @@
 //! last atom, whichever atom the interrupt hit.
 
 use kernel::PreemptModel;
-use services::scenario::{run, ScenarioConfig};
+use services::scenario::{self, run, ScenarioConfig};
 
 #[test]
 fn none_runs_rt_after_the_last_atom() {
@@ -80,4 +80,29 @@ fn switching_voluntary_to_none_mid_syscall_keeps_the_rt_task_waiting() {
     let sc = ScenarioConfig { switch_to: Some(PreemptModel::None), ..ScenarioConfig::default() };
     let r = run(PreemptModel::Voluntary, &sc).unwrap();
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 5), "{r:?}");
+}
+
+/// The seed's scenario across CPUs: the interrupt arrives on CPU 0 and wakes the RT task bound
+/// to CPU 1, where the worker is in its system call; CPU 1's model places the RT task exactly
+/// as on one CPU (the patch models too), and every event names its CPU.
+#[test]
+fn the_scenario_across_two_cpus_places_the_rt_task_as_on_one() {
+    let expect = [
+        (PreemptModel::None, 5),
+        (PreemptModel::Voluntary, 1),
+        (PreemptModel::Full, 0),
+        (PreemptModel::Lazy, 0),
+        (PreemptModel::Cpulock, 1),
+        (PreemptModel::PatchInt3, 1),
+        (PreemptModel::PatchCall, 1),
+    ];
+    for (model, after) in expect {
+        let config = kernel::Config { preempt: model, cpus: 2, ..kernel::Config::default() };
+        let r = scenario::run_with(config, &ScenarioConfig::default()).unwrap();
+        assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, after), "{model}: {r:?}");
+        assert_eq!((r.cpus, r.irq_cpu, r.rt_cpu, r.worker_cpu), (2, 0, 1, 1), "{model}: {r:?}");
+        let irq = r.timeline.iter().find(|e| e.who == "irq").unwrap();
+        assert_eq!(irq.cpu, 0, "{model}");
+        assert!(r.timeline.iter().filter(|e| e.who != "irq").all(|e| e.cpu == 1), "{model}: {:?}", r.timeline);
+    }
 }
