@@ -1,5 +1,6 @@
 //! `atomkernel torture`: the register-integrity torture (see `services::torture`).
 
+use crate::cpus_arg::CpusArg;
 use services::torture::{self, TortureConfig};
 
 #[derive(clap::Args)]
@@ -25,6 +26,12 @@ pub(crate) struct TortureArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cpus: CpusArg,
+    /// Force migrations between CPUs (every 500 us each torture task is moved to the next
+    /// CPU); needs --cpus 2 or more.
+    #[arg(long)]
+    migrate: bool,
 }
 
 pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
@@ -35,16 +42,21 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
         spins: a.spins,
         kernel_mode: a.kernel,
         model: a.preempt.parse().map_err(|e: kernel::ConfigError| format!("--preempt: {e}"))?,
+        cpus: a.cpus.get(),
+        migrate: a.migrate,
     };
     let r = torture::run(&cfg).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "torture ({} mode, preempt={}): {} preemptions, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
+            "torture ({} mode, preempt={}, {} CPU{}): {} preemptions, {} migrations, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
             r.mode,
             r.model,
+            r.cpus,
+            if r.cpus == 1 { "" } else { "s" },
             r.preemptions,
+            r.migrations,
             r.rounds,
             r.mismatches.len(),
             r.isa,

@@ -41,7 +41,7 @@ pub use instance::{
     current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,
 };
 pub use model::{preempt_model, set_preempt_model};
-pub use sched::balance::set_cpus_allowed;
+pub use sched::balance::{sched_debug, set_cpus_allowed};
 pub use sched::{sched_yield, schedule, CpuMask, TaskId};
 pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};

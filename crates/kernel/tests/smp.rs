@@ -80,7 +80,7 @@ fn spinning_fair_tasks_spread_one_per_cpu() {
 /// Runs `body` in an RT task above every other of the test (fifo 90), so that the tests' RT
 /// hogs cannot starve the task that drives them; returns its result.
 fn controlled(config: Config, body: impl FnOnce() -> i64 + Send + 'static) -> kernel::RunReport {
-    run_with_timeout(config, 60, move || spawn(TaskBuilder::new("control").fifo(90), body).join().unwrap())
+    run_with_timeout(config, 180, move || spawn(TaskBuilder::new("control").fifo(90), body).join().unwrap())
 }
 
 /// Starts a task spinning in user mode (so that any model preempts it at an interrupt) until
@@ -376,4 +376,39 @@ fn migrating_a_task_that_holds_a_preempt_count_is_a_bug() {
     assert!(r.bugs.iter().any(|b| b.contains("scheduling while atomic")), "{:?}", r.bugs);
     let m = r.bugs.iter().find(|b| b.contains("migration of task 'holder'")).unwrap_or_else(|| panic!("{:?}", r.bugs));
     assert!(m.contains("holding preempt_count 0x1") && m.contains("on CPU"), "{m}");
+}
+
+/// RT sleepers keep waking on time while a migrator moves busy RR tasks between CPUs every
+/// 500 us (a wakeup lost in a migration would hang this).
+#[test]
+fn wakeups_survive_forced_migrations() {
+    let config = Config { cpus: 2, hz: 10_000, rr_timeslice_ticks: 1, ..Config::default() };
+    let r = controlled(config, || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let up = Arc::new(AtomicUsize::new(0));
+        let hogs: Vec<_> = (0..3).map(|i| hog(TaskBuilder::new(&format!("rr{i}")).rr(10), &stop, &up)).collect();
+        let ids: Vec<usize> = hogs.iter().map(|h| h.id()).collect();
+        let s = stop.clone();
+        let migrator = spawn(TaskBuilder::new("migrator").fifo(80), move || {
+            let mut pass = 0;
+            while !s.load(Ordering::Acquire) {
+                kernel::time::sleep_ns(500_000);
+                pass += 1;
+                for (i, &id) in ids.iter().enumerate() {
+                    kernel::set_cpus_allowed(id, 1 << ((i + pass) % 2)).unwrap();
+                }
+            }
+            pass as i64
+        });
+        for _ in 0..200 {
+            kernel::time::sleep_ns(1_000_000);
+        }
+        stop.store(true, Ordering::Release);
+        let passes = migrator.join().unwrap();
+        hogs.iter().for_each(|h| assert_eq!(h.join(), Ok(0)));
+        passes
+    });
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    assert!(r.init.clone().unwrap() > 0, "{:?}", r.init);
+    assert!(r.cpus.iter().map(|c| c.migrations).sum::<u64>() > 0, "{:?}", r.cpus);
 }

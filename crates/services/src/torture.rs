@@ -8,6 +8,10 @@
 //! RT task, so most preemptions land in the middle of a spin and go through the full
 //! trampoline: signal frame, context injection, XSAVE, context switch, XRSTOR, `ret 128`.
 //!
+//! With `cpus` above one the tasks spread over the CPUs, and with `migrate` a migrator task
+//! moves each to the next CPU every 500 us, so that a round preempted on one CPU thread goes
+//! on on another.
+//!
 //! **Invariant under test.** Every round compares equal; the report counts the preemptions
 //! the torture tasks actually took (`irq_preemptions`), not the interrupts sent.
 
@@ -35,6 +39,11 @@ pub struct TortureConfig {
     /// model (preempted at the points between rounds, reached through an armed `int3` or
     /// `call`, or at a redirected return).
     pub model: kernel::PreemptModel,
+    /// CPUs of the kernel.
+    pub cpus: usize,
+    /// Force migrations: every 500 us a migrator task moves each torture task to the next CPU
+    /// (`set_cpus_allowed`), so rounds are preempted on one CPU and resumed on another.
+    pub migrate: bool,
 }
 
 impl Default for TortureConfig {
@@ -46,6 +55,8 @@ impl Default for TortureConfig {
             spins: 2000,
             kernel_mode: false,
             model: kernel::PreemptModel::Full,
+            cpus: 1,
+            migrate: false,
         }
     }
 }
@@ -66,6 +77,10 @@ pub struct TortureReport {
     pub mode: String,
     /// The preemption model.
     pub model: String,
+    /// CPUs of the kernel.
+    pub cpus: usize,
+    /// Tasks moved between CPUs (all tasks, the torture's and the kernel's).
+    pub migrations: u64,
     /// Under the patch models: RT events armed, points fired, returns redirected, events
     /// that fell back to the retry timer.
     pub patch: Option<[u64; 4]>,
@@ -102,7 +117,12 @@ pub fn run_traced(
              use full, lazy, patch-int3 or patch-call"
         ))));
     }
-    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, ..Config::default() };
+    if cfg.migrate && cfg.cpus < 2 {
+        return Err(BootError::Config(kernel::ConfigError(
+            "torture --migrate needs --cpus 2 or more (there is nowhere to migrate to)".into(),
+        )));
+    }
+    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, cpus: cfg.cpus, ..Config::default() };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         rounds: AtomicU64::new(0),
@@ -127,6 +147,8 @@ pub fn run_traced(
         isa: format!("{:?}", hostlab::torture::vector_isa()).to_lowercase(),
         mode: if cfg.kernel_mode { "kernel" } else { "user" }.into(),
         model: preempt.name().into(),
+        cpus: cfg.cpus,
+        migrations: report.cpus.iter().map(|c| c.migrations).sum(),
         patch: preempt.is_patch().then_some([p.events, p.fired, p.redirects, p.fallbacks]),
         elapsed_ms: t0.elapsed().as_millis() as u64,
     };
@@ -149,6 +171,7 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
         0
     });
     let tasks: Vec<_> = (0..cfg.tasks).map(|i| spawn_torturer(sh, i, cfg.spins, cfg.kernel_mode)).collect();
+    let migrator = cfg.migrate.then(|| spawn_migrator(sh, &tasks, cfg.cpus));
     let storm = start_storm(sh.clone(), dev.raiser());
     let deadline = kernel::time::now_ns() + cfg.max_secs * 1_000_000_000;
     while kernel::time::now_ns() < deadline {
@@ -169,6 +192,9 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
         let _ = t.join();
     }
     let _ = kicker.join();
+    if let Some(m) = migrator {
+        let _ = m.join();
+    }
     drop(dev);
     sh.rounds.load(Ordering::Relaxed)
 }
@@ -183,6 +209,23 @@ fn spawn_torturer(sh: &Arc<Shared>, i: usize, spins: u64, kernel_mode: bool) -> 
                 seed = kernel::syscall(|| rounds(&s, i, seed, spins, 64));
             } else {
                 seed = rounds(&s, i, seed, spins, 1);
+            }
+        }
+        0
+    })
+}
+
+/// An RT task that moves every torture task to the next CPU every 500 us until told to stop: a
+/// queued task moves at once, a running one at its next switch (a preemption, mostly).
+fn spawn_migrator(sh: &Arc<Shared>, tasks: &[kernel::TaskHandle], cpus: usize) -> kernel::TaskHandle {
+    let (s, ids) = (sh.clone(), tasks.iter().map(|t| t.id()).collect::<Vec<_>>());
+    spawn(TaskBuilder::new("migrator").fifo(80), move || {
+        let mut pass = 0;
+        while !s.stop.load(Ordering::Acquire) {
+            kernel::time::sleep_ns(500_000);
+            pass += 1;
+            for (i, &id) in ids.iter().enumerate() {
+                let _ = kernel::set_cpus_allowed(id, 1 << ((i + pass) % cpus));
             }
         }
         0

@@ -27,7 +27,7 @@
 //! the CPU it arrives at.
 
 use super::rq_lock::{double_lock_balance, rq_lock, task_rq_lock, RqGuard};
-use super::{CpuMask, TaskId, TaskState};
+use super::{CpuMask, TaskId};
 use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
 use crate::task::Policy;
@@ -172,24 +172,24 @@ pub(crate) fn finish_task_switch(k: &Kernel) {
     }
 }
 
-/// Moves task `id`, which this CPU put off its queues because it may no longer run here, to an
-/// allowed CPU.
+/// Moves task `id`, which this CPU put off its queues because it might no longer run here, to
+/// an allowed CPU (back onto this one, if its mask changed again meanwhile).
 fn migrate_leaving(k: &Kernel, me: usize, id: TaskId) {
-    let rq = rq_lock(k, me);
+    let mut rq = rq_lock(k, me);
     let t = rq.task(id);
     let target = select_task_rq(k, t.policy, t.allowed, me);
-    if target == me {
-        drop(rq);
-        arch::cpu::die("BUG: a task left a CPU it may run on");
+    if target != me {
+        let (mut src, dst, _) = double_lock_balance(k, rq, target);
+        let mut dst = dst;
+        move_off_queue(k, &mut src, &mut dst, id);
+        drop(src);
+        rq = dst;
     }
-    let (mut src, mut dst, _) = double_lock_balance(k, rq, target);
-    move_off_queue(k, &mut src, &mut dst, id);
-    if dst.task(id).state == TaskState::Running && !dst.task(id).on_rq {
-        if dst.wake_new(id) {
-            crate::model::resched_curr(k, &dst, id);
-        }
-        note_rt_queued(k, &dst);
+    // Whatever its state now: it was preempted or yielded, so it stays runnable (on_rq).
+    if rq.wake_new(id) {
+        crate::model::resched_curr(k, &rq, id);
     }
+    note_rt_queued(k, &rq);
 }
 
 /// The highest waiting RT task of `rq` that may run on `cpu`, with its priority.
@@ -327,6 +327,8 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
     }
     if rq.curr == pid {
         crate::model::resched_curr(&k, &rq, pid); // it leaves at its next switch
+    } else if rq.migrate_after == Some(pid) {
+        // In transit off this CPU already: it goes where the new mask says.
     } else if rq.task(pid).on_rq {
         let target = allowed.trailing_zeros() as usize;
         let (mut src, mut dst, _) = double_lock_balance(&k, rq, target);
@@ -335,4 +337,45 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The scheduler's state as text (Linux's `/proc/sched_debug`): per CPU its current task, its
+/// queues, its `cpupri` level and whether it is RT-overloaded; per task its CPU, state and
+/// flags. For diagnosis: it locks each run queue in turn.
+pub fn sched_debug() -> String {
+    use std::fmt::Write;
+    let k = this_kernel();
+    let mut s = String::new();
+    let names: Vec<String> = k.tasks.lock().iter().map(|t| t.name.clone()).collect();
+    let ov = k.rt_overloaded.load(Ordering::Relaxed);
+    for c in 0..k.cpus.len() {
+        let rq = rq_lock(&k, c);
+        let rt: Vec<TaskId> = (1..=99u8).rev().flat_map(|p| rq.rt.iter_level(p).collect::<Vec<_>>()).collect();
+        let fair: Vec<TaskId> = rq.fair.iter_ids().collect();
+        let _ = writeln!(
+            s,
+            "cpu#{c}: curr {} ({}), level {}, overloaded {}, rt {rt:?}, fair {fair:?}, migrate_after {:?}, mode {:?}",
+            rq.curr,
+            names[rq.curr],
+            k.cpupri.level(c),
+            ov & (1 << c) != 0,
+            rq.migrate_after,
+            k.cpus[c].mode()
+        );
+    }
+    for (id, name) in names.iter().enumerate() {
+        let t = k.task(id);
+        let cpu = t.cpu.load(Ordering::Relaxed);
+        let ts = rq_lock(&k, cpu).task(id).clone();
+        let _ = writeln!(
+            s,
+            "  pid {id} {name}: cpu {cpu}, on_cpu {:?}, {:?}, on_rq {}, {:?}, allowed {:#x}",
+            t.on_cpu.load(Ordering::Relaxed),
+            ts.state,
+            ts.on_rq,
+            ts.policy,
+            ts.allowed
+        );
+    }
+    s
 }

@@ -85,8 +85,9 @@ pub(crate) struct Rq {
     pub(crate) idle: TaskId,
     pub(crate) nr_switches: u64,
     pub(crate) rr_timeslice: u32,
-    /// A task `__schedule` took off this CPU because it may no longer run here; moved to an
-    /// allowed CPU right after the switch (`finish_task_switch`).
+    /// A task `__schedule` took off this CPU because it may no longer run here: still runnable
+    /// (`on_rq`) but on no class queue, so no waker or balancer touches it; moved to an allowed
+    /// CPU right after the switch (`finish_task_switch`).
     pub(crate) migrate_after: Option<TaskId>,
     /// The task this CPU just switched away from, whose `on_cpu` the next task clears.
     pub(crate) prev_after: Option<TaskId>,
@@ -171,8 +172,8 @@ impl Rq {
     /// stays runnable whatever its state, as Linux's `__schedule(SM_PREEMPT)` does. An RT task
     /// that stays runnable keeps its place at the head of its priority (Linux never takes the
     /// running RT task off its list), unless its RR slice ran out: then it goes to the tail.
-    /// A runnable task no longer allowed on this CPU is left off the queues and noted in
-    /// `migrate_after`.
+    /// A runnable task no longer allowed on this CPU stays runnable but off the class queues,
+    /// noted in `migrate_after`.
     pub(crate) fn put_prev(&mut self, prev: TaskId, now: u64, preempt: bool) -> u64 {
         fair::update_curr(&mut self.tasks[prev].se, now);
         let t = &mut self.tasks[prev];
@@ -191,7 +192,7 @@ impl Rq {
         }
         let head = t.policy.rt_prio().is_some() && !expired;
         if !self.may_run_here(prev) {
-            self.tasks[prev].on_rq = false;
+            // Still runnable (`on_rq`), in transit: on no class queue until it is moved.
             self.migrate_after = Some(prev);
             return total;
         }
