@@ -24,8 +24,14 @@ fn registers_survive_user_mode_preemption() {
 
 #[test]
 fn bad_torture_settings_are_refused() {
-    let e = run(&TortureConfig { tasks: 0, ..TortureConfig::default() }).unwrap_err().to_string();
-    assert!(e.contains("tasks must be 1..=64"), "{e}");
+    let e = |cfg: TortureConfig| run(&cfg).unwrap_err().to_string();
+    let d = TortureConfig::default;
+    assert!(e(TortureConfig { tasks: 0, ..d() }).contains("--tasks 0: use 1..=64 torture tasks"));
+    assert!(e(TortureConfig { preemptions: 0, ..d() }).contains("--preemptions 0: use at least 1"));
+    assert!(e(TortureConfig { max_secs: u64::MAX, ..d() }).contains("--max-seconds 18446744073709551615: use 1..="));
+    assert!(e(TortureConfig { spins: u64::MAX, ..d() }).contains("--spins 18446744073709551615: use 1..=100000000"));
+    let none = TortureConfig { kernel_mode: true, model: kernel::PreemptModel::None, ..d() };
+    assert!(e(none).contains("--preempt none: kernel code is never preempted"));
 }
 
 #[test]

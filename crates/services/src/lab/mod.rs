@@ -27,6 +27,15 @@ pub use probe::{ProbeSet, ProbeSpec, RunOut, Stop};
 pub use stats::{percentiles, Bin, Latency, LatencyHist};
 pub use workloads::{Workload, WORKLOADS};
 
+/// Checks `--rounds` (of `compare` and `packets`): 1..=100.
+pub fn validate_rounds(rounds: usize) -> Result<(), String> {
+    if (1..=100).contains(&rounds) {
+        Ok(())
+    } else {
+        Err(format!("--rounds {rounds}: use 1..=100 rounds"))
+    }
+}
+
 /// Parses a command-line list (`--preempt`, `--bh`, `--peers`, `--workload`): `all` gives
 /// `all`, else comma-separated names, each parsed by `one`, a repeated one kept once, in the
 /// order first named. Empty names are skipped; whether an empty list is allowed is the
