@@ -1,9 +1,10 @@
-//! Checks the commands share, made before any work: an output directory, and an option that
-//! applies only under another.
+//! Checks the commands share, made before any work: an output directory, an option that
+//! applies only under another, and the end of a command killed by a signal.
 //!
 //! **Invariant.** A command's `plan` (every `<command>_cmd.rs` has one) either returns what
 //! to run or an error naming the option, with nothing printed and nothing left on disk; work
-//! starts only after it.
+//! starts only after it. An interrupted command (SIGINT, SIGTERM, SIGHUP) removes what the lab
+//! made ([`services::lab::cleanup`]) before it dies of the signal.
 
 use kernel::BhMode;
 use std::path::{Path, PathBuf};
@@ -74,4 +75,26 @@ pub(crate) fn bh_prio_applies(given: Option<u8>, used: &[BhMode]) -> Result<(), 
         )),
         _ => Ok(()),
     }
+}
+
+/// Starts the thread that ends the command on SIGINT, SIGTERM or SIGHUP: it undoes what the
+/// lab made (scratch directories, the Go peer's process) and then dies of the same signal, as
+/// the command would have without the handler. A signal ignored at start (a shell's
+/// background job, `nohup`) stays ignored.
+pub(crate) fn end_cleanly_on_signals() -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let watched = [SIGINT, SIGTERM, SIGHUP].into_iter().filter(|&s| !services::lab::cleanup::signal_ignored(s));
+    let mut signals =
+        signal_hook::iterator::Signals::new(watched).map_err(|e| format!("cannot watch for SIGINT: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                services::lab::cleanup::undo_all();
+                let _ = signal_hook::low_level::emulate_default_handler(sig);
+                std::process::exit(128 + sig);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
 }

@@ -87,6 +87,10 @@ fn parse_from<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(ar
 
 fn main() -> ExitCode {
     let cli = parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if let Err(e) = input::end_cleanly_on_signals() {
+        eprintln!("atomkernel: {e}");
+        return ExitCode::from(2);
+    }
     let outcome = match cli.command.unwrap_or(Command::Compare(compare_cmd::CompareArgs::defaults())) {
         Command::Demo(a) => demo_cmd::run(&a),
         Command::Torture(a) => torture_cmd::run(&a),

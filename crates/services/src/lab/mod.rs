@@ -13,6 +13,7 @@
 //! **Invariant.** Every figure is observed, never assumed: units counted by the code that did
 //! them, lateness recorded by the probe when it runs; a run with a kernel `BUG:` is an error.
 
+pub mod cleanup;
 pub mod compare;
 pub mod go_peer;
 pub mod loader;
