@@ -84,13 +84,7 @@ impl PacketLoadConfig {
         if !(100..=1_000_000).contains(&self.interval_us) {
             return Err(format!("--interval-us {}: use 100..=1000000", self.interval_us));
         }
-        if !(1..=99).contains(&self.bh_prio) {
-            return Err(format!(
-                "--bh-prio {}: use a SCHED_FIFO priority 1..=99 for ksoftirqd under bh=threaded (default {})",
-                self.bh_prio,
-                kernel::config::DEFAULT_BH_PRIO
-            ));
-        }
+        crate::lab::validate_bh_prio(self.bh_prio)?;
         self.boot_config().map(|_| ())
     }
 

@@ -134,13 +134,7 @@ impl CompareConfig {
         if self.bh.as_ref().is_some_and(Vec::is_empty) {
             return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
         }
-        if !(1..=99).contains(&self.bh_prio) {
-            return Err(format!(
-                "--bh-prio {}: use a SCHED_FIFO priority 1..=99 for ksoftirqd under bh=threaded (default {})",
-                self.bh_prio,
-                kernel::config::DEFAULT_BH_PRIO
-            ));
-        }
+        super::validate_bh_prio(self.bh_prio)?;
         if let (true, Some(w)) = (self.models.is_empty(), self.workloads.iter().find(|w| w.info().bottom_half)) {
             return Err(format!(
                 "--preempt names no model, but the {} workload (in --workload) runs only under atomkernel's models (it needs bottom halves; the peers have none): name a model with --preempt, or leave {} out of --workload",

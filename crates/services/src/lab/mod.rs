@@ -37,6 +37,18 @@ pub fn validate_rounds(rounds: usize) -> Result<(), String> {
     }
 }
 
+/// Checks `--bh-prio` (of `compare` and `packets`): ksoftirqd's SCHED_FIFO priority, 1..=99.
+pub fn validate_bh_prio(prio: u8) -> Result<(), String> {
+    if (1..=99).contains(&prio) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--bh-prio {prio}: use a SCHED_FIFO priority 1..=99 for ksoftirqd under bh=threaded (default {})",
+            kernel::config::DEFAULT_BH_PRIO
+        ))
+    }
+}
+
 /// Parses a command-line list (`--preempt`, `--bh`, `--peers`, `--workload`): `all` gives
 /// `all`, else comma-separated names, each parsed by `one`, a repeated one kept once, in the
 /// order first named. Empty names are skipped; whether an empty list is allowed is the
