@@ -4,6 +4,7 @@
 //! the end, and an HTML report on request. Cells the comparison leaves out (the peers of the
 //! `packet` workload) are named on stderr, in the table and in the report.
 
+use crate::input::OutDir;
 use crate::report;
 use indicatif::{ProgressBar, ProgressStyle};
 use services::lab::compare::{self, CompareConfig, Row};
@@ -20,9 +21,10 @@ pub(crate) struct CompareArgs {
     /// each. Default: all for the packet workload, the kernel's default (classic) for the others.
     #[arg(long)]
     bh: Option<String>,
-    /// ksoftirqd's SCHED_FIFO priority under bh=threaded (the bh_prio= boot option), 1..=99.
-    #[arg(long, default_value_t = kernel::config::DEFAULT_BH_PRIO)]
-    bh_prio: u8,
+    /// ksoftirqd's SCHED_FIFO priority under bh=threaded (the bh_prio= boot option), 1..=99
+    /// (default 50).
+    #[arg(long)]
+    bh_prio: Option<u8>,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
     #[arg(long, default_value = "all")]
@@ -75,7 +77,7 @@ impl CompareArgs {
         CompareArgs {
             preempt: "all".into(),
             bh: None,
-            bh_prio: kernel::config::DEFAULT_BH_PRIO,
+            bh_prio: None,
             peers: "all".into(),
             workload: "all".into(),
             size: String::new(),
@@ -98,7 +100,7 @@ impl CompareArgs {
         let cfg = CompareConfig {
             models: compare::parse_models(&self.preempt)?,
             bh: self.bh.as_deref().map(compare::parse_bh).transpose()?,
-            bh_prio: self.bh_prio,
+            bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
             peers: Peer::parse_list(&self.peers)?,
             workloads: workloads::parse(&self.workload, &self.size)?,
             seconds: self.duration.unwrap_or(seconds),
@@ -112,8 +114,18 @@ impl CompareArgs {
             cpu: cpu_policy(&self.cpu_nice)?,
         };
         cfg.validate()?;
+        let used: Vec<kernel::BhMode> = cfg.workloads.iter().flat_map(|&w| cfg.bh_for(w)).collect();
+        crate::input::bh_prio_applies(self.bh_prio, &used)?;
+        if let Some(dir) = &self.report {
+            OutDir::check("--report", dir, &[report::INDEX, report::RESULTS])?;
+        }
         Ok(cfg)
     }
+}
+
+/// What `compare` runs, checked before anything starts (the `--report` directory too).
+pub(crate) fn plan(a: &CompareArgs) -> Result<CompareConfig, String> {
+    a.config()
 }
 
 /// `--cpu-nice N|keep`.
@@ -128,10 +140,9 @@ pub(crate) fn cpu_policy(arg: &str) -> Result<CpuPolicy, String> {
 }
 
 pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
-    let cfg = a.config()?;
-    if let Some(dir) = &a.report {
-        std::fs::create_dir_all(dir).map_err(|e| format!("--report {}: cannot create it: {e}", dir.display()))?;
-    }
+    let cfg = plan(a)?;
+    let out =
+        a.report.as_deref().map(|d| OutDir::prepare("--report", d, &[report::INDEX, report::RESULTS])).transpose()?;
     let subjects = cfg.subjects();
     let with_bh =
         subjects.iter().filter_map(|s| s.bh()).any(|b| subjects.iter().any(|s| s.bh().is_some_and(|x| x != b)));
@@ -167,9 +178,10 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
     } else {
         print!("{}", table(&cfg, &rows));
     }
-    if let Some(dir) = &a.report {
-        let path = report::write(dir, &cfg, &rows)?;
+    if let Some(out) = out {
+        let path = report::write(out.path(), &cfg, &rows)?;
         eprintln!("atomkernel compare: report written to {}", path.display());
+        out.keep();
     }
     Ok(())
 }

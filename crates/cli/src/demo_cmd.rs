@@ -42,9 +42,20 @@ pub(crate) struct DemoArgs {
     cpus: CpusArg,
 }
 
-pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
-    let switch_to =
-        args.switch_to.as_deref().map(|m| m.parse::<PreemptModel>().map_err(|e| e.to_string())).transpose()?;
+/// What `demo` runs, checked before anything starts.
+pub(crate) struct Plan {
+    models: Vec<PreemptModel>,
+    sc: ScenarioConfig,
+    /// Stderr notes: what the options make of the run that the user may not expect.
+    notes: Vec<String>,
+}
+
+pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
+    let switch_to = args
+        .switch_to
+        .as_deref()
+        .map(|m| m.parse::<PreemptModel>().map_err(|e| format!("--switch-to: {e}")))
+        .transpose()?;
     let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
@@ -54,6 +65,26 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     }
     if args.repeat == 0 || args.repeat > 10_000 {
         return Err(format!("--repeat {}: use 1..=10000", args.repeat));
+    }
+    let mut notes = Vec::new();
+    match switch_to {
+        Some(to) if models == [to] => {
+            return Err(format!(
+                "--switch-to {to}: the kernel already runs {to} (--preempt {to}); switch to another model"
+            ))
+        }
+        Some(to) if models.contains(&to) => {
+            notes.push(format!("--switch-to {to}: the {to} run does not switch (it runs {to} already)"))
+        }
+        _ => {}
+    }
+    Ok(Plan { models, sc, notes })
+}
+
+pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
+    let Plan { models, sc, notes } = plan(args)?;
+    for n in notes {
+        eprintln!("atomkernel demo: note: {n}");
     }
     let cpus = args.cpus.get();
     if args.repeat > 1 {

@@ -32,7 +32,8 @@ pub(crate) struct LatencyArgs {
     /// Stop after this many seconds (cyclictest's -D); the default when --loops is not given: 5.
     #[arg(long)]
     duration: Option<f64>,
-    /// Stop when every probe has taken this many samples (cyclictest's -l).
+    /// Stop when every probe has taken this many samples (cyclictest's -l); at most what the
+    /// slowest probe takes in 600 s.
     #[arg(long)]
     loops: Option<u64>,
     /// Host nice value (-20..=19) for the kernel's CPU thread, or `keep`.
@@ -43,7 +44,16 @@ pub(crate) struct LatencyArgs {
     json: bool,
 }
 
-pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
+/// What `latency` runs, checked before anything starts.
+pub(crate) struct Plan {
+    model: PreemptModel,
+    workload: Option<workloads::Workload>,
+    specs: Vec<probe::ProbeSpec>,
+    stop: Stop,
+    cpu: probe::CpuPolicy,
+}
+
+pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
     let model: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
     let workload = match a.workload.trim() {
         "none" => None,
@@ -51,10 +61,13 @@ pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
     };
     let set = ProbeSet { threads: a.threads, prio: a.prio, interval_us: a.interval_us, distance_us: a.distance_us };
     set.validate()?;
+    let specs = set.specs();
     let stop = match (a.duration, a.loops) {
         (Some(_), Some(_)) => return Err("--duration and --loops: give one of them, not both".into()),
-        (_, Some(0)) => return Err("--loops 0: take at least 1 sample per probe".into()),
-        (_, Some(n)) => Stop::Loops(n),
+        (_, Some(n)) => {
+            probe::validate_loops(n, &specs)?;
+            Stop::Loops(n)
+        }
         (d, None) => {
             let s = d.unwrap_or(5.0);
             probe::validate_seconds(s)?;
@@ -67,8 +80,12 @@ pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
             Stop::After((s * 1e9) as u64)
         }
     };
-    let specs = set.specs();
     let cpu = crate::compare_cmd::cpu_policy(&a.cpu_nice)?;
+    Ok(Plan { model, workload, specs, stop, cpu })
+}
+
+pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
+    let Plan { model, workload, specs, stop, cpu } = plan(a)?;
     let out = probe::run_kernel(model, workload, &specs, stop, cpu)?;
     let wname = workload.map_or("none", |w| w.name());
     if a.json {

@@ -8,14 +8,17 @@
 //! `<command>_cmd.rs`.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod compare_cmd;
 mod cpus_arg;
 mod demo_cmd;
+mod input;
 mod latency_cmd;
 mod packets_cmd;
+#[cfg(test)]
+mod parse_fuzz;
 mod points_cmd;
 mod report;
 mod svg;
@@ -52,8 +55,43 @@ enum Command {
     Points(points_cmd::PointsArgs),
 }
 
+impl Command {
+    /// Checks the command's options as its run would, without running it: `Ok` when it would
+    /// start, else the error it would end with (for the fuzz test of the parsers).
+    #[cfg(test)]
+    fn plan(&self) -> Result<(), String> {
+        match self {
+            Command::Demo(a) => demo_cmd::plan(a).map(drop),
+            Command::Torture(a) => torture_cmd::plan(a).map(drop),
+            Command::Compare(a) => compare_cmd::plan(a).map(drop),
+            Command::Latency(a) => latency_cmd::plan(a).map(drop),
+            Command::Packets(a) => packets_cmd::plan(a).map(drop),
+            Command::Trace(a) => trace_cmd::plan(a).map(drop),
+            Command::Points(_) => Ok(()),
+        }
+    }
+}
+
+/// clap's description of the command line, every option that takes a value taking negative
+/// numbers too, so that `--duration -1` reaches the option's own check (which names it and
+/// says what to use) instead of clap's "unexpected argument '-1'".
+fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|c| {
+        c.mut_args(|a| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a })
+    })
+}
+
+/// Parses an argument list (the program's name first) with [`command`].
+fn parse_from<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(args: I) -> Result<Cli, clap::Error> {
+    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if let Err(e) = input::end_cleanly_on_signals() {
+        eprintln!("atomkernel: {e}");
+        return ExitCode::from(2);
+    }
     let outcome = match cli.command.unwrap_or(Command::Compare(compare_cmd::CompareArgs::defaults())) {
         Command::Demo(a) => demo_cmd::run(&a),
         Command::Torture(a) => torture_cmd::run(&a),

@@ -10,9 +10,9 @@ pub(crate) struct PacketsArgs {
     /// Bottom-half modes as a comma list (classic,threaded) or `all`.
     #[arg(long, default_value = "all")]
     bh: String,
-    /// ksoftirqd's SCHED_FIFO priority under bh=threaded, 1..=99.
-    #[arg(long, default_value_t = kernel::config::DEFAULT_BH_PRIO)]
-    bh_prio: u8,
+    /// ksoftirqd's SCHED_FIFO priority under bh=threaded, 1..=99 (default 50).
+    #[arg(long)]
+    bh_prio: Option<u8>,
     /// The probe's SCHED_FIFO priority, 1..=89 (above --bh-prio to see RT before bottom
     /// halves, below it to see the opposite); 0 for no probe (throughput only).
     #[arg(long, default_value_t = 80)]
@@ -39,7 +39,8 @@ pub(crate) struct PacketsArgs {
     /// Packets per NET_RX softirq run (NAPI weight), 1..=4096.
     #[arg(long, default_value_t = 64)]
     budget: usize,
-    /// Print one JSON object per mode (one per line) instead of the table.
+    /// Print one JSON object per mode (one per line) instead of the table (with --order:
+    /// `bh`, `bh_prio` and `order`, the names in the order they ran).
     #[arg(long)]
     json: bool,
     /// Only show the order: one interrupt wakes an RT task above --bh-prio (--probe-prio) and one
@@ -56,11 +57,20 @@ fn modes(arg: &str) -> Result<Vec<BhMode>, String> {
     services::lab::compare::parse_bh(arg)
 }
 
-pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
+/// What `packets` runs, checked before anything starts.
+pub(crate) struct Plan {
+    cfg: PacketLoadConfig,
+    modes: Vec<BhMode>,
+    /// Stderr notes: what the options make of the run that the user may not expect.
+    notes: Vec<String>,
+}
+
+pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
     let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    let bh_prio = a.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO);
     let cfg = PacketLoadConfig {
         bh: BhMode::Classic,
-        bh_prio: a.bh_prio,
+        bh_prio,
         preempt,
         packet: PacketConfig { payload_bytes: a.payload, napi_budget: a.budget, ..PacketConfig::default() },
         seconds: a.seconds,
@@ -68,17 +78,44 @@ pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
         interval_us: a.interval_us,
         probe_pages: a.probe_pages,
     };
-    cfg.validate().map_err(|e| e.replace("bh_prio=", "--bh-prio ").replace("payload_bytes=", "--payload "))?;
+    cfg.validate()?;
     let modes = modes(&a.bh)?;
+    crate::input::bh_prio_applies(a.bh_prio, &modes)?;
     if a.order {
         if a.probe_prio == 0 {
-            return Err("--order needs an RT task: give --probe-prio 1..=99".into());
+            return Err("--order needs an RT task: give --probe-prio 1..=89".into());
         }
+        if !(1..=99).contains(&a.low_prio) {
+            return Err(format!("--low-prio {}: use a SCHED_FIFO priority 1..=99", a.low_prio));
+        }
+        return Ok(Plan { cfg, modes, notes: Vec::new() });
+    }
+    services::lab::validate_rounds(a.rounds)?;
+    let mut notes = Vec::new();
+    if preempt == PreemptModel::None && modes.contains(&BhMode::Threaded) {
+        notes.push(format!(
+            "bh=threaded under --preempt none: ksoftirqd (SCHED_FIFO {bh_prio}) and the probe cannot preempt kernel code there, they wait for the running system call to return or sleep; threaded bottom halves are meant for a preemptible kernel (Linux's PREEMPT_RT implies preempt=full)"
+        ));
+    }
+    Ok(Plan { cfg, modes, notes })
+}
+
+pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
+    let Plan { cfg, modes, notes } = plan(a)?;
+    if a.order {
         for &m in &modes {
-            let order = services::packet_load::bh_order(m, a.bh_prio, a.probe_prio, a.low_prio)?;
-            println!("bh={:<8} bh_prio={}: {}", m.name(), a.bh_prio, order.join(", then "));
+            let order = services::packet_load::bh_order(m, cfg.bh_prio, a.probe_prio, a.low_prio)?;
+            if a.json {
+                let v = serde_json::json!({"bh": m.name(), "bh_prio": cfg.bh_prio, "order": order});
+                println!("{v}");
+            } else {
+                println!("bh={:<8} bh_prio={}: {}", m.name(), cfg.bh_prio, order.join(", then "));
+            }
         }
         return Ok(());
+    }
+    for n in notes {
+        eprintln!("atomkernel packets: note: {n}");
     }
     eprintln!(
         "atomkernel packets: {} modes x {} rounds x {} s (about {:.0} s)",

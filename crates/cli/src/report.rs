@@ -132,6 +132,11 @@ fn spread_pct(rounds: &[f64]) -> f64 {
     }
 }
 
+/// The page `write` writes into the report directory.
+pub(crate) const INDEX: &str = "index.html";
+/// The rows as JSON, beside the page.
+pub(crate) const RESULTS: &str = "results.json";
+
 /// Writes `DIR/index.html` and `DIR/results.json`; returns the page's path.
 pub(crate) fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<PathBuf, String> {
     let mut timelines = Vec::new();
@@ -139,10 +144,10 @@ pub(crate) fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<Pat
         timelines.push(scenario::run(m, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
     }
     let html = page(cfg, rows, &timelines);
-    let path = dir.join("index.html");
+    let path = dir.join(INDEX);
     std::fs::write(&path, html).map_err(|e| format!("--report: cannot write {}: {e}", path.display()))?;
     let json = serde_json::to_string_pretty(rows).map_err(|e| e.to_string())?;
-    let jpath = dir.join("results.json");
+    let jpath = dir.join(RESULTS);
     std::fs::write(&jpath, json).map_err(|e| format!("--report: cannot write {}: {e}", jpath.display()))?;
     Ok(path)
 }

@@ -11,10 +11,11 @@ pub(crate) struct TortureArgs {
     /// Number of torture tasks.
     #[arg(long, default_value_t = 3)]
     tasks: usize,
-    /// Stop after this many seconds at the latest.
+    /// Stop after this many seconds at the latest (1..=86400; checked every 10 ms, and by the
+    /// tasks after every round).
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
-    /// Spin iterations per round (how long the registers stay live).
+    /// Spin iterations per round (how long the registers stay live), 1..=100000000.
     #[arg(long, default_value_t = 2000)]
     spins: u64,
     /// Preempt kernel code: run the rounds inside system calls (under --preempt).
@@ -34,7 +35,8 @@ pub(crate) struct TortureArgs {
     migrate: bool,
 }
 
-pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
+/// The torture to run, checked: every option in range (see `TortureConfig::validate`).
+pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
     let cfg = TortureConfig {
         tasks: a.tasks,
         preemptions: a.preemptions,
@@ -45,6 +47,12 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
         cpus: a.cpus.get(),
         migrate: a.migrate,
     };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
+    let cfg = plan(a)?;
     let r = torture::run(&cfg).map_err(|e| e.to_string())?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

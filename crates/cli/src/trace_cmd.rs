@@ -1,6 +1,7 @@
 //! `atomkernel trace`: runs a workload with the tracers on and writes what they found
 //! (see `services::trace_run`, `services::trace_report`, `services::chrome_trace`).
 
+use crate::input::OutDir;
 use kernel::trace::TraceOptions;
 use kernel::{Config, PreemptModel};
 use services::symbols::Resolver;
@@ -68,7 +69,11 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
     Ok(c)
 }
 
-pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
+/// The files `trace` writes into `--out`.
+const FILES: [&str; 4] = ["trace.json", "trace.txt", "report.json", "report.txt"];
+
+/// What `trace` runs, checked before anything starts (the `--out` directory too).
+pub(crate) fn plan(a: &TraceArgs) -> Result<TraceRun, String> {
     let t = TraceRun {
         workload: a.workload.clone(),
         config: config(a)?,
@@ -78,14 +83,20 @@ pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
         long_atom_us: a.long_atom_us,
     };
     t.validate()?;
+    OutDir::check("--out", &a.out, &FILES)?;
+    Ok(t)
+}
+
+pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
+    let t = plan(a)?;
+    let out = OutDir::prepare("--out", &a.out, &FILES)?;
     let report = trace_run::run(&t)?;
     let tr = report.trace.ok_or("the kernel returned no trace (was it built without the `trace` feature?)")?;
     let resolver = Resolver::load();
     let analysis = trace_report::analyse(&tr, &resolver);
     let text = trace_report::render(&analysis, a.top);
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("--out {}: {e}", a.out.display()))?;
     let write = |name: &str, body: String| {
-        let p = a.out.join(name);
+        let p = out.path().join(name);
         std::fs::write(&p, body).map_err(|e| format!("--out: cannot write {}: {e}", p.display()))
     };
     let json = chrome_trace::chrome_json(&tr, &resolver);
@@ -99,6 +110,7 @@ pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
         "\nwrote {0}/trace.json (open in https://ui.perfetto.dev or chrome://tracing), {0}/trace.txt, {0}/report.txt, {0}/report.json",
         a.out.display()
     );
+    out.keep();
     Ok(())
 }
 

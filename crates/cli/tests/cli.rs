@@ -37,7 +37,7 @@ fn bad_input_gets_a_clear_error_and_exit_code_2() {
     assert!(err.contains("--atoms 0: use 1..=64 atoms"), "{err}");
     let (code, _, err) = atomkernel(&["torture", "--tasks", "0"]);
     assert_eq!(code, 2);
-    assert!(err.contains("tasks must be 1..=64"), "{err}");
+    assert!(err.contains("--tasks 0: use 1..=64 torture tasks"), "{err}");
     let (code, _, err) = atomkernel(&["demo", "--no-such-flag"]);
     assert_eq!(code, 2, "clap's own usage errors exit 2 too");
     assert!(err.contains("--no-such-flag"), "{err}");

@@ -70,7 +70,7 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["compare", "--bh-prio", "0"], "--bh-prio 0: use a SCHED_FIFO priority 1..=99");
     refused(
         &["compare", "--preempt", "", "--workload", "packet"],
-        "--workload packet: only atomkernel's models run it",
+        "--preempt names no model, but the packet workload (in --workload) runs only under atomkernel's models",
     );
 }
 

@@ -7,6 +7,7 @@
 //! | module | used by | here |
 //! | --- | --- | --- |
 //! | [`sched`] | the lab's host peers and workload threads | a host thread's SCHED_FIFO or nice value, pinning, `clock_nanosleep(TIMER_ABSTIME)`, involuntary switches |
+//! | [`signals`] | the command line's end on SIGINT | whether a signal was ignored at start |
 //! | [`torture`] | the register torture | the asm that loads, spins with and dumps every register; the patterns and their comparison |
 //!
 //! Like `arch`, this is an arch-layer crate: `unsafe`, assembly and host system calls are
@@ -14,4 +15,5 @@
 //! comment. It depends on nothing of atomkernel's.
 
 pub mod sched;
+pub mod signals;
 pub mod torture;

@@ -173,6 +173,7 @@ impl Config {
         for word in cmdline.split_whitespace() {
             let (key, value) = word
                 .split_once('=')
+                .filter(|(key, _)| !key.is_empty())
                 .ok_or_else(|| ConfigError(format!("'{word}' is not key=value (e.g. preempt=none)")))?;
             c.set(key, value)?;
         }
@@ -185,7 +186,7 @@ impl Config {
             v.parse().map_err(|_| ConfigError(format!("{key}={v}: expected a whole number")))
         }
         match key {
-            "preempt" => self.preempt = value.parse()?,
+            "preempt" => self.preempt = value.parse().map_err(|e| ConfigError(format!("preempt={value}: {e}")))?,
             "hz" => self.hz = num(key, value)?,
             "cpus" => self.cpus = num(key, value)?,
             "stack_size" => self.stack_size = num(key, value)?,
@@ -197,7 +198,13 @@ impl Config {
                     .collect::<Result<_, _>>()
                     .map_err(|_| ConfigError(format!("pin={value}: expected host CPU numbers separated by commas (pin=0,1)")))?
             }
-            "console" => self.console = value == "1" || value == "on",
+            "console" => {
+                self.console = match value {
+                    "1" | "on" => true,
+                    "0" | "off" => false,
+                    _ => return Err(ConfigError(format!("console={value}: use 1 or on, 0 or off"))),
+                }
+            }
             "bh" => self.bh = value.parse()?,
             "bh_prio" => {
                 self.bh_prio = value.parse().map_err(|_| {
@@ -247,6 +254,9 @@ mod tests {
         assert!(e("rr_timeslice=0").contains("at least one tick"));
         assert!(e("bogus=1").contains("unknown boot option 'bogus'"));
         assert!(e("preempt").contains("is not key=value"));
+        assert!(e("=none").contains("'=none' is not key=value"));
+        assert!(e("preempt=fastest").starts_with("preempt=fastest: "));
+        assert!(e("console=yes").contains("console=yes: use 1 or on, 0 or off"));
         assert!(e("stack_size=100").contains("out of range"));
         assert!(e("bh=fast").contains("bh=fast: unknown bottom-half mode; choose one of classic, threaded"));
         assert!(e("bh_prio=0").contains("bh_prio=0 is out of range"));

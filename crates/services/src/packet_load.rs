@@ -63,26 +63,28 @@ impl Default for PacketLoadConfig {
 }
 
 impl PacketLoadConfig {
-    /// Checks every field; the error names the field, the value and what to use.
+    /// Checks every field; the error names the option of `atomkernel packets` that sets it,
+    /// the value and what to use.
     pub fn validate(&self) -> Result<(), String> {
-        self.packet.validate()?;
+        self.packet.validate().map_err(|e| packet_flag(&e))?;
         if !(self.seconds > 0.0 && self.seconds <= 600.0) {
-            return Err(format!("seconds={}: use a length above 0 and at most 600", self.seconds));
+            return Err(format!("--seconds {}: use a length above 0 and at most 600", self.seconds));
         }
         if let Some(p) = self.probe_prio {
             if !(1..CONTROL_PRIO).contains(&p) {
                 return Err(format!(
-                    "probe priority {p}: use 1..={} (the controller runs at {CONTROL_PRIO})",
+                    "--probe-prio {p}: use 1..={} (the controller runs at {CONTROL_PRIO}), or 0 for no probe",
                     CONTROL_PRIO - 1
                 ));
             }
         }
         if self.probe_pages > 4096 {
-            return Err(format!("probe_pages={}: use 0..=4096", self.probe_pages));
+            return Err(format!("--probe-pages {}: use 0..=4096", self.probe_pages));
         }
         if !(100..=1_000_000).contains(&self.interval_us) {
-            return Err(format!("interval_us={}: use 100..=1000000", self.interval_us));
+            return Err(format!("--interval-us {}: use 100..=1000000", self.interval_us));
         }
+        crate::lab::validate_bh_prio(self.bh_prio)?;
         self.boot_config().map(|_| ())
     }
 
@@ -94,6 +96,13 @@ impl PacketLoadConfig {
     fn boot_config(&self) -> Result<Config, String> {
         Config::from_cmdline(&self.cmdline()).map_err(|e| e.to_string())
     }
+}
+
+/// [`PacketConfig::validate`]'s `field=value: ...` as `--option value: ...`, with the option
+/// of `atomkernel packets` that sets the field.
+fn packet_flag(e: &str) -> String {
+    const FLAGS: [(&str, &str); 2] = [("payload_bytes=", "--payload "), ("napi_budget=", "--budget ")];
+    FLAGS.iter().find_map(|(key, flag)| e.strip_prefix(key).map(|rest| format!("{flag}{rest}"))).unwrap_or(e.into())
 }
 
 /// What one run (or the pooled rounds of one mode) measured.
@@ -266,9 +275,7 @@ fn probe(sh: &Shared, interval: u64, pages: usize, deadline: u64) -> i64 {
 /// Runs `cfg` under every mode of `modes`, `rounds` times interleaved, and pools each mode's
 /// rounds: median throughput, latency over every sample, counters summed.
 pub fn compare_bh(cfg: &PacketLoadConfig, modes: &[BhMode], rounds: usize) -> Result<Vec<PacketLoadResult>, String> {
-    if !(1..=100).contains(&rounds) {
-        return Err(format!("rounds={rounds}: use 1..=100"));
-    }
+    crate::lab::validate_rounds(rounds)?;
     let mut runs: Vec<Vec<PacketLoadResult>> = vec![Vec::new(); modes.len()];
     let mut samples: Vec<Samples> = modes.iter().map(|_| Samples::default()).collect();
     for _ in 0..rounds {

@@ -101,8 +101,8 @@ impl ScenarioConfig {
         }
         if self.irq_at_us >= self.atom_us {
             return Err(format!(
-                "--irq-at-us {} must fall inside atom 1, which lasts {} us",
-                self.irq_at_us, self.atom_us
+                "--irq-at-us {} must fall inside atom 1, which lasts {} us (--atom-us {}): lower --irq-at-us or lengthen --atom-us",
+                self.irq_at_us, self.atom_us, self.atom_us
             ));
         }
         Ok(())

@@ -14,6 +14,11 @@
 //!
 //! **Invariant under test.** Every round compares equal; the report counts the preemptions
 //! the torture tasks actually took (`irq_preemptions`), not the interrupts sent.
+//!
+//! **Bounded.** The controller checks the time limit every 10 ms and the torture tasks read
+//! its stop after every round (inside a kernel-mode system call too), so a run ends at most
+//! one round past `max_secs`; a round's spin is capped at [`MAX_SPINS`] and the limit at
+//! [`MAX_SECS`] ([`TortureConfig::validate`]).
 
 use kernel::device::Device;
 use kernel::{spawn, BootError, Config, TaskBuilder, WaitQueue};
@@ -44,6 +49,45 @@ pub struct TortureConfig {
     /// Force migrations: every 500 us a migrator task moves each torture task to the next CPU
     /// (`set_cpus_allowed`), so rounds are preempted on one CPU and resumed on another.
     pub migrate: bool,
+}
+
+/// The most spin iterations of a round (about 0.1 s of `loop` on the project's VM): a round
+/// cannot be cut short, so this bounds how far a run can go past its time limit.
+pub const MAX_SPINS: u64 = 100_000_000;
+/// The longest run, in seconds (a day).
+pub const MAX_SECS: u64 = 86_400;
+/// The most torture tasks.
+pub const MAX_TASKS: usize = 64;
+
+impl TortureConfig {
+    /// Rejects settings the torture cannot run, naming the option, the value and what to use.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_TASKS).contains(&self.tasks) {
+            return Err(format!("--tasks {}: use 1..={MAX_TASKS} torture tasks", self.tasks));
+        }
+        if self.preemptions == 0 {
+            return Err("--preemptions 0: use at least 1 preemption (the run also ends at --max-seconds)".into());
+        }
+        if !(1..=MAX_SECS).contains(&self.max_secs) {
+            return Err(format!("--max-seconds {}: use 1..={MAX_SECS} seconds", self.max_secs));
+        }
+        if !(1..=MAX_SPINS).contains(&self.spins) {
+            return Err(format!(
+                "--spins {}: use 1..={MAX_SPINS} spin iterations per round (a round cannot stop midway, so it must stay short)",
+                self.spins
+            ));
+        }
+        if self.migrate && self.cpus < 2 {
+            return Err("--migrate needs --cpus 2 or more (there is nowhere to migrate to)".into());
+        }
+        let m = self.model;
+        if self.kernel_mode && !(m.preempts_kernel_code() || m.is_patch()) {
+            return Err(format!(
+                "--preempt {m}: kernel code is never preempted by an interrupt there; use full, lazy, patch-int3 or patch-call"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for TortureConfig {
@@ -105,23 +149,8 @@ pub fn run_traced(
     cfg: &TortureConfig,
     trace: kernel::trace::TraceOptions,
 ) -> Result<(TortureReport, kernel::RunReport), BootError> {
-    if cfg.tasks == 0 || cfg.tasks > 64 || cfg.preemptions == 0 || cfg.max_secs == 0 || cfg.spins == 0 {
-        return Err(BootError::Config(kernel::ConfigError(
-            "torture: tasks must be 1..=64, and preemptions, seconds and spins above zero".into(),
-        )));
-    }
+    cfg.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
     let preempt = if cfg.kernel_mode { cfg.model } else { kernel::PreemptModel::None };
-    if cfg.kernel_mode && !(preempt.preempts_kernel_code() || preempt.is_patch()) {
-        return Err(BootError::Config(kernel::ConfigError(format!(
-            "torture --kernel under preempt={preempt}: kernel code is never preempted by an interrupt there; \
-             use full, lazy, patch-int3 or patch-call"
-        ))));
-    }
-    if cfg.migrate && cfg.cpus < 2 {
-        return Err(BootError::Config(kernel::ConfigError(
-            "torture --migrate needs --cpus 2 or more (there is nowhere to migrate to)".into(),
-        )));
-    }
     let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, cpus: cfg.cpus, ..Config::default() };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -173,7 +202,7 @@ fn torture_init(sh: &Arc<Shared>, cfg: &TortureConfig) -> u64 {
     let tasks: Vec<_> = (0..cfg.tasks).map(|i| spawn_torturer(sh, i, cfg.spins, cfg.kernel_mode)).collect();
     let migrator = cfg.migrate.then(|| spawn_migrator(sh, &tasks, cfg.cpus));
     let storm = start_storm(sh.clone(), dev.raiser());
-    let deadline = kernel::time::now_ns() + cfg.max_secs * 1_000_000_000;
+    let deadline = kernel::time::now_ns().saturating_add(cfg.max_secs.saturating_mul(1_000_000_000));
     while kernel::time::now_ns() < deadline {
         kernel::time::sleep_ns(10_000_000);
         let taken: u64 = if kernel::preempt_model().is_patch() {
@@ -232,10 +261,14 @@ fn spawn_migrator(sh: &Arc<Shared>, tasks: &[kernel::TaskHandle], cpus: usize) -
     })
 }
 
-/// Checks `n` rounds; returns the next seed. Mismatches are kept for the report (the lock is
-/// taken only on a mismatch, and only by this task).
+/// Checks up to `n` rounds, fewer once the controller says stop; returns the next seed.
+/// Mismatches are kept for the report (the lock is taken only on a mismatch, and only by this
+/// task).
 fn rounds(s: &Shared, i: usize, mut seed: u64, spins: u64, n: u32) -> u64 {
     for _ in 0..n {
+        if s.stop.load(Ordering::Acquire) {
+            break;
+        }
         seed += 1;
         if let Err(bad) = hostlab::torture::check_round(seed, spins) {
             let mut m = s.mismatches.lock().unwrap_or_else(|e| e.into_inner());

@@ -72,7 +72,7 @@ impl TraceRun {
         }
         if self.workload == "torture" && !matches!(self.config.preempt, PreemptModel::None | PreemptModel::Full) {
             return Err(format!(
-                "--preempt {}: the torture runs under none (user mode) or full (kernel mode)",
+                "--workload torture --preempt {}: the torture runs under --preempt none (user mode) or full (kernel mode)",
                 self.config.preempt
             ));
         }

@@ -66,7 +66,7 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     let e = CompareConfig { bh_prio: 0, ..cfg.clone() }.validate().unwrap_err();
     assert!(e.contains("--bh-prio 0"), "{e}");
     let e = CompareConfig { models: vec![], workloads: vec![packet], ..cfg }.validate().unwrap_err();
-    assert!(e.contains("--workload packet: only atomkernel's models run it"), "{e}");
+    assert!(e.contains("--preempt names no model, but the packet workload (in --workload) runs only"), "{e}");
 }
 
 #[test]

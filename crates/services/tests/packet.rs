@@ -78,8 +78,18 @@ fn bad_packet_configs_are_refused_with_the_field_named() {
     assert!(bad(PacketConfig { payload_bytes: 12, ..Default::default() }).contains("payload_bytes=12"));
     assert!(bad(PacketConfig { ring_slots: 100, ..Default::default() }).contains("ring_slots=100: use a power of two"));
     assert!(bad(PacketConfig { napi_budget: 0, ..Default::default() }).contains("napi_budget=0"));
-    let lc = PacketLoadConfig { bh_prio: 0, ..Default::default() };
-    assert!(lc.validate().unwrap_err().contains("bh_prio=0 is out of range"));
+    let e = |c: PacketLoadConfig| c.validate().unwrap_err();
+    let d = PacketLoadConfig::default;
+    assert!(e(PacketLoadConfig { bh_prio: 0, ..d() }).contains("--bh-prio 0: use a SCHED_FIFO priority 1..=99"));
+    let p = |c: PacketConfig| e(PacketLoadConfig { packet: c, ..d() });
+    assert!(p(PacketConfig { napi_budget: 0, ..Default::default() }).starts_with("--budget 0: use 1..=4096"));
+    assert!(
+        p(PacketConfig { payload_bytes: 12, ..Default::default() }).starts_with("--payload 12: use a multiple of 8")
+    );
+    assert!(e(PacketLoadConfig { seconds: -1.0, ..d() }).starts_with("--seconds -1: "));
+    assert!(e(PacketLoadConfig { probe_prio: Some(95), ..d() }).starts_with("--probe-prio 95: use 1..=89"));
+    assert!(e(PacketLoadConfig { probe_pages: 5000, ..d() }).starts_with("--probe-pages 5000: "));
+    assert!(e(PacketLoadConfig { interval_us: 5, ..d() }).starts_with("--interval-us 5: "));
 }
 
 #[test]

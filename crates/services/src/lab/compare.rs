@@ -117,9 +117,7 @@ impl CompareConfig {
     /// Rejects settings the comparison cannot run, naming the option and the valid values.
     pub fn validate(&self) -> Result<(), String> {
         probe::validate_seconds(self.seconds)?;
-        if !(1..=100).contains(&self.rounds) {
-            return Err(format!("--rounds {}: use 1..=100 rounds", self.rounds));
-        }
+        super::validate_rounds(self.rounds)?;
         self.probes.validate()?;
         if self.seconds * 1e6 < (self.probes.interval_us * 2) as f64 {
             return Err(format!(
@@ -136,16 +134,11 @@ impl CompareConfig {
         if self.bh.as_ref().is_some_and(Vec::is_empty) {
             return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
         }
-        if !(1..=99).contains(&self.bh_prio) {
+        super::validate_bh_prio(self.bh_prio)?;
+        if let (true, Some(w)) = (self.models.is_empty(), self.workloads.iter().find(|w| w.info().bottom_half)) {
             return Err(format!(
-                "--bh-prio {}: use a SCHED_FIFO priority 1..=99 for ksoftirqd under bh=threaded (default {})",
-                self.bh_prio,
-                kernel::config::DEFAULT_BH_PRIO
-            ));
-        }
-        if let Some(w) = self.workloads.iter().find(|w| self.subjects_for(**w).is_empty()) {
-            return Err(format!(
-                "--workload {}: only atomkernel's models run it (it needs bottom halves; the peers have none): add a model with --preempt",
+                "--preempt names no model, but the {} workload (in --workload) runs only under atomkernel's models (it needs bottom halves; the peers have none): name a model with --preempt, or leave {} out of --workload",
+                w.name(),
                 w.name()
             ));
         }

@@ -11,12 +11,14 @@
 //! after 10 ms: a poisoned stack guard met in the next function prologue, and a signal that
 //! injects a call of `asyncPreempt`); each probe is a goroutine sleeping to periodic
 //! deadlines. The program starts its clock after its set-up (image read, buffers allocated),
-//! so the process's start-up is not measured.
+//! so the process's start-up is not measured. The directory and the process are registered
+//! with [`super::cleanup`], so a command killed by a signal removes and kills them too.
 //!
 //! **Invariant.** A figure comes only from a run that exited 0 within its time limit and
 //! whose output parsed completely (every deadline of every probe sampled, one worker record);
 //! anything else is an error carrying the program's stderr.
 
+use super::cleanup;
 use super::loader;
 use super::peers::Peer;
 use super::probe::{CpuPolicy, ProbeSpec, RunOut};
@@ -24,7 +26,8 @@ use super::stats::LatencyHist;
 use super::workloads::Workload;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The program `build.rs` built: empty when it did not.
@@ -49,8 +52,9 @@ pub fn skipped_note(chosen: &[Peer]) -> Option<String> {
     (!BUILT && all).then(|| format!("peer:go skipped: {}", not_built()))
 }
 
-/// A private directory for one run's program and image, removed when dropped.
-struct Scratch(PathBuf);
+/// A private directory for one run's program and image, removed when dropped (and by
+/// [`cleanup::undo_all`] on a signal).
+struct Scratch(PathBuf, #[allow(dead_code)] cleanup::Registered);
 
 impl Scratch {
     fn new() -> Result<Scratch, String> {
@@ -60,10 +64,11 @@ impl Scratch {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("atomkernel-go-peer-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| {
-            format!("peer:go: cannot create {}: {e} (set TMPDIR to a writable directory)", dir.display())
-        })?;
-        Ok(Scratch(dir))
+        let registered =
+            cleanup::create_dir(&dir, |d| std::fs::DirBuilder::new().mode(0o700).create(d)).map_err(|e| {
+                format!("peer:go: cannot create {}: {e} (set TMPDIR to a writable directory)", dir.display())
+            })?;
+        Ok(Scratch(dir, registered))
     }
 
     /// Writes `bytes` to `name` in the directory, with `mode`.
@@ -149,7 +154,8 @@ pub fn selftest(size: usize, kib: usize) -> Result<String, String> {
 /// stderr.
 fn output(mut cmd: Command, limit: Duration) -> Result<(String, String), String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = spawn(&mut cmd)?;
+    let (child_arc, _registered) = spawn(&mut cmd)?;
+    let mut child = child_lock(&child_arc);
     let pipe = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -159,8 +165,10 @@ fn output(mut cmd: Command, limit: Duration) -> Result<(String, String), String>
     };
     let stdout = pipe(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let stderr = pipe(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    drop(child);
     let t0 = Instant::now();
     let status = loop {
+        let mut child = child_lock(&child_arc);
         match child.try_wait() {
             Ok(Some(s)) => break Ok(s),
             Ok(None) if t0.elapsed() > limit => {
@@ -168,7 +176,10 @@ fn output(mut cmd: Command, limit: Duration) -> Result<(String, String), String>
                 let _ = child.wait();
                 break Err(format!("did not finish within {} s and was killed", limit.as_secs()));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                drop(child);
+                std::thread::sleep(Duration::from_millis(5));
+            }
             Err(e) => break Err(format!("cannot wait for it: {e}")),
         }
     };
@@ -181,13 +192,18 @@ fn output(mut cmd: Command, limit: Duration) -> Result<(String, String), String>
     }
 }
 
-/// Spawns `cmd`, retrying while the kernel says the just-written program is busy (ETXTBSY:
-/// another thread of this process forked while its file was open for writing).
-fn spawn(cmd: &mut Command) -> Result<std::process::Child, String> {
+fn child_lock(c: &Mutex<Child>) -> MutexGuard<'_, Child> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Spawns `cmd` (registered with [`cleanup`]), retrying while the kernel says the
+/// just-written program is busy (ETXTBSY: another thread of this process forked while its
+/// file was open for writing).
+fn spawn(cmd: &mut Command) -> Result<(Arc<Mutex<Child>>, cleanup::Registered), String> {
     const ETXTBSY: i32 = 26;
     let mut tries = 0;
     loop {
-        match cmd.spawn() {
+        match cleanup::spawn(cmd) {
             Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 100 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(10));

@@ -13,6 +13,7 @@
 //! **Invariant.** Every figure is observed, never assumed: units counted by the code that did
 //! them, lateness recorded by the probe when it runs; a run with a kernel `BUG:` is an error.
 
+pub mod cleanup;
 pub mod compare;
 pub mod go_peer;
 pub mod loader;
@@ -26,6 +27,27 @@ pub use peers::Peer;
 pub use probe::{ProbeSet, ProbeSpec, RunOut, Stop};
 pub use stats::{percentiles, Bin, Latency, LatencyHist};
 pub use workloads::{Workload, WORKLOADS};
+
+/// Checks `--rounds` (of `compare` and `packets`): 1..=100.
+pub fn validate_rounds(rounds: usize) -> Result<(), String> {
+    if (1..=100).contains(&rounds) {
+        Ok(())
+    } else {
+        Err(format!("--rounds {rounds}: use 1..=100 rounds"))
+    }
+}
+
+/// Checks `--bh-prio` (of `compare` and `packets`): ksoftirqd's SCHED_FIFO priority, 1..=99.
+pub fn validate_bh_prio(prio: u8) -> Result<(), String> {
+    if (1..=99).contains(&prio) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--bh-prio {prio}: use a SCHED_FIFO priority 1..=99 for ksoftirqd under bh=threaded (default {})",
+            kernel::config::DEFAULT_BH_PRIO
+        ))
+    }
+}
 
 /// Parses a command-line list (`--preempt`, `--bh`, `--peers`, `--workload`): `all` gives
 /// `all`, else comma-separated names, each parsed by `one`, a repeated one kept once, in the

@@ -92,13 +92,35 @@ impl ProbeSet {
     }
 }
 
-/// Checks a `--duration` in seconds: above 0, at most 600.
+/// The longest run of the lab, in seconds (`--duration`, and `--loops` times the slowest
+/// probe's period).
+pub const MAX_SECONDS: f64 = 600.0;
+
+/// Checks a `--duration` in seconds: above 0, at most [`MAX_SECONDS`].
 pub fn validate_seconds(s: f64) -> Result<(), String> {
-    if s > 0.0 && s <= 600.0 {
+    if s > 0.0 && s <= MAX_SECONDS {
         Ok(())
     } else {
-        Err(format!("--duration {s}: use a duration above 0 and at most 600 seconds"))
+        Err(format!("--duration {s}: use a duration above 0 and at most {MAX_SECONDS} seconds"))
     }
+}
+
+/// Checks `--loops`: at least 1, and no more than the slowest of `probes` takes in
+/// [`MAX_SECONDS`] (a count of samples is a length of run too, and must be bounded like one).
+pub fn validate_loops(loops: u64, probes: &[ProbeSpec]) -> Result<(), String> {
+    let slowest = probes.iter().map(|p| p.interval_ns).max().unwrap_or(1).max(1);
+    let most = (MAX_SECONDS * 1e9) as u64 / slowest;
+    if loops == 0 {
+        return Err("--loops 0: take at least 1 sample per probe".into());
+    }
+    if loops > most {
+        return Err(format!(
+            "--loops {loops}: the slowest probe (every {} us) would run {:.0} s; use at most {most} loops ({MAX_SECONDS} s), or --duration",
+            slowest / 1000,
+            loops as f64 * slowest as f64 / 1e9
+        ));
+    }
+    Ok(())
 }
 
 /// When a run ends.

@@ -160,10 +160,15 @@ pub fn parse(list: &str, sizes: &str) -> Result<Vec<Workload>, String> {
     }
     let mut chosen: Vec<Workload> =
         indices.into_iter().map(|index| Workload { index, size: WORKLOADS[index].size_default }).collect();
+    let mut given: Vec<(usize, &str)> = Vec::new();
     for pair in sizes.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, n) = pair.split_once('=').ok_or_else(|| format!("--size {pair}: write NAME=N, e.g. loader=256"))?;
         let index = find(name.trim()).map_err(|e| format!("--size: {e}"))?;
         let info = &WORKLOADS[index];
+        if let Some((_, first)) = given.iter().find(|(i, _)| *i == index) {
+            return Err(format!("--size {pair}: {} is given a size twice ({first} first); give it once", info.name));
+        }
+        given.push((index, pair));
         let n: usize = n.trim().parse().map_err(|_| format!("--size {pair}: {n} is not a whole number"))?;
         if !(info.size_min..=info.size_max).contains(&n) {
             return Err(format!(
@@ -403,5 +408,7 @@ mod tests {
         assert!(parse("copy", "copy").unwrap_err().contains("write NAME=N"));
         assert!(parse("copy", "disk=3").unwrap_err().contains("unknown workload 'disk'"));
         assert!(parse("copy", "hog=3").unwrap_err().contains("hog is not among the chosen workloads"));
+        let e = parse("copy", "copy=4096,copy=1").unwrap_err();
+        assert!(e.contains("--size copy=1: copy is given a size twice (copy=4096 first)"), "{e}");
     }
 }

@@ -1,0 +1,158 @@
+//! Input that never hangs or misleads, as a new user tries it: every bad option is refused
+//! before any work, with one line naming the option and what to use (nothing on stdout, no
+//! file made); what is allowed but does not do what it seems gets a note; long runs end at
+//! their limit. Behaviour only, never timing.
+
+mod common;
+use common::atomkernel;
+use std::path::PathBuf;
+
+/// `args` exits 2 before doing anything: stdout empty, stderr one line naming `needle`.
+fn refused(args: &[&str], needle: &str) {
+    let (code, out, err) = atomkernel(args);
+    assert_eq!(code, 2, "{args:?}: {out}{err}");
+    assert_eq!(out, "", "{args:?}: nothing on stdout");
+    assert_eq!(err.lines().count(), 1, "{args:?}: one line, the error, and nothing before it: {err}");
+    assert!(err.starts_with("atomkernel: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+}
+
+/// A fresh path under the temp directory, not created.
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("atomkernel-input-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn each_torture_number_has_its_own_message() {
+    refused(
+        &["torture", "--spins", "18446744073709551615", "--max-seconds", "2"],
+        "--spins 18446744073709551615: use 1..=100000000 spin iterations per round",
+    );
+    refused(&["torture", "--spins", "0"], "--spins 0: use 1..=100000000");
+    refused(&["torture", "--max-seconds", "0"], "--max-seconds 0: use 1..=86400 seconds");
+    refused(&["torture", "--max-seconds", "18446744073709551615"], "--max-seconds 18446744073709551615: use 1..=86400");
+    refused(&["torture", "--preemptions", "0"], "--preemptions 0: use at least 1");
+    refused(&["torture", "--tasks", "65"], "--tasks 65: use 1..=64 torture tasks");
+    refused(&["torture", "--kernel", "--preempt", "voluntary"], "--preempt voluntary: kernel code is never preempted");
+}
+
+#[test]
+fn the_torture_ends_at_its_time_limit_even_with_the_longest_rounds() {
+    for mode in [&[][..], &["--kernel"][..], &["--kernel", "--preempt", "patch-call"][..]] {
+        let args = ["torture", "--spins", "100000000", "--max-seconds", "1", "--preemptions", "18446744073709551615"];
+        let (code, out, err) = atomkernel(&[&args[..], mode, &["--json"]].concat());
+        assert_eq!(code, 0, "{mode:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(v["preemptions"].as_u64().unwrap() < u64::MAX, "{mode:?}: it stopped at the limit: {v}");
+        assert_eq!(v["mismatches"].as_array().unwrap().len(), 0, "{v}");
+    }
+}
+
+#[test]
+fn latency_loops_are_bounded_like_a_duration() {
+    refused(
+        &["latency", "--loops", "1000000000"],
+        "--loops 1000000000: the slowest probe (every 1000 us) would run 1000000 s; use at most 600000 loops (600 s), or --duration",
+    );
+    refused(&["latency", "--loops", "601", "--interval-us", "1000000"], "use at most 600 loops");
+    refused(&["latency", "--threads", "2", "--loops", "500000"], "the slowest probe (every 1500 us)");
+}
+
+#[test]
+fn negative_numbers_reach_the_options_own_check() {
+    refused(&["latency", "--duration", "-1"], "--duration -1: use a duration above 0 and at most 600 seconds");
+    refused(&["compare", "--duration", "-1"], "--duration -1: use a duration above 0");
+    refused(&["packets", "--seconds", "-1"], "--seconds -1: use a length above 0 and at most 600");
+    refused(&["trace", "--seconds", "-1"], "--seconds -1: use a duration above 0");
+    let (code, _, err) = atomkernel(&["compare", "--rounds", "-1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value '-1' for '--rounds"), "clap names the option: {err}");
+}
+
+#[test]
+fn trace_refuses_an_output_it_cannot_write_before_running() {
+    let file = scratch("trace-file");
+    std::fs::write(&file, "keep me").unwrap();
+    let f = file.to_str().unwrap();
+    refused(&["trace", "--out", f], &format!("--out {f}: exists and is not a directory"));
+    let sub = format!("{f}/sub");
+    refused(&["trace", "--out", &sub], &format!("--out {sub}: {f} is not a directory"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me", "the file is untouched");
+    let _ = std::fs::remove_file(&file);
+    let dir = scratch("trace-dir");
+    refused(&["trace", "--out", dir.to_str().unwrap(), "--hz", "0"], "--hz 0: use 1..=10000");
+    assert!(!dir.exists(), "bad input creates no directory");
+}
+
+#[test]
+fn compare_refuses_a_report_it_cannot_write_before_running() {
+    let file = scratch("report-file");
+    std::fs::write(&file, "keep me").unwrap();
+    let f = file.to_str().unwrap();
+    refused(&["compare", "--report", f], &format!("--report {f}: exists and is not a directory"));
+    let _ = std::fs::remove_file(&file);
+    let dir = scratch("report-dir");
+    refused(&["compare", "--report", dir.to_str().unwrap(), "--rounds", "0"], "--rounds 0: use 1..=100");
+    assert!(!dir.exists(), "bad input creates no directory");
+}
+
+#[test]
+fn packets_errors_name_the_flags_and_come_before_the_plan() {
+    refused(&["packets", "--rounds", "0"], "--rounds 0: use 1..=100 rounds");
+    refused(&["packets", "--budget", "0"], "--budget 0: use 1..=4096");
+    refused(&["packets", "--probe-pages", "5000"], "--probe-pages 5000: use 0..=4096");
+    refused(&["packets", "--probe-prio", "95"], "--probe-prio 95: use 1..=89");
+    refused(&["packets", "--interval-us", "10"], "--interval-us 10: use 100..=1000000");
+    refused(&["packets", "--order", "--low-prio", "0"], "--low-prio 0: use a SCHED_FIFO priority 1..=99");
+}
+
+#[test]
+fn compare_errors_blame_the_option_given() {
+    refused(
+        &["compare", "--preempt", ""],
+        "--preempt names no model, but the packet workload (in --workload) runs only",
+    );
+    refused(&["compare", "--size", "copy=4096,copy=1"], "--size copy=1: copy is given a size twice (copy=4096 first)");
+    refused(&["latency", "--workload", "copy", "--size", "copy=8,copy=8"], "copy is given a size twice");
+}
+
+#[test]
+fn a_bh_prio_that_changes_nothing_is_refused() {
+    let needle = "--bh-prio 99: sets ksoftirqd's priority under bh=threaded, and no run here uses it";
+    refused(&["compare", "--bh", "classic", "--bh-prio", "99"], needle);
+    refused(&["compare", "--workload", "copy", "--bh-prio", "99"], needle);
+    refused(&["packets", "--bh", "classic", "--bh-prio", "99"], needle);
+}
+
+#[test]
+fn demo_switch_to_names_its_option_and_a_switch_to_the_same_model() {
+    refused(&["demo", "--switch-to", "bogus"], "--switch-to: unknown preemption model 'bogus': choose one of none");
+    refused(
+        &["demo", "--preempt", "full", "--switch-to", "full"],
+        "--switch-to full: the kernel already runs full (--preempt full); switch to another model",
+    );
+    let (code, out, err) = atomkernel(&["demo", "--preempt", "none,full", "--switch-to", "full", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: --switch-to full: the full run does not switch (it runs full already)"), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+#[test]
+fn packets_order_honours_json() {
+    let (code, out, err) = atomkernel(&["packets", "--order", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(v.len(), 2, "{out}");
+    assert_eq!((v[0]["bh"].as_str(), v[0]["bh_prio"].as_u64()), (Some("classic"), Some(50)));
+    assert_eq!(v[1]["order"][0], "rt80", "threaded: the RT task above bh_prio first: {out}");
+    assert_eq!(v[0]["order"][0], "NET_RX softirq (at irq_exit)", "{out}");
+}
+
+#[test]
+fn threaded_bottom_halves_under_none_get_a_note() {
+    let args = ["packets", "--preempt", "none", "--bh", "threaded", "--seconds", "0.1", "--rounds", "1", "--json"];
+    let (code, out, err) = atomkernel(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.starts_with("atomkernel packets: note: bh=threaded under --preempt none:"), "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+}

@@ -1,0 +1,52 @@
+//! A command killed by a signal leaves nothing behind: `compare --peers go` interrupted with
+//! SIGINT while the Go peer runs removes its scratch directory (and ends the Go program), and
+//! dies of the signal as an uncaught SIGINT would.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn sigint_during_compare_with_the_go_peer_removes_its_temporary_directory() {
+    if !services::lab::go_peer::BUILT {
+        eprintln!("skipped: {}", services::lab::go_peer::not_built());
+        return;
+    }
+    // A private TMPDIR: the peer's scratch directory is made in it, and nothing else is.
+    let tmp = std::env::temp_dir().join(format!("atomkernel-sigint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).unwrap();
+    let args = ["compare", "--peers", "go", "--preempt", "", "--workload", "checksum", "--duration", "60"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atomkernel"))
+        .args(args)
+        .args(["--rounds", "1", "--cpu-nice", "keep"])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded: the run itself lasts 2 x 60 s) until the Go program runs from its
+    // scratch directory.
+    let t0 = Instant::now();
+    while programs_under(&tmp).is_empty() && t0.elapsed() < Duration::from_secs(100) {
+        assert!(child.try_wait().unwrap().is_none(), "compare ended before the Go peer ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1, "the Go peer's scratch directory is there");
+    assert!(!programs_under(&tmp).is_empty(), "the Go program runs");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(2), "it died of SIGINT: {status:?}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().path()).collect();
+    let running = programs_under(&tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(running.is_empty(), "the Go program still runs: {running:?}");
+}
+
+/// The processes whose program was started from under `dir`.
+fn programs_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let procs = std::fs::read_dir("/proc").unwrap().filter_map(Result::ok);
+    procs.filter_map(|p| std::fs::read_link(p.path().join("exe")).ok()).filter(|exe| exe.starts_with(dir)).collect()
+}
