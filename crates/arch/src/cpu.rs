@@ -147,6 +147,7 @@ impl CpuRegistration {
     /// Makes the calling thread a CPU whose interrupts are served by `hooks`.
     pub fn new(hooks: &'static Hooks) -> std::io::Result<CpuRegistration> {
         assert!(!percpu::is_cpu_thread(), "this thread is already a CPU");
+        percpu::check_fs_offsets();
         entry::install();
         let irq_stack = crate::stack::Stack::new(IRQ_STACK_BYTES)?;
         // SAFETY: a zeroed stack_t is a valid out-parameter.

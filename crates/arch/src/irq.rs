@@ -25,7 +25,7 @@ pub(crate) fn sig_irq() -> libc::c_int {
 /// `local_irq_disable()`: set the soft mask.
 #[inline(always)]
 pub fn local_irq_disable() {
-    percpu::with(|l| l.irqs_masked.set(true));
+    percpu::set_irqs_masked(true);
 }
 
 /// `local_irq_enable()`: clear the soft mask, first replaying every interrupt that arrived
@@ -53,7 +53,11 @@ pub fn local_irq_enable() {
 /// `local_irq_save()`: mask and return whether IRQs were masked before.
 #[inline(always)]
 pub fn local_irq_save() -> bool {
-    percpu::with(|l| l.irqs_masked.replace(true))
+    // A load and a store: a signal between them finds the mask clear, runs to completion and
+    // leaves it as it found it.
+    let was = percpu::irqs_masked();
+    percpu::set_irqs_masked(true);
+    was
 }
 
 /// `local_irq_restore(flags)`: undo a [`local_irq_save`].
@@ -67,7 +71,7 @@ pub fn local_irq_restore(was_masked: bool) {
 /// `irqs_disabled()`.
 #[inline(always)]
 pub fn irqs_disabled() -> bool {
-    percpu::with(|l| l.irqs_masked.get())
+    percpu::irqs_masked()
 }
 
 /// Lines raised while masked and not yet replayed (for tests and tracing).

@@ -21,7 +21,7 @@
 use crate::switch::TaskContext;
 use crate::Hooks;
 use std::cell::Cell;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
 /// One `preempt_disable()` worth of `preempt_count`: the low byte counts disable nesting.
 pub const PREEMPT_OFFSET: u32 = 1;
@@ -97,12 +97,6 @@ impl PerCpuWord {
         PerCpuWord(Cell::new(v))
     }
 
-    /// The word now.
-    #[inline(always)]
-    pub(crate) fn get(&self) -> u32 {
-        self.0.get()
-    }
-
     /// Overwrites the word (not a read-modify-write: only for resets).
     #[inline(always)]
     pub(crate) fn set(&self, v: u32) {
@@ -112,18 +106,6 @@ impl PerCpuWord {
     rmw!(
         /// `word += v` (wrapping), one `add`.
         add, "add"
-    );
-    rmw!(
-        /// `word -= v` (wrapping), one `sub`.
-        sub, "sub"
-    );
-    rmw!(
-        /// `word &= v`, one `and`.
-        and, "and"
-    );
-    rmw!(
-        /// `word |= v`, one `or`.
-        or, "or"
     );
 }
 
@@ -139,30 +121,102 @@ pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
     LOCAL.with(f)
 }
 
+/// The two hottest words, `preempt_count` and the soft IRQ mask, are reached without `with`:
+/// by one `%fs`-relative instruction, as Linux reaches `__preempt_count` through `%gs`. The
+/// instruction reads the thread pointer when it executes, so it is right on whatever thread
+/// the task runs on, and it may be inlined anywhere. The words' offsets from the thread pointer
+/// are those of the program's static TLS block, the same on every thread (checked at each CPU's
+/// registration, [`check_fs_offsets`]); they are computed once, on first use.
+static PREEMPT_COUNT_OFF: AtomicIsize = AtomicIsize::new(0);
+static IRQS_MASKED_OFF: AtomicIsize = AtomicIsize::new(0);
+
+/// This thread's offsets of the two hot words from its thread pointer.
+fn fs_offsets_here() -> (isize, isize) {
+    let tp: usize;
+    // SAFETY: on x86-64 Linux the word at %fs:0 is the thread control block's pointer to
+    // itself (the thread pointer); reading it has no side effect.
+    unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    let (pc, m) = with(|l| (l.preempt_count.0.as_ptr() as usize, l.irqs_masked.as_ptr() as usize));
+    (pc.wrapping_sub(tp) as isize, m.wrapping_sub(tp) as isize)
+}
+
+#[cold]
+#[inline(never)]
+fn init_fs_offsets() -> (isize, isize) {
+    let (pc, m) = fs_offsets_here();
+    PREEMPT_COUNT_OFF.store(pc, Ordering::Relaxed);
+    IRQS_MASKED_OFF.store(m, Ordering::Relaxed);
+    (pc, m)
+}
+
+/// Checks, on a thread becoming a CPU, that its hot words sit where every other thread's do.
+pub(crate) fn check_fs_offsets() {
+    let here = fs_offsets_here();
+    let known = (PREEMPT_COUNT_OFF.load(Ordering::Relaxed), IRQS_MASKED_OFF.load(Ordering::Relaxed));
+    if known.0 == 0 {
+        init_fs_offsets();
+    } else if known != here {
+        crate::cpu::die(
+            "BUG: per-CPU words are not in the program's static TLS block (is arch in a dlopen'd library?)",
+        );
+    }
+}
+
+#[inline(always)]
+fn pc_off() -> isize {
+    match PREEMPT_COUNT_OFF.load(Ordering::Relaxed) {
+        0 => init_fs_offsets().0,
+        o => o,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn mask_off() -> isize {
+    match IRQS_MASKED_OFF.load(Ordering::Relaxed) {
+        0 => init_fs_offsets().1,
+        o => o,
+    }
+}
+
+/// One instruction on this thread's `preempt_count`: `$insn dword ptr fs:[off], v`.
+macro_rules! pc_rmw {
+    ($insn:literal, $v:expr) => {
+        // SAFETY: `fs:[off]` is this thread's `preempt_count` (see `PREEMPT_COUNT_OFF`); the
+        // instruction writes only those 4 bytes and the flags, and no `&mut` to the word exists
+        // (it is a `Cell`).
+        unsafe {
+            std::arch::asm!(concat!($insn, " dword ptr fs:[{o}], {v:e}"), o = in(reg) pc_off(), v = in(reg) $v, options(nostack))
+        }
+    };
+}
+
 /// The raw `preempt_count` word of this CPU.
 #[inline(always)]
 pub fn preempt_count_raw() -> u32 {
-    with(|l| l.preempt_count.get())
+    let v: u32;
+    // SAFETY: a 4-byte load of this thread's `preempt_count` (see `PREEMPT_COUNT_OFF`).
+    unsafe {
+        std::arch::asm!("mov {v:e}, dword ptr fs:[{o}]", o = in(reg) pc_off(), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
+    };
+    v
 }
 
 /// Sets the raw `preempt_count` word of this CPU.
 #[inline(always)]
 pub fn preempt_count_set_raw(v: u32) {
-    with(|l| l.preempt_count.set(v))
+    pc_rmw!("mov", v);
 }
 
 /// Adds `v` to the raw word and returns the new value (wrapping, as the hardware would).
 ///
-/// The add is one `add` instruction on the word in memory (a `PerCpuWord`), as Linux's `incl
+/// The add is one `add` instruction on the word in memory, as Linux's `incl
 /// %gs:__preempt_count`: the interrupt handler changes this word for the interrupted code (it
 /// folds `need_resched` in). The new value is read after the add, so it includes whatever a
 /// signal did since.
 #[inline(always)]
 pub fn preempt_count_add(v: u32) -> u32 {
-    with(|l| {
-        l.preempt_count.add(v);
-        l.preempt_count.get()
-    })
+    pc_rmw!("add", v);
+    preempt_count_raw()
 }
 
 /// Subtracts `v` from the raw word and returns the new value: with need_resched folded in
@@ -170,22 +224,42 @@ pub fn preempt_count_add(v: u32) -> u32 {
 /// One `sub` instruction, for the reason [`preempt_count_add`] gives.
 #[inline(always)]
 pub fn preempt_count_sub(v: u32) -> u32 {
-    with(|l| {
-        l.preempt_count.sub(v);
-        l.preempt_count.get()
-    })
+    pc_rmw!("sub", v);
+    preempt_count_raw()
 }
 
 /// Clears `bits` of the raw word in one `and` instruction (see [`preempt_count_add`]).
 #[inline(always)]
 pub fn preempt_count_clear_bits(bits: u32) {
-    with(|l| l.preempt_count.and(!bits))
+    pc_rmw!("and", !bits);
 }
 
 /// Sets `bits` of the raw word in one `or` instruction (see [`preempt_count_add`]).
 #[inline(always)]
 pub fn preempt_count_set_bits(bits: u32) {
-    with(|l| l.preempt_count.or(bits))
+    pc_rmw!("or", bits);
+}
+
+/// This thread's soft IRQ mask (`true` = masked), by one `%fs`-relative load.
+#[inline(always)]
+pub(crate) fn irqs_masked() -> bool {
+    let v: u8;
+    // SAFETY: a 1-byte load of this thread's `irqs_masked` (see `PREEMPT_COUNT_OFF`); a `bool`
+    // cell only ever holds 0 or 1.
+    unsafe {
+        std::arch::asm!("mov {v}, byte ptr fs:[{o}]", o = in(reg) mask_off(), v = lateout(reg_byte) v, options(nostack, readonly, preserves_flags))
+    };
+    v != 0
+}
+
+/// Sets this thread's soft IRQ mask, by one `%fs`-relative store.
+#[inline(always)]
+pub(crate) fn set_irqs_masked(masked: bool) {
+    // SAFETY: a 1-byte store of 0 or 1 into this thread's `irqs_masked` cell (see
+    // `PREEMPT_COUNT_OFF`); no reference into the cell is held across it.
+    unsafe {
+        std::arch::asm!("mov byte ptr fs:[{o}], {v}", o = in(reg) mask_off(), v = in(reg_byte) masked as u8, options(nostack, preserves_flags))
+    };
 }
 
 /// True on a thread registered as a CPU.

@@ -38,6 +38,9 @@ pub(crate) struct Cpu {
     mode: AtomicU8,
     /// The running task, mirrored from the run queue at every switch for lock-free readers.
     pub(crate) curr: AtomicUsize,
+    /// The task this CPU just switched away from, whose `on_cpu` the next task clears
+    /// (`fork::NO_CPU` when none); touched only by this CPU, with IRQs masked.
+    pub(crate) prev_after: AtomicUsize,
     pub(crate) irqs: AtomicU64,
     /// System calls made by the running task since it was switched in (credited to it when
     /// it is switched out, so `syscall()` touches no lock).
@@ -69,6 +72,7 @@ impl Cpu {
             id,
             mode: AtomicU8::new(Mode::Kernel as u8),
             curr: AtomicUsize::new(0),
+            prev_after: AtomicUsize::new(crate::fork::NO_CPU),
             irqs: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
             raiser: OnceLock::new(),

@@ -8,8 +8,9 @@
 //! handler ([`scheduler_ipi`]) hands it to its own model's `resched_curr`, and the interrupt's
 //! exit (or the target's next point, or its `ret_from_syscall`) then decides by that model, as
 //! for a local wakeup. A function call is queued in the target's call queue; the handler runs
-//! every queued call in hard-IRQ context and counts each done; a waiting sender spins, with its
-//! own IRQs on so that calls aimed at it are served meanwhile. A call not waited for stays in
+//! every queued call in hard-IRQ context and drops its reference to it; a waiting sender spins
+//! until it holds the only reference, with its own IRQs on so that calls aimed at it are served
+//! meanwhile. A call not waited for stays in
 //! the instance's in-flight list until it has run everywhere, and is freed by a later sender,
 //! never in a target's interrupt.
 //!
@@ -24,7 +25,7 @@ use crate::sched::CpuMask;
 use arch::sync::IrqSpinLock;
 use std::collections::VecDeque;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The reschedule mailbox's RT bit.
@@ -37,8 +38,6 @@ const RESCHED_PID: u64 = (1 << 62) - 1;
 /// One queued function call (`call_single_data`).
 pub(crate) struct CallData {
     func: Box<dyn Fn() + Send + Sync>,
-    /// CPUs that have not yet run it.
-    left: AtomicUsize,
 }
 
 /// Calls sent without waiting, kept by the sender until every target has run them, so that no
@@ -103,7 +102,7 @@ pub(crate) fn call_function_interrupt(k: &Kernel) {
         let next = cpu.ipi.calls.lock().pop_front();
         let Some(call) = next else { break };
         (call.func)();
-        call.left.fetch_sub(1, Ordering::AcqRel);
+        drop(call); // never the last reference: the sender holds one (see below)
     }
 }
 
@@ -125,7 +124,7 @@ pub fn smp_call_function_many(
             "smp_call_function: called with IRQs disabled (it could deadlock waiting); enable them first".into()
         );
     }
-    let call = Arc::new(CallData { func: Box::new(func), left: AtomicUsize::new(mask.count_ones() as usize) });
+    let call = Arc::new(CallData { func: Box::new(func) });
     let _pin = crate::preempt::preempt_disable(); // `me` stays this CPU
     let me = k.raw_cpu_id();
     for cpu in (0..k.cpus.len()).filter(|&c| mask & (1 << c) != 0 && c != me) {
@@ -135,15 +134,16 @@ pub fn smp_call_function_many(
     if mask & (1 << me) != 0 {
         let _irq = crate::preempt::local_irq_save();
         (call.func)();
-        call.left.fetch_sub(1, Ordering::AcqRel);
     }
+    // A target drops its reference after running the call: the sender keeps one until it holds
+    // the last, so the memory is freed here (or by a later sender), in task context.
     let mut spins = 0;
-    while wait && call.left.load(Ordering::Acquire) != 0 {
+    while wait && Arc::strong_count(&call) > 1 {
         arch::cpu::cpu_relax(&mut spins);
     }
     let mut inflight = k.calls_in_flight.lock();
-    inflight.retain(|c| c.left.load(Ordering::Acquire) != 0); // freed here, in task context
-    if call.left.load(Ordering::Acquire) != 0 {
+    inflight.retain(|c| Arc::strong_count(c) > 1);
+    if Arc::strong_count(&call) > 1 {
         inflight.push(call);
     }
     Ok(())

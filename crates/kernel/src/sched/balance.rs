@@ -86,13 +86,16 @@ pub(crate) fn select_task_rq(k: &Kernel, policy: Policy, allowed: CpuMask, prev:
     }
 }
 
-/// Notes CPU `rq`'s priority level in `cpupri` and whether an RT task waits behind another
-/// there (`rt_overloaded`). Call with the run queue locked, after queueing or switching.
+/// Notes CPU `rq`'s priority level in `cpupri` (the higher of its running task's and its
+/// highest queued task's: a CPU with work queued is not idle) and whether an RT task waits
+/// behind another there (`rt_overloaded`). Call with the run queue locked, after queueing or
+/// switching.
 pub(crate) fn note_rt_queued(k: &Kernel, rq: &RqGuard<'_>) {
-    let queued = rq.rt.highest_prio().map_or(0, |p| 1 + p as usize);
+    let fair_queued = usize::from(rq.fair.nr_running() > 0); // not idle: a fair task waits
+    let queued = rq.rt.highest_prio().map_or(fair_queued, |p| 1 + p as usize);
     k.cpupri.set(rq.cpu, rq.prio_level().max(queued));
     let bit = 1u64 << rq.cpu;
-    let overloaded = queued != 0 && rq.task(rq.curr).policy.rt_prio().is_some();
+    let overloaded = rq.rt.highest_prio().is_some() && rq.task(rq.curr).policy.rt_prio().is_some();
     if overloaded {
         k.rt_overloaded.fetch_or(bit, Ordering::AcqRel);
     } else if k.rt_overloaded.load(Ordering::Relaxed) & bit != 0 {
@@ -154,21 +157,22 @@ pub(crate) fn ttwu_place<'a>(k: &'a Kernel, rq: RqGuard<'a>, id: TaskId) -> (RqG
 /// callbacks). Call with IRQs masked.
 pub(crate) fn finish_task_switch(k: &Kernel) {
     let me = k.raw_cpu_id();
-    let (prev, leaving) = {
-        let mut rq = rq_lock(k, me);
-        (rq.prev_after.take(), rq.migrate_after.take())
-    };
-    if let Some(p) = prev {
-        k.task(p).on_cpu.store(NO_CPU, Ordering::Release);
+    let prev = k.cpus[me].prev_after.swap(NO_CPU, Ordering::Relaxed);
+    if prev != NO_CPU {
+        if let Some(t) = k.tasks.lock().get(prev) {
+            t.on_cpu.store(NO_CPU, Ordering::Release);
+        }
     }
+    if k.cpus.len() == 1 {
+        return; // nowhere to move, push or pull to
+    }
+    let leaving = rq_lock(k, me).migrate_after.take();
     if let Some(id) = leaving {
         migrate_leaving(k, me, id);
     }
-    if k.cpus.len() > 1 {
-        push_rt_tasks(k, me);
-        if k.cpupri.level(me) <= 1 {
-            pull_rt_task(k, me);
-        }
+    push_rt_tasks(k, me);
+    if k.cpupri.level(me) <= 1 {
+        pull_rt_task(k, me);
     }
 }
 

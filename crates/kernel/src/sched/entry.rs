@@ -64,7 +64,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         let switch = (next != prev).then(|| {
             rq.curr = next;
             rq.nr_switches += 1;
-            rq.prev_after = Some(prev);
+            cpu.prev_after.store(prev, Ordering::Relaxed);
             cpu.curr.store(next, Ordering::Relaxed);
             cpu.set_mode(rq.task(next).mode);
             (prev, next, ran, rq.task(prev).state, (rq.task(prev).mode, rq.task(next).mode))

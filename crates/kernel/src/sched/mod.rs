@@ -89,8 +89,6 @@ pub(crate) struct Rq {
     /// (`on_rq`) but on no class queue, so no waker or balancer touches it; moved to an allowed
     /// CPU right after the switch (`finish_task_switch`).
     pub(crate) migrate_after: Option<TaskId>,
-    /// The task this CPU just switched away from, whose `on_cpu` the next task clears.
-    pub(crate) prev_after: Option<TaskId>,
 }
 
 impl Rq {
@@ -105,7 +103,6 @@ impl Rq {
             nr_switches: 0,
             rr_timeslice,
             migrate_after: None,
-            prev_after: None,
         }
     }
 

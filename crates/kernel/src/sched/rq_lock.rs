@@ -117,3 +117,27 @@ pub(crate) fn double_lock_balance<'a>(k: &'a Kernel, held: RqGuard<'a>, b: usize
     let (ga, gb) = double_rq_lock(k, a, b);
     (ga, gb, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn taking_run_queue_locks_out_of_order_is_a_bug_naming_the_place() {
+        let r = crate::run(Config { cpus: 2, ..Config::default() }, || {
+            let k = crate::instance::this_kernel();
+            let _irq = crate::preempt::raw_local_irq_save();
+            let high = super::rq_lock(&k, 1);
+            let low = super::rq_lock(&k, 0); // the wrong order: a BUG, then it goes on
+            drop((low, high));
+            let (a, b) = super::double_rq_lock(&k, 1, 0); // the right way, whatever the order asked
+            drop((a, b));
+            0
+        })
+        .unwrap();
+        assert_eq!(r.bugs.len(), 1, "{:?}", r.bugs);
+        let b = &r.bugs[0];
+        assert!(b.contains("run-queue locks taken out of order: CPU 0's while holding mask 0x2"), "{b}");
+        assert!(b.contains("task 'init'") && b.contains("rq_lock.rs"), "{b}");
+    }
+}
