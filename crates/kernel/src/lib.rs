@@ -31,7 +31,7 @@ pub mod time;
 pub mod trace;
 pub mod wait;
 
-pub use config::{BhMode, Config, ConfigError, PreemptModel};
+pub use config::{BhMode, Config, ConfigError, PreemptModel, PtableMode};
 pub use instance::{current_pid, run, spawn, uptime_ns, BootError, RunReport, TaskReport};
 pub use model::{preempt_model, set_preempt_model};
 pub use sched::{sched_yield, schedule, TaskId};
