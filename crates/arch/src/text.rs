@@ -14,7 +14,8 @@
 use std::sync::OnceLock;
 
 static RANGES: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
-/// The main program's loaded segments that are neither writable nor executable (`.rodata`).
+/// The main program's loaded segments that are neither writable nor executable (`.rodata`),
+/// and its RELRO segment (the GOT, read-only after relocation).
 static READ_ONLY: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
 
 /// What `collect` gathers: executable and read-only segments.
@@ -41,6 +42,11 @@ extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: 
             } else if ph.p_flags & libc::PF_W == 0 {
                 out.read_only.push(range);
             }
+        }
+        // The loader makes RELRO (the GOT among it) read-only once it has relocated it.
+        for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_GNU_RELRO) {
+            let lo = info.dlpi_addr as usize + ph.p_vaddr as usize;
+            out.read_only.push((lo, lo + ph.p_memsz as usize));
         }
     }
     1 // stop after the first object: the main program
@@ -80,7 +86,7 @@ pub fn bytes(start: usize, end: usize) -> Option<&'static [u8]> {
     within(ranges(), start, end)
 }
 
-/// `len` bytes of the program's read-only data (or code) at `addr`: jump tables.
+/// `len` bytes of the program's read-only data (or code) at `addr`: jump tables, GOT slots.
 pub fn read_only(addr: usize, len: usize) -> Option<&'static [u8]> {
     init();
     let end = addr.checked_add(len)?;

@@ -62,3 +62,21 @@ fn points_lists_the_scenario_point_with_its_function() {
     assert!(scenario["function"].as_str().unwrap().contains("scenario::worker"), "{scenario}");
     assert!(scenario["line"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn points_check_finds_the_shipped_services_bounded() {
+    let (code, out, err) = atomkernel(&["points", "--check", "--json"]);
+    assert_eq!(code, 0, "no loop of the shipped services spins without a point: {out}{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for r in &rows {
+        for field in ["function", "file", "line", "points", "max_stretch_insns", "unbounded", "resolved"] {
+            assert!(r.get(field).is_some(), "{field} in {r}");
+        }
+    }
+    let atoms = rows.iter().filter(|r| r["file"].as_str().is_some_and(|f| f.ends_with("services/src/atoms.rs")));
+    assert!(atoms.clone().count() >= 1, "run_atom is checked: {out}");
+    assert!(atoms.clone().all(|r| r["max_stretch_insns"].as_u64().is_some()), "atoms are bounded: {out}");
+    let (code, out, _) = atomkernel(&["points", "--check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("0 unbounded loop(s) in the shipped services' source"), "{out}");
+}

@@ -14,7 +14,10 @@
 //! same function, and every way control can leave an instruction is one of its successors, its
 //! callee's return, a return, a tail call or a trap.
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
+    Register,
+};
 
 /// Reads `len` bytes of read-only data at an address (jump tables), if it is readable.
 pub type DataReader<'a> = &'a dyn Fn(u64, usize) -> Option<&'a [u8]>;
@@ -38,6 +41,21 @@ pub enum Step {
     Trap,
 }
 
+/// What the checker's loop test needs to know of an instruction (registers are numbered
+/// 0..16: `rax`..`r15`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Anything else.
+    Other,
+    /// Steps a register by a constant: `add`/`sub r, imm`, `inc`/`dec r`, `lea r, [r + imm]`.
+    Step(u8),
+    /// Compares a register with a constant (`None`) or another register.
+    Cmp(u8, Option<u8>),
+}
+
+/// Caller-saved registers (`rax rcx rdx rsi rdi r8..r11`): what a call may write.
+const CALL_CLOBBERS: u16 = 0b0000_1111_1100_0111;
+
 /// One decoded instruction.
 #[derive(Clone, Debug)]
 pub struct Insn {
@@ -49,6 +67,10 @@ pub struct Insn {
     pub step: Step,
     /// Indices (in the function) of the instructions that may run next.
     pub succs: Vec<u32>,
+    /// Its shape for the loop test.
+    pub shape: Shape,
+    /// General registers it may write (bit `n`: register `n`).
+    pub writes: u16,
 }
 
 /// A decoded function.
@@ -96,11 +118,13 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
     let mut flows = Vec::new();
     let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
     let mut recent: Vec<Instruction> = Vec::new();
+    let mut info = InstructionInfoFactory::new();
     let mut site = sites.partition_point(|&s| s < start);
     while decoder.can_decode() {
         let ip = decoder.ip();
         if sites.get(site) == Some(&ip) && ip + 5 <= end {
-            cfg.insns.push(Insn { addr: ip, len: 5, step: Step::Point(site as u32), succs: Vec::new() });
+            let (shape, writes) = (Shape::Other, CALL_CLOBBERS);
+            cfg.insns.push(Insn { addr: ip, len: 5, step: Step::Point(site as u32), succs: Vec::new(), shape, writes });
             flows.push(Flow::Next);
             site += 1;
             decoder.set_position((ip + 5 - start) as usize).expect("inside the function");
@@ -113,12 +137,57 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
             site += 1; // a site inside a decoded instruction: not on the sweep
         }
         let (step, flow) = classify(&insn, start, end, &recent, data);
-        cfg.insns.push(Insn { addr: ip, len: insn.len() as u8, step, succs: Vec::new() });
+        let (shape, writes) = (shape(&insn), writes(&mut info, &insn));
+        cfg.insns.push(Insn { addr: ip, len: insn.len() as u8, step, succs: Vec::new(), shape, writes });
         flows.push(flow);
         recent.push(insn);
     }
     link(&mut cfg, flows);
     cfg
+}
+
+/// A general register's number (0..16), if `r` is one.
+fn gpr(r: Register) -> Option<u8> {
+    let n = (r.full_register() as u32).wrapping_sub(Register::RAX as u32);
+    (r != Register::None && n < 16).then_some(n as u8)
+}
+
+fn shape(i: &Instruction) -> Shape {
+    let imm = |k: u32| {
+        matches!(
+            i.op_kind(k),
+            OpKind::Immediate8
+                | OpKind::Immediate8to32
+                | OpKind::Immediate8to64
+                | OpKind::Immediate32
+                | OpKind::Immediate32to64
+        )
+    };
+    let r0 = if i.op_count() >= 1 && i.op_kind(0) == OpKind::Register { gpr(i.op0_register()) } else { None };
+    let Some(r) = r0 else { return Shape::Other };
+    match i.mnemonic() {
+        Mnemonic::Inc | Mnemonic::Dec if i.op_count() == 1 => Shape::Step(r),
+        Mnemonic::Add | Mnemonic::Sub if imm(1) => Shape::Step(r),
+        Mnemonic::Lea if gpr(i.memory_base()) == Some(r) && i.memory_index() == Register::None => Shape::Step(r),
+        Mnemonic::Cmp if imm(1) => Shape::Cmp(r, None),
+        Mnemonic::Cmp if i.op_kind(1) == OpKind::Register => {
+            gpr(i.op1_register()).map_or(Shape::Other, |o| Shape::Cmp(r, Some(o)))
+        }
+        _ => Shape::Other,
+    }
+}
+
+fn writes(info: &mut InstructionInfoFactory, i: &Instruction) -> u16 {
+    let mut w =
+        if matches!(i.flow_control(), FlowControl::Call | FlowControl::IndirectCall) { CALL_CLOBBERS } else { 0 };
+    for u in info.info(i).used_registers() {
+        let written =
+            matches!(u.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite);
+        if let Some(n) = gpr(u.register()).filter(|_| written) {
+            w |= 1 << n;
+        }
+    }
+    w
 }
 
 fn classify(insn: &Instruction, start: u64, end: u64, recent: &[Instruction], data: DataReader<'_>) -> (Step, Flow) {
@@ -144,18 +213,34 @@ fn classify(insn: &Instruction, start: u64, end: u64, recent: &[Instruction], da
                 (Step::TailCall(t), Flow::Next)
             }
         }
+        FlowControl::IndirectBranch if got_slot(insn, data).is_some() => {
+            (Step::TailCall(got_slot(insn, data).unwrap_or(0)), Flow::End)
+        }
         FlowControl::IndirectBranch => match jump_table(insn, recent, data) {
             Some(targets) if targets.iter().all(|&t| inside(t)) => (Step::Plain, Flow::Table(targets)),
             _ => (Step::Trap, Flow::Unresolved("an indirect jump that is not a recognised jump table")),
         },
         FlowControl::Return => (Step::Return, Flow::End),
         FlowControl::Call => (Step::Call(insn.near_branch_target()), Flow::Next),
-        FlowControl::IndirectCall => (Step::IndirectCall, Flow::Next),
+        FlowControl::IndirectCall => match got_slot(insn, data) {
+            Some(t) => (Step::Call(t), Flow::Next),
+            None => (Step::IndirectCall, Flow::Next),
+        },
         FlowControl::Interrupt if insn.mnemonic() == Mnemonic::Int3 => (Step::Trap, Flow::End),
         FlowControl::Interrupt => (Step::Plain, Flow::Next),
         FlowControl::Exception => (Step::Trap, Flow::End),
         FlowControl::XbeginXabortXend => (Step::Trap, Flow::Unresolved("transactional memory")),
     }
+}
+
+/// The target of `call`/`jmp qword [rip + slot]` through a read-only slot (the GOT after
+/// relocation), if the slot is readable.
+fn got_slot(insn: &Instruction, data: DataReader<'_>) -> Option<u64> {
+    if insn.op_count() != 1 || insn.op_kind(0) != OpKind::Memory || !insn.is_ip_rel_memory_operand() {
+        return None;
+    }
+    let b = data(insn.ip_rel_memory_address(), 8)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
 /// Recognises LLVM's x86-64 position-independent jump table ending at `jmp R`:

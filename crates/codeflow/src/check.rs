@@ -5,16 +5,25 @@
 //! the next starts after it), and so does a direct call of a function every path through which
 //! meets a point (its summary's `may return` is false). A call of any other analysed callee is
 //! one node weighing 1 plus the callee's own longest stretch from its entry (an upper bound of
-//! what it runs point-free). A cycle among uncut instructions is an **unbounded loop**: its
-//! head is its lowest-addressed instruction entered from outside the cycle, and one point
-//! placed at the head bounds it; the head is then cut and the rest of the cycle searched again,
-//! so nested loops are each named. Without cycles the longest stretch is the heaviest path of
-//! the acyclic graph, from the function's entry or from just after a cut.
+//! what it runs point-free); a call of a function that never returns (a panic) ends the path
+//! and is not followed. A cycle among uncut instructions is a loop without a point; its
+//! head is its lowest-addressed instruction entered from outside the cycle. The loop is
+//! **counted** if it leaves through a conditional branch whose flags come from the instruction
+//! just before it, a `cmp r, imm`, a `cmp r, s` (either way round) or a step of `r`
+//! (`add`/`sub`/`inc`/`dec`), where the loop writes `r` only by constant steps and never
+//! writes `s`: it runs a finite
+//! number of iterations fixed when it starts (a count, a length). Any other such loop is
+//! **unbounded** (its exit hangs on memory, a call's result, the clock), and one point placed
+//! at its head bounds it. Either way the head is then cut and the rest of the cycle searched
+//! again, so nested loops are each named. What is left is acyclic: the longest stretch is its
+//! heaviest path, from the function's entry or from just after a cut, so with counted loops it
+//! is the longest stretch of one iteration.
 //!
-//! **Invariant.** `max_stretch` is `None` exactly when the function is unresolved or has an
-//! unbounded loop; otherwise no point-free path through the function is longer.
+//! **Invariant.** `max_stretch` is `None` exactly when the function is unresolved, has an
+//! unbounded loop or calls a function that does; otherwise no point-free path through the
+//! function (per iteration of its counted loops) is longer.
 
-use crate::cfg::Step;
+use crate::cfg::{Cfg, Shape, Step};
 use crate::flow::Analysis;
 use std::collections::HashMap;
 
@@ -51,8 +60,10 @@ pub struct FunctionCheck {
     pub resolved: bool,
     /// Its longest point-free stretch (`None`: unbounded or unresolved).
     pub max_stretch: Option<Stretch>,
-    /// Its loops without points.
+    /// Its loops without points whose exit is not counted.
     pub unbounded: Vec<UnboundedLoop>,
+    /// Its counted loops without points (the stretch is per iteration of these).
+    pub counted_loops: usize,
     /// Calls (call-site address, callee) into functions that have an unbounded stretch.
     pub unbounded_calls: Vec<(u64, u64)>,
 }
@@ -118,11 +129,12 @@ impl Analysis {
             resolved: c.unresolved.is_none(),
             max_stretch: None,
             unbounded: Vec::new(),
+            counted_loops: 0,
             unbounded_calls: Vec::new(),
         };
         if r.resolved {
             let mut g = self.graph(f, memo, &mut r.unbounded_calls);
-            r.unbounded = g.unbounded_loops(c.insns.iter().map(|x| x.addr).collect());
+            (r.unbounded, r.counted_loops) = g.loops(c);
             if r.unbounded.is_empty() && r.unbounded_calls.is_empty() {
                 r.max_stretch = g.longest(&c.insns.iter().map(|x| x.addr).collect::<Vec<_>>());
             }
@@ -158,11 +170,12 @@ impl Analysis {
 }
 
 impl Analysis {
-    /// The longest stretch of the callee at `t` called from `f` (0: unknown, recursive or
-    /// unresolved); `Err` if the callee is unbounded.
+    /// The longest stretch of the callee at `t` called from `f` (0: unknown, recursive,
+    /// unresolved or never returning); `Err` if the callee is unbounded.
     fn callee_stretch(&self, f: usize, t: u64, memo: &mut HashMap<usize, Option<FunctionCheck>>) -> Result<u64, ()> {
         let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else { return Ok(0) };
-        if callee == f || memo.get(&callee).is_some_and(|m| m.is_none()) {
+        // A callee that never returns (a panic) ends the task's path, not its latency.
+        if callee == f || self.noreturn.binary_search(&t).is_ok() || memo.get(&callee).is_some_and(|m| m.is_none()) {
             return Ok(0);
         }
         let cc = self.check_function(callee, memo);
@@ -188,19 +201,24 @@ impl Graph {
         self.succs[i].iter().map(|&s| s as usize).filter(move |&s| !from_cut && !self.cut[s])
     }
 
-    /// Finds the cycles among uncut instructions, cutting each loop's head in turn.
-    fn unbounded_loops(&mut self, addrs: Vec<u64>) -> Vec<UnboundedLoop> {
-        let mut out = Vec::new();
+    /// Finds the cycles among uncut instructions, cutting each loop's head in turn: the
+    /// unbounded loops, and how many were counted.
+    fn loops(&mut self, c: &Cfg) -> (Vec<UnboundedLoop>, usize) {
+        let (mut out, mut counted) = (Vec::new(), 0);
         loop {
             let cyclic: Vec<Vec<usize>> =
                 self.sccs().into_iter().filter(|s| s.len() > 1 || self.live(s[0]).any(|t| t == s[0])).collect();
             if cyclic.is_empty() {
-                return out;
+                return (out, counted);
             }
             for scc in cyclic {
                 let head = self.head(&scc);
+                if is_counted(c, &scc) {
+                    counted += 1;
+                } else {
+                    out.push(UnboundedLoop { head: c.insns[head].addr, place_point_at: c.insns[head].addr });
+                }
                 self.cut[head] = true;
-                out.push(UnboundedLoop { head: addrs[head], place_point_at: addrs[head] });
             }
         }
     }
@@ -281,4 +299,22 @@ impl Graph {
         let ((insns, end), start) = s;
         Some(Stretch { insns, start: addrs[start], end: addrs[end] })
     }
+}
+
+/// Does the loop `scc` leave through a counted exit (see the module docs)?
+fn is_counted(c: &Cfg, scc: &[usize]) -> bool {
+    let inside = |n: u32| scc.contains(&(n as usize));
+    let written_in_loop = |r: u8| scc.iter().filter(move |&&k| c.insns[k].writes & (1 << r) != 0);
+    let stepped = |r: u8| written_in_loop(r).all(|&k| c.insns[k].shape == Shape::Step(r));
+    let invariant = |r: u8| written_in_loop(r).next().is_none();
+    scc.iter().any(|&j| {
+        let (b, Some(p)) = (&c.insns[j], j.checked_sub(1)) else { return false };
+        let exits = b.step == Step::Plain && b.succs.len() == 2 && b.succs.iter().any(|&s| !inside(s));
+        let counted = match c.insns[p].shape {
+            Shape::Cmp(r, None) | Shape::Step(r) => stepped(r),
+            Shape::Cmp(r, Some(o)) => stepped(r) && invariant(o) || stepped(o) && invariant(r),
+            Shape::Other => false,
+        };
+        exits && scc.contains(&p) && counted
+    })
 }

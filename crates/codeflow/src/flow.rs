@@ -48,6 +48,8 @@ pub struct Analysis {
     /// The analysed functions (indices into `cfgs`, ascending): those with points or that
     /// reach one through calls.
     pub(crate) relevant: Vec<usize>,
+    /// Start addresses (sorted) of the functions that never return (panics, `abort`).
+    pub(crate) noreturn: Vec<u64>,
     /// Rounds of the whole-program fixpoint.
     pub rounds: usize,
 }
@@ -83,7 +85,8 @@ impl Interner {
 pub fn analyze(functions: &[Function<'_>], sites: &[u64], data: DataReader<'_>) -> Analysis {
     let mut order: Vec<&Function<'_>> = functions.iter().collect();
     order.sort_unstable_by_key(|f| f.start);
-    let cfgs: Vec<Cfg> = order.iter().map(|f| cfg::build(f.start, f.bytes, sites, data)).collect();
+    let mut cfgs: Vec<Cfg> = order.iter().map(|f| cfg::build(f.start, f.bytes, sites, data)).collect();
+    let noreturn = drop_noreturn_fallthrough(&mut cfgs);
     let relevant = relevant(&cfgs);
     let mut interner = Interner { ids: HashMap::new(), sets: Vec::new() };
     interner.id(Vec::new());
@@ -108,7 +111,60 @@ pub fn analyze(functions: &[Function<'_>], sites: &[u64], data: DataReader<'_>) 
             break;
         }
     }
-    Analysis { cfgs, flows, sets: interner.sets, sites: sites.to_vec(), relevant, rounds }
+    Analysis { cfgs, flows, sets: interner.sets, sites: sites.to_vec(), relevant, noreturn, rounds }
+}
+
+/// Finds the functions that can never return (panics, `abort`: no path from the entry reaches
+/// a return, or a tail call of a function that may), by a fixpoint from "none returns", and
+/// removes the fall-through after every call of one: no path goes on after it.
+fn drop_noreturn_fallthrough(cfgs: &mut [Cfg]) -> Vec<u64> {
+    let by_start: HashMap<u64, usize> = cfgs.iter().enumerate().map(|(i, c)| (c.start, i)).collect();
+    let mut returns = vec![false; cfgs.len()];
+    let ret = |t: u64, returns: &[bool]| by_start.get(&t).is_none_or(|&f| returns[f] || cfgs[f].unresolved.is_some());
+    loop {
+        let mut changed = false;
+        for f in 0..cfgs.len() {
+            if !returns[f] && reaches_return(&cfgs[f], &|t| ret(t, &returns)) {
+                returns[f] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let noreturn: Vec<u64> = cfgs.iter().zip(&returns).filter(|(_, &r)| !r).map(|(c, _)| c.start).collect();
+    for c in cfgs.iter_mut() {
+        for insn in &mut c.insns {
+            if matches!(insn.step, Step::Call(t) if noreturn.binary_search(&t).is_ok()) {
+                insn.succs.clear();
+            }
+        }
+    }
+    noreturn
+}
+
+/// Is a return reachable from the entry, given which callees return?
+fn reaches_return(c: &Cfg, returns: &dyn Fn(u64) -> bool) -> bool {
+    if c.unresolved.is_some() {
+        return true;
+    }
+    let mut seen = vec![false; c.insns.len()];
+    let mut work = vec![0usize];
+    while let Some(i) = work.pop() {
+        if i >= c.insns.len() || std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        let insn = &c.insns[i];
+        match insn.step {
+            Step::Return => return true,
+            Step::TailCall(t) if returns(t) => return true,
+            Step::Call(t) if !returns(t) => continue,
+            _ => {}
+        }
+        work.extend(insn.succs.iter().map(|&s| s as usize));
+    }
+    false
 }
 
 fn points_of(c: &Cfg) -> Vec<u32> {

@@ -67,6 +67,10 @@ impl Asm {
     fn dec_edi(&mut self) -> &mut Self {
         self.raw(&[0xff, 0xcf])
     }
+    /// `cmp byte [rdi], 0`: a loop exit that hangs on memory.
+    fn cmp_mem(&mut self) -> &mut Self {
+        self.raw(&[0x80, 0x3f, 0x00])
+    }
     fn je(&mut self, l: &'static str) -> &mut Self {
         self.rel(&[0x74], 1, l)
     }
@@ -165,7 +169,7 @@ fn loop_with_a_point_is_bounded() {
     let an = p.analyze();
     p.expect(&an, "dec", &["p"], true);
     let c = an.check_at(p.at("f")).unwrap();
-    assert!(c.unbounded.is_empty());
+    assert!(c.unbounded.is_empty() && c.counted_loops == 0);
     let s = c.max_stretch.unwrap();
     assert_eq!((s.insns, s.start), (3, p.at("dec")));
 }
@@ -173,8 +177,8 @@ fn loop_with_a_point_is_bounded() {
 #[test]
 fn loop_without_a_point_is_unbounded_and_named() {
     let mut a = Asm::new(0x4000);
-    a.func("f").point("p").nop().label("head").dec_edi().jne("head").ret();
-    a.func("g").label("head2").dec_edi().jne("head2").point("q").ret();
+    a.func("f").point("p").nop().label("head").cmp_mem().jne("head").ret();
+    a.func("g").label("head2").cmp_mem().jne("head2").point("q").ret();
     let p = a.finish();
     let an = p.analyze();
     p.expect(&an, "head", &[], true);
@@ -185,6 +189,23 @@ fn loop_without_a_point_is_unbounded_and_named() {
         assert_eq!(c.unbounded.len(), 1, "{f}");
         assert_eq!((c.unbounded[0].head, c.unbounded[0].place_point_at), (p.at(head), p.at(head)), "{f}");
     }
+}
+
+#[test]
+fn a_counted_loop_without_a_point_is_bounded_per_iteration() {
+    let mut a = Asm::new(0x4800);
+    // for (edi = n; edi != 0; edi--) {}: the exit's flags come from the step of edi.
+    a.func("f").point("p").label("head").nop().dec_edi().jne("head").ret();
+    // The same loop, but its counter is also loaded from memory: not counted.
+    a.func("g").point("q").label("head2").raw(&[0x8b, 0x3f]).dec_edi().jne("head2").ret(); // mov edi, [rdi]
+    let p = a.finish();
+    let an = p.analyze();
+    let c = an.check_at(p.at("f")).unwrap();
+    assert_eq!((c.unbounded.len(), c.counted_loops), (0, 1));
+    assert!(c.max_stretch.is_some());
+    let g = an.check_at(p.at("g")).unwrap();
+    assert_eq!((g.unbounded.len(), g.counted_loops), (1, 0));
+    assert_eq!(g.unbounded[0].head, p.at("head2"));
 }
 
 #[test]
@@ -219,7 +240,7 @@ fn calls_reach_the_callees_points() {
 #[test]
 fn a_call_into_an_unbounded_function_is_flagged() {
     let mut a = Asm::new(0x7000);
-    a.func("spin").label("s").dec_edi().jne("s").ret();
+    a.func("spin").label("s").cmp_mem().jne("s").ret();
     a.func("f").point("p").label("c").call("spin").ret();
     let p = a.finish();
     let an = p.analyze();
