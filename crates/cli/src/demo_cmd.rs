@@ -31,6 +31,10 @@ pub(crate) struct DemoArgs {
     /// of atom 1, before the interrupt).
     #[arg(long)]
     switch_to: Option<String>,
+    /// The patch models' point table: exact (the next points of the interrupted instruction,
+    /// from the machine code) or function (every point of its function).
+    #[arg(long, default_value = "exact")]
+    ptable: String,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -43,6 +47,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
+    let ptable: kernel::PtableMode = args.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?;
     let models = services::lab::compare::parse_models(&args.preempt)?;
     if models.is_empty() {
         return Err("--preempt: name at least one model, or all".into());
@@ -51,11 +56,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         return Err(format!("--repeat {}: use 1..=10000", args.repeat));
     }
     if args.repeat > 1 {
-        return demo_repeat(&models, &sc, args.repeat, args.json);
+        return demo_repeat(&models, &sc, ptable, args.repeat, args.json);
     }
     let mut results = Vec::new();
     for m in models {
-        let r = scenario::run(m, &sc).map_err(|e| e.to_string())?;
+        let r = run_one(m, ptable, &sc)?;
         if args.json {
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         } else {
@@ -79,18 +84,42 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn run_one(
+    m: PreemptModel,
+    ptable: kernel::PtableMode,
+    sc: &ScenarioConfig,
+) -> Result<scenario::ScenarioResult, String> {
+    let config = kernel::Config { preempt: m, ptable, ..kernel::Config::default() };
+    scenario::run_with(config, sc).map_err(|e| e.to_string())
+}
+
 /// `demo --repeat N`: the RT wait's distribution per model.
-fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: bool) -> Result<(), String> {
+fn demo_repeat(
+    models: &[PreemptModel],
+    sc: &ScenarioConfig,
+    ptable: kernel::PtableMode,
+    n: usize,
+    json: bool,
+) -> Result<(), String> {
     if !json {
         println!(
-            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>16}",
-            "model", "runs", "rt_ran_after_atom", "min_ms", "median_ms", "max_ms", "handler_us", "point_to_rt_us"
+            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>11} {:>16}",
+            "model",
+            "runs",
+            "rt_ran_after_atom",
+            "min_ms",
+            "median_ms",
+            "max_ms",
+            "handler_us",
+            "handler_med_us",
+            "sites/event",
+            "point_to_rt_us"
         );
     }
     for &m in models {
         let mut runs = Vec::with_capacity(n);
         for _ in 0..n {
-            runs.push(scenario::run(m, sc).map_err(|e| e.to_string())?);
+            runs.push(run_one(m, ptable, sc)?);
         }
         let mut waits: Vec<u64> = runs.iter().map(|r| r.rt_wait_ns).collect();
         waits.sort_unstable();
@@ -101,6 +130,11 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
         // The patch models' interrupt-exit work per RT event: look-up, unwinding, arming.
         let events: u64 = runs.iter().map(|r| r.patch.events).sum();
         let handler_ns = (events > 0).then(|| runs.iter().map(|r| r.patch.arm_ns).sum::<u64>() / events);
+        let sites = (events > 0).then(|| runs.iter().map(|r| r.patch.sites_armed).sum::<u64>() as f64 / events as f64);
+        // The handler's cost per event, run by run: its median.
+        let mut per_event: Vec<u64> = runs.iter().filter_map(|r| r.handler_ns_per_event).collect();
+        per_event.sort_unstable();
+        let handler_med = per_event.get(per_event.len() / 2).copied();
         // From the worker's point to the RT task running: serving the point (median).
         let mut served: Vec<u64> = runs.iter().filter_map(|r| r.point_to_rt_ns).collect();
         served.sort_unstable();
@@ -108,6 +142,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
         if json {
             let v = serde_json::json!({"model": m.name(), "runs": n, "rt_ran_after_atom": after,
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
+                "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": ptable.name(),
                 "point_to_rt_ns_median": served_med});
             println!("{v}");
         } else {
@@ -115,8 +150,10 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
             let ms = |ns: u64| ns as f64 / 1e6;
             let handler = handler_ns.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             let served = served_med.map_or("-".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3));
+            let hmed = handler_med.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
+            let sites = sites.map_or("-".to_string(), |s| format!("{s:.2}"));
             println!(
-                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>16}",
+                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>11} {:>16}",
                 m.name(),
                 n,
                 after.join(","),
@@ -124,6 +161,8 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
                 ms(med),
                 ms(max),
                 handler,
+                hmed,
+                sites,
                 served
             );
         }

@@ -51,6 +51,19 @@ fn check(json: bool) -> Result<(), String> {
             bad.len()
         );
     }
+    if !json {
+        let x = kernel::model::patch::exact::build()?;
+        let (decoded, analysed, unresolved) = x.functions;
+        println!(
+            "exact table: {decoded} functions decoded, {analysed} analysed, {unresolved} unresolved; {} points; \
+             built in {:.1} ms; {} ranges, {} bytes ({:.0} bytes per point)",
+            x.points,
+            x.build_ns as f64 / 1e6,
+            x.table.ranges(),
+            x.table.memory_bytes(),
+            x.table.memory_bytes() as f64 / x.points.max(1) as f64
+        );
+    }
     if !bad.is_empty() {
         std::process::exit(1);
     }

@@ -28,6 +28,23 @@ fn demo_json_has_the_documented_fields() {
 }
 
 #[test]
+fn demo_json_reports_sites_armed_and_handler_cost_per_event_under_both_tables() {
+    for (ptable, redirects) in [("exact", 0), ("function", 1)] {
+        let (code, out, err) = atomkernel(&["demo", "--preempt", "patch-call", "--ptable", ptable, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["ptable"], ptable);
+        assert!(v["sites_armed_per_event"].as_f64().unwrap() >= 1.0, "{out}");
+        assert!(v["handler_ns_per_event"].as_u64().is_some(), "{out}");
+        // The scenario's loop meets a point on every path: only the per-function table redirects.
+        assert_eq!(v["patch"]["redirects"], redirects, "{ptable}: {out}");
+    }
+    let (code, _, err) = atomkernel(&["demo", "--ptable", "bogus"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ptable=bogus") && err.contains("exact, function"), "{err}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_exit_code_2() {
     let (code, _, err) = atomkernel(&["demo", "--preempt", "quick"]);
     assert_eq!(code, 2);

@@ -2,16 +2,20 @@
 //! path forward, and whether some path returns before one.
 //!
 //! **Mechanism.** Runs of consecutive instructions of an analysed function that share a next
-//! set and a "may return" flag become one [`Range`]; the sets are stored once each in a pool of
+//! set and a "may return" flag become one `Range`; the sets are stored once each in a pool of
 //! site indices. Ranges are contiguous over the analysed span: the bytes between analysed
-//! functions are `GAP` ranges, an unresolved function is one `UNRESOLVED` range. A look-up
-//! takes the address's bucket (`BUCKET` bytes each) to the last range that starts at or before
-//! the bucket, and steps forward while the next range starts at or before the address: at most
-//! the ranges that start inside one bucket, `BUCKET` at worst (every range is at least one
-//! byte), however large the table. No allocation, no lock.
+//! functions are `GAP` ranges, an unresolved function is one `UNRESOLVED` range. The index is
+//! the seed's hash table: for every `BUCKET`-byte bucket that overlaps an analysed function,
+//! an open-addressing slot (at most half the slots are used; Fibonacci hashing, linear
+//! probing) holding the range that contains the bucket's first byte. A look-up hashes the
+//! address's bucket (a bucket with no slot is outside every analysed function), then steps
+//! forward while the next range starts at or before the address: at most the ranges that start
+//! inside one bucket, `BUCKET` at worst (every range is at least one byte), however large the
+//! table. Memory grows with the analysed code, not with the span of the text. No allocation,
+//! no lock.
 //!
-//! **Invariant.** `ranges` is sorted by start and covers `[lo, hi)` without holes; `buckets[b]`
-//! is the last range starting at or before `lo + b * BUCKET`.
+//! **Invariant.** `ranges` is sorted by start and covers `[lo, hi)` without holes; the slot of
+//! bucket `b` holds the range containing `b * BUCKET` (or the first range, if that is later).
 
 use crate::flow::Analysis;
 use std::collections::HashMap;
@@ -55,7 +59,13 @@ pub struct ExactTable {
     hi: u64,
     ranges: Vec<Range>,
     pool: Vec<u32>,
-    buckets: Vec<u32>,
+    /// Hash slots: bucket number + 1 (0: empty) and its range.
+    keys: Vec<u64>,
+    vals: Vec<u32>,
+    /// `keys.len() - 1` (a power of two minus one).
+    mask: usize,
+    /// log2 of `keys.len()`.
+    bits: u32,
 }
 
 impl ExactTable {
@@ -102,21 +112,46 @@ impl ExactTable {
         self.ranges.push(r);
     }
 
+    fn slot(&self, bucket: u64) -> usize {
+        (bucket.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+    }
+
     fn index(&mut self) {
         let (Some(first), Some(last)) = (self.ranges.first(), self.ranges.last()) else { return };
-        self.lo = first.start / BUCKET * BUCKET;
-        self.hi = last.start;
-        let n = (self.hi - self.lo).div_ceil(BUCKET) as usize;
-        let mut r = 0;
-        self.buckets = (0..n)
-            .map(|b| {
-                let at = self.lo + b as u64 * BUCKET;
-                while self.ranges.get(r + 1).is_some_and(|x| x.start <= at) {
-                    r += 1;
+        (self.lo, self.hi) = (first.start, last.start);
+        let mut buckets: Vec<(u64, u32)> = Vec::new();
+        for (i, r) in self.ranges.iter().enumerate() {
+            let Some(next) = self.ranges.get(i + 1).filter(|_| r.flags != GAP) else { continue };
+            for b in r.start / BUCKET..=(next.start - 1) / BUCKET {
+                if buckets.last().is_none_or(|&(l, _)| l < b) {
+                    let at = self.ranges.partition_point(|x| x.start <= b * BUCKET).saturating_sub(1);
+                    buckets.push((b, at as u32));
                 }
-                r as u32
-            })
-            .collect();
+            }
+        }
+        self.bits = (2 * buckets.len()).next_power_of_two().max(2).trailing_zeros();
+        self.mask = (1 << self.bits) - 1;
+        (self.keys, self.vals) = (vec![0; self.mask + 1], vec![0; self.mask + 1]);
+        for (b, at) in buckets {
+            let mut h = self.slot(b);
+            while self.keys[h] != 0 {
+                h = (h + 1) & self.mask;
+            }
+            (self.keys[h], self.vals[h]) = (b + 1, at);
+        }
+    }
+
+    /// The range containing `ip`'s bucket start, from the hash index.
+    fn bucket_range(&self, ip: u64) -> Option<usize> {
+        let b = ip / BUCKET;
+        let mut h = self.slot(b);
+        loop {
+            match *self.keys.get(h)? {
+                0 => return None,
+                k if k == b + 1 => return Some(self.vals[h] as usize),
+                _ => h = (h + 1) & self.mask,
+            }
+        }
     }
 
     /// The table's answer for `ip`; `None` outside the analysed functions (a function that
@@ -125,7 +160,7 @@ impl ExactTable {
         if ip < self.lo || ip >= self.hi {
             return None;
         }
-        let mut i = *self.buckets.get(((ip - self.lo) / BUCKET) as usize)? as usize;
+        let mut i = self.bucket_range(ip)?;
         while self.ranges.get(i + 1).is_some_and(|x| x.start <= ip) {
             i += 1;
         }
@@ -147,6 +182,6 @@ impl ExactTable {
 
     /// Bytes the table occupies (ranges, set pool, bucket index).
     pub fn memory_bytes(&self) -> usize {
-        self.ranges.len() * std::mem::size_of::<Range>() + self.pool.len() * 4 + self.buckets.len() * 4
+        self.ranges.len() * std::mem::size_of::<Range>() + self.pool.len() * 4 + self.keys.len() * 12
     }
 }

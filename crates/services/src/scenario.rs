@@ -153,6 +153,13 @@ pub struct ScenarioResult {
     pub sites_armed_at_rt: usize,
     /// What the patch models did in this run (zero under the other models).
     pub patch: PatchStatsSnapshot,
+    /// The point table the patch models read (`ptable=`).
+    pub ptable: &'static str,
+    /// Patch models: sites armed per RT event (`patch.sites_armed / patch.events`).
+    pub sites_armed_per_event: Option<f64>,
+    /// Patch models: the interrupt exit's arming time per RT event, in ns
+    /// (`patch.arm_ns / patch.events`).
+    pub handler_ns_per_event: Option<u64>,
     /// Pages checksummed (or buffers set) by all atoms together.
     pub pages: u64,
     /// The timeline, in order.
@@ -213,7 +220,7 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 /// asked for one).
 pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult, RunReport), BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
-    let model = config.preempt;
+    let (model, ptable) = (config.preempt, config.ptable);
     let shown = match sc.switch_to {
         Some(to) => format!("{model}->{to}"),
         None => model.name().to_string(),
@@ -227,6 +234,10 @@ pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult
     let pages = report.init.clone().unwrap_or(0) as u64;
     let mut r = result(&shown, sc, &marks, pages);
     r.patch = report.patch;
+    r.ptable = ptable.name();
+    let events = r.patch.events;
+    r.sites_armed_per_event = (events > 0).then(|| r.patch.sites_armed as f64 / events as f64);
+    r.handler_ns_per_event = (events > 0).then(|| r.patch.arm_ns / events);
     Ok((r, report))
 }
 
@@ -383,6 +394,9 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64) -> ScenarioRe
         rt_points: m.rt_points.load(Ordering::Acquire),
         sites_armed_at_rt: m.armed_at_rt.load(Ordering::Acquire),
         patch: PatchStatsSnapshot::default(),
+        ptable: kernel::PtableMode::Exact.name(),
+        sites_armed_per_event: None,
+        handler_ns_per_event: None,
         pages,
         timeline: tl,
     }

@@ -289,6 +289,11 @@ pub struct Row {
     pub seconds: f64,
     pub rounds: usize,
     pub hz: u32,
+    /// Patch models: sites armed per RT event (mean over the loaded runs); null otherwise.
+    pub sites_armed_per_event: Option<f64>,
+    /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
+    /// unwinding, patching); null otherwise.
+    pub handler_ns_per_event: Option<f64>,
 }
 
 /// Accumulates one cell over the rounds.
@@ -298,6 +303,8 @@ struct Cell {
     loaded: Vec<f64>,
     hists: Vec<LatencyHist>,
     policy: Option<String>,
+    /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
+    patch: (u64, u64, u64),
 }
 
 /// Runs the comparison; `progress` hears about each run as it starts (`"none/loader latency"`).
@@ -317,6 +324,8 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
                 progress(&format!("{}/{} latency", s.label(with_bh), w.name()));
                 let (loaded, policy) = s.run(w, &specs, ns, cfg)?;
                 cell.loaded.push(loaded.units_per_s());
+                let p = &loaded.patch;
+                cell.patch = (cell.patch.0 + p.events, cell.patch.1 + p.sites_armed, cell.patch.2 + p.arm_ns);
                 if cell.hists.is_empty() {
                     cell.hists = loaded.hists;
                 } else {
@@ -373,6 +382,8 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                 seconds: cfg.seconds,
                 rounds: cfg.rounds,
                 hz: Config::default().hz,
+                sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
+                handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
             });
         }
     }
