@@ -342,11 +342,12 @@ fn callee_atom(page: &[u8], until: &dyn Fn() -> bool) -> u64 {
 }
 
 /// Sets a 1 MiB buffer over and over: the time goes to libc's `memset`. The buffer is
-/// allocated before the atom starts (the allocator runs with preemption disabled).
+/// allocated before the atom starts (the allocator runs with preemption disabled). At most
+/// `MAX_PAGES_PER_ATOM / 256` buffers (as many bytes as `run_atom`'s bound): a counted loop.
 fn libc_atom(until: &dyn Fn() -> bool) -> u64 {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
-    while !until() {
+    while n < crate::atoms::MAX_PAGES_PER_ATOM / 256 && !until() {
         buf.fill(std::hint::black_box(n as u8));
         std::hint::black_box(&mut buf);
         n += 1;

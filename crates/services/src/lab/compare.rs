@@ -64,7 +64,7 @@ impl Subject {
     ) -> Result<(RunOut, String), String> {
         match self {
             Subject::Model(m, bh) => {
-                let boot = Config { preempt: m, bh, bh_prio: cfg.bh_prio, ..Config::default() };
+                let boot = Config { preempt: m, bh, bh_prio: cfg.bh_prio, ptable: cfg.ptable, ..Config::default() };
                 let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
                 let policy = out.policy.clone().unwrap_or_default();
                 Ok((out, policy))
@@ -95,6 +95,8 @@ pub struct CompareConfig {
     pub probes: ProbeSet,
     /// How each kernel instance's CPU thread is scheduled on the host.
     pub cpu: CpuPolicy,
+    /// The patch models' point table (`--ptable`, the `ptable=` boot option).
+    pub ptable: kernel::PtableMode,
 }
 
 impl Default for CompareConfig {
@@ -109,6 +111,7 @@ impl Default for CompareConfig {
             rounds: 5,
             probes: ProbeSet::default(),
             cpu: CpuPolicy::Nice(-20),
+            ptable: kernel::PtableMode::Exact,
         }
     }
 }
