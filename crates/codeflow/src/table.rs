@@ -3,7 +3,7 @@
 //!
 //! **Mechanism.** Runs of consecutive instructions of an analysed function that share a next
 //! set and a "may return" flag become one `Range`; the sets are stored once each in a pool of
-//! site indices. Ranges are contiguous over the analysed span: the bytes between analysed
+//! site indices (a set of one site is kept in its range). Ranges are contiguous over the analysed span: the bytes between analysed
 //! functions are `GAP` ranges, an unresolved function is one `UNRESOLVED` range. The index is
 //! the seed's hash table: for every `BUCKET`-byte bucket that overlaps an analysed function,
 //! an open-addressing slot (at most half the slots are used; Fibonacci hashing, linear
@@ -30,7 +30,8 @@ const MAY_RETURN: u8 = 4;
 #[derive(Clone, Copy, Debug)]
 struct Range {
     start: u64,
-    /// The set: `pool[first..first + n]`.
+    /// The set: `pool[first..first + n]`, or, for a set of one, the site itself (the look-up
+    /// then touches no pool line).
     first: u32,
     n: u16,
     flags: u8,
@@ -59,9 +60,8 @@ pub struct ExactTable {
     hi: u64,
     ranges: Vec<Range>,
     pool: Vec<u32>,
-    /// Hash slots: bucket number + 1 (0: empty) and its range.
-    keys: Vec<u64>,
-    vals: Vec<u32>,
+    /// Hash slots: (bucket number + 1, 0: empty; its range), key and value in one line.
+    slots: Vec<(u64, u32)>,
     /// `keys.len() - 1` (a power of two minus one).
     mask: usize,
     /// log2 of `keys.len()`.
@@ -86,10 +86,12 @@ impl ExactTable {
                 None => t.push(Range { start: c.start, first: 0, n: 0, flags: UNRESOLVED }),
                 Some(flow) => {
                     for (insn, &(id, ret)) in c.insns.iter().zip(flow) {
-                        let (first, n) = *placed.entry(id).or_insert_with(|| {
-                            let s = &a.sets[id as usize];
-                            t.pool.extend_from_slice(s);
-                            ((t.pool.len() - s.len()) as u32, s.len() as u16)
+                        let (first, n) = *placed.entry(id).or_insert_with(|| match a.sets[id as usize][..] {
+                            [one] => (one, 1),
+                            ref s => {
+                                t.pool.extend_from_slice(s);
+                                ((t.pool.len() - s.len()) as u32, s.len() as u16)
+                            }
                         });
                         t.push(Range { start: insn.addr, first, n, flags: if ret { MAY_RETURN } else { 0 } });
                     }
@@ -131,13 +133,13 @@ impl ExactTable {
         }
         self.bits = (2 * buckets.len()).next_power_of_two().max(2).trailing_zeros();
         self.mask = (1 << self.bits) - 1;
-        (self.keys, self.vals) = (vec![0; self.mask + 1], vec![0; self.mask + 1]);
+        self.slots = vec![(0, 0); self.mask + 1];
         for (b, at) in buckets {
             let mut h = self.slot(b);
-            while self.keys[h] != 0 {
+            while self.slots[h].0 != 0 {
                 h = (h + 1) & self.mask;
             }
-            (self.keys[h], self.vals[h]) = (b + 1, at);
+            self.slots[h] = (b + 1, at);
         }
     }
 
@@ -146,9 +148,9 @@ impl ExactTable {
         let b = ip / BUCKET;
         let mut h = self.slot(b);
         loop {
-            match *self.keys.get(h)? {
-                0 => return None,
-                k if k == b + 1 => return Some(self.vals[h] as usize),
+            match *self.slots.get(h)? {
+                (0, _) => return None,
+                (k, at) if k == b + 1 => return Some(at as usize),
                 _ => h = (h + 1) & self.mask,
             }
         }
@@ -169,7 +171,10 @@ impl ExactTable {
             GAP => None,
             UNRESOLVED => Some(Lookup::Unresolved),
             f => Some(Lookup::Exact {
-                sites: &self.pool[r.first as usize..r.first as usize + r.n as usize],
+                sites: match r.n {
+                    1 => std::slice::from_ref(&r.first),
+                    n => &self.pool[r.first as usize..r.first as usize + n as usize],
+                },
                 may_return: f & MAY_RETURN != 0,
             }),
         }
@@ -182,6 +187,8 @@ impl ExactTable {
 
     /// Bytes the table occupies (ranges, set pool, bucket index).
     pub fn memory_bytes(&self) -> usize {
-        self.ranges.len() * std::mem::size_of::<Range>() + self.pool.len() * 4 + self.keys.len() * 12
+        self.ranges.len() * std::mem::size_of::<Range>()
+            + self.pool.len() * 4
+            + self.slots.len() * std::mem::size_of::<(u64, u32)>()
     }
 }
