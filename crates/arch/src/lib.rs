@@ -60,7 +60,8 @@
 //! - Tasks: [`switch::TaskContext`], [`switch::switch_to`], [`switch::switch_to_final`].
 //! - Time: [`clock::now_ns`], [`timer::HostTimer`].
 //! - Locking: [`sync::IrqSpinLock`].
-//! - Kernel text: [`text::contains`], [`text::load_bias`].
+//! - Kernel text: [`text::contains`], [`text::load_bias`]; for the machine-code analysis of
+//!   the exact point table, [`text::bytes`] and [`text::read_only`].
 //! - Preemption points: [`preempt_point!`], [`ppoint::sites`], [`ppoint::OP_IDLE`];
 //!   patching them: [`patch::prepare`], [`patch::site_addrs`], [`patch::read_site`],
 //!   [`patch::arm`], [`patch::disarm`], [`patch::Arm`], [`patch::claim_all_sites`] /

@@ -25,6 +25,9 @@ pub(crate) struct CompareArgs {
     /// (default 50).
     #[arg(long)]
     bh_prio: Option<u8>,
+    /// The patch models' point table: exact (from the machine code) or function.
+    #[arg(long, default_value = "exact")]
+    ptable: String,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
     #[arg(long, default_value = "all")]
@@ -78,6 +81,7 @@ impl CompareArgs {
             preempt: "all".into(),
             bh: None,
             bh_prio: None,
+            ptable: "exact".into(),
             peers: "all".into(),
             workload: "all".into(),
             size: String::new(),
@@ -101,6 +105,7 @@ impl CompareArgs {
             models: compare::parse_models(&self.preempt)?,
             bh: self.bh.as_deref().map(compare::parse_bh).transpose()?,
             bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
+            ptable: self.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?,
             peers: Peer::parse_list(&self.peers)?,
             workloads: workloads::parse(&self.workload, &self.size)?,
             seconds: self.duration.unwrap_or(seconds),

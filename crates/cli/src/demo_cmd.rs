@@ -32,6 +32,10 @@ pub(crate) struct DemoArgs {
     /// of atom 1, before the interrupt).
     #[arg(long)]
     switch_to: Option<String>,
+    /// The patch models' point table: exact (the next points of the interrupted instruction,
+    /// from the machine code) or function (every point of its function).
+    #[arg(long, default_value = "exact")]
+    ptable: String,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -46,6 +50,8 @@ pub(crate) struct DemoArgs {
 pub(crate) struct Plan {
     models: Vec<PreemptModel>,
     sc: ScenarioConfig,
+    /// The kernel configuration of every run but its model.
+    base: Config,
     /// Stderr notes: what the options make of the run that the user may not expect.
     notes: Vec<String>,
 }
@@ -59,6 +65,7 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
     let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
+    let ptable: kernel::PtableMode = args.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?;
     let models = services::lab::compare::parse_models(&args.preempt)?;
     if models.is_empty() {
         return Err("--preempt: name at least one model, or all".into());
@@ -78,21 +85,20 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         }
         _ => {}
     }
-    Ok(Plan { models, sc, notes })
+    Ok(Plan { models, sc, base: config(ptable, args.cpus.get()), notes })
 }
 
 pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
-    let Plan { models, sc, notes } = plan(args)?;
+    let Plan { models, sc, base, notes } = plan(args)?;
     for n in notes {
         eprintln!("atomkernel demo: note: {n}");
     }
-    let cpus = args.cpus.get();
     if args.repeat > 1 {
-        return demo_repeat(&models, &sc, args.repeat, args.json, cpus);
+        return demo_repeat(&models, &sc, base, args.repeat, args.json);
     }
     let mut results = Vec::new();
     for m in models {
-        let r = scenario::run_with(config(m, cpus), &sc).map_err(|e| e.to_string())?;
+        let r = run_one(m, base.clone(), &sc)?;
         if args.json {
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         } else {
@@ -116,22 +122,36 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn config(preempt: PreemptModel, cpus: usize) -> Config {
-    Config { preempt, cpus, ..Config::default() }
+/// The kernel configuration of every run but the model's.
+fn config(ptable: kernel::PtableMode, cpus: usize) -> Config {
+    Config { ptable, cpus, ..Config::default() }
+}
+
+fn run_one(m: PreemptModel, base: Config, sc: &ScenarioConfig) -> Result<scenario::ScenarioResult, String> {
+    scenario::run_with(Config { preempt: m, ..base }, sc).map_err(|e| e.to_string())
 }
 
 /// `demo --repeat N`: the RT wait's distribution per model.
-fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: bool, cpus: usize) -> Result<(), String> {
+fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: usize, json: bool) -> Result<(), String> {
     if !json {
         println!(
-            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>16}",
-            "model", "runs", "rt_ran_after_atom", "min_ms", "median_ms", "max_ms", "handler_us", "point_to_rt_us"
+            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>11} {:>16}",
+            "model",
+            "runs",
+            "rt_ran_after_atom",
+            "min_ms",
+            "median_ms",
+            "max_ms",
+            "handler_us",
+            "handler_med_us",
+            "sites/event",
+            "point_to_rt_us"
         );
     }
     for &m in models {
         let mut runs = Vec::with_capacity(n);
         for _ in 0..n {
-            runs.push(scenario::run_with(config(m, cpus), sc).map_err(|e| e.to_string())?);
+            runs.push(run_one(m, base.clone(), sc)?);
         }
         let mut waits: Vec<u64> = runs.iter().map(|r| r.rt_wait_ns).collect();
         waits.sort_unstable();
@@ -142,13 +162,19 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
         // The patch models' interrupt-exit work per RT event: look-up, unwinding, arming.
         let events: u64 = runs.iter().map(|r| r.patch.events).sum();
         let handler_ns = (events > 0).then(|| runs.iter().map(|r| r.patch.arm_ns).sum::<u64>() / events);
+        let sites = (events > 0).then(|| runs.iter().map(|r| r.patch.sites_armed).sum::<u64>() as f64 / events as f64);
+        // The handler's cost per event, run by run: its median.
+        let mut per_event: Vec<u64> = runs.iter().filter_map(|r| r.handler_ns_per_event).collect();
+        per_event.sort_unstable();
+        let handler_med = per_event.get(per_event.len() / 2).copied();
         // From the worker's point to the RT task running: serving the point (median).
         let mut served: Vec<u64> = runs.iter().filter_map(|r| r.point_to_rt_ns).collect();
         served.sort_unstable();
         let served_med = served.get(served.len() / 2).copied();
         if json {
-            let v = serde_json::json!({"model": m.name(), "cpus": cpus, "runs": n, "rt_ran_after_atom": after,
+            let v = serde_json::json!({"model": m.name(), "cpus": base.cpus, "runs": n, "rt_ran_after_atom": after,
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
+                "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": base.ptable.name(),
                 "point_to_rt_ns_median": served_med});
             println!("{v}");
         } else {
@@ -156,8 +182,10 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
             let ms = |ns: u64| ns as f64 / 1e6;
             let handler = handler_ns.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             let served = served_med.map_or("-".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3));
+            let hmed = handler_med.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
+            let sites = sites.map_or("-".to_string(), |s| format!("{s:.2}"));
             println!(
-                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>16}",
+                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>11} {:>16}",
                 m.name(),
                 n,
                 after.join(","),
@@ -165,6 +193,8 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, n: usize, json: boo
                 ms(med),
                 ms(max),
                 handler,
+                hmed,
+                sites,
                 served
             );
         }

@@ -28,6 +28,23 @@ fn demo_json_has_the_documented_fields() {
 }
 
 #[test]
+fn demo_json_reports_sites_armed_and_handler_cost_per_event_under_both_tables() {
+    for (ptable, redirects) in [("exact", 0), ("function", 1)] {
+        let (code, out, err) = atomkernel(&["demo", "--preempt", "patch-call", "--ptable", ptable, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["ptable"], ptable);
+        assert!(v["sites_armed_per_event"].as_f64().unwrap() >= 1.0, "{out}");
+        assert!(v["handler_ns_per_event"].as_u64().is_some(), "{out}");
+        // The scenario's loop meets a point on every path: only the per-function table redirects.
+        assert_eq!(v["patch"]["redirects"], redirects, "{ptable}: {out}");
+    }
+    let (code, _, err) = atomkernel(&["demo", "--ptable", "bogus"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ptable=bogus") && err.contains("exact, function"), "{err}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_exit_code_2() {
     let (code, _, err) = atomkernel(&["demo", "--preempt", "quick"]);
     assert_eq!(code, 2);
@@ -61,4 +78,22 @@ fn points_lists_the_scenario_point_with_its_function() {
         rows.iter().find(|r| r["file"].as_str().unwrap().ends_with("scenario.rs")).expect("the scenario's point");
     assert!(scenario["function"].as_str().unwrap().contains("scenario::worker"), "{scenario}");
     assert!(scenario["line"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn points_check_finds_the_shipped_services_bounded() {
+    let (code, out, err) = atomkernel(&["points", "--check", "--json"]);
+    assert_eq!(code, 0, "no loop of the shipped services spins without a point: {out}{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for r in &rows {
+        for field in ["function", "file", "line", "points", "max_stretch_insns", "unbounded", "resolved"] {
+            assert!(r.get(field).is_some(), "{field} in {r}");
+        }
+    }
+    let atoms = rows.iter().filter(|r| r["file"].as_str().is_some_and(|f| f.ends_with("services/src/atoms.rs")));
+    assert!(atoms.clone().count() >= 1, "run_atom is checked: {out}");
+    assert!(atoms.clone().all(|r| r["max_stretch_insns"].as_u64().is_some()), "atoms are bounded: {out}");
+    let (code, out, _) = atomkernel(&["points", "--check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("0 unbounded loop(s) in the shipped services' source"), "{out}");
 }

@@ -9,7 +9,7 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 19] = [
+const ROW_KEYS: [&str; 21] = [
     "model",
     "bh",
     "workload",
@@ -29,6 +29,8 @@ const ROW_KEYS: [&str; 19] = [
     "seconds",
     "rounds",
     "hz",
+    "sites_armed_per_event",
+    "handler_ns_per_event",
 ];
 
 fn rows(out: &str) -> Vec<serde_json::Value> {

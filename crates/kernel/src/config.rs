@@ -50,6 +50,47 @@ impl FromStr for BhMode {
     }
 }
 
+/// Which point table the patch models' interrupt exit reads (`ptable=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PtableMode {
+    /// The exact table from the machine code: the points first reached on every path forward
+    /// from the interrupted instruction, and the return redirected only if a path returns
+    /// before one (`model/patch/exact.rs`).
+    Exact,
+    /// The per-function table: every point of the interrupted function, and its return
+    /// redirected (`model/patch/ptable.rs`).
+    Function,
+}
+
+impl PtableMode {
+    /// Every mode, in the order reports list them.
+    pub const ALL: [PtableMode; 2] = [PtableMode::Exact, PtableMode::Function];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PtableMode::Exact => "exact",
+            PtableMode::Function => "function",
+        }
+    }
+}
+
+impl fmt::Display for PtableMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PtableMode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| ConfigError(format!("ptable={s}: unknown point table; choose one of exact, function")))
+    }
+}
+
 /// What was wrong with a configuration, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -89,6 +130,8 @@ pub struct Config {
     /// Report a CPU that has sat idle this many milliseconds while tasks still live, every one
     /// asleep (`hung_timeout_ms=`, Linux's `hung_task_timeout_secs` for the whole CPU); 0 = off.
     pub hung_timeout_ms: u64,
+    /// The patch models' point table (`ptable=exact|function`).
+    pub ptable: PtableMode,
 }
 
 /// Most CPUs an instance may have (a CPU mask is one 64-bit word).
@@ -115,6 +158,7 @@ impl Default for Config {
             bh_prio: DEFAULT_BH_PRIO,
             trace: crate::trace::TraceOptions::OFF,
             hung_timeout_ms: 0,
+            ptable: PtableMode::Exact,
         }
     }
 }
@@ -214,9 +258,10 @@ impl Config {
             "trace" => self.trace = crate::trace::TraceOptions::parse(value, self.trace.buf_entries)?,
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
             "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
+            "ptable" => self.ptable = value.parse()?,
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable"
                 )))
             }
         }
@@ -262,6 +307,7 @@ mod tests {
         assert!(e("bh_prio=0").contains("bh_prio=0 is out of range"));
         assert!(e("bh_prio=100").contains("bh_prio=100 is out of range"));
         assert!(e("bh_prio=x").contains("bh_prio=x: expected a SCHED_FIFO priority"));
+        assert!(e("ptable=bogus").contains("ptable=bogus: unknown point table; choose one of exact, function"));
     }
 
     #[test]
@@ -271,6 +317,15 @@ mod tests {
         assert_eq!(Config::default().bh, BhMode::Classic);
         for m in BhMode::ALL {
             assert_eq!(m.name().parse::<BhMode>().unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn ptable_parses_and_defaults_to_exact() {
+        assert_eq!(Config::default().ptable, PtableMode::Exact);
+        assert_eq!(Config::from_cmdline("ptable=function").unwrap().ptable, PtableMode::Function);
+        for m in PtableMode::ALL {
+            assert_eq!(m.name().parse::<PtableMode>().unwrap(), m);
         }
     }
 

@@ -35,7 +35,7 @@ pub mod time;
 pub mod trace;
 pub mod wait;
 
-pub use config::{BhMode, Config, ConfigError, PreemptModel};
+pub use config::{BhMode, Config, ConfigError, PreemptModel, PtableMode};
 pub use fork::spawn;
 pub use instance::{
     current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,

@@ -163,6 +163,13 @@ pub struct ScenarioResult {
     pub sites_armed_at_rt: usize,
     /// What the patch models did in this run (zero under the other models).
     pub patch: PatchStatsSnapshot,
+    /// The point table the patch models read (`ptable=`).
+    pub ptable: &'static str,
+    /// Patch models: sites armed per RT event (`patch.sites_armed / patch.events`).
+    pub sites_armed_per_event: Option<f64>,
+    /// Patch models: the interrupt exit's arming time per RT event, in ns
+    /// (`patch.arm_ns / patch.events`).
+    pub handler_ns_per_event: Option<u64>,
     /// Pages checksummed (or buffers set) by all atoms together.
     pub pages: u64,
     /// The timeline, in order.
@@ -229,7 +236,7 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 /// asked for one).
 pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult, RunReport), BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
-    let model = config.preempt;
+    let (model, ptable) = (config.preempt, config.ptable);
     let shown = match sc.switch_to {
         Some(to) => format!("{model}->{to}"),
         None => model.name().to_string(),
@@ -244,6 +251,10 @@ pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult
     let pages = report.init.clone().unwrap_or(0) as u64;
     let mut r = result(&shown, sc, &marks, pages, cpus);
     r.patch = report.patch;
+    r.ptable = ptable.name();
+    let events = r.patch.events;
+    r.sites_armed_per_event = (events > 0).then(|| r.patch.sites_armed as f64 / events as f64);
+    r.handler_ns_per_event = (events > 0).then(|| r.patch.arm_ns / events);
     Ok((r, report))
 }
 
@@ -355,11 +366,12 @@ fn callee_atom(page: &[u8], until: &dyn Fn() -> bool) -> u64 {
 }
 
 /// Sets a 1 MiB buffer over and over: the time goes to libc's `memset`. The buffer is
-/// allocated before the atom starts (the allocator runs with preemption disabled).
+/// allocated before the atom starts (the allocator runs with preemption disabled). At most
+/// `MAX_PAGES_PER_ATOM / 256` buffers (as many bytes as `run_atom`'s bound): a counted loop.
 fn libc_atom(until: &dyn Fn() -> bool) -> u64 {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
-    while !until() {
+    while n < crate::atoms::MAX_PAGES_PER_ATOM / 256 && !until() {
         buf.fill(std::hint::black_box(n as u8));
         std::hint::black_box(&mut buf);
         n += 1;
@@ -417,6 +429,9 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
         rt_points: m.rt_points.load(Ordering::Acquire),
         sites_armed_at_rt: m.armed_at_rt.load(Ordering::Acquire),
         patch: PatchStatsSnapshot::default(),
+        ptable: kernel::PtableMode::Exact.name(),
+        sites_armed_per_event: None,
+        handler_ns_per_event: None,
         pages,
         timeline: tl,
     }

@@ -133,6 +133,9 @@ fn a_short_comparison_has_a_row_for_every_model_and_peer() {
     assert!(expected.contains(&"peer:host-fifo".to_string()) && expected.contains(&"peer:tokio".to_string()));
     for r in &rows {
         assert_eq!(r.workload, "checksum");
+        if !r.model.starts_with("patch") {
+            assert!(r.sites_armed_per_event.is_none() && r.handler_ns_per_event.is_none(), "{}", r.model);
+        }
         assert!(r.samples > 0 && r.samples == r.latency_ns.count, "{r:?}");
         assert_eq!(r.histogram.iter().map(|b| b.count).sum::<u64>(), r.samples, "{r:?}");
         assert!(r.throughput_ops_s > 0.0 && r.overhead_pct.is_some_and(f64::is_finite), "{r:?}");

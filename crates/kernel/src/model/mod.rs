@@ -217,7 +217,7 @@ pub(crate) fn switch_sites(
     let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
     let claim = |m: Option<PreemptModel>| m.map_or(SiteClaim::None, |m| ops(m).sites());
     if claim(new) == SiteClaim::PerEvent {
-        patch::ptable::build().map_err(ConfigError)?;
+        patch::build_tables(k.config.ptable).map_err(ConfigError)?;
     }
     let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
     if will && !was {

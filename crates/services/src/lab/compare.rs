@@ -64,7 +64,7 @@ impl Subject {
     ) -> Result<(RunOut, String), String> {
         match self {
             Subject::Model(m, bh) => {
-                let boot = Config { preempt: m, bh, bh_prio: cfg.bh_prio, ..Config::default() };
+                let boot = Config { preempt: m, bh, bh_prio: cfg.bh_prio, ptable: cfg.ptable, ..Config::default() };
                 let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
                 let policy = out.policy.clone().unwrap_or_default();
                 Ok((out, policy))
@@ -95,6 +95,8 @@ pub struct CompareConfig {
     pub probes: ProbeSet,
     /// How each kernel instance's CPU thread is scheduled on the host.
     pub cpu: CpuPolicy,
+    /// The patch models' point table (`--ptable`, the `ptable=` boot option).
+    pub ptable: kernel::PtableMode,
 }
 
 impl Default for CompareConfig {
@@ -109,6 +111,7 @@ impl Default for CompareConfig {
             rounds: 5,
             probes: ProbeSet::default(),
             cpu: CpuPolicy::Nice(-20),
+            ptable: kernel::PtableMode::Exact,
         }
     }
 }
@@ -282,6 +285,11 @@ pub struct Row {
     pub seconds: f64,
     pub rounds: usize,
     pub hz: u32,
+    /// Patch models: sites armed per RT event (mean over the loaded runs); null otherwise.
+    pub sites_armed_per_event: Option<f64>,
+    /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
+    /// unwinding, patching); null otherwise.
+    pub handler_ns_per_event: Option<f64>,
 }
 
 /// Accumulates one cell over the rounds.
@@ -291,6 +299,8 @@ struct Cell {
     loaded: Vec<f64>,
     hists: Vec<LatencyHist>,
     policy: Option<String>,
+    /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
+    patch: (u64, u64, u64),
 }
 
 /// Runs the comparison; `progress` hears about each run as it starts (`"none/loader latency"`).
@@ -310,6 +320,8 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
                 progress(&format!("{}/{} latency", s.label(with_bh), w.name()));
                 let (loaded, policy) = s.run(w, &specs, ns, cfg)?;
                 cell.loaded.push(loaded.units_per_s());
+                let p = &loaded.patch;
+                cell.patch = (cell.patch.0 + p.events, cell.patch.1 + p.sites_armed, cell.patch.2 + p.arm_ns);
                 if cell.hists.is_empty() {
                     cell.hists = loaded.hists;
                 } else {
@@ -366,6 +378,8 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                 seconds: cfg.seconds,
                 rounds: cfg.rounds,
                 hz: Config::default().hz,
+                sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
+                handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
             });
         }
     }

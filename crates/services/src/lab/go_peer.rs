@@ -245,7 +245,7 @@ fn parse(out: &str, probes: &[ProbeSpec], ns: u64) -> Result<(RunOut, String, u3
             ));
         }
     }
-    Ok((RunOut { units, ns: wall, hists, policy: None }, version, procs))
+    Ok((RunOut { units, ns: wall, hists, policy: None, patch: Default::default() }, version, procs))
 }
 
 #[cfg(test)]

@@ -128,7 +128,16 @@ fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64, cpu_poli
     let ((units, wall), hog_policy) = hog.map_or(((0, 0), String::new()), |h| h.join().expect("hog thread"));
     let probe_policy = results.first().map_or_else(|| "no probe".into(), |r| r.1.clone());
     let policy = format!("probe: {probe_policy}; hog: {hog_policy}");
-    (RunOut { units, ns: wall, hists: results.into_iter().map(|r| r.0).collect(), policy: None }, policy)
+    (
+        RunOut {
+            units,
+            ns: wall,
+            hists: results.into_iter().map(|r| r.0).collect(),
+            policy: None,
+            patch: Default::default(),
+        },
+        policy,
+    )
 }
 
 fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms) -> (u64, u64) {
@@ -225,5 +234,5 @@ async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u6
         Some(w) => w.await.unwrap_or((0, 0)),
         None => (0, 0),
     };
-    RunOut { units, ns, hists, policy: None }
+    RunOut { units, ns, hists, policy: None, patch: Default::default() }
 }

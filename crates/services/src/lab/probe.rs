@@ -143,6 +143,8 @@ pub struct RunOut {
     pub hists: Vec<LatencyHist>,
     /// The host policy the run's CPU thread (or the peer's probes) got, when one was asked for.
     pub policy: Option<String>,
+    /// The patch models' counters of the run (zero under other models and for peers).
+    pub patch: kernel::model::patch::PatchStatsSnapshot,
 }
 
 impl RunOut {
@@ -247,7 +249,7 @@ pub fn run_instance(
         shared.hists.lock().unwrap_or_else(|e| e.into_inner()).drain(..).map(Option::unwrap_or_default).collect();
     let (units, ns, policy) =
         (shared.units.load(Ordering::Acquire), shared.ns.load(Ordering::Acquire), shared.policy.get().cloned());
-    let out = RunOut { units, ns, hists, policy };
+    let out = RunOut { units, ns, hists, policy, patch: report.patch };
     if workload.is_some() && out.units == 0 {
         return Err(format!("preempt={model}: the worker did no work"));
     }

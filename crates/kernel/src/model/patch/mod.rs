@@ -2,13 +2,18 @@
 //!
 //! **Mechanism.** Kernel code runs over idle preemption points and pays nothing for them. When
 //! an interrupt wakes an RT task while the current task is in kernel mode, the interrupt exit
-//! reads the interrupted instruction pointer and looks it up in the [`ptable`]. If its
-//! function has points, those are armed: turned into `int3` (served by the SIGTRAP handler,
-//! which injects a call of `preempt_schedule_irq`) or into `call` of the point hook (which
-//! calls `schedule`). Every other path out of the function goes through its return, so the
-//! return address is redirected too (`arch::redirect`). If the function has no points (a leaf
-//! helper, libc, the vDSO) the handler unwinds the stack (`arch::unwind`, from `.eh_frame`)
-//! to the first caller that has points and does the same there. When a redirected return
+//! reads the interrupted instruction pointer and looks it up in the point table: under
+//! `ptable=exact` (the default) the [`exact`] table, which names the points first reached on
+//! every path forward from that instruction (through calls too) and says whether some path
+//! returns before one; under `ptable=function` the per-function [`ptable`], which names every
+//! point of the interrupted function (and every path may return). The points named are armed:
+//! turned into `int3` (served by the SIGTRAP handler, which injects a call of
+//! `preempt_schedule_irq`) or into `call` of the point hook (which calls `schedule`). If some
+//! path returns first, the return address is redirected too (`arch::redirect`). A function the
+//! exact analysis left unresolved is armed from the per-function table instead (counted in
+//! `exact_fallbacks`). If the instruction reaches no point (a leaf helper, libc, the vDSO) the
+//! handler unwinds the stack (`arch::unwind`, from `.eh_frame`) to the first caller that does
+//! and does the same there. When a redirected return
 //! fires and the task may be preempted there, it is; if not (a count is held, or the return
 //! lands in foreign code), the caller's points are armed and its return redirected in turn.
 //!
@@ -20,9 +25,11 @@
 //! - A task that meets an armed site while no event of its CPU is pending passes on.
 //! - Nothing here allocates or makes a system call on the interrupt path.
 
+pub mod exact;
 pub mod ptable;
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt;
 use arch::patch::Arm;
@@ -98,6 +105,9 @@ pub(crate) struct PatchStats {
     /// Events the handler could not arm (no table entry within reach): the retry timer looks
     /// again instead.
     pub(crate) fallbacks: AtomicU64,
+    /// Events (or chases) armed from the per-function table because the exact table had the
+    /// function unresolved.
+    pub(crate) exact_fallbacks: AtomicU64,
     /// Armed points reached (by `int3` or `call`).
     pub(crate) fired: AtomicU64,
     /// Redirected returns reached.
@@ -108,6 +118,9 @@ pub(crate) struct PatchStats {
     pub(crate) chases: AtomicU64,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
     pub(crate) arm_ns: AtomicU64,
+    /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
+    /// return address of the first frame that reaches points).
+    pub(crate) armed_at_ip: AtomicU64,
 }
 
 /// `patch-int3` or `patch-call`: the two differ only in how a point is armed.
@@ -188,24 +201,62 @@ pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
     ok
 }
 
-/// Walks up from `f` to the first function with points, arms them and redirects its return.
+/// Builds the tables the interrupt exit will read under `mode` (outside interrupt context).
+pub(crate) fn build_tables(mode: PtableMode) -> Result<(), String> {
+    ptable::build()?;
+    if mode == PtableMode::Exact {
+        exact::build()?;
+    }
+    Ok(())
+}
+
+/// What one frame's look-up says to arm.
+enum Plan<'a> {
+    /// Arm these sites; redirect the frame's return if some path returns before them.
+    Arm { points: &'a [u32], redirect: bool },
+    /// Nothing reachable from here: look one frame up.
+    Up,
+}
+
+/// The look-up for one frame: the exact table under `ptable=exact` (falling back to the
+/// per-function table where the function is unresolved), else the per-function table.
+fn plan<'a>(k: &Kernel, f: &Frame, table: &'a ptable::PointTable) -> Plan<'a> {
+    if !arch::text::contains(f.ip) {
+        return Plan::Up;
+    }
+    if let Some(x) = exact::get().filter(|_| k.config.ptable == PtableMode::Exact) {
+        match x.table.lookup(f.ip as u64) {
+            Some(codeflow::Lookup::Exact { sites, may_return }) if !sites.is_empty() || may_return => {
+                return Plan::Arm { points: sites, redirect: may_return }
+            }
+            None => return Plan::Up,
+            // Unresolved, or no path forward meets a point or returns (a trap): per function.
+            Some(_) => k.this_cpu().model.patch.stats.exact_fallbacks.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    match table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) {
+        Some(points) => Plan::Arm { points, redirect: true },
+        None => Plan::Up,
+    }
+}
+
+/// Walks up from `f` to the first frame whose look-up names points, arms them and, if some
+/// path returns before them, redirects that frame's return.
 fn arm_from(k: &Kernel, mut f: Frame, how: Arm) -> bool {
     let (Some(table), Some(stack)) = (ptable::get(), arch::redirect::current_stack()) else { return false };
-    let p = &k.this_cpu().model.patch;
     for depth in 0..MAX_DEPTH {
-        let points = if arch::text::contains(f.ip) {
-            table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip })
-        } else {
-            None
-        };
-        let step = arch::unwind::step(&f, stack);
-        if let Some(points) = points {
-            p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
-            return arm_points(k, points, step.map(|s| s.ra_slot), how);
-        }
-        match step {
-            Some(s) => f = s.caller,
-            None => return false,
+        match plan(k, &f, table) {
+            Plan::Arm { points, redirect } => {
+                let stats = &k.this_cpu().model.patch.stats;
+                stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
+                stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
+                let slot = if redirect { arch::unwind::step(&f, stack).map(|s| s.ra_slot) } else { None };
+                return arm_points(k, points, slot, how);
+            }
+            Plan::Up => match arch::unwind::step(&f, stack) {
+                Some(s) => f = s.caller,
+                None => return false,
+            },
         }
     }
     false
@@ -237,6 +288,9 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
         crate::trace::event_in(k, crate::trace::Event::SitePatched { site });
     }
     a.ret = ra_slot.and_then(|slot| Some((slot, arch::redirect::redirect_return(slot)?)));
+    if a.n == 0 && a.ret.is_none() {
+        return false; // nothing armed: the retry timer looks again
+    }
     p.stats.sites_armed.fetch_add(a.n as u64, Ordering::Relaxed);
     p.stats.redirects.fetch_add(a.ret.is_some() as u64, Ordering::Relaxed);
     p.active.store(true, Ordering::Release);
@@ -329,6 +383,9 @@ pub struct PatchStatsSnapshot {
     /// Events the handler could not arm (no table entry within reach): the retry timer looks
     /// again instead.
     pub fallbacks: u64,
+    /// Events (or chases) armed from the per-function table because the exact table had the
+    /// function unresolved.
+    pub exact_fallbacks: u64,
     /// Armed points reached (by `int3` or `call`).
     pub fired: u64,
     /// Redirected returns reached.
@@ -339,6 +396,9 @@ pub struct PatchStatsSnapshot {
     pub chases: u64,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
     pub arm_ns: u64,
+    /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
+    /// return address of the first frame that reaches points).
+    pub armed_at_ip: u64,
 }
 
 impl PatchStats {
@@ -351,11 +411,13 @@ impl PatchStats {
             frames_walked: r(&self.frames_walked),
             foreign: r(&self.foreign),
             fallbacks: r(&self.fallbacks),
+            exact_fallbacks: r(&self.exact_fallbacks),
             fired: r(&self.fired),
             returns: r(&self.returns),
             preemptions: r(&self.preemptions),
             chases: r(&self.chases),
             arm_ns: r(&self.arm_ns),
+            armed_at_ip: r(&self.armed_at_ip),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The 1996 table: for an interrupted kernel instruction pointer, the preemption points that
-//! come next on every path forward.
+//! The per-function point table (`ptable=function`, and the fallback of `ptable=exact` for a
+//! function the machine-code analysis left unresolved): for an interrupted kernel instruction
+//! pointer, every preemption point of its function, a superset of the ones that come next on
+//! every path forward (the exact set is [`super::exact`]'s).
 //!
 //! **Mechanism.** The table is built once per process from the site table (the addresses of
 //! every preemption point) and the machine code's function ranges (the FDEs of `.eh_frame`,

@@ -1,0 +1,355 @@
+//! Hand-written machine code of known shape: exact next-point sets and checker verdicts.
+
+use crate::{analyze, Analysis, ExactTable, Function, Lookup, NextPoints};
+use std::collections::HashMap;
+
+/// A tiny x86-64 assembler with labels, enough for the shapes below.
+#[derive(Default)]
+struct Asm {
+    base: u64,
+    b: Vec<u8>,
+    labels: HashMap<&'static str, u64>,
+    /// (position of a rel field, its width, label, end of the instruction).
+    fix: Vec<(usize, usize, &'static str, u64)>,
+    sites: Vec<u64>,
+    funcs: Vec<(u64, u64)>,
+    open: Option<u64>,
+}
+
+impl Asm {
+    fn new(base: u64) -> Asm {
+        Asm { base, ..Asm::default() }
+    }
+    fn here(&self) -> u64 {
+        self.base + self.b.len() as u64
+    }
+    fn label(&mut self, l: &'static str) -> &mut Self {
+        let h = self.here();
+        self.labels.insert(l, h);
+        self
+    }
+    fn func(&mut self, l: &'static str) -> &mut Self {
+        self.end_func();
+        self.open = Some(self.here());
+        self.label(l)
+    }
+    fn end_func(&mut self) {
+        if let Some(s) = self.open.take() {
+            self.funcs.push((s, self.here()));
+        }
+    }
+    fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.b.extend_from_slice(bytes);
+        self
+    }
+    fn rel(&mut self, op: &[u8], width: usize, l: &'static str) -> &mut Self {
+        self.raw(op);
+        let pos = self.b.len();
+        self.b.extend(std::iter::repeat_n(0, width));
+        let end = self.here();
+        self.fix.push((pos, width, l, end));
+        self
+    }
+    fn point(&mut self, l: &'static str) -> &mut Self {
+        let h = self.here();
+        self.sites.push(h);
+        self.label(l).raw(&[0x3d, 0, 0, 0, 0])
+    }
+    fn nop(&mut self) -> &mut Self {
+        self.raw(&[0x90])
+    }
+    fn ret(&mut self) -> &mut Self {
+        self.raw(&[0xc3])
+    }
+    fn test_edi(&mut self) -> &mut Self {
+        self.raw(&[0x85, 0xff])
+    }
+    fn dec_edi(&mut self) -> &mut Self {
+        self.raw(&[0xff, 0xcf])
+    }
+    /// `cmp byte [rdi], 0`: a loop exit that hangs on memory.
+    fn cmp_mem(&mut self) -> &mut Self {
+        self.raw(&[0x80, 0x3f, 0x00])
+    }
+    fn je(&mut self, l: &'static str) -> &mut Self {
+        self.rel(&[0x74], 1, l)
+    }
+    fn jne(&mut self, l: &'static str) -> &mut Self {
+        self.rel(&[0x75], 1, l)
+    }
+    fn jmp(&mut self, l: &'static str) -> &mut Self {
+        self.rel(&[0xeb], 1, l)
+    }
+    fn call(&mut self, l: &'static str) -> &mut Self {
+        self.rel(&[0xe8], 4, l)
+    }
+    fn finish(mut self) -> Program {
+        self.end_func();
+        for &(pos, width, l, end) in &self.fix {
+            let d = self.labels[l] as i64 - end as i64;
+            self.b[pos..pos + width].copy_from_slice(&d.to_le_bytes()[..width]);
+        }
+        Program { asm: self, data: HashMap::new() }
+    }
+}
+
+struct Program {
+    asm: Asm,
+    /// Read-only data (jump tables) by address.
+    data: HashMap<u64, Vec<u8>>,
+}
+
+impl Program {
+    fn at(&self, l: &str) -> u64 {
+        self.asm.labels[l]
+    }
+    fn analyze(&self) -> Analysis {
+        let funcs: Vec<Function<'_>> = self
+            .asm
+            .funcs
+            .iter()
+            .map(|&(s, e)| Function {
+                start: s,
+                bytes: &self.asm.b[(s - self.asm.base) as usize..(e - self.asm.base) as usize],
+            })
+            .collect();
+        let read = |addr: u64, len: usize| self.data.get(&addr).filter(|d| d.len() >= len).map(|d| &d[..len]);
+        analyze(&funcs, &self.asm.sites, &read)
+    }
+    /// The site indices of the named points.
+    fn idx(&self, names: &[&str]) -> Vec<u32> {
+        let mut v: Vec<u32> =
+            names.iter().map(|n| self.asm.sites.iter().position(|&s| s == self.at(n)).unwrap() as u32).collect();
+        v.sort_unstable();
+        v
+    }
+    fn expect(&self, a: &Analysis, at: &str, points: &[&str], may_return: bool) {
+        let want = NextPoints { sites: self.idx(points), may_return };
+        assert_eq!(a.next_points(self.at(at)), Some(want.clone()), "next points at {at}");
+        let t = ExactTable::build(a);
+        let got = t.lookup(self.at(at));
+        assert_eq!(got, Some(Lookup::Exact { sites: &want.sites, may_return }), "table at {at}");
+    }
+}
+
+#[test]
+fn straight_line() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").nop().label("b").nop().nop().point("p").label("after").nop().ret();
+    let p = a.finish();
+    let an = p.analyze();
+    p.expect(&an, "f", &["p"], false);
+    p.expect(&an, "b", &["p"], false);
+    p.expect(&an, "p", &["p"], false);
+    p.expect(&an, "after", &[], true);
+    let c = an.check_at(p.at("f")).unwrap();
+    assert!(c.resolved && c.unbounded.is_empty());
+    let s = c.max_stretch.unwrap();
+    assert_eq!((s.insns, s.start, s.end), (3, p.at("f"), p.at("p") - 1));
+}
+
+#[test]
+fn if_else_reaches_both_arms() {
+    let mut a = Asm::new(0x2000);
+    a.func("f").test_edi().label("br").je("else").point("a").jmp("end");
+    a.label("else").point("b").label("end").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    p.expect(&an, "f", &["a", "b"], false);
+    p.expect(&an, "br", &["a", "b"], false);
+    p.expect(&an, "end", &[], true);
+    assert_eq!(an.check_at(p.at("f")).unwrap().max_stretch.unwrap().insns, 2);
+}
+
+#[test]
+fn loop_with_a_point_is_bounded() {
+    let mut a = Asm::new(0x3000);
+    a.func("f").label("top").point("p").label("dec").dec_edi().jne("top").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    p.expect(&an, "dec", &["p"], true);
+    let c = an.check_at(p.at("f")).unwrap();
+    assert!(c.unbounded.is_empty() && c.counted_loops == 0);
+    let s = c.max_stretch.unwrap();
+    assert_eq!((s.insns, s.start), (3, p.at("dec")));
+}
+
+#[test]
+fn loop_without_a_point_is_unbounded_and_named() {
+    let mut a = Asm::new(0x4000);
+    a.func("f").point("p").nop().label("head").cmp_mem().jne("head").ret();
+    a.func("g").label("head2").cmp_mem().jne("head2").point("q").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    p.expect(&an, "head", &[], true);
+    p.expect(&an, "head2", &["q"], false);
+    for (f, head) in [("f", "head"), ("g", "head2")] {
+        let c = an.check_at(p.at(f)).unwrap();
+        assert_eq!(c.max_stretch, None, "{f}");
+        assert_eq!(c.unbounded.len(), 1, "{f}");
+        assert_eq!((c.unbounded[0].head, c.unbounded[0].place_point_at), (p.at(head), p.at(head)), "{f}");
+    }
+}
+
+#[test]
+fn a_counted_loop_without_a_point_is_bounded_per_iteration() {
+    let mut a = Asm::new(0x4800);
+    // for (edi = n; edi != 0; edi--) {}: the exit's flags come from the step of edi.
+    a.func("f").point("p").label("head").nop().dec_edi().jne("head").ret();
+    // The same loop, but its counter is also loaded from memory: not counted.
+    a.func("g").point("q").label("head2").raw(&[0x8b, 0x3f]).dec_edi().jne("head2").ret(); // mov edi, [rdi]
+    let p = a.finish();
+    let an = p.analyze();
+    let c = an.check_at(p.at("f")).unwrap();
+    assert_eq!((c.unbounded.len(), c.counted_loops), (0, 1));
+    assert!(c.max_stretch.is_some());
+    let g = an.check_at(p.at("g")).unwrap();
+    assert_eq!((g.unbounded.len(), g.counted_loops), (1, 0));
+    assert_eq!(g.unbounded[0].head, p.at("head2"));
+}
+
+#[test]
+fn early_return_may_return_before_a_point() {
+    let mut a = Asm::new(0x5000);
+    a.func("f").test_edi().je("out").point("p").nop().label("out").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    p.expect(&an, "f", &["p"], true);
+    p.expect(&an, "out", &[], true);
+}
+
+#[test]
+fn calls_reach_the_callees_points() {
+    let mut a = Asm::new(0x6000);
+    a.func("g").point("pg").ret();
+    a.func("h").test_edi().je("hout").point("ph").label("hout").ret();
+    a.func("f").nop().label("c1").call("g").label("after").nop().call("h").label("c2").point("pf").ret();
+    a.func("caller").call("f").ret(); // no points of its own: reaches them through f
+    let p = a.finish();
+    let an = p.analyze();
+    p.expect(&an, "f", &["pg"], false);
+    p.expect(&an, "c1", &["pg"], false);
+    p.expect(&an, "after", &["ph", "pf"], false);
+    p.expect(&an, "caller", &["pg"], false);
+    let c = an.check_at(p.at("f")).unwrap();
+    assert!(c.unbounded_calls.is_empty());
+    // `call g` cuts (every path through g meets its point); `call h` does not.
+    assert_eq!(c.max_stretch.unwrap().insns, 1 + (1 + 3));
+}
+
+#[test]
+fn a_call_into_an_unbounded_function_is_flagged() {
+    let mut a = Asm::new(0x7000);
+    a.func("spin").label("s").cmp_mem().jne("s").ret();
+    a.func("f").point("p").label("c").call("spin").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    let c = an.check_at(p.at("f")).unwrap();
+    assert_eq!(c.unbounded_calls, vec![(p.at("c"), p.at("spin"))]);
+    assert!(c.is_unbounded() && c.max_stretch.is_none());
+    assert!(an.check().iter().any(|c| c.start == p.at("spin") && c.unbounded.len() == 1));
+}
+
+/// `switch (edi) { 0: point a; 1: point b; 2: return }`, LLVM's PIC jump table at 0x9000.
+fn jump_table(bounded: bool) -> Program {
+    let mut a = Asm::new(0x8000);
+    a.func("f");
+    if bounded {
+        a.raw(&[0x83, 0xff, 0x02]).rel(&[0x77], 1, "default"); // cmp edi, 2; ja default
+    }
+    a.raw(&[0x89, 0xf8]); // mov eax, edi
+    let disp = 0x9000i64 - (a.here() as i64 + 7);
+    a.raw(&[0x48, 0x8d, 0x0d]).raw(&disp.to_le_bytes()[..4]); // lea rcx, [rip + T]
+    a.raw(&[0x48, 0x63, 0x04, 0x81, 0x48, 0x01, 0xc8, 0xff, 0xe0]); // movsxd rax,[rcx+rax*4]; add rax,rcx; jmp rax
+    a.label("c0").point("a").ret();
+    a.label("c1").point("b").ret();
+    a.label("c2").ret();
+    a.label("default").ret();
+    let mut p = a.finish();
+    let table: Vec<u8> =
+        ["c0", "c1", "c2"].iter().flat_map(|l| ((p.at(l) as i64 - 0x9000) as i32).to_le_bytes()).collect();
+    p.data.insert(0x9000, table);
+    p
+}
+
+#[test]
+fn a_recognised_jump_table_is_followed() {
+    let p = jump_table(true);
+    let an = p.analyze();
+    p.expect(&an, "f", &["a", "b"], true);
+    assert!(an.check_at(p.at("f")).unwrap().resolved);
+}
+
+#[test]
+fn an_unrecognised_indirect_jump_leaves_the_function_unresolved() {
+    let p = jump_table(false);
+    let an = p.analyze();
+    assert_eq!(an.next_points(p.at("f")), None);
+    assert_eq!(ExactTable::build(&an).lookup(p.at("f")), Some(Lookup::Unresolved));
+    let c = an.check_at(p.at("f")).unwrap();
+    assert!(!c.resolved && c.max_stretch.is_none());
+}
+
+#[test]
+fn armed_sites_read_as_points() {
+    for op in [0xe8u8, 0xcc] {
+        let mut a = Asm::new(0xa000);
+        a.func("f").nop().point("p").label("after").ret();
+        let mut p = a.finish();
+        let at = (p.at("p") - 0xa000) as usize;
+        p.asm.b[at] = op;
+        let an = p.analyze();
+        p.expect(&an, "f", &["p"], false);
+        p.expect(&an, "after", &[], true);
+    }
+}
+
+#[test]
+fn addresses_outside_analysed_functions_have_no_entry() {
+    let mut a = Asm::new(0xb000);
+    a.func("leaf").nop().ret();
+    a.func("f").point("p").ret();
+    let p = a.finish();
+    let t = ExactTable::build(&p.analyze());
+    for ip in [0, p.at("leaf"), p.at("f") + 6, u64::MAX] {
+        assert_eq!(t.lookup(ip), None, "{ip:#x}");
+    }
+}
+
+proptest::proptest! {
+    /// Random straight-line functions of nops, points, early-exit branches and returns: the
+    /// table answers as the analysis at every byte, and a set is empty only with `may_return`.
+    #[test]
+    fn the_table_answers_as_the_analysis(shapes in proptest::collection::vec(proptest::collection::vec(0u8..4, 1..24), 1..40)) {
+        let mut a = Asm::new(0x10_0000);
+        let names: Vec<&'static str> = (0..shapes.len() * 2).map(|i| &*Box::leak(format!("l{i}").into_boxed_str())).collect();
+        for (k, shape) in shapes.iter().enumerate() {
+            a.func(names[2 * k]);
+            for (j, &op) in shape.iter().enumerate() {
+                match op {
+                    0 => { a.nop(); }
+                    1 => { a.point(Box::leak(format!("p{k}_{j}").into_boxed_str())); }
+                    2 => { a.test_edi().je(names[2 * k + 1]); }
+                    _ => { a.nop(); }
+                }
+            }
+            a.label(names[2 * k + 1]).ret();
+        }
+        let p = a.finish();
+        let an = p.analyze();
+        let t = ExactTable::build(&an);
+        for ip in 0x10_0000..p.asm.here() + 4 {
+            let want = an.next_points(ip);
+            let got = t.lookup(ip);
+            match (&want, got) {
+                (Some(w), Some(Lookup::Exact { sites, may_return })) => {
+                    proptest::prop_assert_eq!(&w.sites[..], sites);
+                    proptest::prop_assert_eq!(w.may_return, may_return);
+                    proptest::prop_assert!(!w.sites.is_empty() || w.may_return);
+                }
+                (None, None) => {}
+                (w, g) => proptest::prop_assert!(false, "{ip:#x}: analysis {w:?}, table {g:?}"),
+            }
+        }
+    }
+}
