@@ -450,6 +450,11 @@ fn a_wake_storm_from_a_host_thread_across_cpus_loses_no_wakeup() {
             }
             Ok(())
         });
+        // Wait in the kernel (a host join would hold this task's CPU, where the consumer may
+        // have to run).
+        while !host.is_finished() {
+            kernel::time::sleep_ns(1_000_000);
+        }
         let lost = host.join().unwrap();
         if let Err(e) = &lost {
             eprintln!("{e}");

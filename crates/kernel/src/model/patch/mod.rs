@@ -432,7 +432,7 @@ pub fn patch_stats() -> PatchStatsSnapshot {
 }
 
 impl PatchStatsSnapshot {
-    /// Adds another CPU's counters to these.
+    /// Adds another CPU's counters to these (every field: a new one must be added here too).
     pub fn add(&mut self, o: &PatchStatsSnapshot) {
         self.events += o.events;
         self.sites_armed += o.sites_armed;
@@ -445,6 +445,10 @@ impl PatchStatsSnapshot {
         self.preemptions += o.preemptions;
         self.chases += o.chases;
         self.arm_ns += o.arm_ns;
+        self.exact_fallbacks += o.exact_fallbacks;
+        if o.armed_at_ip != 0 {
+            self.armed_at_ip = o.armed_at_ip; // the last event's, on whichever CPU had one
+        }
     }
 }
 
