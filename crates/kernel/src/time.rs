@@ -46,16 +46,17 @@ impl TimerQueue {
 /// The tick: advance jiffies, run the scheduler tick.
 pub(crate) fn timer_interrupt(k: &Kernel) {
     let cpu = k.this_cpu();
+    // Ticks the host coalesced while the CPU thread was held up count too: against jiffies
+    // (on CPU 0) and against the running task's RR slice.
+    let ticks = 1 + cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
     if cpu.id == 0 {
-        let missed = cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
-        k.jiffies.fetch_add(1 + missed, Ordering::Relaxed);
+        k.jiffies.fetch_add(ticks, Ordering::Relaxed);
     }
     crate::model::tick(k);
     crate::softirq::run_local_timers(k);
     {
-        let rq = crate::sched::rq_lock::rq_lock(k, cpu.id);
-        let mut rq = rq;
-        if rq.tick(arch::clock::now_ns()) {
+        let mut rq = crate::sched::rq_lock::rq_lock(k, cpu.id);
+        if rq.tick(arch::clock::now_ns(), ticks) {
             let curr = rq.curr;
             crate::model::resched_curr(k, &rq, curr);
         }

@@ -246,14 +246,15 @@ impl Rq {
         }
     }
 
-    /// `scheduler_tick`: charge the running task and decide whether its time is up.
-    pub(crate) fn tick(&mut self, now: u64) -> bool {
+    /// `scheduler_tick` for `ticks` ticks (more than one when the host held the CPU thread up):
+    /// charge the running task and decide whether its time is up.
+    pub(crate) fn tick(&mut self, now: u64, ticks: u64) -> bool {
         let curr = self.curr;
         fair::update_curr(&mut self.tasks[curr].se, now);
         let t = &mut self.tasks[curr];
         match t.policy {
             Policy::Rr(p) => {
-                t.rr_left = t.rr_left.saturating_sub(1);
+                t.rr_left = t.rr_left.saturating_sub(ticks.min(u32::MAX as u64) as u32);
                 if t.rr_left > 0 {
                     return false;
                 }
