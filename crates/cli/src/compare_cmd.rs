@@ -71,6 +71,10 @@ pub(crate) struct CompareArgs {
     /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html.
     #[arg(long, value_name = "DIR")]
     report: Option<std::path::PathBuf>,
+    /// CPUs of every atomkernel instance (the workload and probes as with one CPU; the lab
+    /// with one worker per CPU is the next step).
+    #[command(flatten)]
+    cpus: crate::cpus_arg::CpusArg,
 }
 
 impl CompareArgs {
@@ -95,6 +99,7 @@ impl CompareArgs {
             cpu_nice: "-20".into(),
             json: false,
             report: None,
+            cpus: crate::cpus_arg::CpusArg::ONE,
         }
     }
 
@@ -117,6 +122,7 @@ impl CompareArgs {
                 distance_us: self.distance_us,
             },
             cpu: cpu_policy(&self.cpu_nice)?,
+            cpus: self.cpus.get(),
         };
         cfg.validate()?;
         let used: Vec<kernel::BhMode> = cfg.workloads.iter().flat_map(|&w| cfg.bh_for(w)).collect();

@@ -42,6 +42,8 @@ pub(crate) struct LatencyArgs {
     /// Print one JSON object instead of the text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cpus: crate::cpus_arg::CpusArg,
 }
 
 /// What `latency` runs, checked before anything starts.
@@ -86,7 +88,7 @@ pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
 
 pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
     let Plan { model, workload, specs, stop, cpu } = plan(a)?;
-    let out = probe::run_kernel(model, workload, &specs, stop, cpu)?;
+    let out = probe::run_kernel(model, a.cpus.get(), workload, &specs, stop, cpu)?;
     let wname = workload.map_or("none", |w| w.name());
     if a.json {
         let probes: Vec<_> = specs

@@ -50,6 +50,8 @@ pub(crate) struct PacketsArgs {
     /// The lower RT task's priority for --order, 1..=99.
     #[arg(long, default_value_t = 40)]
     low_prio: u8,
+    #[command(flatten)]
+    cpus: crate::cpus_arg::CpusArg,
 }
 
 /// Parses `--bh`: a comma list of modes or `all` (the lab's parser).
@@ -77,6 +79,7 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
         probe_prio: (a.probe_prio != 0).then_some(a.probe_prio),
         interval_us: a.interval_us,
         probe_pages: a.probe_pages,
+        cpus: a.cpus.get(),
     };
     cfg.validate()?;
     let modes = modes(&a.bh)?;

@@ -46,6 +46,8 @@ pub(crate) struct TraceArgs {
     /// Rows per report section.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    #[command(flatten)]
+    cpus: crate::cpus_arg::CpusArg,
 }
 
 fn config(a: &TraceArgs) -> Result<Config, String> {
@@ -64,7 +66,7 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
     if !(1..=10_000).contains(&a.hz) {
         return Err(format!("--hz {}: use 1..=10000", a.hz));
     }
-    let c = Config { preempt, hz: a.hz, trace, ..Config::default() };
+    let c = Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() };
     c.validate().map_err(|e| format!("--preempt {preempt}: {e}"))?;
     Ok(c)
 }

@@ -45,6 +45,8 @@ pub struct PacketLoadConfig {
     pub interval_us: u64,
     /// 4 KiB page checksums the probe does after each wakeup (0: none, 0..=4096).
     pub probe_pages: usize,
+    /// CPUs of the kernel (`cpus=`).
+    pub cpus: usize,
 }
 
 impl Default for PacketLoadConfig {
@@ -58,6 +60,7 @@ impl Default for PacketLoadConfig {
             probe_prio: Some(80),
             interval_us: 1000,
             probe_pages: 0,
+            cpus: 1,
         }
     }
 }
@@ -90,7 +93,7 @@ impl PacketLoadConfig {
 
     /// The kernel command line of a run.
     pub fn cmdline(&self) -> String {
-        format!("preempt={} bh={} bh_prio={}", self.preempt, self.bh, self.bh_prio)
+        format!("preempt={} bh={} bh_prio={} cpus={}", self.preempt, self.bh, self.bh_prio, self.cpus)
     }
 
     fn boot_config(&self) -> Result<Config, String> {

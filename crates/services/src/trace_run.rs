@@ -102,7 +102,13 @@ pub fn run(t: &TraceRun) -> Result<RunReport, String> {
 /// The register torture with the tracers on; a register mismatch is an error.
 fn torture(t: &TraceRun) -> Result<RunReport, String> {
     let kernel_mode = t.config.preempt == PreemptModel::Full;
-    let cfg = TortureConfig { preemptions: 20_000, max_secs: 120, kernel_mode, ..TortureConfig::default() };
+    let cfg = TortureConfig {
+        preemptions: 20_000,
+        max_secs: 120,
+        kernel_mode,
+        cpus: t.config.cpus,
+        ..TortureConfig::default()
+    };
     let (r, report) = crate::torture::run_traced(&cfg, t.config.trace).map_err(|e| e.to_string())?;
     match r.mismatches.first() {
         Some(m) => Err(format!("the torture found {} register mismatches, the first: {m}", r.mismatches.len())),

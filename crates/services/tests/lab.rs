@@ -86,7 +86,8 @@ fn a_probe_takes_exactly_its_count_and_the_histogram_holds_every_sample() {
     let specs = ProbeSet { threads: 2, ..ProbeSet::default() }.specs();
     assert_eq!((specs[0].prio, specs[1].prio), (80, 79));
     let w = Workload::all()[0];
-    let out = probe::run_kernel(PreemptModel::Voluntary, Some(w), &specs, Stop::Loops(200), CpuPolicy::Shared).unwrap();
+    let out =
+        probe::run_kernel(PreemptModel::Voluntary, 1, Some(w), &specs, Stop::Loops(200), CpuPolicy::Shared).unwrap();
     assert_eq!(out.policy.as_deref(), Some("CPU thread: host default"));
     assert_eq!(out.hists.len(), 2);
     for h in &out.hists {

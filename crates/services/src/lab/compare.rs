@@ -64,7 +64,14 @@ impl Subject {
     ) -> Result<(RunOut, String), String> {
         match self {
             Subject::Model(m, bh) => {
-                let boot = Config { preempt: m, bh, bh_prio: cfg.bh_prio, ptable: cfg.ptable, ..Config::default() };
+                let boot = Config {
+                    preempt: m,
+                    bh,
+                    bh_prio: cfg.bh_prio,
+                    ptable: cfg.ptable,
+                    cpus: cfg.cpus,
+                    ..Config::default()
+                };
                 let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
                 let policy = out.policy.clone().unwrap_or_default();
                 Ok((out, policy))
@@ -97,6 +104,8 @@ pub struct CompareConfig {
     pub cpu: CpuPolicy,
     /// The patch models' point table (`--ptable`, the `ptable=` boot option).
     pub ptable: kernel::PtableMode,
+    /// CPUs of every atomkernel instance (`cpus=`).
+    pub cpus: usize,
 }
 
 impl Default for CompareConfig {
@@ -112,6 +121,7 @@ impl Default for CompareConfig {
             probes: ProbeSet::default(),
             cpu: CpuPolicy::Nice(-20),
             ptable: kernel::PtableMode::Exact,
+            cpus: 1,
         }
     }
 }

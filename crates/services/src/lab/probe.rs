@@ -196,16 +196,17 @@ impl CpuPolicy {
     }
 }
 
-/// Runs `workload` (if any) and `probes` on a fresh instance under `model` until `stop`, its
-/// CPU thread scheduled on the host as `cpu`.
+/// Runs `workload` (if any) and `probes` on a fresh instance of `cpus` CPUs under `model` until
+/// `stop`, its CPU threads scheduled on the host as `cpu`.
 pub fn run_kernel(
     model: PreemptModel,
+    cpus: usize,
     workload: Option<Workload>,
     probes: &[ProbeSpec],
     stop: Stop,
     cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
-    run_instance(Config { preempt: model, ..Config::default() }, workload, probes, stop, cpu)
+    run_instance(Config { preempt: model, cpus, ..Config::default() }, workload, probes, stop, cpu)
 }
 
 /// [`run_kernel`] on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`).
