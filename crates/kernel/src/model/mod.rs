@@ -22,9 +22,10 @@
 //!
 //! **Invariant.** While an instance's model claims the sites, every site calls the hook; the
 //! hook of an instance whose model does not act at points returns at once (another instance in
-//! the same process may have armed them). A switch is complete before [`set_preempt_model`]
-//! returns: the new model's claim is taken before the old one is dropped, and nothing the
-//! patch models armed survives it.
+//! the same process may have armed them). A switch is complete on the switching CPU before
+//! [`set_preempt_model`] returns: the new model's claim is taken before the old one is dropped,
+//! and nothing the patch models armed there survives it; every other CPU is sent a
+//! function-call IPI that disarms what it armed.
 
 mod cpulock;
 mod full;
@@ -248,11 +249,15 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         k.model.store(model.index(), Ordering::Release);
         patch::event_served(&k); // nothing armed survives a switch
     }
-    // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there).
-    let me = k.raw_cpu_id();
-    let others = k.all_cpus() & !(1 << me);
+    // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there),
+    // on the function-call IPI sent here; the switch does not wait for them (a CPU that has not
+    // taken it yet also serves its event at its next switch, as every CPU does).
+    let others = {
+        let _pin = preempt::preempt_disable();
+        k.all_cpus() & !(1 << k.raw_cpu_id())
+    };
     if others != 0 {
-        crate::smp::smp_call_function_many(others, || patch::event_served(&this_kernel()), true)
+        crate::smp::smp_call_function_many(others, || patch::event_served(&this_kernel()), false)
             .map_err(ConfigError)?;
     }
     crate::trace::model_switched(&k, old, model);
