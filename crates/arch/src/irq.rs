@@ -31,23 +31,26 @@ pub fn local_irq_disable() {
 /// `local_irq_enable()`: clear the soft mask, first replaying every interrupt that arrived
 /// while it was set (each with the mask set, as on real entry).
 pub fn local_irq_enable() {
-    percpu::with(|l| loop {
+    // The replay may preempt the task (a replayed interrupt's `Preempt` is served by a direct
+    // call), and the task may then resume on another CPU thread: so no per-CPU reference is
+    // held across it, and each step below reaches this thread's words afresh.
+    loop {
         // One `xchg`: a signal lands before it (and is taken now) or after it (and is seen
         // below); a `Cell::replace` is a load and a store, and lost the lines of a signal
         // landing between them.
-        let pending = l.pending.swap(0, Ordering::Relaxed);
+        let pending = percpu::with(|l| l.pending.swap(0, Ordering::Relaxed));
         if pending != 0 {
             entry::run_irq(pending, &IrqFrame::replayed());
             continue;
         }
-        l.irqs_masked.set(false);
+        percpu::set_irqs_masked(false);
         // A signal between the read of `pending` and the clear found the mask set and left its
         // lines pending: take the mask back and replay them rather than lose them.
-        if l.pending.load(Ordering::Relaxed) == 0 {
+        if percpu::with(|l| l.pending.load(Ordering::Relaxed)) == 0 {
             return;
         }
-        l.irqs_masked.set(true);
-    })
+        percpu::set_irqs_masked(true);
+    }
 }
 
 /// `local_irq_save()`: mask and return whether IRQs were masked before.

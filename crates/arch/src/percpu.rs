@@ -115,7 +115,8 @@ impl PerCpuWord {
 /// leave one CPU thread in `switch_to` and resume on another, and a compiler that had kept
 /// the thread-local address in a register across that call (it assumes the thread cannot
 /// change inside a function) would then reach the first thread's words. Here the address is
-/// computed afresh inside every call, and `f` never switches.
+/// computed afresh inside every call, and `f` must never switch (nor call anything that may:
+/// a replayed interrupt, a hook): a reference to the words must not outlive the call.
 #[inline(never)]
 pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
     LOCAL.with(f)

@@ -379,14 +379,9 @@ fn migrating_a_task_that_holds_a_preempt_count_is_a_bug() {
 }
 
 /// RT sleepers keep waking while a migrator moves busy RR tasks between CPUs every 500 us (a
-/// wakeup lost in a migration would hang this).
-///
-/// Ignored while an open bug stands: on the loaded two-core host the RT tasks' wakeups (and
-/// `torture --migrate` in user mode) sometimes stall for tens of seconds, with both CPU threads
-/// running the RR tasks' user code; run it with `cargo test -p atomkernel-kernel --test smp --
-/// --ignored`. It passes on a quiet host.
+/// wakeup lost in a migration would hang this; an interrupt replay that kept the old CPU's
+/// words across a preemption once left a CPU masked for good here).
 #[test]
-#[ignore = "open bug: RT wakeups stall under forced migrations on a loaded host (see the doc)"]
 fn wakeups_survive_forced_migrations() {
     let config = Config { cpus: 2, rr_timeslice_ticks: 1, ..Config::default() };
     let r = controlled(config, || {

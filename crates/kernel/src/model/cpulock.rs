@@ -38,7 +38,9 @@ impl Model for Cpulock {
     }
 
     fn point(&self, k: &Kernel, site: usize) {
-        if k.this_cpu().model.cpulock.quantum_lock.load(Ordering::Acquire) != 0 {
+        // Task context, preemptible: a task that moved on meanwhile reads the CPU it came from,
+        // which only moves the decision to its next point.
+        if k.raw_this_cpu().model.cpulock.quantum_lock.load(Ordering::Acquire) != 0 {
             super::schedule_at_point(k, site);
         }
     }

@@ -250,8 +250,9 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         patch::event_served(&k); // nothing armed survives a switch
     }
     // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there),
-    // on the function-call IPI sent here; the switch does not wait for them (a CPU that has not
-    // taken it yet also serves its event at its next switch, as every CPU does).
+    // on the function-call IPI sent here. The switch does not wait for them (waiting while the
+    // other CPUs run kernel code through the sites just patched can hang: an open bug); a CPU
+    // that has not taken the IPI yet also serves its event at its next switch.
     let others = {
         let _pin = preempt::preempt_disable();
         k.all_cpus() & !(1 << k.raw_cpu_id())
