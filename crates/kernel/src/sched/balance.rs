@@ -106,6 +106,9 @@ pub(crate) fn note_rt_queued(k: &Kernel, rq: &RqGuard<'_>) {
 /// Moves queued, not running task `id` from `src` to `dst` (both locked) and preempts `dst`'s
 /// current task if the arrival outranks it.
 fn move_queued(k: &Kernel, src: &mut RqGuard<'_>, dst: &mut RqGuard<'_>, id: TaskId) {
+    if !src.is_queued(id) {
+        arch::cpu::die("BUG: a task moved between run queues while not queued (running or in transit)");
+    }
     src.dequeue(id);
     move_off_queue(k, src, dst, id);
     if dst.wake_new(id) {
@@ -336,7 +339,10 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
     } else if rq.task(pid).on_rq {
         let target = allowed.trailing_zeros() as usize;
         let (mut src, mut dst, _) = double_lock_balance(&k, rq, target);
-        if src.task(pid).on_rq && src.curr != pid && k.task(pid).cpu.load(Ordering::Acquire) == src.cpu {
+        // Checked again under both locks (the first may have been dropped): still queued here,
+        // not running and not in transit (a task preempted meanwhile may be in `migrate_after`,
+        // and its own CPU moves it).
+        if src.is_queued(pid) && k.task(pid).cpu.load(Ordering::Acquire) == src.cpu {
             move_queued(&k, &mut src, &mut dst, pid);
         }
     }

@@ -210,7 +210,6 @@ impl FairRunQueue {
     }
 
     /// Whether `id` is queued.
-    #[cfg(test)] // used by the tests only
     pub(crate) fn is_queued(&self, id: TaskId) -> bool {
         self.heap_pos.get(id).is_some_and(Option::is_some)
     }

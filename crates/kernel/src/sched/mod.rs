@@ -149,6 +149,12 @@ impl Rq {
         }
     }
 
+    /// Is task `id` in one of this run queue's class queues (queued, not running, not in
+    /// transit)?
+    pub(crate) fn is_queued(&self, id: TaskId) -> bool {
+        self.rt.is_queued(id) || self.fair.is_queued(id)
+    }
+
     /// Takes a queued (not running) task off the class queues (`deactivate_task`).
     pub(crate) fn dequeue(&mut self, id: TaskId) {
         let t = &mut self.tasks[id];
