@@ -276,3 +276,35 @@ pub fn sched_yield() {
         schedule_at(place);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::sync::atomic::Ordering;
+
+    /// A task whose `on_cpu` still names the CPU about to run it (a stale claim: no CPU
+    /// cleared it) is reported as running on two CPUs, naming it, and then taken.
+    #[test]
+    fn a_task_seen_running_on_two_cpus_is_a_bug_naming_it() {
+        // From an RT task on the one CPU: the new fair task cannot run before it is marked.
+        let r = crate::run(Config::default(), || {
+            let control = crate::spawn(crate::TaskBuilder::new("control").fifo(90), || {
+                let k = crate::instance::this_kernel();
+                let t = crate::spawn(crate::TaskBuilder::new("twice"), || 0);
+                // Deliberately wrong: mark the new task as running on this CPU before it ran.
+                let me = {
+                    let _irq = crate::preempt::raw_local_irq_save();
+                    k.raw_cpu_id()
+                };
+                k.task(t.id()).on_cpu.store(me, Ordering::Release);
+                t.join().unwrap()
+            });
+            control.join().unwrap()
+        })
+        .unwrap();
+        assert_eq!(r.init, Ok(0));
+        let b =
+            r.bugs.iter().find(|b| b.contains("seen running on two CPUs")).unwrap_or_else(|| panic!("{:?}", r.bugs));
+        assert!(b.contains("task 'twice'") && b.contains("(0 and 0)") && b.contains("on CPU 0"), "{b}");
+    }
+}
