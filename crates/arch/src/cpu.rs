@@ -175,6 +175,12 @@ impl CpuRegistration {
         Ok(CpuRegistration { irr, raiser, irq_stack, old_altstack })
     }
 
+    /// Gives this CPU the core's number for it ([`crate::percpu::cpu_number`]). Call on the
+    /// CPU thread.
+    pub fn set_cpu_number(&self, n: u32) {
+        percpu::with(|l| l.cpu_number.set(n));
+    }
+
     /// A handle other threads use to raise this CPU's interrupt lines.
     pub fn raiser(&self) -> IrqRaiser {
         self.raiser.clone()
@@ -186,6 +192,7 @@ impl Drop for CpuRegistration {
         irq::local_irq_disable();
         percpu::with(|l| {
             l.hooks.set(None);
+            l.cpu_number.set(0);
             l.irr.set(std::ptr::null());
             l.pending.store(0, Ordering::Relaxed);
         });

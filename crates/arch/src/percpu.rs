@@ -31,6 +31,8 @@ pub(crate) struct CpuLocal {
     pub preempt_count: PerCpuWord,
     /// The soft IRQ mask: `true` = IRQs "disabled" (`cli`).
     pub irqs_masked: Cell<bool>,
+    /// The core's number for this CPU (0 on threads that are not CPUs).
+    pub cpu_number: Cell<u32>,
     /// Lines that fired while masked, replayed when the mask clears. Set by the handler, taken
     /// by the interrupted code: single-instruction atomics only (see the module docs).
     pub pending: AtomicU64,
@@ -56,6 +58,7 @@ thread_local! {
         CpuLocal {
             preempt_count: PerCpuWord::new(0),
             irqs_masked: Cell::new(false),
+            cpu_number: Cell::new(0),
             pending: AtomicU64::new(0),
             in_irq: Cell::new(false),
             in_signal: Cell::new(false),
@@ -130,30 +133,38 @@ pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
 /// registration, [`check_fs_offsets`]); they are computed once, on first use.
 static PREEMPT_COUNT_OFF: AtomicIsize = AtomicIsize::new(0);
 static IRQS_MASKED_OFF: AtomicIsize = AtomicIsize::new(0);
+static CPU_NUMBER_OFF: AtomicIsize = AtomicIsize::new(0);
 
 /// This thread's offsets of the two hot words from its thread pointer.
-fn fs_offsets_here() -> (isize, isize) {
+fn fs_offsets_here() -> (isize, isize, isize) {
     let tp: usize;
     // SAFETY: on x86-64 Linux the word at %fs:0 is the thread control block's pointer to
     // itself (the thread pointer); reading it has no side effect.
     unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
-    let (pc, m) = with(|l| (l.preempt_count.0.as_ptr() as usize, l.irqs_masked.as_ptr() as usize));
-    (pc.wrapping_sub(tp) as isize, m.wrapping_sub(tp) as isize)
+    let (pc, m, n) = with(|l| {
+        (l.preempt_count.0.as_ptr() as usize, l.irqs_masked.as_ptr() as usize, l.cpu_number.as_ptr() as usize)
+    });
+    (pc.wrapping_sub(tp) as isize, m.wrapping_sub(tp) as isize, n.wrapping_sub(tp) as isize)
 }
 
 #[cold]
 #[inline(never)]
-fn init_fs_offsets() -> (isize, isize) {
-    let (pc, m) = fs_offsets_here();
-    PREEMPT_COUNT_OFF.store(pc, Ordering::Relaxed);
+fn init_fs_offsets() -> (isize, isize, isize) {
+    let (pc, m, n) = fs_offsets_here();
+    CPU_NUMBER_OFF.store(n, Ordering::Relaxed);
     IRQS_MASKED_OFF.store(m, Ordering::Relaxed);
-    (pc, m)
+    PREEMPT_COUNT_OFF.store(pc, Ordering::Relaxed); // last: its being set means all are
+    (pc, m, n)
 }
 
 /// Checks, on a thread becoming a CPU, that its hot words sit where every other thread's do.
 pub(crate) fn check_fs_offsets() {
     let here = fs_offsets_here();
-    let known = (PREEMPT_COUNT_OFF.load(Ordering::Relaxed), IRQS_MASKED_OFF.load(Ordering::Relaxed));
+    let known = (
+        PREEMPT_COUNT_OFF.load(Ordering::Relaxed),
+        IRQS_MASKED_OFF.load(Ordering::Relaxed),
+        CPU_NUMBER_OFF.load(Ordering::Relaxed),
+    );
     if known.0 == 0 {
         init_fs_offsets();
     } else if known != here {
@@ -169,6 +180,26 @@ fn pc_off() -> isize {
         0 => init_fs_offsets().0,
         o => o,
     }
+}
+
+#[inline(always)]
+fn cpu_number_off() -> isize {
+    match CPU_NUMBER_OFF.load(Ordering::Relaxed) {
+        0 => init_fs_offsets().2,
+        o => o,
+    }
+}
+
+/// The core's number for the CPU this thread is (0 on other threads), by one `%fs`-relative
+/// load: right on whatever thread the calling task runs now, and inlinable.
+#[inline(always)]
+pub fn cpu_number() -> u32 {
+    let v: u32;
+    // SAFETY: a 4-byte load of this thread's `cpu_number` cell (see `PREEMPT_COUNT_OFF`).
+    unsafe {
+        std::arch::asm!("mov {v:e}, dword ptr fs:[{o}]", o = in(reg) cpu_number_off(), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
+    };
+    v
 }
 
 #[inline(always)]

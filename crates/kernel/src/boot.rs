@@ -102,6 +102,7 @@ impl CpuUp {
             arch::cpu::pin_current_thread(h).map_err(host)?;
         }
         let registration = arch::cpu::CpuRegistration::new(&crate::irq::HOOKS).map_err(host)?;
+        registration.set_cpu_number(id as u32);
         set_this_cpu(Some((k.clone(), id)));
         crate::preempt::preempt_count_set(0);
         crate::preempt::clear_need_resched();

@@ -82,10 +82,11 @@ pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
     THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_ref().map(|(k, _)| k.clone())))
 }
 
-/// The CPU number of the calling CPU thread (0 elsewhere). Never inlined (see above).
-#[inline(never)]
+/// The CPU number of the calling CPU thread (0 elsewhere): one `%fs`-relative load of the arch
+/// layer's per-CPU word, right on whatever thread the task runs now.
+#[inline(always)]
 pub(crate) fn this_cpu_id() -> usize {
-    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_ref().map(|(_, c)| *c)).unwrap_or(0))
+    arch::percpu::cpu_number() as usize
 }
 
 /// Makes the calling thread CPU `cpu` of `k` (`None`: no CPU any more).
