@@ -103,7 +103,7 @@ impl CpuUp {
         }
         let registration = arch::cpu::CpuRegistration::new(&crate::irq::HOOKS).map_err(host)?;
         registration.set_cpu_number(id as u32);
-        set_this_cpu(Some((k.clone(), id)));
+        set_this_cpu(Some(k.clone()));
         crate::preempt::preempt_count_set(0);
         crate::preempt::clear_need_resched();
         let c = &k.cpus[id];

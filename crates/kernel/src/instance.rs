@@ -4,7 +4,7 @@
 //! and starts CPU 0's host thread, which boots the rest (`boot.rs`). When every task has
 //! exited, every CPU stops, and the host side gets a [`RunReport`]: each task's result and
 //! counters, each CPU's figures, every `BUG:` report, the printk log. A CPU thread finds its
-//! instance and CPU number through one thread-local pair.
+//! instance through a thread-local, and its CPU number through the arch layer's per-CPU word.
 //!
 //! **Invariant.** Kernel instances share nothing: each has its own CPU threads, and all of its
 //! state is reached through those threads' local pointers, so any number of instances (the
@@ -65,8 +65,8 @@ pub struct Kernel {
 }
 
 thread_local! {
-    /// The instance and CPU number of a CPU thread.
-    static THIS: RefCell<Option<(Arc<Kernel>, usize)>> = const { RefCell::new(None) };
+    /// The instance of a CPU thread (its CPU number is the arch layer's per-CPU word).
+    static THIS: RefCell<Option<Arc<Kernel>>> = const { RefCell::new(None) };
 }
 
 /// The kernel instance of the calling CPU thread. Panics elsewhere.
@@ -79,7 +79,7 @@ pub(crate) fn this_kernel() -> Arc<Kernel> {
 /// as every thread-local access here (see `arch::percpu::with`).
 #[inline(never)]
 pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
-    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_ref().map(|(k, _)| k.clone())))
+    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone()))
 }
 
 /// The CPU number of the calling CPU thread (0 elsewhere): one `%fs`-relative load of the arch
@@ -89,8 +89,8 @@ pub(crate) fn this_cpu_id() -> usize {
     arch::percpu::cpu_number() as usize
 }
 
-/// Makes the calling thread CPU `cpu` of `k` (`None`: no CPU any more).
-pub(crate) fn set_this_cpu(this: Option<(Arc<Kernel>, usize)>) {
+/// Makes the calling thread a CPU of `k` (`None`: no CPU any more).
+pub(crate) fn set_this_cpu(this: Option<Arc<Kernel>>) {
     THIS.with(|t| *t.borrow_mut() = this);
 }
 

@@ -38,38 +38,7 @@ fn host_thread_switch(c: &mut Criterion) {
     c.bench_function("host thread switch (futex ping-pong, one CPU)", |b| {
         b.iter_custom(|iters| {
             let cpu = hostlab::sched::allowed_cpus()[0];
-            let rounds = iters.div_ceil(2);
-            let turn = Arc::new(AtomicU64::new(0));
-            let (tx, rx) = std::sync::mpsc::channel::<std::thread::Thread>();
-            let t = turn.clone();
-            let pong = std::thread::spawn(move || {
-                let _ = hostlab::sched::pin_current_thread(cpu);
-                let ping = rx.recv().unwrap();
-                for i in 0..rounds {
-                    while t.load(Ordering::Acquire) != 2 * i + 1 {
-                        std::thread::park();
-                    }
-                    t.store(2 * i + 2, Ordering::Release);
-                    ping.unpark();
-                }
-            });
-            let pong_thread = pong.thread().clone();
-            let ping = std::thread::spawn(move || {
-                let _ = hostlab::sched::pin_current_thread(cpu);
-                tx.send(std::thread::current()).unwrap();
-                let t0 = std::time::Instant::now();
-                for i in 0..rounds {
-                    turn.store(2 * i + 1, Ordering::Release);
-                    pong_thread.unpark();
-                    while turn.load(Ordering::Acquire) != 2 * i + 2 {
-                        std::thread::park();
-                    }
-                }
-                t0.elapsed()
-            });
-            let d = ping.join().unwrap();
-            pong.join().unwrap();
-            d
+            common::host_ping_pong(cpu, cpu, iters.div_ceil(2))
         })
     });
 }

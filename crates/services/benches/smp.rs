@@ -5,10 +5,10 @@
 //!
 //! `cargo bench -p atomkernel-services --bench smp`
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use kernel::{spawn, Config, TaskBuilder};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `body` as a SCHED_FIFO 90 task bound to CPU 0 of a fresh two-CPU kernel; returns the
@@ -43,38 +43,7 @@ fn host_cross_core_round_trip(c: &mut Criterion) {
     c.bench_function("host cross-core round trip (futex wake and back)", |b| {
         b.iter_custom(|iters| {
             let cpus = hostlab::sched::allowed_cpus();
-            let (a, bcpu) = (cpus[0], *cpus.get(1).unwrap_or(&cpus[0]));
-            let turn = Arc::new(AtomicU64::new(0));
-            let (tx, rx) = std::sync::mpsc::channel::<std::thread::Thread>();
-            let t = turn.clone();
-            let pong = std::thread::spawn(move || {
-                let _ = hostlab::sched::pin_current_thread(bcpu);
-                let ping = rx.recv().unwrap();
-                for i in 0..iters {
-                    while t.load(Ordering::Acquire) != 2 * i + 1 {
-                        std::thread::park();
-                    }
-                    t.store(2 * i + 2, Ordering::Release);
-                    ping.unpark();
-                }
-            });
-            let pong_thread = pong.thread().clone();
-            let ping = std::thread::spawn(move || {
-                let _ = hostlab::sched::pin_current_thread(a);
-                tx.send(std::thread::current()).unwrap();
-                let t0 = std::time::Instant::now();
-                for i in 0..iters {
-                    turn.store(2 * i + 1, Ordering::Release);
-                    pong_thread.unpark();
-                    while turn.load(Ordering::Acquire) != 2 * i + 2 {
-                        std::thread::park();
-                    }
-                }
-                t0.elapsed()
-            });
-            let d = ping.join().unwrap();
-            pong.join().unwrap();
-            d
+            common::host_ping_pong(cpus[0], *cpus.get(1).unwrap_or(&cpus[0]), iters)
         })
     });
 }
