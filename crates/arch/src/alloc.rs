@@ -37,7 +37,7 @@ fn enter() {
 #[inline(always)]
 fn exit() {
     if percpu::preempt_count_sub(PREEMPT_OFFSET) == 0 {
-        if let Some(h) = percpu::with(|l| l.hooks.get()) {
+        if let Some(h) = percpu::hooks() {
             (h.preempt_schedule)();
         }
     }

@@ -193,6 +193,7 @@ impl Drop for CpuRegistration {
         percpu::with(|l| {
             l.hooks.set(None);
             l.cpu_number.set(0);
+            l.core_flags.set(0);
             l.irr.set(std::ptr::null());
             l.pending.store(0, Ordering::Relaxed);
         });

@@ -301,7 +301,7 @@ extern "C" fn trampoline_body(frame: *mut TrampolineFrame) {
         crate::redirect::serve(frame);
         return;
     }
-    if let Some(hooks) = percpu::with(|l| l.hooks.get()) {
+    if let Some(hooks) = percpu::hooks() {
         (hooks.preempt_schedule_irq)();
     }
     irq::local_irq_enable();
@@ -310,7 +310,7 @@ extern "C" fn trampoline_body(frame: *mut TrampolineFrame) {
 /// Runs the core's IRQ hook for `lines` with the mask set. For a replayed interrupt, a
 /// `Preempt` answer is served at once by a direct call: the caller is task context already.
 pub(crate) fn run_irq(lines: u64, frame: &IrqFrame) -> IrqExit {
-    let Some(hooks) = percpu::with(|l| l.hooks.get()) else {
+    let Some(hooks) = percpu::hooks() else {
         return IrqExit::Resume;
     };
     // Save and restore rather than clear: a hard interrupt may nest in the softirq window of
@@ -508,7 +508,7 @@ fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
         crate::patch::Trap::Fired(site) => site,
     };
     gregs[libc::REG_RIP as usize] = (site + 5) as i64;
-    let hooks = percpu::with(|l| l.hooks.get());
+    let hooks = percpu::hooks();
     let Some(hooks) = hooks.filter(|_| percpu::is_cpu_thread()) else { return true };
     if percpu::with(|l| l.irqs_masked.replace(true)) {
         return true; // IRQs off: the point cannot act; the site stays armed for the next one

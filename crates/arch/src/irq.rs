@@ -35,10 +35,9 @@ pub fn local_irq_enable() {
     // call), and the task may then resume on another CPU thread: so no per-CPU reference is
     // held across it, and each step below reaches this thread's words afresh.
     loop {
-        // One `xchg`: a signal lands before it (and is taken now) or after it (and is seen
-        // below); a `Cell::replace` is a load and a store, and lost the lines of a signal
-        // landing between them.
-        let pending = percpu::with(|l| l.pending.swap(0, Ordering::Relaxed));
+        // One `xchg` on the word (a `%fs`-relative one, so right on the thread the task runs
+        // on now): a signal lands before it (and is taken now) or after it (and is seen below).
+        let pending = percpu::take_pending();
         if pending != 0 {
             entry::run_irq(pending, &IrqFrame::replayed());
             continue;
@@ -46,7 +45,7 @@ pub fn local_irq_enable() {
         percpu::set_irqs_masked(false);
         // A signal between the read of `pending` and the clear found the mask set and left its
         // lines pending: take the mask back and replay them rather than lose them.
-        if percpu::with(|l| l.pending.load(Ordering::Relaxed)) == 0 {
+        if percpu::pending() == 0 {
             return;
         }
         percpu::set_irqs_masked(true);
@@ -79,7 +78,7 @@ pub fn irqs_disabled() -> bool {
 
 /// Lines raised while masked and not yet replayed (for tests and tracing).
 pub(crate) fn pending_lines() -> u64 {
-    percpu::with(|l| l.pending.load(Ordering::Relaxed))
+    percpu::pending()
 }
 
 /// A handle that raises interrupt lines on one CPU from any thread: a device's interrupt pin,

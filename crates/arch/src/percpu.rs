@@ -33,6 +33,8 @@ pub(crate) struct CpuLocal {
     pub irqs_masked: Cell<bool>,
     /// The core's number for this CPU (0 on threads that are not CPUs).
     pub cpu_number: Cell<u32>,
+    /// Flags the core keeps per CPU and tests on hot paths ([`core_flags`]); 0 elsewhere.
+    pub core_flags: Cell<u32>,
     /// Lines that fired while masked, replayed when the mask clears. Set by the handler, taken
     /// by the interrupted code: single-instruction atomics only (see the module docs).
     pub pending: AtomicU64,
@@ -59,6 +61,7 @@ thread_local! {
             preempt_count: PerCpuWord::new(0),
             irqs_masked: Cell::new(false),
             cpu_number: Cell::new(0),
+            core_flags: Cell::new(0),
             pending: AtomicU64::new(0),
             in_irq: Cell::new(false),
             in_signal: Cell::new(false),
@@ -125,95 +128,168 @@ pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
     LOCAL.with(f)
 }
 
-/// The two hottest words, `preempt_count` and the soft IRQ mask, are reached without `with`:
-/// by one `%fs`-relative instruction, as Linux reaches `__preempt_count` through `%gs`. The
-/// instruction reads the thread pointer when it executes, so it is right on whatever thread
-/// the task runs on, and it may be inlined anywhere. The words' offsets from the thread pointer
-/// are those of the program's static TLS block, the same on every thread (checked at each CPU's
-/// registration, [`check_fs_offsets`]); they are computed once, on first use.
-static PREEMPT_COUNT_OFF: AtomicIsize = AtomicIsize::new(0);
-static IRQS_MASKED_OFF: AtomicIsize = AtomicIsize::new(0);
-static CPU_NUMBER_OFF: AtomicIsize = AtomicIsize::new(0);
+/// The hot words (`preempt_count`, the soft IRQ mask, the CPU number, the core's flags and the
+/// hooks pointer) are reached without `with`: by one `%fs`-relative instruction, as Linux
+/// reaches `__preempt_count` through `%gs`. The instruction reads the thread pointer when it
+/// executes, so it is right on whatever thread the task runs on, and it may be inlined
+/// anywhere. The words' offsets from the thread pointer are those of the program's static TLS
+/// block, the same on every thread (checked at each CPU's registration, [`check_fs_offsets`]);
+/// they are computed once, on first use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FsOffsets {
+    preempt_count: isize,
+    irqs_masked: isize,
+    cpu_number: isize,
+    core_flags: isize,
+    hooks: isize,
+    pending: isize,
+}
 
-/// This thread's offsets of the two hot words from its thread pointer.
-fn fs_offsets_here() -> (isize, isize, isize) {
+/// The offsets; `preempt_count == 0` until computed (a real offset is never 0: `%fs:0` is the
+/// thread control block's self pointer).
+static FS_OFFSETS: [AtomicIsize; 6] = [const { AtomicIsize::new(0) }; 6];
+
+/// This thread's offsets of the hot words from its thread pointer.
+fn fs_offsets_here() -> FsOffsets {
     let tp: usize;
     // SAFETY: on x86-64 Linux the word at %fs:0 is the thread control block's pointer to
     // itself (the thread pointer); reading it has no side effect.
     unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
-    let (pc, m, n) = with(|l| {
-        (l.preempt_count.0.as_ptr() as usize, l.irqs_masked.as_ptr() as usize, l.cpu_number.as_ptr() as usize)
-    });
-    (pc.wrapping_sub(tp) as isize, m.wrapping_sub(tp) as isize, n.wrapping_sub(tp) as isize)
+    let off = |a: usize| a.wrapping_sub(tp) as isize;
+    with(|l| FsOffsets {
+        preempt_count: off(l.preempt_count.0.as_ptr() as usize),
+        irqs_masked: off(l.irqs_masked.as_ptr() as usize),
+        cpu_number: off(l.cpu_number.as_ptr() as usize),
+        core_flags: off(l.core_flags.as_ptr() as usize),
+        hooks: off(l.hooks.as_ptr() as usize),
+        pending: off(l.pending.as_ptr() as usize),
+    })
 }
 
 #[cold]
 #[inline(never)]
-fn init_fs_offsets() -> (isize, isize, isize) {
-    let (pc, m, n) = fs_offsets_here();
-    CPU_NUMBER_OFF.store(n, Ordering::Relaxed);
-    IRQS_MASKED_OFF.store(m, Ordering::Relaxed);
-    PREEMPT_COUNT_OFF.store(pc, Ordering::Relaxed); // last: its being set means all are
-    (pc, m, n)
+fn init_fs_offsets() -> FsOffsets {
+    let o = fs_offsets_here();
+    for (i, v) in [o.irqs_masked, o.cpu_number, o.core_flags, o.hooks, o.pending].into_iter().enumerate() {
+        FS_OFFSETS[i + 1].store(v, Ordering::Relaxed);
+    }
+    FS_OFFSETS[0].store(o.preempt_count, Ordering::Release); // last: its being set means all are
+    o
+}
+
+fn fs_offsets_known() -> FsOffsets {
+    let g = |i: usize| FS_OFFSETS[i].load(Ordering::Acquire);
+    FsOffsets { preempt_count: g(0), irqs_masked: g(1), cpu_number: g(2), core_flags: g(3), hooks: g(4), pending: g(5) }
 }
 
 /// Checks, on a thread becoming a CPU, that its hot words sit where every other thread's do.
 pub(crate) fn check_fs_offsets() {
-    let here = fs_offsets_here();
-    let known = (
-        PREEMPT_COUNT_OFF.load(Ordering::Relaxed),
-        IRQS_MASKED_OFF.load(Ordering::Relaxed),
-        CPU_NUMBER_OFF.load(Ordering::Relaxed),
-    );
-    if known.0 == 0 {
+    let known = fs_offsets_known();
+    if known.preempt_count == 0 {
         init_fs_offsets();
-    } else if known != here {
+    } else if known != fs_offsets_here() {
         crate::cpu::die(
             "BUG: per-CPU words are not in the program's static TLS block (is arch in a dlopen'd library?)",
         );
     }
 }
 
+/// The offset of hot word `i` (the index in [`FS_OFFSETS`]), computing all on first use.
 #[inline(always)]
-fn pc_off() -> isize {
-    match PREEMPT_COUNT_OFF.load(Ordering::Relaxed) {
-        0 => init_fs_offsets().0,
+fn off(i: usize) -> isize {
+    match FS_OFFSETS[i].load(Ordering::Relaxed) {
+        0 => {
+            let o = init_fs_offsets();
+            [o.preempt_count, o.irqs_masked, o.cpu_number, o.core_flags, o.hooks, o.pending][i]
+        }
         o => o,
     }
 }
 
 #[inline(always)]
-fn cpu_number_off() -> isize {
-    match CPU_NUMBER_OFF.load(Ordering::Relaxed) {
-        0 => init_fs_offsets().2,
-        o => o,
-    }
+fn pc_off() -> isize {
+    off(0)
+}
+
+#[inline(always)]
+pub(crate) fn mask_off() -> isize {
+    off(1)
+}
+
+/// One 4-byte `%fs`-relative load of hot word `i`.
+#[inline(always)]
+fn load_u32(i: usize) -> u32 {
+    let v: u32;
+    // SAFETY: a 4-byte load of this thread's hot word `i`, a `Cell<u32>` (see `FsOffsets`).
+    unsafe {
+        std::arch::asm!("mov {v:e}, dword ptr fs:[{o}]", o = in(reg) off(i), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
+    };
+    v
 }
 
 /// The core's number for the CPU this thread is (0 on other threads), by one `%fs`-relative
 /// load: right on whatever thread the calling task runs now, and inlinable.
 #[inline(always)]
 pub fn cpu_number() -> u32 {
-    let v: u32;
-    // SAFETY: a 4-byte load of this thread's `cpu_number` cell (see `PREEMPT_COUNT_OFF`).
+    load_u32(2)
+}
+
+/// The core's per-CPU flags word (0 on threads that are not CPUs), by one `%fs`-relative
+/// load: for flags the core tests on hot paths (a tracer's hooks), on whatever thread the
+/// task runs now.
+#[inline(always)]
+pub fn core_flags() -> u32 {
+    load_u32(3)
+}
+
+/// Sets this CPU's flags word (see [`core_flags`]).
+#[inline(always)]
+pub fn set_core_flags(v: u32) {
+    // SAFETY: a 4-byte store into this thread's `core_flags` cell (see `FsOffsets`); no
+    // reference into the cell is held across it.
+    unsafe { std::arch::asm!("mov dword ptr fs:[{o}], {v:e}", o = in(reg) off(3), v = in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// Takes this thread's pending lines (those that fired while masked): one `xchg` with the
+/// word in memory, which a signal cannot split (see the module docs).
+#[inline(always)]
+pub(crate) fn take_pending() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: `xchg` of this thread's `pending` word, an `AtomicU64` (see `FsOffsets`): an
+    // atomic read-modify-write of those 8 bytes only.
+    unsafe { std::arch::asm!("xchg qword ptr fs:[{o}], {v}", o = in(reg) off(5), v = inout(reg) v, options(nostack, preserves_flags)) };
+    v
+}
+
+/// This thread's pending lines, by one `%fs`-relative load.
+#[inline(always)]
+pub(crate) fn pending() -> u64 {
+    let v: u64;
+    // SAFETY: an 8-byte load of this thread's `pending` word (see `FsOffsets`).
     unsafe {
-        std::arch::asm!("mov {v:e}, dword ptr fs:[{o}]", o = in(reg) cpu_number_off(), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
+        std::arch::asm!("mov {v}, qword ptr fs:[{o}]", o = in(reg) off(5), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
     };
     v
 }
 
+/// The core's hooks on a CPU thread (`None` elsewhere), by one `%fs`-relative load.
 #[inline(always)]
-pub(crate) fn mask_off() -> isize {
-    match IRQS_MASKED_OFF.load(Ordering::Relaxed) {
-        0 => init_fs_offsets().1,
-        o => o,
-    }
+pub(crate) fn hooks() -> Option<&'static Hooks> {
+    let v: usize;
+    // SAFETY: an 8-byte load of this thread's `hooks` cell, a `Cell<Option<&'static Hooks>>`
+    // (see `FsOffsets`): the null-pointer-optimised option is a nullable pointer, and a
+    // non-null one was stored from a `&'static Hooks`.
+    unsafe {
+        std::arch::asm!("mov {v}, qword ptr fs:[{o}]", o = in(reg) off(4), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
+    };
+    // SAFETY: as above: 0 or the address of a `'static` Hooks.
+    unsafe { (v as *const Hooks).as_ref() }
 }
 
 /// One instruction on this thread's `preempt_count`: `$insn dword ptr fs:[off], v`.
 macro_rules! pc_rmw {
     ($insn:literal, $v:expr) => {
-        // SAFETY: `fs:[off]` is this thread's `preempt_count` (see `PREEMPT_COUNT_OFF`); the
+        // SAFETY: `fs:[off]` is this thread's `preempt_count` (see `FsOffsets`); the
         // instruction writes only those 4 bytes and the flags, and no `&mut` to the word exists
         // (it is a `Cell`).
         unsafe {
@@ -226,7 +302,7 @@ macro_rules! pc_rmw {
 #[inline(always)]
 pub fn preempt_count_raw() -> u32 {
     let v: u32;
-    // SAFETY: a 4-byte load of this thread's `preempt_count` (see `PREEMPT_COUNT_OFF`).
+    // SAFETY: a 4-byte load of this thread's `preempt_count` (see `FsOffsets`).
     unsafe {
         std::arch::asm!("mov {v:e}, dword ptr fs:[{o}]", o = in(reg) pc_off(), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
     };
@@ -276,7 +352,7 @@ pub fn preempt_count_set_bits(bits: u32) {
 #[inline(always)]
 pub(crate) fn irqs_masked() -> bool {
     let v: u8;
-    // SAFETY: a 1-byte load of this thread's `irqs_masked` (see `PREEMPT_COUNT_OFF`); a `bool`
+    // SAFETY: a 1-byte load of this thread's `irqs_masked` (see `FsOffsets`); a `bool`
     // cell only ever holds 0 or 1.
     unsafe {
         std::arch::asm!("mov {v}, byte ptr fs:[{o}]", o = in(reg) mask_off(), v = lateout(reg_byte) v, options(nostack, readonly, preserves_flags))
@@ -288,7 +364,7 @@ pub(crate) fn irqs_masked() -> bool {
 #[inline(always)]
 pub(crate) fn set_irqs_masked(masked: bool) {
     // SAFETY: a 1-byte store of 0 or 1 into this thread's `irqs_masked` cell (see
-    // `PREEMPT_COUNT_OFF`); no reference into the cell is held across it.
+    // `FsOffsets`); no reference into the cell is held across it.
     unsafe {
         std::arch::asm!("mov byte ptr fs:[{o}], {v}", o = in(reg) mask_off(), v = in(reg_byte) masked as u8, options(nostack, preserves_flags))
     };
@@ -296,5 +372,5 @@ pub(crate) fn set_irqs_masked(masked: bool) {
 
 /// True on a thread registered as a CPU.
 pub(crate) fn is_cpu_thread() -> bool {
-    with(|l| l.hooks.get().is_some())
+    hooks().is_some()
 }

@@ -158,7 +158,7 @@ extern "C" {
 
 /// The Rust half of `rt_reschedule`: the core's hook, if this thread is a CPU.
 extern "C" fn rt_reschedule_body(site: usize) {
-    if let Some(hooks) = crate::percpu::with(|l| l.hooks.get()) {
+    if let Some(hooks) = crate::percpu::hooks() {
         (hooks.rt_reschedule)(site);
     }
     #[cfg(feature = "testing")]

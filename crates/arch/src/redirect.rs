@@ -132,7 +132,7 @@ pub fn restore_return(slot: usize, orig: usize) -> bool {
 pub(crate) fn serve(frame: &mut TrampolineFrame) {
     irq::local_irq_disable();
     let (sp, bp) = (frame.interrupted_sp(), frame.rbp as usize);
-    let Some(hooks) = percpu::with(|l| l.hooks.get()) else {
+    let Some(hooks) = percpu::hooks() else {
         crate::cpu::die("BUG: a redirected return on a thread with no kernel: its return address is lost");
     };
     frame.ret = (hooks.rt_return)(sp, bp) as u64;

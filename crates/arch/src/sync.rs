@@ -7,11 +7,11 @@
 use crate::irq;
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A spinlock protecting `T`, taken with IRQs masked.
 pub struct IrqSpinLock<T> {
-    owner: AtomicI32, // 0 = free, else the holder's host tid
+    owner: AtomicUsize, // 0 = free, else the holder's thread pointer (see `thread_id`)
     value: UnsafeCell<T>,
 }
 
@@ -23,13 +23,13 @@ unsafe impl<T: Send> Send for IrqSpinLock<T> {}
 impl<T> IrqSpinLock<T> {
     /// A free lock.
     pub const fn new(value: T) -> Self {
-        IrqSpinLock { owner: AtomicI32::new(0), value: UnsafeCell::new(value) }
+        IrqSpinLock { owner: AtomicUsize::new(0), value: UnsafeCell::new(value) }
     }
 
     /// Masks IRQs and takes the lock.
     pub fn lock(&self) -> IrqSpinGuard<'_, T> {
         let was_masked = irq::local_irq_save();
-        let me = tid();
+        let me = thread_id();
         while let Err(holder) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
             if holder == me {
                 crate::cpu::die("BUG: spinlock recursion: this CPU already holds the lock it is taking");
@@ -51,16 +51,17 @@ impl<T: Default> Default for IrqSpinLock<T> {
     }
 }
 
-/// The host thread id of the caller, cached per thread. Never inlined: see `percpu::with`.
-#[inline(never)]
-fn tid() -> i32 {
-    thread_local! { static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) }; }
-    TID.with(|t| {
-        if t.get() == 0 {
-            t.set(crate::cpu::gettid());
-        }
-        t.get()
-    })
+/// A number unique to the calling host thread while it lives: its thread pointer, read with
+/// one `%fs`-relative load. Always right on the thread the code runs on now (a task may move
+/// to another CPU thread between two locks), and never zero.
+#[inline(always)]
+fn thread_id() -> usize {
+    let tp: usize;
+    // SAFETY: the x86-64 TLS ABI (glibc's and musl's `tcbhead_t`) makes the first word of the
+    // thread control block, at `%fs:0`, the thread pointer itself; the load reads only that
+    // word. Not `pure`: the compiler must not reuse one thread's value after a switch.
+    unsafe { std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    tp
 }
 
 /// Holds an [`IrqSpinLock`]; releases it and restores the IRQ state when dropped.

@@ -38,9 +38,9 @@ pub(crate) struct Cpu {
     mode: AtomicU8,
     /// The running task, mirrored from the run queue at every switch for lock-free readers.
     pub(crate) curr: AtomicUsize,
-    /// The task this CPU just switched away from, whose `on_cpu` the next task clears
-    /// (`fork::NO_CPU` when none); touched only by this CPU, with IRQs masked.
-    pub(crate) prev_after: AtomicUsize,
+    /// The task this CPU just switched away from, whose `on_cpu` the next task clears (`None`
+    /// when none); touched only by this CPU, with IRQs masked, so its lock is never contended.
+    pub(crate) prev_after: IrqSpinLock<Option<std::sync::Arc<crate::task::Task>>>,
     pub(crate) irqs: AtomicU64,
     /// System calls made by the running task since it was switched in (credited to it when
     /// it is switched out, so `syscall()` touches no lock).
@@ -72,7 +72,7 @@ impl Cpu {
             id,
             mode: AtomicU8::new(Mode::Kernel as u8),
             curr: AtomicUsize::new(0),
-            prev_after: AtomicUsize::new(crate::fork::NO_CPU),
+            prev_after: IrqSpinLock::new(None),
             irqs: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
             raiser: OnceLock::new(),
@@ -123,12 +123,23 @@ impl Kernel {
     /// The calling CPU (`this_cpu_ptr`), checked as `debug_smp_processor_id` does (see the
     /// module docs).
     #[track_caller]
+    #[inline(always)]
     pub(crate) fn this_cpu(&self) -> &Cpu {
         let cpu = self.raw_this_cpu();
-        if crate::preempt::preemptible() && !self.bound_to(cpu) {
-            self.bug("using smp_processor_id() in preemptible code", Location::caller());
+        if crate::preempt::preemptible() {
+            self.check_bound(cpu, Location::caller());
         }
         cpu
+    }
+
+    /// The preemptible case of [`Kernel::this_cpu`], out of line: a `BUG:` unless the running
+    /// task is bound to `cpu`.
+    #[cold]
+    #[inline(never)]
+    fn check_bound(&self, cpu: &Cpu, place: &'static Location<'static>) {
+        if !self.bound_to(cpu) {
+            self.bug("using smp_processor_id() in preemptible code", place);
+        }
     }
 
     /// Is the running task allowed on `cpu` alone (a per-CPU kthread, which cannot move)?

@@ -18,8 +18,11 @@ use std::panic::Location;
 /// `ret_from_syscall`.
 #[track_caller]
 pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
-    let place = Location::caller();
-    let k = this_kernel();
+    syscall_in(&this_kernel(), Location::caller(), f)
+}
+
+/// [`syscall`] on kernel `k`, naming `place`.
+fn syscall_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
     {
         // Masked, so that the task cannot move between finding its CPU and marking it.
         let _irq = crate::preempt::raw_local_irq_save();
@@ -27,9 +30,9 @@ pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
         cpu.syscalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // credited at switch-out
         cpu.set_mode(Mode::Kernel);
     }
-    crate::trace::syscall_entry(&k, place);
+    crate::trace::syscall_entry(k, place);
     let r = f();
-    ret_from_syscall(&k, place);
+    ret_from_syscall(k, place);
     r
 }
 
@@ -38,8 +41,9 @@ pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
 /// kernel mode.
 #[track_caller]
 pub(crate) fn kernel_call<R>(f: impl FnOnce() -> R) -> R {
-    if current_mode() == Mode::User {
-        syscall(f)
+    let k = this_kernel();
+    if mode_of_current(&k) == Mode::User {
+        syscall_in(&k, Location::caller(), f)
     } else {
         f()
     }
@@ -75,7 +79,10 @@ pub fn in_kernel_mode() -> bool {
 
 /// The running task's mode (read with IRQs masked: see [`crate::instance::Kernel::current_id`]).
 fn current_mode() -> Mode {
-    let k = this_kernel();
+    mode_of_current(&this_kernel())
+}
+
+fn mode_of_current(k: &Kernel) -> Mode {
     let _irq = crate::preempt::raw_local_irq_save();
     k.this_cpu().mode()
 }

@@ -160,11 +160,9 @@ pub(crate) fn ttwu_place<'a>(k: &'a Kernel, rq: RqGuard<'a>, id: TaskId) -> (RqG
 /// callbacks). Call with IRQs masked.
 pub(crate) fn finish_task_switch(k: &Kernel) {
     let me = k.raw_cpu_id();
-    let prev = k.cpus[me].prev_after.swap(NO_CPU, Ordering::Relaxed);
-    if prev != NO_CPU {
-        if let Some(t) = k.tasks.lock().get(prev) {
-            t.on_cpu.store(NO_CPU, Ordering::Release);
-        }
+    let prev = k.cpus[me].prev_after.lock().take();
+    if let Some(t) = prev {
+        t.on_cpu.store(NO_CPU, Ordering::Release);
     }
     if k.cpus.len() == 1 {
         return; // nowhere to move, push or pull to

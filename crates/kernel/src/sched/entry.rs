@@ -64,7 +64,6 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         let switch = (next != prev).then(|| {
             rq.curr = next;
             rq.nr_switches += 1;
-            cpu.prev_after.store(prev, Ordering::Relaxed);
             cpu.curr.store(next, Ordering::Relaxed);
             cpu.set_mode(rq.task(next).mode);
             (prev, next, ran, rq.task(prev).state, (rq.task(prev).mode, rq.task(next).mode))
@@ -93,7 +92,9 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         prev_task.context()
     };
     wait_off_cpu(k, &next_task, cpu.id);
-    Some((pctx, next_task.context()))
+    let nctx = next_task.context();
+    *cpu.prev_after.lock() = Some(prev_task);
+    Some((pctx, nctx))
 }
 
 /// Most time a CPU waits for another to leave a task's stack before calling it a `BUG:`.
@@ -103,9 +104,13 @@ const ON_CPU_PATIENCE_NS: u64 = 2_000_000_000;
 /// CPU `me` (Linux's `smp_cond_load_acquire(&p->on_cpu, !VAL)` in `try_to_wake_up`): a task
 /// woken onto another CPU while its old one is still inside its switch must not run on both.
 fn wait_off_cpu(k: &Kernel, next: &crate::task::Task, me: usize) {
-    let (mut spins, t0) = (0, arch::clock::now_ns());
+    let (mut spins, mut t0) = (0, 0);
     while let Err(other) = next.on_cpu.compare_exchange(NO_CPU, me, Ordering::AcqRel, Ordering::Acquire) {
-        if other == me || arch::clock::now_ns() - t0 > ON_CPU_PATIENCE_NS {
+        let now = arch::clock::now_ns(); // read only once contended: the uncontended switch reads no clock
+        if t0 == 0 {
+            t0 = now;
+        }
+        if other == me || now - t0 > ON_CPU_PATIENCE_NS {
             k.bug_args(
                 format_args!("task '{}' (pid {}) seen running on two CPUs ({other} and {me})", next.name, next.id),
                 Location::caller(),
@@ -148,16 +153,17 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
     if irq::irqs_disabled() {
         k.bug("sleeping function called with IRQs disabled", place);
     }
-    let me = k.task(k.current_id());
-    if count != 0 {
+    let held = (count != 0).then(|| {
         k.bug("scheduling while atomic", place);
         preempt::preempt_count_set(0);
+        let me = k.task(k.current_id());
         me.preempt_held.store(count, Ordering::Relaxed);
-    }
+        me
+    });
     let was_masked = irq::local_irq_save();
     schedule_irqs_off(&k, SchedMode::None);
     irq::local_irq_restore(was_masked);
-    if count != 0 {
+    if let Some(me) = held {
         me.preempt_held.store(0, Ordering::Relaxed);
         preempt::preempt_count_set(count);
     }

@@ -17,12 +17,16 @@ use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::sync::atomic::Ordering;
 
-/// A locked run queue; unlocking clears it from the holder's `held_rqs`.
+/// A locked run queue; unlocking clears it from the holder's `held_rqs`. IRQs stay masked
+/// from before the holder's CPU is read until after the lock is released, so the holder is
+/// the CPU that runs the whole critical section, and its `held_rqs` is touched by that CPU's
+/// thread alone (plain loads and stores suffice: no handler runs on it meanwhile).
 pub(crate) struct RqGuard<'a> {
     guard: IrqSpinGuard<'a, Rq>,
     k: &'a Kernel,
     holder: usize,
     cpu: usize,
+    _irqs: crate::preempt::RawIrqGuard, // dropped after `guard`: fields drop in order
 }
 
 impl Deref for RqGuard<'_> {
@@ -40,7 +44,8 @@ impl DerefMut for RqGuard<'_> {
 
 impl Drop for RqGuard<'_> {
     fn drop(&mut self) {
-        self.k.cpus[self.holder].held_rqs.fetch_and(!(1 << self.cpu), Ordering::Relaxed);
+        let held = &self.k.cpus[self.holder].held_rqs;
+        held.store(held.load(Ordering::Relaxed) & !(1 << self.cpu), Ordering::Relaxed);
     }
 }
 
@@ -54,20 +59,25 @@ impl RqGuard<'_> {
 /// Locks CPU `cpu`'s run queue, checking the lock order first.
 #[track_caller]
 pub(crate) fn rq_lock(k: &Kernel, cpu: usize) -> RqGuard<'_> {
+    let irqs = crate::preempt::raw_local_irq_save();
     let holder = k.raw_cpu_id();
     let held = k.cpus[holder].held_rqs.load(Ordering::Relaxed);
     if held >> cpu != 0 {
-        k.bug_args(
-            format_args!("run-queue locks taken out of order: CPU {cpu}'s while holding mask {held:#x}"),
-            Location::caller(),
-        );
-        if held & (1 << cpu) != 0 {
-            arch::cpu::die("BUG: a run-queue lock taken twice (the report above names the place)");
-        }
+        out_of_order(k, cpu, held, Location::caller());
     }
     let guard = k.cpus[cpu].rq.lock();
-    k.cpus[holder].held_rqs.fetch_or(1 << cpu, Ordering::Relaxed);
-    RqGuard { guard, k, holder, cpu }
+    k.cpus[holder].held_rqs.store(held | 1 << cpu, Ordering::Relaxed);
+    RqGuard { guard, k, holder, cpu, _irqs: irqs }
+}
+
+/// The lock-order `BUG:` of [`rq_lock`], out of line.
+#[cold]
+#[inline(never)]
+fn out_of_order(k: &Kernel, cpu: usize, held: u64, place: &'static Location<'static>) {
+    k.bug_args(format_args!("run-queue locks taken out of order: CPU {cpu}'s while holding mask {held:#x}"), place);
+    if held & (1 << cpu) != 0 {
+        arch::cpu::die("BUG: a run-queue lock taken twice (the report above names the place)");
+    }
 }
 
 /// The run queue of the calling CPU, locked.

@@ -36,7 +36,6 @@ use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
 use arch::sync::IrqSpinLock;
 use arch::IrqFrame;
-use std::cell::Cell;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -68,18 +67,17 @@ pub struct Tracer {
     boot_ns: u64,
 }
 
-thread_local! {
-    /// Set on a CPU thread whose instance runs a tracer that needs the hooks reached without
-    /// the instance at hand (the point hook, `preempt_disable`): a per-CPU word, so the test
-    /// is one `%fs`-relative load, and instances side by side stay independent.
-    static CPU_HOOKS: Cell<bool> = const { Cell::new(false) };
-}
+/// The bit of the CPU's core flags word (`arch::percpu::core_flags`) set on a CPU whose
+/// instance runs a tracer that needs the hooks reached without the instance at hand (the point
+/// hook, `preempt_disable`): a per-CPU word, so the test is one `%fs`-relative load, right on
+/// whatever CPU thread the task runs now, and instances side by side stay independent.
+const CORE_FLAG_TRACE_HOOKS: u32 = 1;
 
-/// True on a CPU whose instance needs the point and section hooks. Never inlined (see
-/// `arch::percpu::with`); the constant `BUILT` still folds it away without the feature.
-#[inline(never)]
+/// True on a CPU whose instance needs the point and section hooks (the constant `BUILT`
+/// folds it away without the feature).
+#[inline(always)]
 fn cpu_hooks() -> bool {
-    BUILT && CPU_HOOKS.with(Cell::get)
+    BUILT && arch::percpu::core_flags() & CORE_FLAG_TRACE_HOOKS != 0
 }
 
 impl Tracer {
@@ -156,9 +154,9 @@ pub(crate) fn cpu_down() {
     set_cpu_hooks(false);
 }
 
-#[inline(never)] // a thread-local write (see `arch::percpu::with`)
 fn set_cpu_hooks(on: bool) {
-    CPU_HOOKS.with(|c| c.set(on));
+    let f = arch::percpu::core_flags();
+    arch::percpu::set_core_flags(if on { f | CORE_FLAG_TRACE_HOOKS } else { f & !CORE_FLAG_TRACE_HOOKS });
 }
 
 /// Stops tracing (the state stays for the report) and disarms what [`boot`] armed.
