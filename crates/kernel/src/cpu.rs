@@ -32,6 +32,23 @@ pub(crate) struct CpuStats {
     pub(crate) idle_ns: AtomicU64,
 }
 
+/// The bits of a CPU's core flags word (`arch::percpu::core_flags`, one `%fs`-relative load),
+/// for tests on hot paths that must not reach the instance:
+/// | bit | set while |
+/// | --- | --- |
+/// | [`CORE_FLAG_TRACE_HOOKS`] | a latency tracer of the instance needs the point and section hooks |
+/// | [`CORE_FLAG_PER_EVENT_SITES`] | the model arms sites per RT event (the patch models): a `call` of `rt_reschedule` then means some CPU armed that site |
+pub(crate) const CORE_FLAG_TRACE_HOOKS: u32 = 1;
+/// See [`CORE_FLAG_TRACE_HOOKS`].
+pub(crate) const CORE_FLAG_PER_EVENT_SITES: u32 = 2;
+
+/// Sets or clears `bit` of this CPU's core flags. Call on the CPU's thread with IRQs masked, or
+/// where no handler changes the word (the word's update is a load and a store).
+pub(crate) fn set_core_flag(bit: u32, on: bool) {
+    let f = arch::percpu::core_flags();
+    arch::percpu::set_core_flags(if on { f | bit } else { f & !bit });
+}
+
 /// One CPU of an instance.
 pub(crate) struct Cpu {
     pub(crate) id: usize,

@@ -216,6 +216,12 @@ pub struct CpuReport {
     pub idle_ns: u64,
     /// Interrupts it took (signals and replays).
     pub irqs: u64,
+    /// Armed `int3`s it met with no patch event of its own (another CPU's): stepped over.
+    pub collateral_int3: u64,
+    /// Armed `call`s of `rt_reschedule` it went through with no patch event of its own.
+    pub collateral_calls: u64,
+    /// Time measured inside the hooks of those collateral hits, in ns.
+    pub collateral_ns: u64,
 }
 
 /// One task's end.
@@ -344,6 +350,9 @@ fn cpu_report(c: &Cpu) -> CpuReport {
         ipis_received: r(&c.stats.ipis_received),
         idle_ns: r(&c.stats.idle_ns),
         irqs: r(&c.irqs),
+        collateral_int3: r(&c.model.patch.stats.collateral_int3),
+        collateral_calls: r(&c.model.patch.stats.collateral_calls),
+        collateral_ns: r(&c.model.patch.stats.collateral_ns),
     }
 }
 

@@ -172,8 +172,23 @@ pub struct ScenarioResult {
     pub handler_ns_per_event: Option<u64>,
     /// Pages checksummed (or buffers set) by all atoms together.
     pub pages: u64,
+    /// Per CPU, what the patch models' armed sites cost the CPUs that did not arm them.
+    pub collateral: Vec<CpuCollateral>,
     /// The timeline, in order.
     pub timeline: Vec<Event>,
+}
+
+/// One CPU's collateral hits: armed sites it met with no patch event of its own.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CpuCollateral {
+    /// The CPU.
+    pub cpu: usize,
+    /// Armed `int3`s it stepped over.
+    pub int3: u64,
+    /// Armed `call`s of `rt_reschedule` it went through.
+    pub calls: u64,
+    /// Time measured inside the hooks of those hits, in ns.
+    pub ns: u64,
 }
 
 /// Times recorded by the three actors, all as absolute monotonic ns (0 = not yet).
@@ -255,6 +270,12 @@ pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult
     let events = r.patch.events;
     r.sites_armed_per_event = (events > 0).then(|| r.patch.sites_armed as f64 / events as f64);
     r.handler_ns_per_event = (events > 0).then(|| r.patch.arm_ns / events);
+    r.collateral = report
+        .cpus
+        .iter()
+        .enumerate()
+        .map(|(cpu, c)| CpuCollateral { cpu, int3: c.collateral_int3, calls: c.collateral_calls, ns: c.collateral_ns })
+        .collect();
     Ok((r, report))
 }
 
@@ -433,6 +454,7 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
         sites_armed_per_event: None,
         handler_ns_per_event: None,
         pages,
+        collateral: Vec::new(),
         timeline: tl,
     }
 }

@@ -35,6 +35,7 @@ pub mod patch;
 mod voluntary;
 
 use crate::config::ConfigError;
+use crate::cpu::{CORE_FLAG_PER_EVENT_SITES, CORE_FLAG_TRACE_HOOKS};
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt;
 use crate::sched::{Rq, TaskId};
@@ -248,6 +249,7 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         let _irqs = preempt::local_irq_save();
         k.model.store(model.index(), Ordering::Release);
         patch::event_served(&k); // nothing armed survives a switch
+        note_model_on_cpu(&k);
     }
     // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there),
     // on the function-call IPI sent here; the switch returns once every CPU has done so.
@@ -256,7 +258,12 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         k.all_cpus() & !(1 << k.raw_cpu_id())
     };
     if others != 0 {
-        crate::smp::smp_call_function_many(others, || patch::event_served(&this_kernel()), true)
+        let on_each = || {
+            let k = this_kernel();
+            patch::event_served(&k);
+            note_model_on_cpu(&k);
+        };
+        crate::smp::smp_call_function_many(others, on_each, true)
             .map_err(ConfigError)?;
     }
     crate::trace::model_switched(&k, old, model);
@@ -325,8 +332,12 @@ pub(crate) fn preempt_enable_preempts(k: &Kernel) -> bool {
 pub(crate) fn rt_reschedule(site: usize) {
     crate::trace::point_reached(site);
     // Fast path: every model that acts here sets need_resched when it wants the CPU, so
-    // nothing pending is one per-CPU load and test.
+    // nothing pending is one per-CPU load and test. Under a patch model a site calls only
+    // because some CPU armed it: one that is not this CPU's is collateral, counted.
     if !preempt::need_resched() {
+        if arch::percpu::core_flags() & (CORE_FLAG_PER_EVENT_SITES | CORE_FLAG_TRACE_HOOKS) == CORE_FLAG_PER_EVENT_SITES {
+            patch::call_passed();
+        }
         return;
     }
     let Some(k) = try_this_kernel() else { return };
@@ -337,6 +348,14 @@ pub(crate) fn rt_reschedule(site: usize) {
 pub(crate) fn point_trap(_site: usize, _frame: &arch::IrqFrame) -> arch::IrqExit {
     let Some(k) = try_this_kernel() else { return arch::IrqExit::Resume };
     ops(k.model()).trap(&k)
+}
+
+/// Notes on this CPU whether the current model arms sites per event (see
+/// [`CORE_FLAG_PER_EVENT_SITES`]). Call on the CPU's thread: at boot, and at a model switch
+/// (in the switch's IPI on the other CPUs).
+pub(crate) fn note_model_on_cpu(k: &Kernel) {
+    let _irqs = preempt::raw_local_irq_save();
+    crate::cpu::set_core_flag(CORE_FLAG_PER_EVENT_SITES, ops(k.model()).sites() == SiteClaim::PerEvent);
 }
 
 /// Gives the CPU away at a point if the task may be preempted there: the common end of the

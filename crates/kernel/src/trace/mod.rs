@@ -32,6 +32,7 @@ pub use types::{Event, PrevState, Record, TraceOptions, Where, BUILT};
 pub use wakeup_rt::{Runner, WakeupRt};
 
 use crate::config::{ConfigError, PreemptModel};
+use crate::cpu::CORE_FLAG_TRACE_HOOKS;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
 use arch::sync::IrqSpinLock;
@@ -66,12 +67,6 @@ pub struct Tracer {
     sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
     boot_ns: u64,
 }
-
-/// The bit of the CPU's core flags word (`arch::percpu::core_flags`) set on a CPU whose
-/// instance runs a tracer that needs the hooks reached without the instance at hand (the point
-/// hook, `preempt_disable`): a per-CPU word, so the test is one `%fs`-relative load, right on
-/// whatever CPU thread the task runs now, and instances side by side stay independent.
-const CORE_FLAG_TRACE_HOOKS: u32 = 1;
 
 /// True on a CPU whose instance needs the point and section hooks (the constant `BUILT`
 /// folds it away without the feature).
@@ -155,8 +150,7 @@ pub(crate) fn cpu_down() {
 }
 
 fn set_cpu_hooks(on: bool) {
-    let f = arch::percpu::core_flags();
-    arch::percpu::set_core_flags(if on { f | CORE_FLAG_TRACE_HOOKS } else { f & !CORE_FLAG_TRACE_HOOKS });
+    crate::cpu::set_core_flag(CORE_FLAG_TRACE_HOOKS, on);
 }
 
 /// Stops tracing (the state stays for the report) and disarms what [`boot`] armed.

@@ -121,6 +121,16 @@ pub(crate) struct PatchStats {
     /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
     /// return address of the first frame that reaches points).
     pub(crate) armed_at_ip: AtomicU64,
+    /// Collateral `int3`s: armed breakpoints this CPU met while it had no event of its own
+    /// (another CPU's, or another instance's), stepped over.
+    pub(crate) collateral_int3: AtomicU64,
+    /// Collateral `call`s of `rt_reschedule`: sites armed by another CPU that this CPU called
+    /// through while it had no event of its own.
+    pub(crate) collateral_calls: AtomicU64,
+    /// Time measured inside the hooks of the collateral hits, in ns (the SIGTRAP hook of an
+    /// `int3`, the point hook of a `call`); the host's signal delivery and the call's own
+    /// trampoline are outside it.
+    pub(crate) collateral_ns: AtomicU64,
 }
 
 /// `patch-int3` or `patch-call`: the two differ only in how a point is armed.
@@ -143,10 +153,13 @@ impl Model for Patch {
         preempt::set_need_resched();
     }
 
-    /// `patch-call`: an armed site called `rt_reschedule`.
+    /// `patch-call`: an armed site called `rt_reschedule` with a reschedule due.
     fn point(&self, k: &Kernel, _site: usize) {
-        if fire_decision(k) && !arch::irq::irqs_disabled() {
-            crate::sched::schedule();
+        let t0 = arch::clock::now_ns();
+        match fire_decision(k, Hit::Call) {
+            Fire::Now if !arch::irq::irqs_disabled() => crate::sched::schedule(),
+            Fire::Collateral => note_collateral_ns(k, t0),
+            _ => {}
         }
     }
 
@@ -168,10 +181,14 @@ impl Model for Patch {
     /// `patch-int3`: an armed site's breakpoint fired; under `patch-call` an `int3` is another
     /// instance's and passes on.
     fn trap(&self, k: &Kernel) -> IrqExit {
-        if self.how == Arm::Int3 && fire_decision(k) {
-            IrqExit::Preempt
-        } else {
-            IrqExit::Resume
+        let t0 = arch::clock::now_ns();
+        match fire_decision(k, Hit::Int3) {
+            Fire::Now if self.how == Arm::Int3 => IrqExit::Preempt,
+            Fire::Collateral => {
+                note_collateral_ns(k, t0);
+                IrqExit::Resume
+            }
+            _ => IrqExit::Resume,
         }
     }
 
@@ -321,16 +338,61 @@ pub(crate) fn event_served(k: &Kernel) {
     }
 }
 
-/// May an armed point preempt now (this CPU's event pending, count zero, IRQs on)?
-fn fire_decision(k: &Kernel) -> bool {
-    let p = &k.this_cpu().model.patch;
+/// How an armed site was met.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hit {
+    Int3,
+    Call,
+}
+
+/// What meeting an armed site means on this CPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fire {
+    /// This CPU's event, and the task may be preempted here.
+    Now,
+    /// This CPU's event, but not here (a count is held, or nothing is due any more).
+    NotHere,
+    /// Not this CPU's event: another CPU (or instance) armed the site; pass on.
+    Collateral,
+}
+
+/// May an armed point preempt now (this CPU's event pending, count zero, IRQs on)? A site met
+/// with no event of this CPU's is collateral, counted by kind. Called with IRQs masked or from
+/// the point hook; the CPU read is a counter's (a task that moved meanwhile credits the CPU
+/// it came from).
+fn fire_decision(k: &Kernel, hit: Hit) -> Fire {
+    let p = &k.raw_this_cpu().model.patch;
     if !p.active.load(Ordering::Acquire) {
-        return false; // not our event: another instance armed this site
+        let c = if hit == Hit::Int3 { &p.stats.collateral_int3 } else { &p.stats.collateral_calls };
+        c.fetch_add(1, Ordering::Relaxed);
+        return Fire::Collateral;
     }
     p.stats.fired.fetch_add(1, Ordering::Relaxed);
     let now = preempt::need_resched() && preempt::preempt_count() == 0;
     p.stats.preemptions.fetch_add(now as u64, Ordering::Relaxed);
-    now
+    if now {
+        Fire::Now
+    } else {
+        Fire::NotHere
+    }
+}
+
+fn note_collateral_ns(k: &Kernel, t0: u64) {
+    let ns = arch::clock::now_ns().saturating_sub(t0);
+    k.raw_this_cpu().model.patch.stats.collateral_ns.fetch_add(ns, Ordering::Relaxed);
+}
+
+/// A site called `rt_reschedule` under a patch model with nothing due on this CPU: counted as
+/// collateral unless this CPU armed it (a point of its own event reached after the
+/// reschedule was served elsewhere).
+#[cold]
+#[inline(never)]
+pub(crate) fn call_passed() {
+    let t0 = arch::clock::now_ns();
+    let Some(k) = try_this_kernel() else { return };
+    if fire_decision(&k, Hit::Call) == Fire::Collateral {
+        note_collateral_ns(&k, t0);
+    }
 }
 
 /// A redirected return arrived (task context, IRQs masked): give back the original return
@@ -399,6 +461,13 @@ pub struct PatchStatsSnapshot {
     /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
     /// return address of the first frame that reaches points).
     pub armed_at_ip: u64,
+    /// Collateral `int3`s: armed breakpoints met by a CPU with no event of its own.
+    pub collateral_int3: u64,
+    /// Collateral `call`s of `rt_reschedule`: armed sites called through by a CPU with no event
+    /// of its own.
+    pub collateral_calls: u64,
+    /// Time measured inside the hooks of the collateral hits, in ns (see `PatchStats`).
+    pub collateral_ns: u64,
 }
 
 impl PatchStats {
@@ -418,6 +487,9 @@ impl PatchStats {
             chases: r(&self.chases),
             arm_ns: r(&self.arm_ns),
             armed_at_ip: r(&self.armed_at_ip),
+            collateral_int3: r(&self.collateral_int3),
+            collateral_calls: r(&self.collateral_calls),
+            collateral_ns: r(&self.collateral_ns),
         }
     }
 }
@@ -446,6 +518,9 @@ impl PatchStatsSnapshot {
         self.chases += o.chases;
         self.arm_ns += o.arm_ns;
         self.exact_fallbacks += o.exact_fallbacks;
+        self.collateral_int3 += o.collateral_int3;
+        self.collateral_calls += o.collateral_calls;
+        self.collateral_ns += o.collateral_ns;
         if o.armed_at_ip != 0 {
             self.armed_at_ip = o.armed_at_ip; // the last event's, on whichever CPU had one
         }
