@@ -132,6 +132,9 @@ pub struct Config {
     pub hung_timeout_ms: u64,
     /// The patch models' point table (`ptable=exact|function`).
     pub ptable: PtableMode,
+    /// The detectors and what an oops does (`panic_on_oops=`, `softlockup_thresh_ms=`,
+    /// `softlockup_panic=`, `hung_task_timeout_ms=`, `hung_task_panic=`).
+    pub watchdog: crate::watchdog::WatchdogConfig,
 }
 
 /// Most CPUs an instance may have (a CPU mask is one 64-bit word).
@@ -159,6 +162,7 @@ impl Default for Config {
             trace: crate::trace::TraceOptions::OFF,
             hung_timeout_ms: 0,
             ptable: PtableMode::Exact,
+            watchdog: crate::watchdog::WatchdogConfig::OFF,
         }
     }
 }
@@ -192,6 +196,7 @@ impl Config {
             ));
         }
         self.trace.validate()?;
+        self.watchdog.validate()?;
         if self.pin.len() > self.cpus {
             return err(format!(
                 "pin={}: names {} host CPUs for cpus={}; give at most one per CPU",
@@ -259,9 +264,11 @@ impl Config {
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
             "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
             "ptable" => self.ptable = value.parse()?,
+            _ if self.watchdog.set(key, value)? => {}
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, {}",
+                    crate::watchdog::WatchdogConfig::KEYS.join(", ")
                 )))
             }
         }

@@ -31,7 +31,12 @@ impl WaitQueue {
             return;
         }
         let place = std::panic::Location::caller();
-        crate::syscall::kernel_call(|| self.wait_event_at(&mut cond, place));
+        crate::syscall::kernel_call(|| {
+            let me = this_kernel().task(crate::current_pid());
+            me.wait.begin(place);
+            self.wait_event_at(&mut cond, place);
+            me.wait.end();
+        });
     }
 
     fn wait_event_at(&self, cond: &mut dyn FnMut() -> bool, place: &std::panic::Location<'_>) {
