@@ -1,8 +1,8 @@
 //! The hung-task detectors: per task (`hung_task_timeout_ms=`, Linux's `khungtaskd`) and for
 //! a whole idle CPU (`hung_timeout_ms=`).
 //!
-//! **Per task.** A task entering a wait ([`crate::WaitQueue::wait_event`], which `join` uses
-//! too) notes when and where ([`WaitNote`]); the host side of the instance ([`HungTasks`], run
+//! **Per task.** A task entering an uninterruptible wait ([`crate::WaitQueue::wait_event`];
+//! not `join`, which sleeps interruptibly as `wait4` does) notes when and where ([`WaitNote`]); the host side of the instance ([`HungTasks`], run
 //! by the thread in [`crate::run`]) scans the tasks every quarter of the timeout, as
 //! `khungtaskd` does, and reports a task that has been in one wait longer than the timeout
 //! without being switched in once (its switch count unchanged since the scan that first saw

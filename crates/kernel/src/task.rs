@@ -149,7 +149,7 @@ impl TaskHandle {
     /// Sleeps until the task has exited and returns its result.
     pub fn join(&self) -> TaskResult {
         let task = &self.task;
-        task.exited.wait_event(|| task.result.lock().is_some());
+        task.exited.wait_event_interruptible(|| task.result.lock().is_some());
         task.result.lock().clone().unwrap_or_else(|| Err("no result".into()))
     }
 

@@ -39,6 +39,17 @@ impl WaitQueue {
         });
     }
 
+    /// [`WaitQueue::wait_event`] as an interruptible sleep (`wait_event_interruptible`): the
+    /// hung-task detector does not watch it (`join`, like `wait4`).
+    #[track_caller]
+    pub(crate) fn wait_event_interruptible(&self, mut cond: impl FnMut() -> bool) {
+        if cond() {
+            return;
+        }
+        let place = std::panic::Location::caller();
+        crate::syscall::kernel_call(|| self.wait_event_at(&mut cond, place));
+    }
+
     fn wait_event_at(&self, cond: &mut dyn FnMut() -> bool, place: &std::panic::Location<'_>) {
         let k = this_kernel();
         loop {
