@@ -275,6 +275,17 @@ impl Config {
         Ok(())
     }
 
+    /// This configuration with the detectors the lab and the CLI boot with
+    /// ([`crate::watchdog::WatchdogConfig::DEFAULTS`]) unless the caller set any of them: a
+    /// kernel that can no longer make progress then ends its run with an error naming the
+    /// stuck CPU's task or the blocked task, never a silent hang.
+    pub fn with_watchdog_defaults(mut self) -> Config {
+        if self.watchdog == crate::watchdog::WatchdogConfig::OFF {
+            self.watchdog = crate::watchdog::WatchdogConfig::DEFAULTS;
+        }
+        self
+    }
+
     /// Nanoseconds per tick.
     pub fn tick_ns(&self) -> u64 {
         1_000_000_000 / self.hz as u64
@@ -334,6 +345,26 @@ mod tests {
         for m in PtableMode::ALL {
             assert_eq!(m.name().parse::<PtableMode>().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn watchdog_options_parse_and_refuse_bad_input() {
+        let c = Config::from_cmdline(
+            "panic_on_oops=1 softlockup_thresh_ms=500 softlockup_panic=1 hung_task_timeout_ms=900 hung_task_panic=1",
+        )
+        .unwrap();
+        let w = c.watchdog;
+        assert!(w.panic_on_oops && w.softlockup_panic && w.hung_task_panic);
+        assert_eq!((w.softlockup_thresh_ms, w.hung_task_timeout_ms), (500, 900));
+        assert_eq!(Config::default().watchdog, crate::watchdog::WatchdogConfig::OFF);
+        assert_eq!(Config::default().with_watchdog_defaults().watchdog, crate::watchdog::WatchdogConfig::DEFAULTS);
+        assert_eq!(c.clone().with_watchdog_defaults().watchdog, w, "options given are kept");
+        let e = |s: &str| Config::from_cmdline(s).unwrap_err().0;
+        assert!(e("panic_on_oops=yes").starts_with("panic_on_oops=yes: use 1 or 0"));
+        assert!(e("softlockup_thresh_ms=-1").contains("softlockup_thresh_ms=-1: expected a whole number of milliseconds"));
+        assert!(e("softlockup_panic=1").contains("softlockup_panic=1 needs the detector on"));
+        assert!(e("hung_task_panic=1").contains("hung_task_panic=1 needs the detector on"));
+        assert!(e("bogus=1").contains("hung_task_timeout_ms, hung_task_panic"));
     }
 
     #[test]
