@@ -2,13 +2,15 @@
 //!
 //! **Mechanism.** Linux's `kernel/watchdog.c` keeps a per-CPU touch timestamp that the
 //! watchdog's stopper thread refreshes whenever it gets to run, and a per-CPU hrtimer that
-//! complains when the timestamp grows older than the threshold. Here the timer is each CPU's
-//! tick, and the "stopper got to run" is any place where the CPU could have rescheduled: a
-//! context switch (`__schedule`), a `cond_resched()`, a preemption point that calls the hook
-//! (`rt_reschedule`), the idle loop ([`arch::percpu::touch_softlockup`], one per-CPU store),
-//! and, seen by the tick itself, user mode or kernel code that the model may preempt right
-//! there (`preempt_count` zero under `full`, `lazy` and the patch models). [`tick`] takes the
-//! touch; if there was none for longer than the threshold it reports once per stretch:
+//! wakes the stopper and complains when the timestamp grows older than the threshold. Here
+//! the timer is each CPU's tick, and "the stopper got to run" is a context switch
+//! (`__schedule`), a `cond_resched()` or the idle loop ([`arch::percpu::touch_softlockup`],
+//! one per-CPU store), or, seen by the tick itself, user mode or kernel code that the model
+//! may preempt right there (`preempt_count` zero under `full`, `lazy` and the patch models).
+//! As the hrtimer wakes the stopper, a tick that finds the stretch past half the threshold
+//! sets `need_resched`, so a preemption point that acts on it (`voluntary`) schedules, and
+//! that switch is the touch; a point costs nothing more. [`tick`] takes the touch; if there
+//! was none for longer than the threshold it reports once per stretch:
 //! `BUG: soft lockup - CPU#N stuck for Xms! [task:pid]` with a backtrace of the interrupted
 //! code (recorded raw in interrupt context, symbolized on the host side), or, with
 //! `softlockup_panic=1`, panics.
@@ -137,7 +139,11 @@ pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
         return;
     }
     let stuck_ns = now.saturating_sub(w.touch_ns.load(Ordering::Relaxed));
-    if stuck_ns < thresh_ms.saturating_mul(1_000_000) || w.reported.swap(true, Ordering::Relaxed) {
+    let thresh_ns = thresh_ms.saturating_mul(1_000_000);
+    if stuck_ns >= thresh_ns / 2 {
+        crate::preempt::set_need_resched(); // the stopper's wakeup: a point that acts schedules
+    }
+    if stuck_ns < thresh_ns || w.reported.swap(true, Ordering::Relaxed) {
         return;
     }
     let mut trace = [0; arch::fault::TRACE_DEPTH];

@@ -291,6 +291,28 @@ fn a_syscall_looping_without_a_point_is_reported_as_a_soft_lockup() {
     }
 }
 
+/// A loop that passes preemption points under `voluntary` schedules at them when the
+/// detector asks (as Linux's stopper thread does), so no CPU is stuck.
+#[test]
+fn a_loop_through_points_under_voluntary_is_no_soft_lockup() {
+    let r = kernel::run(Config::from_cmdline("cpus=1 preempt=voluntary softlockup_thresh_ms=100").unwrap(), || {
+        syscall(|| {
+            let end = kernel::time::now_ns() + 400_000_000;
+            while kernel::time::now_ns() < end {
+                std::hint::black_box(spin_rounds(2_000));
+                kernel::preempt_point!();
+            }
+        });
+        0
+    })
+    .unwrap();
+    assert!(r.bugs.iter().all(|b| !b.contains("soft lockup")), "{:?}", r.bugs);
+}
+
+fn spin_rounds(n: u64) -> u64 {
+    (0..n).fold(0u64, |x, i| std::hint::black_box(x.wrapping_mul(31).wrapping_add(i)))
+}
+
 /// Under `full` the same loop is preemptible (count zero), so no CPU is stuck.
 #[test]
 fn a_preemptible_loop_is_no_soft_lockup() {

@@ -326,7 +326,6 @@ pub(crate) fn preempt_enable_preempts(k: &Kernel) -> bool {
 /// `rt_reschedule`: reached from every patched preemption-point site, in task context.
 pub(crate) fn rt_reschedule(site: usize) {
     crate::trace::point_reached(site);
-    arch::percpu::touch_softlockup();
     // Fast path: every model that acts here sets need_resched when it wants the CPU, so
     // nothing pending is one per-CPU load and test.
     if !preempt::need_resched() {
