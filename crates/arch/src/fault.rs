@@ -189,8 +189,8 @@ fn take_fault(sig: libc::c_int, info: &libc::siginfo_t, uc: &mut libc::ucontext_
     }
     let Some((_, hi)) = stack.filter(|_| (hooks.fault)(&fault)) else { return false };
     let sp = hi - 8; // as if called: a zero return address ends every walk here
-    // SAFETY: [hi - 8, hi) is the top word of the running task's own mapped stack, whose
-    // frames the task will never return to (it dies in `atomkernel_oops_exit`).
+                     // SAFETY: [hi - 8, hi) is the top word of the running task's own mapped stack, whose
+                     // frames the task will never return to (it dies in `atomkernel_oops_exit`).
     unsafe { (sp as *mut u64).write(0) };
     gregs[libc::REG_RSP as usize] = sp as i64;
     gregs[libc::REG_RBP as usize] = 0;

@@ -38,7 +38,8 @@ pub mod faults {
     pub fn read_wild() -> u64 {
         // SAFETY: maps and unmaps one anonymous page we own; the read faults on purpose.
         unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            let p =
+                libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
             assert_ne!(p, libc::MAP_FAILED);
             libc::munmap(p, 4096);
             (std::hint::black_box(p as usize + 8) as *const u64).read_volatile()

@@ -361,7 +361,9 @@ mod tests {
         assert_eq!(c.clone().with_watchdog_defaults().watchdog, w, "options given are kept");
         let e = |s: &str| Config::from_cmdline(s).unwrap_err().0;
         assert!(e("panic_on_oops=yes").starts_with("panic_on_oops=yes: use 1 or 0"));
-        assert!(e("softlockup_thresh_ms=-1").contains("softlockup_thresh_ms=-1: expected a whole number of milliseconds"));
+        assert!(
+            e("softlockup_thresh_ms=-1").contains("softlockup_thresh_ms=-1: expected a whole number of milliseconds")
+        );
         assert!(e("softlockup_panic=1").contains("softlockup_panic=1 needs the detector on"));
         assert!(e("hung_task_panic=1").contains("hung_task_panic=1 needs the detector on"));
         assert!(e("bogus=1").contains("hung_task_timeout_ms, hung_task_panic"));

@@ -73,9 +73,9 @@ impl WatchdogConfig {
             _ => Err(ConfigError(format!("{key}={value}: use 1 or 0"))),
         };
         let ms = || {
-            value.parse::<u64>().map_err(|_| {
-                ConfigError(format!("{key}={value}: expected a whole number of milliseconds (0 = off)"))
-            })
+            value
+                .parse::<u64>()
+                .map_err(|_| ConfigError(format!("{key}={value}: expected a whole number of milliseconds (0 = off)")))
         };
         match key {
             "panic_on_oops" => self.panic_on_oops = flag()?,
@@ -133,7 +133,8 @@ pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
     let cpu = k.raw_this_cpu();
     let w = &k.watchdog.cpus[cpu.id];
     let now = arch::clock::now_ns();
-    if arch::percpu::take_softlockup_touch() || could_reschedule_here(k, cpu) || w.touch_ns.load(Ordering::Relaxed) == 0 {
+    if arch::percpu::take_softlockup_touch() || could_reschedule_here(k, cpu) || w.touch_ns.load(Ordering::Relaxed) == 0
+    {
         w.touch_ns.store(now, Ordering::Relaxed);
         w.reported.store(false, Ordering::Relaxed);
         return;

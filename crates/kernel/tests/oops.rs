@@ -193,8 +193,7 @@ fn fatal(kind: &'static str) -> i32 {
                 kernel::time::sleep_ns(1_000_000_000);
             }
             "softirq" => {
-                kernel::softirq::open_softirq(kernel::softirq::BLOCK_SOFTIRQ, || panic!("a softirq gives up"))
-                    .unwrap();
+                kernel::softirq::open_softirq(kernel::softirq::BLOCK_SOFTIRQ, || panic!("a softirq gives up")).unwrap();
                 syscall(|| kernel::softirq::raise_softirq(kernel::softirq::BLOCK_SOFTIRQ));
                 kernel::time::sleep_ns(1_000_000_000);
             }
@@ -256,7 +255,10 @@ fn names_the_loop(report: &str) -> bool {
     let src = include_str!("oops.rs");
     let start = src.lines().position(|l| l.starts_with("fn spin_without_a_point")).unwrap() + 1;
     report.contains("spin_without_a_point+")
-        && (start + 1..start + 9).any(|n| report.contains(&format!("crates/kernel/tests/oops.rs:{n}\n")) || report.ends_with(&format!("crates/kernel/tests/oops.rs:{n}")))
+        && (start + 1..start + 9).any(|n| {
+            report.contains(&format!("crates/kernel/tests/oops.rs:{n}\n"))
+                || report.ends_with(&format!("crates/kernel/tests/oops.rs:{n}"))
+        })
 }
 
 /// Boots `cmdline` with a task whose system call spins 400 ms without a point, and an RT task.
@@ -323,9 +325,11 @@ fn a_preemptible_loop_is_no_soft_lockup() {
 fn lockup(model: &str) -> i32 {
     let cmdline = format!("cpus=2 preempt={model} softlockup_thresh_ms=100 softlockup_panic=1");
     let r = kernel::run(Config::from_cmdline(&cmdline).unwrap(), || {
-        let spinner = spawn(TaskBuilder::new("spinner"), || syscall(|| loop {
-            spin_without_a_point(10);
-        }));
+        let spinner = spawn(TaskBuilder::new("spinner"), || {
+            syscall(|| loop {
+                spin_without_a_point(10);
+            })
+        });
         spinner.join().unwrap_or(0)
     });
     match r {
@@ -371,7 +375,11 @@ fn a_task_blocked_past_the_timeout_is_reported_as_hung() {
     let n = src.lines().position(|l| l.contains("// WAIT-LINE") && !l.contains("contains")).unwrap() + 1;
     let reports: Vec<&str> = r.log.lines().filter(|l| l.contains("INFO: task waiter:")).collect();
     assert_eq!(reports.len(), 1, "once per wait: {}", r.log);
-    assert!(reports[0].contains("blocked for more than") && reports[0].contains(&format!("oops.rs:{n}")), "{}", reports[0]);
+    assert!(
+        reports[0].contains("blocked for more than") && reports[0].contains(&format!("oops.rs:{n}")),
+        "{}",
+        reports[0]
+    );
     assert!(!r.log.contains("INFO: task init:"), "init sleeps in a timed sleep, not a wait: {}", r.log);
 }
 

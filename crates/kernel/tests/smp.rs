@@ -307,7 +307,9 @@ fn bad_smp_input_is_refused_with_the_option_named() {
         let bad_call = kernel::smp::smp_call_function_single(5, || {}, true).unwrap_err();
         assert!(bad_call.contains("names no CPU"), "{bad_call}");
         // A spawn with a mask naming no CPU panics: an oops of the spawning task, naming it.
-        let spawner = spawn(TaskBuilder::new("spawner"), || spawn(TaskBuilder::new("nowhere").cpus(0b1000), || 0).join().unwrap_or(0));
+        let spawner = spawn(TaskBuilder::new("spawner"), || {
+            spawn(TaskBuilder::new("nowhere").cpus(0b1000), || 0).join().unwrap_or(0)
+        });
         let oops = spawner.join().unwrap_err();
         i64::from(oops.contains("oops: ") && oops.contains("its CPU mask 0x8 names no CPU of this instance"))
     });

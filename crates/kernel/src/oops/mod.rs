@@ -81,8 +81,10 @@ pub(crate) struct LockupRecord {
     pub(crate) depth: usize,
 }
 
-/// A raw report for the host side to format.
+/// A raw report for the host side to format. Unboxed on purpose: reports are made where
+/// allocating is forbidden (interrupt context, a fault inside `malloc`).
 #[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Report {
     Oops(OopsRecord),
     SoftLockup(LockupRecord),
@@ -226,7 +228,14 @@ pub(crate) fn fault_hook(f: &Fault) -> bool {
     true
 }
 
-fn record(k: &Kernel, what: FixedBuf<256>, regs: Regs, full_regs: bool, trace: [usize; TRACE_DEPTH], depth: usize) -> OopsRecord {
+fn record(
+    k: &Kernel,
+    what: FixedBuf<256>,
+    regs: Regs,
+    full_regs: bool,
+    trace: [usize; TRACE_DEPTH],
+    depth: usize,
+) -> OopsRecord {
     OopsRecord {
         what,
         name: arch::switch::current_name(),

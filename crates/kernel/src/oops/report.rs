@@ -89,7 +89,8 @@ fn format_oops(n: u64, r: &OopsRecord) -> OopsReport {
             let _ = writeln!(text, "{}", line.join(" "));
         }
     } else {
-        let _ = writeln!(text, "RBP: {:#018x} (a Rust panic: the other registers are the panic path's own)", r.regs.rbp());
+        let _ =
+            writeln!(text, "RBP: {:#018x} (a Rust panic: the other registers are the panic path's own)", r.regs.rbp());
     }
     write_trace(&mut text, &frames);
     let _ = writeln!(text, "---[ end trace ]---");
@@ -204,11 +205,7 @@ fn report_panic(k: &Kernel) -> BootError {
     let stopped = k.oops.stopped.load(Ordering::Acquire);
     let _ = writeln!(text, "Kernel panic - not syncing: {summary}");
     if stopped & online != online {
-        let _ = writeln!(
-            text,
-            "CPUs that did not stop (running with IRQs masked): {:#x}",
-            online & !stopped
-        );
+        let _ = writeln!(text, "CPUs that did not stop (running with IRQs masked): {:#x}", online & !stopped);
     }
     let _ = writeln!(text, "--- printk log ---\n{}", k.printk.drain().trim_end());
     let _ = writeln!(text, "---[ end Kernel panic - not syncing: {reason} ]---");
