@@ -107,7 +107,9 @@ impl HungTasks {
             }
             let since = t.wait.since.load(Ordering::Acquire);
             let hung = since != 0 && since != seen.reported_wait;
-            if !hung || now - since < self.timeout_ns || now - seen.unchanged_since < self.timeout_ns {
+            // A wait may begin on a CPU after `now` was read: saturate.
+            let waited = now.saturating_sub(since);
+            if !hung || waited < self.timeout_ns || now.saturating_sub(seen.unchanged_since) < self.timeout_ns {
                 continue;
             }
             seen.reported_wait = since;
@@ -116,7 +118,7 @@ impl HungTasks {
                 "INFO: task {}:{} blocked for more than {} ms (hung_task_timeout_ms={}), waiting in wait_event at {place}",
                 t.name,
                 t.id,
-                (now - since) / 1_000_000,
+                waited / 1_000_000,
                 k.config.watchdog.hung_task_timeout_ms
             );
             crate::printk::printk_emerg(k, format_args!("{line}"));
