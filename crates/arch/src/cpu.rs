@@ -98,7 +98,23 @@ pub fn die(msg: &str) -> ! {
     std::process::abort()
 }
 
+/// Stops this CPU thread for good (a kernel panic's "every CPU stops"): blocks every signal
+/// and sleeps, never to return. Signal-safe; callable from a handler.
+pub fn park_forever() -> ! {
+    // SAFETY: a full sigset we own; pthread_sigmask only changes this thread's mask, and
+    // pause with every signal blocked sleeps until the process ends.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        loop {
+            libc::pause();
+        }
+    }
+}
+
 /// A fixed-size text buffer for formatting where allocation is not allowed.
+#[derive(Clone, Copy)]
 pub struct FixedBuf<const N: usize> {
     buf: [u8; N],
     len: usize,

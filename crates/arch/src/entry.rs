@@ -24,14 +24,12 @@
 //! `preempt_schedule_irq` (gdb's `bt`, `std::backtrace`, [`crate::unwind::step`]) goes on into
 //! the interrupted function and up its callers.
 //!
-//! **Faults.** `SIGSEGV` and `SIGBUS` are taken on the same alternate stack; a fault in the
-//! guard page of the running task's stack is reported as a kernel stack overflow naming the
-//! task, any other fault as an unhandled page fault; then the default action kills the process.
+//! **Faults.** `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE` and a `SIGTRAP` that is no preemption
+//! point's are taken on the same alternate stack and handed to the core as an oops
+//! ([`crate::fault`]).
 
 use crate::asm::asm_function;
-use crate::cpu::FixedBuf;
 use crate::{irq, percpu, text};
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Once;
 
@@ -367,8 +365,9 @@ pub fn install() {
         init_xsave();
         text::init();
         set_handler(irq::sig_irq(), irq_signal_handler);
-        set_handler(libc::SIGSEGV, fault_signal_handler);
-        set_handler(libc::SIGBUS, fault_signal_handler);
+        for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE] {
+            set_handler(sig, crate::fault::fault_signal_handler);
+        }
         set_handler(libc::SIGTRAP, trap_signal_handler);
     });
 }
@@ -487,7 +486,7 @@ extern "C" fn trap_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, 
     // returns.
     let gregs = unsafe { &mut (*(uc as *mut libc::ucontext_t)).uc_mcontext.gregs };
     if !take_trap(gregs) {
-        fault_signal_handler(sig, info, uc);
+        crate::fault::fault_signal_handler(sig, info, uc);
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = saved_errno };
@@ -524,34 +523,4 @@ fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
     }
     percpu::with(|l| l.irqs_masked.set(false));
     true
-}
-
-extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    // SAFETY: valid pointers from the kernel for an SA_SIGINFO handler (see above).
-    let (addr, ip) = unsafe {
-        let uc = &*(uc as *const libc::ucontext_t);
-        ((*info).si_addr() as usize, uc.uc_mcontext.gregs[libc::REG_RIP as usize] as usize)
-    };
-    let mut msg = FixedBuf::<512>::new();
-    let cur = percpu::with(|l| l.current.get());
-    // SAFETY: see `inject_trampoline`: the running context outlives its run.
-    let overflow = (!cur.is_null()).then(|| unsafe { &*cur }).filter(|c| c.guard_contains(addr));
-    match overflow {
-        Some(ctx) => {
-            let (lo, hi) = ctx.stack_bounds().unwrap_or((0, 0));
-            let _ = writeln!(
-                msg,
-                "BUG: kernel stack overflow in task '{}': access at {addr:#x} hit the guard page \
-                 below its stack {lo:#x}..{hi:#x} (ip {ip:#x}); raise the task's stack size",
-                ctx.name()
-            );
-        }
-        None => {
-            let _ = writeln!(msg, "BUG: unable to handle fault (signal {sig}) at address {addr:#x}, ip {ip:#x}");
-        }
-    }
-    crate::cpu::console_write(2, msg.as_bytes());
-    // SAFETY: resetting to the default action and returning re-executes the faulting
-    // instruction, which now kills the process with the original signal (and a core dump).
-    unsafe { libc::signal(sig, libc::SIG_DFL) };
 }

@@ -13,6 +13,8 @@
 //! | [`percpu`] | per-CPU variables, `__preempt_count` | `#[thread_local]` words of the CPU thread |
 //! | [`irq`] | `cli`/`sti`, the APIC's IRR, IPIs | a soft mask with pending-IRQ replay, an atomic IRR, `tgkill` |
 //! | [`entry`] | IDT entry, `iret`, preemption on IRQ exit | `sigaction` handlers, context injection, the preemption trampoline |
+//! | [`fault`] | exception entry (`#PF`, `#UD`, `#DE`, `#BP`) | fault signal handlers that send the task to an exit at its stack top |
+//! | [`kallsyms`] | `kallsyms`, `%pS` | the program's symbol table and DWARF lines, via `addr2line` |
 //! | [`switch`] | `__switch_to_asm` | callee-saved registers + stack pointer swap |
 //! | [`stack`] | kernel stacks with guard pages | `mmap` + `PROT_NONE` guard |
 //! | [`timer`] | the local APIC timer | `timer_create(SIGEV_THREAD_ID)` |
@@ -42,7 +44,8 @@
 //! saves every register, the flags and the whole vector state first. `Hooks::rt_reschedule` is
 //! the call an armed preemption point makes, `Hooks::point_trap` the same for a point armed as
 //! a breakpoint, `Hooks::rt_return` a redirected return, `Hooks::preempt_schedule` the
-//! allocator's `preempt_enable`.
+//! allocator's `preempt_enable`, `Hooks::fault` a fault (an oops) and `Hooks::oops_exit` the
+//! faulting task's end.
 //!
 //! **The core gets:**
 //!
@@ -83,7 +86,9 @@ pub mod alloc;
 pub mod clock;
 pub mod cpu;
 pub mod entry;
+pub mod fault;
 pub mod irq;
+pub mod kallsyms;
 pub mod patch;
 pub mod percpu;
 pub mod ppoint;
@@ -125,4 +130,12 @@ pub struct Hooks {
     /// given. Runs in task context with IRQs soft-masked and must return the original return
     /// address.
     pub rt_return: fn(sp: usize, bp: usize) -> usize,
+    /// A fault in code of this CPU ([`fault`]), from its signal handler on the alternate
+    /// stack: must not allocate. `true` kills the running task (it resumes in `oops_exit` on
+    /// its own stack); `false` lets the fault kill the process. May stop the CPU for good (a
+    /// kernel panic) instead of returning.
+    pub fault: fn(fault: &fault::Fault) -> bool,
+    /// Where a task killed by `fault` resumes: task context, at the top of its own stack, with
+    /// its frames below abandoned. Must end the task.
+    pub oops_exit: fn() -> !,
 }

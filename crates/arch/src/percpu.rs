@@ -40,6 +40,9 @@ pub(crate) struct CpuLocal {
     pub pending: AtomicU64,
     /// Set while the core's IRQ hook runs (the allocator refuses to run then).
     pub in_irq: Cell<bool>,
+    /// Set when the CPU passes a place where it could reschedule; taken by the soft-lockup
+    /// check on the tick ([`touch_softlockup`]).
+    pub softlockup_touched: Cell<bool>,
     /// Set while the interrupt signal handler runs the core's hook (not for a replay): the
     /// host signal is then blocked, and [`crate::entry::irq_exit_irqs_on`] must unblock it.
     pub in_signal: Cell<bool>,
@@ -64,6 +67,7 @@ thread_local! {
             core_flags: Cell::new(0),
             pending: AtomicU64::new(0),
             in_irq: Cell::new(false),
+            softlockup_touched: Cell::new(false),
             in_signal: Cell::new(false),
             hooks: Cell::new(None),
             irr: Cell::new(std::ptr::null()),
@@ -373,4 +377,22 @@ pub(crate) fn set_irqs_masked(masked: bool) {
 /// True on a thread registered as a CPU.
 pub(crate) fn is_cpu_thread() -> bool {
     hooks().is_some()
+}
+
+/// Notes that this CPU passed a place where it could reschedule (Linux's
+/// `touch_softlockup_watchdog`): the soft-lockup check on its next tick sees it.
+#[inline(always)]
+pub fn touch_softlockup() {
+    with(|l| l.softlockup_touched.set(true));
+}
+
+/// Takes the note [`touch_softlockup`] left: true if the CPU passed such a place since the
+/// last call.
+pub fn take_softlockup_touch() -> bool {
+    with(|l| l.softlockup_touched.replace(false))
+}
+
+/// True while the core's interrupt hook runs on this CPU (hard-IRQ context).
+pub fn in_irq() -> bool {
+    with(|l| l.in_irq.get())
 }

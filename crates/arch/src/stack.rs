@@ -1,7 +1,7 @@
 //! Kernel stacks: an anonymous mapping with a `PROT_NONE` guard page below it.
 //!
 //! **Invariant.** A task that runs off the bottom of its stack touches the guard page and takes
-//! a fault that [`crate::entry`] reports as a kernel stack overflow naming the task; it can
+//! a fault that [`crate::fault`] hands the core as a kernel stack overflow (an oops); it can
 //! never write into a neighbour's memory.
 
 use std::io;

@@ -238,6 +238,19 @@ impl Drop for TaskContext {
     }
 }
 
+/// The name of the context running on this CPU (empty if none). Signal-safe: no lock.
+pub fn current_name() -> crate::cpu::FixedBuf<32> {
+    use std::fmt::Write as _;
+    let mut name = crate::cpu::FixedBuf::new();
+    let cur = percpu::with(|l| l.current.get());
+    if !cur.is_null() {
+        // SAFETY: `current` points to the running TaskContext, alive while it runs (see
+        // `TaskContext`'s Drop); only its name bytes are read.
+        let _ = name.write_str(unsafe { (*cur).name() });
+    }
+    name
+}
+
 /// Marks the context left by the last switch as suspended (or dead).
 fn finish_switch() {
     let last = percpu::with(|l| l.last.replace(std::ptr::null()));

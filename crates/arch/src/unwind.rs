@@ -323,6 +323,23 @@ pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: !row.signal }, ra_slot })
 }
 
+/// Walks up from `from` with [`step`] and writes each frame's ip into `out` (`from.ip` first);
+/// returns how many it wrote. Stops at the outermost frame, a frame [`step`] cannot leave, or
+/// when `out` is full. Signal-safe, as [`step`].
+pub fn backtrace(from: Frame, stack: (usize, usize), out: &mut [usize]) -> usize {
+    let mut frame = from;
+    let mut n = 0;
+    while n < out.len() {
+        out[n] = frame.ip;
+        n += 1;
+        match step(&frame, stack) {
+            Some(s) => frame = s.caller,
+            None => break,
+        }
+    }
+    n
+}
+
 /// The start and end of the function (FDE) containing `ip`, if any. Signal-safe after
 /// [`prepare`]. For a return address, ask about `ip - 1`: the call may be a function's last
 /// instruction.

@@ -28,6 +28,8 @@ static HOOKS: Hooks = Hooks {
     preempt_schedule: || {},
     point_trap: |_, _| IrqExit::Resume,
     rt_return: |_, _| arch::cpu::die("no return is redirected in this test"),
+    fault: |_| false,
+    oops_exit: || arch::cpu::die("no task is killed in this test"),
 };
 
 /// Set by `on_preempt` once it has captured both walks; ends the spin.

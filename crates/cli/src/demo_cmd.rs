@@ -124,7 +124,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
 
 /// The kernel configuration of every run but the model's.
 fn config(ptable: kernel::PtableMode, cpus: usize) -> Config {
-    Config { ptable, cpus, ..Config::default() }
+    Config { ptable, cpus, ..Config::default() }.with_watchdog_defaults()
 }
 
 fn run_one(m: PreemptModel, base: Config, sc: &ScenarioConfig) -> Result<scenario::ScenarioResult, String> {

@@ -66,7 +66,7 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
     if !(1..=10_000).contains(&a.hz) {
         return Err(format!("--hz {}: use 1..=10000", a.hz));
     }
-    let c = Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() };
+    let c = Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() }.with_watchdog_defaults();
     c.validate().map_err(|e| format!("--preempt {preempt}: {e}"))?;
     Ok(c)
 }

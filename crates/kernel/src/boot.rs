@@ -181,6 +181,10 @@ fn idle_loop(k: &Kernel) {
             arch::irq::local_irq_enable(); // only the ksoftirqds are left: they were told to stop
             continue;
         }
+        if k.oops.panicking() {
+            crate::oops::stop_this_cpu(k);
+        }
+        arch::percpu::touch_softlockup();
         let t0 = arch::clock::now_ns();
         arch::cpu::safe_halt();
         cpu.stats.idle_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);

@@ -132,6 +132,9 @@ pub struct Config {
     pub hung_timeout_ms: u64,
     /// The patch models' point table (`ptable=exact|function`).
     pub ptable: PtableMode,
+    /// The detectors and what an oops does (`panic_on_oops=`, `softlockup_thresh_ms=`,
+    /// `softlockup_panic=`, `hung_task_timeout_ms=`, `hung_task_panic=`).
+    pub watchdog: crate::watchdog::WatchdogConfig,
 }
 
 /// Most CPUs an instance may have (a CPU mask is one 64-bit word).
@@ -159,6 +162,7 @@ impl Default for Config {
             trace: crate::trace::TraceOptions::OFF,
             hung_timeout_ms: 0,
             ptable: PtableMode::Exact,
+            watchdog: crate::watchdog::WatchdogConfig::OFF,
         }
     }
 }
@@ -192,6 +196,7 @@ impl Config {
             ));
         }
         self.trace.validate()?;
+        self.watchdog.validate()?;
         if self.pin.len() > self.cpus {
             return err(format!(
                 "pin={}: names {} host CPUs for cpus={}; give at most one per CPU",
@@ -259,13 +264,26 @@ impl Config {
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
             "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
             "ptable" => self.ptable = value.parse()?,
+            _ if self.watchdog.set(key, value)? => {}
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable"
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, {}",
+                    crate::watchdog::WatchdogConfig::KEYS.join(", ")
                 )))
             }
         }
         Ok(())
+    }
+
+    /// This configuration with the detectors the lab and the CLI boot with
+    /// ([`crate::watchdog::WatchdogConfig::DEFAULTS`]) unless the caller set any of them: a
+    /// kernel that can no longer make progress then ends its run with an error naming the
+    /// stuck CPU's task or the blocked task, never a silent hang.
+    pub fn with_watchdog_defaults(mut self) -> Config {
+        if self.watchdog == crate::watchdog::WatchdogConfig::OFF {
+            self.watchdog = crate::watchdog::WatchdogConfig::DEFAULTS;
+        }
+        self
     }
 
     /// Nanoseconds per tick.
@@ -327,6 +345,28 @@ mod tests {
         for m in PtableMode::ALL {
             assert_eq!(m.name().parse::<PtableMode>().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn watchdog_options_parse_and_refuse_bad_input() {
+        let c = Config::from_cmdline(
+            "panic_on_oops=1 softlockup_thresh_ms=500 softlockup_panic=1 hung_task_timeout_ms=900 hung_task_panic=1",
+        )
+        .unwrap();
+        let w = c.watchdog;
+        assert!(w.panic_on_oops && w.softlockup_panic && w.hung_task_panic);
+        assert_eq!((w.softlockup_thresh_ms, w.hung_task_timeout_ms), (500, 900));
+        assert_eq!(Config::default().watchdog, crate::watchdog::WatchdogConfig::OFF);
+        assert_eq!(Config::default().with_watchdog_defaults().watchdog, crate::watchdog::WatchdogConfig::DEFAULTS);
+        assert_eq!(c.clone().with_watchdog_defaults().watchdog, w, "options given are kept");
+        let e = |s: &str| Config::from_cmdline(s).unwrap_err().0;
+        assert!(e("panic_on_oops=yes").starts_with("panic_on_oops=yes: use 1 or 0"));
+        assert!(
+            e("softlockup_thresh_ms=-1").contains("softlockup_thresh_ms=-1: expected a whole number of milliseconds")
+        );
+        assert!(e("softlockup_panic=1").contains("softlockup_panic=1 needs the detector on"));
+        assert!(e("hung_task_panic=1").contains("hung_task_panic=1 needs the detector on"));
+        assert!(e("bogus=1").contains("hung_task_timeout_ms, hung_task_panic"));
     }
 
     #[test]

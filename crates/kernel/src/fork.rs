@@ -47,6 +47,7 @@ pub(crate) fn add_task(
         on_cpu: AtomicUsize::new(NO_CPU),
         cpus_allowed: AtomicU64::new(allowed),
         preempt_held: AtomicU32::new(0),
+        wait: Default::default(),
     });
     tasks.push(task.clone());
     for c in 0..k.cpus.len() {

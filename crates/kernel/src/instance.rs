@@ -62,6 +62,10 @@ pub struct Kernel {
     pub(crate) sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
     /// The tracers (`trace=`): off unless asked for.
     pub(crate) trace: crate::trace::Tracer,
+    /// Oopses caught, reports for the host side, the panic (`oops`).
+    pub(crate) oops: crate::oops::OopsState,
+    /// The soft-lockup detector's per-CPU state.
+    pub(crate) watchdog: crate::watchdog::Watchdog,
 }
 
 thread_local! {
@@ -149,6 +153,15 @@ impl Kernel {
         }
     }
 
+    /// Keeps a `BUG:` report made on the host side (a soft lockup's, symbolized there).
+    pub(crate) fn bug_text(&self, text: String) {
+        self.bug_count.fetch_add(1, Ordering::Relaxed);
+        let mut bugs = self.bugs.lock();
+        if bugs.len() < MAX_BUGS {
+            bugs.push(text);
+        }
+    }
+
     /// Every `BUG:` report kept, those from hard-IRQ context last.
     fn bug_reports(&self) -> Vec<String> {
         let irq =
@@ -199,6 +212,8 @@ pub struct RunReport {
     pub trace: Option<crate::trace::TraceReport>,
     /// Each CPU's figures, by CPU number.
     pub cpus: Vec<CpuReport>,
+    /// Every oops: a task killed by a fault, with its report.
+    pub oopses: Vec<crate::oops::OopsReport>,
 }
 
 /// One CPU's figures over a run.
@@ -246,6 +261,9 @@ pub enum BootError {
     Config(ConfigError),
     /// The host refused a resource (thread, timer, memory).
     Host(String),
+    /// The kernel panicked (a fatal oops, `panic_on_oops=1`, a detector's `*_panic=1`): every
+    /// CPU was stopped and the report and the printk log went to stderr. Names the cause.
+    Panic(String),
 }
 
 impl std::fmt::Display for BootError {
@@ -253,6 +271,7 @@ impl std::fmt::Display for BootError {
         match self {
             BootError::Config(e) => write!(f, "bad configuration: {e}"),
             BootError::Host(e) => write!(f, "the host refused: {e}"),
+            BootError::Panic(e) => write!(f, "Kernel panic - not syncing: {e}"),
         }
     }
 }
@@ -289,14 +308,19 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         model: AtomicU8::new(config.preempt.index()),
         sites_claim: IrqSpinLock::new(None),
         trace: crate::trace::Tracer::new(config.trace),
+        oops: crate::oops::OopsState::new(),
+        watchdog: crate::watchdog::Watchdog::new(n),
         config,
     });
+    crate::oops::install();
+    // Backtraces in oops reports walk the CFI tables, which must exist before any fault.
+    arch::unwind::prepare().map_err(BootError::Host)?;
     let kc = k.clone();
     let cpu0 = std::thread::Builder::new()
         .name("atomkernel-cpu0".into())
         .spawn(move || crate::boot::boot_cpu_main(kc, Box::new(init)))
         .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
-    cpu0.join().map_err(|_| BootError::Host("the CPU thread panicked".into()))??;
+    crate::oops::supervise(&k, cpu0)?;
     Ok(report(&k))
 }
 
@@ -338,6 +362,7 @@ fn report(k: &Kernel) -> RunReport {
         patch,
         trace: crate::trace::report(k, tasks.iter().map(|t| t.name.clone()).collect()),
         cpus,
+        oopses: k.oops.reports.lock().clone(),
     }
 }
 

@@ -49,14 +49,20 @@ pub(crate) static HOOKS: Hooks = Hooks {
     preempt_schedule: crate::sched::preempt_schedule,
     point_trap: crate::model::point_trap,
     rt_return: crate::model::patch::rt_return,
+    fault: crate::oops::fault_hook,
+    oops_exit: crate::oops::oops_exit,
 };
 
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     let Some(k) = try_this_kernel() else { return IrqExit::Resume };
+    if k.oops.panicking() {
+        crate::oops::stop_this_cpu(&k); // another CPU panicked: every CPU stops
+    }
     irq_enter(&k);
     crate::trace::irq_handler_entry(&k, lines, frame);
     if lines & (1 << LINE_TICK) != 0 {
         crate::time::timer_interrupt(&k);
+        crate::watchdog::tick(&k, frame);
     }
     if lines & (1 << LINE_TICK | 1 << LINE_HRTIMER) != 0 {
         crate::time::hrtimer_interrupt(&k);

@@ -21,6 +21,7 @@ mod hung;
 mod instance;
 mod irq;
 pub mod model;
+mod oops;
 pub mod preempt;
 pub mod printk;
 mod sched;
@@ -34,6 +35,7 @@ pub mod text;
 pub mod time;
 pub mod trace;
 pub mod wait;
+pub mod watchdog;
 
 pub use config::{BhMode, Config, ConfigError, PreemptModel, PtableMode};
 pub use fork::spawn;
@@ -41,6 +43,7 @@ pub use instance::{
     current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,
 };
 pub use model::{preempt_model, set_preempt_model};
+pub use oops::OopsReport;
 pub use sched::balance::{sched_debug, set_cpus_allowed};
 pub use sched::{sched_yield, schedule, CpuMask, TaskId};
 pub use syscall::syscall;
@@ -52,6 +55,7 @@ pub use wait::WaitQueue;
 #[track_caller]
 pub fn cond_resched() -> bool {
     trace::cond_resched(std::panic::Location::caller());
+    arch::percpu::touch_softlockup();
     if preempt::need_resched() && preempt::preempt_count() == 0 {
         sched::schedule();
         true

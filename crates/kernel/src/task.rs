@@ -49,7 +49,8 @@ impl Policy {
     }
 }
 
-/// How a task ended: the value its body returned, or the panic message that ended it.
+/// How a task ended: the value its body returned, or the oops that killed it (`oops: ...`,
+/// naming the fault, the task and the CPU).
 pub type TaskResult = Result<i64, String>;
 
 /// Counters kept per task (read them with [`TaskHandle::stats`]).
@@ -82,7 +83,7 @@ impl TaskStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> TaskStatsSnapshot {
+    pub(crate) fn snapshot(&self) -> TaskStatsSnapshot {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         TaskStatsSnapshot {
             voluntary_switches: r(&self.voluntary_switches),
@@ -118,6 +119,8 @@ pub(crate) struct Task {
     /// The `preempt_count` it slept holding (a `BUG:` already reported), 0 normally: a
     /// migration of such a task is reported too.
     pub(crate) preempt_held: AtomicU32,
+    /// The wait it is in, for the hung-task detector.
+    pub(crate) wait: crate::hung::WaitNote,
 }
 
 impl Task {
@@ -146,7 +149,7 @@ impl TaskHandle {
     /// Sleeps until the task has exited and returns its result.
     pub fn join(&self) -> TaskResult {
         let task = &self.task;
-        task.exited.wait_event(|| task.result.lock().is_some());
+        task.exited.wait_event_interruptible(|| task.result.lock().is_some());
         task.result.lock().clone().unwrap_or_else(|| Err("no result".into()))
     }
 
@@ -211,13 +214,18 @@ pub(crate) fn task_entry(id: usize) -> ! {
     crate::sched::do_exit(id, result)
 }
 
+/// Runs the task's body; a panic in it unwinds to here, where it ends as an oops
+/// (`crate::oops`).
 fn run_body(id: TaskId) -> TaskResult {
     let body = crate::instance::this_kernel().task(id).body.lock().take();
     let Some(body) = body else { return Err("task started without a body".into()) };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).map_err(|p| {
-        p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into())
-    })
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let k = crate::instance::this_kernel();
+    match result {
+        Ok(v) => {
+            crate::oops::caught_inside(&k, id);
+            Ok(v)
+        }
+        Err(_) => Err(crate::oops::task_dead(&k, id)),
+    }
 }

@@ -31,6 +31,22 @@ impl WaitQueue {
             return;
         }
         let place = std::panic::Location::caller();
+        crate::syscall::kernel_call(|| {
+            let me = this_kernel().task(crate::current_pid());
+            me.wait.begin(place);
+            self.wait_event_at(&mut cond, place);
+            me.wait.end();
+        });
+    }
+
+    /// [`WaitQueue::wait_event`] as an interruptible sleep (`wait_event_interruptible`): the
+    /// hung-task detector does not watch it (`join`, like `wait4`).
+    #[track_caller]
+    pub(crate) fn wait_event_interruptible(&self, mut cond: impl FnMut() -> bool) {
+        if cond() {
+            return;
+        }
+        let place = std::panic::Location::caller();
         crate::syscall::kernel_call(|| self.wait_event_at(&mut cond, place));
     }
 

@@ -70,36 +70,5 @@ fn a_correct_task_reports_nothing() {
     assert!(bugs.is_empty(), "{bugs:?}");
 }
 
-/// The stack-overflow check kills the process, so it runs in a child: this test re-runs the
-/// test binary on the `overflow_child` test with an environment variable set.
-#[test]
-fn stack_overflow_is_reported() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "overflow_child", "--nocapture", "--test-threads=1"])
-        .env("ATOMKERNEL_OVERFLOW_CHILD", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the child survived an overflow");
-    assert!(
-        stderr.contains("BUG: kernel stack overflow in task 'deep'") && stderr.contains("hit the guard page"),
-        "stderr: {stderr}"
-    );
-}
-
-#[test]
-fn overflow_child() {
-    if std::env::var_os("ATOMKERNEL_OVERFLOW_CHILD").is_none() {
-        return; // only meaningful inside stack_overflow_is_reported
-    }
-    fn recurse(n: u64) -> u64 {
-        if n == u64::MAX {
-            return 0; // never reached: the guard page is
-        }
-        let buf = std::hint::black_box([n; 64]);
-        recurse(n + 1) + buf[3]
-    }
-    let _ = run_with_timeout(Config::default(), 30, || {
-        spawn(TaskBuilder::new("deep").stack_size(64 * 1024), || recurse(0) as i64).join().unwrap()
-    });
-}
+// A stack overflow is an oops of the overflowing task: tests/oops.rs
+// (`a_stack_overflow_is_contained`, `a_stack_overflow_panics_with_panic_on_oops`).

@@ -332,8 +332,12 @@ fn bad_smp_input_is_refused_with_the_option_named() {
         assert!(bad_mask.contains("mask 0x4 names no CPU of this instance"), "{bad_mask}");
         let bad_call = kernel::smp::smp_call_function_single(5, || {}, true).unwrap_err();
         assert!(bad_call.contains("names no CPU"), "{bad_call}");
-        let spawned = std::panic::catch_unwind(|| spawn(TaskBuilder::new("nowhere").cpus(0b1000), || 0));
-        i64::from(spawned.is_err())
+        // A spawn with a mask naming no CPU panics: an oops of the spawning task, naming it.
+        let spawner = spawn(TaskBuilder::new("spawner"), || {
+            spawn(TaskBuilder::new("nowhere").cpus(0b1000), || 0).join().unwrap_or(0)
+        });
+        let oops = spawner.join().unwrap_err();
+        i64::from(oops.contains("oops: ") && oops.contains("its CPU mask 0x8 names no CPU of this instance"))
     });
     assert_eq!(r.init, Ok(1));
 }

@@ -97,7 +97,7 @@ impl PacketLoadConfig {
     }
 
     fn boot_config(&self) -> Result<Config, String> {
-        Config::from_cmdline(&self.cmdline()).map_err(|e| e.to_string())
+        Config::from_cmdline(&self.cmdline()).map(Config::with_watchdog_defaults).map_err(|e| e.to_string())
     }
 }
 

@@ -239,7 +239,7 @@ impl Marks {
 
 /// Runs the scenario once under `model` on a fresh kernel instance.
 pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
-    run_with(Config { preempt: model, ..Config::default() }, sc)
+    run_with(Config { preempt: model, ..Config::default() }.with_watchdog_defaults(), sc)
 }
 
 /// Runs the scenario once on a fresh kernel instance booted with `config`.

@@ -151,7 +151,8 @@ pub fn run_traced(
 ) -> Result<(TortureReport, kernel::RunReport), BootError> {
     cfg.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
     let preempt = if cfg.kernel_mode { cfg.model } else { kernel::PreemptModel::None };
-    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, cpus: cfg.cpus, ..Config::default() };
+    let config = Config { hz: 10_000, rr_timeslice_ticks: 1, preempt, trace, cpus: cfg.cpus, ..Config::default() }
+        .with_watchdog_defaults();
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         rounds: AtomicU64::new(0),

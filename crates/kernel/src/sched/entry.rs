@@ -54,6 +54,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
     }
     let now = arch::clock::now_ns();
     let cpu = k.raw_this_cpu();
+    arch::percpu::touch_softlockup();
     let switch = {
         let mut rq = rq_lock(k, cpu.id);
         let prev = rq.curr;

@@ -229,7 +229,8 @@ pub fn run_instance(
     // A lab run never idles long (its probes wake every interval): report a CPU idle for
     // 10 s with tasks asleep (a hang) on stderr, unless the caller chose a timeout.
     let config =
-        Config { hung_timeout_ms: if config.hung_timeout_ms == 0 { 10_000 } else { config.hung_timeout_ms }, ..config };
+        Config { hung_timeout_ms: if config.hung_timeout_ms == 0 { 10_000 } else { config.hung_timeout_ms }, ..config }
+            .with_watchdog_defaults();
     let report = run_watched(config, limit, move || {
         let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
         spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))

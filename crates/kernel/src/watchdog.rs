@@ -1,0 +1,179 @@
+//! The soft-lockup detector (`softlockup_thresh_ms=`), and the boot options of every detector.
+//!
+//! **Mechanism.** Linux's `kernel/watchdog.c` keeps a per-CPU touch timestamp that the
+//! watchdog's stopper thread refreshes whenever it gets to run, and a per-CPU hrtimer that
+//! wakes the stopper and complains when the timestamp grows older than the threshold. Here
+//! the timer is each CPU's tick, and "the stopper got to run" is a context switch
+//! (`__schedule`), a `cond_resched()` or the idle loop ([`arch::percpu::touch_softlockup`],
+//! one per-CPU store), or, seen by the tick itself, user mode or kernel code that the model
+//! may preempt right there (`preempt_count` zero under `full`, `lazy` and the patch models).
+//! As the hrtimer wakes the stopper, a tick that finds the stretch past half the threshold
+//! sets `need_resched`, so a preemption point that acts on it (`voluntary`) schedules, and
+//! that switch is the touch; a point costs nothing more. [`tick`] takes the touch; if there
+//! was none for longer than the threshold it reports once per stretch:
+//! `BUG: soft lockup - CPU#N stuck for Xms! [task:pid]` with a backtrace of the interrupted
+//! code (recorded raw in interrupt context, symbolized on the host side), or, with
+//! `softlockup_panic=1`, panics.
+//!
+//! **Invariant.** Off (threshold 0) costs the tick one load and test; on, one clock read and
+//! a few per-CPU words per tick. Nothing on a task's path but the touch. A CPU with IRQs
+//! masked takes no tick and is not seen (Linux's hard-lockup detector is not modelled).
+
+use crate::config::ConfigError;
+use crate::instance::Kernel;
+use crate::sched::Mode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The detectors' boot options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchdogConfig {
+    /// An oops is a kernel panic (`panic_on_oops=1`).
+    pub panic_on_oops: bool,
+    /// Report a CPU in kernel mode that passed no place where it could reschedule for this
+    /// long (`softlockup_thresh_ms=`); 0 = off.
+    pub softlockup_thresh_ms: u64,
+    /// A soft lockup is a kernel panic (`softlockup_panic=1`).
+    pub softlockup_panic: bool,
+    /// Report a task blocked in a wait this long without being switched in
+    /// (`hung_task_timeout_ms=`, Linux's `hung_task_timeout_secs`); 0 = off.
+    pub hung_task_timeout_ms: u64,
+    /// A hung task is a kernel panic (`hung_task_panic=1`).
+    pub hung_task_panic: bool,
+}
+
+impl WatchdogConfig {
+    /// Every detector off, oopses contained: the library default.
+    pub const OFF: WatchdogConfig = WatchdogConfig {
+        panic_on_oops: false,
+        softlockup_thresh_ms: 0,
+        softlockup_panic: false,
+        hung_task_timeout_ms: 0,
+        hung_task_panic: false,
+    };
+
+    /// What the lab and the CLI boot with: a CPU stuck for 10 s or a task blocked for 60 s
+    /// ends the run with an error naming it (never a silent hang); oopses are contained.
+    pub const DEFAULTS: WatchdogConfig = WatchdogConfig {
+        panic_on_oops: false,
+        softlockup_thresh_ms: 10_000,
+        softlockup_panic: true,
+        hung_task_timeout_ms: 60_000,
+        hung_task_panic: true,
+    };
+
+    /// The boot options this sets.
+    pub const KEYS: [&'static str; 5] =
+        ["panic_on_oops", "softlockup_thresh_ms", "softlockup_panic", "hung_task_timeout_ms", "hung_task_panic"];
+
+    /// Sets option `key` if it is one of [`Self::KEYS`] (returns whether it was).
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<bool, ConfigError> {
+        let flag = || match value {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            _ => Err(ConfigError(format!("{key}={value}: use 1 or 0"))),
+        };
+        let ms = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| ConfigError(format!("{key}={value}: expected a whole number of milliseconds (0 = off)")))
+        };
+        match key {
+            "panic_on_oops" => self.panic_on_oops = flag()?,
+            "softlockup_thresh_ms" => self.softlockup_thresh_ms = ms()?,
+            "softlockup_panic" => self.softlockup_panic = flag()?,
+            "hung_task_timeout_ms" => self.hung_task_timeout_ms = ms()?,
+            "hung_task_panic" => self.hung_task_panic = flag()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks the combination: a `*_panic` flag needs its detector on.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.softlockup_panic && self.softlockup_thresh_ms == 0 {
+            return Err(ConfigError(
+                "softlockup_panic=1 needs the detector on: give softlockup_thresh_ms= too (e.g. 10000)".into(),
+            ));
+        }
+        if self.hung_task_panic && self.hung_task_timeout_ms == 0 {
+            return Err(ConfigError(
+                "hung_task_panic=1 needs the detector on: give hung_task_timeout_ms= too (e.g. 60000)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One CPU's soft-lockup state.
+#[derive(Default)]
+pub(crate) struct SoftLockupCpu {
+    /// When the tick last saw the CPU touched (ns); 0 = not yet.
+    touch_ns: AtomicU64,
+    /// The current stretch has been reported.
+    reported: AtomicBool,
+}
+
+/// Every CPU's soft-lockup state.
+pub(crate) struct Watchdog {
+    cpus: Box<[SoftLockupCpu]>,
+}
+
+impl Watchdog {
+    pub(crate) fn new(cpus: usize) -> Watchdog {
+        Watchdog { cpus: (0..cpus).map(|_| SoftLockupCpu::default()).collect() }
+    }
+}
+
+/// The soft-lockup check on this CPU's tick (hard-IRQ context; no allocation).
+pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
+    let thresh_ms = k.config.watchdog.softlockup_thresh_ms;
+    if thresh_ms == 0 {
+        return;
+    }
+    let cpu = k.raw_this_cpu();
+    let w = &k.watchdog.cpus[cpu.id];
+    let now = arch::clock::now_ns();
+    if arch::percpu::take_softlockup_touch() || could_reschedule_here(k, cpu) || w.touch_ns.load(Ordering::Relaxed) == 0
+    {
+        w.touch_ns.store(now, Ordering::Relaxed);
+        w.reported.store(false, Ordering::Relaxed);
+        return;
+    }
+    let stuck_ns = now.saturating_sub(w.touch_ns.load(Ordering::Relaxed));
+    let thresh_ns = thresh_ms.saturating_mul(1_000_000);
+    if stuck_ns >= thresh_ns / 2 {
+        crate::preempt::set_need_resched(); // the stopper's wakeup: a point that acts schedules
+    }
+    if stuck_ns < thresh_ns || w.reported.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let mut trace = [0; arch::fault::TRACE_DEPTH];
+    let depth = match (frame.replayed, arch::redirect::current_stack()) {
+        (false, Some(stack)) => {
+            arch::unwind::backtrace(arch::unwind::Frame::interrupted(frame.ip, frame.sp, frame.bp), stack, &mut trace)
+        }
+        _ => 0,
+    };
+    let rec = crate::oops::LockupRecord {
+        cpu: cpu.id,
+        pid: cpu.curr(),
+        name: arch::switch::current_name(),
+        stuck_ms: stuck_ns / 1_000_000,
+        trace,
+        depth,
+    };
+    if k.config.watchdog.softlockup_panic {
+        crate::oops::panic(k, "softlockup: hung tasks", Some(crate::oops::Report::SoftLockup(rec)));
+    }
+    k.oops.push(crate::oops::Report::SoftLockup(rec));
+}
+
+/// Is the interrupted code somewhere the CPU could reschedule: user mode, or kernel code the
+/// model preempts on this very interrupt's exit (count zero under a preempting model)?
+fn could_reschedule_here(k: &Kernel, cpu: &crate::cpu::Cpu) -> bool {
+    if cpu.mode() == Mode::User {
+        return true;
+    }
+    let m = k.model();
+    (m.preempts_kernel_code() || m.is_patch()) && crate::preempt::preempt_count() == crate::preempt::HARDIRQ_OFFSET
+}
