@@ -16,7 +16,7 @@
 use super::stats::LatencyHist;
 use super::workloads::{self, Workload};
 use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The smallest probe interval: one host timer signal and a thread wakeup cost several µs, so
@@ -132,40 +132,134 @@ pub enum Stop {
     Loops(u64),
 }
 
+/// Where a task (a worker, a probe, an interrupt handler) of a run was bound, and every CPU it
+/// was seen running on (read by the task itself after each call or sample).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The CPU it was bound to; `None` when nothing bound it (the tokio and Go peers).
+    pub cpu: Option<usize>,
+    /// The CPUs it was seen on: bit `n` = CPU `n` (0: it did not say).
+    pub seen: u64,
+}
+
+impl Placement {
+    /// Bound to `cpu`, not seen yet.
+    pub fn bound(cpu: usize) -> Placement {
+        Placement { cpu: Some(cpu), seen: 0 }
+    }
+
+    /// Notes that the task ran on `cpu` (CPUs past 63 are not recorded).
+    pub fn saw(&mut self, cpu: usize) {
+        self.seen |= 1u64.checked_shl(cpu as u32).unwrap_or(0);
+    }
+
+    /// The CPUs it was seen on, ascending.
+    pub fn seen_cpus(&self) -> Vec<usize> {
+        (0..64).filter(|c| self.seen & (1 << c) != 0).collect()
+    }
+}
+
+/// One worker's figures: units it completed, over its own wall time, and where it ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerOut {
+    pub units: u64,
+    pub ns: u64,
+    pub place: Placement,
+}
+
+/// The cross-CPU probe's figures: an interrupt on one CPU wakes an RT task bound to another.
+#[derive(Clone, Debug)]
+pub struct CrossOut {
+    /// The RT task's priority and period.
+    pub spec: ProbeSpec,
+    /// Where the interrupt's handler ran (it is registered on one CPU).
+    pub irq: Placement,
+    /// Where the RT task ran.
+    pub rt: Placement,
+    /// Its lateness: from the deadline the interrupt was asked for to the RT task running.
+    pub hist: LatencyHist,
+}
+
 /// What one run measured.
 #[derive(Debug, Default)]
 pub struct RunOut {
-    /// Workload units completed.
+    /// Workload units completed, all workers together.
     pub units: u64,
-    /// The worker's wall time, first call to last.
+    /// The longest worker's wall time, first call to last.
     pub ns: u64,
-    /// One histogram per probe, in probe order.
+    /// Each worker's figures (empty when the subject reports only the total).
+    pub workers: Vec<WorkerOut>,
+    /// One histogram per probe, in probe order (on several CPUs: CPU 0's probes, then CPU 1's,
+    /// see [`layout`]).
     pub hists: Vec<LatencyHist>,
-    /// The host policy the run's CPU thread (or the peer's probes) got, when one was asked for.
+    /// Where each probe ran, in probe order (empty when the subject cannot say).
+    pub probe_places: Vec<Placement>,
+    /// The cross-CPU probe (on several CPUs; `None` on one, and for subjects without it).
+    pub cross: Option<CrossOut>,
+    /// The host policy the run's CPU threads (or the peer's probes) got, when one was asked for.
     pub policy: Option<String>,
     /// The patch models' counters of the run (zero under other models and for peers).
     pub patch: kernel::model::patch::PatchStatsSnapshot,
 }
 
 impl RunOut {
-    /// Units per second of the worker's own wall time (0 without a workload).
+    /// Units per second: each worker's units over its own wall time, summed over the workers
+    /// (the total over the wall time when there are no per-worker figures; 0 without work).
     pub fn units_per_s(&self) -> f64 {
-        if self.ns == 0 {
-            0.0
+        let rate = |units: u64, ns: u64| if ns == 0 { 0.0 } else { units as f64 * 1e9 / ns as f64 };
+        if self.workers.is_empty() {
+            rate(self.units, self.ns)
         } else {
-            self.units as f64 * 1e9 / self.ns as f64
+            self.workers.iter().map(|w| rate(w.units, w.ns)).sum()
         }
+    }
+
+    /// Fills `units` and `ns` from `workers`.
+    pub(crate) fn with_workers(mut self, workers: Vec<WorkerOut>) -> RunOut {
+        self.units = workers.iter().map(|w| w.units).sum();
+        self.ns = workers.iter().map(|w| w.ns).max().unwrap_or(0);
+        self.workers = workers;
+        self
     }
 }
 
-/// Shared by the host and the tasks of one instance. The lock is taken once per probe, as it
+/// The probes of a run on `cpus` CPUs: each of `specs` on every CPU, CPU 0's first; probe `i`
+/// of CPU `c` is at index `c * specs.len() + i`.
+pub fn layout(specs: &[ProbeSpec], cpus: usize) -> Vec<(usize, ProbeSpec)> {
+    (0..cpus).flat_map(|c| specs.iter().map(move |&s| (c, s))).collect()
+}
+
+/// Workers a run of `w` on `cpus` CPUs has: one per CPU, but one in all for a workload that
+/// runs through bottom halves (`packet`: a kernel has one packet device, one receive queue).
+pub fn workers_for(w: Workload, cpus: usize) -> usize {
+    if w.info().bottom_half {
+        1
+    } else {
+        cpus
+    }
+}
+
+/// The cross-CPU probe of a run with `specs` on `cpus` CPUs: none on one CPU or without
+/// probes; else at the first probe's priority, every [`CROSS_PERIOD_FACTOR`] of its periods.
+pub fn cross_spec(specs: &[ProbeSpec], cpus: usize) -> Option<ProbeSpec> {
+    let first = specs.first().filter(|_| cpus > 1)?;
+    Some(ProbeSpec { prio: first.prio, interval_ns: first.interval_ns * CROSS_PERIOD_FACTOR })
+}
+
+/// The cross-CPU probe's period in periods of the first probe. Its interrupt comes from a
+/// device's host thread, which spins the last 100 µs before each deadline (so that the
+/// interrupt is on time): at the first probe's own period that thread would take a large
+/// share of a host core from the CPU threads under test.
+pub const CROSS_PERIOD_FACTOR: u64 = 4;
+
+/// Shared by the host and the tasks of one instance. The locks are taken once per task, as it
 /// exits, and read after the instance is gone.
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
-    units: AtomicU64,
-    ns: AtomicU64,
-    hists: Mutex<Vec<Option<LatencyHist>>>,
+    workers: Mutex<Vec<WorkerOut>>,
+    hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
+    cross: Mutex<Option<CrossOut>>,
     policy: std::sync::OnceLock<String>,
     /// Why the workload's `open` or `close` failed.
     error: std::sync::OnceLock<String>,
@@ -197,7 +291,8 @@ impl CpuPolicy {
 }
 
 /// Runs `workload` (if any) and `probes` on a fresh instance of `cpus` CPUs under `model` until
-/// `stop`, its CPU threads scheduled on the host as `cpu`.
+/// `stop`, its CPU threads scheduled on the host as `cpu`: one worker and the probes as given,
+/// placed by the scheduler (`atomkernel latency`).
 pub fn run_kernel(
     model: PreemptModel,
     cpus: usize,
@@ -206,10 +301,13 @@ pub fn run_kernel(
     stop: Stop,
     cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
-    run_instance(Config { preempt: model, cpus, ..Config::default() }, workload, probes, stop, cpu)
+    let config = Config { preempt: model, cpus, ..Config::default() };
+    run(config, workload, probes, stop, cpu, false)
 }
 
-/// [`run_kernel`] on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`).
+/// The lab's run on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`, `cpus`):
+/// one worker bound to each CPU ([`workers_for`]), each of `probes` on every CPU ([`layout`]),
+/// and on several CPUs the cross-CPU probe ([`cross_spec`]).
 pub fn run_instance(
     config: Config,
     workload: Option<Workload>,
@@ -217,24 +315,56 @@ pub fn run_instance(
     stop: Stop,
     cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
+    run(config, workload, probes, stop, cpu, true)
+}
+
+/// What the controller starts: the workers (bound to their CPU when `bound`), the probes with
+/// their CPU, the cross-CPU probe.
+struct Plan {
+    workers: Vec<(Option<usize>, Box<dyn workloads::Atoms>)>,
+    probes: Vec<(Option<usize>, ProbeSpec)>,
+    cross: Option<ProbeSpec>,
+    stop: Stop,
+}
+
+fn plan(config: &Config, workload: Option<Workload>, probes: &[ProbeSpec], stop: Stop, spread: bool) -> Plan {
+    if !spread {
+        let workers = workload.map(|w| (None, w.make())).into_iter().collect();
+        return Plan { workers, probes: probes.iter().map(|&p| (None, p)).collect(), cross: None, stop };
+    }
+    let workers = workload
+        .map(|w| (0..workers_for(w, config.cpus)).map(|c| (Some(c), w.make())).collect())
+        .unwrap_or_default();
+    let cross = cross_spec(probes, config.cpus);
+    let probes = layout(probes, config.cpus).into_iter().map(|(c, p)| (Some(c), p)).collect();
+    Plan { workers, probes, cross, stop }
+}
+
+fn run(
+    config: Config,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+    spread: bool,
+) -> Result<RunOut, String> {
     let model = if config.bh == BhMode::Classic {
         format!("{}", config.preempt)
     } else {
         format!("{} bh={} bh_prio={}", config.preempt, config.bh, config.bh_prio)
     };
-    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; probes.len()]), ..Shared::default() });
-    let (sh, specs) = (shared.clone(), probes.to_vec());
-    let work = workload.map(|w| w.make());
+    let plan = plan(&config, workload, probes, stop, spread);
+    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; plan.probes.len()]), ..Shared::default() });
+    let sh = shared.clone();
     let limit = hang_limit(stop, probes);
+    let ncpus = config.cpus;
     // A lab run never idles long (its probes wake every interval): report a CPU idle for
     // 10 s with tasks asleep (a hang) on stderr, unless the caller chose a timeout.
     let config =
         Config { hung_timeout_ms: if config.hung_timeout_ms == 0 { 10_000 } else { config.hung_timeout_ms }, ..config };
     let report = run_watched(config, limit, move || {
-        let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
-        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))
-            .join()
-            .unwrap_or(-1)
+        let _ = sh.policy.set(apply_on_every_cpu(ncpus, cpu));
+        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, plan)).join().unwrap_or(-1)
     })
     .map_err(|e| format!("preempt={model}: {e}"))?;
     if !report.bugs.is_empty() {
@@ -246,18 +376,51 @@ pub fn run_instance(
     if report.init != Ok(0) {
         return Err(format!("preempt={model}: the run failed inside the kernel: {:?}", report.init));
     }
-    let hists: Vec<LatencyHist> =
-        shared.hists.lock().unwrap_or_else(|e| e.into_inner()).drain(..).map(Option::unwrap_or_default).collect();
-    let (units, ns, policy) =
-        (shared.units.load(Ordering::Acquire), shared.ns.load(Ordering::Acquire), shared.policy.get().cloned());
-    let out = RunOut { units, ns, hists, policy, patch: report.patch };
-    if workload.is_some() && out.units == 0 {
-        return Err(format!("preempt={model}: the worker did no work"));
+    let (hists, probe_places): (Vec<LatencyHist>, Vec<Placement>) =
+        lock(&shared.hists).drain(..).map(Option::unwrap_or_default).unzip();
+    let workers = std::mem::take(&mut *lock(&shared.workers));
+    let out = RunOut {
+        hists,
+        probe_places,
+        cross: lock(&shared.cross).take(),
+        policy: shared.policy.get().cloned(),
+        patch: report.patch,
+        ..RunOut::default()
     }
-    if out.hists.iter().any(|h| h.count() == 0) {
+    .with_workers(workers);
+    if workload.is_some() && (out.units == 0 || out.workers.iter().any(|w| w.units == 0)) {
+        return Err(format!("preempt={model}: a worker did no work"));
+    }
+    if out.hists.iter().chain(out.cross.as_ref().map(|c| &c.hist)).any(|h| h.count() == 0) {
         return Err(format!("preempt={model}: a probe took no sample (lengthen the run)"));
     }
     Ok(out)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies `cpu` to every CPU thread of the instance (a task bound to each CPU runs on that
+/// CPU's host thread) and says what they got: `CPU thread: ...`, once when all got the same.
+fn apply_on_every_cpu(cpus: usize, cpu: CpuPolicy) -> String {
+    let got = Arc::new(Mutex::new(vec![String::new(); cpus]));
+    for c in 0..cpus {
+        let g = got.clone();
+        let t = spawn(TaskBuilder::new("lab-policy").fifo(CONTROL_PRIO).cpus(1 << c), move || {
+            lock(&g)[c] = cpu.apply();
+            0
+        });
+        let _ = t.join();
+    }
+    let got = lock(&got).clone();
+    if got.windows(2).all(|w| w[0] == w[1]) {
+        let each = if cpus > 1 { format!(" (each of {cpus})") } else { String::new() };
+        format!("CPU thread: {}{each}", got[0])
+    } else {
+        let each: Vec<String> = got.iter().enumerate().map(|(c, p)| format!("CPU {c}: {p}")).collect();
+        format!("CPU threads: {}", each.join("; "))
+    }
 }
 
 /// Time a run may take past twice its planned length before the lab calls the instance hung.
@@ -302,32 +465,55 @@ pub(crate) fn run_watched(
     }
 }
 
-/// The controller: starts the worker and the probes, waits for the end, stops the worker.
-fn control(sh: &Arc<Shared>, work: Option<Box<dyn workloads::Atoms>>, specs: &[ProbeSpec], stop: Stop) -> i64 {
+/// A task builder bound to `cpu` when there is one.
+fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
+    match cpu {
+        Some(c) => b.cpus(1 << c),
+        None => b,
+    }
+}
+
+/// The controller: starts the workers and the probes, waits for the end, stops the workers.
+fn control(sh: &Arc<Shared>, plan: Plan) -> i64 {
     let start = kernel::time::now_ns();
+    let stop = plan.stop;
     let deadline = match stop {
         Stop::After(ns) => start + ns,
         Stop::Loops(_) => u64::MAX,
     };
-    let worker = work.map(|mut w| {
-        let s = sh.clone();
-        spawn(TaskBuilder::new("lab-worker"), move || worker(&s, &mut *w))
-    });
-    let probes: Vec<_> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, &spec)| {
+    let workers: Vec<_> = plan
+        .workers
+        .into_iter()
+        .map(|(cpu, mut w)| {
             let s = sh.clone();
-            let name = format!("lab-probe{i}");
-            spawn(TaskBuilder::new(&name).fifo(spec.prio), move || probe(&s, i, spec, start, deadline, stop))
+            spawn(on(TaskBuilder::new("lab-worker"), cpu), move || worker(&s, cpu, &mut *w))
         })
         .collect();
+    let mut probes: Vec<_> = plan
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, &(cpu, spec))| {
+            let s = sh.clone();
+            let name = format!("lab-probe{i}");
+            let t = on(TaskBuilder::new(&name).fifo(spec.prio), cpu);
+            spawn(t, move || probe(&s, i, cpu, spec, start, deadline, stop))
+        })
+        .collect();
+    probes.extend(plan.cross.map(|spec| {
+        let s = sh.clone();
+        let (irq_cpu, rt_cpu) = super::cross::CPUS;
+        spawn(TaskBuilder::new("lab-cross").fifo(spec.prio).cpus(1 << rt_cpu), move || {
+            *lock(&s.cross) = Some(super::cross::probe(irq_cpu, spec, start, deadline, stop));
+            0
+        })
+    }));
     if let Stop::After(_) = stop {
         kernel::time::sleep_until(deadline);
     }
     let mut ok = probes.iter().all(|p| p.join().is_ok());
     sh.stop.store(true, Ordering::Release);
-    if let Some(w) = worker {
+    for w in workers {
         ok &= w.join().is_ok();
     }
     if ok {
@@ -337,20 +523,22 @@ fn control(sh: &Arc<Shared>, work: Option<Box<dyn workloads::Atoms>>, specs: &[P
     }
 }
 
-/// The worker: opens the workload, makes system calls of it until told to stop (read between
-/// calls), closes it.
-fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
+/// A worker: opens the workload, makes system calls of it until told to stop (read between
+/// calls), noting the CPU it ran each on, closes it.
+fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 {
     if let Err(e) = w.open() {
         let _ = sh.error.set(e);
         return -1;
     }
+    let mut place = Placement { cpu, seen: 0 };
     let start = kernel::time::now_ns();
     let mut units = 0;
     while !sh.stop.load(Ordering::Acquire) {
         units += workloads::kernel_call(w);
+        place.saw(kernel::raw_smp_processor_id());
     }
-    sh.ns.store(kernel::time::now_ns() - start, Ordering::Release);
-    sh.units.store(units, Ordering::Release);
+    let ns = kernel::time::now_ns() - start;
+    lock(&sh.workers).push(WorkerOut { units, ns, place });
     match w.close() {
         Ok(()) => 0,
         Err(e) => {
@@ -361,9 +549,11 @@ fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
 }
 
 /// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the
-/// CPU thread away during its period (the worker and the probe share that thread).
-fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
+/// CPU thread away during its period (the worker and the probe share that thread), and the
+/// CPU the probe woke on.
+fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
     let mut h = LatencyHist::new();
+    let mut place = Placement { cpu, seen: 0 };
     let mut next = start;
     loop {
         next += spec.interval_ns;
@@ -374,8 +564,9 @@ fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop
         kernel::time::sleep_until(next);
         let late = kernel::time::now_ns().saturating_sub(next);
         h.record_sample(late, hostlab::sched::involuntary_switches() != host);
+        place.saw(kernel::raw_smp_processor_id());
     }
-    sh.hists.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(h);
+    lock(&sh.hists)[i] = Some((h, place));
     0
 }
 
