@@ -333,3 +333,20 @@ fn the_go_peer_on_two_cpus_runs_at_gomaxprocs_2_with_every_probe_twice() {
     assert!(r.throughput_1cpu_ops_s.is_some_and(|t| t > 0.0) && r.scaling.is_some(), "{r:?}");
     assert!(r.latency_per_cpu_ns.is_none() && r.cross_cpu.is_none() && r.workers.is_none(), "{r:?}");
 }
+
+/// The cross-CPU probe on an instance with no workload: every deadline sampled, its interrupt
+/// handled on CPU 0 and its RT task run on CPU 1 only; each CPU's probe stayed on its CPU.
+#[test]
+fn the_cross_cpu_probe_takes_every_deadline_with_the_interrupt_on_cpu_0_and_the_task_on_cpu_1() {
+    let boot = kernel::Config { preempt: PreemptModel::Full, cpus: 2, ..kernel::Config::default() };
+    let specs = ProbeSet::default().specs();
+    let out = probe::run_instance(boot, None, &specs, Stop::Loops(100), CpuPolicy::Shared).unwrap();
+    let x = out.cross.expect("a cross-CPU probe on two CPUs");
+    assert_eq!(x.hist.count(), 100);
+    assert_eq!((x.irq.cpu, x.irq.seen_cpus()), (Some(0), vec![0]));
+    assert_eq!((x.rt.cpu, x.rt.seen_cpus()), (Some(1), vec![1]));
+    assert_eq!(out.hists.len(), 2, "the probe on each CPU");
+    for (c, p) in out.probe_places.iter().enumerate() {
+        assert_eq!((p.cpu, p.seen_cpus()), (Some(c), vec![c]));
+    }
+}

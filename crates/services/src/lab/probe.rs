@@ -246,10 +246,9 @@ pub fn cross_spec(specs: &[ProbeSpec], cpus: usize) -> Option<ProbeSpec> {
     Some(ProbeSpec { prio: first.prio, interval_ns: first.interval_ns * CROSS_PERIOD_FACTOR })
 }
 
-/// The cross-CPU probe's period in periods of the first probe. Its interrupt comes from a
-/// device's host thread, which spins the last 100 µs before each deadline (so that the
-/// interrupt is on time): at the first probe's own period that thread would take a large
-/// share of a host core from the CPU threads under test.
+/// The cross-CPU probe's period in periods of the first probe: its interrupt comes from a host
+/// thread of its own, woken at each deadline, and its wakeup crosses CPUs (two CPU threads
+/// are involved): at a quarter of the first probe's rate it adds a fifth to the probes' load.
 pub const CROSS_PERIOD_FACTOR: u64 = 4;
 
 /// Shared by the host and the tasks of one instance. The locks are taken once per task, as it
@@ -363,8 +362,12 @@ fn run(
     let config =
         Config { hung_timeout_ms: if config.hung_timeout_ms == 0 { 10_000 } else { config.hung_timeout_ms }, ..config };
     let report = run_watched(config, limit, move || {
+        // The cross-CPU probe's device before the policy (see CrossProbe::register).
+        let cross = plan.cross.map(|spec| super::cross::CrossProbe::register(super::cross::CPUS.0, spec));
         let _ = sh.policy.set(apply_on_every_cpu(ncpus, cpu));
-        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, plan)).join().unwrap_or(-1)
+        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, plan, cross))
+            .join()
+            .unwrap_or(-1)
     })
     .map_err(|e| format!("preempt={model}: {e}"))?;
     if !report.bugs.is_empty() {
@@ -474,7 +477,7 @@ fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
 }
 
 /// The controller: starts the workers and the probes, waits for the end, stops the workers.
-fn control(sh: &Arc<Shared>, plan: Plan) -> i64 {
+fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<super::cross::CrossProbe>) -> i64 {
     let start = kernel::time::now_ns();
     let stop = plan.stop;
     let deadline = match stop {
@@ -500,11 +503,11 @@ fn control(sh: &Arc<Shared>, plan: Plan) -> i64 {
             spawn(t, move || probe(&s, i, cpu, spec, start, deadline, stop))
         })
         .collect();
-    probes.extend(plan.cross.map(|spec| {
+    probes.extend(cross.map(|x| {
         let s = sh.clone();
-        let (irq_cpu, rt_cpu) = super::cross::CPUS;
-        spawn(TaskBuilder::new("lab-cross").fifo(spec.prio).cpus(1 << rt_cpu), move || {
-            *lock(&s.cross) = Some(super::cross::probe(irq_cpu, spec, start, deadline, stop));
+        let (prio, cpu) = (x.spec().prio, super::cross::CPUS.1);
+        spawn(TaskBuilder::new("lab-cross").fifo(prio).cpus(1 << cpu), move || {
+            *lock(&s.cross) = Some(x.run(start, deadline, stop));
             0
         })
     }));

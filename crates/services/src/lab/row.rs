@@ -104,6 +104,10 @@ pub struct Row {
     pub policy: String,
     /// Half-octave bins of the pooled lateness; their counts add up to `samples`.
     pub histogram: Vec<Bin>,
+    /// The pooled lateness at the quantiles of [`CDF_QUANTILES`] that the samples resolve
+    /// (`1 - q` at least one sample in `samples`), and the max at 1: `[q, ns]` pairs, the
+    /// report's latency CDF.
+    pub cdf_ns: Vec<(f64, u64)>,
     pub seconds: f64,
     pub rounds: usize,
     pub hz: u32,
@@ -162,6 +166,7 @@ pub(crate) fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<
                 probes: probe_rows(cfg, c),
                 policy: c.policy.clone().unwrap_or_default(),
                 histogram: pooled.bins(),
+                cdf_ns: cdf(&pooled),
                 seconds: cfg.seconds,
                 rounds: cfg.rounds,
                 hz: Config::default().hz,
@@ -171,6 +176,16 @@ pub(crate) fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<
         }
     }
     rows
+}
+
+/// The quantiles of a row's `cdf_ns`: deciles, then the tail's nines.
+pub const CDF_QUANTILES: [f64; 17] =
+    [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+
+fn cdf(h: &LatencyHist) -> Vec<(f64, u64)> {
+    let n = h.count() as f64;
+    let qs: Vec<f64> = CDF_QUANTILES.into_iter().filter(|&q| q >= 1.0 || (1.0 - q) * n >= 1.0).collect();
+    qs.iter().copied().zip(h.quantiles(&qs)).collect()
 }
 
 /// Each probe's row: probe `i` of CPU `c` is at `c * threads + i` (`probe::layout`).
