@@ -277,8 +277,9 @@ pub(crate) fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
     let cells: Vec<Vec<String>> = rows.iter().map(|r| report::row_cells(r, rows)).collect();
     let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
     // Each column as wide as its header or widest figure; the undisturbed ones after a `|`.
-    let widths: Vec<usize> =
-        (0..cols.len()).map(|i| cells.iter().map(|c| c[i].chars().count()).chain([cols[i].0.len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([cols[i].0.len()]).max().unwrap_or(0))
+        .collect();
     let line = |workload: &str, model: &str, cols: &mut dyn Iterator<Item = &str>| {
         let mut l = format!("{workload:<9} {model:<mw$}");
         for (i, (c, w)) in cols.zip(&widths).enumerate() {

@@ -185,7 +185,8 @@ pub(crate) fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<Pat
     let mut timelines = Vec::new();
     for &m in &cfg.models {
         let boot = kernel::Config { preempt: m, cpus: cfg.cpus, ..kernel::Config::default() };
-        timelines.push(scenario::run_with(boot, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
+        timelines
+            .push(scenario::run_with(boot, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
     }
     let html = page(cfg, rows, &timelines);
     let path = dir.join(INDEX);
@@ -203,7 +204,8 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}td:nth-child(-n+2),
 /// Counts the charts laid out with something drawn (`data-rendered`), and apart the CDFs with a
 /// drawn curve per subject (`data-cdf`) and the trade-off charts with a drawn point per subject
 /// that has an overhead figure (`data-tradeoff`).
-const SCRIPT: &str = "<script>(function(){var n=0,c=0,t=0;function drawn(x){var b=x.getBBox();return b.width>0||b.height>0;}\
+const SCRIPT: &str =
+    "<script>(function(){var n=0,c=0,t=0;function drawn(x){var b=x.getBBox();return b.width>0||b.height>0;}\
 document.querySelectorAll('svg.chart').forEach(function(s){var r=s.getBoundingClientRect();\
 if(!(r.width>0&&r.height>0&&s.querySelector('rect,line')))return;n++;\
 var k=s.querySelectorAll('polyline.series'),p=s.querySelectorAll('circle.point');\
@@ -275,9 +277,12 @@ fn first_charts(rows: &[Row]) -> String {
             wr.iter().map(|r| (label(r, rows), r.samples, r.cdf_ns.clone())).collect();
         let points: Vec<(String, Option<f64>, u64)> =
             wr.iter().map(|r| (label(r, rows), r.overhead_pct, r.latency_ns.p99)).collect();
-        let _ = write!(s, "<div class=\"grid\">{}{}</div>",
+        let _ = write!(
+            s,
+            "<div class=\"grid\">{}{}</div>",
             svg::cdf(&format!("{w}: latency CDF"), &series),
-            svg::tradeoff(&format!("{w}: normal-path cost against p99 latency"), &points));
+            svg::tradeoff(&format!("{w}: normal-path cost against p99 latency"), &points)
+        );
     }
     s
 }

@@ -159,7 +159,8 @@ fn stroke(i: usize) -> (String, &'static str) {
 
 /// A log-scale latency axis: decades from below the smallest to above the largest of `ns`.
 fn decades(ns: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = ns.filter(|v| v.is_finite() && *v > 0.0).fold((f64::INFINITY, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+    let (lo, hi) =
+        ns.filter(|v| v.is_finite() && *v > 0.0).fold((f64::INFINITY, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
     if !lo.is_finite() || hi <= 0.0 {
         return (3.0, 4.0);
     }
@@ -191,12 +192,18 @@ pub(crate) fn cdf(title: &str, series: &[(String, u64, Vec<(f64, u64)>)]) -> Str
     text(&mut s, left + plot_w / 2.0, 14.0, "middle", 12, title);
     for d in lo as i32..=hi as i32 {
         let tx = x(10f64.powi(d));
-        let _ = write!(s, "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>", top + plot_h);
+        let _ =
+            write!(s, "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>", top + plot_h);
         text(&mut s, tx, top + plot_h + 14.0, "middle", 9, &fmt_ns(10u64.pow(d.max(0) as u32)));
     }
     for k in 0..=cap as i32 {
-        let (ty, label) = (y(k as f64), if k == 0 { "0%".to_string() } else { format!("{}%", 100.0 - 100.0 / 10f64.powi(k)) });
-        let _ = write!(s, "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/>", left + plot_w);
+        let (ty, label) =
+            (y(k as f64), if k == 0 { "0%".to_string() } else { format!("{}%", 100.0 - 100.0 / 10f64.powi(k)) });
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/>",
+            left + plot_w
+        );
         text(&mut s, left - 4.0, ty + 3.0, "end", 9, &label);
     }
     for (i, (label, _, pts)) in series.iter().enumerate() {
@@ -243,7 +250,11 @@ pub(crate) fn tradeoff(title: &str, points: &[(String, Option<f64>, u64)]) -> St
     text(&mut s, left + plot_w / 2.0, 14.0, "middle", 12, title);
     for d in lo as i32..=hi as i32 {
         let ty = y(10f64.powi(d));
-        let _ = write!(s, "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/>", left + plot_w);
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/>",
+            left + plot_w
+        );
         text(&mut s, left - 4.0, ty + 3.0, "end", 9, &fmt_ns(10u64.pow(d.max(0) as u32)));
     }
     let z = x(0.0);
@@ -272,7 +283,14 @@ pub(crate) fn tradeoff(title: &str, points: &[(String, Option<f64>, u64)]) -> St
     text(&mut s, left + plot_w, h as f64 - 18.0, "end", 9, "normal-path cost: throughput overhead against none");
     let missing: Vec<&str> = points.iter().filter(|p| !p.1.is_some_and(f64::is_finite)).map(|p| p.0.as_str()).collect();
     if !missing.is_empty() {
-        text(&mut s, left, h as f64 - 4.0, "start", 9, &format!("no overhead figure (no none row): {}", missing.join(", ")));
+        text(
+            &mut s,
+            left,
+            h as f64 - 4.0,
+            "start",
+            9,
+            &format!("no overhead figure (no none row): {}", missing.join(", ")),
+        );
     }
     text(&mut s, 4.0, top - 6.0, "start", 9, "p99 (log)");
     s + "</svg>"
@@ -342,12 +360,21 @@ mod tests {
         let c = cdf("latency", &series);
         assert!(!c.contains("NaN") && !c.contains("inf") && c.contains("a&lt;b"), "{c}");
         assert_eq!(c.matches("<polyline class=\"series\"").count(), 2);
-        let ys: Vec<f64> = c.split("points=\"").nth(1).unwrap().split('"').next().unwrap().split(' ')
-            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap()).collect();
+        let ys: Vec<f64> = c
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
         let (p0, p50, p99, max) = (ys[0], ys[1], ys[2], ys[3]);
         assert!(p0 > p50 && p50 > p99 && p99 > max, "up the chart as the quantile grows: {ys:?}");
         assert!(((p0 - p99) - 2.0 * (p0 - max) / 3.0).abs() < 0.5, "p99 at 2 of 3 nines: {ys:?}");
-        let points = vec![("x".to_string(), Some(3.0), 20_000), ("y".to_string(), None, 1_000), ("z".into(), Some(-5.0), 10)];
+        let points =
+            vec![("x".to_string(), Some(3.0), 20_000), ("y".to_string(), None, 1_000), ("z".into(), Some(-5.0), 10)];
         let t = tradeoff("cost", &points);
         assert_eq!(t.matches("<circle class=\"point\"").count(), 2, "{t}");
         assert!(t.contains("no overhead figure (no none row): y") && !t.contains("NaN"), "{t}");

@@ -108,7 +108,8 @@ fn latency_takes_its_count_and_the_histogram_adds_up() {
 
 #[test]
 fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
-    let args = ["compare", "--quick", "--cpus", "1", "--json", "--workload", "checksum,hog", "--size", "checksum=8,hog=8"];
+    let args =
+        ["compare", "--quick", "--cpus", "1", "--json", "--workload", "checksum,hog", "--size", "checksum=8,hog=8"];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
@@ -170,20 +171,38 @@ fn compare_on_two_cpus_places_a_worker_and_the_probes_on_every_cpu() {
         workers.sort();
         assert_eq!(workers, [r#"{"cpu":0,"ran_on":[0]}"#, r#"{"cpu":1,"ran_on":[1]}"#], "{r}");
         let x = &r["cross_cpu"];
-        assert_eq!((&x["irq"]["ran_on"], &x["rt"]["ran_on"]), (&serde_json::json!([0]), &serde_json::json!([1])), "{r}");
+        assert_eq!(
+            (&x["irq"]["ran_on"], &x["rt"]["ran_on"]),
+            (&serde_json::json!([0]), &serde_json::json!([1])),
+            "{r}"
+        );
         assert!(x["latency_ns"]["count"].as_u64().unwrap() > 0, "{r}");
         assert!(r["throughput_1cpu_ops_s"].as_f64().unwrap() > 0.0 && r["scaling"].as_f64().is_some(), "{r}");
     }
     let args = ["compare", "--quick", "--cpus", "2", "--peers", "none", "--preempt", "none", "--workload", "hog"];
     let (code, out, err) = atomkernel(&[&args[..], &["--size", "hog=8"]].concat());
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("cpus=2: a worker bound to each CPU") && out.contains(" x_p99_us ") && out.contains("scaling"), "{out}");
+    assert!(
+        out.contains("cpus=2: a worker bound to each CPU") && out.contains(" x_p99_us ") && out.contains("scaling"),
+        "{out}"
+    );
 }
 
 #[test]
 fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip_it() {
-    let args =
-        ["compare", "--quick", "--cpus", "1", "--json", "--workload", "packet", "--size", "packet=16", "--bh-prio", "40"];
+    let args = [
+        "compare",
+        "--quick",
+        "--cpus",
+        "1",
+        "--json",
+        "--workload",
+        "packet",
+        "--size",
+        "packet=16",
+        "--bh-prio",
+        "40",
+    ];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
@@ -240,8 +259,20 @@ fn compare_table_has_a_row_per_model_and_the_answer() {
 
 #[test]
 fn models_is_the_same_command() {
-    let args =
-        ["models", "--seconds", "0.05", "--rounds", "1", "--peers", "none", "--workload", "hog", "--json", "--cpus", "1"];
+    let args = [
+        "models",
+        "--seconds",
+        "0.05",
+        "--rounds",
+        "1",
+        "--peers",
+        "none",
+        "--workload",
+        "hog",
+        "--json",
+        "--cpus",
+        "1",
+    ];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let names: Vec<String> = rows(&out).iter().map(|r| r["model"].as_str().unwrap().to_string()).collect();

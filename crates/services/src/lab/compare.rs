@@ -17,8 +17,8 @@
 //! without a `BUG:`, or `run` fails.
 
 use super::peers::Peer;
-pub use super::row::{CrossRow, PlaceRow, ProbeRow, Row};
 use super::probe::{self, CpuPolicy, CrossOut, Placement, ProbeSet, RunOut, Stop};
+pub use super::row::{CrossRow, PlaceRow, ProbeRow, Row};
 use super::stats::LatencyHist;
 use super::workloads::Workload;
 use kernel::{BhMode, Config, PreemptModel};

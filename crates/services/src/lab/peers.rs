@@ -29,8 +29,8 @@
 
 use super::probe::{CpuPolicy, ProbeSpec, RunOut, WorkerOut};
 use super::stats::LatencyHist;
-use super::{go_peer, host_peer};
 use super::workloads::{Atoms, Workload};
+use super::{go_peer, host_peer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

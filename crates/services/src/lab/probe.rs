@@ -331,9 +331,8 @@ fn plan(config: &Config, workload: Option<Workload>, probes: &[ProbeSpec], stop:
         let workers = workload.map(|w| (None, w.make())).into_iter().collect();
         return Plan { workers, probes: probes.iter().map(|&p| (None, p)).collect(), cross: None, stop };
     }
-    let workers = workload
-        .map(|w| (0..workers_for(w, config.cpus)).map(|c| (Some(c), w.make())).collect())
-        .unwrap_or_default();
+    let workers =
+        workload.map(|w| (0..workers_for(w, config.cpus)).map(|c| (Some(c), w.make())).collect()).unwrap_or_default();
     let cross = cross_spec(probes, config.cpus);
     let probes = layout(probes, config.cpus).into_iter().map(|(c, p)| (Some(c), p)).collect();
     Plan { workers, probes, cross, stop }
