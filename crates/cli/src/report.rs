@@ -273,8 +273,10 @@ fn first_charts(rows: &[Row]) -> String {
     workloads.dedup();
     for w in workloads {
         let wr: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
-        let series: Vec<(String, u64, Vec<(f64, u64)>)> =
-            wr.iter().map(|r| (label(r, rows), r.samples, r.cdf_ns.clone())).collect();
+        let series: Vec<svg::Series> = wr
+            .iter()
+            .map(|r| svg::Series { label: label(r, rows), samples: r.samples, points: r.cdf_ns.clone() })
+            .collect();
         let points: Vec<(String, Option<f64>, u64)> =
             wr.iter().map(|r| (label(r, rows), r.overhead_pct, r.latency_ns.p99)).collect();
         let _ = write!(

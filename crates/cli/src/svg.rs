@@ -177,15 +177,23 @@ fn nines(q: f64, cap: f64) -> f64 {
     }
 }
 
+/// One subject's curve on a CDF chart.
+pub(crate) struct Series {
+    pub(crate) label: String,
+    /// Samples behind the curve (how many nines they resolve).
+    pub(crate) samples: u64,
+    /// `(quantile, lateness ns)`, ascending.
+    pub(crate) points: Vec<(f64, u64)>,
+}
+
 /// A latency CDF of several subjects on one chart: lateness on a log x axis (a tick per
 /// decade), the quantile on a "nines" y axis (0, 90%, 99%, 99.9%, ...), so both the body and
-/// the tail are readable. Each series is `(label, [(q, ns)])`; its max (q = 1) is drawn at the
-/// nines its sample count resolves.
-pub(crate) fn cdf(title: &str, series: &[(String, u64, Vec<(f64, u64)>)]) -> String {
+/// the tail are readable. A series' max (q = 1) is drawn at the nines its sample count resolves.
+pub(crate) fn cdf(title: &str, series: &[Series]) -> String {
     let (w, h, left, right, top, bottom) = (620u32, 300u32, 52.0, 150.0, 24.0, 34.0);
     let (plot_w, plot_h) = (w as f64 - left - right, h as f64 - top - bottom);
-    let (lo, hi) = decades(series.iter().flat_map(|s| s.2.iter().map(|p| p.1 as f64)));
-    let cap = series.iter().map(|s| (s.1.max(1) as f64).log10()).fold(1.0, f64::max).ceil();
+    let (lo, hi) = decades(series.iter().flat_map(|s| s.points.iter().map(|p| p.1 as f64)));
+    let cap = series.iter().map(|s| (s.samples.max(1) as f64).log10()).fold(1.0, f64::max).ceil();
     let x = |ns: f64| left + ((ns.max(10f64.powf(lo)).log10() - lo) / (hi - lo)).clamp(0.0, 1.0) * plot_w;
     let y = |n: f64| top + plot_h - n / cap * plot_h;
     let mut s = open(w, h, "chart cdf", title);
@@ -206,7 +214,7 @@ pub(crate) fn cdf(title: &str, series: &[(String, u64, Vec<(f64, u64)>)]) -> Str
         );
         text(&mut s, left - 4.0, ty + 3.0, "end", 9, &label);
     }
-    for (i, (label, _, pts)) in series.iter().enumerate() {
+    for (i, Series { label, points: pts, .. }) in series.iter().enumerate() {
         let (color, dash) = stroke(i);
         let points: Vec<String> =
             pts.iter().map(|&(q, ns)| format!("{:.1},{:.1}", x(ns as f64), y(nines(q, cap)))).collect();
@@ -354,8 +362,12 @@ mod tests {
     #[test]
     fn the_cdf_and_the_tradeoff_draw_every_subject() {
         let series = vec![
-            ("a<b".to_string(), 1000, vec![(0.0, 1000), (0.5, 10_000), (0.99, 100_000), (1.0, 1_000_000)]),
-            ("c".to_string(), 10, vec![(0.0, 5000), (1.0, 5000)]),
+            Series {
+                label: "a<b".into(),
+                samples: 1000,
+                points: vec![(0.0, 1000), (0.5, 10_000), (0.99, 100_000), (1.0, 1_000_000)],
+            },
+            Series { label: "c".into(), samples: 10, points: vec![(0.0, 5000), (1.0, 5000)] },
         ];
         let c = cdf("latency", &series);
         assert!(!c.contains("NaN") && !c.contains("inf") && c.contains("a&lt;b"), "{c}");
