@@ -115,7 +115,7 @@ fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms, mut place: Placement) -> Wo
         units += workloads::host_call(w);
         saw_host_cpu(&mut place);
     }
-    WorkerOut { units, ns: kernel::time::now_ns() - start, place }
+    WorkerOut { units, ns: kernel::time::now_ns() - start, place, started_ns: 0 }
 }
 
 fn host_probe(spec: ProbeSpec, start: u64, deadline: u64, mut place: Placement) -> (LatencyHist, Placement) {

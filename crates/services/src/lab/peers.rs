@@ -160,7 +160,7 @@ async fn tokio_body(work: Vec<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u64) 
                     }
                     units += w.finish();
                 }
-                WorkerOut { units, ns: t0.elapsed().as_nanos() as u64, place: Default::default() }
+                WorkerOut { units, ns: t0.elapsed().as_nanos() as u64, ..WorkerOut::default() }
             })
         })
         .collect();

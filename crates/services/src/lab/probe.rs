@@ -165,6 +165,8 @@ pub struct WorkerOut {
     pub units: u64,
     pub ns: u64,
     pub place: Placement,
+    /// When it made its first call, in ns after the run began (0 where not measured).
+    pub started_ns: u64,
 }
 
 /// The cross-CPU probe's figures: an interrupt on one CPU wakes an RT task bound to another.
@@ -256,6 +258,8 @@ pub const CROSS_PERIOD_FACTOR: u64 = 4;
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
+    /// When the controller started the run (`now_ns`).
+    began: std::sync::atomic::AtomicU64,
     workers: Mutex<Vec<WorkerOut>>,
     hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
     cross: Mutex<Option<CrossOut>>,
@@ -390,8 +394,13 @@ fn run(
         ..RunOut::default()
     }
     .with_workers(workers);
-    if workload.is_some() && (out.units == 0 || out.workers.iter().any(|w| w.units == 0)) {
-        return Err(format!("preempt={model}: a worker did no work"));
+    if let Some(w) = out.workers.iter().find(|w| w.units == 0).filter(|_| workload.is_some()) {
+        let on = w.place.cpu.map_or_else(String::new, |c| format!(" on CPU {c}"));
+        return Err(format!(
+            "preempt={model}: the worker{on} did no work: it began {:.1} ms into the run and completed no system call in {:.1} ms",
+            w.started_ns as f64 / 1e6,
+            w.ns as f64 / 1e6
+        ));
     }
     if out.hists.iter().chain(out.cross.as_ref().map(|c| &c.hist)).any(|h| h.count() == 0) {
         return Err(format!("preempt={model}: a probe took no sample (lengthen the run)"));
@@ -478,6 +487,7 @@ fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
 /// The controller: starts the workers and the probes, waits for the end, stops the workers.
 fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<super::cross::CrossProbe>) -> i64 {
     let start = kernel::time::now_ns();
+    sh.began.store(start, Ordering::Release);
     let stop = plan.stop;
     let deadline = match stop {
         Stop::After(ns) => start + ns,
@@ -540,7 +550,8 @@ fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 
         place.saw(kernel::raw_smp_processor_id());
     }
     let ns = kernel::time::now_ns() - start;
-    lock(&sh.workers).push(WorkerOut { units, ns, place });
+    let started_ns = start.saturating_sub(sh.began.load(Ordering::Acquire));
+    lock(&sh.workers).push(WorkerOut { units, ns, place, started_ns });
     match w.close() {
         Ok(()) => 0,
         Err(e) => {
