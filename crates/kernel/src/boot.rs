@@ -108,6 +108,7 @@ impl CpuUp {
         crate::preempt::clear_need_resched();
         let c = &k.cpus[id];
         let _ = c.raiser.set(registration.raiser());
+        crate::smp::ipi_online(k, id);
         let _ = c.tick_timer.set(HostTimer::new(crate::irq::LINE_TICK).map_err(host)?);
         let _ = c.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
         let _ = c.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);

@@ -16,7 +16,9 @@
 //!
 //! **Invariant.** No IPI is lost: the mailbox is written before the line is raised, the
 //! handler empties the mailbox after the line is taken, and a raise that finds the line
-//! already pending coalesces into the run that will read the mailbox. Each IPI sent and
+//! already pending coalesces into the run that will read the mailbox. An IPI sent to a CPU
+//! still coming up (no doorbell yet) is found by that CPU's own look at its mailboxes once its
+//! doorbell is published ([`ipi_online`]; a fence on each side orders the two). Each IPI sent and
 //! received is counted on its CPU.
 
 use crate::instance::{this_kernel, Kernel};
@@ -25,7 +27,7 @@ use crate::sched::CpuMask;
 use arch::sync::IrqSpinLock;
 use std::collections::VecDeque;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The reschedule mailbox's RT bit.
@@ -53,11 +55,30 @@ pub(crate) struct IpiMailbox {
     calls: IrqSpinLock<VecDeque<Arc<CallData>>>,
 }
 
-/// Raises `line` on CPU `cpu` and counts the IPI.
+/// Raises `line` on CPU `cpu` and counts the IPI. A CPU still coming up has no doorbell yet:
+/// the mailbox written before this call is then read by [`ipi_online`] on that CPU.
 fn send_ipi(k: &Kernel, cpu: usize, line: u32) {
-    let Some(r) = k.cpus[cpu].raiser.get() else { return }; // not up yet: it looks at boot
+    // Pairs with the fence in `ipi_online`: either this load sees the doorbell, or that CPU's
+    // look at its mailboxes sees what the caller wrote there.
+    fence(Ordering::SeqCst);
+    let Some(r) = k.cpus[cpu].raiser.get() else { return };
     k.raw_this_cpu().stats.ipis_sent.fetch_add(1, Ordering::Relaxed);
     r.raise(line);
+}
+
+/// Called by CPU `cpu` once its doorbell is published: an IPI sent before that found no
+/// doorbell, so the CPU raises its own IPI lines for whatever its mailboxes already hold
+/// (taken when it first enables IRQs, like any interrupt that arrived while masked).
+pub(crate) fn ipi_online(k: &Kernel, cpu: usize) {
+    fence(Ordering::SeqCst);
+    let c = &k.cpus[cpu];
+    let Some(r) = c.raiser.get() else { return };
+    if c.ipi.resched.load(Ordering::Acquire) != 0 {
+        r.raise(crate::irq::LINE_RESCHED);
+    }
+    if !c.ipi.calls.lock().is_empty() {
+        r.raise(crate::irq::LINE_CALL_FUNCTION);
+    }
 }
 
 /// `smp_send_reschedule`: asks CPU `cpu` to reschedule for wakeup `w` (decided under its

@@ -250,15 +250,13 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
         patch::event_served(&k); // nothing armed survives a switch
     }
     // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there),
-    // on the function-call IPI sent here. The switch does not wait for them (waiting while the
-    // other CPUs run kernel code through the sites just patched can hang: an open bug); a CPU
-    // that has not taken the IPI yet also serves its event at its next switch.
+    // on the function-call IPI sent here; the switch returns once every CPU has done so.
     let others = {
         let _pin = preempt::preempt_disable();
         k.all_cpus() & !(1 << k.raw_cpu_id())
     };
     if others != 0 {
-        crate::smp::smp_call_function_many(others, || patch::event_served(&this_kernel()), false)
+        crate::smp::smp_call_function_many(others, || patch::event_served(&this_kernel()), true)
             .map_err(ConfigError)?;
     }
     crate::trace::model_switched(&k, old, model);
