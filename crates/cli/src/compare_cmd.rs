@@ -94,7 +94,7 @@ pub(crate) fn cpus_of(arg: Option<u16>) -> (usize, String) {
 
 /// The default length of a run and the rounds on `cpus` CPUs (`--quick`: 0.1 s, 1 round). On
 /// several CPUs each cell has a third run (the throughput on one CPU), so the runs are shorter
-/// (0.15 s instead of 0.2 s, rounds kept at 5), to keep the default comparison's length.
+/// (0.12 s instead of 0.2 s, rounds kept at 5), to keep the default comparison's length.
 pub(crate) fn default_length(cpus: usize, quick: bool) -> (f64, usize) {
     let d = CompareConfig::default();
     match (quick, cpus > 1) {
@@ -105,7 +105,7 @@ pub(crate) fn default_length(cpus: usize, quick: bool) -> (f64, usize) {
 }
 
 /// The default run length on several CPUs (see [`default_length`]).
-pub(crate) const SMP_SECONDS: f64 = 0.15;
+pub(crate) const SMP_SECONDS: f64 = 0.12;
 
 impl CompareArgs {
     /// The embedded defaults (`atomkernel` with no arguments).
