@@ -23,6 +23,7 @@ pub mod peers;
 pub mod probe;
 pub mod row;
 pub mod stats;
+pub mod watch;
 pub mod workloads;
 
 pub use compare::{CompareConfig, Row, Subject};

@@ -14,6 +14,7 @@
 //! `BUG:` is an error, never a figure.
 
 use super::stats::LatencyHist;
+use super::watch::{hang_limit, run_watched};
 use super::workloads::{self, Workload};
 use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -434,48 +435,6 @@ fn apply_on_every_cpu(cpus: usize, cpu: CpuPolicy) -> String {
     }
 }
 
-/// Time a run may take past twice its planned length before the lab calls the instance hung.
-pub const HANG_GRACE_NS: u64 = 60_000_000_000;
-
-/// How long a run with this stop condition may take: twice its planned length (a probe's
-/// interval times its loops, or the duration) plus [`HANG_GRACE_NS`].
-fn hang_limit(stop: Stop, probes: &[ProbeSpec]) -> std::time::Duration {
-    let planned = match stop {
-        Stop::After(ns) => ns,
-        Stop::Loops(n) => probes.iter().map(|p| p.interval_ns.saturating_mul(n)).max().unwrap_or(0),
-    };
-    std::time::Duration::from_nanos(planned.saturating_mul(2).saturating_add(HANG_GRACE_NS))
-}
-
-/// `kernel::run` on a host thread of its own, watched: a run that has not ended within `limit`
-/// is reported as a hang (an error naming the limit) instead of stopping the whole lab
-/// forever. The hung instance cannot be killed (its tasks are host-thread contexts); it is
-/// left behind, idle, and the caller's error ends the command.
-pub(crate) fn run_watched(
-    config: Config,
-    limit: std::time::Duration,
-    init: impl FnOnce() -> i64 + Send + 'static,
-) -> Result<kernel::RunReport, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("lab-instance".into())
-        .spawn(move || {
-            let _ = tx.send(kernel::run(config, init));
-        })
-        .map_err(|e| format!("cannot start a host thread for the kernel instance: {e}"))?;
-    match rx.recv_timeout(limit) {
-        Ok(report) => report.map_err(|e| e.to_string()),
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
-            "the kernel instance did not finish within {:.0} s (twice the run's length plus {} s): it hung, a bug of atomkernel; please report it with the command line (the instance is left behind)",
-            limit.as_secs_f64(),
-            HANG_GRACE_NS / 1_000_000_000
-        )),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            Err("the kernel instance's host thread panicked (see the message above)".into())
-        }
-    }
-}
-
 /// A task builder bound to `cpu` when there is one.
 fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
     match cpu {
@@ -581,30 +540,4 @@ fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, start: u64,
     }
     lock(&sh.hists)[i] = Some((h, place));
     0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A run that never ends is reported as hung within its limit, not waited for forever.
-    #[test]
-    fn a_hung_instance_is_an_error_not_a_hang() {
-        let limit = std::time::Duration::from_millis(500);
-        let e = run_watched(Config::default(), limit, || {
-            let wq = kernel::WaitQueue::new();
-            wq.wait_event(|| false); // never woken: the instance hangs
-            0
-        })
-        .unwrap_err();
-        assert!(e.contains("did not finish within 0 s") && e.contains("hung"), "{e}");
-    }
-
-    #[test]
-    fn the_hang_limit_follows_the_runs_length() {
-        let p = [ProbeSpec { prio: 80, interval_ns: 1_000_000 }];
-        let grace = std::time::Duration::from_nanos(HANG_GRACE_NS);
-        assert_eq!(hang_limit(Stop::After(2_000_000_000), &p), grace + std::time::Duration::from_secs(4));
-        assert_eq!(hang_limit(Stop::Loops(1000), &p), grace + std::time::Duration::from_secs(2));
-    }
 }
