@@ -71,11 +71,41 @@ pub(crate) struct CompareArgs {
     /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html.
     #[arg(long, value_name = "DIR")]
     report: Option<std::path::PathBuf>,
-    /// CPUs of every atomkernel instance (the workload and probes as with one CPU; the lab
-    /// with one worker per CPU is the next step).
-    #[command(flatten)]
-    cpus: crate::cpus_arg::CpusArg,
+    /// CPUs of every atomkernel instance and of the peers, 1..=64: one worker per CPU (bound to
+    /// it), each probe on every CPU, a cross-CPU probe, and the throughput on one CPU for the
+    /// scaling figure. Default: the host's cores when there are 2 or more, else 1.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=kernel::config::MAX_CPUS as i64))]
+    cpus: Option<u16>,
 }
+
+/// The CPUs `compare` runs on, and why: `--cpus`, else the host's cores when there are two or
+/// more (as many as this process may use, `available_parallelism`), else one.
+pub(crate) fn cpus_of(arg: Option<u16>) -> (usize, String) {
+    if let Some(n) = arg {
+        return (n as usize, "--cpus".into());
+    }
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get()).min(kernel::config::MAX_CPUS);
+    if host >= 2 {
+        (host, format!("the host's {host} cores; --cpus 1 for one CPU"))
+    } else {
+        (1, "the host has one core".into())
+    }
+}
+
+/// The default length of a run and the rounds on `cpus` CPUs (`--quick`: 0.1 s, 1 round). On
+/// several CPUs each cell has a third run (the throughput on one CPU), so the runs are shorter
+/// (0.12 s instead of 0.2 s, rounds kept at 5), to keep the default comparison's length.
+pub(crate) fn default_length(cpus: usize, quick: bool) -> (f64, usize) {
+    let d = CompareConfig::default();
+    match (quick, cpus > 1) {
+        (true, _) => (0.1, 1),
+        (false, true) => (SMP_SECONDS, d.rounds),
+        (false, false) => (d.seconds, d.rounds),
+    }
+}
+
+/// The default run length on several CPUs (see [`default_length`]).
+pub(crate) const SMP_SECONDS: f64 = 0.12;
 
 impl CompareArgs {
     /// The embedded defaults (`atomkernel` with no arguments).
@@ -99,13 +129,13 @@ impl CompareArgs {
             cpu_nice: "-20".into(),
             json: false,
             report: None,
-            cpus: crate::cpus_arg::CpusArg::ONE,
+            cpus: None,
         }
     }
 
     fn config(&self) -> Result<CompareConfig, String> {
-        let d = CompareConfig::default();
-        let (seconds, rounds) = if self.quick { (0.1, 1) } else { (d.seconds, d.rounds) };
+        let cpus = cpus_of(self.cpus).0;
+        let (seconds, rounds) = default_length(cpus, self.quick);
         let cfg = CompareConfig {
             models: compare::parse_models(&self.preempt)?,
             bh: self.bh.as_deref().map(compare::parse_bh).transpose()?,
@@ -122,7 +152,7 @@ impl CompareArgs {
                 distance_us: self.distance_us,
             },
             cpu: cpu_policy(&self.cpu_nice)?,
-            cpus: self.cpus.get(),
+            cpus,
         };
         cfg.validate()?;
         let used: Vec<kernel::BhMode> = cfg.workloads.iter().flat_map(|&w| cfg.bh_for(w)).collect();
@@ -159,9 +189,12 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
         subjects.iter().filter_map(|s| s.bh()).any(|b| subjects.iter().any(|s| s.bh().is_some_and(|x| x != b)));
     let names: Vec<String> = subjects.iter().map(|s| s.label(with_bh)).collect();
     let works: Vec<&str> = cfg.workloads.iter().map(|w| w.name()).collect();
+    let runs = cfg.runs_per_cell() as u64;
     eprintln!(
-        "atomkernel compare: {} cells ({} subjects, {} workloads) x {} rounds x 2 runs of {} s (about {:.0} s): {}; {}",
-        cfg.steps() / (cfg.rounds as u64 * 2),
+        "atomkernel compare: cpus={} ({}): {} cells ({} subjects, {} workloads) x {} rounds x {runs} runs of {} s (about {:.0} s): {}; {}",
+        cfg.cpus,
+        cpus_of(a.cpus).1,
+        cfg.steps() / (cfg.rounds as u64 * runs),
         names.len(),
         works.len(),
         cfg.rounds,
@@ -230,21 +263,32 @@ pub(crate) fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         cfg.rounds,
         rows.first().map_or(0, |r| r.hz)
     );
+    if cfg.cpus > 1 {
+        s += &format!(
+            "cpus={}: a worker bound to each CPU, every probe on every CPU; x_p50/x_p99: the cross-CPU probe (an interrupt on CPU {} wakes an RT task on CPU {}, every {} us); cpu_p99: each CPU's probes; scaling: throughput against the same subject on one CPU\n",
+            cfg.cpus,
+            services::lab::cross::CPUS.0,
+            services::lab::cross::CPUS.1,
+            p.interval_us * services::lab::probe::CROSS_PERIOD_FACTOR
+        );
+    }
     let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();
-    let cells: Vec<[String; 11]> = rows.iter().map(report::cells).collect();
+    let cols = report::columns(rows);
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| report::row_cells(r, rows)).collect();
     let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
-    let tw = cells.iter().map(|c| c[0].len()).max().unwrap_or(0).max(14);
-    // Widths of the columns after workload and model; the undisturbed ones after a `|`.
-    let widths = [tw, 10, 8, 8, 9, 9, 9, 7, 8, 9, 6];
+    // Each column as wide as its header or widest figure; the undisturbed ones after a `|`.
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([cols[i].0.len()]).max().unwrap_or(0))
+        .collect();
     let line = |workload: &str, model: &str, cols: &mut dyn Iterator<Item = &str>| {
         let mut l = format!("{workload:<9} {model:<mw$}");
-        for (i, (c, w)) in cols.zip(widths).enumerate() {
-            l += if i == 8 { " | " } else { " " };
+        for (i, (c, w)) in cols.zip(&widths).enumerate() {
+            l += if i == 8 || i == report::COLUMNS.len() { " | " } else { " " };
             l += &format!("{c:>w$}");
         }
         l + "\n"
     };
-    s += &line("workload", "model", &mut report::COLUMNS.iter().map(|c| c.0));
+    s += &line("workload", "model", &mut cols.iter().map(|c| c.0));
     for ((r, label), c) in rows.iter().zip(&labels).zip(&cells) {
         s += &line(&r.workload, label, &mut c.iter().map(String::as_str));
     }

@@ -13,9 +13,6 @@ pub(crate) struct CpusArg {
 }
 
 impl CpusArg {
-    /// One CPU (the default).
-    pub(crate) const ONE: CpusArg = CpusArg { cpus: 1 };
-
     /// The number asked for.
     pub(crate) fn get(self) -> usize {
         self.cpus as usize

@@ -1,11 +1,14 @@
 //! The HTML report of `atomkernel compare --report DIR`: one self-contained page with the
-//! answer in words, the table, and SVG charts (latency histograms per model on log scales,
-//! overhead bars, p50 and p99 bars, the seed scenario's timeline per model), plus the rows as JSON.
+//! answer in words, then per workload what a reader wants first (every subject's latency CDF
+//! on one chart, and the trade-off of normal-path cost against p99 latency), the table, and
+//! more SVG charts (latency histograms per model on log scales, overhead bars, p50 and p99
+//! bars, the seed scenario's timeline per model), plus the rows as JSON.
 //!
 //! **Mechanism.** The page is written from the comparison's rows and from one run of the seed
 //! scenario per model; charts are inline SVG ([`crate::svg`]). A small inline script counts the
-//! charts the browser actually laid out and writes the count into the page
-//! (`#svg-count`), which is what the headless-browser test reads.
+//! charts the browser actually laid out, and the CDF curves and trade-off points it drew, and
+//! writes the counts into the page (`#svg-count`), which is what the headless-browser test
+//! reads.
 //!
 //! **Invariant.** The page references nothing outside itself: no network, no other file.
 
@@ -60,6 +63,46 @@ pub(crate) fn cells(r: &Row) -> [String; 11] {
         us(u.p99),
         r.host_disturbed.to_string(),
     ]
+}
+
+/// The columns a comparison on several CPUs adds (after [`COLUMNS`]): the cross-CPU probe,
+/// each CPU's p99 (`a/b/...`, CPU 0's first), the throughput against one CPU.
+pub(crate) const SMP_COLUMNS: [(&str, &str); 4] = [
+    ("x_p50_us", "cross-CPU p50 µs"),
+    ("x_p99_us", "cross-CPU p99 µs"),
+    ("cpu_p99_us", "p99 per CPU µs"),
+    ("scaling", "throughput vs 1 CPU"),
+];
+
+/// A row's figures under [`SMP_COLUMNS`] (`-` for what the subject did not measure).
+pub(crate) fn smp_cells(r: &Row) -> [String; 4] {
+    let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+    let dash = || "-".to_string();
+    let x = r.cross_cpu.as_ref();
+    let per = r.latency_per_cpu_ns.as_ref().map(|p| p.iter().map(|l| us(l.p99)).collect::<Vec<_>>().join("/"));
+    [
+        x.map_or_else(dash, |x| us(x.latency_ns.p50)),
+        x.map_or_else(dash, |x| us(x.latency_ns.p99)),
+        per.unwrap_or_else(dash),
+        r.scaling.map_or_else(dash, |s| format!("{s:.2}x")),
+    ]
+}
+
+/// The columns of a table of `rows`: [`COLUMNS`], and [`SMP_COLUMNS`] when they ran on several
+/// CPUs.
+pub(crate) fn columns(rows: &[Row]) -> Vec<(&'static str, &'static str)> {
+    let smp = rows.iter().any(|r| r.cpus > 1);
+    COLUMNS.iter().chain(SMP_COLUMNS.iter().filter(|_| smp)).copied().collect()
+}
+
+/// A row's figures under [`columns`].
+pub(crate) fn row_cells(r: &Row, rows: &[Row]) -> Vec<String> {
+    let smp = rows.iter().any(|r| r.cpus > 1);
+    let mut c: Vec<String> = cells(r).into();
+    if smp {
+        c.extend(smp_cells(r));
+    }
+    c
 }
 
 /// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
@@ -141,7 +184,9 @@ pub(crate) const RESULTS: &str = "results.json";
 pub(crate) fn write(dir: &Path, cfg: &CompareConfig, rows: &[Row]) -> Result<PathBuf, String> {
     let mut timelines = Vec::new();
     for &m in &cfg.models {
-        timelines.push(scenario::run(m, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
+        let boot = kernel::Config { preempt: m, cpus: cfg.cpus, ..kernel::Config::default() };
+        timelines
+            .push(scenario::run_with(boot, &ScenarioConfig::default()).map_err(|e| format!("seed scenario: {e}"))?);
     }
     let html = page(cfg, rows, &timelines);
     let path = dir.join(INDEX);
@@ -156,9 +201,18 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}table{bor
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}\
 .grid{display:flex;flex-wrap:wrap;gap:8px}svg{background:#fafafa;border:1px solid #ddd}h2{margin-top:1.6em}";
 
-const SCRIPT: &str = "<script>(function(){var n=0;document.querySelectorAll('svg.chart').forEach(function(s){\
-var r=s.getBoundingClientRect();if(r.width>0&&r.height>0&&s.querySelector('rect,line'))n++;});\
-var e=document.getElementById('svg-count');e.textContent=String(n);e.setAttribute('data-rendered',String(n));})();</script>";
+/// Counts the charts laid out with something drawn (`data-rendered`), and apart the CDFs with a
+/// drawn curve per subject (`data-cdf`) and the trade-off charts with a drawn point per subject
+/// that has an overhead figure (`data-tradeoff`).
+const SCRIPT: &str =
+    "<script>(function(){var n=0,c=0,t=0;function drawn(x){var b=x.getBBox();return b.width>0||b.height>0;}\
+document.querySelectorAll('svg.chart').forEach(function(s){var r=s.getBoundingClientRect();\
+if(!(r.width>0&&r.height>0&&s.querySelector('rect,line')))return;n++;\
+var k=s.querySelectorAll('polyline.series'),p=s.querySelectorAll('circle.point');\
+if(s.classList.contains('cdf')&&k.length>0&&Array.prototype.every.call(k,drawn))c++;\
+if(s.classList.contains('tradeoff')&&p.length>0&&Array.prototype.every.call(p,drawn))t++;});\
+var e=document.getElementById('svg-count');e.textContent=String(n);e.setAttribute('data-rendered',String(n));\
+e.setAttribute('data-cdf',String(c));e.setAttribute('data-tradeoff',String(t));})();</script>";
 
 /// The whole page.
 pub(crate) fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::ScenarioResult]) -> String {
@@ -175,6 +229,7 @@ pub(crate) fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::Sce
         let _ = write!(s, "<li>{}</li>", esc(&v));
     }
     s += "</ul><p>Charts rendered: <span id=\"svg-count\">(the inline script did not run)</span></p>";
+    s += &first_charts(rows);
     s += &table(rows);
     for note in cfg.skipped() {
         let _ = write!(s, "<p>Note: {}</p>", esc(&note));
@@ -205,15 +260,44 @@ pub(crate) fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::Sce
     s + SCRIPT + "</body></html>\n"
 }
 
+/// Per workload, what a reader wants first: every subject's latency CDF on one chart, and the
+/// trade-off of normal-path cost (overhead against `none`) against p99 latency.
+fn first_charts(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "<h2>Latency and cost per workload</h2><p>Left: the latency CDF of every model and peer (lateness on a log scale; \
+         the quantile on a scale of nines, so the tail is as readable as the median). Right: what each costs on the normal \
+         path (throughput overhead against <code>none</code>; a peer's also holds its compiler's and runtime's code) against \
+         its p99 latency: lower left is better.</p>",
+    );
+    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    workloads.dedup();
+    for w in workloads {
+        let wr: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
+        let series: Vec<svg::Series> = wr
+            .iter()
+            .map(|r| svg::Series { label: label(r, rows), samples: r.samples, points: r.cdf_ns.clone() })
+            .collect();
+        let points: Vec<(String, Option<f64>, u64)> =
+            wr.iter().map(|r| (label(r, rows), r.overhead_pct, r.latency_ns.p99)).collect();
+        let _ = write!(
+            s,
+            "<div class=\"grid\">{}{}</div>",
+            svg::cdf(&format!("{w}: latency CDF"), &series),
+            svg::tradeoff(&format!("{w}: normal-path cost against p99 latency"), &points)
+        );
+    }
+    s
+}
+
 fn table(rows: &[Row]) -> String {
     let mut s = String::from("<h2>Table</h2><table><tr><th>workload</th><th>model</th>");
-    for (_, html) in COLUMNS {
+    for (_, html) in columns(rows) {
         let _ = write!(s, "<th>{html}</th>");
     }
     s += "</tr>";
     for r in rows {
         let _ = write!(s, "<tr><td>{}</td><td>{}</td>", esc(&r.workload), esc(&label(r, rows)));
-        for c in cells(r) {
+        for c in row_cells(r, rows) {
             let _ = write!(s, "<td>{}</td>", esc(&c));
         }
         s += "</tr>";

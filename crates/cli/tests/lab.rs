@@ -9,23 +9,30 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 21] = [
+const ROW_KEYS: [&str; 28] = [
     "model",
     "bh",
     "workload",
     "unit",
     "size",
+    "cpus",
     "latency_ns",
     "samples",
     "latency_undisturbed_ns",
     "host_disturbed",
+    "latency_per_cpu_ns",
+    "cross_cpu",
     "throughput_ops_s",
     "overhead_pct",
     "loaded_throughput_ops_s",
     "rounds_throughput_ops_s",
+    "throughput_1cpu_ops_s",
+    "scaling",
+    "workers",
     "probes",
     "policy",
     "histogram",
+    "cdf_ns",
     "seconds",
     "rounds",
     "hz",
@@ -62,6 +69,8 @@ fn impossible_settings_are_refused_naming_the_option() {
     }
     refused(&["compare", "--prio", "99"], "--prio 99");
     refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
+    refused(&["compare", "--cpus", "0"], "--cpus");
+    refused(&["compare", "--cpus", "65"], "--cpus");
     refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
     refused(&["compare", "--duration", "0.0001"], "shorter than two probe periods");
     refused(
@@ -99,7 +108,8 @@ fn latency_takes_its_count_and_the_histogram_adds_up() {
 
 #[test]
 fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
-    let args = ["compare", "--quick", "--json", "--workload", "checksum,hog", "--size", "checksum=8,hog=8"];
+    let args =
+        ["compare", "--quick", "--cpus", "1", "--json", "--workload", "checksum,hog", "--size", "checksum=8,hog=8"];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
@@ -126,14 +136,73 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         assert!(r["policy"].is_string(), "{r}");
         let peer = r["model"].as_str().unwrap().starts_with("peer:");
         assert_eq!(r["bh"].as_str(), if peer { None } else { Some("classic") }, "one option by default: {r}");
+        assert_eq!(r["cpus"], 1, "{r}");
+        assert!(r["scaling"].is_null() && r["throughput_1cpu_ops_s"].is_null() && r["cross_cpu"].is_null(), "{r}");
+        let cdf = r["cdf_ns"].as_array().unwrap();
+        assert_eq!(cdf.first().unwrap()[1], r["latency_ns"]["min"], "the CDF starts at the min: {r}");
+        assert_eq!(cdf.last().unwrap()[1], r["latency_ns"]["max"], "and ends at the max: {r}");
+        assert!(cdf.windows(2).all(|w| w[0][1].as_u64() <= w[1][1].as_u64()), "{r}");
     }
     let none = rows.iter().find(|r| r["model"] == "none").unwrap();
     assert_eq!(none["overhead_pct"].as_f64(), Some(0.0));
 }
 
+/// `compare --cpus 2`: the rows have the per-CPU fields, every CPU's probes took samples and
+/// stayed on their CPU, a worker bound to each CPU ran there, the cross-CPU probe's interrupt
+/// and task were where they were put, the table has the SMP columns.
+#[test]
+fn compare_on_two_cpus_places_a_worker_and_the_probes_on_every_cpu() {
+    let args = ["compare", "--quick", "--cpus", "2", "--peers", "none", "--preempt", "none,full,patch-call"];
+    let (code, out, err) = atomkernel(&[&args[..], &["--workload", "copy", "--size", "copy=8", "--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.starts_with("atomkernel compare: cpus=2 (--cpus): 3 cells"), "{err}");
+    for r in rows(&out) {
+        assert_eq!(r["cpus"], 2, "{r}");
+        let per = r["latency_per_cpu_ns"].as_array().unwrap();
+        assert_eq!(per.len(), 2, "{r}");
+        let probes = r["probes"].as_array().unwrap();
+        for (c, l) in per.iter().enumerate() {
+            let on: Vec<&serde_json::Value> = probes.iter().filter(|p| p["cpu"] == c).collect();
+            assert_eq!(on.len(), 1, "one probe on CPU {c}: {r}");
+            assert_eq!(on[0]["ran_on"], serde_json::json!([c]), "it stayed there: {r}");
+            assert!(l["count"].as_u64().unwrap() > 0 && l["count"] == on[0]["latency_ns"]["count"], "{r}");
+        }
+        let mut workers: Vec<String> = r["workers"].as_array().unwrap().iter().map(|w| w.to_string()).collect();
+        workers.sort();
+        assert_eq!(workers, [r#"{"cpu":0,"ran_on":[0]}"#, r#"{"cpu":1,"ran_on":[1]}"#], "{r}");
+        let x = &r["cross_cpu"];
+        assert_eq!(
+            (&x["irq"]["ran_on"], &x["rt"]["ran_on"]),
+            (&serde_json::json!([0]), &serde_json::json!([1])),
+            "{r}"
+        );
+        assert!(x["latency_ns"]["count"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["throughput_1cpu_ops_s"].as_f64().unwrap() > 0.0 && r["scaling"].as_f64().is_some(), "{r}");
+    }
+    let args = ["compare", "--quick", "--cpus", "2", "--peers", "none", "--preempt", "none", "--workload", "hog"];
+    let (code, out, err) = atomkernel(&[&args[..], &["--size", "hog=8"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("cpus=2: a worker bound to each CPU") && out.contains(" x_p99_us ") && out.contains("scaling"),
+        "{out}"
+    );
+}
+
 #[test]
 fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip_it() {
-    let args = ["compare", "--quick", "--json", "--workload", "packet", "--size", "packet=16", "--bh-prio", "40"];
+    let args = [
+        "compare",
+        "--quick",
+        "--cpus",
+        "1",
+        "--json",
+        "--workload",
+        "packet",
+        "--size",
+        "packet=16",
+        "--bh-prio",
+        "40",
+    ];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
@@ -162,7 +231,7 @@ fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip
 #[test]
 fn the_table_shows_the_bh_option_when_there_are_several() {
     let args = ["compare", "--quick", "--peers", "none", "--preempt", "none,full", "--bh", "all", "--workload", "copy"];
-    let (code, out, err) = atomkernel(&[&args[..], &["--size", "copy=8"]].concat());
+    let (code, out, err) = atomkernel(&[&args[..], &["--size", "copy=8", "--cpus", "1"]].concat());
     assert_eq!(code, 0, "{err}");
     for label in ["none/classic", "none/threaded", "full/classic", "full/threaded"] {
         assert!(out.lines().any(|l| l.starts_with(&format!("copy      {label:<15} "))), "{label}: {out}");
@@ -180,7 +249,7 @@ fn the_json_schema_is_documented() {
 #[test]
 fn compare_table_has_a_row_per_model_and_the_answer() {
     let (code, out, err) =
-        atomkernel(&["compare", "--quick", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
+        atomkernel(&["compare", "--quick", "--cpus", "1", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
     assert_eq!(code, 0, "{err}");
     for m in PreemptModel::ALL {
         assert!(out.lines().any(|l| l.starts_with(&format!("copy      {:<15} ", m.name()))), "{m}: {out}");
@@ -190,7 +259,20 @@ fn compare_table_has_a_row_per_model_and_the_answer() {
 
 #[test]
 fn models_is_the_same_command() {
-    let args = ["models", "--seconds", "0.05", "--rounds", "1", "--peers", "none", "--workload", "hog", "--json"];
+    let args = [
+        "models",
+        "--seconds",
+        "0.05",
+        "--rounds",
+        "1",
+        "--peers",
+        "none",
+        "--workload",
+        "hog",
+        "--json",
+        "--cpus",
+        "1",
+    ];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let names: Vec<String> = rows(&out).iter().map(|r| r["model"].as_str().unwrap().to_string()).collect();
@@ -209,7 +291,14 @@ fn no_arguments_starts_the_comparison() {
     BufReader::new(child.stderr.take().unwrap()).read_line(&mut first).unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(first.starts_with("atomkernel compare: "), "{first}");
+    assert!(first.starts_with("atomkernel compare: cpus="), "{first}");
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+    let chose = if host >= 2 {
+        format!("cpus={host} (the host's {host} cores; --cpus 1 for one CPU)")
+    } else {
+        "cpus=1 (the host has one core)".into()
+    };
+    assert!(first.contains(&chose), "says what it chose and why: {first}");
     for m in PreemptModel::ALL {
         assert!(first.contains(m.name()), "{m}: {first}");
     }
@@ -227,18 +316,26 @@ fn browser() -> Option<&'static str> {
 fn the_report_renders_in_headless_chromium_with_its_charts() {
     let dir = std::env::temp_dir().join(format!("atomkernel-report-{}", std::process::id()));
     let d = dir.to_str().unwrap();
-    let (code, _, err) = atomkernel(&["compare", "--quick", "--workload", "hog", "--size", "hog=8", "--report", d]);
+    let args = ["compare", "--quick", "--cpus", "2", "--workload", "hog,copy", "--size", "hog=8,copy=8", "--report", d];
+    let (code, _, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let charts = html.matches("<svg xmlns").count();
     let models = PreemptModel::ALL.len();
     let peers = Peer::ALL.len();
-    assert_eq!(charts, 3 + (models + peers) + models, "bars x3, a histogram per model and peer, a timeline per model");
+    assert_eq!(
+        charts,
+        2 * (2 + 3 + (models + peers)) + models,
+        "per workload a CDF, a trade-off, bars x3 and a histogram per model and peer; a timeline per model"
+    );
+    let (cdf, table) = (html.find("class=\"chart cdf\"").unwrap(), html.find("<h2>Table</h2>").unwrap());
+    assert!(cdf < table && html.find("class=\"chart tradeoff\"").unwrap() < table, "the new charts come first");
+    assert!(html.contains("<th>cross-CPU p99 µs</th>") && html.contains("<th>throughput vs 1 CPU</th>"));
     assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
     assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json.len(), models + peers);
+    assert_eq!(json.len(), 2 * (models + peers));
     let Some(b) = browser() else {
         eprintln!("skipped: no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
         let _ = std::fs::remove_dir_all(&dir);
@@ -256,6 +353,10 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let dom = String::from_utf8_lossy(&out.stdout);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{b}: {}", String::from_utf8_lossy(&out.stderr));
-    let rendered = format!("data-rendered=\"{charts}\"");
-    assert!(dom.contains(&rendered), "the browser laid out all {charts} charts: {}", &dom[..dom.len().min(2000)]);
+    let rendered = format!("data-rendered=\"{charts}\" data-cdf=\"2\" data-tradeoff=\"2\"");
+    assert!(
+        dom.contains(&rendered),
+        "the browser laid out all {charts} charts, and drew both CDFs' curves and both trade-offs' points: {}",
+        &dom[..dom.len().min(2000)]
+    );
 }

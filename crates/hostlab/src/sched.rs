@@ -74,6 +74,14 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The host CPU the calling thread is running on now (`sched_getcpu`; `None` if the host does
+/// not say).
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu takes no arguments and only reads the calling thread's CPU.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
 /// The host CPUs the calling thread may run on (`sched_getaffinity`; `[0]` if the host does not
 /// say).
 pub fn allowed_cpus() -> Vec<usize> {

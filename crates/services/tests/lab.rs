@@ -2,7 +2,7 @@
 //! every model and peer (behaviour only, never timing thresholds).
 
 use kernel::PreemptModel;
-use services::lab::compare::{self, CompareConfig, Subject};
+use services::lab::compare::{self, CompareConfig, PlaceRow, Subject};
 use services::lab::probe::{self, CpuPolicy, ProbeSet, Stop};
 use services::lab::{go_peer, Peer, Workload};
 
@@ -245,6 +245,108 @@ fn asking_for_the_go_peer_in_a_build_without_it_names_the_fix() {
     assert!(note.starts_with("peer:go skipped: ") && note.contains("apt-get install golang-go"), "{note}");
     assert_eq!(go_peer::skipped_note(&[Peer::Tokio]), None, "no note when the peers were named");
     assert!(CompareConfig::default().skipped().iter().any(|n| n.starts_with("peer:go skipped")));
-    let e = Peer::Go.run(None, &ProbeSet::default().specs(), 1_000_000, CpuPolicy::Shared).unwrap_err();
+    let e = Peer::Go.run(None, &ProbeSet::default().specs(), 1_000_000, CpuPolicy::Shared, 1).unwrap_err();
     assert!(e.contains("apt-get install golang-go"), "{e}");
+}
+
+/// On two CPUs: a worker bound to each CPU ran only there, every CPU's probes took samples
+/// and ran only there, the cross-CPU probe's interrupt ran on CPU 0 and its RT task on CPU 1,
+/// and every row has the per-CPU figures and the scaling against one CPU (placement and
+/// counts, never times).
+#[test]
+fn on_two_cpus_workers_and_probes_run_on_every_cpu_and_the_rows_say_where() {
+    let cfg = CompareConfig {
+        models: vec![PreemptModel::None, PreemptModel::Full, PreemptModel::PatchCall],
+        peers: vec![Peer::HostFifo, Peer::Tokio],
+        workloads: services::lab::workloads::parse("checksum", "checksum=8").unwrap(),
+        seconds: 0.05,
+        rounds: 1,
+        probes: ProbeSet { threads: 2, ..ProbeSet::default() },
+        cpus: 2,
+        ..CompareConfig::default()
+    };
+    let mut heard = Vec::new();
+    let rows = compare::run(&cfg, &mut |what| heard.push(what.to_string())).unwrap();
+    assert_eq!(heard.len() as u64, cfg.steps());
+    assert_eq!(cfg.steps(), 5 * 3, "throughput, throughput on one CPU and latency per cell");
+    assert!(heard.contains(&"none/checksum throughput cpus=1".to_string()), "{heard:?}");
+    let host = services::lab::host_peer::host_cpus(2);
+    for r in &rows {
+        assert_eq!(r.cpus, 2, "{r:?}");
+        assert!(r.throughput_1cpu_ops_s.is_some_and(|t| t > 0.0), "{r:?}");
+        assert!(r.scaling.is_some_and(f64::is_finite), "{r:?}");
+        assert_eq!(r.probes.len(), 4, "2 probes on each of 2 CPUs: {r:?}");
+        assert_eq!(r.probes.iter().map(|p| p.prio).collect::<Vec<_>>(), [80, 79, 80, 79]);
+        if r.model == "peer:tokio" {
+            assert!(r.latency_per_cpu_ns.is_none() && r.cross_cpu.is_none() && r.workers.is_none(), "{r:?}");
+            assert!(r.policy.contains("multi-thread runtime, 2 worker threads"), "{r:?}");
+            continue;
+        }
+        // the CPUs are the kernel's for a model, the host's for the host peer
+        let cpu = |c: usize| if r.model == "peer:host-fifo" { host[c] } else { c };
+        let per = r.latency_per_cpu_ns.as_ref().expect("per-CPU latency");
+        assert_eq!(per.len(), 2, "{r:?}");
+        for (c, l) in per.iter().enumerate() {
+            let bound: u64 = r.probes.iter().filter(|p| p.cpu == Some(cpu(c))).map(|p| p.latency_ns.count).sum();
+            assert!(l.count > 0 && l.count == bound, "CPU {c}'s probes took samples: {r:?}");
+        }
+        assert_eq!(per.iter().map(|l| l.count).sum::<u64>(), r.samples);
+        for (i, p) in r.probes.iter().enumerate() {
+            assert_eq!((p.cpu, p.ran_on.clone()), (Some(cpu(i / 2)), vec![cpu(i / 2)]), "probe {i} stayed: {r:?}");
+        }
+        let workers = r.workers.as_ref().expect("placement of the workers");
+        let want: Vec<PlaceRow> = (0..2).map(|c| PlaceRow { cpu: Some(cpu(c)), ran_on: vec![cpu(c)] }).collect();
+        let mut got = workers.clone();
+        got.sort_by_key(|p| p.cpu);
+        let mut want = want;
+        want.sort_by_key(|p| p.cpu);
+        assert_eq!(got, want, "a worker bound to each CPU ran only there: {r:?}");
+        let x = r.cross_cpu.as_ref().expect("the cross-CPU probe");
+        assert_eq!((x.irq.cpu, x.irq.ran_on.clone()), (Some(cpu(0)), vec![cpu(0)]), "{r:?}");
+        assert_eq!((x.rt.cpu, x.rt.ran_on.clone()), (Some(cpu(1)), vec![cpu(1)]), "{r:?}");
+        assert_eq!(x.interval_us, 4 * 250);
+        assert_eq!(x.latency_ns.count, 50, "every deadline of 50 ms every 1 ms: {r:?}");
+        if !r.model.starts_with("peer:") {
+            assert!(r.policy.starts_with("CPU thread: ") && r.policy.ends_with("(each of 2)"), "{r:?}");
+        }
+    }
+}
+
+#[test]
+fn the_go_peer_on_two_cpus_runs_at_gomaxprocs_2_with_every_probe_twice() {
+    if go_skipped("peer:go on two CPUs") {
+        return;
+    }
+    let cfg = CompareConfig {
+        models: vec![],
+        peers: Peer::parse_list("go").unwrap(),
+        workloads: services::lab::workloads::parse("hog", "hog=8").unwrap(),
+        seconds: 0.05,
+        rounds: 1,
+        cpus: 2,
+        ..CompareConfig::default()
+    };
+    let rows = compare::run(&cfg, &mut |_| {}).unwrap();
+    let r = &rows[0];
+    assert!(r.policy.starts_with("GOMAXPROCS=2, go") && r.policy.contains("2 workers"), "{r:?}");
+    assert_eq!(r.probes.iter().map(|p| p.latency_ns.count).collect::<Vec<_>>(), [200, 200], "{r:?}");
+    assert!(r.throughput_1cpu_ops_s.is_some_and(|t| t > 0.0) && r.scaling.is_some(), "{r:?}");
+    assert!(r.latency_per_cpu_ns.is_none() && r.cross_cpu.is_none() && r.workers.is_none(), "{r:?}");
+}
+
+/// The cross-CPU probe on an instance with no workload: every deadline sampled, its interrupt
+/// handled on CPU 0 and its RT task run on CPU 1 only; each CPU's probe stayed on its CPU.
+#[test]
+fn the_cross_cpu_probe_takes_every_deadline_with_the_interrupt_on_cpu_0_and_the_task_on_cpu_1() {
+    let boot = kernel::Config { preempt: PreemptModel::Full, cpus: 2, ..kernel::Config::default() };
+    let specs = ProbeSet::default().specs();
+    let out = probe::run_instance(boot, None, &specs, Stop::Loops(100), CpuPolicy::Shared).unwrap();
+    let x = out.cross.expect("a cross-CPU probe on two CPUs");
+    assert_eq!(x.hist.count(), 100);
+    assert_eq!((x.irq.cpu, x.irq.seen_cpus()), (Some(0), vec![0]));
+    assert_eq!((x.rt.cpu, x.rt.seen_cpus()), (Some(1), vec![1]));
+    assert_eq!(out.hists.len(), 2, "the probe on each CPU");
+    for (c, p) in out.probe_places.iter().enumerate() {
+        assert_eq!((p.cpu, p.seen_cpus()), (Some(c), vec![c]));
+    }
 }

@@ -1,9 +1,9 @@
 // Command atomkernel-go-peer is the latency lab's Go runtime peer (peer:go): the lab's
 // workloads, atom for atom, in a Go program, with cyclictest's probe as goroutines.
 //
-// Mechanism. One CPU: runtime.GOMAXPROCS(1), as an atomkernel instance has one CPU thread.
-// A worker goroutine makes calls of the workload's atoms back to back and never yields: it is
-// plain Go code, and Go's runtime preempts it by itself. The runtime's monitor thread (sysmon)
+// Mechanism. As many Ps as the atomkernel instances compared have CPUs: runtime.GOMAXPROCS(
+// -procs), 1 by default. A worker goroutine per P makes calls of the workload's atoms back to
+// back and never yields: it is plain Go code, and Go's runtime preempts it by itself. The runtime's monitor thread (sysmon)
 // finds a goroutine that has run for more than 10 ms (forcePreemptNS) and marks it for
 // preemption twice over: it poisons the goroutine's stack guard, so the next function
 // prologue's stack check calls into the scheduler (a preemption point in every prologue,
@@ -20,7 +20,8 @@
 // set-up (the image read, the buffers allocated), and every sample taken is printed.
 //
 // Output (stdout, one record a line): `G <go version> <GOMAXPROCS>`, then `S <probe> <late_ns>
-// <disturbed 0|1>` per sample, then `W <units> <worker_ns>`. "Disturbed": the process's
+// <disturbed 0|1>` per sample, then `W <units> <worker_ns>` (the workers' units summed, the
+// longest worker's wall time). "Disturbed": the process's
 // involuntary context switches (getrusage RUSAGE_SELF ru_nivcsw, every thread of the
 // process) changed during the sample's period.
 //
@@ -227,9 +228,10 @@ func worker(w atoms, stop *atomic.Bool, done chan<- [2]uint64) {
 	done <- [2]uint64{units, uint64(time.Since(t0))}
 }
 
-// run times the probes beside the worker (if any) for ns nanoseconds and prints the records.
-// The probes are asleep on their first deadline before the worker starts.
-func run(w atoms, intervals []time.Duration, ns time.Duration) {
+// run times the probes beside the workers (one per P, if a workload was named) for ns
+// nanoseconds and prints the records. The probes are asleep on their first deadline before
+// the workers start.
+func run(ws []atoms, intervals []time.Duration, ns time.Duration) {
 	samples := make([][]sample, len(intervals))
 	for i, iv := range intervals {
 		samples[i] = make([]sample, 0, int(ns/iv)+1)
@@ -247,16 +249,20 @@ func run(w atoms, intervals []time.Duration, ns time.Duration) {
 	}
 	ready.Wait()
 	var stop atomic.Bool
-	done := make(chan [2]uint64, 1)
-	if w != nil {
+	done := make(chan [2]uint64, len(ws))
+	for _, w := range ws {
 		go worker(w, &stop, done)
 	}
 	time.Sleep(time.Until(deadline))
 	probes.Wait()
 	stop.Store(true)
-	var figures [2]uint64
-	if w != nil {
-		figures = <-done
+	var units, wall uint64
+	for range ws {
+		f := <-done
+		units += f[0]
+		if f[1] > wall {
+			wall = f[1]
+		}
 	}
 	out := bufio.NewWriter(os.Stdout)
 	fmt.Fprintf(out, "G %s %d\n", runtime.Version(), runtime.GOMAXPROCS(0))
@@ -269,7 +275,7 @@ func run(w atoms, intervals []time.Duration, ns time.Duration) {
 			fmt.Fprintf(out, "S %d %d %d\n", i, x.late.Nanoseconds(), d)
 		}
 	}
-	fmt.Fprintf(out, "W %d %d\n", figures[0], figures[1])
+	fmt.Fprintf(out, "W %d %d\n", units, wall)
 	if err := out.Flush(); err != nil {
 		fail(1, "cannot write the results to stdout: %v", err)
 	}
@@ -347,8 +353,12 @@ func main() {
 	probeList := flag.String("probes", "", "probe intervals in ns, comma separated (one probe each)")
 	image := flag.String("image", "", "the a.out image of the loader workload (loader::build_image)")
 	self := flag.Bool("selftest", false, "print what one call of each workload computes and exit")
+	procs := flag.Int("procs", 1, "GOMAXPROCS, and the number of worker goroutines (1..=256)")
 	flag.Parse()
-	runtime.GOMAXPROCS(1)
+	if *procs < 1 || *procs > 256 {
+		fail(2, "-procs %d: use 1..=256", *procs)
+	}
+	runtime.GOMAXPROCS(*procs)
 	if *self {
 		selftest(*size, *image)
 		return
@@ -360,13 +370,15 @@ func main() {
 	if *ns <= 0 {
 		fail(2, "-ns %d: give the run's length in ns (above 0)", *ns)
 	}
-	var w atoms
-	if *name != "" {
-		if w, err = makeWorkload(*name, *size, *image); err != nil {
+	var ws []atoms
+	for i := 0; *name != "" && i < *procs; i++ {
+		w, err := makeWorkload(*name, *size, *image)
+		if err != nil {
 			fail(2, "%v", err)
 		}
+		ws = append(ws, w)
 	}
-	run(w, intervals, time.Duration(*ns))
+	run(ws, intervals, time.Duration(*ns))
 }
 
 // The a.out loader of crates/services/src/lab/loader.rs, stage for stage.

@@ -17,11 +17,11 @@
 //! without a `BUG:`, or `run` fails.
 
 use super::peers::Peer;
-use super::probe::{self, CpuPolicy, ProbeSet, RunOut, Stop};
-use super::stats::{Bin, Latency, LatencyHist};
+use super::probe::{self, CpuPolicy, CrossOut, Placement, ProbeSet, RunOut, Stop};
+pub use super::row::{CrossRow, PlaceRow, ProbeRow, Row};
+use super::stats::LatencyHist;
 use super::workloads::Workload;
 use kernel::{BhMode, Config, PreemptModel};
-use serde::Serialize;
 
 /// Who is measured: a preemption model of atomkernel under a bottom-half option, or a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,17 +61,12 @@ impl Subject {
         probes: &[probe::ProbeSpec],
         ns: u64,
         cfg: &CompareConfig,
+        cpus: usize,
     ) -> Result<(RunOut, String), String> {
         match self {
             Subject::Model(m, bh) => {
-                let boot = Config {
-                    preempt: m,
-                    bh,
-                    bh_prio: cfg.bh_prio,
-                    ptable: cfg.ptable,
-                    cpus: cfg.cpus,
-                    ..Config::default()
-                };
+                let boot =
+                    Config { preempt: m, bh, bh_prio: cfg.bh_prio, ptable: cfg.ptable, cpus, ..Config::default() };
                 let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
                 let policy = out.policy.clone().unwrap_or_default();
                 Ok((out, policy))
@@ -79,7 +74,7 @@ impl Subject {
             Subject::Peer(_) if w.info().bottom_half => {
                 Err(format!("{}: cannot run the {} workload (it needs atomkernel's softirqs)", self.name(), w.name()))
             }
-            Subject::Peer(p) => p.run(Some(w), probes, ns, cfg.cpu),
+            Subject::Peer(p) => p.run(Some(w), probes, ns, cfg.cpu, cpus),
         }
     }
 }
@@ -104,7 +99,9 @@ pub struct CompareConfig {
     pub cpu: CpuPolicy,
     /// The patch models' point table (`--ptable`, the `ptable=` boot option).
     pub ptable: kernel::PtableMode,
-    /// CPUs of every atomkernel instance (`cpus=`).
+    /// CPUs of every atomkernel instance (`cpus=`), and of the peers: one worker per CPU, each
+    /// probe on every CPU; on more than one, also a throughput run on one CPU per cell and
+    /// round (for the scaling figure) and the cross-CPU probe.
     pub cpus: usize,
 }
 
@@ -143,6 +140,9 @@ impl CompareConfig {
         }
         if self.workloads.is_empty() {
             return Err("--workload: name at least one workload, or all".into());
+        }
+        if !(1..=kernel::config::MAX_CPUS).contains(&self.cpus) {
+            return Err(format!("--cpus {}: use 1..={} CPUs", self.cpus, kernel::config::MAX_CPUS));
         }
         if self.bh.as_ref().is_some_and(Vec::is_empty) {
             return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
@@ -218,10 +218,19 @@ impl CompareConfig {
         notes
     }
 
+    /// Runs per cell and round: throughput, latency, and on several CPUs throughput on one.
+    pub fn runs_per_cell(&self) -> usize {
+        if self.cpus > 1 {
+            3
+        } else {
+            2
+        }
+    }
+
     /// Runs in the whole comparison (for a progress bar).
     pub fn steps(&self) -> u64 {
         let cells: usize = self.workloads.iter().map(|&w| self.subjects_for(w).len()).sum();
-        (cells * self.rounds * 2) as u64
+        (cells * self.rounds * self.runs_per_cell()) as u64
     }
 
     /// Seconds the runs take (without boot and teardown).
@@ -250,67 +259,51 @@ pub fn parse_models(arg: &str) -> Result<Vec<PreemptModel>, String> {
     super::parse_list(arg, &PreemptModel::ALL, |name| name.parse().map_err(|e| format!("--preempt: {e}, or all")))
 }
 
-/// One probe's figures in a row.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProbeRow {
-    pub prio: u8,
-    pub interval_us: u64,
-    pub latency_ns: Latency,
-}
-
-/// One subject × workload: the documented JSON row (docs/LAB.md).
-#[derive(Clone, Debug, Serialize)]
-pub struct Row {
-    /// The model, or `peer:NAME`.
-    pub model: String,
-    /// The model's bottom-half option (`classic`, `threaded`); null for a peer.
-    pub bh: Option<String>,
-    pub workload: String,
-    /// What `throughput_ops_s` counts (pages, modules, atoms).
-    pub unit: String,
-    /// The workload's size (see `--size`).
-    pub size: usize,
-    /// Every probe's samples pooled.
-    pub latency_ns: Latency,
-    pub samples: u64,
-    /// As `latency_ns`, over the samples during whose period the host did not preempt the
-    /// thread the subject runs on (the kernel's CPU thread, the runtime's thread, the probe).
-    pub latency_undisturbed_ns: Latency,
-    /// Samples whose period the host disturbed (`samples - latency_undisturbed_ns.count`).
-    pub host_disturbed: u64,
-    /// Median over rounds of units per second with no probe running.
-    pub throughput_ops_s: f64,
-    /// `(throughput of none / throughput - 1) * 100` for the same workload; null without `none`.
-    pub overhead_pct: Option<f64>,
-    /// Median over rounds of units per second while the probes ran.
-    pub loaded_throughput_ops_s: f64,
-    /// Each round's throughput, in round order.
-    pub rounds_throughput_ops_s: Vec<f64>,
-    /// Per probe (cyclictest's threads).
-    pub probes: Vec<ProbeRow>,
-    /// How the host scheduled the subject: a model's kernel CPU thread, a peer's probes.
-    pub policy: String,
-    /// Half-octave bins of the pooled lateness; their counts add up to `samples`.
-    pub histogram: Vec<Bin>,
-    pub seconds: f64,
-    pub rounds: usize,
-    pub hz: u32,
-    /// Patch models: sites armed per RT event (mean over the loaded runs); null otherwise.
-    pub sites_armed_per_event: Option<f64>,
-    /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
-    /// unwinding, patching); null otherwise.
-    pub handler_ns_per_event: Option<f64>,
-}
-
 /// Accumulates one cell over the rounds.
 #[derive(Default)]
-struct Cell {
-    quiet: Vec<f64>,
-    loaded: Vec<f64>,
-    hists: Vec<LatencyHist>,
-    policy: Option<String>,
+pub(crate) struct Cell {
+    /// Each round's throughput (no probe running), on `cpus` CPUs and on one.
+    pub(crate) quiet: Vec<f64>,
+    pub(crate) single: Vec<f64>,
+    pub(crate) loaded: Vec<f64>,
+    pub(crate) hists: Vec<LatencyHist>,
+    /// Where each probe and worker ran, over every round.
+    pub(crate) probe_places: Vec<Placement>,
+    pub(crate) workers: Vec<Placement>,
+    pub(crate) cross: Option<CrossOut>,
+    pub(crate) policy: Option<String>,
     /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
-    patch: (u64, u64, u64),
+    pub(crate) patch: (u64, u64, u64),
+}
+
+impl Cell {
+    /// Adds a latency run's samples, placements and counters.
+    fn add_loaded(&mut self, loaded: RunOut, policy: String) {
+        self.loaded.push(loaded.units_per_s());
+        let p = &loaded.patch;
+        self.patch = (self.patch.0 + p.events, self.patch.1 + p.sites_armed, self.patch.2 + p.arm_ns);
+        merge_all(&mut self.hists, loaded.hists, LatencyHist::merge);
+        merge_all(&mut self.probe_places, loaded.probe_places, |a, b| a.seen |= b.seen);
+        merge_all(&mut self.workers, loaded.workers.iter().map(|w| w.place).collect(), |a, b| a.seen |= b.seen);
+        match (&mut self.cross, loaded.cross) {
+            (Some(a), Some(b)) => {
+                a.hist.merge(&b.hist);
+                a.irq.seen |= b.irq.seen;
+                a.rt.seen |= b.rt.seen;
+            }
+            (a, b) => *a = a.take().or(b),
+        }
+        self.policy = Some(policy);
+    }
+}
+
+/// Merges `new` into `acc` element by element (`acc` takes `new` when empty).
+fn merge_all<T>(acc: &mut Vec<T>, new: Vec<T>, merge: impl Fn(&mut T, &T)) {
+    if acc.is_empty() {
+        *acc = new;
+    } else {
+        acc.iter_mut().zip(&new).for_each(|(a, b)| merge(a, b));
+    }
 }
 
 /// Runs the comparison; `progress` hears about each run as it starts (`"none/loader latency"`).
@@ -324,76 +317,20 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
             let with_bh = cfg.bh_for(w).len() > 1;
             for (si, &s) in subjects[wi].iter().enumerate() {
                 let cell = &mut cells[wi][si];
-                progress(&format!("{}/{} throughput", s.label(with_bh), w.name()));
-                let (quiet, _) = s.run(w, &[], ns, cfg)?;
-                cell.quiet.push(quiet.units_per_s());
-                progress(&format!("{}/{} latency", s.label(with_bh), w.name()));
-                let (loaded, policy) = s.run(w, &specs, ns, cfg)?;
-                cell.loaded.push(loaded.units_per_s());
-                let p = &loaded.patch;
-                cell.patch = (cell.patch.0 + p.events, cell.patch.1 + p.sites_armed, cell.patch.2 + p.arm_ns);
-                if cell.hists.is_empty() {
-                    cell.hists = loaded.hists;
-                } else {
-                    cell.hists.iter_mut().zip(&loaded.hists).for_each(|(a, b)| a.merge(b));
+                let name = format!("{}/{}", s.label(with_bh), w.name());
+                progress(&format!("{name} throughput"));
+                cell.quiet.push(s.run(w, &[], ns, cfg, cfg.cpus)?.0.units_per_s());
+                if cfg.cpus > 1 {
+                    progress(&format!("{name} throughput cpus=1"));
+                    cell.single.push(s.run(w, &[], ns, cfg, 1)?.0.units_per_s());
                 }
-                cell.policy = Some(policy);
+                progress(&format!("{name} latency"));
+                let (loaded, policy) = s.run(w, &specs, ns, cfg, cfg.cpus)?;
+                cell.add_loaded(loaded, policy);
             }
         }
     }
-    Ok(rows(cfg, &subjects, &cells))
-}
-
-fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> Vec<Row> {
-    let specs = cfg.probes.specs();
-    let mut rows = Vec::new();
-    for (wi, w) in cfg.workloads.iter().enumerate() {
-        let first_bh = cfg.bh_for(*w)[0];
-        let base = |s: Subject| {
-            let none = Subject::Model(PreemptModel::None, s.bh().unwrap_or(first_bh));
-            subjects[wi].iter().position(|&x| x == none).map(|i| median(&cells[wi][i].quiet))
-        };
-        for (si, &s) in subjects[wi].iter().enumerate() {
-            let c = &cells[wi][si];
-            let tp = median(&c.quiet);
-            let mut pooled = LatencyHist::new();
-            c.hists.iter().for_each(|h| pooled.merge(h));
-            let latency = pooled.summary();
-            let is_none = matches!(s, Subject::Model(PreemptModel::None, _));
-            rows.push(Row {
-                model: s.name(),
-                bh: s.bh().map(|b| b.name().to_string()),
-                workload: w.name().into(),
-                unit: w.info().unit.into(),
-                size: w.size,
-                latency_ns: latency,
-                samples: latency.count,
-                latency_undisturbed_ns: pooled.undisturbed(),
-                host_disturbed: pooled.disturbed(),
-                throughput_ops_s: tp,
-                overhead_pct: base(s).map(|b| if is_none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
-                loaded_throughput_ops_s: median(&c.loaded),
-                rounds_throughput_ops_s: c.quiet.clone(),
-                probes: specs
-                    .iter()
-                    .zip(&c.hists)
-                    .map(|(sp, h)| ProbeRow {
-                        prio: sp.prio,
-                        interval_us: sp.interval_ns / 1000,
-                        latency_ns: h.summary(),
-                    })
-                    .collect(),
-                policy: c.policy.clone().unwrap_or_default(),
-                histogram: pooled.bins(),
-                seconds: cfg.seconds,
-                rounds: cfg.rounds,
-                hz: Config::default().hz,
-                sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
-                handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
-            });
-        }
-    }
-    rows
+    Ok(super::row::rows(cfg, &subjects, &cells))
 }
 
 /// The median of `v` (mean of the middle two for an even count; 0 for none).

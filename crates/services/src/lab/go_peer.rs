@@ -1,4 +1,4 @@
-//! The Go runtime peer, `peer:go`: the lab's workloads in a Go program on one CPU.
+//! The Go runtime peer, `peer:go`: the lab's workloads in a Go program at `GOMAXPROCS=N`.
 //!
 //! **Mechanism.** `build.rs` builds `peers/go/peer.go` when a Go toolchain is present, and
 //! this module embeds the program ([`BUILT`] says whether there is one). A run writes the
@@ -6,8 +6,9 @@
 //! directory, starts it from a host thread that has first taken the [`CpuPolicy`] (a child
 //! inherits the nice value of the thread that forks it, and the runtime's threads inherit the
 //! child's), reads its records into [`LatencyHist`]s and a [`RunOut`], and removes the
-//! directory. Inside the program (its own docs say more): `GOMAXPROCS=1`; a worker goroutine
-//! runs the atoms back to back and never yields, so only the runtime preempts it (sysmon,
+//! directory. Inside the program (its own docs say more): `GOMAXPROCS` = the kernel
+//! instances' CPUs (`-procs`); a worker goroutine per P runs the atoms back to back and never
+//! yields, so only the runtime preempts it (sysmon,
 //! after 10 ms: a poisoned stack guard met in the next function prologue, and a signal that
 //! injects a call of `asyncPreempt`); each probe is a goroutine sleeping to periodic
 //! deadlines. The program starts its clock after its set-up (image read, buffers allocated),
@@ -99,19 +100,23 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs `workload` (if any) and `probes` for `ns` nanoseconds in the Go program; returns the
-/// figures and how the host and the runtime scheduled them.
+/// Runs `workload` (if any) on `cpus` worker goroutines and each of `probes` `cpus` times, for
+/// `ns` nanoseconds in the Go program at `GOMAXPROCS=cpus`; returns the figures and how the
+/// host and the runtime scheduled them.
 pub fn run(
     workload: Option<Workload>,
     probes: &[ProbeSpec],
     ns: u64,
     cpu: CpuPolicy,
+    cpus: usize,
 ) -> Result<(RunOut, String), String> {
+    let probes: Vec<ProbeSpec> = super::probe::layout(probes, cpus).into_iter().map(|(_, p)| p).collect();
+    let probes = &probes[..];
     let scratch = Scratch::new()?;
     let kib = workload.filter(|w| w.name() == "loader").map(|w| w.size);
     let (exe, image) = scratch.program(kib)?;
     let mut cmd = Command::new(exe);
-    cmd.arg(format!("-ns={ns}"));
+    cmd.arg(format!("-ns={ns}")).arg(format!("-procs={cpus}"));
     let intervals: Vec<String> = probes.iter().map(|p| p.interval_ns.to_string()).collect();
     cmd.arg(format!("-probes={}", intervals.join(",")));
     if let Some(w) = workload {
@@ -134,8 +139,12 @@ pub fn run(
     if workload.is_some() && run.units == 0 {
         return Err("peer:go: the worker did no work (lengthen the run)".into());
     }
+    if procs as usize != cpus {
+        return Err(format!("peer:go: the program ran at GOMAXPROCS={procs}, asked for {cpus}"));
+    }
+    let workers = if cpus > 1 { format!("{cpus} workers") } else { "worker".into() };
     let policy = format!(
-        "GOMAXPROCS={procs}, {version}; worker: atoms back to back, preempted by the runtime (sysmon, 10 ms); process: {policy}"
+        "GOMAXPROCS={procs}, {version}; {workers}: atoms back to back, preempted by the runtime (sysmon, 10 ms); process: {policy}"
     );
     Ok((run, policy))
 }
@@ -245,7 +254,7 @@ fn parse(out: &str, probes: &[ProbeSpec], ns: u64) -> Result<(RunOut, String, u3
             ));
         }
     }
-    Ok((RunOut { units, ns: wall, hists, policy: None, patch: Default::default() }, version, procs))
+    Ok((RunOut { units, ns: wall, hists, ..RunOut::default() }, version, procs))
 }
 
 #[cfg(test)]

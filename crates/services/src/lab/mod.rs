@@ -15,16 +15,20 @@
 
 pub mod cleanup;
 pub mod compare;
+pub mod cross;
 pub mod go_peer;
+pub mod host_peer;
 pub mod loader;
 pub mod peers;
 pub mod probe;
+pub mod row;
 pub mod stats;
+pub mod watch;
 pub mod workloads;
 
 pub use compare::{CompareConfig, Row, Subject};
 pub use peers::Peer;
-pub use probe::{ProbeSet, ProbeSpec, RunOut, Stop};
+pub use probe::{CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop, WorkerOut};
 pub use stats::{percentiles, Bin, Latency, LatencyHist};
 pub use workloads::{Workload, WORKLOADS};
 

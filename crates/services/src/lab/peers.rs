@@ -1,21 +1,25 @@
 //! The peers: what a user would pick instead of atomkernel, doing the same atoms.
 //!
-//! **Mechanism.**
-//! - `host-fifo`: host threads on one host CPU. A hog thread runs the workload's atoms back to
-//!   back; each probe is a host thread at SCHED_FIFO (or the best policy the host allows, which
-//!   the result names) doing cyclictest's loop with `clock_nanosleep(TIMER_ABSTIME)`. The host
-//!   kernel preempts the hog whenever the probe wakes: this is the latency Linux itself gives.
-//! - `tokio`: a tokio current-thread runtime. The workload is a task that yields
-//!   (`yield_now`) between atoms, as cooperative code yields at its await points; each probe
-//!   is a task sleeping to periodic deadlines (`sleep_until`). Nothing preempts a task: the
-//!   probe runs when the worker's atom ends and the runtime's timer has fired (tokio's timer
-//!   wheel has 1 ms granularity).
-//! - `go`: a Go program with `GOMAXPROCS=1` (see [`super::go_peer`], built when Go is
-//!   installed): a worker goroutine runs the atoms back to back without yielding and the Go
-//!   runtime preempts it (sysmon, after 10 ms); each probe is a goroutine sleeping to periodic
-//!   deadlines.
+//! **Mechanism.** Each peer has as many CPUs as the kernel instances it is compared with
+//! (`cpus`): one worker per CPU, each probe on every CPU.
+//! - `host-fifo` ([`super::host_peer`]): a hog host thread per CPU, pinned to a host CPU, runs
+//!   the workload's atoms back to back; each probe is a host thread pinned beside a hog at
+//!   SCHED_FIFO (or the best policy the host allows, which the result names) doing
+//!   cyclictest's loop with `clock_nanosleep(TIMER_ABSTIME)`. The host kernel preempts a hog
+//!   whenever a probe wakes: this is the latency Linux itself gives. On several CPUs it also
+//!   has a cross-CPU probe.
+//! - `tokio`: a tokio current-thread runtime on one CPU, a multi-thread runtime with one worker
+//!   thread per CPU on several. Each worker is a task that yields (`yield_now`) between atoms,
+//!   as cooperative code yields at its await points; each probe is a task sleeping to periodic
+//!   deadlines (`sleep_until`). Nothing preempts a task: a probe runs when an atom ends on a
+//!   runtime thread and the runtime's timer has fired (tokio's timer wheel has 1 ms
+//!   granularity). The runtime places tasks itself, so the result has no placement.
+//! - `go`: a Go program with `GOMAXPROCS` = the CPUs (see [`super::go_peer`], built when Go is
+//!   installed): worker goroutines run the atoms back to back without yielding and the Go
+//!   runtime preempts them (sysmon, after 10 ms); each probe is a goroutine sleeping to
+//!   periodic deadlines.
 //!
-//! The threads that run the workload (the hog, the runtime's thread, the Go process) get the
+//! The threads that run the workload (the hogs, the runtime's threads, the Go process) get the
 //! host scheduling the kernel's CPU threads get ([`CpuPolicy`]), so every subject's worker
 //! competes alike with whatever else the host runs.
 //!
@@ -23,10 +27,10 @@
 //! peer a transcription of them that a test checks against these), timed on the same monotonic
 //! clock, and its threads leave with their host policy restored.
 
-use super::go_peer;
-use super::probe::{CpuPolicy, ProbeSpec, RunOut};
+use super::probe::{CpuPolicy, ProbeSpec, RunOut, WorkerOut};
 use super::stats::LatencyHist;
-use super::workloads::{self, Atoms, Workload};
+use super::workloads::{Atoms, Workload};
+use super::{go_peer, host_peer};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,11 +38,11 @@ use std::time::{Duration, Instant};
 /// A peer of the comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Peer {
-    /// Host threads: SCHED_FIFO probe beside a hog, both pinned to one host CPU.
+    /// Host threads: SCHED_FIFO probes beside a hog per CPU, pinned to host CPUs.
     HostFifo,
-    /// A tokio current-thread runtime.
+    /// A tokio runtime: current-thread on one CPU, multi-thread on several.
     Tokio,
-    /// A Go program at `GOMAXPROCS=1` (in [`Peer::ALL`] only when built: [`go_peer::BUILT`]).
+    /// A Go program at `GOMAXPROCS` = the CPUs (in [`Peer::ALL`] only when built: [`go_peer::BUILT`]).
     Go,
 }
 
@@ -73,8 +77,8 @@ impl Peer {
         })
     }
 
-    /// Runs `workload` (if any) and `probes` for `ns` nanoseconds; returns the figures and how
-    /// the host scheduled them. `cpu` is the kernel's CPU-thread policy, which the tokio
+    /// Runs `workload` (if any) and `probes` on `cpus` CPUs for `ns` nanoseconds; returns the
+    /// figures and how the host scheduled them. `cpu` is the kernel's CPU-thread policy, which the tokio
     /// runtime's thread and the Go process get too (the host peer's threads are the peer's
     /// definition).
     pub fn run(
@@ -83,84 +87,13 @@ impl Peer {
         probes: &[ProbeSpec],
         ns: u64,
         cpu: CpuPolicy,
+        cpus: usize,
     ) -> Result<(RunOut, String), String> {
         match self {
-            Peer::HostFifo => Ok(host_fifo(workload, probes, ns, cpu)),
-            Peer::Tokio => tokio_run(workload, probes, ns, cpu),
-            Peer::Go => go_peer::run(workload, probes, ns, cpu),
+            Peer::HostFifo => Ok(host_peer::run(workload, probes, ns, cpu, cpus)),
+            Peer::Tokio => tokio_run(workload, probes, ns, cpu, cpus),
+            Peer::Go => go_peer::run(workload, probes, ns, cpu, cpus),
         }
-    }
-}
-
-/// The host CPU the host peer's threads share: the last one this process may use.
-fn peer_cpu() -> usize {
-    *hostlab::sched::allowed_cpus().last().unwrap_or(&0)
-}
-
-fn host_fifo(workload: Option<Workload>, probes: &[ProbeSpec], ns: u64, cpu_policy: CpuPolicy) -> (RunOut, String) {
-    let cpu = peer_cpu();
-    let start = kernel::time::now_ns();
-    let deadline = start + ns;
-    let stop = Arc::new(AtomicBool::new(false));
-    let hog = workload.map(|w| {
-        let (stop, mut atoms) = (stop.clone(), w.make());
-        std::thread::spawn(move || {
-            let _ = hostlab::sched::pin_current_thread(cpu);
-            let policy = cpu_policy.apply();
-            (host_worker(&stop, &mut *atoms), policy)
-        })
-    });
-    let threads: Vec<_> = probes
-        .iter()
-        .map(|&spec| {
-            std::thread::spawn(move || {
-                let pinned = hostlab::sched::pin_current_thread(cpu).is_ok();
-                let policy = hostlab::sched::set_best_rt_policy(spec.prio);
-                let h = host_probe(spec, start, deadline);
-                hostlab::sched::set_normal_policy();
-                (h, if pinned { format!("{policy}, host CPU {cpu}") } else { format!("{policy}, unpinned") })
-            })
-        })
-        .collect();
-    hostlab::sched::sleep_until_ns(deadline);
-    let results: Vec<(LatencyHist, String)> = threads.into_iter().map(|t| t.join().expect("probe thread")).collect();
-    stop.store(true, Ordering::Release);
-    let ((units, wall), hog_policy) = hog.map_or(((0, 0), String::new()), |h| h.join().expect("hog thread"));
-    let probe_policy = results.first().map_or_else(|| "no probe".into(), |r| r.1.clone());
-    let policy = format!("probe: {probe_policy}; hog: {hog_policy}");
-    (
-        RunOut {
-            units,
-            ns: wall,
-            hists: results.into_iter().map(|r| r.0).collect(),
-            policy: None,
-            patch: Default::default(),
-        },
-        policy,
-    )
-}
-
-fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms) -> (u64, u64) {
-    let start = kernel::time::now_ns();
-    let mut units = 0;
-    while !stop.load(Ordering::Acquire) {
-        units += workloads::host_call(w);
-    }
-    (units, kernel::time::now_ns() - start)
-}
-
-fn host_probe(spec: ProbeSpec, start: u64, deadline: u64) -> LatencyHist {
-    let mut h = LatencyHist::new();
-    let mut next = start;
-    loop {
-        next += spec.interval_ns;
-        if next > deadline {
-            return h;
-        }
-        let host = hostlab::sched::involuntary_switches();
-        hostlab::sched::sleep_until_ns(next);
-        let late = kernel::time::now_ns().saturating_sub(next);
-        h.record_sample(late, hostlab::sched::involuntary_switches() != host);
     }
 }
 
@@ -169,42 +102,68 @@ fn tokio_run(
     probes: &[ProbeSpec],
     ns: u64,
     cpu: CpuPolicy,
+    cpus: usize,
 ) -> Result<(RunOut, String), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| format!("peer:tokio: cannot build the runtime: {e}"))?;
-    let probes = probes.to_vec();
-    let work = workload.map(|w| w.make());
-    // The runtime runs on a thread of its own, as the kernel's CPU does.
-    let (out, policy) = std::thread::spawn(move || {
-        let policy = cpu.apply();
-        (rt.block_on(tokio_body(work, probes, ns)), policy)
+    let policy = Arc::new(std::sync::OnceLock::new());
+    let rt = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_time().build()
+    } else {
+        let p = policy.clone();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus)
+            .enable_time()
+            .on_thread_start(move || {
+                let got = cpu.apply();
+                let _ = p.set(got);
+            })
+            .build()
+    }
+    .map_err(|e| format!("peer:tokio: cannot build the runtime: {e}"))?;
+    let probes = super::probe::layout(probes, cpus).into_iter().map(|(_, p)| p).collect();
+    let work: Vec<Box<dyn Atoms>> =
+        workload.map(|w| (0..super::probe::workers_for(w, cpus)).map(|_| w.make()).collect()).unwrap_or_default();
+    // The runtime is driven from a thread of its own, as the kernel's CPU is (on one CPU that
+    // thread is the runtime's only one, and takes the policy).
+    let p = policy.clone();
+    let out = std::thread::spawn(move || {
+        if cpus == 1 {
+            let _ = p.set(cpu.apply());
+        }
+        rt.block_on(tokio_body(work, probes, ns))
     })
     .join()
     .map_err(|_| "peer:tokio: the runtime's thread panicked".to_string())?;
-    Ok((out, format!("runtime thread: {policy}; tasks yield between atoms; timer granularity 1 ms")))
+    let got = policy.get().cloned().unwrap_or_default();
+    let how = if cpus == 1 {
+        format!("runtime thread: {got}")
+    } else {
+        format!("multi-thread runtime, {cpus} worker threads: {got}")
+    };
+    Ok((out, format!("{how}; tasks yield between atoms; timer granularity 1 ms")))
 }
 
-async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u64) -> RunOut {
+async fn tokio_body(work: Vec<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u64) -> RunOut {
     let start = tokio::time::Instant::now();
     let deadline = start + Duration::from_nanos(ns);
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = work.map(|mut w| {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let t0 = Instant::now();
-            let mut units = 0;
-            while !stop.load(Ordering::Acquire) {
-                w.begin();
-                while w.atom() {
-                    tokio::task::yield_now().await;
+    let workers: Vec<_> = work
+        .into_iter()
+        .map(|mut w| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let mut units = 0;
+                while !stop.load(Ordering::Acquire) {
+                    w.begin();
+                    while w.atom() {
+                        tokio::task::yield_now().await;
+                    }
+                    units += w.finish();
                 }
-                units += w.finish();
-            }
-            (units, t0.elapsed().as_nanos() as u64)
+                WorkerOut { units, ns: t0.elapsed().as_nanos() as u64, ..WorkerOut::default() }
+            })
         })
-    });
+        .collect();
     let tasks: Vec<_> = probes
         .into_iter()
         .map(|spec| {
@@ -230,9 +189,9 @@ async fn tokio_body(work: Option<Box<dyn Atoms>>, probes: Vec<ProbeSpec>, ns: u6
         hists.push(t.await.unwrap_or_default());
     }
     stop.store(true, Ordering::Release);
-    let (units, ns) = match worker {
-        Some(w) => w.await.unwrap_or((0, 0)),
-        None => (0, 0),
-    };
-    RunOut { units, ns, hists, policy: None, patch: Default::default() }
+    let mut outs = Vec::new();
+    for w in workers {
+        outs.push(w.await.unwrap_or_default());
+    }
+    RunOut { hists, ..RunOut::default() }.with_workers(outs)
 }

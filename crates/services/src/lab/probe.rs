@@ -14,9 +14,10 @@
 //! `BUG:` is an error, never a figure.
 
 use super::stats::LatencyHist;
+use super::watch::{hang_limit, run_watched};
 use super::workloads::{self, Workload};
 use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The smallest probe interval: one host timer signal and a thread wakeup cost several µs, so
@@ -132,40 +133,137 @@ pub enum Stop {
     Loops(u64),
 }
 
+/// Where a task (a worker, a probe, an interrupt handler) of a run was bound, and every CPU it
+/// was seen running on (read by the task itself after each call or sample).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The CPU it was bound to; `None` when nothing bound it (the tokio and Go peers).
+    pub cpu: Option<usize>,
+    /// The CPUs it was seen on: bit `n` = CPU `n` (0: it did not say).
+    pub seen: u64,
+}
+
+impl Placement {
+    /// Bound to `cpu`, not seen yet.
+    pub fn bound(cpu: usize) -> Placement {
+        Placement { cpu: Some(cpu), seen: 0 }
+    }
+
+    /// Notes that the task ran on `cpu` (CPUs past 63 are not recorded).
+    pub fn saw(&mut self, cpu: usize) {
+        self.seen |= 1u64.checked_shl(cpu as u32).unwrap_or(0);
+    }
+
+    /// The CPUs it was seen on, ascending.
+    pub fn seen_cpus(&self) -> Vec<usize> {
+        (0..64).filter(|c| self.seen & (1 << c) != 0).collect()
+    }
+}
+
+/// One worker's figures: units it completed, over its own wall time, and where it ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerOut {
+    pub units: u64,
+    pub ns: u64,
+    pub place: Placement,
+    /// When it made its first call, in ns after the run began (0 where not measured).
+    pub started_ns: u64,
+}
+
+/// The cross-CPU probe's figures: an interrupt on one CPU wakes an RT task bound to another.
+#[derive(Clone, Debug)]
+pub struct CrossOut {
+    /// The RT task's priority and period.
+    pub spec: ProbeSpec,
+    /// Where the interrupt's handler ran (it is registered on one CPU).
+    pub irq: Placement,
+    /// Where the RT task ran.
+    pub rt: Placement,
+    /// Its lateness: from the deadline the interrupt was asked for to the RT task running.
+    pub hist: LatencyHist,
+}
+
 /// What one run measured.
 #[derive(Debug, Default)]
 pub struct RunOut {
-    /// Workload units completed.
+    /// Workload units completed, all workers together.
     pub units: u64,
-    /// The worker's wall time, first call to last.
+    /// The longest worker's wall time, first call to last.
     pub ns: u64,
-    /// One histogram per probe, in probe order.
+    /// Each worker's figures (empty when the subject reports only the total).
+    pub workers: Vec<WorkerOut>,
+    /// One histogram per probe, in probe order (on several CPUs: CPU 0's probes, then CPU 1's,
+    /// see [`layout`]).
     pub hists: Vec<LatencyHist>,
-    /// The host policy the run's CPU thread (or the peer's probes) got, when one was asked for.
+    /// Where each probe ran, in probe order (empty when the subject cannot say).
+    pub probe_places: Vec<Placement>,
+    /// The cross-CPU probe (on several CPUs; `None` on one, and for subjects without it).
+    pub cross: Option<CrossOut>,
+    /// The host policy the run's CPU threads (or the peer's probes) got, when one was asked for.
     pub policy: Option<String>,
     /// The patch models' counters of the run (zero under other models and for peers).
     pub patch: kernel::model::patch::PatchStatsSnapshot,
 }
 
 impl RunOut {
-    /// Units per second of the worker's own wall time (0 without a workload).
+    /// Units per second: each worker's units over its own wall time, summed over the workers
+    /// (the total over the wall time when there are no per-worker figures; 0 without work).
     pub fn units_per_s(&self) -> f64 {
-        if self.ns == 0 {
-            0.0
+        let rate = |units: u64, ns: u64| if ns == 0 { 0.0 } else { units as f64 * 1e9 / ns as f64 };
+        if self.workers.is_empty() {
+            rate(self.units, self.ns)
         } else {
-            self.units as f64 * 1e9 / self.ns as f64
+            self.workers.iter().map(|w| rate(w.units, w.ns)).sum()
         }
+    }
+
+    /// Fills `units` and `ns` from `workers`.
+    pub(crate) fn with_workers(mut self, workers: Vec<WorkerOut>) -> RunOut {
+        self.units = workers.iter().map(|w| w.units).sum();
+        self.ns = workers.iter().map(|w| w.ns).max().unwrap_or(0);
+        self.workers = workers;
+        self
     }
 }
 
-/// Shared by the host and the tasks of one instance. The lock is taken once per probe, as it
+/// The probes of a run on `cpus` CPUs: each of `specs` on every CPU, CPU 0's first; probe `i`
+/// of CPU `c` is at index `c * specs.len() + i`.
+pub fn layout(specs: &[ProbeSpec], cpus: usize) -> Vec<(usize, ProbeSpec)> {
+    (0..cpus).flat_map(|c| specs.iter().map(move |&s| (c, s))).collect()
+}
+
+/// Workers a run of `w` on `cpus` CPUs has: one per CPU, but one in all for a workload that
+/// runs through bottom halves (`packet`: a kernel has one packet device, one receive queue).
+pub fn workers_for(w: Workload, cpus: usize) -> usize {
+    if w.info().bottom_half {
+        1
+    } else {
+        cpus
+    }
+}
+
+/// The cross-CPU probe of a run with `specs` on `cpus` CPUs: none on one CPU or without
+/// probes; else at the first probe's priority, every [`CROSS_PERIOD_FACTOR`] of its periods.
+pub fn cross_spec(specs: &[ProbeSpec], cpus: usize) -> Option<ProbeSpec> {
+    let first = specs.first().filter(|_| cpus > 1)?;
+    Some(ProbeSpec { prio: first.prio, interval_ns: first.interval_ns * CROSS_PERIOD_FACTOR })
+}
+
+/// The cross-CPU probe's period in periods of the first probe: its interrupt comes from a host
+/// thread of its own, woken at each deadline, and its wakeup crosses CPUs (two CPU threads
+/// are involved): at a quarter of the first probe's rate it adds a fifth to the probes' load.
+pub const CROSS_PERIOD_FACTOR: u64 = 4;
+
+/// Shared by the host and the tasks of one instance. The locks are taken once per task, as it
 /// exits, and read after the instance is gone.
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
-    units: AtomicU64,
-    ns: AtomicU64,
-    hists: Mutex<Vec<Option<LatencyHist>>>,
+    /// When the controller started the run (`now_ns`).
+    began: std::sync::atomic::AtomicU64,
+    workers: Mutex<Vec<WorkerOut>>,
+    hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
+    cross: Mutex<Option<CrossOut>>,
     policy: std::sync::OnceLock<String>,
     /// Why the workload's `open` or `close` failed.
     error: std::sync::OnceLock<String>,
@@ -197,7 +295,8 @@ impl CpuPolicy {
 }
 
 /// Runs `workload` (if any) and `probes` on a fresh instance of `cpus` CPUs under `model` until
-/// `stop`, its CPU threads scheduled on the host as `cpu`.
+/// `stop`, its CPU threads scheduled on the host as `cpu`: one worker and the probes as given,
+/// placed by the scheduler (`atomkernel latency`).
 pub fn run_kernel(
     model: PreemptModel,
     cpus: usize,
@@ -206,10 +305,13 @@ pub fn run_kernel(
     stop: Stop,
     cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
-    run_instance(Config { preempt: model, cpus, ..Config::default() }, workload, probes, stop, cpu)
+    let config = Config { preempt: model, cpus, ..Config::default() };
+    run(config, workload, probes, stop, cpu, false)
 }
 
-/// [`run_kernel`] on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`).
+/// The lab's run on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`, `cpus`):
+/// one worker bound to each CPU ([`workers_for`]), each of `probes` on every CPU ([`layout`]),
+/// and on several CPUs the cross-CPU probe ([`cross_spec`]).
 pub fn run_instance(
     config: Config,
     workload: Option<Workload>,
@@ -217,23 +319,58 @@ pub fn run_instance(
     stop: Stop,
     cpu: CpuPolicy,
 ) -> Result<RunOut, String> {
+    run(config, workload, probes, stop, cpu, true)
+}
+
+/// What the controller starts: the workers (bound to their CPU when `bound`), the probes with
+/// their CPU, the cross-CPU probe.
+struct Plan {
+    workers: Vec<(Option<usize>, Box<dyn workloads::Atoms>)>,
+    probes: Vec<(Option<usize>, ProbeSpec)>,
+    cross: Option<ProbeSpec>,
+    stop: Stop,
+}
+
+fn plan(config: &Config, workload: Option<Workload>, probes: &[ProbeSpec], stop: Stop, spread: bool) -> Plan {
+    if !spread {
+        let workers = workload.map(|w| (None, w.make())).into_iter().collect();
+        return Plan { workers, probes: probes.iter().map(|&p| (None, p)).collect(), cross: None, stop };
+    }
+    let workers =
+        workload.map(|w| (0..workers_for(w, config.cpus)).map(|c| (Some(c), w.make())).collect()).unwrap_or_default();
+    let cross = cross_spec(probes, config.cpus);
+    let probes = layout(probes, config.cpus).into_iter().map(|(c, p)| (Some(c), p)).collect();
+    Plan { workers, probes, cross, stop }
+}
+
+fn run(
+    config: Config,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+    spread: bool,
+) -> Result<RunOut, String> {
     let model = if config.bh == BhMode::Classic {
         format!("{}", config.preempt)
     } else {
         format!("{} bh={} bh_prio={}", config.preempt, config.bh, config.bh_prio)
     };
-    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; probes.len()]), ..Shared::default() });
-    let (sh, specs) = (shared.clone(), probes.to_vec());
-    let work = workload.map(|w| w.make());
+    let plan = plan(&config, workload, probes, stop, spread);
+    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; plan.probes.len()]), ..Shared::default() });
+    let sh = shared.clone();
     let limit = hang_limit(stop, probes);
+    let ncpus = config.cpus;
     // A lab run never idles long (its probes wake every interval): report a CPU idle for
     // 10 s with tasks asleep (a hang) on stderr, unless the caller chose a timeout.
     let config =
         Config { hung_timeout_ms: if config.hung_timeout_ms == 0 { 10_000 } else { config.hung_timeout_ms }, ..config }
             .with_watchdog_defaults();
     let report = run_watched(config, limit, move || {
-        let _ = sh.policy.set(format!("CPU thread: {}", cpu.apply()));
-        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, work, &specs, stop))
+        // The cross-CPU probe's device before the policy (see CrossProbe::register).
+        let cross = plan.cross.map(|spec| super::cross::CrossProbe::register(super::cross::CPUS.0, spec));
+        let _ = sh.policy.set(apply_on_every_cpu(ncpus, cpu));
+        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, plan, cross))
             .join()
             .unwrap_or(-1)
     })
@@ -247,88 +384,108 @@ pub fn run_instance(
     if report.init != Ok(0) {
         return Err(format!("preempt={model}: the run failed inside the kernel: {:?}", report.init));
     }
-    let hists: Vec<LatencyHist> =
-        shared.hists.lock().unwrap_or_else(|e| e.into_inner()).drain(..).map(Option::unwrap_or_default).collect();
-    let (units, ns, policy) =
-        (shared.units.load(Ordering::Acquire), shared.ns.load(Ordering::Acquire), shared.policy.get().cloned());
-    let out = RunOut { units, ns, hists, policy, patch: report.patch };
-    if workload.is_some() && out.units == 0 {
-        return Err(format!("preempt={model}: the worker did no work"));
+    let (hists, probe_places): (Vec<LatencyHist>, Vec<Placement>) =
+        lock(&shared.hists).drain(..).map(Option::unwrap_or_default).unzip();
+    let workers = std::mem::take(&mut *lock(&shared.workers));
+    let out = RunOut {
+        hists,
+        probe_places,
+        cross: lock(&shared.cross).take(),
+        policy: shared.policy.get().cloned(),
+        patch: report.patch,
+        ..RunOut::default()
     }
-    if out.hists.iter().any(|h| h.count() == 0) {
+    .with_workers(workers);
+    if let Some(w) = out.workers.iter().find(|w| w.units == 0).filter(|_| workload.is_some()) {
+        let on = w.place.cpu.map_or_else(String::new, |c| format!(" on CPU {c}"));
+        return Err(format!(
+            "preempt={model}: the worker{on} did no work: it began {:.1} ms into the run and completed no system call in {:.1} ms",
+            w.started_ns as f64 / 1e6,
+            w.ns as f64 / 1e6
+        ));
+    }
+    if out.hists.iter().chain(out.cross.as_ref().map(|c| &c.hist)).any(|h| h.count() == 0) {
         return Err(format!("preempt={model}: a probe took no sample (lengthen the run)"));
     }
     Ok(out)
 }
 
-/// Time a run may take past twice its planned length before the lab calls the instance hung.
-pub const HANG_GRACE_NS: u64 = 60_000_000_000;
-
-/// How long a run with this stop condition may take: twice its planned length (a probe's
-/// interval times its loops, or the duration) plus [`HANG_GRACE_NS`].
-fn hang_limit(stop: Stop, probes: &[ProbeSpec]) -> std::time::Duration {
-    let planned = match stop {
-        Stop::After(ns) => ns,
-        Stop::Loops(n) => probes.iter().map(|p| p.interval_ns.saturating_mul(n)).max().unwrap_or(0),
-    };
-    std::time::Duration::from_nanos(planned.saturating_mul(2).saturating_add(HANG_GRACE_NS))
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `kernel::run` on a host thread of its own, watched: a run that has not ended within `limit`
-/// is reported as a hang (an error naming the limit) instead of stopping the whole lab
-/// forever. The hung instance cannot be killed (its tasks are host-thread contexts); it is
-/// left behind, idle, and the caller's error ends the command.
-pub(crate) fn run_watched(
-    config: Config,
-    limit: std::time::Duration,
-    init: impl FnOnce() -> i64 + Send + 'static,
-) -> Result<kernel::RunReport, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("lab-instance".into())
-        .spawn(move || {
-            let _ = tx.send(kernel::run(config, init));
-        })
-        .map_err(|e| format!("cannot start a host thread for the kernel instance: {e}"))?;
-    match rx.recv_timeout(limit) {
-        Ok(report) => report.map_err(|e| e.to_string()),
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
-            "the kernel instance did not finish within {:.0} s (twice the run's length plus {} s): it hung, a bug of atomkernel; please report it with the command line (the instance is left behind)",
-            limit.as_secs_f64(),
-            HANG_GRACE_NS / 1_000_000_000
-        )),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            Err("the kernel instance's host thread panicked (see the message above)".into())
-        }
+/// Applies `cpu` to every CPU thread of the instance (a task bound to each CPU runs on that
+/// CPU's host thread) and says what they got: `CPU thread: ...`, once when all got the same.
+fn apply_on_every_cpu(cpus: usize, cpu: CpuPolicy) -> String {
+    let got = Arc::new(Mutex::new(vec![String::new(); cpus]));
+    for c in 0..cpus {
+        let g = got.clone();
+        let t = spawn(TaskBuilder::new("lab-policy").fifo(CONTROL_PRIO).cpus(1 << c), move || {
+            lock(&g)[c] = cpu.apply();
+            0
+        });
+        let _ = t.join();
+    }
+    let got = lock(&got).clone();
+    if got.windows(2).all(|w| w[0] == w[1]) {
+        let each = if cpus > 1 { format!(" (each of {cpus})") } else { String::new() };
+        format!("CPU thread: {}{each}", got[0])
+    } else {
+        let each: Vec<String> = got.iter().enumerate().map(|(c, p)| format!("CPU {c}: {p}")).collect();
+        format!("CPU threads: {}", each.join("; "))
     }
 }
 
-/// The controller: starts the worker and the probes, waits for the end, stops the worker.
-fn control(sh: &Arc<Shared>, work: Option<Box<dyn workloads::Atoms>>, specs: &[ProbeSpec], stop: Stop) -> i64 {
+/// A task builder bound to `cpu` when there is one.
+fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
+    match cpu {
+        Some(c) => b.cpus(1 << c),
+        None => b,
+    }
+}
+
+/// The controller: starts the workers and the probes, waits for the end, stops the workers.
+fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<super::cross::CrossProbe>) -> i64 {
     let start = kernel::time::now_ns();
+    sh.began.store(start, Ordering::Release);
+    let stop = plan.stop;
     let deadline = match stop {
         Stop::After(ns) => start + ns,
         Stop::Loops(_) => u64::MAX,
     };
-    let worker = work.map(|mut w| {
-        let s = sh.clone();
-        spawn(TaskBuilder::new("lab-worker"), move || worker(&s, &mut *w))
-    });
-    let probes: Vec<_> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, &spec)| {
+    let workers: Vec<_> = plan
+        .workers
+        .into_iter()
+        .map(|(cpu, mut w)| {
             let s = sh.clone();
-            let name = format!("lab-probe{i}");
-            spawn(TaskBuilder::new(&name).fifo(spec.prio), move || probe(&s, i, spec, start, deadline, stop))
+            spawn(on(TaskBuilder::new("lab-worker"), cpu), move || worker(&s, cpu, &mut *w))
         })
         .collect();
+    let mut probes: Vec<_> = plan
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, &(cpu, spec))| {
+            let s = sh.clone();
+            let name = format!("lab-probe{i}");
+            let t = on(TaskBuilder::new(&name).fifo(spec.prio), cpu);
+            spawn(t, move || probe(&s, i, cpu, spec, start, deadline, stop))
+        })
+        .collect();
+    probes.extend(cross.map(|x| {
+        let s = sh.clone();
+        let (prio, cpu) = (x.spec().prio, super::cross::CPUS.1);
+        spawn(TaskBuilder::new("lab-cross").fifo(prio).cpus(1 << cpu), move || {
+            *lock(&s.cross) = Some(x.run(start, deadline, stop));
+            0
+        })
+    }));
     if let Stop::After(_) = stop {
         kernel::time::sleep_until(deadline);
     }
     let mut ok = probes.iter().all(|p| p.join().is_ok());
     sh.stop.store(true, Ordering::Release);
-    if let Some(w) = worker {
+    for w in workers {
         ok &= w.join().is_ok();
     }
     if ok {
@@ -338,20 +495,23 @@ fn control(sh: &Arc<Shared>, work: Option<Box<dyn workloads::Atoms>>, specs: &[P
     }
 }
 
-/// The worker: opens the workload, makes system calls of it until told to stop (read between
-/// calls), closes it.
-fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
+/// A worker: opens the workload, makes system calls of it until told to stop (read between
+/// calls), noting the CPU it ran each on, closes it.
+fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 {
     if let Err(e) = w.open() {
         let _ = sh.error.set(e);
         return -1;
     }
+    let mut place = Placement { cpu, seen: 0 };
     let start = kernel::time::now_ns();
     let mut units = 0;
     while !sh.stop.load(Ordering::Acquire) {
         units += workloads::kernel_call(w);
+        place.saw(kernel::raw_smp_processor_id());
     }
-    sh.ns.store(kernel::time::now_ns() - start, Ordering::Release);
-    sh.units.store(units, Ordering::Release);
+    let ns = kernel::time::now_ns() - start;
+    let started_ns = start.saturating_sub(sh.began.load(Ordering::Acquire));
+    lock(&sh.workers).push(WorkerOut { units, ns, place, started_ns });
     match w.close() {
         Ok(()) => 0,
         Err(e) => {
@@ -362,9 +522,11 @@ fn worker(sh: &Shared, w: &mut dyn workloads::Atoms) -> i64 {
 }
 
 /// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the
-/// CPU thread away during its period (the worker and the probe share that thread).
-fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
+/// CPU thread away during its period (the worker and the probe share that thread), and the
+/// CPU the probe woke on.
+fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
     let mut h = LatencyHist::new();
+    let mut place = Placement { cpu, seen: 0 };
     let mut next = start;
     loop {
         next += spec.interval_ns;
@@ -375,33 +537,8 @@ fn probe(sh: &Shared, i: usize, spec: ProbeSpec, start: u64, deadline: u64, stop
         kernel::time::sleep_until(next);
         let late = kernel::time::now_ns().saturating_sub(next);
         h.record_sample(late, hostlab::sched::involuntary_switches() != host);
+        place.saw(kernel::raw_smp_processor_id());
     }
-    sh.hists.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(h);
+    lock(&sh.hists)[i] = Some((h, place));
     0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A run that never ends is reported as hung within its limit, not waited for forever.
-    #[test]
-    fn a_hung_instance_is_an_error_not_a_hang() {
-        let limit = std::time::Duration::from_millis(500);
-        let e = run_watched(Config::default(), limit, || {
-            let wq = kernel::WaitQueue::new();
-            wq.wait_event(|| false); // never woken: the instance hangs
-            0
-        })
-        .unwrap_err();
-        assert!(e.contains("did not finish within 0 s") && e.contains("hung"), "{e}");
-    }
-
-    #[test]
-    fn the_hang_limit_follows_the_runs_length() {
-        let p = [ProbeSpec { prio: 80, interval_ns: 1_000_000 }];
-        let grace = std::time::Duration::from_nanos(HANG_GRACE_NS);
-        assert_eq!(hang_limit(Stop::After(2_000_000_000), &p), grace + std::time::Duration::from_secs(4));
-        assert_eq!(hang_limit(Stop::Loops(1000), &p), grace + std::time::Duration::from_secs(2));
-    }
 }

@@ -129,6 +129,22 @@ impl LatencyHist {
         self.all.summary()
     }
 
+    /// The lateness at each quantile of `qs` (0..=1; 0 is the exact min, 1 the exact max), of
+    /// every sample; empty without samples.
+    pub fn quantiles(&self, qs: &[f64]) -> Vec<u64> {
+        let d = &self.all;
+        if d.hist.is_empty() {
+            return Vec::new();
+        }
+        qs.iter()
+            .map(|&q| match q {
+                q if q <= 0.0 => d.min,
+                q if q >= 1.0 => d.max,
+                q => d.hist.value_at_quantile(q).clamp(d.min, d.max),
+            })
+            .collect()
+    }
+
     /// The same over the undisturbed samples only.
     pub fn undisturbed(&self) -> Latency {
         self.undisturbed.summary()
@@ -191,6 +207,14 @@ mod tests {
         assert_eq!(bins[1].lo_ns, 1000);
         assert!(bins.windows(2).all(|w| w[0].hi_ns == w[1].lo_ns));
         assert_eq!(h.summary().max, 20_000_000_000, "max is exact even beyond the histogram's range");
+    }
+
+    #[test]
+    fn quantiles_span_min_to_max() {
+        let mut h = LatencyHist::new();
+        (1..=1000u64).for_each(|i| h.record(i));
+        assert_eq!(h.quantiles(&[0.0, 0.5, 0.99, 1.0]), [1, 500, 990, 1000]);
+        assert!(LatencyHist::new().quantiles(&[0.5]).is_empty());
     }
 
     #[test]

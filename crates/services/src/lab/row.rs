@@ -1,0 +1,227 @@
+//! The comparison's rows: one subject × workload, the documented JSON object (docs/LAB.md).
+//!
+//! **Mechanism.** [`rows`] turns each cell of the comparison (its rounds' throughputs, its
+//! pooled latency samples, where its tasks ran) into a [`Row`]: medians over rounds, the
+//! pooled distribution, per-CPU distributions (the probes bound to each CPU pooled), the
+//! cross-CPU probe, the overhead against `none` and the scaling against one CPU.
+//!
+//! **Invariant.** A figure the subject did not measure is null, never a stand-in: no per-CPU
+//! latency for a subject that does not bind its probes, no scaling on one CPU, no cross-CPU
+//! figure without a cross-CPU probe.
+
+use super::compare::{median, Cell, CompareConfig, Subject};
+use super::probe::Placement;
+use super::stats::{Bin, Latency, LatencyHist};
+use kernel::{Config, PreemptModel};
+use serde::Serialize;
+
+/// One probe's figures in a row.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeRow {
+    pub prio: u8,
+    pub interval_us: u64,
+    /// The CPU it was bound to (a host CPU for `peer:host-fifo`); null when unbound.
+    pub cpu: Option<usize>,
+    /// Every CPU it was seen running on; empty when the subject cannot say.
+    pub ran_on: Vec<usize>,
+    pub latency_ns: Latency,
+}
+
+/// Where a worker (or an interrupt handler) was bound and ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlaceRow {
+    /// The CPU it was bound to (a host CPU for `peer:host-fifo`); null when unbound.
+    pub cpu: Option<usize>,
+    /// Every CPU it was seen running on.
+    pub ran_on: Vec<usize>,
+}
+
+impl From<Placement> for PlaceRow {
+    fn from(p: Placement) -> PlaceRow {
+        PlaceRow { cpu: p.cpu, ran_on: p.seen_cpus() }
+    }
+}
+
+/// The cross-CPU probe in a row: the interrupt on one CPU, the RT task it wakes on another.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossRow {
+    /// Where the interrupt (`peer:host-fifo`: the waker thread) was bound and ran.
+    pub irq: PlaceRow,
+    /// Where the RT task was bound and ran.
+    pub rt: PlaceRow,
+    pub prio: u8,
+    pub interval_us: u64,
+    /// From each deadline to the RT task running, every round pooled.
+    pub latency_ns: Latency,
+    pub latency_undisturbed_ns: Latency,
+}
+
+/// One subject × workload: the documented JSON row (docs/LAB.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The model, or `peer:NAME`.
+    pub model: String,
+    /// The model's bottom-half option (`classic`, `threaded`); null for a peer.
+    pub bh: Option<String>,
+    pub workload: String,
+    /// What `throughput_ops_s` counts (pages, modules, atoms).
+    pub unit: String,
+    /// The workload's size (see `--size`).
+    pub size: usize,
+    /// CPUs of the subject: the kernel's `cpus=`, the peer's hogs, runtime threads, GOMAXPROCS.
+    pub cpus: usize,
+    /// Every probe's samples pooled.
+    pub latency_ns: Latency,
+    pub samples: u64,
+    /// As `latency_ns`, over the samples during whose period the host did not preempt the
+    /// thread the subject runs on (the kernel's CPU thread, the runtime's thread, the probe).
+    pub latency_undisturbed_ns: Latency,
+    /// Samples whose period the host disturbed (`samples - latency_undisturbed_ns.count`).
+    pub host_disturbed: u64,
+    /// Per CPU (index = CPU): the samples of the probes bound to it; null when the subject
+    /// does not bind its probes (tokio, Go).
+    pub latency_per_cpu_ns: Option<Vec<Latency>>,
+    /// The cross-CPU probe; null on one CPU and for subjects without one (tokio, Go).
+    pub cross_cpu: Option<CrossRow>,
+    /// Median over rounds of units per second with no probe running.
+    pub throughput_ops_s: f64,
+    /// `(throughput of none / throughput - 1) * 100` for the same workload; null without `none`.
+    pub overhead_pct: Option<f64>,
+    /// Median over rounds of units per second while the probes ran.
+    pub loaded_throughput_ops_s: f64,
+    /// Each round's throughput, in round order.
+    pub rounds_throughput_ops_s: Vec<f64>,
+    /// Median over rounds of the same subject's throughput on one CPU (one worker), measured
+    /// in the same rounds; null when `cpus` is 1.
+    pub throughput_1cpu_ops_s: Option<f64>,
+    /// `throughput_ops_s / throughput_1cpu_ops_s`; null when `cpus` is 1.
+    pub scaling: Option<f64>,
+    /// Where each worker was bound and ran; null when the subject does not say (tokio, Go).
+    pub workers: Option<Vec<PlaceRow>>,
+    /// Per probe (cyclictest's threads; on several CPUs CPU 0's, then CPU 1's, ...).
+    pub probes: Vec<ProbeRow>,
+    /// How the host scheduled the subject: a model's kernel CPU thread, a peer's probes.
+    pub policy: String,
+    /// Half-octave bins of the pooled lateness; their counts add up to `samples`.
+    pub histogram: Vec<Bin>,
+    /// The pooled lateness at the quantiles of [`CDF_QUANTILES`] that the samples resolve
+    /// (`1 - q` at least one sample in `samples`), and the max at 1: `[q, ns]` pairs, the
+    /// report's latency CDF.
+    pub cdf_ns: Vec<(f64, u64)>,
+    pub seconds: f64,
+    pub rounds: usize,
+    pub hz: u32,
+    /// Patch models: sites armed per RT event (mean over the loaded runs); null otherwise.
+    pub sites_armed_per_event: Option<f64>,
+    /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
+    /// unwinding, patching); null otherwise.
+    pub handler_ns_per_event: Option<f64>,
+}
+
+/// The rows of a comparison, in table order.
+pub(crate) fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (wi, w) in cfg.workloads.iter().enumerate() {
+        let first_bh = cfg.bh_for(*w)[0];
+        let base = |s: Subject| {
+            let none = Subject::Model(PreemptModel::None, s.bh().unwrap_or(first_bh));
+            subjects[wi].iter().position(|&x| x == none).map(|i| median(&cells[wi][i].quiet))
+        };
+        for (si, &s) in subjects[wi].iter().enumerate() {
+            let c = &cells[wi][si];
+            let tp = median(&c.quiet);
+            let mut pooled = LatencyHist::new();
+            c.hists.iter().for_each(|h| pooled.merge(h));
+            let latency = pooled.summary();
+            let is_none = matches!(s, Subject::Model(PreemptModel::None, _));
+            let single = (cfg.cpus > 1).then(|| median(&c.single));
+            rows.push(Row {
+                model: s.name(),
+                bh: s.bh().map(|b| b.name().to_string()),
+                workload: w.name().into(),
+                unit: w.info().unit.into(),
+                size: w.size,
+                cpus: cfg.cpus,
+                latency_ns: latency,
+                samples: latency.count,
+                latency_undisturbed_ns: pooled.undisturbed(),
+                host_disturbed: pooled.disturbed(),
+                latency_per_cpu_ns: per_cpu(cfg, c),
+                cross_cpu: c.cross.as_ref().map(|x| CrossRow {
+                    irq: x.irq.into(),
+                    rt: x.rt.into(),
+                    prio: x.spec.prio,
+                    interval_us: x.spec.interval_ns / 1000,
+                    latency_ns: x.hist.summary(),
+                    latency_undisturbed_ns: x.hist.undisturbed(),
+                }),
+                throughput_ops_s: tp,
+                overhead_pct: base(s).map(|b| if is_none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
+                loaded_throughput_ops_s: median(&c.loaded),
+                rounds_throughput_ops_s: c.quiet.clone(),
+                throughput_1cpu_ops_s: single,
+                scaling: single.filter(|&t| t > 0.0).map(|t| tp / t),
+                workers: (!c.workers.is_empty() && c.workers.iter().all(|p| p.cpu.is_some()))
+                    .then(|| c.workers.iter().map(|&p| p.into()).collect()),
+                probes: probe_rows(cfg, c),
+                policy: c.policy.clone().unwrap_or_default(),
+                histogram: pooled.bins(),
+                cdf_ns: cdf(&pooled),
+                seconds: cfg.seconds,
+                rounds: cfg.rounds,
+                hz: Config::default().hz,
+                sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
+                handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
+            });
+        }
+    }
+    rows
+}
+
+/// The quantiles of a row's `cdf_ns`: deciles, then the tail's nines.
+pub const CDF_QUANTILES: [f64; 17] =
+    [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+
+fn cdf(h: &LatencyHist) -> Vec<(f64, u64)> {
+    let n = h.count() as f64;
+    let qs: Vec<f64> = CDF_QUANTILES.into_iter().filter(|&q| q >= 1.0 || (1.0 - q) * n >= 1.0).collect();
+    qs.iter().copied().zip(h.quantiles(&qs)).collect()
+}
+
+/// Each probe's row: probe `i` of CPU `c` is at `c * threads + i` (`probe::layout`).
+fn probe_rows(cfg: &CompareConfig, c: &Cell) -> Vec<ProbeRow> {
+    let specs = super::probe::layout(&cfg.probes.specs(), cfg.cpus);
+    specs
+        .iter()
+        .zip(&c.hists)
+        .enumerate()
+        .map(|(i, ((_, sp), h))| {
+            let place = c.probe_places.get(i).copied().unwrap_or_default();
+            ProbeRow {
+                prio: sp.prio,
+                interval_us: sp.interval_ns / 1000,
+                cpu: place.cpu,
+                ran_on: place.seen_cpus(),
+                latency_ns: h.summary(),
+            }
+        })
+        .collect()
+}
+
+/// The probes bound to each CPU, pooled; `None` when the probes were not bound.
+fn per_cpu(cfg: &CompareConfig, c: &Cell) -> Option<Vec<Latency>> {
+    let threads = cfg.probes.threads;
+    if c.probe_places.len() != c.hists.len() || c.probe_places.iter().any(|p| p.cpu.is_none()) {
+        return None;
+    }
+    let per: Vec<Latency> = c
+        .hists
+        .chunks(threads)
+        .map(|hs| {
+            let mut h = LatencyHist::new();
+            hs.iter().for_each(|x| h.merge(x));
+            h.summary()
+        })
+        .collect();
+    Some(per)
+}
