@@ -251,7 +251,9 @@ pub fn core_flags() -> u32 {
 pub fn set_core_flags(v: u32) {
     // SAFETY: a 4-byte store into this thread's `core_flags` cell (see `FsOffsets`); no
     // reference into the cell is held across it.
-    unsafe { std::arch::asm!("mov dword ptr fs:[{o}], {v:e}", o = in(reg) off(3), v = in(reg) v, options(nostack, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("mov dword ptr fs:[{o}], {v:e}", o = in(reg) off(3), v = in(reg) v, options(nostack, preserves_flags))
+    };
 }
 
 /// Takes this thread's pending lines (those that fired while masked): one `xchg` with the
@@ -261,7 +263,9 @@ pub(crate) fn take_pending() -> u64 {
     let mut v: u64 = 0;
     // SAFETY: `xchg` of this thread's `pending` word, an `AtomicU64` (see `FsOffsets`): an
     // atomic read-modify-write of those 8 bytes only.
-    unsafe { std::arch::asm!("xchg qword ptr fs:[{o}], {v}", o = in(reg) off(5), v = inout(reg) v, options(nostack, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("xchg qword ptr fs:[{o}], {v}", o = in(reg) off(5), v = inout(reg) v, options(nostack, preserves_flags))
+    };
     v
 }
 

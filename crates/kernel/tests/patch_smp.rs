@@ -163,9 +163,18 @@ fn collateral_run(model: PreemptModel) -> kernel::RunReport {
                             let (p, f) = (kernel::model::patch::patch_stats(), F.load(Ordering::Relaxed));
                             dev.raise();
                             let t1 = kernel::time::now_ns();
-                            while !F.load(Ordering::Relaxed) && kernel::time::now_ns() - t1 < 1_000_000_000 {}
-                            eprintln!("a second raise: interrupt fired {}, {:?}", F.load(Ordering::Relaxed), kernel::model::patch::patch_stats());
-                            panic!("no event armed within 10 s: {p:?}; interrupt fired: {f}\n{}", kernel::sched_debug());
+                            while !F.load(Ordering::Relaxed) && kernel::time::now_ns() - t1 < 1_000_000_000 {
+                                std::hint::spin_loop();
+                            }
+                            eprintln!(
+                                "a second raise: interrupt fired {}, {:?}",
+                                F.load(Ordering::Relaxed),
+                                kernel::model::patch::patch_stats()
+                            );
+                            panic!(
+                                "no event armed within 10 s: {p:?}; interrupt fired: {f}\n{}",
+                                kernel::sched_debug()
+                            );
                         }
                     }
                     go.store(true, Ordering::Release);
@@ -186,7 +195,7 @@ fn collateral_run(model: PreemptModel) -> kernel::RunReport {
             });
             0
         };
-        let (b0, g0, p0) = (body.clone(), go.clone(), passed.clone());
+        let (b0, g0, p0) = (body, go.clone(), passed.clone());
         let w0 = spawn(TaskBuilder::new("worker0").cpus(1), move || b0(0, Some(dev), g0, p0));
         let w1 = spawn(TaskBuilder::new("worker1").cpus(2), move || body(1, None, go, passed));
         w0.join().unwrap();

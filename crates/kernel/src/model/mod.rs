@@ -263,8 +263,7 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
             patch::event_served(&k);
             note_model_on_cpu(&k);
         };
-        crate::smp::smp_call_function_many(others, on_each, true)
-            .map_err(ConfigError)?;
+        crate::smp::smp_call_function_many(others, on_each, true).map_err(ConfigError)?;
     }
     crate::trace::model_switched(&k, old, model);
     crate::printk!("preempt: switched from {old} to {model}");
@@ -335,7 +334,8 @@ pub(crate) fn rt_reschedule(site: usize) {
     // nothing pending is one per-CPU load and test. Under a patch model a site calls only
     // because some CPU armed it: one that is not this CPU's is collateral, counted.
     if !preempt::need_resched() {
-        if arch::percpu::core_flags() & (CORE_FLAG_PER_EVENT_SITES | CORE_FLAG_TRACE_HOOKS) == CORE_FLAG_PER_EVENT_SITES {
+        if arch::percpu::core_flags() & (CORE_FLAG_PER_EVENT_SITES | CORE_FLAG_TRACE_HOOKS) == CORE_FLAG_PER_EVENT_SITES
+        {
             patch::call_passed();
         }
         return;
