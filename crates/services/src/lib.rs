@@ -15,6 +15,7 @@ pub mod chrome_trace;
 pub mod lab;
 pub mod packet;
 pub mod packet_load;
+pub mod patch_torture;
 pub mod points_check;
 pub mod scenario;
 pub mod symbols;

@@ -532,3 +532,15 @@ impl PatchStatsSnapshot {
 pub fn sites_not_idle() -> usize {
     arch::ppoint::sites().iter().filter(|s| arch::patch::read_site(s.addr)[0] != arch::ppoint::OP_IDLE).count()
 }
+
+/// Arms the site at `addr` as `int3` (or `call`) outside any event, counted like an event's
+/// arming: the cross-modifying torture's patchers, which arm and disarm sites other CPUs are
+/// executing. Every arming must be undone by [`torture_disarm`] with the same `int3`.
+pub fn torture_arm(addr: usize, int3: bool) -> Result<(), String> {
+    arch::patch::arm_site(addr, if int3 { Arm::Int3 } else { Arm::Call }).map_err(|e| e.to_string())
+}
+
+/// Undoes one [`torture_arm`].
+pub fn torture_disarm(addr: usize, int3: bool) -> Result<(), String> {
+    arch::patch::disarm_site(addr, if int3 { Arm::Int3 } else { Arm::Call }).map_err(|e| e.to_string())
+}
