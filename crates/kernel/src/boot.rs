@@ -4,13 +4,14 @@
 //! the preemption points the model claims, makes its own stack the idle task `swapper/0`,
 //! queues `init` (pid 1) and starts `ksoftirqd/0`, then brings up CPUs 1..N, each on a host
 //! thread of its own that does the same for itself (`swapper/N`, `ksoftirqd/N` bound to it)
-//! and reports online. Only when every CPU is online does any CPU start its tick and enter its idle loop. When the last
-//! task has exited, every idle loop returns; each CPU stops its timers and detaches; CPU 0
+//! and reports online. Only when every CPU is online does any CPU start its tick and enter
+//! its idle loop. When the last task has exited, every idle loop returns; each CPU stops its
+//! timers and detaches; CPU 0
 //! waits for the others, then disarms the points.
 //!
 //! **Invariant.** No task runs on any CPU before every CPU is online (each CPU waits for the
-//! others before its tick and idle loop start), and no CPU detaches while a task could still run on it: an
-//! idle loop returns only when no task is left in the instance.
+//! others before its tick and idle loop start), and no CPU detaches while a task could still
+//! run on it: an idle loop returns only when no task is left in the instance.
 
 use crate::instance::{set_this_cpu, BootError, Kernel};
 use crate::sched::{Mode, SchedMode};
