@@ -6,8 +6,7 @@
 //! thread of its own that does the same for itself (`swapper/N`, `ksoftirqd/N` bound to it)
 //! and reports online. Only when every CPU is online does any CPU start its tick and enter
 //! its idle loop. When the last task has exited, every idle loop returns; each CPU stops its
-//! timers and detaches; CPU 0
-//! waits for the others, then disarms the points.
+//! timers and detaches; CPU 0 waits for the others, then disarms the points.
 //!
 //! **Invariant.** No task runs on any CPU before every CPU is online (each CPU waits for the
 //! others before its tick and idle loop start), and no CPU detaches while a task could still
