@@ -145,7 +145,13 @@ impl Model for Patch {
 
     /// `patch-call`: an armed site called `rt_reschedule`.
     fn point(&self, k: &Kernel, _site: usize) {
-        if fire_decision(k) && !arch::irq::irqs_disabled() {
+        // Decided with IRQs masked: a preemptible task could move to another CPU between
+        // finding its CPU and reading that CPU's event.
+        let fire = {
+            let _irq = preempt::raw_local_irq_save();
+            fire_decision(k)
+        };
+        if fire && !arch::irq::irqs_disabled() {
             crate::sched::schedule();
         }
     }
