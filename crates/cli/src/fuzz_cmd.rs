@@ -62,6 +62,10 @@ pub(crate) fn run(a: &FuzzArgs) -> Result<(), String> {
                 "as JSON (for a regression test):\n{}",
                 serde_json::to_string(&f.program).map_err(|e| e.to_string())?
             );
+            if f.first.0 != f.program {
+                println!("the first failing program, before shrinking:\n{}violations:\n{}", f.first.0, f.first.1);
+                println!("as JSON:\n{}", serde_json::to_string(&f.first.0).map_err(|e| e.to_string())?);
+            }
             Err(format!(
                 "a kernel program failed (program {} of seed {}; {} runs with shrinking); rerun with --seed {} --cases {}",
                 f.case, cfg.seed, r.runs, cfg.seed, f.case

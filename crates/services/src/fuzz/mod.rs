@@ -91,6 +91,12 @@ pub fn check_outcome(prog: &Program, o: &Outcome) -> Vec<String> {
 
 /// Runs and checks `prog`: `Err` lists every violation.
 pub fn check_program(prog: &Program) -> Result<(), String> {
+    let before = kernel::model::patch::sites_not_idle();
+    if before != 0 {
+        return Err(format!(
+            "{before} preemption-point sites were not idle before this program ran: an earlier program (or another instance in this process) left them armed"
+        ));
+    }
     let v = check_outcome(prog, &run_program(prog));
     if v.is_empty() {
         Ok(())
@@ -137,6 +143,9 @@ pub struct Failure {
     pub reason: String,
     /// Programs run before the first failure (the failing one included).
     pub case: u64,
+    /// The first failing program, before shrinking, and what it violated (a failure that
+    /// leaves state behind, such as armed sites, makes every shrunk program fail too).
+    pub first: (Program, String),
 }
 
 /// What a campaign did.
@@ -162,18 +171,28 @@ pub fn campaign(cfg: &CampaignConfig, progress: &(dyn Fn(u64) + Sync)) -> Result
     seed[..8].copy_from_slice(&cfg.seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(runner_cfg, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
     let (runs, first_fail) = (AtomicU64::new(0), AtomicU64::new(0));
+    let first = std::sync::Mutex::new(None);
     let result = runner.run(&program::program(cfg.cpus), |prog| {
         let n = runs.fetch_add(1, Ordering::AcqRel) + 1;
         progress(n);
         check_program(&prog).map_err(|e| {
-            let _ = first_fail.compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire);
+            if first_fail.compare_exchange(0, n, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                *first.lock().unwrap_or_else(|p| p.into_inner()) = Some((prog.clone(), e.clone()));
+            }
             TestCaseError::fail(e)
         })
     });
+    let first = first.into_inner().unwrap_or_else(|p| p.into_inner());
     let failure = match result {
         Ok(()) => None,
         Err(TestError::Fail(reason, program)) => {
-            Some(Failure { program, reason: reason.message().to_string(), case: first_fail.load(Ordering::Acquire) })
+            let first = first.unwrap_or_else(|| (program.clone(), reason.message().to_string()));
+            Some(Failure {
+                program,
+                reason: reason.message().to_string(),
+                case: first_fail.load(Ordering::Acquire),
+                first,
+            })
         }
         Err(TestError::Abort(why)) => return Err(format!("the fuzzer stopped: {why}")),
     };
