@@ -7,8 +7,8 @@ use services::soak::{self, SoakConfig};
 #[derive(clap::Args)]
 pub(crate) struct SoakArgs {
     /// How long to soak, in minutes (1..=1440).
-    #[arg(long)]
-    minutes: Option<u64>,
+    #[arg(long, default_value_t = 5)]
+    minutes: u64,
     /// How long to soak, in seconds, sampling every 10 s instead of every minute (for tests).
     #[arg(long, hide = true, conflicts_with = "minutes")]
     seconds: Option<u64>,
@@ -21,16 +21,15 @@ pub(crate) struct SoakArgs {
 
 /// The soak to run, checked.
 pub(crate) fn plan(a: &SoakArgs) -> Result<SoakConfig, String> {
-    let (secs, every_s) = match (a.minutes, a.seconds) {
-        (Some(m), _) if !(1..=soak::MAX_SECS / 60).contains(&m) => {
-            return Err(format!("--minutes {m}: use 1..={} minutes", soak::MAX_SECS / 60))
-        }
-        (Some(m), _) => (m * 60, 60),
-        (None, Some(s)) if !(1..=soak::MAX_SECS).contains(&s) => {
+    let (secs, every_s) = match a.seconds {
+        Some(s) if !(1..=soak::MAX_SECS).contains(&s) => {
             return Err(format!("--seconds {s}: use 1..={} seconds", soak::MAX_SECS))
         }
-        (None, Some(s)) => (s, 10.min(s)),
-        (None, None) => return Err("soak: say how long with --minutes M (1..=1440)".into()),
+        Some(s) => (s, 10.min(s)),
+        None if !(1..=soak::MAX_SECS / 60).contains(&a.minutes) => {
+            return Err(format!("--minutes {}: use 1..={} minutes", a.minutes, soak::MAX_SECS / 60))
+        }
+        None => (a.minutes * 60, 60),
     };
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
