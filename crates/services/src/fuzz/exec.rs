@@ -310,7 +310,7 @@ fn run_task(sh: &Arc<Shared>, index: Option<usize>, seed: u64, ops: &[Op], name:
 }
 
 /// `n` atoms of `reps` checksums, a preemption point between two atoms.
-fn atoms(page: &mut [u8], n: u8, reps: u8, acc: u64) -> u64 {
+fn atoms(page: &mut [u8; crate::atoms::PAGE], n: u8, reps: u8, acc: u64) -> u64 {
     let mut acc = acc;
     for j in 0..n {
         if j > 0 {
