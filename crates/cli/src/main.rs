@@ -14,6 +14,7 @@ use std::process::ExitCode;
 mod compare_cmd;
 mod cpus_arg;
 mod demo_cmd;
+mod fuzz_cmd;
 mod input;
 mod latency_cmd;
 mod packets_cmd;
@@ -21,6 +22,7 @@ mod packets_cmd;
 mod parse_fuzz;
 mod points_cmd;
 mod report;
+mod soak_cmd;
 mod svg;
 mod torture_cmd;
 mod trace_cmd;
@@ -53,6 +55,12 @@ enum Command {
     Trace(trace_cmd::TraceArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points(points_cmd::PointsArgs),
+    /// Random kernel programs under every model on 1 to 4 CPUs, checked against the kernel's
+    /// invariants; a failure is shrunk to a minimal program and printed with its seed.
+    Fuzz(fuzz_cmd::FuzzArgs),
+    /// The lab's workloads for minutes with random model switches, interrupt storms and
+    /// probes: memory (RSS) and counters each minute; fails on a BUG or growing memory.
+    Soak(soak_cmd::SoakArgs),
 }
 
 impl Command {
@@ -68,6 +76,8 @@ impl Command {
             Command::Packets(a) => packets_cmd::plan(a).map(drop),
             Command::Trace(a) => trace_cmd::plan(a).map(drop),
             Command::Points(_) => Ok(()),
+            Command::Fuzz(a) => fuzz_cmd::plan(a).map(drop),
+            Command::Soak(a) => soak_cmd::plan(a).map(drop),
         }
     }
 }
@@ -100,6 +110,8 @@ fn main() -> ExitCode {
         Command::Packets(a) => packets_cmd::run(&a),
         Command::Trace(a) => trace_cmd::run(&a),
         Command::Points(a) => points_cmd::run(&a),
+        Command::Fuzz(a) => fuzz_cmd::run(&a),
+        Command::Soak(a) => soak_cmd::run(&a),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

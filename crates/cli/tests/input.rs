@@ -156,3 +156,26 @@ fn threaded_bottom_halves_under_none_get_a_note() {
     assert!(err.starts_with("atomkernel packets: note: bh=threaded under --preempt none:"), "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
 }
+
+#[test]
+fn fuzz_and_soak_refuse_bad_options_before_running() {
+    refused(&["fuzz", "--cases", "0"], "--cases 0: use 1..=");
+    refused(&["fuzz", "--cpus", "5"], "--cpus 5: the fuzzer's programs run on 1..=4 CPUs");
+    refused(&["fuzz", "--cpus", "0"], "--cpus 0");
+    refused(&["fuzz", "--shrink", "100001"], "--shrink 100001: use 0..=100000");
+    refused(&["soak", "--minutes", "0"], "--minutes 0: use 1..=1440 minutes");
+    refused(&["soak", "--minutes", "1441"], "--minutes 1441");
+    refused(&["soak", "--seconds", "0"], "--seconds 0");
+}
+
+/// A short campaign passes and says so with its seed; a short soak prints a sample line with
+/// the RSS and passes.
+#[test]
+fn a_short_fuzz_campaign_and_a_short_soak_pass() {
+    let (code, out, err) = atomkernel(&["fuzz", "--cases", "5", "--seed", "9", "--cpus", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("fuzz: 5 programs (seed 9, cpus 2) passed every invariant"), "{out}");
+    let (code, out, err) = atomkernel(&["soak", "--seconds", "2", "--seed", "4"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("rss_kib") && out.contains("soak: passed; RSS"), "{out}");
+}

@@ -4,13 +4,13 @@
 //! the preemption points the model claims, makes its own stack the idle task `swapper/0`,
 //! queues `init` (pid 1) and starts `ksoftirqd/0`, then brings up CPUs 1..N, each on a host
 //! thread of its own that does the same for itself (`swapper/N`, `ksoftirqd/N` bound to it)
-//! and reports online. Only then does CPU 0 start its tick and enter its idle loop. When the last
-//! task has exited, every idle loop returns; each CPU stops its timers and detaches; CPU 0
-//! waits for the others, then disarms the points.
+//! and reports online. Only when every CPU is online does any CPU start its tick and enter
+//! its idle loop. When the last task has exited, every idle loop returns; each CPU stops its
+//! timers and detaches; CPU 0 waits for the others, then disarms the points.
 //!
-//! **Invariant.** No task runs on CPU 0 before every CPU is online (a secondary CPU may pull
-//! `init` as soon as it is up), and no CPU detaches while a task could still run on it: an
-//! idle loop returns only when no task is left in the instance.
+//! **Invariant.** No task runs on any CPU before every CPU is online (each CPU waits for the
+//! others before its tick and idle loop start), and no CPU detaches while a task could still
+//! run on it: an idle loop returns only when no task is left in the instance.
 
 use crate::instance::{set_this_cpu, BootError, Kernel};
 use crate::sched::{Mode, SchedMode};
@@ -141,6 +141,12 @@ impl CpuUp {
     }
 
     fn run(&self, k: &Kernel) {
+        // No task runs before every CPU is up (a CPU that came up first could otherwise pull
+        // `init`, which may at once use a CPU still coming up); a failed bring-up ends the wait.
+        let mut spins = 0;
+        while k.online.load(Ordering::Acquire) != k.all_cpus() && k.nr_live.load(Ordering::Acquire) != 0 {
+            arch::cpu::cpu_relax(&mut spins);
+        }
         if let Some(t) = k.cpus[self.id].tick_timer.get() {
             t.set_periodic(k.config.tick_ns());
         }

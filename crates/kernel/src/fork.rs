@@ -102,6 +102,7 @@ pub(crate) fn wake_up_new_task(k: &Kernel, task: &Task) {
     if rq.wake_new(task.id) {
         crate::model::resched_curr(k, &rq, task.id);
     }
+    crate::trace::sched_wakeup_new(k, task.id, task.policy.rt_prio(), rq.cpu());
     crate::sched::balance::note_rt_queued(k, &rq);
 }
 

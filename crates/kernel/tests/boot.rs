@@ -80,3 +80,18 @@ fn syscalls_are_counted_per_task() {
     let t = r.tasks.iter().find(|t| t.name == "three").unwrap();
     assert_eq!(t.stats.syscalls, 3, "{:?}", t.stats);
 }
+
+/// Every CPU is up before any task runs (a CPU that came up first may pull `init` and run it
+/// while later CPUs are still coming up): `init` may at once register a device on every CPU.
+#[test]
+fn every_cpu_is_up_when_init_first_runs() {
+    for _ in 0..20 {
+        let r = run(Config { cpus: 6, ..Config::default() }, || {
+            (0..6).map(|c| kernel::device::Device::register_on(c, &format!("dev{c}"), || {}).line() as i64).count()
+                as i64
+        })
+        .unwrap();
+        assert_eq!(r.init, Ok(6));
+        assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    }
+}

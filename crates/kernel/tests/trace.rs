@@ -64,6 +64,31 @@ fn instances_side_by_side_see_only_their_own_events_in_order() {
     assert!(tr.events.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
 }
 
+/// Every task's first queueing is a `sched_wakeup_new` on the CPU it was placed on, before it
+/// first runs there: replaying the trace sees every runnable task (the fuzzer's checker does).
+#[test]
+fn every_new_task_is_a_sched_wakeup_new_before_it_first_runs() {
+    let cfg = Config { cpus: 2, ..events_on() };
+    let report = run_with_timeout(cfg, 30, ping_pong);
+    assert_eq!(report.init, Ok(0));
+    let tr = report.trace.expect("events were on");
+    for (pid, name) in tr.task_names.iter().enumerate().filter(|(_, n)| !n.starts_with("swapper/")) {
+        let new = tr.events.iter().position(|r| matches!(r.event, Event::SchedWakeupNew { pid: p, .. } if p == pid));
+        let new = new.unwrap_or_else(|| panic!("no sched_wakeup_new for {name}: {:#?}", tr.events));
+        let ran = tr.events.iter().position(|r| matches!(r.event, Event::SchedSwitch { next, .. } if next == pid));
+        let ran = ran.unwrap_or_else(|| panic!("{name} never ran"));
+        assert!(new < ran, "{name}: queued at {new}, ran at {ran}");
+        // It first runs where it was queued, or where the last move before that took it.
+        let moved = tr.events[new..ran].iter().rev().find_map(|r| match r.event {
+            Event::SchedMigrate { pid: p, to, .. } if p == pid => Some(to),
+            _ => None,
+        });
+        assert_eq!(moved.unwrap_or(tr.events[new].cpu), tr.events[ran].cpu, "{name}: {:#?}", tr.events);
+    }
+    let sleeper = tr.task_names.iter().position(|n| n == "sleeper").unwrap();
+    assert!(tr.events.iter().any(|r| r.event == Event::SchedWakeupNew { pid: sleeper, rt_prio: 10 }));
+}
+
 #[test]
 fn a_full_ring_keeps_the_newest_events_and_counts_the_rest() {
     let cfg = Config { hz: 10_000, trace: TraceOptions::parse("events", 64).unwrap(), ..Config::default() };

@@ -67,7 +67,7 @@ fn fields(tr: &TraceReport, p: &mut Places<'_>, e: &Event) -> Vec<(&'static str,
             ("next_comm", json!(task(tr, next))),
             ("next_pid", json!(next)),
         ],
-        Event::SchedWakeup { pid, rt_prio } => {
+        Event::SchedWakeup { pid, rt_prio } | Event::SchedWakeupNew { pid, rt_prio } => {
             vec![("comm", json!(task(tr, pid))), ("pid", json!(pid)), ("rt_prio", json!(rt_prio))]
         }
         Event::SchedMigrate { pid, from, to } => vec![
@@ -121,7 +121,10 @@ pub fn chrome_json(tr: &TraceReport, r: &Resolver) -> Value {
 
 fn category(e: &Event) -> &'static str {
     match e {
-        Event::SchedSwitch { .. } | Event::SchedWakeup { .. } | Event::SchedMigrate { .. } => "sched",
+        Event::SchedSwitch { .. }
+        | Event::SchedWakeup { .. }
+        | Event::SchedWakeupNew { .. }
+        | Event::SchedMigrate { .. } => "sched",
         Event::IrqHandlerEntry { .. } | Event::IrqHandlerExit { .. } => "irq",
         Event::SoftirqEntry { .. } | Event::SoftirqExit { .. } => "softirq",
         _ => "preempt",

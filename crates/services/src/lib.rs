@@ -6,18 +6,20 @@
 //! the packet device with its bottom half ([`packet`]) and the bottom-half comparison under
 //! packet load ([`packet_load`]); the tracers' reports pointed at source lines
 //! ([`trace_report`]), the Chrome trace / text export of the event ring ([`chrome_trace`]) and
-//! the workloads of `atomkernel trace` ([`trace_run`]).
+//! the workloads of `atomkernel trace` ([`trace_run`]); the fuzzer of kernel programs ([`fuzz`]) and the soak ([`soak`]).
 
 #![forbid(unsafe_code)]
 
 pub mod atoms;
 pub mod chrome_trace;
+pub mod fuzz;
 pub mod lab;
 pub mod packet;
 pub mod packet_load;
 pub mod patch_torture;
 pub mod points_check;
 pub mod scenario;
+pub mod soak;
 pub mod symbols;
 pub mod torture;
 pub mod trace_report;

@@ -223,6 +223,10 @@ struct Shared {
     /// The watched task's pid + 1 (0: none).
     watched: AtomicU64,
     c: Counters,
+    /// `NAPI_STATE_SCHED`: a CPU is polling the ring (at most one: the rings have one consumer).
+    polling: AtomicBool,
+    /// A poll was asked for while another CPU polled: the poller polls again.
+    poll_again: AtomicBool,
 }
 
 /// A packet device registered on the running kernel, with its `NET_RX_SOFTIRQ` receive path.
@@ -243,6 +247,8 @@ impl PacketDevice {
             sock: Ring::new(cfg.socket_slots, words),
             sock_wq: WaitQueue::new(),
             throttled: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
+            poll_again: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             wire_done: AtomicBool::new(false),
             next_expected: AtomicU64::new(0),
@@ -443,7 +449,22 @@ fn fill_slot(s: &Slot, seq: u64, words: &[u64], csum: u16) {
 
 /// `NET_RX_SOFTIRQ`'s action (`net_rx_action` with one NAPI instance): up to `napi_budget`
 /// packets from the receive ring, each checksummed and copied to the socket queue.
+/// `net_rx_action`: polls the ring on one CPU at a time (`NAPI_STATE_SCHED`). The softirq may
+/// be raised on two CPUs at once (the interrupt's, and the reader's after a throttle); the
+/// second asks the first to poll again instead of consuming the ring beside it.
 fn net_rx_action(sh: &Shared) {
+    sh.poll_again.store(true, Ordering::SeqCst);
+    while sh.poll_again.load(Ordering::SeqCst) {
+        if sh.polling.swap(true, Ordering::SeqCst) {
+            return; // the poller sees `poll_again` once it is done
+        }
+        sh.poll_again.store(false, Ordering::SeqCst);
+        net_rx_poll(sh);
+        sh.polling.store(false, Ordering::SeqCst);
+    }
+}
+
+fn net_rx_poll(sh: &Shared) {
     sh.c.softirq_runs.fetch_add(1, Ordering::Relaxed);
     let mut buf = [0u64; MAX_WORDS];
     let mut done = 0;

@@ -67,17 +67,22 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
             rq.nr_switches += 1;
             cpu.curr.store(next, Ordering::Relaxed);
             cpu.set_mode(rq.task(next).mode);
-            (prev, next, ran, rq.task(prev).state, (rq.task(prev).mode, rq.task(next).mode))
+            let state = rq.task(prev).state;
+            // A preempted task stays runnable whatever its state (Linux's `R+`).
+            let prev_state = match state {
+                TaskState::Dead => crate::trace::PrevState::Dead,
+                s => crate::trace::PrevState::of(s == TaskState::Running || mode == SchedMode::Preempt),
+            };
+            // Recorded under the run-queue lock, as wakeups and migrations onto this CPU are:
+            // the trace's order on a CPU is then the order its run queue saw them in.
+            let modes = (rq.task(prev).mode, rq.task(next).mode);
+            crate::trace::sched_switch(k, prev, next, prev_state, modes);
+            (prev, next, ran, state)
         });
         super::balance::note_rt_queued(k, &rq);
         switch
     };
-    let (prev, next, ran, state, modes) = switch?;
-    let prev_state = match state {
-        TaskState::Dead => crate::trace::PrevState::Dead,
-        s => crate::trace::PrevState::of(s == TaskState::Running),
-    };
-    crate::trace::sched_switch(k, prev, next, prev_state, modes);
+    let (prev, next, ran, state) = switch?;
     let (prev_task, next_task) = {
         let tasks = k.tasks.lock();
         (tasks[prev].clone(), tasks[next].clone())

@@ -214,6 +214,16 @@ pub(crate) fn sched_wakeup(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, curr: T
     }
 }
 
+/// `trace_sched_wakeup_new` for the new task `pid` (of RT priority `rt_prio`), queued on
+/// `cpu`: recorded there, as a wakeup is.
+#[inline(always)]
+pub(crate) fn sched_wakeup_new(k: &Kernel, pid: TaskId, rt_prio: Option<u8>, cpu: usize) {
+    if k.trace.on(EVENTS) {
+        let event = Event::SchedWakeupNew { pid, rt_prio: rt_prio.unwrap_or(0) };
+        k.trace.with_cpu(cpu, |t, now| k.trace.record(t, now, event));
+    }
+}
+
 /// `sched_migrate_task`: `pid` moved from CPU `from` to CPU `to` (recorded on `to`).
 #[inline(always)]
 pub(crate) fn sched_migrate(k: &Kernel, pid: TaskId, from: usize, to: usize) {

@@ -152,6 +152,10 @@ pub enum Event {
     /// `sched_wakeup`: `pid` became runnable (`rt_prio` 0 for a fair task).
     #[allow(missing_docs)]
     SchedWakeup { pid: TaskId, rt_prio: u8 },
+    /// `sched_wakeup_new`: the new task `pid` was queued for the first time (`rt_prio` 0 for a
+    /// fair task).
+    #[allow(missing_docs)]
+    SchedWakeupNew { pid: TaskId, rt_prio: u8 },
     /// `sched_migrate_task`: `pid` moved from CPU `from` to CPU `to`.
     #[allow(missing_docs)]
     SchedMigrate { pid: TaskId, from: u32, to: u32 },
@@ -188,6 +192,7 @@ impl Event {
         match self {
             Event::SchedSwitch { .. } => "sched_switch",
             Event::SchedWakeup { .. } => "sched_wakeup",
+            Event::SchedWakeupNew { .. } => "sched_wakeup_new",
             Event::SchedMigrate { .. } => "sched_migrate_task",
             Event::IrqHandlerEntry { .. } => "irq_handler_entry",
             Event::IrqHandlerExit { .. } => "irq_handler_exit",

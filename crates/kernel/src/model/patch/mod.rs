@@ -155,8 +155,14 @@ impl Model for Patch {
 
     /// `patch-call`: an armed site called `rt_reschedule` with a reschedule due.
     fn point(&self, k: &Kernel, _site: usize) {
+        // Decided with IRQs masked: a preemptible task could move to another CPU between
+        // finding its CPU and reading that CPU's event.
         let t0 = arch::clock::now_ns();
-        match fire_decision(k, Hit::Call) {
+        let fire = {
+            let _irq = preempt::raw_local_irq_save();
+            fire_decision(k, Hit::Call)
+        };
+        match fire {
             Fire::Now if !arch::irq::irqs_disabled() => crate::sched::schedule(),
             Fire::Collateral => note_collateral_ns(k, t0),
             _ => {}
@@ -357,9 +363,9 @@ enum Fire {
 }
 
 /// May an armed point preempt now (this CPU's event pending, count zero, IRQs on)? A site met
-/// with no event of this CPU's is collateral, counted by kind. Called with IRQs masked or from
-/// the point hook; the CPU read is a counter's (a task that moved meanwhile credits the CPU
-/// it came from).
+/// with no event of this CPU's is collateral, counted by kind. Call with IRQs masked (the trap
+/// handler runs so; the point hooks mask them around the call), so that the CPU read is the
+/// one whose event is tested.
 fn fire_decision(k: &Kernel, hit: Hit) -> Fire {
     let p = &k.raw_this_cpu().model.patch;
     if !p.active.load(Ordering::Acquire) {
@@ -390,7 +396,11 @@ fn note_collateral_ns(k: &Kernel, t0: u64) {
 pub(crate) fn call_passed() {
     let t0 = arch::clock::now_ns();
     let Some(k) = try_this_kernel() else { return };
-    if fire_decision(&k, Hit::Call) == Fire::Collateral {
+    let fire = {
+        let _irq = preempt::raw_local_irq_save(); // as in `point`: the CPU's event, read masked
+        fire_decision(&k, Hit::Call)
+    };
+    if fire == Fire::Collateral {
         note_collateral_ns(&k, t0);
     }
 }

@@ -1,0 +1,66 @@
+//! `atomkernel soak`: the lab's workloads for minutes with model switches, interrupt storms
+//! and probes, memory and counters printed each minute (see `services::soak`).
+
+use crate::cpus_arg::CpusArg;
+use services::soak::{self, SoakConfig};
+
+#[derive(clap::Args)]
+pub(crate) struct SoakArgs {
+    /// How long to soak, in minutes (1..=1440).
+    #[arg(long, default_value_t = 5)]
+    minutes: u64,
+    /// How long to soak, in seconds, sampling every 10 s instead of every minute (for tests).
+    #[arg(long, hide = true, conflicts_with = "minutes")]
+    seconds: Option<u64>,
+    /// Seed of the random model choices (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    cpus: CpusArg,
+}
+
+/// The soak to run, checked.
+pub(crate) fn plan(a: &SoakArgs) -> Result<SoakConfig, String> {
+    let (secs, every_s) = match a.seconds {
+        Some(s) if !(1..=soak::MAX_SECS).contains(&s) => {
+            return Err(format!("--seconds {s}: use 1..={} seconds", soak::MAX_SECS))
+        }
+        Some(s) => (s, 10.min(s)),
+        None if !(1..=soak::MAX_SECS / 60).contains(&a.minutes) => {
+            return Err(format!("--minutes {}: use 1..={} minutes", a.minutes, soak::MAX_SECS / 60))
+        }
+        None => (a.minutes * 60, 60),
+    };
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    let cfg = SoakConfig { secs, every_s, cpus: a.cpus.get(), seed };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub(crate) fn run(a: &SoakArgs) -> Result<(), String> {
+    let cfg = plan(a)?;
+    println!("soak: {} s on {} CPU(s), seed {}, a sample every {} s", cfg.secs, cfg.cpus, cfg.seed, cfg.every_s);
+    println!("  time  rss_kib  instances      units   switches       irqs  model_sw  storm_irqs  probe_n  probe_max_us  bugs");
+    let samples = soak::run(&cfg, &mut |s| {
+        println!(
+            "{:>5}s {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>11} {:>8} {:>13} {:>5}",
+            s.at_s,
+            s.rss_kib,
+            s.instances,
+            s.units,
+            s.switches,
+            s.irqs,
+            s.model_switches,
+            s.storm_irqs,
+            s.probe_samples,
+            s.probe_max_us,
+            s.bugs
+        );
+    })?;
+    if let (Some(f), Some(l)) = (samples.first(), samples.last()) {
+        println!("soak: passed; RSS {} KiB at {} s, {} KiB at {} s; no BUG", f.rss_kib, f.at_s, l.rss_kib, l.at_s);
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The fuzzer of kernel programs, bounded: a few dozen random programs under every model on 1
+//! to 4 CPUs must pass every invariant (`services::fuzz`), and every failure the fuzzer found
+//! stays here as a regression test. One program at a time: the site check reads every site's
+//! code bytes, which another instance of this process could be patching.
+
+use services::fuzz::{campaign, check_program, CampaignConfig, Program};
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_bounded_campaign_of_random_programs_passes_every_invariant() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = CampaignConfig { cases: 32, seed: 16, cpus: None, max_shrink_iters: 64 };
+    let r = campaign(&cfg, &|_| {}).unwrap();
+    if let Some(f) = r.failure {
+        panic!(
+            "program {} of seed 16 failed: {}\nminimal program: {}",
+            f.case,
+            f.reason,
+            serde_json::to_string(&f.program).unwrap()
+        );
+    }
+    assert_eq!(r.runs, 32);
+}
+
+/// Regression programs: each one a failure the fuzzer found (JSON as `atomkernel fuzz` prints
+/// it), with the fix that made it pass named above it.
+fn regression(json: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let prog: Program = serde_json::from_str(json).unwrap();
+    check_program(&prog).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Found by the first campaign (seed 16, program 1): `init` ran on a CPU that came up first
+/// and registered a device on CPU 2 before CPU 2 was up (`Device::register_on` panicked 'CPU
+/// is up'). Fixed in boot.rs: no CPU runs a task before every CPU is online.
+#[test]
+fn init_uses_every_cpu_at_once() {
+    regression(
+        r#"{"cpus":4,"hz":250,"model":"cpulock","bh":"classic","devices":[{"cpu":2,"action":{"Signal":0}}],"tasks":[{"pol":{"Normal":-1},"cpus":10,"ops":[{"User":{"reps":8}},{"BhOff":{"n":4,"reps":5,"raise":false}}]},{"pol":{"Fifo":96},"cpus":1,"ops":[{"Signal":0},{"IrqAt":{"dev":0,"us":495}},{"User":{"reps":20}},"Softirq",{"Sleep":{"us":851}}]},{"pol":{"Normal":5},"cpus":7,"ops":["Join"]}]}"#,
+    );
+}
+
+/// Found by the bounded campaign (seed 16, program 12): under patch-call on 3 CPUs, an armed
+/// point reached in a preemptible task read its CPU's event unmasked ('BUG: using
+/// smp_processor_id() in preemptible code' at model/patch/mod.rs). Fixed there: the point's
+/// decision is made with IRQs masked.
+#[test]
+fn an_armed_point_in_a_preemptible_task_on_smp() {
+    let n: usize = std::env::var("FUZZ_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    for _ in 0..n {
+        regression(
+            r#"{"cpus":3,"hz":1000,"model":"patch-call","bh":"threaded","devices":[{"cpu":0,"action":"Softirq"},{"cpu":0,"action":{"Tasklet":{"hi":true}}}],"tasks":[{"pol":{"Fifo":13},"cpus":null,"ops":["Join",{"Irq":0},{"Atoms":{"n":4,"reps":21}}]},{"pol":{"Rr":37},"cpus":null,"ops":[{"Sleep":{"us":1009}},{"User":{"reps":16}},{"Spawn":{"pol":{"Rr":88},"ops":[{"Atoms":{"n":4,"reps":12}},{"Tasklet":{"hi":true}},"Softirq"]}}]},{"pol":{"Rr":87},"cpus":null,"ops":[{"Irq":0},{"Atoms":{"n":4,"reps":9}}]}]}"#,
+        );
+    }
+}
+
+/// Found by a campaign (seed 2, program 198): model switches made at once from tasks on three
+/// CPUs (cpulock to voluntary, patch-call and patch-int3) hung the instance, which then kept
+/// every site claimed (the next program found 13 sites armed before it ran). Open: run-time
+/// model switches are not serialized (`model::set_preempt_model`), and waiting for the other
+/// CPUs' disarm is the known open hang. Run it with `cargo test -p atomkernel-services --test
+/// fuzz -- --ignored`.
+#[test]
+#[ignore = "open bug: concurrent set_preempt_model on SMP hangs"]
+fn concurrent_model_switches_on_three_cpus() {
+    regression(
+        r#"{"cpus":3,"hz":250,"model":"cpulock","bh":"classic","devices":[],"tasks":[{"pol":{"Normal":-5},"cpus":null,"ops":[{"Signal":0},{"User":{"reps":6}},{"Sleep":{"us":1365}},{"Spawn":{"pol":{"Fifo":70},"ops":[{"Atoms":{"n":5,"reps":4}},{"Atoms":{"n":6,"reps":12}},"Yield"]}},{"Spawn":{"pol":{"Normal":-1},"ops":[{"Atoms":{"n":6,"reps":14}}]}},{"Affinity":{"task":2,"mask":7}}]},{"pol":{"Fifo":37},"cpus":1,"ops":[{"Model":"voluntary"},{"User":{"reps":17}}]},{"pol":{"Normal":-4},"cpus":null,"ops":["Join",{"BhOff":{"n":2,"reps":13,"raise":false}},"Softirq",{"IrqOff":{"n":3,"reps":12}},"Join",{"Atoms":{"n":1,"reps":11}}]},{"pol":{"Normal":-3},"cpus":null,"ops":[{"Model":"patch-call"},{"Atoms":{"n":4,"reps":8}}]},{"pol":{"Rr":55},"cpus":null,"ops":[{"Affinity":{"task":3,"mask":2}},{"Spawn":{"pol":{"Normal":-3},"ops":[{"User":{"reps":6}}]}},{"Atoms":{"n":1,"reps":12}},{"Model":"patch-int3"},{"Affinity":{"task":0,"mask":6}}]},{"pol":{"Rr":93},"cpus":7,"ops":[]}]}"#,
+    );
+}
