@@ -33,10 +33,21 @@ pub(crate) struct TortureArgs {
     /// CPU); needs --cpus 2 or more.
     #[arg(long)]
     migrate: bool,
+    /// The cross-modifying-code torture instead: CPUs 1.. execute a preemption-point site in
+    /// kernel code in tight loops while CPU 0 arms and disarms it as int3 and call (needs
+    /// --cpus 2 or more; ends at --patches or --max-seconds; exit 2 on a mis-execution).
+    #[arg(long, conflicts_with_all = ["kernel", "migrate", "tasks", "spins", "preemptions"])]
+    patching: bool,
+    /// Single-byte patches to write under --patching.
+    #[arg(long, default_value_t = 10_000_000, requires = "patching")]
+    patches: u64,
 }
 
 /// The torture to run, checked: every option in range (see `TortureConfig::validate`).
 pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
+    if a.patching {
+        services::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds)?;
+    }
     let cfg = TortureConfig {
         tasks: a.tasks,
         preemptions: a.preemptions,
@@ -52,6 +63,9 @@ pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
 }
 
 pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
+    if a.patching {
+        return run_patching(a);
+    }
     let cfg = plan(a)?;
     let r = torture::run(&cfg).map_err(|e| e.to_string())?;
     if a.json {
@@ -81,5 +95,38 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{} register mismatches across preemption", r.mismatches.len()))
+    }
+}
+
+fn run_patching(a: &TortureArgs) -> Result<(), String> {
+    let r = services::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "torture --patching ({} CPUs): {} patches, {} executions of the site, {} mismatches, \
+             collateral {} int3 + {} call hits, {} sites left armed, {:.1} s",
+            r.cpus,
+            r.patches,
+            r.executions,
+            r.mismatches,
+            r.int3_hits,
+            r.call_hits,
+            r.sites_left_armed,
+            r.elapsed_ms as f64 / 1000.0
+        );
+        for b in &r.bugs {
+            println!("  {b}");
+        }
+    }
+    if r.ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "torture --patching: {} mis-executions, {} BUG reports, {} sites left armed",
+            r.mismatches,
+            r.bugs.len(),
+            r.sites_left_armed
+        ))
     }
 }

@@ -90,15 +90,7 @@ fn torture_site() -> Result<usize, String> {
 /// Runs the torture on `cpus` CPUs (at least 2) until `patches` patches are written or
 /// `max_seconds` have passed.
 pub fn run(cpus: usize, patches: u64, max_seconds: u64) -> Result<PatchTortureReport, String> {
-    if !(2..=kernel::config::MAX_CPUS).contains(&cpus) {
-        return Err(format!(
-            "torture --patching: --cpus {cpus}: needs 2 to {} CPUs (one patcher, the others executing the site)",
-            kernel::config::MAX_CPUS
-        ));
-    }
-    if patches == 0 {
-        return Err("torture --patching: --patches 0: give at least 1 (e.g. --patches 10000000)".into());
-    }
+    check(cpus, patches, max_seconds)?;
     let site = torture_site()?;
     let t0 = std::time::Instant::now();
     let config = Config { preempt: PreemptModel::PatchInt3, cpus, ..Config::default() };
@@ -121,6 +113,23 @@ pub fn run(cpus: usize, patches: u64, max_seconds: u64) -> Result<PatchTortureRe
         bugs: report.bugs.clone(),
         elapsed_ms: t0.elapsed().as_millis() as u64,
     })
+}
+
+/// Checks the torture's options (before any work).
+pub fn check(cpus: usize, patches: u64, max_seconds: u64) -> Result<(), String> {
+    if !(2..=kernel::config::MAX_CPUS).contains(&cpus) {
+        return Err(format!(
+            "torture --patching: --cpus {cpus}: needs 2 to {} CPUs (one patcher, the others executing the site)",
+            kernel::config::MAX_CPUS
+        ));
+    }
+    if patches == 0 {
+        return Err("torture --patching: --patches 0: give at least 1 (e.g. --patches 10000000)".into());
+    }
+    if !(1..=86_400).contains(&max_seconds) {
+        return Err(format!("torture --patching: --max-seconds {max_seconds}: use 1..=86400 seconds"));
+    }
+    Ok(())
 }
 
 #[derive(Default)]
