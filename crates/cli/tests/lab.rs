@@ -9,7 +9,7 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 28] = [
+const ROW_KEYS: [&str; 29] = [
     "model",
     "bh",
     "workload",
@@ -38,6 +38,7 @@ const ROW_KEYS: [&str; 28] = [
     "hz",
     "sites_armed_per_event",
     "handler_ns_per_event",
+    "collateral_per_event",
 ];
 
 fn rows(out: &str) -> Vec<serde_json::Value> {

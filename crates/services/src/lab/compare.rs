@@ -274,6 +274,8 @@ pub(crate) struct Cell {
     pub(crate) policy: Option<String>,
     /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
     pub(crate) patch: (u64, u64, u64),
+    /// Collateral hits (`int3` and `call`) summed over the loaded runs' CPUs.
+    pub(crate) collateral: u64,
 }
 
 impl Cell {
@@ -282,6 +284,7 @@ impl Cell {
         self.loaded.push(loaded.units_per_s());
         let p = &loaded.patch;
         self.patch = (self.patch.0 + p.events, self.patch.1 + p.sites_armed, self.patch.2 + p.arm_ns);
+        self.collateral += p.collateral_int3 + p.collateral_calls;
         merge_all(&mut self.hists, loaded.hists, LatencyHist::merge);
         merge_all(&mut self.probe_places, loaded.probe_places, |a, b| a.seen |= b.seen);
         merge_all(&mut self.workers, loaded.workers.iter().map(|w| w.place).collect(), |a, b| a.seen |= b.seen);

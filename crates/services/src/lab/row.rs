@@ -116,6 +116,9 @@ pub struct Row {
     /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
     /// unwinding, patching); null otherwise.
     pub handler_ns_per_event: Option<f64>,
+    /// Patch models: collateral hits per RT event (armed sites met by CPUs that had no event of
+    /// their own, `int3` and `call`, over every CPU); null otherwise.
+    pub collateral_per_event: Option<f64>,
 }
 
 /// The rows of a comparison, in table order.
@@ -172,6 +175,7 @@ pub(crate) fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<
                 hz: Config::default().hz,
                 sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
                 handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
+                collateral_per_event: (c.patch.0 > 0).then(|| c.collateral as f64 / c.patch.0 as f64),
             });
         }
     }
