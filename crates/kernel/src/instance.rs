@@ -60,6 +60,8 @@ pub struct Kernel {
     pub(crate) model: AtomicU8,
     /// This instance's claim on every preemption-point site while its model uses points.
     pub(crate) sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
+    /// Set while a task switches the model (`set_preempt_model` is one at a time).
+    pub(crate) model_switching: std::sync::atomic::AtomicBool,
     /// The tracers (`trace=`): off unless asked for.
     pub(crate) trace: crate::trace::Tracer,
     /// Oopses caught, reports for the host side, the panic (`oops`).
@@ -307,6 +309,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         helper_cpus: helper_cpus(&config.pin),
         model: AtomicU8::new(config.preempt.index()),
         sites_claim: IrqSpinLock::new(None),
+        model_switching: std::sync::atomic::AtomicBool::new(false),
         trace: crate::trace::Tracer::new(config.trace),
         oops: crate::oops::OopsState::new(),
         watchdog: crate::watchdog::Watchdog::new(n),

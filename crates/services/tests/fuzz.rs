@@ -58,12 +58,9 @@ fn an_armed_point_in_a_preemptible_task_on_smp() {
 
 /// Found by a campaign (seed 2, program 198): model switches made at once from tasks on three
 /// CPUs (cpulock to voluntary, patch-call and patch-int3) hung the instance, which then kept
-/// every site claimed (the next program found 13 sites armed before it ran). Open: run-time
-/// model switches are not serialized (`model::set_preempt_model`), and waiting for the other
-/// CPUs' disarm is the known open hang. Run it with `cargo test -p atomkernel-services --test
-/// fuzz -- --ignored`.
+/// every site claimed (the next program found 13 sites armed before it ran): switches were not
+/// serialized, and the disarm IPI to a CPU still coming up was lost.
 #[test]
-#[ignore = "open bug: concurrent set_preempt_model on SMP hangs"]
 fn concurrent_model_switches_on_three_cpus() {
     regression(
         r#"{"cpus":3,"hz":250,"model":"cpulock","bh":"classic","devices":[],"tasks":[{"pol":{"Normal":-5},"cpus":null,"ops":[{"Signal":0},{"User":{"reps":6}},{"Sleep":{"us":1365}},{"Spawn":{"pol":{"Fifo":70},"ops":[{"Atoms":{"n":5,"reps":4}},{"Atoms":{"n":6,"reps":12}},"Yield"]}},{"Spawn":{"pol":{"Normal":-1},"ops":[{"Atoms":{"n":6,"reps":14}}]}},{"Affinity":{"task":2,"mask":7}}]},{"pol":{"Fifo":37},"cpus":1,"ops":[{"Model":"voluntary"},{"User":{"reps":17}}]},{"pol":{"Normal":-4},"cpus":null,"ops":["Join",{"BhOff":{"n":2,"reps":13,"raise":false}},"Softirq",{"IrqOff":{"n":3,"reps":12}},"Join",{"Atoms":{"n":1,"reps":11}}]},{"pol":{"Normal":-3},"cpus":null,"ops":[{"Model":"patch-call"},{"Atoms":{"n":4,"reps":8}}]},{"pol":{"Rr":55},"cpus":null,"ops":[{"Affinity":{"task":3,"mask":2}},{"Spawn":{"pol":{"Normal":-3},"ops":[{"User":{"reps":6}}]}},{"Atoms":{"n":1,"reps":12}},{"Model":"patch-int3"},{"Affinity":{"task":0,"mask":6}}]},{"pol":{"Rr":93},"cpus":7,"ops":[]}]}"#,

@@ -43,6 +43,7 @@ use crate::task::Policy;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// The preemption model (`preempt=` on Linux's command line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,6 +241,19 @@ pub fn preempt_model() -> PreemptModel {
 /// Switches the running kernel to `model` while its tasks run. Call from a task.
 pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
     let k = this_kernel();
+    // One switch at a time: two switches reading the same old model would each take the new
+    // model's claim and drop the old one's once, leaving sites claimed for good. The waiter
+    // sleeps (it may be of a higher priority than the switcher, on the switcher's CPU).
+    while k.model_switching.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        crate::time::sleep_ns(100_000);
+    }
+    let r = switch_model(&k, model);
+    k.model_switching.store(false, Ordering::Release);
+    r
+}
+
+/// [`set_preempt_model`]'s body, with the switch to itself.
+fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError> {
     let old = k.model();
     if old == model {
         return Ok(());
