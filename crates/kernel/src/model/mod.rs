@@ -258,12 +258,12 @@ fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError>
     if old == model {
         return Ok(());
     }
-    switch_sites(&k, Some(old), Some(model))?;
+    switch_sites(k, Some(old), Some(model))?;
     {
         let _irqs = preempt::local_irq_save();
         k.model.store(model.index(), Ordering::Release);
-        patch::event_served(&k); // nothing armed survives a switch
-        note_model_on_cpu(&k);
+        patch::event_served(k); // nothing armed survives a switch
+        note_model_on_cpu(k);
     }
     // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there),
     // on the function-call IPI sent here; the switch returns once every CPU has done so.
