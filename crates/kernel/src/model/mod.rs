@@ -279,7 +279,7 @@ fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError>
         };
         crate::smp::smp_call_function_many(others, on_each, true).map_err(ConfigError)?;
     }
-    crate::trace::model_switched(&k, old, model);
+    crate::trace::model_switched(k, old, model);
     crate::printk!("preempt: switched from {old} to {model}");
     Ok(())
 }
