@@ -220,20 +220,12 @@ fn check_collateral(model: PreemptModel) {
     eprintln!("{model}: CPU 1 collateral {hits} hits, {} ns in the hooks", c1.collateral_ns);
 }
 
-/// Ignored while an open bug stands: on a loaded machine (other builds and `yes > /dev/null`
-/// beside it), a fresh process's run intermittently never arms: the device interrupt raised
-/// for CPU 1 is not seen there within 10 s (the run then reports the stats, whether the
-/// interrupt fired, and `sched_debug`). Unloaded, and in later runs, both pass every time.
-/// `cargo test -p atomkernel-kernel --test patch_smp -- --include-ignored`.
 #[test]
-#[ignore = "open bug: intermittently the device interrupt for CPU 1 is not seen under heavy load (see the doc comment)"]
 fn collateral_hits_of_patch_int3_are_counted_and_harmless() {
     check_collateral(PreemptModel::PatchInt3);
 }
 
-/// Ignored for the same open bug as the `patch-int3` case.
 #[test]
-#[ignore = "open bug: intermittently the device interrupt for CPU 1 is not seen under heavy load"]
 fn collateral_hits_of_patch_call_are_counted_and_harmless() {
     check_collateral(PreemptModel::PatchCall);
 }
