@@ -27,6 +27,9 @@ fn enter() {
         l.in_irq.get()
     });
     if in_irq {
+        if let Some(h) = percpu::hooks() {
+            (h.alloc_in_irq)();
+        }
         crate::cpu::die("BUG: memory allocation in interrupt context (the interrupted code may be inside malloc)");
     }
 }

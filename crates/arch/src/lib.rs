@@ -138,4 +138,8 @@ pub struct Hooks {
     /// Where a task killed by `fault` resumes: task context, at the top of its own stack, with
     /// its frames below abandoned. Must end the task.
     pub oops_exit: fn() -> !,
+    /// The allocator was entered in interrupt context (a `BUG:`; a formatted `panic!` in a
+    /// handler comes here, since std formats its message before the panic hook runs): must
+    /// not allocate, and never returns (a kernel panic).
+    pub alloc_in_irq: fn() -> !,
 }

@@ -51,6 +51,7 @@ pub(crate) static HOOKS: Hooks = Hooks {
     rt_return: crate::model::patch::rt_return,
     fault: crate::oops::fault_hook,
     oops_exit: crate::oops::oops_exit,
+    alloc_in_irq: crate::oops::alloc_in_irq,
 };
 
 fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {

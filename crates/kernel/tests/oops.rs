@@ -192,6 +192,14 @@ fn fatal(kind: &'static str) -> i32 {
                 dev.raise();
                 kernel::time::sleep_ns(1_000_000_000);
             }
+            "device-irq-formatted" => {
+                let n = std::hint::black_box(7);
+                let dev = kernel::device::Device::register("faulty-dev", move || {
+                    panic!("a handler gives up after {n} tries")
+                });
+                dev.raise();
+                kernel::time::sleep_ns(1_000_000_000);
+            }
             "softirq" => {
                 kernel::softirq::open_softirq(kernel::softirq::BLOCK_SOFTIRQ, || panic!("a softirq gives up")).unwrap();
                 syscall(|| kernel::softirq::raise_softirq(kernel::softirq::BLOCK_SOFTIRQ));
@@ -225,6 +233,11 @@ fn check_fatal(kind: &str, reason: &str, what: &str) {
 #[test]
 fn a_fault_in_a_device_interrupt_handler_is_a_panic() {
     check_fatal("device-irq", "Fatal exception in interrupt", "kernel NULL pointer dereference");
+}
+
+#[test]
+fn a_formatted_panic_in_a_device_interrupt_handler_is_a_panic() {
+    check_fatal("device-irq-formatted", "Fatal exception in interrupt", "memory allocation in interrupt context");
 }
 
 #[test]

@@ -209,6 +209,23 @@ fn on_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
     true
 }
 
+/// `Hooks::alloc_in_irq`: the allocator was entered in interrupt context, where the
+/// interrupted code may be inside `malloc` (a formatted `panic!` in a handler gets here while
+/// std formats its message): a kernel panic, "Fatal exception in interrupt". Allocates nothing.
+pub(crate) fn alloc_in_irq() -> ! {
+    let Some(k) = try_this_kernel() else {
+        arch::cpu::die("BUG: memory allocation in interrupt context (the interrupted code may be inside malloc)")
+    };
+    let mut what = FixedBuf::<256>::new();
+    let _ = what.write_str(
+        "BUG: memory allocation in interrupt context (a formatted panic in a handler, or a handler that allocates)",
+    );
+    let mut trace = [0; TRACE_DEPTH];
+    let (regs, depth) = arch::fault::capture_here(&mut trace);
+    let rec = record(&k, what, regs, false, trace, depth);
+    panic(&k, "Fatal exception in interrupt", Some(Report::Oops(rec)))
+}
+
 /// `Hooks::fault`: a hardware fault on this CPU (its signal handler: no allocation).
 pub(crate) fn fault_hook(f: &Fault) -> bool {
     let Some(k) = try_this_kernel() else { return false };
