@@ -30,6 +30,7 @@ static HOOKS: Hooks = Hooks {
     rt_return: |_, _| arch::cpu::die("no return is redirected in this test"),
     fault: |_| false,
     oops_exit: || arch::cpu::die("no task is killed in this test"),
+    alloc_in_irq: || arch::cpu::die("nothing allocates in interrupt context in this test"),
 };
 
 /// Set by `on_preempt` once it has captured both walks; ends the spin.
