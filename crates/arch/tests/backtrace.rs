@@ -56,9 +56,12 @@ fn contains((lo, hi): (usize, usize), ip: usize) -> bool {
 }
 
 /// Interrupts only the spinning function ask for preemption, so the backtrace has one place
-/// to reach. Runs from the signal handler: no allocation.
+/// to reach; not at its first byte, which std's symbolizer (it looks up `ip - 1` for every
+/// frame, a return address's convention) would name as the function before it. Runs from the
+/// signal handler: no allocation.
 fn on_irq(_lines: u64, frame: &IrqFrame) -> IrqExit {
-    let spinning = !frame.replayed && contains(range_of(spin_until_preempted as fn() as usize), frame.ip);
+    let (lo, hi) = range_of(spin_until_preempted as fn() as usize);
+    let spinning = !frame.replayed && contains((lo + 1, hi), frame.ip);
     if !spinning || CAPTURED.load(Ordering::Acquire) {
         return IrqExit::Resume;
     }
