@@ -33,9 +33,10 @@ pub(crate) struct TortureArgs {
     /// CPU); needs --cpus 2 or more.
     #[arg(long)]
     migrate: bool,
-    /// The cross-modifying-code torture instead: CPUs 1.. execute a preemption-point site in
-    /// kernel code in tight loops while CPU 0 arms and disarms it as int3 and call (needs
-    /// --cpus 2 or more; ends at --patches or --max-seconds; exit 2 on a mis-execution).
+    /// The cross-modifying-code torture instead: some CPUs execute a preemption-point site in
+    /// kernel code in tight loops while the others (one on 2 or 3 CPUs, half from 4 on) arm
+    /// and disarm it as int3 and call (needs --cpus 2 or more; ends at --patches or
+    /// --max-seconds; exit 2 on a mis-execution).
     #[arg(long, conflicts_with_all = ["kernel", "migrate", "tasks", "spins", "preemptions"])]
     patching: bool,
     /// Single-byte patches to write under --patching.
@@ -104,9 +105,10 @@ fn run_patching(a: &TortureArgs) -> Result<(), String> {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "torture --patching ({} CPUs): {} patches, {} executions of the site, {} mismatches, \
-             collateral {} int3 + {} call hits, {} sites left armed, {:.1} s",
+            "torture --patching ({} CPUs, {} patching): {} patches, {} executions of the site, \
+             {} mismatches, collateral {} int3 + {} call hits, {} sites left armed, {:.1} s",
             r.cpus,
+            r.patchers,
             r.patches,
             r.executions,
             r.mismatches,

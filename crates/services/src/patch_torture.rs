@@ -5,8 +5,9 @@
 //! **Mechanism.** The instance runs `preempt=patch-int3`, so that every armed site one of the
 //! executors meets is collateral (no executor ever has an RT event of its own) and is counted by
 //! kind in its CPU's figures: an `int3` is served by the SIGTRAP handler and stepped over, a
-//! `call` reaches `rt_reschedule` and returns. CPU 0 runs the patcher; CPUs 1.. run one executor
-//! each, bound there. An executor's loop mixes a running value through the site on every
+//! `call` reaches `rt_reschedule` and returns. The first CPUs run the patchers (one on 2 or 3
+//! CPUs, half the CPUs from 4 on, so that several CPUs patch the same site at once, each
+//! with its own counted claim); the others run one executor each, bound there. An executor's loop mixes a running value through the site on every
 //! iteration, inside a system call, and compares it with the same computation done without the
 //! site: a mis-executed site (a torn instruction, a call to the wrong place, a register changed
 //! across the trap or the call) shows as a mismatch, a `BUG:`, or a crash.
@@ -25,8 +26,10 @@ const CHUNK: u64 = 20_000;
 /// What a patching torture run saw.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PatchTortureReport {
-    /// CPUs of the instance (one patcher, the others executors).
+    /// CPUs of the instance.
     pub cpus: usize,
+    /// CPUs patching (the first ones); the others execute the site.
+    pub patchers: usize,
     /// Single-byte patches of the site written (each arming and each disarming is one).
     pub patches: u64,
     /// Executions of the site by the executors.
@@ -101,9 +104,10 @@ pub fn run(cpus: usize, patches: u64, max_seconds: u64) -> Result<PatchTortureRe
     if let Err(e) = &report.init {
         return Err(format!("torture --patching: the run failed inside the kernel: {e}"));
     }
-    let executors = &report.cpus[1..];
+    let executors = &report.cpus[patchers(cpus)..];
     Ok(PatchTortureReport {
         cpus,
+        patchers: patchers(cpus),
         patches: out.patches.load(Ordering::Relaxed),
         executions: out.executions.load(Ordering::Relaxed),
         mismatches: out.mismatches.load(Ordering::Relaxed),
@@ -139,9 +143,18 @@ struct Counts {
     mismatches: AtomicU64,
 }
 
+/// How many of `cpus` CPUs patch: one on 2 or 3, half from 4 on.
+fn patchers(cpus: usize) -> usize {
+    if cpus >= 4 {
+        cpus / 2
+    } else {
+        1
+    }
+}
+
 fn torture_init(site: usize, cpus: usize, patches: u64, max_seconds: u64, out: &Arc<Counts>) -> i64 {
     let stop = Arc::new(AtomicBool::new(false));
-    let executors: Vec<_> = (1..cpus)
+    let executors: Vec<_> = (patchers(cpus)..cpus)
         .map(|c| {
             let (stop, out) = (stop.clone(), out.clone());
             spawn(TaskBuilder::new(&format!("xmodify{c}")).cpus(1 << c), move || {
@@ -156,30 +169,40 @@ fn torture_init(site: usize, cpus: usize, patches: u64, max_seconds: u64, out: &
             })
         })
         .collect();
-    let (s, o) = (stop.clone(), out.clone());
-    let patcher = spawn(TaskBuilder::new("patcher").cpus(1), move || {
-        let deadline = kernel::time::now_ns() + max_seconds.saturating_mul(1_000_000_000);
-        let mut n = 0u64;
-        while n < patches && kernel::time::now_ns() < deadline {
-            let int3 = n % 4 < 2;
-            let armed = syscall(|| {
-                kernel::model::patch::torture_arm(site, int3)?;
-                for _ in 0..64 {
-                    std::hint::spin_loop(); // armed long enough to be met
-                }
-                kernel::model::patch::torture_disarm(site, int3)
-            });
-            if let Err(e) = armed {
-                eprintln!("torture --patching: {e}");
-                break;
-            }
-            n += 2;
-        }
-        o.patches.store(n, Ordering::Relaxed);
-        s.store(true, Ordering::Release);
-        0
-    });
-    patcher.join().ok();
+    let deadline = kernel::time::now_ns() + max_seconds.saturating_mul(1_000_000_000);
+    let patchers: Vec<_> = (0..patchers(cpus))
+        .map(|p| {
+            let o = out.clone();
+            spawn(TaskBuilder::new(&format!("patcher{p}")).cpus(1 << p), move || {
+                patch_until(site, p, patches, deadline, &o);
+                0
+            })
+        })
+        .collect();
+    patchers.into_iter().for_each(|p| drop(p.join()));
+    stop.store(true, Ordering::Release);
     executors.into_iter().for_each(|e| drop(e.join()));
     kernel::model::patch::sites_not_idle() as i64
+}
+
+/// One patcher: arms and disarms `site` (as `int3` twice, then `call` twice, shifted by the
+/// patcher's number) until `patches` patches are written by all patchers or `deadline`.
+fn patch_until(site: usize, p: usize, patches: u64, deadline: u64, out: &Counts) {
+    let mut n = p as u64 * 2;
+    while out.patches.load(Ordering::Relaxed) < patches && kernel::time::now_ns() < deadline {
+        let int3 = n % 4 < 2;
+        let armed = syscall(|| {
+            kernel::model::patch::torture_arm(site, int3)?;
+            for _ in 0..64 {
+                std::hint::spin_loop(); // armed long enough to be met
+            }
+            kernel::model::patch::torture_disarm(site, int3)
+        });
+        if let Err(e) = armed {
+            eprintln!("torture --patching: {e}");
+            return;
+        }
+        out.patches.fetch_add(2, Ordering::Relaxed);
+        n += 2;
+    }
 }
