@@ -32,8 +32,12 @@ pub(crate) fn add_task(
     allowed: CpuMask,
 ) -> Arc<Task> {
     let _irq = crate::preempt::local_irq_save();
-    let mut tasks = k.tasks.lock();
-    let id: TaskId = tasks.len();
+    // One fork at a time, and the task table's lock never held while a run-queue lock is
+    // taken (the balancer takes them the other way round: a run queue, then the table): the
+    // copies go into every run queue first, then the task into the table, so whoever finds
+    // the task in the table finds its copies.
+    let _fork = k.fork_lock.lock();
+    let id: TaskId = k.tasks.lock().len();
     let task = Arc::new(Task {
         id,
         name: name.into(),
@@ -49,10 +53,10 @@ pub(crate) fn add_task(
         preempt_held: AtomicU32::new(0),
         wait: Default::default(),
     });
-    tasks.push(task.clone());
     for c in 0..k.cpus.len() {
         crate::sched::rq_lock::rq_lock(k, c).add_task(id, policy, mode, allowed);
     }
+    k.tasks.lock().push(task.clone());
     if policy != Policy::Idle {
         k.nr_live.fetch_add(1, Ordering::AcqRel);
     }

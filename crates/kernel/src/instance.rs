@@ -60,6 +60,8 @@ pub struct Kernel {
     pub(crate) model: AtomicU8,
     /// This instance's claim on every preemption-point site while its model uses points.
     pub(crate) sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
+    /// Serializes `fork::add_task` (see there for the lock order it keeps).
+    pub(crate) fork_lock: IrqSpinLock<()>,
     /// Set while a task switches the model (`set_preempt_model` is one at a time).
     pub(crate) model_switching: std::sync::atomic::AtomicBool,
     /// The tracers (`trace=`): off unless asked for.
@@ -310,6 +312,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         model: AtomicU8::new(config.preempt.index()),
         sites_claim: IrqSpinLock::new(None),
         model_switching: std::sync::atomic::AtomicBool::new(false),
+        fork_lock: IrqSpinLock::new(()),
         trace: crate::trace::Tracer::new(config.trace),
         oops: crate::oops::OopsState::new(),
         watchdog: crate::watchdog::Watchdog::new(n),
