@@ -72,7 +72,8 @@ fn spinning_fair_tasks_spread_one_per_cpu() {
             i64::from(spread.load(Ordering::Acquire))
         });
         assert_eq!(r.init, Ok(1), "{n} hogs never ran on {n} distinct CPUs at once: {:?}", r.cpus);
-        assert!(r.cpus.iter().map(|c| c.migrations).sum::<u64>() > 0, "the balancer moved some: {:?}", r.cpus);
+        // Fork placement may spread them at once, or the balancer later (migrations): either
+        // way they must end up on n distinct CPUs, which is what is asserted above.
         assert!(r.bugs.is_empty(), "{:?}", r.bugs);
     }
 }
