@@ -1,12 +1,13 @@
 //! Micro-benchmarks of the arch layer's site patching, the raw primitive under the patch
 //! models (no kernel instance): patching one site and restoring it, and what an armed site
 //! costs when it is reached on a thread that is no CPU (through a breakpoint: the SIGTRAP
-//! handler steps over it; through a call: the point stub, which finds no hooks and returns).
+//! handler steps over it; through a call: the point stub, which finds no hooks and returns),
+//! with warm caches and with cold ones.
 //!
 //! `cargo bench -p atomkernel-arch --bench patch`
 
 use arch::patch::Arm;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::time::Duration;
 
 fn canary_site() -> usize {
@@ -41,9 +42,29 @@ fn armed_site_reached(c: &mut Criterion) {
     }
 }
 
+/// The same, with the caches cold: before each iteration (untimed) the thread streams through
+/// 16 MB, as a checksumming task does before an RT event, so the host's trap and signal paths
+/// (`int3`) or the stub (`call`) run from memory, not from the caches.
+fn armed_site_reached_cold(c: &mut Criterion) {
+    arch::patch::prepare().expect("text alias");
+    let site = canary_site();
+    let mut junk = vec![0u8; 16 << 20];
+    for (name, how) in [("int3", Arm::Int3), ("call", Arm::Call)] {
+        c.bench_function(&format!("armed site reached, caches cold ({name})"), |b| {
+            arch::patch::arm_site(site, how).unwrap();
+            b.iter_batched(
+                || junk.iter_mut().step_by(64).for_each(|x| *x = x.wrapping_add(1)),
+                |()| arch::ppoint::canary(),
+                BatchSize::PerIteration,
+            );
+            arch::patch::disarm_site(site, how).unwrap();
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = patch_site, armed_site_reached
+    targets = patch_site, armed_site_reached, armed_site_reached_cold
 }
 criterion_main!(benches);

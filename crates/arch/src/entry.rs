@@ -368,7 +368,7 @@ pub fn install() {
         for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE] {
             set_handler(sig, crate::fault::fault_signal_handler);
         }
-        set_handler(libc::SIGTRAP, trap_signal_handler);
+        set_handler(libc::SIGTRAP, crate::site_trap::trap_signal_handler);
     });
 }
 
@@ -458,15 +458,19 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
     percpu::with(|l| l.irqs_masked.set(false));
 }
 
-/// Rewrites the saved context so the interrupted code calls the trampoline on return.
-pub(crate) fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
-    let on_task_stack = percpu::with(|l| {
+/// Is `sp` on the running task's own stack (so an injected call may push below it)?
+pub(crate) fn on_task_stack(sp: usize) -> bool {
+    percpu::with(|l| {
         let cur = l.current.get();
         // SAFETY: `current` points to the running TaskContext, which its owner keeps alive
         // while it runs (TaskContext's Drop refuses to free a running context).
-        !cur.is_null() && unsafe { (*cur).stack_contains(frame.sp) }
-    });
-    if !on_task_stack {
+        !cur.is_null() && unsafe { (*cur).stack_contains(sp) }
+    })
+}
+
+/// Rewrites the saved context so the interrupted code calls the trampoline on return.
+pub(crate) fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame) -> bool {
+    if !on_task_stack(frame.sp) {
         return false;
     }
     let new_sp = frame.sp - RED_ZONE - 8;
@@ -476,51 +480,5 @@ pub(crate) fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame
     unsafe { (new_sp as *mut u64).write(frame.ip as u64) };
     gregs[libc::REG_RSP as usize] = new_sp as i64;
     gregs[libc::REG_RIP as usize] = atomkernel_preempt_trampoline as *const () as usize as i64;
-    true
-}
-
-extern "C" fn trap_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    // SAFETY: errno is thread-local (see `irq_signal_handler`).
-    let saved_errno = unsafe { *libc::__errno_location() };
-    // SAFETY: a valid ucontext from the kernel for an SA_SIGINFO handler, used only until it
-    // returns.
-    let gregs = unsafe { &mut (*(uc as *mut libc::ucontext_t)).uc_mcontext.gregs };
-    if !take_trap(gregs) {
-        crate::fault::fault_signal_handler(sig, info, uc);
-    }
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = saved_errno };
-}
-
-/// SIGTRAP: a site's `int3`. A stale one re-executes the site; an armed one is the point
-/// firing (preempt=patch-int3): the site is stepped over (its idle form does nothing the
-/// interrupted code needs) and the core's `point_trap` hook decides, as an interrupt exit does,
-/// whether the task calls `preempt_schedule_irq` now. Returns false if the trap is not ours.
-fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
-    let rip = gregs[libc::REG_RIP as usize] as usize;
-    let site = match crate::patch::classify_trap(rip) {
-        crate::patch::Trap::Foreign => return false,
-        crate::patch::Trap::Stale => {
-            gregs[libc::REG_RIP as usize] = (rip - 1) as i64;
-            return true;
-        }
-        crate::patch::Trap::Fired(site) => site,
-    };
-    gregs[libc::REG_RIP as usize] = (site + 5) as i64;
-    let hooks = percpu::hooks();
-    let Some(hooks) = hooks.filter(|_| percpu::is_cpu_thread()) else { return true };
-    if percpu::with(|l| l.irqs_masked.replace(true)) {
-        return true; // IRQs off: the point cannot act; the site stays armed for the next one
-    }
-    let frame = IrqFrame {
-        ip: site + 5,
-        sp: gregs[libc::REG_RSP as usize] as usize,
-        bp: gregs[libc::REG_RBP as usize] as usize,
-        replayed: false,
-    };
-    if (hooks.point_trap)(site, &frame) == IrqExit::Preempt && inject_trampoline(gregs, &frame) {
-        return true; // the mask stays set: the trampoline clears it after scheduling
-    }
-    percpu::with(|l| l.irqs_masked.set(false));
     true
 }

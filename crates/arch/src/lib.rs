@@ -26,6 +26,7 @@
 //! | [`ppoint`] | `__jump_table` entries | preemption-point sites ([`preempt_point!`]): 5-byte do-nothing instructions listed at link time, one byte from `call rt_reschedule` |
 //! | [`patch`] | `text_poke_bp` | W^X one-byte patching through a memfd alias, counted per site |
 //! | [`redirect`] | (kretprobe-style return hijack) | a return address pointed at the preemption trampoline |
+//! | `site_trap` | `do_int3` → `poke_int3_handler` | a fired `int3` site's SIGTRAP served as the site's `call` |
 //! | [`unwind`] | the ORC unwinder | signal-safe frame steps over every loaded object's `.eh_frame` |
 //!
 //! ## The boundary (what the core gives and gets)
@@ -43,7 +44,8 @@
 //! makes the interrupted code call `Hooks::preempt_schedule_irq` through the trampoline, which
 //! saves every register, the flags and the whole vector state first. `Hooks::rt_reschedule` is
 //! the call an armed preemption point makes, `Hooks::point_trap` the same for a point armed as
-//! a breakpoint, `Hooks::rt_return` a redirected return, `Hooks::preempt_schedule` the
+//! a breakpoint (a `Preempt` answer there makes the site "call" `preempt_schedule_irq`, with no
+//! trampoline: the site has declared every caller-saved register clobbered), `Hooks::rt_return` a redirected return, `Hooks::preempt_schedule` the
 //! allocator's `preempt_enable`, `Hooks::fault` a fault (an oops) and `Hooks::oops_exit` the
 //! faulting task's end.
 //!
@@ -93,6 +95,7 @@ pub mod patch;
 pub mod percpu;
 pub mod ppoint;
 pub mod redirect;
+mod site_trap;
 pub mod stack;
 pub mod switch;
 pub mod sync;

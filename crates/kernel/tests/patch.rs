@@ -149,3 +149,74 @@ fn a_site_whose_bytes_are_wrong_is_refused_with_a_bug_report_and_left_alone() {
     assert!(r.patch.fallbacks >= 1, "{:?}", r.patch);
     assert_eq!(kernel::__arch::patch::read_site(sites[0]), good);
 }
+
+/// One round of a hash chain over four words: loop-carried state the compiler keeps in
+/// callee-saved registers or the stack across a point (the site clobbers the caller-saved ones).
+fn chain_round(s: &mut [u64; 4], i: u64) {
+    s[0] = s[0].wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i);
+    s[1] ^= s[0].rotate_left(13);
+    s[2] = s[2].wrapping_add(s[1] ^ i.rotate_left(7));
+    s[3] = s[3].rotate_left(5) ^ s[2];
+}
+
+/// Runs the chain with a point after every round until the RT task has run (plus 50 rounds),
+/// returning the state and the number of rounds.
+#[inline(never)]
+fn chain_with_points(rt_ran: &AtomicBool) -> ([u64; 4], u64) {
+    let mut s = [1, 2, 3, 4];
+    let (mut i, mut after) = (0u64, 0);
+    let end = kernel::time::now_ns() + 5_000_000_000;
+    while after < 50 && kernel::time::now_ns() < end {
+        chain_round(&mut s, i);
+        i += 1;
+        spin_ns(5_000);
+        kernel::preempt_point!();
+        after += rt_ran.load(Ordering::Acquire) as u64;
+    }
+    (s, i)
+}
+
+/// An RT wakeup during a loop of points: the armed site fires (a trap under `patch-int3`, whose
+/// handler makes the site "call" `preempt_schedule_irq`; a call under `patch-call`), the RT
+/// task runs at that point, inside the system call, and the loop resumes after the site with
+/// its state intact: the chain's result equals the same rounds computed with no point.
+#[test]
+fn a_fired_site_preempts_at_the_point_and_the_task_resumes_intact() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for model in [PreemptModel::PatchInt3, PreemptModel::PatchCall] {
+        let log = Arc::new(EventLog::new(16));
+        let l = log.clone();
+        let r = run_with_timeout(Config { preempt: model, ..Config::default() }, 60, move || {
+            let wake = RtWakeup::new("wake-rt");
+            let ran = Arc::new(AtomicBool::new(false));
+            let (l2, r2) = (l.clone(), ran.clone());
+            let rt = wake.spawn_rt("rt", 50, move || {
+                l2.push(RT_RAN);
+                r2.store(true, Ordering::Release);
+                0
+            });
+            let (l3, dev) = (l.clone(), wake.device().clone());
+            let worker = spawn(TaskBuilder::new("worker"), move || {
+                let (s, rounds) = syscall(|| {
+                    dev.raise_at(kernel::time::now_ns() + 2_000_000);
+                    let out = chain_with_points(&ran);
+                    l3.push(POINTS_PASSED);
+                    out
+                });
+                l3.push(SYSCALL_RETURNED);
+                let mut want = [1, 2, 3, 4];
+                (0..rounds).for_each(|i| chain_round(&mut want, i));
+                assert_eq!(s, want, "the chain's state changed across a preemption at a point");
+                rounds as i64
+            });
+            let rounds = worker.join().unwrap();
+            rt.join().unwrap();
+            rounds
+        });
+        assert!(r.bugs.is_empty(), "{model}: {:?}", r.bugs);
+        assert!(r.init.as_ref().is_ok_and(|&n| n > 50), "{model}: the worker's result: {:?}", r.init);
+        assert_eq!(log.to_vec(), vec![RT_RAN, POINTS_PASSED, SYSCALL_RETURNED], "{model}: the RT task ran at a point");
+        assert_eq!((r.patch.events, r.patch.preemptions), (1, 1), "{model}: {:?}", r.patch);
+        assert_eq!(sites_not_idle(), 0);
+    }
+}
