@@ -125,8 +125,9 @@ impl Fault {
 }
 
 /// The registers and the backtrace of the caller, for a report made in task context (a Rust
-/// panic): `rip`, `rsp` and `rbp` are the caller's at the call, the other registers are not
-/// captured (zero). Signal-safe.
+/// panic) or inside an interrupt handler (the handler's frames on the IRQ stack): `rip`, `rsp`
+/// and `rbp` are the caller's at the call, the other registers are not captured (zero).
+/// Signal-safe.
 #[inline(never)]
 pub fn capture_here(trace: &mut [usize]) -> (Regs, usize) {
     let (ip, sp, bp): (usize, usize, usize);
@@ -136,9 +137,22 @@ pub fn capture_here(trace: &mut [usize]) -> (Regs, usize) {
     };
     let mut regs = Regs { rip: ip as u64, rsp: sp as u64, ..Regs::default() };
     regs.gp[6] = bp as u64;
-    let depth = crate::redirect::current_stack()
-        .map_or(0, |stack| unwind::backtrace(Frame::interrupted(ip, sp, bp), stack, trace));
+    let stack = irq_stack_holding(sp).or_else(crate::redirect::current_stack);
+    let depth = stack.map_or(0, |stack| unwind::backtrace(Frame::interrupted(ip, sp, bp), stack, trace));
     (regs, depth)
+}
+
+/// The bounds of this thread's alternate signal stack (the CPU's IRQ stack) if `sp` is on it:
+/// a report taken inside an interrupt handler walks the handler's own frames there.
+fn irq_stack_holding(sp: usize) -> Option<(usize, usize)> {
+    // SAFETY: a zeroed stack_t is a valid out-parameter; a null new stack only queries.
+    let mut ss: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaltstack writes only `ss`.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut ss) } != 0 || ss.ss_flags & libc::SS_ONSTACK == 0 {
+        return None;
+    }
+    let (lo, hi) = (ss.ss_sp as usize, ss.ss_sp as usize + ss.ss_size);
+    (lo..hi).contains(&sp).then_some((lo, hi))
 }
 
 pub(crate) extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {

@@ -31,7 +31,8 @@ pub struct Kernel {
     pub(crate) config: Config,
     /// Every task, by pid (spawn and exit only; the scheduling paths never take it).
     pub(crate) tasks: IrqSpinLock<Vec<Arc<Task>>>,
-    pub(crate) irq_handlers: IrqSpinLock<Vec<Option<crate::irq::IrqHandler>>>,
+    /// The device lines' handlers (`irq_desc`).
+    pub(crate) irq_descs: crate::irq::IrqDescs,
     /// The CPUs (`cpus=`).
     pub(crate) cpus: Box<[Cpu]>,
     /// CPUs that have come up (bit per CPU).
@@ -295,7 +296,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     let n = config.cpus;
     let k = Arc::new(Kernel {
         tasks: IrqSpinLock::new(Vec::new()),
-        irq_handlers: IrqSpinLock::new(vec![None; 64]),
+        irq_descs: crate::irq::IrqDescs::new(),
         cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks)).collect(),
         online: AtomicU64::new(0),
         nr_live: AtomicUsize::new(0),

@@ -11,14 +11,19 @@
 //! ([`LINE_RETRY`]) looks again 20 µs later.
 //!
 //! **Invariant.** Handlers run with IRQs masked and the hardirq count raised, never allocate,
-//! never sleep (a handler that tries gets a `BUG:`).
+//! never sleep (a handler that tries gets a `BUG:`). A handler is never freed in interrupt
+//! context: each line counts the CPUs running its handler (`IRQD_IRQ_INPROGRESS`), and
+//! [`free_irq`] takes the handler out of the table, then waits until no CPU runs it
+//! (`synchronize_irq`), then drops it, in task context, as the last owner.
 
 use crate::instance::{try_this_kernel, Kernel};
 use crate::model::IrqExitPolicy;
 use crate::preempt::{self, HARDIRQ_OFFSET};
 use crate::sched::Mode;
+use arch::sync::IrqSpinLock;
 use arch::{Hooks, IrqExit, IrqFrame};
-use std::sync::atomic::Ordering;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// The periodic tick.
@@ -40,6 +45,47 @@ pub(crate) const RETRY_NS: u64 = 20_000;
 
 /// A device's interrupt handler.
 pub(crate) type IrqHandler = Arc<dyn Fn() + Send + Sync>;
+
+/// Number of interrupt lines (one bit each in the IRR).
+const NR_LINES: usize = 64;
+
+/// The device lines (Linux's `irq_desc` array): each line's handler and how many CPUs are
+/// inside it right now.
+pub(crate) struct IrqDescs {
+    handlers: IrqSpinLock<Vec<Option<IrqHandler>>>,
+    in_progress: [AtomicU32; NR_LINES],
+}
+
+impl IrqDescs {
+    pub(crate) fn new() -> IrqDescs {
+        IrqDescs {
+            handlers: IrqSpinLock::new(vec![None; NR_LINES]),
+            in_progress: [const { AtomicU32::new(0) }; NR_LINES],
+        }
+    }
+
+    /// Runs `line`'s handler, if it has one (`handle_irq_event`). The handler is taken and
+    /// counted in progress under the table's lock, and its reference dropped before the count
+    /// is, so the one [`free_irq`] holds is always the last.
+    fn handle(&self, line: usize) {
+        let handler = {
+            let table = self.handlers.lock();
+            let h = table[line].clone();
+            if h.is_some() {
+                self.in_progress[line].fetch_add(1, Ordering::AcqRel);
+            }
+            h
+        };
+        if let Some(h) = handler {
+            h();
+            drop(h);
+            self.in_progress[line].fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Longest `free_irq` waits for a line's handler to finish on another CPU before a `BUG:`.
+const SYNCHRONIZE_PATIENCE_NS: u64 = 2_000_000_000;
 
 /// The core's side of the arch boundary.
 pub(crate) static HOOKS: Hooks = Hooks {
@@ -78,10 +124,7 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     while devices != 0 {
         let line = devices.trailing_zeros();
         devices &= devices - 1;
-        let handler = k.irq_handlers.lock()[line as usize].clone();
-        if let Some(h) = handler {
-            h();
-        }
+        k.irq_descs.handle(line as usize);
     }
     irq_exit(&k);
     let exit = irq_exit_decision(&k, frame);
@@ -161,13 +204,26 @@ fn arm_retry(k: &Kernel) {
 
 /// Installs `handler` for a free device line and returns the line.
 pub(crate) fn request_irq(k: &Kernel, handler: IrqHandler) -> Option<u32> {
-    let mut table = k.irq_handlers.lock();
+    let mut table = k.irq_descs.handlers.lock();
     let line = (FIRST_DEVICE_LINE as usize..table.len()).find(|&l| table[l].is_none())?;
     table[line] = Some(handler);
     Some(line as u32)
 }
 
-/// Removes the handler of `line`.
+/// Removes the handler of `line` (`free_irq`): no CPU starts it any more, and once none runs
+/// it (`synchronize_irq`) it is dropped here. Call from a task.
+#[track_caller]
 pub(crate) fn free_irq(k: &Kernel, line: u32) {
-    k.irq_handlers.lock()[line as usize] = None;
+    let line = line as usize;
+    let handler = k.irq_descs.handlers.lock()[line].take();
+    let (t0, mut spins) = (arch::clock::now_ns(), 0);
+    while k.irq_descs.in_progress[line].load(Ordering::Acquire) != 0 {
+        if arch::clock::now_ns() - t0 > SYNCHRONIZE_PATIENCE_NS {
+            k.bug_args(format_args!("free_irq: line {line}'s handler still runs after 2 s"), Location::caller());
+            std::mem::forget(handler); // a CPU may still be inside it: never free it under it
+            return;
+        }
+        arch::cpu::cpu_relax(&mut spins);
+    }
+    drop(handler);
 }

@@ -180,3 +180,33 @@ fn device_threads_avoid_the_pinned_cpu() {
     let pinned = cpus[0].to_string();
     assert!(list.split([',', '-']).all(|c| c != pinned), "device thread may run on the pinned CPU {pinned}: {list}");
 }
+
+/// A device released while its handler runs on another CPU (`free_irq` against an interrupt
+/// in progress): the release waits for the handler to finish, and the handler (which owns
+/// memory: its captured state) is freed by the release, in task context, never by the
+/// interrupt. Before `free_irq` waited, the interrupt's reference was the last and its drop
+/// was an allocation in interrupt context, a kernel panic.
+#[test]
+fn a_device_released_while_its_handler_runs_elsewhere_is_freed_after_it() {
+    let r = run_with_timeout(Config { cpus: 2, ..Config::default() }, 60, move || {
+        let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (s, d) = (started.clone(), done.clone());
+        let owned = vec![7u8; 4096]; // dropped with the handler
+        let dev = Device::register_on(0, "slow-isr", move || {
+            s.store(true, Ordering::Release);
+            spin_ns(20_000_000); // long enough for the release to be asked for meanwhile
+            d.store(owned[100] == 7, Ordering::Release);
+        });
+        let releaser = spawn(TaskBuilder::new("releaser").cpus(1 << 1), move || {
+            dev.raise();
+            while !started.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            drop(dev); // free_irq while CPU 0 is inside the handler
+            done.load(Ordering::Acquire) as i64 // the handler had finished when the release returned
+        });
+        releaser.join().unwrap()
+    });
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    assert_eq!(r.init, Ok(1), "free_irq returned before the handler had finished");
+}
