@@ -6,7 +6,7 @@
 //!
 //! `cargo bench -p atomkernel-arch --bench patch`
 
-use arch::patch::Arm;
+use arch::patch::{Arm, PatchSync};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use std::time::Duration;
 
@@ -16,15 +16,35 @@ fn canary_site() -> usize {
 
 /// One iteration = patch one site into a call and back to its NOP (W^X alias, one verified
 /// byte each way, no system call).
+/// The same under `patch_sync=ipi`: `text_poke_bp`'s protocol, two `SYNC_CORE` rounds each way.
 fn patch_site(c: &mut Criterion) {
     let site = canary_site();
     arch::patch::prepare().expect("text alias");
-    c.bench_function("patch one site and restore it", |b| {
-        b.iter(|| {
-            arch::patch::arm_site(site, Arm::Call).unwrap();
-            arch::patch::disarm_site(site, Arm::Call).unwrap();
-        })
+    arch::patch::prepare_sync().expect("membarrier SYNC_CORE");
+    let idx = arch::patch::index_of(site).unwrap();
+    let bench = |c: &mut Criterion, name: &str, sync| {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                arch::patch::arm_synced(idx, Arm::Call, sync).unwrap();
+                arch::patch::disarm_synced(idx, Arm::Call, sync).unwrap();
+            })
+        });
+    };
+    bench(c, "patch one site and restore it", PatchSync::None);
+    bench(c, "patch one site and restore it (patch_sync=ipi)", PatchSync::Ipi);
+    // A round interrupts only the host CPUs running a thread of the process: with a second
+    // thread spinning (as a kernel's other CPU does), each round reaches another core.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let spinner = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
     });
+    bench(c, "patch one site and restore it (patch_sync=ipi, another thread running)", PatchSync::Ipi);
+    bench(c, "patch one site and restore it (another thread running)", PatchSync::None);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().unwrap();
 }
 
 /// One iteration = the canary site, armed `how`, reached by the bench's own thread (no CPU, so

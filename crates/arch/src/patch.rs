@@ -16,6 +16,18 @@
 //! trap handler then sees the current byte and re-executes it. So patching needs no `membarrier`
 //! and may run in an interrupt handler.
 //!
+//! **`text_poke_bp` for comparison ([`PatchSync::Ipi`]).** So that the claim above is measured
+//! rather than argued, a patch may instead follow Linux's protocol: `int3` first (unless the
+//! old or new byte is the `int3`), a serializing round on every CPU, then the final byte and
+//! another round. The round is `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`: the
+//! host interrupts every host CPU running a thread of this process, and each executes a
+//! core-serializing instruction before it returns to that thread, which is Linux's
+//! `text_poke_sync()` (`on_each_cpu(do_sync_core)`) one level down, where the cores that decode
+//! the text are. It reaches every thread that may run the text (the CPUs of every instance,
+//! the lab's other threads), and, being the host's interrupt, it cannot deadlock against a CPU
+//! thread that spins with its soft mask set, which a round of the core's own function-call IPIs
+//! sent from the interrupt exit could. [`prepare_sync`] registers the process once.
+//!
 //! **Arming is counted.** Sites are shared by every kernel instance in the process. Each site
 //! counts the users that want it to call and the users that want it to trap; its byte is
 //! `call` if any wants a call, else `int3` if any wants a trap, else idle. The counts and the
@@ -47,6 +59,51 @@ struct Alias {
     /// (start, end, alias start) of each remapped executable range.
     ranges: Vec<(usize, usize, usize)>,
     sites: Vec<usize>,
+}
+
+/// How a patch synchronises the other CPUs (`patch_sync=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PatchSync {
+    /// One byte written, nothing else: every form is safe to execute (see the module docs).
+    None,
+    /// `text_poke_bp`'s protocol: `int3` first, a `SYNC_CORE` round, the final byte, a round.
+    Ipi,
+}
+
+impl PatchSync {
+    /// Every mode, in the order reports list them.
+    pub const ALL: [PatchSync; 2] = [PatchSync::None, PatchSync::Ipi];
+
+    /// The name used on the command line (`patch_sync=`) and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PatchSync::None => "none",
+            PatchSync::Ipi => "ipi",
+        }
+    }
+}
+
+/// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (`<linux/membarrier.h>`, Linux 4.16).
+const MEMBARRIER_SYNC_CORE: libc::c_int = 1 << 5;
+/// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE`.
+const MEMBARRIER_REGISTER_SYNC_CORE: libc::c_int = 1 << 6;
+
+/// Registers the process for [`PatchSync::Ipi`]'s rounds (idempotent); `Err` if the host
+/// refuses, with its reason. Call before patching with [`PatchSync::Ipi`].
+pub fn prepare_sync() -> Result<(), PokeError> {
+    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_REGISTER_SYNC_CORE, 0, 0) };
+    if rc != 0 {
+        return Err(PokeError::Host(host_err("membarrier(REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)")));
+    }
+    Ok(())
+}
+
+/// One serializing round on every CPU running a thread of the process. Registered by
+/// [`prepare_sync`], it cannot fail (the host's errors are for unregistered callers).
+fn sync_core_round() {
+    // SAFETY: as in `prepare_sync`; a system call is async-signal-safe.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_SYNC_CORE, 0, 0) };
 }
 
 /// Per site: how many users want it to call and to trap.
@@ -196,8 +253,9 @@ fn write_byte(a: &Alias, addr: usize, v: u8) {
     unsafe { std::ptr::write_volatile((al + (addr - lo)) as *mut u8, v) };
 }
 
-/// Verifies the site's bytes and writes the first byte its counts call for.
-fn apply(a: &Alias, addr: usize, c: Counts) -> Result<(), PokeError> {
+/// Verifies the site's bytes and writes the first byte its counts call for, synchronised as
+/// `sync` says; returns the `SYNC_CORE` rounds it made.
+fn apply(a: &Alias, addr: usize, c: Counts, sync: PatchSync) -> Result<u32, PokeError> {
     let found = read_site(addr);
     let want = if c.call > 0 {
         OP_CALL
@@ -209,16 +267,27 @@ fn apply(a: &Alias, addr: usize, c: Counts) -> Result<(), PokeError> {
     if found[1..] != ppoint::idle_bytes(addr)[1..] || ![OP_IDLE, OP_CALL, OP_INT3].contains(&found[0]) {
         return Err(PokeError::Unexpected { addr, found });
     }
-    if found[0] != want {
-        write_byte(a, addr, want);
+    if found[0] == want {
+        return Ok(0);
     }
-    Ok(())
+    let mut rounds = 0;
+    if sync == PatchSync::Ipi && found[0] != OP_INT3 && want != OP_INT3 {
+        write_byte(a, addr, OP_INT3);
+        sync_core_round();
+        rounds += 1;
+    }
+    write_byte(a, addr, want);
+    if sync == PatchSync::Ipi {
+        sync_core_round();
+        rounds += 1;
+    }
+    Ok(rounds)
 }
 
 /// Changes site `idx`'s counts by `delta` for `how` and rewrites its byte. Nothing is counted
 /// or written if the site's bytes are wrong. Signal-safe once [`prepare`]d: no allocation, no
 /// system call.
-fn change(idx: usize, how: Arm, delta: i32) -> Result<(), PokeError> {
+fn change(idx: usize, how: Arm, delta: i32, sync: PatchSync) -> Result<u32, PokeError> {
     let a = alias()?;
     let addr = *a.sites.get(idx).ok_or(PokeError::NotASite(idx))?;
     let mut counts = COUNTS.lock();
@@ -229,22 +298,33 @@ fn change(idx: usize, how: Arm, delta: i32) -> Result<(), PokeError> {
         Arm::Int3 => &mut c.int3,
     };
     *n = n.checked_add_signed(delta).ok_or(PokeError::NotArmed(addr))?;
-    apply(a, addr, c)?;
+    let rounds = apply(a, addr, c, sync)?;
     counts[idx] = c;
-    Ok(())
+    Ok(rounds)
 }
 
-/// One more user wants site `idx` armed `how`.
+/// One more user wants site `idx` armed `how`, unsynchronised ([`PatchSync::None`]).
 pub fn arm(idx: usize, how: Arm) -> Result<(), PokeError> {
-    change(idx, how, 1)
+    change(idx, how, 1, PatchSync::None).map(drop)
 }
 
 /// A user no longer wants site `idx` armed `how`; the last one restores the idle form.
 pub fn disarm(idx: usize, how: Arm) -> Result<(), PokeError> {
-    change(idx, how, -1)
+    change(idx, how, -1, PatchSync::None).map(drop)
 }
 
-fn index_of(addr: usize) -> Result<usize, PokeError> {
+/// [`arm`] with the byte change synchronised as `sync` says; returns the `SYNC_CORE` rounds.
+pub fn arm_synced(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    change(idx, how, 1, sync)
+}
+
+/// [`disarm`] synchronised as `sync` says; returns the `SYNC_CORE` rounds.
+pub fn disarm_synced(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    change(idx, how, -1, sync)
+}
+
+/// The index ([`arm`]'s) of the site at `addr`; `Err` if it is none (or there is no alias).
+pub fn index_of(addr: usize) -> Result<usize, PokeError> {
     alias()?;
     site_index(addr).ok_or(PokeError::NotASite(addr))
 }

@@ -28,6 +28,11 @@ pub(crate) struct CompareArgs {
     /// The patch models' point table: exact (from the machine code) or function.
     #[arg(long, default_value = "exact")]
     ptable: String,
+    /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
+    /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
+    /// another round).
+    #[arg(long, default_value = "none")]
+    patch_sync: String,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
     #[arg(long, default_value = "all")]
@@ -116,6 +121,7 @@ impl CompareArgs {
             bh: None,
             bh_prio: None,
             ptable: "exact".into(),
+            patch_sync: "none".into(),
             peers: "all".into(),
             workload: "all".into(),
             size: String::new(),
@@ -141,6 +147,7 @@ impl CompareArgs {
             bh: self.bh.as_deref().map(compare::parse_bh).transpose()?,
             bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
             ptable: self.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?,
+            patch_sync: crate::input::patch_sync(&self.patch_sync)?,
             peers: Peer::parse_list(&self.peers)?,
             workloads: workloads::parse(&self.workload, &self.size)?,
             seconds: self.duration.unwrap_or(seconds),
@@ -263,9 +270,12 @@ pub(crate) fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         cfg.rounds,
         rows.first().map_or(0, |r| r.hz)
     );
+    if cfg.models.iter().any(|m| m.name().starts_with("patch-")) {
+        s += &format!("patch models: ptable={} patch_sync={}\n", cfg.ptable.name(), cfg.patch_sync.name());
+    }
     if cfg.cpus > 1 {
         s += &format!(
-            "cpus={}: a worker bound to each CPU, every probe on every CPU; x_p50/x_p99: the cross-CPU probe (an interrupt on CPU {} wakes an RT task on CPU {}, every {} us); cpu_p99: each CPU's probes; scaling: throughput against the same subject on one CPU\n",
+            "cpus={}: a worker bound to each CPU, every probe on every CPU; x_p50/x_p99: the cross-CPU probe (an interrupt on CPU {} wakes an RT task on CPU {}, every {} us); cpu_p99: each CPU's probes; scaling: throughput against the same subject on one CPU; coll/ev: the patch models' collateral hits per RT event (armed sites met by CPUs with no event of their own)\n",
             cfg.cpus,
             services::lab::cross::CPUS.0,
             services::lab::cross::CPUS.1,

@@ -36,6 +36,11 @@ pub(crate) struct DemoArgs {
     /// from the machine code) or function (every point of its function).
     #[arg(long, default_value = "exact")]
     ptable: String,
+    /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
+    /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
+    /// another round).
+    #[arg(long, default_value = "none")]
+    patch_sync: String,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -66,6 +71,7 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate()?;
     let ptable: kernel::PtableMode = args.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?;
+    let patch_sync = crate::input::patch_sync(&args.patch_sync)?;
     let models = services::lab::compare::parse_models(&args.preempt)?;
     if models.is_empty() {
         return Err("--preempt: name at least one model, or all".into());
@@ -85,7 +91,8 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         }
         _ => {}
     }
-    Ok(Plan { models, sc, base: config(ptable, args.cpus.get()), notes })
+    let base = Config { patch_sync, ..config(ptable, args.cpus.get()) };
+    Ok(Plan { models, sc, base, notes })
 }
 
 pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
@@ -135,7 +142,7 @@ fn run_one(m: PreemptModel, base: Config, sc: &ScenarioConfig) -> Result<scenari
 fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: usize, json: bool) -> Result<(), String> {
     if !json {
         println!(
-            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>11} {:>16}",
+            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>10} {:>11} {:>16}",
             "model",
             "runs",
             "rt_ran_after_atom",
@@ -144,6 +151,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
             "max_ms",
             "handler_us",
             "handler_med_us",
+            "disarm_us",
             "sites/event",
             "point_to_rt_us"
         );
@@ -163,6 +171,9 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
         let events: u64 = runs.iter().map(|r| r.patch.events).sum();
         let handler_ns = (events > 0).then(|| runs.iter().map(|r| r.patch.arm_ns).sum::<u64>() / events);
         let sites = (events > 0).then(|| runs.iter().map(|r| r.patch.sites_armed).sum::<u64>() as f64 / events as f64);
+        // Disarming once the event is served (in `__schedule`), and the SYNC_CORE rounds.
+        let disarm_ns = (events > 0).then(|| runs.iter().map(|r| r.patch.disarm_ns).sum::<u64>() / events);
+        let rounds = (events > 0).then(|| runs.iter().map(|r| r.patch.sync_rounds).sum::<u64>() as f64 / events as f64);
         // The handler's cost per event, run by run: its median.
         let mut per_event: Vec<u64> = runs.iter().filter_map(|r| r.handler_ns_per_event).collect();
         per_event.sort_unstable();
@@ -175,6 +186,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
             let v = serde_json::json!({"model": m.name(), "cpus": base.cpus, "runs": n, "rt_ran_after_atom": after,
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
                 "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": base.ptable.name(),
+                "patch_sync": base.patch_sync.name(), "disarm_ns_mean": disarm_ns, "sync_rounds_per_event": rounds,
                 "point_to_rt_ns_median": served_med});
             println!("{v}");
         } else {
@@ -184,8 +196,9 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
             let served = served_med.map_or("-".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3));
             let hmed = handler_med.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             let sites = sites.map_or("-".to_string(), |s| format!("{s:.2}"));
+            let disarm = disarm_ns.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             println!(
-                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>11} {:>16}",
+                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>10} {:>11} {:>16}",
                 m.name(),
                 n,
                 after.join(","),
@@ -194,6 +207,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
                 ms(max),
                 handler,
                 hmed,
+                disarm,
                 sites,
                 served
             );

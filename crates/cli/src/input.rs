@@ -6,7 +6,7 @@
 //! starts only after it. An interrupted command (SIGINT, SIGTERM, SIGHUP) removes what the lab
 //! made ([`services::lab::cleanup`]) before it dies of the signal.
 
-use kernel::BhMode;
+use kernel::{BhMode, PatchSync};
 use std::path::{Path, PathBuf};
 
 /// An output directory made ready before the work (`trace --out`, `compare --report`): the
@@ -97,4 +97,11 @@ pub(crate) fn end_cleanly_on_signals() -> Result<(), String> {
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+/// `--patch-sync`: none or ipi.
+pub(crate) fn patch_sync(value: &str) -> Result<PatchSync, String> {
+    PatchSync::ALL.into_iter().find(|m| m.name() == value).ok_or_else(|| {
+        format!("--patch-sync {value}: unknown patch synchronisation; choose one of none (one byte alone) or ipi (text_poke_bp's rounds)")
+    })
 }

@@ -66,16 +66,18 @@ pub(crate) fn cells(r: &Row) -> [String; 11] {
 }
 
 /// The columns a comparison on several CPUs adds (after [`COLUMNS`]): the cross-CPU probe,
-/// each CPU's p99 (`a/b/...`, CPU 0's first), the throughput against one CPU.
-pub(crate) const SMP_COLUMNS: [(&str, &str); 4] = [
+/// each CPU's p99 (`a/b/...`, CPU 0's first), the throughput against one CPU, and the patch
+/// models' collateral hits per RT event (armed sites met by CPUs with no event of their own).
+pub(crate) const SMP_COLUMNS: [(&str, &str); 5] = [
     ("x_p50_us", "cross-CPU p50 µs"),
     ("x_p99_us", "cross-CPU p99 µs"),
     ("cpu_p99_us", "p99 per CPU µs"),
     ("scaling", "throughput vs 1 CPU"),
+    ("coll/ev", "collateral hits per RT event"),
 ];
 
 /// A row's figures under [`SMP_COLUMNS`] (`-` for what the subject did not measure).
-pub(crate) fn smp_cells(r: &Row) -> [String; 4] {
+pub(crate) fn smp_cells(r: &Row) -> [String; 5] {
     let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
     let dash = || "-".to_string();
     let x = r.cross_cpu.as_ref();
@@ -85,6 +87,7 @@ pub(crate) fn smp_cells(r: &Row) -> [String; 4] {
         x.map_or_else(dash, |x| us(x.latency_ns.p99)),
         per.unwrap_or_else(dash),
         r.scaling.map_or_else(dash, |s| format!("{s:.2}x")),
+        r.collateral_per_event.map_or_else(dash, |c| format!("{c:.2}")),
     ]
 }
 

@@ -42,12 +42,18 @@ pub(crate) struct TortureArgs {
     /// Single-byte patches to write under --patching.
     #[arg(long, default_value_t = 10_000_000, requires = "patching")]
     patches: u64,
+    /// How each patch synchronises the other CPUs under --patching: none (one byte alone) or
+    /// ipi (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final
+    /// byte, another round).
+    #[arg(long, default_value = "none", requires = "patching")]
+    patch_sync: String,
 }
 
 /// The torture to run, checked: every option in range (see `TortureConfig::validate`).
 pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
     if a.patching {
         services::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds)?;
+        crate::input::patch_sync(&a.patch_sync)?;
     }
     let cfg = TortureConfig {
         tasks: a.tasks,
@@ -100,16 +106,19 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
 }
 
 fn run_patching(a: &TortureArgs) -> Result<(), String> {
-    let r = services::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds)?;
+    let sync = crate::input::patch_sync(&a.patch_sync)?;
+    let r = services::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds, sync)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
         println!(
-            "torture --patching ({} CPUs, {} patching): {} patches, {} executions of the site, \
-             {} mismatches, collateral {} int3 + {} call hits, {} sites left armed, {:.1} s",
+            "torture --patching ({} CPUs, {} patching, patch_sync={}): {} patches ({} SYNC_CORE rounds), \
+             {} executions of the site, {} mismatches, collateral {} int3 + {} call hits, {} sites left armed, {:.1} s",
             r.cpus,
             r.patchers,
+            r.patch_sync,
             r.patches,
+            r.sync_rounds,
             r.executions,
             r.mismatches,
             r.int3_hits,

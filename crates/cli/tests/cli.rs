@@ -45,6 +45,24 @@ fn demo_json_reports_sites_armed_and_handler_cost_per_event_under_both_tables() 
 }
 
 #[test]
+fn patch_sync_ipi_is_reported_with_its_rounds_and_a_bad_mode_is_refused() {
+    let (code, out, err) = atomkernel(&["demo", "--preempt", "patch-call", "--patch-sync", "ipi", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["patch_sync"], "ipi");
+    assert!(v["patch"]["sync_rounds"].as_u64().unwrap() >= 2, "{out}");
+    for cmd in [&["demo"][..], &["compare", "--quick"], &["torture", "--patching", "--cpus", "2"]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(["--patch-sync", "sometimes"]).collect();
+        let (code, out, err) = atomkernel(&args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(
+            err.contains("--patch-sync sometimes") && err.contains("none") && err.contains("ipi"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_exit_code_2() {
     let (code, _, err) = atomkernel(&["demo", "--preempt", "quick"]);
     assert_eq!(code, 2);

@@ -9,7 +9,7 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 29] = [
+const ROW_KEYS: [&str; 30] = [
     "model",
     "bh",
     "workload",
@@ -39,6 +39,7 @@ const ROW_KEYS: [&str; 29] = [
     "sites_armed_per_event",
     "handler_ns_per_event",
     "collateral_per_event",
+    "collateral_ns_per_event",
 ];
 
 fn rows(out: &str) -> Vec<serde_json::Value> {

@@ -8,6 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use crate::model::PreemptModel;
+/// How the patch models' patches synchronise the other CPUs (`patch_sync=none|ipi`).
+pub use arch::patch::PatchSync;
 
 /// Where bottom halves (softirqs, tasklets) run against tasks (`bh=`): the 1996 mail's
 /// "extended bottom half priority notion".
@@ -91,6 +93,14 @@ impl FromStr for PtableMode {
     }
 }
 
+/// Parses a `patch_sync=` value.
+fn parse_patch_sync(s: &str) -> Result<PatchSync, ConfigError> {
+    PatchSync::ALL
+        .into_iter()
+        .find(|m| m.name() == s)
+        .ok_or_else(|| ConfigError(format!("patch_sync={s}: unknown patch synchronisation; choose one of none, ipi")))
+}
+
 /// What was wrong with a configuration, in words a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -132,6 +142,10 @@ pub struct Config {
     pub hung_timeout_ms: u64,
     /// The patch models' point table (`ptable=exact|function`).
     pub ptable: PtableMode,
+    /// How the patch models' per-event patches synchronise the other CPUs
+    /// (`patch_sync=none|ipi`: one byte alone, or `text_poke_bp`'s int3-first protocol with a
+    /// serializing round after each step).
+    pub patch_sync: PatchSync,
     /// The detectors and what an oops does (`panic_on_oops=`, `softlockup_thresh_ms=`,
     /// `softlockup_panic=`, `hung_task_timeout_ms=`, `hung_task_panic=`).
     pub watchdog: crate::watchdog::WatchdogConfig,
@@ -162,6 +176,7 @@ impl Default for Config {
             trace: crate::trace::TraceOptions::OFF,
             hung_timeout_ms: 0,
             ptable: PtableMode::Exact,
+            patch_sync: PatchSync::None,
             watchdog: crate::watchdog::WatchdogConfig::OFF,
         }
     }
@@ -264,10 +279,11 @@ impl Config {
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
             "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
             "ptable" => self.ptable = value.parse()?,
+            "patch_sync" => self.patch_sync = parse_patch_sync(value)?,
             _ if self.watchdog.set(key, value)? => {}
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, {}",
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, patch_sync, {}",
                     crate::watchdog::WatchdogConfig::KEYS.join(", ")
                 )))
             }
@@ -345,6 +361,16 @@ mod tests {
         for m in PtableMode::ALL {
             assert_eq!(m.name().parse::<PtableMode>().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn patch_sync_parses_defaults_to_none_and_refuses_bad_input() {
+        assert_eq!(Config::default().patch_sync, PatchSync::None);
+        for m in PatchSync::ALL {
+            assert_eq!(Config::from_cmdline(&format!("patch_sync={}", m.name())).unwrap().patch_sync, m);
+        }
+        let e = Config::from_cmdline("patch_sync=sometimes").unwrap_err().to_string();
+        assert!(e.contains("patch_sync=sometimes: unknown patch synchronisation; choose one of none, ipi"), "{e}");
     }
 
     #[test]

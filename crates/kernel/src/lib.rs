@@ -37,7 +37,7 @@ pub mod trace;
 pub mod wait;
 pub mod watchdog;
 
-pub use config::{BhMode, Config, ConfigError, PreemptModel, PtableMode};
+pub use config::{BhMode, Config, ConfigError, PatchSync, PreemptModel, PtableMode};
 pub use fork::spawn;
 pub use instance::{
     current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,

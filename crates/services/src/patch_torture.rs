@@ -15,7 +15,7 @@
 //! **Invariant checked.** 0 mismatches, no `BUG:`, the site idle when the run ends (read back
 //! from the code bytes), and the collateral hits no more than the executions.
 
-use kernel::{spawn, syscall, Config, PreemptModel, TaskBuilder};
+use kernel::{spawn, syscall, Config, PatchSync, PreemptModel, TaskBuilder};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +36,10 @@ pub struct PatchTortureReport {
     pub executions: u64,
     /// Executions whose running value differed from the computation without the site.
     pub mismatches: u64,
+    /// How each patch synchronised the other CPUs (`--patch-sync`, `patch_sync=`).
+    pub patch_sync: &'static str,
+    /// `SYNC_CORE` rounds the patches made (none under `patch_sync=none`).
+    pub sync_rounds: u64,
     /// Collateral `int3`s the executors' CPUs served (armed breakpoints met and stepped over).
     pub int3_hits: u64,
     /// Collateral `call`s of `rt_reschedule` the executors' CPUs went through.
@@ -91,12 +95,12 @@ fn torture_site() -> Result<usize, String> {
 }
 
 /// Runs the torture on `cpus` CPUs (at least 2) until `patches` patches are written or
-/// `max_seconds` have passed.
-pub fn run(cpus: usize, patches: u64, max_seconds: u64) -> Result<PatchTortureReport, String> {
+/// `max_seconds` have passed, each patch synchronised as `sync` says.
+pub fn run(cpus: usize, patches: u64, max_seconds: u64, sync: PatchSync) -> Result<PatchTortureReport, String> {
     check(cpus, patches, max_seconds)?;
     let site = torture_site()?;
     let t0 = std::time::Instant::now();
-    let config = Config { preempt: PreemptModel::PatchInt3, cpus, ..Config::default() };
+    let config = Config { preempt: PreemptModel::PatchInt3, cpus, patch_sync: sync, ..Config::default() };
     let out = Arc::new(Counts::default());
     let o = out.clone();
     let report =
@@ -111,6 +115,8 @@ pub fn run(cpus: usize, patches: u64, max_seconds: u64) -> Result<PatchTortureRe
         patches: out.patches.load(Ordering::Relaxed),
         executions: out.executions.load(Ordering::Relaxed),
         mismatches: out.mismatches.load(Ordering::Relaxed),
+        patch_sync: sync.name(),
+        sync_rounds: out.sync_rounds.load(Ordering::Relaxed),
         int3_hits: executors.iter().map(|c| c.collateral_int3).sum(),
         call_hits: executors.iter().map(|c| c.collateral_calls).sum(),
         sites_left_armed: report.init.clone().unwrap_or(0) as usize,
@@ -139,6 +145,7 @@ pub fn check(cpus: usize, patches: u64, max_seconds: u64) -> Result<(), String> 
 #[derive(Default)]
 struct Counts {
     patches: AtomicU64,
+    sync_rounds: AtomicU64,
     executions: AtomicU64,
     mismatches: AtomicU64,
 }
@@ -192,16 +199,19 @@ fn patch_until(site: usize, p: usize, patches: u64, deadline: u64, out: &Counts)
     while out.patches.load(Ordering::Relaxed) < patches && kernel::time::now_ns() < deadline {
         let int3 = n % 4 < 2;
         let armed = syscall(|| {
-            kernel::model::patch::torture_arm(site, int3)?;
+            let rounds = kernel::model::patch::torture_arm(site, int3)?;
             for _ in 0..64 {
                 std::hint::spin_loop(); // armed long enough to be met
             }
-            kernel::model::patch::torture_disarm(site, int3)
+            Ok::<_, String>(rounds + kernel::model::patch::torture_disarm(site, int3)?)
         });
-        if let Err(e) = armed {
-            eprintln!("torture --patching: {e}");
-            return;
-        }
+        match armed {
+            Ok(rounds) => out.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed),
+            Err(e) => {
+                eprintln!("torture --patching: {e}");
+                return;
+            }
+        };
         out.patches.fetch_add(2, Ordering::Relaxed);
         n += 2;
     }

@@ -165,6 +165,8 @@ pub struct ScenarioResult {
     pub patch: PatchStatsSnapshot,
     /// The point table the patch models read (`ptable=`).
     pub ptable: &'static str,
+    /// How the patch models' patches synchronise the other CPUs (`patch_sync=`).
+    pub patch_sync: &'static str,
     /// Patch models: sites armed per RT event (`patch.sites_armed / patch.events`).
     pub sites_armed_per_event: Option<f64>,
     /// Patch models: the interrupt exit's arming time per RT event, in ns
@@ -251,7 +253,7 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 /// asked for one).
 pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult, RunReport), BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
-    let (model, ptable) = (config.preempt, config.ptable);
+    let (model, ptable, patch_sync) = (config.preempt, config.ptable, config.patch_sync);
     let shown = match sc.switch_to {
         Some(to) => format!("{model}->{to}"),
         None => model.name().to_string(),
@@ -267,6 +269,7 @@ pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult
     let mut r = result(&shown, sc, &marks, pages, cpus);
     r.patch = report.patch;
     r.ptable = ptable.name();
+    r.patch_sync = patch_sync.name();
     let events = r.patch.events;
     r.sites_armed_per_event = (events > 0).then(|| r.patch.sites_armed as f64 / events as f64);
     r.handler_ns_per_event = (events > 0).then(|| r.patch.arm_ns / events);
@@ -451,6 +454,7 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
         sites_armed_at_rt: m.armed_at_rt.load(Ordering::Acquire),
         patch: PatchStatsSnapshot::default(),
         ptable: kernel::PtableMode::Exact.name(),
+        patch_sync: kernel::PatchSync::None.name(),
         sites_armed_per_event: None,
         handler_ns_per_event: None,
         pages,

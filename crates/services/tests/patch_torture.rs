@@ -1,6 +1,7 @@
 //! The cross-modifying-code torture in a short form: sites executed on some CPUs while another
 //! arms and disarms them, as int3 and as call, with every execution checked.
 
+use kernel::PatchSync;
 use services::patch_torture;
 use std::sync::Mutex;
 
@@ -8,12 +9,30 @@ use std::sync::Mutex;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn short_run(cpus: usize) {
+    let r = checked_run(cpus, 20_000, PatchSync::None);
+    assert_eq!(r.sync_rounds, 0, "patch_sync=none makes no SYNC_CORE round: {r:?}");
+}
+
+fn checked_run(cpus: usize, patches: u64, sync: PatchSync) -> patch_torture::PatchTortureReport {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let r = patch_torture::run(cpus, 20_000, 120).expect("the torture runs");
+    let r = patch_torture::run(cpus, patches, 120, sync).expect("the torture runs");
     assert!(r.ok(), "cpus={cpus}: {r:?}");
-    assert!(r.patches >= 20_000, "cpus={cpus}: every patch was written: {r:?}");
+    assert!(r.patches >= patches, "cpus={cpus}: every patch was written: {r:?}");
     assert!(r.executions > 0, "cpus={cpus}: the executors ran: {r:?}");
     assert!(r.int3_hits + r.call_hits <= r.executions, "cpus={cpus}: more hits than executions: {r:?}");
+    r
+}
+
+/// `patch_sync=ipi` (Linux's `text_poke_bp` protocol): as correct, and every byte change made
+/// with its rounds. The one patcher alternates an `int3` arming and disarming (one round each:
+/// the byte goes straight to or from `cc`) with a `call` arming and disarming (two rounds
+/// each: `cc` first, then the final byte).
+#[test]
+fn patching_with_text_poke_bp_rounds_never_mis_executes_and_counts_its_rounds() {
+    let r = checked_run(2, 4_000, PatchSync::Ipi);
+    assert_eq!(r.patch_sync, "ipi");
+    let pairs = r.patches / 2; // arm + disarm, int3 first
+    assert_eq!(r.sync_rounds, 2 * pairs.div_ceil(2) + 4 * (pairs / 2), "{r:?}");
 }
 
 #[test]
@@ -49,10 +68,10 @@ fn two_cpus_patching_while_two_execute_never_mis_execute_nor_map_wx() {
 
 #[test]
 fn bad_patching_options_are_refused_before_any_work() {
-    let e = patch_torture::run(1, 10, 10).unwrap_err();
+    let e = patch_torture::run(1, 10, 10, PatchSync::None).unwrap_err();
     assert!(e.contains("--cpus 1"), "{e}");
-    let e = patch_torture::run(2, 0, 10).unwrap_err();
+    let e = patch_torture::run(2, 0, 10, PatchSync::None).unwrap_err();
     assert!(e.contains("--patches 0"), "{e}");
-    let e = patch_torture::run(2, 10, 0).unwrap_err();
+    let e = patch_torture::run(2, 10, 0, PatchSync::None).unwrap_err();
     assert!(e.contains("--max-seconds 0"), "{e}");
 }

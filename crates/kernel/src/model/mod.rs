@@ -221,6 +221,10 @@ pub(crate) fn switch_sites(
     let claim = |m: Option<PreemptModel>| m.map_or(SiteClaim::None, |m| ops(m).sites());
     if claim(new) == SiteClaim::PerEvent {
         patch::build_tables(k.config.ptable).map_err(ConfigError)?;
+        if k.config.patch_sync == crate::config::PatchSync::Ipi {
+            arch::patch::prepare_sync()
+                .map_err(|e| ConfigError(format!("patch_sync=ipi: {e}; use patch_sync=none")))?;
+        }
     }
     let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
     if will && !was {

@@ -65,8 +65,8 @@ impl Subject {
     ) -> Result<(RunOut, String), String> {
         match self {
             Subject::Model(m, bh) => {
-                let boot =
-                    Config { preempt: m, bh, bh_prio: cfg.bh_prio, ptable: cfg.ptable, cpus, ..Config::default() };
+                let (bh_prio, ptable, patch_sync) = (cfg.bh_prio, cfg.ptable, cfg.patch_sync);
+                let boot = Config { preempt: m, bh, bh_prio, ptable, patch_sync, cpus, ..Config::default() };
                 let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
                 let policy = out.policy.clone().unwrap_or_default();
                 Ok((out, policy))
@@ -99,6 +99,8 @@ pub struct CompareConfig {
     pub cpu: CpuPolicy,
     /// The patch models' point table (`--ptable`, the `ptable=` boot option).
     pub ptable: kernel::PtableMode,
+    /// How the patch models' patches synchronise the other CPUs (`--patch-sync`, `patch_sync=`).
+    pub patch_sync: kernel::PatchSync,
     /// CPUs of every atomkernel instance (`cpus=`), and of the peers: one worker per CPU, each
     /// probe on every CPU; on more than one, also a throughput run on one CPU per cell and
     /// round (for the scaling figure) and the cross-CPU probe.
@@ -118,6 +120,7 @@ impl Default for CompareConfig {
             probes: ProbeSet::default(),
             cpu: CpuPolicy::Nice(-20),
             ptable: kernel::PtableMode::Exact,
+            patch_sync: kernel::PatchSync::None,
             cpus: 1,
         }
     }
@@ -274,8 +277,9 @@ pub(crate) struct Cell {
     pub(crate) policy: Option<String>,
     /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
     pub(crate) patch: (u64, u64, u64),
-    /// Collateral hits (`int3` and `call`) summed over the loaded runs' CPUs.
-    pub(crate) collateral: u64,
+    /// Collateral hits (`int3` and `call`) and the ns spent in their hooks, summed over the
+    /// loaded runs' CPUs.
+    pub(crate) collateral: (u64, u64),
 }
 
 impl Cell {
@@ -284,7 +288,8 @@ impl Cell {
         self.loaded.push(loaded.units_per_s());
         let p = &loaded.patch;
         self.patch = (self.patch.0 + p.events, self.patch.1 + p.sites_armed, self.patch.2 + p.arm_ns);
-        self.collateral += p.collateral_int3 + p.collateral_calls;
+        let hits = p.collateral_int3 + p.collateral_calls;
+        self.collateral = (self.collateral.0 + hits, self.collateral.1 + p.collateral_ns);
         merge_all(&mut self.hists, loaded.hists, LatencyHist::merge);
         merge_all(&mut self.probe_places, loaded.probe_places, |a, b| a.seen |= b.seen);
         merge_all(&mut self.workers, loaded.workers.iter().map(|w| w.place).collect(), |a, b| a.seen |= b.seen);

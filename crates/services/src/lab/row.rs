@@ -119,6 +119,9 @@ pub struct Row {
     /// Patch models: collateral hits per RT event (armed sites met by CPUs that had no event of
     /// their own, `int3` and `call`, over every CPU); null otherwise.
     pub collateral_per_event: Option<f64>,
+    /// Patch models: the time those hits spent in the hooks, in ns per RT event (the host's
+    /// delivery of a collateral `int3` is outside it); null otherwise.
+    pub collateral_ns_per_event: Option<f64>,
 }
 
 /// The rows of a comparison, in table order.
@@ -175,7 +178,8 @@ pub(crate) fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<
                 hz: Config::default().hz,
                 sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
                 handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
-                collateral_per_event: (c.patch.0 > 0).then(|| c.collateral as f64 / c.patch.0 as f64),
+                collateral_per_event: (c.patch.0 > 0).then(|| c.collateral.0 as f64 / c.patch.0 as f64),
+                collateral_ns_per_event: (c.patch.0 > 0).then(|| c.collateral.1 as f64 / c.patch.0 as f64),
             });
         }
     }

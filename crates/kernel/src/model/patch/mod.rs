@@ -118,6 +118,10 @@ pub(crate) struct PatchStats {
     pub(crate) chases: AtomicU64,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
     pub(crate) arm_ns: AtomicU64,
+    /// Time spent disarming once events were served (in `__schedule`), in ns.
+    pub(crate) disarm_ns: AtomicU64,
+    /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
+    pub(crate) sync_rounds: AtomicU64,
     /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
     /// return address of the first frame that reaches points).
     pub(crate) armed_at_ip: AtomicU64,
@@ -294,7 +298,11 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
     disarm_locked(k, &mut a);
     a.how = how;
     for &idx in points {
-        if let Err(e) = arch::patch::arm(idx as usize, how) {
+        let armed = arch::patch::arm_synced(idx as usize, how, k.config.patch_sync);
+        if let Ok(rounds) = armed {
+            p.stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
+        }
+        if let Err(e) = armed {
             if let arch::patch::PokeError::Unexpected { addr, found } = e {
                 let mut packed = [0u8; 8];
                 packed[..5].copy_from_slice(&found);
@@ -321,10 +329,12 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
 }
 
 fn disarm_locked(k: &Kernel, a: &mut Armed) {
+    let stats = &k.raw_this_cpu().model.patch.stats;
     for &idx in &a.sites[..a.n] {
         // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
         // here means someone else wrote the text, which `arch::patch` reports.
-        let _ = arch::patch::disarm(idx as usize, a.how);
+        let rounds = arch::patch::disarm_synced(idx as usize, a.how, k.config.patch_sync).unwrap_or(0);
+        stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
         let site = arch::patch::site_addrs()[idx as usize];
         crate::trace::event_in(k, crate::trace::Event::SiteRestored { site });
     }
@@ -340,7 +350,9 @@ pub(crate) fn event_served(k: &Kernel) {
     let p = &k.this_cpu().model.patch;
     p.rt_resched.store(false, Ordering::Relaxed);
     if p.active.swap(false, Ordering::AcqRel) {
+        let t0 = arch::clock::now_ns();
         disarm_locked(k, &mut p.armed.lock());
+        p.stats.disarm_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
     }
 }
 
@@ -468,6 +480,10 @@ pub struct PatchStatsSnapshot {
     pub chases: u64,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
     pub arm_ns: u64,
+    /// Time spent disarming once events were served (in `__schedule`), in ns.
+    pub disarm_ns: u64,
+    /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
+    pub sync_rounds: u64,
     /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
     /// return address of the first frame that reaches points).
     pub armed_at_ip: u64,
@@ -496,6 +512,8 @@ impl PatchStats {
             preemptions: r(&self.preemptions),
             chases: r(&self.chases),
             arm_ns: r(&self.arm_ns),
+            disarm_ns: r(&self.disarm_ns),
+            sync_rounds: r(&self.sync_rounds),
             armed_at_ip: r(&self.armed_at_ip),
             collateral_int3: r(&self.collateral_int3),
             collateral_calls: r(&self.collateral_calls),
@@ -527,6 +545,8 @@ impl PatchStatsSnapshot {
         self.preemptions += o.preemptions;
         self.chases += o.chases;
         self.arm_ns += o.arm_ns;
+        self.disarm_ns += o.disarm_ns;
+        self.sync_rounds += o.sync_rounds;
         self.exact_fallbacks += o.exact_fallbacks;
         self.collateral_int3 += o.collateral_int3;
         self.collateral_calls += o.collateral_calls;
@@ -546,11 +566,20 @@ pub fn sites_not_idle() -> usize {
 /// Arms the site at `addr` as `int3` (or `call`) outside any event, counted like an event's
 /// arming: the cross-modifying torture's patchers, which arm and disarm sites other CPUs are
 /// executing. Every arming must be undone by [`torture_disarm`] with the same `int3`.
-pub fn torture_arm(addr: usize, int3: bool) -> Result<(), String> {
-    arch::patch::arm_site(addr, if int3 { Arm::Int3 } else { Arm::Call }).map_err(|e| e.to_string())
+/// Synchronised as the running kernel's `patch_sync=` says; returns the `SYNC_CORE` rounds.
+pub fn torture_arm(addr: usize, int3: bool) -> Result<u32, String> {
+    torture_patch(addr, int3, arch::patch::arm_synced)
 }
 
-/// Undoes one [`torture_arm`].
-pub fn torture_disarm(addr: usize, int3: bool) -> Result<(), String> {
-    arch::patch::disarm_site(addr, if int3 { Arm::Int3 } else { Arm::Call }).map_err(|e| e.to_string())
+/// Undoes one [`torture_arm`]; returns the `SYNC_CORE` rounds.
+pub fn torture_disarm(addr: usize, int3: bool) -> Result<u32, String> {
+    torture_patch(addr, int3, arch::patch::disarm_synced)
+}
+
+type SyncedPatch = fn(usize, Arm, crate::config::PatchSync) -> Result<u32, arch::patch::PokeError>;
+
+fn torture_patch(addr: usize, int3: bool, patch: SyncedPatch) -> Result<u32, String> {
+    let sync = crate::instance::this_kernel().config.patch_sync;
+    let idx = arch::patch::index_of(addr).map_err(|e| e.to_string())?;
+    patch(idx, if int3 { Arm::Int3 } else { Arm::Call }, sync).map_err(|e| e.to_string())
 }
