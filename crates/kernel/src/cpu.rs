@@ -161,7 +161,6 @@ impl Kernel {
 
     /// Is the running task allowed on `cpu` alone (a per-CPU kthread, which cannot move)?
     fn bound_to(&self, cpu: &Cpu) -> bool {
-        let tasks = self.tasks.lock();
-        tasks.get(cpu.curr()).is_some_and(|t| t.cpus_allowed.load(Ordering::Relaxed) == 1 << cpu.id)
+        self.tasks.get(cpu.curr()).is_some_and(|t| t.cpus_allowed.load(Ordering::Relaxed) == 1 << cpu.id)
     }
 }

@@ -32,12 +32,14 @@ pub(crate) fn add_task(
     allowed: CpuMask,
 ) -> Arc<Task> {
     let _irq = crate::preempt::local_irq_save();
-    // One fork at a time, and the task table's lock never held while a run-queue lock is
-    // taken (the balancer takes them the other way round: a run queue, then the table): the
-    // copies go into every run queue first, then the task into the table, so whoever finds
-    // the task in the table finds its copies.
+    // One fork at a time (the table's appends are serialized here): the copies go into every
+    // run queue first, then the task into the table, so whoever finds the task in the table
+    // finds its copies.
     let _fork = k.fork_lock.lock();
-    let id: TaskId = k.tasks.lock().len();
+    let id: TaskId = k.tasks.len();
+    if id >= crate::task_table::PID_MAX {
+        panic!("spawn of task '{name}': the instance has handed out all {} pids", crate::task_table::PID_MAX);
+    }
     let task = Arc::new(Task {
         id,
         name: name.into(),
@@ -56,7 +58,7 @@ pub(crate) fn add_task(
     for c in 0..k.cpus.len() {
         crate::sched::rq_lock::rq_lock(k, c).add_task(id, policy, mode, allowed);
     }
-    k.tasks.lock().push(task.clone());
+    k.tasks.push(task.clone());
     if policy != Policy::Idle {
         k.nr_live.fetch_add(1, Ordering::AcqRel);
     }

@@ -29,8 +29,8 @@ const MAX_IRQ_BUGS: usize = 16;
 /// One kernel instance.
 pub struct Kernel {
     pub(crate) config: Config,
-    /// Every task, by pid (spawn and exit only; the scheduling paths never take it).
-    pub(crate) tasks: IrqSpinLock<Vec<Arc<Task>>>,
+    /// Every task, by pid: appended at spawn, read without a lock (`task_table.rs`).
+    pub(crate) tasks: crate::task_table::TaskTable,
     /// The device lines' handlers (`irq_desc`).
     pub(crate) irq_descs: crate::irq::IrqDescs,
     /// The CPUs (`cpus=`).
@@ -91,6 +91,15 @@ pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
     THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone()))
 }
 
+/// Runs `f` on the kernel instance of the calling CPU thread, if it is one, borrowing it: no
+/// reference count is taken, so a path that every CPU takes often (a collateral call) does not
+/// bounce the `Arc`'s counter between them. `None` off a CPU thread. `f` must not make the
+/// thread a CPU of another instance.
+#[inline(never)]
+pub(crate) fn with_this_kernel<R>(f: impl FnOnce(&Kernel) -> R) -> Option<R> {
+    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_deref().map(f)))
+}
+
 /// The CPU number of the calling CPU thread (0 elsewhere): one `%fs`-relative load of the arch
 /// layer's per-CPU word, right on whatever thread the task runs now.
 #[inline(always)]
@@ -105,7 +114,10 @@ pub(crate) fn set_this_cpu(this: Option<Arc<Kernel>>) {
 
 impl Kernel {
     pub(crate) fn task(&self, id: TaskId) -> Arc<Task> {
-        self.tasks.lock()[id].clone()
+        match self.tasks.get(id) {
+            Some(t) => t.clone(),
+            None => panic!("no task with pid {id} (pids handed out: {})", self.tasks.len()),
+        }
     }
 
     /// The running task of the calling CPU (read with IRQs masked, so that the task cannot
@@ -130,7 +142,7 @@ impl Kernel {
         let id = self.current_id();
         let mut msg = arch::cpu::FixedBuf::<512>::new();
         let _ = write!(msg, "BUG: {what}: task '");
-        if let Some(t) = self.tasks.lock().get(id) {
+        if let Some(t) = self.tasks.get(id) {
             let _ = msg.write_str(&t.name);
         }
         let _ = write!(
@@ -295,7 +307,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     config.validate()?;
     let n = config.cpus;
     let k = Arc::new(Kernel {
-        tasks: IrqSpinLock::new(Vec::new()),
+        tasks: crate::task_table::TaskTable::new(),
         irq_descs: crate::irq::IrqDescs::new(),
         cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks)).collect(),
         online: AtomicU64::new(0),
@@ -342,7 +354,7 @@ fn helper_cpus(pinned: &[usize]) -> Vec<usize> {
 }
 
 fn report(k: &Kernel) -> RunReport {
-    let tasks = k.tasks.lock().clone();
+    let tasks = k.tasks.snapshot();
     let cpus: Vec<CpuReport> = k.cpus.iter().map(cpu_report).collect();
     let mut patch = crate::model::patch::PatchStatsSnapshot::default();
     for c in k.cpus.iter() {

@@ -30,6 +30,7 @@ pub mod softirq;
 pub mod sync;
 pub mod syscall;
 mod task;
+mod task_table;
 pub mod tasklet;
 pub mod text;
 pub mod time;

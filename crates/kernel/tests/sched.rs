@@ -217,3 +217,29 @@ fn sched_yield_alternates_fifo_tasks_of_one_priority() {
     });
     assert_eq!(log.to_vec(), vec![1, 2, 1, 2, 1, 2, 1, 2]);
 }
+
+/// The task table grows in chunks of 256 pids: 600 tasks spawned from tasks on two CPUs at
+/// once (two chunk boundaries crossed while the other CPU schedules and looks tasks up) each
+/// see their own pid and are all joined; the report lists every one of them.
+#[test]
+fn hundreds_of_tasks_across_chunk_boundaries_each_keep_their_pid() {
+    let r = run_with_timeout(Config { cpus: 2, ..Config::default() }, 120, move || {
+        let spawners: Vec<_> = (0..2u64)
+            .map(|c| {
+                spawn(TaskBuilder::new("spawner").cpus(1 << c), move || {
+                    let hs: Vec<_> =
+                        (0..300).map(|_| spawn(TaskBuilder::new("child"), || kernel::current_pid() as i64)).collect();
+                    let pids: Vec<i64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+                    let mut sorted = pids.clone();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    (sorted.len() == pids.len()) as i64 * pids.len() as i64
+                })
+            })
+            .collect();
+        spawners.into_iter().map(|s| s.join().unwrap()).sum()
+    });
+    assert!(r.bugs.is_empty(), "{:?}", r.bugs);
+    assert_eq!(r.init, Ok(600), "every child saw a pid of its own");
+    assert!(r.tasks.iter().filter(|t| t.name == "child").count() == 600, "the report lists every child");
+}

@@ -316,7 +316,7 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
             k.all_cpus()
         ));
     }
-    if pid >= k.tasks.lock().len() {
+    if pid >= k.tasks.len() {
         return Err(format!("set_cpus_allowed: no task with pid {pid}"));
     }
     let _irq = crate::preempt::raw_local_irq_save();
@@ -354,7 +354,7 @@ pub fn sched_debug() -> String {
     use std::fmt::Write;
     let k = this_kernel();
     let mut s = String::new();
-    let names: Vec<String> = k.tasks.lock().iter().map(|t| t.name.clone()).collect();
+    let names: Vec<String> = k.tasks.snapshot().iter().map(|t| t.name.clone()).collect();
     let ov = k.rt_overloaded.load(Ordering::Relaxed);
     for c in 0..k.cpus.len() {
         let rq = rq_lock(&k, c);

@@ -83,10 +83,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         switch
     };
     let (prev, next, ran, state) = switch?;
-    let (prev_task, next_task) = {
-        let tasks = k.tasks.lock();
-        (tasks[prev].clone(), tasks[next].clone())
-    };
+    let (prev_task, next_task) = (k.task(prev), k.task(next));
     let stats = &prev_task.stats;
     stats.runtime_ns.store(ran, Ordering::Relaxed);
     stats.syscalls.fetch_add(cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);

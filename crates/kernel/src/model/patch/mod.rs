@@ -407,14 +407,15 @@ fn note_collateral_ns(k: &Kernel, t0: u64) {
 #[inline(never)]
 pub(crate) fn call_passed() {
     let t0 = arch::clock::now_ns();
-    let Some(k) = try_this_kernel() else { return };
-    let fire = {
-        let _irq = preempt::raw_local_irq_save(); // as in `point`: the CPU's event, read masked
-        fire_decision(&k, Hit::Call)
-    };
-    if fire == Fire::Collateral {
-        note_collateral_ns(&k, t0);
-    }
+    crate::instance::with_this_kernel(|k| {
+        let fire = {
+            let _irq = preempt::raw_local_irq_save(); // as in `point`: the CPU's event, read masked
+            fire_decision(k, Hit::Call)
+        };
+        if fire == Fire::Collateral {
+            note_collateral_ns(k, t0);
+        }
+    });
 }
 
 /// A redirected return arrived (task context, IRQs masked): give back the original return
