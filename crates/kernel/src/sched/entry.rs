@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub(crate) enum SchedMode {
     /// `SM_NONE`: the task gives up the CPU; it sleeps if its state says so.
     None,
+    /// `sched_yield()`: as `None`, and the task goes to the tail of its priority level.
+    Yield,
     /// `SM_PREEMPT`: the task is preempted and stays runnable whatever its state.
     Preempt,
     /// `SM_IDLE`: the idle task looks for work.
@@ -59,6 +61,9 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
         let mut rq = rq_lock(k, cpu.id);
         let prev = rq.curr;
         rq.task_mut(prev).mode = cpu.mode();
+        if mode == SchedMode::Yield {
+            rq.task_mut(prev).to_tail = true; // under the lock the pick takes: one lock per yield
+        }
         let ran = rq.put_prev(prev, now, mode == SchedMode::Preempt);
         let next = rq.pick_next(now);
         crate::model::clear_resched(k, next);
@@ -151,6 +156,11 @@ pub fn schedule() {
 
 /// [`schedule`] with the place to name in `BUG:` reports.
 pub(crate) fn schedule_at(place: &Location<'_>) {
+    schedule_mode_at(place, SchedMode::None);
+}
+
+/// [`schedule_at`] for `mode` (`None` or `Yield`).
+fn schedule_mode_at(place: &Location<'_>, mode: SchedMode) {
     let k = this_kernel();
     let count = preempt::preempt_count();
     if irq::irqs_disabled() {
@@ -164,7 +174,7 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
         me
     });
     let was_masked = irq::local_irq_save();
-    schedule_irqs_off(&k, SchedMode::None);
+    schedule_irqs_off(&k, mode);
     irq::local_irq_restore(was_masked);
     if let Some(me) = held {
         me.preempt_held.store(0, Ordering::Relaxed);
@@ -274,16 +284,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
 #[track_caller]
 pub fn sched_yield() {
     let place = Location::caller();
-    crate::syscall::kernel_call(|| {
-        let k = this_kernel();
-        {
-            let _irq = preempt::raw_local_irq_save();
-            let mut rq = this_rq_lock(&k);
-            let curr = rq.curr;
-            rq.task_mut(curr).to_tail = true;
-        }
-        schedule_at(place);
-    });
+    crate::syscall::kernel_call(|| schedule_mode_at(place, SchedMode::Yield));
 }
 
 #[cfg(test)]
