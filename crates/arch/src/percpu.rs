@@ -132,8 +132,8 @@ pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
     LOCAL.with(f)
 }
 
-/// The hot words (`preempt_count`, the soft IRQ mask, the CPU number, the core's flags and the
-/// hooks pointer) are reached without `with`: by one `%fs`-relative instruction, as Linux
+/// The hot words (`preempt_count`, the soft IRQ mask, the CPU number, the core's flags, the
+/// hooks pointer, the pending lines and the soft-lockup touch) are reached without `with`: by one `%fs`-relative instruction, as Linux
 /// reaches `__preempt_count` through `%gs`. The instruction reads the thread pointer when it
 /// executes, so it is right on whatever thread the task runs on, and it may be inlined
 /// anywhere. The words' offsets from the thread pointer are those of the program's static TLS
@@ -147,11 +147,12 @@ struct FsOffsets {
     core_flags: isize,
     hooks: isize,
     pending: isize,
+    softlockup_touched: isize,
 }
 
 /// The offsets; `preempt_count == 0` until computed (a real offset is never 0: `%fs:0` is the
 /// thread control block's self pointer).
-static FS_OFFSETS: [AtomicIsize; 6] = [const { AtomicIsize::new(0) }; 6];
+static FS_OFFSETS: [AtomicIsize; 7] = [const { AtomicIsize::new(0) }; 7];
 
 /// This thread's offsets of the hot words from its thread pointer.
 fn fs_offsets_here() -> FsOffsets {
@@ -167,6 +168,7 @@ fn fs_offsets_here() -> FsOffsets {
         core_flags: off(l.core_flags.as_ptr() as usize),
         hooks: off(l.hooks.as_ptr() as usize),
         pending: off(l.pending.as_ptr() as usize),
+        softlockup_touched: off(l.softlockup_touched.as_ptr() as usize),
     })
 }
 
@@ -174,7 +176,9 @@ fn fs_offsets_here() -> FsOffsets {
 #[inline(never)]
 fn init_fs_offsets() -> FsOffsets {
     let o = fs_offsets_here();
-    for (i, v) in [o.irqs_masked, o.cpu_number, o.core_flags, o.hooks, o.pending].into_iter().enumerate() {
+    for (i, v) in
+        [o.irqs_masked, o.cpu_number, o.core_flags, o.hooks, o.pending, o.softlockup_touched].into_iter().enumerate()
+    {
         FS_OFFSETS[i + 1].store(v, Ordering::Relaxed);
     }
     FS_OFFSETS[0].store(o.preempt_count, Ordering::Release); // last: its being set means all are
@@ -183,7 +187,15 @@ fn init_fs_offsets() -> FsOffsets {
 
 fn fs_offsets_known() -> FsOffsets {
     let g = |i: usize| FS_OFFSETS[i].load(Ordering::Acquire);
-    FsOffsets { preempt_count: g(0), irqs_masked: g(1), cpu_number: g(2), core_flags: g(3), hooks: g(4), pending: g(5) }
+    FsOffsets {
+        preempt_count: g(0),
+        irqs_masked: g(1),
+        cpu_number: g(2),
+        core_flags: g(3),
+        hooks: g(4),
+        pending: g(5),
+        softlockup_touched: g(6),
+    }
 }
 
 /// Checks, on a thread becoming a CPU, that its hot words sit where every other thread's do.
@@ -204,7 +216,7 @@ fn off(i: usize) -> isize {
     match FS_OFFSETS[i].load(Ordering::Relaxed) {
         0 => {
             let o = init_fs_offsets();
-            [o.preempt_count, o.irqs_masked, o.cpu_number, o.core_flags, o.hooks, o.pending][i]
+            [o.preempt_count, o.irqs_masked, o.cpu_number, o.core_flags, o.hooks, o.pending, o.softlockup_touched][i]
         }
         o => o,
     }
@@ -387,7 +399,9 @@ pub(crate) fn is_cpu_thread() -> bool {
 /// `touch_softlockup_watchdog`): the soft-lockup check on its next tick sees it.
 #[inline(always)]
 pub fn touch_softlockup() {
-    with(|l| l.softlockup_touched.set(true));
+    // SAFETY: a 1-byte store of 1 (`true`) into this thread's `softlockup_touched` cell, a
+    // `Cell<bool>` (see `FsOffsets`); no reference into the cell is held across it.
+    unsafe { std::arch::asm!("mov byte ptr fs:[{o}], 1", o = in(reg) off(6), options(nostack, preserves_flags)) };
 }
 
 /// Takes the note [`touch_softlockup`] left: true if the CPU passed such a place since the
