@@ -4,7 +4,7 @@
 //! executable segments are copied into a `memfd` and mapped back over themselves, `r-x` and
 //! shared, with a second, `rw-` mapping of the same file elsewhere (the alias). Code is written
 //! through the alias and executed through the original addresses; `/proc/self/maps` never
-//! shows a `wx` mapping. The patch path makes no system call at all.
+//! shows a `wx` mapping. The patch path makes no system call (under [`PatchSync::None`]).
 //!
 //! **One byte per patch.** A site ([`crate::ppoint`]) is `op rel32` where only `op` ever
 //! changes: [`OP_IDLE`] (`cmp eax, imm32`, the NOP), [`OP_CALL`] or [`OP_INT3`]. A single-byte
@@ -285,8 +285,8 @@ fn apply(a: &Alias, addr: usize, c: Counts, sync: PatchSync) -> Result<u32, Poke
 }
 
 /// Changes site `idx`'s counts by `delta` for `how` and rewrites its byte. Nothing is counted
-/// or written if the site's bytes are wrong. Signal-safe once [`prepare`]d: no allocation, no
-/// system call.
+/// or written if the site's bytes are wrong. Signal-safe once [`prepare`]d: no allocation, and
+/// no system call but [`PatchSync::Ipi`]'s `membarrier` rounds.
 fn change(idx: usize, how: Arm, delta: i32, sync: PatchSync) -> Result<u32, PokeError> {
     let a = alias()?;
     let addr = *a.sites.get(idx).ok_or(PokeError::NotASite(idx))?;
