@@ -17,15 +17,13 @@ pub struct KernelAlloc;
 /// True where allocating (or freeing) would abort: while the core's IRQ hook runs. Code that
 /// may run there (a `BUG:` report) formats into a fixed buffer instead.
 pub fn allocation_forbidden() -> bool {
-    percpu::with(|l| l.in_irq.get())
+    percpu::in_irq()
 }
 
 #[inline(always)]
 fn enter() {
-    let in_irq = percpu::with(|l| {
-        l.preempt_count.add(PREEMPT_OFFSET); // one `add`: a signal cannot split it
-        l.in_irq.get()
-    });
+    percpu::preempt_count_add(PREEMPT_OFFSET); // one `add`: a signal cannot split it
+    let in_irq = percpu::in_irq();
     if in_irq {
         if let Some(h) = percpu::hooks() {
             (h.alloc_in_irq)();

@@ -11,7 +11,7 @@
 use crate::irq::{self, IrqRaiser};
 use crate::{entry, percpu, Hooks};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 /// Size of each CPU's interrupt stack.
@@ -163,7 +163,6 @@ impl CpuRegistration {
     /// Makes the calling thread a CPU whose interrupts are served by `hooks`.
     pub fn new(hooks: &'static Hooks) -> std::io::Result<CpuRegistration> {
         assert!(!percpu::is_cpu_thread(), "this thread is already a CPU");
-        percpu::check_fs_offsets();
         entry::install();
         let irq_stack = crate::stack::Stack::new(IRQ_STACK_BYTES)?;
         // SAFETY: a zeroed stack_t is a valid out-parameter.
@@ -181,20 +180,18 @@ impl CpuRegistration {
         let irr = Arc::new(AtomicU64::new(0));
         // SAFETY: getpid has no preconditions.
         let raiser = IrqRaiser { pid: unsafe { libc::getpid() }, tid: gettid(), irr: irr.clone() };
-        percpu::with(|l| {
-            l.irr.set(Arc::as_ptr(&irr));
-            l.preempt_count.set(0);
-            l.pending.store(0, Ordering::Relaxed);
-            l.irqs_masked.set(true);
-            l.hooks.set(Some(hooks));
-        });
+        percpu::with(|l| l.irr.set(Arc::as_ptr(&irr)));
+        percpu::preempt_count_set_raw(0);
+        percpu::clear_pending();
+        percpu::set_irqs_masked(true);
+        percpu::set_hooks(Some(hooks));
         Ok(CpuRegistration { irr, raiser, irq_stack, old_altstack })
     }
 
     /// Gives this CPU the core's number for it ([`crate::percpu::cpu_number`]). Call on the
     /// CPU thread.
     pub fn set_cpu_number(&self, n: u32) {
-        percpu::with(|l| l.cpu_number.set(n));
+        percpu::set_cpu_number(n);
     }
 
     /// A handle other threads use to raise this CPU's interrupt lines.
@@ -206,18 +203,16 @@ impl CpuRegistration {
 impl Drop for CpuRegistration {
     fn drop(&mut self) {
         irq::local_irq_disable();
-        percpu::with(|l| {
-            l.hooks.set(None);
-            l.cpu_number.set(0);
-            l.core_flags.set(0);
-            l.irr.set(std::ptr::null());
-            l.pending.store(0, Ordering::Relaxed);
-        });
+        percpu::set_hooks(None);
+        percpu::set_cpu_number(0);
+        percpu::set_core_flags(0);
+        percpu::with(|l| l.irr.set(std::ptr::null()));
+        percpu::clear_pending();
         let _ = (&self.irr, &self.irq_stack);
         // SAFETY: restores the altstack that was in place before `new`; ours is no longer used
         // because no handler can be running while this code runs on the thread's own stack.
         unsafe { libc::sigaltstack(&self.old_altstack, std::ptr::null_mut()) };
-        percpu::with(|l| l.irqs_masked.set(false));
+        percpu::set_irqs_masked(false);
     }
 }
 

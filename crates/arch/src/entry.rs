@@ -30,7 +30,6 @@
 
 use crate::asm::asm_function;
 use crate::{irq, percpu, text};
-use std::sync::atomic::Ordering;
 use std::sync::Once;
 
 /// What the core wants done when an interrupt returns.
@@ -313,13 +312,11 @@ pub(crate) fn run_irq(lines: u64, frame: &IrqFrame) -> IrqExit {
     };
     // Save and restore rather than clear: a hard interrupt may nest in the softirq window of
     // `irq_exit_irqs_on`, and the outer handler is still interrupt context after it.
-    let was_in_irq = percpu::with(|l| l.in_irq.replace(true));
-    let was_in_signal = percpu::with(|l| l.in_signal.replace(!frame.replayed));
+    let was_in_irq = percpu::replace_in_irq(true);
+    let was_in_signal = percpu::replace_in_signal(!frame.replayed);
     let exit = (hooks.irq)(lines, frame);
-    percpu::with(|l| {
-        l.in_irq.set(was_in_irq);
-        l.in_signal.set(was_in_signal);
-    });
+    percpu::replace_in_irq(was_in_irq);
+    percpu::replace_in_signal(was_in_signal);
     if exit == IrqExit::Preempt && frame.replayed {
         (hooks.preempt_schedule_irq)();
     }
@@ -334,7 +331,7 @@ pub(crate) fn run_irq(lines: u64, frame: &IrqFrame) -> IrqExit {
 /// after `sigreturn` rather than recorded as pending and left there. Costs two
 /// `pthread_sigmask` calls from a signal handler; nothing from a replay or task context.
 pub fn irq_exit_irqs_on(f: impl FnOnce()) {
-    let in_signal = percpu::with(|l| l.in_signal.get());
+    let in_signal = percpu::in_signal();
     if in_signal {
         sigmask_irq(libc::SIG_UNBLOCK);
     }
@@ -435,13 +432,10 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
     }
     // Enter with the mask set, as an interrupt gate clears IF; if it was set already, the
     // interrupted code runs masked: only record the lines for its local_irq_enable.
-    let was_masked = percpu::with(|l| {
-        let was = l.irqs_masked.replace(true);
-        if was {
-            l.pending.fetch_or(lines, Ordering::Relaxed);
-        }
-        was
-    });
+    let was_masked = percpu::replace_irqs_masked(true);
+    if was_masked {
+        percpu::add_pending(lines);
+    }
     if was_masked {
         return;
     }
@@ -455,7 +449,7 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
     if run_irq(lines, &frame) == IrqExit::Preempt && inject_trampoline(gregs, &frame) {
         return; // the mask stays set: the trampoline clears it after scheduling
     }
-    percpu::with(|l| l.irqs_masked.set(false));
+    percpu::set_irqs_masked(false);
 }
 
 /// Is `sp` on the running task's own stack (so an injected call may push below it)?

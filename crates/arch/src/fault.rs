@@ -178,7 +178,7 @@ fn current_ctx() -> Option<&'static crate::switch::TaskContext> {
 
 /// Offers the fault to the core; on `true`, sends the task to `atomkernel_oops_exit`.
 fn take_fault(sig: libc::c_int, info: &libc::siginfo_t, uc: &mut libc::ucontext_t) -> bool {
-    let Some(hooks) = percpu::with(|l| l.hooks.get()) else { return false };
+    let Some(hooks) = percpu::hooks() else { return false };
     // SAFETY: for the fault signals the kernel fills si_addr.
     let addr = unsafe { info.si_addr() } as usize;
     let gregs = &mut uc.uc_mcontext.gregs;
@@ -191,7 +191,7 @@ fn take_fault(sig: libc::c_int, info: &libc::siginfo_t, uc: &mut libc::ucontext_
         addr,
         regs,
         stack_overflow: ctx.is_some_and(|c| c.guard_contains(addr)),
-        in_irq: percpu::with(|l| l.in_irq.get()),
+        in_irq: percpu::in_irq(),
         irqs_masked: percpu::irqs_masked(),
         stack,
         trace: [0; TRACE_DEPTH],
@@ -216,7 +216,7 @@ fn take_fault(sig: libc::c_int, info: &libc::siginfo_t, uc: &mut libc::ucontext_
 /// Where a task killed by a fault resumes, at the top of its own stack, in task context.
 #[no_mangle]
 extern "C" fn atomkernel_oops_exit() -> ! {
-    match percpu::with(|l| l.hooks.get()) {
+    match percpu::hooks() {
         Some(h) => (h.oops_exit)(),
         None => crate::cpu::die("BUG: a task killed by a fault on a thread with no kernel"),
     }

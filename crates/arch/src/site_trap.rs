@@ -63,7 +63,7 @@ fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
     gregs[libc::REG_RIP as usize] = (site + 5) as i64;
     let hooks = percpu::hooks();
     let Some(hooks) = hooks.filter(|_| percpu::is_cpu_thread()) else { return true };
-    if percpu::with(|l| l.irqs_masked.replace(true)) {
+    if percpu::replace_irqs_masked(true) {
         return true; // IRQs off: the point cannot act; the site stays armed for the next one
     }
     let frame = IrqFrame {
@@ -75,7 +75,7 @@ fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
     if (hooks.point_trap)(site, &frame) == IrqExit::Preempt && inject_site_call(gregs, &frame) {
         return true; // the mask stays set: site_trap_served clears it after scheduling
     }
-    percpu::with(|l| l.irqs_masked.set(false));
+    percpu::set_irqs_masked(false);
     true
 }
 
