@@ -88,7 +88,25 @@ pub(crate) fn this_kernel() -> Arc<Kernel> {
 /// as every thread-local access here (see `arch::percpu::with`).
 #[inline(never)]
 pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
-    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone()))
+    unpreemptible(|| THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone())))
+}
+
+/// Runs `f` with the calling task unpreemptible (the count raised by one, as
+/// `preempt_disable`, and lowered again as `preempt_enable_no_resched`: the scheduler's own
+/// entries ask for the instance here, so taking a reschedule that came due in these few
+/// instructions would recurse; the next interrupt exit, point or `preempt_enable` takes it).
+/// `THIS` is one `RefCell` per CPU thread, shared by every task that runs
+/// there, and its borrow flag is updated by a load and a store: a task preempted between the
+/// two (user-mode code, or kernel code under `full`) and another task borrowing meanwhile
+/// would leave the flag wrong for good ("already borrowed", or no instance at all). An
+/// interrupt handler between them is harmless: it runs to completion and balances its own
+/// borrows.
+#[inline(always)]
+fn unpreemptible<R>(f: impl FnOnce() -> R) -> R {
+    crate::preempt::preempt_count_add(crate::preempt::PREEMPT_OFFSET);
+    let r = f();
+    crate::preempt::preempt_count_sub(crate::preempt::PREEMPT_OFFSET);
+    r
 }
 
 /// Runs `f` on the kernel instance of the calling CPU thread, if it is one, borrowing it: no
@@ -97,7 +115,7 @@ pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
 /// thread a CPU of another instance.
 #[inline(never)]
 pub(crate) fn with_this_kernel<R>(f: impl FnOnce(&Kernel) -> R) -> Option<R> {
-    THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_deref().map(f)))
+    unpreemptible(|| THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_deref().map(f))))
 }
 
 /// The CPU number of the calling CPU thread (0 elsewhere): one `%fs`-relative load of the arch
