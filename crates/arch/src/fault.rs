@@ -201,7 +201,12 @@ fn take_fault(sig: libc::c_int, info: &libc::siginfo_t, uc: &mut libc::ucontext_
         let from = Frame::interrupted(regs.rip as usize, regs.rsp as usize, regs.rbp() as usize);
         fault.depth = unwind::backtrace(from, s, &mut fault.trace);
     }
-    let Some((_, hi)) = stack.filter(|_| (hooks.fault)(&fault)) else { return false };
+    // The core is told of every fault, a task's or not: one in an interrupt that landed in the
+    // idle task (which has no stack of its own here) is as fatal as any other there.
+    if !(hooks.fault)(&fault) {
+        return false;
+    }
+    let Some((_, hi)) = stack else { return false };
     let sp = hi - 8; // as if called: a zero return address ends every walk here
                      // SAFETY: [hi - 8, hi) is the top word of the running task's own mapped stack, whose
                      // frames the task will never return to (it dies in `atomkernel_oops_exit`).
