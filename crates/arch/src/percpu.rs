@@ -83,71 +83,30 @@ std::arch::global_asm!(
     ".popsection",
 );
 
-/// A 4-byte load of the hot word at byte `$off` of the block.
-macro_rules! hot_load_u32 {
-    ($off:literal) => {{
-        let v: u32;
-        // SAFETY: a 4-byte load from this thread's hot-word block (see above), inside it.
+/// A load of the hot word at byte `$off` of the block into a `$ty`: `$dst` is the register
+/// operand with its size (`"{v:e}, dword"`, `"{v}, qword"`, `"{v}, byte"`), `$class` its
+/// register class.
+macro_rules! hot_load {
+    ($ty:ty, $class:ident, $dst:literal, $off:literal) => {{
+        let v: $ty;
+        // SAFETY: a load from this thread's hot-word block (see above), inside it.
         unsafe {
-            std::arch::asm!(concat!("mov {v:e}, dword ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "]"), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
+            std::arch::asm!(concat!("mov ", $dst, " ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "]"), v = lateout($class) v, options(nostack, readonly, preserves_flags))
         };
         v
     }};
 }
 
-/// One instruction `$insn` with a 4-byte operand on the hot word at byte `$off`: a store or a
-/// read-modify-write in memory, which a signal cannot split.
-macro_rules! hot_op_u32 {
-    ($insn:literal, $off:literal, $v:expr) => {
-        // SAFETY: the instruction writes only those 4 bytes of this thread's hot-word block
-        // (see above) and the flags (asm! without `preserves_flags`).
+/// One instruction `$insn` on the hot word at byte `$off` with the register operand `$v`: a
+/// store (`mov`) or a read-modify-write in memory, which a signal cannot split. `$size` is
+/// the memory operand's size (`dword`, `qword`, `byte`), `$src` the register operand and
+/// `$class` its class.
+macro_rules! hot_op {
+    ($insn:literal, $size:literal, $src:literal, $class:ident, $off:literal, $v:expr $(, $opt:ident)?) => {
+        // SAFETY: the instruction writes only that word of this thread's hot-word block (see
+        // above), and the flags unless the caller says `preserves_flags` (a `mov`).
         unsafe {
-            std::arch::asm!(concat!($insn, " dword ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "], {v:e}"), v = in(reg) $v, options(nostack))
-        }
-    };
-}
-
-/// A 1-byte store of `$v` (0 or 1) into the hot byte at `$off`.
-macro_rules! hot_store_u8 {
-    ($off:literal, $v:expr) => {
-        // SAFETY: a 1-byte store into this thread's hot-word block (see above), inside it.
-        unsafe {
-            std::arch::asm!(concat!("mov byte ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "], {v}"), v = in(reg_byte) $v, options(nostack, preserves_flags))
-        }
-    };
-}
-
-/// A 1-byte load of the hot byte at `$off`.
-macro_rules! hot_load_u8 {
-    ($off:literal) => {{
-        let v: u8;
-        // SAFETY: a 1-byte load from this thread's hot-word block (see above), inside it.
-        unsafe {
-            std::arch::asm!(concat!("mov {v}, byte ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "]"), v = lateout(reg_byte) v, options(nostack, readonly, preserves_flags))
-        };
-        v
-    }};
-}
-
-/// An 8-byte load of the hot word at `$off`.
-macro_rules! hot_load_u64 {
-    ($off:literal) => {{
-        let v: u64;
-        // SAFETY: an 8-byte load from this thread's hot-word block (see above), inside it.
-        unsafe {
-            std::arch::asm!(concat!("mov {v}, qword ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "]"), v = lateout(reg) v, options(nostack, readonly, preserves_flags))
-        };
-        v
-    }};
-}
-
-/// One instruction `$insn` with an 8-byte register operand on the hot word at `$off`.
-macro_rules! hot_op_u64 {
-    ($insn:literal, $off:literal, $v:expr) => {
-        // SAFETY: the instruction writes only those 8 bytes of this thread's hot-word block
-        // (see above) and the flags.
-        unsafe {
-            std::arch::asm!(concat!($insn, " qword ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "], {v}"), v = in(reg) $v, options(nostack))
+            std::arch::asm!(concat!($insn, " ", $size, " ptr fs:[atomkernel_percpu_hot@tpoff + ", $off, "], ", $src), v = in($class) $v, options(nostack $(, $opt)?))
         }
     };
 }
@@ -156,12 +115,12 @@ macro_rules! hot_op_u64 {
 /// load: right on whatever thread the calling task runs now, and inlinable.
 #[inline(always)]
 pub fn cpu_number() -> u32 {
-    hot_load_u32!("4")
+    hot_load!(u32, reg, "{v:e}, dword", "4")
 }
 
 /// Gives this thread its CPU number (see [`cpu_number`]).
 pub(crate) fn set_cpu_number(n: u32) {
-    hot_op_u32!("mov", "4", n);
+    hot_op!("mov", "dword", "{v:e}", reg, "4", n, preserves_flags);
 }
 
 /// The core's per-CPU flags word (0 on threads that are not CPUs), by one `%fs`-relative
@@ -169,13 +128,13 @@ pub(crate) fn set_cpu_number(n: u32) {
 /// task runs now.
 #[inline(always)]
 pub fn core_flags() -> u32 {
-    hot_load_u32!("8")
+    hot_load!(u32, reg, "{v:e}, dword", "8")
 }
 
 /// Sets this CPU's flags word (see [`core_flags`]).
 #[inline(always)]
 pub fn set_core_flags(v: u32) {
-    hot_op_u32!("mov", "8", v);
+    hot_op!("mov", "dword", "{v:e}", reg, "8", v, preserves_flags);
 }
 
 /// Takes this thread's pending lines (those that fired while masked): one `xchg` with the
@@ -194,7 +153,7 @@ pub(crate) fn take_pending() -> u64 {
 /// This thread's pending lines, by one `%fs`-relative load.
 #[inline(always)]
 pub(crate) fn pending() -> u64 {
-    hot_load_u64!("16")
+    hot_load!(u64, reg, "{v}, qword", "16")
 }
 
 /// Adds `lines` to this thread's pending lines: one `or` on the word in memory (a signal
@@ -202,18 +161,18 @@ pub(crate) fn pending() -> u64 {
 /// load and a store of its own otherwise).
 #[inline(always)]
 pub(crate) fn add_pending(lines: u64) {
-    hot_op_u64!("or", "16", lines);
+    hot_op!("or", "qword", "{v}", reg, "16", lines);
 }
 
 /// Clears this thread's pending lines (a CPU's registration and teardown).
 pub(crate) fn clear_pending() {
-    hot_op_u64!("mov", "16", 0u64);
+    hot_op!("mov", "qword", "{v}", reg, "16", 0u64, preserves_flags);
 }
 
 /// The core's hooks on a CPU thread (`None` elsewhere), by one `%fs`-relative load.
 #[inline(always)]
 pub(crate) fn hooks() -> Option<&'static Hooks> {
-    let v = hot_load_u64!("24") as usize;
+    let v = hot_load!(u64, reg, "{v}, qword", "24") as usize;
     // SAFETY: the hooks word is 0 or was stored by `set_hooks` from a `&'static Hooks`.
     unsafe { (v as *const Hooks).as_ref() }
 }
@@ -221,19 +180,19 @@ pub(crate) fn hooks() -> Option<&'static Hooks> {
 /// Sets (or, with `None`, clears) this thread's hooks pointer (see [`hooks`]).
 pub(crate) fn set_hooks(hooks: Option<&'static Hooks>) {
     let v = hooks.map_or(0, |h| h as *const Hooks as u64);
-    hot_op_u64!("mov", "24", v);
+    hot_op!("mov", "qword", "{v}", reg, "24", v, preserves_flags);
 }
 
 /// The raw `preempt_count` word of this CPU.
 #[inline(always)]
 pub fn preempt_count_raw() -> u32 {
-    hot_load_u32!("0")
+    hot_load!(u32, reg, "{v:e}, dword", "0")
 }
 
 /// Sets the raw `preempt_count` word of this CPU.
 #[inline(always)]
 pub fn preempt_count_set_raw(v: u32) {
-    hot_op_u32!("mov", "0", v);
+    hot_op!("mov", "dword", "{v:e}", reg, "0", v, preserves_flags);
 }
 
 /// Adds `v` to the raw word and returns the new value (wrapping, as the hardware would).
@@ -244,7 +203,7 @@ pub fn preempt_count_set_raw(v: u32) {
 /// signal did since.
 #[inline(always)]
 pub fn preempt_count_add(v: u32) -> u32 {
-    hot_op_u32!("add", "0", v);
+    hot_op!("add", "dword", "{v:e}", reg, "0", v);
     preempt_count_raw()
 }
 
@@ -253,32 +212,32 @@ pub fn preempt_count_add(v: u32) -> u32 {
 /// One `sub` instruction, for the reason [`preempt_count_add`] gives.
 #[inline(always)]
 pub fn preempt_count_sub(v: u32) -> u32 {
-    hot_op_u32!("sub", "0", v);
+    hot_op!("sub", "dword", "{v:e}", reg, "0", v);
     preempt_count_raw()
 }
 
 /// Clears `bits` of the raw word in one `and` instruction (see [`preempt_count_add`]).
 #[inline(always)]
 pub fn preempt_count_clear_bits(bits: u32) {
-    hot_op_u32!("and", "0", !bits);
+    hot_op!("and", "dword", "{v:e}", reg, "0", !bits);
 }
 
 /// Sets `bits` of the raw word in one `or` instruction (see [`preempt_count_add`]).
 #[inline(always)]
 pub fn preempt_count_set_bits(bits: u32) {
-    hot_op_u32!("or", "0", bits);
+    hot_op!("or", "dword", "{v:e}", reg, "0", bits);
 }
 
 /// This thread's soft IRQ mask (`true` = masked), by one `%fs`-relative load.
 #[inline(always)]
 pub(crate) fn irqs_masked() -> bool {
-    hot_load_u8!("12") != 0
+    hot_load!(u8, reg_byte, "{v}, byte", "12") != 0
 }
 
 /// Sets this thread's soft IRQ mask, by one `%fs`-relative store.
 #[inline(always)]
 pub(crate) fn set_irqs_masked(masked: bool) {
-    hot_store_u8!("12", masked as u8);
+    hot_op!("mov", "byte", "{v}", reg_byte, "12", masked as u8, preserves_flags);
 }
 
 /// Sets the soft IRQ mask and returns what it was (a load and a store: a signal between them
@@ -299,27 +258,27 @@ pub(crate) fn is_cpu_thread() -> bool {
 /// `touch_softlockup_watchdog`): the soft-lockup check on its next tick sees it.
 #[inline(always)]
 pub fn touch_softlockup() {
-    hot_store_u8!("13", 1u8);
+    hot_op!("mov", "byte", "{v}", reg_byte, "13", 1u8, preserves_flags);
 }
 
 /// Takes the note [`touch_softlockup`] left: true if the CPU passed such a place since the
 /// last call.
 pub fn take_softlockup_touch() -> bool {
-    let touched = hot_load_u8!("13") != 0;
-    hot_store_u8!("13", 0u8);
+    let touched = hot_load!(u8, reg_byte, "{v}, byte", "13") != 0;
+    hot_op!("mov", "byte", "{v}", reg_byte, "13", 0u8, preserves_flags);
     touched
 }
 
 /// True while the core's interrupt hook runs on this CPU (hard-IRQ context).
 pub fn in_irq() -> bool {
-    hot_load_u8!("14") != 0
+    hot_load!(u8, reg_byte, "{v}, byte", "14") != 0
 }
 
 /// Sets whether the core's interrupt hook runs on this CPU; returns what it was.
 #[inline(always)]
 pub(crate) fn replace_in_irq(v: bool) -> bool {
     let was = in_irq();
-    hot_store_u8!("14", v as u8);
+    hot_op!("mov", "byte", "{v}", reg_byte, "14", v as u8, preserves_flags);
     was
 }
 
@@ -327,13 +286,13 @@ pub(crate) fn replace_in_irq(v: bool) -> bool {
 /// signal is then blocked, and [`crate::entry::irq_exit_irqs_on`] must unblock it.
 #[inline(always)]
 pub(crate) fn in_signal() -> bool {
-    hot_load_u8!("15") != 0
+    hot_load!(u8, reg_byte, "{v}, byte", "15") != 0
 }
 
 /// Sets [`in_signal`]; returns what it was.
 #[inline(always)]
 pub(crate) fn replace_in_signal(v: bool) -> bool {
     let was = in_signal();
-    hot_store_u8!("15", v as u8);
+    hot_op!("mov", "byte", "{v}", reg_byte, "15", v as u8, preserves_flags);
     was
 }
