@@ -168,9 +168,9 @@ impl CpuRegistration {
         // SAFETY: a zeroed stack_t is a valid out-parameter.
         let mut old_altstack: libc::stack_t = unsafe { std::mem::zeroed() };
         let ss = libc::stack_t {
-            ss_sp: irq_stack.lo() as *mut libc::c_void,
+            ss_sp: irq_stack.range().lo() as *mut libc::c_void,
             ss_flags: 0,
-            ss_size: irq_stack.hi() - irq_stack.lo(),
+            ss_size: irq_stack.range().hi() - irq_stack.range().lo(),
         };
         // SAFETY: `ss` describes memory owned by the registration, which outlives its use as
         // the altstack (Drop restores the previous one first).
@@ -206,6 +206,7 @@ impl Drop for CpuRegistration {
         percpu::set_hooks(None);
         percpu::set_cpu_number(0);
         percpu::set_core_flags(0);
+        let _ = percpu::take_syscall_count();
         percpu::with(|l| l.irr.set(std::ptr::null()));
         percpu::clear_pending();
         let _ = (&self.irr, &self.irq_stack);

@@ -30,7 +30,26 @@ pub fn local_irq_disable() {
 
 /// `local_irq_enable()`: clear the soft mask, first replaying every interrupt that arrived
 /// while it was set (each with the mask set, as on real entry).
+///
+/// With nothing pending (the usual case) it is two loads and a store of this thread's words,
+/// no locked instruction: a signal before the store finds the mask set and leaves its lines
+/// pending, which the second load sees (the mask is then taken back and the lines replayed);
+/// one after it is handled there and then.
+#[inline(always)]
 pub fn local_irq_enable() {
+    if percpu::pending() == 0 {
+        percpu::set_irqs_masked(false);
+        if percpu::pending() == 0 {
+            return;
+        }
+        percpu::set_irqs_masked(true);
+    }
+    replay_and_enable();
+}
+
+/// [`local_irq_enable`] with lines pending: replay them all, then clear the mask.
+#[inline(never)]
+fn replay_and_enable() {
     // The replay may preempt the task (a replayed interrupt's `Preempt` is served by a direct
     // call), and the task may then resume on another CPU thread: so no per-CPU reference is
     // held across it, and each step below reaches this thread's words afresh.

@@ -69,7 +69,8 @@ pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
 // zero on every new thread. Layout (bytes): 0 `preempt_count` (u32), 4 the CPU number (u32),
 // 8 the core's flags (u32), 12 the soft IRQ mask (u8, 0 or 1), 13 the soft-lockup touch (u8),
 // 14 "in the core's IRQ hook" (u8), 15 "in the interrupt signal handler" (u8), 16 the pending
-// lines (u64), 24 the hooks pointer (u64, 0 = none). The program is an
+// lines (u64), 24 the hooks pointer (u64, 0 = none), 32 the core's system calls since the
+// CPU's last switch (u64). The program is an
 // executable (local-exec TLS); a shared object could not link these relocations.
 std::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
@@ -77,9 +78,9 @@ std::arch::global_asm!(
     ".globl atomkernel_percpu_hot",
     ".hidden atomkernel_percpu_hot",
     ".type atomkernel_percpu_hot, @object",
-    ".size atomkernel_percpu_hot, 32",
+    ".size atomkernel_percpu_hot, 40",
     "atomkernel_percpu_hot:",
-    ".zero 32",
+    ".zero 40",
     ".popsection",
 );
 
@@ -135,6 +136,36 @@ pub fn core_flags() -> u32 {
 #[inline(always)]
 pub fn set_core_flags(v: u32) {
     hot_op!("mov", "dword", "{v:e}", reg, "8", v, preserves_flags);
+}
+
+/// Sets `bits` of this CPU's flags word: one `or` on the word in memory, which a signal
+/// cannot split, so a handler changing other bits meanwhile loses nothing.
+#[inline(always)]
+pub fn core_flags_set(bits: u32) {
+    hot_op!("or", "dword", "{v:e}", reg, "8", bits);
+}
+
+/// Clears `bits` of this CPU's flags word: one `and` on the word in memory (see
+/// [`core_flags_set`]).
+#[inline(always)]
+pub fn core_flags_clear(bits: u32) {
+    hot_op!("and", "dword", "{v:e}", reg, "8", !bits);
+}
+
+/// Counts one system call on this CPU: one `add` on the word in memory, right on whatever
+/// thread the calling task runs now.
+#[inline(always)]
+pub fn count_syscall() {
+    hot_op!("add", "qword", "{v}", reg, "32", 1u64);
+}
+
+/// Takes this CPU's count of system calls since the last take (a load and a store: call where
+/// no handler counts one, as the switch does with IRQs masked).
+#[inline(always)]
+pub fn take_syscall_count() -> u64 {
+    let n = hot_load!(u64, reg, "{v}, qword", "32");
+    hot_op!("mov", "qword", "{v}", reg, "32", 0u64, preserves_flags);
+    n
 }
 
 /// Takes this thread's pending lines (those that fired while masked): one `xchg` with the

@@ -9,11 +9,18 @@ use std::io;
 /// Size of the guard region below every stack.
 pub(crate) const GUARD_BYTES: usize = 4096 * 4;
 
-/// An `mmap`'d stack. The usable part is `[lo, hi)`; the guard is `[lo - GUARD_BYTES, lo)`.
-#[derive(Debug)]
-pub(crate) struct Stack {
+/// Where a stack's mapping lies: the usable part is `[lo, hi)`; the guard is
+/// `[lo - GUARD_BYTES, lo)`. Plain numbers, readable after the mapping is gone.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StackRange {
     base: usize,
     total: usize,
+}
+
+/// An `mmap`'d stack, unmapped when dropped.
+#[derive(Debug)]
+pub(crate) struct Stack {
+    range: StackRange,
 }
 
 impl Stack {
@@ -37,7 +44,7 @@ impl Stack {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let stack = Stack { base: base as usize, total };
+        let stack = Stack { range: StackRange { base: base as usize, total } };
         // SAFETY: the guard lies inside the mapping just created and owned by `stack`.
         let rc = unsafe { libc::mprotect(base, GUARD_BYTES, libc::PROT_NONE) };
         if rc != 0 {
@@ -46,6 +53,13 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Where the mapping lies.
+    pub(crate) fn range(&self) -> StackRange {
+        self.range
+    }
+}
+
+impl StackRange {
     /// Lowest usable address.
     pub(crate) fn lo(&self) -> usize {
         self.base + GUARD_BYTES
@@ -66,6 +80,6 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: the mapping is owned by this Stack and no longer used: TaskContext never
         // drops the stack of a context that is running.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.total) };
+        unsafe { libc::munmap(self.range.base as *mut libc::c_void, self.range.total) };
     }
 }

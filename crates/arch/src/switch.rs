@@ -23,13 +23,15 @@
 //! `Suspended` context can be switched to; a `Running` context's stack is never freed. The
 //! context that was left is marked `Suspended` (or `Dead`) by the one that was entered, after
 //! the switch, so another CPU can never enter a context whose registers are still being saved.
+//! A context left for good ([`switch_to_final`]) has its stack unmapped by that same step, on
+//! the next context's stack: the context itself (its name, its stack's range) may outlive it.
 
 use crate::asm::asm_function;
 use crate::percpu;
-use crate::stack::Stack;
+use crate::stack::{Stack, StackRange};
 use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 const NEW: u8 = 0;
 const RUNNING: u8 = 1;
@@ -47,7 +49,10 @@ pub type Entry = fn(usize) -> !;
 pub struct TaskContext {
     saved_sp: AtomicUsize,
     state: AtomicU8,
-    stack: Option<Stack>,
+    /// Where the stack lies (`None`: the thread's own stack); kept when the stack is unmapped.
+    range: Option<StackRange>,
+    /// The stack's mapping, until the switch away from the context for good unmaps it.
+    stack: Mutex<Option<Stack>>,
     name: [u8; 32],
     name_len: u8,
 }
@@ -140,7 +145,7 @@ impl TaskContext {
     /// A new context on a fresh stack of `stack_size` bytes that will start in `entry(arg)`.
     pub fn new(name: &str, stack_size: usize, entry: Entry, arg: usize) -> io::Result<Arc<TaskContext>> {
         let stack = Stack::new(stack_size)?;
-        let hi = stack.hi();
+        let hi = stack.range().hi();
         let frame: [u64; 8] = [
             0x037f_0000_1f80,                   // MXCSR (low half), FCW (bits 32..48)
             0,                                  // r15
@@ -156,7 +161,8 @@ impl TaskContext {
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), sp as *mut u64, frame.len()) };
         let mut ctx = TaskContext::bare(name, NEW);
         ctx.saved_sp = AtomicUsize::new(sp);
-        ctx.stack = Some(stack);
+        ctx.range = Some(stack.range());
+        ctx.stack = Mutex::new(Some(stack));
         Ok(Arc::new(ctx))
     }
 
@@ -178,7 +184,8 @@ impl TaskContext {
         TaskContext {
             saved_sp: AtomicUsize::new(0),
             state: AtomicU8::new(state),
-            stack: None,
+            range: None,
+            stack: Mutex::new(None),
             name: buf,
             name_len: len as u8,
         }
@@ -191,15 +198,15 @@ impl TaskContext {
 
     /// `[lo, hi)` of the owned stack, if any.
     pub(crate) fn stack_bounds(&self) -> Option<(usize, usize)> {
-        self.stack.as_ref().map(|s| (s.lo(), s.hi()))
+        self.range.map(|s| (s.lo(), s.hi()))
     }
 
     pub(crate) fn stack_contains(&self, sp: usize) -> bool {
-        self.stack.as_ref().is_some_and(|s| sp > s.lo() && sp <= s.hi())
+        self.range.is_some_and(|s| sp > s.lo() && sp <= s.hi())
     }
 
     pub(crate) fn guard_contains(&self, addr: usize) -> bool {
-        self.stack.as_ref().is_some_and(|s| {
+        self.range.is_some_and(|s| {
             let (lo, hi) = s.guard();
             addr >= lo && addr < hi
         })
@@ -227,7 +234,8 @@ impl TaskContext {
 impl Drop for TaskContext {
     fn drop(&mut self) {
         let s = *self.state.get_mut();
-        if self.stack.is_some() && (s == RUNNING || s == SUSPENDING || s == DYING) {
+        let mapped = self.stack.get_mut().map_or(true, |m| m.is_some());
+        if mapped && (s == RUNNING || s == SUSPENDING || s == DYING) {
             crate::cpu::die(&format!("BUG: freeing the stack of task '{}' while it runs", self.name()));
         }
         percpu::with(|l| {
@@ -258,8 +266,15 @@ fn finish_switch() {
         // SAFETY: `last` was set by `switch_inner` from a reference whose owner keeps the
         // context alive at least until it is marked Dead (Drop refuses DYING/SUSPENDING).
         let last = unsafe { &*last };
-        let next = if last.state.load(Ordering::Acquire) == DYING { DEAD } else { SUSPENDED };
-        last.state.store(next, Ordering::Release);
+        if last.state.load(Ordering::Acquire) == DYING {
+            // Taken while the context is still Dying (its owner cannot free it yet), unmapped
+            // once it is Dead: this stack is not the one being unmapped.
+            let stack = last.stack.lock().unwrap_or_else(|e| e.into_inner()).take();
+            last.state.store(DEAD, Ordering::Release);
+            drop(stack);
+        } else {
+            last.state.store(SUSPENDED, Ordering::Release);
+        }
     }
     for p in percpu::with(|l| l.release.replace([std::ptr::null(); 2])) {
         if !p.is_null() {
@@ -295,10 +310,10 @@ pub fn switch_to(prev: &TaskContext, next: &TaskContext) {
     switch_inner(prev, next, SUSPENDING);
 }
 
-/// Switches away from `prev` for the last time: `prev` becomes dead. Both references are
-/// handed to the CPU and released after the switch, on the next context's stack, so that the
-/// dying stack (which is never unwound) holds none: when they were the last, `prev`'s stack is
-/// unmapped right there.
+/// Switches away from `prev` for the last time: `prev` becomes dead and its stack is unmapped
+/// right after the switch, on the next context's stack, whoever else still holds the context.
+/// Both references are handed to the CPU and released there too, so that the dying stack
+/// (which is never unwound) holds none.
 pub fn switch_to_final(prev: Arc<TaskContext>, next: Arc<TaskContext>) -> ! {
     let (p, n) = (Arc::into_raw(prev), Arc::into_raw(next));
     percpu::with(|l| l.release.set([p, n]));

@@ -3,7 +3,7 @@
 //! **Mechanism.** An instance has `cpus=N` [`Cpu`]s, each driven by one host thread. The thread
 //! knows its CPU number ([`Kernel::raw_cpu_id`], a thread-local read that is never inlined, so a
 //! task that moves to another CPU thread never uses the old thread's value). Everything a CPU
-//! owns is here: its run queue, mode and counters, timers, IRQ raiser, softirqs, the models'
+//! owns is here: its run queue and counters, timers, IRQ raiser, softirqs, the models'
 //! per-CPU state, the reschedule and function-call IPI mailboxes, and its figures for the
 //! report. Other CPUs read and write only the atomics and the locked parts.
 //!
@@ -38,30 +38,55 @@ pub(crate) struct CpuStats {
 /// | --- | --- |
 /// | [`CORE_FLAG_TRACE_HOOKS`] | a latency tracer of the instance needs the point and section hooks |
 /// | [`CORE_FLAG_PER_EVENT_SITES`] | the model arms sites per RT event (the patch models): a `call` of `rt_reschedule` then means some CPU armed that site |
+/// | [`CORE_FLAG_USER_MODE`] | the running task is in user mode (clear: kernel mode, also on a CPU thread not yet running a task) |
 pub(crate) const CORE_FLAG_TRACE_HOOKS: u32 = 1;
 /// See [`CORE_FLAG_TRACE_HOOKS`].
 pub(crate) const CORE_FLAG_PER_EVENT_SITES: u32 = 2;
+/// See [`CORE_FLAG_TRACE_HOOKS`].
+pub(crate) const CORE_FLAG_USER_MODE: u32 = 4;
 
-/// Sets or clears `bit` of this CPU's core flags. Call on the CPU's thread with IRQs masked, or
-/// where no handler changes the word (the word's update is a load and a store).
+/// Sets or clears `bit` of this CPU's core flags: one instruction on the word, so a handler
+/// changing another bit meanwhile loses nothing.
+#[inline(always)]
 pub(crate) fn set_core_flag(bit: u32, on: bool) {
-    let f = arch::percpu::core_flags();
-    arch::percpu::set_core_flags(if on { f | bit } else { f & !bit });
+    if on {
+        arch::percpu::core_flags_set(bit);
+    } else {
+        arch::percpu::core_flags_clear(bit);
+    }
 }
+
+/// The running task's mode, on whatever CPU it runs now: one `%fs`-relative load of the CPU's
+/// core flags, which the switch sets from the incoming task's mode, so no IRQ mask is needed
+/// to read it (a task that moves finds its own mode on the new CPU).
+#[inline(always)]
+pub(crate) fn mode() -> Mode {
+    if arch::percpu::core_flags() & CORE_FLAG_USER_MODE != 0 {
+        Mode::User
+    } else {
+        Mode::Kernel
+    }
+}
+
+/// Sets the running task's mode (see [`mode`]).
+#[inline(always)]
+pub(crate) fn set_mode(mode: Mode) {
+    set_core_flag(CORE_FLAG_USER_MODE, mode == Mode::User);
+}
+
+/// No task in [`Cpu::prev_after`].
+pub(crate) const NO_PREV: usize = usize::MAX;
 
 /// One CPU of an instance.
 pub(crate) struct Cpu {
     pub(crate) id: usize,
-    mode: AtomicU8,
     /// The running task, mirrored from the run queue at every switch for lock-free readers.
     pub(crate) curr: AtomicUsize,
-    /// The task this CPU just switched away from, whose `on_cpu` the next task clears (`None`
-    /// when none); touched only by this CPU, with IRQs masked, so its lock is never contended.
-    pub(crate) prev_after: IrqSpinLock<Option<std::sync::Arc<crate::task::Task>>>,
+    /// The task this CPU just switched away from, whose `on_cpu` the next task clears
+    /// ([`NO_PREV`] when none); touched only by this CPU, with IRQs masked, so a load and a
+    /// store suffice.
+    pub(crate) prev_after: AtomicUsize,
     pub(crate) irqs: AtomicU64,
-    /// System calls made by the running task since it was switched in (credited to it when
-    /// it is switched out, so `syscall()` touches no lock).
-    pub(crate) syscalls: AtomicU64,
     pub(crate) raiser: OnceLock<IrqRaiser>,
     pub(crate) tick_timer: OnceLock<HostTimer>,
     pub(crate) hrtimer: OnceLock<HostTimer>,
@@ -87,11 +112,9 @@ impl Cpu {
     pub(crate) fn new(id: usize, rr_timeslice: u32) -> Cpu {
         Cpu {
             id,
-            mode: AtomicU8::new(Mode::Kernel as u8),
             curr: AtomicUsize::new(0),
-            prev_after: IrqSpinLock::new(None),
+            prev_after: AtomicUsize::new(NO_PREV),
             irqs: AtomicU64::new(0),
-            syscalls: AtomicU64::new(0),
             raiser: OnceLock::new(),
             tick_timer: OnceLock::new(),
             hrtimer: OnceLock::new(),
@@ -105,18 +128,6 @@ impl Cpu {
             ipi: Default::default(),
             stats: Default::default(),
         }
-    }
-
-    pub(crate) fn mode(&self) -> Mode {
-        if self.mode.load(Ordering::Relaxed) == Mode::Kernel as u8 {
-            Mode::Kernel
-        } else {
-            Mode::User
-        }
-    }
-
-    pub(crate) fn set_mode(&self, mode: Mode) {
-        self.mode.store(mode as u8, Ordering::Relaxed);
     }
 
     /// The running task (lock-free; exact when read on this CPU with IRQs masked).

@@ -16,7 +16,7 @@ use crate::task::{Policy, Task, TaskBuilder, TaskHandle};
 use arch::switch::TaskContext;
 use arch::sync::IrqSpinLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// "Not running on any CPU" in [`Task::on_cpu`].
 pub(crate) const NO_CPU: usize = usize::MAX;
@@ -44,7 +44,7 @@ pub(crate) fn add_task(
         id,
         name: name.into(),
         policy,
-        ctx: IrqSpinLock::new(ctx),
+        ctx: ctx.map_or_else(OnceLock::new, OnceLock::from),
         body: IrqSpinLock::new(body),
         result: IrqSpinLock::new(None),
         exited: crate::wait::WaitQueue::new(),
@@ -86,7 +86,9 @@ pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBo
     let stack = b.stack_size.unwrap_or(k.config.stack_size);
     let ctx = TaskContext::new(&b.name, stack, crate::task::task_entry, task.id)
         .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));
-    *task.ctx.lock() = Some(ctx);
+    if task.ctx.set(ctx).is_err() {
+        arch::cpu::die("BUG: a new task's context was set twice");
+    }
     task
 }
 

@@ -131,9 +131,11 @@ pub(crate) fn set_this_cpu(this: Option<Arc<Kernel>>) {
 }
 
 impl Kernel {
-    pub(crate) fn task(&self, id: TaskId) -> Arc<Task> {
+    /// Task `id`, borrowed from the table (no reference count is taken: tasks stay in it for
+    /// the instance's life).
+    pub(crate) fn task(&self, id: TaskId) -> &Arc<Task> {
         match self.tasks.get(id) {
-            Some(t) => t.clone(),
+            Some(t) => t,
             None => panic!("no task with pid {id} (pids handed out: {})", self.tasks.len()),
         }
     }

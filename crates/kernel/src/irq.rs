@@ -150,7 +150,7 @@ pub(crate) fn irq_exit(k: &Kernel) {
 /// ([`IrqExitPolicy`]); this function does the mechanics: the count, the idle task, foreign
 /// code and the retry timer.
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
-    let policy = if k.this_cpu().mode() == Mode::User {
+    let policy = if crate::cpu::mode() == Mode::User {
         if crate::model::resched_due_for_user(k) {
             IrqExitPolicy::Preempt // return to user mode may always preempt
         } else {

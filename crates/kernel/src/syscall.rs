@@ -23,13 +23,11 @@ pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
 
 /// [`syscall`] on kernel `k`, naming `place`.
 fn syscall_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
-    {
-        // Masked, so that the task cannot move between finding its CPU and marking it.
-        let _irq = crate::preempt::raw_local_irq_save();
-        let cpu = k.this_cpu();
-        cpu.syscalls.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // credited at switch-out
-        cpu.set_mode(Mode::Kernel);
-    }
+    // Each one instruction on the CPU's hot words, so no IRQ mask: a task that moves between
+    // them counts on one CPU and marks the other, and both travel with it (the count is
+    // credited to the running task at switch-out, the mode is the running task's).
+    arch::percpu::count_syscall();
+    crate::cpu::set_mode(Mode::Kernel);
     crate::trace::syscall_entry(k, place);
     let r = f();
     ret_from_syscall(k, place);
@@ -41,9 +39,17 @@ fn syscall_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce()
 /// kernel mode.
 #[track_caller]
 pub(crate) fn kernel_call<R>(f: impl FnOnce() -> R) -> R {
-    let k = this_kernel();
-    if mode_of_current(&k) == Mode::User {
-        syscall_in(&k, Location::caller(), f)
+    if crate::cpu::mode() == Mode::User {
+        syscall_in(&this_kernel(), Location::caller(), f)
+    } else {
+        f()
+    }
+}
+
+/// [`kernel_call`] on kernel `k` (the caller has it already), naming `place`.
+pub(crate) fn kernel_call_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
+    if crate::cpu::mode() == Mode::User {
+        syscall_in(k, place, f)
     } else {
         f()
     }
@@ -66,7 +72,7 @@ pub fn ret_from_syscall(k: &Kernel, place: &'static Location<'static>) {
             crate::sched::schedule();
             continue;
         }
-        k.this_cpu().set_mode(Mode::User);
+        crate::cpu::set_mode(Mode::User);
         arch::irq::local_irq_enable();
         return;
     }
@@ -77,12 +83,7 @@ pub fn in_kernel_mode() -> bool {
     current_mode() == Mode::Kernel
 }
 
-/// The running task's mode (read with IRQs masked: see [`crate::instance::Kernel::current_id`]).
+/// The running task's mode.
 fn current_mode() -> Mode {
-    mode_of_current(&this_kernel())
-}
-
-fn mode_of_current(k: &Kernel) -> Mode {
-    let _irq = crate::preempt::raw_local_irq_save();
-    k.this_cpu().mode()
+    crate::cpu::mode()
 }

@@ -5,15 +5,15 @@
 //! the panic that ended it) becomes its [`TaskResult`], which [`TaskHandle::join`] waits for.
 //!
 //! **Invariant.** A task's stack is freed only after the task has switched away for the last
-//! time (the context is handed to the arch layer's final switch, which releases it on the next
-//! task's stack), and a task's entry closure runs exactly once.
+//! time (the arch layer's final switch unmaps it on the next task's stack), and a task's entry
+//! closure runs exactly once.
 
 use crate::sched::TaskId;
 use crate::wait::WaitQueue;
 use arch::switch::TaskContext;
 use arch::sync::IrqSpinLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The scheduling policy of a task (`sched_setscheduler`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +79,17 @@ pub struct TaskStatsSnapshot {
 }
 
 impl TaskStats {
+    /// Adds `n` to one of the task's counters. Each has one writer at a time, the CPU running
+    /// the task (or switching it out), handed over through `Task::on_cpu` with release and
+    /// acquire: a load and a store suffice, with no locked instruction, and a reader on another
+    /// thread sees whole values.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// [`TaskStats::add`] of one.
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::add(counter, 1);
     }
 
     pub(crate) fn snapshot(&self) -> TaskStatsSnapshot {
@@ -103,7 +112,8 @@ pub(crate) struct Task {
     pub(crate) id: TaskId,
     pub(crate) name: String,
     pub(crate) policy: Policy,
-    pub(crate) ctx: IrqSpinLock<Option<Arc<TaskContext>>>,
+    /// Its context, set once at fork (its stack is unmapped by the final switch away from it).
+    pub(crate) ctx: OnceLock<Arc<TaskContext>>,
     pub(crate) body: IrqSpinLock<Option<TaskBody>>,
     pub(crate) result: IrqSpinLock<Option<TaskResult>>,
     pub(crate) exited: WaitQueue,
@@ -124,8 +134,9 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub(crate) fn context(&self) -> Arc<TaskContext> {
-        self.ctx.lock().clone().unwrap_or_else(|| arch::cpu::die("BUG: switch to a task without a context"))
+    /// Its context: one load, no lock.
+    pub(crate) fn context(&self) -> &Arc<TaskContext> {
+        self.ctx.get().unwrap_or_else(|| arch::cpu::die("BUG: switch to a task without a context"))
     }
 }
 

@@ -31,8 +31,9 @@ impl WaitQueue {
             return;
         }
         let place = std::panic::Location::caller();
-        crate::syscall::kernel_call(|| {
-            let me = this_kernel().task(crate::current_pid());
+        let k = this_kernel();
+        crate::syscall::kernel_call_in(&k, place, || {
+            let me = k.task(crate::current_pid());
             me.wait.begin(place);
             self.wait_event_at(&mut cond, place);
             me.wait.end();

@@ -133,8 +133,7 @@ pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
     let cpu = k.raw_this_cpu();
     let w = &k.watchdog.cpus[cpu.id];
     let now = arch::clock::now_ns();
-    if arch::percpu::take_softlockup_touch() || could_reschedule_here(k, cpu) || w.touch_ns.load(Ordering::Relaxed) == 0
-    {
+    if arch::percpu::take_softlockup_touch() || could_reschedule_here(k) || w.touch_ns.load(Ordering::Relaxed) == 0 {
         w.touch_ns.store(now, Ordering::Relaxed);
         w.reported.store(false, Ordering::Relaxed);
         return;
@@ -170,8 +169,8 @@ pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
 
 /// Is the interrupted code somewhere the CPU could reschedule: user mode, or kernel code the
 /// model preempts on this very interrupt's exit (count zero under a preempting model)?
-fn could_reschedule_here(k: &Kernel, cpu: &crate::cpu::Cpu) -> bool {
-    if cpu.mode() == Mode::User {
+fn could_reschedule_here(k: &Kernel) -> bool {
+    if crate::cpu::mode() == Mode::User {
         return true;
     }
     let m = k.model();

@@ -25,7 +25,10 @@ pub(crate) struct CpulockCpu {
 impl CpulockCpu {
     /// `__schedule` picked `next`: its lock, if it held one, is granted.
     pub(super) fn served(&self, next: TaskId) {
-        let _ = self.quantum_lock.compare_exchange(next + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+        // A load first: the compare-and-swap (a locked instruction) only when it would succeed.
+        if self.quantum_lock.load(Ordering::Relaxed) == next + 1 {
+            let _ = self.quantum_lock.compare_exchange(next + 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 

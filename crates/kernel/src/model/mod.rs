@@ -323,8 +323,9 @@ pub(crate) fn tick(k: &Kernel) {
 pub(crate) fn clear_resched(k: &Kernel, next: TaskId) {
     preempt::clear_need_resched();
     patch::event_served(k);
-    k.this_cpu().model.lazy.served();
-    k.this_cpu().model.cpulock.served(next);
+    let model = &k.this_cpu().model;
+    model.lazy.served();
+    model.cpulock.served(next);
 }
 
 /// Is a reschedule due on the way back to user mode (a lazy one counts there)?

@@ -96,9 +96,12 @@ pub(crate) fn note_rt_queued(k: &Kernel, rq: &RqGuard<'_>) {
     k.cpupri.set(rq.cpu, rq.prio_level().max(queued));
     let bit = 1u64 << rq.cpu;
     let overloaded = rq.rt.highest_prio().is_some() && rq.task(rq.curr).policy.rt_prio().is_some();
-    if overloaded {
+    // Read first: the shared word is written (a locked instruction) only when this CPU's bit
+    // changes, which only this run queue's lock holder does.
+    let was = k.rt_overloaded.load(Ordering::Relaxed) & bit != 0;
+    if overloaded && !was {
         k.rt_overloaded.fetch_or(bit, Ordering::AcqRel);
-    } else if k.rt_overloaded.load(Ordering::Relaxed) & bit != 0 {
+    } else if !overloaded && was {
         k.rt_overloaded.fetch_and(!bit, Ordering::AcqRel);
     }
 }
@@ -160,9 +163,10 @@ pub(crate) fn ttwu_place<'a>(k: &'a Kernel, rq: RqGuard<'a>, id: TaskId) -> (RqG
 /// callbacks). Call with IRQs masked.
 pub(crate) fn finish_task_switch(k: &Kernel) {
     let me = k.raw_cpu_id();
-    let prev = k.cpus[me].prev_after.lock().take();
-    if let Some(t) = prev {
-        t.on_cpu.store(NO_CPU, Ordering::Release);
+    let prev = k.cpus[me].prev_after.load(Ordering::Relaxed);
+    if prev != crate::cpu::NO_PREV {
+        k.cpus[me].prev_after.store(crate::cpu::NO_PREV, Ordering::Relaxed);
+        k.task(prev).on_cpu.store(NO_CPU, Ordering::Release);
     }
     if k.cpus.len() == 1 {
         return; // nowhere to move, push or pull to
@@ -362,13 +366,12 @@ pub fn sched_debug() -> String {
         let fair: Vec<TaskId> = rq.fair.iter_ids().collect();
         let _ = writeln!(
             s,
-            "cpu#{c}: curr {} ({}), level {}, overloaded {}, rt {rt:?}, fair {fair:?}, migrate_after {:?}, mode {:?}",
+            "cpu#{c}: curr {} ({}), level {}, overloaded {}, rt {rt:?}, fair {fair:?}, migrate_after {:?}",
             rq.curr,
             names[rq.curr],
             k.cpupri.level(c),
             ov & (1 << c) != 0,
             rq.migrate_after,
-            k.cpus[c].mode()
         );
     }
     for (id, name) in names.iter().enumerate() {

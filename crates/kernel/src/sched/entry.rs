@@ -20,12 +20,10 @@ use super::{TaskId, TaskState};
 use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
 use crate::preempt::{self, PREEMPT_OFFSET};
-use crate::task::{TaskResult, TaskStats};
+use crate::task::{Task, TaskResult, TaskStats};
 use arch::irq;
-use arch::switch::TaskContext;
 use std::panic::Location;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 /// Why `__schedule` is called (Linux's `sched_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,15 +40,15 @@ pub(crate) enum SchedMode {
     Dead,
 }
 
-/// The contexts of a switch `__schedule` decided: from `.0` to `.1`.
-pub(crate) type Switch = (Arc<TaskContext>, Arc<TaskContext>);
+/// The tasks of a switch `__schedule` decided: from `.0` to `.1`.
+pub(crate) type Switch<'k> = (&'k Task, &'k Task);
 
 /// Picks the next task and does the bookkeeping of the switch to it, which the caller then
 /// makes (`arch::switch`) once it holds nothing it would leak across it; `None` if the current
 /// task runs on. Call with IRQs masked and the count at `PREEMPT_OFFSET`. Under
 /// [`SchedMode::Dead`] the previous context is taken from its task, for the final switch.
 #[track_caller]
-pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
+pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch<'_>> {
     if !irq::irqs_disabled() || preempt::preempt_count() != PREEMPT_OFFSET {
         k.bug("__schedule entered with IRQs on or preempt_count not PREEMPT_OFFSET", Location::caller());
     }
@@ -60,7 +58,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
     let switch = {
         let mut rq = rq_lock(k, cpu.id);
         let prev = rq.curr;
-        rq.task_mut(prev).mode = cpu.mode();
+        rq.task_mut(prev).mode = crate::cpu::mode();
         if mode == SchedMode::Yield {
             rq.task_mut(prev).to_tail = true; // under the lock the pick takes: one lock per yield
         }
@@ -71,7 +69,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
             rq.curr = next;
             rq.nr_switches += 1;
             cpu.curr.store(next, Ordering::Relaxed);
-            cpu.set_mode(rq.task(next).mode);
+            crate::cpu::set_mode(rq.task(next).mode);
             let state = rq.task(prev).state;
             // A preempted task stays runnable whatever its state (Linux's `R+`).
             let prev_state = match state {
@@ -91,18 +89,14 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch> {
     let (prev_task, next_task) = (k.task(prev), k.task(next));
     let stats = &prev_task.stats;
     stats.runtime_ns.store(ran, Ordering::Relaxed);
-    stats.syscalls.fetch_add(cpu.syscalls.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-    let pctx = if mode == SchedMode::Dead {
-        prev_task.ctx.lock().take().unwrap_or_else(|| arch::cpu::die("BUG: exiting task has no context"))
-    } else {
+    TaskStats::add(&stats.syscalls, arch::percpu::take_syscall_count());
+    if mode != SchedMode::Dead {
         let voluntary = state != TaskState::Running;
         TaskStats::bump(if voluntary { &stats.voluntary_switches } else { &stats.involuntary_switches });
-        prev_task.context()
-    };
-    wait_off_cpu(k, &next_task, cpu.id);
-    let nctx = next_task.context();
-    *cpu.prev_after.lock() = Some(prev_task);
-    Some((pctx, nctx))
+    }
+    wait_off_cpu(k, next_task, cpu.id);
+    cpu.prev_after.store(prev, Ordering::Relaxed);
+    Some((prev_task, next_task))
 }
 
 /// Most time a CPU waits for another to leave a task's stack before calling it a `BUG:`.
@@ -111,9 +105,16 @@ const ON_CPU_PATIENCE_NS: u64 = 2_000_000_000;
 /// Waits until the CPU that last ran `next` has switched away from it, then claims it for
 /// CPU `me` (Linux's `smp_cond_load_acquire(&p->on_cpu, !VAL)` in `try_to_wake_up`): a task
 /// woken onto another CPU while its old one is still inside its switch must not run on both.
-fn wait_off_cpu(k: &Kernel, next: &crate::task::Task, me: usize) {
+/// The claim is a store, not a compare-and-swap: only the CPU whose run queue picked the task
+/// claims it, and the arch layer's `enter` refuses a context already running anyway.
+fn wait_off_cpu(k: &Kernel, next: &Task, me: usize) {
     let (mut spins, mut t0) = (0, 0);
-    while let Err(other) = next.on_cpu.compare_exchange(NO_CPU, me, Ordering::AcqRel, Ordering::Acquire) {
+    loop {
+        let other = next.on_cpu.load(Ordering::Acquire);
+        if other == NO_CPU {
+            next.on_cpu.store(me, Ordering::Release);
+            return;
+        }
         let now = arch::clock::now_ns(); // read only once contended: the uncontended switch reads no clock
         if t0 == 0 {
             t0 = now;
@@ -139,8 +140,7 @@ fn wait_off_cpu(k: &Kernel, next: &crate::task::Task, me: usize) {
 pub(crate) fn schedule_irqs_off(k: &Kernel, mode: SchedMode) {
     preempt::preempt_count_add(PREEMPT_OFFSET);
     if let Some((prev, next)) = __schedule(k, mode) {
-        arch::switch::switch_to(&prev, &next);
-        drop((prev, next));
+        arch::switch::switch_to(prev.context(), next.context());
         super::balance::finish_task_switch(k);
     }
     preempt::preempt_count_sub(PREEMPT_OFFSET);
@@ -156,12 +156,11 @@ pub fn schedule() {
 
 /// [`schedule`] with the place to name in `BUG:` reports.
 pub(crate) fn schedule_at(place: &Location<'_>) {
-    schedule_mode_at(place, SchedMode::None);
+    schedule_mode_at(&this_kernel(), place, SchedMode::None);
 }
 
-/// [`schedule_at`] for `mode` (`None` or `Yield`).
-fn schedule_mode_at(place: &Location<'_>, mode: SchedMode) {
-    let k = this_kernel();
+/// [`schedule_at`] on kernel `k` for `mode` (`None` or `Yield`).
+fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
     let count = preempt::preempt_count();
     if irq::irqs_disabled() {
         k.bug("sleeping function called with IRQs disabled", place);
@@ -174,7 +173,7 @@ fn schedule_mode_at(place: &Location<'_>, mode: SchedMode) {
         me
     });
     let was_masked = irq::local_irq_save();
-    schedule_irqs_off(&k, mode);
+    schedule_irqs_off(k, mode);
     irq::local_irq_restore(was_masked);
     if let Some(me) = held {
         me.preempt_held.store(0, Ordering::Relaxed);
@@ -272,7 +271,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
         let me = k.raw_cpu_id();
         (0..k.cpus.len()).filter(|&c| c != me).for_each(|c| crate::smp::kick_cpu(&k, c));
     }
-    let switch = __schedule(&k, SchedMode::Dead);
+    let switch = __schedule(&k, SchedMode::Dead).map(|(p, n)| (p.context().clone(), n.context().clone()));
     drop(k); // nothing of this task's may stay referenced from its stack
     let Some((prev, next)) = switch else { arch::cpu::die("BUG: an exiting task was picked to run again") };
     arch::switch::switch_to_final(prev, next)
@@ -284,7 +283,8 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
 #[track_caller]
 pub fn sched_yield() {
     let place = Location::caller();
-    crate::syscall::kernel_call(|| schedule_mode_at(place, SchedMode::Yield));
+    let k = this_kernel();
+    crate::syscall::kernel_call_in(&k, place, || schedule_mode_at(&k, place, SchedMode::Yield));
 }
 
 #[cfg(test)]

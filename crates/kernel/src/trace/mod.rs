@@ -263,7 +263,7 @@ pub(crate) fn irq_handler_entry(k: &Kernel, lines: u64, frame: &IrqFrame) {
 #[cold]
 #[inline(never)]
 fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
-    let kernel_mode = k.raw_this_cpu().mode() == Mode::Kernel;
+    let kernel_mode = crate::cpu::mode() == Mode::Kernel;
     k.trace.with(|t, now| {
         let (ip, pid) = (if frame.replayed { 0 } else { frame.ip }, t.curr);
         k.trace.record(t, now, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
@@ -305,7 +305,7 @@ pub(crate) fn cond_resched(loc: &'static Location<'static>) {
 #[inline(never)]
 fn opportunity_slow(w: Where) {
     let Some(k) = try_this_kernel() else { return };
-    if !k.trace.on(PREEMPTOFF | WAKEUP_RT) || k.raw_this_cpu().mode() != Mode::Kernel {
+    if !k.trace.on(PREEMPTOFF | WAKEUP_RT) || crate::cpu::mode() != Mode::Kernel {
         return;
     }
     let model = k.model();

@@ -349,7 +349,10 @@ fn disarm_locked(k: &Kernel, a: &mut Armed) {
 pub(crate) fn event_served(k: &Kernel) {
     let p = &k.this_cpu().model.patch;
     p.rt_resched.store(false, Ordering::Relaxed);
-    if p.active.swap(false, Ordering::AcqRel) {
+    // A load first: the usual switch has no event to serve, and then takes no locked
+    // instruction (an event set after the load is served at the next switch, as one set
+    // after a swap would be).
+    if p.active.load(Ordering::Acquire) && p.active.swap(false, Ordering::AcqRel) {
         let t0 = arch::clock::now_ns();
         disarm_locked(k, &mut p.armed.lock());
         p.stats.disarm_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
@@ -431,7 +434,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
         return orig;
     }
-    let user = k.this_cpu().mode() == crate::sched::Mode::User;
+    let user = crate::cpu::mode() == crate::sched::Mode::User;
     if preempt::preempt_count() == 0 && (user || arch::text::contains(orig)) {
         p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::preempt_schedule_irq();
