@@ -357,7 +357,11 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     let kc = k.clone();
     let cpu0 = std::thread::Builder::new()
         .name("atomkernel-cpu0".into())
-        .spawn(move || crate::boot::boot_cpu_main(kc, Box::new(init)))
+        .spawn(move || {
+            let r = crate::boot::boot_cpu_main(kc.clone(), Box::new(init));
+            kc.oops.cpu0_finished();
+            r
+        })
         .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
     crate::oops::supervise(&k, cpu0)?;
     Ok(report(&k))

@@ -1,7 +1,8 @@
 //! SMP micro-benchmarks, each measured inside a kernel instance of two CPUs with the host's own
 //! counterpart in the same run: the function-call IPI round trip against a futex wake-up of a
 //! host thread on the other core and back, and the throughput of two CPU-bound fair tasks on
-//! one CPU against two (the scaling of the per-CPU run queues and the balancer).
+//! one CPU against two (the scaling of the per-CPU run queues and the balancer) against the
+//! same loads on one host thread and on two.
 //!
 //! `cargo bench -p atomkernel-services --bench smp`
 
@@ -52,19 +53,7 @@ fn host_cross_core_round_trip(c: &mut Criterion) {
 fn two_fair_workers(cpus: usize, pages: u64) -> Duration {
     let t0 = std::time::Instant::now();
     let r = kernel::run(Config { cpus, ..Config::default() }, move || {
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                spawn(TaskBuilder::new("worker"), move || {
-                    let page = [0x5au8; 4096];
-                    let mut sum = 0u64;
-                    for _ in 0..pages {
-                        sum = sum.wrapping_add(page.iter().map(|&b| b as u64).sum::<u64>());
-                        std::hint::black_box(&page);
-                    }
-                    (sum & 1) as i64
-                })
-            })
-            .collect();
+        let hs: Vec<_> = (0..2).map(|_| spawn(TaskBuilder::new("worker"), move || checksum(pages))).collect();
         hs.iter().for_each(|h| {
             h.join().expect("worker ran");
         });
@@ -75,12 +64,43 @@ fn two_fair_workers(cpus: usize, pages: u64) -> Duration {
     t0.elapsed()
 }
 
+/// The workers' load: checksums `pages` pages of 4 KiB.
+fn checksum(pages: u64) -> i64 {
+    let page = [0x5au8; 4096];
+    let mut sum = 0u64;
+    for _ in 0..pages {
+        sum = sum.wrapping_add(page.iter().map(|&b| b as u64).sum::<u64>());
+        std::hint::black_box(&page);
+    }
+    (sum & 1) as i64
+}
+
+/// The same two loads on host threads: one thread doing both in turn, or two at once (the
+/// host's own scaling, the ceiling of the kernel's on this machine).
+fn two_host_threads(threads: usize, pages: u64) -> Duration {
+    let t0 = std::time::Instant::now();
+    if threads == 1 {
+        std::hint::black_box(checksum(pages) + checksum(pages));
+    } else {
+        let hs: Vec<_> = (0..2).map(|_| std::thread::spawn(move || checksum(pages))).collect();
+        hs.into_iter().for_each(|h| {
+            std::hint::black_box(h.join().expect("worker ran"));
+        });
+    }
+    t0.elapsed()
+}
+
 /// One iteration = 2 x 50,000 pages checksummed by two fair tasks, on one CPU and on two (the
-/// boot of the instance is in the time too, a few hundred microseconds of it).
+/// boot of the instance is in the time too), and the same by host threads.
 fn fair_scaling(c: &mut Criterion) {
     for cpus in [1, 2] {
         c.bench_function(&format!("two fair workers, 2x50000 pages, cpus={cpus}"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| two_fair_workers(cpus, 50_000)).sum())
+        });
+    }
+    for threads in [1, 2] {
+        c.bench_function(&format!("two host loads, 2x50000 pages, threads={threads}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| two_host_threads(threads, 50_000)).sum())
         });
     }
 }

@@ -116,6 +116,9 @@ pub(crate) struct OopsState {
     pub(crate) stopped: AtomicU64,
     /// The host thread in [`crate::run`], woken when there is something to report.
     pub(crate) supervisor: OnceLock<std::thread::Thread>,
+    /// CPU 0's thread has finished its work (the instance is down): the supervisor joins it
+    /// at once instead of at its next periodic look.
+    pub(crate) cpu0_done: AtomicBool,
     /// Formatted oops reports (host side).
     pub(crate) reports: IrqSpinLock<Vec<OopsReport>>,
 }
@@ -132,6 +135,7 @@ impl OopsState {
             panic: IrqSpinLock::new(None),
             stopped: AtomicU64::new(0),
             supervisor: OnceLock::new(),
+            cpu0_done: AtomicBool::new(false),
             reports: IrqSpinLock::new(Vec::new()),
         }
     }
@@ -164,6 +168,12 @@ impl OopsState {
         let out = p.to_vec();
         p.clear();
         out
+    }
+
+    /// Says CPU 0's thread is done and wakes the supervisor (the thread's last act).
+    pub(crate) fn cpu0_finished(&self) {
+        self.cpu0_done.store(true, Ordering::Release);
+        self.wake_supervisor();
     }
 
     pub(crate) fn wake_supervisor(&self) {

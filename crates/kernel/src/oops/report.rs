@@ -165,7 +165,7 @@ pub(crate) fn supervise(
             return Err(report_panic(k));
         }
         drain(k);
-        if cpu0.is_finished() {
+        if k.oops.cpu0_done.load(Ordering::Acquire) || cpu0.is_finished() {
             let r = cpu0.join().map_err(|_| BootError::Host("the CPU thread panicked".into()))?;
             drain(k);
             return r;
