@@ -192,9 +192,10 @@ fn a_running_kernel_switches_to_each_model() {
 
 /// A fair task sleeping 5 ms wakes (from the hrtimer interrupt) while a fair worker is 30 ms
 /// into kernel code made of 15 atoms; it returns the worker's progress when it runs: atoms done
-/// (0..=15; 15 = at `ret_from_syscall`), or 100 once the worker is back in user mode. HZ=10, so
-/// a tick seldom falls in the window; a run in which one did (a host that delayed the CPU
-/// thread) says nothing about the wakeup alone and is run again, up to eight runs in all.
+/// (0..=15; 15 = at `ret_from_syscall`), or 100 once the worker is back in user mode. HZ=1, so
+/// a tick falls in the window only when the host holds the instance up for most of a second; a
+/// run in which one did says nothing about the wakeup alone and is run again, up to eight runs
+/// in all.
 fn fair_wakeup_probe(model: PreemptModel) -> usize {
     const RUNS: usize = 8;
     for _ in 0..RUNS {
@@ -209,7 +210,7 @@ fn fair_wakeup_probe(model: PreemptModel) -> usize {
 
 /// One run of [`fair_wakeup_probe`]: the progress seen and the ticks taken during the syscall.
 fn fair_wakeup_run(model: PreemptModel) -> (usize, u64) {
-    let config = Config { preempt: model, hz: 10, ..Config::default() };
+    let config = Config { preempt: model, hz: 1, ..Config::default() };
     let r = run_with_timeout(config, 60, || {
         let progress = Arc::new(AtomicUsize::new(0));
         let p = progress.clone();
