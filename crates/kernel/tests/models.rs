@@ -262,19 +262,26 @@ fn a_fair_wakeup_takes_a_point_under_voluntary_but_not_under_cpulock() {
 #[test]
 fn lazy_fair_wakeup_is_served_at_the_next_tick() {
     // HZ=1000: the lazy flag set by the wakeup is promoted at the next tick, so the sleeper
-    // runs inside the 30 ms syscall even under lazy.
+    // runs inside the worker's system call even under lazy. The call spins until the sleeper
+    // has run, 5 s at most (a host that holds the CPU thread up cannot end it early); only a
+    // sleeper that waited for `ret_from_syscall` finds it over.
     let config = Config { preempt: PreemptModel::Lazy, hz: 1000, ..Config::default() };
     let r = run_with_timeout(config, 60, || {
         let progress = Arc::new(AtomicUsize::new(0));
-        let p = progress.clone();
+        let slept = Arc::new(AtomicBool::new(false));
+        let (p, s) = (progress.clone(), slept.clone());
         let sleeper = spawn(TaskBuilder::new("sleeper"), move || {
             kernel::time::sleep_ns(5_000_000);
+            s.store(true, Ordering::Release);
             p.load(Ordering::Acquire) as i64
         });
         let p = progress.clone();
         let worker = spawn(TaskBuilder::new("worker"), move || {
             syscall(|| {
-                spin_ns(30_000_000);
+                let give_up = kernel::time::now_ns() + 5_000_000_000;
+                while !slept.load(Ordering::Acquire) && kernel::time::now_ns() < give_up {
+                    spin_ns(100_000);
+                }
                 p.store(1, Ordering::Release);
             });
             0
