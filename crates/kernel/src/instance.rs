@@ -27,7 +27,7 @@ const MAX_BUGS: usize = 64;
 const MAX_IRQ_BUGS: usize = 16;
 
 /// One kernel instance.
-pub struct Kernel {
+pub(crate) struct Kernel {
     pub(crate) config: Config,
     /// Every task, by pid: appended at spawn, read without a lock (`task_table.rs`).
     pub(crate) tasks: crate::task_table::TaskTable,
@@ -207,7 +207,7 @@ impl Kernel {
     }
 
     /// Jiffies since boot.
-    pub fn jiffies(&self) -> u64 {
+    pub(crate) fn jiffies(&self) -> u64 {
         self.jiffies.load(Ordering::Relaxed)
     }
 

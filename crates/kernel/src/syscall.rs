@@ -9,28 +9,32 @@
 //! **Invariant.** A task returns to user mode with `preempt_count == 0`, IRQs on, and no
 //! reschedule pending; a service that breaks the first two gets a `BUG:` report naming it.
 
-use crate::instance::{this_kernel, Kernel};
+use crate::instance::{this_kernel, with_this_kernel, Kernel};
 use crate::preempt;
 use crate::sched::Mode;
 use std::panic::Location;
 
 /// Enters the kernel, runs the service `f` in kernel mode, and returns through
-/// `ret_from_syscall`.
+/// `ret_from_syscall`. The entry and the exit touch no memory another CPU writes: the
+/// instance is borrowed from the CPU thread (no reference count) for the steps that cannot
+/// switch, and only a reschedule at the exit takes a reference of its own.
 #[track_caller]
 pub fn syscall<R>(f: impl FnOnce() -> R) -> R {
-    syscall_in(&this_kernel(), Location::caller(), f)
+    syscall_at(Location::caller(), f)
 }
 
-/// [`syscall`] on kernel `k`, naming `place`.
-fn syscall_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
+/// [`syscall`], naming `place`.
+fn syscall_at<R>(place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
     // Each one instruction on the CPU's hot words, so no IRQ mask: a task that moves between
     // them counts on one CPU and marks the other, and both travel with it (the count is
     // credited to the running task at switch-out, the mode is the running task's).
     arch::percpu::count_syscall();
     crate::cpu::set_mode(Mode::Kernel);
-    crate::trace::syscall_entry(k, place);
+    if with_this_kernel(|k| crate::trace::syscall_entry(k, place)).is_none() {
+        panic!("this must run on an atomkernel CPU (inside kernel::run)");
+    }
     let r = f();
-    ret_from_syscall(k, place);
+    exit_to_user(place);
     r
 }
 
@@ -39,35 +43,29 @@ fn syscall_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce()
 /// kernel mode.
 #[track_caller]
 pub(crate) fn kernel_call<R>(f: impl FnOnce() -> R) -> R {
+    kernel_call_at(Location::caller(), f)
+}
+
+/// [`kernel_call`], naming `place`.
+pub(crate) fn kernel_call_at<R>(place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
     if crate::cpu::mode() == Mode::User {
-        syscall_in(&this_kernel(), Location::caller(), f)
+        syscall_at(place, f)
     } else {
         f()
     }
 }
 
-/// [`kernel_call`] on kernel `k` (the caller has it already), naming `place`.
-pub(crate) fn kernel_call_in<R>(k: &Kernel, place: &'static Location<'static>, f: impl FnOnce() -> R) -> R {
-    if crate::cpu::mode() == Mode::User {
-        syscall_in(k, place, f)
-    } else {
-        f()
-    }
-}
-
-/// `ret_from_syscall`: debug checks, reschedule while needed, back to user mode.
-pub fn ret_from_syscall(k: &Kernel, place: &'static Location<'static>) {
-    crate::trace::syscall_exit(k, place);
-    if preempt::preempt_count() != 0 {
-        k.bug("preempt_count not zero at ret_from_syscall", place);
-        preempt::preempt_count_set(0);
-    }
-    if arch::irq::irqs_disabled() {
-        k.bug("IRQs disabled at ret_from_syscall", place);
+/// `ret_from_syscall` for the running task, on whatever CPU it is now: the instance borrowed
+/// for each step that cannot switch.
+fn exit_to_user(place: &'static Location<'static>) {
+    with_this_kernel(|k| crate::trace::syscall_exit(k, place));
+    if preempt::preempt_count() != 0 || arch::irq::irqs_disabled() {
+        ret_from_syscall_bugs(&this_kernel(), place);
     }
     loop {
         arch::irq::local_irq_disable();
-        if crate::model::resched_due_for_user(k) {
+        // Masked: nothing switches inside, so the borrow cannot outlive this CPU thread.
+        if with_this_kernel(crate::model::resched_due_for_user).unwrap_or(false) {
             arch::irq::local_irq_enable();
             crate::sched::schedule();
             continue;
@@ -75,6 +73,20 @@ pub fn ret_from_syscall(k: &Kernel, place: &'static Location<'static>) {
         crate::cpu::set_mode(Mode::User);
         arch::irq::local_irq_enable();
         return;
+    }
+}
+
+/// `ret_from_syscall`'s debug checks, out of line: a count the service leaked (reported, then
+/// dropped) or IRQs it left masked (reported).
+#[cold]
+#[inline(never)]
+fn ret_from_syscall_bugs(k: &Kernel, place: &'static Location<'static>) {
+    if preempt::preempt_count() != 0 {
+        k.bug("preempt_count not zero at ret_from_syscall", place);
+        preempt::preempt_count_set(0);
+    }
+    if arch::irq::irqs_disabled() {
+        k.bug("IRQs disabled at ret_from_syscall", place);
     }
 }
 

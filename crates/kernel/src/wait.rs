@@ -32,7 +32,7 @@ impl WaitQueue {
         }
         let place = std::panic::Location::caller();
         let k = this_kernel();
-        crate::syscall::kernel_call_in(&k, place, || {
+        crate::syscall::kernel_call_at(place, || {
             let me = k.task(crate::current_pid());
             me.wait.begin(place);
             self.wait_event_at(&mut cond, place);

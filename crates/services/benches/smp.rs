@@ -2,7 +2,8 @@
 //! counterpart in the same run: the function-call IPI round trip against a futex wake-up of a
 //! host thread on the other core and back, and the throughput of two CPU-bound fair tasks on
 //! one CPU against two (the scaling of the per-CPU run queues and the balancer) against the
-//! same loads on one host thread and on two.
+//! same loads on one host thread and on two; and a null system call on one CPU against one on
+//! each of two CPUs at once (shared cache lines on the system-call path show there).
 //!
 //! `cargo bench -p atomkernel-services --bench smp`
 
@@ -105,9 +106,39 @@ fn fair_scaling(c: &mut Criterion) {
     }
 }
 
+/// `iters` null system calls by one SCHED_FIFO task bound to each of `cpus` CPUs, all at once;
+/// returns the slowest task's time (what touches memory another CPU writes shows here).
+fn null_syscalls_on_each(cpus: usize, iters: u64) -> Duration {
+    let r = kernel::run(Config { cpus, ..Config::default() }, move || {
+        let hs: Vec<_> = (0..cpus)
+            .map(|c| {
+                spawn(TaskBuilder::new("sys").fifo(50).cpus(1 << c), move || {
+                    let t0 = kernel::time::now_ns();
+                    for _ in 0..iters {
+                        kernel::syscall(|| std::hint::black_box(0));
+                    }
+                    (kernel::time::now_ns() - t0) as i64
+                })
+            })
+            .collect();
+        hs.iter().map(|h| h.join().expect("task ran")).max().unwrap_or(0)
+    })
+    .expect("kernel boots");
+    Duration::from_nanos(r.init.expect("init ran") as u64)
+}
+
+/// One iteration = one null system call on one CPU, and on each of two CPUs at once.
+fn syscall_scaling(c: &mut Criterion) {
+    for cpus in [1, 2] {
+        c.bench_function(&format!("null system call, on each of {cpus} CPU(s) at once"), |b| {
+            b.iter_custom(|iters| null_syscalls_on_each(cpus, iters))
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(5));
-    targets = ipi_round_trip, host_cross_core_round_trip, fair_scaling
+    targets = ipi_round_trip, host_cross_core_round_trip, fair_scaling, syscall_scaling
 }
 criterion_main!(benches);

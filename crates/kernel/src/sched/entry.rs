@@ -284,7 +284,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
 pub fn sched_yield() {
     let place = Location::caller();
     let k = this_kernel();
-    crate::syscall::kernel_call_in(&k, place, || schedule_mode_at(&k, place, SchedMode::Yield));
+    crate::syscall::kernel_call_at(place, || schedule_mode_at(&k, place, SchedMode::Yield));
 }
 
 #[cfg(test)]
