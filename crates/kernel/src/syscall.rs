@@ -92,10 +92,5 @@ fn ret_from_syscall_bugs(k: &Kernel, place: &'static Location<'static>) {
 
 /// True while the current task runs kernel code (inside a [`syscall`], or a kernel thread).
 pub fn in_kernel_mode() -> bool {
-    current_mode() == Mode::Kernel
-}
-
-/// The running task's mode.
-fn current_mode() -> Mode {
-    crate::cpu::mode()
+    crate::cpu::mode() == Mode::Kernel
 }
