@@ -10,7 +10,7 @@
 
 use crate::irq::{self, IrqRaiser};
 use crate::{entry, percpu, Hooks};
-use std::fmt;
+pub use arch_api::FixedBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -109,44 +109,6 @@ pub fn park_forever() -> ! {
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
         loop {
             libc::pause();
-        }
-    }
-}
-
-/// A fixed-size text buffer for formatting where allocation is not allowed.
-#[derive(Clone, Copy)]
-pub struct FixedBuf<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> FixedBuf<N> {
-    /// An empty buffer.
-    pub const fn new() -> Self {
-        FixedBuf { buf: [0; N], len: 0 }
-    }
-
-    /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl<const N: usize> Default for FixedBuf<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> fmt::Write for FixedBuf<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(N - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        if n < s.len() {
-            Err(fmt::Error)
-        } else {
-            Ok(())
         }
     }
 }

@@ -32,40 +32,7 @@ use crate::asm::asm_function;
 use crate::{irq, percpu, text};
 use std::sync::Once;
 
-/// What the core wants done when an interrupt returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IrqExit {
-    /// Return to the interrupted code.
-    Resume,
-    /// Call `preempt_schedule_irq` before returning to the interrupted code.
-    Preempt,
-}
-
-/// Where an interrupt found the CPU.
-#[derive(Clone, Copy, Debug)]
-pub struct IrqFrame {
-    /// The interrupted instruction pointer (0 for a replayed interrupt).
-    pub ip: usize,
-    /// The interrupted stack pointer (0 for a replayed interrupt).
-    pub sp: usize,
-    /// The interrupted frame pointer register `rbp` (0 for a replayed interrupt).
-    pub bp: usize,
-    /// True when the interrupt is replayed by `local_irq_enable` in task context rather than
-    /// taken from a signal: the "interrupted" code is then the enable call itself.
-    pub replayed: bool,
-}
-
-impl IrqFrame {
-    pub(crate) fn replayed() -> Self {
-        IrqFrame { ip: 0, sp: 0, bp: 0, replayed: true }
-    }
-
-    /// True if the interrupted code is the program's own code (kernel text), false for foreign
-    /// code such as libc or the vDSO, where preemption must wait for the next safe point.
-    pub fn in_kernel_text(&self) -> bool {
-        self.replayed || text::contains(self.ip)
-    }
-}
+pub use arch_api::{IrqExit, IrqFrame};
 
 /// The 17 words at the bottom of the interrupted task's stack while the preemption trampoline
 /// runs, lowest address first: the 15 general registers and the flags the trampoline pushed

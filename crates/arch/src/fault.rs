@@ -23,106 +23,11 @@
 use crate::cpu::FixedBuf;
 use crate::percpu;
 use crate::unwind::{self, Frame};
+pub use arch_api::{Fault, Regs, GP_NAMES, TRACE_DEPTH};
 use std::fmt::Write as _;
 
 /// `si_code` of an integer divide by zero (Linux's `FPE_INTDIV`).
 const FPE_INTDIV: i32 = 1;
-
-/// Most frames a fault's backtrace keeps.
-pub const TRACE_DEPTH: usize = 24;
-
-/// Names of [`Regs::gp`], in order.
-pub const GP_NAMES: [&str; 15] =
-    ["RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "R08", "R09", "R10", "R11", "R12", "R13", "R14", "R15"];
-
-/// The registers of a faulting (or panicking) context.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Regs {
-    /// The instruction pointer.
-    pub rip: u64,
-    /// The stack pointer.
-    pub rsp: u64,
-    /// The flags.
-    pub rflags: u64,
-    /// The general registers, named by [`GP_NAMES`].
-    pub gp: [u64; 15],
-}
-
-impl Regs {
-    fn from_gregs(g: &[libc::greg_t; 23]) -> Regs {
-        use libc::*;
-        let r = |i: c_int| g[i as usize] as u64;
-        Regs {
-            rip: r(REG_RIP),
-            rsp: r(REG_RSP),
-            rflags: r(REG_EFL),
-            gp: [
-                r(REG_RAX),
-                r(REG_RBX),
-                r(REG_RCX),
-                r(REG_RDX),
-                r(REG_RSI),
-                r(REG_RDI),
-                r(REG_RBP),
-                r(REG_R8),
-                r(REG_R9),
-                r(REG_R10),
-                r(REG_R11),
-                r(REG_R12),
-                r(REG_R13),
-                r(REG_R14),
-                r(REG_R15),
-            ],
-        }
-    }
-
-    /// The frame pointer register.
-    pub fn rbp(&self) -> u64 {
-        self.gp[6]
-    }
-}
-
-/// A fault the core may turn into an oops (see the module docs).
-#[derive(Clone, Copy, Debug)]
-pub struct Fault {
-    /// The host signal (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGTRAP`).
-    pub sig: i32,
-    /// Its `si_code` (`SEGV_MAPERR`, `FPE_INTDIV`, ...).
-    pub code: i32,
-    /// The faulting address (`si_addr`: the data address, or the instruction's).
-    pub addr: usize,
-    /// The faulting context's registers.
-    pub regs: Regs,
-    /// The address hit the guard page below the running task's stack.
-    pub stack_overflow: bool,
-    /// The CPU was running the core's interrupt hook.
-    pub in_irq: bool,
-    /// IRQs were soft-masked.
-    pub irqs_masked: bool,
-    /// The running context's own stack `[lo, hi)`; `None` for the idle task.
-    pub stack: Option<(usize, usize)>,
-    /// Return addresses up the task's stack, the faulting ip first.
-    pub trace: [usize; TRACE_DEPTH],
-    /// How many entries of `trace` are filled.
-    pub depth: usize,
-}
-
-impl Fault {
-    /// A short name of the fault, as Linux's oops headers say it.
-    pub fn what(&self) -> &'static str {
-        match self.sig {
-            _ if self.stack_overflow => "kernel stack overflow (guard page hit)",
-            libc::SIGSEGV if self.addr < 4096 => "kernel NULL pointer dereference",
-            libc::SIGSEGV => "unable to handle page fault",
-            libc::SIGBUS => "bus error",
-            libc::SIGILL => "invalid opcode",
-            libc::SIGFPE if self.code == FPE_INTDIV => "divide error",
-            libc::SIGFPE => "floating-point exception",
-            libc::SIGTRAP => "int3 (a breakpoint that is not a preemption point's)",
-            _ => "fault",
-        }
-    }
-}
 
 /// The registers and the backtrace of the caller, for a report made in task context (a Rust
 /// panic) or inside an interrupt handler (the handler's frames on the IRQ stack): `rip`, `rsp`
@@ -168,6 +73,48 @@ pub(crate) extern "C" fn fault_signal_handler(sig: libc::c_int, info: *mut libc:
     unsafe { *libc::__errno_location() = saved_errno };
 }
 
+fn regs_from_gregs(g: &[libc::greg_t; 23]) -> Regs {
+    use libc::*;
+    let r = |i: c_int| g[i as usize] as u64;
+    Regs {
+        rip: r(REG_RIP),
+        rsp: r(REG_RSP),
+        rflags: r(REG_EFL),
+        gp: [
+            r(REG_RAX),
+            r(REG_RBX),
+            r(REG_RCX),
+            r(REG_RDX),
+            r(REG_RSI),
+            r(REG_RDI),
+            r(REG_RBP),
+            r(REG_R8),
+            r(REG_R9),
+            r(REG_R10),
+            r(REG_R11),
+            r(REG_R12),
+            r(REG_R13),
+            r(REG_R14),
+            r(REG_R15),
+        ],
+    }
+}
+
+/// A short name of the fault signal `sig` with `code` at `addr`, as Linux's oops headers say it.
+fn fault_name(sig: i32, code: i32, addr: usize, stack_overflow: bool) -> &'static str {
+    match sig {
+        _ if stack_overflow => "kernel stack overflow (guard page hit)",
+        libc::SIGSEGV if addr < 4096 => "kernel NULL pointer dereference",
+        libc::SIGSEGV => "unable to handle page fault",
+        libc::SIGBUS => "bus error",
+        libc::SIGILL => "invalid opcode",
+        libc::SIGFPE if code == FPE_INTDIV => "divide error",
+        libc::SIGFPE => "floating-point exception",
+        libc::SIGTRAP => "int3 (a breakpoint that is not a preemption point's)",
+        _ => "fault",
+    }
+}
+
 fn current_ctx() -> Option<&'static crate::switch::TaskContext> {
     let cur = percpu::with(|l| l.current.get());
     // SAFETY: `current` points to the running TaskContext, which its owner keeps alive while
@@ -182,15 +129,18 @@ fn take_fault(sig: libc::c_int, info: &libc::siginfo_t, uc: &mut libc::ucontext_
     // SAFETY: for the fault signals the kernel fills si_addr.
     let addr = unsafe { info.si_addr() } as usize;
     let gregs = &mut uc.uc_mcontext.gregs;
-    let regs = Regs::from_gregs(gregs);
+    let regs = regs_from_gregs(gregs);
     let ctx = current_ctx();
     let stack = ctx.and_then(|c| c.stack_bounds());
+    let stack_overflow = ctx.is_some_and(|c| c.guard_contains(addr));
+    let mut source = FixedBuf::new();
+    let _ = write!(source, "signal {sig}, code {}", info.si_code);
     let mut fault = Fault {
-        sig,
-        code: info.si_code,
+        what: fault_name(sig, info.si_code, addr, stack_overflow),
+        source,
         addr,
         regs,
-        stack_overflow: ctx.is_some_and(|c| c.guard_contains(addr)),
+        stack_overflow,
         in_irq: percpu::in_irq(),
         irqs_masked: percpu::irqs_masked(),
         stack,

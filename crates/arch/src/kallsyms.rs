@@ -13,40 +13,8 @@
 //! from a signal handler or interrupt context (reports record raw addresses there and are
 //! symbolized later, in task context or on the host side).
 
-use std::fmt;
+pub use arch_api::Symbol;
 use std::sync::Mutex;
-
-/// What an address is: its symbol and offset, and its source place.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Symbol {
-    /// The address looked up.
-    pub addr: usize,
-    /// The demangled ELF symbol containing it.
-    pub function: Option<String>,
-    /// Bytes from the symbol's start.
-    pub offset: usize,
-    /// The size of the function (from its FDE), 0 if unknown.
-    pub size: usize,
-    /// Source file (from the workspace root when under it).
-    pub file: Option<String>,
-    /// Source line.
-    pub line: Option<u32>,
-}
-
-impl fmt::Display for Symbol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.function {
-            Some(func) if self.size > 0 => write!(f, "{func}+{:#x}/{:#x}", self.offset, self.size)?,
-            Some(func) => write!(f, "{func}+{:#x}", self.offset)?,
-            None => write!(f, "{:#x}", self.addr)?,
-        }
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, " at {file}:{line}"),
-            (Some(file), None) => write!(f, " in {file}"),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// The program's tables, opened on first use (`None` inside: the program has none). The
 /// loader is not `Sync`, so look-ups take turns; only host-side code symbolizes (see the

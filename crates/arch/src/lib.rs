@@ -83,6 +83,10 @@
 //! - `errno` is preserved across every handler.
 
 mod asm;
+mod device;
+mod host;
+mod hosted;
+mod instance;
 
 pub mod alloc;
 pub mod clock;
@@ -106,43 +110,5 @@ pub mod unwind;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use entry::{IrqExit, IrqFrame};
-
-/// The core's side of the boundary: plain functions, because the core finds its own per-CPU
-/// state from the CPU thread it runs on.
-#[derive(Debug)]
-pub struct Hooks {
-    /// An interrupt arrived on `lines` (bit `n` = line `n`). Runs with IRQs soft-masked, from a
-    /// signal handler or a replay; must not allocate or block.
-    pub irq: fn(lines: u64, frame: &IrqFrame) -> IrqExit,
-    /// Reached through the preemption trampoline (or directly after a replay) when `irq`
-    /// answered [`IrqExit::Preempt`]. Runs in task context with IRQs soft-masked and must
-    /// return with them still masked.
-    pub preempt_schedule_irq: fn(),
-    /// `rt_reschedule`: a preemption-point site armed as a call (its address) was reached, in
-    /// task context.
-    pub rt_reschedule: fn(site: usize),
-    /// The allocator's `preempt_enable` found the count zero with a reschedule due
-    /// (`preempt_schedule`); the core decides whether its model preempts there.
-    pub preempt_schedule: fn(),
-    /// A site armed as `int3` fired (its address; `frame` is the task just after the site).
-    /// Runs from the SIGTRAP handler with IRQs soft-masked, like `irq`; [`IrqExit::Preempt`]
-    /// makes the task call `preempt_schedule_irq` through the trampoline.
-    pub point_trap: fn(site: usize, frame: &IrqFrame) -> IrqExit,
-    /// A redirected return ([`redirect`]) arrived; the caller's stack pointer and `rbp` are
-    /// given. Runs in task context with IRQs soft-masked and must return the original return
-    /// address.
-    pub rt_return: fn(sp: usize, bp: usize) -> usize,
-    /// A fault in code of this CPU ([`fault`]), from its signal handler on the alternate
-    /// stack: must not allocate. `true` kills the running task (it resumes in `oops_exit` on
-    /// its own stack); `false` lets the fault kill the process. May stop the CPU for good (a
-    /// kernel panic) instead of returning.
-    pub fault: fn(fault: &fault::Fault) -> bool,
-    /// Where a task killed by `fault` resumes: task context, at the top of its own stack, with
-    /// its frames below abandoned. Must end the task.
-    pub oops_exit: fn() -> !,
-    /// The allocator was entered in interrupt context (a `BUG:`; a formatted `panic!` in a
-    /// handler comes here, since std formats its message before the panic hook runs): must
-    /// not allocate, and never returns (a kernel panic).
-    pub alloc_in_irq: fn() -> !,
-}
+pub use arch_api::{Arch, Hooks, IrqExit, IrqFrame};
+pub use hosted::Hosted;

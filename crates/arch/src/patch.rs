@@ -43,44 +43,15 @@ use std::fmt::Write as _;
 use std::io;
 use std::sync::OnceLock;
 
-const PAGE: usize = 4096;
+pub use arch_api::{Arm, PatchSync, PokeError};
 
-/// How a user wants a site armed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arm {
-    /// `call` the point hook (voluntary, cpulock, patch-call).
-    Call,
-    /// `int3`, served by the SIGTRAP handler (patch-int3).
-    Int3,
-}
+const PAGE: usize = 4096;
 
 /// The writable alias of the text and the sorted site addresses.
 struct Alias {
     /// (start, end, alias start) of each remapped executable range.
     ranges: Vec<(usize, usize, usize)>,
     sites: Vec<usize>,
-}
-
-/// How a patch synchronises the other CPUs (`patch_sync=`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PatchSync {
-    /// One byte written, nothing else: every form is safe to execute (see the module docs).
-    None,
-    /// `text_poke_bp`'s protocol: `int3` first, a `SYNC_CORE` round, the final byte, a round.
-    Ipi,
-}
-
-impl PatchSync {
-    /// Every mode, in the order reports list them.
-    pub const ALL: [PatchSync; 2] = [PatchSync::None, PatchSync::Ipi];
-
-    /// The name used on the command line (`patch_sync=`) and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PatchSync::None => "none",
-            PatchSync::Ipi => "ipi",
-        }
-    }
 }
 
 /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (`<linux/membarrier.h>`, Linux 4.16).
@@ -115,37 +86,6 @@ struct Counts {
 
 static ALIAS: OnceLock<Result<Alias, String>> = OnceLock::new();
 static COUNTS: IrqSpinLock<Vec<Counts>> = IrqSpinLock::new(Vec::new());
-
-/// Why a patch was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PokeError {
-    /// The address is not a registered preemption-point site.
-    NotASite(usize),
-    /// The site's bytes were not one of its three forms.
-    Unexpected { addr: usize, found: [u8; 5] },
-    /// Disarming a site nobody armed that way.
-    NotArmed(usize),
-    /// The host refused to set up the alias.
-    Host(String),
-}
-
-impl std::fmt::Display for PokeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PokeError::NotASite(a) => write!(f, "BUG: refusing to patch {a:#x}: not a registered preemption point"),
-            PokeError::Unexpected { addr, found } => write!(
-                f,
-                "BUG: refusing to patch site {addr:#x}: expected {:02x?} with first byte {OP_IDLE:02x}, {OP_CALL:02x} \
-                 or {OP_INT3:02x}, found {found:02x?}",
-                ppoint::idle_bytes(*addr)
-            ),
-            PokeError::NotArmed(a) => write!(f, "BUG: disarming site {a:#x}, which is not armed that way"),
-            PokeError::Host(e) => write!(f, "text patching unavailable: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for PokeError {}
 
 fn host_err(what: &str) -> String {
     format!("{what}: {}", io::Error::last_os_error())
@@ -265,7 +205,7 @@ fn apply(a: &Alias, addr: usize, c: Counts, sync: PatchSync) -> Result<u32, Poke
         OP_IDLE
     };
     if found[1..] != ppoint::idle_bytes(addr)[1..] || ![OP_IDLE, OP_CALL, OP_INT3].contains(&found[0]) {
-        return Err(PokeError::Unexpected { addr, found });
+        return Err(PokeError::Unexpected { addr, expected: ppoint::idle_bytes(addr), found });
     }
     if found[0] == want {
         return Ok(0);

@@ -24,8 +24,7 @@ use crate::Hooks;
 use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
 
-/// One `preempt_disable()` worth of `preempt_count`: the low byte counts disable nesting.
-pub const PREEMPT_OFFSET: u32 = 1;
+pub use arch_api::PREEMPT_OFFSET;
 
 pub(crate) struct CpuLocal {
     /// This CPU's interrupt request register, written by other threads.
@@ -70,7 +69,8 @@ pub(crate) fn with<R>(f: impl FnOnce(&CpuLocal) -> R) -> R {
 // 8 the core's flags (u32), 12 the soft IRQ mask (u8, 0 or 1), 13 the soft-lockup touch (u8),
 // 14 "in the core's IRQ hook" (u8), 15 "in the interrupt signal handler" (u8), 16 the pending
 // lines (u64), 24 the hooks pointer (u64, 0 = none), 32 the core's system calls since the
-// CPU's last switch (u64). The program is an
+// CPU's last switch (u64), 40 the instance the CPU belongs to (`Arc::into_raw`, 0 = none),
+// 48 how many borrows of it are open on this thread (u64). The program is an
 // executable (local-exec TLS); a shared object could not link these relocations.
 std::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
@@ -78,9 +78,9 @@ std::arch::global_asm!(
     ".globl atomkernel_percpu_hot",
     ".hidden atomkernel_percpu_hot",
     ".type atomkernel_percpu_hot, @object",
-    ".size atomkernel_percpu_hot, 40",
+    ".size atomkernel_percpu_hot, 56",
     "atomkernel_percpu_hot:",
-    ".zero 40",
+    ".zero 56",
     ".popsection",
 );
 
@@ -326,4 +326,33 @@ pub(crate) fn replace_in_signal(v: bool) -> bool {
     let was = in_signal();
     hot_op!("mov", "byte", "{v}", reg_byte, "15", v as u8, preserves_flags);
     was
+}
+
+/// The instance word: the `Arc::into_raw` of the instance this CPU belongs to, 0 for none
+/// (see `crate::instance`).
+#[inline(always)]
+pub(crate) fn instance() -> usize {
+    hot_load!(u64, reg, "{v}, qword", "40") as usize
+}
+
+/// Sets the instance word.
+pub(crate) fn set_instance(v: usize) {
+    hot_op!("mov", "qword", "{v}", reg, "40", v as u64, preserves_flags);
+}
+
+/// Opens a borrow of the instance on this thread: one `add` on the word in memory.
+#[inline(always)]
+pub(crate) fn instance_borrow() {
+    hot_op!("add", "qword", "{v}", reg, "48", 1u64);
+}
+
+/// Closes a borrow of the instance on this thread: one `sub` on the word in memory.
+#[inline(always)]
+pub(crate) fn instance_unborrow() {
+    hot_op!("sub", "qword", "{v}", reg, "48", 1u64);
+}
+
+/// Borrows of the instance open on this thread.
+pub(crate) fn instance_borrows() -> u64 {
+    hot_load!(u64, reg, "{v}, qword", "48")
 }

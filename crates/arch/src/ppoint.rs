@@ -21,15 +21,7 @@
 //! three forms is safe to execute at any moment, which is what lets [`crate::patch`] change a
 //! site while other threads run it without the `text_poke_bp` synchronisation.
 
-/// Where a preemption point is in the source.
-#[derive(Debug)]
-#[repr(C)]
-pub struct PointInfo {
-    pub file: &'static str,
-    pub line: u32,
-    pub column: u32,
-    pub module: &'static str,
-}
+pub use arch_api::{PointInfo, Site};
 
 /// First byte of an idle site: `cmp eax, imm32`, a 5-byte instruction that changes only flags.
 pub const OP_IDLE: u8 = 0x3d;
@@ -101,15 +93,6 @@ pub fn canary() {
 extern "C" {
     static __start_atomkernel_ppoints: [i32; 0];
     static __stop_atomkernel_ppoints: [i32; 0];
-}
-
-/// One registered site.
-#[derive(Clone, Copy, Debug)]
-pub struct Site {
-    /// Address of the five site bytes.
-    pub addr: usize,
-    /// Its source location.
-    pub info: &'static PointInfo,
 }
 
 /// Every preemption-point site in the program, in table order.

@@ -25,40 +25,7 @@
 use gimli::{BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindSection};
 use std::sync::OnceLock;
 
-/// The registers an unwind step needs.
-///
-/// `is_return_address` says what `ip` is: `false` for the interrupted instruction itself (from a
-/// signal context; build it with [`Frame::interrupted`]), `true` for a return address, i.e. the
-/// instruction *after* a `call`. [`step`] looks up `ip - 1` for the latter, since the return
-/// address may already belong to the next function or to a different row (a `noreturn` call at a
-/// function's end). Every frame [`step`] returns is marked `true`, except the caller of a
-/// signal frame (the preemption trampoline), whose ip is the interrupted instruction; so a loop
-/// of steps is right by construction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Frame {
-    pub ip: usize,
-    pub sp: usize,
-    pub bp: usize,
-    pub is_return_address: bool,
-}
-
-impl Frame {
-    /// The frame of interrupted code: `ip` is the next instruction to execute (e.g. a signal
-    /// context's `rip`), not a return address.
-    pub fn interrupted(ip: usize, sp: usize, bp: usize) -> Frame {
-        Frame { ip, sp, bp, is_return_address: false }
-    }
-}
-
-/// What one step found: the caller's frame and where the return address into it is stored.
-#[derive(Clone, Copy, Debug)]
-pub struct Step {
-    /// The caller's frame, marked `is_return_address` unless the step left a signal frame.
-    pub caller: Frame,
-    /// The stack slot holding `caller.ip` (`CFA - 8` after a call): overwrite it to redirect
-    /// the return.
-    pub ra_slot: usize,
-}
+pub use arch_api::{Frame, Step};
 
 /// `Row::rbp_off` when the row leaves `rbp` as the caller had it.
 const RBP_SAME: i32 = i32::MIN;

@@ -12,13 +12,13 @@
 //! others before its tick and idle loop start), and no CPU detaches while a task could still
 //! run on it: an idle loop returns only when no task is left in the instance.
 
+use crate::arch::{Arch, CpuRegistration, TaskContext, A};
 use crate::instance::{set_this_cpu, BootError, Kernel};
 use crate::sched::{Mode, SchedMode};
 use crate::task::Policy;
-use arch::switch::TaskContext;
-use arch::timer::HostTimer;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::{format, string::String, vec::Vec};
+use core::sync::atomic::Ordering;
 
 /// CPU 0: boots the instance, runs it, shuts it down.
 pub(crate) fn boot_cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError> {
@@ -44,7 +44,7 @@ pub(crate) fn boot_cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Resu
     let secondaries = bring_up_secondaries(&k)?;
     cpu.run(&k);
     for t in secondaries {
-        t.join().map_err(|_| BootError::Host("a CPU thread panicked".into()))??;
+        A::join_cpu(t).map_err(|_| BootError::Host("a CPU thread panicked".into()))??;
     }
     crate::trace::shutdown(&k);
     crate::model::switch_sites(&k, Some(k.model()), None).map_err(BootError::Config)?;
@@ -53,27 +53,25 @@ pub(crate) fn boot_cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Resu
     Ok(())
 }
 
-type CpuThread = std::thread::JoinHandle<Result<(), BootError>>;
+type CpuThread = <A as Arch>::CpuThread<Result<(), BootError>>;
 
 /// Starts CPUs 1..N and waits until each is online.
 fn bring_up_secondaries(k: &Arc<Kernel>) -> Result<Vec<CpuThread>, BootError> {
     let mut threads = Vec::new();
     for c in 1..k.config.cpus {
         let kc = k.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("atomkernel-cpu{c}"))
-            .spawn(move || secondary_cpu_main(kc, c))
+        let t = A::start_cpu(format!("atomkernel-cpu{c}"), move || secondary_cpu_main(kc, c))
             .map_err(|e| BootError::Host(format!("cannot start the thread of CPU {c}: {e}")))?;
         threads.push(t);
     }
     let all = k.all_cpus();
     let mut spins = 0;
     while k.online.load(Ordering::Acquire) != all {
-        if threads.iter().any(|t| t.is_finished()) {
+        if threads.iter().any(A::cpu_finished) {
             k.nr_live.store(0, Ordering::Release); // let the others stop
             return Err(BootError::Host("a secondary CPU failed to come up".into()));
         }
-        arch::cpu::cpu_relax(&mut spins);
+        A::cpu_relax(&mut spins);
     }
     Ok(threads)
 }
@@ -91,28 +89,27 @@ fn secondary_cpu_main(k: Arc<Kernel>, c: usize) -> Result<(), BootError> {
 /// A CPU thread's life as CPU `id` of an instance.
 struct CpuUp {
     id: usize,
-    registration: arch::cpu::CpuRegistration,
+    registration: CpuRegistration,
     idle_ctx: Option<Arc<TaskContext>>,
 }
 
 impl CpuUp {
     fn new(k: &Arc<Kernel>, id: usize) -> Result<CpuUp, BootError> {
-        let host = |e: std::io::Error| BootError::Host(format!("CPU {id}: {e}"));
+        let host = |e: String| BootError::Host(format!("CPU {id}: {e}"));
         if let Some(&h) = k.config.pin.get(id) {
-            arch::cpu::pin_current_thread(h).map_err(host)?;
+            A::pin_current_cpu(h).map_err(host)?;
         }
-        let registration = arch::cpu::CpuRegistration::new(&crate::irq::HOOKS).map_err(host)?;
-        registration.set_cpu_number(id as u32);
+        let registration = A::cpu_register(&crate::irq::HOOKS, id as u32).map_err(host)?;
         set_this_cpu(Some(k.clone()));
         crate::preempt::preempt_count_set(0);
         crate::preempt::clear_need_resched();
         let c = &k.cpus[id];
-        let _ = c.raiser.set(registration.raiser());
+        let _ = c.raiser.set(A::cpu_raiser(&registration));
         crate::smp::ipi_online(k, id);
         crate::model::note_model_on_cpu(k);
-        let _ = c.tick_timer.set(HostTimer::new(crate::irq::LINE_TICK).map_err(host)?);
-        let _ = c.hrtimer.set(HostTimer::new(crate::irq::LINE_HRTIMER).map_err(host)?);
-        let _ = c.retry_timer.set(HostTimer::new(crate::irq::LINE_RETRY).map_err(host)?);
+        let _ = c.tick_timer.set(A::timer_new(crate::irq::LINE_TICK).map_err(host)?);
+        let _ = c.hrtimer.set(A::timer_new(crate::irq::LINE_HRTIMER).map_err(host)?);
+        let _ = c.retry_timer.set(A::timer_new(crate::irq::LINE_RETRY).map_err(host)?);
         Ok(CpuUp { id, registration, idle_ctx: None })
     }
 
@@ -145,16 +142,16 @@ impl CpuUp {
         // `init`, which may at once use a CPU still coming up); a failed bring-up ends the wait.
         let mut spins = 0;
         while k.online.load(Ordering::Acquire) != k.all_cpus() && k.nr_live.load(Ordering::Acquire) != 0 {
-            arch::cpu::cpu_relax(&mut spins);
+            A::cpu_relax(&mut spins);
         }
         if let Some(t) = k.cpus[self.id].tick_timer.get() {
-            t.set_periodic(k.config.tick_ns());
+            A::timer_set_periodic(t, k.config.tick_ns());
         }
         idle_loop(k);
     }
 
     fn down(self) {
-        arch::irq::local_irq_disable();
+        A::local_irq_disable();
         set_this_cpu(None);
         drop(self.registration);
         drop(self.idle_ctx);
@@ -167,36 +164,36 @@ fn idle_loop(k: &Kernel) {
     let cpu = k.raw_this_cpu();
     let mut hung = crate::hung::HungCheck::new(k);
     loop {
-        arch::irq::local_irq_disable();
+        A::local_irq_disable();
         if crate::preempt::need_resched() || cpu.rq.lock().has_runnable() {
             crate::sched::schedule_irqs_off(k, SchedMode::Idle);
-            arch::irq::local_irq_enable();
+            A::local_irq_enable();
             hung.ran();
             continue;
         }
         if crate::sched::balance::newidle_balance(k) {
-            arch::irq::local_irq_enable();
+            A::local_irq_enable();
             continue;
         }
         let live = k.nr_live.load(Ordering::Acquire);
         if live == 0 {
-            arch::irq::local_irq_enable();
+            A::local_irq_enable();
             break;
         }
         if crate::softirq::stop_if_alone(k, live) {
-            arch::irq::local_irq_enable(); // only the ksoftirqds are left: they were told to stop
+            A::local_irq_enable(); // only the ksoftirqds are left: they were told to stop
             continue;
         }
         if k.oops.panicking() {
             crate::oops::stop_this_cpu(k);
         }
-        arch::percpu::touch_softlockup();
-        let t0 = arch::clock::now_ns();
-        arch::cpu::safe_halt();
-        cpu.stats.idle_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
+        A::touch_softlockup();
+        let t0 = A::now_ns();
+        A::safe_halt();
+        cpu.stats.idle_ns.fetch_add(A::now_ns() - t0, Ordering::Relaxed);
         hung.check(k);
     }
     for t in [cpu.tick_timer.get(), cpu.hrtimer.get(), cpu.retry_timer.get()].into_iter().flatten() {
-        t.disarm();
+        A::timer_disarm(t);
     }
 }

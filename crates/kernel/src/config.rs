@@ -4,12 +4,14 @@
 //! names something this build can run. Bad input is an [`ConfigError`] that says what was
 //! wrong and what to do.
 
-use std::fmt;
-use std::str::FromStr;
+use crate::arch::{Arch, A};
+use alloc::{format, string::String, string::ToString, vec::Vec};
+use core::fmt;
+use core::str::FromStr;
 
 pub use crate::model::PreemptModel;
 /// How the patch models' patches synchronise the other CPUs (`patch_sync=none|ipi`).
-pub use arch::patch::PatchSync;
+pub use arch_api::PatchSync;
 
 /// Where bottom halves (softirqs, tasklets) run against tasks (`bh=`): the 1996 mail's
 /// "extended bottom half priority notion".
@@ -111,7 +113,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl core::error::Error for ConfigError {}
 
 /// A kernel instance's boot configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,7 +222,7 @@ impl Config {
                 self.cpus
             ));
         }
-        let host = arch::cpu::allowed_host_cpus();
+        let host = A::allowed_host_cpus();
         if let Some(c) = self.pin.iter().find(|c| !host.contains(c)) {
             return err(format!(
                 "pin={}: host CPU {c} is not available to this process (available: {})",
@@ -311,6 +313,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn defaults_are_valid() {

@@ -13,15 +13,13 @@
 //! naming the task, pid, CPU and place (Linux's `debug_smp_processor_id`).
 //! [`Kernel::raw_this_cpu`] skips the check where a stale CPU is harmless (counters).
 
+use crate::arch::{Arch, IrqRaiser, IrqSpinLock, Timer, A};
 use crate::instance::Kernel;
 use crate::sched::{Mode, Rq, TaskId};
+use crate::sync::OnceLock;
 use crate::time::TimerQueue;
-use arch::irq::IrqRaiser;
-use arch::sync::IrqSpinLock;
-use arch::timer::HostTimer;
-use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use core::panic::Location;
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// A CPU's figures for the report.
 #[derive(Debug, Default)]
@@ -50,9 +48,9 @@ pub(crate) const CORE_FLAG_USER_MODE: u32 = 4;
 #[inline(always)]
 pub(crate) fn set_core_flag(bit: u32, on: bool) {
     if on {
-        arch::percpu::core_flags_set(bit);
+        A::core_flags_set(bit);
     } else {
-        arch::percpu::core_flags_clear(bit);
+        A::core_flags_clear(bit);
     }
 }
 
@@ -61,7 +59,7 @@ pub(crate) fn set_core_flag(bit: u32, on: bool) {
 /// to read it (a task that moves finds its own mode on the new CPU).
 #[inline(always)]
 pub(crate) fn mode() -> Mode {
-    if arch::percpu::core_flags() & CORE_FLAG_USER_MODE != 0 {
+    if A::core_flags() & CORE_FLAG_USER_MODE != 0 {
         Mode::User
     } else {
         Mode::Kernel
@@ -88,9 +86,9 @@ pub(crate) struct Cpu {
     pub(crate) prev_after: AtomicUsize,
     pub(crate) irqs: AtomicU64,
     pub(crate) raiser: OnceLock<IrqRaiser>,
-    pub(crate) tick_timer: OnceLock<HostTimer>,
-    pub(crate) hrtimer: OnceLock<HostTimer>,
-    pub(crate) retry_timer: OnceLock<HostTimer>,
+    pub(crate) tick_timer: OnceLock<Timer>,
+    pub(crate) hrtimer: OnceLock<Timer>,
+    pub(crate) retry_timer: OnceLock<Timer>,
     /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
     pub(crate) retry_backoff: AtomicU8,
     /// The preemption models' per-CPU state.

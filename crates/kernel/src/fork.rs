@@ -10,13 +10,14 @@
 //! **Invariant.** A task's scheduling state exists in every run queue before the task is
 //! queued on any; only the copy of the CPU it names (`Task::cpu`) is ever acted on.
 
+use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
 use crate::instance::{this_kernel, Kernel};
 use crate::sched::{CpuMask, Mode, TaskId};
+use crate::sync::OnceLock;
 use crate::task::{Policy, Task, TaskBuilder, TaskHandle};
-use arch::switch::TaskContext;
-use arch::sync::IrqSpinLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// "Not running on any CPU" in [`Task::on_cpu`].
 pub(crate) const NO_CPU: usize = usize::MAX;
@@ -87,7 +88,7 @@ pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBo
     let ctx = TaskContext::new(&b.name, stack, crate::task::task_entry, task.id)
         .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));
     if task.ctx.set(ctx).is_err() {
-        arch::cpu::die("BUG: a new task's context was set twice");
+        A::die("BUG: a new task's context was set twice");
     }
     task
 }

@@ -23,12 +23,13 @@
 //! options are 0 (the default). The per-task note costs a wait two stores on its sleeping
 //! path; the whole-CPU check costs the idle loop one clock read per wakeup.
 
+use crate::arch::{Arch, IrqSpinLock, A};
 use crate::instance::Kernel;
 use crate::sched::TaskState;
-use arch::sync::IrqSpinLock;
-use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use alloc::{format, string::String, string::ToString, vec::Vec};
+use core::panic::Location;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 
 /// Where and since when a task waits (Linux's `TASK_UNINTERRUPTIBLE` sleep with its caller).
 #[derive(Default)]
@@ -42,7 +43,7 @@ impl WaitNote {
     /// The task begins a wait at `place`.
     pub(crate) fn begin(&self, place: &'static Location<'static>) {
         *self.place.lock() = Some(place);
-        self.since.store(arch::clock::now_ns().max(1), Ordering::Release);
+        self.since.store(A::now_ns().max(1), Ordering::Release);
     }
 
     /// The wait is over.
@@ -91,7 +92,7 @@ impl HungTasks {
     /// Scans the tasks if a scan is due; reports each newly hung one, and returns the panic
     /// reason if `hung_task_panic=1` and one was found.
     pub(crate) fn scan(&mut self, k: &Kernel) -> Option<String> {
-        let now = arch::clock::now_ns();
+        let now = A::now_ns();
         if self.timeout_ns == 0 || now < self.next_scan {
             return None;
         }
@@ -141,7 +142,7 @@ impl HungCheck {
     pub(crate) fn new(k: &Kernel) -> HungCheck {
         HungCheck {
             timeout_ns: k.config.hung_timeout_ms.saturating_mul(1_000_000),
-            idle_since: arch::clock::now_ns(),
+            idle_since: A::now_ns(),
             reported: false,
         }
     }
@@ -149,7 +150,7 @@ impl HungCheck {
     /// A task ran: a new idle stretch starts now.
     pub(crate) fn ran(&mut self) {
         if self.timeout_ns != 0 {
-            self.idle_since = arch::clock::now_ns();
+            self.idle_since = A::now_ns();
             self.reported = false;
         }
     }
@@ -159,7 +160,7 @@ impl HungCheck {
         if self.timeout_ns == 0 || self.reported {
             return;
         }
-        let idle = arch::clock::now_ns().saturating_sub(self.idle_since);
+        let idle = A::now_ns().saturating_sub(self.idle_since);
         if idle >= self.timeout_ns {
             self.reported = true;
             report(k, idle);

@@ -3,23 +3,24 @@
 //! **Mechanism.** [`run`] validates the configuration, builds the instance with `cpus=N` CPUs
 //! and starts CPU 0's host thread, which boots the rest (`boot.rs`). When every task has
 //! exited, every CPU stops, and the host side gets a [`RunReport`]: each task's result and
-//! counters, each CPU's figures, every `BUG:` report, the printk log. A CPU thread finds its
-//! instance through a thread-local, and its CPU number through the arch layer's per-CPU word.
+//! counters, each CPU's figures, every `BUG:` report, the printk log. A CPU finds its instance
+//! and its CPU number through the arch's per-CPU words (`Arch::with_this_instance`,
+//! `Arch::cpu_number`).
 //!
-//! **Invariant.** Kernel instances share nothing: each has its own CPU threads, and all of its
-//! state is reached through those threads' local pointers, so any number of instances (the
-//! tests run many at once) can boot side by side in one process.
+//! **Invariant.** Kernel instances share nothing: each has its own CPUs, and all of its state
+//! is reached through those CPUs' instance pointers, so any number of instances (the tests run
+//! many at once) can boot side by side in one process.
 
+use crate::arch::{AllSitesClaim, Arch, FixedBuf, IrqSpinLock, A};
 use crate::config::{Config, ConfigError};
 use crate::cpu::Cpu;
 use crate::printk::Printk;
 use crate::sched::{CpuMask, TaskId};
 use crate::task::{Policy, Task, TaskHandle, TaskResult, TaskStatsSnapshot};
-use arch::sync::IrqSpinLock;
-use std::cell::RefCell;
-use std::panic::Location;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::{boxed::Box, format, string::String, string::ToString, vec::Vec};
+use core::panic::Location;
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Most `BUG:` reports kept per instance (the count goes on).
 const MAX_BUGS: usize = 64;
@@ -51,7 +52,7 @@ pub(crate) struct Kernel {
     bugs: IrqSpinLock<Vec<String>>,
     /// `BUG:` reports made where allocating is forbidden (hard-IRQ context), kept in room
     /// reserved at boot until the report.
-    irq_bugs: IrqSpinLock<Vec<arch::cpu::FixedBuf<512>>>,
+    irq_bugs: IrqSpinLock<Vec<FixedBuf<512>>>,
     bug_count: AtomicU64,
     pub(crate) boot_ns: u64,
     /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
@@ -60,11 +61,11 @@ pub(crate) struct Kernel {
     /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
     pub(crate) model: AtomicU8,
     /// This instance's claim on every preemption-point site while its model uses points.
-    pub(crate) sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
+    pub(crate) sites_claim: IrqSpinLock<Option<AllSitesClaim>>,
     /// Serializes `fork::add_task` (see there for the lock order it keeps).
     pub(crate) fork_lock: IrqSpinLock<()>,
     /// Set while a task switches the model (`set_preempt_model` is one at a time).
-    pub(crate) model_switching: std::sync::atomic::AtomicBool,
+    pub(crate) model_switching: core::sync::atomic::AtomicBool,
     /// The tracers (`trace=`): off unless asked for.
     pub(crate) trace: crate::trace::Tracer,
     /// Oopses caught, reports for the host side, the panic (`oops`).
@@ -73,34 +74,25 @@ pub(crate) struct Kernel {
     pub(crate) watchdog: crate::watchdog::Watchdog,
 }
 
-thread_local! {
-    /// The instance of a CPU thread (its CPU number is the arch layer's per-CPU word).
-    static THIS: RefCell<Option<Arc<Kernel>>> = const { RefCell::new(None) };
-}
-
 /// The kernel instance of the calling CPU thread. Panics elsewhere.
 pub(crate) fn this_kernel() -> Arc<Kernel> {
     try_this_kernel().expect("this must run on an atomkernel CPU (inside kernel::run)")
 }
 
-/// The kernel instance of the calling CPU thread, if it is one. Never panics: the allocator
-/// may ask while the CPU is being torn down (the pointer then being replaced). Never inlined,
-/// as every thread-local access here (see `arch::percpu::with`).
+/// The kernel instance of the calling CPU, if it is one (the arch's per-CPU instance
+/// pointer). Never panics: the allocator may ask while the CPU is being torn down.
 #[inline(never)]
 pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
-    unpreemptible(|| THIS.with(|t| t.try_borrow().ok().and_then(|k| k.clone())))
+    unpreemptible(|| A::with_this_instance(|k: &Arc<Kernel>| k.clone()))
 }
 
 /// Runs `f` with the calling task unpreemptible (the count raised by one, as
 /// `preempt_disable`, and lowered again as `preempt_enable_no_resched`: the scheduler's own
 /// entries ask for the instance here, so taking a reschedule that came due in these few
 /// instructions would recurse; the next interrupt exit, point or `preempt_enable` takes it).
-/// `THIS` is one `RefCell` per CPU thread, shared by every task that runs
-/// there, and its borrow flag is updated by a load and a store: a task preempted between the
-/// two (user-mode code, or kernel code under `full`) and another task borrowing meanwhile
-/// would leave the flag wrong for good ("already borrowed", or no instance at all). An
-/// interrupt handler between them is harmless: it runs to completion and balances its own
-/// borrows.
+/// The arch counts the lends of its per-CPU instance pointer per CPU: a task preempted inside
+/// one and resumed on another CPU would close it on the wrong CPU. An interrupt handler
+/// inside one is harmless: it runs to completion and closes its own.
 #[inline(always)]
 fn unpreemptible<R>(f: impl FnOnce() -> R) -> R {
     crate::preempt::preempt_count_add(crate::preempt::PREEMPT_OFFSET);
@@ -115,19 +107,19 @@ fn unpreemptible<R>(f: impl FnOnce() -> R) -> R {
 /// thread a CPU of another instance.
 #[inline(never)]
 pub(crate) fn with_this_kernel<R>(f: impl FnOnce(&Kernel) -> R) -> Option<R> {
-    unpreemptible(|| THIS.with(|t| t.try_borrow().ok().and_then(|k| k.as_deref().map(f))))
+    unpreemptible(|| A::with_this_instance(|k: &Arc<Kernel>| f(k)))
 }
 
 /// The CPU number of the calling CPU thread (0 elsewhere): one `%fs`-relative load of the arch
 /// layer's per-CPU word, right on whatever thread the task runs now.
 #[inline(always)]
 pub(crate) fn this_cpu_id() -> usize {
-    arch::percpu::cpu_number() as usize
+    A::cpu_number() as usize
 }
 
-/// Makes the calling thread a CPU of `k` (`None`: no CPU any more).
+/// Makes the calling CPU one of `k` (`None`: of no instance any more).
 pub(crate) fn set_this_cpu(this: Option<Arc<Kernel>>) {
-    THIS.with(|t| *t.borrow_mut() = this);
+    A::set_this_instance(this);
 }
 
 impl Kernel {
@@ -143,9 +135,9 @@ impl Kernel {
     /// The running task of the calling CPU (read with IRQs masked, so that the task cannot
     /// move between finding its CPU and reading it).
     pub(crate) fn current_id(&self) -> TaskId {
-        let was_masked = arch::irq::local_irq_save();
+        let was_masked = A::local_irq_save();
         let id = self.raw_this_cpu().curr();
-        arch::irq::local_irq_restore(was_masked);
+        A::local_irq_restore(was_masked);
         id
     }
 
@@ -157,10 +149,10 @@ impl Kernel {
     }
 
     /// [`Kernel::bug`] with a formatted description (formatted without allocating).
-    pub(crate) fn bug_args(&self, what: std::fmt::Arguments<'_>, place: &Location<'_>) {
-        use std::fmt::Write;
+    pub(crate) fn bug_args(&self, what: core::fmt::Arguments<'_>, place: &Location<'_>) {
+        use core::fmt::Write;
         let id = self.current_id();
-        let mut msg = arch::cpu::FixedBuf::<512>::new();
+        let mut msg = FixedBuf::<512>::new();
         let _ = write!(msg, "BUG: {what}: task '");
         if let Some(t) = self.tasks.get(id) {
             let _ = msg.write_str(&t.name);
@@ -170,14 +162,14 @@ impl Kernel {
             "' (pid {id}) on CPU {}, preempt_count {:#x}, irqs {}, at {}:{}",
             self.raw_cpu_id(),
             crate::preempt::preempt_count(),
-            if arch::irq::irqs_disabled() { "off" } else { "on" },
+            if A::irqs_disabled() { "off" } else { "on" },
             place.file(),
             place.line()
         );
-        let text = std::str::from_utf8(msg.as_bytes()).unwrap_or("BUG: (unprintable)");
+        let text = core::str::from_utf8(msg.as_bytes()).unwrap_or("BUG: (unprintable)");
         crate::printk::printk_str(self, text);
         self.bug_count.fetch_add(1, Ordering::Relaxed);
-        if arch::alloc::allocation_forbidden() {
+        if A::allocation_forbidden() {
             let mut bugs = self.irq_bugs.lock();
             if bugs.len() < bugs.capacity() {
                 bugs.push(msg);
@@ -303,8 +295,8 @@ pub enum BootError {
     Panic(String),
 }
 
-impl std::fmt::Display for BootError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for BootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BootError::Config(e) => write!(f, "bad configuration: {e}"),
             BootError::Host(e) => write!(f, "the host refused: {e}"),
@@ -313,7 +305,7 @@ impl std::fmt::Display for BootError {
     }
 }
 
-impl std::error::Error for BootError {}
+impl core::error::Error for BootError {}
 
 impl From<ConfigError> for BootError {
     fn from(e: ConfigError) -> Self {
@@ -340,11 +332,11 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
         irq_bugs: IrqSpinLock::new(Vec::with_capacity(MAX_IRQ_BUGS)),
         bug_count: AtomicU64::new(0),
-        boot_ns: arch::clock::now_ns(),
+        boot_ns: A::now_ns(),
         helper_cpus: helper_cpus(&config.pin),
         model: AtomicU8::new(config.preempt.index()),
         sites_claim: IrqSpinLock::new(None),
-        model_switching: std::sync::atomic::AtomicBool::new(false),
+        model_switching: core::sync::atomic::AtomicBool::new(false),
         fork_lock: IrqSpinLock::new(()),
         trace: crate::trace::Tracer::new(config.trace),
         oops: crate::oops::OopsState::new(),
@@ -353,22 +345,20 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     });
     crate::oops::install();
     // Backtraces in oops reports walk the CFI tables, which must exist before any fault.
-    arch::unwind::prepare().map_err(BootError::Host)?;
+    A::unwind_prepare().map_err(BootError::Host)?;
     let kc = k.clone();
-    let cpu0 = std::thread::Builder::new()
-        .name("atomkernel-cpu0".into())
-        .spawn(move || {
-            let r = crate::boot::boot_cpu_main(kc.clone(), Box::new(init));
-            kc.oops.cpu0_finished();
-            r
-        })
-        .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
+    let cpu0 = A::start_cpu("atomkernel-cpu0".into(), move || {
+        let r = crate::boot::boot_cpu_main(kc.clone(), Box::new(init));
+        kc.oops.cpu0_finished();
+        r
+    })
+    .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
     crate::oops::supervise(&k, cpu0)?;
     Ok(report(&k))
 }
 
 fn helper_cpus(pinned: &[usize]) -> Vec<usize> {
-    let all = arch::cpu::allowed_host_cpus();
+    let all = A::allowed_host_cpus();
     let others: Vec<usize> = all.iter().copied().filter(|c| !pinned.contains(c)).collect();
     if others.is_empty() {
         all
@@ -444,5 +434,5 @@ pub fn smp_processor_id() -> usize {
 
 /// Nanoseconds since this kernel booted.
 pub fn uptime_ns() -> u64 {
-    arch::clock::now_ns() - this_kernel().boot_ns
+    A::now_ns() - this_kernel().boot_ns
 }

@@ -16,15 +16,15 @@
 //! [`free_irq`] takes the handler out of the table, then waits until no CPU runs it
 //! (`synchronize_irq`), then drops it, in task context, as the last owner.
 
+use crate::arch::{Arch, Hooks, IrqExit, IrqFrame, IrqSpinLock, A};
 use crate::instance::{try_this_kernel, Kernel};
 use crate::model::IrqExitPolicy;
 use crate::preempt::{self, HARDIRQ_OFFSET};
 use crate::sched::Mode;
-use arch::sync::IrqSpinLock;
-use arch::{Hooks, IrqExit, IrqFrame};
-use std::panic::Location;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::{vec, vec::Vec};
+use core::panic::Location;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The periodic tick.
 pub(crate) const LINE_TICK: u32 = 0;
@@ -173,7 +173,7 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
         // If nothing could be armed (no point within reach of the stack), look again soon.
         IrqExitPolicy::ArmPoints(how) => !crate::model::patch::on_irq_exit(k, frame, how),
         IrqExitPolicy::Preempt if preempt::preempt_count() != 0 => return IrqExit::Resume,
-        IrqExitPolicy::Preempt => !frame.in_kernel_text(),
+        IrqExitPolicy::Preempt => !crate::arch::in_kernel_text(frame),
     };
     if retry {
         arm_retry(k);
@@ -198,7 +198,7 @@ fn arm_retry(k: &Kernel) {
     let n = k.this_cpu().retry_backoff.fetch_add(1, Ordering::Relaxed).min(16);
     let delay = (RETRY_NS << n).min(k.config.tick_ns());
     if let Some(t) = k.this_cpu().retry_timer.get() {
-        t.set_oneshot_at(arch::clock::now_ns() + delay);
+        A::timer_set_oneshot_at(t, A::now_ns() + delay);
     }
 }
 
@@ -216,14 +216,14 @@ pub(crate) fn request_irq(k: &Kernel, handler: IrqHandler) -> Option<u32> {
 pub(crate) fn free_irq(k: &Kernel, line: u32) {
     let line = line as usize;
     let handler = k.irq_descs.handlers.lock()[line].take();
-    let (t0, mut spins) = (arch::clock::now_ns(), 0);
+    let (t0, mut spins) = (A::now_ns(), 0);
     while k.irq_descs.in_progress[line].load(Ordering::Acquire) != 0 {
-        if arch::clock::now_ns() - t0 > SYNCHRONIZE_PATIENCE_NS {
+        if A::now_ns() - t0 > SYNCHRONIZE_PATIENCE_NS {
             k.bug_args(format_args!("free_irq: line {line}'s handler still runs after 2 s"), Location::caller());
-            std::mem::forget(handler); // a CPU may still be inside it: never free it under it
+            core::mem::forget(handler); // a CPU may still be inside it: never free it under it
             return;
         }
-        arch::cpu::cpu_relax(&mut spins);
+        A::cpu_relax(&mut spins);
     }
     drop(handler);
 }

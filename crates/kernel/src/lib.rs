@@ -9,9 +9,17 @@
 //! [`WaitQueue`] sleep, [`device::Device`] brings interrupts from outside, [`softirq`] and
 //! [`tasklet`] defer interrupt work to bottom halves (run at `irq_exit` or in `ksoftirqd`, as the
 //! `bh=` boot option chooses).
+#![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use crate::arch::{Arch, A};
+extern crate alloc;
+#[cfg(test)]
+#[macro_use]
+extern crate std;
+
+mod arch;
 mod boot;
 pub mod config;
 mod cpu;
@@ -55,8 +63,8 @@ pub use wait::WaitQueue;
 /// where it holds nothing. Returns whether it rescheduled.
 #[track_caller]
 pub fn cond_resched() -> bool {
-    trace::cond_resched(std::panic::Location::caller());
-    arch::percpu::touch_softlockup();
+    trace::cond_resched(core::panic::Location::caller());
+    A::touch_softlockup();
     if preempt::need_resched() && preempt::preempt_count() == 0 {
         sched::schedule();
         true
@@ -65,7 +73,4 @@ pub fn cond_resched() -> bool {
     }
 }
 
-pub use arch::preempt_point;
-
-#[doc(hidden)]
-pub use arch as __arch;
+pub use arch_hosted::preempt_point;

@@ -24,7 +24,7 @@
 //! on; every `preempt_disable` is matched by exactly one `preempt_enable` (enforced by
 //! [`PreemptGuard`] being the only way to disable).
 
-use arch::percpu;
+use crate::arch::{Arch, A};
 
 /// Width of the `preempt_disable` nesting field.
 pub const PREEMPT_BITS: u32 = 8;
@@ -74,53 +74,53 @@ pub const PREEMPT_NEED_RESCHED: u32 = 0x8000_0000;
 pub const PREEMPT_ENABLED: u32 = PREEMPT_NEED_RESCHED;
 
 // The allocator in the arch layer raises the count by its own constant; it must be ours.
-const _: () = assert!(percpu::PREEMPT_OFFSET == PREEMPT_OFFSET);
+const _: () = assert!(arch_api::PREEMPT_OFFSET == PREEMPT_OFFSET);
 
 /// The count without the need-resched bit.
 #[inline(always)]
 pub fn preempt_count() -> u32 {
-    percpu::preempt_count_raw() & !PREEMPT_NEED_RESCHED
+    A::preempt_count_raw() & !PREEMPT_NEED_RESCHED
 }
 
 /// Sets the count, keeping the need-resched bit (used by `BUG:` fix-ups and task exit). A
 /// read and a write: IRQs are masked around them so that an interrupt's `need_resched` cannot
 /// land in between and be lost.
 pub(crate) fn preempt_count_set(count: u32) {
-    let was_masked = arch::irq::local_irq_save();
-    let raw = percpu::preempt_count_raw();
-    percpu::preempt_count_set_raw((raw & PREEMPT_NEED_RESCHED) | (count & !PREEMPT_NEED_RESCHED));
-    arch::irq::local_irq_restore(was_masked);
+    let was_masked = A::local_irq_save();
+    let raw = A::preempt_count_raw();
+    A::preempt_count_set_raw((raw & PREEMPT_NEED_RESCHED) | (count & !PREEMPT_NEED_RESCHED));
+    A::local_irq_restore(was_masked);
 }
 
 /// Raises the count by `v` (one instruction; the guards and entry code only).
 #[inline(always)]
 pub(crate) fn preempt_count_add(v: u32) {
-    percpu::preempt_count_add(v);
+    A::preempt_count_add(v);
 }
 
 /// Lowers the count by `v` and returns the raw word: zero means "count zero and a reschedule
 /// due" (the guards and entry code only).
 #[inline(always)]
 pub(crate) fn preempt_count_sub(v: u32) -> u32 {
-    percpu::preempt_count_sub(v)
+    A::preempt_count_sub(v)
 }
 
 /// `TIF_NEED_RESCHED` as folded into the count: is a reschedule due on this CPU?
 #[inline(always)]
 pub fn need_resched() -> bool {
-    percpu::preempt_count_raw() & PREEMPT_NEED_RESCHED == 0
+    A::preempt_count_raw() & PREEMPT_NEED_RESCHED == 0
 }
 
 /// `set_tsk_need_resched` + `set_preempt_need_resched` for the current CPU.
 #[inline(always)]
 pub(crate) fn set_need_resched() {
-    percpu::preempt_count_clear_bits(PREEMPT_NEED_RESCHED);
+    A::preempt_count_clear_bits(PREEMPT_NEED_RESCHED);
 }
 
 /// Cleared by the scheduler when it picks the next task.
 #[inline(always)]
 pub(crate) fn clear_need_resched() {
-    percpu::preempt_count_set_bits(PREEMPT_NEED_RESCHED);
+    A::preempt_count_set_bits(PREEMPT_NEED_RESCHED);
 }
 
 /// `in_hardirq()`.
@@ -150,7 +150,7 @@ pub fn in_interrupt() -> bool {
 
 /// `preemptible()`: count zero and IRQs on.
 pub fn preemptible() -> bool {
-    preempt_count() == 0 && !arch::irq::irqs_disabled()
+    preempt_count() == 0 && !A::irqs_disabled()
 }
 
 /// `preempt_disable()` as a guard: the count is raised while it lives. Dropping it is
@@ -158,15 +158,15 @@ pub fn preemptible() -> bool {
 /// with a reschedule due.
 #[must_use = "preemption is enabled again when the guard is dropped"]
 pub struct PreemptGuard {
-    _not_send: std::marker::PhantomData<*const ()>,
+    _not_send: core::marker::PhantomData<*const ()>,
 }
 
 /// `preempt_disable()`.
 #[track_caller]
 pub fn preempt_disable() -> PreemptGuard {
     preempt_count_add(PREEMPT_OFFSET);
-    crate::trace::section_enter(std::panic::Location::caller(), false);
-    PreemptGuard { _not_send: std::marker::PhantomData }
+    crate::trace::section_enter(core::panic::Location::caller(), false);
+    PreemptGuard { _not_send: core::marker::PhantomData }
 }
 
 impl Drop for PreemptGuard {
@@ -184,19 +184,19 @@ impl Drop for PreemptGuard {
 /// lock's is). Restores the IRQ state when dropped.
 pub(crate) struct RawIrqGuard {
     was_masked: bool,
-    _not_send: std::marker::PhantomData<*const ()>,
+    _not_send: core::marker::PhantomData<*const ()>,
 }
 
 /// Masks IRQs until the guard drops, untraced (see [`RawIrqGuard`]).
 #[inline(always)]
 pub(crate) fn raw_local_irq_save() -> RawIrqGuard {
-    RawIrqGuard { was_masked: arch::irq::local_irq_save(), _not_send: std::marker::PhantomData }
+    RawIrqGuard { was_masked: A::local_irq_save(), _not_send: core::marker::PhantomData }
 }
 
 impl Drop for RawIrqGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        arch::irq::local_irq_restore(self.was_masked);
+        A::local_irq_restore(self.was_masked);
     }
 }
 
@@ -204,28 +204,29 @@ impl Drop for RawIrqGuard {
 #[must_use = "IRQs are restored when the guard is dropped"]
 pub struct IrqGuard {
     was_masked: bool,
-    _not_send: std::marker::PhantomData<*const ()>,
+    _not_send: core::marker::PhantomData<*const ()>,
 }
 
 /// `local_irq_save()`.
 #[track_caller]
 pub fn local_irq_save() -> IrqGuard {
-    let was_masked = arch::irq::local_irq_save();
-    crate::trace::section_enter(std::panic::Location::caller(), true);
-    IrqGuard { was_masked, _not_send: std::marker::PhantomData }
+    let was_masked = A::local_irq_save();
+    crate::trace::section_enter(core::panic::Location::caller(), true);
+    IrqGuard { was_masked, _not_send: core::marker::PhantomData }
 }
 
 impl Drop for IrqGuard {
     #[inline(always)]
     fn drop(&mut self) {
         crate::trace::section_exit(true);
-        arch::irq::local_irq_restore(self.was_masked);
+        A::local_irq_restore(self.was_masked);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn layout_matches_linux() {
@@ -240,7 +241,7 @@ mod tests {
     #[test]
     fn folded_need_resched_makes_enable_one_test() {
         // A thread that is not a CPU still has the per-CPU word; use it as scratch.
-        percpu::preempt_count_set_raw(PREEMPT_ENABLED);
+        A::preempt_count_set_raw(PREEMPT_ENABLED);
         assert!(!need_resched());
         preempt_count_add(PREEMPT_OFFSET);
         set_need_resched();
@@ -248,6 +249,6 @@ mod tests {
         assert_eq!(preempt_count(), 1);
         assert_eq!(preempt_count_sub(PREEMPT_OFFSET), 0, "count 0 + resched due = raw 0");
         clear_need_resched();
-        assert_eq!(percpu::preempt_count_raw(), PREEMPT_ENABLED);
+        assert_eq!(A::preempt_count_raw(), PREEMPT_ENABLED);
     }
 }

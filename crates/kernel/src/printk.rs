@@ -10,11 +10,11 @@
 //! while holding one would deadlock the next task on the same CPU thread); a full ring drops
 //! new lines and counts them rather than blocking.
 
+use crate::arch::{Arch, FixedBuf, IrqSpinLock, A};
 use crate::instance::Kernel;
-use arch::cpu::FixedBuf;
-use arch::sync::IrqSpinLock;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use alloc::{boxed::Box, string::String, vec::Vec};
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// The log ring of one kernel instance.
 pub struct Printk {
@@ -40,7 +40,7 @@ impl Printk {
 
     fn write(&self, line: &[u8]) {
         if self.console {
-            arch::cpu::console_write(2, line);
+            A::console_write(2, line);
         }
         let _w = self.writer.lock();
         let head = self.head.load(Ordering::Relaxed);
@@ -71,9 +71,9 @@ impl Printk {
 }
 
 /// Logs one line (no allocation).
-pub(crate) fn printk_fmt(k: &Kernel, args: std::fmt::Arguments<'_>) {
+pub(crate) fn printk_fmt(k: &Kernel, args: core::fmt::Arguments<'_>) {
     let mut line = FixedBuf::<512>::new();
-    let t = arch::clock::now_ns().saturating_sub(k.boot_ns);
+    let t = A::now_ns().saturating_sub(k.boot_ns);
     let _ = write!(line, "[{:5}.{:06}] ", t / 1_000_000_000, t % 1_000_000_000 / 1000);
     let _ = line.write_fmt(args);
     let _ = line.write_str("\n");
@@ -82,14 +82,14 @@ pub(crate) fn printk_fmt(k: &Kernel, args: std::fmt::Arguments<'_>) {
 
 /// Logs one line and writes it to stderr whatever `console=` says (Linux's `KERN_EMERG`
 /// reaching the console): for reports a user must see even if the instance never ends.
-pub(crate) fn printk_emerg(k: &Kernel, args: std::fmt::Arguments<'_>) {
+pub(crate) fn printk_emerg(k: &Kernel, args: core::fmt::Arguments<'_>) {
     let mut line = FixedBuf::<512>::new();
     let _ = line.write_fmt(args);
     if !k.printk.console {
         let _ = line.write_str("\n");
-        arch::cpu::console_write(2, line.as_bytes());
+        A::console_write(2, line.as_bytes());
     }
-    printk_str(k, std::str::from_utf8(line.as_bytes()).unwrap_or("").trim_end());
+    printk_str(k, core::str::from_utf8(line.as_bytes()).unwrap_or("").trim_end());
 }
 
 pub(crate) fn printk_str(k: &Kernel, msg: &str) {
@@ -97,7 +97,7 @@ pub(crate) fn printk_str(k: &Kernel, msg: &str) {
 }
 
 /// Logs a formatted line from kernel code running on a CPU (task or interrupt context).
-pub fn printk(args: std::fmt::Arguments<'_>) {
+pub fn printk(args: core::fmt::Arguments<'_>) {
     if let Some(k) = crate::instance::try_this_kernel() {
         printk_fmt(&k, args);
     }

@@ -21,14 +21,15 @@
 //! doorbell is published ([`ipi_online`]; a fence on each side orders the two). Each IPI sent and
 //! received is counted on its CPU.
 
+use crate::arch::{Arch, IrqSpinLock, A};
 use crate::instance::{this_kernel, Kernel};
 use crate::model::Wakeup;
 use crate::sched::CpuMask;
-use arch::sync::IrqSpinLock;
-use std::collections::VecDeque;
-use std::panic::Location;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::sync::Arc;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::{boxed::Box, format, string::String, vec::Vec};
+use core::panic::Location;
+use core::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// The reschedule mailbox's RT bit.
 const RESCHED_RT: u64 = 1 << 63;
@@ -63,7 +64,7 @@ fn send_ipi(k: &Kernel, cpu: usize, line: u32) {
     fence(Ordering::SeqCst);
     let Some(r) = k.cpus[cpu].raiser.get() else { return };
     k.raw_this_cpu().stats.ipis_sent.fetch_add(1, Ordering::Relaxed);
-    r.raise(line);
+    A::irq_raise(r, line);
 }
 
 /// Called by CPU `cpu` once its doorbell is published: an IPI sent before that found no
@@ -74,10 +75,10 @@ pub(crate) fn ipi_online(k: &Kernel, cpu: usize) {
     let c = &k.cpus[cpu];
     let Some(r) = c.raiser.get() else { return };
     if c.ipi.resched.load(Ordering::Acquire) != 0 {
-        r.raise(crate::irq::LINE_RESCHED);
+        A::irq_raise(r, crate::irq::LINE_RESCHED);
     }
     if !c.ipi.calls.lock().is_empty() {
-        r.raise(crate::irq::LINE_CALL_FUNCTION);
+        A::irq_raise(r, crate::irq::LINE_CALL_FUNCTION);
     }
 }
 
@@ -139,7 +140,7 @@ pub fn smp_call_function_many(
 ) -> Result<(), String> {
     let k = this_kernel();
     let mask = check_mask(&k, mask)?;
-    if arch::irq::irqs_disabled() {
+    if A::irqs_disabled() {
         k.bug("smp_call_function with IRQs disabled", Location::caller());
         return Err(
             "smp_call_function: called with IRQs disabled (it could deadlock waiting); enable them first".into()
@@ -160,7 +161,7 @@ pub fn smp_call_function_many(
     // the last, so the memory is freed here (or by a later sender), in task context.
     let mut spins = 0;
     while wait && Arc::strong_count(&call) > 1 {
-        arch::cpu::cpu_relax(&mut spins);
+        A::cpu_relax(&mut spins);
     }
     let mut inflight = k.calls_in_flight.lock();
     inflight.retain(|c| Arc::strong_count(c) > 1);

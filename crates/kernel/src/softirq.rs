@@ -30,14 +30,16 @@
 //! allocate or sleep: at `irq_exit` they run inside the host signal handler, where the
 //! allocator `BUG`s (the interrupted code may be inside `malloc`).
 
+use crate::arch::{Arch, IrqSpinLock, A};
 use crate::config::BhMode;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt::{self, PREEMPT_OFFSET, SOFTIRQ_DISABLE_OFFSET, SOFTIRQ_OFFSET};
 use crate::sched::TaskId;
+use crate::sync::OnceLock;
 use crate::task::TaskBuilder;
-use arch::sync::IrqSpinLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use alloc::sync::Arc;
+use alloc::{boxed::Box, format, string::String};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 pub use crate::preempt::{in_serving_softirq, in_softirq};
 
@@ -109,7 +111,7 @@ pub(crate) struct SoftirqCpu {
 impl SoftirqCpu {
     /// A CPU with the tasklet vectors open and nothing pending.
     pub(crate) fn new() -> SoftirqCpu {
-        let mut actions: [Option<SoftirqAction>; NR_SOFTIRQS] = std::array::from_fn(|_| None);
+        let mut actions: [Option<SoftirqAction>; NR_SOFTIRQS] = core::array::from_fn(|_| None);
         actions[HI_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(HI_SOFTIRQ)));
         actions[TASKLET_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(TASKLET_SOFTIRQ)));
         SoftirqCpu {
@@ -220,17 +222,17 @@ pub(crate) fn invoke_softirq(k: &Kernel) {
 /// `__do_softirq`: serve pending softirqs with the budget. Call with IRQs masked and not in
 /// interrupt context; returns with IRQs masked.
 pub(crate) fn __do_softirq(k: &Kernel, ctx: SoftirqContext) {
-    let end = arch::clock::now_ns() + MAX_SOFTIRQ_TIME;
+    let end = A::now_ns() + MAX_SOFTIRQ_TIME;
     let mut restart = MAX_SOFTIRQ_RESTART;
     preempt::preempt_count_add(SOFTIRQ_OFFSET);
     loop {
         let pending = k.this_cpu().softirq.pending.swap(0, Ordering::AcqRel);
-        arch::entry::irq_exit_irqs_on(|| run_actions(k, pending, ctx));
+        A::irq_exit_irqs_on(|| run_actions(k, pending, ctx));
         if k.this_cpu().softirq.pending.load(Ordering::Acquire) == 0 {
             break;
         }
         restart -= 1;
-        if arch::clock::now_ns() < end && !preempt::need_resched() && restart > 0 {
+        if A::now_ns() < end && !preempt::need_resched() && restart > 0 {
             continue;
         }
         if ctx != SoftirqContext::Ksoftirqd {
@@ -261,11 +263,11 @@ fn do_softirq(k: &Kernel) {
     if preempt::in_interrupt() {
         return;
     }
-    let was_masked = arch::irq::local_irq_save();
+    let was_masked = A::local_irq_save();
     if k.this_cpu().softirq.pending.load(Ordering::Acquire) != 0 {
         __do_softirq(k, SoftirqContext::BhEnable);
     }
-    arch::irq::local_irq_restore(was_masked);
+    A::local_irq_restore(was_masked);
 }
 
 /// `local_bh_disable()` as a guard: softirqs do not run on this CPU while it lives (nor does
@@ -273,13 +275,13 @@ fn do_softirq(k: &Kernel) {
 /// `local_bh_enable()`.
 #[must_use = "BH is enabled again when the guard is dropped"]
 pub struct BhGuard {
-    _not_send: std::marker::PhantomData<*const ()>,
+    _not_send: core::marker::PhantomData<*const ()>,
 }
 
 /// `local_bh_disable()`: adds [`SOFTIRQ_DISABLE_OFFSET`] to `preempt_count`.
 pub fn local_bh_disable() -> BhGuard {
     preempt::preempt_count_add(SOFTIRQ_DISABLE_OFFSET);
-    BhGuard { _not_send: std::marker::PhantomData }
+    BhGuard { _not_send: core::marker::PhantomData }
 }
 
 impl Drop for BhGuard {
@@ -322,7 +324,7 @@ pub fn softirq_stats() -> SoftirqStats {
     let sum =
         |f: &dyn Fn(&SoftirqCpu) -> &AtomicU64| k.cpus.iter().map(|c| f(&c.softirq).load(Ordering::Relaxed)).sum();
     let per = |f: &dyn Fn(&VectorStats) -> &AtomicU64| -> [u64; NR_SOFTIRQS] {
-        std::array::from_fn(|nr| sum(&|s: &SoftirqCpu| f(&s.stats[nr])))
+        core::array::from_fn(|nr| sum(&|s: &SoftirqCpu| f(&s.stats[nr])))
     };
     SoftirqStats {
         raised: per(&|v| &v.raised),
@@ -367,7 +369,7 @@ pub(crate) fn stop_if_alone(k: &Kernel, live: usize) -> bool {
 /// the pending test, give the CPU away if a reschedule is due, sleep when nothing is pending.
 fn ksoftirqd_main() -> i64 {
     let k = this_kernel();
-    let place = std::panic::Location::caller();
+    let place = core::panic::Location::caller();
     loop {
         if !ksoftirqd_should_run(&k) {
             if k.this_cpu().softirq.stop.load(Ordering::Acquire) {
@@ -376,11 +378,11 @@ fn ksoftirqd_main() -> i64 {
             ksoftirqd_sleep(&k, place);
             continue;
         }
-        arch::irq::local_irq_disable();
+        A::local_irq_disable();
         if k.this_cpu().softirq.pending.load(Ordering::Acquire) != 0 {
             __do_softirq(&k, SoftirqContext::Ksoftirqd);
         }
-        arch::irq::local_irq_enable();
+        A::local_irq_enable();
         crate::cond_resched();
     }
 }
@@ -391,7 +393,7 @@ fn ksoftirqd_should_run(k: &Kernel) -> bool {
 
 /// Sleeps until woken; the pending test is made after the task is marked sleeping, so a raise
 /// in between finds it sleeping and wakes it (no lost wakeup).
-fn ksoftirqd_sleep(k: &Kernel, place: &'static std::panic::Location<'static>) {
+fn ksoftirqd_sleep(k: &Kernel, place: &'static core::panic::Location<'static>) {
     {
         let _irq = preempt::local_irq_save();
         let mut rq = crate::sched::rq_lock::this_rq_lock(k);

@@ -1,7 +1,55 @@
-//! Locks that kernel code and interrupt handlers share.
+//! Locks and one-time cells that kernel code, interrupt handlers and other CPUs share.
+//!
+//! **Mechanism.** [`IrqSpinLock`] is `lock_api`'s mutex over the arch's raw spinlock, which
+//! masks the CPU's interrupts while held (`spin_lock_irqsave`). [`OnceLock`] is a cell written
+//! once and read without a lock afterwards, over `spin::Once` (the core has no std).
+//!
+//! **Invariant.** Neither blocks the CPU in the host: a waiter spins, so neither may be waited
+//! for by the CPU that holds it (the arch reports a spinlock recursion as a `BUG:`).
 
 /// A spin lock protecting a `T`, taken with interrupts (the CPU's soft IRQ mask) masked, as
 /// Linux's `spin_lock_irqsave`: the lock task code may share with an interrupt handler, a
 /// bottom half or another CPU. `lock()` returns a guard that releases the lock and restores the
-/// interrupt state when dropped. Provided by the arch layer.
-pub use arch::sync::IrqSpinLock;
+/// interrupt state when dropped. Its raw lock is the arch's.
+pub use crate::arch::IrqSpinLock;
+
+/// A cell set at most once, then read without a lock (as std's `OnceLock`).
+pub(crate) struct OnceLock<T>(spin::Once<T>);
+
+impl<T> OnceLock<T> {
+    /// An empty cell.
+    pub(crate) const fn new() -> Self {
+        OnceLock(spin::Once::new())
+    }
+
+    /// The value, once set.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.0.get()
+    }
+
+    /// Sets the value; `Err(value)` if it was set already.
+    pub(crate) fn set(&self, value: T) -> Result<(), T> {
+        let mut value = Some(value);
+        self.0.call_once(|| value.take().expect("called once"));
+        value.map_or(Ok(()), Err)
+    }
+
+    /// The value, set by `f` first if the cell was empty (another CPU setting it meanwhile
+    /// is waited for).
+    pub(crate) fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.call_once(f)
+    }
+}
+
+impl<T> From<T> for OnceLock<T> {
+    fn from(value: T) -> Self {
+        OnceLock(spin::Once::initialized(value))
+    }
+}
+
+impl<T> Default for OnceLock<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -9,10 +9,11 @@
 //! **Invariant.** A task returns to user mode with `preempt_count == 0`, IRQs on, and no
 //! reschedule pending; a service that breaks the first two gets a `BUG:` report naming it.
 
+use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, with_this_kernel, Kernel};
 use crate::preempt;
 use crate::sched::Mode;
-use std::panic::Location;
+use core::panic::Location;
 
 /// Enters the kernel, runs the service `f` in kernel mode, and returns through
 /// `ret_from_syscall`. The entry and the exit touch no memory another CPU writes: the
@@ -28,7 +29,7 @@ fn syscall_at<R>(place: &'static Location<'static>, f: impl FnOnce() -> R) -> R 
     // Each one instruction on the CPU's hot words, so no IRQ mask: a task that moves between
     // them counts on one CPU and marks the other, and both travel with it (the count is
     // credited to the running task at switch-out, the mode is the running task's).
-    arch::percpu::count_syscall();
+    A::count_syscall();
     crate::cpu::set_mode(Mode::Kernel);
     if with_this_kernel(|k| crate::trace::syscall_entry(k, place)).is_none() {
         panic!("this must run on an atomkernel CPU (inside kernel::run)");
@@ -59,19 +60,19 @@ pub(crate) fn kernel_call_at<R>(place: &'static Location<'static>, f: impl FnOnc
 /// for each step that cannot switch.
 fn exit_to_user(place: &'static Location<'static>) {
     with_this_kernel(|k| crate::trace::syscall_exit(k, place));
-    if preempt::preempt_count() != 0 || arch::irq::irqs_disabled() {
+    if preempt::preempt_count() != 0 || A::irqs_disabled() {
         ret_from_syscall_bugs(&this_kernel(), place);
     }
     loop {
-        arch::irq::local_irq_disable();
+        A::local_irq_disable();
         // Masked: nothing switches inside, so the borrow cannot outlive this CPU thread.
         if with_this_kernel(crate::model::resched_due_for_user).unwrap_or(false) {
-            arch::irq::local_irq_enable();
+            A::local_irq_enable();
             crate::sched::schedule();
             continue;
         }
         crate::cpu::set_mode(Mode::User);
-        arch::irq::local_irq_enable();
+        A::local_irq_enable();
         return;
     }
 }
@@ -85,7 +86,7 @@ fn ret_from_syscall_bugs(k: &Kernel, place: &'static Location<'static>) {
         k.bug("preempt_count not zero at ret_from_syscall", place);
         preempt::preempt_count_set(0);
     }
-    if arch::irq::irqs_disabled() {
+    if A::irqs_disabled() {
         k.bug("IRQs disabled at ret_from_syscall", place);
     }
 }

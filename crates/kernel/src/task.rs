@@ -8,12 +8,13 @@
 //! time (the arch layer's final switch unmaps it on the next task's stack), and a task's entry
 //! closure runs exactly once.
 
+use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
 use crate::sched::TaskId;
+use crate::sync::OnceLock;
 use crate::wait::WaitQueue;
-use arch::switch::TaskContext;
-use arch::sync::IrqSpinLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use alloc::sync::Arc;
+use alloc::{boxed::Box, format, string::String};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The scheduling policy of a task (`sched_setscheduler`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +137,7 @@ pub(crate) struct Task {
 impl Task {
     /// Its context: one load, no lock.
     pub(crate) fn context(&self) -> &Arc<TaskContext> {
-        self.ctx.get().unwrap_or_else(|| arch::cpu::die("BUG: switch to a task without a context"))
+        self.ctx.get().unwrap_or_else(|| A::die("BUG: switch to a task without a context"))
     }
 }
 
@@ -230,13 +231,13 @@ pub(crate) fn task_entry(id: usize) -> ! {
 fn run_body(id: TaskId) -> TaskResult {
     let body = crate::instance::this_kernel().task(id).body.lock().take();
     let Some(body) = body else { return Err("task started without a body".into()) };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let result = A::catch_panic(body);
     let k = crate::instance::this_kernel();
     match result {
-        Ok(v) => {
+        Some(v) => {
             crate::oops::caught_inside(&k, id);
             Ok(v)
         }
-        Err(_) => Err(crate::oops::task_dead(&k, id)),
+        None => Err(crate::oops::task_dead(&k, id)),
     }
 }

@@ -14,9 +14,11 @@
 //! publishes it to the end of the instance; nothing ever leaves the table.
 
 use crate::sched::TaskId;
+use crate::sync::OnceLock;
 use crate::task::Task;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use alloc::sync::Arc;
+use alloc::{boxed::Box, vec::Vec};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Slots per chunk.
 const CHUNK: usize = 256;

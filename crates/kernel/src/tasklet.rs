@@ -13,11 +13,12 @@
 //! reserved slot in each list (a tasklet is on a list at most once, thanks to `SCHED`), and the
 //! kernel keeps every tasklet alive, so softirq context never frees one.
 
+use crate::arch::IrqSpinLock;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::softirq::{raise_softirq_irqoff, HI_SOFTIRQ, TASKLET_SOFTIRQ};
-use arch::sync::IrqSpinLock;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::{boxed::Box, string::String, vec::Vec};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 const TASKLET_STATE_SCHED: u8 = 1;
 const TASKLET_STATE_RUN: u8 = 2;
@@ -152,7 +153,7 @@ pub(crate) fn tasklet_action(vector: usize) {
     {
         let mut l = list(cpu, vector).lock();
         let TaskletList { queued, batch } = &mut *l;
-        std::mem::swap(queued, batch);
+        core::mem::swap(queued, batch);
     }
     for i in 0.. {
         // A statement of its own, so the list's lock is dropped before the tasklet runs.
@@ -182,6 +183,7 @@ fn run_one(k: &Kernel, cpu: &TaskletCpu, vector: usize, index: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     fn tasklet() -> Tasklet {
         Tasklet { name: "t".into(), index: 0, state: AtomicU8::new(0), runs: AtomicU64::new(0), func: Box::new(|| {}) }

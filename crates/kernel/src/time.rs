@@ -10,11 +10,12 @@
 //! are enabled again, and every expiry is handled with IRQs masked; a deadline already past
 //! when armed fires at once.
 
+use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, Kernel};
 use crate::sched::{TaskId, TaskState};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::sync::atomic::Ordering;
+use alloc::collections::BinaryHeap;
+use core::cmp::Reverse;
+use core::sync::atomic::Ordering;
 
 /// Pending one-shot timers: (deadline, sequence, task to wake).
 #[derive(Default)]
@@ -48,7 +49,7 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
     let cpu = k.this_cpu();
     // Ticks the host coalesced while the CPU thread was held up count too: against jiffies
     // (on CPU 0) and against the running task's RR slice.
-    let ticks = 1 + cpu.tick_timer.get().map_or(0, |t| t.overrun()) as u64;
+    let ticks = 1 + cpu.tick_timer.get().map_or(0, A::timer_overrun) as u64;
     if cpu.id == 0 {
         k.jiffies.fetch_add(ticks, Ordering::Relaxed);
     }
@@ -56,7 +57,7 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
     crate::softirq::run_local_timers(k);
     {
         let mut rq = crate::sched::rq_lock::rq_lock(k, cpu.id);
-        if rq.tick(arch::clock::now_ns(), ticks) {
+        if rq.tick(A::now_ns(), ticks) {
             let curr = rq.curr;
             crate::model::resched_curr(k, &rq, curr);
         }
@@ -66,7 +67,7 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
 
 /// Wakes every sleeper whose deadline has passed and re-arms the host timer.
 pub(crate) fn hrtimer_interrupt(k: &Kernel) {
-    let now = arch::clock::now_ns();
+    let now = A::now_ns();
     loop {
         let expired = k.this_cpu().timers.lock().pop_expired(now);
         let Some(id) = expired else { break };
@@ -78,7 +79,7 @@ pub(crate) fn hrtimer_interrupt(k: &Kernel) {
 fn rearm(k: &Kernel) {
     let cpu = k.this_cpu();
     if let (Some(d), Some(t)) = (cpu.timers.lock().next_deadline(), cpu.hrtimer.get()) {
-        t.set_oneshot_at(d);
+        A::timer_set_oneshot_at(t, d);
     }
 }
 
@@ -86,13 +87,13 @@ fn rearm(k: &Kernel) {
 /// `clock_nanosleep(TIMER_ABSTIME)`).
 #[track_caller]
 pub fn sleep_until(deadline_ns: u64) {
-    let place = std::panic::Location::caller();
+    let place = core::panic::Location::caller();
     crate::syscall::kernel_call(|| sleep_until_at(deadline_ns, place));
 }
 
-fn sleep_until_at(deadline_ns: u64, place: &std::panic::Location<'_>) {
+fn sleep_until_at(deadline_ns: u64, place: &core::panic::Location<'_>) {
     let k = this_kernel();
-    while arch::clock::now_ns() < deadline_ns {
+    while A::now_ns() < deadline_ns {
         {
             let _irq = crate::preempt::local_irq_save();
             let me = k.current_id();
@@ -108,12 +109,12 @@ fn sleep_until_at(deadline_ns: u64, place: &std::panic::Location<'_>) {
 /// Sleeps for `ns` nanoseconds.
 #[track_caller]
 pub fn sleep_ns(ns: u64) {
-    sleep_until(arch::clock::now_ns() + ns);
+    sleep_until(A::now_ns() + ns);
 }
 
 /// The clock kernel code reads: nanoseconds on the host's monotonic clock.
 pub fn now_ns() -> u64 {
-    arch::clock::now_ns()
+    A::now_ns()
 }
 
 /// Jiffies of the running kernel.

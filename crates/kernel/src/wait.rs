@@ -8,9 +8,10 @@
 //! test finds the waiter already queued and sleeping, and makes it runnable, so its
 //! `schedule()` returns at once.
 
+use crate::arch::IrqSpinLock;
 use crate::instance::this_kernel;
 use crate::sched::{TaskId, TaskState};
-use arch::sync::IrqSpinLock;
+use alloc::vec::Vec;
 
 /// A queue of sleeping tasks.
 #[derive(Default)]
@@ -30,7 +31,7 @@ impl WaitQueue {
         if cond() {
             return;
         }
-        let place = std::panic::Location::caller();
+        let place = core::panic::Location::caller();
         let k = this_kernel();
         crate::syscall::kernel_call_at(place, || {
             let me = k.task(crate::current_pid());
@@ -47,11 +48,11 @@ impl WaitQueue {
         if cond() {
             return;
         }
-        let place = std::panic::Location::caller();
+        let place = core::panic::Location::caller();
         crate::syscall::kernel_call(|| self.wait_event_at(&mut cond, place));
     }
 
-    fn wait_event_at(&self, cond: &mut dyn FnMut() -> bool, place: &std::panic::Location<'_>) {
+    fn wait_event_at(&self, cond: &mut dyn FnMut() -> bool, place: &core::panic::Location<'_>) {
         let k = this_kernel();
         loop {
             let me = {

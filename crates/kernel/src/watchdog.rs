@@ -19,10 +19,12 @@
 //! a few per-CPU words per tick. Nothing on a task's path but the touch. A CPU with IRQs
 //! masked takes no tick and is not seen (Linux's hard-lockup detector is not modelled).
 
+use crate::arch::{Arch, Frame, IrqFrame, A, TRACE_DEPTH};
 use crate::config::ConfigError;
 use crate::instance::Kernel;
 use crate::sched::Mode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use alloc::{boxed::Box, format};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The detectors' boot options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,15 +127,15 @@ impl Watchdog {
 }
 
 /// The soft-lockup check on this CPU's tick (hard-IRQ context; no allocation).
-pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
+pub(crate) fn tick(k: &Kernel, frame: &IrqFrame) {
     let thresh_ms = k.config.watchdog.softlockup_thresh_ms;
     if thresh_ms == 0 {
         return;
     }
     let cpu = k.raw_this_cpu();
     let w = &k.watchdog.cpus[cpu.id];
-    let now = arch::clock::now_ns();
-    if arch::percpu::take_softlockup_touch() || could_reschedule_here(k) || w.touch_ns.load(Ordering::Relaxed) == 0 {
+    let now = A::now_ns();
+    if A::take_softlockup_touch() || could_reschedule_here(k) || w.touch_ns.load(Ordering::Relaxed) == 0 {
         w.touch_ns.store(now, Ordering::Relaxed);
         w.reported.store(false, Ordering::Relaxed);
         return;
@@ -146,17 +148,15 @@ pub(crate) fn tick(k: &Kernel, frame: &arch::IrqFrame) {
     if stuck_ns < thresh_ns || w.reported.swap(true, Ordering::Relaxed) {
         return;
     }
-    let mut trace = [0; arch::fault::TRACE_DEPTH];
-    let depth = match (frame.replayed, arch::redirect::current_stack()) {
-        (false, Some(stack)) => {
-            arch::unwind::backtrace(arch::unwind::Frame::interrupted(frame.ip, frame.sp, frame.bp), stack, &mut trace)
-        }
+    let mut trace = [0; TRACE_DEPTH];
+    let depth = match (frame.replayed, A::current_stack()) {
+        (false, Some(stack)) => A::backtrace(Frame::interrupted(frame.ip, frame.sp, frame.bp), stack, &mut trace),
         _ => 0,
     };
     let rec = crate::oops::LockupRecord {
         cpu: cpu.id,
         pid: cpu.curr(),
-        name: arch::switch::current_name(),
+        name: A::current_name(),
         stuck_ms: stuck_ns / 1_000_000,
         trace,
         depth,

@@ -166,7 +166,7 @@ fn a_line_raised_during_replay_is_never_lost() {
 /// interrupts would wait for the host to preempt the spinning CPU thread.
 #[test]
 fn device_threads_avoid_the_pinned_cpu() {
-    let cpus = arch::cpu::allowed_host_cpus();
+    let cpus = arch_hosted::cpu::allowed_host_cpus();
     if cpus.len() < 2 {
         eprintln!("skipped: this process may use only one host CPU");
         return;

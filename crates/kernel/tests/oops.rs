@@ -4,7 +4,7 @@
 //! runs in a child process (this test binary, re-executed with the case in the environment),
 //! because the process's fate is what is tested; each boots with `cpus=1` and `cpus=2`.
 
-use arch::testing::faults;
+use arch_hosted::testing::faults;
 use kernel::{spawn, syscall, Config, TaskBuilder};
 use std::process::Command;
 

@@ -100,7 +100,7 @@ fn a_fair_wakeup_arms_nothing() {
 
 /// The points of `scribbled_body`, found by their line in this file.
 fn sites_of_this_file_at(lines: std::ops::RangeInclusive<u32>) -> Vec<usize> {
-    kernel::__arch::ppoint::sites()
+    arch_hosted::ppoint::sites()
         .iter()
         .filter(|s| s.info.file.ends_with("tests/patch.rs") && lines.contains(&s.info.line))
         .map(|s| s.addr)
@@ -121,9 +121,9 @@ fn a_site_whose_bytes_are_wrong_is_refused_with_a_bug_report_and_left_alone() {
     let here = line!();
     let sites = sites_of_this_file_at(here - 8..=here - 5);
     assert_eq!(sites.len(), 1, "the point of scribbled_body");
-    let good = kernel::__arch::patch::read_site(sites[0]);
-    kernel::__arch::testing::scribble(sites[0] + 3, good[3] ^ 0x10).unwrap();
-    let bad = kernel::__arch::patch::read_site(sites[0]);
+    let good = arch_hosted::patch::read_site(sites[0]);
+    arch_hosted::testing::scribble(sites[0] + 3, good[3] ^ 0x10).unwrap();
+    let bad = arch_hosted::patch::read_site(sites[0]);
     let r = run_with_timeout(Config { preempt: PreemptModel::PatchCall, ..Config::default() }, 60, || {
         let ran = Arc::new(AtomicBool::new(false));
         let r2 = ran.clone();
@@ -141,13 +141,13 @@ fn a_site_whose_bytes_are_wrong_is_refused_with_a_bug_report_and_left_alone() {
         rt.join().unwrap();
         ran.load(Ordering::Acquire) as i64
     });
-    let now = kernel::__arch::patch::read_site(sites[0]);
-    kernel::__arch::testing::scribble(sites[0] + 3, good[3]).unwrap();
+    let now = arch_hosted::patch::read_site(sites[0]);
+    arch_hosted::testing::scribble(sites[0] + 3, good[3]).unwrap();
     assert_eq!(now, bad, "nothing was written to the refused site");
     assert_eq!(r.init, Ok(1));
     assert!(r.bugs.iter().any(|b| b.starts_with("BUG: refusing to patch site")), "{:?}", r.bugs);
     assert!(r.patch.fallbacks >= 1, "{:?}", r.patch);
-    assert_eq!(kernel::__arch::patch::read_site(sites[0]), good);
+    assert_eq!(arch_hosted::patch::read_site(sites[0]), good);
 }
 
 /// One round of a hash chain over four words: loop-carried state the compiler keeps in

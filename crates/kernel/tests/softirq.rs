@@ -34,7 +34,7 @@ fn softirq_runs_once_per_raise_at_irq_exit_serving_with_irqs_on() {
             if c & HARDIRQ_MASK != 0 {
                 w2.fetch_or(WRONG_HARDIRQ_FIELD, Ordering::AcqRel);
             }
-            if arch::irq::irqs_disabled() {
+            if arch_hosted::irq::irqs_disabled() {
                 w2.fetch_or(IRQS_OFF, Ordering::AcqRel);
             }
             r2.fetch_add(1, Ordering::AcqRel);

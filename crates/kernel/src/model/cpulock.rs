@@ -8,10 +8,11 @@
 //! think so]"). The lock is granted (cleared) when its owner runs.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::arch::IrqExit;
 use crate::instance::Kernel;
 use crate::preempt;
 use crate::sched::TaskId;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 pub(super) struct Cpulock;
 
@@ -56,8 +57,8 @@ impl Model for Cpulock {
         false
     }
 
-    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
-        arch::IrqExit::Resume
+    fn trap(&self, _k: &Kernel) -> IrqExit {
+        IrqExit::Resume
     }
 
     fn sites(&self) -> SiteClaim {

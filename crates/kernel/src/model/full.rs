@@ -6,6 +6,7 @@
 //! foreign code (the interrupt exit's mechanics retry there); the point sites stay idle.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::arch::IrqExit;
 use crate::instance::Kernel;
 use crate::preempt;
 
@@ -26,8 +27,8 @@ impl Model for Full {
         true
     }
 
-    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
-        arch::IrqExit::Resume
+    fn trap(&self, _k: &Kernel) -> IrqExit {
+        IrqExit::Resume
     }
 
     fn sites(&self) -> SiteClaim {

@@ -7,9 +7,10 @@
 //! request.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::arch::IrqExit;
 use crate::instance::Kernel;
 use crate::preempt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) struct Lazy;
 
@@ -57,8 +58,8 @@ impl Model for Lazy {
         true
     }
 
-    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
-        arch::IrqExit::Resume
+    fn trap(&self, _k: &Kernel) -> IrqExit {
+        IrqExit::Resume
     }
 
     fn sites(&self) -> SiteClaim {

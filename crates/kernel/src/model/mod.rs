@@ -27,6 +27,8 @@
 //! and nothing the patch models armed there survives it; every other CPU is sent a
 //! function-call IPI that disarms what it armed.
 
+use crate::arch::{Arch, Arm, IrqExit, IrqFrame, PokeError, A};
+use alloc::{format, vec::Vec};
 mod cpulock;
 mod full;
 mod lazy;
@@ -40,10 +42,10 @@ use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt;
 use crate::sched::{Rq, TaskId};
 use crate::task::Policy;
-use std::fmt;
-use std::str::FromStr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use core::fmt;
+use core::str::FromStr;
+use core::sync::atomic::Ordering;
 
 /// The preemption model (`preempt=` on Linux's command line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,7 +138,7 @@ pub(crate) enum IrqExitPolicy {
     /// Preempt here if the task may be preempted (`preempt_schedule_irq`).
     Preempt,
     /// Arm the next preemption points (the patch models).
-    ArmPoints(arch::patch::Arm),
+    ArmPoints(Arm),
 }
 
 /// Which preemption-point sites a model claims.
@@ -175,7 +177,7 @@ trait Model: Sync {
     /// interrupt exit: kernel code between points is preemptible.
     fn preempts_kernel_code(&self) -> bool;
     /// An `int3` armed at a site fired (SIGTRAP handler, IRQs masked).
-    fn trap(&self, k: &Kernel) -> arch::IrqExit;
+    fn trap(&self, k: &Kernel) -> IrqExit;
     /// The sites the model claims.
     fn sites(&self) -> SiteClaim;
 }
@@ -217,22 +219,21 @@ pub(crate) fn switch_sites(
     old: Option<PreemptModel>,
     new: Option<PreemptModel>,
 ) -> Result<(), ConfigError> {
-    let host = |e: arch::patch::PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
+    let host = |e: PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
     let claim = |m: Option<PreemptModel>| m.map_or(SiteClaim::None, |m| ops(m).sites());
     if claim(new) == SiteClaim::PerEvent {
         patch::build_tables(k.config.ptable).map_err(ConfigError)?;
         if k.config.patch_sync == crate::config::PatchSync::Ipi {
-            arch::patch::prepare_sync()
-                .map_err(|e| ConfigError(format!("patch_sync=ipi: {e}; use patch_sync=none")))?;
+            A::patch_prepare_sync().map_err(|e| ConfigError(format!("patch_sync=ipi: {e}; use patch_sync=none")))?;
         }
     }
     let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
     if will && !was {
-        *k.sites_claim.lock() = Some(arch::patch::claim_all_sites().map_err(host)?);
+        *k.sites_claim.lock() = Some(A::claim_all_sites().map_err(host)?);
     }
     if was && !will {
         let claim = k.sites_claim.lock().take();
-        claim.map_or(Ok(()), arch::patch::AllSitesClaim::release).map_err(host)?;
+        claim.map_or(Ok(()), A::release_all_sites).map_err(host)?;
     }
     Ok(())
 }
@@ -353,8 +354,7 @@ pub(crate) fn rt_reschedule(site: usize) {
     // nothing pending is one per-CPU load and test. Under a patch model a site calls only
     // because some CPU armed it: one that is not this CPU's is collateral, counted.
     if !preempt::need_resched() {
-        if arch::percpu::core_flags() & (CORE_FLAG_PER_EVENT_SITES | CORE_FLAG_TRACE_HOOKS) == CORE_FLAG_PER_EVENT_SITES
-        {
+        if A::core_flags() & (CORE_FLAG_PER_EVENT_SITES | CORE_FLAG_TRACE_HOOKS) == CORE_FLAG_PER_EVENT_SITES {
             patch::call_passed();
         }
         return;
@@ -364,8 +364,8 @@ pub(crate) fn rt_reschedule(site: usize) {
 }
 
 /// An armed `int3` fired at `site` (the SIGTRAP handler, IRQs masked).
-pub(crate) fn point_trap(_site: usize, _frame: &arch::IrqFrame) -> arch::IrqExit {
-    let Some(k) = try_this_kernel() else { return arch::IrqExit::Resume };
+pub(crate) fn point_trap(_site: usize, _frame: &IrqFrame) -> IrqExit {
+    let Some(k) = try_this_kernel() else { return IrqExit::Resume };
     ops(k.model()).trap(&k)
 }
 

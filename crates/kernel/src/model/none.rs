@@ -5,6 +5,7 @@
 //! which the return to user mode (or the next sleep) serves; the point sites stay idle.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::arch::IrqExit;
 use crate::instance::Kernel;
 use crate::preempt;
 
@@ -25,8 +26,8 @@ impl Model for None {
         false
     }
 
-    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
-        arch::IrqExit::Resume
+    fn trap(&self, _k: &Kernel) -> IrqExit {
+        IrqExit::Resume
     }
 
     fn sites(&self) -> SiteClaim {

@@ -8,6 +8,7 @@
 //! mode waits, and so does `preempt_enable`.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::arch::IrqExit;
 use crate::instance::Kernel;
 use crate::preempt;
 
@@ -30,8 +31,8 @@ impl Model for Voluntary {
         false
     }
 
-    fn trap(&self, _k: &Kernel) -> arch::IrqExit {
-        arch::IrqExit::Resume
+    fn trap(&self, _k: &Kernel) -> IrqExit {
+        IrqExit::Resume
     }
 
     fn sites(&self) -> SiteClaim {

@@ -35,6 +35,8 @@
 //! decision; a panic stops every CPU that takes interrupts, and [`crate::run`] returns an
 //! error within a bounded time whatever the stopped CPUs were doing.
 
+use crate::arch::{Arch, Fault, FixedBuf, IrqSpinLock, PanicReport, Regs, A, TRACE_DEPTH};
+use alloc::{format, string::String, vec::Vec};
 mod report;
 
 pub(crate) use report::supervise;
@@ -43,12 +45,10 @@ pub use report::OopsReport;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::{self, PREEMPT_OFFSET};
 use crate::sched::TaskId;
-use arch::cpu::FixedBuf;
-use arch::fault::{Fault, Regs, TRACE_DEPTH};
-use arch::sync::IrqSpinLock;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use crate::sync::OnceLock;
+use alloc::sync::Arc;
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Oopses caught and not yet ended, and raw reports not yet formatted, kept per instance.
 const ROOM: usize = 16;
@@ -115,7 +115,7 @@ pub(crate) struct OopsState {
     /// CPUs that have stopped for the panic (bit per CPU).
     pub(crate) stopped: AtomicU64,
     /// The host thread in [`crate::run`], woken when there is something to report.
-    pub(crate) supervisor: OnceLock<std::thread::Thread>,
+    pub(crate) supervisor: OnceLock<<A as Arch>::Supervisor>,
     /// CPU 0's thread has finished its work (the instance is down): the supervisor joins it
     /// at once instead of at its next periodic look.
     pub(crate) cpu0_done: AtomicBool,
@@ -178,7 +178,7 @@ impl OopsState {
 
     pub(crate) fn wake_supervisor(&self) {
         if let Some(t) = self.supervisor.get() {
-            t.unpark();
+            A::supervisor_wake(t);
         }
     }
 }
@@ -186,28 +186,24 @@ impl OopsState {
 /// Installs the panic hook (once per process): a panic on a CPU thread is an oops; anywhere
 /// else the previous hook runs as before.
 pub(crate) fn install() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !on_panic(info) {
-                prev(info)
-            }
-        }));
-    });
+    A::set_panic_hook(on_panic);
 }
 
 /// The panic hook on a CPU: records the oops, then panics the kernel or lets the task unwind.
-fn on_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+fn on_panic(info: &PanicReport<'_>) -> bool {
     let Some(k) = try_this_kernel() else { return false };
     let mut what = FixedBuf::<256>::new();
     let _ = what.write_str("kernel BUG (Rust panic)");
-    if let Some(l) = info.location() {
+    if let Some(l) = info.location {
         let _ = write!(what, " at {}:{}:{}", l.file(), l.line(), l.column());
     }
-    let _ = write!(what, ": {}", info.payload_as_str().unwrap_or("(a non-string payload)"));
+    match info.message {
+        Some(m) => write!(what, ": {m}"),
+        None => write!(what, ": (a non-string payload)"),
+    }
+    .ok();
     let mut trace = [0; TRACE_DEPTH];
-    let (regs, depth) = arch::fault::capture_here(&mut trace);
+    let (regs, depth) = A::capture_here(&mut trace);
     let rec = record(&k, what, regs, false, trace, depth);
     if let Some(reason) = fatal(&k, &rec) {
         panic(&k, reason, Some(Report::Oops(rec)));
@@ -224,14 +220,14 @@ fn on_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
 /// std formats its message): a kernel panic, "Fatal exception in interrupt". Allocates nothing.
 pub(crate) fn alloc_in_irq() -> ! {
     let Some(k) = try_this_kernel() else {
-        arch::cpu::die("BUG: memory allocation in interrupt context (the interrupted code may be inside malloc)")
+        A::die("BUG: memory allocation in interrupt context (the interrupted code may be inside malloc)")
     };
     let mut what = FixedBuf::<256>::new();
     let _ = what.write_str(
         "BUG: memory allocation in interrupt context (a formatted panic in a handler, or a handler that allocates)",
     );
     let mut trace = [0; TRACE_DEPTH];
-    let (regs, depth) = arch::fault::capture_here(&mut trace);
+    let (regs, depth) = A::capture_here(&mut trace);
     let rec = record(&k, what, regs, false, trace, depth);
     panic(&k, "Fatal exception in interrupt", Some(Report::Oops(rec)))
 }
@@ -240,7 +236,7 @@ pub(crate) fn alloc_in_irq() -> ! {
 pub(crate) fn fault_hook(f: &Fault) -> bool {
     let Some(k) = try_this_kernel() else { return false };
     let mut what = FixedBuf::<256>::new();
-    let _ = write!(what, "{} at {:#x} (signal {}, code {})", f.what(), f.addr, f.sig, f.code);
+    let _ = write!(what, "{} at {:#x} ({})", f.what, f.addr, String::from_utf8_lossy(f.source.as_bytes()));
     let rec = record(&k, what, f.regs, true, f.trace, f.depth);
     let mut reason = fatal(&k, &rec);
     if f.stack.is_none() && reason.is_none() {
@@ -265,11 +261,11 @@ fn record(
 ) -> OopsRecord {
     OopsRecord {
         what,
-        name: arch::switch::current_name(),
+        name: A::current_name(),
         pid: k.raw_this_cpu().curr(),
         cpu: k.raw_cpu_id(),
         preempt_count: preempt::preempt_count(),
-        irqs_off: arch::irq::irqs_disabled(),
+        irqs_off: A::irqs_disabled(),
         regs,
         full_regs,
         trace,
@@ -280,7 +276,7 @@ fn record(
 /// Why an oops must be a panic, if it must.
 fn fatal(k: &Kernel, rec: &OopsRecord) -> Option<&'static str> {
     let in_flight = k.oops.in_flight.lock().iter().any(|r| r.pid == rec.pid);
-    if arch::percpu::in_irq() || preempt::in_interrupt() {
+    if A::in_irq() || preempt::in_interrupt() {
         Some("Fatal exception in interrupt")
     } else if rec.irqs_off {
         Some("Fatal exception with IRQs disabled")
@@ -314,7 +310,7 @@ pub(crate) fn take_in_flight(k: &Kernel, pid: TaskId) -> Option<OopsRecord> {
 
 /// `Hooks::oops_exit`: a task killed by a hardware fault, on top of its own stack.
 pub(crate) fn oops_exit() -> ! {
-    let Some(k) = try_this_kernel() else { arch::cpu::die("BUG: oops_exit on a thread with no kernel") };
+    let Some(k) = try_this_kernel() else { A::die("BUG: oops_exit on a thread with no kernel") };
     let pid = k.raw_this_cpu().curr();
     let result = task_dead(&k, pid);
     drop(k);
@@ -348,7 +344,7 @@ pub(crate) fn panic(k: &Kernel, reason: &str, cause: Option<Report>) -> ! {
         let me = k.raw_cpu_id();
         for cpu in k.cpus.iter().filter(|c| c.id != me) {
             if let Some(r) = cpu.raiser.get() {
-                r.raise(crate::irq::LINE_RESCHED);
+                A::irq_raise(r, crate::irq::LINE_RESCHED);
             }
         }
         k.oops.wake_supervisor();
@@ -368,7 +364,7 @@ pub(crate) fn panic_from_host(k: &Kernel, reason: &str) {
     k.oops.panicked.store(true, Ordering::Release);
     for cpu in k.cpus.iter() {
         if let Some(r) = cpu.raiser.get() {
-            r.raise(crate::irq::LINE_RESCHED);
+            A::irq_raise(r, crate::irq::LINE_RESCHED);
         }
     }
 }
@@ -377,11 +373,11 @@ pub(crate) fn panic_from_host(k: &Kernel, reason: &str) {
 pub(crate) fn stop_this_cpu(k: &Kernel) -> ! {
     let cpu = &k.cpus[k.raw_cpu_id()];
     for t in [cpu.tick_timer.get(), cpu.hrtimer.get(), cpu.retry_timer.get()].into_iter().flatten() {
-        t.disarm();
+        A::timer_disarm(t);
     }
     k.oops.stopped.fetch_or(1 << cpu.id, Ordering::AcqRel);
     k.oops.wake_supervisor();
-    arch::cpu::park_forever()
+    A::park_forever()
 }
 
 /// Ends the oops of a task whose own `catch_unwind` caught the unwinding: the task ran on, so
@@ -394,7 +390,7 @@ pub(crate) fn caught_inside(k: &Arc<Kernel>, pid: TaskId) {
                 "the oops '{}' was caught by a catch_unwind inside the task, which ran on non-preemptible",
                 String::from_utf8_lossy(rec.what.as_bytes())
             ),
-            std::panic::Location::caller(),
+            core::panic::Location::caller(),
         );
     }
 }

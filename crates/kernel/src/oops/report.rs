@@ -13,14 +13,13 @@
 //! is published, and the printk log is read without a lock).
 
 use super::{LockupRecord, OopsRecord, Report};
+use crate::arch::{Arch, Symbol, A, GP_NAMES};
 use crate::instance::{BootError, Kernel};
 use crate::sched::TaskId;
-use arch::fault::GP_NAMES;
-use arch::kallsyms::{self, Symbol};
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use alloc::sync::Arc;
+use alloc::{format, string::String, string::ToString, vec::Vec};
+use core::fmt::Write as _;
+use core::sync::atomic::Ordering;
 
 /// One oops, as `RunReport::oopses` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +43,7 @@ const PANIC_PLUMBING: [&str; 7] =
     ["std::", "core::", "rust_begin_unwind", "__rustc", "kernel::oops::", "arch::fault::", "<alloc::boxed::Box"];
 
 fn symbols(trace: &[usize], skip_plumbing: bool) -> Vec<Symbol> {
-    let all = trace.iter().enumerate().map(|(i, &ip)| kallsyms::lookup(ip, i > 0));
+    let all = trace.iter().enumerate().map(|(i, &ip)| A::symbolize(ip, i > 0));
     let plumbing = |s: &Symbol| s.function.as_deref().is_some_and(|f| PANIC_PLUMBING.iter().any(|p| f.starts_with(p)));
     if skip_plumbing {
         all.skip_while(plumbing).collect()
@@ -55,7 +54,7 @@ fn symbols(trace: &[usize], skip_plumbing: bool) -> Vec<Symbol> {
 
 /// The first frame in the program's own code with a source line: where a report points.
 fn place(frames: &[Symbol]) -> Option<&Symbol> {
-    frames.iter().find(|s| arch::text::contains(s.addr) && s.line.is_some()).or(frames.first())
+    frames.iter().find(|s| A::text_contains(s.addr) && s.line.is_some()).or(frames.first())
 }
 
 fn write_trace(out: &mut String, frames: &[Symbol]) {
@@ -119,7 +118,7 @@ fn format_lockup(k: &Kernel, r: &LockupRecord) -> String {
 
 /// Prints `text` on stderr and into the printk log, line by line.
 fn emit(k: &Kernel, text: &str) {
-    arch::cpu::console_write(2, text.as_bytes());
+    A::console_write(2, text.as_bytes());
     for line in text.lines() {
         crate::printk::printk_str(k, line);
     }
@@ -150,23 +149,20 @@ fn place_suffix(text: &str) -> String {
 }
 
 /// How long the host side waits for the other CPUs to stop after a panic.
-const STOP_PATIENCE: Duration = Duration::from_secs(1);
+const STOP_PATIENCE_NS: u64 = 1_000_000_000;
 
 /// The host side of a running instance: reports, the hung-task scan, and the panic. Returns
 /// when CPU 0's thread has finished (its result) or the kernel panicked (an error).
-pub(crate) fn supervise(
-    k: &Arc<Kernel>,
-    cpu0: std::thread::JoinHandle<Result<(), BootError>>,
-) -> Result<(), BootError> {
-    let _ = k.oops.supervisor.set(std::thread::current());
+pub(crate) fn supervise(k: &Arc<Kernel>, cpu0: <A as Arch>::CpuThread<Result<(), BootError>>) -> Result<(), BootError> {
+    let _ = k.oops.supervisor.set(A::supervisor_handle());
     let mut hung = crate::hung::HungTasks::new(k);
     loop {
         if k.oops.panic_record().is_some() {
             return Err(report_panic(k));
         }
         drain(k);
-        if k.oops.cpu0_done.load(Ordering::Acquire) || cpu0.is_finished() {
-            let r = cpu0.join().map_err(|_| BootError::Host("the CPU thread panicked".into()))?;
+        if k.oops.cpu0_done.load(Ordering::Acquire) || A::cpu_finished(&cpu0) {
+            let r = A::join_cpu(cpu0).map_err(|_| BootError::Host("the CPU thread panicked".into()))?;
             drain(k);
             return r;
         }
@@ -174,15 +170,15 @@ pub(crate) fn supervise(
             crate::oops::panic_from_host(k, &reason);
             continue;
         }
-        std::thread::park_timeout(hung.period());
+        A::supervisor_sleep(hung.period().as_nanos() as u64);
     }
 }
 
 fn report_panic(k: &Kernel) -> BootError {
-    let t0 = std::time::Instant::now();
+    let t0 = A::now_ns();
     let online = k.online.load(Ordering::Acquire);
-    while k.oops.stopped.load(Ordering::Acquire) & online != online && t0.elapsed() < STOP_PATIENCE {
-        std::thread::park_timeout(Duration::from_millis(5));
+    while k.oops.stopped.load(Ordering::Acquire) & online != online && A::now_ns() - t0 < STOP_PATIENCE_NS {
+        A::supervisor_sleep(5_000_000);
     }
     drain(k);
     let p = k.oops.panic_record().expect("the panic was published");
@@ -209,6 +205,6 @@ fn report_panic(k: &Kernel) -> BootError {
     }
     let _ = writeln!(text, "--- printk log ---\n{}", k.printk.drain().trim_end());
     let _ = writeln!(text, "---[ end Kernel panic - not syncing: {reason} ]---");
-    arch::cpu::console_write(2, text.as_bytes());
+    A::console_write(2, text.as_bytes());
     BootError::Panic(summary)
 }

@@ -28,11 +28,13 @@
 
 use super::rq_lock::{double_lock_balance, rq_lock, task_rq_lock, RqGuard};
 use super::{CpuMask, TaskId};
+use crate::arch::{Arch, A};
 use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
 use crate::task::Policy;
-use std::panic::Location;
-use std::sync::atomic::Ordering;
+use alloc::{format, string::String, vec::Vec};
+use core::panic::Location;
+use core::sync::atomic::Ordering;
 
 /// Ticks between two fair balancing passes of a CPU.
 const BALANCE_INTERVAL_TICKS: u64 = 4;
@@ -110,7 +112,7 @@ pub(crate) fn note_rt_queued(k: &Kernel, rq: &RqGuard<'_>) {
 /// current task if the arrival outranks it.
 fn move_queued(k: &Kernel, src: &mut RqGuard<'_>, dst: &mut RqGuard<'_>, id: TaskId) {
     if !src.is_queued(id) {
-        arch::cpu::die("BUG: a task moved between run queues while not queued (running or in transit)");
+        A::die("BUG: a task moved between run queues while not queued (running or in transit)");
     }
     src.dequeue(id);
     move_off_queue(k, src, dst, id);
@@ -355,7 +357,7 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
 /// queues, its `cpupri` level and whether it is RT-overloaded; per task its CPU, state and
 /// flags. For diagnosis: it locks each run queue in turn.
 pub fn sched_debug() -> String {
-    use std::fmt::Write;
+    use core::fmt::Write;
     let k = this_kernel();
     let mut s = String::new();
     let names: Vec<String> = k.tasks.snapshot().iter().map(|t| t.name.clone()).collect();

@@ -15,7 +15,8 @@
 //! lock holder moves `c`.
 
 use super::CpuMask;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Levels: idle, fair, and RT priorities 1..=99.
 const LEVELS: usize = 101;
@@ -30,7 +31,7 @@ impl CpuPri {
     /// `cpus` CPUs, all idle.
     pub(crate) fn new(cpus: usize) -> CpuPri {
         let c = CpuPri {
-            masks: std::array::from_fn(|_| AtomicU64::new(0)),
+            masks: core::array::from_fn(|_| AtomicU64::new(0)),
             level: (0..cpus).map(|_| AtomicU8::new(0)).collect(),
         };
         let all = if cpus >= 64 { u64::MAX } else { (1u64 << cpus) - 1 };
@@ -69,6 +70,7 @@ impl CpuPri {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn find_returns_the_lowest_allowed_level_below_the_waker() {

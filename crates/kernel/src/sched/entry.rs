@@ -17,13 +17,13 @@
 
 use super::rq_lock::{rq_lock, task_rq_lock, this_rq_lock};
 use super::{TaskId, TaskState};
+use crate::arch::{Arch, A};
 use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
 use crate::preempt::{self, PREEMPT_OFFSET};
 use crate::task::{Task, TaskResult, TaskStats};
-use arch::irq;
-use std::panic::Location;
-use std::sync::atomic::Ordering;
+use core::panic::Location;
+use core::sync::atomic::Ordering;
 
 /// Why `__schedule` is called (Linux's `sched_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,12 +49,12 @@ pub(crate) type Switch<'k> = (&'k Task, &'k Task);
 /// [`SchedMode::Dead`] the previous context is taken from its task, for the final switch.
 #[track_caller]
 pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch<'_>> {
-    if !irq::irqs_disabled() || preempt::preempt_count() != PREEMPT_OFFSET {
+    if !A::irqs_disabled() || preempt::preempt_count() != PREEMPT_OFFSET {
         k.bug("__schedule entered with IRQs on or preempt_count not PREEMPT_OFFSET", Location::caller());
     }
-    let now = arch::clock::now_ns();
+    let now = A::now_ns();
     let cpu = k.raw_this_cpu();
-    arch::percpu::touch_softlockup();
+    A::touch_softlockup();
     let switch = {
         let mut rq = rq_lock(k, cpu.id);
         let prev = rq.curr;
@@ -89,7 +89,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch<'_>> {
     let (prev_task, next_task) = (k.task(prev), k.task(next));
     let stats = &prev_task.stats;
     stats.runtime_ns.store(ran, Ordering::Relaxed);
-    TaskStats::add(&stats.syscalls, arch::percpu::take_syscall_count());
+    TaskStats::add(&stats.syscalls, A::take_syscall_count());
     if mode != SchedMode::Dead {
         let voluntary = state != TaskState::Running;
         TaskStats::bump(if voluntary { &stats.voluntary_switches } else { &stats.involuntary_switches });
@@ -115,7 +115,7 @@ fn wait_off_cpu(k: &Kernel, next: &Task, me: usize) {
             next.on_cpu.store(me, Ordering::Release);
             return;
         }
-        let now = arch::clock::now_ns(); // read only once contended: the uncontended switch reads no clock
+        let now = A::now_ns(); // read only once contended: the uncontended switch reads no clock
         if t0 == 0 {
             t0 = now;
         }
@@ -125,12 +125,12 @@ fn wait_off_cpu(k: &Kernel, next: &Task, me: usize) {
                 Location::caller(),
             );
             if other != me {
-                arch::cpu::die("BUG: a task runs on two CPUs (reported above)");
+                A::die("BUG: a task runs on two CPUs (reported above)");
             }
             next.on_cpu.store(me, Ordering::Release); // our own stale mark: take it
             return;
         }
-        arch::cpu::cpu_relax(&mut spins);
+        A::cpu_relax(&mut spins);
     }
 }
 
@@ -140,7 +140,7 @@ fn wait_off_cpu(k: &Kernel, next: &Task, me: usize) {
 pub(crate) fn schedule_irqs_off(k: &Kernel, mode: SchedMode) {
     preempt::preempt_count_add(PREEMPT_OFFSET);
     if let Some((prev, next)) = __schedule(k, mode) {
-        arch::switch::switch_to(prev.context(), next.context());
+        A::switch_to(prev.context(), next.context());
         super::balance::finish_task_switch(k);
     }
     preempt::preempt_count_sub(PREEMPT_OFFSET);
@@ -162,7 +162,7 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
 /// [`schedule_at`] on kernel `k` for `mode` (`None` or `Yield`).
 fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
     let count = preempt::preempt_count();
-    if irq::irqs_disabled() {
+    if A::irqs_disabled() {
         k.bug("sleeping function called with IRQs disabled", place);
     }
     let held = (count != 0).then(|| {
@@ -172,9 +172,9 @@ fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
         me.preempt_held.store(count, Ordering::Relaxed);
         me
     });
-    let was_masked = irq::local_irq_save();
+    let was_masked = A::local_irq_save();
     schedule_irqs_off(k, mode);
-    irq::local_irq_restore(was_masked);
+    A::local_irq_restore(was_masked);
     if let Some(me) = held {
         me.preempt_held.store(0, Ordering::Relaxed);
         preempt::preempt_count_set(count);
@@ -186,12 +186,12 @@ fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
 /// `CONFIG_PREEMPT_NONE`) the reschedule waits for `ret_from_syscall` or the next sleep.
 pub(crate) fn preempt_schedule() {
     let Some(k) = crate::instance::try_this_kernel() else { return };
-    if !crate::model::preempt_enable_preempts(&k) || irq::irqs_disabled() {
+    if !crate::model::preempt_enable_preempts(&k) || A::irqs_disabled() {
         return;
     }
-    let was_masked = irq::local_irq_save();
+    let was_masked = A::local_irq_save();
     schedule_irqs_off(&k, SchedMode::Preempt);
-    irq::local_irq_restore(was_masked);
+    A::local_irq_restore(was_masked);
 }
 
 /// `preempt_schedule_irq()`: reached from the preemption trampoline (or a replay) with IRQs
@@ -200,7 +200,7 @@ pub(crate) fn preempt_schedule() {
 #[track_caller]
 pub(crate) fn preempt_schedule_irq() {
     let Some(k) = crate::instance::try_this_kernel() else { return };
-    if preempt::preempt_count() != 0 || !irq::irqs_disabled() {
+    if preempt::preempt_count() != 0 || !A::irqs_disabled() {
         k.bug("preempt_schedule_irq called with preempt_count not zero or IRQs on", Location::caller());
         return;
     }
@@ -219,7 +219,7 @@ pub(crate) fn schedule_tail() {
         super::balance::finish_task_switch(&k);
     }
     preempt::preempt_count_sub(PREEMPT_OFFSET);
-    irq::local_irq_enable();
+    A::local_irq_enable();
 }
 
 /// `try_to_wake_up()` for task `id`, from task or interrupt context, on any CPU. Returns
@@ -262,7 +262,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
         *task.result.lock() = Some(result);
         task.exited.wake_up();
     }
-    irq::local_irq_disable();
+    A::local_irq_disable();
     preempt::preempt_count_set(PREEMPT_OFFSET);
     this_rq_lock(&k).task_mut(id).state = TaskState::Dead;
     let left = k.nr_live.fetch_sub(1, Ordering::AcqRel) - 1;
@@ -273,8 +273,8 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
     }
     let switch = __schedule(&k, SchedMode::Dead).map(|(p, n)| (p.context().clone(), n.context().clone()));
     drop(k); // nothing of this task's may stay referenced from its stack
-    let Some((prev, next)) = switch else { arch::cpu::die("BUG: an exiting task was picked to run again") };
-    arch::switch::switch_to_final(prev, next)
+    let Some((prev, next)) = switch else { A::die("BUG: an exiting task was picked to run again") };
+    A::switch_to_final(prev, next)
 }
 
 /// `sched_yield()`: give the CPU to the next task of the same priority. An RT task goes to the
@@ -290,7 +290,8 @@ pub fn sched_yield() {
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
-    use std::sync::atomic::Ordering;
+    use core::sync::atomic::Ordering;
+    use std::prelude::rust_2021::*;
 
     /// A task whose `on_cpu` still names the CPU about to run it (a stale claim: no CPU
     /// cleared it) is reported as running on two CPUs, naming it, and then taken.
@@ -313,8 +314,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.init, Ok(0));
-        let b =
-            r.bugs.iter().find(|b| b.contains("seen running on two CPUs")).unwrap_or_else(|| panic!("{:?}", r.bugs));
+        let b = r
+            .bugs
+            .iter()
+            .find(|b| b.contains("seen running on two CPUs"))
+            .unwrap_or_else(|| core::panic!("{:?}", r.bugs));
         assert!(b.contains("task 'twice'") && b.contains("(0 and 0)") && b.contains("on CPU 0"), "{b}");
     }
 }

@@ -21,6 +21,7 @@
 //! ~584 years of virtual time).
 
 use super::TaskId;
+use alloc::vec::Vec;
 
 /// Load weight of a nice-0 task (Linux `NICE_0_LOAD` without the fixed-point
 /// scale-up used on 64-bit).

@@ -21,6 +21,8 @@
 //! allocates (queues reserve room for every task at spawn time).
 
 pub(crate) mod balance;
+use crate::arch::{Arch, A};
+use alloc::vec::Vec;
 mod cpupri;
 mod entry;
 mod fair;
@@ -189,7 +191,7 @@ impl Rq {
             t.on_rq = false; // deactivate_task
             return total;
         }
-        let expired = std::mem::take(&mut t.to_tail);
+        let expired = core::mem::take(&mut t.to_tail);
         if expired {
             t.rr_left = self.rr_timeslice;
         }
@@ -231,7 +233,7 @@ impl Rq {
         // Charge the running task up to now before comparing (as Linux's update_curr in
         // check_preempt_wakeup_fair), or a slow tick would leave its vruntime stale.
         let curr = self.curr;
-        fair::update_curr(&mut self.tasks[curr].se, arch::clock::now_ns());
+        fair::update_curr(&mut self.tasks[curr].se, A::now_ns());
         self.check_preempt_curr(id)
     }
 

@@ -11,11 +11,11 @@
 //! before the lock is taken (so the report itself cannot deadlock on it).
 
 use super::{Rq, TaskId};
+use crate::arch::{Arch, IrqSpinGuard, A};
 use crate::instance::Kernel;
-use arch::sync::IrqSpinGuard;
-use std::ops::{Deref, DerefMut};
-use std::panic::Location;
-use std::sync::atomic::Ordering;
+use core::ops::{Deref, DerefMut};
+use core::panic::Location;
+use core::sync::atomic::Ordering;
 
 /// A locked run queue; unlocking clears it from the holder's `held_rqs`. IRQs stay masked
 /// from before the holder's CPU is read until after the lock is released, so the holder is
@@ -76,7 +76,7 @@ pub(crate) fn rq_lock(k: &Kernel, cpu: usize) -> RqGuard<'_> {
 fn out_of_order(k: &Kernel, cpu: usize, held: u64, place: &'static Location<'static>) {
     k.bug_args(format_args!("run-queue locks taken out of order: CPU {cpu}'s while holding mask {held:#x}"), place);
     if held & (1 << cpu) != 0 {
-        arch::cpu::die("BUG: a run-queue lock taken twice (the report above names the place)");
+        A::die("BUG: a run-queue lock taken twice (the report above names the place)");
     }
 }
 
@@ -131,6 +131,7 @@ pub(crate) fn double_lock_balance<'a>(k: &'a Kernel, held: RqGuard<'a>, b: usize
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn taking_run_queue_locks_out_of_order_is_a_bug_naming_the_place() {

@@ -22,6 +22,7 @@
 //! slice expires.
 
 use super::TaskId;
+use alloc::vec::Vec;
 
 /// Highest (most important) user-facing RT priority.
 pub(super) const MAX_RT_PRIO: u8 = 99;
@@ -154,7 +155,7 @@ impl RtRunQueue {
     /// If `prio` is out of range.
     pub(crate) fn iter_level(&self, prio: u8) -> impl Iterator<Item = TaskId> + '_ {
         check_prio(prio);
-        std::iter::successors(self.queue[usize::from(prio)].head, move |&id| self.links[id].next)
+        core::iter::successors(self.queue[usize::from(prio)].head, move |&id| self.links[id].next)
     }
 
     fn check_enqueue(&self, id: TaskId, prio: u8) {
@@ -196,7 +197,7 @@ impl RtRunQueue {
     }
 
     fn list_del(&mut self, id: TaskId, prio: u8) {
-        let SchedRtEntity { next, prev, .. } = std::mem::take(&mut self.links[id]);
+        let SchedRtEntity { next, prev, .. } = core::mem::take(&mut self.links[id]);
         let level = &mut self.queue[usize::from(prio)];
         match prev {
             Some(p) => self.links[p].next = next,
@@ -243,6 +244,7 @@ fn sched_find_first_bit(bitmap: &[u64; 2]) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     fn rq(n: usize) -> RtRunQueue {
         let mut rq = RtRunQueue::new();
@@ -277,7 +279,7 @@ mod tests {
             rq.enqueue(id, 50);
         }
         assert_eq!(rq.nr_running(), 4);
-        let order: Vec<_> = std::iter::from_fn(|| rq.pick_next()).collect();
+        let order: Vec<_> = core::iter::from_fn(|| rq.pick_next()).collect();
         assert_eq!(order, vec![3, 1, 4, 0]);
         assert_eq!(rq.nr_running(), 0);
     }
@@ -291,7 +293,7 @@ mod tests {
         rq.enqueue(3, 80);
         assert_eq!(rq.highest_prio(), Some(80));
         assert_eq!(rq.peek_next(), Some(1));
-        let order: Vec<_> = std::iter::from_fn(|| rq.pick_next()).collect();
+        let order: Vec<_> = core::iter::from_fn(|| rq.pick_next()).collect();
         assert_eq!(order, vec![1, 3, 2, 0]);
         assert_eq!(rq.highest_prio(), None);
         assert_eq!(rq.peek_next(), None);
@@ -375,7 +377,7 @@ mod tests {
         rq.enqueue(2, 63);
         rq.enqueue(3, 64);
         assert_eq!(rq.highest_prio(), Some(99));
-        let order: Vec<_> = std::iter::from_fn(|| rq.pick_next()).collect();
+        let order: Vec<_> = core::iter::from_fn(|| rq.pick_next()).collect();
         assert_eq!(order, vec![1, 3, 2, 0]);
     }
 

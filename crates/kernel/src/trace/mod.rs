@@ -20,6 +20,8 @@
 //! state: it is safe in hard-IRQ context. A full ring overwrites its oldest events (as ftrace's
 //! default `overwrite` mode) and counts them.
 
+use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, A};
+use alloc::{boxed::Box, format, string::String, vec::Vec};
 mod preemptoff;
 mod profile;
 mod ring;
@@ -35,11 +37,9 @@ use crate::config::{ConfigError, PreemptModel};
 use crate::cpu::CORE_FLAG_TRACE_HOOKS;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
-use arch::sync::IrqSpinLock;
-use arch::IrqFrame;
-use std::panic::Location;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
+use crate::sync::OnceLock;
+use core::panic::Location;
+use core::sync::atomic::{AtomicU8, Ordering};
 use types::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
 
 /// Everything one CPU's tracers hold; preallocated at boot, touched with IRQs masked.
@@ -64,7 +64,7 @@ pub struct Tracer {
     options: TraceOptions,
     cpus: OnceLock<Box<[IrqSpinLock<CpuTrace>]>>,
     /// The latency tracers' claim on every preemption-point site, from boot to shutdown.
-    sites_claim: IrqSpinLock<Option<arch::patch::AllSitesClaim>>,
+    sites_claim: IrqSpinLock<Option<AllSitesClaim>>,
     boot_ns: u64,
 }
 
@@ -72,13 +72,13 @@ pub struct Tracer {
 /// folds it away without the feature).
 #[inline(always)]
 fn cpu_hooks() -> bool {
-    BUILT && arch::percpu::core_flags() & CORE_FLAG_TRACE_HOOKS != 0
+    BUILT && A::core_flags() & CORE_FLAG_TRACE_HOOKS != 0
 }
 
 impl Tracer {
     pub(crate) fn new(options: TraceOptions) -> Tracer {
         let sites_claim = IrqSpinLock::new(None);
-        Tracer { flags: AtomicU8::new(0), options, cpus: OnceLock::new(), sites_claim, boot_ns: arch::clock::now_ns() }
+        Tracer { flags: AtomicU8::new(0), options, cpus: OnceLock::new(), sites_claim, boot_ns: A::now_ns() }
     }
 
     /// True if any tracer in `mask` is on: one relaxed load and a test (a constant `false`
@@ -96,7 +96,7 @@ impl Tracer {
     /// Runs `f` on CPU `cpu`'s tracing state (a wakeup is recorded where the task will run).
     fn with_cpu(&self, cpu: usize, f: impl FnOnce(&mut CpuTrace, u64)) {
         if let Some(t) = self.cpus.get().and_then(|c| c.get(cpu)) {
-            let now = arch::clock::now_ns().saturating_sub(self.boot_ns);
+            let now = A::now_ns().saturating_sub(self.boot_ns);
             f(&mut t.lock(), now);
         }
     }
@@ -126,8 +126,8 @@ pub(crate) fn boot(k: &Kernel) -> Result<(), ConfigError> {
     };
     let _ = k.trace.cpus.set((0..k.cpus.len()).map(|c| IrqSpinLock::new(cpu(c))).collect());
     if o.preemptoff || o.wakeup_rt {
-        let claim = arch::patch::claim_all_sites()
-            .map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
+        let claim =
+            A::claim_all_sites().map_err(|e| ConfigError(format!("trace: cannot arm the preemption points: {e}")))?;
         *k.trace.sites_claim.lock() = Some(claim);
     }
     cpu_up(k);
@@ -159,7 +159,7 @@ pub(crate) fn shutdown(k: &Kernel) {
     if k.trace.flags.swap(0, Ordering::Relaxed) != 0 && (o.preemptoff || o.wakeup_rt) {
         cpu_down();
         let claim = k.trace.sites_claim.lock().take();
-        let _ = claim.map(arch::patch::AllSitesClaim::release);
+        let _ = claim.map(A::release_all_sites);
     }
 }
 
@@ -269,19 +269,19 @@ fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
         k.trace.record(t, now, Event::IrqHandlerEntry { lines, ip, replayed: frame.replayed });
         if ip != 0 {
             let foreign = Where { ip: 0, src: None, what: "foreign code (libc, vDSO)" };
-            t.last_where = if frame.in_kernel_text() { Where::ip(ip) } else { foreign };
+            t.last_where = if crate::arch::in_kernel_text(frame) { Where::ip(ip) } else { foreign };
         }
         if k.trace.on(PROFILE) && lines & (1 << crate::irq::LINE_TICK) != 0 {
-            t.profile.sample(Sample { ip, pid, kernel_mode, foreign: !frame.in_kernel_text() });
+            t.profile.sample(Sample { ip, pid, kernel_mode, foreign: !crate::arch::in_kernel_text(frame) });
         }
     });
 }
 
 /// `irq_handler_exit`.
 #[inline(always)]
-pub(crate) fn irq_handler_exit(k: &Kernel, lines: u64, exit: arch::IrqExit) {
+pub(crate) fn irq_handler_exit(k: &Kernel, lines: u64, exit: IrqExit) {
     if k.trace.on(EVENTS) {
-        record_slow(k, Event::IrqHandlerExit { lines, preempt: exit == arch::IrqExit::Preempt });
+        record_slow(k, Event::IrqHandlerExit { lines, preempt: exit == IrqExit::Preempt });
     }
 }
 
@@ -377,7 +377,7 @@ pub(crate) fn section_enter(loc: &'static Location<'static>, irqs: bool) {
 #[inline(always)]
 pub(crate) fn section_exit(irqs: bool) {
     if cpu_hooks() {
-        section_slow(None, irqs, arch::cpu::current_ip());
+        section_slow(None, irqs, A::current_ip());
     }
 }
 
@@ -443,7 +443,7 @@ pub(crate) fn report(k: &Kernel, task_names: Vec<String>) -> Option<TraceReport>
         r.samples_dropped += dropped;
     }
     r.events.sort_by_key(|e| e.ts_ns);
-    r.preemptoff.sort_by_key(|s| std::cmp::Reverse(s.ns));
-    r.wakeup_rt.sort_by_key(|w| std::cmp::Reverse(w.latency_ns));
+    r.preemptoff.sort_by_key(|s| core::cmp::Reverse(s.ns));
+    r.wakeup_rt.sort_by_key(|w| core::cmp::Reverse(w.latency_ns));
     Some(r)
 }

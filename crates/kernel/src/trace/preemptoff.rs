@@ -21,6 +21,7 @@
 use super::Where;
 use crate::config::PreemptModel;
 use crate::sched::TaskId;
+use alloc::vec::Vec;
 
 /// How many of the longest stretches are kept.
 pub(super) const TOP: usize = 8;
@@ -198,6 +199,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn the_longest_atom_is_kept_first_with_its_ends() {

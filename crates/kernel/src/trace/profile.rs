@@ -9,6 +9,7 @@
 //! **Invariant.** Sampling never allocates; a full buffer drops new samples and counts them.
 
 use crate::sched::TaskId;
+use alloc::vec::Vec;
 
 /// One profile sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

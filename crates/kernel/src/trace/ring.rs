@@ -8,6 +8,7 @@
 //! serialises access (the CPU's trace lock, taken with IRQs masked).
 
 use super::Record;
+use alloc::vec::Vec;
 
 pub(super) struct Ring {
     slots: Vec<Record>,
@@ -46,6 +47,7 @@ impl Ring {
 mod tests {
     use super::*;
     use crate::trace::Event;
+    use std::prelude::rust_2021::*;
 
     fn rec(i: u64) -> Record {
         Record { ts_ns: i, cpu: 0, pid: 0, event: Event::SoftirqEntry { vec: 0 } }

@@ -4,9 +4,11 @@
 //! **Invariant.** Every type here is plain `Copy` data with no heap pointers, so the rings
 //! preallocated at boot can hold them and recording never allocates.
 
+use crate::arch::{Arch, A};
 use crate::config::{ConfigError, PreemptModel};
 use crate::sched::TaskId;
-use std::panic::Location;
+use alloc::{format, vec::Vec};
+use core::panic::Location;
 
 /// True when this build has tracing compiled in (the kernel crate's `trace` feature).
 pub const BUILT: bool = cfg!(feature = "trace");
@@ -87,8 +89,8 @@ impl TraceOptions {
     }
 }
 
-impl std::fmt::Display for TraceOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for TraceOptions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let on = [self.events, self.preemptoff, self.wakeup_rt, self.profile];
         let names: Vec<&str> = Self::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         f.write_str(if names.is_empty() { "off" } else { "" })?;
@@ -117,7 +119,7 @@ impl Where {
     /// A place known by the caller's source location (and, inlined here, an address in it).
     #[inline(always)]
     pub fn src(what: &'static str, loc: &'static Location<'static>) -> Where {
-        Where { ip: arch::cpu::current_ip(), src: Some(loc), what }
+        Where { ip: A::current_ip(), src: Some(loc), what }
     }
 }
 

@@ -13,6 +13,7 @@
 
 use super::Where;
 use crate::sched::TaskId;
+use alloc::vec::Vec;
 
 /// How many of the worst wake-ups are kept.
 pub(super) const TOP: usize = 8;
@@ -112,6 +113,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn the_runner_between_wakeup_and_switch_is_named() {

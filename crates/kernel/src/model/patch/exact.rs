@@ -13,8 +13,10 @@
 //! **Invariant.** Site indices in the table are positions in `arch::patch::site_addrs()`, the
 //! sorted list the patcher arms by index.
 
+use crate::arch::{Arch, A};
+use crate::sync::OnceLock;
+use alloc::{format, string::String, string::ToString, vec::Vec};
 use codeflow::{Analysis, ExactTable, Function};
-use std::sync::OnceLock;
 
 /// The exact table and what building it cost.
 #[derive(Debug)]
@@ -32,14 +34,14 @@ pub struct Exact {
 /// The whole-program analysis of the running program's text (allocates; a few hundred ms in
 /// a debug build). The kernel keeps only its table; tools and tests ask for it afresh.
 pub fn analyze() -> Result<Analysis, String> {
-    arch::patch::prepare().map_err(|e| e.to_string())?;
-    arch::unwind::prepare()?;
-    let funcs: Vec<Function<'static>> = arch::unwind::functions_in_text()
+    A::patch_prepare().map_err(|e| e.to_string())?;
+    A::unwind_prepare()?;
+    let funcs: Vec<Function<'static>> = A::functions_in_text()
         .into_iter()
-        .filter_map(|(s, e)| Some(Function { start: s as u64, bytes: arch::text::bytes(s, e)? }))
+        .filter_map(|(s, e)| Some(Function { start: s as u64, bytes: A::text_bytes(s, e)? }))
         .collect();
-    let sites: Vec<u64> = arch::patch::site_addrs().iter().map(|&a| a as u64).collect();
-    let data = |addr: u64, len: usize| arch::text::read_only(addr as usize, len);
+    let sites: Vec<u64> = A::site_addrs().iter().map(|&a| a as u64).collect();
+    let data = |addr: u64, len: usize| A::text_read_only(addr as usize, len);
     Ok(codeflow::analyze(&funcs, &sites, &data))
 }
 
@@ -50,10 +52,10 @@ static EXACT: OnceLock<Result<Exact, String>> = OnceLock::new();
 pub fn build() -> Result<&'static Exact, String> {
     EXACT
         .get_or_init(|| {
-            let t0 = arch::clock::now_ns();
+            let t0 = A::now_ns();
             let a = analyze()?;
             let table = ExactTable::build(&a);
-            Ok(Exact { table, build_ns: arch::clock::now_ns() - t0, functions: a.counts(), points: a.sites().len() })
+            Ok(Exact { table, build_ns: A::now_ns() - t0, functions: a.counts(), points: a.sites().len() })
         })
         .as_ref()
         .map_err(|e| format!("cannot build the exact preemption-point table: {e}"))

@@ -25,6 +25,8 @@
 //! - A task that meets an armed site while no event of its CPU is pending passes on.
 //! - Nothing here allocates or makes a system call on the interrupt path.
 
+use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
+use alloc::{format, string::String, string::ToString};
 pub mod exact;
 pub mod ptable;
 
@@ -32,11 +34,7 @@ use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt;
-use arch::patch::Arm;
-use arch::sync::IrqSpinLock;
-use arch::unwind::Frame;
-use arch::{IrqExit, IrqFrame};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// The most points one event may arm (one function's points).
 pub const MAX_ARMED: usize = 64;
@@ -161,13 +159,13 @@ impl Model for Patch {
     fn point(&self, k: &Kernel, _site: usize) {
         // Decided with IRQs masked: a preemptible task could move to another CPU between
         // finding its CPU and reading that CPU's event.
-        let t0 = arch::clock::now_ns();
+        let t0 = A::now_ns();
         let fire = {
             let _irq = preempt::raw_local_irq_save();
             fire_decision(k, Hit::Call)
         };
         match fire {
-            Fire::Now if !arch::irq::irqs_disabled() => crate::sched::schedule(),
+            Fire::Now if !A::irqs_disabled() => crate::sched::schedule(),
             Fire::Collateral => note_collateral_ns(k, t0),
             _ => {}
         }
@@ -191,7 +189,7 @@ impl Model for Patch {
     /// `patch-int3`: an armed site's breakpoint fired; under `patch-call` an `int3` is another
     /// instance's and passes on.
     fn trap(&self, k: &Kernel) -> IrqExit {
-        let t0 = arch::clock::now_ns();
+        let t0 = A::now_ns();
         match fire_decision(k, Hit::Int3) {
             Fire::Now if self.how == Arm::Int3 => IrqExit::Preempt,
             Fire::Collateral => {
@@ -214,12 +212,12 @@ pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
     }
-    if !arch::text::contains(frame.ip) {
+    if !A::text_contains(frame.ip) {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
-    let t0 = arch::clock::now_ns();
+    let t0 = A::now_ns();
     let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), how);
-    p.stats.arm_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
+    p.stats.arm_ns.fetch_add(A::now_ns() - t0, Ordering::Relaxed);
     if ok {
         p.stats.events.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -248,7 +246,7 @@ enum Plan<'a> {
 /// The look-up for one frame: the exact table under `ptable=exact` (falling back to the
 /// per-function table where the function is unresolved), else the per-function table.
 fn plan<'a>(k: &Kernel, f: &Frame, table: &'a ptable::PointTable) -> Plan<'a> {
-    if !arch::text::contains(f.ip) {
+    if !A::text_contains(f.ip) {
         return Plan::Up;
     }
     if let Some(x) = exact::get().filter(|_| k.config.ptable == PtableMode::Exact) {
@@ -270,17 +268,17 @@ fn plan<'a>(k: &Kernel, f: &Frame, table: &'a ptable::PointTable) -> Plan<'a> {
 /// Walks up from `f` to the first frame whose look-up names points, arms them and, if some
 /// path returns before them, redirects that frame's return.
 fn arm_from(k: &Kernel, mut f: Frame, how: Arm) -> bool {
-    let (Some(table), Some(stack)) = (ptable::get(), arch::redirect::current_stack()) else { return false };
+    let (Some(table), Some(stack)) = (ptable::get(), A::current_stack()) else { return false };
     for depth in 0..MAX_DEPTH {
         match plan(k, &f, table) {
             Plan::Arm { points, redirect } => {
                 let stats = &k.this_cpu().model.patch.stats;
                 stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
                 stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
-                let slot = if redirect { arch::unwind::step(&f, stack).map(|s| s.ra_slot) } else { None };
+                let slot = if redirect { A::unwind_step(&f, stack).map(|s| s.ra_slot) } else { None };
                 return arm_points(k, points, slot, how);
             }
-            Plan::Up => match arch::unwind::step(&f, stack) {
+            Plan::Up => match A::unwind_step(&f, stack) {
                 Some(s) => f = s.caller,
                 None => return false,
             },
@@ -298,12 +296,12 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
     disarm_locked(k, &mut a);
     a.how = how;
     for &idx in points {
-        let armed = arch::patch::arm_synced(idx as usize, how, k.config.patch_sync);
+        let armed = A::arm_site(idx as usize, how, k.config.patch_sync);
         if let Ok(rounds) = armed {
             p.stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
         }
         if let Err(e) = armed {
-            if let arch::patch::PokeError::Unexpected { addr, found } = e {
+            if let PokeError::Unexpected { addr, found, .. } = e {
                 let mut packed = [0u8; 8];
                 packed[..5].copy_from_slice(&found);
                 p.refused_bytes.store(u64::from_le_bytes(packed), Ordering::Release);
@@ -315,10 +313,10 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
         let n = a.n;
         a.sites[n] = idx;
         a.n = n + 1;
-        let site = arch::patch::site_addrs()[idx as usize];
+        let site = A::site_addrs()[idx as usize];
         crate::trace::event_in(k, crate::trace::Event::SitePatched { site });
     }
-    a.ret = ra_slot.and_then(|slot| Some((slot, arch::redirect::redirect_return(slot)?)));
+    a.ret = ra_slot.and_then(|slot| Some((slot, A::redirect_return(slot)?)));
     if a.n == 0 && a.ret.is_none() {
         return false; // nothing armed: the retry timer looks again
     }
@@ -333,14 +331,14 @@ fn disarm_locked(k: &Kernel, a: &mut Armed) {
     for &idx in &a.sites[..a.n] {
         // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
         // here means someone else wrote the text, which `arch::patch` reports.
-        let rounds = arch::patch::disarm_synced(idx as usize, a.how, k.config.patch_sync).unwrap_or(0);
+        let rounds = A::disarm_site(idx as usize, a.how, k.config.patch_sync).unwrap_or(0);
         stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
-        let site = arch::patch::site_addrs()[idx as usize];
+        let site = A::site_addrs()[idx as usize];
         crate::trace::event_in(k, crate::trace::Event::SiteRestored { site });
     }
     a.n = 0;
     if let Some((slot, orig)) = a.ret.take() {
-        arch::redirect::restore_return(slot, orig);
+        A::restore_return(slot, orig);
     }
 }
 
@@ -353,9 +351,9 @@ pub(crate) fn event_served(k: &Kernel) {
     // instruction (an event set after the load is served at the next switch, as one set
     // after a swap would be).
     if p.active.load(Ordering::Acquire) && p.active.swap(false, Ordering::AcqRel) {
-        let t0 = arch::clock::now_ns();
+        let t0 = A::now_ns();
         disarm_locked(k, &mut p.armed.lock());
-        p.stats.disarm_ns.fetch_add(arch::clock::now_ns() - t0, Ordering::Relaxed);
+        p.stats.disarm_ns.fetch_add(A::now_ns() - t0, Ordering::Relaxed);
     }
 }
 
@@ -399,7 +397,7 @@ fn fire_decision(k: &Kernel, hit: Hit) -> Fire {
 }
 
 fn note_collateral_ns(k: &Kernel, t0: u64) {
-    let ns = arch::clock::now_ns().saturating_sub(t0);
+    let ns = A::now_ns().saturating_sub(t0);
     k.raw_this_cpu().model.patch.stats.collateral_ns.fetch_add(ns, Ordering::Relaxed);
 }
 
@@ -409,7 +407,7 @@ fn note_collateral_ns(k: &Kernel, t0: u64) {
 #[cold]
 #[inline(never)]
 pub(crate) fn call_passed() {
-    let t0 = arch::clock::now_ns();
+    let t0 = A::now_ns();
     crate::instance::with_this_kernel(|k| {
         let fire = {
             let _irq = preempt::raw_local_irq_save(); // as in `point`: the CPU's event, read masked
@@ -427,7 +425,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     let k = try_this_kernel();
     let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.lock().ret.take());
     let (Some(k), Some((_, orig))) = (k, ret) else {
-        arch::cpu::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
+        A::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
     };
     let p = &k.this_cpu().model.patch;
     p.stats.returns.fetch_add(1, Ordering::Relaxed);
@@ -435,7 +433,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
         return orig;
     }
     let user = crate::cpu::mode() == crate::sched::Mode::User;
-    if preempt::preempt_count() == 0 && (user || arch::text::contains(orig)) {
+    if preempt::preempt_count() == 0 && (user || A::text_contains(orig)) {
         p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::preempt_schedule_irq();
     } else {
@@ -564,7 +562,7 @@ impl PatchStatsSnapshot {
 /// How many preemption-point sites are not in their idle form right now, read from the code
 /// bytes (in the whole process: other kernel instances may have armed some).
 pub fn sites_not_idle() -> usize {
-    arch::ppoint::sites().iter().filter(|s| arch::patch::read_site(s.addr)[0] != arch::ppoint::OP_IDLE).count()
+    A::point_sites().iter().filter(|s| A::read_site(s.addr)[0] != A::OP_IDLE).count()
 }
 
 /// Arms the site at `addr` as `int3` (or `call`) outside any event, counted like an event's
@@ -572,18 +570,18 @@ pub fn sites_not_idle() -> usize {
 /// executing. Every arming must be undone by [`torture_disarm`] with the same `int3`.
 /// Synchronised as the running kernel's `patch_sync=` says; returns the `SYNC_CORE` rounds.
 pub fn torture_arm(addr: usize, int3: bool) -> Result<u32, String> {
-    torture_patch(addr, int3, arch::patch::arm_synced)
+    torture_patch(addr, int3, A::arm_site)
 }
 
 /// Undoes one [`torture_arm`]; returns the `SYNC_CORE` rounds.
 pub fn torture_disarm(addr: usize, int3: bool) -> Result<u32, String> {
-    torture_patch(addr, int3, arch::patch::disarm_synced)
+    torture_patch(addr, int3, A::disarm_site)
 }
 
-type SyncedPatch = fn(usize, Arm, crate::config::PatchSync) -> Result<u32, arch::patch::PokeError>;
+type SyncedPatch = fn(usize, Arm, crate::config::PatchSync) -> Result<u32, PokeError>;
 
 fn torture_patch(addr: usize, int3: bool, patch: SyncedPatch) -> Result<u32, String> {
     let sync = crate::instance::this_kernel().config.patch_sync;
-    let idx = arch::patch::index_of(addr).map_err(|e| e.to_string())?;
+    let idx = A::site_index(addr).map_err(|e| e.to_string())?;
     patch(idx, if int3 { Arm::Int3 } else { Arm::Call }, sync).map_err(|e| e.to_string())
 }

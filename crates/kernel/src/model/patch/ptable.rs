@@ -22,7 +22,9 @@
 //! **Invariant.** Entries do not overlap; every registered site inside a listed function is in
 //! that function's list, in address order.
 
-use std::sync::OnceLock;
+use crate::arch::{Arch, A};
+use crate::sync::OnceLock;
+use alloc::{format, string::String, string::ToString, vec::Vec};
 
 /// Bytes of code per index bucket.
 pub const BUCKET: usize = 128;
@@ -139,9 +141,9 @@ static TABLE: OnceLock<Result<PointTable, String>> = OnceLock::new();
 pub fn build() -> Result<&'static PointTable, String> {
     TABLE
         .get_or_init(|| {
-            arch::patch::prepare().map_err(|e| e.to_string())?;
-            arch::unwind::prepare()?;
-            Ok(PointTable::build(&arch::unwind::functions_in_text(), arch::patch::site_addrs()))
+            A::patch_prepare().map_err(|e| e.to_string())?;
+            A::unwind_prepare()?;
+            Ok(PointTable::build(&A::functions_in_text(), A::site_addrs()))
         })
         .as_ref()
         .map_err(|e| format!("cannot build the preemption-point table: {e}"))
@@ -155,6 +157,7 @@ pub fn get() -> Option<&'static PointTable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2021::*;
 
     #[test]
     fn points_are_found_for_every_address_of_their_function_and_nowhere_else() {

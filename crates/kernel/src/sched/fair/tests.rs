@@ -9,7 +9,7 @@ fn rq(n: usize) -> FairRunQueue {
 }
 
 fn drain(rq: &mut FairRunQueue) -> Vec<TaskId> {
-    std::iter::from_fn(|| rq.pick_next().map(|(id, _)| id)).collect()
+    core::iter::from_fn(|| rq.pick_next().map(|(id, _)| id)).collect()
 }
 
 #[test]
