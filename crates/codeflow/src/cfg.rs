@@ -14,6 +14,7 @@
 //! same function, and every way control can leave an instruction is one of its successors, its
 //! callee's return, a return, a tail call or a trap.
 
+use alloc::{vec, vec::Vec};
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
     Register,
@@ -263,7 +264,7 @@ fn jump_table(jmp: &Instruction, recent: &[Instruction], data: DataReader<'_>) -
         return None;
     }
     let index = if lb == base { li } else { lb };
-    let pos = recent.len() - 1 - recent.iter().rev().position(|i| std::ptr::eq(i, load))?;
+    let pos = recent.len() - 1 - recent.iter().rev().position(|i| core::ptr::eq(i, load))?;
     let before = &recent[..pos];
     let lea = before.iter().rev().take(12).find(|i| {
         i.mnemonic() == Mnemonic::Lea && i.op0_register().full_register() == base && i.is_ip_rel_memory_operand()

@@ -25,7 +25,8 @@
 
 use crate::cfg::{Cfg, Shape, Step};
 use crate::flow::Analysis;
-use std::collections::HashMap;
+use alloc::collections::BTreeMap;
+use alloc::{vec, vec::Vec};
 
 /// The longest point-free stretch: its length and its first and last instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +79,7 @@ impl FunctionCheck {
 impl Analysis {
     /// Checks every function that has points or is called from one.
     pub fn check(&self) -> Vec<FunctionCheck> {
-        let mut memo = HashMap::new();
+        let mut memo = BTreeMap::new();
         let mut out = Vec::new();
         for f in self.reported() {
             out.push(self.check_function(f, &mut memo));
@@ -88,7 +89,7 @@ impl Analysis {
 
     /// Checks the function containing `addr` (and what it calls).
     pub fn check_at(&self, addr: u64) -> Option<FunctionCheck> {
-        Some(self.check_function(self.function_at(addr)?, &mut HashMap::new()))
+        Some(self.check_function(self.function_at(addr)?, &mut BTreeMap::new()))
     }
 
     fn reported(&self) -> Vec<usize> {
@@ -115,7 +116,7 @@ impl Analysis {
         self.flows.get(&f).is_some_and(|flow| flow.first().is_some_and(|&(_, ret)| !ret))
     }
 
-    fn check_function(&self, f: usize, memo: &mut HashMap<usize, Option<FunctionCheck>>) -> FunctionCheck {
+    fn check_function(&self, f: usize, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> FunctionCheck {
         if let Some(Some(done)) = memo.get(&f) {
             return done.clone();
         }
@@ -143,7 +144,7 @@ impl Analysis {
         r
     }
 
-    fn graph(&self, f: usize, memo: &mut HashMap<usize, Option<FunctionCheck>>, bad: &mut Vec<(u64, u64)>) -> Graph {
+    fn graph(&self, f: usize, memo: &mut BTreeMap<usize, Option<FunctionCheck>>, bad: &mut Vec<(u64, u64)>) -> Graph {
         let c = &self.cfgs[f];
         let n = c.insns.len();
         let mut g = Graph { cut: vec![false; n], weight: vec![1; n], succs: Vec::with_capacity(n) };
@@ -172,7 +173,7 @@ impl Analysis {
 impl Analysis {
     /// The longest stretch of the callee at `t` called from `f` (0: unknown, recursive,
     /// unresolved or never returning); `Err` if the callee is unbounded.
-    fn callee_stretch(&self, f: usize, t: u64, memo: &mut HashMap<usize, Option<FunctionCheck>>) -> Result<u64, ()> {
+    fn callee_stretch(&self, f: usize, t: u64, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> Result<u64, ()> {
         let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else { return Ok(0) };
         // A callee that never returns (a panic) ends the task's path, not its latency.
         if callee == f || self.noreturn.binary_search(&t).is_ok() || memo.get(&callee).is_some_and(|m| m.is_none()) {

@@ -23,7 +23,8 @@
 //! all its points and `ret = true` (an over-approximation).
 
 use crate::cfg::{self, Cfg, DataReader, Step};
-use std::collections::HashMap;
+use alloc::collections::BTreeMap;
+use alloc::{vec, vec::Vec};
 
 /// A function's machine code.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +41,7 @@ pub struct Analysis {
     /// Every function given, by start address (decoded only if analysed).
     pub(crate) cfgs: Vec<Cfg>,
     /// Per analysed function (index into `cfgs`): per instruction, (set id, may return).
-    pub(crate) flows: HashMap<usize, Vec<(u32, bool)>>,
+    pub(crate) flows: BTreeMap<usize, Vec<(u32, bool)>>,
     /// Interned point sets (sorted site indices); id 0 is the empty set.
     pub(crate) sets: Vec<Vec<u32>>,
     /// The site addresses (sorted) the analysis was given.
@@ -64,7 +65,7 @@ pub struct NextPoints {
 }
 
 struct Interner {
-    ids: HashMap<Vec<u32>, u32>,
+    ids: BTreeMap<Vec<u32>, u32>,
     sets: Vec<Vec<u32>>,
 }
 
@@ -88,15 +89,15 @@ pub fn analyze(functions: &[Function<'_>], sites: &[u64], data: DataReader<'_>) 
     let mut cfgs: Vec<Cfg> = order.iter().map(|f| cfg::build(f.start, f.bytes, sites, data)).collect();
     let noreturn = drop_noreturn_fallthrough(&mut cfgs);
     let relevant = relevant(&cfgs);
-    let mut interner = Interner { ids: HashMap::new(), sets: Vec::new() };
+    let mut interner = Interner { ids: BTreeMap::new(), sets: Vec::new() };
     interner.id(Vec::new());
-    let mut summary: HashMap<u64, (u32, bool)> = HashMap::new();
+    let mut summary: BTreeMap<u64, (u32, bool)> = BTreeMap::new();
     for &f in &relevant {
         let c = &cfgs[f];
         let s = if c.unresolved.is_some() { (interner.id(points_of(c)), true) } else { (0, false) };
         summary.insert(c.start, s);
     }
-    let mut flows = HashMap::new();
+    let mut flows = BTreeMap::new();
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -118,7 +119,7 @@ pub fn analyze(functions: &[Function<'_>], sites: &[u64], data: DataReader<'_>) 
 /// a return, or a tail call of a function that may), by a fixpoint from "none returns", and
 /// removes the fall-through after every call of one: no path goes on after it.
 fn drop_noreturn_fallthrough(cfgs: &mut [Cfg]) -> Vec<u64> {
-    let by_start: HashMap<u64, usize> = cfgs.iter().enumerate().map(|(i, c)| (c.start, i)).collect();
+    let by_start: BTreeMap<u64, usize> = cfgs.iter().enumerate().map(|(i, c)| (c.start, i)).collect();
     let mut returns = vec![false; cfgs.len()];
     let ret = |t: u64, returns: &[bool]| by_start.get(&t).is_none_or(|&f| returns[f] || cfgs[f].unresolved.is_some());
     loop {
@@ -152,7 +153,7 @@ fn reaches_return(c: &Cfg, returns: &dyn Fn(u64) -> bool) -> bool {
     let mut seen = vec![false; c.insns.len()];
     let mut work = vec![0usize];
     while let Some(i) = work.pop() {
-        if i >= c.insns.len() || std::mem::replace(&mut seen[i], true) {
+        if i >= c.insns.len() || core::mem::replace(&mut seen[i], true) {
             continue;
         }
         let insn = &c.insns[i];
@@ -173,8 +174,8 @@ fn points_of(c: &Cfg) -> Vec<u32> {
 
 /// Functions with points, and those that call (or tail-call) one, transitively.
 fn relevant(cfgs: &[Cfg]) -> Vec<usize> {
-    let by_start: HashMap<u64, usize> = cfgs.iter().enumerate().map(|(i, c)| (c.start, i)).collect();
-    let mut callers: HashMap<usize, Vec<usize>> = HashMap::new();
+    let by_start: BTreeMap<u64, usize> = cfgs.iter().enumerate().map(|(i, c)| (c.start, i)).collect();
+    let mut callers: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, c) in cfgs.iter().enumerate() {
         for insn in &c.insns {
             if let Step::Call(t) | Step::TailCall(t) = insn.step {
@@ -187,7 +188,7 @@ fn relevant(cfgs: &[Cfg]) -> Vec<usize> {
     let mut seen = vec![false; cfgs.len()];
     let mut work: Vec<usize> = (0..cfgs.len()).filter(|&i| !points_of(&cfgs[i]).is_empty()).collect();
     while let Some(f) = work.pop() {
-        if std::mem::replace(&mut seen[f], true) {
+        if core::mem::replace(&mut seen[f], true) {
             continue;
         }
         work.extend(callers.get(&f).into_iter().flatten().copied().filter(|&c| !seen[c]));
@@ -203,7 +204,7 @@ fn union(a: &[u32], b: &[u32]) -> Vec<u32> {
 }
 
 /// The backward fixpoint over one function, given the callees' summaries.
-fn function_flow(c: &Cfg, summary: &HashMap<u64, (u32, bool)>, interner: &mut Interner) -> Vec<(u32, bool)> {
+fn function_flow(c: &Cfg, summary: &BTreeMap<u64, (u32, bool)>, interner: &mut Interner) -> Vec<(u32, bool)> {
     let callee = |t: u64| summary.get(&t).copied().unwrap_or((0, true));
     let mut state: Vec<(u32, bool)> = vec![(0, false); c.insns.len()];
     let mut changed = true;

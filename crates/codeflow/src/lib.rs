@@ -12,11 +12,17 @@
 //! interrupt handler; [`Analysis::check`] is the static latency checker ([`check`]).
 //!
 //! **Invariant.** Pure functions over byte slices, addresses and the sorted site addresses: no
-//! I/O, no `unsafe`, no global state. A point site is the five bytes at a listed site address,
+//! I/O, no `unsafe`, no global state, no `std` (the kernel core runs it on any arch). A point site is the five bytes at a listed site address,
 //! whatever they hold (idle `cmp eax, imm32`, armed `call` or `int3`).
 
+#![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(test)]
+#[macro_use]
+extern crate std;
 
 pub mod cfg;
 pub mod check;

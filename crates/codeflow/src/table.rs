@@ -18,7 +18,8 @@
 //! bucket `b` holds the range containing `b * BUCKET` (or the first range, if that is later).
 
 use crate::flow::Analysis;
-use std::collections::HashMap;
+use alloc::collections::BTreeMap;
+use alloc::{vec, vec::Vec};
 
 /// Bytes of code per index bucket.
 pub const BUCKET: u64 = 64;
@@ -72,7 +73,7 @@ impl ExactTable {
     /// Builds the table of an analysis.
     pub fn build(a: &Analysis) -> ExactTable {
         let mut t = ExactTable::default();
-        let mut placed: HashMap<u32, (u32, u16)> = HashMap::new();
+        let mut placed: BTreeMap<u32, (u32, u16)> = BTreeMap::new();
         let mut end = 0;
         for &f in &a.relevant {
             let c = &a.cfgs[f];
@@ -172,7 +173,7 @@ impl ExactTable {
             UNRESOLVED => Some(Lookup::Unresolved),
             f => Some(Lookup::Exact {
                 sites: match r.n {
-                    1 => std::slice::from_ref(&r.first),
+                    1 => core::slice::from_ref(&r.first),
                     n => &self.pool[r.first as usize..r.first as usize + n as usize],
                 },
                 may_return: f & MAY_RETURN != 0,
@@ -187,8 +188,8 @@ impl ExactTable {
 
     /// Bytes the table occupies (ranges, set pool, bucket index).
     pub fn memory_bytes(&self) -> usize {
-        self.ranges.len() * std::mem::size_of::<Range>()
+        self.ranges.len() * core::mem::size_of::<Range>()
             + self.pool.len() * 4
-            + self.slots.len() * std::mem::size_of::<(u64, u32)>()
+            + self.slots.len() * core::mem::size_of::<(u64, u32)>()
     }
 }

@@ -1,14 +1,15 @@
 //! Hand-written machine code of known shape: exact next-point sets and checker verdicts.
 
 use crate::{analyze, Analysis, ExactTable, Function, Lookup, NextPoints};
-use std::collections::HashMap;
+use alloc::collections::BTreeMap;
+use std::prelude::rust_2021::*;
 
 /// A tiny x86-64 assembler with labels, enough for the shapes below.
 #[derive(Default)]
 struct Asm {
     base: u64,
     b: Vec<u8>,
-    labels: HashMap<&'static str, u64>,
+    labels: BTreeMap<&'static str, u64>,
     /// (position of a rel field, its width, label, end of the instruction).
     fix: Vec<(usize, usize, &'static str, u64)>,
     sites: Vec<u64>,
@@ -45,7 +46,7 @@ impl Asm {
     fn rel(&mut self, op: &[u8], width: usize, l: &'static str) -> &mut Self {
         self.raw(op);
         let pos = self.b.len();
-        self.b.extend(std::iter::repeat_n(0, width));
+        self.b.extend(core::iter::repeat_n(0, width));
         let end = self.here();
         self.fix.push((pos, width, l, end));
         self
@@ -89,14 +90,14 @@ impl Asm {
             let d = self.labels[l] as i64 - end as i64;
             self.b[pos..pos + width].copy_from_slice(&d.to_le_bytes()[..width]);
         }
-        Program { asm: self, data: HashMap::new() }
+        Program { asm: self, data: BTreeMap::new() }
     }
 }
 
 struct Program {
     asm: Asm,
     /// Read-only data (jump tables) by address.
-    data: HashMap<u64, Vec<u8>>,
+    data: BTreeMap<u64, Vec<u8>>,
 }
 
 impl Program {
