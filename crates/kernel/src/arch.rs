@@ -16,7 +16,11 @@ pub(crate) use arch_api::{
 };
 
 /// The machine this build of the core runs on.
+#[cfg(feature = "hosted")]
 pub(crate) type A = arch_hosted::Hosted;
+
+#[cfg(not(feature = "hosted"))]
+compile_error!("atomkernel-kernel needs an arch: enable its `hosted` feature (the hosted x86-64 Linux arch)");
 
 /// A spinlock protecting `T`, taken with this CPU's interrupts masked (`spin_lock_irqsave`).
 pub type IrqSpinLock<T> = lock_api::Mutex<<A as Arch>::RawIrqSpinLock, T>;

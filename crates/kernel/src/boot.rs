@@ -101,8 +101,8 @@ impl CpuUp {
         }
         let registration = A::cpu_register(&crate::irq::HOOKS, id as u32).map_err(host)?;
         set_this_cpu(Some(k.clone()));
-        crate::preempt::preempt_count_set(0);
-        crate::preempt::clear_need_resched();
+        crate::preempt::count::preempt_count_set(0);
+        crate::preempt::count::clear_need_resched();
         let c = &k.cpus[id];
         let _ = c.raiser.set(A::cpu_raiser(&registration));
         crate::smp::ipi_online(k, id);
@@ -116,7 +116,7 @@ impl CpuUp {
     /// The CPU's idle task: its thread's own stack.
     fn add_idle(&mut self, k: &Arc<Kernel>) {
         let name = format!("swapper/{}", self.id);
-        let idle_ctx = TaskContext::for_current_thread(&name);
+        let idle_ctx = A::task_context_for_current(&name);
         let idle =
             crate::fork::add_task(k, &name, Policy::Idle, Some(idle_ctx.clone()), None, Mode::Kernel, 1 << self.id);
         idle.cpu.store(self.id, Ordering::Release);
@@ -165,7 +165,7 @@ fn idle_loop(k: &Kernel) {
     let mut hung = crate::hung::HungCheck::new(k);
     loop {
         A::local_irq_disable();
-        if crate::preempt::need_resched() || cpu.rq.lock().has_runnable() {
+        if crate::preempt::count::need_resched() || cpu.rq.lock().has_runnable() {
             crate::sched::schedule_irqs_off(k, SchedMode::Idle);
             A::local_irq_enable();
             hung.ran();

@@ -152,7 +152,7 @@ impl Kernel {
     #[inline(always)]
     pub(crate) fn this_cpu(&self) -> &Cpu {
         let cpu = self.raw_this_cpu();
-        if crate::preempt::preemptible() {
+        if crate::preempt::count::preemptible() {
             self.check_bound(cpu, Location::caller());
         }
         cpu

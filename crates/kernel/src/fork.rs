@@ -14,7 +14,7 @@ use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
 use crate::instance::{this_kernel, Kernel};
 use crate::sched::{CpuMask, Mode, TaskId};
 use crate::sync::OnceLock;
-use crate::task::{Policy, Task, TaskBuilder, TaskHandle};
+use crate::task::{Policy, Task, TaskBuilder, TaskResult, TaskStatsSnapshot};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -32,7 +32,7 @@ pub(crate) fn add_task(
     mode: Mode,
     allowed: CpuMask,
 ) -> Arc<Task> {
-    let _irq = crate::preempt::local_irq_save();
+    let _irq = crate::preempt::guard::local_irq_save();
     // One fork at a time (the table's appends are serialized here): the copies go into every
     // run queue first, then the task into the table, so whoever finds the task in the table
     // finds its copies.
@@ -85,7 +85,7 @@ pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBo
     let mode = if b.kthread { Mode::Kernel } else { Mode::User };
     let task = add_task(k, &b.name, b.policy, None, Some(body), mode, allowed);
     let stack = b.stack_size.unwrap_or(k.config.stack_size);
-    let ctx = TaskContext::new(&b.name, stack, crate::task::task_entry, task.id)
+    let ctx = A::task_context_new(&b.name, stack, task_entry, task.id)
         .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));
     if task.ctx.set(ctx).is_err() {
         A::die("BUG: a new task's context was set twice");
@@ -96,7 +96,7 @@ pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBo
 /// `wake_up_new_task`: places a new task, queues it, and preempts for it if it outranks the
 /// CPU's current task.
 pub(crate) fn wake_up_new_task(k: &Kernel, task: &Task) {
-    let _irq = crate::preempt::raw_local_irq_save();
+    let _irq = crate::preempt::count::raw_local_irq_save();
     let target = crate::sched::balance::select_task_rq_fork(k, task.id);
     let mut rq = crate::sched::rq_lock::task_rq_lock(k, task.id);
     let from = rq.cpu();
@@ -129,4 +129,57 @@ pub(crate) fn spawn_on(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBody) 
 pub fn spawn(b: TaskBuilder, body: impl FnOnce() -> i64 + Send + 'static) -> TaskHandle {
     let k = this_kernel();
     crate::syscall::kernel_call(|| spawn_on(&k, b, Box::new(body)))
+}
+
+/// What [`crate::spawn`] returns: a way to wait for a task and read its counters.
+#[derive(Clone)]
+pub struct TaskHandle {
+    pub(crate) task: Arc<Task>,
+}
+
+impl TaskHandle {
+    /// The task's id (its pid).
+    pub fn id(&self) -> TaskId {
+        self.task.id
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.task.name
+    }
+
+    /// Sleeps until the task has exited and returns its result.
+    pub fn join(&self) -> TaskResult {
+        let task = &self.task;
+        task.exited.wait_event_interruptible(|| task.result.lock().is_some());
+        task.result.lock().clone().unwrap_or_else(|| Err("no result".into()))
+    }
+
+    /// The task's counters so far.
+    pub fn stats(&self) -> TaskStatsSnapshot {
+        self.task.stats.snapshot()
+    }
+}
+
+/// The first function on every new task's stack (`ret_from_fork`).
+pub(crate) fn task_entry(id: usize) -> ! {
+    crate::sched::schedule_tail();
+    let result = run_body(id);
+    crate::sched::do_exit(id, result)
+}
+
+/// Runs the task's body; a panic in it unwinds to here, where it ends as an oops
+/// (`crate::oops`).
+fn run_body(id: TaskId) -> TaskResult {
+    let body = crate::instance::this_kernel().task(id).body.lock().take();
+    let Some(body) = body else { return Err("task started without a body".into()) };
+    let result = A::catch_panic(body);
+    let k = crate::instance::this_kernel();
+    match result {
+        Some(v) => {
+            crate::oops::caught_inside(&k, id);
+            Ok(v)
+        }
+        None => Err(crate::oops::task_dead(&k, id)),
+    }
 }

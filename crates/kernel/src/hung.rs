@@ -23,34 +23,12 @@
 //! options are 0 (the default). The per-task note costs a wait two stores on its sleeping
 //! path; the whole-CPU check costs the idle loop one clock read per wakeup.
 
-use crate::arch::{Arch, IrqSpinLock, A};
+use crate::arch::{Arch, A};
 use crate::instance::Kernel;
 use crate::sched::TaskState;
 use alloc::{format, string::String, string::ToString, vec::Vec};
-use core::panic::Location;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use core::time::Duration;
-
-/// Where and since when a task waits (Linux's `TASK_UNINTERRUPTIBLE` sleep with its caller).
-#[derive(Default)]
-pub(crate) struct WaitNote {
-    /// When the wait began (ns on [`arch::clock::now_ns`]'s clock); 0 = not waiting.
-    since: AtomicU64,
-    place: IrqSpinLock<Option<&'static Location<'static>>>,
-}
-
-impl WaitNote {
-    /// The task begins a wait at `place`.
-    pub(crate) fn begin(&self, place: &'static Location<'static>) {
-        *self.place.lock() = Some(place);
-        self.since.store(A::now_ns().max(1), Ordering::Release);
-    }
-
-    /// The wait is over.
-    pub(crate) fn end(&self) {
-        self.since.store(0, Ordering::Release);
-    }
-}
 
 /// The per-task scan's memory of each task: its switch count, since when it has not changed,
 /// and the wait already reported.

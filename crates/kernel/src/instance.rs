@@ -14,9 +14,10 @@
 use crate::arch::{AllSitesClaim, Arch, FixedBuf, IrqSpinLock, A};
 use crate::config::{Config, ConfigError};
 use crate::cpu::Cpu;
+use crate::fork::TaskHandle;
 use crate::printk::Printk;
 use crate::sched::{CpuMask, TaskId};
-use crate::task::{Policy, Task, TaskHandle, TaskResult, TaskStatsSnapshot};
+use crate::task::{Policy, Task, TaskResult, TaskStatsSnapshot};
 use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String, string::ToString, vec::Vec};
 use core::panic::Location;
@@ -95,9 +96,9 @@ pub(crate) fn try_this_kernel() -> Option<Arc<Kernel>> {
 /// inside one is harmless: it runs to completion and closes its own.
 #[inline(always)]
 fn unpreemptible<R>(f: impl FnOnce() -> R) -> R {
-    crate::preempt::preempt_count_add(crate::preempt::PREEMPT_OFFSET);
+    crate::preempt::count::preempt_count_add(crate::preempt::count::PREEMPT_OFFSET);
     let r = f();
-    crate::preempt::preempt_count_sub(crate::preempt::PREEMPT_OFFSET);
+    crate::preempt::count::preempt_count_sub(crate::preempt::count::PREEMPT_OFFSET);
     r
 }
 
@@ -161,7 +162,7 @@ impl Kernel {
             msg,
             "' (pid {id}) on CPU {}, preempt_count {:#x}, irqs {}, at {}:{}",
             self.raw_cpu_id(),
-            crate::preempt::preempt_count(),
+            crate::preempt::count::preempt_count(),
             if A::irqs_disabled() { "off" } else { "on" },
             place.file(),
             place.line()
@@ -205,16 +206,7 @@ impl Kernel {
 
     /// The CPUs of this instance, as a mask.
     pub(crate) fn all_cpus(&self) -> CpuMask {
-        mask_of(self.cpus.len())
-    }
-}
-
-/// The mask of CPUs `0..n`.
-pub(crate) fn mask_of(n: usize) -> CpuMask {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
+        crate::task::mask_of(self.cpus.len())
     }
 }
 

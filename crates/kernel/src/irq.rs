@@ -19,7 +19,7 @@
 use crate::arch::{Arch, Hooks, IrqExit, IrqFrame, IrqSpinLock, A};
 use crate::instance::{try_this_kernel, Kernel};
 use crate::model::IrqExitPolicy;
-use crate::preempt::{self, HARDIRQ_OFFSET};
+use crate::preempt::count::{self as preempt, HARDIRQ_OFFSET};
 use crate::sched::Mode;
 use alloc::sync::Arc;
 use alloc::{vec, vec::Vec};

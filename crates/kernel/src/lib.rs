@@ -48,6 +48,7 @@ pub mod watchdog;
 
 pub use config::{BhMode, Config, ConfigError, PatchSync, PreemptModel, PtableMode};
 pub use fork::spawn;
+pub use fork::TaskHandle;
 pub use instance::{
     current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,
 };
@@ -56,7 +57,7 @@ pub use oops::OopsReport;
 pub use sched::balance::{sched_debug, set_cpus_allowed};
 pub use sched::{sched_yield, schedule, CpuMask, TaskId};
 pub use syscall::syscall;
-pub use task::{Policy, TaskBuilder, TaskHandle, TaskResult, TaskStatsSnapshot};
+pub use task::{Policy, TaskBuilder, TaskResult, TaskStatsSnapshot};
 pub use wait::WaitQueue;
 
 /// Gives the CPU away if a reschedule is due (`cond_resched`), from kernel code at a point
@@ -73,4 +74,5 @@ pub fn cond_resched() -> bool {
     }
 }
 
+#[cfg(feature = "hosted")]
 pub use arch_hosted::preempt_point;

@@ -147,14 +147,14 @@ pub fn smp_call_function_many(
         );
     }
     let call = Arc::new(CallData { func: Box::new(func) });
-    let _pin = crate::preempt::preempt_disable(); // `me` stays this CPU
+    let _pin = crate::preempt::guard::preempt_disable(); // `me` stays this CPU
     let me = k.raw_cpu_id();
     for cpu in (0..k.cpus.len()).filter(|&c| mask & (1 << c) != 0 && c != me) {
         k.cpus[cpu].ipi.calls.lock().push_back(call.clone());
         send_ipi(&k, cpu, crate::irq::LINE_CALL_FUNCTION);
     }
     if mask & (1 << me) != 0 {
-        let _irq = crate::preempt::local_irq_save();
+        let _irq = crate::preempt::guard::local_irq_save();
         (call.func)();
     }
     // A target drops its reference after running the call: the sender keeps one until it holds

@@ -33,7 +33,7 @@
 use crate::arch::{Arch, IrqSpinLock, A};
 use crate::config::BhMode;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
-use crate::preempt::{self, PREEMPT_OFFSET, SOFTIRQ_DISABLE_OFFSET, SOFTIRQ_OFFSET};
+use crate::preempt::count::{self as preempt, PREEMPT_OFFSET, SOFTIRQ_DISABLE_OFFSET, SOFTIRQ_OFFSET};
 use crate::sched::TaskId;
 use crate::sync::OnceLock;
 use crate::task::TaskBuilder;
@@ -177,7 +177,7 @@ pub fn open_softirq(nr: usize, action: impl Fn() + Send + Sync + 'static) -> Res
 pub fn raise_softirq(nr: usize) {
     assert!(nr < NR_SOFTIRQS, "raise_softirq({nr}): vectors are 0..{NR_SOFTIRQS}");
     let Some(k) = try_this_kernel() else { return };
-    let _irq = preempt::local_irq_save();
+    let _irq = crate::preempt::guard::local_irq_save();
     raise_softirq_irqoff(&k, nr);
 }
 
@@ -294,7 +294,7 @@ impl Drop for BhGuard {
                 match k.config.bh {
                     BhMode::Classic => do_softirq(&k),
                     BhMode::Threaded => {
-                        let _irq = preempt::local_irq_save();
+                        let _irq = crate::preempt::guard::local_irq_save();
                         wakeup_softirqd(&k);
                     }
                 }
@@ -395,7 +395,7 @@ fn ksoftirqd_should_run(k: &Kernel) -> bool {
 /// in between finds it sleeping and wakes it (no lost wakeup).
 fn ksoftirqd_sleep(k: &Kernel, place: &'static core::panic::Location<'static>) {
     {
-        let _irq = preempt::local_irq_save();
+        let _irq = crate::preempt::guard::local_irq_save();
         let mut rq = crate::sched::rq_lock::this_rq_lock(k);
         if ksoftirqd_should_run(k) || k.this_cpu().softirq.stop.load(Ordering::Acquire) {
             return;

@@ -11,7 +11,7 @@
 
 use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, with_this_kernel, Kernel};
-use crate::preempt;
+use crate::preempt::count as preempt;
 use crate::sched::Mode;
 use core::panic::Location;
 

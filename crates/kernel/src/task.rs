@@ -1,20 +1,36 @@
 //! Tasks: a stackful kernel context, a scheduling policy and a result.
 //!
-//! **Mechanism.** A task owns an arch [`TaskContext`] (its own `mmap`'d stack with a guard
-//! page). Its body is a closure run by [`task_entry`] on that stack; the value it returns (or
-//! the panic that ended it) becomes its [`TaskResult`], which [`TaskHandle::join`] waits for.
+//! **Mechanism.** A task owns an arch `TaskContext` (its own stack with a guard page). Its body
+//! is a closure run by `fork::task_entry` on that stack; the value it returns (or the panic
+//! that ended it) becomes its [`TaskResult`], which `TaskHandle::join` waits for. This file
+//! is the task as data (with its pid and CPU-mask types): it imports no subsystem.
 //!
 //! **Invariant.** A task's stack is freed only after the task has switched away for the last
 //! time (the arch layer's final switch unmaps it on the next task's stack), and a task's entry
 //! closure runs exactly once.
 
 use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
-use crate::sched::TaskId;
 use crate::sync::OnceLock;
-use crate::wait::WaitQueue;
+use crate::wait::queue::WaitQueue;
 use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
+use core::panic::Location;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Index of a task in the kernel's task table (its pid).
+pub type TaskId = usize;
+
+/// A set of CPUs, bit `n` for CPU `n` (`cpumask`; `cpus=` is at most 64).
+pub type CpuMask = u64;
+
+/// The mask of CPUs `0..n`.
+pub(crate) fn mask_of(n: usize) -> CpuMask {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
 
 /// The scheduling policy of a task (`sched_setscheduler`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +70,7 @@ impl Policy {
 /// naming the fault, the task and the CPU).
 pub type TaskResult = Result<i64, String>;
 
-/// Counters kept per task (read them with [`TaskHandle::stats`]).
+/// Counters kept per task (read them with `TaskHandle::stats`).
 #[derive(Debug, Default)]
 pub(crate) struct TaskStats {
     pub(crate) voluntary_switches: AtomicU64,
@@ -131,43 +147,13 @@ pub(crate) struct Task {
     /// migration of such a task is reported too.
     pub(crate) preempt_held: AtomicU32,
     /// The wait it is in, for the hung-task detector.
-    pub(crate) wait: crate::hung::WaitNote,
+    pub(crate) wait: WaitNote,
 }
 
 impl Task {
     /// Its context: one load, no lock.
     pub(crate) fn context(&self) -> &Arc<TaskContext> {
         self.ctx.get().unwrap_or_else(|| A::die("BUG: switch to a task without a context"))
-    }
-}
-
-/// What [`crate::spawn`] returns: a way to wait for a task and read its counters.
-#[derive(Clone)]
-pub struct TaskHandle {
-    pub(crate) task: Arc<Task>,
-}
-
-impl TaskHandle {
-    /// The task's id (its pid).
-    pub fn id(&self) -> TaskId {
-        self.task.id
-    }
-
-    /// The task's name.
-    pub fn name(&self) -> &str {
-        &self.task.name
-    }
-
-    /// Sleeps until the task has exited and returns its result.
-    pub fn join(&self) -> TaskResult {
-        let task = &self.task;
-        task.exited.wait_event_interruptible(|| task.result.lock().is_some());
-        task.result.lock().clone().unwrap_or_else(|| Err("no result".into()))
-    }
-
-    /// The task's counters so far.
-    pub fn stats(&self) -> TaskStatsSnapshot {
-        self.task.stats.snapshot()
     }
 }
 
@@ -219,25 +205,23 @@ impl TaskBuilder {
     }
 }
 
-/// The first function on every new task's stack (`ret_from_fork`).
-pub(crate) fn task_entry(id: usize) -> ! {
-    crate::sched::schedule_tail();
-    let result = run_body(id);
-    crate::sched::do_exit(id, result)
+/// Where and since when a task waits (Linux's `TASK_UNINTERRUPTIBLE` sleep with its caller).
+#[derive(Default)]
+pub(crate) struct WaitNote {
+    /// When the wait began (ns on `Arch::now_ns`'s clock); 0 = not waiting.
+    pub(crate) since: AtomicU64,
+    pub(crate) place: IrqSpinLock<Option<&'static Location<'static>>>,
 }
 
-/// Runs the task's body; a panic in it unwinds to here, where it ends as an oops
-/// (`crate::oops`).
-fn run_body(id: TaskId) -> TaskResult {
-    let body = crate::instance::this_kernel().task(id).body.lock().take();
-    let Some(body) = body else { return Err("task started without a body".into()) };
-    let result = A::catch_panic(body);
-    let k = crate::instance::this_kernel();
-    match result {
-        Some(v) => {
-            crate::oops::caught_inside(&k, id);
-            Ok(v)
-        }
-        None => Err(crate::oops::task_dead(&k, id)),
+impl WaitNote {
+    /// The task begins a wait at `place`.
+    pub(crate) fn begin(&self, place: &'static Location<'static>) {
+        *self.place.lock() = Some(place);
+        self.since.store(A::now_ns().max(1), Ordering::Release);
+    }
+
+    /// The wait is over.
+    pub(crate) fn end(&self) {
+        self.since.store(0, Ordering::Release);
     }
 }

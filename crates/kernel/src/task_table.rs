@@ -13,9 +13,9 @@
 //! **Invariant.** `get(pid)` is `Some` for every pid handed out, from the moment the spawn
 //! publishes it to the end of the instance; nothing ever leaves the table.
 
-use crate::sched::TaskId;
 use crate::sync::OnceLock;
 use crate::task::Task;
+use crate::task::TaskId;
 use alloc::sync::Arc;
 use alloc::{boxed::Box, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};

@@ -140,7 +140,7 @@ fn schedule_on(t: &Tasklet, vector: usize) -> bool {
         return false;
     }
     let Some(k) = try_this_kernel() else { return false };
-    let _irq = crate::preempt::local_irq_save();
+    let _irq = crate::preempt::guard::local_irq_save();
     list(&k.this_cpu().softirq.tasklets, vector).lock().push(t.index);
     raise_softirq_irqoff(&k, vector);
     true
@@ -175,7 +175,7 @@ fn run_one(k: &Kernel, cpu: &TaskletCpu, vector: usize, index: usize) {
         return;
     }
     // Running on another CPU: try again in a later pass.
-    let _irq = crate::preempt::local_irq_save();
+    let _irq = crate::preempt::guard::local_irq_save();
     list(cpu, vector).lock().push(index);
     raise_softirq_irqoff(k, vector);
 }

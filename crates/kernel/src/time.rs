@@ -95,7 +95,7 @@ fn sleep_until_at(deadline_ns: u64, place: &core::panic::Location<'_>) {
     let k = this_kernel();
     while A::now_ns() < deadline_ns {
         {
-            let _irq = crate::preempt::local_irq_save();
+            let _irq = crate::preempt::guard::local_irq_save();
             let me = k.current_id();
             if k.this_cpu().timers.lock().arm(deadline_ns, me) {
                 rearm(&k);

@@ -10,7 +10,7 @@
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::IrqExit;
 use crate::instance::Kernel;
-use crate::preempt;
+use crate::preempt::count as preempt;
 use crate::sched::TaskId;
 use core::sync::atomic::{AtomicUsize, Ordering};
 

@@ -9,7 +9,7 @@
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::IrqExit;
 use crate::instance::Kernel;
-use crate::preempt;
+use crate::preempt::count as preempt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) struct Lazy;

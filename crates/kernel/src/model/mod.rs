@@ -28,7 +28,7 @@
 //! function-call IPI that disarms what it armed.
 
 use crate::arch::{Arch, Arm, IrqExit, IrqFrame, PokeError, A};
-use alloc::{format, vec::Vec};
+use alloc::format;
 mod cpulock;
 mod full;
 mod lazy;
@@ -37,60 +37,17 @@ pub mod patch;
 mod voluntary;
 
 use crate::config::ConfigError;
+pub use crate::config::PreemptModel;
 use crate::cpu::{CORE_FLAG_PER_EVENT_SITES, CORE_FLAG_TRACE_HOOKS};
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
-use crate::preempt;
+use crate::preempt::count as preempt;
 use crate::sched::{Rq, TaskId};
 use crate::task::Policy;
 use alloc::sync::Arc;
-use core::fmt;
-use core::str::FromStr;
 use core::sync::atomic::Ordering;
 
-/// The preemption model (`preempt=` on Linux's command line).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PreemptModel {
-    /// Kernel code is preempted only at `ret_from_syscall`.
-    None,
-    /// `cond_resched()` at every preemption point.
-    Voluntary,
-    /// Preemption on return from interrupt whenever `preempt_count` is zero.
-    Full,
-    /// As `full` for RT wakeups; fair wakeups wait for the tick (PREEMPT_LAZY).
-    Lazy,
-    /// The 1996 proposal's CPU locking: each atom requests the CPU.
-    Cpulock,
-    /// The 1996 "crazy idea", with a breakpoint patched at the next point.
-    PatchInt3,
-    /// The 1996 "crazy idea", with a `call rt_reschedule` patched at the next point.
-    PatchCall,
-}
-
+/// What each model is, asked of its file.
 impl PreemptModel {
-    /// Every model, in the order reports list them.
-    pub const ALL: [PreemptModel; 7] = [
-        PreemptModel::None,
-        PreemptModel::Voluntary,
-        PreemptModel::Full,
-        PreemptModel::Lazy,
-        PreemptModel::Cpulock,
-        PreemptModel::PatchInt3,
-        PreemptModel::PatchCall,
-    ];
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PreemptModel::None => "none",
-            PreemptModel::Voluntary => "voluntary",
-            PreemptModel::Full => "full",
-            PreemptModel::Lazy => "lazy",
-            PreemptModel::Cpulock => "cpulock",
-            PreemptModel::PatchInt3 => "patch-int3",
-            PreemptModel::PatchCall => "patch-call",
-        }
-    }
-
     /// True for the models that patch the next points on an RT event (the 1996 idea).
     pub fn is_patch(self) -> bool {
         ops(self).sites() == SiteClaim::PerEvent
@@ -100,30 +57,6 @@ impl PreemptModel {
     /// `preempt_enable` (the `full` family).
     pub fn preempts_kernel_code(self) -> bool {
         ops(self).preempts_kernel_code()
-    }
-
-    pub(crate) fn index(self) -> u8 {
-        Self::ALL.iter().position(|&m| m == self).unwrap_or(0) as u8
-    }
-
-    pub(crate) fn from_index(i: u8) -> PreemptModel {
-        Self::ALL.get(i as usize).copied().unwrap_or(PreemptModel::None)
-    }
-}
-
-impl fmt::Display for PreemptModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PreemptModel {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-            ConfigError(format!("unknown preemption model '{s}': choose one of {}", names.join(", ")))
-        })
     }
 }
 
@@ -265,7 +198,7 @@ fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError>
     }
     switch_sites(k, Some(old), Some(model))?;
     {
-        let _irqs = preempt::local_irq_save();
+        let _irqs = crate::preempt::guard::local_irq_save();
         k.model.store(model.index(), Ordering::Release);
         patch::event_served(k); // nothing armed survives a switch
         note_model_on_cpu(k);
@@ -273,7 +206,7 @@ fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError>
     // Nor on the other CPUs: each disarms its own, in its interrupt (its task is stopped there),
     // on the function-call IPI sent here; the switch returns once every CPU has done so.
     let others = {
-        let _pin = preempt::preempt_disable();
+        let _pin = crate::preempt::guard::preempt_disable();
         k.all_cpus() & !(1 << k.raw_cpu_id())
     };
     if others != 0 {

@@ -10,7 +10,7 @@
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::IrqExit;
 use crate::instance::Kernel;
-use crate::preempt;
+use crate::preempt::count as preempt;
 
 pub(super) struct Voluntary;
 

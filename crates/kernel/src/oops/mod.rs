@@ -43,7 +43,7 @@ pub(crate) use report::supervise;
 pub use report::OopsReport;
 
 use crate::instance::{try_this_kernel, Kernel};
-use crate::preempt::{self, PREEMPT_OFFSET};
+use crate::preempt::count::{self as preempt, PREEMPT_OFFSET};
 use crate::sched::TaskId;
 use crate::sync::OnceLock;
 use alloc::sync::Arc;

@@ -325,7 +325,7 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
     if pid >= k.tasks.len() {
         return Err(format!("set_cpus_allowed: no task with pid {pid}"));
     }
-    let _irq = crate::preempt::raw_local_irq_save();
+    let _irq = crate::preempt::count::raw_local_irq_save();
     let mut rq = task_rq_lock(&k, pid);
     if rq.task(pid).policy == Policy::Idle {
         return Err(format!("set_cpus_allowed: pid {pid} is an idle task, bound to its CPU"));

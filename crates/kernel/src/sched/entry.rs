@@ -20,7 +20,7 @@ use super::{TaskId, TaskState};
 use crate::arch::{Arch, A};
 use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
-use crate::preempt::{self, PREEMPT_OFFSET};
+use crate::preempt::count::{self as preempt, PREEMPT_OFFSET};
 use crate::task::{Task, TaskResult, TaskStats};
 use core::panic::Location;
 use core::sync::atomic::Ordering;
@@ -304,7 +304,7 @@ mod tests {
                 let t = crate::spawn(crate::TaskBuilder::new("twice"), || 0);
                 // Deliberately wrong: mark the new task as running on this CPU before it ran.
                 let me = {
-                    let _irq = crate::preempt::raw_local_irq_save();
+                    let _irq = crate::preempt::count::raw_local_irq_save();
                     k.raw_cpu_id()
                 };
                 k.task(t.id()).on_cpu.store(me, Ordering::Release);

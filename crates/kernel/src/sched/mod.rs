@@ -40,11 +40,7 @@ use crate::task::Policy;
 use fair::{FairEntity, FairRunQueue, FairTunables};
 use rt::RtRunQueue;
 
-/// Index of a task in the kernel's task table (its pid).
-pub type TaskId = usize;
-
-/// A set of CPUs, bit `n` for CPU `n` (`cpumask`; `cpus=` is at most 64).
-pub type CpuMask = u64;
+pub use crate::task::{CpuMask, TaskId};
 
 /// A task's run state (`TASK_RUNNING`, `TASK_INTERRUPTIBLE`, `TASK_DEAD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

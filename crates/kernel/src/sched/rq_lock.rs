@@ -26,7 +26,7 @@ pub(crate) struct RqGuard<'a> {
     k: &'a Kernel,
     holder: usize,
     cpu: usize,
-    _irqs: crate::preempt::RawIrqGuard, // dropped after `guard`: fields drop in order
+    _irqs: crate::preempt::count::RawIrqGuard, // dropped after `guard`: fields drop in order
 }
 
 impl Deref for RqGuard<'_> {
@@ -59,7 +59,7 @@ impl RqGuard<'_> {
 /// Locks CPU `cpu`'s run queue, checking the lock order first.
 #[track_caller]
 pub(crate) fn rq_lock(k: &Kernel, cpu: usize) -> RqGuard<'_> {
-    let irqs = crate::preempt::raw_local_irq_save();
+    let irqs = crate::preempt::count::raw_local_irq_save();
     let holder = k.raw_cpu_id();
     let held = k.cpus[holder].held_rqs.load(Ordering::Relaxed);
     if held >> cpu != 0 {
@@ -137,7 +137,7 @@ mod tests {
     fn taking_run_queue_locks_out_of_order_is_a_bug_naming_the_place() {
         let r = crate::run(Config { cpus: 2, ..Config::default() }, || {
             let k = crate::instance::this_kernel();
-            let _irq = crate::preempt::raw_local_irq_save();
+            let _irq = crate::preempt::count::raw_local_irq_save();
             let high = super::rq_lock(&k, 1);
             let low = super::rq_lock(&k, 0); // the wrong order: a BUG, then it goes on
             drop((low, high));

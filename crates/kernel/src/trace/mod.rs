@@ -28,19 +28,20 @@ mod ring;
 mod types;
 mod wakeup_rt;
 
+pub use crate::config::{TraceOptions, BUILT};
 pub use preemptoff::{Stretch, StretchKind};
 pub use profile::Sample;
-pub use types::{Event, PrevState, Record, TraceOptions, Where, BUILT};
+pub use types::{Event, PrevState, Record, Where};
 pub use wakeup_rt::{Runner, WakeupRt};
 
 use crate::config::{ConfigError, PreemptModel};
+use crate::config::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
 use crate::cpu::CORE_FLAG_TRACE_HOOKS;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
 use crate::sync::OnceLock;
 use core::panic::Location;
 use core::sync::atomic::{AtomicU8, Ordering};
-use types::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
 
 /// Everything one CPU's tracers hold; preallocated at boot, touched with IRQs masked.
 pub(crate) struct CpuTrace {

@@ -7,7 +7,7 @@
 //! **Invariant.** Pushing never allocates: the slots are allocated once, at boot. The owner
 //! serialises access (the CPU's trace lock, taken with IRQs masked).
 
-use super::Record;
+use super::types::Record;
 use alloc::vec::Vec;
 
 pub(super) struct Ring {

@@ -33,7 +33,7 @@ pub mod ptable;
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
-use crate::preempt;
+use crate::preempt::count as preempt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// The most points one event may arm (one function's points).

@@ -22,7 +22,8 @@
 //!
 //! **Invariant.** The task may be preempted only when [`preempt_count`] is zero and IRQs are
 //! on; every `preempt_disable` is matched by exactly one `preempt_enable` (enforced by
-//! [`PreemptGuard`] being the only way to disable).
+//! `preempt::guard::PreemptGuard` being the only way to disable). This file is the count
+//! alone: it imports nothing of the kernel but the arch.
 
 use crate::arch::{Arch, A};
 
@@ -153,32 +154,6 @@ pub fn preemptible() -> bool {
     preempt_count() == 0 && !A::irqs_disabled()
 }
 
-/// `preempt_disable()` as a guard: the count is raised while it lives. Dropping it is
-/// `preempt_enable()`, which under a preemptible model reschedules if the count reaches zero
-/// with a reschedule due.
-#[must_use = "preemption is enabled again when the guard is dropped"]
-pub struct PreemptGuard {
-    _not_send: core::marker::PhantomData<*const ()>,
-}
-
-/// `preempt_disable()`.
-#[track_caller]
-pub fn preempt_disable() -> PreemptGuard {
-    preempt_count_add(PREEMPT_OFFSET);
-    crate::trace::section_enter(core::panic::Location::caller(), false);
-    PreemptGuard { _not_send: core::marker::PhantomData }
-}
-
-impl Drop for PreemptGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        crate::trace::section_exit(false);
-        if preempt_count_sub(PREEMPT_OFFSET) == 0 {
-            crate::sched::preempt_schedule();
-        }
-    }
-}
-
 /// The scheduler's own IRQ-off window (a `raw_local_irq_save` of Linux, which the `irqsoff`
 /// tracer does not report as a section: it is part of the operation it protects, as a run-queue
 /// lock's is). Restores the IRQ state when dropped.
@@ -196,29 +171,6 @@ pub(crate) fn raw_local_irq_save() -> RawIrqGuard {
 impl Drop for RawIrqGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        A::local_irq_restore(self.was_masked);
-    }
-}
-
-/// `local_irq_save()` as a guard: IRQs are soft-masked while it lives and restored after.
-#[must_use = "IRQs are restored when the guard is dropped"]
-pub struct IrqGuard {
-    was_masked: bool,
-    _not_send: core::marker::PhantomData<*const ()>,
-}
-
-/// `local_irq_save()`.
-#[track_caller]
-pub fn local_irq_save() -> IrqGuard {
-    let was_masked = A::local_irq_save();
-    crate::trace::section_enter(core::panic::Location::caller(), true);
-    IrqGuard { was_masked, _not_send: core::marker::PhantomData }
-}
-
-impl Drop for IrqGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        crate::trace::section_exit(true);
         A::local_irq_restore(self.was_masked);
     }
 }

@@ -9,9 +9,16 @@ use alloc::{format, string::String, string::ToString, vec::Vec};
 use core::fmt;
 use core::str::FromStr;
 
-pub use crate::model::PreemptModel;
+mod model;
+mod trace;
+mod watchdog;
+
 /// How the patch models' patches synchronise the other CPUs (`patch_sync=none|ipi`).
 pub use arch_api::PatchSync;
+pub use model::PreemptModel;
+pub use trace::{TraceOptions, BUILT};
+pub(crate) use trace::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
+pub use watchdog::WatchdogConfig;
 
 /// Where bottom halves (softirqs, tasklets) run against tasks (`bh=`): the 1996 mail's
 /// "extended bottom half priority notion".
@@ -138,7 +145,7 @@ pub struct Config {
     /// SCHED_FIFO priority of `ksoftirqd` under `bh=threaded` (`bh_prio=`, 1..=99).
     pub bh_prio: u8,
     /// Tracers to run (`trace=`, `trace_buf=`); all off by default.
-    pub trace: crate::trace::TraceOptions,
+    pub trace: TraceOptions,
     /// Report a CPU that has sat idle this many milliseconds while tasks still live, every one
     /// asleep (`hung_timeout_ms=`, Linux's `hung_task_timeout_secs` for the whole CPU); 0 = off.
     pub hung_timeout_ms: u64,
@@ -150,7 +157,7 @@ pub struct Config {
     pub patch_sync: PatchSync,
     /// The detectors and what an oops does (`panic_on_oops=`, `softlockup_thresh_ms=`,
     /// `softlockup_panic=`, `hung_task_timeout_ms=`, `hung_task_panic=`).
-    pub watchdog: crate::watchdog::WatchdogConfig,
+    pub watchdog: WatchdogConfig,
 }
 
 /// Most CPUs an instance may have (a CPU mask is one 64-bit word).
@@ -175,11 +182,11 @@ impl Default for Config {
             console: false,
             bh: BhMode::Classic,
             bh_prio: DEFAULT_BH_PRIO,
-            trace: crate::trace::TraceOptions::OFF,
+            trace: TraceOptions::OFF,
             hung_timeout_ms: 0,
             ptable: PtableMode::Exact,
             patch_sync: PatchSync::None,
-            watchdog: crate::watchdog::WatchdogConfig::OFF,
+            watchdog: WatchdogConfig::OFF,
         }
     }
 }
@@ -277,7 +284,7 @@ impl Config {
                     ConfigError(format!("bh_prio={value}: expected a SCHED_FIFO priority 1..=99"))
                 })?
             }
-            "trace" => self.trace = crate::trace::TraceOptions::parse(value, self.trace.buf_entries)?,
+            "trace" => self.trace = TraceOptions::parse(value, self.trace.buf_entries)?,
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
             "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
             "ptable" => self.ptable = value.parse()?,
@@ -286,7 +293,7 @@ impl Config {
             _ => {
                 return Err(ConfigError(format!(
                     "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, patch_sync, {}",
-                    crate::watchdog::WatchdogConfig::KEYS.join(", ")
+                    WatchdogConfig::KEYS.join(", ")
                 )))
             }
         }
@@ -294,12 +301,12 @@ impl Config {
     }
 
     /// This configuration with the detectors the lab and the CLI boot with
-    /// ([`crate::watchdog::WatchdogConfig::DEFAULTS`]) unless the caller set any of them: a
+    /// ([`WatchdogConfig::DEFAULTS`]) unless the caller set any of them: a
     /// kernel that can no longer make progress then ends its run with an error naming the
     /// stuck CPU's task or the blocked task, never a silent hang.
     pub fn with_watchdog_defaults(mut self) -> Config {
-        if self.watchdog == crate::watchdog::WatchdogConfig::OFF {
-            self.watchdog = crate::watchdog::WatchdogConfig::DEFAULTS;
+        if self.watchdog == WatchdogConfig::OFF {
+            self.watchdog = WatchdogConfig::DEFAULTS;
         }
         self
     }
@@ -385,8 +392,8 @@ mod tests {
         let w = c.watchdog;
         assert!(w.panic_on_oops && w.softlockup_panic && w.hung_task_panic);
         assert_eq!((w.softlockup_thresh_ms, w.hung_task_timeout_ms), (500, 900));
-        assert_eq!(Config::default().watchdog, crate::watchdog::WatchdogConfig::OFF);
-        assert_eq!(Config::default().with_watchdog_defaults().watchdog, crate::watchdog::WatchdogConfig::DEFAULTS);
+        assert_eq!(Config::default().watchdog, WatchdogConfig::OFF);
+        assert_eq!(Config::default().with_watchdog_defaults().watchdog, WatchdogConfig::DEFAULTS);
         assert_eq!(c.clone().with_watchdog_defaults().watchdog, w, "options given are kept");
         let e = |s: &str| Config::from_cmdline(s).unwrap_err().0;
         assert!(e("panic_on_oops=yes").starts_with("panic_on_oops=yes: use 1 or 0"));

@@ -8,23 +8,14 @@
 //! test finds the waiter already queued and sleeping, and makes it runnable, so its
 //! `schedule()` returns at once.
 
-use crate::arch::IrqSpinLock;
 use crate::instance::this_kernel;
-use crate::sched::{TaskId, TaskState};
-use alloc::vec::Vec;
+use crate::sched::TaskState;
 
-/// A queue of sleeping tasks.
-#[derive(Default)]
-pub struct WaitQueue {
-    waiters: IrqSpinLock<Vec<TaskId>>,
-}
+pub(crate) mod queue;
+
+pub use queue::WaitQueue;
 
 impl WaitQueue {
-    /// An empty queue.
-    pub const fn new() -> WaitQueue {
-        WaitQueue { waiters: IrqSpinLock::new(Vec::new()) }
-    }
-
     /// Sleeps until `cond()` is true (`wait_event`). Call from a task.
     #[track_caller]
     pub fn wait_event(&self, mut cond: impl FnMut() -> bool) {
@@ -56,7 +47,7 @@ impl WaitQueue {
         let k = this_kernel();
         loop {
             let me = {
-                let _irq = crate::preempt::local_irq_save();
+                let _irq = crate::preempt::guard::local_irq_save();
                 let me = k.current_id();
                 let mut w = self.waiters.lock();
                 if !w.contains(&me) {
@@ -84,15 +75,5 @@ impl WaitQueue {
             woken += usize::from(crate::sched::wake_up_process(&k, id));
         }
         woken
-    }
-
-    /// Number of queued waiters.
-    pub fn len(&self) -> usize {
-        self.waiters.lock().len()
-    }
-
-    /// True when nobody waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
