@@ -3,7 +3,7 @@
 //! rendered in headless Chromium. Behaviour only, never timing thresholds.
 
 use kernel::PreemptModel;
-use services::lab::Peer;
+use lab::peers::Peer;
 use std::collections::BTreeSet;
 mod common;
 use common::atomkernel;
@@ -66,7 +66,7 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["latency", "--loops", "5", "--duration", "1"], "give one of them");
     refused(&["compare", "--size", "copy=0"], "copy takes 1..=4096");
     refused(&["compare", "--peers", "erlang"], "unknown peer 'erlang': choose host-fifo, tokio, go, all or none");
-    if !services::lab::go_peer::BUILT {
+    if !lab::go_peer::BUILT {
         refused(&["compare", "--peers", "go"], "--peers go: the Go runtime peer (peer:go) is not built");
     }
     refused(&["compare", "--prio", "99"], "--prio 99");

@@ -16,7 +16,6 @@
 //! it has emptied half of it). Nothing on the interrupt or softirq path allocates: the rings are
 //! allocated when the device is opened.
 
-pub use crate::packet_load::{compare_bh, run_packet_load, PacketLoadConfig, PacketLoadResult};
 use kernel::device::{Device, DeviceRaiser};
 use kernel::softirq::{self, NET_RX_SOFTIRQ};
 use kernel::sync::IrqSpinLock;
