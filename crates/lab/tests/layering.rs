@@ -135,11 +135,11 @@ fn graph(dir: &Path) -> Graph {
         let here: Vec<&str> = if m.is_empty() { vec![] } else { m.split("::").collect() };
         for line in src.lines() {
             for (kw, base) in [("crate::", vec![]), ("super::", here[..here.len().saturating_sub(1)].to_vec()), ("self::", here.clone())] {
-                let mut rest = line;
-                while let Some(at) = rest.find(kw) {
-                    let before = rest[..at].chars().last();
-                    let after = &rest[at + kw.len()..];
-                    rest = after;
+                let mut from = 0;
+                while let Some(at) = line[from..].find(kw).map(|a| a + from) {
+                    let before = line[..at].chars().last();
+                    let after = &line[at + kw.len()..];
+                    from = at + kw.len();
                     if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
                         continue;
                     }
