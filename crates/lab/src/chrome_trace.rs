@@ -14,7 +14,7 @@
 //! **Invariant.** Instant events appear in ring order (the order the CPU recorded them), and
 //! every event has `name`, `ph`, `ts`, `pid` and `tid`.
 
-use crate::symbols::{Place, Resolver};
+use crate::symbols::Resolver;
 use kernel::trace::{Event, PrevState, Record, TraceReport, Where};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -192,9 +192,4 @@ fn line(tr: &TraceReport, p: &mut Places<'_>, rec: &Record) -> String {
         rec.event.name(),
         f.join(" ")
     )
-}
-
-/// Resolves `ip` the way the exporters do (for tests and tools).
-pub fn place_of(r: &Resolver, ip: usize) -> Place {
-    crate::trace_report::place(r, &Where::ip(ip))
 }

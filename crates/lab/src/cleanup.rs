@@ -2,8 +2,8 @@
 //! child processes it started (the Go peer's).
 //!
 //! **Mechanism.** Whoever creates a scratch directory or starts a child registers it here,
-//! under one lock, in the same critical section as the creation ([`Registry::create_dir`],
-//! [`Registry::spawn`]); dropping the returned guard unregisters it (the directory's owner
+//! under one lock, in the same critical section as the creation (`Registry::create_dir`,
+//! `Registry::spawn`); dropping the returned guard unregisters it (the directory's owner
 //! removes it). [`undo_all`], called by the command line's signal thread, takes the lock, kills
 //! every registered child, removes every registered directory and keeps the lock, so nothing
 //! can be created or started after it has looked: the caller then ends the process.

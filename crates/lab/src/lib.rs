@@ -10,7 +10,7 @@
 //! preemption model and for the peers a user would pick instead, side by side. The [`probe`] is
 //! cyclictest's loop as RT tasks of a fresh kernel instance running one of
 //! `services::workloads` (what a run asks and measures: [`measure`]; the cross-CPU probe:
-//! [`cross`]; the watch that turns a hung instance into an error: [`watch`]); [`peers`] run the
+//! [`cross`]; the watch that turns a hung instance into an error: `watch`); [`peers`] run the
 //! same atoms on host threads ([`host_peer`]), on a tokio runtime and in a Go program
 //! ([`go_peer`], when built; what it leaves on disk is undone on a signal by [`cleanup`]);
 //! [`compare`] runs every subject (each model under each chosen bottom-half option, each peer)
@@ -51,4 +51,4 @@ pub mod symbols;
 pub mod torture;
 pub mod trace_report;
 pub mod trace_run;
-pub mod watch;
+pub(crate) mod watch;

@@ -19,7 +19,7 @@ use services::workloads::Workload;
 /// below this the probe would mostly measure itself.
 pub const MIN_INTERVAL_US: u64 = 100;
 /// Priority of the controller that ends a run (above every probe).
-pub const CONTROL_PRIO: u8 = 99;
+pub(crate) const CONTROL_PRIO: u8 = 99;
 
 /// The probes of a run, as cyclictest's `-t -p -i -d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -91,7 +91,7 @@ impl PacketLoadConfig {
     }
 
     /// The kernel command line of a run.
-    pub fn cmdline(&self) -> String {
+    pub(crate) fn cmdline(&self) -> String {
         format!("preempt={} bh={} bh_prio={} cpus={}", self.preempt, self.bh, self.bh_prio, self.cpus)
     }
 

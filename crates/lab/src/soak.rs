@@ -2,16 +2,16 @@
 //! switches, interrupt storms and RT probes, for minutes, watching memory and `BUG:`s.
 //!
 //! **Mechanism.** [`run`] boots instance after instance until its time is up, each for
-//! [`INSTANCE_NS`] under a random boot model, running the next workload of
-//! [`WORKLOADS`](crate::WORKLOADS) (each in turn): a SCHED_NORMAL worker making system
+//! `INSTANCE_NS` under a random boot model, running the next workload of
+//! [`WORKLOADS`] (each in turn): a SCHED_NORMAL worker making system
 //! calls of its atoms, a SCHED_FIFO probe sleeping on absolute deadlines (cyclictest's loop),
-//! a SCHED_FIFO switcher moving the kernel to a random model every [`SWITCH_NS`], and a storm
-//! task raising a device [`STORM_IRQS`] times in a burst, whose handler raises a softirq. Every
+//! a SCHED_FIFO switcher moving the kernel to a random model every `SWITCH_NS`, and a storm
+//! task raising a device `STORM_IRQS` times in a burst, whose handler raises a softirq. Every
 //! [`SoakConfig::every_s`] it hands a [`Sample`] to the caller: the process's resident memory
 //! (`VmRSS` of `/proc/self/status`) and the counters since the start.
 //!
 //! **Invariant.** A soak passes only if no instance reported a `BUG:` or failed, and memory
-//! stayed flat: the last sample's RSS is at most the first's plus [`rss_allowance_kib`] (the
+//! stayed flat: the last sample's RSS is at most the first's plus `rss_allowance_kib` (the
 //! first sample is taken after a whole interval, so every workload's one-time setup, such as
 //! the patch models' point tables, is in it).
 
@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// How long each instance runs.
-pub const INSTANCE_NS: u64 = 2_000_000_000;
+pub(crate) const INSTANCE_NS: u64 = 2_000_000_000;
 /// How often the switcher changes the model.
-pub const SWITCH_NS: u64 = 20_000_000;
+pub(crate) const SWITCH_NS: u64 = 20_000_000;
 /// Interrupts in one storm.
-pub const STORM_IRQS: u64 = 500;
+pub(crate) const STORM_IRQS: u64 = 500;
 /// The probe's period.
 const PROBE_NS: u64 = 500_000;
 
@@ -100,12 +100,12 @@ fn parse_rss(status: &str) -> Option<u64> {
 
 /// How much RSS may grow from the first sample to the last: 16 MiB or a fifth of the first,
 /// whichever is more (allocator caches and fragmentation settle, a leak keeps growing).
-pub fn rss_allowance_kib(first_kib: u64) -> u64 {
+pub(crate) fn rss_allowance_kib(first_kib: u64) -> u64 {
     (16 * 1024).max(first_kib / 5)
 }
 
 /// Says whether `samples` stayed flat (see [`rss_allowance_kib`]); `Err` names the growth.
-pub fn judge_rss(samples: &[Sample]) -> Result<(), String> {
+pub(crate) fn judge_rss(samples: &[Sample]) -> Result<(), String> {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return Ok(()) };
     let allowed = rss_allowance_kib(first.rss_kib);
     if last.rss_kib > first.rss_kib + allowed {

@@ -171,7 +171,7 @@ impl LatencyHist {
 }
 
 /// The distribution of `samples` (in ns), through the same histogram as every probe's.
-pub fn percentiles(samples: &[u64]) -> Latency {
+pub(crate) fn percentiles(samples: &[u64]) -> Latency {
     let mut h = LatencyHist::new();
     samples.iter().for_each(|&s| h.record(s));
     h.summary()

@@ -3,7 +3,7 @@
 //! **Mechanism.** Reads the ELF symbol table of `/proc/self/exe` once with the `object` crate,
 //! keeps the function symbols sorted by address, and maps a runtime address back through the
 //! load bias (`kernel::text::load_bias`) to the function containing it, demangled. Where the
-//! program has debug information, [`source_function`] goes further with `addr2line`: the
+//! program has debug information, `source_function` goes further with `addr2line`: the
 //! innermost *source* function at the address, through inlining (a point in a closure that was
 //! inlined into `syscall()` is named after the closure, not after `syscall`).
 //!
@@ -37,7 +37,7 @@ impl Symbols {
     }
 
     /// The function whose code contains `addr`.
-    pub fn function_at(&self, addr: usize) -> Option<&str> {
+    pub(crate) fn function_at(&self, addr: usize) -> Option<&str> {
         let i = self.funcs.partition_point(|f| f.0 <= addr).checked_sub(1)?;
         let (lo, hi, name) = &self.funcs[i];
         (addr >= *lo && addr < *hi).then_some(name.as_str())
@@ -57,7 +57,7 @@ impl SourceFunctions {
     }
 
     /// The innermost function at runtime address `addr`.
-    pub fn source_function(&self, addr: usize) -> Option<String> {
+    pub(crate) fn source_function(&self, addr: usize) -> Option<String> {
         let loader = self.loader.as_ref()?;
         let probe = addr.checked_sub(kernel::text::load_bias())? as u64;
         let mut frames = loader.find_frames(probe).ok()?;
@@ -177,7 +177,7 @@ impl Resolver {
 
     /// The innermost place at `addr` outside the standard library (what a profiler sample is
     /// charged to: `csum`, not the slice iterator inlined into it).
-    pub fn innermost(&self, addr: usize) -> Place {
+    pub(crate) fn innermost(&self, addr: usize) -> Place {
         let frames = self.frames(addr);
         match frames.iter().find(|f| !is_std(f)).or(frames.first()).cloned() {
             Some((function, file, line)) => Place { what: None, function, file, line },

@@ -145,7 +145,7 @@ pub fn run(cfg: &TortureConfig) -> Result<TortureReport, BootError> {
 }
 
 /// [`run`] with the tracers `trace` on, also handing back the kernel's report (and its trace).
-pub fn run_traced(
+pub(crate) fn run_traced(
     cfg: &TortureConfig,
     trace: kernel::trace::TraceOptions,
 ) -> Result<(TortureReport, kernel::RunReport), BootError> {

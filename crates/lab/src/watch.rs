@@ -11,7 +11,7 @@ use crate::measure::{ProbeSpec, Stop};
 use kernel::Config;
 
 /// Time a run may take past twice its planned length before the lab calls the instance hung.
-pub const HANG_GRACE_NS: u64 = 60_000_000_000;
+pub(crate) const HANG_GRACE_NS: u64 = 60_000_000_000;
 
 /// How long a run with this stop condition may take: twice its planned length (a probe's
 /// interval times its loops, or the duration) plus [`HANG_GRACE_NS`].

@@ -134,7 +134,11 @@ fn graph(dir: &Path) -> Graph {
         let edges = g.entry(m.clone()).or_default();
         let here: Vec<&str> = if m.is_empty() { vec![] } else { m.split("::").collect() };
         for line in src.lines() {
-            for (kw, base) in [("crate::", vec![]), ("super::", here[..here.len().saturating_sub(1)].to_vec()), ("self::", here.clone())] {
+            for (kw, base) in [
+                ("crate::", vec![]),
+                ("super::", here[..here.len().saturating_sub(1)].to_vec()),
+                ("self::", here.clone()),
+            ] {
                 let mut from = 0;
                 while let Some(at) = line[from..].find(kw).map(|a| a + from) {
                     let before = line[..at].chars().last();
@@ -211,7 +215,8 @@ fn cycles(g: &Graph) -> Vec<Vec<String>> {
             }
         }
     }
-    let mut t = T { g, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on: BTreeSet::new(), out: Vec::new() };
+    let mut t =
+        T { g, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on: BTreeSet::new(), out: Vec::new() };
     for v in g.keys() {
         if !t.index.contains_key(v.as_str()) {
             visit(&mut t, v);

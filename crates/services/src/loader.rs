@@ -8,7 +8,7 @@
 //! page per atom into the module's memory, zero bss, resolve the undefined symbols against the
 //! kernel symbol table, and apply the relocations 64 per atom: a segment-relative word gets
 //! the load address added; an external one the symbol's address, minus the place's own
-//! address if it is pc-relative. Every read goes through [`MemFile::read_at`], as reads from
+//! address if it is pc-relative. Every read goes through `MemFile::read_at`, as reads from
 //! a file would.
 //!
 //! **Invariant.** A load either fails with a reason (bad magic, a table past the end of the
@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// `OMAGIC`: text and data contiguous, writable.
-pub const OMAGIC: u32 = 0o407;
+pub(crate) const OMAGIC: u32 = 0o407;
 /// Size of `struct exec`.
-pub const HEADER: usize = 32;
+pub(crate) const HEADER: usize = 32;
 const RELOC: usize = 8;
 const NLIST: usize = 12;
 /// `N_UNDF | N_EXT`: an undefined external symbol.
@@ -30,16 +30,16 @@ const N_UNDF_EXT: u8 = 0x01;
 const N_TEXT: u32 = 0x04;
 const N_DATA: u32 = 0x06;
 /// Relocations applied per atom.
-pub const RELOCS_PER_ATOM: usize = 64;
+pub(crate) const RELOCS_PER_ATOM: usize = 64;
 /// Bytes copied per atom.
 const COPY_PER_ATOM: usize = 4096;
 
 /// Names of the kernel functions a module may call (the kernel's exported symbols).
-pub const KSYMS: [&str; 8] =
+pub(crate) const KSYMS: [&str; 8] =
     ["printk", "kmalloc", "kfree", "schedule", "wake_up", "add_timer", "del_timer", "register_chrdev"];
 
 /// Address of kernel symbol `i` (a fixed kernel layout).
-pub fn ksym_addr(i: usize) -> u32 {
+pub(crate) fn ksym_addr(i: usize) -> u32 {
     0xc010_0000 + 0x40 * i as u32
 }
 
@@ -48,7 +48,7 @@ pub struct MemFile(Vec<u8>);
 
 impl MemFile {
     /// Copies `buf.len()` bytes at `off` into `buf`; fails past the end of the file.
-    pub fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<(), String> {
+    pub(crate) fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<(), String> {
         let end = off.checked_add(buf.len()).filter(|&e| e <= self.0.len());
         let end = end.ok_or_else(|| format!("read of {} bytes at {off} past the end of the image", buf.len()))?;
         buf.copy_from_slice(&self.0[off..end]);

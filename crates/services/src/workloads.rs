@@ -197,7 +197,7 @@ pub fn host_call(w: &mut dyn Atoms) -> u64 {
 }
 
 /// Packets one atom of the `packet` workload copies out of the socket queue at most.
-pub const PACKETS_PER_ATOM: usize = 8;
+pub(crate) const PACKETS_PER_ATOM: usize = 8;
 
 /// The `packet` workload: a `recvmmsg(MSG_WAITFORONE)` on the packet device's socket queue.
 struct PacketAtoms {

@@ -45,7 +45,7 @@ fn rank_name(r: u16) -> String {
 }
 
 /// Each task's result and each `BUG:` against what `prog` determines.
-pub fn check_report(prog: &Program, r: &RunReport) -> Vec<String> {
+pub(crate) fn check_report(prog: &Program, r: &RunReport) -> Vec<String> {
     let mut v = Vec::new();
     if r.init != Ok(0) {
         v.push(format!("init ended with {:?}", r.init));
@@ -209,7 +209,7 @@ impl Replay<'_> {
 }
 
 /// Replays the run queues of `r`'s trace and checks every switch (see the module docs).
-pub fn replay(prog: &Program, r: &RunReport) -> Vec<String> {
+pub(crate) fn replay(prog: &Program, r: &RunReport) -> Vec<String> {
     let Some(tr) = &r.trace else { return vec!["the run has no trace".into()] };
     if tr.events_lost > 0 {
         return vec![format!("the trace lost {} events (its ring overflowed): the replay needs all", tr.events_lost)];

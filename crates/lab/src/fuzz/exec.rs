@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// The softirq vector programs raise (one no kernel subsystem uses).
-pub const FUZZ_SOFTIRQ: usize = BLOCK_SOFTIRQ;
+pub(crate) const FUZZ_SOFTIRQ: usize = BLOCK_SOFTIRQ;
 
 /// A task returns this when an operation the kernel should have accepted was refused (the
 /// reason is in its slot of `Shared::task_errors`).
-pub const REFUSED: i64 = i64::MIN;
+pub(crate) const REFUSED: i64 = i64::MIN;
 
 /// How long `init` waits at the end for bottom halves and interrupts still in flight.
 const SETTLE_NS: u64 = 5_000_000_000;

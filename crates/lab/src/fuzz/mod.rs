@@ -5,15 +5,15 @@
 //! policies, priorities and affinities doing system calls of atoms, sleeps, wait-queue waits
 //! and wakes, `preempt_disable`, `local_irq_save` and `local_bh_disable` sections, spawns and
 //! joins, softirq and tasklet raises, device interrupts now and at a time, affinity changes and
-//! model switches, on a random boot model, `bh=` and `HZ`. [`run_program`] boots an instance
-//! with the event trace on and runs it ([`exec`]); [`check_program`] checks:
+//! model switches, on a random boot model, `bh=` and `HZ`. `run_program` boots an instance
+//! with the event trace on and runs it (`exec`); [`check_program`] checks:
 //!
 //! 1. every task and child finishes with the result its operations compute (a lost wakeup
 //!    shows as a task that never finishes: the run is watched, a hang is a failure);
 //! 2. no `BUG:` but the ones the program asked for (a sleep inside `preempt_disable`);
 //! 3. every softirq raise, tasklet schedule and immediate device interrupt ran as often as the
-//!    kernel promises ([`exec`]'s end checks);
-//! 4. the trace's replay of every run queue ([`check::replay`]): at every switch the next task
+//!    kernel promises (`exec`'s end checks);
+//! 4. the trace's replay of every run queue (`check::replay`): at every switch the next task
 //!    was runnable there, and no runnable task of a higher rank waited on that CPU;
 //! 5. every preemption-point site is idle once the instance has stopped.
 //!
@@ -23,8 +23,8 @@
 //! **Invariant.** Every program the strategy makes must pass: a failure is a kernel bug (or a
 //! checker bug), never an expected outcome; its seed reproduces the campaign that found it.
 
-pub mod check;
-pub mod exec;
+pub(crate) mod check;
+pub(crate) mod exec;
 pub mod program;
 
 pub use program::{Program, TaskSpec};
@@ -34,9 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Events per CPU the trace keeps: far above what a program records (a few thousand).
-pub const TRACE_BUF: usize = 1 << 16;
+pub(crate) const TRACE_BUF: usize = 1 << 16;
 /// How long one program may run before it is called hung.
-pub const CASE_LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const CASE_LIMIT: Duration = Duration::from_secs(20);
 
 /// The boot configuration of `prog`: its CPUs, HZ, model and `bh=`, the event trace on.
 pub fn config(prog: &Program) -> kernel::Config {
@@ -61,7 +61,7 @@ pub struct Outcome {
 }
 
 /// Runs `prog` in a fresh instance, watched for [`CASE_LIMIT`].
-pub fn run_program(prog: &Program) -> Outcome {
+pub(crate) fn run_program(prog: &Program) -> Outcome {
     let sh = exec::Shared::new(prog.clone());
     let s = sh.clone();
     let report = crate::watch::run_watched(config(prog), CASE_LIMIT, move || exec::init(s));
@@ -73,7 +73,7 @@ pub fn run_program(prog: &Program) -> Outcome {
 }
 
 /// Every invariant of the module docs, for one run of `prog`; empty when all hold.
-pub fn check_outcome(prog: &Program, o: &Outcome) -> Vec<String> {
+pub(crate) fn check_outcome(prog: &Program, o: &Outcome) -> Vec<String> {
     let r = match &o.report {
         Ok(r) => r,
         Err(e) => return vec![format!("the run failed: {e}")],

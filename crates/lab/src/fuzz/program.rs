@@ -2,13 +2,13 @@
 //! return.
 //!
 //! **Mechanism.** [`program`] is a proptest strategy: raw random tasks, devices and
-//! operations, then [`Program::normalize`] makes them a program that must finish: a task waits
+//! operations, then `Program::normalize` makes them a program that must finish: a task waits
 //! only for an event some later task (by index) signals with an immediate operation (a
 //! `Signal`, or an `Irq` of a device whose handler signals it), and a spawned child does only
 //! leaf work, so by induction from the last task every wait and join completes. Shrinking works
 //! on the raw values and the normalization is applied again, so a shrunk program is a program.
 //!
-//! **Invariant.** A task's result is a pure function of its operations ([`TaskSpec::expected`]):
+//! **Invariant.** A task's result is a pure function of its operations (`TaskSpec::expected`):
 //! the checksums its atoms compute over its own data, folded in order, and its children's
 //! results. Interrupts, preemptions, migrations and model switches change when the work runs,
 //! never what it computes.
@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use services::atoms::{csum, PAGE};
 
 /// Events tasks signal and wait for (one-shot flags with a wait queue each).
-pub const EVENTS: usize = 4;
+pub(crate) const EVENTS: usize = 4;
 /// Most devices of a program.
-pub const MAX_DEVICES: usize = 2;
+pub(crate) const MAX_DEVICES: usize = 2;
 /// Most top-level tasks of a program.
 pub const MAX_TASKS: usize = 6;
 /// Most operations of a task.
-pub const MAX_OPS: usize = 10;
+pub(crate) const MAX_OPS: usize = 10;
 
 /// A task's scheduling policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,7 +211,7 @@ pub struct Program {
 
 /// The data a task's atoms checksum: 4 KiB from the task's seed (a fixed size, so that
 /// `points --check` sees the checksum's loop counted).
-pub fn page_of(seed: u64) -> Box<[u8; PAGE]> {
+pub(crate) fn page_of(seed: u64) -> Box<[u8; PAGE]> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut page = Box::new([0u8; PAGE]);
     for b in page.iter_mut() {
@@ -235,7 +235,7 @@ pub fn atom(page: &mut [u8; PAGE], reps: u8, acc: u64) -> u64 {
 }
 
 /// The work of `ops` that computes (atoms of every kind), in order: (atoms, reps) pairs.
-pub fn work_of(op: &Op) -> Option<(u8, u8)> {
+pub(crate) fn work_of(op: &Op) -> Option<(u8, u8)> {
     match *op {
         Op::Atoms { n, reps } | Op::PreemptOff { n, reps } | Op::IrqOff { n, reps } | Op::BhOff { n, reps, .. } => {
             Some((n, reps))
@@ -266,40 +266,40 @@ pub fn expected(seed: u64, ops: &[Op]) -> i64 {
 }
 
 /// The seed of the child spawned by operation `i` of the task with `seed`.
-pub fn child_seed(seed: u64, i: usize) -> u64 {
+pub(crate) fn child_seed(seed: u64, i: usize) -> u64 {
     seed.wrapping_mul(31).wrapping_add(i as u64 + 1)
 }
 
 /// Folds joined children's results, in spawn order.
-pub fn fold_children(acc: u64, results: impl IntoIterator<Item = i64>) -> u64 {
+pub(crate) fn fold_children(acc: u64, results: impl IntoIterator<Item = i64>) -> u64 {
     results.into_iter().fold(acc, |a, r| a.rotate_left(11) ^ r as u64)
 }
 
 /// A task's result from its atoms' fold and its children's.
-pub fn result_of(acc: u64, children: u64) -> i64 {
+pub(crate) fn result_of(acc: u64, children: u64) -> i64 {
     ((acc ^ children.rotate_left(29)) >> 2) as i64
 }
 
 /// The seed of top-level task `i`.
-pub fn task_seed(i: usize) -> u64 {
+pub(crate) fn task_seed(i: usize) -> u64 {
     0x5eed_0000 + i as u64
 }
 
 /// The name of top-level task `i` (children: `fz<i>.c<op>`).
-pub fn task_name(i: usize) -> String {
+pub(crate) fn task_name(i: usize) -> String {
     format!("fz{i}")
 }
 
 impl Program {
     /// Every CPU of the program, as a mask.
-    pub fn all_cpus(&self) -> u64 {
+    pub(crate) fn all_cpus(&self) -> u64 {
         (1u64 << self.cpus) - 1
     }
 
     /// Makes the raw generated values a program that must finish (see the module docs): masks
     /// within the CPUs, devices on existing CPUs, waits only for events a later task signals
     /// immediately, leaf children, valid priorities.
-    pub fn normalize(mut self) -> Program {
+    pub(crate) fn normalize(mut self) -> Program {
         self.cpus = self.cpus.clamp(1, 4);
         let all = self.all_cpus();
         let fix_mask = |m: u64| if m & all == 0 { all } else { m & all };
@@ -355,7 +355,7 @@ impl Program {
     }
 
     /// How many `AtomicSleep`s task `i` does (each a `BUG:` the program asks for).
-    pub fn atomic_sleeps(ops: &[Op]) -> usize {
+    pub(crate) fn atomic_sleeps(ops: &[Op]) -> usize {
         ops.iter().filter(|op| matches!(op, Op::AtomicSleep)).count()
     }
 }
