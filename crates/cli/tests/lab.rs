@@ -80,7 +80,10 @@ fn impossible_settings_are_refused_naming_the_option() {
         "--bh=softirq: unknown bottom-half mode; choose one of classic, threaded, or all",
     );
     refused(&["compare", "--bh", ","], "--bh: name at least one option (classic, threaded), or all");
-    refused(&["compare", "--bh-prio", "0"], "--bh-prio 0: use a SCHED_FIFO priority 1..=99");
+    refused(
+        &["compare", "--bh-prio", "0"],
+        "--bh-prio 0 is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99",
+    );
     refused(
         &["compare", "--preempt", "", "--workload", "packet"],
         "--preempt names no model, but the packet workload (in --workload) runs only under atomkernel's models",
