@@ -1,45 +1,49 @@
 //! `atomkernel compare` (also the default job, and `models`): every model (under each chosen
 //! bottom-half option) and peer × the chosen workloads in one interleaved run
-//! (`services::lab::compare`); a progress bar while it runs, a plain table (or JSON lines) at
+//! (`lab::compare`); a progress bar while it runs, a plain table (or JSON lines) at
 //! the end, and an HTML report on request. Cells the comparison leaves out (the peers of the
 //! `packet` workload) are named on stderr, in the table and in the report.
 
 use crate::input::OutDir;
 use crate::report;
+use crate::values::{self, List};
 use indicatif::{ProgressBar, ProgressStyle};
-use services::lab::compare::{self, CompareConfig, Row};
-use services::lab::probe::CpuPolicy;
-use services::lab::{workloads, Peer, ProbeSet};
+use kernel::{BhMode, PatchSync, PreemptModel, PtableMode};
+use lab::compare::{self, CompareConfig};
+use lab::measure::{CpuPolicy, ProbeSet};
+use lab::peers::Peer;
+use lab::row::Row;
+use services::workloads::Workload;
 use std::io::IsTerminal;
 
 #[derive(clap::Args)]
 pub(crate) struct CompareArgs {
     /// Preemption models as a comma list (none,voluntary,...) or `all` for every model.
-    #[arg(long, default_value = "all")]
-    preempt: String,
+    #[arg(long, default_value = "all", value_parser = values::list::<PreemptModel>())]
+    preempt: List<PreemptModel>,
     /// Bottom-half options as a comma list (classic, threaded) or `all`; every model runs under
     /// each. Default: all for the packet workload, the kernel's default (classic) for the others.
-    #[arg(long)]
-    bh: Option<String>,
+    #[arg(long, value_parser = values::list::<BhMode>())]
+    bh: Option<List<BhMode>>,
     /// ksoftirqd's SCHED_FIFO priority under bh=threaded (the bh_prio= boot option), 1..=99
     /// (default 50).
     #[arg(long)]
     bh_prio: Option<u8>,
     /// The patch models' point table: exact (from the machine code) or function.
-    #[arg(long, default_value = "exact")]
-    ptable: String,
+    #[arg(long, default_value = "exact", value_parser = values::one::<PtableMode>())]
+    ptable: PtableMode,
     /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
     /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
     /// another round).
-    #[arg(long, default_value = "none")]
-    patch_sync: String,
+    #[arg(long, default_value = "none", value_parser = values::one::<PatchSync>())]
+    patch_sync: PatchSync,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
-    #[arg(long, default_value = "all")]
-    peers: String,
+    #[arg(long, default_value = "all", value_parser = values::list_or::<Peer>("none"))]
+    peers: List<Peer>,
     /// Workloads as a comma list (loader, copy, checksum, hog, packet) or `all`.
-    #[arg(long, default_value = "all")]
-    workload: String,
+    #[arg(long, default_value = "all", value_parser = values::list::<Workload>())]
+    workload: List<Workload>,
     /// Workload sizes as NAME=N,... (loader: KiB of module; copy, checksum: pages per system
     /// call; hog: atoms per system call; packet: packets per system call at most).
     #[arg(long, default_value = "")]
@@ -79,15 +83,15 @@ pub(crate) struct CompareArgs {
     /// CPUs of every atomkernel instance and of the peers, 1..=64: one worker per CPU (bound to
     /// it), each probe on every CPU, a cross-CPU probe, and the throughput on one CPU for the
     /// scaling figure. Default: the host's cores when there are 2 or more, else 1.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=kernel::config::MAX_CPUS as i64))]
-    cpus: Option<u16>,
+    #[arg(long)]
+    cpus: Option<usize>,
 }
 
 /// The CPUs `compare` runs on, and why: `--cpus`, else the host's cores when there are two or
 /// more (as many as this process may use, `available_parallelism`), else one.
-pub(crate) fn cpus_of(arg: Option<u16>) -> (usize, String) {
+pub(crate) fn cpus_of(arg: Option<usize>) -> (usize, String) {
     if let Some(n) = arg {
-        return (n as usize, "--cpus".into());
+        return (n, "--cpus".into());
     }
     let host = std::thread::available_parallelism().map_or(1, |n| n.get()).min(kernel::config::MAX_CPUS);
     if host >= 2 {
@@ -113,43 +117,30 @@ pub(crate) fn default_length(cpus: usize, quick: bool) -> (f64, usize) {
 pub(crate) const SMP_SECONDS: f64 = 0.12;
 
 impl CompareArgs {
-    /// The embedded defaults (`atomkernel` with no arguments).
+    /// The embedded defaults (`atomkernel` with no arguments): an empty argument list parsed
+    /// by clap, so the defaults are the ones the options declare.
     pub(crate) fn defaults() -> CompareArgs {
-        let p = ProbeSet::default();
-        CompareArgs {
-            preempt: "all".into(),
-            bh: None,
-            bh_prio: None,
-            ptable: "exact".into(),
-            patch_sync: "none".into(),
-            peers: "all".into(),
-            workload: "all".into(),
-            size: String::new(),
-            duration: None,
-            rounds: None,
-            quick: false,
-            threads: p.threads,
-            prio: p.prio,
-            interval_us: p.interval_us,
-            distance_us: p.distance_us,
-            cpu_nice: "-20".into(),
-            json: false,
-            report: None,
-            cpus: None,
-        }
+        use clap::{Args, FromArgMatches};
+        let cmd = CompareArgs::augment_args(clap::Command::new("compare"));
+        let matches = cmd.try_get_matches_from(["compare"]).expect("compare takes no argument it needs");
+        CompareArgs::from_arg_matches(&matches).expect("the defaults parse")
     }
 
     fn config(&self) -> Result<CompareConfig, String> {
         let cpus = cpus_of(self.cpus).0;
         let (seconds, rounds) = default_length(cpus, self.quick);
+        if self.bh.as_ref().is_some_and(|b| b.0.is_empty()) {
+            let names: Vec<&str> = BhMode::ALL.iter().map(|m| m.name()).collect();
+            return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
+        }
         let cfg = CompareConfig {
-            models: compare::parse_models(&self.preempt)?,
-            bh: self.bh.as_deref().map(compare::parse_bh).transpose()?,
+            models: self.preempt.0.clone(),
+            bh: self.bh.clone().map(|b| b.0),
             bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
-            ptable: self.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?,
-            patch_sync: crate::input::patch_sync(&self.patch_sync)?,
-            peers: Peer::parse_list(&self.peers)?,
-            workloads: workloads::parse(&self.workload, &self.size)?,
+            ptable: self.ptable,
+            patch_sync: self.patch_sync,
+            peers: self.peers.0.clone(),
+            workloads: values::sized(&self.workload.0, &self.size)?,
             seconds: self.duration.unwrap_or(seconds),
             rounds: self.rounds.unwrap_or(rounds),
             probes: ProbeSet {
@@ -161,7 +152,7 @@ impl CompareArgs {
             cpu: cpu_policy(&self.cpu_nice)?,
             cpus,
         };
-        cfg.validate()?;
+        cfg.validate().map_err(|e| values::flags(e, &FLAGS))?;
         let used: Vec<kernel::BhMode> = cfg.workloads.iter().flat_map(|&w| cfg.bh_for(w)).collect();
         crate::input::bh_prio_applies(self.bh_prio, &used)?;
         if let Some(dir) = &self.report {
@@ -170,6 +161,10 @@ impl CompareArgs {
         Ok(cfg)
     }
 }
+
+/// The fields of [`CompareConfig`] (and of the kernel's `Config` it boots) set by an option
+/// of their own name.
+const FLAGS: [(&str, &str); 3] = [("cpus", "--cpus"), ("bh_prio", "--bh-prio"), ("rounds", "--rounds")];
 
 /// What `compare` runs, checked before anything starts (the `--report` directory too).
 pub(crate) fn plan(a: &CompareArgs) -> Result<CompareConfig, String> {
@@ -277,9 +272,9 @@ pub(crate) fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
         s += &format!(
             "cpus={}: a worker bound to each CPU, every probe on every CPU; x_p50/x_p99: the cross-CPU probe (an interrupt on CPU {} wakes an RT task on CPU {}, every {} us); cpu_p99: each CPU's probes; scaling: throughput against the same subject on one CPU; coll/ev: the patch models' collateral hits per RT event (armed sites met by CPUs with no event of their own)\n",
             cfg.cpus,
-            services::lab::cross::CPUS.0,
-            services::lab::cross::CPUS.1,
-            p.interval_us * services::lab::probe::CROSS_PERIOD_FACTOR
+            lab::cross::CPUS.0,
+            lab::cross::CPUS.1,
+            p.interval_us * lab::measure::CROSS_PERIOD_FACTOR
         );
     }
     let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();

@@ -2,15 +2,16 @@
 //! or with `--repeat` the RT wait's distribution per model.
 
 use crate::cpus_arg::CpusArg;
-use kernel::{Config, PreemptModel};
-use services::scenario::{self, ScenarioConfig};
+use crate::values::{self, List};
+use kernel::{Config, PatchSync, PreemptModel, PtableMode};
+use services::scenario::{self, AtomKind, ScenarioConfig};
 
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
     /// Preemption model (none, voluntary, full, lazy, cpulock, patch-int3, patch-call) or
     /// `all` for every model this build has.
-    #[arg(long, default_value = "all")]
-    preempt: String,
+    #[arg(long, default_value = "all", value_parser = values::list::<PreemptModel>())]
+    preempt: List<PreemptModel>,
     /// Print one JSON object per model (one per line) instead of the timeline.
     #[arg(long)]
     json: bool,
@@ -26,21 +27,21 @@ pub(crate) struct DemoArgs {
     /// What the atoms do, and so where the interrupt lands: checksum (in the function with the
     /// points), callee (in a callee without points), libc (in libc's memset), preempt-off
     /// (inside a preempt_disable section), two-points (between two points of a loop).
-    #[arg(long, default_value = "checksum")]
-    kind: String,
+    #[arg(long, default_value = "checksum", value_parser = values::one::<AtomKind>())]
+    kind: AtomKind,
     /// Switch the running kernel to this model in the middle of the system call (at the start
     /// of atom 1, before the interrupt).
-    #[arg(long)]
-    switch_to: Option<String>,
+    #[arg(long, value_parser = values::one::<PreemptModel>())]
+    switch_to: Option<PreemptModel>,
     /// The patch models' point table: exact (the next points of the interrupted instruction,
     /// from the machine code) or function (every point of its function).
-    #[arg(long, default_value = "exact")]
-    ptable: String,
+    #[arg(long, default_value = "exact", value_parser = values::one::<PtableMode>())]
+    ptable: PtableMode,
     /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
     /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
     /// another round).
-    #[arg(long, default_value = "none")]
-    patch_sync: String,
+    #[arg(long, default_value = "none", value_parser = values::one::<PatchSync>())]
+    patch_sync: PatchSync,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -50,6 +51,10 @@ pub(crate) struct DemoArgs {
     #[command(flatten)]
     cpus: CpusArg,
 }
+
+/// The fields of [`ScenarioConfig`] set by an option of their own name.
+const SCENARIO_FLAGS: [(&str, &str); 3] =
+    [("irq_at_us", "--irq-at-us"), ("atom_us", "--atom-us"), ("atoms", "--atoms")];
 
 /// What `demo` runs, checked before anything starts.
 pub(crate) struct Plan {
@@ -62,17 +67,11 @@ pub(crate) struct Plan {
 }
 
 pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
-    let switch_to = args
-        .switch_to
-        .as_deref()
-        .map(|m| m.parse::<PreemptModel>().map_err(|e| format!("--switch-to: {e}")))
-        .transpose()?;
-    let kind = services::scenario::AtomKind::parse(&args.kind).map_err(|e| format!("--kind: {e}"))?;
+    let (kind, switch_to) = (args.kind, args.switch_to);
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
-    sc.validate()?;
-    let ptable: kernel::PtableMode = args.ptable.parse().map_err(|e: kernel::ConfigError| format!("--{e}"))?;
-    let patch_sync = crate::input::patch_sync(&args.patch_sync)?;
-    let models = services::lab::compare::parse_models(&args.preempt)?;
+    sc.validate().map_err(|e| values::flags(e, &SCENARIO_FLAGS))?;
+    let (ptable, patch_sync) = (args.ptable, args.patch_sync);
+    let models = args.preempt.0.clone();
     if models.is_empty() {
         return Err("--preempt: name at least one model, or all".into());
     }
@@ -92,6 +91,7 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         _ => {}
     }
     let base = Config { patch_sync, ..config(ptable, args.cpus.get()) };
+    values::boot(&base)?;
     Ok(Plan { models, sc, base, notes })
 }
 

@@ -1,6 +1,6 @@
-//! `atomkernel fuzz`: a campaign of random kernel programs (see `services::fuzz`).
+//! `atomkernel fuzz`: a campaign of random kernel programs (see `lab::fuzz`).
 
-use services::fuzz::{self, CampaignConfig};
+use lab::fuzz::{self, CampaignConfig};
 use std::time::Instant;
 
 #[derive(clap::Args)]

@@ -4,9 +4,9 @@
 //! **Invariant.** A command's `plan` (every `<command>_cmd.rs` has one) either returns what
 //! to run or an error naming the option, with nothing printed and nothing left on disk; work
 //! starts only after it. An interrupted command (SIGINT, SIGTERM, SIGHUP) removes what the lab
-//! made ([`services::lab::cleanup`]) before it dies of the signal.
+//! made ([`lab::cleanup`]) before it dies of the signal.
 
-use kernel::{BhMode, PatchSync};
+use kernel::BhMode;
 use std::path::{Path, PathBuf};
 
 /// An output directory made ready before the work (`trace --out`, `compare --report`): the
@@ -83,25 +83,18 @@ pub(crate) fn bh_prio_applies(given: Option<u8>, used: &[BhMode]) -> Result<(), 
 /// background job, `nohup`) stays ignored.
 pub(crate) fn end_cleanly_on_signals() -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let watched = [SIGINT, SIGTERM, SIGHUP].into_iter().filter(|&s| !services::lab::cleanup::signal_ignored(s));
+    let watched = [SIGINT, SIGTERM, SIGHUP].into_iter().filter(|&s| !lab::cleanup::signal_ignored(s));
     let mut signals =
         signal_hook::iterator::Signals::new(watched).map_err(|e| format!("cannot watch for SIGINT: {e}"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                services::lab::cleanup::undo_all();
+                lab::cleanup::undo_all();
                 let _ = signal_hook::low_level::emulate_default_handler(sig);
                 std::process::exit(128 + sig);
             }
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the signal thread: {e}"))
-}
-
-/// `--patch-sync`: none or ipi.
-pub(crate) fn patch_sync(value: &str) -> Result<PatchSync, String> {
-    PatchSync::ALL.into_iter().find(|m| m.name() == value).ok_or_else(|| {
-        format!("--patch-sync {value}: unknown patch synchronisation; choose one of none (one byte alone) or ipi (text_poke_bp's rounds)")
-    })
 }

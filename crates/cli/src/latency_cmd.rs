@@ -2,15 +2,18 @@
 //! duration as options) sleep to each period and record how late they ran, beside a workload,
 //! under one preemption model; min, p50, p99, p99.9, max and a log-scale histogram per probe.
 
-use kernel::PreemptModel;
-use services::lab::probe::{self, ProbeSet, Stop};
-use services::lab::{workloads, LatencyHist};
+use crate::values;
+use kernel::{Config, PreemptModel};
+use lab::measure::{self, CpuPolicy, ProbeSet, ProbeSpec, Stop};
+use lab::probe;
+use lab::stats::LatencyHist;
+use services::workloads::Workload;
 
 #[derive(clap::Args)]
 pub(crate) struct LatencyArgs {
     /// The preemption model to boot (none, voluntary, full, lazy, cpulock, ...).
-    #[arg(long, default_value = "full")]
-    preempt: String,
+    #[arg(long, default_value = "full", value_parser = values::one::<PreemptModel>())]
+    preempt: PreemptModel,
     /// The load beside the probes: a workload (loader, copy, checksum, hog, packet) or `none`.
     #[arg(long, default_value = "checksum")]
     workload: String,
@@ -49,17 +52,18 @@ pub(crate) struct LatencyArgs {
 /// What `latency` runs, checked before anything starts.
 pub(crate) struct Plan {
     model: PreemptModel,
-    workload: Option<workloads::Workload>,
-    specs: Vec<probe::ProbeSpec>,
+    workload: Option<Workload>,
+    specs: Vec<ProbeSpec>,
     stop: Stop,
-    cpu: probe::CpuPolicy,
+    cpu: CpuPolicy,
 }
 
 pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
-    let model: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    let model = a.preempt;
+    values::boot(&Config { preempt: model, cpus: a.cpus.get(), ..Config::default() })?;
     let workload = match a.workload.trim() {
         "none" => None,
-        w => Some(workloads::parse(w, &a.size)?.remove(0)),
+        w => Some(values::sized(&[<Workload as values::Named>::parse("--workload", w)?], &a.size)?.remove(0)),
     };
     let set = ProbeSet { threads: a.threads, prio: a.prio, interval_us: a.interval_us, distance_us: a.distance_us };
     set.validate()?;
@@ -67,12 +71,12 @@ pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
     let stop = match (a.duration, a.loops) {
         (Some(_), Some(_)) => return Err("--duration and --loops: give one of them, not both".into()),
         (_, Some(n)) => {
-            probe::validate_loops(n, &specs)?;
+            measure::validate_loops(n, &specs)?;
             Stop::Loops(n)
         }
         (d, None) => {
             let s = d.unwrap_or(5.0);
-            probe::validate_seconds(s)?;
+            measure::validate_seconds(s)?;
             if s * 1e6 < a.interval_us as f64 {
                 return Err(format!(
                     "--duration {s} is shorter than one probe period (--interval-us {})",

@@ -26,6 +26,7 @@ mod soak_cmd;
 mod svg;
 mod torture_cmd;
 mod trace_cmd;
+mod values;
 
 #[derive(Parser)]
 #[command(name = "atomkernel", version, about = "A user-mode kernel for measuring kernel preemption")]
@@ -97,7 +98,17 @@ fn parse_from<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(ar
 }
 
 fn main() -> ExitCode {
-    let cli = parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let cli = match parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            // A value an option's owner refused (values.rs): one line, as every other error.
+            let msg = e.to_string();
+            let line = msg.lines().next().unwrap_or_default();
+            eprintln!("atomkernel: {}", line.strip_prefix("error: ").unwrap_or(line));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     if let Err(e) = input::end_cleanly_on_signals() {
         eprintln!("atomkernel: {e}");
         return ExitCode::from(2);

@@ -1,15 +1,16 @@
-//! `atomkernel packets`: bottom halves under packet load (see `services::packet_load`): the RT
+//! `atomkernel packets`: bottom halves under packet load (see `lab::packet_load`): the RT
 //! probe's wakeup latency and the packet throughput under `bh=classic` and `bh=threaded`.
 
+use crate::values::{self, List};
 use kernel::{BhMode, PreemptModel};
+use lab::packet_load::{compare_bh, PacketLoadConfig, PacketLoadResult};
 use services::packet::PacketConfig;
-use services::packet_load::{compare_bh, PacketLoadConfig, PacketLoadResult};
 
 #[derive(clap::Args)]
 pub(crate) struct PacketsArgs {
     /// Bottom-half modes as a comma list (classic,threaded) or `all`.
-    #[arg(long, default_value = "all")]
-    bh: String,
+    #[arg(long, default_value = "all", value_parser = values::list::<BhMode>())]
+    bh: List<BhMode>,
     /// ksoftirqd's SCHED_FIFO priority under bh=threaded, 1..=99 (default 50).
     #[arg(long)]
     bh_prio: Option<u8>,
@@ -18,8 +19,8 @@ pub(crate) struct PacketsArgs {
     #[arg(long, default_value_t = 80)]
     probe_prio: u8,
     /// Preemption model of every run (threaded bottom halves need a preemptible kernel).
-    #[arg(long, default_value = "full")]
-    preempt: String,
+    #[arg(long, default_value = "full", value_parser = values::one::<PreemptModel>())]
+    preempt: PreemptModel,
     /// Length of each run in seconds (above 0, at most 600).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
@@ -54,10 +55,15 @@ pub(crate) struct PacketsArgs {
     cpus: crate::cpus_arg::CpusArg,
 }
 
-/// Parses `--bh`: a comma list of modes or `all` (the lab's parser).
-fn modes(arg: &str) -> Result<Vec<BhMode>, String> {
-    services::lab::compare::parse_bh(arg)
-}
+/// The fields of [`PacketLoadConfig`] (and of the kernel's `Config` it boots) and the
+/// option of their own that sets each.
+const FLAGS: [(&str, &str); 5] = [
+    ("cpus", "--cpus"),
+    ("bh_prio", "--bh-prio"),
+    ("rounds", "--rounds"),
+    ("payload_bytes", "--payload"),
+    ("napi_budget", "--budget"),
+];
 
 /// What `packets` runs, checked before anything starts.
 pub(crate) struct Plan {
@@ -68,7 +74,7 @@ pub(crate) struct Plan {
 }
 
 pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
-    let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    let preempt = a.preempt;
     let bh_prio = a.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO);
     let cfg = PacketLoadConfig {
         bh: BhMode::Classic,
@@ -81,8 +87,12 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
         probe_pages: a.probe_pages,
         cpus: a.cpus.get(),
     };
-    cfg.validate()?;
-    let modes = modes(&a.bh)?;
+    cfg.validate().map_err(|e| values::flags(e, &FLAGS))?;
+    let modes = a.bh.0.clone();
+    if modes.is_empty() {
+        let names: Vec<&str> = BhMode::ALL.iter().map(|m| m.name()).collect();
+        return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
+    }
     crate::input::bh_prio_applies(a.bh_prio, &modes)?;
     if a.order {
         if a.probe_prio == 0 {
@@ -93,7 +103,7 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
         }
         return Ok(Plan { cfg, modes, notes: Vec::new() });
     }
-    services::lab::validate_rounds(a.rounds)?;
+    lab::measure::validate_rounds(a.rounds).map_err(|e| values::flags(e, &FLAGS))?;
     let mut notes = Vec::new();
     if preempt == PreemptModel::None && modes.contains(&BhMode::Threaded) {
         notes.push(format!(
@@ -107,7 +117,7 @@ pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
     let Plan { cfg, modes, notes } = plan(a)?;
     if a.order {
         for &m in &modes {
-            let order = services::packet_load::bh_order(m, cfg.bh_prio, a.probe_prio, a.low_prio)?;
+            let order = lab::packet_load::bh_order(m, cfg.bh_prio, a.probe_prio, a.low_prio)?;
             if a.json {
                 let v = serde_json::json!({"bh": m.name(), "bh_prio": cfg.bh_prio, "order": order});
                 println!("{v}");

@@ -1,5 +1,5 @@
-//! `atomkernel points`: the preemption-point table (see `services::symbols::point_table`), or
-//! with `--check` the static latency checker (see `services::points_check`).
+//! `atomkernel points`: the preemption-point table (see `lab::symbols::point_table`), or
+//! with `--check` the static latency checker (see `lab::points_check`).
 
 #[derive(clap::Args)]
 pub(crate) struct PointsArgs {
@@ -20,7 +20,7 @@ pub(crate) fn run(a: &PointsArgs) -> Result<(), String> {
         return check(a.json);
     }
     let json = a.json;
-    for r in services::symbols::point_table()? {
+    for r in lab::symbols::point_table()? {
         if json {
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         } else {
@@ -33,15 +33,15 @@ pub(crate) fn run(a: &PointsArgs) -> Result<(), String> {
 
 /// `atomkernel points --check`: exits 1 when a shipped service has an unbounded stretch.
 fn check(json: bool) -> Result<(), String> {
-    let rows = services::points_check::check()?;
+    let rows = lab::points_check::check()?;
     for r in &rows {
         if json {
             println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         } else {
-            println!("{}", services::points_check::render(r));
+            println!("{}", lab::points_check::render(r));
         }
     }
-    let bad = services::points_check::shipped_unbounded(&rows);
+    let bad = lab::points_check::shipped_unbounded(&rows);
     if !json {
         let unbounded = rows.iter().filter(|r| r.is_unbounded()).count();
         println!(

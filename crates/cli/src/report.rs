@@ -13,7 +13,8 @@
 //! **Invariant.** The page references nothing outside itself: no network, no other file.
 
 use crate::svg::{self, esc};
-use services::lab::compare::{CompareConfig, Row};
+use lab::compare::CompareConfig;
+use lab::row::Row;
 use services::scenario::{self, ScenarioConfig};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -169,7 +170,7 @@ pub(crate) fn verdict(rows: &[Row]) -> Vec<String> {
 /// `(max - min) / median` of the rounds, in percent: how far apart one subject's own rounds
 /// are, the noise floor of the overhead figures.
 fn spread_pct(rounds: &[f64]) -> f64 {
-    let med = services::lab::compare::median(rounds);
+    let med = lab::stats::median(rounds);
     let (lo, hi) = rounds.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     if med > 0.0 && rounds.len() > 1 {
         (hi - lo) / med * 100.0

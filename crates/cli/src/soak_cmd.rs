@@ -1,8 +1,8 @@
 //! `atomkernel soak`: the lab's workloads for minutes with model switches, interrupt storms
-//! and probes, memory and counters printed each minute (see `services::soak`).
+//! and probes, memory and counters printed each minute (see `lab::soak`).
 
 use crate::cpus_arg::CpusArg;
-use services::soak::{self, SoakConfig};
+use lab::soak::{self, SoakConfig};
 
 #[derive(clap::Args)]
 pub(crate) struct SoakArgs {
@@ -35,7 +35,7 @@ pub(crate) fn plan(a: &SoakArgs) -> Result<SoakConfig, String> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
     let cfg = SoakConfig { secs, every_s, cpus: a.cpus.get(), seed };
-    cfg.validate()?;
+    cfg.validate().map_err(|e| crate::values::flags(e, &crate::values::BOOT_FLAGS))?;
     Ok(cfg)
 }
 

@@ -9,7 +9,7 @@
 //! **Invariant.** Every text that comes from data is escaped ([`esc`]), and every coordinate is
 //! finite (empty or zero data draws an empty frame, never NaN).
 
-use services::lab::Bin;
+use lab::stats::Bin;
 use services::scenario::ScenarioResult;
 use std::fmt::Write;
 

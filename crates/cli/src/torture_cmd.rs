@@ -1,7 +1,10 @@
-//! `atomkernel torture`: the register-integrity torture (see `services::torture`).
+//! `atomkernel torture`: the register-integrity torture (see `lab::torture`) and the
+//! cross-modifying-code torture (`lab::patch_torture`).
 
 use crate::cpus_arg::CpusArg;
-use services::torture::{self, TortureConfig};
+use crate::values;
+use kernel::{PatchSync, PreemptModel};
+use lab::torture::{self, TortureConfig};
 
 #[derive(clap::Args)]
 pub(crate) struct TortureArgs {
@@ -22,8 +25,8 @@ pub(crate) struct TortureArgs {
     #[arg(long)]
     kernel: bool,
     /// The model for --kernel: full, lazy, patch-int3 or patch-call.
-    #[arg(long, default_value = "full", requires = "kernel")]
-    preempt: String,
+    #[arg(long, default_value = "full", requires = "kernel", value_parser = values::one::<PreemptModel>())]
+    preempt: PreemptModel,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -45,15 +48,14 @@ pub(crate) struct TortureArgs {
     /// How each patch synchronises the other CPUs under --patching: none (one byte alone) or
     /// ipi (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final
     /// byte, another round).
-    #[arg(long, default_value = "none", requires = "patching")]
-    patch_sync: String,
+    #[arg(long, default_value = "none", requires = "patching", value_parser = values::one::<PatchSync>())]
+    patch_sync: PatchSync,
 }
 
 /// The torture to run, checked: every option in range (see `TortureConfig::validate`).
 pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
     if a.patching {
-        services::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds)?;
-        crate::input::patch_sync(&a.patch_sync)?;
+        lab::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds)?;
     }
     let cfg = TortureConfig {
         tasks: a.tasks,
@@ -61,11 +63,12 @@ pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
         max_secs: a.max_seconds,
         spins: a.spins,
         kernel_mode: a.kernel,
-        model: a.preempt.parse().map_err(|e: kernel::ConfigError| format!("--preempt: {e}"))?,
+        model: a.preempt,
         cpus: a.cpus.get(),
         migrate: a.migrate,
     };
     cfg.validate()?;
+    crate::values::boot(&kernel::Config { cpus: cfg.cpus, ..kernel::Config::default() })?;
     Ok(cfg)
 }
 
@@ -106,8 +109,8 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
 }
 
 fn run_patching(a: &TortureArgs) -> Result<(), String> {
-    let sync = crate::input::patch_sync(&a.patch_sync)?;
-    let r = services::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds, sync)?;
+    let sync = a.patch_sync;
+    let r = lab::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds, sync)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {

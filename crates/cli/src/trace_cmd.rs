@@ -1,12 +1,13 @@
 //! `atomkernel trace`: runs a workload with the tracers on and writes what they found
-//! (see `services::trace_run`, `services::trace_report`, `services::chrome_trace`).
+//! (see `lab::trace_run`, `lab::trace_report`, `lab::chrome_trace`).
 
 use crate::input::OutDir;
+use crate::values;
 use kernel::trace::TraceOptions;
 use kernel::{Config, PreemptModel};
-use services::symbols::Resolver;
-use services::trace_run::{self, TraceRun};
-use services::{chrome_trace, trace_report};
+use lab::symbols::Resolver;
+use lab::trace_run::{self, TraceRun};
+use lab::{chrome_trace, trace_report};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -17,8 +18,8 @@ pub(crate) struct TraceArgs {
     #[arg(long, default_value = "scenario")]
     workload: String,
     /// Preemption model (none, voluntary, full, lazy, cpulock).
-    #[arg(long, default_value = "voluntary")]
-    preempt: String,
+    #[arg(long, default_value = "voluntary", value_parser = values::one::<PreemptModel>())]
+    preempt: PreemptModel,
     /// Tracers as a comma list (events, preemptoff, wakeup_rt, profile) or `all`.
     #[arg(long, default_value = "all")]
     tracers: String,
@@ -51,7 +52,7 @@ pub(crate) struct TraceArgs {
 }
 
 fn config(a: &TraceArgs) -> Result<Config, String> {
-    let preempt: PreemptModel = a.preempt.parse().map_err(|e| format!("--preempt: {e}"))?;
+    let preempt = a.preempt;
     let trace = TraceOptions::parse(&a.tracers, a.buf).map_err(|e| format!("--tracers: {e}"))?;
     if !trace.any() {
         return Err(format!(
@@ -67,7 +68,10 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
         return Err(format!("--hz {}: use 1..=10000", a.hz));
     }
     let c = Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() }.with_watchdog_defaults();
-    c.validate().map_err(|e| format!("--preempt {preempt}: {e}"))?;
+    c.validate().map_err(|e| match values::flags(e, &values::BOOT_FLAGS) {
+        e if e.starts_with("--") => e,
+        e => format!("--preempt {preempt}: {e}"),
+    })?;
     Ok(c)
 }
 

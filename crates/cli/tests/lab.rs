@@ -3,7 +3,7 @@
 //! rendered in headless Chromium. Behaviour only, never timing thresholds.
 
 use kernel::PreemptModel;
-use services::lab::Peer;
+use lab::peers::Peer;
 use std::collections::BTreeSet;
 mod common;
 use common::atomkernel;
@@ -66,7 +66,7 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["latency", "--loops", "5", "--duration", "1"], "give one of them");
     refused(&["compare", "--size", "copy=0"], "copy takes 1..=4096");
     refused(&["compare", "--peers", "erlang"], "unknown peer 'erlang': choose host-fifo, tokio, go, all or none");
-    if !services::lab::go_peer::BUILT {
+    if !lab::go_peer::BUILT {
         refused(&["compare", "--peers", "go"], "--peers go: the Go runtime peer (peer:go) is not built");
     }
     refused(&["compare", "--prio", "99"], "--prio 99");
@@ -80,7 +80,10 @@ fn impossible_settings_are_refused_naming_the_option() {
         "--bh=softirq: unknown bottom-half mode; choose one of classic, threaded, or all",
     );
     refused(&["compare", "--bh", ","], "--bh: name at least one option (classic, threaded), or all");
-    refused(&["compare", "--bh-prio", "0"], "--bh-prio 0: use a SCHED_FIFO priority 1..=99");
+    refused(
+        &["compare", "--bh-prio", "0"],
+        "--bh-prio 0 is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99",
+    );
     refused(
         &["compare", "--preempt", "", "--workload", "packet"],
         "--preempt names no model, but the packet workload (in --workload) runs only under atomkernel's models",

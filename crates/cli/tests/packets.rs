@@ -35,7 +35,7 @@ fn bad_packets_input_names_the_option() {
     assert!(err.contains("bh=soon: unknown bottom-half mode; choose one of classic, threaded, or all"), "{err}");
     let (code, _, err) = atomkernel(&["packets", "--bh-prio", "100"]);
     assert_eq!(code, 2);
-    assert!(err.contains("--bh-prio 100: use a SCHED_FIFO priority 1..=99"), "{err}");
+    assert!(err.contains("--bh-prio 100 is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99"), "{err}");
     let (code, _, err) = atomkernel(&["packets", "--payload", "7"]);
     assert_eq!(code, 2);
     assert!(err.contains("--payload 7: use a multiple of 8"), "{err}");

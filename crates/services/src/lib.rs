@@ -1,26 +1,21 @@
 //! # atomkernel services and workloads
 //!
-//! Kernel services written as atoms separated by preemption points, and the scenarios and
-//! workloads the command line runs on them: the 1996 scenario ([`scenario`]), the register
-//! torture ([`torture`]), the latency lab ([`lab`]): workloads, the probe, peers, the comparison;
-//! the packet device with its bottom half ([`packet`]) and the bottom-half comparison under
-//! packet load ([`packet_load`]); the tracers' reports pointed at source lines
-//! ([`trace_report`]), the Chrome trace / text export of the event ring ([`chrome_trace`]) and
-//! the workloads of `atomkernel trace` ([`trace_run`]); the fuzzer of kernel programs ([`fuzz`]) and the soak ([`soak`]).
+//! Kernel services written as atoms separated by preemption points, and the workloads built
+//! of them: the atoms themselves ([`atoms`]: a page's checksum, an atom of a set length), the
+//! a.out module loader ([`loader`]), the packet device with its `NET_RX` bottom half
+//! ([`packet`]), the registry of workloads the lab and the soak run ([`workloads`]) and the
+//! 1996 scenario ([`scenario`]).
+//!
+//! **Invariant.** An atom is bounded work that never sleeps and holds nothing across its end,
+//! so every point between two atoms (`kernel::preempt_point!()`) is a safe place to give the
+//! CPU away. Nothing here measures, parses a command line or knows a flag: the tooling around
+//! these services (the latency lab, the fuzzer, the torture, the trace export) is the
+//! `atomkernel-lab` crate, which depends on this one.
 
 #![forbid(unsafe_code)]
 
 pub mod atoms;
-pub mod chrome_trace;
-pub mod fuzz;
-pub mod lab;
+pub mod loader;
 pub mod packet;
-pub mod packet_load;
-pub mod patch_torture;
-pub mod points_check;
 pub mod scenario;
-pub mod soak;
-pub mod symbols;
-pub mod torture;
-pub mod trace_report;
-pub mod trace_run;
+pub mod workloads;

@@ -16,7 +16,6 @@
 //! it has emptied half of it). Nothing on the interrupt or softirq path allocates: the rings are
 //! allocated when the device is opened.
 
-pub use crate::packet_load::{compare_bh, run_packet_load, PacketLoadConfig, PacketLoadResult};
 use kernel::device::{Device, DeviceRaiser};
 use kernel::softirq::{self, NET_RX_SOFTIRQ};
 use kernel::sync::IrqSpinLock;
@@ -305,7 +304,7 @@ impl PacketDevice {
 
     /// Takes the next packet if the socket queue holds one; never sleeps (`MSG_DONTWAIT`). One
     /// reader only. Checks the packet's order.
-    pub fn try_recv(&self) -> Option<Received> {
+    pub(crate) fn try_recv(&self) -> Option<Received> {
         let sh = &*self.shared;
         let p = sh.sock.pop(read_packet)?;
         sh.c.received.fetch_add(1, Ordering::AcqRel);
@@ -318,7 +317,7 @@ impl PacketDevice {
 
     /// Sleeps until the socket queue holds a packet (true) or the wire has finished and every
     /// packet it sent has been received (false).
-    pub fn wait_readable(&self) -> bool {
+    pub(crate) fn wait_readable(&self) -> bool {
         let sh = &*self.shared;
         sh.sock_wq.wait_event(|| !sh.sock.is_empty() || sh.finished());
         !sh.sock.is_empty()

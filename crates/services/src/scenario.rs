@@ -91,17 +91,18 @@ impl Default for ScenarioConfig {
 }
 
 impl ScenarioConfig {
-    /// Rejects shapes the scenario cannot run, saying what to change.
+    /// Rejects shapes the scenario cannot run: the error starts with `field=value` (the field
+    /// of this struct), then says what to use.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=64).contains(&self.atoms) {
-            return Err(format!("--atoms {}: use 1..=64 atoms", self.atoms));
+            return Err(format!("atoms={}: use 1..=64 atoms", self.atoms));
         }
         if !(10..=1_000_000).contains(&self.atom_us) {
-            return Err(format!("--atom-us {}: use 10..=1000000 microseconds", self.atom_us));
+            return Err(format!("atom_us={}: use 10..=1000000 microseconds", self.atom_us));
         }
         if self.irq_at_us >= self.atom_us {
             return Err(format!(
-                "--irq-at-us {} must fall inside atom 1, which lasts {} us (--atom-us {}): lower --irq-at-us or lengthen --atom-us",
+                "irq_at_us={} must fall inside atom 1, which lasts {} us (atom_us={}): make the interrupt come earlier or the atoms longer",
                 self.irq_at_us, self.atom_us, self.atom_us
             ));
         }

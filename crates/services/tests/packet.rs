@@ -1,10 +1,9 @@
 //! The packet device: no packet lost or delivered twice under an interrupt storm, under both
-//! bottom-half modes; the packet load runs and reports.
+//! bottom-half modes; bad configurations refused with the field named.
 
 use kernel::softirq::{softirq_stats, NET_RX_SOFTIRQ};
 use kernel::{spawn, BhMode, Config, TaskBuilder};
 use services::packet::{inet_csum, PacketConfig, PacketDevice};
-use services::packet_load::{compare_bh, run_packet_load, PacketLoadConfig};
 use std::sync::Arc;
 
 const PACKETS: u64 = 50_000;
@@ -78,28 +77,4 @@ fn bad_packet_configs_are_refused_with_the_field_named() {
     assert!(bad(PacketConfig { payload_bytes: 12, ..Default::default() }).contains("payload_bytes=12"));
     assert!(bad(PacketConfig { ring_slots: 100, ..Default::default() }).contains("ring_slots=100: use a power of two"));
     assert!(bad(PacketConfig { napi_budget: 0, ..Default::default() }).contains("napi_budget=0"));
-    let e = |c: PacketLoadConfig| c.validate().unwrap_err();
-    let d = PacketLoadConfig::default;
-    assert!(e(PacketLoadConfig { bh_prio: 0, ..d() }).contains("--bh-prio 0: use a SCHED_FIFO priority 1..=99"));
-    let p = |c: PacketConfig| e(PacketLoadConfig { packet: c, ..d() });
-    assert!(p(PacketConfig { napi_budget: 0, ..Default::default() }).starts_with("--budget 0: use 1..=4096"));
-    assert!(
-        p(PacketConfig { payload_bytes: 12, ..Default::default() }).starts_with("--payload 12: use a multiple of 8")
-    );
-    assert!(e(PacketLoadConfig { seconds: -1.0, ..d() }).starts_with("--seconds -1: "));
-    assert!(e(PacketLoadConfig { probe_prio: Some(95), ..d() }).starts_with("--probe-prio 95: use 1..=89"));
-    assert!(e(PacketLoadConfig { probe_pages: 5000, ..d() }).starts_with("--probe-pages 5000: "));
-    assert!(e(PacketLoadConfig { interval_us: 5, ..d() }).starts_with("--interval-us 5: "));
-}
-
-#[test]
-fn packet_load_reports_both_modes() {
-    let cfg = PacketLoadConfig { seconds: 0.3, ..PacketLoadConfig::default() };
-    let one = run_packet_load(&cfg).unwrap();
-    assert!(one.packets_per_s > 0.0 && one.latency_ns.count > 0, "{one:?}");
-    let both = compare_bh(&cfg, &BhMode::ALL, 1).unwrap();
-    assert_eq!(both.len(), 2);
-    assert_eq!((both[0].bh.as_str(), both[1].bh.as_str()), ("classic", "threaded"));
-    assert_eq!(both[1].rx_runs_irq_exit, 0, "threaded: no softirq at irq_exit");
-    assert!(both[0].rx_runs_irq_exit > 0, "classic: softirqs at irq_exit");
 }

@@ -1,14 +1,14 @@
 //! The 1996 "crazy idea" (preempt=patch-int3, preempt=patch-call) end to end: where the RT
 //! task runs when the interrupt lands in the function with the points, in a callee without
 //! points, in libc, inside a `preempt_disable` section and between two points of a loop; that
-//! every site is back in its idle form when the RT task runs; and the register torture.
+//! every site is back in its idle form when the RT task runs (the register torture under both
+//! patch models: crates/lab/tests/patch_models_torture.rs).
 //!
 //! Only patch models run in this test binary, one test at a time (they read every site's code
 //! bytes, which an instance of another model would arm), and nothing here asserts a time.
 
 use kernel::PreemptModel;
 use services::scenario::{run, AtomKind, ScenarioConfig, ScenarioResult};
-use services::torture::{self, TortureConfig};
 use std::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -92,22 +92,6 @@ fn an_interrupt_between_two_points_of_a_loop_is_served_at_the_next_one() {
         let late = two(2600);
         let r = scenario(model, &late, |r| r.irq_points == 1);
         assert_eq!((r.irq_points, r.rt_points, r.rt_ran_after_atom), (1, 2, 1), "{r:?}");
-    }
-}
-
-#[test]
-fn torture_in_kernel_mode_loses_nothing_under_both_patch_models() {
-    for model in PATCH {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let cfg =
-            TortureConfig { kernel_mode: true, model, preemptions: 2000, max_secs: 120, ..TortureConfig::default() };
-        let r = torture::run(&cfg).unwrap();
-        assert!(r.mismatches.is_empty(), "{model}: {:?}", &r.mismatches[..r.mismatches.len().min(10)]);
-        assert!(r.preemptions >= 1 && r.rounds > 0, "{model}: {r:?}");
-        assert_eq!(r.model, model.name());
-        let [events, fired, redirects, _] = r.patch.unwrap();
-        assert!(events >= 1 && fired + redirects >= 1, "{model}: {r:?}");
-        assert_eq!(kernel::model::patch::sites_not_idle(), 0, "{model}: a site stayed armed after the run");
     }
 }
 

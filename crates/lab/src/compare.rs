@@ -1,0 +1,430 @@
+//! The comparison: every model and peer × every chosen workload, in one interleaved run.
+//!
+//! **Mechanism.** A *cell* is one subject (a preemption model under one bottom-half option
+//! (`bh=`), or a peer) with one workload. A workload that runs through bottom halves (`packet`)
+//! has no peer cells (a host thread, a tokio or Go runtime has no softirq; [`CompareConfig::skipped`]
+//! says so) and, unless `--bh` narrows it, runs under every `bh=` option; the others run under the
+//! options `--bh` names, by default the kernel's own (`classic`).
+//! Each cell gets two runs per round: a **throughput** run (the workload alone) and a
+//! **latency** run (the workload plus the probes). Rounds interleave everything: round 1 runs
+//! every workload's cells in subject order, then round 2 does the same, so slow drift of the
+//! machine hits every subject alike. Per cell, throughput is the median over rounds; latency
+//! pools every sample of every round; overhead is `throughput(none) / throughput - 1` in
+//! percent, for the same workload and `bh=` option (peers: against `none` under the first option).
+//!
+//! **Invariant.** The models are those of `PreemptModel::ALL` unless narrowed (so a new model
+//! appears without a change here); every row comes from runs that completed
+//! without a `BUG:`, or `run` fails.
+
+use crate::measure::{self, CpuPolicy, CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop};
+use crate::peers::{self, Peer};
+use crate::probe;
+use crate::row::{self, CrossRow, ProbeRow, Row};
+use crate::stats::{median, Latency, LatencyHist};
+use kernel::{BhMode, Config, PreemptModel};
+use services::workloads::Workload;
+
+/// Who is measured: a preemption model of atomkernel under a bottom-half option, or a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Model(PreemptModel, BhMode),
+    Peer(Peer),
+}
+
+impl Subject {
+    /// `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio`, `peer:go` (the `model` of a row).
+    pub fn name(self) -> String {
+        match self {
+            Subject::Model(m, _) => m.name().into(),
+            Subject::Peer(p) => format!("peer:{}", p.name()),
+        }
+    }
+
+    /// The bottom-half option of a model; `None` for a peer.
+    pub fn bh(self) -> Option<BhMode> {
+        match self {
+            Subject::Model(_, bh) => Some(bh),
+            Subject::Peer(_) => None,
+        }
+    }
+
+    /// The name, with the `bh=` option for a model when `with_bh` (`full/threaded`).
+    pub fn label(self, with_bh: bool) -> String {
+        match self {
+            Subject::Model(m, bh) if with_bh => format!("{m}/{bh}"),
+            _ => self.name(),
+        }
+    }
+
+    fn run(
+        self,
+        w: Workload,
+        probes: &[ProbeSpec],
+        ns: u64,
+        cfg: &CompareConfig,
+        cpus: usize,
+    ) -> Result<(RunOut, String), String> {
+        match self {
+            Subject::Model(m, bh) => {
+                let boot = cfg.boot(m, bh, cpus);
+                let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
+                let policy = out.policy.clone().unwrap_or_default();
+                Ok((out, policy))
+            }
+            Subject::Peer(_) if w.info().bottom_half => {
+                Err(format!("{}: cannot run the {} workload (it needs atomkernel's softirqs)", self.name(), w.name()))
+            }
+            Subject::Peer(p) => p.run(Some(w), probes, ns, cfg.cpu, cpus),
+        }
+    }
+}
+
+/// What to compare, and for how long.
+#[derive(Clone, Debug)]
+pub struct CompareConfig {
+    pub models: Vec<PreemptModel>,
+    /// Bottom-half options (`--bh`); `None`: every option for a workload that runs through
+    /// bottom halves (`packet`), the kernel's default (`classic`) for the others.
+    pub bh: Option<Vec<BhMode>>,
+    /// `ksoftirqd`'s SCHED_FIFO priority under `bh=threaded` (`--bh-prio`, 1..=99).
+    pub bh_prio: u8,
+    pub peers: Vec<Peer>,
+    pub workloads: Vec<Workload>,
+    /// Length of each run in seconds (0 < s <= 600).
+    pub seconds: f64,
+    /// Rounds over all cells, 1..=100.
+    pub rounds: usize,
+    pub probes: ProbeSet,
+    /// How each kernel instance's CPU thread is scheduled on the host.
+    pub cpu: CpuPolicy,
+    /// The patch models' point table (`--ptable`, the `ptable=` boot option).
+    pub ptable: kernel::PtableMode,
+    /// How the patch models' patches synchronise the other CPUs (`--patch-sync`, `patch_sync=`).
+    pub patch_sync: kernel::PatchSync,
+    /// CPUs of every atomkernel instance (`cpus=`), and of the peers: one worker per CPU, each
+    /// probe on every CPU; on more than one, also a throughput run on one CPU per cell and
+    /// round (for the scaling figure) and the cross-CPU probe.
+    pub cpus: usize,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        CompareConfig {
+            models: PreemptModel::ALL.to_vec(),
+            bh: None,
+            bh_prio: kernel::config::DEFAULT_BH_PRIO,
+            peers: Peer::ALL.to_vec(),
+            workloads: Workload::all(),
+            seconds: 0.2,
+            rounds: 5,
+            probes: ProbeSet::default(),
+            cpu: CpuPolicy::Nice(-20),
+            ptable: kernel::PtableMode::Exact,
+            patch_sync: kernel::PatchSync::None,
+            cpus: 1,
+        }
+    }
+}
+
+impl CompareConfig {
+    /// Rejects settings the comparison cannot run, naming the option and the valid values.
+    pub fn validate(&self) -> Result<(), String> {
+        measure::validate_seconds(self.seconds)?;
+        crate::measure::validate_rounds(self.rounds)?;
+        self.probes.validate()?;
+        if self.seconds * 1e6 < (self.probes.interval_us * 2) as f64 {
+            return Err(format!(
+                "--duration {} is shorter than two probe periods (--interval-us {}): lengthen the run or shorten the period",
+                self.seconds, self.probes.interval_us
+            ));
+        }
+        if self.models.is_empty() && self.peers.is_empty() {
+            return Err("--preempt/--peers: name at least one model or peer".into());
+        }
+        if self.workloads.is_empty() {
+            return Err("--workload: name at least one workload, or all".into());
+        }
+        if self.bh.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
+        }
+        self.boot(PreemptModel::None, BhMode::Classic, self.cpus).validate().map_err(|e| e.to_string())?;
+        if let (true, Some(w)) = (self.models.is_empty(), self.workloads.iter().find(|w| w.info().bottom_half)) {
+            return Err(format!(
+                "--preempt names no model, but the {} workload (in --workload) runs only under atomkernel's models (it needs bottom halves; the peers have none): name a model with --preempt, or leave {} out of --workload",
+                w.name(),
+                w.name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The boot configuration of a model's instance: this comparison's `bh_prio`, `ptable` and
+    /// `patch_sync` (which the kernel's `Config::validate` checks), on `cpus` CPUs.
+    fn boot(&self, preempt: PreemptModel, bh: BhMode, cpus: usize) -> Config {
+        let (bh_prio, ptable, patch_sync) = (self.bh_prio, self.ptable, self.patch_sync);
+        Config { preempt, bh, bh_prio, ptable, patch_sync, cpus, ..Config::default() }
+    }
+
+    /// The bottom-half options `w` runs under.
+    pub fn bh_for(&self, w: Workload) -> Vec<BhMode> {
+        match &self.bh {
+            Some(list) => list.clone(),
+            None if w.info().bottom_half => BhMode::ALL.to_vec(),
+            None => vec![BhMode::Classic],
+        }
+    }
+
+    /// Who runs `w`: each model under each of its `bh=` options, then the peers (none for a
+    /// workload that needs bottom halves).
+    pub fn subjects_for(&self, w: Workload) -> Vec<Subject> {
+        let bh = self.bh_for(w);
+        let models = self.models.iter().flat_map(|&m| bh.iter().map(move |&b| Subject::Model(m, b)));
+        let peers = self.peers.iter().filter(|_| !w.info().bottom_half).map(|&p| Subject::Peer(p));
+        models.chain(peers).collect()
+    }
+
+    /// Every subject of the comparison, once: models (each under its options), then peers.
+    pub fn subjects(&self) -> Vec<Subject> {
+        let mut all: Vec<Subject> = Vec::new();
+        for s in self.workloads.iter().flat_map(|&w| self.subjects_for(w)) {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        let (models, peers): (Vec<Subject>, Vec<Subject>) = all.into_iter().partition(|s| s.bh().is_some());
+        let order = |s: &Subject| match s {
+            Subject::Model(m, b) => (self.models.iter().position(|x| x == m), BhMode::ALL.iter().position(|x| x == b)),
+            Subject::Peer(_) => (None, None),
+        };
+        let mut models = models;
+        models.sort_by_key(order);
+        models.into_iter().chain(peers).collect()
+    }
+
+    /// What the comparison leaves out and why (the peers of a workload that needs bottom
+    /// halves; the Go peer when every peer was asked for but it is not built), one line each,
+    /// for the table, the report and stderr.
+    pub fn skipped(&self) -> Vec<String> {
+        if self.peers.is_empty() {
+            return Vec::new();
+        }
+        let peers: Vec<String> = self.peers.iter().map(|&p| Subject::Peer(p).name()).collect();
+        let mut notes: Vec<String> = self
+            .workloads
+            .iter()
+            .filter(|w| w.info().bottom_half)
+            .map(|w| {
+                format!(
+                    "{}: {} skipped: the workload runs through atomkernel's softirqs (NET_RX_SOFTIRQ), which a host thread, a tokio runtime or a Go runtime does not have",
+                    w.name(),
+                    peers.join(", ")
+                )
+            })
+            .collect();
+        notes.extend(peers::skipped_note(&self.peers));
+        notes
+    }
+
+    /// Runs per cell and round: throughput, latency, and on several CPUs throughput on one.
+    pub fn runs_per_cell(&self) -> usize {
+        if self.cpus > 1 {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// Runs in the whole comparison (for a progress bar).
+    pub fn steps(&self) -> u64 {
+        let cells: usize = self.workloads.iter().map(|&w| self.subjects_for(w).len()).sum();
+        (cells * self.rounds * self.runs_per_cell()) as u64
+    }
+
+    /// Seconds the runs take (without boot and teardown).
+    pub fn estimated_seconds(&self) -> f64 {
+        self.steps() as f64 * self.seconds
+    }
+}
+
+fn bh_names() -> String {
+    BhMode::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// Accumulates one cell over the rounds.
+#[derive(Default)]
+struct Cell {
+    /// Each round's throughput (no probe running), on `cpus` CPUs and on one.
+    quiet: Vec<f64>,
+    single: Vec<f64>,
+    loaded: Vec<f64>,
+    hists: Vec<LatencyHist>,
+    /// Where each probe and worker ran, over every round.
+    probe_places: Vec<Placement>,
+    workers: Vec<Placement>,
+    cross: Option<CrossOut>,
+    policy: Option<String>,
+    /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
+    patch: (u64, u64, u64),
+    /// Collateral hits (`int3` and `call`) and the ns spent in their hooks, summed over the
+    /// loaded runs' CPUs.
+    collateral: (u64, u64),
+}
+
+impl Cell {
+    /// Adds a latency run's samples, placements and counters.
+    fn add_loaded(&mut self, loaded: RunOut, policy: String) {
+        self.loaded.push(loaded.units_per_s());
+        let p = &loaded.patch;
+        self.patch = (self.patch.0 + p.events, self.patch.1 + p.sites_armed, self.patch.2 + p.arm_ns);
+        let hits = p.collateral_int3 + p.collateral_calls;
+        self.collateral = (self.collateral.0 + hits, self.collateral.1 + p.collateral_ns);
+        merge_all(&mut self.hists, loaded.hists, LatencyHist::merge);
+        merge_all(&mut self.probe_places, loaded.probe_places, |a, b| a.seen |= b.seen);
+        merge_all(&mut self.workers, loaded.workers.iter().map(|w| w.place).collect(), |a, b| a.seen |= b.seen);
+        match (&mut self.cross, loaded.cross) {
+            (Some(a), Some(b)) => {
+                a.hist.merge(&b.hist);
+                a.irq.seen |= b.irq.seen;
+                a.rt.seen |= b.rt.seen;
+            }
+            (a, b) => *a = a.take().or(b),
+        }
+        self.policy = Some(policy);
+    }
+}
+
+/// Merges `new` into `acc` element by element (`acc` takes `new` when empty).
+fn merge_all<T>(acc: &mut Vec<T>, new: Vec<T>, merge: impl Fn(&mut T, &T)) {
+    if acc.is_empty() {
+        *acc = new;
+    } else {
+        acc.iter_mut().zip(&new).for_each(|(a, b)| merge(a, b));
+    }
+}
+
+/// Runs the comparison; `progress` hears about each run as it starts (`"none/loader latency"`).
+pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, String> {
+    cfg.validate()?;
+    let (specs, ns) = (cfg.probes.specs(), (cfg.seconds * 1e9) as u64);
+    let subjects: Vec<Vec<Subject>> = cfg.workloads.iter().map(|&w| cfg.subjects_for(w)).collect();
+    let mut cells: Vec<Vec<Cell>> = subjects.iter().map(|ss| ss.iter().map(|_| Cell::default()).collect()).collect();
+    for _ in 0..cfg.rounds {
+        for (wi, &w) in cfg.workloads.iter().enumerate() {
+            let with_bh = cfg.bh_for(w).len() > 1;
+            for (si, &s) in subjects[wi].iter().enumerate() {
+                let cell = &mut cells[wi][si];
+                let name = format!("{}/{}", s.label(with_bh), w.name());
+                progress(&format!("{name} throughput"));
+                cell.quiet.push(s.run(w, &[], ns, cfg, cfg.cpus)?.0.units_per_s());
+                if cfg.cpus > 1 {
+                    progress(&format!("{name} throughput cpus=1"));
+                    cell.single.push(s.run(w, &[], ns, cfg, 1)?.0.units_per_s());
+                }
+                progress(&format!("{name} latency"));
+                let (loaded, policy) = s.run(w, &specs, ns, cfg, cfg.cpus)?;
+                cell.add_loaded(loaded, policy);
+            }
+        }
+    }
+    Ok(rows(cfg, &subjects, &cells))
+}
+
+/// The rows of a comparison, in table order.
+fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (wi, w) in cfg.workloads.iter().enumerate() {
+        let first_bh = cfg.bh_for(*w)[0];
+        let base = |s: Subject| {
+            let none = Subject::Model(PreemptModel::None, s.bh().unwrap_or(first_bh));
+            subjects[wi].iter().position(|&x| x == none).map(|i| median(&cells[wi][i].quiet))
+        };
+        for (si, &s) in subjects[wi].iter().enumerate() {
+            let c = &cells[wi][si];
+            let tp = median(&c.quiet);
+            let mut pooled = LatencyHist::new();
+            c.hists.iter().for_each(|h| pooled.merge(h));
+            let latency = pooled.summary();
+            let is_none = matches!(s, Subject::Model(PreemptModel::None, _));
+            let single = (cfg.cpus > 1).then(|| median(&c.single));
+            rows.push(Row {
+                model: s.name(),
+                bh: s.bh().map(|b| b.name().to_string()),
+                workload: w.name().into(),
+                unit: w.info().unit.into(),
+                size: w.size,
+                cpus: cfg.cpus,
+                latency_ns: latency,
+                samples: latency.count,
+                latency_undisturbed_ns: pooled.undisturbed(),
+                host_disturbed: pooled.disturbed(),
+                latency_per_cpu_ns: per_cpu(cfg, c),
+                cross_cpu: c.cross.as_ref().map(|x| CrossRow {
+                    irq: x.irq.into(),
+                    rt: x.rt.into(),
+                    prio: x.spec.prio,
+                    interval_us: x.spec.interval_ns / 1000,
+                    latency_ns: x.hist.summary(),
+                    latency_undisturbed_ns: x.hist.undisturbed(),
+                }),
+                throughput_ops_s: tp,
+                overhead_pct: base(s).map(|b| if is_none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
+                loaded_throughput_ops_s: median(&c.loaded),
+                rounds_throughput_ops_s: c.quiet.clone(),
+                throughput_1cpu_ops_s: single,
+                scaling: single.filter(|&t| t > 0.0).map(|t| tp / t),
+                workers: (!c.workers.is_empty() && c.workers.iter().all(|p| p.cpu.is_some()))
+                    .then(|| c.workers.iter().map(|&p| p.into()).collect()),
+                probes: probe_rows(cfg, c),
+                policy: c.policy.clone().unwrap_or_default(),
+                histogram: pooled.bins(),
+                cdf_ns: row::cdf(&pooled),
+                seconds: cfg.seconds,
+                rounds: cfg.rounds,
+                hz: Config::default().hz,
+                sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
+                handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
+                collateral_per_event: (c.patch.0 > 0).then(|| c.collateral.0 as f64 / c.patch.0 as f64),
+                collateral_ns_per_event: (c.patch.0 > 0).then(|| c.collateral.1 as f64 / c.patch.0 as f64),
+            });
+        }
+    }
+    rows
+}
+
+/// Each probe's row: probe `i` of CPU `c` is at `c * threads + i` (`measure::layout`).
+fn probe_rows(cfg: &CompareConfig, c: &Cell) -> Vec<ProbeRow> {
+    let specs = measure::layout(&cfg.probes.specs(), cfg.cpus);
+    specs
+        .iter()
+        .zip(&c.hists)
+        .enumerate()
+        .map(|(i, ((_, sp), h))| {
+            let place = c.probe_places.get(i).copied().unwrap_or_default();
+            ProbeRow {
+                prio: sp.prio,
+                interval_us: sp.interval_ns / 1000,
+                cpu: place.cpu,
+                ran_on: place.seen_cpus(),
+                latency_ns: h.summary(),
+            }
+        })
+        .collect()
+}
+
+/// The probes bound to each CPU, pooled; `None` when the probes were not bound.
+fn per_cpu(cfg: &CompareConfig, c: &Cell) -> Option<Vec<Latency>> {
+    let threads = cfg.probes.threads;
+    if c.probe_places.len() != c.hists.len() || c.probe_places.iter().any(|p| p.cpu.is_none()) {
+        return None;
+    }
+    let per: Vec<Latency> = c
+        .hists
+        .chunks(threads)
+        .map(|hs| {
+            let mut h = LatencyHist::new();
+            hs.iter().for_each(|x| h.merge(x));
+            h.summary()
+        })
+        .collect();
+    Some(per)
+}

@@ -1,0 +1,289 @@
+//! The probe: cyclictest's method inside atomkernel, and the run that hosts it.
+//!
+//! **Mechanism.** A probe is an RT task (SCHED_FIFO at its priority) that loops `next +=
+//! interval; sleep_until(next); record(now - next)`: how late it ran after the deadline it
+//! asked for, which is the interrupt's delivery plus whatever kept the CPU from it. As with
+//! cyclictest's `-t N -p P -i I -d D`, probe `i` runs at priority `P - i` with interval
+//! `I + i * D`. [`run_kernel`] boots a fresh instance under one model ([`run_instance`]: under
+//! a whole boot configuration, e.g. with a `bh=` option), its CPU thread at the host scheduling
+//! asked for (see [`CpuPolicy`]), with a controller task (SCHED_FIFO 99), a SCHED_NORMAL worker
+//! that opens the workload and makes system calls of its atoms, and the probes; it stops after a duration (or after every probe took its count of samples).
+//!
+//! **Invariant.** Every number is observed inside the kernel under test: units by the worker,
+//! lateness by the probe when it runs, all on the kernel's clock. A run whose kernel reported a
+//! `BUG:` is an error, never a figure.
+
+use crate::cross::{CrossProbe, CPUS};
+use crate::measure::{
+    cross_spec, layout, workers_for, CpuPolicy, CrossOut, Placement, ProbeSpec, RunOut, Stop, WorkerOut, CONTROL_PRIO,
+};
+use crate::stats::LatencyHist;
+use crate::watch::{hang_limit, run_watched};
+use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder};
+use services::workloads::{self, Workload};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Shared by the host and the tasks of one instance. The locks are taken once per task, as it
+/// exits, and read after the instance is gone.
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    /// When the controller started the run (`now_ns`).
+    began: std::sync::atomic::AtomicU64,
+    workers: Mutex<Vec<WorkerOut>>,
+    hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
+    cross: Mutex<Option<CrossOut>>,
+    policy: std::sync::OnceLock<String>,
+    /// Why the workload's `open` or `close` failed.
+    error: std::sync::OnceLock<String>,
+}
+
+/// Runs `workload` (if any) and `probes` on a fresh instance of `cpus` CPUs under `model` until
+/// `stop`, its CPU threads scheduled on the host as `cpu`: one worker and the probes as given,
+/// placed by the scheduler (`atomkernel latency`).
+pub fn run_kernel(
+    model: PreemptModel,
+    cpus: usize,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+) -> Result<RunOut, String> {
+    let config = Config { preempt: model, cpus, ..Config::default() };
+    run(config, workload, probes, stop, cpu, false)
+}
+
+/// The lab's run on an instance booted with `config` (its `preempt`, `bh`, `bh_prio`, `cpus`):
+/// one worker bound to each CPU ([`workers_for`]), each of `probes` on every CPU ([`layout`]),
+/// and on several CPUs the cross-CPU probe ([`cross_spec`]).
+pub fn run_instance(
+    config: Config,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+) -> Result<RunOut, String> {
+    run(config, workload, probes, stop, cpu, true)
+}
+
+/// What the controller starts: the workers (bound to their CPU when `bound`), the probes with
+/// their CPU, the cross-CPU probe.
+struct Plan {
+    workers: Vec<(Option<usize>, Box<dyn workloads::Atoms>)>,
+    probes: Vec<(Option<usize>, ProbeSpec)>,
+    cross: Option<ProbeSpec>,
+    stop: Stop,
+}
+
+fn plan(config: &Config, workload: Option<Workload>, probes: &[ProbeSpec], stop: Stop, spread: bool) -> Plan {
+    if !spread {
+        let workers = workload.map(|w| (None, w.make())).into_iter().collect();
+        return Plan { workers, probes: probes.iter().map(|&p| (None, p)).collect(), cross: None, stop };
+    }
+    let workers =
+        workload.map(|w| (0..workers_for(w, config.cpus)).map(|c| (Some(c), w.make())).collect()).unwrap_or_default();
+    let cross = cross_spec(probes, config.cpus);
+    let probes = layout(probes, config.cpus).into_iter().map(|(c, p)| (Some(c), p)).collect();
+    Plan { workers, probes, cross, stop }
+}
+
+fn run(
+    config: Config,
+    workload: Option<Workload>,
+    probes: &[ProbeSpec],
+    stop: Stop,
+    cpu: CpuPolicy,
+    spread: bool,
+) -> Result<RunOut, String> {
+    let model = if config.bh == BhMode::Classic {
+        format!("{}", config.preempt)
+    } else {
+        format!("{} bh={} bh_prio={}", config.preempt, config.bh, config.bh_prio)
+    };
+    let plan = plan(&config, workload, probes, stop, spread);
+    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; plan.probes.len()]), ..Shared::default() });
+    let sh = shared.clone();
+    let limit = hang_limit(stop, probes);
+    let ncpus = config.cpus;
+    // A lab run never idles long (its probes wake every interval): report a CPU idle for
+    // 10 s with tasks asleep (a hang) on stderr, unless the caller chose a timeout.
+    let config =
+        Config { hung_timeout_ms: if config.hung_timeout_ms == 0 { 10_000 } else { config.hung_timeout_ms }, ..config }
+            .with_watchdog_defaults();
+    let report = run_watched(config, limit, move || {
+        // The cross-CPU probe's device before the policy (see CrossProbe::register).
+        let cross = plan.cross.map(|spec| CrossProbe::register(CPUS.0, spec));
+        let _ = sh.policy.set(apply_on_every_cpu(ncpus, cpu));
+        spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, plan, cross))
+            .join()
+            .unwrap_or(-1)
+    })
+    .map_err(|e| format!("preempt={model}: {e}"))?;
+    if !report.bugs.is_empty() {
+        return Err(format!("preempt={model}: the kernel reported {}", report.bugs.join("; ")));
+    }
+    if let Some(e) = shared.error.get() {
+        return Err(format!("preempt={model}: {e}"));
+    }
+    if report.init != Ok(0) {
+        return Err(format!("preempt={model}: the run failed inside the kernel: {:?}", report.init));
+    }
+    let (hists, probe_places): (Vec<LatencyHist>, Vec<Placement>) =
+        lock(&shared.hists).drain(..).map(Option::unwrap_or_default).unzip();
+    let workers = std::mem::take(&mut *lock(&shared.workers));
+    let out = RunOut {
+        hists,
+        probe_places,
+        cross: lock(&shared.cross).take(),
+        policy: shared.policy.get().cloned(),
+        patch: report.patch,
+        ..RunOut::default()
+    }
+    .with_workers(workers);
+    if let Some(w) = out.workers.iter().find(|w| w.units == 0).filter(|_| workload.is_some()) {
+        let on = w.place.cpu.map_or_else(String::new, |c| format!(" on CPU {c}"));
+        return Err(format!(
+            "preempt={model}: the worker{on} did no work: it began {:.1} ms into the run and completed no system call in {:.1} ms",
+            w.started_ns as f64 / 1e6,
+            w.ns as f64 / 1e6
+        ));
+    }
+    if out.hists.iter().chain(out.cross.as_ref().map(|c| &c.hist)).any(|h| h.count() == 0) {
+        return Err(format!("preempt={model}: a probe took no sample (lengthen the run)"));
+    }
+    Ok(out)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies `cpu` to every CPU thread of the instance (a task bound to each CPU runs on that
+/// CPU's host thread) and says what they got: `CPU thread: ...`, once when all got the same.
+fn apply_on_every_cpu(cpus: usize, cpu: CpuPolicy) -> String {
+    let got = Arc::new(Mutex::new(vec![String::new(); cpus]));
+    for c in 0..cpus {
+        let g = got.clone();
+        let t = spawn(TaskBuilder::new("lab-policy").fifo(CONTROL_PRIO).cpus(1 << c), move || {
+            lock(&g)[c] = cpu.apply();
+            0
+        });
+        let _ = t.join();
+    }
+    let got = lock(&got).clone();
+    if got.windows(2).all(|w| w[0] == w[1]) {
+        let each = if cpus > 1 { format!(" (each of {cpus})") } else { String::new() };
+        format!("CPU thread: {}{each}", got[0])
+    } else {
+        let each: Vec<String> = got.iter().enumerate().map(|(c, p)| format!("CPU {c}: {p}")).collect();
+        format!("CPU threads: {}", each.join("; "))
+    }
+}
+
+/// A task builder bound to `cpu` when there is one.
+fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
+    match cpu {
+        Some(c) => b.cpus(1 << c),
+        None => b,
+    }
+}
+
+/// The controller: starts the workers and the probes, waits for the end, stops the workers.
+fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
+    let start = kernel::time::now_ns();
+    sh.began.store(start, Ordering::Release);
+    let stop = plan.stop;
+    let deadline = match stop {
+        Stop::After(ns) => start + ns,
+        Stop::Loops(_) => u64::MAX,
+    };
+    let workers: Vec<_> = plan
+        .workers
+        .into_iter()
+        .map(|(cpu, mut w)| {
+            let s = sh.clone();
+            spawn(on(TaskBuilder::new("lab-worker"), cpu), move || worker(&s, cpu, &mut *w))
+        })
+        .collect();
+    let mut probes: Vec<_> = plan
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, &(cpu, spec))| {
+            let s = sh.clone();
+            let name = format!("lab-probe{i}");
+            let t = on(TaskBuilder::new(&name).fifo(spec.prio), cpu);
+            spawn(t, move || probe(&s, i, cpu, spec, start, deadline, stop))
+        })
+        .collect();
+    probes.extend(cross.map(|x| {
+        let s = sh.clone();
+        let (prio, cpu) = (x.spec().prio, CPUS.1);
+        spawn(TaskBuilder::new("lab-cross").fifo(prio).cpus(1 << cpu), move || {
+            *lock(&s.cross) = Some(x.run(start, deadline, stop));
+            0
+        })
+    }));
+    if let Stop::After(_) = stop {
+        kernel::time::sleep_until(deadline);
+    }
+    let mut ok = probes.iter().all(|p| p.join().is_ok());
+    sh.stop.store(true, Ordering::Release);
+    for w in workers {
+        ok &= w.join().is_ok();
+    }
+    if ok {
+        0
+    } else {
+        -1
+    }
+}
+
+/// A worker: opens the workload, makes system calls of it until told to stop (read between
+/// calls), noting the CPU it ran each on, closes it.
+fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 {
+    if let Err(e) = w.open() {
+        let _ = sh.error.set(e);
+        return -1;
+    }
+    let mut place = Placement { cpu, seen: 0 };
+    let start = kernel::time::now_ns();
+    let mut units = 0;
+    while !sh.stop.load(Ordering::Acquire) {
+        units += workloads::kernel_call(w);
+        place.saw(kernel::raw_smp_processor_id());
+    }
+    let ns = kernel::time::now_ns() - start;
+    let started_ns = start.saturating_sub(sh.began.load(Ordering::Acquire));
+    lock(&sh.workers).push(WorkerOut { units, ns, place, started_ns });
+    match w.close() {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = sh.error.set(e);
+            -1
+        }
+    }
+}
+
+/// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the
+/// CPU thread away during its period (the worker and the probe share that thread), and the
+/// CPU the probe woke on.
+fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
+    let mut h = LatencyHist::new();
+    let mut place = Placement { cpu, seen: 0 };
+    let mut next = start;
+    loop {
+        next += spec.interval_ns;
+        if next > deadline || matches!(stop, Stop::Loops(n) if h.count() >= n) {
+            break;
+        }
+        let host = hostlab::sched::involuntary_switches();
+        kernel::time::sleep_until(next);
+        let late = kernel::time::now_ns().saturating_sub(next);
+        h.record_sample(late, hostlab::sched::involuntary_switches() != host);
+        place.saw(kernel::raw_smp_processor_id());
+    }
+    lock(&sh.hists)[i] = Some((h, place));
+    0
+}

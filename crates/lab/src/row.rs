@@ -1,0 +1,136 @@
+//! The comparison's rows: one subject × workload, the documented JSON object (docs/LAB.md).
+//!
+//! **Mechanism.** `compare` turns each cell of the comparison (its rounds' throughputs, its
+//! pooled latency samples, where its tasks ran) into a [`Row`]: medians over rounds, the
+//! pooled distribution ([`Latency`], [`Bin`]s and the CDF at [`CDF_QUANTILES`]), per-CPU
+//! distributions, the cross-CPU probe ([`CrossRow`]), the overhead against `none` and the
+//! scaling against one CPU. This module is the rows' shape, which the CLI's table, JSON and
+//! report read; it imports nothing of the runs.
+//!
+//! **Invariant.** A figure the subject did not measure is null, never a stand-in: no per-CPU
+//! latency for a subject that does not bind its probes, no scaling on one CPU, no cross-CPU
+//! figure without a cross-CPU probe.
+
+use crate::measure::Placement;
+use crate::stats::{Bin, Latency, LatencyHist};
+use serde::Serialize;
+
+/// One probe's figures in a row.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeRow {
+    pub prio: u8,
+    pub interval_us: u64,
+    /// The CPU it was bound to (a host CPU for `peer:host-fifo`); null when unbound.
+    pub cpu: Option<usize>,
+    /// Every CPU it was seen running on; empty when the subject cannot say.
+    pub ran_on: Vec<usize>,
+    pub latency_ns: Latency,
+}
+
+/// Where a worker (or an interrupt handler) was bound and ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PlaceRow {
+    /// The CPU it was bound to (a host CPU for `peer:host-fifo`); null when unbound.
+    pub cpu: Option<usize>,
+    /// Every CPU it was seen running on.
+    pub ran_on: Vec<usize>,
+}
+
+impl From<Placement> for PlaceRow {
+    fn from(p: Placement) -> PlaceRow {
+        PlaceRow { cpu: p.cpu, ran_on: p.seen_cpus() }
+    }
+}
+
+/// The cross-CPU probe in a row: the interrupt on one CPU, the RT task it wakes on another.
+#[derive(Clone, Debug, Serialize)]
+pub struct CrossRow {
+    /// Where the interrupt (`peer:host-fifo`: the waker thread) was bound and ran.
+    pub irq: PlaceRow,
+    /// Where the RT task was bound and ran.
+    pub rt: PlaceRow,
+    pub prio: u8,
+    pub interval_us: u64,
+    /// From each deadline to the RT task running, every round pooled.
+    pub latency_ns: Latency,
+    pub latency_undisturbed_ns: Latency,
+}
+
+/// One subject × workload: the documented JSON row (docs/LAB.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The model, or `peer:NAME`.
+    pub model: String,
+    /// The model's bottom-half option (`classic`, `threaded`); null for a peer.
+    pub bh: Option<String>,
+    pub workload: String,
+    /// What `throughput_ops_s` counts (pages, modules, atoms).
+    pub unit: String,
+    /// The workload's size (see `--size`).
+    pub size: usize,
+    /// CPUs of the subject: the kernel's `cpus=`, the peer's hogs, runtime threads, GOMAXPROCS.
+    pub cpus: usize,
+    /// Every probe's samples pooled.
+    pub latency_ns: Latency,
+    pub samples: u64,
+    /// As `latency_ns`, over the samples during whose period the host did not preempt the
+    /// thread the subject runs on (the kernel's CPU thread, the runtime's thread, the probe).
+    pub latency_undisturbed_ns: Latency,
+    /// Samples whose period the host disturbed (`samples - latency_undisturbed_ns.count`).
+    pub host_disturbed: u64,
+    /// Per CPU (index = CPU): the samples of the probes bound to it; null when the subject
+    /// does not bind its probes (tokio, Go).
+    pub latency_per_cpu_ns: Option<Vec<Latency>>,
+    /// The cross-CPU probe; null on one CPU and for subjects without one (tokio, Go).
+    pub cross_cpu: Option<CrossRow>,
+    /// Median over rounds of units per second with no probe running.
+    pub throughput_ops_s: f64,
+    /// `(throughput of none / throughput - 1) * 100` for the same workload; null without `none`.
+    pub overhead_pct: Option<f64>,
+    /// Median over rounds of units per second while the probes ran.
+    pub loaded_throughput_ops_s: f64,
+    /// Each round's throughput, in round order.
+    pub rounds_throughput_ops_s: Vec<f64>,
+    /// Median over rounds of the same subject's throughput on one CPU (one worker), measured
+    /// in the same rounds; null when `cpus` is 1.
+    pub throughput_1cpu_ops_s: Option<f64>,
+    /// `throughput_ops_s / throughput_1cpu_ops_s`; null when `cpus` is 1.
+    pub scaling: Option<f64>,
+    /// Where each worker was bound and ran; null when the subject does not say (tokio, Go).
+    pub workers: Option<Vec<PlaceRow>>,
+    /// Per probe (cyclictest's threads; on several CPUs CPU 0's, then CPU 1's, ...).
+    pub probes: Vec<ProbeRow>,
+    /// How the host scheduled the subject: a model's kernel CPU thread, a peer's probes.
+    pub policy: String,
+    /// Half-octave bins of the pooled lateness; their counts add up to `samples`.
+    pub histogram: Vec<Bin>,
+    /// The pooled lateness at the quantiles of [`CDF_QUANTILES`] that the samples resolve
+    /// (`1 - q` at least one sample in `samples`), and the max at 1: `[q, ns]` pairs, the
+    /// report's latency CDF.
+    pub cdf_ns: Vec<(f64, u64)>,
+    pub seconds: f64,
+    pub rounds: usize,
+    pub hz: u32,
+    /// Patch models: sites armed per RT event (mean over the loaded runs); null otherwise.
+    pub sites_armed_per_event: Option<f64>,
+    /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
+    /// unwinding, patching); null otherwise.
+    pub handler_ns_per_event: Option<f64>,
+    /// Patch models: collateral hits per RT event (armed sites met by CPUs that had no event of
+    /// their own, `int3` and `call`, over every CPU); null otherwise.
+    pub collateral_per_event: Option<f64>,
+    /// Patch models: the time those hits spent in the hooks, in ns per RT event (the host's
+    /// delivery of a collateral `int3` is outside it); null otherwise.
+    pub collateral_ns_per_event: Option<f64>,
+}
+
+/// The quantiles of a row's `cdf_ns`: deciles, then the tail's nines.
+pub const CDF_QUANTILES: [f64; 17] =
+    [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+
+/// The pooled lateness at the quantiles of [`CDF_QUANTILES`] the samples resolve (a row's `cdf_ns`).
+pub(crate) fn cdf(h: &LatencyHist) -> Vec<(f64, u64)> {
+    let n = h.count() as f64;
+    let qs: Vec<f64> = CDF_QUANTILES.into_iter().filter(|&q| q >= 1.0 || (1.0 - q) * n >= 1.0).collect();
+    qs.iter().copied().zip(h.quantiles(&qs)).collect()
+}
