@@ -228,7 +228,7 @@ pub struct RunReport {
     /// Context switches.
     pub switches: u64,
     /// What the patch models did (all zero under the other models).
-    pub patch: crate::model::patch::PatchStatsSnapshot,
+    pub patch: crate::model::PatchStatsSnapshot,
     /// What the tracers found (`None` when tracing was off).
     pub trace: Option<crate::trace::TraceReport>,
     /// Each CPU's figures, by CPU number.
@@ -362,10 +362,7 @@ fn helper_cpus(pinned: &[usize]) -> Vec<usize> {
 fn report(k: &Kernel) -> RunReport {
     let tasks = k.tasks.snapshot();
     let cpus: Vec<CpuReport> = k.cpus.iter().map(cpu_report).collect();
-    let mut patch = crate::model::patch::PatchStatsSnapshot::default();
-    for c in k.cpus.iter() {
-        patch.add(&c.model.patch.stats.snapshot());
-    }
+    let patch = crate::model::stats(k.cpus.iter().map(|c| &c.model));
     RunReport {
         init: tasks.get(1).and_then(|t| t.result.lock().clone()).unwrap_or_else(|| Err("init never ran".into())),
         tasks: tasks
@@ -379,7 +376,7 @@ fn report(k: &Kernel) -> RunReport {
                 stats: TaskHandle { task: t.clone() }.stats(),
             })
             .collect(),
-        bugs: k.bug_reports().into_iter().chain(k.cpus.iter().filter_map(|c| c.model.patch.refused_report())).collect(),
+        bugs: k.bug_reports().into_iter().chain(k.cpus.iter().filter_map(|c| c.model.refused_report())).collect(),
         log: k.printk.drain(),
         jiffies: k.jiffies(),
         irqs: cpus.iter().map(|c| c.irqs).sum(),
@@ -393,6 +390,7 @@ fn report(k: &Kernel) -> RunReport {
 
 fn cpu_report(c: &Cpu) -> CpuReport {
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let collateral = crate::model::stats([&c.model]);
     CpuReport {
         switches: c.rq.lock().nr_switches,
         migrations: r(&c.stats.migrations_in),
@@ -400,9 +398,9 @@ fn cpu_report(c: &Cpu) -> CpuReport {
         ipis_received: r(&c.stats.ipis_received),
         idle_ns: r(&c.stats.idle_ns),
         irqs: r(&c.irqs),
-        collateral_int3: r(&c.model.patch.stats.collateral_int3),
-        collateral_calls: r(&c.model.patch.stats.collateral_calls),
-        collateral_ns: r(&c.model.patch.stats.collateral_ns),
+        collateral_int3: collateral.collateral_int3,
+        collateral_calls: collateral.collateral_calls,
+        collateral_ns: collateral.collateral_ns,
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) static HOOKS: Hooks = Hooks {
     rt_reschedule: crate::model::rt_reschedule,
     preempt_schedule: crate::sched::preempt_schedule,
     point_trap: crate::model::point_trap,
-    rt_return: crate::model::patch::rt_return,
+    rt_return: crate::model::rt_return,
     fault: crate::oops::fault_hook,
     oops_exit: crate::oops::oops_exit,
     alloc_in_irq: crate::oops::alloc_in_irq,
@@ -157,7 +157,7 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
             IrqExitPolicy::Nothing
         }
     } else {
-        crate::model::irq_exit_kernel(k)
+        crate::model::irq_exit_kernel(k, frame)
     };
     let retry = match policy {
         IrqExitPolicy::Nothing => {
@@ -169,9 +169,9 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
             return IrqExit::Resume;
         }
         IrqExitPolicy::Wait => return IrqExit::Resume,
-        _ if running_idle(k) => return IrqExit::Resume, // the idle loop reschedules by itself
-        // If nothing could be armed (no point within reach of the stack), look again soon.
-        IrqExitPolicy::ArmPoints(how) => !crate::model::patch::on_irq_exit(k, frame, how),
+        // The model found nothing to make the task reach a point: look again soon.
+        IrqExitPolicy::RetrySoon => true,
+        _ if crate::sched::rq_lock::running_idle(k) => return IrqExit::Resume, // the idle loop reschedules by itself
         IrqExitPolicy::Preempt if preempt::preempt_count() != 0 => return IrqExit::Resume,
         IrqExitPolicy::Preempt => !crate::arch::in_kernel_text(frame),
     };
@@ -184,11 +184,6 @@ pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
         return IrqExit::Preempt;
     }
     IrqExit::Resume
-}
-
-fn running_idle(k: &Kernel) -> bool {
-    let rq = crate::sched::rq_lock::this_rq_lock(k);
-    rq.curr == rq.idle
 }
 
 /// Foreign code (libc, the vDSO) may hold host locks: look again soon, by which time it has

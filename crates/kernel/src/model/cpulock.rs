@@ -8,7 +8,7 @@
 //! think so]"). The lock is granted (cleared) when its owner runs.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
-use crate::arch::IrqExit;
+use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
 use crate::sched::TaskId;
@@ -49,7 +49,7 @@ impl Model for Cpulock {
         }
     }
 
-    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+    fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Wait
     }
 

@@ -6,7 +6,7 @@
 //! foreign code (the interrupt exit's mechanics retry there); the point sites stay idle.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
-use crate::arch::IrqExit;
+use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
 
@@ -19,7 +19,7 @@ impl Model for Full {
 
     fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
 
-    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+    fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Preempt
     }
 

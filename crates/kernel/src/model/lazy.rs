@@ -7,7 +7,7 @@
 //! request.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
-use crate::arch::IrqExit;
+use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +50,7 @@ impl Model for Lazy {
 
     fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
 
-    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+    fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Preempt
     }
 

@@ -27,7 +27,7 @@
 //! and nothing the patch models armed there survives it; every other CPU is sent a
 //! function-call IPI that disarms what it armed.
 
-use crate::arch::{Arch, Arm, IrqExit, IrqFrame, PokeError, A};
+use crate::arch::{Arch, IrqExit, IrqFrame, PokeError, A};
 use alloc::format;
 mod cpulock;
 mod full;
@@ -70,8 +70,9 @@ pub(crate) enum IrqExitPolicy {
     Wait,
     /// Preempt here if the task may be preempted (`preempt_schedule_irq`).
     Preempt,
-    /// Arm the next preemption points (the patch models).
-    ArmPoints(Arm),
+    /// The model acted and could not make the task reach a point (the patch models found
+    /// nothing to arm within reach of the stack): look again soon, on the retry timer.
+    RetrySoon,
 }
 
 /// Which preemption-point sites a model claims.
@@ -104,8 +105,9 @@ trait Model: Sync {
     fn wakeup(&self, k: &Kernel, w: Wakeup);
     /// A patched preemption-point site was reached while a reschedule is due (task context).
     fn point(&self, k: &Kernel, site: usize);
-    /// An interrupt returns to kernel mode with a reschedule due.
-    fn irq_exit_kernel(&self) -> IrqExitPolicy;
+    /// An interrupt that found the CPU at `frame` returns to kernel mode with a reschedule
+    /// due. A model that acts here (the patch models arm the next points) does so itself.
+    fn irq_exit_kernel(&self, k: &Kernel, frame: &IrqFrame) -> IrqExitPolicy;
     /// `preempt_enable` reaching zero with a reschedule due preempts, and so does the
     /// interrupt exit: kernel code between points is preemptible.
     fn preempts_kernel_code(&self) -> bool;
@@ -137,6 +139,24 @@ pub(crate) struct ModelCpu {
     pub(crate) cpulock: cpulock::CpulockCpu,
     /// The patch models' armed points and counters.
     pub(crate) patch: patch::PatchState,
+}
+
+impl ModelCpu {
+    /// The `BUG:` line for a patch this CPU refused, if there was one.
+    pub(crate) fn refused_report(&self) -> Option<alloc::string::String> {
+        self.patch.refused_report()
+    }
+}
+
+pub use patch::PatchStatsSnapshot;
+
+/// What the patch models did on `cpus`, summed (all zero under the other models).
+pub(crate) fn stats<'a>(cpus: impl IntoIterator<Item = &'a ModelCpu>) -> PatchStatsSnapshot {
+    let mut sum = PatchStatsSnapshot::default();
+    for c in cpus {
+        sum.add(&c.patch.stats.snapshot());
+    }
+    sum
 }
 
 impl Kernel {
@@ -267,12 +287,19 @@ pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
     preempt::need_resched() || k.this_cpu().model.lazy.pending()
 }
 
-/// What the interrupt exit to kernel mode should do under the current model.
-pub(crate) fn irq_exit_kernel(k: &Kernel) -> IrqExitPolicy {
+/// What the interrupt exit to kernel mode should do under the current model (which does its
+/// own part first: a patch model arms the points the task will reach from `frame`).
+pub(crate) fn irq_exit_kernel(k: &Kernel, frame: &IrqFrame) -> IrqExitPolicy {
     if !preempt::need_resched() {
         return IrqExitPolicy::Nothing;
     }
-    ops(k.model()).irq_exit_kernel()
+    ops(k.model()).irq_exit_kernel(k, frame)
+}
+
+/// A return the patch models redirected arrived (task context, IRQs masked): the original
+/// return address.
+pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
+    patch::rt_return(sp, bp)
 }
 
 /// Does `preempt_enable` reaching zero with a reschedule due preempt (`preempt_schedule`)?

@@ -5,7 +5,7 @@
 //! which the return to user mode (or the next sleep) serves; the point sites stay idle.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
-use crate::arch::IrqExit;
+use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
 
@@ -18,7 +18,7 @@ impl Model for None {
 
     fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
 
-    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+    fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Wait
     }
 

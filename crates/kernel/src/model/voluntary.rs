@@ -8,7 +8,7 @@
 //! mode waits, and so does `preempt_enable`.
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
-use crate::arch::IrqExit;
+use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
 
@@ -23,7 +23,7 @@ impl Model for Voluntary {
         super::schedule_at_point(k, site);
     }
 
-    fn irq_exit_kernel(&self) -> IrqExitPolicy {
+    fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Wait
     }
 

@@ -128,6 +128,12 @@ pub(crate) fn double_lock_balance<'a>(k: &'a Kernel, held: RqGuard<'a>, b: usize
     (ga, gb, true)
 }
 
+/// True when this CPU runs its idle task (which reschedules by itself).
+pub(crate) fn running_idle(k: &Kernel) -> bool {
+    let rq = this_rq_lock(k);
+    rq.curr == rq.idle
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;

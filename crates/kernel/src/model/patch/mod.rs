@@ -26,9 +26,15 @@
 //! - Nothing here allocates or makes a system call on the interrupt path.
 
 use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
-use alloc::{format, string::String, string::ToString};
+#[cfg(feature = "torture")]
+use alloc::string::ToString;
+use alloc::{format, string::String};
 pub mod exact;
 pub mod ptable;
+mod stats;
+
+pub(crate) use stats::PatchStats;
+pub use stats::PatchStatsSnapshot;
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::config::PtableMode;
@@ -87,54 +93,6 @@ impl PatchState {
     }
 }
 
-/// Counters of the patch models, per CPU.
-#[derive(Debug, Default)]
-pub(crate) struct PatchStats {
-    /// RT events for which points were armed.
-    pub(crate) events: AtomicU64,
-    /// Sites armed, over all events.
-    pub(crate) sites_armed: AtomicU64,
-    /// Return addresses redirected.
-    pub(crate) redirects: AtomicU64,
-    /// Frames unwound to find a function with points.
-    pub(crate) frames_walked: AtomicU64,
-    /// Events whose interrupt landed in foreign code (libc, the vDSO).
-    pub(crate) foreign: AtomicU64,
-    /// Events the handler could not arm (no table entry within reach): the retry timer looks
-    /// again instead.
-    pub(crate) fallbacks: AtomicU64,
-    /// Events (or chases) armed from the per-function table because the exact table had the
-    /// function unresolved.
-    pub(crate) exact_fallbacks: AtomicU64,
-    /// Armed points reached (by `int3` or `call`).
-    pub(crate) fired: AtomicU64,
-    /// Redirected returns reached.
-    pub(crate) returns: AtomicU64,
-    /// Armed points and redirected returns that preempted the task (the events served there).
-    pub(crate) preemptions: AtomicU64,
-    /// Events that moved one frame up (a redirected return that could not preempt).
-    pub(crate) chases: AtomicU64,
-    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
-    pub(crate) arm_ns: AtomicU64,
-    /// Time spent disarming once events were served (in `__schedule`), in ns.
-    pub(crate) disarm_ns: AtomicU64,
-    /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
-    pub(crate) sync_rounds: AtomicU64,
-    /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
-    /// return address of the first frame that reaches points).
-    pub(crate) armed_at_ip: AtomicU64,
-    /// Collateral `int3`s: armed breakpoints this CPU met while it had no event of its own
-    /// (another CPU's, or another instance's), stepped over.
-    pub(crate) collateral_int3: AtomicU64,
-    /// Collateral `call`s of `rt_reschedule`: sites armed by another CPU that this CPU called
-    /// through while it had no event of its own.
-    pub(crate) collateral_calls: AtomicU64,
-    /// Time measured inside the hooks of the collateral hits, in ns (the SIGTRAP hook of an
-    /// `int3`, the point hook of a `call`); the host's signal delivery and the call's own
-    /// trampoline are outside it.
-    pub(crate) collateral_ns: AtomicU64,
-}
-
 /// `patch-int3` or `patch-call`: the two differ only in how a point is armed.
 pub(crate) struct Patch {
     how: Arm,
@@ -174,11 +132,14 @@ impl Model for Patch {
     /// The 1996 idea: arm the next points instead of preempting here. (Not from inside a
     /// bottom half or another interrupt: that code is not on the task's stack, and the task's
     /// own points will be armed by the interrupt that returns to it.)
-    fn irq_exit_kernel(&self) -> IrqExitPolicy {
-        if preempt::in_interrupt() {
+    fn irq_exit_kernel(&self, k: &Kernel, frame: &IrqFrame) -> IrqExitPolicy {
+        if preempt::in_interrupt() || crate::sched::rq_lock::running_idle(k) {
+            // The idle loop reschedules by itself.
+            IrqExitPolicy::Wait
+        } else if arm_on_irq_exit(k, frame, self.how) {
             IrqExitPolicy::Wait
         } else {
-            IrqExitPolicy::ArmPoints(self.how)
+            IrqExitPolicy::RetrySoon
         }
     }
 
@@ -207,16 +168,18 @@ impl Model for Patch {
 
 /// At interrupt exit, kernel mode, a reschedule due, model `patch-*`: arm the next points if
 /// the reschedule is an RT one and nothing is armed yet. False if nothing could be armed.
-pub(crate) fn on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
+fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
     let p = &k.this_cpu().model.patch;
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
     }
-    if !A::text_contains(frame.ip) {
+    // The one "is this kernel text?" of the interrupted IP on the way to the arming.
+    let in_text = A::text_contains(frame.ip);
+    if !in_text {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = A::now_ns();
-    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), how);
+    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how);
     p.stats.arm_ns.fetch_add(A::now_ns() - t0, Ordering::Relaxed);
     if ok {
         p.stats.events.fetch_add(1, Ordering::Relaxed);
@@ -245,8 +208,8 @@ enum Plan<'a> {
 
 /// The look-up for one frame: the exact table under `ptable=exact` (falling back to the
 /// per-function table where the function is unresolved), else the per-function table.
-fn plan<'a>(k: &Kernel, f: &Frame, table: &'a ptable::PointTable) -> Plan<'a> {
-    if !A::text_contains(f.ip) {
+fn plan<'a>(k: &Kernel, f: &Frame, in_text: bool, table: &'a ptable::PointTable) -> Plan<'a> {
+    if !in_text {
         return Plan::Up;
     }
     if let Some(x) = exact::get().filter(|_| k.config.ptable == PtableMode::Exact) {
@@ -266,11 +229,14 @@ fn plan<'a>(k: &Kernel, f: &Frame, table: &'a ptable::PointTable) -> Plan<'a> {
 }
 
 /// Walks up from `f` to the first frame whose look-up names points, arms them and, if some
-/// path returns before them, redirects that frame's return.
-fn arm_from(k: &Kernel, mut f: Frame, how: Arm) -> bool {
+/// path returns before them, redirects that frame's return. `f_in_text`: whether `f.ip` is
+/// kernel text, if the caller knows already.
+fn arm_from(k: &Kernel, mut f: Frame, f_in_text: Option<bool>, how: Arm) -> bool {
     let (Some(table), Some(stack)) = (ptable::get(), A::current_stack()) else { return false };
+    let mut known = f_in_text;
     for depth in 0..MAX_DEPTH {
-        match plan(k, &f, table) {
+        let in_text = known.take().unwrap_or_else(|| A::text_contains(f.ip));
+        match plan(k, &f, in_text, table) {
             Plan::Arm { points, redirect } => {
                 let stats = &k.this_cpu().model.patch.stats;
                 stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
@@ -445,83 +411,11 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
             }
             a.how
         };
-        if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, how) {
+        if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, Some(A::text_contains(orig)), how) {
             p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
     }
     orig
-}
-
-/// The patch counters, as plain numbers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct PatchStatsSnapshot {
-    /// RT events for which points were armed.
-    pub events: u64,
-    /// Sites armed, over all events.
-    pub sites_armed: u64,
-    /// Return addresses redirected.
-    pub redirects: u64,
-    /// Frames unwound to find a function with points.
-    pub frames_walked: u64,
-    /// Events whose interrupt landed in foreign code (libc, the vDSO).
-    pub foreign: u64,
-    /// Events the handler could not arm (no table entry within reach): the retry timer looks
-    /// again instead.
-    pub fallbacks: u64,
-    /// Events (or chases) armed from the per-function table because the exact table had the
-    /// function unresolved.
-    pub exact_fallbacks: u64,
-    /// Armed points reached (by `int3` or `call`).
-    pub fired: u64,
-    /// Redirected returns reached.
-    pub returns: u64,
-    /// Armed points and redirected returns that preempted the task (the events served there).
-    pub preemptions: u64,
-    /// Events that moved one frame up (a redirected return that could not preempt).
-    pub chases: u64,
-    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
-    pub arm_ns: u64,
-    /// Time spent disarming once events were served (in `__schedule`), in ns.
-    pub disarm_ns: u64,
-    /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
-    pub sync_rounds: u64,
-    /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
-    /// return address of the first frame that reaches points).
-    pub armed_at_ip: u64,
-    /// Collateral `int3`s: armed breakpoints met by a CPU with no event of its own.
-    pub collateral_int3: u64,
-    /// Collateral `call`s of `rt_reschedule`: armed sites called through by a CPU with no event
-    /// of its own.
-    pub collateral_calls: u64,
-    /// Time measured inside the hooks of the collateral hits, in ns (see `PatchStats`).
-    pub collateral_ns: u64,
-}
-
-impl PatchStats {
-    pub(crate) fn snapshot(&self) -> PatchStatsSnapshot {
-        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        PatchStatsSnapshot {
-            events: r(&self.events),
-            sites_armed: r(&self.sites_armed),
-            redirects: r(&self.redirects),
-            frames_walked: r(&self.frames_walked),
-            foreign: r(&self.foreign),
-            fallbacks: r(&self.fallbacks),
-            exact_fallbacks: r(&self.exact_fallbacks),
-            fired: r(&self.fired),
-            returns: r(&self.returns),
-            preemptions: r(&self.preemptions),
-            chases: r(&self.chases),
-            arm_ns: r(&self.arm_ns),
-            disarm_ns: r(&self.disarm_ns),
-            sync_rounds: r(&self.sync_rounds),
-            armed_at_ip: r(&self.armed_at_ip),
-            collateral_int3: r(&self.collateral_int3),
-            collateral_calls: r(&self.collateral_calls),
-            collateral_ns: r(&self.collateral_ns),
-        }
-    }
 }
 
 /// The running kernel's patch counters.
@@ -531,32 +425,6 @@ pub fn patch_stats() -> PatchStatsSnapshot {
         sum.add(&c.model.patch.stats.snapshot());
     }
     sum
-}
-
-impl PatchStatsSnapshot {
-    /// Adds another CPU's counters to these (every field: a new one must be added here too).
-    pub fn add(&mut self, o: &PatchStatsSnapshot) {
-        self.events += o.events;
-        self.sites_armed += o.sites_armed;
-        self.redirects += o.redirects;
-        self.frames_walked += o.frames_walked;
-        self.foreign += o.foreign;
-        self.fallbacks += o.fallbacks;
-        self.fired += o.fired;
-        self.returns += o.returns;
-        self.preemptions += o.preemptions;
-        self.chases += o.chases;
-        self.arm_ns += o.arm_ns;
-        self.disarm_ns += o.disarm_ns;
-        self.sync_rounds += o.sync_rounds;
-        self.exact_fallbacks += o.exact_fallbacks;
-        self.collateral_int3 += o.collateral_int3;
-        self.collateral_calls += o.collateral_calls;
-        self.collateral_ns += o.collateral_ns;
-        if o.armed_at_ip != 0 {
-            self.armed_at_ip = o.armed_at_ip; // the last event's, on whichever CPU had one
-        }
-    }
 }
 
 /// How many preemption-point sites are not in their idle form right now, read from the code
@@ -569,17 +437,21 @@ pub fn sites_not_idle() -> usize {
 /// arming: the cross-modifying torture's patchers, which arm and disarm sites other CPUs are
 /// executing. Every arming must be undone by [`torture_disarm`] with the same `int3`.
 /// Synchronised as the running kernel's `patch_sync=` says; returns the `SYNC_CORE` rounds.
+#[cfg(feature = "torture")]
 pub fn torture_arm(addr: usize, int3: bool) -> Result<u32, String> {
     torture_patch(addr, int3, A::arm_site)
 }
 
 /// Undoes one [`torture_arm`]; returns the `SYNC_CORE` rounds.
+#[cfg(feature = "torture")]
 pub fn torture_disarm(addr: usize, int3: bool) -> Result<u32, String> {
     torture_patch(addr, int3, A::disarm_site)
 }
 
+#[cfg(feature = "torture")]
 type SyncedPatch = fn(usize, Arm, crate::config::PatchSync) -> Result<u32, PokeError>;
 
+#[cfg(feature = "torture")]
 fn torture_patch(addr: usize, int3: bool, patch: SyncedPatch) -> Result<u32, String> {
     let sync = crate::instance::this_kernel().config.patch_sync;
     let idx = A::site_index(addr).map_err(|e| e.to_string())?;

@@ -1,0 +1,99 @@
+//! The patch models' counters, declared once: each is an atomic per CPU ([`PatchStats`]), a
+//! plain number in a report ([`PatchStatsSnapshot`]), and summed over CPUs
+//! ([`PatchStatsSnapshot::add`]), all from the one list in [`patch_counters!`].
+//!
+//! **Invariant.** A counter added to the list is in all three; `armed_at_ip` is not a sum but
+//! the last arming's address, on whichever CPU had one.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Declares the counters: the per-CPU atomics, their snapshot and the sum over CPUs.
+macro_rules! patch_counters {
+    ($($(#[doc = $doc:literal])* $name:ident: $merge:ident,)*) => {
+        /// Counters of the patch models, per CPU.
+        #[derive(Debug, Default)]
+        pub(crate) struct PatchStats {
+            $($(#[doc = $doc])* pub(crate) $name: AtomicU64,)*
+        }
+
+        /// The patch counters, as plain numbers.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+        pub struct PatchStatsSnapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl PatchStats {
+            pub(crate) fn snapshot(&self) -> PatchStatsSnapshot {
+                PatchStatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl PatchStatsSnapshot {
+            /// Adds another CPU's counters to these.
+            pub fn add(&mut self, o: &PatchStatsSnapshot) {
+                $(self.$name = $merge(self.$name, o.$name);)*
+            }
+        }
+    };
+}
+
+/// A counter's sum over CPUs.
+fn sum(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+/// The last non-zero value (an address, not a count).
+fn last(a: u64, b: u64) -> u64 {
+    if b != 0 {
+        b
+    } else {
+        a
+    }
+}
+
+patch_counters! {
+    /// RT events for which points were armed.
+    events: sum,
+    /// Sites armed, over all events.
+    sites_armed: sum,
+    /// Return addresses redirected.
+    redirects: sum,
+    /// Frames unwound to find a function with points.
+    frames_walked: sum,
+    /// Events whose interrupt landed in foreign code (libc, the vDSO).
+    foreign: sum,
+    /// Events the handler could not arm (no table entry within reach): the retry timer looks
+    /// again instead.
+    fallbacks: sum,
+    /// Events (or chases) armed from the per-function table because the exact table had the
+    /// function unresolved.
+    exact_fallbacks: sum,
+    /// Armed points reached (by `int3` or `call`).
+    fired: sum,
+    /// Redirected returns reached.
+    returns: sum,
+    /// Armed points and redirected returns that preempted the task (the events served there).
+    preemptions: sum,
+    /// Events that moved one frame up (a redirected return that could not preempt).
+    chases: sum,
+    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
+    arm_ns: sum,
+    /// Time spent disarming once events were served (in `__schedule`), in ns.
+    disarm_ns: sum,
+    /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
+    sync_rounds: sum,
+    /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
+    /// return address of the first frame that reaches points).
+    armed_at_ip: last,
+    /// Collateral `int3`s: armed breakpoints this CPU met while it had no event of its own
+    /// (another CPU's, or another instance's), stepped over.
+    collateral_int3: sum,
+    /// Collateral `call`s of `rt_reschedule`: sites armed by another CPU that this CPU called
+    /// through while it had no event of its own.
+    collateral_calls: sum,
+    /// Time measured inside the hooks of the collateral hits, in ns (the SIGTRAP hook of an
+    /// `int3`, the point hook of a `call`); the host's signal delivery and the call's own
+    /// trampoline are outside it.
+    collateral_ns: sum,
+}
