@@ -6,7 +6,7 @@
 //! assembly below, reached by one `%fs`-relative instruction with a link-time offset, as Linux
 //! reaches `__preempt_count` through `%gs`: safe from a signal handler, inlinable, and right on
 //! whatever thread the task runs on when it executes. The rest are a `thread_local!` with
-//! `const` initialisers and no destructors, reached through [`with`].
+//! `const` initialisers and no destructors, reached through `with`.
 //!
 //! The signal handler and the code it interrupts share these words; both run on one thread, so
 //! a handler runs to completion before the interrupted code resumes, and a plain load and

@@ -3,7 +3,7 @@
 //! forward, and the longest stretch that runs without meeting one.
 //!
 //! **Mechanism.** [`analyze`] decodes each function with `iced-x86` into a control-flow graph
-//! ([`cfg`]: fall-through, jumps, branches, calls, returns, tail calls, recognised jump tables;
+//! (`cfg`: fall-through, jumps, branches, calls, returns, tail calls, recognised jump tables;
 //! anything else marks the function unresolved), then runs a backward data-flow to a
 //! whole-program fixpoint ([`flow`]): a point is its own next point, a call of a function with
 //! points reaches that function's entry set (and what follows the call if the callee may

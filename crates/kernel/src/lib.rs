@@ -2,7 +2,7 @@
 //!
 //! Arch-independent, under `#![forbid(unsafe_code)]`: per-CPU state, `preempt_count`, `need_resched`,
 //! the scheduler classes, interrupts, timers, wait queues, system-call entry and exit, and the
-//! preemption model's decisions. It runs on the [`arch`] crate's hosted x86-64 machine.
+//! preemption model's decisions. It runs on the `arch` crate's hosted x86-64 machine.
 //!
 //! Start with [`run`]: it boots an instance from a [`Config`] and runs a body as `init`.
 //! Inside, [`spawn`] creates tasks, [`syscall()`] enters kernel mode, [`time::sleep_until`] and
@@ -13,7 +13,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use crate::arch::{Arch, A};
 extern crate alloc;
 #[cfg(test)]
 #[macro_use]
@@ -55,24 +54,10 @@ pub use instance::{
 pub use model::{preempt_model, set_preempt_model};
 pub use oops::OopsReport;
 pub use sched::balance::{sched_debug, set_cpus_allowed};
-pub use sched::{sched_yield, schedule, CpuMask, TaskId};
+pub use sched::{cond_resched, sched_yield, schedule, CpuMask, TaskId};
 pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskResult, TaskStatsSnapshot};
 pub use wait::WaitQueue;
-
-/// Gives the CPU away if a reschedule is due (`cond_resched`), from kernel code at a point
-/// where it holds nothing. Returns whether it rescheduled.
-#[track_caller]
-pub fn cond_resched() -> bool {
-    trace::cond_resched(core::panic::Location::caller());
-    A::touch_softlockup();
-    if preempt::need_resched() && preempt::preempt_count() == 0 {
-        sched::schedule();
-        true
-    } else {
-        false
-    }
-}
 
 #[cfg(feature = "hosted")]
 pub use arch_hosted::preempt_point;

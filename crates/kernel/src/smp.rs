@@ -5,7 +5,7 @@
 //! target's mailbox, then raises the IPI's line in the target's IRR and rings its doorbell
 //! (`arch::irq::IrqRaiser::raise`). The reschedule IPI carries the wakeup that asked for it
 //! (the woken task, whether it is RT, whether the target runs a fair task): the target's
-//! handler ([`scheduler_ipi`]) hands it to its own model's `resched_curr`, and the interrupt's
+//! handler (`scheduler_ipi`) hands it to its own model's `resched_curr`, and the interrupt's
 //! exit (or the target's next point, or its `ret_from_syscall`) then decides by that model, as
 //! for a local wakeup. A function call is queued in the target's call queue; the handler runs
 //! every queued call in hard-IRQ context and drops its reference to it; a waiting sender spins
@@ -18,7 +18,7 @@
 //! handler empties the mailbox after the line is taken, and a raise that finds the line
 //! already pending coalesces into the run that will read the mailbox. An IPI sent to a CPU
 //! still coming up (no doorbell yet) is found by that CPU's own look at its mailboxes once its
-//! doorbell is published ([`ipi_online`]; a fence on each side orders the two). Each IPI sent and
+//! doorbell is published (`ipi_online`; a fence on each side orders the two). Each IPI sent and
 //! received is counted on its CPU.
 
 use crate::arch::{Arch, IrqSpinLock, A};

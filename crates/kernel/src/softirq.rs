@@ -41,7 +41,7 @@ use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-pub use crate::preempt::{in_serving_softirq, in_softirq};
+pub use crate::preempt::count::{in_serving_softirq, in_softirq};
 
 /// High-priority tasklets ([`crate::tasklet::tasklet_hi_schedule`]).
 pub const HI_SOFTIRQ: usize = 0;
@@ -383,7 +383,7 @@ fn ksoftirqd_main() -> i64 {
             __do_softirq(&k, SoftirqContext::Ksoftirqd);
         }
         A::local_irq_enable();
-        crate::cond_resched();
+        crate::sched::cond_resched();
     }
 }
 

@@ -1,7 +1,7 @@
 //! Locks and one-time cells that kernel code, interrupt handlers and other CPUs share.
 //!
 //! **Mechanism.** [`IrqSpinLock`] is `lock_api`'s mutex over the arch's raw spinlock, which
-//! masks the CPU's interrupts while held (`spin_lock_irqsave`). [`OnceLock`] is a cell written
+//! masks the CPU's interrupts while held (`spin_lock_irqsave`). `OnceLock` is a cell written
 //! once and read without a lock afterwards, over `spin::Once` (the core has no std).
 //!
 //! **Invariant.** Neither blocks the CPU in the host: a waiter spins, so neither may be waited

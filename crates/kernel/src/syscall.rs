@@ -1,7 +1,7 @@
 //! System calls: the border between user mode and kernel mode.
 //!
 //! **Mechanism.** [`syscall`] is the `syscall` instruction and `entry_SYSCALL_64`: the task's
-//! mode becomes kernel, the service runs, then [`ret_from_syscall`] (Linux's
+//! mode becomes kernel, the service runs, then `ret_from_syscall` (Linux's
 //! `syscall_exit_to_user_mode`) checks the count, reschedules while `need_resched` is set, and
 //! only then returns to user mode, with IRQs masked over the last check so that a wakeup
 //! cannot slip in between the check and the return.

@@ -4,12 +4,12 @@
 //! watchdog's stopper thread refreshes whenever it gets to run, and a per-CPU hrtimer that
 //! wakes the stopper and complains when the timestamp grows older than the threshold. Here
 //! the timer is each CPU's tick, and "the stopper got to run" is a context switch
-//! (`__schedule`), a `cond_resched()` or the idle loop ([`arch::percpu::touch_softlockup`],
+//! (`__schedule`), a `cond_resched()` or the idle loop (`arch::percpu::touch_softlockup`,
 //! one per-CPU store), or, seen by the tick itself, user mode or kernel code that the model
 //! may preempt right there (`preempt_count` zero under `full`, `lazy` and the patch models).
 //! As the hrtimer wakes the stopper, a tick that finds the stretch past half the threshold
 //! sets `need_resched`, so a preemption point that acts on it (`voluntary`) schedules, and
-//! that switch is the touch; a point costs nothing more. [`tick`] takes the touch; if there
+//! that switch is the touch; a point costs nothing more. `tick` takes the touch; if there
 //! was none for longer than the threshold it reports once per stretch:
 //! `BUG: soft lockup - CPU#N stuck for Xms! [task:pid]` with a backtrace of the interrupted
 //! code (recorded raw in interrupt context, symbolized on the host side), or, with

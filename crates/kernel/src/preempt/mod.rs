@@ -1,5 +1,5 @@
 //! `preempt_count`, `need_resched` and the guards that disable preemption and IRQs: the public
-//! face of [`count`] (the word and its layout) and [`guard`] (disabling and enabling).
+//! face of `count` (the word and its layout) and `guard` (disabling and enabling).
 //!
 //! **Invariant.** Kernel code inside the crate names `preempt::count` or `preempt::guard`, never
 //! this facade, so the count stays a basic type below every subsystem (`docs/ARCHITECTURE.md`,

@@ -287,6 +287,20 @@ pub fn sched_yield() {
     crate::syscall::kernel_call_at(place, || schedule_mode_at(&k, place, SchedMode::Yield));
 }
 
+/// Gives the CPU away if a reschedule is due (`cond_resched`), from kernel code at a point
+/// where it holds nothing. Returns whether it rescheduled.
+#[track_caller]
+pub fn cond_resched() -> bool {
+    crate::trace::cond_resched(core::panic::Location::caller());
+    A::touch_softlockup();
+    if crate::preempt::count::need_resched() && crate::preempt::count::preempt_count() == 0 {
+        schedule();
+        true
+    } else {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;

@@ -30,10 +30,10 @@ pub(crate) mod rq_lock;
 mod rt;
 
 pub(crate) use cpupri::CpuPri;
+pub use entry::{cond_resched, sched_yield, schedule};
 pub(crate) use entry::{
     do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, set_current_state, wake_up_process,
 };
-pub use entry::{sched_yield, schedule};
 pub(crate) use entry::{schedule_irqs_off, SchedMode};
 
 use crate::task::Policy;

@@ -25,7 +25,7 @@ impl WaitQueue {
         let place = core::panic::Location::caller();
         let k = this_kernel();
         crate::syscall::kernel_call_at(place, || {
-            let me = k.task(crate::current_pid());
+            let me = k.task(crate::instance::current_pid());
             me.wait.begin(place);
             self.wait_event_at(&mut cond, place);
             me.wait.end();

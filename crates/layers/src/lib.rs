@@ -1,26 +1,25 @@
-//! The layering of the services and lab crates: no module import cycle inside either.
+//! The import graph of a crate's modules, and the checks the layering test runs on it.
 //!
-//! **Mechanism.** Reads every source file of `crates/services/src` and `crates/lab/src` (a file
-//! is a module: `lib.rs` the root, `x.rs` and `x/mod.rs` module `x`), drops comments and
-//! `#[cfg(test)] mod tests`, and takes every path that starts with `crate::`, `super::` or
-//! `self::` (in `use` trees too: `use crate::{a, b::{c, d}}`). Each path is an edge to the
-//! longest module it names; [`cycles`] finds the strongly connected components of those edges
-//! (Tarjan) and the test fails naming every component of more than one module, with the
-//! imports that close it.
+//! **Mechanism.** [`graph`] reads every source file under a crate's `src` (a file is a module:
+//! `lib.rs` the root, `x.rs` and `x/mod.rs` module `x`), drops comments, string contents and
+//! `#[cfg(test)] mod tests`, and takes every path that starts with `crate::`, `super::`,
+//! `self::` or a child module the file declares (in `use` trees too: `use crate::{a, b::{c,
+//! d}}`). Each path is an edge to the longest module it names. [`cycles`] finds the strongly
+//! connected components (Tarjan); [`Layers`] reads a layer table and names every import that
+//! goes up it.
 //!
-//! **Invariant.** Imports point one way: a module never reaches itself through the modules it
-//! imports. `cargo test -p atomkernel-lab --test layering` runs it; the self-test proves it
-//! fails on a cycle.
+//! **Invariant.** Pure reading of source text: it never builds the crate it checks, so a
+//! violation is reported with the import line that makes it, whatever else is broken.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// A crate's modules: module path (`fuzz::check`, `` for the root) → the module paths it
 /// imports, each with the source line that does.
-type Graph = BTreeMap<String, BTreeMap<String, String>>;
+pub type Graph = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Every `.rs` file under `dir`, with its module path.
-fn modules(dir: &Path) -> Vec<(String, PathBuf)> {
+pub fn modules(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -43,7 +42,7 @@ fn modules(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// The code of a file without comments, string literals' contents and its test module.
-fn code(src: &str) -> String {
+pub fn code(src: &str) -> String {
     let mut out = String::new();
     let mut lines = src.lines().peekable();
     while let Some(line) = lines.next() {
@@ -71,7 +70,7 @@ fn code(src: &str) -> String {
 
 /// The paths of a `use` tree or expression starting at `s` (just after `crate::`, `super::`
 /// or `self::`), each as its segments.
-fn paths(s: &str) -> Vec<Vec<String>> {
+pub fn paths(s: &str) -> Vec<Vec<String>> {
     fn tree(s: &[u8], i: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
         let mut path = prefix.to_vec();
         loop {
@@ -124,8 +123,20 @@ fn paths(s: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// The child modules a file declares (`mod x;`, `pub mod x;`, `pub(crate) mod x;`).
+pub fn children(code: &str) -> Vec<String> {
+    code.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("pub(crate) ").or_else(|| l.strip_prefix("pub ")).unwrap_or(l);
+            let name = rest.strip_prefix("mod ")?.strip_suffix(';')?;
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then(|| name.to_string())
+        })
+        .collect()
+}
+
 /// The import graph of the crate whose sources are under `dir`.
-fn graph(dir: &Path) -> Graph {
+pub fn graph(dir: &Path) -> Graph {
     let mods = modules(dir);
     let known: BTreeSet<String> = mods.iter().map(|(m, _)| m.clone()).collect();
     let mut g = Graph::new();
@@ -134,11 +145,17 @@ fn graph(dir: &Path) -> Graph {
         let edges = g.entry(m.clone()).or_default();
         let here: Vec<&str> = if m.is_empty() { vec![] } else { m.split("::").collect() };
         for line in src.lines() {
-            for (kw, base) in [
-                ("crate::", vec![]),
-                ("super::", here[..here.len().saturating_sub(1)].to_vec()),
-                ("self::", here.clone()),
-            ] {
+            let mut kws: Vec<(String, Vec<&str>)> = vec![
+                ("crate::".into(), vec![]),
+                ("super::".into(), here[..here.len().saturating_sub(1)].to_vec()),
+                ("self::".into(), here.clone()),
+            ];
+            // A path may also start at a child module this file declares (`mod entry;` then
+            // `entry::schedule()` or `use entry::X`): relative to this module.
+            kws.extend(children(&src).into_iter().map(|c| (format!("{c}::"), here.clone())));
+            for (kw, base) in kws {
+                let kw = kw.as_str();
+                let child = !kw.ends_with("crate::") && !kw.starts_with("super") && !kw.starts_with("self");
                 let mut from = 0;
                 while let Some(at) = line[from..].find(kw).map(|a| a + from) {
                     let before = line[..at].chars().last();
@@ -149,6 +166,9 @@ fn graph(dir: &Path) -> Graph {
                     }
                     for p in paths(after) {
                         let mut full: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+                        if child {
+                            full.push(kw.trim_end_matches("::").to_string());
+                        }
                         for seg in p {
                             match seg.as_str() {
                                 "super" => drop(full.pop()),
@@ -173,7 +193,7 @@ fn graph(dir: &Path) -> Graph {
 }
 
 /// The strongly connected components of `g` with more than one module (Tarjan).
-fn cycles(g: &Graph) -> Vec<Vec<String>> {
+pub fn cycles(g: &Graph) -> Vec<Vec<String>> {
     struct T<'a> {
         g: &'a Graph,
         index: BTreeMap<&'a str, usize>,
@@ -226,7 +246,7 @@ fn cycles(g: &Graph) -> Vec<Vec<String>> {
 }
 
 /// Each cycle, with the imports between its modules.
-fn describe(g: &Graph, cycles: &[Vec<String>]) -> String {
+pub fn describe(g: &Graph, cycles: &[Vec<String>]) -> String {
     let mut s = String::new();
     for c in cycles {
         s += &format!("cycle among {c:?}:\n");
@@ -239,42 +259,64 @@ fn describe(g: &Graph, cycles: &[Vec<String>]) -> String {
     s
 }
 
-fn crate_src(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name).join("src")
+/// A crate's layers, lowest first: which layer each module is in. A module the table does not
+/// name is in the layer of its nearest named ancestor; the root is named `crate`.
+#[derive(Debug)]
+pub struct Layers {
+    /// Each layer's name, lowest first.
+    pub names: Vec<String>,
+    of: BTreeMap<String, usize>,
 }
 
-#[test]
-fn services_and_lab_have_no_import_cycle() {
-    for name in ["services", "lab"] {
-        let g = graph(&crate_src(name));
-        assert!(g.len() > 3, "{name}: read {} modules", g.len());
-        let c = cycles(&g);
-        assert!(c.is_empty(), "crates/{name}: module import cycles:\n{}", describe(&g, &c));
+/// An import that goes up the layers: from, to, and the line that makes it.
+pub type Upward = (String, String, String);
+
+impl Layers {
+    /// Reads the markdown table between the lines `begin` and `end` of `doc`: one row per
+    /// layer, lowest first, `| name | `module` `module` ... | what |`.
+    pub fn parse(doc: &str, begin: &str, end: &str) -> Result<Layers, String> {
+        let start = doc.find(begin).ok_or(format!("no line {begin:?}"))? + begin.len();
+        let stop = doc[start..].find(end).ok_or(format!("no line {end:?}"))? + start;
+        let mut layers = Layers { names: Vec::new(), of: BTreeMap::new() };
+        for row in doc[start..stop].lines().map(str::trim).filter(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            if cells.len() < 2 || cells[0] == "layer" || cells[0].starts_with("---") {
+                continue;
+            }
+            let n = layers.names.len();
+            layers.names.push(cells[0].to_string());
+            for m in cells[1].split('`').skip(1).step_by(2) {
+                if layers.of.insert(m.to_string(), n).is_some() {
+                    return Err(format!("module `{m}` is in two layers"));
+                }
+            }
+        }
+        Ok(layers)
     }
-}
 
-#[test]
-fn the_check_sees_every_form_of_import_and_fails_on_a_cycle() {
-    let dir = std::env::temp_dir().join(format!("atomkernel-layering-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("x")).unwrap();
-    let write = |f: &str, s: &str| std::fs::write(dir.join(f), s).unwrap();
-    write("lib.rs", "//! doc naming [`crate::b`]\npub mod a;\npub mod b;\npub mod x;\n");
-    write("a.rs", "use crate::{b::{self, B}, x::y};\n// crate::x in a comment\nfn f() -> b::B { B }\n");
-    write("b.rs", "pub struct B;\nconst S: &str = \"crate::a\";\n#[cfg(test)]\nmod tests {\n    use crate::a;\n}\n");
-    write("x/mod.rs", "pub mod y;\n");
-    write("x/y.rs", "fn g() { let _ = super::super::b::B; }\n");
-    let g = graph(&dir);
-    let edges = |m: &str| g[m].keys().cloned().collect::<Vec<_>>();
-    assert_eq!(edges("a"), ["b", "x::y"]);
-    assert!(edges("b").is_empty(), "strings, comments and the test module are not imports");
-    assert_eq!(edges("x::y"), ["b"], "super::super:: climbs two modules");
-    assert!(cycles(&g).is_empty());
-    write("b.rs", "pub struct B;\nfn h() { crate::x::y::g() }\n");
-    write("x/y.rs", "use crate::a;\n");
-    let g = graph(&dir);
-    let c = cycles(&g);
-    assert_eq!(c, vec![vec!["a".to_string(), "b".into(), "x::y".into()]], "{}", describe(&g, &c));
-    assert!(describe(&g, &c).contains("x::y -> a: use crate::a;"), "{}", describe(&g, &c));
-    let _ = std::fs::remove_dir_all(&dir);
+    /// The layer of module `m` (`""` is the root), if the table places it.
+    pub fn layer_of(&self, m: &str) -> Option<usize> {
+        let mut m = if m.is_empty() { "crate" } else { m };
+        loop {
+            if let Some(&l) = self.of.get(m) {
+                return Some(l);
+            }
+            m = m.rsplit_once("::")?.0;
+        }
+    }
+
+    /// Every import of `g` from a module to one in a higher layer.
+    pub fn upward(&self, g: &Graph) -> Vec<Upward> {
+        let mut out = Vec::new();
+        for (from, edges) in g {
+            for (to, line) in edges {
+                if let (Some(a), Some(b)) = (self.layer_of(from), self.layer_of(to)) {
+                    if b > a {
+                        out.push((from.clone(), to.clone(), line.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
 }
