@@ -6,7 +6,8 @@
 //! page becomes a kernel stack, a few lines of assembly switch between them, and a signal
 //! handler that rewrites the saved context becomes "return from interrupt with preemption".
 //! Everything above it (the kernel core) is safe Rust and talks to it through the narrow
-//! boundary below, which is what a second arch (bare metal under QEMU/KVM) would implement.
+//! boundary below (the `Arch` trait), which is what a second arch (bare metal under QEMU/KVM)
+//! implements.
 //!
 //! | module | real hardware | here |
 //! | --- | --- | --- |
@@ -31,49 +32,26 @@
 //!
 //! ## The boundary (what the core gives and gets)
 //!
-//! This is the whole surface the kernel core uses, and so what a second arch (bare metal under
-//! QEMU/KVM) must provide. Everything else `pub` here serves this crate's own integration tests
-//! and the `testing` feature; the lab's host support and the torture's asm are another crate
-//! (`crates/hostlab`).
+//! The kernel core reaches this crate only through [`Hosted`], its implementation of
+//! `arch_api::Arch` (`hosted.rs`: each trait item is one call into the module above that does
+//! it), and the [`preempt_point!`] macro. The trait's definition in `crates/arch-api` is the
+//! whole surface, and so what a second arch (bare metal under QEMU/KVM) provides; the compiler
+//! lists what an incomplete one lacks. Everything else `pub` here serves this crate's own
+//! integration tests and the `testing` feature; the lab's host support and the torture's asm
+//! are another crate (`crates/hostlab`).
 //!
-//! **The core gives** one [`Hooks`] table per CPU, registered when it brings the CPU thread up
-//! ([`cpu::CpuRegistration::new`]). The arch layer calls `Hooks::irq` for every interrupt
-//! taken while the soft mask is clear (from the signal handler, or when a masked section ends
-//! and pending interrupts are replayed), always with the mask set, exactly as hardware enters an
-//! interrupt gate with `IF` clear. If the core answers [`IrqExit::Preempt`], the arch layer
-//! makes the interrupted code call `Hooks::preempt_schedule_irq` through the trampoline, which
-//! saves every register, the flags and the whole vector state first. `Hooks::rt_reschedule` is
-//! the call an armed preemption point makes, `Hooks::point_trap` the same for a point armed as
-//! a breakpoint (a `Preempt` answer there makes the site "call" `preempt_schedule_irq`, with no
-//! trampoline: the site has declared every caller-saved register clobbered), `Hooks::rt_return` a redirected return, `Hooks::preempt_schedule` the
-//! allocator's `preempt_enable`, `Hooks::fault` a fault (an oops) and `Hooks::oops_exit` the
-//! faulting task's end.
-//!
-//! **The core gets:**
-//!
-//! - CPU: [`cpu::CpuRegistration`] (and its [`irq::IrqRaiser`]), [`cpu::safe_halt`],
-//!   [`cpu::pin_current_thread`], [`cpu::set_affinity`], [`cpu::allowed_host_cpus`],
-//!   [`cpu::current_ip`]; lock-free output: [`cpu::console_write`], [`cpu::die`],
-//!   [`cpu::FixedBuf`].
-//! - Interrupts: [`irq::local_irq_disable`], [`irq::local_irq_enable`],
-//!   [`irq::local_irq_save`], [`irq::local_irq_restore`], [`irq::irqs_disabled`],
-//!   [`entry::irq_exit_irqs_on`]; [`IrqExit`], [`IrqFrame`].
-//! - Per-CPU words: [`percpu::preempt_count_raw`], [`percpu::preempt_count_set_raw`],
-//!   [`percpu::preempt_count_add`], [`percpu::preempt_count_sub`],
-//!   [`percpu::preempt_count_clear_bits`], [`percpu::preempt_count_set_bits`],
-//!   [`percpu::PREEMPT_OFFSET`].
-//! - Tasks: [`switch::TaskContext`], [`switch::switch_to`], [`switch::switch_to_final`].
-//! - Time: [`clock::now_ns`], [`timer::HostTimer`].
-//! - Locking: [`sync::IrqSpinLock`].
-//! - Kernel text: [`text::contains`], [`text::load_bias`]; for the machine-code analysis of
-//!   the exact point table, [`text::bytes`] and [`text::read_only`].
-//! - Preemption points: [`preempt_point!`], [`ppoint::sites`], [`ppoint::OP_IDLE`];
-//!   patching them: [`patch::prepare`], [`patch::site_addrs`], [`patch::read_site`],
-//!   [`patch::arm`], [`patch::disarm`], [`patch::Arm`], [`patch::claim_all_sites`] /
-//!   [`patch::AllSitesClaim`], [`patch::PokeError`].
-//! - Frames: [`unwind::prepare`], [`unwind::step`], [`unwind::Frame`],
-//!   [`unwind::functions_in_text`]; return redirection: [`redirect::redirect_return`],
-//!   [`redirect::restore_return`], [`redirect::current_stack`].
+//! The core gives one `Hooks` table per CPU, registered when it brings the CPU up
+//! (`Arch::cpu_register`). This crate calls `Hooks::irq` for every interrupt taken while the
+//! soft mask is clear (from the signal handler, or when a masked section ends and pending
+//! interrupts are replayed), always with the mask set, exactly as hardware enters an interrupt
+//! gate with `IF` clear. If the core answers [`IrqExit::Preempt`], the interrupted code calls
+//! `Hooks::preempt_schedule_irq` through the trampoline, which saves every register, the flags
+//! and the whole vector state first. `Hooks::rt_reschedule` is the call an armed preemption
+//! point makes, `Hooks::point_trap` the same for a point armed as a breakpoint (a `Preempt`
+//! answer there makes the site "call" `preempt_schedule_irq`, with no trampoline: the site has
+//! declared every caller-saved register clobbered), `Hooks::rt_return` a redirected return,
+//! `Hooks::preempt_schedule` the allocator's `preempt_enable`, `Hooks::fault` a fault (an oops)
+//! and `Hooks::oops_exit` the faulting task's end.
 //!
 //! ## Invariants
 //!
