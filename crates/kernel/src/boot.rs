@@ -68,7 +68,7 @@ fn bring_up_secondaries(k: &Arc<Kernel>) -> Result<Vec<CpuThread>, BootError> {
     let mut spins = 0;
     while k.online.load(Ordering::Acquire) != all {
         if threads.iter().any(A::cpu_finished) {
-            k.nr_live.store(0, Ordering::Release); // let the others stop
+            k.sched.abandon(); // let the others stop
             return Err(BootError::Host("a secondary CPU failed to come up".into()));
         }
         A::cpu_relax(&mut spins);
@@ -127,7 +127,7 @@ impl CpuUp {
             rq.curr = idle.id;
         }
         k.cpus[self.id].curr.store(idle.id, Ordering::Relaxed);
-        k.cpupri.set(self.id, 0);
+        k.sched.cpu_up(self.id);
         self.idle_ctx = Some(idle_ctx);
     }
 
@@ -141,7 +141,7 @@ impl CpuUp {
         // No task runs before every CPU is up (a CPU that came up first could otherwise pull
         // `init`, which may at once use a CPU still coming up); a failed bring-up ends the wait.
         let mut spins = 0;
-        while k.online.load(Ordering::Acquire) != k.all_cpus() && k.nr_live.load(Ordering::Acquire) != 0 {
+        while k.online.load(Ordering::Acquire) != k.all_cpus() && k.sched.nr_live() != 0 {
             A::cpu_relax(&mut spins);
         }
         if let Some(t) = k.cpus[self.id].tick_timer.get() {
@@ -175,7 +175,7 @@ fn idle_loop(k: &Kernel) {
             A::local_irq_enable();
             continue;
         }
-        let live = k.nr_live.load(Ordering::Acquire);
+        let live = k.sched.nr_live();
         if live == 0 {
             A::local_irq_enable();
             break;

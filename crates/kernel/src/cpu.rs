@@ -14,11 +14,9 @@
 //! [`Kernel::raw_this_cpu`] skips the check where a stale CPU is harmless (counters).
 
 use crate::arch::{Arch, IrqRaiser, IrqSpinLock, Timer, A};
-use crate::instance::Kernel;
 use crate::sched::{Mode, Rq, TaskId};
 use crate::sync::OnceLock;
 use crate::time::TimerQueue;
-use core::panic::Location;
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// A CPU's figures for the report.
@@ -131,45 +129,5 @@ impl Cpu {
     /// The running task (lock-free; exact when read on this CPU with IRQs masked).
     pub(crate) fn curr(&self) -> TaskId {
         self.curr.load(Ordering::Relaxed)
-    }
-}
-
-impl Kernel {
-    /// The number of the CPU whose thread calls, without the preemptibility check.
-    pub(crate) fn raw_cpu_id(&self) -> usize {
-        crate::instance::this_cpu_id()
-    }
-
-    /// The calling CPU, without the check: for counters, where a task that moved on meanwhile
-    /// only credits the CPU it came from.
-    pub(crate) fn raw_this_cpu(&self) -> &Cpu {
-        &self.cpus[self.raw_cpu_id()]
-    }
-
-    /// The calling CPU (`this_cpu_ptr`), checked as `debug_smp_processor_id` does (see the
-    /// module docs).
-    #[track_caller]
-    #[inline(always)]
-    pub(crate) fn this_cpu(&self) -> &Cpu {
-        let cpu = self.raw_this_cpu();
-        if crate::preempt::count::preemptible() {
-            self.check_bound(cpu, Location::caller());
-        }
-        cpu
-    }
-
-    /// The preemptible case of [`Kernel::this_cpu`], out of line: a `BUG:` unless the running
-    /// task is bound to `cpu`.
-    #[cold]
-    #[inline(never)]
-    fn check_bound(&self, cpu: &Cpu, place: &'static Location<'static>) {
-        if !self.bound_to(cpu) {
-            self.bug("using smp_processor_id() in preemptible code", place);
-        }
-    }
-
-    /// Is the running task allowed on `cpu` alone (a per-CPU kthread, which cannot move)?
-    fn bound_to(&self, cpu: &Cpu) -> bool {
-        self.tasks.get(cpu.curr()).is_some_and(|t| t.cpus_allowed.load(Ordering::Relaxed) == 1 << cpu.id)
     }
 }

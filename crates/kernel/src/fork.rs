@@ -36,34 +36,30 @@ pub(crate) fn add_task(
     // One fork at a time (the table's appends are serialized here): the copies go into every
     // run queue first, then the task into the table, so whoever finds the task in the table
     // finds its copies.
-    let _fork = k.fork_lock.lock();
-    let id: TaskId = k.tasks.len();
-    if id >= crate::task_table::PID_MAX {
-        panic!("spawn of task '{name}': the instance has handed out all {} pids", crate::task_table::PID_MAX);
-    }
-    let task = Arc::new(Task {
-        id,
-        name: name.into(),
-        policy,
-        ctx: ctx.map_or_else(OnceLock::new, OnceLock::from),
-        body: IrqSpinLock::new(body),
-        result: IrqSpinLock::new(None),
-        exited: crate::wait::WaitQueue::new(),
-        stats: Default::default(),
-        cpu: AtomicUsize::new(allowed.trailing_zeros() as usize),
-        on_cpu: AtomicUsize::new(NO_CPU),
-        cpus_allowed: AtomicU64::new(allowed),
-        preempt_held: AtomicU32::new(0),
-        wait: Default::default(),
-    });
-    for c in 0..k.cpus.len() {
-        crate::sched::rq_lock::rq_lock(k, c).add_task(id, policy, mode, allowed);
-    }
-    k.tasks.push(task.clone());
-    if policy != Policy::Idle {
-        k.nr_live.fetch_add(1, Ordering::AcqRel);
-    }
-    task
+    k.sched.fork(policy, |id: TaskId| {
+        if id >= crate::task_table::PID_MAX {
+            panic!("spawn of task '{name}': the instance has handed out all {} pids", crate::task_table::PID_MAX);
+        }
+        let task = Arc::new(Task {
+            id,
+            name: name.into(),
+            policy,
+            ctx: ctx.map_or_else(OnceLock::new, OnceLock::from),
+            body: IrqSpinLock::new(body),
+            result: IrqSpinLock::new(None),
+            exited: crate::wait::WaitQueue::new(),
+            stats: Default::default(),
+            cpu: AtomicUsize::new(allowed.trailing_zeros() as usize),
+            on_cpu: AtomicUsize::new(NO_CPU),
+            cpus_allowed: AtomicU64::new(allowed),
+            preempt_held: AtomicU32::new(0),
+            wait: Default::default(),
+        });
+        for c in 0..k.cpus.len() {
+            crate::sched::rq_lock::rq_lock(k, c).add_task(id, policy, mode, allowed);
+        }
+        task
+    })
 }
 
 /// Creates the task `b` describes, not yet runnable. Panics on a policy or affinity the

@@ -75,7 +75,7 @@ impl HungTasks {
             return None;
         }
         self.next_scan = now + self.timeout_ns / 4;
-        let tasks = k.tasks.snapshot();
+        let tasks = k.sched.tasks();
         self.seen.resize(tasks.len(), Seen::default());
         let mut panic = None;
         for (t, seen) in tasks.iter().zip(self.seen.iter_mut()) {
@@ -147,7 +147,7 @@ impl HungCheck {
 }
 
 fn report(k: &Kernel, idle_ns: u64) {
-    let names: Vec<String> = k.tasks.snapshot().iter().map(|t| t.name.clone()).collect();
+    let names: Vec<String> = k.sched.tasks().iter().map(|t| t.name.clone()).collect();
     let states: Vec<_> = (0..names.len())
         .map(|id| (id, crate::sched::rq_lock::task_rq_lock(k, id).task(id).clone()))
         .filter(|(_, t)| t.policy != crate::task::Policy::Idle)

@@ -11,62 +11,41 @@
 //! is reached through those CPUs' instance pointers, so any number of instances (the tests run
 //! many at once) can boot side by side in one process.
 
-use crate::arch::{AllSitesClaim, Arch, FixedBuf, IrqSpinLock, A};
-use crate::config::{Config, ConfigError};
+use crate::arch::{Arch, FixedBuf, IrqSpinLock, A};
+use crate::config::{Config, ConfigError, PreemptModel};
 use crate::cpu::Cpu;
 use crate::fork::TaskHandle;
 use crate::printk::Printk;
 use crate::sched::{CpuMask, TaskId};
 use crate::task::{Policy, Task, TaskResult, TaskStatsSnapshot};
 use alloc::sync::Arc;
-use alloc::{boxed::Box, format, string::String, string::ToString, vec::Vec};
+use alloc::{boxed::Box, format, string::String, vec::Vec};
 use core::panic::Location;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-
-/// Most `BUG:` reports kept per instance (the count goes on).
-const MAX_BUGS: usize = 64;
-/// Most of them made in hard-IRQ context.
-const MAX_IRQ_BUGS: usize = 16;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// One kernel instance.
 pub(crate) struct Kernel {
     pub(crate) config: Config,
-    /// Every task, by pid: appended at spawn, read without a lock (`task_table.rs`).
-    pub(crate) tasks: crate::task_table::TaskTable,
+    /// Scheduling: the task table, the tasks still live, RT placement (`sched/state.rs`).
+    pub(crate) sched: crate::sched::Sched,
     /// The device lines' handlers (`irq_desc`).
-    pub(crate) irq_descs: crate::irq::IrqDescs,
+    pub(crate) irq: crate::irq::IrqDescs,
     /// The CPUs (`cpus=`).
     pub(crate) cpus: Box<[Cpu]>,
     /// CPUs that have come up (bit per CPU).
     pub(crate) online: AtomicU64,
-    /// Tasks not yet exited, idle tasks excluded.
-    pub(crate) nr_live: AtomicUsize,
-    /// Jiffies since boot (advanced by CPU 0's tick, as Linux's `do_timer` on one CPU).
-    pub(crate) jiffies: AtomicU64,
-    /// Which CPUs run at which priority (RT placement).
-    pub(crate) cpupri: crate::sched::CpuPri,
-    /// CPUs with an RT task waiting behind another (`rto_mask`): where pulls look.
-    pub(crate) rt_overloaded: AtomicU64,
-    /// Function calls sent without waiting that some target has not run yet.
-    pub(crate) calls_in_flight: crate::smp::InFlight,
+    /// Function calls sent without waiting that some target has not run yet (`smp.rs`).
+    pub(crate) smp: crate::smp::InFlight,
     pub(crate) printk: Printk,
-    bugs: IrqSpinLock<Vec<String>>,
-    /// `BUG:` reports made where allocating is forbidden (hard-IRQ context), kept in room
-    /// reserved at boot until the report.
-    irq_bugs: IrqSpinLock<Vec<FixedBuf<512>>>,
-    bug_count: AtomicU64,
-    pub(crate) boot_ns: u64,
+    /// The `BUG:` reports kept for the `RunReport`.
+    pub(crate) bugs: crate::printk::BugLog,
+    /// When it booted and the jiffies since (`time.rs`).
+    pub(crate) time: crate::time::Clock,
     /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
     /// CPU threads' own when they are pinned, so they never compete with them for a core.
     pub(crate) helper_cpus: Vec<usize>,
-    /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
-    pub(crate) model: AtomicU8,
-    /// This instance's claim on every preemption-point site while its model uses points.
-    pub(crate) sites_claim: IrqSpinLock<Option<AllSitesClaim>>,
-    /// Serializes `fork::add_task` (see there for the lock order it keeps).
-    pub(crate) fork_lock: IrqSpinLock<()>,
-    /// Set while a task switches the model (`set_preempt_model` is one at a time).
-    pub(crate) model_switching: core::sync::atomic::AtomicBool,
+    /// The preemption model, its claim on the point sites, a switch in progress (`model/`).
+    pub(crate) model: crate::model::ModelState,
     /// The tracers (`trace=`): off unless asked for.
     pub(crate) trace: crate::trace::Tracer,
     /// Oopses caught, reports for the host side, the panic (`oops`).
@@ -127,9 +106,9 @@ impl Kernel {
     /// Task `id`, borrowed from the table (no reference count is taken: tasks stay in it for
     /// the instance's life).
     pub(crate) fn task(&self, id: TaskId) -> &Arc<Task> {
-        match self.tasks.get(id) {
+        match self.sched.task(id) {
             Some(t) => t,
-            None => panic!("no task with pid {id} (pids handed out: {})", self.tasks.len()),
+            None => panic!("no task with pid {id} (pids handed out: {})", self.sched.nr_tasks()),
         }
     }
 
@@ -155,7 +134,7 @@ impl Kernel {
         let id = self.current_id();
         let mut msg = FixedBuf::<512>::new();
         let _ = write!(msg, "BUG: {what}: task '");
-        if let Some(t) = self.tasks.get(id) {
+        if let Some(t) = self.sched.task(id) {
             let _ = msg.write_str(&t.name);
         }
         let _ = write!(
@@ -169,44 +148,61 @@ impl Kernel {
         );
         let text = core::str::from_utf8(msg.as_bytes()).unwrap_or("BUG: (unprintable)");
         crate::printk::printk_str(self, text);
-        self.bug_count.fetch_add(1, Ordering::Relaxed);
-        if A::allocation_forbidden() {
-            let mut bugs = self.irq_bugs.lock();
-            if bugs.len() < bugs.capacity() {
-                bugs.push(msg);
-            }
-            return;
-        }
-        let mut bugs = self.bugs.lock();
-        if bugs.len() < MAX_BUGS {
-            bugs.push(text.to_string());
-        }
+        self.bugs.keep(&msg, text);
     }
 
     /// Keeps a `BUG:` report made on the host side (a soft lockup's, symbolized there).
     pub(crate) fn bug_text(&self, text: String) {
-        self.bug_count.fetch_add(1, Ordering::Relaxed);
-        let mut bugs = self.bugs.lock();
-        if bugs.len() < MAX_BUGS {
-            bugs.push(text);
-        }
+        self.bugs.keep_text(text);
     }
 
-    /// Every `BUG:` report kept, those from hard-IRQ context last.
-    fn bug_reports(&self) -> Vec<String> {
-        let irq =
-            self.irq_bugs.lock().iter().map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned()).collect::<Vec<_>>();
-        self.bugs.lock().iter().cloned().chain(irq).collect()
-    }
-
-    /// Jiffies since boot.
-    pub(crate) fn jiffies(&self) -> u64 {
-        self.jiffies.load(Ordering::Relaxed)
+    /// The current preemption model.
+    #[inline]
+    pub(crate) fn model(&self) -> PreemptModel {
+        self.model.current()
     }
 
     /// The CPUs of this instance, as a mask.
     pub(crate) fn all_cpus(&self) -> CpuMask {
         crate::task::mask_of(self.cpus.len())
+    }
+
+    /// The number of the CPU whose thread calls, without the preemptibility check.
+    pub(crate) fn raw_cpu_id(&self) -> usize {
+        crate::instance::this_cpu_id()
+    }
+
+    /// The calling CPU, without the check: for counters, where a task that moved on meanwhile
+    /// only credits the CPU it came from.
+    pub(crate) fn raw_this_cpu(&self) -> &Cpu {
+        &self.cpus[self.raw_cpu_id()]
+    }
+
+    /// The calling CPU (`this_cpu_ptr`), checked as `debug_smp_processor_id` does (see the
+    /// module docs).
+    #[track_caller]
+    #[inline(always)]
+    pub(crate) fn this_cpu(&self) -> &Cpu {
+        let cpu = self.raw_this_cpu();
+        if crate::preempt::count::preemptible() {
+            self.check_bound(cpu, Location::caller());
+        }
+        cpu
+    }
+
+    /// The preemptible case of [`Kernel::this_cpu`], out of line: a `BUG:` unless the running
+    /// task is bound to `cpu`.
+    #[cold]
+    #[inline(never)]
+    fn check_bound(&self, cpu: &Cpu, place: &'static Location<'static>) {
+        if !self.bound_to(cpu) {
+            self.bug("using smp_processor_id() in preemptible code", place);
+        }
+    }
+
+    /// Is the running task allowed on `cpu` alone (a per-CPU kthread, which cannot move)?
+    fn bound_to(&self, cpu: &Cpu) -> bool {
+        self.sched.task(cpu.curr()).is_some_and(|t| t.cpus_allowed.load(Ordering::Relaxed) == 1 << cpu.id)
     }
 }
 
@@ -311,25 +307,16 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     config.validate()?;
     let n = config.cpus;
     let k = Arc::new(Kernel {
-        tasks: crate::task_table::TaskTable::new(),
-        irq_descs: crate::irq::IrqDescs::new(),
+        sched: crate::sched::Sched::new(n),
+        irq: crate::irq::IrqDescs::new(),
         cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks)).collect(),
         online: AtomicU64::new(0),
-        nr_live: AtomicUsize::new(0),
-        jiffies: AtomicU64::new(0),
-        cpupri: crate::sched::CpuPri::new(n),
-        rt_overloaded: AtomicU64::new(0),
-        calls_in_flight: IrqSpinLock::new(Vec::new()),
+        smp: IrqSpinLock::new(Vec::new()),
         printk: Printk::new(1 << 20, config.console),
-        bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
-        irq_bugs: IrqSpinLock::new(Vec::with_capacity(MAX_IRQ_BUGS)),
-        bug_count: AtomicU64::new(0),
-        boot_ns: A::now_ns(),
+        bugs: crate::printk::BugLog::new(),
+        time: crate::time::Clock::new(),
         helper_cpus: helper_cpus(&config.pin),
-        model: AtomicU8::new(config.preempt.index()),
-        sites_claim: IrqSpinLock::new(None),
-        model_switching: core::sync::atomic::AtomicBool::new(false),
-        fork_lock: IrqSpinLock::new(()),
+        model: crate::model::ModelState::new(config.preempt),
         trace: crate::trace::Tracer::new(config.trace),
         oops: crate::oops::OopsState::new(),
         watchdog: crate::watchdog::Watchdog::new(n),
@@ -360,7 +347,7 @@ fn helper_cpus(pinned: &[usize]) -> Vec<usize> {
 }
 
 fn report(k: &Kernel) -> RunReport {
-    let tasks = k.tasks.snapshot();
+    let tasks = k.sched.tasks();
     let cpus: Vec<CpuReport> = k.cpus.iter().map(cpu_report).collect();
     let patch = crate::model::stats(k.cpus.iter().map(|c| &c.model));
     RunReport {
@@ -376,9 +363,9 @@ fn report(k: &Kernel) -> RunReport {
                 stats: TaskHandle { task: t.clone() }.stats(),
             })
             .collect(),
-        bugs: k.bug_reports().into_iter().chain(k.cpus.iter().filter_map(|c| c.model.refused_report())).collect(),
+        bugs: k.bugs.reports().into_iter().chain(k.cpus.iter().filter_map(|c| c.model.refused_report())).collect(),
         log: k.printk.drain(),
-        jiffies: k.jiffies(),
+        jiffies: k.time.jiffies(),
         irqs: cpus.iter().map(|c| c.irqs).sum(),
         switches: cpus.iter().map(|c| c.switches).sum(),
         patch,
@@ -424,5 +411,5 @@ pub fn smp_processor_id() -> usize {
 
 /// Nanoseconds since this kernel booted.
 pub fn uptime_ns() -> u64 {
-    A::now_ns() - this_kernel().boot_ns
+    this_kernel().time.uptime_ns()
 }

@@ -124,7 +124,7 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     while devices != 0 {
         let line = devices.trailing_zeros();
         devices &= devices - 1;
-        k.irq_descs.handle(line as usize);
+        k.irq.handle(line as usize);
     }
     irq_exit(&k);
     let exit = irq_exit_decision(&k, frame);
@@ -199,7 +199,7 @@ fn arm_retry(k: &Kernel) {
 
 /// Installs `handler` for a free device line and returns the line.
 pub(crate) fn request_irq(k: &Kernel, handler: IrqHandler) -> Option<u32> {
-    let mut table = k.irq_descs.handlers.lock();
+    let mut table = k.irq.handlers.lock();
     let line = (FIRST_DEVICE_LINE as usize..table.len()).find(|&l| table[l].is_none())?;
     table[line] = Some(handler);
     Some(line as u32)
@@ -210,9 +210,9 @@ pub(crate) fn request_irq(k: &Kernel, handler: IrqHandler) -> Option<u32> {
 #[track_caller]
 pub(crate) fn free_irq(k: &Kernel, line: u32) {
     let line = line as usize;
-    let handler = k.irq_descs.handlers.lock()[line].take();
+    let handler = k.irq.handlers.lock()[line].take();
     let (t0, mut spins) = (A::now_ns(), 0);
-    while k.irq_descs.in_progress[line].load(Ordering::Acquire) != 0 {
+    while k.irq.in_progress[line].load(Ordering::Acquire) != 0 {
         if A::now_ns() - t0 > SYNCHRONIZE_PATIENCE_NS {
             k.bug_args(format_args!("free_irq: line {line}'s handler still runs after 2 s"), Location::caller());
             core::mem::forget(handler); // a CPU may still be inside it: never free it under it

@@ -12,7 +12,7 @@
 
 use crate::arch::{Arch, FixedBuf, IrqSpinLock, A};
 use crate::instance::Kernel;
-use alloc::{boxed::Box, string::String, vec::Vec};
+use alloc::{boxed::Box, string::String, string::ToString, vec::Vec};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -70,10 +70,60 @@ impl Printk {
     }
 }
 
+/// Most `BUG:` reports kept per instance.
+const MAX_BUGS: usize = 64;
+/// Most of them made in hard-IRQ context.
+const MAX_IRQ_BUGS: usize = 16;
+
+/// The `BUG:` reports an instance keeps for its `RunReport`: the first [`MAX_BUGS`], and those
+/// made where allocating is forbidden (hard-IRQ context) in room reserved at boot.
+pub(crate) struct BugLog {
+    bugs: IrqSpinLock<Vec<String>>,
+    irq_bugs: IrqSpinLock<Vec<FixedBuf<512>>>,
+}
+
+impl BugLog {
+    /// An empty log, its room reserved.
+    pub(crate) fn new() -> BugLog {
+        BugLog {
+            bugs: IrqSpinLock::new(Vec::with_capacity(MAX_BUGS)),
+            irq_bugs: IrqSpinLock::new(Vec::with_capacity(MAX_IRQ_BUGS)),
+        }
+    }
+
+    /// Keeps a report formatted in `msg` (`text` is the same, as a string): into the reserved
+    /// room where allocating is forbidden, else as a string.
+    pub(crate) fn keep(&self, msg: &FixedBuf<512>, text: &str) {
+        if A::allocation_forbidden() {
+            let mut bugs = self.irq_bugs.lock();
+            if bugs.len() < bugs.capacity() {
+                bugs.push(*msg);
+            }
+            return;
+        }
+        self.keep_text(text.to_string());
+    }
+
+    /// Keeps a report made on the host side (a soft lockup's, symbolized there).
+    pub(crate) fn keep_text(&self, text: String) {
+        let mut bugs = self.bugs.lock();
+        if bugs.len() < MAX_BUGS {
+            bugs.push(text);
+        }
+    }
+
+    /// Every report kept, those from hard-IRQ context last.
+    pub(crate) fn reports(&self) -> Vec<String> {
+        let irq =
+            self.irq_bugs.lock().iter().map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned()).collect::<Vec<_>>();
+        self.bugs.lock().iter().cloned().chain(irq).collect()
+    }
+}
+
 /// Logs one line (no allocation).
 pub(crate) fn printk_fmt(k: &Kernel, args: core::fmt::Arguments<'_>) {
     let mut line = FixedBuf::<512>::new();
-    let t = A::now_ns().saturating_sub(k.boot_ns);
+    let t = k.time.uptime_ns();
     let _ = write!(line, "[{:5}.{:06}] ", t / 1_000_000_000, t % 1_000_000_000 / 1000);
     let _ = line.write_fmt(args);
     let _ = line.write_str("\n");

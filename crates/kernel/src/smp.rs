@@ -163,7 +163,7 @@ pub fn smp_call_function_many(
     while wait && Arc::strong_count(&call) > 1 {
         A::cpu_relax(&mut spins);
     }
-    let mut inflight = k.calls_in_flight.lock();
+    let mut inflight = k.smp.lock();
     inflight.retain(|c| Arc::strong_count(c) > 1);
     if Arc::strong_count(&call) > 1 {
         inflight.push(call);

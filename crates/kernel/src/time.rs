@@ -15,7 +15,31 @@ use crate::instance::{this_kernel, Kernel};
 use crate::sched::{TaskId, TaskState};
 use alloc::collections::BinaryHeap;
 use core::cmp::Reverse;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The instance's clock: when it booted and the jiffies since (advanced by CPU 0's tick, as
+/// Linux's `do_timer` on one CPU).
+pub(crate) struct Clock {
+    boot_ns: u64,
+    jiffies: AtomicU64,
+}
+
+impl Clock {
+    /// A clock that starts now.
+    pub(crate) fn new() -> Clock {
+        Clock { boot_ns: A::now_ns(), jiffies: AtomicU64::new(0) }
+    }
+
+    /// Nanoseconds since boot.
+    pub(crate) fn uptime_ns(&self) -> u64 {
+        A::now_ns().saturating_sub(self.boot_ns)
+    }
+
+    /// Jiffies since boot.
+    pub(crate) fn jiffies(&self) -> u64 {
+        self.jiffies.load(Ordering::Relaxed)
+    }
+}
 
 /// Pending one-shot timers: (deadline, sequence, task to wake).
 #[derive(Default)]
@@ -51,7 +75,7 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
     // (on CPU 0) and against the running task's RR slice.
     let ticks = 1 + cpu.tick_timer.get().map_or(0, A::timer_overrun) as u64;
     if cpu.id == 0 {
-        k.jiffies.fetch_add(ticks, Ordering::Relaxed);
+        k.time.jiffies.fetch_add(ticks, Ordering::Relaxed);
     }
     crate::model::tick(k);
     crate::softirq::run_local_timers(k);
@@ -62,7 +86,7 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
             crate::model::resched_curr(k, &rq, curr);
         }
     }
-    crate::sched::balance::load_balance(k, k.jiffies());
+    crate::sched::balance::load_balance(k, k.time.jiffies());
 }
 
 /// Wakes every sleeper whose deadline has passed and re-arms the host timer.
@@ -119,5 +143,5 @@ pub fn now_ns() -> u64 {
 
 /// Jiffies of the running kernel.
 pub fn jiffies() -> u64 {
-    this_kernel().jiffies()
+    this_kernel().time.jiffies()
 }

@@ -27,7 +27,7 @@
 //! and nothing the patch models armed there survives it; every other CPU is sent a
 //! function-call IPI that disarms what it armed.
 
-use crate::arch::{Arch, IrqExit, IrqFrame, PokeError, A};
+use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
 use alloc::format;
 mod cpulock;
 mod full;
@@ -44,7 +44,7 @@ use crate::preempt::count as preempt;
 use crate::sched::{Rq, TaskId};
 use crate::task::Policy;
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What each model is, asked of its file.
 impl PreemptModel {
@@ -159,10 +159,31 @@ pub(crate) fn stats<'a>(cpus: impl IntoIterator<Item = &'a ModelCpu>) -> PatchSt
     sum
 }
 
-impl Kernel {
+/// The instance's model: which one runs, its claim on the point sites, and the switch in
+/// progress. Private: the model is read and switched through the functions of this module.
+pub(crate) struct ModelState {
+    /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
+    current: AtomicU8,
+    /// This instance's claim on every preemption-point site while its model uses points.
+    sites_claim: IrqSpinLock<Option<AllSitesClaim>>,
+    /// Set while a task switches the model (`set_preempt_model` is one at a time).
+    switching: AtomicBool,
+}
+
+impl ModelState {
+    /// `model` at boot, no sites claimed yet.
+    pub(crate) fn new(model: PreemptModel) -> ModelState {
+        ModelState {
+            current: AtomicU8::new(model.index()),
+            sites_claim: IrqSpinLock::new(None),
+            switching: AtomicBool::new(false),
+        }
+    }
+
     /// The current preemption model.
-    pub(crate) fn model(&self) -> PreemptModel {
-        PreemptModel::from_index(self.model.load(Ordering::Acquire))
+    #[inline]
+    pub(crate) fn current(&self) -> PreemptModel {
+        PreemptModel::from_index(self.current.load(Ordering::Acquire))
     }
 }
 
@@ -182,10 +203,10 @@ pub(crate) fn switch_sites(
     }
     let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
     if will && !was {
-        *k.sites_claim.lock() = Some(A::claim_all_sites().map_err(host)?);
+        *k.model.sites_claim.lock() = Some(A::claim_all_sites().map_err(host)?);
     }
     if was && !will {
-        let claim = k.sites_claim.lock().take();
+        let claim = k.model.sites_claim.lock().take();
         claim.map_or(Ok(()), A::release_all_sites).map_err(host)?;
     }
     Ok(())
@@ -202,11 +223,11 @@ pub fn set_preempt_model(model: PreemptModel) -> Result<(), ConfigError> {
     // One switch at a time: two switches reading the same old model would each take the new
     // model's claim and drop the old one's once, leaving sites claimed for good. The waiter
     // sleeps (it may be of a higher priority than the switcher, on the switcher's CPU).
-    while k.model_switching.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    while k.model.switching.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
         crate::time::sleep_ns(100_000);
     }
     let r = switch_model(&k, model);
-    k.model_switching.store(false, Ordering::Release);
+    k.model.switching.store(false, Ordering::Release);
     r
 }
 
@@ -219,7 +240,7 @@ fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError>
     switch_sites(k, Some(old), Some(model))?;
     {
         let _irqs = crate::preempt::guard::local_irq_save();
-        k.model.store(model.index(), Ordering::Release);
+        k.model.current.store(model.index(), Ordering::Release);
         patch::event_served(k); // nothing armed survives a switch
         note_model_on_cpu(k);
     }

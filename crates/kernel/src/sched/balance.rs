@@ -40,7 +40,7 @@ use core::sync::atomic::Ordering;
 const BALANCE_INTERVAL_TICKS: u64 = 4;
 
 fn idle_cpus(k: &Kernel) -> CpuMask {
-    k.cpupri.find(k.all_cpus(), 1)
+    k.sched.cpupri.find(k.all_cpus(), 1)
 }
 
 /// CPU `cpu`'s runnable tasks (for fork placement).
@@ -71,7 +71,7 @@ pub(crate) fn select_task_rq(k: &Kernel, policy: Policy, allowed: CpuMask, prev:
     let prev_ok = allowed & (1 << prev) != 0;
     let pick = |m: CpuMask| if m & (1 << prev) != 0 { prev } else { m.trailing_zeros() as usize };
     if let Some(p) = policy.rt_prio() {
-        let lower = k.cpupri.find(allowed, 1 + p as usize);
+        let lower = k.sched.cpupri.find(allowed, 1 + p as usize);
         if lower != 0 {
             return pick(lower);
         }
@@ -95,16 +95,16 @@ pub(crate) fn select_task_rq(k: &Kernel, policy: Policy, allowed: CpuMask, prev:
 pub(crate) fn note_rt_queued(k: &Kernel, rq: &RqGuard<'_>) {
     let fair_queued = usize::from(rq.fair.nr_running() > 0); // not idle: a fair task waits
     let queued = rq.rt.highest_prio().map_or(fair_queued, |p| 1 + p as usize);
-    k.cpupri.set(rq.cpu, rq.prio_level().max(queued));
+    k.sched.cpupri.set(rq.cpu, rq.prio_level().max(queued));
     let bit = 1u64 << rq.cpu;
     let overloaded = rq.rt.highest_prio().is_some() && rq.task(rq.curr).policy.rt_prio().is_some();
     // Read first: the shared word is written (a locked instruction) only when this CPU's bit
     // changes, which only this run queue's lock holder does.
-    let was = k.rt_overloaded.load(Ordering::Relaxed) & bit != 0;
+    let was = k.sched.rt_overloaded.load(Ordering::Relaxed) & bit != 0;
     if overloaded && !was {
-        k.rt_overloaded.fetch_or(bit, Ordering::AcqRel);
+        k.sched.rt_overloaded.fetch_or(bit, Ordering::AcqRel);
     } else if !overloaded && was {
-        k.rt_overloaded.fetch_and(!bit, Ordering::AcqRel);
+        k.sched.rt_overloaded.fetch_and(!bit, Ordering::AcqRel);
     }
 }
 
@@ -178,7 +178,7 @@ pub(crate) fn finish_task_switch(k: &Kernel) {
         migrate_leaving(k, me, id);
     }
     push_rt_tasks(k, me);
-    if k.cpupri.level(me) <= 1 {
+    if k.sched.cpupri.level(me) <= 1 {
         pull_rt_task(k, me);
     }
 }
@@ -215,13 +215,13 @@ fn waiting_rt_for(rq: &RqGuard<'_>, cpu: usize) -> Option<(TaskId, u8)> {
 /// run on that runs lower.
 pub(crate) fn push_rt_tasks(k: &Kernel, me: usize) {
     for _ in 0..k.cpus.len() {
-        if k.rt_overloaded.load(Ordering::Acquire) & (1 << me) == 0 {
+        if k.sched.rt_overloaded.load(Ordering::Acquire) & (1 << me) == 0 {
             return;
         }
         let rq = rq_lock(k, me);
         let Some(top) = rq.rt.highest_prio() else { return };
         let Some(id) = rq.rt.iter_level(top).next() else { return };
-        let lower = k.cpupri.find(rq.task(id).allowed & !(1 << me), 1 + top as usize);
+        let lower = k.sched.cpupri.find(rq.task(id).allowed & !(1 << me), 1 + top as usize);
         if lower == 0 {
             return;
         }
@@ -237,7 +237,7 @@ pub(crate) fn push_rt_tasks(k: &Kernel, me: usize) {
 /// RT pull to CPU `me`: take the highest waiting RT task of an overloaded CPU that may run here
 /// and outranks everything queued here. Returns whether one came.
 pub(crate) fn pull_rt_task(k: &Kernel, me: usize) -> bool {
-    let overloaded = k.rt_overloaded.load(Ordering::Acquire) & !(1 << me);
+    let overloaded = k.sched.rt_overloaded.load(Ordering::Acquire) & !(1 << me);
     for src_cpu in (0..k.cpus.len()).filter(|&c| overloaded & (1 << c) != 0) {
         let rq = rq_lock(k, me);
         let here = rq.rt.highest_prio().map_or(rq.prio_level(), |p| (1 + p as usize).max(rq.prio_level()));
@@ -322,7 +322,7 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
             k.all_cpus()
         ));
     }
-    if pid >= k.tasks.len() {
+    if pid >= k.sched.nr_tasks() {
         return Err(format!("set_cpus_allowed: no task with pid {pid}"));
     }
     let _irq = crate::preempt::count::raw_local_irq_save();
@@ -360,8 +360,8 @@ pub fn sched_debug() -> String {
     use core::fmt::Write;
     let k = this_kernel();
     let mut s = String::new();
-    let names: Vec<String> = k.tasks.snapshot().iter().map(|t| t.name.clone()).collect();
-    let ov = k.rt_overloaded.load(Ordering::Relaxed);
+    let names: Vec<String> = k.sched.tasks().iter().map(|t| t.name.clone()).collect();
+    let ov = k.sched.rt_overloaded.load(Ordering::Relaxed);
     for c in 0..k.cpus.len() {
         let rq = rq_lock(&k, c);
         let rt: Vec<TaskId> = (1..=99u8).rev().flat_map(|p| rq.rt.iter_level(p).collect::<Vec<_>>()).collect();
@@ -371,7 +371,7 @@ pub fn sched_debug() -> String {
             "cpu#{c}: curr {} ({}), level {}, overloaded {}, rt {rt:?}, fair {fair:?}, migrate_after {:?}",
             rq.curr,
             names[rq.curr],
-            k.cpupri.level(c),
+            k.sched.cpupri.level(c),
             ov & (1 << c) != 0,
             rq.migrate_after,
         );

@@ -14,7 +14,7 @@
 //! **Invariant.** `level[c]` is the level whose mask holds `c` (outside a move); only CPU `c`'s
 //! lock holder moves `c`.
 
-use super::CpuMask;
+use crate::task::CpuMask;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 

@@ -265,7 +265,7 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
     A::local_irq_disable();
     preempt::preempt_count_set(PREEMPT_OFFSET);
     this_rq_lock(&k).task_mut(id).state = TaskState::Dead;
-    let left = k.nr_live.fetch_sub(1, Ordering::AcqRel) - 1;
+    let left = k.sched.task_exited();
     if left <= k.cpus.len() {
         // Perhaps only the ksoftirqds (or nothing) are left: every idle CPU looks again.
         let me = k.raw_cpu_id();

@@ -20,7 +20,7 @@
 //! vruntimes are plain `u64` nanoseconds (no wrap-around handling: 2^64 ns is
 //! ~584 years of virtual time).
 
-use super::TaskId;
+use crate::task::TaskId;
 use alloc::vec::Vec;
 
 /// Load weight of a nice-0 task (Linux `NICE_0_LOAD` without the fixed-point

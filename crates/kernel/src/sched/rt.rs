@@ -21,7 +21,7 @@
 //! preempted (Linux `ENQUEUE_HEAD`) or `enqueue` when it yields / its RR
 //! slice expires.
 
-use super::TaskId;
+use crate::task::TaskId;
 use alloc::vec::Vec;
 
 /// Highest (most important) user-facing RT priority.

@@ -18,9 +18,9 @@
 //! ends were seen in the same mode: a stretch cut by a model switch, or by a return to user
 //! mode that no hook saw, is discarded rather than reported too long. Nothing here allocates.
 
-use super::Where;
+use super::types::Where;
 use crate::config::PreemptModel;
-use crate::sched::TaskId;
+use crate::task::TaskId;
 use alloc::vec::Vec;
 
 /// How many of the longest stretches are kept.

@@ -8,7 +8,7 @@
 //!
 //! **Invariant.** Sampling never allocates; a full buffer drops new samples and counts them.
 
-use crate::sched::TaskId;
+use crate::task::TaskId;
 use alloc::vec::Vec;
 
 /// One profile sample.

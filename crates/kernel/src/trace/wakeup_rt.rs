@@ -11,8 +11,8 @@
 //! **Invariant.** Nothing here allocates (fixed arrays), and a record is closed only by the
 //! switch to the very task that was woken.
 
-use super::Where;
-use crate::sched::TaskId;
+use super::types::Where;
+use crate::task::TaskId;
 use alloc::vec::Vec;
 
 /// How many of the worst wake-ups are kept.
