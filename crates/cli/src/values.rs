@@ -258,13 +258,36 @@ pub(crate) fn sized(list: &[Workload], sizes: &str) -> Result<Vec<Workload>, Str
 
 /// A lower layer's error with each `field=` it names (the field of a configuration, as the
 /// kernel's `Config`, the lab's and the services' checks write it) put as the option that sets
-/// the field, `--option `: `cpus=65 is out of range` becomes `--cpus 65 is out of range`.
+/// the field: `field=value` becomes `--option value` (`cpus=65 is out of range` becomes `--cpus
+/// 65 is out of range`), `field=true` the switch `--option` (`migrate=true needs cpus=2`
+/// becomes `--migrate needs --cpus 2`), and a `field=` with no value (before a space, `:`, `,`,
+/// `)` or the end: the field named, not a value of it) `--option`. A field matches only as a
+/// whole word (`prio=` does not match inside `bh_prio=`); the first pair of `fields` that
+/// matches wins.
 pub(crate) fn flags(error: impl ToString, fields: &[(&str, &str)]) -> String {
-    let mut e = error.to_string();
-    for (field, flag) in fields {
-        e = e.replace(&format!("{field}="), &format!("{flag} "));
+    let e = error.to_string();
+    let mut out = String::with_capacity(e.len() + 16);
+    let mut rest = e.as_str();
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    'text: while let Some(c) = rest.chars().next() {
+        if !out.chars().next_back().is_some_and(word) {
+            for (field, flag) in fields {
+                let Some(after) = rest.strip_prefix(field).and_then(|r| r.strip_prefix('=')) else { continue };
+                out.push_str(flag);
+                rest = match after.strip_prefix("true") {
+                    Some(r) if !r.starts_with(word) => r,
+                    _ => after,
+                };
+                if rest.starts_with(|c: char| !(c.is_whitespace() || matches!(c, ':' | ',' | ')'))) {
+                    out.push(' ');
+                }
+                continue 'text;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
-    e
+    out
 }
 
 /// The fields every command that boots a kernel sets by option.
@@ -337,5 +360,9 @@ mod tests {
     fn a_fields_error_names_its_option() {
         let e = flags("cpus=65 is out of range: use 1..=64", &BOOT_FLAGS);
         assert_eq!(e, "--cpus 65 is out of range: use 1..=64");
+        let fields = [("prio", "--prio"), ("migrate", "--migrate"), ("cpus", "--cpus"), ("seconds", "--duration")];
+        let e = flags("bh_prio=5 with prio=3; migrate=true needs cpus=2, or seconds= (seconds=)", &fields);
+        assert_eq!(e, "bh_prio=5 with --prio 3; --migrate needs --cpus 2, or --duration (--duration)");
+        assert_eq!(flags("migrate=trueish: prio=", &fields), "--migrate trueish: --prio");
     }
 }
