@@ -129,10 +129,6 @@ impl CompareArgs {
     fn config(&self) -> Result<CompareConfig, String> {
         let cpus = cpus_of(self.cpus).0;
         let (seconds, rounds) = default_length(cpus, self.quick);
-        if self.bh.as_ref().is_some_and(|b| b.0.is_empty()) {
-            let names: Vec<&str> = BhMode::ALL.iter().map(|m| m.name()).collect();
-            return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
-        }
         let cfg = CompareConfig {
             models: self.preempt.0.clone(),
             bh: self.bh.clone().map(|b| b.0),
@@ -162,9 +158,22 @@ impl CompareArgs {
     }
 }
 
-/// The fields of [`CompareConfig`] (and of the kernel's `Config` it boots) set by an option
-/// of their own name.
-const FLAGS: [(&str, &str); 3] = [("cpus", "--cpus"), ("bh_prio", "--bh-prio"), ("rounds", "--rounds")];
+/// The fields of [`CompareConfig`] (its probe set's, and the kernel's `Config` it boots) and
+/// the option that sets each.
+const FLAGS: [(&str, &str); 12] = [
+    ("cpus", "--cpus"),
+    ("bh_prio", "--bh-prio"),
+    ("rounds", "--rounds"),
+    ("seconds", "--duration"),
+    ("threads", "--threads"),
+    ("prio", "--prio"),
+    ("interval_us", "--interval-us"),
+    ("distance_us", "--distance-us"),
+    ("models", "--preempt"),
+    ("peers", "--peers"),
+    ("workloads", "--workload"),
+    ("bh", "--bh"),
+];
 
 /// What `compare` runs, checked before anything starts (the `--report` directory too).
 pub(crate) fn plan(a: &CompareArgs) -> Result<CompareConfig, String> {

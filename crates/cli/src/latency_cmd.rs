@@ -49,6 +49,19 @@ pub(crate) struct LatencyArgs {
     cpus: crate::cpus_arg::CpusArg,
 }
 
+/// The fields of the lab's probe set and run length, and of the kernel's `Config`, and the
+/// option that sets each.
+const FLAGS: [(&str, &str); 8] = [
+    ("cpus", "--cpus"),
+    ("preempt", "--preempt"),
+    ("threads", "--threads"),
+    ("prio", "--prio"),
+    ("interval_us", "--interval-us"),
+    ("distance_us", "--distance-us"),
+    ("seconds", "--duration"),
+    ("loops", "--loops"),
+];
+
 /// What `latency` runs, checked before anything starts.
 pub(crate) struct Plan {
     model: PreemptModel,
@@ -60,23 +73,24 @@ pub(crate) struct Plan {
 
 pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
     let model = a.preempt;
-    values::boot(&Config { preempt: model, cpus: a.cpus.get(), ..Config::default() })?;
+    let named = |e: String| values::flags(e, &FLAGS);
+    Config { preempt: model, cpus: a.cpus.get(), ..Config::default() }.validate().map_err(|e| named(e.to_string()))?;
     let workload = match a.workload.trim() {
         "none" => None,
         w => Some(values::sized(&[<Workload as values::Named>::parse("--workload", w)?], &a.size)?.remove(0)),
     };
     let set = ProbeSet { threads: a.threads, prio: a.prio, interval_us: a.interval_us, distance_us: a.distance_us };
-    set.validate()?;
+    set.validate().map_err(named)?;
     let specs = set.specs();
     let stop = match (a.duration, a.loops) {
         (Some(_), Some(_)) => return Err("--duration and --loops: give one of them, not both".into()),
         (_, Some(n)) => {
-            measure::validate_loops(n, &specs)?;
+            measure::validate_loops(n, &specs).map_err(named)?;
             Stop::Loops(n)
         }
         (d, None) => {
             let s = d.unwrap_or(5.0);
-            measure::validate_seconds(s)?;
+            measure::validate_seconds(s).map_err(named)?;
             if s * 1e6 < a.interval_us as f64 {
                 return Err(format!(
                     "--duration {s} is shorter than one probe period (--interval-us {})",

@@ -55,14 +55,21 @@ pub(crate) struct PacketsArgs {
     cpus: crate::cpus_arg::CpusArg,
 }
 
-/// The fields of [`PacketLoadConfig`] (and of the kernel's `Config` it boots) and the
-/// option of their own that sets each.
-const FLAGS: [(&str, &str); 5] = [
+/// The fields of [`PacketLoadConfig`] (of its device's `PacketConfig`, of the kernel's
+/// `Config` it boots), of the ordering run's priorities and the rounds, and the option that
+/// sets each.
+const FLAGS: [(&str, &str); 11] = [
     ("cpus", "--cpus"),
     ("bh_prio", "--bh-prio"),
     ("rounds", "--rounds"),
     ("payload_bytes", "--payload"),
     ("napi_budget", "--budget"),
+    ("seconds", "--seconds"),
+    ("probe_prio", "--probe-prio"),
+    ("probe_pages", "--probe-pages"),
+    ("interval_us", "--interval-us"),
+    ("high_prio", "--probe-prio"),
+    ("low_prio", "--low-prio"),
 ];
 
 /// What `packets` runs, checked before anything starts.
@@ -89,6 +96,7 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
     };
     cfg.validate().map_err(|e| values::flags(e, &FLAGS))?;
     let modes = a.bh.0.clone();
+    // The list of modes is this command's own (`compare_bh` runs what it is given).
     if modes.is_empty() {
         let names: Vec<&str> = BhMode::ALL.iter().map(|m| m.name()).collect();
         return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
@@ -98,9 +106,7 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
         if a.probe_prio == 0 {
             return Err("--order needs an RT task: give --probe-prio 1..=89".into());
         }
-        if !(1..=99).contains(&a.low_prio) {
-            return Err(format!("--low-prio {}: use a SCHED_FIFO priority 1..=99", a.low_prio));
-        }
+        lab::packet_load::check_order(a.probe_prio, a.low_prio).map_err(|e| values::flags(e, &FLAGS))?;
         return Ok(Plan { cfg, modes, notes: Vec::new() });
     }
     lab::measure::validate_rounds(a.rounds).map_err(|e| values::flags(e, &FLAGS))?;

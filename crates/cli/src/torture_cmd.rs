@@ -52,10 +52,26 @@ pub(crate) struct TortureArgs {
     patch_sync: PatchSync,
 }
 
+/// The fields of [`TortureConfig`] (and of the kernel's `Config` it boots), the parameters of
+/// the patch torture, and the option that sets each.
+const FLAGS: [(&str, &str); 9] = [
+    ("cpus", "--cpus"),
+    ("tasks", "--tasks"),
+    ("preemptions", "--preemptions"),
+    ("max_secs", "--max-seconds"),
+    ("max_seconds", "--max-seconds"),
+    ("spins", "--spins"),
+    ("migrate", "--migrate"),
+    ("model", "--preempt"),
+    ("patches", "--patches"),
+];
+
 /// The torture to run, checked: every option in range (see `TortureConfig::validate`).
 pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
+    let named = |e: String| values::flags(e, &FLAGS);
     if a.patching {
-        lab::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds)?;
+        let check = lab::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds);
+        check.map_err(|e| format!("--patching: {}", named(e)))?;
     }
     let cfg = TortureConfig {
         tasks: a.tasks,
@@ -67,8 +83,8 @@ pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
         cpus: a.cpus.get(),
         migrate: a.migrate,
     };
-    cfg.validate()?;
-    crate::values::boot(&kernel::Config { cpus: cfg.cpus, ..kernel::Config::default() })?;
+    cfg.validate().map_err(named)?;
+    values::boot(&kernel::Config { cpus: cfg.cpus, ..kernel::Config::default() })?;
     Ok(cfg)
 }
 
@@ -110,6 +126,7 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
 
 fn run_patching(a: &TortureArgs) -> Result<(), String> {
     let sync = a.patch_sync;
+    plan(a)?;
     let r = lab::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds, sync)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
