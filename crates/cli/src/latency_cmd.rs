@@ -21,10 +21,10 @@ pub(crate) struct LatencyArgs {
     #[arg(long, default_value = "")]
     size: String,
     /// Probes (cyclictest's -t), 1..=16.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ProbeSet::default().threads)]
     threads: usize,
     /// SCHED_FIFO priority of the first probe (cyclictest's -p); probe i runs at prio - i.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = ProbeSet::default().prio)]
     prio: u8,
     /// Period of the first probe in microseconds (cyclictest's -i), 100..=1000000.
     #[arg(long, default_value_t = 1000)]
@@ -40,7 +40,7 @@ pub(crate) struct LatencyArgs {
     #[arg(long)]
     loops: Option<u64>,
     /// Host nice value (-20..=19) for the kernel's CPU thread, or `keep`.
-    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    #[arg(long, default_value_t = crate::compare_cmd::cpu_nice_default(), allow_hyphen_values = true)]
     cpu_nice: String,
     /// Print one JSON object instead of the text.
     #[arg(long)]

@@ -16,29 +16,29 @@ pub(crate) struct PacketsArgs {
     bh_prio: Option<u8>,
     /// The probe's SCHED_FIFO priority, 1..=89 (above --bh-prio to see RT before bottom
     /// halves, below it to see the opposite); 0 for no probe (throughput only).
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = PacketLoadConfig::default().probe_prio.unwrap_or(0))]
     probe_prio: u8,
     /// Preemption model of every run (threaded bottom halves need a preemptible kernel).
     #[arg(long, default_value = "full", value_parser = values::one::<PreemptModel>())]
     preempt: PreemptModel,
     /// Length of each run in seconds (above 0, at most 600).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = PacketLoadConfig::default().seconds)]
     seconds: f64,
     /// Rounds over all modes (median throughput, latency samples pooled), 1..=100.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Period of the RT probe in microseconds, 100..=1000000.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = PacketLoadConfig::default().interval_us)]
     interval_us: u64,
     /// 4 KiB page checksums the probe does after each wakeup (its response time is measured
     /// to the end of them), 0..=4096.
     #[arg(long, default_value_t = 64)]
     probe_pages: usize,
     /// Payload bytes per packet (a multiple of 8, up to 2048).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = PacketConfig::default().payload_bytes)]
     payload: usize,
     /// Packets per NET_RX softirq run (NAPI weight), 1..=4096.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = PacketConfig::default().napi_budget)]
     budget: usize,
     /// Print one JSON object per mode (one per line) instead of the table (with --order:
     /// `bh`, `bh_prio` and `order`, the names in the order they ran).

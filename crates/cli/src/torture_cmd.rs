@@ -9,23 +9,23 @@ use lab::torture::{self, TortureConfig};
 #[derive(clap::Args)]
 pub(crate) struct TortureArgs {
     /// Stop after the torture tasks have been preempted this many times in all.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = TortureConfig::default().preemptions)]
     preemptions: u64,
     /// Number of torture tasks.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = TortureConfig::default().tasks)]
     tasks: usize,
     /// Stop after this many seconds at the latest (1..=86400; checked every 10 ms, and by the
     /// tasks after every round).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = TortureConfig::default().max_secs)]
     max_seconds: u64,
     /// Spin iterations per round (how long the registers stay live), 1..=100000000.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = TortureConfig::default().spins)]
     spins: u64,
     /// Preempt kernel code: run the rounds inside system calls (under --preempt).
     #[arg(long)]
     kernel: bool,
     /// The model for --kernel: full, lazy, patch-int3 or patch-call.
-    #[arg(long, default_value = "full", requires = "kernel", value_parser = values::one::<PreemptModel>())]
+    #[arg(long, default_value_t = TortureConfig::default().model, requires = "kernel", value_parser = values::one::<PreemptModel>())]
     preempt: PreemptModel,
     /// Print the report as JSON.
     #[arg(long)]

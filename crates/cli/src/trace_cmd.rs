@@ -15,7 +15,7 @@ pub(crate) struct TraceArgs {
     /// What to run: scenario (the 1996 scenario), load (worker + RT probe), long-atom (the load
     /// with one deliberately long atom per system call), torture (the register torture: user
     /// mode under none, kernel mode under full).
-    #[arg(long, default_value = "scenario")]
+    #[arg(long, default_value_t = TraceRun::default().workload)]
     workload: String,
     /// Preemption model (none, voluntary, full, lazy, cpulock).
     #[arg(long, default_value = "voluntary", value_parser = values::one::<PreemptModel>())]
@@ -27,22 +27,22 @@ pub(crate) struct TraceArgs {
     #[arg(long, default_value = "atomkernel-trace")]
     out: PathBuf,
     /// Length of the load and long-atom workloads in seconds (above 0, at most 600).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = TraceRun::default().seconds)]
     seconds: f64,
     /// Tick rate (the profiler samples at every tick), 1..=10000.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = Config::default().hz)]
     hz: u32,
     /// Events kept per CPU (the newest are kept), 64..=16777216.
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, default_value_t = TraceOptions::OFF.buf_entries)]
     buf: usize,
     /// Atoms per system call of the worker (load, long-atom), 1..=4096.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TraceRun::default().atoms)]
     atoms: usize,
     /// Period of the RT probe in microseconds (load, long-atom), 100..=1000000.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = TraceRun::default().interval_us)]
     interval_us: u64,
     /// Length of the long atom in microseconds (long-atom), 1..=1000000.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = TraceRun::default().long_atom_us)]
     long_atom_us: u64,
     /// Rows per report section.
     #[arg(long, default_value_t = 5)]
