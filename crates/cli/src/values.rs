@@ -10,11 +10,14 @@
 //! the order first named; an empty list is the command's to allow or refuse). A bad name is
 //! clap's error, one line naming the option and what to use; `main` prints it as `atomkernel:
 //! ...` and exits 2 before anything runs. The owners validate what they own (the kernel's
-//! `Config` the CPUs and `bh_prio`, the lab the rounds, the services the scenario's shape) and
-//! name the field (`cpus=65 is out of range`); [`flags`] puts the option in its place.
+//! `Config` its boot options, the CPUs and `bh_prio` among them; the lab the settings of its
+//! runs; the services the scenario's shape and the packet device) and name their own field
+//! (`cpus=65 is out of range`, `threads=0: use 1..=16 probes`); each command's table of
+//! fields and options, through [`flags`], puts the option in its place.
 //!
 //! **Invariant.** The set of names an option accepts is the owner's set: a model, peer or
 //! workload added there is accepted here, listed in `--help`, with no change to this file.
+//! No lower layer spells an option: a message names one because a command mapped the field.
 
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
