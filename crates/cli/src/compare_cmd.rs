@@ -4,6 +4,7 @@
 //! the end, and an HTML report on request. Cells the comparison leaves out (the peers of the
 //! `packet` workload) are named on stderr, in the table and in the report.
 
+use crate::cpus_arg::CpusArg;
 use crate::input::OutDir;
 use crate::report;
 use crate::values::{self, List};
@@ -17,6 +18,7 @@ use services::workloads::Workload;
 use std::io::IsTerminal;
 
 #[derive(clap::Args)]
+#[command(mut_arg("cpus", |a| a.help(crate::cpus_arg::COMPARE_HELP)))]
 pub(crate) struct CompareArgs {
     /// Preemption models as a comma list (none,voluntary,...) or `all` for every model.
     #[arg(long, default_value = "all", value_parser = values::list::<PreemptModel>())]
@@ -30,12 +32,12 @@ pub(crate) struct CompareArgs {
     #[arg(long)]
     bh_prio: Option<u8>,
     /// The patch models' point table: exact (from the machine code) or function.
-    #[arg(long, default_value = "exact", value_parser = values::one::<PtableMode>())]
+    #[arg(long, default_value = CompareConfig::default().ptable.name(), value_parser = values::one::<PtableMode>())]
     ptable: PtableMode,
     /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
     /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
     /// another round).
-    #[arg(long, default_value = "none", value_parser = values::one::<PatchSync>())]
+    #[arg(long, default_value = CompareConfig::default().patch_sync.name(), value_parser = values::one::<PatchSync>())]
     patch_sync: PatchSync,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
@@ -72,7 +74,7 @@ pub(crate) struct CompareArgs {
     /// Host nice value (-20..=19) for the threads that run workloads: each kernel instance's
     /// CPU thread, the host peer's hog, the tokio runtime's thread, the Go peer's process. `keep`
     /// leaves them alone.
-    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    #[arg(long, default_value_t = cpu_nice_default(), allow_hyphen_values = true)]
     cpu_nice: String,
     /// Print one JSON object per model (or peer) and workload, one per line.
     #[arg(long)]
@@ -80,25 +82,9 @@ pub(crate) struct CompareArgs {
     /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html.
     #[arg(long, value_name = "DIR")]
     report: Option<std::path::PathBuf>,
-    /// CPUs of every atomkernel instance and of the peers, 1..=64: one worker per CPU (bound to
-    /// it), each probe on every CPU, a cross-CPU probe, and the throughput on one CPU for the
-    /// scaling figure. Default: the host's cores when there are 2 or more, else 1.
-    #[arg(long)]
-    cpus: Option<usize>,
-}
-
-/// The CPUs `compare` runs on, and why: `--cpus`, else the host's cores when there are two or
-/// more (as many as this process may use, `available_parallelism`), else one.
-pub(crate) fn cpus_of(arg: Option<usize>) -> (usize, String) {
-    if let Some(n) = arg {
-        return (n, "--cpus".into());
-    }
-    let host = std::thread::available_parallelism().map_or(1, |n| n.get()).min(kernel::config::MAX_CPUS);
-    if host >= 2 {
-        (host, format!("the host's {host} cores; --cpus 1 for one CPU"))
-    } else {
-        (1, "the host has one core".into())
-    }
+    /// `--cpus` (its help is `cpus_arg::COMPARE_HELP`).
+    #[command(flatten)]
+    cpus: CpusArg,
 }
 
 /// The default length of a run and the rounds on `cpus` CPUs (`--quick`: 0.1 s, 1 round). On
@@ -127,12 +113,8 @@ impl CompareArgs {
     }
 
     fn config(&self) -> Result<CompareConfig, String> {
-        let cpus = cpus_of(self.cpus).0;
+        let cpus = self.cpus.or_host().0;
         let (seconds, rounds) = default_length(cpus, self.quick);
-        if self.bh.as_ref().is_some_and(|b| b.0.is_empty()) {
-            let names: Vec<&str> = BhMode::ALL.iter().map(|m| m.name()).collect();
-            return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
-        }
         let cfg = CompareConfig {
             models: self.preempt.0.clone(),
             bh: self.bh.clone().map(|b| b.0),
@@ -162,13 +144,34 @@ impl CompareArgs {
     }
 }
 
-/// The fields of [`CompareConfig`] (and of the kernel's `Config` it boots) set by an option
-/// of their own name.
-const FLAGS: [(&str, &str); 3] = [("cpus", "--cpus"), ("bh_prio", "--bh-prio"), ("rounds", "--rounds")];
+/// The fields of [`CompareConfig`] (its probe set's, and the kernel's `Config` it boots) and
+/// the option that sets each.
+const FLAGS: [(&str, &str); 12] = [
+    ("cpus", "--cpus"),
+    ("bh_prio", "--bh-prio"),
+    ("rounds", "--rounds"),
+    ("seconds", "--duration"),
+    ("threads", "--threads"),
+    ("prio", "--prio"),
+    ("interval_us", "--interval-us"),
+    ("distance_us", "--distance-us"),
+    ("models", "--preempt"),
+    ("peers", "--peers"),
+    ("workloads", "--workload"),
+    ("bh", "--bh"),
+];
 
 /// What `compare` runs, checked before anything starts (the `--report` directory too).
 pub(crate) fn plan(a: &CompareArgs) -> Result<CompareConfig, String> {
     a.config()
+}
+
+/// The lab's default [`CpuPolicy`] (its `CompareConfig`'s) as `--cpu-nice` writes it.
+pub(crate) fn cpu_nice_default() -> String {
+    match CompareConfig::default().cpu {
+        CpuPolicy::Shared => "keep".into(),
+        CpuPolicy::Nice(n) => n.to_string(),
+    }
 }
 
 /// `--cpu-nice N|keep`.
@@ -195,7 +198,7 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
     eprintln!(
         "atomkernel compare: cpus={} ({}): {} cells ({} subjects, {} workloads) x {} rounds x {runs} runs of {} s (about {:.0} s): {}; {}",
         cfg.cpus,
-        cpus_of(a.cpus).1,
+        a.cpus.or_host().1,
         cfg.steps() / (cfg.rounds as u64 * runs),
         names.len(),
         works.len(),

@@ -19,16 +19,16 @@ pub(crate) struct FuzzArgs {
     shrink: u32,
 }
 
+/// The fields of [`CampaignConfig`] and the option that sets each.
+const FLAGS: [(&str, &str); 3] = [("cases", "--cases"), ("cpus", "--cpus"), ("max_shrink_iters", "--shrink")];
+
 /// The campaign to run, checked.
 pub(crate) fn plan(a: &FuzzArgs) -> Result<CampaignConfig, String> {
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
-    if a.shrink > 100_000 {
-        return Err(format!("--shrink {}: use 0..=100000 shrinking steps", a.shrink));
-    }
     let cfg = CampaignConfig { cases: a.cases, seed, cpus: a.cpus, max_shrink_iters: a.shrink };
-    cfg.validate()?;
+    cfg.validate().map_err(|e| crate::values::flags(e, &FLAGS))?;
     Ok(cfg)
 }
 

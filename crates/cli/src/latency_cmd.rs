@@ -21,10 +21,10 @@ pub(crate) struct LatencyArgs {
     #[arg(long, default_value = "")]
     size: String,
     /// Probes (cyclictest's -t), 1..=16.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ProbeSet::default().threads)]
     threads: usize,
     /// SCHED_FIFO priority of the first probe (cyclictest's -p); probe i runs at prio - i.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = ProbeSet::default().prio)]
     prio: u8,
     /// Period of the first probe in microseconds (cyclictest's -i), 100..=1000000.
     #[arg(long, default_value_t = 1000)]
@@ -40,7 +40,7 @@ pub(crate) struct LatencyArgs {
     #[arg(long)]
     loops: Option<u64>,
     /// Host nice value (-20..=19) for the kernel's CPU thread, or `keep`.
-    #[arg(long, default_value = "-20", allow_hyphen_values = true)]
+    #[arg(long, default_value_t = crate::compare_cmd::cpu_nice_default(), allow_hyphen_values = true)]
     cpu_nice: String,
     /// Print one JSON object instead of the text.
     #[arg(long)]
@@ -48,6 +48,19 @@ pub(crate) struct LatencyArgs {
     #[command(flatten)]
     cpus: crate::cpus_arg::CpusArg,
 }
+
+/// The fields of the lab's probe set and run length, and of the kernel's `Config`, and the
+/// option that sets each.
+const FLAGS: [(&str, &str); 8] = [
+    ("cpus", "--cpus"),
+    ("preempt", "--preempt"),
+    ("threads", "--threads"),
+    ("prio", "--prio"),
+    ("interval_us", "--interval-us"),
+    ("distance_us", "--distance-us"),
+    ("seconds", "--duration"),
+    ("loops", "--loops"),
+];
 
 /// What `latency` runs, checked before anything starts.
 pub(crate) struct Plan {
@@ -60,23 +73,24 @@ pub(crate) struct Plan {
 
 pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
     let model = a.preempt;
-    values::boot(&Config { preempt: model, cpus: a.cpus.get(), ..Config::default() })?;
+    let named = |e: String| values::flags(e, &FLAGS);
+    Config { preempt: model, cpus: a.cpus.get(), ..Config::default() }.validate().map_err(|e| named(e.to_string()))?;
     let workload = match a.workload.trim() {
         "none" => None,
         w => Some(values::sized(&[<Workload as values::Named>::parse("--workload", w)?], &a.size)?.remove(0)),
     };
     let set = ProbeSet { threads: a.threads, prio: a.prio, interval_us: a.interval_us, distance_us: a.distance_us };
-    set.validate()?;
+    set.validate().map_err(named)?;
     let specs = set.specs();
     let stop = match (a.duration, a.loops) {
         (Some(_), Some(_)) => return Err("--duration and --loops: give one of them, not both".into()),
         (_, Some(n)) => {
-            measure::validate_loops(n, &specs)?;
+            measure::validate_loops(n, &specs).map_err(named)?;
             Stop::Loops(n)
         }
         (d, None) => {
             let s = d.unwrap_or(5.0);
-            measure::validate_seconds(s)?;
+            measure::validate_seconds(s).map_err(named)?;
             if s * 1e6 < a.interval_us as f64 {
                 return Err(format!(
                     "--duration {s} is shorter than one probe period (--interval-us {})",

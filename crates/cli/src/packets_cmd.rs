@@ -16,29 +16,29 @@ pub(crate) struct PacketsArgs {
     bh_prio: Option<u8>,
     /// The probe's SCHED_FIFO priority, 1..=89 (above --bh-prio to see RT before bottom
     /// halves, below it to see the opposite); 0 for no probe (throughput only).
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = PacketLoadConfig::default().probe_prio.unwrap_or(0))]
     probe_prio: u8,
     /// Preemption model of every run (threaded bottom halves need a preemptible kernel).
     #[arg(long, default_value = "full", value_parser = values::one::<PreemptModel>())]
     preempt: PreemptModel,
     /// Length of each run in seconds (above 0, at most 600).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = PacketLoadConfig::default().seconds)]
     seconds: f64,
     /// Rounds over all modes (median throughput, latency samples pooled), 1..=100.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Period of the RT probe in microseconds, 100..=1000000.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = PacketLoadConfig::default().interval_us)]
     interval_us: u64,
     /// 4 KiB page checksums the probe does after each wakeup (its response time is measured
     /// to the end of them), 0..=4096.
     #[arg(long, default_value_t = 64)]
     probe_pages: usize,
     /// Payload bytes per packet (a multiple of 8, up to 2048).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = PacketConfig::default().payload_bytes)]
     payload: usize,
     /// Packets per NET_RX softirq run (NAPI weight), 1..=4096.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = PacketConfig::default().napi_budget)]
     budget: usize,
     /// Print one JSON object per mode (one per line) instead of the table (with --order:
     /// `bh`, `bh_prio` and `order`, the names in the order they ran).
@@ -55,14 +55,21 @@ pub(crate) struct PacketsArgs {
     cpus: crate::cpus_arg::CpusArg,
 }
 
-/// The fields of [`PacketLoadConfig`] (and of the kernel's `Config` it boots) and the
-/// option of their own that sets each.
-const FLAGS: [(&str, &str); 5] = [
+/// The fields of [`PacketLoadConfig`] (of its device's `PacketConfig`, of the kernel's
+/// `Config` it boots), of the ordering run's priorities and the rounds, and the option that
+/// sets each.
+const FLAGS: [(&str, &str); 11] = [
     ("cpus", "--cpus"),
     ("bh_prio", "--bh-prio"),
     ("rounds", "--rounds"),
     ("payload_bytes", "--payload"),
     ("napi_budget", "--budget"),
+    ("seconds", "--seconds"),
+    ("probe_prio", "--probe-prio"),
+    ("probe_pages", "--probe-pages"),
+    ("interval_us", "--interval-us"),
+    ("high_prio", "--probe-prio"),
+    ("low_prio", "--low-prio"),
 ];
 
 /// What `packets` runs, checked before anything starts.
@@ -89,6 +96,7 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
     };
     cfg.validate().map_err(|e| values::flags(e, &FLAGS))?;
     let modes = a.bh.0.clone();
+    // The list of modes is this command's own (`compare_bh` runs what it is given).
     if modes.is_empty() {
         let names: Vec<&str> = BhMode::ALL.iter().map(|m| m.name()).collect();
         return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
@@ -98,9 +106,7 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
         if a.probe_prio == 0 {
             return Err("--order needs an RT task: give --probe-prio 1..=89".into());
         }
-        if !(1..=99).contains(&a.low_prio) {
-            return Err(format!("--low-prio {}: use a SCHED_FIFO priority 1..=99", a.low_prio));
-        }
+        lab::packet_load::check_order(a.probe_prio, a.low_prio).map_err(|e| values::flags(e, &FLAGS))?;
         return Ok(Plan { cfg, modes, notes: Vec::new() });
     }
     lab::measure::validate_rounds(a.rounds).map_err(|e| values::flags(e, &FLAGS))?;

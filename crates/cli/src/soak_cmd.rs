@@ -19,23 +19,25 @@ pub(crate) struct SoakArgs {
     cpus: CpusArg,
 }
 
-/// The soak to run, checked.
+/// The fields of [`SoakConfig`] (and of the kernel's `Config` it boots) and the option that
+/// sets each; `secs` is `--seconds`' (for `--minutes`, see [`plan`]).
+const FLAGS: [(&str, &str); 2] = [("cpus", "--cpus"), ("secs", "--seconds")];
+
+/// The soak to run, checked by [`SoakConfig::validate`]; its error for a length set by
+/// `--minutes` is put in minutes.
 pub(crate) fn plan(a: &SoakArgs) -> Result<SoakConfig, String> {
     let (secs, every_s) = match a.seconds {
-        Some(s) if !(1..=soak::MAX_SECS).contains(&s) => {
-            return Err(format!("--seconds {s}: use 1..={} seconds", soak::MAX_SECS))
-        }
         Some(s) => (s, 10.min(s)),
-        None if !(1..=soak::MAX_SECS / 60).contains(&a.minutes) => {
-            return Err(format!("--minutes {}: use 1..={} minutes", a.minutes, soak::MAX_SECS / 60))
-        }
-        None => (a.minutes * 60, 60),
+        None => (a.minutes.saturating_mul(60), 60),
     };
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
     let cfg = SoakConfig { secs, every_s, cpus: a.cpus.get(), seed };
-    cfg.validate().map_err(|e| crate::values::flags(e, &crate::values::BOOT_FLAGS))?;
+    cfg.validate().map_err(|e| match a.seconds {
+        None if e.starts_with("secs=") => format!("--minutes {}: use 1..={} minutes", a.minutes, soak::MAX_SECS / 60),
+        _ => crate::values::flags(e, &FLAGS),
+    })?;
     Ok(cfg)
 }
 

@@ -9,23 +9,23 @@ use lab::torture::{self, TortureConfig};
 #[derive(clap::Args)]
 pub(crate) struct TortureArgs {
     /// Stop after the torture tasks have been preempted this many times in all.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = TortureConfig::default().preemptions)]
     preemptions: u64,
     /// Number of torture tasks.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = TortureConfig::default().tasks)]
     tasks: usize,
     /// Stop after this many seconds at the latest (1..=86400; checked every 10 ms, and by the
     /// tasks after every round).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = TortureConfig::default().max_secs)]
     max_seconds: u64,
     /// Spin iterations per round (how long the registers stay live), 1..=100000000.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = TortureConfig::default().spins)]
     spins: u64,
     /// Preempt kernel code: run the rounds inside system calls (under --preempt).
     #[arg(long)]
     kernel: bool,
     /// The model for --kernel: full, lazy, patch-int3 or patch-call.
-    #[arg(long, default_value = "full", requires = "kernel", value_parser = values::one::<PreemptModel>())]
+    #[arg(long, default_value_t = TortureConfig::default().model, requires = "kernel", value_parser = values::one::<PreemptModel>())]
     preempt: PreemptModel,
     /// Print the report as JSON.
     #[arg(long)]
@@ -52,10 +52,26 @@ pub(crate) struct TortureArgs {
     patch_sync: PatchSync,
 }
 
+/// The fields of [`TortureConfig`] (and of the kernel's `Config` it boots), the parameters of
+/// the patch torture, and the option that sets each.
+const FLAGS: [(&str, &str); 9] = [
+    ("cpus", "--cpus"),
+    ("tasks", "--tasks"),
+    ("preemptions", "--preemptions"),
+    ("max_secs", "--max-seconds"),
+    ("max_seconds", "--max-seconds"),
+    ("spins", "--spins"),
+    ("migrate", "--migrate"),
+    ("model", "--preempt"),
+    ("patches", "--patches"),
+];
+
 /// The torture to run, checked: every option in range (see `TortureConfig::validate`).
 pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
+    let named = |e: String| values::flags(e, &FLAGS);
     if a.patching {
-        lab::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds)?;
+        let check = lab::patch_torture::check(a.cpus.get(), a.patches, a.max_seconds);
+        check.map_err(|e| format!("--patching: {}", named(e)))?;
     }
     let cfg = TortureConfig {
         tasks: a.tasks,
@@ -67,8 +83,8 @@ pub(crate) fn plan(a: &TortureArgs) -> Result<TortureConfig, String> {
         cpus: a.cpus.get(),
         migrate: a.migrate,
     };
-    cfg.validate()?;
-    crate::values::boot(&kernel::Config { cpus: cfg.cpus, ..kernel::Config::default() })?;
+    cfg.validate().map_err(named)?;
+    values::boot(&kernel::Config { cpus: cfg.cpus, ..kernel::Config::default() })?;
     Ok(cfg)
 }
 
@@ -110,6 +126,7 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
 
 fn run_patching(a: &TortureArgs) -> Result<(), String> {
     let sync = a.patch_sync;
+    plan(a)?;
     let r = lab::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds, sync)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);

@@ -15,7 +15,7 @@ pub(crate) struct TraceArgs {
     /// What to run: scenario (the 1996 scenario), load (worker + RT probe), long-atom (the load
     /// with one deliberately long atom per system call), torture (the register torture: user
     /// mode under none, kernel mode under full).
-    #[arg(long, default_value = "scenario")]
+    #[arg(long, default_value_t = TraceRun::default().workload)]
     workload: String,
     /// Preemption model (none, voluntary, full, lazy, cpulock).
     #[arg(long, default_value = "voluntary", value_parser = values::one::<PreemptModel>())]
@@ -27,22 +27,22 @@ pub(crate) struct TraceArgs {
     #[arg(long, default_value = "atomkernel-trace")]
     out: PathBuf,
     /// Length of the load and long-atom workloads in seconds (above 0, at most 600).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = TraceRun::default().seconds)]
     seconds: f64,
     /// Tick rate (the profiler samples at every tick), 1..=10000.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = Config::default().hz)]
     hz: u32,
     /// Events kept per CPU (the newest are kept), 64..=16777216.
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, default_value_t = TraceOptions::OFF.buf_entries)]
     buf: usize,
     /// Atoms per system call of the worker (load, long-atom), 1..=4096.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TraceRun::default().atoms)]
     atoms: usize,
     /// Period of the RT probe in microseconds (load, long-atom), 100..=1000000.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = TraceRun::default().interval_us)]
     interval_us: u64,
     /// Length of the long atom in microseconds (long-atom), 1..=1000000.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = TraceRun::default().long_atom_us)]
     long_atom_us: u64,
     /// Rows per report section.
     #[arg(long, default_value_t = 5)]
@@ -51,9 +51,24 @@ pub(crate) struct TraceArgs {
     cpus: crate::cpus_arg::CpusArg,
 }
 
+/// The fields of [`TraceRun`] and of the kernel's `Config` it boots (`trace=`, `trace_buf=`,
+/// ...), and the option that sets each.
+const FLAGS: [(&str, &str); 10] = [
+    ("cpus", "--cpus"),
+    ("preempt", "--preempt"),
+    ("hz", "--hz"),
+    ("trace", "--tracers"),
+    ("trace_buf", "--buf"),
+    ("workload", "--workload"),
+    ("seconds", "--seconds"),
+    ("atoms", "--atoms"),
+    ("interval_us", "--interval-us"),
+    ("long_atom_us", "--long-atom-us"),
+];
+
+/// The kernel's configuration (checked with the rest, by [`TraceRun::validate`]).
 fn config(a: &TraceArgs) -> Result<Config, String> {
-    let preempt = a.preempt;
-    let trace = TraceOptions::parse(&a.tracers, a.buf).map_err(|e| format!("--tracers: {e}"))?;
+    let trace = TraceOptions::parse(&a.tracers, a.buf).map_err(|e| values::flags(e, &FLAGS))?;
     if !trace.any() {
         return Err(format!(
             "--tracers {}: name at least one of {}, or all",
@@ -61,18 +76,8 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
             TraceOptions::NAMES.join(", ")
         ));
     }
-    if !(64..=1 << 24).contains(&a.buf) {
-        return Err(format!("--buf {}: use 64..=16777216 events per CPU", a.buf));
-    }
-    if !(1..=10_000).contains(&a.hz) {
-        return Err(format!("--hz {}: use 1..=10000", a.hz));
-    }
-    let c = Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() }.with_watchdog_defaults();
-    c.validate().map_err(|e| match values::flags(e, &values::BOOT_FLAGS) {
-        e if e.starts_with("--") => e,
-        e => format!("--preempt {preempt}: {e}"),
-    })?;
-    Ok(c)
+    let preempt = a.preempt;
+    Ok(Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() }.with_watchdog_defaults())
 }
 
 /// The files `trace` writes into `--out`.
@@ -88,7 +93,7 @@ pub(crate) fn plan(a: &TraceArgs) -> Result<TraceRun, String> {
         interval_us: a.interval_us,
         long_atom_us: a.long_atom_us,
     };
-    t.validate()?;
+    t.validate().map_err(|e| values::flags(e, &FLAGS))?;
     OutDir::check("--out", &a.out, &FILES)?;
     Ok(t)
 }

@@ -10,11 +10,14 @@
 //! the order first named; an empty list is the command's to allow or refuse). A bad name is
 //! clap's error, one line naming the option and what to use; `main` prints it as `atomkernel:
 //! ...` and exits 2 before anything runs. The owners validate what they own (the kernel's
-//! `Config` the CPUs and `bh_prio`, the lab the rounds, the services the scenario's shape) and
-//! name the field (`cpus=65 is out of range`); [`flags`] puts the option in its place.
+//! `Config` its boot options, the CPUs and `bh_prio` among them; the lab the settings of its
+//! runs; the services the scenario's shape and the packet device) and name their own field
+//! (`cpus=65 is out of range`, `threads=0: use 1..=16 probes`); each command's table of
+//! fields and options, through [`flags`], puts the option in its place.
 //!
 //! **Invariant.** The set of names an option accepts is the owner's set: a model, peer or
 //! workload added there is accepted here, listed in `--help`, with no change to this file.
+//! No lower layer spells an option: a message names one because a command mapped the field.
 
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
@@ -258,13 +261,36 @@ pub(crate) fn sized(list: &[Workload], sizes: &str) -> Result<Vec<Workload>, Str
 
 /// A lower layer's error with each `field=` it names (the field of a configuration, as the
 /// kernel's `Config`, the lab's and the services' checks write it) put as the option that sets
-/// the field, `--option `: `cpus=65 is out of range` becomes `--cpus 65 is out of range`.
+/// the field: `field=value` becomes `--option value` (`cpus=65 is out of range` becomes `--cpus
+/// 65 is out of range`), `field=true` the switch `--option` (`migrate=true needs cpus=2`
+/// becomes `--migrate needs --cpus 2`), and a `field=` with no value (before a space, `:`, `,`,
+/// `)` or the end: the field named, not a value of it) `--option`. A field matches only as a
+/// whole word (`prio=` does not match inside `bh_prio=`); the first pair of `fields` that
+/// matches wins.
 pub(crate) fn flags(error: impl ToString, fields: &[(&str, &str)]) -> String {
-    let mut e = error.to_string();
-    for (field, flag) in fields {
-        e = e.replace(&format!("{field}="), &format!("{flag} "));
+    let e = error.to_string();
+    let mut out = String::with_capacity(e.len() + 16);
+    let mut rest = e.as_str();
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    'text: while let Some(c) = rest.chars().next() {
+        if !out.chars().next_back().is_some_and(word) {
+            for (field, flag) in fields {
+                let Some(after) = rest.strip_prefix(field).and_then(|r| r.strip_prefix('=')) else { continue };
+                out.push_str(flag);
+                rest = match after.strip_prefix("true") {
+                    Some(r) if !r.starts_with(word) => r,
+                    _ => after,
+                };
+                if rest.starts_with(|c: char| !(c.is_whitespace() || matches!(c, ':' | ',' | ')'))) {
+                    out.push(' ');
+                }
+                continue 'text;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
-    e
+    out
 }
 
 /// The fields every command that boots a kernel sets by option.
@@ -337,5 +363,9 @@ mod tests {
     fn a_fields_error_names_its_option() {
         let e = flags("cpus=65 is out of range: use 1..=64", &BOOT_FLAGS);
         assert_eq!(e, "--cpus 65 is out of range: use 1..=64");
+        let fields = [("prio", "--prio"), ("migrate", "--migrate"), ("cpus", "--cpus"), ("seconds", "--duration")];
+        let e = flags("bh_prio=5 with prio=3; migrate=true needs cpus=2, or seconds= (seconds=)", &fields);
+        assert_eq!(e, "bh_prio=5 with --prio 3; --migrate needs --cpus 2, or --duration (--duration)");
+        assert_eq!(flags("migrate=trueish: prio=", &fields), "--migrate trueish: --prio");
     }
 }

@@ -80,7 +80,10 @@ fn trace_refuses_an_output_it_cannot_write_before_running() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me", "the file is untouched");
     let _ = std::fs::remove_file(&file);
     let dir = scratch("trace-dir");
-    refused(&["trace", "--out", dir.to_str().unwrap(), "--hz", "0"], "--hz 0: use 1..=10000");
+    refused(
+        &["trace", "--out", dir.to_str().unwrap(), "--hz", "0"],
+        "--hz 0 is out of range: the tick rate must be 1..=10000",
+    );
     assert!(!dir.exists(), "bad input creates no directory");
 }
 
@@ -114,6 +117,49 @@ fn compare_errors_blame_the_option_given() {
     );
     refused(&["compare", "--size", "copy=4096,copy=1"], "--size copy=1: copy is given a size twice (copy=4096 first)");
     refused(&["latency", "--workload", "copy", "--size", "copy=8,copy=8"], "copy is given a size twice");
+}
+
+/// The lab and the kernel name their own fields (`threads=5 with prio=3`); the user sees the
+/// options that set them, with the value given and what to use.
+#[test]
+fn a_lab_fields_error_names_the_option_that_set_it() {
+    refused(&["compare", "--prio", "99"], "--prio 99: use SCHED_FIFO priority 1..=98");
+    refused(
+        &["latency", "--threads", "5", "--prio", "3"],
+        "--threads 5 with --prio 3: probe i runs at prio - i, so use at most 3 probes",
+    );
+    refused(
+        &["compare", "--distance-us", "2000000"],
+        "--interval-us 250 / --distance-us 2000000: use at most 1000000 us",
+    );
+    refused(
+        &["compare", "--duration", "0.0001"],
+        "--duration 0.0001 is shorter than two probe periods (--interval-us 250)",
+    );
+    refused(
+        &["compare", "--preempt", "", "--peers", "none"],
+        "--preempt and --peers are both empty: name at least one",
+    );
+    refused(&["compare", "--workload", ""], "--workload is empty: name at least one workload, or all");
+    refused(&["compare", "--bh", ""], "--bh is empty: name at least one option (classic, threaded), or all");
+    refused(&["latency", "--loops", "0"], "--loops 0: take at least 1 sample per probe");
+    refused(&["torture", "--migrate"], "--migrate needs --cpus 2 or more (there is nowhere to migrate to)");
+    refused(&["torture", "--patching", "--cpus", "1"], "--cpus 1: the patch torture needs 2 to 64 CPUs");
+    refused(
+        &["torture", "--patching", "--cpus", "2", "--patches", "0"],
+        "--patches 0: give at least 1 (e.g. --patches 10000000)",
+    );
+    refused(&["torture", "--patching", "--cpus", "2", "--max-seconds", "0"], "--max-seconds 0: use 1..=86400 seconds");
+    refused(
+        &["trace", "--workload", "torture", "--preempt", "lazy"],
+        "--workload torture with --preempt lazy: the torture runs under --preempt none (user mode) or full (kernel mode)",
+    );
+    refused(&["trace", "--atoms", "0"], "--atoms 0: use 1..=4096 atoms per system call");
+    refused(&["trace", "--interval-us", "10"], "--interval-us 10: use 100..=1000000 microseconds");
+    refused(&["trace", "--long-atom-us", "0"], "--long-atom-us 0: use 1..=1000000 microseconds");
+    refused(&["trace", "--buf", "10"], "--buf 10: use 64..=16777216 events per CPU");
+    refused(&["trace", "--cpus", "65"], "--cpus 65 is out of range: use 1..=64");
+    refused(&["soak", "--seconds", "0"], "--seconds 0: use 1..=86400 seconds");
 }
 
 #[test]

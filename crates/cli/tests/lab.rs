@@ -79,7 +79,7 @@ fn impossible_settings_are_refused_naming_the_option() {
         &["compare", "--bh", "softirq"],
         "--bh=softirq: unknown bottom-half mode; choose one of classic, threaded, or all",
     );
-    refused(&["compare", "--bh", ","], "--bh: name at least one option (classic, threaded), or all");
+    refused(&["compare", "--bh", ","], "--bh is empty: name at least one option (classic, threaded), or all");
     refused(
         &["compare", "--bh-prio", "0"],
         "--bh-prio 0 is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99",

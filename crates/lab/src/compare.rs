@@ -3,8 +3,8 @@
 //! **Mechanism.** A *cell* is one subject (a preemption model under one bottom-half option
 //! (`bh=`), or a peer) with one workload. A workload that runs through bottom halves (`packet`)
 //! has no peer cells (a host thread, a tokio or Go runtime has no softirq; [`CompareConfig::skipped`]
-//! says so) and, unless `--bh` narrows it, runs under every `bh=` option; the others run under the
-//! options `--bh` names, by default the kernel's own (`classic`).
+//! says so) and, unless [`CompareConfig::bh`] narrows it, runs under every `bh=` option; the others
+//! run under the options it names, by default the kernel's own (`classic`).
 //! Each cell gets two runs per round: a **throughput** run (the workload alone) and a
 //! **latency** run (the workload plus the probes). Rounds interleave everything: round 1 runs
 //! every workload's cells in subject order, then round 2 does the same, so slow drift of the
@@ -83,10 +83,10 @@ impl Subject {
 #[derive(Clone, Debug)]
 pub struct CompareConfig {
     pub models: Vec<PreemptModel>,
-    /// Bottom-half options (`--bh`); `None`: every option for a workload that runs through
+    /// Bottom-half options (`bh=`); `None`: every option for a workload that runs through
     /// bottom halves (`packet`), the kernel's default (`classic`) for the others.
     pub bh: Option<Vec<BhMode>>,
-    /// `ksoftirqd`'s SCHED_FIFO priority under `bh=threaded` (`--bh-prio`, 1..=99).
+    /// `ksoftirqd`'s SCHED_FIFO priority under `bh=threaded` (the kernel's `bh_prio=`, 1..=99).
     pub bh_prio: u8,
     pub peers: Vec<Peer>,
     pub workloads: Vec<Workload>,
@@ -97,9 +97,9 @@ pub struct CompareConfig {
     pub probes: ProbeSet,
     /// How each kernel instance's CPU thread is scheduled on the host.
     pub cpu: CpuPolicy,
-    /// The patch models' point table (`--ptable`, the `ptable=` boot option).
+    /// The patch models' point table (the `ptable=` boot option).
     pub ptable: kernel::PtableMode,
-    /// How the patch models' patches synchronise the other CPUs (`--patch-sync`, `patch_sync=`).
+    /// How the patch models' patches synchronise the other CPUs (the `patch_sync=` boot option).
     pub patch_sync: kernel::PatchSync,
     /// CPUs of every atomkernel instance (`cpus=`), and of the peers: one worker per CPU, each
     /// probe on every CPU; on more than one, also a throughput run on one CPU per cell and
@@ -127,30 +127,31 @@ impl Default for CompareConfig {
 }
 
 impl CompareConfig {
-    /// Rejects settings the comparison cannot run, naming the option and the valid values.
+    /// Rejects settings the comparison cannot run, naming the field (`rounds=0`, the kernel's
+    /// `cpus=65`) and the valid values.
     pub fn validate(&self) -> Result<(), String> {
         measure::validate_seconds(self.seconds)?;
         crate::measure::validate_rounds(self.rounds)?;
         self.probes.validate()?;
         if self.seconds * 1e6 < (self.probes.interval_us * 2) as f64 {
             return Err(format!(
-                "--duration {} is shorter than two probe periods (--interval-us {}): lengthen the run or shorten the period",
+                "seconds={} is shorter than two probe periods (interval_us={}): lengthen the run or shorten the period",
                 self.seconds, self.probes.interval_us
             ));
         }
         if self.models.is_empty() && self.peers.is_empty() {
-            return Err("--preempt/--peers: name at least one model or peer".into());
+            return Err("models= and peers= are both empty: name at least one model or peer".into());
         }
         if self.workloads.is_empty() {
-            return Err("--workload: name at least one workload, or all".into());
+            return Err("workloads= is empty: name at least one workload, or all".into());
         }
         if self.bh.as_ref().is_some_and(Vec::is_empty) {
-            return Err(format!("--bh: name at least one option ({}), or all", bh_names()));
+            return Err(format!("bh= is empty: name at least one option ({}), or all", bh_names()));
         }
         self.boot(PreemptModel::None, BhMode::Classic, self.cpus).validate().map_err(|e| e.to_string())?;
         if let (true, Some(w)) = (self.models.is_empty(), self.workloads.iter().find(|w| w.info().bottom_half)) {
             return Err(format!(
-                "--preempt names no model, but the {} workload (in --workload) runs only under atomkernel's models (it needs bottom halves; the peers have none): name a model with --preempt, or leave {} out of --workload",
+                "models= names no model, but the {} workload (in workloads=) runs only under atomkernel's models (it needs bottom halves; the peers have none): name a model with models=, or leave {} out of workloads=",
                 w.name(),
                 w.name()
             ));

@@ -39,7 +39,8 @@ pub const BUILT: bool = option_env!("ATOMKERNEL_GO_PEER_MISSING").is_none();
 /// What to do about a missing peer.
 const FIX: &str = "install Go 1.19 or newer (Debian: apt-get install golang-go; .ci/run does it where it is missing) and rebuild atomkernel with GO=$(command -v go) in the environment";
 
-/// Why the peer is not built, and the fix (for `--peers go` and the note of `--peers all`).
+/// Why the peer is not built, and the fix (for an error when it is asked for, and the note when
+/// every peer is).
 pub fn not_built() -> String {
     let why = option_env!("ATOMKERNEL_GO_PEER_MISSING").unwrap_or("it is built");
     format!("the Go runtime peer (peer:go) is not built into this atomkernel: {why}; {FIX}")
@@ -78,7 +79,7 @@ impl Scratch {
     /// The embedded program, written out, and the image of `loader_kib` KiB if any.
     fn program(&self, loader_kib: Option<usize>) -> Result<(PathBuf, Option<PathBuf>), String> {
         if !BUILT || PROGRAM.is_empty() {
-            return Err(format!("--peers go: {}", not_built()));
+            return Err(format!("peer:go: {}", not_built()));
         }
         let exe = self.write("atomkernel-go-peer", PROGRAM, 0o700)?;
         let image = loader_kib.map(|kib| self.write("module.aout", loader::build_image(kib).bytes_mut(), 0o600));

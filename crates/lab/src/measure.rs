@@ -48,29 +48,29 @@ pub struct ProbeSpec {
 }
 
 impl ProbeSet {
-    /// Rejects impossible settings, naming the option and the valid values.
+    /// Rejects impossible settings, naming the field (`threads=0`) and the valid values.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=16).contains(&self.threads) {
-            return Err(format!("--threads {}: use 1..=16 probes", self.threads));
+            return Err(format!("threads={}: use 1..=16 probes", self.threads));
         }
         if !(1..=98).contains(&self.prio) {
-            return Err(format!("--prio {}: use SCHED_FIFO priority 1..=98 (99 is the lab's controller)", self.prio));
+            return Err(format!("prio={}: use SCHED_FIFO priority 1..=98 (99 is the lab's controller)", self.prio));
         }
         if self.threads > self.prio as usize {
             return Err(format!(
-                "--threads {} with --prio {}: probe i runs at prio - i, so use at most {} probes",
+                "threads={} with prio={}: probe i runs at prio - i, so use at most {} probes",
                 self.threads, self.prio, self.prio
             ));
         }
         if self.interval_us < MIN_INTERVAL_US {
             return Err(format!(
-                "--interval-us {}: below the timer resolution atomkernel delivers ({MIN_INTERVAL_US} us); use {MIN_INTERVAL_US}..=1000000",
+                "interval_us={}: below the timer resolution atomkernel delivers ({MIN_INTERVAL_US} us); use {MIN_INTERVAL_US}..=1000000",
                 self.interval_us
             ));
         }
         if self.interval_us > 1_000_000 || self.distance_us > 1_000_000 {
             return Err(format!(
-                "--interval-us {} / --distance-us {}: use at most 1000000 us",
+                "interval_us={} / distance_us={}: use at most 1000000 us",
                 self.interval_us, self.distance_us
             ));
         }
@@ -88,30 +88,30 @@ impl ProbeSet {
     }
 }
 
-/// The longest run of the lab, in seconds (`--duration`, and `--loops` times the slowest
-/// probe's period).
+/// The longest run of the lab, in seconds (a run's length, and its count of samples times the
+/// slowest probe's period).
 pub const MAX_SECONDS: f64 = 600.0;
 
-/// Checks a `--duration` in seconds: above 0, at most [`MAX_SECONDS`].
+/// Checks a run's length, `seconds=`: above 0, at most [`MAX_SECONDS`].
 pub fn validate_seconds(s: f64) -> Result<(), String> {
     if s > 0.0 && s <= MAX_SECONDS {
         Ok(())
     } else {
-        Err(format!("--duration {s}: use a duration above 0 and at most {MAX_SECONDS} seconds"))
+        Err(format!("seconds={s}: use a duration above 0 and at most {MAX_SECONDS} seconds"))
     }
 }
 
-/// Checks `--loops`: at least 1, and no more than the slowest of `probes` takes in
+/// Checks a count of samples per probe, `loops=`: at least 1, and no more than the slowest of `probes` takes in
 /// [`MAX_SECONDS`] (a count of samples is a length of run too, and must be bounded like one).
 pub fn validate_loops(loops: u64, probes: &[ProbeSpec]) -> Result<(), String> {
     let slowest = probes.iter().map(|p| p.interval_ns).max().unwrap_or(1).max(1);
     let most = (MAX_SECONDS * 1e9) as u64 / slowest;
     if loops == 0 {
-        return Err("--loops 0: take at least 1 sample per probe".into());
+        return Err("loops=0: take at least 1 sample per probe".into());
     }
     if loops > most {
         return Err(format!(
-            "--loops {loops}: the slowest probe (every {} us) would run {:.0} s; use at most {most} loops ({MAX_SECONDS} s), or --duration",
+            "loops={loops}: the slowest probe (every {} us) would run {:.0} s; use at most {most} loops ({MAX_SECONDS} s), or seconds=",
             slowest / 1000,
             loops as f64 * slowest as f64 / 1e9
         ));

@@ -66,26 +66,26 @@ impl Default for PacketLoadConfig {
 }
 
 impl PacketLoadConfig {
-    /// Checks every field; the error names the option of `atomkernel packets` that sets it,
-    /// the value and what to use.
+    /// Checks every field; the error names the field (the device's `napi_budget=0`, the
+    /// kernel's `bh_prio=0`, this run's `seconds=-1`), the value and what to use.
     pub fn validate(&self) -> Result<(), String> {
-        self.packet.validate().map_err(|e| packet_flag(&e))?;
+        self.packet.validate()?;
         if !(self.seconds > 0.0 && self.seconds <= 600.0) {
-            return Err(format!("--seconds {}: use a length above 0 and at most 600", self.seconds));
+            return Err(format!("seconds={}: use a length above 0 and at most 600", self.seconds));
         }
         if let Some(p) = self.probe_prio {
             if !(1..CONTROL_PRIO).contains(&p) {
                 return Err(format!(
-                    "--probe-prio {p}: use 1..={} (the controller runs at {CONTROL_PRIO}), or 0 for no probe",
+                    "probe_prio={p}: use 1..={} (the controller runs at {CONTROL_PRIO}), or no probe",
                     CONTROL_PRIO - 1
                 ));
             }
         }
         if self.probe_pages > 4096 {
-            return Err(format!("--probe-pages {}: use 0..=4096", self.probe_pages));
+            return Err(format!("probe_pages={}: use 0..=4096", self.probe_pages));
         }
         if !(100..=1_000_000).contains(&self.interval_us) {
-            return Err(format!("--interval-us {}: use 100..=1000000", self.interval_us));
+            return Err(format!("interval_us={}: use 100..=1000000", self.interval_us));
         }
         self.boot_config().map(|_| ())
     }
@@ -98,13 +98,6 @@ impl PacketLoadConfig {
     fn boot_config(&self) -> Result<Config, String> {
         Config::from_cmdline(&self.cmdline()).map(Config::with_watchdog_defaults).map_err(|e| e.to_string())
     }
-}
-
-/// [`PacketConfig::validate`]'s `field=value: ...` as `--option value: ...`, with the option
-/// of `atomkernel packets` that sets the field.
-fn packet_flag(e: &str) -> String {
-    const FLAGS: [(&str, &str); 2] = [("payload_bytes=", "--payload "), ("napi_budget=", "--budget ")];
-    FLAGS.iter().find_map(|(key, flag)| e.strip_prefix(key).map(|rest| format!("{flag}{rest}"))).unwrap_or(e.into())
 }
 
 /// What one run (or the pooled rounds of one mode) measured.
@@ -323,16 +316,23 @@ fn pool(rs: Vec<PacketLoadResult>, samples: &Samples) -> PacketLoadResult {
     out
 }
 
+/// Checks [`bh_order`]'s two RT tasks' priorities, `high_prio=` and `low_prio=`: SCHED_FIFO
+/// 1..=99 each.
+pub fn check_order(high: u8, low: u8) -> Result<(), String> {
+    for (field, p) in [("high_prio", high), ("low_prio", low)] {
+        if !(1..=99).contains(&p) {
+            return Err(format!("{field}={p}: use a SCHED_FIFO priority 1..=99"));
+        }
+    }
+    Ok(())
+}
+
 /// Who ran first after one device interrupt that woke two RT tasks and raised `NET_RX_SOFTIRQ`
 /// (the ordering `bh=` chooses, without timing): the names in the order they ran, e.g.
 /// `["NET_RX softirq (irq_exit)", "rt60", "rt40"]` under `classic`.
 pub fn bh_order(bh: BhMode, bh_prio: u8, high: u8, low: u8) -> Result<Vec<String>, String> {
     let config = Config::from_cmdline(&format!("preempt=full bh={bh} bh_prio={bh_prio}")).map_err(|e| e.to_string())?;
-    for p in [high, low] {
-        if !(1..=99).contains(&p) {
-            return Err(format!("RT priority {p}: use 1..=99"));
-        }
-    }
+    check_order(high, low)?;
     let order = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let next = Arc::new(AtomicU64::new(0));
     let (o, n) = (order.clone(), next.clone());

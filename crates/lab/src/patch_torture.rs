@@ -1,6 +1,6 @@
 //! The cross-modifying-code torture: CPUs execute a preemption-point site in kernel code in a
 //! tight loop while another CPU arms and disarms that same site, as `int3` and as `call`, as
-//! fast as it can (`atomkernel torture --patching`).
+//! fast as it can.
 //!
 //! **Mechanism.** The instance runs `preempt=patch-int3`, so that every armed site one of the
 //! executors meets is collateral (no executor ever has an RT event of its own) and is counted by
@@ -36,7 +36,7 @@ pub struct PatchTortureReport {
     pub executions: u64,
     /// Executions whose running value differed from the computation without the site.
     pub mismatches: u64,
-    /// How each patch synchronised the other CPUs (`--patch-sync`, `patch_sync=`).
+    /// How each patch synchronised the other CPUs (the `patch_sync=` boot option).
     pub patch_sync: &'static str,
     /// `SYNC_CORE` rounds the patches made (none under `patch_sync=none`).
     pub sync_rounds: u64,
@@ -90,7 +90,7 @@ fn torture_site() -> Result<usize, String> {
         kernel::text::sites().into_iter().filter(|s| s.info.file.ends_with("patch_torture.rs")).collect();
     match mine.as_slice() {
         [s] => Ok(s.addr),
-        other => Err(format!("torture --patching: expected one site in patch_torture.rs, found {}", other.len())),
+        other => Err(format!("the patch torture: expected one site in patch_torture.rs, found {}", other.len())),
     }
 }
 
@@ -106,7 +106,7 @@ pub fn run(cpus: usize, patches: u64, max_seconds: u64, sync: PatchSync) -> Resu
     let report =
         kernel::run(config, move || torture_init(site, cpus, patches, max_seconds, &o)).map_err(|e| e.to_string())?;
     if let Err(e) = &report.init {
-        return Err(format!("torture --patching: the run failed inside the kernel: {e}"));
+        return Err(format!("the patch torture: the run failed inside the kernel: {e}"));
     }
     let executors = &report.cpus[patchers(cpus)..];
     Ok(PatchTortureReport {
@@ -125,19 +125,20 @@ pub fn run(cpus: usize, patches: u64, max_seconds: u64, sync: PatchSync) -> Resu
     })
 }
 
-/// Checks the torture's options (before any work).
+/// Checks the torture's settings (before any work), naming the parameter (`cpus=1`) and what
+/// to use.
 pub fn check(cpus: usize, patches: u64, max_seconds: u64) -> Result<(), String> {
     if !(2..=kernel::config::MAX_CPUS).contains(&cpus) {
         return Err(format!(
-            "torture --patching: --cpus {cpus}: needs 2 to {} CPUs (one patcher, the others executing the site)",
+            "cpus={cpus}: the patch torture needs 2 to {} CPUs (one patcher, the others executing the site)",
             kernel::config::MAX_CPUS
         ));
     }
     if patches == 0 {
-        return Err("torture --patching: --patches 0: give at least 1 (e.g. --patches 10000000)".into());
+        return Err("patches=0: give at least 1 (e.g. patches=10000000)".into());
     }
     if !(1..=86_400).contains(&max_seconds) {
-        return Err(format!("torture --patching: --max-seconds {max_seconds}: use 1..=86400 seconds"));
+        return Err(format!("max_seconds={max_seconds}: use 1..=86400 seconds"));
     }
     Ok(())
 }
@@ -208,7 +209,7 @@ fn patch_until(site: usize, p: usize, patches: u64, deadline: u64, out: &Counts)
         match armed {
             Ok(rounds) => out.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed),
             Err(e) => {
-                eprintln!("torture --patching: {e}");
+                eprintln!("the patch torture: {e}");
                 return;
             }
         };

@@ -79,7 +79,7 @@ impl Peer {
     }
 }
 
-/// The note `compare` prints when every built peer was chosen (`--peers all`, the default)
+/// The note `compare` prints when every built peer was chosen (all of them, the default)
 /// but the Go peer is not built.
 pub fn skipped_note(chosen: &[Peer]) -> Option<String> {
     let all = !chosen.is_empty() && Peer::ALL.iter().all(|p| chosen.contains(p));

@@ -1,4 +1,4 @@
-//! The static latency checker behind `atomkernel points --check`: per function with points or
+//! The static latency checker: per function with points or
 //! called from one, the longest point-free stretch, the loops that can spin without a point
 //! (and where one point would bound each), and the calls into such functions, with `file:line`.
 //!
@@ -8,7 +8,7 @@
 //! `addr2line`; the ELF symbol without it). A row is **in the lab** when its function's first
 //! instruction, one of its points or one of its unbounded loops is in the shipped services'
 //! source (`crates/services/src/`: the workloads and the scenario, which the kernel's
-//! `syscall()` often inlines); [`shipped_unbounded`] is what `points --check` exits 1 for: a
+//! `syscall()` often inlines); [`shipped_unbounded`] is what the check fails on: a
 //! loop of that source that can spin without a point.
 //!
 //! **Invariant.** A row is `unbounded` iff `codeflow` found a loop without a point and without
@@ -100,8 +100,8 @@ fn is_lab(file: &Option<String>) -> bool {
     file.as_deref().is_some_and(|f| f.starts_with(LAB_SOURCES))
 }
 
-/// The unbounded loops written in the shipped services' source (`points --check` exits 1 if
-/// there is one).
+/// The unbounded loops written in the shipped services' source (the check fails if there is
+/// one).
 pub fn shipped_unbounded(rows: &[CheckRow]) -> Vec<&LoopRow> {
     rows.iter().flat_map(|r| &r.unbounded).filter(|l| is_lab(&l.head.file)).collect()
 }

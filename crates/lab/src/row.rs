@@ -66,7 +66,7 @@ pub struct Row {
     pub workload: String,
     /// What `throughput_ops_s` counts (pages, modules, atoms).
     pub unit: String,
-    /// The workload's size (see `--size`).
+    /// The workload's size (in its own unit, see `Workload::with_size`).
     pub size: usize,
     /// CPUs of the subject: the kernel's `cpus=`, the peer's hogs, runtime threads, GOMAXPROCS.
     pub cpus: usize,

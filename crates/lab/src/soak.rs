@@ -47,13 +47,13 @@ pub struct SoakConfig {
 pub const MAX_SECS: u64 = 86_400;
 
 impl SoakConfig {
-    /// Rejects settings naming the option and what to use.
+    /// Rejects settings naming the field (`secs=0`, the kernel's `cpus=65`) and what to use.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_SECS).contains(&self.secs) {
-            return Err(format!("--minutes: the soak must last 1 s..={} minutes", MAX_SECS / 60));
+            return Err(format!("secs={}: use 1..={MAX_SECS} seconds (a day at most)", self.secs));
         }
         if self.every_s == 0 {
-            return Err("the sample interval must be at least 1 s".into());
+            return Err("every_s=0: sample at most every second".into());
         }
         // The CPUs are the kernel's to check (`cpus=`).
         kernel::Config { cpus: self.cpus, ..kernel::Config::default() }.validate().map_err(|e| e.to_string())

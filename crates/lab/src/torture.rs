@@ -60,30 +60,31 @@ pub const MAX_SECS: u64 = 86_400;
 pub const MAX_TASKS: usize = 64;
 
 impl TortureConfig {
-    /// Rejects settings the torture cannot run, naming the option, the value and what to use.
+    /// Rejects settings the torture cannot run, naming the field (`tasks=0`), the value and
+    /// what to use.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_TASKS).contains(&self.tasks) {
-            return Err(format!("--tasks {}: use 1..={MAX_TASKS} torture tasks", self.tasks));
+            return Err(format!("tasks={}: use 1..={MAX_TASKS} torture tasks", self.tasks));
         }
         if self.preemptions == 0 {
-            return Err("--preemptions 0: use at least 1 preemption (the run also ends at --max-seconds)".into());
+            return Err("preemptions=0: use at least 1 preemption (the run also ends at max_secs=)".into());
         }
         if !(1..=MAX_SECS).contains(&self.max_secs) {
-            return Err(format!("--max-seconds {}: use 1..={MAX_SECS} seconds", self.max_secs));
+            return Err(format!("max_secs={}: use 1..={MAX_SECS} seconds", self.max_secs));
         }
         if !(1..=MAX_SPINS).contains(&self.spins) {
             return Err(format!(
-                "--spins {}: use 1..={MAX_SPINS} spin iterations per round (a round cannot stop midway, so it must stay short)",
+                "spins={}: use 1..={MAX_SPINS} spin iterations per round (a round cannot stop midway, so it must stay short)",
                 self.spins
             ));
         }
         if self.migrate && self.cpus < 2 {
-            return Err("--migrate needs --cpus 2 or more (there is nowhere to migrate to)".into());
+            return Err("migrate=true needs cpus=2 or more (there is nowhere to migrate to)".into());
         }
         let m = self.model;
         if self.kernel_mode && !(m.preempts_kernel_code() || m.is_patch()) {
             return Err(format!(
-                "--preempt {m}: kernel code is never preempted by an interrupt there; use full, lazy, patch-int3 or patch-call"
+                "model={m}: kernel code is never preempted by an interrupt there; use full, lazy, patch-int3 or patch-call"
             ));
         }
         Ok(())

@@ -53,26 +53,27 @@ impl Default for TraceRun {
 }
 
 impl TraceRun {
-    /// Rejects settings that cannot run, naming the option and what to use.
+    /// Rejects settings that cannot run, naming the field (`atoms=0`, the kernel's `hz=0`) and
+    /// what to use.
     pub fn validate(&self) -> Result<(), String> {
         if !WORKLOADS.contains(&self.workload.as_str()) {
-            return Err(format!("--workload {}: choose one of {}", self.workload, WORKLOADS.join(", ")));
+            return Err(format!("workload={}: choose one of {}", self.workload, WORKLOADS.join(", ")));
         }
         if !(self.seconds > 0.0 && self.seconds <= 600.0) {
-            return Err(format!("--seconds {}: use a duration above 0 and at most 600 seconds", self.seconds));
+            return Err(format!("seconds={}: use a duration above 0 and at most 600 seconds", self.seconds));
         }
         if !(1..=4096).contains(&self.atoms) {
-            return Err(format!("--atoms {}: use 1..=4096 atoms per system call", self.atoms));
+            return Err(format!("atoms={}: use 1..=4096 atoms per system call", self.atoms));
         }
         if !(100..=1_000_000).contains(&self.interval_us) {
-            return Err(format!("--interval-us {}: use 100..=1000000 microseconds", self.interval_us));
+            return Err(format!("interval_us={}: use 100..=1000000 microseconds", self.interval_us));
         }
         if !(1..=1_000_000).contains(&self.long_atom_us) {
-            return Err(format!("--long-atom-us {}: use 1..=1000000 microseconds", self.long_atom_us));
+            return Err(format!("long_atom_us={}: use 1..=1000000 microseconds", self.long_atom_us));
         }
         if self.workload == "torture" && !matches!(self.config.preempt, PreemptModel::None | PreemptModel::Full) {
             return Err(format!(
-                "--workload torture --preempt {}: the torture runs under --preempt none (user mode) or full (kernel mode)",
+                "workload=torture with preempt={}: the torture runs under preempt=none (user mode) or full (kernel mode)",
                 self.config.preempt
             ));
         }

@@ -22,13 +22,13 @@ fn bad_settings_name_the_option_and_the_valid_values() {
         f(&mut c);
         c.validate().unwrap_err()
     };
-    assert!(bad(|c| c.probes.interval_us = 50).contains("--interval-us 50: below the timer resolution"));
+    assert!(bad(|c| c.probes.interval_us = 50).contains("interval_us=50: below the timer resolution"));
     assert!(bad(|c| c.rounds = 0).contains("rounds=0: use 1..=100"));
-    assert!(bad(|c| c.seconds = 0.0).contains("--duration 0"));
-    assert!(bad(|c| c.seconds = f64::NAN).contains("--duration NaN"));
-    assert!(bad(|c| c.probes.prio = 99).contains("--prio 99"));
-    assert!(bad(|c| c.probes.threads = 0).contains("--threads 0"));
-    assert!(bad(|c| c.workloads.clear()).contains("--workload"));
+    assert!(bad(|c| c.seconds = 0.0).contains("seconds=0: use a duration above 0"));
+    assert!(bad(|c| c.seconds = f64::NAN).contains("seconds=NaN"));
+    assert!(bad(|c| c.probes.prio = 99).contains("prio=99: use SCHED_FIFO priority 1..=98"));
+    assert!(bad(|c| c.probes.threads = 0).contains("threads=0: use 1..=16 probes"));
+    assert!(bad(|c| c.workloads.clear()).contains("workloads= is empty"));
     assert!(bad(|c| {
         c.models.clear();
         c.peers.clear()
@@ -55,7 +55,7 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     assert_eq!(
         cfg.subjects_for(copy),
         std::iter::once(full(BhMode::Classic)).chain(peers).collect::<Vec<_>>(),
-        "without --bh only packet runs under every option"
+        "without bh= only packet runs under every option"
     );
     assert_eq!(cfg.steps() as usize, (2 + 1 + Peer::ALL.len()) * 5 * 2);
     assert_eq!(full(BhMode::Threaded).label(true), "full/threaded");
@@ -65,11 +65,11 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     let names: Vec<String> = Peer::ALL.iter().map(|&p| Subject::Peer(p).name()).collect();
     assert!(skipped[0].starts_with(&format!("packet: {} skipped", names.join(", "))), "{skipped:?}");
     let threaded = CompareConfig { bh: Some(vec![BhMode::Threaded]), ..cfg.clone() };
-    assert_eq!(threaded.subjects_for(copy)[0], full(BhMode::Threaded), "--bh applies to every workload");
+    assert_eq!(threaded.subjects_for(copy)[0], full(BhMode::Threaded), "bh= applies to every workload");
     let e = CompareConfig { bh_prio: 0, ..cfg.clone() }.validate().unwrap_err();
     assert!(e.contains("bh_prio=0"), "{e}");
     let e = CompareConfig { models: vec![], workloads: vec![packet], ..cfg }.validate().unwrap_err();
-    assert!(e.contains("--preempt names no model, but the packet workload (in --workload) runs only"), "{e}");
+    assert!(e.contains("models= names no model, but the packet workload (in workloads=) runs only"), "{e}");
 }
 
 #[test]

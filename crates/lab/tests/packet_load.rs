@@ -12,14 +12,13 @@ fn bad_packet_load_configs_are_refused_naming_what_to_change() {
     assert!(e(PacketLoadConfig { bh_prio: 0, ..d() })
         .contains("bh_prio=0 is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99"));
     let p = |c: PacketConfig| e(PacketLoadConfig { packet: c, ..d() });
-    assert!(p(PacketConfig { napi_budget: 0, ..Default::default() }).starts_with("--budget 0: use 1..=4096"));
-    assert!(
-        p(PacketConfig { payload_bytes: 12, ..Default::default() }).starts_with("--payload 12: use a multiple of 8")
-    );
-    assert!(e(PacketLoadConfig { seconds: -1.0, ..d() }).starts_with("--seconds -1: "));
-    assert!(e(PacketLoadConfig { probe_prio: Some(95), ..d() }).starts_with("--probe-prio 95: use 1..=89"));
-    assert!(e(PacketLoadConfig { probe_pages: 5000, ..d() }).starts_with("--probe-pages 5000: "));
-    assert!(e(PacketLoadConfig { interval_us: 5, ..d() }).starts_with("--interval-us 5: "));
+    assert!(p(PacketConfig { napi_budget: 0, ..Default::default() }).starts_with("napi_budget=0: use 1..=4096"));
+    assert!(p(PacketConfig { payload_bytes: 12, ..Default::default() })
+        .starts_with("payload_bytes=12: use a multiple of 8"));
+    assert!(e(PacketLoadConfig { seconds: -1.0, ..d() }).starts_with("seconds=-1: "));
+    assert!(e(PacketLoadConfig { probe_prio: Some(95), ..d() }).starts_with("probe_prio=95: use 1..=89"));
+    assert!(e(PacketLoadConfig { probe_pages: 5000, ..d() }).starts_with("probe_pages=5000: "));
+    assert!(e(PacketLoadConfig { interval_us: 5, ..d() }).starts_with("interval_us=5: "));
 }
 
 #[test]

@@ -26,12 +26,12 @@ fn registers_survive_user_mode_preemption() {
 fn bad_torture_settings_are_refused() {
     let e = |cfg: TortureConfig| run(&cfg).unwrap_err().to_string();
     let d = TortureConfig::default;
-    assert!(e(TortureConfig { tasks: 0, ..d() }).contains("--tasks 0: use 1..=64 torture tasks"));
-    assert!(e(TortureConfig { preemptions: 0, ..d() }).contains("--preemptions 0: use at least 1"));
-    assert!(e(TortureConfig { max_secs: u64::MAX, ..d() }).contains("--max-seconds 18446744073709551615: use 1..="));
-    assert!(e(TortureConfig { spins: u64::MAX, ..d() }).contains("--spins 18446744073709551615: use 1..=100000000"));
+    assert!(e(TortureConfig { tasks: 0, ..d() }).contains("tasks=0: use 1..=64 torture tasks"));
+    assert!(e(TortureConfig { preemptions: 0, ..d() }).contains("preemptions=0: use at least 1"));
+    assert!(e(TortureConfig { max_secs: u64::MAX, ..d() }).contains("max_secs=18446744073709551615: use 1..="));
+    assert!(e(TortureConfig { spins: u64::MAX, ..d() }).contains("spins=18446744073709551615: use 1..=100000000"));
     let none = TortureConfig { kernel_mode: true, model: kernel::PreemptModel::None, ..d() };
-    assert!(e(none).contains("--preempt none: kernel code is never preempted"));
+    assert!(e(none).contains("model=none: kernel code is never preempted"));
 }
 
 #[test]
@@ -73,5 +73,7 @@ fn registers_survive_migration_between_cpus() {
     assert!(r.migrations > 0 && r.preemptions > 0, "{r:?}");
     assert_eq!(r.cpus, 2);
     let e = |c: TortureConfig| run(&c).unwrap_err().to_string();
-    assert!(e(TortureConfig { migrate: true, ..TortureConfig::default() }).contains("--migrate needs --cpus 2 or more"));
+    assert!(
+        e(TortureConfig { migrate: true, ..TortureConfig::default() }).contains("migrate=true needs cpus=2 or more")
+    );
 }

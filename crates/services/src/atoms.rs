@@ -13,7 +13,7 @@ pub const PAGE: usize = 4096;
 
 /// RFC 1071 ones'-complement checksum of `data` (the work inside an atom).
 ///
-/// Written so that `atomkernel points --check` can bound it: one counted loop over the words
+/// Written so that the static latency checker can bound it: one counted loop over the words
 /// and a fixed number of folds (four fold any 64-bit sum into 16 bits) instead of a loop that
 /// folds until the carry is gone.
 pub fn csum(data: &[u8]) -> u16 {
@@ -32,7 +32,7 @@ pub fn csum(data: &[u8]) -> u16 {
 }
 
 /// The most pages one atom checksums, whatever `until` says: the bound that makes an atom's
-/// length static (`atomkernel points --check` sees a counted loop), far above what any atom
+/// length static (the static latency checker sees a counted loop), far above what any atom
 /// of the scenario or the lab reaches before its time is up.
 pub const MAX_PAGES_PER_ATOM: u64 = 1 << 26;
 

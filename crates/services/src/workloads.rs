@@ -173,7 +173,7 @@ impl Workload {
 }
 
 /// One call inside atomkernel: a system call of the workload's atoms, a preemption point after
-/// each. Returns the units done. Kept out of line: the static checker (`points --check`) then
+/// each. Returns the units done. Kept out of line: the static latency checker then
 /// sees the callers' loops call a function with points; inlined into them, a workload with no
 /// atom to do shows its loop as point-free, though every call ends in `ret_from_syscall`,
 /// which reschedules when due.

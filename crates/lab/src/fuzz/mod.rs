@@ -120,15 +120,20 @@ pub struct CampaignConfig {
 
 /// Most programs of one campaign.
 pub const MAX_CASES: u32 = 10_000_000;
+/// Most shrinking steps after a failure.
+pub const MAX_SHRINK: u32 = 100_000;
 
 impl CampaignConfig {
-    /// Rejects settings naming the option and what to use.
+    /// Rejects settings naming the field (`cases=0`) and what to use.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_CASES).contains(&self.cases) {
-            return Err(format!("--cases {}: use 1..={MAX_CASES} programs", self.cases));
+            return Err(format!("cases={}: use 1..={MAX_CASES} programs", self.cases));
         }
         if let Some(c) = self.cpus.filter(|c| !(1..=4).contains(c)) {
-            return Err(format!("--cpus {c}: the fuzzer's programs run on 1..=4 CPUs"));
+            return Err(format!("cpus={c}: the fuzzer's programs run on 1..=4 CPUs"));
+        }
+        if self.max_shrink_iters > MAX_SHRINK {
+            return Err(format!("max_shrink_iters={}: use 0..={MAX_SHRINK} shrinking steps", self.max_shrink_iters));
         }
         Ok(())
     }

@@ -210,7 +210,7 @@ pub struct Program {
 }
 
 /// The data a task's atoms checksum: 4 KiB from the task's seed (a fixed size, so that
-/// `points --check` sees the checksum's loop counted).
+/// the static checker sees the checksum's loop counted).
 pub(crate) fn page_of(seed: u64) -> Box<[u8; PAGE]> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut page = Box::new([0u8; PAGE]);
