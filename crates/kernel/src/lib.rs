@@ -42,8 +42,8 @@ pub mod tasklet;
 pub mod text;
 pub mod time;
 pub mod trace;
-pub mod wait;
-pub mod watchdog;
+mod wait;
+mod watchdog;
 
 pub use config::{BhMode, Config, ConfigError, PatchSync, PreemptModel, PtableMode};
 pub use fork::spawn;

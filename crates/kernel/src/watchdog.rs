@@ -20,7 +20,6 @@
 //! masked takes no tick and is not seen (Linux's hard-lockup detector is not modelled).
 
 use crate::arch::{Arch, Frame, IrqFrame, A, TRACE_DEPTH};
-pub use crate::config::WatchdogConfig;
 use crate::instance::Kernel;
 use crate::sched::Mode;
 use alloc::boxed::Box;
