@@ -4,14 +4,14 @@
 //! names something this build can run. Bad input is an [`ConfigError`] that says what was
 //! wrong and what to do.
 
+mod model;
+mod trace;
+mod watchdog;
+
 use crate::arch::{Arch, A};
 use alloc::{format, string::String, string::ToString, vec::Vec};
 use core::fmt;
 use core::str::FromStr;
-
-mod model;
-mod trace;
-mod watchdog;
 
 /// How the patch models' patches synchronise the other CPUs (`patch_sync=none|ipi`).
 pub use arch_api::PatchSync;

@@ -27,8 +27,6 @@
 //! and nothing the patch models armed there survives it; every other CPU is sent a
 //! function-call IPI that disarms what it armed.
 
-use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
-use alloc::format;
 mod cpulock;
 mod full;
 mod lazy;
@@ -36,6 +34,7 @@ mod none;
 pub mod patch;
 mod voluntary;
 
+use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
 use crate::config::ConfigError;
 pub use crate::config::PreemptModel;
 use crate::cpu::{CORE_FLAG_PER_EVENT_SITES, CORE_FLAG_TRACE_HOOKS};
@@ -43,6 +42,7 @@ use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt::count as preempt;
 use crate::sched::{Rq, TaskId};
 use crate::task::Policy;
+use alloc::format;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 

@@ -35,18 +35,18 @@
 //! decision; a panic stops every CPU that takes interrupts, and [`crate::run`] returns an
 //! error within a bounded time whatever the stopped CPUs were doing.
 
-use crate::arch::{Arch, Fault, FixedBuf, IrqSpinLock, PanicReport, Regs, A, TRACE_DEPTH};
-use alloc::{format, string::String, vec::Vec};
 mod report;
 
 pub(crate) use report::supervise;
 pub use report::OopsReport;
 
+use crate::arch::{Arch, Fault, FixedBuf, IrqSpinLock, PanicReport, Regs, A, TRACE_DEPTH};
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::count::{self as preempt, PREEMPT_OFFSET};
 use crate::sched::TaskId;
 use crate::sync::OnceLock;
 use alloc::sync::Arc;
+use alloc::{format, string::String, vec::Vec};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

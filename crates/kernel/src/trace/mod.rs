@@ -20,8 +20,6 @@
 //! state: it is safe in hard-IRQ context. A full ring overwrites its oldest events (as ftrace's
 //! default `overwrite` mode) and counts them.
 
-use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, A};
-use alloc::{boxed::Box, format, string::String, vec::Vec};
 mod preemptoff;
 mod profile;
 mod ring;
@@ -34,12 +32,14 @@ pub use profile::Sample;
 pub use types::{Event, PrevState, Record, Where};
 pub use wakeup_rt::{Runner, WakeupRt};
 
+use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, A};
 use crate::config::{ConfigError, PreemptModel};
 use crate::config::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
 use crate::cpu::CORE_FLAG_TRACE_HOOKS;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
 use crate::sync::OnceLock;
+use alloc::{boxed::Box, format, string::String, vec::Vec};
 use core::panic::Location;
 use core::sync::atomic::{AtomicU8, Ordering};
 

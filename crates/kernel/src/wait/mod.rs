@@ -8,10 +8,10 @@
 //! test finds the waiter already queued and sleeping, and makes it runnable, so its
 //! `schedule()` returns at once.
 
+pub(crate) mod queue;
+
 use crate::instance::this_kernel;
 use crate::sched::TaskState;
-
-pub(crate) mod queue;
 
 pub use queue::WaitQueue;
 

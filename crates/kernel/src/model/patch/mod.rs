@@ -25,10 +25,6 @@
 //! - A task that meets an armed site while no event of its CPU is pending passes on.
 //! - Nothing here allocates or makes a system call on the interrupt path.
 
-use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
-#[cfg(feature = "torture")]
-use alloc::string::ToString;
-use alloc::{format, string::String};
 pub mod exact;
 pub mod ptable;
 mod stats;
@@ -37,9 +33,13 @@ pub(crate) use stats::PatchStats;
 pub use stats::PatchStatsSnapshot;
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::count as preempt;
+#[cfg(feature = "torture")]
+use alloc::string::ToString;
+use alloc::{format, string::String};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// The most points one event may arm (one function's points).
