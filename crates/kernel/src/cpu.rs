@@ -28,7 +28,7 @@ pub(crate) struct CpuStats {
     pub(crate) idle_ns: AtomicU64,
 }
 
-/// The bits of a CPU's core flags word (`arch::percpu::core_flags`, one `%fs`-relative load),
+/// The bits of a CPU's core flags word (`Arch::core_flags`: on the hosted arch one `%fs`-relative load),
 /// for tests on hot paths that must not reach the instance:
 /// | bit | set while |
 /// | --- | --- |

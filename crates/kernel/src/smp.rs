@@ -3,7 +3,7 @@
 //!
 //! **Mechanism.** An IPI is a real interrupt on the target CPU's thread: the sender writes the
 //! target's mailbox, then raises the IPI's line in the target's IRR and rings its doorbell
-//! (`arch::irq::IrqRaiser::raise`). The reschedule IPI carries the wakeup that asked for it
+//! (`Arch::irq_raise`). The reschedule IPI carries the wakeup that asked for it
 //! (the woken task, whether it is RT, whether the target runs a fair task): the target's
 //! handler (`scheduler_ipi`) hands it to its own model's `resched_curr`, and the interrupt's
 //! exit (or the target's next point, or its `ret_from_syscall`) then decides by that model, as

@@ -107,7 +107,7 @@ fn rearm(k: &Kernel) {
     }
 }
 
-/// Sleeps until `deadline_ns` on `arch::clock::now_ns`'s clock (an absolute time, as
+/// Sleeps until `deadline_ns` on `Arch::now_ns`'s clock (an absolute time, as
 /// `clock_nanosleep(TIMER_ABSTIME)`).
 #[track_caller]
 pub fn sleep_until(deadline_ns: u64) {

@@ -4,7 +4,7 @@
 //! watchdog's stopper thread refreshes whenever it gets to run, and a per-CPU hrtimer that
 //! wakes the stopper and complains when the timestamp grows older than the threshold. Here
 //! the timer is each CPU's tick, and "the stopper got to run" is a context switch
-//! (`__schedule`), a `cond_resched()` or the idle loop (`arch::percpu::touch_softlockup`,
+//! (`__schedule`), a `cond_resched()` or the idle loop (`Arch::touch_softlockup`,
 //! one per-CPU store), or, seen by the tick itself, user mode or kernel code that the model
 //! may preempt right there (`preempt_count` zero under `full`, `lazy` and the patch models).
 //! As the hrtimer wakes the stopper, a tick that finds the stretch past half the threshold

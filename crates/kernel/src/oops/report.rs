@@ -2,7 +2,7 @@
 //!
 //! **Mechanism.** CPUs queue raw reports (`OopsState::push`) and wake the host thread that
 //! waits in [`crate::run`] ([`supervise`]). That thread formats each one as Linux prints it,
-//! symbolizing every address with [`arch::kallsyms`] (`function+offset/size at file:line`),
+//! symbolizing every address with `Arch::symbolize` (`function+offset/size at file:line`),
 //! writes it to stderr and the printk log, and keeps it for the `RunReport`; it also runs the
 //! hung-task scan (`crate::hung`). When a CPU panics, the thread waits (bounded) for every
 //! CPU to stop, prints the panic, the report that caused it and the printk log, and returns

@@ -44,7 +44,7 @@ pub(crate) enum SchedMode {
 pub(crate) type Switch<'k> = (&'k Task, &'k Task);
 
 /// Picks the next task and does the bookkeeping of the switch to it, which the caller then
-/// makes (`arch::switch`) once it holds nothing it would leak across it; `None` if the current
+/// makes (`Arch::switch_to`) once it holds nothing it would leak across it; `None` if the current
 /// task runs on. Call with IRQs masked and the count at `PREEMPT_OFFSET`. Under
 /// [`SchedMode::Dead`] the previous context is taken from its task, for the final switch.
 #[track_caller]

@@ -1,7 +1,7 @@
 //! The scheduler: per-CPU run queues, the RT, fair and idle classes, wakeups, placement and
 //! balancing across CPUs, and the tick.
 //!
-//! **Mechanism.** Each CPU has one [`Rq`] under its own [`arch::sync::IrqSpinLock`] (Linux's
+//! **Mechanism.** Each CPU has one [`Rq`] under its own `IrqSpinLock` (Linux's
 //! `rq->lock`). An `Rq` holds its class queues and the scheduling state ([`TaskSched`]) of
 //! every task; the copy that counts for a task is the one in the run queue of the task's CPU
 //! (`Task::cpu`, Linux's `task_cpu`), which changes only with both run queues locked

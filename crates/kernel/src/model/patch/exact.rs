@@ -2,15 +2,15 @@
 //! points first reached on every path forward, computed from the machine code.
 //!
 //! **Mechanism.** Once per process, [`build`] hands every function of the kernel text (the
-//! FDEs of `.eh_frame`), its bytes (`arch::text::bytes`), the read-only data for jump tables
-//! (`arch::text::read_only`) and the site addresses to `codeflow::analyze`, and keeps only the
+//! FDEs of `.eh_frame`), its bytes (`Arch::text_bytes`), the read-only data for jump tables
+//! (`Arch::text_read_only`) and the site addresses to `codeflow::analyze`, and keeps only the
 //! packed [`ExactTable`] (ranges of instructions sharing a next-point set and a "may return
 //! before a point" flag). The patch models' interrupt exit asks it ([`ExactTable::lookup`]:
 //! constant time, no allocation, no lock) which sites to arm and whether to redirect the
 //! return; a function the analysis left unresolved falls back to the per-function table
 //! ([`super::ptable`]).
 //!
-//! **Invariant.** Site indices in the table are positions in `arch::patch::site_addrs()`, the
+//! **Invariant.** Site indices in the table are positions in `Arch::site_addrs()`, the
 //! sorted list the patcher arms by index.
 
 use crate::arch::{Arch, A};

@@ -9,10 +9,10 @@
 //! point of the interrupted function (and every path may return). The points named are armed:
 //! turned into `int3` (served by the SIGTRAP handler, which injects a call of
 //! `preempt_schedule_irq`) or into `call` of the point hook (which calls `schedule`). If some
-//! path returns first, the return address is redirected too (`arch::redirect`). A function the
+//! path returns first, the return address is redirected too (`Arch::redirect_return`). A function the
 //! exact analysis left unresolved is armed from the per-function table instead (counted in
 //! `exact_fallbacks`). If the instruction reaches no point (a leaf helper, libc, the vDSO) the
-//! handler unwinds the stack (`arch::unwind`, from `.eh_frame`) to the first caller that does
+//! handler unwinds the stack (`Arch::unwind_step`: on the hosted arch, from `.eh_frame`) to the first caller that does
 //! and does the same there. When a redirected return
 //! fires and the task may be preempted there, it is; if not (a count is held, or the return
 //! lands in foreign code), the caller's points are armed and its return redirected in turn.
@@ -296,7 +296,7 @@ fn disarm_locked(k: &Kernel, a: &mut Armed) {
     let stats = &k.raw_this_cpu().model.patch.stats;
     for &idx in &a.sites[..a.n] {
         // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
-        // here means someone else wrote the text, which `arch::patch` reports.
+        // here means someone else wrote the text, which the arch's patcher reports.
         let rounds = A::disarm_site(idx as usize, a.how, k.config.patch_sync).unwrap_or(0);
         stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
         let site = A::site_addrs()[idx as usize];
