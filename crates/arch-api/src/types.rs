@@ -30,12 +30,17 @@ pub struct IrqFrame {
     /// True when the interrupt is replayed by `local_irq_enable` in task context rather than
     /// taken from a signal: the "interrupted" code is then the enable call itself.
     pub replayed: bool,
+    /// True when the interrupt landed in the arch's return path from an earlier preemption
+    /// (IRQs already on, the earlier interrupt's saved state still on the stack): kernel
+    /// text, but preempting there would stack a second such frame on the first, so the core
+    /// treats it as it treats foreign code (it looks again soon).
+    pub exiting: bool,
 }
 
 impl IrqFrame {
     /// The frame of a replayed interrupt (no interrupted context of its own).
     pub fn replayed() -> Self {
-        IrqFrame { ip: 0, sp: 0, bp: 0, replayed: true }
+        IrqFrame { ip: 0, sp: 0, bp: 0, replayed: true, exiting: false }
     }
 }
 

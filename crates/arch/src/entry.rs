@@ -29,8 +29,8 @@
 //! ([`crate::fault`]).
 
 use crate::asm::asm_function;
-use crate::{irq, percpu, text};
-use std::sync::Once;
+use crate::{irq, percpu, text, unwind};
+use std::sync::{Once, OnceLock};
 
 pub use arch_api::{IrqExit, IrqFrame};
 
@@ -192,6 +192,9 @@ asm_function!(
         "    cld",                     // the ABI wants DF clear in Rust code
         "    mov rdi, rbp",            // the body's argument: &mut TrampolineFrame
         "    call {body}",             // schedule; returns when this task runs again
+        ".globl atomkernel_preempt_trampoline_return", // from here on IRQs may be on again
+        ".hidden atomkernel_preempt_trampoline_return", //   (`in_return_path`)
+        "atomkernel_preempt_trampoline_return:",
         "    mov eax, dword ptr [rip + ATOMKERNEL_XSAVE_MASK]",     // the same components
         "    mov edx, dword ptr [rip + ATOMKERNEL_XSAVE_MASK + 4]", //   high half
         "    xrstor64 [rsp]",          // restore the vector state exactly
@@ -246,12 +249,42 @@ asm_function!(
         ".cfi_adjust_cfa_offset -8",   //   CFA = rsp + 136: the frame we entered with
         ".cfi_restore 49",             //   49 holds its own value again
         "    ret 128",                 // pop the interrupted rip, skip the red-zone gap
+        ".globl atomkernel_preempt_trampoline_end", // the end of the return path
+        ".hidden atomkernel_preempt_trampoline_end",
+        "atomkernel_preempt_trampoline_end:",
     ],
     body = sym trampoline_body,
 );
 
 extern "C" {
     fn atomkernel_preempt_trampoline();
+    fn atomkernel_preempt_trampoline_return();
+    fn atomkernel_preempt_trampoline_end();
+}
+
+/// The code of the return path from a preemption: the trampoline after its call (the vector
+/// state and registers restored from the stack, then `ret`), and `trampoline_body` (whose
+/// `local_irq_enable` turns IRQs on). Set by [`install`] and, once the unwind tables know
+/// `trampoline_body`'s extent, by [`note_return_path`]; read by the interrupt signal handler.
+static RETURN_ASM: OnceLock<(usize, usize)> = OnceLock::new();
+static RETURN_BODY: OnceLock<(usize, usize)> = OnceLock::new();
+
+/// Is `ip` in the return path from a preemption, where IRQs are on again but the earlier
+/// interrupt's frame (flags, registers, the XSAVE area) is still on the stack? A preemption
+/// injected there would nest a second frame on the first, and an interrupt storm could nest
+/// them until the stack's guard page. Signal-safe: two range checks.
+pub fn in_return_path(ip: usize) -> bool {
+    [RETURN_ASM.get(), RETURN_BODY.get()].into_iter().flatten().any(|&(lo, hi)| (lo..hi).contains(&ip))
+}
+
+/// Notes the return path's extent: the trampoline's part from its labels, `trampoline_body`'s
+/// from the unwind tables once they are loaded (`unwind::prepare` calls this again then).
+pub(crate) fn note_return_path() {
+    let start = atomkernel_preempt_trampoline_return as *const () as usize;
+    let _ = RETURN_ASM.set((start, atomkernel_preempt_trampoline_end as *const () as usize));
+    if let Some(body) = unwind::function_of(trampoline_body as *const () as usize) {
+        let _ = RETURN_BODY.set(body);
+    }
 }
 
 /// The Rust half of the trampoline, on the task's stack. An injected call (`ret` = the
@@ -328,6 +361,7 @@ pub fn install() {
     ONCE.call_once(|| {
         init_xsave();
         text::init();
+        note_return_path();
         set_handler(irq::sig_irq(), irq_signal_handler);
         for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE] {
             set_handler(sig, crate::fault::fault_signal_handler);
@@ -407,11 +441,13 @@ fn take_irq(info: &libc::siginfo_t, uc: &mut libc::ucontext_t) {
         return;
     }
     let gregs = &mut uc.uc_mcontext.gregs;
+    let ip = gregs[libc::REG_RIP as usize] as usize;
     let frame = IrqFrame {
-        ip: gregs[libc::REG_RIP as usize] as usize,
+        ip,
         sp: gregs[libc::REG_RSP as usize] as usize,
         bp: gregs[libc::REG_RBP as usize] as usize,
         replayed: false,
+        exiting: in_return_path(ip),
     };
     if run_irq(lines, &frame) == IrqExit::Preempt && inject_trampoline(gregs, &frame) {
         return; // the mask stays set: the trampoline clears it after scheduling
@@ -442,4 +478,25 @@ pub(crate) fn inject_trampoline(gregs: &mut [libc::greg_t; 23], frame: &IrqFrame
     gregs[libc::REG_RSP as usize] = new_sp as i64;
     gregs[libc::REG_RIP as usize] = atomkernel_preempt_trampoline as *const () as usize as i64;
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_return_path_is_the_trampoline_after_its_call_and_trampoline_body() {
+        crate::unwind::prepare().unwrap();
+        note_return_path();
+        let tramp = atomkernel_preempt_trampoline as *const () as usize;
+        let ret = atomkernel_preempt_trampoline_return as *const () as usize;
+        let end = atomkernel_preempt_trampoline_end as *const () as usize;
+        assert!(tramp < ret && ret < end, "the labels lie inside the trampoline, in order");
+        assert!(in_return_path(ret) && in_return_path(end - 1), "XRSTOR to `ret 128`");
+        assert!(!in_return_path(tramp) && !in_return_path(ret - 1), "not the save half, nor the call");
+        assert!(!in_return_path(end), "nor what follows");
+        let body = trampoline_body as *const () as usize;
+        assert!(in_return_path(body), "trampoline_body, whose local_irq_enable turns IRQs on");
+        assert!(!in_return_path(take_irq as *const () as usize), "any other code: no");
+    }
 }

@@ -71,6 +71,7 @@ fn take_trap(gregs: &mut [libc::greg_t; 23]) -> bool {
         sp: gregs[libc::REG_RSP as usize] as usize,
         bp: gregs[libc::REG_RBP as usize] as usize,
         replayed: false,
+        exiting: false,
     };
     if (hooks.point_trap)(site, &frame) == IrqExit::Preempt && inject_site_call(gregs, &frame) {
         return true; // the mask stays set: site_trap_served clears it after scheduling

@@ -238,7 +238,9 @@ fn build() -> Result<Tables, String> {
 /// loaded later (`dlopen`) are not covered. Fails if the main program's CFI cannot be read; a
 /// foreign object whose CFI cannot be read is left out whole (its ips then have no row).
 pub fn prepare() -> Result<(), String> {
-    TABLES.get_or_init(build).as_ref().map(|_| ()).map_err(Clone::clone)
+    TABLES.get_or_init(build).as_ref().map(|_| ()).map_err(Clone::clone)?;
+    crate::entry::note_return_path(); // now the tables know trampoline_body's extent
+    Ok(())
 }
 
 fn tables() -> Option<&'static Tables> {

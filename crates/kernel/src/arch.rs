@@ -39,10 +39,11 @@ pub(crate) type AllSitesClaim = <A as Arch>::AllSitesClaim;
 /// A device's timed interrupt source.
 pub(crate) type DeviceTimer = <A as Arch>::DeviceTimer;
 
-/// True if an interrupt found the CPU in kernel text (a replayed interrupt always is: the
-/// "interrupted" code is the `local_irq_enable` that replayed it), false in foreign code such
-/// as libc or the vDSO, where preemption must wait for the next safe point.
+/// True if an interrupt found the CPU in kernel text where it may be preempted (a replayed
+/// interrupt always is: the "interrupted" code is the `local_irq_enable` that replayed it);
+/// false in foreign code such as libc or the vDSO, and in the arch's return path from an
+/// earlier preemption (`IrqFrame::exiting`): there preemption waits for the next safe point.
 #[inline]
 pub(crate) fn in_kernel_text(frame: &IrqFrame) -> bool {
-    frame.replayed || A::text_contains(frame.ip)
+    frame.replayed || (!frame.exiting && A::text_contains(frame.ip))
 }
