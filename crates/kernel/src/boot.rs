@@ -107,9 +107,9 @@ impl CpuUp {
         let _ = c.raiser.set(A::cpu_raiser(&registration));
         crate::smp::ipi_online(k, id);
         crate::model::note_model_on_cpu(k);
-        let _ = c.tick_timer.set(A::timer_new(crate::irq::LINE_TICK).map_err(host)?);
-        let _ = c.hrtimer.set(A::timer_new(crate::irq::LINE_HRTIMER).map_err(host)?);
-        let _ = c.retry_timer.set(A::timer_new(crate::irq::LINE_RETRY).map_err(host)?);
+        let _ = c.tick_timer.set(A::timer_new(crate::irq_desc::LINE_TICK).map_err(host)?);
+        let _ = c.hrtimer.set(A::timer_new(crate::irq_desc::LINE_HRTIMER).map_err(host)?);
+        let _ = c.retry_timer.set(A::timer_new(crate::irq_desc::LINE_RETRY).map_err(host)?);
         Ok(CpuUp { id, registration, idle_ctx: None })
     }
 

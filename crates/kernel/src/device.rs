@@ -14,7 +14,7 @@
 
 use crate::arch::{Arch, DeviceTimer, IrqRaiser, A};
 use crate::instance::this_kernel;
-use crate::irq::{free_irq, request_irq, IrqHandler};
+use crate::irq_desc::IrqHandler;
 use alloc::string::String;
 use alloc::sync::Arc;
 
@@ -56,7 +56,7 @@ impl Device {
             panic!("device '{name}': CPU {cpu} does not exist (cpus={}; use 0..{})", k.cpus.len(), k.cpus.len());
         }
         let handler: IrqHandler = Arc::new(handler);
-        let line = request_irq(&k, handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
+        let line = k.irq.request(handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
         let raiser = DeviceRaiser { raiser: k.cpus[cpu].raiser.get().expect("CPU is up").clone(), line };
         let timer = A::device_timer_new(name, raiser.raiser.clone(), line, k.helper_cpus.clone());
         crate::printk!("device {name}: registered on IRQ line {line}");
@@ -92,7 +92,10 @@ impl Drop for Device {
     fn drop(&mut self) {
         drop(self.timer.take()); // stops the source before its line is freed
         if let Some(k) = crate::instance::try_this_kernel() {
-            free_irq(&k, self.line);
+            if !k.irq.free(self.line) {
+                let what = format_args!("free_irq: line {}'s handler still runs after 2 s", self.line);
+                k.bug_args(what, core::panic::Location::caller());
+            }
             crate::printk!("device {}: released IRQ line {}", self.name, self.line);
         }
     }

@@ -1,5 +1,5 @@
-//! Interrupt handling: `irq_enter`/`irq_exit`, the line table, and the decision taken on
-//! return from an interrupt.
+//! Interrupt handling: the core's hooks, `irq_enter`/`irq_exit`, and the decision taken on
+//! return from an interrupt (the lines and their handlers are `irq_desc.rs`'s).
 //!
 //! **Mechanism.** The arch layer calls [`HOOKS`]`.irq` with the lines that fired and where the
 //! CPU was. [`irq_enter`] raises the hardirq field of `preempt_count`; the tick, the hrtimer and
@@ -8,84 +8,22 @@
 //! the current task is not idle, and the interrupted code may be preempted: user mode in
 //! kernel text always; kernel mode only as the preemption model allows (never under `none`).
 //! Interrupted foreign code (libc, vDSO) is never preempted; a retry interrupt
-//! ([`LINE_RETRY`]) looks again 20 µs later.
+//! (`LINE_RETRY`) looks again 20 µs later.
 //!
 //! **Invariant.** Handlers run with IRQs masked and the hardirq count raised, never allocate,
-//! never sleep (a handler that tries gets a `BUG:`). A handler is never freed in interrupt
-//! context: each line counts the CPUs running its handler (`IRQD_IRQ_INPROGRESS`), and
-//! [`free_irq`] takes the handler out of the table, then waits until no CPU runs it
-//! (`synchronize_irq`), then drops it, in task context, as the last owner.
+//! never sleep (a handler that tries gets a `BUG:`).
 
-use crate::arch::{Arch, Hooks, IrqExit, IrqFrame, IrqSpinLock, A};
+use crate::arch::{Arch, Hooks, IrqExit, IrqFrame, A};
 use crate::instance::{try_this_kernel, Kernel};
+use crate::irq_desc::{FIRST_DEVICE_LINE, LINE_CALL_FUNCTION, LINE_HRTIMER, LINE_RESCHED, LINE_TICK};
 use crate::model::IrqExitPolicy;
 use crate::preempt::count::{self as preempt, HARDIRQ_OFFSET};
 use crate::sched::Mode;
-use alloc::sync::Arc;
-use alloc::{vec, vec::Vec};
-use core::panic::Location;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
-/// The periodic tick.
-pub(crate) const LINE_TICK: u32 = 0;
-/// One-shot high-resolution timers.
-pub(crate) const LINE_HRTIMER: u32 = 1;
-/// The preemption retry: armed when a preemption was due but the interrupt landed in foreign
-/// code, so the next look comes soon rather than at the next tick.
-pub(crate) const LINE_RETRY: u32 = 2;
-/// The reschedule IPI (`smp::smp_send_reschedule`).
-pub(crate) const LINE_RESCHED: u32 = 3;
-/// The function-call IPI (`smp::smp_call_function_many`).
-pub(crate) const LINE_CALL_FUNCTION: u32 = 4;
-/// The first line available to devices.
-pub(crate) const FIRST_DEVICE_LINE: u32 = 5;
 /// How soon the first retry interrupt comes; each further retry that still finds foreign code
 /// waits twice as long, up to one tick, so a long host call is not flooded with signals.
 pub(crate) const RETRY_NS: u64 = 20_000;
-
-/// A device's interrupt handler.
-pub(crate) type IrqHandler = Arc<dyn Fn() + Send + Sync>;
-
-/// Number of interrupt lines (one bit each in the IRR).
-const NR_LINES: usize = 64;
-
-/// The device lines (Linux's `irq_desc` array): each line's handler and how many CPUs are
-/// inside it right now.
-pub(crate) struct IrqDescs {
-    handlers: IrqSpinLock<Vec<Option<IrqHandler>>>,
-    in_progress: [AtomicU32; NR_LINES],
-}
-
-impl IrqDescs {
-    pub(crate) fn new() -> IrqDescs {
-        IrqDescs {
-            handlers: IrqSpinLock::new(vec![None; NR_LINES]),
-            in_progress: [const { AtomicU32::new(0) }; NR_LINES],
-        }
-    }
-
-    /// Runs `line`'s handler, if it has one (`handle_irq_event`). The handler is taken and
-    /// counted in progress under the table's lock, and its reference dropped before the count
-    /// is, so the one [`free_irq`] holds is always the last.
-    fn handle(&self, line: usize) {
-        let handler = {
-            let table = self.handlers.lock();
-            let h = table[line].clone();
-            if h.is_some() {
-                self.in_progress[line].fetch_add(1, Ordering::AcqRel);
-            }
-            h
-        };
-        if let Some(h) = handler {
-            h();
-            drop(h);
-            self.in_progress[line].fetch_sub(1, Ordering::Release);
-        }
-    }
-}
-
-/// Longest `free_irq` waits for a line's handler to finish on another CPU before a `BUG:`.
-const SYNCHRONIZE_PATIENCE_NS: u64 = 2_000_000_000;
 
 /// The core's side of the arch boundary.
 pub(crate) static HOOKS: Hooks = Hooks {
@@ -195,30 +133,4 @@ fn arm_retry(k: &Kernel) {
     if let Some(t) = k.this_cpu().retry_timer.get() {
         A::timer_set_oneshot_at(t, A::now_ns() + delay);
     }
-}
-
-/// Installs `handler` for a free device line and returns the line.
-pub(crate) fn request_irq(k: &Kernel, handler: IrqHandler) -> Option<u32> {
-    let mut table = k.irq.handlers.lock();
-    let line = (FIRST_DEVICE_LINE as usize..table.len()).find(|&l| table[l].is_none())?;
-    table[line] = Some(handler);
-    Some(line as u32)
-}
-
-/// Removes the handler of `line` (`free_irq`): no CPU starts it any more, and once none runs
-/// it (`synchronize_irq`) it is dropped here. Call from a task.
-#[track_caller]
-pub(crate) fn free_irq(k: &Kernel, line: u32) {
-    let line = line as usize;
-    let handler = k.irq.handlers.lock()[line].take();
-    let (t0, mut spins) = (A::now_ns(), 0);
-    while k.irq.in_progress[line].load(Ordering::Acquire) != 0 {
-        if A::now_ns() - t0 > SYNCHRONIZE_PATIENCE_NS {
-            k.bug_args(format_args!("free_irq: line {line}'s handler still runs after 2 s"), Location::caller());
-            core::mem::forget(handler); // a CPU may still be inside it: never free it under it
-            return;
-        }
-        A::cpu_relax(&mut spins);
-    }
-    drop(handler);
 }

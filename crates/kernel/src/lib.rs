@@ -27,10 +27,12 @@ mod fork;
 mod hung;
 mod instance;
 mod irq;
+mod irq_desc;
 pub mod model;
 mod oops;
 pub mod preempt;
 pub mod printk;
+mod run;
 mod sched;
 pub mod smp;
 pub mod softirq;
@@ -48,11 +50,10 @@ mod watchdog;
 pub use config::{BhMode, Config, ConfigError, PatchSync, PreemptModel, PtableMode};
 pub use fork::spawn;
 pub use fork::TaskHandle;
-pub use instance::{
-    current_pid, raw_smp_processor_id, run, smp_processor_id, uptime_ns, BootError, CpuReport, RunReport, TaskReport,
-};
+pub use instance::{current_pid, raw_smp_processor_id, smp_processor_id, uptime_ns, BootError};
 pub use model::{preempt_model, set_preempt_model};
 pub use oops::OopsReport;
+pub use run::{run, CpuReport, RunReport, TaskReport};
 pub use sched::balance::{sched_debug, set_cpus_allowed};
 pub use sched::{cond_resched, sched_yield, schedule, CpuMask, TaskId};
 pub use syscall::syscall;

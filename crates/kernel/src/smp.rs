@@ -75,10 +75,10 @@ pub(crate) fn ipi_online(k: &Kernel, cpu: usize) {
     let c = &k.cpus[cpu];
     let Some(r) = c.raiser.get() else { return };
     if c.ipi.resched.load(Ordering::Acquire) != 0 {
-        A::irq_raise(r, crate::irq::LINE_RESCHED);
+        A::irq_raise(r, crate::irq_desc::LINE_RESCHED);
     }
     if !c.ipi.calls.lock().is_empty() {
-        A::irq_raise(r, crate::irq::LINE_CALL_FUNCTION);
+        A::irq_raise(r, crate::irq_desc::LINE_CALL_FUNCTION);
     }
 }
 
@@ -90,13 +90,13 @@ pub(crate) fn smp_send_reschedule(k: &Kernel, cpu: usize, w: Wakeup) {
         | if w.curr_fair { RESCHED_CURR_FAIR } else { 0 };
     let mb = &k.cpus[cpu].ipi.resched;
     let _ = mb.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| (old & RESCHED_RT == 0 || w.rt).then_some(word));
-    send_ipi(k, cpu, crate::irq::LINE_RESCHED);
+    send_ipi(k, cpu, crate::irq_desc::LINE_RESCHED);
 }
 
 /// Wakes CPU `cpu` out of its idle halt (or interrupts it) with nothing to hand over: it looks
 /// at its run queue and at the instance again.
 pub(crate) fn kick_cpu(k: &Kernel, cpu: usize) {
-    send_ipi(k, cpu, crate::irq::LINE_RESCHED);
+    send_ipi(k, cpu, crate::irq_desc::LINE_RESCHED);
 }
 
 /// The reschedule IPI's handler (`scheduler_ipi`), in hard-IRQ context.
@@ -151,7 +151,7 @@ pub fn smp_call_function_many(
     let me = k.raw_cpu_id();
     for cpu in (0..k.cpus.len()).filter(|&c| mask & (1 << c) != 0 && c != me) {
         k.cpus[cpu].ipi.calls.lock().push_back(call.clone());
-        send_ipi(&k, cpu, crate::irq::LINE_CALL_FUNCTION);
+        send_ipi(&k, cpu, crate::irq_desc::LINE_CALL_FUNCTION);
     }
     if mask & (1 << me) != 0 {
         let _irq = crate::preempt::guard::local_irq_save();

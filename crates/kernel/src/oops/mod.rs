@@ -344,7 +344,7 @@ pub(crate) fn panic(k: &Kernel, reason: &str, cause: Option<Report>) -> ! {
         let me = k.raw_cpu_id();
         for cpu in k.cpus.iter().filter(|c| c.id != me) {
             if let Some(r) = cpu.raiser.get() {
-                A::irq_raise(r, crate::irq::LINE_RESCHED);
+                A::irq_raise(r, crate::irq_desc::LINE_RESCHED);
             }
         }
         k.oops.wake_supervisor();
@@ -364,7 +364,7 @@ pub(crate) fn panic_from_host(k: &Kernel, reason: &str) {
     k.oops.panicked.store(true, Ordering::Release);
     for cpu in k.cpus.iter() {
         if let Some(r) = cpu.raiser.get() {
-            A::irq_raise(r, crate::irq::LINE_RESCHED);
+            A::irq_raise(r, crate::irq_desc::LINE_RESCHED);
         }
     }
 }

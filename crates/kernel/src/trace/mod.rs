@@ -272,7 +272,7 @@ fn irq_entry_slow(k: &Kernel, lines: u64, frame: &IrqFrame) {
             let foreign = Where { ip: 0, src: None, what: "foreign code (libc, vDSO)" };
             t.last_where = if crate::arch::in_kernel_text(frame) { Where::ip(ip) } else { foreign };
         }
-        if k.trace.on(PROFILE) && lines & (1 << crate::irq::LINE_TICK) != 0 {
+        if k.trace.on(PROFILE) && lines & (1 << crate::irq_desc::LINE_TICK) != 0 {
             t.profile.sample(Sample { ip, pid, kernel_mode, foreign: !crate::arch::in_kernel_text(frame) });
         }
     });
