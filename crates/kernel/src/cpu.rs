@@ -14,8 +14,9 @@
 //! [`Kernel::raw_this_cpu`] skips the check where a stale CPU is harmless (counters).
 
 use crate::arch::{Arch, IrqRaiser, IrqSpinLock, Timer, A};
-use crate::sched::{Mode, Rq, TaskId};
+use crate::sched::rq::{Mode, Rq};
 use crate::sync::OnceLock;
+use crate::task::TaskId;
 use crate::time::TimerQueue;
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -90,7 +91,7 @@ pub(crate) struct Cpu {
     /// Consecutive preemption retries that found foreign code (the retry's backoff exponent).
     pub(crate) retry_backoff: AtomicU8,
     /// The preemption models' per-CPU state.
-    pub(crate) model: crate::model::ModelCpu,
+    pub(crate) model: crate::model::state::ModelCpu,
     /// The run queue.
     pub(crate) rq: IrqSpinLock<Rq>,
     /// Run-queue locks this CPU's thread holds (bit per CPU), for the lock-order check.

@@ -43,7 +43,7 @@ pub(crate) struct Kernel {
     /// CPU threads' own when they are pinned, so they never compete with them for a core.
     pub(crate) helper_cpus: Vec<usize>,
     /// The preemption model, its claim on the point sites, a switch in progress (`model/`).
-    pub(crate) model: crate::model::ModelState,
+    pub(crate) model: crate::model::state::ModelState,
     /// The tracers (`trace=`): off unless asked for.
     pub(crate) trace: crate::trace::Tracer,
     /// Oopses caught, reports for the host side, the panic (`oops`).

@@ -104,7 +104,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         bugs: crate::printk::BugLog::new(),
         time: crate::time::Clock::new(),
         helper_cpus: helper_cpus(&config.pin),
-        model: crate::model::ModelState::new(config.preempt),
+        model: crate::model::state::ModelState::new(config.preempt),
         trace: crate::trace::Tracer::new(config.trace),
         oops: crate::oops::OopsState::new(),
         watchdog: crate::watchdog::Watchdog::new(n),

@@ -124,7 +124,7 @@ impl TaskStats {
 pub(crate) type TaskBody = Box<dyn FnOnce() -> i64 + Send>;
 
 /// A task's shared, mostly immutable part. Scheduling state lives in the run queue's
-/// [`crate::sched::TaskSched`] under the scheduler lock.
+/// `sched::rq::TaskSched` under the scheduler lock.
 pub(crate) struct Task {
     pub(crate) id: TaskId,
     pub(crate) name: String,

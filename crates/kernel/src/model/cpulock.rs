@@ -7,21 +7,15 @@
 //! (the seed: "Maybe non-RT processes could benefit from this CPU locking thing too? [dont
 //! think so]"). The lock is granted (cleared) when its owner runs.
 
+use super::state::CpulockCpu;
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
 use crate::sched::TaskId;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
 pub(super) struct Cpulock;
-
-/// The locked quantum of a CPU.
-#[derive(Default)]
-pub(crate) struct CpulockCpu {
-    /// The task (id + 1) that locked the CPU's next quantum; 0 when none.
-    quantum_lock: AtomicUsize,
-}
 
 impl CpulockCpu {
     /// `__schedule` picked `next`: its lock, if it held one, is granted.

@@ -6,19 +6,14 @@
 //! promotion (or an RT wakeup) sets `need_resched`; `__schedule` clears it with every other
 //! request.
 
+use super::state::LazyCpu;
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 pub(super) struct Lazy;
-
-/// `TIF_NEED_RESCHED_LAZY` of a CPU.
-#[derive(Default)]
-pub(crate) struct LazyCpu {
-    need_resched_lazy: AtomicBool,
-}
 
 impl LazyCpu {
     /// A lazy reschedule is pending.

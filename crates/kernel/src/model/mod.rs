@@ -32,9 +32,10 @@ mod full;
 mod lazy;
 mod none;
 pub mod patch;
+pub(crate) mod state;
 mod voluntary;
 
-use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
+use crate::arch::{Arch, IrqExit, IrqFrame, PokeError, A};
 use crate::config::ConfigError;
 pub use crate::config::PreemptModel;
 use crate::cpu::{CORE_FLAG_PER_EVENT_SITES, CORE_FLAG_TRACE_HOOKS};
@@ -44,7 +45,7 @@ use crate::sched::{Rq, TaskId};
 use crate::task::Policy;
 use alloc::format;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::Ordering;
 
 /// What each model is, asked of its file.
 impl PreemptModel {
@@ -130,17 +131,6 @@ fn ops(m: PreemptModel) -> &'static dyn Model {
     }
 }
 
-/// The models' per-CPU state.
-#[derive(Default)]
-pub(crate) struct ModelCpu {
-    /// `lazy`: the lazy reschedule flag.
-    pub(crate) lazy: lazy::LazyCpu,
-    /// `cpulock`: the locked quantum.
-    pub(crate) cpulock: cpulock::CpulockCpu,
-    /// The patch models' armed points and counters.
-    pub(crate) patch: patch::PatchState,
-}
-
 impl ModelCpu {
     /// The `BUG:` line for a patch this CPU refused, if there was one.
     pub(crate) fn refused_report(&self) -> Option<alloc::string::String> {
@@ -149,6 +139,7 @@ impl ModelCpu {
 }
 
 pub use patch::PatchStatsSnapshot;
+pub(crate) use state::ModelCpu;
 
 /// What the patch models did on `cpus`, summed (all zero under the other models).
 pub(crate) fn stats<'a>(cpus: impl IntoIterator<Item = &'a ModelCpu>) -> PatchStatsSnapshot {
@@ -157,34 +148,6 @@ pub(crate) fn stats<'a>(cpus: impl IntoIterator<Item = &'a ModelCpu>) -> PatchSt
         sum.add(&c.patch.stats.snapshot());
     }
     sum
-}
-
-/// The instance's model: which one runs, its claim on the point sites, and the switch in
-/// progress. Private: the model is read and switched through the functions of this module.
-pub(crate) struct ModelState {
-    /// The preemption model now (an index into `PreemptModel::ALL`); switchable at run time.
-    current: AtomicU8,
-    /// This instance's claim on every preemption-point site while its model uses points.
-    sites_claim: IrqSpinLock<Option<AllSitesClaim>>,
-    /// Set while a task switches the model (`set_preempt_model` is one at a time).
-    switching: AtomicBool,
-}
-
-impl ModelState {
-    /// `model` at boot, no sites claimed yet.
-    pub(crate) fn new(model: PreemptModel) -> ModelState {
-        ModelState {
-            current: AtomicU8::new(model.index()),
-            sites_claim: IrqSpinLock::new(None),
-            switching: AtomicBool::new(false),
-        }
-    }
-
-    /// The current preemption model.
-    #[inline]
-    pub(crate) fn current(&self) -> PreemptModel {
-        PreemptModel::from_index(self.current.load(Ordering::Acquire))
-    }
 }
 
 /// Takes `new`'s claim on the point sites and then drops `old`'s (`None`: boot or shutdown).

@@ -27,56 +27,24 @@
 
 pub mod exact;
 pub mod ptable;
-mod stats;
+pub(in crate::model) mod stats;
 
-pub(crate) use stats::PatchStats;
+pub use super::state::MAX_ARMED;
+use super::state::{Armed, PatchState};
 pub use stats::PatchStatsSnapshot;
 
 use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
-use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, IrqSpinLock, PokeError, A};
+use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, PokeError, A};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::count as preempt;
 #[cfg(feature = "torture")]
 use alloc::string::ToString;
 use alloc::{format, string::String};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
-/// The most points one event may arm (one function's points).
-pub const MAX_ARMED: usize = 64;
 /// The most frames the handler unwinds looking for a function with points.
 pub const MAX_DEPTH: usize = 32;
-
-/// What this CPU has armed for the pending RT event.
-#[derive(Debug)]
-pub(crate) struct Armed {
-    how: Arm,
-    sites: [u32; MAX_ARMED],
-    n: usize,
-    /// A redirected return: (slot, original return address).
-    ret: Option<(usize, usize)>,
-}
-
-impl Default for Armed {
-    fn default() -> Self {
-        Armed { how: Arm::Int3, sites: [0; MAX_ARMED], n: 0, ret: None }
-    }
-}
-
-/// Per-CPU state of the patch models.
-#[derive(Default)]
-pub(crate) struct PatchState {
-    /// An RT wakeup is pending (set by `resched_curr`, cleared by `__schedule`).
-    pub(crate) rt_resched: AtomicBool,
-    /// Something is armed (a cheap test for `__schedule`).
-    active: AtomicBool,
-    armed: IrqSpinLock<Armed>,
-    pub(crate) stats: PatchStats,
-    /// The last site the patcher refused to arm (0: none) and its bytes, packed: kept here by
-    /// the interrupt path (which cannot format) and reported as a `BUG:` with the run.
-    refused: AtomicUsize,
-    refused_bytes: AtomicU64,
-}
 
 impl PatchState {
     /// The `BUG:` line for a refused patch, if there was one.
