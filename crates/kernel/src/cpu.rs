@@ -17,7 +17,7 @@ use crate::arch::{Arch, IrqRaiser, IrqSpinLock, Timer, A};
 use crate::sched::rq::{Mode, Rq};
 use crate::sync::OnceLock;
 use crate::task::TaskId;
-use crate::time::TimerQueue;
+use crate::time::state::TimerQueue;
 use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// A CPU's figures for the report.
@@ -101,7 +101,7 @@ pub(crate) struct Cpu {
     /// Softirqs, tasklets and `ksoftirqd/N` of this CPU.
     pub(crate) softirq: crate::softirq::SoftirqCpu,
     /// The IPI mailboxes (`smp.rs`).
-    pub(crate) ipi: crate::smp::IpiMailbox,
+    pub(crate) ipi: crate::smp::state::IpiMailbox,
     pub(crate) stats: CpuStats,
 }
 

@@ -33,12 +33,12 @@ pub(crate) struct Kernel {
     /// CPUs that have come up (bit per CPU).
     pub(crate) online: AtomicU64,
     /// Function calls sent without waiting that some target has not run yet (`smp.rs`).
-    pub(crate) smp: crate::smp::InFlight,
+    pub(crate) smp: crate::smp::state::InFlight,
     pub(crate) printk: Printk,
     /// The `BUG:` reports kept for the `RunReport`.
     pub(crate) bugs: crate::printk::BugLog,
     /// When it booted and the jiffies since (`time.rs`).
-    pub(crate) time: crate::time::Clock,
+    pub(crate) time: crate::time::state::Clock,
     /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
     /// CPU threads' own when they are pinned, so they never compete with them for a core.
     pub(crate) helper_cpus: Vec<usize>,

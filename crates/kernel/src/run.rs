@@ -102,7 +102,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         smp: IrqSpinLock::new(Vec::new()),
         printk: Printk::new(1 << 20, config.console),
         bugs: crate::printk::BugLog::new(),
-        time: crate::time::Clock::new(),
+        time: crate::time::state::Clock::new(),
         helper_cpus: helper_cpus(&config.pin),
         model: crate::model::state::ModelState::new(config.preempt),
         trace: crate::trace::Tracer::new(config.trace),

@@ -21,15 +21,17 @@
 //! doorbell is published (`ipi_online`; a fence on each side orders the two). Each IPI sent and
 //! received is counted on its CPU.
 
-use crate::arch::{Arch, IrqSpinLock, A};
+use crate::arch::{Arch, A};
+pub(crate) mod state;
+
 use crate::instance::{this_kernel, Kernel};
 use crate::model::Wakeup;
 use crate::sched::CpuMask;
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::{boxed::Box, format, string::String, vec::Vec};
+use alloc::{boxed::Box, format, string::String};
 use core::panic::Location;
-use core::sync::atomic::{fence, AtomicU64, Ordering};
+use core::sync::atomic::{fence, Ordering};
+use state::CallData;
 
 /// The reschedule mailbox's RT bit.
 const RESCHED_RT: u64 = 1 << 63;
@@ -37,24 +39,6 @@ const RESCHED_RT: u64 = 1 << 63;
 const RESCHED_CURR_FAIR: u64 = 1 << 62;
 /// The woken pid + 1 in the low bits (0: no wakeup pending, just a kick).
 const RESCHED_PID: u64 = (1 << 62) - 1;
-
-/// One queued function call (`call_single_data`).
-pub(crate) struct CallData {
-    func: Box<dyn Fn() + Send + Sync>,
-}
-
-/// Calls sent without waiting, kept by the sender until every target has run them, so that no
-/// target frees one in its interrupt (the interrupt path must not free memory).
-pub(crate) type InFlight = IrqSpinLock<Vec<Arc<CallData>>>;
-
-/// A CPU's IPI mailboxes.
-#[derive(Default)]
-pub(crate) struct IpiMailbox {
-    /// A pending reschedule request: see the `RESCHED_*` bits.
-    resched: AtomicU64,
-    /// Pending function calls, oldest first.
-    calls: IrqSpinLock<VecDeque<Arc<CallData>>>,
-}
 
 /// Raises `line` on CPU `cpu` and counts the IPI. A CPU still coming up has no doorbell yet:
 /// the mailbox written before this call is then read by [`ipi_online`] on that CPU.
