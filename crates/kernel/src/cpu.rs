@@ -15,6 +15,7 @@
 
 use crate::arch::{Arch, IrqRaiser, IrqSpinLock, Timer, A};
 use crate::sched::rq::{Mode, Rq};
+use crate::softirq::state::SoftirqCpu;
 use crate::sync::OnceLock;
 use crate::task::TaskId;
 use crate::time::state::TimerQueue;
@@ -99,14 +100,15 @@ pub(crate) struct Cpu {
     /// Sleepers' deadlines on this CPU's hrtimer.
     pub(crate) timers: IrqSpinLock<TimerQueue>,
     /// Softirqs, tasklets and `ksoftirqd/N` of this CPU.
-    pub(crate) softirq: crate::softirq::SoftirqCpu,
+    pub(crate) softirq: SoftirqCpu,
     /// The IPI mailboxes (`smp.rs`).
     pub(crate) ipi: crate::smp::state::IpiMailbox,
     pub(crate) stats: CpuStats,
 }
 
 impl Cpu {
-    pub(crate) fn new(id: usize, rr_timeslice: u32) -> Cpu {
+    /// CPU `id`, with its softirq state (made by `softirq`, whose actions it names).
+    pub(crate) fn new(id: usize, rr_timeslice: u32, softirq: SoftirqCpu) -> Cpu {
         Cpu {
             id,
             curr: AtomicUsize::new(0),
@@ -121,7 +123,7 @@ impl Cpu {
             rq: IrqSpinLock::new(Rq::new(id, rr_timeslice)),
             held_rqs: AtomicU64::new(0),
             timers: IrqSpinLock::new(TimerQueue::default()),
-            softirq: crate::softirq::SoftirqCpu::new(),
+            softirq,
             ipi: Default::default(),
             stats: Default::default(),
         }

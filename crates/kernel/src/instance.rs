@@ -13,9 +13,9 @@
 use crate::arch::{Arch, FixedBuf, A};
 use crate::config::{Config, ConfigError, PreemptModel};
 use crate::cpu::Cpu;
-use crate::printk::Printk;
-use crate::sched::{CpuMask, TaskId};
+use crate::printk::ring::Printk;
 use crate::task::Task;
+use crate::task::{CpuMask, TaskId};
 use alloc::sync::Arc;
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::panic::Location;
@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Kernel {
     pub(crate) config: Config,
     /// Scheduling: the task table, the tasks still live, RT placement (`sched/state.rs`).
-    pub(crate) sched: crate::sched::Sched,
+    pub(crate) sched: crate::sched::state::Sched,
     /// The device lines' handlers (`irq_desc`).
     pub(crate) irq: crate::irq_desc::IrqDescs,
     /// The CPUs (`cpus=`).
@@ -36,7 +36,7 @@ pub(crate) struct Kernel {
     pub(crate) smp: crate::smp::state::InFlight,
     pub(crate) printk: Printk,
     /// The `BUG:` reports kept for the `RunReport`.
-    pub(crate) bugs: crate::printk::BugLog,
+    pub(crate) bugs: crate::printk::ring::BugLog,
     /// When it booted and the jiffies since (`time.rs`).
     pub(crate) time: crate::time::state::Clock,
     /// Host CPUs for the instance's helper threads (devices): the caller's set, without the
@@ -45,11 +45,11 @@ pub(crate) struct Kernel {
     /// The preemption model, its claim on the point sites, a switch in progress (`model/`).
     pub(crate) model: crate::model::state::ModelState,
     /// The tracers (`trace=`): off unless asked for.
-    pub(crate) trace: crate::trace::Tracer,
+    pub(crate) trace: crate::trace::state::Tracer,
     /// Oopses caught, reports for the host side, the panic (`oops`).
-    pub(crate) oops: crate::oops::OopsState,
+    pub(crate) oops: crate::oops::state::OopsState,
     /// The soft-lockup detector's per-CPU state.
-    pub(crate) watchdog: crate::watchdog::Watchdog,
+    pub(crate) watchdog: crate::watchdog::state::Watchdog,
 }
 
 /// The kernel instance of the calling CPU thread. Panics elsewhere.
@@ -145,7 +145,7 @@ impl Kernel {
             place.line()
         );
         let text = core::str::from_utf8(msg.as_bytes()).unwrap_or("BUG: (unprintable)");
-        crate::printk::printk_str(self, text);
+        self.printk.log_line(self.time.uptime_ns(), format_args!("{text}"));
         self.bugs.keep(&msg, text);
     }
 

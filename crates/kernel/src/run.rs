@@ -95,9 +95,9 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     config.validate()?;
     let n = config.cpus;
     let k = Arc::new(Kernel {
-        sched: crate::sched::Sched::new(n),
+        sched: crate::sched::state::Sched::new(n),
         irq: crate::irq_desc::IrqDescs::new(),
-        cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks)).collect(),
+        cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks, crate::softirq::new_cpu_state())).collect(),
         online: AtomicU64::new(0),
         smp: IrqSpinLock::new(Vec::new()),
         printk: Printk::new(1 << 20, config.console),
@@ -105,9 +105,9 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         time: crate::time::state::Clock::new(),
         helper_cpus: helper_cpus(&config.pin),
         model: crate::model::state::ModelState::new(config.preempt),
-        trace: crate::trace::Tracer::new(config.trace),
-        oops: crate::oops::OopsState::new(),
-        watchdog: crate::watchdog::Watchdog::new(n),
+        trace: crate::trace::state::Tracer::new(config.trace),
+        oops: crate::oops::state::OopsState::new(),
+        watchdog: crate::watchdog::state::Watchdog::new(n),
         config,
     });
     crate::oops::install();

@@ -12,31 +12,13 @@
 //! no lock a stopped CPU could hold on the panic path (the record is written before the panic
 //! is published, and the printk log is read without a lock).
 
-use super::{LockupRecord, OopsRecord, Report};
+use super::{LockupRecord, OopsRecord, OopsReport, Report};
 use crate::arch::{Arch, Symbol, A, GP_NAMES};
 use crate::instance::{BootError, Kernel};
-use crate::sched::TaskId;
 use alloc::sync::Arc;
 use alloc::{format, string::String, string::ToString, vec::Vec};
 use core::fmt::Write as _;
 use core::sync::atomic::Ordering;
-
-/// One oops, as `RunReport::oopses` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OopsReport {
-    /// The task's pid.
-    pub pid: TaskId,
-    /// The task's name.
-    pub task: String,
-    /// The CPU it ran on.
-    pub cpu: usize,
-    /// What happened (`kernel NULL pointer dereference at 0x0 ...`, a panic's message).
-    pub what: String,
-    /// Where: the faulting (or panicking) function as `function+offset/size at file:line`.
-    pub rip: String,
-    /// The whole report, as printed.
-    pub text: String,
-}
 
 /// Frames of the panic machinery above the code that panicked, left out of a panic's trace.
 const PANIC_PLUMBING: [&str; 7] =

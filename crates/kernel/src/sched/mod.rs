@@ -27,14 +27,13 @@ mod fair;
 pub(crate) mod rq;
 pub(crate) mod rq_lock;
 mod rt;
-mod state;
+pub(crate) mod state;
 
 pub use entry::{cond_resched, sched_yield, schedule};
 pub(crate) use entry::{
     do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, set_current_state, wake_up_process,
 };
 pub(crate) use entry::{schedule_irqs_off, SchedMode};
-pub(crate) use state::Sched;
 
 pub use crate::task::{CpuMask, TaskId};
 pub(crate) use rq::{Mode, Rq, TaskState};

@@ -23,6 +23,7 @@
 mod preemptoff;
 mod profile;
 mod ring;
+pub(crate) mod state;
 mod types;
 mod wakeup_rt;
 
@@ -32,81 +33,23 @@ pub use profile::Sample;
 pub use types::{Event, PrevState, Record, Where};
 pub use wakeup_rt::{Runner, WakeupRt};
 
-use crate::arch::{AllSitesClaim, Arch, IrqExit, IrqFrame, IrqSpinLock, A};
+use crate::arch::{Arch, IrqExit, IrqFrame, IrqSpinLock, A};
 use crate::config::{ConfigError, PreemptModel};
 use crate::config::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
 use crate::cpu::CORE_FLAG_TRACE_HOOKS;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::sched::{Mode, TaskId};
-use crate::sync::OnceLock;
-use alloc::{boxed::Box, format, string::String, vec::Vec};
+use alloc::{format, string::String, vec::Vec};
 use core::panic::Location;
-use core::sync::atomic::{AtomicU8, Ordering};
-
-/// Everything one CPU's tracers hold; preallocated at boot, touched with IRQs masked.
-pub(crate) struct CpuTrace {
-    ring: ring::Ring,
-    preemptoff: preemptoff::State,
-    wakeup: wakeup_rt::State,
-    profile: profile::Profile,
-    /// The running task's most recent known place (a point, a system-call border, the IP an
-    /// interrupt found): where it was when something happened to it.
-    last_where: Where,
-    /// The running task, as of the last `sched_switch` (so that recording never needs the
-    /// scheduler's lock: callers may hold it).
-    curr: TaskId,
-    /// The CPU this state belongs to.
-    cpu: u32,
-}
-
-/// The tracing state of one kernel instance.
-pub struct Tracer {
-    flags: AtomicU8,
-    options: TraceOptions,
-    cpus: OnceLock<Box<[IrqSpinLock<CpuTrace>]>>,
-    /// The latency tracers' claim on every preemption-point site, from boot to shutdown.
-    sites_claim: IrqSpinLock<Option<AllSitesClaim>>,
-    boot_ns: u64,
-}
+use core::sync::atomic::Ordering;
+use state::CpuTrace;
+pub use state::Tracer;
 
 /// True on a CPU whose instance needs the point and section hooks (the constant `BUILT`
 /// folds it away without the feature).
 #[inline(always)]
 fn cpu_hooks() -> bool {
     BUILT && A::core_flags() & CORE_FLAG_TRACE_HOOKS != 0
-}
-
-impl Tracer {
-    pub(crate) fn new(options: TraceOptions) -> Tracer {
-        let sites_claim = IrqSpinLock::new(None);
-        Tracer { flags: AtomicU8::new(0), options, cpus: OnceLock::new(), sites_claim, boot_ns: A::now_ns() }
-    }
-
-    /// True if any tracer in `mask` is on: one relaxed load and a test (a constant `false`
-    /// without the `trace` feature).
-    #[inline(always)]
-    fn on(&self, mask: u8) -> bool {
-        BUILT && self.flags.load(Ordering::Relaxed) & mask != 0
-    }
-
-    /// Runs `f` on the calling CPU's tracing state.
-    fn with(&self, f: impl FnOnce(&mut CpuTrace, u64)) {
-        self.with_cpu(crate::instance::this_cpu_id(), f);
-    }
-
-    /// Runs `f` on CPU `cpu`'s tracing state (a wakeup is recorded where the task will run).
-    fn with_cpu(&self, cpu: usize, f: impl FnOnce(&mut CpuTrace, u64)) {
-        if let Some(t) = self.cpus.get().and_then(|c| c.get(cpu)) {
-            let now = A::now_ns().saturating_sub(self.boot_ns);
-            f(&mut t.lock(), now);
-        }
-    }
-
-    fn record(&self, t: &mut CpuTrace, now: u64, event: Event) {
-        if self.on(EVENTS) {
-            t.ring.push(Record { ts_ns: now, cpu: t.cpu, pid: t.curr, event });
-        }
-    }
 }
 
 /// Preallocates the tracers' state and arms the point sites if a latency tracer is on. Call on

@@ -19,31 +19,12 @@
 //! a few per-CPU words per tick. Nothing on a task's path but the touch. A CPU with IRQs
 //! masked takes no tick and is not seen (Linux's hard-lockup detector is not modelled).
 
+pub(crate) mod state;
+
 use crate::arch::{Arch, Frame, IrqFrame, A, TRACE_DEPTH};
 use crate::instance::Kernel;
 use crate::sched::Mode;
-use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// One CPU's soft-lockup state.
-#[derive(Default)]
-pub(crate) struct SoftLockupCpu {
-    /// When the tick last saw the CPU touched (ns); 0 = not yet.
-    touch_ns: AtomicU64,
-    /// The current stretch has been reported.
-    reported: AtomicBool,
-}
-
-/// Every CPU's soft-lockup state.
-pub(crate) struct Watchdog {
-    cpus: Box<[SoftLockupCpu]>,
-}
-
-impl Watchdog {
-    pub(crate) fn new(cpus: usize) -> Watchdog {
-        Watchdog { cpus: (0..cpus).map(|_| SoftLockupCpu::default()).collect() }
-    }
-}
+use core::sync::atomic::Ordering;
 
 /// The soft-lockup check on this CPU's tick (hard-IRQ context; no allocation).
 pub(crate) fn tick(k: &Kernel, frame: &IrqFrame) {

@@ -1,17 +1,10 @@
-//! `printk`: the kernel's log, a byte ring that the host side drains.
+//! The kernel's log as data: the printk byte ring and the `BUG:` reports kept for the
+//! `RunReport`. Finding the instance to log to is `printk`'s.
 //!
-//! **Mechanism.** A message is formatted into a fixed stack buffer (no allocation, so it works
-//! in interrupt context), stamped with the time since boot as `dmesg` does, and copied into a
-//! ring of atomic bytes. Writers on a CPU serialise through an IRQ-masking spinlock; the host
-//! side reads behind them with [`Printk::drain`], never taking a lock a task could hold. With
-//! `console=1` each line is also written to stderr at once with `write(2)`.
-//!
-//! **Invariant.** Kernel code never touches `std`'s stdout/stderr locks (a task preempted
-//! while holding one would deadlock the next task on the same CPU thread); a full ring drops
-//! new lines and counts them rather than blocking.
+//! **Invariant.** Data only: this file imports no subsystem, and nothing here allocates but
+//! the host side's reads.
 
 use crate::arch::{Arch, FixedBuf, IrqSpinLock, A};
-use crate::instance::Kernel;
 use alloc::{boxed::Box, string::String, string::ToString, vec::Vec};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -23,7 +16,7 @@ pub struct Printk {
     tail: AtomicUsize,
     dropped: AtomicUsize,
     writer: IrqSpinLock<()>,
-    console: bool,
+    pub(super) console: bool,
 }
 
 impl Printk {
@@ -53,6 +46,16 @@ impl Printk {
             self.buf[(head + i) % self.buf.len()].store(b, Ordering::Relaxed);
         }
         self.head.store(head + line.len(), Ordering::Release);
+    }
+
+    /// Logs one line stamped `uptime_ns` after boot, as `dmesg` prints it (no allocation).
+    pub(crate) fn log_line(&self, uptime_ns: u64, args: core::fmt::Arguments<'_>) {
+        let mut line = FixedBuf::<512>::new();
+        let t = uptime_ns;
+        let _ = write!(line, "[{:5}.{:06}] ", t / 1_000_000_000, t % 1_000_000_000 / 1000);
+        let _ = line.write_fmt(args);
+        let _ = line.write_str("\n");
+        self.write(line.as_bytes());
     }
 
     /// Takes everything written so far (the host side's `dmesg -c`).
@@ -118,43 +121,4 @@ impl BugLog {
             self.irq_bugs.lock().iter().map(|b| String::from_utf8_lossy(b.as_bytes()).into_owned()).collect::<Vec<_>>();
         self.bugs.lock().iter().cloned().chain(irq).collect()
     }
-}
-
-/// Logs one line (no allocation).
-pub(crate) fn printk_fmt(k: &Kernel, args: core::fmt::Arguments<'_>) {
-    let mut line = FixedBuf::<512>::new();
-    let t = k.time.uptime_ns();
-    let _ = write!(line, "[{:5}.{:06}] ", t / 1_000_000_000, t % 1_000_000_000 / 1000);
-    let _ = line.write_fmt(args);
-    let _ = line.write_str("\n");
-    k.printk.write(line.as_bytes());
-}
-
-/// Logs one line and writes it to stderr whatever `console=` says (Linux's `KERN_EMERG`
-/// reaching the console): for reports a user must see even if the instance never ends.
-pub(crate) fn printk_emerg(k: &Kernel, args: core::fmt::Arguments<'_>) {
-    let mut line = FixedBuf::<512>::new();
-    let _ = line.write_fmt(args);
-    if !k.printk.console {
-        let _ = line.write_str("\n");
-        A::console_write(2, line.as_bytes());
-    }
-    printk_str(k, core::str::from_utf8(line.as_bytes()).unwrap_or("").trim_end());
-}
-
-pub(crate) fn printk_str(k: &Kernel, msg: &str) {
-    printk_fmt(k, format_args!("{msg}"));
-}
-
-/// Logs a formatted line from kernel code running on a CPU (task or interrupt context).
-pub fn printk(args: core::fmt::Arguments<'_>) {
-    if let Some(k) = crate::instance::try_this_kernel() {
-        printk_fmt(&k, args);
-    }
-}
-
-/// `printk!("format", args...)`: log a line from kernel code. Never allocates.
-#[macro_export]
-macro_rules! printk {
-    ($($arg:tt)*) => { $crate::printk::printk(format_args!($($arg)*)) };
 }

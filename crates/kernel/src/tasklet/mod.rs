@@ -13,24 +13,16 @@
 //! reserved slot in each list (a tasklet is on a list at most once, thanks to `SCHED`), and the
 //! kernel keeps every tasklet alive, so softirq context never frees one.
 
+pub(crate) mod state;
+
 use crate::arch::IrqSpinLock;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::softirq::{raise_softirq_irqoff, HI_SOFTIRQ, TASKLET_SOFTIRQ};
 use alloc::sync::Arc;
-use alloc::{boxed::Box, string::String, vec::Vec};
+use alloc::{boxed::Box, vec::Vec};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-
-const TASKLET_STATE_SCHED: u8 = 1;
-const TASKLET_STATE_RUN: u8 = 2;
-
-/// A deferred function, run in softirq context: no allocation, no sleeping.
-pub struct Tasklet {
-    name: String,
-    index: usize,
-    state: AtomicU8,
-    runs: AtomicU64,
-    func: Box<dyn Fn() + Send + Sync>,
-}
+pub use state::Tasklet;
+use state::{TaskletCpu, TaskletList, TASKLET_STATE_RUN, TASKLET_STATE_SCHED};
 
 impl Tasklet {
     /// Creates and registers a tasklet on the running kernel (`tasklet_setup`). Call from a
@@ -79,22 +71,6 @@ impl Tasklet {
     fn unlock(&self) {
         self.state.fetch_and(!TASKLET_STATE_RUN, Ordering::Release);
     }
-}
-
-/// One CPU's tasklet lists: indices into the registry, with room for every tasklet. The
-/// registry of the instance is CPU 0's (a tasklet may be scheduled on any CPU).
-#[derive(Default)]
-pub(crate) struct TaskletCpu {
-    registry: IrqSpinLock<Vec<Arc<Tasklet>>>,
-    normal: IrqSpinLock<TaskletList>,
-    hi: IrqSpinLock<TaskletList>,
-}
-
-/// `tasklet_head`: what is queued, and the batch the action is working through.
-#[derive(Default)]
-struct TaskletList {
-    queued: Vec<usize>,
-    batch: Vec<usize>,
 }
 
 impl TaskletList {

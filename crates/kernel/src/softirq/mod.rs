@@ -30,6 +30,8 @@
 //! allocate or sleep: at `irq_exit` they run inside the host signal handler, where the
 //! allocator `BUG`s (the interrupted code may be inside `malloc`).
 
+pub(crate) mod state;
+
 use crate::arch::{Arch, IrqSpinLock, A};
 use crate::config::BhMode;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
@@ -40,6 +42,8 @@ use crate::task::TaskBuilder;
 use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub use state::{SoftirqAction, NR_SOFTIRQS};
+use state::{SoftirqCpu, VectorStats};
 
 pub use crate::preempt::count::{in_serving_softirq, in_softirq};
 
@@ -63,8 +67,6 @@ pub const SCHED_SOFTIRQ: usize = 7;
 pub const HRTIMER_SOFTIRQ: usize = 8;
 /// RCU callbacks.
 pub const RCU_SOFTIRQ: usize = 9;
-/// Number of vectors.
-pub const NR_SOFTIRQS: usize = 10;
 /// The vectors' names, as `/proc/softirqs` prints them.
 pub const SOFTIRQ_NAMES: [&str; NR_SOFTIRQS] =
     ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"];
@@ -74,9 +76,6 @@ pub const MAX_SOFTIRQ_RESTART: u32 = 10;
 /// Nanoseconds `__do_softirq` may run before it hands pending work to `ksoftirqd` (2 ms, as
 /// Linux's `MAX_SOFTIRQ_TIME`).
 pub const MAX_SOFTIRQ_TIME: u64 = 2_000_000;
-
-/// A vector's action. Runs in softirq context: no allocation, no sleeping.
-pub type SoftirqAction = Arc<dyn Fn() + Send + Sync>;
 
 /// Where softirq work was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,41 +88,20 @@ pub enum SoftirqContext {
     BhEnable = 2,
 }
 
-#[derive(Default)]
-struct VectorStats {
-    raised: AtomicU64,
-    coalesced: AtomicU64,
-    runs: [AtomicU64; 3],
-}
-
-/// The per-CPU softirq state of a kernel instance.
-pub(crate) struct SoftirqCpu {
-    pending: AtomicU32,
-    opened: AtomicU32,
-    actions: IrqSpinLock<[Option<SoftirqAction>; NR_SOFTIRQS]>,
-    ksoftirqd: OnceLock<TaskId>,
-    stop: AtomicBool,
-    stats: [VectorStats; NR_SOFTIRQS],
-    handoffs: AtomicU64,
-    pub(crate) tasklets: crate::tasklet::TaskletCpu,
-}
-
-impl SoftirqCpu {
-    /// A CPU with the tasklet vectors open and nothing pending.
-    pub(crate) fn new() -> SoftirqCpu {
-        let mut actions: [Option<SoftirqAction>; NR_SOFTIRQS] = core::array::from_fn(|_| None);
-        actions[HI_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(HI_SOFTIRQ)));
-        actions[TASKLET_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(TASKLET_SOFTIRQ)));
-        SoftirqCpu {
-            pending: AtomicU32::new(0),
-            opened: AtomicU32::new(1 << HI_SOFTIRQ | 1 << TASKLET_SOFTIRQ),
-            actions: IrqSpinLock::new(actions),
-            ksoftirqd: OnceLock::new(),
-            stop: AtomicBool::new(false),
-            stats: Default::default(),
-            handoffs: AtomicU64::new(0),
-            tasklets: crate::tasklet::TaskletCpu::default(),
-        }
+/// A CPU's softirq state: the tasklet vectors open, nothing pending.
+pub(crate) fn new_cpu_state() -> SoftirqCpu {
+    let mut actions: [Option<SoftirqAction>; NR_SOFTIRQS] = core::array::from_fn(|_| None);
+    actions[HI_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(HI_SOFTIRQ)));
+    actions[TASKLET_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(TASKLET_SOFTIRQ)));
+    SoftirqCpu {
+        pending: AtomicU32::new(0),
+        opened: AtomicU32::new(1 << HI_SOFTIRQ | 1 << TASKLET_SOFTIRQ),
+        actions: IrqSpinLock::new(actions),
+        ksoftirqd: OnceLock::new(),
+        stop: AtomicBool::new(false),
+        stats: Default::default(),
+        handoffs: AtomicU64::new(0),
+        tasklets: crate::tasklet::state::TaskletCpu::default(),
     }
 }
 
