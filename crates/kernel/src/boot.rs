@@ -14,7 +14,8 @@
 
 use crate::arch::{Arch, CpuRegistration, TaskContext, A};
 use crate::instance::{set_this_cpu, BootError, Kernel};
-use crate::sched::{Mode, SchedMode};
+use crate::sched::rq::Mode;
+use crate::sched::SchedMode;
 use crate::task::Policy;
 use alloc::sync::Arc;
 use alloc::{format, string::String, vec::Vec};

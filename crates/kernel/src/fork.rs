@@ -12,8 +12,9 @@
 
 use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
 use crate::instance::{this_kernel, Kernel};
-use crate::sched::{CpuMask, Mode, TaskId};
+use crate::sched::rq::Mode;
 use crate::sync::OnceLock;
+use crate::task::{CpuMask, TaskId};
 use crate::task::{Policy, Task, TaskBuilder, TaskResult, TaskStatsSnapshot};
 use alloc::boxed::Box;
 use alloc::sync::Arc;

@@ -25,7 +25,7 @@
 
 use crate::arch::{Arch, A};
 use crate::instance::Kernel;
-use crate::sched::TaskState;
+use crate::sched::rq::TaskState;
 use alloc::{format, string::String, string::ToString, vec::Vec};
 use core::sync::atomic::Ordering;
 use core::time::Duration;

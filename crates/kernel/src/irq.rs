@@ -18,7 +18,7 @@ use crate::instance::{try_this_kernel, Kernel};
 use crate::irq_desc::{FIRST_DEVICE_LINE, LINE_CALL_FUNCTION, LINE_HRTIMER, LINE_RESCHED, LINE_TICK};
 use crate::model::IrqExitPolicy;
 use crate::preempt::count::{self as preempt, HARDIRQ_OFFSET};
-use crate::sched::Mode;
+use crate::sched::rq::Mode;
 use core::sync::atomic::Ordering;
 
 /// How soon the first retry interrupt comes; each further retry that still finds foreign code

@@ -12,7 +12,7 @@
 use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, with_this_kernel, Kernel};
 use crate::preempt::count as preempt;
-use crate::sched::Mode;
+use crate::sched::rq::Mode;
 use core::panic::Location;
 
 /// Enters the kernel, runs the service `f` in kernel mode, and returns through

@@ -12,7 +12,7 @@ use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
-use crate::sched::TaskId;
+use crate::task::TaskId;
 use core::sync::atomic::Ordering;
 
 pub(super) struct Cpulock;

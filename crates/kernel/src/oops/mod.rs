@@ -45,7 +45,7 @@ pub(crate) use state::{LockupRecord, OopsRecord, PanicRecord, Report};
 use crate::arch::{Arch, Fault, FixedBuf, PanicReport, Regs, A, TRACE_DEPTH};
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::count::{self as preempt, PREEMPT_OFFSET};
-use crate::sched::TaskId;
+use crate::task::TaskId;
 use alloc::sync::Arc;
 use alloc::{format, string::String};
 use core::fmt::Write as _;

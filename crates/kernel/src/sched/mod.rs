@@ -36,4 +36,4 @@ pub(crate) use entry::{
 pub(crate) use entry::{schedule_irqs_off, SchedMode};
 
 pub use crate::task::{CpuMask, TaskId};
-pub(crate) use rq::{Mode, Rq, TaskState};
+pub(crate) use rq::TaskState;

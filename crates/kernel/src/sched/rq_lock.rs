@@ -10,9 +10,10 @@
 //! higher (or the same) CPU's is a `BUG:` report naming the task, the CPU and the place, made
 //! before the lock is taken (so the report itself cannot deadlock on it).
 
-use super::{Rq, TaskId};
+use super::rq::Rq;
 use crate::arch::{Arch, IrqSpinGuard, A};
 use crate::instance::Kernel;
+use crate::task::TaskId;
 use core::ops::{Deref, DerefMut};
 use core::panic::Location;
 use core::sync::atomic::Ordering;

@@ -26,7 +26,7 @@ pub(crate) mod state;
 
 use crate::instance::{this_kernel, Kernel};
 use crate::model::Wakeup;
-use crate::sched::CpuMask;
+use crate::task::CpuMask;
 use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
 use core::panic::Location;

@@ -36,9 +36,9 @@ use crate::arch::{Arch, IrqSpinLock, A};
 use crate::config::BhMode;
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt::count::{self as preempt, PREEMPT_OFFSET, SOFTIRQ_DISABLE_OFFSET, SOFTIRQ_OFFSET};
-use crate::sched::TaskId;
 use crate::sync::OnceLock;
 use crate::task::TaskBuilder;
+use crate::task::TaskId;
 use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -379,7 +379,7 @@ fn ksoftirqd_sleep(k: &Kernel, place: &'static core::panic::Location<'static>) {
             return;
         }
         let me = rq.curr;
-        rq.task_mut(me).state = crate::sched::TaskState::Interruptible;
+        rq.task_mut(me).state = crate::sched::rq::TaskState::Interruptible;
     }
     crate::sched::schedule_at(place);
 }

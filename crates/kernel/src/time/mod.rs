@@ -14,7 +14,7 @@ use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, Kernel};
 pub(crate) mod state;
 
-use crate::sched::TaskState;
+use crate::sched::rq::TaskState;
 use core::sync::atomic::Ordering;
 
 /// The tick: advance jiffies, run the scheduler tick.

@@ -11,7 +11,7 @@
 pub(crate) mod queue;
 
 use crate::instance::this_kernel;
-use crate::sched::TaskState;
+use crate::sched::rq::TaskState;
 
 pub use queue::WaitQueue;
 

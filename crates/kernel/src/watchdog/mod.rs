@@ -23,7 +23,7 @@ pub(crate) mod state;
 
 use crate::arch::{Arch, Frame, IrqFrame, A, TRACE_DEPTH};
 use crate::instance::Kernel;
-use crate::sched::Mode;
+use crate::sched::rq::Mode;
 use core::sync::atomic::Ordering;
 
 /// The soft-lockup check on this CPU's tick (hard-IRQ context; no allocation).

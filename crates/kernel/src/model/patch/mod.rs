@@ -366,7 +366,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
         return orig;
     }
-    let user = crate::cpu::mode() == crate::sched::Mode::User;
+    let user = crate::cpu::mode() == crate::sched::rq::Mode::User;
     if preempt::preempt_count() == 0 && (user || A::text_contains(orig)) {
         p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         crate::sched::preempt_schedule_irq();
