@@ -160,7 +160,7 @@ fn report(k: &Kernel, idle_ns: u64) {
             k.raw_cpu_id(),
             idle_ns / 1_000_000,
             k.config.hung_timeout_ms,
-            crate::softirq::local_softirq_pending()
+            k.raw_this_cpu().softirq.pending()
         ),
     );
     for (id, t) in states.iter().filter(|(_, t)| t.state != TaskState::Dead) {

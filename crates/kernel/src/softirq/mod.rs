@@ -174,7 +174,7 @@ pub(crate) fn raise_softirq_irqoff(k: &Kernel, nr: usize) {
 
 /// `local_softirq_pending()`: the pending vectors of this CPU, bit `n` = vector `n`.
 pub fn local_softirq_pending() -> u32 {
-    this_kernel().raw_this_cpu().softirq.pending.load(Ordering::Acquire)
+    this_kernel().raw_this_cpu().softirq.pending()
 }
 
 /// The tick: raise `TIMER_SOFTIRQ` if an action is open for it (`run_local_timers`).

@@ -8,7 +8,7 @@ use crate::sync::OnceLock;
 use crate::task::TaskId;
 use crate::tasklet::state::TaskletCpu;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Number of vectors.
 pub const NR_SOFTIRQS: usize = 10;
@@ -32,4 +32,11 @@ pub(crate) struct SoftirqCpu {
     pub(super) stats: [VectorStats; NR_SOFTIRQS],
     pub(super) handoffs: AtomicU64,
     pub(crate) tasklets: TaskletCpu,
+}
+
+impl SoftirqCpu {
+    /// The pending vectors, bit `n` = vector `n` (`local_softirq_pending` on this CPU).
+    pub(crate) fn pending(&self) -> u32 {
+        self.pending.load(Ordering::Acquire)
+    }
 }
