@@ -304,6 +304,13 @@ pub(crate) fn rt_reschedule(site: usize) {
         }
         return;
     }
+    point_due(site);
+}
+
+/// [`rt_reschedule`] with a reschedule due: the model's `point` decides. Out of line, so the
+/// nothing-pending path above needs no stack frame.
+#[inline(never)]
+fn point_due(site: usize) {
     let Some(k) = try_this_kernel() else { return };
     ops(k.model()).point(&k, site);
 }
