@@ -7,8 +7,8 @@
 //! (the seed: "Maybe non-RT processes could benefit from this CPU locking thing too? [dont
 //! think so]"). The lock is granted (cleared) when its owner runs.
 
+use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use super::state::CpulockCpu;
-use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;

@@ -5,7 +5,7 @@
 //! **Invariant.** Preemption happens only with the count zero and IRQs on, and never inside
 //! foreign code (the interrupt exit's mechanics retry there); the point sites stay idle.
 
-use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;

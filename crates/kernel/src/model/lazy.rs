@@ -6,8 +6,8 @@
 //! promotion (or an RT wakeup) sets `need_resched`; `__schedule` clears it with every other
 //! request.
 
+use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use super::state::LazyCpu;
-use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;

@@ -32,6 +32,7 @@ mod full;
 mod lazy;
 mod none;
 pub mod patch;
+pub(crate) mod policy;
 pub(crate) mod state;
 mod voluntary;
 
@@ -62,63 +63,6 @@ impl PreemptModel {
     }
 }
 
-/// What a model wants from an interrupt's exit to kernel mode with a reschedule due. The
-/// mechanics (the count, the idle task, foreign code and the retry timer) are `crate::irq`'s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IrqExitPolicy {
-    /// Nothing is due: the retry backoff starts over.
-    Nothing,
-    /// A reschedule is due but this model does not take it here.
-    Wait,
-    /// Preempt here if the task may be preempted (`preempt_schedule_irq`).
-    Preempt,
-    /// The model acted and could not make the task reach a point (the patch models found
-    /// nothing to arm within reach of the stack): look again soon, on the retry timer.
-    RetrySoon,
-}
-
-/// Which preemption-point sites a model claims.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SiteClaim {
-    /// None: the sites stay idle.
-    None,
-    /// Every site calls the hook while the model runs.
-    All,
-    /// The sites next after an interrupted IP, armed per RT event (needs the point table).
-    PerEvent,
-}
-
-/// A wakeup as `resched_curr` sees it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Wakeup {
-    /// The task that should run instead of the current one.
-    pub(crate) woken: TaskId,
-    /// It is an RT task.
-    pub(crate) rt: bool,
-    /// It is the current task (the tick asking for a reschedule).
-    pub(crate) is_curr: bool,
-    /// The current task is a fair task.
-    pub(crate) curr_fair: bool,
-}
-
-/// The decisions of one preemption model. Every method is required: a new model answers each.
-trait Model: Sync {
-    /// `resched_curr`: a wakeup (or the tick) wants the CPU for `w.woken`.
-    fn wakeup(&self, k: &Kernel, w: Wakeup);
-    /// A patched preemption-point site was reached while a reschedule is due (task context).
-    fn point(&self, k: &Kernel, site: usize);
-    /// An interrupt that found the CPU at `frame` returns to kernel mode with a reschedule
-    /// due. A model that acts here (the patch models arm the next points) does so itself.
-    fn irq_exit_kernel(&self, k: &Kernel, frame: &IrqFrame) -> IrqExitPolicy;
-    /// `preempt_enable` reaching zero with a reschedule due preempts, and so does the
-    /// interrupt exit: kernel code between points is preemptible.
-    fn preempts_kernel_code(&self) -> bool;
-    /// An `int3` armed at a site fired (SIGTRAP handler, IRQs masked).
-    fn trap(&self, k: &Kernel) -> IrqExit;
-    /// The sites the model claims.
-    fn sites(&self) -> SiteClaim;
-}
-
 /// The file that implements `m`: the one exhaustive `match` on the model.
 fn ops(m: PreemptModel) -> &'static dyn Model {
     match m {
@@ -140,6 +84,8 @@ impl ModelCpu {
 }
 
 pub use patch::PatchStatsSnapshot;
+pub(crate) use policy::{IrqExitPolicy, Wakeup};
+use policy::{Model, SiteClaim};
 pub(crate) use state::ModelCpu;
 
 /// What the patch models did on `cpus`, summed (all zero under the other models).

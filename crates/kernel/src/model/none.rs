@@ -4,7 +4,7 @@
 //! **Invariant.** Nothing in kernel mode takes the CPU: a wakeup only sets `need_resched`,
 //! which the return to user mode (or the next sleep) serves; the point sites stay idle.
 
-use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;

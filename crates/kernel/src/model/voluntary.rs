@@ -7,7 +7,7 @@
 //! **Invariant.** Kernel code is never preempted between points: the interrupt exit to kernel
 //! mode waits, and so does `preempt_enable`.
 
-use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;

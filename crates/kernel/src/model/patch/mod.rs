@@ -33,7 +33,7 @@ pub use super::state::MAX_ARMED;
 use super::state::{Armed, PatchState};
 pub use stats::PatchStatsSnapshot;
 
-use super::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
 use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, PokeError, A};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
