@@ -37,7 +37,7 @@ pub(crate) fn add_task(
     // One fork at a time (the table's appends are serialized here): the copies go into every
     // run queue first, then the task into the table, so whoever finds the task in the table
     // finds its copies.
-    k.sched.fork(policy, |id: TaskId| {
+    k.sched.fork(|id: TaskId| {
         if id >= crate::task_table::PID_MAX {
             panic!("spawn of task '{name}': the instance has handed out all {} pids", crate::task_table::PID_MAX);
         }

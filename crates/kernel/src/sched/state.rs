@@ -80,11 +80,11 @@ impl Sched {
 
     /// One fork at a time: `make` builds the task with the next pid (and puts its copies in
     /// the run queues), which is then published in the table and counted live.
-    pub(crate) fn fork(&self, policy: Policy, make: impl FnOnce(TaskId) -> Arc<Task>) -> Arc<Task> {
+    pub(crate) fn fork(&self, make: impl FnOnce(TaskId) -> Arc<Task>) -> Arc<Task> {
         let _fork = self.fork_lock.lock();
         let task = make(self.tasks.len());
         self.tasks.push(task.clone());
-        if policy != Policy::Idle {
+        if task.policy != Policy::Idle {
             self.nr_live.fetch_add(1, Ordering::AcqRel);
         }
         task
