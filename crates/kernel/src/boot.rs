@@ -25,7 +25,7 @@ use core::sync::atomic::Ordering;
 pub(crate) fn boot_cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Result<(), BootError> {
     let mut cpu = CpuUp::new(&k, 0)?;
     // Arm the preemption points before anything runs, so a refusal leaves nothing behind.
-    crate::model::switch_sites(&k, None, Some(k.config.preempt)).map_err(BootError::Config)?;
+    crate::model::decide::switch_sites(&k, None, Some(k.config.preempt)).map_err(BootError::Config)?;
     crate::trace::boot(&k).map_err(BootError::Config)?;
     cpu.add_idle(&k);
     // pid 1, queued on this CPU: it cannot run before this thread enters its idle loop.
@@ -48,7 +48,7 @@ pub(crate) fn boot_cpu_main(k: Arc<Kernel>, init: crate::task::TaskBody) -> Resu
         A::join_cpu(t).map_err(|_| BootError::Host("a CPU thread panicked".into()))??;
     }
     crate::trace::shutdown(&k);
-    crate::model::switch_sites(&k, Some(k.model()), None).map_err(BootError::Config)?;
+    crate::model::decide::switch_sites(&k, Some(k.model()), None).map_err(BootError::Config)?;
     crate::printk::printk_str(&k, "atomkernel: all tasks exited, CPU 0 halted");
     cpu.down();
     Ok(())
@@ -106,8 +106,8 @@ impl CpuUp {
         crate::preempt::count::clear_need_resched();
         let c = &k.cpus[id];
         let _ = c.raiser.set(A::cpu_raiser(&registration));
-        crate::smp::ipi_online(k, id);
-        crate::model::note_model_on_cpu(k);
+        crate::smp::ipi::ipi_online(k, id);
+        crate::model::decide::note_model_on_cpu(k);
         let _ = c.tick_timer.set(A::timer_new(crate::irq_desc::LINE_TICK).map_err(host)?);
         let _ = c.hrtimer.set(A::timer_new(crate::irq_desc::LINE_HRTIMER).map_err(host)?);
         let _ = c.retry_timer.set(A::timer_new(crate::irq_desc::LINE_RETRY).map_err(host)?);

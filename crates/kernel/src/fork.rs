@@ -14,14 +14,11 @@ use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
 use crate::instance::{this_kernel, Kernel};
 use crate::sched::rq::Mode;
 use crate::sync::OnceLock;
-use crate::task::{CpuMask, TaskId};
+use crate::task::{CpuMask, TaskId, NO_CPU};
 use crate::task::{Policy, Task, TaskBuilder, TaskResult, TaskStatsSnapshot};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
-/// "Not running on any CPU" in [`Task::on_cpu`].
-pub(crate) const NO_CPU: usize = usize::MAX;
 
 /// Adds a task to the table and its scheduling state to every run queue.
 pub(crate) fn add_task(
@@ -106,7 +103,7 @@ pub(crate) fn wake_up_new_task(k: &Kernel, task: &Task) {
         rq = dst;
     }
     if rq.wake_new(task.id) {
-        crate::model::resched_curr(k, &rq, task.id);
+        crate::model::decide::resched_curr(k, &rq, task.id);
     }
     crate::trace::sched_wakeup_new(k, task.id, task.policy.rt_prio(), rq.cpu());
     crate::sched::balance::note_rt_queued(k, &rq);

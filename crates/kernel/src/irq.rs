@@ -16,7 +16,7 @@
 use crate::arch::{Arch, Hooks, IrqExit, IrqFrame, A};
 use crate::instance::{try_this_kernel, Kernel};
 use crate::irq_desc::{FIRST_DEVICE_LINE, LINE_CALL_FUNCTION, LINE_HRTIMER, LINE_RESCHED, LINE_TICK};
-use crate::model::IrqExitPolicy;
+use crate::model::policy::IrqExitPolicy;
 use crate::preempt::count::{self as preempt, HARDIRQ_OFFSET};
 use crate::sched::rq::Mode;
 use core::sync::atomic::Ordering;
@@ -31,7 +31,7 @@ pub(crate) static HOOKS: Hooks = Hooks {
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
     rt_reschedule: crate::model::rt_reschedule,
     preempt_schedule: crate::sched::preempt_schedule,
-    point_trap: crate::model::point_trap,
+    point_trap: crate::model::decide::point_trap,
     rt_return: crate::model::rt_return,
     fault: crate::oops::fault_hook,
     oops_exit: crate::oops::oops_exit,
@@ -53,7 +53,7 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
         crate::time::hrtimer_interrupt(&k);
     }
     if lines & (1 << LINE_RESCHED) != 0 {
-        crate::smp::scheduler_ipi(&k);
+        crate::model::decide::scheduler_ipi(&k);
     }
     if lines & (1 << LINE_CALL_FUNCTION) != 0 {
         crate::smp::call_function_interrupt(&k);
@@ -89,13 +89,13 @@ pub(crate) fn irq_exit(k: &Kernel) {
 /// code and the retry timer.
 pub(crate) fn irq_exit_decision(k: &Kernel, frame: &IrqFrame) -> IrqExit {
     let policy = if crate::cpu::mode() == Mode::User {
-        if crate::model::resched_due_for_user(k) {
+        if crate::model::decide::resched_due_for_user(k) {
             IrqExitPolicy::Preempt // return to user mode may always preempt
         } else {
             IrqExitPolicy::Nothing
         }
     } else {
-        crate::model::irq_exit_kernel(k, frame)
+        crate::model::decide::irq_exit_kernel(k, frame)
     };
     let retry = match policy {
         IrqExitPolicy::Nothing => {

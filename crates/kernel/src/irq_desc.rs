@@ -22,7 +22,7 @@ pub(crate) const LINE_HRTIMER: u32 = 1;
 /// The preemption retry: armed when a preemption was due but the interrupt landed in foreign
 /// code, so the next look comes soon rather than at the next tick.
 pub(crate) const LINE_RETRY: u32 = 2;
-/// The reschedule IPI (`smp::smp_send_reschedule`).
+/// The reschedule IPI (`smp::ipi::smp_send_reschedule`).
 pub(crate) const LINE_RESCHED: u32 = 3;
 /// The function-call IPI (`smp::smp_call_function_many`).
 pub(crate) const LINE_CALL_FUNCTION: u32 = 4;

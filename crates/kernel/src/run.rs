@@ -2,7 +2,7 @@
 //!
 //! **Mechanism.** [`run`] validates the configuration, builds the instance (`instance::Kernel`,
 //! with `cpus=N` CPUs), installs the panic hook, starts CPU 0 through the arch (which boots the
-//! rest, `boot.rs`) and supervises it from the calling context (`oops::supervise`: reports,
+//! rest, `boot.rs`) and supervises it from the calling context (`oops::report::supervise`: reports,
 //! the hung-task scan, the panic). When every task has exited and every CPU stopped, it
 //! builds the [`RunReport`]: each task's result and counters, each CPU's figures, every
 //! `BUG:` report, the printk log, what the patch models and the tracers did.
@@ -97,7 +97,11 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
     let k = Arc::new(Kernel {
         sched: crate::sched::state::Sched::new(n),
         irq: crate::irq_desc::IrqDescs::new(),
-        cpus: (0..n).map(|c| Cpu::new(c, config.rr_timeslice_ticks, crate::softirq::new_cpu_state())).collect(),
+        cpus: (0..n)
+            .map(|c| {
+                Cpu::new(c, config.rr_timeslice_ticks, crate::softirq::new_cpu_state(crate::tasklet::tasklet_action))
+            })
+            .collect(),
         online: AtomicU64::new(0),
         smp: IrqSpinLock::new(Vec::new()),
         printk: Printk::new(1 << 20, config.console),
@@ -120,7 +124,7 @@ pub fn run(config: Config, init: impl FnOnce() -> i64 + Send + 'static) -> Resul
         r
     })
     .map_err(|e| BootError::Host(format!("cannot start the CPU thread: {e}")))?;
-    crate::oops::supervise(&k, cpu0)?;
+    crate::oops::report::supervise(&k, cpu0)?;
     Ok(report(&k))
 }
 
@@ -137,7 +141,7 @@ fn helper_cpus(pinned: &[usize]) -> Vec<usize> {
 fn report(k: &Kernel) -> RunReport {
     let tasks = k.sched.tasks();
     let cpus: Vec<CpuReport> = k.cpus.iter().map(cpu_report).collect();
-    let patch = crate::model::stats(k.cpus.iter().map(|c| &c.model));
+    let patch = crate::model::decide::stats(k.cpus.iter().map(|c| &c.model));
     RunReport {
         init: tasks.get(1).and_then(|t| t.result.lock().clone()).unwrap_or_else(|| Err("init never ran".into())),
         tasks: tasks
@@ -165,7 +169,7 @@ fn report(k: &Kernel) -> RunReport {
 
 fn cpu_report(c: &Cpu) -> CpuReport {
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let collateral = crate::model::stats([&c.model]);
+    let collateral = crate::model::decide::stats([&c.model]);
     CpuReport {
         switches: c.rq.lock().nr_switches,
         migrations: r(&c.stats.migrations_in),

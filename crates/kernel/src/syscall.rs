@@ -56,6 +56,16 @@ pub(crate) fn kernel_call_at<R>(place: &'static Location<'static>, f: impl FnOnc
     }
 }
 
+/// `sched_yield()`: give the CPU to the next task of the same priority. An RT task goes to the
+/// tail of its priority; a fair task just reschedules (and runs on if it is still the most
+/// deserving).
+#[track_caller]
+pub fn sched_yield() {
+    let place = Location::caller();
+    let k = this_kernel();
+    kernel_call_at(place, || crate::sched::schedule_mode_at(&k, place, crate::sched::SchedMode::Yield));
+}
+
 /// `ret_from_syscall` for the running task, on whatever CPU it is now: the instance borrowed
 /// for each step that cannot switch.
 fn exit_to_user(place: &'static Location<'static>) {
@@ -66,7 +76,7 @@ fn exit_to_user(place: &'static Location<'static>) {
     loop {
         A::local_irq_disable();
         // Masked: nothing switches inside, so the borrow cannot outlive this CPU thread.
-        if with_this_kernel(crate::model::resched_due_for_user).unwrap_or(false) {
+        if with_this_kernel(crate::model::decide::resched_due_for_user).unwrap_or(false) {
             A::local_irq_enable();
             crate::sched::schedule();
             continue;

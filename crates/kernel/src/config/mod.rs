@@ -4,6 +4,7 @@
 //! names something this build can run. Bad input is an [`ConfigError`] that says what was
 //! wrong and what to do.
 
+mod error;
 mod model;
 mod trace;
 mod watchdog;
@@ -15,6 +16,7 @@ use core::str::FromStr;
 
 /// How the patch models' patches synchronise the other CPUs (`patch_sync=none|ipi`).
 pub use arch_api::PatchSync;
+pub use error::ConfigError;
 pub use model::PreemptModel;
 pub use trace::{TraceOptions, BUILT};
 pub(crate) use trace::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
@@ -109,18 +111,6 @@ fn parse_patch_sync(s: &str) -> Result<PatchSync, ConfigError> {
         .find(|m| m.name() == s)
         .ok_or_else(|| ConfigError(format!("patch_sync={s}: unknown patch synchronisation; choose one of none, ipi")))
 }
-
-/// What was wrong with a configuration, in words a user can act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl core::error::Error for ConfigError {}
 
 /// A kernel instance's boot configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

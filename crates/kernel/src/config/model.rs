@@ -4,7 +4,7 @@
 //! **Invariant.** [`PreemptModel::ALL`] lists every variant once, in report order, and
 //! [`PreemptModel::name`] is the one spelling the command line, the reports and the parser use.
 
-use super::ConfigError;
+use super::error::ConfigError;
 use alloc::{format, vec::Vec};
 use core::fmt;
 use core::str::FromStr;

@@ -4,7 +4,7 @@
 //! **Invariant.** Parsed and checked here once; [`TraceOptions::flags`] is the one encoding the
 //! tracers' hot-path test reads.
 
-use super::ConfigError;
+use super::error::ConfigError;
 use alloc::{format, vec::Vec};
 
 /// True when this build has tracing compiled in (the kernel crate's `trace` feature).

@@ -4,7 +4,7 @@
 //!
 //! **Invariant.** A `*_panic` flag is accepted only with its detector on ([`WatchdogConfig::validate`]).
 
-use super::ConfigError;
+use super::error::ConfigError;
 use alloc::format;
 
 /// The detectors' boot options.

@@ -7,7 +7,7 @@
 //! (the seed: "Maybe non-RT processes could benefit from this CPU locking thing too? [dont
 //! think so]"). The lock is granted (cleared) when its owner runs.
 
-use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use super::state::CpulockCpu;
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
@@ -35,11 +35,13 @@ impl Model for Cpulock {
         preempt::set_need_resched();
     }
 
-    fn point(&self, k: &Kernel, site: usize) {
+    fn point(&self, k: &Kernel, _site: usize) -> PointAction {
         // Task context, preemptible: a task that moved on meanwhile reads the CPU it came from,
         // which only moves the decision to its next point.
         if k.raw_this_cpu().model.cpulock.quantum_lock.load(Ordering::Acquire) != 0 {
-            super::schedule_at_point(k, site);
+            PointAction::Yield
+        } else {
+            PointAction::Pass
         }
     }
 

@@ -5,7 +5,7 @@
 //! **Invariant.** Preemption happens only with the count zero and IRQs on, and never inside
 //! foreign code (the interrupt exit's mechanics retry there); the point sites stay idle.
 
-use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
@@ -17,7 +17,9 @@ impl Model for Full {
         preempt::set_need_resched();
     }
 
-    fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
+    fn point(&self, _k: &Kernel, _site: usize) -> PointAction {
+        PointAction::Pass // armed by another instance: pass on
+    }
 
     fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Preempt

@@ -6,7 +6,7 @@
 //! promotion (or an RT wakeup) sets `need_resched`; `__schedule` clears it with every other
 //! request.
 
-use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use super::state::LazyCpu;
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
@@ -43,7 +43,9 @@ impl Model for Lazy {
         }
     }
 
-    fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
+    fn point(&self, _k: &Kernel, _site: usize) -> PointAction {
+        PointAction::Pass // armed by another instance: pass on
+    }
 
     fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Preempt

@@ -6,10 +6,12 @@
 //! reschedule is due (`rt_reschedule`, reached from a patched site), what the interrupt exit to
 //! kernel mode wants (`IrqExitPolicy`; the mechanics of acting on it, the foreign-code retry
 //! timer and its backoff, are `crate::irq`'s), whether `preempt_enable` preempts, what an armed
-//! `int3` does, and which point sites the model claims (`SiteClaim`). `ops` maps a variant
-//! to its file with one exhaustive `match`, so adding a model is one file plus one variant, and
-//! the compiler lists what is missing. The rest of the kernel calls the functions below and
-//! never names a model.
+//! `int3` does, and which point sites the model claims (`SiteClaim`). The models decide and
+//! never call the scheduler: `decide.rs` maps a variant to its file with one exhaustive
+//! `match` (`ops`), so adding a model is one file plus one variant, and the compiler lists
+//! what is missing; the scheduler, the interrupt exit and the IPIs ask it. This file acts on
+//! the answers that need the scheduler (the point entries `rt_reschedule` and `rt_return`)
+//! and switches the model of a running kernel. The rest of the kernel never names a model.
 //!
 //! | model | file | wakeup of an RT task | point | IRQ exit to kernel mode | sites |
 //! | --- | --- | --- | --- | --- | --- |
@@ -28,6 +30,7 @@
 //! function-call IPI that disarms what it armed.
 
 mod cpulock;
+pub(crate) mod decide;
 mod full;
 mod lazy;
 mod none;
@@ -36,91 +39,17 @@ pub(crate) mod policy;
 pub(crate) mod state;
 mod voluntary;
 
-use crate::arch::{Arch, IrqExit, IrqFrame, PokeError, A};
+use crate::arch::{Arch, A};
 use crate::config::ConfigError;
 pub use crate::config::PreemptModel;
 use crate::cpu::{CORE_FLAG_PER_EVENT_SITES, CORE_FLAG_TRACE_HOOKS};
 use crate::instance::{this_kernel, try_this_kernel, Kernel};
 use crate::preempt::count as preempt;
-use crate::sched::rq::Rq;
-use crate::task::Policy;
-use crate::task::TaskId;
-use alloc::format;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
-
-/// What each model is, asked of its file.
-impl PreemptModel {
-    /// True for the models that patch the next points on an RT event (the 1996 idea).
-    pub fn is_patch(self) -> bool {
-        ops(self).sites() == SiteClaim::PerEvent
-    }
-
-    /// True if kernel code may be preempted on return from an interrupt and at
-    /// `preempt_enable` (the `full` family).
-    pub fn preempts_kernel_code(self) -> bool {
-        ops(self).preempts_kernel_code()
-    }
-}
-
-/// The file that implements `m`: the one exhaustive `match` on the model.
-fn ops(m: PreemptModel) -> &'static dyn Model {
-    match m {
-        PreemptModel::None => &none::None,
-        PreemptModel::Voluntary => &voluntary::Voluntary,
-        PreemptModel::Full => &full::Full,
-        PreemptModel::Lazy => &lazy::Lazy,
-        PreemptModel::Cpulock => &cpulock::Cpulock,
-        PreemptModel::PatchInt3 => &patch::PATCH_INT3,
-        PreemptModel::PatchCall => &patch::PATCH_CALL,
-    }
-}
-
-impl ModelCpu {
-    /// The `BUG:` line for a patch this CPU refused, if there was one.
-    pub(crate) fn refused_report(&self) -> Option<alloc::string::String> {
-        self.patch.refused_report()
-    }
-}
-
+use decide::{note_model_on_cpu, switch_sites};
 pub use patch::PatchStatsSnapshot;
-pub(crate) use policy::{IrqExitPolicy, Wakeup};
-use policy::{Model, SiteClaim};
-pub(crate) use state::ModelCpu;
-
-/// What the patch models did on `cpus`, summed (all zero under the other models).
-pub(crate) fn stats<'a>(cpus: impl IntoIterator<Item = &'a ModelCpu>) -> PatchStatsSnapshot {
-    let mut sum = PatchStatsSnapshot::default();
-    for c in cpus {
-        sum.add(&c.patch.stats.snapshot());
-    }
-    sum
-}
-
-/// Takes `new`'s claim on the point sites and then drops `old`'s (`None`: boot or shutdown).
-pub(crate) fn switch_sites(
-    k: &Kernel,
-    old: Option<PreemptModel>,
-    new: Option<PreemptModel>,
-) -> Result<(), ConfigError> {
-    let host = |e: PokeError| ConfigError(format!("cannot patch the preemption points: {e}"));
-    let claim = |m: Option<PreemptModel>| m.map_or(SiteClaim::None, |m| ops(m).sites());
-    if claim(new) == SiteClaim::PerEvent {
-        patch::build_tables(k.config.ptable).map_err(ConfigError)?;
-        if k.config.patch_sync == crate::config::PatchSync::Ipi {
-            A::patch_prepare_sync().map_err(|e| ConfigError(format!("patch_sync=ipi: {e}; use patch_sync=none")))?;
-        }
-    }
-    let (was, will) = (claim(old) == SiteClaim::All, claim(new) == SiteClaim::All);
-    if will && !was {
-        *k.model.sites_claim.lock() = Some(A::claim_all_sites().map_err(host)?);
-    }
-    if was && !will {
-        let claim = k.model.sites_claim.lock().take();
-        claim.map_or(Ok(()), A::release_all_sites).map_err(host)?;
-    }
-    Ok(())
-}
+use policy::PointAction;
 
 /// The running kernel's preemption model.
 pub fn preempt_model() -> PreemptModel {
@@ -173,71 +102,6 @@ fn switch_model(k: &Arc<Kernel>, model: PreemptModel) -> Result<(), ConfigError>
     Ok(())
 }
 
-/// `resched_curr`: `woken` (or the running task, for the tick) should run instead of the
-/// current task of run queue `rq`'s CPU. Call with that run queue locked (IRQs masked). On
-/// the calling CPU the model decides at once; another CPU gets the reschedule IPI carrying the
-/// wakeup, and its model decides there.
-pub(crate) fn resched_curr(k: &Kernel, rq: &Rq, woken: TaskId) {
-    let w = Wakeup {
-        woken,
-        rt: rq.task(woken).policy.rt_prio().is_some(),
-        is_curr: woken == rq.curr,
-        curr_fair: matches!(rq.task(rq.curr).policy, Policy::Normal(_)),
-    };
-    if rq.cpu == k.raw_cpu_id() {
-        ops(k.model()).wakeup(k, w);
-    } else {
-        crate::smp::smp_send_reschedule(k, rq.cpu, w);
-    }
-}
-
-/// The reschedule IPI's wakeup, on its target CPU: the model decides as for a local wakeup.
-pub(crate) fn resched_local(k: &Kernel, w: Wakeup) {
-    ops(k.model()).wakeup(k, w);
-}
-
-/// At the tick: a lazy reschedule still pending becomes a real one (Linux's `sched_tick`
-/// promoting `TIF_NEED_RESCHED_LAZY`).
-pub(crate) fn tick(k: &Kernel) {
-    k.this_cpu().model.lazy.tick();
-}
-
-/// Called by `__schedule` when it has picked `next`: every reschedule request of every model
-/// is served (a request may outlive a model switch), and a locked quantum is granted once its
-/// owner runs.
-pub(crate) fn clear_resched(k: &Kernel, next: TaskId) {
-    preempt::clear_need_resched();
-    patch::event_served(k);
-    let model = &k.this_cpu().model;
-    model.lazy.served();
-    model.cpulock.served(next);
-}
-
-/// Is a reschedule due on the way back to user mode (a lazy one counts there)?
-pub(crate) fn resched_due_for_user(k: &Kernel) -> bool {
-    preempt::need_resched() || k.this_cpu().model.lazy.pending()
-}
-
-/// What the interrupt exit to kernel mode should do under the current model (which does its
-/// own part first: a patch model arms the points the task will reach from `frame`).
-pub(crate) fn irq_exit_kernel(k: &Kernel, frame: &IrqFrame) -> IrqExitPolicy {
-    if !preempt::need_resched() {
-        return IrqExitPolicy::Nothing;
-    }
-    ops(k.model()).irq_exit_kernel(k, frame)
-}
-
-/// A return the patch models redirected arrived (task context, IRQs masked): the original
-/// return address.
-pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
-    patch::rt_return(sp, bp)
-}
-
-/// Does `preempt_enable` reaching zero with a reschedule due preempt (`preempt_schedule`)?
-pub(crate) fn preempt_enable_preempts(k: &Kernel) -> bool {
-    ops(k.model()).preempts_kernel_code()
-}
-
 /// `rt_reschedule`: reached from every patched preemption-point site, in task context.
 pub(crate) fn rt_reschedule(site: usize) {
     crate::trace::point_reached(site);
@@ -253,30 +117,30 @@ pub(crate) fn rt_reschedule(site: usize) {
     point_due(site);
 }
 
-/// [`rt_reschedule`] with a reschedule due: the model's `point` decides. Out of line, so the
-/// nothing-pending path above needs no stack frame.
+/// [`rt_reschedule`] with a reschedule due: the model's `point` decides, and this acts. Out of
+/// line, so the nothing-pending path above needs no stack frame.
 #[inline(never)]
 fn point_due(site: usize) {
     let Some(k) = try_this_kernel() else { return };
-    ops(k.model()).point(&k, site);
+    match decide::point(&k, site) {
+        PointAction::Pass => {}
+        PointAction::Yield => schedule_at_point(&k, site),
+        PointAction::Schedule => crate::sched::schedule(),
+    }
 }
 
-/// An armed `int3` fired at `site` (the SIGTRAP handler, IRQs masked).
-pub(crate) fn point_trap(_site: usize, _frame: &IrqFrame) -> IrqExit {
-    let Some(k) = try_this_kernel() else { return IrqExit::Resume };
-    ops(k.model()).trap(&k)
-}
-
-/// Notes on this CPU whether the current model arms sites per event (see
-/// [`CORE_FLAG_PER_EVENT_SITES`]). Call on the CPU's thread: at boot, and at a model switch
-/// (in the switch's IPI on the other CPUs).
-pub(crate) fn note_model_on_cpu(k: &Kernel) {
-    let _irqs = preempt::raw_local_irq_save();
-    crate::cpu::set_core_flag(CORE_FLAG_PER_EVENT_SITES, ops(k.model()).sites() == SiteClaim::PerEvent);
+/// A return the patch models redirected arrived (task context, IRQs masked): preempts there if
+/// the model says so, and gives back the original return address.
+pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
+    let (orig, preempt) = decide::rt_return(sp, bp);
+    if preempt {
+        crate::sched::preempt_schedule_irq();
+    }
+    orig
 }
 
 /// Gives the CPU away at a point if the task may be preempted there: the common end of the
-/// models that act at points.
+/// models that yield at points.
 fn schedule_at_point(k: &Kernel, site: usize) {
     if preempt::preemptible() {
         crate::trace::point_fired(k, site);

@@ -4,7 +4,7 @@
 //! **Invariant.** Nothing in kernel mode takes the CPU: a wakeup only sets `need_resched`,
 //! which the return to user mode (or the next sleep) serves; the point sites stay idle.
 
-use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
@@ -16,7 +16,9 @@ impl Model for None {
         preempt::set_need_resched();
     }
 
-    fn point(&self, _k: &Kernel, _site: usize) {} // armed by another instance: pass on
+    fn point(&self, _k: &Kernel, _site: usize) -> PointAction {
+        PointAction::Pass // armed by another instance: pass on
+    }
 
     fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {
         IrqExitPolicy::Wait

@@ -24,6 +24,19 @@ pub(crate) enum IrqExitPolicy {
     RetrySoon,
 }
 
+/// What a model wants at a preemption point reached with a reschedule due. The model decides;
+/// the point's entry (`model::rt_reschedule`) acts, so no model calls the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PointAction {
+    /// The task keeps the CPU (nothing of this model's is due here).
+    Pass,
+    /// Give the CPU away here if the task may be preempted (`cond_resched`'s test), and trace
+    /// the point as one that fired.
+    Yield,
+    /// Schedule now: the model made its own checks (a patch model's event, count zero, IRQs on).
+    Schedule,
+}
+
 /// Which preemption-point sites a model claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SiteClaim {
@@ -53,7 +66,7 @@ pub(crate) trait Model: Sync {
     /// `resched_curr`: a wakeup (or the tick) wants the CPU for `w.woken`.
     fn wakeup(&self, k: &Kernel, w: Wakeup);
     /// A patched preemption-point site was reached while a reschedule is due (task context).
-    fn point(&self, k: &Kernel, site: usize);
+    fn point(&self, k: &Kernel, site: usize) -> PointAction;
     /// An interrupt that found the CPU at `frame` returns to kernel mode with a reschedule
     /// due. A model that acts here (the patch models arm the next points) does so itself.
     fn irq_exit_kernel(&self, k: &Kernel, frame: &IrqFrame) -> IrqExitPolicy;

@@ -7,7 +7,7 @@
 //! **Invariant.** Kernel code is never preempted between points: the interrupt exit to kernel
 //! mode waits, and so does `preempt_enable`.
 
-use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use crate::arch::{IrqExit, IrqFrame};
 use crate::instance::Kernel;
 use crate::preempt::count as preempt;
@@ -19,8 +19,8 @@ impl Model for Voluntary {
         preempt::set_need_resched();
     }
 
-    fn point(&self, k: &Kernel, site: usize) {
-        super::schedule_at_point(k, site);
+    fn point(&self, _k: &Kernel, _site: usize) -> PointAction {
+        PointAction::Yield
     }
 
     fn irq_exit_kernel(&self, _k: &Kernel, _frame: &IrqFrame) -> IrqExitPolicy {

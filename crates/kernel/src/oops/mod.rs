@@ -35,10 +35,9 @@
 //! decision; a panic stops every CPU that takes interrupts, and [`crate::run`] returns an
 //! error within a bounded time whatever the stopped CPUs were doing.
 
-mod report;
+pub(crate) mod report;
 pub(crate) mod state;
 
-pub(crate) use report::supervise;
 pub use state::OopsReport;
 pub(crate) use state::{LockupRecord, OopsRecord, PanicRecord, Report};
 

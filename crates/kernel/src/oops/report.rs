@@ -12,7 +12,7 @@
 //! no lock a stopped CPU could hold on the panic path (the record is written before the panic
 //! is published, and the printk log is read without a lock).
 
-use super::{LockupRecord, OopsRecord, OopsReport, Report};
+use super::state::{LockupRecord, OopsRecord, OopsReport, Report};
 use crate::arch::{Arch, Symbol, A, GP_NAMES};
 use crate::instance::{BootError, Kernel};
 use alloc::sync::Arc;

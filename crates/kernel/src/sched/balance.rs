@@ -27,11 +27,9 @@
 //! the CPU it arrives at.
 
 use super::rq_lock::{double_lock_balance, rq_lock, task_rq_lock, RqGuard};
-use super::{CpuMask, TaskId};
 use crate::arch::{Arch, A};
-use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
-use crate::task::Policy;
+use crate::task::{CpuMask, Policy, TaskId, NO_CPU};
 use alloc::{format, string::String, vec::Vec};
 use core::panic::Location;
 use core::sync::atomic::Ordering;
@@ -117,7 +115,7 @@ fn move_queued(k: &Kernel, src: &mut RqGuard<'_>, dst: &mut RqGuard<'_>, id: Tas
     src.dequeue(id);
     move_off_queue(k, src, dst, id);
     if dst.wake_new(id) {
-        crate::model::resched_curr(k, dst, id);
+        crate::model::decide::resched_curr(k, dst, id);
     }
     note_rt_queued(k, src);
     note_rt_queued(k, dst);
@@ -198,7 +196,7 @@ fn migrate_leaving(k: &Kernel, me: usize, id: TaskId) {
     }
     // Whatever its state now: it was preempted or yielded, so it stays runnable (on_rq).
     if rq.wake_new(id) {
-        crate::model::resched_curr(k, &rq, id);
+        crate::model::decide::resched_curr(k, &rq, id);
     }
     note_rt_queued(k, &rq);
 }
@@ -337,7 +335,7 @@ pub fn set_cpus_allowed(pid: TaskId, mask: CpuMask) -> Result<(), String> {
         return Ok(());
     }
     if rq.curr == pid {
-        crate::model::resched_curr(&k, &rq, pid); // it leaves at its next switch
+        crate::model::decide::resched_curr(&k, &rq, pid); // it leaves at its next switch
     } else if rq.migrate_after == Some(pid) {
         // In transit off this CPU already: it goes where the new mask says.
     } else if rq.task(pid).on_rq {

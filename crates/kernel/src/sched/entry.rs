@@ -15,13 +15,12 @@
 //! entry. A task that switches away with `PREEMPT_OFFSET` raised drops it again when it
 //! resumes, and a new task drops the one it inherited in [`schedule_tail`].
 
+use super::rq::TaskState;
 use super::rq_lock::{rq_lock, task_rq_lock, this_rq_lock};
-use super::{TaskId, TaskState};
 use crate::arch::{Arch, A};
-use crate::fork::NO_CPU;
 use crate::instance::{this_kernel, Kernel};
 use crate::preempt::count::{self as preempt, PREEMPT_OFFSET};
-use crate::task::{Task, TaskResult, TaskStats};
+use crate::task::{Task, TaskId, TaskResult, TaskStats, NO_CPU};
 use core::panic::Location;
 use core::sync::atomic::Ordering;
 
@@ -64,7 +63,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch<'_>> {
         }
         let ran = rq.put_prev(prev, now, mode == SchedMode::Preempt);
         let next = rq.pick_next(now);
-        crate::model::clear_resched(k, next);
+        crate::model::decide::clear_resched(k, next);
         let switch = (next != prev).then(|| {
             rq.curr = next;
             rq.nr_switches += 1;
@@ -160,7 +159,7 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
 }
 
 /// [`schedule_at`] on kernel `k` for `mode` (`None` or `Yield`).
-fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
+pub(crate) fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
     let count = preempt::preempt_count();
     if A::irqs_disabled() {
         k.bug("sleeping function called with IRQs disabled", place);
@@ -186,7 +185,7 @@ fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
 /// `CONFIG_PREEMPT_NONE`) the reschedule waits for `ret_from_syscall` or the next sleep.
 pub(crate) fn preempt_schedule() {
     let Some(k) = crate::instance::try_this_kernel() else { return };
-    if !crate::model::preempt_enable_preempts(&k) || A::irqs_disabled() {
+    if !crate::model::decide::preempt_enable_preempts(&k) || A::irqs_disabled() {
         return;
     }
     let was_masked = A::local_irq_save();
@@ -240,7 +239,7 @@ pub(crate) fn wake_up_process(k: &Kernel, id: TaskId) -> bool {
         super::balance::ttwu_place(k, rq, id)
     };
     if preempt {
-        crate::model::resched_curr(k, &rq, id);
+        crate::model::decide::resched_curr(k, &rq, id);
     }
     crate::trace::sched_wakeup(k, id, rq.task(id).policy.rt_prio(), rq.curr, rq.cpu());
     true
@@ -269,22 +268,12 @@ pub(crate) fn do_exit(id: TaskId, result: TaskResult) -> ! {
     if left <= k.cpus.len() {
         // Perhaps only the ksoftirqds (or nothing) are left: every idle CPU looks again.
         let me = k.raw_cpu_id();
-        (0..k.cpus.len()).filter(|&c| c != me).for_each(|c| crate::smp::kick_cpu(&k, c));
+        (0..k.cpus.len()).filter(|&c| c != me).for_each(|c| crate::smp::ipi::kick_cpu(&k, c));
     }
     let switch = __schedule(&k, SchedMode::Dead).map(|(p, n)| (p.context().clone(), n.context().clone()));
     drop(k); // nothing of this task's may stay referenced from its stack
     let Some((prev, next)) = switch else { A::die("BUG: an exiting task was picked to run again") };
     A::switch_to_final(prev, next)
-}
-
-/// `sched_yield()`: give the CPU to the next task of the same priority. An RT task goes to the
-/// tail of its priority; a fair task just reschedules (and runs on if it is still the most
-/// deserving).
-#[track_caller]
-pub fn sched_yield() {
-    let place = Location::caller();
-    let k = this_kernel();
-    crate::syscall::kernel_call_at(place, || schedule_mode_at(&k, place, SchedMode::Yield));
 }
 
 /// Gives the CPU away if a reschedule is due (`cond_resched`), from kernel code at a point

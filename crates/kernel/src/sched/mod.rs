@@ -29,11 +29,10 @@ pub(crate) mod rq_lock;
 mod rt;
 pub(crate) mod state;
 
-pub use entry::{cond_resched, sched_yield, schedule};
+pub use entry::{cond_resched, schedule};
 pub(crate) use entry::{
     do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, set_current_state, wake_up_process,
 };
-pub(crate) use entry::{schedule_irqs_off, SchedMode};
+pub(crate) use entry::{schedule_irqs_off, schedule_mode_at, SchedMode};
 
 pub use crate::task::{CpuMask, TaskId};
-pub(crate) use rq::TaskState;

@@ -88,11 +88,12 @@ pub enum SoftirqContext {
     BhEnable = 2,
 }
 
-/// A CPU's softirq state: the tasklet vectors open, nothing pending.
-pub(crate) fn new_cpu_state() -> SoftirqCpu {
+/// A CPU's softirq state: the tasklet vectors open on `tasklet_action` (the tasklets', which
+/// raise them: the boot hands it in, so this file never calls up into them), nothing pending.
+pub(crate) fn new_cpu_state(tasklet_action: fn(usize)) -> SoftirqCpu {
     let mut actions: [Option<SoftirqAction>; NR_SOFTIRQS] = core::array::from_fn(|_| None);
-    actions[HI_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(HI_SOFTIRQ)));
-    actions[TASKLET_SOFTIRQ] = Some(Arc::new(|| crate::tasklet::tasklet_action(TASKLET_SOFTIRQ)));
+    actions[HI_SOFTIRQ] = Some(Arc::new(move || tasklet_action(HI_SOFTIRQ)));
+    actions[TASKLET_SOFTIRQ] = Some(Arc::new(move || tasklet_action(TASKLET_SOFTIRQ)));
     SoftirqCpu {
         pending: AtomicU32::new(0),
         opened: AtomicU32::new(1 << HI_SOFTIRQ | 1 << TASKLET_SOFTIRQ),

@@ -26,13 +26,13 @@ pub(crate) fn timer_interrupt(k: &Kernel) {
     if cpu.id == 0 {
         k.time.jiffies.fetch_add(ticks, Ordering::Relaxed);
     }
-    crate::model::tick(k);
+    crate::model::decide::tick(k);
     crate::softirq::run_local_timers(k);
     {
         let mut rq = crate::sched::rq_lock::rq_lock(k, cpu.id);
         if rq.tick(A::now_ns(), ticks) {
             let curr = rq.curr;
-            crate::model::resched_curr(k, &rq, curr);
+            crate::model::decide::resched_curr(k, &rq, curr);
         }
     }
     crate::sched::balance::load_balance(k, k.time.jiffies());

@@ -4,7 +4,7 @@
 //! **Invariant.** A pid is queued at most once (the sleeper checks before it adds itself).
 
 use crate::arch::IrqSpinLock;
-use crate::task::TaskId;
+use crate::task::id::TaskId;
 use alloc::vec::Vec;
 
 /// A queue of sleeping tasks.

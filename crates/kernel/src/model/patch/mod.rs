@@ -27,13 +27,13 @@
 
 pub mod exact;
 pub mod ptable;
-pub(in crate::model) mod stats;
+pub(super) mod stats;
 
 pub use super::state::MAX_ARMED;
 use super::state::{Armed, PatchState};
 pub use stats::PatchStatsSnapshot;
 
-use super::policy::{IrqExitPolicy, Model, SiteClaim, Wakeup};
+use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, PokeError, A};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
@@ -82,7 +82,7 @@ impl Model for Patch {
     }
 
     /// `patch-call`: an armed site called `rt_reschedule` with a reschedule due.
-    fn point(&self, k: &Kernel, _site: usize) {
+    fn point(&self, k: &Kernel, _site: usize) -> PointAction {
         // Decided with IRQs masked: a preemptible task could move to another CPU between
         // finding its CPU and reading that CPU's event.
         let t0 = A::now_ns();
@@ -91,9 +91,12 @@ impl Model for Patch {
             fire_decision(k, Hit::Call)
         };
         match fire {
-            Fire::Now if !A::irqs_disabled() => crate::sched::schedule(),
-            Fire::Collateral => note_collateral_ns(k, t0),
-            _ => {}
+            Fire::Now if !A::irqs_disabled() => PointAction::Schedule,
+            Fire::Collateral => {
+                note_collateral_ns(k, t0);
+                PointAction::Pass
+            }
+            _ => PointAction::Pass,
         }
     }
 
@@ -353,9 +356,10 @@ pub(crate) fn call_passed() {
     });
 }
 
-/// A redirected return arrived (task context, IRQs masked): give back the original return
-/// address; preempt here if the task may be preempted, else move the event one frame up.
-pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
+/// A redirected return arrived (task context, IRQs masked): the original return address, and
+/// whether to preempt here (`preempt_schedule_irq`, the caller's to call) because the task may
+/// be preempted; if it may not, the event has moved one frame up.
+pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
     let k = try_this_kernel();
     let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.lock().ret.take());
     let (Some(k), Some((_, orig))) = (k, ret) else {
@@ -364,26 +368,25 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     let p = &k.this_cpu().model.patch;
     p.stats.returns.fetch_add(1, Ordering::Relaxed);
     if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
-        return orig;
+        return (orig, false);
     }
     let user = crate::cpu::mode() == crate::sched::rq::Mode::User;
     if preempt::preempt_count() == 0 && (user || A::text_contains(orig)) {
         p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
-        crate::sched::preempt_schedule_irq();
-    } else {
-        p.stats.chases.fetch_add(1, Ordering::Relaxed);
-        let how = {
-            let mut a = p.armed.lock();
-            if p.active.swap(false, Ordering::AcqRel) {
-                disarm_locked(&k, &mut a);
-            }
-            a.how
-        };
-        if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, Some(A::text_contains(orig)), how) {
-            p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-        }
+        return (orig, true);
     }
-    orig
+    p.stats.chases.fetch_add(1, Ordering::Relaxed);
+    let how = {
+        let mut a = p.armed.lock();
+        if p.active.swap(false, Ordering::AcqRel) {
+            disarm_locked(&k, &mut a);
+        }
+        a.how
+    };
+    if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, Some(A::text_contains(orig)), how) {
+        p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+    (orig, false)
 }
 
 /// The running kernel's patch counters.

@@ -3,11 +3,16 @@
 //! **Mechanism.** A task owns an arch `TaskContext` (its own stack with a guard page). Its body
 //! is a closure run by `fork::task_entry` on that stack; the value it returns (or the panic
 //! that ended it) becomes its [`TaskResult`], which `TaskHandle::join` waits for. This file
-//! is the task as data (with its pid and CPU-mask types): it imports no subsystem.
+//! is the task as data (its pid and CPU-mask types are `id.rs`'s): it imports no subsystem.
 //!
 //! **Invariant.** A task's stack is freed only after the task has switched away for the last
 //! time (the arch layer's final switch unmaps it on the next task's stack), and a task's entry
 //! closure runs exactly once.
+
+pub(crate) mod id;
+
+pub(crate) use id::{mask_of, NO_CPU};
+pub use id::{CpuMask, TaskId};
 
 use crate::arch::{Arch, IrqSpinLock, TaskContext, A};
 use crate::sync::OnceLock;
@@ -16,21 +21,6 @@ use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
 use core::panic::Location;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-
-/// Index of a task in the kernel's task table (its pid).
-pub type TaskId = usize;
-
-/// A set of CPUs, bit `n` for CPU `n` (`cpumask`; `cpus=` is at most 64).
-pub type CpuMask = u64;
-
-/// The mask of CPUs `0..n`.
-pub(crate) fn mask_of(n: usize) -> CpuMask {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
-}
 
 /// The scheduling policy of a task (`sched_setscheduler`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +128,7 @@ pub(crate) struct Task {
     /// The CPU whose run queue holds its scheduling state (`task_cpu`); changed only with
     /// that run queue and the new one locked.
     pub(crate) cpu: AtomicUsize,
-    /// The CPU running it now, or `fork::NO_CPU` (`p->on_cpu`): set by the CPU switching to
+    /// The CPU running it now, or [`NO_CPU`] (`p->on_cpu`): set by the CPU switching to
     /// it, cleared by the CPU that switched away from it once its stack is free.
     pub(crate) on_cpu: AtomicUsize,
     /// The CPUs it may run on (mirrors the run queue's copy, for lock-free readers).
