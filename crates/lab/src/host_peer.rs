@@ -11,6 +11,9 @@
 //! host timer at the deadline, wakes (a futex, `Thread::unpark`) a SCHED_FIFO probe thread on
 //! peer CPU 1, which records how late it runs after the deadline.
 //!
+//! The run's clock starts once every thread is in place (see [`measure::READY_LIMIT_NS`]): each
+//! hog has made one call, each probe runs pinned at its policy ([`Gate`]).
+//!
 //! **Invariant.** Every thread notes the host CPU it ran on (`sched_getcpu`) after each call
 //! or sample, so a result shows where the threads really were; they leave with their host
 //! policy restored.
@@ -20,7 +23,26 @@ use crate::stats::LatencyHist;
 use hostlab::sched;
 use services::workloads::{self, Atoms, Workload};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier, OnceLock};
+
+/// Where the peer's threads meet before the run's clock starts: each says it is in place, and
+/// once all are, each gets the same start (taken by the first one through).
+struct Gate {
+    barrier: Barrier,
+    start: OnceLock<u64>,
+}
+
+impl Gate {
+    fn new(threads: usize) -> Arc<Gate> {
+        Arc::new(Gate { barrier: Barrier::new(threads), start: OnceLock::new() })
+    }
+
+    /// Says the calling thread is in place; the run's start, once every thread is.
+    fn ready(&self) -> u64 {
+        self.barrier.wait();
+        *self.start.get_or_init(kernel::time::now_ns)
+    }
+}
 
 /// The host CPUs of the peer's `n` CPUs: with one, the last host CPU this process may use
 /// (beside whatever else runs on the first); with more, the allowed CPUs in order, round
@@ -54,40 +76,44 @@ pub(crate) fn run(
     n: usize,
 ) -> (RunOut, String) {
     let cpus = host_cpus(n);
-    let start = kernel::time::now_ns();
-    let deadline = start + ns;
+    let specs = measure::layout(probes, n);
+    let cross = measure::cross_spec(probes, n).filter(|_| cpus[0] != cpus[1]);
+    let nhogs = workload.map_or(0, |w| measure::workers_for(w, n).min(cpus.len()));
+    let gate = Gate::new(nhogs + specs.len() + 2 * usize::from(cross.is_some()) + 1);
     let stop = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = workload
         .map(|w| {
             let hog = |&cpu: &usize| {
-                let (stop, mut atoms) = (stop.clone(), w.make());
+                let (stop, gate, mut atoms) = (stop.clone(), gate.clone(), w.make());
                 std::thread::spawn(move || {
                     let place = pin(cpu);
                     let policy = cpu_policy.apply();
-                    (host_worker(&stop, &mut *atoms, place), policy)
+                    (host_worker(&stop, &gate, &mut *atoms, place), policy)
                 })
             };
-            cpus.iter().take(measure::workers_for(w, n)).map(hog).collect()
+            cpus.iter().take(nhogs).map(hog).collect()
         })
         .unwrap_or_default();
-    let threads: Vec<_> = measure::layout(probes, n)
+    let threads: Vec<_> = specs
         .into_iter()
         .map(|(c, spec)| {
-            let cpu = cpus[c];
+            let (cpu, gate) = (cpus[c], gate.clone());
             std::thread::spawn(move || {
                 let place = pin(cpu);
                 let policy = sched::set_best_rt_policy(spec.prio);
-                let (h, place) = host_probe(spec, start, deadline, place);
+                let start = gate.ready();
+                let (h, place) = host_probe(spec, start, start + ns, place);
                 sched::set_normal_policy();
                 let on = if place.cpu.is_some() { format!("host CPU {cpu}") } else { "unpinned".into() };
                 (h, place, format!("{policy}, {on}"))
             })
         })
         .collect();
-    let cross = measure::cross_spec(probes, n)
-        .filter(|_| cpus[0] != cpus[1])
-        .map(|spec| std::thread::spawn(move || cross_probe(spec, (cpus[0], cpus[1]), start, deadline)));
-    sched::sleep_until_ns(deadline);
+    let cross = cross.map(|spec| {
+        let gate = gate.clone();
+        std::thread::spawn(move || cross_probe(spec, (cpus[0], cpus[1]), &gate, ns))
+    });
+    sched::sleep_until_ns(gate.ready() + ns);
     let results: Vec<(LatencyHist, Placement, String)> =
         threads.into_iter().map(|t| t.join().expect("probe thread")).collect();
     let cross = cross.map(|t| t.join().expect("cross-CPU probe thread"));
@@ -108,7 +134,11 @@ pub(crate) fn run(
     (out, policy)
 }
 
-fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms, mut place: Placement) -> WorkerOut {
+/// A hog: one call (its first touch of memory, not counted), in place, then calls back to
+/// back until `stop`.
+fn host_worker(stop: &AtomicBool, gate: &Gate, w: &mut dyn Atoms, mut place: Placement) -> WorkerOut {
+    let _ = workloads::host_call(w);
+    gate.ready();
     let start = kernel::time::now_ns();
     let mut units = 0;
     while !stop.load(Ordering::Acquire) {
@@ -135,15 +165,17 @@ fn host_probe(spec: ProbeSpec, start: u64, deadline: u64, mut place: Placement) 
 }
 
 /// The cross-CPU probe on the host: this thread, pinned to `cpus.1` at SCHED_FIFO, is woken at
-/// each deadline by a SCHED_FIFO waker thread pinned to `cpus.0`.
-fn cross_probe(spec: ProbeSpec, cpus: (usize, usize), start: u64, deadline: u64) -> CrossOut {
+/// each deadline by a SCHED_FIFO waker thread pinned to `cpus.0`, for `ns` from the run's start.
+fn cross_probe(spec: ProbeSpec, cpus: (usize, usize), gate: &Arc<Gate>, ns: u64) -> CrossOut {
     let mut rt = pin(cpus.1);
     let _ = sched::set_best_rt_policy(spec.prio);
     let fired = Arc::new(AtomicU64::new(0));
-    let (f, me) = (fired.clone(), std::thread::current());
+    let (f, me, g) = (fired.clone(), std::thread::current(), gate.clone());
     let waker = std::thread::spawn(move || {
         let mut irq = pin(cpus.0);
         let _ = sched::set_best_rt_policy(spec.prio);
+        let start = g.ready();
+        let deadline = start + ns;
         let mut next = start;
         while next + spec.interval_ns <= deadline {
             next += spec.interval_ns;
@@ -155,6 +187,8 @@ fn cross_probe(spec: ProbeSpec, cpus: (usize, usize), start: u64, deadline: u64)
         sched::set_normal_policy();
         irq
     });
+    let start = gate.ready();
+    let deadline = start + ns;
     let mut hist = LatencyHist::new();
     let (mut next, mut k) = (start, 0);
     while next + spec.interval_ns <= deadline {
@@ -171,4 +205,30 @@ fn cross_probe(spec: ProbeSpec, cpus: (usize, usize), start: u64, deadline: u64)
     let irq = waker.join().expect("cross-CPU waker thread");
     sched::set_normal_policy();
     CrossOut { spec, irq, rt, hist }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gate;
+
+    /// Every thread gets the same start, and it is taken only once the last thread is in place:
+    /// a thread that arrives late does not find a clock that started without it.
+    #[test]
+    fn the_clock_starts_once_every_thread_is_in_place() {
+        let gate = Gate::new(3);
+        let threads: Vec<_> = (0..3u64)
+            .map(|i| {
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(10 * i));
+                    let arrived = kernel::time::now_ns();
+                    (arrived, gate.ready())
+                })
+            })
+            .collect();
+        let got: Vec<(u64, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let last = got.iter().map(|g| g.0).max().unwrap();
+        assert!(got.iter().all(|g| g.1 == got[0].1), "one start for all: {got:?}");
+        assert!(got[0].1 >= last, "the start ({}) is after the last arrival ({last})", got[0].1);
+    }
 }

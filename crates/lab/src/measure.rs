@@ -21,6 +21,18 @@ pub const MIN_INTERVAL_US: u64 = 100;
 /// Priority of the controller that ends a run (above every probe).
 pub(crate) const CONTROL_PRIO: u8 = 99;
 
+/// How long a run waits for its threads to be in place before it starts its clock anyway.
+///
+/// A run's clock starts once the run is in place, as each cyclictest thread takes its start
+/// after its own set-up: every worker has opened its workload and made one call (its first
+/// touch of memory, not counted) and every probe runs at its priority on its CPU; the first
+/// deadline of each probe is one interval after that start. A clock taken before the threads
+/// exist charges their creation to the first samples: a probe set up 4 to 10 ms late (thread
+/// creation beside nice -20 hogs on every host CPU of a `preempt=none` host) records a burst
+/// of 16 to 40 late samples catching up on its schedule, 1% of a one-second run: the
+/// millisecond p99 every subject had on two CPUs (docs/LAB.md, "Where a run's clock starts").
+pub const READY_LIMIT_NS: u64 = 2_000_000_000;
+
 /// The probes of a run, as cyclictest's `-t -p -i -d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeSet {
@@ -170,7 +182,8 @@ pub struct WorkerOut {
     pub units: u64,
     pub ns: u64,
     pub place: Placement,
-    /// When it made its first call, in ns after the run began (0 where not measured).
+    /// How long it took to be in place (its workload opened, one call made), in ns after it
+    /// was started (0 where not measured).
     pub started_ns: u64,
 }
 

@@ -19,9 +19,9 @@ use crate::measure::{
 };
 use crate::stats::LatencyHist;
 use crate::watch::{hang_limit, run_watched};
-use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder};
+use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder, WaitQueue};
 use services::workloads::{self, Workload};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Shared by the host and the tasks of one instance. The locks are taken once per task, as it
@@ -29,8 +29,16 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
-    /// When the controller started the run (`now_ns`).
-    began: std::sync::atomic::AtomicU64,
+    /// When the controller started the tasks (`now_ns`).
+    spawned: AtomicU64,
+    /// Tasks in place (a worker past its first call, a probe at its priority on its CPU).
+    ready: AtomicUsize,
+    /// When the run's clock started, once every task was in place (0 before).
+    began: AtomicU64,
+    /// When the run ends (`u64::MAX`: after a count of samples).
+    deadline: AtomicU64,
+    /// Where the probes wait for the clock to start.
+    go: WaitQueue,
     workers: Mutex<Vec<WorkerOut>>,
     hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
     cross: Mutex<Option<CrossOut>>,
@@ -144,7 +152,7 @@ fn run(
     if let Some(w) = out.workers.iter().find(|w| w.units == 0).filter(|_| workload.is_some()) {
         let on = w.place.cpu.map_or_else(String::new, |c| format!(" on CPU {c}"));
         return Err(format!(
-            "preempt={model}: the worker{on} did no work: it began {:.1} ms into the run and completed no system call in {:.1} ms",
+            "preempt={model}: the worker{on} did no work: in place {:.1} ms after it was started, it completed no further system call in {:.1} ms",
             w.started_ns as f64 / 1e6,
             w.ns as f64 / 1e6
         ));
@@ -189,15 +197,12 @@ fn on(b: TaskBuilder, cpu: Option<usize>) -> TaskBuilder {
     }
 }
 
-/// The controller: starts the workers and the probes, waits for the end, stops the workers.
+/// The controller: starts the workers and the probes, starts the run's clock once they are
+/// all in place ([`crate::measure::READY_LIMIT_NS`] at most), waits for the end, stops the
+/// workers.
 fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
-    let start = kernel::time::now_ns();
-    sh.began.store(start, Ordering::Release);
+    sh.spawned.store(kernel::time::now_ns(), Ordering::Release);
     let stop = plan.stop;
-    let deadline = match stop {
-        Stop::After(ns) => start + ns,
-        Stop::Loops(_) => u64::MAX,
-    };
     let workers: Vec<_> = plan
         .workers
         .into_iter()
@@ -214,17 +219,19 @@ fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
             let s = sh.clone();
             let name = format!("lab-probe{i}");
             let t = on(TaskBuilder::new(&name).fifo(spec.prio), cpu);
-            spawn(t, move || probe(&s, i, cpu, spec, start, deadline, stop))
+            spawn(t, move || probe(&s, i, cpu, spec, stop))
         })
         .collect();
     probes.extend(cross.map(|x| {
         let s = sh.clone();
         let (prio, cpu) = (x.spec().prio, CPUS.1);
         spawn(TaskBuilder::new("lab-cross").fifo(prio).cpus(1 << cpu), move || {
+            let (start, deadline) = wait_for_start(&s);
             *lock(&s.cross) = Some(x.run(start, deadline, stop));
             0
         })
     }));
+    let deadline = start_clock(sh, workers.len() + probes.len(), stop);
     if let Stop::After(_) = stop {
         kernel::time::sleep_until(deadline);
     }
@@ -240,13 +247,43 @@ fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
     }
 }
 
-/// A worker: opens the workload, makes system calls of it until told to stop (read between
-/// calls), noting the CPU it ran each on, closes it.
+/// Waits until `tasks` are in place (at most [`crate::measure::READY_LIMIT_NS`]), then starts the
+/// run's clock and wakes the probes; the run's deadline.
+fn start_clock(sh: &Shared, tasks: usize, stop: Stop) -> u64 {
+    let limit = kernel::time::now_ns() + crate::measure::READY_LIMIT_NS;
+    while sh.ready.load(Ordering::Acquire) < tasks && kernel::time::now_ns() < limit {
+        kernel::time::sleep_ns(100_000);
+    }
+    let start = kernel::time::now_ns();
+    let deadline = match stop {
+        Stop::After(ns) => start + ns,
+        Stop::Loops(_) => u64::MAX,
+    };
+    sh.deadline.store(deadline, Ordering::Release);
+    sh.began.store(start, Ordering::Release);
+    sh.go.wake_up();
+    deadline
+}
+
+/// A probe's side of [`start_clock`]: says it is in place, sleeps until the clock starts; the
+/// run's start and deadline.
+fn wait_for_start(sh: &Shared) -> (u64, u64) {
+    sh.ready.fetch_add(1, Ordering::AcqRel);
+    sh.go.wait_event(|| sh.began.load(Ordering::Acquire) != 0);
+    (sh.began.load(Ordering::Acquire), sh.deadline.load(Ordering::Acquire))
+}
+
+/// A worker: opens the workload, makes one call of it (its first touch of memory, not
+/// counted) and says it is in place, then makes system calls of it until told to stop (read
+/// between calls), noting the CPU it ran each on, and closes it.
 fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 {
     if let Err(e) = w.open() {
         let _ = sh.error.set(e);
+        sh.ready.fetch_add(1, Ordering::AcqRel);
         return -1;
     }
+    let _ = workloads::kernel_call(w);
+    sh.ready.fetch_add(1, Ordering::AcqRel);
     let mut place = Placement { cpu, seen: 0 };
     let start = kernel::time::now_ns();
     let mut units = 0;
@@ -255,7 +292,7 @@ fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 
         place.saw(kernel::raw_smp_processor_id());
     }
     let ns = kernel::time::now_ns() - start;
-    let started_ns = start.saturating_sub(sh.began.load(Ordering::Acquire));
+    let started_ns = start.saturating_sub(sh.spawned.load(Ordering::Acquire));
     lock(&sh.workers).push(WorkerOut { units, ns, place, started_ns });
     match w.close() {
         Ok(()) => 0,
@@ -269,7 +306,8 @@ fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 
 /// The cyclictest loop on absolute deadlines. Each sample also notes whether the host took the
 /// CPU thread away during its period (the worker and the probe share that thread), and the
 /// CPU the probe woke on.
-fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, start: u64, deadline: u64, stop: Stop) -> i64 {
+fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, stop: Stop) -> i64 {
+    let (start, deadline) = wait_for_start(sh);
     let mut h = LatencyHist::new();
     let mut place = Placement { cpu, seen: 0 };
     let mut next = start;
