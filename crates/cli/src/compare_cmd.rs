@@ -1,7 +1,7 @@
 //! `atomkernel compare` (also the default job, and `models`): every model (under each chosen
 //! bottom-half option) and peer × the chosen workloads in one interleaved run
-//! (`lab::compare`); a progress bar while it runs, a plain table (or JSON lines) at
-//! the end, and an HTML report on request. Cells the comparison leaves out (the peers of the
+//! (`lab::compare`); a progress bar while it runs, the verdict and a table per workload
+//! (`compare_table.rs`; JSON lines with `--json`) at the end, and an HTML report on request. Cells the comparison leaves out (the peers of the
 //! `packet` workload) are named on stderr, in the table and in the report.
 
 use crate::cpus_arg::CpusArg;
@@ -13,7 +13,6 @@ use kernel::{BhMode, PatchSync, PreemptModel, PtableMode};
 use lab::compare::{self, CompareConfig};
 use lab::measure::{CpuPolicy, ProbeSet};
 use lab::peers::Peer;
-use lab::row::Row;
 use services::workloads::Workload;
 use std::io::IsTerminal;
 
@@ -79,6 +78,10 @@ pub(crate) struct CompareArgs {
     /// Print one JSON object per model (or peer) and workload, one per line.
     #[arg(long)]
     json: bool,
+    /// After the verdict and the compact tables, the full table: every figure of every row
+    /// (min, p99.9, max, the undisturbed samples, per CPU, cross-CPU, scaling, collateral hits).
+    #[arg(long)]
+    wide: bool,
     /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html.
     #[arg(long, value_name = "DIR")]
     report: Option<std::path::PathBuf>,
@@ -194,15 +197,15 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
         subjects.iter().filter_map(|s| s.bh()).any(|b| subjects.iter().any(|s| s.bh().is_some_and(|x| x != b)));
     let names: Vec<String> = subjects.iter().map(|s| s.label(with_bh)).collect();
     let works: Vec<&str> = cfg.workloads.iter().map(|w| w.name()).collect();
-    let runs = cfg.runs_per_cell() as u64;
+    let cells: usize = cfg.workloads.iter().map(|&w| cfg.subjects_for(w).len()).sum();
     eprintln!(
-        "atomkernel compare: cpus={} ({}): {} cells ({} subjects, {} workloads) x {} rounds x {runs} runs of {} s (about {:.0} s): {}; {}",
+        "atomkernel compare: cpus={} ({}): {cells} cells ({} subjects, {} workloads) x {} rounds: {} runs of {} s (about {:.0} s): {}; {}",
         cfg.cpus,
         a.cpus.or_host().1,
-        cfg.steps() / (cfg.rounds as u64 * runs),
         names.len(),
         works.len(),
         cfg.rounds,
+        cfg.steps(),
         cfg.seconds,
         cfg.estimated_seconds() * 1.15,
         names.join(", "),
@@ -225,7 +228,7 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
             println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         }
     } else {
-        print!("{}", table(&cfg, &rows));
+        print!("{}", crate::compare_table::table(&cfg, &rows, a.wide));
     }
     if let Some(out) = out {
         let path = report::write(out.path(), &cfg, &rows)?;
@@ -246,68 +249,4 @@ fn progress_bar(steps: u64) -> ProgressBar {
         .progress_chars("=> ");
     bar.set_style(style);
     bar
-}
-
-/// The plain table: one line per model or peer and workload.
-pub(crate) fn table(cfg: &CompareConfig, rows: &[Row]) -> String {
-    let p = &cfg.probes;
-    let mut s = String::from(
-        "u_p50/u_p99: the samples during whose period the host did not preempt the subject's thread; \
-         disturb: the samples it did\n",
-    );
-    s += &format!(
-        "probe: {} x SCHED_FIFO {} every {} us (cyclictest -t{} -p{} -i{} -d{}); {} s per run, {} rounds, HZ={}\n",
-        p.threads,
-        p.prio,
-        p.interval_us,
-        p.threads,
-        p.prio,
-        p.interval_us,
-        p.distance_us,
-        cfg.seconds,
-        cfg.rounds,
-        rows.first().map_or(0, |r| r.hz)
-    );
-    if cfg.models.iter().any(|m| m.name().starts_with("patch-")) {
-        s += &format!("patch models: ptable={} patch_sync={}\n", cfg.ptable.name(), cfg.patch_sync.name());
-    }
-    if cfg.cpus > 1 {
-        s += &format!(
-            "cpus={}: a worker bound to each CPU, every probe on every CPU; x_p50/x_p99: the cross-CPU probe (an interrupt on CPU {} wakes an RT task on CPU {}, every {} us); cpu_p99: each CPU's probes; scaling: throughput against the same subject on one CPU; coll/ev: the patch models' collateral hits per RT event (armed sites met by CPUs with no event of their own)\n",
-            cfg.cpus,
-            lab::cross::CPUS.0,
-            lab::cross::CPUS.1,
-            p.interval_us * lab::measure::CROSS_PERIOD_FACTOR
-        );
-    }
-    let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();
-    let cols = report::columns(rows);
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| report::row_cells(r, rows)).collect();
-    let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
-    // Each column as wide as its header or widest figure; the undisturbed ones after a `|`.
-    let widths: Vec<usize> = (0..cols.len())
-        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([cols[i].0.len()]).max().unwrap_or(0))
-        .collect();
-    let line = |workload: &str, model: &str, cols: &mut dyn Iterator<Item = &str>| {
-        let mut l = format!("{workload:<9} {model:<mw$}");
-        for (i, (c, w)) in cols.zip(&widths).enumerate() {
-            l += if i == 8 || i == report::COLUMNS.len() { " | " } else { " " };
-            l += &format!("{c:>w$}");
-        }
-        l + "\n"
-    };
-    s += &line("workload", "model", &mut cols.iter().map(|c| c.0));
-    for ((r, label), c) in rows.iter().zip(&labels).zip(&cells) {
-        s += &line(&r.workload, label, &mut c.iter().map(String::as_str));
-    }
-    for line in report::policies(rows) {
-        s += &format!("{line}\n");
-    }
-    for v in report::verdict(rows) {
-        s += &format!("{v}\n");
-    }
-    for note in cfg.skipped() {
-        s += &format!("note: {note}\n");
-    }
-    s
 }

@@ -12,6 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod compare_cmd;
+mod compare_table;
 mod cpus_arg;
 mod demo_cmd;
 mod fuzz_cmd;

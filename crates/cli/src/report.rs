@@ -52,7 +52,7 @@ pub(crate) fn cells(r: &Row) -> [String; 11] {
     let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
     let (l, u) = (r.latency_ns, r.latency_undisturbed_ns);
     [
-        format!("{:.0} {}", r.throughput_ops_s, r.unit),
+        r.throughput_ops_s.map_or_else(|| "-".to_string(), |t| format!("{t:.0} {}", r.unit)),
         r.overhead_pct.map_or_else(|| "-".to_string(), |o| format!("{o:.2}")),
         us(l.min),
         us(l.p50),
@@ -109,74 +109,10 @@ pub(crate) fn row_cells(r: &Row, rows: &[Row]) -> Vec<String> {
     c
 }
 
-/// The answer per workload, in words: lowest latency (p50 and p99), lowest cost, the noise of
-/// the throughput figures, and where `none` and the peers stand.
+/// The answer per workload, one line each (at most 100 columns), judged against the spread of
+/// the rounds (`lab::verdict`): a model is named lowest only when its lead exceeds the noise.
 pub(crate) fn verdict(rows: &[Row]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
-    workloads.dedup();
-    let us = |ns: u64| ns as f64 / 1e3;
-    let name = |r: &Row| label(r, rows);
-    for w in workloads {
-        let models: Vec<&Row> = rows.iter().filter(|r| r.workload == w && !r.model.starts_with("peer:")).collect();
-        let (Some(p50), Some(p99)) =
-            (models.iter().min_by_key(|r| r.latency_ns.p50), models.iter().min_by_key(|r| r.latency_ns.p99))
-        else {
-            continue;
-        };
-        let mut line = format!(
-            "{w}: lowest latency: p50 {} ({:.1} us), p99 {} ({:.1} us)",
-            name(p50),
-            us(p50.latency_ns.p50),
-            name(p99),
-            us(p99.latency_ns.p99)
-        );
-        if let Some(u) = models.iter().min_by_key(|r| r.latency_undisturbed_ns.p99) {
-            let _ = write!(line, ", undisturbed p99 {} ({:.1} us)", name(u), us(u.latency_undisturbed_ns.p99));
-        }
-        let cheap = models
-            .iter()
-            .filter(|r| r.model != "none")
-            .filter_map(|r| r.overhead_pct.map(|o| (r, o)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((r, o)) = cheap {
-            let _ = write!(line, "; lowest overhead against none: {} ({o:+.2}%)", name(r));
-        }
-        for none in models.iter().filter(|r| r.model == "none") {
-            let n = name(none);
-            if none.rounds_throughput_ops_s.len() > 1 {
-                let _ = write!(line, " ({n}'s own rounds spread {:.1}%)", spread_pct(&none.rounds_throughput_ops_s));
-            }
-            let (l, u) = (none.latency_ns, none.latency_undisturbed_ns);
-            let _ =
-                write!(line, "; {n}: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us", us(l.p50), us(l.p99), us(u.p99));
-        }
-        for p in rows.iter().filter(|r| r.workload == w && r.model.starts_with("peer:")) {
-            let (l, u) = (p.latency_ns, p.latency_undisturbed_ns);
-            let _ = write!(
-                line,
-                "; {}: p50 {:.1} / p99 {:.1} (undisturbed {:.1}) us",
-                p.model,
-                us(l.p50),
-                us(l.p99),
-                us(u.p99)
-            );
-        }
-        out.push(line);
-    }
-    out
-}
-
-/// `(max - min) / median` of the rounds, in percent: how far apart one subject's own rounds
-/// are, the noise floor of the overhead figures.
-fn spread_pct(rounds: &[f64]) -> f64 {
-    let med = lab::stats::median(rounds);
-    let (lo, hi) = rounds.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    if med > 0.0 && rounds.len() > 1 {
-        (hi - lo) / med * 100.0
-    } else {
-        0.0
-    }
+    lab::verdict::judge(rows, |r| label(r, rows)).iter().map(lab::verdict::Verdict::line).collect()
 }
 
 /// The page `write` writes into the report directory.
@@ -314,10 +250,10 @@ fn table(rows: &[Row]) -> String {
 }
 
 /// How the host scheduled each subject, once per distinct line: the models' kernel CPU
-/// threads together when they all got the same, then each peer.
+/// threads together when they all got the same, then the floor and each peer.
 pub(crate) fn policies(rows: &[Row]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let models: Vec<&Row> = rows.iter().filter(|r| !r.model.starts_with("peer:")).collect();
+    let models: Vec<&Row> = rows.iter().filter(|r| r.bh.is_some()).collect();
     if models.windows(2).all(|w| w[0].policy == w[1].policy) {
         if let Some(r) = models.first() {
             out.push(format!("every model: {}", r.policy));
@@ -325,7 +261,7 @@ pub(crate) fn policies(rows: &[Row]) -> Vec<String> {
     }
     for r in rows {
         let line = format!("{}: {}", r.model, r.policy);
-        let shown = !r.model.starts_with("peer:") && out.first().is_some_and(|l| l.starts_with("every model"));
+        let shown = r.bh.is_some() && out.first().is_some_and(|l| l.starts_with("every model"));
         if !shown && !out.contains(&line) {
             out.push(line);
         }

@@ -9,8 +9,9 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 30] = [
+const ROW_KEYS: [&str; 32] = [
     "model",
+    "rt_runs_at",
     "bh",
     "workload",
     "unit",
@@ -26,6 +27,7 @@ const ROW_KEYS: [&str; 30] = [
     "overhead_pct",
     "loaded_throughput_ops_s",
     "rounds_throughput_ops_s",
+    "rounds_latency_ns",
     "throughput_1cpu_ops_s",
     "scaling",
     "workers",
@@ -118,7 +120,8 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
-    let mut expected: Vec<String> = PreemptModel::ALL.iter().map(|m| m.name().to_string()).collect();
+    let mut expected = vec!["floor".to_string()];
+    expected.extend(PreemptModel::ALL.iter().map(|m| m.name().to_string()));
     expected.extend(Peer::ALL.iter().map(|p| format!("peer:{}", p.name())));
     for w in ["checksum", "hog"] {
         let names: Vec<&str> =
@@ -132,15 +135,17 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         for k in ["min", "p50", "p99", "p999", "max"] {
             assert!(r["latency_ns"][k].as_u64().is_some(), "{k}: {r}");
         }
-        assert!(r["throughput_ops_s"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(r["overhead_pct"].as_f64().is_some(), "{r}");
+        assert_eq!(r["rounds_latency_ns"].as_array().unwrap().len(), 1, "one round: {r}");
+        let floor = r["model"] == "floor";
+        assert_eq!(r["throughput_ops_s"].as_f64().is_some_and(|t| t > 0.0), !floor, "{r}");
+        assert_eq!(r["overhead_pct"].as_f64().is_some(), !floor, "{r}");
         let sum: u64 = r["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
         assert_eq!(sum, r["samples"].as_u64().unwrap(), "{r}");
         let undisturbed = r["latency_undisturbed_ns"]["count"].as_u64().unwrap();
         assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
         assert!(r["policy"].is_string(), "{r}");
-        let peer = r["model"].as_str().unwrap().starts_with("peer:");
-        assert_eq!(r["bh"].as_str(), if peer { None } else { Some("classic") }, "one option by default: {r}");
+        let reference = r["model"].as_str().unwrap().starts_with("peer:") || floor;
+        assert_eq!(r["bh"].as_str(), if reference { None } else { Some("classic") }, "one option by default: {r}");
         assert_eq!(r["cpus"], 1, "{r}");
         assert!(r["scaling"].is_null() && r["throughput_1cpu_ops_s"].is_null() && r["cross_cpu"].is_null(), "{r}");
         let cdf = r["cdf_ns"].as_array().unwrap();
@@ -160,7 +165,7 @@ fn compare_on_two_cpus_places_a_worker_and_the_probes_on_every_cpu() {
     let args = ["compare", "--quick", "--cpus", "2", "--peers", "none", "--preempt", "none,full,patch-call"];
     let (code, out, err) = atomkernel(&[&args[..], &["--workload", "copy", "--size", "copy=8", "--json"]].concat());
     assert_eq!(code, 0, "{err}");
-    assert!(err.starts_with("atomkernel compare: cpus=2 (--cpus): 3 cells"), "{err}");
+    assert!(err.starts_with("atomkernel compare: cpus=2 (--cpus): 4 cells"), "the floor and 3 models: {err}");
     for r in rows(&out) {
         assert_eq!(r["cpus"], 2, "{r}");
         let per = r["latency_per_cpu_ns"].as_array().unwrap();
@@ -182,9 +187,12 @@ fn compare_on_two_cpus_places_a_worker_and_the_probes_on_every_cpu() {
             "{r}"
         );
         assert!(x["latency_ns"]["count"].as_u64().unwrap() > 0, "{r}");
-        assert!(r["throughput_1cpu_ops_s"].as_f64().unwrap() > 0.0 && r["scaling"].as_f64().is_some(), "{r}");
+        if r["model"] != "floor" {
+            assert!(r["throughput_1cpu_ops_s"].as_f64().unwrap() > 0.0 && r["scaling"].as_f64().is_some(), "{r}");
+        }
     }
-    let args = ["compare", "--quick", "--cpus", "2", "--peers", "none", "--preempt", "none", "--workload", "hog"];
+    let args =
+        ["compare", "--quick", "--cpus", "2", "--peers", "none", "--preempt", "none", "--workload", "hog", "--wide"];
     let (code, out, err) = atomkernel(&[&args[..], &["--size", "hog=8"]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -211,16 +219,15 @@ fn the_packet_workload_runs_every_model_under_both_bh_options_and_the_peers_skip
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);
-    let expected: Vec<(String, String)> = PreemptModel::ALL
-        .iter()
-        .flat_map(|m| ["classic", "threaded"].map(|bh| (m.name().to_string(), bh.to_string())))
-        .collect();
+    let models = PreemptModel::ALL.iter().flat_map(|m| ["classic", "threaded"].map(|bh| (m.name(), bh)));
+    let expected: Vec<(String, String)> =
+        std::iter::once(("floor", "null")).chain(models).map(|(m, b)| (m.to_string(), b.to_string())).collect();
     let got: Vec<(String, String)> = rows
         .iter()
         .map(|r| (r["model"].as_str().unwrap().to_string(), r["bh"].as_str().unwrap_or("null").to_string()))
         .collect();
-    assert_eq!(got, expected, "every built model x both options by default, no peer row");
-    for r in &rows {
+    assert_eq!(got, expected, "the floor, every built model x both options by default, no peer row");
+    for r in rows.iter().filter(|r| r["model"] != "floor") {
         assert_eq!(
             (r["workload"].as_str(), r["unit"].as_str(), r["size"].as_u64()),
             (Some("packet"), Some("packets"), Some(16))
@@ -239,7 +246,7 @@ fn the_table_shows_the_bh_option_when_there_are_several() {
     let (code, out, err) = atomkernel(&[&args[..], &["--size", "copy=8", "--cpus", "1"]].concat());
     assert_eq!(code, 0, "{err}");
     for label in ["none/classic", "none/threaded", "full/classic", "full/threaded"] {
-        assert!(out.lines().any(|l| l.starts_with(&format!("copy      {label:<15} "))), "{label}: {out}");
+        assert!(out.lines().any(|l| l.starts_with(&format!("{label:<16} "))), "{label}: {out}");
     }
 }
 
@@ -256,10 +263,15 @@ fn compare_table_has_a_row_per_model_and_the_answer() {
     let (code, out, err) =
         atomkernel(&["compare", "--quick", "--cpus", "1", "--peers", "none", "--workload", "copy", "--size", "copy=8"]);
     assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("smoke test: one round has no spread"), "--quick says what it is: {out}");
+    assert!(lines[1].starts_with("copy: p99 no verdict (one round) (floor "), "the answer first: {out}");
+    let header = lines.iter().position(|l| l.starts_with("copy             RT runs at")).expect(&out);
+    assert!(lines[header + 1].starts_with("floor            host preempts "), "the floor first: {out}");
     for m in PreemptModel::ALL {
-        assert!(out.lines().any(|l| l.starts_with(&format!("copy      {:<15} ", m.name()))), "{m}: {out}");
+        assert!(lines.iter().any(|l| l.starts_with(&format!("{:<16} ", m.name()))), "{m}: {out}");
     }
-    assert!(out.contains("copy: lowest latency: p50 "), "{out}");
+    assert!(lines.iter().all(|l| l.chars().count() <= 100), "every line fits 100 columns: {out}");
 }
 
 #[test]
@@ -281,7 +293,9 @@ fn models_is_the_same_command() {
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let names: Vec<String> = rows(&out).iter().map(|r| r["model"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, PreemptModel::ALL.map(|m| m.name().to_string()));
+    let expected: Vec<String> =
+        std::iter::once("floor".to_string()).chain(PreemptModel::ALL.map(|m| m.name().to_string())).collect();
+    assert_eq!(names, expected);
 }
 
 #[test]
@@ -330,8 +344,8 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let peers = Peer::ALL.len();
     assert_eq!(
         charts,
-        2 * (2 + 3 + (models + peers)) + models,
-        "per workload a CDF, a trade-off, bars x3 and a histogram per model and peer; a timeline per model"
+        2 * (2 + 3 + (1 + models + peers)) + models,
+        "per workload a CDF, a trade-off, bars x3 and a histogram per subject (the floor too); a timeline per model"
     );
     let (cdf, table) = (html.find("class=\"chart cdf\"").unwrap(), html.find("<h2>Table</h2>").unwrap());
     assert!(cdf < table && html.find("class=\"chart tradeoff\"").unwrap() < table, "the new charts come first");
@@ -340,7 +354,7 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json.len(), 2 * (models + peers));
+    assert_eq!(json.len(), 2 * (1 + models + peers), "the floor, the models and the peers");
     let Some(b) = browser() else {
         eprintln!("skipped: no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
         let _ = std::fs::remove_dir_all(&dir);

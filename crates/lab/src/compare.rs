@@ -16,6 +16,7 @@
 //! appears without a change here); every row comes from runs that completed
 //! without a `BUG:`, or `run` fails.
 
+use crate::host_peer::{self, Load};
 use crate::measure::{self, CpuPolicy, CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop};
 use crate::peers::{self, Peer};
 use crate::probe;
@@ -24,28 +25,51 @@ use crate::stats::{median, Latency, LatencyHist};
 use kernel::{BhMode, Config, PreemptModel};
 use services::workloads::Workload;
 
-/// Who is measured: a preemption model of atomkernel under a bottom-half option, or a peer.
+/// Who is measured: the host's floor, a preemption model of atomkernel under a bottom-half
+/// option, or a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
+    /// The host's floor: the same probes on the same host CPUs beside plain busy loops (one per
+    /// CPU, at the workers' host policy), none of the lab's machinery. Every other subject is
+    /// read as this plus what it adds.
+    Floor,
     Model(PreemptModel, BhMode),
     Peer(Peer),
 }
 
 impl Subject {
-    /// `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio`, `peer:go` (the `model` of a row).
+    /// `floor`, `none`, `voluntary`, ... or `peer:host-fifo`, `peer:tokio`, `peer:go` (the
+    /// `model` of a row).
     pub fn name(self) -> String {
         match self {
+            Subject::Floor => "floor".into(),
             Subject::Model(m, _) => m.name().into(),
             Subject::Peer(p) => format!("peer:{}", p.name()),
         }
     }
 
-    /// The bottom-half option of a model; `None` for a peer.
+    /// The bottom-half option of a model; `None` for the floor and a peer.
     pub fn bh(self) -> Option<BhMode> {
         match self {
             Subject::Model(_, bh) => Some(bh),
-            Subject::Peer(_) => None,
+            Subject::Floor | Subject::Peer(_) => None,
         }
+    }
+
+    /// Where an RT task woken by an interrupt gets the CPU (a model's own answer; for the floor
+    /// and the peers, who preempts the worker).
+    pub fn rt_runs_at(self) -> &'static str {
+        match self {
+            Subject::Floor | Subject::Peer(Peer::HostFifo) => "host preempts",
+            Subject::Model(m, _) => m.rt_runs_at(),
+            Subject::Peer(Peer::Tokio) => "next yield",
+            Subject::Peer(Peer::Go) => "Go preempts",
+        }
+    }
+
+    /// Whether it has a throughput to measure (the floor's busy loops do no work).
+    pub fn does_work(self) -> bool {
+        self != Subject::Floor
     }
 
     /// The name, with the `bh=` option for a model when `with_bh` (`full/threaded`).
@@ -65,6 +89,7 @@ impl Subject {
         cpus: usize,
     ) -> Result<(RunOut, String), String> {
         match self {
+            Subject::Floor => Ok(host_peer::run(Load::Spin, probes, ns, cfg.cpu, cpus)),
             Subject::Model(m, bh) => {
                 let boot = cfg.boot(m, bh, cpus);
                 let out = probe::run_instance(boot, Some(w), probes, Stop::After(ns), cfg.cpu)?;
@@ -175,16 +200,17 @@ impl CompareConfig {
         }
     }
 
-    /// Who runs `w`: each model under each of its `bh=` options, then the peers (none for a
-    /// workload that needs bottom halves).
+    /// Who runs `w`: the floor, each model under each of its `bh=` options, then the peers
+    /// (none for a workload that needs bottom halves).
     pub fn subjects_for(&self, w: Workload) -> Vec<Subject> {
         let bh = self.bh_for(w);
         let models = self.models.iter().flat_map(|&m| bh.iter().map(move |&b| Subject::Model(m, b)));
         let peers = self.peers.iter().filter(|_| !w.info().bottom_half).map(|&p| Subject::Peer(p));
-        models.chain(peers).collect()
+        std::iter::once(Subject::Floor).chain(models).chain(peers).collect()
     }
 
-    /// Every subject of the comparison, once: models (each under its options), then peers.
+    /// Every subject of the comparison, once: the floor, models (each under its options), then
+    /// peers.
     pub fn subjects(&self) -> Vec<Subject> {
         let mut all: Vec<Subject> = Vec::new();
         for s in self.workloads.iter().flat_map(|&w| self.subjects_for(w)) {
@@ -192,14 +218,15 @@ impl CompareConfig {
                 all.push(s);
             }
         }
-        let (models, peers): (Vec<Subject>, Vec<Subject>) = all.into_iter().partition(|s| s.bh().is_some());
+        let (models, others): (Vec<Subject>, Vec<Subject>) = all.into_iter().partition(|s| s.bh().is_some());
         let order = |s: &Subject| match s {
             Subject::Model(m, b) => (self.models.iter().position(|x| x == m), BhMode::ALL.iter().position(|x| x == b)),
-            Subject::Peer(_) => (None, None),
+            Subject::Floor | Subject::Peer(_) => (None, None),
         };
         let mut models = models;
         models.sort_by_key(order);
-        models.into_iter().chain(peers).collect()
+        let peers = others.iter().copied().filter(|&s| s != Subject::Floor);
+        std::iter::once(Subject::Floor).chain(models).chain(peers).collect()
     }
 
     /// What the comparison leaves out and why (the peers of a workload that needs bottom
@@ -226,19 +253,21 @@ impl CompareConfig {
         notes
     }
 
-    /// Runs per cell and round: throughput, latency, and on several CPUs throughput on one.
-    pub fn runs_per_cell(&self) -> usize {
-        if self.cpus > 1 {
-            3
-        } else {
-            2
+    /// Runs per cell and round: throughput, latency, and on several CPUs throughput on one;
+    /// the floor's latency only.
+    pub fn runs_per_cell(&self, s: Subject) -> usize {
+        match (s.does_work(), self.cpus > 1) {
+            (false, _) => 1,
+            (true, true) => 3,
+            (true, false) => 2,
         }
     }
 
     /// Runs in the whole comparison (for a progress bar).
     pub fn steps(&self) -> u64 {
-        let cells: usize = self.workloads.iter().map(|&w| self.subjects_for(w).len()).sum();
-        (cells * self.rounds * self.runs_per_cell()) as u64
+        let runs: usize =
+            self.workloads.iter().flat_map(|&w| self.subjects_for(w)).map(|s| self.runs_per_cell(s)).sum();
+        (runs * self.rounds) as u64
     }
 
     /// Seconds the runs take (without boot and teardown).
@@ -259,6 +288,8 @@ struct Cell {
     single: Vec<f64>,
     loaded: Vec<f64>,
     hists: Vec<LatencyHist>,
+    /// Each round's latency, every probe of the round pooled.
+    rounds: Vec<Latency>,
     /// Where each probe and worker ran, over every round.
     probe_places: Vec<Placement>,
     workers: Vec<Placement>,
@@ -275,6 +306,9 @@ impl Cell {
     /// Adds a latency run's samples, placements and counters.
     fn add_loaded(&mut self, loaded: RunOut, policy: String) {
         self.loaded.push(loaded.units_per_s());
+        let mut round = LatencyHist::new();
+        loaded.hists.iter().for_each(|h| round.merge(h));
+        self.rounds.push(round.summary());
         let p = &loaded.patch;
         self.patch = (self.patch.0 + p.events, self.patch.1 + p.sites_armed, self.patch.2 + p.arm_ns);
         let hits = p.collateral_int3 + p.collateral_calls;
@@ -315,9 +349,11 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
             for (si, &s) in subjects[wi].iter().enumerate() {
                 let cell = &mut cells[wi][si];
                 let name = format!("{}/{}", s.label(with_bh), w.name());
-                progress(&format!("{name} throughput"));
-                cell.quiet.push(s.run(w, &[], ns, cfg, cfg.cpus)?.0.units_per_s());
-                if cfg.cpus > 1 {
+                if s.does_work() {
+                    progress(&format!("{name} throughput"));
+                    cell.quiet.push(s.run(w, &[], ns, cfg, cfg.cpus)?.0.units_per_s());
+                }
+                if cfg.cpus > 1 && s.does_work() {
                     progress(&format!("{name} throughput cpus=1"));
                     cell.single.push(s.run(w, &[], ns, cfg, 1)?.0.units_per_s());
                 }
@@ -341,14 +377,16 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
         };
         for (si, &s) in subjects[wi].iter().enumerate() {
             let c = &cells[wi][si];
+            let work = s.does_work();
             let tp = median(&c.quiet);
             let mut pooled = LatencyHist::new();
             c.hists.iter().for_each(|h| pooled.merge(h));
             let latency = pooled.summary();
             let is_none = matches!(s, Subject::Model(PreemptModel::None, _));
-            let single = (cfg.cpus > 1).then(|| median(&c.single));
+            let single = (cfg.cpus > 1 && work).then(|| median(&c.single));
             rows.push(Row {
                 model: s.name(),
+                rt_runs_at: s.rt_runs_at().into(),
                 bh: s.bh().map(|b| b.name().to_string()),
                 workload: w.name().into(),
                 unit: w.info().unit.into(),
@@ -367,10 +405,11 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                     latency_ns: x.hist.summary(),
                     latency_undisturbed_ns: x.hist.undisturbed(),
                 }),
-                throughput_ops_s: tp,
-                overhead_pct: base(s).map(|b| if is_none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
-                loaded_throughput_ops_s: median(&c.loaded),
+                throughput_ops_s: work.then_some(tp),
+                overhead_pct: base(s).filter(|_| work).map(|b| if is_none { 0.0 } else { (b / tp - 1.0) * 100.0 }),
+                loaded_throughput_ops_s: work.then(|| median(&c.loaded)),
                 rounds_throughput_ops_s: c.quiet.clone(),
+                rounds_latency_ns: c.rounds.clone(),
                 throughput_1cpu_ops_s: single,
                 scaling: single.filter(|&t| t > 0.0).map(|t| tp / t),
                 workers: (!c.workers.is_empty() && c.workers.iter().all(|p| p.cpu.is_some()))

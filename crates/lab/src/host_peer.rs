@@ -1,5 +1,6 @@
 //! The host peer, `peer:host-fifo`: the workload on hog host threads beside SCHED_FIFO probe
-//! threads, i.e. the latency Linux itself gives.
+//! threads, i.e. the latency Linux itself gives; and the host's floor, the same probes beside
+//! plain busy loops ([`Load::Spin`]).
 //!
 //! **Mechanism.** The peer has as many "CPUs" as the kernel instances it is compared with:
 //! peer CPU `c` is a host CPU ([`host_cpus`]) with a hog thread pinned to it, running the
@@ -66,34 +67,57 @@ fn saw_host_cpu(p: &mut Placement) {
     }
 }
 
-/// Runs `workload` (if any) on `n` hog threads and each of `probes` beside each, for `ns`
-/// nanoseconds; the figures and how the host scheduled them.
-pub(crate) fn run(
-    workload: Option<Workload>,
-    probes: &[ProbeSpec],
-    ns: u64,
-    cpu_policy: CpuPolicy,
-    n: usize,
-) -> (RunOut, String) {
+/// What the hog threads run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// No hog: the probes alone.
+    Idle,
+    /// The workload's atoms back to back (the host peer).
+    Workload(Workload),
+    /// A busy loop that makes no system call and touches no memory, one per CPU (the floor:
+    /// what the host gives a SCHED_FIFO thread beside a thread that never yields).
+    Spin,
+}
+
+impl From<Option<Workload>> for Load {
+    fn from(w: Option<Workload>) -> Load {
+        w.map_or(Load::Idle, Load::Workload)
+    }
+}
+
+impl Load {
+    /// Hog threads on `n` CPUs.
+    fn hogs(self, n: usize) -> usize {
+        match self {
+            Load::Idle => 0,
+            Load::Workload(w) => measure::workers_for(w, n),
+            Load::Spin => n,
+        }
+    }
+}
+
+/// Runs `load` on `n` hog threads and each of `probes` beside each, for `ns` nanoseconds;
+/// the figures and how the host scheduled them.
+pub(crate) fn run(load: Load, probes: &[ProbeSpec], ns: u64, cpu_policy: CpuPolicy, n: usize) -> (RunOut, String) {
     let cpus = host_cpus(n);
     let specs = measure::layout(probes, n);
     let cross = measure::cross_spec(probes, n).filter(|_| cpus[0] != cpus[1]);
-    let nhogs = workload.map_or(0, |w| measure::workers_for(w, n).min(cpus.len()));
+    let nhogs = load.hogs(n).min(cpus.len());
     let gate = Gate::new(nhogs + specs.len() + 2 * usize::from(cross.is_some()) + 1);
     let stop = Arc::new(AtomicBool::new(false));
-    let hogs: Vec<_> = workload
-        .map(|w| {
-            let hog = |&cpu: &usize| {
-                let (stop, gate, mut atoms) = (stop.clone(), gate.clone(), w.make());
-                std::thread::spawn(move || {
-                    let place = pin(cpu);
-                    let policy = cpu_policy.apply();
-                    (host_worker(&stop, &gate, &mut *atoms, place), policy)
-                })
+    let hog = |&cpu: &usize| {
+        let (stop, gate) = (stop.clone(), gate.clone());
+        std::thread::spawn(move || {
+            let place = pin(cpu);
+            let policy = cpu_policy.apply();
+            let out = match load {
+                Load::Workload(w) => host_worker(&stop, &gate, &mut *w.make(), place),
+                _ => spin(&stop, &gate, place),
             };
-            cpus.iter().take(nhogs).map(hog).collect()
+            (out, policy)
         })
-        .unwrap_or_default();
+    };
+    let hogs: Vec<_> = cpus.iter().take(nhogs).map(hog).collect();
     let threads: Vec<_> = specs
         .into_iter()
         .map(|(c, spec)| {
@@ -145,6 +169,24 @@ fn host_worker(stop: &AtomicBool, gate: &Gate, w: &mut dyn Atoms, mut place: Pla
         units += workloads::host_call(w);
         saw_host_cpu(&mut place);
     }
+    WorkerOut { units, ns: kernel::time::now_ns() - start, place, started_ns: 0 }
+}
+
+/// A busy loop until `stop`, in place at once; its units are loop iterations. It notes its host
+/// CPU when it starts, every 2^20 iterations and when it stops.
+fn spin(stop: &AtomicBool, gate: &Gate, mut place: Placement) -> WorkerOut {
+    saw_host_cpu(&mut place);
+    gate.ready();
+    let start = kernel::time::now_ns();
+    let mut units = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        std::hint::spin_loop();
+        units += 1;
+        if units.is_multiple_of(1 << 20) {
+            saw_host_cpu(&mut place);
+        }
+    }
+    saw_host_cpu(&mut place);
     WorkerOut { units, ns: kernel::time::now_ns() - start, place, started_ns: 0 }
 }
 

@@ -51,4 +51,5 @@ pub mod symbols;
 pub mod torture;
 pub mod trace_report;
 pub mod trace_run;
+pub mod verdict;
 pub(crate) mod watch;

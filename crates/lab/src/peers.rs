@@ -72,7 +72,7 @@ impl Peer {
         cpus: usize,
     ) -> Result<(RunOut, String), String> {
         match self {
-            Peer::HostFifo => Ok(host_peer::run(workload, probes, ns, cpu, cpus)),
+            Peer::HostFifo => Ok(host_peer::run(workload.into(), probes, ns, cpu, cpus)),
             Peer::Tokio => tokio_run(workload, probes, ns, cpu, cpus),
             Peer::Go => go_peer::run(workload, probes, ns, cpu, cpus),
         }

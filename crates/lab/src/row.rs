@@ -57,10 +57,15 @@ pub struct CrossRow {
 }
 
 /// One subject × workload: the documented JSON row (docs/LAB.md).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
-    /// The model, or `peer:NAME`.
+    /// `floor` (the host's floor: the probes beside plain busy loops), the model, or
+    /// `peer:NAME`.
     pub model: String,
+    /// Where an RT task woken by an interrupt gets the CPU: the model's answer (`next point`,
+    /// `IRQ exit`, `syscall exit`, `armed call`, ...), or who preempts the worker (`host
+    /// preempts` for the floor and the host peer, `next yield`, `Go preempts`).
+    pub rt_runs_at: String,
     /// The model's bottom-half option (`classic`, `threaded`); null for a peer.
     pub bh: Option<String>,
     pub workload: String,
@@ -83,14 +88,19 @@ pub struct Row {
     pub latency_per_cpu_ns: Option<Vec<Latency>>,
     /// The cross-CPU probe; null on one CPU and for subjects without one (tokio, Go).
     pub cross_cpu: Option<CrossRow>,
-    /// Median over rounds of units per second with no probe running.
-    pub throughput_ops_s: f64,
-    /// `(throughput of none / throughput - 1) * 100` for the same workload; null without `none`.
+    /// Median over rounds of units per second with no probe running; null for the floor (its
+    /// busy loops do no work).
+    pub throughput_ops_s: Option<f64>,
+    /// `(throughput of none / throughput - 1) * 100` for the same workload; null without `none`
+    /// and for the floor.
     pub overhead_pct: Option<f64>,
-    /// Median over rounds of units per second while the probes ran.
-    pub loaded_throughput_ops_s: f64,
-    /// Each round's throughput, in round order.
+    /// Median over rounds of units per second while the probes ran; null for the floor.
+    pub loaded_throughput_ops_s: Option<f64>,
+    /// Each round's throughput, in round order (empty for the floor).
     pub rounds_throughput_ops_s: Vec<f64>,
+    /// Each round's latency (every probe of the round pooled), in round order: the spread
+    /// of `latency_ns` over rounds.
+    pub rounds_latency_ns: Vec<Latency>,
     /// Median over rounds of the same subject's throughput on one CPU (one worker), measured
     /// in the same rounds; null when `cpus` is 1.
     pub throughput_1cpu_ops_s: Option<f64>,

@@ -50,14 +50,15 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     let (packet, copy) = (cfg.workloads[0], cfg.workloads[1]);
     assert!(packet.info().bottom_half && !copy.info().bottom_half);
     let full = |bh| Subject::Model(PreemptModel::Full, bh);
-    assert_eq!(cfg.subjects_for(packet), vec![full(BhMode::Classic), full(BhMode::Threaded)]);
+    assert_eq!(cfg.subjects_for(packet), vec![Subject::Floor, full(BhMode::Classic), full(BhMode::Threaded)]);
     let peers = Peer::ALL.iter().map(|&p| Subject::Peer(p));
     assert_eq!(
         cfg.subjects_for(copy),
-        std::iter::once(full(BhMode::Classic)).chain(peers).collect::<Vec<_>>(),
-        "without bh= only packet runs under every option"
+        [Subject::Floor, full(BhMode::Classic)].into_iter().chain(peers).collect::<Vec<_>>(),
+        "without bh= only packet runs under every option; the floor first"
     );
-    assert_eq!(cfg.steps() as usize, (2 + 1 + Peer::ALL.len()) * 5 * 2);
+    // Two runs per cell and round (throughput, latency), one for each workload's floor.
+    assert_eq!(cfg.steps() as usize, ((2 + 1 + Peer::ALL.len()) * 2 + 2) * 5);
     assert_eq!(full(BhMode::Threaded).label(true), "full/threaded");
     assert_eq!(full(BhMode::Threaded).name(), "full");
     let skipped = cfg.skipped();
@@ -65,7 +66,7 @@ fn bh_options_are_subjects_and_the_peers_skip_the_packet_workload() {
     let names: Vec<String> = Peer::ALL.iter().map(|&p| Subject::Peer(p).name()).collect();
     assert!(skipped[0].starts_with(&format!("packet: {} skipped", names.join(", "))), "{skipped:?}");
     let threaded = CompareConfig { bh: Some(vec![BhMode::Threaded]), ..cfg.clone() };
-    assert_eq!(threaded.subjects_for(copy)[0], full(BhMode::Threaded), "bh= applies to every workload");
+    assert_eq!(threaded.subjects_for(copy)[1], full(BhMode::Threaded), "bh= applies to every workload");
     let e = CompareConfig { bh_prio: 0, ..cfg.clone() }.validate().unwrap_err();
     assert!(e.contains("bh_prio=0"), "{e}");
     let e = CompareConfig { models: vec![], workloads: vec![packet], ..cfg }.validate().unwrap_err();
@@ -126,13 +127,19 @@ fn a_short_comparison_has_a_row_for_every_model_and_peer() {
         }
         assert!(r.samples > 0 && r.samples == r.latency_ns.count, "{r:?}");
         assert_eq!(r.histogram.iter().map(|b| b.count).sum::<u64>(), r.samples, "{r:?}");
-        assert!(r.throughput_ops_s > 0.0 && r.overhead_pct.is_some_and(f64::is_finite), "{r:?}");
         assert!(!r.policy.is_empty(), "{r:?}");
+        if r.model == "floor" {
+            assert!(r.throughput_ops_s.is_none() && r.overhead_pct.is_none(), "the floor does no work: {r:?}");
+            assert!(r.policy.contains("hogs") || r.policy.contains("hog:"), "busy loops beside the probes: {r:?}");
+            continue;
+        }
+        assert!(r.throughput_ops_s > Some(0.0) && r.overhead_pct.is_some_and(f64::is_finite), "{r:?}");
         if !r.model.starts_with("peer:") {
             assert!(r.policy.starts_with("CPU thread: SCHED_OTHER nice"), "the lab's default: {r:?}");
         }
     }
-    assert_eq!(rows[0].overhead_pct, Some(0.0));
+    assert_eq!(rows[0].model, "floor", "the floor is the first row");
+    assert_eq!(rows[1].overhead_pct, Some(0.0));
     assert_eq!(Subject::Peer(Peer::Tokio).name(), "peer:tokio");
 }
 
@@ -201,14 +208,16 @@ fn a_short_comparison_of_the_go_peer_has_a_row_per_workload() {
     assert!(cfg.skipped().is_empty(), "{:?}", cfg.skipped());
     let rows = compare::run(&cfg, &mut |_| {}).unwrap();
     let names: Vec<(&str, &str)> = rows.iter().map(|r| (r.workload.as_str(), r.model.as_str())).collect();
-    assert_eq!(names, [("loader", "peer:go"), ("copy", "peer:go"), ("checksum", "peer:go"), ("hog", "peer:go")]);
-    for r in &rows {
+    let with_floor: Vec<(&str, &str)> =
+        ["loader", "copy", "checksum", "hog"].into_iter().flat_map(|w| [(w, "floor"), (w, "peer:go")]).collect();
+    assert_eq!(names, with_floor);
+    for r in rows.iter().filter(|r| r.model == "peer:go") {
         // every deadline of each probe: 50 ms / 250 us and 50 ms / 300 us
         assert_eq!(r.samples, 200 + 166, "{r:?}");
         assert_eq!(r.probes.iter().map(|p| p.latency_ns.count).collect::<Vec<_>>(), [200, 166], "{r:?}");
         assert_eq!(r.histogram.iter().map(|b| b.count).sum::<u64>(), r.samples, "{r:?}");
         assert_eq!(r.latency_undisturbed_ns.count + r.host_disturbed, r.samples, "{r:?}");
-        assert!(r.throughput_ops_s > 0.0 && r.loaded_throughput_ops_s > 0.0, "{r:?}");
+        assert!(r.throughput_ops_s > Some(0.0) && r.loaded_throughput_ops_s > Some(0.0), "{r:?}");
         assert!(r.overhead_pct.is_none(), "no none row to compare with: {r:?}");
         assert!(r.policy.starts_with("GOMAXPROCS=1, go"), "{r:?}");
         assert!(r.policy.ends_with("process: SCHED_OTHER nice -20") || r.policy.contains("refused"), "{r:?}");

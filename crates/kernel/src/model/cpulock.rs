@@ -60,4 +60,8 @@ impl Model for Cpulock {
     fn sites(&self) -> SiteClaim {
         SiteClaim::All
     }
+
+    fn rt_runs_at(&self) -> &'static str {
+        "next point"
+    }
 }

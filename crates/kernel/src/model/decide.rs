@@ -35,6 +35,12 @@ impl PreemptModel {
     pub fn preempts_kernel_code(self) -> bool {
         ops(self).preempts_kernel_code()
     }
+
+    /// Where an RT task woken by an interrupt gets the CPU from kernel code under this model,
+    /// in a few words (`next point`, `IRQ exit`, `syscall exit`, `armed call`).
+    pub fn rt_runs_at(self) -> &'static str {
+        ops(self).rt_runs_at()
+    }
 }
 
 /// The file that implements `m`: the one exhaustive `match` on the model.

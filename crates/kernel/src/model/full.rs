@@ -36,4 +36,8 @@ impl Model for Full {
     fn sites(&self) -> SiteClaim {
         SiteClaim::None
     }
+
+    fn rt_runs_at(&self) -> &'static str {
+        "IRQ exit"
+    }
 }

@@ -62,4 +62,8 @@ impl Model for Lazy {
     fn sites(&self) -> SiteClaim {
         SiteClaim::None
     }
+
+    fn rt_runs_at(&self) -> &'static str {
+        "IRQ exit"
+    }
 }

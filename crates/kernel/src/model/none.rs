@@ -35,4 +35,8 @@ impl Model for None {
     fn sites(&self) -> SiteClaim {
         SiteClaim::None
     }
+
+    fn rt_runs_at(&self) -> &'static str {
+        "syscall exit"
+    }
 }

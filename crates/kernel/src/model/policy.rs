@@ -77,4 +77,7 @@ pub(crate) trait Model: Sync {
     fn trap(&self, k: &Kernel) -> IrqExit;
     /// The sites the model claims.
     fn sites(&self) -> SiteClaim;
+    /// Where an RT task woken by an interrupt gets the CPU from kernel code, in a few words
+    /// (a table's cell).
+    fn rt_runs_at(&self) -> &'static str;
 }

@@ -38,4 +38,8 @@ impl Model for Voluntary {
     fn sites(&self) -> SiteClaim {
         SiteClaim::All
     }
+
+    fn rt_runs_at(&self) -> &'static str {
+        "next point"
+    }
 }

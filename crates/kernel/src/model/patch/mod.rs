@@ -135,6 +135,13 @@ impl Model for Patch {
     fn sites(&self) -> SiteClaim {
         SiteClaim::PerEvent
     }
+
+    fn rt_runs_at(&self) -> &'static str {
+        match self.how {
+            Arm::Int3 => "armed int3",
+            Arm::Call => "armed call",
+        }
+    }
 }
 
 /// At interrupt exit, kernel mode, a reschedule due, model `patch-*`: arm the next points if

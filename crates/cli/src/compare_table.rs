@@ -1,0 +1,163 @@
+//! `compare`'s terminal output: the answer first (one verdict line per workload), then per
+//! workload a table of at most 100 columns, one row per subject, the floor first: where the RT
+//! task gets the CPU, p50 and p99 with the range of the rounds, the normal-path cost with its
+//! range, and the share of samples the host held; then what the figures mean. `--wide` adds
+//! the full table (every figure of every row).
+//!
+//! **Mechanism.** The verdict is `lab::verdict`'s (a model is lowest only when its lead exceeds
+//! the spread of the rounds); the figures are the rows'. A row whose p99 the host set (samples
+//! whose period the host took the subject's thread: at least 1% of them, and a p99 more than
+//! twice the undisturbed one) is marked `host`.
+//!
+//! **Invariant.** Every line but `--wide`'s fits in [`lab::verdict::WIDTH`] columns.
+
+use crate::report;
+use lab::compare::CompareConfig;
+use lab::row::Row;
+use lab::verdict::{self, Range};
+
+/// The terminal output of a comparison: verdict, compact tables, legend, and with `wide` the
+/// full table.
+pub(crate) fn table(cfg: &CompareConfig, rows: &[Row], wide: bool) -> String {
+    let mut s = String::new();
+    if cfg.rounds < 2 {
+        s += "smoke test: one round has no spread, so nothing is ranked (use --rounds 3 or more)\n";
+    }
+    for v in report::verdict(rows) {
+        s += &format!("{v}\n");
+    }
+    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    workloads.dedup();
+    for w in workloads {
+        s += "\n";
+        s += &compact(w, rows);
+    }
+    s += &legend(cfg);
+    for note in cfg.skipped() {
+        s += &format!("note: {note}\n");
+    }
+    if wide {
+        s += "\n";
+        s += &wide_table(cfg, rows);
+        for line in report::policies(rows) {
+            s += &format!("{line}\n");
+        }
+    } else {
+        s += "every figure of every row, and how the host ran each subject: --wide\n";
+    }
+    s
+}
+
+/// A figure in µs: one decimal below 100, none above.
+fn us(v: f64) -> String {
+    if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// `value [lo,hi]`, the range of the rounds, when there are two rounds or more.
+fn ranged(r: Range, f: impl Fn(f64) -> String) -> String {
+    if r.rounds < 2 {
+        f(r.value)
+    } else {
+        format!("{} [{},{}]", f(r.value), f(r.lo), f(r.hi))
+    }
+}
+
+/// Whether the host set the row's p99: it held the subject's thread during at least 1% of the
+/// samples, and the p99 of all samples is more than twice that of the undisturbed ones.
+pub(crate) fn host_set_p99(r: &Row) -> bool {
+    r.host_disturbed * 100 >= r.samples.max(1) && r.latency_ns.p99 > 2 * r.latency_undisturbed_ns.p99
+}
+
+/// One workload's table: a row per subject, in the comparison's order (the floor first).
+fn compact(w: &str, rows: &[Row]) -> String {
+    let mine: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
+    let none = |r: &Row| mine.iter().find(|n| n.model == "none" && n.bh == r.bh).copied();
+    let signed = |v: f64| format!("{v:+.1}");
+    let line = |c: [&str; 6]| {
+        format!("{:<16} {:<13} {:>17} {:>20} {:>18} {:>6}", c[0], c[1], c[2], c[3], c[4], c[5]).trim_end().to_string()
+            + "\n"
+    };
+    let mut s = line([w, "RT runs at", "p50 us", "p99 us", "cost %", "host"]);
+    for r in mine.iter().copied() {
+        let cost = match none(r) {
+            Some(_) if r.model == "none" => "reference".into(),
+            Some(n) => verdict::cost_pct(r, n).map_or_else(|| "-".into(), |c| ranged(c, signed)),
+            None => "-".into(),
+        };
+        let held = r.host_disturbed as f64 * 100.0 / r.samples.max(1) as f64;
+        let mark = if host_set_p99(r) { "*" } else { "" };
+        s += &line([
+            &report::label(r, rows),
+            &r.rt_runs_at,
+            &ranged(verdict::p50_us(r), us),
+            &(ranged(verdict::p99_us(r), us) + mark),
+            &cost,
+            &format!("{held:.0}%"),
+        ]);
+    }
+    s
+}
+
+/// What the compact tables' columns are, and how the probes ran.
+fn legend(cfg: &CompareConfig) -> String {
+    let p = &cfg.probes;
+    let mut s = format!(
+        "\np50, p99: every sample of {} rounds, [the lowest round, the highest]\n\
+         cost: throughput lost against none (the rounds paired); host: samples whose period\n\
+         the host took the subject's thread (*: they set the p99; see --wide's u_p99_us)\n",
+        cfg.rounds
+    );
+    s += &format!(
+        "probe: {} x SCHED_FIFO {} every {} us (cyclictest -t{} -p{} -i{} -d{}), {} s per run\n",
+        p.threads, p.prio, p.interval_us, p.threads, p.prio, p.interval_us, p.distance_us, cfg.seconds
+    );
+    s += "floor: the same probes beside plain busy loops on the same host CPUs\n";
+    if cfg.models.iter().any(|m| m.name().starts_with("patch-")) {
+        s += &format!("patch models: ptable={} patch_sync={}\n", cfg.ptable.name(), cfg.patch_sync.name());
+    }
+    if cfg.cpus > 1 {
+        s += &format!("cpus={}: a worker bound to each CPU, every probe on every CPU\n", cfg.cpus);
+    }
+    s
+}
+
+/// The full table: every column of every row (the report's table too).
+fn wide_table(cfg: &CompareConfig, rows: &[Row]) -> String {
+    let mut s = String::from(
+        "u_p50/u_p99: the samples during whose period the host did not preempt the subject's thread; \
+         disturb: the samples it did\n",
+    );
+    if cfg.cpus > 1 {
+        s += &format!(
+            "x_p50/x_p99: the cross-CPU probe (an interrupt on CPU {} wakes an RT task on CPU {}, every {} us); cpu_p99: each CPU's probes; scaling: throughput against the same subject on one CPU; coll/ev: the patch models' collateral hits per RT event (armed sites met by CPUs with no event of their own)\n",
+            lab::cross::CPUS.0,
+            lab::cross::CPUS.1,
+            cfg.probes.interval_us * lab::measure::CROSS_PERIOD_FACTOR
+        );
+    }
+    let labels: Vec<String> = rows.iter().map(|r| report::label(r, rows)).collect();
+    let cols = report::columns(rows);
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| report::row_cells(r, rows)).collect();
+    let mw = labels.iter().map(String::len).max().unwrap_or(0).max(15);
+    // Each column as wide as its header or widest figure; the undisturbed ones after a `|`.
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([cols[i].0.len()]).max().unwrap_or(0))
+        .collect();
+    let line = |workload: &str, model: &str, cols: &mut dyn Iterator<Item = &str>| {
+        let mut l = format!("{workload:<9} {model:<mw$}");
+        for (i, (c, w)) in cols.zip(&widths).enumerate() {
+            l += if i == 8 || i == report::COLUMNS.len() { " | " } else { " " };
+            l += &format!("{c:>w$}");
+        }
+        l + "\n"
+    };
+    s += &line("workload", "model", &mut cols.iter().map(|c| c.0));
+    for ((r, label), c) in rows.iter().zip(&labels).zip(&cells) {
+        s += &line(&r.workload, label, &mut c.iter().map(String::as_str));
+    }
+    s
+}
