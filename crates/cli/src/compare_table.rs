@@ -28,9 +28,12 @@ pub(crate) fn table(cfg: &CompareConfig, rows: &[Row], wide: bool) -> String {
     }
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.dedup();
-    for w in workloads {
+    for &w in &workloads {
         s += "\n";
         s += &compact(w, rows);
+    }
+    for &w in &workloads {
+        s += &breakdown(w, rows);
     }
     s += &legend(cfg);
     for note in cfg.skipped() {
@@ -102,6 +105,61 @@ fn compact(w: &str, rows: &[Row]) -> String {
     s
 }
 
+/// Where each model's wakeups went for workload `w`: one line per model, each part's median
+/// in µs, then the worst wakeup's largest part and the code that held the CPU.
+fn breakdown(w: &str, rows: &[Row]) -> String {
+    let mine: Vec<&Row> = rows.iter().filter(|r| r.workload == w && r.breakdown.is_some()).collect();
+    if mine.is_empty() {
+        return String::new();
+    }
+    let fit = |l: String| {
+        if l.chars().count() > verdict::WIDTH {
+            l.chars().take(verdict::WIDTH - 1).collect::<String>() + "…\n"
+        } else {
+            l + "\n"
+        }
+    };
+    let head: Vec<String> = kernel::time::WakeupParts::NAMES.iter().map(|n| format!("{n:>8}")).collect();
+    let mut s = fit(format!("\n{:<22}{} | the worst wakeup", format!("{w}: median us"), head.concat()));
+    for r in mine {
+        let Some(b) = &r.breakdown else { continue };
+        let med: Vec<String> = b.median_ns.ns().iter().map(|&ns| format!("{:>8}", us(ns as f64 / 1e3))).collect();
+        let worst = b.worst_ns.ns();
+        let (i, big) = worst.iter().enumerate().max_by_key(|p| p.1).map_or((0, 0), |(i, &v)| (i, v));
+        let part = kernel::time::WakeupParts::NAMES[i];
+        let at = if i == 3 { format!(" in {}", short_place(&b.worst_held_at)) } else { String::new() };
+        let total = us(b.worst_total_ns as f64 / 1e3);
+        s += &fit(format!(
+            "{:<22}{} | {total}: {part} {}{at}",
+            report::label(r, rows),
+            med.concat(),
+            us(big as f64 / 1e3)
+        ));
+    }
+    s
+}
+
+/// `function at file:line` made short for a table: the function's last path segment without
+/// generics, the file's name.
+fn short_place(place: &str) -> String {
+    let (func, at) = place.split_once(" at ").unwrap_or((place, ""));
+    let mut depth = 0;
+    let plain: String = func
+        .chars()
+        .filter(|&c| {
+            depth += i32::from(c == '<') - i32::from(c == '>');
+            depth == 0 && c != '>'
+        })
+        .collect();
+    let name = plain.rsplit("::").find(|s| !s.is_empty() && !s.starts_with("{{")).unwrap_or(&plain);
+    let file = at.rsplit('/').next().unwrap_or(at);
+    if file.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({file})")
+    }
+}
+
 /// What the compact tables' columns are, and how the probes ran.
 fn legend(cfg: &CompareConfig) -> String {
     let p = &cfg.probes;
@@ -116,6 +174,8 @@ fn legend(cfg: &CompareConfig) -> String {
         p.threads, p.prio, p.interval_us, p.threads, p.prio, p.interval_us, p.distance_us, cfg.seconds
     );
     s += "floor: the same probes beside plain busy loops on the same host CPUs\n";
+    s += "wakeup parts: delivery (host, to the handler), handler, exit (patch: arming), wait (for\n\
+          the CPU's task to give it up), serve (to __schedule), switch (to the probe running)\n";
     if cfg.models.iter().any(|m| m.name().starts_with("patch-")) {
         s += &format!("patch models: ptable={} patch_sync={}\n", cfg.ptable.name(), cfg.patch_sync.name());
     }

@@ -9,7 +9,7 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 32] = [
+const ROW_KEYS: [&str; 33] = [
     "model",
     "rt_runs_at",
     "bh",
@@ -28,6 +28,7 @@ const ROW_KEYS: [&str; 32] = [
     "loaded_throughput_ops_s",
     "rounds_throughput_ops_s",
     "rounds_latency_ns",
+    "breakdown",
     "throughput_1cpu_ops_s",
     "scaling",
     "workers",
@@ -145,6 +146,17 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
         assert!(r["policy"].is_string(), "{r}");
         let reference = r["model"].as_str().unwrap().starts_with("peer:") || floor;
+        let b = &r["breakdown"];
+        assert_eq!(b.is_null(), reference, "a model's wakeups are split, a reference's are not: {r}");
+        if !reference {
+            let explained = b["explained"].as_u64().unwrap();
+            assert!(explained > 0 && explained <= r["samples"].as_u64().unwrap(), "{r}");
+            let parts = ["delivery", "handler", "exit", "wait", "serve", "switch"];
+            let worst: u64 = parts.iter().map(|p| b["worst_ns"][p].as_u64().unwrap()).sum();
+            assert_eq!(worst, b["worst_total_ns"].as_u64().unwrap(), "the parts add up: {b}");
+            assert!(parts.iter().all(|p| b["median_ns"][p].is_u64()), "{b}");
+            assert!(b["worst_held_at"].as_str().is_some_and(|s| !s.is_empty()), "{b}");
+        }
         assert_eq!(r["bh"].as_str(), if reference { None } else { Some("classic") }, "one option by default: {r}");
         assert_eq!(r["cpus"], 1, "{r}");
         assert!(r["scaling"].is_null() && r["throughput_1cpu_ops_s"].is_null() && r["cross_cpu"].is_null(), "{r}");

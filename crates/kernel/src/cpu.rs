@@ -104,6 +104,8 @@ pub(crate) struct Cpu {
     /// The IPI mailboxes (`smp.rs`).
     pub(crate) ipi: crate::smp::state::IpiMailbox,
     pub(crate) stats: CpuStats,
+    /// The last interrupt's entry and IP, and the tracked wakeup pending here (`timerlat`).
+    pub(crate) stamps: crate::task::timerlat::CpuStamps,
 }
 
 impl Cpu {
@@ -126,6 +128,7 @@ impl Cpu {
             softirq,
             ipi: Default::default(),
             stats: Default::default(),
+            stamps: Default::default(),
         }
     }
 

@@ -52,6 +52,8 @@ pub(crate) fn add_task(
             cpus_allowed: AtomicU64::new(allowed),
             preempt_held: AtomicU32::new(0),
             wait: Default::default(),
+            timerlat: Default::default(),
+            wakeup: Default::default(),
         });
         for c in 0..k.cpus.len() {
             crate::sched::rq_lock::rq_lock(k, c).add_task(id, policy, mode, allowed);
@@ -78,6 +80,7 @@ pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBo
     }
     let mode = if b.kthread { Mode::Kernel } else { Mode::User };
     let task = add_task(k, &b.name, b.policy, None, Some(body), mode, allowed);
+    task.timerlat.store(b.timerlat, Ordering::Relaxed); // before it can run, let alone sleep
     let stack = b.stack_size.unwrap_or(k.config.stack_size);
     let ctx = A::task_context_new(&b.name, stack, task_entry, task.id)
         .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));

@@ -110,6 +110,15 @@ impl Kernel {
         }
     }
 
+    /// The stamps this CPU owes the tracked wakeup pending on it (`task::timerlat`), if one is.
+    /// Call with IRQs masked.
+    pub(crate) fn timerlat_pending(&self) -> Option<&crate::task::timerlat::WakeupStamps> {
+        match self.raw_this_cpu().stamps.pending.load(Ordering::Relaxed) {
+            0 => None,
+            pid => Some(&self.task(pid - 1).wakeup),
+        }
+    }
+
     /// The running task of the calling CPU (read with IRQs masked, so that the task cannot
     /// move between finding its CPU and reading it).
     pub(crate) fn current_id(&self) -> TaskId {

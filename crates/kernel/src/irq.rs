@@ -31,7 +31,7 @@ pub(crate) static HOOKS: Hooks = Hooks {
     preempt_schedule_irq: crate::sched::preempt_schedule_irq,
     rt_reschedule: crate::model::rt_reschedule,
     preempt_schedule: crate::sched::preempt_schedule,
-    point_trap: crate::model::decide::point_trap,
+    point_trap: crate::model::point_trap,
     rt_return: crate::model::rt_return,
     fault: crate::oops::fault_hook,
     oops_exit: crate::oops::oops_exit,
@@ -43,6 +43,9 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     if k.oops.panicking() {
         crate::oops::stop_this_cpu(&k); // another CPU panicked: every CPU stops
     }
+    let stamps = &k.this_cpu().stamps;
+    stamps.irq_entry.store(A::now_ns(), Ordering::Relaxed);
+    stamps.irq_ip.store(frame.ip, Ordering::Relaxed);
     irq_enter(&k);
     crate::trace::irq_handler_entry(&k, lines, frame);
     if lines & (1 << LINE_TICK) != 0 {
@@ -65,7 +68,11 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
         k.irq.handle(line as usize);
     }
     irq_exit(&k);
+    let timerlat = k.timerlat_pending().map(|w| (w, A::now_ns()));
     let exit = irq_exit_decision(&k, frame);
+    if let Some((w, start)) = timerlat {
+        w.irq_exit(start, A::now_ns());
+    }
     crate::trace::irq_handler_exit(&k, lines, exit);
     exit
 }

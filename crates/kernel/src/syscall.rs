@@ -77,6 +77,11 @@ fn exit_to_user(place: &'static Location<'static>) {
         A::local_irq_disable();
         // Masked: nothing switches inside, so the borrow cannot outlive this CPU thread.
         if with_this_kernel(crate::model::decide::resched_due_for_user).unwrap_or(false) {
+            with_this_kernel(|k| {
+                if let Some(w) = k.timerlat_pending() {
+                    w.point(A::now_ns());
+                }
+            });
             A::local_irq_enable();
             crate::sched::schedule();
             continue;

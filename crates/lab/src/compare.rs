@@ -17,11 +17,12 @@
 //! without a `BUG:`, or `run` fails.
 
 use crate::host_peer::{self, Load};
-use crate::measure::{self, CpuPolicy, CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop};
+use crate::measure::{self, Breakdown, CpuPolicy, CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop};
 use crate::peers::{self, Peer};
 use crate::probe;
-use crate::row::{self, CrossRow, ProbeRow, Row};
+use crate::row::{self, BreakdownRow, CrossRow, ProbeRow, Row};
 use crate::stats::{median, Latency, LatencyHist};
+use crate::symbols::Resolver;
 use kernel::{BhMode, Config, PreemptModel};
 use services::workloads::Workload;
 
@@ -295,6 +296,8 @@ struct Cell {
     workers: Vec<Placement>,
     cross: Option<CrossOut>,
     policy: Option<String>,
+    /// Where the probes' wakeups went, over the loaded runs.
+    breakdown: Breakdown,
     /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
     patch: (u64, u64, u64),
     /// Collateral hits (`int3` and `call`) and the ns spent in their hooks, summed over the
@@ -306,6 +309,7 @@ impl Cell {
     /// Adds a latency run's samples, placements and counters.
     fn add_loaded(&mut self, loaded: RunOut, policy: String) {
         self.loaded.push(loaded.units_per_s());
+        self.breakdown.merge(&loaded.breakdown);
         let mut round = LatencyHist::new();
         loaded.hists.iter().for_each(|h| round.merge(h));
         self.rounds.push(round.summary());
@@ -369,6 +373,8 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
 /// The rows of a comparison, in table order.
 fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> Vec<Row> {
     let mut rows = Vec::new();
+    let explained = cells.iter().flatten().any(|c| c.breakdown.explained > 0);
+    let resolver = explained.then(Resolver::load);
     for (wi, w) in cfg.workloads.iter().enumerate() {
         let first_bh = cfg.bh_for(*w)[0];
         let base = |s: Subject| {
@@ -425,10 +431,25 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                 handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
                 collateral_per_event: (c.patch.0 > 0).then(|| c.collateral.0 as f64 / c.patch.0 as f64),
                 collateral_ns_per_event: (c.patch.0 > 0).then(|| c.collateral.1 as f64 / c.patch.0 as f64),
+                breakdown: resolver.as_ref().and_then(|r| breakdown_row(&c.breakdown, r)),
             });
         }
     }
     rows
+}
+
+/// A cell's breakdown as a row's: each part's median, the worst wakeup's parts and the code
+/// its interrupt found the CPU in; `None` without an explained wakeup.
+fn breakdown_row(b: &Breakdown, resolver: &Resolver) -> Option<BreakdownRow> {
+    let worst = b.worst?;
+    Some(BreakdownRow {
+        explained: b.explained,
+        median_ns: b.parts.clone().map(|h| h.summary().p50).into(),
+        worst_ns: worst.ns.into(),
+        worst_total_ns: worst.total(),
+        worst_preempted: worst.preempted,
+        worst_held_at: resolver.innermost(worst.held_ip).to_string(),
+    })
 }
 
 /// Each probe's row: probe `i` of CPU `c` is at `c * threads + i` (`measure::layout`).

@@ -220,6 +220,48 @@ pub struct RunOut {
     pub policy: Option<String>,
     /// The patch models' counters of the run (zero under other models and for peers).
     pub patch: kernel::model::patch::PatchStatsSnapshot,
+    /// Where the probes' wakeups went (empty for the floor and the peers).
+    pub breakdown: Breakdown,
+}
+
+/// Where the probes' timer wakeups went, part by part (`kernel::time::wakeup_parts`, rtla
+/// timerlat's split): the host's delivery of the interrupt, the handler, the exit's decision
+/// (the patch models' arming), the wait for the CPU's task to give the CPU up, serving that,
+/// and the switch.
+#[derive(Clone, Debug, Default)]
+pub struct Breakdown {
+    /// Each part over the explained wakeups, in `WakeupParts::NAMES` order.
+    pub parts: [LatencyHist; 6],
+    /// Wakeups explained (every stamp taken: local hrtimer wakeups).
+    pub explained: u64,
+    /// The latest explained wakeup.
+    pub worst: Option<kernel::time::WakeupParts>,
+}
+
+impl Breakdown {
+    /// Adds one explained wakeup.
+    pub fn record(&mut self, p: kernel::time::WakeupParts) {
+        for (h, &ns) in self.parts.iter_mut().zip(&p.ns) {
+            h.record_sample(ns, false);
+        }
+        self.explained += 1;
+        if self.worst.is_none_or(|w| w.total() < p.total()) {
+            self.worst = Some(p);
+        }
+    }
+
+    /// Adds another run's (or probe's) wakeups.
+    pub fn merge(&mut self, other: &Breakdown) {
+        for (h, o) in self.parts.iter_mut().zip(&other.parts) {
+            h.merge(o);
+        }
+        self.explained += other.explained;
+        if let Some(w) = other.worst {
+            if self.worst.is_none_or(|m| m.total() < w.total()) {
+                self.worst = Some(w);
+            }
+        }
+    }
 }
 
 impl RunOut {

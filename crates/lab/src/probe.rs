@@ -15,7 +15,8 @@
 
 use crate::cross::{CrossProbe, CPUS};
 use crate::measure::{
-    cross_spec, layout, workers_for, CpuPolicy, CrossOut, Placement, ProbeSpec, RunOut, Stop, WorkerOut, CONTROL_PRIO,
+    cross_spec, layout, workers_for, Breakdown, CpuPolicy, CrossOut, Placement, ProbeSpec, RunOut, Stop, WorkerOut,
+    CONTROL_PRIO,
 };
 use crate::stats::LatencyHist;
 use crate::watch::{hang_limit, run_watched};
@@ -42,6 +43,7 @@ struct Shared {
     workers: Mutex<Vec<WorkerOut>>,
     hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
     cross: Mutex<Option<CrossOut>>,
+    breakdown: Mutex<Breakdown>,
     policy: std::sync::OnceLock<String>,
     /// Why the workload's `open` or `close` failed.
     error: std::sync::OnceLock<String>,
@@ -146,6 +148,7 @@ fn run(
         cross: lock(&shared.cross).take(),
         policy: shared.policy.get().cloned(),
         patch: report.patch,
+        breakdown: std::mem::take(&mut *lock(&shared.breakdown)),
         ..RunOut::default()
     }
     .with_workers(workers);
@@ -218,7 +221,7 @@ fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
         .map(|(i, &(cpu, spec))| {
             let s = sh.clone();
             let name = format!("lab-probe{i}");
-            let t = on(TaskBuilder::new(&name).fifo(spec.prio), cpu);
+            let t = on(TaskBuilder::new(&name).fifo(spec.prio).timerlat(), cpu);
             spawn(t, move || probe(&s, i, cpu, spec, stop))
         })
         .collect();
@@ -309,6 +312,7 @@ fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 
 fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, stop: Stop) -> i64 {
     let (start, deadline) = wait_for_start(sh);
     let mut h = LatencyHist::new();
+    let mut parts = Breakdown::default();
     let mut place = Placement { cpu, seen: 0 };
     let mut next = start;
     loop {
@@ -318,10 +322,15 @@ fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, stop: Stop)
         }
         let host = hostlab::sched::involuntary_switches();
         kernel::time::sleep_until(next);
-        let late = kernel::time::now_ns().saturating_sub(next);
+        let now = kernel::time::now_ns();
+        let late = now.saturating_sub(next);
         h.record_sample(late, hostlab::sched::involuntary_switches() != host);
+        if let Some(p) = kernel::time::wakeup_parts(next, now) {
+            parts.record(p);
+        }
         place.saw(kernel::raw_smp_processor_id());
     }
     lock(&sh.hists)[i] = Some((h, place));
+    lock(&sh.breakdown).merge(&parts);
     0
 }

@@ -56,6 +56,52 @@ pub struct CrossRow {
     pub latency_undisturbed_ns: Latency,
 }
 
+/// Each part of a wakeup, in ns (`kernel::time::WakeupParts::NAMES`, in that order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PartsRow {
+    /// The host's delivery of the timer interrupt (deadline to the handler's entry).
+    pub delivery: u64,
+    /// The interrupt handler (the tick, the hrtimer, the wakeup, bottom halves at its exit).
+    pub handler: u64,
+    /// The exit's decision: for the patch models the arming (look-up, unwind, arm, redirect).
+    pub exit: u64,
+    /// The wait for the CPU's task to reach a place where it gives the CPU up.
+    pub wait: u64,
+    /// Serving that place (the point's hook, or the preemption path) up to `__schedule`.
+    pub serve: u64,
+    /// `__schedule` to the probe running (its system call's exit included).
+    pub switch: u64,
+}
+
+impl From<[u64; 6]> for PartsRow {
+    fn from(p: [u64; 6]) -> PartsRow {
+        PartsRow { delivery: p[0], handler: p[1], exit: p[2], wait: p[3], serve: p[4], switch: p[5] }
+    }
+}
+
+impl PartsRow {
+    /// The parts in `kernel::time::WakeupParts::NAMES` order.
+    pub fn ns(&self) -> [u64; 6] {
+        [self.delivery, self.handler, self.exit, self.wait, self.serve, self.switch]
+    }
+}
+
+/// Where a row's probe wakeups went (docs/LAB.md, "Where each microsecond goes").
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BreakdownRow {
+    /// Wakeups explained (local timer wakeups whose every stamp was taken), of `samples`.
+    pub explained: u64,
+    /// The median of each part over the explained wakeups.
+    pub median_ns: PartsRow,
+    /// The parts of the latest explained wakeup; they add up to `worst_total_ns`.
+    pub worst_ns: PartsRow,
+    pub worst_total_ns: u64,
+    /// Whether that wakeup was a preemption on the interrupt's path (no point waited for).
+    pub worst_preempted: bool,
+    /// The code its interrupt found the CPU in, which held the CPU: `function at file:line`.
+    pub worst_held_at: String,
+}
+
 /// One subject × workload: the documented JSON row (docs/LAB.md).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {
@@ -121,6 +167,8 @@ pub struct Row {
     pub seconds: f64,
     pub rounds: usize,
     pub hz: u32,
+    /// Where the probes' wakeups went, part by part; null for the floor and the peers.
+    pub breakdown: Option<BreakdownRow>,
     /// Patch models: sites armed per RT event (mean over the loaded runs); null otherwise.
     pub sites_armed_per_event: Option<f64>,
     /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,

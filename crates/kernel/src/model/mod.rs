@@ -122,11 +122,35 @@ pub(crate) fn rt_reschedule(site: usize) {
 #[inline(never)]
 fn point_due(site: usize) {
     let Some(k) = try_this_kernel() else { return };
-    match decide::point(&k, site) {
+    let action = decide::point(&k, site);
+    if action != PointAction::Pass {
+        timerlat_point(&k);
+    }
+    match action {
         PointAction::Pass => {}
         PointAction::Yield => schedule_at_point(&k, site),
         PointAction::Schedule => crate::sched::schedule(),
     }
+}
+
+/// The CPU reached a place where it gives itself up: the stamp of the tracked wakeup pending
+/// here, if one is (`task::timerlat`).
+pub(crate) fn timerlat_point(k: &Kernel) {
+    let _irq = preempt::raw_local_irq_save();
+    if let Some(w) = k.timerlat_pending() {
+        w.point(A::now_ns());
+    }
+}
+
+/// An armed `int3` fired at `site` (the SIGTRAP handler, IRQs masked): the model decides.
+pub(crate) fn point_trap(site: usize, frame: &crate::arch::IrqFrame) -> crate::arch::IrqExit {
+    let exit = decide::point_trap(site, frame);
+    if exit == crate::arch::IrqExit::Preempt {
+        if let Some(k) = try_this_kernel() {
+            timerlat_point(&k);
+        }
+    }
+    exit
 }
 
 /// A return the patch models redirected arrived (task context, IRQs masked): preempts there if
@@ -134,6 +158,9 @@ fn point_due(site: usize) {
 pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
     let (orig, preempt) = decide::rt_return(sp, bp);
     if preempt {
+        if let Some(k) = try_this_kernel() {
+            timerlat_point(&k);
+        }
         crate::sched::preempt_schedule_irq();
     }
     orig

@@ -20,6 +20,7 @@ use super::rq_lock::{rq_lock, task_rq_lock, this_rq_lock};
 use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, Kernel};
 use crate::preempt::count::{self as preempt, PREEMPT_OFFSET};
+use crate::task::timerlat::Resched;
 use crate::task::{Task, TaskId, TaskResult, TaskStats, NO_CPU};
 use core::panic::Location;
 use core::sync::atomic::Ordering;
@@ -64,6 +65,7 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch<'_>> {
         let ran = rq.put_prev(prev, now, mode == SchedMode::Preempt);
         let next = rq.pick_next(now);
         crate::model::decide::clear_resched(k, next);
+        timerlat_resched(k, next, now, mode);
         let switch = (next != prev).then(|| {
             rq.curr = next;
             rq.nr_switches += 1;
@@ -96,6 +98,17 @@ pub(crate) fn __schedule(k: &Kernel, mode: SchedMode) -> Option<Switch<'_>> {
     wait_off_cpu(k, next_task, cpu.id);
     cpu.prev_after.store(prev, Ordering::Relaxed);
     Some((prev_task, next_task))
+}
+
+/// Stamps the switch to `next` at `now` if it is the tracked wakeup pending on this CPU
+/// (`task::timerlat`), and ends the pending state.
+fn timerlat_resched(k: &Kernel, next: TaskId, now: u64, mode: SchedMode) {
+    let pending = &k.raw_this_cpu().stamps.pending;
+    if pending.load(Ordering::Relaxed) == next + 1 {
+        let how = if mode == SchedMode::Preempt { Resched::Preempt } else { Resched::Yield };
+        k.task(next).wakeup.resched(now, how);
+        pending.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Most time a CPU waits for another to leave a task's stack before calling it a `BUG:`.

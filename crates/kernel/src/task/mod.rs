@@ -10,6 +10,7 @@
 //! closure runs exactly once.
 
 pub(crate) mod id;
+pub(crate) mod timerlat;
 
 pub(crate) use id::{mask_of, NO_CPU};
 pub use id::{CpuMask, TaskId};
@@ -20,7 +21,7 @@ use crate::wait::queue::WaitQueue;
 use alloc::sync::Arc;
 use alloc::{boxed::Box, format, string::String};
 use core::panic::Location;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// The scheduling policy of a task (`sched_setscheduler`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +126,9 @@ pub(crate) struct Task {
     pub(crate) result: IrqSpinLock<Option<TaskResult>>,
     pub(crate) exited: WaitQueue,
     pub(crate) stats: TaskStats,
+    /// Whether its timer wakeups are stamped ([`TaskBuilder::timerlat`]), and the stamps.
+    pub(crate) timerlat: AtomicBool,
+    pub(crate) wakeup: timerlat::WakeupStamps,
     /// The CPU whose run queue holds its scheduling state (`task_cpu`); changed only with
     /// that run queue and the new one locked.
     pub(crate) cpu: AtomicUsize,
@@ -155,12 +159,20 @@ pub struct TaskBuilder {
     pub(crate) kthread: bool,
     pub(crate) stack_size: Option<usize>,
     pub(crate) cpus: Option<u64>,
+    pub(crate) timerlat: bool,
 }
 
 impl TaskBuilder {
     /// A SCHED_NORMAL, nice 0 user task called `name`.
     pub fn new(name: &str) -> Self {
-        TaskBuilder { name: name.into(), policy: Policy::Normal(0), kthread: false, stack_size: None, cpus: None }
+        TaskBuilder {
+            name: name.into(),
+            policy: Policy::Normal(0),
+            kthread: false,
+            stack_size: None,
+            cpus: None,
+            timerlat: false,
+        }
     }
     /// SCHED_FIFO at `prio`.
     pub fn fifo(mut self, prio: u8) -> Self {
@@ -175,6 +187,12 @@ impl TaskBuilder {
     /// SCHED_NORMAL at `nice`.
     pub fn nice(mut self, nice: i8) -> Self {
         self.policy = Policy::Normal(nice);
+        self
+    }
+    /// Stamps its timer wakeups (rtla's `timerlat`): after a `sleep_until`, the task reads where
+    /// its lateness went with `time::wakeup_parts`. A few clock reads per wakeup of this task.
+    pub fn timerlat(mut self) -> Self {
+        self.timerlat = true;
         self
     }
     /// A kernel thread: runs in kernel mode from the start (no user mode to preempt).

@@ -14,6 +14,8 @@ use crate::arch::{Arch, A};
 use crate::instance::{this_kernel, Kernel};
 pub(crate) mod state;
 
+pub use crate::task::timerlat::WakeupParts;
+
 use crate::sched::rq::TaskState;
 use core::sync::atomic::Ordering;
 
@@ -44,9 +46,32 @@ pub(crate) fn hrtimer_interrupt(k: &Kernel) {
     loop {
         let expired = k.this_cpu().timers.lock().pop_expired(now);
         let Some(id) = expired else { break };
-        crate::sched::wake_up_process(k, id);
+        if crate::sched::wake_up_process(k, id) {
+            timerlat_woken(k, id);
+        }
     }
     rearm(k);
+}
+
+/// A tracked task (`TaskBuilder::timerlat`) woken by this CPU's hrtimer onto this CPU takes the
+/// interrupt's entry and IP, and is the CPU's pending wakeup until it runs.
+fn timerlat_woken(k: &Kernel, id: crate::task::TaskId) {
+    let task = k.task(id);
+    let cpu = k.this_cpu();
+    if task.timerlat.load(Ordering::Relaxed) && task.cpu.load(Ordering::Relaxed) == cpu.id {
+        let s = &cpu.stamps;
+        task.wakeup.woken(s.irq_entry.load(Ordering::Relaxed), s.irq_ip.load(Ordering::Relaxed));
+        s.pending.store(id + 1, Ordering::Relaxed);
+    }
+}
+
+/// Where the calling task's last timer wakeup went (`TaskBuilder::timerlat`): the parts of the
+/// lateness of a wakeup due at `deadline` that ran at `run` (both on [`now_ns`]'s clock), which
+/// add up to `run - deadline`; `None` when the wakeup was not a local hrtimer wakeup of a
+/// tracked task, or a stamp is missing. Takes the stamps: a second call gives `None`.
+pub fn wakeup_parts(deadline: u64, run: u64) -> Option<crate::task::timerlat::WakeupParts> {
+    let k = this_kernel();
+    k.task(crate::instance::current_pid()).wakeup.take(deadline, run)
 }
 
 fn rearm(k: &Kernel) {
