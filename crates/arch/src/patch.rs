@@ -118,13 +118,16 @@ fn alias_range(lo: usize, hi: usize) -> Result<usize, String> {
             }
             done += n as usize;
         }
+        // Both mappings populated now (MAP_POPULATE): the first patch and the first fetch of
+        // each page would otherwise take a page fault in the interrupt's path, several µs each.
         let rx = libc::PROT_READ | libc::PROT_EXEC;
-        let text = libc::mmap(lo as *mut libc::c_void, len, rx, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0);
+        let fixed = libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE;
+        let text = libc::mmap(lo as *mut libc::c_void, len, rx, fixed, fd, 0);
         if text == libc::MAP_FAILED {
             return close(host_err("mmap(text)"));
         }
         let rw = libc::PROT_READ | libc::PROT_WRITE;
-        let alias = libc::mmap(std::ptr::null_mut(), len, rw, libc::MAP_SHARED, fd, 0);
+        let alias = libc::mmap(std::ptr::null_mut(), len, rw, libc::MAP_SHARED | libc::MAP_POPULATE, fd, 0);
         libc::close(fd);
         if alias == libc::MAP_FAILED {
             return Err(host_err("mmap(alias)"));

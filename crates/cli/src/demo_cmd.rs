@@ -178,6 +178,15 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
         let mut per_event: Vec<u64> = runs.iter().filter_map(|r| r.handler_ns_per_event).collect();
         per_event.sort_unstable();
         let handler_med = per_event.get(per_event.len() / 2).copied();
+        // The handler's parts per event, run by run: each one's median.
+        let part = |f: fn(&kernel::model::patch::PatchStatsSnapshot) -> u64| {
+            let mut v: Vec<u64> =
+                runs.iter().filter(|r| r.patch.events > 0).map(|r| f(&r.patch) / r.patch.events).collect();
+            v.sort_unstable();
+            v.get(v.len() / 2).copied()
+        };
+        let parts = serde_json::json!({"lookup": part(|p| p.lookup_ns), "unwind": part(|p| p.unwind_ns),
+            "poke": part(|p| p.poke_ns), "redirect": part(|p| p.redirect_ns)});
         // From the worker's point to the RT task running: serving the point (median).
         let mut served: Vec<u64> = runs.iter().filter_map(|r| r.point_to_rt_ns).collect();
         served.sort_unstable();
@@ -187,7 +196,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
                 "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": base.ptable.name(),
                 "patch_sync": base.patch_sync.name(), "disarm_ns_mean": disarm_ns, "sync_rounds_per_event": rounds,
-                "point_to_rt_ns_median": served_med});
+                "point_to_rt_ns_median": served_med, "handler_parts_ns_median": parts});
             println!("{v}");
         } else {
             let after: Vec<String> = after.iter().map(|a| a.to_string()).collect();

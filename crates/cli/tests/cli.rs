@@ -36,6 +36,12 @@ fn demo_json_reports_sites_armed_and_handler_cost_per_event_under_both_tables() 
         assert_eq!(v["ptable"], ptable);
         assert!(v["sites_armed_per_event"].as_f64().unwrap() >= 1.0, "{out}");
         assert!(v["handler_ns_per_event"].as_u64().is_some(), "{out}");
+        // The handler's parts are laps of its own time: together at most the whole, and taken.
+        let parts: u64 = ["lookup_ns", "unwind_ns", "poke_ns", "redirect_ns"]
+            .iter()
+            .map(|p| v["patch"][p].as_u64().unwrap())
+            .sum();
+        assert!(parts > 0 && parts <= v["patch"]["arm_ns"].as_u64().unwrap(), "{out}");
         // The scenario's loop meets a point on every path: only the per-function table redirects.
         assert_eq!(v["patch"]["redirects"], redirects, "{ptable}: {out}");
     }

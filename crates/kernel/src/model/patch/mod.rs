@@ -157,7 +157,7 @@ fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = A::now_ns();
-    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how);
+    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how, t0);
     p.stats.arm_ns.fetch_add(A::now_ns() - t0, Ordering::Relaxed);
     if ok {
         p.stats.events.fetch_add(1, Ordering::Relaxed);
@@ -206,32 +206,82 @@ fn plan<'a>(k: &Kernel, f: &Frame, in_text: bool, table: &'a ptable::PointTable)
     }
 }
 
+/// The handler's time per part, in ns, taken as laps of one clock (one read per boundary, so
+/// timing the parts costs little more than timing the whole), added to the CPU's counters
+/// when the arming ends.
+struct Stages {
+    last: u64,
+    lookup: u64,
+    unwind: u64,
+    poke: u64,
+    redirect: u64,
+}
+
+impl Stages {
+    /// Laps from `t0`.
+    fn from(t0: u64) -> Stages {
+        Stages { last: t0, lookup: 0, unwind: 0, poke: 0, redirect: 0 }
+    }
+
+    /// The time since the last lap, for `part`.
+    fn lap(&mut self, part: fn(&mut Stages) -> &mut u64) {
+        let now = A::now_ns();
+        *part(self) += now - self.last;
+        self.last = now;
+    }
+
+    fn add_to(&self, stats: &stats::PatchStats) {
+        stats.lookup_ns.fetch_add(self.lookup, Ordering::Relaxed);
+        stats.unwind_ns.fetch_add(self.unwind, Ordering::Relaxed);
+        stats.poke_ns.fetch_add(self.poke, Ordering::Relaxed);
+        stats.redirect_ns.fetch_add(self.redirect, Ordering::Relaxed);
+    }
+}
+
 /// Walks up from `f` to the first frame whose look-up names points, arms them and, if some
 /// path returns before them, redirects that frame's return. `f_in_text`: whether `f.ip` is
-/// kernel text, if the caller knows already.
-fn arm_from(k: &Kernel, mut f: Frame, f_in_text: Option<bool>, how: Arm) -> bool {
-    let (Some(table), Some(stack)) = (ptable::get(), A::current_stack()) else { return false };
+/// kernel text, if the caller knows already. The parts of its time go to the CPU's counters
+/// (laps from `t0`).
+fn arm_from(k: &Kernel, f: Frame, f_in_text: Option<bool>, how: Arm, t0: u64) -> bool {
+    let mut t = Stages::from(t0);
+    let ok = arm_from_timed(k, f, f_in_text, how, &mut t);
+    t.add_to(&k.this_cpu().model.patch.stats);
+    ok
+}
+
+fn arm_from_timed(k: &Kernel, mut f: Frame, f_in_text: Option<bool>, how: Arm, t: &mut Stages) -> bool {
+    let Some(table) = ptable::get() else { return false };
+    let stack = A::current_stack();
+    t.lap(|s| &mut s.unwind);
+    let Some(stack) = stack else { return false };
     let mut known = f_in_text;
     for depth in 0..MAX_DEPTH {
         let in_text = known.take().unwrap_or_else(|| A::text_contains(f.ip));
-        match plan(k, &f, in_text, table) {
+        let plan = plan(k, &f, in_text, table);
+        t.lap(|s| &mut s.lookup);
+        match plan {
             Plan::Arm { points, redirect } => {
                 let stats = &k.this_cpu().model.patch.stats;
                 stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
                 stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
                 let slot = if redirect { A::unwind_step(&f, stack).map(|s| s.ra_slot) } else { None };
-                return arm_points(k, points, slot, how);
+                t.lap(|s| &mut s.unwind);
+                return arm_points(k, points, slot, how, t);
             }
-            Plan::Up => match A::unwind_step(&f, stack) {
-                Some(s) => f = s.caller,
-                None => return false,
-            },
+            Plan::Up => {
+                let up = A::unwind_step(&f, stack);
+                t.lap(|s| &mut s.unwind);
+                match up {
+                    Some(s) => f = s.caller,
+                    None => return false,
+                }
+            }
         }
     }
     false
 }
 
-fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> bool {
+fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &mut Stages) -> bool {
     if points.len() > MAX_ARMED {
         return false;
     }
@@ -260,7 +310,9 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm) -> b
         let site = A::site_addrs()[idx as usize];
         crate::trace::event_in(k, crate::trace::Event::SitePatched { site });
     }
+    t.lap(|s| &mut s.poke);
     a.ret = ra_slot.and_then(|slot| Some((slot, A::redirect_return(slot)?)));
+    t.lap(|s| &mut s.redirect);
     if a.n == 0 && a.ret.is_none() {
         return false; // nothing armed: the retry timer looks again
     }
@@ -390,7 +442,13 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
         }
         a.how
     };
-    if !arm_from(&k, Frame { ip: orig, sp, bp, is_return_address: true }, Some(A::text_contains(orig)), how) {
+    if !arm_from(
+        &k,
+        Frame { ip: orig, sp, bp, is_return_address: true },
+        Some(A::text_contains(orig)),
+        how,
+        A::now_ns(),
+    ) {
         p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
     (orig, false)

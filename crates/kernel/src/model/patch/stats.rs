@@ -79,6 +79,14 @@ patch_counters! {
     chases: sum,
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
     arm_ns: sum,
+    /// Of `arm_ns`: the table look-ups, in ns.
+    lookup_ns: sum,
+    /// Of `arm_ns`: unwinding the stack (finding it, stepping to callers, the return slot).
+    unwind_ns: sum,
+    /// Of `arm_ns`: patching the sites (and undoing a previous arming first).
+    poke_ns: sum,
+    /// Of `arm_ns`: redirecting the return address.
+    redirect_ns: sum,
     /// Time spent disarming once events were served (in `__schedule`), in ns.
     disarm_ns: sum,
     /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
