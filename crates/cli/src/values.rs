@@ -445,6 +445,7 @@ mod tests {
     #[test]
     fn go_not_built_names_the_fix() {
         if go_peer::BUILT {
+            hostlab::testing::skip("the error for --peers go without Go: this build has the Go peer");
             return;
         }
         let e = parse_list::<Peer>("--peers", "tokio,go", Some("none")).unwrap_err();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn sigint_during_compare_with_the_go_peer_removes_its_temporary_directory() {
     if !lab::go_peer::BUILT {
-        eprintln!("skipped: {}", lab::go_peer::not_built());
+        hostlab::testing::skip(&lab::go_peer::not_built());
         return;
     }
     // A private TMPDIR: the peer's scratch directory is made in it, and nothing else is.
