@@ -7,7 +7,8 @@
 //! **Mechanism.** A type the CLI takes by name implements [`Named`]: its values, each one's
 //! name, and its owner's parser (whose error says what to use). [`one`] is clap's value parser
 //! for one name, [`list`] for a comma list of names or `all` (a repeated name kept once, in
-//! the order first named; an empty list is the command's to allow or refuse). A bad name is
+//! the order first named; an empty item beside a name, or `all` or the word for none inside a
+//! list, is an error; a list with no name is the command's to allow or refuse). A bad name is
 //! clap's error, one line naming the option and what to use; `main` prints it as `atomkernel:
 //! ...` and exits 2 before anything runs. The owners validate what they own (the kernel's
 //! `Config` its boot options, the CPUs and `bh_prio` among them; the lab the settings of its
@@ -287,16 +288,16 @@ pub(crate) fn parse_list<T: Named>(flag: &str, arg: &str, none_word: Option<&str
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    if arg.is_empty() {
+    let items: Vec<&str> = arg.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    if items.is_empty() {
         return Ok(out);
     }
     let words = std::iter::once("all").chain(none_word);
     for name in arg.split(',').map(str::trim) {
         if name.is_empty() {
-            let items: Vec<&str> = arg.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
             return Err(format!(
                 "{flag} {arg}: an empty item (two commas together, or one at an end); write {}",
-                if items.is_empty() { "at least one name".to_string() } else { items.join(",") }
+                items.join(",")
             ));
         }
         if let Some(w) = words.clone().find(|w| *w == name) {
@@ -426,7 +427,8 @@ mod tests {
         assert!(e.contains("--peers none,go: none stands alone, not in a list; give --peers none"), "{e}");
         let e = models("none,,full").unwrap_err();
         assert!(e.contains("--preempt none,,full: an empty item") && e.contains("write none,full"), "{e}");
-        assert!(models(",").unwrap_err().contains("an empty item"));
+        assert_eq!(models(" , ").unwrap(), vec![], "no name at all: the command's to allow or refuse");
+        assert!(models(",full").unwrap_err().contains("--preempt ,full: an empty item"));
         assert!(models("all,none").unwrap_err().contains("all stands alone"));
         let e = peers("erlang").unwrap_err();
         assert!(e.contains("unknown peer 'erlang': choose host-fifo, tokio, go, all or none"), "{e}");
