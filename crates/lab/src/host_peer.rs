@@ -108,12 +108,17 @@ pub(crate) fn run(
     (out, policy)
 }
 
+/// A hog: calls until `stop`, one call at least, so that a hog the host started late (after
+/// a short run's end, on a busy host) still has a rate, its units over its own time, not 0.
 fn host_worker(stop: &AtomicBool, w: &mut dyn Atoms, mut place: Placement) -> WorkerOut {
     let start = kernel::time::now_ns();
     let mut units = 0;
-    while !stop.load(Ordering::Acquire) {
+    loop {
         units += workloads::host_call(w);
         saw_host_cpu(&mut place);
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
     }
     WorkerOut { units, ns: kernel::time::now_ns() - start, place, started_ns: 0 }
 }
