@@ -30,14 +30,14 @@ pub(crate) struct CompareArgs {
     /// (default 50).
     #[arg(long)]
     bh_prio: Option<u8>,
-    /// The patch models' point table: exact (from the machine code) or function.
-    #[arg(long, default_value = CompareConfig::default().ptable.name(), value_parser = values::one::<PtableMode>())]
-    ptable: PtableMode,
-    /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
-    /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
-    /// another round).
-    #[arg(long, default_value = CompareConfig::default().patch_sync.name(), value_parser = values::one::<PatchSync>())]
-    patch_sync: PatchSync,
+    #[arg(long, value_parser = values::one::<PtableMode>(), help = values::defaulted(
+        "The patch models' point table: exact (from the machine code) or function; only with a patch model",
+        CompareConfig::default().ptable.name()))]
+    ptable: Option<PtableMode>,
+    #[arg(long, value_parser = values::one::<PatchSync>(), help = values::defaulted(
+        "How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte, another round); only with a patch model",
+        CompareConfig::default().patch_sync.name()))]
+    patch_sync: Option<PatchSync>,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
     #[arg(long, default_value = "all", value_parser = values::list_or::<Peer>("none"))]
@@ -49,9 +49,14 @@ pub(crate) struct CompareArgs {
     /// call; hog: atoms per system call; packet: packets per system call at most).
     #[arg(long, default_value = "")]
     size: String,
-    /// Length of each run in seconds (above 0, at most 600; `--seconds` as in `models`).
-    #[arg(long, alias = "seconds")]
+    #[arg(long, help = format!(
+        "Length of each run in seconds (above 0, at most 600). Default: {} on one CPU, {SMP_SECONDS} on several (--quick: {})",
+        CompareConfig::default().seconds, default_length(1, true).0
+    ))]
     duration: Option<f64>,
+    /// The same as --duration, under the name `packets` and `trace` give it.
+    #[arg(long, conflicts_with = "duration")]
+    seconds: Option<f64>,
     /// Rounds over all cells (throughput medians, latency samples pooled), 1..=100.
     #[arg(long)]
     rounds: Option<usize>,
@@ -82,7 +87,8 @@ pub(crate) struct CompareArgs {
     /// (min, p99.9, max, the undisturbed samples, per CPU, cross-CPU, scaling, collateral hits).
     #[arg(long)]
     wide: bool,
-    /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html.
+    /// Write a self-contained HTML report (table and SVG charts) to DIR/index.html and the rows
+    /// as JSON to DIR/results.json; DIR is removed again if the run fails or is interrupted.
     #[arg(long, value_name = "DIR")]
     report: Option<std::path::PathBuf>,
     /// `--cpus` (its help is `cpus_arg::COMPARE_HELP`).
@@ -122,11 +128,11 @@ impl CompareArgs {
             models: self.preempt.0.clone(),
             bh: self.bh.clone().map(|b| b.0),
             bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
-            ptable: self.ptable,
-            patch_sync: self.patch_sync,
+            ptable: self.ptable.unwrap_or(CompareConfig::default().ptable),
+            patch_sync: self.patch_sync.unwrap_or(CompareConfig::default().patch_sync),
             peers: self.peers.0.clone(),
             workloads: values::sized(&self.workload.0, &self.size)?,
-            seconds: self.duration.unwrap_or(seconds),
+            seconds: self.duration.or(self.seconds).unwrap_or(seconds),
             rounds: self.rounds.unwrap_or(rounds),
             probes: ProbeSet {
                 threads: self.threads,
@@ -137,9 +143,15 @@ impl CompareArgs {
             cpu: cpu_policy(&self.cpu_nice)?,
             cpus,
         };
-        cfg.validate().map_err(|e| values::flags(e, &FLAGS))?;
+        // `seconds=` is the option the user gave it by.
+        let length = if self.seconds.is_some() { "--seconds" } else { "--duration" };
+        let fields: Vec<(&str, &str)> =
+            FLAGS.iter().map(|&(f, o)| if f == "seconds" { (f, length) } else { (f, o) }).collect();
+        cfg.validate().map_err(|e| values::flags(e, &fields))?;
         let used: Vec<kernel::BhMode> = cfg.workloads.iter().flat_map(|&w| cfg.bh_for(w)).collect();
         crate::input::bh_prio_applies(self.bh_prio, &used)?;
+        let given = [("--ptable", self.ptable.map(|p| p.name())), ("--patch-sync", self.patch_sync.map(|p| p.name()))];
+        crate::input::patch_options_apply(&given, &cfg.models)?;
         if let Some(dir) = &self.report {
             OutDir::check("--report", dir, &[report::INDEX, report::RESULTS])?;
         }

@@ -25,6 +25,11 @@ impl CpusArg {
         self.cpus.unwrap_or(kernel::Config::default().cpus)
     }
 
+    /// The number asked for, if it was.
+    pub(crate) fn given(self) -> Option<usize> {
+        self.cpus
+    }
+
     /// The number asked for, else the host's cores when there are two or more (as many as this
     /// process may use, `available_parallelism`, at most the kernel's most), else one; and why.
     pub(crate) fn or_host(self) -> (usize, String) {

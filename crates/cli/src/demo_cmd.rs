@@ -34,14 +34,15 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_parser = values::one::<PreemptModel>())]
     switch_to: Option<PreemptModel>,
     /// The patch models' point table: exact (the next points of the interrupted instruction,
-    /// from the machine code) or function (every point of its function).
-    #[arg(long, default_value = "exact", value_parser = values::one::<PtableMode>())]
-    ptable: PtableMode,
+    /// from the machine code) or function (every point of its function). Default: the
+    /// kernel's (exact); only with a patch model.
+    #[arg(long, value_parser = values::one::<PtableMode>())]
+    ptable: Option<PtableMode>,
     /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
     /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
-    /// another round).
-    #[arg(long, default_value = "none", value_parser = values::one::<PatchSync>())]
-    patch_sync: PatchSync,
+    /// another round). Default: the kernel's (none); only with a patch model.
+    #[arg(long, value_parser = values::one::<PatchSync>())]
+    patch_sync: Option<PatchSync>,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -70,11 +71,15 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
     let (kind, switch_to) = (args.kind, args.switch_to);
     let sc = ScenarioConfig { kind, atoms: args.atoms, atom_us: args.atom_us, irq_at_us: args.irq_at_us, switch_to };
     sc.validate().map_err(|e| values::flags(e, &SCENARIO_FLAGS))?;
-    let (ptable, patch_sync) = (args.ptable, args.patch_sync);
     let models = args.preempt.0.clone();
     if models.is_empty() {
         return Err("--preempt: name at least one model, or all".into());
     }
+    let run_models: Vec<PreemptModel> = models.iter().copied().chain(switch_to).collect();
+    let given = [("--ptable", args.ptable.map(|p| p.name())), ("--patch-sync", args.patch_sync.map(|p| p.name()))];
+    crate::input::patch_options_apply(&given, &run_models)?;
+    let d = Config::default();
+    let (ptable, patch_sync) = (args.ptable.unwrap_or(d.ptable), args.patch_sync.unwrap_or(d.patch_sync));
     if args.repeat == 0 || args.repeat > 10_000 {
         return Err(format!("--repeat {}: use 1..=10000", args.repeat));
     }
@@ -90,7 +95,7 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         }
         _ => {}
     }
-    let base = Config { patch_sync, ..config(ptable, args.cpus.get()) };
+    let base = Config { patch_sync, ..config(ptable, args.cpus.get(), &sc) };
     values::boot(&base)?;
     Ok(Plan { models, sc, base, notes })
 }
@@ -129,9 +134,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The kernel configuration of every run but the model's.
-fn config(ptable: kernel::PtableMode, cpus: usize) -> Config {
-    Config { ptable, cpus, ..Config::default() }.with_watchdog_defaults()
+/// The kernel configuration of every run but the model's, its detectors set for the system
+/// call asked for ([`ScenarioConfig::watchdog`]: a long one under `none` is the scenario, not
+/// a lockup).
+fn config(ptable: kernel::PtableMode, cpus: usize, sc: &ScenarioConfig) -> Config {
+    Config { ptable, cpus, watchdog: sc.watchdog(), ..Config::default() }
 }
 
 fn run_one(m: PreemptModel, base: Config, sc: &ScenarioConfig) -> Result<scenario::ScenarioResult, String> {

@@ -4,16 +4,20 @@
 //! **Invariant.** A command's `plan` (every `<command>_cmd.rs` has one) either returns what
 //! to run or an error naming the option, with nothing printed and nothing left on disk; work
 //! starts only after it. An interrupted command (SIGINT, SIGTERM, SIGHUP) removes what the lab
-//! made ([`lab::cleanup`]) before it dies of the signal.
+//! made and the output directories it created ([`lab::cleanup`]) before it dies of the signal.
 
-use kernel::BhMode;
+use kernel::{BhMode, PreemptModel};
 use std::path::{Path, PathBuf};
 
 /// An output directory made ready before the work (`trace --out`, `compare --report`): the
-/// directories it had to create are removed again if the command fails before [`OutDir::keep`].
+/// directories it had to create are removed again if the command fails, or is interrupted by
+/// a signal, before [`OutDir::keep`] (they are registered with [`lab::cleanup`] as they are
+/// made, so an interrupted command leaves no empty directory behind).
 pub(crate) struct OutDir {
     path: PathBuf,
     created: Option<PathBuf>,
+    /// The created directories' registration for the signal thread, until kept or removed.
+    _registered: Option<lab::cleanup::Registered>,
 }
 
 impl OutDir {
@@ -39,13 +43,18 @@ impl OutDir {
     }
 
     /// [`OutDir::check`], then creates `path` and its missing parents (before the work, so a
-    /// directory that cannot be made fails the command before it starts).
+    /// directory that cannot be made fails the command before it starts), registering the
+    /// topmost one it creates with [`lab::cleanup`].
     pub(crate) fn prepare(flag: &str, path: &Path, files: &[&str]) -> Result<OutDir, String> {
         Self::check(flag, path, files)?;
         let created =
             path.ancestors().filter(|a| !a.as_os_str().is_empty() && !a.exists()).last().map(Path::to_path_buf);
-        std::fs::create_dir_all(path).map_err(|e| format!("{flag} {}: cannot create it: {e}", path.display()))?;
-        Ok(OutDir { path: path.to_path_buf(), created })
+        let cannot = |e: std::io::Error| format!("{flag} {}: cannot create it: {e}", path.display());
+        let registered = match &created {
+            Some(top) => Some(lab::cleanup::create_dir(top, |_| std::fs::create_dir_all(path)).map_err(cannot)?),
+            None => None,
+        };
+        Ok(OutDir { path: path.to_path_buf(), created, _registered: registered })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -74,6 +83,25 @@ pub(crate) fn bh_prio_applies(given: Option<u8>, used: &[BhMode]) -> Result<(), 
             "--bh-prio {p}: sets ksoftirqd's priority under bh=threaded, and no run here uses it; add threaded to --bh, or drop --bh-prio"
         )),
         _ => Ok(()),
+    }
+}
+
+/// `--ptable` and `--patch-sync` (`given`: each option and its value, if given) set how the
+/// patch models arm their points: given while no run uses a patch model (`models`), they would
+/// change nothing, so each is an error saying so.
+pub(crate) fn patch_options_apply(given: &[(&str, Option<&str>)], models: &[PreemptModel]) -> Result<(), String> {
+    if models.iter().any(|m| m.is_patch()) {
+        return Ok(());
+    }
+    match given.iter().find_map(|&(flag, v)| v.map(|v| (flag, v))) {
+        Some((flag, v)) => {
+            let patch: Vec<&str> = PreemptModel::ALL.iter().filter(|m| m.is_patch()).map(|m| m.name()).collect();
+            Err(format!(
+                "{flag} {v}: sets how the patch models ({}) arm their points, and no run here uses one; add one to --preempt, or drop {flag}",
+                patch.join(", ")
+            ))
+        }
+        None => Ok(()),
     }
 }
 

@@ -76,6 +76,12 @@ pub(crate) fn plan(a: &LatencyArgs) -> Result<Plan, String> {
     let named = |e: String| values::flags(e, &FLAGS);
     Config { preempt: model, cpus: a.cpus.get(), ..Config::default() }.validate().map_err(|e| named(e.to_string()))?;
     let workload = match a.workload.trim() {
+        "none" if !a.size.trim().is_empty() => {
+            return Err(format!(
+            "--size {}: --workload none runs no workload, so there is nothing to size; drop --size, or name a workload",
+            a.size.trim()
+        ))
+        }
         "none" => None,
         w => Some(values::sized(&[<Workload as values::Named>::parse("--workload", w)?], &a.size)?.remove(0)),
     };

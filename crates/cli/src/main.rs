@@ -53,7 +53,8 @@ enum Command {
     /// softirqs at irq_exit (bh=classic) against all in ksoftirqd (bh=threaded).
     Packets(packets_cmd::PacketsArgs),
     /// Runs a workload with the tracers on (preemptoff/irqsoff, wakeup_rt, profiler, event
-    /// ring) and writes trace.json (Chrome trace / Perfetto), trace.txt and report.txt.
+    /// ring) and writes trace.json (Chrome trace / Perfetto), trace.txt, report.txt and
+    /// report.json.
     Trace(trace_cmd::TraceArgs),
     /// The preemption-point table: every site's address, function and source location.
     Points(points_cmd::PointsArgs),
@@ -86,10 +87,11 @@ impl Command {
 
 /// clap's description of the command line, every option that takes a value taking negative
 /// numbers too, so that `--duration -1` reaches the option's own check (which names it and
-/// says what to use) instead of clap's "unexpected argument '-1'".
+/// says what to use) instead of clap's "unexpected argument '-1'", and every number parsed by
+/// [`values::numbers`], whose error says what to use.
 fn command() -> clap::Command {
     Cli::command().mut_subcommands(|c| {
-        c.mut_args(|a| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a })
+        c.mut_args(|a| if a.get_action().takes_values() { values::numbers(a.allow_negative_numbers(true)) } else { a })
     })
 }
 

@@ -1,7 +1,7 @@
 //! `atomkernel packets`: bottom halves under packet load (see `lab::packet_load`): the RT
 //! probe's wakeup latency and the packet throughput under `bh=classic` and `bh=threaded`.
 
-use crate::values::{self, List};
+use crate::values::{self, defaulted, List};
 use kernel::{BhMode, PreemptModel};
 use lab::packet_load::{compare_bh, PacketLoadConfig, PacketLoadResult};
 use services::packet::PacketConfig;
@@ -18,28 +18,23 @@ pub(crate) struct PacketsArgs {
     /// halves, below it to see the opposite); 0 for no probe (throughput only).
     #[arg(long, default_value_t = PacketLoadConfig::default().probe_prio.unwrap_or(0))]
     probe_prio: u8,
-    /// Preemption model of every run (threaded bottom halves need a preemptible kernel).
-    #[arg(long, default_value = "full", value_parser = values::one::<PreemptModel>())]
-    preempt: PreemptModel,
-    /// Length of each run in seconds (above 0, at most 600).
-    #[arg(long, default_value_t = PacketLoadConfig::default().seconds)]
-    seconds: f64,
-    /// Rounds over all modes (median throughput, latency samples pooled), 1..=100.
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// Period of the RT probe in microseconds, 100..=1000000.
-    #[arg(long, default_value_t = PacketLoadConfig::default().interval_us)]
-    interval_us: u64,
-    /// 4 KiB page checksums the probe does after each wakeup (its response time is measured
-    /// to the end of them), 0..=4096.
-    #[arg(long, default_value_t = 64)]
-    probe_pages: usize,
-    /// Payload bytes per packet (a multiple of 8, up to 2048).
-    #[arg(long, default_value_t = PacketConfig::default().payload_bytes)]
-    payload: usize,
-    /// Packets per NET_RX softirq run (NAPI weight), 1..=4096.
-    #[arg(long, default_value_t = PacketConfig::default().napi_budget)]
-    budget: usize,
+    // The options of the measurement (not of `--order`) are `Option`s, so that one given with
+    // `--order`, which would change nothing, is refused; each help says its default.
+    #[arg(long, value_parser = values::one::<PreemptModel>(),
+        help = defaulted("Preemption model of every run (threaded bottom halves need a preemptible kernel)", PacketLoadConfig::default().preempt))]
+    preempt: Option<PreemptModel>,
+    #[arg(long, help = defaulted("Length of each run in seconds (above 0, at most 600; at least two probe periods with a probe)", PacketLoadConfig::default().seconds))]
+    seconds: Option<f64>,
+    #[arg(long, help = defaulted("Rounds over all modes (median throughput, latency samples pooled), 1..=100", ROUNDS))]
+    rounds: Option<usize>,
+    #[arg(long, help = defaulted("Period of the RT probe in microseconds, 100..=1000000", PacketLoadConfig::default().interval_us))]
+    interval_us: Option<u64>,
+    #[arg(long, help = defaulted("4 KiB page checksums the probe does after each wakeup (its response time is measured to the end of them), 0..=4096", PROBE_PAGES))]
+    probe_pages: Option<usize>,
+    #[arg(long, help = defaulted("Payload bytes per packet (a multiple of 8, up to 2048)", PacketLoadConfig::default().packet.payload_bytes))]
+    payload: Option<usize>,
+    #[arg(long, help = defaulted("Packets per NET_RX softirq run (NAPI weight), 1..=4096", PacketLoadConfig::default().packet.napi_budget))]
+    budget: Option<usize>,
     /// Print one JSON object per mode (one per line) instead of the table (with --order:
     /// `bh`, `bh_prio` and `order`, the names in the order they ran).
     #[arg(long)]
@@ -48,9 +43,8 @@ pub(crate) struct PacketsArgs {
     /// below it (--low-prio) and raises NET_RX; who runs first under each mode?
     #[arg(long)]
     order: bool,
-    /// The lower RT task's priority for --order, 1..=99.
-    #[arg(long, default_value_t = 40)]
-    low_prio: u8,
+    #[arg(long, help = defaulted("The lower RT task's priority for --order (only with --order), 1..=99", LOW_PRIO))]
+    low_prio: Option<u8>,
     #[command(flatten)]
     cpus: crate::cpus_arg::CpusArg,
 }
@@ -72,26 +66,60 @@ const FLAGS: [(&str, &str); 11] = [
     ("low_prio", "--low-prio"),
 ];
 
+/// `--rounds`, `--probe-pages` and `--low-prio` when not given.
+const ROUNDS: usize = 3;
+const PROBE_PAGES: usize = 64;
+const LOW_PRIO: u8 = 40;
+
 /// What `packets` runs, checked before anything starts.
 pub(crate) struct Plan {
     cfg: PacketLoadConfig,
     modes: Vec<BhMode>,
+    rounds: usize,
+    /// `--order`: the lower RT task's priority.
+    low_prio: u8,
     /// Stderr notes: what the options make of the run that the user may not expect.
     notes: Vec<String>,
 }
 
+impl PacketsArgs {
+    /// The measurement's options given on the command line: `--order` reads none of them.
+    fn measure_options(&self) -> Vec<String> {
+        let given = |flag: &str, v: Option<String>| v.map(|v| format!("{flag} {v}"));
+        [
+            given("--preempt", self.preempt.map(|m| m.name().to_string())),
+            given("--seconds", self.seconds.map(|v| v.to_string())),
+            given("--rounds", self.rounds.map(|v| v.to_string())),
+            given("--interval-us", self.interval_us.map(|v| v.to_string())),
+            given("--probe-pages", self.probe_pages.map(|v| v.to_string())),
+            given("--payload", self.payload.map(|v| v.to_string())),
+            given("--budget", self.budget.map(|v| v.to_string())),
+            given("--cpus", self.cpus.given().map(|v| v.to_string())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
-    let preempt = a.preempt;
+    let d = PacketLoadConfig::default();
+    let preempt = a.preempt.unwrap_or(d.preempt);
     let bh_prio = a.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO);
+    let packet = PacketConfig {
+        payload_bytes: a.payload.unwrap_or(d.packet.payload_bytes),
+        napi_budget: a.budget.unwrap_or(d.packet.napi_budget),
+        ..d.packet
+    };
     let cfg = PacketLoadConfig {
         bh: BhMode::Classic,
         bh_prio,
         preempt,
-        packet: PacketConfig { payload_bytes: a.payload, napi_budget: a.budget, ..PacketConfig::default() },
-        seconds: a.seconds,
+        packet,
+        seconds: a.seconds.unwrap_or(d.seconds),
         probe_prio: (a.probe_prio != 0).then_some(a.probe_prio),
-        interval_us: a.interval_us,
-        probe_pages: a.probe_pages,
+        interval_us: a.interval_us.unwrap_or(d.interval_us),
+        probe_pages: a.probe_pages.unwrap_or(PROBE_PAGES),
         cpus: a.cpus.get(),
     };
     cfg.validate().map_err(|e| values::flags(e, &FLAGS))?;
@@ -102,28 +130,41 @@ pub(crate) fn plan(a: &PacketsArgs) -> Result<Plan, String> {
         return Err(format!("--bh: name at least one option ({}), or all", names.join(", ")));
     }
     crate::input::bh_prio_applies(a.bh_prio, &modes)?;
+    let rounds = a.rounds.unwrap_or(ROUNDS);
+    let low_prio = a.low_prio.unwrap_or(LOW_PRIO);
     if a.order {
         if a.probe_prio == 0 {
             return Err("--order needs an RT task: give --probe-prio 1..=89".into());
         }
-        lab::packet_load::check_order(a.probe_prio, a.low_prio).map_err(|e| values::flags(e, &FLAGS))?;
-        return Ok(Plan { cfg, modes, notes: Vec::new() });
+        if let Some(o) = a.measure_options().first() {
+            return Err(format!(
+                "{o}: --order runs one interrupt in a fixed kernel (preempt=full, one CPU) and measures nothing, so it reads only --bh, --bh-prio, --probe-prio, --low-prio and --json; drop {}, or drop --order to measure",
+                o.split(' ').next().unwrap_or(o)
+            ));
+        }
+        lab::packet_load::check_order(a.probe_prio, low_prio).map_err(|e| values::flags(e, &FLAGS))?;
+        return Ok(Plan { cfg, modes, rounds, low_prio, notes: Vec::new() });
     }
-    lab::measure::validate_rounds(a.rounds).map_err(|e| values::flags(e, &FLAGS))?;
+    if let Some(p) = a.low_prio {
+        return Err(format!(
+            "--low-prio {p}: sets the lower RT task of --order, and this run measures (no --order); add --order, or drop --low-prio"
+        ));
+    }
+    lab::measure::validate_rounds(rounds).map_err(|e| values::flags(e, &FLAGS))?;
     let mut notes = Vec::new();
     if preempt == PreemptModel::None && modes.contains(&BhMode::Threaded) {
         notes.push(format!(
             "bh=threaded under --preempt none: ksoftirqd (SCHED_FIFO {bh_prio}) and the probe cannot preempt kernel code there, they wait for the running system call to return or sleep; threaded bottom halves are meant for a preemptible kernel (Linux's PREEMPT_RT implies preempt=full)"
         ));
     }
-    Ok(Plan { cfg, modes, notes })
+    Ok(Plan { cfg, modes, rounds, low_prio, notes })
 }
 
 pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
-    let Plan { cfg, modes, notes } = plan(a)?;
+    let Plan { cfg, modes, rounds, low_prio, notes } = plan(a)?;
     if a.order {
         for &m in &modes {
-            let order = lab::packet_load::bh_order(m, cfg.bh_prio, a.probe_prio, a.low_prio)?;
+            let order = lab::packet_load::bh_order(m, cfg.bh_prio, a.probe_prio, low_prio)?;
             if a.json {
                 let v = serde_json::json!({"bh": m.name(), "bh_prio": cfg.bh_prio, "order": order});
                 println!("{v}");
@@ -137,19 +178,18 @@ pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
         eprintln!("atomkernel packets: note: {n}");
     }
     eprintln!(
-        "atomkernel packets: {} modes x {} rounds x {} s (about {:.0} s)",
+        "atomkernel packets: {} modes x {rounds} rounds x {} s (about {:.0} s)",
         modes.len(),
-        a.rounds,
-        a.seconds,
-        modes.len() as f64 * a.rounds as f64 * a.seconds
+        cfg.seconds,
+        modes.len() as f64 * rounds as f64 * cfg.seconds
     );
-    let results = compare_bh(&cfg, &modes, a.rounds)?;
+    let results = compare_bh(&cfg, &modes, rounds).map_err(|e| values::flags(e, &FLAGS))?;
     if a.json {
         for r in &results {
             println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         }
     } else {
-        print!("{}", table(&cfg, a.rounds, &results));
+        print!("{}", table(&cfg, rounds, &results));
     }
     Ok(())
 }

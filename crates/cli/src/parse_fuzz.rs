@@ -35,6 +35,11 @@ const VALUES: &[&str] = &[
     "18446744073709551615",
     "18446744073709551616",
     "0.0001",
+    "1.5",
+    "99999999999999999999",
+    "none,,full",
+    "none,go",
+    "copy=99999999999999999999",
     "0.1",
     "-0",
     "1e9",
@@ -74,6 +79,9 @@ const VALUES: &[&str] = &[
     "/dev/null/x",
     "é",
 ];
+
+/// Rust's own number parse errors, which say nothing of what to use: no message shows one.
+const RUST_PARSE_ERRORS: [&str; 3] = ["invalid digit", "invalid float literal", "number too large to fit"];
 
 /// One argument list, as indices into the commands, their options and [`VALUES`].
 #[derive(Clone, Debug)]
@@ -151,6 +159,7 @@ proptest! {
                 }
                 let msg = e.to_string();
                 prop_assert!(names_an_argument(&msg, &argv), "{:?}: clap refused it naming no argument: {}", argv, msg);
+                prop_assert!(!RUST_PARSE_ERRORS.iter().any(|r| msg.contains(r)), "{:?}: Rust's parse error, not what to use: {}", argv, msg);
             }
             Ok(cli) => {
                 let Some(cmd) = cli.command else { return Ok(()) };

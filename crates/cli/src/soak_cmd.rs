@@ -9,7 +9,8 @@ pub(crate) struct SoakArgs {
     /// How long to soak, in minutes (1..=1440).
     #[arg(long, default_value_t = 5)]
     minutes: u64,
-    /// How long to soak, in seconds, sampling every 10 s instead of every minute (for tests).
+    /// How long to soak, in seconds (at least 4: two instances), sampling every 10 s instead
+    /// of every minute (for tests).
     #[arg(long, hide = true, conflicts_with = "minutes")]
     seconds: Option<u64>,
     /// Seed of the random model choices (default: from the clock; printed).
@@ -26,9 +27,11 @@ const FLAGS: [(&str, &str); 2] = [("cpus", "--cpus"), ("secs", "--seconds")];
 /// The soak to run, checked by [`SoakConfig::validate`]; its error for a length set by
 /// `--minutes` is put in minutes.
 pub(crate) fn plan(a: &SoakArgs) -> Result<SoakConfig, String> {
+    // A sample every minute (every 10 s with --seconds), or twice in the soak if it is shorter:
+    // the leak check compares the first sample with the last.
     let (secs, every_s) = match a.seconds {
-        Some(s) => (s, 10.min(s)),
-        None => (a.minutes.saturating_mul(60), 60),
+        Some(s) => (s, 10.min(s / 2).max(1)),
+        None => (a.minutes.saturating_mul(60), 60.min(a.minutes.saturating_mul(30)).max(1)),
     };
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
@@ -61,8 +64,16 @@ pub(crate) fn run(a: &SoakArgs) -> Result<(), String> {
             s.bugs
         );
     })?;
+    // `soak::run` judged memory from two samples at least (or failed, saying so).
     if let (Some(f), Some(l)) = (samples.first(), samples.last()) {
-        println!("soak: passed; RSS {} KiB at {} s, {} KiB at {} s; no BUG", f.rss_kib, f.at_s, l.rss_kib, l.at_s);
+        println!(
+            "soak: passed; RSS {} KiB at {} s, {} KiB at {} s ({} samples); no BUG",
+            f.rss_kib,
+            f.at_s,
+            l.rss_kib,
+            l.at_s,
+            samples.len()
+        );
     }
     Ok(())
 }

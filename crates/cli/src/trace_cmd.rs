@@ -2,7 +2,7 @@
 //! (see `lab::trace_run`, `lab::trace_report`, `lab::chrome_trace`).
 
 use crate::input::OutDir;
-use crate::values;
+use crate::values::{self, defaulted};
 use kernel::trace::TraceOptions;
 use kernel::{Config, PreemptModel};
 use lab::symbols::Resolver;
@@ -17,34 +17,33 @@ pub(crate) struct TraceArgs {
     /// mode under none, kernel mode under full).
     #[arg(long, default_value_t = TraceRun::default().workload)]
     workload: String,
-    /// Preemption model (none, voluntary, full, lazy, cpulock).
-    #[arg(long, default_value = "voluntary", value_parser = values::one::<PreemptModel>())]
-    preempt: PreemptModel,
+    /// Preemption model. Default: voluntary, and full for the torture (which runs under none or
+    /// full only).
+    #[arg(long, value_parser = values::one::<PreemptModel>())]
+    preempt: Option<PreemptModel>,
     /// Tracers as a comma list (events, preemptoff, wakeup_rt, profile) or `all`.
     #[arg(long, default_value = "all")]
     tracers: String,
-    /// Directory to write trace.json (Chrome trace / Perfetto), trace.txt and report.txt to.
+    /// Directory to write trace.json (Chrome trace / Perfetto), trace.txt, report.txt and
+    /// report.json (the report's sections as data) to; removed again if the run fails or is interrupted before writing.
     #[arg(long, default_value = "atomkernel-trace")]
     out: PathBuf,
-    /// Length of the load and long-atom workloads in seconds (above 0, at most 600).
-    #[arg(long, default_value_t = TraceRun::default().seconds)]
-    seconds: f64,
-    /// Tick rate (the profiler samples at every tick), 1..=10000.
-    #[arg(long, default_value_t = Config::default().hz)]
-    hz: u32,
+    // The workloads' settings are `Option`s, so that one given to a workload that does not
+    // read it (`lab::trace_run::reads`), which would change nothing, is refused.
+    #[arg(long, help = defaulted("Length of the load and long-atom workloads in seconds (above 0, at most 600)", TraceRun::default().seconds))]
+    seconds: Option<f64>,
+    #[arg(long, help = defaulted("Tick rate (the profiler samples at every tick), 1..=10000; not for the torture, which has its own", Config::default().hz))]
+    hz: Option<u32>,
     /// Events kept per CPU (the newest are kept), 64..=16777216.
     #[arg(long, default_value_t = TraceOptions::OFF.buf_entries)]
     buf: usize,
-    /// Atoms per system call of the worker (load, long-atom), 1..=4096.
-    #[arg(long, default_value_t = TraceRun::default().atoms)]
-    atoms: usize,
-    /// Period of the RT probe in microseconds (load, long-atom), 100..=1000000.
-    #[arg(long, default_value_t = TraceRun::default().interval_us)]
-    interval_us: u64,
-    /// Length of the long atom in microseconds (long-atom), 1..=1000000.
-    #[arg(long, default_value_t = TraceRun::default().long_atom_us)]
-    long_atom_us: u64,
-    /// Rows per report section.
+    #[arg(long, help = defaulted("Atoms per system call of the worker (load, long-atom), 1..=4096", TraceRun::default().atoms))]
+    atoms: Option<usize>,
+    #[arg(long, help = defaulted("Period of the RT probe in microseconds (load, long-atom), 100..=1000000", TraceRun::default().interval_us))]
+    interval_us: Option<u64>,
+    #[arg(long, help = defaulted("Length of the long atom in microseconds (long-atom), 1..=1000000", TraceRun::default().long_atom_us))]
+    long_atom_us: Option<u64>,
+    /// Rows per report section, 1..=10000.
     #[arg(long, default_value_t = 5)]
     top: usize,
     #[command(flatten)]
@@ -66,6 +65,9 @@ const FLAGS: [(&str, &str); 10] = [
     ("long_atom_us", "--long-atom-us"),
 ];
 
+/// The most rows a report section takes (`--top`).
+const MAX_TOP: usize = 10_000;
+
 /// The kernel's configuration (checked with the rest, by [`TraceRun::validate`]).
 fn config(a: &TraceArgs) -> Result<Config, String> {
     let trace = TraceOptions::parse(&a.tracers, a.buf).map_err(|e| values::flags(e, &FLAGS))?;
@@ -76,8 +78,37 @@ fn config(a: &TraceArgs) -> Result<Config, String> {
             TraceOptions::NAMES.join(", ")
         ));
     }
-    let preempt = a.preempt;
-    Ok(Config { preempt, hz: a.hz, trace, cpus: a.cpus.get(), ..Config::default() }.with_watchdog_defaults())
+    let preempt = a.preempt.unwrap_or_else(|| trace_run::default_model(a.workload.trim()));
+    let hz = a.hz.unwrap_or(Config::default().hz);
+    Ok(Config { preempt, hz, trace, cpus: a.cpus.get(), ..Config::default() }.with_watchdog_defaults())
+}
+
+/// A workload's setting given for a workload that does not read it, as the error saying so.
+fn unread(a: &TraceArgs) -> Result<(), String> {
+    let w = a.workload.trim();
+    let given = [
+        ("hz", a.hz.map(|v| v.to_string())),
+        ("seconds", a.seconds.map(|v| v.to_string())),
+        ("atoms", a.atoms.map(|v| v.to_string())),
+        ("interval_us", a.interval_us.map(|v| v.to_string())),
+        ("long_atom_us", a.long_atom_us.map(|v| v.to_string())),
+    ];
+    for (field, v) in given {
+        let Some(v) = v.filter(|_| !trace_run::reads(w).contains(&field)) else { continue };
+        let flag = FLAGS.iter().find(|(f, _)| *f == field).map_or(field, |(_, o)| o);
+        let readers: Vec<&str> =
+            trace_run::WORKLOADS.into_iter().filter(|x| trace_run::reads(x).contains(&field)).collect();
+        return Err(format!(
+            "{flag} {v}: the {w} workload does not read it ({}), so it would change nothing; drop {flag}, or use --workload {}",
+            match w {
+                "scenario" => "the scenario has the seed's fixed shape: 5 atoms of 1000 us, and its own length",
+                "torture" => "the torture runs a fixed number of preemptions at its own tick rate",
+                _ => "only the long-atom workload has a long atom",
+            },
+            readers.join(" or ")
+        ));
+    }
+    Ok(())
 }
 
 /// The files `trace` writes into `--out`.
@@ -85,15 +116,20 @@ const FILES: [&str; 4] = ["trace.json", "trace.txt", "report.json", "report.txt"
 
 /// What `trace` runs, checked before anything starts (the `--out` directory too).
 pub(crate) fn plan(a: &TraceArgs) -> Result<TraceRun, String> {
+    let d = TraceRun::default();
     let t = TraceRun {
-        workload: a.workload.clone(),
+        workload: a.workload.trim().to_string(),
         config: config(a)?,
-        seconds: a.seconds,
-        atoms: a.atoms,
-        interval_us: a.interval_us,
-        long_atom_us: a.long_atom_us,
+        seconds: a.seconds.unwrap_or(d.seconds),
+        atoms: a.atoms.unwrap_or(d.atoms),
+        interval_us: a.interval_us.unwrap_or(d.interval_us),
+        long_atom_us: a.long_atom_us.unwrap_or(d.long_atom_us),
     };
     t.validate().map_err(|e| values::flags(e, &FLAGS))?;
+    unread(a)?;
+    if !(1..=MAX_TOP).contains(&a.top) {
+        return Err(format!("--top {}: use 1..={MAX_TOP} rows per report section", a.top));
+    }
     OutDir::check("--out", &a.out, &FILES)?;
     Ok(t)
 }

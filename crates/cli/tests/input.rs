@@ -64,9 +64,75 @@ fn negative_numbers_reach_the_options_own_check() {
     refused(&["compare", "--duration", "-1"], "--duration -1: use a duration above 0");
     refused(&["packets", "--seconds", "-1"], "--seconds -1: use a length above 0 and at most 600");
     refused(&["trace", "--seconds", "-1"], "--seconds -1: use a duration above 0");
-    let (code, _, err) = atomkernel(&["compare", "--rounds", "-1"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("invalid value '-1' for '--rounds"), "clap names the option: {err}");
+    refused(&["compare", "--rounds", "-1"], "--rounds -1 is below 0: use a whole number, 0 or more");
+}
+
+/// A number the option's type cannot hold says what to use, not Rust's "invalid digit found in
+/// string".
+#[test]
+fn a_number_that_does_not_parse_says_what_to_use() {
+    refused(&["demo", "--atoms", "1.5"], "--atoms 1.5 is not a whole number: use one, digits only (default: 5)");
+    refused(&["trace", "--top", "-1"], "--top -1 is below 0: use a whole number, 0 or more (default: 5)");
+    refused(
+        &["demo", "--repeat", "99999999999999999999"],
+        "--repeat 99999999999999999999 is too large: use a whole number, at most 18446744073709551615",
+    );
+    refused(&["packets", "--seconds", "soon"], "--seconds soon is not a number: use one");
+    refused(
+        &["compare", "--size", "copy=99999999999999999999"],
+        "99999999999999999999 is too large: copy takes 1..=4096",
+    );
+    for (args, _) in [(["compare", "--rounds", "1.5"], ()), (["latency", "--prio", "-1"], ())] {
+        let (code, _, err) = atomkernel(&args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(!err.contains("invalid digit"), "{args:?}: {err}");
+    }
+}
+
+/// An option that would change nothing is an error naming it and what to use instead.
+#[test]
+fn an_option_that_would_change_nothing_is_refused() {
+    refused(&["latency", "--workload", "none", "--size", "copy=4"], "--size copy=4: --workload none runs no workload");
+    refused(&["packets", "--low-prio", "50"], "--low-prio 50: sets the lower RT task of --order");
+    refused(&["packets", "--order", "--seconds", "5"], "--seconds 5: --order runs one interrupt");
+    refused(&["packets", "--order", "--cpus", "2"], "--cpus 2: --order runs one interrupt");
+    refused(
+        &["trace", "--workload", "scenario", "--seconds", "5"],
+        "--seconds 5: the scenario workload does not read it",
+    );
+    refused(&["trace", "--workload", "torture", "--hz", "100"], "--hz 100: the torture workload does not read it");
+    refused(&["trace", "--workload", "load", "--long-atom-us", "5"], "use --workload long-atom");
+    refused(&["demo", "--preempt", "none", "--ptable", "function"], "--ptable function: sets how the patch models");
+    refused(&["demo", "--preempt", "full", "--patch-sync", "ipi"], "--patch-sync ipi: sets how the patch models");
+    refused(&["compare", "--preempt", "none,full", "--ptable", "exact"], "add one to --preempt, or drop --ptable");
+    refused(
+        &["compare", "--preempt", "none,,full"],
+        "--preempt none,,full: an empty item (two commas together, or one at an end); write none,full",
+    );
+    refused(&["compare", "--workload", "copy,"], "--workload copy,: an empty item");
+    refused(&["trace", "--top", "0"], "--top 0: use 1..=10000 rows per report section");
+}
+
+/// Messages that name what was given: `none` in a list, `--seconds` for `--duration`.
+#[test]
+fn messages_name_what_was_given() {
+    refused(&["compare", "--peers", "none,go"], "--peers none,go: none stands alone, not in a list; give --peers none");
+    refused(&["compare", "--seconds", "0"], "--seconds 0: use a duration above 0");
+    refused(&["compare", "--duration", "0"], "--duration 0: use a duration above 0");
+    refused(
+        &["packets", "--seconds", "0.0001", "--rounds", "1"],
+        "--seconds 0.0001 is shorter than two probe periods (--interval-us 1000): use at least 0.002 s",
+    );
+    let (code, help, _) = atomkernel(&["compare", "--help"]);
+    assert_eq!(code, 0);
+    assert!(!help.contains("`models`"), "the hidden alias is not named: {help}");
+    assert!(help.contains("DIR/results.json"), "{help}");
+    let (code, help, _) = atomkernel(&["trace", "--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("report.json"), "{help}");
+    for m in ["none", "voluntary", "full", "lazy", "cpulock", "patch-int3", "patch-call"] {
+        assert!(help.contains(m), "trace --help lists {m}: {help}");
+    }
 }
 
 #[test]
@@ -212,6 +278,7 @@ fn fuzz_and_soak_refuse_bad_options_before_running() {
     refused(&["soak", "--minutes", "0"], "--minutes 0: use 1..=1440 minutes");
     refused(&["soak", "--minutes", "1441"], "--minutes 1441");
     refused(&["soak", "--seconds", "0"], "--seconds 0");
+    refused(&["soak", "--seconds", "2"], "--seconds 2: the leak check compares two samples");
 }
 
 /// A short campaign passes and says so with its seed; a short soak prints a sample line with
@@ -221,7 +288,8 @@ fn a_short_fuzz_campaign_and_a_short_soak_pass() {
     let (code, out, err) = atomkernel(&["fuzz", "--cases", "5", "--seed", "9", "--cpus", "2"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("fuzz: 5 programs (seed 9, cpus 2) passed every invariant"), "{out}");
-    let (code, out, err) = atomkernel(&["soak", "--seconds", "2", "--seed", "4"]);
+    let (code, out, err) = atomkernel(&["soak", "--seconds", "4", "--seed", "4"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("rss_kib") && out.contains("soak: passed; RSS"), "{out}");
+    assert!(out.contains("a sample every 2 s") && out.contains(" samples); no BUG"), "two samples compared: {out}");
 }

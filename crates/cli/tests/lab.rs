@@ -368,7 +368,7 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(json.len(), 2 * (1 + models + peers), "the floor, the models and the peers");
     let Some(b) = browser() else {
-        eprintln!("skipped: no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
+        hostlab::testing::skip("no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
         let _ = std::fs::remove_dir_all(&dir);
         return;
     };

@@ -1,6 +1,7 @@
 //! A command killed by a signal leaves nothing behind: `compare --peers go` interrupted with
 //! SIGINT while the Go peer runs removes its scratch directory (and ends the Go program), and
-//! dies of the signal as an uncaught SIGINT would.
+//! dies of the signal as an uncaught SIGINT would; `trace --out D` and `compare --report D`
+//! interrupted before they wrote remove the `D` they made.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn sigint_during_compare_with_the_go_peer_removes_its_temporary_directory() {
     if !lab::go_peer::BUILT {
-        eprintln!("skipped: {}", lab::go_peer::not_built());
+        hostlab::testing::skip(&lab::go_peer::not_built());
         return;
     }
     // A private TMPDIR: the peer's scratch directory is made in it, and nothing else is.
@@ -43,6 +44,49 @@ fn sigint_during_compare_with_the_go_peer_removes_its_temporary_directory() {
     let _ = std::fs::remove_dir_all(&tmp);
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(running.is_empty(), "the Go program still runs: {running:?}");
+}
+
+/// Runs `atomkernel ARGS --OPTION DIR` (DIR new), waits (bounded) for DIR to be made, sends
+/// SIGINT and checks that the command died of it and removed DIR.
+fn interrupted_leaves_no_directory(args: &[&str], option: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "atomkernel-sigint-{}-{}",
+        option.trim_start_matches('-'),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atomkernel"))
+        .args(args)
+        .arg(option)
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !dir.exists() && t0.elapsed() < Duration::from_secs(100) {
+        assert!(child.try_wait().unwrap().is_none(), "{args:?} ended before it made {}", dir.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(dir.is_dir(), "{args:?}: {} made before the work", dir.display());
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let left = dir.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.signal(), Some(2), "{args:?}: it died of SIGINT: {status:?}");
+    assert!(!left, "{args:?}: interrupted, it left {} behind", dir.display());
+}
+
+#[test]
+fn sigint_during_trace_removes_the_out_directory_it_made() {
+    interrupted_leaves_no_directory(&["trace", "--workload", "load", "--seconds", "60"], "--out");
+}
+
+#[test]
+fn sigint_during_compare_removes_the_report_directory_it_made() {
+    let args = ["compare", "--preempt", "none", "--peers", "none", "--workload", "copy", "--duration", "60"];
+    interrupted_leaves_no_directory(&[&args[..], &["--rounds", "1", "--cpus", "1"]].concat(), "--report");
 }
 
 /// The processes whose program was started from under `dir`.

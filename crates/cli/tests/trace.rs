@@ -38,3 +38,16 @@ fn trace_refuses_bad_input_naming_the_option() {
     assert_eq!(code, 2);
     assert!(err.contains("name at least one of"), "{err}");
 }
+
+/// `trace --workload torture` with no `--preempt` runs under the torture's default model
+/// (`full`, kernel mode) and writes its files.
+#[test]
+fn the_torture_runs_under_its_default_model() {
+    let dir = std::env::temp_dir().join(format!("atomkernel-trace-torture-{}", std::process::id()));
+    let (code, stdout, err) = atomkernel(&["trace", "--workload", "torture", "--out", dir.to_str().unwrap()]);
+    let written = dir.join("report.json").is_file();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("--workload torture --preempt full"), "{stdout}");
+    assert!(written, "report.json written");
+}

@@ -9,6 +9,7 @@
 //! | [`sched`] | the lab's host peers and workload threads | a host thread's SCHED_FIFO or nice value, pinning, `clock_nanosleep(TIMER_ABSTIME)`, involuntary switches |
 //! | [`signals`] | the command line's end on SIGINT | whether a signal was ignored at start |
 //! | [`torture`] | the register torture | the asm that loads, spins with and dumps every register; the patterns and their comparison |
+//! | [`testing`] | the workspace's tests | a test that skips itself says so in the summary `.ci/run` prints |
 //!
 //! Like `arch`, this is an arch-layer crate: `unsafe`, assembly and host system calls are
 //! allowed here (and only in arch-layer crates), each `unsafe` block with its `// SAFETY:`
@@ -16,4 +17,5 @@
 
 pub mod sched;
 pub mod signals;
+pub mod testing;
 pub mod torture;

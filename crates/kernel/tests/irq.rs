@@ -168,7 +168,7 @@ fn a_line_raised_during_replay_is_never_lost() {
 fn device_threads_avoid_the_pinned_cpu() {
     let cpus = arch_hosted::cpu::allowed_host_cpus();
     if cpus.len() < 2 {
-        eprintln!("skipped: this process may use only one host CPU");
+        hostlab::testing::skip("this process may use only one host CPU");
         return;
     }
     let config = Config { pin: vec![cpus[0]], ..Config::default() };

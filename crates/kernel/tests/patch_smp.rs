@@ -130,11 +130,20 @@ fn check(model: PreemptModel, patch_sync: PatchSync) -> kernel::RunReport {
 /// Points CPU 1's worker passes while CPU 0's event holds the site armed.
 const PASSES: u64 = 5;
 
+/// The one point site both workers of [`collateral_run`] pass. Out of line, so that it is one
+/// site in every profile: inlined, the compiler may give each worker's path (unrolled or
+/// unswitched by role, as a release build does) a copy of its own, and CPU 1 would then pass
+/// sites CPU 0's event never armed.
+#[inline(never)]
+fn shared_point() {
+    kernel::preempt_point!();
+}
+
 /// The deterministic collateral case: worker 0 (CPU 0), in a system call, raises a device whose
 /// interrupt arrives on CPU 1 and wakes the RT task bound to CPU 0 (a remote event: CPU 0 arms
 /// from its own interrupted IP, inside the wait below); it then waits, passing no point, while
-/// worker 1 (CPU 1) runs through the same code's point `PASSES` times: each pass meets CPU 0's
-/// armed site and is collateral. Then worker 0 reaches the point and the RT task preempts it
+/// worker 1 (CPU 1) runs through the same point site ([`shared_point`]) `PASSES` times: each
+/// pass meets CPU 0's armed site and is collateral. Then worker 0 reaches the point and the RT task preempts it
 /// there. Returns the report and the points worker 1 passed.
 fn collateral_run(model: PreemptModel) -> kernel::RunReport {
     run_with_timeout(Config { preempt: model, cpus: 2, ..Config::default() }, 60, move || {
@@ -187,7 +196,7 @@ fn collateral_run(model: PreemptModel) -> kernel::RunReport {
                     }
                 }
                 for _ in 0..if role == 0 { 1 } else { PASSES } {
-                    kernel::preempt_point!();
+                    shared_point();
                     if role == 1 {
                         passed.fetch_add(1, Ordering::Release);
                     }

@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn a_failing_program_is_an_error_with_its_stderr() {
         if !BUILT {
-            eprintln!("skipped: {}", not_built());
+            hostlab::testing::skip(&not_built());
             return;
         }
         let scratch = Scratch::new().unwrap();

@@ -158,16 +158,20 @@ pub(crate) fn run(load: Load, probes: &[ProbeSpec], ns: u64, cpu_policy: CpuPoli
     (out, policy)
 }
 
-/// A hog: one call (its first touch of memory, not counted), in place, then calls back to
-/// back until `stop`.
+/// A hog: one call (its first touch of memory, not counted), in place, then calls until
+/// `stop`, one counted call at least, so that a hog always has a rate (its units over its
+/// own time), never 0.
 fn host_worker(stop: &AtomicBool, gate: &Gate, w: &mut dyn Atoms, mut place: Placement) -> WorkerOut {
     let _ = workloads::host_call(w);
     gate.ready();
     let start = kernel::time::now_ns();
     let mut units = 0;
-    while !stop.load(Ordering::Acquire) {
+    loop {
         units += workloads::host_call(w);
         saw_host_cpu(&mut place);
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
     }
     WorkerOut { units, ns: kernel::time::now_ns() - start, place, started_ns: 0 }
 }

@@ -87,6 +87,14 @@ impl PacketLoadConfig {
         if !(100..=1_000_000).contains(&self.interval_us) {
             return Err(format!("interval_us={}: use 100..=1000000", self.interval_us));
         }
+        if self.probe_prio.is_some() && self.seconds * 1e6 < (self.interval_us * 2) as f64 {
+            return Err(format!(
+                "seconds={} is shorter than two probe periods (interval_us={}): use at least {} s, or shorten the period",
+                self.seconds,
+                self.interval_us,
+                (self.interval_us * 2) as f64 / 1e6
+            ));
+        }
         self.boot_config().map(|_| ())
     }
 
@@ -282,7 +290,25 @@ pub fn compare_bh(cfg: &PacketLoadConfig, modes: &[BhMode], rounds: usize) -> Re
             samples[i].response.extend(s.response);
         }
     }
-    Ok(runs.into_iter().zip(samples).map(|(rs, s)| pool(rs, &s)).collect())
+    let pooled: Vec<PacketLoadResult> = runs.into_iter().zip(samples).map(|(rs, s)| pool(rs, &s)).collect();
+    // A run too short to measure is an error, never a row of zeros.
+    for r in &pooled {
+        let missing = match cfg.probe_prio {
+            Some(_) if r.latency_ns.count == 0 => Some("the probe took no sample"),
+            _ if r.stats.received == 0 => Some("the reader received no packet"),
+            _ => None,
+        };
+        if let Some(what) = missing {
+            return Err(format!(
+                "seconds={}: bh={}: {what} in {rounds} round(s) of {} s, so there is nothing to report; lengthen the run (e.g. seconds={})",
+                cfg.seconds,
+                r.bh,
+                cfg.seconds,
+                PacketLoadConfig::default().seconds
+            ));
+        }
+    }
+    Ok(pooled)
 }
 
 fn pool(rs: Vec<PacketLoadResult>, samples: &Samples) -> PacketLoadResult {

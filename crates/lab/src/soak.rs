@@ -11,7 +11,8 @@
 //! (`VmRSS` of `/proc/self/status`) and the counters since the start.
 //!
 //! **Invariant.** A soak passes only if no instance reported a `BUG:` or failed, and memory
-//! stayed flat: the last sample's RSS is at most the first's plus `rss_allowance_kib` (the
+//! stayed flat, judged from two samples at least (a soak too short for two is refused, one that
+//! took fewer fails): the last sample's RSS is at most the first's plus `rss_allowance_kib` (the
 //! first sample is taken after a whole interval, so every workload's one-time setup, such as
 //! the patch models' point tables, is in it).
 
@@ -54,6 +55,17 @@ impl SoakConfig {
         }
         if self.every_s == 0 {
             return Err("every_s=0: sample at most every second".into());
+        }
+        // The leak check compares the first sample with the last: two samples, each taken
+        // after an instance has ended.
+        let least = 2 * self.every_s.max(INSTANCE_NS.div_ceil(1_000_000_000));
+        if self.secs < least {
+            return Err(format!(
+                "secs={}: the leak check compares two samples, taken every {} s after instances of {} s: use at least {least} seconds",
+                self.secs,
+                self.every_s,
+                INSTANCE_NS / 1_000_000_000
+            ));
         }
         // The CPUs are the kernel's to check (`cpus=`).
         kernel::Config { cpus: self.cpus, ..kernel::Config::default() }.validate().map_err(|e| e.to_string())
@@ -104,9 +116,15 @@ pub(crate) fn rss_allowance_kib(first_kib: u64) -> u64 {
     (16 * 1024).max(first_kib / 5)
 }
 
-/// Says whether `samples` stayed flat (see [`rss_allowance_kib`]); `Err` names the growth.
+/// Says whether `samples` stayed flat (see [`rss_allowance_kib`]); `Err` names the growth, or
+/// says that fewer than two samples leave nothing to compare.
 pub(crate) fn judge_rss(samples: &[Sample]) -> Result<(), String> {
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return Ok(()) };
+    let (Some(first), Some(last)) = (samples.first(), samples.get(1).and(samples.last())) else {
+        return Err(format!(
+            "the leak check could not run: it compares two samples of RSS and the soak took {} (the host ran its instances slower than asked); soak longer",
+            samples.len()
+        ));
+    };
     let allowed = rss_allowance_kib(first.rss_kib);
     if last.rss_kib > first.rss_kib + allowed {
         return Err(format!(
@@ -274,6 +292,15 @@ mod tests {
     fn growth_past_the_allowance_is_a_leak() {
         let s = |at_s, rss_kib| Sample { at_s, rss_kib, ..Sample::default() };
         assert!(judge_rss(&[s(60, 100_000), s(120, 110_000), s(180, 101_000)]).is_ok());
+        let e = judge_rss(&[s(60, 100_000)]).unwrap_err();
+        assert!(
+            e.starts_with("the leak check could not run: it compares two samples of RSS and the soak took 1"),
+            "{e}"
+        );
+        let e = SoakConfig { secs: 60, every_s: 60, cpus: 1, seed: 1 }.validate().unwrap_err();
+        assert!(e.starts_with("secs=60: the leak check compares two samples") && e.contains("at least 120"), "{e}");
+        let e = SoakConfig { secs: 3, every_s: 1, cpus: 1, seed: 1 }.validate().unwrap_err();
+        assert!(e.contains("at least 4 seconds"), "{e}");
         let e = judge_rss(&[s(60, 100_000), s(120, 130_000), s(180, 160_000)]).unwrap_err();
         assert!(e.contains("grew from 100000 KiB at 60 s to 160000 KiB at 180 s"), "{e}");
     }

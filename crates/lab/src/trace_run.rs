@@ -22,6 +22,27 @@ use std::sync::Arc;
 /// The workloads `atomkernel trace` runs.
 pub const WORKLOADS: [&str; 4] = ["scenario", "load", "long-atom", "torture"];
 
+/// The settings each workload reads: fields of [`TraceRun`], and `hz` of its kernel's
+/// `Config`. The others it leaves alone (`scenario` has the seed's fixed shape and length, the
+/// torture its own amount of work and tick rate), so setting one for it would change nothing.
+pub fn reads(workload: &str) -> &'static [&'static str] {
+    match workload {
+        "scenario" => &["hz"],
+        "load" => &["hz", "seconds", "atoms", "interval_us"],
+        "long-atom" => &["hz", "seconds", "atoms", "interval_us", "long_atom_us"],
+        _ => &[],
+    }
+}
+
+/// The model a workload runs under when none is asked for: `voluntary` (points that act),
+/// but for the torture, which preempts kernel code and so runs under `full`.
+pub fn default_model(workload: &str) -> PreemptModel {
+    match workload {
+        "torture" => PreemptModel::Full,
+        _ => PreemptModel::Voluntary,
+    }
+}
+
 /// What to trace.
 #[derive(Clone, Debug)]
 pub struct TraceRun {

@@ -146,7 +146,7 @@ fn a_short_comparison_has_a_row_for_every_model_and_peer() {
 /// Says plainly that a Go peer test was skipped, and why; true when it was.
 fn go_skipped(test: &str) -> bool {
     if !go_peer::BUILT {
-        eprintln!("skipped: {test}: {}", go_peer::not_built());
+        hostlab::testing::skip(&format!("{test}: {}", go_peer::not_built()));
     }
     !go_peer::BUILT
 }
@@ -229,7 +229,9 @@ fn asking_for_the_go_peer_in_a_build_without_it_names_the_fix() {
     if go_peer::BUILT {
         assert!(Peer::ALL.contains(&Peer::Go));
         assert_eq!(peers::skipped_note(Peer::ALL), None);
-        eprintln!("skipped: the error for --peers go without Go: this build has the Go peer (rebuild with GO=/nonexistent to test it)");
+        hostlab::testing::skip(
+            "the error for --peers go without Go: this build has the Go peer (rebuild with GO=/nonexistent to test it)",
+        );
         return;
     }
     assert!(!Peer::ALL.contains(&Peer::Go));

@@ -19,6 +19,13 @@ fn bad_packet_load_configs_are_refused_naming_what_to_change() {
     assert!(e(PacketLoadConfig { probe_prio: Some(95), ..d() }).starts_with("probe_prio=95: use 1..=89"));
     assert!(e(PacketLoadConfig { probe_pages: 5000, ..d() }).starts_with("probe_pages=5000: "));
     assert!(e(PacketLoadConfig { interval_us: 5, ..d() }).starts_with("interval_us=5: "));
+    // A run in which the probe could not wake twice measures nothing: refused, not zeros.
+    let short = e(PacketLoadConfig { seconds: 0.0001, ..d() });
+    assert!(
+        short.starts_with("seconds=0.0001 is shorter than two probe periods (interval_us=1000): use at least 0.002 s"),
+        "{short}"
+    );
+    PacketLoadConfig { seconds: 0.0001, probe_prio: None, ..d() }.validate().unwrap();
 }
 
 #[test]

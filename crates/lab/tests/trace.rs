@@ -197,3 +197,20 @@ fn the_register_torture_runs_traced_and_its_preemptions_are_switches() {
     let bad = TraceRun { config: traced(PreemptModel::Voluntary, "events"), ..t };
     assert!(trace_run::run(&bad).unwrap_err().contains("none (user mode) or full (kernel mode)"));
 }
+
+/// Each workload runs under the model it gets when none is named (the torture's is `full`,
+/// one of the two it runs under), and reads only its own settings.
+#[test]
+fn every_workload_is_valid_under_its_default_model() {
+    for w in trace_run::WORKLOADS {
+        let config = kernel::Config { preempt: trace_run::default_model(w), ..kernel::Config::default() };
+        let t = TraceRun { workload: w.into(), config, ..Default::default() };
+        t.validate().unwrap_or_else(|e| panic!("{w} under its default model: {e}"));
+    }
+    assert_eq!(trace_run::default_model("torture"), PreemptModel::Full);
+    assert!(trace_run::reads("scenario").iter().all(|f| *f == "hz"), "the scenario has its own shape");
+    assert!(trace_run::reads("torture").is_empty(), "the torture has its own work and tick rate");
+    assert!(
+        trace_run::reads("long-atom").contains(&"long_atom_us") && !trace_run::reads("load").contains(&"long_atom_us")
+    );
+}

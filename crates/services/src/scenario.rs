@@ -21,6 +21,7 @@
 //! read in the handler, the atoms completed are read by the RT task when it runs.
 
 use crate::atoms::{run_atom, PAGE};
+use kernel::config::WatchdogConfig;
 use kernel::device::Device;
 use kernel::model::patch::PatchStatsSnapshot;
 use kernel::{spawn, syscall, BootError, Config, PreemptModel, RunReport, TaskBuilder, WaitQueue};
@@ -107,6 +108,28 @@ impl ScenarioConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The longest the scenario keeps a CPU in its one system call, in nanoseconds: every atom,
+    /// and atom 1's grace after the interrupt. Under `preempt=none` no point is an opportunity
+    /// to reschedule, so this is also the longest the CPU passes none, and the longest the RT
+    /// task waits once woken.
+    pub fn syscall_ns(&self) -> u64 {
+        (self.atoms as u64).saturating_mul(self.atom_us.saturating_mul(1000)).saturating_add(IRQ_GRACE_NS)
+    }
+
+    /// The detectors for this scenario: the lab's ([`WatchdogConfig::DEFAULTS`]), each
+    /// threshold raised by the system call's length ([`Self::syscall_ns`]). The work asked for
+    /// (an 11 s system call under `none` is the seed's diagram, not a lockup) never reads as a
+    /// soft lockup or a hung task, and a real hang still ends the run, at most that much later.
+    pub fn watchdog(&self) -> WatchdogConfig {
+        let d = WatchdogConfig::DEFAULTS;
+        let work_ms = self.syscall_ns().div_ceil(1_000_000);
+        WatchdogConfig {
+            softlockup_thresh_ms: d.softlockup_thresh_ms + work_ms,
+            hung_task_timeout_ms: d.hung_task_timeout_ms + work_ms,
+            ..d
+        }
     }
 }
 
@@ -240,9 +263,10 @@ impl Marks {
     }
 }
 
-/// Runs the scenario once under `model` on a fresh kernel instance.
+/// Runs the scenario once under `model` on a fresh kernel instance, with the detectors set for
+/// its length ([`ScenarioConfig::watchdog`]).
 pub fn run(model: PreemptModel, sc: &ScenarioConfig) -> Result<ScenarioResult, BootError> {
-    run_with(Config { preempt: model, ..Config::default() }.with_watchdog_defaults(), sc)
+    run_with(Config { preempt: model, watchdog: sc.watchdog(), ..Config::default() }, sc)
 }
 
 /// Runs the scenario once on a fresh kernel instance booted with `config`.

@@ -24,6 +24,23 @@ fn none_with_three_atoms() {
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 3), "{r:?}");
 }
 
+/// The detectors a scenario boots with sit above the work it asks for: the longest system call
+/// the shape allows (64 atoms of 1 s) under `none` is neither a soft lockup nor a hung RT task.
+#[test]
+fn the_detectors_sit_above_the_longest_system_call_asked_for() {
+    let d = kernel::config::WatchdogConfig::DEFAULTS;
+    let longest = ScenarioConfig { atoms: 64, atom_us: 1_000_000, ..ScenarioConfig::default() };
+    longest.validate().unwrap();
+    let sc = [ScenarioConfig::default(), ScenarioConfig { atoms: 11, ..longest.clone() }, longest];
+    for sc in &sc {
+        let (w, ms) = (sc.watchdog(), sc.syscall_ns().div_ceil(1_000_000));
+        assert!(ms >= sc.atoms as u64 * sc.atom_us / 1000, "{sc:?}: the whole system call");
+        assert!(w.softlockup_thresh_ms >= d.softlockup_thresh_ms + ms, "{sc:?}: {w:?}");
+        assert!(w.hung_task_timeout_ms >= d.hung_task_timeout_ms + ms, "{sc:?}: {w:?}");
+        assert!(w.softlockup_panic && w.hung_task_panic, "a real hang still ends the run: {w:?}");
+    }
+}
+
 #[test]
 fn impossible_shapes_are_refused() {
     let bad = ScenarioConfig { atoms: 5, atom_us: 100, irq_at_us: 100, ..ScenarioConfig::default() };
