@@ -175,6 +175,11 @@ pub trait Arch: 'static {
 
     /// Nanoseconds on the machine's monotonic clock.
     fn now_ns() -> u64;
+    /// How many times the machine under the calling CPU took that CPU away from the kernel so
+    /// far (a host's involuntary switches of the CPU's thread, a hypervisor's preemptions of the
+    /// vCPU); 0 where nothing can. Two reads that differ bracket a stretch in which the CPU was
+    /// not the kernel's.
+    fn cpu_stolen() -> u64;
     /// A disarmed timer raising `line` on the calling CPU.
     fn timer_new(line: u32) -> Result<Self::Timer, String>;
     /// Fires every `period_ns`, first after one period.

@@ -199,6 +199,9 @@ impl Arch for Hosted {
     fn now_ns() -> u64 {
         clock::now_ns()
     }
+    fn cpu_stolen() -> u64 {
+        clock::thread_preempted()
+    }
     fn timer_new(line: u32) -> Result<timer::HostTimer, String> {
         timer::HostTimer::new(line).map_err(|e| e.to_string())
     }

@@ -1,5 +1,7 @@
-//! `atomkernel demo`: the seed's scenario (see `services::scenario`), one timeline per model,
-//! or with `--repeat` the RT wait's distribution per model.
+//! `atomkernel demo`: the seed's scenario (see `services::scenario`): a table first, one row
+//! per model (when the interrupt came, where the RT task ran, its wait, whether the host held
+//! the CPU meanwhile), each model's timeline with `--timeline`; with `--repeat` the RT wait's
+//! distribution per model, runs the host held set aside.
 
 use crate::cpus_arg::CpusArg;
 use crate::values::{self, List};
@@ -12,9 +14,12 @@ pub(crate) struct DemoArgs {
     /// `all` for every model this build has.
     #[arg(long, default_value = "all", value_parser = values::list::<PreemptModel>())]
     preempt: List<PreemptModel>,
-    /// Print one JSON object per model (one per line) instead of the timeline.
+    /// Print one JSON object per model (one per line) instead of the table.
     #[arg(long)]
     json: bool,
+    /// After the table, each model's timeline: every atom, the interrupt, the RT task.
+    #[arg(long)]
+    timeline: bool,
     /// Atoms in the system call.
     #[arg(long, default_value_t = 5)]
     atoms: usize,
@@ -113,25 +118,47 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
         let r = run_one(m, base.clone(), &sc)?;
         if args.json {
             println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        } else {
-            print!("{}", scenario::render(&r));
-            println!();
         }
         results.push(r);
     }
-    if !args.json && results.len() > 1 {
-        println!("{:<12} {:>16} {:>18} {:>14}", "model", "irq_during_atom", "rt_ran_after_atom", "rt_wait_ms");
-        for r in &results {
-            println!(
-                "{:<12} {:>16} {:>18} {:>14.3}",
-                r.model,
-                r.irq_during_atom,
-                r.rt_ran_after_atom,
-                r.rt_wait_ns as f64 / 1e6
-            );
+    if !args.json {
+        print!("{}", table(&results));
+        if args.timeline {
+            for r in &results {
+                println!();
+                print!("{}", scenario::render(r));
+            }
+        } else {
+            println!("each run's events (every atom, the interrupt, the RT task): --timeline");
         }
     }
     Ok(())
+}
+
+/// One row per run: when the interrupt came (after atom 1 began, and how late the host
+/// delivered it), where the RT task ran, its wait, and whether the host held the CPU.
+fn table(results: &[scenario::ScenarioResult]) -> String {
+    let mut s = format!(
+        "{:<12} {:>10} {:>8}  {:<22} {:>9} {:>11}  {}\n",
+        "model", "irq_at_us", "late_us", "rt_ran", "wait_ms", "point_rt_us", "host"
+    );
+    for r in results {
+        let served = r.point_to_rt_ns.map_or("-".to_string(), |ns| format!("{:.1}", ns as f64 / 1e3));
+        s += &format!(
+            "{:<12} {:>10.1} {:>8.1}  {:<22} {:>9.3} {:>11}  {}\n",
+            r.model,
+            r.irq_at_ns as f64 / 1e3,
+            r.irq_late_ns as f64 / 1e3,
+            r.rt_ran(),
+            r.rt_wait_ns as f64 / 1e6,
+            served,
+            if r.host_held { "held the CPU" } else { "-" }
+        );
+    }
+    s += "irq_at_us: when the device interrupt came, after atom 1 began (late_us: after the time\n\
+          asked); point_rt_us: from the point the RT task ran at to it running; host: the host\n\
+          took the worker's CPU (its thread) between atom 1's start and the RT task running\n";
+    s
 }
 
 /// The kernel configuration of every run but the model's, its detectors set for the system
@@ -145,13 +172,16 @@ fn run_one(m: PreemptModel, base: Config, sc: &ScenarioConfig) -> Result<scenari
     scenario::run_with(Config { preempt: m, ..base }, sc).map_err(|e| e.to_string())
 }
 
-/// `demo --repeat N`: the RT wait's distribution per model.
+/// `demo --repeat N`: the RT wait's distribution per model, over the runs the host did not hold
+/// (a run whose worker CPU the host took between atom 1's start and the RT task running is set
+/// aside and counted; if the host held every run, all are kept and the line says so).
 fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: usize, json: bool) -> Result<(), String> {
     if !json {
         println!(
-            "{:<12} {:>5} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>10} {:>11} {:>16}",
+            "{:<12} {:>5} {:>9} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>10} {:>11} {:>16}",
             "model",
             "runs",
+            "set_aside",
             "rt_ran_after_atom",
             "min_ms",
             "median_ms",
@@ -168,6 +198,12 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
         for _ in 0..n {
             runs.push(run_one(m, base.clone(), sc)?);
         }
+        let held = runs.iter().filter(|r| r.host_held).count();
+        if held < n {
+            runs.retain(|r| !r.host_held);
+        }
+        let set_aside = if held < n { held } else { 0 };
+        let n = runs.len();
         let mut waits: Vec<u64> = runs.iter().map(|r| r.rt_wait_ns).collect();
         waits.sort_unstable();
         let mut after: Vec<usize> = runs.iter().map(|r| r.rt_ran_after_atom).collect();
@@ -203,7 +239,8 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
                 "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": base.ptable.name(),
                 "patch_sync": base.patch_sync.name(), "disarm_ns_mean": disarm_ns, "sync_rounds_per_event": rounds,
-                "point_to_rt_ns_median": served_med, "handler_parts_ns_median": parts});
+                "point_to_rt_ns_median": served_med, "handler_parts_ns_median": parts,
+                "set_aside": set_aside, "host_held_every_run": held > 0 && set_aside == 0});
             println!("{v}");
         } else {
             let after: Vec<String> = after.iter().map(|a| a.to_string()).collect();
@@ -214,9 +251,10 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
             let sites = sites.map_or("-".to_string(), |s| format!("{s:.2}"));
             let disarm = disarm_ns.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             println!(
-                "{:<12} {:>5} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>10} {:>11} {:>16}",
+                "{:<12} {:>5} {:>9} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>10} {:>11} {:>16}",
                 m.name(),
                 n,
+                if held > 0 && set_aside == 0 { "none:all".to_string() } else { set_aside.to_string() },
                 after.join(","),
                 ms(min),
                 ms(med),
@@ -228,6 +266,12 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
                 served
             );
         }
+    }
+    if !json {
+        println!(
+            "set_aside: runs left out because the host took the worker's CPU between atom 1 and the RT task\n\
+             (none:all: it took it in every run, and all are kept)"
+        );
     }
     Ok(())
 }

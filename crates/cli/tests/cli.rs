@@ -5,11 +5,21 @@ use common::atomkernel;
 
 #[test]
 fn demo_runs_the_seed_scenario_for_every_built_model() {
-    let (code, out, err) = atomkernel(&["demo"]);
+    let (code, out, err) = atomkernel(&["demo", "--timeline"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("preempt=none: 5 atoms"), "{out}");
-    assert!(out.contains("RT task ran after atom 5"), "{out}");
-    assert!(out.contains("ret_from_syscall"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("model ") && lines[0].contains("irq_at_us"), "the table first: {out}");
+    for m in kernel::PreemptModel::ALL {
+        assert!(lines[1..].iter().any(|l| l.starts_with(&format!("{:<12} ", m.name()))), "{m}: {out}");
+    }
+    let none = lines.iter().find(|l| l.starts_with("none ")).unwrap();
+    assert!(none.contains("after the system call"), "{out}");
+    let full = lines.iter().find(|l| l.starts_with("full ")).unwrap();
+    assert!(full.contains("inside atom 1"), "full preempts inside the atom the IRQ came in: {out}");
+    assert!(out.contains("preempt=none: 5 atoms") && out.contains("ret_from_syscall"), "--timeline: {out}");
+    let (code, out, err) = atomkernel(&["demo", "--preempt", "full"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("ret_from_syscall") && out.contains("--timeline"), "timelines on request: {out}");
 }
 
 /// A legal scenario longer than the detectors' defaults (an 11 s system call under `none`: 11
@@ -38,6 +48,11 @@ fn demo_json_has_the_documented_fields() {
     assert_eq!(v["rt_ran_after_atom"], 5);
     assert!(v["rt_wait_ns"].as_u64().unwrap() > 0);
     assert!(v["timeline"].as_array().unwrap().len() >= 13);
+    // When the interrupt came (after atom 1 began: at least the 200 µs asked), how late, and
+    // whether the host held the worker's CPU meanwhile.
+    let at = v["irq_at_ns"].as_u64().unwrap();
+    assert!(at >= 200_000 && v["irq_late_ns"].as_u64() == Some(at - 200_000), "{v}");
+    assert!(v["host_held"].is_boolean(), "{v}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The host peer, `peer:host-fifo`: the workload on hog host threads beside SCHED_FIFO probe
 //! threads, i.e. the latency Linux itself gives; and the host's floor, the same probes beside
-//! plain busy loops ([`Load::Spin`]).
+//! plain busy loops (`Load::Spin`).
 //!
 //! **Mechanism.** The peer has as many "CPUs" as the kernel instances it is compared with:
 //! peer CPU `c` is a host CPU ([`host_cpus`]) with a hog thread pinned to it, running the
@@ -13,7 +13,7 @@
 //! peer CPU 1, which records how late it runs after the deadline.
 //!
 //! The run's clock starts once every thread is in place (see [`measure::READY_LIMIT_NS`]): each
-//! hog has made one call, each probe runs pinned at its policy ([`Gate`]).
+//! hog has made one call, each probe runs pinned at its policy (`Gate`).
 //!
 //! **Invariant.** Every thread notes the host CPU it ran on (`sched_getcpu`) after each call
 //! or sample, so a result shows where the threads really were; they leave with their host

@@ -168,6 +168,13 @@ pub struct ScenarioResult {
     pub atom_us: u64,
     /// The atom the device interrupt landed in (1-based).
     pub irq_during_atom: usize,
+    /// When the interrupt came, in ns after atom 1 began (asked: `irq_at_us`).
+    pub irq_at_ns: u64,
+    /// How much later than asked the host delivered it, in ns.
+    pub irq_late_ns: u64,
+    /// The host took the worker's CPU (its thread) away between atom 1's start and the RT
+    /// task running: the run's wait holds the host's time too (`kernel::time::cpu_stolen`).
+    pub host_held: bool,
     /// Atoms completed when the RT task ran (0: it ran before atom 1 ended).
     pub rt_ran_after_atom: usize,
     /// Nanoseconds from the interrupt (the wakeup) to the RT task running.
@@ -236,6 +243,9 @@ struct Marks {
     irq_cpu: AtomicUsize,
     rt_cpu: AtomicUsize,
     worker_cpu: AtomicUsize,
+    /// `kernel::time::cpu_stolen` on the worker's CPU when atom 1 began, and when the RT task
+    /// (bound to the same CPU) ran.
+    stolen: [AtomicU64; 2],
 }
 
 impl Marks {
@@ -259,6 +269,7 @@ impl Marks {
             irq_cpu: AtomicUsize::new(0),
             rt_cpu: AtomicUsize::new(0),
             worker_cpu: AtomicUsize::new(0),
+            stolen: [z(), z()],
         }
     }
 }
@@ -325,6 +336,7 @@ fn scenario_init(m: Arc<Marks>, sc: ScenarioConfig, cpus: usize) -> i64 {
     let rt = spawn(TaskBuilder::new("rt").fifo(50).cpus(task_cpus), move || {
         w2.wait_event(|| m2.irq_ns.load(Ordering::Acquire) != 0);
         m2.rt_ns.store(kernel::time::now_ns(), Ordering::Release);
+        m2.stolen[1].store(kernel::time::cpu_stolen(), Ordering::Release);
         m2.rt_cpu.store(kernel::raw_smp_processor_id(), Ordering::Release);
         m2.rt_after.store(m2.atoms_done.load(Ordering::Acquire), Ordering::Release);
         m2.rt_points.store(m2.points.load(Ordering::Acquire), Ordering::Release);
@@ -352,6 +364,7 @@ fn worker(marks: &Marks, dev: &Device, sc: &ScenarioConfig) -> u64 {
             m.current_atom.store(atom, Ordering::Release);
             m.begin[atom].store(start, Ordering::Release);
             if atom == 1 {
+                m.stolen[0].store(kernel::time::cpu_stolen(), Ordering::Release);
                 if let Some(m) = sc.switch_to {
                     kernel::set_preempt_model(m).expect("switch_to is validated before boot");
                     marks.switched_ns.store(kernel::time::now_ns(), Ordering::Release);
@@ -452,11 +465,16 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
         what: format!("device interrupt during atom {irq_atom}: wakes rt (SCHED_FIFO 50){on}"),
     });
     let rt_wait_ns = m.rt_ns.load(Ordering::Acquire).saturating_sub(m.irq_ns.load(Ordering::Acquire));
+    let irq_at_ns = m.irq_ns.load(Ordering::Acquire).saturating_sub(m.begin[1].load(Ordering::Acquire));
     tl.push(Event {
         t_ns: at(&m.rt_ns),
         who: "rt",
         cpu: rt_cpu,
-        what: format!("runs after atom {rt_after}, {:.3} ms after its wakeup", rt_wait_ns as f64 / 1e6),
+        what: format!(
+            "runs {}, {:.3} ms after its wakeup",
+            ran_at(rt_after, irq_atom, sc.atoms),
+            rt_wait_ns as f64 / 1e6
+        ),
     });
     tl.sort_by_key(|e| e.t_ns);
     let point_to_rt_ns = (rt_after >= 1 && rt_after <= sc.atoms)
@@ -470,6 +488,9 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
         atoms: sc.atoms,
         atom_us: sc.atom_us,
         irq_during_atom: irq_atom,
+        irq_at_ns,
+        irq_late_ns: irq_at_ns.saturating_sub(sc.irq_at_us * 1000),
+        host_held: m.stolen[0].load(Ordering::Acquire) != m.stolen[1].load(Ordering::Acquire),
         rt_ran_after_atom: rt_after,
         rt_wait_ns,
         point_to_rt_ns,
@@ -488,17 +509,35 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
     }
 }
 
+/// Where the RT task ran in the worker's system call: `inside atom 1` (before the atom the
+/// interrupt came in ended), `after atom 2`, `after the system call`.
+pub fn ran_at(rt_after: usize, irq_atom: usize, atoms: usize) -> String {
+    match rt_after {
+        0 => format!("inside atom {}", irq_atom.max(1)),
+        a if a >= atoms => "after the system call".into(),
+        a => format!("after atom {a}"),
+    }
+}
+
+impl ScenarioResult {
+    /// [`ran_at`] of this run.
+    pub fn rt_ran(&self) -> String {
+        ran_at(self.rt_ran_after_atom, self.irq_during_atom, self.atoms)
+    }
+}
+
 /// The timeline as text for a terminal.
 pub fn render(r: &ScenarioResult) -> String {
     let mut s = format!(
-        "preempt={}{}: {} atoms of {} us; device IRQ during atom {}; RT task ran after atom {}, waited {:.3} ms\n",
+        "preempt={}{}: {} atoms of {} us; device IRQ during atom {}; RT task ran {}, waited {:.3} ms{}\n",
         r.model,
         if r.cpus > 1 { format!(", {} CPUs", r.cpus) } else { String::new() },
         r.atoms,
         r.atom_us,
         r.irq_during_atom,
-        r.rt_ran_after_atom,
-        r.rt_wait_ns as f64 / 1e6
+        r.rt_ran(),
+        r.rt_wait_ns as f64 / 1e6,
+        if r.host_held { " (the host held the CPU meanwhile)" } else { "" }
     );
     for e in &r.timeline {
         let cpu = if r.cpus > 1 { format!("CPU {}  ", e.cpu) } else { String::new() };

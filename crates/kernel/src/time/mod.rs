@@ -115,6 +115,14 @@ pub fn now_ns() -> u64 {
     A::now_ns()
 }
 
+/// How many times the machine under the calling CPU took it away from the kernel so far (on
+/// the hosted arch, the host's involuntary switches of the CPU's thread): two reads that differ
+/// bracket a stretch the host held. Call where the task cannot move between the two reads
+/// (bound to one CPU).
+pub fn cpu_stolen() -> u64 {
+    A::cpu_stolen()
+}
+
 /// Jiffies of the running kernel.
 pub fn jiffies() -> u64 {
     this_kernel().time.jiffies()
