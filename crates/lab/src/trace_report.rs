@@ -25,6 +25,8 @@ pub struct StretchRow {
     pub model: String,
     pub start: Place,
     pub end: Place,
+    /// Times the host took the CPU away during it: a stretch with any holds the host's time.
+    pub host_held: u64,
 }
 
 /// A task that ran while an RT task waited.
@@ -47,6 +49,8 @@ pub struct WakeupRow {
     pub woken_at: Place,
     pub runners: Vec<RunnerRow>,
     pub more_runners: u32,
+    /// Times the host took the CPU away between the wake-up and the RT task running.
+    pub host_held: u64,
 }
 
 /// Profile samples charged to one function.
@@ -96,6 +100,7 @@ fn stretch(tr: &TraceReport, r: &Resolver, s: &Stretch) -> StretchRow {
         model: s.model.name().into(),
         start: place(r, &s.start),
         end: place(r, &s.end),
+        host_held: s.host_held,
     }
 }
 
@@ -112,6 +117,7 @@ fn wakeup(tr: &TraceReport, r: &Resolver, w: &WakeupRt) -> WakeupRow {
             .map(|x| RunnerRow { task: name(tr, x.pid), pid: x.pid, ns: x.ns, gave_up_at: place(r, &x.gave_up_at) })
             .collect(),
         more_runners: w.more_runners,
+        host_held: w.host_held,
     }
 }
 
@@ -160,6 +166,15 @@ fn us(ns: u64) -> String {
     format!("{:.1} us", ns as f64 / 1e3)
 }
 
+/// ` (the host held the CPU N times meanwhile)` when it did: the figure holds the host's time.
+fn held(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        1 => " (the host held the CPU once meanwhile)".into(),
+        n => format!(" (the host held the CPU {n} times meanwhile)"),
+    }
+}
+
 /// The report as text (`report.txt`).
 pub fn render(a: &Analysis, top: usize) -> String {
     let mut s = format!("# tracers: {}\n", a.tracers);
@@ -169,12 +184,28 @@ pub fn render(a: &Analysis, top: usize) -> String {
     );
     for (i, x) in a.preemptoff.iter().take(top).enumerate() {
         let head = if i == 0 { "tracing_max_latency" } else { "" };
-        s += &format!("{:>20} {:>12}  {} [{}] task {} (pid {})\n", head, us(x.ns), x.tracer, x.model, x.task, x.pid);
+        s += &format!(
+            "{:>20} {:>12}  {} [{}] task {} (pid {}){}\n",
+            head,
+            us(x.ns),
+            x.tracer,
+            x.model,
+            x.task,
+            x.pid,
+            held(x.host_held)
+        );
         s += &format!("{:>20}   start: {}\n{:>20}   end:   {}\n", "", x.start, "", x.end);
     }
     s += "\n## wakeup_rt: worst RT wake-ups (wake-up to running)\n";
     for w in a.wakeup_rt.iter().take(top) {
-        s += &format!("{:>12}  {} (pid {}, FIFO/RR {})\n", us(w.latency_ns), w.task, w.pid, w.rt_prio);
+        s += &format!(
+            "{:>12}  {} (pid {}, FIFO/RR {}){}\n",
+            us(w.latency_ns),
+            w.task,
+            w.pid,
+            w.rt_prio,
+            held(w.host_held)
+        );
         s += &format!("              woken while {} ran, at {}\n", w.woken_during, w.woken_at);
         for x in &w.runners {
             s += &format!(

@@ -263,13 +263,14 @@ fn on_two_cpus_workers_and_probes_run_on_every_cpu_and_the_rows_say_where() {
     let mut heard = Vec::new();
     let rows = compare::run(&cfg, &mut |what| heard.push(what.to_string())).unwrap();
     assert_eq!(heard.len() as u64, cfg.steps());
-    assert_eq!(cfg.steps(), 5 * 3, "throughput, throughput on one CPU and latency per cell");
+    assert_eq!(cfg.steps(), 5 * 3 + 1, "throughput, throughput on one CPU and latency per cell; the floor's latency");
     assert!(heard.contains(&"none/checksum throughput cpus=1".to_string()), "{heard:?}");
     let host = lab::host_peer::host_cpus(2);
     for r in &rows {
         assert_eq!(r.cpus, 2, "{r:?}");
-        assert!(r.throughput_1cpu_ops_s.is_some_and(|t| t > 0.0), "{r:?}");
-        assert!(r.scaling.is_some_and(f64::is_finite), "{r:?}");
+        let floor = r.model == "floor";
+        assert_eq!(r.throughput_1cpu_ops_s.is_some_and(|t| t > 0.0), !floor, "{r:?}");
+        assert_eq!(r.scaling.is_some_and(f64::is_finite), !floor, "{r:?}");
         assert_eq!(r.probes.len(), 4, "2 probes on each of 2 CPUs: {r:?}");
         assert_eq!(r.probes.iter().map(|p| p.prio).collect::<Vec<_>>(), [80, 79, 80, 79]);
         if r.model == "peer:tokio" {
@@ -277,8 +278,8 @@ fn on_two_cpus_workers_and_probes_run_on_every_cpu_and_the_rows_say_where() {
             assert!(r.policy.contains("multi-thread runtime, 2 worker threads"), "{r:?}");
             continue;
         }
-        // the CPUs are the kernel's for a model, the host's for the host peer
-        let cpu = |c: usize| if r.model == "peer:host-fifo" { host[c] } else { c };
+        // the CPUs are the kernel's for a model, the host's for the host peer and the floor
+        let cpu = |c: usize| if r.model == "peer:host-fifo" || floor { host[c] } else { c };
         let per = r.latency_per_cpu_ns.as_ref().expect("per-CPU latency");
         assert_eq!(per.len(), 2, "{r:?}");
         for (c, l) in per.iter().enumerate() {
@@ -301,7 +302,7 @@ fn on_two_cpus_workers_and_probes_run_on_every_cpu_and_the_rows_say_where() {
         assert_eq!((x.rt.cpu, x.rt.ran_on.clone()), (Some(cpu(1)), vec![cpu(1)]), "{r:?}");
         assert_eq!(x.interval_us, 4 * 250);
         assert_eq!(x.latency_ns.count, 50, "every deadline of 50 ms every 1 ms: {r:?}");
-        if !r.model.starts_with("peer:") {
+        if !r.model.starts_with("peer:") && !floor {
             assert!(r.policy.starts_with("CPU thread: ") && r.policy.ends_with("(each of 2)"), "{r:?}");
         }
     }
@@ -322,7 +323,8 @@ fn the_go_peer_on_two_cpus_runs_at_gomaxprocs_2_with_every_probe_twice() {
         ..CompareConfig::default()
     };
     let rows = compare::run(&cfg, &mut |_| {}).unwrap();
-    let r = &rows[0];
+    assert_eq!(rows[0].model, "floor");
+    let r = &rows[1];
     assert!(r.policy.starts_with("GOMAXPROCS=2, go") && r.policy.contains("2 workers"), "{r:?}");
     assert_eq!(r.probes.iter().map(|p| p.latency_ns.count).collect::<Vec<_>>(), [200, 200], "{r:?}");
     assert!(r.throughput_1cpu_ops_s.is_some_and(|t| t > 0.0) && r.scaling.is_some(), "{r:?}");

@@ -138,6 +138,7 @@ fn switch_slow(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState, mo
     let model = k.model();
     k.trace.with(|t, now| {
         k.trace.record(t, now, Event::SchedSwitch { prev, next, prev_state });
+        t.note_stolen();
         t.curr = next;
         let w = t.last_where;
         if k.trace.on(PREEMPTOFF) {
@@ -185,7 +186,10 @@ fn wakeup_slow(k: &Kernel, pid: TaskId, rt_prio: u8, curr: TaskId, cpu: usize) {
         k.trace.record(t, now, Event::SchedWakeup { pid, rt_prio });
         if rt_prio > 0 && k.trace.on(WAKEUP_RT) {
             let w = t.last_where;
-            t.wakeup.wakeup(now, pid, rt_prio, curr, w);
+            // The host's count is the calling CPU's: a remote wake-up starts counting at the
+            // target CPU's first switch after it.
+            let stolen = (cpu == k.raw_cpu_id()).then(A::cpu_stolen);
+            t.wakeup.wakeup(now, pid, rt_prio, curr, w, stolen);
         }
     });
 }
@@ -257,6 +261,7 @@ fn opportunity_slow(w: Where) {
     k.trace.with(|t, now| {
         t.last_where = w;
         if k.trace.on(PREEMPTOFF) {
+            t.note_stolen();
             t.preemptoff.opportunity(now, model, w, t.curr);
         }
     });
@@ -293,6 +298,7 @@ fn syscall_border_slow(k: &Kernel, loc: &'static Location<'static>, entry: bool)
     let model = k.model();
     k.trace.with(|t, now| {
         t.last_where = w;
+        t.note_stolen();
         match entry {
             true => t.preemptoff.syscall_entry(now, model, w, t.curr),
             false => t.preemptoff.syscall_exit(now, model, w),
@@ -334,7 +340,22 @@ fn section_slow(enter: Option<&'static Location<'static>>, irqs: bool, ip: usize
     if !k.trace.on(PREEMPTOFF) || !model.preempts_kernel_code() {
         return;
     }
-    k.trace.with(|t, now| match enter {
+    k.trace.with(|t, now| {
+        t.note_stolen();
+        section_at(t, now, enter, irqs, ip, model)
+    });
+}
+
+/// [`section_slow`]'s record on the CPU's trace.
+fn section_at(
+    t: &mut state::CpuTrace,
+    now: u64,
+    enter: Option<&'static Location<'static>>,
+    irqs: bool,
+    ip: usize,
+    model: PreemptModel,
+) {
+    match enter {
         Some(loc) => {
             let what = if irqs { "local_irq_save" } else { "preempt_disable" };
             t.preemptoff.section_enter(now, Where { ip: 0, src: Some(loc), what }, t.curr, irqs, model)
@@ -343,7 +364,7 @@ fn section_slow(enter: Option<&'static Location<'static>>, irqs: bool, ip: usize
             let what = if irqs { "local_irq_restore" } else { "preempt_enable" };
             t.preemptoff.section_exit(now, Where { what, ..Where::ip(ip) })
         }
-    });
+    }
 }
 
 /// What an instance's tracers found, handed back in the `RunReport`.

@@ -65,11 +65,15 @@ pub struct Stretch {
     pub kind: StretchKind,
     /// The model it was measured under.
     pub model: PreemptModel,
+    /// Times the host took the CPU away during it (`Arch::cpu_stolen`): 0 unless the stretch
+    /// holds the host's time too.
+    pub host_held: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Open {
     start_ns: u64,
+    start_stolen: u64,
     start: Where,
     pid: TaskId,
     kind: StretchKind,
@@ -78,6 +82,8 @@ struct Open {
 
 #[derive(Default)]
 pub(super) struct State {
+    /// The CPU's `Arch::cpu_stolen` at the event being recorded (set before each one).
+    pub(super) stolen: u64,
     open: Option<Open>,
     depth: u32,
     top: [Option<Stretch>; TOP],
@@ -90,7 +96,7 @@ fn atoms(model: PreemptModel) -> bool {
 
 impl State {
     fn begin(&mut self, now: u64, start: Where, pid: TaskId, kind: StretchKind, model: PreemptModel) {
-        self.open = Some(Open { start_ns: now, start, pid, kind, model });
+        self.open = Some(Open { start_ns: now, start_stolen: self.stolen, start, pid, kind, model });
     }
 
     fn close(&mut self, now: u64, end: Where) {
@@ -104,6 +110,7 @@ impl State {
             pid: o.pid,
             kind: o.kind,
             model: o.model,
+            host_held: self.stolen.saturating_sub(o.start_stolen),
         };
         let slot = self.top.iter().position(|t| t.is_none_or(|t| s.ns > t.ns));
         if let Some(i) = slot {
@@ -208,11 +215,13 @@ mod tests {
         let (a, b, c) = (Where::ip(0x10), Where::ip(0x20), Where::ip(0x30));
         s.syscall_entry(0, m, a, 3);
         s.opportunity(5, m, b, 3);
+        s.stolen = 1; // the host took the CPU once in the second stretch
         s.opportunity(100, m, c, 3);
         s.syscall_exit(110, m, a);
         let top = s.top();
         assert_eq!(top.len(), 3);
-        assert_eq!((top[0].ns, top[0].start, top[0].end), (95, b, c));
+        assert_eq!((top[0].ns, top[0].start, top[0].end, top[0].host_held), (95, b, c, 1));
+        assert_eq!((top[1].host_held, top[2].host_held), (0, 0), "{top:?}");
         assert_eq!(s.count(), 3);
     }
 

@@ -29,6 +29,16 @@ pub(crate) struct CpuTrace {
     pub(super) cpu: u32,
 }
 
+impl CpuTrace {
+    /// Notes the CPU's `Arch::cpu_stolen` for the latency tracers' next record (a stretch or a
+    /// wake-up that spans a change held the host's time too).
+    pub(super) fn note_stolen(&mut self) {
+        let s = crate::arch::A::cpu_stolen();
+        self.preemptoff.stolen = s;
+        self.wakeup.stolen = s;
+    }
+}
+
 /// The tracing state of one kernel instance.
 pub struct Tracer {
     pub(super) flags: AtomicU8,

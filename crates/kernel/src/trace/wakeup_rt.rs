@@ -51,6 +51,9 @@ pub struct WakeupRt {
     pub runners: [Option<Runner>; RUNNERS],
     /// Further runners not named.
     pub more_runners: u32,
+    /// Times the host took the CPU away between the wake-up and the switch (`Arch::cpu_stolen`
+    /// on the CPU that ran it).
+    pub host_held: u64,
 }
 
 impl WakeupRt {
@@ -62,13 +65,17 @@ impl WakeupRt {
 
 #[derive(Default)]
 pub(super) struct State {
-    pending: Option<(WakeupRt, u64)>,
+    /// The CPU's `Arch::cpu_stolen` at the event being recorded (set before each one).
+    pub(super) stolen: u64,
+    /// The followed wake-up, since when its current runner ran, and the host's count when it
+    /// was woken (`None` until known: a remote wake-up's is taken at the target's first switch).
+    pending: Option<(WakeupRt, u64, Option<u64>)>,
     worst: [Option<WakeupRt>; TOP],
 }
 
 impl State {
-    pub(super) fn wakeup(&mut self, now: u64, pid: TaskId, rt_prio: u8, curr: TaskId, w: Where) {
-        if curr == pid || self.pending.is_some_and(|(p, _)| p.pid != pid && p.rt_prio >= rt_prio) {
+    pub(super) fn wakeup(&mut self, now: u64, pid: TaskId, rt_prio: u8, curr: TaskId, w: Where, stolen: Option<u64>) {
+        if curr == pid || self.pending.is_some_and(|(p, _, _)| p.pid != pid && p.rt_prio >= rt_prio) {
             return;
         }
         let r = WakeupRt {
@@ -80,12 +87,14 @@ impl State {
             woken_at: w,
             runners: [None; RUNNERS],
             more_runners: 0,
+            host_held: 0,
         };
-        self.pending = Some((r, now));
+        self.pending = Some((r, now, stolen));
     }
 
     pub(super) fn switch(&mut self, now: u64, prev: TaskId, next: TaskId, w: Where) {
-        let Some((mut r, since)) = self.pending else { return };
+        let Some((mut r, since, stolen)) = self.pending else { return };
+        let stolen = stolen.unwrap_or(self.stolen);
         if prev != r.pid {
             let runner = Runner { pid: prev, ns: now.saturating_sub(since), gave_up_at: w };
             match r.runners.iter_mut().find(|s| s.is_none()) {
@@ -94,11 +103,12 @@ impl State {
             }
         }
         if next != r.pid {
-            self.pending = Some((r, now));
+            self.pending = Some((r, now, Some(stolen)));
             return;
         }
         self.pending = None;
         r.latency_ns = now.saturating_sub(r.woken_ns);
+        r.host_held = self.stolen.saturating_sub(stolen);
         if let Some(i) = self.worst.iter().position(|t| t.is_none_or(|t| r.latency_ns > t.latency_ns)) {
             self.worst.copy_within(i..TOP - 1, i + 1);
             self.worst[i] = Some(r);
@@ -119,12 +129,14 @@ mod tests {
     fn the_runner_between_wakeup_and_switch_is_named() {
         let mut s = State::default();
         let at = Where::ip(0x42);
-        s.wakeup(100, 2, 50, 3, at);
-        s.wakeup(110, 4, 10, 3, Where::ip(1)); // lower priority: not followed
+        s.wakeup(100, 2, 50, 3, at, Some(7));
+        s.wakeup(110, 4, 10, 3, Where::ip(1), Some(7)); // lower priority: not followed
+        s.stolen = 9; // the host took the CPU twice meanwhile
         s.switch(400, 3, 2, Where::ip(0x99));
         let w = s.worst();
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].pid, w[0].latency_ns, w[0].woken_during, w[0].woken_at), (2, 300, 3, at));
+        assert_eq!(w[0].host_held, 2);
         let r: Vec<_> = w[0].runners().copied().collect();
         assert_eq!(r, vec![Runner { pid: 3, ns: 300, gave_up_at: Where::ip(0x99) }]);
     }
