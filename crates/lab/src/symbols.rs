@@ -217,10 +217,25 @@ impl Resolver {
     }
 }
 
-/// A source path from the workspace root when it is under it (`crates/...`), else as given.
+/// A source path from the workspace root when it is under it (`crates/...`), else as given: a
+/// library's path (Rust's `/rustc/<hash>/library/...`, even where it holds a `crates/`
+/// directory, as `stdarch` does; a dependency under Cargo's `registry/src/` or `git/checkouts/`)
+/// stays absolute, so [`is_project_file`] can tell the project's code from the rest.
 fn short_path(p: &str) -> String {
-    match p.find("crates/") {
-        Some(i) => p[i..].to_string(),
-        None => p.to_string(),
+    let root = env!("CARGO_MANIFEST_DIR").strip_suffix("/crates/lab").unwrap_or("/nonexistent");
+    if let Some(rel) = p.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
+        return rel.to_string();
     }
+    let library = ["/rustc/", "/registry/src/", "/git/checkouts/"];
+    match p.find("crates/") {
+        Some(i) if !library.iter().any(|l| p.contains(l)) => p[i..].to_string(),
+        _ => p.to_string(),
+    }
+}
+
+/// True if `file` (as [`Place`] and `points_check::Loc` give it) is the project's own source:
+/// a path under the workspace, which [`short_path`] makes relative. Rust's library, libc and
+/// the dependencies keep absolute paths (or have no file at all).
+pub(crate) fn is_project_file(file: &str) -> bool {
+    !file.is_empty() && !file.starts_with('/')
 }
