@@ -23,6 +23,7 @@ mod packets_cmd;
 mod parse_fuzz;
 mod points_cmd;
 mod report;
+mod report_charts;
 mod soak_cmd;
 mod svg;
 mod torture_cmd;

@@ -1,6 +1,7 @@
-//! Hand-written SVG charts for the report: a latency CDF of several subjects, a trade-off
-//! scatter (cost against p99), a log-scale latency histogram, horizontal bars and the seed
-//! scenario's timeline.
+//! Hand-written SVG charts for the report: a latency CDF of several subjects, a log-scale
+//! latency histogram and the seed scenario's timelines on one ms axis; and what every chart
+//! shares: the frame, text, the axes' ticks (1-2-5 on a log axis, "nice" steps on a linear one)
+//! and the colour-blind-safe palette (Okabe-Ito).
 //!
 //! **Mechanism.** Each chart is a string of SVG elements built from the data with fixed
 //! geometry: no scripts, fonts or external references, so the page that embeds them is
@@ -18,14 +19,14 @@ pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn open(w: u32, h: u32, class: &str, title: &str) -> String {
+pub(crate) fn open(w: u32, h: u32, class: &str, title: &str) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"{class}\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><title>{}</title>",
         esc(title)
     )
 }
 
-fn text(s: &mut String, x: f64, y: f64, anchor: &str, size: u32, t: &str) {
+pub(crate) fn text(s: &mut String, x: f64, y: f64, anchor: &str, size: u32, t: &str) {
     let _ =
         write!(s, "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" font-size=\"{size}\">{}</text>", esc(t));
 }
@@ -38,33 +39,144 @@ fn fmt_ns(ns: u64) -> String {
     }
 }
 
+/// A figure in µs as the tables print it: one decimal below 100 µs, none up to 10 ms, then ms.
+pub(crate) fn fig_us(us: f64) -> String {
+    if us >= 10_000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else if us >= 100.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+/// A tick's value in µs, as short as it goes: `20 µs`, `0.5 µs`, `2 ms`.
+pub(crate) fn tick_us(us: f64) -> String {
+    let short = |v: f64| format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string();
+    if us >= 1000.0 {
+        format!("{} ms", short(us / 1e3))
+    } else {
+        format!("{} µs", short(us))
+    }
+}
+
+/// The 1-2-5 values from `lo` to `hi` (positive); only the decades when there would be more
+/// than 10.
+pub(crate) fn log125_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi >= lo && hi.is_finite()) {
+        return Vec::new();
+    }
+    let all = |ms: &[f64]| -> Vec<f64> {
+        let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (a..=b)
+            .flat_map(|d| ms.iter().map(move |m| m * 10f64.powi(d)))
+            .filter(|v| *v >= lo * 0.999 && *v <= hi * 1.001)
+            .collect()
+    };
+    let t = all(&[1.0, 2.0, 5.0]);
+    if t.len() > 10 {
+        all(&[1.0])
+    } else {
+        t
+    }
+}
+
+/// A log axis' domain holding every positive value of `vs`, widened by 10% and out to the
+/// 1-2-5 values around it (1 to 10 without one).
+pub(crate) fn log_domain(vs: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) =
+        vs.filter(|v| v.is_finite() && *v > 0.0).fold((f64::INFINITY, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+    if !lo.is_finite() || hi <= 0.0 {
+        return (1.0, 10.0);
+    }
+    let steps = |d: i32| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(d));
+    let (lo, hi) = (lo / 1.1, hi * 1.1);
+    let (a, b) = (lo.log10().floor() as i32, hi.log10().floor() as i32);
+    let down = (a - 1..=a).flat_map(steps).filter(|v| *v <= lo).fold(0.0, f64::max);
+    let up = (b..=b + 1).flat_map(steps).find(|v| *v >= hi).unwrap_or(hi);
+    (down, up.max(down * 2.0))
+}
+
+/// About `n` "nice" ticks (steps of 1, 2 or 5 times a power of ten) from at or below `lo` to at
+/// or above `hi`.
+pub(crate) fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
+    let raw = (hi - lo) / n.max(1) as f64;
+    let p = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * p).find(|s| *s >= raw).unwrap_or(10.0 * p);
+    let (a, b) = ((lo / step).floor() as i64, (hi / step).ceil() as i64);
+    (a..=b).map(|k| (k as f64 * step * 1e6).round() / 1e6).collect()
+}
+
+/// How a subject's line is drawn: its colour and dash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Style {
+    pub(crate) color: &'static str,
+    pub(crate) dash: &'static str,
+}
+
+/// The models' colours: Okabe and Ito's palette, told apart with the common colour-vision
+/// deficiencies (yellow last: it is faint on white).
+pub(crate) const OKABE_ITO: [&str; 8] =
+    ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000", "#F0E442"];
+
+/// Model `i`'s style (a second round of the palette dashed); the references' are grey.
+pub(crate) fn model_style(i: usize) -> Style {
+    Style { color: OKABE_ITO[i % OKABE_ITO.len()], dash: if (i / OKABE_ITO.len()) % 2 == 1 { "5 3" } else { "" } }
+}
+
+/// Reference `i`'s style (the floor first): grey, a dash pattern each.
+pub(crate) fn reference_style(i: usize) -> Style {
+    const DASHES: [&str; 4] = ["2 2", "6 3", "8 2 2 2", "1 3"];
+    Style { color: if i == 0 { "#444444" } else { "#8c8c8c" }, dash: DASHES[i % DASHES.len()] }
+}
+
 /// A latency histogram: half-octave bins on the x axis (so the axis is logarithmic in
-/// latency), counts on a logarithmic y axis. `nbins` fixes the x range so that charts of one
-/// row compare (bins beyond the data are empty).
+/// latency, a tick per decade), sample counts on a logarithmic y axis (a tick per decade:
+/// 1, 10, 100, 1k, ...). `nbins` fixes the x range so that charts of one workload compare
+/// (bins beyond the data are empty).
 pub(crate) fn histogram(title: &str, bins: &[Bin], nbins: usize) -> String {
-    let (w, h, left, bottom, top) = (300u32, 170u32, 34.0, 30.0, 20.0);
+    let (w, h, left, bottom, top) = (300u32, 176u32, 40.0, 32.0, 26.0);
     let nbins = nbins.max(bins.len()).max(1);
     let plot_w = w as f64 - left - 8.0;
     let plot_h = h as f64 - bottom - top;
-    let max_log = bins.iter().map(|b| ((b.count + 1) as f64).log10()).fold(1.0, f64::max);
+    let max = bins.iter().map(|b| b.count).max().unwrap_or(0);
+    let decades = ((max + 1) as f64).log10().ceil().max(1.0);
+    let y = |count: u64| top + plot_h - ((count + 1) as f64).log10() / decades * plot_h;
     let mut s = open(w, h, "chart histogram", title);
     text(&mut s, w as f64 / 2.0, 14.0, "middle", 12, title);
     let bw = plot_w / nbins as f64;
-    for (i, b) in bins.iter().enumerate().filter(|(_, b)| b.count > 0) {
-        let bh = ((b.count + 1) as f64).log10() / max_log * plot_h;
+    let base = top + plot_h;
+    for k in 0..=decades as u32 {
+        let c = 10u64.pow(k);
+        let ty = y(c);
         let _ = write!(
             s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#3b6ea8\"><title>{}..{}: {}</title></rect>",
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#e4e4e4\"/>",
+            left + plot_w
+        );
+        let label = match c {
+            c if c >= 1_000_000 => format!("{}M", c / 1_000_000),
+            c if c >= 1000 => format!("{}k", c / 1000),
+            c => c.to_string(),
+        };
+        text(&mut s, left - 4.0, ty + 3.0, "end", 9, &label);
+    }
+    for (i, b) in bins.iter().enumerate().filter(|(_, b)| b.count > 0) {
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#0072B2\"><title>{}..{}: {}</title></rect>",
             left + i as f64 * bw,
-            top + plot_h - bh,
+            y(b.count),
             (bw - 1.0).max(0.5),
+            base - y(b.count),
             fmt_ns(b.lo_ns),
             fmt_ns(b.hi_ns),
             b.count
         );
     }
-    let base = top + plot_h;
     let _ = write!(s, "<line x1=\"{left}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#444\"/>", left + plot_w);
+    let _ = write!(s, "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#444\"/>");
     for tick in [1_000u64, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000] {
         // bin 0 is [0, 1 µs); bin k >= 1 starts at 2^((k-1)/2) µs
         let k = 1.0 + 2.0 * (tick as f64 / 1000.0).log2();
@@ -72,89 +184,12 @@ pub(crate) fn histogram(title: &str, bins: &[Bin], nbins: usize) -> String {
             let x = left + k * bw;
             let _ =
                 write!(s, "<line x1=\"{x:.1}\" y1=\"{base}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#444\"/>", base + 4.0);
-            text(&mut s, x, base + 15.0, "middle", 10, &fmt_ns(tick));
+            text(&mut s, x, base + 14.0, "middle", 9, &fmt_ns(tick));
         }
     }
-    text(&mut s, 4.0, top + 8.0, "start", 9, "log n");
-    text(&mut s, left + plot_w, h as f64 - 2.0, "end", 9, "lateness (log)");
+    text(&mut s, 4.0, top - 5.0, "start", 9, "samples (log)");
+    text(&mut s, left + plot_w, h as f64 - 3.0, "end", 9, "lateness (log)");
     s + "</svg>"
-}
-
-/// Horizontal bars, one per `(label, value)`, with a zero line (values may be negative).
-pub(crate) fn bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
-    let (w, row, left, top) = (520u32, 20.0, 130.0, 24.0);
-    let h = (top + row * items.len() as f64 + 24.0) as u32;
-    let lo = items.iter().map(|i| i.1).filter(|v| v.is_finite()).fold(0.0, f64::min);
-    let hi = items.iter().map(|i| i.1).filter(|v| v.is_finite()).fold(0.0, f64::max);
-    let span = if hi - lo > 0.0 { hi - lo } else { 1.0 };
-    let plot_w = w as f64 - left - 70.0;
-    let x = |v: f64| left + (v - lo) / span * plot_w;
-    let mut s = open(w, h, "chart bars", title);
-    text(&mut s, w as f64 / 2.0, 14.0, "middle", 12, title);
-    for (i, (label, v)) in items.iter().enumerate() {
-        let v = if v.is_finite() { *v } else { 0.0 };
-        let y = top + i as f64 * row;
-        let (a, b) = (x(0.0).min(x(v)), x(0.0).max(x(v)));
-        let color = if v < 0.0 { "#5a9e6f" } else { "#c0504d" };
-        text(&mut s, left - 6.0, y + 13.0, "end", 11, label);
-        let _ = write!(
-            s,
-            "<rect x=\"{a:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"/>",
-            y + 3.0,
-            (b - a).max(0.5),
-            row - 6.0
-        );
-        text(&mut s, b + 4.0, y + 13.0, "start", 10, &format!("{v:.2}{unit}"));
-    }
-    let z = x(0.0);
-    let _ = write!(s, "<line x1=\"{z:.1}\" y1=\"{top}\" x2=\"{z:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>", h as f64 - 20.0);
-    s + "</svg>"
-}
-
-/// Horizontal bars of positive values on a log scale with a tick per decade, so that
-/// subjects whose latencies differ by orders of magnitude (a model's 20 µs, Go's 10 ms) are all
-/// readable in one chart. Values at or below zero sit at the left edge.
-pub(crate) fn log_bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
-    let (w, row, left, top) = (520u32, 20.0, 130.0, 24.0);
-    let h = (top + row * items.len() as f64 + 36.0) as u32;
-    let pos = || items.iter().map(|i| i.1).filter(|v| v.is_finite() && *v > 0.0);
-    let lo = pos().fold(f64::INFINITY, f64::min).log10().floor();
-    let hi = pos().fold(f64::NEG_INFINITY, f64::max).log10().ceil();
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() { (lo, hi.max(lo + 1.0)) } else { (0.0, 1.0) };
-    let plot_w = w as f64 - left - 70.0;
-    let x = |v: f64| left + ((v.max(10f64.powf(lo)).log10() - lo) / (hi - lo)).min(1.0) * plot_w;
-    let mut s = open(w, h, "chart bars", title);
-    text(&mut s, w as f64 / 2.0, 14.0, "middle", 12, title);
-    for (i, (label, v)) in items.iter().enumerate() {
-        let v = if v.is_finite() { *v } else { 0.0 };
-        let y = top + i as f64 * row;
-        text(&mut s, left - 6.0, y + 13.0, "end", 11, label);
-        let _ = write!(
-            s,
-            "<rect x=\"{left:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#c0504d\"/>",
-            y + 3.0,
-            (x(v) - left).max(0.5),
-            row - 6.0
-        );
-        text(&mut s, x(v) + 4.0, y + 13.0, "start", 10, &format!("{v:.1}{unit}"));
-    }
-    let base = top + row * items.len() as f64;
-    for d in lo as i32..=hi as i32 {
-        let (tx, v) = (x(10f64.powi(d)), 10f64.powi(d));
-        let _ = write!(s, "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{base:.1}\" stroke=\"#ccc\"/>");
-        text(&mut s, tx, base + 14.0, "middle", 9, &format!("{v}{unit}"));
-    }
-    s + "</svg>"
-}
-
-/// Colours of the series of one chart, in subject order (then again, dashed).
-const PALETTE: [&str; 10] =
-    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-
-/// Series `i`'s stroke: its colour, and a dash for the second round of the palette.
-fn stroke(i: usize) -> (String, &'static str) {
-    let dash = if (i / PALETTE.len()) % 2 == 1 { " stroke-dasharray=\"5 3\"" } else { "" };
-    (PALETTE[i % PALETTE.len()].to_string(), dash)
 }
 
 /// A log-scale latency axis: decades from below the smallest to above the largest of `ns`.
@@ -180,6 +215,7 @@ fn nines(q: f64, cap: f64) -> f64 {
 /// One subject's curve on a CDF chart.
 pub(crate) struct Series {
     pub(crate) label: String,
+    pub(crate) style: Style,
     /// Samples behind the curve (how many nines they resolve).
     pub(crate) samples: u64,
     /// `(quantile, lateness ns)`, ascending.
@@ -214,8 +250,9 @@ pub(crate) fn cdf(title: &str, series: &[Series]) -> String {
         );
         text(&mut s, left - 4.0, ty + 3.0, "end", 9, &label);
     }
-    for (i, Series { label, points: pts, .. }) in series.iter().enumerate() {
-        let (color, dash) = stroke(i);
+    for (i, Series { label, points: pts, style, .. }) in series.iter().enumerate() {
+        let color = style.color;
+        let dash = if style.dash.is_empty() { String::new() } else { format!(" stroke-dasharray=\"{}\"", style.dash) };
         let points: Vec<String> =
             pts.iter().map(|&(q, ns)| format!("{:.1},{:.1}", x(ns as f64), y(nines(q, cap)))).collect();
         let _ = write!(
@@ -236,119 +273,87 @@ pub(crate) fn cdf(title: &str, series: &[Series]) -> String {
     s + "</svg>"
 }
 
-/// The trade-off of several subjects: normal-path cost (the throughput overhead against
-/// `none`, %) on the x axis against p99 latency (log scale, a tick per decade) on the y axis,
-/// one labelled point per `(label, overhead %, p99 ns)`; a subject without an overhead figure
-/// is left out (and named under the chart).
-pub(crate) fn tradeoff(title: &str, points: &[(String, Option<f64>, u64)]) -> String {
-    let (w, h, left, right, top, bottom) = (620u32, 300u32, 60.0, 20.0, 24.0, 46.0);
-    let (plot_w, plot_h) = (w as f64 - left - right, h as f64 - top - bottom);
-    let shown: Vec<(usize, &String, f64, u64)> = points
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (l, o, p))| o.filter(|o| o.is_finite()).map(|o| (i, l, o, *p)))
-        .collect();
-    let (xlo, xhi) = shown.iter().fold((0.0f64, 0.0f64), |(l, h), p| (l.min(p.2), h.max(p.2)));
-    let pad = ((xhi - xlo) * 0.08).max(1.0);
-    let (xlo, xhi) = (xlo - pad, xhi + pad);
-    let (lo, hi) = decades(shown.iter().map(|p| p.3 as f64));
-    let x = |o: f64| left + (o - xlo) / (xhi - xlo) * plot_w;
-    let y = |ns: f64| top + plot_h - ((ns.max(10f64.powf(lo)).log10() - lo) / (hi - lo)).clamp(0.0, 1.0) * plot_h;
-    let mut s = open(w, h, "chart tradeoff", title);
-    text(&mut s, left + plot_w / 2.0, 14.0, "middle", 12, title);
-    for d in lo as i32..=hi as i32 {
-        let ty = y(10f64.powi(d));
-        let _ = write!(
-            s,
-            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/>",
-            left + plot_w
-        );
-        text(&mut s, left - 4.0, ty + 3.0, "end", 9, &fmt_ns(10u64.pow(d.max(0) as u32)));
+/// The seed scenario's runs, one lane per model on one shared ms axis: the system call's
+/// atoms, the interrupt, the RT task's wait (from the interrupt to its run) and its run.
+pub(crate) fn timelines(runs: &[ScenarioResult]) -> String {
+    let (w, left, right, lane, top) = (700.0, 88.0, 16.0, 26.0, 34.0);
+    let h = top + lane * runs.len() as f64 + 34.0;
+    let plot_w = w - left - right;
+    let end = runs.iter().flat_map(|r| r.timeline.iter().map(|e| e.t_ns)).max().unwrap_or(0) as f64 / 1e6;
+    let ticks = nice_ticks(0.0, end.max(0.001), 6);
+    let span = ticks.last().copied().unwrap_or(1.0).max(1e-9);
+    let x = |t_ns: u64| left + t_ns as f64 / 1e6 / span * plot_w;
+    let title = "The seed scenario per model: a 5-atom system call, an interrupt in atom 1 wakes an RT task";
+    let mut s = open(w as u32, h as u32, "chart timeline", title);
+    text(&mut s, 4.0, 14.0, "start", 12, title);
+    let legend =
+        [("#9dbbe0", "atom (the worker's system call)"), ("#D55E00", "interrupt"), ("#009E73", "RT task runs")];
+    let mut lx = left;
+    for (color, name) in legend {
+        let _ = write!(s, "<rect x=\"{lx:.1}\" y=\"20\" width=\"10\" height=\"8\" fill=\"{color}\"/>");
+        text(&mut s, lx + 13.0, 28.0, "start", 10, name);
+        lx += 26.0 + name.chars().count() as f64 * 5.6;
     }
-    let z = x(0.0);
-    let _ = write!(s, "<line x1=\"{z:.1}\" y1=\"{top}\" x2=\"{z:.1}\" y2=\"{:.1}\" stroke=\"#444\"/>", top + plot_h);
-    let base = top + plot_h;
-    let _ = write!(s, "<line x1=\"{left}\" y1=\"{base}\" x2=\"{:.1}\" y2=\"{base}\" stroke=\"#444\"/>", left + plot_w);
-    for t in [xlo, 0.0, xhi] {
-        text(&mut s, x(t), base + 13.0, "middle", 9, &format!("{t:+.0}%"));
-    }
-    for &(i, label, o, p99) in &shown {
-        let (color, _) = stroke(i);
-        let (px, py) = (x(o), y(p99 as f64));
-        let _ = write!(
-            s,
-            "<circle class=\"point\" cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{color}\"><title>{}: overhead {o:+.2}%, p99 {}</title></circle>",
-            esc(label),
-            fmt_ns(p99)
-        );
-        // A label near the right edge goes to the point's left.
-        if px > left + plot_w * 0.8 {
-            text(&mut s, px - 6.0, py - 5.0, "end", 10, label);
-        } else {
-            text(&mut s, px + 6.0, py - 5.0, "start", 10, label);
-        }
-    }
-    text(&mut s, left + plot_w, h as f64 - 18.0, "end", 9, "normal-path cost: throughput overhead against none");
-    let missing: Vec<&str> = points.iter().filter(|p| !p.1.is_some_and(f64::is_finite)).map(|p| p.0.as_str()).collect();
-    if !missing.is_empty() {
-        text(
-            &mut s,
-            left,
-            h as f64 - 4.0,
-            "start",
-            9,
-            &format!("no overhead figure (no none row): {}", missing.join(", ")),
-        );
-    }
-    text(&mut s, 4.0, top - 6.0, "start", 9, "p99 (log)");
-    s + "</svg>"
-}
-
-/// The seed scenario's timeline: the system call's atoms, the interrupt, the RT task running.
-pub(crate) fn timeline(r: &ScenarioResult) -> String {
-    let (w, h, left) = (620u32, 92u32, 20.0);
-    let end = r.timeline.iter().map(|e| e.t_ns).max().unwrap_or(1).max(1) as f64;
-    let plot_w = w as f64 - 2.0 * left;
-    let x = |t: u64| left + t as f64 / end * plot_w;
-    let title = format!(
-        "preempt={}: IRQ in atom {}, RT ran after atom {}, waited {:.3} ms",
-        r.model,
-        r.irq_during_atom,
-        r.rt_ran_after_atom,
-        r.rt_wait_ns as f64 / 1e6
+    let _ = write!(
+        s,
+        "<line x1=\"{lx:.1}\" y1=\"24\" x2=\"{:.1}\" y2=\"24\" stroke=\"#D55E00\" stroke-dasharray=\"3 2\"/>",
+        lx + 16.0
     );
-    let mut s = open(w, h, "chart timeline", &title);
-    text(&mut s, left, 14.0, "start", 12, &title);
-    let at = |what: &str| r.timeline.iter().find(|e| e.what == what).map(|e| e.t_ns);
-    for atom in 1..=r.atoms {
-        let (Some(b), Some(e)) =
-            (at(&format!("atom {atom} begins")), at(&format!("atom {atom} ends: preemption point")))
-        else {
-            continue;
-        };
-        let fill = if atom % 2 == 1 { "#9dbbe0" } else { "#6f97c8" };
-        let _ = write!(
-            s,
-            "<rect x=\"{:.1}\" y=\"28\" width=\"{:.1}\" height=\"24\" fill=\"{fill}\"/>",
-            x(b),
-            (x(e) - x(b)).max(0.5)
-        );
-        text(&mut s, (x(b) + x(e)) / 2.0, 44.0, "middle", 10, &format!("atom {atom}"));
+    text(&mut s, lx + 19.0, 28.0, "start", 10, "RT task waits");
+    let base = top + lane * runs.len() as f64;
+    for &t in &ticks {
+        let tx = left + t / span * plot_w;
+        let _ =
+            write!(s, "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"#e4e4e4\"/>", base + 4.0);
+        text(&mut s, tx, base + 15.0, "middle", 9, &format!("{t} ms"));
     }
-    for e in &r.timeline {
-        let (color, label) = match e.who {
-            "irq" => ("#d62728", "IRQ"),
-            "rt" => ("#2ca02c", "rt runs"),
-            _ if e.what == "ret_from_syscall" => ("#444", "ret"),
-            _ => continue,
-        };
-        let xe = x(e.t_ns);
-        let _ = write!(
-            s,
-            "<line x1=\"{xe:.1}\" y1=\"22\" x2=\"{xe:.1}\" y2=\"60\" stroke=\"{color}\" stroke-width=\"2\"/>"
-        );
-        let y = if e.who == "rt" { 84.0 } else { 72.0 };
-        text(&mut s, xe, y, "middle", 10, label);
+    text(&mut s, left + plot_w, h - 3.0, "end", 9, "time since the system call began");
+    for (i, r) in runs.iter().enumerate() {
+        let y = top + i as f64 * lane;
+        text(&mut s, left - 6.0, y + 16.0, "end", 11, &r.model);
+        let at = |what: &str| r.timeline.iter().find(|e| e.what == what).map(|e| e.t_ns);
+        for atom in 1..=r.atoms {
+            let (Some(b), Some(e)) =
+                (at(&format!("atom {atom} begins")), at(&format!("atom {atom} ends: preemption point")))
+            else {
+                continue;
+            };
+            let fill = if atom % 2 == 1 { "#9dbbe0" } else { "#6f97c8" };
+            let _ = write!(
+                s,
+                "<rect class=\"atom\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"14\" fill=\"{fill}\"><title>atom {atom}</title></rect>",
+                x(b),
+                y + 5.0,
+                (x(e) - x(b)).max(0.5)
+            );
+        }
+        let find = |who: &str| r.timeline.iter().find(|e| e.who == who);
+        if let (Some(irq), Some(rt)) = (find("irq"), find("rt")) {
+            let (xi, xr) = (x(irq.t_ns), x(rt.t_ns));
+            let _ = write!(
+                s,
+                "<line class=\"wait\" x1=\"{xi:.1}\" y1=\"{:.1}\" x2=\"{xr:.1}\" y2=\"{:.1}\" stroke=\"#D55E00\" stroke-width=\"1.5\" stroke-dasharray=\"3 2\"/>",
+                y + 22.0,
+                y + 22.0
+            );
+            let _ = write!(
+                s,
+                "<line class=\"irq\" x1=\"{xi:.1}\" y1=\"{:.1}\" x2=\"{xi:.1}\" y2=\"{:.1}\" stroke=\"#D55E00\" stroke-width=\"2\"><title>{}</title></line>",
+                y + 2.0,
+                y + 24.0,
+                esc(&irq.what)
+            );
+            let _ = write!(
+                s,
+                "<rect class=\"rt\" x=\"{xr:.1}\" y=\"{:.1}\" width=\"4\" height=\"20\" fill=\"#009E73\"><title>the RT task {}</title></rect>",
+                y + 3.0,
+                esc(&rt.what)
+            );
+            let said = format!("waited {:.2} ms", r.rt_wait_ns as f64 / 1e6);
+            let room = left + plot_w - xr - 8.0 >= said.chars().count() as f64 * 6.0;
+            let (tx, anchor) = if room { (xr + 7.0, "start") } else { (xr - 3.0, "end") };
+            let _ = write!(s, "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-size=\"10\" fill=\"#222\" paint-order=\"stroke\" stroke=\"#fafafa\" stroke-width=\"3\">{said}</text>", y + 16.0);
+        }
     }
     s + "</svg>"
 }
@@ -357,17 +362,22 @@ pub(crate) fn timeline(r: &ScenarioResult) -> String {
 mod tests {
     use super::*;
 
-    /// The CDF draws a curve per subject, its tail on the nines scale (p99 two decades up),
-    /// and the trade-off a point per subject with an overhead figure.
+    /// The CDF draws a curve per subject, its tail on the nines scale (p99 two decades up).
     #[test]
-    fn the_cdf_and_the_tradeoff_draw_every_subject() {
+    fn the_cdf_draws_every_subject() {
         let series = vec![
             Series {
                 label: "a<b".into(),
+                style: model_style(0),
                 samples: 1000,
                 points: vec![(0.0, 1000), (0.5, 10_000), (0.99, 100_000), (1.0, 1_000_000)],
             },
-            Series { label: "c".into(), samples: 10, points: vec![(0.0, 5000), (1.0, 5000)] },
+            Series {
+                label: "c".into(),
+                style: reference_style(0),
+                samples: 10,
+                points: vec![(0.0, 5000), (1.0, 5000)],
+            },
         ];
         let c = cdf("latency", &series);
         assert!(!c.contains("NaN") && !c.contains("inf") && c.contains("a&lt;b"), "{c}");
@@ -385,41 +395,56 @@ mod tests {
         let (p0, p50, p99, max) = (ys[0], ys[1], ys[2], ys[3]);
         assert!(p0 > p50 && p50 > p99 && p99 > max, "up the chart as the quantile grows: {ys:?}");
         assert!(((p0 - p99) - 2.0 * (p0 - max) / 3.0).abs() < 0.5, "p99 at 2 of 3 nines: {ys:?}");
-        let points =
-            vec![("x".to_string(), Some(3.0), 20_000), ("y".to_string(), None, 1_000), ("z".into(), Some(-5.0), 10)];
-        let t = tradeoff("cost", &points);
-        assert_eq!(t.matches("<circle class=\"point\"").count(), 2, "{t}");
-        assert!(t.contains("no overhead figure (no none row): y") && !t.contains("NaN"), "{t}");
-        assert!(!cdf("empty", &[]).contains("NaN") && !tradeoff("empty", &[]).contains("NaN"));
+        assert!(c.contains("stroke-dasharray=\"2 2\""), "the floor's dash: {c}");
+        assert!(!cdf("empty", &[]).contains("NaN"));
     }
 
     #[test]
     fn charts_are_svg_with_escaped_text_and_finite_numbers() {
         let h = histogram("a<b", &[Bin { lo_ns: 0, hi_ns: 1000, count: 3 }], 10);
         assert!(h.starts_with("<svg") && h.ends_with("</svg>") && h.contains("a&lt;b"));
-        let b = bars("o", &[("none".into(), 0.0), ("full".into(), -1.5), ("x".into(), f64::NAN)], "%");
-        assert!(!b.contains("NaN") && b.contains("-1.50%"), "{b}");
+        for tick in [">1<", ">10<", ">1 µs<", "samples (log)"] {
+            assert!(h.contains(tick), "{tick}: {h}");
+        }
+        assert!(!h.contains("log n"), "{h}");
         assert!(!histogram("empty", &[], 0).contains("NaN"));
     }
 
-    /// The widths of log bars: 20 µs and 200 µs one decade apart, 2 ms another decade further.
+    /// Ticks: 1-2-5 on a log axis (decades only when that makes more than 10), nice steps on
+    /// a linear one, short labels; a log domain out to the 1-2-5 values around the data.
     #[test]
-    fn log_bars_put_each_decade_the_same_distance_apart() {
-        let items: Vec<(String, f64)> =
-            [("a", 20.0), ("b", 200.0), ("c", 2000.0), ("z", 0.0), ("n", f64::NAN)].map(|(l, v)| (l.into(), v)).into();
-        let svg = log_bars("p50", &items, " µs");
-        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
-        let widths: Vec<f64> = svg
-            .split("<rect ")
-            .skip(1)
-            .map(|r| r.split("width=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap())
+    fn axes_have_readable_ticks() {
+        assert_eq!(log125_ticks(10.0, 1000.0), [10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]);
+        assert_eq!(log125_ticks(1.0, 1e6), [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]);
+        assert!(log125_ticks(0.0, 10.0).is_empty());
+        assert_eq!(log_domain([22.0, 41.0].into_iter()), (20.0, 50.0));
+        assert_eq!(log_domain([f64::NAN].into_iter()), (1.0, 10.0));
+        assert_eq!(nice_ticks(-1.5, 42.0, 5), [-10.0, 0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
+        assert_eq!(nice_ticks(0.0, 0.0, 5), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        assert_eq!((tick_us(20.0), tick_us(2000.0), tick_us(0.5)), ("20 µs".into(), "2 ms".into(), "0.5 µs".into()));
+        assert_eq!(
+            (fig_us(26.14), fig_us(1772.6), fig_us(37_715.9)),
+            ("26.1 µs".into(), "1773 µs".into(), "37.7 ms".into())
+        );
+        assert_ne!(model_style(0), model_style(1));
+        assert_eq!(model_style(8).dash, "5 3", "a second round of the palette is dashed");
+    }
+
+    /// Every model's lane on one axis: its atoms, the interrupt, the wait and the RT run.
+    #[test]
+    fn the_timelines_share_one_axis() {
+        let runs: Vec<ScenarioResult> = ["none", "full"]
+            .into_iter()
+            .map(|m| {
+                let boot = kernel::Config { preempt: m.parse().unwrap(), ..kernel::Config::default() };
+                services::scenario::run_with(boot, &services::scenario::ScenarioConfig::default()).unwrap()
+            })
             .collect();
-        assert_eq!(widths.len(), 5);
-        let (d1, d2) = (widths[1] - widths[0], widths[2] - widths[1]);
-        assert!(d1 > 10.0 && (d1 - d2).abs() < 0.2, "{widths:?}");
-        assert!(widths[3] <= 0.5 && widths[4] <= 0.5, "zero and NaN at the left edge: {widths:?}");
-        for tick in ["10 µs", "100 µs", "1000 µs", "10000 µs"] {
-            assert!(svg.contains(tick), "decade tick {tick}: {svg}");
-        }
+        let t = timelines(&runs);
+        assert_eq!(t.matches("<rect class=\"rt\"").count(), 2, "{t}");
+        assert_eq!(t.matches("<line class=\"irq\"").count(), 2, "{t}");
+        assert_eq!(t.matches("<rect class=\"atom\"").count(), 10, "{t}");
+        assert!(t.contains(">0 ms<") && t.contains("time since the system call began") && !t.contains("NaN"), "{t}");
+        assert!(!timelines(&[]).contains("NaN"));
     }
 }

@@ -343,6 +343,11 @@ fn browser() -> Option<&'static str> {
         .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
+/// The report leads with the answer: the verdict, then per workload the compact table (the
+/// floor first), the trade-off chart and the breakdown bars; the timelines; the distributions,
+/// the per-CPU figures and the full table folded. In Chromium: every chart laid out, every
+/// CDF curve, trade-off point and breakdown segment drawn, no two trade-off labels (or a label
+/// and a point) overlapping, no label outside its chart.
 #[test]
 fn the_report_renders_in_headless_chromium_with_its_charts() {
     let dir = std::env::temp_dir().join(format!("atomkernel-report-{}", std::process::id()));
@@ -351,22 +356,52 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let (code, _, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    let charts = html.matches("<svg xmlns").count();
-    let models = PreemptModel::ALL.len();
-    let peers = Peer::ALL.len();
-    assert_eq!(
-        charts,
-        2 * (2 + 3 + (1 + models + peers)) + models,
-        "per workload a CDF, a trade-off, bars x3 and a histogram per subject (the floor too); a timeline per model"
-    );
-    let (cdf, table) = (html.find("class=\"chart cdf\"").unwrap(), html.find("<h2>Table</h2>").unwrap());
-    assert!(cdf < table && html.find("class=\"chart tradeoff\"").unwrap() < table, "the new charts come first");
-    assert!(html.contains("<th>cross-CPU p99 µs</th>") && html.contains("<th>throughput vs 1 CPU</th>"));
-    assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
-    assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json.len(), 2 * (1 + models + peers), "the floor, the models and the peers");
+    let (models, peers) = (PreemptModel::ALL.len(), Peer::ALL.len());
+    let subjects = 1 + models + peers;
+    assert_eq!(json.len(), 2 * subjects, "the floor, the models and the peers");
+    let charts = html.matches("<svg xmlns").count();
+    assert_eq!(
+        charts,
+        2 * (3 + subjects) + 1,
+        "per workload a trade-off, a breakdown, a CDF and a histogram per subject; the timelines"
+    );
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("'{needle}' in the page"));
+    let all = |needle: &str| html.match_indices(needle).map(|m| m.0).collect::<Vec<_>>();
+    assert!(at("<b>Smoke test:</b>") < at("<ul id=\"verdict\"><li>hog: p99 "), "--quick says what it is, first");
+    let verdict = at("<ul id=\"verdict\"><li>hog: p99 ");
+    assert!(html[verdict..].contains("<li>copy: p99 "), "a verdict line per workload");
+    let (tables, tradeoffs, bars) =
+        (all("<table class=\"compact\">"), all("class=\"chart tradeoff\""), all("class=\"chart breakdown\""));
+    assert_eq!((tables.len(), tradeoffs.len(), bars.len()), (2, 2, 2), "per workload");
+    let folded = at("<details");
+    for i in 0..2 {
+        assert!(verdict < tables[i] && tables[i] < tradeoffs[i] && tradeoffs[i] < bars[i] && bars[i] < folded);
+        let table = &html[tables[i]..tables[i] + html[tables[i]..].find("</table>").unwrap()];
+        let body = table.split("<tbody>").nth(1).unwrap();
+        assert!(
+            body.starts_with("<tr class=\"floor\"><td>floor</td><td>host preempts</td>"),
+            "the floor first: {table}"
+        );
+        assert_eq!(body.matches("<tr").count(), subjects, "a row per subject: {table}");
+        for h in
+            ["RT runs at", "p50 µs [lowest round, highest]", "p99 µs [lowest round, highest]", "cost %", "host held"]
+        {
+            assert!(table.contains(h), "{h}: {table}");
+        }
+    }
+    assert!(at("class=\"chart timeline\"") < folded, "the timelines are not folded");
+    assert_eq!(html.matches("class=\"chart timeline\"").count(), 1, "every model on one axis");
+    for (i, _) in html.match_indices("class=\"chart histogram\"").chain(html.match_indices("class=\"chart cdf\"")) {
+        assert!(i > at("<details id=\"distributions\">"), "the distributions are folded");
+    }
+    assert!(at("<details id=\"per-cpu\">") < at("<th>CPU 1 p50 / p99 / max µs</th>"));
+    let full = at("<details id=\"full-table\">");
+    assert!(html[full..].contains("<th>cross-CPU p99 µs</th><th>p99 per CPU µs</th>"), "the full table folded");
+    assert!(!html.contains(">log n<"), "histogram axes have tick values");
+    assert_eq!(html.matches("http://").count(), charts, "self-contained: no URL but the SVG namespace");
+    assert!(!html.contains("https://") && !html.contains(" src="), "self-contained");
     let Some(b) = browser() else {
         hostlab::testing::skip("no chromium on this machine (.ci/run installs Debian's chromium); the report was written and checked as text only");
         let _ = std::fs::remove_dir_all(&dir);
@@ -376,6 +411,7 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let out = std::process::Command::new(b)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
         .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg("--window-size=1280,1000")
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
         .arg(format!("file://{}", dir.join("index.html").display()))
@@ -384,10 +420,17 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
     let dom = String::from_utf8_lossy(&out.stdout);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{b}: {}", String::from_utf8_lossy(&out.stderr));
-    let rendered = format!("data-rendered=\"{charts}\" data-cdf=\"2\" data-tradeoff=\"2\"");
-    assert!(
-        dom.contains(&rendered),
-        "the browser laid out all {charts} charts, and drew both CDFs' curves and both trade-offs' points: {}",
-        &dom[..dom.len().min(2000)]
+    let count = dom.split("<span id=\"svg-count\"").nth(1).and_then(|s| s.split('>').next()).unwrap_or_default();
+    let expected = format!(
+        " data-rendered=\"{charts}\" data-cdf=\"2\" data-tradeoff=\"2\" data-breakdown=\"2\" data-labels=\"{}\" data-overlaps=\"0\" data-clipped=\"0\" data-height=\"",
+        2 * subjects
     );
+    assert!(
+        count.starts_with(&expected),
+        "laid out: all {charts} charts, both CDFs' curves, both trade-offs' points and both breakdowns' \
+         segments; a label per subject on each trade-off, none overlapping another or a point, none outside: {count}"
+    );
+    let height: u32 = count.rsplit("data-height=\"").next().unwrap().trim_end_matches('"').parse().unwrap();
+    eprintln!("the page is {height} px tall at 1280 px wide, its folds closed");
+    assert!(height > 0);
 }
