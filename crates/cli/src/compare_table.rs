@@ -52,7 +52,7 @@ pub(crate) fn table(cfg: &CompareConfig, rows: &[Row], wide: bool) -> String {
 }
 
 /// A figure in µs: one decimal below 100, none above.
-fn us(v: f64) -> String {
+pub(crate) fn us(v: f64) -> String {
     if v < 100.0 {
         format!("{v:.1}")
     } else {
@@ -61,7 +61,7 @@ fn us(v: f64) -> String {
 }
 
 /// `value [lo,hi]`, the range of the rounds, when there are two rounds or more.
-fn ranged(r: Range, f: impl Fn(f64) -> String) -> String {
+pub(crate) fn ranged(r: Range, f: impl Fn(f64) -> String) -> String {
     if r.rounds < 2 {
         f(r.value)
     } else {

@@ -16,11 +16,12 @@
 //!
 //! **Invariant.** The page references nothing outside itself: no network, no other file.
 
+use crate::compare_table::{ranged, us};
 use crate::report_charts as charts;
 use crate::svg::{self, esc};
 use lab::compare::CompareConfig;
 use lab::row::Row;
-use lab::verdict::{self, Range};
+use lab::verdict;
 use services::scenario::{self, ScenarioConfig};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -220,24 +221,6 @@ pub(crate) fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::Sce
     );
     s += "<p class=\"note\">Charts rendered: <span id=\"svg-count\">(the inline script did not run)</span></p>";
     s + SCRIPT + "</body></html>\n"
-}
-
-/// A figure in µs as the terminal prints it: one decimal below 100, none above.
-fn us(v: f64) -> String {
-    if v < 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-/// `value [lo, hi]`, the range of the rounds, when there are two rounds or more.
-fn ranged(r: Range, f: impl Fn(f64) -> String) -> String {
-    if r.rounds < 2 {
-        f(r.value)
-    } else {
-        format!("{} [{}, {}]", f(r.value), f(r.lo), f(r.hi))
-    }
 }
 
 /// The `none` row `r`'s cost is measured against.
