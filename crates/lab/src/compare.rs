@@ -448,7 +448,10 @@ fn breakdown_row(b: &Breakdown, resolver: &Resolver) -> Option<BreakdownRow> {
         worst_ns: worst.ns.into(),
         worst_total_ns: worst.total(),
         worst_preempted: worst.preempted,
-        worst_held_at: resolver.innermost(worst.held_ip).to_string(),
+        worst_held_at: match worst.held_ip {
+            0 => "an IRQs-off section (the interrupt was replayed when IRQs came on)".into(),
+            ip => resolver.innermost(ip).to_string(),
+        },
     })
 }
 

@@ -117,7 +117,8 @@ pub struct WakeupParts {
     /// call's exit), serving it (the point's hook or the preemption path, to `__schedule`),
     /// and the switch (`__schedule` to the task running, its system call's exit included).
     pub ns: [u64; 6],
-    /// The IP the waking interrupt found the CPU at: the code that held it.
+    /// The IP the waking interrupt found the CPU at: the code that held it (0: the interrupt
+    /// was replayed when IRQs came on again, so an IRQs-off section held it).
     pub held_ip: usize,
     /// Whether the task got the CPU by preemption on the interrupt's path (no point waited for).
     pub preempted: bool,
