@@ -23,10 +23,12 @@ use crate::watch::{hang_limit, run_watched};
 use kernel::{spawn, BhMode, Config, PreemptModel, TaskBuilder, WaitQueue};
 use services::workloads::{self, Workload};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
-/// Shared by the host and the tasks of one instance. The locks are taken once per task, as it
-/// exits, and read after the instance is gone.
+/// Shared by the host and the tasks of one instance. Each task writes its result once, into a
+/// slot of its own (a `OnceLock`: no task ever waits on a host lock, which would block its CPU's
+/// thread and with it whatever task held the lock on that CPU), and the host reads the slots
+/// after the instance is gone.
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
@@ -40,13 +42,13 @@ struct Shared {
     deadline: AtomicU64,
     /// Where the probes wait for the clock to start.
     go: WaitQueue,
-    workers: Mutex<Vec<WorkerOut>>,
-    hists: Mutex<Vec<Option<(LatencyHist, Placement)>>>,
-    cross: Mutex<Option<CrossOut>>,
-    breakdown: Mutex<Breakdown>,
-    policy: std::sync::OnceLock<String>,
+    /// One slot per worker, per probe (its histogram, where it ran, its wakeups' parts).
+    workers: Vec<OnceLock<WorkerOut>>,
+    probes: Vec<OnceLock<(LatencyHist, Placement, Breakdown)>>,
+    cross: OnceLock<CrossOut>,
+    policy: OnceLock<String>,
     /// Why the workload's `open` or `close` failed.
-    error: std::sync::OnceLock<String>,
+    error: OnceLock<String>,
 }
 
 /// Runs `workload` (if any) and `probes` on a fresh instance of `cpus` CPUs under `model` until
@@ -112,7 +114,8 @@ fn run(
         format!("{} bh={} bh_prio={}", config.preempt, config.bh, config.bh_prio)
     };
     let plan = plan(&config, workload, probes, stop, spread);
-    let shared = Arc::new(Shared { hists: Mutex::new(vec![None; plan.probes.len()]), ..Shared::default() });
+    let shared =
+        Arc::new(Shared { workers: slots(plan.workers.len()), probes: slots(plan.probes.len()), ..Shared::default() });
     let sh = shared.clone();
     let limit = hang_limit(stop, probes);
     let ncpus = config.cpus;
@@ -139,16 +142,24 @@ fn run(
     if report.init != Ok(0) {
         return Err(format!("preempt={model}: the run failed inside the kernel: {:?}", report.init));
     }
-    let (hists, probe_places): (Vec<LatencyHist>, Vec<Placement>) =
-        lock(&shared.hists).drain(..).map(Option::unwrap_or_default).unzip();
-    let workers = std::mem::take(&mut *lock(&shared.workers));
+    let mut breakdown = Breakdown::default();
+    let (hists, probe_places): (Vec<LatencyHist>, Vec<Placement>) = shared
+        .probes
+        .iter()
+        .map(|s| {
+            let (h, p, b) = s.get().cloned().unwrap_or_default();
+            breakdown.merge(&b);
+            (h, p)
+        })
+        .unzip();
+    let workers = shared.workers.iter().filter_map(|w| w.get().cloned()).collect();
     let out = RunOut {
         hists,
         probe_places,
-        cross: lock(&shared.cross).take(),
+        cross: shared.cross.get().cloned(),
         policy: shared.policy.get().cloned(),
         patch: report.patch,
-        breakdown: std::mem::take(&mut *lock(&shared.breakdown)),
+        breakdown,
         ..RunOut::default()
     }
     .with_workers(workers);
@@ -166,23 +177,24 @@ fn run(
     Ok(out)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// `n` empty write-once slots.
+fn slots<T>(n: usize) -> Vec<OnceLock<T>> {
+    (0..n).map(|_| OnceLock::new()).collect()
 }
 
 /// Applies `cpu` to every CPU thread of the instance (a task bound to each CPU runs on that
 /// CPU's host thread) and says what they got: `CPU thread: ...`, once when all got the same.
 fn apply_on_every_cpu(cpus: usize, cpu: CpuPolicy) -> String {
-    let got = Arc::new(Mutex::new(vec![String::new(); cpus]));
+    let got: Arc<Vec<OnceLock<String>>> = Arc::new(slots(cpus));
     for c in 0..cpus {
         let g = got.clone();
         let t = spawn(TaskBuilder::new("lab-policy").fifo(CONTROL_PRIO).cpus(1 << c), move || {
-            lock(&g)[c] = cpu.apply();
+            let _ = g[c].set(cpu.apply());
             0
         });
         let _ = t.join();
     }
-    let got = lock(&got).clone();
+    let got: Vec<String> = got.iter().map(|s| s.get().cloned().unwrap_or_default()).collect();
     if got.windows(2).all(|w| w[0] == w[1]) {
         let each = if cpus > 1 { format!(" (each of {cpus})") } else { String::new() };
         format!("CPU thread: {}{each}", got[0])
@@ -209,9 +221,10 @@ fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
     let workers: Vec<_> = plan
         .workers
         .into_iter()
-        .map(|(cpu, mut w)| {
+        .enumerate()
+        .map(|(i, (cpu, mut w))| {
             let s = sh.clone();
-            spawn(on(TaskBuilder::new("lab-worker"), cpu), move || worker(&s, cpu, &mut *w))
+            spawn(on(TaskBuilder::new("lab-worker"), cpu), move || worker(&s, i, cpu, &mut *w))
         })
         .collect();
     let mut probes: Vec<_> = plan
@@ -230,7 +243,7 @@ fn control(sh: &Arc<Shared>, plan: Plan, cross: Option<CrossProbe>) -> i64 {
         let (prio, cpu) = (x.spec().prio, CPUS.1);
         spawn(TaskBuilder::new("lab-cross").fifo(prio).cpus(1 << cpu), move || {
             let (start, deadline) = wait_for_start(&s);
-            *lock(&s.cross) = Some(x.run(start, deadline, stop));
+            let _ = s.cross.set(x.run(start, deadline, stop));
             0
         })
     }));
@@ -279,7 +292,7 @@ fn wait_for_start(sh: &Shared) -> (u64, u64) {
 /// A worker: opens the workload, makes one call of it (its first touch of memory, not
 /// counted) and says it is in place, then makes system calls of it until told to stop (read
 /// between calls), noting the CPU it ran each on, and closes it.
-fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 {
+fn worker(sh: &Shared, i: usize, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 {
     if let Err(e) = w.open() {
         let _ = sh.error.set(e);
         sh.ready.fetch_add(1, Ordering::AcqRel);
@@ -296,7 +309,7 @@ fn worker(sh: &Shared, cpu: Option<usize>, w: &mut dyn workloads::Atoms) -> i64 
     }
     let ns = kernel::time::now_ns() - start;
     let started_ns = start.saturating_sub(sh.spawned.load(Ordering::Acquire));
-    lock(&sh.workers).push(WorkerOut { units, ns, place, started_ns });
+    let _ = sh.workers[i].set(WorkerOut { units, ns, place, started_ns });
     match w.close() {
         Ok(()) => 0,
         Err(e) => {
@@ -330,7 +343,6 @@ fn probe(sh: &Shared, i: usize, cpu: Option<usize>, spec: ProbeSpec, stop: Stop)
         }
         place.saw(kernel::raw_smp_processor_id());
     }
-    lock(&sh.hists)[i] = Some((h, place));
-    lock(&sh.breakdown).merge(&parts);
+    let _ = sh.probes[i].set((h, place, parts));
     0
 }
