@@ -14,7 +14,7 @@ fn none_runs_rt_after_the_last_atom() {
     // ret_from_syscall.
     let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
     assert!(pos("atom 1 begins") < pos("device interrupt") && pos("device interrupt") < pos("atom 1 ends"));
-    assert!(pos("ret_from_syscall") < pos("runs after atom"));
+    assert!(pos("ret_from_syscall") < pos("runs after the system call"));
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn full_runs_rt_before_atom_1_ends() {
     let r = run(PreemptModel::Full, &ScenarioConfig::default()).unwrap();
     assert_eq!((r.irq_during_atom, r.rt_ran_after_atom), (1, 0), "{r:?}");
     let pos = |what: &str| r.timeline.iter().position(|e| e.what.starts_with(what)).unwrap();
-    assert!(pos("device interrupt") < pos("runs after atom") && pos("runs after atom") < pos("atom 1 ends"));
+    assert!(pos("device interrupt") < pos("runs inside atom 1") && pos("runs inside atom 1") < pos("atom 1 ends"));
     assert_eq!(r.point_to_rt_ns, None, "it ran inside atom 1, not at a point: {r:?}");
 }
 
