@@ -124,10 +124,8 @@ fn breakdown(w: &str, rows: &[Row]) -> String {
     for r in mine {
         let Some(b) = &r.breakdown else { continue };
         let med: Vec<String> = b.median_ns.ns().iter().map(|&ns| format!("{:>8}", us(ns as f64 / 1e3))).collect();
-        let worst = b.worst_ns.ns();
-        let (i, big) = worst.iter().enumerate().max_by_key(|p| p.1).map_or((0, 0), |(i, &v)| (i, v));
-        let part = kernel::time::WakeupParts::NAMES[i];
-        let at = if i == 3 { format!(" in {}", short_place(&b.worst_held_at)) } else { String::new() };
+        let (part, big) = b.worst_largest();
+        let at = if part == "wait" { format!(" in {}", short_place(&b.worst_held_at)) } else { String::new() };
         let total = us(b.worst_total_ns as f64 / 1e3);
         s += &fit(format!(
             "{:<22}{} | {total}: {part} {}{at}",

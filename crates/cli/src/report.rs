@@ -295,9 +295,7 @@ fn breakdown_chart(w: &str, rows: &[Row]) -> String {
         .filter(|r| r.workload == w)
         .filter_map(|r| {
             let b = r.breakdown.as_ref()?;
-            let worst = b.worst_ns.ns();
-            let (i, big) = worst.iter().enumerate().max_by_key(|p| p.1).map_or((0, 0), |(i, &v)| (i, v));
-            let part = kernel::time::WakeupParts::NAMES[i];
+            let (part, big) = b.worst_largest();
             let total = svg::fig_us(b.worst_total_ns as f64 / 1e3);
             let text = format!("worst {total}: {part} {}", svg::fig_us(big as f64 / 1e3));
             let title = format!("{text}, the CPU held in {} ({} wakeups explained)", b.worst_held_at, b.explained);

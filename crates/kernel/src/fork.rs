@@ -80,7 +80,10 @@ pub(crate) fn copy_process(k: &Kernel, b: TaskBuilder, body: crate::task::TaskBo
     }
     let mode = if b.kthread { Mode::Kernel } else { Mode::User };
     let task = add_task(k, &b.name, b.policy, None, Some(body), mode, allowed);
-    task.timerlat.store(b.timerlat, Ordering::Relaxed); // before it can run, let alone sleep
+    if b.timerlat {
+        task.timerlat.store(true, Ordering::Relaxed); // before it can run, let alone sleep
+        k.time.timerlat.store(true, Ordering::Relaxed);
+    }
     let stack = b.stack_size.unwrap_or(k.config.stack_size);
     let ctx = A::task_context_new(&b.name, stack, task_entry, task.id)
         .unwrap_or_else(|e| panic!("cannot map a {stack}-byte stack for task '{}': {e}", b.name));

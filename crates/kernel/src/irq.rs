@@ -43,9 +43,12 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
     if k.oops.panicking() {
         crate::oops::stop_this_cpu(&k); // another CPU panicked: every CPU stops
     }
-    let stamps = &k.this_cpu().stamps;
-    stamps.irq_entry.store(A::now_ns(), Ordering::Relaxed);
-    stamps.irq_ip.store(frame.ip, Ordering::Relaxed);
+    if k.time.timerlat.load(Ordering::Relaxed) {
+        // Only in an instance with a tracked task: no clock read at entry otherwise.
+        let stamps = &k.this_cpu().stamps;
+        stamps.irq_entry.store(A::now_ns(), Ordering::Relaxed);
+        stamps.irq_ip.store(frame.ip, Ordering::Relaxed);
+    }
     irq_enter(&k);
     crate::trace::irq_handler_entry(&k, lines, frame);
     if lines & (1 << LINE_TICK) != 0 {

@@ -102,6 +102,14 @@ pub struct BreakdownRow {
     pub worst_held_at: String,
 }
 
+impl BreakdownRow {
+    /// The worst wakeup's largest part: its name (`kernel::time::WakeupParts::NAMES`) and ns.
+    pub fn worst_largest(&self) -> (&'static str, u64) {
+        let (i, ns) = self.worst_ns.ns().into_iter().enumerate().max_by_key(|p| p.1).unwrap_or((0, 0));
+        (kernel::time::WakeupParts::NAMES[i], ns)
+    }
+}
+
 /// One subject × workload: the documented JSON row (docs/LAB.md).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Row {

@@ -34,15 +34,6 @@ impl Range {
         let hi = rounds.iter().copied().fold(value, f64::max);
         Range { value, lo, hi, rounds: rounds.len() }
     }
-
-    /// `(hi - lo) / value`, in percent (0 without a spread).
-    pub fn spread_pct(&self) -> f64 {
-        if self.value > 0.0 {
-            (self.hi - self.lo) / self.value * 100.0
-        } else {
-            0.0
-        }
-    }
 }
 
 /// Which candidate has the lowest figure, judged against the spreads.

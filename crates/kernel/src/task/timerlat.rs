@@ -15,7 +15,7 @@
 //! masked): this file imports nothing. A stamp missing or out of order makes the wakeup
 //! unexplained, never a guessed part.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// What a CPU notes at every interrupt entry, and the tracked wakeup it owes stamps to.
 #[derive(Default)]
@@ -37,7 +37,7 @@ pub(crate) struct WakeupStamps {
     point: AtomicU64,
     resched: AtomicU64,
     /// Whether the switch was a preemption from the interrupt path (no point of its own).
-    preempted: AtomicU64,
+    preempted: AtomicBool,
     held_ip: AtomicUsize,
 }
 
@@ -53,7 +53,7 @@ pub(crate) enum Resched {
 impl WakeupStamps {
     /// The hrtimer woke the task: a new wakeup, entered at `irq_entry` over `held_ip`.
     pub(crate) fn woken(&self, irq_entry: u64, held_ip: usize) {
-        for s in [&self.exit_start, &self.irq_exit, &self.point, &self.resched, &self.preempted] {
+        for s in [&self.exit_start, &self.irq_exit, &self.point, &self.resched] {
             s.store(0, Ordering::Relaxed);
         }
         self.irq_entry.store(irq_entry, Ordering::Relaxed);
@@ -78,7 +78,7 @@ impl WakeupStamps {
     /// (all of it was waited for).
     pub(crate) fn resched(&self, now: u64, how: Resched) {
         self.resched.store(now, Ordering::Relaxed);
-        self.preempted.store(u64::from(how == Resched::Preempt), Ordering::Relaxed);
+        self.preempted.store(how == Resched::Preempt, Ordering::Relaxed);
         let at = if how == Resched::Preempt { self.irq_exit.load(Ordering::Relaxed) } else { now };
         self.point(at);
     }
@@ -97,7 +97,7 @@ impl WakeupStamps {
             get(&self.resched),
             run,
         ];
-        let preempted = get(&self.preempted) != 0;
+        let preempted = self.preempted.swap(false, Ordering::Relaxed);
         let held_ip = self.held_ip.swap(0, Ordering::Relaxed);
         if at[1..6].contains(&0) || at.windows(2).any(|w| w[0] > w[1]) {
             return None;

@@ -7,19 +7,22 @@ use crate::arch::{Arch, A};
 use crate::task::TaskId;
 use alloc::collections::BinaryHeap;
 use core::cmp::Reverse;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The instance's clock: when it booted and the jiffies since (advanced by CPU 0's tick, as
 /// Linux's `do_timer` on one CPU).
 pub(crate) struct Clock {
     boot_ns: u64,
     pub(super) jiffies: AtomicU64,
+    /// A task of the instance asked for its timer wakeups to be stamped
+    /// (`TaskBuilder::timerlat`): from then on every interrupt entry is stamped.
+    pub(crate) timerlat: AtomicBool,
 }
 
 impl Clock {
     /// A clock that starts now.
     pub(crate) fn new() -> Clock {
-        Clock { boot_ns: A::now_ns(), jiffies: AtomicU64::new(0) }
+        Clock { boot_ns: A::now_ns(), jiffies: AtomicU64::new(0), timerlat: AtomicBool::new(false) }
     }
 
     /// Nanoseconds since boot.
