@@ -51,6 +51,17 @@ impl Device {
     /// affinity). Call from a task. Panics if `cpu` is not a CPU of the instance or all device
     /// lines are taken.
     pub fn register_on(cpu: usize, name: &str, handler: impl Fn() + Send + Sync + 'static) -> Device {
+        let mut dev = Device::register_raised_on(cpu, name, handler);
+        let k = this_kernel();
+        dev.timer = Some(A::device_timer_new(name, dev.raiser.raiser.clone(), dev.line, k.helper_cpus.clone()));
+        dev
+    }
+
+    /// As [`register_on`](Self::register_on), for a device raised only by [`raise`](Self::raise)
+    /// and its [`DeviceRaiser`]s: it has no timer, so no host thread of its own competes with
+    /// the CPUs (the hosted timer polls for a while after each deadline and at its start), and
+    /// [`raise_at`](Self::raise_at) on it is a bug.
+    pub fn register_raised_on(cpu: usize, name: &str, handler: impl Fn() + Send + Sync + 'static) -> Device {
         let k = this_kernel();
         if cpu >= k.cpus.len() {
             panic!("device '{name}': CPU {cpu} does not exist (cpus={}; use 0..{})", k.cpus.len(), k.cpus.len());
@@ -58,9 +69,8 @@ impl Device {
         let handler: IrqHandler = Arc::new(handler);
         let line = k.irq.request(handler).unwrap_or_else(|| panic!("device '{name}': no free interrupt line"));
         let raiser = DeviceRaiser { raiser: k.cpus[cpu].raiser.get().expect("CPU is up").clone(), line };
-        let timer = A::device_timer_new(name, raiser.raiser.clone(), line, k.helper_cpus.clone());
         crate::printk!("device {name}: registered on IRQ line {line}");
-        Device { name: name.into(), line, raiser, timer: Some(timer) }
+        Device { name: name.into(), line, raiser, timer: None }
     }
 
     /// The interrupt line.
@@ -81,9 +91,14 @@ impl Device {
     /// Has the device's host thread raise the interrupt at `deadline_ns` (monotonic clock),
     /// while the CPU goes on with whatever it is doing. A later call replaces an earlier one
     /// that has not fired yet.
+    /// Panics on a device registered without a timer ([`register_raised_on`](Self::register_raised_on)).
     pub fn raise_at(&self, deadline_ns: u64) {
-        if let Some(t) = &self.timer {
-            A::device_timer_fire_at(t, deadline_ns);
+        match &self.timer {
+            Some(t) => A::device_timer_fire_at(t, deadline_ns),
+            None => panic!(
+                "device {}: raise_at on a device registered without a timer (use Device::register_on)",
+                self.name
+            ),
         }
     }
 }

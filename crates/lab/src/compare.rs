@@ -186,10 +186,14 @@ impl CompareConfig {
     }
 
     /// The boot configuration of a model's instance: this comparison's `bh_prio`, `ptable` and
-    /// `patch_sync` (which the kernel's `Config::validate` checks), on `cpus` CPUs.
+    /// `patch_sync` (which the kernel's `Config::validate` checks), on `cpus` CPUs, each CPU
+    /// thread pinned (`pin=`) to the host CPU the floor's and the host peer's CPU of the same
+    /// index run on ([`host_peer::host_cpus`]): left to the host, two new CPU threads often
+    /// start on one host core and share it a host tick at a time until the host balances them.
     fn boot(&self, preempt: PreemptModel, bh: BhMode, cpus: usize) -> Config {
         let (bh_prio, ptable, patch_sync) = (self.bh_prio, self.ptable, self.patch_sync);
-        Config { preempt, bh, bh_prio, ptable, patch_sync, cpus, ..Config::default() }
+        let pin = host_peer::host_cpus(cpus);
+        Config { preempt, bh, bh_prio, ptable, patch_sync, cpus, pin, ..Config::default() }
     }
 
     /// The bottom-half options `w` runs under.

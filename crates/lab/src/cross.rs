@@ -61,16 +61,13 @@ pub(crate) struct CrossProbe {
 }
 
 impl CrossProbe {
-    /// Registers the probe's device, its interrupt on `irq_cpu`. Call from a task, before the
-    /// CPU threads are given the lab's host policy: the device's own host thread inherits the
-    /// host policy of the thread that registers it and polls for a timed interrupt for a
-    /// while before it parks; this probe never asks it for one (its own raiser thread raises
-    /// the interrupt), so that thread parks, having competed with the CPU threads at the host's
-    /// default priority only.
+    /// Registers the probe's device, its interrupt on `irq_cpu`, without a timer: its own
+    /// raiser thread raises the interrupt, and a device timer's host thread would poll beside
+    /// the CPU threads (on a host with no spare core, on one of theirs). Call from a task.
     pub(crate) fn register(irq_cpu: usize, spec: ProbeSpec) -> CrossProbe {
         let irq = Arc::new(Irq::default());
         let i = irq.clone();
-        let dev = Device::register_on(irq_cpu, "lab-cross", move || i.handle());
+        let dev = Device::register_raised_on(irq_cpu, "lab-cross", move || i.handle());
         CrossProbe { irq, dev, irq_cpu, spec }
     }
 

@@ -259,7 +259,7 @@ impl PacketDevice {
         softirq::open_softirq(NET_RX_SOFTIRQ, move || net_rx_action(&sh))
             .map_err(|e| format!("packet device: {e} (one packet device per kernel)"))?;
         let sh = shared.clone();
-        let dev = Device::register("packet", move || {
+        let dev = Device::register_raised_on(kernel::raw_smp_processor_id(), "packet", move || {
             sh.c.irqs.fetch_add(1, Ordering::Relaxed);
             softirq::raise_softirq(NET_RX_SOFTIRQ); // napi_schedule
         });
