@@ -175,6 +175,14 @@ pub trait Arch: 'static {
 
     /// Nanoseconds on the machine's monotonic clock.
     fn now_ns() -> u64;
+    /// A cycle counter for timing short stretches of this CPU's own work (x86's TSC): much
+    /// cheaper to read than [`Arch::now_ns`]; [`Arch::cycles_ns`] converts a difference.
+    fn cycles() -> u64;
+    /// A difference of [`Arch::cycles`] in nanoseconds.
+    fn cycles_ns(cycles: u64) -> u64;
+    /// A hint that the cache line holding `addr` will be read soon (x86's `prefetcht0`): it
+    /// never faults and changes nothing but timing, whatever `addr` is.
+    fn prefetch(addr: usize);
     /// How many times the machine under the calling CPU took that CPU away from the kernel so
     /// far (a host's involuntary switches of the CPU's thread, a hypervisor's preemptions of the
     /// vCPU); 0 where nothing can. Two reads that differ bracket a stretch in which the CPU was
@@ -255,6 +263,11 @@ pub trait Arch: 'static {
 
     /// Loads the frame tables (idempotent).
     fn unwind_prepare() -> Result<(), String>;
+    /// Starts bringing in, all at once, the first line of each table an arming from the
+    /// interrupted `ip` reads in the arch (the frame table's index entry for `ip`, the site
+    /// counts and their lock), so that the arming's dependent reads do not each start cold, one
+    /// after another. A hint, as [`Arch::prefetch`].
+    fn prefetch_arming(ip: usize);
     /// One step up from `f` on `stack`.
     fn unwind_step(f: &Frame, stack: (usize, usize)) -> Option<Step>;
     /// Return addresses from `from` up `stack` into `out`; returns how many.

@@ -65,6 +65,15 @@ pub fn allowed_host_cpus() -> Vec<usize> {
     }
 }
 
+/// Starts loading the cache line holding `addr` into every cache level (`prefetcht0`). A
+/// hint: it never faults, whatever `addr` is, and changes nothing but timing.
+#[inline(always)]
+pub fn prefetch(addr: usize) {
+    // SAFETY: `prefetcht0` reads no architectural state and never faults, even for an address
+    // that is not mapped; the pointer is never dereferenced.
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8) }
+}
+
 /// One step of a spin-wait for another CPU (`cpu_relax`): a `pause`, and every 64th call a
 /// host `sched_yield`, because the CPU waited for is a host thread that an oversubscribed host
 /// may have descheduled, and spinning would only keep it off the core.

@@ -28,6 +28,7 @@ impl Arch for Hosted {
     type AllSitesClaim = patch::AllSitesClaim;
 
     fn cpu_register(hooks: &'static Hooks, cpu: u32) -> Result<cpu::CpuRegistration, String> {
+        clock::calibrate(); // once per process: cycles_ns is signal-safe from here on
         let r = cpu::CpuRegistration::new(hooks).map_err(|e| e.to_string())?;
         r.set_cpu_number(cpu);
         Ok(r)
@@ -199,6 +200,15 @@ impl Arch for Hosted {
     fn now_ns() -> u64 {
         clock::now_ns()
     }
+    fn cycles() -> u64 {
+        clock::cycles()
+    }
+    fn cycles_ns(cycles: u64) -> u64 {
+        clock::cycles_ns(cycles)
+    }
+    fn prefetch(addr: usize) {
+        cpu::prefetch(addr)
+    }
     fn cpu_stolen() -> u64 {
         clock::thread_preempted()
     }
@@ -296,6 +306,10 @@ impl Arch for Hosted {
 
     fn unwind_prepare() -> Result<(), String> {
         unwind::prepare()
+    }
+    fn prefetch_arming(ip: usize) {
+        unwind::prefetch_for(ip);
+        patch::prefetch_counts();
     }
     fn unwind_step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
         unwind::step(f, stack)

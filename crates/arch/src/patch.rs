@@ -246,6 +246,11 @@ fn change(idx: usize, how: Arm, delta: i32, sync: PatchSync) -> Result<u32, Poke
     Ok(rounds)
 }
 
+/// Prefetches the site counts' lock and vector header, which every arming takes first.
+pub fn prefetch_counts() {
+    crate::cpu::prefetch(&COUNTS as *const _ as usize);
+}
+
 /// One more user wants site `idx` armed `how`, unsynchronised ([`PatchSync::None`]).
 pub fn arm(idx: usize, how: Arm) -> Result<(), PokeError> {
     change(idx, how, 1, PatchSync::None).map(drop)

@@ -1,13 +1,14 @@
 //! `compare`'s terminal output: the answer first (one verdict line per workload), then per
 //! workload a table of at most 100 columns, one row per subject, the floor first: where the RT
 //! task gets the CPU, p50 and p99 with the range of the rounds, the normal-path cost with its
-//! range, and the share of samples the host held; then what the figures mean. `--wide` adds
-//! the full table (every figure of every row).
+//! range, the share of samples the host held and the host stalls seen; then what the figures
+//! mean. `--wide` adds the full table (every figure of every row).
 //!
 //! **Mechanism.** The verdict is `lab::verdict`'s (a model is lowest only when its lead exceeds
 //! the spread of the rounds); the figures are the rows'. A row whose p99 the host set (samples
 //! whose period the host took the subject's thread: at least 1% of them, and a p99 more than
-//! twice the undisturbed one) is marked `host`.
+//! twice the undisturbed one) is marked `*`; one the host's stalls set (more than twice the
+//! p99 of the rounds without a stall) is marked `!`.
 //!
 //! **Invariant.** Every line but `--wide`'s fits in [`lab::verdict::WIDTH`] columns.
 
@@ -75,16 +76,33 @@ pub(crate) fn host_set_p99(r: &Row) -> bool {
     r.host_disturbed * 100 >= r.samples.max(1) && r.latency_ns.p99 > 2 * r.latency_undisturbed_ns.p99
 }
 
+/// The marks of a row's p99: `*` when the host set it ([`host_set_p99`]), `!` when the host's
+/// stalls did (`lab::row::StallRow::set_p99`).
+pub(crate) fn p99_mark(r: &Row) -> &'static str {
+    let stall_set = r.host_stalls.as_ref().is_some_and(|x| x.set_p99(r.latency_ns.p99));
+    match (host_set_p99(r), stall_set) {
+        (true, true) => "*!",
+        (true, false) => "*",
+        (false, true) => "!",
+        (false, false) => "",
+    }
+}
+
+/// The host stalls seen during a row's latency runs; `-` without a watcher.
+pub(crate) fn stalls(r: &Row) -> String {
+    r.host_stalls.as_ref().map_or("-".into(), |x| x.count.to_string())
+}
+
 /// One workload's table: a row per subject, in the comparison's order (the floor first).
 fn compact(w: &str, rows: &[Row]) -> String {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
     let none = |r: &Row| mine.iter().find(|n| n.model == "none" && n.bh == r.bh).copied();
     let signed = |v: f64| format!("{v:+.1}");
-    let line = |c: [&str; 6]| {
-        format!("{:<16} {:<13} {:>17} {:>20} {:>18} {:>6}", c[0], c[1], c[2], c[3], c[4], c[5]).trim_end().to_string()
-            + "\n"
+    let line = |c: [&str; 7]| {
+        let l = format!("{:<16} {:<13} {:>16} {:>19} {:>19} {:>5} {:>6}", c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+        l.trim_end().to_string() + "\n"
     };
-    let mut s = line([w, "RT runs at", "p50 us", "p99 us", "cost %", "host"]);
+    let mut s = line([w, "RT runs at", "p50 us", "p99 us", "cost %", "host", "stalls"]);
     for r in mine.iter().copied() {
         let cost = match none(r) {
             Some(_) if r.model == "none" => "reference".into(),
@@ -92,7 +110,7 @@ fn compact(w: &str, rows: &[Row]) -> String {
             None => "-".into(),
         };
         let held = r.host_disturbed as f64 * 100.0 / r.samples.max(1) as f64;
-        let mark = if host_set_p99(r) { "*" } else { "" };
+        let (mark, stalls) = (p99_mark(r), stalls(r));
         s += &line([
             &report::label(r, rows),
             &r.rt_runs_at,
@@ -100,6 +118,7 @@ fn compact(w: &str, rows: &[Row]) -> String {
             &(ranged(verdict::p99_us(r), us) + mark),
             &cost,
             &format!("{held:.0}%"),
+            &stalls,
         ]);
     }
     s
@@ -164,7 +183,9 @@ fn legend(cfg: &CompareConfig) -> String {
     let mut s = format!(
         "\np50, p99: every sample of {} rounds, [the lowest round, the highest]\n\
          cost: throughput lost against none (the rounds paired); host: samples whose period\n\
-         the host took the subject's thread (*: they set the p99; see --wide's u_p99_us)\n",
+         the host took the subject's thread (*: they set the p99; see --wide's u_p99_us)\n\
+         stalls: wakeups 1 ms late or more of a SCHED_FIFO 99 watcher during the latency runs\n\
+         (!: the rounds with one set the p99; -: no watcher, it needs SCHED_FIFO)\n",
         cfg.rounds
     );
     s += &format!(

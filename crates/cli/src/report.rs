@@ -189,7 +189,8 @@ pub(crate) fn page(cfg: &CompareConfig, rows: &[Row], timelines: &[scenario::Sce
         "<p class=\"note\">Per workload, a row per subject, the host's floor first (the same probes beside plain busy loops on the same host CPUs): \
          read each subject as the floor plus what it adds. p50, p99: every sample of {} round(s), [the lowest round, the highest]; \
          cost: throughput lost against <code>none</code> (the rounds paired); host held: samples whose period the host took the subject's thread \
-         (*: they set the p99). Probe: {} × SCHED_FIFO {} every {} µs (cyclictest -t{} -p{} -i{} -d{}); {} s per run, interleaved. Machine: {}.</p>",
+         (*: they set the p99); host stalls: wakeups 1 ms late or more of a SCHED_FIFO 99 watcher during the latency runs \
+         (!: the rounds with one set the p99; -: no watcher). Probe: {} × SCHED_FIFO {} every {} µs (cyclictest -t{} -p{} -i{} -d{}); {} s per run, interleaved. Machine: {}.</p>",
         cfg.rounds, p.threads, p.prio, p.interval_us, p.threads, p.prio, p.interval_us, p.distance_us, cfg.seconds, esc(&machine())
     );
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
@@ -233,7 +234,7 @@ fn none_of<'a>(r: &Row, rows: &'a [Row]) -> Option<&'a Row> {
 fn compact(w: &str, rows: &[Row]) -> String {
     let mut s = format!(
         "<table class=\"compact\"><thead><tr><th>{}</th><th>RT runs at</th><th>p50 µs [lowest round, highest]</th>\
-         <th>p99 µs [lowest round, highest]</th><th>cost % [lowest round, highest]</th><th>host held</th></tr></thead><tbody>",
+         <th>p99 µs [lowest round, highest]</th><th>cost % [lowest round, highest]</th><th>host held</th><th>host stalls</th></tr></thead><tbody>",
         esc(w)
     );
     for r in rows.iter().filter(|r| r.workload == w) {
@@ -243,16 +244,17 @@ fn compact(w: &str, rows: &[Row]) -> String {
             None => "-".into(),
         };
         let held = r.host_disturbed as f64 * 100.0 / r.samples.max(1) as f64;
-        let mark = if crate::compare_table::host_set_p99(r) { "*" } else { "" };
+        let mark = crate::compare_table::p99_mark(r);
         let class = if r.model == "floor" { " class=\"floor\"" } else { "" };
         let _ = write!(
             s,
-            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}{mark}</td><td>{}</td><td>{held:.0}%</td></tr>",
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}{mark}</td><td>{}</td><td>{held:.0}%</td><td>{}</td></tr>",
             esc(&label(r, rows)),
             esc(&r.rt_runs_at),
             ranged(verdict::p50_us(r), us),
             ranged(verdict::p99_us(r), us),
-            cost
+            cost,
+            crate::compare_table::stalls(r)
         );
     }
     s + "</tbody></table>"

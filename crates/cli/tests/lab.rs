@@ -9,7 +9,7 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 33] = [
+const ROW_KEYS: [&str; 34] = [
     "model",
     "rt_runs_at",
     "bh",
@@ -21,6 +21,7 @@ const ROW_KEYS: [&str; 33] = [
     "samples",
     "latency_undisturbed_ns",
     "host_disturbed",
+    "host_stalls",
     "latency_per_cpu_ns",
     "cross_cpu",
     "throughput_ops_s",
@@ -145,6 +146,15 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         let undisturbed = r["latency_undisturbed_ns"]["count"].as_u64().unwrap();
         assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
         assert!(r["policy"].is_string(), "{r}");
+        let st = &r["host_stalls"];
+        if !st.is_null() {
+            // The watcher ran (SCHED_FIFO allowed): one round, stalled or not.
+            let (n, stalled) = (st["count"].as_u64().unwrap(), st["rounds_stalled"].as_u64().unwrap());
+            assert_eq!(stalled, (n > 0) as u64, "{st}");
+            assert_eq!(st["longest_ns"].as_u64().unwrap() >= 1_000_000, n > 0, "a stall is 1 ms or more: {st}");
+            let unstalled = st["latency_unstalled_ns"]["count"].as_u64().unwrap();
+            assert_eq!(unstalled, if n > 0 { 0 } else { sum }, "the samples of the rounds without one: {st}");
+        }
         let reference = r["model"].as_str().unwrap().starts_with("peer:") || floor;
         let b = &r["breakdown"];
         assert_eq!(b.is_null(), reference, "a model's wakeups are split, a reference's are not: {r}");

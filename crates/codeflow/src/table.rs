@@ -157,6 +157,15 @@ impl ExactTable {
         }
     }
 
+    /// The address of the index slot a look-up of `ip` reads first (to prefetch it); `None`
+    /// outside the table's span.
+    pub fn first_line(&self, ip: u64) -> Option<usize> {
+        if ip < self.lo || ip >= self.hi {
+            return None;
+        }
+        self.slots.get(self.slot(ip / BUCKET)).map(|s| s as *const (u64, u32) as usize)
+    }
+
     /// The table's answer for `ip`; `None` outside the analysed functions (a function that
     /// reaches no point, foreign code).
     pub fn lookup(&self, ip: u64) -> Option<Lookup<'_>> {

@@ -20,9 +20,10 @@ use crate::host_peer::{self, Load};
 use crate::measure::{self, Breakdown, CpuPolicy, CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop};
 use crate::peers::{self, Peer};
 use crate::probe;
-use crate::row::{self, BreakdownRow, CrossRow, ProbeRow, Row};
+use crate::row::{self, BreakdownRow, CrossRow, ProbeRow, Row, StallRow};
 use crate::stats::{median, Latency, LatencyHist};
 use crate::symbols::Resolver;
+use hostlab::stall::{Stall, Watcher};
 use kernel::{BhMode, Config, PreemptModel};
 use services::workloads::Workload;
 
@@ -307,11 +308,33 @@ struct Cell {
     /// Collateral hits (`int3` and `call`) and the ns spent in their hooks, summed over the
     /// loaded runs' CPUs.
     collateral: (u64, u64),
+    /// The stall watcher's figures over the latency runs; `None` without a watcher.
+    stalls: Option<Stalls>,
+}
+
+/// A cell's host stalls (`hostlab::stall`) over its latency runs.
+#[derive(Default)]
+struct Stalls {
+    count: u64,
+    longest_ns: u64,
+    rounds_stalled: usize,
+    /// Every probe's samples of the rounds without a stall.
+    unstalled: LatencyHist,
 }
 
 impl Cell {
-    /// Adds a latency run's samples, placements and counters.
-    fn add_loaded(&mut self, loaded: RunOut, policy: String) {
+    /// Adds a latency run's samples, placements and counters, and the host stalls the watcher
+    /// saw during it (`None` without a watcher).
+    fn add_loaded(&mut self, loaded: RunOut, policy: String, stalls: Option<Vec<Stall>>) {
+        if let Some(seen) = stalls {
+            let c = self.stalls.get_or_insert_with(Stalls::default);
+            c.count += seen.len() as u64;
+            c.longest_ns = seen.iter().map(Stall::ns).fold(c.longest_ns, u64::max);
+            c.rounds_stalled += !seen.is_empty() as usize;
+            if seen.is_empty() {
+                loaded.hists.iter().for_each(|h| c.unstalled.merge(h));
+            }
+        }
         self.loaded.push(loaded.units_per_s());
         self.breakdown.merge(&loaded.breakdown);
         let mut round = LatencyHist::new();
@@ -351,6 +374,7 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
     let (specs, ns) = (cfg.probes.specs(), (cfg.seconds * 1e9) as u64);
     let subjects: Vec<Vec<Subject>> = cfg.workloads.iter().map(|&w| cfg.subjects_for(w)).collect();
     let mut cells: Vec<Vec<Cell>> = subjects.iter().map(|ss| ss.iter().map(|_| Cell::default()).collect()).collect();
+    let watcher = Watcher::start(); // without one (no SCHED_FIFO), rows say null, not 0
     for _ in 0..cfg.rounds {
         for (wi, &w) in cfg.workloads.iter().enumerate() {
             let with_bh = cfg.bh_for(w).len() > 1;
@@ -366,8 +390,10 @@ pub fn run(cfg: &CompareConfig, progress: &mut dyn FnMut(&str)) -> Result<Vec<Ro
                     cell.single.push(s.run(w, &[], ns, cfg, 1)?.0.units_per_s());
                 }
                 progress(&format!("{name} latency"));
+                let t0 = hostlab::sched::now_ns();
                 let (loaded, policy) = s.run(w, &specs, ns, cfg, cfg.cpus)?;
-                cell.add_loaded(loaded, policy);
+                let stalls = watcher.as_ref().ok().map(|x| x.stalls_between(t0, hostlab::sched::now_ns()));
+                cell.add_loaded(loaded, policy, stalls);
             }
         }
     }
@@ -406,6 +432,12 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                 samples: latency.count,
                 latency_undisturbed_ns: pooled.undisturbed(),
                 host_disturbed: pooled.disturbed(),
+                host_stalls: c.stalls.as_ref().map(|x| StallRow {
+                    count: x.count,
+                    longest_ns: x.longest_ns,
+                    rounds_stalled: x.rounds_stalled,
+                    latency_unstalled_ns: x.unstalled.summary(),
+                }),
                 latency_per_cpu_ns: per_cpu(cfg, c),
                 cross_cpu: c.cross.as_ref().map(|x| CrossRow {
                     irq: x.irq.into(),

@@ -86,6 +86,29 @@ impl PartsRow {
     }
 }
 
+/// The host stalls seen during a row's latency runs (`hostlab::stall`: wakeups of a SCHED_FIFO
+/// 99 watcher at least 1 ms late, from the instance's boot to its end).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StallRow {
+    /// Stalls seen, over every round.
+    pub count: u64,
+    /// The longest, in ns (0 without any).
+    pub longest_ns: u64,
+    /// Rounds with at least one stall, of `rounds`.
+    pub rounds_stalled: usize,
+    /// As the row's `latency_ns`, over the rounds without a stall (`count` 0 when every round
+    /// had one).
+    pub latency_unstalled_ns: Latency,
+}
+
+impl StallRow {
+    /// Whether the stalls set the row's p99: it is more than twice the p99 of the rounds
+    /// without a stall.
+    pub fn set_p99(&self, row_p99: u64) -> bool {
+        self.rounds_stalled > 0 && self.latency_unstalled_ns.count > 0 && row_p99 > 2 * self.latency_unstalled_ns.p99
+    }
+}
+
 /// Where a row's probe wakeups went (docs/LAB.md, "Where each microsecond goes").
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BreakdownRow {
@@ -137,6 +160,9 @@ pub struct Row {
     pub latency_undisturbed_ns: Latency,
     /// Samples whose period the host disturbed (`samples - latency_undisturbed_ns.count`).
     pub host_disturbed: u64,
+    /// The host stalls the watcher saw during the row's latency runs; null without a watcher
+    /// (the host refused it SCHED_FIFO 99).
+    pub host_stalls: Option<StallRow>,
     /// Per CPU (index = CPU): the samples of the probes bound to it; null when the subject
     /// does not bind its probes (tokio, Go).
     pub latency_per_cpu_ns: Option<Vec<Latency>>,
@@ -199,4 +225,23 @@ pub(crate) fn cdf(h: &LatencyHist) -> Vec<(f64, u64)> {
     let n = h.count() as f64;
     let qs: Vec<f64> = CDF_QUANTILES.into_iter().filter(|&q| q >= 1.0 || (1.0 - q) * n >= 1.0).collect();
     qs.iter().copied().zip(h.quantiles(&qs)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalls(rounds_stalled: usize, unstalled_p99: u64, count: u64) -> StallRow {
+        let latency_unstalled_ns = Latency { p99: unstalled_p99, count, ..Latency::default() };
+        StallRow { count: rounds_stalled as u64, longest_ns: 4_500_000, rounds_stalled, latency_unstalled_ns }
+    }
+
+    /// Stalls set a p99 only when some round had one and the rounds without are below half.
+    #[test]
+    fn stalls_set_the_p99_only_above_twice_the_rounds_without() {
+        assert!(stalls(1, 20_000, 4000).set_p99(41_000));
+        assert!(!stalls(1, 20_000, 4000).set_p99(40_000), "twice is not more than twice");
+        assert!(!stalls(0, 20_000, 4000).set_p99(90_000), "no stall, no mark");
+        assert!(!stalls(3, 0, 0).set_p99(90_000), "every round stalled: nothing to compare with");
+    }
 }
