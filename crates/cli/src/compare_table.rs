@@ -152,6 +152,17 @@ fn breakdown(w: &str, rows: &[Row]) -> String {
             med.concat(),
             us(big as f64 / 1e3)
         ));
+        if let Some(h) = &r.handler_parts_ns_per_event {
+            let u = |ns: f64| format!("{:.2}", ns / 1e3);
+            s += &fit(format!(
+                "{:<22}  its exit, arming, us: look-up {}, unwind {}, arm {}, redirect {}",
+                "",
+                u(h.lookup),
+                u(h.unwind),
+                u(h.poke),
+                u(h.redirect)
+            ));
+        }
     }
     s
 }

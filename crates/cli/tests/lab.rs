@@ -9,7 +9,7 @@ mod common;
 use common::atomkernel;
 
 /// The documented keys of a `compare --json` row (docs/LAB.md), in any order.
-const ROW_KEYS: [&str; 34] = [
+const ROW_KEYS: [&str; 35] = [
     "model",
     "rt_runs_at",
     "bh",
@@ -42,6 +42,7 @@ const ROW_KEYS: [&str; 34] = [
     "hz",
     "sites_armed_per_event",
     "handler_ns_per_event",
+    "handler_parts_ns_per_event",
     "collateral_per_event",
     "collateral_ns_per_event",
 ];
@@ -146,6 +147,14 @@ fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
         let undisturbed = r["latency_undisturbed_ns"]["count"].as_u64().unwrap();
         assert_eq!(undisturbed + r["host_disturbed"].as_u64().unwrap(), sum, "{r}");
         assert!(r["policy"].is_string(), "{r}");
+        let (h, parts) = (&r["handler_ns_per_event"], &r["handler_parts_ns_per_event"]);
+        assert_eq!(h.is_null(), parts.is_null(), "the arming and its parts go together: {r}");
+        if let Some(total) = h.as_f64() {
+            let each: Vec<f64> =
+                ["lookup", "unwind", "poke", "redirect"].iter().map(|p| parts[p].as_f64().unwrap()).collect();
+            assert!(each.iter().all(|&ns| ns >= 0.0), "{parts}");
+            assert!(each.iter().sum::<f64>() <= total + 1e-6, "the parts fit in the whole: {parts} of {total}");
+        }
         let st = &r["host_stalls"];
         if !st.is_null() {
             // The watcher ran (SCHED_FIFO allowed): one round, stalled or not.

@@ -20,7 +20,7 @@ use crate::host_peer::{self, Load};
 use crate::measure::{self, Breakdown, CpuPolicy, CrossOut, Placement, ProbeSet, ProbeSpec, RunOut, Stop};
 use crate::peers::{self, Peer};
 use crate::probe;
-use crate::row::{self, BreakdownRow, CrossRow, ProbeRow, Row, StallRow};
+use crate::row::{self, BreakdownRow, CrossRow, HandlerParts, ProbeRow, Row, StallRow};
 use crate::stats::{median, Latency, LatencyHist};
 use crate::symbols::Resolver;
 use hostlab::stall::{Stall, Watcher};
@@ -303,8 +303,8 @@ struct Cell {
     policy: Option<String>,
     /// Where the probes' wakeups went, over the loaded runs.
     breakdown: Breakdown,
-    /// Patch counters summed over the loaded runs: (events, sites armed, arming ns).
-    patch: (u64, u64, u64),
+    /// Patch counters summed over the loaded runs.
+    patch: kernel::model::patch::PatchStatsSnapshot,
     /// Collateral hits (`int3` and `call`) and the ns spent in their hooks, summed over the
     /// loaded runs' CPUs.
     collateral: (u64, u64),
@@ -341,7 +341,7 @@ impl Cell {
         loaded.hists.iter().for_each(|h| round.merge(h));
         self.rounds.push(round.summary());
         let p = &loaded.patch;
-        self.patch = (self.patch.0 + p.events, self.patch.1 + p.sites_armed, self.patch.2 + p.arm_ns);
+        self.patch.add(p);
         let hits = p.collateral_int3 + p.collateral_calls;
         self.collateral = (self.collateral.0 + hits, self.collateral.1 + p.collateral_ns);
         merge_all(&mut self.hists, loaded.hists, LatencyHist::merge);
@@ -420,6 +420,7 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
             let latency = pooled.summary();
             let is_none = matches!(s, Subject::Model(PreemptModel::None, _));
             let single = (cfg.cpus > 1 && work).then(|| median(&c.single));
+            let per_event = |n: u64| (c.patch.events > 0).then(|| n as f64 / c.patch.events as f64);
             rows.push(Row {
                 model: s.name(),
                 rt_runs_at: s.rt_runs_at().into(),
@@ -463,10 +464,16 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                 seconds: cfg.seconds,
                 rounds: cfg.rounds,
                 hz: Config::default().hz,
-                sites_armed_per_event: (c.patch.0 > 0).then(|| c.patch.1 as f64 / c.patch.0 as f64),
-                handler_ns_per_event: (c.patch.0 > 0).then(|| c.patch.2 as f64 / c.patch.0 as f64),
-                collateral_per_event: (c.patch.0 > 0).then(|| c.collateral.0 as f64 / c.patch.0 as f64),
-                collateral_ns_per_event: (c.patch.0 > 0).then(|| c.collateral.1 as f64 / c.patch.0 as f64),
+                sites_armed_per_event: per_event(c.patch.sites_armed),
+                handler_ns_per_event: per_event(c.patch.arm_ns),
+                handler_parts_ns_per_event: (c.patch.events > 0).then(|| HandlerParts {
+                    lookup: c.patch.lookup_ns as f64 / c.patch.events as f64,
+                    unwind: c.patch.unwind_ns as f64 / c.patch.events as f64,
+                    poke: c.patch.poke_ns as f64 / c.patch.events as f64,
+                    redirect: c.patch.redirect_ns as f64 / c.patch.events as f64,
+                }),
+                collateral_per_event: per_event(c.collateral.0),
+                collateral_ns_per_event: per_event(c.collateral.1),
                 breakdown: resolver.as_ref().and_then(|r| breakdown_row(&c.breakdown, r)),
             });
         }

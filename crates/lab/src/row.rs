@@ -86,6 +86,18 @@ impl PartsRow {
     }
 }
 
+/// The patch models' interrupt-exit arming per RT event, part by part (ns, means over the
+/// loaded runs): the point-table look-up, the unwinding, arming the sites (`poke`), and
+/// redirecting a return. Their sum is a little less than `handler_ns_per_event`, which also
+/// counts the arming's entry and exit.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct HandlerParts {
+    pub lookup: f64,
+    pub unwind: f64,
+    pub poke: f64,
+    pub redirect: f64,
+}
+
 /// The host stalls seen during a row's latency runs (`hostlab::stall`: wakeups of a SCHED_FIFO
 /// 99 watcher at least 1 ms late, from the instance's boot to its end).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -208,6 +220,8 @@ pub struct Row {
     /// Patch models: the interrupt exit's arming time per RT event in ns (mean; look-up,
     /// unwinding, patching); null otherwise.
     pub handler_ns_per_event: Option<f64>,
+    /// Patch models: `handler_ns_per_event` part by part; null otherwise.
+    pub handler_parts_ns_per_event: Option<HandlerParts>,
     /// Patch models: collateral hits per RT event (armed sites met by CPUs that had no event of
     /// their own, `int3` and `call`, over every CPU); null otherwise.
     pub collateral_per_event: Option<f64>,
