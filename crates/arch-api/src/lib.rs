@@ -250,6 +250,10 @@ pub trait Arch: 'static {
     fn site_index(addr: usize) -> Result<usize, PokeError>;
     /// The five bytes of the site at `addr`.
     fn read_site(addr: usize) -> [u8; 5];
+    /// Starts bringing in what arming the sites `idx` touches (their table entries, their
+    /// bytes in the text and in its writable alias), all at once. A hint, as
+    /// [`Arch::prefetch`].
+    fn prefetch_sites(idx: &[u32]);
     /// One more user wants site `idx` armed `how`; returns the serializing rounds it took.
     fn arm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError>;
     /// One user less wants site `idx` armed `how`; returns the rounds it took.
@@ -268,6 +272,10 @@ pub trait Arch: 'static {
     /// counts and their lock), so that the arming's dependent reads do not each start cold, one
     /// after another. A hint, as [`Arch::prefetch`].
     fn prefetch_arming(ip: usize);
+    /// The second step, once [`Arch::prefetch_arming`]'s lines are cached: reads them and
+    /// requests the lines they point to (the frame table's row for `ip`, the running task's
+    /// stack bounds). A hint, as [`Arch::prefetch`].
+    fn prefetch_arming_deeper(ip: usize);
     /// One step up from `f` on `stack`.
     fn unwind_step(f: &Frame, stack: (usize, usize)) -> Option<Step>;
     /// Return addresses from `from` up `stack` into `out`; returns how many.

@@ -291,6 +291,9 @@ impl Arch for Hosted {
     fn read_site(addr: usize) -> [u8; 5] {
         patch::read_site(addr)
     }
+    fn prefetch_sites(idx: &[u32]) {
+        patch::prefetch_sites(idx)
+    }
     fn arm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
         patch::arm_synced(idx, how, sync)
     }
@@ -310,6 +313,10 @@ impl Arch for Hosted {
     fn prefetch_arming(ip: usize) {
         unwind::prefetch_for(ip);
         patch::prefetch_counts();
+    }
+    fn prefetch_arming_deeper(ip: usize) {
+        unwind::prefetch_row_for(ip);
+        redirect::prefetch_current_stack();
     }
     fn unwind_step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
         unwind::step(f, stack)

@@ -190,10 +190,29 @@ pub fn read_site(addr: usize) -> [u8; 5] {
     b
 }
 
+/// The address of `addr`'s byte in the writable alias; `None` outside the remapped text.
+fn alias_of(a: &Alias, addr: usize) -> Option<usize> {
+    a.ranges.iter().find(|(lo, hi, _)| addr >= *lo && addr < *hi).map(|&(lo, _, al)| al + (addr - lo))
+}
+
 fn write_byte(a: &Alias, addr: usize, v: u8) {
-    let (lo, _, al) = *a.ranges.iter().find(|(lo, hi, _)| addr >= *lo && addr < *hi).expect("site in text");
-    // SAFETY: `al + (addr - lo)` is inside the rw alias of the range holding `addr`.
-    unsafe { std::ptr::write_volatile((al + (addr - lo)) as *mut u8, v) };
+    let at = alias_of(a, addr).expect("site in text");
+    // SAFETY: `at` is inside the rw alias of the range holding `addr`.
+    unsafe { std::ptr::write_volatile(at as *mut u8, v) };
+}
+
+/// Prefetches what arming the sites `idx` reads and writes: their addresses, then, all at
+/// once, each site's bytes in the text and in the alias. Signal-safe.
+pub fn prefetch_sites(idx: &[u32]) {
+    let Some(Ok(a)) = ALIAS.get() else { return };
+    let sites = || idx.iter().filter_map(|&i| a.sites.get(i as usize));
+    sites().for_each(|s| crate::cpu::prefetch(s as *const usize as usize));
+    for &addr in sites() {
+        crate::cpu::prefetch(addr);
+        if let Some(at) = alias_of(a, addr) {
+            crate::cpu::prefetch(at);
+        }
+    }
 }
 
 /// Verifies the site's bytes and writes the first byte its counts call for, synchronised as

@@ -75,6 +75,17 @@ pub fn current_stack() -> Option<(usize, usize)> {
     (!cur.is_null()).then(|| unsafe { (*cur).stack_bounds() }).flatten()
 }
 
+/// Prefetches the running task's context, whose stack bounds [`current_stack`] reads.
+/// Signal-safe.
+pub fn prefetch_current_stack() {
+    let cur = percpu::with(|l| l.current.get());
+    // SAFETY: as in `current_stack`: `current` points to the running TaskContext, alive while
+    // it runs; only the field's address is taken, nothing is read.
+    if let Some(ctx) = unsafe { cur.as_ref() } {
+        crate::cpu::prefetch(ctx.stack_bounds_addr());
+    }
+}
+
 fn slot_ok(slot: usize) -> bool {
     current_stack().is_some_and(|(lo, hi)| slot.is_multiple_of(8) && slot >= lo && slot + 8 <= hi)
 }

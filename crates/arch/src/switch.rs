@@ -197,6 +197,11 @@ impl TaskContext {
     }
 
     /// `[lo, hi)` of the owned stack, if any.
+    /// Where [`stack_bounds`](Self::stack_bounds) reads, to prefetch it.
+    pub(crate) fn stack_bounds_addr(&self) -> usize {
+        &self.range as *const Option<StackRange> as usize
+    }
+
     pub(crate) fn stack_bounds(&self) -> Option<(usize, usize)> {
         self.range.map(|s| (s.lo(), s.hi()))
     }

@@ -323,6 +323,15 @@ pub fn prefetch_for(ip: usize) {
     }
 }
 
+/// Prefetches the row [`step`] reads for `ip`, from the index entry (which
+/// [`prefetch_for`] brought in). Signal-safe.
+pub fn prefetch_row_for(ip: usize) {
+    let Some(t) = tables() else { return };
+    if let Some(row) = t.rows_index.bucket_of(ip).and_then(|&r| t.rows.get(r as usize)) {
+        crate::cpu::prefetch(row as *const Row as usize);
+    }
+}
+
 /// The start and end of the function (FDE) containing `ip`, if any. Signal-safe after
 /// [`prepare`]. For a return address, ask about `ip - 1`: the call may be a function's last
 /// instruction.

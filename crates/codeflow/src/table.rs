@@ -166,6 +166,15 @@ impl ExactTable {
         self.slots.get(self.slot(ip / BUCKET)).map(|s| s as *const (u64, u32) as usize)
     }
 
+    /// The address of the range a look-up of `ip` reads after its slot (to prefetch it once
+    /// the slot is cached); `None` outside the table.
+    pub fn second_line(&self, ip: u64) -> Option<usize> {
+        if ip < self.lo || ip >= self.hi {
+            return None;
+        }
+        self.ranges.get(self.bucket_range(ip)?).map(|r| r as *const Range as usize)
+    }
+
     /// The table's answer for `ip`; `None` outside the analysed functions (a function that
     /// reaches no point, foreign code).
     pub fn lookup(&self, ip: u64) -> Option<Lookup<'_>> {

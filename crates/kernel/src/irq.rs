@@ -50,6 +50,7 @@ fn irq_hook(lines: u64, frame: &IrqFrame) -> IrqExit {
         stamps.irq_ip.store(frame.ip, Ordering::Relaxed);
     }
     irq_enter(&k);
+    crate::model::decide::irq_entry(&k, frame.ip);
     crate::trace::irq_handler_entry(&k, lines, frame);
     if lines & (1 << LINE_TICK) != 0 {
         crate::time::timer_interrupt(&k);

@@ -115,6 +115,11 @@ pub(crate) fn resched_curr(k: &Kernel, rq: &Rq, woken: TaskId) {
     }
 }
 
+/// At every hard-IRQ entry, with the interrupted `ip`: the model's `irq_entry`.
+pub(crate) fn irq_entry(k: &Kernel, ip: usize) {
+    ops(k.model()).irq_entry(k, ip);
+}
+
 /// The reschedule IPI's handler (`scheduler_ipi`), in hard-IRQ context: the wakeup it carries
 /// is decided by this CPU's model as a local one.
 pub(crate) fn scheduler_ipi(k: &Kernel) {

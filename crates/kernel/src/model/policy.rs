@@ -63,6 +63,9 @@ pub(crate) struct Wakeup {
 
 /// The decisions of one preemption model. Every method is required: a new model answers each.
 pub(crate) trait Model: Sync {
+    /// An interrupt arrived that found the CPU at `ip` (hard-IRQ entry, before any handler).
+    /// Nothing by default; the patch models start bringing in what an arming from `ip` reads.
+    fn irq_entry(&self, _k: &Kernel, _ip: usize) {}
     /// `resched_curr`: a wakeup (or the tick) wants the CPU for `w.woken`.
     fn wakeup(&self, k: &Kernel, w: Wakeup);
     /// A patched preemption-point site was reached while a reschedule is due (task context).

@@ -86,6 +86,8 @@ impl Default for Armed {
 pub(crate) struct PatchState {
     /// An RT wakeup is pending (set by `resched_curr`, cleared by `__schedule`).
     pub(crate) rt_resched: AtomicBool,
+    /// The IP the latest interrupt found the CPU at (its entry's, for the prefetches).
+    pub(super) irq_ip: AtomicUsize,
     /// Something is armed (a cheap test for `__schedule`).
     pub(super) active: AtomicBool,
     pub(super) armed: IrqSpinLock<Armed>,

@@ -75,11 +75,21 @@ pub(super) static PATCH_INT3: Patch = Patch { how: Arm::Int3 };
 pub(super) static PATCH_CALL: Patch = Patch { how: Arm::Call };
 
 impl Model for Patch {
+    /// Every interrupt may wake an RT task: the first line of each table an arming from `ip`
+    /// reads is requested now, a microsecond or so before the exit would read it.
+    fn irq_entry(&self, k: &Kernel, ip: usize) {
+        k.this_cpu().model.patch.irq_ip.store(ip, Ordering::Relaxed);
+        prefetch_arming(k, ip);
+    }
+
     /// Only an RT wakeup arms anything (at the interrupt exit); a fair one waits for
-    /// `ret_from_syscall`, as under `none`.
+    /// `ret_from_syscall`, as under `none`. An RT one also requests the tables' second lines
+    /// (what the first lines, requested at the entry, point to).
     fn wakeup(&self, k: &Kernel, w: Wakeup) {
         if w.rt && !w.is_curr {
-            k.this_cpu().model.patch.rt_resched.store(true, Ordering::Relaxed);
+            let p = &k.this_cpu().model.patch;
+            p.rt_resched.store(true, Ordering::Relaxed);
+            prefetch_arming_deeper(k, p.irq_ip.load(Ordering::Relaxed));
         }
         preempt::set_need_resched();
     }
@@ -181,6 +191,18 @@ fn prefetch_arming(k: &Kernel, ip: usize) {
         }
     }
     A::prefetch_arming(ip);
+}
+
+/// The second step of [`prefetch_arming`]: reads the first lines (requested at the entry,
+/// cached by now) and requests the lines they point to: the exact table's range for `ip`, the
+/// frame table's row.
+fn prefetch_arming_deeper(k: &Kernel, ip: usize) {
+    if k.config.ptable == PtableMode::Exact {
+        if let Some(line) = exact::get().and_then(|x| x.table.second_line(ip as u64)) {
+            A::prefetch(line);
+        }
+    }
+    A::prefetch_arming_deeper(ip);
 }
 
 /// Builds the tables the interrupt exit will read under `mode` (outside interrupt context).
@@ -301,6 +323,7 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &
     if points.len() > MAX_ARMED {
         return false;
     }
+    A::prefetch_sites(points);
     let p = &k.this_cpu().model.patch;
     let mut a = p.armed.lock();
     disarm_locked(k, &mut a);
