@@ -6,7 +6,7 @@
 //! **Mechanism.** Each is a few instructions of asm (`rep movsb` / `rep stosb`, a byte loop):
 //! written in asm, not Rust, because LLVM turns a Rust copy loop back into a call to
 //! `memcpy`. The host target's `compiler_builtins` does not export them (libc does, there).
-//! `_Unwind_Resume` and `rust_eh_personality` report and exit through [`metal_unwind_reached`].
+//! `_Unwind_Resume` and `rust_eh_personality` report and exit through `metal_unwind_reached`.
 //!
 //! **Invariant.** Each function follows its C contract (SysV ABI: arguments in rdi, rsi,
 //! rdx; result in rax; DF clear on entry and exit) and uses no stack but its return address.

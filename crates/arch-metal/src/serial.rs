@@ -8,7 +8,7 @@
 //! with `(status << 1) | 1`; without the device it halts.
 //!
 //! **Invariant.** Output is polled and takes no lock: for now one CPU runs, with interrupts
-//! off, so lines never interleave. With several CPUs, [`kprintln!`] will take an IRQ-safe lock.
+//! off, so lines never interleave. With several CPUs, [`crate::kprintln!`] will take an IRQ-safe lock.
 
 use crate::cpu::{inb, outb, outl};
 use core::fmt;
