@@ -91,6 +91,9 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         vector.xcr0,
         vector.xsave_size
     );
+    if let Err(why) = idt::set_vector_state(&vector) {
+        fail(why);
+    }
     // SAFETY: once, on the boot CPU, interrupts off, before the IDT.
     unsafe { gdt::load() };
     // SAFETY: once, on the boot CPU, interrupts off, after the GDT and TSS.

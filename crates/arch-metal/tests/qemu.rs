@@ -174,6 +174,8 @@ fn the_image_boots_through_every_step_and_exits_with_the_status_it_chose() {
     line(&b, RUST_ENTRY);
     assert!(line(&b, "pvh: ").contains("cmdline \"fault=none\""), "the command line reached the image");
     let cpu = line(&b, "cpu: ");
+    let vendor = &cpu["cpu: ".len()..].split(' ').next().unwrap_or("");
+    assert!(["GenuineIntel", "AuthenticAMD"].contains(vendor), "the CPU vendor: {cpu}");
     // `-cpu max` offers XSAVE and AVX under TCG: the image must have enabled them
     for feature in ["sse sse2 fxsr", " xsave", " avx"] {
         assert!(cpu.contains(feature), "`{feature}` not enabled: {cpu}");
@@ -194,6 +196,14 @@ fn the_image_boots_through_every_step_and_exits_with_the_status_it_chose() {
         b.serial
     );
     assert!(line(&b, "patch: ").ends_with("returns 1, then 2, then 1: ok"), "{}", b.serial);
+    // an int3 through the IDT and back: the IST stack kept the red zone, iretq and the saved
+    // state gave back every general register and xmm0-15 (the handler cleared them)
+    line(&b, "breakpoint: #BP number 1 at rip");
+    assert_eq!(
+        line(&b, "int3: "),
+        "int3: #BP through the IDT on IST 4 and back by iretq: \
+         the 128-byte red zone, the 15 general registers and xmm0-15 intact: ok"
+    );
     line(&b, "atomkernel-metal: boot complete");
     assert!(!b.serial.contains("EXCEPTION"), "{}", b.serial);
 }
@@ -223,4 +233,18 @@ fn a_write_to_the_text_is_a_page_fault_because_the_text_is_read_only() {
     assert_eq!(hex_after(exc, "cr2"), target, "CR2 is the text address written: {exc}");
     assert!(line(&b, "page fault: ").contains("protection violation on write"), "{}", b.serial);
     assert!(!b.serial.contains("W^X does not hold"), "{}", b.serial);
+}
+
+#[test]
+fn a_stack_overflow_faults_on_the_guard_page_and_is_reported_from_an_ist_stack() {
+    let Some(b) = boot("fault=stack-overflow") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
+    let guard = hex_after(line(&b, "fault: overflowing the boot stack"), "page at");
+    let exc = line(&b, "EXCEPTION: ");
+    // a #PF, not a #DF: the CPU pushed the frame on IST 4, not on the overflowed stack
+    assert!(exc.starts_with("EXCEPTION: vector 14 (#PF page fault) "), "{exc}");
+    // error code: not present (bit 0 clear), write (bit 1)
+    assert_eq!(hex_after(exc, "error") & 0b11, 0b10, "{exc}");
+    let cr2 = hex_after(exc, "cr2");
+    assert!((guard..guard + 4096).contains(&cr2), "CR2 {cr2:#x} is in the guard page at {guard:#x}: {exc}");
 }
