@@ -49,6 +49,8 @@ core::arch::global_asm!(
     "metal_boot_stack_bottom: .skip 65536", // the boot stack (the Rust entry runs on it)
     ".global metal_boot_stack_top",
     "metal_boot_stack_top:",          // its top: 16-byte aligned (4096-aligned base + 64 KiB)
+    ".global metal_tsc_at_pvh_entry",
+    "metal_tsc_at_pvh_entry: .skip 8", // the TSC when the PVH entry ran (for the boot's timing)
     // ---- The 32-bit entry ----------------------------------------------------------------
     ".section .metal.boot32, \"ax\"",
     ".code32",                        // PVH enters in 32-bit protected mode
@@ -62,6 +64,9 @@ core::arch::global_asm!(
     "sub ecx, edi",                   // ecx = the size of .bss
     "xor eax, eax",                   // the fill byte: zero
     "rep stosb",                      // zero .bss: boot tables, stacks, Rust statics
+    "rdtsc",                          // edx:eax = the TSC now (CR4.TSD is 0: allowed)
+    "mov dword ptr [metal_tsc_at_pvh_entry], eax", // its low half
+    "mov dword ptr [metal_tsc_at_pvh_entry + 4], edx", // its high half
     "mov esp, offset metal_boot_stack_top", // a stack, in case anything below pushes
     "mov eax, 0x80000000",            // CPUID: the highest extended leaf
     "cpuid",                          // eax = that leaf
@@ -253,4 +258,14 @@ pub unsafe fn read_start_info(paddr: u64) -> Result<StartInfo, &'static str> {
 /// The value of `key=` in the command line, if given.
 pub fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline.split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The TSC when the 32-bit PVH entry ran (just after it zeroed `.bss`).
+pub fn tsc_at_pvh_entry() -> u64 {
+    extern "C" {
+        static metal_tsc_at_pvh_entry: u64;
+    }
+    // SAFETY: written once by the 32-bit entry before any Rust runs, never again; 8-byte
+    // aligned (it follows the page-aligned tables and stack).
+    unsafe { core::ptr::read_volatile(&raw const metal_tsc_at_pvh_entry) }
 }

@@ -56,12 +56,15 @@ pub struct Machine {
     pub wx: paging::WxReport,
     /// The heap.
     pub heap: heap::Heap,
+    /// The TSC at the Rust entry's first instruction of its own.
+    pub tsc_at_rust: u64,
 }
 
 /// The image's Rust entry, called by `crate::boot`'s 64-bit code with the `hvm_start_info`
 /// address: brings the machine up (see the crate's description) and runs the self-test.
 #[no_mangle]
 pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
+    let tsc_at_rust = cpu::rdtsc();
     serial::init();
     kprintln!("atomkernel-metal: Rust entry (64-bit, SSE on), PVH start_info at {start_info:#x}");
     // SAFETY: `start_info` is the loader's `ebx` (boot.rs passes it unchanged) and the boot
@@ -150,7 +153,7 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         heap.end,
         (heap.end - heap.start) >> 20
     );
-    selftest::run(&Machine { start, vector, mapped, wx, heap })
+    selftest::run(&Machine { start, vector, mapped, wx, heap, tsc_at_rust })
 }
 
 /// Prints `BOOT FAILED: why` and exits with [`exit_codes::PANIC`].

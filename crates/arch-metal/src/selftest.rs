@@ -243,6 +243,12 @@ pub fn run(m: &Machine) -> ! {
         }
         Some(other) => panic!("unknown fault={other} (ud2, write-text, stack-overflow, none)"),
     }
+    let (pvh, rust, end) = (crate::boot::tsc_at_pvh_entry(), m.tsc_at_rust, cpu::rdtsc());
+    kprintln!(
+        "tsc: {pvh} at the PVH entry, +{} to the Rust entry, +{} to the end of the self-test",
+        rust.wrapping_sub(pvh),
+        end.wrapping_sub(rust)
+    );
     kprintln!("atomkernel-metal: boot complete, exiting with status {:#x}", exit_codes::SUCCESS);
     serial::exit(exit_codes::SUCCESS)
 }

@@ -204,6 +204,12 @@ fn the_image_boots_through_every_step_and_exits_with_the_status_it_chose() {
         "int3: #BP through the IDT on IST 4 and back by iretq: \
          the 128-byte red zone, the 15 general registers and xmm0-15 intact: ok"
     );
+    let tsc = line(&b, "tsc: ");
+    let at_pvh = count_before(tsc, " at the PVH entry");
+    let to_rust: u64 =
+        tsc.split('+').nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(at_pvh > 0 && to_rust > 0, "the TSC was read at the PVH entry and later at the Rust entry: {tsc}");
+    eprintln!("{tsc}");
     line(&b, "atomkernel-metal: boot complete");
     assert!(!b.serial.contains("EXCEPTION"), "{}", b.serial);
 }
