@@ -69,15 +69,15 @@ core::arch::global_asm!(
     ".rept 256",                                    // one stub per vector
     ".balign 16",                                   // each stub on its 16-byte slot
     // vectors whose exception pushes an error code: #DF #TS #NP #SS #GP #PF #AC #CP #VC #SX
-    ".if (metal_vec == 8) || (metal_vec == 10) || (metal_vec == 11) || (metal_vec == 12) || (metal_vec == 13) || (metal_vec == 14) || (metal_vec == 17) || (metal_vec == 21) || (metal_vec == 29) || (metal_vec == 30)",
+    ".if (metal_vec == 8) || (metal_vec == 10) || (metal_vec == 11) || (metal_vec == 12) || (metal_vec == 13) || (metal_vec == 14) || (metal_vec == 17) || (metal_vec == 21) || (metal_vec == 29) || (metal_vec == 30)", // those push their own: nothing to add
     ".else",                                        // the others:
     "pushq $0",                                     // a zero in the error code's place
-    ".endif",
+    ".endif",                            // (end of the error-code test)
     "pushq $metal_vec",                             // the vector
     "jmp metal_idt_common",                         // the common path
     ".set metal_vec, metal_vec + 1",                // the next vector
     ".org metal_idt_stubs + 16 * metal_vec",        // pad to the next slot; an error if a stub overran
-    ".endr",
+    ".endr",                             // (end of the 256 stubs)
     "metal_idt_common:",
     "pushq %rax",                                   // the 15 general registers, rax first:
     "pushq %rbx",                                   //   ExceptionFrame's fields, read from

@@ -19,7 +19,7 @@ core::arch::global_asm!(
     "mov rax, rdi", // the result: dst
     "mov rcx, rdx", // the count
     "rep movsb",    // copy rcx bytes from [rsi] to [rdi], upwards
-    "ret",
+    "ret",          // return (rax: the result)
     // void *memmove(void *dst, const void *src, size_t n): overlap allowed
     ".global memmove",
     "memmove:",
@@ -32,10 +32,10 @@ core::arch::global_asm!(
     "std",                      // string instructions count downwards
     "rep movsb",                // copy rcx bytes
     "cld",                      // DF clear again (the ABI)
-    "ret",
+    "ret",                      // return (rax: the result)
     "2:",
     "rep movsb", // copy rcx bytes upwards
-    "ret",
+    "ret",       // return (rax: the result)
     // void *memset(void *dst, int c, size_t n)
     ".global memset",
     "memset:",
@@ -44,7 +44,7 @@ core::arch::global_asm!(
     "mov rcx, rdx", // the count
     "rep stosb",    // store al rcx times at [rdi], upwards
     "mov rax, r8",  // the result: dst
-    "ret",
+    "ret",          // return (rax: the result)
     // int memcmp(const void *a, const void *b, size_t n); bcmp: the same (any non-zero)
     ".global memcmp",
     ".global bcmp",
@@ -63,7 +63,7 @@ core::arch::global_asm!(
     "dec rdx",                   // one fewer to go
     "jnz 3b",                    // until n bytes are equal (eax is 0 then)
     "4:",
-    "ret",
+    "ret", // return (rax: the result)
     // size_t strlen(const char *s)
     ".global strlen",
     "strlen:",
@@ -72,10 +72,10 @@ core::arch::global_asm!(
     "cmp byte ptr [rax], 0", // the NUL?
     "je 6f",                 // found
     "inc rax",               // the next byte
-    "jmp 5b",
+    "jmp 5b",                // and look again
     "6:",
     "sub rax, rdi", // the length: the NUL's offset
-    "ret",
+    "ret",          // return (rax: the result)
     // never reached: the image does not unwind (see the module's description)
     ".global _Unwind_Resume",
     "_Unwind_Resume:",

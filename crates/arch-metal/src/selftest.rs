@@ -50,147 +50,147 @@ core::arch::global_asm!(
     ".rept 31",            // 31 values
     ".quad 0x1000000000000000 + metal_i * 0x0101010101010101 + 0x5a", // value i
     ".set metal_i, metal_i + 1", // the next
-    ".endr",
+    ".endr",               // (end of the repetition)
     ".section .text.metal_probe, \"ax\"",
     ".global metal_int3_probe",
     "metal_int3_probe:",
-    "push rbx",                            // the callee-saved registers the caller gets back
-    "push rbp",                            // rbp
-    "push r12",                            // r12
-    "push r13",                            // r13
-    "push r14",                            // r14
-    "push r15",                            // r15
-    "lea rax, [rip + metal_probe_values]", // rax = the table (loaded last)
-    "mov rbx, [rax + 8]",                  // value 1
-    "mov rcx, [rax + 16]",                 // value 2
-    "mov rdx, [rax + 24]",                 // value 3
-    "mov rsi, [rax + 32]",                 // value 4
-    "mov rdi, [rax + 40]",                 // value 5
-    "mov rbp, [rax + 48]",                 // value 6
-    "mov r8, [rax + 56]",                  // value 7
-    "mov r9, [rax + 64]",                  // value 8
-    "mov r10, [rax + 72]",                 // value 9
-    "mov r11, [rax + 80]",                 // value 10
-    "mov r12, [rax + 88]",                 // value 11
-    "mov r13, [rax + 96]",                 // value 12
-    "mov r14, [rax + 104]",                // value 13
-    "mov r15, [rax + 112]",                // value 14
-    "movq xmm0, [rax + 120]",              // value 15
-    "movq xmm1, [rax + 128]",              // value 16
-    "movq xmm2, [rax + 136]",              // value 17
-    "movq xmm3, [rax + 144]",              // value 18
-    "movq xmm4, [rax + 152]",              // value 19
-    "movq xmm5, [rax + 160]",              // value 20
-    "movq xmm6, [rax + 168]",              // value 21
-    "movq xmm7, [rax + 176]",              // value 22
-    "movq xmm8, [rax + 184]",              // value 23
-    "movq xmm9, [rax + 192]",              // value 24
-    "movq xmm10, [rax + 200]",             // value 25
-    "movq xmm11, [rax + 208]",             // value 26
-    "movq xmm12, [rax + 216]",             // value 27
-    "movq xmm13, [rax + 224]",             // value 28
-    "movq xmm14, [rax + 232]",             // value 29
-    "movq xmm15, [rax + 240]",             // value 30
-    "mov rax, [rax]",                      // rax = value 0, also the red zone's pattern
-    ".set metal_off, 8",                   // the red zone: the 16 quadwords below rsp
-    ".rept 16",
-    "mov [rsp - metal_off], rax",    // fill one with the pattern
-    ".set metal_off, metal_off + 8", // the next one down
-    ".endr",
-    "int3",              // #BP: through its IDT gate (IST 4) and back by iretq
-    ".set metal_off, 8", // check the red zone, quadword by quadword
-    ".rept 16",
-    "cmp [rsp - metal_off], rax",    // still the pattern? (a changed rax fails here too)
-    "jne 6f",                        // no: the red zone was written
-    ".set metal_off, metal_off + 8", // the next one down
-    ".endr",
-    "cmp rax, [rip + metal_probe_values]", // each general register against its value
-    "jne 7f",                              // a changed register
-    "cmp rbx, [rip + metal_probe_values + 8]", // rbx
-    "jne 7f",
-    "cmp rcx, [rip + metal_probe_values + 16]", // rcx
-    "jne 7f",
-    "cmp rdx, [rip + metal_probe_values + 24]", // rdx
-    "jne 7f",
-    "cmp rsi, [rip + metal_probe_values + 32]", // rsi
-    "jne 7f",
-    "cmp rdi, [rip + metal_probe_values + 40]", // rdi
-    "jne 7f",
-    "cmp rbp, [rip + metal_probe_values + 48]", // rbp
-    "jne 7f",
-    "cmp r8, [rip + metal_probe_values + 56]", // r8
-    "jne 7f",
-    "cmp r9, [rip + metal_probe_values + 64]", // r9
-    "jne 7f",
-    "cmp r10, [rip + metal_probe_values + 72]", // r10
-    "jne 7f",
-    "cmp r11, [rip + metal_probe_values + 80]", // r11
-    "jne 7f",
-    "cmp r12, [rip + metal_probe_values + 88]", // r12
-    "jne 7f",
-    "cmp r13, [rip + metal_probe_values + 96]", // r13
-    "jne 7f",
+    "push rbx",                                  // the callee-saved registers the caller gets back
+    "push rbp",                                  // rbp
+    "push r12",                                  // r12
+    "push r13",                                  // r13
+    "push r14",                                  // r14
+    "push r15",                                  // r15
+    "lea rax, [rip + metal_probe_values]",       // rax = the table (loaded last)
+    "mov rbx, [rax + 8]",                        // value 1
+    "mov rcx, [rax + 16]",                       // value 2
+    "mov rdx, [rax + 24]",                       // value 3
+    "mov rsi, [rax + 32]",                       // value 4
+    "mov rdi, [rax + 40]",                       // value 5
+    "mov rbp, [rax + 48]",                       // value 6
+    "mov r8, [rax + 56]",                        // value 7
+    "mov r9, [rax + 64]",                        // value 8
+    "mov r10, [rax + 72]",                       // value 9
+    "mov r11, [rax + 80]",                       // value 10
+    "mov r12, [rax + 88]",                       // value 11
+    "mov r13, [rax + 96]",                       // value 12
+    "mov r14, [rax + 104]",                      // value 13
+    "mov r15, [rax + 112]",                      // value 14
+    "movq xmm0, [rax + 120]",                    // value 15
+    "movq xmm1, [rax + 128]",                    // value 16
+    "movq xmm2, [rax + 136]",                    // value 17
+    "movq xmm3, [rax + 144]",                    // value 18
+    "movq xmm4, [rax + 152]",                    // value 19
+    "movq xmm5, [rax + 160]",                    // value 20
+    "movq xmm6, [rax + 168]",                    // value 21
+    "movq xmm7, [rax + 176]",                    // value 22
+    "movq xmm8, [rax + 184]",                    // value 23
+    "movq xmm9, [rax + 192]",                    // value 24
+    "movq xmm10, [rax + 200]",                   // value 25
+    "movq xmm11, [rax + 208]",                   // value 26
+    "movq xmm12, [rax + 216]",                   // value 27
+    "movq xmm13, [rax + 224]",                   // value 28
+    "movq xmm14, [rax + 232]",                   // value 29
+    "movq xmm15, [rax + 240]",                   // value 30
+    "mov rax, [rax]",                            // rax = value 0, also the red zone's pattern
+    ".set metal_off, 8",                         // the red zone: the 16 quadwords below rsp
+    ".rept 16",                                  // 16 quadwords: 128 bytes
+    "mov [rsp - metal_off], rax",                // fill one with the pattern
+    ".set metal_off, metal_off + 8",             // the next one down
+    ".endr",                                     // (end of the repetition)
+    "int3",                                      // #BP: through its IDT gate (IST 4) and back by iretq
+    ".set metal_off, 8",                         // check the red zone, quadword by quadword
+    ".rept 16",                                  // 16 quadwords: 128 bytes
+    "cmp [rsp - metal_off], rax",                // still the pattern? (a changed rax fails here too)
+    "jne 6f",                                    // no: the red zone was written
+    ".set metal_off, metal_off + 8",             // the next one down
+    ".endr",                                     // (end of the repetition)
+    "cmp rax, [rip + metal_probe_values]",       // each general register against its value
+    "jne 7f",                                    // a changed register
+    "cmp rbx, [rip + metal_probe_values + 8]",   // rbx
+    "jne 7f",                                    // changed: answer 2
+    "cmp rcx, [rip + metal_probe_values + 16]",  // rcx
+    "jne 7f",                                    // changed: answer 2
+    "cmp rdx, [rip + metal_probe_values + 24]",  // rdx
+    "jne 7f",                                    // changed: answer 2
+    "cmp rsi, [rip + metal_probe_values + 32]",  // rsi
+    "jne 7f",                                    // changed: answer 2
+    "cmp rdi, [rip + metal_probe_values + 40]",  // rdi
+    "jne 7f",                                    // changed: answer 2
+    "cmp rbp, [rip + metal_probe_values + 48]",  // rbp
+    "jne 7f",                                    // changed: answer 2
+    "cmp r8, [rip + metal_probe_values + 56]",   // r8
+    "jne 7f",                                    // changed: answer 2
+    "cmp r9, [rip + metal_probe_values + 64]",   // r9
+    "jne 7f",                                    // changed: answer 2
+    "cmp r10, [rip + metal_probe_values + 72]",  // r10
+    "jne 7f",                                    // changed: answer 2
+    "cmp r11, [rip + metal_probe_values + 80]",  // r11
+    "jne 7f",                                    // changed: answer 2
+    "cmp r12, [rip + metal_probe_values + 88]",  // r12
+    "jne 7f",                                    // changed: answer 2
+    "cmp r13, [rip + metal_probe_values + 96]",  // r13
+    "jne 7f",                                    // changed: answer 2
     "cmp r14, [rip + metal_probe_values + 104]", // r14
-    "jne 7f",
+    "jne 7f",                                    // changed: answer 2
     "cmp r15, [rip + metal_probe_values + 112]", // r15
-    "jne 7f",
+    "jne 7f",                                    // changed: answer 2
     "lea rdx, [rip + metal_probe_values + 120]", // rdx walks the xmm values (GPRs are checked)
     "movq rcx, xmm0",                            // each xmm's low quadword against its value
     "cmp rcx, [rdx]",                            // xmm0
-    "jne 8f",
-    "movq rcx, xmm1",
-    "cmp rcx, [rdx + 8]", // xmm1
-    "jne 8f",
-    "movq rcx, xmm2",
-    "cmp rcx, [rdx + 16]", // xmm2
-    "jne 8f",
-    "movq rcx, xmm3",
-    "cmp rcx, [rdx + 24]", // xmm3
-    "jne 8f",
-    "movq rcx, xmm4",
-    "cmp rcx, [rdx + 32]", // xmm4
-    "jne 8f",
-    "movq rcx, xmm5",
-    "cmp rcx, [rdx + 40]", // xmm5
-    "jne 8f",
-    "movq rcx, xmm6",
-    "cmp rcx, [rdx + 48]", // xmm6
-    "jne 8f",
-    "movq rcx, xmm7",
-    "cmp rcx, [rdx + 56]", // xmm7
-    "jne 8f",
-    "movq rcx, xmm8",
-    "cmp rcx, [rdx + 64]", // xmm8
-    "jne 8f",
-    "movq rcx, xmm9",
-    "cmp rcx, [rdx + 72]", // xmm9
-    "jne 8f",
-    "movq rcx, xmm10",
-    "cmp rcx, [rdx + 80]", // xmm10
-    "jne 8f",
-    "movq rcx, xmm11",
-    "cmp rcx, [rdx + 88]", // xmm11
-    "jne 8f",
-    "movq rcx, xmm12",
-    "cmp rcx, [rdx + 96]", // xmm12
-    "jne 8f",
-    "movq rcx, xmm13",
-    "cmp rcx, [rdx + 104]", // xmm13
-    "jne 8f",
-    "movq rcx, xmm14",
-    "cmp rcx, [rdx + 112]", // xmm14
-    "jne 8f",
-    "movq rcx, xmm15",
-    "cmp rcx, [rdx + 120]", // xmm15
-    "jne 8f",
-    "xor eax, eax", // all intact: 0
-    "jmp 9f",
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm1",                            // xmm1's low quadword
+    "cmp rcx, [rdx + 8]",                        // xmm1
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm2",                            // xmm2's low quadword
+    "cmp rcx, [rdx + 16]",                       // xmm2
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm3",                            // xmm3's low quadword
+    "cmp rcx, [rdx + 24]",                       // xmm3
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm4",                            // xmm4's low quadword
+    "cmp rcx, [rdx + 32]",                       // xmm4
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm5",                            // xmm5's low quadword
+    "cmp rcx, [rdx + 40]",                       // xmm5
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm6",                            // xmm6's low quadword
+    "cmp rcx, [rdx + 48]",                       // xmm6
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm7",                            // xmm7's low quadword
+    "cmp rcx, [rdx + 56]",                       // xmm7
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm8",                            // xmm8's low quadword
+    "cmp rcx, [rdx + 64]",                       // xmm8
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm9",                            // xmm9's low quadword
+    "cmp rcx, [rdx + 72]",                       // xmm9
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm10",                           // xmm10's low quadword
+    "cmp rcx, [rdx + 80]",                       // xmm10
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm11",                           // xmm11's low quadword
+    "cmp rcx, [rdx + 88]",                       // xmm11
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm12",                           // xmm12's low quadword
+    "cmp rcx, [rdx + 96]",                       // xmm12
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm13",                           // xmm13's low quadword
+    "cmp rcx, [rdx + 104]",                      // xmm13
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm14",                           // xmm14's low quadword
+    "cmp rcx, [rdx + 112]",                      // xmm14
+    "jne 8f",                                    // changed: answer 3
+    "movq rcx, xmm15",                           // xmm15's low quadword
+    "cmp rcx, [rdx + 120]",                      // xmm15
+    "jne 8f",                                    // changed: answer 3
+    "xor eax, eax",                              // all intact: 0
+    "jmp 9f",                                    // to the return
     "6:",
     "mov eax, 1", // the red zone changed: 1
-    "jmp 9f",
+    "jmp 9f",     // to the return
     "7:",
     "mov eax, 2", // a general register changed: 2
-    "jmp 9f",
+    "jmp 9f",     // to the return
     "8:",
     "mov eax, 3", // an xmm register changed: 3
     "9:",
