@@ -2,7 +2,7 @@
 //!
 //! **Mechanism.** The GDT holds the null descriptor, ring-0 64-bit code (0x08), ring-0 data
 //! (0x10) and the 16-byte TSS descriptor (0x18). The TSS's `ist[0..4]` point at the tops of
-//! four 16 KiB stacks in `.bss`: [`IST_DOUBLE_FAULT`], [`IST_NMI`], [`IST_MACHINE_CHECK`]
+//! four 16 KiB stacks in `.bss`, each above an unmapped guard page ([`ist_guards`]): [`IST_DOUBLE_FAULT`], [`IST_NMI`], [`IST_MACHINE_CHECK`]
 //! and [`IST_OTHER`] (every other vector). [`load`] loads the GDT, reloads CS by a far return
 //! and the data segments, and loads the task register.
 //!
@@ -48,10 +48,16 @@ struct Tss {
 
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
-#[repr(C, align(16))]
-struct IstStacks([[u8; IST_STACK_SIZE]; IST_STACKS]);
+/// Each IST stack's slot: an unmapped guard page (`crate::paging` leaves it out), then the
+/// stack, so that an overflowing stack faults instead of writing its neighbour.
+const IST_SLOT: usize = IST_GUARD + IST_STACK_SIZE;
+/// The guard page below each IST stack.
+const IST_GUARD: usize = 4096;
 
-static mut IST: IstStacks = IstStacks([[0; IST_STACK_SIZE]; IST_STACKS]);
+#[repr(C, align(4096))]
+struct IstStacks([[u8; IST_SLOT]; IST_STACKS]);
+
+static mut IST: IstStacks = IstStacks([[0; IST_SLOT]; IST_STACKS]);
 
 static mut TSS: Tss = Tss {
     _reserved0: 0,
@@ -66,13 +72,18 @@ static mut TSS: Tss = Tss {
 
 static mut GDT: [u64; 5] = [0; 5];
 
-/// The IST stacks' ranges `[bottom, top)`, by IST index - 1 (for reports and the page walk).
+/// The IST stacks' ranges `[bottom, top)`, by IST index - 1.
 pub fn ist_stacks() -> [(u64, u64); IST_STACKS] {
-    let base = (&raw const IST) as u64;
     core::array::from_fn(|i| {
-        let bottom = base + (i * IST_STACK_SIZE) as u64;
+        let bottom = ist_guards()[i] + IST_GUARD as u64;
         (bottom, bottom + IST_STACK_SIZE as u64)
     })
+}
+
+/// The guard pages below the IST stacks, by IST index - 1 (page-aligned: the slots are).
+pub fn ist_guards() -> [u64; IST_STACKS] {
+    let base = (&raw const IST) as u64;
+    core::array::from_fn(|i| base + (i * IST_SLOT) as u64)
 }
 
 /// Fills and loads the GDT and TSS, reloads the segment registers and the task register.

@@ -129,6 +129,20 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         mapped.small_end,
         mapped.tables
     );
+    let guards = l.guards();
+    let unmapped = guards.iter().filter(|&&g| !paging::is_mapped(g) && !paging::is_mapped(g + 4095)).count();
+    kprintln!(
+        "guards: {unmapped} of {} guard pages unmapped (the boot stack's at {:#x}, below IST stacks 1-4 at {:#x} {:#x} {:#x} {:#x})",
+        guards.len(),
+        guards[0],
+        guards[1],
+        guards[2],
+        guards[3],
+        guards[4]
+    );
+    if unmapped != guards.len() || !paging::is_mapped(guards[0] + 4096) {
+        fail("a guard page is mapped, or the stack above it is not");
+    }
     let wx = paging::check_wx();
     kprintln!(
         "W^X: {} leaf entries, {} executable, {} writable, {} both writable and executable",

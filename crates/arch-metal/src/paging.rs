@@ -12,6 +12,7 @@
 //!   __rodata_start .. __rodata_end   same              r-- NX  rodata, PVH note, eh_frame
 //!   __data_start .. __data_end       same              rw- NX  data, bss (but the guard)
 //!   metal_boot_stack_bottom + 4 KiB  -                 none    boot stack guard page
+//!   below each IST stack, 4 KiB      -                 none    IST guard pages (4)
 //!   __image_end .. 2 MiB boundary    same              rw- NX  free RAM (4 KiB pages)
 //!   next 2 MiB boundary .. 1 GiB     same              rw- NX  RAM, heap (2 MiB pages)
 //!   TEXT_ALIAS .. + text size        __text_start ..   rw- NX  the text's patching alias
@@ -70,6 +71,16 @@ pub struct Layout {
     pub image_end: u64,
     /// The boot stack's unmapped guard page.
     pub stack_guard: u64,
+    /// The IST stacks' unmapped guard pages.
+    pub ist_guards: [u64; 4],
+}
+
+impl Layout {
+    /// Every guard page: the boot stack's, then the IST stacks'.
+    pub fn guards(&self) -> [u64; 5] {
+        let g = self.ist_guards;
+        [self.stack_guard, g[0], g[1], g[2], g[3]]
+    }
 }
 
 /// The image's regions.
@@ -80,6 +91,7 @@ pub fn layout() -> Layout {
         data: ((&raw const __data_start) as u64, (&raw const __data_end) as u64),
         image_end: (&raw const __image_end) as u64,
         stack_guard: (&raw const metal_boot_stack_bottom) as u64,
+        ist_guards: crate::gdt::ist_guards(),
     }
 }
 
@@ -150,7 +162,7 @@ fn idx(virt: u64, shift: u32) -> usize {
 /// The rights of the identity-mapped 4 KiB page at `a` (`None`: unmapped).
 fn rights(l: &Layout, a: u64) -> Option<u64> {
     let within = |(s, e): (u64, u64)| (s..e).contains(&a);
-    if a == 0 || a == l.stack_guard {
+    if a == 0 || l.guards().contains(&a) {
         None
     } else if within(l.text) {
         Some(P)
@@ -268,4 +280,21 @@ fn walk(table: *const Table, level: u32, base: u64, w: u64, nx: u64, r: &mut WxR
 pub fn text_alias(addr: u64) -> Option<*mut u8> {
     let (s, e) = layout().text;
     (s..e).contains(&addr).then(|| (TEXT_ALIAS + (addr - s)) as *mut u8)
+}
+
+/// Whether the loaded tables map `virt` (walks them from CR3).
+pub fn is_mapped(virt: u64) -> bool {
+    let mut table = (cpu::cr3() & ADDR) as *const Table;
+    for level in (1..=4u32).rev() {
+        // SAFETY: every table reachable from CR3 lies in the identity-mapped pool.
+        let e = unsafe { (*table)[idx(virt, 12 + 9 * (level - 1))] };
+        if e & P == 0 {
+            return false;
+        }
+        if level == 1 || e & PS != 0 {
+            return true;
+        }
+        table = (e & ADDR) as *const Table;
+    }
+    false
 }

@@ -182,6 +182,8 @@ fn the_image_boots_through_every_step_and_exits_with_the_status_it_chose() {
     }
     assert!(hex_after(cpu, "xcr0") & 0b111 == 0b111, "XCR0 holds x87, SSE and AVX: {cpu}");
     assert!(line(&b, "idt: ").starts_with("idt: 256 gates, every one on an IST stack"));
+    // the live tables (looked up from CR3) leave the boot stack's and the 4 IST stacks' guard pages out
+    assert!(line(&b, "guards: ").starts_with("guards: 5 of 5 guard pages unmapped"), "{}", b.serial);
     let wx = line(&b, "W^X: ");
     assert!(count_before(wx, " leaf entries") > 512, "{wx}");
     assert!(count_before(wx, " executable") > 0, "{wx}");
