@@ -1,0 +1,148 @@
+//! The final GDT and the TSS, whose IST stacks every interrupt gate uses.
+//!
+//! **Mechanism.** The GDT holds the null descriptor, ring-0 64-bit code (0x08), ring-0 data
+//! (0x10) and the 16-byte TSS descriptor (0x18). The TSS's `ist[0..4]` point at the tops of
+//! four 16 KiB stacks in `.bss`, each above an unmapped guard page ([`ist_guards`]): [`IST_DOUBLE_FAULT`], [`IST_NMI`], [`IST_MACHINE_CHECK`]
+//! and [`IST_OTHER`] (every other vector). [`load`] loads the GDT, reloads CS by a far return
+//! and the data segments, and loads the task register.
+//!
+//! **Invariant.** An interrupt or exception never pushes its frame on the interrupted stack:
+//! every IDT gate names an IST stack, so the 128-byte red zone below the interrupted `rsp`
+//! (which the host target's code assumes, it is not built with `-mno-red-zone`) is never
+//! overwritten. The GDT and TSS are written once, on the boot CPU, before `load`, and never
+//! again.
+
+use core::arch::asm;
+
+/// The IST index (1-based, as in a gate) of the double fault's stack.
+pub const IST_DOUBLE_FAULT: u8 = 1;
+/// The IST index of the NMI's stack.
+pub const IST_NMI: u8 = 2;
+/// The IST index of the machine check's stack.
+pub const IST_MACHINE_CHECK: u8 = 3;
+/// The IST index of every other vector's stack.
+pub const IST_OTHER: u8 = 4;
+/// The number of IST stacks in use.
+const IST_STACKS: usize = 4;
+/// The size of each IST stack.
+pub const IST_STACK_SIZE: usize = 16 * 1024;
+
+/// The kernel code selector.
+pub const KERNEL_CS: u16 = 0x08;
+/// The kernel data selector.
+pub const KERNEL_DS: u16 = 0x10;
+/// The TSS selector.
+const TSS_SEL: u16 = 0x18;
+
+/// The 64-bit TSS (Intel SDM vol. 3, 8.7).
+#[repr(C, packed(4))]
+struct Tss {
+    _reserved0: u32,
+    rsp: [u64; 3],
+    _reserved1: u64,
+    ist: [u64; 7],
+    _reserved2: u64,
+    _reserved3: u16,
+    iomap_base: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<Tss>() == 104);
+
+/// Each IST stack's slot: an unmapped guard page (`crate::paging` leaves it out), then the
+/// stack, so that an overflowing stack faults instead of writing its neighbour.
+const IST_SLOT: usize = IST_GUARD + IST_STACK_SIZE;
+/// The guard page below each IST stack.
+const IST_GUARD: usize = 4096;
+
+#[repr(C, align(4096))]
+struct IstStacks([[u8; IST_SLOT]; IST_STACKS]);
+
+static mut IST: IstStacks = IstStacks([[0; IST_SLOT]; IST_STACKS]);
+
+static mut TSS: Tss = Tss {
+    _reserved0: 0,
+    rsp: [0; 3],
+    _reserved1: 0,
+    ist: [0; 7],
+    _reserved2: 0,
+    _reserved3: 0,
+    // past the TSS's limit: no I/O permission bitmap
+    iomap_base: 104,
+};
+
+static mut GDT: [u64; 5] = [0; 5];
+
+/// The IST stacks' ranges `[bottom, top)`, by IST index - 1.
+pub fn ist_stacks() -> [(u64, u64); IST_STACKS] {
+    core::array::from_fn(|i| {
+        let bottom = ist_guards()[i] + IST_GUARD as u64;
+        (bottom, bottom + IST_STACK_SIZE as u64)
+    })
+}
+
+/// The guard pages below the IST stacks, by IST index - 1 (page-aligned: the slots are).
+pub fn ist_guards() -> [u64; IST_STACKS] {
+    let base = (&raw const IST) as u64;
+    core::array::from_fn(|i| base + (i * IST_SLOT) as u64)
+}
+
+/// Fills and loads the GDT and TSS, reloads the segment registers and the task register.
+///
+/// # Safety
+/// Called once, on the boot CPU, with interrupts off, before the IDT is loaded.
+pub unsafe fn load() {
+    let tss_addr = (&raw const TSS) as u64;
+    let stacks = ist_stacks();
+    let gdt = &raw mut GDT;
+    // SAFETY: the boot CPU alone runs, with interrupts off, and nothing has loaded the GDT or
+    // TSS yet (the caller's contract): these are the only accesses to both statics.
+    unsafe {
+        let tss = &raw mut TSS;
+        for (i, (_, top)) in stacks.iter().enumerate() {
+            (*tss).ist[i] = *top;
+        }
+        (*gdt)[0] = 0;
+        (*gdt)[1] = 0x00AF_9A00_0000_FFFF; // code: present, ring 0, executable, L=1
+        (*gdt)[2] = 0x00CF_9200_0000_FFFF; // data: present, ring 0, writable
+        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+        // the TSS descriptor's low quadword: limit 0..15, base 0..23, type 9 (available
+        // 64-bit TSS), present; base 24..31, limit 16..19
+        (*gdt)[3] = (limit & 0xFFFF)
+            | ((tss_addr & 0xFF_FFFF) << 16)
+            | (0x89 << 40)
+            | (((limit >> 16) & 0xF) << 48)
+            | (((tss_addr >> 24) & 0xFF) << 56);
+        (*gdt)[4] = tss_addr >> 32; // its high quadword: base 32..63
+    }
+    let ptr = DescriptorPointer { limit: (5 * 8 - 1) as u16, base: gdt as u64 };
+    // SAFETY: the GDT above has the code and data descriptors at the selectors loaded here,
+    // and the TSS's; the far return reloads CS from the new table (same flat code segment).
+    unsafe {
+        asm!(
+            "lgdt [{ptr}]",             // the final GDT
+            "push {cs}",                // the far return's CS
+            "lea {tmp}, [rip + 2f]",    // the far return's RIP: the label below
+            "push {tmp}",               // pushed after CS, popped first
+            "retfq",                    // reload CS from the new GDT
+            "2:",
+            "mov ds, {ds:x}",           // data segments: the new data descriptor
+            "mov es, {ds:x}",           // string destination
+            "mov ss, {ds:x}",           // stack
+            "ltr {tss:x}",              // the task register: IST stacks from here on
+            ptr = in(reg) &ptr,
+            cs = in(reg) u64::from(KERNEL_CS),
+            ds = in(reg) KERNEL_DS,
+            tss = in(reg) TSS_SEL,
+            tmp = out(reg) _,
+        )
+    }
+}
+
+/// The operand of `lgdt` and `lidt`.
+#[repr(C, packed(2))]
+pub struct DescriptorPointer {
+    /// The table's size in bytes, minus one.
+    pub limit: u16,
+    /// The table's linear address.
+    pub base: u64,
+}

@@ -1,0 +1,258 @@
+//! Boots the bare-metal image under QEMU (TCG) and checks what it prints on its serial port
+//! and the status it exits with.
+//!
+//! **Mechanism.** The image is built once per test binary by a nested `cargo rustc` (the
+//! command of docs/BAREMETAL.md) into `target/tmp/metal`, a target directory of its own: the
+//! image's flags (`panic=abort`, `relocation-model=static`) never reach the workspace's
+//! artifacts, and the nested cargo never waits on the outer one's lock. Each test boots it
+//! with `qemu-system-x86_64 -machine q35 -cpu max -accel tcg -nographic -no-reboot -device
+//! isa-debug-exit,...` and a command line choosing the self-test's fault; QEMU is killed
+//! after [`TIMEOUT`] and the test fails with the serial output so far.
+//!
+//! **Invariant.** Nothing hangs (every boot is bounded), and where `qemu-system-x86_64` is
+//! missing each test says so through `hostlab::testing::skip` instead of passing silently.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+#[path = "../src/exit_codes.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod exit_codes;
+
+/// The longest a boot may take before QEMU is killed and the test fails.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The line the image prints first, from its Rust entry.
+const RUST_ENTRY: &str = "atomkernel-metal: Rust entry";
+
+/// `qemu-system-x86_64` on the PATH (or `$QEMU`), if any.
+fn qemu() -> Option<PathBuf> {
+    if let Some(q) = std::env::var_os("QEMU") {
+        return Some(PathBuf::from(q));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("qemu-system-x86_64")).find(|p| p.is_file())
+}
+
+/// The image, built once for the whole test binary.
+fn image() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match IMAGE.get_or_init(build_image) {
+        Ok(p) => p,
+        Err(e) => panic!("building the image failed:\n{e}"),
+    }
+}
+
+fn build_image() -> Result<PathBuf, String> {
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("metal");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let started = Instant::now();
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["rustc", "-p", "atomkernel-arch-metal", "--bin", "atomkernel-metal", "--features", "image"])
+        .args(["--release", "--target-dir"])
+        .arg(&target_dir)
+        .args(["--config", "profile.release.panic=\"abort\"", "--", "-C", "relocation-model=static"])
+        // the image's flags are the command's; a caller's must not leak into it
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    eprintln!("image built in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(target_dir.join("release").join("atomkernel-metal"))
+}
+
+/// What one boot printed and how it ended.
+struct Boot {
+    /// QEMU's exit status.
+    status: i32,
+    /// Everything on the serial port.
+    serial: String,
+    /// From QEMU's start to the Rust entry's line on the serial port.
+    to_rust: Option<Duration>,
+    /// From QEMU's start to its exit.
+    total: Duration,
+}
+
+/// Boots the image with `cmdline`; `None` (after a skip) where QEMU is missing.
+fn boot(cmdline: &str) -> Option<Boot> {
+    let Some(qemu) = qemu() else {
+        hostlab::testing::skip("qemu-system-x86_64 is not installed (Debian: apt-get install qemu-system-x86)");
+        return None;
+    };
+    let image = image();
+    let started = Instant::now();
+    let mut child = Command::new(&qemu)
+        .args(["-machine", "q35", "-cpu", "max", "-accel", "tcg", "-m", "128M", "-nographic", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
+        .arg(image)
+        .args(["-append", cmdline])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", qemu.display()));
+    let serial = Arc::new(Mutex::new((String::new(), None::<Duration>)));
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = {
+        let serial = Arc::clone(&serial);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut s = serial.lock().unwrap();
+                s.0.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if s.1.is_none() && s.0.contains(RUST_ENTRY) {
+                    s.1 = Some(started.elapsed());
+                }
+            }
+        })
+    };
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("waiting for QEMU") {
+            break st;
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            let mut err = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!(
+                "QEMU did not exit within {TIMEOUT:?}; killed. Serial output:\n{}\nstderr:\n{err}",
+                serial.lock().unwrap().0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let total = started.elapsed();
+    reader.join().expect("the serial reader");
+    let (serial, to_rust) = std::mem::take(&mut *serial.lock().unwrap());
+    let status = status.code().unwrap_or_else(|| panic!("QEMU was killed by a signal ({status:?}); serial:\n{serial}"));
+    eprintln!(
+        "booted `{cmdline}`: Rust entry after {} ms, exit after {} ms, status {status}",
+        to_rust.map_or("?".into(), |d| d.as_millis().to_string()),
+        total.as_millis()
+    );
+    Some(Boot { status, serial, to_rust, total })
+}
+
+/// The serial line starting with `prefix` (the image writes `\r\n`).
+fn line<'a>(b: &'a Boot, prefix: &str) -> &'a str {
+    let found = b.serial.lines().map(|l| l.trim_end_matches('\r')).find_map(|l| l.find(prefix).map(|i| &l[i..]));
+    found.unwrap_or_else(|| panic!("no line `{prefix}...` on the serial port:\n{}", b.serial))
+}
+
+/// The hexadecimal number after `key ` in `line` (`key 0x1f`).
+fn hex_after(line: &str, key: &str) -> u64 {
+    let rest = line.split(key).nth(1).unwrap_or_else(|| panic!("no `{key}` in `{line}`")).trim_start();
+    let digits: String = rest.trim_start_matches("0x").chars().take_while(char::is_ascii_hexdigit).collect();
+    u64::from_str_radix(&digits, 16).unwrap_or_else(|e| panic!("`{key}` in `{line}`: {e}"))
+}
+
+/// The decimal number before `what` in `line` (`12 leaf entries`).
+fn count_before(line: &str, what: &str) -> u64 {
+    let before = line.split(what).next().unwrap_or("");
+    let n = before.rsplit(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()).unwrap_or("");
+    n.parse().unwrap_or_else(|e| panic!("no count before `{what}` in `{line}`: {e}"))
+}
+
+#[test]
+fn the_image_boots_through_every_step_and_exits_with_the_status_it_chose() {
+    let Some(b) = boot("fault=none") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    assert!(b.to_rust.is_some(), "no Rust entry line:\n{}", b.serial);
+    assert!(b.total < TIMEOUT);
+    line(&b, RUST_ENTRY);
+    assert!(line(&b, "pvh: ").contains("cmdline \"fault=none\""), "the command line reached the image");
+    let cpu = line(&b, "cpu: ");
+    let vendor = &cpu["cpu: ".len()..].split(' ').next().unwrap_or("");
+    assert!(["GenuineIntel", "AuthenticAMD"].contains(vendor), "the CPU vendor: {cpu}");
+    // `-cpu max` offers XSAVE and AVX under TCG: the image must have enabled them
+    for feature in ["sse sse2 fxsr", " xsave", " avx"] {
+        assert!(cpu.contains(feature), "`{feature}` not enabled: {cpu}");
+    }
+    assert!(hex_after(cpu, "xcr0") & 0b111 == 0b111, "XCR0 holds x87, SSE and AVX: {cpu}");
+    assert!(line(&b, "idt: ").starts_with("idt: 256 gates, every one on an IST stack"));
+    // the live tables (looked up from CR3) leave the boot stack's and the 4 IST stacks' guard pages out
+    assert!(line(&b, "guards: ").starts_with("guards: 5 of 5 guard pages unmapped"), "{}", b.serial);
+    let wx = line(&b, "W^X: ");
+    assert!(count_before(wx, " leaf entries") > 512, "{wx}");
+    assert!(count_before(wx, " executable") > 0, "{wx}");
+    assert_eq!(count_before(wx, " both writable and executable"), 0, "{wx}");
+    let heap = line(&b, "heap: ");
+    assert!(count_before(heap, " MiB") >= 64, "a heap of most of the 128 MiB: {heap}");
+    assert!(
+        line(&b, "alloc: ").starts_with(
+            "alloc: Vec sum 5050, Arc strong count 2, format! \"atomkernel on bare metal, 100 items\", 8 MiB Vec at"
+        ),
+        "{}",
+        b.serial
+    );
+    assert!(line(&b, "patch: ").ends_with("returns 1, then 2, then 1: ok"), "{}", b.serial);
+    // an int3 through the IDT and back: the IST stack kept the red zone, iretq and the saved
+    // state gave back every general register and xmm0-15 (the handler cleared them)
+    line(&b, "breakpoint: #BP number 1 at rip");
+    assert_eq!(
+        line(&b, "int3: "),
+        "int3: #BP through the IDT on IST 4 and back by iretq: \
+         the 128-byte red zone, the 15 general registers and xmm0-15 intact: ok"
+    );
+    let tsc = line(&b, "tsc: ");
+    let at_pvh = count_before(tsc, " at the PVH entry");
+    let to_rust: u64 =
+        tsc.split('+').nth(1).and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(at_pvh > 0 && to_rust > 0, "the TSC was read at the PVH entry and later at the Rust entry: {tsc}");
+    eprintln!("{tsc}");
+    line(&b, "atomkernel-metal: boot complete");
+    assert!(!b.serial.contains("EXCEPTION"), "{}", b.serial);
+}
+
+#[test]
+fn a_ud2_is_caught_by_the_idt_and_reported_with_its_vector_and_rip() {
+    let Some(b) = boot("fault=ud2") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
+    let at = hex_after(line(&b, "fault: executing ud2"), "at");
+    let exc = line(&b, "EXCEPTION: ");
+    assert!(exc.starts_with("EXCEPTION: vector 6 (#UD invalid opcode) error 0x0 "), "{exc}");
+    assert_eq!(hex_after(exc, "rip"), at, "the reported RIP is the ud2's: {exc}");
+    assert!(!b.serial.contains("boot complete"), "{}", b.serial);
+}
+
+#[test]
+fn a_write_to_the_text_is_a_page_fault_because_the_text_is_read_only() {
+    let Some(b) = boot("fault=write-text") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
+    let intent = line(&b, "fault: writing the text");
+    let (target, writer) = (hex_after(intent, "at"), hex_after(intent, "rip"));
+    let exc = line(&b, "EXCEPTION: ");
+    assert!(exc.starts_with("EXCEPTION: vector 14 (#PF page fault) "), "{exc}");
+    // error code: present (bit 0: a protection violation, not a missing page) and write (bit 1)
+    assert_eq!(hex_after(exc, "error") & 0b11, 0b11, "{exc}");
+    assert_eq!(hex_after(exc, "rip"), writer, "the reported RIP is the writing instruction's: {exc}");
+    assert_eq!(hex_after(exc, "cr2"), target, "CR2 is the text address written: {exc}");
+    assert!(line(&b, "page fault: ").contains("protection violation on write"), "{}", b.serial);
+    assert!(!b.serial.contains("W^X does not hold"), "{}", b.serial);
+}
+
+#[test]
+fn a_stack_overflow_faults_on_the_guard_page_and_is_reported_from_an_ist_stack() {
+    let Some(b) = boot("fault=stack-overflow") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
+    let guard = hex_after(line(&b, "fault: overflowing the boot stack"), "page at");
+    let exc = line(&b, "EXCEPTION: ");
+    // a #PF, not a #DF: the CPU pushed the frame on IST 4, not on the overflowed stack
+    assert!(exc.starts_with("EXCEPTION: vector 14 (#PF page fault) "), "{exc}");
+    // error code: not present (bit 0 clear), write (bit 1)
+    assert_eq!(hex_after(exc, "error") & 0b11, 0b10, "{exc}");
+    let cr2 = hex_after(exc, "cr2");
+    assert!((guard..guard + 4096).contains(&cr2), "CR2 {cr2:#x} is in the guard page at {guard:#x}: {exc}");
+}
