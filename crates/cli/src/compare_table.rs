@@ -93,16 +93,14 @@ pub(crate) fn stalls(r: &Row) -> String {
     r.host_stalls.as_ref().map_or("-".into(), |x| x.count.to_string())
 }
 
-/// One workload's table: a row per subject, in the comparison's order (the floor first).
+/// One workload's table: a row per subject, in the comparison's order (the floor first), each
+/// column as wide as its widest cell (so labels with a bottom-half option still fit).
 fn compact(w: &str, rows: &[Row]) -> String {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
     let none = |r: &Row| mine.iter().find(|n| n.model == "none" && n.bh == r.bh).copied();
     let signed = |v: f64| format!("{v:+.1}");
-    let line = |c: [&str; 7]| {
-        let l = format!("{:<16} {:<13} {:>16} {:>19} {:>19} {:>5} {:>6}", c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
-        l.trim_end().to_string() + "\n"
-    };
-    let mut s = line([w, "RT runs at", "p50 us", "p99 us", "cost %", "host", "stalls"]);
+    let mut cells: Vec<[String; 7]> =
+        vec![[w, "RT runs at", "p50 us", "p99 us", "cost %", "host", "stalls"].map(String::from)];
     for r in mine.iter().copied() {
         let cost = match none(r) {
             Some(_) if r.model == "none" => "reference".into(),
@@ -110,16 +108,26 @@ fn compact(w: &str, rows: &[Row]) -> String {
             None => "-".into(),
         };
         let held = r.host_disturbed as f64 * 100.0 / r.samples.max(1) as f64;
-        let (mark, stalls) = (p99_mark(r), stalls(r));
-        s += &line([
-            &report::label(r, rows),
-            &r.rt_runs_at,
-            &ranged(verdict::p50_us(r), us),
-            &(ranged(verdict::p99_us(r), us) + mark),
-            &cost,
-            &format!("{held:.0}%"),
-            &stalls,
+        cells.push([
+            report::label(r, rows),
+            r.rt_runs_at.clone(),
+            ranged(verdict::p50_us(r), us),
+            ranged(verdict::p99_us(r), us) + p99_mark(r),
+            cost,
+            format!("{held:.0}%"),
+            stalls(r),
         ]);
+    }
+    let width = |i: usize| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..7).map(width).collect();
+    let mut s = String::new();
+    for c in &cells {
+        let mut l = format!("{:<w0$}  {:<w1$}", c[0], c[1], w0 = widths[0], w1 = widths[1]);
+        for i in 2..7 {
+            l += &format!("  {:>w$}", c[i], w = widths[i]);
+        }
+        s += l.trim_end();
+        s += "\n";
     }
     s
 }

@@ -297,10 +297,13 @@ fn compare_table_has_a_row_per_model_and_the_answer() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("smoke test: one round has no spread"), "--quick says what it is: {out}");
     assert!(lines[1].starts_with("copy: p99 no verdict (one round) (floor "), "the answer first: {out}");
-    let header = lines.iter().position(|l| l.starts_with("copy             RT runs at")).expect(&out);
-    assert!(lines[header + 1].starts_with("floor            host preempts "), "the floor first: {out}");
+    let header = lines.iter().position(|l| l.starts_with("copy ") && l.contains("  RT runs at  ")).expect(&out);
+    let first: Vec<&str> = lines[header + 1].split_whitespace().collect();
+    assert_eq!(first[..3], ["floor", "host", "preempts"], "the floor first: {out}");
+    let columns = ["p50", "us", "p99", "us", "cost", "%", "host", "stalls"];
+    assert!(lines[header].split_whitespace().skip(4).eq(columns), "the columns: {out}");
     for m in PreemptModel::ALL {
-        assert!(lines.iter().any(|l| l.starts_with(&format!("{:<16} ", m.name()))), "{m}: {out}");
+        assert!(lines.iter().any(|l| l.starts_with(&format!("{}  ", m.name()))), "{m}: {out}");
     }
     assert!(lines.iter().all(|l| l.chars().count() <= 100), "every line fits 100 columns: {out}");
 }
@@ -404,9 +407,14 @@ fn the_report_renders_in_headless_chromium_with_its_charts() {
             "the floor first: {table}"
         );
         assert_eq!(body.matches("<tr").count(), subjects, "a row per subject: {table}");
-        for h in
-            ["RT runs at", "p50 µs [lowest round, highest]", "p99 µs [lowest round, highest]", "cost %", "host held"]
-        {
+        for h in [
+            "RT runs at",
+            "p50 µs [lowest round, highest]",
+            "p99 µs [lowest round, highest]",
+            "cost %",
+            "host held",
+            "host stalls",
+        ] {
             assert!(table.contains(h), "{h}: {table}");
         }
     }
