@@ -58,17 +58,21 @@ pub(crate) struct CrossProbe {
     dev: Device,
     irq_cpu: usize,
     spec: ProbeSpec,
+    /// The host CPU the interrupt's CPU thread is pinned to, if it is.
+    irq_host_cpu: Option<usize>,
 }
 
 impl CrossProbe {
     /// Registers the probe's device, its interrupt on `irq_cpu`, without a timer: its own
     /// raiser thread raises the interrupt, and a device timer's host thread would poll beside
     /// the CPU threads (on a host with no spare core, on one of theirs). Call from a task.
-    pub(crate) fn register(irq_cpu: usize, spec: ProbeSpec) -> CrossProbe {
+    /// `irq_host_cpu`: the host CPU the interrupt's CPU thread is pinned to (`pin=`), where the
+    /// raiser thread then runs too, as a device interrupt arrives on its CPU.
+    pub(crate) fn register(irq_cpu: usize, spec: ProbeSpec, irq_host_cpu: Option<usize>) -> CrossProbe {
         let irq = Arc::new(Irq::default());
         let i = irq.clone();
         let dev = Device::register_raised_on(irq_cpu, "lab-cross", move || i.handle());
-        CrossProbe { irq, dev, irq_cpu, spec }
+        CrossProbe { irq, dev, irq_cpu, spec, irq_host_cpu }
     }
 
     /// The RT task's priority and period.
@@ -82,7 +86,7 @@ impl CrossProbe {
     /// handled), and the task samples how late it runs after it. The schedule is kept whatever
     /// the task does, so a late wakeup is one late sample, not a later schedule.
     pub(crate) fn run(self, start: u64, deadline: u64, stop: Stop) -> CrossOut {
-        let CrossProbe { irq, dev, irq_cpu, spec } = self;
+        let CrossProbe { irq, dev, irq_cpu, spec, irq_host_cpu } = self;
         let total = match stop {
             Stop::After(_) => deadline.saturating_sub(start) / spec.interval_ns,
             Stop::Loops(n) => n,
@@ -92,6 +96,13 @@ impl CrossProbe {
         let thread = std::thread::Builder::new()
             .name("lab-cross-raise".into())
             .spawn(move || {
+                // Not the spawning CPU thread's policy and host CPU: the interrupt source runs
+                // at the probe's priority, beside the interrupt's CPU thread when that is pinned
+                // (at that thread's own nice, the host lets it wait for a tick).
+                if let Some(c) = irq_host_cpu {
+                    let _ = hostlab::sched::pin_current_thread(c);
+                }
+                hostlab::sched::set_best_rt_policy(spec.prio);
                 for k in 1..=total {
                     hostlab::sched::sleep_until_ns(at(k));
                     while i.fired.load(Ordering::Acquire) < k - 1 {

@@ -119,6 +119,7 @@ fn run(
     let sh = shared.clone();
     let limit = hang_limit(stop, probes);
     let ncpus = config.cpus;
+    let irq_host_cpu = config.pin.get(CPUS.0).copied();
     // A lab run never idles long (its probes wake every interval): report a CPU idle for
     // 10 s with tasks asleep (a hang) on stderr, unless the caller chose a timeout.
     let config =
@@ -126,7 +127,7 @@ fn run(
             .with_watchdog_defaults();
     let report = run_watched(config, limit, move || {
         // The cross-CPU probe's device before the policy (see CrossProbe::register).
-        let cross = plan.cross.map(|spec| CrossProbe::register(CPUS.0, spec));
+        let cross = plan.cross.map(|spec| CrossProbe::register(CPUS.0, spec, irq_host_cpu));
         let _ = sh.policy.set(apply_on_every_cpu(ncpus, cpu));
         spawn(TaskBuilder::new("lab-control").fifo(CONTROL_PRIO), move || control(&sh, plan, cross))
             .join()
