@@ -181,7 +181,13 @@ impl Resolver {
         let frames = self.frames(addr);
         match frames.iter().find(|f| !is_std(f)).or(frames.first()).cloned() {
             Some((function, file, line)) => Place { what: None, function, file, line },
-            None => Place { what: None, function: self.symbol(addr), file: None, line: None },
+            None => Place {
+                what: None,
+                // Outside the program's symbols: libc, the vDSO, the dynamic loader.
+                function: self.symbol(addr).or_else(|| Some(format!("code outside the program ({addr:#x})"))),
+                file: None,
+                line: None,
+            },
         }
     }
 
@@ -238,4 +244,19 @@ fn short_path(p: &str) -> String {
 /// the dependencies keep absolute paths (or have no file at all).
 pub(crate) fn is_project_file(file: &str) -> bool {
     !file.is_empty() && !file.starts_with('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An address outside the program's symbols is named as such, with the address, never "?";
+    /// one inside names its (innermost, perhaps inlined) function and source line.
+    #[test]
+    fn innermost_names_code_outside_the_program_by_its_address() {
+        let r = Resolver::load();
+        assert_eq!(r.innermost(0x1000).to_string(), "code outside the program (0x1000)");
+        let inside = r.innermost(short_path as fn(&str) -> String as usize).to_string();
+        assert!(inside.contains("crates/lab/src/symbols.rs:"), "named with its file and line: {inside}");
+    }
 }
