@@ -1,17 +1,70 @@
-//! The bare-metal image: the library ([`arch_metal`]) is all of it; this file adds the panic
-//! handler, which only the final binary may define.
+//! The bare-metal image: the kernel core on the machine of [`arch_metal`] (one CPU).
 //!
-//! **Mechanism.** Built by `cargo rustc --features image` with `-C panic=abort` (see the
-//! library's description and docs/BAREMETAL.md); QEMU enters it at `metal_pvh_start`.
+//! **Mechanism.** Built by `cargo rustc --features image` with `-C panic=abort` (see
+//! docs/BAREMETAL.md); QEMU enters it at `metal_pvh_start`, the machine comes up
+//! (`arch_metal::metal_rust_entry`) and, unless the command line asks for a self-test fault
+//! (`fault=`), calls [`metal_image_main`] with the QEMU `-append` command line. That parses a
+//! `kernel::Config` with the core's own boot-option parser, runs `kernel::run` with an init
+//! that checks the scenarios of [`scenarios`], prints one JSON line per result on COM1, and
+//! exits through `isa-debug-exit`: `SUCCESS` when every check held and every task finished,
+//! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first).
 //!
-//! **Invariant.** A panic prints `PANIC: ...` on the serial console and exits QEMU with
-//! `exit_codes::PANIC`: it never unwinds.
+//! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
+//! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
 #![no_std]
 #![no_main]
 
-use arch_metal as _;
+extern crate alloc;
+
+mod scenarios;
+
+use arch_metal::{exit_codes, kprintln, serial};
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     arch_metal::panic(info)
+}
+
+/// The image's main (see the crate's description); the machine calls it once, on CPU 0.
+#[no_mangle]
+pub(crate) fn metal_image_main(cmdline: &str) -> ! {
+    let config = match kernel::Config::from_cmdline(cmdline) {
+        Ok(c) => c,
+        Err(e) => {
+            kprintln!("{{\"boot_error\":\"{}\"}}", scenarios::escape(&e.0));
+            serial::exit(exit_codes::FAILED)
+        }
+    };
+    let model = config.preempt;
+    let t0 = arch_metal::cpu::rdtsc();
+    match kernel::run(config, move || scenarios::init(model)) {
+        Ok(report) => {
+            let finished = report.tasks.iter().filter(|t| matches!(t.result, Some(Ok(_)))).count();
+            let total = report.tasks.len();
+            let (n, mean, min) = arch_metal::stats::irq_figures();
+            kprintln!(
+                "{{\"test\":\"run\",\"init\":{},\"tasks\":{total},\"finished\":{finished},\"jiffies\":{},\
+                 \"switches\":{},\"irqs\":{},\"bugs\":{},\"tsc_cycles\":{}}}",
+                match &report.init {
+                    Ok(v) => *v,
+                    Err(_) => -1,
+                },
+                report.jiffies,
+                report.switches,
+                report.irqs,
+                report.bugs.len(),
+                arch_metal::cpu::rdtsc() - t0
+            );
+            kprintln!("{{\"test\":\"irq_hook_cycles\",\"count\":{n},\"mean\":{mean},\"min\":{min}}}");
+            for b in &report.bugs {
+                kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
+            }
+            let ok = report.init == Ok(0) && finished == total && report.bugs.is_empty();
+            serial::exit(if ok { exit_codes::SUCCESS } else { exit_codes::FAILED })
+        }
+        Err(e) => {
+            kprintln!("{{\"boot_error\":\"{}\"}}", scenarios::escape(&alloc::format!("{e}")));
+            serial::exit(exit_codes::FAILED)
+        }
+    }
 }

@@ -33,16 +33,27 @@
 
 extern crate alloc;
 
+pub mod apic;
 pub mod boot;
+pub mod clock;
 pub mod cpu;
 pub mod exit_codes;
 pub mod gdt;
 pub mod heap;
 pub mod idt;
+pub mod irq;
 mod mem;
+pub mod metal;
 pub mod paging;
+pub mod percpu;
 pub mod selftest;
 pub mod serial;
+pub mod stats;
+pub mod switch;
+pub mod text;
+
+pub use arch_api::PointInfo;
+pub use metal::Metal;
 
 /// What the bring-up found and set up.
 pub struct Machine {
@@ -66,6 +77,7 @@ pub struct Machine {
 pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
     let tsc_at_rust = cpu::rdtsc();
     serial::init();
+    percpu::init();
     kprintln!("atomkernel-metal: Rust entry (64-bit, SSE on), PVH start_info at {start_info:#x}");
     // SAFETY: `start_info` is the loader's `ebx` (boot.rs passes it unchanged) and the boot
     // tables identity-map the first 1 GiB.
@@ -167,7 +179,26 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         heap.end,
         (heap.end - heap.start) >> 20
     );
-    selftest::run(&Machine { start, vector, mapped, wx, heap, tsc_at_rust })
+    let tsc_hz = clock::calibrate();
+    let (x2apic, apic_hz) = apic::init();
+    kprintln!(
+        "time: TSC {} kHz (calibrated against the PIT), local APIC {} (timer {} kHz after /16), GS base per-CPU block",
+        tsc_hz / 1000,
+        if x2apic { "x2APIC" } else { "xAPIC (MMIO)" },
+        apic_hz / 1000
+    );
+    let m = Machine { start, vector, mapped, wx, heap, tsc_at_rust };
+    if boot::cmdline_value(m.start.cmdline(), "fault").is_none() {
+        extern "Rust" {
+            /// The image's main (crates/arch-metal/src/main.rs).
+            fn metal_image_main(cmdline: &str) -> !;
+        }
+        // SAFETY: the image (crates/arch-metal/src/main.rs) defines `metal_image_main`: it
+        // runs the kernel core on this machine and exits; a command line with `fault=` runs
+        // the machine's self-test instead.
+        unsafe { metal_image_main(m.start.cmdline()) }
+    }
+    selftest::run(&m)
 }
 
 /// Prints `BOOT FAILED: why` and exits with [`exit_codes::PANIC`].
@@ -179,5 +210,6 @@ fn fail(why: &str) -> ! {
 /// The image's panic handler's body: prints `PANIC: ...` and exits with [`exit_codes::PANIC`].
 pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     kprintln!("PANIC: {info}");
+    metal::run_panic_hook(info);
     serial::exit(exit_codes::PANIC)
 }

@@ -117,7 +117,9 @@ core::arch::global_asm!(
     "3:",
     "movq %rbx, %rdi",                              // the argument: the frame
     "cld",                                          // the SysV ABI wants DF clear
-    "call metal_exception",                         // returns only for #BP; the rest exit
+    "call metal_exception",                         // returns for #BP and external vectors; rax = 1: preempt
+    "testq %rax, %rax",                             // preempt on the way out?
+    "jnz 6f",                                       // yes: off the IST stack first
     "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
     "je 4f",                                        // no: FXRSTOR
     "movl $-1, %eax",                               // edx:eax = every component
@@ -145,6 +147,56 @@ core::arch::global_asm!(
     "popq %rax",                                    // rax
     "addq $16, %rsp",                               // drop the vector and the error code
     "iretq",                                        // back to the interrupted code, its RFLAGS and stack
+    // Preemption on the interrupt return (crate::irq): the IST stack is shared by every
+    // vector, so the frame moves to the interrupted stack, below its red zone, first.
+    "6:",
+    "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
+    "je 7f",                                        // no: FXRSTOR
+    "movl $-1, %eax",                               // edx:eax = every component
+    "movl $-1, %edx",                               //   saved on entry
+    "xrstor64 (%rsp)",                              // the interrupted vector state back in the registers
+    "jmp 8f",                                       // to the copy
+    "7:",
+    "fxrstor64 (%rsp)",                             // the same without XSAVE
+    "8:",
+    "movq 160(%rbx), %rdi",                         // the interrupted rsp (frame: 20 quadwords below it)
+    "subq $128 + 176, %rdi",                        // below its red zone, room for the 22-quadword frame
+    "andq $-16, %rdi",                              // 16-byte aligned
+    "movq %rbx, %rsi",                              // from the frame on the IST stack
+    "movq %rdi, %rbx",                              // rbx = the frame's new home (callee-saved)
+    "movl $22, %ecx",                               // 22 quadwords: registers, vector, error, iret frame
+    "rep movsq",                                    // copy (DF is clear)
+    "movq %rbx, %rsp",                              // onto the task's stack: the IST stack is free
+    "subq ${area}, %rsp",                           // room for the vector state below the frame
+    "andq $-64, %rsp",                              // aligned for XSAVE/FXSAVE
+    "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
+    "je 9f",                                        // no: FXSAVE
+    "xorl %eax, %eax",                              // zero the XSAVE header, as on entry
+    "movq %rax, 512(%rsp)",                         // header quadword 0
+    "movq %rax, 520(%rsp)",                         // 1
+    "movq %rax, 528(%rsp)",                         // 2
+    "movq %rax, 536(%rsp)",                         // 3
+    "movq %rax, 544(%rsp)",                         // 4
+    "movq %rax, 552(%rsp)",                         // 5
+    "movq %rax, 560(%rsp)",                         // 6
+    "movq %rax, 568(%rsp)",                         // 7
+    "movl $-1, %eax",                               // edx:eax = every component
+    "movl $-1, %edx",                               //   XCR0 enables
+    "xsave64 (%rsp)",                               // the vector state, on the task's stack
+    "jmp 10f",                                      // to the call
+    "9:",
+    "fxsave64 (%rsp)",                              // the same without XSAVE
+    "10:",
+    "call metal_preempt_irq",                       // preempt_schedule_irq: IF clear, task context
+    "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
+    "je 11f",                                       // no: FXRSTOR
+    "movl $-1, %eax",                               // edx:eax = every component
+    "movl $-1, %edx",                               //   saved above
+    "xrstor64 (%rsp)",                              // the interrupted vector state
+    "jmp 5b",                                       // the general registers and iretq, from rbx
+    "11:",
+    "fxrstor64 (%rsp)",                             // the same without XSAVE
+    "jmp 5b",                                       // the general registers and iretq, from rbx
     area = const VECTOR_AREA,
     options(att_syntax),
 );
@@ -221,8 +273,14 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 /// The Rust half of every gate (see the module's description): counts a `#BP` and returns,
 /// reports anything else and exits.
 #[no_mangle]
-extern "C" fn metal_exception(frame: &mut ExceptionFrame) {
+extern "C" fn metal_exception(frame: &mut ExceptionFrame) -> u64 {
+    if frame.vector >= 32 {
+        return crate::irq::external(frame);
+    }
     if frame.vector == 3 {
+        if let Some(exit) = crate::text::breakpoint(frame) {
+            return exit;
+        }
         let n = BREAKPOINTS.fetch_add(1, Ordering::Relaxed) + 1;
         crate::kprintln!("breakpoint: #BP number {n} at rip {:#x} (after the int3), rsp {:#x}", frame.rip, frame.rsp);
         if SCRUB_ON_BREAKPOINT.load(Ordering::Relaxed) {
@@ -254,7 +312,7 @@ extern "C" fn metal_exception(frame: &mut ExceptionFrame) {
                 )
             }
         }
-        return;
+        return 0;
     }
     fatal(frame)
 }

@@ -1,0 +1,150 @@
+//! The image's init: the scenarios the bare-metal tests check, one JSON line each on COM1.
+//!
+//! **Mechanism.** [`init`] runs, as the core's first task, on CPU 0:
+//! - `pingpong`: two tasks hand a turn back and forth [`ROUNDS`] times through one wait queue
+//!   (every hand-over a wake-up and a switch);
+//! - `tick`: jiffies before and after a 20 ms sleep (the APIC timer's tick advancing them);
+//! - `rt`: an RT task (SCHED_FIFO 50) sleeps on a wait queue; a normal task enters a system
+//!   call whose service is [`ATOMS`] atoms of 1 ms of busy work each with a preemption point
+//!   between them, and arms a device (the APIC timer's one-shot) to fire 3.5 ms in; the
+//!   device's handler wakes the RT task, which records where the busy task was when it got
+//!   the CPU: `mid_atom` (an interrupt return preempted it: `preempt=full`), `point` (at a
+//!   preemption point: `voluntary`), or `syscall_exit` (the service had finished: `none`).
+//!
+//! **Invariant.** Every line is valid JSON; `init` returns 0 only if every check held.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use arch_metal::kprintln;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{PreemptModel, TaskBuilder, WaitQueue};
+
+/// Hand-overs in the ping-pong.
+const ROUNDS: u64 = 200;
+/// The busy service's atoms (1 ms each).
+const ATOMS: u64 = 10;
+
+/// `s` with JSON's special characters escaped.
+pub(crate) fn escape(s: &str) -> String {
+    let mut o = String::new();
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The init task's body (see the module's description).
+pub(crate) fn init(model: PreemptModel) -> i64 {
+    let mut failed = 0;
+    failed += i64::from(!pingpong());
+    failed += i64::from(!tick());
+    failed += i64::from(!rt(model));
+    failed
+}
+
+fn pingpong() -> bool {
+    let wq = Arc::new(WaitQueue::new());
+    let turn = Arc::new(AtomicU64::new(0));
+    let t0 = arch_metal::cpu::rdtsc();
+    let player = |me: u64| {
+        let (wq, turn) = (wq.clone(), turn.clone());
+        kernel::spawn(TaskBuilder::new(if me == 0 { "ping" } else { "pong" }), move || {
+            for _ in 0..ROUNDS {
+                wq.wait_event(|| turn.load(Ordering::Acquire) % 2 == me);
+                turn.fetch_add(1, Ordering::AcqRel);
+                wq.wake_up();
+            }
+            0
+        })
+    };
+    let (a, b) = (player(0), player(1));
+    let ok = a.join() == Ok(0) && b.join() == Ok(0) && turn.load(Ordering::Acquire) == 2 * ROUNDS;
+    let cycles = arch_metal::cpu::rdtsc() - t0;
+    kprintln!(
+        "{{\"test\":\"pingpong\",\"handovers\":{},\"ok\":{ok},\"cycles_per_handover\":{}}}",
+        turn.load(Ordering::Acquire),
+        cycles / (2 * ROUNDS)
+    );
+    ok
+}
+
+fn tick() -> bool {
+    let j0 = kernel::time::jiffies();
+    kernel::time::sleep_ns(20_000_000);
+    let j1 = kernel::time::jiffies();
+    let ok = j1 > j0 + 5;
+    kprintln!("{{\"test\":\"tick\",\"jiffies_before\":{j0},\"jiffies_after\":{j1},\"ok\":{ok}}}");
+    ok
+}
+
+/// Where the busy service is: `2 i` at the point after atom `i`, `2 i + 1` inside atom `i`,
+/// [`DONE`] once the service returned its last atom.
+static POS: AtomicU64 = AtomicU64::new(0);
+const DONE: u64 = u64::MAX;
+/// What the RT task saw when it ran: `POS + 1` (0: it has not run).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+static RAISED_NS: AtomicU64 = AtomicU64::new(0);
+static IRQ_NS: AtomicU64 = AtomicU64::new(0);
+static RAN_NS: AtomicU64 = AtomicU64::new(0);
+
+fn rt(model: PreemptModel) -> bool {
+    let wq = Arc::new(WaitQueue::new());
+    let w = wq.clone();
+    let dev = Arc::new(kernel::device::Device::register("rt-dev", move || {
+        IRQ_NS.store(kernel::time::now_ns(), Ordering::Release);
+        w.wake_up();
+    }));
+    let w = wq.clone();
+    let rt = kernel::spawn(TaskBuilder::new("rt").fifo(50), move || {
+        w.wait_event(|| IRQ_NS.load(Ordering::Acquire) != 0);
+        RAN_NS.store(kernel::time::now_ns(), Ordering::Release);
+        SEEN.store(POS.load(Ordering::Acquire).wrapping_add(1), Ordering::Release);
+        0
+    });
+    let d = dev.clone();
+    let busy = kernel::spawn(TaskBuilder::new("busy"), move || {
+        kernel::syscall(|| {
+            let start = kernel::time::now_ns();
+            RAISED_NS.store(start + 3_500_000, Ordering::Release);
+            d.raise_at(start + 3_500_000);
+            for i in 0..ATOMS {
+                POS.store(2 * i + 1, Ordering::Release);
+                while kernel::time::now_ns() < start + (i + 1) * 1_000_000 {
+                    core::hint::spin_loop();
+                }
+                POS.store(2 * i + 2, Ordering::Release);
+                arch_metal::preempt_point!();
+            }
+            POS.store(DONE, Ordering::Release);
+        });
+        0
+    });
+    let ok_tasks = rt.join() == Ok(0) && busy.join() == Ok(0);
+    let seen = SEEN.load(Ordering::Acquire).wrapping_sub(1);
+    let place = match seen {
+        DONE => "syscall_exit",
+        p if p % 2 == 0 => "point",
+        _ => "mid_atom",
+    };
+    let expected = match model {
+        PreemptModel::None => "syscall_exit",
+        PreemptModel::Voluntary => "point",
+        _ => "mid_atom",
+    };
+    let (raised, irq, ran) =
+        (RAISED_NS.load(Ordering::Acquire), IRQ_NS.load(Ordering::Acquire), RAN_NS.load(Ordering::Acquire));
+    let ok = ok_tasks && place == expected;
+    kprintln!(
+        "{{\"test\":\"rt\",\"model\":\"{model}\",\"place\":\"{place}\",\"expected\":\"{expected}\",\"atom\":{},\
+         \"irq_after_deadline_ns\":{},\"rt_wait_ns\":{},\"ok\":{ok}}}",
+        if seen == DONE { ATOMS } else { seen / 2 },
+        irq.saturating_sub(raised),
+        ran.saturating_sub(irq)
+    );
+    ok
+}
