@@ -17,6 +17,7 @@
 extern crate alloc;
 
 mod scenarios;
+mod torture;
 
 use arch_metal::{exit_codes, kprintln, serial};
 

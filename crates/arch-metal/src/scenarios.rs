@@ -44,6 +44,10 @@ pub(crate) fn init(model: PreemptModel) -> i64 {
     failed += i64::from(!pingpong());
     failed += i64::from(!tick());
     failed += i64::from(!rt(model));
+    failed += i64::from(!crate::torture::torture(false));
+    if model == PreemptModel::Full {
+        failed += i64::from(!crate::torture::torture(true));
+    }
     failed
 }
 

@@ -1,7 +1,9 @@
 //! Boots the kernel core in the bare-metal image under QEMU TCG and checks, from the JSON
 //! lines its init prints on the serial port, where an RT task woken by an interrupt got the
-//! CPU under each preemption model, that every task finished, and that the configurations the
-//! machine cannot run yet are refused with a clear message.
+//! CPU under each preemption model, that every general register, the vector registers and the
+//! red zone survive preemptions on the real interrupt return (the torture: user mode under
+//! every model, kernel mode under `full`), that every task finished, and that the
+//! configurations the machine cannot run yet are refused with a clear message.
 //!
 //! **Mechanism.** The harness (`common/mod.rs`) builds the image once per test binary and
 //! boots it with `-append "preempt=..."`; each boot is killed after 60 s and the test then
@@ -39,6 +41,18 @@ fn model_places_the_rt_task(model: &str, place: &str) {
         assert_eq!(rt["atom"], 10, "under none the RT task waits for the whole service: {}", b.serial);
     } else {
         assert!(rt["atom"].as_u64().is_some_and(|a| a < 10), "the RT task ran inside the service: {}", b.serial);
+    }
+    let torture: Vec<Value> = b
+        .serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .filter(|v| v["test"] == "torture")
+        .collect();
+    assert_eq!(torture.len(), if model == "full" { 2 } else { 1 }, "torture lines: {}", b.serial);
+    for t in &torture {
+        assert_eq!(t["register_mismatches"], 0, "a register was lost across a preemption: {}", b.serial);
+        assert_eq!(t["red_zone_intact"], true, "the red zone was overwritten: {}", b.serial);
+        assert!(t["preempted_calls"].as_u64() >= Some(20), "too few preemptions inside the asm: {}", b.serial);
     }
     let run = result(&b, "run");
     assert_eq!(run["init"], 0, "{}", b.serial);

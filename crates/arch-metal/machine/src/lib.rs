@@ -50,6 +50,7 @@ pub mod selftest;
 pub mod serial;
 pub mod stats;
 pub mod switch;
+pub mod sync;
 pub mod text;
 
 pub use arch_api::PointInfo;

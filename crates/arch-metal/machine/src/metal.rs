@@ -70,7 +70,7 @@ impl Arch for Metal {
     type TaskContext = switch::TaskContext;
     type CpuThread<R: Send + 'static> = CpuThread<R>;
     type Supervisor = Supervisor;
-    type RawIrqSpinLock = crate::heap::IrqSpinRaw;
+    type RawIrqSpinLock = crate::sync::RawIrqSpinLock;
     type AllSitesClaim = text::AllSitesClaim;
 
     fn cpu_register(hooks: &'static Hooks, cpu: u32) -> Result<CpuRegistration, String> {

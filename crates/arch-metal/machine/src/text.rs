@@ -132,7 +132,7 @@ struct Table {
     counts: Vec<[u32; 2]>,
 }
 
-static SITES: lock_api::Mutex<crate::heap::IrqSpinRaw, Option<Table>> = lock_api::Mutex::new(None);
+static SITES: lock_api::Mutex<crate::sync::RawIrqSpinLock, Option<Table>> = lock_api::Mutex::new(None);
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
