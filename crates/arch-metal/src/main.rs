@@ -36,13 +36,13 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
             serial::exit(exit_codes::FAILED)
         }
     };
-    let model = config.preempt;
+    let (model, bh) = (config.preempt, config.bh);
     let t0 = arch_metal::cpu::rdtsc();
-    match kernel::run(config, move || scenarios::init(model)) {
+    match kernel::run(config, move || scenarios::init(model, bh)) {
         Ok(report) => {
             let finished = report.tasks.iter().filter(|t| matches!(t.result, Some(Ok(_)))).count();
             let total = report.tasks.len();
-            let (n, mean, min) = arch_metal::stats::irq_figures();
+            let (n, mean, min, nested) = arch_metal::stats::irq_figures();
             kprintln!(
                 "{{\"test\":\"run\",\"init\":{},\"tasks\":{total},\"finished\":{finished},\"jiffies\":{},\
                  \"switches\":{},\"irqs\":{},\"bugs\":{},\"tsc_cycles\":{}}}",
@@ -56,7 +56,7 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
                 report.bugs.len(),
                 arch_metal::cpu::rdtsc() - t0
             );
-            kprintln!("{{\"test\":\"irq_hook_cycles\",\"count\":{n},\"mean\":{mean},\"min\":{min}}}");
+            kprintln!("{{\"test\":\"irq_hook_cycles\",\"count\":{n},\"mean\":{mean},\"min\":{min},\"nested\":{nested},\"irqs_on_windows\":{}}}", arch_metal::stats::irqs_on_windows());
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }

@@ -4,6 +4,9 @@
 //! - `pingpong`: two tasks hand a turn back and forth [`ROUNDS`] times through one wait queue
 //!   (every hand-over a wake-up and a switch);
 //! - `tick`: jiffies before and after a 20 ms sleep (the APIC timer's tick advancing them);
+//! - `softirq`: a device's interrupt schedules a tasklet that spins 3 ms at the interrupt's
+//!   exit with IF set: the tick's interrupts nest in it (on IST 4, below the live frame);
+//! - `torture` (`crate::torture`): registers, vector state and red zone across preemptions;
 //! - `rt`: an RT task (SCHED_FIFO 50) sleeps on a wait queue; a normal task enters a system
 //!   call whose service is [`ATOMS`] atoms of 1 ms of busy work each with a preemption point
 //!   between them, and arms a device (the APIC timer's one-shot) to fire 3.5 ms in; the
@@ -17,7 +20,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use arch_metal::kprintln;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::{PreemptModel, TaskBuilder, WaitQueue};
+use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
 
 /// Hand-overs in the ping-pong.
 const ROUNDS: u64 = 200;
@@ -39,11 +42,12 @@ pub(crate) fn escape(s: &str) -> String {
 }
 
 /// The init task's body (see the module's description).
-pub(crate) fn init(model: PreemptModel) -> i64 {
+pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
     let mut failed = 0;
     failed += i64::from(!pingpong());
     failed += i64::from(!tick());
     failed += i64::from(!rt(model));
+    failed += i64::from(!softirq(bh));
     failed += i64::from(!crate::torture::torture(false));
     if model == PreemptModel::Full {
         failed += i64::from(!crate::torture::torture(true));
@@ -83,6 +87,35 @@ fn tick() -> bool {
     let j1 = kernel::time::jiffies();
     let ok = j1 > j0 + 5;
     kprintln!("{{\"test\":\"tick\",\"jiffies_before\":{j0},\"jiffies_after\":{j1},\"ok\":{ok}}}");
+    ok
+}
+
+/// A device's interrupt schedules a tasklet that spins 3 ms: it runs at the interrupt's
+/// exit with IF set (`irq_exit_irqs_on`), so the tick's interrupts nest in it, on the IST
+/// stack below the live frame; the line reports how many nested.
+fn softirq(bh: BhMode) -> bool {
+    let done = Arc::new(AtomicU64::new(0));
+    let d = done.clone();
+    let t = kernel::tasklet::Tasklet::new("spin3ms", move || {
+        let end = kernel::time::now_ns() + 3_000_000;
+        while kernel::time::now_ns() < end {
+            core::hint::spin_loop();
+        }
+        d.fetch_add(1, Ordering::AcqRel);
+    });
+    let t2 = t.clone();
+    let dev = kernel::device::Device::register("softirq-dev", move || {
+        kernel::tasklet::tasklet_schedule(&t2);
+    });
+    let nested0 = arch_metal::stats::irq_figures().3;
+    dev.raise();
+    while done.load(Ordering::Acquire) == 0 {
+        kernel::time::sleep_ns(1_000_000);
+    }
+    let nested = arch_metal::stats::irq_figures().3 - nested0;
+    // Under bh=threaded the tasklet runs in ksoftirqd, a task: nothing nests there.
+    let ok = t.runs() == 1 && (nested > 0 || bh == BhMode::Threaded);
+    kprintln!("{{\"test\":\"softirq\",\"tasklet_runs\":{},\"nested_irqs\":{nested},\"ok\":{ok}}}", t.runs());
     ok
 }
 

@@ -3,7 +3,9 @@
 //! CPU under each preemption model, that every general register, the vector registers and the
 //! red zone survive preemptions on the real interrupt return (the torture: user mode under
 //! every model, kernel mode under `full`), that every task finished, and that the
-//! configurations the machine cannot run yet are refused with a clear message.
+//! configurations the machine cannot run yet are refused with a clear message. Under each
+//! model a tasklet spinning at an interrupt's exit (IF set) must see the tick's interrupts
+//! nest in it.
 //!
 //! **Mechanism.** The harness (`common/mod.rs`) builds the image once per test binary and
 //! boots it with `-append "preempt=..."`; each boot is killed after 60 s and the test then
@@ -34,6 +36,9 @@ fn model_places_the_rt_task(model: &str, place: &str) {
     assert_eq!(pp["ok"], true, "{}", b.serial);
     let tick = result(&b, "tick");
     assert!(tick["jiffies_after"].as_u64() > tick["jiffies_before"].as_u64().map(|j| j + 5), "{}", b.serial);
+    let softirq = result(&b, "softirq");
+    assert_eq!(softirq["tasklet_runs"], 1, "{}", b.serial);
+    assert!(softirq["nested_irqs"].as_u64() > Some(0), "no interrupt nested in the softirq window: {}", b.serial);
     let rt = result(&b, "rt");
     assert_eq!(rt["model"], model, "{}", b.serial);
     assert_eq!(rt["place"], place, "{}", b.serial);

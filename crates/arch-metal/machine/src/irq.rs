@@ -13,9 +13,8 @@
 //!
 //! **Invariant.** The core's hooks run with IF clear, and the in-IRQ flag is set around
 //! `Hooks::irq` and restored after it. Nothing is left on the shared IST stack across
-//! `preempt_schedule_irq` (the next interrupt reuses it). `irq_exit_irqs_on` keeps IF clear in
-//! this step: enabling it on IST 4 would let a nested interrupt overwrite the live frame (see
-//! docs/BAREMETAL.md).
+//! `preempt_schedule_irq` (the next interrupt reuses it). While [`irq_exit_irqs_on`] runs
+//! with IF set on IST 4, the TSS's IST 4 pointer is below its live frames.
 
 use crate::idt::ExceptionFrame;
 use crate::{apic, percpu};
@@ -62,6 +61,35 @@ pub fn local_irq_restore(was_masked: bool) {
     }
 }
 
+/// Runs `f` with IF set at an interrupt's exit (the core's softirqs at `irq_exit`), as
+/// Linux's `irq_exit` does. On the ordinary vectors' IST stack, the IST pointer first moves
+/// below this frame (and a red zone's worth more), so that a nested interrupt pushes its frame
+/// there instead of over the live one; it moves back, with IF clear again, after `f`.
+pub fn irq_exit_irqs_on(f: impl FnOnce()) {
+    let sp: u64;
+    // SAFETY: copies rsp.
+    unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    let (lo, hi) = crate::gdt::ist_stacks()[usize::from(crate::gdt::IST_OTHER) - 1];
+    let was_masked = irqs_disabled();
+    local_irq_disable();
+    // SAFETY: IF is clear; the new top is below every live byte of this stack (rsp minus
+    // 256, aligned), and stays set only while `f` runs above it.
+    let old = ((lo..hi).contains(&sp)).then(|| unsafe { crate::gdt::set_ist_other_top((sp - 256) & !15) });
+    if old.is_some() {
+        crate::stats::irqs_on_window();
+    }
+    local_irq_enable();
+    f();
+    local_irq_disable();
+    if let Some(old) = old {
+        // SAFETY: IF is clear; `old` is the top this function found.
+        unsafe { crate::gdt::set_ist_other_top(old) };
+    }
+    if !was_masked {
+        local_irq_enable();
+    }
+}
+
 /// An external vector from the IDT's common path; 1 asks it to preempt on the way out.
 pub fn external(frame: &ExceptionFrame) -> u64 {
     let v = frame.vector as u8;
@@ -86,11 +114,11 @@ pub fn external(frame: &ExceptionFrame) -> u64 {
         replayed: false,
         exiting: false,
     };
-    crate::stats::irq_enter();
+    let t0 = crate::cpu::rdtsc();
     let was = percpu::replace_in_irq(true);
     let exit = (hooks.irq)(lines, &f);
     percpu::replace_in_irq(was);
-    crate::stats::irq_exit();
+    crate::stats::irq_hook(crate::cpu::rdtsc() - t0, was);
     u64::from(exit == IrqExit::Preempt)
 }
 

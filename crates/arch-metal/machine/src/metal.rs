@@ -184,8 +184,7 @@ impl Arch for Metal {
         irq::irqs_disabled()
     }
     fn irq_exit_irqs_on(f: impl FnOnce()) {
-        // Not yet with IF set: see crate::irq's invariant.
-        f()
+        irq::irq_exit_irqs_on(f)
     }
 
     fn cpu_number() -> u32 {
