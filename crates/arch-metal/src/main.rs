@@ -7,7 +7,9 @@
 //! `kernel::Config` with the core's own boot-option parser, runs `kernel::run` with an init
 //! that checks the scenarios of [`scenarios`], prints one JSON line per result on COM1, and
 //! exits through `isa-debug-exit`: `SUCCESS` when every check held and every task finished,
-//! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first).
+//! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
+//! the command line starting with `image.` are the image's: `image.run=stack-overflow` runs
+//! a task that overflows its stack instead of the scenarios.
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -29,7 +31,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// The image's main (see the crate's description); the machine calls it once, on CPU 0.
 #[no_mangle]
 pub(crate) fn metal_image_main(cmdline: &str) -> ! {
-    let config = match kernel::Config::from_cmdline(cmdline) {
+    // `image.*` words are the image's own (which init to run); the rest is the core's.
+    let kernel_words: alloc::vec::Vec<&str> = cmdline.split_whitespace().filter(|w| !w.starts_with("image.")).collect();
+    let run = arch_metal::boot::cmdline_value(cmdline, "image.run").unwrap_or("scenarios");
+    let config = match kernel::Config::from_cmdline(&kernel_words.join(" ")) {
         Ok(c) => c,
         Err(e) => {
             kprintln!("{{\"boot_error\":\"{}\"}}", scenarios::escape(&e.0));
@@ -38,7 +43,15 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     };
     let (model, bh) = (config.preempt, config.bh);
     let t0 = arch_metal::cpu::rdtsc();
-    match kernel::run(config, move || scenarios::init(model, bh)) {
+    let init: fn(kernel::PreemptModel, kernel::BhMode) -> i64 = match run {
+        "scenarios" => scenarios::init,
+        "stack-overflow" => scenarios::stack_overflow,
+        other => {
+            kprintln!("{{\"boot_error\":\"image.run={}: use scenarios or stack-overflow\"}}", scenarios::escape(other));
+            serial::exit(exit_codes::FAILED)
+        }
+    };
+    match kernel::run(config, move || init(model, bh)) {
         Ok(report) => {
             let finished = report.tasks.iter().filter(|t| matches!(t.result, Some(Ok(_)))).count();
             let total = report.tasks.len();

@@ -104,3 +104,12 @@ fn a_second_cpu_is_refused_naming_what_is_missing() {
     let e = boot_error(&b);
     assert!(e.contains("not yet on bare metal") && e.contains("INIT-SIPI-SIPI"), "{e}");
 }
+
+#[test]
+fn a_task_that_overflows_its_stack_faults_on_its_guard_page_and_the_machine_reports_it() {
+    let Some(b) = boot("preempt=full image.run=stack-overflow") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
+    assert!(b.serial.contains("EXCEPTION: vector 14 (#PF"), "{}", b.serial);
+    assert!(b.serial.contains("kernel stack overflow: task 'overflow' hit the guard page"), "{}", b.serial);
+    assert!(!b.serial.contains("survived"), "{}", b.serial);
+}

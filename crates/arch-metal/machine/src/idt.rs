@@ -347,6 +347,14 @@ fn fatal(frame: &ExceptionFrame) -> ! {
             if e & 4 != 0 { "user" } else { "supervisor" },
             if e & 8 != 0 { ", reserved bit set" } else { "" },
         );
+        if let Some((lo, _)) = crate::switch::current_stack() {
+            if (lo as u64 - 4096..lo as u64).contains(&cr2) {
+                crate::kprintln!(
+                    "  kernel stack overflow: task '{}' hit the guard page below its stack",
+                    core::str::from_utf8(crate::switch::current_name().as_bytes()).unwrap_or("?")
+                );
+            }
+        }
     }
     crate::kprintln!("  cs {:#x} rflags {:#x} rsp {:#x} ss {:#x}", frame.cs, frame.rflags, frame.rsp, frame.ss);
     crate::kprintln!(

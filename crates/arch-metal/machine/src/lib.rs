@@ -48,6 +48,7 @@ pub mod paging;
 pub mod percpu;
 pub mod selftest;
 pub mod serial;
+pub mod stack;
 pub mod stats;
 pub mod switch;
 pub mod sync;

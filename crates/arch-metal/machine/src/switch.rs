@@ -5,7 +5,7 @@
 //! (MXCSR, the x87 control word) on the old stack, stores `rsp` in the old context, loads the
 //! new one's and pops the same frame; everything caller-saved is saved by the compiler around
 //! the call (the hosted arch's switch, `crates/arch/src/switch.rs`, for this arch). A new
-//! context's stack (from the heap) holds a hand-made frame whose return address is
+//! context's stack (heap memory mapped above a guard page, `crate::stack`) holds a hand-made frame whose return address is
 //! `metal_task_bootstrap`, which calls `task_start` with the entry and its argument:
 //!
 //! ```text
@@ -20,11 +20,9 @@
 //!
 //! **Invariant.** Switches run with IF clear on one CPU. A context left for good
 //! ([`switch_to_final`]) is released by the context entered, after the switch, on that
-//! context's stack ([`finish_switch`]), so no stack is freed while it is in use. Task stacks
-//! have no guard page yet (the heap is mapped with 2 MiB pages; see docs/BAREMETAL.md).
+//! context's stack ([`finish_switch`]), so no stack is freed while it is in use.
 
 use crate::percpu;
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use arch_api::FixedBuf;
@@ -33,7 +31,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// A task's stack and its saved stack pointer.
 pub struct TaskContext {
     saved_sp: AtomicUsize,
-    stack: Option<Box<[u8]>>,
+    stack: Option<crate::stack::Stack>,
     range: Option<(usize, usize)>,
     name: FixedBuf<32>,
 }
@@ -93,10 +91,9 @@ fn name_buf(name: &str) -> FixedBuf<32> {
 impl TaskContext {
     /// A new context on a fresh heap stack of `stack_size` bytes starting in `entry(arg)`.
     pub fn new(name: &str, stack_size: usize, entry: fn(usize) -> !, arg: usize) -> Result<Arc<Self>, String> {
-        let size = stack_size.max(16 * 1024).next_multiple_of(16);
-        let stack = alloc::vec![0u8; size].into_boxed_slice();
-        let lo = stack.as_ptr() as usize;
-        let top = (lo + size) & !15;
+        let stack = crate::stack::Stack::new(stack_size.max(16 * 1024)).map_err(String::from)?;
+        let (lo, hi) = (stack.lo as usize, stack.hi as usize);
+        let top = hi & !15;
         let words: [usize; 8] = [
             (0x037f << 32) | 0x1f80, // control words: MXCSR low half, FCW at +4
             0,                       // r15
@@ -115,7 +112,7 @@ impl TaskContext {
         Ok(Arc::new(TaskContext {
             saved_sp: AtomicUsize::new(sp),
             stack: Some(stack),
-            range: Some((lo, lo + size)),
+            range: Some((lo, hi)),
             name: name_buf(name),
         }))
     }
