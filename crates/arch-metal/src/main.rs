@@ -42,6 +42,8 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         }
     };
     let (model, bh) = (config.preempt, config.bh);
+    let (switch_min, switch_mean) = arch_metal::switch::bench_switch(1000);
+    kprintln!("{{\"test\":\"switch_cycles\",\"rounds\":1000,\"min\":{switch_min},\"mean\":{switch_mean}}}");
     let t0 = arch_metal::cpu::rdtsc();
     let init: fn(kernel::PreemptModel, kernel::BhMode) -> i64 = match run {
         "scenarios" => scenarios::init,
