@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{boot, exit_codes, Boot};
+use common::{boot, boot_with, exit_codes, Boot};
 use serde_json::Value;
 
 /// The JSON line whose `test` is `name`.
@@ -112,4 +112,18 @@ fn a_task_that_overflows_its_stack_faults_on_its_guard_page_and_the_machine_repo
     assert!(b.serial.contains("EXCEPTION: vector 14 (#PF"), "{}", b.serial);
     assert!(b.serial.contains("kernel stack overflow: task 'overflow' hit the guard page"), "{}", b.serial);
     assert!(!b.serial.contains("survived"), "{}", b.serial);
+}
+
+#[test]
+fn under_the_instruction_counting_clock_two_boots_print_identical_figures() {
+    let icount = ["-icount", "shift=0,sleep=off"];
+    let Some(a) = boot_with(&icount, "preempt=full") else { return };
+    let Some(b) = boot_with(&icount, "preempt=full") else { return };
+    assert_eq!(a.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", a.serial);
+    // From the line after the calibration on, everything the image prints is guest-determined.
+    let figures = |b: &Boot| b.serial.lines().skip_while(|l| !l.starts_with("time:")).collect::<Vec<_>>().join("\n");
+    assert!(!figures(&a).is_empty(), "{}", a.serial);
+    assert_eq!(figures(&a), figures(&b), "two -icount boots differ");
+    let rt = result(&a, "rt");
+    assert_eq!(rt["place"], "mid_atom", "{}", a.serial);
 }

@@ -82,6 +82,11 @@ pub(crate) struct Boot {
 
 /// Boots the image with `cmdline`; `None` (after a skip) where QEMU is missing.
 pub(crate) fn boot(cmdline: &str) -> Option<Boot> {
+    boot_with(&[], cmdline)
+}
+
+/// [`boot`] with more QEMU arguments (`-icount shift=0,sleep=off`, say).
+pub(crate) fn boot_with(extra: &[&str], cmdline: &str) -> Option<Boot> {
     let Some(qemu) = qemu() else {
         hostlab::testing::skip("qemu-system-x86_64 is not installed (Debian: apt-get install qemu-system-x86)");
         return None;
@@ -90,6 +95,7 @@ pub(crate) fn boot(cmdline: &str) -> Option<Boot> {
     let started = Instant::now();
     let mut child = Command::new(&qemu)
         .args(["-machine", "q35", "-cpu", "max", "-accel", "tcg", "-m", "128M", "-nographic", "-no-reboot"])
+        .args(extra)
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel"])
         .arg(image)
         .args(["-append", cmdline])
