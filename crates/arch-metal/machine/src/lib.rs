@@ -1,15 +1,18 @@
-//! # atomkernel's bare-metal x86-64 arch: boot under QEMU with PVH (issue 25, first step)
+//! # atomkernel's bare-metal x86-64 machine: PVH boot under QEMU and the kernel core's `Arch`
 //!
-//! **Mechanism.** The image (`src/main.rs`, built with `--features image`) is a static ELF
-//! that QEMU's `-kernel` loads by its PVH note and enters in 32-bit mode ([`boot`]). The
-//! 32-bit entry switches to long mode with SSE on and calls [`metal_rust_entry`], which
-//! brings the machine up in this order, printing one line per step on COM1 ([`serial`]):
-//! CPU features and vector state ([`cpu`]: XSAVE, AVX, AVX-512 where offered), GDT and TSS
-//! with four IST stacks ([`gdt`]), the IDT with every gate on an IST stack ([`idt`]), the
-//! final page tables with W^X and the text's writable alias ([`paging`]), the heap
-//! ([`heap`]); then [`selftest`] checks `alloc`, patches the text through the alias, runs
-//! the fault the command line asks for (`fault=ud2`, `fault=write-text`) and exits through
-//! `isa-debug-exit` with a status of [`exit_codes`].
+//! **Mechanism.** The image (crates/arch-metal, `src/main.rs`, built with `--features image`)
+//! is a static ELF that QEMU's `-kernel` loads by its PVH note and enters in 32-bit mode
+//! ([`boot`]). The 32-bit entry switches to long mode with SSE on and calls
+//! [`metal_rust_entry`], which brings the machine up in this order, printing one line per step
+//! on COM1 ([`serial`]): the per-CPU block and GS base ([`percpu`]), CPU features and vector
+//! state ([`cpu`]: XSAVE, AVX, AVX-512 where offered), GDT and TSS with four IST stacks
+//! ([`gdt`]), the IDT with every gate on an IST stack ([`idt`]), the final page tables with
+//! W^X and the text's writable alias ([`paging`]), the heap ([`heap`]), the TSC calibrated
+//! against the PIT ([`clock`]) and the local APIC ([`apic`]). Then, with `fault=` on the
+//! command line, [`selftest`] checks `alloc`, patches the text through the alias and runs the
+//! fault asked for; without it, the image's `metal_image_main` runs the kernel core on
+//! [`Metal`] ([`metal`]: the `Arch` implementation, over [`irq`], [`switch`], [`stack`],
+//! [`sync`], [`text`]) and exits through `isa-debug-exit` with a status of [`exit_codes`].
 //!
 //! **How it builds on stable with the host target only.** There is no `rust-src` and no
 //! other target here, so no `-Zbuild-std` and no custom target: the image is built for
@@ -26,8 +29,9 @@
 //! enables SSE before any Rust runs, and every IDT gate uses an IST stack, so an interrupt
 //! never writes below a live `rsp`.
 //!
-//! **Invariant.** This crate is the only one with the image's `unsafe` and asm; every
-//! `unsafe` block says why it is sound. The library is linked into the image only, never
+//! **Invariant.** This crate has the image's `unsafe` and asm (but for the image's own
+//! register torture, `crates/arch-metal/src/torture.rs`); every `unsafe` block says why it is
+//! sound. The library is linked into the image only, never
 //! into a host program (it defines the global allocator and the image's entry symbols).
 #![no_std]
 
