@@ -41,7 +41,14 @@ pub fn local_irq_enable() {
 pub fn irqs_disabled() -> bool {
     let flags: u64;
     // SAFETY: reads RFLAGS through the stack (push, pop): touches nothing of the program.
-    unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) };
+    unsafe {
+        asm!(
+            "pushfq",  // RFLAGS onto the stack
+            "pop {}",  // and into the output register
+            out(reg) flags,
+            options(nomem, preserves_flags),
+        )
+    };
     flags & (1 << 9) == 0
 }
 

@@ -121,7 +121,13 @@ impl Arch for Metal {
     fn safe_halt() {
         // SAFETY: `sti; hlt` (the `sti` shadow covers the `hlt`, so an interrupt pending now
         // ends the halt rather than being taken before it).
-        unsafe { core::arch::asm!("sti", "hlt", options(nomem, nostack)) }
+        unsafe {
+            core::arch::asm!(
+                "sti", // IF on; the next instruction runs before any interrupt is taken
+                "hlt", // wait for an interrupt (taken on the way out of the halt)
+                options(nomem, nostack),
+            )
+        }
     }
     fn current_ip() -> usize {
         let ip: usize;
@@ -299,7 +305,13 @@ impl Arch for Metal {
         let (sp, bp): (u64, u64);
         // SAFETY: copies rsp and rbp.
         unsafe {
-            core::arch::asm!("mov {}, rsp", "mov {}, rbp", out(reg) sp, out(reg) bp, options(nomem, nostack, preserves_flags))
+            core::arch::asm!(
+                "mov {}, rsp", // the stack pointer
+                "mov {}, rbp", // the frame pointer register
+                out(reg) sp,
+                out(reg) bp,
+                options(nomem, nostack, preserves_flags),
+            )
         };
         let mut gp = [0u64; 15];
         gp[6] = bp; // GP_NAMES' order: rax rbx rcx rdx rsi rdi rbp ...

@@ -39,14 +39,14 @@ macro_rules! preempt_point {
         // registers are clobbered because the site may become a call of `rt_reschedule`.
         unsafe {
             ::core::arch::asm!(
-                "2:",
-                ".byte 0x3d",
-                ".long rt_reschedule - (2b + 5)",
-                ".pushsection atomkernel_ppoints,\"aR\",@progbits",
-                ".balign 4",
-                ".long 2b - .",
-                ".long {info} - .",
-                ".popsection",
+                "2:",                                                  // the site
+                ".byte 0x3d",                                          // cmp eax, imm32 (idle form)
+                ".long rt_reschedule - (2b + 5)",                      // imm32 = rel32 to rt_reschedule
+                ".pushsection atomkernel_ppoints,\"aR\",@progbits",   // the table (kept by link.ld)
+                ".balign 4",                                           // entries are two i32s
+                ".long 2b - .",                                        // PC-relative: the site
+                ".long {info} - .",                                    // PC-relative: its PointInfo
+                ".popsection",                                         // back to the text
                 info = sym INFO,
                 clobber_abi("C"),
             )
