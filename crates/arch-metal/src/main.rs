@@ -72,6 +72,8 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
                 arch_metal::cpu::rdtsc() - t0
             );
             kprintln!("{{\"test\":\"irq_hook_cycles\",\"count\":{n},\"mean\":{mean},\"min\":{min},\"nested\":{nested},\"irqs_on_windows\":{}}}", arch_metal::stats::irqs_on_windows());
+            let (tn, tmean, tmin) = arch_metal::idt::tick_path_cycles();
+            kprintln!("{{\"test\":\"tick_path_cycles\",\"count\":{tn},\"mean\":{tmean},\"min\":{tmin}}}");
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }

@@ -102,6 +102,10 @@ core::arch::global_asm!(
     "pushq %r13",                                   // r13
     "pushq %r14",                                   // r14
     "pushq %r15",                                   // the last: the frame's first field
+    "rdtsc",                                        // the entry's TSC (edx:eax; both saved above)
+    "shlq $32, %rdx",                               // high half up
+    "orq %rdx, %rax",                               // rax = the TSC
+    "movq %rax, %r12",                              // r12 (saved above, callee-saved) keeps it
     "movq %rsp, %rbx",                              // rbx = the frame (callee-saved: survives the call)
     "subq ${area}, %rsp",                           // room for the vector state below the frame
     "andq $-64, %rsp",                              // XSAVE/FXSAVE want an aligned area
@@ -137,6 +141,20 @@ core::arch::global_asm!(
     "4:",
     "fxrstor64 (%rsp)",                             // restore x87 and SSE state
     "5:",
+    "testq %r12, %r12",                             // a sample to take? (0: preempted on the way)
+    "jz 13f",                                       // no
+    "cmpq $0x40, 120(%rbx)",                        // the APIC timer's vector (the tick's)?
+    "jne 13f",                                      // no: only the tick is sampled
+    "rdtsc",                                        // the exit's TSC
+    "shlq $32, %rdx",                               // high half up
+    "orq %rdx, %rax",                               // rax = the TSC
+    "subq %r12, %rax",                              // cycles from the entry's rdtsc to here
+    "addq %rax, metal_tick_path_sum(%rip)",         // summed
+    "incq metal_tick_path_count(%rip)",             // counted
+    "cmpq metal_tick_path_min(%rip), %rax",         // a new minimum?
+    "jae 13f",                                      // no
+    "movq %rax, metal_tick_path_min(%rip)",         // yes
+    "13:",
     "movq %rbx, %rsp",                              // back to the frame
     "popq %r15",                                    // the general registers, in reverse
     "popq %r14",                                    // r14
@@ -196,6 +214,7 @@ core::arch::global_asm!(
     "fxsave64 (%rsp)",                              // the same without XSAVE
     "10:",
     "call metal_preempt_irq",                       // preempt_schedule_irq: IF clear, task context
+    "xorl %r12d, %r12d",                            // no tick sample: other tasks ran meanwhile
     "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
     "je 11f",                                       // no: FXRSTOR
     "movl $-1, %eax",                               // edx:eax = every component
@@ -208,6 +227,23 @@ core::arch::global_asm!(
     area = const VECTOR_AREA,
     options(att_syntax),
 );
+
+/// The tick's path through the gate, in TSC cycles: from the `rdtsc` after the general
+/// registers are pushed to the one before they are popped (the XSAVE, the Rust handler, the
+/// XRSTOR), summed, counted and the minimum, for the APIC timer's vector when it returns
+/// without preempting; written by `metal_idt_common` alone, with IF clear.
+#[no_mangle]
+static metal_tick_path_sum: AtomicU64 = AtomicU64::new(0);
+#[no_mangle]
+static metal_tick_path_count: AtomicU64 = AtomicU64::new(0);
+#[no_mangle]
+static metal_tick_path_min: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// (count, mean, min) of the tick's path through the gate, in TSC cycles (see above).
+pub fn tick_path_cycles() -> (u64, u64, u64) {
+    let n = metal_tick_path_count.load(Ordering::Relaxed);
+    (n, metal_tick_path_sum.load(Ordering::Relaxed) / n.max(1), metal_tick_path_min.load(Ordering::Relaxed))
+}
 
 /// What the stubs and `metal_idt_common` leave on the IST stack, lowest address first:
 ///
