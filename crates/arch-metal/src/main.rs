@@ -9,7 +9,8 @@
 //! exits through `isa-debug-exit`: `SUCCESS` when every check held and every task finished,
 //! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
 //! the command line starting with `image.` are the image's: `image.run=stack-overflow` runs
-//! a task that overflows its stack instead of the scenarios.
+//! a task that overflows its stack instead of the scenarios, `image.run=panic` a task that
+//! panics.
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -48,8 +49,12 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     let init: fn(kernel::PreemptModel, kernel::BhMode) -> i64 = match run {
         "scenarios" => scenarios::init,
         "stack-overflow" => scenarios::stack_overflow,
+        "panic" => scenarios::task_panic,
         other => {
-            kprintln!("{{\"boot_error\":\"image.run={}: use scenarios or stack-overflow\"}}", scenarios::escape(other));
+            kprintln!(
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow or panic\"}}",
+                scenarios::escape(other)
+            );
             serial::exit(exit_codes::FAILED)
         }
     };

@@ -229,3 +229,17 @@ pub(crate) fn stack_overflow(_model: PreemptModel, _bh: BhMode) -> i64 {
     kprintln!("{{\"test\":\"stack_overflow\",\"survived\":true}}");
     1
 }
+
+/// An init whose task panics: with `panic=abort` the image's panic handler runs the core's
+/// panic hook, prints `PANIC:` and ends the machine (task-kill oopses are a later step).
+pub(crate) fn task_panic(_model: PreemptModel, _bh: BhMode) -> i64 {
+    let t = kernel::spawn(TaskBuilder::new("panicker"), || {
+        if core::hint::black_box(true) {
+            panic!("a task's deliberate panic");
+        }
+        0
+    });
+    let _ = t.join();
+    kprintln!("{{\"test\":\"task_panic\",\"survived\":true}}");
+    1
+}

@@ -127,3 +127,12 @@ fn under_the_instruction_counting_clock_two_boots_print_identical_figures() {
     let rt = result(&a, "rt");
     assert_eq!(rt["place"], "mid_atom", "{}", a.serial);
 }
+
+#[test]
+fn a_tasks_panic_ends_the_machine_with_its_message_and_the_panic_status() {
+    let Some(b) = boot("preempt=full image.run=panic") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::PANIC), "exit status; serial:\n{}", b.serial);
+    assert!(b.serial.contains("PANIC: panicked at crates/arch-metal/src/scenarios.rs"), "{}", b.serial);
+    assert!(b.serial.contains("a task's deliberate panic"), "{}", b.serial);
+    assert!(!b.serial.contains("survived"), "{}", b.serial);
+}
