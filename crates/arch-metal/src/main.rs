@@ -1,17 +1,93 @@
-//! The bare-metal image: the library ([`arch_metal`]) is all of it; this file adds the panic
-//! handler, which only the final binary may define.
+//! The bare-metal image: the kernel core on the machine of [`arch_metal`] (one CPU).
 //!
-//! **Mechanism.** Built by `cargo rustc --features image` with `-C panic=abort` (see the
-//! library's description and docs/BAREMETAL.md); QEMU enters it at `metal_pvh_start`.
+//! **Mechanism.** Built by `cargo rustc --features image` with `-C panic=abort` (see
+//! docs/BAREMETAL.md); QEMU enters it at `metal_pvh_start`, the machine comes up
+//! (`arch_metal::metal_rust_entry`) and, unless the command line asks for a self-test fault
+//! (`fault=`), calls [`metal_image_main`] with the QEMU `-append` command line. That parses a
+//! `kernel::Config` with the core's own boot-option parser, runs `kernel::run` with an init
+//! that checks the scenarios of [`scenarios`], prints one JSON line per result on COM1, and
+//! exits through `isa-debug-exit`: `SUCCESS` when every check held and every task finished,
+//! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
+//! the command line starting with `image.` are the image's: `image.run=stack-overflow` runs
+//! a task that overflows its stack instead of the scenarios, `image.run=panic` a task that
+//! panics.
 //!
-//! **Invariant.** A panic prints `PANIC: ...` on the serial console and exits QEMU with
-//! `exit_codes::PANIC`: it never unwinds.
+//! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
+//! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
 #![no_std]
 #![no_main]
 
-use arch_metal as _;
+extern crate alloc;
+
+mod scenarios;
+mod torture;
+
+use arch_metal::{exit_codes, kprintln, serial};
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     arch_metal::panic(info)
+}
+
+/// The image's main (see the crate's description); the machine calls it once, on CPU 0.
+#[no_mangle]
+pub(crate) fn metal_image_main(cmdline: &str) -> ! {
+    // `image.*` words are the image's own (which init to run); the rest is the core's.
+    let kernel_words: alloc::vec::Vec<&str> = cmdline.split_whitespace().filter(|w| !w.starts_with("image.")).collect();
+    let run = arch_metal::boot::cmdline_value(cmdline, "image.run").unwrap_or("scenarios");
+    let config = match kernel::Config::from_cmdline(&kernel_words.join(" ")) {
+        Ok(c) => c,
+        Err(e) => {
+            kprintln!("{{\"boot_error\":\"{}\"}}", scenarios::escape(&e.0));
+            serial::exit(exit_codes::FAILED)
+        }
+    };
+    let (model, bh) = (config.preempt, config.bh);
+    let (switch_min, switch_mean) = arch_metal::switch::bench_switch(1000);
+    kprintln!("{{\"test\":\"switch_cycles\",\"rounds\":1000,\"min\":{switch_min},\"mean\":{switch_mean}}}");
+    let t0 = arch_metal::cpu::rdtsc();
+    let init: fn(kernel::PreemptModel, kernel::BhMode) -> i64 = match run {
+        "scenarios" => scenarios::init,
+        "stack-overflow" => scenarios::stack_overflow,
+        "panic" => scenarios::task_panic,
+        other => {
+            kprintln!(
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow or panic\"}}",
+                scenarios::escape(other)
+            );
+            serial::exit(exit_codes::FAILED)
+        }
+    };
+    match kernel::run(config, move || init(model, bh)) {
+        Ok(report) => {
+            let finished = report.tasks.iter().filter(|t| matches!(t.result, Some(Ok(_)))).count();
+            let total = report.tasks.len();
+            let (n, mean, min, nested) = arch_metal::stats::irq_figures();
+            kprintln!(
+                "{{\"test\":\"run\",\"init\":{},\"tasks\":{total},\"finished\":{finished},\"jiffies\":{},\
+                 \"switches\":{},\"irqs\":{},\"bugs\":{},\"tsc_cycles\":{}}}",
+                match &report.init {
+                    Ok(v) => *v,
+                    Err(_) => -1,
+                },
+                report.jiffies,
+                report.switches,
+                report.irqs,
+                report.bugs.len(),
+                arch_metal::cpu::rdtsc() - t0
+            );
+            kprintln!("{{\"test\":\"irq_hook_cycles\",\"count\":{n},\"mean\":{mean},\"min\":{min},\"nested\":{nested},\"irqs_on_windows\":{}}}", arch_metal::stats::irqs_on_windows());
+            let (tn, tmean, tmin) = arch_metal::idt::tick_path_cycles();
+            kprintln!("{{\"test\":\"tick_path_cycles\",\"count\":{tn},\"mean\":{tmean},\"min\":{tmin}}}");
+            for b in &report.bugs {
+                kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
+            }
+            let ok = report.init == Ok(0) && finished == total && report.bugs.is_empty();
+            serial::exit(if ok { exit_codes::SUCCESS } else { exit_codes::FAILED })
+        }
+        Err(e) => {
+            kprintln!("{{\"boot_error\":\"{}\"}}", scenarios::escape(&alloc::format!("{e}")));
+            serial::exit(exit_codes::FAILED)
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The arch the core runs on, chosen at build time: the one door to the machine.
 //!
 //! **Mechanism.** [`A`] names the type implementing [`arch_api::Arch`] that this build runs on
-//! (today the hosted x86-64 Linux machine, `crates/arch`), as Hubris's `sys/kern/src/arch.rs`
+//! (the hosted x86-64 Linux machine, `crates/arch`, or, with the `metal` feature, the
+//! bare-metal x86-64 machine of `crates/arch-metal/machine`), as Hubris's `sys/kern/src/arch.rs`
 //! picks its arch module. The core calls the machine as `A::now_ns()`, `A::switch_to(..)`,
 //! and names the machine's types through the aliases below; the plain types both sides share
 //! come from `arch_api`. The typed spinlock is `lock_api`'s over the arch's raw one.
@@ -16,11 +17,24 @@ pub(crate) use arch_api::{
 };
 
 /// The machine this build of the core runs on.
-#[cfg(feature = "hosted")]
+#[cfg(all(feature = "hosted", not(feature = "metal")))]
 pub(crate) type A = arch_hosted::Hosted;
 
-#[cfg(not(feature = "hosted"))]
-compile_error!("atomkernel-kernel needs an arch: enable its `hosted` feature (the hosted x86-64 Linux arch)");
+/// The machine this build of the core runs on.
+#[cfg(all(feature = "metal", not(feature = "hosted")))]
+pub(crate) type A = arch_metal::Metal;
+
+#[cfg(not(any(feature = "hosted", feature = "metal")))]
+compile_error!(
+    "atomkernel-kernel needs an arch: enable its `hosted` feature (the hosted x86-64 Linux arch) or its `metal` \
+     feature (the bare-metal x86-64 arch, with `default-features = false`)"
+);
+
+#[cfg(all(feature = "hosted", feature = "metal"))]
+compile_error!(
+    "atomkernel-kernel's `hosted` and `metal` features are exclusive: the bare-metal image depends on the core \
+     with `default-features = false, features = [\"metal\"]`"
+);
 
 /// A spinlock protecting `T`, taken with this CPU's interrupts masked (`spin_lock_irqsave`).
 pub type IrqSpinLock<T> = lock_api::Mutex<<A as Arch>::RawIrqSpinLock, T>;

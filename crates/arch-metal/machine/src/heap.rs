@@ -73,8 +73,50 @@ unsafe impl lock_api::RawMutex for IrqSpinRaw {
     }
 }
 
-#[global_allocator]
 static HEAP: TalcLock<IrqSpinRaw, Manual> = TalcLock::new(Manual);
+
+/// The global allocator: talc behind [`IrqSpinRaw`] (interrupts masked while it runs, so no
+/// interrupt, and so no preemption, lands inside it: what the hosted arch gets from raising
+/// `preempt_count` around `malloc`), refusing interrupt context as the core wants: an
+/// allocation while this CPU runs the core's interrupt hook is the core's `alloc_in_irq`
+/// (a `BUG:` and a kernel panic).
+struct Checked;
+
+#[global_allocator]
+static ALLOCATOR: Checked = Checked;
+
+fn check_context() {
+    if crate::percpu::in_irq() {
+        if let Some(h) = crate::percpu::this().hooks.get() {
+            (h.alloc_in_irq)();
+        }
+    }
+}
+
+// SAFETY: every call is passed on unchanged to talc's `GlobalAlloc`; the check before it
+// reads only this CPU's in-IRQ flag.
+unsafe impl core::alloc::GlobalAlloc for Checked {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        check_context();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { HEAP.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        check_context();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { HEAP.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
+        check_context();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { HEAP.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: core::alloc::Layout, new_size: usize) -> *mut u8 {
+        check_context();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { HEAP.realloc(ptr, layout, new_size) }
+    }
+}
 
 /// The heap's range, once [`init`] claimed it.
 #[derive(Clone, Copy, Debug)]

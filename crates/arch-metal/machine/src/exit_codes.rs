@@ -12,6 +12,9 @@ pub const EXCEPTION: u32 = 0x31;
 pub const PANIC: u32 = 0x32;
 /// The CPU has no long mode (exited from the 32-bit entry, before any output).
 pub const NO_LONG_MODE: u32 = 0x33;
+/// The kernel core ran, but a check of the image's init failed or the core refused to boot
+/// (QEMU's exit code 105).
+pub const FAILED: u32 = 0x34;
 /// The status QEMU exits with when the image exits with `code`.
 pub const fn qemu_status(code: u32) -> i32 {
     ((code << 1) | 1) as i32

@@ -25,7 +25,7 @@ pub const IST_OTHER: u8 = 4;
 /// The number of IST stacks in use.
 const IST_STACKS: usize = 4;
 /// The size of each IST stack.
-pub const IST_STACK_SIZE: usize = 16 * 1024;
+pub const IST_STACK_SIZE: usize = 32 * 1024;
 
 /// The kernel code selector.
 pub const KERNEL_CS: u16 = 0x08;
@@ -84,6 +84,25 @@ pub fn ist_stacks() -> [(u64, u64); IST_STACKS] {
 pub fn ist_guards() -> [u64; IST_STACKS] {
     let base = (&raw const IST) as u64;
     core::array::from_fn(|i| base + (i * IST_SLOT) as u64)
+}
+
+/// Points the IST stack of every ordinary vector ([`IST_OTHER`]) at `top`; returns the old
+/// top. `crate::irq::irq_exit_irqs_on` moves it below the live frames of the interrupt being
+/// served before it sets IF, so that a nested interrupt does not overwrite them.
+///
+/// # Safety
+/// IF must be clear, and `top` must be a 16-byte aligned address with free stack below it
+/// for as long as it stays set.
+pub unsafe fn set_ist_other_top(top: u64) -> u64 {
+    // SAFETY: the TSS is only written here and by `load`, with IF clear on its CPU; the CPU
+    // reads it only on an interrupt's entry, which IF clear excludes. The field is unaligned
+    // (the TSS is packed), hence the unaligned accesses.
+    unsafe {
+        let slot = (&raw mut TSS.ist).cast::<u64>().add(usize::from(IST_OTHER) - 1);
+        let old = slot.read_unaligned();
+        slot.write_unaligned(top);
+        old
+    }
 }
 
 /// Fills and loads the GDT and TSS, reloads the segment registers and the task register.

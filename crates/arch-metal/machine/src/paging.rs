@@ -40,6 +40,10 @@ const IDENTITY_END: u64 = 1 << 30;
 const P: u64 = 1;
 /// Writable.
 const W: u64 = 1 << 1;
+/// Write-through (with [`PCD`]: uncached, for device registers).
+const PWT: u64 = 1 << 3;
+/// Cache disabled.
+const PCD: u64 = 1 << 4;
 /// A 2 MiB page (in a PD entry).
 const PS: u64 = 1 << 7;
 /// Not executable.
@@ -211,6 +215,8 @@ pub unsafe fn init() -> Result<Mapped, &'static str> {
         b.map_2m(pml4, a, a, P | W | NX)?;
         a += LARGE;
     }
+    // The local APIC's registers (xAPIC, MMIO): uncached, not executable (`crate::apic`).
+    b.map_4k(pml4, crate::apic::XAPIC_BASE, crate::apic::XAPIC_BASE, P | W | NX | PWT | PCD)?;
     let mut t = l.text.0;
     while t < l.text.1 {
         b.map_4k(pml4, TEXT_ALIAS + (t - l.text.0), t, P | W | NX)?;

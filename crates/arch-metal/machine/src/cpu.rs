@@ -141,6 +141,18 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// Writes model-specific register `msr`.
+///
+/// # Safety
+/// `msr` must exist and `value` must be valid for it and keep the machine's invariants.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
 /// The time-stamp counter.
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);

@@ -1,15 +1,18 @@
-//! # atomkernel's bare-metal x86-64 arch: boot under QEMU with PVH (issue 25, first step)
+//! # atomkernel's bare-metal x86-64 machine: PVH boot under QEMU and the kernel core's `Arch`
 //!
-//! **Mechanism.** The image (`src/main.rs`, built with `--features image`) is a static ELF
-//! that QEMU's `-kernel` loads by its PVH note and enters in 32-bit mode ([`boot`]). The
-//! 32-bit entry switches to long mode with SSE on and calls [`metal_rust_entry`], which
-//! brings the machine up in this order, printing one line per step on COM1 ([`serial`]):
-//! CPU features and vector state ([`cpu`]: XSAVE, AVX, AVX-512 where offered), GDT and TSS
-//! with four IST stacks ([`gdt`]), the IDT with every gate on an IST stack ([`idt`]), the
-//! final page tables with W^X and the text's writable alias ([`paging`]), the heap
-//! ([`heap`]); then [`selftest`] checks `alloc`, patches the text through the alias, runs
-//! the fault the command line asks for (`fault=ud2`, `fault=write-text`) and exits through
-//! `isa-debug-exit` with a status of [`exit_codes`].
+//! **Mechanism.** The image (crates/arch-metal, `src/main.rs`, built with `--features image`)
+//! is a static ELF that QEMU's `-kernel` loads by its PVH note and enters in 32-bit mode
+//! ([`boot`]). The 32-bit entry switches to long mode with SSE on and calls
+//! [`metal_rust_entry`], which brings the machine up in this order, printing one line per step
+//! on COM1 ([`serial`]): the per-CPU block and GS base ([`percpu`]), CPU features and vector
+//! state ([`cpu`]: XSAVE, AVX, AVX-512 where offered), GDT and TSS with four IST stacks
+//! ([`gdt`]), the IDT with every gate on an IST stack ([`idt`]), the final page tables with
+//! W^X and the text's writable alias ([`paging`]), the heap ([`heap`]), the TSC calibrated
+//! against the PIT ([`clock`]) and the local APIC ([`apic`]). Then, with `fault=` on the
+//! command line, [`selftest`] checks `alloc`, patches the text through the alias and runs the
+//! fault asked for; without it, the image's `metal_image_main` runs the kernel core on
+//! [`Metal`] ([`metal`]: the `Arch` implementation, over [`irq`], [`switch`], [`stack`],
+//! [`sync`], [`text`]) and exits through `isa-debug-exit` with a status of [`exit_codes`].
 //!
 //! **How it builds on stable with the host target only.** There is no `rust-src` and no
 //! other target here, so no `-Zbuild-std` and no custom target: the image is built for
@@ -26,23 +29,37 @@
 //! enables SSE before any Rust runs, and every IDT gate uses an IST stack, so an interrupt
 //! never writes below a live `rsp`.
 //!
-//! **Invariant.** This crate is the only one with the image's `unsafe` and asm; every
-//! `unsafe` block says why it is sound. The library is linked into the image only, never
+//! **Invariant.** This crate has the image's `unsafe` and asm (but for the image's own
+//! register torture, `crates/arch-metal/src/torture.rs`); every `unsafe` block says why it is
+//! sound. The library is linked into the image only, never
 //! into a host program (it defines the global allocator and the image's entry symbols).
 #![no_std]
 
 extern crate alloc;
 
+pub mod apic;
 pub mod boot;
+pub mod clock;
 pub mod cpu;
 pub mod exit_codes;
 pub mod gdt;
 pub mod heap;
 pub mod idt;
+pub mod irq;
 mod mem;
+pub mod metal;
 pub mod paging;
+pub mod percpu;
 pub mod selftest;
 pub mod serial;
+pub mod stack;
+pub mod stats;
+pub mod switch;
+pub mod sync;
+pub mod text;
+
+pub use arch_api::PointInfo;
+pub use metal::Metal;
 
 /// What the bring-up found and set up.
 pub struct Machine {
@@ -66,6 +83,7 @@ pub struct Machine {
 pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
     let tsc_at_rust = cpu::rdtsc();
     serial::init();
+    percpu::init();
     kprintln!("atomkernel-metal: Rust entry (64-bit, SSE on), PVH start_info at {start_info:#x}");
     // SAFETY: `start_info` is the loader's `ebx` (boot.rs passes it unchanged) and the boot
     // tables identity-map the first 1 GiB.
@@ -167,7 +185,26 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         heap.end,
         (heap.end - heap.start) >> 20
     );
-    selftest::run(&Machine { start, vector, mapped, wx, heap, tsc_at_rust })
+    let tsc_hz = clock::calibrate();
+    let (x2apic, apic_hz) = apic::init();
+    kprintln!(
+        "time: TSC {} kHz (calibrated against the PIT), local APIC {} (timer {} kHz after /16), GS base per-CPU block",
+        tsc_hz / 1000,
+        if x2apic { "x2APIC" } else { "xAPIC (MMIO)" },
+        apic_hz / 1000
+    );
+    let m = Machine { start, vector, mapped, wx, heap, tsc_at_rust };
+    if boot::cmdline_value(m.start.cmdline(), "fault").is_none() {
+        extern "Rust" {
+            /// The image's main (crates/arch-metal/src/main.rs).
+            fn metal_image_main(cmdline: &str) -> !;
+        }
+        // SAFETY: the image (crates/arch-metal/src/main.rs) defines `metal_image_main`: it
+        // runs the kernel core on this machine and exits; a command line with `fault=` runs
+        // the machine's self-test instead.
+        unsafe { metal_image_main(m.start.cmdline()) }
+    }
+    selftest::run(&m)
 }
 
 /// Prints `BOOT FAILED: why` and exits with [`exit_codes::PANIC`].
@@ -179,5 +216,6 @@ fn fail(why: &str) -> ! {
 /// The image's panic handler's body: prints `PANIC: ...` and exits with [`exit_codes::PANIC`].
 pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     kprintln!("PANIC: {info}");
+    metal::run_panic_hook(info);
     serial::exit(exit_codes::PANIC)
 }

@@ -1,0 +1,226 @@
+//! The local APIC: the timer behind every CPU-local timer, self-IPIs for raised lines, EOI.
+//!
+//! **Mechanism.** [`init`] enables the APIC (`IA32_APIC_BASE` bit 11, and bit 10 for x2APIC
+//! where CPUID.1:ECX.21 offers it: its registers are then MSRs `0x800 + reg / 16`; else they are
+//! the xAPIC's MMIO page at `0xFEE0_0000`, mapped uncached by `crate::paging`), sets the
+//! spurious vector with the software-enable bit, and measures the timer's rate (divide by 16)
+//! against the calibrated TSC. The hardware has one timer; the core wants several per CPU (the
+//! tick, the high-resolution timer, the retry timer, the device), so `Slots` multiplexes
+//! them: each slot has a deadline in [`crate::clock::now_ns`] time, an optional period and the
+//! line it raises; the APIC timer, in one-shot mode on [`VECTOR_TIMER`], is always programmed
+//! for the earliest armed deadline. A raised line is a bit in [`PENDING`] plus a self-IPI on
+//! [`VECTOR_RAISE`], so it is taken as a real interrupt as soon as IF allows.
+//!
+//! **Invariant.** The slots and the APIC timer are changed only with interrupts masked (every
+//! entry point masks them), on the CPU that owns them (one CPU in this step); after any change
+//! the timer is programmed for the earliest armed slot, so no deadline is missed.
+
+use crate::{clock, cpu};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The xAPIC's physical (and identity-mapped) register page.
+pub const XAPIC_BASE: u64 = 0xFEE0_0000;
+/// The timer's vector.
+pub const VECTOR_TIMER: u8 = 0x40;
+/// The vector of a self-IPI that delivers raised lines.
+pub const VECTOR_RAISE: u8 = 0x41;
+/// The spurious-interrupt vector.
+pub const VECTOR_SPURIOUS: u8 = 0xFF;
+
+const REG_EOI: u32 = 0xB0;
+const REG_SVR: u32 = 0xF0;
+const REG_ICR_LO: u32 = 0x300;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INIT: u32 = 0x380;
+const REG_TIMER_CUR: u32 = 0x390;
+const REG_TIMER_DIV: u32 = 0x3E0;
+const MSR_APIC_BASE: u32 = 0x1B;
+const MSR_X2APIC_SELF_IPI: u32 = 0x83F;
+const LVT_MASKED: u32 = 1 << 16;
+
+static X2APIC: AtomicBool = AtomicBool::new(false);
+/// APIC timer ticks (after the divide by 16) per second.
+static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// The lines raised and not yet delivered (bit n = line n).
+pub static PENDING: AtomicU64 = AtomicU64::new(0);
+
+fn read(reg: u32) -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: x2APIC mode is on; every register used here has an MSR.
+        unsafe { cpu::rdmsr(0x800 + (reg >> 4)) as u32 }
+    } else {
+        // SAFETY: the xAPIC page is mapped uncached at its physical address (`crate::paging`).
+        unsafe { core::ptr::read_volatile((XAPIC_BASE + u64::from(reg)) as *const u32) }
+    }
+}
+
+fn write(reg: u32, v: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: as in `read`; the values written are valid for the registers named.
+        unsafe { cpu::wrmsr(0x800 + (reg >> 4), u64::from(v)) }
+    } else {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile((XAPIC_BASE + u64::from(reg)) as *mut u32, v) }
+    }
+}
+
+/// Enables the APIC and measures its timer (see the module's description); once, at boot,
+/// interrupts off, after [`clock::calibrate`]. Returns whether x2APIC is used and the timer's
+/// rate.
+pub fn init() -> (bool, u64) {
+    disable_pic();
+    let x2 = cpu::cpuid(1, 0).ecx & (1 << 21) != 0;
+    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (CPUID.1:EDX.9, every x86-64);
+    // setting EN (and EXTD where offered) keeps its base address.
+    unsafe {
+        let base = cpu::rdmsr(MSR_APIC_BASE);
+        cpu::wrmsr(MSR_APIC_BASE, base | (1 << 11) | if x2 { 1 << 10 } else { 0 });
+    }
+    X2APIC.store(x2, Ordering::Relaxed);
+    write(REG_SVR, 0x100 | u32::from(VECTOR_SPURIOUS));
+    write(REG_TIMER_DIV, 0x3); // divide by 16
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(VECTOR_TIMER));
+    write(REG_TIMER_INIT, u32::MAX);
+    let t0 = cpu::rdtsc();
+    let window = clock::tsc_hz() / 100; // 10 ms
+    while cpu::rdtsc() - t0 < window {}
+    let ticks = u32::MAX - read(REG_TIMER_CUR);
+    write(REG_TIMER_INIT, 0);
+    let hz = u64::from(ticks) * 100;
+    TIMER_HZ.store(hz, Ordering::Relaxed);
+    write(REG_LVT_TIMER, u32::from(VECTOR_TIMER)); // one-shot, unmasked
+    (x2, hz)
+}
+
+/// Moves the legacy 8259 PICs' vectors to 0x20-0x2F and masks every line: SeaBIOS leaves
+/// them at 0x08-0x0F (the PIT's IRQ 0 would arrive as vector 8, the double fault's, without
+/// its error code), and the APIC is the only interrupt source used.
+fn disable_pic() {
+    // SAFETY: the 8259 ports exist on q35 (its ICH9 LPC bridge); the initialization sequence
+    // (ICW1-ICW4) then a mask of every line is the documented way to quiet them.
+    unsafe {
+        cpu::outb(0x20, 0x11); // ICW1 to the master: edge, cascade, ICW4 follows
+        cpu::outb(0xA0, 0x11); // ... and to the slave
+        cpu::outb(0x21, 0x20); // ICW2: the master's vectors from 0x20
+        cpu::outb(0xA1, 0x28); // the slave's from 0x28
+        cpu::outb(0x21, 0x04); // ICW3: the slave on the master's line 2
+        cpu::outb(0xA1, 0x02); // the slave's cascade identity
+        cpu::outb(0x21, 0x01); // ICW4: 8086 mode
+        cpu::outb(0xA1, 0x01); // ... for both
+        cpu::outb(0x21, 0xFF); // mask every line of the master
+        cpu::outb(0xA1, 0xFF); // and of the slave
+    }
+}
+
+/// Acknowledges the interrupt being served.
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+/// Raises `line` on this CPU: a pending bit and a self-IPI.
+pub fn raise(line: u32) {
+    PENDING.fetch_or(1 << line, Ordering::SeqCst);
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: the x2APIC's SELF IPI register takes a vector.
+        unsafe { cpu::wrmsr(MSR_X2APIC_SELF_IPI, u64::from(VECTOR_RAISE)) };
+    } else {
+        write(REG_ICR_LO, (1 << 18) | u32::from(VECTOR_RAISE)); // shorthand "self", fixed
+    }
+}
+
+/// One multiplexed timer.
+#[derive(Clone, Copy)]
+struct Slot {
+    used: bool,
+    armed: bool,
+    line: u32,
+    deadline: u64,
+    period: u64,
+    overrun: u32,
+}
+
+const SLOTS: usize = 16;
+const EMPTY: Slot = Slot { used: false, armed: false, line: 0, deadline: 0, period: 0, overrun: 0 };
+
+/// The timer slots (see the module's description).
+struct Slots(UnsafeCell<[Slot; SLOTS]>);
+// SAFETY: used with interrupts masked, on one CPU (the module's invariant).
+unsafe impl Sync for Slots {}
+static SLOTS_: Slots = Slots(UnsafeCell::new([EMPTY; SLOTS]));
+
+/// Runs `f` on the slots with interrupts masked, then reprograms the timer.
+fn with_slots<R>(f: impl FnOnce(&mut [Slot; SLOTS]) -> R) -> R {
+    let was = crate::irq::local_irq_save();
+    // SAFETY: interrupts are masked on the only CPU: nothing else holds the slots.
+    let slots = unsafe { &mut *SLOTS_.0.get() };
+    let r = f(slots);
+    program(slots);
+    crate::irq::local_irq_restore(was);
+    r
+}
+
+fn program(slots: &[Slot; SLOTS]) {
+    let Some(next) = slots.iter().filter(|s| s.armed).map(|s| s.deadline).min() else {
+        write(REG_TIMER_INIT, 0);
+        return;
+    };
+    let now = clock::now_ns();
+    let ns = next.saturating_sub(now).max(1);
+    let ticks = (ns as u128 * TIMER_HZ.load(Ordering::Relaxed) as u128 / 1_000_000_000).clamp(1, u32::MAX as u128);
+    write(REG_TIMER_INIT, ticks as u32);
+}
+
+/// A new disarmed timer slot raising `line`.
+pub fn slot_new(line: u32) -> Result<usize, &'static str> {
+    with_slots(|s| {
+        let i = s.iter().position(|s| !s.used).ok_or("all 16 timer slots are in use")?;
+        s[i] = Slot { used: true, line, ..EMPTY };
+        Ok(i)
+    })
+}
+
+/// Frees a slot.
+pub fn slot_free(i: usize) {
+    with_slots(|s| s[i] = EMPTY)
+}
+
+/// Arms slot `i` for `deadline` (ns), repeating every `period` (0: once).
+pub fn slot_arm(i: usize, deadline: u64, period: u64) {
+    with_slots(|s| {
+        s[i].armed = true;
+        s[i].deadline = deadline;
+        s[i].period = period;
+        s[i].overrun = 0;
+    })
+}
+
+/// Disarms slot `i`.
+pub fn slot_disarm(i: usize) {
+    with_slots(|s| s[i].armed = false)
+}
+
+/// Periods slot `i` missed before its last expiry.
+pub fn slot_overrun(i: usize) -> u32 {
+    with_slots(|s| s[i].overrun)
+}
+
+/// The timer interrupt: moves every expired slot's line to [`PENDING`] and reprograms.
+pub fn expire() {
+    with_slots(|s| {
+        let now = clock::now_ns();
+        for slot in s.iter_mut().filter(|s| s.armed && s.deadline <= now) {
+            PENDING.fetch_or(1 << slot.line, Ordering::SeqCst);
+            if slot.period == 0 {
+                slot.armed = false;
+            } else {
+                slot.deadline += slot.period;
+                slot.overrun = 0;
+                while slot.deadline <= now {
+                    slot.deadline += slot.period;
+                    slot.overrun += 1;
+                }
+            }
+        }
+    })
+}

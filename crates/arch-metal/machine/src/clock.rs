@@ -1,0 +1,87 @@
+//! Time: the TSC, calibrated once against the PIT.
+//!
+//! **Mechanism.** [`calibrate`] gates PIT channel 2 (ports `0x42`/`0x43`, the speaker gate
+//! `0x61`) for a one-shot count of 11,932 ticks of its 1.193182 MHz clock (10 ms) and reads the
+//! TSC at both ends of the wait for `OUT2` to rise, as Linux's `pit_calibrate_tsc` does; the
+//! TSC frequency is the least difference of three such windows times 100 (a host stall while
+//! the guest polls can only lengthen a window). The PIT, not CPUID `0x15`/`0x16`: under QEMU TCG
+//! those leaves are zero or describe the host's nominal clock, and a guest cannot tell which,
+//! whereas the PIT's rate is fixed by the PC architecture and QEMU emulates it from the host's
+//! clock, as it does the TSC. [`now_ns`] is the TSC since calibration scaled by a 32.32 fixed
+//! point factor.
+//!
+//! **Invariant.** [`calibrate`] runs once, at boot, with interrupts off, before any reader;
+//! afterwards the factor never changes, so [`now_ns`] is monotonic on one CPU.
+
+use crate::cpu;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static TSC_BASE: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC cycle, 32.32 fixed point.
+static NS_PER_CYCLE_FP: AtomicU64 = AtomicU64::new(0);
+
+/// The PIT's input clock, Hz.
+const PIT_HZ: u64 = 1_193_182;
+/// The calibration window: 1/100 s.
+const WINDOW_DIV: u64 = 100;
+
+/// Measures the TSC frequency against PIT channel 2 (see the module's description).
+pub fn calibrate() -> u64 {
+    if TSC_HZ.load(Ordering::Relaxed) != 0 {
+        return TSC_HZ.load(Ordering::Relaxed);
+    }
+    // The least of three windows: a host stall while the guest polls can only lengthen one.
+    let cycles = (0..3).map(|_| pit_window()).min().unwrap_or(0);
+    let hz = cycles * WINDOW_DIV;
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    NS_PER_CYCLE_FP.store(((1_000_000_000u128 << 32) / hz as u128) as u64, Ordering::Relaxed);
+    TSC_BASE.store(cpu::rdtsc(), Ordering::Relaxed);
+    hz
+}
+
+/// TSC cycles across one PIT channel 2 one-shot of 1/100 s.
+fn pit_window() -> u64 {
+    let latch = PIT_HZ / WINDOW_DIV;
+    // SAFETY: the PIT's and the speaker gate's ports exist on every PC (QEMU's q35 included);
+    // only channel 2 (unused by anything else) is programmed.
+    unsafe {
+        let gate = cpu::inb(0x61);
+        cpu::outb(0x61, (gate & !0x02) | 0x01); // gate channel 2 on, speaker off
+        cpu::outb(0x43, 0xB0); // channel 2, lobyte/hibyte, mode 0 (one-shot), binary
+        cpu::outb(0x42, (latch & 0xFF) as u8); // count, low byte
+        cpu::outb(0x42, (latch >> 8) as u8); // high byte: counting starts
+        let t0 = cpu::rdtsc();
+        while cpu::inb(0x61) & 0x20 == 0 {} // OUT2 rises at terminal count
+        let t1 = cpu::rdtsc();
+        cpu::outb(0x61, gate);
+        t1 - t0
+    }
+}
+
+/// The calibrated TSC frequency, Hz.
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Cycles to nanoseconds.
+#[inline]
+pub fn cycles_ns(c: u64) -> u64 {
+    ((c as u128 * NS_PER_CYCLE_FP.load(Ordering::Relaxed) as u128) >> 32) as u64
+}
+
+/// Nanoseconds to cycles.
+pub fn ns_cycles(ns: u64) -> u64 {
+    (ns as u128 * tsc_hz() as u128 / 1_000_000_000) as u64
+}
+
+/// Nanoseconds since calibration.
+#[inline]
+pub fn now_ns() -> u64 {
+    cycles_ns(cpu::rdtsc().wrapping_sub(TSC_BASE.load(Ordering::Relaxed)))
+}
+
+/// The TSC value at `ns` on [`now_ns`]'s scale.
+pub fn tsc_at(ns: u64) -> u64 {
+    TSC_BASE.load(Ordering::Relaxed) + ns_cycles(ns)
+}

@@ -1,0 +1,397 @@
+//! [`Metal`]: the bare-metal machine as the kernel core's [`Arch`], item by item.
+//!
+//! **Mechanism.** Each item calls the module that implements it: [`crate::percpu`] (GS-based
+//! per-CPU words), [`crate::irq`] (IF and the external vectors), [`crate::apic`] (timers,
+//! raised lines), [`crate::clock`] (TSC), [`crate::switch`] (contexts), [`crate::text`] (text,
+//! sites, patching). One CPU: `start_cpu` runs CPU 0's body at once on the calling context
+//! (the boot stack, which becomes CPU 0's idle task) and refuses a second CPU; the supervisor
+//! therefore finds CPU 0 finished when it first looks. What is not real yet returns the
+//! trait's error or an empty answer, each listed in docs/BAREMETAL.md.
+//!
+//! **Invariant.** This impl is the only way the core reaches the machine, but for the
+//! `preempt_point!` macro.
+
+use crate::{apic, clock, irq, percpu, switch, text};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use arch_api::{Arch, Arm, FixedBuf, Frame, Hooks, PanicReport, PatchSync, PokeError, Regs, Site, Step, Symbol};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The bare-metal x86-64 machine (see the module's description).
+#[derive(Debug)]
+pub struct Metal;
+
+/// What a bare-metal method answers where the machine cannot do it yet.
+pub const NOT_YET: &str = "not yet on bare metal";
+
+/// A CPU's registration: its hooks are installed until it is dropped.
+pub struct CpuRegistration(u32);
+impl Drop for CpuRegistration {
+    fn drop(&mut self) {
+        percpu::this().hooks.set(None);
+    }
+}
+/// Raises one CPU's lines (a self-IPI: CPU 0 only).
+#[derive(Clone, Debug)]
+pub struct IrqRaiser(u32);
+/// A CPU-local timer: one slot of the multiplexed APIC timer.
+pub struct Timer(usize);
+impl Drop for Timer {
+    fn drop(&mut self) {
+        apic::slot_free(self.0)
+    }
+}
+/// CPU 0's body, already run (`start_cpu`).
+pub struct CpuThread<R>(Option<R>);
+/// The supervisor's handle (nothing to wake: it runs after CPU 0's body).
+pub struct Supervisor;
+
+static CPUS_STARTED: AtomicBool = AtomicBool::new(false);
+static PANIC_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs the core's panic hook, if one is set; the image's panic handler calls it first.
+pub fn run_panic_hook(info: &core::panic::PanicInfo<'_>) {
+    let h = PANIC_HOOK.load(Ordering::Relaxed);
+    if h != 0 {
+        // SAFETY: stored from a `fn(&PanicReport) -> bool` by `set_panic_hook`.
+        let hook: fn(&PanicReport<'_>) -> bool =
+            unsafe { core::mem::transmute::<usize, fn(&PanicReport<'_>) -> bool>(h) };
+        let msg = info.message();
+        hook(&PanicReport { location: info.location(), message: Some(&msg) });
+    }
+}
+
+impl Arch for Metal {
+    type CpuRegistration = CpuRegistration;
+    type IrqRaiser = IrqRaiser;
+    type Timer = Timer;
+    type DeviceTimer = Timer;
+    type TaskContext = switch::TaskContext;
+    type CpuThread<R: Send + 'static> = CpuThread<R>;
+    type Supervisor = Supervisor;
+    type RawIrqSpinLock = crate::sync::RawIrqSpinLock;
+    type AllSitesClaim = text::AllSitesClaim;
+
+    fn cpu_register(hooks: &'static Hooks, cpu: u32) -> Result<CpuRegistration, String> {
+        if cpu != 0 {
+            return Err(alloc::format!("CPU {cpu}: {NOT_YET} (SMP needs INIT-SIPI-SIPI bring-up)"));
+        }
+        percpu::set_cpu_number(cpu);
+        percpu::this().hooks.set(Some(hooks));
+        Ok(CpuRegistration(cpu))
+    }
+    fn cpu_raiser(reg: &CpuRegistration) -> IrqRaiser {
+        IrqRaiser(reg.0)
+    }
+    fn irq_raise(raiser: &IrqRaiser, line: u32) {
+        if raiser.0 != percpu::cpu_number() {
+            Self::die("an IPI to another CPU: not yet on bare metal (one CPU)");
+        }
+        apic::raise(line)
+    }
+    fn start_cpu<R: Send + 'static>(
+        name: String,
+        body: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<CpuThread<R>, String> {
+        if CPUS_STARTED.swap(true, Ordering::AcqRel) {
+            return Err(alloc::format!(
+                "{name}: {NOT_YET}: one CPU only; a second needs SMP bring-up (INIT-SIPI-SIPI, a real-mode \
+                 trampoline, per-CPU GDT/TSS/IST stacks and GS base, IPIs): boot with cpus=1"
+            ));
+        }
+        Ok(CpuThread(Some(body())))
+    }
+    fn join_cpu<R: Send + 'static>(mut cpu: CpuThread<R>) -> Result<R, String> {
+        cpu.0.take().ok_or_else(|| "the CPU's result was taken".into())
+    }
+    fn cpu_finished<R: Send + 'static>(_cpu: &CpuThread<R>) -> bool {
+        true
+    }
+    fn pin_current_cpu(_host_cpu: usize) -> Result<(), String> {
+        Ok(())
+    }
+    fn allowed_host_cpus() -> Vec<usize> {
+        alloc::vec![0]
+    }
+    fn cpu_relax(spins: &mut u32) {
+        *spins = spins.saturating_add(1);
+        core::hint::spin_loop()
+    }
+    fn safe_halt() {
+        // SAFETY: `sti; hlt` (the `sti` shadow covers the `hlt`, so an interrupt pending now
+        // ends the halt rather than being taken before it).
+        unsafe {
+            core::arch::asm!(
+                "sti", // IF on; the next instruction runs before any interrupt is taken
+                "hlt", // wait for an interrupt (taken on the way out of the halt)
+                options(nomem, nostack),
+            )
+        }
+    }
+    fn current_ip() -> usize {
+        let ip: usize;
+        // SAFETY: reads the address of the next instruction.
+        unsafe { core::arch::asm!("lea {}, [rip]", out(reg) ip, options(nomem, nostack, preserves_flags)) };
+        ip
+    }
+    fn console_write(_fd: i32, bytes: &[u8]) {
+        for chunk in bytes.utf8_chunks() {
+            crate::serial::write_str(chunk.valid());
+        }
+    }
+    fn die(msg: &str) -> ! {
+        crate::kprintln!("DIE: {msg}");
+        crate::serial::exit(crate::exit_codes::PANIC)
+    }
+    fn park_forever() -> ! {
+        crate::kprintln!("PANIC: CPU {} stopped", percpu::cpu_number());
+        crate::serial::exit(crate::exit_codes::PANIC)
+    }
+
+    fn set_this_instance<T: Send + Sync + 'static>(instance: Option<Arc<T>>) {
+        percpu::set_instance(instance)
+    }
+    fn with_this_instance<T: Send + Sync + 'static, R>(f: impl FnOnce(&Arc<T>) -> R) -> Option<R> {
+        percpu::with_instance(f)
+    }
+
+    fn supervisor_handle() -> Supervisor {
+        Supervisor
+    }
+    fn supervisor_wake(_s: &Supervisor) {}
+    fn supervisor_sleep(timeout_ns: u64) {
+        let end = clock::now_ns() + timeout_ns;
+        while clock::now_ns() < end {
+            core::hint::spin_loop();
+        }
+    }
+    fn set_panic_hook(hook: fn(&PanicReport<'_>) -> bool) {
+        PANIC_HOOK.store(hook as usize, Ordering::Relaxed);
+    }
+    fn catch_panic<R>(f: impl FnOnce() -> R) -> Option<R> {
+        // panic=abort: a panic never comes back here; the panic handler ends the machine.
+        Some(f())
+    }
+
+    fn local_irq_disable() {
+        irq::local_irq_disable()
+    }
+    fn local_irq_enable() {
+        irq::local_irq_enable()
+    }
+    fn local_irq_save() -> bool {
+        irq::local_irq_save()
+    }
+    fn local_irq_restore(was_masked: bool) {
+        irq::local_irq_restore(was_masked)
+    }
+    fn irqs_disabled() -> bool {
+        irq::irqs_disabled()
+    }
+    fn irq_exit_irqs_on(f: impl FnOnce()) {
+        irq::irq_exit_irqs_on(f)
+    }
+
+    fn cpu_number() -> u32 {
+        percpu::cpu_number()
+    }
+    fn preempt_count_raw() -> u32 {
+        percpu::preempt_count_raw()
+    }
+    fn preempt_count_set_raw(v: u32) {
+        percpu::preempt_count_set_raw(v)
+    }
+    fn preempt_count_add(v: u32) -> u32 {
+        percpu::preempt_count_add(v)
+    }
+    fn preempt_count_sub(v: u32) -> u32 {
+        percpu::preempt_count_sub(v)
+    }
+    fn preempt_count_clear_bits(bits: u32) {
+        percpu::preempt_count_clear_bits(bits)
+    }
+    fn preempt_count_set_bits(bits: u32) {
+        percpu::preempt_count_set_bits(bits)
+    }
+    fn core_flags() -> u32 {
+        percpu::core_flags()
+    }
+    fn core_flags_set(bits: u32) {
+        percpu::core_flags_set(bits)
+    }
+    fn core_flags_clear(bits: u32) {
+        percpu::core_flags_clear(bits)
+    }
+    fn count_syscall() {
+        percpu::count_syscall()
+    }
+    fn take_syscall_count() -> u64 {
+        percpu::take_syscall_count()
+    }
+    fn touch_softlockup() {
+        percpu::touch_softlockup()
+    }
+    fn take_softlockup_touch() -> bool {
+        percpu::take_softlockup_touch()
+    }
+    fn in_irq() -> bool {
+        percpu::in_irq()
+    }
+    fn allocation_forbidden() -> bool {
+        percpu::in_irq()
+    }
+
+    fn now_ns() -> u64 {
+        clock::now_ns()
+    }
+    fn cycles() -> u64 {
+        crate::cpu::rdtsc()
+    }
+    fn cycles_ns(cycles: u64) -> u64 {
+        clock::cycles_ns(cycles)
+    }
+    fn prefetch(addr: usize) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { core::arch::asm!("prefetcht0 [{}]", in(reg) addr, options(nostack, readonly, preserves_flags)) }
+    }
+    fn cpu_stolen() -> u64 {
+        0
+    }
+    fn timer_new(line: u32) -> Result<Timer, String> {
+        apic::slot_new(line).map(Timer).map_err(String::from)
+    }
+    fn timer_set_periodic(t: &Timer, period_ns: u64) {
+        apic::slot_arm(t.0, clock::now_ns() + period_ns, period_ns)
+    }
+    fn timer_set_oneshot_at(t: &Timer, deadline_ns: u64) {
+        apic::slot_arm(t.0, deadline_ns, 0)
+    }
+    fn timer_disarm(t: &Timer) {
+        apic::slot_disarm(t.0)
+    }
+    fn timer_overrun(t: &Timer) -> u32 {
+        apic::slot_overrun(t.0)
+    }
+    fn device_timer_new(name: &str, _raiser: IrqRaiser, line: u32, _host_cpus: Vec<usize>) -> Timer {
+        // The device is a slot of CPU 0's own APIC timer in this step (no IOAPIC/HPET yet).
+        apic::slot_new(line).map(Timer).unwrap_or_else(|e| Self::die(&alloc::format!("device {name}: {e}")))
+    }
+    fn device_timer_fire_at(t: &Timer, deadline_ns: u64) {
+        apic::slot_arm(t.0, deadline_ns, 0)
+    }
+
+    fn task_context_new(
+        name: &str,
+        stack_size: usize,
+        entry: fn(usize) -> !,
+        arg: usize,
+    ) -> Result<Arc<switch::TaskContext>, String> {
+        switch::TaskContext::new(name, stack_size, entry, arg)
+    }
+    fn task_context_for_current(name: &str) -> Arc<switch::TaskContext> {
+        switch::TaskContext::for_current(name)
+    }
+    fn current_name() -> FixedBuf<32> {
+        switch::current_name()
+    }
+    fn switch_to(prev: &switch::TaskContext, next: &switch::TaskContext) {
+        switch::switch_to(prev, next)
+    }
+    fn switch_to_final(prev: Arc<switch::TaskContext>, next: Arc<switch::TaskContext>) -> ! {
+        switch::switch_to_final(prev, next)
+    }
+    fn capture_here(_trace: &mut [usize]) -> (Regs, usize) {
+        let (sp, bp): (u64, u64);
+        // SAFETY: copies rsp and rbp.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, rsp", // the stack pointer
+                "mov {}, rbp", // the frame pointer register
+                out(reg) sp,
+                out(reg) bp,
+                options(nomem, nostack, preserves_flags),
+            )
+        };
+        let mut gp = [0u64; 15];
+        gp[6] = bp; // GP_NAMES' order: rax rbx rcx rdx rsi rdi rbp ...
+        (Regs { rip: Self::current_ip() as u64, rsp: sp, rflags: 0, gp }, 0)
+    }
+
+    fn text_contains(ip: usize) -> bool {
+        text::contains(ip)
+    }
+    fn text_load_bias() -> usize {
+        0
+    }
+    fn text_bytes(start: usize, end: usize) -> Option<&'static [u8]> {
+        text::bytes(start, end)
+    }
+    fn text_read_only(_addr: usize, _len: usize) -> Option<&'static [u8]> {
+        None
+    }
+    const OP_IDLE: u8 = text::OP_IDLE;
+    fn point_sites() -> Vec<Site> {
+        text::sites()
+    }
+    fn patch_prepare() -> Result<(), PokeError> {
+        Err(PokeError::Host(alloc::format!(
+            "{NOT_YET}: the patch models need the exact point table, which needs the .eh_frame unwinder \
+             (unwind_step, functions_in_text) the image does not have yet"
+        )))
+    }
+    fn patch_prepare_sync() -> Result<(), PokeError> {
+        Ok(())
+    }
+    fn site_addrs() -> &'static [usize] {
+        text::site_addrs()
+    }
+    fn site_index(addr: usize) -> Result<usize, PokeError> {
+        text::index_of(addr)
+    }
+    fn read_site(addr: usize) -> [u8; 5] {
+        text::read_site(addr)
+    }
+    fn prefetch_sites(_idx: &[u32]) {}
+    fn arm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+        text::arm(idx, how, sync)
+    }
+    fn disarm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+        text::disarm(idx, how, sync)
+    }
+    fn claim_all_sites() -> Result<text::AllSitesClaim, PokeError> {
+        text::claim_all()
+    }
+    fn release_all_sites(claim: text::AllSitesClaim) -> Result<(), PokeError> {
+        text::release_all(claim)
+    }
+
+    fn unwind_prepare() -> Result<(), String> {
+        // `kernel::run` calls this on every boot (for oops backtraces), so it cannot refuse
+        // yet; the unwinder's users (`patch_prepare`) refuse instead.
+        Ok(())
+    }
+    fn prefetch_arming(_ip: usize) {}
+    fn prefetch_arming_deeper(_ip: usize) {}
+    fn unwind_step(_f: &Frame, _stack: (usize, usize)) -> Option<Step> {
+        None
+    }
+    fn backtrace(_from: Frame, _stack: (usize, usize), _out: &mut [usize]) -> usize {
+        0
+    }
+    fn functions_in_text() -> Vec<(usize, usize)> {
+        Vec::new()
+    }
+    fn current_stack() -> Option<(usize, usize)> {
+        switch::current_stack()
+    }
+    fn redirect_return(_slot: usize) -> Option<usize> {
+        None
+    }
+    fn restore_return(_slot: usize, _orig: usize) -> bool {
+        false
+    }
+    fn symbolize(addr: usize, _is_return_address: bool) -> Symbol {
+        Symbol { addr, function: None, offset: 0, size: 0, file: None, line: None }
+    }
+}

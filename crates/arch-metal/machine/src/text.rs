@@ -1,0 +1,267 @@
+//! Kernel text, its preemption-point sites, and patching them through the text's alias.
+//!
+//! **Mechanism.** The text is the linker script's `__text_start..__text_end` (read-execute).
+//! [`preempt_point!`](crate::preempt_point) is the hosted arch's site (`cmp eax, imm32`, the
+//! immediate being the `rel32` to `rt_reschedule`) with its table entry in the
+//! `atomkernel_ppoints` section, which `link.ld` keeps between `__start_atomkernel_ppoints`
+//! and `__stop_atomkernel_ppoints`, as the hosted arch's linker gathers it. A site is armed
+//! by changing its first byte (`3d` idle, `e8` call, `cc` int3) through the writable alias
+//! of the text (`crate::paging::text_alias`), never through the read-only mapping; each site
+//! counts its users per form, the byte being `cc` while anyone wants int3, else `e8` while
+//! anyone wants a call, else `3d`. An armed `int3` is a real `#BP` through the IDT
+//! ([`breakpoint`]): the frame's RIP moves past the whole site and the core's
+//! `Hooks::point_trap` decides.
+//!
+//! **Invariant.** Every site's bytes 1..5 never change; byte 0 is one of the three forms, each
+//! safe to execute at any moment. The counts change only under `SITES`' lock (IF clear).
+//! After a write through the alias the CPU serializes (`cpuid`) before the text runs again.
+
+use crate::idt::ExceptionFrame;
+use crate::{paging, percpu};
+use alloc::vec::Vec;
+use arch_api::{Arm, IrqExit, IrqFrame, PatchSync, PointInfo, PokeError, Site};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// First byte of an idle site.
+pub const OP_IDLE: u8 = 0x3d;
+const OP_CALL: u8 = 0xe8;
+const OP_INT3: u8 = 0xcc;
+
+/// A preemption point: a 5-byte idle instruction registered in the site table (see the
+/// module's description). The image's code uses it as `arch_metal::preempt_point!()`.
+#[macro_export]
+macro_rules! preempt_point {
+    () => {{
+        static INFO: $crate::PointInfo =
+            $crate::PointInfo { file: file!(), line: line!(), column: column!(), module: module_path!() };
+        // SAFETY: `cmp eax, imm32` writes only the flags (declared clobbered by omitting
+        // `preserves_flags`) plus a table entry in another section; the C ABI's caller-saved
+        // registers are clobbered because the site may become a call of `rt_reschedule`.
+        unsafe {
+            ::core::arch::asm!(
+                "2:",                                                  // the site
+                ".byte 0x3d",                                          // cmp eax, imm32 (idle form)
+                ".long rt_reschedule - (2b + 5)",                      // imm32 = rel32 to rt_reschedule
+                ".pushsection atomkernel_ppoints,\"aR\",@progbits",   // the table (kept by link.ld)
+                ".balign 4",                                           // entries are two i32s
+                ".long 2b - .",                                        // PC-relative: the site
+                ".long {info} - .",                                    // PC-relative: its PointInfo
+                ".popsection",                                         // back to the text
+                info = sym INFO,
+                clobber_abi("C"),
+            )
+        }
+    }};
+}
+
+core::arch::global_asm!(
+    ".section .text.rt_reschedule, \"ax\"",
+    ".global rt_reschedule",
+    "rt_reschedule:",             // reached by an armed site's `call`: an ordinary call
+    "mov rdi, [rsp]",             // the return address: site + 5
+    "sub rdi, 5",                 // the site: the body's argument
+    "jmp {body}",                 // tail call: the body returns to the site's caller
+    body = sym rt_reschedule_body,
+);
+
+extern "C" {
+    fn rt_reschedule();
+    static __start_atomkernel_ppoints: [i32; 0];
+    static __stop_atomkernel_ppoints: [i32; 0];
+    static __text_start: u8;
+    static __text_end: u8;
+}
+
+extern "C" fn rt_reschedule_body(site: usize) {
+    if let Some(h) = percpu::this().hooks.get() {
+        (h.rt_reschedule)(site);
+    }
+}
+
+// A site of the machine's own, so the table exists in every image.
+#[inline(never)]
+fn canary() {
+    crate::preempt_point!();
+}
+
+/// The text's range.
+pub fn range() -> (usize, usize) {
+    (&raw const __text_start as usize, &raw const __text_end as usize)
+}
+
+/// True if `ip` is in the text.
+#[inline]
+pub fn contains(ip: usize) -> bool {
+    let (s, e) = range();
+    (s..e).contains(&ip)
+}
+
+/// The text bytes `[start, end)`.
+pub fn bytes(start: usize, end: usize) -> Option<&'static [u8]> {
+    let (s, e) = range();
+    (s <= start && start <= end && end <= e)
+        // SAFETY: inside the text, mapped read-only for the image's life; patches change
+        // single bytes of sites, which readers of machine code expect.
+        .then(|| unsafe { core::slice::from_raw_parts(start as *const u8, end - start) })
+}
+
+/// Every site, in table order.
+pub fn sites() -> Vec<Site> {
+    core::hint::black_box(canary as fn());
+    // SAFETY: the linker script defines both symbols around the table, pairs of PC-relative
+    // i32 offsets written by `preempt_point!`, each to a site and to a `static PointInfo`.
+    unsafe {
+        let start = (&raw const __start_atomkernel_ppoints).cast::<i32>();
+        let stop = (&raw const __stop_atomkernel_ppoints).cast::<i32>();
+        let n = (stop as usize - start as usize) / 8;
+        (0..n)
+            .map(|i| {
+                let field = |k: usize| {
+                    let p = start.add(2 * i + k);
+                    (p as isize + *p as isize) as usize
+                };
+                Site { addr: field(0), info: &*(field(1) as *const PointInfo) }
+            })
+            .collect()
+    }
+}
+
+/// The site table: sorted addresses and per-site counts of call and int3 users.
+struct Table {
+    addrs: &'static [usize],
+    counts: Vec<[u32; 2]>,
+}
+
+static SITES: lock_api::Mutex<crate::sync::RawIrqSpinLock, Option<Table>> = lock_api::Mutex::new(None);
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
+    let mut t = SITES.lock();
+    let t = t.get_or_insert_with(|| {
+        let mut a: Vec<usize> = sites().iter().map(|s| s.addr).collect();
+        a.sort_unstable();
+        let counts = alloc::vec![[0, 0]; a.len()];
+        Table { addrs: a.leak(), counts }
+    });
+    f(t)
+}
+
+/// Every site's address, sorted.
+pub fn site_addrs() -> &'static [usize] {
+    with_table(|t| t.addrs)
+}
+
+/// The index of the site at `addr`.
+pub fn index_of(addr: usize) -> Result<usize, PokeError> {
+    site_addrs().binary_search(&addr).map_err(|_| PokeError::NotASite(addr))
+}
+
+/// The five bytes at `addr`.
+pub fn read_site(addr: usize) -> [u8; 5] {
+    let mut b = [0; 5];
+    if let Some(s) = bytes(addr, addr + 5) {
+        b.copy_from_slice(s);
+    }
+    b
+}
+
+fn rel_bytes(addr: usize) -> [u8; 4] {
+    ((rt_reschedule as *const () as usize as i64 - (addr as i64 + 5)) as i32).to_le_bytes()
+}
+
+fn write_op(addr: usize, counts: [u32; 2]) -> Result<(), PokeError> {
+    let found = read_site(addr);
+    let r = rel_bytes(addr);
+    if found[1..] != r || ![OP_IDLE, OP_CALL, OP_INT3].contains(&found[0]) {
+        return Err(PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found });
+    }
+    let op = if counts[1] > 0 {
+        OP_INT3
+    } else if counts[0] > 0 {
+        OP_CALL
+    } else {
+        OP_IDLE
+    };
+    let alias = paging::text_alias(addr as u64).ok_or(PokeError::NotASite(addr))?;
+    // SAFETY: the alias maps the text byte at `addr` writable; one byte store changes the
+    // site from one safe form to another (the module's invariant).
+    unsafe { core::ptr::write_volatile(alias, op) };
+    // Serialize before the modified text runs (Intel SDM vol. 3, 9.1.3 "Handling Self- and
+    // Cross-Modifying Code").
+    let _ = crate::cpu::cpuid(0, 0);
+    Ok(())
+}
+
+fn slot(how: Arm) -> usize {
+    match how {
+        Arm::Int3 => 1,
+        _ => 0,
+    }
+}
+
+/// One more user wants site `idx` armed `how`.
+pub fn arm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
+    with_table(|t| {
+        let addr = *t.addrs.get(idx).ok_or(PokeError::NotASite(idx))?;
+        t.counts[idx][slot(how)] += 1;
+        write_op(addr, t.counts[idx])?;
+        Ok(0) // one CPU: no other CPU to serialize
+    })
+}
+
+/// One user less wants site `idx` armed `how`.
+pub fn disarm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
+    with_table(|t| {
+        let addr = *t.addrs.get(idx).ok_or(PokeError::NotASite(idx))?;
+        let c = &mut t.counts[idx][slot(how)];
+        if *c == 0 {
+            return Err(PokeError::NotArmed(addr));
+        }
+        *c -= 1;
+        write_op(addr, t.counts[idx])?;
+        Ok(0)
+    })
+}
+
+/// A claim on every site (armed as calls while held).
+pub struct AllSitesClaim(());
+
+/// Claims every site.
+pub fn claim_all() -> Result<AllSitesClaim, PokeError> {
+    if CLAIMED.swap(true, Ordering::AcqRel) {
+        return Err(PokeError::Host("every site is claimed already".into()));
+    }
+    for i in 0..site_addrs().len() {
+        arm(i, Arm::Call, PatchSync::None)?;
+    }
+    Ok(AllSitesClaim(()))
+}
+
+/// Releases a claim.
+pub fn release_all(c: AllSitesClaim) -> Result<(), PokeError> {
+    core::mem::forget(c);
+    let mut first = Ok(());
+    for i in 0..site_addrs().len() {
+        if let Err(e) = disarm(i, Arm::Call, PatchSync::None) {
+            first = first.and(Err(e));
+        }
+    }
+    CLAIMED.store(false, Ordering::Release);
+    first
+}
+
+impl Drop for AllSitesClaim {
+    fn drop(&mut self) {
+        let _ = release_all(AllSitesClaim(()));
+    }
+}
+
+/// `#BP`: an armed int3 site (`Some`: the core's answer, 1 = preempt), or not a site.
+pub fn breakpoint(frame: &mut ExceptionFrame) -> Option<u64> {
+    let site = frame.rip as usize - 1;
+    index_of(site).ok()?;
+    frame.rip = (site + 5) as u64;
+    let hooks = percpu::this().hooks.get()?;
+    let f = IrqFrame { ip: site + 5, sp: frame.rsp as usize, bp: frame.rbp as usize, replayed: false, exiting: false };
+    Some(u64::from((hooks.point_trap)(site, &f) == IrqExit::Preempt))
+}

@@ -1,0 +1,258 @@
+//! The image's init: the scenarios the bare-metal tests check, one JSON line each on COM1.
+//!
+//! **Mechanism.** [`init`] runs, as the core's first task, on CPU 0:
+//! - `pingpong`: two tasks hand a turn back and forth [`ROUNDS`] times through one wait queue
+//!   (every hand-over a wake-up and a switch);
+//! - `tick`: jiffies before and after a 20 ms sleep (the APIC timer's tick advancing them);
+//! - `softirq`: a device's interrupt schedules a tasklet that spins 3 ms at the interrupt's
+//!   exit with IF set: the tick's interrupts nest in it (on IST 4, below the live frame);
+//! - `torture` (`crate::torture`): registers, vector state and red zone across preemptions;
+//! - `rt`: an RT task (SCHED_FIFO 50) sleeps on a wait queue; a normal task enters a system
+//!   call whose service is atoms of 1 ms of busy work each with a preemption point between
+//!   them, until [`ATOMS_AFTER_IRQ`] atoms ran after the device's interrupt, and arms the
+//!   device (a slot of the APIC timer) to fire 3.5 ms in; the
+//!   device's handler wakes the RT task, which records where the busy task was when it got
+//!   the CPU: `mid_atom` (an interrupt return preempted it: `preempt=full`), `point` (at a
+//!   preemption point: `voluntary`), or `syscall_exit` (the service had finished: `none`).
+//!
+//! **Invariant.** Every line is valid JSON; `init` returns 0 only if every check held.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use arch_metal::kprintln;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
+
+/// Hand-overs in the ping-pong.
+const ROUNDS: u64 = 200;
+/// The busy service's atoms (1 ms each) after its device's interrupt arrived.
+const ATOMS_AFTER_IRQ: u64 = 6;
+/// The most atoms the service runs if the interrupt never comes.
+const MAX_ATOMS: u64 = 1000;
+
+/// `s` with JSON's special characters escaped.
+pub(crate) fn escape(s: &str) -> String {
+    let mut o = String::new();
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The init task's body (see the module's description).
+pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
+    let mut failed = 0;
+    failed += i64::from(!pingpong());
+    failed += i64::from(!tick());
+    failed += i64::from(!rt(model));
+    failed += i64::from(!irq_round_trip());
+    failed += i64::from(!softirq(bh));
+    failed += i64::from(!crate::torture::torture(false));
+    if model == PreemptModel::Full {
+        failed += i64::from(!crate::torture::torture(true));
+    }
+    failed
+}
+
+fn pingpong() -> bool {
+    let wq = Arc::new(WaitQueue::new());
+    let turn = Arc::new(AtomicU64::new(0));
+    let t0 = arch_metal::cpu::rdtsc();
+    let player = |me: u64| {
+        let (wq, turn) = (wq.clone(), turn.clone());
+        kernel::spawn(TaskBuilder::new(if me == 0 { "ping" } else { "pong" }), move || {
+            for _ in 0..ROUNDS {
+                wq.wait_event(|| turn.load(Ordering::Acquire) % 2 == me);
+                turn.fetch_add(1, Ordering::AcqRel);
+                wq.wake_up();
+            }
+            0
+        })
+    };
+    let (a, b) = (player(0), player(1));
+    let ok = a.join() == Ok(0) && b.join() == Ok(0) && turn.load(Ordering::Acquire) == 2 * ROUNDS;
+    let cycles = arch_metal::cpu::rdtsc() - t0;
+    kprintln!(
+        "{{\"test\":\"pingpong\",\"handovers\":{},\"ok\":{ok},\"cycles_per_handover\":{}}}",
+        turn.load(Ordering::Acquire),
+        cycles / (2 * ROUNDS)
+    );
+    ok
+}
+
+fn tick() -> bool {
+    let j0 = kernel::time::jiffies();
+    kernel::time::sleep_ns(20_000_000);
+    let j1 = kernel::time::jiffies();
+    let ok = j1 > j0 + 5;
+    kprintln!("{{\"test\":\"tick\",\"jiffies_before\":{j0},\"jiffies_after\":{j1},\"ok\":{ok}}}");
+    ok
+}
+
+/// An interrupt's whole path, from the self-IPI's write to the return to the interrupted
+/// code (entry stub, saves, the core's hook for a device with an empty handler, restores,
+/// `iretq`), in TSC cycles: min and median of 1000, from a task with IF set.
+fn irq_round_trip() -> bool {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let dev = kernel::device::Device::register("null-dev", move || {
+        h.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut samples = alloc::vec::Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let t0 = arch_metal::cpu::rdtsc();
+        dev.raise();
+        samples.push(arch_metal::cpu::rdtsc() - t0);
+    }
+    samples.sort_unstable();
+    let n = hits.load(Ordering::Relaxed);
+    let ok = n == 1000;
+    kprintln!(
+        "{{\"test\":\"irq_round_trip_cycles\",\"interrupts\":{n},\"min\":{},\"median\":{},\"p99\":{},\"ok\":{ok}}}",
+        samples[0],
+        samples[500],
+        samples[990]
+    );
+    ok
+}
+
+/// A device's interrupt schedules a tasklet that spins 3 ms: it runs at the interrupt's
+/// exit with IF set (`irq_exit_irqs_on`), so the tick's interrupts nest in it, on the IST
+/// stack below the live frame; the line reports how many nested.
+fn softirq(bh: BhMode) -> bool {
+    let done = Arc::new(AtomicU64::new(0));
+    let d = done.clone();
+    let t = kernel::tasklet::Tasklet::new("spin3ms", move || {
+        let end = kernel::time::now_ns() + 3_000_000;
+        while kernel::time::now_ns() < end {
+            core::hint::spin_loop();
+        }
+        d.fetch_add(1, Ordering::AcqRel);
+    });
+    let t2 = t.clone();
+    let dev = kernel::device::Device::register("softirq-dev", move || {
+        kernel::tasklet::tasklet_schedule(&t2);
+    });
+    let nested0 = arch_metal::stats::irq_figures().3;
+    dev.raise();
+    while done.load(Ordering::Acquire) == 0 {
+        kernel::time::sleep_ns(1_000_000);
+    }
+    let nested = arch_metal::stats::irq_figures().3 - nested0;
+    // Under bh=threaded the tasklet runs in ksoftirqd, a task: nothing nests there.
+    let ok = t.runs() == 1 && (nested > 0 || bh == BhMode::Threaded);
+    kprintln!("{{\"test\":\"softirq\",\"tasklet_runs\":{},\"nested_irqs\":{nested},\"ok\":{ok}}}", t.runs());
+    ok
+}
+
+/// Where the busy service is: `2 i` at the point after atom `i`, `2 i + 1` inside atom `i`,
+/// [`DONE`] once the service returned its last atom.
+static POS: AtomicU64 = AtomicU64::new(0);
+const DONE: u64 = u64::MAX;
+/// What the RT task saw when it ran: `POS + 1` (0: it has not run).
+static SEEN: AtomicU64 = AtomicU64::new(0);
+static RAISED_NS: AtomicU64 = AtomicU64::new(0);
+static IRQ_NS: AtomicU64 = AtomicU64::new(0);
+static RAN_NS: AtomicU64 = AtomicU64::new(0);
+/// The atoms the service ran.
+static ATOMS_RUN: AtomicU64 = AtomicU64::new(0);
+
+fn rt(model: PreemptModel) -> bool {
+    let wq = Arc::new(WaitQueue::new());
+    let w = wq.clone();
+    let dev = Arc::new(kernel::device::Device::register("rt-dev", move || {
+        IRQ_NS.store(kernel::time::now_ns(), Ordering::Release);
+        w.wake_up();
+    }));
+    let w = wq.clone();
+    let rt = kernel::spawn(TaskBuilder::new("rt").fifo(50), move || {
+        w.wait_event(|| IRQ_NS.load(Ordering::Acquire) != 0);
+        RAN_NS.store(kernel::time::now_ns(), Ordering::Release);
+        SEEN.store(POS.load(Ordering::Acquire).wrapping_add(1), Ordering::Release);
+        0
+    });
+    let d = dev.clone();
+    let busy = kernel::spawn(TaskBuilder::new("busy"), move || {
+        kernel::syscall(|| {
+            let start = kernel::time::now_ns();
+            RAISED_NS.store(start + 3_500_000, Ordering::Release);
+            d.raise_at(start + 3_500_000);
+            // Atoms until a few have run after the interrupt (a host stall may delay it under
+            // TCG), so that the interrupt always lands inside the service.
+            let mut irq_atom = None;
+            for i in 0..MAX_ATOMS {
+                POS.store(2 * i + 1, Ordering::Release);
+                while kernel::time::now_ns() < start + (i + 1) * 1_000_000 {
+                    core::hint::spin_loop();
+                }
+                POS.store(2 * i + 2, Ordering::Release);
+                ATOMS_RUN.store(i + 1, Ordering::Release);
+                arch_metal::preempt_point!();
+                if IRQ_NS.load(Ordering::Acquire) != 0 && *irq_atom.get_or_insert(i) + ATOMS_AFTER_IRQ <= i {
+                    break;
+                }
+            }
+            POS.store(DONE, Ordering::Release);
+        });
+        0
+    });
+    let ok_tasks = rt.join() == Ok(0) && busy.join() == Ok(0);
+    let seen = SEEN.load(Ordering::Acquire).wrapping_sub(1);
+    let place = match seen {
+        DONE => "syscall_exit",
+        p if p % 2 == 0 => "point",
+        _ => "mid_atom",
+    };
+    let expected = match model {
+        PreemptModel::None => "syscall_exit",
+        PreemptModel::Voluntary => "point",
+        _ => "mid_atom",
+    };
+    let (raised, irq, ran) =
+        (RAISED_NS.load(Ordering::Acquire), IRQ_NS.load(Ordering::Acquire), RAN_NS.load(Ordering::Acquire));
+    let atoms = ATOMS_RUN.load(Ordering::Acquire);
+    let ok = ok_tasks && place == expected;
+    kprintln!(
+        "{{\"test\":\"rt\",\"model\":\"{model}\",\"place\":\"{place}\",\"expected\":\"{expected}\",\"atom\":{},\
+         \"atoms\":{atoms},\"irq_after_deadline_ns\":{},\"rt_wait_ns\":{},\"ok\":{ok}}}",
+        if seen == DONE { atoms } else { seen / 2 },
+        irq.saturating_sub(raised),
+        ran.saturating_sub(irq)
+    );
+    ok
+}
+
+/// An init whose task recurses until it hits the guard page below its stack: a page fault,
+/// reported on the serial port, and the machine's end (task-kill oopses are a later step).
+pub(crate) fn stack_overflow(_model: PreemptModel, _bh: BhMode) -> i64 {
+    fn recurse(depth: u64) -> u64 {
+        if core::hint::black_box(depth) == u64::MAX {
+            return 0;
+        }
+        let frame = core::hint::black_box([depth; 64]);
+        recurse(depth + 1) + frame[0]
+    }
+    let t = kernel::spawn(TaskBuilder::new("overflow"), || recurse(0) as i64);
+    let _ = t.join();
+    kprintln!("{{\"test\":\"stack_overflow\",\"survived\":true}}");
+    1
+}
+
+/// An init whose task panics: with `panic=abort` the image's panic handler runs the core's
+/// panic hook, prints `PANIC:` and ends the machine (task-kill oopses are a later step).
+pub(crate) fn task_panic(_model: PreemptModel, _bh: BhMode) -> i64 {
+    let t = kernel::spawn(TaskBuilder::new("panicker"), || {
+        if core::hint::black_box(true) {
+            panic!("a task's deliberate panic");
+        }
+        0
+    });
+    let _ = t.join();
+    kprintln!("{{\"test\":\"task_panic\",\"survived\":true}}");
+    1
+}

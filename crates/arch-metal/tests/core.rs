@@ -1,0 +1,138 @@
+//! Boots the kernel core in the bare-metal image under QEMU TCG and checks, from the JSON
+//! lines its init prints on the serial port, where an RT task woken by an interrupt got the
+//! CPU under each preemption model, that every general register, the vector registers and the
+//! red zone survive preemptions on the real interrupt return (the torture: user mode under
+//! every model, kernel mode under `full`), that every task finished, and that the
+//! configurations the machine cannot run yet are refused with a clear message. Under each
+//! model a tasklet spinning at an interrupt's exit (IF set) must see the tick's interrupts
+//! nest in it.
+//!
+//! **Mechanism.** The harness (`common/mod.rs`) builds the image once per test binary and
+//! boots it with `-append "preempt=..."`; each boot is killed after 60 s and the test then
+//! fails with the serial output.
+//!
+//! **Invariant.** Every check names the boot's whole serial output when it fails.
+
+mod common;
+
+use common::{boot, boot_with, exit_codes, Boot};
+use serde_json::Value;
+
+/// The JSON line whose `test` is `name`.
+fn result(b: &Boot, name: &str) -> Value {
+    b.serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .find(|v| v["test"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` line on the serial port:\n{}", b.serial))
+}
+
+/// Boots `preempt=model` and checks every scenario; the RT task must have run at `place`.
+fn model_places_the_rt_task(model: &str, place: &str) {
+    let Some(b) = boot(&format!("preempt={model}")) else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    let pp = result(&b, "pingpong");
+    assert_eq!(pp["handovers"], 400, "{}", b.serial);
+    assert_eq!(pp["ok"], true, "{}", b.serial);
+    let tick = result(&b, "tick");
+    assert!(tick["jiffies_after"].as_u64() > tick["jiffies_before"].as_u64().map(|j| j + 5), "{}", b.serial);
+    let softirq = result(&b, "softirq");
+    assert_eq!(softirq["tasklet_runs"], 1, "{}", b.serial);
+    assert!(softirq["nested_irqs"].as_u64() > Some(0), "no interrupt nested in the softirq window: {}", b.serial);
+    let rt = result(&b, "rt");
+    assert_eq!(rt["model"], model, "{}", b.serial);
+    assert_eq!(rt["place"], place, "{}", b.serial);
+    if place == "syscall_exit" {
+        assert_eq!(rt["atom"], rt["atoms"], "under none the RT task waits for the whole service: {}", b.serial);
+    } else {
+        assert!(rt["atom"].as_u64() < rt["atoms"].as_u64(), "the RT task ran inside the service: {}", b.serial);
+    }
+    let torture: Vec<Value> = b
+        .serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .filter(|v| v["test"] == "torture")
+        .collect();
+    assert_eq!(torture.len(), if model == "full" { 2 } else { 1 }, "torture lines: {}", b.serial);
+    for t in &torture {
+        assert_eq!(t["register_mismatches"], 0, "a register was lost across a preemption: {}", b.serial);
+        assert_eq!(t["red_zone_intact"], true, "the red zone was overwritten: {}", b.serial);
+        assert!(t["preempted_calls"].as_u64() >= Some(20), "too few preemptions inside the asm: {}", b.serial);
+    }
+    let run = result(&b, "run");
+    assert_eq!(run["init"], 0, "{}", b.serial);
+    assert_eq!(run["finished"], run["tasks"], "every task finished: {}", b.serial);
+    assert_eq!(run["bugs"], 0, "{}", b.serial);
+}
+
+#[test]
+fn under_preempt_none_the_rt_task_waits_for_the_system_calls_exit() {
+    model_places_the_rt_task("none", "syscall_exit");
+}
+
+#[test]
+fn under_preempt_voluntary_the_rt_task_runs_at_the_next_preemption_point() {
+    model_places_the_rt_task("voluntary", "point");
+}
+
+#[test]
+fn under_preempt_full_the_interrupt_return_preempts_the_atom() {
+    model_places_the_rt_task("full", "mid_atom");
+}
+
+/// The boot error line's message.
+fn boot_error(b: &Boot) -> String {
+    b.serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .find_map(|v| v["boot_error"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("no boot_error line:\n{}", b.serial))
+}
+
+#[test]
+fn the_patch_models_are_refused_until_the_image_has_an_unwinder() {
+    let Some(b) = boot("preempt=patch-int3") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
+    let e = boot_error(&b);
+    assert!(e.contains("not yet on bare metal") && e.contains("unwinder"), "{e}");
+}
+
+#[test]
+fn a_second_cpu_is_refused_naming_what_is_missing() {
+    let Some(b) = boot("preempt=full cpus=2") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
+    let e = boot_error(&b);
+    assert!(e.contains("not yet on bare metal") && e.contains("INIT-SIPI-SIPI"), "{e}");
+}
+
+#[test]
+fn a_task_that_overflows_its_stack_faults_on_its_guard_page_and_the_machine_reports_it() {
+    let Some(b) = boot("preempt=full image.run=stack-overflow") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
+    assert!(b.serial.contains("EXCEPTION: vector 14 (#PF"), "{}", b.serial);
+    assert!(b.serial.contains("kernel stack overflow: task 'overflow' hit the guard page"), "{}", b.serial);
+    assert!(!b.serial.contains("survived"), "{}", b.serial);
+}
+
+#[test]
+fn under_the_instruction_counting_clock_two_boots_print_identical_figures() {
+    let icount = ["-icount", "shift=0,sleep=off"];
+    let Some(a) = boot_with(&icount, "preempt=full") else { return };
+    let Some(b) = boot_with(&icount, "preempt=full") else { return };
+    assert_eq!(a.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", a.serial);
+    // From the line after the calibration on, everything the image prints is guest-determined.
+    let figures = |b: &Boot| b.serial.lines().skip_while(|l| !l.starts_with("time:")).collect::<Vec<_>>().join("\n");
+    assert!(!figures(&a).is_empty(), "{}", a.serial);
+    assert_eq!(figures(&a), figures(&b), "two -icount boots differ");
+    let rt = result(&a, "rt");
+    assert_eq!(rt["place"], "mid_atom", "{}", a.serial);
+}
+
+#[test]
+fn a_tasks_panic_ends_the_machine_with_its_message_and_the_panic_status() {
+    let Some(b) = boot("preempt=full image.run=panic") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::PANIC), "exit status; serial:\n{}", b.serial);
+    assert!(b.serial.contains("PANIC: panicked at crates/arch-metal/src/scenarios.rs"), "{}", b.serial);
+    assert!(b.serial.contains("a task's deliberate panic"), "{}", b.serial);
+    assert!(!b.serial.contains("survived"), "{}", b.serial);
+}
