@@ -47,6 +47,7 @@ pub(crate) fn escape(s: &str) -> String {
 /// The init task's body (see the module's description).
 pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
     let mut failed = 0;
+    failed += i64::from(!unwind());
     failed += i64::from(!pingpong());
     failed += i64::from(!tick());
     failed += i64::from(!rt(model));
@@ -57,6 +58,18 @@ pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
         failed += i64::from(!crate::torture::torture(true));
     }
     failed
+}
+
+/// The image's `.eh_frame` unwinder walks out of three nested functions on this task's stack.
+fn unwind() -> bool {
+    let r = arch_metal::unwind::self_check();
+    let ok = r.is_ok();
+    kprintln!(
+        "{{\"test\":\"unwind\",\"frames\":{},\"error\":\"{}\",\"ok\":{ok}}}",
+        r.unwrap_or(0),
+        r.err().unwrap_or("")
+    );
+    ok
 }
 
 fn pingpong() -> bool {

@@ -31,6 +31,9 @@ fn result(b: &Boot, name: &str) -> Value {
 fn model_places_the_rt_task(model: &str, place: &str) {
     let Some(b) = boot(&format!("preempt={model}")) else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    let unwind = result(&b, "unwind");
+    assert_eq!(unwind["ok"], true, "the .eh_frame walk out of three nested functions: {}", b.serial);
+    assert!(unwind["frames"].as_u64() >= Some(4), "{}", b.serial);
     let pp = result(&b, "pingpong");
     assert_eq!(pp["handovers"], 400, "{}", b.serial);
     assert_eq!(pp["ok"], true, "{}", b.serial);

@@ -50,6 +50,7 @@ mod mem;
 pub mod metal;
 pub mod paging;
 pub mod percpu;
+pub mod redirect;
 pub mod selftest;
 pub mod serial;
 pub mod stack;
@@ -57,6 +58,7 @@ pub mod stats;
 pub mod switch;
 pub mod sync;
 pub mod text;
+pub mod unwind;
 
 pub use arch_api::PointInfo;
 pub use metal::Metal;

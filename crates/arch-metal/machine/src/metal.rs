@@ -11,7 +11,7 @@
 //! **Invariant.** This impl is the only way the core reaches the machine, but for the
 //! `preempt_point!` macro.
 
-use crate::{apic, clock, irq, percpu, switch, text};
+use crate::{apic, clock, irq, percpu, redirect, switch, text, unwind};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -327,8 +327,8 @@ impl Arch for Metal {
     fn text_bytes(start: usize, end: usize) -> Option<&'static [u8]> {
         text::bytes(start, end)
     }
-    fn text_read_only(_addr: usize, _len: usize) -> Option<&'static [u8]> {
-        None
+    fn text_read_only(addr: usize, len: usize) -> Option<&'static [u8]> {
+        text::read_only(addr, len)
     }
     const OP_IDLE: u8 = text::OP_IDLE;
     fn point_sites() -> Vec<Site> {
@@ -336,8 +336,8 @@ impl Arch for Metal {
     }
     fn patch_prepare() -> Result<(), PokeError> {
         Err(PokeError::Host(alloc::format!(
-            "{NOT_YET}: the patch models need the exact point table, which needs the .eh_frame unwinder \
-             (unwind_step, functions_in_text) the image does not have yet"
+            "{NOT_YET}: the patch models' arming on the image's text is not checked yet (the \
+             .eh_frame unwinder is in place)"
         )))
     }
     fn patch_prepare_sync() -> Result<(), PokeError> {
@@ -367,29 +367,35 @@ impl Arch for Metal {
     }
 
     fn unwind_prepare() -> Result<(), String> {
-        // `kernel::run` calls this on every boot (for oops backtraces), so it cannot refuse
-        // yet; the unwinder's users (`patch_prepare`) refuse instead.
-        Ok(())
+        unwind::prepare()
     }
-    fn prefetch_arming(_ip: usize) {}
-    fn prefetch_arming_deeper(_ip: usize) {}
-    fn unwind_step(_f: &Frame, _stack: (usize, usize)) -> Option<Step> {
-        None
+    fn prefetch_arming(ip: usize) {
+        unwind::prefetch_for(ip);
     }
-    fn backtrace(_from: Frame, _stack: (usize, usize), _out: &mut [usize]) -> usize {
-        0
+    fn prefetch_arming_deeper(ip: usize) {
+        unwind::prefetch_row_for(ip);
+        let ctx = percpu::this().current.get(); // the running context: its stack bounds
+        if ctx != 0 {
+            Self::prefetch(ctx);
+        }
+    }
+    fn unwind_step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
+        unwind::step(f, stack)
+    }
+    fn backtrace(from: Frame, stack: (usize, usize), out: &mut [usize]) -> usize {
+        unwind::backtrace(from, stack, out)
     }
     fn functions_in_text() -> Vec<(usize, usize)> {
-        Vec::new()
+        unwind::functions()
     }
     fn current_stack() -> Option<(usize, usize)> {
         switch::current_stack()
     }
-    fn redirect_return(_slot: usize) -> Option<usize> {
-        None
+    fn redirect_return(slot: usize) -> Option<usize> {
+        redirect::redirect_return(slot)
     }
-    fn restore_return(_slot: usize, _orig: usize) -> bool {
-        false
+    fn restore_return(slot: usize, orig: usize) -> bool {
+        redirect::restore_return(slot, orig)
     }
     fn symbolize(addr: usize, _is_return_address: bool) -> Symbol {
         Symbol { addr, function: None, offset: 0, size: 0, file: None, line: None }

@@ -70,6 +70,8 @@ extern "C" {
     static __stop_atomkernel_ppoints: [i32; 0];
     static __text_start: u8;
     static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
 }
 
 extern "C" fn rt_reschedule_body(site: usize) {
@@ -103,6 +105,15 @@ pub fn bytes(start: usize, end: usize) -> Option<&'static [u8]> {
         // SAFETY: inside the text, mapped read-only for the image's life; patches change
         // single bytes of sites, which readers of machine code expect.
         .then(|| unsafe { core::slice::from_raw_parts(start as *const u8, end - start) })
+}
+
+/// `len` bytes of the image's read-only data at `addr` (jump tables, for the exact table's
+/// analysis of the machine code), if they all lie in `__rodata_start..__rodata_end`.
+pub fn read_only(addr: usize, len: usize) -> Option<&'static [u8]> {
+    let (s, e) = (&raw const __rodata_start as usize, &raw const __rodata_end as usize);
+    (s <= addr && addr.checked_add(len)? <= e)
+        // SAFETY: inside rodata, mapped read-only for the image's life and never written.
+        .then(|| unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
 }
 
 /// Every site, in table order.
