@@ -57,7 +57,74 @@ pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
     if model == PreemptModel::Full {
         failed += i64::from(!crate::torture::torture(true));
     }
+    if matches!(model, PreemptModel::PatchInt3 | PreemptModel::PatchCall) {
+        failed += i64::from(!patch_report(model));
+    }
     failed
+}
+
+/// RT wake-ups at which [`check_sites_idle`] read the sites back, and the most it found not
+/// idle at one of them.
+static SITE_CHECKS: AtomicU64 = AtomicU64::new(0);
+static NOT_IDLE_MAX: AtomicU64 = AtomicU64::new(0);
+
+/// Called by an RT task as it starts running after a wake-up: under the patch models the
+/// event was served by the `__schedule` that picked it, which disarms every site it armed, so
+/// every site must read back idle from the text here.
+pub(crate) fn check_sites_idle() {
+    if matches!(kernel::preempt_model(), PreemptModel::PatchInt3 | PreemptModel::PatchCall) {
+        let n = kernel::model::patch::sites_not_idle() as u64;
+        SITE_CHECKS.fetch_add(1, Ordering::AcqRel);
+        NOT_IDLE_MAX.fetch_max(n, Ordering::AcqRel);
+    }
+}
+
+/// Under a patch model: the core's patch counters (the handler's parts, in ns: instructions
+/// under `-icount shift=0`), the site checks, and the sites not idle now, read from the text.
+fn patch_report(model: PreemptModel) -> bool {
+    let s = kernel::model::patch::patch_stats();
+    let checks = SITE_CHECKS.load(Ordering::Acquire);
+    let not_idle_max = NOT_IDLE_MAX.load(Ordering::Acquire);
+    let not_idle_now = kernel::model::patch::sites_not_idle();
+    let sites = arch_metal::text::site_addrs().len();
+    // W^X with patching in use: the live tables walked again, after the events
+    let wx = arch_metal::paging::check_wx();
+    let per = |v: u64| v.checked_div(s.events).unwrap_or(0);
+    let ok = s.events > 0
+        && checks > 0
+        && not_idle_max == 0
+        && not_idle_now == 0
+        && s.preemptions > 0
+        && wx.both == 0
+        && wx.executable > 0;
+    kprintln!(
+        "{{\"test\":\"patch\",\"model\":\"{model}\",\"sites\":{sites},\"events\":{},\"fallbacks\":{},\
+         \"exact_fallbacks\":{},\"sites_armed\":{},\"redirects\":{},\"frames_walked\":{},\"fired\":{},\
+         \"returns\":{},\"preemptions\":{},\"chases\":{},\"handler_ns_per_event\":{},\"lookup_ns\":{},\
+         \"unwind_ns\":{},\"poke_ns\":{},\"redirect_ns\":{},\"disarm_ns_per_event\":{},\"site_checks\":{checks},\
+         \"sites_not_idle_max\":{not_idle_max},\"sites_not_idle_end\":{not_idle_now},\"wx_executable\":{},\
+         \"wx_writable\":{},\"wx_both\":{},\"ok\":{ok}}}",
+        s.events,
+        s.fallbacks,
+        s.exact_fallbacks,
+        s.sites_armed,
+        s.redirects,
+        s.frames_walked,
+        s.fired,
+        s.returns,
+        s.preemptions,
+        s.chases,
+        per(s.arm_ns),
+        per(s.lookup_ns),
+        per(s.unwind_ns),
+        per(s.poke_ns),
+        per(s.redirect_ns),
+        per(s.disarm_ns),
+        wx.executable,
+        wx.writable,
+        wx.both,
+    );
+    ok
 }
 
 /// The image's `.eh_frame` unwinder walks out of three nested functions on this task's stack.
@@ -172,6 +239,9 @@ static SEEN: AtomicU64 = AtomicU64::new(0);
 static RAISED_NS: AtomicU64 = AtomicU64::new(0);
 static IRQ_NS: AtomicU64 = AtomicU64::new(0);
 static RAN_NS: AtomicU64 = AtomicU64::new(0);
+/// The TSC just before the service's last point, and as the RT task started running.
+static POINT_TSC: AtomicU64 = AtomicU64::new(0);
+static RAN_TSC: AtomicU64 = AtomicU64::new(0);
 /// The atoms the service ran.
 static ATOMS_RUN: AtomicU64 = AtomicU64::new(0);
 
@@ -185,8 +255,10 @@ fn rt(model: PreemptModel) -> bool {
     let w = wq.clone();
     let rt = kernel::spawn(TaskBuilder::new("rt").fifo(50), move || {
         w.wait_event(|| IRQ_NS.load(Ordering::Acquire) != 0);
+        RAN_TSC.store(arch_metal::cpu::rdtsc(), Ordering::Release);
         RAN_NS.store(kernel::time::now_ns(), Ordering::Release);
         SEEN.store(POS.load(Ordering::Acquire).wrapping_add(1), Ordering::Release);
+        check_sites_idle();
         0
     });
     let d = dev.clone();
@@ -205,6 +277,7 @@ fn rt(model: PreemptModel) -> bool {
                 }
                 POS.store(2 * i + 2, Ordering::Release);
                 ATOMS_RUN.store(i + 1, Ordering::Release);
+                POINT_TSC.store(arch_metal::cpu::rdtsc(), Ordering::Release);
                 arch_metal::preempt_point!();
                 if IRQ_NS.load(Ordering::Acquire) != 0 && *irq_atom.get_or_insert(i) + ATOMS_AFTER_IRQ <= i {
                     break;
@@ -223,7 +296,8 @@ fn rt(model: PreemptModel) -> bool {
     };
     let expected = match model {
         PreemptModel::None => "syscall_exit",
-        PreemptModel::Voluntary => "point",
+        // the patch models: the point armed after the interrupt, not the system call's exit
+        PreemptModel::Voluntary | PreemptModel::PatchInt3 | PreemptModel::PatchCall => "point",
         _ => "mid_atom",
     };
     let (raised, irq, ran) =
@@ -232,10 +306,12 @@ fn rt(model: PreemptModel) -> bool {
     let ok = ok_tasks && place == expected;
     kprintln!(
         "{{\"test\":\"rt\",\"model\":\"{model}\",\"place\":\"{place}\",\"expected\":\"{expected}\",\"atom\":{},\
-         \"atoms\":{atoms},\"irq_after_deadline_ns\":{},\"rt_wait_ns\":{},\"ok\":{ok}}}",
+         \"atoms\":{atoms},\"irq_after_deadline_ns\":{},\"rt_wait_ns\":{},\"point_to_rt_cycles\":{},\"ok\":{ok}}}",
         if seen == DONE { atoms } else { seen / 2 },
         irq.saturating_sub(raised),
-        ran.saturating_sub(irq)
+        ran.saturating_sub(irq),
+        // serving the point the RT task ran at: from just before the site to the RT task
+        if place == "point" { RAN_TSC.load(Ordering::Acquire) - POINT_TSC.load(Ordering::Acquire) } else { 0 }
     );
     ok
 }

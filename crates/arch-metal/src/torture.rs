@@ -183,6 +183,7 @@ pub(crate) fn torture(kernel_mode: bool) -> bool {
     let rt = kernel::spawn(TaskBuilder::new("clobber").fifo(60), move || {
         while !s.load(Ordering::Acquire) {
             kernel::time::sleep_ns(500_000);
+            crate::scenarios::check_sites_idle();
             clobber();
             r.fetch_add(1, Ordering::AcqRel);
         }

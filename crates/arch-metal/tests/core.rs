@@ -3,7 +3,9 @@
 //! CPU under each preemption model, that every general register, the vector registers and the
 //! red zone survive preemptions on the real interrupt return (the torture: user mode under
 //! every model, kernel mode under `full`), that every task finished, and that the
-//! configurations the machine cannot run yet are refused with a clear message. Under each
+//! configurations the machine cannot run yet are refused with a clear message. Under the
+//! patch models the RT event is served at the point the interrupt's exit armed, every site
+//! reads back idle after every event, and W^X holds with patching in use. Under each
 //! model a tasklet spinning at an interrupt's exit (IF set) must see the tick's interrupts
 //! nest in it.
 //!
@@ -62,10 +64,35 @@ fn model_places_the_rt_task(model: &str, place: &str) {
         assert_eq!(t["red_zone_intact"], true, "the red zone was overwritten: {}", b.serial);
         assert!(t["preempted_calls"].as_u64() >= Some(20), "too few preemptions inside the asm: {}", b.serial);
     }
+    if model.starts_with("patch-") {
+        patch_checks(&b, model);
+    }
     let run = result(&b, "run");
     assert_eq!(run["init"], 0, "{}", b.serial);
     assert_eq!(run["finished"], run["tasks"], "every task finished: {}", b.serial);
     assert_eq!(run["bugs"], 0, "{}", b.serial);
+}
+
+/// Under a patch model: the RT event was served at an armed point (armed by the interrupt's
+/// exit from the exact table, reached, preempting), every site read back idle from the text
+/// at every RT wake-up and at the end, and W^X held in the tables walked after the events.
+fn patch_checks(b: &Boot, model: &str) {
+    let p = result(b, "patch");
+    assert_eq!(p["model"], model, "{}", b.serial);
+    assert!(p["events"].as_u64() >= Some(1), "no RT event armed a point: {}", b.serial);
+    assert!(p["sites_armed"].as_u64() >= Some(1), "{}", b.serial);
+    assert!(p["fired"].as_u64() >= Some(1), "no armed point was reached: {}", b.serial);
+    assert!(p["preemptions"].as_u64() >= Some(1), "no armed point preempted: {}", b.serial);
+    assert!(p["site_checks"].as_u64() >= Some(2), "the sites were not read back after events: {}", b.serial);
+    assert_eq!(p["sites_not_idle_max"], 0, "a site stayed armed after its event: {}", b.serial);
+    assert_eq!(p["sites_not_idle_end"], 0, "a site is armed at the end: {}", b.serial);
+    assert_eq!(p["wx_both"], 0, "a page is writable and executable with patching in use: {}", b.serial);
+    assert!(p["wx_executable"].as_u64() > Some(0), "{}", b.serial);
+    assert_eq!(p["ok"], true, "{}", b.serial);
+    // the RT task ran at the point right after the atom the interrupt landed in
+    let rt = result(b, "rt");
+    let point_to_rt = rt["point_to_rt_cycles"].as_u64().unwrap_or(0);
+    assert!(point_to_rt > 0, "{}", b.serial);
 }
 
 #[test]
@@ -93,11 +120,13 @@ fn boot_error(b: &Boot) -> String {
 }
 
 #[test]
-fn the_patch_models_are_refused_until_the_image_has_an_unwinder() {
-    let Some(b) = boot("preempt=patch-int3") else { return };
-    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
-    let e = boot_error(&b);
-    assert!(e.contains("not yet on bare metal") && e.contains("unwinder"), "{e}");
+fn under_preempt_patch_int3_an_armed_breakpoint_serves_the_rt_task_at_the_next_point() {
+    model_places_the_rt_task("patch-int3", "point");
+}
+
+#[test]
+fn under_preempt_patch_call_an_armed_call_serves_the_rt_task_at_the_next_point() {
+    model_places_the_rt_task("patch-call", "point");
 }
 
 #[test]
@@ -117,18 +146,29 @@ fn a_task_that_overflows_its_stack_faults_on_its_guard_page_and_the_machine_repo
     assert!(!b.serial.contains("survived"), "{}", b.serial);
 }
 
-#[test]
-fn under_the_instruction_counting_clock_two_boots_print_identical_figures() {
+/// Two boots of `preempt=model` under `-icount shift=0,sleep=off` print the same lines.
+fn icount_boots_are_identical(model: &str, place: &str) {
     let icount = ["-icount", "shift=0,sleep=off"];
-    let Some(a) = boot_with(&icount, "preempt=full") else { return };
-    let Some(b) = boot_with(&icount, "preempt=full") else { return };
+    let cmdline = format!("preempt={model}");
+    let Some(a) = boot_with(&icount, &cmdline) else { return };
+    let Some(b) = boot_with(&icount, &cmdline) else { return };
     assert_eq!(a.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", a.serial);
     // From the line after the calibration on, everything the image prints is guest-determined.
     let figures = |b: &Boot| b.serial.lines().skip_while(|l| !l.starts_with("time:")).collect::<Vec<_>>().join("\n");
     assert!(!figures(&a).is_empty(), "{}", a.serial);
     assert_eq!(figures(&a), figures(&b), "two -icount boots differ");
     let rt = result(&a, "rt");
-    assert_eq!(rt["place"], "mid_atom", "{}", a.serial);
+    assert_eq!(rt["place"], place, "{}", a.serial);
+}
+
+#[test]
+fn under_the_instruction_counting_clock_two_boots_print_identical_figures() {
+    icount_boots_are_identical("full", "mid_atom");
+}
+
+#[test]
+fn under_the_instruction_counting_clock_two_patch_int3_boots_print_identical_figures() {
+    icount_boots_are_identical("patch-int3", "point");
 }
 
 #[test]
