@@ -132,8 +132,9 @@ fn unwind() -> bool {
     let r = arch_metal::unwind::self_check();
     let ok = r.is_ok();
     kprintln!(
-        "{{\"test\":\"unwind\",\"frames\":{},\"error\":\"{}\",\"ok\":{ok}}}",
+        "{{\"test\":\"unwind\",\"frames\":{},\"step_cycles\":{},\"error\":\"{}\",\"ok\":{ok}}}",
         r.unwrap_or(0),
+        arch_metal::unwind::STEP_CYCLES.load(Ordering::Relaxed),
         r.err().unwrap_or("")
     );
     ok
@@ -242,6 +243,8 @@ static RAN_NS: AtomicU64 = AtomicU64::new(0);
 /// The TSC just before the service's last point, and as the RT task started running.
 static POINT_TSC: AtomicU64 = AtomicU64::new(0);
 static RAN_TSC: AtomicU64 = AtomicU64::new(0);
+/// `POINT_TSC` as the RT task found it (the service goes on storing it afterwards).
+static POINT_TSC_SEEN: AtomicU64 = AtomicU64::new(0);
 /// The atoms the service ran.
 static ATOMS_RUN: AtomicU64 = AtomicU64::new(0);
 
@@ -256,6 +259,7 @@ fn rt(model: PreemptModel) -> bool {
     let rt = kernel::spawn(TaskBuilder::new("rt").fifo(50), move || {
         w.wait_event(|| IRQ_NS.load(Ordering::Acquire) != 0);
         RAN_TSC.store(arch_metal::cpu::rdtsc(), Ordering::Release);
+        POINT_TSC_SEEN.store(POINT_TSC.load(Ordering::Acquire), Ordering::Release);
         RAN_NS.store(kernel::time::now_ns(), Ordering::Release);
         SEEN.store(POS.load(Ordering::Acquire).wrapping_add(1), Ordering::Release);
         check_sites_idle();
@@ -311,7 +315,7 @@ fn rt(model: PreemptModel) -> bool {
         irq.saturating_sub(raised),
         ran.saturating_sub(irq),
         // serving the point the RT task ran at: from just before the site to the RT task
-        if place == "point" { RAN_TSC.load(Ordering::Acquire) - POINT_TSC.load(Ordering::Acquire) } else { 0 }
+        if place == "point" { RAN_TSC.load(Ordering::Acquire) - POINT_TSC_SEEN.load(Ordering::Acquire) } else { 0 }
     );
     ok
 }

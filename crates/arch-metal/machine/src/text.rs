@@ -20,7 +20,7 @@ use crate::idt::ExceptionFrame;
 use crate::{paging, percpu};
 use alloc::vec::Vec;
 use arch_api::{Arm, IrqExit, IrqFrame, PatchSync, PointInfo, PokeError, Site};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// First byte of an idle site.
 pub const OP_IDLE: u8 = 0x3d;
@@ -157,9 +157,24 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     f(t)
 }
 
+/// The sorted addresses, once the table exists (read without the lock: the patch handler
+/// asks for them per site).
+static ADDRS: AtomicPtr<Vec<usize>> = AtomicPtr::new(core::ptr::null_mut());
+
 /// Every site's address, sorted.
 pub fn site_addrs() -> &'static [usize] {
-    with_table(|t| t.addrs)
+    // SAFETY: ADDRS is null or a leaked Vec published once by the branch below and never
+    // freed or written afterwards.
+    if let Some(a) = unsafe { ADDRS.load(Ordering::Acquire).as_ref() } {
+        return a;
+    }
+    let a = with_table(|t| t.addrs);
+    let p = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(a.to_vec()));
+    if ADDRS.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // SAFETY: `p` came from Box::into_raw just above and was never published.
+        drop(unsafe { alloc::boxed::Box::from_raw(p) });
+    }
+    a
 }
 
 /// The index of the site at `addr`.
