@@ -13,7 +13,12 @@
 //!   device (a slot of the APIC timer) to fire 3.5 ms in; the
 //!   device's handler wakes the RT task, which records where the busy task was when it got
 //!   the CPU: `mid_atom` (an interrupt return preempted it: `preempt=full`), `point` (at a
-//!   preemption point: `voluntary`), or `syscall_exit` (the service had finished: `none`).
+//!   preemption point: `voluntary`, and the patch models at the point the interrupt's exit
+//!   armed), or `syscall_exit` (the service had finished: `none`);
+//! - under the patch models, `rt_return`: the interrupt lands in a function whose every path
+//!   forward returns before its one point, so its return is redirected, and the RT task runs
+//!   at that return (`metal_rt_return`); then `patch`: the core's patch counters, the sites
+//!   read back idle at every RT wake-up, and W^X walked again with patching in use.
 //!
 //! **Invariant.** Every line is valid JSON; `init` returns 0 only if every check held.
 
@@ -51,6 +56,12 @@ pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
     failed += i64::from(!pingpong());
     failed += i64::from(!tick());
     failed += i64::from(!rt(model));
+    if matches!(model, PreemptModel::PatchInt3 | PreemptModel::PatchCall) {
+        let s = kernel::model::patch::patch_stats(); // the rt scenario's event alone
+        for (keep, v) in FIRST.iter().zip([s.events, s.arm_ns, s.lookup_ns, s.unwind_ns, s.poke_ns, s.redirect_ns]) {
+            keep.store(v, Ordering::Release);
+        }
+    }
     failed += i64::from(!irq_round_trip());
     failed += i64::from(!softirq(bh));
     failed += i64::from(!crate::torture::torture(false));
@@ -58,10 +69,15 @@ pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
         failed += i64::from(!crate::torture::torture(true));
     }
     if matches!(model, PreemptModel::PatchInt3 | PreemptModel::PatchCall) {
+        failed += i64::from(!rt_return());
         failed += i64::from(!patch_report(model));
     }
     failed
 }
+
+/// The patch counters after the `rt` scenario's event: events, then the handler's time and
+/// its parts (look-up, unwind, arm, redirect), in ns.
+static FIRST: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
 
 /// RT wake-ups at which [`check_sites_idle`] read the sites back, and the most it found not
 /// idle at one of them.
@@ -79,6 +95,11 @@ pub(crate) fn check_sites_idle() {
     }
 }
 
+/// `v / n`, 0 for no events.
+fn per1(v: u64, n: u64) -> u64 {
+    v.checked_div(n).unwrap_or(0)
+}
+
 /// Under a patch model: the core's patch counters (the handler's parts, in ns: instructions
 /// under `-icount shift=0`), the site checks, and the sites not idle now, read from the text.
 fn patch_report(model: PreemptModel) -> bool {
@@ -90,6 +111,21 @@ fn patch_report(model: PreemptModel) -> bool {
     // W^X with patching in use: the live tables walked again, after the events
     let wx = arch_metal::paging::check_wx();
     let per = |v: u64| v.checked_div(s.events).unwrap_or(0);
+    let first: [u64; 6] = core::array::from_fn(|i| FIRST[i].load(Ordering::Acquire));
+    let later: [u64; 6] = core::array::from_fn(|i| {
+        [s.events, s.arm_ns, s.lookup_ns, s.unwind_ns, s.poke_ns, s.redirect_ns][i] - first[i]
+    });
+    // per event: the handler, then its parts (look-up, unwind, arm, redirect)
+    let parts = |v: [u64; 6]| {
+        alloc::format!(
+            "[{},{},{},{},{}]",
+            per1(v[1], v[0]),
+            per1(v[2], v[0]),
+            per1(v[3], v[0]),
+            per1(v[4], v[0]),
+            per1(v[5], v[0])
+        )
+    };
     let ok = s.events > 0
         && checks > 0
         && not_idle_max == 0
@@ -103,7 +139,7 @@ fn patch_report(model: PreemptModel) -> bool {
          \"returns\":{},\"preemptions\":{},\"chases\":{},\"handler_ns_per_event\":{},\"lookup_ns\":{},\
          \"unwind_ns\":{},\"poke_ns\":{},\"redirect_ns\":{},\"disarm_ns_per_event\":{},\"site_checks\":{checks},\
          \"sites_not_idle_max\":{not_idle_max},\"sites_not_idle_end\":{not_idle_now},\"wx_executable\":{},\
-         \"wx_writable\":{},\"wx_both\":{},\"ok\":{ok}}}",
+         \"wx_writable\":{},\"wx_both\":{},\"rt_event_ns\":{},\"return_event_ns\":{},\"ok\":{ok}}}",
         s.events,
         s.fallbacks,
         s.exact_fallbacks,
@@ -123,6 +159,8 @@ fn patch_report(model: PreemptModel) -> bool {
         wx.executable,
         wx.writable,
         wx.both,
+        parts(first),
+        parts(later),
     );
     ok
 }
@@ -317,6 +355,67 @@ fn rt(model: PreemptModel) -> bool {
         // serving the point the RT task ran at: from just before the site to the RT task
         if place == "point" { RAN_TSC.load(Ordering::Acquire) - POINT_TSC_SEEN.load(Ordering::Acquire) } else { 0 }
     );
+    ok
+}
+
+/// Where the `rt_return` scenario's service is: 1 inside [`spin_until`], 2 back in its caller.
+static STAGE: AtomicU64 = AtomicU64::new(0);
+static STAGE_SEEN: AtomicU64 = AtomicU64::new(0);
+static RR_IRQ_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Spins until `deadline_ns`; its one point is on a branch the caller never takes, so every
+/// path forward from the spin returns first: the patch models arm that point and redirect
+/// this function's return address to the machine's `metal_rt_return`.
+#[inline(never)]
+fn spin_until(deadline_ns: u64, take_the_point: bool) -> u64 {
+    let mut spins = 0u64;
+    while kernel::time::now_ns() < deadline_ns {
+        spins += 1;
+        core::hint::spin_loop();
+    }
+    if core::hint::black_box(take_the_point) {
+        arch_metal::preempt_point!();
+    }
+    spins
+}
+
+/// Under the patch models: the device's interrupt lands in [`spin_until`], the interrupt's
+/// exit redirects its return, and the RT task runs at that return (the stage it sees is 1:
+/// the function returned, its caller has not stored 2 yet).
+fn rt_return() -> bool {
+    let wq = Arc::new(WaitQueue::new());
+    let w = wq.clone();
+    let dev = Arc::new(kernel::device::Device::register("rr-dev", move || {
+        RR_IRQ_NS.store(kernel::time::now_ns(), Ordering::Release);
+        w.wake_up();
+    }));
+    let w = wq.clone();
+    let rt = kernel::spawn(TaskBuilder::new("rt-return").fifo(50), move || {
+        w.wait_event(|| RR_IRQ_NS.load(Ordering::Acquire) != 0);
+        STAGE_SEEN.store(STAGE.load(Ordering::Acquire), Ordering::Release);
+        check_sites_idle();
+        0
+    });
+    let d = dev.clone();
+    let busy = kernel::spawn(TaskBuilder::new("busy-return"), move || {
+        kernel::syscall(|| {
+            let start = kernel::time::now_ns();
+            d.raise_at(start + 500_000);
+            STAGE.store(1, Ordering::Release);
+            let spins = spin_until(start + 2_000_000, false);
+            STAGE.store(2, Ordering::Release);
+            core::hint::black_box(spin_until(start + 3_000_000, false) + spins);
+        });
+        0
+    });
+    let ok_tasks = rt.join() == Ok(0) && busy.join() == Ok(0);
+    let place = match STAGE_SEEN.load(Ordering::Acquire) {
+        1 => "return",
+        2 => "after_return",
+        _ => "syscall_exit",
+    };
+    let ok = ok_tasks && place == "return";
+    kprintln!("{{\"test\":\"rt_return\",\"place\":\"{place}\",\"expected\":\"return\",\"ok\":{ok}}}");
     ok
 }
 

@@ -89,6 +89,12 @@ fn patch_checks(b: &Boot, model: &str) {
     assert_eq!(p["wx_both"], 0, "a page is writable and executable with patching in use: {}", b.serial);
     assert!(p["wx_executable"].as_u64() > Some(0), "{}", b.serial);
     assert_eq!(p["ok"], true, "{}", b.serial);
+    // the rt_return scenario: the interrupted function's return redirected to the machine's
+    // stub, and the RT task ran at that return
+    let rr = result(b, "rt_return");
+    assert_eq!(rr["place"], "return", "the redirected return did not preempt: {}", b.serial);
+    assert!(p["redirects"].as_u64() >= Some(1), "{}", b.serial);
+    assert!(p["returns"].as_u64() >= Some(1), "no redirected return arrived: {}", b.serial);
     // the RT task ran at the point right after the atom the interrupt landed in
     let rt = result(b, "rt");
     let point_to_rt = rt["point_to_rt_cycles"].as_u64().unwrap_or(0);
