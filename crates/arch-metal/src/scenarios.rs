@@ -320,7 +320,7 @@ fn rt(model: PreemptModel) -> bool {
                 POS.store(2 * i + 2, Ordering::Release);
                 ATOMS_RUN.store(i + 1, Ordering::Release);
                 POINT_TSC.store(arch_metal::cpu::rdtsc(), Ordering::Release);
-                arch_metal::preempt_point!();
+                kernel::preempt_point!(); // the core's re-export of the machine's site
                 if IRQ_NS.load(Ordering::Acquire) != 0 && *irq_atom.get_or_insert(i) + ATOMS_AFTER_IRQ <= i {
                     break;
                 }

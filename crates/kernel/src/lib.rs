@@ -61,5 +61,10 @@ pub use syscall::syscall;
 pub use task::{Policy, TaskBuilder, TaskResult, TaskStatsSnapshot};
 pub use wait::WaitQueue;
 
+/// The arch's preemption-point macro, `kernel::preempt_point!()`: the hosted arch's site
+/// under `hosted`, the bare-metal arch's (the same bytes and table) under `metal`.
 #[cfg(feature = "hosted")]
 pub use arch_hosted::preempt_point;
+/// See the `hosted` re-export above.
+#[cfg(feature = "metal")]
+pub use arch_metal::preempt_point;
