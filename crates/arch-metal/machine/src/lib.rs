@@ -12,7 +12,7 @@
 //! command line, [`selftest`] checks `alloc`, patches the text through the alias and runs the
 //! fault asked for; without it, the image's `metal_image_main` runs the kernel core on
 //! [`Metal`] ([`metal`]: the `Arch` implementation, over [`irq`], [`switch`], [`stack`],
-//! [`sync`], [`text`]) and exits through `isa-debug-exit` with a status of [`exit_codes`].
+//! [`sync`], [`text`], [`unwind`], [`redirect`]) and exits through `isa-debug-exit` with a status of [`exit_codes`].
 //!
 //! **How it builds on stable with the host target only.** There is no `rust-src` and no
 //! other target here, so no `-Zbuild-std` and no custom target: the image is built for

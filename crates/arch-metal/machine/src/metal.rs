@@ -3,7 +3,8 @@
 //! **Mechanism.** Each item calls the module that implements it: [`crate::percpu`] (GS-based
 //! per-CPU words), [`crate::irq`] (IF and the external vectors), [`crate::apic`] (timers,
 //! raised lines), [`crate::clock`] (TSC), [`crate::switch`] (contexts), [`crate::text`] (text,
-//! sites, patching). One CPU: `start_cpu` runs CPU 0's body at once on the calling context
+//! sites, patching), [`crate::unwind`] (the image's `.eh_frame`: frame steps, functions) and
+//! [`crate::redirect`] (redirected returns). One CPU: `start_cpu` runs CPU 0's body at once on the calling context
 //! (the boot stack, which becomes CPU 0's idle task) and refuses a second CPU; the supervisor
 //! therefore finds CPU 0 finished when it first looks. What is not real yet returns the
 //! trait's error or an empty answer, each listed in docs/BAREMETAL.md.
