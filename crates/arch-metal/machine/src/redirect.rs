@@ -35,9 +35,9 @@
 use crate::{percpu, switch};
 
 core::arch::global_asm!(
-    ".section .text.metal_rt_return, \"ax\"",
-    ".global metal_rt_return",
-    ".type metal_rt_return, @function",
+    ".section .text.metal_rt_return, \"ax\"", // its own text section (kept: the core points returns here)
+    ".global metal_rt_return",                 // visible to Rust (`target`)
+    ".type metal_rt_return, @function",        // a function symbol (its FDE and size)
     "metal_rt_return:",              // a redirected `ret` lands here: rsp = the caller's rsp S
     ".cfi_startproc",                // CFI for the walk that meets the stub
     ".cfi_def_cfa rsp, 0",           //   CFA = S
@@ -80,7 +80,7 @@ core::arch::global_asm!(
     "popfq",                         // the flags, IF as the function left it
     "ret 128",                       // to the original return address; rsp = S
     ".cfi_endproc",                  // end of the stub's CFI
-    ".size metal_rt_return, . - metal_rt_return",
+    ".size metal_rt_return, . - metal_rt_return", // the symbol's size
     body = sym rt_return_body,
 );
 
