@@ -8,7 +8,7 @@
 //! evaluates every FDE's call-frame program once, at boot, with `gimli` (`no_std`, `read`),
 //! and reduces each row to what an x86-64 step needs: the CFA (`rsp + off` or `rbp + off`),
 //! the return address at `CFA + off`, the caller's `rbp` at `CFA + off` or unchanged. Rows
-//! are sorted into one flat table with a bucket index ([`Index`]: per 16 bytes of text, the
+//! are sorted into one flat table with a bucket index (`Index`: per 16 bytes of text, the
 //! first row ending after the bucket starts), so a look-up reads one index word and scans a
 //! few rows, however large the table. The FDE ranges (the functions) get the same index.
 //! [`step`] looks up the row of an instruction pointer, reads two stack words and returns
