@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{boot, exit_codes, Boot, RUST_ENTRY, TIMEOUT};
+use common::{boot, boot_with, exit_codes, Boot, RUST_ENTRY, TIMEOUT};
 
 /// The serial line starting with `prefix` (the image writes `\r\n`).
 fn line<'a>(b: &'a Boot, prefix: &str) -> &'a str {
@@ -123,4 +123,22 @@ fn a_stack_overflow_faults_on_the_guard_page_and_is_reported_from_an_ist_stack()
     assert_eq!(hex_after(exc, "error") & 0b11, 0b10, "{exc}");
     let cr2 = hex_after(exc, "cr2");
     assert!((guard..guard + 4096).contains(&cr2), "CR2 {cr2:#x} is in the guard page at {guard:#x}: {exc}");
+}
+
+#[test]
+fn under_smp_2_the_second_cpu_is_started_by_init_sipi_sipi_with_its_own_tables_and_gs_block() {
+    let Some(b) = boot_with(&["-smp", "2"], "fault=none") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    // the MADT lists both CPUs; the AP reported through its own APIC the ID the MADT gave
+    let all = line(&b, "smp: 2 CPU(s) in the ACPI MADT");
+    assert!(all.contains("APIC IDs [0, 1]; 1 AP(s) online by INIT-SIPI-SIPI"), "{all}");
+    // the AP printed this itself: its GS base reaches a block holding CPU number 1, its own TSS
+    let ap = line(&b, "smp: CPU 1 up in long mode: APIC ID 1");
+    let (gs, tss, rsp) = (hex_after(ap, "GS block"), hex_after(ap, "TSS"), hex_after(ap, "rsp"));
+    assert!(gs != 0 && tss != 0 && rsp != 0, "{ap}");
+    // its stack is a guarded one of the stack region (PML4 entry 2), not the boot CPU's
+    assert_eq!(rsp >> 39, 2, "the AP runs on a stack of the stack region: {ap}");
+    // the boot CPU's TSS is in the image's .bss (below 4 MiB), the AP's on the heap
+    assert!(tss >= 0x40_0000, "the AP's TSS {tss:#x} is its own, not the boot CPU's: {ap}");
+    line(&b, "atomkernel-metal: boot complete");
 }

@@ -31,6 +31,10 @@ pub const VECTOR_SPURIOUS: u8 = 0xFF;
 const REG_EOI: u32 = 0xB0;
 const REG_SVR: u32 = 0xF0;
 const REG_ICR_LO: u32 = 0x300;
+const REG_ICR_HI: u32 = 0x310;
+const REG_ID: u32 = 0x20;
+/// The x2APIC's 64-bit ICR (destination in the high half).
+const MSR_X2APIC_ICR: u32 = 0x830;
 const REG_LVT_TIMER: u32 = 0x320;
 const REG_TIMER_INIT: u32 = 0x380;
 const REG_TIMER_CUR: u32 = 0x390;
@@ -91,6 +95,46 @@ pub fn init() -> (bool, u64) {
     TIMER_HZ.store(hz, Ordering::Relaxed);
     write(REG_LVT_TIMER, u32::from(VECTOR_TIMER)); // one-shot, unmasked
     (x2, hz)
+}
+
+/// Enables this application processor's APIC in the boot CPU's mode (x2APIC or xAPIC), with
+/// the spurious vector and the timer masked (its rate is the boot CPU's, measured by [`init`]).
+/// Once per AP, interrupts off.
+pub fn init_ap() {
+    let x2 = X2APIC.load(Ordering::Relaxed);
+    // SAFETY: as in `init`: EN (and EXTD in x2APIC mode) keep the base address.
+    unsafe {
+        let base = cpu::rdmsr(MSR_APIC_BASE);
+        cpu::wrmsr(MSR_APIC_BASE, base | (1 << 11) | if x2 { 1 << 10 } else { 0 });
+    }
+    write(REG_SVR, 0x100 | u32::from(VECTOR_SPURIOUS));
+    write(REG_TIMER_DIV, 0x3); // divide by 16, as on the boot CPU
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(VECTOR_TIMER));
+}
+
+/// This CPU's APIC ID (the x2APIC ID, or the xAPIC ID register's bits 24-31).
+pub fn id() -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        read(REG_ID)
+    } else {
+        read(REG_ID) >> 24
+    }
+}
+
+/// Sends an IPI: `low` is the ICR's low word (vector, delivery mode, level), to APIC ID `dest`
+/// (no shorthand); returns once the xAPIC reports it sent (x2APIC writes need no wait).
+pub fn send_ipi(dest: u32, low: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: the x2APIC ICR takes the destination in bits 32-63 and the command in 0-31;
+        // one 64-bit write sends it.
+        unsafe { cpu::wrmsr(MSR_X2APIC_ICR, (u64::from(dest) << 32) | u64::from(low)) };
+    } else {
+        write(REG_ICR_HI, dest << 24);
+        write(REG_ICR_LO, low);
+        while read(REG_ICR_LO) & (1 << 12) != 0 {
+            core::hint::spin_loop(); // delivery status: send pending
+        }
+    }
 }
 
 /// Moves the legacy 8259 PICs' vectors to 0x20-0x2F and masks every line: SeaBIOS leaves

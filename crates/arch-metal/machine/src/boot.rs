@@ -153,7 +153,7 @@ struct HvmStartInfo {
     _nr_modules: u32,
     _modlist_paddr: u64,
     cmdline_paddr: u64,
-    _rsdp_paddr: u64,
+    rsdp_paddr: u64,
     memmap_paddr: u64,
     memmap_entries: u32,
     _reserved: u32,
@@ -188,6 +188,8 @@ pub struct StartInfo {
     pub paddr: u64,
     /// Its version (1: with the memory map).
     pub version: u32,
+    /// The ACPI RSDP's physical address (0: the loader gave none).
+    pub rsdp_paddr: u64,
     cmdline: [u8; CMDLINE_MAX],
     cmdline_len: usize,
     memmap: [MemmapEntry; MEMMAP_MAX],
@@ -226,6 +228,7 @@ pub unsafe fn read_start_info(paddr: u64) -> Result<StartInfo, &'static str> {
     let mut out = StartInfo {
         paddr,
         version: info.version,
+        rsdp_paddr: info.rsdp_paddr,
         cmdline: [0; CMDLINE_MAX],
         cmdline_len: 0,
         memmap: [empty; MEMMAP_MAX],

@@ -10,7 +10,8 @@
 //! every IDT gate names an IST stack, so the 128-byte red zone below the interrupted `rsp`
 //! (which the host target's code assumes, it is not built with `-mno-red-zone`) is never
 //! overwritten. The GDT and TSS are written once, on the boot CPU, before `load`, and never
-//! again.
+//! again. Each application processor has its own GDT and TSS ([`CpuTables`], [`load_ap`]) and
+//! IST stacks (`crate::smp`); each CPU's per-CPU block records its TSS.
 
 use core::arch::asm;
 
@@ -94,30 +95,86 @@ pub fn ist_guards() -> [u64; IST_STACKS] {
 /// IF must be clear, and `top` must be a 16-byte aligned address with free stack below it
 /// for as long as it stays set.
 pub unsafe fn set_ist_other_top(top: u64) -> u64 {
-    // SAFETY: the TSS is only written here and by `load`, with IF clear on its CPU; the CPU
-    // reads it only on an interrupt's entry, which IF clear excludes. The field is unaligned
-    // (the TSS is packed), hence the unaligned accesses.
+    let tss = crate::percpu::this().tss.get() as *mut Tss;
+    // SAFETY: `tss` is this CPU's TSS (recorded by `install`), only written here and by
+    // `install`, with IF clear on its CPU; the CPU reads it only on an interrupt's entry, which
+    // IF clear excludes. The field is unaligned (the TSS is packed), hence the unaligned
+    // accesses.
     unsafe {
-        let slot = (&raw mut TSS.ist).cast::<u64>().add(usize::from(IST_OTHER) - 1);
+        let slot = (&raw mut (*tss).ist).cast::<u64>().add(usize::from(IST_OTHER) - 1);
         let old = slot.read_unaligned();
         slot.write_unaligned(top);
         old
     }
 }
 
-/// Fills and loads the GDT and TSS, reloads the segment registers and the task register.
+/// Fills and loads the boot CPU's GDT and TSS (its IST stacks in `.bss`), reloads the segment
+/// registers and the task register.
 ///
 /// # Safety
 /// Called once, on the boot CPU, with interrupts off, before the IDT is loaded.
 pub unsafe fn load() {
-    let tss_addr = (&raw const TSS) as u64;
-    let stacks = ist_stacks();
-    let gdt = &raw mut GDT;
     // SAFETY: the boot CPU alone runs, with interrupts off, and nothing has loaded the GDT or
     // TSS yet (the caller's contract): these are the only accesses to both statics.
+    unsafe { install(&raw mut GDT, &raw mut TSS, ist_stacks().map(|(_, top)| top)) }
+}
+
+/// An application processor's own GDT and TSS (`crate::smp`), leaked: the CPU uses them for
+/// as long as it runs.
+#[repr(C, align(16))]
+pub struct CpuTables {
+    gdt: [u64; 5],
+    tss: Tss,
+}
+
+impl CpuTables {
+    /// Empty tables, filled by [`load_ap`].
+    pub const fn new() -> CpuTables {
+        CpuTables {
+            gdt: [0; 5],
+            tss: Tss {
+                _reserved0: 0,
+                rsp: [0; 3],
+                _reserved1: 0,
+                ist: [0; 7],
+                _reserved2: 0,
+                _reserved3: 0,
+                iomap_base: 104,
+            },
+        }
+    }
+}
+
+impl Default for CpuTables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Fills and loads an application processor's GDT and TSS, with `ist_tops` (by IST index - 1)
+/// as its IST stacks.
+///
+/// # Safety
+/// Called once on the AP that owns `tables`, with interrupts off, before it loads the IDT;
+/// each top must be the 16-byte aligned top of a stack of [`IST_STACK_SIZE`] bytes that stays.
+pub unsafe fn load_ap(tables: &'static mut CpuTables, ist_tops: [u64; IST_STACKS]) {
+    // SAFETY: the tables are this CPU's alone (the caller's contract).
+    unsafe { install(&raw mut tables.gdt, &raw mut tables.tss, ist_tops) }
+}
+
+/// The number of IST stacks each CPU has.
+pub const IST_COUNT: usize = IST_STACKS;
+
+/// Fills `gdt` and `tss`, loads them on this CPU and records the TSS in its per-CPU block
+/// (for [`set_ist_other_top`]).
+///
+/// # Safety
+/// `gdt` and `tss` are this CPU's, live forever, and nothing else touches them now; IF clear.
+unsafe fn install(gdt: *mut [u64; 5], tss: *mut Tss, ist_tops: [u64; IST_STACKS]) {
+    let tss_addr = tss as u64;
+    // SAFETY: the caller's contract: this CPU's tables, not loaded yet, IF clear.
     unsafe {
-        let tss = &raw mut TSS;
-        for (i, (_, top)) in stacks.iter().enumerate() {
+        for (i, top) in ist_tops.iter().enumerate() {
             (*tss).ist[i] = *top;
         }
         (*gdt)[0] = 0;
@@ -133,6 +190,7 @@ pub unsafe fn load() {
             | (((tss_addr >> 24) & 0xFF) << 56);
         (*gdt)[4] = tss_addr >> 32; // its high quadword: base 32..63
     }
+    crate::percpu::this().tss.set(tss_addr as usize);
     let ptr = DescriptorPointer { limit: (5 * 8 - 1) as u16, base: gdt as u64 };
     // SAFETY: the GDT above has the code and data descriptors at the selectors loaded here,
     // and the TSS's; the far return reloads CS from the new table (same flat code segment).

@@ -461,6 +461,17 @@ pub unsafe fn load() {
         // contract); `v` < 256.
         unsafe { (*idt)[v] = [low, handler >> 32] };
     }
+    // SAFETY: the IDT is filled (above).
+    unsafe { load_ap() }
+}
+
+/// Loads the IDT the boot CPU filled on this CPU (an application processor: `crate::smp`).
+///
+/// # Safety
+/// After [`load`] ran on the boot CPU, and after this CPU loaded its GDT and TSS
+/// (`crate::gdt::load_ap`: the gates name their selector and IST indexes), IF clear.
+pub unsafe fn load_ap() {
+    let idt = &raw const IDT;
     let ptr = DescriptorPointer { limit: (256 * 16 - 1) as u16, base: idt as u64 };
     // SAFETY: every gate above points at a stub of this image, with the GDT's code selector
     // and an IST stack the loaded TSS holds.

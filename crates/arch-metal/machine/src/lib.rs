@@ -53,6 +53,7 @@ pub mod percpu;
 pub mod redirect;
 pub mod selftest;
 pub mod serial;
+pub mod smp;
 pub mod stack;
 pub mod stats;
 pub mod switch;
@@ -195,6 +196,16 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         if x2apic { "x2APIC" } else { "xAPIC (MMIO)" },
         apic_hz / 1000
     );
+    match smp::start_aps(start.rsdp_paddr) {
+        Ok(ids) => kprintln!(
+            "smp: {} CPU(s) in the ACPI MADT, APIC IDs {:?}; {} AP(s) online by INIT-SIPI-SIPI (trampoline at {:#x}), each with its GDT, TSS, 4 IST stacks, GS block and APIC, parked",
+            ids.len(),
+            ids,
+            ids.len() - 1,
+            smp::TRAMPOLINE
+        ),
+        Err(why) => fail(why),
+    }
     let m = Machine { start, vector, mapped, wx, heap, tsc_at_rust };
     if boot::cmdline_value(m.start.cmdline(), "fault").is_none() {
         extern "Rust" {

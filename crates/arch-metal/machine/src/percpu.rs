@@ -7,7 +7,8 @@
 //! raw `preempt_count`, the core's flags, the system-call count, the soft-lockup touch, the
 //! in-IRQ flag) are changed by single `gs:`-relative read-modify-write instructions: an
 //! interrupt lands before or after such an instruction, never inside it, so one CPU's own
-//! updates need no `lock` prefix. Only CPU 0 exists in this step (`PERCPU0`).
+//! updates need no `lock` prefix. CPU 0's block is `PERCPU0`; each application processor's
+//! is allocated by [`new_ap_block`] (`crate::smp`).
 //!
 //! **Invariant.** The GS base is set before any Rust code calls an accessor (the image's Rust
 //! entry calls [`init`] first thing after the console), and it never changes afterwards.
@@ -48,9 +49,12 @@ pub struct PerCpu {
     /// The instance this CPU belongs to: a `Box<Arc<T>>` as a raw pointer, its `TypeId`, and
     /// the function that drops it.
     instance: Cell<Option<Instance>>,
+    /// This CPU's TSS (`crate::gdt`).
+    pub tss: Cell<usize>,
 }
 
-// SAFETY: a block is only ever used by the CPU whose GS base points at it (one CPU now);
+// SAFETY: a block is only ever used by the CPU whose GS base points at it (an AP's block is
+// filled by the boot CPU before that AP starts, then used only by the AP);
 // interrupts on that CPU see it between instructions, as the module's description says.
 unsafe impl Sync for PerCpu {}
 
@@ -75,6 +79,7 @@ static PERCPU0: PerCpu = PerCpu {
     current: Cell::new(0),
     release: Cell::new(0),
     instance: Cell::new(None),
+    tss: Cell::new(0),
 };
 
 /// `IA32_GS_BASE`.
@@ -85,6 +90,34 @@ pub fn init() {
     let base = &PERCPU0 as *const PerCpu as usize;
     PERCPU0.this.set(base);
     // SAFETY: writes IA32_GS_BASE, which exists on every long-mode CPU; nothing else uses GS.
+    unsafe { crate::cpu::wrmsr(MSR_GS_BASE, base as u64) };
+}
+
+/// A fresh block for application processor `cpu` (`crate::smp`), leaked: it lives as long as
+/// the CPU.
+pub fn new_ap_block(cpu: u32) -> &'static PerCpu {
+    alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu {
+        this: Cell::new(0),
+        cpu: Cell::new(cpu),
+        preempt_count: Cell::new(PREEMPT_ENABLED),
+        core_flags: Cell::new(0),
+        in_irq: Cell::new(0),
+        syscalls: Cell::new(0),
+        softlockup: Cell::new(0),
+        _pad: 0,
+        hooks: Cell::new(None),
+        current: Cell::new(0),
+        release: Cell::new(0),
+        instance: Cell::new(None),
+        tss: Cell::new(0),
+    }))
+}
+
+/// Points this application processor's GS base at `block` (from [`new_ap_block`]).
+pub fn init_ap(block: &'static PerCpu) {
+    let base = block as *const PerCpu as usize;
+    block.this.set(base);
+    // SAFETY: as in `init`, on the AP that owns `block`, before any accessor runs there.
     unsafe { crate::cpu::wrmsr(MSR_GS_BASE, base as u64) };
 }
 

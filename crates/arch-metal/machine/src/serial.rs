@@ -7,8 +7,9 @@
 //! `\n` is sent as `\r\n`. [`exit`] writes the status to port 0xf4, after which QEMU exits
 //! with `(status << 1) | 1`; without the device it halts.
 //!
-//! **Invariant.** Output is polled and takes no lock: for now one CPU runs, with interrupts
-//! off, so lines never interleave. With several CPUs, [`crate::kprintln!`] will take an IRQ-safe lock.
+//! **Invariant.** Output is polled, behind one lock taken with IF clear (it does not use the
+//! per-CPU block, so it works before the GS base is set): a [`crate::kprintln!`] line, or a
+//! [`write_str`], goes out whole, whichever CPU writes it.
 
 use crate::cpu::{inb, outb, outl};
 use core::fmt;
@@ -47,8 +48,29 @@ fn put(byte: u8) {
     unsafe { outb(COM1, byte) };
 }
 
+/// The console's lock: set while a CPU writes.
+static LOCK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f` holding the console's lock, with IF clear.
+fn locked<R>(f: impl FnOnce() -> R) -> R {
+    use core::sync::atomic::Ordering;
+    let was_masked = crate::irq::local_irq_save();
+    while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        core::hint::spin_loop();
+    }
+    let r = f();
+    LOCK.store(false, Ordering::Release);
+    crate::irq::local_irq_restore(was_masked);
+    r
+}
+
 /// Writes `s` to the console, `\n` as `\r\n`.
 pub fn write_str(s: &str) {
+    locked(|| raw_write_str(s))
+}
+
+/// [`write_str`] without the lock (its caller holds it).
+fn raw_write_str(s: &str) {
     for b in s.bytes() {
         if b == b'\n' {
             put(b'\r');
@@ -62,22 +84,31 @@ pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        write_str(s);
+        raw_write_str(s);
         Ok(())
     }
 }
 
 /// Formats to the console.
 pub fn print(args: fmt::Arguments<'_>) {
-    let _ = fmt::write(&mut Console, args);
+    locked(|| {
+        let _ = fmt::write(&mut Console, args);
+    })
+}
+
+/// Formats a line to the console (`args`, then `\n`), whole.
+pub fn println(args: fmt::Arguments<'_>) {
+    locked(|| {
+        let _ = fmt::write(&mut Console, args);
+        raw_write_str("\n");
+    })
 }
 
 /// `println!` to the serial console.
 #[macro_export]
 macro_rules! kprintln {
     ($($arg:tt)*) => {{
-        $crate::serial::print(format_args!($($arg)*));
-        $crate::serial::write_str("\n");
+        $crate::serial::println(format_args!($($arg)*));
     }};
 }
 
