@@ -20,6 +20,7 @@
 extern crate alloc;
 
 mod scenarios;
+mod smp;
 mod torture;
 
 use arch_metal::{exit_codes, kprintln, serial};
@@ -50,9 +51,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "scenarios" => scenarios::init,
         "stack-overflow" => scenarios::stack_overflow,
         "panic" => scenarios::task_panic,
+        "smp" => smp::init,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow or panic\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic or smp\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
@@ -79,6 +81,15 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
             kprintln!("{{\"test\":\"irq_hook_cycles\",\"count\":{n},\"mean\":{mean},\"min\":{min},\"nested\":{nested},\"irqs_on_windows\":{}}}", arch_metal::stats::irqs_on_windows());
             let (tn, tmean, tmin) = arch_metal::idt::tick_path_cycles();
             kprintln!("{{\"test\":\"tick_path_cycles\",\"count\":{tn},\"mean\":{tmean},\"min\":{tmin}}}");
+            for (i, c) in report.cpus.iter().enumerate() {
+                kprintln!(
+                    "{{\"test\":\"cpu\",\"cpu\":{i},\"irqs\":{},\"switches\":{},\"ipis_sent\":{},\"ipis_received\":{}}}",
+                    c.irqs,
+                    c.switches,
+                    c.ipis_sent,
+                    c.ipis_received
+                );
+            }
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }

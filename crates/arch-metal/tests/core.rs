@@ -3,7 +3,8 @@
 //! CPU under each preemption model, that every general register, the vector registers and the
 //! red zone survive preemptions on the real interrupt return (the torture: user mode under
 //! every model, kernel mode under `full`), that every task finished, and that the
-//! configurations the machine cannot run yet are refused with a clear message. Under the
+//! configurations the machine cannot run yet are refused with a clear message; and on
+//! QEMU's `-smp 2`, with `cpus=2`, a remote wake-up and function calls crossing by IPI. Under the
 //! patch models the RT event is served at the point the interrupt's exit armed, every site
 //! reads back idle after every event, and W^X holds with patching in use. Under each
 //! model a tasklet spinning at an interrupt's exit (IF set) must see the tick's interrupts
@@ -136,11 +137,62 @@ fn under_preempt_patch_call_an_armed_call_serves_the_rt_task_at_the_next_point()
 }
 
 #[test]
-fn a_second_cpu_is_refused_naming_what_is_missing() {
+fn cpus_2_on_a_machine_of_one_cpu_is_refused_naming_smp() {
     let Some(b) = boot("preempt=full cpus=2") else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
     let e = boot_error(&b);
-    assert!(e.contains("not yet on bare metal") && e.contains("INIT-SIPI-SIPI"), "{e}");
+    assert!(e.contains("CPU 1 is not running") && e.contains("-smp 2"), "{e}");
+}
+
+/// Boots `preempt=model cpus=2 image.run=smp` on QEMU's `-smp 2` and checks the SMP scenario.
+fn two_cpus_run_the_smp_scenario(model: &str) {
+    let Some(b) = boot_with(&["-smp", "2"], &format!("preempt={model} cpus=2 image.run=smp")) else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    // the RT task pinned to CPU 1, woken by a task of CPU 0: the reschedule IPI
+    let w = result(&b, "remote_wakeup");
+    assert_eq!((w["waker_cpu"].as_u64(), w["rt_cpu"].as_u64()), (Some(0), Some(1)), "{}", b.serial);
+    assert_eq!(w["ok"], true, "{}", b.serial);
+    // 100 function calls run on CPU 1 from CPU 0, each waited for
+    let ipi = result(&b, "ipi_round_trip_cycles");
+    assert_eq!(ipi["ran_on_cpu1"], 100, "{}", b.serial);
+    let run = result(&b, "run");
+    assert_eq!(run["init"], 0, "{}", b.serial);
+    assert_eq!(run["finished"], run["tasks"], "every task finished: {}", b.serial);
+    let cpus: Vec<Value> = b
+        .serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .filter(|v| v["test"] == "cpu")
+        .collect();
+    assert_eq!(cpus.len(), 2, "{}", b.serial);
+    for c in &cpus {
+        assert!(c["irqs"].as_u64() > Some(0) && c["switches"].as_u64() > Some(0), "both CPUs worked: {}", b.serial);
+    }
+    assert!(cpus[0]["ipis_sent"].as_u64() >= Some(101), "CPU 0 sent the IPIs: {}", b.serial);
+    assert!(cpus[1]["ipis_received"].as_u64() >= Some(101), "CPU 1 took them as interrupts: {}", b.serial);
+}
+
+#[test]
+fn on_two_cpus_under_preempt_none_a_remote_wakeup_and_function_calls_cross_by_ipi() {
+    two_cpus_run_the_smp_scenario("none");
+}
+
+#[test]
+fn on_two_cpus_under_preempt_full_a_remote_wakeup_and_function_calls_cross_by_ipi() {
+    two_cpus_run_the_smp_scenario("full");
+}
+
+#[test]
+fn on_two_cpus_under_preempt_patch_int3_a_remote_wakeup_and_function_calls_cross_by_ipi() {
+    two_cpus_run_the_smp_scenario("patch-int3");
+}
+
+#[test]
+fn on_two_cpus_patch_sync_ipi_is_refused_naming_the_missing_round() {
+    let Some(b) = boot_with(&["-smp", "2"], "preempt=patch-int3 cpus=2 image.run=smp patch_sync=ipi") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
+    let e = boot_error(&b);
+    assert!(e.contains("not yet on bare metal with 2 CPUs") && e.contains("patch_sync=none"), "{e}");
 }
 
 #[test]

@@ -15,8 +15,8 @@
 //! entry point masks them), on the CPU that owns them (one CPU in this step); after any change
 //! the timer is programmed for the earliest armed slot, so no deadline is missed.
 
-use crate::{clock, cpu};
-use core::cell::UnsafeCell;
+use crate::smp::MAX_CPUS;
+use crate::{clock, cpu, percpu};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The xAPIC's physical (and identity-mapped) register page.
@@ -46,8 +46,13 @@ const LVT_MASKED: u32 = 1 << 16;
 static X2APIC: AtomicBool = AtomicBool::new(false);
 /// APIC timer ticks (after the divide by 16) per second.
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
-/// The lines raised and not yet delivered (bit n = line n).
-pub static PENDING: AtomicU64 = AtomicU64::new(0);
+/// Each CPU's lines raised and not yet delivered (bit n = line n), by CPU number.
+static PENDING: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Takes this CPU's pending lines.
+pub fn take_pending() -> u64 {
+    PENDING[percpu::cpu_number() as usize].swap(0, Ordering::SeqCst)
+}
 
 fn read(reg: u32) -> u32 {
     if X2APIC.load(Ordering::Relaxed) {
@@ -162,14 +167,40 @@ pub fn eoi() {
     write(REG_EOI, 0);
 }
 
-/// Raises `line` on this CPU: a pending bit and a self-IPI.
-pub fn raise(line: u32) {
-    PENDING.fetch_or(1 << line, Ordering::SeqCst);
+/// Raises `line` on CPU `cpu`: a pending bit, then a self-IPI, or a fixed IPI on
+/// [`VECTOR_RAISE`] to that CPU's APIC ID.
+pub fn raise_on(cpu: u32, line: u32) {
+    PENDING[cpu as usize].fetch_or(1 << line, Ordering::SeqCst);
+    kick(cpu, VECTOR_RAISE);
+}
+
+/// Wakes CPU `cpu` from `hlt`: an IPI on [`VECTOR_RAISE`] without a pending line.
+pub fn wake(cpu: u32) {
+    kick(cpu, VECTOR_RAISE)
+}
+
+/// Sends `vector` to CPU `cpu`: a self-IPI if it is this CPU, else a fixed IPI (level assert).
+fn kick(cpu: u32, vector: u8) {
+    if cpu != percpu::cpu_number() {
+        match crate::smp::apic_id(cpu) {
+            Some(id) => send_ipi(id, (1 << 14) | u32::from(vector)),
+            None => {
+                crate::kprintln!("BUG: an IPI to CPU {cpu}, which is not running");
+                crate::serial::exit(crate::exit_codes::PANIC)
+            }
+        }
+        return;
+    }
+    self_ipi(vector)
+}
+
+/// A self-IPI on `vector`.
+fn self_ipi(vector: u8) {
     if X2APIC.load(Ordering::Relaxed) {
         // SAFETY: the x2APIC's SELF IPI register takes a vector.
-        unsafe { cpu::wrmsr(MSR_X2APIC_SELF_IPI, u64::from(VECTOR_RAISE)) };
+        unsafe { cpu::wrmsr(MSR_X2APIC_SELF_IPI, u64::from(vector)) };
     } else {
-        write(REG_ICR_LO, (1 << 18) | u32::from(VECTOR_RAISE)); // shorthand "self", fixed
+        write(REG_ICR_LO, (1 << 18) | u32::from(vector)); // shorthand "self", fixed
     }
 }
 
@@ -178,6 +209,8 @@ pub fn raise(line: u32) {
 struct Slot {
     used: bool,
     armed: bool,
+    /// The CPU whose line it raises.
+    target: u32,
     line: u32,
     deadline: u64,
     period: u64,
@@ -185,23 +218,32 @@ struct Slot {
 }
 
 const SLOTS: usize = 16;
-const EMPTY: Slot = Slot { used: false, armed: false, line: 0, deadline: 0, period: 0, overrun: 0 };
+const EMPTY: Slot = Slot { used: false, armed: false, target: 0, line: 0, deadline: 0, period: 0, overrun: 0 };
 
-/// The timer slots (see the module's description).
-struct Slots(UnsafeCell<[Slot; SLOTS]>);
-// SAFETY: used with interrupts masked, on one CPU (the module's invariant).
-unsafe impl Sync for Slots {}
-static SLOTS_: Slots = Slots(UnsafeCell::new([EMPTY; SLOTS]));
+/// Each CPU's timer slots (see the module's description), by CPU number.
+static SLOTS_: [lock_api::Mutex<crate::sync::RawIrqSpinLock, [Slot; SLOTS]>; MAX_CPUS] =
+    [const { lock_api::Mutex::new([EMPTY; SLOTS]) }; MAX_CPUS];
 
-/// Runs `f` on the slots with interrupts masked, then reprograms the timer.
-fn with_slots<R>(f: impl FnOnce(&mut [Slot; SLOTS]) -> R) -> R {
-    let was = crate::irq::local_irq_save();
-    // SAFETY: interrupts are masked on the only CPU: nothing else holds the slots.
-    let slots = unsafe { &mut *SLOTS_.0.get() };
-    let r = f(slots);
-    program(slots);
-    crate::irq::local_irq_restore(was);
-    r
+/// A timer slot: its CPU and its index there.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotId {
+    cpu: u32,
+    i: usize,
+}
+
+/// Runs `f` on CPU `cpu`'s slots under their lock (interrupts masked), then has the timer
+/// reprogrammed: at once on this CPU's, by an IPI on [`VECTOR_TIMER`] on another's.
+fn with_slots<R>(cpu: u32, f: impl FnOnce(&mut [Slot; SLOTS]) -> R) -> R {
+    let mut slots = SLOTS_[cpu as usize].lock();
+    let r = f(&mut slots);
+    if cpu == percpu::cpu_number() {
+        program(&slots);
+        r
+    } else {
+        drop(slots);
+        kick(cpu, VECTOR_TIMER);
+        r
+    }
 }
 
 fn program(slots: &[Slot; SLOTS]) {
@@ -215,23 +257,25 @@ fn program(slots: &[Slot; SLOTS]) {
     write(REG_TIMER_INIT, ticks as u32);
 }
 
-/// A new disarmed timer slot raising `line`.
-pub fn slot_new(line: u32) -> Result<usize, &'static str> {
-    with_slots(|s| {
+/// A new disarmed timer slot of this CPU's timer raising `line` on CPU `target`.
+pub fn slot_new(target: u32, line: u32) -> Result<SlotId, &'static str> {
+    let cpu = percpu::cpu_number();
+    with_slots(cpu, |s| {
         let i = s.iter().position(|s| !s.used).ok_or("all 16 timer slots are in use")?;
-        s[i] = Slot { used: true, line, ..EMPTY };
-        Ok(i)
+        s[i] = Slot { used: true, target, line, ..EMPTY };
+        Ok(SlotId { cpu, i })
     })
 }
 
 /// Frees a slot.
-pub fn slot_free(i: usize) {
-    with_slots(|s| s[i] = EMPTY)
+pub fn slot_free(id: SlotId) {
+    with_slots(id.cpu, |s| s[id.i] = EMPTY)
 }
 
 /// Arms slot `i` for `deadline` (ns), repeating every `period` (0: once).
-pub fn slot_arm(i: usize, deadline: u64, period: u64) {
-    with_slots(|s| {
+pub fn slot_arm(id: SlotId, deadline: u64, period: u64) {
+    let i = id.i;
+    with_slots(id.cpu, |s| {
         s[i].armed = true;
         s[i].deadline = deadline;
         s[i].period = period;
@@ -239,22 +283,27 @@ pub fn slot_arm(i: usize, deadline: u64, period: u64) {
     })
 }
 
-/// Disarms slot `i`.
-pub fn slot_disarm(i: usize) {
-    with_slots(|s| s[i].armed = false)
+/// Disarms a slot.
+pub fn slot_disarm(id: SlotId) {
+    with_slots(id.cpu, |s| s[id.i].armed = false)
 }
 
-/// Periods slot `i` missed before its last expiry.
-pub fn slot_overrun(i: usize) -> u32 {
-    with_slots(|s| s[i].overrun)
+/// Periods a slot missed before its last expiry.
+pub fn slot_overrun(id: SlotId) -> u32 {
+    with_slots(id.cpu, |s| s[id.i].overrun)
 }
 
 /// The timer interrupt: moves every expired slot's line to [`PENDING`] and reprograms.
 pub fn expire() {
-    with_slots(|s| {
+    let me = percpu::cpu_number();
+    let remote = with_slots(me, |s| {
         let now = clock::now_ns();
+        let mut remote = 0u64;
         for slot in s.iter_mut().filter(|s| s.armed && s.deadline <= now) {
-            PENDING.fetch_or(1 << slot.line, Ordering::SeqCst);
+            PENDING[slot.target as usize].fetch_or(1 << slot.line, Ordering::SeqCst);
+            if slot.target != me {
+                remote |= 1 << slot.target;
+            }
             if slot.period == 0 {
                 slot.armed = false;
             } else {
@@ -266,5 +315,9 @@ pub fn expire() {
                 }
             }
         }
-    })
+        remote
+    });
+    for cpu in (0..MAX_CPUS as u32).filter(|c| remote & (1 << c) != 0) {
+        kick(cpu, VECTOR_RAISE);
+    }
 }

@@ -20,7 +20,6 @@ use crate::idt::ExceptionFrame;
 use crate::{apic, percpu};
 use arch_api::{IrqExit, IrqFrame};
 use core::arch::asm;
-use core::sync::atomic::Ordering;
 
 /// `cli`.
 #[inline(always)]
@@ -107,7 +106,7 @@ pub fn external(frame: &ExceptionFrame) -> u64 {
     if v == apic::VECTOR_TIMER {
         apic::expire();
     }
-    let lines = apic::PENDING.swap(0, Ordering::SeqCst);
+    let lines = apic::take_pending();
     if lines == 0 {
         return 0;
     }

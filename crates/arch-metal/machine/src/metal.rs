@@ -12,12 +12,12 @@
 //! **Invariant.** This impl is the only way the core reaches the machine, but for the
 //! `preempt_point!` macro.
 
-use crate::{apic, clock, irq, percpu, redirect, switch, text, unwind};
+use crate::{apic, clock, irq, percpu, redirect, smp, switch, text, unwind};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use arch_api::{Arch, Arm, FixedBuf, Frame, Hooks, PanicReport, PatchSync, PokeError, Regs, Site, Step, Symbol};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// The bare-metal x86-64 machine (see the module's description).
 #[derive(Debug)]
@@ -37,18 +37,24 @@ impl Drop for CpuRegistration {
 #[derive(Clone, Debug)]
 pub struct IrqRaiser(u32);
 /// A CPU-local timer: one slot of the multiplexed APIC timer.
-pub struct Timer(usize);
+pub struct Timer(apic::SlotId);
 impl Drop for Timer {
     fn drop(&mut self) {
         apic::slot_free(self.0)
     }
 }
-/// CPU 0's body, already run (`start_cpu`).
-pub struct CpuThread<R>(Option<R>);
+/// A CPU's body: CPU 0's, already run on the calling context, or an AP's, running there.
+pub enum CpuThread<R> {
+    /// CPU 0's result.
+    Ran(Option<R>),
+    /// An AP's result, once it finished.
+    On(Arc<smp::CpuResult<R>>),
+}
 /// The supervisor's handle (nothing to wake: it runs after CPU 0's body).
 pub struct Supervisor;
 
-static CPUS_STARTED: AtomicBool = AtomicBool::new(false);
+/// How many CPUs `start_cpu` started (the next one's number).
+static CPUS_STARTED: AtomicU32 = AtomicU32::new(0);
 static PANIC_HOOK: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs the core's panic hook, if one is set; the image's panic handler calls it first.
@@ -75,8 +81,8 @@ impl Arch for Metal {
     type AllSitesClaim = text::AllSitesClaim;
 
     fn cpu_register(hooks: &'static Hooks, cpu: u32) -> Result<CpuRegistration, String> {
-        if cpu != 0 {
-            return Err(alloc::format!("CPU {cpu}: {NOT_YET} (SMP needs INIT-SIPI-SIPI bring-up)"));
+        if cpu >= smp::cpus() {
+            return Err(alloc::format!("CPU {cpu}: not running (boot with -smp {} or more)", cpu + 1));
         }
         percpu::set_cpu_number(cpu);
         percpu::this().hooks.set(Some(hooks));
@@ -86,28 +92,48 @@ impl Arch for Metal {
         IrqRaiser(reg.0)
     }
     fn irq_raise(raiser: &IrqRaiser, line: u32) {
-        if raiser.0 != percpu::cpu_number() {
-            Self::die("an IPI to another CPU: not yet on bare metal (one CPU)");
-        }
-        apic::raise(line)
+        apic::raise_on(raiser.0, line)
     }
     fn start_cpu<R: Send + 'static>(
         name: String,
         body: impl FnOnce() -> R + Send + 'static,
     ) -> Result<CpuThread<R>, String> {
-        if CPUS_STARTED.swap(true, Ordering::AcqRel) {
-            return Err(alloc::format!(
-                "{name}: {NOT_YET}: one CPU only; a second needs SMP bring-up (INIT-SIPI-SIPI, a real-mode \
-                 trampoline, per-CPU GDT/TSS/IST stacks and GS base, IPIs): boot with cpus=1"
-            ));
+        let n = CPUS_STARTED.fetch_add(1, Ordering::AcqRel);
+        if n == 0 {
+            // CPU 0's body, on the calling context (the boot stack becomes its idle task)
+            return Ok(CpuThread::Ran(Some(body())));
         }
-        Ok(CpuThread(Some(body())))
+        let result = Arc::new(smp::CpuResult::new());
+        let r = Arc::clone(&result);
+        smp::run_on(
+            n,
+            alloc::boxed::Box::new(move || {
+                let v = body();
+                r.put(v);
+            }),
+        )
+        .map_err(|e| alloc::format!("{name}: {e}"))?;
+        Ok(CpuThread::On(result))
     }
-    fn join_cpu<R: Send + 'static>(mut cpu: CpuThread<R>) -> Result<R, String> {
-        cpu.0.take().ok_or_else(|| "the CPU's result was taken".into())
+    fn join_cpu<R: Send + 'static>(cpu: CpuThread<R>) -> Result<R, String> {
+        match cpu {
+            CpuThread::Ran(mut r) => r.take().ok_or_else(|| "the CPU's result was taken".into()),
+            CpuThread::On(r) => {
+                let mut spins = 0;
+                loop {
+                    if let Some(v) = r.take() {
+                        return Ok(v);
+                    }
+                    Self::cpu_relax(&mut spins);
+                }
+            }
+        }
     }
-    fn cpu_finished<R: Send + 'static>(_cpu: &CpuThread<R>) -> bool {
-        true
+    fn cpu_finished<R: Send + 'static>(cpu: &CpuThread<R>) -> bool {
+        match cpu {
+            CpuThread::Ran(_) => true,
+            CpuThread::On(r) => r.done(),
+        }
     }
     fn pin_current_cpu(_host_cpu: usize) -> Result<(), String> {
         Ok(())
@@ -260,7 +286,7 @@ impl Arch for Metal {
         0
     }
     fn timer_new(line: u32) -> Result<Timer, String> {
-        apic::slot_new(line).map(Timer).map_err(String::from)
+        apic::slot_new(percpu::cpu_number(), line).map(Timer).map_err(String::from)
     }
     fn timer_set_periodic(t: &Timer, period_ns: u64) {
         apic::slot_arm(t.0, clock::now_ns() + period_ns, period_ns)
@@ -274,9 +300,10 @@ impl Arch for Metal {
     fn timer_overrun(t: &Timer) -> u32 {
         apic::slot_overrun(t.0)
     }
-    fn device_timer_new(name: &str, _raiser: IrqRaiser, line: u32, _host_cpus: Vec<usize>) -> Timer {
-        // The device is a slot of CPU 0's own APIC timer in this step (no IOAPIC/HPET yet).
-        apic::slot_new(line).map(Timer).unwrap_or_else(|e| Self::die(&alloc::format!("device {name}: {e}")))
+    fn device_timer_new(name: &str, raiser: IrqRaiser, line: u32, _host_cpus: Vec<usize>) -> Timer {
+        // The device is a slot of the calling CPU's own APIC timer raising the line on the
+        // raiser's CPU (no IOAPIC/HPET yet).
+        apic::slot_new(raiser.0, line).map(Timer).unwrap_or_else(|e| Self::die(&alloc::format!("device {name}: {e}")))
     }
     fn device_timer_fire_at(t: &Timer, deadline_ns: u64) {
         apic::slot_arm(t.0, deadline_ns, 0)
@@ -342,6 +369,14 @@ impl Arch for Metal {
         Ok(())
     }
     fn patch_prepare_sync() -> Result<(), PokeError> {
+        if smp::cpus() > 1 {
+            // another CPU may run the text a site changes in: text_poke_bp's SYNC_CORE rounds
+            // would be IPIs, which this machine does not send yet
+            return Err(PokeError::Host(alloc::format!(
+                "{NOT_YET} with {} CPUs: the serializing IPI round (SYNC_CORE) after each byte",
+                smp::cpus()
+            )));
+        }
         Ok(())
     }
     fn site_addrs() -> &'static [usize] {

@@ -349,5 +349,84 @@ extern "C" fn metal_ap_rust_entry(start: *mut ApStart) -> ! {
     );
     REPORTED_ID[n].store(id, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    cpu::halt_forever()
+    loop {
+        crate::irq::local_irq_disable();
+        if let Some(body) = MAILBOX[n].lock().take() {
+            body(); // with IF clear, as CPU 0's body starts
+            continue;
+        }
+        // SAFETY: `sti; hlt` (the `sti` shadow covers the `hlt`: a wake IPI pending now ends
+        // the halt instead of being taken before it); the wake IPI's handler finds no lines.
+        unsafe {
+            core::arch::asm!(
+                "sti", // IF on; the next instruction runs before any interrupt is taken
+                "hlt", // wait for the wake IPI (`run_on`)
+                options(nomem, nostack),
+            )
+        }
+    }
+}
+
+/// A body for an AP to run.
+type Body = alloc::boxed::Box<dyn FnOnce() + Send>;
+
+/// Each AP's next body (`run_on`), by CPU number.
+static MAILBOX: [lock_api::Mutex<crate::sync::RawIrqSpinLock, Option<Body>>; MAX_CPUS] =
+    [const { lock_api::Mutex::new(None) }; MAX_CPUS];
+
+/// Has parked CPU `cpu` run `body` on its own stack (its idle context from then on): posts it
+/// and wakes the CPU with an IPI on the raise vector with no line pending (harmless whenever
+/// it is taken).
+pub fn run_on(cpu: u32, body: Body) -> core::result::Result<(), alloc::string::String> {
+    if cpu >= cpus() {
+        return Err(alloc::format!(
+            "CPU {cpu} is not running: {} CPU(s) came up (boot QEMU with -smp {} or more)",
+            cpus(),
+            cpu + 1
+        ));
+    }
+    let mut slot = MAILBOX[cpu as usize].lock();
+    if slot.is_some() {
+        return Err(alloc::format!("CPU {cpu} already has a body to run"));
+    }
+    *slot = Some(body);
+    drop(slot);
+    apic::wake(cpu);
+    Ok(())
+}
+
+/// An AP's body's result, once it finished.
+pub struct CpuResult<R> {
+    done: core::sync::atomic::AtomicBool,
+    value: lock_api::Mutex<crate::sync::RawIrqSpinLock, Option<R>>,
+}
+
+impl<R> CpuResult<R> {
+    /// Not finished.
+    pub fn new() -> Self {
+        CpuResult { done: core::sync::atomic::AtomicBool::new(false), value: lock_api::Mutex::new(None) }
+    }
+    /// Stores the result (the AP, at its body's end).
+    pub fn put(&self, v: R) {
+        *self.value.lock() = Some(v);
+        self.done.store(true, Ordering::Release);
+    }
+    /// Whether the body finished.
+    pub fn done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+    /// The result, if the body finished and it was not taken yet.
+    pub fn take(&self) -> Option<R> {
+        if self.done() {
+            self.value.lock().take()
+        } else {
+            None
+        }
+    }
+}
+
+impl<R> Default for CpuResult<R> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
