@@ -188,6 +188,19 @@ fn on_two_cpus_under_preempt_patch_int3_a_remote_wakeup_and_function_calls_cross
 }
 
 #[test]
+fn on_two_cpus_under_the_instruction_counting_clock_two_boots_print_identical_figures() {
+    let args = ["-smp", "2", "-icount", "shift=0,sleep=off"];
+    let cmdline = "preempt=full cpus=2 image.run=smp";
+    let Some(a) = boot_with(&args, cmdline) else { return };
+    let Some(b) = boot_with(&args, cmdline) else { return };
+    assert_eq!(a.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", a.serial);
+    // From the calibration on: the AP's bring-up, the IPI figures, the per-CPU counts.
+    let figures = |b: &Boot| b.serial.lines().skip_while(|l| !l.starts_with("time:")).collect::<Vec<_>>().join("\n");
+    assert!(figures(&a).contains("ipi_round_trip_cycles"), "{}", a.serial);
+    assert_eq!(figures(&a), figures(&b), "two -smp 2 -icount boots differ");
+}
+
+#[test]
 fn on_two_cpus_patch_sync_ipi_is_refused_naming_the_missing_round() {
     let Some(b) = boot_with(&["-smp", "2"], "preempt=patch-int3 cpus=2 image.run=smp patch_sync=ipi") else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
