@@ -55,7 +55,7 @@ pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
     failed += i64::from(!unwind());
     failed += i64::from(!pingpong());
     failed += i64::from(!tick());
-    failed += i64::from(!rt(model));
+    failed += i64::from(!rt(model, 1));
     if matches!(model, PreemptModel::PatchInt3 | PreemptModel::PatchCall) {
         let s = kernel::model::patch::patch_stats(); // the rt scenario's event alone
         for (keep, v) in FIRST.iter().zip([s.events, s.arm_ns, s.lookup_ns, s.unwind_ns, s.poke_ns, s.redirect_ns]) {
@@ -283,18 +283,28 @@ static POINT_TSC: AtomicU64 = AtomicU64::new(0);
 static RAN_TSC: AtomicU64 = AtomicU64::new(0);
 /// `POINT_TSC` as the RT task found it (the service goes on storing it afterwards).
 static POINT_TSC_SEEN: AtomicU64 = AtomicU64::new(0);
+/// The CPU the device's handler ran on, and the RT task's.
+static IRQ_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
+static RT_CPU: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The atoms the service ran.
 static ATOMS_RUN: AtomicU64 = AtomicU64::new(0);
 
-fn rt(model: PreemptModel) -> bool {
+/// The `rt` scenario on `cpus` CPUs: on one, everything on CPU 0; on more, as the hosted
+/// scenario (`crates/services`), the device's interrupt on CPU 0 and the busy task and the RT
+/// task bound to CPU 1, so the wake-up crosses CPUs (the reschedule IPI) and CPU 1's model
+/// decides where the RT task gets it.
+pub(crate) fn rt(model: PreemptModel, cpus: usize) -> bool {
+    let task_cpus: u64 = if cpus > 1 { 0b10 } else { 0b01 };
     let wq = Arc::new(WaitQueue::new());
     let w = wq.clone();
-    let dev = Arc::new(kernel::device::Device::register("rt-dev", move || {
+    let dev = Arc::new(kernel::device::Device::register_on(0, "rt-dev", move || {
+        IRQ_CPU.store(kernel::raw_smp_processor_id() as u64, Ordering::Release);
         IRQ_NS.store(kernel::time::now_ns(), Ordering::Release);
         w.wake_up();
     }));
     let w = wq.clone();
-    let rt = kernel::spawn(TaskBuilder::new("rt").fifo(50), move || {
+    let rt = kernel::spawn(TaskBuilder::new("rt").fifo(50).cpus(task_cpus), move || {
+        RT_CPU.store(kernel::raw_smp_processor_id() as u64, Ordering::Release);
         w.wait_event(|| IRQ_NS.load(Ordering::Acquire) != 0);
         RAN_TSC.store(arch_metal::cpu::rdtsc(), Ordering::Release);
         POINT_TSC_SEEN.store(POINT_TSC.load(Ordering::Acquire), Ordering::Release);
@@ -304,7 +314,7 @@ fn rt(model: PreemptModel) -> bool {
         0
     });
     let d = dev.clone();
-    let busy = kernel::spawn(TaskBuilder::new("busy"), move || {
+    let busy = kernel::spawn(TaskBuilder::new("busy").cpus(task_cpus), move || {
         kernel::syscall(|| {
             let start = kernel::time::now_ns();
             RAISED_NS.store(start + 3_500_000, Ordering::Release);
@@ -345,9 +355,10 @@ fn rt(model: PreemptModel) -> bool {
     let (raised, irq, ran) =
         (RAISED_NS.load(Ordering::Acquire), IRQ_NS.load(Ordering::Acquire), RAN_NS.load(Ordering::Acquire));
     let atoms = ATOMS_RUN.load(Ordering::Acquire);
-    let ok = ok_tasks && place == expected;
+    let (irq_cpu, rt_cpu) = (IRQ_CPU.load(Ordering::Acquire), RT_CPU.load(Ordering::Acquire));
+    let ok = ok_tasks && place == expected && irq_cpu == 0 && rt_cpu == u64::from(cpus > 1);
     kprintln!(
-        "{{\"test\":\"rt\",\"model\":\"{model}\",\"place\":\"{place}\",\"expected\":\"{expected}\",\"atom\":{},\
+        "{{\"test\":\"rt\",\"model\":\"{model}\",\"cpus\":{cpus},\"irq_cpu\":{irq_cpu},\"rt_cpu\":{rt_cpu},\"place\":\"{place}\",\"expected\":\"{expected}\",\"atom\":{},\
          \"atoms\":{atoms},\"irq_after_deadline_ns\":{},\"rt_wait_ns\":{},\"point_to_rt_cycles\":{},\"ok\":{ok}}}",
         if seen == DONE { atoms } else { seen / 2 },
         irq.saturating_sub(raised),

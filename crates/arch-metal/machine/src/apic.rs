@@ -134,11 +134,15 @@ pub fn send_ipi(dest: u32, low: u32) {
         // one 64-bit write sends it.
         unsafe { cpu::wrmsr(MSR_X2APIC_ICR, (u64::from(dest) << 32) | u64::from(low)) };
     } else {
+        // IF clear: an interrupt sending its own IPI between the two writes would change the
+        // destination under this one
+        let was = crate::irq::local_irq_save();
         write(REG_ICR_HI, dest << 24);
         write(REG_ICR_LO, low);
         while read(REG_ICR_LO) & (1 << 12) != 0 {
             core::hint::spin_loop(); // delivery status: send pending
         }
+        crate::irq::local_irq_restore(was);
     }
 }
 
