@@ -52,10 +52,9 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "stack-overflow" => scenarios::stack_overflow,
         "panic" => scenarios::task_panic,
         "smp" => smp::init,
-        "smp-rt" => smp::init_rt,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp or smp-rt\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic or smp\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)

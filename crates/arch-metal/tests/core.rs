@@ -144,10 +144,16 @@ fn cpus_2_on_a_machine_of_one_cpu_is_refused_naming_smp() {
     assert!(e.contains("CPU 1 is not running") && e.contains("-smp 2"), "{e}");
 }
 
-/// Boots `preempt=model cpus=2 image.run=smp` on QEMU's `-smp 2` and checks the SMP scenario.
-fn two_cpus_run_the_smp_scenario(model: &str) {
+/// Boots `preempt=model cpus=2 image.run=smp` on QEMU's `-smp 2` and checks the SMP scenario:
+/// the RT task must have run at `place`.
+fn two_cpus_run_the_smp_scenario(model: &str, place: &str) {
     let Some(b) = boot_with(&["-smp", "2"], &format!("preempt={model} cpus=2 image.run=smp")) else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    // as the hosted scenario on 2 CPUs: the interrupt on CPU 0, the busy and RT tasks on CPU 1
+    let rt = result(&b, "rt");
+    let cpus = (rt["cpus"].as_u64(), rt["irq_cpu"].as_u64(), rt["rt_cpu"].as_u64());
+    assert_eq!(cpus, (Some(2), Some(0), Some(1)), "{}", b.serial);
+    assert_eq!(rt["place"], place, "CPU 1's model decides where the RT task runs: {}", b.serial);
     // the RT task pinned to CPU 1, woken by a task of CPU 0: the reschedule IPI
     let w = result(&b, "remote_wakeup");
     assert_eq!((w["waker_cpu"].as_u64(), w["rt_cpu"].as_u64()), (Some(0), Some(1)), "{}", b.serial);
@@ -173,18 +179,28 @@ fn two_cpus_run_the_smp_scenario(model: &str) {
 }
 
 #[test]
-fn on_two_cpus_under_preempt_none_a_remote_wakeup_and_function_calls_cross_by_ipi() {
-    two_cpus_run_the_smp_scenario("none");
+fn on_two_cpus_under_preempt_none_the_rt_task_on_cpu_1_waits_for_the_system_calls_exit() {
+    two_cpus_run_the_smp_scenario("none", "syscall_exit");
 }
 
 #[test]
-fn on_two_cpus_under_preempt_full_a_remote_wakeup_and_function_calls_cross_by_ipi() {
-    two_cpus_run_the_smp_scenario("full");
+fn on_two_cpus_under_preempt_voluntary_the_rt_task_on_cpu_1_runs_at_the_next_point() {
+    two_cpus_run_the_smp_scenario("voluntary", "point");
 }
 
 #[test]
-fn on_two_cpus_under_preempt_patch_int3_a_remote_wakeup_and_function_calls_cross_by_ipi() {
-    two_cpus_run_the_smp_scenario("patch-int3");
+fn on_two_cpus_under_preempt_full_the_reschedule_ipis_return_preempts_the_atom_on_cpu_1() {
+    two_cpus_run_the_smp_scenario("full", "mid_atom");
+}
+
+#[test]
+fn on_two_cpus_under_preempt_patch_int3_the_rt_task_on_cpu_1_runs_at_the_armed_point() {
+    two_cpus_run_the_smp_scenario("patch-int3", "point");
+}
+
+#[test]
+fn on_two_cpus_under_preempt_patch_call_the_rt_task_on_cpu_1_runs_at_the_armed_point() {
+    two_cpus_run_the_smp_scenario("patch-call", "point");
 }
 
 #[test]

@@ -103,7 +103,8 @@ pub fn init() -> (bool, u64) {
 }
 
 /// Enables this application processor's APIC in the boot CPU's mode (x2APIC or xAPIC), with
-/// the spurious vector and the timer masked (its rate is the boot CPU's, measured by [`init`]).
+/// the spurious vector, and its timer one-shot, stopped and unmasked (its rate is the boot
+/// CPU's, measured by [`init`]).
 /// Once per AP, interrupts off.
 pub fn init_ap() {
     let x2 = X2APIC.load(Ordering::Relaxed);
@@ -114,7 +115,8 @@ pub fn init_ap() {
     }
     write(REG_SVR, 0x100 | u32::from(VECTOR_SPURIOUS));
     write(REG_TIMER_DIV, 0x3); // divide by 16, as on the boot CPU
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(VECTOR_TIMER));
+    write(REG_TIMER_INIT, 0); // stopped until a slot is armed
+    write(REG_LVT_TIMER, u32::from(VECTOR_TIMER)); // one-shot, unmasked
 }
 
 /// This CPU's APIC ID (the x2APIC ID, or the xAPIC ID register's bits 24-31).
