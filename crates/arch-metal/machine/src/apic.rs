@@ -8,7 +8,7 @@
 //! tick, the high-resolution timer, the retry timer, the device), so `Slots` multiplexes
 //! them: each slot has a deadline in [`crate::clock::now_ns`] time, an optional period and the
 //! line it raises; the APIC timer, in one-shot mode on [`VECTOR_TIMER`], is always programmed
-//! for the earliest armed deadline. A raised line is a bit in [`PENDING`] plus a self-IPI on
+//! for the earliest armed deadline. A raised line is a bit in the target CPU's `PENDING` word plus a self-IPI on
 //! [`VECTOR_RAISE`], so it is taken as a real interrupt as soon as IF allows.
 //!
 //! **Invariant.** The slots and the APIC timer are changed only with interrupts masked (every
@@ -299,7 +299,7 @@ pub fn slot_overrun(id: SlotId) -> u32 {
     with_slots(id.cpu, |s| s[id.i].overrun)
 }
 
-/// The timer interrupt: moves every expired slot's line to [`PENDING`] and reprograms.
+/// The timer interrupt: moves every expired slot's line to its CPU's `PENDING` word and reprograms.
 pub fn expire() {
     let me = percpu::cpu_number();
     let remote = with_slots(me, |s| {

@@ -22,7 +22,7 @@
 //! for the AP to report. The AP runs 16-bit → 32-bit protected mode (the trampoline's own GDT)
 //! → long mode (PAE, `EFER.LME|NXE`, paging with the boot tables) → 64-bit kernel text
 //! (`metal_ap_long_entry`), which loads the final CR3 and its stack and calls
-//! [`metal_ap_rust_entry`]: that sets its GS base, the boot CPU's CR0/CR4/XCR0, loads its
+//! `metal_ap_rust_entry`: that sets its GS base, the boot CPU's CR0/CR4/XCR0, loads its
 //! GDT, TSS and the shared IDT, enables its APIC (its timer one-shot, stopped), reports its APIC ID and
 //! parks (`cli; hlt`).
 //!
