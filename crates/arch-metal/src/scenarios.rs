@@ -374,13 +374,16 @@ static STAGE: AtomicU64 = AtomicU64::new(0);
 static STAGE_SEEN: AtomicU64 = AtomicU64::new(0);
 static RR_IRQ_NS: AtomicU64 = AtomicU64::new(0);
 
-/// Spins until `deadline_ns`; its one point is on a branch the caller never takes, so every
-/// path forward from the spin returns first: the patch models arm that point and redirect
-/// this function's return address to the machine's `metal_rt_return`.
+/// Spins until `deadline_ns` and, when `for_irq`, until the device's interrupt has come too
+/// (a late one under a loaded host must still land here; at most 1 s more); its one point is
+/// on a branch the caller never takes, so every path forward from the spin returns first: the
+/// patch models arm that point and redirect this function's return address to the machine's
+/// `metal_rt_return`.
 #[inline(never)]
-fn spin_until(deadline_ns: u64, take_the_point: bool) -> u64 {
+fn spin_until(deadline_ns: u64, for_irq: bool, take_the_point: bool) -> u64 {
     let mut spins = 0u64;
-    while kernel::time::now_ns() < deadline_ns {
+    let waiting = || for_irq && RR_IRQ_NS.load(Ordering::Acquire) == 0;
+    while kernel::time::now_ns() < deadline_ns || (waiting() && kernel::time::now_ns() < deadline_ns + 1_000_000_000) {
         spins += 1;
         core::hint::spin_loop();
     }
@@ -413,9 +416,9 @@ fn rt_return() -> bool {
             let start = kernel::time::now_ns();
             d.raise_at(start + 500_000);
             STAGE.store(1, Ordering::Release);
-            let spins = spin_until(start + 2_000_000, false);
+            let spins = spin_until(start + 2_000_000, true, false);
             STAGE.store(2, Ordering::Release);
-            core::hint::black_box(spin_until(start + 3_000_000, false) + spins);
+            core::hint::black_box(spin_until(start + 3_000_000, false, false) + spins);
         });
         0
     });
