@@ -49,6 +49,12 @@ struct Tss {
 
 const _: () = assert!(core::mem::size_of::<Tss>() == 104);
 
+impl Tss {
+    /// A TSS with no stacks set yet and no I/O permission bitmap (its base past the limit).
+    const EMPTY: Tss =
+        Tss { _reserved0: 0, rsp: [0; 3], _reserved1: 0, ist: [0; 7], _reserved2: 0, _reserved3: 0, iomap_base: 104 };
+}
+
 /// Each IST stack's slot: an unmapped guard page (`crate::paging` leaves it out), then the
 /// stack, so that an overflowing stack faults instead of writing its neighbour.
 const IST_SLOT: usize = IST_GUARD + IST_STACK_SIZE;
@@ -60,16 +66,7 @@ struct IstStacks([[u8; IST_SLOT]; IST_STACKS]);
 
 static mut IST: IstStacks = IstStacks([[0; IST_SLOT]; IST_STACKS]);
 
-static mut TSS: Tss = Tss {
-    _reserved0: 0,
-    rsp: [0; 3],
-    _reserved1: 0,
-    ist: [0; 7],
-    _reserved2: 0,
-    _reserved3: 0,
-    // past the TSS's limit: no I/O permission bitmap
-    iomap_base: 104,
-};
+static mut TSS: Tss = Tss::EMPTY;
 
 static mut GDT: [u64; 5] = [0; 5];
 
@@ -130,18 +127,7 @@ pub struct CpuTables {
 impl CpuTables {
     /// Empty tables, filled by [`load_ap`].
     pub const fn new() -> CpuTables {
-        CpuTables {
-            gdt: [0; 5],
-            tss: Tss {
-                _reserved0: 0,
-                rsp: [0; 3],
-                _reserved1: 0,
-                ist: [0; 7],
-                _reserved2: 0,
-                _reserved3: 0,
-                iomap_base: 104,
-            },
-        }
+        CpuTables { gdt: [0; 5], tss: Tss::EMPTY }
     }
 }
 

@@ -66,21 +66,28 @@ const OFF_SOFTLOCKUP: usize = offset_of!(PerCpu, softlockup);
 const _: () = assert!(offset_of!(PerCpu, this) == 0);
 
 /// CPU 0's block.
-static PERCPU0: PerCpu = PerCpu {
-    this: Cell::new(0),
-    cpu: Cell::new(0),
-    preempt_count: Cell::new(PREEMPT_ENABLED),
-    core_flags: Cell::new(0),
-    in_irq: Cell::new(0),
-    syscalls: Cell::new(0),
-    softlockup: Cell::new(0),
-    _pad: 0,
-    hooks: Cell::new(None),
-    current: Cell::new(0),
-    release: Cell::new(0),
-    instance: Cell::new(None),
-    tss: Cell::new(0),
-};
+static PERCPU0: PerCpu = PerCpu::new(0);
+
+impl PerCpu {
+    /// A fresh block for CPU `cpu`: preemption enabled, nothing running, no instance.
+    const fn new(cpu: u32) -> PerCpu {
+        PerCpu {
+            this: Cell::new(0),
+            cpu: Cell::new(cpu),
+            preempt_count: Cell::new(PREEMPT_ENABLED),
+            core_flags: Cell::new(0),
+            in_irq: Cell::new(0),
+            syscalls: Cell::new(0),
+            softlockup: Cell::new(0),
+            _pad: 0,
+            hooks: Cell::new(None),
+            current: Cell::new(0),
+            release: Cell::new(0),
+            instance: Cell::new(None),
+            tss: Cell::new(0),
+        }
+    }
+}
 
 /// `IA32_GS_BASE`.
 const MSR_GS_BASE: u32 = 0xC000_0101;
@@ -96,21 +103,7 @@ pub fn init() {
 /// A fresh block for application processor `cpu` (`crate::smp`), leaked: it lives as long as
 /// the CPU.
 pub fn new_ap_block(cpu: u32) -> &'static PerCpu {
-    alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu {
-        this: Cell::new(0),
-        cpu: Cell::new(cpu),
-        preempt_count: Cell::new(PREEMPT_ENABLED),
-        core_flags: Cell::new(0),
-        in_irq: Cell::new(0),
-        syscalls: Cell::new(0),
-        softlockup: Cell::new(0),
-        _pad: 0,
-        hooks: Cell::new(None),
-        current: Cell::new(0),
-        release: Cell::new(0),
-        instance: Cell::new(None),
-        tss: Cell::new(0),
-    }))
+    alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu::new(cpu)))
 }
 
 /// Points this application processor's GS base at `block` (from [`new_ap_block`]).

@@ -170,7 +170,6 @@ fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = A::cycles();
-    prefetch_arming(k, frame.ip);
     let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how, t0);
     p.stats.arm_ns.fetch_add(A::cycles_ns(A::cycles() - t0), Ordering::Relaxed);
     if ok {
@@ -181,9 +180,10 @@ fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
     ok
 }
 
-/// Starts every look-up of the arming from `ip` at once: each table's first line for `ip`
-/// (the exact table's index slot here; the frame table's and the site counts' in the arch) is
-/// requested before the first is read, so their misses overlap instead of adding up.
+/// Starts every look-up of the arming from `ip` at once, at the interrupt's entry
+/// (`Patch::irq_entry`): each table's first line for `ip` (the exact table's index slot here;
+/// the frame table's and the site counts' in the arch) is requested before the first is read,
+/// so their misses overlap instead of adding up, and are done by the exit.
 fn prefetch_arming(k: &Kernel, ip: usize) {
     if k.config.ptable == PtableMode::Exact {
         if let Some(line) = exact::get().and_then(|x| x.table.first_line(ip as u64)) {
