@@ -358,18 +358,29 @@ extern "C" fn metal_exception(frame: &mut ExceptionFrame) -> u64 {
         }
         return 0;
     }
+    if crate::fault::FAULT_VECTORS.contains(&frame.vector) && crate::fault::take(frame) {
+        return 0; // the task resumes in `metal_fault_exit` on its own stack
+    }
     fatal(frame)
 }
 
 /// Reports a fatal exception and exits.
 fn fatal(frame: &ExceptionFrame) -> ! {
+    report(frame, "EXCEPTION");
+    serial::exit(exit_codes::EXCEPTION)
+}
+
+/// Prints the exception in `frame`, headed `head`: the vector, error code, RIP, CR2, the page
+/// fault's kind and a task's guard-page hit, the registers. A second report while one is
+/// being printed (a fault in the reporting) exits at once.
+pub fn report(frame: &ExceptionFrame, head: &str) {
     if REPORTING.swap(true, Ordering::Relaxed) {
         serial::write_str("\nEXCEPTION while reporting an exception\n");
         serial::exit(exit_codes::EXCEPTION);
     }
     let cr2 = cpu::cr2();
     crate::kprintln!(
-        "EXCEPTION: vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
+        "{head}: vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
         frame.vector,
         exception_name(frame.vector),
         frame.error,
@@ -423,7 +434,7 @@ fn fatal(frame: &ExceptionFrame) -> ! {
         frame.r12
     );
     crate::kprintln!("  r13 {:#018x} r14 {:#018x} r15 {:#018x}", frame.r13, frame.r14, frame.r15);
-    serial::exit(exit_codes::EXCEPTION)
+    REPORTING.store(false, Ordering::Relaxed);
 }
 
 /// The IDT: 256 gates of 16 bytes.
