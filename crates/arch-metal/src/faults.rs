@@ -15,6 +15,7 @@
 //! overflow, and a worker beside it finishes. `image.run=fault-irq`: a device's handler runs
 //! `ud2` in hard-IRQ context: the core panics, the machine exits with status PANIC, and the
 //! init's `{"test":"fault_irq","survived":true}` line is never printed.
+//! `image.run=fault-irqs-off`: a task takes a `#UD` with IRQs disabled: also the core's panic.
 //!
 //! **Invariant.** Every line is valid JSON; an init returns 0 only if only the faulting tasks
 //! died, each of the fault it was made to take.
@@ -177,6 +178,18 @@ pub(crate) fn stack_overflow(_model: PreemptModel, _bh: BhMode) -> i64 {
     let died = died_of("overflow", &t, "kernel stack overflow (guard page hit)");
     let finished = workers_finished(workers);
     i64::from(!died) + i64::from(!finished)
+}
+
+/// `image.run=fault-irqs-off`: a task takes a `#UD` with IRQs disabled: the core's panic
+/// ("Fatal exception with IRQs disabled"), as on the host, before the init's line.
+pub(crate) fn irqs_off(_model: PreemptModel, _bh: BhMode) -> i64 {
+    let t = kernel::spawn(TaskBuilder::new("irqs-off"), || {
+        arch_metal::irq::local_irq_disable();
+        Kind::InvalidOpcode.take()
+    });
+    let r = t.join();
+    kprintln!("{{\"test\":\"fault_irqs_off\",\"survived\":true,\"result\":\"{}\"}}", escape(&alloc::format!("{r:?}")));
+    1
 }
 
 /// `image.run=fault-irq`: a device's handler takes a `#UD` in hard-IRQ context: the core's

@@ -10,7 +10,7 @@
 //! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
 //! the command line starting with `image.` are the image's: `image.run=panic` runs a task
 //! that panics instead of the scenarios, `image.run=smp` the SMP scenario, and
-//! `image.run=fault`, `fault-smp`, `fault-irq` and `stack-overflow` the fault scenarios of
+//! `image.run=fault`, `fault-smp`, `fault-irq`, `fault-irqs-off` and `stack-overflow` the fault scenarios of
 //! [`faults`] (a task's oops; a fault in interrupt context). Each oops of the run is one
 //! `{"test":"oops",...}` line.
 //!
@@ -59,9 +59,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "fault" => faults::init,
         "fault-smp" => faults::init_smp,
         "fault-irq" => faults::in_irq,
+        "fault-irqs-off" => faults::irqs_off,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp or fault-irq\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq or fault-irqs-off\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
