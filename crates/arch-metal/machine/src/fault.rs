@@ -26,7 +26,11 @@
 //!   `Hooks::fault` is called on the IST stack with IF clear: it panics ("Fatal exception in
 //!   interrupt", "Attempted to kill the idle task!"), which ends the machine with status PANIC.
 //! - **No hooks** (the boot, the self-test) or a core that declines: [`take`] returns false
-//!   and the caller reports `EXCEPTION` and exits.
+//!   and the caller reports `EXCEPTION` and exits; so does a second fault while the core
+//!   decides on one outside a task.
+//!
+//! A task that faults again while the core decides on its first fault (the top word of its
+//! stack still holds the mark [`redirect`] set) is not redirected again: `EXCEPTION`.
 //!
 //! **Invariant.** Only a context that owns a stack, whose RSP was on it, is redirected; the
 //! redirected `iretq` goes to the task's own stack, never below an IST frame; the decision
@@ -143,8 +147,13 @@ pub fn take(frame: &mut ExceptionFrame) -> bool {
     let fault = record(frame, stack, place);
     match (place, stack) {
         (Place::Task, Some((_, hi))) => {
-            redirect(frame, &fault, hi);
-            true
+            let redirected = redirect(frame, &fault, hi);
+            if !redirected {
+                let name = switch::current_name();
+                let name = core::str::from_utf8(name.as_bytes()).unwrap_or("?");
+                crate::kprintln!("fault: task '{name}' faulted again while the kernel decided on its first fault");
+            }
+            redirected
         }
         _ if DECIDING.swap(true, Ordering::AcqRel) => false, // a fault while the core decides
         _ => {
@@ -166,15 +175,27 @@ pub fn take(frame: &mut ExceptionFrame) -> bool {
     }
 }
 
+/// Marks, in the top word of a task's stack, that the core is deciding on a fault of that
+/// task (set by [`redirect`], cleared by [`metal_fault_exit`] when the core has answered).
+const DECIDING_MARK: u64 = 0x6f6f_7073_2d66_6175; // "oops-fau"
+
 /// Rewrites `frame` so that its `iretq` enters [`metal_fault_exit`] with `fault` at the top
-/// of the task's stack (`hi` its top).
-fn redirect(frame: &mut ExceptionFrame, fault: &Fault, hi: usize) {
-    let rec = (hi - size_of::<Fault>()) & !15;
-    let sp = rec - 16 + 8; // as if called: rsp % 16 == 8 at a function's entry
-                           // SAFETY: [sp, hi) is the top of the running task's own mapped stack (its RSP was on that
-                           // stack, below it); the task never returns to the frames there: it resumes at
-                           // `metal_fault_exit` with `rsp = sp` and dies there.
+/// of the task's stack (`hi` its top). False, and nothing rewritten, if the task faulted
+/// again while the core was deciding on its first fault (the top word holds the mark): the
+/// caller reports that and ends the machine, where redirecting again would loop.
+fn redirect(frame: &mut ExceptionFrame, fault: &Fault, hi: usize) -> bool {
+    let mark = (hi - 8) as *mut u64;
+    let rec = (hi - 8 - size_of::<Fault>()) & !15;
+    // As if called: a zero return address at `sp`, and rsp % 16 == 8 at a function's entry.
+    let sp = rec - 8;
+    // SAFETY: [sp, hi) is the top of the running task's own mapped stack (its RSP was on that
+    // stack, below it); the task never returns to the frames there: it resumes at
+    // `metal_fault_exit` with `rsp = sp` and dies there.
     unsafe {
+        if mark.read() == DECIDING_MARK {
+            return false;
+        }
+        mark.write(DECIDING_MARK);
         (rec as *mut Fault).write(*fault);
         (sp as *mut u64).write(0); // the outermost frame: a zero return address ends every walk
     }
@@ -182,12 +203,14 @@ fn redirect(frame: &mut ExceptionFrame, fault: &Fault, hi: usize) {
     frame.rsp = sp as u64;
     frame.rbp = 0;
     frame.rdi = rec as u64;
+    frame.rsi = mark as u64;
     frame.rflags &= !CLEARED_FLAGS;
+    true
 }
 
 /// Where a task's fault resumes: task context, the top of its own stack, its IF as it had it
 /// (see the module's description). Never returns.
-extern "C" fn metal_fault_exit(rec: *const Fault) -> ! {
+extern "C" fn metal_fault_exit(rec: *const Fault, mark: *mut u64) -> ! {
     // SAFETY: a clean vector state for the code that ends the task: the x87 unit reset and
     // MXCSR at its power-up value (every exception masked), whatever the task left.
     unsafe {
@@ -200,13 +223,14 @@ extern "C" fn metal_fault_exit(rec: *const Fault) -> ! {
         )
     };
     // SAFETY: `redirect` wrote the record at `rec`, above this frame at the top of this
-    // task's stack, where nothing else writes.
+    // task's stack, where nothing else writes; it is copied out before anything is called.
     let fault = unsafe { *rec };
     let hooks: Option<&'static Hooks> = percpu::this().hooks.get();
-    if let Some(h) = hooks {
-        if (h.fault)(&fault) {
-            (h.oops_exit)()
-        }
+    let taken = hooks.is_some_and(|h| (h.fault)(&fault));
+    // SAFETY: `mark` is the top word of this task's stack, where `redirect` set the mark.
+    unsafe { mark.write(0) };
+    if let (true, Some(h)) = (taken, hooks) {
+        (h.oops_exit)()
     }
     crate::kprintln!(
         "EXCEPTION: {} at {:#x} ({}) rip {:#x} rsp {:#x}: not taken by the kernel",

@@ -18,8 +18,13 @@
 //! the interrupted stack 128 bytes (the red zone) below its `rsp`, moves there, saves the
 //! vector state again below the frame, calls `metal_preempt_irq` (the core's
 //! `preempt_schedule_irq`, IF still clear), restores, and `iretq`s from the task's stack.
-//! Every other vector is fatal: the report line `EXCEPTION: vector N (#XX ...) error E rip R
-//! cr2 C` and the registers go to the console and the machine exits with `EXCEPTION`.
+//! The fault vectors (`crate::fault::FAULT_VECTORS`: `#DE`, `#UD`, `#SS`, `#GP`, `#PF`,
+//! `#MF`, `#AC`, `#XM`) go to `crate::fault::take`, which offers them to the core: a task's
+//! fault returns with the frame rewritten (the task resumes at the top of its own stack and
+//! dies of an oops there), one elsewhere is the core's panic. Every other vector, and a fault
+//! nobody takes (the boot, the self-test), is fatal: the report line `EXCEPTION: vector N
+//! (#XX ...) error E rip R cr2 C` and the registers go to the console ([`report`]) and the
+//! machine exits with `EXCEPTION`.
 //!
 //! **Invariant.** No gate delivers onto the interrupted stack (its red zone stays intact);
 //! the frame handed to Rust is 16-byte aligned (the IST tops are, and the CPU, the stub and
@@ -315,7 +320,7 @@ pub fn exception_name(v: u64) -> &'static str {
 static REPORTING: AtomicBool = AtomicBool::new(false);
 
 /// The Rust half of every gate (see the module's description): counts a `#BP` and returns,
-/// reports anything else and exits.
+/// offers a fault to the core, reports anything else and exits.
 #[no_mangle]
 extern "C" fn metal_exception(frame: &mut ExceptionFrame) -> u64 {
     if frame.vector >= 32 {
