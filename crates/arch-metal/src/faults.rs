@@ -2,9 +2,10 @@
 //! the others run on; a fault in interrupt context is a kernel panic.
 //!
 //! **Mechanism.** `image.run=fault`: the init starts [`WORKERS`] tasks that each sleep 1 ms
-//! [`WORKER_ROUNDS`] times and return their own number, and three tasks that sleep 5 ms (so
+//! [`WORKER_ROUNDS`] times and return their own number, and four tasks that sleep 5 ms (so
 //! the workers are mid-run) and then fault: `pf` reads the NULL page (a `#PF` at 0x8), `ud`
-//! runs `ud2` (`#UD`), `de` divides by zero with `div` (`#DE`). The machine's fault entry
+//! runs `ud2` (`#UD`), `de` divides by zero with `div` (`#DE`), `gp` reads at a
+//! non-canonical address (`#GP`). The machine's fault entry
 //! (`arch_metal::fault`) hands each fault to the core, which kills the task; its joiner gets
 //! the oops error. The init checks that each faulting task's join is an `oops:` error naming
 //! its fault and that every worker returned its number, one JSON line per task
@@ -41,16 +42,19 @@ enum Kind {
     InvalidOpcode,
     /// `div` by zero.
     DivideError,
+    /// A read at a non-canonical address.
+    GeneralProtection,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::PageFault, Kind::InvalidOpcode, Kind::DivideError];
+    const ALL: [Kind; 4] = [Kind::PageFault, Kind::InvalidOpcode, Kind::DivideError, Kind::GeneralProtection];
 
     fn task(self) -> &'static str {
         match self {
             Kind::PageFault => "pf",
             Kind::InvalidOpcode => "ud",
             Kind::DivideError => "de",
+            Kind::GeneralProtection => "gp",
         }
     }
 
@@ -60,6 +64,7 @@ impl Kind {
             Kind::PageFault => "kernel NULL pointer dereference at 0x8",
             Kind::InvalidOpcode => "invalid opcode",
             Kind::DivideError => "divide error",
+            Kind::GeneralProtection => "general protection fault",
         }
     }
 
@@ -80,6 +85,10 @@ impl Kind {
             Kind::DivideError => unsafe {
                 core::arch::asm!("xor edx, edx", "div {d}", d = in(reg) core::hint::black_box(0u64),
                     inout("rax") 1u64 => v, out("rdx") _, options(nomem, nostack))
+            },
+            // SAFETY: reads at a non-canonical address, which raises #GP before any access.
+            Kind::GeneralProtection => unsafe {
+                core::arch::asm!("mov {v}, qword ptr [{a}]", a = in(reg) core::hint::black_box(0x8000_0000_0000_0000u64), v = out(reg) v, options(nostack, readonly))
             },
         }
         v as i64
@@ -153,7 +162,7 @@ fn faults_beside_workers(faulting_cpus: u64, worker_cpus: u64) -> i64 {
     (Kind::ALL.len() - died) as i64 + i64::from(!finished)
 }
 
-/// `image.run=fault`: three tasks fault, three workers finish (see the module's description).
+/// `image.run=fault`: four tasks fault, three workers finish (see the module's description).
 pub(crate) fn init(_model: PreemptModel, _bh: BhMode) -> i64 {
     faults_beside_workers(0, 0)
 }

@@ -1,5 +1,5 @@
 //! Boots the image's fault scenarios (`src/faults.rs`) under QEMU TCG and checks that a
-//! hardware fault in a task (`#PF`, `#UD`, `#DE`) kills only that task with the core's oops,
+//! hardware fault in a task (`#PF`, `#UD`, `#DE`, `#GP`) kills only that task with the core's oops,
 //! on one CPU and with the faulting tasks on CPU 1 of two, while the other tasks finish; and
 //! that a fault in interrupt context, or in a task with IRQs disabled, is a kernel panic.
 //!
@@ -27,10 +27,11 @@ fn results(b: &Boot, name: &str) -> Vec<Value> {
 }
 
 /// The faulting tasks and what their oopses name.
-const FAULTS: [(&str, &str, &str); 3] = [
+const FAULTS: [(&str, &str, &str); 4] = [
     ("pf", "kernel NULL pointer dereference at 0x8", "vector 14 (#PF page fault)"),
     ("ud", "invalid opcode", "vector 6 (#UD invalid opcode)"),
     ("de", "divide error", "vector 0 (#DE divide error)"),
+    ("gp", "general protection fault", "vector 13 (#GP general protection)"),
 ];
 
 /// The checks of `image.run=fault` and `fault-smp`: each faulting task died of its own
@@ -39,7 +40,7 @@ fn only_the_faulting_tasks_died(b: &Boot, fault_cpu: u64) {
     let s = &b.serial;
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{s}");
     let tasks = results(b, "fault");
-    assert_eq!(tasks.len(), 6, "one line per task:\n{s}");
+    assert_eq!(tasks.len(), FAULTS.len() + 3, "one line per task:\n{s}");
     assert!(tasks.iter().all(|t| t["ok"] == true), "{s}");
     let oopses = results(b, "oops");
     assert_eq!(oopses.len(), FAULTS.len(), "one oops per faulting task, none else:\n{s}");
@@ -60,12 +61,12 @@ fn only_the_faulting_tasks_died(b: &Boot, fault_cpu: u64) {
     }
     let run = results(b, "run");
     let (total, finished) = (run[0]["tasks"].as_u64().unwrap(), run[0]["finished"].as_u64().unwrap());
-    assert_eq!(total - finished, 3, "only the three faulting tasks did not finish:\n{s}");
+    assert_eq!(total - finished, FAULTS.len() as u64, "only the faulting tasks did not finish:\n{s}");
     assert!(!s.contains("EXCEPTION") && !s.contains("PANIC"), "{s}");
 }
 
 #[test]
-fn a_page_fault_an_invalid_opcode_and_a_divide_error_each_kill_only_their_task() {
+fn a_page_fault_an_invalid_opcode_a_divide_error_and_a_general_protection_fault_each_kill_only_their_task() {
     let Some(b) = boot("preempt=full image.run=fault") else { return };
     only_the_faulting_tasks_died(&b, 0);
 }
