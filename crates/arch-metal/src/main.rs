@@ -8,9 +8,11 @@
 //! that checks the scenarios of [`scenarios`], prints one JSON line per result on COM1, and
 //! exits through `isa-debug-exit`: `SUCCESS` when every check held and every task finished,
 //! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
-//! the command line starting with `image.` are the image's: `image.run=stack-overflow` runs
-//! a task that overflows its stack instead of the scenarios, `image.run=panic` a task that
-//! panics.
+//! the command line starting with `image.` are the image's: `image.run=panic` runs a task
+//! that panics instead of the scenarios, `image.run=smp` the SMP scenario, and
+//! `image.run=fault`, `fault-smp`, `fault-irq`, `fault-irqs-off` and `stack-overflow` the fault scenarios of
+//! [`faults`] (a task's oops; a fault in interrupt context). Each oops of the run is one
+//! `{"test":"oops",...}` line.
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -19,6 +21,7 @@
 
 extern crate alloc;
 
+mod faults;
 mod scenarios;
 mod smp;
 mod torture;
@@ -47,14 +50,19 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     let (switch_min, switch_mean) = arch_metal::switch::bench_switch(1000);
     kprintln!("{{\"test\":\"switch_cycles\",\"rounds\":1000,\"min\":{switch_min},\"mean\":{switch_mean}}}");
     let t0 = arch_metal::cpu::rdtsc();
+    let faults = run.starts_with("fault") || run == "stack-overflow";
     let init: fn(kernel::PreemptModel, kernel::BhMode) -> i64 = match run {
         "scenarios" => scenarios::init,
-        "stack-overflow" => scenarios::stack_overflow,
+        "stack-overflow" => faults::stack_overflow,
         "panic" => scenarios::task_panic,
         "smp" => smp::init,
+        "fault" => faults::init,
+        "fault-smp" => faults::init_smp,
+        "fault-irq" => faults::in_irq,
+        "fault-irqs-off" => faults::irqs_off,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic or smp\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq or fault-irqs-off\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
@@ -90,10 +98,17 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
                     c.ipis_received
                 );
             }
+            for o in &report.oopses {
+                let (task, what, rip) =
+                    (scenarios::escape(&o.task), scenarios::escape(&o.what), scenarios::escape(&o.rip));
+                kprintln!("{{\"test\":\"oops\",\"pid\":{},\"task\":\"{task}\",\"cpu\":{},\"what\":\"{what}\",\"rip\":\"{rip}\"}}", o.pid, o.cpu);
+            }
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }
-            let ok = report.init == Ok(0) && finished == total && report.bugs.is_empty();
+            // A fault scenario's tasks killed by their oopses are accounted for; elsewhere an oops fails the run.
+            let oopsed = if faults { report.oopses.len() } else { 0 };
+            let ok = report.init == Ok(0) && finished + oopsed == total && report.bugs.is_empty();
             serial::exit(if ok { exit_codes::SUCCESS } else { exit_codes::FAILED })
         }
         Err(e) => {

@@ -433,22 +433,6 @@ fn rt_return() -> bool {
     ok
 }
 
-/// An init whose task recurses until it hits the guard page below its stack: a page fault,
-/// reported on the serial port, and the machine's end (task-kill oopses are a later step).
-pub(crate) fn stack_overflow(_model: PreemptModel, _bh: BhMode) -> i64 {
-    fn recurse(depth: u64) -> u64 {
-        if core::hint::black_box(depth) == u64::MAX {
-            return 0;
-        }
-        let frame = core::hint::black_box([depth; 64]);
-        recurse(depth + 1) + frame[0]
-    }
-    let t = kernel::spawn(TaskBuilder::new("overflow"), || recurse(0) as i64);
-    let _ = t.join();
-    kprintln!("{{\"test\":\"stack_overflow\",\"survived\":true}}");
-    1
-}
-
 /// An init whose task panics: with `panic=abort` the image's panic handler runs the core's
 /// panic hook, prints `PANIC:` and ends the machine (task-kill oopses are a later step).
 pub(crate) fn task_panic(_model: PreemptModel, _bh: BhMode) -> i64 {

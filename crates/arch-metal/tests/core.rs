@@ -225,12 +225,21 @@ fn on_two_cpus_patch_sync_ipi_is_refused_naming_the_missing_round() {
 }
 
 #[test]
-fn a_task_that_overflows_its_stack_faults_on_its_guard_page_and_the_machine_reports_it() {
+fn a_task_that_overflows_its_stack_dies_of_an_oops_naming_its_guard_page_and_the_others_finish() {
     let Some(b) = boot("preempt=full image.run=stack-overflow") else { return };
-    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::EXCEPTION), "exit status; serial:\n{}", b.serial);
-    assert!(b.serial.contains("EXCEPTION: vector 14 (#PF"), "{}", b.serial);
-    assert!(b.serial.contains("kernel stack overflow: task 'overflow' hit the guard page"), "{}", b.serial);
-    assert!(!b.serial.contains("survived"), "{}", b.serial);
+    let s = &b.serial;
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{s}");
+    let oops = result(&b, "oops");
+    assert_eq!(oops["task"], "overflow", "{s}");
+    let what = oops["what"].as_str().unwrap_or_default();
+    assert!(what.starts_with("kernel stack overflow (guard page hit)") && what.contains("#PF"), "{what}\n{s}");
+    assert!(s.contains("Oops: kernel stack overflow (guard page hit)"), "the core's report on the console:\n{s}");
+    let died = b.serial.lines().find(|l| l.contains("\"task\":\"overflow\"") && l.contains("\"ok\":true"));
+    assert!(died.is_some(), "its joiner got the oops error:\n{s}");
+    for i in 0..3 {
+        assert!(s.contains(&format!("\"task\":\"worker{i}\",\"result\":\"Ok({i})\"")), "worker{i} finished:\n{s}");
+    }
+    assert!(!s.contains("EXCEPTION"), "{s}");
 }
 
 /// Two boots of `preempt=model` under `-icount shift=0,sleep=off` print the same lines.

@@ -18,8 +18,13 @@
 //! the interrupted stack 128 bytes (the red zone) below its `rsp`, moves there, saves the
 //! vector state again below the frame, calls `metal_preempt_irq` (the core's
 //! `preempt_schedule_irq`, IF still clear), restores, and `iretq`s from the task's stack.
-//! Every other vector is fatal: the report line `EXCEPTION: vector N (#XX ...) error E rip R
-//! cr2 C` and the registers go to the console and the machine exits with `EXCEPTION`.
+//! The fault vectors (`crate::fault::FAULT_VECTORS`: `#DE`, `#UD`, `#SS`, `#GP`, `#PF`,
+//! `#MF`, `#AC`, `#XM`) go to `crate::fault::take`, which offers them to the core: a task's
+//! fault returns with the frame rewritten (the task resumes at the top of its own stack and
+//! dies of an oops there), one elsewhere is the core's panic. Every other vector, and a fault
+//! nobody takes (the boot, the self-test), is fatal: the report line `EXCEPTION: vector N
+//! (#XX ...) error E rip R cr2 C` and the registers go to the console ([`report`]) and the
+//! machine exits with `EXCEPTION`.
 //!
 //! **Invariant.** No gate delivers onto the interrupted stack (its red zone stays intact);
 //! the frame handed to Rust is 16-byte aligned (the IST tops are, and the CPU, the stub and
@@ -315,7 +320,7 @@ pub fn exception_name(v: u64) -> &'static str {
 static REPORTING: AtomicBool = AtomicBool::new(false);
 
 /// The Rust half of every gate (see the module's description): counts a `#BP` and returns,
-/// reports anything else and exits.
+/// offers a fault to the core, reports anything else and exits.
 #[no_mangle]
 extern "C" fn metal_exception(frame: &mut ExceptionFrame) -> u64 {
     if frame.vector >= 32 {
@@ -358,18 +363,29 @@ extern "C" fn metal_exception(frame: &mut ExceptionFrame) -> u64 {
         }
         return 0;
     }
+    if crate::fault::FAULT_VECTORS.contains(&frame.vector) && crate::fault::take(frame) {
+        return 0; // the task resumes in `metal_fault_exit` on its own stack
+    }
     fatal(frame)
 }
 
 /// Reports a fatal exception and exits.
 fn fatal(frame: &ExceptionFrame) -> ! {
+    report(frame, "EXCEPTION");
+    serial::exit(exit_codes::EXCEPTION)
+}
+
+/// Prints the exception in `frame`, headed `head`: the vector, error code, RIP, CR2, the page
+/// fault's kind and a task's guard-page hit, the registers. A second report while one is
+/// being printed (a fault in the reporting) exits at once.
+pub fn report(frame: &ExceptionFrame, head: &str) {
     if REPORTING.swap(true, Ordering::Relaxed) {
         serial::write_str("\nEXCEPTION while reporting an exception\n");
         serial::exit(exit_codes::EXCEPTION);
     }
     let cr2 = cpu::cr2();
     crate::kprintln!(
-        "EXCEPTION: vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
+        "{head}: vector {} ({}) error {:#x} rip {:#x} cr2 {:#x}",
         frame.vector,
         exception_name(frame.vector),
         frame.error,
@@ -423,7 +439,7 @@ fn fatal(frame: &ExceptionFrame) -> ! {
         frame.r12
     );
     crate::kprintln!("  r13 {:#018x} r14 {:#018x} r15 {:#018x}", frame.r13, frame.r14, frame.r15);
-    serial::exit(exit_codes::EXCEPTION)
+    REPORTING.store(false, Ordering::Relaxed);
 }
 
 /// The IDT: 256 gates of 16 bytes.

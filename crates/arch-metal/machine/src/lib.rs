@@ -42,6 +42,7 @@ pub mod boot;
 pub mod clock;
 pub mod cpu;
 pub mod exit_codes;
+pub mod fault;
 pub mod gdt;
 pub mod heap;
 pub mod idt;
