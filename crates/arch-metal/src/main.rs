@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+mod device;
 mod scenarios;
 mod smp;
 mod torture;
@@ -52,9 +53,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "stack-overflow" => scenarios::stack_overflow,
         "panic" => scenarios::task_panic,
         "smp" => smp::init,
+        "device" => device::init,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic or smp\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp or device\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
@@ -90,6 +92,7 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
                     c.ipis_received
                 );
             }
+            kprintln!("{{\"test\":\"device_irqs\",{}}}", arch_metal::hpet::report(report.cpus.len() as u32));
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }
