@@ -6,8 +6,9 @@
 //! (`crate::paging::map_mmio`) and reads the capabilities (the counter's period in fs in bits
 //! 32-63, the comparators in bits 8-12, a 64-bit counter in bit 13). It takes the highest
 //! comparator with a 64-bit comparator whose `Tn_INT_ROUTE_CAP` (bits 32-63 of its
-//! configuration) names a GSI of an IOAPIC (`crate::ioapic`), GSIs 16 and up first (the ISA
-//! ones belong to legacy devices), sets it edge-triggered, one-shot, 64-bit and routed to
+//! configuration) names a GSI of 16 or more of an IOAPIC (`crate::ioapic`; GSIs 0-15 belong
+//! to the ISA devices: GSI 2 is the PIT's IRQ 0, the only route `-machine pc`'s HPET offers),
+//! sets it edge-triggered, one-shot, 64-bit and routed to
 //! that GSI (no legacy replacement route), and starts the main counter. Every device timer
 //! is a slot of [`Slots`] (at most [`SLOTS`]: the core can have several devices), multiplexed
 //! in software on that one comparator: after any change the comparator holds the earliest
@@ -18,7 +19,7 @@
 //! raised line takes, and reprograms. A deadline already past is programmed
 //! [`MIN_TICKS`] ahead, i.e. at once; if the counter passed the comparator while it was
 //! written (an edge the HPET would never give), the distance is doubled and written again.
-//! Without an HPET the device timer is a slot of the arming CPU's local APIC timer
+//! Without such an HPET the device timer is a slot of the arming CPU's local APIC timer
 //! ([`crate::apic`]) raising the line on the device's CPU by IPI, as [`DeviceTimer::Apic`].
 //!
 //! **Invariant.** The slots, the comparator and the pin's entry change only under the one
@@ -140,13 +141,13 @@ pub struct Found {
     pub pin: u32,
 }
 
-/// Finds and sets up the HPET (see the module's description); `Ok(None)` when the ACPI
-/// tables list none (the device timers then use the local APIC).
+/// Finds and sets up the HPET (see the module's description); `Ok(Err(why))` when there is
+/// none the device can use (the device timers then use the local APIC).
 ///
 /// # Safety
 /// Once, on the boot CPU, interrupts off, after `crate::apic::init` and before the APs start.
-pub unsafe fn init(rsdp_paddr: u64) -> Result<Option<Found>, &'static str> {
-    let Some(table) = acpi::find_table(rsdp_paddr, b"HPET")? else { return Ok(None) };
+pub unsafe fn init(rsdp_paddr: u64) -> Result<Result<Found, &'static str>, &'static str> {
+    let Some(table) = acpi::find_table(rsdp_paddr, b"HPET")? else { return Ok(Err("no HPET in the ACPI tables")) };
     if acpi::rd8(table + 40) != 0 {
         return Err("the HPET's registers are not in memory space (ACPI HPET table)");
     }
@@ -162,7 +163,9 @@ pub unsafe fn init(rsdp_paddr: u64) -> Result<Option<Found>, &'static str> {
     }
     let comparators = ((cap >> 8) & 0x1F) as u32 + 1;
     // SAFETY: the caller's conditions, which are `choose`'s.
-    let hpet = unsafe { choose(rsdp_paddr, base, period_fs, comparators)? };
+    let Some(hpet) = (unsafe { choose(rsdp_paddr, base, period_fs, comparators) }) else {
+        return Ok(Err("the HPET has no 64-bit comparator routable to an IOAPIC pin of GSI 16 or more"));
+    };
     hpet.write(REG_CONFIG, hpet.read(REG_CONFIG) & !(CONFIG_LEGACY | CONFIG_ENABLE));
     hpet.write(hpet.tn(hpet.comparator), hpet.arm_config(false));
     hpet.ioapic.route(hpet.gsi, VECTOR_DEVICE, apic::id());
@@ -170,14 +173,14 @@ pub unsafe fn init(rsdp_paddr: u64) -> Result<Option<Found>, &'static str> {
     let found =
         Found { base, period_fs, comparator: hpet.comparator, gsi: hpet.gsi, pin: hpet.gsi - hpet.ioapic.gsi_base };
     *STATE.lock() = Slots { hpet: Some(hpet), slots: [EMPTY; SLOTS], routed_to: 0 };
-    Ok(Some(found))
+    Ok(Ok(found))
 }
 
-/// The highest comparator with a 64-bit comparator and a GSI an IOAPIC serves.
+/// The highest comparator with a 64-bit comparator and a GSI of 16 or more an IOAPIC serves.
 ///
 /// # Safety
 /// As [`init`].
-unsafe fn choose(rsdp_paddr: u64, base: u64, period_fs: u64, comparators: u32) -> Result<Hpet, &'static str> {
+unsafe fn choose(rsdp_paddr: u64, base: u64, period_fs: u64, comparators: u32) -> Option<Hpet> {
     for n in (0..comparators).rev() {
         // SAFETY: comparator n's configuration register lies in the mapped page (n < 32).
         let config = unsafe { core::ptr::read_volatile((base + 0x100 + 0x20 * u64::from(n)) as *const u64) };
@@ -185,15 +188,14 @@ unsafe fn choose(rsdp_paddr: u64, base: u64, period_fs: u64, comparators: u32) -
         if config & TN_SIZE_64 == 0 || caps == 0 {
             continue;
         }
-        let gsis = (16..32).chain(0..16).filter(|g| caps & (1 << g) != 0);
-        for gsi in gsis {
+        for gsi in (16..32).filter(|g| caps & (1 << g) != 0) {
             // SAFETY: as `init`'s.
             if let Ok(ioapic) = unsafe { crate::ioapic::find(rsdp_paddr, gsi) } {
-                return Ok(Hpet { base, period_fs, comparator: n, gsi, ioapic });
+                return Some(Hpet { base, period_fs, comparator: n, gsi, ioapic });
             }
         }
     }
-    Err("no HPET comparator with a 64-bit comparator routable to an IOAPIC pin")
+    None
 }
 
 /// Whether the device timers use the HPET.

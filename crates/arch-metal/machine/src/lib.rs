@@ -202,7 +202,7 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
     );
     // SAFETY: once, on the boot CPU, interrupts off, after the APIC, before the APs.
     match unsafe { hpet::init(start.rsdp_paddr) } {
-        Ok(Some(d)) => kprintln!(
+        Ok(Ok(d)) => kprintln!(
             "device: HPET at {:#x}, period {} fs, comparator {} -> IOAPIC pin {} (GSI {}) -> vector {:#x}, {} device timers multiplexed on it",
             d.base,
             d.period_fs,
@@ -212,7 +212,7 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
             hpet::VECTOR_DEVICE,
             hpet::SLOTS
         ),
-        Ok(None) => kprintln!("device: no HPET in the ACPI tables; device timers are slots of the arming CPU's local APIC timer"),
+        Ok(Err(why)) => kprintln!("device: {why}; device timers are slots of the arming CPU's local APIC timer"),
         Err(why) => fail(why),
     }
     match smp::start_aps(start.rsdp_paddr) {
