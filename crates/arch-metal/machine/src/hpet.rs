@@ -10,7 +10,7 @@
 //! to the ISA devices: GSI 2 is the PIT's IRQ 0, the only route `-machine pc`'s HPET offers),
 //! sets it edge-triggered, one-shot, 64-bit and routed to
 //! that GSI (no legacy replacement route), and starts the main counter. Every device timer
-//! is a slot of [`Slots`] (at most [`SLOTS`]: the core can have several devices), multiplexed
+//! is a slot of `Slots` (at most [`SLOTS`]: the core can have several devices), multiplexed
 //! in software on that one comparator: after any change the comparator holds the earliest
 //! armed deadline, converted from the core's ns ([`crate::clock::now_ns`], TSC-calibrated) to
 //! the counter with its period, and the IOAPIC pin's entry names that slot's CPU (its APIC
@@ -23,7 +23,7 @@
 //! ([`crate::apic`]) raising the line on the device's CPU by IPI, as [`DeviceTimer::Apic`].
 //!
 //! **Invariant.** The slots, the comparator and the pin's entry change only under the one
-//! lock of [`Slots`] (a `RawIrqSpinLock`: interrupts masked), and after any change the
+//! lock of `Slots` (a `RawIrqSpinLock`: interrupts masked), and after any change the
 //! comparator is enabled exactly when a slot is armed, for the earliest armed deadline, with
 //! the pin pointing at that slot's CPU: no deadline is missed, and each device interrupt
 //! arrives through the IOAPIC on the CPU its device names.

@@ -249,7 +249,7 @@ pub unsafe fn init() -> Result<Mapped, &'static str> {
 /// Once per page, on the boot CPU, with interrupts off, before the APs start (the pool's
 /// tables are handed out by one CPU at a time); `phys` is a device's register page.
 pub unsafe fn map_mmio(phys: u64) -> Result<(), &'static str> {
-    if phys < IDENTITY_END || phys % PAGE != 0 {
+    if phys < IDENTITY_END || !phys.is_multiple_of(PAGE) {
         return Err("device registers inside the identity map or not page-aligned");
     }
     let mut b = Builder { used: POOL_USED.load(Ordering::Relaxed) };
