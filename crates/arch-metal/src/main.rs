@@ -10,7 +10,9 @@
 //! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
 //! the command line starting with `image.` are the image's: `image.run=stack-overflow` runs
 //! a task that overflows its stack instead of the scenarios, `image.run=panic` a task that
-//! panics.
+//! panics, `image.run=smp` the 2-CPU scenario, `image.run=device` the device timer's
+//! ([`device`]). After the run, one `device_irqs` line gives the device's source and its
+//! interrupts per CPU (`arch_metal::hpet::report`).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
