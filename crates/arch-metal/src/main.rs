@@ -9,10 +9,12 @@
 //! exits through `isa-debug-exit`: `SUCCESS` when every check held and every task finished,
 //! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
 //! the command line starting with `image.` are the image's: `image.run=panic` runs a task
-//! that panics instead of the scenarios, `image.run=smp` the SMP scenario, and
-//! `image.run=fault`, `fault-smp`, `fault-irq`, `fault-irqs-off` and `stack-overflow` the fault scenarios of
-//! [`faults`] (a task's oops; a fault in interrupt context). Each oops of the run is one
-//! `{"test":"oops",...}` line.
+//! that panics instead of the scenarios, `image.run=smp` the SMP scenario, `image.run=device`
+//! the device timer's ([`device`]), and `image.run=fault`, `fault-smp`, `fault-irq`,
+//! `fault-irqs-off` and `stack-overflow` the fault scenarios of [`faults`] (a task's oops; a
+//! fault in interrupt context). Each oops of the run is one `{"test":"oops",...}` line;
+//! one `device_irqs` line gives the device's source and its interrupts per CPU
+//! (`arch_metal::hpet::report`).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -21,6 +23,7 @@
 
 extern crate alloc;
 
+mod device;
 mod faults;
 mod scenarios;
 mod smp;
@@ -56,13 +59,14 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "stack-overflow" => faults::stack_overflow,
         "panic" => scenarios::task_panic,
         "smp" => smp::init,
+        "device" => device::init,
         "fault" => faults::init,
         "fault-smp" => faults::init_smp,
         "fault-irq" => faults::in_irq,
         "fault-irqs-off" => faults::irqs_off,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq or fault-irqs-off\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off or device\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
@@ -103,6 +107,7 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
                     (scenarios::escape(&o.task), scenarios::escape(&o.what), scenarios::escape(&o.rip));
                 kprintln!("{{\"test\":\"oops\",\"pid\":{},\"task\":\"{task}\",\"cpu\":{},\"what\":\"{what}\",\"rip\":\"{rip}\"}}", o.pid, o.cpu);
             }
+            kprintln!("{{\"test\":\"device_irqs\",{}}}", arch_metal::hpet::report(report.cpus.len() as u32));
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }

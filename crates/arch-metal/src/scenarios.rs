@@ -10,7 +10,7 @@
 //! - `rt`: an RT task (SCHED_FIFO 50) sleeps on a wait queue; a normal task enters a system
 //!   call whose service is atoms of 1 ms of busy work each with a preemption point between
 //!   them, until [`ATOMS_AFTER_IRQ`] atoms ran after the device's interrupt, and arms the
-//!   device (a slot of the APIC timer) to fire 3.5 ms in; the
+//!   device (the HPET comparator through the IOAPIC: `arch_metal::hpet`) to fire 3.5 ms in; the
 //!   device's handler wakes the RT task, which records where the busy task was when it got
 //!   the CPU: `mid_atom` (an interrupt return preempted it: `preempt=full`), `point` (at a
 //!   preemption point: `voluntary`, and the patch models at the point the interrupt's exit

@@ -49,6 +49,13 @@ static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 /// Each CPU's lines raised and not yet delivered (bit n = line n), by CPU number.
 static PENDING: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Marks `line` pending on CPU `cpu` without an interrupt: for a handler on that CPU whose
+/// own vector delivers it (`crate::hpet`'s device interrupt), before `crate::irq` takes the
+/// pending lines.
+pub fn set_pending(cpu: u32, line: u32) {
+    PENDING[cpu as usize].fetch_or(1 << line, Ordering::SeqCst);
+}
+
 /// Takes this CPU's pending lines.
 pub fn take_pending() -> u64 {
     PENDING[percpu::cpu_number() as usize].swap(0, Ordering::SeqCst)

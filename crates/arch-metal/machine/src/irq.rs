@@ -1,7 +1,8 @@
 //! The interrupt mask and the external vectors' way into the core.
 //!
 //! **Mechanism.** The mask is the real `RFLAGS.IF`: `cli`, `sti`, and `pushfq` to read it. The
-//! external vectors (the APIC timer, the self-IPI of raised lines) arrive through the IDT's
+//! external vectors (the APIC timer, the self-IPI of raised lines, the HPET's device
+//! interrupt through the IOAPIC) arrive through the IDT's
 //! common path (`crate::idt`) on IST 4, which calls [`external`] with the saved frame: it
 //! acknowledges the APIC, moves expired timers' lines to the pending set, and calls the core's
 //! `Hooks::irq` with an `IrqFrame` built from the CPU's interrupt frame (RIP, RSP, RBP). When
@@ -105,6 +106,8 @@ pub fn external(frame: &ExceptionFrame) -> u64 {
     apic::eoi();
     if v == apic::VECTOR_TIMER {
         apic::expire();
+    } else if v == crate::hpet::VECTOR_DEVICE {
+        crate::hpet::expire(); // the HPET through the IOAPIC: this CPU's expired device lines
     }
     let lines = apic::take_pending();
     if lines == 0 {

@@ -8,7 +8,8 @@
 //! state ([`cpu`]: XSAVE, AVX, AVX-512 where offered), GDT and TSS with four IST stacks
 //! ([`gdt`]), the IDT with every gate on an IST stack ([`idt`]), the final page tables with
 //! W^X and the text's writable alias ([`paging`]), the heap ([`heap`]), the TSC calibrated
-//! against the PIT ([`clock`]) and the local APIC ([`apic`]). Then, with `fault=` on the
+//! against the PIT ([`clock`]), the local APIC ([`apic`]), the device timer's HPET comparator
+//! through the IOAPIC ([`hpet`], [`ioapic`], from the ACPI tables: [`acpi`]) and the APs ([`smp`]). Then, with `fault=` on the
 //! command line, [`selftest`] checks `alloc`, patches the text through the alias and runs the
 //! fault asked for; without it, the image's `metal_image_main` runs the kernel core on
 //! [`Metal`] ([`metal`]: the `Arch` implementation, over [`irq`], [`switch`], [`stack`],
@@ -37,6 +38,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod apic;
 pub mod boot;
 pub mod clock;
@@ -45,7 +47,9 @@ pub mod exit_codes;
 pub mod fault;
 pub mod gdt;
 pub mod heap;
+pub mod hpet;
 pub mod idt;
+pub mod ioapic;
 pub mod irq;
 mod mem;
 pub mod metal;
@@ -197,6 +201,21 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         if x2apic { "x2APIC" } else { "xAPIC (MMIO)" },
         apic_hz / 1000
     );
+    // SAFETY: once, on the boot CPU, interrupts off, after the APIC, before the APs.
+    match unsafe { hpet::init(start.rsdp_paddr) } {
+        Ok(Ok(d)) => kprintln!(
+            "device: HPET at {:#x}, period {} fs, comparator {} -> IOAPIC pin {} (GSI {}) -> vector {:#x}, {} device timers multiplexed on it",
+            d.base,
+            d.period_fs,
+            d.comparator,
+            d.pin,
+            d.gsi,
+            hpet::VECTOR_DEVICE,
+            hpet::SLOTS
+        ),
+        Ok(Err(why)) => kprintln!("device: {why}; device timers are slots of the arming CPU's local APIC timer"),
+        Err(why) => fail(why),
+    }
     match smp::start_aps(start.rsdp_paddr) {
         Ok(ids) => kprintln!(
             "smp: {} CPU(s) in the ACPI MADT, APIC IDs {:?}; {} AP(s) online by INIT-SIPI-SIPI (trampoline at {:#x}), each with its GDT, TSS, 4 IST stacks, GS block and APIC, parked",

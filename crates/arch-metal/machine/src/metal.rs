@@ -12,7 +12,7 @@
 //! **Invariant.** This impl is the only way the core reaches the machine, but for the
 //! `preempt_point!` macro.
 
-use crate::{apic, clock, irq, percpu, redirect, smp, switch, text, unwind};
+use crate::{apic, clock, hpet, irq, percpu, redirect, smp, switch, text, unwind};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -73,7 +73,7 @@ impl Arch for Metal {
     type CpuRegistration = CpuRegistration;
     type IrqRaiser = IrqRaiser;
     type Timer = Timer;
-    type DeviceTimer = Timer;
+    type DeviceTimer = hpet::DeviceTimer;
     type TaskContext = switch::TaskContext;
     type CpuThread<R: Send + 'static> = CpuThread<R>;
     type Supervisor = Supervisor;
@@ -300,13 +300,13 @@ impl Arch for Metal {
     fn timer_overrun(t: &Timer) -> u32 {
         apic::slot_overrun(t.0)
     }
-    fn device_timer_new(name: &str, raiser: IrqRaiser, line: u32, _host_cpus: Vec<usize>) -> Timer {
-        // The device is a slot of the calling CPU's own APIC timer raising the line on the
-        // raiser's CPU (no IOAPIC/HPET yet).
-        apic::slot_new(raiser.0, line).map(Timer).unwrap_or_else(|e| Self::die(&alloc::format!("device {name}: {e}")))
+    fn device_timer_new(name: &str, raiser: IrqRaiser, line: u32, _host_cpus: Vec<usize>) -> hpet::DeviceTimer {
+        // The HPET comparator through the IOAPIC to the raiser's CPU (`crate::hpet`); without
+        // an HPET, a slot of the calling CPU's APIC timer raising the line there by IPI.
+        hpet::device_timer_new(raiser.0, line).unwrap_or_else(|e| Self::die(&alloc::format!("device {name}: {e}")))
     }
-    fn device_timer_fire_at(t: &Timer, deadline_ns: u64) {
-        apic::slot_arm(t.0, deadline_ns, 0)
+    fn device_timer_fire_at(t: &hpet::DeviceTimer, deadline_ns: u64) {
+        hpet::device_timer_fire_at(t, deadline_ns)
     }
 
     fn task_context_new(

@@ -16,10 +16,13 @@
 //!   __image_end .. 2 MiB boundary    same              rw- NX  free RAM (4 KiB pages)
 //!   next 2 MiB boundary .. 1 GiB     same              rw- NX  RAM, heap (2 MiB pages)
 //!   TEXT_ALIAS .. + text size        __text_start ..   rw- NX  the text's patching alias
+//!   0xFEE0_0000 (4 KiB)              same              rw- NX  local APIC (uncached)
 //! ```
 //!
 //! then loads CR3 and sets `CR0.WP`, so that ring-0 writes honour read-only pages too.
 //! Intermediate entries are present and writable without NX; each leaf carries the rights.
+//! [`map_mmio`] later adds the device pages the ACPI tables name (the HPET's and the
+//! IOAPIC's, for `crate::hpet`), uncached, rw- NX, from the same pool.
 //! [`check_wx`] walks the loaded tables from CR3 and counts the leaves.
 //!
 //! **Invariant (W^X).** No leaf entry is both writable and executable: the text is
@@ -28,6 +31,7 @@
 //! go on without it).
 
 use crate::cpu;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where the text's writable alias starts (PML4 entry 1: 512 GiB).
 pub const TEXT_ALIAS: u64 = 0x0000_0080_0000_0000;
@@ -107,6 +111,8 @@ struct Pool([Table; POOL_TABLES]);
 const POOL_TABLES: usize = 24;
 
 static mut POOL: Pool = Pool([[0; 512]; POOL_TABLES]);
+/// The pool's tables handed out so far (by [`init`], then by [`map_mmio`]).
+static POOL_USED: AtomicUsize = AtomicUsize::new(0);
 
 /// Hands out the pool's tables, zeroed (the pool is in `.bss`).
 struct Builder {
@@ -230,7 +236,28 @@ pub unsafe fn init() -> Result<Mapped, &'static str> {
     // SAFETY: WP only makes ring-0 writes honour read-only pages; nothing writes the text or
     // rodata but through the alias.
     unsafe { cpu::write_cr0(cpu::cr0() | cpu::CR0_WP) };
+    POOL_USED.store(b.used, Ordering::Relaxed);
     Ok(Mapped { layout: l, small_end, identity_end: IDENTITY_END, tables: b.used })
+}
+
+/// Maps the 4 KiB page of device registers at physical `phys` at the same virtual address,
+/// uncached, writable and not executable (an HPET's or an IOAPIC's, found in the ACPI tables
+/// after [`init`]), and flushes its TLB entry. A page inside the identity map is refused (it
+/// is RAM there, mapped cacheable).
+///
+/// # Safety
+/// Once per page, on the boot CPU, with interrupts off, before the APs start (the pool's
+/// tables are handed out by one CPU at a time); `phys` is a device's register page.
+pub unsafe fn map_mmio(phys: u64) -> Result<(), &'static str> {
+    if phys < IDENTITY_END || !phys.is_multiple_of(PAGE) {
+        return Err("device registers inside the identity map or not page-aligned");
+    }
+    let mut b = Builder { used: POOL_USED.load(Ordering::Relaxed) };
+    b.map_4k((cpu::cr3() & ADDR) as *mut Table, phys, phys, P | W | NX | PWT | PCD)?;
+    POOL_USED.store(b.used, Ordering::Relaxed);
+    // SAFETY: invlpg only drops a TLB entry (there was no mapping: a negative one at most).
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) phys, options(nostack, preserves_flags)) };
+    Ok(())
 }
 
 /// What [`check_wx`] found in the loaded tables.

@@ -2,10 +2,8 @@
 //! INIT-SIPI-SIPI through a real-mode trampoline, each with its own GDT, TSS, IST stacks,
 //! per-CPU block (GS base) and local APIC.
 //!
-//! **Finding the CPUs.** The PVH start info gives the ACPI RSDP's address (QEMU's loader
-//! fills `rsdp_paddr`; if it is 0 the BIOS area 0xE0000-0xFFFFF is searched for
-//! `"RSD PTR "`); the RSDP leads to the XSDT (revision 2) or the RSDT, which lists the MADT
-//! (signature `"APIC"`). The MADT's entries from byte 44 on name each processor: type 0
+//! **Finding the CPUs.** The ACPI MADT (signature `"APIC"`, found by `crate::acpi` from the
+//! RSDP the PVH start info names) lists them. The MADT's entries from byte 44 on name each processor: type 0
 //! (processor local APIC: ACPI ID at 2, APIC ID at 3, flags at 4) and type 9 (processor
 //! local x2APIC: x2APIC ID at 4, flags at 8), usable when flags bit 0 (enabled) or bit 1
 //! (online capable) is set. The MADT is the source because it names every CPU's APIC ID,
@@ -166,67 +164,17 @@ pub fn apic_id(cpu: u32) -> Option<u32> {
     (id != u32::MAX).then_some(id)
 }
 
-/// Reads a little-endian `u32` at physical `at` (identity-mapped).
-fn rd32(at: u64) -> u32 {
-    // SAFETY: callers pass addresses inside ACPI tables below 1 GiB (checked), identity-mapped.
-    unsafe { core::ptr::read_unaligned(at as *const u32) }
-}
-
-/// The RSDP: `paddr` if non-zero, else the one found in the BIOS area.
-fn find_rsdp(paddr: u64) -> Option<u64> {
-    if paddr != 0 {
-        return Some(paddr);
-    }
-    (0xE0000..0x100000u64)
-        .step_by(16)
-        .find(|&a| rd32(a) == u32::from_le_bytes(*b"RSD ") && rd32(a + 4) == u32::from_le_bytes(*b"PTR "))
-}
-
 /// The APIC IDs of the usable processors the MADT lists, the boot CPU's among them.
 pub fn madt_apic_ids(rsdp_paddr: u64) -> Result<Vec<u32>, &'static str> {
-    let rsdp = find_rsdp(rsdp_paddr).ok_or("no ACPI RSDP")?;
-    let below = |a: u64| if a != 0 && a < 1 << 30 { Ok(a) } else { Err("an ACPI table outside the first 1 GiB") };
-    below(rsdp)?;
-    // SAFETY: the RSDP's revision byte (offset 15) lies in the 36-byte RSDP.
-    let revision = unsafe { core::ptr::read((rsdp + 15) as *const u8) };
-    let (sdt, width) = if revision >= 2 {
-        // SAFETY: a revision-2 RSDP has the XSDT's address at offset 24.
-        (unsafe { core::ptr::read_unaligned((rsdp + 24) as *const u64) }, 8)
-    } else {
-        (u64::from(rd32(rsdp + 16)), 4)
-    };
-    let sdt = below(sdt)?;
-    let len = u64::from(rd32(sdt + 4));
-    let mut madt = None;
-    for at in (sdt + 36..sdt + len).step_by(width) {
-        let table = if width == 8 {
-            // SAFETY: an XSDT entry inside the table's length.
-            unsafe { core::ptr::read_unaligned(at as *const u64) }
-        } else {
-            u64::from(rd32(at))
-        };
-        if below(table).is_ok() && rd32(table) == u32::from_le_bytes(*b"APIC") {
-            madt = Some(table);
-        }
-    }
-    let madt = madt.ok_or("no MADT in the ACPI tables")?;
-    let end = madt + u64::from(rd32(madt + 4));
-    let mut ids = Vec::new();
-    let mut at = madt + 44;
-    while at + 2 <= end {
-        // SAFETY: an entry's type and length bytes, inside the MADT.
-        let (kind, elen) = unsafe { (core::ptr::read(at as *const u8), core::ptr::read((at + 1) as *const u8)) };
-        if elen < 2 {
-            return Err("a MADT entry of length < 2");
-        }
-        match kind {
-            0 if elen >= 8 && rd32(at + 4) & 3 != 0 => ids.push(rd32(at) >> 24),
-            9 if elen >= 16 && rd32(at + 8) & 3 != 0 => ids.push(rd32(at + 4)),
-            _ => {}
-        }
-        at += u64::from(elen);
-    }
-    Ok(ids)
+    let rd32 = crate::acpi::rd32;
+    Ok(crate::acpi::madt_entries(rsdp_paddr)?
+        .iter()
+        .filter_map(|e| match e.kind {
+            0 if e.len >= 8 && rd32(e.at + 4) & 3 != 0 => Some(rd32(e.at) >> 24),
+            9 if e.len >= 16 && rd32(e.at + 8) & 3 != 0 => Some(rd32(e.at + 4)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Waits `ns` nanoseconds on the TSC.
