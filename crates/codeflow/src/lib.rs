@@ -40,4 +40,6 @@ pub use flow::{analyze, Analysis, Function, NextPoints};
 pub use table::{ExactTable, Lookup};
 
 #[cfg(test)]
+mod bound_prop;
+#[cfg(test)]
 mod tests;
