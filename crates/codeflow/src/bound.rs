@@ -32,6 +32,7 @@
 
 use crate::cfg::{Cfg, Step};
 use crate::flow::Analysis;
+use crate::induct::Induct;
 use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::{vec, vec::Vec};
@@ -135,6 +136,14 @@ impl Analysis {
         self.bounds().from(addr)
     }
 
+    /// What the instruction at `addr` does at the edge of its function and the addresses that
+    /// may run next in it (`None`: not an instruction of a given function).
+    pub fn successors(&self, addr: u64) -> Option<(Step, Vec<u64>)> {
+        let c = &self.cfgs[self.function_at(addr)?];
+        let x = &c.insns[c.index_of(addr)?];
+        Some((x.step, x.succs.iter().map(|&s| c.insns[s as usize].addr).collect()))
+    }
+
     /// Every function given to the analysis: its first byte and one past its last.
     pub fn function_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.cfgs.iter().map(|c| (c.start, c.end))
@@ -223,7 +232,12 @@ impl Bounds<'_> {
     /// Each instruction's weight and the successors a path goes on to.
     fn graph(&self, c: &Cfg) -> Graph {
         let n = c.insns.len();
-        let mut g = Graph { weight: vec![Ok(1); n], live: Vec::with_capacity(n), preds: vec![Vec::new(); n] };
+        let mut g = Graph {
+            weight: vec![Ok(1); n],
+            live: Vec::with_capacity(n),
+            preds: vec![Vec::new(); n],
+            padding: Vec::new(),
+        };
         for (i, x) in c.insns.iter().enumerate() {
             for &s in &x.succs {
                 g.preds[s as usize].push(i as u32);
@@ -248,6 +262,7 @@ impl Bounds<'_> {
             };
             g.live.push(if goes_on { x.succs.clone() } else { Vec::new() });
         }
+        g.padding = padding(c);
         g
     }
 }
@@ -260,4 +275,19 @@ pub(crate) struct Graph {
     pub(crate) live: Vec<Vec<u32>>,
     /// Predecessors in the control flow (all edges, for the count's initial value).
     pub(crate) preds: Vec<Vec<u32>>,
+    /// `nop`s no path reaches (alignment after a jump): never a way into a loop.
+    pub(crate) padding: Vec<bool>,
+}
+
+/// The `nop`s reached neither from the entry nor from any other instruction (a landing pad
+/// the unwinder enters is an instruction too, so it stays a way in).
+fn padding(c: &Cfg) -> Vec<bool> {
+    let mut reached = vec![false; c.insns.len()];
+    let mut work: Vec<usize> = (0..c.insns.len()).filter(|&i| i == 0 || c.insns[i].induct != Induct::Nop).collect();
+    while let Some(v) = work.pop() {
+        if !core::mem::replace(&mut reached[v], true) {
+            work.extend(c.insns[v].succs.iter().map(|&s| s as usize));
+        }
+    }
+    reached.into_iter().map(|r| !r).collect()
 }

@@ -12,7 +12,7 @@
 //! of any real path from it that stays in the region until it ends or leaves.
 
 use crate::bound::{add, Graph, Reason, Unknown, Val};
-use crate::cfg::Cfg;
+use crate::cfg::{Cfg, Shape};
 use crate::induct::{Cond, Induct};
 use crate::trip;
 use alloc::{vec, vec::Vec};
@@ -44,8 +44,8 @@ fn max(a: Val, b: Val) -> Val {
 fn solve_loop(c: &Cfg, g: &Graph, l: &[usize], internal: &dyn Fn(usize) -> bool, val: &mut [Val]) {
     let mut inl = vec![false; c.insns.len()];
     l.iter().for_each(|&v| inl[v] = true);
-    let entered =
-        |v: usize| v == 0 || g.preds[v].iter().any(|&p| !inl[p as usize] && g.live[p as usize].contains(&(v as u32)));
+    let enters = |p: usize, v: usize| !inl[p] && !g.padding[p] && g.live[p].contains(&(v as u32));
+    let entered = |v: usize| v == 0 || g.preds[v].iter().any(|&p| enters(p as usize, v));
     let entries: Vec<usize> = l.iter().copied().filter(|&v| entered(v)).collect();
     let low = c.insns[*l.iter().min().expect("non-empty")].addr;
     let trips = match entries[..] {
@@ -140,6 +140,10 @@ fn trip_count(c: &Cfg, g: &Graph, l: &[usize], inl: &[bool], h: usize) -> Result
         let test = match c.insns[p].induct {
             Induct::Cmp { reg, imm, width } => (reg, imm, width),
             Induct::Step { reg, width, flags: true, .. } if matches!(cond, Cond::E | Cond::Ne) => (reg, 0, width),
+            Induct::None if stepped_against_register(c, l, p) => {
+                why = Reason::CountSetAtRunTime; // a count compared with a length, an end
+                continue;
+            }
             _ => continue,
         };
         let exit = if c.index_of(target).is_some_and(|t| !inl[t]) { cond } else { cond.negate() };
@@ -149,6 +153,17 @@ fn trip_count(c: &Cfg, g: &Graph, l: &[usize], inl: &[bool], h: usize) -> Result
         }
     }
     best.ok_or(Unknown { reason: why, at: c.insns[h].addr })
+}
+
+/// `p` compares two registers, one of which the loop writes only by constant steps (a count
+/// or a pointer compared with a bound known at run time only).
+fn stepped_against_register(c: &Cfg, l: &[usize], p: usize) -> bool {
+    let Shape::Cmp(r, Some(o)) = c.insns[p].shape else { return false };
+    let stepped = |r: u8| {
+        let mut w = l.iter().filter(|&&v| c.insns[v].writes & (1 << r) != 0).peekable();
+        w.peek().is_some() && w.all(|&v| c.insns[v].shape == Shape::Step(r))
+    };
+    stepped(r) || stepped(o)
 }
 
 /// The trip count from the exit tested at `p` (`cmp reg, imm` in `width` bits, leaving the
@@ -183,7 +198,8 @@ fn counted(
 /// to the last write on each path).
 fn init_value(body: &Body<'_>, reg: u8) -> Result<u64, Reason> {
     let (c, g) = (body.c, body.g);
-    let mut work: Vec<usize> = g.preds[body.h].iter().map(|&p| p as usize).filter(|&p| !body.inl[p]).collect();
+    let mut work: Vec<usize> =
+        g.preds[body.h].iter().map(|&p| p as usize).filter(|&p| !body.inl[p] && !g.padding[p]).collect();
     if body.h == 0 || work.is_empty() {
         return Err(Reason::CountSetAtRunTime);
     }
@@ -201,7 +217,7 @@ fn init_value(body: &Body<'_>, reg: u8) -> Result<u64, Reason> {
         if q == 0 {
             return Err(Reason::CountSetAtRunTime); // the caller's value
         }
-        work.extend(g.preds[q].iter().map(|&p| p as usize));
+        work.extend(g.preds[q].iter().map(|&p| p as usize).filter(|&p| !g.padding[p]));
     }
     value.ok_or(Reason::CountSetAtRunTime)
 }

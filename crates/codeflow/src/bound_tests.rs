@@ -163,8 +163,10 @@ fn loops_without_a_static_count_are_unknown_at_their_head() {
     a.func("rt").raw(&[0x8b, 0x0f]).label("R").nop().dec_ecx().jne("R").ret(); // mov ecx, [rdi]
     a.func("arg").nop().label("A").dec_edi().jne("A").ret();
     a.func("some").xor_ecx().label("S").cmp_mem().je("skip").inc_ecx().label("skip").cmp_ecx(10).jne("S").ret();
+    a.func("len").xor_ecx().label("N").nop().inc_ecx().raw(&[0x39, 0xf9]).jne("N").ret(); // cmp ecx, edi
     let p = a.finish();
     unknown(&p, "mem", Reason::LoopExitNotCounted, "M");
+    unknown(&p, "len", Reason::CountSetAtRunTime, "N");
     unknown(&p, "body", Reason::CountWrittenInBody, "B");
     unknown(&p, "rt", Reason::CountSetAtRunTime, "R");
     unknown(&p, "arg", Reason::CountSetAtRunTime, "A");

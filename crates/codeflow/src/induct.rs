@@ -6,7 +6,7 @@
 //! `xor r, r` set it to a constant (the full 64-bit value, a 32-bit write zero-extended);
 //! `inc`/`dec`, `add`/`sub r, imm` and `lea r, [r + disp]` add a constant (modulo the width
 //! written); `cmp r, imm` and `test r, r` (the flags of `cmp r, 0`) compare it with a constant;
-//! `jcc` branches on one of the ten compare conditions. Everything else is [`Induct::None`].
+//! `jcc` branches on one of the ten compare conditions; a `nop` is marked (padding). Everything else is [`Induct::None`].
 //!
 //! **Invariant.** A value here is exactly what the instruction does to the register or the
 //! flags, under the width it operates on; an 8- or 16-bit form (which keeps the upper bits) is
@@ -66,6 +66,8 @@ impl Cond {
 pub enum Induct {
     /// Nothing described.
     None,
+    /// A `nop` (alignment padding when nothing jumps to it).
+    Nop,
     /// Sets the register to a constant (its 64-bit value).
     Set {
         /// The register.
@@ -150,6 +152,9 @@ fn cond(c: ConditionCode) -> Cond {
 pub fn of(i: &Instruction) -> Induct {
     if i.mnemonic() != Mnemonic::Jmp && i.is_jcc_short_or_near() {
         return Induct::Jcc { cond: cond(i.condition_code()), target: i.near_branch_target() };
+    }
+    if i.mnemonic() == Mnemonic::Nop {
+        return Induct::Nop;
     }
     if i.op_count() == 0 || i.op_kind(0) != OpKind::Register {
         return Induct::None;
