@@ -28,7 +28,7 @@ pub(crate) fn solve(c: &Cfg, g: &Graph, region: &[usize], cut: Option<usize>, va
     for scc in sccs(n, region, &succs) {
         let v = scc[0];
         if scc.len() == 1 && !succs(v).contains(&v) {
-            let tail = succs(v).into_iter().fold(Ok(0), |m, s| max(m, val[s]));
+            let tail = succs(v).into_iter().try_fold(0, |m, s| Ok(m.max(val[s]?)));
             val[v] = add(g.weight[v], tail, c.insns[v].addr);
             continue;
         }
