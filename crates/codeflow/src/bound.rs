@@ -181,7 +181,7 @@ impl Bounds<'_> {
     }
 
     /// The bounds of every instruction of the function starting at `start`.
-    pub fn function_at(&self, start: u64) -> Option<Vec<(u64, Bound)>> {
+    pub fn of_function(&self, start: u64) -> Option<Vec<(u64, Bound)>> {
         let f = self.analysis.cfgs.binary_search_by_key(&start, |c| c.start).ok()?;
         let vals = self.function(f);
         Some(self.analysis.cfgs[f].insns.iter().zip(vals.iter()).map(|(x, v)| (x.addr, (*v).into())).collect())

@@ -86,7 +86,7 @@ pub fn workload_bounds() -> Result<(Summary, codeflow::Analysis), String> {
         if !WORKLOAD_MODULES.iter().any(|m| name.contains(m)) || name.contains("::tests::") {
             continue;
         }
-        let bounds = memo.function_at(start).unwrap_or_default();
+        let bounds = memo.of_function(start).unwrap_or_default();
         functions.push(FunctionBounds { function: name.to_string(), addr: start, bounds });
     }
     let bound_ms = t0.elapsed().as_millis();
@@ -162,7 +162,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         let (memo, mut insns, mut known) = (analysis.bounds(), 0, 0);
         for (start, _) in analysis.function_ranges() {
-            for (_, b) in memo.function_at(start).unwrap_or_default() {
+            for (_, b) in memo.of_function(start).unwrap_or_default() {
                 insns += 1;
                 known += usize::from(matches!(b, Bound::Known(_)));
             }
