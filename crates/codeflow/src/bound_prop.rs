@@ -1,9 +1,9 @@
 //! The bound against execution: random small programs of the counted-loop shapes (loops
 //! counting up or down by steps of -3..=3 under any of the ten compare exits, tested at the
-//! bottom, at the top, rotated or by the step's own flags; nested loops, branches on memory,
-//! points, calls), run by a tiny interpreter with random memory answers; from every executed
-//! instruction, the instructions run until the next point or the function's return never
-//! exceed the static bound.
+//! bottom, at the top, rotated or by the step's own flags; nested loops, second exits and
+//! branches on memory, starts and steps on some paths only, points, calls), run by a tiny
+//! interpreter with random memory answers; from every executed instruction, the instructions
+//! run until the next point or the function's return never exceed the static bound.
 
 use crate::{analyze, Bound, Function};
 use proptest::prelude::*;
@@ -99,6 +99,10 @@ fn items(r: &mut Rng, ops: &mut Vec<Op>, labels: &mut usize, depth: u32, regs: &
                     ops.extend([Op::Cmp(reg, imm), Op::Jcc(cc, test)]);
                 }
                 items(r, ops, labels, depth + 1, &regs[1..], calls);
+                let brk = fresh(labels);
+                if r.below(6) == 0 {
+                    ops.extend([Op::CmpMem, Op::Jcc(0x4, brk)]); // a second exit, on memory
+                }
                 if r.below(8) == 0 {
                     // A step on some iterations only.
                     let over = fresh(labels);
@@ -111,6 +115,7 @@ fn items(r: &mut Rng, ops: &mut Vec<Op>, labels: &mut usize, depth: u32, regs: &
                     3 => ops.push(Op::Jcc(cc, head)),
                     _ => ops.extend([Op::Cmp(reg, imm), Op::Jcc(cc, head)]),
                 }
+                ops.push(Op::Label(brk));
             }
             _ => ops.push(Op::Nop),
         }
