@@ -14,6 +14,7 @@
 //! same function, and every way control can leave an instruction is one of its successors, its
 //! callee's return, a return, a tail call or a trap.
 
+use crate::induct::{self, Induct};
 use alloc::{vec, vec::Vec};
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
@@ -72,6 +73,8 @@ pub struct Insn {
     pub shape: Shape,
     /// General registers it may write (bit `n`: register `n`).
     pub writes: u16,
+    /// Its effect on a loop's count, for the bound ([`crate::induct`]).
+    pub induct: Induct,
 }
 
 /// A decoded function.
@@ -125,7 +128,15 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
         let ip = decoder.ip();
         if sites.get(site) == Some(&ip) && ip + 5 <= end {
             let (shape, writes) = (Shape::Other, CALL_CLOBBERS);
-            cfg.insns.push(Insn { addr: ip, len: 5, step: Step::Point(site as u32), succs: Vec::new(), shape, writes });
+            cfg.insns.push(Insn {
+                addr: ip,
+                len: 5,
+                step: Step::Point(site as u32),
+                succs: Vec::new(),
+                shape,
+                writes,
+                induct: Induct::None,
+            });
             flows.push(Flow::Next);
             site += 1;
             decoder.set_position((ip + 5 - start) as usize).expect("inside the function");
@@ -139,7 +150,8 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
         }
         let (step, flow) = classify(&insn, start, end, &recent, data);
         let (shape, writes) = (shape(&insn), writes(&mut info, &insn));
-        cfg.insns.push(Insn { addr: ip, len: insn.len() as u8, step, succs: Vec::new(), shape, writes });
+        let induct = induct::of(&insn);
+        cfg.insns.push(Insn { addr: ip, len: insn.len() as u8, step, succs: Vec::new(), shape, writes, induct });
         flows.push(flow);
         recent.push(insn);
     }

@@ -24,15 +24,22 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+pub mod bound;
+mod bound_loops;
 pub mod cfg;
 pub mod check;
 pub mod flow;
+pub mod induct;
 pub mod table;
+mod trip;
 
+pub use bound::{Bound, Bounds, Reason, Unknown};
 pub use cfg::DataReader;
 pub use check::{FunctionCheck, Stretch, UnboundedLoop};
 pub use flow::{analyze, Analysis, Function, NextPoints};
 pub use table::{ExactTable, Lookup};
 
+#[cfg(test)]
+mod bound_prop;
 #[cfg(test)]
 mod tests;

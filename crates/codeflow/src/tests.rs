@@ -354,3 +354,6 @@ proptest::proptest! {
         }
     }
 }
+
+#[path = "bound_tests.rs"]
+mod bound_tests;

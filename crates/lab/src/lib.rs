@@ -31,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bounds;
 pub mod chrome_trace;
 pub mod cleanup;
 pub mod compare;

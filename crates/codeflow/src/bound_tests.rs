@@ -1,0 +1,195 @@
+//! The bound from an instruction on hand-written machine code of known shape: exact figures
+//! for straight code, branches, calls, points and counted loops, `Unknown` with its reason and
+//! place for the rest; and random programs run by a tiny interpreter, whose executed counts
+//! never exceed the bound.
+
+use super::{Asm, Program};
+use crate::{Bound, Reason, Unknown};
+use std::prelude::rust_2021::*;
+
+fn bound(p: &Program, at: &str) -> Bound {
+    p.analyze().bound_from(p.at(at))
+}
+
+fn unknown(p: &Program, at: &str, reason: Reason, place: &str) {
+    assert_eq!(bound(p, at), Bound::Unknown(Unknown { reason, at: p.at(place) }), "from {at}");
+}
+
+// A few instructions beyond the shared assembler's.
+impl Asm {
+    fn xor_ecx(&mut self) -> &mut Self {
+        self.raw(&[0x31, 0xc9])
+    }
+    fn xor_edx(&mut self) -> &mut Self {
+        self.raw(&[0x31, 0xd2])
+    }
+    fn mov_ecx(&mut self, v: i32) -> &mut Self {
+        self.raw(&[0xb9]).raw(&v.to_le_bytes())
+    }
+    fn inc_ecx(&mut self) -> &mut Self {
+        self.raw(&[0xff, 0xc1])
+    }
+    fn inc_edx(&mut self) -> &mut Self {
+        self.raw(&[0xff, 0xc2])
+    }
+    fn dec_ecx(&mut self) -> &mut Self {
+        self.raw(&[0xff, 0xc9])
+    }
+    fn add_ecx(&mut self, v: i8) -> &mut Self {
+        self.raw(&[0x83, 0xc1, v as u8])
+    }
+    fn cmp_ecx(&mut self, v: i8) -> &mut Self {
+        self.raw(&[0x83, 0xf9, v as u8])
+    }
+    fn cmp_edx(&mut self, v: i8) -> &mut Self {
+        self.raw(&[0x83, 0xfa, v as u8])
+    }
+    /// `jcc` with condition code `cc` (`0x2` b .. `0xf` g), rel8.
+    fn jcc(&mut self, cc: u8, l: &'static str) -> &mut Self {
+        self.rel(&[0x70 | cc], 1, l)
+    }
+}
+
+const JB: u8 = 0x2;
+const JAE: u8 = 0x3;
+const JBE: u8 = 0x6;
+const JL: u8 = 0xc;
+const JG: u8 = 0xf;
+
+#[test]
+fn straight_line_counts_every_instruction_to_the_return() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").nop().nop().label("m").nop().label("r").ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(4));
+    assert_eq!(bound(&p, "m"), Bound::Known(2));
+    assert_eq!(bound(&p, "r"), Bound::Known(1));
+}
+
+#[test]
+fn a_branch_takes_the_longer_arm() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").cmp_mem().je("short").nop().nop().nop().label("short").nop().ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(7), "cmp, je, 3 nops, nop, ret");
+    assert_eq!(bound(&p, "short"), Bound::Known(2));
+}
+
+#[test]
+fn a_call_adds_the_callees_path_and_a_point_cuts_it() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").nop().call("g").label("after").nop().ret();
+    a.func("g").nop().nop().ret();
+    a.func("h").nop().call("pt").nop().nop().nop().nop().nop().ret();
+    a.func("pt").nop().point("p").label("past").nop().ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(1 + (1 + 3) + 2));
+    assert_eq!(bound(&p, "g"), Bound::Known(3));
+    // Every path through `pt` meets its point: the path ends there.
+    assert_eq!(bound(&p, "h"), Bound::Known(1 + 1 + 1));
+    assert_eq!(bound(&p, "p"), Bound::Known(0));
+    assert_eq!(bound(&p, "past"), Bound::Known(2));
+    let an = p.analyze();
+    let b = an.bounds();
+    assert_eq!(b.through_returns(p.at("g"), &[p.at("after")]), Bound::Known(3 + 2), "g's path, then f's");
+    assert_eq!(b.through_returns(p.at("past"), &[p.at("after")]), Bound::Known(2 + 2));
+}
+
+#[test]
+fn a_counted_loop_up_runs_its_exact_count() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").xor_ecx().label("L").nop().label("inc").inc_ecx().cmp_ecx(10).jne("L").ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(1 + 10 * 4 + 1));
+    assert_eq!(bound(&p, "L"), Bound::Known(10 * 4 + 1));
+    // Interrupted in the first iteration: its rest, 9 more, the return.
+    assert_eq!(bound(&p, "inc"), Bound::Known(3 + 9 * 4 + 1));
+}
+
+#[test]
+fn counting_down_by_the_steps_flags_and_by_a_signed_compare() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").mov_ecx(10).label("L").nop().dec_ecx().jne("L").ret();
+    a.func("g").mov_ecx(10).label("M").nop().add_ecx(-1).cmp_ecx(0).jcc(JG, "M").ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(1 + 10 * 3 + 1));
+    assert_eq!(bound(&p, "g"), Bound::Known(1 + 10 * 4 + 1));
+}
+
+#[test]
+fn a_step_of_four_and_the_exit_conditions() {
+    let mut a = Asm::new(0x1000);
+    // 4, 8, 12: `jb` leaves at 12 after 3 iterations.
+    a.func("b").xor_ecx().label("B").nop().add_ecx(4).cmp_ecx(10).jcc(JB, "B").ret();
+    // 4, 8, 12: never equal to 10.
+    a.func("ne").xor_ecx().label("NE").nop().add_ecx(4).cmp_ecx(10).jne("NE").ret();
+    // 1 ..= 11: `jbe` stays at 10, one more than `jb`.
+    a.func("be").xor_ecx().label("BE").nop().inc_ecx().cmp_ecx(10).jcc(JBE, "BE").ret();
+    // -2, -1, 0, 1, 2: signed; unsigned, -2 is already above 2.
+    a.func("l").mov_ecx(-3).label("Ls").nop().inc_ecx().cmp_ecx(2).jcc(JL, "Ls").ret();
+    a.func("u").mov_ecx(-3).label("Us").nop().inc_ecx().cmp_ecx(2).jcc(JB, "Us").ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "b"), Bound::Known(1 + 3 * 4 + 1));
+    unknown(&p, "ne", Reason::NeverExits, "NE");
+    assert_eq!(bound(&p, "be"), Bound::Known(1 + 11 * 4 + 1));
+    assert_eq!(bound(&p, "l"), Bound::Known(1 + 5 * 4 + 1));
+    assert_eq!(bound(&p, "u"), Bound::Known(1 + 4 + 1));
+}
+
+#[test]
+fn a_loop_tested_at_the_top_counts_its_last_partial_iteration_in_full() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").xor_ecx().label("L").cmp_ecx(10).jcc(JAE, "out").nop().inc_ecx().jmp("L").label("out").ret();
+    let p = a.finish();
+    // The head runs 11 times (0..=10); each counted as a whole iteration (5).
+    assert_eq!(bound(&p, "f"), Bound::Known(1 + 11 * 5 + 1));
+}
+
+#[test]
+fn nested_counted_loops_multiply() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").xor_edx().label("O").xor_ecx().label("I").nop().inc_ecx().cmp_ecx(5).jne("I");
+    a.inc_edx().cmp_edx(3).jne("O").ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(1 + 3 * (1 + 5 * 4 + 3) + 1));
+    assert_eq!(bound(&p, "I"), Bound::Known(5 * 4 + 3 + 2 * (1 + 5 * 4 + 3) + 1));
+}
+
+#[test]
+fn loops_without_a_static_count_are_unknown_at_their_head() {
+    let mut a = Asm::new(0x1000);
+    a.func("mem").nop().label("M").nop().cmp_mem().jne("M").ret();
+    a.func("body").xor_ecx().label("B").inc_ecx().raw(&[0x01, 0xc1]).cmp_ecx(10).jne("B").ret(); // add ecx, eax
+    a.func("rt").raw(&[0x8b, 0x0f]).label("R").nop().dec_ecx().jne("R").ret(); // mov ecx, [rdi]
+    a.func("arg").nop().label("A").dec_edi().jne("A").ret();
+    a.func("some").xor_ecx().label("S").cmp_mem().je("skip").inc_ecx().label("skip").cmp_ecx(10).jne("S").ret();
+    a.func("len").xor_ecx().label("N").nop().inc_ecx().raw(&[0x39, 0xf9]).jne("N").ret(); // cmp ecx, edi
+    let p = a.finish();
+    unknown(&p, "mem", Reason::LoopExitNotCounted, "M");
+    unknown(&p, "len", Reason::CountSetAtRunTime, "N");
+    unknown(&p, "body", Reason::CountWrittenInBody, "B");
+    unknown(&p, "rt", Reason::CountSetAtRunTime, "R");
+    unknown(&p, "arg", Reason::CountSetAtRunTime, "A");
+    unknown(&p, "some", Reason::CountNotEveryIteration, "S");
+    // After the loop the bound is known again.
+    assert_eq!(p.analyze().bound_from(p.at("M") + 6), Bound::Known(1));
+}
+
+#[test]
+fn indirect_and_outside_calls_are_unknown_at_the_call() {
+    let mut a = Asm::new(0x1000);
+    a.func("ind").nop().label("c").raw(&[0xff, 0xd0]).ret(); // call rax
+    a.func("out").nop().label("o").raw(&[0xe8, 0, 0, 0, 0x10]).ret(); // call far away
+    let p = a.finish();
+    unknown(&p, "ind", Reason::IndirectCall, "c");
+    unknown(&p, "out", Reason::CallOutsideText, "o");
+}
+
+#[test]
+fn a_loop_with_a_point_needs_no_count() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").nop().label("L").cmp_mem().point("p").jne("L").ret();
+    let p = a.finish();
+    assert_eq!(bound(&p, "f"), Bound::Known(2), "nop, cmp, then the point");
+    assert_eq!(bound(&p, "L"), Bound::Known(1));
+}
