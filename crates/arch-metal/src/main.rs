@@ -24,6 +24,7 @@ extern crate alloc;
 mod faults;
 mod scenarios;
 mod smp;
+mod softirq_stack;
 mod torture;
 
 use arch_metal::{exit_codes, kprintln, serial};
@@ -60,9 +61,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "fault-smp" => faults::init_smp,
         "fault-irq" => faults::in_irq,
         "fault-irqs-off" => faults::irqs_off,
+        "softirq-stack" => softirq_stack::init,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq or fault-irqs-off\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off or softirq-stack\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
