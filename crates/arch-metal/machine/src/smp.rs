@@ -267,6 +267,7 @@ pub fn start_aps(rsdp_paddr: u64) -> Result<Vec<u32>, &'static str> {
         let stack = Stack::new(AP_STACK)?;
         let ists: Vec<Stack> =
             (0..gdt::IST_COUNT).map(|_| Stack::new(gdt::IST_STACK_SIZE)).collect::<Result<_, _>>()?;
+        crate::softirq_stack::alloc(n)?;
         let ap = alloc::boxed::Box::leak(alloc::boxed::Box::new(ApStart {
             block: percpu::new_ap_block(n as u32),
             tables: alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt::CpuTables::new())),
