@@ -2,7 +2,8 @@
 //! tick's interrupts nesting in it, comes back intact.
 //!
 //! **Mechanism.** A device's handler schedules a tasklet, which the core runs at the
-//! interrupt's exit with IF set (`arch_metal::irq::irq_exit_irqs_on`, `bh=classic`). The
+//! interrupt's exit with IF set, on the instance's last CPU (CPU 1 with `cpus=2` and QEMU's
+//! `-smp 2`: an AP's softirq stack and IST stacks) (`arch_metal::irq::irq_exit_irqs_on`, `bh=classic`). The
 //! tasklet descends [`FRAMES`] non-inlined frames ([`frame`]), each filling an array of
 //! [`WORDS`] quadwords (256 bytes) on its stack with a pattern of its depth and index, kept in
 //! memory by `core::hint::black_box`. The deepest frame spins until [`NESTS`] interrupts have
@@ -10,10 +11,10 @@
 //! each frame counts the words of its array that no longer hold the pattern. A nested
 //! interrupt that pushed its frame, vector state or handler's frames over the chain shows as
 //! corrupted words, or as a return through a clobbered return address (an `EXCEPTION` exit).
-//! The init prints `{"test":"softirq_stack","frames":8,"words":256,"nested_irqs":N,
+//! The init prints `{"test":"softirq_stack","cpu":K,"frames":8,"words":256,"nested_irqs":N,
 //! "corrupted":C,"returned":true,"ok":...}`.
 //!
-//! **Invariant.** `ok` only if the tasklet ran once, at least one interrupt nested while the
+//! **Invariant.** `ok` only if the tasklet ran once, on the device's CPU, at least one interrupt nested while the
 //! chain was live, no word changed and the chain returned through every frame.
 
 use alloc::sync::Arc;
@@ -38,6 +39,8 @@ static CORRUPTED: AtomicU64 = AtomicU64::new(0);
 static NESTED: AtomicU64 = AtomicU64::new(0);
 /// Set once the chain returned to the tasklet's body.
 static RETURNED: AtomicBool = AtomicBool::new(false);
+/// The CPU the tasklet ran on.
+static RAN_ON: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// The pattern of word `i` of the frame at `depth`.
 fn pattern(depth: usize, i: usize) -> u64 {
@@ -80,12 +83,14 @@ pub(crate) fn init(_model: PreemptModel, bh: BhMode) -> i64 {
         );
         return 1;
     }
+    let cpu = kernel::smp::num_cpus() - 1;
     let t = kernel::tasklet::Tasklet::new("deep-chain", || {
+        RAN_ON.store(kernel::raw_smp_processor_id() as u64, Ordering::Relaxed);
         CORRUPTED.store(frame(0), Ordering::Relaxed);
         RETURNED.store(true, Ordering::Release);
     });
     let t2 = Arc::clone(&t);
-    let dev = kernel::device::Device::register("softirq-stack-dev", move || {
+    let dev = kernel::device::Device::register_on(cpu, "softirq-stack-dev", move || {
         kernel::tasklet::tasklet_schedule(&t2);
     });
     dev.raise();
@@ -96,9 +101,10 @@ pub(crate) fn init(_model: PreemptModel, bh: BhMode) -> i64 {
     }
     let (nested, corrupted) = (NESTED.load(Ordering::Relaxed), CORRUPTED.load(Ordering::Relaxed));
     let returned = RETURNED.load(Ordering::Acquire);
-    let ok = t.runs() == 1 && returned && nested >= 1 && corrupted == 0;
+    let ran_on = RAN_ON.load(Ordering::Relaxed);
+    let ok = t.runs() == 1 && ran_on == cpu as u64 && returned && nested >= 1 && corrupted == 0;
     kprintln!(
-        "{{\"test\":\"softirq_stack\",\"frames\":{FRAMES},\"words\":{},\"tasklet_runs\":{},\"nested_irqs\":{nested},\"corrupted\":{corrupted},\"returned\":{returned},\"ok\":{ok}}}",
+        "{{\"test\":\"softirq_stack\",\"cpu\":{ran_on},\"frames\":{FRAMES},\"words\":{},\"tasklet_runs\":{},\"nested_irqs\":{nested},\"corrupted\":{corrupted},\"returned\":{returned},\"ok\":{ok}}}",
         FRAMES * WORDS,
         t.runs()
     );
