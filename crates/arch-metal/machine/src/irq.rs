@@ -11,11 +11,26 @@
 //! context with IF still clear; on its return it restores the vector state and the registers
 //! and `iretq`s from the task's stack.
 //!
+//! **Softirqs at an interrupt's exit.** The core's `irq_exit` runs softirqs with IF set
+//! through [`irq_exit_irqs_on`]. Every gate is on an IST stack, so a nested interrupt starts
+//! at IST 4's top whatever `rsp` is: code running with IF set must not be on IST 4 below that
+//! top. So on IST 4 (the range below this CPU's TSS top, each CPU's own), the softirqs run on
+//! the CPU's softirq stack with IST 4's top moved just below the call's frame
+//! (`crate::softirq_stack`), as Linux runs them on its IRQ stack (`do_softirq_own_stack`).
+//! Running them on IST 4 itself with the top moved a fixed 256 bytes below `rsp` is not
+//! enough: a nested frame (22 quadwords, then the vector state and the handler's frames)
+//! lands inside the softirq's own frames, which grow down from that same `rsp`
+//! (`image.run=softirq-stack` checks it: that way 20 of its 256 pattern words are
+//! overwritten); a shallow softirq hides it (the `softirq` scenario's tasklet spins 240 bytes
+//! below `rsp`, and `now_ns`, a tail jump to a leaf, adds only its return address). The IST 4
+//! range is read from this CPU's TSS: a fixed range (the boot CPU's) never matches on an AP,
+//! where a nested interrupt would then overwrite the outer one's frame at IST 4's top.
+//!
 //! **Invariant.** The core's hooks run with IF clear, and the in-IRQ flag is set around
 //! `Hooks::irq` and restored after it. Nothing is left on the shared IST stack across
 //! `preempt_schedule_irq` (the next interrupt reuses it). While [`irq_exit_irqs_on`] runs
 //! softirqs with IF set at an interrupt's exit, they run on the CPU's softirq stack and the
-//! TSS's IST 4 pointer is below IST 4's live frames (see below).
+//! TSS's IST 4 pointer is below IST 4's live frames.
 
 use crate::idt::ExceptionFrame;
 use crate::{apic, percpu};
