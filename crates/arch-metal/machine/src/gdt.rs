@@ -93,8 +93,9 @@ pub fn ist_other_top() -> u64 {
 }
 
 /// Points the IST stack of every ordinary vector ([`IST_OTHER`]) at `top`; returns the old
-/// top. `crate::irq::irq_exit_irqs_on` moves it below the live frames of the interrupt being
-/// served before it sets IF, so that a nested interrupt does not overwrite them.
+/// top. `crate::softirq_stack::run_on_softirq_stack` moves it below the live frames of the
+/// interrupt being served before the softirqs set IF, so that a nested interrupt does not
+/// overwrite them.
 ///
 /// # Safety
 /// IF must be clear, and `top` must be a 16-byte aligned address with free stack below it
