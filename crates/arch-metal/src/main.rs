@@ -27,6 +27,7 @@ mod device;
 mod faults;
 mod scenarios;
 mod smp;
+mod softirq_stack;
 mod torture;
 
 use arch_metal::{exit_codes, kprintln, serial};
@@ -35,6 +36,23 @@ use arch_metal::{exit_codes, kprintln, serial};
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     arch_metal::panic(info)
 }
+
+/// What runs as the init of the image's kernel.
+type Init = fn(kernel::PreemptModel, kernel::BhMode) -> i64;
+
+/// Every `image.run=` value and its init, in the order the refusal lists them.
+const RUNS: &[(&str, Init)] = &[
+    ("scenarios", scenarios::init),
+    ("panic", scenarios::task_panic),
+    ("smp", smp::init),
+    ("device", device::init),
+    ("stack-overflow", faults::stack_overflow),
+    ("fault", faults::init),
+    ("fault-smp", faults::init_smp),
+    ("fault-irq", faults::in_irq),
+    ("fault-irqs-off", faults::irqs_off),
+    ("softirq-stack", softirq_stack::init),
+];
 
 /// The image's main (see the crate's description); the machine calls it once, on CPU 0.
 #[no_mangle]
@@ -54,23 +72,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     kprintln!("{{\"test\":\"switch_cycles\",\"rounds\":1000,\"min\":{switch_min},\"mean\":{switch_mean}}}");
     let t0 = arch_metal::cpu::rdtsc();
     let faults = run.starts_with("fault") || run == "stack-overflow";
-    let init: fn(kernel::PreemptModel, kernel::BhMode) -> i64 = match run {
-        "scenarios" => scenarios::init,
-        "stack-overflow" => faults::stack_overflow,
-        "panic" => scenarios::task_panic,
-        "smp" => smp::init,
-        "device" => device::init,
-        "fault" => faults::init,
-        "fault-smp" => faults::init_smp,
-        "fault-irq" => faults::in_irq,
-        "fault-irqs-off" => faults::irqs_off,
-        other => {
-            kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off or device\"}}",
-                scenarios::escape(other)
-            );
-            serial::exit(exit_codes::FAILED)
-        }
+    let Some(&(_, init)) = RUNS.iter().find(|(name, _)| *name == run) else {
+        let names: alloc::vec::Vec<&str> = RUNS.iter().map(|(name, _)| *name).collect();
+        kprintln!("{{\"boot_error\":\"image.run={}: use one of {}\"}}", scenarios::escape(run), names.join(", "));
+        serial::exit(exit_codes::FAILED)
     };
     match kernel::run(config, move || init(model, bh)) {
         Ok(report) => {

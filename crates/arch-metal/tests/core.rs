@@ -137,6 +137,16 @@ fn under_preempt_patch_call_an_armed_call_serves_the_rt_task_at_the_next_point()
 }
 
 #[test]
+fn an_unknown_image_run_is_refused_before_any_task_naming_every_choice() {
+    let Some(b) = boot("preempt=full image.run=nonsense") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
+    let e = boot_error(&b);
+    assert!(e.starts_with("image.run=nonsense: use one of scenarios, "), "{e}");
+    assert!(e.contains("fault-irqs-off") && e.contains("softirq-stack"), "{e}");
+    assert!(!b.serial.contains("\"test\":\"run\""), "no kernel ran:\n{}", b.serial);
+}
+
+#[test]
 fn cpus_2_on_a_machine_of_one_cpu_is_refused_naming_smp() {
     let Some(b) = boot("preempt=full cpus=2") else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);

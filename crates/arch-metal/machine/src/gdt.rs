@@ -84,9 +84,18 @@ pub fn ist_guards() -> [u64; IST_STACKS] {
     core::array::from_fn(|i| base + (i * IST_SLOT) as u64)
 }
 
+/// This CPU's IST 4 top as its TSS holds it now (see [`set_ist_other_top`]).
+pub fn ist_other_top() -> u64 {
+    let tss = crate::percpu::this().tss.get() as *const Tss;
+    // SAFETY: `tss` is this CPU's TSS (recorded by `install`), written only on this CPU
+    // (`install`, `set_ist_other_top`); the field is unaligned (the TSS is packed).
+    unsafe { (&raw const (*tss).ist).cast::<u64>().add(usize::from(IST_OTHER) - 1).read_unaligned() }
+}
+
 /// Points the IST stack of every ordinary vector ([`IST_OTHER`]) at `top`; returns the old
-/// top. `crate::irq::irq_exit_irqs_on` moves it below the live frames of the interrupt being
-/// served before it sets IF, so that a nested interrupt does not overwrite them.
+/// top. `crate::softirq_stack::run_on_softirq_stack` moves it below the live frames of the
+/// interrupt being served before the softirqs set IF, so that a nested interrupt does not
+/// overwrite them.
 ///
 /// # Safety
 /// IF must be clear, and `top` must be a 16-byte aligned address with free stack below it

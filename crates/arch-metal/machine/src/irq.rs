@@ -12,10 +12,26 @@
 //! context with IF still clear; on its return it restores the vector state and the registers
 //! and `iretq`s from the task's stack.
 //!
+//! **Softirqs at an interrupt's exit.** The core's `irq_exit` runs softirqs with IF set
+//! through [`irq_exit_irqs_on`]. Every gate is on an IST stack, so a nested interrupt starts
+//! at IST 4's top whatever `rsp` is: code running with IF set must not be on IST 4 below that
+//! top. So on IST 4 (the range below this CPU's TSS top, each CPU's own), the softirqs run on
+//! the CPU's softirq stack with IST 4's top moved just below the call's frame
+//! (`crate::softirq_stack`), as Linux runs them on its IRQ stack (`do_softirq_own_stack`).
+//! Running them on IST 4 itself with the top moved a fixed 256 bytes below `rsp` is not
+//! enough: a nested frame (22 quadwords, then the vector state and the handler's frames)
+//! lands inside the softirq's own frames, which grow down from that same `rsp`
+//! (`image.run=softirq-stack` checks it: that way 20 of its 256 pattern words are
+//! overwritten); a shallow softirq hides it (the `softirq` scenario's tasklet spins 240 bytes
+//! below `rsp`, and `now_ns`, a tail jump to a leaf, adds only its return address). The IST 4
+//! range is read from this CPU's TSS: a fixed range (the boot CPU's) never matches on an AP,
+//! where a nested interrupt would then overwrite the outer one's frame at IST 4's top.
+//!
 //! **Invariant.** The core's hooks run with IF clear, and the in-IRQ flag is set around
 //! `Hooks::irq` and restored after it. Nothing is left on the shared IST stack across
 //! `preempt_schedule_irq` (the next interrupt reuses it). While [`irq_exit_irqs_on`] runs
-//! with IF set on IST 4, the TSS's IST 4 pointer is below its live frames.
+//! softirqs with IF set at an interrupt's exit, they run on the CPU's softirq stack and the
+//! TSS's IST 4 pointer is below IST 4's live frames.
 
 use crate::idt::ExceptionFrame;
 use crate::{apic, percpu};
@@ -69,32 +85,33 @@ pub fn local_irq_restore(was_masked: bool) {
 }
 
 /// Runs `f` with IF set at an interrupt's exit (the core's softirqs at `irq_exit`), as
-/// Linux's `irq_exit` does. On the ordinary vectors' IST stack, the IST pointer first moves
-/// below this frame (and a red zone's worth more), so that a nested interrupt pushes its frame
-/// there instead of over the live one; it moves back, with IF clear again, after `f`.
+/// Linux's `irq_exit` does, and returns with IF as it found it. On this CPU's IST 4 (an
+/// interrupt's exit), `f` runs on the CPU's softirq stack, IST 4's top moved below the live
+/// frames meanwhile (`crate::softirq_stack`), so a nested interrupt lands on neither; on any
+/// other stack (a task's `local_bh_enable`, `ksoftirqd`) it runs where it is.
 pub fn irq_exit_irqs_on(f: impl FnOnce()) {
+    let was_masked = local_irq_save();
     let sp: u64;
     // SAFETY: copies rsp.
     unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
-    let (lo, hi) = crate::gdt::ist_stacks()[usize::from(crate::gdt::IST_OTHER) - 1];
-    let was_masked = irqs_disabled();
-    local_irq_disable();
-    // SAFETY: IF is clear; the new top is below every live byte of this stack (rsp minus
-    // 256, aligned), and stays set only while `f` runs above it.
-    let old = ((lo..hi).contains(&sp)).then(|| unsafe { crate::gdt::set_ist_other_top((sp - 256) & !15) });
-    if old.is_some() {
-        crate::stats::irqs_on_window();
-    }
-    local_irq_enable();
-    f();
-    local_irq_disable();
-    if let Some(old) = old {
-        // SAFETY: IF is clear; `old` is the top this function found.
-        unsafe { crate::gdt::set_ist_other_top(old) };
-    }
-    if !was_masked {
+    let ist_top = crate::gdt::ist_other_top();
+    let body = || {
         local_irq_enable();
+        f();
+        local_irq_disable();
+    };
+    if (ist_top - crate::gdt::IST_STACK_SIZE as u64..ist_top).contains(&sp) {
+        let Some((_, top)) = crate::softirq_stack::this() else {
+            panic!("irq_exit_irqs_on: CPU {} has no softirq stack", percpu::cpu_number())
+        };
+        crate::stats::irqs_on_window();
+        // SAFETY: IF clear; this CPU's softirq stack is free: only the outermost interrupt's
+        // exit runs softirqs, and this one runs on IST 4, not on it.
+        unsafe { crate::softirq_stack::run_on_softirq_stack(top, body) };
+    } else {
+        body();
     }
+    local_irq_restore(was_masked);
 }
 
 /// An external vector from the IDT's common path; 1 asks it to preempt on the way out.

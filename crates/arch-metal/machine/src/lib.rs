@@ -59,6 +59,7 @@ pub mod redirect;
 pub mod selftest;
 pub mod serial;
 pub mod smp;
+pub mod softirq_stack;
 pub mod stack;
 pub mod stats;
 pub mod switch;
@@ -193,6 +194,10 @@ pub extern "C" fn metal_rust_entry(start_info: u64) -> ! {
         heap.end,
         (heap.end - heap.start) >> 20
     );
+    // The boot CPU's softirq stack (each AP's: `smp::start_aps`).
+    if let Err(why) = softirq_stack::alloc(0) {
+        fail(why)
+    }
     let tsc_hz = clock::calibrate();
     let (x2apic, apic_hz) = apic::init();
     kprintln!(

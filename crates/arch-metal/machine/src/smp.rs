@@ -13,8 +13,8 @@
 //! **Mechanism.** [`start_aps`] copies the trampoline to [`TRAMPOLINE`] (0x8000: below 1 MiB
 //! and 4 KiB aligned, as a SIPI's vector names a page there), fills its parameters (the boot
 //! page tables, which map low memory executable for the switch, and the final CR3), then for
-//! each AP in turn: allocates a 64 KiB stack and four IST stacks, each above an unmapped
-//! guard page (`crate::stack`), its GDT and TSS and its per-CPU block, sends INIT, waits
+//! each AP in turn: allocates a 64 KiB stack, four IST stacks and its softirq stack
+//! (`crate::softirq_stack`), each above an unmapped guard page (`crate::stack`), its GDT and TSS and its per-CPU block, sends INIT, waits
 //! 10 ms, sends the STARTUP IPI twice 200 µs apart (the SDM's MP initialization protocol, vol.
 //! 3 §9.4.4; a second SIPI to a CPU already running is ignored), and waits up to one second
 //! for the AP to report. The AP runs 16-bit → 32-bit protected mode (the trampoline's own GDT)
@@ -215,6 +215,7 @@ pub fn start_aps(rsdp_paddr: u64) -> Result<Vec<u32>, &'static str> {
         let stack = Stack::new(AP_STACK)?;
         let ists: Vec<Stack> =
             (0..gdt::IST_COUNT).map(|_| Stack::new(gdt::IST_STACK_SIZE)).collect::<Result<_, _>>()?;
+        crate::softirq_stack::alloc(n)?;
         let ap = alloc::boxed::Box::leak(alloc::boxed::Box::new(ApStart {
             block: percpu::new_ap_block(n as u32),
             tables: alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt::CpuTables::new())),
