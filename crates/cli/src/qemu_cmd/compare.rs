@@ -336,3 +336,7 @@ pub(super) fn json_row(s: &Session, r: &Row) -> Value {
     }
     Value::Object(o)
 }
+
+#[cfg(test)]
+#[path = "compare_tests.rs"]
+mod tests;
