@@ -227,7 +227,11 @@ impl Session {
 
 /// A failed boot as an error: its status and the serial output's last lines.
 fn failed(cmdline: &str, b: &qemu::Boot) -> String {
-    format!("`{cmdline}`: the image ended with status {} (not SUCCESS); the serial output's end:\n{}", b.status, b.tail(20))
+    format!(
+        "`{cmdline}`: the image ended with status {} (not SUCCESS); the serial output's end:\n{}",
+        b.status,
+        b.tail(20)
+    )
 }
 
 /// The last `n` lines of `text`.
@@ -256,7 +260,7 @@ fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

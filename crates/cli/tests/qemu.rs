@@ -70,9 +70,20 @@ fn the_bare_metal_demo_places_the_rt_task_and_two_icount_runs_print_the_same_jso
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(lines.len(), 1, "one object per model: {first}");
     let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-    assert_eq!((v["substrate"].as_str(), v["clock"].as_str(), v["accel"].as_str()), (Some("qemu"), Some("icount"), Some("tcg")));
-    assert_eq!((v["model"].as_str(), v["place"].as_str(), v["ok"].as_bool()), (Some("full"), Some("mid_atom"), Some(true)), "{v}");
-    assert_eq!((v["irq_cpu"].as_u64(), v["rt_cpu"].as_u64(), v["status"].as_i64()), (Some(0), Some(0), Some(33)), "{v}");
+    assert_eq!(
+        (v["substrate"].as_str(), v["clock"].as_str(), v["accel"].as_str()),
+        (Some("qemu"), Some("icount"), Some("tcg"))
+    );
+    assert_eq!(
+        (v["model"].as_str(), v["place"].as_str(), v["ok"].as_bool()),
+        (Some("full"), Some("mid_atom"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(
+        (v["irq_cpu"].as_u64(), v["rt_cpu"].as_u64(), v["status"].as_i64()),
+        (Some(0), Some(0), Some(33)),
+        "{v}"
+    );
     let (atom, atoms) = (v["rt_ran_after_atom"].as_u64().unwrap(), v["atoms"].as_u64().unwrap());
     assert!(atom >= 1 && atom < atoms, "inside an atom, not at the system call's exit: {v}");
     assert!(v["rt_wait_ns"].as_u64().unwrap() < 1_000_000, "well inside the atom's 1 ms: {v}");

@@ -99,11 +99,12 @@ impl std::fmt::Display for BootError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BootError::Spawn(e) => write!(f, "{e}"),
-            BootError::TimedOut { after, serial, stderr } => write!(
-                f,
-                "QEMU did not exit within {after:?}; killed. Serial output:\n{serial}\nstderr:\n{stderr}"
-            ),
-            BootError::Signal { signal, serial } => write!(f, "QEMU was killed by a signal ({signal}); serial:\n{serial}"),
+            BootError::TimedOut { after, serial, stderr } => {
+                write!(f, "QEMU did not exit within {after:?}; killed. Serial output:\n{serial}\nstderr:\n{stderr}")
+            }
+            BootError::Signal { signal, serial } => {
+                write!(f, "QEMU was killed by a signal ({signal}); serial:\n{serial}")
+            }
         }
     }
 }
@@ -113,7 +114,8 @@ impl std::error::Error for BootError {}
 impl Machine {
     /// QEMU's arguments for a boot with `cmdline`.
     pub fn args(&self, cmdline: &str) -> Vec<String> {
-        let mut a: Vec<String> = ["-machine", "q35", "-cpu", "max", "-accel", self.accel.name()].map(String::from).into();
+        let mut a: Vec<String> =
+            ["-machine", "q35", "-cpu", "max", "-accel", self.accel.name()].map(String::from).into();
         a.extend(["-m", "128M", "-nographic", "-no-reboot"].map(String::from));
         if self.cpus > 1 {
             a.extend(["-smp".into(), self.cpus.to_string()]);

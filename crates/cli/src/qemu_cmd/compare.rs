@@ -322,7 +322,13 @@ pub(super) fn json_row(s: &Session, r: &Row) -> Value {
         .map(|(l, c)| {
             let w = |f: fn(&ProbeLine) -> u64| l.probes.iter().map(|p| c.figure(f(p))).max().unwrap_or(0);
             let n: u64 = l.probes.iter().map(|p| p.samples).sum();
-            latency(l.probes.iter().map(|p| c.figure(p.min)).min().unwrap_or(0), w(|p| p.p50), w(|p| p.p99), w(|p| p.max), n)
+            latency(
+                l.probes.iter().map(|p| c.figure(p.min)).min().unwrap_or(0),
+                w(|p| p.p50),
+                w(|p| p.p99),
+                w(|p| p.max),
+                n,
+            )
         })
         .collect();
     let v = json!({"model": r.model, "rt_runs_at": null, "bh": null, "workload": r.workload, "unit": "units",

@@ -23,8 +23,11 @@ fn boot(serial: String) -> qemu::Boot {
     qemu::Boot { status: 33, serial, stderr: String::new(), to_rust: None, total: Duration::ZERO }
 }
 
-/// The rows of one round per `(model, tsc_khz, [(workload, p99)])`.
-fn rows(boots: &[(&str, u64, Vec<(&str, u64)>)], icount: bool) -> Vec<Row> {
+/// One boot: the model, the TSC's kHz, and each workload's p99 in cycles.
+type BootFixture<'a> = (&'a str, u64, Vec<(&'a str, u64)>);
+
+/// The rows of one round per boot.
+fn rows(boots: &[BootFixture<'_>], icount: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     for (m, khz, p99s) in boots {
         let (clock, lines) = parse(&boot(serial(m, *khz, p99s))).unwrap();
@@ -104,7 +107,10 @@ fn without_icount_a_lead_inside_the_rounds_spread_is_a_tie_and_one_round_ranks_n
 fn the_json_row_keeps_the_hosted_names_and_nulls_what_bare_metal_does_not_measure() {
     let r = rows(&[("full", 1_000_000, vec![("checksum", 4000)])], true);
     let v = json_row(&session(true), &r[0]);
-    assert_eq!((v["model"].as_str(), v["workload"].as_str(), v["clock"].as_str()), (Some("full"), Some("checksum"), Some("icount")));
+    assert_eq!(
+        (v["model"].as_str(), v["workload"].as_str(), v["clock"].as_str()),
+        (Some("full"), Some("checksum"), Some("icount"))
+    );
     assert_eq!(v["latency_ns"]["p99"], 4000.0);
     assert!(v["rt_runs_at"].is_null() && v["host_disturbed"].is_null() && v["latency_undisturbed_ns"].is_null());
     let p = &v["probes"][0];

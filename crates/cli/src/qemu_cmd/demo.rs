@@ -159,8 +159,11 @@ pub(super) fn verdict(rows: &[Row], unit: &str) -> String {
     let best = sorted[0].rt_wait_ns;
     let tied: Vec<&str> = sorted.iter().filter(|r| r.rt_wait_ns == best).map(|r| r.model.as_str()).collect();
     let lead = if tied.len() > 1 { format!("a tie of {}", tied.join(", ")) } else { tied[0].to_string() };
-    let rest: Vec<String> =
-        sorted.iter().filter(|r| r.rt_wait_ns != best).map(|r| format!("{} {}", r.model, grouped(r.rt_wait_ns))).collect();
+    let rest: Vec<String> = sorted
+        .iter()
+        .filter(|r| r.rt_wait_ns != best)
+        .map(|r| format!("{} {}", r.model, grouped(r.rt_wait_ns)))
+        .collect();
     let mut line = format!("verdict: the shortest RT wait: {lead} ({} {unit}, {})", grouped(best), sorted[0].ran());
     if !rest.is_empty() {
         line += &format!("; then {}", rest.join(", "));
@@ -192,7 +195,10 @@ mod tests {
     #[test]
     fn the_verdict_ranks_by_the_wait_and_names_equal_waits_a_tie() {
         let v = verdict(&[row(VOL), row(FULL)], "instr");
-        assert!(v.starts_with("verdict: the shortest RT wait: full (2,257 instr, inside atom 3); then voluntary 500,787"), "{v}");
+        assert!(
+            v.starts_with("verdict: the shortest RT wait: full (2,257 instr, inside atom 3); then voluntary 500,787"),
+            "{v}"
+        );
         let t = verdict(&[row(VOL), row(FULL), row(LAZY)], "instr");
         assert!(t.contains("a tie of full, lazy (2,257 instr"), "{t}");
     }

@@ -60,7 +60,8 @@ pub(super) fn run(s: &Session) -> Result<(), String> {
     }
     let bad = rows.iter().filter(|r| !r.line.ok).count();
     if bad > 0 {
-        errors.push(format!("{bad} torture runs failed their check (mismatches, the red zone, or too few preemptions)"));
+        errors
+            .push(format!("{bad} torture runs failed their check (mismatches, the red zone, or too few preemptions)"));
     }
     if errors.is_empty() {
         Ok(())
@@ -135,10 +136,16 @@ mod tests {
     fn the_verdict_counts_the_preempted_calls_and_names_a_loss() {
         let good = [row("full", USER), row("full", KERNEL), row("none", USER)];
         let v = verdict(&good, true);
-        assert_eq!(v, "verdict: no register lost: 60 preempted calls in 3 runs under 2 models (full, none), red zones intact");
+        assert_eq!(
+            v,
+            "verdict: no register lost: 60 preempted calls in 3 runs under 2 models (full, none), red zones intact"
+        );
         assert!(verdict(&good, false).starts_with("verdict: FAILED"), "a failed boot is no pass");
         let bad = verdict(&[row("full", USER), row("full", LOST)], true);
-        assert!(bad.starts_with("verdict: FAILED: 40 register mismatches, 0 red zones overwritten, 1 runs not ok"), "{bad}");
+        assert!(
+            bad.starts_with("verdict: FAILED: 40 register mismatches, 0 red zones overwritten, 1 runs not ok"),
+            "{bad}"
+        );
     }
 
     #[test]
