@@ -18,7 +18,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub(crate) use qemu::exit_codes;
-pub(crate) use qemu::{Boot, RUST_ENTRY};
+pub(crate) use qemu::Boot;
+
+/// The line the image prints first, from its Rust entry.
+pub(crate) const RUST_ENTRY: &str = qemu::RUST_ENTRY;
 
 /// The longest a boot may take before QEMU is killed and the test fails.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
