@@ -96,9 +96,13 @@ impl Command {
 /// says what to use) instead of clap's "unexpected argument '-1'", and every number parsed by
 /// [`values::numbers`], whose error says what to use.
 fn command() -> clap::Command {
-    Cli::command().mut_subcommands(|c| {
-        c.mut_args(|a| if a.get_action().takes_values() { values::numbers(a.allow_negative_numbers(true)) } else { a })
-    })
+    Cli::command().mut_subcommands(numbered)
+}
+
+/// [`command`]'s change to one subcommand's options, and to its own subcommands' (`qemu demo`).
+fn numbered(c: clap::Command) -> clap::Command {
+    c.mut_args(|a| if a.get_action().takes_values() { values::numbers(a.allow_negative_numbers(true)) } else { a })
+        .mut_subcommands(numbered)
 }
 
 /// Parses an argument list (the program's name first) with [`command`].
