@@ -356,7 +356,7 @@ pub(crate) fn rt(model: PreemptModel, cpus: usize) -> bool {
     let expected = match model {
         PreemptModel::None => "syscall_exit",
         // the patch models: the point armed after the interrupt, not the system call's exit
-        PreemptModel::Voluntary | PreemptModel::PatchInt3 | PreemptModel::PatchCall => "point",
+        PreemptModel::Voluntary | PreemptModel::Cpulock | PreemptModel::PatchInt3 | PreemptModel::PatchCall => "point",
         _ => "mid_atom",
     };
     let (raised, irq, ran) =

@@ -22,6 +22,7 @@ mod packets_cmd;
 #[cfg(test)]
 mod parse_fuzz;
 mod points_cmd;
+mod qemu_cmd;
 mod report;
 mod report_charts;
 mod soak_cmd;
@@ -65,6 +66,9 @@ enum Command {
     /// The lab's workloads for minutes with random model switches, interrupt storms and
     /// probes: memory (RSS) and counters each minute; fails on a BUG or growing memory.
     Soak(soak_cmd::SoakArgs),
+    /// The bare-metal image under qemu-system-x86_64 (demo, torture, compare), built if its
+    /// sources changed: the hosted commands' tables from the image's serial port.
+    Qemu(qemu_cmd::QemuArgs),
 }
 
 impl Command {
@@ -82,6 +86,7 @@ impl Command {
             Command::Points(_) => Ok(()),
             Command::Fuzz(a) => fuzz_cmd::plan(a).map(drop),
             Command::Soak(a) => soak_cmd::plan(a).map(drop),
+            Command::Qemu(a) => qemu_cmd::plan(a).map(drop),
         }
     }
 }
@@ -91,9 +96,13 @@ impl Command {
 /// says what to use) instead of clap's "unexpected argument '-1'", and every number parsed by
 /// [`values::numbers`], whose error says what to use.
 fn command() -> clap::Command {
-    Cli::command().mut_subcommands(|c| {
-        c.mut_args(|a| if a.get_action().takes_values() { values::numbers(a.allow_negative_numbers(true)) } else { a })
-    })
+    Cli::command().mut_subcommands(numbered)
+}
+
+/// [`command`]'s change to one subcommand's options, and to its own subcommands' (`qemu demo`).
+fn numbered(c: clap::Command) -> clap::Command {
+    c.mut_args(|a| if a.get_action().takes_values() { values::numbers(a.allow_negative_numbers(true)) } else { a })
+        .mut_subcommands(numbered)
 }
 
 /// Parses an argument list (the program's name first) with [`command`].
@@ -127,6 +136,7 @@ fn main() -> ExitCode {
         Command::Points(a) => points_cmd::run(&a),
         Command::Fuzz(a) => fuzz_cmd::run(&a),
         Command::Soak(a) => soak_cmd::run(&a),
+        Command::Qemu(a) => qemu_cmd::run(&a),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
