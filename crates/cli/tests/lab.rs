@@ -78,6 +78,7 @@ fn impossible_settings_are_refused_naming_the_option() {
     refused(&["compare", "--rounds", "0"], "--rounds 0: use 1..=100");
     refused(&["compare", "--cpus", "0"], "--cpus");
     refused(&["compare", "--cpus", "65"], "--cpus");
+    refused(&["compare", "--cpus", "18446744073709551615"], "--cpus 18446744073709551615 is out of range: use 1..=64");
     refused(&["compare", "--cpu-nice", "-21"], "--cpu-nice -21: use a nice value -20..=19, or keep");
     refused(&["compare", "--duration", "0.0001"], "shorter than two probe periods");
     refused(

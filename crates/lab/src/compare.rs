@@ -193,7 +193,9 @@ impl CompareConfig {
     /// start on one host core and share it a host tick at a time until the host balances them.
     fn boot(&self, preempt: PreemptModel, bh: BhMode, cpus: usize) -> Config {
         let (bh_prio, ptable, patch_sync) = (self.bh_prio, self.ptable, self.patch_sync);
-        let pin = host_peer::host_cpus(cpus);
+        // A count out of range is the kernel's to refuse (`Config::validate`), with no pins
+        // computed for it (a count near `usize::MAX` would not fit a list).
+        let pin = if (1..=kernel::config::MAX_CPUS).contains(&cpus) { host_peer::host_cpus(cpus) } else { Vec::new() };
         Config { preempt, bh, bh_prio, ptable, patch_sync, cpus, pin, ..Config::default() }
     }
 
