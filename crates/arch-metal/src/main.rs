@@ -121,6 +121,11 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
             let ok = report.init == Ok(0) && finished + oopsed == total && report.bugs.is_empty();
             serial::exit(if ok { exit_codes::SUCCESS } else { exit_codes::FAILED })
         }
+        Err(kernel::BootError::Panic(summary)) => {
+            // the core's supervisor printed its report (CPU 0 came back to it: `park_forever`)
+            kprintln!("{{\"panic\":\"{}\"}}", scenarios::escape(&summary));
+            serial::exit(exit_codes::PANIC)
+        }
         Err(e) => {
             kprintln!("{{\"boot_error\":\"{}\"}}", scenarios::escape(&alloc::format!("{e}")));
             serial::exit(exit_codes::FAILED)

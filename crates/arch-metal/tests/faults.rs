@@ -86,7 +86,14 @@ fn a_fault_in_a_device_handler_is_a_kernel_panic() {
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::PANIC), "exit status; serial:\n{s}");
     assert!(s.contains("fault in interrupt context: vector 6 (#UD invalid opcode)"), "{s}");
     assert!(s.contains("PANIC: CPU 0 stopped"), "{s}");
-    assert!(!s.contains("survived") && !s.contains("Oops:") && !s.contains("EXCEPTION"), "{s}");
+    // CPU 0 went back to the supervisor, which printed the core's panic report
+    assert!(s.contains("Kernel panic - not syncing: Fatal exception in interrupt: invalid opcode"), "{s}");
+    assert!(s.contains("---[ end Kernel panic - not syncing: Fatal exception in interrupt ]---"), "{s}");
+    let panic = results_with_key(&b, "panic");
+    assert!(panic.len() == 1 && panic[0].starts_with("Fatal exception in interrupt"), "{s}");
+    // no task was killed (the oops is the panic's cause, not a task's end)
+    assert!(results(&b, "oops").is_empty(), "{s}");
+    assert!(!s.contains("survived") && !s.contains("EXCEPTION"), "{s}");
 }
 
 #[test]
@@ -95,5 +102,16 @@ fn a_fault_in_a_task_with_irqs_disabled_is_a_kernel_panic() {
     let s = &b.serial;
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::PANIC), "exit status; serial:\n{s}");
     assert!(s.contains("PANIC: CPU 0 stopped"), "{s}");
+    assert!(s.contains("Kernel panic - not syncing: Fatal exception with IRQs disabled: invalid opcode"), "{s}");
+    assert!(s.contains("Comm: irqs-off") && s.contains("Call Trace:"), "the oops report of the task:\n{s}");
     assert!(!s.contains("survived") && !s.contains("EXCEPTION"), "{s}");
+}
+
+/// The string value of every JSON line's `key`.
+fn results_with_key(b: &Boot, key: &str) -> Vec<String> {
+    b.serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .filter_map(|v| v[key].as_str().map(String::from))
+        .collect()
 }

@@ -43,6 +43,7 @@ pub mod apic;
 pub mod boot;
 pub mod clock;
 pub mod cpu;
+mod escape;
 pub mod exit_codes;
 pub mod fault;
 pub mod gdt;

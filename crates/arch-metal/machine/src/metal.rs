@@ -19,6 +19,9 @@ use alloc::vec::Vec;
 use arch_api::{Arch, Arm, FixedBuf, Frame, Hooks, PanicReport, PatchSync, PokeError, Regs, Site, Step, Symbol};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+/// How long a stopped AP waits for CPU 0's supervisor to report a panic and end the machine.
+const PARK_PATIENCE_NS: u64 = 5_000_000_000;
+
 /// The bare-metal x86-64 machine (see the module's description).
 #[derive(Debug)]
 pub struct Metal;
@@ -100,8 +103,9 @@ impl Arch for Metal {
     ) -> Result<CpuThread<R>, String> {
         let n = CPUS_STARTED.fetch_add(1, Ordering::AcqRel);
         if n == 0 {
-            // CPU 0's body, on the calling context (the boot stack becomes its idle task)
-            return Ok(CpuThread::Ran(Some(body())));
+            // CPU 0's body, on the calling context (the boot stack becomes its idle task),
+            // under a saved context a panic returns to (`escape`): then `Ran(None)`
+            return Ok(CpuThread::Ran(crate::escape::call(body)));
         }
         let result = Arc::new(smp::CpuResult::new());
         let r = Arc::clone(&result);
@@ -172,7 +176,21 @@ impl Arch for Metal {
         crate::serial::exit(crate::exit_codes::PANIC)
     }
     fn park_forever() -> ! {
-        crate::kprintln!("PANIC: CPU {} stopped", percpu::cpu_number());
+        let cpu = percpu::cpu_number();
+        crate::kprintln!("PANIC: CPU {cpu} stopped");
+        // CPU 0 goes back to the context that called `start_cpu`, where the core's supervisor
+        // prints its panic report (`escape`); it does not come back.
+        crate::escape::escape();
+        if cpu != 0 {
+            // An AP waits, interrupts masked, for the supervisor's report and exit; if CPU 0
+            // never stops (stuck with IRQs masked), it ends the machine itself.
+            crate::irq::local_irq_disable();
+            let end = clock::now_ns().saturating_add(PARK_PATIENCE_NS);
+            while clock::now_ns() < end {
+                core::hint::spin_loop();
+            }
+            crate::kprintln!("PANIC: CPU 0 did not reach the supervisor within 5 s");
+        }
         crate::serial::exit(crate::exit_codes::PANIC)
     }
 
