@@ -161,13 +161,22 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 /// asks for them per site).
 static ADDRS: AtomicPtr<Vec<usize>> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Every site's address, sorted.
+/// Every site's address, sorted: one load once the table exists (the patch handler asks per
+/// site), the building out of line.
+#[inline]
 pub fn site_addrs() -> &'static [usize] {
-    // SAFETY: ADDRS is null or a leaked Vec published once by the branch below and never
-    // freed or written afterwards.
-    if let Some(a) = unsafe { ADDRS.load(Ordering::Acquire).as_ref() } {
-        return a;
+    // SAFETY: ADDRS is null or a leaked Vec published once by `publish_addrs` and never freed
+    // or written afterwards.
+    match unsafe { ADDRS.load(Ordering::Acquire).as_ref() } {
+        Some(a) => a,
+        None => publish_addrs(),
     }
+}
+
+/// Builds the table and publishes its addresses for [`site_addrs`].
+#[cold]
+#[inline(never)]
+fn publish_addrs() -> &'static [usize] {
     let a = with_table(|t| t.addrs);
     let p = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(a.to_vec()));
     if ADDRS.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err() {
