@@ -368,12 +368,16 @@ fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>
     true
 }
 
-/// Undoes every arming in `a` (this CPU's, `p`'s): nothing to do, and nothing done, when
+/// Undoes every arming in `a` (this CPU's, `p`'s): nothing to do, and no call made, when
 /// nothing is armed (the usual case at an arming).
+#[inline(always)]
 fn disarm_locked(k: &Kernel, p: &PatchState, a: &mut Armed) {
-    if a.n == 0 && a.ret.is_none() {
-        return;
+    if a.n != 0 || a.ret.is_some() {
+        disarm_armed(k, p, a);
     }
+}
+
+fn disarm_armed(k: &Kernel, p: &PatchState, a: &mut Armed) {
     let stats = &p.stats;
     for &idx in &a.sites[..a.n] {
         // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
