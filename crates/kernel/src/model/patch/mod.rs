@@ -223,14 +223,29 @@ enum Plan<'a> {
     Up,
 }
 
+/// The tables an arming reads, found once per arming (not per frame).
+struct Tables<'a> {
+    /// The exact table, under `ptable=exact`.
+    exact: Option<&'a codeflow::ExactTable>,
+    /// The per-function table (`ptable=function`, and the exact table's fallback).
+    function: &'a ptable::PointTable,
+}
+
+impl Tables<'static> {
+    fn get(k: &Kernel) -> Option<Tables<'static>> {
+        let exact = exact::get().filter(|_| k.config.ptable == PtableMode::Exact).map(|x| &x.table);
+        Some(Tables { exact, function: ptable::get()? })
+    }
+}
+
 /// The look-up for one frame: the exact table under `ptable=exact` (falling back to the
 /// per-function table where the function is unresolved), else the per-function table.
-fn plan<'a>(k: &Kernel, p: &PatchState, f: &Frame, in_text: bool, table: &'a ptable::PointTable) -> Plan<'a> {
+fn plan<'a>(p: &PatchState, f: &Frame, in_text: bool, tables: &Tables<'a>) -> Plan<'a> {
     if !in_text {
         return Plan::Up;
     }
-    if let Some(x) = exact::get().filter(|_| k.config.ptable == PtableMode::Exact) {
-        match x.table.lookup(f.ip as u64) {
+    if let Some(x) = tables.exact {
+        match x.lookup(f.ip as u64) {
             Some(codeflow::Lookup::Exact { sites, may_return }) if !sites.is_empty() || may_return => {
                 return Plan::Arm { points: sites, redirect: may_return }
             }
@@ -239,7 +254,7 @@ fn plan<'a>(k: &Kernel, p: &PatchState, f: &Frame, in_text: bool, table: &'a pta
             Some(_) => p.stats.exact_fallbacks.fetch_add(1, Ordering::Relaxed),
         };
     }
-    match table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) {
+    match tables.function.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) {
         Some(points) => Plan::Arm { points, redirect: true },
         None => Plan::Up,
     }
@@ -297,14 +312,14 @@ fn arm_from_timed(
     how: Arm,
     t: &mut Stages,
 ) -> bool {
-    let Some(table) = ptable::get() else { return false };
+    let Some(tables) = Tables::get(k) else { return false };
     let stack = A::current_stack();
     t.lap(|s| &mut s.unwind);
     let Some(stack) = stack else { return false };
     let mut known = f_in_text;
     for depth in 0..MAX_DEPTH {
         let in_text = known.take().unwrap_or_else(|| A::text_contains(f.ip));
-        let plan = plan(k, p, &f, in_text, table);
+        let plan = plan(p, &f, in_text, &tables);
         t.lap(|s| &mut s.lookup);
         match plan {
             Plan::Arm { points, redirect } => {
