@@ -217,9 +217,12 @@ fn write_op(addr: usize, counts: [u32; 2]) -> Result<(), PokeError> {
     } else {
         OP_IDLE
     };
-    let alias = paging::text_alias(addr as u64).ok_or(PokeError::NotASite(addr))?;
-    // SAFETY: the alias maps the text byte at `addr` writable; one byte store changes the
-    // site from one safe form to another (the module's invariant).
+    // The bytes matched, so `addr` is in the text (`read_site` reads zeros elsewhere, which
+    // match no site): its alias is at the same offset in the alias mapping, no second check.
+    let alias = (paging::TEXT_ALIAS as usize + (addr - range().0)) as *mut u8;
+    // SAFETY: the alias maps the text byte at `addr` writable (`paging`'s layout: `TEXT_ALIAS
+    // + (addr - __text_start)`); one byte store changes the site from one safe form to
+    // another (the module's invariant).
     unsafe { core::ptr::write_volatile(alias, op) };
     // Serialize before the modified text runs (Intel SDM vol. 3, 9.1.3 "Handling Self- and
     // Cross-Modifying Code").
