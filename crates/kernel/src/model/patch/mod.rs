@@ -304,14 +304,7 @@ fn arm_from(k: &Kernel, p: &PatchState, f: Frame, f_in_text: Option<bool>, how: 
     ok
 }
 
-fn arm_from_timed(
-    k: &Kernel,
-    p: &PatchState,
-    mut f: Frame,
-    f_in_text: Option<bool>,
-    how: Arm,
-    t: &mut Stages,
-) -> bool {
+fn arm_from_timed(k: &Kernel, p: &PatchState, mut f: Frame, f_in_text: Option<bool>, how: Arm, t: &mut Stages) -> bool {
     let Some(tables) = Tables::get(k) else { return false };
     let stack = A::current_stack();
     t.lap(|s| &mut s.unwind);
