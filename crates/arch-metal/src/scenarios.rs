@@ -15,6 +15,11 @@
 //!   the CPU: `mid_atom` (an interrupt return preempted it: `preempt=full`), `point` (at a
 //!   preemption point: `voluntary`, and the patch models at the point the interrupt's exit
 //!   armed), or `syscall_exit` (the service had finished: `none`);
+//! - `point_cost`: the normal-path cost of a preemption point, in instructions under `-icount`
+//!   (the TSC counts them): a loop of [`COST_POINTS`] idle points and the same loop without,
+//!   each the least of [`COST_ROUNDS`] runs (a round an interrupt landed in is longer), the
+//!   difference per point: the same under `none` and the patch models (one idle `cmp eax,
+//!   imm32` and what the site's clobbers cost), the call of every site under `voluntary`;
 //! - under the patch models, `rt_return`: the interrupt lands in a function whose every path
 //!   forward returns before its one point, so its return is redirected, and the RT task runs
 //!   at that return (`metal_rt_return`); then `patch`: the core's patch counters, the sites
@@ -55,6 +60,7 @@ pub(crate) fn init(model: PreemptModel, bh: BhMode) -> i64 {
     failed += i64::from(!unwind());
     failed += i64::from(!pingpong());
     failed += i64::from(!tick());
+    failed += i64::from(!point_cost(model));
     failed += i64::from(!rt(model, 1));
     if matches!(model, PreemptModel::PatchInt3 | PreemptModel::PatchCall) {
         let s = kernel::model::patch::patch_stats(); // the rt scenario's event alone
@@ -161,6 +167,62 @@ fn patch_report(model: PreemptModel) -> bool {
         wx.both,
         parts(first),
         parts(later),
+    );
+    ok
+}
+
+/// Points per round of [`point_cost`], and its rounds per loop.
+const COST_POINTS: u64 = 1000;
+const COST_ROUNDS: usize = 8;
+
+/// `n` iterations with a preemption point each (the `rt` scenario's loop shape: a store the
+/// compiler must keep, then the site).
+#[inline(never)]
+fn loop_with_points(n: u64) -> u64 {
+    let mut s = 0u64;
+    for i in 0..n {
+        s = core::hint::black_box(s.wrapping_add(i));
+        arch_metal::preempt_point!();
+    }
+    s
+}
+
+/// [`loop_with_points`] without the point.
+#[inline(never)]
+fn loop_without_points(n: u64) -> u64 {
+    let mut s = 0u64;
+    for i in 0..n {
+        s = core::hint::black_box(s.wrapping_add(i));
+    }
+    s
+}
+
+/// The least TSC cycles of [`COST_ROUNDS`] runs of `f(COST_POINTS)`, and whether every run
+/// summed `0..COST_POINTS` (the loop ran whole).
+fn least_cycles(f: fn(u64) -> u64) -> (u64, bool) {
+    let want = COST_POINTS * (COST_POINTS - 1) / 2;
+    (0..COST_ROUNDS).fold((u64::MAX, true), |(least, whole), _| {
+        let t0 = arch_metal::cpu::rdtsc();
+        let sum = f(core::hint::black_box(COST_POINTS));
+        let cycles = arch_metal::cpu::rdtsc() - t0;
+        (least.min(cycles), whole && sum == want)
+    })
+}
+
+/// The normal-path cost of a point under `model` (see the module's description): the two
+/// loops' least cycles and the difference per point, in hundredths; `ok` if every run of
+/// both loops ran whole.
+fn point_cost(model: PreemptModel) -> bool {
+    let (with, whole_with) = least_cycles(loop_with_points);
+    let (without, whole_without) = least_cycles(loop_without_points);
+    let centi = (with.saturating_sub(without) * 100 + COST_POINTS / 2) / COST_POINTS;
+    // The figures are checked under -icount (tests/cost.rs); without it they are wall time.
+    let ok = whole_with && whole_without;
+    kprintln!(
+        "{{\"test\":\"point_cost\",\"model\":\"{model}\",\"points\":{COST_POINTS},\"rounds\":{COST_ROUNDS},\
+         \"with_points_cycles\":{with},\"without_points_cycles\":{without},\"per_point\":{}.{:02},\"ok\":{ok}}}",
+        centi / 100,
+        centi % 100
     );
     ok
 }

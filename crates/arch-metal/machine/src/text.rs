@@ -161,13 +161,22 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 /// asks for them per site).
 static ADDRS: AtomicPtr<Vec<usize>> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Every site's address, sorted.
+/// Every site's address, sorted: one load once the table exists (the patch handler asks per
+/// site), the building out of line.
+#[inline]
 pub fn site_addrs() -> &'static [usize] {
-    // SAFETY: ADDRS is null or a leaked Vec published once by the branch below and never
-    // freed or written afterwards.
-    if let Some(a) = unsafe { ADDRS.load(Ordering::Acquire).as_ref() } {
-        return a;
+    // SAFETY: ADDRS is null or a leaked Vec published once by `publish_addrs` and never freed
+    // or written afterwards.
+    match unsafe { ADDRS.load(Ordering::Acquire).as_ref() } {
+        Some(a) => a,
+        None => publish_addrs(),
     }
+}
+
+/// Builds the table and publishes its addresses for [`site_addrs`].
+#[cold]
+#[inline(never)]
+fn publish_addrs() -> &'static [usize] {
     let a = with_table(|t| t.addrs);
     let p = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(a.to_vec()));
     if ADDRS.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -208,9 +217,12 @@ fn write_op(addr: usize, counts: [u32; 2]) -> Result<(), PokeError> {
     } else {
         OP_IDLE
     };
-    let alias = paging::text_alias(addr as u64).ok_or(PokeError::NotASite(addr))?;
-    // SAFETY: the alias maps the text byte at `addr` writable; one byte store changes the
-    // site from one safe form to another (the module's invariant).
+    // The bytes matched, so `addr` is in the text (`read_site` reads zeros elsewhere, which
+    // match no site): its alias is at the same offset in the alias mapping, no second check.
+    let alias = (paging::TEXT_ALIAS as usize + (addr - range().0)) as *mut u8;
+    // SAFETY: the alias maps the text byte at `addr` writable (`paging`'s layout: `TEXT_ALIAS
+    // + (addr - __text_start)`); one byte store changes the site from one safe form to
+    // another (the module's invariant).
     unsafe { core::ptr::write_volatile(alias, op) };
     // Serialize before the modified text runs (Intel SDM vol. 3, 9.1.3 "Handling Self- and
     // Cross-Modifying Code").

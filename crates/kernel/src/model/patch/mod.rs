@@ -98,7 +98,7 @@ impl Model for Patch {
     fn point(&self, k: &Kernel, _site: usize) -> PointAction {
         // Decided with IRQs masked: a preemptible task could move to another CPU between
         // finding its CPU and reading that CPU's event.
-        let t0 = A::now_ns();
+        let t0 = A::cycles();
         let fire = {
             let _irq = preempt::raw_local_irq_save();
             fire_decision(k, Hit::Call)
@@ -134,7 +134,7 @@ impl Model for Patch {
     /// `patch-int3`: an armed site's breakpoint fired; under `patch-call` an `int3` is another
     /// instance's and passes on.
     fn trap(&self, k: &Kernel) -> IrqExit {
-        let t0 = A::now_ns();
+        let t0 = A::cycles();
         match fire_decision(k, Hit::Int3) {
             Fire::Now if self.how == Arm::Int3 => IrqExit::Preempt,
             Fire::Collateral => {
@@ -160,7 +160,8 @@ impl Model for Patch {
 /// At interrupt exit, kernel mode, a reschedule due, model `patch-*`: arm the next points if
 /// the reschedule is an RT one and nothing is armed yet. False if nothing could be armed.
 fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
-    let p = &k.this_cpu().model.patch;
+    // Interrupt context (IF clear): the CPU cannot change under us, so the raw look-up.
+    let p = &k.raw_this_cpu().model.patch;
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
     }
@@ -170,8 +171,8 @@ fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = A::cycles();
-    let ok = arm_from(k, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how, t0);
-    p.stats.arm_ns.fetch_add(A::cycles_ns(A::cycles() - t0), Ordering::Relaxed);
+    let ok = arm_from(k, p, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how, t0);
+    p.stats.arm_ns.fetch_add(A::cycles() - t0, Ordering::Relaxed);
     if ok {
         p.stats.events.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -222,23 +223,38 @@ enum Plan<'a> {
     Up,
 }
 
+/// The tables an arming reads, found once per arming (not per frame).
+struct Tables<'a> {
+    /// The exact table, under `ptable=exact`.
+    exact: Option<&'a codeflow::ExactTable>,
+    /// The per-function table (`ptable=function`, and the exact table's fallback).
+    function: &'a ptable::PointTable,
+}
+
+impl Tables<'static> {
+    fn get(k: &Kernel) -> Option<Tables<'static>> {
+        let exact = exact::get().filter(|_| k.config.ptable == PtableMode::Exact).map(|x| &x.table);
+        Some(Tables { exact, function: ptable::get()? })
+    }
+}
+
 /// The look-up for one frame: the exact table under `ptable=exact` (falling back to the
 /// per-function table where the function is unresolved), else the per-function table.
-fn plan<'a>(k: &Kernel, f: &Frame, in_text: bool, table: &'a ptable::PointTable) -> Plan<'a> {
+fn plan<'a>(p: &PatchState, f: &Frame, in_text: bool, tables: &Tables<'a>) -> Plan<'a> {
     if !in_text {
         return Plan::Up;
     }
-    if let Some(x) = exact::get().filter(|_| k.config.ptable == PtableMode::Exact) {
-        match x.table.lookup(f.ip as u64) {
+    if let Some(x) = tables.exact {
+        match x.lookup(f.ip as u64) {
             Some(codeflow::Lookup::Exact { sites, may_return }) if !sites.is_empty() || may_return => {
                 return Plan::Arm { points: sites, redirect: may_return }
             }
             None => return Plan::Up,
             // Unresolved, or no path forward meets a point or returns (a trap): per function.
-            Some(_) => k.this_cpu().model.patch.stats.exact_fallbacks.fetch_add(1, Ordering::Relaxed),
+            Some(_) => p.stats.exact_fallbacks.fetch_add(1, Ordering::Relaxed),
         };
     }
-    match table.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) {
+    match tables.function.lookup(if f.is_return_address { f.ip - 1 } else { f.ip }) {
         Some(points) => Plan::Arm { points, redirect: true },
         None => Plan::Up,
     }
@@ -246,7 +262,7 @@ fn plan<'a>(k: &Kernel, f: &Frame, in_text: bool, table: &'a ptable::PointTable)
 
 /// The handler's time per part, taken as laps of the cycle counter (`Arch::cycles`: one read
 /// per boundary, so timing the parts costs little more than timing the whole) and added to
-/// the CPU's counters in ns when the arming ends.
+/// the CPU's counters, in cycles, when the arming ends.
 struct Stages {
     last: u64,
     lookup: u64,
@@ -268,43 +284,43 @@ impl Stages {
         self.last = now;
     }
 
+    /// Adds the laps to the CPU's counters, in cycles (converted when a snapshot is taken).
     fn add_to(&self, stats: &stats::PatchStats) {
-        stats.lookup_ns.fetch_add(A::cycles_ns(self.lookup), Ordering::Relaxed);
-        stats.unwind_ns.fetch_add(A::cycles_ns(self.unwind), Ordering::Relaxed);
-        stats.poke_ns.fetch_add(A::cycles_ns(self.poke), Ordering::Relaxed);
-        stats.redirect_ns.fetch_add(A::cycles_ns(self.redirect), Ordering::Relaxed);
+        stats.lookup_ns.fetch_add(self.lookup, Ordering::Relaxed);
+        stats.unwind_ns.fetch_add(self.unwind, Ordering::Relaxed);
+        stats.poke_ns.fetch_add(self.poke, Ordering::Relaxed);
+        stats.redirect_ns.fetch_add(self.redirect, Ordering::Relaxed);
     }
 }
 
 /// Walks up from `f` to the first frame whose look-up names points, arms them and, if some
 /// path returns before them, redirects that frame's return. `f_in_text`: whether `f.ip` is
-/// kernel text, if the caller knows already. The parts of its time go to the CPU's counters
-/// (laps from `t0`).
-fn arm_from(k: &Kernel, f: Frame, f_in_text: Option<bool>, how: Arm, t0: u64) -> bool {
+/// kernel text, if the caller knows already; `p`: this CPU's patch state (IF clear: the CPU
+/// cannot change). The parts of its time go to the CPU's counters (laps from `t0`).
+fn arm_from(k: &Kernel, p: &PatchState, f: Frame, f_in_text: Option<bool>, how: Arm, t0: u64) -> bool {
     let mut t = Stages::from(t0);
-    let ok = arm_from_timed(k, f, f_in_text, how, &mut t);
-    t.add_to(&k.this_cpu().model.patch.stats);
+    let ok = arm_from_timed(k, p, f, f_in_text, how, &mut t);
+    t.add_to(&p.stats);
     ok
 }
 
-fn arm_from_timed(k: &Kernel, mut f: Frame, f_in_text: Option<bool>, how: Arm, t: &mut Stages) -> bool {
-    let Some(table) = ptable::get() else { return false };
+fn arm_from_timed(k: &Kernel, p: &PatchState, mut f: Frame, f_in_text: Option<bool>, how: Arm, t: &mut Stages) -> bool {
+    let Some(tables) = Tables::get(k) else { return false };
     let stack = A::current_stack();
     t.lap(|s| &mut s.unwind);
     let Some(stack) = stack else { return false };
     let mut known = f_in_text;
     for depth in 0..MAX_DEPTH {
         let in_text = known.take().unwrap_or_else(|| A::text_contains(f.ip));
-        let plan = plan(k, &f, in_text, table);
+        let plan = plan(p, &f, in_text, &tables);
         t.lap(|s| &mut s.lookup);
         match plan {
             Plan::Arm { points, redirect } => {
-                let stats = &k.this_cpu().model.patch.stats;
-                stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
-                stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
+                p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
+                p.stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
                 let slot = if redirect { A::unwind_step(&f, stack).map(|s| s.ra_slot) } else { None };
                 t.lap(|s| &mut s.unwind);
-                return arm_points(k, points, slot, how, t);
+                return arm_points(k, p, points, slot, how, t);
             }
             Plan::Up => {
                 let up = A::unwind_step(&f, stack);
@@ -319,14 +335,13 @@ fn arm_from_timed(k: &Kernel, mut f: Frame, f_in_text: Option<bool>, how: Arm, t
     false
 }
 
-fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &mut Stages) -> bool {
+fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &mut Stages) -> bool {
     if points.len() > MAX_ARMED {
         return false;
     }
     A::prefetch_sites(points);
-    let p = &k.this_cpu().model.patch;
     let mut a = p.armed.lock();
-    disarm_locked(k, &mut a);
+    disarm_locked(k, p, &mut a);
     a.how = how;
     for &idx in points {
         let armed = A::arm_site(idx as usize, how, k.config.patch_sync);
@@ -340,7 +355,7 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &
                 p.refused_bytes.store(u64::from_le_bytes(packed), Ordering::Release);
                 p.refused.store(addr, Ordering::Release);
             }
-            disarm_locked(k, &mut a);
+            disarm_locked(k, p, &mut a);
             return false;
         }
         let n = a.n;
@@ -361,8 +376,17 @@ fn arm_points(k: &Kernel, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &
     true
 }
 
-fn disarm_locked(k: &Kernel, a: &mut Armed) {
-    let stats = &k.raw_this_cpu().model.patch.stats;
+/// Undoes every arming in `a` (this CPU's, `p`'s): nothing to do, and no call made, when
+/// nothing is armed (the usual case at an arming).
+#[inline(always)]
+fn disarm_locked(k: &Kernel, p: &PatchState, a: &mut Armed) {
+    if a.n != 0 || a.ret.is_some() {
+        disarm_armed(k, p, a);
+    }
+}
+
+fn disarm_armed(k: &Kernel, p: &PatchState, a: &mut Armed) {
+    let stats = &p.stats;
     for &idx in &a.sites[..a.n] {
         // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
         // here means someone else wrote the text, which the arch's patcher reports.
@@ -386,9 +410,9 @@ pub(crate) fn event_served(k: &Kernel) {
     // instruction (an event set after the load is served at the next switch, as one set
     // after a swap would be).
     if p.active.load(Ordering::Acquire) && p.active.swap(false, Ordering::AcqRel) {
-        let t0 = A::now_ns();
-        disarm_locked(k, &mut p.armed.lock());
-        p.stats.disarm_ns.fetch_add(A::now_ns() - t0, Ordering::Relaxed);
+        let t0 = A::cycles();
+        disarm_locked(k, p, &mut p.armed.lock());
+        p.stats.disarm_ns.fetch_add(A::cycles() - t0, Ordering::Relaxed);
     }
 }
 
@@ -431,9 +455,10 @@ fn fire_decision(k: &Kernel, hit: Hit) -> Fire {
     }
 }
 
+/// The collateral hit's time since `t0` (`Arch::cycles`; the counter keeps cycles).
 fn note_collateral_ns(k: &Kernel, t0: u64) {
-    let ns = A::now_ns().saturating_sub(t0);
-    k.raw_this_cpu().model.patch.stats.collateral_ns.fetch_add(ns, Ordering::Relaxed);
+    let c = A::cycles().saturating_sub(t0);
+    k.raw_this_cpu().model.patch.stats.collateral_ns.fetch_add(c, Ordering::Relaxed);
 }
 
 /// A site called `rt_reschedule` under a patch model with nothing due on this CPU: counted as
@@ -442,7 +467,7 @@ fn note_collateral_ns(k: &Kernel, t0: u64) {
 #[cold]
 #[inline(never)]
 pub(crate) fn call_passed() {
-    let t0 = A::now_ns();
+    let t0 = A::cycles();
     crate::instance::with_this_kernel(|k| {
         let fire = {
             let _irq = preempt::raw_local_irq_save(); // as in `point`: the CPU's event, read masked
@@ -477,12 +502,13 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
     let how = {
         let mut a = p.armed.lock();
         if p.active.swap(false, Ordering::AcqRel) {
-            disarm_locked(&k, &mut a);
+            disarm_locked(&k, p, &mut a);
         }
         a.how
     };
     if !arm_from(
         &k,
+        p,
         Frame { ip: orig, sp, bp, is_return_address: true },
         Some(A::text_contains(orig)),
         how,

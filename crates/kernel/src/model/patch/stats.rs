@@ -2,14 +2,20 @@
 //! plain number in a report ([`PatchStatsSnapshot`]), and summed over CPUs
 //! ([`PatchStatsSnapshot::add`]), all from the one list in [`patch_counters!`].
 //!
+//! **Mechanism.** A time (`*_ns`) is kept per CPU in cycles of `Arch::cycles` (the handler
+//! adds a cycle-counter difference, no conversion on the interrupt path) and converted to ns
+//! once, when a snapshot is taken (`Arch::cycles_ns`, linear: the sum of the conversions is
+//! the conversion of the sum).
+//!
 //! **Invariant.** A counter added to the list is in all three; `armed_at_ip` is not a sum but
 //! the last arming's address, on whichever CPU had one.
 
+use crate::arch::{Arch, A};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Declares the counters: the per-CPU atomics, their snapshot and the sum over CPUs.
 macro_rules! patch_counters {
-    ($($(#[doc = $doc:literal])* $name:ident: $merge:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident: $merge:ident $read:ident,)*) => {
         /// Counters of the patch models, per CPU.
         #[derive(Debug, Default)]
         pub(crate) struct PatchStats {
@@ -25,7 +31,7 @@ macro_rules! patch_counters {
 
         impl PatchStats {
             pub(crate) fn snapshot(&self) -> PatchStatsSnapshot {
-                PatchStatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+                PatchStatsSnapshot { $($name: $read(self.$name.load(Ordering::Relaxed)),)* }
             }
         }
 
@@ -43,6 +49,16 @@ fn sum(a: u64, b: u64) -> u64 {
     a + b
 }
 
+/// A count, as kept.
+fn raw(v: u64) -> u64 {
+    v
+}
+
+/// A time kept in cycles, in ns.
+fn ns(cycles: u64) -> u64 {
+    A::cycles_ns(cycles)
+}
+
 /// The last non-zero value (an address, not a count).
 fn last(a: u64, b: u64) -> u64 {
     if b != 0 {
@@ -54,54 +70,55 @@ fn last(a: u64, b: u64) -> u64 {
 
 patch_counters! {
     /// RT events for which points were armed.
-    events: sum,
+    events: sum raw,
     /// Sites armed, over all events.
-    sites_armed: sum,
+    sites_armed: sum raw,
     /// Return addresses redirected.
-    redirects: sum,
+    redirects: sum raw,
     /// Frames unwound to find a function with points.
-    frames_walked: sum,
+    frames_walked: sum raw,
     /// Events whose interrupt landed in foreign code (libc, the vDSO).
-    foreign: sum,
+    foreign: sum raw,
     /// Events the handler could not arm (no table entry within reach): the retry timer looks
     /// again instead.
-    fallbacks: sum,
+    fallbacks: sum raw,
     /// Events (or chases) armed from the per-function table because the exact table had the
     /// function unresolved.
-    exact_fallbacks: sum,
+    exact_fallbacks: sum raw,
     /// Armed points reached (by `int3` or `call`).
-    fired: sum,
+    fired: sum raw,
     /// Redirected returns reached.
-    returns: sum,
+    returns: sum raw,
     /// Armed points and redirected returns that preempted the task (the events served there).
-    preemptions: sum,
+    preemptions: sum raw,
     /// Events that moved one frame up (a redirected return that could not preempt).
-    chases: sum,
-    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events.
-    arm_ns: sum,
+    chases: sum raw,
+    /// Time spent arming, in ns (look-up, unwinding, patching), summed over events (kept in
+    /// cycles, as every `*_ns` here).
+    arm_ns: sum ns,
     /// Of `arm_ns`: the table look-ups, in ns.
-    lookup_ns: sum,
+    lookup_ns: sum ns,
     /// Of `arm_ns`: unwinding the stack (finding it, stepping to callers, the return slot).
-    unwind_ns: sum,
+    unwind_ns: sum ns,
     /// Of `arm_ns`: patching the sites (and undoing a previous arming first).
-    poke_ns: sum,
+    poke_ns: sum ns,
     /// Of `arm_ns`: redirecting the return address.
-    redirect_ns: sum,
+    redirect_ns: sum ns,
     /// Time spent disarming once events were served (in `__schedule`), in ns.
-    disarm_ns: sum,
+    disarm_ns: sum ns,
     /// `SYNC_CORE` rounds the patches made (`patch_sync=ipi`; none under `none`).
-    sync_rounds: sum,
+    sync_rounds: sum raw,
     /// The instruction pointer whose look-up the last arming used (the interrupted IP, or the
     /// return address of the first frame that reaches points).
-    armed_at_ip: last,
+    armed_at_ip: last raw,
     /// Collateral `int3`s: armed breakpoints this CPU met while it had no event of its own
     /// (another CPU's, or another instance's), stepped over.
-    collateral_int3: sum,
+    collateral_int3: sum raw,
     /// Collateral `call`s of `rt_reschedule`: sites armed by another CPU that this CPU called
     /// through while it had no event of its own.
-    collateral_calls: sum,
+    collateral_calls: sum raw,
     /// Time measured inside the hooks of the collateral hits, in ns (the SIGTRAP hook of an
     /// `int3`, the point hook of a `call`); the host's signal delivery and the call's own
     /// trampoline are outside it.
-    collateral_ns: sum,
+    collateral_ns: sum ns,
 }
