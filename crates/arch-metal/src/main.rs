@@ -10,7 +10,7 @@
 //! `FAILED` otherwise (a refused configuration prints `{"boot_error": ...}` first). Words of
 //! the command line starting with `image.` are the image's: `image.run=stack-overflow` runs
 //! a task that overflows its stack instead of the scenarios, `image.run=panic` a task that
-//! panics.
+//! panics, `image.run=lab` the bare-metal lab ([`lab`]).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -19,6 +19,7 @@
 
 extern crate alloc;
 
+mod lab;
 mod scenarios;
 mod smp;
 mod torture;
@@ -52,9 +53,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "stack-overflow" => scenarios::stack_overflow,
         "panic" => scenarios::task_panic,
         "smp" => smp::init,
+        "lab" => lab::configure(cmdline),
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic or smp\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp or lab\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
