@@ -72,7 +72,10 @@ fn parse(cmdline: &str) -> Result<(), String> {
     let opt = |k: &'static str| arch_metal::boot::cmdline_value(cmdline, k);
     let num = |k: &'static str, lo: u64, hi: u64, default: u64| -> Result<u64, String> {
         let Some(v) = opt(k) else { return Ok(default) };
-        v.parse().ok().filter(|n| (lo..=hi).contains(n)).ok_or_else(|| format!("{k}={v}: use a whole number {lo}..={hi}"))
+        v.parse()
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| format!("{k}={v}: use a whole number {lo}..={hi}"))
     };
     let samples = num("image.samples", 1, SAMPLES_MAX, SAMPLES_DEFAULT)?;
     let interval_us = num("image.interval_us", INTERVAL_US_RANGE.0, INTERVAL_US_RANGE.1, INTERVAL_US_DEFAULT)?;
@@ -164,7 +167,13 @@ impl Run {
         let sum = |i: usize| self.workers.iter().map(|c| c[i].load(Ordering::Acquire)).sum::<u64>();
         let (calls, units) = (sum(0), sum(1));
         let workers: Vec<String> = (self.workers.iter().enumerate())
-            .map(|(c, w)| format!("{{\"cpu\":{c},\"calls\":{},\"units\":{}}}", w[0].load(Ordering::Acquire), w[1].load(Ordering::Acquire)))
+            .map(|(c, w)| {
+                format!(
+                    "{{\"cpu\":{c},\"calls\":{},\"units\":{}}}",
+                    w[0].load(Ordering::Acquire),
+                    w[1].load(Ordering::Acquire)
+                )
+            })
             .collect();
         let probes: Vec<String> = (0..self.cpus).map(|c| self.probe_json(c)).collect();
         kprintln!(

@@ -15,15 +15,15 @@
 //! file, a relocation outside its segment, an unknown symbol) or leaves every relocated word
 //! equal to its addend plus its target; the loader never writes outside the module's memory.
 
+/// The kernel symbol table's map: std's hash map on the host; on metal (no std, so no
+/// `RandomState`) alloc's B-tree map, which has the same `get`/`collect`/`insert`.
+#[cfg(not(feature = "hosted"))]
+use alloc::collections::BTreeMap as HashMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-/// The kernel symbol table's map: std's hash map on the host; on metal (no std, so no
-/// `RandomState`) alloc's B-tree map, which has the same `get`/`collect`/`insert`.
-#[cfg(not(feature = "hosted"))]
-use alloc::collections::BTreeMap as HashMap;
 #[cfg(feature = "hosted")]
 use std::collections::HashMap;
 

@@ -169,7 +169,9 @@ impl Workload {
     /// The registered workload called `name`, at its default size; an unknown name is an error
     /// that lists the registered ones.
     pub fn named(name: &str) -> Result<Workload, String> {
-        if let Some((_, why)) = HOSTED_ONLY.iter().find(|(n, _)| *n == name && !WORKLOADS.iter().any(|w| w.name == name)) {
+        if let Some((_, why)) =
+            HOSTED_ONLY.iter().find(|(n, _)| *n == name && !WORKLOADS.iter().any(|w| w.name == name))
+        {
             return Err(format!("workload '{name}' is not in this build: {why}; choose one of {}", names()));
         }
         let index = WORKLOADS
