@@ -141,8 +141,9 @@ struct Run {
     go: WaitQueue,
     /// Per worker: calls, units.
     workers: Vec<[AtomicU64; 2]>,
-    /// Per probe: its samples (cycles) and the samples it took off its CPU.
+    /// Per probe: its sample slots (cycles), the samples it took, those it took off its CPU.
     lat: Vec<Vec<AtomicU64>>,
+    taken: Vec<AtomicU64>,
     off_cpu: Vec<AtomicU64>,
 }
 
@@ -158,6 +159,7 @@ impl Run {
             go: WaitQueue::new(),
             workers: (0..cpus).map(|_| [const { AtomicU64::new(0) }; 2]).collect(),
             lat: (0..cpus).map(|_| (0..samples).map(|_| AtomicU64::new(0)).collect()).collect(),
+            taken: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
             off_cpu: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -187,11 +189,15 @@ impl Run {
             probes.join(",")
         );
         let off = self.off_cpu.iter().map(|o| o.load(Ordering::Acquire)).sum::<u64>();
-        off == 0 && self.workers.iter().all(|c| c[0].load(Ordering::Acquire) > 0 && c[1].load(Ordering::Acquire) > 0)
+        let all_taken = self.taken.iter().zip(&self.lat).all(|(t, l)| t.load(Ordering::Acquire) == l.len() as u64);
+        off == 0
+            && all_taken
+            && self.workers.iter().all(|c| c[0].load(Ordering::Acquire) > 0 && c[1].load(Ordering::Acquire) > 0)
     }
 
     fn probe_json(&self, c: usize) -> String {
-        let mut s: Vec<u64> = self.lat[c].iter().map(|v| v.load(Ordering::Acquire)).collect();
+        let taken = self.taken[c].load(Ordering::Acquire) as usize;
+        let mut s: Vec<u64> = self.lat[c].iter().take(taken).map(|v| v.load(Ordering::Acquire)).collect();
         s.sort_unstable();
         let [min, p50, p99, max] = [0, 50, 99, 100].map(|q| rank(&s, q));
         let hist: Vec<String> = log2_hist(&s).iter().map(|(lo, n)| format!("[{lo},{n}]")).collect();
@@ -291,6 +297,7 @@ fn probe(run: &Run, c: usize) -> i64 {
         kernel::time::sleep_until(next);
         let late = rdtsc().saturating_sub(clock::tsc_at(next));
         slot.store(late, Ordering::Release);
+        run.taken[c].fetch_add(1, Ordering::AcqRel);
         if kernel::raw_smp_processor_id() != c {
             run.off_cpu[c].fetch_add(1, Ordering::AcqRel);
         }
