@@ -12,9 +12,9 @@
 //! that panics instead of the scenarios, `image.run=smp` the SMP scenario, `image.run=device`
 //! the device timer's ([`device`]), and `image.run=fault`, `fault-smp`, `fault-irq`,
 //! `fault-irqs-off` and `stack-overflow` the fault scenarios of [`faults`] (a task's oops; a
-//! fault in interrupt context). Each oops of the run is one `{"test":"oops",...}` line;
-//! one `device_irqs` line gives the device's source and its interrupts per CPU
-//! (`arch_metal::hpet::report`).
+//! fault in interrupt context), `image.run=lab` the bare-metal lab ([`lab`]). Each oops of
+//! the run is one `{"test":"oops",...}` line; one `device_irqs` line gives the device's
+//! source and its interrupts per CPU (`arch_metal::hpet::report`).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -25,6 +25,7 @@ extern crate alloc;
 
 mod device;
 mod faults;
+mod lab;
 mod scenarios;
 mod smp;
 mod softirq_stack;
@@ -52,6 +53,7 @@ const RUNS: &[(&str, Init)] = &[
     ("fault-irq", faults::in_irq),
     ("fault-irqs-off", faults::irqs_off),
     ("softirq-stack", softirq_stack::init),
+    ("lab", lab::init),
 ];
 
 /// The image's main (see the crate's description); the machine calls it once, on CPU 0.
@@ -72,6 +74,9 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     kprintln!("{{\"test\":\"switch_cycles\",\"rounds\":1000,\"min\":{switch_min},\"mean\":{switch_mean}}}");
     let t0 = arch_metal::cpu::rdtsc();
     let faults = run.starts_with("fault") || run == "stack-overflow";
+    if run == "lab" {
+        lab::configure(cmdline);
+    }
     let Some(&(_, init)) = RUNS.iter().find(|(name, _)| *name == run) else {
         let names: alloc::vec::Vec<&str> = RUNS.iter().map(|(name, _)| *name).collect();
         kprintln!("{{\"boot_error\":\"image.run={}: use one of {}\"}}", scenarios::escape(run), names.join(", "));
