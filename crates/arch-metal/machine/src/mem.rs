@@ -9,20 +9,25 @@
 //! `_Unwind_Resume` and `rust_eh_personality` report and exit through `metal_unwind_reached`.
 //!
 //! **Invariant.** Each function follows its C contract (SysV ABI: arguments in rdi, rsi,
-//! rdx; result in rax; DF clear on entry and exit) and uses no stack but its return address.
+//! rdx; result in rax; DF clear on entry and exit) and uses no stack but its return address;
+//! each has CFI (a leaf's: the return address at the stack pointer), so the patch handler's
+//! frame walk steps out of an interrupted `memcpy` into the caller that holds the next point.
 
 core::arch::global_asm!(
     ".section .text.metal_mem, \"ax\"",
     // void *memcpy(void *dst, const void *src, size_t n): no overlap
     ".global memcpy",
     "memcpy:",
-    "mov rax, rdi", // the result: dst
-    "mov rcx, rdx", // the count
-    "rep movsb",    // copy rcx bytes from [rsi] to [rdi], upwards
-    "ret",          // return (rax: the result)
+    ".cfi_startproc", // CFI: a leaf, CFA = rsp + 8 throughout (the patch handler walks out)
+    "mov rax, rdi",   // the result: dst
+    "mov rcx, rdx",   // the count
+    "rep movsb",      // copy rcx bytes from [rsi] to [rdi], upwards
+    "ret",            // return (rax: the result)
+    ".cfi_endproc",
     // void *memmove(void *dst, const void *src, size_t n): overlap allowed
     ".global memmove",
     "memmove:",
+    ".cfi_startproc",           // CFI: a leaf, CFA = rsp + 8 throughout (the patch handler walks out)
     "mov rax, rdi",             // the result: dst
     "mov rcx, rdx",             // the count
     "cmp rdi, rsi",             // dst above src?
@@ -36,23 +41,27 @@ core::arch::global_asm!(
     "2:",
     "rep movsb", // copy rcx bytes upwards
     "ret",       // return (rax: the result)
+    ".cfi_endproc",
     // void *memset(void *dst, int c, size_t n)
     ".global memset",
     "memset:",
-    "mov r8, rdi",  // keep dst for the result
-    "mov eax, esi", // al = the byte
-    "mov rcx, rdx", // the count
-    "rep stosb",    // store al rcx times at [rdi], upwards
-    "mov rax, r8",  // the result: dst
-    "ret",          // return (rax: the result)
+    ".cfi_startproc", // CFI: a leaf, CFA = rsp + 8 throughout (the patch handler walks out)
+    "mov r8, rdi",    // keep dst for the result
+    "mov eax, esi",   // al = the byte
+    "mov rcx, rdx",   // the count
+    "rep stosb",      // store al rcx times at [rdi], upwards
+    "mov rax, r8",    // the result: dst
+    "ret",            // return (rax: the result)
+    ".cfi_endproc",
     // int memcmp(const void *a, const void *b, size_t n); bcmp: the same (any non-zero)
     ".global memcmp",
     ".global bcmp",
     "memcmp:",
     "bcmp:",
-    "xor eax, eax",  // equal so far
-    "test rdx, rdx", // nothing to compare?
-    "jz 4f",         // then equal
+    ".cfi_startproc", // CFI: a leaf, CFA = rsp + 8 throughout (the patch handler walks out)
+    "xor eax, eax",   // equal so far
+    "test rdx, rdx",  // nothing to compare?
+    "jz 4f",          // then equal
     "3:",
     "movzx eax, byte ptr [rdi]", // a byte of a
     "movzx ecx, byte ptr [rsi]", // the byte of b
@@ -64,10 +73,12 @@ core::arch::global_asm!(
     "jnz 3b",                    // until n bytes are equal (eax is 0 then)
     "4:",
     "ret", // return (rax: the result)
+    ".cfi_endproc",
     // size_t strlen(const char *s)
     ".global strlen",
     "strlen:",
-    "mov rax, rdi", // rax walks the string
+    ".cfi_startproc", // CFI: a leaf, CFA = rsp + 8 throughout (the patch handler walks out)
+    "mov rax, rdi",   // rax walks the string
     "5:",
     "cmp byte ptr [rax], 0", // the NUL?
     "je 6f",                 // found
@@ -76,6 +87,7 @@ core::arch::global_asm!(
     "6:",
     "sub rax, rdi", // the length: the NUL's offset
     "ret",          // return (rax: the result)
+    ".cfi_endproc",
     // never reached: the image does not unwind (see the module's description)
     ".global _Unwind_Resume",
     "_Unwind_Resume:",
