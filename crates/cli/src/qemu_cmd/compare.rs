@@ -195,8 +195,7 @@ pub(super) fn run(s: &Session, c: &CompareArgs) -> Result<(), String> {
             println!("{}", json_row(s, r));
         }
     } else {
-        print!("{}", table(&rows, s.unit(), icount, rounds) + "\n");
-        println!("{}", s.header());
+        print!("{}", table(&rows, s.unit(), icount, rounds, &s.header()));
     }
     Ok(())
 }
@@ -226,8 +225,9 @@ pub(super) fn lowest(figs: &[Range], exact: bool) -> Lowest {
     }
 }
 
-/// The verdict lines, then per workload a table: a row per model.
-pub(super) fn table(rows: &[Row], unit: &str, exact: bool, rounds: usize) -> String {
+/// The verdict lines, the `header` (the substrate and the clock), then per workload a table:
+/// a row per model.
+pub(super) fn table(rows: &[Row], unit: &str, exact: bool, rounds: usize, header: &str) -> String {
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
     workloads.sort_unstable();
     workloads.dedup();
@@ -250,6 +250,8 @@ pub(super) fn table(rows: &[Row], unit: &str, exact: bool, rounds: usize) -> Str
             Lowest::Unknown => format!("{w}: p99 not ranked\n"),
         };
     }
+    s += header.trim_end();
+    s += "\n";
     for &w in &workloads {
         s += "\n";
         s += &workload_table(w, rows, unit);

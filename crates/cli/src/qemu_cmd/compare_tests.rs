@@ -19,6 +19,9 @@ fn serial(model: &str, tsc_khz: u64, p99s: &[(&str, u64)]) -> String {
     s
 }
 
+/// The substrate line the command prints between the verdict and the tables.
+const HEADER: &str = "substrate: QEMU 7.2.22 TCG, 1 CPU, bare metal (crates/arch-metal); clock: -icount shift=0";
+
 fn boot(serial: String) -> qemu::Boot {
     qemu::Boot { status: 33, serial, stderr: String::new(), to_rust: None, total: Duration::ZERO }
 }
@@ -73,11 +76,12 @@ fn under_icount_one_boot_ranks_exactly_and_equal_figures_tie() {
         ("none", 1_000_000, vec![("checksum", 900_000), ("hog", 5000)]),
         ("full", 1_000_000, vec![("checksum", 4000), ("hog", 5000)]),
     ];
-    let t = table(&rows(&boots, true), "instr", true, 1);
+    let t = table(&rows(&boots, true), "instr", true, 1, HEADER);
     let lines: Vec<&str> = t.lines().collect();
     assert!(lines[0].contains("no run-to-run noise"), "{t}");
     assert_eq!(lines[1], "checksum: p99 lowest full 4,000 instr");
     assert_eq!(lines[2], "hog: p99 a tie within the spread: none 5,000 instr, full 5,000 instr");
+    assert_eq!(lines[3], HEADER, "the substrate right after the verdict:\n{t}");
     let row = lines.iter().find(|l| l.starts_with("full ")).unwrap();
     assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["full", "1,500", "4,000", "4,100", "100", "16000"]);
 }
@@ -90,16 +94,16 @@ fn without_icount_a_lead_inside_the_rounds_spread_is_a_tie_and_one_round_ranks_n
     for (a, b) in [(9000, 3000), (9500, 3100), (9200, 2900)] {
         boots.extend(round(a, b));
     }
-    let t = table(&rows(&boots, false), "ns", false, 3);
+    let t = table(&rows(&boots, false), "ns", false, 3, HEADER);
     assert!(t.starts_with("hog: p99 lowest full 3,000 ns\n"), "{t}");
     assert!(t.contains("3,000 [2,900,3,100]"), "the median and the rounds' range: {t}");
     let mut overlap = Vec::new();
     for (a, b) in [(3050, 3000), (2950, 3100), (3000, 2900)] {
         overlap.extend(round(a, b));
     }
-    let t = table(&rows(&overlap, false), "ns", false, 3);
+    let t = table(&rows(&overlap, false), "ns", false, 3, HEADER);
     assert!(t.starts_with("hog: p99 a tie within the spread:"), "{t}");
-    let one = table(&rows(&round(9000, 3000), false), "ns", false, 1);
+    let one = table(&rows(&round(9000, 3000), false), "ns", false, 1, HEADER);
     assert!(one.starts_with("one round has no spread") && one.contains("hog: p99 not ranked"), "{one}");
 }
 
