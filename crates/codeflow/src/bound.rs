@@ -17,7 +17,7 @@
 //! every iteration (not in an inner loop), and that every path into the loop's single entry
 //! (its head) sets to the same constant (`mov r, imm`, `xor r, r`). Its trip count `T` (how
 //! often the head runs) is the first exit of `init + k*step` under the branch's condition in
-//! the compared width ([`crate::trip`]); the loop's instructions are then bounded by the path
+//! the compared width (`crate::trip`); the loop's instructions are then bounded by the path
 //! from the interrupted instruction to the end of its iteration, plus `T - 1` longest
 //! iterations, plus the longest continuation after any exit. Inner loops are solved first
 //! inside the outer one's iteration, so nested counted loops multiply. Everything else is

@@ -1,7 +1,7 @@
 //! Time: the TSC, calibrated once against the PIT.
 //!
 //! **Mechanism.** [`calibrate`] gates PIT channel 2 (ports `0x42`/`0x43`, the speaker gate
-//! `0x61`) for a one-shot count of [`LATCH`] = 11,931 ticks of its 1.193182 MHz clock (about
+//! `0x61`) for a one-shot count of `LATCH` = 11,931 ticks of its 1.193182 MHz clock (about
 //! 10 ms) and reads the TSC at both ends of the wait for `OUT2` to rise, as Linux's
 //! `pit_calibrate_tsc` does; the TSC frequency is the least difference of three such windows
 //! (a host stall while the guest polls can only lengthen a window) times the PIT's rate over

@@ -10,7 +10,7 @@
 //!
 //! - **A task's fault** (the CPU's hooks registered, the running context owns a stack, the
 //!   frame's RSP on that stack or its guard page, the in-IRQ flag clear): the frame is rewritten
-//!   so that the `iretq` enters [`metal_fault_exit`] at the top of the task's own stack, with
+//!   so that the `iretq` enters `metal_fault_exit` at the top of the task's own stack, with
 //!   the record copied just below the top, a zero return address above the entry's `rsp`
 //!   (the outermost frame) and `rbp = 0`; RFLAGS keeps the interrupted IF and has DF, TF and
 //!   AC clear. There, in task context with the task's own IF and on its own stack (never on
@@ -30,7 +30,7 @@
 //!   decides on one outside a task.
 //!
 //! A task that faults again while the core decides on its first fault (the top word of its
-//! stack still holds the mark [`redirect`] set) is not redirected again: `EXCEPTION`.
+//! stack still holds the mark `redirect` set) is not redirected again: `EXCEPTION`.
 //!
 //! **Invariant.** Only a context that owns a stack, whose RSP was on it, is redirected; the
 //! redirected `iretq` goes to the task's own stack, never below an IST frame; the decision
@@ -137,7 +137,7 @@ fn record(frame: &ExceptionFrame, stack: Option<(usize, usize)>, place: Place) -
 }
 
 /// Offers the fault in `frame` (one of [`FAULT_VECTORS`]) to the core. True: the frame now
-/// returns to [`metal_fault_exit`] on the task's stack. False: nobody took it (no hooks, or
+/// returns to `metal_fault_exit` on the task's stack. False: nobody took it (no hooks, or
 /// the core declined); the caller reports it and exits. A fault outside a task is the core's
 /// panic and does not return.
 pub fn take(frame: &mut ExceptionFrame) -> bool {

@@ -5,7 +5,7 @@
 //! nested interrupt always starts at the TSS's IST 4 top. Code running with IF set on IST 4
 //! itself cannot be protected: its frames grow down from its `rsp`, right where a nested
 //! interrupt's frame, vector state and handler would go. So the softirqs move off IST 4:
-//! [`alloc`] gives each CPU, at its bring-up (the boot CPU in `metal_rust_entry`, each AP in
+//! [`alloc()`] gives each CPU, at its bring-up (the boot CPU in `metal_rust_entry`, each AP in
 //! `crate::smp`), a stack of [`SOFTIRQ_STACK_SIZE`] bytes above an unmapped guard page
 //! (`crate::stack::Stack`, kept for as long as the CPU runs), and [`run_on_softirq_stack`]
 //! points IST 4's top just below its own frame on IST 4 (everything above is live, nothing
@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// The size of each CPU's softirq stack (as an IST stack's).
 pub const SOFTIRQ_STACK_SIZE: usize = crate::gdt::IST_STACK_SIZE;
 
-/// Each CPU's softirq stack `[lo, hi)` by CPU number; `(0, 0)` until [`alloc`].
+/// Each CPU's softirq stack `[lo, hi)` by CPU number; `(0, 0)` until [`alloc()`].
 static STACKS: [(AtomicU64, AtomicU64); crate::smp::MAX_CPUS] =
     [const { (AtomicU64::new(0), AtomicU64::new(0)) }; crate::smp::MAX_CPUS];
 
@@ -68,7 +68,7 @@ pub fn alloc(cpu: usize) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// This CPU's softirq stack `[lo, hi)`, if [`alloc`] gave it one.
+/// This CPU's softirq stack `[lo, hi)`, if [`alloc()`] gave it one.
 pub fn this() -> Option<(u64, u64)> {
     let slot = STACKS.get(crate::percpu::cpu_number() as usize)?;
     let (lo, hi) = (slot.0.load(Ordering::Acquire), slot.1.load(Ordering::Acquire));
