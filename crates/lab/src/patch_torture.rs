@@ -7,8 +7,10 @@
 //! kind in its CPU's figures: an `int3` is served by the SIGTRAP handler and stepped over, a
 //! `call` reaches `rt_reschedule` and returns. The first CPUs run the patchers (one on 2 or 3
 //! CPUs, half the CPUs from 4 on, so that several CPUs patch the same site at once, each
-//! with its own counted claim); the others run one executor each, bound there. An executor's loop mixes a running value through the site on every
-//! iteration, inside a system call, and compares it with the same computation done without the
+//! with its own counted claim); the others run one executor each, bound there, and the
+//! patchers start once every executor has passed the site (so a loaded host cannot let a
+//! patcher finish before an executor ran). An executor's loop mixes a running value through
+//! the site on every iteration, inside a system call, and compares it with the same computation done without the
 //! site: a mis-executed site (a torn instruction, a call to the wrong place, a register changed
 //! across the trap or the call) shows as a mismatch, a `BUG:`, or a crash.
 //!
@@ -149,6 +151,9 @@ struct Counts {
     sync_rounds: AtomicU64,
     executions: AtomicU64,
     mismatches: AtomicU64,
+    /// Executors that have passed the site at least once: the patchers start after all have
+    /// (a patcher that ran its whole count before an executor was scheduled tested nothing).
+    executing: AtomicU64,
 }
 
 /// How many of `cpus` CPUs patch: one on 2 or 3, half from 4 on.
@@ -166,10 +171,14 @@ fn torture_init(site: usize, cpus: usize, patches: u64, max_seconds: u64, out: &
         .map(|c| {
             let (stop, out) = (stop.clone(), out.clone());
             spawn(TaskBuilder::new(&format!("xmodify{c}")).cpus(1 << c), move || {
-                let mut from = c as u64 * (1 << 40);
+                let first = c as u64 * (1 << 40);
+                let mut from = first;
                 while !stop.load(Ordering::Acquire) {
                     let (got, want) = syscall(|| (through_site(from, from, CHUNK), reference(from, from, CHUNK)));
                     out.executions.fetch_add(CHUNK, Ordering::Relaxed);
+                    if from == first {
+                        out.executing.fetch_add(1, Ordering::Release);
+                    }
                     out.mismatches.fetch_add(u64::from(got != want), Ordering::Relaxed);
                     from += CHUNK;
                 }
@@ -178,6 +187,10 @@ fn torture_init(site: usize, cpus: usize, patches: u64, max_seconds: u64, out: &
         })
         .collect();
     let deadline = kernel::time::now_ns() + max_seconds.saturating_mul(1_000_000_000);
+    let executing = (cpus - patchers(cpus)) as u64;
+    while out.executing.load(Ordering::Acquire) < executing && kernel::time::now_ns() < deadline {
+        kernel::time::sleep_ns(100_000);
+    }
     let patchers: Vec<_> = (0..patchers(cpus))
         .map(|p| {
             let o = out.clone();
