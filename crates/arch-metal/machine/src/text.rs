@@ -140,7 +140,9 @@ pub fn sites() -> Vec<Site> {
 /// The site table: sorted addresses and per-site counts of call and int3 users.
 struct Table {
     addrs: &'static [usize],
-    counts: Vec<[u32; 2]>,
+    /// Per site, in `addrs`' order: its address again (one bounds check finds both) and its
+    /// users `[call, int3]`.
+    sites: Vec<(usize, [u32; 2])>,
 }
 
 static SITES: lock_api::Mutex<crate::sync::RawIrqSpinLock, Option<Table>> = lock_api::Mutex::new(None);
@@ -148,13 +150,20 @@ static CLAIMED: AtomicBool = AtomicBool::new(false);
 
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut t = SITES.lock();
-    let t = t.get_or_insert_with(|| {
-        let mut a: Vec<usize> = sites().iter().map(|s| s.addr).collect();
-        a.sort_unstable();
-        let counts = alloc::vec![[0, 0]; a.len()];
-        Table { addrs: a.leak(), counts }
-    });
-    f(t)
+    match t.as_mut() {
+        Some(t) => f(t),
+        None => f(build_table(&mut t)),
+    }
+}
+
+/// The table's first use: every site from the linker's table, sorted.
+#[cold]
+#[inline(never)]
+fn build_table(slot: &mut Option<Table>) -> &mut Table {
+    let mut a: Vec<usize> = sites().iter().map(|s| s.addr).collect();
+    a.sort_unstable();
+    let sites = a.iter().map(|&addr| (addr, [0, 0])).collect();
+    slot.insert(Table { addrs: a.leak(), sites })
 }
 
 /// The sorted addresses, once the table exists (read without the lock: the patch handler
@@ -191,23 +200,29 @@ pub fn index_of(addr: usize) -> Result<usize, PokeError> {
     site_addrs().binary_search(&addr).map_err(|_| PokeError::NotASite(addr))
 }
 
-/// The five bytes at `addr`.
+/// The five bytes at `addr` (zeros unless all five are in the text).
+#[inline]
 pub fn read_site(addr: usize) -> [u8; 5] {
-    let mut b = [0; 5];
-    if let Some(s) = bytes(addr, addr + 5) {
-        b.copy_from_slice(s);
+    let (s, e) = range();
+    if addr < s || addr.wrapping_add(5) > e || addr.wrapping_add(5) < addr {
+        return [0; 5];
     }
-    b
+    // SAFETY: `addr..addr + 5` is inside the text, mapped read-only for the image's life;
+    // patches change single bytes of sites, which readers of machine code expect.
+    unsafe { core::ptr::read_unaligned(addr as *const [u8; 5]) }
 }
 
 fn rel_bytes(addr: usize) -> [u8; 4] {
     ((rt_reschedule as *const () as usize as i64 - (addr as i64 + 5)) as i32).to_le_bytes()
 }
 
+/// Writes site `addr`'s first byte for its users `counts`, after checking that its five
+/// bytes are a site's (any of the three forms, the `rel32` to `rt_reschedule`).
+#[inline]
 fn write_op(addr: usize, counts: [u32; 2]) -> Result<(), PokeError> {
     let found = read_site(addr);
     let r = rel_bytes(addr);
-    if found[1..] != r || ![OP_IDLE, OP_CALL, OP_INT3].contains(&found[0]) {
+    if found[1..] != r || !matches!(found[0], OP_IDLE | OP_CALL | OP_INT3) {
         return Err(PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found });
     }
     let op = if counts[1] > 0 {
@@ -240,9 +255,9 @@ fn slot(how: Arm) -> usize {
 /// One more user wants site `idx` armed `how`.
 pub fn arm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
     with_table(|t| {
-        let addr = *t.addrs.get(idx).ok_or(PokeError::NotASite(idx))?;
-        t.counts[idx][slot(how)] += 1;
-        write_op(addr, t.counts[idx])?;
+        let (addr, counts) = t.sites.get_mut(idx).ok_or(PokeError::NotASite(idx))?;
+        counts[slot(how)] += 1;
+        write_op(*addr, *counts)?;
         Ok(0) // one CPU: no other CPU to serialize
     })
 }
@@ -250,13 +265,13 @@ pub fn arm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
 /// One user less wants site `idx` armed `how`.
 pub fn disarm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
     with_table(|t| {
-        let addr = *t.addrs.get(idx).ok_or(PokeError::NotASite(idx))?;
-        let c = &mut t.counts[idx][slot(how)];
+        let (addr, counts) = t.sites.get_mut(idx).ok_or(PokeError::NotASite(idx))?;
+        let c = &mut counts[slot(how)];
         if *c == 0 {
-            return Err(PokeError::NotArmed(addr));
+            return Err(PokeError::NotArmed(*addr));
         }
         *c -= 1;
-        write_op(addr, t.counts[idx])?;
+        write_op(*addr, *counts)?;
         Ok(0)
     })
 }

@@ -260,8 +260,7 @@ pub(crate) fn wake_up_process(k: &Kernel, id: TaskId) -> bool {
 
 /// Sets the running task's state (`set_current_state`), under its run queue's lock.
 pub(crate) fn set_current_state(k: &Kernel, state: TaskState) {
-    let _irq = preempt::raw_local_irq_save();
-    let mut rq = this_rq_lock(k);
+    let mut rq = this_rq_lock(k); // masks IRQs before it reads the CPU
     let me = rq.curr;
     rq.task_mut(me).state = state;
 }

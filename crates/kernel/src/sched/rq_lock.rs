@@ -16,7 +16,7 @@ use crate::instance::Kernel;
 use crate::task::TaskId;
 use core::ops::{Deref, DerefMut};
 use core::panic::Location;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// A locked run queue; unlocking clears it from the holder's `held_rqs`. IRQs stay masked
 /// from before the holder's CPU is read until after the lock is released, so the holder is
@@ -24,8 +24,8 @@ use core::sync::atomic::Ordering;
 /// thread alone (plain loads and stores suffice: no handler runs on it meanwhile).
 pub(crate) struct RqGuard<'a> {
     guard: IrqSpinGuard<'a, Rq>,
-    k: &'a Kernel,
-    holder: usize,
+    /// The holder's `held_rqs`, found once at the lock (the unlock clears `cpu`'s bit in it).
+    held: &'a AtomicU64,
     cpu: usize,
     _irqs: crate::preempt::count::RawIrqGuard, // dropped after `guard`: fields drop in order
 }
@@ -45,8 +45,7 @@ impl DerefMut for RqGuard<'_> {
 
 impl Drop for RqGuard<'_> {
     fn drop(&mut self) {
-        let held = &self.k.cpus[self.holder].held_rqs;
-        held.store(held.load(Ordering::Relaxed) & !(1 << self.cpu), Ordering::Relaxed);
+        self.held.store(self.held.load(Ordering::Relaxed) & !(1 << self.cpu), Ordering::Relaxed);
     }
 }
 
@@ -61,14 +60,14 @@ impl RqGuard<'_> {
 #[track_caller]
 pub(crate) fn rq_lock(k: &Kernel, cpu: usize) -> RqGuard<'_> {
     let irqs = crate::preempt::count::raw_local_irq_save();
-    let holder = k.raw_cpu_id();
-    let held = k.cpus[holder].held_rqs.load(Ordering::Relaxed);
+    let held_rqs = &k.raw_this_cpu().held_rqs;
+    let held = held_rqs.load(Ordering::Relaxed);
     if held >> cpu != 0 {
         out_of_order(k, cpu, held, Location::caller());
     }
     let guard = k.cpus[cpu].rq.lock();
-    k.cpus[holder].held_rqs.store(held | 1 << cpu, Ordering::Relaxed);
-    RqGuard { guard, k, holder, cpu, _irqs: irqs }
+    held_rqs.store(held | 1 << cpu, Ordering::Relaxed);
+    RqGuard { guard, held: held_rqs, cpu, _irqs: irqs }
 }
 
 /// The lock-order `BUG:` of [`rq_lock`], out of line.
