@@ -394,13 +394,22 @@ fn smp_processor_id_in_preemptible_code_is_a_bug_naming_the_task() {
 #[test]
 fn migrating_a_task_that_holds_a_preempt_count_is_a_bug() {
     let r = run_with_timeout(cpus(2), 30, || {
-        let h = spawn(TaskBuilder::new("holder").cpus(1 << 0), || {
+        // The holder sleeps until it has been moved: no timing decides the order, which a
+        // loaded host once turned around (the move before the sleep).
+        let (q, moved) = (Arc::new(WaitQueue::new()), Arc::new(AtomicBool::new(false)));
+        let (q2, moved2) = (q.clone(), moved.clone());
+        let h = spawn(TaskBuilder::new("holder").cpus(1 << 0), move || {
             let _g = kernel::preempt::preempt_disable();
-            kernel::time::sleep_ns(20_000_000); // schedules while atomic: BUG 1
+            q2.wait_event(|| moved2.load(Ordering::Acquire)); // schedules while atomic: BUG 1
             0
         });
-        kernel::time::sleep_ns(5_000_000);
+        while q.is_empty() {
+            kernel::time::sleep_ns(1_000_000);
+        }
+        kernel::time::sleep_ns(1_000_000); // from queued to asleep: a few instructions
         kernel::set_cpus_allowed(h.id(), 1 << 1).unwrap(); // its wakeup moves it: BUG 2
+        moved.store(true, Ordering::Release);
+        q.wake_up();
         h.join().unwrap();
         0
     });
