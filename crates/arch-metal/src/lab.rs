@@ -279,6 +279,12 @@ fn worker(run: &Run, c: usize, w: Workload) -> i64 {
     while !run.stop.load(Ordering::Acquire) {
         units += workloads::kernel_call(&mut *atoms);
         calls += 1;
+        if run.cpus > 1 {
+            // `pause` between calls: a hint on hardware; under QEMU's round-robin `-icount`
+            // (7.2) the point where this vCPU leaves the emulator to the others, without
+            // which a busy CPU 0 starves CPU 1 (see the module's description)
+            core::hint::spin_loop();
+        }
     }
     run.workers[c][0].store(calls, Ordering::Release);
     run.workers[c][1].store(units, Ordering::Release);
