@@ -19,6 +19,12 @@
 //! counts instructions, `tsc_at(next)` is the TSC base plus `next`, and every figure is a count
 //! of instructions, the same for the same build on every boot. Per probe: min, p50, p99, max
 //! (nearest rank) and a log2 histogram (`[lower bound, count]`, non-empty buckets only).
+//! On more than one CPU each worker executes `pause` between calls: a hint on hardware, and
+//! under QEMU 7.2's `-icount` the point where its round-robin vCPU thread moves to the next
+//! vCPU. That thread gives the running vCPU every instruction up to the next timer deadline,
+//! vCPU 0 first after each, and moves on early only when the vCPU pauses, halts or writes a
+//! timer that becomes the earliest deadline; a worker that never did held CPU 1 to its tick
+//! handler, whose timer write ended its turn each time (docs/BAREMETAL.md).
 //!
 //! **Invariant.** Every probe takes exactly `image.samples` samples on its own CPU, and every
 //! line is valid JSON; [`init`] returns 0 only if every probe did, every sample was taken on
@@ -279,6 +285,12 @@ fn worker(run: &Run, c: usize, w: Workload) -> i64 {
     while !run.stop.load(Ordering::Acquire) {
         units += workloads::kernel_call(&mut *atoms);
         calls += 1;
+        if run.cpus > 1 {
+            // `pause` between calls: a hint on hardware; under QEMU's round-robin `-icount`
+            // (7.2) the point where this vCPU leaves the emulator to the others, without
+            // which a busy CPU 0 starves CPU 1 (see the module's description)
+            core::hint::spin_loop();
+        }
     }
     run.workers[c][0].store(calls, Ordering::Release);
     run.workers[c][1].store(units, Ordering::Release);
