@@ -14,7 +14,7 @@
 //! `fault-irqs-off` and `stack-overflow` the fault scenarios of [`faults`] (a task's oops; a
 //! fault in interrupt context). Each oops of the run is one `{"test":"oops",...}` line;
 //! one `device_irqs` line gives the device's source and its interrupts per CPU
-//! (`arch_metal::hpet::report`).
+//! (`arch_metal::hpet::report`); `image.run=lab` the bare-metal lab ([`lab`]).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -25,6 +25,7 @@ extern crate alloc;
 
 mod device;
 mod faults;
+mod lab;
 mod scenarios;
 mod smp;
 mod torture;
@@ -64,9 +65,10 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "fault-smp" => faults::init_smp,
         "fault-irq" => faults::in_irq,
         "fault-irqs-off" => faults::irqs_off,
+        "lab" => lab::configure(cmdline),
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off or device\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off, device or lab\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)

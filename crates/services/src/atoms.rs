@@ -43,10 +43,10 @@ pub fn run_atom(page: &[u8], mut until: impl FnMut() -> bool) -> u64 {
     let mut pages = 0u64;
     let mut acc = 0u16;
     while pages < MAX_PAGES_PER_ATOM && !until() {
-        acc ^= csum(std::hint::black_box(page));
+        acc ^= csum(core::hint::black_box(page));
         pages += 1;
     }
-    std::hint::black_box(acc);
+    core::hint::black_box(acc);
     pages
 }
 

@@ -15,8 +15,17 @@
 //! file, a relocation outside its segment, an unknown symbol) or leaves every relocated word
 //! equal to its addend plus its target; the loader never writes outside the module's memory.
 
+/// The kernel symbol table's map: std's hash map on the host; on metal (no std, so no
+/// `RandomState`) alloc's B-tree map, which has the same `get`/`collect`/`insert`.
+#[cfg(not(feature = "hosted"))]
+use alloc::collections::BTreeMap as HashMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+#[cfg(feature = "hosted")]
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// `OMAGIC`: text and data contiguous, writable.
 pub(crate) const OMAGIC: u32 = 0o407;
@@ -262,7 +271,7 @@ impl Loader {
         for s in syms.chunks(NLIST) {
             let strx = u32_at(s, 0) as usize;
             let name = strs.get(strx..).and_then(|r| r.split(|&b| b == 0).next()).unwrap_or(&[]);
-            let name = std::str::from_utf8(name).unwrap_or("?");
+            let name = core::str::from_utf8(name).unwrap_or("?");
             let value = if s[4] == N_UNDF_EXT {
                 *self.ksyms.get(name).ok_or_else(|| format!("unknown symbol '{name}'"))?
             } else {

@@ -11,6 +11,9 @@
 //! `NET_RX_SOFTIRQ`, socket queue): its worker's system calls read packets from the socket
 //! queue, so it runs only inside atomkernel ([`WorkloadInfo::bottom_half`]); its device is
 //! opened in the worker task ([`Atoms::open`]) and checked when the run ends ([`Atoms::close`]).
+//! Built for the bare-metal image (feature `metal`), the registry has every workload but
+//! `packet`, whose device needs a host thread for its wire; [`Workload::named`] refuses it
+//! there with that reason ([`HOSTED_ONLY`]).
 //!
 //! **Invariant.** An atom is bounded work that never sleeps and holds nothing across its end,
 //! so every point between two atoms is a safe place to give the CPU away. Only `begin` may
@@ -18,8 +21,15 @@
 
 use crate::atoms::{csum, PAGE};
 use crate::loader::{self, Loader};
+#[cfg(feature = "hosted")]
 use crate::packet::{PacketConfig, PacketDevice};
-use std::sync::Arc;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::hint::black_box;
 
 /// One call's worth of work, atom by atom.
 pub trait Atoms: Send {
@@ -59,8 +69,8 @@ pub struct WorkloadInfo {
     make: fn(usize) -> Box<dyn Atoms>,
 }
 
-/// Every workload, in report order.
-pub static WORKLOADS: [WorkloadInfo; 5] = [
+/// Every workload of this build, in report order (on metal: all but [`HOSTED_ONLY`]'s).
+pub static WORKLOADS: &[WorkloadInfo] = &[
     WorkloadInfo {
         name: "loader",
         description: "loads an a.out module from an in-memory file: header, copy a page per atom, bss, symbols, 64 relocations per atom",
@@ -105,6 +115,7 @@ pub static WORKLOADS: [WorkloadInfo; 5] = [
         bottom_half: false,
         make: |n| Box::new(HogAtoms { atoms: n, done: 0, x: 0x9e37_79b9_7f4a_7c15 }),
     },
+    #[cfg(feature = "hosted")]
     WorkloadInfo {
         name: "packet",
         description: "receives packets of the packet device (wire, ring, IRQ, NET_RX softirq checksums into a socket queue): sleeps until one is queued, then copies up to 8 packets out per atom",
@@ -145,6 +156,10 @@ impl Workload {
     }
 }
 
+/// Workloads only the hosted build has, with the reason (refused by name on metal).
+pub const HOSTED_ONLY: &[(&str, &str)] =
+    &[("packet", "its packet device's wire is a host thread: only the hosted build (feature `hosted`) runs it")];
+
 /// The registered names, for error messages.
 pub fn names() -> String {
     WORKLOADS.iter().map(|w| w.name).collect::<Vec<_>>().join(", ")
@@ -154,6 +169,11 @@ impl Workload {
     /// The registered workload called `name`, at its default size; an unknown name is an error
     /// that lists the registered ones.
     pub fn named(name: &str) -> Result<Workload, String> {
+        if let Some((_, why)) =
+            HOSTED_ONLY.iter().find(|(n, _)| *n == name && !WORKLOADS.iter().any(|w| w.name == name))
+        {
+            return Err(format!("workload '{name}' is not in this build: {why}; choose one of {}", names()));
+        }
         let index = WORKLOADS
             .iter()
             .position(|w| w.name == name)
@@ -197,9 +217,11 @@ pub fn host_call(w: &mut dyn Atoms) -> u64 {
 }
 
 /// Packets one atom of the `packet` workload copies out of the socket queue at most.
+#[cfg(feature = "hosted")]
 pub(crate) const PACKETS_PER_ATOM: usize = 8;
 
 /// The `packet` workload: a `recvmmsg(MSG_WAITFORONE)` on the packet device's socket queue.
+#[cfg(feature = "hosted")]
 struct PacketAtoms {
     per_call: usize,
     dev: Option<PacketDevice>,
@@ -207,6 +229,7 @@ struct PacketAtoms {
     acc: u64,
 }
 
+#[cfg(feature = "hosted")]
 impl Atoms for PacketAtoms {
     fn open(&mut self) -> Result<(), String> {
         let dev = PacketDevice::open(PacketConfig::default())?;
@@ -248,7 +271,7 @@ impl Atoms for PacketAtoms {
     }
 
     fn finish(&mut self) -> u64 {
-        std::hint::black_box(self.acc);
+        black_box(self.acc);
         self.got as u64
     }
 }
@@ -276,7 +299,7 @@ impl Atoms for LoaderAtoms {
     }
 
     fn finish(&mut self) -> u64 {
-        std::hint::black_box(&self.loader.image);
+        black_box(&self.loader.image);
         1
     }
 }
@@ -302,13 +325,13 @@ impl Atoms for CopyAtoms {
 
     fn atom(&mut self) -> bool {
         let r = self.done * PAGE..(self.done + 1) * PAGE;
-        self.dst[r.clone()].copy_from_slice(std::hint::black_box(&self.src[r]));
+        self.dst[r.clone()].copy_from_slice(black_box(&self.src[r]));
         self.done += 1;
         self.done < self.pages
     }
 
     fn finish(&mut self) -> u64 {
-        std::hint::black_box(&self.dst);
+        black_box(&self.dst);
         self.pages as u64
     }
 }
@@ -326,13 +349,13 @@ impl Atoms for CsumAtoms {
     }
 
     fn atom(&mut self) -> bool {
-        self.acc ^= csum(std::hint::black_box(&self.page));
+        self.acc ^= csum(black_box(&self.page));
         self.done += 1;
         self.done < self.pages
     }
 
     fn finish(&mut self) -> u64 {
-        std::hint::black_box(self.acc);
+        black_box(self.acc);
         self.pages as u64
     }
 }
@@ -349,7 +372,7 @@ impl Atoms for HogAtoms {
     }
 
     fn atom(&mut self) -> bool {
-        let mut x = std::hint::black_box(self.x);
+        let mut x = black_box(self.x);
         for _ in 0..2048 {
             x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9).rotate_left(17);
         }
@@ -359,7 +382,7 @@ impl Atoms for HogAtoms {
     }
 
     fn finish(&mut self) -> u64 {
-        std::hint::black_box(self.x);
+        black_box(self.x);
         self.atoms as u64
     }
 }

@@ -1,0 +1,136 @@
+//! Boots the bare-metal lab (`image.run=lab`) under each preemption model and checks its rows:
+//! every workload of the metal registry present, every probe with exactly the samples asked,
+//! its figures in order and its histogram summing to them, the workers on every CPU making
+//! calls; under QEMU's `-icount shift=0,sleep=off` (one instruction per virtual ns, the TSC
+//! exactly 1 GHz) the `full` model's p99 below `none`'s for each workload, and two boots
+//! printing identical lines; a bad `image.` option refused before any task runs.
+//!
+//! **Mechanism.** The harness (`common/mod.rs`) builds the image once and boots it (killed
+//! after 60 s). The one-CPU boots run under `-icount`; the two-CPU boots (`-smp 2`, `cpus=2`)
+//! run without it: QEMU 7.2's round-robin `-icount` scheduler stops the second vCPU at an
+//! xAPIC register write while both vCPUs are busy (docs/BAREMETAL.md, "The bare-metal lab").
+//!
+//! **Invariant.** Every check names the boot's whole serial output when it fails.
+
+mod common;
+
+use common::{boot_with, exit_codes, Boot};
+use serde_json::Value;
+
+const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// The metal registry's workloads (every one but `packet`), in its order.
+const WORKLOADS: [&str; 4] = ["loader", "copy", "checksum", "hog"];
+/// Samples per probe in these boots.
+const SAMPLES: u64 = 12;
+
+/// The `lab` rows of a boot that must have succeeded.
+fn rows(b: &Boot) -> Vec<Value> {
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    let lines: Vec<Value> =
+        b.serial.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok()).collect();
+    let clock = lines.iter().find(|v| v["test"] == "clock").unwrap_or_else(|| panic!("no clock line:\n{}", b.serial));
+    assert!(clock["tsc_khz"].as_u64().is_some_and(|k| k > 0), "{}", b.serial);
+    let mut rows: Vec<Value> = lines.iter().filter(|v| v["test"] == "lab").cloned().collect();
+    rows.iter_mut().for_each(|r| r["tsc_khz"] = clock["tsc_khz"].clone());
+    rows
+}
+
+/// Boots the lab under `model` on `cpus` CPUs and checks every row (see the module's
+/// description); the rows.
+fn lab(extra: &[&str], model: &str, cpus: u64, options: &str) -> Option<Vec<Value>> {
+    let cmdline = format!("preempt={model} cpus={cpus} image.run=lab image.samples={SAMPLES} {options}");
+    let b = boot_with(extra, &cmdline)?;
+    let rows = rows(&b);
+    let names: Vec<&str> = rows.iter().map(|r| r["workload"].as_str().unwrap_or("")).collect();
+    assert_eq!(names, WORKLOADS, "workloads; serial:\n{}", b.serial);
+    for r in &rows {
+        assert_eq!((r["model"].as_str(), r["cpus"].as_u64()), (Some(model), Some(cpus)), "{r}");
+        let workers = r["workers"].as_array().expect("workers");
+        assert_eq!(workers.len() as u64, cpus, "{r}");
+        assert!(workers.iter().all(|w| w["calls"].as_u64() > Some(0) && w["units"].as_u64() > Some(0)), "{r}");
+        assert!(r["calls"].as_u64() > Some(0) && r["elapsed_cycles"].as_u64() > Some(0), "{r}");
+        let probes = r["probes"].as_array().expect("probes");
+        let cpus_seen: Vec<u64> = probes.iter().filter_map(|p| p["cpu"].as_u64()).collect();
+        assert_eq!(cpus_seen, (0..cpus).collect::<Vec<_>>(), "one probe per CPU: {r}");
+        probes.iter().for_each(check_probe);
+    }
+    Some(rows)
+}
+
+/// A probe's samples, figures and histogram agree.
+fn check_probe(p: &Value) {
+    let f = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("no {k}: {p}"));
+    assert_eq!(f("samples"), SAMPLES, "{p}");
+    assert_eq!(f("off_cpu"), 0, "{p}");
+    assert!(f("min") <= f("p50") && f("p50") <= f("p99") && f("p99") <= f("max"), "{p}");
+    let hist: Vec<(u64, u64)> = (p["hist"].as_array().expect("hist").iter())
+        .map(|b| (b[0].as_u64().expect("lower bound"), b[1].as_u64().expect("count")))
+        .collect();
+    assert_eq!(hist.iter().map(|b| b.1).sum::<u64>(), SAMPLES, "{p}");
+    assert!(hist.iter().all(|&(lo, n)| n > 0 && (lo == 0 || lo.is_power_of_two())), "{p}");
+    assert!(hist.windows(2).all(|w| w[0].0 < w[1].0), "{p}");
+    let (first, last) = (hist[0].0, hist[hist.len() - 1].0);
+    assert!(first <= f("min") && f("min") < first.max(1) * 2, "min in the first bucket: {p}");
+    assert!(last <= f("max") && f("max") < last.max(1) * 2, "max in the last bucket: {p}");
+}
+
+/// The p99 of each row's one probe.
+fn p99s(rows: &[Value]) -> Vec<u64> {
+    rows.iter().map(|r| r["probes"][0]["p99"].as_u64().expect("p99")).collect()
+}
+
+#[test]
+fn under_the_instruction_counting_clock_full_beats_none_and_two_boots_print_identical_rows() {
+    let Some(none) = lab(&ICOUNT, "none", 1, "") else { return };
+    let Some(full) = lab(&ICOUNT, "full", 1, "") else { return };
+    for ((w, f), n) in WORKLOADS.iter().zip(p99s(&full)).zip(p99s(&none)) {
+        assert!(f < n, "{w}: full's p99 {f} is not below none's {n}\nfull: {full:?}\nnone: {none:?}");
+    }
+    let tsc_khz = |rows: &[Value]| rows[0]["tsc_khz"].as_u64();
+    assert_eq!(tsc_khz(&full), Some(1_000_000), "the TSC is exactly 1 GHz under -icount shift=0");
+    let Some(again) = lab(&ICOUNT, "full", 1, "") else { return };
+    assert_eq!(full, again, "two -icount boots differ");
+}
+
+#[test]
+fn under_voluntary_the_lab_runs_every_workload() {
+    lab(&ICOUNT, "voluntary", 1, "");
+}
+
+#[test]
+fn under_patch_int3_the_lab_runs_every_workload() {
+    lab(&ICOUNT, "patch-int3", 1, "");
+}
+
+#[test]
+fn under_patch_call_the_lab_runs_every_workload() {
+    lab(&ICOUNT, "patch-call", 1, "");
+}
+
+#[test]
+fn on_two_cpus_under_full_each_cpu_has_its_worker_and_probe() {
+    lab(&["-smp", "2"], "full", 2, "image.size=8 image.interval_us=1000");
+}
+
+#[test]
+fn on_two_cpus_under_patch_call_each_cpu_has_its_worker_and_probe() {
+    lab(&["-smp", "2"], "patch-call", 2, "image.size=8 image.interval_us=1000");
+}
+
+/// The `boot_error` of a refused boot.
+fn refused(cmdline: &str) -> Option<String> {
+    let b = boot_with(&[], cmdline)?;
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
+    assert!(!b.serial.contains("\"test\":\"clock\""), "refused after the lab began:\n{}", b.serial);
+    let line = b.serial.lines().find(|l| l.contains("boot_error")).unwrap_or_else(|| panic!("{}", b.serial));
+    let v: Value = serde_json::from_str(line.trim_end_matches('\r')).expect("a JSON line");
+    Some(v["boot_error"].as_str().expect("a string").to_owned())
+}
+
+#[test]
+fn bad_lab_options_are_refused_naming_the_option_before_any_task_runs() {
+    let Some(e) = refused("preempt=full image.run=lab image.samples=0") else { return };
+    assert!(e.contains("image.samples=0") && e.contains("1..=100000"), "{e}");
+    let Some(e) = refused("preempt=full image.run=lab image.workloads=packet") else { return };
+    assert!(e.contains("image.workloads=packet") && e.contains("host thread") && e.contains("loader, copy"), "{e}");
+}
