@@ -14,7 +14,8 @@
 //! `fault-irqs-off` and `stack-overflow` the fault scenarios of [`faults`] (a task's oops; a
 //! fault in interrupt context). Each oops of the run is one `{"test":"oops",...}` line;
 //! one `device_irqs` line gives the device's source and its interrupts per CPU
-//! (`arch_metal::hpet::report`); `image.run=lab` the bare-metal lab ([`lab`]).
+//! (`arch_metal::hpet::report`); `image.run=lab` the bare-metal lab ([`lab`]); `image.run=bound-check` the static bound
+//! checked against every sample, `bound-calibrate` its gate constant ([`bound_check`]).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -23,6 +24,7 @@
 
 extern crate alloc;
 
+mod bound_check;
 mod device;
 mod faults;
 mod lab;
@@ -66,9 +68,11 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "fault-irq" => faults::in_irq,
         "fault-irqs-off" => faults::irqs_off,
         "lab" => lab::configure(cmdline),
+        "bound-check" => bound_check::configure(cmdline),
+        "bound-calibrate" => bound_check::calibrate,
         other => {
             kprintln!(
-                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off, device or lab\"}}",
+                "{{\"boot_error\":\"image.run={}: use scenarios, stack-overflow, panic, smp, fault, fault-smp, fault-irq, fault-irqs-off, device, lab, bound-check or bound-calibrate\"}}",
                 scenarios::escape(other)
             );
             serial::exit(exit_codes::FAILED)
