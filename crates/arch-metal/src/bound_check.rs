@@ -30,7 +30,6 @@
 //! is `SUCCESS` only if every sample is within its static bound.
 
 use crate::scenarios::escape;
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
@@ -38,11 +37,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use arch_metal::account::{self, Irq, Kind};
 use arch_metal::{exit_codes, kprintln, serial};
-use codeflow::Bound;
+use codeflow::{Bound, Bounds, ExactTable, Lookup};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::device::Device;
 use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
-use services::workloads::{self, Atoms, Workload};
+use services::workloads::{self, Workload};
 
 /// The RT task's SCHED_FIFO priority.
 const RT_PRIO: u8 = 90;
@@ -60,6 +59,8 @@ const SPAN_US_RANGE: (u64, u64) = (1, 100_000);
 const MIN_AHEAD_NS: u64 = 20_000;
 /// Violation lines printed per workload (all are counted).
 const VIOLATIONS_PRINTED: usize = 16;
+/// The callers' return addresses a sample keeps.
+const RETURNS: usize = 16;
 /// The most workloads one boot runs.
 const MAX_WORKLOADS: usize = 8;
 
@@ -128,6 +129,9 @@ fn parse(cmdline: &str) -> Result<(), String> {
 #[derive(Clone, Copy)]
 struct Sample {
     rip: u64,
+    /// The return addresses of the interrupted code's callers, innermost first.
+    returns: [u64; RETURNS],
+    n_returns: usize,
     measured: u64,
     kind: Kind,
 }
@@ -152,17 +156,33 @@ struct Shared {
     /// The handler's copy of the interrupt's record (`ok`: depth 1 on the device's vector).
     irq: [AtomicU64; 5],
     ok: AtomicBool,
+    /// The interrupted RIP and its callers' return addresses (the unwinder's, in the
+    /// handler), and how many.
+    chain: [AtomicU64; RETURNS + 1],
+    chain_n: AtomicUsize,
     /// The RT task's samples, left for the init.
     taken: kernel::sync::IrqSpinLock<Option<Taken>>,
 }
 
 impl Shared {
+    /// A sample of the interrupt at `rip`, with the handler's chain of return addresses.
+    fn sample(&self, rip: u64, measured: u64, kind: Kind) -> Sample {
+        let mut returns = [0; RETURNS];
+        let n = self.chain_n.load(Ordering::Acquire).saturating_sub(1);
+        for (r, slot) in returns.iter_mut().zip(&self.chain[1..=n]) {
+            *r = slot.load(Ordering::Acquire);
+        }
+        Sample { rip, returns, n_returns: n, measured, kind }
+    }
+
     fn irq(&self) -> Irq {
         let f = |i: usize| self.irq[i].load(Ordering::Acquire);
         Irq {
             tsc: f(0),
             rip: f(1),
             vector: u64::from(arch_metal::hpet::VECTOR_DEVICE),
+            sp: 0,
+            bp: 0,
             depth: 1,
             sums: account::Sums { cycles: f(2), irqs: f(3) },
         }
@@ -177,6 +197,12 @@ fn handler(s: &Shared) {
         slot.store(v, Ordering::Release);
     }
     s.ok.store(ok, Ordering::Release);
+    let mut chain = [0usize; RETURNS + 1];
+    let n = account::irq_chain(&irq, &mut chain);
+    for (slot, &a) in s.chain.iter().zip(&chain) {
+        slot.store(a as u64, Ordering::Release);
+    }
+    s.chain_n.store(n, Ordering::Release);
     s.fired.store(true, Ordering::Release);
     s.wq.wake_up();
 }
@@ -199,9 +225,17 @@ pub(crate) fn init(model: PreemptModel, _bh: BhMode) -> i64 {
         }
     };
     let memo = analysis.bounds();
+    let built;
+    let table = match kernel::model::patch::exact::get() {
+        Some(x) => &x.table,
+        None => {
+            built = ExactTable::build(&analysis);
+            &built
+        }
+    };
     let mut failed = 0;
     for (name, taken, ok) in &runs {
-        failed += report(model, name, taken, |rip| memo.from(rip));
+        failed += report(model, name, taken, |s| chain_bound(&memo, table, s));
         failed += i64::from(!ok || taken.samples.is_empty() || taken.negative > 0);
     }
     failed
@@ -215,6 +249,8 @@ fn run_workload(index: u8, seed: u64) -> (Taken, bool) {
         stop: AtomicBool::new(false),
         irq: [const { AtomicU64::new(0) }; 5],
         ok: AtomicBool::new(false),
+        chain: [const { AtomicU64::new(0) }; RETURNS + 1],
+        chain_n: AtomicUsize::new(0),
         taken: kernel::sync::IrqSpinLock::new(None),
     });
     let s = shared.clone();
@@ -234,17 +270,19 @@ fn run_workload(index: u8, seed: u64) -> (Taken, bool) {
 
 /// The worker: system calls of the workload's atoms until the RT task is done.
 fn worker(s: &Shared, index: u8) -> i64 {
-    let mut atoms: Box<dyn Atoms> =
-        if index == BROKEN_INDEX { Box::new(BrokenHog { done: 0, x: 1 }) } else { Workload::all()[usize::from(index)].make() };
+    if index == BROKEN_INDEX {
+        let mut hog = BrokenHog { done: 0, x: 1 };
+        while !s.stop.load(Ordering::Acquire) {
+            broken_call(&mut hog);
+        }
+        return 0;
+    }
+    let mut atoms = Workload::all()[usize::from(index)].make();
     if atoms.open().is_err() {
         return -1;
     }
     while !s.stop.load(Ordering::Acquire) {
-        if index == BROKEN_INDEX {
-            broken_call(&mut *atoms);
-        } else {
-            workloads::kernel_call(&mut *atoms);
-        }
+        workloads::kernel_call(&mut *atoms);
     }
     i64::from(atoms.close().is_err())
 }
@@ -275,7 +313,7 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
             t.no_point += 1;
         } else {
             match (account::interrupted_insns(&irq, &p), p.kind) {
-                (Some(measured), Some(kind)) => t.samples.push(Sample { rip: irq.rip, measured, kind }),
+                (Some(measured), Some(kind)) => t.samples.push(s.sample(irq.rip, measured, kind)),
                 _ => t.negative += 1,
             }
         }
@@ -283,15 +321,38 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
     t
 }
 
+/// The static bound for a sample: the interrupted frame's and then each caller's bound from
+/// its return address (`Bounds::from`: to a point, weighing 0, or the function's return,
+/// weighing 1), summed up to the first frame the patch model arms, as its interrupt exit
+/// does: the first whose exact-table entry names points or a return before one (its points
+/// are armed and its return redirected); a frame outside the table (a function reaching no
+/// point) returns into its caller unredirected. `Err`: the reason no figure exists.
+fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64, String> {
+    let mut total = 0u64;
+    for &at in core::iter::once(&s.rip).chain(&s.returns[..s.n_returns]) {
+        let b = match memo.from(at) {
+            Bound::Known(n) => n,
+            Bound::Unknown(u) => return Err(format!("{:?}", u.reason)),
+        };
+        total = total.checked_add(b).ok_or_else(|| String::from("Overflow"))?;
+        match table.lookup(at) {
+            Some(Lookup::Exact { sites, may_return }) if sites.is_empty() && !may_return => {}
+            Some(_) => return Ok(total),
+            None => {}
+        }
+    }
+    Err(String::from("NoArmedFrame"))
+}
+
 /// Prints the workload's `bound_check` line and its `bound_violation` lines; the violations.
-fn report(model: PreemptModel, name: &str, t: &Taken, bound: impl Fn(u64) -> Bound) -> i64 {
+fn report(model: PreemptModel, name: &str, t: &Taken, bound: impl Fn(&Sample) -> Result<u64, String>) -> i64 {
     let (mut checked, mut unknown, mut violations) = (0u64, 0u64, 0usize);
     let (mut max_ratio, mut max_measured) = (0f64, 0u64);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for s in &t.samples {
         max_measured = max_measured.max(s.measured);
-        match bound(s.rip) {
-            Bound::Known(b) => {
+        match bound(s) {
+            Ok(b) => {
                 checked += 1;
                 if b > 0 {
                     max_ratio = max_ratio.max(s.measured as f64 / b as f64);
@@ -308,9 +369,9 @@ fn report(model: PreemptModel, name: &str, t: &Taken, bound: impl Fn(u64) -> Bou
                     violations += 1;
                 }
             }
-            Bound::Unknown(u) => {
+            Err(reason) => {
                 unknown += 1;
-                *reasons.entry(format!("{:?}", u.reason)).or_default() += 1;
+                *reasons.entry(reason).or_default() += 1;
             }
         }
     }
@@ -346,11 +407,9 @@ struct BrokenHog {
 /// Atoms per call of [`BROKEN_HOG`] (the hog's default).
 const BROKEN_ATOMS: usize = 64;
 
-impl Atoms for BrokenHog {
-    fn begin(&mut self) {
-        self.done = 0;
-    }
-
+impl BrokenHog {
+    /// The hog's atom; `false` when the call is complete.
+    #[inline(never)]
     fn atom(&mut self) -> bool {
         let mut x = core::hint::black_box(self.x);
         for _ in 0..2048 {
@@ -360,24 +419,28 @@ impl Atoms for BrokenHog {
         self.done += 1;
         self.done < BROKEN_ATOMS
     }
-
-    fn finish(&mut self) -> u64 {
-        core::hint::black_box(self.x);
-        BROKEN_ATOMS as u64
-    }
 }
 
 /// [`workloads::kernel_call`] with the bug: preemption disabled across the points.
 #[inline(never)]
-fn broken_call(w: &mut dyn Atoms) -> u64 {
+fn broken_call(w: &mut BrokenHog) -> u64 {
     kernel::syscall(|| {
         let _off = kernel::preempt::preempt_disable();
-        w.begin();
-        while w.atom() {
-            kernel::preempt_point!();
-        }
-        w.finish()
+        broken_atoms(w)
     })
+}
+
+/// The call's atoms with a point after each, as `kernel_call` runs them, but by direct calls
+/// (out of line, so that the static bound from its frame ends at its own return rather than
+/// at the guard's drop, whose reschedule calls through the model).
+#[inline(never)]
+fn broken_atoms(w: &mut BrokenHog) -> u64 {
+    w.done = 0;
+    while w.atom() {
+        kernel::preempt_point!();
+    }
+    core::hint::black_box(w.x);
+    BROKEN_ATOMS as u64
 }
 
 /// Iterations of the calibration loop (2 instructions each) per round, and the rounds.

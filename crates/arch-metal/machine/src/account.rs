@@ -5,8 +5,8 @@
 //!
 //! **Mechanism.** `metal_idt_common` (`crate::idt`) stores its entry `rdtsc` in [`Account`]'s
 //! `entry_tsc` for every vector. For the external vectors it counts the nesting (`depth`): an
-//! interrupt entered at depth 0 also leaves its TSC, the interrupted RIP and its vector in
-//! `irq_*`, and when it returns without preempting, its cycles from the entry `rdtsc` to the
+//! interrupt entered at depth 0 also leaves its TSC, the interrupted RIP, RSP and RBP and its
+//! vector in `irq_*`, and when it returns without preempting, its cycles from the entry `rdtsc` to the
 //! exit `rdtsc` are added to `irq_cycles` and `irqs` counts it (a nested interrupt's cycles are
 //! inside its outer one's; one that preempts leaves depth 0 before the switch and adds
 //! nothing). What the gate runs outside the two `rdtsc`s is straight-line and the same for
@@ -88,6 +88,8 @@ pub struct Account {
     irq_tsc: Cell<u64>,
     irq_rip: Cell<u64>,
     irq_vector: Cell<u64>,
+    irq_rsp: Cell<u64>,
+    irq_rbp: Cell<u64>,
     point_tsc: Cell<u64>,
     point_kind: Cell<u64>,
     point_cycles: Cell<u64>,
@@ -106,6 +108,8 @@ impl Account {
             irq_tsc: Cell::new(0),
             irq_rip: Cell::new(0),
             irq_vector: Cell::new(0),
+            irq_rsp: Cell::new(0),
+            irq_rbp: Cell::new(0),
             point_tsc: Cell::new(0),
             point_kind: Cell::new(0),
             point_cycles: Cell::new(0),
@@ -134,6 +138,8 @@ pub(crate) const OFF_IRQS: usize = off!(irqs);
 pub(crate) const OFF_IRQ_TSC: usize = off!(irq_tsc);
 pub(crate) const OFF_IRQ_RIP: usize = off!(irq_rip);
 pub(crate) const OFF_IRQ_VECTOR: usize = off!(irq_vector);
+pub(crate) const OFF_IRQ_RSP: usize = off!(irq_rsp);
+pub(crate) const OFF_IRQ_RBP: usize = off!(irq_rbp);
 const OFF_POINT_TSC: usize = off!(point_tsc);
 const OFF_POINT_KIND: usize = off!(point_kind);
 const OFF_POINT_CYCLES: usize = off!(point_cycles);
@@ -203,6 +209,10 @@ pub struct Irq {
     pub rip: u64,
     /// Its vector.
     pub vector: u64,
+    /// The interrupted `rsp` and `rbp` (where an unwinder starts).
+    pub sp: u64,
+    /// See `sp`.
+    pub bp: u64,
     /// The external interrupts being served now (1: this one alone).
     pub depth: u64,
     /// The sums at its entry (its own cycles are added when it returns).
@@ -241,9 +251,18 @@ pub fn irq() -> Irq {
         tsc: a.irq_tsc.get(),
         rip: a.irq_rip.get(),
         vector: a.irq_vector.get(),
+        sp: a.irq_rsp.get(),
+        bp: a.irq_rbp.get(),
         depth: a.depth.get(),
         sums: Sums { cycles: a.irq_cycles.get(), irqs: a.irqs.get() },
     })
+}
+
+/// The interrupted code's frames for `irq` (on the running task's stack): its RIP, then its
+/// callers' return addresses from the unwinder, into `out`; how many.
+pub fn irq_chain(irq: &Irq, out: &mut [usize]) -> usize {
+    let from = arch_api::Frame::interrupted(irq.rip as usize, irq.sp as usize, irq.bp as usize);
+    crate::switch::current_stack().map_or(0, |st| crate::unwind::backtrace(from, st, out))
 }
 
 /// The last point stamped.

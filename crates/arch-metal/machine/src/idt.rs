@@ -123,6 +123,10 @@ core::arch::global_asm!(
     "movq %rax, %gs:{acct_irq_rip}",                // account:   (frame.rip),
     "movq 120(%rbx), %rax",                         // account:   its vector
     "movq %rax, %gs:{acct_irq_vector}",             // account:   (frame.vector)
+    "movq 160(%rbx), %rax",                         // account:   the interrupted rsp
+    "movq %rax, %gs:{acct_irq_rsp}",                // account:   (frame.rsp)
+    "movq 64(%rbx), %rax",                          // account:   and rbp, for the unwinder
+    "movq %rax, %gs:{acct_irq_rbp}",                // account:   (frame.rbp)
     "14:",
     "subq ${area}, %rsp",                           // room for the vector state below the frame
     "andq $-64, %rsp",                              // XSAVE/FXSAVE want an aligned area
@@ -264,6 +268,8 @@ core::arch::global_asm!(
     acct_irq_tsc = const crate::account::OFF_IRQ_TSC,
     acct_irq_rip = const crate::account::OFF_IRQ_RIP,
     acct_irq_vector = const crate::account::OFF_IRQ_VECTOR,
+    acct_irq_rsp = const crate::account::OFF_IRQ_RSP,
+    acct_irq_rbp = const crate::account::OFF_IRQ_RBP,
     acct_cycles = const crate::account::OFF_IRQ_CYCLES,
     acct_irqs = const crate::account::OFF_IRQS,
     options(att_syntax),
