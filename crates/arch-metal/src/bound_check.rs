@@ -6,7 +6,7 @@
 //!
 //! **Mechanism.** Under `preempt=patch-call` or `patch-int3`, on one CPU, per workload: a
 //! SCHED_NORMAL worker makes system calls of the workload's atoms (`services::workloads`, or
-//! [`BROKEN_HOG`], defined here), and an RT task (SCHED_FIFO [`RT_PRIO`]) arms a device
+//! the image's own [`DIRECT_HOG`] and [`BROKEN_HOG`]), and an RT task (SCHED_FIFO [`RT_PRIO`]) arms a device
 //! (the HPET through the IOAPIC) at `now + MIN_AHEAD_NS + xorshift % span` (`image.seed=`,
 //! `image.span_us=`) and sleeps on a wait queue. The device's handler, in the interrupt,
 //! copies the arch's record of the depth-0 external interrupt it runs in
@@ -49,6 +49,9 @@ const RT_PRIO: u8 = 90;
 pub(crate) const BROKEN_HOG: &str = "broken-hog";
 /// The index standing for [`BROKEN_HOG`] among the chosen workloads.
 const BROKEN_INDEX: u8 = u8::MAX;
+/// Its control, the same atoms and points without the bug (never in the default set).
+pub(crate) const DIRECT_HOG: &str = "direct-hog";
+const DIRECT_INDEX: u8 = u8::MAX - 1;
 /// Samples per workload unless `image.samples=` says, and the most.
 const SAMPLES_DEFAULT: u64 = 100;
 const SAMPLES_MAX: u64 = 10_000;
@@ -96,9 +99,13 @@ fn parse(cmdline: &str) -> Result<(), String> {
         None => Workload::all().iter().map(|w| w.index as u8).collect(),
         Some(list) => list
             .split(',')
-            .map(|n| if n == BROKEN_HOG { Ok(BROKEN_INDEX) } else { Workload::named(n).map(|w| w.index as u8) })
+            .map(|n| match n {
+                BROKEN_HOG => Ok(BROKEN_INDEX),
+                DIRECT_HOG => Ok(DIRECT_INDEX),
+                _ => Workload::named(n).map(|w| w.index as u8),
+            })
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("image.workloads={list}: {e} (or {BROKEN_HOG})"))?,
+            .map_err(|e| format!("image.workloads={list}: {e} (or the image's {DIRECT_HOG}, {BROKEN_HOG})"))?,
     };
     if chosen.is_empty() || chosen.len() > MAX_WORKLOADS {
         return Err(format!("image.workloads: name 1..={MAX_WORKLOADS} workloads"));
@@ -212,7 +219,11 @@ pub(crate) fn init(model: PreemptModel, _bh: BhMode) -> i64 {
     let mut runs: Vec<(&'static str, Taken, bool)> = Vec::new();
     for (i, slot) in CHOSEN[..CHOSEN_N.load(Ordering::Relaxed)].iter().enumerate() {
         let index = slot.load(Ordering::Relaxed);
-        let name = if index == BROKEN_INDEX { BROKEN_HOG } else { Workload::all()[usize::from(index)].name() };
+        let name = match index {
+            BROKEN_INDEX => BROKEN_HOG,
+            DIRECT_INDEX => DIRECT_HOG,
+            _ => Workload::all()[usize::from(index)].name(),
+        };
         let seed = SEED.load(Ordering::Relaxed).wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15) | 1;
         let (taken, ok) = run_workload(index, seed);
         runs.push((name, taken, ok));
@@ -270,10 +281,14 @@ fn run_workload(index: u8, seed: u64) -> (Taken, bool) {
 
 /// The worker: system calls of the workload's atoms until the RT task is done.
 fn worker(s: &Shared, index: u8) -> i64 {
-    if index == BROKEN_INDEX {
+    if index == BROKEN_INDEX || index == DIRECT_INDEX {
         let mut hog = BrokenHog { done: 0, x: 1 };
         while !s.stop.load(Ordering::Acquire) {
-            broken_call(&mut hog);
+            if index == BROKEN_INDEX {
+                broken_call(&mut hog);
+            } else {
+                direct_call(&mut hog);
+            }
         }
         return 0;
     }
@@ -428,6 +443,12 @@ fn broken_call(w: &mut BrokenHog) -> u64 {
         let _off = kernel::preempt::preempt_disable();
         broken_atoms(w)
     })
+}
+
+/// [`broken_call`] without the bug: [`DIRECT_HOG`], the control.
+#[inline(never)]
+fn direct_call(w: &mut BrokenHog) -> u64 {
+    kernel::syscall(|| broken_atoms(w))
 }
 
 /// The call's atoms with a point after each, as `kernel_call` runs them, but by direct calls
