@@ -49,7 +49,8 @@ fn check(model: &str, options: &str) -> Option<(Boot, Vec<Value>)> {
         assert_eq!(r["model"], model, "{r}");
         assert_eq!(n(r, "checked") + n(r, "unknown"), n(r, "samples"), "every sample checked or unknown: {r}");
         assert_eq!(n(r, "negative"), 0, "no accounting below zero: {r}");
-        let reasons: u64 = r["unknown_reasons"].as_array().expect("reasons").iter().map(|x| x[1].as_u64().unwrap()).sum();
+        let reasons: u64 =
+            r["unknown_reasons"].as_array().expect("reasons").iter().map(|x| x[1].as_u64().unwrap()).sum();
         assert_eq!(reasons, n(r, "unknown"), "every unknown has its reason: {r}");
     }
     Some((b, rows))
@@ -156,7 +157,8 @@ fn bad_options_are_refused_by_name() {
     ] {
         let Some(b) = boot_with(&[], cmdline) else { return };
         assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "{cmdline}: serial:\n{}", b.serial);
-        let err = b.serial.lines().find(|l| l.contains("boot_error")).unwrap_or_else(|| panic!("{cmdline}:\n{}", b.serial));
+        let err =
+            b.serial.lines().find(|l| l.contains("boot_error")).unwrap_or_else(|| panic!("{cmdline}:\n{}", b.serial));
         assert!(err.contains(names) && (err.contains("use") || err.contains("choose")), "{cmdline}: {err}");
     }
 }
