@@ -147,7 +147,7 @@ const OFF_POINT_IRQS: usize = off!(point_irqs);
 const OFF_POINTS: usize = off!(points);
 
 /// The body of a point's stamp (intel syntax): IF clear around the `rdtsc` and the copies,
-/// `rax`, `rdx` and the flags clobbered (the callers may lose them: see [`point_pre`]).
+/// `rax` and `rdx` clobbered (the callers may lose them), the flags restored (`popfq`).
 macro_rules! stamp {
     ($name:literal, $kind:literal) => {
         core::arch::global_asm!(
