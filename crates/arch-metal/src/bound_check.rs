@@ -160,56 +160,44 @@ struct Shared {
     wq: WaitQueue,
     fired: AtomicBool,
     stop: AtomicBool,
-    /// The handler's copy of the interrupt's record (`ok`: depth 1 on the device's vector).
-    irq: [AtomicU64; 5],
-    ok: AtomicBool,
-    /// The interrupted RIP and its callers' return addresses (the unwinder's, in the
-    /// handler), and how many.
-    chain: [AtomicU64; RETURNS + 1],
-    chain_n: AtomicUsize,
+    /// The handler's record of its interrupt (`None` until the first).
+    record: kernel::sync::IrqSpinLock<Option<Record>>,
     /// The RT task's samples, left for the init.
     taken: kernel::sync::IrqSpinLock<Option<Taken>>,
 }
 
-impl Shared {
-    /// A sample of the interrupt at `rip`, with the handler's chain of return addresses.
-    fn sample(&self, rip: u64, measured: u64, kind: Kind) -> Sample {
-        let mut returns = [0; RETURNS];
-        let n = self.chain_n.load(Ordering::Acquire).saturating_sub(1);
-        for (r, slot) in returns.iter_mut().zip(&self.chain[1..=n]) {
-            *r = slot.load(Ordering::Acquire);
-        }
-        Sample { rip, returns, n_returns: n, measured, kind }
+/// What the handler saw: the arch's record of the depth-0 interrupt it ran in, and the
+/// interrupted RIP with its callers' return addresses (the unwinder's), how many.
+#[derive(Clone, Copy)]
+struct Record {
+    irq: Irq,
+    chain: [usize; RETURNS + 1],
+    n: usize,
+}
+
+impl Record {
+    /// The handler ran in the device's own interrupt, not nested in another.
+    fn alone(&self) -> bool {
+        self.irq.depth == 1 && self.irq.vector == u64::from(arch_metal::hpet::VECTOR_DEVICE)
     }
 
-    fn irq(&self) -> Irq {
-        let f = |i: usize| self.irq[i].load(Ordering::Acquire);
-        Irq {
-            tsc: f(0),
-            rip: f(1),
-            vector: u64::from(arch_metal::hpet::VECTOR_DEVICE),
-            sp: 0,
-            bp: 0,
-            depth: 1,
-            sums: account::Sums { cycles: f(2), irqs: f(3) },
+    /// A sample of this interrupt.
+    fn sample(&self, measured: u64, kind: Kind) -> Sample {
+        let mut returns = [0; RETURNS];
+        let n = self.n.saturating_sub(1);
+        for (r, &a) in returns.iter_mut().zip(&self.chain[1..=n]) {
+            *r = a as u64;
         }
+        Sample { rip: self.irq.rip, returns, n_returns: n, measured, kind }
     }
 }
 
 /// The device's handler: the interrupt's record, then the RT task's wake-up.
 fn handler(s: &Shared) {
     let irq = account::irq();
-    let ok = irq.depth == 1 && irq.vector == u64::from(arch_metal::hpet::VECTOR_DEVICE);
-    for (slot, v) in s.irq.iter().zip([irq.tsc, irq.rip, irq.sums.cycles, irq.sums.irqs, irq.depth]) {
-        slot.store(v, Ordering::Release);
-    }
-    s.ok.store(ok, Ordering::Release);
     let mut chain = [0usize; RETURNS + 1];
     let n = account::irq_chain(&irq, &mut chain);
-    for (slot, &a) in s.chain.iter().zip(&chain) {
-        slot.store(a as u64, Ordering::Release);
-    }
-    s.chain_n.store(n, Ordering::Release);
+    *s.record.lock() = Some(Record { irq, chain, n });
     s.fired.store(true, Ordering::Release);
     s.wq.wake_up();
 }
@@ -258,10 +246,7 @@ fn run_workload(index: u8, seed: u64) -> (Taken, bool) {
         wq: WaitQueue::new(),
         fired: AtomicBool::new(false),
         stop: AtomicBool::new(false),
-        irq: [const { AtomicU64::new(0) }; 5],
-        ok: AtomicBool::new(false),
-        chain: [const { AtomicU64::new(0) }; RETURNS + 1],
-        chain_n: AtomicUsize::new(0),
+        record: kernel::sync::IrqSpinLock::new(None),
         taken: kernel::sync::IrqSpinLock::new(None),
     });
     let s = shared.clone();
@@ -321,14 +306,14 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
         dev.raise_at(kernel::time::now_ns() + MIN_AHEAD_NS + rng % span);
         s.wq.wait_event(|| s.fired.load(Ordering::Acquire));
         let p = account::point();
-        let irq = s.irq();
-        if !s.ok.load(Ordering::Acquire) {
+        let Some(rec) = *s.record.lock() else { continue };
+        if !rec.alone() {
             t.nested += 1;
-        } else if p.tsc <= irq.tsc || p.kind.is_none() {
+        } else if p.tsc <= rec.irq.tsc || p.kind.is_none() {
             t.no_point += 1;
         } else {
-            match (account::interrupted_insns(&irq, &p), p.kind) {
-                (Some(measured), Some(kind)) => t.samples.push(s.sample(irq.rip, measured, kind)),
+            match (account::interrupted_insns(&rec.irq, &p), p.kind) {
+                (Some(measured), Some(kind)) => t.samples.push(rec.sample(measured, kind)),
                 _ => t.negative += 1,
             }
         }
