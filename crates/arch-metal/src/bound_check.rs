@@ -234,7 +234,8 @@ pub(crate) fn init(model: PreemptModel, _bh: BhMode) -> i64 {
     };
     let mut failed = 0;
     for (name, taken, ok) in &runs {
-        failed += report(model, name, taken, |s| chain_bound(&memo, table, s));
+        let rip_known = taken.samples.iter().filter(|s| matches!(memo.from(s.rip), Bound::Known(_))).count();
+        failed += report(model, name, taken, rip_known, |s| chain_bound(&memo, table, s));
         failed += i64::from(!ok || taken.samples.is_empty() || taken.negative > 0);
     }
     failed
@@ -345,7 +346,15 @@ fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64,
 }
 
 /// Prints the workload's `bound_check` line and its `bound_violation` lines; the violations.
-fn report(model: PreemptModel, name: &str, t: &Taken, bound: impl Fn(&Sample) -> Result<u64, String>) -> i64 {
+/// `rip_known`: the samples whose interrupted frame alone has a known bound (a diagnostic:
+/// those whose chain is unknown lose it in a caller).
+fn report(
+    model: PreemptModel,
+    name: &str,
+    t: &Taken,
+    rip_known: usize,
+    bound: impl Fn(&Sample) -> Result<u64, String>,
+) -> i64 {
     let (mut checked, mut unknown, mut violations) = (0u64, 0u64, 0usize);
     let (mut max_ratio, mut max_measured) = (0f64, 0u64);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
@@ -382,7 +391,7 @@ fn report(model: PreemptModel, name: &str, t: &Taken, bound: impl Fn(&Sample) ->
         .collect();
     kprintln!(
         "{{\"test\":\"bound_check\",\"model\":\"{}\",\"workload\":\"{name}\",\"samples\":{},\"checked\":{checked},\
-         \"unknown\":{unknown},\"violations\":{violations},\"max_ratio\":{max_ratio:.4},\"max_measured\":{max_measured},\
+         \"unknown\":{unknown},\"rip_known\":{rip_known},\"violations\":{violations},\"max_ratio\":{max_ratio:.4},\"max_measured\":{max_measured},\
          \"no_point\":{},\"nested\":{},\"negative\":{},\"kinds\":{{{}}},\"unknown_reasons\":[{}]}}",
         model.name(),
         t.samples.len(),
