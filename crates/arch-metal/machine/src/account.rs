@@ -16,7 +16,7 @@
 //! mechanisms stamp the point that serves before they call the core: the `rt_reschedule`
 //! trampoline and the `metal_rt_return` stub call `metal_stamp_call` / `metal_stamp_return`
 //! (IF clear around one `rdtsc`, then the sums copied), the `#BP` path copies its gate's entry
-//! TSC ([`stamp_int3`]); [`POINT_PRE`] counts each kind's instructions before its timestamp.
+//! TSC ([`stamp_int3`]); [`point_pre`] counts each kind's instructions before its timestamp.
 //!
 //! **Invariant.** Only this CPU writes its block, with IF clear or by single `gs:`
 //! read-modify-write instructions; a point's stamp and its sums are taken with IF clear, so
