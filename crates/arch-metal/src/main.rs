@@ -12,9 +12,11 @@
 //! that panics instead of the scenarios, `image.run=smp` the SMP scenario, `image.run=device`
 //! the device timer's ([`device`]), and `image.run=fault`, `fault-smp`, `fault-irq`,
 //! `fault-irqs-off` and `stack-overflow` the fault scenarios of [`faults`] (a task's oops; a
-//! fault in interrupt context), `image.run=lab` the bare-metal lab ([`lab`]). Each oops of
-//! the run is one `{"test":"oops",...}` line; one `device_irqs` line gives the device's
-//! source and its interrupts per CPU (`arch_metal::hpet::report`).
+//! fault in interrupt context), `image.run=lab` the bare-metal lab ([`lab`]),
+//! `image.run=bound-check` the static bound checked against every sample and
+//! `bound-calibrate` its gate constant ([`bound_check`]). Each oops of the run is one
+//! `{"test":"oops",...}` line; one `device_irqs` line gives the device's source and its
+//! interrupts per CPU (`arch_metal::hpet::report`).
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -23,6 +25,7 @@
 
 extern crate alloc;
 
+mod bound_check;
 mod device;
 mod faults;
 mod lab;
@@ -54,6 +57,8 @@ const RUNS: &[(&str, Init)] = &[
     ("fault-irqs-off", faults::irqs_off),
     ("softirq-stack", softirq_stack::init),
     ("lab", lab::init),
+    ("bound-check", bound_check::init),
+    ("bound-calibrate", bound_check::calibrate),
 ];
 
 /// The image's main (see the crate's description); the machine calls it once, on CPU 0.
@@ -74,8 +79,11 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     kprintln!("{{\"test\":\"switch_cycles\",\"rounds\":1000,\"min\":{switch_min},\"mean\":{switch_mean}}}");
     let t0 = arch_metal::cpu::rdtsc();
     let faults = run.starts_with("fault") || run == "stack-overflow";
-    if run == "lab" {
-        lab::configure(cmdline);
+    // the runs with options of their own check them before any task runs
+    match run {
+        "lab" => lab::configure(cmdline),
+        "bound-check" => bound_check::configure(cmdline),
+        _ => {}
     }
     let Some(&(_, init)) = RUNS.iter().find(|(name, _)| *name == run) else {
         let names: alloc::vec::Vec<&str> = RUNS.iter().map(|(name, _)| *name).collect();

@@ -112,6 +112,22 @@ core::arch::global_asm!(
     "orq %rdx, %rax",                               // rax = the TSC
     "movq %rax, %r12",                              // r12 (saved above, callee-saved) keeps it
     "movq %rsp, %rbx",                              // rbx = the frame (callee-saved: survives the call)
+    "movq %r12, %gs:{acct_entry}",                  // account: every vector's entry TSC (crate::account)
+    "cmpq $32, 120(%rbx)",                          // account: an external vector?
+    "jb 14f",                                       // account: no (exceptions are not summed)
+    "incq %gs:{acct_depth}",                        // account: one more external being served
+    "cmpq $1, %gs:{acct_depth}",                    // account: entered at depth 0?
+    "jne 14f",                                      // account: no, nested (inside the outer's cycles)
+    "movq %r12, %gs:{acct_irq_tsc}",                // account: the depth-0 interrupt's entry TSC,
+    "movq 136(%rbx), %rax",                         // account:   the interrupted RIP
+    "movq %rax, %gs:{acct_irq_rip}",                // account:   (frame.rip),
+    "movq 120(%rbx), %rax",                         // account:   its vector
+    "movq %rax, %gs:{acct_irq_vector}",             // account:   (frame.vector)
+    "movq 160(%rbx), %rax",                         // account:   the interrupted rsp
+    "movq %rax, %gs:{acct_irq_rsp}",                // account:   (frame.rsp)
+    "movq 64(%rbx), %rax",                          // account:   and rbp, for the unwinder
+    "movq %rax, %gs:{acct_irq_rbp}",                // account:   (frame.rbp)
+    "14:",
     "subq ${area}, %rsp",                           // room for the vector state below the frame
     "andq $-64, %rsp",                              // XSAVE/FXSAVE want an aligned area
     "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
@@ -160,6 +176,19 @@ core::arch::global_asm!(
     "jae 13f",                                      // no
     "movq %rax, metal_tick_path_min(%rip)",         // yes
     "13:",
+    "testq %r12, %r12",                             // account: preempted on the way (0)? its depth
+    "jz 15f",                                       // account:   dropped at 6, its cycles not summed
+    "cmpq $32, 120(%rbx)",                          // account: an external vector?
+    "jb 15f",                                       // account: no
+    "decq %gs:{acct_depth}",                        // account: one fewer external being served
+    "jnz 15f",                                      // account: nested: inside the outer's cycles
+    "rdtsc",                                        // account: the exit's TSC (GATE_POST counts from here)
+    "shlq $32, %rdx",                               // account: high half up
+    "orq %rdx, %rax",                               // account: rax = the TSC
+    "subq %r12, %rax",                              // account: cycles from the entry's rdtsc
+    "addq %rax, %gs:{acct_cycles}",                 // account: summed
+    "incq %gs:{acct_irqs}",                         // account: counted
+    "15:",
     "movq %rbx, %rsp",                              // back to the frame
     "popq %r15",                                    // the general registers, in reverse
     "popq %r14",                                    // r14
@@ -181,6 +210,10 @@ core::arch::global_asm!(
     // Preemption on the interrupt return (crate::irq): the IST stack is shared by every
     // vector, so the frame moves to the interrupted stack, below its red zone, first.
     "6:",
+    "cmpq $32, 120(%rbx)",                          // account: an external vector?
+    "jb 16f",                                       // account: no
+    "decq %gs:{acct_depth}",                        // account: it leaves depth 0 before the switch
+    "16:",
     "cmpb $0, metal_xsave_on(%rip)",                // XSAVE enabled?
     "je 7f",                                        // no: FXRSTOR
     "movl $-1, %eax",                               // edx:eax = every component
@@ -230,6 +263,15 @@ core::arch::global_asm!(
     "fxrstor64 (%rsp)",                             // the same without XSAVE
     "jmp 5b",                                       // the general registers and iretq, from rbx
     area = const VECTOR_AREA,
+    acct_entry = const crate::account::OFF_ENTRY_TSC,
+    acct_depth = const crate::account::OFF_DEPTH,
+    acct_irq_tsc = const crate::account::OFF_IRQ_TSC,
+    acct_irq_rip = const crate::account::OFF_IRQ_RIP,
+    acct_irq_vector = const crate::account::OFF_IRQ_VECTOR,
+    acct_irq_rsp = const crate::account::OFF_IRQ_RSP,
+    acct_irq_rbp = const crate::account::OFF_IRQ_RBP,
+    acct_cycles = const crate::account::OFF_IRQ_CYCLES,
+    acct_irqs = const crate::account::OFF_IRQS,
     options(att_syntax),
 );
 

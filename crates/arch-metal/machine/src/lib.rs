@@ -38,6 +38,7 @@
 
 extern crate alloc;
 
+pub mod account;
 pub mod acpi;
 pub mod apic;
 pub mod boot;

@@ -51,6 +51,8 @@ pub struct PerCpu {
     instance: Cell<Option<Instance>>,
     /// This CPU's TSS (`crate::gdt`).
     pub tss: Cell<usize>,
+    /// Where this CPU's instructions went (`crate::account`).
+    pub(crate) account: crate::account::Account,
 }
 
 // SAFETY: a block is only ever used by the CPU whose GS base points at it (an AP's block is
@@ -85,6 +87,7 @@ impl PerCpu {
             release: Cell::new(0),
             instance: Cell::new(None),
             tss: Cell::new(0),
+            account: crate::account::Account::new(),
         }
     }
 }

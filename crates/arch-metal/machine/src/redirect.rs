@@ -57,6 +57,7 @@ core::arch::global_asm!(
     "push rbp",                      // the caller's rbp (callee-saved: the function restored it)
     "mov rbp, rsp",                  // rbp = S - 224: the frame's base
     ".cfi_def_cfa rbp, 224",         //   CFA = rbp + 224 = S
+    "call metal_stamp_return",       // the served point's stamp (crate::account; rax, rdx saved)
     "sub rsp, 512",                  // room for the FXSAVE area
     "and rsp, -64",                  // 64-byte aligned (FXSAVE needs 16; the call needs 16)
     "fxsave64 [rsp]",                // x87, MXCSR, xmm0-15 (a returned float in xmm0/xmm1)

@@ -58,6 +58,7 @@ core::arch::global_asm!(
     ".section .text.rt_reschedule, \"ax\"",
     ".global rt_reschedule",
     "rt_reschedule:",             // reached by an armed site's `call`: an ordinary call
+    "call metal_stamp_call",      // the served point's stamp (crate::account; rax, rdx clobbered)
     "mov rdi, [rsp]",             // the return address: site + 5
     "sub rdi, 5",                 // the site: the body's argument
     "jmp {body}",                 // tail call: the body returns to the site's caller
@@ -314,6 +315,7 @@ pub fn breakpoint(frame: &mut ExceptionFrame) -> Option<u64> {
     let site = frame.rip as usize - 1;
     index_of(site).ok()?;
     frame.rip = (site + 5) as u64;
+    crate::account::stamp_int3(); // the served point's stamp: this gate's entry TSC
     let hooks = percpu::this().hooks.get()?;
     let f = IrqFrame { ip: site + 5, sp: frame.rsp as usize, bp: frame.rbp as usize, replayed: false, exiting: false };
     Some(u64::from((hooks.point_trap)(site, &f) == IrqExit::Preempt))
