@@ -23,7 +23,8 @@
 //! inside the outer one's iteration, so nested counted loops multiply. Everything else is
 //! [`Bound::Unknown`] with a [`Reason`] and where: a loop without a counted exit, a count set
 //! at run time, an irreducible loop, an indirect call, a call out of the analysed text,
-//! recursion, an unresolved function, an overflow of `u64`.
+//! recursion, an unresolved function, an overflow of `u64`, a `rep`-prefixed string
+//! instruction (one instruction retired per repetition, counted at run time).
 //!
 //! **Invariant.** A [`Bound::Known`] figure is never smaller than the instructions of any real
 //! execution from that instruction to its next point or return (soundness over precision);
@@ -83,6 +84,9 @@ pub enum Reason {
     Overflow,
     /// The address is not the first byte of an instruction of an analysed function.
     NotAnInstruction,
+    /// A `rep`-prefixed string instruction, which repeats its count register's number of
+    /// times (a `memcpy`'s `rep movsb` of a page: 4,096 instructions retired, not 1).
+    RepCount,
 }
 
 impl Reason {
@@ -101,6 +105,7 @@ impl Reason {
             Reason::Unresolved => "unresolved control flow",
             Reason::Overflow => "bound overflows 64 bits",
             Reason::NotAnInstruction => "not an instruction of an analysed function",
+            Reason::RepCount => "rep-prefixed string instruction (repeats its count register's times)",
         }
     }
 }
@@ -247,6 +252,10 @@ impl Bounds<'_> {
                 Step::Point(_) => {
                     g.weight[i] = Ok(0);
                     false
+                }
+                Step::Plain if x.induct == Induct::RepString => {
+                    g.weight[i] = Err(Unknown { reason: Reason::RepCount, at: x.addr });
+                    true
                 }
                 Step::Plain | Step::Return | Step::Trap => true,
                 Step::IndirectCall => {

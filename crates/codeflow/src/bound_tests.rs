@@ -67,6 +67,23 @@ fn straight_line_counts_every_instruction_to_the_return() {
 }
 
 #[test]
+fn a_rep_string_instruction_is_unknown_and_a_plain_one_counts_one() {
+    // `rep movsb` retires one instruction per byte (QEMU's -icount counts them): a memcpy of a
+    // page is 4,096 instructions, so its weight cannot be 1
+    let mut a = Asm::new(0x1000);
+    a.func("f").nop().label("rep").raw(&[0xf3, 0xa4]).label("after").nop().ret();
+    a.func("g").nop().raw(&[0xa4]).ret(); // a single movsb
+    let p = a.finish();
+    unknown(&p, "f", Reason::RepCount, "rep");
+    unknown(&p, "rep", Reason::RepCount, "rep");
+    assert_eq!(bound(&p, "after"), Bound::Known(2));
+    assert_eq!(bound(&p, "g"), Bound::Known(3));
+    let mut a = Asm::new(0x1000);
+    a.func("h").raw(&[0xf3, 0x48, 0xab]).ret(); // rep stosq
+    unknown(&a.finish(), "h", Reason::RepCount, "h");
+}
+
+#[test]
 fn a_branch_takes_the_longer_arm() {
     let mut a = Asm::new(0x1000);
     a.func("f").cmp_mem().je("short").nop().nop().nop().label("short").nop().ret();

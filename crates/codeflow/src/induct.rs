@@ -95,6 +95,10 @@ pub enum Induct {
         /// Bits compared: 32 or 64.
         width: u8,
     },
+    /// A string instruction with a `rep`, `repe` or `repne` prefix (`rep movsb`, `rep stosq`,
+    /// `repe cmpsb`): one instruction that runs up to `rcx` times, each time counted (a CPU's
+    /// and QEMU's `-icount`'s instructions retired), so its weight is not 1.
+    RepString,
     /// A conditional branch inside the function.
     Jcc {
         /// Taken when this holds.
@@ -155,6 +159,9 @@ pub fn of(i: &Instruction) -> Induct {
     }
     if i.mnemonic() == Mnemonic::Nop {
         return Induct::Nop;
+    }
+    if i.is_string_instruction() && (i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix()) {
+        return Induct::RepString;
     }
     if i.op_count() == 0 || i.op_kind(0) != OpKind::Register {
         return Induct::None;

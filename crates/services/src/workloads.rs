@@ -204,6 +204,9 @@ pub fn kernel_call(w: &mut dyn Atoms) -> u64 {
         while w.atom() {
             kernel::preempt_point!();
         }
+        // The last atom's point: every atom is followed by one, so no path from an atom runs
+        // on into `finish` (an indirect call, unbounded for the static bound) before a point.
+        kernel::preempt_point!();
         w.finish()
     })
 }
