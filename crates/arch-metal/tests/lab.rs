@@ -2,13 +2,14 @@
 //! every workload of the metal registry present, every probe with exactly the samples asked,
 //! its figures in order and its histogram summing to them, the workers on every CPU making
 //! calls; under QEMU's `-icount shift=0,sleep=off` (one instruction per virtual ns, the TSC
-//! exactly 1 GHz) the `full` model's p99 below `none`'s for each workload, and two boots
-//! printing identical lines; a bad `image.` option refused before any task runs.
+//! exactly 1 GHz) the `full` model's p99 below `none`'s for each workload, the patch models'
+//! well below it, and two boots printing identical lines; a bad `image.` option refused
+//! before any task runs.
 //!
 //! **Mechanism.** The harness (`common/mod.rs`) builds the image once and boots it (killed
-//! after 60 s). The one-CPU boots run under `-icount`; the two-CPU boots (`-smp 2`, `cpus=2`)
-//! run without it: QEMU 7.2's round-robin `-icount` scheduler stops the second vCPU at an
-//! xAPIC register write while both vCPUs are busy (docs/BAREMETAL.md, "The bare-metal lab").
+//! after 60 s). The one-CPU boots run under `-icount`; the two-CPU boots here (`-smp 2`,
+//! `cpus=2`) run without it and check the rows' shape; `tests/lab_smp.rs` runs two CPUs
+//! under `-icount` (docs/BAREMETAL.md, "The bare-metal lab").
 //!
 //! **Invariant.** Every check names the boot's whole serial output when it fails.
 
