@@ -1,4 +1,4 @@
-//! `atomkernel qemu demo|torture|compare`: the bare-metal image (crates/arch-metal) built if
+//! `atomkernel qemu demo|torture|compare|check`: the bare-metal image (crates/arch-metal) built if
 //! its sources changed, booted under `qemu-system-x86_64` once per model (per round), its
 //! serial port's JSON lines read into the hosted commands' tables and `--json` rows.
 //!
@@ -20,6 +20,7 @@ use kernel::PreemptModel;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod check;
 mod compare;
 mod demo;
 mod torture;
@@ -63,6 +64,10 @@ enum QemuCommand {
     /// RT probes beside the lab's workloads on bare metal (`image.run=lab`): p50/p99 per
     /// model and workload, the verdict first.
     Compare(compare::CompareArgs),
+    /// The static latency bound checked against every sample (`image.run=bound-check`, under
+    /// the patch models and the exact clock): interrupts at pseudo-random instructions, each
+    /// violation with its `file:line`; exits 2 on a violation.
+    Check(check::CheckArgs),
 }
 
 /// `--accel`.
@@ -111,9 +116,20 @@ pub(crate) fn plan(a: &QemuArgs) -> Result<Plan, String> {
             ))
         }
         Some(QemuCommand::Compare(c)) => compare::check(c)?,
+        Some(QemuCommand::Check(_)) if cpus > 1 => {
+            return Err(format!("--cpus {cpus}: qemu check runs on one CPU; use --cpus 1"))
+        }
+        Some(QemuCommand::Check(_)) if accel == qemu::Accel::Kvm => {
+            return Err("--accel kvm: qemu check counts instructions (-icount), which only TCG can; use --accel tcg".into())
+        }
         _ => {}
     }
-    Ok(Plan { models, cpus, accel, icount: a.icount, timeout: Duration::from_secs(a.timeout), json: a.json })
+    let (models, icount) = match &a.command {
+        // the check needs the exact clock: always -icount
+        Some(QemuCommand::Check(c)) => (check::plan(c, &models)?, true),
+        _ => (models, a.icount),
+    };
+    Ok(Plan { models, cpus, accel, icount, timeout: Duration::from_secs(a.timeout), json: a.json })
 }
 
 pub(crate) fn run(a: &QemuArgs) -> Result<(), String> {
@@ -123,6 +139,10 @@ pub(crate) fn run(a: &QemuArgs) -> Result<(), String> {
         None | Some(QemuCommand::Demo) => demo::run(&session),
         Some(QemuCommand::Torture) => torture::run(&session),
         Some(QemuCommand::Compare(c)) => compare::run(&session, c),
+        Some(QemuCommand::Check(c)) => match check::run(&session, c, &session.plan.models)? {
+            true => Ok(()),
+            false => Err("the bound check found samples over their static bound (listed above)".into()),
+        },
     }
 }
 

@@ -91,3 +91,37 @@ fn the_bare_metal_demo_places_the_rt_task_and_two_icount_runs_print_the_same_jso
     assert_eq!(code, 0, "{err}");
     assert_eq!(first, second, "-icount: two boots, the same figures");
 }
+
+#[test]
+fn the_bound_check_is_refused_outside_the_patch_models_and_under_kvm() {
+    refused(&["qemu", "check", "--preempt", "full"], &[], "--preempt full", "the patch models");
+    refused(&["qemu", "check", "--samples", "0"], &[], "--samples 0", "use 1..=10000");
+    refused(&["qemu", "check", "--workload", "packet"], &[], "--workload", "[possible values: loader");
+    refused(&["qemu", "check", "--accel", "kvm"], &[], "--accel kvm", "use --accel tcg");
+}
+
+/// The bound check on bare metal: the shipped hog within its static bound on every sample,
+/// the image's broken workload (`preempt_disable` across its points) over it, each violation
+/// named by its source line; exit 2 because of the violations.
+#[test]
+fn the_bound_check_passes_the_hog_and_names_the_broken_workloads_lines() {
+    if let Err(why) = qemu::find_qemu() {
+        hostlab::testing::skip(&why);
+        return;
+    }
+    let args = ["qemu", "check", "--preempt", "patch-call", "--workload", "hog,broken-hog", "--samples", "40", "--json"];
+    let (code, out, err) = atomkernel_env(&args, &[]);
+    assert_eq!(code, 2, "violations fail the command: {out}{err}");
+    assert!(err.contains("over their static bound"), "{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    let (hog, broken) = (&rows[0], &rows[1]);
+    assert_eq!((hog["workload"].as_str(), hog["clock"].as_str()), (Some("hog"), Some("icount")), "{hog}");
+    assert_eq!((hog["checked"].as_u64(), hog["violations"].as_u64()), (Some(40), Some(0)), "{hog}");
+    assert!(broken["violations"].as_u64() > Some(0), "{broken}");
+    for v in broken["violation_list"].as_array().expect("violation_list") {
+        assert!(v["measured"].as_u64() > v["bound"].as_u64(), "{v}");
+        let place = v["place"].as_str().unwrap_or_default();
+        assert!(place.contains(" at crates/") && place.contains(".rs:"), "named by its file:line: {v}");
+    }
+}

@@ -227,6 +227,25 @@ impl Resolver {
 /// library's path (Rust's `/rustc/<hash>/library/...`, even where it holds a `crates/`
 /// directory, as `stdarch` does; a dependency under Cargo's `registry/src/` or `git/checkouts/`)
 /// stays absolute, so [`is_project_file`] can tell the project's code from the rest.
+/// The innermost place outside the standard library of each address in the ELF file at
+/// `path` (a static executable, its addresses as linked: the bare-metal image), from its debug
+/// information; `None` where it has none.
+pub fn places_in_file(path: &std::path::Path, addrs: &[u64]) -> Vec<Option<Place>> {
+    let Ok(loader) = addr2line::Loader::new(path) else { return vec![None; addrs.len()] };
+    let place = |addr: u64| -> Option<Place> {
+        let mut frames = loader.find_frames(addr).ok()?;
+        let mut all = Vec::new();
+        while let Ok(Some(f)) = frames.next() {
+            let function = f.function.and_then(|n| n.demangle().ok().map(|s| s.into_owned()));
+            let (file, line) = f.location.map_or((None, None), |l| (l.file.map(short_path), l.line));
+            all.push((function, file, line));
+        }
+        let (function, file, line) = all.iter().find(|f| !is_std(f)).or(all.first()).cloned()?;
+        Some(Place { what: None, function, file, line })
+    };
+    addrs.iter().map(|&a| place(a)).collect()
+}
+
 fn short_path(p: &str) -> String {
     let root = env!("CARGO_MANIFEST_DIR").strip_suffix("/crates/lab").unwrap_or("/nonexistent");
     if let Some(rel) = p.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
