@@ -109,7 +109,8 @@ fn the_bound_check_passes_the_hog_and_names_the_broken_workloads_lines() {
         hostlab::testing::skip(&why);
         return;
     }
-    let args = ["qemu", "check", "--preempt", "patch-call", "--workload", "hog,broken-hog", "--samples", "40", "--json"];
+    let args =
+        ["qemu", "check", "--preempt", "patch-call", "--workload", "hog,broken-hog", "--samples", "40", "--json"];
     let (code, out, err) = atomkernel_env(&args, &[]);
     assert_eq!(code, 2, "violations fail the command: {out}{err}");
     assert!(err.contains("over their static bound"), "{err}");

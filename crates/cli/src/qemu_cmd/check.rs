@@ -214,7 +214,7 @@ pub(super) fn table(rows: &[CheckLine]) -> String {
     s + "worst: the largest measured/bound of the checked samples; unknown: samples whose code has no static bound\n"
 }
 
-/// The violations, one line each: where, both figures, which point served.
+/// The violations, two lines each: the RIP, both figures and which point served; its place.
 pub(super) fn list(violations: &[Violation]) -> String {
     let mut s = String::new();
     if !violations.is_empty() {
@@ -222,14 +222,14 @@ pub(super) fn list(violations: &[Violation]) -> String {
     }
     for v in violations {
         s += &format!(
-            "{} {} {} {}: measured {} > bound {} instructions (served by {})\n",
+            "{} {} {}: measured {} > bound {} instructions (served by {})\n    {}\n",
             v.model,
             v.workload,
             v.rip,
-            v.place.as_deref().unwrap_or("(no line information)"),
             grouped(v.measured),
             grouped(v.bound),
-            v.kind
+            v.kind,
+            v.place.as_deref().unwrap_or("(no line information)")
         );
     }
     s
@@ -280,7 +280,7 @@ mod tests {
             place: Some("hog_atom at crates/arch-metal/src/bound_check.rs:99".into()),
         };
         let l = list(&[v]);
-        assert!(l.contains("patch-call broken-hog 0x1234 hog_atom at crates/arch-metal/src/bound_check.rs:99: measured 700,000 > bound 11,000"), "{l}");
+        assert!(l.contains("patch-call broken-hog 0x1234: measured 700,000 > bound 11,000 instructions (served by call)\n    hog_atom at crates/arch-metal/src/bound_check.rs:99\n"), "{l}");
     }
 
     #[test]
