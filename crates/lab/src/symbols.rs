@@ -223,10 +223,6 @@ impl Resolver {
     }
 }
 
-/// A source path from the workspace root when it is under it (`crates/...`), else as given: a
-/// library's path (Rust's `/rustc/<hash>/library/...`, even where it holds a `crates/`
-/// directory, as `stdarch` does; a dependency under Cargo's `registry/src/` or `git/checkouts/`)
-/// stays absolute, so [`is_project_file`] can tell the project's code from the rest.
 /// The innermost place outside the standard library of each address in the ELF file at
 /// `path` (a static executable, its addresses as linked: the bare-metal image), from its debug
 /// information; `None` where it has none.
@@ -246,6 +242,10 @@ pub fn places_in_file(path: &std::path::Path, addrs: &[u64]) -> Vec<Option<Place
     addrs.iter().map(|&a| place(a)).collect()
 }
 
+/// A source path from the workspace root when it is under it (`crates/...`), else as given: a
+/// library's path (Rust's `/rustc/<hash>/library/...`, even where it holds a `crates/`
+/// directory, as `stdarch` does; a dependency under Cargo's `registry/src/` or `git/checkouts/`)
+/// stays absolute, so [`is_project_file`] can tell the project's code from the rest.
 fn short_path(p: &str) -> String {
     let root = env!("CARGO_MANIFEST_DIR").strip_suffix("/crates/lab").unwrap_or("/nonexistent");
     if let Some(rel) = p.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
