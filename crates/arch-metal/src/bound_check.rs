@@ -36,7 +36,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use arch_metal::account::{self, Irq, Kind};
-use arch_metal::{exit_codes, kprintln, serial};
+use arch_metal::kprintln;
 use codeflow::{Bound, Bounds, ExactTable, Lookup};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::device::Device;
@@ -74,23 +74,15 @@ static CHOSEN: [AtomicU8; MAX_WORKLOADS] = [const { AtomicU8::new(0) }; MAX_WORK
 static CHOSEN_N: AtomicUsize = AtomicUsize::new(0);
 
 /// Reads and checks `image.workloads`, `image.samples`, `image.seed`, `image.span_us` and the
-/// model (a bad one ends the boot with a `boot_error` line naming it, before any task runs).
-pub(crate) fn configure(cmdline: &str) {
-    if let Err(e) = parse(cmdline) {
-        kprintln!("{{\"boot_error\":\"{}\"}}", escape(&e));
-        serial::exit(exit_codes::FAILED)
-    }
+/// model and CPUs of the core's parsed `config` (a bad one ends the boot with a `boot_error`
+/// line naming it, before any task runs).
+pub(crate) fn configure(cmdline: &str, config: &kernel::Config) {
+    crate::options::or_refuse(parse(cmdline, config));
 }
 
-fn parse(cmdline: &str) -> Result<(), String> {
+fn parse(cmdline: &str, config: &kernel::Config) -> Result<(), String> {
     let opt = |k: &'static str| arch_metal::boot::cmdline_value(cmdline, k);
-    let num = |k: &'static str, lo: u64, hi: u64, default: u64| -> Result<u64, String> {
-        let Some(v) = opt(k) else { return Ok(default) };
-        v.parse()
-            .ok()
-            .filter(|n| (lo..=hi).contains(n))
-            .ok_or_else(|| format!("{k}={v}: use a whole number {lo}..={hi}"))
-    };
+    let num = |k: &'static str, lo: u64, hi: u64, default: u64| crate::options::number(cmdline, k, lo, hi, default);
     let samples = num("image.samples", 1, SAMPLES_MAX, SAMPLES_DEFAULT)?;
     let span_us = num("image.span_us", SPAN_US_RANGE.0, SPAN_US_RANGE.1, SPAN_US_DEFAULT)?;
     let seed = num("image.seed", 1, u64::MAX, 1)?;
@@ -109,8 +101,6 @@ fn parse(cmdline: &str) -> Result<(), String> {
     if chosen.is_empty() || chosen.len() > MAX_WORKLOADS {
         return Err(format!("image.workloads: name 1..={MAX_WORKLOADS} workloads"));
     }
-    let words: Vec<&str> = cmdline.split_whitespace().filter(|w| !w.starts_with("image.")).collect();
-    let config = kernel::Config::from_cmdline(&words.join(" ")).map_err(|e| e.0)?;
     if !matches!(config.preempt, PreemptModel::PatchCall | PreemptModel::PatchInt3) {
         return Err(format!(
             "image.run=bound-check: preempt={}: use preempt=patch-call or preempt=patch-int3 (the points that serve are stamped there)",

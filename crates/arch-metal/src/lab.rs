@@ -34,7 +34,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use arch_metal::{clock, cpu::rdtsc, exit_codes, kprintln, serial};
+use arch_metal::{clock, cpu::rdtsc, kprintln};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
 use services::workloads::{self, Workload};
@@ -64,24 +64,15 @@ static CHOSEN: [AtomicU8; MAX_WORKLOADS] = [const { AtomicU8::new(0) }; MAX_WORK
 static CHOSEN_N: AtomicUsize = AtomicUsize::new(0);
 
 /// Reads and checks the lab's options (`image.samples`, `image.interval_us`, `image.workloads`,
-/// `image.size`) and the core's `cpus=`; a bad one ends the boot with a `boot_error` line,
-/// before any task runs.
-pub(crate) fn configure(cmdline: &str) {
-    if let Err(e) = parse(cmdline) {
-        kprintln!("{{\"boot_error\":\"{}\"}}", crate::scenarios::escape(&e));
-        serial::exit(exit_codes::FAILED)
-    }
+/// `image.size`) and takes the core's `cpus=` from its parsed `config`; a bad one ends the boot
+/// with a `boot_error` line, before any task runs.
+pub(crate) fn configure(cmdline: &str, config: &kernel::Config) {
+    crate::options::or_refuse(parse(cmdline, config));
 }
 
-fn parse(cmdline: &str) -> Result<(), String> {
+fn parse(cmdline: &str, config: &kernel::Config) -> Result<(), String> {
     let opt = |k: &'static str| arch_metal::boot::cmdline_value(cmdline, k);
-    let num = |k: &'static str, lo: u64, hi: u64, default: u64| -> Result<u64, String> {
-        let Some(v) = opt(k) else { return Ok(default) };
-        v.parse()
-            .ok()
-            .filter(|n| (lo..=hi).contains(n))
-            .ok_or_else(|| format!("{k}={v}: use a whole number {lo}..={hi}"))
-    };
+    let num = |k: &'static str, lo: u64, hi: u64, default: u64| crate::options::number(cmdline, k, lo, hi, default);
     let samples = num("image.samples", 1, SAMPLES_MAX, SAMPLES_DEFAULT)?;
     let interval_us = num("image.interval_us", INTERVAL_US_RANGE.0, INTERVAL_US_RANGE.1, INTERVAL_US_DEFAULT)?;
     let size = num("image.size", 1, usize::MAX as u64, 0)? as usize;
@@ -101,8 +92,7 @@ fn parse(cmdline: &str) -> Result<(), String> {
             w.with_size(size).map_err(|e| format!("image.size={size}: {e}"))?;
         }
     }
-    let words: Vec<&str> = cmdline.split_whitespace().filter(|w| !w.starts_with("image.")).collect();
-    let cpus = kernel::Config::from_cmdline(&words.join(" ")).map_err(|e| e.0)?.cpus;
+    let cpus = config.cpus;
     SAMPLES.store(samples, Ordering::Relaxed);
     INTERVAL_NS.store(interval_us * 1000, Ordering::Relaxed);
     SIZE.store(size, Ordering::Relaxed);

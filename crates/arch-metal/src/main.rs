@@ -29,6 +29,7 @@ mod bound_check;
 mod device;
 mod faults;
 mod lab;
+mod options;
 mod scenarios;
 mod smp;
 mod softirq_stack;
@@ -81,8 +82,8 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
     let faults = run.starts_with("fault") || run == "stack-overflow";
     // the runs with options of their own check them before any task runs
     match run {
-        "lab" => lab::configure(cmdline),
-        "bound-check" => bound_check::configure(cmdline),
+        "lab" => lab::configure(cmdline, &config),
+        "bound-check" => bound_check::configure(cmdline, &config),
         _ => {}
     }
     let Some(&(_, init)) = RUNS.iter().find(|(name, _)| *name == run) else {

@@ -236,6 +236,16 @@ impl Session {
         }
     }
 
+    /// Prints `row`'s fields after [`Self::json_head`]'s, one JSON object on one line.
+    fn print_json_row(&self, row: &impl serde::Serialize) -> Result<(), String> {
+        let mut o = self.json_head();
+        if let serde_json::Value::Object(r) = serde_json::to_value(row).map_err(|e| e.to_string())? {
+            o.extend(r);
+        }
+        println!("{}", serde_json::Value::Object(o));
+        Ok(())
+    }
+
     /// The fields every JSON row starts with: the substrate and the clock.
     fn json_head(&self) -> serde_json::Map<String, serde_json::Value> {
         let p = &self.plan;

@@ -133,7 +133,7 @@ pub(super) fn run(s: &Session, c: &CheckArgs, models: &[PreemptModel]) -> Result
     }
     name_places(s, &mut violations);
     if s.plan.json {
-        print_json(s, &rows, &violations);
+        print_json(s, &rows, &violations)?;
     } else {
         print!("{}", verdict(&rows) + "\n" + &s.header() + "\n" + &table(&rows) + &list(&violations));
     }
@@ -150,17 +150,20 @@ fn name_places(s: &Session, violations: &mut [Violation]) {
     }
 }
 
-fn print_json(s: &Session, rows: &[CheckLine], violations: &[Violation]) {
-    for r in rows {
-        let mut o = s.json_head();
-        if let Ok(serde_json::Value::Object(r)) = serde_json::to_value(r) {
-            o.extend(r);
-        }
-        let mine: Vec<&Violation> =
-            violations.iter().filter(|v| v.model == r.model && v.workload == r.workload).collect();
-        o.insert("violation_list".into(), serde_json::to_value(mine).unwrap_or_default());
-        println!("{}", serde_json::Value::Object(o));
+/// One JSON row per model and workload, its violations in `violation_list`.
+fn print_json(s: &Session, rows: &[CheckLine], violations: &[Violation]) -> Result<(), String> {
+    #[derive(Serialize)]
+    struct JsonRow<'a> {
+        #[serde(flatten)]
+        line: &'a CheckLine,
+        violation_list: Vec<&'a Violation>,
     }
+    for line in rows {
+        let violation_list =
+            violations.iter().filter(|v| v.model == line.model && v.workload == line.workload).collect();
+        s.print_json_row(&JsonRow { line, violation_list })?;
+    }
+    Ok(())
 }
 
 /// One line: within the bound everywhere it is known, or how many samples were over it.

@@ -49,11 +49,7 @@ pub(super) fn run(s: &Session) -> Result<(), String> {
     }
     if s.plan.json {
         for r in &rows {
-            let mut o = s.json_head();
-            if let serde_json::Value::Object(r) = serde_json::to_value(r).map_err(|e| e.to_string())? {
-                o.extend(r);
-            }
-            println!("{}", serde_json::Value::Object(o));
+            s.print_json_row(r)?;
         }
     } else {
         print!("{}", verdict(&rows, errors.is_empty()) + "\n" + &s.header() + "\n" + &table(&rows));
