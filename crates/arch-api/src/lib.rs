@@ -254,10 +254,14 @@ pub trait Arch: 'static {
     /// bytes in the text and in its writable alias), all at once. A hint, as
     /// [`Arch::prefetch`].
     fn prefetch_sites(idx: &[u32]);
-    /// One more user wants site `idx` armed `how`; returns the serializing rounds it took.
-    fn arm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError>;
-    /// One user less wants site `idx` armed `how`; returns the rounds it took.
-    fn disarm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError>;
+    /// One more user wants each site of `idx` armed `how`: one batch under one hold of the
+    /// sites' lock, serialized once (under `PatchSync::Ipi`, one pair of rounds for the batch,
+    /// as Linux's `text_poke_bp_batch`); returns the serializing rounds it took. All or
+    /// nothing: an error leaves every count and byte as it was.
+    fn arm_sites(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError>;
+    /// One user less wants each site of `idx` armed `how` (the batch of [`Arch::arm_sites`]);
+    /// returns the rounds it took.
+    fn disarm_sites(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError>;
     /// Claims every site (refused while another claim holds).
     fn claim_all_sites() -> Result<Self::AllSitesClaim, PokeError>;
     /// Gives a claim back, reporting what releasing found.

@@ -36,6 +36,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use arch_metal::{clock, cpu::rdtsc, kprintln};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use kernel::model::patch::PatchStatsSnapshot;
 use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
 use services::workloads::{self, Workload};
 
@@ -140,6 +141,8 @@ struct Run {
     lat: Vec<Vec<AtomicU64>>,
     taken: Vec<AtomicU64>,
     off_cpu: Vec<AtomicU64>,
+    /// The patch models' counters over the run (all zero under the other models).
+    patch: kernel::sync::IrqSpinLock<Option<PatchStatsSnapshot>>,
 }
 
 impl Run {
@@ -156,6 +159,7 @@ impl Run {
             lat: (0..cpus).map(|_| (0..samples).map(|_| AtomicU64::new(0)).collect()).collect(),
             taken: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
             off_cpu: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
+            patch: kernel::sync::IrqSpinLock::new(None),
         }
     }
 
@@ -175,19 +179,31 @@ impl Run {
         let probes: Vec<String> = (0..self.cpus).map(|c| self.probe_json(c)).collect();
         kprintln!(
             "{{\"test\":\"lab\",\"model\":\"{model}\",\"cpus\":{},\"workload\":\"{}\",\"size\":{},\"calls\":{calls},\"units\":{units},\
-             \"elapsed_cycles\":{},\"workers\":[{}],\"probes\":[{}]}}",
+             \"elapsed_cycles\":{},\"workers\":[{}],\"probes\":[{}],\"patch\":{}}}",
             self.cpus,
             w.name(),
             w.size,
             self.tsc[1].load(Ordering::Acquire).saturating_sub(self.tsc[0].load(Ordering::Acquire)),
             workers.join(","),
-            probes.join(",")
+            probes.join(","),
+            self.patch_json()
         );
         let off = self.off_cpu.iter().map(|o| o.load(Ordering::Acquire)).sum::<u64>();
         let all_taken = self.taken.iter().zip(&self.lat).all(|(t, l)| t.load(Ordering::Acquire) == l.len() as u64);
         off == 0
             && all_taken
             && self.workers.iter().all(|c| c[0].load(Ordering::Acquire) > 0 && c[1].load(Ordering::Acquire) > 0)
+    }
+
+    /// The patch handler over the run: its events, their mean and longest time (ns:
+    /// instructions under `-icount`), what they armed and walked.
+    fn patch_json(&self) -> String {
+        let s = self.patch.lock().unwrap_or_default();
+        format!(
+            "{{\"events\":{},\"handler_ns\":{},\"handler_max_ns\":{},\"sites_armed\":{},\"frames_walked\":{},\
+             \"redirects\":{},\"fallbacks\":{}}}",
+            s.events, s.arm_ns, s.arm_max_ns, s.sites_armed, s.frames_walked, s.redirects, s.fallbacks
+        )
     }
 
     fn probe_json(&self, c: usize) -> String {
@@ -245,11 +261,13 @@ fn control(run: &Arc<Run>, w: Workload) -> i64 {
     while run.ready.load(Ordering::Acquire) < 2 * run.cpus && kernel::time::now_ns() < limit {
         kernel::time::sleep_ns(100_000);
     }
+    kernel::model::patch::reset_patch_stats();
     run.tsc[0].store(rdtsc(), Ordering::Release);
     run.began.store(kernel::time::now_ns(), Ordering::Release);
     run.go.wake_up();
     let mut ok = probes.iter().all(|p| p.join() == Ok(0));
     run.tsc[1].store(rdtsc(), Ordering::Release);
+    *run.patch.lock() = Some(kernel::model::patch::patch_stats());
     run.stop.store(true, Ordering::Release);
     for t in workers {
         ok &= t.join() == Ok(0);

@@ -21,12 +21,12 @@ fn patch_site(c: &mut Criterion) {
     let site = canary_site();
     arch::patch::prepare().expect("text alias");
     arch::patch::prepare_sync().expect("membarrier SYNC_CORE");
-    let idx = arch::patch::index_of(site).unwrap();
+    let idx = [arch::patch::index_of(site).unwrap() as u32];
     let bench = |c: &mut Criterion, name: &str, sync| {
         c.bench_function(name, |b| {
             b.iter(|| {
-                arch::patch::arm_synced(idx, Arm::Call, sync).unwrap();
-                arch::patch::disarm_synced(idx, Arm::Call, sync).unwrap();
+                arch::patch::arm_synced(&idx, Arm::Call, sync).unwrap();
+                arch::patch::disarm_synced(&idx, Arm::Call, sync).unwrap();
             })
         });
     };

@@ -294,10 +294,10 @@ impl Arch for Hosted {
     fn prefetch_sites(idx: &[u32]) {
         patch::prefetch_sites(idx)
     }
-    fn arm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    fn arm_sites(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
         patch::arm_synced(idx, how, sync)
     }
-    fn disarm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    fn disarm_sites(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
         patch::disarm_synced(idx, how, sync)
     }
     fn claim_all_sites() -> Result<patch::AllSitesClaim, PokeError> {

@@ -19,7 +19,8 @@
 //! **`text_poke_bp` for comparison ([`PatchSync::Ipi`]).** So that the claim above is measured
 //! rather than argued, a patch may instead follow Linux's protocol: `int3` first (unless the
 //! old or new byte is the `int3`), a serializing round on every CPU, then the final byte and
-//! another round. The round is `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`: the
+//! another round; an event's sites are one batch sharing the two rounds, as in Linux's
+//! `text_poke_bp_batch`. The round is `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`: the
 //! host interrupts every host CPU running a thread of this process, and each executes a
 //! core-serializing instruction before it returns to that thread, which is Linux's
 //! `text_poke_sync()` (`on_each_cpu(do_sync_core)`) one level down, where the cores that decode
@@ -215,53 +216,81 @@ pub fn prefetch_sites(idx: &[u32]) {
     }
 }
 
-/// Verifies the site's bytes and writes the first byte its counts call for, synchronised as
-/// `sync` says; returns the `SYNC_CORE` rounds it made.
-fn apply(a: &Alias, addr: usize, c: Counts, sync: PatchSync) -> Result<u32, PokeError> {
-    let found = read_site(addr);
-    let want = if c.call > 0 {
+/// The first byte a site's counts call for.
+fn want(c: Counts) -> u8 {
+    if c.call > 0 {
         OP_CALL
     } else if c.int3 > 0 {
         OP_INT3
     } else {
         OP_IDLE
+    }
+}
+
+/// Checks site `idx`'s five bytes (byte 0 one of the three forms, 1..5 its `rel32`), then
+/// changes its count for `how` by `delta`; on an error nothing is counted.
+fn recount(a: &Alias, counts: &mut [Counts], idx: usize, how: Arm, delta: i32) -> Result<(), PokeError> {
+    let (Some(&addr), Some(c)) = (a.sites.get(idx), counts.get_mut(idx)) else {
+        return Err(PokeError::NotASite(idx));
     };
+    let found = read_site(addr);
     if found[1..] != ppoint::idle_bytes(addr)[1..] || ![OP_IDLE, OP_CALL, OP_INT3].contains(&found[0]) {
         return Err(PokeError::Unexpected { addr, expected: ppoint::idle_bytes(addr), found });
     }
-    if found[0] == want {
-        return Ok(0);
-    }
-    let mut rounds = 0;
-    if sync == PatchSync::Ipi && found[0] != OP_INT3 && want != OP_INT3 {
-        write_byte(a, addr, OP_INT3);
-        sync_core_round();
-        rounds += 1;
-    }
-    write_byte(a, addr, want);
-    if sync == PatchSync::Ipi {
-        sync_core_round();
-        rounds += 1;
-    }
-    Ok(rounds)
-}
-
-/// Changes site `idx`'s counts by `delta` for `how` and rewrites its byte. Nothing is counted
-/// or written if the site's bytes are wrong. Signal-safe once [`prepare`]d: no allocation, and
-/// no system call but [`PatchSync::Ipi`]'s `membarrier` rounds.
-fn change(idx: usize, how: Arm, delta: i32, sync: PatchSync) -> Result<u32, PokeError> {
-    let a = alias()?;
-    let addr = *a.sites.get(idx).ok_or(PokeError::NotASite(idx))?;
-    let mut counts = COUNTS.lock();
-    let old = counts[idx];
-    let mut c = old;
     let n = match how {
         Arm::Call => &mut c.call,
         Arm::Int3 => &mut c.int3,
     };
     *n = n.checked_add_signed(delta).ok_or(PokeError::NotArmed(addr))?;
-    let rounds = apply(a, addr, c, sync)?;
-    counts[idx] = c;
+    Ok(())
+}
+
+/// Changes the counts of the sites `idx` by `delta` for `how` and rewrites their bytes, under
+/// one hold of the lock; returns the `SYNC_CORE` rounds it made. Under [`PatchSync::Ipi`] the
+/// whole batch shares one pair of rounds, as Linux's `text_poke_bp_batch`: `int3` first on
+/// every site that changes between two other forms, a round, then every final byte, a round.
+/// All or nothing: a site that is none, has wrong bytes, or whose count would fall below 0
+/// undoes the counts changed before it, and nothing is written. Signal-safe once
+/// [`prepare`]d: no allocation, and no system call but the rounds.
+fn change(idx: &[u32], how: Arm, delta: i32, sync: PatchSync) -> Result<u32, PokeError> {
+    let a = alias()?;
+    let mut counts = COUNTS.lock();
+    for (k, &i) in idx.iter().enumerate() {
+        if let Err(e) = recount(a, &mut counts, i as usize, how, delta) {
+            for &j in &idx[..k] {
+                let _ = recount(a, &mut counts, j as usize, how, -delta);
+            }
+            return Err(e);
+        }
+    }
+    // Each site's address and the byte its counts now call for (every index was checked).
+    let sites = || idx.iter().map(|&i| (a.sites[i as usize], want(counts[i as usize])));
+    let mut rounds = 0;
+    if sync == PatchSync::Ipi {
+        let mut first = false;
+        for (addr, want) in sites() {
+            let now = read_site(addr)[0];
+            if now != want && now != OP_INT3 && want != OP_INT3 {
+                write_byte(a, addr, OP_INT3);
+                first = true;
+            }
+        }
+        if first {
+            sync_core_round();
+            rounds += 1;
+        }
+    }
+    let mut wrote = false;
+    for (addr, want) in sites() {
+        if read_site(addr)[0] != want {
+            write_byte(a, addr, want);
+            wrote = true;
+        }
+    }
+    if wrote && sync == PatchSync::Ipi {
+        sync_core_round();
+        rounds += 1;
+    }
     Ok(rounds)
 }
 
@@ -270,23 +299,29 @@ pub fn prefetch_counts() {
     crate::cpu::prefetch(&COUNTS as *const _ as usize);
 }
 
+/// A site index as a batch's entry.
+fn one(idx: usize) -> Result<u32, PokeError> {
+    u32::try_from(idx).map_err(|_| PokeError::NotASite(idx))
+}
+
 /// One more user wants site `idx` armed `how`, unsynchronised ([`PatchSync::None`]).
 pub fn arm(idx: usize, how: Arm) -> Result<(), PokeError> {
-    change(idx, how, 1, PatchSync::None).map(drop)
+    change(&[one(idx)?], how, 1, PatchSync::None).map(drop)
 }
 
 /// A user no longer wants site `idx` armed `how`; the last one restores the idle form.
 pub fn disarm(idx: usize, how: Arm) -> Result<(), PokeError> {
-    change(idx, how, -1, PatchSync::None).map(drop)
+    change(&[one(idx)?], how, -1, PatchSync::None).map(drop)
 }
 
-/// [`arm`] with the byte change synchronised as `sync` says; returns the `SYNC_CORE` rounds.
-pub fn arm_synced(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+/// [`arm`] for every site of `idx`, as one batch synchronised as `sync` says (see
+/// [`change`]); returns the `SYNC_CORE` rounds.
+pub fn arm_synced(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
     change(idx, how, 1, sync)
 }
 
-/// [`disarm`] synchronised as `sync` says; returns the `SYNC_CORE` rounds.
-pub fn disarm_synced(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+/// [`disarm`] for every site of `idx`, as one batch synchronised as `sync` says.
+pub fn disarm_synced(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
     change(idx, how, -1, sync)
 }
 

@@ -38,6 +38,11 @@ pub(crate) struct CompareArgs {
         "How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte, another round); only with a patch model",
         CompareConfig::default().patch_sync.name()))]
     patch_sync: Option<PatchSync>,
+    /// Time the patch handler's parts too (look-up, unwinding, arming, redirect: the rows'
+    /// handler_parts_ns_per_event), at the laps' own cost in the handler's time; only with a
+    /// patch model.
+    #[arg(long)]
+    handler_parts: bool,
     /// Peers as a comma list (host-fifo, tokio, go), `all` (every peer this build has; go only
     /// when Go was installed at build time) or `none`.
     #[arg(long, default_value = "all", value_parser = values::list_or::<Peer>("none"))]
@@ -130,6 +135,7 @@ impl CompareArgs {
             bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
             ptable: self.ptable.unwrap_or(CompareConfig::default().ptable),
             patch_sync: self.patch_sync.unwrap_or(CompareConfig::default().patch_sync),
+            patch_parts: self.handler_parts,
             peers: self.peers.0.clone(),
             workloads: values::sized(&self.workload.0, &self.size)?,
             seconds: self.duration.or(self.seconds).unwrap_or(seconds),
@@ -150,7 +156,11 @@ impl CompareArgs {
         cfg.validate().map_err(|e| values::flags(e, &fields))?;
         let used: Vec<kernel::BhMode> = cfg.workloads.iter().flat_map(|&w| cfg.bh_for(w)).collect();
         crate::input::bh_prio_applies(self.bh_prio, &used)?;
-        let given = [("--ptable", self.ptable.map(|p| p.name())), ("--patch-sync", self.patch_sync.map(|p| p.name()))];
+        let given = [
+            ("--ptable", self.ptable.map(|p| p.name())),
+            ("--patch-sync", self.patch_sync.map(|p| p.name())),
+            ("--handler-parts", self.handler_parts.then_some("")),
+        ];
         crate::input::patch_options_apply(&given, &cfg.models)?;
         if let Some(dir) = &self.report {
             OutDir::check("--report", dir, &[report::INDEX, report::RESULTS])?;

@@ -48,6 +48,11 @@ pub(crate) struct DemoArgs {
     /// another round). Default: the kernel's (none); only with a patch model.
     #[arg(long, value_parser = values::one::<PatchSync>())]
     patch_sync: Option<PatchSync>,
+    /// Time the patch handler's parts too (look-up, unwinding, arming, redirect: the JSON's
+    /// handler_parts_ns_median), at the laps' own cost in the handler's time; only with a
+    /// patch model.
+    #[arg(long)]
+    handler_parts: bool,
     /// Run the scenario this many times per model and print the RT wait's distribution
     /// (min, median, max) instead of one timeline.
     #[arg(long, default_value_t = 1)]
@@ -81,7 +86,11 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         return Err("--preempt: name at least one model, or all".into());
     }
     let run_models: Vec<PreemptModel> = models.iter().copied().chain(switch_to).collect();
-    let given = [("--ptable", args.ptable.map(|p| p.name())), ("--patch-sync", args.patch_sync.map(|p| p.name()))];
+    let given = [
+        ("--ptable", args.ptable.map(|p| p.name())),
+        ("--patch-sync", args.patch_sync.map(|p| p.name())),
+        ("--handler-parts", args.handler_parts.then_some("")),
+    ];
     crate::input::patch_options_apply(&given, &run_models)?;
     let d = Config::default();
     let (ptable, patch_sync) = (args.ptable.unwrap_or(d.ptable), args.patch_sync.unwrap_or(d.patch_sync));
@@ -100,7 +109,7 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         }
         _ => {}
     }
-    let base = Config { patch_sync, ..config(ptable, args.cpus.get(), &sc) };
+    let base = Config { patch_sync, patch_parts: args.handler_parts, ..config(ptable, args.cpus.get(), &sc) };
     values::boot(&base)?;
     Ok(Plan { models, sc, base, notes })
 }
@@ -221,15 +230,17 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
         let mut per_event: Vec<u64> = runs.iter().filter_map(|r| r.handler_ns_per_event).collect();
         per_event.sort_unstable();
         let handler_med = per_event.get(per_event.len() / 2).copied();
-        // The handler's parts per event, run by run: each one's median.
+        // The handler's parts per event, run by run: each one's median (`--handler-parts`).
         let part = |f: fn(&kernel::model::patch::PatchStatsSnapshot) -> u64| {
             let mut v: Vec<u64> =
                 runs.iter().filter(|r| r.patch.events > 0).map(|r| f(&r.patch) / r.patch.events).collect();
             v.sort_unstable();
             v.get(v.len() / 2).copied()
         };
-        let parts = serde_json::json!({"lookup": part(|p| p.lookup_ns), "unwind": part(|p| p.unwind_ns),
-            "poke": part(|p| p.poke_ns), "redirect": part(|p| p.redirect_ns)});
+        let parts = base.patch_parts.then(|| {
+            serde_json::json!({"lookup": part(|p| p.lookup_ns), "unwind": part(|p| p.unwind_ns),
+                "poke": part(|p| p.poke_ns), "redirect": part(|p| p.redirect_ns)})
+        });
         // From the worker's point to the RT task running: serving the point (median).
         let mut served: Vec<u64> = runs.iter().filter_map(|r| r.point_to_rt_ns).collect();
         served.sort_unstable();

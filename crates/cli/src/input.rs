@@ -86,7 +86,8 @@ pub(crate) fn bh_prio_applies(given: Option<u8>, used: &[BhMode]) -> Result<(), 
     }
 }
 
-/// `--ptable` and `--patch-sync` (`given`: each option and its value, if given) set how the
+/// `--ptable`, `--patch-sync` and `--handler-parts` (`given`: each option and its value, if
+/// given; a switch's value is empty) set how the
 /// patch models arm their points: given while no run uses a patch model (`models`), they would
 /// change nothing, so each is an error saying so.
 pub(crate) fn patch_options_apply(given: &[(&str, Option<&str>)], models: &[PreemptModel]) -> Result<(), String> {
@@ -97,7 +98,8 @@ pub(crate) fn patch_options_apply(given: &[(&str, Option<&str>)], models: &[Pree
         Some((flag, v)) => {
             let patch: Vec<&str> = PreemptModel::ALL.iter().filter(|m| m.is_patch()).map(|m| m.name()).collect();
             Err(format!(
-                "{flag} {v}: sets how the patch models ({}) arm their points, and no run here uses one; add one to --preempt, or drop {flag}",
+                "{}: sets how the patch models ({}) arm their points, and no run here uses one; add one to --preempt, or drop {flag}",
+                format!("{flag} {v}").trim_end(),
                 patch.join(", ")
             ))
         }

@@ -58,7 +58,8 @@ fn demo_json_has_the_documented_fields() {
 #[test]
 fn demo_json_reports_sites_armed_and_handler_cost_per_event_under_both_tables() {
     for (ptable, redirects) in [("exact", 0), ("function", 1)] {
-        let (code, out, err) = atomkernel(&["demo", "--preempt", "patch-call", "--ptable", ptable, "--json"]);
+        let (code, out, err) =
+            atomkernel(&["demo", "--preempt", "patch-call", "--ptable", ptable, "--handler-parts", "--json"]);
         assert_eq!(code, 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["ptable"], ptable);
@@ -71,6 +72,16 @@ fn demo_json_reports_sites_armed_and_handler_cost_per_event_under_both_tables() 
         // The scenario's loop meets a point on every path: only the per-function table redirects.
         assert_eq!(v["patch"]["redirects"], redirects, "{ptable}: {out}");
     }
+    // Without --handler-parts only the whole is timed: the parts stay zero and are not printed.
+    let (code, out, err) = atomkernel(&["demo", "--preempt", "patch-int3", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["handler_ns_per_event"].as_u64().is_some_and(|ns| ns > 0), "{out}");
+    assert!(v["handler_parts_ns_median"].is_null(), "{out}");
+    assert!(["lookup_ns", "unwind_ns", "poke_ns", "redirect_ns"].iter().all(|p| v["patch"][p] == 0), "{out}");
+    let (code, _, err) = atomkernel(&["demo", "--preempt", "none", "--handler-parts"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--handler-parts: sets how the patch models"), "{err}");
     let (code, _, err) = atomkernel(&["demo", "--ptable", "bogus"]);
     assert_eq!(code, 2);
     assert!(err.contains("ptable=bogus") && err.contains("exact, function"), "{err}");

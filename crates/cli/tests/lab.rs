@@ -90,6 +90,7 @@ fn impossible_settings_are_refused_naming_the_option() {
         &["compare", "--bh-prio", "0"],
         "--bh-prio 0 is out of range: ksoftirqd's SCHED_FIFO priority must be 1..=99",
     );
+    refused(&["compare", "--preempt", "none,full", "--handler-parts"], "--handler-parts: sets how the patch models");
     refused(
         &["compare", "--preempt", "", "--workload", "packet"],
         "--preempt names no model, but the packet workload (in --workload) runs only under atomkernel's models",
@@ -119,8 +120,18 @@ fn latency_takes_its_count_and_the_histogram_adds_up() {
 
 #[test]
 fn compare_json_rows_cover_every_model_and_peer_with_the_documented_fields() {
-    let args =
-        ["compare", "--quick", "--cpus", "1", "--json", "--workload", "checksum,hog", "--size", "checksum=8,hog=8"];
+    let args = [
+        "compare",
+        "--quick",
+        "--cpus",
+        "1",
+        "--json",
+        "--handler-parts",
+        "--workload",
+        "checksum,hog",
+        "--size",
+        "checksum=8,hog=8",
+    ];
     let (code, out, err) = atomkernel(&args);
     assert_eq!(code, 0, "{err}");
     let rows = rows(&out);

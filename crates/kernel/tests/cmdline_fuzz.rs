@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "trace",
     "trace_buf",
     "hung_timeout_ms",
+    "patch_parts",
     "bogus",
     "",
     "PREEMPT",
@@ -92,8 +93,10 @@ proptest! {
             Ok(c) => {
                 prop_assert_eq!(c.validate(), Ok(()));
                 for w in line.split_whitespace() {
-                    if let Some(v) = w.strip_prefix("console=") {
-                        prop_assert!(["0", "1", "on", "off"].contains(&v), "console={} accepted", v);
+                    for key in ["console=", "patch_parts="] {
+                        if let Some(v) = w.strip_prefix(key) {
+                            prop_assert!(["0", "1", "on", "off"].contains(&v), "{}{} accepted", key, v);
+                        }
                     }
                 }
             }

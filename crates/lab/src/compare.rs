@@ -128,6 +128,9 @@ pub struct CompareConfig {
     pub ptable: kernel::PtableMode,
     /// How the patch models' patches synchronise the other CPUs (the `patch_sync=` boot option).
     pub patch_sync: kernel::PatchSync,
+    /// Time the patch handler's parts too (the `patch_parts=` boot option): the rows'
+    /// `handler_parts_ns_per_event`, at the laps' own cost in the handler's time.
+    pub patch_parts: bool,
     /// CPUs of every atomkernel instance (`cpus=`), and of the peers: one worker per CPU, each
     /// probe on every CPU; on more than one, also a throughput run on one CPU per cell and
     /// round (for the scaling figure) and the cross-CPU probe.
@@ -148,6 +151,7 @@ impl Default for CompareConfig {
             cpu: CpuPolicy::Nice(-20),
             ptable: kernel::PtableMode::Exact,
             patch_sync: kernel::PatchSync::None,
+            patch_parts: false,
             cpus: 1,
         }
     }
@@ -186,17 +190,17 @@ impl CompareConfig {
         Ok(())
     }
 
-    /// The boot configuration of a model's instance: this comparison's `bh_prio`, `ptable` and
-    /// `patch_sync` (which the kernel's `Config::validate` checks), on `cpus` CPUs, each CPU
+    /// The boot configuration of a model's instance: this comparison's `bh_prio`, `ptable`,
+    /// `patch_sync` and `patch_parts` (which the kernel's `Config::validate` checks), on `cpus` CPUs, each CPU
     /// thread pinned (`pin=`) to the host CPU the floor's and the host peer's CPU of the same
     /// index run on ([`host_peer::host_cpus`]): left to the host, two new CPU threads often
     /// start on one host core and share it a host tick at a time until the host balances them.
     fn boot(&self, preempt: PreemptModel, bh: BhMode, cpus: usize) -> Config {
-        let (bh_prio, ptable, patch_sync) = (self.bh_prio, self.ptable, self.patch_sync);
+        let (bh_prio, ptable, patch_sync, patch_parts) = (self.bh_prio, self.ptable, self.patch_sync, self.patch_parts);
         // A count out of range is the kernel's to refuse (`Config::validate`), with no pins
         // computed for it (a count near `usize::MAX` would not fit a list).
         let pin = if (1..=kernel::config::MAX_CPUS).contains(&cpus) { host_peer::host_cpus(cpus) } else { Vec::new() };
-        Config { preempt, bh, bh_prio, ptable, patch_sync, cpus, pin, ..Config::default() }
+        Config { preempt, bh, bh_prio, ptable, patch_sync, patch_parts, cpus, pin, ..Config::default() }
     }
 
     /// The bottom-half options `w` runs under.
@@ -468,7 +472,7 @@ fn rows(cfg: &CompareConfig, subjects: &[Vec<Subject>], cells: &[Vec<Cell>]) -> 
                 hz: Config::default().hz,
                 sites_armed_per_event: per_event(c.patch.sites_armed),
                 handler_ns_per_event: per_event(c.patch.arm_ns),
-                handler_parts_ns_per_event: (c.patch.events > 0).then(|| HandlerParts {
+                handler_parts_ns_per_event: (c.patch.events > 0 && cfg.patch_parts).then(|| HandlerParts {
                     lookup: c.patch.lookup_ns as f64 / c.patch.events as f64,
                     unwind: c.patch.unwind_ns as f64 / c.patch.events as f64,
                     poke: c.patch.poke_ns as f64 / c.patch.events as f64,

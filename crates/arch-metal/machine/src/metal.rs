@@ -407,10 +407,10 @@ impl Arch for Metal {
         text::read_site(addr)
     }
     fn prefetch_sites(_idx: &[u32]) {}
-    fn arm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    fn arm_sites(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
         text::arm(idx, how, sync)
     }
-    fn disarm_site(idx: usize, how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    fn disarm_sites(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
         text::disarm(idx, how, sync)
     }
     fn claim_all_sites() -> Result<text::AllSitesClaim, PokeError> {

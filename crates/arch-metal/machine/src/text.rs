@@ -157,12 +157,18 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     }
 }
 
-/// The table's first use: every site from the linker's table, sorted.
+/// The table's first use: every site from the linker's table, sorted. Every site's five
+/// bytes lie in the text (checked here, once: [`write_op`] relies on it).
 #[cold]
 #[inline(never)]
 fn build_table(slot: &mut Option<Table>) -> &mut Table {
     let mut a: Vec<usize> = sites().iter().map(|s| s.addr).collect();
     a.sort_unstable();
+    let (s, e) = range();
+    if let Some(bad) = a.iter().find(|&&x| x < s || x.checked_add(5).is_none_or(|end| end > e)) {
+        crate::kprintln!("BUG: preemption-point site {bad:#x} is outside the text {s:#x}..{e:#x} (link.ld?)");
+        crate::serial::exit(crate::exit_codes::PANIC);
+    }
     let sites = a.iter().map(|&addr| (addr, [0, 0])).collect();
     slot.insert(Table { addrs: a.leak(), sites })
 }
@@ -217,15 +223,31 @@ fn rel_bytes(addr: usize) -> [u8; 4] {
     ((rt_reschedule as *const () as usize as i64 - (addr as i64 + 5)) as i32).to_le_bytes()
 }
 
-/// Writes site `addr`'s first byte for its users `counts`, after checking that its five
-/// bytes are a site's (any of the three forms, the `rel32` to `rt_reschedule`).
+/// Checks that the five bytes at `addr` (a site of the table: in the text) are a site's (any
+/// of the three forms, the `rel32` to `rt_reschedule`): two loads and two compares.
 #[inline]
-fn write_op(addr: usize, counts: [u32; 2]) -> Result<(), PokeError> {
-    let found = read_site(addr);
-    let r = rel_bytes(addr);
-    if found[1..] != r || !matches!(found[0], OP_IDLE | OP_CALL | OP_INT3) {
-        return Err(PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found });
+fn check(addr: usize) -> Result<(), PokeError> {
+    // SAFETY: the table holds only sites whose five bytes lie in the text (`build_table`),
+    // mapped read-only for the image's life; patches change single bytes of sites.
+    let (op, rel) = unsafe { (*(addr as *const u8), core::ptr::read_unaligned((addr + 1) as *const [u8; 4])) };
+    if rel != rel_bytes(addr) || !matches!(op, OP_IDLE | OP_CALL | OP_INT3) {
+        return Err(unexpected(addr));
     }
+    Ok(())
+}
+
+/// The refusal of site `addr`, its bytes as found.
+#[cold]
+#[inline(never)]
+fn unexpected(addr: usize) -> PokeError {
+    let r = rel_bytes(addr);
+    PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found: read_site(addr) }
+}
+
+/// Writes site `addr` (checked) first byte for its users `counts`: `cc` while anyone wants
+/// int3, else `e8` while anyone wants a call, else `3d`.
+#[inline]
+fn write_op(addr: usize, counts: [u32; 2]) {
     let op = if counts[1] > 0 {
         OP_INT3
     } else if counts[0] > 0 {
@@ -233,17 +255,12 @@ fn write_op(addr: usize, counts: [u32; 2]) -> Result<(), PokeError> {
     } else {
         OP_IDLE
     };
-    // The bytes matched, so `addr` is in the text (`read_site` reads zeros elsewhere, which
-    // match no site): its alias is at the same offset in the alias mapping, no second check.
+    // `addr` is in the text: its alias is at the same offset in the alias mapping.
     let alias = (paging::TEXT_ALIAS as usize + (addr - range().0)) as *mut u8;
     // SAFETY: the alias maps the text byte at `addr` writable (`paging`'s layout: `TEXT_ALIAS
     // + (addr - __text_start)`); one byte store changes the site from one safe form to
     // another (the module's invariant).
     unsafe { core::ptr::write_volatile(alias, op) };
-    // Serialize before the modified text runs (Intel SDM vol. 3, 9.1.3 "Handling Self- and
-    // Cross-Modifying Code").
-    let _ = crate::cpu::cpuid(0, 0);
-    Ok(())
 }
 
 fn slot(how: Arm) -> usize {
@@ -253,28 +270,46 @@ fn slot(how: Arm) -> usize {
     }
 }
 
-/// One more user wants site `idx` armed `how`.
-pub fn arm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
+/// Checks site `idx`'s bytes, changes its users for `how` by `delta` and writes the byte they
+/// call for; on an error nothing is counted or written.
+#[inline]
+fn recount(t: &mut Table, idx: u32, how: Arm, delta: i32) -> Result<(), PokeError> {
+    let (addr, counts) = t.sites.get_mut(idx as usize).ok_or(PokeError::NotASite(idx as usize))?;
+    check(*addr)?;
+    let c = &mut counts[slot(how)];
+    *c = c.checked_add_signed(delta).ok_or(PokeError::NotArmed(*addr))?;
+    write_op(*addr, *counts);
+    Ok(())
+}
+
+/// Changes the users of every site of `idx` by `delta` for `how` and writes their bytes, under
+/// one hold of the lock, then serializes once. All or nothing: a site that is none, has wrong
+/// bytes or no user to remove undoes the sites changed before it, and is itself unchanged.
+fn change(idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
     with_table(|t| {
-        let (addr, counts) = t.sites.get_mut(idx).ok_or(PokeError::NotASite(idx))?;
-        counts[slot(how)] += 1;
-        write_op(*addr, *counts)?;
-        Ok(0) // one CPU: no other CPU to serialize
+        for (k, &i) in idx.iter().enumerate() {
+            if let Err(e) = recount(t, i, how, delta) {
+                for &j in &idx[..k] {
+                    let _ = recount(t, j, how, -delta);
+                }
+                return Err(e);
+            }
+        }
+        // Serialize before the modified text runs (Intel SDM vol. 3, 9.1.3 "Handling Self-
+        // and Cross-Modifying Code").
+        let _ = crate::cpu::cpuid(0, 0);
+        Ok(0) // `patch_sync=none`: no other CPU is made to serialize
     })
 }
 
-/// One user less wants site `idx` armed `how`.
-pub fn disarm(idx: usize, how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
-    with_table(|t| {
-        let (addr, counts) = t.sites.get_mut(idx).ok_or(PokeError::NotASite(idx))?;
-        let c = &mut counts[slot(how)];
-        if *c == 0 {
-            return Err(PokeError::NotArmed(*addr));
-        }
-        *c -= 1;
-        write_op(*addr, *counts)?;
-        Ok(0)
-    })
+/// One more user wants each site of `idx` armed `how` (one batch; see [`change`]).
+pub fn arm(idx: &[u32], how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
+    change(idx, how, 1)
+}
+
+/// One user less wants each site of `idx` armed `how` (one batch).
+pub fn disarm(idx: &[u32], how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
+    change(idx, how, -1)
 }
 
 /// A claim on every site (armed as calls while held).
@@ -285,8 +320,8 @@ pub fn claim_all() -> Result<AllSitesClaim, PokeError> {
     if CLAIMED.swap(true, Ordering::AcqRel) {
         return Err(PokeError::Host("every site is claimed already".into()));
     }
-    for i in 0..site_addrs().len() {
-        arm(i, Arm::Call, PatchSync::None)?;
+    for i in 0..site_addrs().len() as u32 {
+        arm(&[i], Arm::Call, PatchSync::None)?;
     }
     Ok(AllSitesClaim(()))
 }
@@ -295,8 +330,8 @@ pub fn claim_all() -> Result<AllSitesClaim, PokeError> {
 pub fn release_all(c: AllSitesClaim) -> Result<(), PokeError> {
     core::mem::forget(c);
     let mut first = Ok(());
-    for i in 0..site_addrs().len() {
-        if let Err(e) = disarm(i, Arm::Call, PatchSync::None) {
+    for i in 0..site_addrs().len() as u32 {
+        if let Err(e) = disarm(&[i], Arm::Call, PatchSync::None) {
             first = first.and(Err(e));
         }
     }

@@ -214,7 +214,7 @@ fn tables() -> Option<&'static Tables> {
 
 /// Reads the stack word at `addr` if it lies, aligned, inside `[lo, hi)`.
 fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
-    if addr & 7 != 0 || addr < lo || addr.checked_add(8)? > hi {
+    if addr & 7 != 0 || addr < lo || addr > hi.saturating_sub(8) {
         return None;
     }
     // SAFETY: [addr, addr + 8) is aligned and inside the stack bounds the caller of `step`
@@ -230,15 +230,17 @@ pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     let pc = if f.is_return_address { f.ip.checked_sub(1)? } else { f.ip };
     let t = tables()?;
     let row = t.rows_index.find(pc, &t.rows, |r| (r.start, r.end))?;
-    let cfa = (if row.cfa_rbp { f.bp } else { f.sp }).checked_add_signed(row.cfa_off as isize)?;
+    // Wrapping sums: a wrapped address fails the checks below (above `f.sp`, inside `stack`)
+    // like any other corrupt one.
+    let cfa = (if row.cfa_rbp { f.bp } else { f.sp }).wrapping_add_signed(row.cfa_off as isize);
     if cfa <= f.sp {
         return None;
     }
-    let ra_slot = cfa.checked_add_signed(row.ra_off as isize)?;
+    let ra_slot = cfa.wrapping_add_signed(row.ra_off as isize);
     let ip = read_word(ra_slot, stack)?;
     let bp = match row.rbp_off {
         RBP_SAME => f.bp,
-        off => read_word(cfa.checked_add_signed(off as isize)?, stack)?,
+        off => read_word(cfa.wrapping_add_signed(off as isize), stack)?,
     };
     (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: true }, ra_slot })
 }

@@ -9,6 +9,7 @@
 use super::patch::stats::PatchStats;
 use crate::arch::{AllSitesClaim, Arm, IrqSpinLock};
 use crate::config::PreemptModel;
+use crate::sync::CpuExclusive;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// The instance's model: which one runs, its claim on the point sites, and the switch in
@@ -90,7 +91,8 @@ pub(crate) struct PatchState {
     pub(super) irq_ip: AtomicUsize,
     /// Something is armed (a cheap test for `__schedule`).
     pub(super) active: AtomicBool,
-    pub(super) armed: IrqSpinLock<Armed>,
+    /// What this CPU armed: touched only by this CPU, with its interrupts masked.
+    pub(super) armed: CpuExclusive<Armed>,
     pub(crate) stats: PatchStats,
     /// The last site the patcher refused to arm (0: none) and its bytes, packed: kept here by
     /// the interrupt path (which cannot format) and reported as a `BUG:` with the run.

@@ -123,6 +123,16 @@ pub(crate) fn event_in(k: &Kernel, event: Event) {
     }
 }
 
+/// [`event_in`] of the event `make` builds, built only when events are traced (for an event
+/// whose fields cost a look-up).
+#[inline(always)]
+pub(crate) fn event_in_with(k: &Kernel, make: impl FnOnce() -> Event) {
+    if k.trace.on(EVENTS) {
+        let event = make();
+        k.trace.with(|t, now| k.trace.record(t, now, event));
+    }
+}
+
 /// `trace_sched_switch`, and what the latency tracers learn from it.
 #[inline(always)]
 pub(crate) fn sched_switch(k: &Kernel, prev: TaskId, next: TaskId, prev_state: PrevState, modes: (Mode, Mode)) {

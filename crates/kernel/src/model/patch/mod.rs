@@ -17,8 +17,9 @@
 //! fires and the task may be preempted there, it is; if not (a count is held, or the return
 //! lands in foreign code), the caller's points are armed and its return redirected in turn.
 //! The arming's cost is cache and TLB misses more than instructions, so it first asks for the
-//! first line of every table it will read (`prefetch_arming`) and the misses overlap; its parts
-//! are timed with the cycle counter (`Arch::cycles`), a third of a clock read's cost.
+//! first line of every table it will read (`prefetch_arming`) and the misses overlap. Its
+//! whole time is taken with the cycle counter (`Arch::cycles`, a third of a clock read's
+//! cost); its parts only under `patch_parts=on` (`laps.rs`).
 //!
 //! **Invariants.**
 //! - Only an RT wakeup arms anything; fair wakeups wait for `ret_from_syscall` as under `none`.
@@ -29,6 +30,7 @@
 //! - Nothing here allocates or makes a system call on the interrupt path.
 
 pub mod exact;
+mod laps;
 pub mod ptable;
 pub(super) mod stats;
 
@@ -41,15 +43,28 @@ use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, PokeError, A};
 use crate::config::PtableMode;
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::count as preempt;
+use crate::sync::OnceLock;
 #[cfg(feature = "torture")]
 use alloc::string::ToString;
 use alloc::{format, string::String};
 use core::sync::atomic::Ordering;
+use laps::{Laps, NoLaps, Part, Stages};
 
 /// The most frames the handler unwinds looking for a function with points.
 pub const MAX_DEPTH: usize = 32;
 
 impl PatchState {
+    /// Keeps a refused patch's site and bytes for [`PatchState::refused_report`].
+    #[cold]
+    fn note_refused(&self, e: PokeError) {
+        if let PokeError::Unexpected { addr, found, .. } = e {
+            let mut packed = [0u8; 8];
+            packed[..5].copy_from_slice(&found);
+            self.refused_bytes.store(u64::from_le_bytes(packed), Ordering::Release);
+            self.refused.store(addr, Ordering::Release);
+        }
+    }
+
     /// The `BUG:` line for a refused patch, if there was one.
     pub(crate) fn refused_report(&self) -> Option<String> {
         let addr = self.refused.load(Ordering::Acquire);
@@ -165,14 +180,14 @@ fn arm_on_irq_exit(k: &Kernel, frame: &IrqFrame, how: Arm) -> bool {
     if !p.rt_resched.load(Ordering::Relaxed) || p.active.load(Ordering::Relaxed) || frame.replayed {
         return true;
     }
-    // The one "is this kernel text?" of the interrupted IP on the way to the arming.
-    let in_text = A::text_contains(frame.ip);
-    if !in_text {
+    if !A::text_contains(frame.ip) {
         p.stats.foreign.fetch_add(1, Ordering::Relaxed);
     }
     let t0 = A::cycles();
-    let ok = arm_from(k, p, Frame::interrupted(frame.ip, frame.sp, frame.bp), Some(in_text), how, t0);
-    p.stats.arm_ns.fetch_add(A::cycles() - t0, Ordering::Relaxed);
+    let ok = arm_from(k, p, Frame::interrupted(frame.ip, frame.sp, frame.bp), how, t0);
+    let dt = A::cycles() - t0;
+    p.stats.arm_ns.fetch_add(dt, Ordering::Relaxed);
+    p.stats.arm_max_ns.fetch_max(dt, Ordering::Relaxed);
     if ok {
         p.stats.events.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -208,12 +223,17 @@ fn prefetch_arming_deeper(k: &Kernel, ip: usize) {
 
 /// Builds the tables the interrupt exit will read under `mode` (outside interrupt context).
 pub(crate) fn build_tables(mode: PtableMode) -> Result<(), String> {
-    ptable::build()?;
-    if mode == PtableMode::Exact {
-        exact::build()?;
-    }
+    let function = ptable::build()?;
+    let exact = match mode {
+        PtableMode::Exact => Some(&exact::build()?.table),
+        PtableMode::Function => None,
+    };
+    let _ = TABLES[mode as usize].set(Tables { exact, function });
     Ok(())
 }
+
+/// The tables of each `ptable=` mode, once built: one load finds both at an arming.
+static TABLES: [OnceLock<Tables<'static>>; 2] = [OnceLock::new(), OnceLock::new()];
 
 /// What one frame's look-up says to arm.
 enum Plan<'a> {
@@ -224,6 +244,7 @@ enum Plan<'a> {
 }
 
 /// The tables an arming reads, found once per arming (not per frame).
+#[derive(Clone, Copy)]
 struct Tables<'a> {
     /// The exact table, under `ptable=exact`.
     exact: Option<&'a codeflow::ExactTable>,
@@ -232,18 +253,18 @@ struct Tables<'a> {
 }
 
 impl Tables<'static> {
+    /// `k`'s tables (its `ptable=` mode's), once [`build_tables`] has run.
+    #[inline]
     fn get(k: &Kernel) -> Option<Tables<'static>> {
-        let exact = exact::get().filter(|_| k.config.ptable == PtableMode::Exact).map(|x| &x.table);
-        Some(Tables { exact, function: ptable::get()? })
+        TABLES[k.config.ptable as usize].get().copied()
     }
 }
 
 /// The look-up for one frame: the exact table under `ptable=exact` (falling back to the
 /// per-function table where the function is unresolved), else the per-function table.
-fn plan<'a>(p: &PatchState, f: &Frame, in_text: bool, tables: &Tables<'a>) -> Plan<'a> {
-    if !in_text {
-        return Plan::Up;
-    }
+/// Both tables hold kernel text only: foreign code (the vDSO, libc, an unanalysed stub) is
+/// `Up` without a separate test.
+fn plan<'a>(p: &PatchState, f: &Frame, tables: &Tables<'a>) -> Plan<'a> {
     if let Some(x) = tables.exact {
         match x.lookup(f.ip as u64) {
             Some(codeflow::Lookup::Exact { sites, may_return }) if !sites.is_empty() || may_return => {
@@ -260,71 +281,39 @@ fn plan<'a>(p: &PatchState, f: &Frame, in_text: bool, tables: &Tables<'a>) -> Pl
     }
 }
 
-/// The handler's time per part, taken as laps of the cycle counter (`Arch::cycles`: one read
-/// per boundary, so timing the parts costs little more than timing the whole) and added to
-/// the CPU's counters, in cycles, when the arming ends.
-struct Stages {
-    last: u64,
-    lookup: u64,
-    unwind: u64,
-    poke: u64,
-    redirect: u64,
-}
-
-impl Stages {
-    /// Laps from `t0`.
-    fn from(t0: u64) -> Stages {
-        Stages { last: t0, lookup: 0, unwind: 0, poke: 0, redirect: 0 }
-    }
-
-    /// The time since the last lap, for `part`.
-    fn lap(&mut self, part: fn(&mut Stages) -> &mut u64) {
-        let now = A::cycles();
-        *part(self) += now - self.last;
-        self.last = now;
-    }
-
-    /// Adds the laps to the CPU's counters, in cycles (converted when a snapshot is taken).
-    fn add_to(&self, stats: &stats::PatchStats) {
-        stats.lookup_ns.fetch_add(self.lookup, Ordering::Relaxed);
-        stats.unwind_ns.fetch_add(self.unwind, Ordering::Relaxed);
-        stats.poke_ns.fetch_add(self.poke, Ordering::Relaxed);
-        stats.redirect_ns.fetch_add(self.redirect, Ordering::Relaxed);
-    }
-}
-
 /// Walks up from `f` to the first frame whose look-up names points, arms them and, if some
-/// path returns before them, redirects that frame's return. `f_in_text`: whether `f.ip` is
-/// kernel text, if the caller knows already; `p`: this CPU's patch state (IF clear: the CPU
-/// cannot change). The parts of its time go to the CPU's counters (laps from `t0`).
-fn arm_from(k: &Kernel, p: &PatchState, f: Frame, f_in_text: Option<bool>, how: Arm, t0: u64) -> bool {
+/// path returns before them, redirects that frame's return. `p`: this CPU's patch state (IF
+/// clear: the CPU cannot change). Under `patch_parts=on` the parts of its time go to the CPU's counters
+/// (laps from `t0`).
+fn arm_from(k: &Kernel, p: &PatchState, f: Frame, how: Arm, t0: u64) -> bool {
+    if !k.config.patch_parts {
+        return walk(k, p, f, how, &mut NoLaps);
+    }
     let mut t = Stages::from(t0);
-    let ok = arm_from_timed(k, p, f, f_in_text, how, &mut t);
+    let ok = walk(k, p, f, how, &mut t);
     t.add_to(&p.stats);
     ok
 }
 
-fn arm_from_timed(k: &Kernel, p: &PatchState, mut f: Frame, f_in_text: Option<bool>, how: Arm, t: &mut Stages) -> bool {
+fn walk(k: &Kernel, p: &PatchState, mut f: Frame, how: Arm, t: &mut impl Laps) -> bool {
     let Some(tables) = Tables::get(k) else { return false };
     let stack = A::current_stack();
-    t.lap(|s| &mut s.unwind);
+    t.lap(Part::Unwind);
     let Some(stack) = stack else { return false };
-    let mut known = f_in_text;
     for depth in 0..MAX_DEPTH {
-        let in_text = known.take().unwrap_or_else(|| A::text_contains(f.ip));
-        let plan = plan(p, &f, in_text, &tables);
-        t.lap(|s| &mut s.lookup);
+        let plan = plan(p, &f, &tables);
+        t.lap(Part::Lookup);
         match plan {
             Plan::Arm { points, redirect } => {
                 p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
                 p.stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
                 let slot = if redirect { A::unwind_step(&f, stack).map(|s| s.ra_slot) } else { None };
-                t.lap(|s| &mut s.unwind);
+                t.lap(Part::Unwind);
                 return arm_points(k, p, points, slot, how, t);
             }
             Plan::Up => {
                 let up = A::unwind_step(&f, stack);
-                t.lap(|s| &mut s.unwind);
+                t.lap(Part::Unwind);
                 match up {
                     Some(s) => f = s.caller,
                     None => return false,
@@ -335,38 +324,35 @@ fn arm_from_timed(k: &Kernel, p: &PatchState, mut f: Frame, f_in_text: Option<bo
     false
 }
 
-fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &mut Stages) -> bool {
-    if points.len() > MAX_ARMED {
+/// Arms `points` (and redirects the return at `ra_slot`) as this CPU's event: the sites in
+/// one batch (`Arch::arm_sites`: one hold of the sites' lock, one serialization). Nothing is
+/// armed yet: `active` is clear (the interrupt exit arms only then; a redirected return
+/// disarms first), and whoever clears it disarms in the same masked section.
+fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>, how: Arm, t: &mut impl Laps) -> bool {
+    A::prefetch_sites(points);
+    let mut a = p.armed.borrow();
+    debug_assert!(a.n == 0 && a.ret.is_none(), "arming over an armed event");
+    if points.len() > a.sites.len() {
         return false;
     }
-    A::prefetch_sites(points);
-    let mut a = p.armed.lock();
-    disarm_locked(k, p, &mut a);
-    a.how = how;
-    for &idx in points {
-        let armed = A::arm_site(idx as usize, how, k.config.patch_sync);
-        if let Ok(rounds) = armed {
+    match A::arm_sites(points, how, k.config.patch_sync) {
+        Ok(0) => {}
+        Ok(rounds) => {
             p.stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
         }
-        if let Err(e) = armed {
-            if let PokeError::Unexpected { addr, found, .. } = e {
-                let mut packed = [0u8; 8];
-                packed[..5].copy_from_slice(&found);
-                p.refused_bytes.store(u64::from_le_bytes(packed), Ordering::Release);
-                p.refused.store(addr, Ordering::Release);
-            }
-            disarm_locked(k, p, &mut a);
-            return false;
+        Err(e) => {
+            p.note_refused(e);
+            return false; // the batch armed nothing
         }
-        let n = a.n;
-        a.sites[n] = idx;
-        a.n = n + 1;
-        let site = A::site_addrs()[idx as usize];
-        crate::trace::event_in(k, crate::trace::Event::SitePatched { site });
     }
-    t.lap(|s| &mut s.poke);
+    for (slot, &idx) in a.sites.iter_mut().zip(points) {
+        *slot = idx;
+        crate::trace::event_in_with(k, || crate::trace::Event::SitePatched { site: A::site_addrs()[idx as usize] });
+    }
+    (a.n, a.how) = (points.len(), how);
+    t.lap(Part::Poke);
     a.ret = ra_slot.and_then(|slot| Some((slot, A::redirect_return(slot)?)));
-    t.lap(|s| &mut s.redirect);
+    t.lap(Part::Redirect);
     if a.n == 0 && a.ret.is_none() {
         return false; // nothing armed: the retry timer looks again
     }
@@ -386,14 +372,15 @@ fn disarm_locked(k: &Kernel, p: &PatchState, a: &mut Armed) {
 }
 
 fn disarm_armed(k: &Kernel, p: &PatchState, a: &mut Armed) {
-    let stats = &p.stats;
-    for &idx in &a.sites[..a.n] {
-        // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure
-        // here means someone else wrote the text, which the arch's patcher reports.
-        let rounds = A::disarm_site(idx as usize, a.how, k.config.patch_sync).unwrap_or(0);
-        stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
-        let site = A::site_addrs()[idx as usize];
-        crate::trace::event_in(k, crate::trace::Event::SiteRestored { site });
+    let sites = &a.sites[..a.n];
+    // Only sites this CPU armed are disarmed, and arming verified their bytes: a failure here
+    // means someone else wrote the text, which the arch's patcher reports.
+    let rounds = A::disarm_sites(sites, a.how, k.config.patch_sync).unwrap_or(0);
+    if rounds != 0 {
+        p.stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
+    }
+    for &idx in sites {
+        crate::trace::event_in_with(k, || crate::trace::Event::SiteRestored { site: A::site_addrs()[idx as usize] });
     }
     a.n = 0;
     if let Some((slot, orig)) = a.ret.take() {
@@ -411,7 +398,7 @@ pub(crate) fn event_served(k: &Kernel) {
     // after a swap would be).
     if p.active.load(Ordering::Acquire) && p.active.swap(false, Ordering::AcqRel) {
         let t0 = A::cycles();
-        disarm_locked(k, p, &mut p.armed.lock());
+        disarm_locked(k, p, &mut p.armed.borrow());
         p.stats.disarm_ns.fetch_add(A::cycles() - t0, Ordering::Relaxed);
     }
 }
@@ -484,7 +471,7 @@ pub(crate) fn call_passed() {
 /// be preempted; if it may not, the event has moved one frame up.
 pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
     let k = try_this_kernel();
-    let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.lock().ret.take());
+    let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.borrow().ret.take());
     let (Some(k), Some((_, orig))) = (k, ret) else {
         A::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
     };
@@ -500,20 +487,13 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
     }
     p.stats.chases.fetch_add(1, Ordering::Relaxed);
     let how = {
-        let mut a = p.armed.lock();
+        let mut a = p.armed.borrow();
         if p.active.swap(false, Ordering::AcqRel) {
             disarm_locked(&k, p, &mut a);
         }
         a.how
     };
-    if !arm_from(
-        &k,
-        p,
-        Frame { ip: orig, sp, bp, is_return_address: true },
-        Some(A::text_contains(orig)),
-        how,
-        A::cycles(),
-    ) {
+    if !arm_from(&k, p, Frame { ip: orig, sp, bp, is_return_address: true }, how, A::cycles()) {
         p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
     (orig, false)
@@ -528,6 +508,14 @@ pub fn patch_stats() -> PatchStatsSnapshot {
     sum
 }
 
+/// Sets the running kernel's patch counters back to 0 on every CPU: a measurement's start
+/// (the bare-metal lab's, per workload). Counts from an event in flight may straddle it.
+pub fn reset_patch_stats() {
+    for c in crate::instance::this_kernel().cpus.iter() {
+        c.model.patch.stats.reset();
+    }
+}
+
 /// How many preemption-point sites are not in their idle form right now, read from the code
 /// bytes (in the whole process: other kernel instances may have armed some).
 pub fn sites_not_idle() -> usize {
@@ -540,21 +528,22 @@ pub fn sites_not_idle() -> usize {
 /// Synchronised as the running kernel's `patch_sync=` says; returns the `SYNC_CORE` rounds.
 #[cfg(feature = "torture")]
 pub fn torture_arm(addr: usize, int3: bool) -> Result<u32, String> {
-    torture_patch(addr, int3, A::arm_site)
+    torture_patch(addr, int3, A::arm_sites)
 }
 
 /// Undoes one [`torture_arm`]; returns the `SYNC_CORE` rounds.
 #[cfg(feature = "torture")]
 pub fn torture_disarm(addr: usize, int3: bool) -> Result<u32, String> {
-    torture_patch(addr, int3, A::disarm_site)
+    torture_patch(addr, int3, A::disarm_sites)
 }
 
 #[cfg(feature = "torture")]
-type SyncedPatch = fn(usize, Arm, crate::config::PatchSync) -> Result<u32, PokeError>;
+type SyncedPatch = fn(&[u32], Arm, crate::config::PatchSync) -> Result<u32, PokeError>;
 
 #[cfg(feature = "torture")]
 fn torture_patch(addr: usize, int3: bool, patch: SyncedPatch) -> Result<u32, String> {
     let sync = crate::instance::this_kernel().config.patch_sync;
     let idx = A::site_index(addr).map_err(|e| e.to_string())?;
-    patch(idx, if int3 { Arm::Int3 } else { Arm::Call }, sync).map_err(|e| e.to_string())
+    let idx = u32::try_from(idx).map_err(|_| format!("site index {idx} does not fit a batch entry"))?;
+    patch(&[idx], if int3 { Arm::Int3 } else { Arm::Call }, sync).map_err(|e| e.to_string())
 }

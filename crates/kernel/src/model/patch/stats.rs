@@ -8,7 +8,7 @@
 //! the conversion of the sum).
 //!
 //! **Invariant.** A counter added to the list is in all three; `armed_at_ip` is not a sum but
-//! the last arming's address, on whichever CPU had one.
+//! the last arming's address, on whichever CPU had one, and `arm_max_ns` the longest arming.
 
 use crate::arch::{Arch, A};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,11 @@ macro_rules! patch_counters {
         impl PatchStats {
             pub(crate) fn snapshot(&self) -> PatchStatsSnapshot {
                 PatchStatsSnapshot { $($name: $read(self.$name.load(Ordering::Relaxed)),)* }
+            }
+
+            /// Every counter back to 0.
+            pub(crate) fn reset(&self) {
+                $(self.$name.store(0, Ordering::Relaxed);)*
             }
         }
 
@@ -57,6 +62,11 @@ fn raw(v: u64) -> u64 {
 /// A time kept in cycles, in ns.
 fn ns(cycles: u64) -> u64 {
     A::cycles_ns(cycles)
+}
+
+/// The larger (a longest time, not a count).
+fn max(a: u64, b: u64) -> u64 {
+    a.max(b)
 }
 
 /// The last non-zero value (an address, not a count).
@@ -96,6 +106,8 @@ patch_counters! {
     /// Time spent arming, in ns (look-up, unwinding, patching), summed over events (kept in
     /// cycles, as every `*_ns` here).
     arm_ns: sum ns,
+    /// The longest single arming at an interrupt's exit, in ns.
+    arm_max_ns: max ns,
     /// Of `arm_ns`: the table look-ups, in ns.
     lookup_ns: sum ns,
     /// Of `arm_ns`: unwinding the stack (finding it, stepping to callers, the return slot).
