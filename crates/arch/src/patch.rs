@@ -314,8 +314,9 @@ pub fn disarm(idx: usize, how: Arm) -> Result<(), PokeError> {
     change(&[one(idx)?], how, -1, PatchSync::None).map(drop)
 }
 
-/// [`arm`] for every site of `idx`, as one batch synchronised as `sync` says (see
-/// [`change`]); returns the `SYNC_CORE` rounds.
+/// [`arm`] for every site of `idx`, as one batch synchronised as `sync` says (under
+/// [`PatchSync::Ipi`] one pair of rounds for the whole batch; all or nothing); returns the
+/// `SYNC_CORE` rounds.
 pub fn arm_synced(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
     change(idx, how, 1, sync)
 }

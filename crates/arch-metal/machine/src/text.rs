@@ -302,7 +302,8 @@ fn change(idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
     })
 }
 
-/// One more user wants each site of `idx` armed `how` (one batch; see [`change`]).
+/// One more user wants each site of `idx` armed `how`: one batch under one hold of the lock,
+/// all or nothing, serialized once.
 pub fn arm(idx: &[u32], how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
     change(idx, how, 1)
 }
