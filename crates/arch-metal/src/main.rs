@@ -86,6 +86,11 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
         "bound-check" => bound_check::configure(cmdline, &config),
         _ => {}
     }
+    if run.starts_with("bound-") {
+        // the gate's account of every interrupt, which the bound check subtracts; enabled
+        // here, in the boot context before any task or AP runs (`account::enable`)
+        arch_metal::account::enable();
+    }
     let Some(&(_, init)) = RUNS.iter().find(|(name, _)| *name == run) else {
         let names: alloc::vec::Vec<&str> = RUNS.iter().map(|(name, _)| *name).collect();
         kprintln!("{{\"boot_error\":\"image.run={}: use one of {}\"}}", scenarios::escape(run), names.join(", "));

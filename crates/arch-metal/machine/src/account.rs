@@ -3,7 +3,9 @@
 //! the code an interrupt landed in can be told from the gate's, the handlers' and the point
 //! mechanism's.
 //!
-//! **Mechanism.** `metal_idt_common` (`crate::idt`) stores its entry `rdtsc` in [`Account`]'s
+//! **Mechanism.** Only once [`enable`]d (the bound check's runs, at boot), since it costs
+//! every interrupt about 25 instructions: `metal_idt_common` (`crate::idt`) tests one byte
+//! and otherwise skips it. Enabled, it stores its entry `rdtsc` in [`Account`]'s
 //! `entry_tsc` for every vector. For the external vectors it counts the nesting (`depth`): an
 //! interrupt entered at depth 0 also leaves its TSC, the interrupted RIP, RSP and RBP and its
 //! vector in `irq_*`, and when it returns without preempting, its cycles from the entry `rdtsc` to the
@@ -27,6 +29,18 @@
 use crate::percpu::{self, PerCpu};
 use core::cell::Cell;
 use core::mem::offset_of;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the gate keeps the account (read by `metal_idt_common` as one byte).
+#[export_name = "metal_account_on"]
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Turns the gate's accounting on for the rest of the boot. Call from the boot context before
+/// the first task runs and before the APs start: no interrupt is then half way through the
+/// gate, so every one that is counted in on entry is counted out on exit.
+pub fn enable() {
+    ON.store(true, Ordering::Release);
+}
 
 /// Instructions of an external vector's gate before its entry `rdtsc`: `pushq $0`,
 /// `pushq $vector`, `jmp metal_idt_common`, 15 `pushq`.

@@ -112,6 +112,8 @@ core::arch::global_asm!(
     "orq %rdx, %rax",                               // rax = the TSC
     "movq %rax, %r12",                              // r12 (saved above, callee-saved) keeps it
     "movq %rsp, %rbx",                              // rbx = the frame (callee-saved: survives the call)
+    "cmpb $0, metal_account_on(%rip)",              // account: kept (the bound check's runs)?
+    "je 14f",                                       // account: no
     "movq %r12, %gs:{acct_entry}",                  // account: every vector's entry TSC (crate::account)
     "cmpq $32, 120(%rbx)",                          // account: an external vector?
     "jb 14f",                                       // account: no (exceptions are not summed)
@@ -176,6 +178,8 @@ core::arch::global_asm!(
     "jae 13f",                                      // no
     "movq %rax, metal_tick_path_min(%rip)",         // yes
     "13:",
+    "cmpb $0, metal_account_on(%rip)",              // account: kept?
+    "je 15f",                                       // account: no
     "testq %r12, %r12",                             // account: preempted on the way (0)? its depth
     "jz 15f",                                       // account:   dropped at 6, its cycles not summed
     "cmpq $32, 120(%rbx)",                          // account: an external vector?
@@ -210,6 +214,8 @@ core::arch::global_asm!(
     // Preemption on the interrupt return (crate::irq): the IST stack is shared by every
     // vector, so the frame moves to the interrupted stack, below its red zone, first.
     "6:",
+    "cmpb $0, metal_account_on(%rip)",              // account: kept?
+    "je 16f",                                       // account: no
     "cmpq $32, 120(%rbx)",                          // account: an external vector?
     "jb 16f",                                       // account: no
     "decq %gs:{acct_depth}",                        // account: it leaves depth 0 before the switch

@@ -289,10 +289,7 @@ fn change(idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
     with_table(|t| {
         for (k, &i) in idx.iter().enumerate() {
             if let Err(e) = recount(t, i, how, delta) {
-                for &j in &idx[..k] {
-                    let _ = recount(t, j, how, -delta);
-                }
-                return Err(e);
+                return Err(undo(t, &idx[..k], how, delta, e));
             }
         }
         // Serialize before the modified text runs (Intel SDM vol. 3, 9.1.3 "Handling Self-
@@ -300,6 +297,17 @@ fn change(idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
         let _ = crate::cpu::cpuid(0, 0);
         Ok(0) // `patch_sync=none`: no other CPU is made to serialize
     })
+}
+
+/// Undoes the change of the sites `done` (out of line: the arming's fast path keeps fewer
+/// registers); returns `e`.
+#[cold]
+#[inline(never)]
+fn undo(t: &mut Table, done: &[u32], how: Arm, delta: i32, e: PokeError) -> PokeError {
+    for &j in done {
+        let _ = recount(t, j, how, -delta);
+    }
+    e
 }
 
 /// One more user wants each site of `idx` armed `how`: one batch under one hold of the lock,
