@@ -79,6 +79,17 @@ pub(super) struct ProbeLine {
     pub(super) hist: Vec<(u64, u64)>,
 }
 
+/// The patch handler over one `lab` run (its `patch` object): events and their summed and
+/// longest time in ns (instructions under `-icount`); all zero under the other models.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub(super) struct PatchLine {
+    pub(super) events: u64,
+    pub(super) handler_ns: u64,
+    pub(super) handler_max_ns: u64,
+    pub(super) sites_armed: u64,
+    pub(super) frames_walked: u64,
+}
+
 /// The image's `lab` line: one workload under one model.
 #[derive(Clone, Debug, Deserialize)]
 pub(super) struct LabLine {
@@ -90,6 +101,9 @@ pub(super) struct LabLine {
     pub(super) units: u64,
     pub(super) elapsed_cycles: u64,
     pub(super) probes: Vec<ProbeLine>,
+    /// Absent from an image older than the `patch` object: as if no event was armed.
+    #[serde(default)]
+    pub(super) patch: PatchLine,
 }
 
 /// TSC cycles to the figures' unit: instructions as they are under `-icount`, else ns.
@@ -112,6 +126,15 @@ impl Clock {
     fn seconds(self, cycles: u64) -> f64 {
         cycles as f64 / (self.tsc_khz.max(1) as f64 * 1e3)
     }
+}
+
+/// The patch handler per RT event over a row's rounds, in ns (instructions under `-icount`).
+#[derive(Clone, Copy, Debug)]
+struct Handler {
+    mean: f64,
+    max: u64,
+    sites: f64,
+    frames: f64,
 }
 
 /// One model × workload over its rounds.
@@ -143,6 +166,19 @@ impl Row {
 
     fn p50(&self) -> Range {
         self.range(|p| p.p50)
+    }
+
+    /// The patch handler over every round; `None` without an armed event (the other models).
+    fn handler(&self) -> Option<Handler> {
+        let sum = |f: fn(&PatchLine) -> u64| self.rounds.iter().map(|(l, _)| f(&l.patch)).sum::<u64>();
+        let events = sum(|p| p.events);
+        let per = |v: u64| v as f64 / events as f64;
+        (events > 0).then(|| Handler {
+            mean: per(sum(|p| p.handler_ns)),
+            max: self.rounds.iter().map(|(l, _)| l.patch.handler_max_ns).max().unwrap_or(0),
+            sites: per(sum(|p| p.sites_armed)),
+            frames: per(sum(|p| p.frames_walked)),
+        })
     }
 
     /// Units of work per (virtual) second, the median over rounds.
@@ -258,8 +294,9 @@ pub(super) fn table(rows: &[Row], unit: &str, exact: bool, rounds: usize, header
     }
     s += &format!(
         "\np50, p99: the RT probes' lateness in {unit}, the median of {rounds} round{} [the lowest round, the highest];\n\
-         on 2 CPUs or more the worst CPU's. units/s: the workload's work per {}second. p99.9 and the\n\
-         host's share are not measured on bare metal (null in --json)\n",
+         on 2 CPUs or more the worst CPU's. units/s: the workload's work per {}second. handler: the\n\
+         patch models' handler per RT event, mean and longest, in {unit}. p99.9 and the host's share\n\
+         are not measured on bare metal (null in --json)\n",
         if rounds == 1 { "" } else { "s" },
         if exact { "virtual " } else { "" }
     );
@@ -270,8 +307,9 @@ pub(super) fn table(rows: &[Row], unit: &str, exact: bool, rounds: usize, header
 fn workload_table(w: &str, rows: &[Row], unit: &str) -> String {
     let mine: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
     let num = |v: f64| grouped(v as u64);
-    let mut cells: Vec<[String; 6]> =
-        vec![[w, &format!("p50 {unit}"), &format!("p99 {unit}"), "max", "samples", "units/s"].map(String::from)];
+    let mut cells: Vec<[String; 7]> =
+        vec![[w, &format!("p50 {unit}"), &format!("p99 {unit}"), "max", "samples", "units/s", "handler mean/max"]
+            .map(String::from)];
     for r in mine {
         let max = r.range(|p| p.max).hi;
         let samples: u64 = r.rounds.iter().flat_map(|(l, _)| l.probes.iter().map(|p| p.samples)).sum();
@@ -282,13 +320,14 @@ fn workload_table(w: &str, rows: &[Row], unit: &str) -> String {
             num(max),
             samples.to_string(),
             r.throughput().map_or("-".into(), |t| format!("{t:.0}")),
+            r.handler().map_or("-".into(), |h| format!("{}/{}", num(h.mean), num(h.max as f64))),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..7).map(|i| cells.iter().map(|c| c[i].chars().count()).max().unwrap_or(0)).collect();
     let mut s = String::new();
     for c in &cells {
         let mut l = format!("{:<w$}", c[0], w = widths[0]);
-        for i in 1..6 {
+        for i in 1..7 {
             l += &format!("  {:>w$}", c[i], w = widths[i]);
         }
         s += l.trim_end();
@@ -338,7 +377,9 @@ pub(super) fn json_row(s: &Session, r: &Row) -> Value {
         "elapsed_cycles": first.elapsed_cycles, "tsc_khz": r.rounds[0].1.tsc_khz,
         "throughput_ops_s": r.throughput(), "latency_ns": {"p50": r.p50().value, "p99": p99.value,
         "p99_lo": p99.lo, "p99_hi": p99.hi}, "latency_undisturbed_ns": null, "host_disturbed": null,
-        "rounds": r.rounds.len(), "rounds_latency_ns": rounds, "probes": probes});
+        "rounds": r.rounds.len(), "rounds_latency_ns": rounds, "probes": probes,
+        "handler_ns_per_event": r.handler().map(|h| h.mean), "handler_max_ns": r.handler().map(|h| h.max),
+        "sites_armed_per_event": r.handler().map(|h| h.sites), "frames_walked_per_event": r.handler().map(|h| h.frames)});
     if let Value::Object(v) = v {
         o.extend(v);
     }

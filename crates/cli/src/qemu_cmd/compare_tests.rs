@@ -12,8 +12,14 @@ fn serial(model: &str, tsc_khz: u64, p99s: &[(&str, u64)]) -> String {
         s += &format!(
             "{{\"test\":\"lab\",\"model\":\"{model}\",\"cpus\":1,\"workload\":\"{w}\",\"size\":64,\"calls\":500,\"units\":32000,\
              \"elapsed_cycles\":2000000000,\"probes\":[{{\"cpu\":0,\"prio\":90,\"interval_ns\":1000000,\"samples\":100,\
-             \"min\":1000,\"p50\":1500,\"p99\":{p99},\"max\":{},\"hist\":[[1024,60],[2048,40]]}}]}}\r\n",
-            p99 + 100
+             \"min\":1000,\"p50\":1500,\"p99\":{p99},\"max\":{},\"hist\":[[1024,60],[2048,40]]}}]{}}}\r\n",
+            p99 + 100,
+            // the patch models' handler: 4 events of 380 and 420 (a mean of 400), none elsewhere
+            if model.starts_with("patch") {
+                ",\"patch\":{\"events\":4,\"handler_ns\":1600,\"handler_max_ns\":420,\"sites_armed\":8,\"frames_walked\":4,\"redirects\":0,\"fallbacks\":0}"
+            } else {
+                ""
+            }
         );
     }
     s
@@ -83,7 +89,7 @@ fn under_icount_one_boot_ranks_exactly_and_equal_figures_tie() {
     assert_eq!(lines[2], "hog: p99 a tie within the spread: none 5,000 instr, full 5,000 instr");
     assert_eq!(lines[3], HEADER, "the substrate right after the verdict:\n{t}");
     let row = lines.iter().find(|l| l.starts_with("full ")).unwrap();
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["full", "1,500", "4,000", "4,100", "100", "16000"]);
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["full", "1,500", "4,000", "4,100", "100", "16000", "-"]);
 }
 
 #[test]
@@ -121,4 +127,20 @@ fn the_json_row_keeps_the_hosted_names_and_nulls_what_bare_metal_does_not_measur
     assert_eq!((p["interval_us"].as_u64(), p["latency_ns"]["p99"].as_u64()), (Some(1000), Some(4000)));
     assert!(p["latency_ns"]["p999"].is_null(), "no p99.9 from the image");
     assert_eq!(p["histogram"][1], serde_json::json!({"lo_ns": 2048, "count": 40}));
+    assert!(v["handler_ns_per_event"].is_null(), "full arms nothing: {v}");
+}
+
+#[test]
+fn the_patch_handler_per_event_is_summed_over_rounds_into_the_table_and_the_json() {
+    let boots = [("patch-call", 1_000_000, vec![("hog", 5000)]), ("patch-call", 1_000_000, vec![("hog", 5000)])];
+    let r = rows(&boots, true);
+    let v = json_row(&session(true), &r[0]);
+    assert_eq!(v["handler_ns_per_event"], 400.0, "1600 ns over 4 events, in both rounds: {v}");
+    assert_eq!((v["handler_max_ns"].as_u64(), v["sites_armed_per_event"].as_f64()), (Some(420), Some(2.0)));
+    assert_eq!(v["frames_walked_per_event"], 1.0);
+    let t = table(&r, "instr", true, 2, HEADER);
+    let row = t.lines().find(|l| l.starts_with("patch-call ")).unwrap();
+    assert!(row.ends_with(" 400/420"), "the handler's mean and longest last: {t}");
+    let old = serial("patch-call", 1, &[("hog", 1)]).replace(&format!(",\"patch\":{}", "{"), ",\"old\":{");
+    assert!(parse(&boot(old)).is_ok(), "a line without the patch object still parses");
 }
