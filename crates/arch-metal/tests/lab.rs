@@ -110,6 +110,16 @@ fn patch_model_serves_every_workload_at_a_point(model: &str) {
     for ((w, p), n) in WORKLOADS.iter().zip(p99s(&patch)).zip(p99s(&none)) {
         assert!(p < n / 3, "{w}: {model}'s p99 {p} is not under a third of none's {n}\n{patch:?}");
     }
+    // The run's patch counters: events armed, each with its time, within the longest; none
+    // under `none`.
+    for (r, n) in patch.iter().zip(&none) {
+        let h = &r["patch"];
+        let (events, total, max) =
+            (h["events"].as_u64().unwrap(), h["handler_ns"].as_u64().unwrap(), h["handler_max_ns"].as_u64().unwrap());
+        assert!(events > 0 && h["sites_armed"].as_u64().unwrap() >= events, "{r}");
+        assert!(max > 0 && total >= events * 100 && total <= events * max, "every event timed: {r}");
+        assert_eq!(n["patch"]["events"], 0, "none arms nothing: {n}");
+    }
 }
 
 #[test]
