@@ -155,9 +155,12 @@ fn cpus_2_on_a_machine_of_one_cpu_is_refused_naming_smp() {
 }
 
 /// Boots `preempt=model cpus=2 image.run=smp` on QEMU's `-smp 2` and checks the SMP scenario:
-/// the RT task must have run at `place`.
+/// the RT task must have run at `place`. Under `-icount` the two vCPUs run by turns on virtual
+/// time, so a host that starves one of QEMU's threads for milliseconds (a loaded 2-core
+/// machine) cannot move the interrupt or the IPI out of the atoms it must land in.
 fn two_cpus_run_the_smp_scenario(model: &str, place: &str) {
-    let Some(b) = boot_with(&["-smp", "2"], &format!("preempt={model} cpus=2 image.run=smp")) else { return };
+    let qemu = ["-smp", "2", "-icount", "shift=0,sleep=off"];
+    let Some(b) = boot_with(&qemu, &format!("preempt={model} cpus=2 image.run=smp")) else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
     // as the hosted scenario on 2 CPUs: the interrupt on CPU 0, the busy and RT tasks on CPU 1
     let rt = result(&b, "rt");
