@@ -8,7 +8,9 @@
 //! the RT task stamps the TSC as it runs: the wake-up to the task running, in cycles (in
 //! instructions under `-icount shift=0`). `ipi_round_trip`: CPU 0 runs
 //! `smp_call_function_single(1, .., wait)` 100 times: each is a function-call IPI to CPU 1
-//! and CPU 0 waiting for its completion; min and median in cycles. One JSON line each.
+//! and CPU 0 waiting for its completion; min and median in cycles. Then the register torture
+//! (`crate::torture`) on CPU 1: both its tasks bound there, in user mode under every model
+//! and in kernel mode under `full`. One JSON line each.
 //!
 //! **Invariant.** Every task it spawns finishes (the run's summary counts them).
 
@@ -23,7 +25,15 @@ static WOKE_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// The scenario (see the module's description); the failed checks.
 pub(crate) fn init(model: PreemptModel, _bh: kernel::BhMode) -> i64 {
-    i64::from(!crate::scenarios::rt(model, 2)) + i64::from(!remote_wakeup()) + i64::from(!ipi_round_trip())
+    let mut failed =
+        i64::from(!crate::scenarios::rt(model, 2)) + i64::from(!remote_wakeup()) + i64::from(!ipi_round_trip());
+    // the register torture on CPU 1 (an AP): user mode under every model, kernel mode where
+    // an interrupt's return preempts kernel code
+    failed += i64::from(!crate::torture::torture_on(false, 1));
+    if model == PreemptModel::Full {
+        failed += i64::from(!crate::torture::torture_on(true, 1));
+    }
+    failed
 }
 
 fn remote_wakeup() -> bool {

@@ -175,12 +175,32 @@ fn clobber() {
     }
 }
 
-/// Runs torture calls until the RT task preempted them `want` times; one JSON line.
+/// Runs torture calls on the calling task's CPU until the RT task preempted them `want` times;
+/// one JSON line.
 pub(crate) fn torture(kernel_mode: bool) -> bool {
+    calls(kernel_mode, None)
+}
+
+/// [`torture`] on CPU `cpu`: the torture calls in a task bound to it, the RT task bound to it
+/// too (its timer, and so its wake-up and the preemption, that CPU's own): on an AP, its gate,
+/// its IST stacks and its vector state under the same patterns.
+pub(crate) fn torture_on(kernel_mode: bool, cpu: usize) -> bool {
+    let mask = 1u64 << cpu;
+    let t = kernel::spawn(TaskBuilder::new("torture").cpus(mask), move || i64::from(!calls(kernel_mode, Some(cpu))));
+    t.join() == Ok(0)
+}
+
+/// The torture loop (see [`torture`]); `cpu`: the CPU both tasks are bound to, if any.
+fn calls(kernel_mode: bool, cpu: Option<usize>) -> bool {
     let runs = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (r, s) = (runs.clone(), stop.clone());
-    let rt = kernel::spawn(TaskBuilder::new("clobber").fifo(60), move || {
+    let builder = TaskBuilder::new("clobber").fifo(60);
+    let builder = match cpu {
+        Some(c) => builder.cpus(1 << c),
+        None => builder,
+    };
+    let rt = kernel::spawn(builder, move || {
         while !s.load(Ordering::Acquire) {
             kernel::time::sleep_ns(500_000);
             crate::scenarios::check_sites_idle();
@@ -206,11 +226,13 @@ pub(crate) fn torture(kernel_mode: bool) -> bool {
     stop.store(true, Ordering::Release);
     let rt_ok = rt.join() == Ok(0);
     let rz_bad = metal_torture_rz_bad.load(Ordering::Acquire) != 0;
-    let ok = rt_ok && mismatches == 0 && !rz_bad && preempted >= want;
+    let on_cpu = cpu.is_none_or(|c| kernel::raw_smp_processor_id() == c);
+    let ok = rt_ok && mismatches == 0 && !rz_bad && preempted >= want && on_cpu;
     kprintln!(
-        "{{\"test\":\"torture\",\"mode\":\"{}\",\"calls\":{calls},\"preempted_calls\":{preempted},\
+        "{{\"test\":\"torture\",\"mode\":\"{}\",\"cpu\":{},\"calls\":{calls},\"preempted_calls\":{preempted},\
          \"register_mismatches\":{mismatches},\"red_zone_intact\":{},\"ok\":{ok}}}",
         if kernel_mode { "kernel" } else { "user" },
+        kernel::raw_smp_processor_id(),
         !rz_bad
     );
     ok

@@ -189,6 +189,19 @@ fn two_cpus_run_the_smp_scenario(model: &str, place: &str) {
     }
     assert!(cpus[0]["ipis_sent"].as_u64() >= Some(101), "CPU 0 sent the IPIs: {}", b.serial);
     assert!(cpus[1]["ipis_received"].as_u64() >= Some(101), "CPU 1 took them as interrupts: {}", b.serial);
+    // the register torture on CPU 1, an AP: user mode always, kernel mode under `full`
+    let tortures: Vec<Value> = b
+        .serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .filter(|v| v["test"] == "torture")
+        .collect();
+    let modes: Vec<&str> = tortures.iter().map(|t| t["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, if model == "full" { vec!["user", "kernel"] } else { vec!["user"] }, "{}", b.serial);
+    for t in &tortures {
+        assert_eq!((t["cpu"].as_u64(), t["register_mismatches"].as_u64()), (Some(1), Some(0)), "{t}");
+        assert!(t["preempted_calls"].as_u64() >= Some(20) && t["red_zone_intact"] == true && t["ok"] == true, "{t}");
+    }
 }
 
 #[test]
