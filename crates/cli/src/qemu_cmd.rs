@@ -110,17 +110,14 @@ pub(crate) fn plan(a: &QemuArgs) -> Result<Plan, String> {
         qemu::check_kvm()?;
     }
     match &a.command {
-        Some(QemuCommand::Torture) if cpus > 1 => {
-            return Err(format!(
-                "--cpus {cpus}: qemu torture runs the image's one-CPU scenarios; use --cpus 1 (the SMP scenario: qemu demo --cpus {cpus})"
-            ))
-        }
         Some(QemuCommand::Compare(c)) => compare::check(c)?,
         Some(QemuCommand::Check(_)) if cpus > 1 => {
             return Err(format!("--cpus {cpus}: qemu check runs on one CPU; use --cpus 1"))
         }
         Some(QemuCommand::Check(_)) if accel == qemu::Accel::Kvm => {
-            return Err("--accel kvm: qemu check counts instructions (-icount), which only TCG can; use --accel tcg".into())
+            return Err(
+                "--accel kvm: qemu check counts instructions (-icount), which only TCG can; use --accel tcg".into()
+            )
         }
         _ => {}
     }

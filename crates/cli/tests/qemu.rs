@@ -34,7 +34,7 @@ fn an_unknown_accelerator_is_refused_with_the_ones_there_are() {
 #[test]
 fn zero_cpus_are_refused_with_the_range() {
     refused(&["qemu", "demo", "--cpus", "0"], &[], "--cpus 0", "use 1..=64");
-    refused(&["qemu", "torture", "--cpus", "2"], &[], "--cpus 2", "use --cpus 1");
+    refused(&["qemu", "check", "--cpus", "2"], &[], "--cpus 2", "use --cpus 1");
 }
 
 #[test]
@@ -90,6 +90,30 @@ fn the_bare_metal_demo_places_the_rt_task_and_two_icount_runs_print_the_same_jso
     let (code, second, err) = atomkernel_env(&args, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(first, second, "-icount: two boots, the same figures");
+}
+
+/// The torture on two CPUs: the SMP scenario's boot runs it on CPU 1 (an AP), in user and,
+/// under `full`, kernel mode, every row preempted and nothing lost.
+#[test]
+fn the_bare_metal_torture_on_two_cpus_runs_on_the_ap_and_loses_no_register() {
+    if let Err(why) = qemu::find_qemu() {
+        hostlab::testing::skip(&why);
+        return;
+    }
+    let args = ["qemu", "torture", "--preempt", "full", "--cpus", "2", "--icount", "--json"];
+    let (code, out, err) = atomkernel_env(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["user", "kernel"], "{out}");
+    for r in &rows {
+        assert_eq!(
+            (r["cpu"].as_u64(), r["register_mismatches"].as_u64(), r["ok"].as_bool()),
+            (Some(1), Some(0), Some(true)),
+            "{r}"
+        );
+        assert!(r["preempted_calls"].as_u64() >= Some(20), "{r}");
+    }
 }
 
 #[test]

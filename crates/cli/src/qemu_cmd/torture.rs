@@ -1,10 +1,11 @@
 //! `atomkernel qemu torture`: the image's register-integrity torture per model, as the hosted
 //! `torture`'s report.
 //!
-//! **Mechanism.** One boot per model (`preempt=M`, the image's scenarios); its `torture`
-//! lines (user mode under every model, kernel mode where the model preempts kernel code: an
-//! asm body fills the 15 general registers, xmm0-15 and its red zone, spins, checks them all,
-//! while an RT task woken every 500 µs clobbers every register it may) become rows.
+//! **Mechanism.** One boot per model (`preempt=M`, the image's scenarios; with `--cpus 2` or
+//! more its SMP scenario, which runs the torture on CPU 1, an AP); its `torture` lines (user
+//! mode under every model, kernel mode where the model preempts kernel code: an asm body
+//! fills the 15 general registers, xmm0-15 and its red zone, spins, checks them all, while an
+//! RT task woken every 500 µs on the same CPU clobbers every register it may) become rows.
 //!
 //! **Invariant.** The verdict says "no register lost" only when every boot ended SUCCESS,
 //! printed its torture lines, and each has 0 mismatches, its red zone intact and as many
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(super) struct TortureLine {
     pub(super) mode: String,
+    /// The CPU the calls ran on (0 in an image older than the field).
+    #[serde(default)]
+    pub(super) cpu: usize,
     pub(super) calls: u64,
     pub(super) preempted_calls: u64,
     pub(super) register_mismatches: u64,
@@ -94,15 +98,16 @@ pub(super) fn verdict(rows: &[Row], boots_ok: bool) -> String {
 /// Mode, calls, preempted, mismatches, red zone: a row per model and mode.
 pub(super) fn table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<12} {:<7} {:>6} {:>10} {:>11}  {:<9} {}\n",
-        "model", "mode", "calls", "preempted", "mismatches", "red zone", "check"
+        "{:<12} {:<7} {:>3} {:>6} {:>10} {:>11}  {:<9} {}\n",
+        "model", "mode", "cpu", "calls", "preempted", "mismatches", "red zone", "check"
     );
     for r in rows {
         let l = &r.line;
         s += &format!(
-            "{:<12} {:<7} {:>6} {:>10} {:>11}  {:<9} {}\n",
+            "{:<12} {:<7} {:>3} {:>6} {:>10} {:>11}  {:<9} {}\n",
             r.model,
             l.mode,
+            l.cpu,
             l.calls,
             l.preempted_calls,
             l.register_mismatches,
@@ -149,7 +154,10 @@ mod tests {
         let t = table(&[row("full", USER), row("full", KERNEL)]);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("model ") && lines[0].contains("red zone"), "{t}");
-        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["full", "user", "25", "20", "0", "intact", "ok"]);
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["full", "user", "0", "25", "20", "0", "intact", "ok"]
+        );
         assert_eq!(lines[2].split_whitespace().take(2).collect::<Vec<_>>(), ["full", "kernel"]);
     }
 }
