@@ -125,6 +125,8 @@ fn parse(cmdline: &str, config: &kernel::Config) -> Result<(), String> {
 #[derive(Clone, Copy)]
 struct Sample {
     rip: u64,
+    /// The interrupted `rcx`: the iterations left when the interrupt landed on a `rep`.
+    rcx: u64,
     /// The return addresses of the interrupted code's callers, innermost first.
     returns: [u64; RETURNS],
     n_returns: usize,
@@ -177,7 +179,7 @@ impl Record {
         for (r, &a) in returns.iter_mut().zip(&self.chain[1..=n]) {
             *r = a as u64;
         }
-        Sample { rip: self.irq.rip, returns, n_returns: n, measured, kind }
+        Sample { rip: self.irq.rip, rcx: self.irq.rcx, returns, n_returns: n, measured, kind }
     }
 }
 
@@ -316,11 +318,14 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
 /// weighing 1), summed up to the first frame the patch model arms, as its interrupt exit
 /// does: the first whose exact-table entry names points or a return before one (its points
 /// are armed and its return redirected); a frame outside the table (a function reaching no
-/// point) returns into its caller unredirected. `Err`: the reason no figure exists.
+/// point) returns into its caller unredirected. An interrupted `rep` string instruction weighs
+/// the iterations its `rcx` had left (`Bounds::from_rep`). `Err`: the reason no figure exists.
 fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64, String> {
     let mut total = 0u64;
     for &at in core::iter::once(&s.rip).chain(&s.returns[..s.n_returns]) {
-        let b = match memo.from(at) {
+        // the interrupted frame on a `rep`: its count register says how many iterations remain
+        let b = if at == s.rip { memo.from_rep(at, s.rcx) } else { memo.from(at) };
+        let b = match b {
             Bound::Known(n) => n,
             Bound::Unknown(u) => return Err(format!("{:?}", u.reason)),
         };

@@ -84,6 +84,25 @@ fn a_rep_string_instruction_is_unknown_and_a_plain_one_counts_one() {
 }
 
 #[test]
+fn a_rep_with_its_count_known_weighs_its_count_then_what_follows() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").nop().label("rep").raw(&[0xf3, 0xa4]).label("after").nop().ret();
+    a.func("g").label("two").raw(&[0xf3, 0xa4]).raw(&[0xf3, 0xa4]).ret(); // two reps in a row
+    let p = a.finish();
+    let an = p.analyze();
+    let b = an.bounds();
+    assert_eq!(b.from_rep(p.at("rep"), 4096), Bound::Known(4096 + 1 + 2), "the iterations left, the last, nop, ret");
+    assert_eq!(b.from_rep(p.at("rep"), 0), Bound::Known(1 + 2), "a count of 0 still executes the rep once");
+    assert_eq!(b.from_rep(p.at("after"), 4096), Bound::Known(2), "not a rep: the plain bound");
+    assert_eq!(b.from_rep(p.at("f"), 7), b.from(p.at("f")), "before the rep its count is not known");
+    let second = b.from_rep(p.at("two"), 5);
+    assert!(
+        matches!(second, Bound::Unknown(Unknown { reason: Reason::RepCount, .. })),
+        "the next rep's count is not this one: {second:?}"
+    );
+}
+
+#[test]
 fn a_branch_takes_the_longer_arm() {
     let mut a = Asm::new(0x1000);
     a.func("f").cmp_mem().je("short").nop().nop().nop().label("short").nop().ret();

@@ -8,7 +8,7 @@
 //! and otherwise skips it. Enabled, it stores its entry `rdtsc` in [`Account`]'s
 //! `entry_tsc` for every vector. For the external vectors it counts the nesting (`depth`): an
 //! interrupt entered at depth 0 also leaves its TSC, the interrupted RIP, RSP and RBP and its
-//! vector in `irq_*`, and when it returns without preempting, its cycles from the entry `rdtsc` to the
+//! vector in `irq_*` (and its `rcx`, a `rep` instruction's count), and when it returns without preempting, its cycles from the entry `rdtsc` to the
 //! exit `rdtsc` are added to `irq_cycles` and `irqs` counts it (a nested interrupt's cycles are
 //! inside its outer one's; one that preempts leaves depth 0 before the switch and adds
 //! nothing). What the gate runs outside the two `rdtsc`s is straight-line and the same for
@@ -104,6 +104,7 @@ pub struct Account {
     irq_vector: Cell<u64>,
     irq_rsp: Cell<u64>,
     irq_rbp: Cell<u64>,
+    irq_rcx: Cell<u64>,
     point_tsc: Cell<u64>,
     point_kind: Cell<u64>,
     point_cycles: Cell<u64>,
@@ -124,6 +125,7 @@ impl Account {
             irq_vector: Cell::new(0),
             irq_rsp: Cell::new(0),
             irq_rbp: Cell::new(0),
+            irq_rcx: Cell::new(0),
             point_tsc: Cell::new(0),
             point_kind: Cell::new(0),
             point_cycles: Cell::new(0),
@@ -154,6 +156,7 @@ pub(crate) const OFF_IRQ_RIP: usize = off!(irq_rip);
 pub(crate) const OFF_IRQ_VECTOR: usize = off!(irq_vector);
 pub(crate) const OFF_IRQ_RSP: usize = off!(irq_rsp);
 pub(crate) const OFF_IRQ_RBP: usize = off!(irq_rbp);
+pub(crate) const OFF_IRQ_RCX: usize = off!(irq_rcx);
 const OFF_POINT_TSC: usize = off!(point_tsc);
 const OFF_POINT_KIND: usize = off!(point_kind);
 const OFF_POINT_CYCLES: usize = off!(point_cycles);
@@ -227,6 +230,9 @@ pub struct Irq {
     pub sp: u64,
     /// See `sp`.
     pub bp: u64,
+    /// The interrupted `rcx`: a `rep` string instruction's iterations still to run, when the
+    /// interrupt landed on one.
+    pub rcx: u64,
     /// The external interrupts being served now (1: this one alone).
     pub depth: u64,
     /// The sums at its entry (its own cycles are added when it returns).
@@ -267,6 +273,7 @@ pub fn irq() -> Irq {
         vector: a.irq_vector.get(),
         sp: a.irq_rsp.get(),
         bp: a.irq_rbp.get(),
+        rcx: a.irq_rcx.get(),
         depth: a.depth.get(),
         sums: Sums { cycles: a.irq_cycles.get(), irqs: a.irqs.get() },
     })

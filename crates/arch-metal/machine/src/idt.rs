@@ -129,6 +129,8 @@ core::arch::global_asm!(
     "movq %rax, %gs:{acct_irq_rsp}",                // account:   (frame.rsp)
     "movq 64(%rbx), %rax",                          // account:   and rbp, for the unwinder
     "movq %rax, %gs:{acct_irq_rbp}",                // account:   (frame.rbp)
+    "movq 96(%rbx), %rax",                          // account:   and rcx, a rep's count
+    "movq %rax, %gs:{acct_irq_rcx}",                // account:   (frame.rcx)
     "14:",
     "subq ${area}, %rsp",                           // room for the vector state below the frame
     "andq $-64, %rsp",                              // XSAVE/FXSAVE want an aligned area
@@ -276,6 +278,7 @@ core::arch::global_asm!(
     acct_irq_vector = const crate::account::OFF_IRQ_VECTOR,
     acct_irq_rsp = const crate::account::OFF_IRQ_RSP,
     acct_irq_rbp = const crate::account::OFF_IRQ_RBP,
+    acct_irq_rcx = const crate::account::OFF_IRQ_RCX,
     acct_cycles = const crate::account::OFF_IRQ_CYCLES,
     acct_irqs = const crate::account::OFF_IRQS,
     options(att_syntax),
