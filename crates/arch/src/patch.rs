@@ -388,15 +388,8 @@ pub struct AllSitesClaim {
 /// Claims every site (see [`AllSitesClaim`]). On a refusal nothing stays claimed: the sites
 /// armed before the refused one are disarmed again.
 pub fn claim_all_sites() -> Result<AllSitesClaim, PokeError> {
-    let n = alias()?.sites.len();
-    for idx in 0..n {
-        if let Err(e) = arm(idx, Arm::Call) {
-            for armed in 0..idx {
-                let _ = disarm(armed, Arm::Call);
-            }
-            return Err(e);
-        }
-    }
+    let all: Vec<u32> = (0..alias()?.sites.len()).map(one).collect::<Result<_, _>>()?;
+    change(&all, Arm::Call, 1, PatchSync::None)?; // one batch: all or nothing
     Ok(AllSitesClaim { _claimed: () })
 }
 

@@ -158,7 +158,7 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 }
 
 /// The table's first use: every site from the linker's table, sorted. Every site's five
-/// bytes lie in the text (checked here, once: [`write_op`] relies on it).
+/// bytes lie in the text (checked here, once: [`check`] and [`write_op`] rely on it).
 #[cold]
 #[inline(never)]
 fn build_table(slot: &mut Option<Table>) -> &mut Table {
@@ -329,9 +329,9 @@ pub fn claim_all() -> Result<AllSitesClaim, PokeError> {
     if CLAIMED.swap(true, Ordering::AcqRel) {
         return Err(PokeError::Host("every site is claimed already".into()));
     }
-    for i in 0..site_addrs().len() as u32 {
-        arm(&[i], Arm::Call, PatchSync::None)?;
-    }
+    let all: Vec<u32> = (0..site_addrs().len() as u32).collect();
+    // one batch: all or nothing, so a refused site leaves no claim behind
+    arm(&all, Arm::Call, PatchSync::None).inspect_err(|_| CLAIMED.store(false, Ordering::Release))?;
     Ok(AllSitesClaim(()))
 }
 

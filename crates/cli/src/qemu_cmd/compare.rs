@@ -345,7 +345,7 @@ fn latency(min: u64, p50: u64, p99: u64, max: u64, count: u64) -> Value {
 pub(super) fn json_row(s: &Session, r: &Row) -> Value {
     let mut o = s.json_head();
     let (first, _) = &r.rounds[0];
-    let p99 = r.p99();
+    let (p99, h) = (r.p99(), r.handler());
     let probes: Vec<Value> = first
         .probes
         .iter()
@@ -378,8 +378,8 @@ pub(super) fn json_row(s: &Session, r: &Row) -> Value {
         "throughput_ops_s": r.throughput(), "latency_ns": {"p50": r.p50().value, "p99": p99.value,
         "p99_lo": p99.lo, "p99_hi": p99.hi}, "latency_undisturbed_ns": null, "host_disturbed": null,
         "rounds": r.rounds.len(), "rounds_latency_ns": rounds, "probes": probes,
-        "handler_ns_per_event": r.handler().map(|h| h.mean), "handler_max_ns": r.handler().map(|h| h.max),
-        "sites_armed_per_event": r.handler().map(|h| h.sites), "frames_walked_per_event": r.handler().map(|h| h.frames)});
+        "handler_ns_per_event": h.map(|h| h.mean), "handler_max_ns": h.map(|h| h.max),
+        "sites_armed_per_event": h.map(|h| h.sites), "frames_walked_per_event": h.map(|h| h.frames)});
     if let Value::Object(v) = v {
         o.extend(v);
     }

@@ -79,6 +79,11 @@ impl PtableMode {
     /// Every mode, in the order reports list them.
     pub const ALL: [PtableMode; 2] = [PtableMode::Exact, PtableMode::Function];
 
+    /// Its place in [`PtableMode::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -366,8 +371,9 @@ mod tests {
     fn ptable_parses_and_defaults_to_exact() {
         assert_eq!(Config::default().ptable, PtableMode::Exact);
         assert_eq!(Config::from_cmdline("ptable=function").unwrap().ptable, PtableMode::Function);
-        for m in PtableMode::ALL {
+        for (i, m) in PtableMode::ALL.into_iter().enumerate() {
             assert_eq!(m.name().parse::<PtableMode>().unwrap(), m);
+            assert_eq!(m.index(), i, "the patch tables are kept by index");
         }
     }
 

@@ -228,12 +228,12 @@ pub(crate) fn build_tables(mode: PtableMode) -> Result<(), String> {
         PtableMode::Exact => Some(&exact::build()?.table),
         PtableMode::Function => None,
     };
-    let _ = TABLES[mode as usize].set(Tables { exact, function });
+    let _ = TABLES[mode.index()].set(Tables { exact, function });
     Ok(())
 }
 
 /// The tables of each `ptable=` mode, once built: one load finds both at an arming.
-static TABLES: [OnceLock<Tables<'static>>; 2] = [OnceLock::new(), OnceLock::new()];
+static TABLES: [OnceLock<Tables<'static>>; PtableMode::ALL.len()] = [const { OnceLock::new() }; PtableMode::ALL.len()];
 
 /// What one frame's look-up says to arm.
 enum Plan<'a> {
@@ -256,7 +256,7 @@ impl Tables<'static> {
     /// `k`'s tables (its `ptable=` mode's), once [`build_tables`] has run.
     #[inline]
     fn get(k: &Kernel) -> Option<Tables<'static>> {
-        TABLES[k.config.ptable as usize].get().copied()
+        TABLES[k.config.ptable.index()].get().copied()
     }
 }
 
