@@ -319,24 +319,25 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
 /// does: the first whose exact-table entry names points or a return before one (its points
 /// are armed and its return redirected); a frame outside the table (a function reaching no
 /// point) returns into its caller unredirected. An interrupted `rep` string instruction weighs
-/// the iterations its `rcx` had left (`Bounds::from_rep`). `Err`: the reason no figure exists.
-fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64, String> {
+/// the iterations its `rcx` had left (`Bounds::from_rep`). `Err`: the reason no figure exists
+/// and the address (the RIP or a return address) whose code has none.
+fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64, (String, u64)> {
     let mut total = 0u64;
     for &at in core::iter::once(&s.rip).chain(&s.returns[..s.n_returns]) {
         // the interrupted frame on a `rep`: its count register says how many iterations remain
         let b = if at == s.rip { memo.from_rep(at, s.rcx) } else { memo.from(at) };
         let b = match b {
             Bound::Known(n) => n,
-            Bound::Unknown(u) => return Err(format!("{:?}", u.reason)),
+            Bound::Unknown(u) => return Err((format!("{:?}", u.reason), at)),
         };
-        total = total.checked_add(b).ok_or_else(|| String::from("Overflow"))?;
+        total = total.checked_add(b).ok_or_else(|| (String::from("Overflow"), at))?;
         match table.lookup(at) {
             Some(Lookup::Exact { sites, may_return }) if sites.is_empty() && !may_return => {}
             Some(_) => return Ok(total),
             None => {}
         }
     }
-    Err(String::from("NoArmedFrame"))
+    Err((String::from("NoArmedFrame"), s.rip))
 }
 
 /// Prints the workload's `bound_check` line and its `bound_violation` lines; the violations.
@@ -347,11 +348,12 @@ fn report(
     name: &str,
     t: &Taken,
     rip_known: usize,
-    bound: impl Fn(&Sample) -> Result<u64, String>,
+    bound: impl Fn(&Sample) -> Result<u64, (String, u64)>,
 ) -> i64 {
     let (mut checked, mut unknown, mut violations) = (0u64, 0u64, 0usize);
     let (mut max_ratio, mut max_measured) = (0f64, 0u64);
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    // per reason: the samples, and the first address whose code had no bound for it
+    let mut reasons: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for s in &t.samples {
         max_measured = max_measured.max(s.measured);
         match bound(s) {
@@ -372,13 +374,14 @@ fn report(
                     violations += 1;
                 }
             }
-            Err(reason) => {
+            Err((reason, at)) => {
                 unknown += 1;
-                *reasons.entry(reason).or_default() += 1;
+                reasons.entry(reason).or_insert((0, at)).0 += 1;
             }
         }
     }
-    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("[\"{r}\",{n}]")).collect();
+    let at: Vec<String> = reasons.iter().map(|(r, (_, a))| format!("[\"{r}\",\"{a:#x}\"]")).collect();
+    let reasons: Vec<String> = reasons.iter().map(|(r, (n, _))| format!("[\"{r}\",{n}]")).collect();
     let kinds: Vec<String> = [Kind::Call, Kind::Int3, Kind::Return]
         .iter()
         .map(|k| format!("\"{}\":{}", k.name(), t.samples.iter().filter(|s| s.kind == *k).count()))
@@ -386,14 +389,15 @@ fn report(
     kprintln!(
         "{{\"test\":\"bound_check\",\"model\":\"{}\",\"workload\":\"{name}\",\"samples\":{},\"checked\":{checked},\
          \"unknown\":{unknown},\"rip_known\":{rip_known},\"violations\":{violations},\"max_ratio\":{max_ratio:.4},\"max_measured\":{max_measured},\
-         \"no_point\":{},\"nested\":{},\"negative\":{},\"kinds\":{{{}}},\"unknown_reasons\":[{}]}}",
+         \"no_point\":{},\"nested\":{},\"negative\":{},\"kinds\":{{{}}},\"unknown_reasons\":[{}],\"unknown_at\":[{}]}}",
         model.name(),
         t.samples.len(),
         t.no_point,
         t.nested,
         t.negative,
         kinds.join(","),
-        reasons.join(",")
+        reasons.join(","),
+        at.join(",")
     );
     violations as i64
 }

@@ -6,9 +6,16 @@
 //! armed site reads as `call` or `int3`). Each instruction gets its successors inside the
 //! function (fall-through, direct jump and branch targets, the cases of a recognised jump
 //! table) and what it does at the edge of the function: a direct call (the callee), a return,
-//! a jump out of the function (a tail call). An indirect jump that is not a recognised jump
-//! table, a branch into the middle of an instruction or undecodable bytes mark the function
-//! **unresolved**: nothing exact is claimed about it.
+//! a jump out of the function (a tail call). A jump table whose index is range-checked
+//! (`cmp I, N; ja`) has `N + 1` cases; one whose index is not (LLVM leaves the check out when
+//! the index is an enum's discriminant, whose range the type bounds) is read **open-ended**,
+//! as Linux's objtool reads one (`add_jump_table`): entry after entry while each names an
+//! instruction of the same function, and up to the next address the function's code refers to
+//! (another table's start, as objtool stops at the next table). Every real case is such an
+//! entry, so none is missed; an entry read past the table's end can only add a case, which
+//! makes the answers more conservative, never wrong. An indirect jump
+//! that is not a recognised jump table, a branch into the middle of an instruction or
+//! undecodable bytes mark the function **unresolved**: nothing exact is claimed about it.
 //!
 //! **Invariant.** In a resolved function every successor index names an instruction of the
 //! same function, and every way control can leave an instruction is one of its successors, its
@@ -111,6 +118,9 @@ enum Flow {
     Jump(u64),
     Branch(u64),
     Table(Vec<u64>),
+    /// An open-ended table's start and entries as read: its cases are those up to the first
+    /// entry off the function's instruction boundaries or at an address its code refers to.
+    OpenTable(u64, Vec<u64>),
     End,
     Unresolved(&'static str),
 }
@@ -123,6 +133,8 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
     let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
     let mut recent: Vec<Instruction> = Vec::new();
     let mut info = InstructionInfoFactory::new();
+    // every address a RIP-relative operand names (the tables' starts among them)
+    let mut refs: Vec<u64> = Vec::new();
     let mut site = sites.partition_point(|&s| s < start);
     while decoder.can_decode() {
         let ip = decoder.ip();
@@ -145,6 +157,9 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
             continue;
         }
         let insn = decoder.decode();
+        if insn.is_ip_rel_memory_operand() {
+            refs.push(insn.ip_rel_memory_address());
+        }
         while sites.get(site).is_some_and(|&s| s < insn.next_ip()) {
             site += 1; // a site inside a decoded instruction: not on the sweep
         }
@@ -155,7 +170,8 @@ pub fn build(start: u64, bytes: &[u8], sites: &[u64], data: DataReader<'_>) -> C
         flows.push(flow);
         recent.push(insn);
     }
-    link(&mut cfg, flows);
+    refs.sort_unstable();
+    link(&mut cfg, flows, &refs);
     cfg
 }
 
@@ -229,8 +245,9 @@ fn classify(insn: &Instruction, start: u64, end: u64, recent: &[Instruction], da
         FlowControl::IndirectBranch if got_slot(insn, data).is_some() => {
             (Step::TailCall(got_slot(insn, data).unwrap_or(0)), Flow::End)
         }
-        FlowControl::IndirectBranch => match jump_table(insn, recent, data) {
-            Some(targets) if targets.iter().all(|&t| inside(t)) => (Step::Plain, Flow::Table(targets)),
+        FlowControl::IndirectBranch => match jump_table(insn, recent, data, inside) {
+            Some(Table::Bounded(targets)) if targets.iter().all(|&t| inside(t)) => (Step::Plain, Flow::Table(targets)),
+            Some(Table::Open(base, targets)) => (Step::Plain, Flow::OpenTable(base, targets)),
             _ => (Step::Trap, Flow::Unresolved("an indirect jump that is not a recognised jump table")),
         },
         FlowControl::Return => (Step::Return, Flow::End),
@@ -256,10 +273,28 @@ fn got_slot(insn: &Instruction, data: DataReader<'_>) -> Option<u64> {
     Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
+/// The most entries an open-ended jump table is read for.
+const OPEN_TABLE_MAX: usize = 4096;
+
+/// A recognised jump table's targets.
+enum Table {
+    /// The `N + 1` of a range-checked index.
+    Bounded(Vec<u64>),
+    /// An unchecked index's (with the table's start): the entries up to the first whose target
+    /// is outside the function (or the first unreadable one), at least one.
+    Open(u64, Vec<u64>),
+}
+
 /// Recognises LLVM's x86-64 position-independent jump table ending at `jmp R`:
-/// `cmp I, N; ja default; ...; lea B, [rip + T]; movsxd R, dword [B + I*4]; add R, B; jmp R`,
-/// and returns its `N + 1` targets (`T + entry`).
-fn jump_table(jmp: &Instruction, recent: &[Instruction], data: DataReader<'_>) -> Option<Vec<u64>> {
+/// `[cmp I, N; ja default; ...;] lea B, [rip + T]; movsxd R, dword [B + I*4]; add R, B; jmp R`,
+/// and returns its targets (`T + entry`): `N + 1` of them after the range check, else read
+/// open-ended while they are `inside` the function.
+fn jump_table(
+    jmp: &Instruction,
+    recent: &[Instruction],
+    data: DataReader<'_>,
+    inside: impl Fn(u64) -> bool,
+) -> Option<Table> {
     if jmp.op_count() != 1 || jmp.op_kind(0) != OpKind::Register {
         return None;
     }
@@ -282,14 +317,14 @@ fn jump_table(jmp: &Instruction, recent: &[Instruction], data: DataReader<'_>) -
         i.mnemonic() == Mnemonic::Lea && i.op0_register().full_register() == base && i.is_ip_rel_memory_operand()
     })?;
     let table = lea.ip_rel_memory_address();
-    let n = bound(before, index)?;
-    let bytes = data(table, 4 * n)?;
-    Some(
-        bytes
-            .chunks_exact(4)
-            .map(|c| table.wrapping_add(i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64 as u64))
-            .collect(),
-    )
+    let entry = |c: &[u8]| table.wrapping_add(i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64 as u64);
+    if let Some(n) = bound(before, index) {
+        return Some(Table::Bounded(data(table, 4 * n)?.chunks_exact(4).map(entry).collect()));
+    }
+    let targets: Vec<u64> = (0..OPEN_TABLE_MAX as u64)
+        .map_while(|k| data(table.wrapping_add(4 * k), 4).map(entry).filter(|&t| inside(t)))
+        .collect();
+    (!targets.is_empty()).then_some(Table::Open(table, targets))
 }
 
 /// The number of table entries: `N + 1` from the `cmp I, N` that a `ja` after it guards,
@@ -322,7 +357,8 @@ fn bound(before: &[Instruction], index: Register) -> Option<usize> {
 }
 
 /// Turns targets into successor indices; a target off the sweep makes the function unresolved.
-fn link(cfg: &mut Cfg, flows: Vec<Flow>) {
+/// `refs`: the sorted addresses the function's RIP-relative operands name.
+fn link(cfg: &mut Cfg, flows: Vec<Flow>, refs: &[u64]) {
     let addrs: Vec<u64> = cfg.insns.iter().map(|i| i.addr).collect();
     let idx = |t: u64| addrs.binary_search(&t).ok().map(|i| i as u32);
     let mut bad = None;
@@ -335,6 +371,11 @@ fn link(cfg: &mut Cfg, flows: Vec<Flow>) {
             Flow::Jump(t) => vec![idx(t)],
             Flow::Branch(t) => vec![next(), idx(t)],
             Flow::Table(ts) => ts.into_iter().map(idx).collect(),
+            // an open table ends at its first entry off the instruction boundaries
+            Flow::OpenTable(base, ts) => match open_cases(base, ts, refs, idx) {
+                cases if cases.is_empty() => vec![None],
+                cases => cases,
+            },
             Flow::End => vec![],
             Flow::Unresolved(why) => {
                 bad.get_or_insert(why);
@@ -350,4 +391,12 @@ fn link(cfg: &mut Cfg, flows: Vec<Flow>) {
         cfg.insns[i].succs = s;
     }
     cfg.unresolved = bad;
+}
+
+/// An open-ended table's cases: its entries up to the first whose target `idx` does not find
+/// on the sweep, or the first that starts at an address in `refs` (another table's start).
+fn open_cases(base: u64, targets: Vec<u64>, refs: &[u64], idx: impl Fn(u64) -> Option<u32>) -> Vec<Option<u32>> {
+    let next_ref = refs.iter().copied().find(|&r| r > base).unwrap_or(u64::MAX);
+    let room = usize::try_from(next_ref.saturating_sub(base) / 4).unwrap_or(usize::MAX);
+    targets.into_iter().take(room).map_while(idx).map(Some).collect()
 }

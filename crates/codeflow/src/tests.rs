@@ -114,7 +114,11 @@ impl Program {
                 bytes: &self.asm.b[(s - self.asm.base) as usize..(e - self.asm.base) as usize],
             })
             .collect();
-        let read = |addr: u64, len: usize| self.data.get(&addr).filter(|d| d.len() >= len).map(|d| &d[..len]);
+        // any bytes inside one blob, as a section reader gives them
+        let read = |addr: u64, len: usize| {
+            let (&at, d) = self.data.range(..=addr).next_back()?;
+            d.get((addr - at) as usize..(addr - at) as usize + len)
+        };
         analyze(&funcs, &self.asm.sites, &read)
     }
     /// The site indices of the named points.
@@ -251,10 +255,22 @@ fn a_call_into_an_unbounded_function_is_flagged() {
     assert!(an.check().iter().any(|c| c.start == p.at("spin") && c.unbounded.len() == 1));
 }
 
-/// `switch (edi) { 0: point a; 1: point b; 2: return }`, LLVM's PIC jump table at 0x9000.
-fn jump_table(bounded: bool) -> Program {
+/// `switch (edi) { 0: point a; 1: point b; 2: return }`, LLVM's PIC jump table at 0x9000; with
+/// `bounded` the index is range-checked (`cmp edi, 2; ja`), else not (an enum's discriminant).
+/// The table's entries are the three cases, then `extra`'s (labels, or addresses).
+fn jump_table(bounded: bool, extra: &[Result<&str, u64>]) -> Program {
+    jump_tables(bounded, extra, false)
+}
+
+/// [`jump_table`]; with `second`, `f` also refers to 0x900c, right behind the three cases (the
+/// start of a second table of its own).
+fn jump_tables(bounded: bool, extra: &[Result<&str, u64>], second: bool) -> Program {
     let mut a = Asm::new(0x8000);
     a.func("f");
+    if second {
+        let disp = 0x900ci64 - (a.here() as i64 + 7);
+        a.raw(&[0x48, 0x8d, 0x15]).raw(&disp.to_le_bytes()[..4]); // lea rdx, [rip + T2]
+    }
     if bounded {
         a.raw(&[0x83, 0xff, 0x02]).rel(&[0x77], 1, "default"); // cmp edi, 2; ja default
     }
@@ -265,25 +281,56 @@ fn jump_table(bounded: bool) -> Program {
     a.label("c0").point("a").ret();
     a.label("c1").point("b").ret();
     a.label("c2").ret();
+    a.label("c3").point("c").ret();
     a.label("default").ret();
     let mut p = a.finish();
-    let table: Vec<u8> =
-        ["c0", "c1", "c2"].iter().flat_map(|l| ((p.at(l) as i64 - 0x9000) as i32).to_le_bytes()).collect();
+    let entry = |at: u64| ((at as i64 - 0x9000) as i32).to_le_bytes();
+    let cases = [Ok("c0"), Ok("c1"), Ok("c2")].into_iter().chain(extra.iter().copied());
+    let table: Vec<u8> = cases.flat_map(|c| entry(c.map_or_else(|a| a, |l| p.at(l)))).collect();
     p.data.insert(0x9000, table);
     p
 }
 
 #[test]
 fn a_recognised_jump_table_is_followed() {
-    let p = jump_table(true);
+    let p = jump_table(true, &[]);
     let an = p.analyze();
     p.expect(&an, "f", &["a", "b"], true);
     assert!(an.check_at(p.at("f")).unwrap().resolved);
 }
 
 #[test]
+fn an_unchecked_jump_table_is_read_entry_by_entry_to_the_first_not_of_its_function() {
+    // read to the data's end: the three cases
+    let p = jump_table(false, &[]);
+    let an = p.analyze();
+    p.expect(&an, "f", &["a", "b"], true);
+    assert!(an.check_at(p.at("f")).unwrap().resolved);
+    // an entry outside the function ends the table: `c3` behind it is not a case
+    let p = jump_table(false, &[Err(0x100), Ok("c3")]);
+    p.expect(&p.analyze(), "f", &["a", "b"], true);
+    // an entry into the middle of an instruction ends it too
+    let p = jump_table(false, &[Err(0), Ok("c3")]);
+    let mid = p.at("c0") + 1;
+    let mut p = p;
+    let t = p.data.get_mut(&0x9000).unwrap();
+    t[12..16].copy_from_slice(&((mid as i64 - 0x9000) as i32).to_le_bytes());
+    p.expect(&p.analyze(), "f", &["a", "b"], true);
+    // a case read past the table's end (here `c3`) is one more successor: more conservative
+    let p = jump_table(false, &[Ok("c3")]);
+    p.expect(&p.analyze(), "f", &["a", "b", "c"], true);
+    // unless the function refers to that address: another table starts there
+    let p = jump_tables(false, &[Ok("c3")], true);
+    p.expect(&p.analyze(), "f", &["a", "b"], true);
+}
+
+#[test]
 fn an_unrecognised_indirect_jump_leaves_the_function_unresolved() {
-    let p = jump_table(false);
+    let mut a = Asm::new(0x8000);
+    a.func("f");
+    a.raw(&[0x48, 0x89, 0xf8, 0xff, 0xe0]); // mov rax, rdi; jmp rax
+    a.point("a").ret();
+    let p = a.finish();
     let an = p.analyze();
     assert_eq!(an.next_points(p.at("f")), None);
     assert_eq!(ExactTable::build(&an).lookup(p.at("f")), Some(Lookup::Unresolved));

@@ -102,7 +102,7 @@ pub static WORKLOADS: &[WorkloadInfo] = &[
         size_min: 1,
         size_max: 4096,
         bottom_half: false,
-        make: |n| Box::new(CsumAtoms { pages: n, done: 0, page: vec![0x5a; PAGE], acc: 0 }),
+        make: |n| Box::new(CsumAtoms { pages: n, done: 0, page: Box::new([0x5a; PAGE]), acc: 0 }),
     },
     WorkloadInfo {
         name: "hog",
@@ -342,7 +342,9 @@ impl Atoms for CopyAtoms {
 struct CsumAtoms {
     pages: usize,
     done: usize,
-    page: Vec<u8>,
+    /// One page, its length in the type: each atom's loop has a count the static latency
+    /// checker reads from the code (a `Vec`'s length is only known at run time).
+    page: Box<[u8; PAGE]>,
     acc: u16,
 }
 
@@ -352,7 +354,8 @@ impl Atoms for CsumAtoms {
     }
 
     fn atom(&mut self) -> bool {
-        self.acc ^= csum(black_box(&self.page));
+        let page: &[u8; PAGE] = black_box(&self.page); // the length stays the type's
+        self.acc ^= csum(page);
         self.done += 1;
         self.done < self.pages
     }

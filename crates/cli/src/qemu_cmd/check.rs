@@ -71,6 +71,13 @@ pub(super) struct CheckLine {
     pub(super) max_measured: u64,
     #[serde(default)]
     pub(super) unknown_reasons: Vec<(String, u64)>,
+    /// Per reason, the first address (the interrupted RIP or a caller's return address) whose
+    /// code had no bound for it.
+    #[serde(default)]
+    pub(super) unknown_at: Vec<(String, String)>,
+    /// `unknown_at`'s source places, named here (not the image's).
+    #[serde(default, skip_deserializing)]
+    pub(super) unknown_places: Vec<(String, String)>,
 }
 
 /// The image's `bound_violation` line, with its source place.
@@ -132,22 +139,62 @@ pub(super) fn run(s: &Session, c: &CheckArgs, models: &[PreemptModel]) -> Result
         violations.extend(found);
     }
     name_places(s, &mut violations);
+    name_unknown_places(s, &mut rows);
     if s.plan.json {
         print_json(s, &rows, &violations)?;
     } else {
-        print!("{}", verdict(&rows) + "\n" + &s.header() + "\n" + &table(&rows) + &list(&violations));
+        let out = verdict(&rows) + "\n" + &s.header() + "\n" + &table(&rows) + &list(&violations);
+        print!("{}", out + &unknown_list(&rows));
     }
     Ok(violations.is_empty() && rows.iter().all(|r| r.violations == 0))
 }
 
 /// Each violation's `file:line` from the image's debug information.
 fn name_places(s: &Session, violations: &mut [Violation]) {
-    let addrs: Vec<u64> =
-        violations.iter().map(|v| u64::from_str_radix(v.rip.trim_start_matches("0x"), 16).unwrap_or(0)).collect();
+    let addrs: Vec<u64> = violations.iter().map(|v| parse_hex(&v.rip)).collect();
     let places = lab::symbols::places_in_file(&s.image, &addrs);
     for (v, p) in violations.iter_mut().zip(places) {
         v.place = p.map(|p| p.to_string());
     }
+}
+
+/// Each row's `unknown_at` addresses by their source places, from the image's debug information.
+fn name_unknown_places(s: &Session, rows: &mut [CheckLine]) {
+    for r in rows {
+        let addrs: Vec<u64> = r.unknown_at.iter().map(|(_, a)| parse_hex(a)).collect();
+        let places = lab::symbols::places_in_file(&s.image, &addrs);
+        r.unknown_places = r
+            .unknown_at
+            .iter()
+            .zip(places)
+            .map(|((why, at), p)| (why.clone(), p.map_or_else(|| at.clone(), |p| format!("{at} {p}"))))
+            .collect();
+    }
+}
+
+fn parse_hex(a: &str) -> u64 {
+    u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap_or(0)
+}
+
+/// Where the analysis found no bound: a line per workload, reason and place (the models share
+/// the image, so their rows usually name the same place once).
+pub(super) fn unknown_list(rows: &[CheckLine]) -> String {
+    let mut seen: Vec<(&str, &str, &str)> = Vec::new();
+    for r in rows {
+        for (why, place) in &r.unknown_places {
+            if !seen.contains(&(r.workload.as_str(), why.as_str(), place.as_str())) {
+                seen.push((&r.workload, why, place));
+            }
+        }
+    }
+    let mut s = String::new();
+    if !seen.is_empty() {
+        s += "\nno bound: where the analysis stopped (per workload and reason, the first sample's code)\n";
+    }
+    for (workload, why, place) in seen {
+        s += &format!("{workload} {why}: {place}\n");
+    }
+    s
 }
 
 /// One JSON row per model and workload, its violations in `violation_list`.
@@ -253,7 +300,24 @@ mod tests {
             max_ratio: ratio,
             max_measured: 11_000,
             unknown_reasons: if checked < 200 { vec![("RepCount".into(), 200 - checked)] } else { vec![] },
+            unknown_at: if checked < 200 { vec![("RepCount".into(), "0x1000".into())] } else { vec![] },
+            unknown_places: if checked < 200 {
+                vec![("RepCount".into(), "0x1000 memcpy at lib.rs:1".into())]
+            } else {
+                vec![]
+            },
         }
+    }
+
+    #[test]
+    fn where_no_bound_was_found_is_listed_once_per_workload_reason_and_place() {
+        let mut other = line("copy", 0, 0, 0.0);
+        other.model = "patch-int3".into();
+        let rows = [line("copy", 0, 0, 0.0), other, line("hog", 200, 0, 0.996)];
+        let l = unknown_list(&rows);
+        assert_eq!(l.lines().filter(|l| l.starts_with("copy RepCount: 0x1000 memcpy at lib.rs:1")).count(), 1, "{l}");
+        assert_eq!(l.lines().count(), 3, "a blank line, the heading, one place: {l}");
+        assert!(unknown_list(&rows[2..]).is_empty());
     }
 
     #[test]
