@@ -16,7 +16,9 @@
 //! `image.run=bound-check` the static bound checked against every sample and
 //! `bound-calibrate` its gate constant ([`bound_check`]). Each oops of the run is one
 //! `{"test":"oops",...}` line; one `device_irqs` line gives the device's source and its
-//! interrupts per CPU (`arch_metal::hpet::report`).
+//! interrupts per CPU (`arch_metal::hpet::report`); one `sync_core` line the `SYNC_CORE`
+//! rounds `patch_sync=ipi` made (the arch's NMI rounds, and the rounds the core counted from
+//! the patcher's answers), a round's mean time and the NMIs that found no round.
 //!
 //! **Invariant.** A panic prints `PANIC: ...` on the serial console (after the core's panic
 //! hook) and exits QEMU with `exit_codes::PANIC`: it never unwinds.
@@ -132,6 +134,12 @@ pub(crate) fn metal_image_main(cmdline: &str) -> ! {
                 kprintln!("{{\"test\":\"oops\",\"pid\":{},\"task\":\"{task}\",\"cpu\":{},\"what\":\"{what}\",\"rip\":\"{rip}\"}}", o.pid, o.cpu);
             }
             kprintln!("{{\"test\":\"device_irqs\",{}}}", arch_metal::hpet::report(report.cpus.len() as u32));
+            let (rounds, cycles, stray) = arch_metal::sync_core::counts();
+            let (core_rounds, per_round) = (report.patch.sync_rounds, cycles.checked_div(rounds).unwrap_or(0));
+            kprintln!(
+                "{{\"test\":\"sync_core\",\"rounds\":{rounds},\"core_rounds\":{core_rounds},\
+                 \"cycles_per_round\":{per_round},\"stray_nmis\":{stray}}}"
+            );
             for b in &report.bugs {
                 kprintln!("{{\"bug\":\"{}\"}}", scenarios::escape(b));
             }

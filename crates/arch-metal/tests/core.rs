@@ -159,8 +159,17 @@ fn cpus_2_on_a_machine_of_one_cpu_is_refused_naming_smp() {
 /// time, so a host that starves one of QEMU's threads for milliseconds (a loaded 2-core
 /// machine) cannot move the interrupt or the IPI out of the atoms it must land in.
 fn two_cpus_run_the_smp_scenario(model: &str, place: &str) {
+    if let Some(b) = two_cpus_run_the_smp_scenario_with(model, place, "") {
+        let sync = result(&b, "sync_core");
+        assert_eq!(sync["rounds"], 0, "patch_sync=none makes no SYNC_CORE round: {}", b.serial);
+    }
+}
+
+/// The SMP scenario's boot under `model` with `options` added, checked as
+/// [`two_cpus_run_the_smp_scenario`] does; `None` without QEMU.
+fn two_cpus_run_the_smp_scenario_with(model: &str, place: &str, options: &str) -> Option<Boot> {
     let qemu = ["-smp", "2", "-icount", "shift=0,sleep=off"];
-    let Some(b) = boot_with(&qemu, &format!("preempt={model} cpus=2 image.run=smp")) else { return };
+    let b = boot_with(&qemu, &format!("preempt={model} cpus=2 image.run=smp {options}"))?;
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
     // as the hosted scenario on 2 CPUs: the interrupt on CPU 0, the busy and RT tasks on CPU 1
     let rt = result(&b, "rt");
@@ -202,6 +211,7 @@ fn two_cpus_run_the_smp_scenario(model: &str, place: &str) {
         assert_eq!((t["cpu"].as_u64(), t["register_mismatches"].as_u64()), (Some(1), Some(0)), "{t}");
         assert!(t["preempted_calls"].as_u64() >= Some(20) && t["red_zone_intact"] == true && t["ok"] == true, "{t}");
     }
+    Some(b)
 }
 
 #[test]
@@ -243,11 +253,16 @@ fn on_two_cpus_under_the_instruction_counting_clock_two_boots_print_identical_fi
 }
 
 #[test]
-fn on_two_cpus_patch_sync_ipi_is_refused_naming_the_missing_round() {
-    let Some(b) = boot_with(&["-smp", "2"], "preempt=patch-int3 cpus=2 image.run=smp patch_sync=ipi") else { return };
-    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::FAILED), "exit status; serial:\n{}", b.serial);
-    let e = boot_error(&b);
-    assert!(e.contains("not yet on bare metal with 2 CPUs") && e.contains("patch_sync=none"), "{e}");
+fn on_two_cpus_patch_sync_ipi_makes_text_poke_bps_rounds_each_answered_by_the_other_cpus_nmi() {
+    // The scenario's one event: `int3` is written straight over the idle form and back (a
+    // round each); a `call` goes through `int3` first both ways (two rounds each way).
+    for (model, rounds) in [("patch-int3", 2), ("patch-call", 4)] {
+        let Some(b) = two_cpus_run_the_smp_scenario_with(model, "point", "patch_sync=ipi") else { return };
+        let sync = result(&b, "sync_core");
+        assert_eq!(sync["rounds"], rounds, "{model}: {}", b.serial);
+        assert_eq!(sync["core_rounds"], sync["rounds"], "the core counted the rounds the arch made: {}", b.serial);
+        assert_eq!(sync["stray_nmis"], 0, "every NMI found its round: {}", b.serial);
+    }
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //! and the clock (`-icount`: instructions; else the TSC in ns).
 
 use crate::values::{self, List};
-use kernel::PreemptModel;
+use kernel::{PatchSync, PreemptModel};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +38,12 @@ pub(crate) struct QemuArgs {
     /// SMP scenario (`image.run=smp`). Default: 1.
     #[arg(long, global = true)]
     cpus: Option<usize>,
+    /// How the patch models' patches synchronise the other CPUs (`patch_sync=`): none (one
+    /// byte alone) or ipi (Linux's text_poke_bp: int3 first, a SYNC_CORE round, the final
+    /// byte, another round; on bare metal each round an NMI to every other CPU). Default: the
+    /// kernel's (none); only with a patch model.
+    #[arg(long, global = true, value_parser = values::one::<PatchSync>())]
+    patch_sync: Option<PatchSync>,
     /// QEMU's accelerator: tcg (emulation) or kvm (needs a usable /dev/kvm).
     #[arg(long, global = true, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
@@ -86,6 +92,8 @@ pub(crate) struct Plan {
     icount: bool,
     timeout: Duration,
     json: bool,
+    /// `--patch-sync`, for the patch models' boots.
+    patch_sync: Option<PatchSync>,
 }
 
 /// Checks the options before any tool runs or anything builds.
@@ -96,6 +104,7 @@ pub(crate) fn plan(a: &QemuArgs) -> Result<Plan, String> {
     }
     let cpus = a.cpus.unwrap_or(1);
     values::boot(&kernel::Config { cpus, ..kernel::Config::default() })?;
+    crate::input::patch_options_apply(&[("--patch-sync", a.patch_sync.map(|p| p.name()))], &models)?;
     if !(1..=3600).contains(&a.timeout) {
         return Err(format!("--timeout {}: use 1..=3600 seconds", a.timeout));
     }
@@ -126,7 +135,8 @@ pub(crate) fn plan(a: &QemuArgs) -> Result<Plan, String> {
         Some(QemuCommand::Check(c)) => (check::plan(c, &models)?, true),
         _ => (models, a.icount),
     };
-    Ok(Plan { models, cpus, accel, icount, timeout: Duration::from_secs(a.timeout), json: a.json })
+    let timeout = Duration::from_secs(a.timeout);
+    Ok(Plan { models, cpus, accel, icount, timeout, json: a.json, patch_sync: a.patch_sync })
 }
 
 pub(crate) fn run(a: &QemuArgs) -> Result<(), String> {
@@ -200,7 +210,15 @@ impl Session {
         if let Some(run) = image_run.or(if self.plan.cpus > 1 { Some("smp") } else { None }) {
             c += &format!(" image.run={run}");
         }
-        c
+        c + &self.patch_options(model)
+    }
+
+    /// ` patch_sync=X` for a patch model's boot when `--patch-sync` was given, else nothing.
+    fn patch_options(&self, model: PreemptModel) -> String {
+        match self.plan.patch_sync {
+            Some(p) if model.is_patch() => format!(" patch_sync={}", p.name()),
+            _ => String::new(),
+        }
     }
 
     /// The substrate and the clock, one line: `QEMU 7.2.22 TCG, 1 CPU; clock: ...`.
@@ -208,10 +226,11 @@ impl Session {
         let p = &self.plan;
         let accel = if p.accel == qemu::Accel::Kvm { "KVM" } else { "TCG" };
         format!(
-            "substrate: QEMU {} {accel}, {} CPU{}, bare metal (crates/arch-metal); clock: {}",
+            "substrate: QEMU {} {accel}, {} CPU{}, bare metal (crates/arch-metal){}; clock: {}",
             self.version,
             p.cpus,
             if p.cpus == 1 { "" } else { "s" },
+            p.patch_sync.map_or(String::new(), |ps| format!(", patch models with patch_sync={}", ps.name())),
             self.clock_text()
         )
     }
@@ -248,7 +267,11 @@ impl Session {
         let p = &self.plan;
         let v = serde_json::json!({"substrate": "qemu", "qemu": self.version, "accel": p.accel.name(),
             "clock": if p.icount { "icount" } else { "tsc" }, "cpus": p.cpus});
-        v.as_object().cloned().unwrap_or_default()
+        let mut o = v.as_object().cloned().unwrap_or_default();
+        if let Some(ps) = p.patch_sync {
+            o.insert("patch_sync".into(), ps.name().into());
+        }
+        o
     }
 }
 

@@ -117,6 +117,51 @@ fn the_bare_metal_torture_on_two_cpus_runs_on_the_ap_and_loses_no_register() {
 }
 
 #[test]
+fn patch_sync_is_refused_without_a_patch_model_and_with_a_value_there_is_not() {
+    refused(
+        &["qemu", "demo", "--preempt", "full", "--patch-sync", "ipi"],
+        &[],
+        "--patch-sync ipi",
+        "no run here uses one",
+    );
+    refused(&["qemu", "demo", "--patch-sync", "nmi"], &[], "--patch-sync nmi", "choose one of none");
+}
+
+/// `patch_sync=ipi` on two CPUs: Linux's text_poke_bp protocol, each SYNC_CORE round an NMI to
+/// the other CPU; the RT task still runs at the armed point on CPU 1.
+#[test]
+fn the_bare_metal_demo_on_two_cpus_with_patch_sync_ipi_serves_at_the_point_after_nmi_rounds() {
+    if let Err(why) = qemu::find_qemu() {
+        hostlab::testing::skip(&why);
+        return;
+    }
+    let args = [
+        "qemu",
+        "demo",
+        "--preempt",
+        "patch-int3,patch-call",
+        "--cpus",
+        "2",
+        "--patch-sync",
+        "ipi",
+        "--icount",
+        "--json",
+    ];
+    let (code, out, err) = atomkernel_env(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for (r, rounds) in rows.iter().zip([2, 4]) {
+        assert_eq!(
+            (r["place"].as_str(), r["rt_cpu"].as_u64(), r["ok"].as_bool()),
+            (Some("point"), Some(1), Some(true)),
+            "{r}"
+        );
+        assert_eq!((r["patch_sync"].as_str(), r["sync_core_rounds"].as_u64()), (Some("ipi"), Some(rounds)), "{r}");
+    }
+}
+
+#[test]
 fn the_bound_check_is_refused_outside_the_patch_models_and_under_kvm() {
     refused(&["qemu", "check", "--preempt", "full"], &[], "--preempt full", "the patch models");
     refused(&["qemu", "check", "--samples", "0"], &[], "--samples 0", "use 1..=10000");

@@ -10,7 +10,8 @@
 //! ([`ExceptionFrame`], the stack drawn there). Every gate is a ring-0 interrupt gate (IF
 //! cleared on entry) on an IST stack (`crate::gdt`): the double fault, NMI and machine check
 //! on their own, every other vector on the fourth. Vectors 32 and up go to
-//! `crate::irq::external` (the APIC's timer and self-IPIs: the core's `Hooks::irq`); `#BP`
+//! `crate::irq::external` (the APIC's timer and self-IPIs: the core's `Hooks::irq`); the NMI
+//! to `crate::sync_core::nmi` (a `SYNC_CORE` round's acknowledgement); `#BP`
 //! goes to `crate::text::breakpoint` when it is an armed site, else is counted
 //! ([`breakpoints`]); both return, and `metal_exception`'s result says whether to preempt.
 //! If not, the common path restores the vector state and the registers and `iretq`s. If so
@@ -376,6 +377,10 @@ static REPORTING: AtomicBool = AtomicBool::new(false);
 extern "C" fn metal_exception(frame: &mut ExceptionFrame) -> u64 {
     if frame.vector >= 32 {
         return crate::irq::external(frame);
+    }
+    if frame.vector == 2 {
+        crate::sync_core::nmi(); // a SYNC_CORE round's (the only NMIs the image sends)
+        return 0;
     }
     if frame.vector == 3 {
         if let Some(exit) = crate::text::breakpoint(frame) {

@@ -66,6 +66,7 @@ pub mod stack;
 pub mod stats;
 pub mod switch;
 pub mod sync;
+pub mod sync_core;
 pub mod text;
 pub mod unwind;
 

@@ -244,17 +244,22 @@ fn unexpected(addr: usize) -> PokeError {
     PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found: read_site(addr) }
 }
 
-/// Writes site `addr` (checked) first byte for its users `counts`: `cc` while anyone wants
-/// int3, else `e8` while anyone wants a call, else `3d`.
+/// The first byte a site's users `counts` call for: `cc` while anyone wants int3, else `e8`
+/// while anyone wants a call, else `3d`.
 #[inline]
-fn write_op(addr: usize, counts: [u32; 2]) {
-    let op = if counts[1] > 0 {
+fn op_for(counts: [u32; 2]) -> u8 {
+    if counts[1] > 0 {
         OP_INT3
     } else if counts[0] > 0 {
         OP_CALL
     } else {
         OP_IDLE
-    };
+    }
+}
+
+/// Writes `op` as the first byte of site `addr` (checked).
+#[inline]
+fn write_op(addr: usize, op: u8) {
     // `addr` is in the text: its alias is at the same offset in the alias mapping.
     let alias = (paging::TEXT_ALIAS as usize + (addr - range().0)) as *mut u8;
     // SAFETY: the alias maps the text byte at `addr` writable (`paging`'s layout: `TEXT_ALIAS
@@ -270,23 +275,34 @@ fn slot(how: Arm) -> usize {
     }
 }
 
-/// Checks site `idx`'s bytes, changes its users for `how` by `delta` and writes the byte they
-/// call for; on an error nothing is counted or written.
+/// Checks site `idx`'s bytes and changes its users for `how` by `delta`; its address and new
+/// counts. On an error nothing is counted.
 #[inline]
-fn recount(t: &mut Table, idx: u32, how: Arm, delta: i32) -> Result<(), PokeError> {
+fn count(t: &mut Table, idx: u32, how: Arm, delta: i32) -> Result<(usize, [u32; 2]), PokeError> {
     let (addr, counts) = t.sites.get_mut(idx as usize).ok_or(PokeError::NotASite(idx as usize))?;
     check(*addr)?;
     let c = &mut counts[slot(how)];
     *c = c.checked_add_signed(delta).ok_or(PokeError::NotArmed(*addr))?;
-    write_op(*addr, *counts);
+    Ok((*addr, *counts))
+}
+
+/// [`count`], then writes the byte the counts call for.
+#[inline]
+fn recount(t: &mut Table, idx: u32, how: Arm, delta: i32) -> Result<(), PokeError> {
+    let (addr, counts) = count(t, idx, how, delta)?;
+    write_op(addr, op_for(counts));
     Ok(())
 }
 
 /// Changes the users of every site of `idx` by `delta` for `how` and writes their bytes, under
-/// one hold of the lock, then serializes once. All or nothing: a site that is none, has wrong
-/// bytes or no user to remove undoes the sites changed before it, and is itself unchanged.
-fn change(idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
+/// one hold of the lock, then serializes once (under `patch_sync=ipi`, [`change_synced`]).
+/// All or nothing: a site that is none, has wrong bytes or no user to remove undoes the sites
+/// changed before it, and is itself unchanged.
+fn change(idx: &[u32], how: Arm, delta: i32, sync: PatchSync) -> Result<u32, PokeError> {
     with_table(|t| {
+        if sync == PatchSync::Ipi {
+            return change_synced(t, idx, how, delta);
+        }
         for (k, &i) in idx.iter().enumerate() {
             if let Err(e) = recount(t, i, how, delta) {
                 return Err(undo(t, &idx[..k], how, delta, e));
@@ -297,6 +313,51 @@ fn change(idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
         let _ = crate::cpu::cpuid(0, 0);
         Ok(0) // `patch_sync=none`: no other CPU is made to serialize
     })
+}
+
+/// `patch_sync=ipi`: `text_poke_bp`'s protocol over the batch, as Linux's
+/// `text_poke_bp_batch` and the hosted arch do it. Every count first (all or nothing, nothing
+/// written yet); `int3` on every site that changes between the two other forms, a
+/// `SYNC_CORE` round ([`crate::sync_core::round`]: an NMI to every other CPU), then every
+/// final byte, a round. Returns the rounds made (none on one CPU).
+fn change_synced(t: &mut Table, idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
+    for (k, &i) in idx.iter().enumerate() {
+        if let Err(e) = count(t, i, how, delta) {
+            for &j in &idx[..k] {
+                let _ = count(t, j, how, -delta);
+            }
+            return Err(e);
+        }
+    }
+    // each site's address and the byte its counts now call for (every index was checked)
+    let sites = || idx.iter().map(|&i| t.sites[i as usize]).map(|(addr, counts)| (addr, op_for(counts)));
+    let serialize = || {
+        let _ = crate::cpu::cpuid(0, 0); // this CPU, as under `patch_sync=none`
+        u32::from(crate::sync_core::round())
+    };
+    let mut rounds = 0;
+    let mut first = false;
+    for (addr, want) in sites() {
+        let now = read_site(addr)[0];
+        if now != want && now != OP_INT3 && want != OP_INT3 {
+            write_op(addr, OP_INT3);
+            first = true;
+        }
+    }
+    if first {
+        rounds += serialize();
+    }
+    let mut wrote = false;
+    for (addr, want) in sites() {
+        if read_site(addr)[0] != want {
+            write_op(addr, want);
+            wrote = true;
+        }
+    }
+    if wrote {
+        rounds += serialize();
+    }
+    Ok(rounds)
 }
 
 /// Undoes the change of the sites `done` (out of line: the arming's fast path keeps fewer
@@ -311,14 +372,14 @@ fn undo(t: &mut Table, done: &[u32], how: Arm, delta: i32, e: PokeError) -> Poke
 }
 
 /// One more user wants each site of `idx` armed `how`: one batch under one hold of the lock,
-/// all or nothing, serialized once.
-pub fn arm(idx: &[u32], how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
-    change(idx, how, 1)
+/// all or nothing, serialized once (`patch_sync=ipi`: on every CPU).
+pub fn arm(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    change(idx, how, 1, sync)
 }
 
 /// One user less wants each site of `idx` armed `how` (one batch).
-pub fn disarm(idx: &[u32], how: Arm, _sync: PatchSync) -> Result<u32, PokeError> {
-    change(idx, how, -1)
+pub fn disarm(idx: &[u32], how: Arm, sync: PatchSync) -> Result<u32, PokeError> {
+    change(idx, how, -1, sync)
 }
 
 /// A claim on every site (armed as calls while held).

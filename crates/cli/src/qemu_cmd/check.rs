@@ -120,10 +120,11 @@ pub(super) fn run(s: &Session, c: &CheckArgs, models: &[PreemptModel]) -> Result
     let (mut rows, mut violations) = (Vec::new(), Vec::new());
     for &m in models {
         let cmdline = format!(
-            "preempt={m} image.run=bound-check image.seed={} image.samples={} image.workloads={}",
+            "preempt={m} image.run=bound-check image.seed={} image.samples={} image.workloads={}{}",
             c.seed,
             c.samples,
-            workloads.join(",")
+            workloads.join(","),
+            s.patch_options(m)
         );
         let b = s.boot(&cmdline)?;
         let lines: Vec<CheckLine> = lines_of(&b, "bound_check")?;

@@ -46,8 +46,15 @@ fn rows(boots: &[BootFixture<'_>], icount: bool) -> Vec<Row> {
 }
 
 fn session(icount: bool) -> Session {
-    let plan =
-        Plan { models: vec![], cpus: 1, accel: qemu::Accel::Tcg, icount, timeout: Duration::from_secs(1), json: true };
+    let plan = Plan {
+        models: vec![],
+        cpus: 1,
+        accel: qemu::Accel::Tcg,
+        icount,
+        timeout: Duration::from_secs(1),
+        json: true,
+        patch_sync: None,
+    };
     Session { plan, qemu: "q".into(), version: "7.2.22".into(), image: "i".into() }
 }
 

@@ -48,6 +48,15 @@ pub(super) struct Row {
     /// The image's exit status (33: SUCCESS).
     pub(super) status: i32,
     pub(super) ok: bool,
+    /// `SYNC_CORE` rounds the boot's patching made (`patch_sync=ipi`: an NMI round on every
+    /// other CPU each; 0 otherwise).
+    pub(super) sync_core_rounds: u64,
+}
+
+/// The image's `sync_core` line.
+#[derive(Clone, Debug, Deserialize)]
+struct SyncCoreLine {
+    rounds: u64,
 }
 
 impl Row {
@@ -66,6 +75,7 @@ impl Row {
             point_to_rt_cycles: point,
             status,
             ok: rt.ok && succeeded,
+            sync_core_rounds: 0,
         }
     }
 
@@ -87,8 +97,12 @@ pub(super) fn run(s: &Session) -> Result<(), String> {
         let cmdline = s.cmdline(m, None);
         let b = s.boot(&cmdline)?;
         let rt: Vec<RtLine> = lines_of(&b, "rt")?;
+        let sync: Vec<SyncCoreLine> = lines_of(&b, "sync_core")?;
         match rt.into_iter().next() {
-            Some(rt) => rows.push(Row::of(rt, b.status, b.succeeded())),
+            Some(rt) => rows.push(Row {
+                sync_core_rounds: sync.first().map_or(0, |l| l.rounds),
+                ..Row::of(rt, b.status, b.succeeded())
+            }),
             None => errors.push(format!("`{cmdline}`: no `rt` line on the serial port")),
         }
         if !b.succeeded() {
@@ -142,6 +156,14 @@ pub(super) fn table(s: &Session, rows: &[Row]) -> String {
          irq->rt: the CPU of the interrupt and of the RT task; point_rt_cyc: serving the point\n",
         rows.first().map_or(10, |r| r.atoms)
     );
+    if let Some(ps) = s.plan.patch_sync {
+        let rounds: Vec<String> = rows
+            .iter()
+            .filter(|r| r.model.starts_with("patch"))
+            .map(|r| format!("{} {}", r.model, r.sync_core_rounds))
+            .collect();
+        out += &format!("patch_sync={}: SYNC_CORE rounds: {}\n", ps.name(), rounds.join(", "));
+    }
     out
 }
 
