@@ -15,7 +15,7 @@
 //! an NMI is what lets this one wait with them disabled.
 //!
 //! **Invariants.** Rounds are made under the sites' lock only (one at a time), by a CPU with
-//! IF clear. A CPU's slot only grows. A round that waits longer than [`SPIN_LIMIT`] polls (a
+//! IF clear. A CPU's slot only grows. A round that waits longer than `SPIN_LIMIT` polls (a
 //! CPU that cannot take an NMI: it is not running this image) is a `BUG`: the text is
 //! already written, so going on without the serialization would be silent corruption.
 

@@ -9,8 +9,10 @@
 //! and reduces each row to what an x86-64 step needs: the CFA (`rsp + off` or `rbp + off`),
 //! the return address at `CFA + off`, the caller's `rbp` at `CFA + off` or unchanged. Rows
 //! are sorted into one flat table with a bucket index (`Index`: per 16 bytes of text, the
-//! first row ending after the bucket starts), so a look-up reads one index word and scans a
-//! few rows, however large the table. The FDE ranges (the functions) get the same index.
+//! first row ending after the bucket starts, flagged when that row covers the whole bucket, as
+//! it does in most of a function's body), so a look-up reads one index word and either has
+//! its row at once or scans a few rows, however large the table; [`prepare`] checks the index
+//! against every row before publishing it. The FDE ranges (the functions) get the same index.
 //! [`step`] looks up the row of an instruction pointer, reads two stack words and returns
 //! the caller's frame and the slot its return address is in: what the patch models need to
 //! walk to a caller with points, or to redirect a return.
@@ -49,11 +51,16 @@ struct Row {
 }
 
 /// Constant-time look-up over sorted, non-overlapping ranges inside `[lo, lo + BUCKET *
-/// buckets.len())`: `buckets[b]` is the first range that ends after bucket `b` starts.
+/// buckets.len())`: `buckets[b]` is the first range that ends after bucket `b` starts, with
+/// [`WHOLE`] set when that range covers the whole bucket (most buckets of a function's body:
+/// the look-up then reads no bounds).
 struct Index {
     lo: usize,
     buckets: Vec<u32>,
 }
+
+/// An index word's flag: its range covers the whole bucket.
+const WHOLE: u32 = 1 << 31;
 
 impl Index {
     fn build(ranges: &[(usize, usize)]) -> Index {
@@ -62,12 +69,15 @@ impl Index {
         };
         let lo = first.0 / BUCKET * BUCKET;
         let mut r = 0;
+        assert!(ranges.len() < WHOLE as usize, "more ranges than an index word holds");
         let buckets = (0..(hi - lo).div_ceil(BUCKET))
             .map(|b| {
-                while r < ranges.len() && ranges[r].1 <= lo + b * BUCKET {
+                let start = lo + b * BUCKET;
+                while r < ranges.len() && ranges[r].1 <= start {
                     r += 1;
                 }
-                r as u32
+                let whole = ranges.get(r).is_some_and(|&(s, e)| s <= start && e >= start + BUCKET);
+                r as u32 | if whole { WHOLE } else { 0 }
             })
             .collect();
         Index { lo, buckets }
@@ -79,8 +89,13 @@ impl Index {
     }
 
     /// The entry of `v` (the ranges this index was built from) covering `x`.
-    fn find<T>(&self, x: usize, v: &'static [T], range: impl Fn(&T) -> (usize, usize)) -> Option<&'static T> {
-        let mut r = *self.bucket_of(x)? as usize;
+    #[inline]
+    fn find<'a, T>(&self, x: usize, v: &'a [T], range: impl Fn(&T) -> (usize, usize)) -> Option<&'a T> {
+        let w = *self.bucket_of(x)?;
+        if w & WHOLE != 0 {
+            return v.get((w & !WHOLE) as usize);
+        }
+        let mut r = w as usize;
         while let Some(e) = v.get(r).filter(|e| range(e).0 <= x) {
             if x < range(e).1 {
                 return Some(e);
@@ -101,6 +116,34 @@ struct Tables {
     /// FDEs read, and rows left out by the reduction (for the boot line).
     fde_count: usize,
     dropped: usize,
+}
+
+impl Tables {
+    /// Every row found by the index at its first and last byte, and every bucket marked
+    /// [`WHOLE`] covered by its row: the index's self-check at boot (a few instructions per row).
+    fn check_index(&self) -> Result<(), alloc::string::String> {
+        let rows: &[Row] = &self.rows;
+        for (k, r) in rows.iter().enumerate() {
+            for x in [r.start, r.end - 1] {
+                let found = self.rows_index.find(x, rows, |r| (r.start, r.end)).map(|f| f as *const Row);
+                if found != Some(&rows[k] as *const Row) {
+                    return Err(alloc::format!(
+                        "the unwind index misses row {k} ({:#x}..{:#x}) at {x:#x}",
+                        r.start,
+                        r.end
+                    ));
+                }
+            }
+        }
+        let lo = self.rows_index.lo;
+        for (b, &w) in self.rows_index.buckets.iter().enumerate().filter(|(_, &w)| w & WHOLE != 0) {
+            let (start, r) = (lo + b * BUCKET, &rows[(w & !WHOLE) as usize]);
+            if r.start > start || r.end < start + BUCKET {
+                return Err(alloc::format!("the unwind index's bucket {start:#x} is marked whole, but its row is not"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Set once by [`prepare`] to a leaked `Tables`; never freed or changed afterwards.
@@ -189,6 +232,7 @@ pub fn prepare() -> Result<(), alloc::string::String> {
     if t.rows.is_empty() {
         return Err("the image's .eh_frame has no usable rows (built without unwind tables?)".into());
     }
+    t.check_index()?;
     crate::kprintln!(
         "unwind: .eh_frame {} bytes, {} FDEs, {} rows ({} left out), index {} + {} buckets",
         section().len(),
@@ -213,8 +257,11 @@ fn tables() -> Option<&'static Tables> {
 }
 
 /// Reads the stack word at `addr` if it lies, aligned, inside `[lo, hi)`.
+#[inline]
 fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
-    if addr & 7 != 0 || addr < lo || addr > hi.saturating_sub(8) {
+    // one compare for both bounds: below `lo` wraps to a huge offset
+    let span = hi.wrapping_sub(lo);
+    if addr & 7 != 0 || span < 8 || addr.wrapping_sub(lo) > span - 8 {
         return None;
     }
     // SAFETY: [addr, addr + 8) is aligned and inside the stack bounds the caller of `step`
@@ -226,8 +273,9 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 /// (`f.ip - 1` for a return address), the CFA, the return address and the caller's `rbp`
 /// read where the row says; `caller.sp` = CFA. `None` without tables or a row, if the CFA is
 /// not above `f.sp`, if a read would leave `stack`, or at a 0 return address.
+#[inline]
 pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
-    let pc = if f.is_return_address { f.ip.checked_sub(1)? } else { f.ip };
+    let pc = f.ip.wrapping_sub(usize::from(f.is_return_address)); // 0 - 1 is in no row
     let t = tables()?;
     let row = t.rows_index.find(pc, &t.rows, |r| (r.start, r.end))?;
     // Wrapping sums: a wrapped address fails the checks below (above `f.sp`, inside `stack`)
@@ -280,7 +328,7 @@ pub fn prefetch_for(ip: usize) {
 /// Requests the row the index word (cached by [`prefetch_for`]) names for `ip`.
 pub fn prefetch_row_for(ip: usize) {
     let Some(t) = tables() else { return };
-    if let Some(row) = t.rows_index.bucket_of(ip).and_then(|&r| t.rows.get(r as usize)) {
+    if let Some(row) = t.rows_index.bucket_of(ip).and_then(|&r| t.rows.get((r & !WHOLE) as usize)) {
         <crate::Metal as arch_api::Arch>::prefetch(row as *const Row as usize);
     }
 }
