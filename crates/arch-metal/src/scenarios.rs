@@ -106,6 +106,22 @@ fn per1(v: u64, n: u64) -> u64 {
     v.checked_div(n).unwrap_or(0)
 }
 
+/// The first site's byte 0 after each step of arming it as `int3`, then also as a call, then
+/// undoing the call, then the `int3`: `[cc, e8, cc, 3d]` when a call wins over an `int3` (the
+/// form that serves both models' events) and the counts undo in any order. Outside any event.
+fn site_forms() -> [u8; 4] {
+    use arch_metal::{text, Arm, PatchSync};
+    let Some(&addr) = text::site_addrs().first() else { return [0; 4] };
+    let byte = || text::read_site(addr)[0];
+    let step = |r: Result<u32, arch_metal::PokeError>| r.map_or(0, |_| byte());
+    [
+        step(text::arm(&[0], Arm::Int3, PatchSync::None)),
+        step(text::arm(&[0], Arm::Call, PatchSync::None)),
+        step(text::disarm(&[0], Arm::Call, PatchSync::None)),
+        step(text::disarm(&[0], Arm::Int3, PatchSync::None)),
+    ]
+}
+
 /// Under a patch model: the core's patch counters (the handler's parts, in ns: instructions
 /// under `-icount shift=0`), the site checks, and the sites not idle now, read from the text.
 fn patch_report(model: PreemptModel) -> bool {
@@ -132,7 +148,9 @@ fn patch_report(model: PreemptModel) -> bool {
             per1(v[5], v[0])
         )
     };
+    let forms = site_forms();
     let ok = s.events > 0
+        && forms == [0xcc, 0xe8, 0xcc, 0x3d]
         && checks > 0
         && not_idle_max == 0
         && not_idle_now == 0
@@ -145,7 +163,8 @@ fn patch_report(model: PreemptModel) -> bool {
          \"returns\":{},\"preemptions\":{},\"chases\":{},\"handler_ns_per_event\":{},\"lookup_ns\":{},\
          \"unwind_ns\":{},\"poke_ns\":{},\"redirect_ns\":{},\"disarm_ns_per_event\":{},\"site_checks\":{checks},\
          \"sites_not_idle_max\":{not_idle_max},\"sites_not_idle_end\":{not_idle_now},\"wx_executable\":{},\
-         \"wx_writable\":{},\"wx_both\":{},\"rt_event_ns\":{},\"return_event_ns\":{},\"ok\":{ok}}}",
+         \"wx_writable\":{},\"wx_both\":{},\"rt_event_ns\":{},\"return_event_ns\":{},\
+         \"site_forms\":\"{:02x} {:02x} {:02x} {:02x}\",\"ok\":{ok}}}",
         s.events,
         s.fallbacks,
         s.exact_fallbacks,
@@ -167,6 +186,10 @@ fn patch_report(model: PreemptModel) -> bool {
         wx.both,
         parts(first),
         parts(later),
+        forms[0],
+        forms[1],
+        forms[2],
+        forms[3],
     );
     ok
 }

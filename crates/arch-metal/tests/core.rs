@@ -89,6 +89,9 @@ fn patch_checks(b: &Boot, model: &str) {
     assert_eq!(p["sites_not_idle_end"], 0, "a site is armed at the end: {}", b.serial);
     assert_eq!(p["wx_both"], 0, "a page is writable and executable with patching in use: {}", b.serial);
     assert!(p["wx_executable"].as_u64() > Some(0), "{}", b.serial);
+    // a site armed as int3, then as a call too: the call wins (it serves both models' events),
+    // and undoing the call leaves the int3, undoing that the idle form (as the hosted arch)
+    assert_eq!(p["site_forms"], "cc e8 cc 3d", "{}", b.serial);
     assert_eq!(p["ok"], true, "{}", b.serial);
     // the rt_return scenario: the interrupted function's return redirected to the machine's
     // stub, and the RT task ran at that return

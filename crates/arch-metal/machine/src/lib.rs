@@ -70,7 +70,7 @@ pub mod sync_core;
 pub mod text;
 pub mod unwind;
 
-pub use arch_api::PointInfo;
+pub use arch_api::{Arm, PatchSync, PointInfo, PokeError};
 pub use metal::Metal;
 
 /// What the bring-up found and set up.

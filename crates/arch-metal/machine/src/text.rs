@@ -7,8 +7,8 @@
 //! and `__stop_atomkernel_ppoints`, as the hosted arch's linker gathers it. A site is armed
 //! by changing its first byte (`3d` idle, `e8` call, `cc` int3) through the writable alias
 //! of the text (`crate::paging::text_alias`), never through the read-only mapping; each site
-//! counts its users per form, the byte being `cc` while anyone wants int3, else `e8` while
-//! anyone wants a call, else `3d`. An armed `int3` is a real `#BP` through the IDT
+//! counts its users per form, the byte being `e8` while anyone wants a call, else `cc` while
+//! anyone wants int3, else `3d` (as on the hosted arch). An armed `int3` is a real `#BP` through the IDT
 //! ([`breakpoint`]): the frame's RIP moves past the whole site and the core's
 //! `Hooks::point_trap` decides.
 //!
@@ -244,14 +244,16 @@ fn unexpected(addr: usize) -> PokeError {
     PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found: read_site(addr) }
 }
 
-/// The first byte a site's users `counts` call for: `cc` while anyone wants int3, else `e8`
-/// while anyone wants a call, else `3d`.
+/// The first byte a site's users `counts` (`[call, int3]`) call for: `e8` while anyone wants
+/// a call, else `cc` while anyone wants int3, else `3d`. A call wins, as on the hosted arch:
+/// `rt_reschedule` serves an event armed either way, while an `int3` met under `patch-call`
+/// passes on (the core's `Patch::trap`).
 #[inline]
 fn op_for(counts: [u32; 2]) -> u8 {
-    if counts[1] > 0 {
-        OP_INT3
-    } else if counts[0] > 0 {
+    if counts[0] > 0 {
         OP_CALL
+    } else if counts[1] > 0 {
+        OP_INT3
     } else {
         OP_IDLE
     }
