@@ -19,6 +19,8 @@
 //! trampoline and the `metal_rt_return` stub call `metal_stamp_call` / `metal_stamp_return`
 //! (IF clear around one `rdtsc`, then the sums copied), the `#BP` path copies its gate's entry
 //! TSC ([`stamp_int3`]); [`point_pre`] counts each kind's instructions before its timestamp.
+//! The stamps too test the byte first and do nothing else in the other boots (a served point
+//! pays a `cmp`, a `je` and the `ret`).
 //!
 //! **Invariant.** Only this CPU writes its block, with IF clear or by single `gs:`
 //! read-modify-write instructions; a point's stamp and its sums are taken with IF clear, so
@@ -80,17 +82,20 @@ impl Kind {
 
 /// Instructions a point mechanism runs before its timestamp, counted the way
 /// `codeflow::Bound` counts (a point weighs 0, a return 1): `call` — the site's `call`, the
-/// trampoline's `call metal_stamp_call`, `pushfq`, `cli`; `int3` — the site's `int3` and the
-/// gate's [`GATE_PRE`]; `return` — the stub's `lea`, 12 pushes and `mov rbp, rsp`, its
-/// `call metal_stamp_return`, `pushfq`, `cli` (the function's `ret` is the interrupted code's:
-/// the bound counts it).
+/// trampoline's `call metal_stamp_call`, the stamp's test of the account (`cmp`, `je`),
+/// `pushfq`, `cli`; `int3` — the site's `int3` and the gate's [`GATE_PRE`]; `return` — the
+/// stub's `lea`, 12 pushes and `mov rbp, rsp`, its `call metal_stamp_return`, the test,
+/// `pushfq`, `cli` (the function's `ret` is the interrupted code's: the bound counts it).
 pub const fn point_pre(kind: Kind) -> u64 {
     match kind {
-        Kind::Call => 4,
+        Kind::Call => 2 + STAMP_PRE,
         Kind::Int3 => 1 + GATE_PRE,
-        Kind::Return => 14 + 3,
+        Kind::Return => 15 + STAMP_PRE,
     }
 }
+
+/// A stamp's instructions before its `rdtsc`: `cmp`, `je` (the account kept?), `pushfq`, `cli`.
+const STAMP_PRE: u64 = 4;
 
 /// A CPU's accounting words (see the module's description); a field of its [`PerCpu`] block.
 #[repr(C)]
@@ -163,14 +168,17 @@ const OFF_POINT_CYCLES: usize = off!(point_cycles);
 const OFF_POINT_IRQS: usize = off!(point_irqs);
 const OFF_POINTS: usize = off!(points);
 
-/// The body of a point's stamp (intel syntax): IF clear around the `rdtsc` and the copies,
-/// `rax` and `rdx` clobbered (the callers may lose them), the flags restored (`popfq`).
+/// The body of a point's stamp (intel syntax): nothing unless the account is kept (the bound
+/// check's boots, [`enable`]); then IF clear around the `rdtsc` and the copies, `rax` and `rdx`
+/// clobbered (the callers may lose them), the flags restored (`popfq`).
 macro_rules! stamp {
     ($name:literal, $kind:literal) => {
         core::arch::global_asm!(
             concat!(".section .text.", $name, ", \"ax\""),
             concat!(".global ", $name),
             concat!($name, ":"),
+            "cmp byte ptr [rip + metal_account_on], 0", // the account kept (the bound check's boots)?
+            "je 2f",                                   // no: nothing to stamp
             "pushfq",                                  // IF as the caller had it
             "cli",                                     // the stamp and the sums: one instant
             "rdtsc",                                   // the point's TSC (edx:eax)
@@ -184,6 +192,7 @@ macro_rules! stamp {
             concat!("mov qword ptr gs:[{kind}], ", $kind), // which mechanism
             "add qword ptr gs:[{points}], 1",          // one more point stamped
             "popfq",                                   // IF back
+            "2:",                                      // (the account not kept)
             "ret",                                     // to the mechanism
             tsc = const OFF_POINT_TSC,
             cycles = const OFF_IRQ_CYCLES,
@@ -200,6 +209,9 @@ stamp!("metal_stamp_return", "3");
 
 /// The `#BP` path's stamp: the gate's entry TSC (IF is clear throughout the gate).
 pub fn stamp_int3() {
+    if !ON.load(Ordering::Relaxed) {
+        return; // the account is kept only in the bound check's boots
+    }
     let a = &percpu::this().account;
     a.point_tsc.set(a.entry_tsc.get());
     a.point_cycles.set(a.irq_cycles.get());
