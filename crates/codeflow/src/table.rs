@@ -6,9 +6,11 @@
 //! site indices (a set of one site is kept in its range). Ranges are contiguous over the analysed span: the bytes between analysed
 //! functions are `GAP` ranges, an unresolved function is one `UNRESOLVED` range. The index is
 //! direct: one `u32` per `BUCKET`-byte bucket of `[lo, hi)`, the range that contains the
-//! bucket's first byte, or `NOTHING` for a bucket inside a gap. A look-up reads the address's bucket word, then steps forward while
-//! the next range starts at or before the address: at most the ranges that start inside one
-//! bucket, `BUCKET` at worst (every range is at least one byte), however large the table. A
+//! bucket's first byte, flagged `WHOLE` when that range covers the whole bucket, or `NOTHING`
+//! for a bucket inside a gap. A look-up reads the address's bucket word; a `WHOLE` word is
+//! its answer's range at once, else it steps forward while the next range starts at or before
+//! the address: at most the ranges that start inside one bucket, `BUCKET` at worst (every
+//! range is at least one byte), however large the table. A
 //! miss (an address between analysed functions) costs what a hit does: the same two reads,
 //! with no probing and so no cost that depends on where the code was linked. The index takes
 //! 4 bytes per 64 of the analysed span (the span, not the analysed code: on this build's
@@ -16,8 +18,8 @@
 //!
 //! **Invariant.** `ranges` is sorted by start and covers `[lo, hi)` without holes, the last
 //! one starting at `hi`; `index[b]` is the range containing `base + b * BUCKET` (or the first
-//! range, for a bucket that starts before `lo`), or `NOTHING` if that range is a gap that
-//! covers the whole bucket.
+//! range, for a bucket that starts before `lo`), with `WHOLE` if it covers the whole bucket,
+//! or `NOTHING` if that range is a gap that covers the whole bucket. Fewer than `WHOLE` ranges.
 
 use crate::flow::Analysis;
 use alloc::collections::BTreeMap;
@@ -27,6 +29,8 @@ use alloc::vec::Vec;
 pub const BUCKET: u64 = 64;
 /// The index word of a bucket that holds no analysed byte.
 const NOTHING: u32 = u32::MAX;
+/// An index word's flag: its range covers the whole bucket (the look-up scans nothing).
+const WHOLE: u32 = 1 << 30;
 
 const GAP: u8 = 1;
 const UNRESOLVED: u8 = 2;
@@ -119,6 +123,7 @@ impl ExactTable {
 
     fn index(&mut self) {
         let (Some(first), Some(last)) = (self.ranges.first(), self.ranges.last()) else { return };
+        assert!(self.ranges.len() < WHOLE as usize, "more ranges than an index word holds");
         (self.lo, self.hi) = (first.start, last.start);
         self.base = self.lo / BUCKET * BUCKET;
         let mut at = 0;
@@ -129,12 +134,13 @@ impl ExactTable {
                 while ranges.get(at + 1).is_some_and(|r| r.start <= start) {
                     at += 1;
                 }
-                // A bucket inside one gap (no analysed byte in it) answers at once.
-                let gap = ranges[at].flags == GAP && ranges.get(at + 1).is_none_or(|r| r.start >= start + BUCKET);
-                if gap {
-                    NOTHING
-                } else {
-                    at as u32
+                // A bucket inside one range answers at once: nothing if it is a gap (no
+                // analysed byte in it), else that range.
+                let whole = ranges[at].start <= start && ranges.get(at + 1).is_none_or(|r| r.start >= start + BUCKET);
+                match (whole, ranges[at].flags == GAP) {
+                    (true, true) => NOTHING,
+                    (true, false) => at as u32 | WHOLE,
+                    (false, _) => at as u32,
                 }
             })
             .collect();
@@ -159,17 +165,22 @@ impl ExactTable {
     /// The address of the range a look-up of `ip` reads after its index word (to prefetch it
     /// once the word is cached); `None` outside the table.
     pub fn second_line(&self, ip: u64) -> Option<usize> {
-        self.ranges.get(*self.bucket(ip)? as usize).map(|r| r as *const Range as usize)
+        self.ranges.get((*self.bucket(ip)? & !WHOLE) as usize).map(|r| r as *const Range as usize)
     }
 
     /// The table's answer for `ip`; `None` outside the analysed functions (a function that
     /// reaches no point, foreign code).
     pub fn lookup(&self, ip: u64) -> Option<Lookup<'_>> {
-        let mut i = *self.bucket(ip).filter(|&&w| w != NOTHING)? as usize;
-        while self.ranges.get(i + 1).is_some_and(|x| x.start <= ip) {
-            i += 1;
-        }
-        let r = self.ranges.get(i).filter(|r| r.start <= ip)?;
+        let w = *self.bucket(ip).filter(|&&w| w != NOTHING)?;
+        let r = if w & WHOLE != 0 {
+            self.ranges.get((w & !WHOLE) as usize)?
+        } else {
+            let mut i = w as usize;
+            while self.ranges.get(i + 1).is_some_and(|x| x.start <= ip) {
+                i += 1;
+            }
+            self.ranges.get(i).filter(|r| r.start <= ip)?
+        };
         match r.flags {
             GAP => None,
             UNRESOLVED => Some(Lookup::Unresolved),
