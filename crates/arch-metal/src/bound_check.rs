@@ -320,7 +320,8 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
 /// are armed and its return redirected); a frame outside the table (a function reaching no
 /// point) returns into its caller unredirected. An interrupted `rep` string instruction weighs
 /// the iterations its `rcx` had left (`Bounds::from_rep`). `Err`: the reason no figure exists
-/// and the address (the RIP or a return address) whose code has none.
+/// and where the analysis stopped (the loop's head, the call, the function's first byte; the
+/// RIP or the return address for a chain with no armed frame or a sum that overflows).
 fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64, (String, u64)> {
     let mut total = 0u64;
     for &at in core::iter::once(&s.rip).chain(&s.returns[..s.n_returns]) {
@@ -328,7 +329,7 @@ fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64,
         let b = if at == s.rip { memo.from_rep(at, s.rcx) } else { memo.from(at) };
         let b = match b {
             Bound::Known(n) => n,
-            Bound::Unknown(u) => return Err((format!("{:?}", u.reason), at)),
+            Bound::Unknown(u) => return Err((format!("{:?}", u.reason), u.at)),
         };
         total = total.checked_add(b).ok_or_else(|| (String::from("Overflow"), at))?;
         match table.lookup(at) {
@@ -352,7 +353,7 @@ fn report(
 ) -> i64 {
     let (mut checked, mut unknown, mut violations) = (0u64, 0u64, 0usize);
     let (mut max_ratio, mut max_measured) = (0f64, 0u64);
-    // per reason: the samples, and the first address whose code had no bound for it
+    // per reason: the samples, and where the analysis stopped for the first of them
     let mut reasons: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for s in &t.samples {
         max_measured = max_measured.max(s.measured);

@@ -10,10 +10,14 @@
 //! (`cmp I, N; ja`) has `N + 1` cases; one whose index is not (LLVM leaves the check out when
 //! the index is an enum's discriminant, whose range the type bounds) is read **open-ended**,
 //! as Linux's objtool reads one (`add_jump_table`): entry after entry while each names an
-//! instruction of the same function, and up to the next address the function's code refers to
-//! (another table's start, as objtool stops at the next table). Every real case is such an
-//! entry, so none is missed; an entry read past the table's end can only add a case, which
-//! makes the answers more conservative, never wrong. An indirect jump
+//! address inside the same function, and up to the next address the function's code refers
+//! to (another table's start, as objtool stops at the next table); an entry inside the
+//! function but not at an instruction the sweep decoded, or a table longer than 4,096
+//! entries, leaves the function unresolved. The reading assumes what LLVM emits: every entry
+//! of a table, a hole's too (the default block, or the `ud2` of an unreachable one), names a
+//! block of the function, and the function's code refers to no address inside its own table.
+//! Under that, no real case is missed; an entry read past the table's end can only add a
+//! case, which makes the answers more conservative, never wrong. An indirect jump
 //! that is not a recognised jump table, a branch into the middle of an instruction or
 //! undecodable bytes mark the function **unresolved**: nothing exact is claimed about it.
 //!
@@ -321,10 +325,11 @@ fn jump_table(
     if let Some(n) = bound(before, index) {
         return Some(Table::Bounded(data(table, 4 * n)?.chunks_exact(4).map(entry).collect()));
     }
-    let targets: Vec<u64> = (0..OPEN_TABLE_MAX as u64)
+    let targets: Vec<u64> = (0..=OPEN_TABLE_MAX as u64)
         .map_while(|k| data(table.wrapping_add(4 * k), 4).map(entry).filter(|&t| inside(t)))
         .collect();
-    (!targets.is_empty()).then_some(Table::Open(table, targets))
+    // none read, or more than any table this reading trusts: not recognised
+    (!targets.is_empty() && targets.len() <= OPEN_TABLE_MAX).then_some(Table::Open(table, targets))
 }
 
 /// The number of table entries: `N + 1` from the `cmp I, N` that a `ja` after it guards,
@@ -393,10 +398,13 @@ fn link(cfg: &mut Cfg, flows: Vec<Flow>, refs: &[u64]) {
     cfg.unresolved = bad;
 }
 
-/// An open-ended table's cases: its entries up to the first whose target `idx` does not find
-/// on the sweep, or the first that starts at an address in `refs` (another table's start).
+/// An open-ended table's cases: its entries (each inside the function: the reading stopped at
+/// the first that was not) up to the first that starts at an address in `refs` (another
+/// table's start). An entry inside the function but off the sweep is a `None`: the function
+/// is unresolved (a case the sweep decoded wrongly, or bytes that are no table's), never
+/// silently cut.
 fn open_cases(base: u64, targets: Vec<u64>, refs: &[u64], idx: impl Fn(u64) -> Option<u32>) -> Vec<Option<u32>> {
     let next_ref = refs.iter().copied().find(|&r| r > base).unwrap_or(u64::MAX);
     let room = usize::try_from(next_ref.saturating_sub(base) / 4).unwrap_or(usize::MAX);
-    targets.into_iter().take(room).map_while(idx).map(Some).collect()
+    targets.into_iter().take(room).map(idx).collect()
 }

@@ -309,13 +309,19 @@ fn an_unchecked_jump_table_is_read_entry_by_entry_to_the_first_not_of_its_functi
     // an entry outside the function ends the table: `c3` behind it is not a case
     let p = jump_table(false, &[Err(0x100), Ok("c3")]);
     p.expect(&p.analyze(), "f", &["a", "b"], true);
-    // an entry into the middle of an instruction ends it too
+    // an entry into the middle of an instruction of the function is no case of a table:
+    // the function is unresolved, not cut short
     let p = jump_table(false, &[Err(0), Ok("c3")]);
     let mid = p.at("c0") + 1;
     let mut p = p;
     let t = p.data.get_mut(&0x9000).unwrap();
     t[12..16].copy_from_slice(&((mid as i64 - 0x9000) as i32).to_le_bytes());
-    p.expect(&p.analyze(), "f", &["a", "b"], true);
+    assert_eq!(ExactTable::build(&p.analyze()).lookup(p.at("f")), Some(Lookup::Unresolved));
+    // so is a table longer than any the reading trusts (4,097 entries inside the function)
+    let mut p = jump_table(false, &[]);
+    let c0 = ((p.at("c0") as i64 - 0x9000) as i32).to_le_bytes();
+    p.data.insert(0x9000, c0.iter().copied().cycle().take(4 * 4097).collect());
+    assert_eq!(ExactTable::build(&p.analyze()).lookup(p.at("f")), Some(Lookup::Unresolved));
     // a case read past the table's end (here `c3`) is one more successor: more conservative
     let p = jump_table(false, &[Ok("c3")]);
     p.expect(&p.analyze(), "f", &["a", "b", "c"], true);

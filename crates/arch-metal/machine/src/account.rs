@@ -170,7 +170,8 @@ const OFF_POINTS: usize = off!(points);
 
 /// The body of a point's stamp (intel syntax): nothing unless the account is kept (the bound
 /// check's boots, [`enable`]); then IF clear around the `rdtsc` and the copies, `rax` and `rdx`
-/// clobbered (the callers may lose them), the flags restored (`popfq`).
+/// clobbered (the callers may lose them), IF restored (`popfq`). The arithmetic flags are the
+/// test's to clobber: the site clobbers them anyway, and `metal_rt_return` saved its own.
 macro_rules! stamp {
     ($name:literal, $kind:literal) => {
         core::arch::global_asm!(

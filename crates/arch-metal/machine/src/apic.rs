@@ -139,9 +139,15 @@ pub fn id() -> u32 {
 /// (no shorthand); returns once the xAPIC reports it sent (x2APIC writes need no wait).
 pub fn send_ipi(dest: u32, low: u32) {
     if X2APIC.load(Ordering::Relaxed) {
-        // SAFETY: the x2APIC ICR takes the destination in bits 32-63 and the command in 0-31;
-        // one 64-bit write sends it.
-        unsafe { cpu::wrmsr(MSR_X2APIC_ICR, (u64::from(dest) << 32) | u64::from(low)) };
+        // SAFETY: `mfence; lfence` only order memory; the x2APIC ICR takes the destination in
+        // bits 32-63 and the command in 0-31, and one 64-bit write sends it. The fences first,
+        // as Linux's `weak_wrmsr_fence`: a WRMSR to an x2APIC register is not ordered after
+        // earlier stores, so without them the IPI could arrive before what it announces (a
+        // wake-up's state, a SYNC_CORE round's generation and written text) is visible.
+        unsafe {
+            core::arch::asm!("mfence", "lfence", options(nostack, preserves_flags)); // stores out, then go on
+            cpu::wrmsr(MSR_X2APIC_ICR, (u64::from(dest) << 32) | u64::from(low))
+        };
     } else {
         // IF clear: an interrupt sending its own IPI between the two writes would change the
         // destination under this one

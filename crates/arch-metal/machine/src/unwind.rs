@@ -119,8 +119,9 @@ struct Tables {
 }
 
 impl Tables {
-    /// Every row found by the index at its first and last byte, and every bucket marked
-    /// [`WHOLE`] covered by its row: the index's self-check at boot (a few instructions per row).
+    /// Every row and every function found by its index at its first and last byte, and every
+    /// bucket marked [`WHOLE`] covered by its entry: the indexes' self-check at boot (a few
+    /// instructions per entry).
     fn check_index(&self) -> Result<(), alloc::string::String> {
         let rows: &[Row] = &self.rows;
         for (k, r) in rows.iter().enumerate() {
@@ -135,15 +136,32 @@ impl Tables {
                 }
             }
         }
-        let lo = self.rows_index.lo;
-        for (b, &w) in self.rows_index.buckets.iter().enumerate().filter(|(_, &w)| w & WHOLE != 0) {
-            let (start, r) = (lo + b * BUCKET, &rows[(w & !WHOLE) as usize]);
-            if r.start > start || r.end < start + BUCKET {
-                return Err(alloc::format!("the unwind index's bucket {start:#x} is marked whole, but its row is not"));
+        for (k, &(lo, hi)) in self.fdes.iter().enumerate() {
+            for x in [lo, hi - 1] {
+                if self.fdes_index.find(x, &self.fdes, |&r| r) != Some(&self.fdes[k]) {
+                    return Err(alloc::format!("the function index misses {lo:#x}..{hi:#x} at {x:#x}"));
+                }
             }
         }
-        Ok(())
+        let rows_whole = whole_buckets(&self.rows_index, |i| rows.get(i).map(|r| (r.start, r.end)));
+        let fdes_whole = whole_buckets(&self.fdes_index, |i| self.fdes.get(i).copied());
+        match rows_whole.and(fdes_whole) {
+            Some(()) => Ok(()),
+            None => Err("the unwind index marks a bucket whole that its entry does not cover".into()),
+        }
     }
+}
+
+/// `Some` if every bucket of `index` marked [`WHOLE`] is covered by its entry (`range(i)`).
+fn whole_buckets(index: &Index, range: impl Fn(usize) -> Option<(usize, usize)>) -> Option<()> {
+    for (b, &w) in index.buckets.iter().enumerate().filter(|(_, &w)| w & WHOLE != 0) {
+        let start = index.lo + b * BUCKET;
+        let (s, e) = range((w & !WHOLE) as usize)?;
+        if s > start || e < start + BUCKET {
+            return None;
+        }
+    }
+    Some(())
 }
 
 /// Set once by [`prepare`] to a leaked `Tables`; never freed or changed afterwards.
@@ -260,7 +278,7 @@ fn tables() -> Option<&'static Tables> {
 #[inline]
 fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
     // one compare for both bounds: below `lo` wraps to a huge offset
-    let span = hi.wrapping_sub(lo);
+    let span = hi.checked_sub(lo)?;
     if addr & 7 != 0 || span < 8 || addr.wrapping_sub(lo) > span - 8 {
         return None;
     }
