@@ -103,9 +103,13 @@ fn shipped(model: &str) {
     let ratio = csum["max_ratio"].as_f64().expect("max_ratio");
     assert!(ratio > 0.9 && ratio <= 1.0, "{csum}");
     // loader: its relocation atoms are bounded (the open-ended jump table of its stages, its
-    // loop of at most RELOCS_PER_ATOM rounds); its copies of run-time lengths are not
+    // loop of at most RELOCS_PER_ATOM rounds, counted through LLVM's copied offset and the
+    // test duplicated onto each latch, its errors returned as data); its copies of run-time
+    // lengths and its symbol resolution are not
     let loader = &rows[0];
-    assert!(n(loader, "checked") * 4 >= n(loader, "samples"), "a quarter at least: {loader}");
+    assert!(n(loader, "checked") * 4 >= n(loader, "samples") * 3, "three in four at least: {loader}");
+    let ratio = loader["max_ratio"].as_f64().expect("max_ratio");
+    assert!(ratio > 0.9 && ratio <= 1.0, "{loader}");
     let samples: u64 = rows.iter().map(|r| n(r, "samples")).sum();
     let checked: u64 = rows.iter().map(|r| n(r, "checked")).sum();
     assert!(samples >= 150, "samples taken: {samples}; serial:\n{}", b.serial);

@@ -89,10 +89,15 @@ impl Body<'_> {
 
     /// A path from `from` over one iteration, not through `avoid`, reaches a node with `goal`.
     fn reaches(&self, from: usize, avoid: usize, goal: &dyn Fn(usize) -> bool) -> bool {
+        self.reaches_avoiding(from, &[avoid], goal)
+    }
+
+    /// [`Body::reaches`], avoiding every node of `avoid`.
+    fn reaches_avoiding(&self, from: usize, avoid: &[usize], goal: &dyn Fn(usize) -> bool) -> bool {
         let mut seen = vec![false; self.inl.len()];
         let mut work = vec![from];
         while let Some(v) = work.pop() {
-            if v == avoid || core::mem::replace(&mut seen[v], true) {
+            if avoid.contains(&v) || core::mem::replace(&mut seen[v], true) {
                 continue;
             }
             if goal(v) {
@@ -106,6 +111,14 @@ impl Body<'_> {
     /// `x` runs exactly once on every iteration.
     fn every_iteration(&self, x: usize) -> bool {
         !self.inner[x] && (x == self.h || !self.reaches(self.h, x, &|v| self.latch(v)))
+    }
+
+    /// One of `xs` (none in an inner loop) runs on every iteration: no path from the head to
+    /// a latch avoids them all (LLVM duplicates a latch's test onto each path that ends the
+    /// iteration).
+    fn one_every_iteration(&self, xs: &[usize]) -> bool {
+        xs.iter().all(|&x| !self.inner[x])
+            && (xs.contains(&self.h) || !self.reaches_avoiding(self.h, xs, &|v| self.latch(v)))
     }
 
     /// Whether the step `s` runs before the test `p` on every iteration (`Some(true)`), on
@@ -128,7 +141,7 @@ fn trip_count(c: &Cfg, g: &Graph, l: &[usize], inl: &[bool], h: usize) -> Result
     let inner: Vec<usize> =
         sccs(inl.len(), l, &next).into_iter().filter(|s| s.len() > 1 || next(s[0]).contains(&s[0])).flatten().collect();
     inner.into_iter().for_each(|v| body.inner[v] = true);
-    let (mut best, mut why) = (None, Reason::LoopExitNotCounted);
+    let (mut exits, mut why) = (Vec::new(), Reason::LoopExitNotCounted);
     for &b in l {
         let Induct::Jcc { cond, target } = c.insns[b].induct else { continue };
         let x = &c.insns[b];
@@ -147,7 +160,13 @@ fn trip_count(c: &Cfg, g: &Graph, l: &[usize], inl: &[bool], h: usize) -> Result
             _ => continue,
         };
         let exit = if c.index_of(target).is_some_and(|t| !inl[t]) { cond } else { cond.negate() };
-        match counted(&body, l, p, test, exit) {
+        exits.push((p, test, exit));
+    }
+    let mut best = None;
+    for &(p, test, exit) in &exits {
+        // the same test leaving the same way elsewhere in the loop (a duplicated latch)
+        let twins: Vec<usize> = exits.iter().filter(|e| (e.1, e.2) == (test, exit)).map(|e| e.0).collect();
+        match counted(&body, l, p, &twins, test, exit) {
             Ok(t) => best = Some(best.map_or(t, |b: u64| b.min(t))),
             Err(r) => why = r,
         }
@@ -167,31 +186,103 @@ fn stepped_against_register(c: &Cfg, l: &[usize], p: usize) -> bool {
 }
 
 /// The trip count from the exit tested at `p` (`cmp reg, imm` in `width` bits, leaving the
-/// loop when `exit` holds).
+/// loop when `exit` holds); `twins`: the loop's tests of the same register against the same
+/// constant leaving the same way (`p` among them), which together may run on every iteration
+/// where `p` alone does not.
 fn counted(
     body: &Body<'_>,
     l: &[usize],
     p: usize,
+    twins: &[usize],
     (reg, imm, width): (u8, u64, u8),
     exit: Cond,
 ) -> Result<u64, Reason> {
     let c = body.c;
     let writers: Vec<usize> = l.iter().copied().filter(|&v| c.insns[v].writes & (1 << reg) != 0).collect();
     let [s] = writers[..] else { return Err(Reason::CountWrittenInBody) };
-    let Induct::Step { reg: r, delta, width: ws, .. } = c.insns[s].induct else {
-        return Err(Reason::CountWrittenInBody);
+    // the step, and the register whose value on entry the count starts from
+    let (r, delta, ws, start) = match c.insns[s].induct {
+        Induct::Step { reg: r, delta, width: ws, .. } => (r, delta, ws, r),
+        Induct::CopyStep { reg: r, from, delta } => match copied_back(body, s, r, from) {
+            Some(start) => (r, delta, 64, start),
+            None => return Err(Reason::CountWrittenInBody),
+        },
+        _ => return Err(Reason::CountWrittenInBody),
     };
     if r != reg || ws < width {
         return Err(Reason::CountWrittenInBody);
     }
-    if !body.every_iteration(s) || !body.every_iteration(p) {
+    // the test on every iteration: `p` itself, or one of its twins (each after the step, or
+    // each before it)
+    let tested = body.every_iteration(p) || body.one_every_iteration(twins);
+    if !body.every_iteration(s) || !tested {
         return Err(Reason::CountNotEveryIteration);
     }
     let step_first = body.step_first(s, p).ok_or(Reason::CountNotEveryIteration)?;
-    let init = init_value(body, reg)?;
+    if twins.iter().any(|&q| body.step_first(s, q) != Some(step_first)) && !body.every_iteration(p) {
+        return Err(Reason::CountNotEveryIteration);
+    }
+    let init = init_value(body, start)?;
     let u0 = if step_first { init.wrapping_add(delta as u64) } else { init };
     let k = trip::first_exit(u0, delta, width as u32, imm, exit).ok_or(Reason::NeverExits)?;
     k.checked_add(1).ok_or(Reason::Overflow)
+}
+
+/// `s` (`lea reg, [from + d]`, the loop's one write of `reg`) steps `reg` by `d` if every path
+/// back from `s` inside the loop meets `mov from, reg` before any other write of `from` or
+/// `reg`: every time `s` runs, `from` then holds what `s` wrote the time before. The first
+/// time, `from` holds what the count starts from: `reg`'s value on entry if every path meets
+/// the copy before the head (it runs first in the iteration), `from`'s if every path reaches
+/// the head first (the entering edge brings it there). That register, or `None`.
+fn copied_back(body: &Body<'_>, s: usize, reg: u8, from: u8) -> Option<u8> {
+    let h = body.h;
+    if s != h {
+        match back_to_copy(body, s, s, reg, from, Some(h))? {
+            Back::Copied => return Some(reg),
+            Back::Head => {}
+        }
+    }
+    // from the head, around the back edges: every path must meet the copy
+    match back_to_copy(body, h, s, reg, from, None)? {
+        Back::Copied => Some(from),
+        Back::Head => None,
+    }
+}
+
+/// Where every path back from a point ends (see [`back_to_copy`]).
+enum Back {
+    /// At the copy, each of them.
+    Copied,
+    /// At the head, each of them.
+    Head,
+}
+
+/// Walks back from `at` over predecessors inside the loop: `Copied` if every path meets
+/// `mov from, reg` first, `Head` if every path reaches `head` first (`Some` only), `None` if a
+/// path meets another write of `from` or `reg`, comes back to `s` (or to the head, walking
+/// from it), or some paths end one way and some the other.
+fn back_to_copy(body: &Body<'_>, at: usize, s: usize, reg: u8, from: u8, head: Option<usize>) -> Option<Back> {
+    let (c, g) = (body.c, body.g);
+    let (mut seen, mut work) = (vec![false; c.insns.len()], vec![at]);
+    let (mut copied, mut headed) = (false, false);
+    while let Some(v) = work.pop() {
+        for p in g.preds[v].iter().map(|&p| p as usize).filter(|&p| body.inl[p]) {
+            if c.insns[p].induct == (Induct::Copy { reg: from, from: reg }) {
+                copied = true;
+            } else if Some(p) == head {
+                headed = true;
+            } else if p == s || p == body.h || c.insns[p].writes & ((1 << from) | (1 << reg)) != 0 {
+                return None;
+            } else if !core::mem::replace(&mut seen[p], true) {
+                work.push(p);
+            }
+        }
+    }
+    match (copied, headed) {
+        (true, false) => Some(Back::Copied),
+        (false, true) => Some(Back::Head),
+        _ => None,
+    }
 }
 
 /// The constant every path into the head sets `reg` to (walking back from the entering edges

@@ -142,6 +142,73 @@ fn a_counted_loop_up_runs_its_exact_count() {
     assert_eq!(bound(&p, "inc"), Bound::Known(3 + 9 * 4 + 1));
 }
 
+/// LLVM's strength-reduced offset: the count lives in two registers, copied back each time
+/// around (`mov rdi, r14` at the latch, `lea r14, [rdi + 8]` after the head), the loop entered
+/// at its head with `rdi` = 0: r14 = 8, 16, .. 64, so 8 iterations of 6 instructions.
+fn copy_stepped(copy_first: bool) -> Program {
+    let mut a = Asm::new(0x1000);
+    a.func("f").raw(&[0x31, 0xff]); // xor edi, edi
+    if copy_first {
+        // the copy before the step in the same iteration: the count starts from r14 = 0
+        a.raw(&[0x45, 0x31, 0xf6]); // xor r14d, r14d
+        a.label("H").raw(&[0x4c, 0x89, 0xf7]); // mov rdi, r14
+        a.raw(&[0x4c, 0x8d, 0x77, 0x08]).nop(); // lea r14, [rdi + 8]; the body
+        a.raw(&[0x49, 0x83, 0xfe, 0x40]).jcc(0x5, "H").ret(); // cmp r14, 64; jne H
+        return a.finish();
+    }
+    a.rel(&[0xeb], 1, "H"); // jmp H
+    a.label("latch").raw(&[0x4c, 0x89, 0xf7]); // mov rdi, r14
+    a.raw(&[0x49, 0x83, 0xfe, 0x40]).jcc(0x4, "out"); // cmp r14, 64; je out
+    a.label("H").raw(&[0x4c, 0x8d, 0x77, 0x08]); // lea r14, [rdi + 8]
+    a.label("body").nop().rel(&[0xeb], 1, "latch"); // the body; jmp latch
+    a.label("out").ret();
+    a.finish()
+}
+
+#[test]
+fn a_count_copied_back_around_the_loop_is_a_step() {
+    let p = copy_stepped(false);
+    // xor, jmp, 8 iterations of lea, nop, jmp, mov, cmp, je, then the return
+    assert_eq!(bound(&p, "f"), Bound::Known(2 + 8 * 6 + 1));
+    // from the body of the first iteration: its rest (nop, jmp, mov, cmp, je), 7 more, ret
+    assert_eq!(bound(&p, "body"), Bound::Known(5 + 7 * 6 + 1));
+    let p = copy_stepped(true);
+    // xor, xor, 8 iterations of mov, lea, nop, cmp, jne, then the return
+    assert_eq!(bound(&p, "f"), Bound::Known(2 + 8 * 5 + 1));
+}
+
+#[test]
+fn a_test_duplicated_onto_each_latch_counts_as_one_on_every_iteration() {
+    // two ways around the loop, each ending in its own `cmp ecx, 10; jne H`
+    let mut a = Asm::new(0x1000);
+    a.func("f").xor_ecx().label("H").inc_ecx().raw(&[0x85, 0xff]).jcc(0x4, "B"); // test edi, edi; je B
+    a.nop().cmp_ecx(10).jne("H").ret();
+    a.label("B").nop().nop().cmp_ecx(10).jne("H").ret();
+    let p = a.finish();
+    // xor, 10 iterations of at most inc, test, je, nop, nop, cmp, jne, then the return
+    assert_eq!(bound(&p, "f"), Bound::Known(1 + 10 * 7 + 1));
+    // one latch's test alone is not on every iteration: without its twin the loop is unknown
+    let mut a = Asm::new(0x1000);
+    a.func("f").xor_ecx().label("H").inc_ecx().raw(&[0x85, 0xff]).jcc(0x4, "B");
+    a.nop().cmp_ecx(10).jne("H").ret();
+    a.label("B").nop().nop().cmp_ecx(11).jne("H").ret();
+    let p = a.finish();
+    assert!(matches!(bound(&p, "f"), Bound::Unknown(Unknown { reason: Reason::CountNotEveryIteration, .. })));
+}
+
+#[test]
+fn a_copy_with_another_write_between_it_and_the_step_is_no_step() {
+    let mut a = Asm::new(0x1000);
+    a.func("f").raw(&[0x31, 0xff]).rel(&[0xeb], 1, "H"); // xor edi, edi; jmp H
+    a.label("latch").raw(&[0x4c, 0x89, 0xf7]); // mov rdi, r14
+    a.raw(&[0x48, 0xff, 0xc7]); // inc rdi: the copy is not what the step reads
+    a.raw(&[0x49, 0x83, 0xfe, 0x40]).jcc(0x4, "out"); // cmp r14, 64; je out
+    a.label("H").raw(&[0x4c, 0x8d, 0x77, 0x08]).nop().rel(&[0xeb], 1, "latch"); // lea r14, [rdi + 8]
+    a.label("out").ret();
+    let p = a.finish();
+    assert!(matches!(bound(&p, "f"), Bound::Unknown(Unknown { reason: Reason::CountWrittenInBody, .. })));
+}
+
 #[test]
 fn counting_down_by_the_steps_flags_and_by_a_signed_compare() {
     let mut a = Asm::new(0x1000);

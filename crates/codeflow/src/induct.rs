@@ -5,7 +5,8 @@
 //! whose effect on the register is a known function of its old value: `mov r, imm` and
 //! `xor r, r` set it to a constant (the full 64-bit value, a 32-bit write zero-extended);
 //! `inc`/`dec`, `add`/`sub r, imm` and `lea r, [r + disp]` add a constant (modulo the width
-//! written); `cmp r, imm` and `test r, r` (the flags of `cmp r, 0`) compare it with a constant;
+//! written); `mov r64, s64` copies another register and `lea r64, [s64 + disp]` adds a
+//! constant to one (a step when the loop copies the register back into `s`); `cmp r, imm` and `test r, r` (the flags of `cmp r, 0`) compare it with a constant;
 //! `jcc` branches on one of the ten compare conditions; a `nop` is marked (padding). Everything else is [`Induct::None`].
 //!
 //! **Invariant.** A value here is exactly what the instruction does to the register or the
@@ -85,6 +86,24 @@ pub enum Induct {
         width: u8,
         /// The flags are those of `cmp result, 0` for `je`/`jne` (`inc`, `dec`, `add`, `sub`).
         flags: bool,
+    },
+    /// Copies another register (`mov r64, s64`).
+    Copy {
+        /// The register written.
+        reg: u8,
+        /// The register read.
+        from: u8,
+    },
+    /// Sets the register to another one plus a constant (`lea r64, [s64 + disp]`): with a
+    /// [`Induct::Copy`] of it back into `from` on the way around a loop, a step of `delta`
+    /// (LLVM's strength-reduced offsets keep a count so: `mov rdi, r14 ... lea r14, [rdi + 8]`).
+    CopyStep {
+        /// The register written.
+        reg: u8,
+        /// The register read.
+        from: u8,
+        /// What it adds.
+        delta: i64,
     },
     /// Compares the register with a constant (`cmp r, imm`; `test r, r` as `cmp r, 0`).
     Cmp {
@@ -169,7 +188,12 @@ pub fn of(i: &Instruction) -> Induct {
     let Some((reg, width)) = reg32_64(i.op0_register()) else { return Induct::None };
     let same = |k: u32| i.op_kind(k) == OpKind::Register && i.op_register(k) == i.op0_register();
     let step = |delta: i64, flags: bool| Induct::Step { reg, delta, width, flags };
+    // the other operand, a whole 64-bit register other than this one (for the copies)
+    let other64 = |r: Register| reg32_64(r).filter(|&(n, w)| w == 64 && n != reg && width == 64).map(|(n, _)| n);
     match i.mnemonic() {
+        Mnemonic::Mov if i.op_kind(1) == OpKind::Register => {
+            other64(i.op1_register()).map_or(Induct::None, |from| Induct::Copy { reg, from })
+        }
         Mnemonic::Mov => imm(i, 64).map_or(Induct::None, |v| {
             // `mov r32, imm32` zero-extends; `mov r64, simm32` sign-extends; `movabs` is whole.
             Induct::Set { reg, value: if width == 32 { v & 0xffff_ffff } else { v } }
@@ -185,6 +209,8 @@ pub fn of(i: &Instruction) -> Induct {
         {
             step(i.memory_displacement64() as i64, false)
         }
+        Mnemonic::Lea if i.memory_index() == Register::None => other64(i.memory_base())
+            .map_or(Induct::None, |from| Induct::CopyStep { reg, from, delta: i.memory_displacement64() as i64 }),
         Mnemonic::Cmp => imm(i, width).map_or(Induct::None, |imm| Induct::Cmp { reg, imm, width }),
         Mnemonic::Test if same(1) => Induct::Cmp { reg, imm: 0, width },
         _ => Induct::None,

@@ -19,7 +19,6 @@
 /// `RandomState`) alloc's B-tree map, which has the same `get`/`collect`/`insert`.
 #[cfg(not(feature = "hosted"))]
 use alloc::collections::BTreeMap as HashMap;
-use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
@@ -52,14 +51,50 @@ pub(crate) fn ksym_addr(i: usize) -> u32 {
     0xc010_0000 + 0x40 * i as u32
 }
 
+/// Why a load failed. The atoms return it as data and never format it: whoever reports it
+/// does (its `Display`), so no atom's path to its next point formats or allocates on an
+/// error (the static latency checker follows every path, the error's too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// A read of `len` bytes at `off` past the end of the file.
+    ReadPastEnd { off: usize, len: usize },
+    /// The header's magic (not `OMAGIC`).
+    BadMagic(u32),
+    /// The header describes `need` bytes of tables; the file has `have`.
+    TablesPastEnd { need: usize, have: usize },
+    /// An undefined symbol the kernel does not export.
+    UnknownSymbol(String),
+    /// A relocation outside its segment, or not of 4 bytes.
+    RelocationOutside { addr: usize },
+    /// A relocation naming a symbol the table does not have.
+    NoSuchSymbol(u32),
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::ReadPastEnd { off, len } => write!(f, "read of {len} bytes at {off} past the end of the image"),
+            LoadError::BadMagic(m) => write!(f, "bad magic {m:#o}: not an OMAGIC a.out object"),
+            LoadError::TablesPastEnd { need, have } => {
+                write!(f, "header describes {need} bytes of tables; the image has {have}")
+            }
+            LoadError::UnknownSymbol(name) => write!(f, "unknown symbol '{name}'"),
+            LoadError::RelocationOutside { addr } => {
+                write!(f, "relocation at {addr:#x} is outside its segment or not 4 bytes")
+            }
+            LoadError::NoSuchSymbol(n) => write!(f, "relocation names symbol {n}"),
+        }
+    }
+}
+
 /// An in-memory file: bytes read at an offset.
 pub struct MemFile(Vec<u8>);
 
 impl MemFile {
     /// Copies `buf.len()` bytes at `off` into `buf`; fails past the end of the file.
-    pub(crate) fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<(), String> {
+    pub(crate) fn read_at(&self, off: usize, buf: &mut [u8]) -> Result<(), LoadError> {
         let end = off.checked_add(buf.len()).filter(|&e| e <= self.0.len());
-        let end = end.ok_or_else(|| format!("read of {} bytes at {off} past the end of the image", buf.len()))?;
+        let end = end.ok_or(LoadError::ReadPastEnd { off, len: buf.len() })?;
         buf.copy_from_slice(&self.0[off..end]);
         Ok(())
     }
@@ -188,7 +223,7 @@ impl Loader {
     }
 
     /// Runs one atom of the load. Returns `Ok(false)` when the module is loaded.
-    pub fn atom(&mut self) -> Result<bool, String> {
+    pub fn atom(&mut self) -> Result<bool, LoadError> {
         self.stage = match self.stage {
             Stage::Header => self.read_header()?,
             Stage::Copy(off) => self.copy(off)?,
@@ -201,7 +236,7 @@ impl Loader {
     }
 
     /// Loads the whole module (no preemption points: for tests and tools).
-    pub fn load(mut self) -> Result<Self, String> {
+    pub fn load(mut self) -> Result<Self, LoadError> {
         while self.atom()? {}
         Ok(self)
     }
@@ -215,12 +250,12 @@ impl Loader {
         self.exec.expect("the header is read first")
     }
 
-    fn read_header(&mut self) -> Result<Stage, String> {
+    fn read_header(&mut self) -> Result<Stage, LoadError> {
         let mut h = [0u8; HEADER];
         self.file.read_at(0, &mut h)?;
         let w = |i: usize| u32_at(&h, 4 * i);
         if w(0) & 0xffff != OMAGIC {
-            return Err(format!("bad magic {:#o}: not an OMAGIC a.out object", w(0) & 0xffff));
+            return Err(LoadError::BadMagic(w(0) & 0xffff));
         }
         let exec = Exec {
             text: w(1) as usize,
@@ -237,7 +272,7 @@ impl Loader {
             || !exec.drsize.is_multiple_of(RELOC)
             || !exec.syms.is_multiple_of(NLIST)
         {
-            return Err(format!("header describes {need} bytes of tables; the image has {}", self.file.len()));
+            return Err(LoadError::TablesPastEnd { need, have: self.file.len() });
         }
         self.image.clear();
         self.image.resize(exec.text + exec.data + exec.bss, 0);
@@ -245,7 +280,7 @@ impl Loader {
         Ok(Stage::Copy(0))
     }
 
-    fn copy(&mut self, off: usize) -> Result<Stage, String> {
+    fn copy(&mut self, off: usize) -> Result<Stage, LoadError> {
         let e = self.exec();
         let end = (off + COPY_PER_ATOM).min(e.text + e.data);
         self.file.read_at(HEADER + off, &mut self.image[off..end])?;
@@ -258,7 +293,7 @@ impl Loader {
         Stage::Symbols
     }
 
-    fn resolve_symbols(&mut self) -> Result<Stage, String> {
+    fn resolve_symbols(&mut self) -> Result<Stage, LoadError> {
         let e = self.exec();
         let symoff = HEADER + e.text + e.data + e.trsize + e.drsize;
         let mut syms = vec![0u8; e.syms];
@@ -273,7 +308,7 @@ impl Loader {
             let name = strs.get(strx..).and_then(|r| r.split(|&b| b == 0).next()).unwrap_or(&[]);
             let name = core::str::from_utf8(name).unwrap_or("?");
             let value = if s[4] == N_UNDF_EXT {
-                *self.ksyms.get(name).ok_or_else(|| format!("unknown symbol '{name}'"))?
+                *self.ksyms.get(name).ok_or_else(|| LoadError::UnknownSymbol(name.into()))?
             } else {
                 u32_at(s, 8).wrapping_add(self.base)
             };
@@ -283,7 +318,7 @@ impl Loader {
     }
 
     /// Applies relocations `i..i + 64` of the text table followed by the data table.
-    fn relocate(&mut self, first: usize) -> Result<Stage, String> {
+    fn relocate(&mut self, first: usize) -> Result<Stage, LoadError> {
         let e = self.exec();
         let (nt, nd) = (e.trsize / RELOC, e.drsize / RELOC);
         let last = (first + RELOCS_PER_ATOM).min(nt + nd);
@@ -306,19 +341,16 @@ impl Loader {
         Ok(if last == nt + nd { Stage::Done } else { Stage::Relocate(last) })
     }
 
-    fn apply(&mut self, addr: usize, info: u32, in_data: bool) -> Result<(), String> {
+    fn apply(&mut self, addr: usize, info: u32, in_data: bool) -> Result<(), LoadError> {
         let e = self.exec();
         let (seg_lo, seg_len) = if in_data { (e.text, e.data) } else { (0, e.text) };
         if addr + 4 > seg_len || (info >> 25) & 3 != 2 {
-            return Err(format!("relocation at {addr:#x} is outside its segment or not 4 bytes"));
+            return Err(LoadError::RelocationOutside { addr });
         }
         let at = seg_lo + addr;
         let (symnum, pcrel, ext) = (info & 0xff_ffff, info >> 24 & 1 == 1, info >> 27 & 1 == 1);
-        let target = if ext {
-            *self.resolved.get(symnum as usize).ok_or_else(|| format!("relocation names symbol {symnum}"))?
-        } else {
-            self.base
-        };
+        let target =
+            if ext { *self.resolved.get(symnum as usize).ok_or(LoadError::NoSuchSymbol(symnum))? } else { self.base };
         let place = self.base.wrapping_add(at as u32);
         let word = u32_at(&self.image, at).wrapping_add(target).wrapping_sub(if pcrel { place } else { 0 });
         self.image[at..at + 4].copy_from_slice(&word.to_le_bytes());
@@ -351,7 +383,7 @@ mod tests {
     fn bad_images_are_refused() {
         let ks = Arc::new(kernel_symbols());
         let load = |f: MemFile, ks: &Arc<HashMap<&'static str, u32>>| {
-            Loader::new(Arc::new(f), ks.clone(), 0).load().err().unwrap_or_default()
+            Loader::new(Arc::new(f), ks.clone(), 0).load().err().map(|e| e.to_string()).unwrap_or_default()
         };
         let mut f = build_image(4);
         f.bytes_mut()[0] = 0;
