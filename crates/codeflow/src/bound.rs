@@ -12,10 +12,15 @@
 //! function that never returns (a panic) weighs 1 and ends the path, as in the checker
 //! ([`crate::check`]); a tail call weighs 1 plus the callee's bound. The strongly connected
 //! parts without a point are loops. A loop is **counted** when one conditional exit, tested on
-//! every iteration, compares (`cmp r, imm`, `test r, r`, or the flags of the step itself for
-//! `je`/`jne`) a register `r` that the loop writes only by one constant step, executed once on
-//! every iteration (not in an inner loop), and that every path into the loop's single entry
-//! (its head) sets to the same constant (`mov r, imm`, `xor r, r`). Its trip count `T` (how
+//! every iteration (or duplicated, the same test leaving the same way, onto paths that
+//! together cover every iteration: LLVM's duplicated latches), compares (`cmp r, imm`, `test
+//! r, r`, or the flags of the step itself for `je`/`jne`) a register `r` that the loop writes
+//! only by one constant step, executed once on every iteration (not in an inner loop), and
+//! that every path into the loop's single entry (its head) sets to the same constant (`mov r,
+//! imm`, `xor r, r`). The step may go through a copy (`lea r, [s + d]`, with `mov s, r` on
+//! every path back to it and no other write of either between: LLVM's strength-reduced
+//! offsets), the count then starting from `s`'s constant on entry if the copy comes after the
+//! head, `r`'s if before. Its trip count `T` (how
 //! often the head runs) is the first exit of `init + k*step` under the branch's condition in
 //! the compared width (`crate::trip`); the loop's instructions are then bounded by the path
 //! from the interrupted instruction to the end of its iteration, plus `T - 1` longest
