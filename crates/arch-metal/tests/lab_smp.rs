@@ -48,7 +48,12 @@ fn check_probe(p: &Value, cpu: u64) {
 /// Boots the lab under `model` on two CPUs under `-icount` and checks every row; the boot's
 /// JSON lines, `None` (after a skip) without QEMU.
 fn lab(model: &str) -> Option<Vec<Value>> {
-    let cmdline = format!("preempt={model} cpus={CPUS} image.run=lab image.samples={SAMPLES} image.size=8");
+    lab_with(model, "").map(|(_, v)| v)
+}
+
+/// [`lab`] with `options` added; the boot too.
+fn lab_with(model: &str, options: &str) -> Option<(Boot, Vec<Value>)> {
+    let cmdline = format!("preempt={model} cpus={CPUS} image.run=lab image.samples={SAMPLES} image.size=8 {options}");
     let b = boot_with(&SMP_ICOUNT, &cmdline)?;
     let (clock, rows) = lines(&b);
     assert_eq!(clock["tsc_khz"].as_u64(), Some(1_000_000), "the TSC is exactly 1 GHz under -icount shift=0");
@@ -66,7 +71,7 @@ fn lab(model: &str) -> Option<Vec<Value>> {
     }
     let mut all = vec![clock];
     all.extend(rows);
-    Some(all)
+    Some((b, all))
 }
 
 fn runs_to_its_end_and_two_boots_are_identical(model: &str) {
@@ -83,4 +88,29 @@ fn on_two_cpus_under_icount_full_runs_every_workload_and_two_boots_are_identical
 #[test]
 fn on_two_cpus_under_icount_patch_call_runs_every_workload_and_two_boots_are_identical() {
     runs_to_its_end_and_two_boots_are_identical("patch-call");
+}
+
+/// `patch_sync=ipi` while both CPUs run workloads: every arming and disarming makes its
+/// SYNC_CORE rounds, each an NMI the other CPU answers (none lost: the boot ends), every
+/// event still served at a point, and no NMI without a round.
+#[test]
+fn on_two_cpus_patch_sync_ipi_answers_every_sync_core_round_while_both_cpus_work() {
+    let Some((b, rows)) = lab_with("patch-call", "patch_sync=ipi") else { return };
+    for r in rows.iter().filter(|r| r["test"] == "lab") {
+        let p = &r["patch"];
+        assert!(p["events"].as_u64() > Some(0) && p["fallbacks"].as_u64() == Some(0), "{r}");
+    }
+    let sync = b
+        .serial
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+        .find(|v| v["test"] == "sync_core")
+        .unwrap_or_else(|| panic!("no sync_core line:\n{}", b.serial));
+    // patch-call: int3 first, then the call, each way: 4 rounds per event at least once
+    assert!(sync["rounds"].as_u64() >= Some(4), "{sync}");
+    assert!(
+        sync["core_rounds"].as_u64() <= sync["rounds"].as_u64(),
+        "the core counted no round the arch did not make: {sync}"
+    );
+    assert_eq!(sync["stray_nmis"], 0, "{sync}");
 }
