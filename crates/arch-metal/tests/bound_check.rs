@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{boot_with, exit_codes, image, Boot};
+use common::{boot_with, exit_codes, image, results, Boot};
 use serde_json::Value;
 use std::process::Command;
 
@@ -27,15 +27,6 @@ const WORKLOADS: [&str; 5] = ["loader", "copy", "checksum", "hog", "direct-hog"]
 const SAMPLES: u64 = 60;
 const BROKEN_SAMPLES: u64 = 20;
 
-/// The JSON lines of a boot whose `test` is `test`.
-fn lines(b: &Boot, test: &str) -> Vec<Value> {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .filter(|v| v["test"] == test)
-        .collect()
-}
-
 fn n(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or_else(|| panic!("no {k}: {v}"))
 }
@@ -44,7 +35,7 @@ fn n(v: &Value, k: &str) -> u64 {
 fn check(model: &str, options: &str) -> Option<(Boot, Vec<Value>)> {
     let cmdline = format!("preempt={model} image.run=bound-check image.seed=7 {options}");
     let b = boot_with(&ICOUNT, &cmdline)?;
-    let rows = lines(&b, "bound_check");
+    let rows = results(&b, "bound_check");
     for r in &rows {
         assert_eq!(r["model"], model, "{r}");
         assert_eq!(n(r, "checked") + n(r, "unknown"), n(r, "samples"), "every sample checked or unknown: {r}");
@@ -80,7 +71,7 @@ fn shipped(model: &str) {
         let other = if model == "patch-call" { "int3" } else { "call" };
         assert_eq!(r["kinds"][other].as_u64(), Some(0), "{r}");
     }
-    assert!(lines(&b, "bound_violation").is_empty(), "serial:\n{}", b.serial);
+    assert!(results(&b, "bound_violation").is_empty(), "serial:\n{}", b.serial);
     // The shipped hog (every atom followed by a point, the last one too) and the control:
     // every sample has a known bound, and the worst lands close to it (the accounting is
     // exact, not merely small). The one exception a build may land on: an interrupt in
@@ -162,7 +153,7 @@ fn broken_hog_is_caught_with_rip_file_line_and_figures() {
         let r = &rows[0];
         assert_eq!(r["workload"], "broken-hog", "{r}");
         assert!(n(r, "violations") > 0 && n(r, "checked") > 0, "{r}");
-        let violations = lines(&b, "bound_violation");
+        let violations = results(&b, "bound_violation");
         assert_eq!(violations.len() as u64, n(r, "violations").min(16), "serial:\n{}", b.serial);
         for v in &violations {
             let rip = v["rip"].as_str().expect("rip");
@@ -179,7 +170,7 @@ fn broken_hog_is_caught_with_rip_file_line_and_figures() {
 fn the_gate_constant_matches_icount_exactly() {
     let Some(b) = boot_with(&ICOUNT, "preempt=none image.run=bound-calibrate") else { return };
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
-    let c = &lines(&b, "bound_calibrate")[0];
+    let c = &results(&b, "bound_calibrate")[0];
     assert_eq!(n(c, "exact_rounds"), n(c, "rounds"), "{c}");
     assert_eq!(n(c, "residual_abs_sum"), 0, "{c}");
     assert!(n(c, "irqs") > 0, "the loop took interrupts: {c}");
@@ -193,7 +184,7 @@ fn two_boots_print_the_same_samples() {
     let Some((a, ra)) = check("patch-call", opts) else { return };
     let Some((b, rb)) = check("patch-call", opts) else { return };
     assert_eq!(ra, rb, "first:\n{}\nsecond:\n{}", a.serial, b.serial);
-    assert_eq!(lines(&a, "bound_violation"), lines(&b, "bound_violation"));
+    assert_eq!(results(&a, "bound_violation"), results(&b, "bound_violation"));
     assert!(!ra.is_empty());
 }
 

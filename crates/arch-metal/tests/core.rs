@@ -18,17 +18,7 @@
 
 mod common;
 
-use common::{boot, boot_with, exit_codes, Boot};
-use serde_json::Value;
-
-/// The JSON line whose `test` is `name`.
-fn result(b: &Boot, name: &str) -> Value {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .find(|v| v["test"] == name)
-        .unwrap_or_else(|| panic!("no `{name}` line on the serial port:\n{}", b.serial))
-}
+use common::{boot, boot_with, exit_codes, json, result, results, Boot};
 
 /// Boots `preempt=model` and checks every scenario; the RT task must have run at `place`.
 fn model_places_the_rt_task(model: &str, place: &str) {
@@ -53,12 +43,7 @@ fn model_places_the_rt_task(model: &str, place: &str) {
     } else {
         assert!(rt["atom"].as_u64() < rt["atoms"].as_u64(), "the RT task ran inside the service: {}", b.serial);
     }
-    let torture: Vec<Value> = b
-        .serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .filter(|v| v["test"] == "torture")
-        .collect();
+    let torture = results(&b, "torture");
     assert_eq!(torture.len(), if model == "full" { 2 } else { 1 }, "torture lines: {}", b.serial);
     for t in &torture {
         assert_eq!(t["register_mismatches"], 0, "a register was lost across a preemption: {}", b.serial);
@@ -122,9 +107,8 @@ fn under_preempt_full_the_interrupt_return_preempts_the_atom() {
 
 /// The boot error line's message.
 fn boot_error(b: &Boot) -> String {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
+    json(b)
+        .into_iter()
         .find_map(|v| v["boot_error"].as_str().map(String::from))
         .unwrap_or_else(|| panic!("no boot_error line:\n{}", b.serial))
 }
@@ -189,12 +173,7 @@ fn two_cpus_run_the_smp_scenario_with(model: &str, place: &str, options: &str) -
     let run = result(&b, "run");
     assert_eq!(run["init"], 0, "{}", b.serial);
     assert_eq!(run["finished"], run["tasks"], "every task finished: {}", b.serial);
-    let cpus: Vec<Value> = b
-        .serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .filter(|v| v["test"] == "cpu")
-        .collect();
+    let cpus = results(&b, "cpu");
     assert_eq!(cpus.len(), 2, "{}", b.serial);
     for c in &cpus {
         assert!(c["irqs"].as_u64() > Some(0) && c["switches"].as_u64() > Some(0), "both CPUs worked: {}", b.serial);
@@ -202,12 +181,7 @@ fn two_cpus_run_the_smp_scenario_with(model: &str, place: &str, options: &str) -
     assert!(cpus[0]["ipis_sent"].as_u64() >= Some(101), "CPU 0 sent the IPIs: {}", b.serial);
     assert!(cpus[1]["ipis_received"].as_u64() >= Some(101), "CPU 1 took them as interrupts: {}", b.serial);
     // the register torture on CPU 1, an AP: user mode always, kernel mode under `full`
-    let tortures: Vec<Value> = b
-        .serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .filter(|v| v["test"] == "torture")
-        .collect();
+    let tortures = results(&b, "torture");
     let modes: Vec<&str> = tortures.iter().map(|t| t["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, if model == "full" { vec!["user", "kernel"] } else { vec!["user"] }, "{}", b.serial);
     for t in &tortures {

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{boot_with, exit_codes, Boot};
+use common::{boot_with, exit_codes, result, Boot};
 use serde_json::Value;
 
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
@@ -21,12 +21,7 @@ const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 fn point_cost(model: &str) -> Option<(Value, Boot)> {
     let b = boot_with(&ICOUNT, &format!("preempt={model}"))?;
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
-    let line = b
-        .serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .find(|v| v["test"] == "point_cost")
-        .unwrap_or_else(|| panic!("no `point_cost` line on the serial port:\n{}", b.serial));
+    let line = result(&b, "point_cost");
     assert_eq!(line["model"], model, "{}", b.serial);
     assert_eq!(line["ok"], true, "{}", b.serial);
     Some((line, b))

@@ -16,21 +16,11 @@
 
 mod common;
 
-use common::{boot_with, exit_codes, Boot};
-use serde_json::Value;
+use common::{boot_with, exit_codes, result, Boot};
 
 /// QEMU's instruction-counting clock: the scenarios' guest time does not depend on the host's
 /// load.
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
-
-/// The JSON line whose `test` is `name`.
-fn result(b: &Boot, name: &str) -> Value {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .find(|v| v["test"] == name)
-        .unwrap_or_else(|| panic!("no `{name}` line on the serial port:\n{}", b.serial))
-}
 
 /// The boot line of the device source.
 fn device_line(b: &Boot) -> &str {

@@ -14,17 +14,7 @@
 
 mod common;
 
-use common::{boot, boot_with, exit_codes, Boot};
-use serde_json::Value;
-
-/// Every JSON line whose `test` is `name`.
-fn results(b: &Boot, name: &str) -> Vec<Value> {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .filter(|v| v["test"] == name)
-        .collect()
-}
+use common::{boot, boot_with, exit_codes, json, results, Boot};
 
 /// The faulting tasks and what their oopses name.
 const FAULTS: [(&str, &str, &str); 4] = [
@@ -109,9 +99,5 @@ fn a_fault_in_a_task_with_irqs_disabled_is_a_kernel_panic() {
 
 /// The string value of every JSON line's `key`.
 fn results_with_key(b: &Boot, key: &str) -> Vec<String> {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .filter_map(|v| v[key].as_str().map(String::from))
-        .collect()
+    json(b).into_iter().filter_map(|v| v[key].as_str().map(String::from)).collect()
 }

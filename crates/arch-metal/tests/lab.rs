@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{boot_with, exit_codes, Boot};
+use common::{boot_with, exit_codes, json, Boot};
 use serde_json::Value;
 
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
@@ -27,8 +27,7 @@ const SAMPLES: u64 = 12;
 /// The `lab` rows of a boot that must have succeeded.
 fn rows(b: &Boot) -> Vec<Value> {
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
-    let lines: Vec<Value> =
-        b.serial.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok()).collect();
+    let lines = json(b);
     let clock = lines.iter().find(|v| v["test"] == "clock").unwrap_or_else(|| panic!("no clock line:\n{}", b.serial));
     assert!(clock["tsc_khz"].as_u64().is_some_and(|k| k > 0), "{}", b.serial);
     let mut rows: Vec<Value> = lines.iter().filter(|v| v["test"] == "lab").cloned().collect();

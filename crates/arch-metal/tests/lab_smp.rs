@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{boot_with, exit_codes, Boot};
+use common::{boot_with, exit_codes, json, result, Boot};
 use serde_json::Value;
 
 const SMP_ICOUNT: [&str; 4] = ["-smp", "2", "-icount", "shift=0,sleep=off"];
@@ -28,8 +28,7 @@ const CPUS: u64 = 2;
 /// The clock line and the `lab` rows of a boot that must have succeeded.
 fn lines(b: &Boot) -> (Value, Vec<Value>) {
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
-    let json: Vec<Value> =
-        b.serial.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok()).collect();
+    let json = json(b);
     let clock = json.iter().find(|v| v["test"] == "clock").cloned();
     let clock = clock.unwrap_or_else(|| panic!("no clock line:\n{}", b.serial));
     (clock, json.into_iter().filter(|v| v["test"] == "lab").collect())
@@ -100,12 +99,7 @@ fn on_two_cpus_patch_sync_ipi_answers_every_sync_core_round_while_both_cpus_work
         let p = &r["patch"];
         assert!(p["events"].as_u64() > Some(0) && p["fallbacks"].as_u64() == Some(0), "{r}");
     }
-    let sync = b
-        .serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .find(|v| v["test"] == "sync_core")
-        .unwrap_or_else(|| panic!("no sync_core line:\n{}", b.serial));
+    let sync = result(&b, "sync_core");
     // patch-call: int3 first, then the call, each way: 4 rounds per event at least once
     assert!(sync["rounds"].as_u64() >= Some(4), "{sync}");
     assert!(

@@ -11,23 +11,13 @@
 
 mod common;
 
-use common::{boot, boot_with, exit_codes, Boot};
-use serde_json::Value;
-
-/// The image's `softirq_stack` line.
-fn result(b: &Boot) -> Value {
-    b.serial
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim_end_matches('\r')).ok())
-        .find(|v| v["test"] == "softirq_stack")
-        .unwrap_or_else(|| panic!("no softirq_stack line:\n{}", b.serial))
-}
+use common::{boot, boot_with, exit_codes, result};
 
 fn nested_interrupts_leave_the_softirq_chain_intact(qemu_args: &[&str], cmdline: &str, cpu: u64) {
     let Some(b) = boot_with(qemu_args, cmdline) else { return };
     let s = &b.serial;
     assert!(!s.contains("EXCEPTION") && !s.contains("PANIC"), "{s}");
-    let r = result(&b);
+    let r = result(&b, "softirq_stack");
     assert_eq!(r["tasklet_runs"], 1, "{s}");
     assert_eq!(r["cpu"], cpu, "the tasklet's CPU:\n{s}");
     assert!(r["nested_irqs"].as_u64() >= Some(1), "no interrupt nested in the chain:\n{s}");

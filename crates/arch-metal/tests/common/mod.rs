@@ -20,6 +20,22 @@ use std::time::Duration;
 pub(crate) use qemu::exit_codes;
 pub(crate) use qemu::Boot;
 
+/// Every JSON line of the boot's serial output (`qemu::Boot::json_lines`), parsed.
+pub(crate) fn json(b: &Boot) -> Vec<serde_json::Value> {
+    b.json_lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Every JSON line whose `test` is `test`.
+pub(crate) fn results(b: &Boot, test: &str) -> Vec<serde_json::Value> {
+    json(b).into_iter().filter(|v| v["test"] == test).collect()
+}
+
+/// The first JSON line whose `test` is `test`; the test fails naming it and the serial output
+/// if there is none.
+pub(crate) fn result(b: &Boot, test: &str) -> serde_json::Value {
+    results(b, test).into_iter().next().unwrap_or_else(|| panic!("no `{test}` line on the serial port:\n{}", b.serial))
+}
+
 /// The line the image prints first, from its Rust entry.
 pub(crate) const RUST_ENTRY: &str = qemu::RUST_ENTRY;
 
