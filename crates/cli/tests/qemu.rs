@@ -15,6 +15,11 @@ fn atomkernel_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
+/// True (after saying so through `hostlab::testing::skip`) where QEMU is missing.
+fn qemu_missing() -> bool {
+    qemu::find_qemu().map_err(|why| hostlab::testing::skip(&why)).is_err()
+}
+
 /// What `atomkernel qemu` prints before it builds the image.
 const BUILDING: &str = "atomkernel qemu: the image, in";
 
@@ -63,8 +68,7 @@ fn kvm_without_a_usable_dev_kvm_is_refused() {
 /// on CPU 0, the image's checks held; and a second boot prints the same JSON, byte for byte.
 #[test]
 fn the_bare_metal_demo_places_the_rt_task_and_two_icount_runs_print_the_same_json() {
-    if let Err(why) = qemu::find_qemu() {
-        hostlab::testing::skip(&why);
+    if qemu_missing() {
         return;
     }
     let args = ["qemu", "demo", "--preempt", "full", "--icount", "--json"];
@@ -99,8 +103,7 @@ fn the_bare_metal_demo_places_the_rt_task_and_two_icount_runs_print_the_same_jso
 /// under `full`, kernel mode, every row preempted and nothing lost.
 #[test]
 fn the_bare_metal_torture_on_two_cpus_runs_on_the_ap_and_loses_no_register() {
-    if let Err(why) = qemu::find_qemu() {
-        hostlab::testing::skip(&why);
+    if qemu_missing() {
         return;
     }
     let args = ["qemu", "torture", "--preempt", "full", "--cpus", "2", "--icount", "--json"];
@@ -134,8 +137,7 @@ fn patch_sync_is_refused_without_a_patch_model_and_with_a_value_there_is_not() {
 /// the other CPU; the RT task still runs at the armed point on CPU 1.
 #[test]
 fn the_bare_metal_demo_on_two_cpus_with_patch_sync_ipi_serves_at_the_point_after_nmi_rounds() {
-    if let Err(why) = qemu::find_qemu() {
-        hostlab::testing::skip(&why);
+    if qemu_missing() {
         return;
     }
     let args = [
@@ -177,8 +179,7 @@ fn the_bound_check_is_refused_outside_the_patch_models_and_under_kvm() {
 /// named by its source line; exit 2 because of the violations.
 #[test]
 fn the_bound_check_passes_the_hog_and_names_the_broken_workloads_lines() {
-    if let Err(why) = qemu::find_qemu() {
-        hostlab::testing::skip(&why);
+    if qemu_missing() {
         return;
     }
     let args =
