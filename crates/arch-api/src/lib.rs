@@ -24,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod site;
 pub mod types;
 
 pub use lock_api;

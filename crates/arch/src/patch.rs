@@ -216,15 +216,9 @@ pub fn prefetch_sites(idx: &[u32]) {
     }
 }
 
-/// The first byte a site's counts call for.
+/// The first byte a site's counts call for (`arch_api::site::site_op`).
 fn want(c: Counts) -> u8 {
-    if c.call > 0 {
-        OP_CALL
-    } else if c.int3 > 0 {
-        OP_INT3
-    } else {
-        OP_IDLE
-    }
+    arch_api::site::site_op(c.call, c.int3)
 }
 
 /// Checks site `idx`'s five bytes (byte 0 one of the three forms, 1..5 its `rel32`), then
@@ -265,33 +259,24 @@ fn change(idx: &[u32], how: Arm, delta: i32, sync: PatchSync) -> Result<u32, Pok
     }
     // Each site's address and the byte its counts now call for (every index was checked).
     let sites = || idx.iter().map(|&i| (a.sites[i as usize], want(counts[i as usize])));
-    let mut rounds = 0;
     if sync == PatchSync::Ipi {
-        let mut first = false;
-        for (addr, want) in sites() {
-            let now = read_site(addr)[0];
-            if now != want && now != OP_INT3 && want != OP_INT3 {
-                write_byte(a, addr, OP_INT3);
-                first = true;
-            }
-        }
-        if first {
+        let round = || {
             sync_core_round();
-            rounds += 1;
-        }
+            1
+        };
+        return Ok(arch_api::site::poke_synced(
+            sites,
+            |addr| read_site(addr)[0],
+            |addr, v| write_byte(a, addr, v),
+            round,
+        ));
     }
-    let mut wrote = false;
     for (addr, want) in sites() {
         if read_site(addr)[0] != want {
             write_byte(a, addr, want);
-            wrote = true;
         }
     }
-    if wrote && sync == PatchSync::Ipi {
-        sync_core_round();
-        rounds += 1;
-    }
-    Ok(rounds)
+    Ok(0)
 }
 
 /// Prefetches the site counts' lock and vector header, which every arming takes first.

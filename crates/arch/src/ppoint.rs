@@ -23,12 +23,7 @@
 
 pub use arch_api::{PointInfo, Site};
 
-/// First byte of an idle site: `cmp eax, imm32`, a 5-byte instruction that changes only flags.
-pub const OP_IDLE: u8 = 0x3d;
-/// First byte of an armed site that calls the point hook: `call rt_reschedule`.
-pub const OP_CALL: u8 = 0xe8;
-/// First byte of an armed site that traps: `int3`.
-pub const OP_INT3: u8 = 0xcc;
+pub use arch_api::site::{OP_CALL, OP_IDLE, OP_INT3};
 
 /// The five bytes of the site at `addr` in the given form (`op` is one of the `OP_*` bytes).
 pub fn site_bytes(addr: usize, op: u8) -> [u8; 5] {

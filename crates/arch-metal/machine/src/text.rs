@@ -22,10 +22,8 @@ use alloc::vec::Vec;
 use arch_api::{Arm, IrqExit, IrqFrame, PatchSync, PointInfo, PokeError, Site};
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-/// First byte of an idle site.
-pub const OP_IDLE: u8 = 0x3d;
-const OP_CALL: u8 = 0xe8;
-const OP_INT3: u8 = 0xcc;
+pub use arch_api::site::OP_IDLE;
+use arch_api::site::{OP_CALL, OP_INT3};
 
 /// A preemption point: a 5-byte idle instruction registered in the site table (see the
 /// module's description). The image's code uses it as `arch_metal::preempt_point!()`.
@@ -244,19 +242,11 @@ fn unexpected(addr: usize) -> PokeError {
     PokeError::Unexpected { addr, expected: [OP_IDLE, r[0], r[1], r[2], r[3]], found: read_site(addr) }
 }
 
-/// The first byte a site's users `counts` (`[call, int3]`) call for: `e8` while anyone wants
-/// a call, else `cc` while anyone wants int3, else `3d`. A call wins, as on the hosted arch:
-/// `rt_reschedule` serves an event armed either way, while an `int3` met under `patch-call`
-/// passes on (the core's `Patch::trap`).
+/// The first byte a site's users `counts` (`[call, int3]`) call for (`arch_api::site::site_op`:
+/// a call wins, as on the hosted arch).
 #[inline]
 fn op_for(counts: [u32; 2]) -> u8 {
-    if counts[0] > 0 {
-        OP_CALL
-    } else if counts[1] > 0 {
-        OP_INT3
-    } else {
-        OP_IDLE
-    }
+    arch_api::site::site_op(counts[0], counts[1])
 }
 
 /// Writes `op` as the first byte of site `addr` (checked).
@@ -317,11 +307,10 @@ fn change(idx: &[u32], how: Arm, delta: i32, sync: PatchSync) -> Result<u32, Pok
     })
 }
 
-/// `patch_sync=ipi`: `text_poke_bp`'s protocol over the batch, as Linux's
-/// `text_poke_bp_batch` and the hosted arch do it. Every count first (all or nothing, nothing
-/// written yet); `int3` on every site that changes between the two other forms, a
-/// `SYNC_CORE` round ([`crate::sync_core::round`]: an NMI to every other CPU), then every
-/// final byte, a round. Returns the rounds made (none on one CPU).
+/// `patch_sync=ipi`: every count first (all or nothing, nothing written yet), then
+/// `text_poke_bp`'s protocol over the batch (`arch_api::site::poke_synced`, as on the hosted
+/// arch), each `SYNC_CORE` round an NMI to every other CPU ([`crate::sync_core::round`]).
+/// Returns the rounds made (none on one CPU).
 fn change_synced(t: &mut Table, idx: &[u32], how: Arm, delta: i32) -> Result<u32, PokeError> {
     for (k, &i) in idx.iter().enumerate() {
         if let Err(e) = count(t, i, how, delta) {
@@ -333,33 +322,11 @@ fn change_synced(t: &mut Table, idx: &[u32], how: Arm, delta: i32) -> Result<u32
     }
     // each site's address and the byte its counts now call for (every index was checked)
     let sites = || idx.iter().map(|&i| t.sites[i as usize]).map(|(addr, counts)| (addr, op_for(counts)));
-    let serialize = || {
+    let round = || {
         let _ = crate::cpu::cpuid(0, 0); // this CPU, as under `patch_sync=none`
         u32::from(crate::sync_core::round())
     };
-    let mut rounds = 0;
-    let mut first = false;
-    for (addr, want) in sites() {
-        let now = read_site(addr)[0];
-        if now != want && now != OP_INT3 && want != OP_INT3 {
-            write_op(addr, OP_INT3);
-            first = true;
-        }
-    }
-    if first {
-        rounds += serialize();
-    }
-    let mut wrote = false;
-    for (addr, want) in sites() {
-        if read_site(addr)[0] != want {
-            write_op(addr, want);
-            wrote = true;
-        }
-    }
-    if wrote {
-        rounds += serialize();
-    }
-    Ok(rounds)
+    Ok(arch_api::site::poke_synced(sites, |addr| read_site(addr)[0], write_op, round))
 }
 
 /// Undoes the change of the sites `done` (out of line: the arming's fast path keeps fewer
