@@ -19,9 +19,16 @@
 //! heaviest path, from the function's entry or from just after a cut, so with counted loops it
 //! is the longest stretch of one iteration.
 //!
+//! A call whose callee's stretch is not known weighs 1 and is listed in `unknown_calls`: a call
+//! through a register or memory, into code outside the analysis (libc, the vDSO), into an
+//! unresolved function, back into a function still being checked (recursion), or into a
+//! callee that has such calls itself. The stretch is then a lower bound, never passed off as
+//! a bound.
+//!
 //! **Invariant.** `max_stretch` is `None` exactly when the function is unresolved, has an
-//! unbounded loop or calls a function that does; otherwise no point-free path through the
-//! function (per iteration of its counted loops) is longer.
+//! unbounded loop or calls a function that does; otherwise, when `unknown_calls` is empty, no
+//! point-free path through the function (per iteration of its counted loops) is longer, and
+//! when it is not, some path is at least that long.
 
 use crate::cfg::{Cfg, Shape, Step};
 use crate::flow::Analysis;
@@ -67,6 +74,9 @@ pub struct FunctionCheck {
     pub counted_loops: usize,
     /// Calls (call-site address, callee) into functions that have an unbounded stretch.
     pub unbounded_calls: Vec<(u64, u64)>,
+    /// Calls (call-site address, callee if direct) whose callee's stretch is not known, each
+    /// weighed as 1 instruction in `max_stretch` (see the module docs).
+    pub unknown_calls: Vec<(u64, Option<u64>)>,
 }
 
 impl FunctionCheck {
@@ -74,6 +84,22 @@ impl FunctionCheck {
     pub fn is_unbounded(&self) -> bool {
         !self.unbounded.is_empty() || !self.unbounded_calls.is_empty()
     }
+
+    /// True if `max_stretch` is an upper bound: it is known, and no call on the way has a
+    /// callee whose stretch is unknown.
+    pub fn is_bound(&self) -> bool {
+        self.max_stretch.is_some() && self.unknown_calls.is_empty()
+    }
+}
+
+/// What a call adds to its caller's stretch.
+enum Callee {
+    /// Its longest stretch from its entry (0 for a callee that never returns).
+    Known(u64),
+    /// At least this much; the rest is not known.
+    AtLeast(u64),
+    /// It has an unbounded stretch.
+    Unbounded,
 }
 
 impl Analysis {
@@ -132,9 +158,10 @@ impl Analysis {
             unbounded: Vec::new(),
             counted_loops: 0,
             unbounded_calls: Vec::new(),
+            unknown_calls: Vec::new(),
         };
         if r.resolved {
-            let mut g = self.graph(f, memo, &mut r.unbounded_calls);
+            let mut g = self.graph(f, memo, &mut r);
             (r.unbounded, r.counted_loops) = g.loops(c);
             if r.unbounded.is_empty() && r.unbounded_calls.is_empty() {
                 r.max_stretch = g.longest(&c.insns.iter().map(|x| x.addr).collect::<Vec<_>>());
@@ -144,7 +171,8 @@ impl Analysis {
         r
     }
 
-    fn graph(&self, f: usize, memo: &mut BTreeMap<usize, Option<FunctionCheck>>, bad: &mut Vec<(u64, u64)>) -> Graph {
+    /// `f`'s graph, its calls weighed (the unbounded and unknown ones noted in `r`).
+    fn graph(&self, f: usize, memo: &mut BTreeMap<usize, Option<FunctionCheck>>, r: &mut FunctionCheck) -> Graph {
         let c = &self.cfgs[f];
         let n = c.insns.len();
         let mut g = Graph { cut: vec![false; n], weight: vec![1; n], succs: Vec::with_capacity(n) };
@@ -152,17 +180,21 @@ impl Analysis {
             g.succs.push(x.succs.clone());
             match x.step {
                 Step::Point(_) => g.cut[i] = true,
-                Step::Call(t) | Step::TailCall(t) => {
-                    let stretch = self.callee_stretch(f, t, memo);
-                    if stretch.is_err() {
-                        bad.push((x.addr, t));
-                    }
-                    if self.call_cuts(t) {
-                        g.cut[i] = true;
-                    } else {
-                        g.weight[i] += stretch.unwrap_or(0);
+                Step::Call(t) | Step::TailCall(t) if self.call_cuts(t) => {
+                    g.cut[i] = true;
+                    if let Callee::Unbounded = self.callee_stretch(f, t, memo) {
+                        r.unbounded_calls.push((x.addr, t));
                     }
                 }
+                Step::Call(t) | Step::TailCall(t) => match self.callee_stretch(f, t, memo) {
+                    Callee::Known(s) => g.weight[i] += s,
+                    Callee::AtLeast(s) => {
+                        g.weight[i] += s;
+                        r.unknown_calls.push((x.addr, Some(t)));
+                    }
+                    Callee::Unbounded => r.unbounded_calls.push((x.addr, t)),
+                },
+                Step::IndirectCall => r.unknown_calls.push((x.addr, None)),
                 _ => {}
             }
         }
@@ -171,19 +203,23 @@ impl Analysis {
 }
 
 impl Analysis {
-    /// The longest stretch of the callee at `t` called from `f` (0: unknown, recursive,
-    /// unresolved or never returning); `Err` if the callee is unbounded.
-    fn callee_stretch(&self, f: usize, t: u64, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> Result<u64, ()> {
-        let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else { return Ok(0) };
+    /// What the call of the callee at `t` from `f` adds to a stretch.
+    fn callee_stretch(&self, f: usize, t: u64, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> Callee {
         // A callee that never returns (a panic) ends the task's path, not its latency.
-        if callee == f || self.noreturn.binary_search(&t).is_ok() || memo.get(&callee).is_some_and(|m| m.is_none()) {
-            return Ok(0);
+        if self.noreturn.binary_search(&t).is_ok() {
+            return Callee::Known(0);
+        }
+        // Outside the analysis (foreign code), or recursion (the callee is being checked).
+        let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else { return Callee::AtLeast(0) };
+        if callee == f || memo.get(&callee).is_some_and(|m| m.is_none()) {
+            return Callee::AtLeast(0);
         }
         let cc = self.check_function(callee, memo);
         match cc.max_stretch {
-            Some(s) => Ok(s.insns),
-            None if cc.is_unbounded() => Err(()),
-            None => Ok(0),
+            _ if cc.is_unbounded() => Callee::Unbounded,
+            Some(s) if cc.unknown_calls.is_empty() => Callee::Known(s.insns),
+            Some(s) => Callee::AtLeast(s.insns),
+            None => Callee::AtLeast(0), // unresolved
         }
     }
 }

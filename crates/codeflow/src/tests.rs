@@ -255,6 +255,40 @@ fn a_call_into_an_unbounded_function_is_flagged() {
     assert!(an.check().iter().any(|c| c.start == p.at("spin") && c.unbounded.len() == 1));
 }
 
+#[test]
+fn a_call_whose_callee_is_not_known_makes_the_stretch_a_lower_bound() {
+    let mut a = Asm::new(0x7400);
+    a.func("leaf").nop().nop().ret();
+    a.func("odd").raw(&[0x48, 0x89, 0xf8, 0xff, 0xe0]); // mov rax, rdi; jmp rax: unresolved
+    a.func("known").point("pk").label("ck").call("leaf").ret();
+    a.func("indirect").point("pi").label("ci").raw(&[0xff, 0xd0]).ret(); // call rax
+    a.func("foreign").point("pf").label("cf").call("ext").ret();
+    a.func("to_odd").point("po").label("co").call("odd").ret();
+    a.func("recursive").test_edi().je("rout").label("cr").call("recursive").point("pr").label("rout").ret();
+    a.func("through").point("pt").label("ct").call("foreign_leaf").ret();
+    a.func("foreign_leaf").nop().label("cfl").call("ext").ret();
+    a.end_func();
+    a.label("ext").ret(); // code outside every analysed function (libc, the vDSO)
+    let p = a.finish();
+    let an = p.analyze();
+    let known = an.check_at(p.at("known")).unwrap();
+    assert!(known.is_bound() && known.unknown_calls.is_empty());
+    assert_eq!(known.max_stretch.unwrap().insns, 1 + 3 + 1);
+    for (f, call, callee) in [
+        ("indirect", "ci", None),
+        ("foreign", "cf", Some("ext")),
+        ("to_odd", "co", Some("odd")),
+        ("recursive", "cr", Some("recursive")),
+        ("through", "ct", Some("foreign_leaf")),
+    ] {
+        let c = an.check_at(p.at(f)).unwrap();
+        assert!(c.max_stretch.is_some() && !c.is_bound() && !c.is_unbounded(), "{f}: {c:?}");
+        assert_eq!(c.unknown_calls, vec![(p.at(call), callee.map(|l| p.at(l)))], "{f}");
+    }
+    // What is known still counts: the foreign leaf's own instructions are in the caller's.
+    assert_eq!(an.check_at(p.at("through")).unwrap().max_stretch.unwrap().insns, 1 + 3 + 1);
+}
+
 /// `switch (edi) { 0: point a; 1: point b; 2: return }`, LLVM's PIC jump table at 0x9000; with
 /// `bounded` the index is range-checked (`cmp edi, 2; ja`), else not (an enum's discriminant).
 /// The table's entries are the three cases, then `extra`'s (labels, or addresses).

@@ -17,7 +17,10 @@
 //! shipped loop first, each with its advice), then the other project code with a loop of its
 //! own without a point, or unresolved (kernel machinery by design: spin locks, the
 //! `ret_from_syscall` loop; not a workload's fault), one line each; the project code that only
-//! calls those, the bounded project code and all library code only with `all`.
+//! calls those, the project code with no such loop and all library code only with `all`. A
+//! stretch that passes a call the analysis cannot see into (through a pointer, into libc, an
+//! unresolved or recursive function) counts that call as one instruction and is printed as a
+//! lower bound (`>= N insns`), with the calls listed: never as a bound.
 //!
 //! **Invariant.** A row is `unbounded` iff `codeflow` found a loop without a point and without
 //! a counted exit in it, or a call into a function with such a loop; rows are sorted by file
@@ -71,13 +74,15 @@ pub struct LoopRow {
     pub advice: Option<String>,
 }
 
-/// A call into a function that has an unbounded stretch.
+/// A call into a function that has an unbounded stretch, or whose stretch is not known.
 #[derive(Clone, Debug, Serialize)]
 pub struct CallRow {
     /// The call instruction.
     pub at: Loc,
-    /// The callee's name.
+    /// The callee's name (`null` for an indirect call, or an address no symbol names).
     pub callee: Option<String>,
+    /// A call through a register or memory: its callee is not known.
+    pub indirect: bool,
 }
 
 /// Whose code a function is (see the module docs).
@@ -106,8 +111,11 @@ pub struct CheckRow {
     /// Preemption points in it.
     pub points: usize,
     /// Its longest point-free stretch in instructions (callees included; per iteration of its
-    /// counted loops); `null` when unbounded or unresolved.
+    /// counted loops); `null` when unbounded or unresolved. A lower bound when
+    /// `unknown_calls` is not empty.
     pub max_stretch_insns: Option<u64>,
+    /// `max_stretch_insns` is only a lower bound: some call's callee was not analysed.
+    pub stretch_is_lower_bound: bool,
     /// The stretch's first and last instruction.
     pub stretch: Option<(Loc, Loc)>,
     /// Loops without a point or a counted exit.
@@ -116,6 +124,9 @@ pub struct CheckRow {
     pub counted_loops: usize,
     /// Calls into functions with an unbounded stretch.
     pub unbounded_calls: Vec<CallRow>,
+    /// Calls whose callee's stretch is not known (indirect, into code outside the analysis,
+    /// unresolved, recursive, or such a call further down), each counted as 1 instruction.
+    pub unknown_calls: Vec<CallRow>,
     /// Its control flow is known exactly (no unrecognised indirect jump).
     pub resolved: bool,
     /// Its code is (partly) the shipped services' (the lab's workloads, the scenario).
@@ -179,6 +190,11 @@ pub fn check_with(shipped: &str) -> Result<Vec<CheckRow>, String> {
         let Place { file, line, .. } = resolver.innermost(addr as usize);
         Loc { addr: addr as usize, file, line }
     };
+    let call_row = |at: u64, callee: Option<u64>| CallRow {
+        at: loc(at),
+        callee: callee.and_then(|t| syms.function_at(t as usize)).map(String::from),
+        indirect: callee.is_none(),
+    };
     let mut rows: Vec<CheckRow> = analysis
         .check()
         .into_iter()
@@ -214,17 +230,12 @@ pub fn check_with(shipped: &str) -> Result<Vec<CheckRow>, String> {
                 addr: c.start as usize,
                 points: c.points,
                 max_stretch_insns: c.max_stretch.map(|s| s.insns),
+                stretch_is_lower_bound: c.max_stretch.is_some() && !c.is_bound(),
                 stretch: c.max_stretch.map(|s| (loc(s.start), loc(s.end))),
                 unbounded,
                 counted_loops: c.counted_loops,
-                unbounded_calls: c
-                    .unbounded_calls
-                    .iter()
-                    .map(|&(at, callee)| CallRow {
-                        at: loc(at),
-                        callee: syms.function_at(callee as usize).map(String::from),
-                    })
-                    .collect(),
+                unbounded_calls: c.unbounded_calls.iter().map(|&(at, callee)| call_row(at, Some(callee))).collect(),
+                unknown_calls: c.unknown_calls.iter().map(|&(at, callee)| call_row(at, callee)).collect(),
                 resolved: c.resolved,
             }
         })
@@ -240,7 +251,10 @@ pub fn render(r: &CheckRow) -> String {
     let at = r.at();
     let mut s = match (&r.stretch, r.max_stretch_insns) {
         _ if !r.resolved => format!("{at}  {name}: unresolved (points {})", r.points),
-        (Some((a, b)), Some(n)) => format!("{at}  {name}: points {}, longest stretch {n} insns ({a} .. {b})", r.points),
+        (Some((a, b)), Some(n)) => {
+            let ge = if r.stretch_is_lower_bound { ">= " } else { "" };
+            format!("{at}  {name}: points {}, longest stretch {ge}{n} insns ({a} .. {b})", r.points)
+        }
         _ => format!("{at}  {name}: points {}, UNBOUNDED", r.points),
     };
     if r.counted_loops > 0 {
@@ -253,7 +267,19 @@ pub fn render(r: &CheckRow) -> String {
     for c in &r.unbounded_calls {
         s += &format!("\n    calls unbounded {} at {}", c.callee.as_deref().unwrap_or("?"), c.at);
     }
+    for c in &r.unknown_calls {
+        s += &format!("\n    calls {} at {}: its stretch not known in full", callee_name(c), c.at);
+    }
     s
+}
+
+/// A call's callee as the report names it.
+fn callee_name(c: &CallRow) -> &str {
+    match (&c.callee, c.indirect) {
+        (_, true) => "through a pointer",
+        (Some(n), false) => n,
+        (None, false) => "?",
+    }
 }
 
 /// `head  name: status` in at most [`WIDTH`] columns: when the name does not fit, its leading
@@ -316,6 +342,9 @@ fn services_status(r: &CheckRow) -> String {
     match r.max_stretch_insns {
         _ if shipped > 0 => format!("UNBOUNDED, {shipped} loop(s) without a point"),
         _ if !r.resolved => "unresolved: its control flow is not known".into(),
+        Some(n) if r.stretch_is_lower_bound => {
+            format!("stretch >= {n} insns; {} call(s) not known in full", r.unknown_calls.len())
+        }
         Some(n) => format!("bounded, longest stretch {n} insns"),
         None if others > 0 => format!("{others} loop(s) without a point outside the services"),
         None => format!("loops bounded; calls {calls} unbounded"),
@@ -397,7 +426,7 @@ pub fn report(rows: &[CheckRow], shipped: &str, all: bool) -> Report {
     if all {
         lines.push(format!("Project code that calls unbounded code ({}):", callers.len()));
         full(&mut lines, &callers);
-        lines.push(format!("Other project code, bounded ({}):", quiet.len()));
+        lines.push(format!("Other project code, no loop without a point ({}):", quiet.len()));
         full(&mut lines, &quiet);
         lines.push(format!("Library code: Rust's std, libc, dependencies; not ours to change ({}):", library.len()));
         full(&mut lines, &library);
@@ -406,7 +435,7 @@ pub fn report(rows: &[CheckRow], shipped: &str, all: bool) -> Report {
     let mut tail = format!("{} functions checked, {unbounded} unbounded", rows.len());
     if !all {
         let (c, q, l) = (callers.len(), quiet.len(), library.len());
-        tail += &format!("; not shown: {c} calling those, {q} bounded, {l} library (--all)");
+        tail += &format!("; not shown: {c} calling those, {q} others, {l} library (--all)");
     }
     lines.push(tail);
     Report { lines, exit_code }

@@ -5,7 +5,7 @@
 //! hidden without `all`, shown with it, and never advised. No assertion names a function the
 //! optimiser may inline (only this file's `#[inline(never)]` fixtures).
 
-use lab::points_check::{check, check_with, report, shipped_unbounded, CheckRow, Loc, LoopRow, Origin, WIDTH};
+use lab::points_check::{check, check_with, report, shipped_unbounded, CallRow, CheckRow, Loc, LoopRow, Origin, WIDTH};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(true);
@@ -45,6 +45,19 @@ fn service_calling_the_library(n: u64) -> usize {
     s.len()
 }
 
+/// Calls through a pointer between its points: the checker cannot see that stretch whole.
+#[inline(never)]
+fn service_calling_through_a_pointer(f: fn(u64) -> u64, n: u64) -> u64 {
+    kernel::preempt_point!();
+    let r = f(n);
+    kernel::preempt_point!();
+    r
+}
+
+fn double(n: u64) -> u64 {
+    n * 2
+}
+
 fn row_of<'a>(rows: &'a [CheckRow], name: &str) -> &'a CheckRow {
     rows.iter().find(|r| r.function.as_deref().is_some_and(|f| f.ends_with(name))).unwrap_or_else(|| panic!("{name}"))
 }
@@ -53,7 +66,22 @@ fn run_fixtures() -> u32 {
     let loop_line = broken_service(std::hint::black_box(&STOP));
     fixed_service(std::hint::black_box(&STOP));
     assert!(service_calling_the_library(std::hint::black_box(4096)) > 0);
+    assert_eq!(service_calling_through_a_pointer(std::hint::black_box(double), 21), 42);
     loop_line
+}
+
+#[test]
+fn a_call_through_a_pointer_makes_the_stretch_a_lower_bound() {
+    run_fixtures();
+    let rows = check().unwrap();
+    let r = row_of(&rows, "service_calling_through_a_pointer");
+    assert!(r.resolved && r.points == 2 && !r.is_unbounded(), "{r:?}");
+    assert!(r.max_stretch_insns.is_some() && r.stretch_is_lower_bound, "{r:?}");
+    let call = r.unknown_calls.iter().find(|c| c.indirect).unwrap_or_else(|| panic!("no indirect call: {r:?}"));
+    assert!(call.at.file.as_deref().is_some_and(|f| f.ends_with("lab/tests/points_check.rs")), "{call:?}");
+    assert!(lab::points_check::render(r).contains("longest stretch >= "), "{}", lab::points_check::render(r));
+    // A stretch the checker sees whole is not marked.
+    assert!(!row_of(&rows, "fixed_service").stretch_is_lower_bound);
 }
 
 #[test]
@@ -145,10 +173,12 @@ fn row(function: &str, file: &str, line: u32, origin: Origin) -> CheckRow {
         addr: 0x1000 + line as usize,
         points: 1,
         max_stretch_insns: Some(12),
+        stretch_is_lower_bound: false,
         stretch: Some((loc(file, line), loc(file, line + 1))),
         unbounded: Vec::new(),
         counted_loops: 0,
         unbounded_calls: Vec::new(),
+        unknown_calls: Vec::new(),
         resolved: true,
         in_lab: origin == Origin::Services,
         origin,
@@ -200,4 +230,24 @@ fn the_report_puts_the_verdict_then_the_deciding_function_first_in_at_most_100_c
             }
         }
     }
+}
+
+/// A stretch through a call the analysis cannot see into is printed as a lower bound, with the
+/// call named; never as "bounded".
+#[test]
+fn a_stretch_through_a_call_not_analysed_is_reported_as_a_lower_bound() {
+    let mut partial = row("services::atoms::run_atom", "crates/services/src/atoms.rs", 42, Origin::Services);
+    partial.stretch_is_lower_bound = true;
+    let at = loc("crates/services/src/atoms.rs", 45);
+    partial.unknown_calls.push(CallRow { at: at.clone(), callee: None, indirect: true });
+    partial.unknown_calls.push(CallRow { at, callee: Some("kernel::time::now_ns".into()), indirect: false });
+    let bounded = row("services::atoms::csum", "crates/services/src/atoms.rs", 19, Origin::Services);
+    let rows = [bounded, partial];
+    let short = report(&rows, lab::points_check::LAB_SOURCES, false).lines.join("\n");
+    assert!(short.contains("csum: bounded, longest stretch 12 insns"), "{short}");
+    assert!(short.contains("run_atom: stretch >= 12 insns; 2 call(s) not known in full"), "{short}");
+    let full = report(&rows, lab::points_check::LAB_SOURCES, true).lines.join("\n");
+    assert!(full.contains("longest stretch >= 12 insns"), "{full}");
+    assert!(full.contains("calls through a pointer at crates/services/src/atoms.rs:45"), "{full}");
+    assert!(full.contains("calls kernel::time::now_ns at crates/services/src/atoms.rs:45"), "{full}");
 }
