@@ -175,32 +175,23 @@ fn clobber() {
     }
 }
 
-/// Runs torture calls on the calling task's CPU until the RT task preempted them `want` times;
-/// one JSON line.
-pub(crate) fn torture(kernel_mode: bool) -> bool {
-    calls(kernel_mode, None)
-}
-
-/// [`torture`] on CPU `cpu`: the torture calls in a task bound to it, the RT task bound to it
-/// too (its timer, and so its wake-up and the preemption, that CPU's own): on an AP, its gate,
-/// its IST stacks and its vector state under the same patterns.
+/// Runs torture calls on CPU `cpu` until the RT task preempted them `want` times; one JSON
+/// line. The calls run in a task bound to `cpu` and the RT task is bound to it too (its timer,
+/// and so its wake-up and the preemption, that CPU's own): on more CPUs the RT task would
+/// otherwise run beside the calls and never preempt them; on an AP, its gate, its IST stacks
+/// and its vector state are under the same patterns.
 pub(crate) fn torture_on(kernel_mode: bool, cpu: usize) -> bool {
     let mask = 1u64 << cpu;
-    let t = kernel::spawn(TaskBuilder::new("torture").cpus(mask), move || i64::from(!calls(kernel_mode, Some(cpu))));
+    let t = kernel::spawn(TaskBuilder::new("torture").cpus(mask), move || i64::from(!calls(kernel_mode, cpu)));
     t.join() == Ok(0)
 }
 
-/// The torture loop (see [`torture`]); `cpu`: the CPU both tasks are bound to, if any.
-fn calls(kernel_mode: bool, cpu: Option<usize>) -> bool {
+/// The torture loop (see [`torture_on`]); `cpu`: the CPU both tasks are bound to.
+fn calls(kernel_mode: bool, cpu: usize) -> bool {
     let runs = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (r, s) = (runs.clone(), stop.clone());
-    let builder = TaskBuilder::new("clobber").fifo(60);
-    let builder = match cpu {
-        Some(c) => builder.cpus(1 << c),
-        None => builder,
-    };
-    let rt = kernel::spawn(builder, move || {
+    let rt = kernel::spawn(TaskBuilder::new("clobber").fifo(60).cpus(1 << cpu), move || {
         while !s.load(Ordering::Acquire) {
             kernel::time::sleep_ns(500_000);
             crate::scenarios::check_sites_idle();
@@ -226,7 +217,7 @@ fn calls(kernel_mode: bool, cpu: Option<usize>) -> bool {
     stop.store(true, Ordering::Release);
     let rt_ok = rt.join() == Ok(0);
     let rz_bad = metal_torture_rz_bad.load(Ordering::Acquire) != 0;
-    let on_cpu = cpu.is_none_or(|c| kernel::raw_smp_processor_id() == c);
+    let on_cpu = kernel::raw_smp_processor_id() == cpu;
     let ok = rt_ok && mismatches == 0 && !rz_bad && preempted >= want && on_cpu;
     kprintln!(
         "{{\"test\":\"torture\",\"mode\":\"{}\",\"cpu\":{},\"calls\":{calls},\"preempted_calls\":{preempted},\

@@ -23,19 +23,33 @@ use common::{boot, boot_with, exit_codes, json, result, results, Boot};
 /// Boots `preempt=model` and checks every scenario; the RT task must have run at `place`.
 fn model_places_the_rt_task(model: &str, place: &str) {
     let Some(b) = boot(&format!("preempt={model}")) else { return };
+    scenarios_pass(&b, model, place);
+}
+
+/// The image's scenarios (`image.run` unset) on QEMU's `-smp 2` with `cpus=2`: each binds its
+/// tasks where it needs them (the torture's calls and RT task to the init's CPU), so every
+/// one passes as on one CPU.
+fn scenarios_pass_on_two_cpus(model: &str, place: &str) {
+    let Some(b) = boot_with(&["-smp", "2"], &format!("preempt={model} cpus=2")) else { return };
+    scenarios_pass(&b, model, place);
+    assert_eq!(results(&b, "cpu").len(), 2, "both CPUs report: {}", b.serial);
+}
+
+/// Every scenario's line of the boot `b` as it must be under `model`, the RT task at `place`.
+fn scenarios_pass(b: &Boot, model: &str, place: &str) {
     assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
-    let unwind = result(&b, "unwind");
+    let unwind = result(b, "unwind");
     assert_eq!(unwind["ok"], true, "the .eh_frame walk out of three nested functions: {}", b.serial);
     assert!(unwind["frames"].as_u64() >= Some(4), "{}", b.serial);
-    let pp = result(&b, "pingpong");
+    let pp = result(b, "pingpong");
     assert_eq!(pp["handovers"], 400, "{}", b.serial);
     assert_eq!(pp["ok"], true, "{}", b.serial);
-    let tick = result(&b, "tick");
+    let tick = result(b, "tick");
     assert!(tick["jiffies_after"].as_u64() > tick["jiffies_before"].as_u64().map(|j| j + 5), "{}", b.serial);
-    let softirq = result(&b, "softirq");
+    let softirq = result(b, "softirq");
     assert_eq!(softirq["tasklet_runs"], 1, "{}", b.serial);
     assert!(softirq["nested_irqs"].as_u64() > Some(0), "no interrupt nested in the softirq window: {}", b.serial);
-    let rt = result(&b, "rt");
+    let rt = result(b, "rt");
     assert_eq!(rt["model"], model, "{}", b.serial);
     assert_eq!(rt["place"], place, "{}", b.serial);
     if place == "syscall_exit" {
@@ -43,17 +57,18 @@ fn model_places_the_rt_task(model: &str, place: &str) {
     } else {
         assert!(rt["atom"].as_u64() < rt["atoms"].as_u64(), "the RT task ran inside the service: {}", b.serial);
     }
-    let torture = results(&b, "torture");
+    let torture = results(b, "torture");
     assert_eq!(torture.len(), if model == "full" { 2 } else { 1 }, "torture lines: {}", b.serial);
     for t in &torture {
         assert_eq!(t["register_mismatches"], 0, "a register was lost across a preemption: {}", b.serial);
         assert_eq!(t["red_zone_intact"], true, "the red zone was overwritten: {}", b.serial);
         assert!(t["preempted_calls"].as_u64() >= Some(20), "too few preemptions inside the asm: {}", b.serial);
+        assert_eq!(t["ok"], true, "{}", b.serial);
     }
     if model.starts_with("patch-") {
-        patch_checks(&b, model);
+        patch_checks(b, model);
     }
-    let run = result(&b, "run");
+    let run = result(b, "run");
     assert_eq!(run["init"], 0, "{}", b.serial);
     assert_eq!(run["finished"], run["tasks"], "every task finished: {}", b.serial);
     assert_eq!(run["bugs"], 0, "{}", b.serial);
@@ -88,6 +103,12 @@ fn patch_checks(b: &Boot, model: &str) {
     let rt = result(b, "rt");
     let point_to_rt = rt["point_to_rt_cycles"].as_u64().unwrap_or(0);
     assert!(point_to_rt > 0, "{}", b.serial);
+}
+
+#[test]
+fn the_scenarios_pass_on_two_cpus_under_full_and_patch_call() {
+    scenarios_pass_on_two_cpus("full", "mid_atom");
+    scenarios_pass_on_two_cpus("patch-call", "point");
 }
 
 #[test]
