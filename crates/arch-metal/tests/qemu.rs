@@ -140,5 +140,19 @@ fn under_smp_2_the_second_cpu_is_started_by_init_sipi_sipi_with_its_own_tables_a
     assert_eq!(rsp >> 39, 2, "the AP runs on a stack of the stack region: {ap}");
     // the boot CPU's TSS is in the image's .bss (below 4 MiB), the AP's on the heap
     assert!(tss >= 0x40_0000, "the AP's TSS {tss:#x} is its own, not the boot CPU's: {ap}");
+    // every stack of the AP's (its own, its four IST stacks, its softirq stack) above a guard
+    // page read back unmapped from the live tables, each in the stack region
+    let guards = line(&b, "smp: CPU 1's guards: ");
+    assert!(guards.starts_with("smp: CPU 1's guards: 6 of 6 guard pages unmapped"), "{guards}");
+    let listed: Vec<u64> = guards
+        .rsplit(": ")
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(')')
+        .split(' ')
+        .filter_map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+        .collect();
+    assert_eq!(listed.len(), 6, "{guards}");
+    assert!(listed.iter().all(|g| g >> 39 == 2 && g % 4096 == 0), "each in PML4 entry 2: {guards}");
     line(&b, "atomkernel-metal: boot complete");
 }

@@ -216,6 +216,7 @@ pub fn start_aps(rsdp_paddr: u64) -> Result<Vec<u32>, &'static str> {
         let ists: Vec<Stack> =
             (0..gdt::IST_COUNT).map(|_| Stack::new(gdt::IST_STACK_SIZE)).collect::<Result<_, _>>()?;
         crate::softirq_stack::alloc(n)?;
+        check_guards(n, &stack, &ists)?;
         let ap = alloc::boxed::Box::leak(alloc::boxed::Box::new(ApStart {
             block: percpu::new_ap_block(n as u32),
             tables: alloc::boxed::Box::leak(alloc::boxed::Box::new(gdt::CpuTables::new())),
@@ -258,6 +259,25 @@ pub fn start_aps(rsdp_paddr: u64) -> Result<Vec<u32>, &'static str> {
         CPUS.store(n as u32 + 1, Ordering::Release);
     }
     Ok(ids)
+}
+
+/// Reads back from the live tables the guard page below each of AP `n`'s stacks (its own, its
+/// IST stacks, its softirq stack) and prints one line, as the boot does for CPU 0's.
+fn check_guards(n: usize, stack: &Stack, ists: &[Stack]) -> Result<(), &'static str> {
+    let softirq = crate::softirq_stack::of(n).ok_or("an AP has no softirq stack")?.0;
+    let lows: Vec<u64> = core::iter::once(stack.lo).chain(ists.iter().map(|s| s.lo)).chain([softirq]).collect();
+    let held = lows.iter().filter(|&&lo| crate::stack::guard_holds(lo)).count();
+    let guards: Vec<alloc::string::String> = lows.iter().map(|lo| alloc::format!("{:#x}", lo - 4096)).collect();
+    crate::kprintln!(
+        "smp: CPU {n}'s guards: {held} of {} guard pages unmapped (below its stack, IST stacks 1-4, softirq stack: {})",
+        lows.len(),
+        guards.join(" ")
+    );
+    if held == lows.len() {
+        Ok(())
+    } else {
+        Err("a guard page below an AP's stack is mapped, or the stack above it is not")
+    }
 }
 
 /// An AP's Rust entry, called by `metal_ap_long_entry` on its own stack with the final page

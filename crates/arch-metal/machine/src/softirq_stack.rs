@@ -70,7 +70,12 @@ pub fn alloc(cpu: usize) -> Result<(), &'static str> {
 
 /// This CPU's softirq stack `[lo, hi)`, if [`alloc()`] gave it one.
 pub fn this() -> Option<(u64, u64)> {
-    let slot = STACKS.get(crate::percpu::cpu_number() as usize)?;
+    of(crate::percpu::cpu_number() as usize)
+}
+
+/// CPU `cpu`'s softirq stack `[lo, hi)`, if [`alloc()`] gave it one.
+pub fn of(cpu: usize) -> Option<(u64, u64)> {
+    let slot = STACKS.get(cpu)?;
     let (lo, hi) = (slot.0.load(Ordering::Acquire), slot.1.load(Ordering::Acquire));
     (hi != 0).then_some((lo, hi))
 }

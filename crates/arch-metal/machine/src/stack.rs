@@ -115,6 +115,13 @@ impl Stack {
     }
 }
 
+/// True if, read back from the live tables, the page below a stack whose lowest mapped
+/// address is `lo` is unmapped (both its ends) and the stack's lowest page is mapped.
+pub fn guard_holds(lo: u64) -> bool {
+    use crate::paging::is_mapped;
+    lo >= PAGE && !is_mapped(lo - PAGE) && !is_mapped(lo - 1) && is_mapped(lo)
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         let was = crate::irq::local_irq_save();
