@@ -26,9 +26,11 @@ extern crate alloc;
 
 pub mod site;
 pub mod types;
+pub mod unwind;
 
 pub use lock_api;
 pub use types::*;
+pub use unwind::UnwindRule;
 
 use alloc::string::String;
 use alloc::sync::Arc;

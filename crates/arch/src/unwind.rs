@@ -25,23 +25,16 @@
 use gimli::{BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindSection};
 use std::sync::OnceLock;
 
-pub use arch_api::{Frame, Step};
+pub use arch_api::{Frame, Step, UnwindRule};
 
-/// `Row::rbp_off` when the row leaves `rbp` as the caller had it.
-const RBP_SAME: i32 = i32::MIN;
-
-/// One CFI row, reduced: for ip in `[start, end)`, CFA = `cfa_reg` + `cfa_off`, the return
-/// address is at CFA + `ra_off` and the caller's `rbp` at CFA + `rbp_off` (or unchanged);
-/// `signal`: the FDE is a signal frame's.
+/// One CFI row, reduced: its rule ([`UnwindRule`]: the CFA, the return address's and the
+/// caller's `rbp`'s places, whether the FDE is a signal frame's) holds for ip in
+/// `[start, end)`.
 #[derive(Clone, Copy, Debug)]
 struct Row {
     start: usize,
     end: usize,
-    cfa_off: i32,
-    rbp_off: i32,
-    ra_off: i32,
-    cfa_rbp: bool,
-    signal: bool,
+    rule: UnwindRule,
 }
 
 struct Tables {
@@ -133,13 +126,13 @@ fn reduce<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>, ra: gimli::Reg
     };
     let Some(RegisterRule::Offset(ra_off)) = row.register(ra) else { return None };
     let rbp_off = match row.register(gimli::X86_64::RBP) {
-        None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => RBP_SAME,
-        Some(RegisterRule::Offset(n)) => i32::try_from(n).ok().filter(|&n| n != RBP_SAME)?,
+        None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => UnwindRule::RBP_SAME,
+        Some(RegisterRule::Offset(n)) => i32::try_from(n).ok().filter(|&n| n != UnwindRule::RBP_SAME)?,
         Some(_) => return None,
     };
     let (start, end) = (row.start_address() as usize, row.end_address() as usize);
     let (cfa_off, ra_off) = (i32::try_from(cfa_off).ok()?, i32::try_from(ra_off).ok()?);
-    Some(Row { start, end, cfa_off, rbp_off, ra_off, cfa_rbp, signal })
+    Some(Row { start, end, rule: UnwindRule { cfa_off, ra_off, rbp_off, cfa_rbp, signal } })
 }
 
 /// Parses one object's `.eh_frame`, appending its rows and FDE ranges.
@@ -262,6 +255,7 @@ fn covering<T: Copy>(v: &[T], x: usize, range: impl Fn(&T) -> (usize, usize)) ->
 }
 
 /// Reads the stack word at `addr` if it lies, aligned, inside `[lo, hi)`.
+#[inline]
 fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
     if addr & 7 != 0 || addr < lo || addr.checked_add(8)? > hi {
         return None;
@@ -273,28 +267,16 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 
 /// One frame up from `f`, with `stack` = the task's stack bounds `[lo, hi)`.
 ///
-/// Looks up the row covering `f.ip` (`f.ip - 1` if `f.is_return_address`), computes the CFA
-/// (`rsp + off` or `rbp + off`), reads the return address where the row says (`CFA - 8` after
-/// a call) and the caller's `rbp` at `CFA + off` if the row saved it; `caller.sp = CFA`. `None` if [`prepare`] has not
-/// succeeded, no supported row covers the ip, the CFA does not lie above `f.sp`, a read would
-/// leave `stack`, or the return address is 0 (the outermost frame). No allocation, no locks, no
+/// Looks up the row covering `f.ip` (`f.ip - 1` if `f.is_return_address`) and takes its
+/// rule's step ([`UnwindRule::step`]: the CFA, the return address and the caller's `rbp` read
+/// with [`read_word`]; `caller.sp = CFA`). `None` if [`prepare`] has not succeeded, no
+/// supported row covers the ip, or the rule's step ends the walk. No allocation, no locks, no
 /// system calls: callable from a signal handler.
 pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     let pc = if f.is_return_address { f.ip.checked_sub(1)? } else { f.ip };
     let t = tables()?;
     let row = t.rows_index.find(pc, &t.rows, |r| (r.start, r.end))?;
-    let base = if row.cfa_rbp { f.bp } else { f.sp };
-    let cfa = base.checked_add_signed(row.cfa_off as isize)?;
-    if cfa <= f.sp {
-        return None;
-    }
-    let ra_slot = cfa.checked_add_signed(row.ra_off as isize)?;
-    let ip = read_word(ra_slot, stack)?;
-    let bp = match row.rbp_off {
-        RBP_SAME => f.bp,
-        off => read_word(cfa.checked_add_signed(off as isize)?, stack)?,
-    };
-    (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: !row.signal }, ra_slot })
+    row.rule.step(f, |a| read_word(a, stack))
 }
 
 /// Walks up from `from` with [`step`] and writes each frame's ip into `out` (`from.ip` first);

@@ -30,24 +30,19 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use gimli::{BaseAddresses, CfaRule, CieOrFde, EhFrame, LittleEndian, RegisterRule, UnwindSection};
 
-pub use arch_api::{Frame, Step};
-
-/// `Row::rbp_off` when the row leaves `rbp` as the caller had it.
-const RBP_SAME: i32 = i32::MIN;
+pub use arch_api::{Frame, Step, UnwindRule};
 /// Bytes of text per index bucket. Epilogues make a row per `pop` (one or two bytes each), so
 /// a 64-byte bucket can hold 30 rows to scan (a step measured 178 instructions); 16 bytes
 /// bound the scan to a few rows for 4 bytes of index per 16 of text.
 const BUCKET: usize = 16;
 
-/// One CFI row, reduced (see the module's description).
+/// One CFI row, reduced (see the module's description): its rule holds for ip in
+/// `[start, end)`.
 #[derive(Clone, Copy, Debug)]
 struct Row {
     start: usize,
     end: usize,
-    cfa_off: i32,
-    rbp_off: i32,
-    ra_off: i32,
-    cfa_rbp: bool,
+    rule: UnwindRule,
 }
 
 /// Constant-time look-up over sorted, non-overlapping ranges inside `[lo, lo + BUCKET *
@@ -189,19 +184,13 @@ fn reduce<T: gimli::ReaderOffset>(row: &gimli::UnwindTableRow<T>, ra: gimli::Reg
     };
     let Some(RegisterRule::Offset(ra_off)) = row.register(ra) else { return None };
     let rbp_off = match row.register(gimli::X86_64::RBP) {
-        None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => RBP_SAME,
-        Some(RegisterRule::Offset(n)) => i32::try_from(n).ok().filter(|&n| n != RBP_SAME)?,
+        None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => UnwindRule::RBP_SAME,
+        Some(RegisterRule::Offset(n)) => i32::try_from(n).ok().filter(|&n| n != UnwindRule::RBP_SAME)?,
         _ => return None,
     };
     let (start, end) = (row.start_address() as usize, row.end_address() as usize);
-    Some(Row {
-        start,
-        end,
-        cfa_off: i32::try_from(cfa_off).ok()?,
-        rbp_off,
-        ra_off: i32::try_from(ra_off).ok()?,
-        cfa_rbp,
-    })
+    let (cfa_off, ra_off) = (i32::try_from(cfa_off).ok()?, i32::try_from(ra_off).ok()?);
+    Some(Row { start, end, rule: UnwindRule { cfa_off, ra_off, rbp_off, cfa_rbp, signal: false } })
 }
 
 fn build() -> Result<Tables, gimli::Error> {
@@ -288,27 +277,14 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 }
 
 /// One frame up from `f`, `stack` being the task's stack `[lo, hi)`: the row covering `f.ip`
-/// (`f.ip - 1` for a return address), the CFA, the return address and the caller's `rbp`
-/// read where the row says; `caller.sp` = CFA. `None` without tables or a row, if the CFA is
-/// not above `f.sp`, if a read would leave `stack`, or at a 0 return address.
+/// (`f.ip - 1` for a return address), then its rule's step ([`UnwindRule::step`], reading
+/// with [`read_word`]). `None` without tables or a row, or where the rule's step ends.
 #[inline]
 pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     let pc = f.ip.wrapping_sub(usize::from(f.is_return_address)); // 0 - 1 is in no row
     let t = tables()?;
     let row = t.rows_index.find(pc, &t.rows, |r| (r.start, r.end))?;
-    // Wrapping sums: a wrapped address fails the checks below (above `f.sp`, inside `stack`)
-    // like any other corrupt one.
-    let cfa = (if row.cfa_rbp { f.bp } else { f.sp }).wrapping_add_signed(row.cfa_off as isize);
-    if cfa <= f.sp {
-        return None;
-    }
-    let ra_slot = cfa.wrapping_add_signed(row.ra_off as isize);
-    let ip = read_word(ra_slot, stack)?;
-    let bp = match row.rbp_off {
-        RBP_SAME => f.bp,
-        off => read_word(cfa.wrapping_add_signed(off as isize), stack)?,
-    };
-    (ip != 0).then_some(Step { caller: Frame { ip, sp: cfa, bp, is_return_address: true }, ra_slot })
+    row.rule.step(f, |a| read_word(a, stack))
 }
 
 /// Each frame's ip from `from` up (`from.ip` first) into `out`; returns how many.
