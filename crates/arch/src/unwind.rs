@@ -269,7 +269,7 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 ///
 /// Looks up the row covering `f.ip` (`f.ip - 1` if `f.is_return_address`) and takes its
 /// rule's step ([`UnwindRule::step`]: the CFA, the return address and the caller's `rbp` read
-/// with [`read_word`]; `caller.sp = CFA`). `None` if [`prepare`] has not succeeded, no
+/// with `read_word`; `caller.sp = CFA`). `None` if [`prepare`] has not succeeded, no
 /// supported row covers the ip, or the rule's step ends the walk. No allocation, no locks, no
 /// system calls: callable from a signal handler.
 pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {

@@ -278,7 +278,7 @@ fn read_word(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
 
 /// One frame up from `f`, `stack` being the task's stack `[lo, hi)`: the row covering `f.ip`
 /// (`f.ip - 1` for a return address), then its rule's step ([`UnwindRule::step`], reading
-/// with [`read_word`]). `None` without tables or a row, or where the rule's step ends.
+/// with `read_word`). `None` without tables or a row, or where the rule's step ends.
 #[inline]
 pub fn step(f: &Frame, stack: (usize, usize)) -> Option<Step> {
     let pc = f.ip.wrapping_sub(usize::from(f.is_return_address)); // 0 - 1 is in no row
