@@ -1,5 +1,5 @@
 //! One step up an x86-64 stack by a reduced CFI row: the arithmetic both arches' unwinders
-//! and the patch models' merged frame table share.
+//! share.
 //!
 //! **Mechanism.** A row of `.eh_frame`'s call-frame information, reduced to what an x86-64
 //! step needs ([`UnwindRule`]): the CFA is `rsp + cfa_off` or `rbp + cfa_off`, the return
@@ -88,8 +88,13 @@ mod tests {
     #[test]
     fn a_step_that_would_not_move_up_or_would_read_outside_ends_the_walk() {
         let f = Frame::interrupted(0x100, LO, 0);
-        assert!(rule(0, UnwindRule::RBP_SAME, false).step(&f, read).is_none(), "CFA not above sp");
-        assert!(rule(-64, UnwindRule::RBP_SAME, false).step(&f, read).is_none(), "CFA below sp");
+        // a reader that reads anything: only the step's own test can refuse these
+        let any = |_| Some(0x1234);
+        assert!(rule(8, UnwindRule::RBP_SAME, false).step(&f, any).is_some(), "the reader alone lets it through");
+        assert!(rule(0, UnwindRule::RBP_SAME, false).step(&f, any).is_none(), "CFA not above sp");
+        assert!(rule(-64, UnwindRule::RBP_SAME, false).step(&f, any).is_none(), "CFA below sp");
+        let wraps = Frame::interrupted(0x100, usize::MAX - 4, 0);
+        assert!(rule(16, UnwindRule::RBP_SAME, false).step(&wraps, any).is_none(), "a CFA that wraps is below sp");
         assert!(rule(64, UnwindRule::RBP_SAME, false).step(&f, read).is_none(), "past the stack");
         assert!(rule(i32::MAX, UnwindRule::RBP_SAME, true)
             .step(&Frame::interrupted(0, LO, usize::MAX), read)

@@ -493,7 +493,7 @@ fn spin_until(deadline_ns: u64, for_irq: bool, take_the_point: bool) -> u64 {
 fn rt_return() -> bool {
     let wq = Arc::new(WaitQueue::new());
     let w = wq.clone();
-    let dev = Arc::new(kernel::device::Device::register("rr-dev", move || {
+    let dev = Arc::new(kernel::device::Device::register_on(0, "rr-dev", move || {
         RR_IRQ_NS.store(kernel::time::now_ns(), Ordering::Release);
         w.wake_up();
     }));

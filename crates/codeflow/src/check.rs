@@ -1,12 +1,14 @@
 //! The static latency checker: per function, the longest stretch of instructions that can run
 //! without passing a preemption point, and every loop that can spin without one.
 //!
-//! **Mechanism.** In a function's graph a point *cuts* the path (a stretch ends before it and
-//! the next starts after it), and so does a direct call of a function every path through which
-//! meets a point (its summary's `may return` is false). A call of any other analysed callee is
-//! one node weighing 1 plus the callee's own longest stretch from its entry (an upper bound of
-//! what it runs point-free); a call of a function that never returns (a panic) ends the path
-//! and is not followed. A cycle among uncut instructions is a loop without a point; its
+//! **Mechanism.** In a function's graph (`check_graph.rs`) a point *cuts* the path (a
+//! stretch ends before it and the next starts after it). A direct call of a function every
+//! path through which meets a point (its summary's `may return` is false) ends the stretch
+//! that reaches it, with the callee's longest run from its entry to its first point, and the
+//! stretches after the call start with the callee's longest run from a point to its return.
+//! A call of any other analysed callee is one node weighing 1 plus the callee's own longest
+//! stretch from its entry (an upper bound of what it runs point-free); a call of a function
+//! that never returns (a panic) ends the path and is not followed. A cycle among uncut instructions is a loop without a point; its
 //! head is its lowest-addressed instruction entered from outside the cycle. The loop is
 //! **counted** if it leaves through a conditional branch whose flags come from the instruction
 //! just before it, a `cmp r, imm`, a `cmp r, s` (either way round) or a step of `r`
@@ -19,21 +21,24 @@
 //! heaviest path, from the function's entry or from just after a cut, so with counted loops it
 //! is the longest stretch of one iteration.
 //!
-//! A call whose callee's stretch is not known weighs 1 and is listed in `unknown_calls`: a call
+//! What the checker cannot know weighs 1 and is listed in `unknowns` with its [`Reason`]: a call
 //! through a register or memory, into code outside the analysis (libc, the vDSO), into an
-//! unresolved function, back into a function still being checked (recursion), or into a
-//! callee that has such calls itself. The stretch is then a lower bound, never passed off as
-//! a bound.
+//! unresolved function, back into a function still being checked (recursion), into a callee
+//! that has such an unknown itself, and a `rep`-prefixed string instruction (it repeats its
+//! count register's times). The stretch is then a lower bound, never passed off as a bound.
 //!
 //! **Invariant.** `max_stretch` is `None` exactly when the function is unresolved, has an
-//! unbounded loop or calls a function that does; otherwise, when `unknown_calls` is empty, no
+//! unbounded loop or calls a function that does; otherwise, when `unknowns` is empty, no
 //! point-free path through the function (per iteration of its counted loops) is longer, and
 //! when it is not, some path is at least that long.
 
-use crate::cfg::{Cfg, Shape, Step};
+use crate::bound::Reason;
+use crate::cfg::Step;
+use crate::check_graph::Graph;
 use crate::flow::Analysis;
+use crate::induct::Induct;
 use alloc::collections::BTreeMap;
-use alloc::{vec, vec::Vec};
+use alloc::vec::Vec;
 
 /// The longest point-free stretch: its length and its first and last instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +79,24 @@ pub struct FunctionCheck {
     pub counted_loops: usize,
     /// Calls (call-site address, callee) into functions that have an unbounded stretch.
     pub unbounded_calls: Vec<(u64, u64)>,
-    /// Calls (call-site address, callee if direct) whose callee's stretch is not known, each
-    /// weighed as 1 instruction in `max_stretch` (see the module docs).
-    pub unknown_calls: Vec<(u64, Option<u64>)>,
+    /// What the checker cannot know on its point-free paths, each weighed as 1 instruction in
+    /// `max_stretch` (see the module docs).
+    pub unknowns: Vec<Unseen>,
+    /// The longest run from its entry to its first point (or a return).
+    pub head_insns: u64,
+    /// The longest run from a point to its return.
+    pub tail_insns: u64,
+}
+
+/// An instruction whose cost the checker cannot know (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unseen {
+    /// The instruction (a call, or a `rep` string instruction).
+    pub at: u64,
+    /// The callee, for a direct call.
+    pub callee: Option<u64>,
+    /// Why its cost is not known (for a callee with an unknown of its own, that one's reason).
+    pub reason: Reason,
 }
 
 impl FunctionCheck {
@@ -85,21 +105,31 @@ impl FunctionCheck {
         !self.unbounded.is_empty() || !self.unbounded_calls.is_empty()
     }
 
-    /// True if `max_stretch` is an upper bound: it is known, and no call on the way has a
-    /// callee whose stretch is unknown.
+    /// True if `max_stretch` is an upper bound: it is known, and nothing on the way is
+    /// unknown.
     pub fn is_bound(&self) -> bool {
-        self.max_stretch.is_some() && self.unknown_calls.is_empty()
+        self.max_stretch.is_some() && self.unknowns.is_empty()
     }
 }
 
-/// What a call adds to its caller's stretch.
-enum Callee {
+/// What a call adds to its caller's stretches.
+#[derive(Default)]
+struct Callee {
     /// Its longest stretch from its entry (0 for a callee that never returns).
-    Known(u64),
-    /// At least this much; the rest is not known.
-    AtLeast(u64),
+    stretch: u64,
+    /// Its longest runs from its entry to a point and from a point to its return.
+    head: u64,
+    tail: u64,
+    /// Why these are only lower bounds, if they are.
+    unknown: Option<Reason>,
     /// It has an unbounded stretch.
-    Unbounded,
+    unbounded: bool,
+}
+
+impl Callee {
+    fn unknown(reason: Reason) -> Callee {
+        Callee { unknown: Some(reason), ..Callee::default() }
+    }
 }
 
 impl Analysis {
@@ -158,13 +188,16 @@ impl Analysis {
             unbounded: Vec::new(),
             counted_loops: 0,
             unbounded_calls: Vec::new(),
-            unknown_calls: Vec::new(),
+            unknowns: Vec::new(),
+            head_insns: 0,
+            tail_insns: 0,
         };
         if r.resolved {
             let mut g = self.graph(f, memo, &mut r);
             (r.unbounded, r.counted_loops) = g.loops(c);
             if r.unbounded.is_empty() && r.unbounded_calls.is_empty() {
                 r.max_stretch = g.longest(&c.insns.iter().map(|x| x.addr).collect::<Vec<_>>());
+                (r.head_insns, r.tail_insns) = g.head_and_tail(c);
             }
         }
         memo.insert(f, Some(r.clone()));
@@ -174,27 +207,26 @@ impl Analysis {
     /// `f`'s graph, its calls weighed (the unbounded and unknown ones noted in `r`).
     fn graph(&self, f: usize, memo: &mut BTreeMap<usize, Option<FunctionCheck>>, r: &mut FunctionCheck) -> Graph {
         let c = &self.cfgs[f];
-        let n = c.insns.len();
-        let mut g = Graph { cut: vec![false; n], weight: vec![1; n], succs: Vec::with_capacity(n) };
+        let mut g = Graph::new(c.insns.len());
         for (i, x) in c.insns.iter().enumerate() {
             g.succs.push(x.succs.clone());
+            let unseen = |callee, reason| Unseen { at: x.addr, callee, reason };
             match x.step {
                 Step::Point(_) => g.cut[i] = true,
-                Step::Call(t) | Step::TailCall(t) if self.call_cuts(t) => {
-                    g.cut[i] = true;
-                    if let Callee::Unbounded = self.callee_stretch(f, t, memo) {
+                Step::Call(t) | Step::TailCall(t) => {
+                    let callee = self.callee(f, t, memo);
+                    if callee.unbounded {
                         r.unbounded_calls.push((x.addr, t));
                     }
-                }
-                Step::Call(t) | Step::TailCall(t) => match self.callee_stretch(f, t, memo) {
-                    Callee::Known(s) => g.weight[i] += s,
-                    Callee::AtLeast(s) => {
-                        g.weight[i] += s;
-                        r.unknown_calls.push((x.addr, Some(t)));
+                    r.unknowns.extend(callee.unknown.map(|why| unseen(Some(t), why)));
+                    if self.call_cuts(t) {
+                        (g.weight[i], g.resume[i]) = (1 + callee.head, Some(callee.tail));
+                    } else {
+                        g.weight[i] += callee.stretch;
                     }
-                    Callee::Unbounded => r.unbounded_calls.push((x.addr, t)),
-                },
-                Step::IndirectCall => r.unknown_calls.push((x.addr, None)),
+                }
+                Step::IndirectCall => r.unknowns.push(unseen(None, Reason::IndirectCall)),
+                Step::Plain if x.induct == Induct::RepString => r.unknowns.push(unseen(None, Reason::RepCount)),
                 _ => {}
             }
         }
@@ -203,155 +235,29 @@ impl Analysis {
 }
 
 impl Analysis {
-    /// What the call of the callee at `t` from `f` adds to a stretch.
-    fn callee_stretch(&self, f: usize, t: u64, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> Callee {
+    /// What the call of the callee at `t` from `f` adds to its stretches.
+    fn callee(&self, f: usize, t: u64, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> Callee {
         // A callee that never returns (a panic) ends the task's path, not its latency.
         if self.noreturn.binary_search(&t).is_ok() {
-            return Callee::Known(0);
+            return Callee::default();
         }
-        // Outside the analysis (foreign code), or recursion (the callee is being checked).
-        let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else { return Callee::AtLeast(0) };
+        let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else {
+            return Callee::unknown(Reason::CallOutsideText);
+        };
         if callee == f || memo.get(&callee).is_some_and(|m| m.is_none()) {
-            return Callee::AtLeast(0);
+            return Callee::unknown(Reason::Recursion); // the callee is being checked
         }
         let cc = self.check_function(callee, memo);
         match cc.max_stretch {
-            _ if cc.is_unbounded() => Callee::Unbounded,
-            Some(s) if cc.unknown_calls.is_empty() => Callee::Known(s.insns),
-            Some(s) => Callee::AtLeast(s.insns),
-            None => Callee::AtLeast(0), // unresolved
+            _ if cc.is_unbounded() => Callee { unbounded: true, ..Callee::default() },
+            None => Callee::unknown(Reason::Unresolved),
+            Some(s) => Callee {
+                stretch: s.insns,
+                head: cc.head_insns,
+                tail: cc.tail_insns,
+                unknown: cc.unknowns.first().map(|u| u.reason),
+                unbounded: false,
+            },
         }
     }
-}
-
-/// A function's graph as the checker sees it.
-struct Graph {
-    cut: Vec<bool>,
-    weight: Vec<u64>,
-    succs: Vec<Vec<u32>>,
-}
-
-impl Graph {
-    /// Successors along which a stretch goes on (neither end is cut).
-    fn live(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let from_cut = self.cut[i];
-        self.succs[i].iter().map(|&s| s as usize).filter(move |&s| !from_cut && !self.cut[s])
-    }
-
-    /// Finds the cycles among uncut instructions, cutting each loop's head in turn: the
-    /// unbounded loops, and how many were counted.
-    fn loops(&mut self, c: &Cfg) -> (Vec<UnboundedLoop>, usize) {
-        let (mut out, mut counted) = (Vec::new(), 0);
-        loop {
-            let cyclic: Vec<Vec<usize>> =
-                self.sccs().into_iter().filter(|s| s.len() > 1 || self.live(s[0]).any(|t| t == s[0])).collect();
-            if cyclic.is_empty() {
-                return (out, counted);
-            }
-            for scc in cyclic {
-                let head = self.head(&scc);
-                if is_counted(c, &scc) {
-                    counted += 1;
-                } else {
-                    out.push(UnboundedLoop { head: c.insns[head].addr, place_point_at: c.insns[head].addr });
-                }
-                self.cut[head] = true;
-            }
-        }
-    }
-
-    /// The lowest-addressed node of `scc` entered from outside it (else its lowest).
-    fn head(&self, scc: &[usize]) -> usize {
-        let inside = |n: usize| scc.contains(&n);
-        let entered =
-            |n: usize| n == 0 || (0..self.succs.len()).any(|p| !inside(p) && self.succs[p].contains(&(n as u32)));
-        scc.iter().copied().filter(|&n| entered(n)).min().unwrap_or_else(|| *scc.iter().min().expect("non-empty"))
-    }
-
-    /// Tarjan's strongly connected components over the live edges, iteratively.
-    fn sccs(&self) -> Vec<Vec<usize>> {
-        let n = self.succs.len();
-        let (mut index, mut low, mut on) = (vec![usize::MAX; n], vec![0; n], vec![false; n]);
-        let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
-        for root in 0..n {
-            if index[root] != usize::MAX || self.cut[root] {
-                continue;
-            }
-            let mut work: Vec<(usize, Vec<usize>)> = vec![(root, self.live(root).collect())];
-            index[root] = next;
-            low[root] = next;
-            next += 1;
-            stack.push(root);
-            on[root] = true;
-            while let Some(top) = work.last_mut() {
-                let v = top.0;
-                if let Some(w) = top.1.pop() {
-                    if index[w] == usize::MAX {
-                        (index[w], low[w], on[w]) = (next, next, true);
-                        next += 1;
-                        stack.push(w);
-                        work.push((w, self.live(w).collect()));
-                    } else if on[w] {
-                        low[v] = low[v].min(index[w]);
-                    }
-                    continue;
-                }
-                work.pop();
-                if let Some((p, _)) = work.last() {
-                    low[*p] = low[*p].min(low[v]);
-                }
-                if low[v] == index[v] {
-                    let mut scc = Vec::new();
-                    while let Some(w) = stack.pop() {
-                        on[w] = false;
-                        scc.push(w);
-                        if w == v {
-                            break;
-                        }
-                    }
-                    out.push(scc);
-                }
-            }
-        }
-        out
-    }
-
-    /// The heaviest path over live edges of the (acyclic) graph, starting at the entry or just
-    /// after a cut.
-    fn longest(&self, addrs: &[u64]) -> Option<Stretch> {
-        let n = self.succs.len();
-        let mut best: Vec<Option<(u64, usize)>> = vec![None; n]; // (weight, last node)
-        for scc in self.sccs() {
-            let v = scc[0]; // acyclic: singletons, in reverse topological order
-            let tail = self.live(v).filter_map(|s| best[s]).max_by_key(|b| b.0);
-            best[v] = Some(tail.map_or((self.weight[v], v), |(w, e)| (w + self.weight[v], e)));
-        }
-        let mut starts: Vec<usize> = vec![0];
-        for i in 0..n {
-            if self.cut[i] {
-                starts.extend(self.succs[i].iter().map(|&s| s as usize).filter(|&s| !self.cut[s]));
-            }
-        }
-        let s = starts.into_iter().filter_map(|s| best[s].map(|b| (b, s))).max_by_key(|((w, _), _)| *w)?;
-        let ((insns, end), start) = s;
-        Some(Stretch { insns, start: addrs[start], end: addrs[end] })
-    }
-}
-
-/// Does the loop `scc` leave through a counted exit (see the module docs)?
-fn is_counted(c: &Cfg, scc: &[usize]) -> bool {
-    let inside = |n: u32| scc.contains(&(n as usize));
-    let written_in_loop = |r: u8| scc.iter().filter(move |&&k| c.insns[k].writes & (1 << r) != 0);
-    let stepped = |r: u8| written_in_loop(r).all(|&k| c.insns[k].shape == Shape::Step(r));
-    let invariant = |r: u8| written_in_loop(r).next().is_none();
-    scc.iter().any(|&j| {
-        let (b, Some(p)) = (&c.insns[j], j.checked_sub(1)) else { return false };
-        let exits = b.step == Step::Plain && b.succs.len() == 2 && b.succs.iter().any(|&s| !inside(s));
-        let counted = match c.insns[p].shape {
-            Shape::Cmp(r, None) | Shape::Step(r) => stepped(r),
-            Shape::Cmp(r, Some(o)) => stepped(r) && invariant(o) || stepped(o) && invariant(r),
-            Shape::Other => false,
-        };
-        exits && scc.contains(&p) && counted
-    })
 }

@@ -28,6 +28,7 @@ pub mod bound;
 mod bound_loops;
 pub mod cfg;
 pub mod check;
+mod check_graph;
 pub mod flow;
 pub mod induct;
 pub mod table;
@@ -35,7 +36,7 @@ mod trip;
 
 pub use bound::{Bound, Bounds, Reason, Unknown};
 pub use cfg::DataReader;
-pub use check::{FunctionCheck, Stretch, UnboundedLoop};
+pub use check::{FunctionCheck, Stretch, UnboundedLoop, Unseen};
 pub use flow::{analyze, Analysis, Function, NextPoints};
 pub use table::{ExactTable, Lookup};
 

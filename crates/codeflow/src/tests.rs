@@ -1,6 +1,6 @@
 //! Hand-written machine code of known shape: exact next-point sets and checker verdicts.
 
-use crate::{analyze, Analysis, ExactTable, Function, Lookup, NextPoints};
+use crate::{analyze, Analysis, ExactTable, Function, Lookup, NextPoints, Reason, Unseen};
 use alloc::collections::BTreeMap;
 use std::prelude::rust_2021::*;
 
@@ -237,9 +237,56 @@ fn calls_reach_the_callees_points() {
     p.expect(&an, "after", &["ph", "pf"], false);
     p.expect(&an, "caller", &["pg"], false);
     let c = an.check_at(p.at("f")).unwrap();
-    assert!(c.unbounded_calls.is_empty());
-    // `call g` cuts (every path through g meets its point); `call h` does not.
-    assert_eq!(c.max_stretch.unwrap().insns, 1 + (1 + 3));
+    assert!(c.unbounded_calls.is_empty() && c.is_bound());
+    // `call g` ends the stretch before it (g's entry is its point: nothing of g's added) and
+    // the next starts with g's run from its point to its return (its `ret`, 1); `call h` does
+    // not end it: h's whole stretch (test, je, ret: 3) is added to the call's 1.
+    let g = an.check_at(p.at("g")).unwrap();
+    assert_eq!((g.head_insns, g.tail_insns), (0, 1));
+    assert_eq!(c.max_stretch.unwrap().insns, 1 + 1 + (1 + 3));
+}
+
+#[test]
+fn a_call_that_meets_a_point_adds_the_callees_run_to_it_and_after_it() {
+    let mut a = Asm::new(0x6800);
+    // every path through `cutter` meets its point: 2 instructions before it, 2 after it
+    a.func("cutter").nop().nop().point("pc").nop().ret();
+    a.func("f").nop().nop().nop().label("c").call("cutter").label("after").nop().ret();
+    let p = a.finish();
+    let an = p.analyze();
+    let cutter = an.check_at(p.at("cutter")).unwrap();
+    assert_eq!((cutter.head_insns, cutter.tail_insns), (2, 2));
+    let f = an.check_at(p.at("f")).unwrap();
+    // the three nops, the call and the callee's run to its point: 6; after it, 2 + nop + ret: 4
+    let s = f.max_stretch.unwrap();
+    assert_eq!((s.insns, s.start, s.end), (3 + 1 + 2, p.at("f"), p.at("c")));
+    assert!(f.is_bound(), "{f:?}");
+}
+
+#[test]
+fn a_call_that_meets_a_point_passes_on_what_the_callee_cannot_know() {
+    let mut a = Asm::new(0x6c00);
+    a.func("cutter").raw(&[0xff, 0xd0]).point("pc").ret(); // call rax, then the point
+    a.func("f").nop().nop().nop().label("c").call("cutter").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    let f = an.check_at(p.at("f")).unwrap();
+    assert!(!f.is_bound(), "{f:?}");
+    let want = Unseen { at: p.at("c"), callee: Some(p.at("cutter")), reason: Reason::IndirectCall };
+    assert_eq!(f.unknowns, vec![want]);
+}
+
+#[test]
+fn a_rep_string_instruction_makes_the_stretch_a_lower_bound() {
+    let mut a = Asm::new(0x6e00);
+    a.func("f").point("p").label("rep").raw(&[0xf3, 0xa4]).ret(); // rep movsb
+    a.func("g").point("q").raw(&[0xa4]).ret(); // a single movsb: known
+    let p = a.finish();
+    let an = p.analyze();
+    let f = an.check_at(p.at("f")).unwrap();
+    assert_eq!(f.unknowns, vec![Unseen { at: p.at("rep"), callee: None, reason: Reason::RepCount }]);
+    assert!(!f.is_bound() && f.max_stretch.is_some());
+    assert!(an.check_at(p.at("g")).unwrap().is_bound());
 }
 
 #[test]
@@ -272,18 +319,19 @@ fn a_call_whose_callee_is_not_known_makes_the_stretch_a_lower_bound() {
     let p = a.finish();
     let an = p.analyze();
     let known = an.check_at(p.at("known")).unwrap();
-    assert!(known.is_bound() && known.unknown_calls.is_empty());
+    assert!(known.is_bound() && known.unknowns.is_empty());
     assert_eq!(known.max_stretch.unwrap().insns, 1 + 3 + 1);
-    for (f, call, callee) in [
-        ("indirect", "ci", None),
-        ("foreign", "cf", Some("ext")),
-        ("to_odd", "co", Some("odd")),
-        ("recursive", "cr", Some("recursive")),
-        ("through", "ct", Some("foreign_leaf")),
+    for (f, call, callee, reason) in [
+        ("indirect", "ci", None, Reason::IndirectCall),
+        ("foreign", "cf", Some("ext"), Reason::CallOutsideText),
+        ("to_odd", "co", Some("odd"), Reason::Unresolved),
+        ("recursive", "cr", Some("recursive"), Reason::Recursion),
+        ("through", "ct", Some("foreign_leaf"), Reason::CallOutsideText),
     ] {
         let c = an.check_at(p.at(f)).unwrap();
         assert!(c.max_stretch.is_some() && !c.is_bound() && !c.is_unbounded(), "{f}: {c:?}");
-        assert_eq!(c.unknown_calls, vec![(p.at(call), callee.map(|l| p.at(l)))], "{f}");
+        let want = Unseen { at: p.at(call), callee: callee.map(|l| p.at(l)), reason };
+        assert_eq!(c.unknowns, vec![want], "{f}");
     }
     // What is known still counts: the foreign leaf's own instructions are in the caller's.
     assert_eq!(an.check_at(p.at("through")).unwrap().max_stretch.unwrap().insns, 1 + 3 + 1);

@@ -74,15 +74,24 @@ pub struct LoopRow {
     pub advice: Option<String>,
 }
 
-/// A call into a function that has an unbounded stretch, or whose stretch is not known.
+/// A call into a function that has an unbounded stretch.
 #[derive(Clone, Debug, Serialize)]
 pub struct CallRow {
     /// The call instruction.
     pub at: Loc,
-    /// The callee's name (`null` for an indirect call, or an address no symbol names).
+    /// The callee's name.
     pub callee: Option<String>,
-    /// A call through a register or memory: its callee is not known.
-    pub indirect: bool,
+}
+
+/// An instruction on a point-free path whose cost the checker cannot know.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnseenRow {
+    /// The instruction: a call, or a `rep` string instruction.
+    pub at: Loc,
+    /// The callee's name, for a direct call (`null` otherwise, or where no symbol names it).
+    pub callee: Option<String>,
+    /// Why its cost is not known (`codeflow::Reason`'s words).
+    pub why: String,
 }
 
 /// Whose code a function is (see the module docs).
@@ -112,9 +121,9 @@ pub struct CheckRow {
     pub points: usize,
     /// Its longest point-free stretch in instructions (callees included; per iteration of its
     /// counted loops); `null` when unbounded or unresolved. A lower bound when
-    /// `unknown_calls` is not empty.
+    /// `unknowns` is not empty.
     pub max_stretch_insns: Option<u64>,
-    /// `max_stretch_insns` is only a lower bound: some call's callee was not analysed.
+    /// `max_stretch_insns` is only a lower bound: something on the way is unknown.
     pub stretch_is_lower_bound: bool,
     /// The stretch's first and last instruction.
     pub stretch: Option<(Loc, Loc)>,
@@ -124,9 +133,10 @@ pub struct CheckRow {
     pub counted_loops: usize,
     /// Calls into functions with an unbounded stretch.
     pub unbounded_calls: Vec<CallRow>,
-    /// Calls whose callee's stretch is not known (indirect, into code outside the analysis,
-    /// unresolved, recursive, or such a call further down), each counted as 1 instruction.
-    pub unknown_calls: Vec<CallRow>,
+    /// What the checker cannot know on its point-free paths (a call through a pointer, into
+    /// code outside the analysis, unresolved, recursive, or into a callee with such an unknown;
+    /// a `rep` string instruction), each counted as 1 instruction.
+    pub unknowns: Vec<UnseenRow>,
     /// Its control flow is known exactly (no unrecognised indirect jump).
     pub resolved: bool,
     /// Its code is (partly) the shipped services' (the lab's workloads, the scenario).
@@ -190,11 +200,7 @@ pub fn check_with(shipped: &str) -> Result<Vec<CheckRow>, String> {
         let Place { file, line, .. } = resolver.innermost(addr as usize);
         Loc { addr: addr as usize, file, line }
     };
-    let call_row = |at: u64, callee: Option<u64>| CallRow {
-        at: loc(at),
-        callee: callee.and_then(|t| syms.function_at(t as usize)).map(String::from),
-        indirect: callee.is_none(),
-    };
+    let name = |t: u64| syms.function_at(t as usize).map(String::from);
     let mut rows: Vec<CheckRow> = analysis
         .check()
         .into_iter()
@@ -234,8 +240,20 @@ pub fn check_with(shipped: &str) -> Result<Vec<CheckRow>, String> {
                 stretch: c.max_stretch.map(|s| (loc(s.start), loc(s.end))),
                 unbounded,
                 counted_loops: c.counted_loops,
-                unbounded_calls: c.unbounded_calls.iter().map(|&(at, callee)| call_row(at, Some(callee))).collect(),
-                unknown_calls: c.unknown_calls.iter().map(|&(at, callee)| call_row(at, callee)).collect(),
+                unbounded_calls: c
+                    .unbounded_calls
+                    .iter()
+                    .map(|&(at, t)| CallRow { at: loc(at), callee: name(t) })
+                    .collect(),
+                unknowns: c
+                    .unknowns
+                    .iter()
+                    .map(|u| UnseenRow {
+                        at: loc(u.at),
+                        callee: u.callee.and_then(name),
+                        why: u.reason.describe().into(),
+                    })
+                    .collect(),
                 resolved: c.resolved,
             }
         })
@@ -267,19 +285,11 @@ pub fn render(r: &CheckRow) -> String {
     for c in &r.unbounded_calls {
         s += &format!("\n    calls unbounded {} at {}", c.callee.as_deref().unwrap_or("?"), c.at);
     }
-    for c in &r.unknown_calls {
-        s += &format!("\n    calls {} at {}: its stretch not known in full", callee_name(c), c.at);
+    for u in &r.unknowns {
+        let what = u.callee.as_ref().map_or_else(|| "this instruction".to_string(), |c| format!("the call of {c}"));
+        s += &format!("\n    cost not known at {}: {what}: {}", u.at, u.why);
     }
     s
-}
-
-/// A call's callee as the report names it.
-fn callee_name(c: &CallRow) -> &str {
-    match (&c.callee, c.indirect) {
-        (_, true) => "through a pointer",
-        (Some(n), false) => n,
-        (None, false) => "?",
-    }
 }
 
 /// `head  name: status` in at most [`WIDTH`] columns: when the name does not fit, its leading
@@ -343,7 +353,7 @@ fn services_status(r: &CheckRow) -> String {
         _ if shipped > 0 => format!("UNBOUNDED, {shipped} loop(s) without a point"),
         _ if !r.resolved => "unresolved: its control flow is not known".into(),
         Some(n) if r.stretch_is_lower_bound => {
-            format!("stretch >= {n} insns; {} call(s) not known in full", r.unknown_calls.len())
+            format!("stretch >= {n} insns; {} cost(s) not known", r.unknowns.len())
         }
         Some(n) => format!("bounded, longest stretch {n} insns"),
         None if others > 0 => format!("{others} loop(s) without a point outside the services"),
@@ -369,12 +379,27 @@ pub struct Report {
 }
 
 /// The verdict: bounded or not, and what decides the exit code, in at most [`WIDTH`] columns.
+/// With no unbounded loop, "bounded" only when every services' stretch is a bound; else
+/// "loops bounded" and how many stretches are known only as a lower bound.
 fn verdict(rows: &[CheckRow], shipped: &str) -> (String, i32) {
     let bad = shipped_unbounded(rows).len();
-    let (word, code) = if bad == 0 { ("bounded", 0) } else { ("UNBOUNDED", 1) };
+    let partial = rows.iter().filter(|r| r.origin == Origin::Services && r.stretch_is_lower_bound).count();
+    let (word, code) = match (bad, partial) {
+        (0, 0) => ("bounded", 0),
+        (0, _) => ("loops bounded", 0),
+        _ => ("UNBOUNDED", 1),
+    };
     let head = format!("{word}: {bad} unbounded loop(s) in the shipped services' source");
-    let full = format!("{head} ({shipped}), so exit {code}");
-    let line = if full.chars().count() <= WIDTH { full } else { format!("{head}, so exit {code}") };
+    let note =
+        if partial > 0 && code == 0 { format!("; {partial} stretch(es) only lower bounds") } else { String::new() };
+    let line = [
+        format!("{head} ({shipped}), so exit {code}{note}"),
+        format!("{head}, so exit {code}{note}"),
+        format!("{word}: {bad} unbounded loop(s) in the services, so exit {code}{note}"),
+    ]
+    .into_iter()
+    .find(|l| l.chars().count() <= WIDTH)
+    .unwrap_or_else(|| format!("{head}, so exit {code}"));
     (line, code)
 }
 

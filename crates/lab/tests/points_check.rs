@@ -5,7 +5,9 @@
 //! hidden without `all`, shown with it, and never advised. No assertion names a function the
 //! optimiser may inline (only this file's `#[inline(never)]` fixtures).
 
-use lab::points_check::{check, check_with, report, shipped_unbounded, CallRow, CheckRow, Loc, LoopRow, Origin, WIDTH};
+use lab::points_check::{
+    check, check_with, report, shipped_unbounded, CheckRow, Loc, LoopRow, Origin, UnseenRow, WIDTH,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(true);
@@ -77,7 +79,8 @@ fn a_call_through_a_pointer_makes_the_stretch_a_lower_bound() {
     let r = row_of(&rows, "service_calling_through_a_pointer");
     assert!(r.resolved && r.points == 2 && !r.is_unbounded(), "{r:?}");
     assert!(r.max_stretch_insns.is_some() && r.stretch_is_lower_bound, "{r:?}");
-    let call = r.unknown_calls.iter().find(|c| c.indirect).unwrap_or_else(|| panic!("no indirect call: {r:?}"));
+    let call =
+        r.unknowns.iter().find(|u| u.why == "indirect call").unwrap_or_else(|| panic!("no indirect call: {r:?}"));
     assert!(call.at.file.as_deref().is_some_and(|f| f.ends_with("lab/tests/points_check.rs")), "{call:?}");
     assert!(lab::points_check::render(r).contains("longest stretch >= "), "{}", lab::points_check::render(r));
     // A stretch the checker sees whole is not marked.
@@ -178,7 +181,7 @@ fn row(function: &str, file: &str, line: u32, origin: Origin) -> CheckRow {
         unbounded: Vec::new(),
         counted_loops: 0,
         unbounded_calls: Vec::new(),
-        unknown_calls: Vec::new(),
+        unknowns: Vec::new(),
         resolved: true,
         in_lab: origin == Origin::Services,
         origin,
@@ -239,15 +242,21 @@ fn a_stretch_through_a_call_not_analysed_is_reported_as_a_lower_bound() {
     let mut partial = row("services::atoms::run_atom", "crates/services/src/atoms.rs", 42, Origin::Services);
     partial.stretch_is_lower_bound = true;
     let at = loc("crates/services/src/atoms.rs", 45);
-    partial.unknown_calls.push(CallRow { at: at.clone(), callee: None, indirect: true });
-    partial.unknown_calls.push(CallRow { at, callee: Some("kernel::time::now_ns".into()), indirect: false });
+    partial.unknowns.push(UnseenRow { at: at.clone(), callee: None, why: "indirect call".into() });
+    let why = "call outside the analysed text".to_string();
+    partial.unknowns.push(UnseenRow { at, callee: Some("kernel::time::now_ns".into()), why });
     let bounded = row("services::atoms::csum", "crates/services/src/atoms.rs", 19, Origin::Services);
     let rows = [bounded, partial];
-    let short = report(&rows, lab::points_check::LAB_SOURCES, false).lines.join("\n");
+    let r = report(&rows, lab::points_check::LAB_SOURCES, false);
+    let short = r.lines.join("\n");
+    assert_eq!(r.exit_code, 0, "{short}");
+    assert!(r.lines[0].starts_with("loops bounded: 0 unbounded loop(s)"), "not called bounded: {short}");
+    assert!(r.lines[0].ends_with("exit 0; 1 stretch(es) only lower bounds"), "{short}");
     assert!(short.contains("csum: bounded, longest stretch 12 insns"), "{short}");
-    assert!(short.contains("run_atom: stretch >= 12 insns; 2 call(s) not known in full"), "{short}");
+    assert!(short.contains("run_atom: stretch >= 12 insns; 2 cost(s) not known"), "{short}");
     let full = report(&rows, lab::points_check::LAB_SOURCES, true).lines.join("\n");
     assert!(full.contains("longest stretch >= 12 insns"), "{full}");
-    assert!(full.contains("calls through a pointer at crates/services/src/atoms.rs:45"), "{full}");
-    assert!(full.contains("calls kernel::time::now_ns at crates/services/src/atoms.rs:45"), "{full}");
+    let at = "cost not known at crates/services/src/atoms.rs:45";
+    assert!(full.contains(&format!("{at}: this instruction: indirect call")), "{full}");
+    assert!(full.contains(&format!("{at}: the call of kernel::time::now_ns: call outside")), "{full}");
 }

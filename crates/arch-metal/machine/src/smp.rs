@@ -267,7 +267,8 @@ fn check_guards(n: usize, stack: &Stack, ists: &[Stack]) -> Result<(), &'static 
     let softirq = crate::softirq_stack::of(n).ok_or("an AP has no softirq stack")?.0;
     let lows: Vec<u64> = core::iter::once(stack.lo).chain(ists.iter().map(|s| s.lo)).chain([softirq]).collect();
     let held = lows.iter().filter(|&&lo| crate::stack::guard_holds(lo)).count();
-    let guards: Vec<alloc::string::String> = lows.iter().map(|lo| alloc::format!("{:#x}", lo - 4096)).collect();
+    let guards: Vec<alloc::string::String> =
+        lows.iter().map(|lo| alloc::format!("{:#x}", crate::stack::guard_page(*lo))).collect();
     crate::kprintln!(
         "smp: CPU {n}'s guards: {held} of {} guard pages unmapped (below its stack, IST stacks 1-4, softirq stack: {})",
         lows.len(),

@@ -115,11 +115,16 @@ impl Stack {
     }
 }
 
+/// The guard page below a stack whose lowest mapped address is `lo` (page-aligned).
+pub fn guard_page(lo: u64) -> u64 {
+    lo - PAGE
+}
+
 /// True if, read back from the live tables, the page below a stack whose lowest mapped
 /// address is `lo` is unmapped (both its ends) and the stack's lowest page is mapped.
 pub fn guard_holds(lo: u64) -> bool {
     use crate::paging::is_mapped;
-    lo >= PAGE && !is_mapped(lo - PAGE) && !is_mapped(lo - 1) && is_mapped(lo)
+    lo >= PAGE && !is_mapped(guard_page(lo)) && !is_mapped(lo - 1) && is_mapped(lo)
 }
 
 impl Drop for Stack {

@@ -1,0 +1,204 @@
+//! The checker's graph of one function ([`Graph`]): its loops without a point, its heaviest
+//! point-free path, and the runs its callers add around a call of it.
+//!
+//! **Mechanism.** Nodes are instructions with a weight (1, plus what a call runs in its callee).
+//! A node is **cut** (a point, or a loop's head once the loop is named): no stretch goes
+//! through it. A node with a **resume** weight (a call of a function every path through which
+//! meets a point) ends the stretch that reaches it, the callee's run from its entry to its
+//! first point included in its weight, and the stretches after it start with the resume
+//! weight: the callee's longest run from a point to its return. Loops are the strongly
+//! connected parts of the live edges (Tarjan's, iteratively); once every loop's head is cut
+//! the graph is acyclic and the heaviest path is one pass in reverse topological order.
+//!
+//! **Invariant.** A live edge leaves neither a cut node nor a resuming one and enters no cut
+//! node; every stretch starts at the entry, after a cut, or after a resuming node with its
+//! resume weight.
+
+use crate::cfg::{Cfg, Shape, Step};
+use crate::check::{Stretch, UnboundedLoop};
+use alloc::{vec, vec::Vec};
+
+/// A function's graph as the checker sees it (see the module docs).
+pub(crate) struct Graph {
+    pub(crate) cut: Vec<bool>,
+    pub(crate) weight: Vec<u64>,
+    /// For a call that ends the stretch, what the stretches after it start with.
+    pub(crate) resume: Vec<Option<u64>>,
+    pub(crate) succs: Vec<Vec<u32>>,
+}
+
+impl Graph {
+    /// An empty graph for `n` instructions of weight 1.
+    pub(crate) fn new(n: usize) -> Graph {
+        Graph { cut: vec![false; n], weight: vec![1; n], resume: vec![None; n], succs: Vec::with_capacity(n) }
+    }
+
+    /// Successors along which a stretch goes on (see the module's invariant).
+    fn live(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let open = !self.cut[i] && self.resume[i].is_none();
+        self.succs[i].iter().map(|&s| s as usize).filter(move |&s| open && !self.cut[s])
+    }
+
+    /// Finds the cycles among uncut instructions, cutting each loop's head in turn: the
+    /// unbounded loops, and how many were counted.
+    pub(crate) fn loops(&mut self, c: &Cfg) -> (Vec<UnboundedLoop>, usize) {
+        let (mut out, mut counted) = (Vec::new(), 0);
+        loop {
+            let cyclic: Vec<Vec<usize>> =
+                self.sccs().into_iter().filter(|s| s.len() > 1 || self.live(s[0]).any(|t| t == s[0])).collect();
+            if cyclic.is_empty() {
+                return (out, counted);
+            }
+            for scc in cyclic {
+                let head = self.head(&scc);
+                if is_counted(c, &scc) {
+                    counted += 1;
+                } else {
+                    out.push(UnboundedLoop { head: c.insns[head].addr, place_point_at: c.insns[head].addr });
+                }
+                self.cut[head] = true;
+            }
+        }
+    }
+
+    /// The lowest-addressed node of `scc` entered from outside it (else its lowest).
+    fn head(&self, scc: &[usize]) -> usize {
+        let inside = |n: usize| scc.contains(&n);
+        let entered =
+            |n: usize| n == 0 || (0..self.succs.len()).any(|p| !inside(p) && self.succs[p].contains(&(n as u32)));
+        scc.iter().copied().filter(|&n| entered(n)).min().unwrap_or_else(|| *scc.iter().min().expect("non-empty"))
+    }
+
+    /// Tarjan's strongly connected components over the live edges, iteratively.
+    fn sccs(&self) -> Vec<Vec<usize>> {
+        let n = self.succs.len();
+        let (mut index, mut low, mut on) = (vec![usize::MAX; n], vec![0; n], vec![false; n]);
+        let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
+        for root in 0..n {
+            if index[root] != usize::MAX || self.cut[root] {
+                continue;
+            }
+            let mut work: Vec<(usize, Vec<usize>)> = vec![(root, self.live(root).collect())];
+            index[root] = next;
+            low[root] = next;
+            next += 1;
+            stack.push(root);
+            on[root] = true;
+            while let Some(top) = work.last_mut() {
+                let v = top.0;
+                if let Some(w) = top.1.pop() {
+                    if index[w] == usize::MAX {
+                        (index[w], low[w], on[w]) = (next, next, true);
+                        next += 1;
+                        stack.push(w);
+                        work.push((w, self.live(w).collect()));
+                    } else if on[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                work.pop();
+                if let Some((p, _)) = work.last() {
+                    low[*p] = low[*p].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut scc = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on[w] = false;
+                        scc.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    out.push(scc);
+                }
+            }
+        }
+        out
+    }
+
+    /// Per node of the (acyclic) graph, the heaviest path from it over live edges and its last
+    /// node.
+    fn heaviest(&self) -> Vec<Option<(u64, usize)>> {
+        let mut best: Vec<Option<(u64, usize)>> = vec![None; self.succs.len()];
+        for scc in self.sccs() {
+            let v = scc[0]; // acyclic: singletons, in reverse topological order
+            let tail = self.live(v).filter_map(|s| best[s]).max_by_key(|b| b.0);
+            best[v] = Some(tail.map_or((self.weight[v], v), |(w, e)| (w + self.weight[v], e)));
+        }
+        best
+    }
+
+    /// Per node, the heaviest path from it over live edges that ends by leaving the function
+    /// (a node of `exits`).
+    fn to_exit(&self, exits: &[bool]) -> Vec<Option<u64>> {
+        let mut best: Vec<Option<u64>> = vec![None; self.succs.len()];
+        for scc in self.sccs() {
+            let v = scc[0];
+            let via = self.live(v).filter_map(|s| best[s]).max();
+            best[v] = via.max(exits[v].then_some(0)).map(|w| w + self.weight[v]);
+        }
+        best
+    }
+
+    /// Where stretches start after the entry: `(node, its start weight, the address index a
+    /// report names)`, after each cut and each resuming call.
+    fn restarts(&self) -> Vec<(usize, u64, usize)> {
+        let mut out = Vec::new();
+        for i in 0..self.succs.len() {
+            let extra = match (self.cut[i], self.resume[i]) {
+                (true, _) => 0,
+                (false, Some(r)) => r,
+                (false, None) => continue,
+            };
+            let named = |s: usize| if self.cut[i] { s } else { i };
+            out.extend(
+                self.succs[i].iter().map(|&s| s as usize).filter(|&s| !self.cut[s]).map(|s| (s, extra, named(s))),
+            );
+        }
+        out
+    }
+
+    /// The heaviest path over live edges of the (acyclic) graph, from the entry, just after a
+    /// cut, or after a resuming call with its resume weight.
+    pub(crate) fn longest(&self, addrs: &[u64]) -> Option<Stretch> {
+        let best = self.heaviest();
+        let starts = core::iter::once((0, 0, 0)).chain(self.restarts());
+        let ((insns, end), start) = starts
+            .filter_map(|(s, extra, named)| best[s].map(|(w, e)| ((w + extra, e), named)))
+            .max_by_key(|s| s.0 .0)?;
+        Some(Stretch { insns, start: addrs[start], end: addrs[end] })
+    }
+
+    /// What a caller adds around a call of this function if every path through it meets a
+    /// point: the heaviest run from its entry to its first point, and from a point (or a
+    /// resuming call) to its return (`exits`: the nodes that leave the function; a resuming
+    /// tail call passes its own resume weight on).
+    pub(crate) fn head_and_tail(&self, c: &Cfg) -> (u64, u64) {
+        let head = self.heaviest()[0].map_or(0, |b| b.0);
+        let leaves = |i: usize| matches!(c.insns[i].step, Step::Return | Step::TailCall(_));
+        let exits: Vec<bool> = (0..self.succs.len()).map(|i| leaves(i) && self.resume[i].is_none()).collect();
+        let to_exit = self.to_exit(&exits);
+        let through = self.restarts().into_iter().filter_map(|(s, extra, _)| to_exit[s].map(|w| w + extra));
+        let passed_on = (0..self.succs.len()).filter(|&i| leaves(i)).filter_map(|i| self.resume[i]);
+        (head, through.chain(passed_on).max().unwrap_or(0))
+    }
+}
+
+/// Does the loop `scc` leave through a counted exit (see `crate::check`'s module docs)?
+fn is_counted(c: &Cfg, scc: &[usize]) -> bool {
+    let inside = |n: u32| scc.contains(&(n as usize));
+    let written_in_loop = |r: u8| scc.iter().filter(move |&&k| c.insns[k].writes & (1 << r) != 0);
+    let stepped = |r: u8| written_in_loop(r).all(|&k| c.insns[k].shape == Shape::Step(r));
+    let invariant = |r: u8| written_in_loop(r).next().is_none();
+    scc.iter().any(|&j| {
+        let (b, Some(p)) = (&c.insns[j], j.checked_sub(1)) else { return false };
+        let exits = b.step == Step::Plain && b.succs.len() == 2 && b.succs.iter().any(|&s| !inside(s));
+        let counted = match c.insns[p].shape {
+            Shape::Cmp(r, None) | Shape::Step(r) => stepped(r),
+            Shape::Cmp(r, Some(o)) => stepped(r) && invariant(o) || stepped(o) && invariant(r),
+            Shape::Other => false,
+        };
+        exits && scc.contains(&p) && counted
+    })
+}
