@@ -6,6 +6,7 @@
 
 use crate::cpus_arg::CpusArg;
 use crate::input::OutDir;
+use crate::output::{out, outln};
 use crate::report;
 use crate::values::{self, List};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -247,10 +248,10 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
     let rows = rows?;
     if a.json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         }
     } else {
-        print!("{}", crate::compare_table::table(&cfg, &rows, a.wide));
+        out!("{}", crate::compare_table::table(&cfg, &rows, a.wide));
     }
     if let Some(out) = out {
         let path = report::write(out.path(), &cfg, &rows)?;

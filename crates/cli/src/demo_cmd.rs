@@ -4,6 +4,7 @@
 //! distribution per model, runs the host held set aside.
 
 use crate::cpus_arg::CpusArg;
+use crate::output::{out, outln};
 use crate::values::{self, List};
 use kernel::{Config, PatchSync, PreemptModel, PtableMode};
 use services::scenario::{self, AtomKind, ScenarioConfig};
@@ -126,19 +127,19 @@ pub(crate) fn run(args: &DemoArgs) -> Result<(), String> {
     for m in models {
         let r = run_one(m, base.clone(), &sc)?;
         if args.json {
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         }
         results.push(r);
     }
     if !args.json {
-        print!("{}", table(&results));
+        out!("{}", table(&results));
         if args.timeline {
             for r in &results {
-                println!();
-                print!("{}", scenario::render(r));
+                outln!();
+                out!("{}", scenario::render(r));
             }
         } else {
-            println!("each run's events (every atom, the interrupt, the RT task): --timeline");
+            outln!("each run's events (every atom, the interrupt, the RT task): --timeline");
         }
     }
     Ok(())
@@ -186,7 +187,7 @@ fn run_one(m: PreemptModel, base: Config, sc: &ScenarioConfig) -> Result<scenari
 /// aside and counted; if the host held every run, all are kept and the line says so).
 fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: usize, json: bool) -> Result<(), String> {
     if !json {
-        println!(
+        outln!(
             "{:<12} {:>5} {:>9} {:>18} {:>12} {:>12} {:>12} {:>11} {:>14} {:>10} {:>11} {:>16}",
             "model",
             "runs",
@@ -252,7 +253,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
                 "patch_sync": base.patch_sync.name(), "disarm_ns_mean": disarm_ns, "sync_rounds_per_event": rounds,
                 "point_to_rt_ns_median": served_med, "handler_parts_ns_median": parts,
                 "set_aside": set_aside, "host_held_every_run": held > 0 && set_aside == 0});
-            println!("{v}");
+            outln!("{v}");
         } else {
             let after: Vec<String> = after.iter().map(|a| a.to_string()).collect();
             let ms = |ns: u64| ns as f64 / 1e6;
@@ -261,7 +262,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
             let hmed = handler_med.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
             let sites = sites.map_or("-".to_string(), |s| format!("{s:.2}"));
             let disarm = disarm_ns.map_or("-".to_string(), |ns| format!("{:.2}", ns as f64 / 1e3));
-            println!(
+            outln!(
                 "{:<12} {:>5} {:>9} {:>18} {:>12.3} {:>12.3} {:>12.3} {:>11} {:>14} {:>10} {:>11} {:>16}",
                 m.name(),
                 n,
@@ -279,7 +280,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
         }
     }
     if !json {
-        println!(
+        outln!(
             "set_aside: runs left out because the host took the worker's CPU between atom 1 and the RT task\n\
              (none:all: it took it in every run, and all are kept)"
         );

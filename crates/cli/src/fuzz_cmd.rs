@@ -1,5 +1,6 @@
 //! `atomkernel fuzz`: a campaign of random kernel programs (see `lab::fuzz`).
 
+use crate::output::outln;
 use lab::fuzz::{self, CampaignConfig};
 use std::time::Instant;
 
@@ -47,7 +48,7 @@ pub(crate) fn run(a: &FuzzArgs) -> Result<(), String> {
     let secs = t0.elapsed().as_secs_f64();
     match r.failure {
         None => {
-            println!(
+            outln!(
                 "fuzz: {} programs (seed {}, cpus {cpus}) passed every invariant in {secs:.1} s ({:.0} per minute)",
                 r.runs,
                 cfg.seed,
@@ -56,15 +57,15 @@ pub(crate) fn run(a: &FuzzArgs) -> Result<(), String> {
             Ok(())
         }
         Some(f) => {
-            println!("fuzz: program {} of seed {} failed; shrunk to:\n{}", f.case, cfg.seed, f.program);
-            println!("violations:\n{}", f.reason);
-            println!(
+            outln!("fuzz: program {} of seed {} failed; shrunk to:\n{}", f.case, cfg.seed, f.program);
+            outln!("violations:\n{}", f.reason);
+            outln!(
                 "as JSON (for a regression test):\n{}",
                 serde_json::to_string(&f.program).map_err(|e| e.to_string())?
             );
             if f.first.0 != f.program {
-                println!("the first failing program, before shrinking:\n{}violations:\n{}", f.first.0, f.first.1);
-                println!("as JSON:\n{}", serde_json::to_string(&f.first.0).map_err(|e| e.to_string())?);
+                outln!("the first failing program, before shrinking:\n{}violations:\n{}", f.first.0, f.first.1);
+                outln!("as JSON:\n{}", serde_json::to_string(&f.first.0).map_err(|e| e.to_string())?);
             }
             Err(format!(
                 "a kernel program failed (program {} of seed {}; {} runs with shrinking); rerun with --seed {} --cases {}",

@@ -2,6 +2,7 @@
 //! duration as options) sleep to each period and record how late they ran, beside a workload,
 //! under one preemption model; min, p50, p99, p99.9, max and a log-scale histogram per probe.
 
+use crate::output::{out, outln};
 use crate::values;
 use kernel::{Config, PreemptModel};
 use lab::measure::{self, CpuPolicy, ProbeSet, ProbeSpec, Stop};
@@ -127,14 +128,14 @@ pub(crate) fn run(a: &LatencyArgs) -> Result<(), String> {
         let v = serde_json::json!({"model": model.name(), "workload": wname,
             "throughput_ops_s": out.units_per_s(), "unit": workload.map(|w| w.info().unit), "policy": out.policy,
             "probes": probes});
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
     let unit = workload.map_or("units", |w| w.info().unit);
     let policy = out.policy.as_deref().unwrap_or("");
-    println!("preempt={model}, workload {wname}: {:.0} {unit}/s beside the probes; {policy}", out.units_per_s());
+    outln!("preempt={model}, workload {wname}: {:.0} {unit}/s beside the probes; {policy}", out.units_per_s());
     for (i, (s, h)) in specs.iter().zip(&out.hists).enumerate() {
-        print!("{}", render(i, s.prio, s.interval_ns / 1000, h));
+        out!("{}", render(i, s.prio, s.interval_ns / 1000, h));
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ mod demo_cmd;
 mod fuzz_cmd;
 mod input;
 mod latency_cmd;
+mod output;
 mod packets_cmd;
 #[cfg(test)]
 mod parse_fuzz;

@@ -1,6 +1,7 @@
 //! `atomkernel packets`: bottom halves under packet load (see `lab::packet_load`): the RT
 //! probe's wakeup latency and the packet throughput under `bh=classic` and `bh=threaded`.
 
+use crate::output::{out, outln};
 use crate::values::{self, defaulted, List};
 use kernel::{BhMode, PreemptModel};
 use lab::packet_load::{compare_bh, PacketLoadConfig, PacketLoadResult};
@@ -167,9 +168,9 @@ pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
             let order = lab::packet_load::bh_order(m, cfg.bh_prio, a.probe_prio, low_prio)?;
             if a.json {
                 let v = serde_json::json!({"bh": m.name(), "bh_prio": cfg.bh_prio, "order": order});
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("bh={:<8} bh_prio={}: {}", m.name(), cfg.bh_prio, order.join(", then "));
+                outln!("bh={:<8} bh_prio={}: {}", m.name(), cfg.bh_prio, order.join(", then "));
             }
         }
         return Ok(());
@@ -186,10 +187,10 @@ pub(crate) fn run(a: &PacketsArgs) -> Result<(), String> {
     let results = compare_bh(&cfg, &modes, rounds).map_err(|e| values::flags(e, &FLAGS))?;
     if a.json {
         for r in &results {
-            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         }
     } else {
-        print!("{}", table(&cfg, rounds, &results));
+        out!("{}", table(&cfg, rounds, &results));
     }
     Ok(())
 }

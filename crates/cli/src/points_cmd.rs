@@ -8,6 +8,7 @@
 //! **Invariant.** The exit code is 1 exactly when `lab::points_check::shipped_unbounded` finds
 //! a loop of the shipped services' source that can spin without a point, whatever is printed.
 
+use crate::output::outln;
 #[derive(clap::Args)]
 pub(crate) struct PointsArgs {
     /// Print one JSON object per line (per site, or per function with `--check`).
@@ -33,10 +34,10 @@ pub(crate) fn run(a: &PointsArgs) -> Result<(), String> {
     let json = a.json;
     for r in lab::symbols::point_table()? {
         if json {
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
         } else {
             let f = r.function.as_deref().unwrap_or("?");
-            println!("{:#014x}  {}:{}:{}  {}", r.addr, r.file, r.line, r.column, f);
+            outln!("{:#014x}  {}:{}:{}  {}", r.addr, r.file, r.line, r.column, f);
         }
     }
     Ok(())
@@ -47,24 +48,24 @@ fn check(json: bool, all: bool) -> Result<(), String> {
     let rows = lab::points_check::check()?;
     if json {
         for r in &rows {
-            println!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
+            outln!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         }
     } else {
         let report = lab::points_check::report(&rows, lab::points_check::LAB_SOURCES, all);
         for line in &report.lines {
-            println!("{line}");
+            outln!("{line}");
         }
         let x = kernel::model::patch::exact::build()?;
         let (decoded, analysed, unresolved) = x.functions;
         let (points, ms, ranges, bytes) = (x.points, x.build_ns as f64 / 1e6, x.table.ranges(), x.table.memory_bytes());
         if all {
-            println!(
+            outln!(
                 "exact table: {decoded} functions decoded, {analysed} analysed, {unresolved} unresolved; \
                  {points} points; built in {ms:.1} ms; {ranges} ranges, {bytes} bytes ({:.0} bytes per point)",
                 bytes as f64 / points.max(1) as f64
             );
         } else {
-            println!(
+            outln!(
                 "exact table: {analysed}/{decoded} functions analysed ({unresolved} unresolved), {points} points, \
                  {ranges} ranges, {bytes} B, {ms:.1} ms"
             );

@@ -15,6 +15,7 @@
 //! its serial output; every header names the substrate (QEMU's version, TCG or KVM, the CPUs)
 //! and the clock (`-icount`: instructions; else the TSC in ns).
 
+use crate::output::outln;
 use crate::values::{self, List};
 use kernel::{PatchSync, PreemptModel};
 use std::path::PathBuf;
@@ -258,7 +259,7 @@ impl Session {
         if let serde_json::Value::Object(r) = serde_json::to_value(row).map_err(|e| e.to_string())? {
             o.extend(r);
         }
-        println!("{}", serde_json::Value::Object(o));
+        outln!("{}", serde_json::Value::Object(o));
         Ok(())
     }
 

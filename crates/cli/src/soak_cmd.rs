@@ -2,6 +2,7 @@
 //! and probes, memory and counters printed each minute (see `lab::soak`).
 
 use crate::cpus_arg::CpusArg;
+use crate::output::outln;
 use lab::soak::{self, SoakConfig};
 
 #[derive(clap::Args)]
@@ -46,10 +47,10 @@ pub(crate) fn plan(a: &SoakArgs) -> Result<SoakConfig, String> {
 
 pub(crate) fn run(a: &SoakArgs) -> Result<(), String> {
     let cfg = plan(a)?;
-    println!("soak: {} s on {} CPU(s), seed {}, a sample every {} s", cfg.secs, cfg.cpus, cfg.seed, cfg.every_s);
-    println!("  time  rss_kib  instances      units   switches       irqs  model_sw  storm_irqs  probe_n  probe_max_us  bugs");
+    outln!("soak: {} s on {} CPU(s), seed {}, a sample every {} s", cfg.secs, cfg.cpus, cfg.seed, cfg.every_s);
+    outln!("  time  rss_kib  instances      units   switches       irqs  model_sw  storm_irqs  probe_n  probe_max_us  bugs");
     let samples = soak::run(&cfg, &mut |s| {
-        println!(
+        outln!(
             "{:>5}s {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>11} {:>8} {:>13} {:>5}",
             s.at_s,
             s.rss_kib,
@@ -66,7 +67,7 @@ pub(crate) fn run(a: &SoakArgs) -> Result<(), String> {
     })?;
     // `soak::run` judged memory from two samples at least (or failed, saying so).
     if let (Some(f), Some(l)) = (samples.first(), samples.last()) {
-        println!(
+        outln!(
             "soak: passed; RSS {} KiB at {} s, {} KiB at {} s ({} samples); no BUG",
             f.rss_kib,
             f.at_s,

@@ -2,6 +2,7 @@
 //! cross-modifying-code torture (`lab::patch_torture`).
 
 use crate::cpus_arg::CpusArg;
+use crate::output::outln;
 use crate::values;
 use kernel::{PatchSync, PreemptModel};
 use lab::torture::{self, TortureConfig};
@@ -95,9 +96,9 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
     let cfg = plan(a)?;
     let r = torture::run(&cfg).map_err(|e| e.to_string())?;
     if a.json {
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
-        println!(
+        outln!(
             "torture ({} mode, preempt={}, {} CPU{}): {} preemptions, {} migrations, {} rounds, {} mismatches, vector registers: {}, {:.1} s",
             r.mode,
             r.model,
@@ -111,10 +112,10 @@ pub(crate) fn run(a: &TortureArgs) -> Result<(), String> {
             r.elapsed_ms as f64 / 1000.0
         );
         if let Some([events, fired, redirects, fallbacks]) = r.patch {
-            println!("  patch: {events} RT events armed, {fired} armed points reached, {redirects} returns redirected, {fallbacks} retried");
+            outln!("  patch: {events} RT events armed, {fired} armed points reached, {redirects} returns redirected, {fallbacks} retried");
         }
         for m in r.mismatches.iter().take(20) {
-            println!("  {m}");
+            outln!("  {m}");
         }
     }
     if r.mismatches.is_empty() {
@@ -129,9 +130,9 @@ fn run_patching(a: &TortureArgs) -> Result<(), String> {
     plan(a)?;
     let r = lab::patch_torture::run(a.cpus.get(), a.patches, a.max_seconds, sync)?;
     if a.json {
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        outln!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
     } else {
-        println!(
+        outln!(
             "torture --patching ({} CPUs, {} patching, patch_sync={}): {} patches ({} SYNC_CORE rounds), \
              {} executions of the site, {} mismatches, collateral {} int3 + {} call hits, {} sites left armed, {:.1} s",
             r.cpus,
@@ -147,7 +148,7 @@ fn run_patching(a: &TortureArgs) -> Result<(), String> {
             r.elapsed_ms as f64 / 1000.0
         );
         for b in &r.bugs {
-            println!("  {b}");
+            outln!("  {b}");
         }
     }
     if r.ok() {

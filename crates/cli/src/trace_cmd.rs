@@ -2,6 +2,7 @@
 //! (see `lab::trace_run`, `lab::trace_report`, `lab::chrome_trace`).
 
 use crate::input::OutDir;
+use crate::output::{out, outln};
 use crate::values::{self, defaulted};
 use kernel::trace::TraceOptions;
 use kernel::{Config, PreemptModel};
@@ -151,9 +152,9 @@ pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
     write("trace.txt", chrome_trace::text(&tr, &resolver))?;
     write("report.json", serde_json::to_string_pretty(&analysis).map_err(|e| e.to_string())?)?;
     write("report.txt", text.clone())?;
-    println!("# atomkernel trace --workload {} --preempt {}: {}", t.workload, t.config.preempt, trace_run_note(&t));
-    print!("{text}");
-    println!(
+    outln!("# atomkernel trace --workload {} --preempt {}: {}", t.workload, t.config.preempt, trace_run_note(&t));
+    out!("{text}");
+    outln!(
         "\nwrote {0}/trace.json (open in https://ui.perfetto.dev or chrome://tracing), {0}/trace.txt, {0}/report.txt, {0}/report.json",
         a.out.display()
     );

@@ -1,7 +1,8 @@
 //! A command killed by a signal leaves nothing behind: `compare --peers go` interrupted with
 //! SIGINT while the Go peer runs removes its scratch directory (and ends the Go program), and
 //! dies of the signal as an uncaught SIGINT would; `trace --out D` and `compare --report D`
-//! interrupted before they wrote remove the `D` they made.
+//! interrupted before they wrote remove the `D` they made; a report whose reader went away
+//! (`| head`) ends the command quietly with a closed pipe's status, not a panic.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -93,4 +94,26 @@ fn sigint_during_compare_removes_the_report_directory_it_made() {
 fn programs_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let procs = std::fs::read_dir("/proc").unwrap().filter_map(Result::ok);
     procs.filter_map(|p| std::fs::read_link(p.path().join("exe")).ok()).filter(|exe| exe.starts_with(dir)).collect()
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly_with_a_closed_pipes_status() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atomkernel"))
+        // about 87 KB of JSON rows: more than a pipe holds (64 KB), so the command is still
+        // writing when the reader goes
+        .args(["points", "--check", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the first line, then close the pipe: the command's next writes find no reader.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 13), "a closed pipe's status: {status:?}\n{err}");
+    assert!(!err.contains("panicked"), "no panic: {err}");
 }

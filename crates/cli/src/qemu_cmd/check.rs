@@ -16,6 +16,7 @@
 //! verdict on violations) is an error; the command exits non-zero on any violation.
 
 use super::{grouped, lines_of, Session};
+use crate::output::out;
 use kernel::PreemptModel;
 use serde::{Deserialize, Serialize};
 
@@ -145,7 +146,7 @@ pub(super) fn run(s: &Session, c: &CheckArgs, models: &[PreemptModel]) -> Result
         print_json(s, &rows, &violations)?;
     } else {
         let out = verdict(&rows) + "\n" + &s.header() + "\n" + &table(&rows) + &list(&violations);
-        print!("{}", out + &unknown_list(&rows));
+        out!("{}", out + &unknown_list(&rows));
     }
     Ok(violations.is_empty() && rows.iter().all(|r| r.violations == 0))
 }

@@ -16,6 +16,7 @@
 
 use super::{failed, grouped, lines_of, Session};
 use crate::compare_table::ranged;
+use crate::output::{out, outln};
 use crate::values::{self, List};
 use lab::verdict::{self, Lowest, Range};
 use serde::Deserialize;
@@ -228,10 +229,10 @@ pub(super) fn run(s: &Session, c: &CompareArgs) -> Result<(), String> {
     }
     if s.plan.json {
         for r in &rows {
-            println!("{}", json_row(s, r));
+            outln!("{}", json_row(s, r));
         }
     } else {
-        print!("{}", table(&rows, s.unit(), icount, rounds, &s.header()));
+        out!("{}", table(&rows, s.unit(), icount, rounds, &s.header()));
     }
     Ok(())
 }

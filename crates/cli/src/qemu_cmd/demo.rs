@@ -9,6 +9,7 @@
 //! shown, then fails the command with its serial output's end.
 
 use super::{failed, grouped, lines_of, Session};
+use crate::output::out;
 use serde::{Deserialize, Serialize};
 
 /// The image's `rt` line (crates/arch-metal/src/scenarios.rs).
@@ -114,7 +115,7 @@ pub(super) fn run(s: &Session) -> Result<(), String> {
             s.print_json_row(r)?;
         }
     } else {
-        print!("{}", table(s, &rows));
+        out!("{}", table(s, &rows));
     }
     if errors.is_empty() {
         Ok(())

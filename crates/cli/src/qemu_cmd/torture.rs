@@ -12,6 +12,7 @@
 //! preempted calls as the image asks (its `ok`).
 
 use super::{failed, lines_of, Session};
+use crate::output::out;
 use serde::{Deserialize, Serialize};
 
 /// The image's `torture` line (crates/arch-metal/src/torture.rs).
@@ -56,7 +57,7 @@ pub(super) fn run(s: &Session) -> Result<(), String> {
             s.print_json_row(r)?;
         }
     } else {
-        print!("{}", verdict(&rows, errors.is_empty()) + "\n" + &s.header() + "\n" + &table(&rows));
+        out!("{}", verdict(&rows, errors.is_empty()) + "\n" + &s.header() + "\n" + &table(&rows));
     }
     let bad = rows.iter().filter(|r| !r.line.ok).count();
     if bad > 0 {
