@@ -3,7 +3,7 @@
 //!
 //! **Mechanism.** Rust's runtime ignores SIGPIPE, so a write to a closed pipe fails with
 //! `EPIPE` and `println!` panics with a backtrace. [`outln!`] and [`out!`] write through
-//! [`write`] instead: on `BrokenPipe` it undoes what the lab made (scratch directories, the
+//! [`write()`] instead: on `BrokenPipe` it undoes what the lab made (scratch directories, the
 //! Go peer's process, as the SIGINT path does) and exits with 141, the status of a tool killed
 //! by SIGPIPE (128 + 13); any other write error is said on stderr, exit 1.
 //!
