@@ -246,17 +246,18 @@ pub(crate) fn run(a: &CompareArgs) -> Result<(), String> {
     });
     bar.finish_and_clear();
     let rows = rows?;
+    // The report first: a reader of stdout that goes away does not take it with it.
+    if let Some(out) = out {
+        let path = report::write(out.path(), &cfg, &rows)?;
+        eprintln!("atomkernel compare: report written to {}", path.display());
+        out.keep();
+    }
     if a.json {
         for r in &rows {
             outln!("{}", serde_json::to_string(r).map_err(|e| e.to_string())?);
         }
     } else {
         out!("{}", crate::compare_table::table(&cfg, &rows, a.wide));
-    }
-    if let Some(out) = out {
-        let path = report::write(out.path(), &cfg, &rows)?;
-        eprintln!("atomkernel compare: report written to {}", path.display());
-        out.keep();
     }
     Ok(())
 }

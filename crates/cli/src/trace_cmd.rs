@@ -152,13 +152,13 @@ pub(crate) fn run(a: &TraceArgs) -> Result<(), String> {
     write("trace.txt", chrome_trace::text(&tr, &resolver))?;
     write("report.json", serde_json::to_string_pretty(&analysis).map_err(|e| e.to_string())?)?;
     write("report.txt", text.clone())?;
+    out.keep(); // written: a reader of stdout that goes away does not take the files with it
     outln!("# atomkernel trace --workload {} --preempt {}: {}", t.workload, t.config.preempt, trace_run_note(&t));
     out!("{text}");
     outln!(
         "\nwrote {0}/trace.json (open in https://ui.perfetto.dev or chrome://tracing), {0}/trace.txt, {0}/report.txt, {0}/report.json",
         a.out.display()
     );
-    out.keep();
     Ok(())
 }
 

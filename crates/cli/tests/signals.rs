@@ -111,9 +111,20 @@ fn a_reader_that_goes_away_ends_the_command_quietly_with_a_closed_pipes_status()
     let mut first = [0u8; 16];
     std::io::Read::read_exact(&mut out, &mut first).unwrap();
     drop(out);
+    // Bounded: a command that hung on its closed stdout is killed and fails the test.
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the command did not end within 60 s of its reader going away");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 13), "a closed pipe's status: {status:?}\n{err}");
     assert!(!err.contains("panicked"), "no panic: {err}");
 }

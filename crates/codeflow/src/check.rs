@@ -8,7 +8,7 @@
 //! stretches after the call start with the callee's longest run from a point to its return.
 //! A call of any other analysed callee is one node weighing 1 plus the callee's own longest
 //! stretch from its entry (an upper bound of what it runs point-free); a call of a function
-//! that never returns (a panic) ends the path and is not followed. A cycle among uncut instructions is a loop without a point; its
+//! that never returns and reaches no point (a panic) ends the path and is not followed. A cycle among uncut instructions is a loop without a point; its
 //! head is its lowest-addressed instruction entered from outside the cycle. The loop is
 //! **counted** if it leaves through a conditional branch whose flags come from the instruction
 //! just before it, a `cmp r, imm`, a `cmp r, s` (either way round) or a step of `r`
@@ -16,10 +16,11 @@
 //! writes `s`: it runs a finite
 //! number of iterations fixed when it starts (a count, a length). Any other such loop is
 //! **unbounded** (its exit hangs on memory, a call's result, the clock), and one point placed
-//! at its head bounds it. Either way the head is then cut and the rest of the cycle searched
-//! again, so nested loops are each named. What is left is acyclic: the longest stretch is its
-//! heaviest path, from the function's entry or from just after a cut, so with counted loops it
-//! is the longest stretch of one iteration.
+//! at its head bounds it. An unbounded loop's head is then cut; a counted loop loses its edges
+//! back into its head; the rest of the cycle is searched again, so nested loops are each named.
+//! What is left is acyclic: the longest stretch is its heaviest path, from the function's entry,
+//! from just after a cut or from after a call that ends a stretch, through one iteration of
+//! each counted loop (its head included).
 //!
 //! What the checker cannot know weighs 1 and is listed in `unknowns` with its [`Reason`]: a call
 //! through a register or memory, into code outside the analysis (libc, the vDSO), into an
@@ -219,10 +220,14 @@ impl Analysis {
                         r.unbounded_calls.push((x.addr, t));
                     }
                     r.unknowns.extend(callee.unknown.map(|why| unseen(Some(t), why)));
-                    if self.call_cuts(t) {
-                        (g.weight[i], g.resume[i]) = (1 + callee.head, Some(callee.tail));
-                    } else {
-                        g.weight[i] += callee.stretch;
+                    match (self.call_cuts(t), x.step) {
+                        // returns here: the stretch ends in the callee, the next starts in it
+                        (true, Step::Call(_)) => (g.weight[i], g.resume[i]) = (1 + callee.head, Some(callee.tail)),
+                        // leaves for good on the taken path (a conditional one falls through
+                        // too: the head is counted on both, an upper bound); the callee's tail
+                        // then runs into this function's caller
+                        (true, _) => (g.weight[i], g.passes_on[i]) = (1 + callee.head, Some(callee.tail)),
+                        (false, _) => g.weight[i] += callee.stretch,
                     }
                 }
                 Step::IndirectCall => r.unknowns.push(unseen(None, Reason::IndirectCall)),
@@ -237,8 +242,9 @@ impl Analysis {
 impl Analysis {
     /// What the call of the callee at `t` from `f` adds to its stretches.
     fn callee(&self, f: usize, t: u64, memo: &mut BTreeMap<usize, Option<FunctionCheck>>) -> Callee {
-        // A callee that never returns (a panic) ends the task's path, not its latency.
-        if self.noreturn.binary_search(&t).is_ok() {
+        // A callee that never returns and reaches no point (a panic) ends the task's path, not
+        // its latency; one that reaches a point (an idle loop) is checked like any other.
+        if self.noreturn.binary_search(&t).is_ok() && !self.call_cuts(t) {
             return Callee::default();
         }
         let Ok(callee) = self.cfgs.binary_search_by_key(&t, |c| c.start) else {

@@ -2,13 +2,17 @@
 //! point-free path, and the runs its callers add around a call of it.
 //!
 //! **Mechanism.** Nodes are instructions with a weight (1, plus what a call runs in its callee).
-//! A node is **cut** (a point, or a loop's head once the loop is named): no stretch goes
-//! through it. A node with a **resume** weight (a call of a function every path through which
-//! meets a point) ends the stretch that reaches it, the callee's run from its entry to its
-//! first point included in its weight, and the stretches after it start with the resume
-//! weight: the callee's longest run from a point to its return. Loops are the strongly
-//! connected parts of the live edges (Tarjan's, iteratively); once every loop's head is cut
-//! the graph is acyclic and the heaviest path is one pass in reverse topological order.
+//! A node is **cut** (a point, or the head of a loop without a counted exit once the loop is
+//! named): no stretch goes through it. A node with a **resume** weight (a call of a function
+//! every path through which meets a point) ends the stretch that reaches it, the callee's run
+//! from its entry to its first point included in its weight, and the stretches after it start
+//! with the resume weight: the callee's longest run from a point to its return. A tail call of
+//! such a function carries its **passes on** weight instead (the callee's run from a point
+//! runs into this function's caller) and stays in the stretches through it. Loops are the
+//! strongly connected parts of the live edges (Tarjan's, iteratively); a counted loop loses its
+//! edges back into its head (so a stretch runs through one iteration, the head included), an
+//! unbounded one has its head cut; once no cycle is left the heaviest path is one pass in
+//! reverse topological order.
 //!
 //! **Invariant.** A live edge leaves neither a cut node nor a resuming one and enters no cut
 //! node; every stretch starts at the entry, after a cut, or after a resuming node with its
@@ -24,13 +28,22 @@ pub(crate) struct Graph {
     pub(crate) weight: Vec<u64>,
     /// For a call that ends the stretch, what the stretches after it start with.
     pub(crate) resume: Vec<Option<u64>>,
+    /// For a tail call of a function that meets a point, its run from a point to its return.
+    pub(crate) passes_on: Vec<Option<u64>>,
     pub(crate) succs: Vec<Vec<u32>>,
 }
 
 impl Graph {
     /// An empty graph for `n` instructions of weight 1.
     pub(crate) fn new(n: usize) -> Graph {
-        Graph { cut: vec![false; n], weight: vec![1; n], resume: vec![None; n], succs: Vec::with_capacity(n) }
+        let none = vec![None; n];
+        Graph {
+            cut: vec![false; n],
+            weight: vec![1; n],
+            resume: none.clone(),
+            passes_on: none,
+            succs: Vec::with_capacity(n),
+        }
     }
 
     /// Successors along which a stretch goes on (see the module's invariant).
@@ -39,7 +52,8 @@ impl Graph {
         self.succs[i].iter().map(|&s| s as usize).filter(move |&s| open && !self.cut[s])
     }
 
-    /// Finds the cycles among uncut instructions, cutting each loop's head in turn: the
+    /// Finds the cycles among uncut instructions, breaking each loop at its head in turn (a
+    /// counted one loses its edges back into the head, an unbounded one has its head cut): the
     /// unbounded loops, and how many were counted.
     pub(crate) fn loops(&mut self, c: &Cfg) -> (Vec<UnboundedLoop>, usize) {
         let (mut out, mut counted) = (Vec::new(), 0);
@@ -53,10 +67,13 @@ impl Graph {
                 let head = self.head(&scc);
                 if is_counted(c, &scc) {
                     counted += 1;
+                    for &m in &scc {
+                        self.succs[m].retain(|&s| s as usize != head);
+                    }
                 } else {
                     out.push(UnboundedLoop { head: c.insns[head].addr, place_point_at: c.insns[head].addr });
+                    self.cut[head] = true;
                 }
-                self.cut[head] = true;
             }
         }
     }
@@ -172,15 +189,17 @@ impl Graph {
 
     /// What a caller adds around a call of this function if every path through it meets a
     /// point: the heaviest run from its entry to its first point, and from a point (or a
-    /// resuming call) to its return (`exits`: the nodes that leave the function; a resuming
-    /// tail call passes its own resume weight on).
+    /// resuming call) to its return, or through a tail call of a function that meets a point
+    /// to that function's own run to its return.
     pub(crate) fn head_and_tail(&self, c: &Cfg) -> (u64, u64) {
         let head = self.heaviest()[0].map_or(0, |b| b.0);
         let leaves = |i: usize| matches!(c.insns[i].step, Step::Return | Step::TailCall(_));
-        let exits: Vec<bool> = (0..self.succs.len()).map(|i| leaves(i) && self.resume[i].is_none()).collect();
+        let exits: Vec<bool> = (0..self.succs.len()).map(|i| leaves(i) && self.passes_on[i].is_none()).collect();
         let to_exit = self.to_exit(&exits);
         let through = self.restarts().into_iter().filter_map(|(s, extra, _)| to_exit[s].map(|w| w + extra));
-        let passed_on = (0..self.succs.len()).filter(|&i| leaves(i)).filter_map(|i| self.resume[i]);
+        // a tail call of a function that meets a point: that function's run from its point on
+        // returns to this function's caller
+        let passed_on = self.passes_on.iter().flatten().copied();
         (head, through.chain(passed_on).max().unwrap_or(0))
     }
 }

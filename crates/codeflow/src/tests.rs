@@ -249,18 +249,85 @@ fn calls_reach_the_callees_points() {
 #[test]
 fn a_call_that_meets_a_point_adds_the_callees_run_to_it_and_after_it() {
     let mut a = Asm::new(0x6800);
-    // every path through `cutter` meets its point: 2 instructions before it, 2 after it
-    a.func("cutter").nop().nop().point("pc").nop().ret();
-    a.func("f").nop().nop().nop().label("c").call("cutter").label("after").nop().ret();
+    // every path through `cutter` meets its point: 2 instructions before it, 4 after it
+    a.func("cutter").nop().nop().point("pc").nop().nop().nop().ret();
+    a.func("f").nop().nop().nop().label("c").call("cutter").label("after").nop().nop().ret();
+    a.func("g").nop().nop().nop().nop().nop().nop().label("cg").call("cutter").nop().ret();
     let p = a.finish();
     let an = p.analyze();
     let cutter = an.check_at(p.at("cutter")).unwrap();
-    assert_eq!((cutter.head_insns, cutter.tail_insns), (2, 2));
-    let f = an.check_at(p.at("f")).unwrap();
-    // the three nops, the call and the callee's run to its point: 6; after it, 2 + nop + ret: 4
-    let s = f.max_stretch.unwrap();
-    assert_eq!((s.insns, s.start, s.end), (3 + 1 + 2, p.at("f"), p.at("c")));
+    assert_eq!((cutter.head_insns, cutter.tail_insns), (2, 4));
+    // after the call: the callee's 4, then nop, nop, ret: 7, more than the 3 nops, the call and
+    // the callee's 2 before it (6); the stretch is named from the call
+    let s = an.check_at(p.at("f")).unwrap().max_stretch.unwrap();
+    assert_eq!((s.insns, s.start), (4 + 3, p.at("c")));
+    // before the call: 6 nops, the call and the callee's 2: 9, more than the 4 + 2 after
+    let g = an.check_at(p.at("g")).unwrap();
+    let s = g.max_stretch.unwrap();
+    assert_eq!((s.insns, s.start, s.end), (6 + 1 + 2, p.at("g"), p.at("cg")));
+    assert!(g.is_bound(), "{g:?}");
+}
+
+#[test]
+fn a_conditional_tail_call_of_a_function_that_meets_a_point_does_not_end_the_other_path() {
+    let mut a = Asm::new(0x7_0000);
+    a.func("cutter").point("pc").ret();
+    a.func("f");
+    for _ in 0..10 {
+        a.nop();
+    }
+    a.test_edi().jne("cutter");
+    for _ in 0..10 {
+        a.nop();
+    }
+    a.point("pf").ret();
+    let p = a.finish();
+    let f = p.analyze().check_at(p.at("f")).unwrap();
+    // the path that does not jump: 10 nops, test, jne, 10 nops, then the point
+    assert_eq!(f.max_stretch.unwrap().insns, 22, "{f:?}");
     assert!(f.is_bound(), "{f:?}");
+}
+
+#[test]
+fn a_counted_loop_is_inside_the_stretch_once_its_head_included() {
+    let mut a = Asm::new(0x7_1000);
+    // point; 10 nops; loop { nop; dec edi } while edi != 0; 10 nops; point
+    a.func("f").point("p1");
+    for _ in 0..10 {
+        a.nop();
+    }
+    a.label("head").nop().dec_edi().jne("head");
+    for _ in 0..10 {
+        a.nop();
+    }
+    a.point("p2").ret();
+    // a function that meets its point on every path, then runs 10 nops, the same loop, returns
+    a.func("cutter").point("pc");
+    for _ in 0..10 {
+        a.nop();
+    }
+    a.label("head2").nop().dec_edi().jne("head2").ret();
+    let p = a.finish();
+    let an = p.analyze();
+    let f = an.check_at(p.at("f")).unwrap();
+    assert_eq!((f.counted_loops, f.unbounded.len()), (1, 0));
+    assert_eq!(f.max_stretch.unwrap().insns, 10 + 3 + 10, "one iteration, its head included: {f:?}");
+    assert_eq!(an.check_at(p.at("cutter")).unwrap().tail_insns, 10 + 3 + 1);
+}
+
+#[test]
+fn a_call_of_a_function_that_never_returns_but_meets_a_point_adds_its_run_to_the_point() {
+    let mut a = Asm::new(0x7_2000);
+    a.func("idle");
+    for _ in 0..20 {
+        a.nop();
+    }
+    a.label("top").point("pi").jmp("top");
+    a.func("g").nop().call("idle");
+    let p = a.finish();
+    let g = p.analyze().check_at(p.at("g")).unwrap();
+    // nop, the call, and idle's 20 nops before its point
+    assert_eq!(g.max_stretch.unwrap().insns, 1 + 1 + 20, "{g:?}");
 }
 
 #[test]

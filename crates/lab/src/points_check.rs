@@ -378,29 +378,25 @@ pub struct Report {
     pub exit_code: i32,
 }
 
-/// The verdict: bounded or not, and what decides the exit code, in at most [`WIDTH`] columns.
-/// With no unbounded loop, "bounded" only when every services' stretch is a bound; else
-/// "loops bounded" and how many stretches are known only as a lower bound.
+/// The verdict: whether a shipped services' loop is unbounded, which decides the exit code, in
+/// at most [`WIDTH`] columns. With none, the word is "bounded" when no services' row has a
+/// stretch known only as a lower bound ([`lower_bounds`]), else "loops bounded".
 fn verdict(rows: &[CheckRow], shipped: &str) -> (String, i32) {
     let bad = shipped_unbounded(rows).len();
-    let partial = rows.iter().filter(|r| r.origin == Origin::Services && r.stretch_is_lower_bound).count();
-    let (word, code) = match (bad, partial) {
+    let (word, code) = match (bad, lower_bounds(rows)) {
         (0, 0) => ("bounded", 0),
         (0, _) => ("loops bounded", 0),
         _ => ("UNBOUNDED", 1),
     };
     let head = format!("{word}: {bad} unbounded loop(s) in the shipped services' source");
-    let note =
-        if partial > 0 && code == 0 { format!("; {partial} stretch(es) only lower bounds") } else { String::new() };
-    let line = [
-        format!("{head} ({shipped}), so exit {code}{note}"),
-        format!("{head}, so exit {code}{note}"),
-        format!("{word}: {bad} unbounded loop(s) in the services, so exit {code}{note}"),
-    ]
-    .into_iter()
-    .find(|l| l.chars().count() <= WIDTH)
-    .unwrap_or_else(|| format!("{head}, so exit {code}"));
+    let full = format!("{head} ({shipped}), so exit {code}");
+    let line = if full.chars().count() <= WIDTH { full } else { format!("{head}, so exit {code}") };
     (line, code)
+}
+
+/// The services' rows whose stretch is known only as a lower bound.
+fn lower_bounds(rows: &[CheckRow]) -> usize {
+    rows.iter().filter(|r| r.origin == Origin::Services && r.stretch_is_lower_bound).count()
 }
 
 /// The text report on `rows` (see the module docs); `shipped` names the services' sources in
@@ -424,8 +420,12 @@ pub fn report(rows: &[CheckRow], shipped: &str, all: bool) -> Report {
         lines.extend(group.iter().flat_map(|r| render(r).lines().map(|l| format!("  {l}")).collect::<Vec<_>>()))
     };
 
+    let partial = match lower_bounds(rows) {
+        0 => String::new(),
+        n => format!(", {n} lower bound(s)"),
+    };
     lines.push(format!(
-        "The shipped services' functions ({} checked; their loops decide the exit code):",
+        "The shipped services' functions ({} checked{partial}; their loops decide the exit code):",
         services.len()
     ));
     for r in &services {
