@@ -2,7 +2,8 @@
 //! SIGINT while the Go peer runs removes its scratch directory (and ends the Go program), and
 //! dies of the signal as an uncaught SIGINT would; `trace --out D` and `compare --report D`
 //! interrupted before they wrote remove the `D` they made; a report whose reader went away
-//! (`| head`) ends the command quietly with a closed pipe's status, not a panic.
+//! (`| head`) ends the command quietly with a closed pipe's status, not a panic, and keeps the
+//! `D` it had written.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -127,4 +128,48 @@ fn a_reader_that_goes_away_ends_the_command_quietly_with_a_closed_pipes_status()
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(128 + 13), "a closed pipe's status: {status:?}\n{err}");
     assert!(!err.contains("panicked"), "no panic: {err}");
+}
+
+/// Runs `atomkernel ARGS --OPTION DIR` (DIR new) with a stdout whose reader is gone from the
+/// start, and checks that it ended with a closed pipe's status and kept DIR with `files`.
+fn a_closed_stdout_keeps_what_was_written(args: &[&str], option: &str, files: &[&str]) {
+    let dir = std::env::temp_dir().join(format!(
+        "atomkernel-epipe-{}-{}",
+        option.trim_start_matches('-'),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atomkernel"))
+        .args(args)
+        .arg(option)
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // no reader: the first line of the report meets a closed pipe
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("{args:?} did not end within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let missing: Vec<&&str> = files.iter().filter(|f| !dir.join(f).is_file()).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.code(), Some(128 + 13), "{args:?}: a closed pipe's status: {status:?}");
+    assert!(missing.is_empty(), "{args:?}: removed what it had written: {missing:?}");
+}
+
+#[test]
+fn trace_out_and_compare_report_are_kept_when_stdout_closes() {
+    let files = ["trace.json", "trace.txt", "report.json", "report.txt"];
+    a_closed_stdout_keeps_what_was_written(&["trace", "--workload", "load", "--seconds", "1"], "--out", &files);
+    let args = ["compare", "--preempt", "none", "--peers", "none", "--workload", "copy", "--duration", "1"];
+    let args = [&args[..], &["--rounds", "1", "--cpus", "1"]].concat();
+    a_closed_stdout_keeps_what_was_written(&args, "--report", &["index.html", "results.json"]);
 }
