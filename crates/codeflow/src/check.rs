@@ -197,8 +197,7 @@ impl Analysis {
             let mut g = self.graph(f, memo, &mut r);
             (r.unbounded, r.counted_loops) = g.loops(c);
             if r.unbounded.is_empty() && r.unbounded_calls.is_empty() {
-                r.max_stretch = g.longest(&c.insns.iter().map(|x| x.addr).collect::<Vec<_>>());
-                (r.head_insns, r.tail_insns) = g.head_and_tail(c);
+                (r.max_stretch, r.head_insns, r.tail_insns) = g.stretches(c);
             }
         }
         memo.insert(f, Some(r.clone()));

@@ -18,6 +18,7 @@
 //! node; every stretch starts at the entry, after a cut, or after a resuming node with its
 //! resume weight.
 
+use crate::bound_loops::sccs;
 use crate::cfg::{Cfg, Shape, Step};
 use crate::check::{Stretch, UnboundedLoop};
 use alloc::{vec, vec::Vec};
@@ -86,52 +87,11 @@ impl Graph {
         scc.iter().copied().filter(|&n| entered(n)).min().unwrap_or_else(|| *scc.iter().min().expect("non-empty"))
     }
 
-    /// Tarjan's strongly connected components over the live edges, iteratively.
+    /// The strongly connected components over the live edges of the uncut nodes, in reverse
+    /// topological order (`bound_loops::sccs`, Tarjan's).
     fn sccs(&self) -> Vec<Vec<usize>> {
-        let n = self.succs.len();
-        let (mut index, mut low, mut on) = (vec![usize::MAX; n], vec![0; n], vec![false; n]);
-        let (mut stack, mut out, mut next) = (Vec::new(), Vec::new(), 0);
-        for root in 0..n {
-            if index[root] != usize::MAX || self.cut[root] {
-                continue;
-            }
-            let mut work: Vec<(usize, Vec<usize>)> = vec![(root, self.live(root).collect())];
-            index[root] = next;
-            low[root] = next;
-            next += 1;
-            stack.push(root);
-            on[root] = true;
-            while let Some(top) = work.last_mut() {
-                let v = top.0;
-                if let Some(w) = top.1.pop() {
-                    if index[w] == usize::MAX {
-                        (index[w], low[w], on[w]) = (next, next, true);
-                        next += 1;
-                        stack.push(w);
-                        work.push((w, self.live(w).collect()));
-                    } else if on[w] {
-                        low[v] = low[v].min(index[w]);
-                    }
-                    continue;
-                }
-                work.pop();
-                if let Some((p, _)) = work.last() {
-                    low[*p] = low[*p].min(low[v]);
-                }
-                if low[v] == index[v] {
-                    let mut scc = Vec::new();
-                    while let Some(w) = stack.pop() {
-                        on[w] = false;
-                        scc.push(w);
-                        if w == v {
-                            break;
-                        }
-                    }
-                    out.push(scc);
-                }
-            }
-        }
-        out
+        let nodes: Vec<usize> = (0..self.succs.len()).filter(|&v| !self.cut[v]).collect();
+        sccs(self.succs.len(), &nodes, &|v| self.live(v).collect())
     }
 
     /// Per node of the (acyclic) graph, the heaviest path from it over live edges and its last
@@ -176,31 +136,29 @@ impl Graph {
         out
     }
 
-    /// The heaviest path over live edges of the (acyclic) graph, from the entry, just after a
-    /// cut, or after a resuming call with its resume weight.
-    pub(crate) fn longest(&self, addrs: &[u64]) -> Option<Stretch> {
-        let best = self.heaviest();
-        let starts = core::iter::once((0, 0, 0)).chain(self.restarts());
-        let ((insns, end), start) = starts
+    /// Over the (acyclic) graph: the heaviest path over live edges, from the entry, just after
+    /// a cut, or after a resuming call with its resume weight; and what a caller adds around a
+    /// call of this function if every path through it meets a point: the heaviest run from its
+    /// entry to its first point, and from a point (or a resuming call) to its return, or
+    /// through a tail call of a function that meets a point to that function's own run to its
+    /// return.
+    pub(crate) fn stretches(&self, c: &Cfg) -> (Option<Stretch>, u64, u64) {
+        let (best, restarts) = (self.heaviest(), self.restarts());
+        let addr = |i: usize| c.insns[i].addr;
+        let starts = core::iter::once((0, 0, 0)).chain(restarts.iter().copied());
+        let longest = starts
             .filter_map(|(s, extra, named)| best[s].map(|(w, e)| ((w + extra, e), named)))
-            .max_by_key(|s| s.0 .0)?;
-        Some(Stretch { insns, start: addrs[start], end: addrs[end] })
-    }
-
-    /// What a caller adds around a call of this function if every path through it meets a
-    /// point: the heaviest run from its entry to its first point, and from a point (or a
-    /// resuming call) to its return, or through a tail call of a function that meets a point
-    /// to that function's own run to its return.
-    pub(crate) fn head_and_tail(&self, c: &Cfg) -> (u64, u64) {
-        let head = self.heaviest()[0].map_or(0, |b| b.0);
+            .max_by_key(|s| s.0 .0)
+            .map(|((insns, end), start)| Stretch { insns, start: addr(start), end: addr(end) });
+        let head = best[0].map_or(0, |b| b.0);
         let leaves = |i: usize| matches!(c.insns[i].step, Step::Return | Step::TailCall(_));
         let exits: Vec<bool> = (0..self.succs.len()).map(|i| leaves(i) && self.passes_on[i].is_none()).collect();
         let to_exit = self.to_exit(&exits);
-        let through = self.restarts().into_iter().filter_map(|(s, extra, _)| to_exit[s].map(|w| w + extra));
+        let through = restarts.iter().filter_map(|&(s, extra, _)| to_exit[s].map(|w| w + extra));
         // a tail call of a function that meets a point: that function's run from its point on
         // returns to this function's caller
         let passed_on = self.passes_on.iter().flatten().copied();
-        (head, through.chain(passed_on).max().unwrap_or(0))
+        (longest, head, through.chain(passed_on).max().unwrap_or(0))
     }
 }
 
