@@ -51,20 +51,8 @@ fn sigint_during_compare_with_the_go_peer_removes_its_temporary_directory() {
 /// Runs `atomkernel ARGS --OPTION DIR` (DIR new), waits (bounded) for DIR to be made, sends
 /// SIGINT and checks that the command died of it and removed DIR.
 fn interrupted_leaves_no_directory(args: &[&str], option: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "atomkernel-sigint-{}-{}",
-        option.trim_start_matches('-'),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atomkernel"))
-        .args(args)
-        .arg(option)
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let dir = new_dir("sigint", option);
+    let mut child = with_dir(args, option, &dir, Stdio::null());
     let t0 = Instant::now();
     while !dir.exists() && t0.elapsed() < Duration::from_secs(100) {
         assert!(child.try_wait().unwrap().is_none(), "{args:?} ended before it made {}", dir.display());
@@ -112,18 +100,7 @@ fn a_reader_that_goes_away_ends_the_command_quietly_with_a_closed_pipes_status()
     let mut first = [0u8; 16];
     std::io::Read::read_exact(&mut out, &mut first).unwrap();
     drop(out);
-    // Bounded: a command that hung on its closed stdout is killed and fails the test.
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the command did not end within 60 s of its reader going away");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = ended_within(&mut child, 60, "points --check --json");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(128 + 13), "a closed pipe's status: {status:?}\n{err}");
@@ -133,32 +110,10 @@ fn a_reader_that_goes_away_ends_the_command_quietly_with_a_closed_pipes_status()
 /// Runs `atomkernel ARGS --OPTION DIR` (DIR new) with a stdout whose reader is gone from the
 /// start, and checks that it ended with a closed pipe's status and kept DIR with `files`.
 fn a_closed_stdout_keeps_what_was_written(args: &[&str], option: &str, files: &[&str]) {
-    let dir = std::env::temp_dir().join(format!(
-        "atomkernel-epipe-{}-{}",
-        option.trim_start_matches('-'),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_atomkernel"))
-        .args(args)
-        .arg(option)
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let dir = new_dir("epipe", option);
+    let mut child = with_dir(args, option, &dir, Stdio::piped());
     drop(child.stdout.take()); // no reader: the first line of the report meets a closed pipe
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("{args:?} did not end within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = ended_within(&mut child, 120, &format!("{args:?}"));
     let missing: Vec<&&str> = files.iter().filter(|f| !dir.join(f).is_file()).collect();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(128 + 13), "{args:?}: a closed pipe's status: {status:?}");
@@ -172,4 +127,34 @@ fn trace_out_and_compare_report_are_kept_when_stdout_closes() {
     let args = ["compare", "--preempt", "none", "--peers", "none", "--workload", "copy", "--duration", "1"];
     let args = [&args[..], &["--rounds", "1", "--cpus", "1"]].concat();
     a_closed_stdout_keeps_what_was_written(&args, "--report", &["index.html", "results.json"]);
+}
+
+/// A directory path of this test process's own for `option` (removed if it exists).
+fn new_dir(kind: &str, option: &str) -> std::path::PathBuf {
+    let name = format!("atomkernel-{kind}-{}-{}", option.trim_start_matches('-'), std::process::id());
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts `atomkernel ARGS OPTION DIR` with `stdout`, stderr discarded.
+fn with_dir(args: &[&str], option: &str, dir: &std::path::Path, stdout: Stdio) -> std::process::Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atomkernel"));
+    c.args(args).arg(option).arg(dir).stdout(stdout).stderr(Stdio::null());
+    c.spawn().unwrap()
+}
+
+/// Waits for `child` at most `secs`; one that has not ended then is killed and fails the test.
+fn ended_within(child: &mut std::process::Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if t0.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("{what} did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
