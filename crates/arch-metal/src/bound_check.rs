@@ -40,7 +40,7 @@ use arch_metal::kprintln;
 use codeflow::{Bound, Bounds, ExactTable, Lookup};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::device::Device;
-use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
+use kernel::{BhMode, PatchLeaf, PreemptModel, TaskBuilder, WaitQueue};
 use services::workloads::{self, Workload};
 
 /// The RT task's SCHED_FIFO priority.
@@ -70,6 +70,9 @@ const MAX_WORKLOADS: usize = 8;
 static SAMPLES: AtomicU64 = AtomicU64::new(SAMPLES_DEFAULT);
 static SPAN_NS: AtomicU64 = AtomicU64::new(SPAN_US_DEFAULT * 1000);
 static SEED: AtomicU64 = AtomicU64::new(1);
+/// `patch_leaf=return`: a frame reaching no point is served at its return (the chain's bound
+/// stops there).
+static LEAF_RETURNS: AtomicBool = AtomicBool::new(false);
 static CHOSEN: [AtomicU8; MAX_WORKLOADS] = [const { AtomicU8::new(0) }; MAX_WORKLOADS];
 static CHOSEN_N: AtomicUsize = AtomicUsize::new(0);
 
@@ -113,6 +116,7 @@ fn parse(cmdline: &str, config: &kernel::Config) -> Result<(), String> {
     SAMPLES.store(samples, Ordering::Relaxed);
     SPAN_NS.store(span_us * 1000, Ordering::Relaxed);
     SEED.store(seed, Ordering::Relaxed);
+    LEAF_RETURNS.store(config.patch_leaf == PatchLeaf::Return, Ordering::Relaxed);
     for (slot, &w) in CHOSEN.iter().zip(&chosen) {
         slot.store(w, Ordering::Relaxed);
     }
@@ -226,7 +230,8 @@ pub(crate) fn init(model: PreemptModel, _bh: BhMode) -> i64 {
     let mut failed = 0;
     for (name, taken, ok) in &runs {
         let rip_known = taken.samples.iter().filter(|s| matches!(memo.from(s.rip), Bound::Known(_))).count();
-        failed += report(model, name, taken, rip_known, |s| chain_bound(&memo, table, s));
+        let leaf_returns = LEAF_RETURNS.load(Ordering::Relaxed);
+        failed += report(model, name, taken, rip_known, |s| chain_bound(&memo, table, s, leaf_returns));
         failed += i64::from(!ok || taken.samples.is_empty() || taken.negative > 0);
     }
     failed
@@ -318,11 +323,12 @@ fn sample(s: &Arc<Shared>, seed: u64) -> Taken {
 /// weighing 1), summed up to the first frame the patch model arms, as its interrupt exit
 /// does: the first whose exact-table entry names points or a return before one (its points
 /// are armed and its return redirected); a frame outside the table (a function reaching no
-/// point) returns into its caller unredirected. An interrupted `rep` string instruction weighs
+/// point) returns into its caller unredirected, or, under `patch_leaf=return`
+/// (`leaf_returns`), is the frame whose return is redirected. An interrupted `rep` string instruction weighs
 /// the iterations its `rcx` had left (`Bounds::from_rep`). `Err`: the reason no figure exists
 /// and where the analysis stopped (the loop's head, the call, the function's first byte; the
 /// RIP or the return address for a chain with no armed frame or a sum that overflows).
-fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64, (String, u64)> {
+fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample, leaf_returns: bool) -> Result<u64, (String, u64)> {
     let mut total = 0u64;
     for &at in core::iter::once(&s.rip).chain(&s.returns[..s.n_returns]) {
         // the interrupted frame on a `rep`: its count register says how many iterations remain
@@ -333,9 +339,9 @@ fn chain_bound(memo: &Bounds<'_>, table: &ExactTable, s: &Sample) -> Result<u64,
         };
         total = total.checked_add(b).ok_or_else(|| (String::from("Overflow"), at))?;
         match table.lookup(at) {
-            Some(Lookup::Exact { sites, may_return }) if sites.is_empty() && !may_return => {}
-            Some(_) => return Ok(total),
-            None => {}
+            Some(Lookup::Exact { sites, may_return }) if sites.is_empty() && !may_return && !leaf_returns => {}
+            None if !leaf_returns => {}
+            _ => return Ok(total),
         }
     }
     Err((String::from("NoArmedFrame"), s.rip))

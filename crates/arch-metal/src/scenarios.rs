@@ -14,7 +14,9 @@
 //!   device's handler wakes the RT task, which records where the busy task was when it got
 //!   the CPU: `mid_atom` (an interrupt return preempted it: `preempt=full`), `point` (at a
 //!   preemption point: `voluntary`, and the patch models at the point the interrupt's exit
-//!   armed), or `syscall_exit` (the service had finished: `none`);
+//!   armed), `return` (under the patch models with `patch_leaf=return`, when the interrupt
+//!   landed in `now_ns`, which reaches no point: at its redirected return, inside the atom),
+//!   or `syscall_exit` (the service had finished: `none`);
 //! - `point_cost`: the normal-path cost of a preemption point, in instructions under `-icount`
 //!   (the TSC counts them): a loop of [`COST_POINTS`] idle points and the same loop without,
 //!   each the least of [`COST_ROUNDS`] runs (a round an interrupt landed in is longer), the
@@ -31,7 +33,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use arch_metal::kprintln;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::{BhMode, PreemptModel, TaskBuilder, WaitQueue};
+use kernel::{BhMode, PatchLeaf, PreemptModel, TaskBuilder, WaitQueue};
 
 /// Hand-overs in the ping-pong.
 const ROUNDS: u64 = 200;
@@ -363,7 +365,8 @@ fn softirq(bh: BhMode) -> bool {
     ok
 }
 
-/// Where the busy service is: `2 i` at the point after atom `i`, `2 i + 1` inside atom `i`,
+/// Where the busy service is: `2 i` at the point after atom `i` (1-based), `2 i + 1` inside
+/// atom `i + 1`,
 /// [`DONE`] once the service returned its last atom.
 static POS: AtomicU64 = AtomicU64::new(0);
 const DONE: u64 = u64::MAX;
@@ -435,14 +438,21 @@ pub(crate) fn rt(model: PreemptModel, cpus: usize) -> bool {
     });
     let ok_tasks = rt.join() == Ok(0) && busy.join() == Ok(0);
     let seen = SEEN.load(Ordering::Acquire).wrapping_sub(1);
+    let patch = matches!(model, PreemptModel::PatchInt3 | PreemptModel::PatchCall);
+    // `patch_leaf=return`: an interrupt in `now_ns` (no point) is served at its return, inside
+    // the atom, by the return the interrupt's exit redirected (this scenario's is the boot's
+    // first event)
+    let leaf_returns = patch && kernel::model::patch::patch_leaf() == PatchLeaf::Return;
     let place = match seen {
         DONE => "syscall_exit",
         p if p % 2 == 0 => "point",
+        _ if leaf_returns && kernel::model::patch::patch_stats().returns >= 1 => "return",
         _ => "mid_atom",
     };
     let expected = match model {
         PreemptModel::None => "syscall_exit",
         // the patch models: the point armed after the interrupt, not the system call's exit
+        _ if leaf_returns && place == "return" => "return",
         PreemptModel::Voluntary | PreemptModel::Cpulock | PreemptModel::PatchInt3 | PreemptModel::PatchCall => "point",
         _ => "mid_atom",
     };

@@ -2,7 +2,8 @@
 //! (the TSC counts instructions) and checks the static bound against every sample: the
 //! shipped workloads and the image's control `direct-hog` under `patch-call` and `patch-int3`
 //! take samples, none above its bound, the control's every sample bounded and its worst
-//! within 10% of its bound, and the run succeeds; the deliberately broken `broken-hog` (preemption disabled across its
+//! within 10% of its bound, and the run succeeds (under `patch_leaf=return` too, most samples
+//! served at a redirected return); the deliberately broken `broken-hog` (preemption disabled across its
 //! points) is caught, each violation with its RIP resolvable to `file:line` in the image's
 //! line tables and its measured count above its bound, and the run fails; the gate's
 //! constant matches the instructions counted under `-icount` exactly; two boots print the
@@ -122,6 +123,25 @@ fn shipped_workloads_within_the_bound_under_patch_call() {
 #[test]
 fn shipped_workloads_within_the_bound_under_patch_int3() {
     shipped("patch-int3");
+}
+
+/// Under `patch_leaf=return` an event whose interrupted function reaches no point is served
+/// at that function's return, and the bound of such a sample is that frame's alone (to its
+/// return): every sample within it, most served at a redirected return.
+#[test]
+fn shipped_workloads_within_the_bound_under_patch_leaf_return() {
+    let opts = "patch_leaf=return image.samples=30 image.workloads=loader,copy,checksum";
+    let Some((b, rows)) = check("patch-call", opts) else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    assert_eq!(rows.len(), 3, "serial:\n{}", b.serial);
+    for r in &rows {
+        assert_eq!(n(r, "violations"), 0, "{r}");
+        assert!(n(r, "checked") > 0, "{r}");
+        assert_eq!(r["kinds"]["int3"].as_u64(), Some(0), "{r}");
+    }
+    let returns: u64 = rows.iter().map(|r| r["kinds"]["return"].as_u64().unwrap_or(0)).sum();
+    let samples: u64 = rows.iter().map(|r| n(r, "samples")).sum();
+    assert!(returns * 2 > samples, "most samples served at a redirected return: {rows:?}");
 }
 
 /// The image's text, `__text_start..__text_end` (`nm`).

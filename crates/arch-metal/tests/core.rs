@@ -5,7 +5,8 @@
 //! every model, kernel mode under `full`), that every task finished, and that the
 //! configurations the machine cannot run yet are refused with a clear message; and on
 //! QEMU's `-smp 2`, with `cpus=2`, a remote wake-up and function calls crossing by IPI. Under the
-//! patch models the RT event is served at the point the interrupt's exit armed, every site
+//! patch models the RT event is served at the point the interrupt's exit armed (or, under
+//! `patch_leaf=return`, at the return of the function without points it landed in), every site
 //! reads back idle after every event, and W^X holds with patching in use. Under each
 //! model a tasklet spinning at an interrupt's exit (IF set) must see the tick's interrupts
 //! nest in it.
@@ -142,6 +143,24 @@ fn under_preempt_patch_int3_an_armed_breakpoint_serves_the_rt_task_at_the_next_p
 #[test]
 fn under_preempt_patch_call_an_armed_call_serves_the_rt_task_at_the_next_point() {
     model_places_the_rt_task("patch-call", "point");
+}
+
+/// `patch_leaf=return`: the `rt` scenario's interrupt lands in the loop's own code (served at
+/// the armed point after the atom) or in `now_ns`, which reaches no point (served at its
+/// redirected return, inside the atom); no frame is walked either way, and every site reads
+/// back idle.
+#[test]
+fn under_patch_leaf_return_the_rt_task_runs_at_the_armed_point_or_at_the_leafs_return() {
+    let Some(b) = boot("preempt=patch-call patch_leaf=return") else { return };
+    assert_eq!(b.status, exit_codes::qemu_status(exit_codes::SUCCESS), "exit status; serial:\n{}", b.serial);
+    let rt = result(&b, "rt");
+    let place = rt["place"].as_str().unwrap_or("");
+    assert!(["point", "return"].contains(&place) && rt["expected"] == place, "{}", b.serial);
+    let p = result(&b, "patch");
+    assert_eq!((p["frames_walked"].as_u64(), p["ok"].as_bool()), (Some(0), Some(true)), "{}", b.serial);
+    assert!(p["redirects"].as_u64() >= Some(1) && p["returns"].as_u64() >= Some(1), "{}", b.serial);
+    assert_eq!((p["sites_not_idle_max"].as_u64(), p["wx_both"].as_u64()), (Some(0), Some(0)), "{}", b.serial);
+    assert_eq!(result(&b, "rt_return")["place"], "return", "{}", b.serial);
 }
 
 #[test]

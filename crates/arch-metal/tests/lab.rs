@@ -3,7 +3,8 @@
 //! its figures in order and its histogram summing to them, the workers on every CPU making
 //! calls; under QEMU's `-icount shift=0,sleep=off` (one instruction per virtual ns, the TSC
 //! exactly 1 GHz) the `full` model's p99 below `none`'s for each workload, the patch models'
-//! well below it, and two boots printing identical lines; a bad `image.` option refused
+//! well below it, and two boots printing identical lines; under `patch_leaf=return` no frame
+//! walked and every event armed or redirected; a bad `image.` option refused
 //! before any task runs.
 //!
 //! **Mechanism.** The harness (`common/mod.rs`) builds the image once and boots it (killed
@@ -129,6 +130,20 @@ fn under_patch_int3_every_workload_is_served_at_a_point() {
 #[test]
 fn under_patch_call_every_workload_is_served_at_a_point() {
     patch_model_serves_every_workload_at_a_point("patch-call");
+}
+
+/// Under `patch_leaf=return` no frame is walked: an event whose interrupted function reaches
+/// no point (each workload's inner copy or sum) redirects that function's return instead,
+/// and every event either armed a point or redirected a return.
+#[test]
+fn under_patch_leaf_return_no_frame_is_walked_and_a_leaf_is_served_at_its_return() {
+    let Some(rows) = lab(&ICOUNT, "patch-call", 1, "patch_leaf=return") else { return };
+    for r in &rows {
+        let h = &r["patch"];
+        let n = |k: &str| h[k].as_u64().unwrap_or_else(|| panic!("no {k}: {r}"));
+        assert!(n("events") > 0 && n("frames_walked") == 0, "{r}");
+        assert!(n("redirects") > 0 && n("sites_armed") + n("redirects") >= n("events"), "{r}");
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::output::{out, outln};
 use crate::report;
 use crate::values::{self, List};
 use indicatif::{ProgressBar, ProgressStyle};
-use kernel::{BhMode, PatchSync, PreemptModel, PtableMode};
+use kernel::{BhMode, PatchLeaf, PatchSync, PreemptModel, PtableMode};
 use lab::compare::{self, CompareConfig};
 use lab::measure::{CpuPolicy, ProbeSet};
 use lab::peers::Peer;
@@ -35,6 +35,10 @@ pub(crate) struct CompareArgs {
         "The patch models' point table: exact (from the machine code) or function; only with a patch model",
         CompareConfig::default().ptable.name()))]
     ptable: Option<PtableMode>,
+    #[arg(long, value_parser = values::one::<PatchLeaf>(), help = values::defaulted(
+        "Where the patch models serve an event whose interrupted function reaches no point: walk (up the stack, at the first caller's next point) or return (at that function's return: one unwind step, the RT task no later, but at a return rather than a point); only with a patch model",
+        CompareConfig::default().patch_leaf.name()))]
+    patch_leaf: Option<PatchLeaf>,
     #[arg(long, value_parser = values::one::<PatchSync>(), help = values::defaulted(
         "How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte, another round); only with a patch model",
         CompareConfig::default().patch_sync.name()))]
@@ -135,6 +139,7 @@ impl CompareArgs {
             bh: self.bh.clone().map(|b| b.0),
             bh_prio: self.bh_prio.unwrap_or(kernel::config::DEFAULT_BH_PRIO),
             ptable: self.ptable.unwrap_or(CompareConfig::default().ptable),
+            patch_leaf: self.patch_leaf.unwrap_or(CompareConfig::default().patch_leaf),
             patch_sync: self.patch_sync.unwrap_or(CompareConfig::default().patch_sync),
             patch_parts: self.handler_parts,
             peers: self.peers.0.clone(),
@@ -159,6 +164,7 @@ impl CompareArgs {
         crate::input::bh_prio_applies(self.bh_prio, &used)?;
         let given = [
             ("--ptable", self.ptable.map(|p| p.name())),
+            ("--patch-leaf", self.patch_leaf.map(|p| p.name())),
             ("--patch-sync", self.patch_sync.map(|p| p.name())),
             ("--handler-parts", self.handler_parts.then_some("")),
         ];

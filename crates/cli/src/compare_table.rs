@@ -215,7 +215,8 @@ fn legend(cfg: &CompareConfig) -> String {
     s += "wakeup parts: delivery (host, to the handler), handler, exit (patch: arming), wait (for\n\
           the CPU's task to give it up), serve (to __schedule), switch (to the probe running)\n";
     if cfg.models.iter().any(|m| m.name().starts_with("patch-")) {
-        s += &format!("patch models: ptable={} patch_sync={}\n", cfg.ptable.name(), cfg.patch_sync.name());
+        let (ptable, leaf, sync) = (cfg.ptable.name(), cfg.patch_leaf.name(), cfg.patch_sync.name());
+        s += &format!("patch models: ptable={ptable} patch_leaf={leaf} patch_sync={sync}\n");
     }
     if cfg.cpus > 1 {
         s += &format!("cpus={}: a worker bound to each CPU, every probe on every CPU\n", cfg.cpus);

@@ -6,7 +6,7 @@
 use crate::cpus_arg::CpusArg;
 use crate::output::{out, outln};
 use crate::values::{self, List};
-use kernel::{Config, PatchSync, PreemptModel, PtableMode};
+use kernel::{Config, PatchLeaf, PatchSync, PreemptModel, PtableMode};
 use services::scenario::{self, AtomKind, ScenarioConfig};
 
 #[derive(clap::Args)]
@@ -44,6 +44,12 @@ pub(crate) struct DemoArgs {
     /// kernel's (exact); only with a patch model.
     #[arg(long, value_parser = values::one::<PtableMode>())]
     ptable: Option<PtableMode>,
+    /// Where the patch models serve an event whose interrupted function reaches no point: walk
+    /// (up the stack, at the first caller's next point) or return (at that function's return:
+    /// one unwind step, the RT task no later, but at a return rather than a point). Default:
+    /// the kernel's (walk); only with a patch model.
+    #[arg(long, value_parser = values::one::<PatchLeaf>())]
+    patch_leaf: Option<PatchLeaf>,
     /// How the patch models' patches synchronise the other CPUs: none (one byte alone) or ipi
     /// (Linux's text_poke_bp: int3 first, a serializing round on every CPU, the final byte,
     /// another round). Default: the kernel's (none); only with a patch model.
@@ -89,6 +95,7 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
     let run_models: Vec<PreemptModel> = models.iter().copied().chain(switch_to).collect();
     let given = [
         ("--ptable", args.ptable.map(|p| p.name())),
+        ("--patch-leaf", args.patch_leaf.map(|p| p.name())),
         ("--patch-sync", args.patch_sync.map(|p| p.name())),
         ("--handler-parts", args.handler_parts.then_some("")),
     ];
@@ -110,7 +117,9 @@ pub(crate) fn plan(args: &DemoArgs) -> Result<Plan, String> {
         }
         _ => {}
     }
-    let base = Config { patch_sync, patch_parts: args.handler_parts, ..config(ptable, args.cpus.get(), &sc) };
+    let patch_leaf = args.patch_leaf.unwrap_or(d.patch_leaf);
+    let base =
+        Config { patch_sync, patch_leaf, patch_parts: args.handler_parts, ..config(ptable, args.cpus.get(), &sc) };
     values::boot(&base)?;
     Ok(Plan { models, sc, base, notes })
 }
@@ -249,7 +258,7 @@ fn demo_repeat(models: &[PreemptModel], sc: &ScenarioConfig, base: Config, n: us
         if json {
             let v = serde_json::json!({"model": m.name(), "cpus": base.cpus, "runs": n, "rt_ran_after_atom": after,
                 "rt_wait_ns": {"min": min, "median": med, "max": max}, "handler_ns_mean": handler_ns,
-                "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": base.ptable.name(),
+                "handler_ns_median": handler_med, "sites_armed_per_event": sites, "ptable": base.ptable.name(), "patch_leaf": base.patch_leaf.name(),
                 "patch_sync": base.patch_sync.name(), "disarm_ns_mean": disarm_ns, "sync_rounds_per_event": rounds,
                 "point_to_rt_ns_median": served_med, "handler_parts_ns_median": parts,
                 "set_aside": set_aside, "host_held_every_run": held > 0 && set_aside == 0});

@@ -86,7 +86,7 @@ pub(crate) fn bh_prio_applies(given: Option<u8>, used: &[BhMode]) -> Result<(), 
     }
 }
 
-/// `--ptable`, `--patch-sync` and `--handler-parts` (`given`: each option and its value, if
+/// `--ptable`, `--patch-leaf`, `--patch-sync` and `--handler-parts` (`given`: each option and its value, if
 /// given; a switch's value is empty) set how the
 /// patch models arm their points: given while no run uses a patch model (`models`), they would
 /// change nothing, so each is an error saying so.

@@ -17,7 +17,7 @@
 
 use crate::output::outln;
 use crate::values::{self, List};
-use kernel::{PatchSync, PreemptModel};
+use kernel::{PatchLeaf, PatchSync, PreemptModel};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +45,12 @@ pub(crate) struct QemuArgs {
     /// kernel's (none); only with a patch model.
     #[arg(long, global = true, value_parser = values::one::<PatchSync>())]
     patch_sync: Option<PatchSync>,
+    /// Where the patch models serve an event whose interrupted function reaches no point
+    /// (`patch_leaf=`): walk (up the stack, at the first caller's next point) or return (at
+    /// that function's return: one unwind step, but at a return rather than a point).
+    /// Default: the kernel's (walk); only with a patch model.
+    #[arg(long, global = true, value_parser = values::one::<PatchLeaf>())]
+    patch_leaf: Option<PatchLeaf>,
     /// QEMU's accelerator: tcg (emulation) or kvm (needs a usable /dev/kvm).
     #[arg(long, global = true, value_enum, default_value_t = Accel::Tcg)]
     accel: Accel,
@@ -95,6 +101,8 @@ pub(crate) struct Plan {
     json: bool,
     /// `--patch-sync`, for the patch models' boots.
     patch_sync: Option<PatchSync>,
+    /// `--patch-leaf`, for the patch models' boots.
+    patch_leaf: Option<PatchLeaf>,
 }
 
 /// Checks the options before any tool runs or anything builds.
@@ -105,7 +113,8 @@ pub(crate) fn plan(a: &QemuArgs) -> Result<Plan, String> {
     }
     let cpus = a.cpus.unwrap_or(1);
     values::boot(&kernel::Config { cpus, ..kernel::Config::default() })?;
-    crate::input::patch_options_apply(&[("--patch-sync", a.patch_sync.map(|p| p.name()))], &models)?;
+    let given = [("--patch-sync", a.patch_sync.map(|p| p.name())), ("--patch-leaf", a.patch_leaf.map(|p| p.name()))];
+    crate::input::patch_options_apply(&given, &models)?;
     if !(1..=3600).contains(&a.timeout) {
         return Err(format!("--timeout {}: use 1..=3600 seconds", a.timeout));
     }
@@ -137,7 +146,8 @@ pub(crate) fn plan(a: &QemuArgs) -> Result<Plan, String> {
         _ => (models, a.icount),
     };
     let timeout = Duration::from_secs(a.timeout);
-    Ok(Plan { models, cpus, accel, icount, timeout, json: a.json, patch_sync: a.patch_sync })
+    let (patch_sync, patch_leaf) = (a.patch_sync, a.patch_leaf);
+    Ok(Plan { models, cpus, accel, icount, timeout, json: a.json, patch_sync, patch_leaf })
 }
 
 pub(crate) fn run(a: &QemuArgs) -> Result<(), String> {
@@ -214,12 +224,14 @@ impl Session {
         c + &self.patch_options(model)
     }
 
-    /// ` patch_sync=X` for a patch model's boot when `--patch-sync` was given, else nothing.
+    /// ` patch_sync=X patch_leaf=Y` for a patch model's boot, each when its option was given.
     fn patch_options(&self, model: PreemptModel) -> String {
-        match self.plan.patch_sync {
-            Some(p) if model.is_patch() => format!(" patch_sync={}", p.name()),
-            _ => String::new(),
+        if !model.is_patch() {
+            return String::new();
         }
+        let sync = self.plan.patch_sync.map(|p| format!(" patch_sync={}", p.name()));
+        let leaf = self.plan.patch_leaf.map(|p| format!(" patch_leaf={}", p.name()));
+        sync.unwrap_or_default() + &leaf.unwrap_or_default()
     }
 
     /// The substrate and the clock, one line: `QEMU 7.2.22 TCG, 1 CPU; clock: ...`.
@@ -231,9 +243,24 @@ impl Session {
             self.version,
             p.cpus,
             if p.cpus == 1 { "" } else { "s" },
-            p.patch_sync.map_or(String::new(), |ps| format!(", patch models with patch_sync={}", ps.name())),
+            self.patch_header(),
             self.clock_text()
         )
+    }
+
+    /// `, patch models with patch_sync=X patch_leaf=Y`, each when its option was given.
+    fn patch_header(&self) -> String {
+        let p = &self.plan;
+        let given: Vec<String> =
+            [("patch_sync", p.patch_sync.map(|s| s.name())), ("patch_leaf", p.patch_leaf.map(|l| l.name()))]
+                .into_iter()
+                .filter_map(|(k, v)| Some(format!("{k}={}", v?)))
+                .collect();
+        if given.is_empty() {
+            String::new()
+        } else {
+            format!(", patch models with {}", given.join(" "))
+        }
     }
 
     fn clock_text(&self) -> &'static str {
@@ -271,6 +298,9 @@ impl Session {
         let mut o = v.as_object().cloned().unwrap_or_default();
         if let Some(ps) = p.patch_sync {
             o.insert("patch_sync".into(), ps.name().into());
+        }
+        if let Some(pl) = p.patch_leaf {
+            o.insert("patch_leaf".into(), pl.name().into());
         }
         o
     }

@@ -22,7 +22,7 @@
 
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
-use kernel::{BhMode, PatchSync, PreemptModel, PtableMode};
+use kernel::{BhMode, PatchLeaf, PatchSync, PreemptModel, PtableMode};
 use lab::go_peer;
 use lab::peers::Peer;
 use services::scenario::AtomKind;
@@ -76,6 +76,20 @@ impl Named for PtableMode {
     }
     fn parse(_: &str, s: &str) -> Result<Self, String> {
         s.parse().map_err(|e| format!("--{e}"))
+    }
+}
+
+impl Named for PatchLeaf {
+    fn every() -> Vec<Self> {
+        PatchLeaf::ALL.to_vec()
+    }
+    fn name(self) -> &'static str {
+        PatchLeaf::name(self)
+    }
+    fn parse(flag: &str, s: &str) -> Result<Self, String> {
+        PatchLeaf::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            format!("{flag} {s}: unknown leaf handling; choose one of walk (up to a caller's points) or return (at the function's return)")
+        })
     }
 }
 

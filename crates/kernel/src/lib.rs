@@ -47,7 +47,7 @@ pub mod trace;
 mod wait;
 mod watchdog;
 
-pub use config::{BhMode, Config, ConfigError, PatchSync, PreemptModel, PtableMode};
+pub use config::{BhMode, Config, ConfigError, PatchLeaf, PatchSync, PreemptModel, PtableMode};
 pub use fork::spawn;
 pub use fork::TaskHandle;
 pub use instance::{current_pid, raw_smp_processor_id, smp_processor_id, uptime_ns, BootError};

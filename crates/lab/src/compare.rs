@@ -126,6 +126,9 @@ pub struct CompareConfig {
     pub cpu: CpuPolicy,
     /// The patch models' point table (the `ptable=` boot option).
     pub ptable: kernel::PtableMode,
+    /// Where the patch models serve an event whose interrupted function reaches no point (the
+    /// `patch_leaf=` boot option).
+    pub patch_leaf: kernel::PatchLeaf,
     /// How the patch models' patches synchronise the other CPUs (the `patch_sync=` boot option).
     pub patch_sync: kernel::PatchSync,
     /// Time the patch handler's parts too (the `patch_parts=` boot option): the rows'
@@ -150,6 +153,7 @@ impl Default for CompareConfig {
             probes: ProbeSet::default(),
             cpu: CpuPolicy::Nice(-20),
             ptable: kernel::PtableMode::Exact,
+            patch_leaf: kernel::PatchLeaf::Walk,
             patch_sync: kernel::PatchSync::None,
             patch_parts: false,
             cpus: 1,
@@ -191,16 +195,17 @@ impl CompareConfig {
     }
 
     /// The boot configuration of a model's instance: this comparison's `bh_prio`, `ptable`,
-    /// `patch_sync` and `patch_parts` (which the kernel's `Config::validate` checks), on `cpus` CPUs, each CPU
+    /// `patch_leaf`, `patch_sync` and `patch_parts` (which the kernel's `Config::validate` checks), on `cpus` CPUs, each CPU
     /// thread pinned (`pin=`) to the host CPU the floor's and the host peer's CPU of the same
     /// index run on ([`host_peer::host_cpus`]): left to the host, two new CPU threads often
     /// start on one host core and share it a host tick at a time until the host balances them.
     fn boot(&self, preempt: PreemptModel, bh: BhMode, cpus: usize) -> Config {
-        let (bh_prio, ptable, patch_sync, patch_parts) = (self.bh_prio, self.ptable, self.patch_sync, self.patch_parts);
+        let (bh_prio, ptable, patch_leaf) = (self.bh_prio, self.ptable, self.patch_leaf);
+        let (patch_sync, patch_parts) = (self.patch_sync, self.patch_parts);
         // A count out of range is the kernel's to refuse (`Config::validate`), with no pins
         // computed for it (a count near `usize::MAX` would not fit a list).
         let pin = if (1..=kernel::config::MAX_CPUS).contains(&cpus) { host_peer::host_cpus(cpus) } else { Vec::new() };
-        Config { preempt, bh, bh_prio, ptable, patch_sync, patch_parts, cpus, pin, ..Config::default() }
+        Config { preempt, bh, bh_prio, ptable, patch_leaf, patch_sync, patch_parts, cpus, pin, ..Config::default() }
     }
 
     /// The bottom-half options `w` runs under.

@@ -196,6 +196,9 @@ pub struct ScenarioResult {
     pub patch: PatchStatsSnapshot,
     /// The point table the patch models read (`ptable=`).
     pub ptable: &'static str,
+    /// Where the patch models serve an event whose interrupted function reaches no point
+    /// (`patch_leaf=`).
+    pub patch_leaf: &'static str,
     /// How the patch models' patches synchronise the other CPUs (`patch_sync=`).
     pub patch_sync: &'static str,
     /// Patch models: sites armed per RT event (`patch.sites_armed / patch.events`).
@@ -289,7 +292,7 @@ pub fn run_with(config: Config, sc: &ScenarioConfig) -> Result<ScenarioResult, B
 /// asked for one).
 pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult, RunReport), BootError> {
     sc.validate().map_err(|e| BootError::Config(kernel::ConfigError(e)))?;
-    let (model, ptable, patch_sync) = (config.preempt, config.ptable, config.patch_sync);
+    let (model, ptable, patch_sync, patch_leaf) = (config.preempt, config.ptable, config.patch_sync, config.patch_leaf);
     let shown = match sc.switch_to {
         Some(to) => format!("{model}->{to}"),
         None => model.name().to_string(),
@@ -305,6 +308,7 @@ pub fn run_report(config: Config, sc: &ScenarioConfig) -> Result<(ScenarioResult
     let mut r = result(&shown, sc, &marks, pages, cpus);
     r.patch = report.patch;
     r.ptable = ptable.name();
+    r.patch_leaf = patch_leaf.name();
     r.patch_sync = patch_sync.name();
     let events = r.patch.events;
     r.sites_armed_per_event = (events > 0).then(|| r.patch.sites_armed as f64 / events as f64);
@@ -500,6 +504,7 @@ fn result(model: &str, sc: &ScenarioConfig, m: &Marks, pages: u64, cpus: usize) 
         sites_armed_at_rt: m.armed_at_rt.load(Ordering::Acquire),
         patch: PatchStatsSnapshot::default(),
         ptable: kernel::PtableMode::Exact.name(),
+        patch_leaf: kernel::PatchLeaf::Walk.name(),
         patch_sync: kernel::PatchSync::None.name(),
         sites_armed_per_event: None,
         handler_ns_per_event: None,

@@ -1,14 +1,15 @@
 //! The 1996 "crazy idea" (preempt=patch-int3, preempt=patch-call) end to end: where the RT
 //! task runs when the interrupt lands in the function with the points, in a callee without
-//! points, in libc, inside a `preempt_disable` section and between two points of a loop; that
+//! points, in libc (and there under `patch_leaf=return`, at that function's return), inside a
+//! `preempt_disable` section and between two points of a loop; that
 //! every site is back in its idle form when the RT task runs (the register torture under both
 //! patch models: crates/lab/tests/patch_models_torture.rs).
 //!
 //! Only patch models run in this test binary, one test at a time (they read every site's code
 //! bytes, which an instance of another model would arm), and nothing here asserts a time.
 
-use kernel::PreemptModel;
-use services::scenario::{run, AtomKind, ScenarioConfig, ScenarioResult};
+use kernel::{Config, PatchLeaf, PreemptModel};
+use services::scenario::{run, run_with, AtomKind, ScenarioConfig, ScenarioResult};
 use std::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -60,6 +61,40 @@ fn an_interrupt_in_libc_unwinds_to_the_kernel_caller() {
     for model in PATCH {
         let r = scenario(model, &sc, |r| r.patch.foreign >= 1 && r.patch.frames_walked >= 1);
         assert_eq!(r.rt_ran_after_atom, 1, "{r:?}");
+    }
+}
+
+/// Under `patch_leaf=return`, runs the scenario until the interrupt lands in a function that
+/// reaches no point (the event arms no site and redirects a return), checking every run.
+fn leaf_return_scenario(model: PreemptModel, sc: &ScenarioConfig) -> ScenarioResult {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let config = Config { preempt: model, patch_leaf: PatchLeaf::Return, watchdog: sc.watchdog(), ..Config::default() };
+    for _ in 0..RUNS {
+        let r = run_with(config.clone(), sc).unwrap();
+        assert_eq!((r.irq_during_atom, r.patch_leaf), (1, "return"), "{r:?}");
+        assert_eq!(r.sites_armed_at_rt, 0, "every site is idle again when the RT task runs: {r:?}");
+        assert_eq!(kernel::model::patch::sites_not_idle(), 0, "and after the run");
+        assert_eq!(r.patch.frames_walked, 0, "no frame is walked under patch_leaf=return: {r:?}");
+        if r.patch.sites_armed == 0 {
+            assert!(r.patch.events >= 1 && r.patch.redirects >= 1, "{r:?}");
+            return r;
+        }
+        // landed in the atom's own code: served at its next point, as under `walk`
+        assert_eq!(r.rt_points, r.irq_points + 1, "{r:?}");
+    }
+    panic!("in {RUNS} runs the interrupt never landed in {:?}'s function without points", sc.kind);
+}
+
+#[test]
+fn under_patch_leaf_return_an_interrupt_without_points_ahead_is_served_at_that_functions_return() {
+    for kind in [AtomKind::Callee, AtomKind::Libc] {
+        let sc = ScenarioConfig { kind, ..ScenarioConfig::default() };
+        for model in PATCH {
+            let r = leaf_return_scenario(model, &sc);
+            // the callee's (or memset's) return, inside atom 1: before the worker's next point
+            assert_eq!((r.rt_ran_after_atom, r.rt_points), (0, r.irq_points), "{kind:?} {model}: {r:?}");
+            assert!(r.patch.returns >= 1 && r.patch.preemptions >= 1, "served at the return: {r:?}");
+        }
     }
 }
 

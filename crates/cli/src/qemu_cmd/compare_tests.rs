@@ -54,6 +54,7 @@ fn session(icount: bool) -> Session {
         timeout: Duration::from_secs(1),
         json: true,
         patch_sync: None,
+        patch_leaf: None,
     };
     Session { plan, qemu: "q".into(), version: "7.2.22".into(), image: "i".into() }
 }

@@ -33,7 +33,8 @@ pub(super) struct RtLine {
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct Row {
     pub(super) model: String,
-    /// `mid_atom`, `point` or `syscall_exit`: where the RT task ran.
+    /// `mid_atom`, `point`, `return` (a redirected return inside an atom) or `syscall_exit`:
+    /// where the RT task ran.
     pub(super) place: String,
     pub(super) expected: String,
     pub(super) atoms: u64,
@@ -83,8 +84,10 @@ impl Row {
     /// Where the RT task ran, in words.
     fn ran(&self) -> String {
         match self.place.as_str() {
-            "mid_atom" => format!("inside atom {}", self.rt_ran_after_atom),
+            // `rt_ran_after_atom` atoms had ended: it ran inside the next one
+            "mid_atom" => format!("inside atom {}", self.rt_ran_after_atom + 1),
             "point" => format!("point after atom {}", self.rt_ran_after_atom),
+            "return" => format!("return inside atom {}", self.rt_ran_after_atom + 1),
             "syscall_exit" => "after the system call".into(),
             p => p.into(),
         }
@@ -215,7 +218,7 @@ mod tests {
     fn the_verdict_ranks_by_the_wait_and_names_equal_waits_a_tie() {
         let v = verdict(&[row(VOL), row(FULL)], "instr");
         assert!(
-            v.starts_with("verdict: the shortest RT wait: full (2,257 instr, inside atom 3); then voluntary 500,787"),
+            v.starts_with("verdict: the shortest RT wait: full (2,257 instr, inside atom 4); then voluntary 500,787"),
             "{v}"
         );
         let t = verdict(&[row(VOL), row(FULL), row(LAZY)], "instr");

@@ -6,6 +6,7 @@
 
 mod error;
 mod model;
+mod patch;
 mod trace;
 mod watchdog;
 
@@ -18,6 +19,8 @@ use core::str::FromStr;
 pub use arch_api::PatchSync;
 pub use error::ConfigError;
 pub use model::PreemptModel;
+use patch::parse_patch_sync;
+pub use patch::{PatchLeaf, PtableMode};
 pub use trace::{TraceOptions, BUILT};
 pub(crate) use trace::{EVENTS, PREEMPTOFF, PROFILE, WAKEUP_RT};
 pub use watchdog::WatchdogConfig;
@@ -63,60 +66,6 @@ impl FromStr for BhMode {
     }
 }
 
-/// Which point table the patch models' interrupt exit reads (`ptable=`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PtableMode {
-    /// The exact table from the machine code: the points first reached on every path forward
-    /// from the interrupted instruction, and the return redirected only if a path returns
-    /// before one (`model/patch/exact.rs`).
-    Exact,
-    /// The per-function table: every point of the interrupted function, and its return
-    /// redirected (`model/patch/ptable.rs`).
-    Function,
-}
-
-impl PtableMode {
-    /// Every mode, in the order reports list them.
-    pub const ALL: [PtableMode; 2] = [PtableMode::Exact, PtableMode::Function];
-
-    /// Its place in [`PtableMode::ALL`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            PtableMode::Exact => "exact",
-            PtableMode::Function => "function",
-        }
-    }
-}
-
-impl fmt::Display for PtableMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PtableMode {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| ConfigError(format!("ptable={s}: unknown point table; choose one of exact, function")))
-    }
-}
-
-/// Parses a `patch_sync=` value.
-fn parse_patch_sync(s: &str) -> Result<PatchSync, ConfigError> {
-    PatchSync::ALL
-        .into_iter()
-        .find(|m| m.name() == s)
-        .ok_or_else(|| ConfigError(format!("patch_sync={s}: unknown patch synchronisation; choose one of none, ipi")))
-}
-
 /// A kernel instance's boot configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -146,6 +95,9 @@ pub struct Config {
     pub hung_timeout_ms: u64,
     /// The patch models' point table (`ptable=exact|function`).
     pub ptable: PtableMode,
+    /// Where the patch models serve an event whose interrupted function reaches no point
+    /// (`patch_leaf=walk|return`).
+    pub patch_leaf: PatchLeaf,
     /// How the patch models' per-event patches synchronise the other CPUs
     /// (`patch_sync=none|ipi`: one byte alone, or `text_poke_bp`'s int3-first protocol with a
     /// serializing round after each step).
@@ -185,6 +137,7 @@ impl Default for Config {
             trace: TraceOptions::OFF,
             hung_timeout_ms: 0,
             ptable: PtableMode::Exact,
+            patch_leaf: PatchLeaf::Walk,
             patch_sync: PatchSync::None,
             patch_parts: false,
             watchdog: WatchdogConfig::OFF,
@@ -290,12 +243,13 @@ impl Config {
             "trace_buf" => self.trace.buf_entries = num(key, value)?,
             "hung_timeout_ms" => self.hung_timeout_ms = num(key, value)?,
             "ptable" => self.ptable = value.parse()?,
+            "patch_leaf" => self.patch_leaf = value.parse()?,
             "patch_sync" => self.patch_sync = parse_patch_sync(value)?,
             "patch_parts" => self.patch_parts = switch(key, value)?,
             _ if self.watchdog.set(key, value)? => {}
             _ => {
                 return Err(ConfigError(format!(
-                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, patch_sync, patch_parts, {}",
+                    "unknown boot option '{key}': known options are preempt, hz, cpus, stack_size, rr_timeslice, pin, console, bh, bh_prio, trace, trace_buf, hung_timeout_ms, ptable, patch_leaf, patch_sync, patch_parts, {}",
                     WatchdogConfig::KEYS.join(", ")
                 )))
             }
@@ -375,6 +329,16 @@ mod tests {
             assert_eq!(m.name().parse::<PtableMode>().unwrap(), m);
             assert_eq!(m.index(), i, "the patch tables are kept by index");
         }
+    }
+
+    #[test]
+    fn patch_leaf_parses_defaults_to_walk_and_refuses_bad_input() {
+        assert_eq!(Config::default().patch_leaf, PatchLeaf::Walk);
+        for m in PatchLeaf::ALL {
+            assert_eq!(Config::from_cmdline(&format!("patch_leaf={m}")).unwrap().patch_leaf, m);
+        }
+        let e = Config::from_cmdline("patch_leaf=up").unwrap_err().to_string();
+        assert!(e.contains("patch_leaf=up: unknown leaf handling; choose one of walk, return"), "{e}");
     }
 
     #[test]

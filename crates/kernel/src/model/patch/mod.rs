@@ -13,7 +13,11 @@
 //! exact analysis left unresolved is armed from the per-function table instead (counted in
 //! `exact_fallbacks`). If the instruction reaches no point (a leaf helper, libc, the vDSO) the
 //! handler unwinds the stack (`Arch::unwind_step`: on the hosted arch, from `.eh_frame`) to the first caller that does
-//! and does the same there. When a redirected return
+//! and does the same there (`patch_leaf=walk`, the default); under `patch_leaf=return` it
+//! redirects that function's return instead and arms nothing: every path from the
+//! interrupted instruction to a caller's points passes that return, so the RT task runs no
+//! later, for one unwind step whatever the depth, but at a return rather than at a point
+//! (as it already does when a path of a function with points returns before one). When a redirected return
 //! fires and the task may be preempted there, it is; if not (a count is held, or the return
 //! lands in foreign code), the caller's points are armed and its return redirected in turn.
 //! The arming's cost is cache and TLB misses more than instructions, so it first asks for the
@@ -40,7 +44,7 @@ pub use stats::PatchStatsSnapshot;
 
 use super::policy::{IrqExitPolicy, Model, PointAction, SiteClaim, Wakeup};
 use crate::arch::{Arch, Arm, Frame, IrqExit, IrqFrame, PokeError, A};
-use crate::config::PtableMode;
+use crate::config::{PatchLeaf, PtableMode};
 use crate::instance::{try_this_kernel, Kernel};
 use crate::preempt::count as preempt;
 use crate::sync::OnceLock;
@@ -300,8 +304,14 @@ fn walk(k: &Kernel, p: &PatchState, mut f: Frame, how: Arm, t: &mut impl Laps) -
     let stack = A::current_stack();
     t.lap(Part::Unwind);
     let Some(stack) = stack else { return false };
+    // `patch_leaf=return`: a frame that reaches no point is served at its return (every
+    // path from it to a caller's points passes there) instead of walking on.
+    let leaf_returns = k.config.patch_leaf == PatchLeaf::Return;
     for depth in 0..MAX_DEPTH {
-        let plan = plan(p, &f, &tables);
+        let plan = match plan(p, &f, &tables) {
+            Plan::Up if leaf_returns => Plan::Arm { points: &[], redirect: true },
+            plan => plan,
+        };
         t.lap(Part::Lookup);
         match plan {
             Plan::Arm { points, redirect } => {
@@ -335,7 +345,7 @@ fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>
     if points.len() > a.sites.len() {
         return false;
     }
-    match A::arm_sites(points, how, k.config.patch_sync) {
+    match if points.is_empty() { Ok(0) } else { A::arm_sites(points, how, k.config.patch_sync) } {
         Ok(0) => {}
         Ok(rounds) => {
             p.stats.sync_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
@@ -497,6 +507,12 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
         p.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
     (orig, false)
+}
+
+/// Where the running kernel's patch models serve an event whose interrupted function reaches
+/// no point (`patch_leaf=`).
+pub fn patch_leaf() -> PatchLeaf {
+    crate::instance::this_kernel().config.patch_leaf
 }
 
 /// The running kernel's patch counters.
