@@ -308,19 +308,11 @@ fn walk(k: &Kernel, p: &PatchState, mut f: Frame, how: Arm, t: &mut impl Laps) -
     // path from it to a caller's points passes there) instead of walking on.
     let leaf_returns = k.config.patch_leaf == PatchLeaf::Return;
     for depth in 0..MAX_DEPTH {
-        let plan = match plan(p, &f, &tables) {
-            Plan::Up if leaf_returns => Plan::Arm { points: &[], redirect: true },
-            plan => plan,
-        };
+        let plan = plan(p, &f, &tables);
         t.lap(Part::Lookup);
-        match plan {
-            Plan::Arm { points, redirect } => {
-                p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
-                p.stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
-                let slot = if redirect { A::unwind_step(&f, stack).map(|s| s.ra_slot) } else { None };
-                t.lap(Part::Unwind);
-                return arm_points(k, p, points, slot, how, t);
-            }
+        let (points, redirect) = match plan {
+            Plan::Arm { points, redirect } => (points, redirect),
+            Plan::Up if leaf_returns => (&[][..], true),
             Plan::Up => {
                 let up = A::unwind_step(&f, stack);
                 t.lap(Part::Unwind);
@@ -328,8 +320,14 @@ fn walk(k: &Kernel, p: &PatchState, mut f: Frame, how: Arm, t: &mut impl Laps) -
                     Some(s) => f = s.caller,
                     None => return false,
                 }
+                continue;
             }
-        }
+        };
+        p.stats.frames_walked.fetch_add(depth as u64, Ordering::Relaxed);
+        p.stats.armed_at_ip.store(f.ip as u64, Ordering::Relaxed);
+        let slot = if redirect { A::unwind_step(&f, stack).map(|s| s.ra_slot) } else { None };
+        t.lap(Part::Unwind);
+        return arm_points(k, p, points, slot, how, t);
     }
     false
 }
@@ -345,6 +343,7 @@ fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>
     if points.len() > a.sites.len() {
         return false;
     }
+    // a redirect alone (`patch_leaf=return`, or only a return ahead) takes no sites' lock
     match if points.is_empty() { Ok(0) } else { A::arm_sites(points, how, k.config.patch_sync) } {
         Ok(0) => {}
         Ok(rounds) => {
