@@ -4,6 +4,33 @@
 //! names something this build can run. Bad input is an [`ConfigError`] that says what was
 //! wrong and what to do.
 
+/// `Display` (its name) and `FromStr` (by name, or a [`ConfigError`] that names the key, the
+/// value and every choice) for a boot option's closed set of values: a type with `ALL` and
+/// `name()`.
+macro_rules! named_choice {
+    ($ty:ty, $key:literal, $what:literal) => {
+        impl core::fmt::Display for $ty {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl core::str::FromStr for $ty {
+            type Err = $crate::config::ConfigError;
+            fn from_str(s: &str) -> Result<Self, $crate::config::ConfigError> {
+                Self::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+                    let names: alloc::vec::Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+                    let (key, what) = ($key, $what);
+                    $crate::config::ConfigError(alloc::format!(
+                        "{key}={s}: unknown {what}; choose one of {}",
+                        names.join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
 mod error;
 mod model;
 mod patch;
@@ -12,7 +39,6 @@ mod watchdog;
 
 use crate::arch::{Arch, A};
 use alloc::{format, string::String, string::ToString, vec::Vec};
-use core::fmt;
 use core::str::FromStr;
 
 /// How the patch models' patches synchronise the other CPUs (`patch_sync=none|ipi`).
@@ -50,21 +76,7 @@ impl BhMode {
     }
 }
 
-impl fmt::Display for BhMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for BhMode {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| ConfigError(format!("bh={s}: unknown bottom-half mode; choose one of classic, threaded")))
-    }
-}
+named_choice!(BhMode, "bh", "bottom-half mode");
 
 /// A kernel instance's boot configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,8 +7,6 @@
 
 use super::{ConfigError, PatchSync};
 use alloc::format;
-use core::fmt;
-use core::str::FromStr;
 
 /// Which point table the patch models' interrupt exit reads (`ptable=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,21 +38,7 @@ impl PtableMode {
     }
 }
 
-impl fmt::Display for PtableMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PtableMode {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| ConfigError(format!("ptable={s}: unknown point table; choose one of exact, function")))
-    }
-}
+named_choice!(PtableMode, "ptable", "point table");
 
 /// Parses a `patch_sync=` value.
 pub(super) fn parse_patch_sync(s: &str) -> Result<PatchSync, ConfigError> {
@@ -93,18 +77,4 @@ impl PatchLeaf {
     }
 }
 
-impl fmt::Display for PatchLeaf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PatchLeaf {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| ConfigError(format!("patch_leaf={s}: unknown leaf handling; choose one of walk, return")))
-    }
-}
+named_choice!(PatchLeaf, "patch_leaf", "leaf handling");
