@@ -65,9 +65,11 @@ pub struct Hooks {
     /// Runs from the breakpoint's entry with IRQs masked, like `irq`; [`IrqExit::Preempt`]
     /// makes the task call `preempt_schedule_irq` through the trampoline.
     pub point_trap: fn(site: usize, frame: &IrqFrame) -> IrqExit,
-    /// A redirected return arrived; the caller's stack pointer and `rbp` are given. Runs in
-    /// task context with IRQs masked and must return the original return address.
-    pub rt_return: fn(sp: usize, bp: usize) -> usize,
+    /// A redirected return arrived; the caller's stack pointer and `rbp` are given, and
+    /// `masked`: the function returned with IRQs masked (an IRQ-off section goes on in the
+    /// caller: no schedule there). Runs in task context with IRQs masked and must return the
+    /// original return address.
+    pub rt_return: fn(sp: usize, bp: usize, masked: bool) -> usize,
     /// A fault in code of this CPU, from its exception entry: must not allocate. `true` kills
     /// the running task (it resumes in `oops_exit` on its own stack); `false` lets the fault
     /// end the machine. May stop the CPU for good (a kernel panic) instead of returning.

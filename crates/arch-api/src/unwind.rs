@@ -54,6 +54,41 @@ impl UnwindRule {
     }
 }
 
+/// The most bytes a `call` takes before its return address (`ff /2` with a SIB byte and a
+/// disp32), what [`follows_call`] reads.
+pub const CALL_MAX: usize = 7;
+
+/// True if the instruction that ends just before a return address is a `call`: `e8 rel32`, or
+/// `ff /2` in any of its encodings (ModRM, SIB, displacement: 2 to 7 bytes from the `ff`; a
+/// REX prefix before it changes nothing). `byte(back)`: the byte `back` (1 to [`CALL_MAX`])
+/// bytes before the return address, `None` before the function's start. The last check an
+/// arch makes before it redirects a return slot the unwinder found.
+#[inline]
+pub fn follows_call(byte: impl Fn(usize) -> Option<u8>) -> bool {
+    if byte(5) == Some(0xe8) {
+        return true;
+    }
+    (2..=7).any(|back| {
+        let (Some(0xff), Some(modrm)) = (byte(back), byte(back - 1)) else { return false };
+        let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
+        let len = match (md, rm) {
+            (3, _) => 2,
+            (0, 4) => match byte(back - 2) {
+                Some(sib) if sib & 7 == 5 => 7, // SIB with no base: a disp32
+                Some(_) => 3,
+                None => return false,
+            },
+            (0, 5) => 6, // rip + disp32
+            (0, _) => 2,
+            (1, 4) => 4,
+            (1, _) => 3,
+            (_, 4) => 7,
+            _ => 6,
+        };
+        reg == 2 && len == back
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +136,47 @@ mod tests {
             .is_none());
         // a return address of 0: the outermost frame
         assert!(rule(8, UnwindRule::RBP_SAME, false).step(&f, |_| Some(0)).is_none());
+    }
+
+    /// `bytes` then the return address: the last `CALL_MAX` of them are what an arch reads.
+    fn ends(bytes: &[u8]) -> bool {
+        follows_call(|back| bytes.len().checked_sub(back).map(|i| bytes[i]))
+    }
+
+    #[test]
+    fn every_call_encoding_before_a_return_address_is_recognised_and_other_code_is_not() {
+        let calls: [&[u8]; 12] = [
+            &[0xe8, 1, 2, 3, 4],             // call rel32
+            &[0xff, 0xd0],                   // call rax
+            &[0x41, 0xff, 0xd3],             // call r11
+            &[0xff, 0x10],                   // call [rax]
+            &[0xff, 0x14, 0x24],             // call [rsp]
+            &[0x41, 0xff, 0x14, 0x24],       // call [r12]
+            &[0xff, 0x50, 0x18],             // call [rax + 0x18]
+            &[0xff, 0x54, 0x24, 0x08],       // call [rsp + 8]
+            &[0xff, 0x15, 1, 2, 3, 4],       // call [rip + disp32]
+            &[0xff, 0x90, 1, 2, 3, 4],       // call [rax + disp32]
+            &[0xff, 0x94, 0x24, 1, 2, 3, 4], // call [rsp + disp32]
+            &[0xff, 0x14, 0xc5, 1, 2, 3, 4], // call [rax * 8 + disp32]
+        ];
+        for c in calls {
+            let mut code = [0x90u8; 16]; // nops, then the call
+            code[7..7 + c.len()].copy_from_slice(c);
+            assert!(ends(&code[..7 + c.len()]), "{c:02x?}");
+        }
+        let others: [&[u8]; 6] = [
+            &[0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90],       // nops
+            &[0x90, 0x90, 0x90, 0x90, 0x90, 0xff, 0x20],       // jmp [rax]: /4
+            &[0x90, 0x90, 0x90, 0x90, 0xff, 0x54, 0x08],       // a /2 ModRM wanting a SIB byte it lacks: 3 != 4
+            &[0x90, 0x90, 0x90, 0x90, 0xff, 0x50, 0x18, 0x90], // ff 50 18 ends one byte early
+            &[0x90, 0x90, 0xff, 0x15, 1, 2, 3],                // rip-relative cut short
+            &[0x48, 0x89, 0xc7],                               // mov rdi, rax
+        ];
+        for o in others {
+            assert!(!ends(o), "{o:02x?}");
+        }
+        // the function starts one byte before the return address: no call fits
+        assert!(!ends(&[0xd0]));
+        assert!(!ends(&[]));
     }
 }

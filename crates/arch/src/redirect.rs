@@ -109,16 +109,15 @@ pub fn redirect_return(slot: usize) -> Option<usize> {
     }
 }
 
-/// True if the code just before `ra` is a `call` (direct `e8 rel32`, or `ff /2` with a 2-,
-/// 3-, 6- or 7-byte encoding): a last check that the unwinder found a real return address.
+/// True if the code just before `ra` is a `call` of any encoding (`arch_api::unwind::follows_call`):
+/// a last check that the unwinder found a real return address.
 fn after_call(ra: usize) -> bool {
     let Some((lo, _)) = crate::unwind::function_of(ra.wrapping_sub(1)) else { return false };
     // SAFETY: [lo, ra) lies in one function of a loaded object (its FDE says so), mapped text;
     // only bytes at or above `lo` are read.
     let byte =
         |back: usize| ra.checked_sub(back).filter(|&a| a >= lo).map(|a| unsafe { (a as *const u8).read_volatile() });
-    let call_modrm = |back: usize| byte(back - 1).is_some_and(|m| (m >> 3) & 7 == 2);
-    byte(5) == Some(0xe8) || [2, 3, 6, 7].iter().any(|&b| byte(b) == Some(0xff) && call_modrm(b))
+    arch_api::unwind::follows_call(byte)
 }
 
 /// Puts `orig` back at `slot` if it still holds the redirect. Returns whether it did.
@@ -139,13 +138,14 @@ pub fn restore_return(slot: usize, orig: usize) -> bool {
 
 /// The body's half of a redirected return: runs on the task's stack with IRQs soft-masked
 /// around the core's hook, which returns the original return address; it goes into the
-/// frame's return-address slot, which the trampoline's `ret 128` pops.
+/// frame's return-address slot, which the trampoline's `ret 128` pops. The soft mask the
+/// function returned with is told to the hook and put back after it.
 pub(crate) fn serve(frame: &mut TrampolineFrame) {
-    irq::local_irq_disable();
+    let masked = irq::local_irq_save();
     let (sp, bp) = (frame.interrupted_sp(), frame.rbp as usize);
     let Some(hooks) = percpu::hooks() else {
         crate::cpu::die("BUG: a redirected return on a thread with no kernel: its return address is lost");
     };
-    frame.ret = (hooks.rt_return)(sp, bp) as u64;
-    irq::local_irq_enable();
+    frame.ret = (hooks.rt_return)(sp, bp, masked) as u64;
+    irq::local_irq_restore(masked);
 }

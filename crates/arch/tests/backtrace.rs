@@ -27,7 +27,7 @@ static HOOKS: Hooks = Hooks {
     rt_reschedule: |_| {},
     preempt_schedule: || {},
     point_trap: |_, _| IrqExit::Resume,
-    rt_return: |_, _| arch::cpu::die("no return is redirected in this test"),
+    rt_return: |_, _, _| arch::cpu::die("no return is redirected in this test"),
     fault: |_| false,
     oops_exit: || arch::cpu::die("no task is killed in this test"),
     alloc_in_irq: || arch::cpu::die("nothing allocates in interrupt context in this test"),

@@ -88,7 +88,8 @@ impl Named for PatchLeaf {
     }
     fn parse(flag: &str, s: &str) -> Result<Self, String> {
         PatchLeaf::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            format!("{flag} {s}: unknown leaf handling; choose one of walk (up to a caller's points) or return (at the function's return)")
+            let names: Vec<&str> = PatchLeaf::ALL.iter().map(|m| m.name()).collect();
+            format!("{flag} {s}: unknown leaf handling (where an event in a function without points is served); choose one of {}", names.join(", "))
         })
     }
 }

@@ -106,6 +106,24 @@ fn patch_sync_ipi_is_reported_with_its_rounds_and_a_bad_mode_is_refused() {
 }
 
 #[test]
+fn patch_leaf_is_reported_and_a_bad_value_or_one_without_a_patch_model_is_refused() {
+    let (code, out, err) = atomkernel(&["demo", "--preempt", "patch-call", "--patch-leaf", "return", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["patch_leaf"], "return", "{out}");
+    for cmd in [&["demo"][..], &["compare", "--quick"], &["qemu", "demo"]] {
+        let args: Vec<&str> = cmd.iter().copied().chain(["--patch-leaf", "up"]).collect();
+        let (code, out, err) = atomkernel(&args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(err.contains("--patch-leaf up") && err.contains("walk") && err.contains("return"), "{args:?}: {err}");
+        let args: Vec<&str> = cmd.iter().copied().chain(["--preempt", "full", "--patch-leaf", "return"]).collect();
+        let (code, out, err) = atomkernel(&args);
+        assert_eq!(code, 2, "{args:?}: {out}");
+        assert!(err.contains("--patch-leaf return") && err.contains("no run here uses one"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn bad_input_gets_a_clear_error_and_exit_code_2() {
     let (code, _, err) = atomkernel(&["demo", "--preempt", "quick"]);
     assert_eq!(code, 2);

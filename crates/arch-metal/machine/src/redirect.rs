@@ -64,6 +64,7 @@ core::arch::global_asm!(
     "cli",                           // the hook runs with IF clear (it may schedule)
     "lea rdi, [rbp + 224]",          // first argument: S, the caller's rsp
     "mov rsi, [rbp]",                // second argument: the caller's rbp
+    "mov rdx, [rbp + 80]",           // third: the flags the function returned with (IF)
     "call {body}",                   // the core's rt_return: rax = the original return address
     "mov [rbp + 88], rax",           // into the slot (S - 136)
     "fxrstor64 [rsp]",               // the vector state back
@@ -89,14 +90,18 @@ extern "C" {
     fn metal_rt_return();
 }
 
+/// RFLAGS' interrupt flag.
+const RFLAGS_IF: usize = 1 << 9;
+
 /// The stub's call into the core: the original return address (the core may schedule first).
-extern "C" fn rt_return_body(sp: usize, bp: usize) -> usize {
+/// `flags`: RFLAGS as the function returned (IF clear: an IRQ-off section goes on).
+extern "C" fn rt_return_body(sp: usize, bp: usize, flags: usize) -> usize {
     let Some(hooks) = percpu::this().hooks.get() else {
         <crate::Metal as arch_api::Arch>::die(
             "BUG: a redirected return on a CPU with no kernel: its return address is lost",
         );
     };
-    (hooks.rt_return)(sp, bp)
+    (hooks.rt_return)(sp, bp, flags & RFLAGS_IF == 0)
 }
 
 /// The address a redirected return address points at.
@@ -108,16 +113,15 @@ fn slot_ok(slot: usize) -> bool {
     switch::current_stack().is_some_and(|(lo, hi)| slot.is_multiple_of(8) && slot >= lo && slot + 8 <= hi)
 }
 
-/// True if the code just before `ra` is a `call` (`e8 rel32`, or `ff /2` in 2, 3, 6 or 7
-/// bytes) inside one known function: a last check that the unwinder found a return address.
+/// True if the code just before `ra` is a `call` of any encoding
+/// (`arch_api::unwind::follows_call`) inside one known function: a last check that the
+/// unwinder found a return address.
 fn after_call(ra: usize) -> bool {
     let Some((lo, _)) = crate::unwind::function_of(ra.wrapping_sub(1)) else { return false };
-    let byte = |back: usize| {
+    arch_api::unwind::follows_call(|back| {
         let a = ra.checked_sub(back).filter(|&a| a >= lo)?;
         crate::text::bytes(a, a + 1).map(|b| b[0])
-    };
-    let call_modrm = |back: usize| byte(back - 1).is_some_and(|m| (m >> 3) & 7 == 2);
-    byte(5) == Some(0xe8) || [2, 3, 6, 7].iter().any(|&b| byte(b) == Some(0xff) && call_modrm(b))
+    })
 }
 
 /// Points the return address at `slot` at the stub; returns the original (`None`: nothing

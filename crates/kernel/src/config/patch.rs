@@ -5,8 +5,9 @@
 //! **Invariant.** Each option is parsed here once, by name; an unknown name is a
 //! [`ConfigError`] that lists the known ones.
 
-use super::{ConfigError, PatchSync};
+use super::error::ConfigError;
 use alloc::format;
+use arch_api::PatchSync;
 
 /// Which point table the patch models' interrupt exit reads (`ptable=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -172,8 +172,8 @@ pub(crate) fn point_trap(_site: usize, _frame: &IrqFrame) -> IrqExit {
 
 /// A return the patch models redirected arrived (task context, IRQs masked): the original
 /// return address, and whether to preempt there (`preempt_schedule_irq`, the caller's to call).
-pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
-    patch::rt_return(sp, bp)
+pub(crate) fn rt_return(sp: usize, bp: usize, masked: bool) -> (usize, bool) {
+    patch::rt_return(sp, bp, masked)
 }
 
 /// Does `preempt_enable` reaching zero with a reschedule due preempt (`preempt_schedule`)?

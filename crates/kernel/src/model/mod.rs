@@ -153,10 +153,11 @@ pub(crate) fn point_trap(site: usize, frame: &crate::arch::IrqFrame) -> crate::a
     exit
 }
 
-/// A return the patch models redirected arrived (task context, IRQs masked): preempts there if
-/// the model says so, and gives back the original return address.
-pub(crate) fn rt_return(sp: usize, bp: usize) -> usize {
-    let (orig, preempt) = decide::rt_return(sp, bp);
+/// A return the patch models redirected arrived (task context, IRQs masked; `masked`: the
+/// function returned with them masked): preempts there if the model says so, and gives back
+/// the original return address.
+pub(crate) fn rt_return(sp: usize, bp: usize, masked: bool) -> usize {
+    let (orig, preempt) = decide::rt_return(sp, bp, masked);
     if preempt {
         if let Some(k) = try_this_kernel() {
             timerlat_point(&k);

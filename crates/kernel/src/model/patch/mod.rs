@@ -477,8 +477,10 @@ pub(crate) fn call_passed() {
 
 /// A redirected return arrived (task context, IRQs masked): the original return address, and
 /// whether to preempt here (`preempt_schedule_irq`, the caller's to call) because the task may
-/// be preempted; if it may not, the event has moved one frame up.
-pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
+/// be preempted; if it may not (a count is held, the function returned with IRQs masked
+/// (`masked`: an IRQ-off section goes on in the caller), or the caller is foreign code), the
+/// event has moved one frame up.
+pub(crate) fn rt_return(sp: usize, bp: usize, masked: bool) -> (usize, bool) {
     let k = try_this_kernel();
     let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.borrow().ret.take());
     let (Some(k), Some((_, orig))) = (k, ret) else {
@@ -490,7 +492,7 @@ pub(crate) fn rt_return(sp: usize, bp: usize) -> (usize, bool) {
         return (orig, false);
     }
     let user = crate::cpu::mode() == crate::sched::rq::Mode::User;
-    if preempt::preempt_count() == 0 && (user || A::text_contains(orig)) {
+    if preempt::preempt_count() == 0 && !masked && (user || A::text_contains(orig)) {
         p.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         return (orig, true);
     }
