@@ -60,16 +60,23 @@ pub const CALL_MAX: usize = 7;
 
 /// True if the instruction that ends just before a return address is a `call`: `e8 rel32`, or
 /// `ff /2` in any of its encodings (ModRM, SIB, displacement: 2 to 7 bytes from the `ff`; a
-/// REX prefix before it changes nothing). `byte(back)`: the byte `back` (1 to [`CALL_MAX`])
-/// bytes before the return address, `None` before the function's start. The last check an
-/// arch makes before it redirects a return slot the unwinder found.
+/// REX prefix before it changes nothing). `before`: the bytes just before the return address,
+/// [`CALL_MAX`] of them or fewer where the function starts nearer. The last check an arch
+/// makes before it redirects a return slot the unwinder found.
 #[inline]
-pub fn follows_call(byte: impl Fn(usize) -> Option<u8>) -> bool {
+pub fn follows_call(before: &[u8]) -> bool {
+    let byte = |back: usize| before.len().checked_sub(back).map(|i| before[i]);
     if byte(5) == Some(0xe8) {
         return true;
     }
-    (2..=7).any(|back| {
-        let (Some(0xff), Some(modrm)) = (byte(back), byte(back - 1)) else { return false };
+    // the `ff`'s distance from the return address, the likeliest first (a call through the
+    // GOT or a vtable slot at rip + disp32, through a register, through [reg + disp8]); each
+    // reads its ModRM (and SIB) only after an `ff`
+    [6, 2, 3, 7, 4].into_iter().any(|back| {
+        if byte(back) != Some(0xff) {
+            return false;
+        }
+        let Some(modrm) = byte(back - 1) else { return false };
         let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
         let len = match (md, rm) {
             (3, _) => 2,
@@ -140,7 +147,7 @@ mod tests {
 
     /// `bytes` then the return address: the last `CALL_MAX` of them are what an arch reads.
     fn ends(bytes: &[u8]) -> bool {
-        follows_call(|back| bytes.len().checked_sub(back).map(|i| bytes[i]))
+        follows_call(&bytes[bytes.len().saturating_sub(CALL_MAX)..])
     }
 
     #[test]

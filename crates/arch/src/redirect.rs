@@ -113,11 +113,11 @@ pub fn redirect_return(slot: usize) -> Option<usize> {
 /// a last check that the unwinder found a real return address.
 fn after_call(ra: usize) -> bool {
     let Some((lo, _)) = crate::unwind::function_of(ra.wrapping_sub(1)) else { return false };
-    // SAFETY: [lo, ra) lies in one function of a loaded object (its FDE says so), mapped text;
-    // only bytes at or above `lo` are read.
-    let byte =
-        |back: usize| ra.checked_sub(back).filter(|&a| a >= lo).map(|a| unsafe { (a as *const u8).read_volatile() });
-    arch_api::unwind::follows_call(byte)
+    let start = ra.saturating_sub(arch_api::unwind::CALL_MAX).max(lo);
+    // SAFETY: [lo, ra) lies in one function of a loaded object (its FDE says so), mapped text
+    // that is never unmapped; [start, ra) is inside it.
+    let before = unsafe { core::slice::from_raw_parts(start as *const u8, ra - start) };
+    arch_api::unwind::follows_call(before)
 }
 
 /// Puts `orig` back at `slot` if it still holds the redirect. Returns whether it did.

@@ -118,10 +118,8 @@ fn slot_ok(slot: usize) -> bool {
 /// unwinder found a return address.
 fn after_call(ra: usize) -> bool {
     let Some((lo, _)) = crate::unwind::function_of(ra.wrapping_sub(1)) else { return false };
-    arch_api::unwind::follows_call(|back| {
-        let a = ra.checked_sub(back).filter(|&a| a >= lo)?;
-        crate::text::bytes(a, a + 1).map(|b| b[0])
-    })
+    let start = ra.saturating_sub(arch_api::unwind::CALL_MAX).max(lo);
+    crate::text::bytes(start, ra).is_some_and(arch_api::unwind::follows_call)
 }
 
 /// Points the return address at `slot` at the stub; returns the original (`None`: nothing
