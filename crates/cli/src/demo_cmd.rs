@@ -32,7 +32,8 @@ pub(crate) struct DemoArgs {
     irq_at_us: u64,
     /// What the atoms do, and so where the interrupt lands: checksum (in the function with the
     /// points), callee (in a callee without points), libc (in libc's memset), preempt-off
-    /// (inside a preempt_disable section), two-points (between two points of a loop).
+    /// (inside a preempt_disable section), two-points (between two points of a loop), irq-off
+    /// (in a callee without points that returns with IRQs masked).
     #[arg(long, default_value = "checksum", value_parser = values::one::<AtomKind>())]
     kind: AtomKind,
     /// Switch the running kernel to this model in the middle of the system call (at the start

@@ -42,12 +42,21 @@ pub enum AtomKind {
     PreemptOff,
     /// Two halves with a point after each: the interrupt lands between two points of a loop.
     TwoPoints,
+    /// Checksums in a callee without points that returns with IRQs masked (as an out-of-line
+    /// `local_irq_save()` does); the caller unmasks them before the point.
+    IrqOff,
 }
 
 impl AtomKind {
     /// Every kind, in report order.
-    pub const ALL: [AtomKind; 5] =
-        [AtomKind::Checksum, AtomKind::Callee, AtomKind::Libc, AtomKind::PreemptOff, AtomKind::TwoPoints];
+    pub const ALL: [AtomKind; 6] = [
+        AtomKind::Checksum,
+        AtomKind::Callee,
+        AtomKind::Libc,
+        AtomKind::PreemptOff,
+        AtomKind::TwoPoints,
+        AtomKind::IrqOff,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -57,6 +66,7 @@ impl AtomKind {
             AtomKind::Libc => "libc",
             AtomKind::PreemptOff => "preempt-off",
             AtomKind::TwoPoints => "two-points",
+            AtomKind::IrqOff => "irq-off",
         }
     }
 
@@ -421,8 +431,30 @@ fn atom_body(kind: AtomKind, page: &[u8], until: &dyn Fn() -> bool) -> u64 {
             let _off = kernel::preempt::preempt_disable();
             run_atom(page, until)
         }
+        AtomKind::IrqOff => {
+            let (pages, irqs_off) = irq_off_callee_atom(page, until);
+            drop(irqs_off); // IRQs back on before the atom's point
+            pages
+        }
         _ => run_atom(page, until),
     }
+}
+
+/// Sums `page` as 16-bit words over and over until `until()` (at most
+/// [`crate::atoms::MAX_PAGES_PER_ATOM`] times), in a function of its own with no preemption
+/// point and no call but `until`, then returns with IRQs masked: an interrupt in it is one
+/// whose function returns into an IRQ-off section.
+#[inline(never)]
+fn irq_off_callee_atom(page: &[u8], until: &dyn Fn() -> bool) -> (u64, kernel::preempt::IrqGuard) {
+    let (mut pages, mut acc) = (0u64, 0u32);
+    while pages < crate::atoms::MAX_PAGES_PER_ATOM && !until() {
+        for w in std::hint::black_box(page).chunks_exact(2) {
+            acc = acc.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
+        }
+        pages += 1;
+    }
+    std::hint::black_box(acc);
+    (pages, kernel::preempt::local_irq_save())
 }
 
 /// Checksums in a function of its own with no preemption point.

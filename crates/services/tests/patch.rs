@@ -100,6 +100,33 @@ fn under_patch_leaf_return_an_interrupt_without_points_ahead_is_served_at_that_f
     }
 }
 
+/// Under `patch_leaf=return`, an interrupt in a callee that returns with IRQs masked: its
+/// redirected return must not preempt inside the caller's IRQ-off section; the event moves on
+/// (a chase) to the caller, whose own return (`atom_body`'s, after the section) or point
+/// serves it.
+#[test]
+fn under_patch_leaf_return_a_return_into_an_irq_off_section_does_not_preempt_there() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let sc = ScenarioConfig { kind: AtomKind::IrqOff, ..ScenarioConfig::default() };
+    for model in PATCH {
+        let config =
+            Config { preempt: model, patch_leaf: PatchLeaf::Return, watchdog: sc.watchdog(), ..Config::default() };
+        let landed = (0..RUNS).find_map(|_| {
+            let r = run_with(config.clone(), &sc).unwrap();
+            assert_eq!(r.irq_during_atom, 1, "{r:?}");
+            assert!(r.rt_ran_after_atom <= 1 && r.rt_points <= r.irq_points + 1, "atom 1 or its point: {r:?}");
+            assert_eq!(r.sites_armed_at_rt, 0, "{r:?}");
+            assert_eq!(kernel::model::patch::sites_not_idle(), 0);
+            (r.patch.chases >= 1).then_some(r)
+        });
+        let r =
+            landed.unwrap_or_else(|| panic!("{model}: in {RUNS} runs no return into the IRQ-off section was chased"));
+        // the masked return chased, then a later return (or the point) preempted
+        let later = r.patch.returns >= 2 || r.rt_points == r.irq_points + 1;
+        assert!(later && r.patch.preemptions >= 1, "{model}: {r:?}");
+    }
+}
+
 #[test]
 fn an_interrupt_inside_preempt_disable_waits_for_the_point_after_the_section() {
     let sc = ScenarioConfig { kind: AtomKind::PreemptOff, ..ScenarioConfig::default() };
