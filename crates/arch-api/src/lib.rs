@@ -296,6 +296,11 @@ pub trait Arch: 'static {
     fn redirect_return(slot: usize) -> Option<usize>;
     /// Puts `orig` back in `slot` if it still holds the redirection.
     fn restore_return(slot: usize, orig: usize) -> bool;
+    /// At a redirected return whose record a disarm took while the `ret` was already done
+    /// (an interrupt between the `ret` and the entry's masking of IRQs): the return address
+    /// that disarm put back in the popped slot, `sp - 8` (`sp`: the caller's), if that word is
+    /// in the running stack and follows a `call`.
+    fn restored_return(sp: usize) -> Option<usize>;
     /// Describes `addr` (`kallsyms`); `is_return_address`: it follows a call.
     fn symbolize(addr: usize, is_return_address: bool) -> Symbol;
 }

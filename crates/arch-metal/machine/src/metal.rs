@@ -440,6 +440,9 @@ impl Arch for Metal {
     fn redirect_return(slot: usize) -> Option<usize> {
         redirect::redirect_return(slot)
     }
+    fn restored_return(sp: usize) -> Option<usize> {
+        redirect::restored_return(sp)
+    }
     fn restore_return(slot: usize, orig: usize) -> bool {
         redirect::restore_return(slot, orig)
     }

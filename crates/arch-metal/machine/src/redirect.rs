@@ -139,6 +139,15 @@ pub fn redirect_return(slot: usize) -> Option<usize> {
     Some(orig)
 }
 
+/// The word a redirected `ret` popped (`sp - 8`, `sp` the caller's) if a disarm put a return
+/// address back there after the `ret` (`Arch::restored_return`).
+pub fn restored_return(sp: usize) -> Option<usize> {
+    let slot = sp.checked_sub(8).filter(|&s| slot_ok(s))?;
+    // SAFETY: `slot` is an aligned word inside the running task's mapped stack (checked).
+    let ra = unsafe { (slot as *const usize).read_volatile() };
+    (ra != target() && after_call(ra)).then_some(ra)
+}
+
 /// Puts `orig` back at `slot` if it still holds the stub; returns whether it did.
 pub fn restore_return(slot: usize, orig: usize) -> bool {
     if !slot_ok(slot) {

@@ -306,6 +306,7 @@ mod tests {
             hz: 1000,
             model: kernel::PreemptModel::Full,
             bh: kernel::BhMode::Classic,
+            patch_leaf: kernel::PatchLeaf::Walk,
             devices: vec![],
             tasks: vec![],
         }

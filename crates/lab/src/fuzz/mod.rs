@@ -38,13 +38,15 @@ pub(crate) const TRACE_BUF: usize = 1 << 16;
 /// How long one program may run before it is called hung.
 pub(crate) const CASE_LIMIT: Duration = Duration::from_secs(20);
 
-/// The boot configuration of `prog`: its CPUs, HZ, model and `bh=`, the event trace on.
+/// The boot configuration of `prog`: its CPUs, HZ, model, `bh=` and `patch_leaf=`, the event
+/// trace on.
 pub fn config(prog: &Program) -> kernel::Config {
     kernel::Config {
         cpus: prog.cpus,
         hz: prog.hz,
         preempt: prog.model,
         bh: prog.bh,
+        patch_leaf: prog.patch_leaf,
         trace: kernel::trace::TraceOptions { events: true, buf_entries: TRACE_BUF, ..kernel::trace::TraceOptions::OFF },
         ..kernel::Config::default()
     }

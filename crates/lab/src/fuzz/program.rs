@@ -13,7 +13,7 @@
 //! results. Interrupts, preemptions, migrations and model switches change when the work runs,
 //! never what it computes.
 
-use kernel::{BhMode, PreemptModel};
+use kernel::{BhMode, PatchLeaf, PreemptModel};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use services::atoms::{csum, PAGE};
@@ -153,7 +153,7 @@ pub enum Op {
         mask: u64,
     },
     /// Switches the kernel's preemption model.
-    Model(#[serde(with = "model_name")] PreemptModel),
+    Model(#[serde(with = "by_name")] PreemptModel),
     /// `sched_yield`.
     Yield,
     /// Asks for a `BUG:`: sleeps 50 us inside `preempt_disable` ("scheduling while atomic").
@@ -198,11 +198,15 @@ pub struct Program {
     /// Tick rate.
     pub hz: u32,
     /// The boot model.
-    #[serde(with = "model_name")]
+    #[serde(with = "by_name")]
     pub model: PreemptModel,
     /// Where bottom halves run.
-    #[serde(with = "bh_name")]
+    #[serde(with = "by_name")]
     pub bh: BhMode,
+    /// Where the patch models serve an event in a function without points (`patch_leaf=`;
+    /// a program saved before it existed reads as `walk`).
+    #[serde(with = "by_name", default = "walk")]
+    pub patch_leaf: PatchLeaf,
     /// The devices.
     pub devices: Vec<DeviceSpec>,
     /// The tasks.
@@ -434,34 +438,36 @@ pub fn program(cpus: Option<usize>) -> impl Strategy<Value = Program> {
         prop_oneof![Just(250u32), Just(1000u32)],
         model(),
         prop_oneof![3 => Just(BhMode::Classic), 1 => Just(BhMode::Threaded)],
+        prop_oneof![Just(PatchLeaf::Walk), Just(PatchLeaf::Return)],
         proptest::collection::vec(device(), 0..=MAX_DEVICES),
         proptest::collection::vec(task(), 1..=MAX_TASKS),
     )
-        .prop_map(|(cpus, hz, model, bh, devices, tasks)| Program { cpus, hz, model, bh, devices, tasks }.normalize())
+        .prop_map(|(cpus, hz, model, bh, patch_leaf, devices, tasks)| {
+            Program { cpus, hz, model, bh, patch_leaf, devices, tasks }.normalize()
+        })
 }
 
-mod model_name {
-    use kernel::PreemptModel;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(m: &PreemptModel, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(m.name())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PreemptModel, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
+/// `patch_leaf`'s value in a program saved without it.
+fn walk() -> PatchLeaf {
+    PatchLeaf::Walk
 }
 
-mod bh_name {
-    use kernel::BhMode;
+/// A closed set of boot-option values (de)serialized by its name (`Display`, `FromStr`).
+mod by_name {
     use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
 
-    pub(super) fn serialize<S: Serializer>(m: &BhMode, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(m.name())
+    pub(super) fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BhMode, D::Error> {
+    pub(super) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
@@ -469,7 +475,8 @@ mod bh_name {
 impl std::fmt::Display for Program {
     /// The program as a listing: the boot options, each device, each task and its operations.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "cpus={} hz={} preempt={} bh={}", self.cpus, self.hz, self.model, self.bh)?;
+        let (cpus, hz, model, bh, leaf) = (self.cpus, self.hz, self.model, self.bh, self.patch_leaf);
+        writeln!(f, "cpus={cpus} hz={hz} preempt={model} bh={bh} patch_leaf={leaf}")?;
         for (d, dev) in self.devices.iter().enumerate() {
             writeln!(f, "  device {d}: IRQ on CPU {}, handler {:?}", dev.cpu, dev.action)?;
         }

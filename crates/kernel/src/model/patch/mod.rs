@@ -481,10 +481,24 @@ pub(crate) fn call_passed() {
 /// (`masked`: an IRQ-off section goes on in the caller), or the caller is foreign code), the
 /// event has moved one frame up.
 pub(crate) fn rt_return(sp: usize, bp: usize, masked: bool) -> (usize, bool) {
-    let k = try_this_kernel();
-    let ret = k.as_ref().and_then(|k| k.this_cpu().model.patch.armed.borrow().ret.take());
-    let (Some(k), Some((_, orig))) = (k, ret) else {
-        A::die("BUG: a redirected return that no CPU redirected: the original return address is lost");
+    let Some(k) = try_this_kernel() else {
+        A::die("BUG: a redirected return outside any kernel: the original return address is lost");
+    };
+    // this CPU's record, if it is this return's (its slot is the word the `ret` popped)
+    let ret = {
+        let mut a = k.this_cpu().model.patch.armed.borrow();
+        a.ret.take_if(|(slot, _)| *slot == sp.wrapping_sub(8))
+    };
+    let Some((_, orig)) = ret else {
+        // An interrupt between the `ret` and the entry's masking served the event (a switch,
+        // a model change): its disarm put the return address back in the popped slot.
+        return match A::restored_return(sp) {
+            Some(orig) => {
+                k.this_cpu().model.patch.stats.returns.fetch_add(1, Ordering::Relaxed);
+                (orig, false)
+            }
+            None => A::die("BUG: a redirected return that no CPU redirected: the original return address is lost"),
+        };
     };
     let p = &k.this_cpu().model.patch;
     p.stats.returns.fetch_add(1, Ordering::Relaxed);
