@@ -32,6 +32,22 @@ fn scheduling_while_atomic() {
     assert!(b.contains("tests/bugs.rs:"), "the place must be the caller's line: {b}");
 }
 
+/// A sleep whose time is already past does not block, and is reported all the same (Linux's
+/// `might_sleep()`): the bug does not depend on how late the task got to it.
+#[test]
+fn a_sleep_that_does_not_block_in_atomic_context_is_reported_too() {
+    let bugs = bugs_of("past-sleeper", || {
+        syscall(|| {
+            let _g = preempt_disable();
+            kernel::time::sleep_until(kernel::time::now_ns().saturating_sub(1));
+        })
+    });
+    assert_eq!(bugs.len(), 1, "{bugs:?}");
+    let b = &bugs[0];
+    assert!(b.starts_with("BUG: scheduling while atomic: task 'past-sleeper'"), "{b}");
+    assert!(b.contains("preempt_count 0x1"), "{b}");
+}
+
 #[test]
 fn preempt_count_leaked_at_ret_from_syscall() {
     let bugs = bugs_of("leaky", || {

@@ -174,11 +174,8 @@ pub(crate) fn schedule_at(place: &Location<'_>) {
 /// [`schedule_at`] on kernel `k` for `mode` (`None` or `Yield`).
 pub(crate) fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode) {
     let count = preempt::preempt_count();
-    if A::irqs_disabled() {
-        k.bug("sleeping function called with IRQs disabled", place);
-    }
+    might_sleep(k, place);
     let held = (count != 0).then(|| {
-        k.bug("scheduling while atomic", place);
         preempt::preempt_count_set(0);
         let me = k.task(k.current_id());
         me.preempt_held.store(count, Ordering::Relaxed);
@@ -190,6 +187,18 @@ pub(crate) fn schedule_mode_at(k: &Kernel, place: &Location<'_>, mode: SchedMode
     if let Some(me) = held {
         me.preempt_held.store(0, Ordering::Relaxed);
         preempt::preempt_count_set(count);
+    }
+}
+
+/// Linux's `might_sleep()`: the `BUG:`s of a sleep in atomic context (IRQs masked, a count
+/// held), reported where the task gives the CPU up, or where a sleep returns without blocking
+/// (its time already past): a sleep there is the bug whether or not it happened to block.
+pub(crate) fn might_sleep(k: &Kernel, place: &Location<'_>) {
+    if A::irqs_disabled() {
+        k.bug("sleeping function called with IRQs disabled", place);
+    }
+    if preempt::preempt_count() != 0 {
+        k.bug("scheduling while atomic", place);
     }
 }
 

@@ -33,6 +33,6 @@ pub use entry::{cond_resched, schedule};
 pub(crate) use entry::{
     do_exit, preempt_schedule, preempt_schedule_irq, schedule_at, schedule_tail, set_current_state, wake_up_process,
 };
-pub(crate) use entry::{schedule_irqs_off, schedule_mode_at, SchedMode};
+pub(crate) use entry::{might_sleep, schedule_irqs_off, schedule_mode_at, SchedMode};
 
 pub use crate::task::{CpuMask, TaskId};
