@@ -70,9 +70,6 @@ const MAX_WORKLOADS: usize = 8;
 static SAMPLES: AtomicU64 = AtomicU64::new(SAMPLES_DEFAULT);
 static SPAN_NS: AtomicU64 = AtomicU64::new(SPAN_US_DEFAULT * 1000);
 static SEED: AtomicU64 = AtomicU64::new(1);
-/// `patch_leaf=return`: a frame reaching no point is served at its return (the chain's bound
-/// stops there).
-static LEAF_RETURNS: AtomicBool = AtomicBool::new(false);
 static CHOSEN: [AtomicU8; MAX_WORKLOADS] = [const { AtomicU8::new(0) }; MAX_WORKLOADS];
 static CHOSEN_N: AtomicUsize = AtomicUsize::new(0);
 
@@ -116,7 +113,6 @@ fn parse(cmdline: &str, config: &kernel::Config) -> Result<(), String> {
     SAMPLES.store(samples, Ordering::Relaxed);
     SPAN_NS.store(span_us * 1000, Ordering::Relaxed);
     SEED.store(seed, Ordering::Relaxed);
-    LEAF_RETURNS.store(config.patch_leaf == PatchLeaf::Return, Ordering::Relaxed);
     for (slot, &w) in CHOSEN.iter().zip(&chosen) {
         slot.store(w, Ordering::Relaxed);
     }
@@ -228,9 +224,11 @@ pub(crate) fn init(model: PreemptModel, _bh: BhMode) -> i64 {
         }
     };
     let mut failed = 0;
+    // `patch_leaf=return`: a frame reaching no point is served at its return (the chain's
+    // bound stops there)
+    let leaf_returns = kernel::model::patch::patch_leaf() == PatchLeaf::Return;
     for (name, taken, ok) in &runs {
         let rip_known = taken.samples.iter().filter(|s| matches!(memo.from(s.rip), Bound::Known(_))).count();
-        let leaf_returns = LEAF_RETURNS.load(Ordering::Relaxed);
         failed += report(model, name, taken, rip_known, |s| chain_bound(&memo, table, s, leaf_returns));
         failed += i64::from(!ok || taken.samples.is_empty() || taken.negative > 0);
     }

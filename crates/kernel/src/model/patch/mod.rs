@@ -343,7 +343,8 @@ fn arm_points(k: &Kernel, p: &PatchState, points: &[u32], ra_slot: Option<usize>
     if points.len() > a.sites.len() {
         return false;
     }
-    // a redirect alone (`patch_leaf=return`, or only a return ahead) takes no sites' lock
+    // a redirect alone (`patch_leaf=return`, or only a return ahead) makes no call into the
+    // arch's patcher: no sites' lock, no serialization
     match if points.is_empty() { Ok(0) } else { A::arm_sites(points, how, k.config.patch_sync) } {
         Ok(0) => {}
         Ok(rounds) => {
@@ -484,24 +485,18 @@ pub(crate) fn rt_return(sp: usize, bp: usize, masked: bool) -> (usize, bool) {
     let Some(k) = try_this_kernel() else {
         A::die("BUG: a redirected return outside any kernel: the original return address is lost");
     };
+    let p = &k.this_cpu().model.patch;
+    p.stats.returns.fetch_add(1, Ordering::Relaxed);
     // this CPU's record, if it is this return's (its slot is the word the `ret` popped)
-    let ret = {
-        let mut a = k.this_cpu().model.patch.armed.borrow();
-        a.ret.take_if(|(slot, _)| *slot == sp.wrapping_sub(8))
-    };
+    let ret = p.armed.borrow().ret.take_if(|(slot, _)| *slot == sp.wrapping_sub(8));
     let Some((_, orig)) = ret else {
         // An interrupt between the `ret` and the entry's masking served the event (a switch,
         // a model change): its disarm put the return address back in the popped slot.
         return match A::restored_return(sp) {
-            Some(orig) => {
-                k.this_cpu().model.patch.stats.returns.fetch_add(1, Ordering::Relaxed);
-                (orig, false)
-            }
+            Some(orig) => (orig, false),
             None => A::die("BUG: a redirected return that no CPU redirected: the original return address is lost"),
         };
     };
-    let p = &k.this_cpu().model.patch;
-    p.stats.returns.fetch_add(1, Ordering::Relaxed);
     if !p.active.load(Ordering::Acquire) || !preempt::need_resched() {
         return (orig, false);
     }
